@@ -1,0 +1,46 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { COMPRESSORS, getCodec, compressorFromCode, COMPRESSOR_CODES } from './index.js';
+import { FerryError } from '../../core/index.js';
+
+const text = Buffer.from('hello nydus chunk '.repeat(5000));
+
+for (const name of COMPRESSORS) {
+  test(`compress: ${name} round trip and raw fallback`, () => {
+    const c = getCodec(name);
+    const z = c.compress(text);
+    if (name === 'none') assert.equal(z, null);
+    else {
+      assert.ok(z && z.length < text.length, 'compressible data shrinks');
+      assert.deepEqual(c.decompress(z, text.length), text);
+      assert.throws(() => c.decompress(z, text.length + 1), (e) => FerryError.hasCode(e, 'DATA_LOSS'));
+    }
+    assert.equal(c.compress(randomBytes(4096)), null, 'random data does not shrink → stored raw');
+    assert.equal(c.compress(Buffer.alloc(0)), null);
+    assert.equal(compressorFromCode(COMPRESSOR_CODES[name]), name);
+  });
+}
+
+test('compress: lz4_block output is a bare block (no size prefix)', () => {
+  const z = getCodec('lz4_block').compress(Buffer.alloc(65536, 7))!;
+  // a raw LZ4 block starts with a token byte; the lz4-napi size prefix would start with 00 00 01 00
+  assert.notDeepEqual(z.subarray(0, 4), Buffer.from([0, 0, 1, 0]));
+  assert.ok(z.length < 1000);
+});
+
+test('compress: zstd frame carries content size and no checksum', () => {
+  const z = getCodec('zstd').compress(text)!;
+  assert.equal(z.readUInt32LE(0), 0xfd2fb528);
+  const fhd = z[4]!;
+  assert.equal(fhd & 0x04, 0, 'no checksum flag');
+  assert.notEqual(fhd >> 6, 0, 'frame content size present');
+});
+
+test('compress: corrupt input and unknown names give clear errors', () => {
+  for (const name of ['lz4_block', 'zstd', 'gzip'] as const) {
+    assert.throws(() => getCodec(name).decompress(Buffer.from([1, 2, 3, 4, 5, 6, 7, 8]), 100), (e) => FerryError.hasCode(e, 'DATA_LOSS'));
+  }
+  assert.throws(() => getCodec('lz5'), /unknown compressor "lz5"/);
+  assert.throws(() => getCodec('zstd').decompress(Buffer.alloc(8), 1 << 30), (e) => FerryError.hasCode(e, 'DATA_LOSS'));
+});
