@@ -1,0 +1,133 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, request as httpRequest, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
+import { randomBytes, createHash } from 'node:crypto';
+import { requirePrereqs } from '../../test/support/prereq.js';
+import { RegistryClient, parseReference } from './index.js';
+import { startDockerRegistry, type DockerRegistryHandle } from './docker-registry.js';
+import { MediaType } from '../oci/index.js';
+
+const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+async function readAll(s: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of s) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
+
+let plain: DockerRegistryHandle;
+let tokened: DockerRegistryHandle;
+
+before(async () => {
+  requirePrereqs({ commands: ['docker-registry', 'openssl'] });
+  [plain, tokened] = await Promise.all([
+    startDockerRegistry(),
+    startDockerRegistry({ tokenAuth: { users: { alice: 'secret' } } }),
+  ]);
+});
+after(async () => { await Promise.all([plain?.close(), tokened?.close()]); });
+
+async function pushImage(c: RegistryClient, host: string, repo: string, tag: string, layers: Buffer[]): Promise<{ manifest: Buffer; digest: string }> {
+  const descs = [];
+  for (const l of layers) descs.push(await c.pushBuffer(host, repo, l, MediaType.OCI_LAYER_GZIP));
+  const cfg = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: descs.map((d) => d.digest) } }));
+  const config = await c.pushBuffer(host, repo, cfg, MediaType.OCI_CONFIG);
+  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OCI_MANIFEST, config, layers: descs }));
+  const digest = await c.putManifest(parseReference(`${host}/${repo}:${tag}`), manifest, MediaType.OCI_MANIFEST);
+  return { manifest, digest };
+}
+
+test('docker-registry: monolithic and chunked pushes, manifest round trip, ranges, mount, tags, index', async () => {
+  const c = new RegistryClient({ uploadChunkSize: 64 * 1024 });
+  const host = plain.host;
+  const small = randomBytes(1000);
+  const big = randomBytes(300 * 1024 + 7);
+  const { digest } = await pushImage(c, host, 'lib/app', 'v1', [small]);
+  // chunked upload from a stream factory (5 PATCHes)
+  const r = await c.pushBlob(host, 'lib/app', sha(big), big.length, () => Readable.from([big.subarray(0, 100_000), big.subarray(100_000)]));
+  assert.equal(r.existed, false);
+  assert.equal((await c.pushBlob(host, 'lib/app', sha(big), big.length, big)).existed, true);
+  assert.equal(await c.headBlob(host, 'lib/app', sha(big)), big.length);
+  assert.deepEqual(await readAll(await c.getBlob(host, 'lib/app', sha(big))), big);
+  assert.deepEqual(await readAll(await c.getBlob(host, 'lib/app', sha(big), { range: [1000, 70_000] })), big.subarray(1000, 70_001));
+  // a stream whose content does not match the digest is refused and not committed
+  const wrong = `sha256:${'0'.repeat(64)}`;
+  await assert.rejects(c.pushBlob(host, 'lib/app', wrong, 10, Readable.from([Buffer.alloc(10)])), { code: 'DATA_LOSS' });
+  assert.equal(await c.headBlob(host, 'lib/app', wrong), undefined);
+
+  const m = await c.getManifest(parseReference(`${host}/lib/app:v1`));
+  assert.equal(m.digest, digest);
+  assert.equal(m.mediaType, MediaType.OCI_MANIFEST);
+  const head = await c.headManifest(parseReference(`${host}/lib/app:v1`));
+  assert.equal(head?.digest, digest);
+  assert.equal(await c.headManifest(parseReference(`${host}/lib/app:nope`)), undefined);
+  await assert.rejects(c.getManifest(parseReference(`${host}/lib/app:nope`)), { code: 'NOT_FOUND' });
+  // index (Docker manifest list) by digest
+  const list = Buffer.from(JSON.stringify({
+    schemaVersion: 2, mediaType: MediaType.DOCKER_MANIFEST_LIST,
+    manifests: [{ mediaType: MediaType.OCI_MANIFEST, digest, size: m.body.length, platform: { os: 'linux', architecture: 'amd64' } }],
+  }));
+  const ld = await c.putManifest(parseReference(`${host}/lib/app:multi`), list, MediaType.DOCKER_MANIFEST_LIST);
+  const got = await c.getManifest(parseReference(`${host}/lib/app@${ld}`));
+  assert.equal(got.mediaType, MediaType.DOCKER_MANIFEST_LIST);
+  assert.deepEqual((await c.listTags(host, 'lib/app')).sort(), ['multi', 'v1']);
+  // cross-repo mount
+  assert.equal(await c.mountBlob(host, 'other/repo', sha(big), 'lib/app'), true);
+  assert.equal(await c.headBlob(host, 'other/repo', sha(big)), big.length);
+  assert.equal(await c.mountBlob(host, 'other/repo', `sha256:${'1'.repeat(64)}`, 'lib/app'), false);
+});
+
+test('docker-registry with token auth: bearer tokens cached per scope, bad credentials rejected', async () => {
+  const host = tokened.host;
+  const c = new RegistryClient({ credentials: (h) => (h === host ? { username: 'alice', password: 'secret' } : undefined) });
+  const before = tokened.tokensIssued();
+  await pushImage(c, host, 'team/app', 'v1', [randomBytes(500), randomBytes(700)]);
+  const m = await c.getManifest(parseReference(`${host}/team/app:v1`));
+  assert.equal(m.mediaType, MediaType.OCI_MANIFEST);
+  const issued = tokened.tokensIssued() - before;
+  assert.ok(issued >= 1 && issued <= 3, `tokens issued: ${issued}`);
+  const anon = new RegistryClient({ credentials: () => undefined });
+  await assert.rejects(anon.getManifest(parseReference(`${host}/team/app:v1`)), { code: 'UNAUTHENTICATED' });
+  const bad = new RegistryClient({ credentials: () => ({ username: 'alice', password: 'nope' }) });
+  await assert.rejects(bad.getManifest(parseReference(`${host}/team/app:v1`)), { code: 'UNAUTHENTICATED' });
+});
+
+test('retries 5xx and connection resets, follows redirects, gives up with UNAVAILABLE', async () => {
+  const upstream = new URL(plain.url);
+  const c0 = new RegistryClient();
+  const blob = randomBytes(5000);
+  await c0.pushBuffer(plain.host, 'lib/flaky', blob, MediaType.OCI_LAYER_GZIP);
+  let failures = 2;
+  let requests = 0;
+  let mode: 'flaky' | 'down' = 'flaky';
+  const proxy: Server = createServer((req, res) => {
+    requests++;
+    if (mode === 'down') { res.writeHead(503); res.end(); return; }
+    if (failures > 0) {
+      failures--;
+      if (failures % 2 === 0) { req.socket.destroy(); return; }
+      res.writeHead(502); res.end('bad gateway'); return;
+    }
+    if (req.url?.includes('/blobs/') && !req.url.includes('redirected=1')) {
+      res.writeHead(307, { location: `${req.url}?redirected=1` }); res.end(); return;
+    }
+    const up = httpRequest({ host: upstream.hostname, port: upstream.port, path: req.url!.replace('?redirected=1', ''), method: req.method, headers: req.headers }, (ur) => {
+      res.writeHead(ur.statusCode!, ur.headers); ur.pipe(res);
+    });
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+  try {
+    const host = `127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    const c = new RegistryClient({ backoffMs: 5, retries: 3 });
+    assert.deepEqual(await readAll(await c.getBlob(host, 'lib/flaky', sha(blob))), blob);
+    assert.ok(requests >= 4, `requests ${requests}`);
+    mode = 'down';
+    const before = requests;
+    await assert.rejects(c.headBlob(host, 'lib/flaky', sha(blob)), { code: 'UNAVAILABLE' });
+    assert.equal(requests - before, 4);
+  } finally {
+    await new Promise<void>((r) => proxy.close(() => r()));
+  }
+});

@@ -1,0 +1,638 @@
+/**
+ * @module remote/client
+ * An OCI Distribution / Docker Registry v2 client: manifests (OCI and Docker, images and indexes),
+ * streaming blob reads with Range, monolithic and chunked uploads, cross-repository mounts, tag
+ * listing. Authentication: Basic, and Docker token auth (challenge → token endpoint, tokens cached per
+ * host + scope, refreshed on expiry or a 401). Retries with exponential backoff on 5xx, 429 and
+ * connection errors (only when the request body can be replayed); a per-request timeout up to the
+ * response headers and an idle timeout while a body streams.
+ */
+import { createHash } from 'node:crypto';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { DigestMismatchError, FerryError, parseDigest, type ErrorCode } from '../core/index.js';
+import { MediaType, type Descriptor } from '../oci/index.js';
+import { silentLogger, type Logger } from '../observe/index.js';
+import { TokenCache, basicHeader, dockerConfigCredentials, parseChallenges, type Credentials } from './auth.js';
+import { apiHost, formatReference, manifestReference, type ImageReference } from './reference.js';
+
+export interface RegistryClientOptions {
+  /** Hosts to talk plain HTTP to. Default: loopback hosts (`localhost`, `127.*`, `[::1]`). */
+  insecure?: (host: string) => boolean;
+  /** Credentials per host. Default: `~/.docker/config.json` (`$DOCKER_CONFIG`). */
+  credentials?: (host: string) => Credentials | undefined;
+  log?: Logger;
+  /** Extra attempts after the first on 5xx/429/connection errors. Default 3. */
+  retries?: number;
+  /** Time allowed until response headers, and between body chunks. Default 30 s. */
+  timeoutMs?: number;
+  /** First backoff delay; doubles each attempt (capped at 5 s). Default 200 ms. */
+  backoffMs?: number;
+  /** Chunk size of chunked (PATCH) uploads of streams. Default 16 MiB. */
+  uploadChunkSize?: number;
+  userAgent?: string;
+}
+
+export const MANIFEST_ACCEPT = [MediaType.OCI_MANIFEST, MediaType.OCI_INDEX, MediaType.DOCKER_MANIFEST, MediaType.DOCKER_MANIFEST_LIST];
+const MAX_MANIFEST = 4 * 1024 * 1024;
+
+export interface FetchedManifest {
+  body: Buffer;
+  mediaType: string;
+  digest: string;
+}
+
+export interface BlobBody {
+  /** A buffer (monolithic upload), a stream (chunked upload, not retried) or a stream factory (chunked, retried). */
+  body: Buffer | Readable | (() => Readable);
+}
+
+type ReqBody = Buffer | (() => Readable) | Readable | undefined;
+
+interface Req {
+  host: string;
+  method: string;
+  /** `/v2/…` path, or an absolute URL (upload Location). */
+  path: string;
+  headers?: Record<string, string>;
+  body?: ReqBody;
+  /** Token scope(s), space separated (`repository:a/b:pull,push`). */
+  scope?: string;
+  signal?: AbortSignal;
+}
+
+interface HostAuth {
+  kind: 'none' | 'basic' | 'bearer';
+  realm?: string;
+  service?: string;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function isLoopback(host: string): boolean {
+  const h = host.replace(/:\d+$/, '');
+  return h === 'localhost' || h.startsWith('127.') || h === '[::1]';
+}
+
+export function statusCode(status: number): ErrorCode {
+  if (status === 400) return 'INVALID_ARGUMENT';
+  if (status === 401) return 'UNAUTHENTICATED';
+  if (status === 403) return 'PERMISSION_DENIED';
+  if (status === 404) return 'NOT_FOUND';
+  if (status === 405) return 'NOT_IMPLEMENTED';
+  if (status === 409) return 'FAILED_PRECONDITION';
+  if (status === 416) return 'INVALID_ARGUMENT';
+  if (status === 429) return 'RESOURCE_EXHAUSTED';
+  if (status >= 500) return 'UNAVAILABLE';
+  return 'INTERNAL';
+}
+
+function retryableError(err: unknown): boolean {
+  if (FerryError.is(err)) return err.code === 'UNAVAILABLE' || err.code === 'DEADLINE_EXCEEDED';
+  return true; // fetch's TypeError("fetch failed"), ECONNRESET, …
+}
+
+/** Passes bytes through, failing the stream if no data arrives for `ms`. */
+function idleTimeout(src: Readable, ms: number, what: string): Readable {
+  let timer: NodeJS.Timeout | undefined;
+  const out = new Transform({
+    transform(chunk: Buffer, _enc, cb: TransformCallback) { arm(); cb(null, chunk); },
+    flush(cb: TransformCallback) { if (timer) clearTimeout(timer); cb(); },
+  });
+  const arm = (): void => {
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(() => {
+      const err = new FerryError('DEADLINE_EXCEEDED', `${what}: no data for ${ms} ms`);
+      src.destroy(err);
+      out.destroy(err);
+    }, ms);
+  };
+  arm();
+  src.on('error', (err) => { if (timer) clearTimeout(timer); out.destroy(err); });
+  out.on('close', () => { if (timer) clearTimeout(timer); if (!src.destroyed) src.destroy(); });
+  src.pipe(out);
+  return out;
+}
+
+/** Hashes what passes through and fails at the end when the digest (or size) is not the expected one. */
+function verifying(src: Readable, digest: string, size?: number): Readable {
+  const { algorithm } = parseDigest(digest);
+  const hash = createHash(algorithm);
+  let n = 0;
+  const out = new Transform({
+    transform(chunk: Buffer, _enc, cb: TransformCallback) { hash.update(chunk); n += chunk.length; cb(null, chunk); },
+    flush(cb: TransformCallback) {
+      const got = `${algorithm}:${hash.digest('hex')}`;
+      if (got !== digest) return cb(new DigestMismatchError(digest, got, 'blob'));
+      if (size !== undefined && n !== size) return cb(new FerryError('DATA_LOSS', `blob ${digest}: expected ${size} bytes, got ${n}`));
+      cb();
+    },
+  });
+  src.on('error', (err) => out.destroy(err));
+  out.on('close', () => { if (!src.destroyed) src.destroy(); });
+  src.pipe(out);
+  return out;
+}
+
+/** Skips `skip` bytes and passes at most `take` bytes (a server that ignored our Range header). */
+function sliceStream(src: Readable, skip: number, take: number): Readable {
+  let pos = 0;
+  const end = skip + take;
+  const out = new Transform({
+    transform(chunk: Buffer, _enc, cb: TransformCallback) {
+      const s = pos;
+      pos += chunk.length;
+      const a = Math.max(0, skip - s);
+      const b = Math.min(chunk.length, end - s);
+      if (b > a) this.push(chunk.subarray(a, b));
+      if (pos >= end) { src.unpipe(out); src.destroy(); this.push(null); }
+      cb();
+    },
+  });
+  src.on('error', (err) => out.destroy(err));
+  src.pipe(out);
+  return out;
+}
+
+async function errorDetail(res: Response): Promise<string> {
+  try {
+    const text = (await res.text()).slice(0, 2000);
+    try {
+      const j = JSON.parse(text) as { errors?: Array<{ code?: string; message?: string }> };
+      if (Array.isArray(j.errors) && j.errors.length) {
+        return j.errors.map((e) => `${e.code ?? ''}${e.message ? `: ${e.message}` : ''}`).join('; ');
+      }
+    } catch { /* not JSON */ }
+    return text.trim();
+  } catch {
+    return '';
+  }
+}
+
+export class RegistryClient {
+  readonly log: Logger;
+  private readonly insecure: (host: string) => boolean;
+  private readonly credentials: (host: string) => Credentials | undefined;
+  private readonly retries: number;
+  private readonly timeoutMs: number;
+  private readonly backoffMs: number;
+  private readonly chunkSize: number;
+  private readonly userAgent: string;
+  private readonly hostAuth = new Map<string, HostAuth>();
+  private readonly tokens = new TokenCache();
+
+  constructor(opts: RegistryClientOptions = {}) {
+    this.log = opts.log ?? silentLogger();
+    this.insecure = opts.insecure ?? isLoopback;
+    this.credentials = opts.credentials ?? ((host) => dockerConfigCredentials(host));
+    this.retries = opts.retries ?? 3;
+    this.timeoutMs = opts.timeoutMs ?? 30_000;
+    this.backoffMs = opts.backoffMs ?? 200;
+    this.chunkSize = opts.uploadChunkSize ?? 16 * 1024 * 1024;
+    this.userAgent = opts.userAgent ?? 'ferry/0.1.0';
+  }
+
+  /** `http(s)://apihost` for a registry name. */
+  baseUrl(registry: string): string {
+    return `${this.insecure(registry) ? 'http' : 'https'}://${apiHost(registry)}`;
+  }
+
+  // ---------------------------------------------------------------- auth
+
+  private async fetchToken(host: string, auth: HostAuth, scope: string | undefined, signal?: AbortSignal): Promise<string> {
+    const key = scope ?? '';
+    const cached = this.tokens.get(host, key);
+    if (cached) return cached;
+    if (!auth.realm) throw new FerryError('UNAUTHENTICATED', `${host}: bearer challenge without realm`);
+    const url = new URL(auth.realm);
+    if (auth.service) url.searchParams.set('service', auth.service);
+    for (const s of (scope ?? '').split(' ').filter(Boolean)) url.searchParams.append('scope', s);
+    const headers: Record<string, string> = { 'user-agent': this.userAgent };
+    const creds = this.credentials(host);
+    if (creds) headers.authorization = basicHeader(creds);
+    let res: Response;
+    try {
+      res = await fetch(url, { headers, signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(this.timeoutMs)]) : AbortSignal.timeout(this.timeoutMs) });
+    } catch (err) {
+      throw new FerryError('UNAVAILABLE', `token request to ${url.origin}${url.pathname} failed: ${(err as Error).message}`, { cause: err });
+    }
+    if (!res.ok) {
+      const detail = await errorDetail(res);
+      throw new FerryError(res.status >= 500 ? 'UNAVAILABLE' : res.status === 403 ? 'PERMISSION_DENIED' : 'UNAUTHENTICATED',
+        `token request for ${host} (${scope ?? 'no scope'}) failed: ${res.status}${detail ? ` ${detail}` : ''}`);
+    }
+    const body = (await res.json().catch(() => ({}))) as { token?: string; access_token?: string; expires_in?: number };
+    const token = body.token ?? body.access_token;
+    if (!token) throw new FerryError('UNAUTHENTICATED', `token response from ${url.origin} has no token`);
+    this.tokens.set(host, key, token, typeof body.expires_in === 'number' ? body.expires_in : 60);
+    this.log.debug({ host, scope }, 'registry token obtained');
+    return token;
+  }
+
+  private async authHeader(host: string, scope: string | undefined, signal?: AbortSignal): Promise<string | undefined> {
+    const auth = this.hostAuth.get(host);
+    if (!auth || auth.kind === 'none') return undefined;
+    if (auth.kind === 'basic') {
+      const creds = this.credentials(host);
+      return creds ? basicHeader(creds) : undefined;
+    }
+    return `Bearer ${await this.fetchToken(host, auth, scope, signal)}`;
+  }
+
+  /** Headers that authorise a request to `registry` for `scope` (used by lazy readers that fetch themselves). */
+  async authorize(registry: string, repository: string, actions = 'pull'): Promise<Record<string, string>> {
+    const scope = `repository:${repository}:${actions}`;
+    if (!this.hostAuth.has(registry)) {
+      const res = await this.request({ host: registry, method: 'GET', path: '/v2/', scope });
+      await res.body?.cancel();
+    }
+    const h = await this.authHeader(registry, scope);
+    return h ? { authorization: h } : {};
+  }
+
+  // ---------------------------------------------------------------- transport
+
+  private async send(req: Req, url: string, authorization: string | undefined): Promise<Response> {
+    const headers: Record<string, string> = { 'user-agent': this.userAgent, ...(req.headers ?? {}) };
+    if (authorization) headers.authorization = authorization;
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(new FerryError('DEADLINE_EXCEEDED', `${req.method} ${url}: no response in ${this.timeoutMs} ms`)), this.timeoutMs);
+    const signal = req.signal ? AbortSignal.any([req.signal, ctl.signal]) : ctl.signal;
+    let body: RequestInit['body'];
+    let duplex = false;
+    if (Buffer.isBuffer(req.body)) body = req.body;
+    else if (typeof req.body === 'function') { body = req.body() as unknown as RequestInit['body']; duplex = true; }
+    else if (req.body) { body = req.body as unknown as RequestInit['body']; duplex = true; }
+    try {
+      const init: RequestInit & { duplex?: 'half' } = { method: req.method, headers, signal, redirect: 'follow' };
+      if (body !== undefined) init.body = body;
+      if (duplex) init.duplex = 'half';
+      return await fetch(url, init);
+    } catch (err) {
+      if (req.signal?.aborted) throw new FerryError('CANCELED', `${req.method} ${url}: canceled`, { cause: err });
+      if (ctl.signal.aborted) throw ctl.signal.reason as FerryError;
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      throw new FerryError('UNAVAILABLE', `${req.method} ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`, { cause: err });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** One logical request: auth challenge handling, retries with backoff. Returns any non-retried response. */
+  async request(req: Req): Promise<Response> {
+    const url = /^https?:\/\//.test(req.path) ? req.path : `${this.baseUrl(req.host)}${req.path}`;
+    const replayable = req.body === undefined || Buffer.isBuffer(req.body) || typeof req.body === 'function';
+    let attempt = 0;
+    let authRetried = false;
+    for (;;) {
+      let res: Response;
+      try {
+        const authorization = await this.authHeader(req.host, req.scope, req.signal);
+        res = await this.send(req, url, authorization);
+      } catch (err) {
+        if (replayable && attempt < this.retries && retryableError(err) && !req.signal?.aborted) {
+          await this.backoff(attempt++, req, err);
+          continue;
+        }
+        throw err;
+      }
+      if (res.status === 401 && !authRetried && replayable) {
+        authRetried = true;
+        const challenges = parseChallenges(res.headers.get('www-authenticate'));
+        await res.body?.cancel();
+        const bearer = challenges.find((c) => c.scheme === 'bearer');
+        const basic = challenges.find((c) => c.scheme === 'basic');
+        const prev = this.hostAuth.get(req.host);
+        if (bearer) {
+          const st: HostAuth = { kind: 'bearer' };
+          if (bearer.params.realm) st.realm = bearer.params.realm;
+          if (bearer.params.service) st.service = bearer.params.service;
+          this.hostAuth.set(req.host, st);
+          this.tokens.invalidate(req.host, req.scope ?? bearer.params.scope ?? '');
+          if (!req.scope && bearer.params.scope) req = { ...req, scope: bearer.params.scope };
+          continue;
+        }
+        if (basic && this.credentials(req.host) && prev?.kind !== 'basic') {
+          this.hostAuth.set(req.host, { kind: 'basic' });
+          continue;
+        }
+        return this.fail(req, url, new Response(null, { status: 401 }));
+      }
+      if ((res.status >= 500 || res.status === 429) && replayable && attempt < this.retries) {
+        await res.body?.cancel();
+        await this.backoff(attempt++, req, new FerryError('UNAVAILABLE', `${req.method} ${url}: ${res.status}`));
+        continue;
+      }
+      if (!this.hostAuth.has(req.host)) this.hostAuth.set(req.host, { kind: 'none' });
+      return res;
+    }
+  }
+
+  private async backoff(attempt: number, req: Req, err: unknown): Promise<void> {
+    const ms = Math.min(5000, this.backoffMs * 2 ** attempt) * (0.75 + Math.random() * 0.5);
+    this.log.warn({ host: req.host, method: req.method, path: req.path.replace(/\?.*$/, ''), attempt: attempt + 1, err: (err as Error).message }, 'registry request failed, retrying');
+    await sleep(ms);
+  }
+
+  private async fail(req: Req, url: string, res: Response, what?: string): Promise<never> {
+    const detail = await errorDetail(res);
+    throw new FerryError(statusCode(res.status),
+      `${what ?? `${req.method} ${url.replace(/\?.*$/, '')}`}: ${res.status}${detail ? ` ${detail}` : ''}`);
+  }
+
+  private async expect(req: Req, ok: number[], what?: string): Promise<Response> {
+    const res = await this.request(req);
+    if (!ok.includes(res.status)) {
+      const url = /^https?:\/\//.test(req.path) ? req.path : `${this.baseUrl(req.host)}${req.path}`;
+      await this.fail(req, url, res, what);
+    }
+    return res;
+  }
+
+  // ---------------------------------------------------------------- API
+
+  /** `GET /v2/` — checks the registry answers and establishes the auth scheme. */
+  async ping(registry: string): Promise<void> {
+    const res = await this.expect({ host: registry, method: 'GET', path: '/v2/' }, [200]);
+    await res.body?.cancel();
+  }
+
+  /** Fetches a manifest or index by tag or digest; verifies it against a digest reference. */
+  async getManifest(ref: ImageReference, opts: { accept?: string[]; signal?: AbortSignal } = {}): Promise<FetchedManifest> {
+    const r = manifestReference(ref);
+    const req: Req = {
+      host: ref.registry, method: 'GET', path: `/v2/${ref.repository}/manifests/${r}`,
+      headers: { accept: (opts.accept ?? MANIFEST_ACCEPT).join(', ') }, scope: `repository:${ref.repository}:pull`,
+    };
+    if (opts.signal) req.signal = opts.signal;
+    const res = await this.expect(req, [200], `manifest ${formatReference(ref)}`);
+    const len = Number(res.headers.get('content-length') ?? '0');
+    if (len > MAX_MANIFEST) {
+      await res.body?.cancel();
+      throw new FerryError('RESOURCE_EXHAUSTED', `manifest ${formatReference(ref)} is ${len} bytes (limit ${MAX_MANIFEST})`);
+    }
+    const body = Buffer.from(await res.arrayBuffer());
+    if (body.length > MAX_MANIFEST) throw new FerryError('RESOURCE_EXHAUSTED', `manifest ${formatReference(ref)} exceeds ${MAX_MANIFEST} bytes`);
+    const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+    if (ref.digest && ref.digest.startsWith('sha256:') && ref.digest !== digest) {
+      throw new DigestMismatchError(ref.digest, digest, `manifest ${formatReference(ref)}`);
+    }
+    let mediaType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
+    if (!MANIFEST_ACCEPT.includes(mediaType as (typeof MANIFEST_ACCEPT)[number])) {
+      let parsed: { mediaType?: string; manifests?: unknown; config?: unknown };
+      try { parsed = JSON.parse(body.toString('utf8')) as typeof parsed; } catch {
+        throw new FerryError('INVALID_ARGUMENT', `manifest ${formatReference(ref)} is not JSON (content-type ${mediaType || 'none'})`);
+      }
+      mediaType = parsed.mediaType ?? (Array.isArray(parsed.manifests) ? MediaType.OCI_INDEX : MediaType.OCI_MANIFEST);
+    }
+    return { body, mediaType, digest };
+  }
+
+  /** HEAD of a manifest: its digest, media type and size, or undefined when absent. */
+  async headManifest(ref: ImageReference, opts: { accept?: string[] } = {}): Promise<{ digest: string; mediaType: string; size: number } | undefined> {
+    const r = manifestReference(ref);
+    const res = await this.request({
+      host: ref.registry, method: 'HEAD', path: `/v2/${ref.repository}/manifests/${r}`,
+      headers: { accept: (opts.accept ?? MANIFEST_ACCEPT).join(', ') }, scope: `repository:${ref.repository}:pull`,
+    });
+    if (res.status === 404) return undefined;
+    if (res.status !== 200) return this.fail({ host: ref.registry, method: 'HEAD', path: '' }, formatReference(ref), res, `manifest ${formatReference(ref)}`);
+    const digest = res.headers.get('docker-content-digest');
+    if (!digest) {
+      // Some registries omit the header on HEAD: fall back to GET.
+      const m = await this.getManifest(ref, opts);
+      return { digest: m.digest, mediaType: m.mediaType, size: m.body.length };
+    }
+    return {
+      digest, mediaType: (res.headers.get('content-type') ?? '').split(';')[0]!.trim(),
+      size: Number(res.headers.get('content-length') ?? '0'),
+    };
+  }
+
+  /** Uploads a manifest under the reference's tag (or digest); returns its digest. */
+  async putManifest(ref: ImageReference, body: Buffer, mediaType: string): Promise<string> {
+    const r = manifestReference(ref);
+    const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+    if (ref.digest && ref.tag === undefined && ref.digest !== digest) throw new DigestMismatchError(ref.digest, digest, 'manifest');
+    const res = await this.expect({
+      host: ref.registry, method: 'PUT', path: `/v2/${ref.repository}/manifests/${ref.tag ?? r}`,
+      headers: { 'content-type': mediaType }, body, scope: `repository:${ref.repository}:pull,push`,
+    }, [200, 201, 202], `put manifest ${formatReference(ref)}`);
+    await res.body?.cancel();
+    const got = res.headers.get('docker-content-digest');
+    if (got && got.startsWith('sha256:') && got !== digest) throw new DigestMismatchError(digest, got, `registry digest of manifest ${formatReference(ref)}`);
+    return digest;
+  }
+
+  /** Deletes a manifest by digest (registries may answer 405 when deletion is disabled). */
+  async deleteManifest(ref: ImageReference): Promise<void> {
+    const res = await this.expect({
+      host: ref.registry, method: 'DELETE', path: `/v2/${ref.repository}/manifests/${manifestReference(ref)}`,
+      scope: `repository:${ref.repository}:delete`,
+    }, [200, 202], `delete manifest ${formatReference(ref)}`);
+    await res.body?.cancel();
+  }
+
+  /** Tags of a repository (follows `Link` pagination, bounded to 1000 pages). */
+  async listTags(registry: string, repository: string): Promise<string[]> {
+    const tags: string[] = [];
+    let path: string | undefined = `/v2/${repository}/tags/list?n=1000`;
+    for (let page = 0; path && page < 1000; page++) {
+      const res = await this.request({ host: registry, method: 'GET', path, scope: `repository:${repository}:pull` });
+      if (res.status === 404) { await res.body?.cancel(); return tags; }
+      if (res.status !== 200) await this.fail({ host: registry, method: 'GET', path }, path, res, `tags of ${registry}/${repository}`);
+      const body = (await res.json()) as { tags?: string[] | null };
+      tags.push(...(body.tags ?? []));
+      const link = res.headers.get('link');
+      const m = link ? /<([^>]+)>\s*;\s*rel="?next"?/.exec(link) : null;
+      path = m ? m[1] : undefined;
+    }
+    return tags;
+  }
+
+  /** Size of a blob, or undefined when absent. */
+  async headBlob(registry: string, repository: string, digest: string): Promise<number | undefined> {
+    parseDigest(digest);
+    const res = await this.request({ host: registry, method: 'HEAD', path: `/v2/${repository}/blobs/${digest}`, scope: `repository:${repository}:pull` });
+    await res.body?.cancel();
+    if (res.status === 404) return undefined;
+    if (res.status !== 200) return this.fail({ host: registry, method: 'HEAD', path: '' }, `${registry}/${repository}@${digest}`, res, `blob ${digest}`);
+    return Number(res.headers.get('content-length') ?? '0');
+  }
+
+  /**
+   * Streams a blob. Without a range the stream is verified against the digest (it errors with
+   * DigestMismatchError at the end otherwise). `range` is `[start, endInclusive]`.
+   */
+  async getBlob(registry: string, repository: string, digest: string,
+    opts: { range?: [number, number]; signal?: AbortSignal } = {}): Promise<Readable> {
+    parseDigest(digest);
+    const headers: Record<string, string> = {};
+    if (opts.range) {
+      const [a, b] = opts.range;
+      if (!(Number.isInteger(a) && Number.isInteger(b) && a >= 0 && b >= a)) throw new FerryError('INVALID_ARGUMENT', `invalid range ${a}-${b}`);
+      headers.range = `bytes=${a}-${b}`;
+    }
+    const req: Req = { host: registry, method: 'GET', path: `/v2/${repository}/blobs/${digest}`, headers, scope: `repository:${repository}:pull` };
+    if (opts.signal) req.signal = opts.signal;
+    const res = await this.expect(req, opts.range ? [200, 206] : [200], `blob ${registry}/${repository}@${digest}`);
+    if (!res.body) throw new FerryError('UNAVAILABLE', `blob ${digest}: empty response`);
+    let stream = idleTimeout(Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>), this.timeoutMs, `blob ${digest}`);
+    if (opts.range && res.status === 200) stream = sliceStream(stream, opts.range[0], opts.range[1] - opts.range[0] + 1);
+    if (!opts.range) stream = verifying(stream, digest);
+    return stream;
+  }
+
+  /** Reads a whole (small) blob into memory, verified. */
+  async getBlobBuffer(registry: string, repository: string, digest: string, maxBytes = 64 * 1024 * 1024): Promise<Buffer> {
+    const s = await this.getBlob(registry, repository, digest);
+    const parts: Buffer[] = [];
+    let n = 0;
+    for await (const c of s) {
+      n += (c as Buffer).length;
+      if (n > maxBytes) { s.destroy(); throw new FerryError('RESOURCE_EXHAUSTED', `blob ${digest} exceeds ${maxBytes} bytes`); }
+      parts.push(c as Buffer);
+    }
+    return Buffer.concat(parts);
+  }
+
+  /**
+   * Mounts a blob from another repository of the same registry. True when mounted; false when the
+   * registry declined (the upload session it opened instead is cancelled).
+   */
+  async mountBlob(registry: string, repository: string, digest: string, fromRepository: string): Promise<boolean> {
+    parseDigest(digest);
+    const res = await this.request({
+      host: registry, method: 'POST',
+      path: `/v2/${repository}/blobs/uploads/?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(fromRepository)}`,
+      scope: `repository:${repository}:pull,push repository:${fromRepository}:pull`,
+    });
+    await res.body?.cancel();
+    if (res.status === 201) return true;
+    if (res.status === 202) {
+      const loc = res.headers.get('location');
+      if (loc) {
+        const del = await this.request({ host: registry, method: 'DELETE', path: this.resolveLocation(registry, loc), scope: `repository:${repository}:pull,push` }).catch(() => undefined);
+        await del?.body?.cancel();
+      }
+      return false;
+    }
+    return this.fail({ host: registry, method: 'POST', path: '' }, `${registry}/${repository}`, res, `mount ${digest} from ${fromRepository}`);
+  }
+
+  private resolveLocation(registry: string, loc: string): string {
+    return new URL(loc, `${this.baseUrl(registry)}/`).toString();
+  }
+
+  private withQuery(url: string, key: string, value: string): string {
+    const u = new URL(url);
+    u.searchParams.set(key, value);
+    return u.toString();
+  }
+
+  private async startUpload(registry: string, repository: string): Promise<string> {
+    const res = await this.expect({ host: registry, method: 'POST', path: `/v2/${repository}/blobs/uploads/`, scope: `repository:${repository}:pull,push` },
+      [202], `start upload to ${registry}/${repository}`);
+    await res.body?.cancel();
+    const loc = res.headers.get('location');
+    if (!loc) throw new FerryError('UNAVAILABLE', `upload to ${registry}/${repository}: no Location header`);
+    return this.resolveLocation(registry, loc);
+  }
+
+  /**
+   * Pushes a blob unless the registry already has it. A Buffer goes up monolithically (POST + PUT);
+   * a stream in PATCH chunks of `uploadChunkSize` (never held whole in memory), hashed on the way and
+   * committed only when digest and size match. A stream factory is retried as a whole on failure.
+   */
+  async pushBlob(registry: string, repository: string, digest: string, size: number,
+    body: Buffer | Readable | (() => Readable)): Promise<{ digest: string; size: number; existed: boolean }> {
+    parseDigest(digest);
+    if ((await this.headBlob(registry, repository, digest)) !== undefined) {
+      if (typeof body !== 'function' && !Buffer.isBuffer(body)) body.destroy();
+      return { digest, size, existed: true };
+    }
+    const scope = `repository:${repository}:pull,push`;
+    if (Buffer.isBuffer(body)) {
+      const got = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+      if (digest.startsWith('sha256:') && got !== digest) throw new DigestMismatchError(digest, got, 'blob to push');
+      if (body.length !== size) throw new FerryError('INVALID_ARGUMENT', `blob ${digest}: size ${body.length} != declared ${size}`);
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const loc = await this.startUpload(registry, repository);
+          const res = await this.expect({
+            host: registry, method: 'PUT', path: this.withQuery(loc, 'digest', digest),
+            headers: { 'content-type': 'application/octet-stream' }, body, scope,
+          }, [201, 204], `upload blob ${digest}`);
+          await res.body?.cancel();
+          return { digest, size, existed: false };
+        } catch (err) {
+          if (attempt >= this.retries || !retryableError(err)) throw err;
+          await this.backoff(attempt, { host: registry, method: 'PUT', path: 'blob' }, err);
+        }
+      }
+    }
+    for (let attempt = 0; ; attempt++) {
+      const stream = typeof body === 'function' ? body() : body;
+      try {
+        await this.chunkedUpload(registry, repository, digest, size, stream);
+        return { digest, size, existed: false };
+      } catch (err) {
+        stream.destroy();
+        if (typeof body !== 'function' || attempt >= this.retries || !retryableError(err)) throw err;
+        await this.backoff(attempt, { host: registry, method: 'PATCH', path: 'blob' }, err);
+      }
+    }
+  }
+
+  private async chunkedUpload(registry: string, repository: string, digest: string, size: number, stream: Readable): Promise<void> {
+    const scope = `repository:${repository}:pull,push`;
+    const { algorithm } = parseDigest(digest);
+    const hash = createHash(algorithm);
+    let loc = await this.startUpload(registry, repository);
+    let offset = 0;
+    let pending: Buffer[] = [];
+    let pendingLen = 0;
+    const flush = async (): Promise<void> => {
+      if (pendingLen === 0) return;
+      const chunk = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingLen);
+      pending = [];
+      pendingLen = 0;
+      const res = await this.expect({
+        host: registry, method: 'PATCH', path: loc, body: chunk, scope,
+        headers: { 'content-type': 'application/octet-stream', 'content-range': `${offset}-${offset + chunk.length - 1}`, 'content-length': String(chunk.length) },
+      }, [202, 204], `upload chunk of ${digest} at ${offset}`);
+      await res.body?.cancel();
+      const next = res.headers.get('location');
+      if (next) loc = this.resolveLocation(registry, next);
+      offset += chunk.length;
+    };
+    for await (const c of stream) {
+      const buf = Buffer.isBuffer(c) ? c : Buffer.from(c as Uint8Array);
+      hash.update(buf);
+      pending.push(buf);
+      pendingLen += buf.length;
+      if (pendingLen >= this.chunkSize) await flush();
+    }
+    await flush();
+    const got = `${algorithm}:${hash.digest('hex')}`;
+    const total = offset;
+    if (got !== digest || total !== size) {
+      const del = await this.request({ host: registry, method: 'DELETE', path: loc, scope }).catch(() => undefined);
+      await del?.body?.cancel();
+      if (got !== digest) throw new DigestMismatchError(digest, got, 'blob to push');
+      throw new FerryError('INVALID_ARGUMENT', `blob ${digest}: streamed ${total} bytes, declared ${size}`);
+    }
+    const res = await this.expect({
+      host: registry, method: 'PUT', path: this.withQuery(loc, 'digest', digest), scope,
+      headers: { 'content-length': '0' }, body: Buffer.alloc(0),
+    }, [201, 204], `commit blob ${digest}`);
+    await res.body?.cancel();
+  }
+
+  /** Pushes a descriptor's content given as a buffer (configs, small layers). */
+  async pushBuffer(registry: string, repository: string, data: Buffer, mediaType: string): Promise<Descriptor> {
+    const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+    await this.pushBlob(registry, repository, digest, data.length, data);
+    return { mediaType, digest, size: data.length };
+  }
+}

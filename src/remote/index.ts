@@ -1,0 +1,14 @@
+/**
+ * @module remote
+ * The registry client every part of Ferry uses to talk to registries: references, auth, manifests,
+ * blobs (ranges, uploads, mounts) and platform selection.
+ */
+export {
+  parseReference, formatReference, manifestReference, withTag, withDigest, apiHost, DOCKER_HUB, DOCKER_HUB_API,
+  type ImageReference,
+} from './reference.js';
+export {
+  parseChallenges, dockerConfigCredentials, decodeBasicAuth, basicHeader, TokenCache, type Credentials, type Challenge,
+} from './auth.js';
+export { RegistryClient, MANIFEST_ACCEPT, statusCode, type RegistryClientOptions, type FetchedManifest } from './client.js';
+export { resolvePlatform, parsePlatform, formatPlatform, platformMatches, currentPlatform } from './platform.js';

@@ -1,0 +1,53 @@
+/**
+ * @module remote/platform
+ * Platform strings (`linux/arm64/v8`) and choosing a manifest from an index.
+ */
+import { FerryError } from '../core/index.js';
+import type { Descriptor, ImageIndex, Platform } from '../oci/index.js';
+
+const NODE_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
+
+/** The platform this process runs on, in OCI terms. */
+export function currentPlatform(): Platform {
+  return { os: process.platform === 'win32' ? 'windows' : process.platform, architecture: NODE_ARCH[process.arch] ?? process.arch };
+}
+
+/** `os/arch[/variant]` → Platform. */
+export function parsePlatform(s: string): Platform {
+  const parts = s.trim().split('/');
+  if (parts.length < 2 || parts.length > 3 || parts.some((p) => p === '')) {
+    throw new FerryError('INVALID_ARGUMENT', `invalid platform ${JSON.stringify(s)} (want os/arch[/variant])`);
+  }
+  const p: Platform = { os: parts[0]!, architecture: parts[1]! };
+  if (parts[2]) p.variant = parts[2];
+  return p;
+}
+
+export function formatPlatform(p: Platform): string {
+  return `${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ''}`;
+}
+
+function normVariant(p: Platform): string {
+  if (p.variant) return p.variant;
+  if (p.architecture === 'arm64') return 'v8';
+  if (p.architecture === 'arm') return 'v7';
+  return '';
+}
+
+/** True when a descriptor's platform satisfies the wanted one (variant defaults per arch). */
+export function platformMatches(have: Platform | undefined, want: Platform): boolean {
+  if (!have) return false;
+  return have.os === want.os && have.architecture === want.architecture && normVariant(have) === normVariant(want);
+}
+
+/**
+ * The manifest of `index` for `platform` (default: this machine). Entries that are attestation
+ * manifests (`unknown/unknown`) never match. Throws NOT_FOUND listing the available platforms.
+ */
+export function resolvePlatform(index: ImageIndex, platform: Platform | string = currentPlatform()): Descriptor {
+  const want = typeof platform === 'string' ? parsePlatform(platform) : platform;
+  const found = index.manifests.find((d) => platformMatches(d.platform, want));
+  if (found) return found;
+  const have = index.manifests.filter((d) => d.platform).map((d) => formatPlatform(d.platform!));
+  throw new FerryError('NOT_FOUND', `no manifest for platform ${formatPlatform(want)} in index (has: ${have.join(', ') || 'none'})`);
+}
