@@ -4,3 +4,6 @@
  */
 export * from './v6.js';
 export * from './v5.js';
+// data-blob records (CI table/header, digest array, ToC, reverse tar headers) — rafs-builder
+export * from './blob-meta.js';
+export * from './toc.js';
