@@ -1,0 +1,68 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parse } from 'yaml';
+import { readFileSync } from 'node:fs';
+import { fixture } from '../../test/support/paths.js';
+import { loadAccelConfig, parseAccelConfig, ignoredKeys, resolveDriverOptions } from './accel.js';
+
+test('accel config: the v0.1.1 example file loads as it is', () => {
+  const cfg = loadAccelConfig(fixture('acceld', 'config.yaml.nydus'));
+  assert.equal(cfg.server.port, 2077);
+  assert.equal(cfg.converter.worker, 5);
+  assert.equal(cfg.provider.source['registry.anolis.com']?.webhook?.auth_header, 'header');
+  const opts = resolveDriverOptions(cfg);
+  assert.equal(opts.tagSuffix, '-nydus');
+  assert.equal(opts.fsVersion, 6);
+  const ignored = ignoredKeys(cfg).map((k) => k.key);
+  assert.ok(ignored.includes('provider.containerd'));
+  assert.ok(ignored.includes('converter.driver.config.builder'));
+});
+
+test('accel config: the HEAD layout with driver options and rules', () => {
+  const cfg = parseAccelConfig(parse(`
+server: {name: API, host: 127.0.0.1, port: "2078"}
+metric: {enabled: true}
+provider:
+  source:
+    harbor.local:5000: {auth: YWRtaW46eA==, insecure: true, webhook: {auth_header: s3cret}}
+  work_dir: /tmp/accel
+  gcpolicy: {threshold: 1000MB}
+  cache_size: 200
+  cache_version: v1
+converter:
+  worker: 2
+  harbor_annotation: true
+  platforms: linux/amd64,linux/arm64
+  driver:
+    type: nydus
+    config:
+      builder: nydus-image
+      fs_version: 5
+      compressor: lz4_block
+      merge_manifest: "true"
+      with_referrer: true
+      fs_chunk_size: "0x200000"
+      prefetch_patterns: "/bin\\n/etc"
+      backend_type: localfs
+      backend_config: '{"dir":"/tmp/blobs"}'
+  rules:
+    - tag_suffix: -accel
+    - cache_tag: nydus-cache
+`));
+  const o = resolveDriverOptions(cfg);
+  assert.equal(cfg.server.port, 2078);
+  assert.deepEqual([o.fsVersion, o.compressor, o.chunkSize, o.mergeManifest, o.withReferrer, o.tagSuffix, o.cacheTag],
+    [5, 'lz4_block', 0x200000, true, true, '-accel', 'nydus-cache']);
+  assert.deepEqual(o.platforms, ['linux/amd64', 'linux/arm64']);
+  assert.deepEqual(o.backend, { type: 'localfs', dir: '/tmp/blobs' });
+});
+
+test('accel config: unknown keys are errors naming the key; bad values are explained', () => {
+  assert.throws(() => parseAccelConfig({ converter: { wokrer: 3 } }), /unknown key converter\.wokrer/);
+  assert.throws(() => parseAccelConfig({ converter: { driver: { config: { compresor: 'zstd' } } } }), /converter\.driver\.config\.compresor/);
+  assert.throws(() => parseAccelConfig({ converter: { driver: { type: 'estargz' } } }), /unsupported driver/);
+  assert.throws(() => parseAccelConfig({ converter: { driver: { config: { fs_version: '7' } } } }), /fs_version/);
+  assert.throws(() => parseAccelConfig({ converter: { worker: 0 } }), /converter\.worker/);
+  const raw = readFileSync(fixture('acceld', 'config.yaml.nydus'), 'utf8');
+  assert.ok(raw.includes('harbor_annotation'));
+});

@@ -1,0 +1,217 @@
+/**
+ * @module config/accel
+ * acceld's `config.yaml`, read as it is: the v0.1.1 layout (`provider.containerd`,
+ * `converter.harbor_annotation`) and the current one (`provider.work_dir`, `gcpolicy`, `cache_size`,
+ * `converter.platforms`, `driver.config.*`, `rules[].cache_tag`). Unknown keys are an error naming the
+ * key (acceld silently ignores typos); keys Ferry has no use for are accepted and reported by
+ * `ignoredKeys()` so the service can log them. Ferry-only extensions: `converter.retry_limit`,
+ * `converter.retry_backoff`, `provider.source.<host>.plain_http`.
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { FerryError, parseDuration, parseSize } from '../core/index.js';
+
+/** acceld's driver config map holds strings; YAML may give numbers/booleans: normalise to strings. */
+const str = z.union([z.string(), z.number(), z.boolean()]).transform((v) => String(v));
+const boolStr = z.union([z.string(), z.boolean()]).transform((v, ctx) => {
+  if (typeof v === 'boolean') return v;
+  const s = v.trim().toLowerCase();
+  if (['1', 't', 'true'].includes(s)) return true;
+  if (['0', 'f', 'false', ''].includes(s)) return false;
+  ctx.addIssue({ code: 'custom', message: `invalid boolean ${JSON.stringify(v)}` });
+  return z.NEVER;
+});
+
+const NydusDriverConfig = z.strictObject({
+  work_dir: str.optional(),
+  builder: str.optional(),
+  fs_version: str.optional(),
+  rafs_version: str.optional(),
+  compressor: str.optional(),
+  rafs_compressor: str.optional(),
+  chunk_dict_ref: str.optional(),
+  merge_manifest: boolStr.optional(),
+  oci_ref: boolStr.optional(),
+  with_referrer: boolStr.optional(),
+  docker2oci: boolStr.optional(),
+  fs_align_chunk: boolStr.optional(),
+  fs_chunk_size: str.optional(),
+  batch_size: str.optional(),
+  prefetch_patterns: str.optional(),
+  backend_type: str.optional(),
+  backend_config: str.optional(),
+  backend_force_push: boolStr.optional(),
+  encrypt_recipients: str.optional(),
+  /** Ferry extension: chunk digest algorithm (nydus-image's --digester). */
+  digester: str.optional(),
+});
+
+const SourceSchema = z.strictObject({
+  /** base64 `user:password` (e.g. a Harbor robot). Empty → ~/.docker/config.json. */
+  auth: z.string().optional(),
+  /** acceld: skip TLS verification. Ferry: talk plain HTTP (or unverified HTTPS) to this host. */
+  insecure: z.boolean().optional(),
+  webhook: z.strictObject({ auth_header: z.string().optional() }).optional(),
+});
+
+export const AccelConfigSchema = z.strictObject({
+  server: z.strictObject({
+    name: z.string().default('API'),
+    host: z.string().default('0.0.0.0'),
+    port: z.union([z.string(), z.number()]).transform((v) => Number(v)).pipe(z.number().int().min(0).max(65535)).default(2077),
+    uds: z.string().optional(),
+  }).prefault({}),
+  metric: z.strictObject({ enabled: z.boolean().default(true) }).prefault({}),
+  provider: z.strictObject({
+    source: z.record(z.string(), SourceSchema.nullable().transform((v) => v ?? {})).default({}),
+    work_dir: z.string().optional(),
+    gcpolicy: z.strictObject({ threshold: z.union([z.string(), z.number()]).optional() }).optional(),
+    cache_size: z.number().int().min(0).optional(),
+    cache_version: z.string().optional(),
+    /** v0.1.1 only: Ferry needs no containerd to convert. */
+    containerd: z.strictObject({ address: z.string().optional(), snapshotter: z.string().optional() }).optional(),
+  }).prefault({}),
+  converter: z.strictObject({
+    worker: z.number().int().min(1).max(64).default(5),
+    /** v0.1.1: add io.goharbor.artifact.v1alpha1.acceleration.* annotations (Ferry honours it). */
+    harbor_annotation: z.boolean().default(false),
+    /** "linux/amd64,linux/arm64"; empty = all platforms. */
+    platforms: z.string().default(''),
+    driver: z.strictObject({
+      type: z.string().default('nydus'),
+      config: NydusDriverConfig.nullable().transform((v) => v ?? {}).default({}),
+    }).prefault({}),
+    rules: z.array(z.strictObject({ tag_suffix: z.string().optional(), cache_tag: z.string().optional() })).default([]),
+    /** Ferry extension: attempts before a task is FAILED for good. */
+    retry_limit: z.number().int().min(1).max(100).default(3),
+    /** Ferry extension: first retry delay (doubles per attempt). */
+    retry_backoff: z.union([z.string(), z.number()]).transform((v) => parseDuration(v)).default(5000),
+  }).prefault({}),
+});
+
+export type AccelConfig = z.output<typeof AccelConfigSchema>;
+export type AccelConfigInput = z.input<typeof AccelConfigSchema>;
+
+/** Resolved conversion options derived from the driver config. */
+export interface AccelDriverOptions {
+  fsVersion: 5 | 6;
+  compressor: 'none' | 'lz4_block' | 'gzip' | 'zstd';
+  chunkSize: number;
+  digester: 'sha256' | 'blake3';
+  chunkDictRef?: string;
+  mergeManifest: boolean;
+  withReferrer: boolean;
+  docker2oci: boolean;
+  prefetchPatterns?: string[];
+  backend?: { type: 'localfs'; dir: string };
+  tagSuffix: string;
+  cacheTag?: string;
+  workDir?: string;
+  platforms: string[];
+  harborAnnotation: boolean;
+}
+
+function issuesText(err: z.ZodError): string {
+  return err.issues.map((i) => {
+    const path = i.path.join('.');
+    if (i.code === 'unrecognized_keys') {
+      const keys = (i as { keys: string[] }).keys;
+      return `unknown key${keys.length > 1 ? 's' : ''} ${keys.map((k) => (path ? `${path}.${k}` : k)).join(', ')}`;
+    }
+    return `${path || '(root)'}: ${i.message}`;
+  }).join('; ');
+}
+
+/** Validates a config object; throws INVALID_ARGUMENT naming every problem (unknown keys by full path). */
+export function parseAccelConfig(input: unknown): AccelConfig {
+  const r = AccelConfigSchema.safeParse(input ?? {});
+  if (!r.success) throw new FerryError('INVALID_ARGUMENT', `accel config: ${issuesText(r.error)}`);
+  const cfg = r.data;
+  if (cfg.converter.driver.type !== 'nydus') {
+    throw new FerryError('NOT_IMPLEMENTED', `accel config: converter.driver.type: unsupported driver ${JSON.stringify(cfg.converter.driver.type)} (Ferry converts to nydus only)`);
+  }
+  if (cfg.provider.gcpolicy?.threshold !== undefined) parseSize(String(cfg.provider.gcpolicy.threshold).replace(/B$/i, 'B'));
+  resolveDriverOptions(cfg); // validates the driver values
+  return cfg;
+}
+
+/** Reads and validates a YAML (or JSON) config file. */
+export function loadAccelConfig(path: string): AccelConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new FerryError('NOT_FOUND', `accel config ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new FerryError('INVALID_ARGUMENT', `accel config ${path}: not valid YAML: ${(err as Error).message}`, { cause: err });
+  }
+  return parseAccelConfig(doc);
+}
+
+/** Keys present in the config that Ferry accepts but does not use, with the reason. */
+export function ignoredKeys(cfg: AccelConfig): Array<{ key: string; reason: string }> {
+  const out: Array<{ key: string; reason: string }> = [];
+  const d = cfg.converter.driver.config;
+  if (cfg.provider.containerd) out.push({ key: 'provider.containerd', reason: 'Ferry converts without containerd (v0.1.1 key)' });
+  if (cfg.provider.gcpolicy) out.push({ key: 'provider.gcpolicy', reason: 'Ferry keeps no local content store; work files are removed after each task' });
+  if (cfg.provider.cache_size !== undefined && !cfg.converter.rules.some((r) => r.cache_tag)) out.push({ key: 'provider.cache_size', reason: 'no rules[].cache_tag set' });
+  if (d.builder !== undefined) out.push({ key: 'converter.driver.config.builder', reason: 'Ferry builds RAFS itself (no nydus-image)' });
+  if (d.fs_align_chunk !== undefined) out.push({ key: 'converter.driver.config.fs_align_chunk', reason: 'v6 chunks are always 4 KiB aligned' });
+  if (d.batch_size !== undefined) out.push({ key: 'converter.driver.config.batch_size', reason: 'chunk batching is not implemented' });
+  if (d.oci_ref !== undefined) out.push({ key: 'converter.driver.config.oci_ref', reason: 'zran (oci_ref) images are not produced; native nydus blobs are' });
+  if (d.backend_force_push !== undefined) out.push({ key: 'converter.driver.config.backend_force_push', reason: 'blobs are always written to the localfs backend' });
+  if (d.encrypt_recipients !== undefined) out.push({ key: 'converter.driver.config.encrypt_recipients', reason: 'bootstrap encryption is not implemented' });
+  if (d.fs_version === undefined && d.rafs_version === undefined) out.push({ key: 'converter.driver.config.fs_version', reason: 'unset: Ferry defaults to 6 (acceld v0.1.1 defaulted to 5)' });
+  return out;
+}
+
+/** The conversion options a config asks for (acceld's string map → typed values). */
+export function resolveDriverOptions(cfg: AccelConfig): AccelDriverOptions {
+  const d = cfg.converter.driver.config;
+  const fv = d.fs_version ?? d.rafs_version ?? '6';
+  if (fv !== '5' && fv !== '6') throw new FerryError('INVALID_ARGUMENT', `accel config: converter.driver.config.fs_version: must be 5 or 6, got ${JSON.stringify(fv)}`);
+  const comp = d.compressor ?? d.rafs_compressor ?? 'zstd';
+  if (!['none', 'lz4_block', 'gzip', 'zstd'].includes(comp)) {
+    throw new FerryError('INVALID_ARGUMENT', `accel config: converter.driver.config.compressor: must be none|lz4_block|gzip|zstd, got ${JSON.stringify(comp)}`);
+  }
+  const chunkSize = d.fs_chunk_size ? parseSize(d.fs_chunk_size) : 0x100000;
+  if (!(chunkSize >= 0x1000 && chunkSize <= 0x1000000 && (chunkSize & (chunkSize - 1)) === 0)) {
+    throw new FerryError('INVALID_ARGUMENT', `accel config: converter.driver.config.fs_chunk_size: must be a power of two in 0x1000..0x1000000, got ${d.fs_chunk_size}`);
+  }
+  const digester = d.digester ?? 'blake3';
+  if (digester !== 'blake3' && digester !== 'sha256') throw new FerryError('INVALID_ARGUMENT', `accel config: converter.driver.config.digester: must be blake3|sha256`);
+  const out: AccelDriverOptions = {
+    fsVersion: fv === '5' ? 5 : 6,
+    compressor: comp as AccelDriverOptions['compressor'],
+    chunkSize,
+    digester,
+    mergeManifest: d.merge_manifest ?? false,
+    withReferrer: d.with_referrer ?? false,
+    docker2oci: d.docker2oci ?? false,
+    tagSuffix: cfg.converter.rules.find((r) => r.tag_suffix)?.tag_suffix ?? '-nydus',
+    platforms: cfg.converter.platforms.split(',').map((s) => s.trim()).filter(Boolean),
+    harborAnnotation: cfg.converter.harbor_annotation,
+  };
+  const cacheTag = cfg.converter.rules.find((r) => r.cache_tag)?.cache_tag;
+  if (cacheTag) out.cacheTag = cacheTag;
+  if (d.chunk_dict_ref) out.chunkDictRef = d.chunk_dict_ref;
+  if (d.work_dir) out.workDir = d.work_dir;
+  if (d.prefetch_patterns) out.prefetchPatterns = d.prefetch_patterns.split('\n').map((s) => s.trim()).filter(Boolean);
+  if (d.backend_type) {
+    if (d.backend_type !== 'localfs') {
+      throw new FerryError('NOT_IMPLEMENTED', `accel config: converter.driver.config.backend_type: ${JSON.stringify(d.backend_type)} is not supported (localfs only)`);
+    }
+    let bc: { dir?: unknown };
+    try { bc = JSON.parse(d.backend_config ?? '{}') as { dir?: unknown }; } catch {
+      throw new FerryError('INVALID_ARGUMENT', 'accel config: converter.driver.config.backend_config: not valid JSON');
+    }
+    if (typeof bc.dir !== 'string' || !bc.dir) throw new FerryError('INVALID_ARGUMENT', 'accel config: converter.driver.config.backend_config: localfs needs {"dir": "…"}');
+    out.backend = { type: 'localfs', dir: bc.dir };
+  }
+  return out;
+}
