@@ -1,9 +1,15 @@
 /**
  * @module format/rafs
- * Nydus RAFS bootstraps: on-disk records for v6 (with EROFS records in format/erofs) and v5.
+ * Nydus RAFS bootstraps: on-disk records for v6 (with EROFS records in format/erofs) and v5, and a
+ * bounds-checked reader (`openBootstrap`) for both. Blob-side records (CI table, blob meta header,
+ * digest array, ToC) are in blob-meta.ts / toc.ts.
  */
 export * from './v6.js';
 export * from './v5.js';
-// data-blob records (CI table/header, digest array, ToC, reverse tar headers) — rafs-builder
+export {
+  openBootstrap, detectBootstrapVersion, decodeChunkData, chunkDigest, hasExplicitUidGid,
+  type RafsBootstrap, type BlobInfo, type RafsStat, type ChunkRef, type DirEntry, type WalkEntry, type BootstrapSummary,
+  type CiLocation, type OpenBootstrapOptions,
+} from './reader.js';
 export * from './blob-meta.js';
 export * from './toc.js';

@@ -298,3 +298,35 @@ export function encodeRafsV5Xattrs(xattrs: ReadonlyMap<string, Buffer> | Record<
   pairs.copy(out, 8);
   return out;
 }
+
+/**
+ * Decodes an inode in the early (2020) v5 layout some old bootstraps carry (superblock still says
+ * 0x500): `@32 u64 parent`, `@40 u64 ino`, `@48 u32 reserved/projid`, `@52 u32 mode`, `@56 u64 size`,
+ * `@64 u64 nlink`, `@72 u64 blocks`, `@80 u64 flags`, `@88 u32 child_index`, `@92 u32 child_count`,
+ * `@96 u16 name_size` (NUL-padded to 8), `@98 u16 symlink_size`; no uid/gid/mtime/rdev (reported 0).
+ * Inferred from nydus's own test bootstrap (`nydusd_daemon_test_bootstrap`).
+ */
+export function decodeRafsV5InodeLegacy(buf: Buffer, off: number): RafsV5Inode {
+  need(buf, off, RAFS_V5_INODE_SIZE, 'rafs v5 (legacy) inode');
+  const nlink = u64(buf, off + 64, 'legacy v5 i_nlink');
+  return {
+    digest: Buffer.from(buf.subarray(off, off + 32)),
+    parent: u64(buf, off + 32, 'v5 i_parent'),
+    ino: u64(buf, off + 40, 'v5 i_ino'),
+    uid: 0,
+    gid: 0,
+    projid: buf.readUInt32LE(off + 48),
+    mode: buf.readUInt32LE(off + 52),
+    size: u64(buf, off + 56, 'legacy v5 i_size'),
+    blocks: u64(buf, off + 72, 'legacy v5 i_blocks'),
+    flags: u64(buf, off + 80, 'legacy v5 i_flags'),
+    nlink: Math.min(nlink, 0xffffffff),
+    childIndex: buf.readUInt32LE(off + 88),
+    childCount: buf.readUInt32LE(off + 92),
+    nameSize: buf.readUInt16LE(off + 96),
+    symlinkSize: buf.readUInt16LE(off + 98),
+    rdev: 0,
+    mtimeNsec: 0,
+    mtime: 0,
+  };
+}

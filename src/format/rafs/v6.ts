@@ -66,10 +66,14 @@ export function compressorOfFlags(flags: number): Compressor {
   if (found.length !== 1) throw new FerryError('DATA_LOSS', `superblock flags 0x${flags.toString(16)}: expected exactly one compression bit`);
   return found[0]!;
 }
-/** The digester an `s_flags` value names; DATA_LOSS unless exactly one digest bit is set. */
-export function digesterOfFlags(flags: number): Digester {
+/**
+ * The digester an `s_flags` value names; DATA_LOSS unless exactly one digest bit is set. With
+ * `defaultBlake3` (old v5 images carry no digest bit) a missing bit means blake3, as nydus reads it.
+ */
+export function digesterOfFlags(flags: number, defaultBlake3 = false): Digester {
   const b = (flags & RafsSuperFlags.HASH_BLAKE3) !== 0;
   const s = (flags & RafsSuperFlags.HASH_SHA256) !== 0;
+  if (!b && !s && defaultBlake3) return 'blake3';
   if (b === s) throw new FerryError('DATA_LOSS', `superblock flags 0x${flags.toString(16)}: expected exactly one digest bit`);
   return b ? 'blake3' : 'sha256';
 }
