@@ -1,0 +1,234 @@
+/**
+ * @module builder/blob-writer
+ * Writes one Nydus data blob (spec §3.5) while chunks arrive: compressed chunk data streams into a
+ * temporary file in the work directory; `finish()` appends the CI table + header, the chunk digest
+ * array and the ToC, each followed by its reverse tar header, then renames the file to
+ * `<blobDir>/<sha256 of the whole blob>`. Identical chunks (same digest and size) are stored once;
+ * chunks found in a chunk dictionary are referenced, not stored.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { open, rename, unlink, mkdir, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { FerryError } from '../core/index.js';
+import { getCodec, COMPRESSOR_CODES, type Codec, type CompressorName } from '../format/compress/index.js';
+import {
+  encodeCiTable, encodeBlobMetaHeader, encodeDigestArray, FERRY_BLOB_FEATURES, BLOB_META_HEADER_SIZE, type CiEntry,
+  encodeTarHeader, encodeToc, tocEntryFor, BlobSection, TocFlag, TAR_BLOCK,
+} from '../format/rafs/index.js';
+import { chunkDigest } from './digest.js';
+import type { BlobDesc, ChunkRef, Digester } from './tree.js';
+
+/** Chunks already available elsewhere (chunk dictionary, parent bootstrap), keyed by digest hex + size. */
+export type ChunkIndex = Map<string, Omit<ChunkRef, 'fileOffset'>>;
+
+export function chunkKey(digest: Buffer, size: number): string {
+  return `${digest.toString('hex')}:${size}`;
+}
+
+const WRITE_BUFFER = 4 << 20;
+
+export interface BlobWriterOptions {
+  workDir: string;
+  compressor: CompressorName;
+  digester: Digester;
+  chunkSize: number;
+  /** chunks to reference instead of storing (dictionary / parent) */
+  known?: ChunkIndex;
+}
+
+export interface BlobStats {
+  /** uncompressed bytes of every chunk added (before dedup) */
+  inputBytes: number;
+  /** chunks added, stored, deduplicated within the blob, found in the dictionary */
+  chunksIn: number;
+  chunksStored: number;
+  chunksDeduped: number;
+  chunksFromDict: number;
+}
+
+export class BlobWriter {
+  readonly desc: BlobDesc;
+  readonly stats: BlobStats = { inputBytes: 0, chunksIn: 0, chunksStored: 0, chunksDeduped: 0, chunksFromDict: 0 };
+  private readonly codec: Codec;
+  private readonly own = new Map<string, Omit<ChunkRef, 'fileOffset'>>();
+  private readonly ci: CiEntry[] = [];
+  private readonly digests: Buffer[] = [];
+  private readonly hash: Hash = createHash('sha256');
+  private fh: FileHandle | undefined;
+  private readonly tmpPath: string;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private written = 0;
+  private uncompressedEnd = 0;
+  private finished = false;
+
+  constructor(private readonly opts: BlobWriterOptions) {
+    this.codec = getCodec(opts.compressor);
+    this.tmpPath = join(opts.workDir, `blob-${process.pid}-${randomBytes(6).toString('hex')}.tmp`);
+    this.desc = {
+      blobId: '', chunkSize: opts.chunkSize, chunkCount: 0, compressor: opts.compressor, digester: opts.digester,
+      features: FERRY_BLOB_FEATURES, compressedSize: 0, uncompressedSize: 0, tocSize: 0, tocDigest: Buffer.alloc(32),
+      ciCompressor: 0, ciOffset: 0, ciCompressedSize: 0, ciUncompressedSize: 0,
+    };
+  }
+
+  /** Bytes of compressed data stored so far. */
+  get dataSize(): number {
+    return this.written + this.pendingBytes;
+  }
+
+  /**
+   * Adds one chunk (uncompressed bytes, ≤ chunk size, not retained after the call) and returns
+   * where it lives — in this blob (new or deduplicated) or in a known blob.
+   */
+  async add(data: Buffer): Promise<Omit<ChunkRef, 'fileOffset'>> {
+    if (this.finished) throw new FerryError('FAILED_PRECONDITION', 'blob writer already finished');
+    if (data.length === 0 || data.length > this.opts.chunkSize) throw new FerryError('INTERNAL', `chunk of ${data.length} bytes`);
+    this.stats.inputBytes += data.length;
+    this.stats.chunksIn++;
+    const digest = chunkDigest(this.opts.digester, data);
+    const key = chunkKey(digest, data.length);
+    const mine = this.own.get(key);
+    if (mine) { this.stats.chunksDeduped++; return mine; }
+    const known = this.opts.known?.get(key);
+    if (known) { this.stats.chunksFromDict++; return known; }
+
+    const z = this.codec.compress(data);
+    const stored = z ?? Buffer.from(data); // copy: the caller reuses its buffer
+    const entry: CiEntry = {
+      compressedOffset: this.dataSize,
+      compressedSize: stored.length,
+      uncompressedOffset: this.uncompressedEnd,
+      uncompressedSize: data.length,
+      compressed: z !== null,
+    };
+    this.uncompressedEnd += Math.ceil(data.length / 4096) * 4096;
+    const ref: Omit<ChunkRef, 'fileOffset'> = {
+      blob: this.desc, chunkIndex: this.ci.length, ...entry, digest,
+    };
+    this.ci.push(entry);
+    this.digests.push(digest);
+    this.own.set(key, ref);
+    this.stats.chunksStored++;
+    await this.write(stored);
+    return ref;
+  }
+
+  private async write(b: Buffer): Promise<void> {
+    this.pending.push(b);
+    this.pendingBytes += b.length;
+    if (this.pendingBytes >= WRITE_BUFFER) await this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    if (this.pendingBytes === 0) return;
+    if (!this.fh) {
+      await mkdir(this.opts.workDir, { recursive: true });
+      this.fh = await open(this.tmpPath, 'w');
+    }
+    const buf = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.hash.update(buf);
+    let off = 0;
+    while (off < buf.length) {
+      const { bytesWritten } = await this.fh.write(buf, off, buf.length - off, this.written + off);
+      off += bytesWritten;
+    }
+    this.written += buf.length;
+  }
+
+  /** True when at least one chunk is stored in this blob. */
+  get hasData(): boolean {
+    return this.ci.length > 0;
+  }
+
+  /**
+   * Completes the blob and moves it to `<blobDir>/<blobId>`; returns null (and writes nothing)
+   * when no chunk was stored in it.
+   */
+  async finish(blobDir: string): Promise<{ desc: BlobDesc; blobPath: string; blobSize: number } | null> {
+    if (this.finished) throw new FerryError('FAILED_PRECONDITION', 'blob writer already finished');
+    this.finished = true;
+    if (!this.hasData) {
+      await this.abort();
+      return null;
+    }
+    const dataSize = this.dataSize;
+    const dataHeader = encodeTarHeader(BlobSection.DATA, dataSize);
+    await this.write(dataHeader);
+    await this.flush();
+    // image.blob ToC digest = sha256(chunk data ‖ its tar header): the running hash right now
+    const dataDigest = this.hash.copy().digest();
+
+    const ciRaw = encodeCiTable(this.ci);
+    let ciStored = ciRaw;
+    let ciCompressor = 0;
+    if (this.opts.compressor === 'zstd') {
+      // compress the CI table with the blob's compressor when it shrinks (zstd only: the Go ToC
+      // reader of nydus-snapshotter decodes none/zstd CI tables, nothing else)
+      const z = getCodec('zstd').compress(ciRaw);
+      if (z) { ciStored = z; ciCompressor = COMPRESSOR_CODES.zstd; }
+    }
+    const ciOffset = this.written;
+    const header = encodeBlobMetaHeader({
+      features: FERRY_BLOB_FEATURES, ciCompressor, ciEntries: this.ci.length, ciOffset,
+      ciCompressedSize: ciStored.length, ciUncompressedSize: ciRaw.length, ctxOffset: 0, ctxSize: 0, ctxCount: 0,
+    });
+    await this.write(ciStored);
+    await this.write(header);
+    await this.write(encodeTarHeader(BlobSection.META, ciStored.length + BLOB_META_HEADER_SIZE));
+    const digestOffset = ciOffset + ciStored.length + BLOB_META_HEADER_SIZE + TAR_BLOCK;
+    const digestArray = encodeDigestArray(this.digests);
+    await this.write(digestArray);
+    await this.write(encodeTarHeader(BlobSection.DIGEST, digestArray.length));
+    const toc = encodeToc([
+      tocEntryFor(BlobSection.DATA, Buffer.alloc(0), 0, TocFlag.NONE, this.uncompressedEnd, dataDigest),
+      tocEntryFor(BlobSection.META, ciStored, ciOffset, ciCompressor === 0 ? TocFlag.NONE : TocFlag.ZSTD, ciRaw.length, createHash('sha256').update(ciRaw).digest()),
+      tocEntryFor(BlobSection.META_HEADER, header, ciOffset + ciStored.length),
+      tocEntryFor(BlobSection.DIGEST, digestArray, digestOffset),
+    ]);
+    // the image.blob entry's compressed size is the data length, not the empty placeholder
+    toc.writeBigUInt64LE(BigInt(dataSize), 64);
+    const tocHeader = encodeTarHeader(BlobSection.TOC, toc.length);
+    await this.write(toc);
+    await this.write(tocHeader);
+    await this.flush();
+    await this.fh!.sync();
+    await this.fh!.close();
+    this.fh = undefined;
+
+    const blobId = this.hash.digest('hex');
+    const blobPath = join(blobDir, blobId);
+    await mkdir(blobDir, { recursive: true });
+    await rename(this.tmpPath, blobPath).catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EXDEV') throw err;
+      const { copyFile } = await import('node:fs/promises');
+      await copyFile(this.tmpPath, blobPath);
+      await unlink(this.tmpPath);
+    });
+    Object.assign(this.desc, {
+      blobId,
+      chunkCount: this.ci.length,
+      compressedSize: this.written,
+      uncompressedSize: this.uncompressedEnd,
+      tocSize: toc.length + TAR_BLOCK,
+      tocDigest: createHash('sha256').update(toc).update(tocHeader).digest(),
+      ciCompressor,
+      ciOffset,
+      ciCompressedSize: ciStored.length,
+      ciUncompressedSize: ciRaw.length,
+    } satisfies Partial<BlobDesc>);
+    return { desc: this.desc, blobPath, blobSize: this.written };
+  }
+
+  /** Removes the temporary file (after a failure, or when the blob stayed empty). */
+  async abort(): Promise<void> {
+    this.finished = true;
+    this.pending = [];
+    this.pendingBytes = 0;
+    if (this.fh) { await this.fh.close().catch(() => {}); this.fh = undefined; }
+    await unlink(this.tmpPath).catch(() => {});
+  }
+}

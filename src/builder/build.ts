@@ -1,0 +1,153 @@
+/**
+ * @module builder/build
+ * `buildLayer`: one layer (tar stream or directory) → one data blob in `blobDir` + a bootstrap.
+ * `mergeBootstraps`: layer bootstraps → one image bootstrap with OCI overlay semantics.
+ */
+import type { Readable } from 'node:stream';
+import { FerryError } from '../core/index.js';
+import { getCodec, type CompressorName } from '../format/compress/index.js';
+import { BlobWriter, type BlobStats, type ChunkIndex } from './blob-writer.js';
+import { writeBootstrapV6 } from './bootstrap-v6.js';
+import { indexChunks, loadBootstrap } from './from-bootstrap.js';
+import { resolvePrefetch } from './prefetch.js';
+import { treeFromDir } from './source-dir.js';
+import { applyLayer, newDir, type BlobDesc, type Digester, type Inode } from './tree.js';
+import { parseDigester } from './digest.js';
+
+export const DEFAULT_CHUNK_SIZE = 0x100000;
+
+export interface BuildLayerOptions {
+  /** a layer tar stream (plain, gzip or zstd) or a directory */
+  source: Readable | { dir: string };
+  blobDir: string;
+  /** where the blob is assembled before it is renamed into blobDir (default blobDir) */
+  workDir?: string;
+  fsVersion?: 5 | 6;
+  compressor?: CompressorName;
+  chunkSize?: number;
+  digester?: Digester;
+  /** a bootstrap whose chunks are referenced instead of stored again */
+  chunkDict?: Buffer;
+  /** the bootstrap of the lower layers: the result is that tree with this layer applied */
+  parentBootstrap?: Buffer;
+  prefetchPatterns?: string[];
+  /** called with the number of uncompressed bytes consumed, as they are */
+  onProgress?: (bytes: number) => void;
+}
+
+export interface BuildLayerResult {
+  bootstrap: Buffer;
+  /** '' when the layer stored no data (no blob written) */
+  blobId: string;
+  blobPath: string;
+  blobSize: number;
+  /** the blob's uncompressed (4 KiB-aligned) address space */
+  uncompressedSize: number;
+  /** chunks stored in the blob */
+  chunkCount: number;
+  stats: BlobStats;
+}
+
+/** Validates builder options, naming the bad one. */
+export function checkBuildOptions(o: { fsVersion?: number; compressor?: string; chunkSize?: number; digester?: string }): {
+  fsVersion: 5 | 6; compressor: CompressorName; chunkSize: number; digester: Digester;
+} {
+  const fsVersion = o.fsVersion ?? 6;
+  if (fsVersion !== 5 && fsVersion !== 6) throw new FerryError('INVALID_ARGUMENT', `unsupported fs version ${fsVersion} (expected 5 or 6)`);
+  const compressor = getCodec(o.compressor ?? 'zstd').name;
+  const chunkSize = o.chunkSize ?? DEFAULT_CHUNK_SIZE;
+  if (!Number.isInteger(chunkSize) || chunkSize < 0x1000 || chunkSize > 0x1000000 || (chunkSize & (chunkSize - 1)) !== 0) {
+    throw new FerryError('INVALID_ARGUMENT', `invalid chunk size ${chunkSize} (0x${Number(chunkSize).toString(16)}): must be a power of two between 0x1000 (4 KiB) and 0x1000000 (16 MiB)`);
+  }
+  const digester = parseDigester(o.digester ?? 'sha256');
+  return { fsVersion, compressor, chunkSize, digester };
+}
+
+function requireV6(fsVersion: number): void {
+  if (fsVersion !== 6) throw new FerryError('NOT_IMPLEMENTED', 'writing RAFS v5 bootstraps is not implemented yet (use --fs-version 6)');
+}
+
+export async function buildLayer(opts: BuildLayerOptions): Promise<BuildLayerResult> {
+  const { fsVersion, compressor, chunkSize, digester } = checkBuildOptions(opts);
+  requireV6(fsVersion);
+  const registry = new Map<string, BlobDesc>();
+  const known: ChunkIndex = new Map();
+  let parent: ReturnType<typeof loadBootstrap> | undefined;
+  if (opts.parentBootstrap) {
+    parent = loadBootstrap(opts.parentBootstrap, registry);
+    if (parent.chunkSize !== chunkSize) {
+      throw new FerryError('INVALID_ARGUMENT', `parent bootstrap chunk size 0x${parent.chunkSize.toString(16)} differs from 0x${chunkSize.toString(16)}`);
+    }
+    indexChunks(parent.root, known);
+  }
+  if (opts.chunkDict) {
+    const dict = loadBootstrap(opts.chunkDict, registry);
+    if (dict.chunkSize !== chunkSize) {
+      throw new FerryError('INVALID_ARGUMENT', `chunk dict chunk size 0x${dict.chunkSize.toString(16)} differs from 0x${chunkSize.toString(16)}`);
+    }
+    if (dict.digester !== digester) throw new FerryError('INVALID_ARGUMENT', `chunk dict uses ${dict.digester} digests, the build uses ${digester}`);
+    indexChunks(dict.root, known);
+  }
+  const writer = new BlobWriter({ workDir: opts.workDir ?? opts.blobDir, compressor, digester, chunkSize, known });
+  let layer: Inode;
+  let fin: Awaited<ReturnType<BlobWriter['finish']>>;
+  try {
+    const src = { writer, chunkSize, onBytes: opts.onProgress };
+    layer = 'dir' in opts.source && typeof opts.source.dir === 'string'
+      ? await treeFromDir(opts.source.dir, src)
+      : await (await import('./source-tar.js')).treeFromTar(opts.source as Readable, src);
+    fin = await writer.finish(opts.blobDir);
+  } catch (err) {
+    await writer.abort();
+    throw err;
+  }
+  const blobs: BlobDesc[] = parent ? [...parent.blobs] : [];
+  if (fin) blobs.push(fin.desc);
+  const tree = parent ? applyLayer(parent.root, layer) : layer;
+  const bootstrap = writeBootstrapV6(tree, { chunkSize, compressor, digester, blobs, prefetch: resolvePrefetch(tree, opts.prefetchPatterns) });
+  return {
+    bootstrap,
+    blobId: fin?.desc.blobId ?? '',
+    blobPath: fin?.blobPath ?? '',
+    blobSize: fin?.blobSize ?? 0,
+    uncompressedSize: fin?.desc.uncompressedSize ?? 0,
+    chunkCount: fin?.desc.chunkCount ?? 0,
+    stats: writer.stats,
+  };
+}
+
+export interface MergeOptions {
+  fsVersion?: 5 | 6;
+  prefetchPatterns?: string[];
+  /** per layer: blob ids to use instead of the ids in that layer's blob table (e.g. layer digests) */
+  blobIds?: (readonly string[] | undefined)[];
+}
+
+/**
+ * Merges layer bootstraps (lowest first) into one image bootstrap: OCI whiteouts and opaque
+ * directories of each layer hide entries of the layers below and are not kept; the blob table
+ * lists every layer's blobs in layer order.
+ */
+export function mergeBootstraps(layers: Buffer[], opts: MergeOptions = {}): Buffer {
+  if (layers.length === 0) throw new FerryError('INVALID_ARGUMENT', 'merge needs at least one layer bootstrap');
+  requireV6(opts.fsVersion ?? 6);
+  const registry = new Map<string, BlobDesc>();
+  const root = newDir();
+  const blobs: BlobDesc[] = [];
+  let first: ReturnType<typeof loadBootstrap> | undefined;
+  let prefetch: Inode[] = [];
+  layers.forEach((buf, i) => {
+    const l = loadBootstrap(buf, registry, opts.blobIds?.[i]);
+    if (!first) first = l;
+    else if (l.chunkSize !== first.chunkSize) {
+      throw new FerryError('INVALID_ARGUMENT', `layer ${i}: chunk size 0x${l.chunkSize.toString(16)} differs from 0x${first.chunkSize.toString(16)}`);
+    }
+    for (const b of l.blobs) if (!blobs.includes(b)) blobs.push(b);
+    applyLayer(root, l.root);
+    prefetch = prefetch.concat(l.prefetch.filter((n) => n !== l.root));
+    if (l.prefetch.includes(l.root)) prefetch.unshift(root);
+  });
+  const f = first!;
+  const chosen = opts.prefetchPatterns ? resolvePrefetch(root, opts.prefetchPatterns) : [...new Set(prefetch)];
+  return writeBootstrapV6(root, { chunkSize: f.chunkSize, compressor: f.compressor, digester: f.digester, blobs, prefetch: chosen });
+}

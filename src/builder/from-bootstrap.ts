@@ -1,0 +1,131 @@
+/**
+ * @module builder/from-bootstrap
+ * Reads a bootstrap (through the RAFS reader) back into a builder tree, so layer bootstraps can be
+ * merged, a parent bootstrap extended, and a chunk dictionary indexed. Blob table entries are taken
+ * verbatim so the CI/ToC locations of existing blobs carry over.
+ */
+import { FerryError } from '../core/index.js';
+import { decodeRdev } from '../format/erofs/index.js';
+import {
+  openBootstrap, decodeRafsV6ExtSuperBlock, decodeRafsV6BlobEntry, compressorOfFlags, digesterOfFlags,
+  RAFS_V6_BLOB_ENTRY_SIZE, COMPRESSOR_BY_CODE, DIGESTER_BY_CODE,
+} from '../format/rafs/index.js';
+import type { CompressorName } from '../format/compress/index.js';
+import { chunkKey, type ChunkIndex } from './blob-writer.js';
+import type { BlobDesc, ChunkRef, Digester, Inode, NodeType } from './tree.js';
+
+export interface LoadedBootstrap {
+  root: Inode;
+  blobs: BlobDesc[];
+  chunkSize: number;
+  compressor: CompressorName;
+  digester: Digester;
+  prefetch: Inode[];
+}
+
+const S_IFMT = 0o170000;
+const TYPES: Record<number, NodeType> = {
+  0o100000: 'file', 0o040000: 'dir', 0o120000: 'symlink', 0o020000: 'char', 0o060000: 'block', 0o010000: 'fifo', 0o140000: 'socket',
+};
+
+/**
+ * Loads `buf` into a tree. `registry` shares BlobDesc objects between bootstraps by blob id, so a
+ * blob referenced from several layers stays one blob-table entry. `blobIdOverride` replaces the
+ * placeholder id of a layer bootstrap built with inline meta (64 × 'x') — one id per blob index.
+ */
+export function loadBootstrap(buf: Buffer, registry = new Map<string, BlobDesc>(), blobIdOverride?: readonly string[]): LoadedBootstrap {
+  const bs = openBootstrap(buf);
+  if (bs.version !== 6) throw new FerryError('NOT_IMPLEMENTED', `reading RAFS v${bs.version} bootstraps into the builder is not supported (v6 only)`);
+  const ext = decodeRafsV6ExtSuperBlock(buf);
+  const compressor = compressorOfFlags(ext.flags) as CompressorName;
+  const digester = digesterOfFlags(ext.flags) as Digester;
+  const blobs: BlobDesc[] = [];
+  const n = ext.blobTableSize / RAFS_V6_BLOB_ENTRY_SIZE;
+  for (let i = 0; i < n; i++) {
+    const e = decodeRafsV6BlobEntry(buf, ext.blobTableOffset + i * RAFS_V6_BLOB_ENTRY_SIZE);
+    let blobId = e.blobId;
+    const over = blobIdOverride?.[i];
+    if (over) blobId = over.replace(/^sha256:/, '');
+    let desc = registry.get(blobId);
+    if (!desc) {
+      const comp = COMPRESSOR_BY_CODE[e.compressionAlgo];
+      const dig = DIGESTER_BY_CODE[e.digestAlgo];
+      if (!comp || !dig) throw new FerryError('DATA_LOSS', `blob ${blobId}: unknown compression ${e.compressionAlgo} or digest ${e.digestAlgo}`);
+      desc = {
+        blobId, chunkSize: e.chunkSize, chunkCount: e.chunkCount, compressor: comp as CompressorName, digester: dig as Digester,
+        features: e.features, compressedSize: e.compressedSize, uncompressedSize: e.uncompressedSize, tocSize: e.blobTocSize,
+        tocDigest: e.blobTocDigest, ciCompressor: e.ciCompressor, ciOffset: e.ciOffset, ciCompressedSize: e.ciCompressedSize,
+        ciUncompressedSize: e.ciUncompressedSize, metaDigest: e.blobMetaDigest, metaSize: e.blobMetaSize,
+      };
+      registry.set(blobId, desc);
+    }
+    blobs.push(desc);
+  }
+
+  const byIno = new Map<number, Inode>();
+  const visiting = new Set<number>();
+  const build = (ino: number): Inode => {
+    const known = byIno.get(ino);
+    if (known) {
+      if (known.type === 'dir') throw new FerryError('DATA_LOSS', `directory inode ${ino} is linked twice (loop)`);
+      return known;
+    }
+    const st = bs.stat(ino);
+    const type = TYPES[st.mode & S_IFMT];
+    if (!type) throw new FerryError('DATA_LOSS', `inode ${ino}: unknown file type in mode 0o${st.mode.toString(8)}`);
+    const node: Inode = {
+      type, perm: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtime, mtimeNsec: st.mtimeNsec ?? 0, size: 0,
+      xattrs: new Map(bs.xattrs(ino)),
+    };
+    byIno.set(ino, node);
+    if (type === 'dir') {
+      if (visiting.has(ino)) throw new FerryError('DATA_LOSS', `directory loop at inode ${ino}`);
+      visiting.add(ino);
+      node.children = new Map();
+      for (const { name, ino: child } of bs.readdir(ino)) {
+        if (name === '.' || name === '..') continue;
+        node.children.set(name, build(child));
+      }
+      visiting.delete(ino);
+    } else if (type === 'file') {
+      node.size = st.size;
+      node.chunks = bs.chunks(ino).map((c): ChunkRef => {
+        const blob = blobs[c.blobIndex];
+        if (!blob) throw new FerryError('DATA_LOSS', `inode ${ino}: chunk refers to blob index ${c.blobIndex} of ${blobs.length}`);
+        return {
+          blob, chunkIndex: c.chunkIndex, compressedOffset: c.compressedOffset, compressedSize: c.compressedSize,
+          uncompressedOffset: c.uncompressedOffset, uncompressedSize: c.uncompressedSize, compressed: c.compressed,
+          digest: Buffer.from(c.digest), fileOffset: c.fileOffset,
+        };
+      });
+    } else if (type === 'symlink') {
+      const t = bs.readlink(ino) as string | Buffer;
+      node.target = Buffer.isBuffer(t) ? t : Buffer.from(t, 'utf8');
+      node.size = node.target.length;
+    } else if (type === 'char' || type === 'block') {
+      const { major, minor } = decodeRdev(st.rdev);
+      node.rdevMajor = major;
+      node.rdevMinor = minor;
+    }
+    return node;
+  };
+  const root = build(bs.rootIno);
+  const prefetch = (bs.prefetchInodes ?? []).map((i: number) => byIno.get(i)).filter((x: Inode | undefined): x is Inode => !!x);
+  return { root, blobs, chunkSize: ext.chunkSize, compressor, digester, prefetch };
+}
+
+/** Every chunk of a loaded bootstrap, keyed for dedup lookups. */
+export function indexChunks(root: Inode, into: ChunkIndex = new Map()): ChunkIndex {
+  const visit = (n: Inode): void => {
+    for (const c of n.chunks ?? []) {
+      const k = chunkKey(c.digest, c.uncompressedSize);
+      if (!into.has(k)) {
+        const { fileOffset: _f, ...rest } = c;
+        into.set(k, rest);
+      }
+    }
+    if (n.children) for (const c of n.children.values()) visit(c);
+  };
+  visit(root);
+  return into;
+}

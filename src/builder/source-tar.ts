@@ -1,0 +1,68 @@
+/**
+ * @module builder/source-tar
+ * Builds a tree from an OCI layer tar stream (plain, gzip or zstd — detected by readLayer). File
+ * bodies go chunk by chunk into the blob writer. Whiteouts (`.wh.*`) are kept verbatim as empty
+ * files, as upstream's per-layer bootstraps do (`--whiteout-spec none`); merging applies them.
+ */
+import type { Readable } from 'node:stream';
+import { FerryError } from '../core/index.js';
+import { readLayer } from '../format/tar/index.js';
+import { insertPath, lookupPath, newDir, splitPath, type Inode } from './tree.js';
+import { chunkStream } from './chunker.js';
+import type { BlobWriter } from './blob-writer.js';
+
+export interface TarSourceOptions {
+  writer: BlobWriter;
+  chunkSize: number;
+  onBytes?: ((n: number) => void) | undefined;
+}
+
+export async function treeFromTar(input: Readable, opts: TarSourceOptions): Promise<Inode> {
+  const root = newDir();
+  for await (const { entry, body } of readLayer(input)) {
+    const parts = splitPath(entry.path);
+    const mtime = Math.floor(entry.mtime);
+    const base: Inode = {
+      type: 'file', perm: entry.mode & 0o7777, uid: entry.uid, gid: entry.gid, mtime,
+      mtimeNsec: Math.round((entry.mtime - mtime) * 1e9) % 1_000_000_000, size: 0, xattrs: new Map(Object.entries(entry.xattrs ?? {})),
+    };
+    switch (entry.type) {
+      case 'file': {
+        const node: Inode = { ...base, size: entry.size };
+        node.chunks = await chunkStream(body, entry.size, opts.writer, opts.chunkSize, opts.onBytes);
+        if (parts.length === 0) throw new FerryError('INVALID_ARGUMENT', 'a regular file cannot be the layer root');
+        insertPath(root, entry.path, node);
+        continue;
+      }
+      case 'hardlink': {
+        body.resume();
+        const target = entry.linkname === undefined ? undefined : lookupPath(root, entry.linkname);
+        if (!target) throw new FerryError('INVALID_ARGUMENT', `hardlink ${entry.path} → ${entry.linkname}: target not found earlier in the layer`);
+        if (target.type === 'dir') throw new FerryError('INVALID_ARGUMENT', `hardlink ${entry.path} → ${entry.linkname}: target is a directory`);
+        insertPath(root, entry.path, target);
+        continue;
+      }
+      case 'dir':
+        body.resume();
+        insertPath(root, entry.path, newDir({ ...base, type: 'dir' }));
+        continue;
+      case 'symlink': {
+        body.resume();
+        const target = Buffer.from(entry.linkname ?? '', 'utf8');
+        if (target.length === 0) throw new FerryError('INVALID_ARGUMENT', `symlink ${entry.path} has an empty target`);
+        insertPath(root, entry.path, { ...base, type: 'symlink', target, size: target.length });
+        continue;
+      }
+      case 'char':
+      case 'block':
+      case 'fifo':
+        body.resume();
+        insertPath(root, entry.path, { ...base, type: entry.type, rdevMajor: entry.devmajor ?? 0, rdevMinor: entry.devminor ?? 0 });
+        continue;
+      default:
+        body.resume();
+        throw new FerryError('INVALID_ARGUMENT', `${entry.path}: unsupported tar entry type ${String((entry as { type: unknown }).type)}`);
+    }
+  }
+  return root;
+}
