@@ -44,8 +44,10 @@ export interface Containerd {
   logPath: string;
   pid: number;
   netns?: string;
-  /** Runs `ctr --address ADDRESS -n NAMESPACE ...args`. */
+  /** Runs `ctr --address ADDRESS -n NAMESPACE ...args` (inside the instance's netns, if any). */
   ctr(args: string[], opts?: CtrOptions): Promise<ExecResult>;
+  /** Spawns ctr the same way, stdout/stderr piped (e.g. `tasks start` to watch a container's output). */
+  ctrSpawn(args: string[]): ChildProcess;
   /** Environment for other clients (ctr-remote, ferry pull): CONTAINERD_ADDRESS / CONTAINERD_NAMESPACE. */
   env(): NodeJS.ProcessEnv;
   /** Kills this instance's tasks, removes its containers, stops containerd, unmounts leftovers. */
@@ -124,8 +126,15 @@ export async function startContainerd(opts: ContainerdOptions): Promise<Containe
     child.on('exit', (code, signal) => { exited = { code, signal }; res(); });
     child.on('error', (err) => { exited = { code: -1, signal: null }; log.error({ err }, 'containerd spawn failed'); res(); });
   });
-  const ctrRaw = (args2: string[], o: CtrOptions = {}): Promise<ExecResult> =>
-    exec('ctr', ['--address', address, '-n', namespace, ...args2], { timeoutMs: 300_000, ...o });
+  const ctrRaw = (args2: string[], o: CtrOptions = {}): Promise<ExecResult> => {
+    const eo: ExecOptions = { timeoutMs: 300_000, ...o };
+    if (opts.netns !== undefined) eo.netns = opts.netns;
+    return exec('ctr', ['--address', address, '-n', namespace, ...args2], eo);
+  };
+  const ctrSpawn = (args2: string[]): ChildProcess => {
+    const [c, a] = netnsWrap(opts.netns, 'ctr', ['--address', address, '-n', namespace, ...args2]);
+    return spawn(c, a, { env: { ...process.env, PATH: sbinPath() }, stdio: ['ignore', 'pipe', 'pipe'] });
+  };
 
   let stopped = false;
   const stop = async (): Promise<void> => {
@@ -177,6 +186,7 @@ export async function startContainerd(opts: ContainerdOptions): Promise<Containe
     address, namespace, dir, root, state, configPath, logPath,
     pid: child.pid ?? -1,
     ctr: ctrRaw,
+    ctrSpawn,
     env: () => ({ ...process.env, PATH: sbinPath(), CONTAINERD_ADDRESS: address, CONTAINERD_NAMESPACE: namespace }),
     stop,
   };

@@ -16,4 +16,4 @@ export {
   type BuildOciImageOptions, type BuiltImage, type BuiltLayer, type ImageConfigInput, type PushOptions,
 } from './images.js';
 export { startDistributionRegistry, type DistributionRegistry } from './registry.js';
-export { exec, execCheck, waitFor, sbinPath, mountsUnder, unmountUnder, type ExecResult, type ExecOptions } from './exec.js';
+export { exec, execCheck, waitFor, sbinPath, netnsWrap, mountsUnder, unmountUnder, type ExecResult, type ExecOptions } from './exec.js';

@@ -172,6 +172,8 @@ export interface Star {
   hub: string;
   registry: StarNode;
   nodes: StarNode[];
+  /** Unshaped service namespaces (198.18.0.2, .3, …), e.g. for a P2P scheduler. */
+  extras: StarNode[];
   /** Deletes all namespaces (and so every interface in them). Safe to call twice. */
   destroy(): Promise<void>;
 }
@@ -182,7 +184,7 @@ export interface Star {
  * `registryRate` the registry's uplink (its own interface's egress) is shaped with tbf;
  * `nodeRate` shapes each node's uplink and downlink.
  */
-export async function createStar(opts: { prefix: string; nodes: number; registryRate?: string; nodeRate?: string }): Promise<Star> {
+export async function createStar(opts: { prefix: string; nodes: number; extras?: number; registryRate?: string; nodeRate?: string }): Promise<Star> {
   const { prefix } = opts;
   if (opts.nodes < 1 || opts.nodes > 200) throw new FerryError('INVALID_ARGUMENT', 'nodes must be 1..200');
   if (!/^[a-z0-9]{1,8}$/.test(prefix)) throw new FerryError('INVALID_ARGUMENT', 'star prefix must be 1-8 chars [a-z0-9]');
@@ -219,7 +221,9 @@ export async function createStar(opts: { prefix: string; nodes: number; registry
       }
       nodes.push(n);
     }
-    return { hub, registry, nodes, destroy };
+    const extras: StarNode[] = [];
+    for (let i = 0; i < (opts.extras ?? 0) && i < 8; i++) extras.push(await mk(`${prefix}-x${i + 1}`, `198.18.0.${2 + i}`, `x${i + 1}`));
+    return { hub, registry, nodes, extras, destroy };
   } catch (err) {
     await destroy();
     throw err;

@@ -1,0 +1,210 @@
+/**
+ * @module bench/modes
+ * The systems under test, one driver each. A driver starts what a node needs before containerd
+ * (snapshotter, peer), says which snapshotter containerd uses, and pulls the image. Ferry's own
+ * components are used through the `ferry` executable; a mode whose component is missing from this
+ * build (or lacks a needed option) is reported as "not run" with the reason, never simulated.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { FerryError } from '../core/index.js';
+import type { Logger } from '../observe/index.js';
+import { execInNetns, waitFor, exec, type Containerd, type Star, type StarNode } from './env/index.js';
+import { ferryBin, probeSubcommand, spawnFerry, type ManagedProcess } from './procs.js';
+import type { BenchRegistry } from './registry.js';
+import type { ModeId, WorkloadInfo } from './types.js';
+
+export interface RunEnv {
+  registry: BenchRegistry;
+  star: Star;
+  dir: string;
+  log: Logger;
+  /** Set by a driver's runSetup (P2P scheduler URL). */
+  schedulerUrl?: string;
+}
+
+export interface NodeEnv {
+  index: number;
+  node: StarNode;
+  dir: string;
+}
+
+export interface PreparedNode {
+  procs: ManagedProcess[];
+  /** Proxy snapshotters containerd must register. */
+  snapshotters?: Record<string, string>;
+  /** Snapshotter for `ctr c create`; containerd's default (overlayfs) when absent. */
+  snapshotter?: string;
+  hostsDir?: string;
+}
+
+export interface ModeDriver {
+  id: ModeId;
+  /** `ferry` subcommands this mode needs. */
+  requires: string[];
+  /** Extra availability check once the subcommands exist (e.g. an option in their --help). */
+  check?(help: Record<string, string>): string | undefined;
+  /** The image this mode pulls (OCI or a Nydus variant); undefined when it was not prepared. */
+  ref(w: WorkloadInfo): string | undefined;
+  /** Shared per-run processes (e.g. the P2P scheduler). */
+  runSetup?(env: RunEnv): Promise<ManagedProcess[]>;
+  nodeSetup(env: RunEnv, n: NodeEnv): Promise<PreparedNode>;
+  pull(env: RunEnv, n: NodeEnv, p: PreparedNode, ctd: Containerd, ref: string): Promise<void>;
+}
+
+async function checked(what: string, p: Promise<{ code: number; stdout: string; stderr: string }>): Promise<void> {
+  const r = await p;
+  if (r.code !== 0) throw new FerryError('INTERNAL', `${what} failed (${r.code}): ${(r.stderr || r.stdout).trim().split('\n').slice(-4).join(' | ')}`);
+}
+
+async function waitSocket(path: string, proc: ManagedProcess, what: string): Promise<void> {
+  await waitFor(async () => {
+    if (proc.exited()) throw new FerryError('UNAVAILABLE', `${what} exited: ${await proc.logTail()}`);
+    return existsSync(path);
+  }, what, 30_000, 50);
+}
+
+async function waitHttp(netns: string, url: string, proc: ManagedProcess, what: string): Promise<void> {
+  await waitFor(async () => {
+    if (proc.exited()) throw new FerryError('UNAVAILABLE', `${what} exited: ${await proc.logTail()}`);
+    const r = await execInNetns(netns, 'curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', url], { timeoutMs: 5_000 });
+    return r.code === 0 && r.stdout !== '000';
+  }, what, 30_000, 100);
+}
+
+const SCHED_PORT = 8002;
+const PROXY_PORT = 65001;
+const UPLOAD_PORT = 65002;
+
+async function startScheduler(env: RunEnv): Promise<ManagedProcess[]> {
+  const x = env.star.extras[0];
+  if (!x) throw new FerryError('INTERNAL', 'no namespace for the scheduler');
+  const dir = join(env.dir, 'scheduler');
+  await mkdir(dir, { recursive: true });
+  const listen = `${x.ip}:${SCHED_PORT}`;
+  const proc = spawnFerry('scheduler', ['scheduler', '--listen', listen], { netns: x.netns, logPath: join(dir, 'scheduler.log') });
+  await waitHttp(x.netns, `http://${listen}/healthy`, proc, 'ferry scheduler');
+  env.schedulerUrl = `http://${listen}`;
+  return [proc];
+}
+
+async function startPeer(env: RunEnv, n: NodeEnv): Promise<ManagedProcess> {
+  if (!env.schedulerUrl) throw new FerryError('INTERNAL', 'scheduler not started');
+  const dir = join(n.dir, 'peer');
+  await mkdir(dir, { recursive: true });
+  const proc = spawnFerry('peer', ['peer', '--scheduler', env.schedulerUrl, '--data', dir,
+    '--proxy-listen', `127.0.0.1:${PROXY_PORT}`, '--upload-listen', `${n.node.ip}:${UPLOAD_PORT}`,
+    '--registry-mirror', `http://${env.registry.host}`], { netns: n.node.netns, logPath: join(dir, 'peer.log') });
+  await waitHttp(n.node.netns, `http://127.0.0.1:${PROXY_PORT}/`, proc, 'ferry peer');
+  return proc;
+}
+
+/** containerd hosts.toml directing pulls for the registry through the local peer's mirror. */
+export function hostsToml(registryHost: string, mirror: string): string {
+  return [
+    `server = "http://${registryHost}"`,
+    '',
+    `[host."${mirror}"]`,
+    '  capabilities = ["pull", "resolve"]',
+    '',
+  ].join('\n');
+}
+
+const ociDriver: ModeDriver = {
+  id: 'oci',
+  requires: [],
+  ref: (w) => w.ociRef,
+  nodeSetup: async () => ({ procs: [] }),
+  pull: (_env, _n, p, ctd, ref) => checked('ctr images pull', ctd.ctr(['images', 'pull', '--plain-http',
+    ...(p.hostsDir ? ['--hosts-dir', p.hostsDir] : []), ref], { timeoutMs: 30 * 60_000 })),
+};
+
+const ociP2pDriver: ModeDriver = {
+  id: 'oci-p2p',
+  requires: ['scheduler', 'peer'],
+  ref: (w) => w.ociRef,
+  runSetup: startScheduler,
+  nodeSetup: async (env, n) => {
+    const peer = await startPeer(env, n);
+    const hostsDir = join(n.dir, 'hosts');
+    await mkdir(join(hostsDir, env.registry.host), { recursive: true });
+    await writeFile(join(hostsDir, env.registry.host, 'hosts.toml'), hostsToml(env.registry.host, `http://127.0.0.1:${PROXY_PORT}`));
+    return { procs: [peer], hostsDir };
+  },
+  pull: ociDriver.pull,
+};
+
+/** Options of `ferry snapshotter` this harness knows how to pass, found in its --help. */
+function snapshotterModeArgs(help: string, mode: 'erofs' | 'fuse'): string[] | undefined {
+  for (const flag of ['--fs-mode', '--mode', '--daemon-mode']) {
+    if (new RegExp(`${flag}\\b`).test(help)) return [flag, mode];
+  }
+  return undefined;
+}
+
+function lazyDriver(id: ModeId, variant: 'erofs' | 'fuse', extra: { prefetch?: boolean; p2p?: boolean }): ModeDriver {
+  const requires = ['snapshotter', 'pull', 'convert', ...(extra.p2p ? ['scheduler', 'peer'] : [])];
+  let snapHelp = '';
+  const d: ModeDriver = {
+    id,
+    requires,
+    check: (help) => {
+      snapHelp = help.snapshotter ?? '';
+      if (variant === 'fuse' && !snapshotterModeArgs(snapHelp, 'fuse')) return '`ferry snapshotter` has no option to choose FUSE mode';
+      if (extra.p2p && !/--proxy\b|--p2p-proxy\b/.test(snapHelp)) return '`ferry snapshotter` has no --proxy option for the P2P peer';
+      return undefined;
+    },
+    ref: (w) => (extra.prefetch ? w.nydusPrefetchRef ?? w.nydusRef : w.nydusRef),
+    ...(extra.p2p ? { runSetup: startScheduler } : {}),
+    nodeSetup: async (env, n) => {
+      const procs: ManagedProcess[] = [];
+      if (extra.p2p) procs.push(await startPeer(env, n));
+      const dir = join(n.dir, 'snapshotter');
+      await mkdir(dir, { recursive: true });
+      const sock = join(dir, 'ferry.sock');
+      const args = ['snapshotter', '--address', sock, '--root', join(dir, 'root')];
+      const modeArgs = snapshotterModeArgs(snapHelp, variant);
+      if (modeArgs) args.push(...modeArgs);
+      if (extra.prefetch && /--prefetch\b/.test(snapHelp)) args.push('--prefetch');
+      if (extra.p2p) args.push(/--p2p-proxy\b/.test(snapHelp) ? '--p2p-proxy' : '--proxy', `http://127.0.0.1:${PROXY_PORT}`);
+      if (/--insecure\b/.test(snapHelp)) args.push('--insecure');
+      const proc = spawnFerry('snapshotter', args, { netns: n.node.netns, logPath: join(dir, 'snapshotter.log') });
+      procs.push(proc);
+      await waitSocket(sock, proc, 'ferry snapshotter');
+      return { procs, snapshotters: { ferry: sock }, snapshotter: 'ferry' };
+    },
+    pull: (_env, n, _p, ctd, ref) => checked('ferry pull', exec(process.execPath, [ferryBin(), 'pull', '--address', ctd.address,
+      '--namespace', ctd.namespace, '--snapshotter', 'ferry', '--plain-http', ref], { netns: n.node.netns, timeoutMs: 30 * 60_000 })),
+  };
+  return d;
+}
+
+export const DRIVERS: Record<ModeId, ModeDriver> = {
+  'oci': ociDriver,
+  'lazy-erofs': lazyDriver('lazy-erofs', 'erofs', {}),
+  'lazy-fuse': lazyDriver('lazy-fuse', 'fuse', {}),
+  'lazy-prefetch': lazyDriver('lazy-prefetch', 'erofs', { prefetch: true }),
+  'lazy-p2p': lazyDriver('lazy-p2p', 'erofs', { p2p: true }),
+  'oci-p2p': ociP2pDriver,
+};
+
+/** Availability of each mode in this build: ok, or the reason it cannot run. */
+export async function modeAvailability(modes: ModeId[]): Promise<Map<ModeId, string | undefined>> {
+  const subs = new Set(modes.flatMap((m) => DRIVERS[m].requires));
+  const help: Record<string, string> = {};
+  const missing: Record<string, string> = {};
+  for (const s of subs) {
+    const r = await probeSubcommand(s);
+    if (r.ok) help[s] = r.help ?? '';
+    else missing[s] = r.reason ?? `ferry ${s} unavailable`;
+  }
+  const out = new Map<ModeId, string | undefined>();
+  for (const m of modes) {
+    const d = DRIVERS[m];
+    const miss = d.requires.filter((s) => missing[s]).map((s) => missing[s]);
+    if (miss.length) { out.set(m, miss.join('; ')); continue; }
+    out.set(m, d.check?.(help));
+  }
+  return out;
+}

@@ -1,0 +1,138 @@
+/**
+ * @module bench/types
+ * The shapes of `results.json`: what was run, on what, each raw measurement, and the summaries.
+ */
+import type { Summary } from './stats.js';
+
+export type ModeId = 'oci' | 'lazy-erofs' | 'lazy-fuse' | 'lazy-prefetch' | 'lazy-p2p' | 'oci-p2p';
+
+export const ALL_MODES: ModeId[] = ['oci', 'lazy-erofs', 'lazy-fuse', 'lazy-prefetch', 'lazy-p2p', 'oci-p2p'];
+
+export const MODE_LABELS: Record<ModeId, string> = {
+  'oci': 'OCI (containerd pull + overlayfs)',
+  'lazy-erofs': 'Ferry lazy (EROFS)',
+  'lazy-fuse': 'Ferry lazy (FUSE)',
+  'lazy-prefetch': 'Ferry lazy + prefetch',
+  'lazy-p2p': 'Ferry lazy + P2P',
+  'oci-p2p': 'OCI through Ferry P2P mirror',
+};
+
+/** Modes that involve several nodes sharing data (run for every N); others run at N = 1 only unless asked. */
+export const P2P_MODES: ModeId[] = ['lazy-p2p', 'oci-p2p'];
+
+export type ReadySignal =
+  | { kind: 'exit'; stdout: string }
+  | { kind: 'line'; pattern: string }
+  | { kind: 'http'; port: number; path?: string };
+
+export interface ModeStatus {
+  id: ModeId;
+  label: string;
+  status: 'run' | 'not-run';
+  reason?: string;
+}
+
+export interface WorkloadInfo {
+  id: string;
+  title: string;
+  command: string[];
+  ready: ReadySignal;
+  /** Compressed size of the OCI image's layers (bytes). */
+  imageBytes: number;
+  /** Uncompressed size of the OCI image's layers (bytes). */
+  uncompressedBytes: number;
+  /** Size of the Nydus image's blobs + bootstrap, when converted. */
+  nydusBytes?: number;
+  ociRef: string;
+  nydusRef?: string;
+  nydusPrefetchRef?: string;
+}
+
+/** One node's measurements in one run. */
+export interface NodeResult {
+  node: number;
+  ok: boolean;
+  error?: string;
+  pullMs: number;
+  createMs: number;
+  /** task start → ready signal. */
+  runMs: number;
+  /** pull start → ready (the primary metric). */
+  readyMs: number;
+  /** Bytes received on the node's interface during the run. */
+  rxBytes: number;
+  /** user+sys CPU of this node's Ferry processes (ms). */
+  ferryCpuMs: number;
+  /** user+sys CPU of this node's containerd (ms). */
+  containerdCpuMs: number;
+  output?: string;
+}
+
+export interface RunResult {
+  workload: string;
+  mode: ModeId;
+  nodes: number;
+  rep: number;
+  startedAt: string;
+  ok: boolean;
+  error?: string;
+  /** Bytes the registry reports it served as blob bodies (its own counter), when it has one. */
+  registryBlobBytes: number | null;
+  /** Bytes sent by the registry's network interface. */
+  registryIfaceBytes: number;
+  /** Slowest node's pull start → ready. */
+  allReadyMs: number;
+  perNode: NodeResult[];
+}
+
+export interface GroupSummary {
+  workload: string;
+  mode: ModeId;
+  nodes: number;
+  runs: number;
+  failures: number;
+  readyMs: Summary;
+  allReadyMs: Summary;
+  pullMs: Summary;
+  createMs: Summary;
+  runMs: Summary;
+  registryBytes: Summary;
+  registryIfaceBytes: Summary;
+  nodeRxBytes: Summary;
+  ferryCpuMs: Summary;
+  /** registry bytes (median) ÷ OCI image bytes. */
+  registryBytesPerImage: number;
+  /** OCI baseline median ready ÷ this median ready (same workload, same N). */
+  speedup: number | null;
+}
+
+export interface MachineInfo {
+  hostname: string;
+  cpuModel: string;
+  cores: number;
+  memoryGiB: number;
+  kernel: string;
+  os: string;
+  node: string;
+}
+
+export interface BenchResults {
+  schema: 'ferry-bench/v1';
+  startedAt: string;
+  finishedAt: string;
+  gitCommit: string;
+  machine: MachineInfo;
+  settings: {
+    bandwidth: string;
+    repeat: number;
+    nodes: number[];
+    quick: boolean;
+    registry: string;
+    seed: number;
+  };
+  modes: ModeStatus[];
+  workloads: WorkloadInfo[];
+  runs: RunResult[];
+  summary: GroupSummary[];
+  notes: string[];
+}
