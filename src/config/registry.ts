@@ -1,0 +1,87 @@
+/**
+ * @module config/registry
+ * Configuration of `ferry registry` (YAML/JSON file, `--config`). Defaults live in the schema;
+ * unknown keys are an error. Durations ("30s") and sizes ("4MiB") are strings parsed once.
+ */
+import { z } from 'zod';
+import { FerryError, parseDuration, parseSize } from '../core/index.js';
+
+const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  try {
+    return parseDuration(v);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
+const size = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  try {
+    return parseSize(v);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
+
+export const RegistryConfigSchema = z.strictObject({
+  /** host:port to listen on. */
+  listen: z.string().default('127.0.0.1:5000'),
+  /** Data directory (blobs, uploads, SQLite metadata, token key). */
+  dataDir: z.string().optional(),
+  /** Admin password; else FERRY_ADMIN_PASSWORD; else the stored one; else generated and printed once. */
+  adminPassword: z.string().min(1).optional(),
+  /** Public URL used in webhook resource_url and the token realm (default: derived from the request Host). */
+  externalUrl: z.string().optional(),
+  /** Token service name (Harbor: harbor-registry). */
+  tokenService: z.string().default('harbor-registry'),
+  /** Token issuer (Harbor: harbor-token-issuer). */
+  tokenIssuer: z.string().default('harbor-token-issuer'),
+  /** Lifetime of issued tokens (Harbor default 30 min). */
+  tokenExpiration: duration.default(30 * 60_000),
+  /** Create a missing project on push by the admin (Harbor would answer 404); private by default. */
+  autoCreateProjects: z.boolean().default(true),
+  /** Manifests larger than this are rejected with 413. */
+  maxManifestSize: size.default(4 * 1024 * 1024),
+  /** Largest blob accepted (0 = unlimited). */
+  maxBlobSize: size.default(0),
+  /** fsync blobs and directories on commit (turn off only for throwaway benchmarks). */
+  fsync: z.boolean().default(true),
+  /** Allow DELETE of blobs, manifests and tags. */
+  deleteEnabled: z.boolean().default(true),
+  webhook: z.strictObject({
+    /** Deliver webhooks at all (Harbor: notification_enable). */
+    enabled: z.boolean().default(true),
+    /** Retries after the first attempt (Harbor: webhook_job_max_retry = 3). */
+    maxRetries: z.number().int().min(0).max(20).default(3),
+    /** First retry delay; doubles each retry. */
+    backoff: duration.default(1000),
+    /** HTTP timeout per attempt (Harbor: 3 s). */
+    timeout: duration.default(3000),
+    /**
+     * An untagged manifest pushed by digest waits this long before its PUSH_ARTIFACT is sent; if an
+     * index referencing it arrives meanwhile, only the index's event is sent.
+     */
+    settleDelay: duration.default(3000),
+    /** How often the outbox is polled for due deliveries. */
+    pollInterval: duration.default(500),
+  }).prefault({}),
+  gc: z.strictObject({
+    /** Blobs younger than this are never collected (covers pushes whose manifest is not in yet). */
+    minAge: duration.default(60 * 60_000),
+    /** Uploads untouched this long are removed by gc. */
+    uploadMaxAge: duration.default(24 * 60 * 60_000),
+  }).prefault({}),
+});
+
+export type RegistryConfig = z.output<typeof RegistryConfigSchema>;
+export type RegistryConfigInput = z.input<typeof RegistryConfigSchema>;
+
+/** Validates a config object (from YAML/JSON or code); throws a readable error listing the problems. */
+export function parseRegistryConfig(input: unknown): RegistryConfig {
+  const r = RegistryConfigSchema.safeParse(input ?? {});
+  if (!r.success) {
+    const msg = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+    throw new FerryError('INVALID_ARGUMENT', `invalid registry config: ${msg}`);
+  }
+  return r.data;
+}

@@ -1,0 +1,242 @@
+/**
+ * @module registry/auth
+ * Who is asking and what they may do. Credentials arrive as HTTP Basic (admin/users, robot
+ * accounts `robot$<project>+<name>`) or as Bearer JWTs issued by our token endpoint (the Docker
+ * token flow Harbor uses). Passwords and robot secrets are stored only as salted PBKDF2-SHA256
+ * hashes; successful verifications are cached briefly so a pull of many blobs costs one hash.
+ */
+import { createHash, pbkdf2, randomBytes, randomInt, timingSafeEqual, randomUUID } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { SignJWT, jwtVerify, importJWK, exportJWK, generateKeyPair, type JWK, type CryptoKey as JoseKey, calculateJwkThumbprint } from 'jose';
+import { FerryError } from '../core/index.js';
+import type { SqliteMetadata } from './metadata/sqlite.js';
+import type { Robot } from './metadata/metadata.js';
+import { projectOf } from './names.js';
+
+const pbkdf2Async = promisify(pbkdf2);
+const PBKDF2_ITERATIONS = 20_000;
+
+/** `pbkdf2-sha256$<iterations>$<salt b64>$<hash b64>` of a password or secret. */
+export async function hashSecret(secret: string): Promise<string> {
+  const salt = randomBytes(16);
+  const hash = await pbkdf2Async(secret, salt, PBKDF2_ITERATIONS, 32, 'sha256');
+  return `pbkdf2-sha256$${PBKDF2_ITERATIONS}$${salt.toString('base64')}$${hash.toString('base64')}`;
+}
+
+/** Checks a secret against a stored hash in constant time. */
+export async function verifySecret(secret: string, stored: string): Promise<boolean> {
+  const [scheme, iter, salt, hash] = stored.split('$');
+  if (scheme !== 'pbkdf2-sha256' || !iter || !salt || !hash) return false;
+  const want = Buffer.from(hash, 'base64');
+  const got = await pbkdf2Async(secret, Buffer.from(salt, 'base64'), Number(iter), want.length, 'sha256');
+  return got.length === want.length && timingSafeEqual(got, want);
+}
+
+const ALNUM = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
+
+/** 32 random `[a-zA-Z0-9]` characters with at least one lower, upper and digit (Harbor's rule). */
+export function generateSecret(length = 32): string {
+  for (;;) {
+    let s = '';
+    for (let i = 0; i < length; i++) s += ALNUM[randomInt(ALNUM.length)];
+    if (/[a-z]/.test(s) && /[A-Z]/.test(s) && /[0-9]/.test(s)) return s;
+  }
+}
+
+/** Harbor's rule for user-supplied robot secrets. */
+export function isStrongSecret(s: string): boolean {
+  return s.length >= 8 && s.length <= 128 && /[a-z]/.test(s) && /[A-Z]/.test(s) && /[0-9]/.test(s);
+}
+
+export type Action = 'pull' | 'push' | 'delete';
+
+export type Principal =
+  | { kind: 'anonymous'; name: '' }
+  | { kind: 'user'; name: string; sysadmin: boolean }
+  | { kind: 'robot'; name: string; robot: Robot }
+  | { kind: 'token'; name: string; access: TokenAccess[]; via: 'bearer' };
+
+export interface TokenAccess {
+  type: string;
+  name: string;
+  actions: string[];
+}
+
+/** A requested scope `type:name:actions`; the name may itself contain ':' (host:port). */
+export function parseScope(s: string): TokenAccess | undefined {
+  const first = s.indexOf(':');
+  const last = s.lastIndexOf(':');
+  if (first <= 0 || last <= first) return undefined;
+  const type = s.slice(0, first).replace(/\(.*\)$/, '');
+  return { type, name: s.slice(first + 1, last), actions: s.slice(last + 1).split(',').filter(Boolean) };
+}
+
+export interface AuthOptions {
+  dataDir: string;
+  service: string;
+  issuer: string;
+  tokenExpirationMs: number;
+}
+
+/** Authentication, authorisation and token issuance. */
+export class Auth {
+  readonly #meta: SqliteMetadata;
+  readonly #opts: AuthOptions;
+  #privateKey!: JoseKey;
+  #publicKey!: JoseKey;
+  #kid = '';
+  /** sha256(Authorization header) → principal, for a short time. */
+  readonly #basicCache = new Map<string, { principal: Principal; until: number }>();
+  readonly #tokenCache = new Map<string, { principal: Principal; until: number }>();
+
+  constructor(meta: SqliteMetadata, opts: AuthOptions) {
+    this.#meta = meta;
+    this.#opts = opts;
+  }
+
+  /** Loads or creates the token signing key (DIR/token-key.jwk, mode 0600). */
+  async init(): Promise<void> {
+    const path = `${this.#opts.dataDir}/token-key.jwk`;
+    let jwk: JWK;
+    if (existsSync(path)) {
+      jwk = JSON.parse(readFileSync(path, 'utf8')) as JWK;
+    } else {
+      const { privateKey } = await generateKeyPair('ES256', { extractable: true });
+      jwk = await exportJWK(privateKey);
+      writeFileSync(`${path}.tmp`, JSON.stringify(jwk), { mode: 0o600 });
+      renameSync(`${path}.tmp`, path);
+    }
+    this.#privateKey = (await importJWK(jwk, 'ES256')) as JoseKey;
+    const { d: _d, ...pub } = jwk;
+    this.#publicKey = (await importJWK(pub, 'ES256')) as JoseKey;
+    this.#kid = (await calculateJwkThumbprint(pub)).slice(0, 32);
+  }
+
+  /** Forgets cached verifications (after a robot or password change). */
+  invalidate(): void {
+    this.#basicCache.clear();
+    this.#tokenCache.clear();
+  }
+
+  /**
+   * The principal behind an Authorization header; anonymous when there is none.
+   * Throws UNAUTHENTICATED for wrong, expired or disabled credentials.
+   */
+  async authenticate(header: string | undefined): Promise<Principal> {
+    if (!header) return { kind: 'anonymous', name: '' };
+    const now = Date.now();
+    const sp = header.indexOf(' ');
+    const scheme = header.slice(0, sp < 0 ? undefined : sp).toLowerCase();
+    const value = sp < 0 ? '' : header.slice(sp + 1).trim();
+    if (scheme === 'basic') {
+      const key = createHash('sha256').update(header).digest('hex');
+      const hit = this.#basicCache.get(key);
+      if (hit && hit.until > now) return hit.principal;
+      const decoded = Buffer.from(value, 'base64').toString('utf8');
+      const colon = decoded.indexOf(':');
+      if (colon < 0) throw new FerryError('UNAUTHENTICATED', 'malformed basic credentials');
+      const principal = await this.verifyPassword(decoded.slice(0, colon), decoded.slice(colon + 1));
+      if (this.#basicCache.size > 10_000) this.#basicCache.clear();
+      this.#basicCache.set(key, { principal, until: now + 30_000 });
+      return principal;
+    }
+    if (scheme === 'bearer') {
+      const hit = this.#tokenCache.get(value);
+      if (hit && hit.until > now) return hit.principal;
+      let payload: Record<string, unknown>;
+      try {
+        ({ payload } = await jwtVerify(value, this.#publicKey, { issuer: this.#opts.issuer, audience: this.#opts.service }));
+      } catch (err) {
+        throw new FerryError('UNAUTHENTICATED', `invalid token: ${(err as Error).message}`);
+      }
+      const principal: Principal = {
+        kind: 'token', name: typeof payload.sub === 'string' ? payload.sub : '', via: 'bearer',
+        access: Array.isArray(payload.access) ? (payload.access as TokenAccess[]) : [],
+      };
+      if (this.#tokenCache.size > 10_000) this.#tokenCache.clear();
+      this.#tokenCache.set(value, { principal, until: Math.min(now + 60_000, Number(payload.exp) * 1000) });
+      return principal;
+    }
+    throw new FerryError('UNAUTHENTICATED', `unsupported authorization scheme ${JSON.stringify(scheme)}`);
+  }
+
+  /** Checks a username (user or robot) and password. */
+  async verifyPassword(username: string, password: string): Promise<Principal> {
+    if (username.startsWith('robot$')) {
+      const robot = this.#meta.getRobot(username);
+      if (!robot || !(await verifySecret(password, robot.secretHash))) throw new FerryError('UNAUTHENTICATED', 'invalid credentials');
+      if (robot.disabled) throw new FerryError('UNAUTHENTICATED', `robot ${username} is disabled`);
+      if (robot.expiresAt !== -1 && robot.expiresAt * 1000 < Date.now()) throw new FerryError('UNAUTHENTICATED', `robot ${username} has expired`);
+      return { kind: 'robot', name: username, robot };
+    }
+    const user = this.#meta.getUser(username);
+    if (!user || !(await verifySecret(password, user.passwordHash))) throw new FerryError('UNAUTHENTICATED', 'invalid credentials');
+    return { kind: 'user', name: username, sysadmin: user.sysadmin };
+  }
+
+  /** Actions `p` may perform on repository `repo` (tokens: what the token grants). */
+  allowed(p: Principal, repo: string): Set<Action> {
+    const out = new Set<Action>();
+    if (p.kind === 'token') {
+      for (const a of p.access) {
+        if (a.type !== 'repository' || a.name !== repo) continue;
+        for (const act of a.actions) {
+          if (act === '*') { out.add('pull'); out.add('push'); out.add('delete'); }
+          else if (act === 'pull' || act === 'push' || act === 'delete') out.add(act);
+        }
+      }
+      return out;
+    }
+    if (p.kind === 'user' && p.sysadmin) return new Set<Action>(['pull', 'push', 'delete']);
+    const projectName = projectOf(repo);
+    const project = this.#meta.getProject(projectName);
+    if (project?.public) out.add('pull');
+    if (p.kind === 'robot') {
+      for (const perm of p.robot.permissions) {
+        if (perm.kind !== 'project' || (perm.namespace !== '*' && perm.namespace !== projectName)) continue;
+        for (const a of perm.access) {
+          if (a.effect === 'deny') continue;
+          if (a.resource === 'repository' && (a.action === 'pull' || a.action === 'push')) out.add(a.action);
+          if ((a.resource === 'artifact' || a.resource === 'tag') && a.action === 'delete') out.add('delete');
+          if (a.resource === 'repository' && a.action === '*') { out.add('pull'); out.add('push'); out.add('delete'); }
+        }
+      }
+    }
+    return out;
+  }
+
+  /** Whether `p` may list the catalog (registry:catalog:*). */
+  mayListCatalog(p: Principal): boolean {
+    if (p.kind === 'token') return p.access.some((a) => a.type === 'registry' && a.name === 'catalog');
+    return p.kind === 'user' && p.sysadmin;
+  }
+
+  /** Issues a token for the granted subset of `scopes` (never an error to grant less). */
+  async issueToken(p: Principal, scopes: TokenAccess[]): Promise<{ token: string; access_token: string; expires_in: number; issued_at: string }> {
+    const access: TokenAccess[] = [];
+    for (const s of scopes) {
+      if (s.type === 'repository') {
+        const allowed = this.allowed(p, s.name);
+        const wanted = s.actions.includes('*') ? ['pull', 'push', 'delete'] : s.actions;
+        const granted = wanted.filter((a) => allowed.has(a as Action));
+        access.push({ type: 'repository', name: s.name, actions: [...new Set(granted)] });
+      } else if (s.type === 'registry' && s.name === 'catalog') {
+        access.push({ type: 'registry', name: 'catalog', actions: this.mayListCatalog(p) ? ['*'] : [] });
+      }
+    }
+    const now = Math.floor(Date.now() / 1000);
+    const expiresIn = Math.max(60, Math.floor(this.#opts.tokenExpirationMs / 1000));
+    const token = await new SignJWT({ access })
+      .setProtectedHeader({ alg: 'ES256', typ: 'JWT', kid: this.#kid })
+      .setIssuer(this.#opts.issuer)
+      .setSubject(p.name)
+      .setAudience(this.#opts.service)
+      .setIssuedAt(now)
+      .setNotBefore(now - 5)
+      .setExpirationTime(now + expiresIn)
+      .setJti(randomUUID())
+      .sign(this.#privateKey);
+    return { token, access_token: token, expires_in: expiresIn, issued_at: new Date(now * 1000).toISOString() };
+  }
+}

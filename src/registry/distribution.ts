@@ -1,0 +1,576 @@
+/**
+ * @module registry/distribution
+ * The OCI Distribution v1.1 API (`/v2/…`): pull, push (monolithic, single-POST, chunked, streamed,
+ * mount), discovery (tags, catalog, referrers) and management (deletes). Every path value is
+ * validated (names/names.ts) before it reaches storage; blob bytes stream straight between the
+ * socket and the blob store.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { randomUUID, createHash } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
+import { FerryError, parseDigest } from '../core/index.js';
+import type { Logger } from '../observe/index.js';
+import type { BlobStore } from '../content/index.js';
+import { MediaType } from '../oci/index.js';
+import { OciError } from './errors.js';
+import { checkDigest, checkName, isValidTag, projectOf } from './names.js';
+import { parseRange, queryOf, readBody, sendError, sendJson } from './http-util.js';
+import { parseManifest } from './manifest-parse.js';
+import type { SqliteMetadata } from './metadata/sqlite.js';
+import type { ManifestRecord } from './metadata/metadata.js';
+import type { Action, Auth, Principal } from './auth.js';
+import type { Webhooks } from './webhooks.js';
+
+export interface DistributionOptions {
+  maxManifestSize: number;
+  maxBlobSize: number;
+  deleteEnabled: boolean;
+  autoCreateProjects: boolean;
+  service: string;
+}
+
+export interface DistributionDeps {
+  meta: SqliteMetadata;
+  store: BlobStore;
+  auth: Auth;
+  webhooks: Webhooks;
+  log: Logger;
+  counters: {
+    blobBytesServed(n: number): void;
+    blobBytesReceived(n: number): void;
+  };
+}
+
+const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' };
+
+type Route =
+  | { kind: 'base' }
+  | { kind: 'catalog' }
+  | { kind: 'uploads'; name: string }
+  | { kind: 'upload'; name: string; id: string }
+  | { kind: 'blob'; name: string; digest: string }
+  | { kind: 'manifest'; name: string; reference: string }
+  | { kind: 'tags'; name: string }
+  | { kind: 'referrers'; name: string; digest: string };
+
+/** Matches a `/v2/…` path (raw, undecoded) to a route; undefined → 404. */
+export function matchRoute(path: string): Route | undefined {
+  if (path === '/v2/' || path === '/v2') return { kind: 'base' };
+  if (path === '/v2/_catalog') return { kind: 'catalog' };
+  let m = /^\/v2\/(.+)\/blobs\/uploads\/?$/.exec(path);
+  if (m) return { kind: 'uploads', name: m[1]! };
+  m = /^\/v2\/(.+)\/blobs\/uploads\/([^/]+)$/.exec(path);
+  if (m) return { kind: 'upload', name: m[1]!, id: m[2]! };
+  m = /^\/v2\/(.+)\/blobs\/([^/]+)$/.exec(path);
+  if (m) return { kind: 'blob', name: m[1]!, digest: m[2]! };
+  m = /^\/v2\/(.+)\/manifests\/([^/]+)$/.exec(path);
+  if (m) return { kind: 'manifest', name: m[1]!, reference: m[2]! };
+  m = /^\/v2\/(.+)\/tags\/list$/.exec(path);
+  if (m) return { kind: 'tags', name: m[1]! };
+  m = /^\/v2\/(.+)\/referrers\/([^/]+)$/.exec(path);
+  if (m) return { kind: 'referrers', name: m[1]!, digest: m[2]! };
+  return undefined;
+}
+
+const UPLOAD_ID = /^[A-Za-z0-9-]{8,64}$/;
+
+function acceptsType(accept: string | undefined, type: string): boolean {
+  if (!accept) return true;
+  const types = accept.split(',').map((s) => s.split(';')[0]!.trim().toLowerCase()).filter(Boolean);
+  if (types.length === 0) return true;
+  return types.includes(type) || types.includes('*/*') || types.includes('application/*');
+}
+
+function explicitlyAccepts(accept: string | undefined, type: string): boolean {
+  if (!accept) return false;
+  return accept.split(',').some((s) => s.split(';')[0]!.trim().toLowerCase() === type);
+}
+
+/** The `/v2` API. */
+export class DistributionApi {
+  readonly #d: DistributionDeps;
+  readonly #o: DistributionOptions;
+
+  constructor(deps: DistributionDeps, opts: DistributionOptions) {
+    this.#d = deps;
+    this.#o = opts;
+  }
+
+  /** Handles a `/v2` request; `url` is parsed, `principal` resolved by the caller. */
+  async handle(req: IncomingMessage, res: ServerResponse, url: URL, principal: Principal): Promise<void> {
+    for (const [k, v] of Object.entries(API_VERSION)) res.setHeader(k, v);
+    const route = matchRoute(url.pathname);
+    if (!route) throw new OciError('NAME_UNKNOWN', `no route for ${url.pathname.slice(0, 200)}`, { status: 404 });
+    const method = req.method ?? 'GET';
+    if (route.kind === 'base') {
+      if (method !== 'GET' && method !== 'HEAD') throw new OciError('UNSUPPORTED', `${method} not allowed`);
+      if (principal.kind === 'anonymous') throw this.#challenge(req, undefined);
+      sendJson(res, 200, {});
+      return;
+    }
+    if (route.kind === 'catalog') {
+      if (!this.#d.auth.mayListCatalog(principal)) {
+        throw principal.kind === 'anonymous' || principal.kind === 'token'
+          ? this.#challenge(req, 'registry:catalog:*')
+          : new OciError('DENIED', 'listing the catalog needs the system admin');
+      }
+      await this.#catalog(res, url);
+      return;
+    }
+    const name = checkName(route.name);
+    const action: Action = method === 'GET' || method === 'HEAD' ? 'pull' : method === 'DELETE' ? 'delete' : 'push';
+    this.#authorize(req, principal, name, action);
+    if (action === 'push') this.#ensureProject(name, principal);
+    switch (route.kind) {
+      case 'blob':
+        if (method === 'GET' || method === 'HEAD') return this.#getBlob(req, res, name, route.digest, method === 'HEAD');
+        if (method === 'DELETE') return this.#deleteBlob(res, name, route.digest);
+        break;
+      case 'uploads':
+        if (method === 'POST') return this.#startUpload(req, res, name, principal);
+        break;
+      case 'upload':
+        if (!UPLOAD_ID.test(route.id)) throw new OciError('BLOB_UPLOAD_UNKNOWN', 'unknown upload');
+        if (method === 'PATCH') return this.#patchUpload(req, res, name, route.id);
+        if (method === 'PUT') return this.#putUpload(req, res, name, route.id, url);
+        if (method === 'GET') return this.#uploadStatus(res, name, route.id);
+        if (method === 'DELETE') return this.#cancelUpload(res, name, route.id);
+        break;
+      case 'manifest':
+        if (method === 'GET' || method === 'HEAD') return this.#getManifest(req, res, name, route.reference, method === 'HEAD', principal);
+        if (method === 'PUT') return this.#putManifest(req, res, name, route.reference, principal);
+        if (method === 'DELETE') return this.#deleteManifest(res, name, route.reference, principal);
+        break;
+      case 'tags':
+        if (method === 'GET') return this.#tags(res, name, url);
+        break;
+      case 'referrers':
+        if (method === 'GET') return this.#referrers(res, name, route.digest, url);
+        break;
+    }
+    throw new OciError('UNSUPPORTED', `${method} is not supported here`);
+  }
+
+  /** The 401 challenge for this request (Bearer, or Basic when Basic credentials were sent). */
+  #challenge(req: IncomingMessage, scope: string | undefined, message = 'authentication required'): OciError {
+    const auth = req.headers.authorization ?? '';
+    const host = req.headers.host ?? 'localhost';
+    const header = auth.toLowerCase().startsWith('basic ')
+      ? 'Basic realm="harbor"'
+      : `Bearer realm="http://${host}/service/token",service="${this.#o.service}"${scope ? `,scope="${scope}"` : ''}`;
+    const err = new OciError('UNAUTHORIZED', message, scope ? { detail: [{ Type: scope.split(':')[0], Name: scope.split(':').slice(1, -1).join(':'), Action: scope.split(':').pop() }] } : {});
+    (err as OciError & { challenge?: string }).challenge = header;
+    return err;
+  }
+
+  #authorize(req: IncomingMessage, p: Principal, name: string, action: Action): void {
+    const allowed = this.#d.auth.allowed(p, name);
+    if (allowed.has(action)) return;
+    const actions = action === 'pull' ? 'pull' : action === 'push' ? 'pull,push' : 'delete';
+    if (p.kind === 'anonymous' || p.kind === 'token') throw this.#challenge(req, `repository:${name}:${actions}`, p.kind === 'anonymous' ? 'authentication required' : 'insufficient scope');
+    throw new OciError('DENIED', `${p.name} may not ${action} ${name}`);
+  }
+
+  #ensureProject(name: string, p: Principal): void {
+    const project = projectOf(name);
+    if (this.#d.meta.getProject(project)) return;
+    const admin = p.kind === 'user' && p.sysadmin;
+    if (this.#o.autoCreateProjects && (admin || p.kind === 'token')) {
+      this.#d.meta.ensureProject(project, false, p.name || 'admin');
+      this.#d.log.info({ project }, 'project created on push');
+      return;
+    }
+    throw new OciError('NAME_UNKNOWN', `project ${project} not found`);
+  }
+
+  // ---- blobs ----
+
+  async #getBlob(req: IncomingMessage, res: ServerResponse, name: string, rawDigest: string, head: boolean): Promise<void> {
+    const digest = checkDigest(rawDigest);
+    const size = await this.#d.meta.blobInRepo(name, digest);
+    if (size === undefined) throw new OciError('BLOB_UNKNOWN', `blob ${digest} unknown to ${name}`, { detail: { digest } });
+    const range = parseRange(req.headers.range, size);
+    const headers: Record<string, string | number> = {
+      'content-type': 'application/octet-stream',
+      'docker-content-digest': digest,
+      etag: `"${digest}"`,
+      'accept-ranges': 'bytes',
+      'cache-control': 'max-age=31536000',
+    };
+    if (range === 'invalid') {
+      throw new OciError('RANGE_INVALID', `range ${req.headers.range} not satisfiable for ${size} bytes`, { status: 416 });
+    }
+    const length = range ? range.end - range.start + 1 : size;
+    headers['content-length'] = length;
+    if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${size}`;
+    if (head) {
+      res.writeHead(range ? 206 : 200, headers);
+      res.end();
+      return;
+    }
+    let stream;
+    try {
+      stream = await this.#d.store.read(digest, range);
+    } catch (err) {
+      if (FerryError.hasCode(err, 'NOT_FOUND')) throw new OciError('BLOB_UNKNOWN', `blob ${digest} is missing from storage`);
+      throw err;
+    }
+    res.writeHead(range ? 206 : 200, headers);
+    let sent = 0;
+    stream.on('data', (c: Buffer) => { sent += c.length; });
+    try {
+      await pipeline(stream, res);
+    } finally {
+      this.#d.counters.blobBytesServed(sent);
+    }
+  }
+
+  async #deleteBlob(res: ServerResponse, name: string, rawDigest: string): Promise<void> {
+    if (!this.#o.deleteEnabled) throw new OciError('UNSUPPORTED', 'deletion is disabled');
+    const digest = checkDigest(rawDigest);
+    if (!(await this.#d.meta.unlinkBlob(name, digest))) throw new OciError('BLOB_UNKNOWN', `blob ${digest} unknown to ${name}`);
+    res.writeHead(202, { 'content-length': 0 });
+    res.end();
+  }
+
+  // ---- uploads ----
+
+  #uploadHeaders(name: string, id: string, size: number): Record<string, string | number> {
+    return {
+      location: `/v2/${name}/blobs/uploads/${id}`,
+      range: `0-${Math.max(0, size - 1)}`,
+      'docker-upload-uuid': id,
+      'content-length': 0,
+    };
+  }
+
+  async #newUpload(name: string): Promise<string> {
+    const id = randomUUID();
+    await this.#d.store.startUpload(id);
+    await this.#d.meta.createUpload(id, name);
+    return id;
+  }
+
+  async #startUpload(req: IncomingMessage, res: ServerResponse, name: string, p: Principal): Promise<void> {
+    const q = queryOf(new URL(req.url ?? '/', 'http://x'));
+    const mount = q.get('mount')?.[0];
+    const from = q.get('from')?.[0];
+    if (mount !== undefined) {
+      const digest = checkDigest(mount);
+      if (from !== undefined && from !== name) {
+        let fromName: string | undefined;
+        try { fromName = checkName(from); } catch { fromName = undefined; }
+        if (fromName && this.#d.auth.allowed(p, fromName).has('pull') && (await this.#d.meta.blobInRepo(fromName, digest)) !== undefined) {
+          if (await this.#d.meta.linkBlob(name, digest)) {
+            res.writeHead(201, { location: `/v2/${name}/blobs/${digest}`, 'docker-content-digest': digest, 'content-length': 0 });
+            res.end();
+            return;
+          }
+        }
+      }
+      // Not mountable: a normal upload session (202), as the spec allows.
+    }
+    const digestParam = q.get('digest')?.[0];
+    const id = await this.#newUpload(name);
+    if (digestParam !== undefined && mount === undefined) {
+      const digest = checkDigest(digestParam);
+      await this.#append(req, name, id, 0);
+      await this.#commit(res, name, id, digest);
+      return;
+    }
+    req.resume();
+    res.writeHead(202, this.#uploadHeaders(name, id, 0));
+    res.end();
+  }
+
+  async #sessionSize(name: string, id: string): Promise<number> {
+    const repo = await this.#d.meta.uploadRepo(id);
+    if (repo !== name) throw new OciError('BLOB_UPLOAD_UNKNOWN', `upload ${id} unknown to ${name}`);
+    try {
+      return await this.#d.store.uploadSize(id);
+    } catch (err) {
+      if (FerryError.hasCode(err, 'NOT_FOUND')) throw new OciError('BLOB_UPLOAD_UNKNOWN', `upload ${id} unknown`);
+      throw err;
+    }
+  }
+
+  /** Parses Content-Range of a chunk ("a-b", or "bytes a-b/total"). */
+  #contentRange(req: IncomingMessage): { start: number; end: number } | undefined {
+    const h = req.headers['content-range'];
+    if (h === undefined) return undefined;
+    const m = /^(?:bytes )?(\d+)-(\d+)(?:\/(?:\d+|\*))?$/.exec(h.trim());
+    if (!m) throw new OciError('BLOB_UPLOAD_INVALID', `invalid Content-Range ${JSON.stringify(h)}`, { status: 416 });
+    const start = Number(m[1]);
+    const end = Number(m[2]);
+    if (end < start) throw new OciError('BLOB_UPLOAD_INVALID', `invalid Content-Range ${JSON.stringify(h)}`, { status: 416 });
+    return { start, end };
+  }
+
+  async #append(req: IncomingMessage, name: string, id: string, offset: number): Promise<number> {
+    const limit = this.#o.maxBlobSize > 0 ? this.#o.maxBlobSize : undefined;
+    try {
+      const before = offset;
+      const after = await this.#d.store.append(id, offset, req, limit === undefined ? {} : { limit });
+      this.#d.counters.blobBytesReceived(after - before);
+      await this.#d.meta.touchUpload(id);
+      return after;
+    } catch (err) {
+      if (FerryError.hasCode(err, 'FAILED_PRECONDITION')) {
+        throw new OciError('BLOB_UPLOAD_INVALID', (err as Error).message, { status: 416 });
+      }
+      if (FerryError.hasCode(err, 'RESOURCE_EXHAUSTED')) {
+        throw new OciError('SIZE_TOO_LARGE', (err as Error).message);
+      }
+      throw err;
+    }
+  }
+
+  async #patchUpload(req: IncomingMessage, res: ServerResponse, name: string, id: string): Promise<void> {
+    const size = await this.#sessionSize(name, id);
+    const range = this.#contentRange(req);
+    if (range) {
+      if (range.start !== size) {
+        throw new OciError('BLOB_UPLOAD_INVALID', `chunk starts at ${range.start}, upload is at ${size}`, { status: 416 });
+      }
+      const len = req.headers['content-length'];
+      if (len !== undefined && Number(len) !== range.end - range.start + 1) {
+        throw new OciError('SIZE_INVALID', `Content-Length ${len} does not match Content-Range ${range.start}-${range.end}`, { status: 416 });
+      }
+    }
+    const after = await this.#append(req, name, id, size);
+    if (range && after !== range.end + 1) {
+      throw new OciError('SIZE_INVALID', `received ${after - size} bytes, Content-Range promised ${range.end - range.start + 1}`);
+    }
+    res.writeHead(202, this.#uploadHeaders(name, id, after));
+    res.end();
+  }
+
+  async #putUpload(req: IncomingMessage, res: ServerResponse, name: string, id: string, url: URL): Promise<void> {
+    let size = await this.#sessionSize(name, id);
+    const digestParam = url.searchParams.get('digest');
+    if (digestParam === null) throw new OciError('DIGEST_INVALID', 'digest parameter missing');
+    const digest = checkDigest(digestParam);
+    const range = this.#contentRange(req);
+    if (range && range.start !== size) {
+      throw new OciError('BLOB_UPLOAD_INVALID', `chunk starts at ${range.start}, upload is at ${size}`, { status: 416 });
+    }
+    const hasBody = (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined;
+    if (hasBody) size = await this.#append(req, name, id, size);
+    else req.resume();
+    await this.#commit(res, name, id, digest);
+  }
+
+  async #commit(res: ServerResponse, name: string, id: string, digest: string): Promise<void> {
+    const size = await this.#d.store.uploadSize(id);
+    let pending: Promise<void> | undefined;
+    try {
+      await this.#d.store.commitUpload(id, digest, {
+        critical: (publish) => {
+          let out: ReturnType<typeof publish> | undefined;
+          pending = this.#d.meta.commitBlob(name, digest, size, () => { out = publish(); });
+          return out as ReturnType<typeof publish>;
+        },
+      });
+      await pending;
+    } catch (err) {
+      if (FerryError.hasCode(err, 'DATA_LOSS')) {
+        await this.#d.meta.deleteUpload(id);
+        throw new OciError('DIGEST_INVALID', (err as Error).message, { detail: { digest } });
+      }
+      throw err;
+    }
+    await this.#d.meta.deleteUpload(id);
+    res.writeHead(201, { location: `/v2/${name}/blobs/${digest}`, 'docker-content-digest': digest, 'content-length': 0 });
+    res.end();
+  }
+
+  async #uploadStatus(res: ServerResponse, name: string, id: string): Promise<void> {
+    const size = await this.#sessionSize(name, id);
+    res.writeHead(204, this.#uploadHeaders(name, id, size));
+    res.end();
+  }
+
+  async #cancelUpload(res: ServerResponse, name: string, id: string): Promise<void> {
+    await this.#sessionSize(name, id);
+    await this.#d.store.abortUpload(id);
+    await this.#d.meta.deleteUpload(id);
+    res.writeHead(204, { 'content-length': 0 });
+    res.end();
+  }
+
+  // ---- manifests ----
+
+  async #resolve(name: string, reference: string, forRead: boolean): Promise<{ digest: string; tag?: string }> {
+    if (reference.includes(':')) {
+      return { digest: checkDigest(reference) };
+    }
+    if (!isValidTag(reference)) {
+      if (forRead) throw new OciError('MANIFEST_UNKNOWN', `manifest ${reference.slice(0, 130)} unknown`);
+      throw new OciError('TAG_INVALID', `invalid tag ${JSON.stringify(reference.slice(0, 130))}`);
+    }
+    const digest = await this.#d.meta.resolveTag(name, reference);
+    if (!digest) throw new OciError('MANIFEST_UNKNOWN', `manifest ${name}:${reference} unknown`, { detail: { Tag: reference } });
+    return { digest, tag: reference };
+  }
+
+  async #getManifest(req: IncomingMessage, res: ServerResponse, name: string, reference: string, head: boolean, p: Principal): Promise<void> {
+    const { digest, tag } = await this.#resolve(name, reference, true);
+    let rec = await this.#d.meta.getManifest(name, digest);
+    if (!rec) throw new OciError('MANIFEST_UNKNOWN', `manifest ${digest} unknown to ${name}`);
+    const accept = [req.headers.accept].flat().filter(Boolean).join(',') || undefined;
+    if (tag !== undefined && !acceptsType(accept, rec.mediaType)) {
+      // Docker's downgrade: a manifest list to a client that only knows schema2 gets the linux/amd64 image.
+      if (rec.mediaType === MediaType.DOCKER_MANIFEST_LIST && explicitlyAccepts(accept, MediaType.DOCKER_MANIFEST)) {
+        const parsed = parseManifest(rec.body, rec.mediaType);
+        const child = parsed.children.find((c) => c.platform?.os === 'linux' && c.platform.architecture === 'amd64');
+        const childRec = child ? await this.#d.meta.getManifest(name, child.digest) : undefined;
+        if (!childRec) throw new OciError('MANIFEST_UNKNOWN', 'manifest list has no linux/amd64 image for a schema2-only client');
+        rec = childRec;
+      } else {
+        throw new OciError('MANIFEST_UNKNOWN', `${rec.mediaType} found, but the Accept header does not allow it`);
+      }
+    }
+    const etag = `"${rec.digest}"`;
+    const headers = {
+      'content-type': rec.mediaType,
+      'content-length': rec.size,
+      'docker-content-digest': rec.digest,
+      etag,
+    };
+    const inm = req.headers['if-none-match'];
+    if (inm && inm.split(',').map((s) => s.trim()).includes(etag)) {
+      res.writeHead(304, { etag, 'docker-content-digest': rec.digest });
+      res.end();
+      return;
+    }
+    res.writeHead(200, headers);
+    if (head) {
+      res.end();
+      return;
+    }
+    res.end(rec.body);
+    this.#d.meta.countPull(name);
+    const deliveries = this.#d.webhooks.deliveriesFor({ type: 'PULL_ARTIFACT', repo: name, digest: rec.digest, tag: tag ?? rec.digest, operator: p.name });
+    if (deliveries.length) {
+      this.#d.meta.enqueueDeliveries(deliveries);
+      this.#d.webhooks.kick();
+    }
+  }
+
+  async #putManifest(req: IncomingMessage, res: ServerResponse, name: string, reference: string, p: Principal): Promise<void> {
+    let tag: string | undefined;
+    let wanted: string | undefined;
+    if (reference.includes(':')) wanted = checkDigest(reference);
+    else if (isValidTag(reference)) tag = reference;
+    else throw new OciError('TAG_INVALID', `invalid tag ${JSON.stringify(reference.slice(0, 130))}`);
+    const body = await readBody(req, this.#o.maxManifestSize);
+    const algorithm = wanted ? parseDigest(wanted).algorithm : 'sha256';
+    const digest = `${algorithm}:${createHash(algorithm).update(body).digest('hex')}`;
+    if (wanted && wanted !== digest) {
+      throw new OciError('DIGEST_INVALID', `manifest digest ${digest} does not match ${wanted}`, { detail: { digest: wanted } });
+    }
+    const parsed = parseManifest(body, req.headers['content-type']);
+    const rec: ManifestRecord = {
+      repo: name, digest, mediaType: parsed.mediaType, size: body.length, body,
+      artifactType: parsed.artifactType, subject: parsed.subject, annotations: parsed.annotations, createdAt: Date.now(),
+    };
+    await this.#d.meta.putManifest(rec, tag, { blobs: parsed.blobs, manifests: parsed.manifests }, () =>
+      this.#d.webhooks.deliveriesFor({
+        type: 'PUSH_ARTIFACT', repo: name, digest, tag: tag ?? digest, operator: p.name,
+        untagged: tag === undefined && !parsed.isIndex,
+      }));
+    this.#d.webhooks.kick();
+    this.#d.log.info({ repo: name, digest, tag, mediaType: parsed.mediaType, operator: p.name }, 'manifest pushed');
+    const headers: Record<string, string | number> = {
+      location: `/v2/${name}/manifests/${digest}`, 'docker-content-digest': digest, 'content-length': 0,
+    };
+    if (parsed.subject) headers['oci-subject'] = parsed.subject;
+    res.writeHead(201, headers);
+    res.end();
+  }
+
+  async #deleteManifest(res: ServerResponse, name: string, reference: string, p: Principal): Promise<void> {
+    if (!this.#o.deleteEnabled) throw new OciError('UNSUPPORTED', 'deletion is disabled');
+    if (reference.includes(':')) {
+      const digest = checkDigest(reference);
+      const ev = this.#d.webhooks.deliveriesFor({ type: 'DELETE_ARTIFACT', repo: name, digest, tag: digest, operator: p.name });
+      if (!(await this.#d.meta.deleteManifest(name, digest, ev))) throw new OciError('MANIFEST_UNKNOWN', `manifest ${digest} unknown to ${name}`);
+    } else {
+      if (!isValidTag(reference)) throw new OciError('TAG_INVALID', `invalid tag ${JSON.stringify(reference.slice(0, 130))}`);
+      const digest = await this.#d.meta.resolveTag(name, reference);
+      if (!digest) throw new OciError('MANIFEST_UNKNOWN', `tag ${reference} unknown to ${name}`);
+      const ev = this.#d.webhooks.deliveriesFor({ type: 'DELETE_ARTIFACT', repo: name, digest, tag: reference, operator: p.name });
+      if (!(await this.#d.meta.deleteTag(name, reference, ev))) throw new OciError('MANIFEST_UNKNOWN', `tag ${reference} unknown to ${name}`);
+    }
+    this.#d.webhooks.kick();
+    res.writeHead(202, { 'content-length': 0 });
+    res.end();
+  }
+
+  // ---- discovery ----
+
+  #pageParams(url: URL): { n?: number; last?: string } {
+    const nRaw = url.searchParams.get('n');
+    const last = url.searchParams.get('last') ?? undefined;
+    let n: number | undefined;
+    if (nRaw !== null && nRaw !== '') {
+      if (!/^\d+$/.test(nRaw)) throw new OciError('PAGINATION_NUMBER_INVALID', `invalid n ${JSON.stringify(nRaw)}`);
+      n = Math.min(Number(nRaw), 100_000);
+    }
+    return { ...(n !== undefined ? { n } : {}), ...(last !== undefined ? { last } : {}) };
+  }
+
+  async #tags(res: ServerResponse, name: string, url: URL): Promise<void> {
+    if (!(await this.#d.meta.repositoryExists(name))) throw new OciError('NAME_UNKNOWN', `repository ${name} unknown`);
+    const { n, last } = this.#pageParams(url);
+    if (n === 0) {
+      sendJson(res, 200, { name, tags: [] });
+      return;
+    }
+    const rows = await this.#d.meta.listTags(name, { ...(n !== undefined ? { n: n + 1 } : {}), ...(last !== undefined ? { last } : {}) });
+    const headers: Record<string, string> = {};
+    let tags = rows;
+    if (n !== undefined && rows.length > n) {
+      tags = rows.slice(0, n);
+      headers.link = `</v2/${name}/tags/list?n=${n}&last=${encodeURIComponent(tags[tags.length - 1]!)}>; rel="next"`;
+    }
+    sendJson(res, 200, { name, tags }, headers);
+  }
+
+  async #catalog(res: ServerResponse, url: URL): Promise<void> {
+    const { n, last } = this.#pageParams(url);
+    if (n === 0) {
+      sendJson(res, 200, { repositories: [] });
+      return;
+    }
+    const rows = await this.#d.meta.listRepositories({ ...(n !== undefined ? { n: n + 1 } : {}), ...(last !== undefined ? { last } : {}) });
+    const headers: Record<string, string> = {};
+    let repos = rows;
+    if (n !== undefined && rows.length > n) {
+      repos = rows.slice(0, n);
+      headers.link = `</v2/_catalog?n=${n}&last=${encodeURIComponent(repos[repos.length - 1]!)}>; rel="next"`;
+    }
+    sendJson(res, 200, { repositories: repos }, headers);
+  }
+
+  async #referrers(res: ServerResponse, name: string, rawDigest: string, url: URL): Promise<void> {
+    const digest = checkDigest(rawDigest);
+    const artifactType = url.searchParams.get('artifactType') ?? undefined;
+    const rows = await this.#d.meta.referrers(name, digest, artifactType);
+    const body = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MediaType.OCI_INDEX,
+      manifests: rows.map((r) => ({
+        mediaType: r.mediaType, digest: r.digest, size: r.size,
+        ...(r.artifactType !== undefined ? { artifactType: r.artifactType } : {}),
+        ...(r.annotations !== undefined ? { annotations: r.annotations } : {}),
+      })),
+    });
+    const headers: Record<string, string | number> = { 'content-type': MediaType.OCI_INDEX, 'content-length': Buffer.byteLength(body) };
+    if (artifactType !== undefined) headers['oci-filters-applied'] = 'artifactType';
+    res.writeHead(200, headers);
+    res.end(body);
+  }
+}
+
+export { sendError };

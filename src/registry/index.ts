@@ -1,0 +1,133 @@
+/**
+ * @module registry
+ * `ferry registry`: an OCI Distribution v1.1 registry with the Harbor features an acceleration
+ * setup relies on (projects, users, robot accounts, Docker token auth, webhooks, gc).
+ *
+ * Layers: `server.ts` (HTTP edge, auth, errors) → `distribution.ts` (/v2 API) and
+ * `harbor-api.ts` (/api/v2.0) → `metadata/` (SQLite) + `content` (blob bytes) + `webhooks.ts`
+ * (durable outbox + dispatcher). A service: imports content, core, oci, observe, config; nothing
+ * imports its internals except through this file.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { createMetricsRegistry, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
+import { LocalBlobStore, type BlobStore } from '../content/index.js';
+import { parseRegistryConfig, type RegistryConfig, type RegistryConfigInput } from '../config/registry.js';
+import { SqliteMetadata } from './metadata/sqlite.js';
+import { Auth, hashSecret, verifySecret } from './auth.js';
+import { Webhooks } from './webhooks.js';
+import { RegistryServer } from './server.js';
+import { collectGarbage, type GcResult } from './gc.js';
+
+export interface StartRegistryOptions {
+  /** host:port; default from config (127.0.0.1:5000). Use port 0 in tests. */
+  listen?: string;
+  dataDir: string;
+  /** Admin password; else config.adminPassword; else FERRY_ADMIN_PASSWORD; else stored; else generated. */
+  adminPassword?: string;
+  config?: RegistryConfigInput;
+  log?: Logger;
+  /** Replace the blob store (e.g. MemoryBlobStore in tests). */
+  store?: BlobStore;
+}
+
+export interface RegistryHandle {
+  /** http://127.0.0.1:PORT */
+  url: string;
+  /** 127.0.0.1:PORT */
+  host: string;
+  metrics: MetricsRegistry;
+  /** The admin password when it was given or generated in this start; undefined when an earlier start stored it. */
+  adminPassword: string | undefined;
+  /** True when the password was generated now (print it once). */
+  adminPasswordGenerated: boolean;
+  /** The effective configuration. */
+  config: RegistryConfig;
+  close(): Promise<void>;
+}
+
+/** Opens the data directory and serves the registry until `close()`. */
+export async function startRegistry(opts: StartRegistryOptions): Promise<RegistryHandle> {
+  const config = parseRegistryConfig({ ...(opts.config ?? {}) });
+  const log = (opts.log ?? silentLogger()).child({ component: 'registry' });
+  const dataDir = opts.dataDir;
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const meta = new SqliteMetadata(join(dataDir, 'registry.db'));
+  try {
+    const store = opts.store ?? new LocalBlobStore(dataDir, { fsync: config.fsync });
+    const metrics = createMetricsRegistry({ processMetrics: true, prefix: 'ferry_registry_' });
+
+    // Default project and admin.
+    meta.ensureProject('library', true, 'admin');
+    const given = opts.adminPassword ?? config.adminPassword ?? (process.env.FERRY_ADMIN_PASSWORD || undefined);
+    let adminPassword: string | undefined;
+    let generated = false;
+    const existing = meta.getUser('admin');
+    if (given !== undefined) {
+      adminPassword = given;
+      if (!existing || !(await verifySecret(given, existing.passwordHash))) meta.upsertUser('admin', await hashSecret(given), true);
+    } else if (!existing) {
+      adminPassword = randomBytes(12).toString('base64url');
+      generated = true;
+      meta.upsertUser('admin', await hashSecret(adminPassword), true);
+    }
+
+    const auth = new Auth(meta, { dataDir, service: config.tokenService, issuer: config.tokenIssuer, tokenExpirationMs: config.tokenExpiration });
+    await auth.init();
+    const webhooks = new Webhooks({ meta, log, metrics }, {
+      enabled: config.webhook.enabled, maxRetries: config.webhook.maxRetries, backoffMs: config.webhook.backoff,
+      timeoutMs: config.webhook.timeout, settleDelayMs: config.webhook.settleDelay, pollIntervalMs: config.webhook.pollInterval,
+      externalHost: '',
+    });
+    const server = new RegistryServer({ meta, store, auth, webhooks, log, metrics }, {
+      maxManifestSize: config.maxManifestSize, maxBlobSize: config.maxBlobSize, deleteEnabled: config.deleteEnabled,
+      autoCreateProjects: config.autoCreateProjects, service: config.tokenService,
+    });
+    const addr = await server.listen(opts.listen ?? config.listen);
+    const hostName = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+    const host = `${hostName === '0.0.0.0' || hostName === '[::]' ? '127.0.0.1' : hostName}:${addr.port}`;
+    webhooks.setExternalHost(config.externalUrl ? config.externalUrl.replace(/^[a-z]+:\/\//, '').replace(/\/+$/, '') : host);
+    webhooks.start();
+    log.info({ listen: `${hostName}:${addr.port}`, dataDir }, 'registry listening');
+    let closed = false;
+    return {
+      url: `http://${host}`,
+      host,
+      metrics,
+      adminPassword,
+      adminPasswordGenerated: generated,
+      config,
+      async close() {
+        if (closed) return;
+        closed = true;
+        await server.close();
+        await webhooks.stop();
+        meta.close();
+      },
+    };
+  } catch (err) {
+    meta.close();
+    throw err;
+  }
+}
+
+/** Runs garbage collection on a data directory (the registry may be running). */
+export async function runGc(opts: { dataDir: string; dryRun?: boolean; config?: RegistryConfigInput; log?: Logger }): Promise<GcResult> {
+  const config = parseRegistryConfig({ ...(opts.config ?? {}) });
+  const meta = new SqliteMetadata(join(opts.dataDir, 'registry.db'));
+  try {
+    const store = new LocalBlobStore(opts.dataDir, { fsync: config.fsync });
+    return await collectGarbage(meta, store, {
+      dryRun: opts.dryRun ?? false, minAgeMs: config.gc.minAge, uploadMaxAgeMs: config.gc.uploadMaxAge,
+      ...(opts.log ? { log: opts.log } : {}),
+    });
+  } finally {
+    meta.close();
+  }
+}
+
+export { collectGarbage, type GcResult } from './gc.js';
+export { parseRegistryConfig, type RegistryConfig, type RegistryConfigInput } from '../config/registry.js';
+export { OciError, OCI_STATUS, type OciCode } from './errors.js';
+export { NAME_GRAMMAR, TAG_GRAMMAR, isValidName, isValidTag } from './names.js';

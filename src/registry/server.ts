@@ -1,0 +1,189 @@
+/**
+ * @module registry/server
+ * The registry's HTTP server: one node:http server (keep-alive) that authenticates each request,
+ * dispatches `/v2/…` to the Distribution API, `/service/token` to the token endpoint, `/api/v2.0/…`
+ * to the Harbor-compatible management API, and serves `/metrics`. Errors become the OCI error JSON
+ * at this edge only.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { FerryError } from '../core/index.js';
+import { Counter, Histogram, metricsHandler, type Logger, type MetricsRegistry } from '../observe/index.js';
+import type { BlobStore } from '../content/index.js';
+import { DistributionApi, type DistributionOptions } from './distribution.js';
+import { OciError, toOciError } from './errors.js';
+import { sendError, sendJson } from './http-util.js';
+import { parseScope, type Auth, type Principal, type TokenAccess } from './auth.js';
+import type { SqliteMetadata } from './metadata/sqlite.js';
+import type { Webhooks } from './webhooks.js';
+import { HarborApi } from './harbor-api.js';
+
+export interface RegistryServerDeps {
+  meta: SqliteMetadata;
+  store: BlobStore;
+  auth: Auth;
+  webhooks: Webhooks;
+  log: Logger;
+  metrics: MetricsRegistry;
+}
+
+/** Routes a request path to a low-cardinality metrics label. */
+function routeLabel(path: string): string {
+  if (path.startsWith('/v2/')) {
+    if (path === '/v2/') return 'base';
+    if (path.includes('/blobs/uploads')) return 'upload';
+    if (path.includes('/blobs/')) return 'blob';
+    if (path.includes('/manifests/')) return 'manifest';
+    if (path.endsWith('/tags/list')) return 'tags';
+    if (path.includes('/referrers/')) return 'referrers';
+    return 'v2-other';
+  }
+  if (path.startsWith('/api/')) return 'api';
+  if (path.startsWith('/service/token')) return 'token';
+  return 'other';
+}
+
+/** The HTTP front of the registry. */
+export class RegistryServer {
+  readonly server: Server;
+  readonly #d: RegistryServerDeps;
+  readonly #v2: DistributionApi;
+  readonly #harbor: HarborApi;
+  readonly #requests: InstanceType<typeof Counter>;
+  readonly #latency: InstanceType<typeof Histogram>;
+
+  constructor(deps: RegistryServerDeps, opts: DistributionOptions) {
+    this.#d = deps;
+    const served = new Counter({ name: 'ferry_registry_blob_bytes_served_total', help: 'Blob body bytes sent (all GETs incl. ranges)', registers: [deps.metrics] });
+    const received = new Counter({ name: 'ferry_registry_blob_bytes_received_total', help: 'Blob body bytes received by uploads', registers: [deps.metrics] });
+    this.#requests = new Counter({ name: 'ferry_registry_requests_total', help: 'HTTP requests by route, method and status', labelNames: ['route', 'method', 'status'], registers: [deps.metrics] });
+    this.#latency = new Histogram({
+      name: 'ferry_registry_request_duration_seconds', help: 'HTTP request latency by route', labelNames: ['route', 'method'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: [deps.metrics],
+    });
+    this.#v2 = new DistributionApi({
+      meta: deps.meta, store: deps.store, auth: deps.auth, webhooks: deps.webhooks, log: deps.log,
+      counters: { blobBytesServed: (n) => served.inc(n), blobBytesReceived: (n) => received.inc(n) },
+    }, opts);
+    this.#harbor = new HarborApi({ meta: deps.meta, auth: deps.auth, log: deps.log });
+    this.server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => {
+      void this.#handle(req, res);
+    });
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = process.hrtime.bigint();
+    const method = req.method ?? 'GET';
+    let path = '/';
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://registry.invalid');
+      path = url.pathname;
+    } catch {
+      sendError(res, new OciError('NAME_INVALID', 'malformed request URL'));
+      return;
+    }
+    const route = routeLabel(path);
+    res.on('finish', () => {
+      this.#requests.inc({ route, method, status: String(res.statusCode) });
+      this.#latency.observe({ route, method }, Number(process.hrtime.bigint() - started) / 1e9);
+    });
+    try {
+      if (path === '/metrics') {
+        await metricsHandler(this.#d.metrics, req, res);
+        return;
+      }
+      if (path === '/healthz' || path === '/api/v2.0/ping') {
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 4 });
+        res.end('Pong');
+        return;
+      }
+      let principal: Principal;
+      try {
+        principal = await this.#d.auth.authenticate(req.headers.authorization);
+      } catch (err) {
+        if (path === '/service/token' || path.startsWith('/api/')) throw new OciError('UNAUTHORIZED', (err as Error).message);
+        const e = new OciError('UNAUTHORIZED', (err as Error).message) as OciError & { challenge?: string };
+        const host = req.headers.host ?? 'localhost';
+        e.challenge = (req.headers.authorization ?? '').toLowerCase().startsWith('basic ')
+          ? 'Basic realm="harbor"'
+          : `Bearer realm="http://${host}/service/token",service="${this.#serviceName()}"`;
+        throw e;
+      }
+      if (path === '/v2' || path.startsWith('/v2/')) {
+        await this.#v2.handle(req, res, url, principal);
+        return;
+      }
+      if (path === '/service/token') {
+        await this.#token(req, res, url, principal);
+        return;
+      }
+      if (path.startsWith('/api/v2.0/')) {
+        await this.#harbor.handle(req, res, url, principal);
+        return;
+      }
+      throw new OciError('NAME_UNKNOWN', `not found: ${path.slice(0, 200)}`, { status: 404 });
+    } catch (err) {
+      if (res.headersSent || res.destroyed) {
+        // The client went away mid-body (or we failed mid-stream): nothing to answer.
+        this.#d.log.debug({ method, path, err: (err as Error).message }, 'response aborted');
+        res.destroy();
+        return;
+      }
+      const e = toOciError(err);
+      const headers: Record<string, string> = { 'docker-distribution-api-version': 'registry/2.0' };
+      const challenge = (err as { challenge?: string }).challenge;
+      if (challenge) headers['www-authenticate'] = challenge;
+      if (e.status >= 500) this.#d.log.error({ err, method, path }, 'request failed');
+      else this.#d.log.debug({ method, path, status: e.status, code: e.oci, msg: e.message }, 'request rejected');
+      // A body we did not read must not poison the keep-alive connection.
+      if (!req.complete) res.setHeader('connection', 'close');
+      sendError(res, e, headers);
+    }
+  }
+
+  #serviceName(): string {
+    return this.#harbor.service;
+  }
+
+  /** Docker token endpoint (GET; POST answers 405 like Harbor so clients fall back to GET). */
+  async #token(req: IncomingMessage, res: ServerResponse, url: URL, principal: Principal): Promise<void> {
+    if (req.method !== 'GET') {
+      throw new OciError('UNSUPPORTED', 'use GET for tokens');
+    }
+    if (principal.kind === 'token') throw new OciError('UNAUTHORIZED', 'a token cannot request a token');
+    const scopes: TokenAccess[] = [];
+    for (const raw of url.searchParams.getAll('scope')) {
+      for (const s of raw.split(' ')) {
+        const parsed = parseScope(s);
+        if (parsed) scopes.push(parsed);
+      }
+    }
+    const out = await this.#d.auth.issueToken(principal, scopes);
+    sendJson(res, 200, out);
+  }
+
+  /** Listens on `host:port`; resolves the bound address. */
+  listen(listen: string): Promise<AddressInfo> {
+    const i = listen.lastIndexOf(':');
+    if (i < 0) throw new FerryError('INVALID_ARGUMENT', `listen address ${listen} must be host:port`);
+    const host = listen.slice(0, i).replace(/^\[|\]$/g, '');
+    const port = Number(listen.slice(i + 1));
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new FerryError('INVALID_ARGUMENT', `invalid port in ${listen}`);
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeIdleConnections();
+      setTimeout(() => this.server.closeAllConnections(), 2000).unref();
+    });
+  }
+}

@@ -1,0 +1,226 @@
+/**
+ * @module registry/webhooks
+ * Harbor-style webhooks: per-project policies, events in Harbor's "Default" payload format, and
+ * delivery from a durable outbox in the metadata database. Outbox rows are written in the same
+ * transaction as the manifest change that caused them, so an event is never lost to a crash and
+ * never sent for a change that did not commit. A dispatcher claims due rows, POSTs them (3 s
+ * timeout), and retries failures with exponential backoff; every attempt is logged.
+ */
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { Logger, MetricsRegistry } from '../observe/index.js';
+import { Counter } from '../observe/index.js';
+import type { SqliteMetadata } from './metadata/sqlite.js';
+import type { Delivery, NewDelivery } from './metadata/metadata.js';
+import { projectOf } from './names.js';
+
+/** Event types offered for policies (Harbor's list). */
+export const WEBHOOK_EVENT_TYPES = [
+  'PUSH_ARTIFACT', 'PULL_ARTIFACT', 'DELETE_ARTIFACT', 'QUOTA_EXCEED', 'QUOTA_WARNING', 'SCANNING_FAILED',
+  'SCANNING_STOPPED', 'SCANNING_COMPLETED', 'REPLICATION', 'TAG_RETENTION',
+] as const;
+
+export interface WebhookOptions {
+  enabled: boolean;
+  maxRetries: number;
+  backoffMs: number;
+  timeoutMs: number;
+  settleDelayMs: number;
+  pollIntervalMs: number;
+}
+
+/** The artifact event a manifest change produces. */
+export interface ArtifactEvent {
+  type: 'PUSH_ARTIFACT' | 'PULL_ARTIFACT' | 'DELETE_ARTIFACT';
+  repo: string;
+  digest: string;
+  /** The tag pushed/pulled/deleted; for by-digest operations Harbor puts the digest here. */
+  tag?: string | undefined;
+  operator: string;
+  /** By-digest push of a manifest: delayed and cancelled if an index referencing it arrives. */
+  untagged?: boolean;
+}
+
+/** Builds outbox rows for events and delivers them. */
+export class Webhooks {
+  readonly #meta: SqliteMetadata;
+  readonly #opts: WebhookOptions;
+  readonly #log: Logger;
+  #externalHost: string;
+  #timer: NodeJS.Timeout | undefined;
+  #running = false;
+  #stopped = false;
+  readonly #inflight = new Set<Promise<void>>();
+  readonly #deliveries: InstanceType<typeof Counter>;
+
+  constructor(deps: { meta: SqliteMetadata; log: Logger; metrics: MetricsRegistry }, opts: WebhookOptions & { externalHost: string }) {
+    this.#meta = deps.meta;
+    this.#log = deps.log.child({ component: 'webhooks' });
+    this.#opts = opts;
+    this.#externalHost = opts.externalHost;
+    this.#deliveries = new Counter({
+      name: 'ferry_registry_webhook_deliveries_total', help: 'Webhook delivery attempts by result',
+      labelNames: ['result'], registers: [deps.metrics],
+    });
+  }
+
+  /** Host[:port] put into resource_url (Harbor: external_url without scheme). */
+  setExternalHost(host: string): void {
+    this.#externalHost = host;
+  }
+
+  /** Harbor "Default" payload of an artifact event. */
+  payload(ev: ArtifactEvent, now = Date.now()): string {
+    const slash = ev.repo.indexOf('/');
+    const namespace = projectOf(ev.repo);
+    const project = this.#meta.getProject(namespace);
+    const repoRec = this.#meta.getRepository(ev.repo);
+    const tag = ev.tag ?? ev.digest;
+    const ref = tag.includes(':') ? `@${tag}` : `:${tag}`;
+    const repository: Record<string, unknown> = {
+      name: slash < 0 ? ev.repo : ev.repo.slice(slash + 1),
+      namespace,
+      repo_full_name: ev.repo,
+      repo_type: project?.public ? 'public' : 'private',
+    };
+    if (repoRec) repository.date_created = Math.floor(repoRec.createdAt / 1000);
+    return JSON.stringify({
+      type: ev.type,
+      occur_at: Math.floor(now / 1000),
+      operator: ev.operator,
+      event_data: {
+        resources: [{ digest: ev.digest, tag, resource_url: `${this.#externalHost}/${ev.repo}${ref}` }],
+        repository,
+      },
+    });
+  }
+
+  /** Outbox rows for `ev`: one per target of each enabled policy of the project that wants the type. */
+  deliveriesFor(ev: ArtifactEvent): NewDelivery[] {
+    if (!this.#opts.enabled) return [];
+    const project = this.#meta.getProject(projectOf(ev.repo));
+    if (!project) return [];
+    const policies = this.#meta.listPolicies(project.id).filter((p) => p.enabled && p.eventTypes.includes(ev.type));
+    if (!policies.length) return [];
+    const now = Date.now();
+    const payload = this.payload(ev, now);
+    const out: NewDelivery[] = [];
+    for (const p of policies) {
+      for (const t of p.targets) {
+        out.push({
+          policyId: p.id, eventType: ev.type, target: t, payload, repo: ev.repo, digest: ev.digest,
+          notBefore: ev.untagged ? now + this.#opts.settleDelayMs : now, untagged: ev.untagged === true,
+        });
+      }
+    }
+    return out;
+  }
+
+  /** Starts the dispatcher (also picks up deliveries left by a previous run). */
+  start(): void {
+    this.#stopped = false;
+    this.#schedule(0);
+  }
+
+  /** Asks the dispatcher to look at the outbox now. */
+  kick(): void {
+    if (!this.#stopped) this.#schedule(0);
+  }
+
+  #schedule(ms: number): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => void this.#tick(), ms);
+    this.#timer.unref();
+  }
+
+  async #tick(): Promise<void> {
+    this.#timer = undefined;
+    if (this.#stopped) return;
+    if (this.#running) {
+      this.#schedule(this.#opts.pollIntervalMs);
+      return;
+    }
+    this.#running = true;
+    try {
+      const now = Date.now();
+      const due = this.#meta.claimDue(now, 32, now - (this.#opts.timeoutMs + 60_000));
+      await Promise.all(due.map((d) => {
+        const p = this.#deliver(d).finally(() => this.#inflight.delete(p));
+        this.#inflight.add(p);
+        return p;
+      }));
+    } catch (err) {
+      this.#log.error({ err }, 'webhook dispatcher failed');
+    } finally {
+      this.#running = false;
+    }
+    if (this.#stopped) return;
+    const next = this.#meta.nextDue();
+    const wait = next === undefined ? this.#opts.pollIntervalMs : Math.max(0, Math.min(next - Date.now(), this.#opts.pollIntervalMs));
+    this.#schedule(wait);
+  }
+
+  async #deliver(d: Delivery): Promise<void> {
+    const attempt = d.attempts + 1;
+    const started = Date.now();
+    let statusCode = 0;
+    let error = '';
+    try {
+      statusCode = await this.#post(d);
+      if (statusCode < 200 || statusCode > 299) error = `target answered ${statusCode}`;
+    } catch (err) {
+      error = (err as Error).message;
+    }
+    const durationMs = Date.now() - started;
+    const ok = error === '';
+    const retry = !ok && attempt <= this.#opts.maxRetries;
+    const next = ok
+      ? { status: 'Success' as const, nextAt: 0, error: '' }
+      : retry
+        ? { status: 'Pending' as const, nextAt: Date.now() + this.#opts.backoffMs * 2 ** (attempt - 1), error }
+        : { status: 'Error' as const, nextAt: 0, error };
+    this.#meta.recordAttempt(d.id, { attempt, at: started, statusCode, error, durationMs }, next);
+    this.#deliveries.inc({ result: ok ? 'success' : retry ? 'retry' : 'failed' });
+    this.#log.info({ delivery: d.id, event: d.eventType, address: d.target.address, attempt, statusCode, error: error || undefined }, ok ? 'webhook delivered' : 'webhook failed');
+  }
+
+  #post(d: Delivery): Promise<number> {
+    return new Promise((resolve, reject) => {
+      let url: URL;
+      try {
+        url = new URL(d.target.address);
+      } catch {
+        reject(new Error(`invalid address ${d.target.address}`));
+        return;
+      }
+      const body = Buffer.from(d.payload);
+      const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': body.length };
+      if (d.target.auth_header) headers.authorization = d.target.auth_header;
+      const opts = { method: 'POST', headers, timeout: this.#opts.timeoutMs };
+      const req = url.protocol === 'https:'
+        ? httpsRequest(url, { ...opts, rejectUnauthorized: !d.target.skip_cert_verify })
+        : url.protocol === 'http:' ? httpRequest(url, opts) : undefined;
+      if (!req) {
+        reject(new Error(`unsupported scheme ${url.protocol}`));
+        return;
+      }
+      const timer = setTimeout(() => req.destroy(new Error(`timeout after ${this.#opts.timeoutMs} ms`)), this.#opts.timeoutMs);
+      req.on('response', (res) => {
+        res.resume();
+        res.on('end', () => { clearTimeout(timer); resolve(res.statusCode ?? 0); });
+        res.on('error', (e) => { clearTimeout(timer); reject(e); });
+      });
+      req.on('timeout', () => req.destroy(new Error(`timeout after ${this.#opts.timeoutMs} ms`)));
+      req.on('error', (e) => { clearTimeout(timer); reject(e); });
+      req.end(body);
+    });
+  }
+
+  /** Stops the dispatcher and waits for deliveries in flight (they stay claimed and retry after a restart). */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await Promise.allSettled([...this.#inflight]);
+  }
+}
