@@ -1,0 +1,484 @@
+/**
+ * @module format/tar/reader
+ * Streaming reader for OCI layer tars: plain, gzip or zstd (detected from the first bytes), ustar /
+ * GNU / PAX headers (long names, `SCHILY.xattr.*` and `LIBARCHIVE.xattr.*`, sizes > 8 GiB, base-256
+ * numbers), hardlinks, symlinks, devices, fifos. Entries that would escape the root (absolute paths,
+ * `..` components, hardlink targets outside, paths through a symlink of the same layer) are refused
+ * with INVALID_ARGUMENT; malformed headers give DATA_LOSS. Sparse files are refused.
+ *
+ * The header parser is our own rather than tar-stream's because tar-stream decodes PAX values as
+ * UTF-8, which corrupts binary xattr values such as `security.capability`.
+ */
+import { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { DecompressStream } from 'zstd-napi';
+import { FerryError } from '../../core/index.js';
+
+export type TarEntryType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo';
+
+/** One layer entry. */
+export interface TarEntry {
+  /** Normalised, relative, no `./`, no trailing `/`; '' for the layer root (`./`). */
+  path: string;
+  type: TarEntryType;
+  /** Permission bits incl. setuid/setgid/sticky (0o7777). */
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Seconds since the epoch; PAX mtimes may carry a fraction. */
+  mtime: number;
+  /** Body size (0 for everything but regular files). */
+  size: number;
+  /** Symlink target (verbatim) or hardlink target (normalised path). */
+  linkname?: string;
+  devmajor?: number;
+  devminor?: number;
+  xattrs: Record<string, Buffer>;
+  uname?: string;
+  gname?: string;
+}
+
+export interface ReadLayerOptions {
+  /** Largest PAX / GNU long-name header accepted (default 1 MiB). */
+  maxHeaderBytes?: number;
+}
+
+const BLOCK = 512;
+const BODY_SLICE = 256 * 1024;
+
+/** The magic-detected compression of a layer stream. */
+export type LayerCompression = 'gzip' | 'zstd' | 'none';
+
+/** Detects gzip (1f 8b) / zstd (28 b5 2f fd) from the first bytes. */
+export function detectCompression(head: Buffer): LayerCompression {
+  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
+  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
+  return 'none';
+}
+
+/** Pull-based byte source over an async iterator of chunks. */
+class Source {
+  private bufs: Buffer[] = [];
+  private len = 0;
+  private done = false;
+  /** Bytes consumed so far (for error messages). */
+  offset = 0;
+
+  constructor(private readonly it: AsyncIterator<unknown>) {}
+
+  private async fill(n: number): Promise<boolean> {
+    while (this.len < n && !this.done) {
+      const r = await this.it.next();
+      if (r.done) {
+        this.done = true;
+        break;
+      }
+      const v = r.value;
+      const b = Buffer.isBuffer(v) ? v : typeof v === 'string' ? Buffer.from(v) : Buffer.from(v as Uint8Array);
+      if (b.length > 0) {
+        this.bufs.push(b);
+        this.len += b.length;
+      }
+    }
+    return this.len >= n;
+  }
+
+  private take(n: number): Buffer {
+    let out: Buffer;
+    const first = this.bufs[0]!;
+    if (first.length >= n) {
+      out = first.subarray(0, n);
+      if (first.length === n) this.bufs.shift();
+      else this.bufs[0] = first.subarray(n);
+    } else {
+      out = Buffer.allocUnsafe(n);
+      let p = 0;
+      while (p < n) {
+        const b = this.bufs[0]!;
+        const k = Math.min(b.length, n - p);
+        b.copy(out, p, 0, k);
+        p += k;
+        if (k === b.length) this.bufs.shift();
+        else this.bufs[0] = b.subarray(k);
+      }
+    }
+    this.len -= n;
+    this.offset += n;
+    return out;
+  }
+
+  /** Exactly n bytes; null at a clean end (no bytes left); DATA_LOSS when truncated mid-way. */
+  async exact(n: number, what: string): Promise<Buffer | null> {
+    if (n === 0) return Buffer.alloc(0);
+    const ok = await this.fill(n);
+    if (!ok) {
+      if (this.len === 0) return null;
+      throw new FerryError('DATA_LOSS', `tar: truncated ${what} at offset ${this.offset} (${this.len} of ${n} bytes)`);
+    }
+    return this.take(n);
+  }
+
+  /** Up to `max` bytes (at least 1), or null at the end of input. */
+  async some(max: number): Promise<Buffer | null> {
+    if (!(await this.fill(1))) return null;
+    return this.take(Math.min(max, this.bufs[0]!.length));
+  }
+
+  async skip(n: number, what: string): Promise<void> {
+    while (n > 0) {
+      const b = await this.some(Math.min(n, BODY_SLICE));
+      if (!b) throw new FerryError('DATA_LOSS', `tar: truncated ${what} at offset ${this.offset}`);
+      n -= b.length;
+    }
+  }
+
+  async drain(): Promise<void> {
+    this.bufs = [];
+    this.len = 0;
+    while (!this.done) {
+      const r = await this.it.next();
+      if (r.done) this.done = true;
+    }
+  }
+}
+
+async function openDecompressed(input: Readable): Promise<AsyncIterator<unknown>> {
+  const it = input[Symbol.asyncIterator]() as AsyncIterator<unknown>;
+  const pre: Buffer[] = [];
+  let have = 0;
+  let ended = false;
+  while (have < 4) {
+    const r = await it.next();
+    if (r.done) {
+      ended = true;
+      break;
+    }
+    const b = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value as Uint8Array);
+    pre.push(b);
+    have += b.length;
+  }
+  const head = Buffer.concat(pre);
+  async function* replay(): AsyncGenerator<Buffer> {
+    if (head.length) yield head;
+    if (ended) return;
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return;
+      yield Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value as Uint8Array);
+    }
+  }
+  const kind = detectCompression(head);
+  if (kind === 'none') return replay();
+  const raw = Readable.from(replay(), { objectMode: false });
+  const dec = kind === 'gzip' ? createGunzip() : (new DecompressStream() as unknown as NodeJS.ReadWriteStream & Readable);
+  raw.on('error', (e) => dec.destroy(e));
+  raw.pipe(dec);
+  const decIt = (dec as Readable)[Symbol.asyncIterator]();
+  return {
+    async next() {
+      try {
+        return await decIt.next();
+      } catch (err) {
+        throw FerryError.is(err) ? err : new FerryError('DATA_LOSS', `tar: ${kind} stream: ${(err as Error).message}`, { cause: err });
+      }
+    },
+    async return(v?: unknown) {
+      raw.destroy();
+      return (await decIt.return?.(v)) ?? { done: true, value: undefined };
+    },
+  };
+}
+
+function parseNumeric(h: Buffer, off: number, len: number, what: string): number {
+  const first = h[off]!;
+  if (first & 0x80) {
+    if (first === 0xff) throw new FerryError('DATA_LOSS', `tar: negative ${what}`);
+    let v = BigInt(first & 0x7f);
+    for (let i = 1; i < len; i++) v = (v << 8n) | BigInt(h[off + i]!);
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new FerryError('DATA_LOSS', `tar: ${what} too large`);
+    return Number(v);
+  }
+  let s = h.toString('latin1', off, off + len);
+  const nul = s.indexOf('\0');
+  if (nul >= 0) s = s.slice(0, nul);
+  s = s.trim();
+  if (s === '') return 0;
+  if (!/^[0-7]+$/.test(s)) throw new FerryError('DATA_LOSS', `tar: invalid octal ${what} ${JSON.stringify(s)}`);
+  const v = parseInt(s, 8);
+  if (!Number.isSafeInteger(v)) throw new FerryError('DATA_LOSS', `tar: ${what} too large`);
+  return v;
+}
+
+function cString(h: Buffer, off: number, len: number): Buffer {
+  const end = h.subarray(off, off + len).indexOf(0);
+  return h.subarray(off, end < 0 ? off + len : off + end);
+}
+
+function checksumOk(h: Buffer): boolean {
+  const stored = parseNumeric(h, 148, 8, 'checksum');
+  let unsigned = 0;
+  let signed = 0;
+  for (let i = 0; i < BLOCK; i++) {
+    const b = i >= 148 && i < 156 ? 0x20 : h[i]!;
+    unsigned += b;
+    signed += b > 127 ? b - 256 : b;
+  }
+  return stored === unsigned || stored === signed;
+}
+
+/** PAX records with raw byte values. */
+export function parsePax(buf: Buffer): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  let p = 0;
+  while (p < buf.length) {
+    if (buf[p] === 0) break;
+    const sp = buf.indexOf(0x20, p);
+    if (sp < 0 || sp - p > 20) throw new FerryError('DATA_LOSS', 'tar: malformed PAX record length');
+    const len = parseInt(buf.toString('latin1', p, sp), 10);
+    if (!Number.isSafeInteger(len) || len <= sp - p + 1 || p + len > buf.length) throw new FerryError('DATA_LOSS', 'tar: malformed PAX record');
+    const rec = buf.subarray(sp + 1, p + len);
+    if (rec[rec.length - 1] !== 0x0a) throw new FerryError('DATA_LOSS', 'tar: PAX record not newline-terminated');
+    const eq = rec.indexOf(0x3d);
+    if (eq <= 0) throw new FerryError('DATA_LOSS', 'tar: PAX record without key');
+    out.set(rec.toString('utf8', 0, eq), Buffer.from(rec.subarray(eq + 1, rec.length - 1)));
+    p += len;
+  }
+  return out;
+}
+
+/**
+ * Normalises a tar member name: strips leading `./` and `/`-runs, `.` components and the trailing
+ * `/`. Refuses absolute paths and `..` components (INVALID_ARGUMENT).
+ */
+export function normalizeTarPath(name: string): string {
+  if (name.includes('\0')) throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: NUL in name`);
+  if (name.startsWith('/')) throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: absolute path escapes the layer root`);
+  const parts: string[] = [];
+  for (const p of name.split('/')) {
+    if (p === '' || p === '.') continue;
+    if (p === '..') throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: '..' escapes the layer root`);
+    parts.push(p);
+  }
+  return parts.join('/');
+}
+
+function typeOf(flag: string): TarEntryType | 'pax' | 'paxg' | 'longname' | 'longlink' | 'sparse' | 'skip' {
+  switch (flag) {
+    case '0': case '\0': case '7': return 'file';
+    case '1': return 'hardlink';
+    case '2': return 'symlink';
+    case '3': return 'char';
+    case '4': return 'block';
+    case '5': return 'dir';
+    case '6': return 'fifo';
+    case 'x': return 'pax';
+    case 'g': return 'paxg';
+    case 'L': return 'longname';
+    case 'K': return 'longlink';
+    case 'S': return 'sparse';
+    default: return 'skip';
+  }
+}
+
+/**
+ * Reads a layer tar. Each entry's body must be consumed (or resumed) before asking for the next
+ * entry; whatever is left is discarded.
+ */
+export async function* readLayer(input: Readable, opts: ReadLayerOptions = {}): AsyncGenerator<{ entry: TarEntry; body: Readable }> {
+  const maxHeader = opts.maxHeaderBytes ?? 1 << 20;
+  const it = await openDecompressed(input);
+  const src = new Source(it);
+  let chain: Promise<unknown> = Promise.resolve();
+  const locked = <T>(fn: () => Promise<T>): Promise<T> => {
+    const p = chain.then(fn);
+    chain = p.catch(() => undefined);
+    return p;
+  };
+  let globalPax = new Map<string, Buffer>();
+  const symlinks = new Set<string>();
+  try {
+    for (;;) {
+      let pax = new Map<string, Buffer>();
+      let longName: Buffer | undefined;
+      let longLink: Buffer | undefined;
+      let h: Buffer | null;
+      let type: ReturnType<typeof typeOf>;
+      let size: number;
+      // meta headers loop
+      for (;;) {
+        const at = src.offset;
+        h = await src.exact(BLOCK, 'header');
+        if (h === null) return;
+        if (h.every((b) => b === 0)) {
+          await src.drain();
+          return;
+        }
+        if (!checksumOk(h)) throw new FerryError('DATA_LOSS', `tar: invalid header checksum at offset ${at}`);
+        type = typeOf(String.fromCharCode(h[156]!));
+        size = parseNumeric(h, 124, 12, 'size');
+        if (type === 'pax' || type === 'paxg' || type === 'longname' || type === 'longlink') {
+          if (size > maxHeader) throw new FerryError('DATA_LOSS', `tar: ${type} header of ${size} bytes exceeds ${maxHeader}`);
+          const data = (await src.exact(size, `${type} header`)) ?? Buffer.alloc(0);
+          if (data.length !== size) throw new FerryError('DATA_LOSS', `tar: truncated ${type} header`);
+          await src.skip((BLOCK - (size % BLOCK)) % BLOCK, 'padding');
+          if (type === 'pax') for (const [k, v] of parsePax(data)) pax.set(k, v);
+          else if (type === 'paxg') globalPax = new Map([...globalPax, ...parsePax(data)]);
+          else if (type === 'longname') longName = cString(data, 0, data.length);
+          else longLink = cString(data, 0, data.length);
+          continue;
+        }
+        break;
+      }
+      pax = new Map([...globalPax, ...pax]);
+      if (type === 'sparse') throw new FerryError('NOT_IMPLEMENTED', 'tar: sparse files (GNU type S) are not supported');
+      const ustar = h.toString('latin1', 257, 263);
+      let name: string;
+      if (pax.has('path')) name = pax.get('path')!.toString('utf8');
+      else if (longName) name = longName.toString('utf8');
+      else {
+        const base = cString(h, 0, 100).toString('utf8');
+        const prefix = ustar === 'ustar\0' ? cString(h, 345, 155).toString('utf8') : '';
+        name = prefix ? `${prefix}/${base}` : base;
+      }
+      let linkname: string | undefined;
+      if (pax.has('linkpath')) linkname = pax.get('linkpath')!.toString('utf8');
+      else if (longLink) linkname = longLink.toString('utf8');
+      else linkname = cString(h, 157, 100).toString('utf8');
+      if (pax.has('size')) {
+        const s = Number(pax.get('size')!.toString('latin1'));
+        if (!Number.isSafeInteger(s) || s < 0) throw new FerryError('DATA_LOSS', 'tar: invalid PAX size');
+        size = s;
+      }
+      const num = (key: string, fallback: number): number => {
+        const v = pax.get(key);
+        if (!v) return fallback;
+        const n = Number(v.toString('latin1'));
+        if (!Number.isFinite(n) || n < 0) throw new FerryError('DATA_LOSS', `tar: invalid PAX ${key}`);
+        return n;
+      };
+      if (type === 'skip') {
+        await src.skip(size + ((BLOCK - (size % BLOCK)) % BLOCK), 'skipped entry');
+        continue;
+      }
+      const path = normalizeTarPath(name);
+      const entryType = type as TarEntryType;
+      const xattrs: Record<string, Buffer> = {};
+      for (const [k, v] of pax) {
+        if (k.startsWith('SCHILY.xattr.')) xattrs[k.slice('SCHILY.xattr.'.length)] = v;
+        else if (k.startsWith('LIBARCHIVE.xattr.')) {
+          xattrs[decodeURIComponent(k.slice('LIBARCHIVE.xattr.'.length))] = Buffer.from(v.toString('latin1'), 'base64');
+        }
+      }
+      const entry: TarEntry = {
+        path,
+        type: entryType,
+        mode: parseNumeric(h, 100, 8, 'mode') & 0o7777,
+        uid: num('uid', parseNumeric(h, 108, 8, 'uid')),
+        gid: num('gid', parseNumeric(h, 116, 8, 'gid')),
+        mtime: num('mtime', parseNumeric(h, 136, 12, 'mtime')),
+        size: entryType === 'file' ? size : 0,
+        xattrs,
+      };
+      const uname = pax.get('uname')?.toString('utf8') ?? cString(h, 265, 32).toString('utf8');
+      const gname = pax.get('gname')?.toString('utf8') ?? cString(h, 297, 32).toString('utf8');
+      if (uname) entry.uname = uname;
+      if (gname) entry.gname = gname;
+      if (entryType === 'symlink') {
+        if (linkname === '') throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: symlink with an empty target`);
+        entry.linkname = linkname;
+      } else if (entryType === 'hardlink') {
+        entry.linkname = normalizeTarPath(linkname);
+        if (entry.linkname === '') throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: hardlink to the layer root`);
+      }
+      if (entryType === 'char' || entryType === 'block') {
+        entry.devmajor = num('SCHILY.devmajor', parseNumeric(h, 329, 8, 'devmajor'));
+        entry.devminor = num('SCHILY.devminor', parseNumeric(h, 337, 8, 'devminor'));
+      }
+      // a path that goes through a symlink of this layer would escape on extraction
+      const parts = path === '' ? [] : path.split('/');
+      for (let i = 1; i < parts.length; i++) {
+        const pre = parts.slice(0, i).join('/');
+        if (symlinks.has(pre)) {
+          throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: path goes through symlink ${JSON.stringify(pre)}`);
+        }
+      }
+      if (entryType === 'hardlink' && entry.linkname !== undefined) {
+        const lp = entry.linkname.split('/');
+        for (let i = 1; i <= lp.length; i++) {
+          if (symlinks.has(lp.slice(0, i).join('/')) && i < lp.length) {
+            throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: hardlink target goes through a symlink`);
+          }
+        }
+      }
+      if (entryType === 'symlink') symlinks.add(path);
+      else symlinks.delete(path);
+
+      // body
+      let remaining = entry.size;
+      // like Go's archive/tar: only regular files carry data, whatever the size field says
+      const dataSize = entryType === 'file' ? size : 0;
+      const body = new Readable({
+        highWaterMark: BODY_SLICE,
+        read() {
+          locked(async () => {
+            if (remaining === 0) {
+              body.push(null);
+              return;
+            }
+            const b = await src.some(Math.min(remaining, BODY_SLICE));
+            if (!b) {
+              body.destroy(new FerryError('DATA_LOSS', `tar: truncated body of ${JSON.stringify(name)}`));
+              return;
+            }
+            remaining -= b.length;
+            body.push(b);
+            if (remaining === 0) body.push(null);
+          }).catch((err) => body.destroy(err as Error));
+        },
+      });
+      yield { entry, body };
+      await locked(async () => {
+        if (remaining > 0) {
+          const left = remaining;
+          remaining = 0;
+          await src.skip(left, `body of ${JSON.stringify(name)}`);
+        }
+        await src.skip((BLOCK - (dataSize % BLOCK)) % BLOCK, 'padding');
+      });
+      if (!body.readableEnded) body.destroy();
+    }
+  } finally {
+    await it.return?.();
+  }
+}
+
+/** OCI whiteout classification of a path: `.wh.NAME` removes NAME, `.wh..wh..opq` makes its directory opaque. */
+export function whiteoutOf(path: string): { kind: 'whiteout'; target: string } | { kind: 'opaque'; dir: string } | null {
+  const slash = path.lastIndexOf('/');
+  const dir = slash < 0 ? '' : path.slice(0, slash);
+  const base = path.slice(slash + 1);
+  if (!base.startsWith('.wh.')) return null;
+  if (base === '.wh..wh..opq') return { kind: 'opaque', dir };
+  if (base.startsWith('.wh..wh.')) return null; // other AUFS metadata (.wh..wh.plnk etc.)
+  const name = base.slice(4);
+  if (name === '' || name === '.' || name === '..') return null;
+  return { kind: 'whiteout', target: dir ? `${dir}/${name}` : name };
+}
+
+/**
+ * overlayfs-style whiteouts: a char device 0:0 removes the entry at its path; a directory with
+ * `trusted.overlay.opaque=y` is opaque.
+ */
+export function overlayWhiteoutOf(entry: Pick<TarEntry, 'path' | 'type' | 'devmajor' | 'devminor' | 'xattrs'>):
+  { kind: 'whiteout'; target: string } | { kind: 'opaque'; dir: string } | null {
+  if (entry.type === 'char' && (entry.devmajor ?? 0) === 0 && (entry.devminor ?? 0) === 0) return { kind: 'whiteout', target: entry.path };
+  if (entry.type === 'dir' && entry.xattrs['trusted.overlay.opaque']?.toString() === 'y') return { kind: 'opaque', dir: entry.path };
+  return null;
+}
+
+/** Whiteout classification for either convention. */
+export function classifyWhiteout(entry: TarEntry, spec: 'oci' | 'overlayfs' | 'none' = 'oci'):
+  { kind: 'whiteout'; target: string } | { kind: 'opaque'; dir: string } | null {
+  if (spec === 'none') return null;
+  return spec === 'oci' ? whiteoutOf(entry.path) : overlayWhiteoutOf(entry);
+}
