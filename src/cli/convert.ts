@@ -1,0 +1,135 @@
+/**
+ * @module cli/convert
+ * `ferry convert --source REF --target REF …`: OCI image → Nydus image, registry to registry
+ * (nydusify convert). Prints the result as JSON on stdout; progress bars on stderr when it is a TTY.
+ */
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { Command, Option } from 'commander';
+import cliProgress from 'cli-progress';
+import { FerryError, formatBytes, parseSize } from '../core/index.js';
+import { createLogger } from '../observe/index.js';
+import { RegistryClient, parseReference, dockerConfigCredentials, currentPlatform, formatPlatform, type Credentials } from '../remote/index.js';
+import { convertImage, SqliteLayerCache, type ConvertOptions, type ProgressEvent } from '../convert/index.js';
+
+function creds(s: string | undefined): Credentials | undefined {
+  if (!s) return undefined;
+  const i = s.indexOf(':');
+  if (i <= 0) throw new FerryError('INVALID_ARGUMENT', 'credentials must be user:password');
+  return { username: s.slice(0, i), password: s.slice(i + 1) };
+}
+
+/** A client for one side: its host is insecure when asked (or loopback), creds from the flag or docker config. */
+export function sideClient(host: string, insecure: boolean, c: Credentials | undefined, log: ReturnType<typeof createLogger>): RegistryClient {
+  return new RegistryClient({
+    log,
+    insecure: (h) => (h === host && insecure) || /^(localhost|127\.|\[::1\])/.test(h),
+    credentials: (h) => (h === host && c ? c : dockerConfigCredentials(h)),
+  });
+}
+
+export function progressReporter(enabled: boolean): { onProgress?: (ev: ProgressEvent) => void; stop(): void } {
+  if (!enabled) return { stop: () => {} };
+  const multi = new cliProgress.MultiBar({
+    format: '{name} |{bar}| {pct}% {done}/{size} {phase}', hideCursor: true, clearOnComplete: false, stream: process.stderr,
+  }, cliProgress.Presets.shades_classic);
+  const bars = new Map<string, cliProgress.SingleBar>();
+  const onProgress = (ev: ProgressEvent): void => {
+    const key = `${ev.platform ?? ''} ${ev.id}`;
+    let bar = bars.get(key);
+    const name = `${ev.platform ? `${ev.platform} ` : ''}${ev.id.replace(/^sha256:/, '').slice(0, 12)}`;
+    if (!bar) {
+      bar = multi.create(ev.total ?? 1, 0, { name, phase: ev.phase, pct: 0, done: '0 B', size: formatBytes(ev.total ?? 0) });
+      bars.set(key, bar);
+    }
+    const total = ev.total ?? bar.getTotal();
+    const v = ev.phase === 'cached' || ev.phase === 'done' ? total : (ev.bytes ?? bar.getProgress() * total);
+    bar.setTotal(total || 1);
+    bar.update(v, { phase: ev.phase === 'bytes' ? 'converting' : ev.phase, pct: total ? Math.floor((v / total) * 100) : 100, done: formatBytes(v), size: formatBytes(total) });
+  };
+  return { onProgress, stop: () => multi.stop() };
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const cmd = new Command('ferry convert')
+    .description('convert an OCI image to a Nydus image, registry to registry')
+    .requiredOption('--source <ref>', 'source image reference')
+    .requiredOption('--target <ref>', 'target image reference (needs a tag)')
+    .option('--source-insecure', 'plain HTTP to the source registry')
+    .option('--target-insecure', 'plain HTTP to the target registry')
+    .option('--source-creds <user:password>', 'source credentials (default ~/.docker/config.json)')
+    .option('--target-creds <user:password>', 'target credentials (default ~/.docker/config.json)')
+    .addOption(new Option('--fs-version <n>', 'RAFS version').choices(['5', '6']).default('6'))
+    .addOption(new Option('--compressor <name>', 'chunk compressor').choices(['zstd', 'lz4_block', 'gzip', 'none']).default('zstd'))
+    .option('--chunk-size <size>', 'chunk size (power of two, 0x1000–0x1000000)', '0x100000')
+    .addOption(new Option('--digester <name>', 'chunk digest').choices(['blake3', 'sha256']).default('blake3'))
+    .option('--chunk-dict <ref>', 'Nydus image whose bootstrap is the chunk dictionary')
+    .option('--merge-platform', 'target index holds the source manifests and the Nydus ones')
+    .option('--with-referrer', 'set the Nydus manifest subject to the source manifest')
+    .option('--prefetch-patterns <file>', 'file of path patterns to prefetch, one per line ("-" = stdin)')
+    .option('--platform <list>', 'os/arch[,os/arch…] of an index to convert (default: this machine)')
+    .option('--all-platforms', 'convert every platform of an index')
+    .addOption(new Option('--backend-type <type>', 'store blobs outside the registry').choices(['localfs']))
+    .option('--backend-config <json>', 'backend config, e.g. {"dir":"/path"}')
+    .option('--cache <path>', 'layer conversion cache (SQLite)', join(process.env.FERRY_CACHE_DIR || join(homedir(), '.cache', 'ferry'), 'convert-cache.db'))
+    .option('--no-cache', 'do not use the layer conversion cache')
+    .option('--work-dir <dir>', 'parent of the temporary work directory')
+    .option('--progress', 'force progress bars (default: when stderr is a terminal)')
+    .option('--no-progress', 'no progress bars')
+    .exitOverride();
+  try {
+    cmd.parse(argv, { from: 'user' });
+  } catch (err) {
+    return (err as { exitCode?: number }).exitCode ?? 2;
+  }
+  const o = cmd.opts<Record<string, string | boolean | undefined>>();
+  const log = createLogger({ name: 'convert', level: process.env.FERRY_LOG_LEVEL ?? 'warn' });
+  let cache: SqliteLayerCache | undefined;
+  let progress: ReturnType<typeof progressReporter> | undefined;
+  try {
+    const src = parseReference(String(o.source));
+    const dst = parseReference(String(o.target));
+    const sc = sideClient(src.registry, Boolean(o.sourceInsecure), creds(o.sourceCreds as string | undefined), log);
+    const tc = src.registry === dst.registry && !o.targetCreds && Boolean(o.sourceInsecure) === Boolean(o.targetInsecure)
+      ? sc : sideClient(dst.registry, Boolean(o.targetInsecure), creds(o.targetCreds as string | undefined), log);
+    const opts: ConvertOptions = {
+      source: src, target: dst, sourceClient: sc, targetClient: tc, log,
+      fsVersion: o.fsVersion === '5' ? 5 : 6,
+      compressor: o.compressor as ConvertOptions['compressor'] & string,
+      chunkSize: parseSize(String(o.chunkSize)),
+      digester: o.digester as 'blake3' | 'sha256',
+    };
+    if (o.chunkDict) opts.chunkDictRef = String(o.chunkDict);
+    if (o.mergePlatform) opts.mergePlatform = true;
+    if (o.withReferrer) opts.withReferrer = true;
+    if (o.workDir) opts.workDir = String(o.workDir);
+    if (o.prefetchPatterns) {
+      const text = readFileSync(o.prefetchPatterns === '-' ? 0 : String(o.prefetchPatterns), 'utf8');
+      opts.prefetchPatterns = text.split('\n').map((s) => s.trim()).filter(Boolean);
+    }
+    if (!o.allPlatforms) opts.platforms = o.platform ? String(o.platform).split(',').map((s) => s.trim()).filter(Boolean) : [formatPlatform(currentPlatform())];
+    if (o.backendType) {
+      let bc: { dir?: unknown };
+      try { bc = JSON.parse(String(o.backendConfig ?? '{}')) as { dir?: unknown }; } catch { throw new FerryError('INVALID_ARGUMENT', '--backend-config is not valid JSON'); }
+      if (typeof bc.dir !== 'string') throw new FerryError('INVALID_ARGUMENT', '--backend-config for localfs needs {"dir": "…"}');
+      opts.backend = { type: 'localfs', dir: bc.dir };
+    }
+    if (o.cache !== false && typeof o.cache === 'string') {
+      cache = new SqliteLayerCache(o.cache);
+      opts.cache = cache;
+    }
+    progress = progressReporter(o.progress === true || (o.progress !== false && process.stderr.isTTY === true));
+    if (progress.onProgress) opts.onProgress = progress.onProgress;
+    const res = await convertImage(opts);
+    progress.stop();
+    process.stdout.write(`${JSON.stringify(res, null, 2)}\n`);
+    return 0;
+  } catch (err) {
+    progress?.stop();
+    process.stderr.write(`ferry convert: ${(err as Error).message}\n`);
+    return FerryError.hasCode(err, 'INVALID_ARGUMENT') ? 2 : 1;
+  } finally {
+    cache?.close();
+  }
+}

@@ -1,0 +1,447 @@
+/**
+ * @module convert/convert
+ * OCI/Docker image → Nydus image, registry to registry (the role of nydusify convert and acceld's
+ * nydus driver). Per source layer: stream the blob, undo its compression (counting bytes and checking
+ * the config's diff_id), feed the tar to the RAFS builder (work files in a temp dir, removed after),
+ * push the Nydus blob. Then merge the per-layer bootstraps, push the bootstrap layer (gzip tar with
+ * `image/image.boot`), a config whose rootfs.diff_ids match the new layers, and the manifest with
+ * upstream's media types and annotations. Indexes are converted per platform into one target index;
+ * `mergePlatform` keeps the source manifests beside the Nydus ones. Push order is blobs → child
+ * manifests by digest → the tag last, so a failure never leaves a half-pushed target tagged.
+ */
+import { createReadStream } from 'node:fs';
+import { mkdtemp, rm, stat, copyFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { FerryError, DigestMismatchError, sha256Digest } from '../core/index.js';
+import {
+  MediaType, NydusAnnotation, isIndexMediaType, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest,
+  type Platform,
+} from '../oci/index.js';
+import { silentLogger, type Logger } from '../observe/index.js';
+import {
+  RegistryClient, parseReference, formatReference, withDigest, parsePlatform, platformMatches, formatPlatform,
+  type ImageReference,
+} from '../remote/index.js';
+import { buildLayer, mergeBootstraps } from '../builder/index.js';
+import { decompressed, Meter, packBootstrapLayer, unpackBootstrapLayer } from './streams.js';
+import { layerCacheKey, type LayerCache, type LayerBuildOptions } from './cache.js';
+
+export const NYDUS_MANIFEST_ARTIFACT_TYPE = 'application/vnd.nydus.image.manifest.v1+json';
+export const NYDUS_CONFIG_MEDIA_TYPE = 'application/vnd.nydus.image.config.v1+json';
+export const ConvertAnnotation = {
+  SOURCE_DIGEST: 'containerd.io/snapshot/nydus-source-digest',
+  SOURCE_REFERENCE: 'containerd.io/snapshot/nydus-source-reference',
+  BUILDER_VERSION: 'containerd.io/snapshot/nydus-builder-version',
+  HARBOR_DRIVER_NAME: 'io.goharbor.artifact.v1alpha1.acceleration.driver.name',
+  HARBOR_SOURCE_DIGEST: 'io.goharbor.artifact.v1alpha1.acceleration.source.digest',
+} as const;
+export const BUILDER_VERSION = 'ferry 0.1.0';
+
+export type Compressor = 'none' | 'lz4_block' | 'gzip' | 'zstd';
+
+export interface ProgressEvent {
+  /** source layer digest (or 'bootstrap'/'manifest') */
+  id: string;
+  platform?: string;
+  phase: 'start' | 'bytes' | 'cached' | 'push' | 'done';
+  /** bytes of the source blob read so far, and its size */
+  bytes?: number;
+  total?: number;
+}
+
+export interface ConvertOptions {
+  source: string | ImageReference;
+  target: string | ImageReference;
+  /** Client for the source registry (default: a new RegistryClient). */
+  sourceClient?: RegistryClient;
+  /** Client for the target registry (default: the source client). */
+  targetClient?: RegistryClient;
+  fsVersion?: 5 | 6;
+  compressor?: Compressor;
+  chunkSize?: number;
+  digester?: 'sha256' | 'blake3';
+  /** A Nydus image whose bootstrap is the chunk dictionary. */
+  chunkDictRef?: string;
+  prefetchPatterns?: string[];
+  /** `os/arch[/variant]` to convert; empty/undefined = every platform of an index. */
+  platforms?: string[];
+  mergePlatform?: boolean;
+  withReferrer?: boolean;
+  /** Store blobs in a local directory instead of the registry (the manifest then has only the bootstrap). */
+  backend?: { type: 'localfs'; dir: string };
+  cache?: LayerCache;
+  /** Parent of the temporary work directory. */
+  workDir?: string;
+  /** Extra manifest annotations. */
+  annotations?: Record<string, string>;
+  /** acceld v0.1.1 `harbor_annotation`. */
+  harborAnnotation?: boolean;
+  /** Source layers converted in parallel (default 2). */
+  layerConcurrency?: number;
+  log?: Logger;
+  signal?: AbortSignal;
+  onProgress?: (ev: ProgressEvent) => void;
+}
+
+export interface ConvertedLayer {
+  sourceDigest: string;
+  blobDigest: string;
+  blobSize: number;
+  /** bytes of the uncompressed source tar */
+  tarBytes: number;
+  cached: boolean;
+}
+
+export interface ConvertResult {
+  source: string;
+  sourceDigest: string;
+  target: string;
+  targetDigest: string;
+  mediaType: string;
+  /** compressed source bytes (layers + configs + manifests of the selected platforms) */
+  sourceSize: number;
+  /** bytes of the target (layers + configs + manifests) */
+  targetSize: number;
+  /** uncompressed source tar bytes fed to the builder (cache hits excluded) */
+  uncompressedBytes: number;
+  layers: ConvertedLayer[];
+  manifests: Array<{ platform?: string; digest: string; sourceDigest: string }>;
+  durationMs: number;
+}
+
+interface Ctx {
+  src: ImageReference;
+  dst: ImageReference;
+  sc: RegistryClient;
+  tc: RegistryClient;
+  build: LayerBuildOptions;
+  opts: ConvertOptions;
+  log: Logger;
+  work: string;
+  chunkDict?: Buffer;
+  stats: { sourceSize: number; targetSize: number; uncompressed: number; layers: ConvertedLayer[] };
+}
+
+function throwIfAborted(signal?: AbortSignal): void {
+  if (signal?.aborted) throw new FerryError('CANCELED', 'conversion canceled');
+}
+
+/** Runs `fn` over items with at most `n` in flight, keeping order of results. */
+async function mapLimit<T, R>(items: T[], n: number, fn: (t: T, i: number) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  let failed: unknown;
+  const workers = Array.from({ length: Math.max(1, Math.min(n, items.length)) }, async () => {
+    while (next < items.length && failed === undefined) {
+      const i = next++;
+      try { out[i] = await fn(items[i]!, i); } catch (err) { failed ??= err; }
+    }
+  });
+  await Promise.all(workers);
+  if (failed !== undefined) throw failed;
+  return out;
+}
+
+function isNydusManifest(m: ImageManifest): boolean {
+  const last = m.layers[m.layers.length - 1];
+  return last?.annotations?.[NydusAnnotation.BOOTSTRAP] === 'true';
+}
+
+/** The bootstrap of a Nydus image (its last layer, `image/image.boot`). */
+export async function fetchNydusBootstrap(client: RegistryClient, ref: ImageReference, platform?: string): Promise<{ bootstrap: Buffer; manifest: ImageManifest; digest: string }> {
+  let m = await client.getManifest(ref);
+  let parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest | ImageIndex;
+  if (isIndexMediaType(m.mediaType) || Array.isArray((parsed as ImageIndex).manifests)) {
+    const idx = parsed as ImageIndex;
+    const want = platform ? parsePlatform(platform) : undefined;
+    const pick = idx.manifests.find((d) => (d.artifactType === NYDUS_MANIFEST_ARTIFACT_TYPE || d.platform?.['os.features']?.includes(NydusAnnotation.PLATFORM_FEATURE))
+      && (!want || platformMatches(d.platform, want)))
+      ?? idx.manifests.find((d) => !want || platformMatches(d.platform, want));
+    if (!pick) throw new FerryError('NOT_FOUND', `${formatReference(ref)}: no Nydus manifest in index`);
+    m = await client.getManifest(withDigest(ref, pick.digest));
+    parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest;
+  }
+  const man = parsed as ImageManifest;
+  if (!isNydusManifest(man)) throw new FerryError('INVALID_ARGUMENT', `${formatReference(ref)} is not a Nydus image (last layer lacks ${NydusAnnotation.BOOTSTRAP})`);
+  const last = man.layers[man.layers.length - 1]!;
+  const layer = await client.getBlobBuffer(ref.registry, ref.repository, last.digest, 1 << 30);
+  return { bootstrap: await unpackBootstrapLayer(layer), manifest: man, digest: m.digest };
+}
+
+async function copyBlob(ctx: Ctx, d: Descriptor, fromRepo: string): Promise<void> {
+  const { src, dst, sc, tc } = ctx;
+  if ((await tc.headBlob(dst.registry, dst.repository, d.digest)) !== undefined) return;
+  if (src.registry === dst.registry && (await tc.mountBlob(dst.registry, dst.repository, d.digest, fromRepo))) return;
+  await tc.pushBlob(dst.registry, dst.repository, d.digest, d.size, () => {
+    // A factory so the push can be retried; getBlob is async, so bridge through a PassThrough.
+    const pt = new PassThrough();
+    sc.getBlob(src.registry, fromRepo, d.digest).then((s) => { s.on('error', (e) => pt.destroy(e)); s.pipe(pt); }, (e: unknown) => pt.destroy(e as Error));
+    return pt;
+  });
+}
+
+/** Converts one source layer (or takes it from the cache); returns the per-layer bootstrap and the blob layer. */
+async function convertLayer(ctx: Ctx, layer: Descriptor, diffId: string | undefined, platform: string | undefined): Promise<{ bootstrap: Buffer; desc?: Descriptor; converted: ConvertedLayer }> {
+  const { src, dst, sc, tc, opts, log } = ctx;
+  const key = layerCacheKey(layer.digest, ctx.build);
+  const progress = (ev: Omit<ProgressEvent, 'id'>): void => { opts.onProgress?.({ id: layer.digest, ...(platform ? { platform } : {}), ...ev }); };
+  const blobDesc = (digest: string, size: number): Descriptor => ({
+    mediaType: MediaType.NYDUS_BLOB, digest, size, annotations: { [NydusAnnotation.BLOB]: 'true' },
+  });
+  const hit = opts.cache?.get(key);
+  if (hit) {
+    let present = hit.blobDigest === '';
+    if (!present && opts.backend) {
+      present = await stat(join(opts.backend.dir, hit.blobId)).then(() => true, () => false);
+    } else if (!present) {
+      present = (await tc.headBlob(dst.registry, dst.repository, hit.blobDigest)) !== undefined;
+      if (!present && hit.registry === dst.registry && hit.repository !== dst.repository) {
+        present = await tc.mountBlob(dst.registry, dst.repository, hit.blobDigest, hit.repository).catch(() => false);
+      }
+    }
+    if (present) {
+      log.debug({ layer: layer.digest, blob: hit.blobDigest }, 'layer conversion cache hit');
+      progress({ phase: 'cached', bytes: layer.size, total: layer.size });
+      const converted: ConvertedLayer = { sourceDigest: layer.digest, blobDigest: hit.blobDigest, blobSize: hit.blobSize, tarBytes: 0, cached: true };
+      return hit.blobDigest ? { bootstrap: hit.bootstrap, desc: blobDesc(hit.blobDigest, hit.blobSize), converted } : { bootstrap: hit.bootstrap, converted };
+    }
+  }
+  throwIfAborted(opts.signal);
+  const work = await mkdtemp(join(ctx.work, 'layer-'));
+  const streams: Array<{ destroy(): void }> = [];
+  try {
+    progress({ phase: 'start', bytes: 0, total: layer.size });
+    const getOpts: { signal?: AbortSignal } = {};
+    if (opts.signal) getOpts.signal = opts.signal;
+    const raw = await sc.getBlob(src.registry, src.repository, layer.digest, getOpts);
+    let seen = 0;
+    const rawMeter = new Meter(false, (n) => { seen += n; progress({ phase: 'bytes', bytes: seen, total: layer.size }); });
+    raw.on('error', (e) => rawMeter.destroy(e));
+    raw.pipe(rawMeter);
+    const tar = decompressed(rawMeter);
+    const tarMeter = new Meter(diffId !== undefined);
+    tar.on('error', (e) => tarMeter.destroy(e));
+    tar.pipe(tarMeter);
+    // Errors reach the builder through tarMeter; these listeners only keep a stream that fails after
+    // the builder gave up from crashing the process. Everything is torn down in `finally`.
+    for (const s of [raw, rawMeter, tar, tarMeter]) s.on('error', () => {});
+    streams.push(raw, rawMeter, tar, tarMeter);
+    const buildOpts: Parameters<typeof buildLayer>[0] = {
+      source: tarMeter, blobDir: work, workDir: work, fsVersion: ctx.build.fsVersion,
+      compressor: ctx.build.compressor as Compressor, chunkSize: ctx.build.chunkSize, digester: ctx.build.digester as 'sha256' | 'blake3',
+    };
+    if (ctx.chunkDict) buildOpts.chunkDict = ctx.chunkDict;
+    if (opts.prefetchPatterns?.length) buildOpts.prefetchPatterns = opts.prefetchPatterns;
+    const built = await buildLayer(buildOpts);
+    if (diffId !== undefined) {
+      const got = tarMeter.digest();
+      if (got !== diffId) throw new DigestMismatchError(diffId, got, `uncompressed layer ${layer.digest} (config diff_id)`);
+    }
+    ctx.stats.uncompressed += tarMeter.bytes;
+    let desc: Descriptor | undefined;
+    let blobDigest = '';
+    if (built.blobId) {
+      blobDigest = `sha256:${built.blobId}`;
+      progress({ phase: 'push' });
+      if (opts.backend) {
+        await mkdir(opts.backend.dir, { recursive: true });
+        await copyFile(built.blobPath, join(opts.backend.dir, built.blobId));
+      } else {
+        await tc.pushBlob(dst.registry, dst.repository, blobDigest, built.blobSize, () => createReadStream(built.blobPath));
+      }
+      desc = blobDesc(blobDigest, built.blobSize);
+    }
+    opts.cache?.put({
+      key, sourceDigest: layer.digest, blobDigest, blobId: built.blobId, blobSize: built.blobSize,
+      uncompressedSize: built.uncompressedSize, chunkCount: built.chunkCount, bootstrap: built.bootstrap,
+      registry: dst.registry, repository: dst.repository,
+    });
+    progress({ phase: 'done' });
+    log.debug({ layer: layer.digest, blob: blobDigest, tarBytes: tarMeter.bytes, blobSize: built.blobSize }, 'layer converted');
+    const converted: ConvertedLayer = { sourceDigest: layer.digest, blobDigest, blobSize: built.blobSize, tarBytes: tarMeter.bytes, cached: false };
+    return desc ? { bootstrap: built.bootstrap, desc, converted } : { bootstrap: built.bootstrap, converted };
+  } finally {
+    for (const s of streams) s.destroy();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+async function pushJson(ctx: Ctx, value: unknown, mediaType: string): Promise<Descriptor> {
+  const data = Buffer.from(JSON.stringify(value));
+  const d = await ctx.tc.pushBuffer(ctx.dst.registry, ctx.dst.repository, data, mediaType);
+  ctx.stats.targetSize += data.length;
+  return d;
+}
+
+/** Converts one image manifest; pushes its blobs, config and the manifest by digest. */
+async function convertManifest(ctx: Ctx, srcDesc: Descriptor, body: Buffer, platform?: string): Promise<Descriptor & { body: Buffer }> {
+  const { src, sc, opts } = ctx;
+  const man = JSON.parse(body.toString('utf8')) as ImageManifest;
+  if (!man.config || !Array.isArray(man.layers)) throw new FerryError('INVALID_ARGUMENT', `${formatReference(src)}: manifest ${srcDesc.digest} has no config/layers`);
+  if (isNydusManifest(man)) throw new FerryError('FAILED_PRECONDITION', `${formatReference(src)}: manifest ${srcDesc.digest} is already a Nydus image`);
+  const configBuf = await sc.getBlobBuffer(src.registry, src.repository, man.config.digest, 16 << 20);
+  const config = JSON.parse(configBuf.toString('utf8')) as ImageConfig;
+  ctx.stats.sourceSize += body.length + configBuf.length + man.layers.reduce((a, l) => a + l.size, 0);
+  const diffIds = config.rootfs?.diff_ids ?? [];
+  if (diffIds.length !== man.layers.length) {
+    throw new FerryError('INVALID_ARGUMENT', `${formatReference(src)}: config has ${diffIds.length} diff_ids for ${man.layers.length} layers`);
+  }
+  const results = await mapLimit(man.layers, opts.layerConcurrency ?? 2, (l, i) => convertLayer(ctx, l, diffIds[i], platform));
+  ctx.stats.layers.push(...results.map((r) => r.converted));
+  throwIfAborted(opts.signal);
+  const mergeOpts: Parameters<typeof mergeBootstraps>[1] = { fsVersion: ctx.build.fsVersion };
+  if (opts.prefetchPatterns?.length) mergeOpts.prefetchPatterns = opts.prefetchPatterns;
+  const merged = mergeBootstraps(results.map((r) => r.bootstrap), mergeOpts);
+  const boot = await packBootstrapLayer(merged);
+  const bootDesc: Descriptor = {
+    mediaType: MediaType.OCI_LAYER_GZIP, digest: sha256Digest(boot.blob), size: boot.blob.length,
+    annotations: { [NydusAnnotation.BOOTSTRAP]: 'true', [NydusAnnotation.FS_VERSION]: String(ctx.build.fsVersion) },
+  };
+  opts.onProgress?.({ id: 'bootstrap', ...(platform ? { platform } : {}), phase: 'push' });
+  await ctx.tc.pushBlob(ctx.dst.registry, ctx.dst.repository, bootDesc.digest, bootDesc.size, boot.blob);
+  const blobLayers = opts.backend ? [] : results.flatMap((r) => (r.desc ? [r.desc] : []));
+  const layers = [...blobLayers, bootDesc];
+  ctx.stats.targetSize += layers.reduce((a, l) => a + l.size, 0);
+  const newConfig: ImageConfig = {
+    ...config,
+    rootfs: { type: 'layers', diff_ids: [...blobLayers.map((l) => l.digest), boot.diffId] },
+    history: [...(config.history ?? []), { created: new Date().toISOString(), created_by: 'Nydus Converter', comment: 'Nydus Bootstrap Layer' }],
+  };
+  const configDesc = await pushJson(ctx, newConfig, opts.mergePlatform ? NYDUS_CONFIG_MEDIA_TYPE : MediaType.OCI_CONFIG);
+  const annotations: Record<string, string> = {
+    ...(opts.annotations ?? {}),
+    [ConvertAnnotation.SOURCE_DIGEST]: srcDesc.digest,
+    [ConvertAnnotation.SOURCE_REFERENCE]: formatReference(src),
+    [NydusAnnotation.FS_VERSION]: String(ctx.build.fsVersion),
+    [ConvertAnnotation.BUILDER_VERSION]: BUILDER_VERSION,
+  };
+  if (opts.harborAnnotation) {
+    annotations[ConvertAnnotation.HARBOR_DRIVER_NAME] = 'nydus';
+    annotations[ConvertAnnotation.HARBOR_SOURCE_DIGEST] = srcDesc.digest;
+  }
+  const manifest: ImageManifest = {
+    schemaVersion: 2, mediaType: MediaType.OCI_MANIFEST, config: configDesc, layers, annotations,
+  };
+  if (opts.withReferrer) manifest.subject = { mediaType: srcDesc.mediaType, digest: srcDesc.digest, size: srcDesc.size };
+  const data = Buffer.from(JSON.stringify(manifest));
+  const digest = await ctx.tc.putManifest(withDigest(ctx.dst, sha256Digest(data)), data, MediaType.OCI_MANIFEST);
+  ctx.stats.targetSize += data.length;
+  return { mediaType: MediaType.OCI_MANIFEST, digest, size: data.length, body: data };
+}
+
+/** Makes a source manifest (and its blobs) available in the target repository (merge-platform). */
+async function copyManifest(ctx: Ctx, d: Descriptor, body: Buffer): Promise<void> {
+  const { src, dst, tc } = ctx;
+  const same = src.registry === dst.registry && src.repository === dst.repository;
+  if (!same) {
+    const man = JSON.parse(body.toString('utf8')) as ImageManifest;
+    for (const b of [man.config, ...man.layers]) await copyBlob(ctx, b, src.repository);
+  }
+  if (!same || !(await tc.headManifest(withDigest(dst, d.digest)))) {
+    await tc.putManifest(withDigest(dst, d.digest), body, d.mediaType);
+  }
+}
+
+function platformOfConfig(config: ImageConfig | undefined): Platform | undefined {
+  if (!config?.os || !config.architecture) return undefined;
+  const p: Platform = { os: config.os, architecture: config.architecture };
+  if (config.variant) p.variant = config.variant;
+  return p;
+}
+
+/** Converts `source` into a Nydus image at `target`. */
+export async function convertImage(opts: ConvertOptions): Promise<ConvertResult> {
+  const t0 = Date.now();
+  const src = typeof opts.source === 'string' ? parseReference(opts.source) : opts.source;
+  const dst = typeof opts.target === 'string' ? parseReference(opts.target) : opts.target;
+  if (dst.tag === undefined) throw new FerryError('INVALID_ARGUMENT', `target ${formatReference(dst)} needs a tag`);
+  const sc = opts.sourceClient ?? new RegistryClient();
+  const tc = opts.targetClient ?? sc;
+  const log = (opts.log ?? silentLogger()).child({ source: formatReference(src), target: formatReference(dst) });
+  const build: LayerBuildOptions = {
+    fsVersion: opts.fsVersion ?? 6, compressor: opts.compressor ?? 'zstd', chunkSize: opts.chunkSize ?? 0x100000,
+    digester: opts.digester ?? 'blake3',
+  };
+  if (opts.prefetchPatterns?.length) build.prefetchPatterns = opts.prefetchPatterns;
+  const work = await mkdtemp(join(opts.workDir ?? tmpdir(), 'ferry-convert-'));
+  const ctx: Ctx = { src, dst, sc, tc, build, opts, log, work, stats: { sourceSize: 0, targetSize: 0, uncompressed: 0, layers: [] } };
+  try {
+    if (opts.chunkDictRef) {
+      const dict = await fetchNydusBootstrap(sc, parseReference(opts.chunkDictRef));
+      ctx.chunkDict = dict.bootstrap;
+      build.chunkDict = sha256Digest(dict.bootstrap);
+    }
+    log.info('conversion started');
+    const top = await sc.getManifest(src, opts.signal ? { signal: opts.signal } : {});
+    const topDesc: Descriptor = { mediaType: top.mediaType, digest: top.digest, size: top.body.length };
+    const parsed = JSON.parse(top.body.toString('utf8')) as ImageManifest | ImageIndex;
+    const wanted = (opts.platforms ?? []).map(parsePlatform);
+    const manifests: ConvertResult['manifests'] = [];
+    let finalBody: Buffer;
+    let finalType: string;
+    if (isIndexMediaType(top.mediaType) || Array.isArray((parsed as ImageIndex).manifests)) {
+      const idx = parsed as ImageIndex;
+      ctx.stats.sourceSize += top.body.length;
+      const children = idx.manifests.filter((d) => {
+        if (!d.platform || d.platform.os === 'unknown' || d.platform.architecture === 'unknown') return false; // attestations
+        if (d.artifactType === NYDUS_MANIFEST_ARTIFACT_TYPE || d.platform['os.features']?.includes(NydusAnnotation.PLATFORM_FEATURE)) return false;
+        return wanted.length === 0 || wanted.some((w) => platformMatches(d.platform, w));
+      });
+      if (children.length === 0) throw new FerryError('NOT_FOUND', `${formatReference(src)}: no manifest for platform(s) ${wanted.map(formatPlatform).join(', ') || 'any'}`);
+      const entries: Descriptor[] = [];
+      for (const child of children) {
+        throwIfAborted(opts.signal);
+        const cm = await sc.getManifest(withDigest(src, child.digest));
+        const p = formatPlatform(child.platform!);
+        const { body: _b, ...nd } = await convertManifest(ctx, { mediaType: cm.mediaType, digest: cm.digest, size: cm.body.length }, cm.body, p);
+        manifests.push({ platform: p, digest: nd.digest, sourceDigest: child.digest });
+        if (opts.mergePlatform) {
+          await copyManifest(ctx, child, cm.body);
+          entries.push(child);
+        }
+        entries.push(opts.mergePlatform
+          ? { ...nd, platform: { ...child.platform!, 'os.features': [NydusAnnotation.PLATFORM_FEATURE] }, artifactType: NYDUS_MANIFEST_ARTIFACT_TYPE }
+          : { ...nd, platform: child.platform! });
+      }
+      const index: ImageIndex = { schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: entries };
+      if (opts.harborAnnotation) index.annotations = { [ConvertAnnotation.HARBOR_DRIVER_NAME]: 'nydus', [ConvertAnnotation.HARBOR_SOURCE_DIGEST]: top.digest };
+      finalBody = Buffer.from(JSON.stringify(index));
+      finalType = MediaType.OCI_INDEX;
+    } else {
+      const { body: ndBody, ...nd } = await convertManifest(ctx, topDesc, top.body);
+      manifests.push({ digest: nd.digest, sourceDigest: top.digest });
+      if (opts.mergePlatform) {
+        const man = parsed as ImageManifest;
+        const cfg = JSON.parse((await sc.getBlobBuffer(src.registry, src.repository, man.config.digest, 16 << 20)).toString('utf8')) as ImageConfig;
+        const platform = platformOfConfig(cfg) ?? { os: 'linux', architecture: 'amd64' };
+        await copyManifest(ctx, topDesc, top.body);
+        const index: ImageIndex = {
+          schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: [
+            { ...topDesc, platform },
+            { ...nd, platform: { ...platform, 'os.features': [NydusAnnotation.PLATFORM_FEATURE] }, artifactType: NYDUS_MANIFEST_ARTIFACT_TYPE },
+          ],
+        };
+        finalBody = Buffer.from(JSON.stringify(index));
+        finalType = MediaType.OCI_INDEX;
+      } else {
+        finalBody = ndBody;
+        finalType = MediaType.OCI_MANIFEST;
+      }
+    }
+    throwIfAborted(opts.signal);
+    // The tag goes last: nothing is tagged before every blob and child manifest is in.
+    const targetDigest = await tc.putManifest(dst, finalBody, finalType);
+    if (finalType === MediaType.OCI_INDEX) ctx.stats.targetSize += finalBody.length;
+    const res: ConvertResult = {
+      source: formatReference(src), sourceDigest: top.digest, target: formatReference(dst), targetDigest, mediaType: finalType,
+      sourceSize: ctx.stats.sourceSize, targetSize: ctx.stats.targetSize, uncompressedBytes: ctx.stats.uncompressed,
+      layers: ctx.stats.layers, manifests, durationMs: Date.now() - t0,
+    };
+    log.info({ digest: targetDigest, durationMs: res.durationMs, layers: res.layers.length, cached: res.layers.filter((l) => l.cached).length }, 'conversion finished');
+    return res;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}

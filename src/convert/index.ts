@@ -1,0 +1,11 @@
+/**
+ * @module convert
+ * OCI → Nydus conversion (registry to registry) and its verification (`ferry convert` / `ferry check`,
+ * the conversion engine of `ferry accel`).
+ */
+export {
+  convertImage, fetchNydusBootstrap, ConvertAnnotation, NYDUS_MANIFEST_ARTIFACT_TYPE, NYDUS_CONFIG_MEDIA_TYPE, BUILDER_VERSION,
+  type ConvertOptions, type ConvertResult, type ConvertedLayer, type ProgressEvent, type Compressor,
+} from './convert.js';
+export { SqliteLayerCache, layerCacheKey, type LayerCache, type CachedLayer, type LayerBuildOptions } from './cache.js';
+export { packBootstrapLayer, unpackBootstrapLayer, decompressed } from './streams.js';

@@ -1,0 +1,108 @@
+/**
+ * @module convert/streams
+ * Stream helpers of the conversion pipeline: sniffing and undoing a layer's compression (gzip,
+ * zstd or none) while counting and hashing both sides, and packing the bootstrap layer.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
+import { createGunzip, gzipSync } from 'node:zlib';
+import { DecompressStream } from 'zstd-napi';
+import tarStream from 'tar-stream';
+
+/** Counts and hashes bytes passing through. */
+export class Meter extends Transform {
+  bytes = 0;
+  private readonly hash: Hash | undefined;
+  constructor(hash: boolean, private readonly onBytes?: (n: number) => void) {
+    super();
+    this.hash = hash ? createHash('sha256') : undefined;
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.bytes += chunk.length;
+    this.hash?.update(chunk);
+    this.onBytes?.(chunk.length);
+    cb(null, chunk);
+  }
+  digest(): string {
+    return `sha256:${this.hash!.digest('hex')}`;
+  }
+}
+
+/**
+ * Plain tar out of a layer stream of any compression (detected from the magic bytes, not the media
+ * type, which registries and tools get wrong often enough).
+ */
+export function decompressed(src: Readable): Readable {
+  const out = new PassThrough();
+  let decided = false;
+  let head = Buffer.alloc(0);
+  const decide = (): void => {
+    decided = true;
+    let dec: Transform | undefined;
+    if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) dec = createGunzip();
+    else if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) dec = new DecompressStream() as unknown as Transform;
+    const first = head;
+    const sink = dec ?? out;
+    if (dec) {
+      dec.on('error', (err) => out.destroy(err));
+      dec.pipe(out);
+    }
+    src.removeListener('data', onData);
+    src.removeListener('end', onEnd);
+    if (first.length) sink.write(first);
+    src.pipe(sink);
+  };
+  const onData = (c: Buffer): void => {
+    head = Buffer.concat([head, c]);
+    if (head.length >= 4) { src.pause(); decide(); src.resume(); }
+  };
+  const onEnd = (): void => {
+    if (!decided) { decide(); }
+  };
+  src.on('data', onData);
+  src.on('end', onEnd);
+  src.on('error', (err) => out.destroy(err));
+  out.on('close', () => { if (!src.destroyed) src.destroy(); });
+  return out;
+}
+
+/** Collects a stream into one buffer. */
+export async function collect(s: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of s) parts.push(Buffer.isBuffer(c) ? c : Buffer.from(c as Uint8Array));
+  return Buffer.concat(parts);
+}
+
+/** Fixed timestamp of the entries of the bootstrap layer, so equal bootstraps give equal layers. */
+const EPOCH = new Date(0);
+
+/**
+ * The bootstrap layer as upstream packs it: a gzip tar holding `image/` (0755) and
+ * `image/image.boot` (0444). Returns the gzip blob and the digest of the uncompressed tar (diff_id).
+ */
+export async function packBootstrapLayer(bootstrap: Buffer): Promise<{ blob: Buffer; diffId: string }> {
+  const pack = tarStream.pack();
+  const done = collect(pack as unknown as Readable);
+  pack.entry({ name: 'image/', type: 'directory', mode: 0o755, mtime: EPOCH, uid: 0, gid: 0 });
+  await new Promise<void>((resolve, reject) => {
+    pack.entry({ name: 'image/image.boot', type: 'file', mode: 0o444, mtime: EPOCH, uid: 0, gid: 0, size: bootstrap.length }, bootstrap, (err) => (err ? reject(err) : resolve()));
+  });
+  pack.finalize();
+  const tar = await done;
+  return { blob: gzipSync(tar), diffId: `sha256:${createHash('sha256').update(tar).digest('hex')}` };
+}
+
+/** The bootstrap inside a bootstrap layer (gzip or plain tar; `image/image.boot` or legacy `image.boot`). */
+export async function unpackBootstrapLayer(layer: Buffer): Promise<Buffer> {
+  const tar = decompressed(Readable.from([layer]));
+  const extract = tarStream.extract();
+  tar.pipe(extract);
+  let found: Buffer | undefined;
+  for await (const entry of extract) {
+    const name = entry.header.name.replace(/^\.\//, '');
+    if (name === 'image/image.boot' || name === 'image.boot') found = await collect(entry as unknown as Readable);
+    else entry.resume();
+  }
+  if (!found) throw new Error('bootstrap layer has no image/image.boot');
+  return found;
+}

@@ -1,0 +1,98 @@
+/**
+ * `ferry convert` between two standard registries (Debian's docker-registry as source and target):
+ * the Nydus image has upstream's media types and annotations, a config whose diff_ids match its
+ * layers, and a bootstrap layer holding image/image.boot; a second conversion hits the layer cache.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { requirePrereqs } from '../support/prereq.js';
+import { FERRY_BIN } from '../support/paths.js';
+import { startDockerRegistry, type DockerRegistryHandle } from '../../src/remote/docker-registry.js';
+import { RegistryClient, parseReference } from '../../src/remote/index.js';
+import { pushImage, type BuiltImage } from '../../src/bench/env/index.js';
+import { unpackBootstrapLayer } from '../../src/convert/index.js';
+import { MediaType, NydusAnnotation, type ImageManifest, type ImageConfig } from '../../src/oci/index.js';
+import { makeTestImage } from './convert-support.js';
+
+let dir: string;
+let srcReg: DockerRegistryHandle;
+let dstReg: DockerRegistryHandle;
+let image: BuiltImage;
+
+function ferry(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [FERRY_BIN, ...args], { env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => { stdout += d; });
+    p.stderr.on('data', (d: Buffer) => { stderr += d; });
+    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+before(async () => {
+  requirePrereqs({ commands: ['docker-registry', 'skopeo', 'setfattr', 'tar'] });
+  dir = await mkdtemp(join(tmpdir(), 'ferry-convert-e2e-'));
+  [srcReg, dstReg] = await Promise.all([startDockerRegistry(), startDockerRegistry()]);
+  image = await makeTestImage(join(dir, 'img'));
+  await pushImage(image.layoutDir, `${srcReg.host}/library/app:v1`);
+});
+after(async () => {
+  await Promise.all([srcReg?.close(), dstReg?.close()]);
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+test('ferry convert: docker-registry → docker-registry with upstream media types, annotations and diff_ids', async () => {
+  const cache = join(dir, 'cache.db');
+  const r = await ferry(['convert', '--source', `${srcReg.host}/library/app:v1`, '--target', `${dstReg.host}/library/app:v1-nydus`,
+    '--with-referrer', '--cache', cache]);
+  assert.equal(r.code, 0, r.stderr);
+  const res = JSON.parse(r.stdout) as { targetDigest: string; layers: Array<{ cached: boolean; tarBytes: number }>; uncompressedBytes: number };
+  assert.equal(res.layers.length, 3);
+  assert.ok(res.layers.every((l) => !l.cached));
+  assert.ok(res.uncompressedBytes > 3 * 1024 * 1024);
+
+  const c = new RegistryClient();
+  const m = await c.getManifest(parseReference(`${dstReg.host}/library/app:v1-nydus`));
+  assert.equal(m.digest, res.targetDigest);
+  assert.equal(m.mediaType, MediaType.OCI_MANIFEST);
+  const man = JSON.parse(m.body.toString()) as ImageManifest;
+  assert.equal(man.layers.length, 4);
+  for (const l of man.layers.slice(0, 3)) {
+    assert.equal(l.mediaType, MediaType.NYDUS_BLOB);
+    assert.equal(l.annotations?.[NydusAnnotation.BLOB], 'true');
+  }
+  const boot = man.layers[3]!;
+  assert.equal(boot.mediaType, MediaType.OCI_LAYER_GZIP);
+  assert.equal(boot.annotations?.[NydusAnnotation.BOOTSTRAP], 'true');
+  assert.equal(boot.annotations?.[NydusAnnotation.FS_VERSION], '6');
+  assert.equal(man.annotations?.['containerd.io/snapshot/nydus-source-digest'], image.manifestDigest);
+  assert.equal(man.subject?.digest, image.manifestDigest);
+  const cfg = JSON.parse((await c.getBlobBuffer(dstReg.host, 'library/app', man.config.digest)).toString()) as ImageConfig;
+  assert.equal(cfg.rootfs.diff_ids.length, 4);
+  assert.deepEqual(cfg.rootfs.diff_ids.slice(0, 3), man.layers.slice(0, 3).map((l) => l.digest));
+  assert.deepEqual(cfg.config?.Cmd, ['/srv/app/run.sh']);
+  const bootstrap = await unpackBootstrapLayer(await c.getBlobBuffer(dstReg.host, 'library/app', boot.digest));
+  assert.equal(bootstrap.readUInt32LE(1024), 0xe0f5e1e2, 'EROFS superblock magic');
+
+  // Same source again into another tag: every layer comes from the cache, same manifest content.
+  const r2 = await ferry(['convert', '--source', `${srcReg.host}/library/app:v1`, '--target', `${dstReg.host}/library/app:again`,
+    '--with-referrer', '--cache', cache]);
+  assert.equal(r2.code, 0, r2.stderr);
+  const res2 = JSON.parse(r2.stdout) as { layers: Array<{ cached: boolean }>; uncompressedBytes: number };
+  assert.ok(res2.layers.every((l) => l.cached));
+  assert.equal(res2.uncompressedBytes, 0);
+});
+
+test('ferry convert: clear errors for a missing source and a bad reference', async () => {
+  const r = await ferry(['convert', '--source', `${srcReg.host}/library/nope:v1`, '--target', `${dstReg.host}/library/nope:v1-nydus`, '--no-cache']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /404|not found|MANIFEST_UNKNOWN|NAME_UNKNOWN/i);
+  const r2 = await ferry(['convert', '--source', 'UPPER/case', '--target', `${dstReg.host}/x:y`, '--no-cache']);
+  assert.equal(r2.code, 2);
+  assert.match(r2.stderr, /invalid repository name/);
+});
