@@ -77,8 +77,13 @@ export class RegistryServer {
     let path = '/';
     let url: URL;
     try {
-      url = new URL(req.url ?? '/', 'http://registry.invalid');
+      const raw = req.url ?? '/';
+      const rawPath = raw.split('?')[0]!;
+      // URL parsing would resolve dot segments; a request path with them is never valid here.
+      if (!rawPath.startsWith('/') || /(^|\/)\.\.?(\/|$)/.test(rawPath)) throw new Error('dot segment');
+      url = new URL(raw, 'http://registry.invalid');
       path = url.pathname;
+      if (path !== rawPath) throw new Error('non-canonical path');
     } catch {
       sendError(res, new OciError('NAME_INVALID', 'malformed request URL'));
       return;
