@@ -1,0 +1,14 @@
+/**
+ * @module snapshotter
+ * containerd proxy-plugin snapshotter (the role of nydus-snapshotter): the snapshots gRPC
+ * service over a unix socket, snapshot metadata in SQLite, overlayfs snapshots for ordinary
+ * layers, lazy Nydus layers mounted through the daemon; and the containerd client side used by
+ * `ferry pull` (content, images, diff, leases, snapshots services).
+ */
+export { Snapshotter, type SnapshotterOptions, type SnapshotInfo, type Mount, type RemoteLayers } from './snapshotter.js';
+export { serveSnapshots, type SnapshotServer, type SnapshotServerOptions } from './server.js';
+export { GRPC_STATUS, toGrpcError, fromGrpcError } from './grpc-status.js';
+export { parseFilter, matchesAny, type Filter } from './filters.js';
+export { Label, remoteHint, validateLabels, MAX_LABEL_BYTES, type RemoteLayerHint } from './labels.js';
+export { serviceConstructor, API_DIR, SERVICE_NAMES } from './proto.js';
+export type { Kind } from './store.js';
