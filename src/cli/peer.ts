@@ -1,0 +1,71 @@
+/**
+ * @module cli/peer
+ * `ferry peer --scheduler URL --data DIR [...]`: the node agent (registry mirror / HTTP(S) proxy,
+ * piece store, upload server, seed mode). Prints the containerd hosts.toml snippet and the
+ * HTTP_PROXY drop-in for its own addresses.
+ */
+import { Command } from 'commander';
+import { loadPeerConfigFile, type PeerConfigInput } from '../config/peer.js';
+import { createLogger } from '../observe/index.js';
+import { hostsToml, httpProxyDropIn, startPeer } from '../p2p/index.js';
+import { untilSignal } from './lifecycle.js';
+
+export async function run(argv: string[]): Promise<number> {
+  const cmd = new Command('ferry peer')
+    .description('P2P node agent: registry mirror / HTTPS proxy, piece store, upload, seed mode')
+    .option('--scheduler <url...>', 'scheduler URL(s); tasks are sharded by consistent hash')
+    .option('--data <dir>', 'data directory (piece store, generated CA)')
+    .option('--proxy-listen <addr>', 'proxy address', undefined)
+    .option('--upload-listen <addr>', 'upload (piece) server address', undefined)
+    .option('--seed', 'seed peer: downloads from the origin when the scheduler says so')
+    .option('--registry-mirror <url>', 'default upstream registry for mirror-mode requests')
+    .option('--hijack <regex...>', 'CONNECT hosts (host:port regex) whose TLS is intercepted')
+    .option('--ca-cert <file>', 'CA certificate for HTTPS interception')
+    .option('--ca-key <file>', 'CA key for HTTPS interception')
+    .option('--upstream-ca <file...>', 'extra CA certificates trusted for upstream https')
+    .option('--hostname <name>', 'hostname announced to the scheduler')
+    .option('--ip <ip>', 'IP announced to the scheduler')
+    .option('--config <file>', 'YAML config file')
+    .exitOverride();
+  try { cmd.parse(argv, { from: 'user' }); } catch (err) { return (err as { exitCode?: number }).exitCode ?? 2; }
+  const o = cmd.opts<{
+    scheduler?: string[]; data?: string; proxyListen?: string; uploadListen?: string; seed?: boolean; registryMirror?: string;
+    hijack?: string[]; caCert?: string; caKey?: string; upstreamCa?: string[]; hostname?: string; ip?: string; config?: string;
+  }>();
+  const log = createLogger({ name: 'peer' });
+  try {
+    const c = loadPeerConfigFile(o.config);
+    const cfg: PeerConfigInput = {
+      ...c,
+      host: { ...(c.host ?? {}), ...(o.hostname ? { hostname: o.hostname } : {}), ...(o.ip ? { ip: o.ip } : {}) },
+      proxy: {
+        ...(c.proxy ?? {}),
+        ...(o.registryMirror ? { registryMirror: { ...(c.proxy?.registryMirror ?? {}), url: o.registryMirror } } : {}),
+        ...(o.hijack ? { hijackHosts: o.hijack } : {}),
+        ...(o.caCert ? { caCert: o.caCert } : {}), ...(o.caKey ? { caKey: o.caKey } : {}),
+        ...(o.upstreamCa ? { upstreamCaCerts: o.upstreamCa } : {}),
+      },
+    };
+    const p = await startPeer({
+      config: cfg, log,
+      ...(o.data ? { dataDir: o.data } : {}), ...(o.scheduler ? { schedulers: o.scheduler } : {}),
+      ...(o.seed ? { seed: true } : {}), ...(o.proxyListen ? { proxyListen: o.proxyListen } : {}),
+      ...(o.uploadListen ? { uploadListen: o.uploadListen } : {}),
+    });
+    const out: string[] = [`peer ${p.hostId}: proxy ${p.proxyUrl}, upload ${p.uploadUrl}`, ''];
+    out.push('containerd registry mirror (config_path = "/etc/containerd/certs.d"):', '');
+    const mirror = p.config.proxy.registryMirror.url;
+    out.push(hostsToml(p.proxyUrl, mirror ? { name: new URL(mirror).host, url: mirror } : undefined));
+    out.push('HTTP(S)_PROXY mode:', '', httpProxyDropIn(p.proxyUrl, p.ca?.certPath));
+    if (p.ca) {
+      out.push(`HTTPS interception CA: ${p.ca.certPath}${p.ca.generated ? ' (generated now; key ' + p.ca.keyPath + ', mode 0600)' : ''}`);
+      out.push('Clients must trust it, e.g. SSL_CERT_FILE, `ctr images pull --tlscacert`, or the system trust store:', '', p.ca.certPem);
+    }
+    process.stdout.write(`${out.join('\n')}\n`);
+    await untilSignal(() => p.close(), log);
+    return 0;
+  } catch (err) {
+    process.stderr.write(`ferry peer: ${(err as Error).message}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * @module config/peer
+ * `ferry peer` configuration (YAML/JSON, unknown keys rejected, every key optional). Ports follow
+ * the legacy Dragonfly dfdaemon: proxy 65001, upload 65002. Sizes accept "4MiB"-style strings,
+ * rates are bytes per second ("0" = unlimited).
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { FerryError, parseDuration, parseSize } from '../core/index.js';
+
+const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  try { return parseDuration(v); } catch (err) { ctx.addIssue({ code: 'custom', message: (err as Error).message }); return z.NEVER; }
+});
+const size = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  try { return parseSize(v); } catch (err) { ctx.addIssue({ code: 'custom', message: (err as Error).message }); return z.NEVER; }
+});
+
+export const proxyRuleSchema = z.object({
+  /** Matched against the URL without its query; first match wins. */
+  regex: z.string(),
+  /** Fetch upstream over https even if the request said http. */
+  useTLS: z.boolean().default(false),
+  /** Replace the authority (host:port) of the upstream URL. */
+  redirect: z.string().default(''),
+  /** Never P2P (pass through) for URLs matching this rule. */
+  direct: z.boolean().default(false),
+}).strict();
+
+export const peerConfigSchema = z.object({
+  scheduler: z.object({
+    /** Scheduler base URLs; tasks are sharded over them by consistent hash of the task id. */
+    urls: z.array(z.string().url()).default([]),
+    announceInterval: duration.default(30_000),
+    /** Max time a register/reschedule call may take before the peer falls back to the source. */
+    scheduleTimeout: duration.default(30_000),
+  }).strict().prefault({}),
+  host: z.object({
+    hostname: z.string().optional(),
+    /** Advertised IP (default: the upload listen address, else the first non-internal IPv4). */
+    ip: z.string().optional(),
+    idc: z.string().optional(),
+    location: z.string().optional(),
+    /** Upload bandwidth announced to the scheduler in bits/s (default 10 Gbit or the upload rate limit). */
+    maxTxBps: z.number().nonnegative().optional(),
+    seed: z.boolean().default(false),
+    /** Leech mode: never serve other peers. */
+    disableShared: z.boolean().default(false),
+  }).strict().prefault({}),
+  storage: z.object({
+    dir: z.string().optional(),
+    /** Disk quota for task data (0 = unlimited); LRU eviction of finished tasks above it. */
+    quota: size.default(0),
+    /** Keep finished tasks across restarts. */
+    keep: z.boolean().default(true),
+    taskTTL: duration.default(30 * 86_400_000),
+  }).strict().prefault({}),
+  proxy: z.object({
+    listen: z.string().default('127.0.0.1:65001'),
+    rules: z.array(proxyRuleSchema).default([{ regex: 'blobs/sha256.*', useTLS: false, redirect: '', direct: false }]),
+    registryMirror: z.object({
+      /** Default upstream for mirror-mode requests without X-Dragonfly-Registry or ?ns=. */
+      url: z.string().url().optional(),
+      /** Scheme used for an upstream taken from ?ns=<host>. */
+      nsScheme: z.enum(['http', 'https']).default('https'),
+    }).strict().prefault({}),
+    /** CONNECT targets (regex on host:port) whose TLS is intercepted; others are tunnelled untouched. */
+    hijackHosts: z.array(z.string()).default([]),
+    caCert: z.string().optional(),
+    caKey: z.string().optional(),
+    /** Extra CA files trusted for upstream https (self-signed registries). */
+    upstreamCaCerts: z.array(z.string()).default([]),
+    insecureUpstream: z.boolean().default(false),
+    /**
+     * Access model: before serving a P2P task to a client, send the client's request upstream as a
+     * HEAD with the client's own headers; serve only on 2xx (and relay 401/403/404 otherwise).
+     */
+    verifyUpstreamAccess: z.boolean().default(true),
+  }).strict().prefault({}),
+  upload: z.object({
+    listen: z.string().default('0.0.0.0:65002'),
+    rateLimit: size.default(0),
+  }).strict().prefault({}),
+  download: z.object({
+    rateLimit: size.default(0),
+    backToSourceRateLimit: size.default(0),
+    concurrentPieceCount: z.number().int().min(1).max(64).default(8),
+    pieceTimeout: duration.default(60_000),
+    /** Objects up to this size go straight to the origin (Dragonfly: 4 MiB); 0 = always P2P. */
+    directBelow: size.default(4 * 1024 * 1024),
+    maxScheduleCount: z.number().int().min(1).default(5),
+    disableBackToSource: z.boolean().default(false),
+    /** Task id = blob digest for /v2/<name>/blobs/<digest> URLs (same layer from two registries = one task). */
+    taskIdBasedBlobDigest: z.boolean().default(false),
+  }).strict().prefault({}),
+}).strict();
+
+export type PeerConfig = z.infer<typeof peerConfigSchema>;
+export type PeerConfigInput = z.input<typeof peerConfigSchema>;
+
+export function parsePeerConfig(input: unknown): PeerConfig {
+  const r = peerConfigSchema.safeParse(input ?? {});
+  if (!r.success) throw new FerryError('INVALID_ARGUMENT', `peer config: ${z.prettifyError(r.error)}`);
+  return r.data;
+}
+
+export function loadPeerConfigFile(file?: string): PeerConfigInput {
+  if (!file) return {};
+  try { return (parseYaml(readFileSync(file, 'utf8')) ?? {}) as PeerConfigInput; } catch (err) {
+    throw new FerryError('INVALID_ARGUMENT', `peer config ${file}: ${(err as Error).message}`, { cause: err });
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * @module config/scheduler
+ * `ferry scheduler` configuration (YAML/JSON file, every key optional, unknown keys rejected).
+ * Defaults are Dragonfly's scheduler defaults (candidateParentLimit 3, filterParentLimit 15,
+ * backToSourceCount 200, retryBackToSourceLimit 4, retryLimit 5, retryInterval 500 ms).
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { FerryError, parseDuration } from '../core/index.js';
+
+const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  try { return parseDuration(v); } catch (err) { ctx.addIssue({ code: 'custom', message: (err as Error).message }); return z.NEVER; }
+});
+
+export const schedulerConfigSchema = z.object({
+  listen: z.string().default('127.0.0.1:8002'),
+  scheduling: z.object({
+    candidateParentLimit: z.number().int().min(1).max(20).default(3),
+    filterParentLimit: z.number().int().min(1).max(1000).default(15),
+    backToSourceCount: z.number().int().min(0).default(200),
+    retryBackToSourceLimit: z.number().int().min(0).default(4),
+    retryLimit: z.number().int().min(1).default(5),
+    retryInterval: duration.default(500),
+  }).strict().prefault({}),
+  gc: z.object({
+    hostTTL: duration.default(3_600_000),
+    peerTTL: duration.default(86_400_000),
+    interval: duration.default(60_000),
+  }).strict().prefault({}),
+  preheat: z.object({
+    /** Bearer tokens accepted on /oapi/v1/jobs; empty = no authentication (logged at start). */
+    tokens: z.array(z.string().min(1)).default([]),
+    /** Task ids of preheated blobs use the blob digest (must match the peers' setting). */
+    enableTaskIdBasedBlobDigest: z.boolean().default(false),
+    /** Extra CA (PEM file) trusted when fetching manifests over https. */
+    caCert: z.string().optional(),
+    insecureSkipVerify: z.boolean().default(false),
+    timeout: duration.default(3_600_000),
+  }).strict().prefault({}),
+}).strict();
+
+export type SchedulerConfig = z.infer<typeof schedulerConfigSchema>;
+export type SchedulerConfigInput = z.input<typeof schedulerConfigSchema>;
+
+export function parseSchedulerConfig(input: unknown): SchedulerConfig {
+  const r = schedulerConfigSchema.safeParse(input ?? {});
+  if (!r.success) throw new FerryError('INVALID_ARGUMENT', `scheduler config: ${z.prettifyError(r.error)}`);
+  return r.data;
+}
+
+export function loadSchedulerConfig(file?: string): SchedulerConfig {
+  if (!file) return parseSchedulerConfig({});
+  let raw: unknown;
+  try { raw = parseYaml(readFileSync(file, 'utf8')); } catch (err) {
+    throw new FerryError('INVALID_ARGUMENT', `scheduler config ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  return parseSchedulerConfig(raw);
+}

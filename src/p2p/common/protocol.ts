@@ -1,0 +1,135 @@
+/**
+ * @module p2p/common/protocol
+ * Wire shapes of the scheduler API and the peer upload API (JSON over HTTP/1.1 keep-alive; see
+ * api/p2p/scheduler.openapi.yaml and api/p2p/peer.openapi.yaml). They mirror Dragonfly's
+ * scheduler.v2 message set, with the bidirectional AnnouncePeer stream split into request/response
+ * calls: register (answers a scheduling decision), events (piece/peer reports), reschedule.
+ */
+
+export type HostType = 'normal' | 'super';
+
+/** AnnounceHost. */
+export interface HostInfo {
+  id: string;
+  ip: string;
+  hostname: string;
+  type: HostType;
+  /** Base URL of the host's upload (piece) server, e.g. http://192.0.2.11:65002 */
+  uploadUrl: string;
+  idc?: string | undefined;
+  /** `|`-separated, e.g. country|province|city|zone|cluster */
+  location?: string | undefined;
+  /** Max upload bandwidth in bits per second (0 = unknown). */
+  maxTxBps?: number | undefined;
+  /** Leech mode: never a parent. */
+  disableShared?: boolean | undefined;
+}
+
+/** The inputs of the task id other than the URL (so a parent can recompute the id from a URL). */
+export interface TaskIdOptions {
+  tag?: string | undefined;
+  application?: string | undefined;
+  pieceLength?: number | undefined;
+  filteredQueryParams?: string[] | undefined;
+  blobDigest?: boolean | undefined;
+}
+
+export interface DownloadSpec extends TaskIdOptions {
+  url: string;
+  /** Origin request headers (Authorization etc.); forwarded to a triggered seed peer. */
+  headers?: Record<string, string> | undefined;
+  contentLength: number;
+  /** The piece length actually used. */
+  actualPieceLength: number;
+  needBackToSource?: boolean | undefined;
+  concurrentPieceCount?: number | undefined;
+}
+
+export interface RegisterRequest {
+  peerId: string;
+  hostId: string;
+  taskId: string;
+  download: DownloadSpec;
+}
+
+export interface ParentRef {
+  peerId: string;
+  hostId: string;
+  ip: string;
+  uploadUrl: string;
+  isSeed: boolean;
+  idc?: string | undefined;
+  location?: string | undefined;
+}
+
+export type ScheduleResponse =
+  | { kind: 'empty' }
+  | { kind: 'normal'; parents: ParentRef[] }
+  | { kind: 'needBackToSource'; description?: string };
+
+export interface PieceReport {
+  number: number;
+  length: number;
+  digest: string;
+  parentId?: string | undefined;
+  costMs: number;
+}
+
+export type PeerEvent =
+  | { kind: 'started' }
+  | { kind: 'backToSourceStarted' }
+  | { kind: 'pieceFinished'; piece: PieceReport }
+  | { kind: 'pieceBackToSourceFinished'; piece: PieceReport }
+  | { kind: 'pieceFailed'; pieceNumber?: number | undefined; parentId: string; temporary: boolean; description?: string }
+  | { kind: 'pieceBackToSourceFailed'; pieceNumber?: number | undefined; status?: number | undefined }
+  | { kind: 'finished' }
+  | { kind: 'backToSourceFinished' }
+  | { kind: 'failed'; description?: string }
+  | { kind: 'backToSourceFailed'; description?: string };
+
+export interface RescheduleRequest {
+  /** Parents to block (the ones used in the previous round). */
+  candidateParentIds: string[];
+  description?: string;
+}
+
+/** Upload server: which pieces a peer holds for a task. */
+export interface PieceListResponse {
+  taskId: string;
+  contentLength: number;
+  pieceLength: number;
+  pieceCount: number;
+  pieces: { number: number; digest: string }[];
+  done: boolean;
+  failed: boolean;
+}
+
+/** Upload server: command a (seed) peer to download a task (scheduler seed trigger, preheat). */
+export interface DownloadTaskRequest extends TaskIdOptions {
+  url: string;
+  headers?: Record<string, string> | undefined;
+  /** Answer only when the download finished (preheat); otherwise 202 at once. */
+  wait?: boolean | undefined;
+}
+
+export interface DownloadTaskResponse {
+  taskId: string;
+  contentLength?: number | undefined;
+  state: 'started' | 'succeeded' | 'failed';
+  description?: string | undefined;
+}
+
+/** Header names (Dragonfly's, so existing clients and hosts.toml snippets carry over). */
+export const H = {
+  registry: 'x-dragonfly-registry',
+  useP2P: 'x-dragonfly-use-p2p',
+  tag: 'x-dragonfly-tag',
+  application: 'x-dragonfly-application',
+  pieceLength: 'x-dragonfly-piece-length',
+  filteredQueryParams: 'x-dragonfly-filtered-query-params',
+  blobDigest: 'x-dragonfly-enable-task-id-based-blob-digest',
+  taskId: 'x-dragonfly-task-id',
+  errorType: 'x-dragonfly-error-type',
+  finished: 'x-dragonfly-task-download-finished',
+  pieceDigest: 'x-ferry-piece-digest',
+} as const;

@@ -1,0 +1,344 @@
+/**
+ * @module p2p/peer/download
+ * One task download on this peer (Dragonfly's client flow, §2.3–2.6 of the spec): register with
+ * the scheduler, then either fetch pieces from the parents it names (piece lists long-polled from
+ * each parent, so pieces flow while parents still download; weighted-random parent per piece;
+ * crc32 checked; a failing or lying parent is blocked and reported) or go back to source. Rounds
+ * end in reschedule with the used parents blocked; after `maxScheduleCount` rounds, or when no
+ * scheduler answers, the rest comes from the origin. The whole blob is checked against its OCI
+ * digest before the peer reports success.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { FerryError, asFerryError } from '../../core/index.js';
+import type { Logger } from '../../observe/index.js';
+import type { PeerConfig } from '../../config/peer.js';
+import { jsonRequest, request } from '../common/http.js';
+import { blobDigestOfUrl, pieceDigest } from '../common/idgen.js';
+import type { TokenBucket } from '../common/ratelimit.js';
+import type { HostInfo, ParentRef, PeerEvent, PieceListResponse, ScheduleResponse } from '../common/protocol.js';
+import type { PeerMetrics } from './metrics.js';
+import type { SchedulerClient } from './scheduler-client.js';
+import { fetchOriginRange, type OriginOptions } from './source.js';
+import type { PieceStore, TaskEntry } from './store.js';
+
+export interface DownloadDeps {
+  config: PeerConfig;
+  host: HostInfo;
+  store: PieceStore;
+  scheduler: SchedulerClient;
+  metrics: PeerMetrics;
+  origin: OriginOptions;
+  downloadBucket: TokenBucket;
+  sourceBucket: TokenBucket;
+  log: Logger;
+  signal: AbortSignal;
+}
+
+export interface DownloadRequest {
+  url: string;
+  headers: Record<string, string>;
+}
+
+/**
+ * Starts (or joins) the download of `pieces` of `entry` (undefined = all of them). A running
+ * download picks up pieces added while it runs; if some remain when it ends, another run starts.
+ */
+export function ensureDownload(deps: DownloadDeps, entry: TaskEntry, req: DownloadRequest, pieces?: number[]): Promise<void> {
+  entry.want(pieces);
+  if (entry.missingWanted().length === 0) return Promise.resolve();
+  if (entry.downloading) return entry.downloading;
+  const run = new TaskDownload(deps, entry, req).run();
+  const p: Promise<void> = run.then(
+    () => {
+      entry.downloading = undefined;
+      if (entry.missingWanted().length > 0 && !deps.signal.aborted) return ensureDownload(deps, entry, req);
+      entry.stopped();
+      return undefined;
+    },
+    (err: unknown) => { entry.downloading = undefined; entry.stopped(); throw err; },
+  );
+  entry.downloading = p;
+  p.catch(() => undefined);
+  return p;
+}
+
+class TaskDownload {
+  private readonly peerId: string;
+  private readonly log: Logger;
+  private scheduler: string | undefined;
+  private readonly c: PeerConfig['download'];
+
+  constructor(private readonly d: DownloadDeps, private readonly t: TaskEntry, private readonly req: DownloadRequest) {
+    this.peerId = `${d.host.ip}-${d.host.hostname}-${randomUUID()}${d.host.type === 'super' ? '-seed' : ''}`;
+    this.log = d.log.child({ taskId: t.id, peerId: this.peerId });
+    this.c = d.config.download;
+  }
+
+  private missing(): number[] {
+    return this.t.missingWanted();
+  }
+
+  private report(events: PeerEvent[]): void {
+    if (this.scheduler) void this.d.scheduler.report(this.scheduler, this.peerId, events);
+  }
+
+  async run(): Promise<void> {
+    const started = Date.now();
+    try {
+      await this.fetchAll();
+      if (!this.t.complete) {
+        // A range download: the pieces are here, the task is not; leave the scheduler's graph.
+        this.log.debug({ pieces: this.t.finishedCount }, 'partial task downloaded');
+        if (this.scheduler) await this.d.scheduler.leave(this.scheduler, this.peerId);
+        return;
+      }
+      await this.verify();
+      await this.d.store.markDone(this.t);
+      this.d.metrics.tasks.inc({ result: 'succeeded' });
+      this.log.info({ ms: Date.now() - started, bytes: this.t.meta.contentLength }, 'task downloaded');
+      if (this.scheduler) {
+        await this.d.scheduler.report(this.scheduler, this.peerId, [{ kind: this.wentToSource ? 'backToSourceFinished' : 'finished' }]);
+      }
+    } catch (err) {
+      const e = asFerryError(err, 'UNAVAILABLE');
+      this.d.metrics.tasks.inc({ result: 'failed' });
+      this.log.warn({ err: e.message }, 'task download failed');
+      this.report([{ kind: this.wentToSource ? 'backToSourceFailed' : 'failed', description: e.message }]);
+      if (this.scheduler) void this.d.scheduler.leave(this.scheduler, this.peerId);
+      this.t.fail(e);
+      throw e;
+    }
+  }
+
+  private wentToSource = false;
+
+  private async fetchAll(): Promise<void> {
+    const size = this.t.meta.contentLength;
+    if (size === 0) return;
+    if ((this.c.directBelow > 0 && size <= this.c.directBelow) || !this.d.scheduler.enabled) {
+      return this.backToSource('small object or no scheduler');
+    }
+    let resp: ScheduleResponse;
+    try {
+      const r = await this.d.scheduler.register({
+        peerId: this.peerId, hostId: this.d.host.id, taskId: this.t.id,
+        download: {
+          url: this.t.meta.url, ...this.t.meta.idOptions, headers: this.req.headers, contentLength: size,
+          actualPieceLength: this.t.meta.pieceLength, needBackToSource: this.d.host.type === 'super',
+          concurrentPieceCount: this.c.concurrentPieceCount,
+        },
+      }, this.d.signal);
+      this.scheduler = r.scheduler;
+      resp = r.response;
+    } catch (err) {
+      this.d.metrics.schedulerFallback.inc();
+      this.log.warn({ err: (err as Error).message }, 'scheduler unavailable, downloading from the origin');
+      return this.backToSource('scheduler unavailable');
+    }
+    const blocked = new Set<string>();
+    for (let round = 1; ; round++) {
+      if (resp.kind === 'empty') return;
+      if (resp.kind === 'needBackToSource') return this.backToSource(resp.description ?? 'scheduler said so');
+      this.report([{ kind: 'started' }]);
+      this.log.debug({ round, parents: resp.parents.map((p) => p.peerId) }, 'downloading from parents');
+      const used = await this.fromParents(resp.parents, blocked);
+      if (this.missing().length === 0) return;
+      if (round >= this.c.maxScheduleCount) break;
+      try {
+        resp = await this.d.scheduler.reschedule(this.scheduler!, this.peerId, [...used], this.d.signal);
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'reschedule failed');
+        break;
+      }
+    }
+    this.d.metrics.schedulerFallback.inc();
+    this.report([{ kind: 'failed', description: 'too many schedule rounds' }]);
+    return this.backToSource('scheduling gave up');
+  }
+
+  private async backToSource(why: string): Promise<void> {
+    if (this.c.disableBackToSource) throw new FerryError('UNAVAILABLE', `back-to-source disabled (${why})`);
+    this.wentToSource = true;
+    this.report([{ kind: 'backToSourceStarted' }]);
+    this.log.debug({ why }, 'back to source');
+    for (let pass = 0; pass < 1000; pass++) {
+      const todo = this.missing();
+      if (todo.length === 0) return;
+      await this.sourcePass(todo);
+    }
+  }
+
+  private async sourcePass(todo: number[]): Promise<void> {
+    let i = 0;
+    const worker = async (): Promise<void> => {
+      while (i < todo.length) {
+        const n = todo[i++]!;
+        if (this.t.has(n)) continue;
+        const r = this.t.range(n);
+        const t0 = Date.now();
+        let buf: Buffer;
+        try {
+          buf = await fetchOriginRange(this.req.url, this.req.headers, r.offset, r.length, this.d.origin, [this.d.sourceBucket, this.d.downloadBucket], this.d.signal);
+        } catch (err) {
+          this.d.metrics.pieceFailures.inc({ reason: 'source' });
+          this.report([{ kind: 'pieceBackToSourceFailed', pieceNumber: n }]);
+          throw err;
+        }
+        const digest = pieceDigest(buf);
+        await this.t.writePiece(n, buf, digest);
+        this.d.metrics.traffic.inc({ type: 'BACK_TO_SOURCE' }, buf.length);
+        this.report([{ kind: 'pieceBackToSourceFinished', piece: { number: n, length: buf.length, digest, costMs: Date.now() - t0 } }]);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.c.concurrentPieceCount, Math.max(1, todo.length)) }, worker));
+  }
+
+  /** One round with the given parents; returns the parents used (to be blocked on reschedule). */
+  private fromParents(parents: ParentRef[], blocked: Set<string>): Promise<Set<string>> {
+    const used = new Set(parents.map((p) => p.peerId));
+    const live = new Map(parents.filter((p) => !blocked.has(p.peerId)).map((p) => [p.peerId, p]));
+    const avail = new Map<string, Map<number, string>>();
+    const finished = new Set<string>(); // parents that will get no more pieces
+    const inflight = new Map<number, string>();
+    const perParent = new Map<string, number>();
+    const ac = new AbortController();
+    const onAbort = (): void => ac.abort();
+    this.d.signal.addEventListener('abort', onAbort, { once: true });
+    let lastProgress = Date.now();
+    const qUrl = encodeURIComponent(this.t.meta.url);
+
+    return new Promise<Set<string>>((resolve, reject) => {
+      let settled = false;
+      const done = (): void => {
+        if (settled) return;
+        settled = true;
+        ac.abort();
+        clearInterval(timer);
+        this.d.signal.removeEventListener('abort', onAbort);
+        if (this.d.signal.aborted) reject(new FerryError('CANCELED', 'peer stopping'));
+        else resolve(used);
+      };
+      const block = (pid: string, n: number | undefined, why: string, reason: 'crc' | 'network'): void => {
+        if (!live.has(pid)) return;
+        live.delete(pid);
+        blocked.add(pid);
+        this.d.metrics.pieceFailures.inc({ reason });
+        this.log.warn({ parent: pid, piece: n, why }, 'parent failed, blocked for this task');
+        this.report([{ kind: 'pieceFailed', pieceNumber: n, parentId: pid, temporary: true, description: why }]);
+      };
+      const pump = (): void => {
+        if (settled) return;
+        const missing = this.missing();
+        if (missing.length === 0) return done();
+        for (const n of missing) {
+          if (inflight.size >= this.c.concurrentPieceCount) break;
+          if (inflight.has(n)) continue;
+          const cands = [...live.keys()].filter((pid) => avail.get(pid)?.has(n));
+          if (cands.length === 0) continue;
+          // Weighted random: parents with fewer pieces in flight from us are favoured.
+          const w = cands.map((pid) => 1 / (1 + (perParent.get(pid) ?? 0)));
+          let x = Math.random() * w.reduce((a, b) => a + b, 0);
+          let pick = cands[cands.length - 1]!;
+          for (let k = 0; k < cands.length; k++) { x -= w[k]!; if (x <= 0) { pick = cands[k]!; break; } }
+          inflight.set(n, pick);
+          perParent.set(pick, (perParent.get(pick) ?? 0) + 1);
+          this.fetchPiece(live.get(pick)!, n, avail.get(pick)!.get(n)!, ac.signal).then(
+            () => { lastProgress = Date.now(); },
+            (err: unknown) => {
+              if (ac.signal.aborted) return;
+              const e = asFerryError(err);
+              block(pick, n, e.message, e.code === 'DATA_LOSS' ? 'crc' : 'network');
+            },
+          ).finally(() => {
+            inflight.delete(n);
+            perParent.set(pick, (perParent.get(pick) ?? 1) - 1);
+            pump();
+          });
+        }
+        // Nothing in flight and no live parent can supply what is missing: end the round.
+        if (inflight.size === 0) {
+          const anyHope = [...live.keys()].some((pid) => !finished.has(pid) || missing.some((n) => avail.get(pid)?.has(n)));
+          if (!anyHope) return done();
+        }
+      };
+      const timer = setInterval(() => {
+        if (inflight.size === 0 && Date.now() - lastProgress > this.c.pieceTimeout) {
+          this.log.warn({ ms: this.c.pieceTimeout }, 'no piece progress from parents');
+          done();
+        }
+      }, 250);
+      for (const p of live.values()) {
+        void (async () => {
+          let have = -1;
+          while (!ac.signal.aborted && live.has(p.peerId)) {
+            try {
+              const r = await jsonRequest<PieceListResponse>(
+                `${p.uploadUrl}/api/v1/tasks/${this.t.id}/pieces?url=${qUrl}&have=${have}&wait=2000`,
+                { timeoutMs: 10_000, signal: ac.signal, headers: { 'x-ferry-peer-id': this.peerId } });
+              const m = avail.get(p.peerId) ?? new Map<number, string>();
+              for (const pc of r.pieces) m.set(pc.number, pc.digest);
+              avail.set(p.peerId, m);
+              have = r.pieces.length;
+              if (r.done || r.failed) finished.add(p.peerId);
+              if (r.failed && !r.pieces.some((pc) => !this.t.has(pc.number))) { block(p.peerId, undefined, 'parent has no more pieces', 'network'); }
+              pump();
+              if (r.done) break;
+            } catch (err) {
+              if (ac.signal.aborted) break;
+              block(p.peerId, undefined, `piece list: ${(err as Error).message}`, 'network');
+              pump();
+              break;
+            }
+          }
+        })();
+      }
+      if (live.size === 0) done();
+    });
+  }
+
+  private async fetchPiece(p: ParentRef, n: number, digest: string, signal: AbortSignal): Promise<void> {
+    const r = this.t.range(n);
+    const t0 = Date.now();
+    const res = await request(`${p.uploadUrl}/api/v1/tasks/${this.t.id}/pieces/${n}?url=${encodeURIComponent(this.t.meta.url)}`,
+      { timeoutMs: this.c.pieceTimeout, signal, headers: { 'x-ferry-peer-id': this.peerId } });
+    if (res.status !== 200) { res.body.resume(); throw new FerryError('UNAVAILABLE', `parent answered ${res.status} for piece ${n}`); }
+    const buf = Buffer.allocUnsafe(r.length);
+    let got = 0;
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      await this.d.downloadBucket.take(chunk.length);
+      if (got + chunk.length > r.length) throw new FerryError('DATA_LOSS', `parent sent more than ${r.length} bytes for piece ${n}`);
+      chunk.copy(buf, got);
+      got += chunk.length;
+    }
+    if (got !== r.length) throw new FerryError('UNAVAILABLE', `parent sent ${got} of ${r.length} bytes of piece ${n}`);
+    const actual = pieceDigest(buf);
+    if (actual !== digest) throw new FerryError('DATA_LOSS', `piece ${n}: digest ${actual}, parent announced ${digest}`);
+    if (this.t.has(n)) return;
+    await this.t.writePiece(n, buf, actual);
+    this.d.metrics.traffic.inc({ type: 'REMOTE_PEER' }, buf.length);
+    this.report([{ kind: 'pieceFinished', piece: { number: n, length: buf.length, digest: actual, parentId: p.peerId, costMs: Date.now() - t0 } }]);
+  }
+
+  /** Whole-blob check against the OCI digest; on mismatch the pieces are refetched from the origin once. */
+  private async verify(): Promise<void> {
+    const want = this.t.meta.expectedDigest ?? blobDigestOfUrl(this.t.meta.url);
+    if (!want || !want.startsWith('sha256:')) return;
+    const got = await this.sha256();
+    if (got === want) return;
+    this.d.metrics.pieceFailures.inc({ reason: 'digest' });
+    this.log.warn({ want, got }, 'whole-blob digest mismatch, refetching from the origin');
+    this.t.reset();
+    await this.backToSource('digest mismatch');
+    const again = await this.sha256();
+    if (again !== want) throw new FerryError('DATA_LOSS', `blob digest mismatch: want ${want}, origin gave ${again}`);
+  }
+
+  private async sha256(): Promise<string> {
+    const h = createHash('sha256');
+    const step = 4 * 1024 * 1024;
+    for (let off = 0; off < this.t.meta.contentLength; off += step) {
+      h.update(await this.t.readBytes(off, Math.min(step, this.t.meta.contentLength - off)));
+    }
+    return `sha256:${h.digest('hex')}`;
+  }
+}

@@ -1,0 +1,242 @@
+/**
+ * @module p2p/peer/proxy
+ * The node proxy (Dragonfly dfdaemon proxy rules, spec §3): registry mirror mode (upstream from
+ * `X-Dragonfly-Registry`, containerd's `?ns=`, or the configured mirror), absolute-URI proxy mode,
+ * CONNECT with TLS interception for configured hosts (leaf certificates from the CA) and blind
+ * tunnels for all others. Only GETs matching a rule (default `blobs/sha256.*`) or carrying
+ * `X-Dragonfly-Use-P2P: true` go P2P; everything else is forwarded with all headers but Host.
+ * Range requests fetch only the overlapping pieces and answer 206.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import tls from 'node:tls';
+import type { Duplex } from 'node:stream';
+import { FerryError, asFerryError } from '../../core/index.js';
+import type { Logger } from '../../observe/index.js';
+import type { PeerConfig } from '../../config/peer.js';
+import { HTTP_STATUS } from '../common/http.js';
+import { parseRangeHeader, piecesForRange, type RangeSpec } from '../common/idgen.js';
+import { H, type TaskIdOptions } from '../common/protocol.js';
+import type { Agent } from './agent.js';
+import type { LeafMinter } from './ca.js';
+import type { PeerMetrics } from './metrics.js';
+import { forwardableHeaders, type OriginOptions } from './source.js';
+import type { TaskEntry } from './store.js';
+
+const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+
+interface ProxyDeps {
+  config: PeerConfig;
+  agent: Agent;
+  metrics: PeerMetrics;
+  origin: OriginOptions;
+  minter: LeafMinter | undefined;
+  log: Logger;
+  /** Non-proxy requests to the proxy port (/metrics, /healthy). */
+  local: (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
+}
+
+type Sock = tls.TLSSocket & { ferryTarget?: string };
+
+export function createProxyServer(d: ProxyDeps): http.Server {
+  const rules = d.config.proxy.rules.map((r) => ({ ...r, re: new RegExp(r.regex) }));
+  const hijack = d.config.proxy.hijackHosts.map((h) => new RegExp(h));
+
+  const fail = (res: ServerResponse, err: unknown, type: 'proxy' | 'backend' | 'dfdaemon'): void => {
+    const e = asFerryError(err);
+    d.metrics.proxyFailures.inc({ type });
+    d.log.warn({ err: e.message, type }, 'proxy request failed');
+    if (res.headersSent) { res.destroy(); return; }
+    const body = JSON.stringify({ code: e.code, message: e.message });
+    res.writeHead(HTTP_STATUS[e.code] ?? 502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), [H.errorType]: type });
+    res.end(body);
+  };
+
+  /** Upstream URL of a request, or undefined for requests addressed to the proxy itself. */
+  const upstreamOf = (req: IncomingMessage): string | undefined => {
+    const target = (req.socket as Sock).ferryTarget;
+    const raw = req.url ?? '/';
+    if (target) return `https://${target}${raw}`;
+    if (/^https?:\/\//i.test(raw)) return raw;
+    const u = new URL(raw, 'http://proxy.invalid');
+    let base = req.headers[H.registry] as string | undefined;
+    const ns = u.searchParams.get('ns');
+    if (!base && ns) base = ns === 'docker.io' ? 'https://registry-1.docker.io' : `${d.config.proxy.registryMirror.nsScheme}://${ns}`;
+    if (!base) base = d.config.proxy.registryMirror.url;
+    if (!base) return undefined;
+    u.searchParams.delete('ns'); // mirror-only parameter, never leaked upstream
+    const b = new URL(base);
+    return `${b.protocol}//${b.host}${b.pathname.replace(/\/+$/, '')}${u.pathname}${u.search}`;
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    let url = upstreamOf(req);
+    if (url === undefined) {
+      if (await d.local(req, res)) return;
+      throw new FerryError('INVALID_ARGUMENT', 'no upstream: send X-Dragonfly-Registry, ?ns=, or configure proxy.registryMirror.url');
+    }
+    d.metrics.proxyRequests.inc({ method: req.method ?? 'GET' });
+    const noQuery = url.replace(/[?#].*$/, '');
+    const rule = rules.find((r) => r.re.test(noQuery));
+    if (rule) {
+      const u = new URL(url);
+      if (rule.useTLS) u.protocol = 'https:';
+      if (rule.redirect) u.host = rule.redirect;
+      url = u.toString();
+    }
+    const wantP2P = req.method === 'GET' && ((rule && !rule.direct) || String(req.headers[H.useP2P] ?? '').toLowerCase() === 'true');
+    if (!wantP2P) return passThrough(req, res, url);
+    return viaP2P(req, res, url);
+  };
+
+  const idOptionsOf = (req: IncomingMessage): TaskIdOptions => {
+    const h = (k: string): string | undefined => { const v = req.headers[k]; return typeof v === 'string' && v ? v : undefined; };
+    const pl = h(H.pieceLength);
+    const fq = h(H.filteredQueryParams);
+    const bd = h(H.blobDigest);
+    let pieceLength: number | undefined;
+    if (pl !== undefined) {
+      pieceLength = Number(/^\d+$/.test(pl) ? pl : NaN);
+      if (!Number.isSafeInteger(pieceLength) || pieceLength < 4 * 1024 * 1024) throw new FerryError('INVALID_ARGUMENT', `${H.pieceLength} must be an integer ≥ 4 MiB`);
+    }
+    return {
+      tag: h(H.tag), application: h(H.application), pieceLength,
+      filteredQueryParams: fq ? fq.split(/[,&]/).map((s) => s.trim()).filter(Boolean) : undefined,
+      blobDigest: bd === undefined ? undefined : bd.toLowerCase() === 'true',
+    };
+  };
+
+  const viaP2P = async (req: IncomingMessage, res: ServerResponse, url: string): Promise<void> => {
+    const headers = forwardableHeaders(req.headers);
+    const ac = new AbortController();
+    res.on('close', () => ac.abort());
+    let prep;
+    try {
+      prep = await d.agent.prepare(url, headers, idOptionsOf(req), { verifyAccess: d.config.proxy.verifyUpstreamAccess, signal: ac.signal });
+    } catch (err) { return fail(res, err, 'backend'); }
+    if (prep.kind === 'denied') {
+      const s = prep.stat;
+      const out: Record<string, string | string[]> = {};
+      for (const [k, v] of Object.entries(s.headers)) if (v !== undefined && !HOP.has(k) && k !== 'content-length') out[k] = v;
+      out['content-length'] = String(s.body.length);
+      out[H.errorType] = 'backend';
+      res.writeHead(s.status, out);
+      res.end(s.body);
+      return;
+    }
+    const entry = prep.entry;
+    let range: RangeSpec | undefined;
+    try { range = parseRangeHeader(req.headers.range, entry.meta.contentLength); } catch (err) {
+      res.writeHead(416, { 'content-range': `bytes */${entry.meta.contentLength}` });
+      res.end();
+      void err;
+      return;
+    }
+    const pieces = range ? piecesForRange(range.start, range.end, entry.meta.pieceLength) : undefined;
+    if (range && !prep.cached && d.config.download.directBelow > 0 && range.end - range.start + 1 <= d.config.download.directBelow
+      && pieces!.some((n) => !entry.has(n))) {
+      // Small ranges not cached go straight to the origin (Dragonfly's small-object bypass).
+      return passThrough(req, res, url);
+    }
+    d.metrics.proxyViaP2P.inc();
+    d.agent.download(entry, url, headers, pieces).catch(() => undefined);
+    await serveEntry(res, entry, range, prep.cached, ac.signal, d.metrics);
+  };
+
+  const passThrough = (req: IncomingMessage, res: ServerResponse, url: string): Promise<void> => new Promise((resolve) => {
+    const u = new URL(url);
+    const headers: Record<string, string | string[]> = {};
+    for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP.has(k) && k !== 'host' && !k.startsWith('x-dragonfly-')) headers[k] = v;
+    headers.host = u.host;
+    const isHttps = u.protocol === 'https:';
+    const opts: https.RequestOptions = { method: req.method, headers, hostname: u.hostname.replace(/^\[|\]$/g, ''), port: u.port || (isHttps ? 443 : 80), path: `${u.pathname}${u.search}` };
+    if (isHttps) { opts.rejectUnauthorized = !d.origin.insecure; if (d.origin.ca) opts.ca = [d.origin.ca]; }
+    const up = (isHttps ? https : http).request(opts, (ur) => {
+      const out: Record<string, string | string[]> = {};
+      for (const [k, v] of Object.entries(ur.headers)) if (v !== undefined && !HOP.has(k)) out[k] = v;
+      res.writeHead(ur.statusCode ?? 502, out);
+      ur.pipe(res);
+      ur.on('end', () => resolve());
+      ur.on('error', () => { res.destroy(); resolve(); });
+    });
+    up.on('error', (err) => { fail(res, new FerryError('UNAVAILABLE', `upstream ${u.host}: ${err.message}`), 'backend'); resolve(); });
+    res.on('close', () => { if (!res.writableFinished) up.destroy(); resolve(); });
+    req.pipe(up);
+  });
+
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    handle(req, res).catch((err: unknown) => fail(res, err, 'dfdaemon'));
+  };
+
+  const server = http.createServer(onRequest);
+  const inner = http.createServer(onRequest);
+  server.keepAliveTimeout = 65_000;
+
+  server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const target = req.url ?? '';
+    const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(target);
+    socket.on('error', () => socket.destroy());
+    if (!m) { socket.end('HTTP/1.1 400 Bad Request\r\n\r\n'); return; }
+    d.metrics.proxyRequests.inc({ method: 'CONNECT' });
+    const host = m[1]!.replace(/^\[|\]$/g, '');
+    const port = Number(m[2]);
+    if (d.minter && hijack.some((re) => re.test(target))) {
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length) socket.unshift(head);
+      let ctx: tls.SecureContext;
+      try { ctx = d.minter.contextFor(host); } catch (err) { d.log.warn({ host, err: (err as Error).message }, 'cannot mint certificate'); socket.destroy(); return; }
+      const t = new tls.TLSSocket(socket, { isServer: true, secureContext: ctx, ALPNProtocols: ['http/1.1'] }) as Sock;
+      t.ferryTarget = target;
+      t.on('error', (err) => { d.log.debug({ host, err: err.message }, 'intercepted TLS failed'); t.destroy(); });
+      inner.emit('connection', t);
+      return;
+    }
+    // Not intercepted: a blind tunnel, bytes untouched.
+    const up = net.connect(port, host, () => {
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length) up.write(head);
+      up.pipe(socket);
+      socket.pipe(up);
+    });
+    up.on('error', () => { if (!socket.destroyed) socket.end('HTTP/1.1 502 Bad Gateway\r\n\r\n'); });
+    socket.on('close', () => up.destroy());
+  });
+  server.on('close', () => inner.close());
+  return server;
+}
+
+/** Streams a task (or a range of it) to an HTTP client as pieces become available. */
+export async function serveEntry(res: ServerResponse, entry: TaskEntry, range: RangeSpec | undefined, cached: boolean, signal: AbortSignal, metrics: PeerMetrics): Promise<void> {
+  const total = entry.meta.contentLength;
+  const start = range?.start ?? 0;
+  const end = range?.end ?? total - 1;
+  const pieces = total === 0 ? [] : piecesForRange(start, end, entry.meta.pieceLength);
+  entry.refs++;
+  try {
+    if (pieces.length) await entry.waitPiece(pieces[0]!, signal);
+    const headers: Record<string, string | number> = { ...entry.meta.responseHeaders, 'content-length': total === 0 ? 0 : end - start + 1, 'accept-ranges': 'bytes', [H.taskId]: entry.id };
+    if (cached) headers[H.finished] = 'true';
+    if (range) headers['content-range'] = `bytes ${start}-${end}/${total}`;
+    res.writeHead(range ? 206 : 200, headers);
+    for (const n of pieces) {
+      await entry.waitPiece(n, signal);
+      const r = entry.range(n);
+      const s = Math.max(start, r.offset);
+      const e = Math.min(end + 1, r.offset + r.length);
+      const buf = await entry.readBytes(s, e - s);
+      if (res.destroyed) return;
+      if (!res.write(buf)) await new Promise<void>((ok) => { res.once('drain', ok); res.once('close', ok); });
+      metrics.served.inc(buf.length);
+      if (cached) metrics.traffic.inc({ type: 'LOCAL_PEER' }, buf.length);
+    }
+    res.end();
+  } catch (err) {
+    if (!res.headersSent) {
+      const e = asFerryError(err);
+      const body = JSON.stringify({ code: e.code, message: e.message });
+      res.writeHead(HTTP_STATUS[e.code] ?? 502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), [H.errorType]: 'dfdaemon' });
+      res.end(body);
+    } else res.destroy();
+  } finally { entry.refs--; }
+}

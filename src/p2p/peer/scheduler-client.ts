@@ -1,0 +1,91 @@
+/**
+ * @module p2p/peer/scheduler-client
+ * The peer's side of the scheduler API. Tasks are sharded over several schedulers by a
+ * consistent-hash ring of scheduler URLs keyed by task id (every peer of a task reaches the same
+ * scheduler, so scheduler state can stay in memory); an unreachable owner fails over to the next
+ * scheduler on the ring. Hosts are announced to every scheduler, periodically.
+ */
+import { FerryError } from '../../core/index.js';
+import { type Logger, silentLogger } from '../../observe/index.js';
+import { HashRing } from '../common/hashring.js';
+import { jsonRequest } from '../common/http.js';
+import type { HostInfo, PeerEvent, RegisterRequest, ScheduleResponse } from '../common/protocol.js';
+
+export class SchedulerClient {
+  private readonly ring: HashRing;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly queues = new Map<string, Promise<void>>();
+
+  constructor(readonly urls: string[], readonly host: HostInfo, private readonly opts: { timeoutMs: number; announceInterval: number; log?: Logger }) {
+    this.ring = new HashRing(urls.map((u) => u.replace(/\/+$/, '')));
+  }
+
+  private get log(): Logger { return this.opts.log ?? silentLogger(); }
+  get enabled(): boolean { return this.urls.length > 0; }
+
+  async announce(url?: string): Promise<void> {
+    const targets = url ? [url] : this.ring.walk('');
+    await Promise.all(targets.map((u) => jsonRequest(`${u}/api/v1/hosts/${encodeURIComponent(this.host.id)}`, { method: 'PUT', json: this.host, timeoutMs: 5000 })
+      .catch((err: unknown) => this.log.warn({ scheduler: u, err: (err as Error).message }, 'announce host failed'))));
+  }
+
+  start(): void {
+    if (!this.enabled) return;
+    void this.announce();
+    this.timer = setInterval(() => void this.announce(), this.opts.announceInterval);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await Promise.all(this.ring.walk('').map((u) => jsonRequest(`${u}/api/v1/hosts/${encodeURIComponent(this.host.id)}`, { method: 'DELETE', timeoutMs: 2000 }).catch(() => undefined)));
+  }
+
+  /** Registers with the task's scheduler; returns its URL (later calls for this peer go there). */
+  async register(req: RegisterRequest, signal?: AbortSignal): Promise<{ scheduler: string; response: ScheduleResponse }> {
+    let lastErr: unknown = new FerryError('UNAVAILABLE', 'no scheduler configured');
+    for (const u of this.ring.walk(req.taskId)) {
+      for (let attempt = 0; attempt < 2; attempt++) {
+        try {
+          const response = await jsonRequest<ScheduleResponse>(`${u}/api/v1/peers`, { method: 'POST', json: req, timeoutMs: this.opts.timeoutMs, signal });
+          return { scheduler: u, response };
+        } catch (err) {
+          lastErr = err;
+          if (FerryError.hasCode(err, 'NOT_FOUND') && attempt === 0) { await this.announce(u); continue; }
+          if (FerryError.hasCode(err, 'FAILED_PRECONDITION') || FerryError.hasCode(err, 'INVALID_ARGUMENT')) throw err;
+          break;
+        }
+      }
+      this.log.warn({ scheduler: u, err: (lastErr as Error).message }, 'scheduler unreachable, trying the next one');
+    }
+    throw lastErr;
+  }
+
+  reschedule(scheduler: string, peerId: string, blocked: string[], signal?: AbortSignal): Promise<ScheduleResponse> {
+    return jsonRequest<ScheduleResponse>(`${scheduler}/api/v1/peers/${encodeURIComponent(peerId)}/reschedule`,
+      { method: 'POST', json: { candidateParentIds: blocked }, timeoutMs: this.opts.timeoutMs, signal });
+  }
+
+  /** Queues reports for a peer (sent in order, errors logged, never thrown). */
+  report(scheduler: string, peerId: string, events: PeerEvent[]): Promise<void> {
+    const prev = this.queues.get(peerId) ?? Promise.resolve();
+    const next = prev.then(() => jsonRequest(`${scheduler}/api/v1/peers/${encodeURIComponent(peerId)}/events`, { method: 'POST', json: { events }, timeoutMs: 10_000 }))
+      .then(() => undefined, (err: unknown) => { this.log.debug({ peerId, err: (err as Error).message }, 'report to scheduler failed'); });
+    this.queues.set(peerId, next);
+    void next.then(() => { if (this.queues.get(peerId) === next) this.queues.delete(peerId); });
+    return next;
+  }
+
+  async leave(scheduler: string, peerId: string): Promise<void> {
+    await this.queues.get(peerId);
+    await jsonRequest(`${scheduler}/api/v1/peers/${encodeURIComponent(peerId)}`, { method: 'DELETE', timeoutMs: 5000 }).catch(() => undefined);
+  }
+
+  /** Tells the task's scheduler this host no longer holds the task (eviction). */
+  async evicted(taskId: string): Promise<void> {
+    const u = this.ring.get(taskId);
+    if (!u) return;
+    await jsonRequest(`${u}/api/v1/tasks/${taskId}/hosts/${encodeURIComponent(this.host.id)}`, { method: 'DELETE', timeoutMs: 5000 })
+      .catch((err: unknown) => this.log.debug({ taskId, err: (err as Error).message }, 'eviction report failed'));
+  }
+}

@@ -1,0 +1,286 @@
+/**
+ * @module p2p/peer/store
+ * Piece store: one sparse file per task (`tasks/<id[0:3]>/<id>.data`) written at piece offsets,
+ * plus a JSON metadata file (piece digests, lengths, origin response headers, timestamps).
+ * Readers wait on in-flight pieces, so a task is served (to clients and child peers) while it
+ * downloads. A disk quota evicts finished, idle tasks in LRU order and reports each eviction.
+ */
+import { EventEmitter } from 'node:events';
+import { mkdir, open, readdir, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FerryError } from '../../core/index.js';
+import { type Logger, silentLogger } from '../../observe/index.js';
+import { pieceCount, pieceRange } from '../common/idgen.js';
+import type { TaskIdOptions } from '../common/protocol.js';
+
+export interface TaskMeta {
+  taskId: string;
+  url: string;
+  idOptions: TaskIdOptions;
+  contentLength: number;
+  pieceLength: number;
+  pieceCount: number;
+  /** piece number → `crc32:<u32>` */
+  pieces: Record<string, string>;
+  done: boolean;
+  responseHeaders: Record<string, string>;
+  expectedDigest?: string | undefined;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export class TaskEntry {
+  private readonly ev = new EventEmitter();
+  /** Set while a download runs for this task on this peer. */
+  downloading: Promise<void> | undefined;
+  /** The last download attempt's error; readers waiting on missing pieces get it. */
+  error: FerryError | undefined;
+  /** Readers/uploads currently using the data (eviction skips tasks in use). */
+  refs = 0;
+  private fh: FileHandle | undefined;
+  private done = 0;
+
+  constructor(readonly meta: TaskMeta, readonly dataPath: string, readonly metaPath: string) {
+    this.ev.setMaxListeners(0);
+    this.done = Object.keys(meta.pieces).length;
+  }
+
+  /** Pieces some reader asked for; undefined = all. */
+  private wanted: Set<number> | undefined = new Set();
+
+  get id(): string { return this.meta.taskId; }
+
+  /** Adds pieces to the wanted set (undefined = the whole task). */
+  want(pieces?: number[]): void {
+    if (!pieces) { this.wanted = undefined; return; }
+    if (this.wanted) for (const n of pieces) this.wanted.add(n);
+  }
+
+  missingWanted(): number[] {
+    const out: number[] = [];
+    if (!this.wanted) { for (let n = 0; n < this.meta.pieceCount; n++) if (!this.has(n)) out.push(n); }
+    else for (const n of [...this.wanted].sort((a, b) => a - b)) if (!this.has(n)) out.push(n);
+    return out;
+  }
+  get finishedCount(): number { return this.done; }
+  get complete(): boolean { return this.done === this.meta.pieceCount; }
+  has(n: number): boolean { return this.meta.pieces[n] !== undefined; }
+  digestOf(n: number): string | undefined { return this.meta.pieces[n]; }
+  range(n: number): { offset: number; length: number } { return pieceRange(n, this.meta.contentLength, this.meta.pieceLength); }
+
+  async handle(): Promise<FileHandle> {
+    if (!this.fh) this.fh = await open(this.dataPath, 'r+');
+    return this.fh;
+  }
+
+  async writePiece(n: number, buf: Buffer, digest: string): Promise<void> {
+    const r = this.range(n);
+    if (buf.length !== r.length) throw new FerryError('DATA_LOSS', `piece ${n}: got ${buf.length} bytes, want ${r.length}`);
+    if (this.has(n)) return;
+    const fh = await this.handle();
+    let off = 0;
+    while (off < buf.length) {
+      const { bytesWritten } = await fh.write(buf, off, buf.length - off, r.offset + off);
+      off += bytesWritten;
+    }
+    this.meta.pieces[n] = digest;
+    this.done++;
+    this.meta.updatedAt = Date.now();
+    this.error = undefined;
+    this.ev.emit('piece', n);
+  }
+
+  async readPiece(n: number): Promise<Buffer> {
+    if (!this.has(n)) throw new FerryError('NOT_FOUND', `piece ${n} of task ${this.id} not present`);
+    return this.readBytes(this.range(n).offset, this.range(n).length);
+  }
+
+  async readBytes(offset: number, length: number): Promise<Buffer> {
+    const fh = await this.handle();
+    const buf = Buffer.allocUnsafe(length);
+    let got = 0;
+    while (got < length) {
+      const { bytesRead } = await fh.read(buf, got, length - got, offset + got);
+      if (bytesRead === 0) throw new FerryError('DATA_LOSS', `task ${this.id}: short read at ${offset + got}`);
+      got += bytesRead;
+    }
+    return buf;
+  }
+
+  /** Resolves when piece n is present; rejects when the download fails or the signal aborts. */
+  waitPiece(n: number, signal?: AbortSignal): Promise<void> {
+    if (this.has(n)) return Promise.resolve();
+    if (this.error && !this.downloading) return Promise.reject(this.error);
+    return new Promise((resolve, reject) => {
+      const cleanup = (): void => {
+        this.ev.off('piece', onPiece); this.ev.off('failed', onFail); signal?.removeEventListener('abort', onAbort);
+      };
+      const onPiece = (m: number): void => { if (m === n) { cleanup(); resolve(); } };
+      const onFail = (err: FerryError): void => { cleanup(); reject(err); };
+      const onAbort = (): void => { cleanup(); reject(new FerryError('CANCELED', 'reader went away')); };
+      this.ev.on('piece', onPiece); this.ev.on('failed', onFail);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** Resolves when more than `have` pieces are present, the task failed/stopped, or after `ms`. */
+  waitProgress(have: number, ms: number, signal?: AbortSignal): Promise<void> {
+    if (this.done > have || this.complete || !this.downloading) return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(finish, ms);
+      function finish(this: void): void { clearTimeout(t); off(); resolve(); }
+      const off = (): void => { this.ev.off('piece', finish); this.ev.off('failed', finish); this.ev.off('stopped', finish); signal?.removeEventListener('abort', finish); };
+      this.ev.on('piece', finish); this.ev.on('failed', finish); this.ev.on('stopped', finish);
+      signal?.addEventListener('abort', finish, { once: true });
+    });
+  }
+
+  fail(err: FerryError): void {
+    this.error = err;
+    this.ev.emit('failed', err);
+  }
+
+  stopped(): void { this.ev.emit('stopped'); }
+
+  /** Forgets every piece (after a whole-blob digest mismatch). */
+  reset(): void {
+    this.wanted = undefined;
+    this.meta.pieces = {};
+    this.done = 0;
+    this.meta.done = false;
+  }
+
+  async close(): Promise<void> {
+    const fh = this.fh; this.fh = undefined;
+    await fh?.close().catch(() => undefined);
+  }
+}
+
+export interface CreateTask {
+  taskId: string; url: string; idOptions: TaskIdOptions; contentLength: number; pieceLength: number;
+  responseHeaders: Record<string, string>; expectedDigest?: string | undefined;
+}
+
+export class PieceStore {
+  private readonly tasks = new Map<string, TaskEntry>();
+
+  constructor(
+    readonly dir: string,
+    private readonly opts: { quota: number; keep: boolean; taskTTL: number; onEvict?: (taskId: string) => void; log?: Logger },
+  ) {}
+
+  private get log(): Logger { return this.opts.log ?? silentLogger(); }
+
+  private paths(id: string): { dir: string; data: string; meta: string } {
+    if (!/^[a-f0-9]{64}$/.test(id)) throw new FerryError('INVALID_ARGUMENT', `invalid task id ${JSON.stringify(id)}`);
+    const d = join(this.dir, 'tasks', id.slice(0, 3));
+    return { dir: d, data: join(d, `${id}.data`), meta: join(d, `${id}.json`) };
+  }
+
+  /** Loads finished tasks kept from a previous run; drops unfinished ones. */
+  async open(): Promise<void> {
+    await mkdir(join(this.dir, 'tasks'), { recursive: true });
+    if (!this.opts.keep) { await rm(join(this.dir, 'tasks'), { recursive: true, force: true }); await mkdir(join(this.dir, 'tasks'), { recursive: true }); return; }
+    for (const pre of await readdir(join(this.dir, 'tasks'))) {
+      const d = join(this.dir, 'tasks', pre);
+      for (const f of await readdir(d).catch(() => [] as string[])) {
+        if (!f.endsWith('.json')) continue;
+        const id = f.slice(0, -5);
+        try {
+          const meta = JSON.parse(await readFile(join(d, f), 'utf8')) as TaskMeta;
+          if (!meta.done || meta.taskId !== id) throw new Error('unfinished');
+          const p = this.paths(id);
+          this.tasks.set(id, new TaskEntry(meta, p.data, p.meta));
+        } catch {
+          await rm(join(d, f), { force: true });
+          await rm(join(d, `${id}.data`), { force: true });
+        }
+      }
+      for (const f of await readdir(d).catch(() => [] as string[])) {
+        if (f.endsWith('.data') && !this.tasks.has(f.slice(0, -5))) await rm(join(d, f), { force: true });
+      }
+    }
+    this.log.info({ tasks: this.tasks.size, bytes: this.usage() }, 'piece store opened');
+  }
+
+  get(id: string): TaskEntry | undefined {
+    const t = this.tasks.get(id);
+    if (t) t.meta.updatedAt = Date.now();
+    return t;
+  }
+
+  list(): TaskEntry[] { return [...this.tasks.values()]; }
+
+  usage(): number {
+    let n = 0;
+    for (const t of this.tasks.values()) n += t.meta.contentLength;
+    return n;
+  }
+
+  async create(c: CreateTask): Promise<TaskEntry> {
+    const existing = this.tasks.get(c.taskId);
+    if (existing) return existing;
+    await this.ensureSpace(c.contentLength);
+    const p = this.paths(c.taskId);
+    await mkdir(p.dir, { recursive: true });
+    const fh = await open(p.data, 'w');
+    await fh.truncate(c.contentLength); // sparse
+    await fh.close();
+    const now = Date.now();
+    const meta: TaskMeta = {
+      taskId: c.taskId, url: c.url, idOptions: c.idOptions, contentLength: c.contentLength, pieceLength: c.pieceLength,
+      pieceCount: pieceCount(c.contentLength, c.pieceLength), pieces: {}, done: c.contentLength === 0,
+      responseHeaders: c.responseHeaders, expectedDigest: c.expectedDigest, createdAt: now, updatedAt: now,
+    };
+    const t = new TaskEntry(meta, p.data, p.meta);
+    this.tasks.set(c.taskId, t);
+    return t;
+  }
+
+  async markDone(t: TaskEntry): Promise<void> {
+    t.meta.done = true;
+    t.meta.updatedAt = Date.now();
+    const tmp = `${t.metaPath}.tmp`;
+    await writeFile(tmp, JSON.stringify(t.meta));
+    await rename(tmp, t.metaPath);
+  }
+
+  async delete(id: string): Promise<void> {
+    const t = this.tasks.get(id);
+    this.tasks.delete(id);
+    await t?.close();
+    const p = this.paths(id);
+    await rm(p.meta, { force: true });
+    await rm(p.data, { force: true });
+  }
+
+  /** Evicts finished idle tasks (least recently used first) until `bytes` more fit in the quota. */
+  async ensureSpace(bytes: number): Promise<void> {
+    const quota = this.opts.quota;
+    if (!quota) return;
+    if (bytes > quota) throw new FerryError('RESOURCE_EXHAUSTED', `task of ${bytes} bytes exceeds the disk quota of ${quota} bytes`);
+    const victims = [...this.tasks.values()].filter((t) => t.meta.done && t.refs === 0 && !t.downloading)
+      .sort((a, b) => a.meta.updatedAt - b.meta.updatedAt);
+    while (this.usage() + bytes > quota) {
+      const v = victims.shift();
+      if (!v) throw new FerryError('RESOURCE_EXHAUSTED', `disk quota ${quota} bytes full of tasks in use`);
+      this.log.info({ taskId: v.id, bytes: v.meta.contentLength }, 'evicting task (quota)');
+      await this.delete(v.id);
+      this.opts.onEvict?.(v.id);
+    }
+  }
+
+  /** Deletes finished tasks idle longer than the TTL. */
+  async expire(now = Date.now()): Promise<void> {
+    for (const t of [...this.tasks.values()]) {
+      if (t.meta.done && t.refs === 0 && !t.downloading && now - t.meta.updatedAt > this.opts.taskTTL) {
+        await this.delete(t.id);
+        this.opts.onEvict?.(t.id);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const t of this.tasks.values()) await t.close();
+  }
+}

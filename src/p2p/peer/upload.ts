@@ -1,0 +1,105 @@
+/**
+ * @module p2p/peer/upload
+ * The peer's upload server (api/p2p/peer.openapi.yaml): piece lists (long-polled, so children
+ * learn of pieces while this peer still downloads), piece bytes under the upload rate limit, and
+ * the download command the scheduler (seed trigger) and preheat jobs send. A request must name
+ * the task's exact URL: the task id is recomputed from it and must match.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { FerryError } from '../../core/index.js';
+import type { Logger } from '../../observe/index.js';
+import { readAll } from '../common/http.js';
+import { taskId } from '../common/idgen.js';
+import type { TokenBucket } from '../common/ratelimit.js';
+import type { DownloadTaskRequest, DownloadTaskResponse, PieceListResponse } from '../common/protocol.js';
+import type { Agent } from './agent.js';
+import type { PeerMetrics } from './metrics.js';
+import type { PieceStore, TaskEntry } from './store.js';
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const s = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(s) });
+  res.end(s);
+}
+
+export function uploadRoutes(deps: { store: PieceStore; agent: Agent; metrics: PeerMetrics; bucket: TokenBucket; log: Logger; disableShared: boolean }) {
+  const taskFor = (id: string, u: URL): TaskEntry => {
+    const entry = deps.store.get(id);
+    if (!entry || deps.disableShared) throw new FerryError('NOT_FOUND', `task ${id} not on this peer`);
+    const url = u.searchParams.get('url');
+    if (!url || taskId({ url, ...entry.meta.idOptions }) !== id) {
+      throw new FerryError('PERMISSION_DENIED', 'request does not name the task\'s URL');
+    }
+    return entry;
+  };
+
+  return async function handle(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const u = new URL(req.url ?? '/', 'http://x');
+    const m = req.method ?? 'GET';
+    let mm: RegExpExecArray | null;
+    if (m === 'GET' && (mm = /^\/api\/v1\/tasks\/([a-f0-9]{64})\/pieces$/.exec(u.pathname))) {
+      const entry = taskFor(mm[1]!, u);
+      const have = Number(u.searchParams.get('have') ?? '-1');
+      const wait = Math.min(10_000, Math.max(0, Number(u.searchParams.get('wait') ?? '0')));
+      if (wait > 0) {
+        const ac = new AbortController();
+        res.on('close', () => ac.abort());
+        await entry.waitProgress(have, wait, ac.signal);
+      }
+      const pieces: PieceListResponse['pieces'] = [];
+      for (let n = 0; n < entry.meta.pieceCount; n++) { const d = entry.digestOf(n); if (d) pieces.push({ number: n, digest: d }); }
+      sendJson(res, 200, {
+        taskId: entry.id, contentLength: entry.meta.contentLength, pieceLength: entry.meta.pieceLength, pieceCount: entry.meta.pieceCount,
+        pieces, done: entry.complete, failed: !entry.complete && !entry.downloading,
+      } satisfies PieceListResponse);
+      return true;
+    }
+    if (m === 'GET' && (mm = /^\/api\/v1\/tasks\/([a-f0-9]{64})\/pieces\/(\d+)$/.exec(u.pathname))) {
+      const entry = taskFor(mm[1]!, u);
+      const n = Number(mm[2]);
+      if (n >= entry.meta.pieceCount) throw new FerryError('INVALID_ARGUMENT', `piece ${n} out of range`);
+      if (!entry.has(n)) throw new FerryError('NOT_FOUND', `piece ${n} not here yet`);
+      entry.refs++;
+      try {
+        const buf = await entry.readPiece(n);
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': buf.length, 'x-ferry-piece-digest': entry.digestOf(n)! });
+        const step = 256 * 1024;
+        for (let off = 0; off < buf.length; off += step) {
+          const part = buf.subarray(off, Math.min(buf.length, off + step));
+          await deps.bucket.take(part.length);
+          if (res.destroyed) return true;
+          if (!res.write(part)) await new Promise<void>((r) => { res.once('drain', r); res.once('close', r); });
+          deps.metrics.upload.inc(part.length);
+        }
+        res.end();
+      } finally { entry.refs--; }
+      return true;
+    }
+    if (m === 'POST' && u.pathname === '/api/v1/tasks') {
+      let body: DownloadTaskRequest;
+      try { body = JSON.parse((await readAll(req, 1024 * 1024)).toString('utf8')) as DownloadTaskRequest; } catch {
+        throw new FerryError('INVALID_ARGUMENT', 'body must be JSON');
+      }
+      if (typeof body.url !== 'string') throw new FerryError('INVALID_ARGUMENT', 'url is required');
+      try { new URL(body.url); } catch { throw new FerryError('INVALID_ARGUMENT', `invalid url ${body.url}`); }
+      const { entry, download } = await deps.agent.obtain(body.url, body.headers ?? {}, {
+        tag: body.tag, application: body.application, pieceLength: body.pieceLength,
+        filteredQueryParams: body.filteredQueryParams, blobDigest: body.blobDigest,
+      });
+      deps.log.info({ taskId: entry.id, url: body.url, wait: !!body.wait }, 'download task requested');
+      if (!body.wait) { sendJson(res, 202, { taskId: entry.id, contentLength: entry.meta.contentLength, state: 'started' } satisfies DownloadTaskResponse); return true; }
+      try {
+        await download;
+        sendJson(res, 200, { taskId: entry.id, contentLength: entry.meta.contentLength, state: 'succeeded' } satisfies DownloadTaskResponse);
+      } catch (err) {
+        sendJson(res, 200, { taskId: entry.id, state: 'failed', description: (err as Error).message } satisfies DownloadTaskResponse);
+      }
+      return true;
+    }
+    if (m === 'GET' && u.pathname === '/api/v1/tasks') {
+      sendJson(res, 200, deps.store.list().map((t) => ({ taskId: t.id, contentLength: t.meta.contentLength, pieces: t.finishedCount, pieceCount: t.meta.pieceCount, done: t.complete })));
+      return true;
+    }
+    return false;
+  };
+}

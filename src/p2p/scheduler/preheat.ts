@@ -1,0 +1,221 @@
+/**
+ * @module p2p/scheduler/preheat
+ * The manager job API subset Harbor's Dragonfly preheat provider calls: `POST /oapi/v1/jobs`
+ * (type preheat, args.type image|file), `GET /oapi/v1/jobs/:id`, `GET /oapi/v1/jobs`. An image job
+ * resolves the manifest (index → platform) with the registry client, expands it to blob URLs
+ * `<registry>/v2/<repo>/blobs/<digest>` (config + layers), computes each task id with the peers'
+ * rules and has seed peers (or all peers, per scope) download them.
+ */
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { FerryError } from '../../core/index.js';
+import { isIndexMediaType, type ImageIndex, type ImageManifest } from '../../oci/index.js';
+import { type Logger, type MetricsRegistry, Counter, silentLogger } from '../../observe/index.js';
+import { RegistryClient, resolvePlatform } from '../../remote/index.js';
+import { HashRing } from '../common/hashring.js';
+import { jsonRequest } from '../common/http.js';
+import { taskId } from '../common/idgen.js';
+import type { DownloadTaskRequest, DownloadTaskResponse } from '../common/protocol.js';
+import type { Host } from './state.js';
+
+export const createJobSchema = z.object({
+  type: z.literal('preheat'),
+  args: z.object({
+    type: z.enum(['image', 'file']).default('image'),
+    url: z.string().optional(),
+    urls: z.array(z.string()).optional(),
+    piece_length: z.number().int().min(4 * 1024 * 1024).max(64 * 1024 * 1024).optional(),
+    tag: z.string().optional(),
+    application: z.string().optional(),
+    filtered_query_params: z.string().optional(),
+    headers: z.record(z.string(), z.string()).optional(),
+    username: z.string().optional(),
+    password: z.string().optional(),
+    platform: z.string().optional(),
+    scope: z.enum(['single_seed_peer', 'all_seed_peers', 'all_peers']).default('single_seed_peer'),
+    ips: z.array(z.string()).optional(),
+    count: z.number().int().min(1).optional(),
+    percentage: z.number().int().min(1).max(100).optional(),
+    concurrent_task_count: z.number().int().min(1).max(100).default(8),
+    concurrent_peer_count: z.number().int().min(1).max(1000).optional(),
+    timeout: z.union([z.string(), z.number()]).optional(),
+    enable_task_id_based_blob_digest: z.boolean().optional(),
+  }).passthrough(),
+  scheduler_cluster_ids: z.array(z.number()).optional(),
+}).passthrough();
+
+export type CreateJob = z.infer<typeof createJobSchema>;
+
+interface TaskOutcome { url: string; hostname: string; ip: string; description?: string }
+
+export interface Job {
+  id: number;
+  task_id: string;
+  type: 'preheat';
+  state: 'PENDING' | 'SUCCESS' | 'FAILURE';
+  args: CreateJob['args'];
+  scheduler_cluster_ids: number[];
+  created_at: string;
+  updated_at: string;
+  result: {
+    job_states: { state: string; error: string; results: { scheduler_cluster_id: number; success_tasks: TaskOutcome[]; failure_tasks: TaskOutcome[] }[] }[];
+  };
+}
+
+export class PreheatJobs {
+  private readonly jobs = new Map<number, Job>();
+  private nextId = 1;
+  private readonly created: InstanceType<typeof Counter>;
+  private readonly aborter = new AbortController();
+
+  constructor(
+    private readonly deps: {
+      hosts: (type?: 'normal' | 'super') => Host[];
+      blobDigestDefault: boolean;
+      timeoutMs: number;
+      insecureSkipVerify: boolean;
+    },
+    registry: MetricsRegistry,
+    private readonly log: Logger = silentLogger(),
+  ) {
+    this.created = new Counter({ name: 'ferry_scheduler_create_job_total', help: 'preheat jobs', labelNames: ['state'], registers: [registry] });
+  }
+
+  close(): void { this.aborter.abort(); }
+
+  create(body: unknown): Job {
+    const r = createJobSchema.safeParse(body);
+    if (!r.success) throw new FerryError('INVALID_ARGUMENT', `job: ${z.prettifyError(r.error)}`);
+    const a = r.data.args;
+    if (a.type === 'image' && !a.url) throw new FerryError('INVALID_ARGUMENT', 'job: args.url (manifest URL) is required for image preheat');
+    if (a.type === 'file' && !a.url && !a.urls?.length) throw new FerryError('INVALID_ARGUMENT', 'job: args.url or args.urls is required for file preheat');
+    for (const u of [a.url, ...(a.urls ?? [])]) {
+      if (u === undefined) continue;
+      let p: URL;
+      try { p = new URL(u); } catch { throw new FerryError('INVALID_ARGUMENT', `job: invalid URL ${JSON.stringify(u)}`); }
+      if (p.protocol !== 'http:' && p.protocol !== 'https:') throw new FerryError('INVALID_ARGUMENT', `job: unsupported URL scheme ${p.protocol}`);
+    }
+    const now = new Date().toISOString();
+    const job: Job = {
+      id: this.nextId++, task_id: `group_${randomUUID()}`, type: 'preheat', state: 'PENDING', args: a,
+      scheduler_cluster_ids: r.data.scheduler_cluster_ids ?? [1], created_at: now, updated_at: now, result: { job_states: [] },
+    };
+    this.jobs.set(job.id, job);
+    this.created.inc({ state: 'created' });
+    this.run(job).catch((err: unknown) => this.finish(job, [], [], (err as Error).message));
+    return job;
+  }
+
+  get(id: number): Job {
+    const j = this.jobs.get(id);
+    if (!j) throw new FerryError('NOT_FOUND', `job ${id} not found`);
+    return j;
+  }
+
+  list(filter: { type?: string; state?: string }): Job[] {
+    return [...this.jobs.values()].filter((j) => (!filter.type || j.type === filter.type) && (!filter.state || j.state === filter.state));
+  }
+
+  private finish(job: Job, ok: TaskOutcome[], failed: TaskOutcome[], error = ''): void {
+    job.state = !error && failed.length === 0 ? 'SUCCESS' : 'FAILURE';
+    job.updated_at = new Date().toISOString();
+    job.result = { job_states: [{ state: job.state, error, results: [{ scheduler_cluster_id: job.scheduler_cluster_ids[0] ?? 1, success_tasks: ok, failure_tasks: failed }] }] };
+    this.created.inc({ state: job.state });
+    this.log.info({ jobId: job.id, state: job.state, ok: ok.length, failed: failed.length, error: error || undefined }, 'preheat job finished');
+  }
+
+  /** Manifest URL → blob URLs (config + layers), and the headers that authorise fetching them. */
+  async resolveImage(a: CreateJob['args']): Promise<{ urls: string[]; headers: Record<string, string> }> {
+    const u = new URL(a.url!);
+    const m = /^\/v2\/(.+)\/manifests\/([^/]+)$/.exec(u.pathname);
+    if (!m) throw new FerryError('INVALID_ARGUMENT', `not a manifest URL: ${a.url}`);
+    const repository = m[1]!; const reference = decodeURIComponent(m[2]!);
+    const registry = u.host;
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(a.headers ?? {})) headers[k.toLowerCase()] = v;
+    const client = new RegistryClient({
+      insecure: (h) => h === registry && u.protocol === 'http:',
+      credentials: () => (a.username ? { username: a.username, password: a.password ?? '' } : undefined),
+      log: this.log, retries: 2,
+    });
+    const getManifest = async (ref: string): Promise<{ body: Buffer; mediaType: string }> => {
+      const res = await client.request({
+        host: registry, method: 'GET', path: `/v2/${repository}/manifests/${ref}`,
+        headers: { ...headers, accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json' },
+        scope: `repository:${repository}:pull`, signal: this.aborter.signal,
+      });
+      const body = Buffer.from(await res.arrayBuffer());
+      if (res.status !== 200) throw new FerryError(res.status === 401 ? 'UNAUTHENTICATED' : res.status === 404 ? 'NOT_FOUND' : 'UNAVAILABLE', `manifest ${registry}/${repository}:${ref}: ${res.status} ${body.toString('utf8').slice(0, 200)}`);
+      let mediaType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
+      if (!mediaType || mediaType === 'application/json') mediaType = (JSON.parse(body.toString('utf8')) as { mediaType?: string }).mediaType ?? '';
+      return { body, mediaType };
+    };
+    let man = await getManifest(reference);
+    let parsed = JSON.parse(man.body.toString('utf8')) as ImageManifest | ImageIndex;
+    if (isIndexMediaType(man.mediaType) || Array.isArray((parsed as ImageIndex).manifests)) {
+      const d = resolvePlatform(parsed as ImageIndex, a.platform ?? 'linux/amd64');
+      man = await getManifest(d.digest);
+      parsed = JSON.parse(man.body.toString('utf8')) as ImageManifest;
+    }
+    const im = parsed as ImageManifest;
+    if (!im.config || !Array.isArray(im.layers)) throw new FerryError('INVALID_ARGUMENT', `manifest ${a.url} has no config/layers`);
+    const base = `${u.protocol}//${u.host}/v2/${repository}/blobs/`;
+    const urls = [im.config.digest, ...im.layers.map((l) => l.digest)].map((d) => base + d);
+    // Headers the seeds send to the registry: the caller's, else a token the client obtained.
+    if (!headers.authorization) Object.assign(headers, await client.authorize(registry, repository).catch(() => ({})));
+    return { urls, headers };
+  }
+
+  private targets(a: CreateJob['args'], tid: string): Host[] {
+    if (a.scope === 'all_peers') {
+      let hosts = this.deps.hosts();
+      if (a.ips?.length) hosts = hosts.filter((h) => a.ips!.includes(h.info.ip));
+      else if (a.count) hosts = hosts.slice(0, a.count);
+      else if (a.percentage) hosts = hosts.slice(0, Math.max(1, Math.ceil((hosts.length * a.percentage) / 100)));
+      return hosts;
+    }
+    const seeds = this.deps.hosts('super');
+    if (a.scope === 'all_seed_peers') return a.ips?.length ? seeds.filter((h) => a.ips!.includes(h.info.ip)) : seeds;
+    const id = new HashRing(seeds.map((s) => s.info.id)).get(tid);
+    return seeds.filter((s) => s.info.id === id);
+  }
+
+  private async run(job: Job): Promise<void> {
+    const a = job.args;
+    let urls: string[]; let headers: Record<string, string>;
+    if (a.type === 'image') ({ urls, headers } = await this.resolveImage(a));
+    else { urls = a.urls?.length ? a.urls : [a.url!]; headers = a.headers ?? {}; }
+    const filtered = a.filtered_query_params ? a.filtered_query_params.split('&').filter(Boolean) : undefined;
+    const blobDigest = a.enable_task_id_based_blob_digest ?? this.deps.blobDigestDefault;
+    const ok: TaskOutcome[] = []; const failed: TaskOutcome[] = [];
+    const work: { url: string; host: Host; tid: string }[] = [];
+    for (const url of urls) {
+      const tid = taskId({ url, tag: a.tag, application: a.application, pieceLength: a.piece_length, filteredQueryParams: filtered, blobDigest });
+      const hosts = this.targets(a, tid);
+      if (hosts.length === 0) { failed.push({ url, hostname: '', ip: '', description: 'no seed peer / peer announced' }); continue; }
+      for (const host of hosts) work.push({ url, host, tid });
+    }
+    this.log.info({ jobId: job.id, blobs: urls.length, downloads: work.length, scope: a.scope }, 'preheat job running');
+    const timeoutMs = a.timeout !== undefined ? Number(a.timeout) || this.deps.timeoutMs : this.deps.timeoutMs;
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < work.length) {
+        const w = work[next++]!;
+        const body: DownloadTaskRequest = {
+          url: w.url, headers, tag: a.tag, application: a.application, pieceLength: a.piece_length,
+          filteredQueryParams: filtered, blobDigest, wait: true,
+        };
+        const out: TaskOutcome = { url: w.url, hostname: w.host.info.hostname, ip: w.host.info.ip };
+        try {
+          const r = await jsonRequest<DownloadTaskResponse>(`${w.host.info.uploadUrl}/api/v1/tasks`, { method: 'POST', json: body, timeoutMs, signal: this.aborter.signal });
+          if (r.state === 'succeeded') ok.push(out);
+          else failed.push({ ...out, description: r.description ?? r.state });
+        } catch (err) {
+          failed.push({ ...out, description: (err as Error).message });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(a.concurrent_task_count, Math.max(1, work.length)) }, worker));
+    this.finish(job, ok, failed, failed.length ? `${failed.length} of ${work.length} downloads failed` : '');
+  }
+}

@@ -1,0 +1,341 @@
+/**
+ * @module p2p/scheduler/service
+ * Scheduling logic: host announce, peer registration (seed triggering for cold tasks, back-to-source
+ * quota), ScheduleCandidateParents (filter → evaluate → top N, retry with jitter), piece/peer
+ * reports, reschedule with block lists, GC. Transport-free: server.ts adapts it to HTTP.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { FerryError } from '../../core/index.js';
+import { type Logger, type MetricsRegistry, Counter, Gauge, Histogram, silentLogger } from '../../observe/index.js';
+import type { SchedulerConfig } from '../../config/scheduler.js';
+import { HashRing } from '../common/hashring.js';
+import { jsonRequest } from '../common/http.js';
+import type {
+  DownloadTaskRequest, HostInfo, ParentRef, PeerEvent, RegisterRequest, ScheduleResponse,
+} from '../common/protocol.js';
+import { filterReason, score } from './evaluator.js';
+import { COST_WINDOW, SchedulerState, type Host, type Peer, type Task } from './state.js';
+
+export interface SchedulerMetrics {
+  registerTotal: InstanceType<typeof Counter>;
+  registerFailure: InstanceType<typeof Counter>;
+  traffic: InstanceType<typeof Counter>;
+  pieceFinished: InstanceType<typeof Counter>;
+  pieceFailed: InstanceType<typeof Counter>;
+  peerFinished: InstanceType<typeof Counter>;
+  peerFailed: InstanceType<typeof Counter>;
+  backToSource: InstanceType<typeof Counter>;
+  seedTriggered: InstanceType<typeof Counter>;
+  scheduleDuration: InstanceType<typeof Histogram>;
+  hosts: InstanceType<typeof Gauge>;
+}
+
+function makeMetrics(reg: MetricsRegistry): SchedulerMetrics {
+  const r = [reg];
+  return {
+    registerTotal: new Counter({ name: 'ferry_scheduler_register_peer_total', help: 'peer registrations', labelNames: ['host_type'], registers: r }),
+    registerFailure: new Counter({ name: 'ferry_scheduler_register_peer_failure_total', help: 'failed registrations', registers: r }),
+    traffic: new Counter({ name: 'ferry_scheduler_traffic_bytes_total', help: 'bytes reported downloaded by peers, by source', labelNames: ['type', 'host_type'], registers: r }),
+    pieceFinished: new Counter({ name: 'ferry_scheduler_download_piece_finished_total', help: 'pieces reported finished', labelNames: ['traffic_type'], registers: r }),
+    pieceFailed: new Counter({ name: 'ferry_scheduler_download_piece_failure_total', help: 'pieces reported failed', registers: r }),
+    peerFinished: new Counter({ name: 'ferry_scheduler_download_peer_finished_total', help: 'peers finished', registers: r }),
+    peerFailed: new Counter({ name: 'ferry_scheduler_download_peer_failure_total', help: 'peers failed', registers: r }),
+    backToSource: new Counter({ name: 'ferry_scheduler_download_peer_back_to_source_started_total', help: 'peers told to go back to source', registers: r }),
+    seedTriggered: new Counter({ name: 'ferry_scheduler_seed_peer_triggered_total', help: 'seed peer downloads triggered', labelNames: ['result'], registers: r }),
+    scheduleDuration: new Histogram({ name: 'ferry_scheduler_schedule_duration_seconds', help: 'time to answer a scheduling request', buckets: [0.001, 0.01, 0.1, 0.5, 1, 2, 5], registers: r }),
+    hosts: new Gauge({ name: 'ferry_scheduler_hosts', help: 'announced hosts', labelNames: ['type'], registers: r }),
+  };
+}
+
+export class SchedulerService {
+  readonly state = new SchedulerState();
+  readonly metrics: SchedulerMetrics;
+  private readonly log: Logger;
+  private closed = false;
+  private readonly aborter = new AbortController();
+
+  constructor(readonly config: SchedulerConfig, registry: MetricsRegistry, log: Logger = silentLogger()) {
+    this.metrics = makeMetrics(registry);
+    this.log = log;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.aborter.abort();
+  }
+
+  announceHost(info: HostInfo): void {
+    if (!info.id || !info.ip || !info.uploadUrl) throw new FerryError('INVALID_ARGUMENT', 'host needs id, ip and uploadUrl');
+    const h = this.state.hosts.get(info.id);
+    if (h) { h.info = info; h.lastSeen = Date.now(); }
+    else {
+      this.state.hosts.set(info.id, { info, lastSeen: Date.now(), txBps: 0, uploadContentLength: 0, concurrentUploadPieces: 0, uploadCount: 0, uploadFailedCount: 0 });
+      this.log.info({ hostId: info.id, type: info.type, uploadUrl: info.uploadUrl }, 'host announced');
+    }
+    this.updateHostGauge();
+  }
+
+  leaveHost(id: string): void {
+    const h = this.state.hosts.get(id);
+    if (!h) return;
+    for (const p of [...this.state.peers.values()]) if (p.host === h) this.state.deletePeer(p);
+    this.state.hosts.delete(id);
+    this.updateHostGauge();
+  }
+
+  private updateHostGauge(): void {
+    const seeds = this.state.seedHosts().length;
+    this.metrics.hosts.set({ type: 'super' }, seeds);
+    this.metrics.hosts.set({ type: 'normal' }, this.state.hosts.size - seeds);
+  }
+
+  /** Registers a peer and answers its first scheduling decision (may wait for parents). */
+  async register(req: RegisterRequest): Promise<ScheduleResponse> {
+    const end = this.metrics.scheduleDuration.startTimer();
+    try {
+      return await this.registerInner(req);
+    } catch (err) {
+      this.metrics.registerFailure.inc();
+      throw err;
+    } finally { end(); }
+  }
+
+  private async registerInner(req: RegisterRequest): Promise<ScheduleResponse> {
+    const host = this.state.hosts.get(req.hostId);
+    if (!host) throw new FerryError('NOT_FOUND', `host ${req.hostId} not announced`);
+    if (!req.peerId || !req.taskId || !req.download?.url) throw new FerryError('INVALID_ARGUMENT', 'peerId, taskId and download.url are required');
+    if (this.state.peers.has(req.peerId)) throw new FerryError('ALREADY_EXISTS', `peer ${req.peerId} already registered`);
+    host.lastSeen = Date.now();
+    const d = req.download;
+    let task = this.state.tasks.get(req.taskId);
+    if (!task) {
+      task = {
+        id: req.taskId, url: d.url,
+        idOptions: { tag: d.tag, application: d.application, pieceLength: d.pieceLength, filteredQueryParams: d.filteredQueryParams, blobDigest: d.blobDigest },
+        headers: d.headers ?? {}, contentLength: d.contentLength, pieceLength: d.actualPieceLength,
+        peers: new Map(), backToSourcePeers: new Set(), state: 'pending', seedFailed: false, updatedAt: Date.now(),
+      };
+      this.state.tasks.set(task.id, task);
+    }
+    if (d.contentLength >= 0) task.contentLength = d.contentLength;
+    if (d.actualPieceLength > 0) task.pieceLength = d.actualPieceLength;
+    if (d.headers && Object.keys(d.headers).length) task.headers = d.headers;
+    task.updatedAt = Date.now();
+    const peer: Peer = {
+      id: req.peerId, host, task, state: 'pending', parents: new Set(), children: new Set(), finished: new Set(),
+      costs: [], blocklist: new Set(), needBackToSource: !!d.needBackToSource,
+      concurrentPieceCount: d.concurrentPieceCount ?? 8, updatedAt: Date.now(), download: d,
+    };
+    task.peers.set(peer.id, peer);
+    this.state.peers.set(peer.id, peer);
+    const isSeed = host.info.type === 'super';
+    this.metrics.registerTotal.inc({ host_type: host.info.type });
+    this.log.debug({ peerId: peer.id, taskId: task.id, seed: isSeed }, 'peer registered');
+
+    if (task.contentLength === 0) {
+      peer.state = 'succeeded';
+      return { kind: 'empty' };
+    }
+    if (!this.hasUsableParent(task, peer)) {
+      if (!isSeed && this.state.seedHosts().length > 0 && !task.seedFailed) {
+        this.triggerSeed(task);
+      } else {
+        peer.needBackToSource = true;
+      }
+    }
+    if (task.state === 'pending') task.state = 'running';
+    return this.scheduleCandidateParents(peer);
+  }
+
+  private hasUsableParent(task: Task, child: Peer): boolean {
+    for (const p of task.peers.values()) {
+      if (p === child || p.host === child.host) continue;
+      if (p.state === 'running' || p.state === 'backToSource' || p.state === 'succeeded') return true;
+    }
+    return false;
+  }
+
+  /** Seed trigger: the seed chosen by consistent hash of the task id downloads it back-to-source. */
+  private triggerSeed(task: Task): void {
+    const now = Date.now();
+    if (task.seedTriggeredAt !== undefined && now - task.seedTriggeredAt < 60_000) return;
+    const seeds = this.state.seedHosts();
+    const ring = new HashRing(seeds.map((s) => s.info.id));
+    const seedId = ring.get(task.id);
+    const seed = seeds.find((s) => s.info.id === seedId);
+    if (!seed) return;
+    task.seedTriggeredAt = now;
+    const body: DownloadTaskRequest = { url: task.url, headers: task.headers, ...task.idOptions };
+    this.log.info({ taskId: task.id, seed: seed.info.id }, 'triggering seed peer');
+    jsonRequest(`${seed.info.uploadUrl}/api/v1/tasks`, { method: 'POST', json: body, timeoutMs: 10_000, signal: this.aborter.signal })
+      .then(() => this.metrics.seedTriggered.inc({ result: 'ok' }))
+      .catch((err: unknown) => {
+        this.metrics.seedTriggered.inc({ result: 'error' });
+        task.seedFailed = true;
+        this.log.warn({ taskId: task.id, seed: seed.info.id, err: (err as Error).message }, 'seed trigger failed');
+      });
+  }
+
+  /** Dragonfly's ScheduleCandidateParents loop. */
+  private async scheduleCandidateParents(peer: Peer): Promise<ScheduleResponse> {
+    const c = this.config.scheduling;
+    const task = peer.task;
+    for (let n = 0; ; n++) {
+      if (this.closed) throw new FerryError('UNAVAILABLE', 'scheduler closing');
+      if (peer.state === 'leave') throw new FerryError('NOT_FOUND', `peer ${peer.id} left`);
+      const canBackToSource = task.backToSourcePeers.size < c.backToSourceCount;
+      if (canBackToSource && (peer.needBackToSource || n >= c.retryBackToSourceLimit)) {
+        this.state.removeInEdges(peer);
+        peer.state = 'backToSource';
+        task.backToSourcePeers.add(peer.id);
+        this.metrics.backToSource.inc();
+        this.log.debug({ peerId: peer.id, taskId: task.id, tries: n }, 'peer goes back to source');
+        return { kind: 'needBackToSource', description: peer.needBackToSource ? 'first peer of task' : `no parents after ${n} tries` };
+      }
+      if (n >= c.retryLimit) {
+        peer.state = 'failed';
+        throw new FerryError('FAILED_PRECONDITION', `no candidate parents for task ${task.id} after ${n} tries`);
+      }
+      this.state.removeInEdges(peer);
+      const parents = this.findCandidateParents(peer);
+      const chosen: Peer[] = [];
+      for (const p of parents) {
+        if (chosen.length >= c.candidateParentLimit) break;
+        if (this.state.addEdge(p, peer)) chosen.push(p);
+      }
+      if (chosen.length > 0) {
+        peer.state = 'running';
+        return { kind: 'normal', parents: chosen.map(toRef) };
+      }
+      const jitter = c.retryInterval * (0.5 + Math.random());
+      try { await sleep(jitter, undefined, { signal: this.aborter.signal }); } catch { /* closing */ }
+    }
+  }
+
+  /** Random sample of filterParentLimit peers → filter → sort by score, best first. */
+  findCandidateParents(child: Peer): Peer[] {
+    const task = child.task;
+    const all = [...task.peers.values()].filter((p) => p !== child);
+    for (let i = all.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1));
+      [all[i], all[j]] = [all[j]!, all[i]!];
+    }
+    const sample = all.slice(0, this.config.scheduling.filterParentLimit);
+    const ok = sample.filter((p) => filterReason(p, child, (a, b) => this.state.reaches(task, a, b)) === undefined);
+    return ok.map((p) => ({ p, s: score(p, child) })).sort((a, b) => b.s - a.s).map((x) => x.p);
+  }
+
+  async reschedule(peerId: string, blocked: string[]): Promise<ScheduleResponse> {
+    const peer = this.mustPeer(peerId);
+    for (const b of blocked) peer.blocklist.add(b);
+    peer.needBackToSource = false;
+    return this.scheduleCandidateParents(peer);
+  }
+
+  report(peerId: string, events: PeerEvent[]): void {
+    const peer = this.mustPeer(peerId);
+    const task = peer.task;
+    const now = Date.now();
+    peer.updatedAt = now; task.updatedAt = now; peer.host.lastSeen = now;
+    const hostType = peer.host.info.type;
+    for (const ev of events) {
+      switch (ev.kind) {
+        case 'started': if (peer.state === 'pending') peer.state = 'running'; break;
+        case 'backToSourceStarted': peer.state = 'backToSource'; task.backToSourcePeers.add(peer.id); break;
+        case 'pieceFinished':
+        case 'pieceBackToSourceFinished': {
+          const p = ev.piece;
+          peer.finished.add(p.number);
+          peer.costs.push(Math.max(0, p.costMs));
+          if (peer.costs.length > COST_WINDOW) peer.costs.shift();
+          const type = ev.kind === 'pieceFinished' ? 'REMOTE_PEER' : 'BACK_TO_SOURCE';
+          this.metrics.traffic.inc({ type, host_type: hostType }, p.length);
+          this.metrics.pieceFinished.inc({ traffic_type: type });
+          if (p.parentId) {
+            const parent = this.state.peers.get(p.parentId);
+            if (parent) parent.updatedAt = now;
+          }
+          break;
+        }
+        case 'pieceFailed': {
+          this.metrics.pieceFailed.inc();
+          peer.blocklist.add(ev.parentId);
+          const parent = this.state.peers.get(ev.parentId);
+          if (parent) {
+            parent.host.uploadFailedCount++;
+            this.state.removeEdge(parent, peer);
+          }
+          break;
+        }
+        case 'pieceBackToSourceFailed': this.metrics.pieceFailed.inc(); break;
+        case 'finished':
+        case 'backToSourceFinished':
+          peer.state = 'succeeded';
+          task.state = 'succeeded';
+          this.state.removeInEdges(peer);
+          this.metrics.peerFinished.inc();
+          break;
+        case 'failed':
+        case 'backToSourceFailed':
+          peer.state = 'failed';
+          this.state.removeInEdges(peer);
+          if (ev.kind === 'backToSourceFailed' && hostType === 'super') task.seedFailed = true;
+          if (![...task.peers.values()].some((p) => p.state === 'succeeded')) task.state = 'failed';
+          this.metrics.peerFailed.inc();
+          break;
+        default:
+          throw new FerryError('INVALID_ARGUMENT', `unknown event ${(ev as { kind: string }).kind}`);
+      }
+    }
+  }
+
+  leavePeer(peerId: string): void {
+    const p = this.state.peers.get(peerId);
+    if (p) this.state.deletePeer(p);
+  }
+
+  /** A host evicted a task from its store: its peers of that task leave. */
+  leaveTaskOnHost(taskId: string, hostId: string): number {
+    const task = this.state.tasks.get(taskId);
+    if (!task) return 0;
+    let n = 0;
+    for (const p of [...task.peers.values()]) if (p.host.info.id === hostId) { this.state.deletePeer(p); n++; }
+    return n;
+  }
+
+  private mustPeer(id: string): Peer {
+    const p = this.state.peers.get(id);
+    if (!p) throw new FerryError('NOT_FOUND', `peer ${id} not registered`);
+    return p;
+  }
+
+  /** Expires hosts, peers and empty tasks past their TTL. */
+  gc(now = Date.now()): void {
+    const g = this.config.gc;
+    for (const p of [...this.state.peers.values()]) if (now - p.updatedAt > g.peerTTL) this.state.deletePeer(p);
+    for (const h of [...this.state.hosts.values()]) if (now - h.lastSeen > g.hostTTL) this.leaveHost(h.info.id);
+    for (const t of [...this.state.tasks.values()]) if (t.peers.size === 0 && now - t.updatedAt > g.peerTTL) this.state.tasks.delete(t.id);
+  }
+
+  /** Debug view of a task. */
+  describeTask(id: string): unknown {
+    const t = this.state.tasks.get(id);
+    if (!t) throw new FerryError('NOT_FOUND', `task ${id} unknown`);
+    return {
+      id: t.id, url: t.url, state: t.state, contentLength: t.contentLength, pieceLength: t.pieceLength,
+      backToSourcePeers: [...t.backToSourcePeers],
+      peers: [...t.peers.values()].map((p) => ({ id: p.id, hostId: p.host.info.id, state: p.state, parents: [...p.parents], finishedPieces: p.finished.size })),
+    };
+  }
+
+  hostsOf(type?: 'normal' | 'super'): Host[] {
+    return [...this.state.hosts.values()].filter((h) => !type || h.info.type === type);
+  }
+}
+
+function toRef(p: Peer): ParentRef {
+  return {
+    peerId: p.id, hostId: p.host.info.id, ip: p.host.info.ip, uploadUrl: p.host.info.uploadUrl,
+    isSeed: p.host.info.type === 'super', idc: p.host.info.idc, location: p.host.info.location,
+  };
+}

@@ -1,0 +1,120 @@
+/**
+ * @module p2p/scheduler/state
+ * In-memory resources of one scheduler: hosts, tasks, peers and the per-task peer DAG
+ * (edges parent → child, cycle-checked), plus the per-host load counters the evaluator reads.
+ */
+import type { DownloadSpec, HostInfo, TaskIdOptions } from '../common/protocol.js';
+
+export type PeerStateName = 'pending' | 'running' | 'backToSource' | 'succeeded' | 'failed' | 'leave';
+
+export interface Host {
+  info: HostInfo;
+  lastSeen: number;
+  /** Scheduler-estimated upload bandwidth in use (bps): + concurrentPieces × pieceLength × 8 per edge. */
+  txBps: number;
+  /** Bytes of content promised through current edges. */
+  uploadContentLength: number;
+  concurrentUploadPieces: number;
+  uploadCount: number;
+  uploadFailedCount: number;
+}
+
+export interface Task {
+  id: string;
+  url: string;
+  idOptions: TaskIdOptions;
+  headers: Record<string, string>;
+  contentLength: number;
+  pieceLength: number;
+  peers: Map<string, Peer>;
+  backToSourcePeers: Set<string>;
+  state: 'pending' | 'running' | 'succeeded' | 'failed';
+  seedTriggeredAt?: number;
+  seedFailed: boolean;
+  updatedAt: number;
+}
+
+export interface Peer {
+  id: string;
+  host: Host;
+  task: Task;
+  state: PeerStateName;
+  parents: Set<string>;
+  children: Set<string>;
+  finished: Set<number>;
+  /** Piece download costs (ms), rolling window of 2000. */
+  costs: number[];
+  blocklist: Set<string>;
+  needBackToSource: boolean;
+  concurrentPieceCount: number;
+  updatedAt: number;
+  download: DownloadSpec;
+}
+
+export const COST_WINDOW = 2000;
+
+export class SchedulerState {
+  readonly hosts = new Map<string, Host>();
+  readonly tasks = new Map<string, Task>();
+  readonly peers = new Map<string, Peer>();
+
+  seedHosts(): Host[] {
+    return [...this.hosts.values()].filter((h) => h.info.type === 'super');
+  }
+
+  /** True when `descendant` is reachable from `ancestor` along parent → child edges. */
+  reaches(task: Task, ancestor: string, descendant: string): boolean {
+    const seen = new Set<string>();
+    const stack = [ancestor];
+    while (stack.length) {
+      const id = stack.pop()!;
+      if (id === descendant) return true;
+      if (seen.has(id)) continue;
+      seen.add(id);
+      const p = task.peers.get(id);
+      if (p) for (const c of p.children) stack.push(c);
+    }
+    return false;
+  }
+
+  /** Adds edge parent → child unless it would close a cycle; returns whether it was added. */
+  addEdge(parent: Peer, child: Peer): boolean {
+    if (parent.id === child.id || this.reaches(child.task, child.id, parent.id)) return false;
+    parent.children.add(child.id);
+    child.parents.add(parent.id);
+    const h = parent.host;
+    h.txBps += child.concurrentPieceCount * child.task.pieceLength * 8;
+    h.uploadContentLength += child.task.contentLength;
+    h.concurrentUploadPieces += child.concurrentPieceCount;
+    h.uploadCount++;
+    return true;
+  }
+
+  removeEdge(parent: Peer, child: Peer): void {
+    if (!parent.children.delete(child.id)) return;
+    child.parents.delete(parent.id);
+    const h = parent.host;
+    h.txBps = Math.max(0, h.txBps - child.concurrentPieceCount * child.task.pieceLength * 8);
+    h.uploadContentLength = Math.max(0, h.uploadContentLength - child.task.contentLength);
+    h.concurrentUploadPieces = Math.max(0, h.concurrentUploadPieces - child.concurrentPieceCount);
+  }
+
+  removeInEdges(child: Peer): void {
+    for (const pid of [...child.parents]) {
+      const p = child.task.peers.get(pid);
+      if (p) this.removeEdge(p, child); else child.parents.delete(pid);
+    }
+  }
+
+  deletePeer(peer: Peer): void {
+    this.removeInEdges(peer);
+    for (const cid of [...peer.children]) {
+      const c = peer.task.peers.get(cid);
+      if (c) this.removeEdge(peer, c);
+    }
+    peer.state = 'leave';
+    peer.task.peers.delete(peer.id);
+    peer.task.backToSourcePeers.delete(peer.id);
+    this.peers.delete(peer.id);
+  }
+}
