@@ -9,3 +9,4 @@ export {
 } from './convert.js';
 export { SqliteLayerCache, layerCacheKey, type LayerCache, type CachedLayer, type LayerBuildOptions } from './cache.js';
 export { packBootstrapLayer, unpackBootstrapLayer, decompressed } from './streams.js';
+export { checkImage, type CheckOptions, type CheckResult, type Difference } from './check.js';

@@ -79,6 +79,11 @@ test('ferry convert: docker-registry → docker-registry with upstream media typ
   const bootstrap = await unpackBootstrapLayer(await c.getBlobBuffer(dstReg.host, 'library/app', boot.digest));
   assert.equal(bootstrap.readUInt32LE(1024), 0xe0f5e1e2, 'EROFS superblock magic');
 
+  // ferry check: the Nydus tree equals the source layers applied with OCI semantics
+  const chk = await ferry(['check', '--source', `${srcReg.host}/library/app:v1`, '--target', `${dstReg.host}/library/app:v1-nydus`]);
+  assert.equal(chk.code, 0, chk.stdout + chk.stderr);
+  assert.match(chk.stdout, /check passed/);
+
   // Same source again into another tag: every layer comes from the cache, same manifest content.
   const r2 = await ferry(['convert', '--source', `${srcReg.host}/library/app:v1`, '--target', `${dstReg.host}/library/app:again`,
     '--with-referrer', '--cache', cache]);
@@ -95,4 +100,19 @@ test('ferry convert: clear errors for a missing source and a bad reference', asy
   const r2 = await ferry(['convert', '--source', 'UPPER/case', '--target', `${dstReg.host}/x:y`, '--no-cache']);
   assert.equal(r2.code, 2);
   assert.match(r2.stderr, /invalid repository name/);
+});
+
+test('ferry check: reports differences and exits non-zero for a Nydus image of another source', async () => {
+  const other = await makeTestImage(join(dir, 'img-b'), 'b');
+  await pushImage(other.layoutDir, `${srcReg.host}/library/app:v2`);
+  const r = await ferry(['convert', '--source', `${srcReg.host}/library/app:v2`, '--target', `${dstReg.host}/library/app:v2-nydus`, '--no-cache']);
+  assert.equal(r.code, 0, r.stderr);
+  // v2's Nydus image checked against v1: /opq/new and /etc/motd differ in content
+  const chk = await ferry(['check', '--source', `${srcReg.host}/library/app:v1`, '--target', `${dstReg.host}/library/app:v2-nydus`, '--json']);
+  assert.equal(chk.code, 1, chk.stderr);
+  const res = JSON.parse(chk.stdout) as { ok: boolean; differences: Array<{ path: string; what: string }> };
+  assert.equal(res.ok, false);
+  const paths = res.differences.map((d) => `${d.path}:${d.what}`).sort();
+  assert.ok(paths.includes('etc/motd:content digest'), paths.join(' '));
+  assert.ok(paths.some((p) => p.startsWith('opq/new:')), paths.join(' '));
 });
