@@ -50,7 +50,8 @@ export async function treeFromTar(input: Readable, opts: TarSourceOptions): Prom
         body.resume();
         const target = Buffer.from(entry.linkname ?? '', 'utf8');
         if (target.length === 0) throw new FerryError('INVALID_ARGUMENT', `symlink ${entry.path} has an empty target`);
-        insertPath(root, entry.path, { ...base, type: 'symlink', target, size: target.length });
+        // symlink permissions are not meaningful on Linux: stored as 0777, what any unpacked layer shows
+        insertPath(root, entry.path, { ...base, type: 'symlink', perm: 0o777, target, size: target.length });
         continue;
       }
       case 'char':
