@@ -1,0 +1,163 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { deflateSync } from 'node:zlib';
+import { median, percentile, seededRandom, shuffle, summarize } from './stats.js';
+import { barChart, lineChart, niceScale } from './report/charts.js';
+import { buildCharts, renderHtml, renderMarkdown } from './report/render.js';
+import { countColor, decodePng, nonBackgroundShare } from './report/png.js';
+import { summarizeRuns } from './run.js';
+import { sumMetric } from './registry.js';
+import { hostsToml } from './modes.js';
+import type { BenchResults, NodeResult, RunResult, WorkloadInfo } from './types.js';
+
+describe('bench stats', () => {
+  it('computes median, nearest-rank p95, min/max and ignores non-finite values', () => {
+    assert.equal(median([3, 1, 2]), 2);
+    assert.equal(median([4, 1, 2, 3]), 2.5);
+    assert.equal(percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 95), 10);
+    assert.equal(percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20], 95), 19);
+    const s = summarize([5, NaN, 1, 3]);
+    assert.deepEqual({ n: s.n, median: s.median, min: s.min, max: s.max }, { n: 3, median: 3, min: 1, max: 5 });
+    assert.equal(summarize([]).n, 0);
+  });
+  it('shuffles reproducibly from a seed, keeping every element', () => {
+    const a = shuffle([1, 2, 3, 4, 5, 6], seededRandom(7));
+    const b = shuffle([1, 2, 3, 4, 5, 6], seededRandom(7));
+    assert.deepEqual(a, b);
+    assert.deepEqual([...a].sort(), [1, 2, 3, 4, 5, 6]);
+  });
+});
+
+function node(readyMs: number, over: Partial<NodeResult> = {}): NodeResult {
+  return { node: 1, ok: true, pullMs: readyMs * 0.8, createMs: readyMs * 0.05, runMs: readyMs * 0.15, readyMs, rxBytes: 1000, ferryCpuMs: 10, containerdCpuMs: 20, ...over };
+}
+function run(mode: RunResult['mode'], nodes: number, ready: number[], reg: number, rep = 1): RunResult {
+  return {
+    workload: 'python', mode, nodes, rep, startedAt: '2026-01-01T00:00:00Z', ok: true, registryBlobBytes: reg, registryIfaceBytes: reg * 1.02,
+    allReadyMs: Math.max(...ready), perNode: ready.map((r, i) => node(r, { node: i + 1 })),
+  };
+}
+const info: WorkloadInfo = {
+  id: 'python', title: 'python hello', command: ['python3'], ready: { kind: 'exit', stdout: 'hello' },
+  imageBytes: 50_000_000, uncompressedBytes: 150_000_000, ociRef: 'r/x:oci', nydusRef: 'r/x:nydus',
+};
+
+function results(): BenchResults {
+  const runs = [
+    run('oci', 1, [10_000], 50_000_000), run('oci', 1, [12_000], 50_000_000, 2),
+    run('lazy-erofs', 1, [1_000], 2_000_000), run('lazy-erofs', 1, [1_200], 2_000_000, 2),
+    run('oci', 2, [20_000, 21_000], 100_000_000), run('lazy-p2p', 2, [1_500, 1_600], 2_100_000),
+  ];
+  return {
+    schema: 'ferry-bench/v1', startedAt: '2026-01-01T00:00:00Z', finishedAt: '2026-01-01T00:10:00Z', gitCommit: 'abc',
+    machine: { hostname: 'h', cpuModel: 'cpu', cores: 2, memoryGiB: 24, kernel: '6', os: 'Debian', node: 'v20' },
+    settings: { bandwidth: '100mbit', repeat: 2, nodes: [1, 2], quick: false, registry: 'ferry', seed: 1 },
+    modes: [
+      { id: 'oci', label: 'OCI', status: 'run' }, { id: 'lazy-erofs', label: 'lazy', status: 'run' },
+      { id: 'lazy-fuse', label: 'fuse', status: 'not-run', reason: 'no FUSE option yet' }, { id: 'lazy-p2p', label: 'p2p', status: 'run' },
+    ],
+    workloads: [info], runs, summary: summarizeRuns(runs, [info]), notes: ['a note'],
+  };
+}
+
+describe('bench summaries and report', () => {
+  it('summarises groups with speed-up against the OCI baseline at the same N', () => {
+    const r = results();
+    const lazy = r.summary.find((g) => g.mode === 'lazy-erofs' && g.nodes === 1)!;
+    assert.equal(lazy.readyMs.median, 1_100);
+    assert.equal(lazy.speedup, 11_000 / 1_100);
+    assert.equal(lazy.registryBytesPerImage, 2_000_000 / 50_000_000);
+    const p2p = r.summary.find((g) => g.mode === 'lazy-p2p' && g.nodes === 2)!;
+    assert.equal(p2p.allReadyMs.median, 1_600);
+    assert.equal(p2p.speedup, 21_000 / 1_600);
+    assert.equal(r.summary.find((g) => g.mode === 'oci' && g.nodes === 1)!.speedup, 1);
+  });
+  it('counts failed runs and leaves them out of the statistics', () => {
+    const runs = [run('oci', 1, [10_000], 1), { ...run('oci', 1, [1], 1, 2), ok: false, error: 'boom', perNode: [node(1, { ok: false })] }];
+    const g = summarizeRuns(runs, [info])[0]!;
+    assert.equal(g.failures, 1);
+    assert.equal(g.readyMs.n, 1);
+    assert.equal(g.readyMs.median, 10_000);
+  });
+  it('renders Markdown and HTML with every mode, not-run reasons and the charts', () => {
+    const r = results();
+    const md = renderMarkdown(r, ['charts/chart-ready.png']);
+    assert.match(md, /\| python \| Ferry lazy \(EROFS\) \| 1\.10 s \|/);
+    assert.match(md, /not run.*no FUSE option yet/);
+    assert.match(md, /## N nodes at once \(python\)/);
+    assert.match(md, /!\[charts\/chart-ready.png\]/);
+    const charts = buildCharts(r);
+    assert.deepEqual(charts.map((c) => c.id), ['chart-ready', 'chart-bytes', 'chart-egress-python', 'chart-allready-python']);
+    const html = renderHtml(r, charts);
+    for (const c of charts) assert.ok(html.includes(`id="${c.id}"`), c.id);
+    assert.match(html, /no FUSE option yet/);
+    assert.doesNotMatch(html, /NaN/);
+  });
+});
+
+describe('bench charts', () => {
+  it('picks nice axis scales', () => {
+    assert.deepEqual(niceScale(9.3), { max: 10, step: 2 });
+    assert.deepEqual(niceScale(0), { max: 1, step: 0.2 });
+    assert.equal(niceScale(123).max, 125);
+  });
+  it('draws one bar per measured value and marks missing ones', () => {
+    const svg = barChart({ id: 'c', title: 'T <x>', groups: ['a', 'b'], yLabel: 's', series: [{ name: 'm1', values: [1, null] }, { name: 'm2', values: [2, 3], lo: [1.5, 2], hi: [2.5, 4] }] });
+    assert.equal((svg.match(/class="bar"/g) ?? []).length, 3);
+    assert.match(svg, />n\/a</);
+    assert.match(svg, /T &lt;x&gt;/);
+    assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg" id="c"/);
+  });
+  it('draws lines with gaps for missing points', () => {
+    const svg = lineChart({ id: 'l', title: 'L', x: [1, 2, 4], xLabel: 'N', yLabel: 'MiB', series: [{ name: 's', points: [1, null, 3] }] });
+    assert.equal((svg.match(/<circle/g) ?? []).length, 2);
+    assert.equal((svg.match(/ M/g) ?? []).length + (svg.match(/d="M/g) ?? []).length, 2);
+  });
+});
+
+describe('bench helpers', () => {
+  it('sums a Prometheus counter over label sets', () => {
+    const text = '# HELP x\nferry_registry_blob_bytes_served_total{repo="a"} 10\nferry_registry_blob_bytes_served_total{repo="b"} 5\nferry_registry_blob_bytes_served_total_other 99\n';
+    assert.equal(sumMetric(text, 'ferry_registry_blob_bytes_served_total'), 15);
+    assert.equal(sumMetric('', 'ferry_registry_blob_bytes_served_total'), null);
+  });
+  it('writes a containerd hosts.toml mirror entry', () => {
+    assert.equal(hostsToml('198.18.0.1:5000', 'http://127.0.0.1:65001'),
+      'server = "http://198.18.0.1:5000"\n\n[host."http://127.0.0.1:65001"]\n  capabilities = ["pull", "resolve"]\n');
+  });
+  it('decodes a PNG (all filter types) and measures its content', () => {
+    const w = 4;
+    const h = 5;
+    const rows: Buffer[] = [];
+    // raw RGB rows, each with a different filter whose encoding we compute
+    const pix = (x: number, y: number): number[] => (x === 1 && y === 2 ? [31, 111, 235] : [255, 255, 255]);
+    let prev = Buffer.alloc(w * 3);
+    for (let y = 0; y < h; y++) {
+      const line = Buffer.from(Array.from({ length: w }, (_, x) => pix(x, y)).flat());
+      const f = y % 5;
+      const enc = Buffer.alloc(line.length);
+      for (let i = 0; i < line.length; i++) {
+        const a = i >= 3 ? line[i - 3]! : 0;
+        const b = prev[i]!;
+        const c = i >= 3 ? prev[i - 3]! : 0;
+        let pred = 0;
+        if (f === 1) pred = a; else if (f === 2) pred = b; else if (f === 3) pred = (a + b) >> 1;
+        else if (f === 4) { const p = a + b - c; const pa = Math.abs(p - a); const pb = Math.abs(p - b); const pc = Math.abs(p - c); pred = pa <= pb && pa <= pc ? a : pb <= pc ? b : c; }
+        enc[i] = (line[i]! - pred) & 0xff;
+      }
+      rows.push(Buffer.concat([Buffer.from([f]), enc]));
+      prev = line;
+    }
+    const chunk = (type: string, data: Buffer): Buffer => {
+      const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
+      return Buffer.concat([len, Buffer.from(type, 'latin1'), data, Buffer.alloc(4)]);
+    };
+    const ihdr = Buffer.alloc(13); ihdr.writeUInt32BE(w, 0); ihdr.writeUInt32BE(h, 4); ihdr[8] = 8; ihdr[9] = 2;
+    const png = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(Buffer.concat(rows))), chunk('IEND', Buffer.alloc(0))]);
+    const img = decodePng(png);
+    assert.equal(img.width, 4);
+    assert.equal(countColor(img, '#1f6feb', 0), 1);
+    assert.equal(nonBackgroundShare(img), 1 / 20);
+    assert.throws(() => decodePng(Buffer.from('nope')), /not a PNG/);
+  });
+});

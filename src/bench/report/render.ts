@@ -1,0 +1,253 @@
+/**
+ * @module bench/report/render
+ * Turns results.json into the report: the charts (SVG), a Markdown summary and an HTML page that
+ * embeds the charts inline and lists every mode, including those not run and why.
+ */
+import { formatBytes } from '../../core/index.js';
+import type { BenchResults, GroupSummary, ModeId } from '../types.js';
+import { MODE_LABELS } from '../types.js';
+import { barChart, lineChart } from './charts.js';
+
+export const MODE_COLORS: Record<ModeId, string> = {
+  'oci': '#6e7781',
+  'lazy-erofs': '#1f6feb',
+  'lazy-fuse': '#54aeff',
+  'lazy-prefetch': '#1a7f37',
+  'lazy-p2p': '#8250df',
+  'oci-p2p': '#bf8700',
+};
+
+export interface Chart {
+  id: string;
+  title: string;
+  svg: string;
+}
+
+const sec = (ms: number): string => (Number.isFinite(ms) ? `${(ms / 1000).toFixed(2)} s` : '–');
+const bytes = (b: number): string => (Number.isFinite(b) ? formatBytes(Math.round(b)) : '–');
+const pct = (x: number): string => (Number.isFinite(x) ? `${(x * 100).toFixed(x < 0.1 ? 2 : 1)} %` : '–');
+const times = (x: number | null): string => (x !== null && Number.isFinite(x) ? `${x.toFixed(x >= 10 ? 0 : 1)}×` : '–');
+
+function ranModes(r: BenchResults): ModeId[] {
+  return r.modes.filter((m) => m.status === 'run').map((m) => m.id);
+}
+
+function group(r: BenchResults, w: string, m: ModeId, n: number): GroupSummary | undefined {
+  return r.summary.find((g) => g.workload === w && g.mode === m && g.nodes === n);
+}
+
+/** Fan-out workloads: those measured at more than one N. */
+function fanoutWorkloads(r: BenchResults): string[] {
+  return r.workloads.map((w) => w.id).filter((id) => new Set(r.summary.filter((g) => g.workload === id).map((g) => g.nodes)).size > 1);
+}
+
+export function buildCharts(r: BenchResults): Chart[] {
+  const charts: Chart[] = [];
+  const modes = ranModes(r);
+  const wl = r.workloads.map((w) => w.id);
+  const sub = `${r.settings.bandwidth} registry link · median of ${r.settings.repeat} cold run(s), whiskers min–max · ${r.startedAt.slice(0, 10)}`;
+  charts.push({
+    id: 'chart-ready',
+    title: 'Time to ready per workload (N = 1)',
+    svg: barChart({
+      id: 'chart-ready',
+      title: 'Time to ready per workload and mode (1 node)',
+      subtitle: sub,
+      groups: wl,
+      yLabel: 'seconds from pull start to ready',
+      series: r.modes.map((ms) => ms.id).map((m) => ({
+        name: modes.includes(m) ? MODE_LABELS[m] : `${MODE_LABELS[m]} — not run`,
+        color: MODE_COLORS[m],
+        values: wl.map((w) => { const g = group(r, w, m, 1); return g && g.readyMs.n ? g.readyMs.median / 1000 : null; }),
+        lo: wl.map((w) => { const g = group(r, w, m, 1); return g && g.readyMs.n ? g.readyMs.min / 1000 : null; }),
+        hi: wl.map((w) => { const g = group(r, w, m, 1); return g && g.readyMs.n ? g.readyMs.max / 1000 : null; }),
+        labels: wl.map((w) => {
+          const g = group(r, w, m, 1);
+          if (!g || !g.readyMs.n) return null;
+          const v = (g.readyMs.median / 1000).toFixed(g.readyMs.median < 10_000 ? 2 : 1);
+          return m !== 'oci' && g.speedup !== null ? `${v} (${times(g.speedup)})` : v;
+        }),
+      })),
+    }),
+  });
+  charts.push({
+    id: 'chart-bytes',
+    title: 'Registry bytes per start, % of the OCI image',
+    svg: barChart({
+      id: 'chart-bytes',
+      title: 'Bytes served by the registry per container start (1 node)',
+      subtitle: 'percent of the compressed OCI image; registry counter (interface counter if absent)',
+      groups: wl,
+      yLabel: '% of image',
+      format: (v) => `${v < 10 ? v.toFixed(1) : v.toFixed(0)}%`,
+      series: modes.filter((m) => m !== 'lazy-p2p' && m !== 'oci-p2p').map((m) => ({
+        name: MODE_LABELS[m],
+        color: MODE_COLORS[m],
+        values: wl.map((w) => { const g = group(r, w, m, 1); return g && g.registryBytes.n ? g.registryBytesPerImage * 100 : null; }),
+      })),
+    }),
+  });
+  for (const fw of fanoutWorkloads(r)) {
+    const ns = [...new Set(r.summary.filter((g) => g.workload === fw).map((g) => g.nodes))].sort((a, b) => a - b);
+    const fModes = modes.filter((m) => ns.some((n) => n > 1 && group(r, fw, m, n)));
+    const img = r.workloads.find((w) => w.id === fw)?.imageBytes ?? 0;
+    charts.push({
+      id: `chart-egress-${fw}`,
+      title: `Registry egress vs nodes (${fw})`,
+      svg: lineChart({
+        id: `chart-egress-${fw}`,
+        title: `Registry egress vs number of nodes (${fw})`,
+        subtitle: `all nodes start at once · ${r.settings.bandwidth} registry link · median`,
+        x: ns, xLabel: 'nodes starting the image at once', yLabel: 'MiB served by the registry',
+        series: [
+          ...fModes.map((m) => ({
+            name: MODE_LABELS[m], color: MODE_COLORS[m],
+            points: ns.map((n) => { const g = group(r, fw, m, n); return g && g.registryBytes.n ? g.registryBytes.median / 2 ** 20 : null; }),
+          })),
+          { name: 'N × OCI image size', color: '#8c959f', dashed: true, points: ns.map((n) => (n * img) / 2 ** 20) },
+        ],
+      }),
+    });
+    charts.push({
+      id: `chart-allready-${fw}`,
+      title: `All-nodes-ready time vs nodes (${fw})`,
+      svg: lineChart({
+        id: `chart-allready-${fw}`,
+        title: `Time until all nodes are ready (${fw})`,
+        subtitle: `slowest node, pull start → ready · ${r.settings.bandwidth} registry link · median`,
+        x: ns, xLabel: 'nodes starting the image at once', yLabel: 'seconds',
+        series: fModes.map((m) => ({
+          name: MODE_LABELS[m], color: MODE_COLORS[m],
+          points: ns.map((n) => { const g = group(r, fw, m, n); return g && g.allReadyMs.n ? g.allReadyMs.median / 1000 : null; }),
+        })),
+      }),
+    });
+  }
+  return charts;
+}
+
+function mdTable(head: string[], rows: string[][]): string {
+  return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
+
+function readyRows(r: BenchResults): string[][] {
+  const rows: string[][] = [];
+  for (const w of r.workloads) {
+    for (const m of r.modes) {
+      const g = group(r, w.id, m.id, 1);
+      if (m.status !== 'run' || !g) {
+        rows.push([w.id, MODE_LABELS[m.id], 'not run', '', '', '', '', '', '', '', m.reason ?? 'not measured']);
+        continue;
+      }
+      rows.push([
+        w.id, MODE_LABELS[m.id],
+        g.readyMs.n ? sec(g.readyMs.median) : 'failed', sec(g.readyMs.p95), `${sec(g.readyMs.min)}–${sec(g.readyMs.max)}`,
+        sec(g.pullMs.median), sec(g.createMs.median), sec(g.runMs.median),
+        bytes(g.registryBytes.median), pct(g.registryBytesPerImage),
+        m.id === 'oci' ? '1× (baseline)' : times(g.speedup) + (g.failures ? ` · ${g.failures} failed` : ''),
+      ]);
+    }
+  }
+  return rows;
+}
+
+const READY_HEAD = ['workload', 'mode', 'ready (median)', 'p95', 'min–max', 'pull', 'create', 'run', 'registry bytes', '% of image', 'speed-up vs OCI'];
+const FAN_HEAD = ['N', 'mode', 'all ready (median)', 'p95', 'min–max', 'registry egress', '× image', 'per-node rx (median)', 'Ferry CPU/node'];
+
+function fanRows(r: BenchResults, fw: string): string[][] {
+  const img = r.workloads.find((w) => w.id === fw)?.imageBytes ?? NaN;
+  return r.summary.filter((g) => g.workload === fw).sort((a, b) => a.nodes - b.nodes || a.mode.localeCompare(b.mode)).map((g) => [
+    String(g.nodes), MODE_LABELS[g.mode], g.allReadyMs.n ? sec(g.allReadyMs.median) : 'failed', sec(g.allReadyMs.p95),
+    `${sec(g.allReadyMs.min)}–${sec(g.allReadyMs.max)}`, bytes(g.registryBytes.median),
+    Number.isFinite(img) ? `${(g.registryBytes.median / img).toFixed(2)}×` : '–', bytes(g.nodeRxBytes.median), `${Math.round(g.ferryCpuMs.median)} ms`,
+  ]);
+}
+
+function machineLine(r: BenchResults): string {
+  const m = r.machine;
+  return `${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.os}, kernel ${m.kernel}, Node ${m.node}`;
+}
+
+export function renderMarkdown(r: BenchResults, chartFiles: string[] = []): string {
+  const lines: string[] = [];
+  lines.push('# Ferry bench results', '');
+  lines.push(`- date: ${r.startedAt} → ${r.finishedAt} (commit ${r.gitCommit})`);
+  lines.push(`- machine: ${machineLine(r)}`);
+  lines.push(`- registry link: ${r.settings.bandwidth} (tc tbf), registry: ${r.settings.registry}, repetitions: ${r.settings.repeat}, nodes: ${r.settings.nodes.join(', ')}${r.settings.quick ? ' (--quick)' : ''}`);
+  lines.push('- every run cold: fresh containerd root and snapshotter/peer state per node, page cache dropped; modes interleaved in a shuffled order per repetition', '');
+  lines.push('## Workloads', '');
+  lines.push(mdTable(['workload', 'what', 'ready signal', 'OCI image (compressed)', 'uncompressed', 'Nydus image'], r.workloads.map((w) => [
+    w.id, w.title, w.ready.kind === 'exit' ? `exit 0 + "${w.ready.stdout}"` : w.ready.kind === 'line' ? `log line "${w.ready.pattern}"` : `HTTP 200 on :${w.ready.port} (10 ms poll)`,
+    bytes(w.imageBytes), bytes(w.uncompressedBytes), w.nydusBytes ? bytes(w.nydusBytes) : '–',
+  ])), '');
+  lines.push('## Modes', '');
+  lines.push(mdTable(['mode', 'status', 'why not run'], r.modes.map((m) => [m.label, m.status === 'run' ? 'run' : '**not run**', m.reason ?? ''])), '');
+  lines.push('## Time to ready, 1 node', '');
+  lines.push(mdTable(READY_HEAD, readyRows(r)), '');
+  for (const fw of fanoutWorkloads(r)) {
+    lines.push(`## N nodes at once (${fw})`, '');
+    lines.push(mdTable(FAN_HEAD, fanRows(r, fw)), '');
+  }
+  if (chartFiles.length) {
+    lines.push('## Charts', '');
+    for (const f of chartFiles) lines.push(`![${f}](${f})`);
+    lines.push('');
+  }
+  const failed = r.runs.filter((x) => !x.ok);
+  if (r.notes.length || failed.length) {
+    lines.push('## Notes', '');
+    for (const n of r.notes) lines.push(`- ${n}`);
+    for (const f of failed.slice(0, 20)) lines.push(`- failed run: ${f.workload} · ${f.mode} · N=${f.nodes} · rep ${f.rep}: ${(f.error ?? '').slice(0, 300)}`);
+    lines.push('');
+  }
+  return lines.join('\n');
+}
+
+function htmlEsc(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+function htmlTable(head: string[], rows: string[][]): string {
+  return `<table><thead><tr>${head.map((h) => `<th>${htmlEsc(h)}</th>`).join('')}</tr></thead><tbody>${
+    rows.map((row) => `<tr${row[2] === 'not run' ? ' class="notrun"' : ''}>${row.map((c) => `<td>${htmlEsc(c)}</td>`).join('')}</tr>`).join('')}</tbody></table>`;
+}
+
+export function renderHtml(r: BenchResults, charts: Chart[]): string {
+  const css = `body{font-family:"DejaVu Sans",Arial,sans-serif;margin:24px auto;max-width:1200px;color:#1f2328;padding:0 16px}
+h1{font-size:26px}h2{font-size:19px;margin-top:32px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
+table{border-collapse:collapse;font-size:13px;margin:8px 0}th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:left}
+th{background:#f6f8fa}tr.notrun td{color:#8c959f}.meta{color:#57606a;font-size:14px;line-height:1.6}
+.charts{display:flex;flex-wrap:wrap;gap:16px}.charts figure{margin:0;border:1px solid #d0d7de;border-radius:6px;padding:6px;background:#fff}
+.status-run{color:#1a7f37;font-weight:bold}.status-not-run{color:#cf222e;font-weight:bold}`;
+  const parts: string[] = [];
+  parts.push(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Ferry bench report</title><style>${css}</style></head><body>`);
+  parts.push('<h1>Ferry bench report</h1>');
+  parts.push(`<div class="meta">Date: ${htmlEsc(r.startedAt)} → ${htmlEsc(r.finishedAt)} · commit ${htmlEsc(r.gitCommit)}<br>Machine: ${htmlEsc(machineLine(r))}<br>` +
+    `Registry link ${htmlEsc(r.settings.bandwidth)} (tc tbf) · registry ${htmlEsc(r.settings.registry)} · ${r.settings.repeat} repetition(s) · nodes ${r.settings.nodes.join(', ')}${r.settings.quick ? ' · quick subset' : ''}<br>` +
+    'Every run is cold (fresh containerd and snapshotter state, page cache dropped); modes run in a shuffled order within each repetition.</div>');
+  parts.push('<h2>Modes</h2>');
+  parts.push(`<table><thead><tr><th>mode</th><th>status</th><th>why not run</th></tr></thead><tbody>${r.modes.map((m) =>
+    `<tr><td>${htmlEsc(m.label)}</td><td class="status-${m.status}">${m.status === 'run' ? 'run' : 'not run'}</td><td>${htmlEsc(m.reason ?? '')}</td></tr>`).join('')}</tbody></table>`);
+  parts.push('<h2>Charts</h2><div class="charts">');
+  for (const c of charts) parts.push(`<figure>${c.svg}</figure>`);
+  parts.push('</div>');
+  parts.push('<h2>Time to ready, 1 node</h2>');
+  parts.push(htmlTable(READY_HEAD, readyRows(r)));
+  for (const fw of fanoutWorkloads(r)) {
+    parts.push(`<h2>N nodes at once (${htmlEsc(fw)})</h2>`);
+    parts.push(htmlTable(FAN_HEAD, fanRows(r, fw)));
+  }
+  parts.push('<h2>Workloads</h2>');
+  parts.push(htmlTable(['workload', 'what', 'command', 'OCI image', 'uncompressed', 'Nydus image'], r.workloads.map((w) => [
+    w.id, w.title, w.command.join(' '), bytes(w.imageBytes), bytes(w.uncompressedBytes), w.nydusBytes ? bytes(w.nydusBytes) : '–'])));
+  const failed = r.runs.filter((x) => !x.ok);
+  if (r.notes.length || failed.length) {
+    parts.push('<h2>Notes</h2><ul>');
+    for (const n of r.notes) parts.push(`<li>${htmlEsc(n)}</li>`);
+    for (const f of failed.slice(0, 20)) parts.push(`<li>failed run ${htmlEsc(`${f.workload} · ${f.mode} · N=${f.nodes} · rep ${f.rep}: ${(f.error ?? '').slice(0, 300)}`)}</li>`);
+    parts.push('</ul>');
+  }
+  parts.push('<p class="meta">Raw data: <a href="results.json">results.json</a> · summary: <a href="summary.md">summary.md</a></p>');
+  parts.push('</body></html>\n');
+  return parts.join('\n');
+}
