@@ -9,9 +9,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { FerryError } from '../../core/index.js';
 import { getCodec } from '../../format/compress/index.js';
-import {
-  type BlobInfo, type ChunkRef, type RafsBootstrap, type CiLocation, decodeBlobMetaHeader, decodeCiTable, BLOB_META_HEADER_SIZE,
-} from '../../format/rafs/index.js';
+import { type BlobInfo, type ChunkRef, type RafsBootstrap, type CiLocation, loadCiTable } from '../../format/rafs/index.js';
 
 export class BlobFiles {
   private readonly fds = new Map<number, { fd: number; size: number }>();
@@ -89,22 +87,9 @@ export class BlobFiles {
     return Readable.from(this.fileData(ino), { objectMode: false });
   }
 
-  /**
-   * v6: reads the blob's blob-meta header and CI table (at `ci_offset`), checks them against the
-   * blob table, and returns the CI entries.
-   */
+  /** v6: the blob's CI table, checked against the bootstrap's blob table. */
   ciTable(blob: BlobInfo): CiLocation[] {
-    if (blob.ciCompressedSize === 0 && blob.ciOffset === 0) throw new FerryError('FAILED_PRECONDITION', `blob ${blob.blobId} has no CI table`);
-    const hdr = decodeBlobMetaHeader(this.read(blob, blob.ciOffset + blob.ciCompressedSize, BLOB_META_HEADER_SIZE));
-    if (hdr.ciOffset !== blob.ciOffset || hdr.ciCompressedSize !== blob.ciCompressedSize || hdr.ciUncompressedSize !== blob.ciUncompressedSize
-      || hdr.ciEntries !== blob.chunkCount) {
-      throw new FerryError('DATA_LOSS', `blob ${blob.blobId}: blob meta header disagrees with the bootstrap's blob table`);
-    }
-    const raw = this.read(blob, blob.ciOffset, blob.ciCompressedSize);
-    const comp = ['none', 'lz4_block', 'gzip', 'zstd'][hdr.ciCompressor];
-    if (!comp) throw new FerryError('DATA_LOSS', `blob ${blob.blobId}: invalid CI compressor ${hdr.ciCompressor}`);
-    const data = comp === 'none' || blob.ciCompressedSize === blob.ciUncompressedSize ? raw : getCodec(comp).decompress(raw, blob.ciUncompressedSize);
-    return decodeCiTable(data, blob.chunkCount, hdr.features);
+    return loadCiTable(blob, (b, off, len) => this.read(b, off, len));
   }
 
   close(): void {

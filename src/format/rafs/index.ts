@@ -13,3 +13,4 @@ export {
 } from './reader.js';
 export * from './blob-meta.js';
 export * from './toc.js';
+export { checkBootstrap, loadCiTable, type CheckOptions, type CheckReport, type BlobReader } from './check.js';
