@@ -12,3 +12,6 @@ export { parseFilter, matchesAny, type Filter } from './filters.js';
 export { Label, remoteHint, validateLabels, MAX_LABEL_BYTES, type RemoteLayerHint } from './labels.js';
 export { serviceConstructor, API_DIR, SERVICE_NAMES } from './proto.js';
 export type { Kind } from './store.js';
+export { startSnapshotter, type StartSnapshotterOptions, type SnapshotterHandle } from './service.js';
+export { LazyImages, mountIdOf, type LazyFs, type LazyMountRequest, type LazyMountInfo } from './lazy.js';
+export { GrpcConnection, SnapshotsClient, type CallContext } from './client.js';

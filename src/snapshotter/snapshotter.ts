@@ -50,7 +50,8 @@ export interface RemoteLayers {
 export interface SnapshotterOptions {
   root: string;
   log?: Logger;
-  remote?: RemoteLayers;
+  /** The lazy-layer side, or a factory given the opened metadata store. */
+  remote?: RemoteLayers | ((store: MetaStore) => RemoteLayers);
   /** Called after each operation (metrics). */
   onOp?: (op: string, ok: boolean, ms: number) => void;
 }
@@ -73,7 +74,7 @@ export class Snapshotter {
     this.root = opts.root;
     this.store = store;
     this.log = opts.log ?? silentLogger();
-    this.remote = opts.remote;
+    this.remote = typeof opts.remote === 'function' ? opts.remote(store) : opts.remote;
   }
 
   /** Opens (or creates) the root dir, repairs directories and restores lazy mounts. */

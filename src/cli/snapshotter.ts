@@ -1,0 +1,98 @@
+/**
+ * @module cli/snapshotter
+ * `ferry snapshotter --address SOCK --root DIR [--config FILE] [--daemon-apisock SOCK] …` serves
+ * containerd's snapshots API as a proxy plugin until SIGINT/SIGTERM;
+ * `ferry snapshotter print-config [--name ferry] [--address SOCK]` prints the containerd
+ * config.toml snippet registering it.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command } from 'commander';
+import { parse as parseYaml } from 'yaml';
+import { containerdSnippet, parseSnapshotterConfig, type SnapshotterConfigInput } from '../config/snapshotter.js';
+import { createLogger, type Logger } from '../observe/index.js';
+import { startSnapshotter, type LazyFs } from '../snapshotter/index.js';
+import { untilSignal } from './lifecycle.js';
+
+function loadConfig(file: string | undefined): SnapshotterConfigInput {
+  if (!file) return {};
+  return (parseYaml(readFileSync(file, 'utf8')) ?? {}) as SnapshotterConfigInput;
+}
+
+interface Opts {
+  address?: string; root?: string; config?: string; daemonApisock?: string; daemonMode?: string;
+  prefetch?: boolean; insecureRegistry?: string[]; metricsAddress?: string; logLevel?: string;
+  name?: string; noLazy?: boolean;
+}
+
+function command(name: string): Command {
+  return new Command(name)
+    .option('--address <sock>', 'unix socket of the snapshots gRPC service (default /run/ferry/snapshotter.sock)')
+    .option('--root <dir>', 'root directory (default /var/lib/ferry/snapshotter)')
+    .option('--config <file>', 'YAML/JSON config file')
+    .option('--name <name>', 'plugin name in containerd (default ferry)')
+    .exitOverride();
+}
+
+function merged(o: Opts): SnapshotterConfigInput {
+  const file = loadConfig(o.config);
+  const daemon = { ...(file.daemon ?? {}) };
+  if (o.daemonApisock) daemon.apiSock = o.daemonApisock;
+  if (o.daemonMode) daemon.mode = o.daemonMode as 'fuse' | 'erofs';
+  if (o.prefetch) daemon.prefetch = true;
+  return {
+    ...file,
+    ...(o.address ? { address: o.address } : {}),
+    ...(o.root ? { root: o.root } : {}),
+    ...(o.name ? { name: o.name } : {}),
+    ...(o.metricsAddress ? { metricsAddress: o.metricsAddress } : {}),
+    ...(o.logLevel ? { logLevel: o.logLevel as 'info' } : {}),
+    ...(o.insecureRegistry?.length ? { insecureRegistries: [...(file.insecureRegistries ?? []), ...o.insecureRegistry] } : {}),
+    ...(o.noLazy ? { disableLazy: true } : {}),
+    daemon,
+  };
+}
+
+/** The lazy-loading daemon: a client of a separate `ferry daemon`, or one in this process. */
+async function openDaemon(apiSock: string, dataDir: string, log: Logger): Promise<LazyFs> {
+  const daemonModule = '../daemon/index.js'; // typed import once src/daemon has landed
+  const mod = (await import(daemonModule)) as unknown as {
+    Daemon: new (o: { log: Logger; dataDir: string }) => LazyFs;
+    DaemonClient: new (sock: string) => LazyFs;
+  };
+  if (apiSock) return new mod.DaemonClient(apiSock);
+  return new mod.Daemon({ log: log.child({ component: 'daemon' }), dataDir });
+}
+
+export async function run(argv: string[]): Promise<number> {
+  if (argv[0] === 'print-config') {
+    const cmd = command('ferry snapshotter print-config').description('print the containerd config.toml snippet');
+    try { cmd.parse(argv.slice(1), { from: 'user' }); } catch (err) { return (err as { exitCode?: number }).exitCode ?? 2; }
+    const cfg = parseSnapshotterConfig(merged(cmd.opts<Opts>()));
+    process.stdout.write(containerdSnippet(cfg));
+    return 0;
+  }
+  const cmd = command('ferry snapshotter')
+    .description('containerd proxy-plugin snapshotter with lazy Nydus layers (subcommand: print-config)')
+    .option('--daemon-apisock <sock>', 'API socket of a running `ferry daemon` (default: daemon in this process)')
+    .option('--daemon-mode <mode>', 'fuse | erofs (default fuse)')
+    .option('--prefetch', 'prefetch each image\'s prefetch list after mounting')
+    .option('--insecure-registry <host>', 'registry reached over plain HTTP (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--metrics-address <addr>', 'host:port or unix socket for /metrics (default <root>/metrics.sock)')
+    .option('--no-lazy', 'never mount lazily: every layer is downloaded (plain overlayfs snapshotter)')
+    .option('--log-level <level>', 'trace|debug|info|warn|error');
+  try {
+    cmd.parse(argv, { from: 'user' });
+  } catch (err) {
+    return (err as { exitCode?: number }).exitCode ?? 2;
+  }
+  const o = cmd.opts<Opts & { lazy?: boolean }>();
+  if (o.lazy === false) o.noLazy = true;
+  const config = parseSnapshotterConfig(merged(o));
+  const log = createLogger({ name: 'snapshotter', level: config.logLevel });
+  const lazyFs = config.disableLazy ? undefined : await openDaemon(config.daemon.apiSock, join(config.root, 'daemon'), log);
+  const h = await startSnapshotter({ config, log, ...(lazyFs ? { lazyFs } : {}) });
+  process.stdout.write(`ferry snapshotter listening on ${h.address} (metrics ${h.metricsAddress})\n`);
+  await untilSignal(() => h.close(), log);
+  return 0;
+}

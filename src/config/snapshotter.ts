@@ -1,0 +1,63 @@
+/**
+ * @module config/snapshotter
+ * Configuration of `ferry snapshotter` (YAML/JSON file, `--config`; command-line flags override
+ * it). Defaults live in the schema; unknown keys are an error.
+ */
+import { z } from 'zod';
+import { FerryError } from '../core/index.js';
+
+export const SnapshotterConfigSchema = z.strictObject({
+  /** Unix socket of the snapshots gRPC service (containerd's proxy_plugins address). */
+  address: z.string().min(1).default('/run/ferry/snapshotter.sock'),
+  /** Root directory: metadata.db, snapshots/, lazy/, cache/. */
+  root: z.string().min(1).default('/var/lib/ferry/snapshotter'),
+  /** Name containerd knows the plugin by (print-config). */
+  name: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('ferry'),
+  /** Prometheus `/metrics`: `host:port`, a unix socket path, or '' for `<root>/metrics.sock`. */
+  metricsAddress: z.string().default(''),
+  daemon: z.strictObject({
+    /** API socket of a separate `ferry daemon`; empty = run the daemon in-process. */
+    apiSock: z.string().default(''),
+    /** How the daemon mounts images. */
+    mode: z.enum(['fuse', 'erofs']).default('fuse'),
+    /** Prefetch the image's prefetch list (or everything with `true`) after mounting. */
+    prefetch: z.boolean().default(false),
+    /** Chunk cache directory shared by all images; default `<root>/cache`. */
+    cacheDir: z.string().default(''),
+  }).prefault({}),
+  /** Registries reached over plain HTTP (host[:port]); loopback hosts always are. */
+  insecureRegistries: z.array(z.string().min(1)).default([]),
+  /** Skip lazy loading entirely (every layer is downloaded and unpacked by containerd). */
+  disableLazy: z.boolean().default(false),
+  logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+});
+
+export type SnapshotterConfig = z.output<typeof SnapshotterConfigSchema>;
+export type SnapshotterConfigInput = z.input<typeof SnapshotterConfigSchema>;
+
+/** Validates a config object; throws INVALID_ARGUMENT listing the problems. */
+export function parseSnapshotterConfig(input: unknown): SnapshotterConfig {
+  const r = SnapshotterConfigSchema.safeParse(input ?? {});
+  if (!r.success) {
+    const problems = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+    throw new FerryError('INVALID_ARGUMENT', `invalid snapshotter config: ${problems}`);
+  }
+  return r.data;
+}
+
+/** The containerd 1.6 config.toml snippet registering the snapshotter as a proxy plugin. */
+export function containerdSnippet(cfg: Pick<SnapshotterConfig, 'name' | 'address'>): string {
+  return [
+    '# containerd 1.6 config.toml (version = 2): register Ferry as a proxy snapshotter',
+    '[proxy_plugins]',
+    `  [proxy_plugins.${JSON.stringify(cfg.name)}]`,
+    '    type = "snapshot"',
+    `    address = ${JSON.stringify(cfg.address)}`,
+    '',
+    '# for CRI (Kubernetes): use it and pass the image labels lazy pulling needs',
+    '[plugins."io.containerd.grpc.v1.cri".containerd]',
+    `  snapshotter = ${JSON.stringify(cfg.name)}`,
+    '  disable_snapshot_annotations = false',
+    '',
+  ].join('\n');
+}

@@ -1,0 +1,272 @@
+/**
+ * @module snapshotter/lazy
+ * Remote (lazy) layers: a Prepare whose labels name a Nydus layer (manifest annotations
+ * `nydus-blob` / `nydus-bootstrap`, passed through by containerd) and its image (`cri.image-ref`,
+ * else ctr-remote's `remote/stargz.reference`) is answered without any download: the image's
+ * bootstrap layer is fetched once through the registry client, and the whole image is mounted
+ * once through the lazy-loading daemon. Every layer snapshot of that image, and every container
+ * on top, shares that one mount (the image's merged tree is the overlay's lower dir).
+ *
+ * Lazy images are recorded in the metadata store so that a restarted snapshotter re-attaches to
+ * (separate daemon) or re-creates (in-process daemon) their mounts.
+ */
+import { execFile } from 'node:child_process';
+import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { FerryError } from '../core/index.js';
+import { NYDUS_MANIFEST_ARTIFACT_TYPE, unpackBootstrapLayer } from '../convert/index.js';
+import { isIndexMediaType, NydusAnnotation, type ImageIndex, type ImageManifest } from '../oci/index.js';
+import { silentLogger, type Logger } from '../observe/index.js';
+import {
+  basicHeader, currentPlatform, formatReference, parseReference, platformMatches, withDigest,
+  type Credentials, type ImageReference, type RegistryClient,
+} from '../remote/index.js';
+import type { RemoteLayerHint } from './labels.js';
+import type { MetaStore, LazyImageRow } from './store.js';
+import type { RemoteLayers } from './snapshotter.js';
+
+const execFileP = promisify(execFile);
+
+/** The daemon's mount API (src/daemon `Daemon` in-process, or `DaemonClient` to `ferry daemon`). */
+export interface LazyMountRequest {
+  id: string;
+  mountpoint: string;
+  bootstrapPath: string;
+  mode?: 'erofs' | 'fuse';
+  backend: { type: 'registry'; host: string; repo: string; insecure?: boolean; auth?: string; proxy?: string } | { type: 'localfs'; dir: string };
+  cacheDir?: string;
+  prefetch?: boolean | string[];
+}
+export interface LazyMountInfo extends LazyMountRequest {
+  metrics: { bytesFetched: number; chunksCached: number; cacheHitRatio: number; backendErrors: number };
+}
+export interface LazyFs {
+  mount(req: LazyMountRequest): Promise<LazyMountInfo>;
+  umount(id: string): Promise<void>;
+  list(): Promise<LazyMountInfo[]>;
+  close(): Promise<void>;
+}
+
+export interface LazyImagesOptions {
+  root: string;
+  store: MetaStore;
+  lazyFs: LazyFs;
+  registry: RegistryClient;
+  mode?: 'erofs' | 'fuse';
+  prefetch?: boolean;
+  cacheDir?: string;
+  /** Plain-HTTP registries (in addition to the `ferry.plain-http` label). */
+  insecure?: (host: string) => boolean;
+  credentials?: (host: string) => Credentials | undefined;
+  /** P2P proxy URL handed to the daemon's registry backend. */
+  proxy?: string;
+  log?: Logger;
+}
+
+function isLoopback(host: string): boolean {
+  const h = host.replace(/:\d+$/, '');
+  return h === 'localhost' || h.startsWith('127.') || h === '[::1]';
+}
+
+/** Mount id the daemon knows a lazy image by. */
+export function mountIdOf(lazyId: string): string {
+  return `ferry-snap-${lazyId.slice(0, 24)}`;
+}
+
+interface Resolved { lazyId: string }
+
+export class LazyImages implements RemoteLayers {
+  private readonly o: LazyImagesOptions;
+  private readonly log: Logger;
+  /** Image resolutions in flight or done, by `registry/repo@manifest-or-tag`. */
+  private readonly resolving = new Map<string, Promise<Resolved | null>>();
+  /** Mounts known to be up (or being brought up), by lazy id. */
+  private readonly mounting = new Map<string, Promise<string>>();
+
+  constructor(opts: LazyImagesOptions) {
+    this.o = opts;
+    this.log = (opts.log ?? silentLogger()).child({ component: 'lazy' });
+  }
+
+  dir(lazyId: string): string { return join(this.o.root, 'lazy', lazyId); }
+  mountpoint(lazyId: string): string { return join(this.dir(lazyId), 'mnt'); }
+  bootstrapPath(lazyId: string): string { return join(this.dir(lazyId), 'image.boot'); }
+
+  async prepare(hint: RemoteLayerHint): Promise<string | null> {
+    if (!hint.nydusBlob && !hint.nydusBootstrap) return null;
+    if (!hint.ref) {
+      this.log.warn({ chainId: hint.chainId }, 'nydus layer without an image reference label (cri.image-ref / remote/stargz.reference): downloading it');
+      return null;
+    }
+    let ref: ImageReference;
+    try {
+      ref = parseReference(hint.ref);
+    } catch (err) {
+      this.log.warn({ err, ref: hint.ref }, 'unparsable image reference label');
+      return null;
+    }
+    if (hint.manifestDigest) ref = withDigest(ref, hint.manifestDigest);
+    const insecure = hint.plainHttp || isLoopback(ref.registry) || (this.o.insecure?.(ref.registry) ?? false);
+    const key = `${ref.registry}/${ref.repository}@${ref.digest ?? ref.tag ?? 'latest'}|${insecure}`;
+    let p = this.resolving.get(key);
+    if (!p) {
+      p = this.resolve(ref, insecure, hint);
+      this.resolving.set(key, p);
+      p.catch(() => this.resolving.delete(key));
+    }
+    const r = await p;
+    if (!r) return null;
+    await this.lowerDir(r.lazyId);
+    return r.lazyId;
+  }
+
+  /** Manifest → bootstrap layer → bootstrap file on disk → lazy image record. */
+  private async resolve(ref: ImageReference, insecure: boolean, hint: RemoteLayerHint): Promise<Resolved | null> {
+    const reg = this.o.registry;
+    let m = await reg.getManifest(ref);
+    let parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest | ImageIndex;
+    if (isIndexMediaType(m.mediaType) || Array.isArray((parsed as ImageIndex).manifests)) {
+      const idx = parsed as ImageIndex;
+      const plat = currentPlatform();
+      const pick = idx.manifests.find((d) => (d.artifactType === NYDUS_MANIFEST_ARTIFACT_TYPE
+        || d.platform?.['os.features']?.includes(NydusAnnotation.PLATFORM_FEATURE)) && platformMatches(d.platform, plat))
+        ?? idx.manifests.find((d) => platformMatches(d.platform, plat));
+      if (!pick) throw new FerryError('NOT_FOUND', `${formatReference(ref)}: no manifest for ${plat.os}/${plat.architecture}`);
+      m = await reg.getManifest(withDigest(ref, pick.digest));
+      parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest;
+    }
+    const man = parsed as ImageManifest;
+    const boot = [...man.layers].reverse().find((l) => l.annotations?.[NydusAnnotation.BOOTSTRAP] === 'true');
+    if (!boot) {
+      this.log.warn({ ref: formatReference(ref) }, 'image has no nydus bootstrap layer: not lazy');
+      return null;
+    }
+    if (hint.layerDigest && !man.layers.some((l) => l.digest === hint.layerDigest)) {
+      throw new FerryError('FAILED_PRECONDITION', `layer ${hint.layerDigest} is not in ${formatReference(ref)} (${m.digest}); the tag moved?`);
+    }
+    const lazyId = boot.digest.replace(/^sha256:/, '');
+    if (!/^[0-9a-f]{64}$/.test(lazyId)) throw new FerryError('INVALID_ARGUMENT', `unsupported bootstrap layer digest ${boot.digest}`);
+    const dir = this.dir(lazyId);
+    await mkdir(join(dir, 'mnt'), { recursive: true });
+    const bootPath = this.bootstrapPath(lazyId);
+    if (!(await stat(bootPath).then((s) => s.isFile(), () => false))) {
+      const layer = await reg.getBlobBuffer(ref.registry, ref.repository, boot.digest, 1 << 30);
+      const bootstrap = await unpackBootstrapLayer(layer);
+      const tmp = `${bootPath}.tmp-${process.pid}`;
+      await writeFile(tmp, bootstrap, { mode: 0o444 });
+      await rename(tmp, bootPath);
+      this.log.info({ ref: formatReference(ref), bootstrap: boot.digest, bytes: bootstrap.length }, 'bootstrap fetched');
+    }
+    const row: LazyImageRow = {
+      id: lazyId, ref: formatReference(ref), registry: ref.registry, repo: ref.repository,
+      manifestDigest: m.digest, bootstrapDigest: boot.digest, insecure, created: Date.now(),
+    };
+    this.o.store.tx(() => this.o.store.putLazy(row));
+    return { lazyId };
+  }
+
+  private mountRequest(row: LazyImageRow): LazyMountRequest {
+    const creds = this.o.credentials?.(row.registry);
+    const backend: LazyMountRequest['backend'] = { type: 'registry', host: row.registry, repo: row.repo, insecure: row.insecure };
+    if (creds) backend.auth = basicHeader(creds).replace(/^Basic /, '');
+    if (this.o.proxy) backend.proxy = this.o.proxy;
+    const req: LazyMountRequest = {
+      id: mountIdOf(row.id), mountpoint: this.mountpoint(row.id), bootstrapPath: this.bootstrapPath(row.id), backend,
+    };
+    if (this.o.mode) req.mode = this.o.mode;
+    if (this.o.cacheDir) req.cacheDir = this.o.cacheDir;
+    if (this.o.prefetch !== undefined) req.prefetch = this.o.prefetch;
+    return req;
+  }
+
+  async lowerDir(lazyId: string): Promise<string> {
+    let p = this.mounting.get(lazyId);
+    if (!p) {
+      p = this.mountNow(lazyId);
+      this.mounting.set(lazyId, p);
+      p.catch(() => this.mounting.delete(lazyId));
+    }
+    return p;
+  }
+
+  private async mountNow(lazyId: string): Promise<string> {
+    const row = this.o.store.getLazy(lazyId);
+    if (!row) throw new FerryError('NOT_FOUND', `lazy image ${lazyId} is not recorded`);
+    const req = this.mountRequest(row);
+    const existing = (await this.o.lazyFs.list()).find((x) => x.id === req.id);
+    if (existing && existing.mountpoint === req.mountpoint && await isMountpoint(req.mountpoint)) {
+      this.log.info({ lazy: lazyId, mountpoint: req.mountpoint }, 'lazy mount re-attached');
+      return req.mountpoint;
+    }
+    if (existing) await this.o.lazyFs.umount(req.id).catch(() => {});
+    await detachStale(req.mountpoint, this.log);
+    await mkdir(req.mountpoint, { recursive: true });
+    const t0 = Date.now();
+    await this.o.lazyFs.mount(req);
+    this.log.info({ lazy: lazyId, ref: row.ref, mountpoint: req.mountpoint, ms: Date.now() - t0 }, 'lazy image mounted');
+    return req.mountpoint;
+  }
+
+  async release(lazyId: string): Promise<void> {
+    this.mounting.delete(lazyId);
+    for (const [k, v] of this.resolving) {
+      const r = await v.catch(() => null);
+      if (r?.lazyId === lazyId) this.resolving.delete(k);
+    }
+    await this.o.lazyFs.umount(mountIdOf(lazyId)).catch((err: unknown) => {
+      if (!FerryError.hasCode(err, 'NOT_FOUND')) this.log.warn({ err, lazy: lazyId }, 'daemon umount failed');
+    });
+    await detachStale(this.mountpoint(lazyId), this.log);
+    await rm(this.dir(lazyId), { recursive: true, force: true });
+    this.o.store.tx(() => this.o.store.deleteLazy(lazyId));
+    this.log.info({ lazy: lazyId }, 'lazy image released');
+  }
+
+  async restore(lazyIds: string[]): Promise<void> {
+    for (const id of lazyIds) {
+      try {
+        await this.lowerDir(id);
+      } catch (err) {
+        this.log.error({ err, lazy: id }, 'restoring lazy mount failed (will retry on next use)');
+      }
+    }
+  }
+
+  /** Metrics of the daemon's mounts of our images. */
+  async mounts(): Promise<LazyMountInfo[]> {
+    return (await this.o.lazyFs.list()).filter((m) => m.id.startsWith('ferry-snap-'));
+  }
+
+  async close(): Promise<void> {
+    await this.o.lazyFs.close();
+  }
+}
+
+/** True when `dir` is a mount point (its device differs from its parent's, or it is unreadable as a dead FUSE mount). */
+async function isMountpoint(dir: string): Promise<boolean> {
+  try {
+    const [a, b] = await Promise.all([stat(dir), stat(join(dir, '..'))]);
+    return a.dev !== b.dev;
+  } catch {
+    return false;
+  }
+}
+
+/** Lazily unmounts whatever is (still, maybe dead) mounted on `dir`. */
+async function detachStale(dir: string, log: Logger): Promise<void> {
+  for (let i = 0; i < 4; i++) {
+    let mounted = false;
+    try {
+      const [a, b] = await Promise.all([stat(dir), stat(join(dir, '..'))]);
+      mounted = a.dev !== b.dev;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      mounted = code === 'ENOTCONN' || code === 'EIO' || code === 'ECONNABORTED';
+    }
+    if (!mounted) return;
+    log.info({ dir }, 'detaching stale mount');
+    await execFileP('umount', ['-l', dir]).catch(() => {});
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * @module snapshotter/service
+ * `startSnapshotter`: the whole `ferry snapshotter` server — metadata store, overlay snapshots,
+ * lazy Nydus layers through a `LazyFs` (the daemon), the snapshots gRPC service on a unix socket,
+ * and Prometheus `/metrics` on HTTP (TCP `host:port` or a unix socket).
+ */
+import { createServer, type Server } from 'node:http';
+import { mkdir, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { SnapshotterConfig } from '../config/snapshotter.js';
+import { createMetricsRegistry, Gauge, metricsHandler, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
+import { RegistryClient, type Credentials } from '../remote/index.js';
+import { LazyImages, type LazyFs } from './lazy.js';
+import { serveSnapshots, type SnapshotServer } from './server.js';
+import { Snapshotter } from './snapshotter.js';
+
+export interface StartSnapshotterOptions {
+  config: SnapshotterConfig;
+  /** The lazy-loading daemon (in-process `Daemon` or a `DaemonClient`); none = no lazy layers. */
+  lazyFs?: LazyFs;
+  log?: Logger;
+  /** Registry credentials per host (default: ~/.docker/config.json through the registry client). */
+  credentials?: (host: string) => Credentials | undefined;
+}
+
+export interface SnapshotterHandle {
+  address: string;
+  metricsAddress: string;
+  metrics: MetricsRegistry;
+  snapshotter: Snapshotter;
+  lazy: LazyImages | undefined;
+  close(): Promise<void>;
+}
+
+async function listenMetrics(server: Server, addr: string): Promise<string> {
+  if (addr.includes('/')) {
+    await mkdir(dirname(addr), { recursive: true });
+    await rm(addr, { force: true });
+    await new Promise<void>((res, rej) => { server.once('error', rej); server.listen(addr, () => res()); });
+    return addr;
+  }
+  const i = addr.lastIndexOf(':');
+  const host = i > 0 ? addr.slice(0, i).replace(/^\[|\]$/g, '') : '127.0.0.1';
+  const port = Number(i >= 0 ? addr.slice(i + 1) : addr);
+  await new Promise<void>((res, rej) => { server.once('error', rej); server.listen(port, host, () => res()); });
+  const a = server.address();
+  return typeof a === 'object' && a ? `${a.address}:${a.port}` : addr;
+}
+
+export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<SnapshotterHandle> {
+  const cfg = opts.config;
+  const log = (opts.log ?? silentLogger()).child({ component: 'snapshotter' });
+  await mkdir(cfg.root, { recursive: true, mode: 0o700 });
+  const metrics = createMetricsRegistry({ processMetrics: true, prefix: 'ferry_snapshotter_' });
+
+  const insecureHosts = new Set(cfg.insecureRegistries);
+  let lazy: LazyImages | undefined;
+  let snapshotter: Snapshotter;
+  const lazyFs = opts.lazyFs;
+  if (lazyFs && !cfg.disableLazy) {
+    const registryOpts: ConstructorParameters<typeof RegistryClient>[0] = {
+      log, insecure: (h) => insecureHosts.has(h) || /^(localhost|127\.|\[::1\])/.test(h),
+    };
+    if (opts.credentials) registryOpts.credentials = opts.credentials;
+    const registry = new RegistryClient(registryOpts);
+    snapshotter = await Snapshotter.open({
+      root: cfg.root, log,
+      remote: (store) => {
+        const li: ConstructorParameters<typeof LazyImages>[0] = {
+          root: cfg.root, store, lazyFs, registry, log,
+          mode: cfg.daemon.mode, prefetch: cfg.daemon.prefetch,
+          cacheDir: cfg.daemon.cacheDir || join(cfg.root, 'cache'),
+          insecure: (h) => insecureHosts.has(h),
+        };
+        if (opts.credentials) li.credentials = opts.credentials;
+        lazy = new LazyImages(li);
+        return lazy;
+      },
+    });
+  } else {
+    snapshotter = await Snapshotter.open({ root: cfg.root, log });
+  }
+
+  const lazyMounts = new Gauge({
+    name: 'ferry_snapshotter_lazy_mounts', help: 'Lazily mounted images', registers: [metrics],
+    async collect() { this.set(lazy ? (await lazy.mounts().catch(() => [])).length : 0); },
+  });
+  const fetched = new Gauge({
+    name: 'ferry_snapshotter_lazy_bytes_fetched', help: 'Bytes the daemon fetched for the lazily mounted images',
+    registers: [metrics],
+    async collect() {
+      const ms = lazy ? await lazy.mounts().catch(() => []) : [];
+      this.set(ms.reduce((s, m) => s + (m.metrics?.bytesFetched ?? 0), 0));
+    },
+  });
+  void lazyMounts; void fetched;
+
+  let grpcServer: SnapshotServer | undefined;
+  const httpServer = createServer((req, res) => {
+    if (req.url === '/metrics') void metricsHandler(metrics, req, res);
+    else { res.writeHead(404).end(); }
+  });
+  let metricsAddress = '';
+  try {
+    grpcServer = await serveSnapshots({ snapshotter, address: cfg.address, log, metrics });
+    metricsAddress = await listenMetrics(httpServer, cfg.metricsAddress || join(cfg.root, 'metrics.sock'));
+  } catch (err) {
+    await grpcServer?.close();
+    await snapshotter.close();
+    throw err;
+  }
+  log.info({ address: cfg.address, root: cfg.root, metrics: metricsAddress, lazy: lazy !== undefined }, 'snapshotter started');
+  let closed = false;
+  return {
+    address: cfg.address, metricsAddress, metrics, snapshotter, lazy,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await grpcServer?.close();
+      await new Promise<void>((r) => httpServer.close(() => r()));
+      if (metricsAddress.includes('/')) await rm(metricsAddress, { force: true });
+      await snapshotter.close();
+      log.info('snapshotter stopped');
+    },
+  };
+}

@@ -1,0 +1,79 @@
+/**
+ * The ferry snapshotter as containerd's proxy snapshotter for ordinary OCI images (overlay path):
+ * `ctr images pull --snapshotter ferry` unpacks a multi-layer image through it (with a whiteout),
+ * `ctr run --snapshotter ferry` runs it, snapshots are listed, and removing the image lets
+ * containerd's GC remove them through Remove/Cleanup.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { requirePrereqs } from '../support/prereq.js';
+import { busyboxRootfs, buildOciImage, pushImage, startContainerd, whiteout, type Containerd } from '../../src/bench/env/index.js';
+import { startRegistry, type RegistryHandle } from '../../src/registry/index.js';
+import { parseSnapshotterConfig } from '../../src/config/snapshotter.js';
+import { startSnapshotter, type SnapshotterHandle } from '../../src/snapshotter/index.js';
+
+let dir: string;
+let reg: RegistryHandle;
+let snap: SnapshotterHandle;
+let cd: Containerd;
+let ref: string;
+
+before(async () => {
+  requirePrereqs({ root: true, commands: ['containerd', 'ctr', 'runc', 'skopeo', 'busybox'] });
+  dir = await mkdtemp(join(tmpdir(), 'ferry-snap-ovl-'));
+  reg = await startRegistry({ listen: '127.0.0.1:0', dataDir: join(dir, 'reg'), adminPassword: 'pw-admin-1' });
+  const l0 = await busyboxRootfs(join(dir, 'l0'));
+  await writeFile(join(l0, 'etc', 'gone.txt'), 'to be deleted\n');
+  const l1 = join(dir, 'l1');
+  await mkdir(join(l1, 'srv'), { recursive: true });
+  await writeFile(join(l1, 'srv', 'hello.txt'), 'hello from layer 1\n');
+  await mkdir(join(l1, 'etc'), { recursive: true });
+  await whiteout(l1, 'etc/gone.txt');
+  const img = await buildOciImage({ layers: [l0, l1], outDir: join(dir, 'oci'), config: { Cmd: ['/bin/sh'] } });
+  ref = `${reg.host}/library/bb:v1`;
+  await pushImage(img.layoutDir, ref, { creds: 'admin:pw-admin-1' });
+  const config = parseSnapshotterConfig({ address: join(dir, 'snap.sock'), root: join(dir, 'snaproot'), metricsAddress: '127.0.0.1:0' });
+  snap = await startSnapshotter({ config });
+  cd = await startContainerd({ dir: join(dir, 'cd'), snapshotters: { ferry: snap.address } });
+});
+
+after(async () => {
+  await cd?.stop();
+  await snap?.close();
+  await reg?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+test('ctr pull + run through the ferry snapshotter (overlay), then GC removes the snapshots', async () => {
+  const plugins = await cd.ctr(['plugins', 'ls']);
+  assert.match(plugins.stdout, /io\.containerd\.snapshotter\.v1\s+ferry\s+-\s+ok/);
+
+  const pull = await cd.ctr(['images', 'pull', '--plain-http', '--snapshotter', 'ferry', ref]);
+  assert.equal(pull.code, 0, `${pull.stdout}\n${pull.stderr}`);
+  const sn = await cd.ctr(['snapshots', '--snapshotter', 'ferry', 'ls']);
+  assert.equal(sn.stdout.trim().split('\n').length, 3, sn.stdout); // header + 2 committed layers
+
+  const run = await cd.ctr(['run', '--rm', '--snapshotter', 'ferry', ref, 'ovl-1', '/bin/sh', '-c',
+    'cat /srv/hello.txt; test -e /etc/gone.txt && echo LEAK || echo whiteout-ok; echo w > /tmp/x; busybox | head -1']);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, /hello from layer 1\nwhiteout-ok\nBusyBox v/);
+
+  // the snapshotter's own view: 2 committed layers (the container's active one goes at the next GC)
+  const infos = snap.snapshotter.list([]);
+  assert.equal(infos.filter((i) => i.kind === 'COMMITTED').length, 2);
+  const usage = await cd.ctr(['snapshots', '--snapshotter', 'ferry', 'usage']);
+  assert.equal(usage.code, 0, usage.stderr);
+
+  // metrics endpoint
+  const m = await fetch(`http://${snap.metricsAddress}/metrics`).then((r) => r.text());
+  assert.match(m, /ferry_snapshotter_rpc_total\{method="Prepare",code="OK"\} [1-9]/);
+
+  // image removal + synchronous GC removes the layers through Remove (children first) and Cleanup
+  const rmi = await cd.ctr(['images', 'rm', '--sync', ref]);
+  assert.equal(rmi.code, 0, rmi.stderr);
+  assert.equal(snap.snapshotter.list([]).length, 0);
+  assert.deepEqual(await readdir(join(dir, 'snaproot', 'snapshots')), []);
+});
