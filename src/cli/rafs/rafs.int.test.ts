@@ -1,0 +1,131 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FERRY_BIN, fixture } from '../../../test/support/paths.js';
+import { requirePrereqs } from '../../../test/support/prereq.js';
+import { openBootstrap } from '../../format/rafs/index.js';
+
+const NY = (...p: string[]): string => fixture('nydus', ...p);
+const V6 = NY('rafs-v6-2.2.boot');
+const BLOBS = NY('blobs');
+
+function ferry(args: string[]): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [FERRY_BIN, ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** path → description of every entry under dir (type, mode, size, content hash or link target). */
+function snapshot(dir: string, opts: { owners?: boolean } = {}): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (rel: string): void => {
+    const p = rel ? join(dir, rel) : dir;
+    const st = lstatSync(p);
+    let d = `${(st.mode & 0o170000).toString(8)} ${(st.mode & 0o7777).toString(8)}`;
+    if (opts.owners) d += ` ${st.uid}:${st.gid}`;
+    if (st.isFile()) d += ` ${st.size} ${spawnSync('sha256sum', [p], { encoding: 'utf8' }).stdout.split(' ')[0]}`;
+    else if (st.isSymbolicLink()) d += ` -> ${readlinkSync(p)}`;
+    out.set(rel || '/', d);
+    if (st.isDirectory()) for (const n of readdirSync(p).sort()) walk(rel ? `${rel}/${n}` : n);
+  };
+  walk('');
+  return out;
+}
+
+test('rafs cli: inspect, check (valid and corrupted blob) on the upstream v6 image', () => {
+  const r = ferry(['rafs', 'inspect', V6, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as { summary: { version: number }; blobs: { blobId: string }[]; entries: { path: string }[] };
+  assert.equal(j.summary.version, 6);
+  assert.deepEqual(j.entries.map((e) => e.path), ['/', '/lib.rs', '/sync_io.rs']);
+  const t = ferry(['rafs', 'inspect', V6]);
+  assert.equal(t.code, 0);
+  assert.match(t.stdout, /-rw-r--r-- .* 16931 \/lib\.rs \(1 chunks\)/);
+  const ok = ferry(['rafs', 'check', V6, '--blob-dir', BLOBS]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /2 chunks verified/);
+  const tmp = mkdtempSync(join(tmpdir(), 'ferry-rafs-check-'));
+  try {
+    const id = j.blobs[0]!.blobId;
+    const blob = readFileSync(join(BLOBS, id));
+    blob[100] = blob[100]! ^ 0xff;
+    writeFileSync(join(tmp, id), blob);
+    const bad = ferry(['rafs', 'check', V6, '--blob-dir', tmp]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /chunk 0 of blob be7d77/);
+    const missing = ferry(['rafs', 'check', V6, '--blob-dir', join(tmp, 'nowhere')]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /not found/);
+    writeFileSync(join(tmp, 'trunc.boot'), readFileSync(V6).subarray(0, 9000));
+    const trunc = ferry(['rafs', 'check', join(tmp, 'trunc.boot')]);
+    assert.equal(trunc.code, 1);
+    assert.match(trunc.stderr, /rafs bootstrap: .*(truncated|multiple)/);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test('rafs cli: unpack of the upstream v6 image equals fsck.erofs --extract over the uncompressed blob view', () => {
+  requirePrereqs({ root: true, commands: ['fsck.erofs', 'sha256sum'] });
+  const tmp = mkdtempSync(join(tmpdir(), 'ferry-rafs-unpack-'));
+  try {
+    // uncompressed blob view (what EROFS addresses), from our own chunk decoding
+    const bs = openBootstrap(readFileSync(V6));
+    const blob = bs.blobs[0]!;
+    const raw = readFileSync(join(BLOBS, blob.blobId));
+    const view = Buffer.alloc(blob.uncompressedSize);
+    for (const e of bs.walk()) {
+      if ((e.stat.mode & 0o170000) !== 0o100000) continue;
+      for (const c of bs.chunks(e.ino)) {
+        bs.decodeChunk(blob, c, raw.subarray(c.compressedOffset, c.compressedOffset + c.compressedSize)).copy(view, c.uncompressedOffset);
+      }
+    }
+    writeFileSync(join(tmp, 'view'), view);
+    const fsck = spawnSync('fsck.erofs', [`--device=${join(tmp, 'view')}`, `--extract=${join(tmp, 'fsck')}`, V6], { encoding: 'utf8' });
+    assert.equal(fsck.status, 0, fsck.stderr + fsck.stdout);
+    const u = ferry(['rafs', 'unpack', '--bootstrap', V6, '--blob-dir', BLOBS, '--output', join(tmp, 'ours')]);
+    assert.equal(u.code, 0, u.stderr);
+    assert.deepEqual(snapshot(join(tmp, 'ours')), snapshot(join(tmp, 'fsck')));
+    // tar output extracts to the same tree
+    const t = ferry(['rafs', 'unpack', '--bootstrap', V6, '--blob-dir', BLOBS, '--output', join(tmp, 'out.tar')]);
+    assert.equal(t.code, 0, t.stderr);
+    mkdirSync(join(tmp, 'fromtar'));
+    const x = spawnSync('tar', ['-xpf', join(tmp, 'out.tar'), '-C', join(tmp, 'fromtar')], { encoding: 'utf8' });
+    assert.equal(x.status, 0, x.stderr);
+    assert.deepEqual(snapshot(join(tmp, 'fromtar'), { owners: true }), snapshot(join(tmp, 'ours'), { owners: true }));
+    // refuses a non-empty output directory
+    const again = ferry(['rafs', 'unpack', '--bootstrap', V6, '--blob-dir', BLOBS, '--output', join(tmp, 'ours')]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /not empty/);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test('rafs cli: unpack of upstream v5 images reproduces the expected file digests, hardlinks and symlinks', () => {
+  requirePrereqs({ root: true, commands: ['md5sum', 'tar'] });
+  const tmp = mkdtempSync(join(tmpdir(), 'ferry-rafs-v5-'));
+  try {
+    for (const name of ['sha256-nocompress-repeatable', 'blake3-lz4_block-non_repeatable']) {
+      const boot = NY('more', 'repeatable', name);
+      const out = join(tmp, name);
+      const u = ferry(['rafs', 'unpack', '-B', boot, '-D', NY('more', 'repeatable', 'blobs'), '-o', out]);
+      assert.equal(u.code, 0, u.stderr);
+      const text = readFileSync(`${boot}.result`, 'utf8');
+      const sums = text.slice(text.indexOf('\n]\n') + 3).trim().split('\n').map((l) => l.split(/\s+/));
+      for (const [sum, path] of sums) {
+        const got = spawnSync('md5sum', [join(out, path!)], { encoding: 'utf8' }).stdout.split(' ')[0];
+        assert.equal(got, sum, path);
+      }
+      assert.equal(lstatSync(join(out, 'hardlink-test/foo')).ino, lstatSync(join(out, 'hardlink-test/test.sh')).ino);
+      assert.equal(lstatSync(join(out, 'hardlink-test/foo')).nlink, 3);
+      assert.equal(readlinkSync(join(out, 'symlink-test/root-1')), '/////////////////');
+      const c = ferry(['rafs', 'check', boot, '-D', NY('more', 'repeatable', 'blobs')]);
+      assert.equal(c.code, 0, c.stderr);
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
