@@ -126,3 +126,12 @@ export const HTTP_STATUS: Record<string, number> = {
   NOT_IMPLEMENTED: 501, DATA_LOSS: 502, CANCELED: 499, DEADLINE_EXCEEDED: 504, UNAUTHENTICATED: 401,
   PERMISSION_DENIED: 403, RESOURCE_EXHAUSTED: 429, ABORTED: 409, INTERNAL: 500,
 };
+
+/** Resolves when a writable drains or closes (listeners removed either way). */
+export function drained(w: NodeJS.WritableStream & { once(ev: string, f: () => void): unknown; off(ev: string, f: () => void): unknown }): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => { w.off('drain', done); w.off('close', done); resolve(); };
+    w.once('drain', done);
+    w.once('close', done);
+  });
+}

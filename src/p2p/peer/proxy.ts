@@ -15,7 +15,7 @@ import type { Duplex } from 'node:stream';
 import { FerryError, asFerryError } from '../../core/index.js';
 import type { Logger } from '../../observe/index.js';
 import type { PeerConfig } from '../../config/peer.js';
-import { HTTP_STATUS } from '../common/http.js';
+import { HTTP_STATUS, drained } from '../common/http.js';
 import { parseRangeHeader, piecesForRange, type RangeSpec } from '../common/idgen.js';
 import { H, type TaskIdOptions } from '../common/protocol.js';
 import type { Agent } from './agent.js';
@@ -226,7 +226,7 @@ export async function serveEntry(res: ServerResponse, entry: TaskEntry, range: R
       const e = Math.min(end + 1, r.offset + r.length);
       const buf = await entry.readBytes(s, e - s);
       if (res.destroyed) return;
-      if (!res.write(buf)) await new Promise<void>((ok) => { res.once('drain', ok); res.once('close', ok); });
+      if (!res.write(buf)) await drained(res);
       metrics.served.inc(buf.length);
       if (cached) metrics.traffic.inc({ type: 'LOCAL_PEER' }, buf.length);
     }

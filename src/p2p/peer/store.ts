@@ -37,7 +37,7 @@ export class TaskEntry {
   error: FerryError | undefined;
   /** Readers/uploads currently using the data (eviction skips tasks in use). */
   refs = 0;
-  private fh: FileHandle | undefined;
+  private fh: Promise<FileHandle> | undefined;
   private done = 0;
 
   constructor(readonly meta: TaskMeta, readonly dataPath: string, readonly metaPath: string) {
@@ -68,8 +68,11 @@ export class TaskEntry {
   digestOf(n: number): string | undefined { return this.meta.pieces[n]; }
   range(n: number): { offset: number; length: number } { return pieceRange(n, this.meta.contentLength, this.meta.pieceLength); }
 
-  async handle(): Promise<FileHandle> {
-    if (!this.fh) this.fh = await open(this.dataPath, 'r+');
+  private closed = false;
+
+  handle(): Promise<FileHandle> {
+    if (this.closed) return Promise.reject(new FerryError('CANCELED', `task ${this.id} closed`));
+    if (!this.fh) { this.fh = open(this.dataPath, 'r+'); this.fh.catch(() => { this.fh = undefined; }); }
     return this.fh;
   }
 
@@ -151,8 +154,9 @@ export class TaskEntry {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     const fh = this.fh; this.fh = undefined;
-    await fh?.close().catch(() => undefined);
+    if (fh) await fh.then((h) => h.close()).catch(() => undefined);
   }
 }
 

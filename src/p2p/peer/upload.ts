@@ -8,7 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FerryError } from '../../core/index.js';
 import type { Logger } from '../../observe/index.js';
-import { readAll } from '../common/http.js';
+import { drained, readAll } from '../common/http.js';
 import { taskId } from '../common/idgen.js';
 import type { TokenBucket } from '../common/ratelimit.js';
 import type { DownloadTaskRequest, DownloadTaskResponse, PieceListResponse } from '../common/protocol.js';
@@ -68,7 +68,7 @@ export function uploadRoutes(deps: { store: PieceStore; agent: Agent; metrics: P
           const part = buf.subarray(off, Math.min(buf.length, off + step));
           await deps.bucket.take(part.length);
           if (res.destroyed) return true;
-          if (!res.write(part)) await new Promise<void>((r) => { res.once('drain', r); res.once('close', r); });
+          if (!res.write(part)) await drained(res);
           deps.metrics.upload.inc(part.length);
         }
         res.end();

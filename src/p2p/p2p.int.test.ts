@@ -1,0 +1,339 @@
+/**
+ * Loopback integration tests: a real scheduler, a seed peer and peers (in-process, distinct host
+ * names), a real HTTP origin counting the bytes it serves.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import http, { createServer, type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import tls from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { metricValue } from '../observe/index.js';
+import { readAll, jsonRequest } from './common/http.js';
+import { pieceDigest, taskId } from './common/idgen.js';
+import { createCa, LeafMinter, PeerClient, startPeer, startScheduler, type PeerHandle, type SchedulerHandle } from './index.js';
+import { randomBlob, startOrigin, type Origin } from './testing/origin.js';
+
+const MiB = 1024 * 1024;
+const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+async function fetchAll(proxyUrl: string, url: string, headers: Record<string, string> = {}, range?: [number, number]): Promise<{ status: number; body: Buffer; headers: IncomingMessage['headers'] }> {
+  const res = await new PeerClient(proxyUrl).download(url, { headers, ...(range ? { range } : {}) });
+  return { status: res.statusCode ?? 0, body: await readAll(res, 512 * MiB), headers: res.headers };
+}
+
+interface Cluster { scheduler: SchedulerHandle; seed: PeerHandle | undefined; peers: PeerHandle[]; dirs: string[]; close(): Promise<void> }
+
+async function cluster(n: number, opts: { seed?: boolean; peerConfig?: Record<string, unknown>; schedulerUrl?: string } = {}): Promise<Cluster> {
+  const scheduler = await startScheduler({ listen: '127.0.0.1:0', config: { scheduling: { retryInterval: 100 } } });
+  const dirs: string[] = [];
+  const mk = async (name: string, seed: boolean): Promise<PeerHandle> => {
+    const dir = mkdtempSync(join(tmpdir(), `ferry-p2p-${name}-`));
+    dirs.push(dir);
+    return startPeer({
+      dataDir: dir, schedulers: [opts.schedulerUrl ?? scheduler.url], seed, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0',
+      config: { host: { hostname: name }, download: { directBelow: 0 }, ...(opts.peerConfig ?? {}) },
+    });
+  };
+  const seed = opts.seed === false ? undefined : await mk('seed', true);
+  const peers: PeerHandle[] = [];
+  for (let i = 0; i < n; i++) peers.push(await mk(`node${i}`, false));
+  await sleep(50); // announces
+  return {
+    scheduler, seed, peers, dirs,
+    close: async () => {
+      for (const p of [...peers, ...(seed ? [seed] : [])]) await p.close().catch(() => undefined);
+      await scheduler.close();
+      for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    },
+  };
+}
+
+describe('p2p on loopback', () => {
+  let origin: Origin;
+  before(async () => { origin = await startOrigin(); });
+  after(async () => { await origin.close(); });
+
+  test('4 peers + seed fetch one blob at once: identical bytes, origin serves ~1 copy, pieces flow between peers', async () => {
+    const c = await cluster(4);
+    try {
+      const blob = origin.addBlob('library/big', randomBlob(24 * MiB + 123));
+      origin.setRate(40 * MiB);
+      const before = origin.blobBytes();
+      const results = await Promise.all(c.peers.map((p) => fetchAll(p.proxyUrl, blob.url)));
+      origin.setRate(0);
+      for (const r of results) {
+        assert.equal(r.status, 200);
+        assert.equal(sha(r.body), blob.digest);
+      }
+      const served = origin.blobBytes() - before;
+      assert.ok(served <= 1.2 * blob.data.length, `origin served ${served} for a ${blob.data.length}-byte blob`);
+      let remote = 0;
+      for (const p of c.peers) remote += await metricValue(p.metrics, 'ferry_peer_download_traffic_bytes_total', { type: 'REMOTE_PEER' });
+      assert.ok(remote >= 3 * blob.data.length, `peers got ${remote} bytes from other peers`);
+      assert.ok(await metricValue(c.seed!.metrics, 'ferry_peer_download_traffic_bytes_total', { type: 'BACK_TO_SOURCE' }) > 0);
+      // A second request is a local hit.
+      const again = await fetchAll(c.peers[0]!.proxyUrl, blob.url);
+      assert.equal(again.headers['x-dragonfly-task-download-finished'], 'true');
+      assert.ok(await metricValue(c.peers[0]!.metrics, 'ferry_peer_download_traffic_bytes_total', { type: 'LOCAL_PEER' }) >= blob.data.length);
+      const t = await jsonRequest<{ peers: { state: string }[] }>(`${c.scheduler.url}/api/v1/tasks/${taskId({ url: blob.url })}`);
+      assert.ok(t.peers.filter((p) => p.state === 'succeeded').length >= 5);
+    } finally { await c.close(); }
+  });
+
+  test('range request: 206 with only the overlapping pieces fetched', async () => {
+    const c = await cluster(1, { seed: false });
+    try {
+      const blob = origin.addBlob('library/range', randomBlob(20 * MiB));
+      const before = origin.blobBytes();
+      const r = await fetchAll(c.peers[0]!.proxyUrl, blob.url, {}, [5 * MiB, 5 * MiB + 99]);
+      assert.equal(r.status, 206);
+      assert.equal(r.headers['content-range'], `bytes ${5 * MiB}-${5 * MiB + 99}/${20 * MiB}`);
+      assert.deepEqual(r.body, blob.data.subarray(5 * MiB, 5 * MiB + 100));
+      const served = origin.blobBytes() - before;
+      assert.equal(served, 4 * MiB, 'exactly one 4 MiB piece came from the origin');
+      // The whole blob afterwards is still correct.
+      const full = await fetchAll(c.peers[0]!.proxyUrl, blob.url);
+      assert.equal(sha(full.body), blob.digest);
+    } finally { await c.close(); }
+  });
+
+  test('scheduler down: the peer falls back to the origin', async () => {
+    const dead = createServer();
+    await new Promise<void>((r) => dead.listen(0, '127.0.0.1', () => r()));
+    const deadUrl = `http://127.0.0.1:${(dead.address() as AddressInfo).port}`;
+    await new Promise<void>((r) => dead.close(() => r()));
+    const c = await cluster(1, { seed: false, schedulerUrl: deadUrl });
+    try {
+      const blob = origin.addBlob('library/nosched', randomBlob(9 * MiB));
+      const r = await fetchAll(c.peers[0]!.proxyUrl, blob.url);
+      assert.equal(sha(r.body), blob.digest);
+      assert.equal(await metricValue(c.peers[0]!.metrics, 'ferry_peer_scheduler_fallback_total'), 1);
+    } finally { await c.close(); }
+  });
+
+  test('a parent killed mid-piece: the child finishes from another source', async () => {
+    const c = await cluster(2, { seed: false, peerConfig: { download: { directBelow: 0, concurrentPieceCount: 2 }, upload: { rateLimit: 6 * MiB } } });
+    try {
+      const blob = origin.addBlob('library/kill', randomBlob(32 * MiB));
+      origin.setRate(16 * MiB);
+      const [a, b] = c.peers as [PeerHandle, PeerHandle];
+      const pa = fetchAll(a.proxyUrl, blob.url).catch((e: unknown) => e);
+      const tid = taskId({ url: blob.url });
+      for (let i = 0; i < 100 && (a.store.get(tid)?.finishedCount ?? 0) < 1; i++) await sleep(50);
+      const pb = fetchAll(b.proxyUrl, blob.url);
+      // Kill a while b is receiving a piece from it (uploads are limited to 6 MiB/s: a piece takes ~0.7 s).
+      for (let i = 0; i < 100 && (await metricValue(a.metrics, 'ferry_peer_upload_traffic_bytes_total')) < 1 * MiB; i++) await sleep(20);
+      await a.close();
+      const rb = await pb;
+      origin.setRate(0);
+      assert.equal(sha(rb.body), blob.digest);
+      assert.ok(await metricValue(b.metrics, 'ferry_peer_piece_failure_total', { reason: 'network' }) >= 1, 'the broken parent was noticed');
+      await pa;
+    } finally { origin.setRate(0); await c.close(); }
+  });
+
+  test('a parent serving corrupted bytes is detected by crc32, blocked, and the piece refetched', async () => {
+    const c = await cluster(1, { seed: false });
+    const blob = origin.addBlob('library/corrupt', randomBlob(12 * MiB));
+    const tid = taskId({ url: blob.url });
+    const L = 4 * MiB;
+    // A lying parent: announces the right digests, serves flipped bytes.
+    let bad = 0;
+    const liar = createServer((req, res) => {
+      const u = new URL(req.url ?? '/', 'http://x');
+      if (u.pathname.endsWith('/pieces')) {
+        const pieces = [0, 1, 2].map((n) => ({ number: n, digest: pieceDigest(blob.data.subarray(n * L, (n + 1) * L)) }));
+        res.end(JSON.stringify({ taskId: tid, contentLength: blob.data.length, pieceLength: L, pieceCount: 3, pieces, done: true, failed: false }));
+        return;
+      }
+      const n = Number(u.pathname.split('/').pop());
+      const buf = Buffer.from(blob.data.subarray(n * L, (n + 1) * L));
+      buf[100] = buf[100]! ^ 0xff;
+      bad++;
+      res.end(buf);
+    });
+    await new Promise<void>((r) => liar.listen(0, '127.0.0.1', () => r()));
+    const liarUrl = `http://127.0.0.1:${(liar.address() as AddressInfo).port}`;
+    try {
+      const s = c.scheduler.url;
+      await jsonRequest(`${s}/api/v1/hosts/liar`, { method: 'PUT', json: { id: 'liar', ip: '127.0.0.1', hostname: 'liar', type: 'normal', uploadUrl: liarUrl, maxTxBps: 1e10 } });
+      const reg = { peerId: 'liar-peer', hostId: 'liar', taskId: tid, download: { url: blob.url, contentLength: blob.data.length, actualPieceLength: L } };
+      const first = await jsonRequest<{ kind: string }>(`${s}/api/v1/peers`, { method: 'POST', json: reg });
+      assert.equal(first.kind, 'needBackToSource');
+      await jsonRequest(`${s}/api/v1/peers/liar-peer/events`, { method: 'POST', json: { events: [{ kind: 'backToSourceStarted' }, { kind: 'backToSourceFinished' }] } });
+      const before = origin.blobBytes();
+      const r = await fetchAll(c.peers[0]!.proxyUrl, blob.url);
+      assert.equal(sha(r.body), blob.digest);
+      assert.ok(bad >= 1, 'the liar was asked for a piece');
+      assert.ok(await metricValue(c.peers[0]!.metrics, 'ferry_peer_piece_failure_total', { reason: 'crc' }) >= 1);
+      assert.equal(origin.blobBytes() - before, blob.data.length, 'refetched from the origin after blocking the liar');
+      const t = await jsonRequest<{ peers: { id: string; parents: string[] }[] }>(`${s}/api/v1/tasks/${tid}`);
+      assert.ok(t.peers.every((p) => !p.parents.includes('liar-peer')));
+    } finally { liar.close(); await c.close(); }
+  });
+
+  test('access model: private blobs need the client\'s own authorisation; parents need the exact URL', async () => {
+    const priv = await startOrigin({ token: 's3cret' });
+    const c = await cluster(2);
+    try {
+      const blob = priv.addBlob('private/app', randomBlob(8 * MiB));
+      const ok = await fetchAll(c.peers[0]!.proxyUrl, blob.url, { authorization: 'Bearer s3cret' });
+      assert.equal(sha(ok.body), blob.digest);
+      // Another node without credentials: the origin's 401 is relayed and no bytes are served.
+      await assert.rejects(fetchAll(c.peers[1]!.proxyUrl, blob.url), /401/);
+      await assert.rejects(fetchAll(c.peers[0]!.proxyUrl, blob.url, { authorization: 'Bearer wrong' }), /401/);
+      // Even the node holding the task checks again for each request.
+      await assert.rejects(fetchAll(c.peers[0]!.proxyUrl, blob.url), /401/);
+      // Upload server: a request naming another URL gets nothing.
+      const tid = taskId({ url: blob.url });
+      const wrong = await new Promise<number>((resolve) => http.get(`${c.peers[0]!.uploadUrl}/api/v1/tasks/${tid}/pieces/0?url=${encodeURIComponent(blob.url + 'x')}`, (res) => { res.resume(); resolve(res.statusCode ?? 0); }));
+      assert.equal(wrong, 403);
+      const none = await new Promise<number>((resolve) => http.get(`${c.peers[0]!.uploadUrl}/api/v1/tasks/${tid}/pieces/0`, (res) => { res.resume(); resolve(res.statusCode ?? 0); }));
+      assert.equal(none, 403);
+    } finally { await c.close(); await priv.close(); }
+  });
+
+  test('proxy: manifests, HEADs and non-GETs pass straight through with all headers but Host', async () => {
+    const c = await cluster(1, { seed: false });
+    try {
+      const body = Buffer.from('{"schemaVersion":2}');
+      origin.addManifest('library/pt', 'v1', body, 'application/vnd.oci.image.manifest.v1+json');
+      const reqVia = (method: string, path: string, headers: Record<string, string>): Promise<{ status: number; body: Buffer; headers: IncomingMessage['headers'] }> => new Promise((resolve, reject) => {
+        const u = new URL(c.peers[0]!.proxyUrl);
+        const r = http.request({ hostname: u.hostname, port: u.port, method, path, headers: { ...headers, 'x-dragonfly-registry': origin.url } }, (res) => {
+          readAll(res).then((b) => resolve({ status: res.statusCode ?? 0, body: b, headers: res.headers }), reject);
+        });
+        r.on('error', reject); r.end();
+      });
+      origin.log.length = 0;
+      const m = await reqVia('GET', '/v2/library/pt/manifests/v1?ns=' + origin.host, { authorization: 'Bearer x' });
+      assert.equal(m.status, 200);
+      assert.deepEqual(m.body, body);
+      assert.equal(m.headers['content-type'], 'application/vnd.oci.image.manifest.v1+json');
+      assert.deepEqual(origin.log, ['GET /v2/library/pt/manifests/v1 auth=yes']);
+      const blob = origin.addBlob('library/pt', randomBlob(5 * MiB));
+      const h = await reqVia('HEAD', `/v2/library/pt/blobs/${blob.digest}`, {});
+      assert.equal(h.status, 200);
+      assert.equal(h.headers['content-length'], String(5 * MiB));
+      assert.equal(await metricValue(c.peers[0]!.metrics, 'ferry_peer_proxy_request_via_p2p_total'), 0);
+      const g = await reqVia('GET', `/v2/library/pt/blobs/${blob.digest}`, {});
+      assert.equal(sha(g.body), blob.digest);
+      assert.equal(await metricValue(c.peers[0]!.metrics, 'ferry_peer_proxy_request_via_p2p_total'), 1);
+      assert.equal(await metricValue(c.peers[0]!.metrics, 'ferry_peer_proxy_request_total'), 3);
+      const missing = await reqVia('GET', `/v2/library/pt/blobs/sha256:${'0'.repeat(64)}`, {});
+      assert.equal(missing.status, 404);
+    } finally { await c.close(); }
+  });
+
+  test('CONNECT: configured hosts are intercepted with a minted certificate and go P2P; others are tunnelled untouched', async () => {
+    const originCa = createCa('test origin CA');
+    const leaf = new LeafMinter(originCa.certPem, originCa.keyPem);
+    const tlsOrigin = await startOrigin({ tls: { cert: leaf.certFor('127.0.0.1'), key: leaf.keyPem } });
+    const dir = mkdtempSync(join(tmpdir(), 'ferry-p2p-mitm-'));
+    const caFile = join(dir, 'origin-ca.pem');
+    (await import('node:fs')).writeFileSync(caFile, originCa.certPem);
+    const other = await startOrigin({ tls: { cert: leaf.certFor('127.0.0.1'), key: leaf.keyPem } });
+    const c = await cluster(1, { seed: false, peerConfig: { proxy: { hijackHosts: [`^127\\.0\\.0\\.1:${tlsOrigin.host.split(':')[1]}$`], upstreamCaCerts: [caFile] } } });
+    try {
+      const peer = c.peers[0]!;
+      assert.ok(peer.ca, 'a CA was generated');
+      const { statSync } = await import('node:fs');
+      assert.equal(statSync(peer.ca.keyPath).mode & 0o777, 0o600);
+      const getVia = (target: string, path: string, ca: string): Promise<{ status: number; body: Buffer; issuer: string }> => new Promise((resolve, reject) => {
+        const pu = new URL(peer.proxyUrl);
+        const creq = http.request({ hostname: pu.hostname, port: pu.port, method: 'CONNECT', path: target });
+        creq.on('connect', (res, socket) => {
+          if (res.statusCode !== 200) { reject(new Error(`CONNECT ${res.statusCode}`)); return; }
+          const r = https.request({ host: '127.0.0.1', port: Number(target.split(':')[1]), path, method: 'GET', ca, createConnection: () => tls.connect({ socket, ca, host: '127.0.0.1' }) }, (resp) => {
+            const issuer = String((resp.socket as tls.TLSSocket).getPeerCertificate().issuer?.CN ?? '');
+            readAll(resp).then((b) => resolve({ status: resp.statusCode ?? 0, body: b, issuer }), reject);
+          });
+          r.on('error', reject); r.end();
+        });
+        creq.on('error', reject); creq.end();
+      });
+      const blob = tlsOrigin.addBlob('library/tls', randomBlob(6 * MiB));
+      const r1 = await getVia(tlsOrigin.host, `/v2/library/tls/blobs/${blob.digest}`, peer.ca.certPem);
+      assert.equal(r1.status, 200);
+      assert.equal(r1.issuer, 'Ferry P2P proxy CA');
+      assert.equal(sha(r1.body), blob.digest);
+      assert.equal(await metricValue(peer.metrics, 'ferry_peer_proxy_request_via_p2p_total'), 1);
+      const blob2 = other.addBlob('library/tls', randomBlob(1 * MiB));
+      const r2 = await getVia(other.host, `/v2/library/tls/blobs/${blob2.digest}`, originCa.certPem);
+      assert.equal(r2.issuer, 'test origin CA', 'tunnel: the origin\'s own certificate reached the client');
+      assert.equal(sha(r2.body), blob2.digest);
+      assert.equal(await metricValue(peer.metrics, 'ferry_peer_proxy_request_via_p2p_total'), 1);
+    } finally { await c.close(); await tlsOrigin.close(); await other.close(); rmSync(dir, { recursive: true, force: true }); }
+  });
+
+  test('preheat via /oapi/v1/jobs puts the image blobs on the seed; peers then pull without origin blob traffic', async () => {
+    const scheduler = await startScheduler({ listen: '127.0.0.1:0', config: { scheduling: { retryInterval: 100 }, preheat: { tokens: ['pat-123'] } } });
+    const dirs = [mkdtempSync(join(tmpdir(), 'ferry-ph-seed-')), mkdtempSync(join(tmpdir(), 'ferry-ph-p-'))];
+    const seed = await startPeer({ dataDir: dirs[0]!, schedulers: [scheduler.url], seed: true, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0', config: { host: { hostname: 'seed' }, download: { directBelow: 0 } } });
+    const peer = await startPeer({ dataDir: dirs[1]!, schedulers: [scheduler.url], proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0', config: { host: { hostname: 'n1' }, download: { directBelow: 0 } } });
+    try {
+      await sleep(50);
+      const cfg = origin.addBlob('library/ph', Buffer.from('{"architecture":"amd64","os":"linux"}'));
+      const l1 = origin.addBlob('library/ph', randomBlob(6 * MiB));
+      const l2 = origin.addBlob('library/ph', randomBlob(3 * MiB));
+      const manifest = Buffer.from(JSON.stringify({
+        schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: cfg.digest, size: cfg.data.length },
+        layers: [l1, l2].map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: l.digest, size: l.data.length })),
+      }));
+      origin.addManifest('library/ph', 'v1', manifest, 'application/vnd.oci.image.manifest.v1+json');
+      const job = { type: 'preheat', args: { type: 'image', url: `${origin.url}/v2/library/ph/manifests/v1`, headers: {}, scope: 'single_seed_peer' } };
+      await assert.rejects(jsonRequest(`${scheduler.url}/oapi/v1/jobs`, { method: 'POST', json: job }), /401/);
+      const created = await jsonRequest<{ id: number; state: string }>(`${scheduler.url}/oapi/v1/jobs`, { method: 'POST', json: job, headers: { authorization: 'Bearer pat-123' } });
+      assert.equal(created.state, 'PENDING');
+      let state = 'PENDING';
+      let last: { state: string; result: { job_states: { results: { success_tasks: unknown[] }[] }[] } } | undefined;
+      for (let i = 0; i < 100 && state === 'PENDING'; i++) {
+        await sleep(100);
+        last = await jsonRequest(`${scheduler.url}/oapi/v1/jobs/${created.id}`, { headers: { authorization: 'Bearer pat-123' } });
+        state = last!.state;
+      }
+      assert.equal(state, 'SUCCESS', JSON.stringify(last));
+      assert.equal(last!.result.job_states[0]!.results[0]!.success_tasks.length, 3);
+      assert.equal(seed.store.list().filter((t) => t.complete).length, 3);
+      const before = origin.blobBytes();
+      for (const l of [cfg, l1, l2]) {
+        const r = await fetchAll(peer.proxyUrl, `${l.url}?ns=${origin.host}`);
+        assert.equal(sha(r.body), l.digest);
+      }
+      assert.equal(origin.blobBytes() - before, 0, 'no blob bytes from the origin after preheat');
+      const h = await new Promise<number>((resolve) => http.get(`${scheduler.url}/healthy`, (res) => { res.resume(); resolve(res.statusCode ?? 0); }));
+      assert.equal(h, 200);
+      const bad = await jsonRequest(`${scheduler.url}/oapi/v1/jobs`, { method: 'POST', json: { type: 'preheat', args: { type: 'image' } }, headers: { authorization: 'Bearer pat-123' } }).catch((e: Error) => e.message);
+      assert.match(String(bad), /400/);
+    } finally {
+      await peer.close(); await seed.close(); await scheduler.close();
+      for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    }
+  });
+
+  test('disk quota: LRU eviction of finished tasks, reported to the scheduler', async () => {
+    const c = await cluster(1, { seed: false, peerConfig: { storage: { quota: 10 * MiB } } });
+    try {
+      const b1 = origin.addBlob('library/q', randomBlob(6 * MiB));
+      const b2 = origin.addBlob('library/q', randomBlob(6 * MiB));
+      assert.equal(sha((await fetchAll(c.peers[0]!.proxyUrl, b1.url)).body), b1.digest);
+      await sleep(50);
+      assert.equal(sha((await fetchAll(c.peers[0]!.proxyUrl, b2.url)).body), b2.digest);
+      await sleep(100);
+      const ids = c.peers[0]!.store.list().map((t) => t.id);
+      assert.deepEqual(ids, [taskId({ url: b2.url })]);
+      assert.equal(await metricValue(c.peers[0]!.metrics, 'ferry_peer_evicted_task_total'), 1);
+      const t = await jsonRequest<{ peers: unknown[] }>(`${c.scheduler.url}/api/v1/tasks/${taskId({ url: b1.url })}`);
+      assert.equal(t.peers.length, 0, 'the scheduler forgot the evicted copy');
+      const big = origin.addBlob('library/q', randomBlob(11 * MiB));
+      await assert.rejects(fetchAll(c.peers[0]!.proxyUrl, big.url), /quota|429|exceeds/);
+    } finally { await c.close(); }
+  });
+});
