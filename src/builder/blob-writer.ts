@@ -45,11 +45,13 @@ export interface BlobStats {
   chunksStored: number;
   chunksDeduped: number;
   chunksFromDict: number;
+  /** xattrs EROFS cannot store (namespaces other than user/trusted/security/ACL), dropped */
+  xattrsDropped: number;
 }
 
 export class BlobWriter {
   readonly desc: BlobDesc;
-  readonly stats: BlobStats = { inputBytes: 0, chunksIn: 0, chunksStored: 0, chunksDeduped: 0, chunksFromDict: 0 };
+  readonly stats: BlobStats = { inputBytes: 0, chunksIn: 0, chunksStored: 0, chunksDeduped: 0, chunksFromDict: 0, xattrsDropped: 0 };
   private readonly codec: Codec;
   private readonly own = new Map<string, Omit<ChunkRef, 'fileOffset'>>();
   private readonly ci: CiEntry[] = [];
@@ -79,7 +81,8 @@ export class BlobWriter {
   }
 
   /**
-   * Adds one chunk (uncompressed bytes, ≤ chunk size, not retained after the call) and returns
+   * Adds one chunk (uncompressed bytes, ≤ chunk size; kept by reference until written, so the
+   * caller must not modify it afterwards) and returns
    * where it lives — in this blob (new or deduplicated) or in a known blob.
    */
   async add(data: Buffer): Promise<Omit<ChunkRef, 'fileOffset'>> {
@@ -95,7 +98,7 @@ export class BlobWriter {
     if (known) { this.stats.chunksFromDict++; return known; }
 
     const z = this.codec.compress(data);
-    const stored = z ?? Buffer.from(data); // copy: the caller reuses its buffer
+    const stored = z ?? data;
     const entry: CiEntry = {
       compressedOffset: this.dataSize,
       compressedSize: stored.length,
@@ -127,16 +130,23 @@ export class BlobWriter {
       await mkdir(this.opts.workDir, { recursive: true });
       this.fh = await open(this.tmpPath, 'w');
     }
-    const buf = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    const bufs = this.pending;
+    const total = this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
-    this.hash.update(buf);
-    let off = 0;
-    while (off < buf.length) {
-      const { bytesWritten } = await this.fh.write(buf, off, buf.length - off, this.written + off);
-      off += bytesWritten;
+    for (const b of bufs) this.hash.update(b);
+    const { bytesWritten } = await this.fh.writev(bufs, this.written);
+    if (bytesWritten !== total) {
+      // a short vectored write: finish the rest buffer by buffer
+      let off = bytesWritten;
+      const rest = Buffer.concat(bufs, total).subarray(off);
+      let p = 0;
+      while (p < rest.length) {
+        const r = await this.fh.write(rest, p, rest.length - p, this.written + off + p);
+        p += r.bytesWritten;
+      }
     }
-    this.written += buf.length;
+    this.written += total;
   }
 
   /** True when at least one chunk is stored in this blob. */

@@ -70,7 +70,7 @@ export function collectBlobs(root: Inode, preferred: BlobDesc[] = []): BlobDesc[
   const seen = new Set(out);
   const visit = (n: Inode): void => {
     if (n.chunks) for (const c of n.chunks) if (!seen.has(c.blob)) { seen.add(c.blob); out.push(c.blob); }
-    if (n.children) for (const [, c] of sortedChildren(n)) visit(c);
+    if (n.children) for (const c of n.children.values()) visit(c);
   };
   visit(root);
   return out;
@@ -199,7 +199,7 @@ export function writeBootstrapV6(root: Inode, opts: BootstrapOptions): Buffer {
   for (const p of order) {
     for (const c of p.node.chunks ?? []) {
       const bi = blobIndex.get(c.blob)!;
-      chunkRecs.set(`${c.digest.toString('hex')}:${bi}`, { ref: c, bi });
+      chunkRecs.set(c.digest.toString('latin1') + String.fromCharCode(bi), { ref: c, bi });
     }
   }
   const chunkList = [...chunkRecs.values()].sort((a, b) => Buffer.compare(a.ref.digest, b.ref.digest) || a.bi - b.bi);

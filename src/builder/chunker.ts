@@ -1,7 +1,7 @@
 /**
  * @module builder/chunker
- * Cuts file data into fixed-size chunks and hands each to the blob writer, one chunk buffer at a
- * time (a file is never held in memory as a whole).
+ * Cuts file data into fixed-size chunks and hands each to the blob writer (a file is never held in
+ * memory as a whole; chunks wholly inside a stream piece are passed on without copying).
  */
 import type { Readable } from 'node:stream';
 import type { FileHandle } from 'node:fs/promises';
@@ -13,30 +13,40 @@ import type { ChunkRef } from './tree.js';
 export async function chunkStream(body: Readable, size: number, writer: BlobWriter, chunkSize: number, onBytes?: (n: number) => void): Promise<ChunkRef[]> {
   const refs: ChunkRef[] = [];
   if (size === 0) { body.resume(); return refs; }
-  let buf = Buffer.allocUnsafe(Math.min(chunkSize, size));
-  let fill = 0;
   let fileOffset = 0;
-  const emit = async (): Promise<void> => {
-    const ref = await writer.add(buf.subarray(0, fill));
+  let buf: Buffer | undefined;
+  let fill = 0;
+  const add = async (data: Buffer): Promise<void> => {
+    const ref = await writer.add(data);
     refs.push({ ...ref, fileOffset });
-    fileOffset += fill;
-    onBytes?.(fill);
-    fill = 0;
-    const left = size - fileOffset;
-    if (left > 0 && left < buf.length) buf = Buffer.allocUnsafe(left);
+    fileOffset += data.length;
+    onBytes?.(data.length);
   };
   for await (const piece of body as AsyncIterable<Buffer>) {
     let p = 0;
     while (p < piece.length) {
-      if (fileOffset + fill >= size) throw new FerryError('DATA_LOSS', `file body longer than its declared size ${size}`);
-      const n = Math.min(piece.length - p, buf.length - fill);
+      const want = Math.min(chunkSize, size - fileOffset);
+      if (want <= 0) throw new FerryError('DATA_LOSS', `file body longer than its declared size ${size}`);
+      if (!buf && piece.length - p >= want) {
+        // the whole chunk is inside this piece: hand it over without copying
+        await add(piece.subarray(p, p + want));
+        p += want;
+        continue;
+      }
+      buf ??= Buffer.allocUnsafe(want);
+      const n = Math.min(piece.length - p, want - fill);
       piece.copy(buf, fill, p, p + n);
       fill += n;
       p += n;
-      if (fill === buf.length) await emit();
+      if (fill === want) {
+        const full = buf;
+        buf = undefined;
+        fill = 0;
+        await add(full);
+      }
     }
   }
-  if (fill > 0) await emit();
+  if (buf) throw new FerryError('DATA_LOSS', `file body ended after ${fileOffset + fill} of ${size} bytes`);
   if (fileOffset !== size) throw new FerryError('DATA_LOSS', `file body ended after ${fileOffset} of ${size} bytes`);
   return refs;
 }
@@ -44,10 +54,10 @@ export async function chunkStream(body: Readable, size: number, writer: BlobWrit
 /** Reads a regular file through its handle, chunk by chunk. */
 export async function chunkFile(fh: FileHandle, size: number, writer: BlobWriter, chunkSize: number, onBytes?: (n: number) => void): Promise<ChunkRef[]> {
   const refs: ChunkRef[] = [];
-  const buf = Buffer.allocUnsafe(Math.min(chunkSize, Math.max(size, 1)));
   let off = 0;
   while (off < size) {
     const want = Math.min(chunkSize, size - off);
+    const buf = Buffer.allocUnsafe(want); // kept by the blob writer until flushed
     let got = 0;
     while (got < want) {
       const { bytesRead } = await fh.read(buf, got, want - got, off + got);

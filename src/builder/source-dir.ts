@@ -8,7 +8,7 @@ import { lstat, open, readdir, readlink } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { FerryError } from '../core/index.js';
-import { newDir, type Inode, type NodeType } from './tree.js';
+import { newDir, storableXattrs, type Inode, type NodeType } from './tree.js';
 import { chunkFile } from './chunker.js';
 import type { BlobWriter } from './blob-writer.js';
 
@@ -88,6 +88,7 @@ export async function treeFromDir(dir: string, opts: DirSourceOptions): Promise<
     node.mtime = Number(st.mtimeNs / 1_000_000_000n);
     node.mtimeNsec = Number(st.mtimeNs % 1_000_000_000n);
     node.xattrs = xattrs.get(abs) ?? new Map();
+    opts.writer.stats.xattrsDropped += storableXattrs(node.xattrs).dropped.length;
   };
 
   const walk = async (absDir: string, node: Inode): Promise<void> => {

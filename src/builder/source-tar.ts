@@ -7,7 +7,7 @@
 import type { Readable } from 'node:stream';
 import { FerryError } from '../core/index.js';
 import { readLayer } from '../format/tar/index.js';
-import { insertPath, lookupPath, newDir, splitPath, type Inode } from './tree.js';
+import { insertPath, lookupPath, newDir, splitPath, storableXattrs, type Inode } from './tree.js';
 import { chunkStream } from './chunker.js';
 import type { BlobWriter } from './blob-writer.js';
 
@@ -26,6 +26,7 @@ export async function treeFromTar(input: Readable, opts: TarSourceOptions): Prom
       type: 'file', perm: entry.mode & 0o7777, uid: entry.uid, gid: entry.gid, mtime,
       mtimeNsec: Math.round((entry.mtime - mtime) * 1e9) % 1_000_000_000, size: 0, xattrs: new Map(Object.entries(entry.xattrs ?? {})),
     };
+    opts.writer.stats.xattrsDropped += storableXattrs(base.xattrs).dropped.length;
     switch (entry.type) {
       case 'file': {
         const node: Inode = { ...base, size: entry.size };

@@ -6,6 +6,7 @@
  */
 import { FerryError } from '../core/index.js';
 import type { CompressorName } from '../format/compress/index.js';
+import { splitXattrName } from '../format/erofs/index.js';
 
 export type NodeType = 'file' | 'dir' | 'symlink' | 'char' | 'block' | 'fifo' | 'socket';
 
@@ -179,4 +180,17 @@ export function* walkTree(root: Inode, prefix = ''): Generator<{ path: string; n
     if (child.type === 'dir') yield* walkTree(child, path);
     else yield { path, node: child };
   }
+}
+
+/**
+ * Keeps the xattrs EROFS can store (user., trusted., security., POSIX ACLs); drops the rest (e.g.
+ * pseudo attributes like `system.sockprotoname` that GNU tar records) and returns how many it dropped.
+ */
+export function storableXattrs(x: Map<string, Buffer>): { xattrs: Map<string, Buffer>; dropped: string[] } {
+  const dropped: string[] = [];
+  for (const name of x.keys()) {
+    try { splitXattrName(name); } catch { dropped.push(name); }
+  }
+  for (const d of dropped) x.delete(d);
+  return { xattrs: x, dropped };
 }

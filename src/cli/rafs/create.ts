@@ -125,6 +125,7 @@ export async function run(argv: string[]): Promise<number> {
       chunkSize: checked.chunkSize,
       seconds,
     };
+    if (r.stats.xattrsDropped) process.stderr.write(`ferry rafs create: warning: dropped ${r.stats.xattrsDropped} xattrs EROFS cannot store (only user., trusted., security. and POSIX ACLs)\n`);
     if (o.outputJson) await writeFile(o.outputJson, JSON.stringify(out, null, 2) + '\n');
     process.stdout.write(JSON.stringify(out) + '\n');
     return 0;
