@@ -26,19 +26,18 @@ type AnyClient = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
 /** One connection to a unix socket shared by all service clients made from it. */
 export class GrpcConnection {
   readonly address: string;
-  private readonly clients = new Map<string, AnyClient>();
+  private readonly clients: Map<string, AnyClient>;
   private readonly ctx: CallContext;
 
-  constructor(address: string, ctx: CallContext = {}) {
+  constructor(address: string, ctx: CallContext = {}, shared?: Map<string, AnyClient>) {
     this.address = address;
     this.ctx = ctx;
+    this.clients = shared ?? new Map();
   }
 
-  /** A connection with the same socket and some context fields replaced. */
+  /** A connection over the same channels with some context fields replaced. */
   with(ctx: CallContext): GrpcConnection {
-    const c = new GrpcConnection(this.address, { ...this.ctx, ...ctx });
-    for (const [k, v] of this.clients) c.clients.set(k, v);
-    return c;
+    return new GrpcConnection(this.address, { ...this.ctx, ...ctx }, this.clients);
   }
 
   client(name: keyof typeof SERVICE_NAMES): AnyClient {

@@ -15,3 +15,5 @@ export type { Kind } from './store.js';
 export { startSnapshotter, type StartSnapshotterOptions, type SnapshotterHandle } from './service.js';
 export { LazyImages, mountIdOf, type LazyFs, type LazyMountRequest, type LazyMountInfo } from './lazy.js';
 export { GrpcConnection, SnapshotsClient, type CallContext } from './client.js';
+export { pullImage, chainIds, imageLayersLabel, type PullOptions, type PullResult, type PulledLayer } from './pull.js';
+export { ContainerdApi, type ContentDescriptor } from './containerd.js';

@@ -10,7 +10,8 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requirePrereqs } from '../support/prereq.js';
-import { busyboxRootfs, buildOciImage, pushImage, startContainerd, whiteout, type Containerd } from '../../src/bench/env/index.js';
+import { busyboxRootfs, buildOciImage, exec, pushImage, startContainerd, whiteout, type Containerd } from '../../src/bench/env/index.js';
+import { ferry } from './snapshotter-support.js';
 import { startRegistry, type RegistryHandle } from '../../src/registry/index.js';
 import { parseSnapshotterConfig } from '../../src/config/snapshotter.js';
 import { startSnapshotter, type SnapshotterHandle } from '../../src/snapshotter/index.js';
@@ -76,4 +77,40 @@ test('ctr pull + run through the ferry snapshotter (overlay), then GC removes th
   assert.equal(rmi.code, 0, rmi.stderr);
   assert.equal(snap.snapshotter.list([]).length, 0);
   assert.deepEqual(await readdir(join(dir, 'snaproot', 'snapshots')), []);
+});
+
+test('ferry pull (ordinary OCI image: download + diff Apply + Commit) then ctr run', async () => {
+  const r = await ferry(['pull', '--address', cd.address, '--namespace', cd.namespace, '--plain-http', '--json', ref]);
+  assert.equal(r.code, 0, r.stderr);
+  const res = JSON.parse(r.stdout) as { layers: Array<{ how: string }>; bytesFetched: number };
+  assert.deepEqual(res.layers.map((l) => l.how), ['applied', 'applied']);
+  assert.ok(res.bytesFetched > 500_000, String(res.bytesFetched)); // busybox is ~1 MB gzip
+  const imgs = await cd.ctr(['images', 'ls', '-q']);
+  assert.match(imgs.stdout, new RegExp(ref.replace(/[.:/]/g, '\\$&')));
+  const run = await cd.ctr(['run', '--rm', '--snapshotter', 'ferry', ref, 'ovl-2', '/bin/cat', '/srv/hello.txt']);
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal(run.stdout, 'hello from layer 1\n');
+  // a second pull finds everything unpacked
+  const again = await ferry(['pull', '--address', cd.address, '--namespace', cd.namespace, '--plain-http', '--json', ref]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.deepEqual((JSON.parse(again.stdout) as { layers: Array<{ how: string }> }).layers.map((l) => l.how), ['present', 'present']);
+  // survives containerd's GC: a synchronous GC (removing a second name) keeps the image's content and snapshots
+  const tag = await cd.ctr(['images', 'tag', ref, `${reg.host}/library/bb:other`]);
+  assert.equal(tag.code, 0, tag.stderr);
+  const rm2 = await cd.ctr(['images', 'rm', '--sync', `${reg.host}/library/bb:other`]);
+  assert.equal(rm2.code, 0, rm2.stderr);
+  assert.equal(snap.snapshotter.list(['kind==committed']).length, 2);
+  const content = await cd.ctr(['content', 'ls', '-q']);
+  assert.equal(content.stdout.trim().split('\n').length, 4, content.stdout); // manifest, config, 2 layers
+});
+
+test('ctr-remote images rpull --snapshotter ferry of an ordinary image falls back to download', async () => {
+  requirePrereqs({ commands: ['ctr-remote'] });
+  const rmi = await cd.ctr(['images', 'rm', '--sync', ref]);
+  assert.equal(rmi.code, 0, rmi.stderr);
+  const r = await exec('ctr-remote', ['--address', cd.address, '-n', cd.namespace, 'images', 'rpull', '--plain-http', '--snapshotter', 'ferry', ref]);
+  assert.equal(r.code, 0, r.stderr);
+  const run = await cd.ctr(['run', '--rm', '--snapshotter', 'ferry', ref, 'ovl-3', '/bin/cat', '/srv/hello.txt']);
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal(run.stdout, 'hello from layer 1\n');
 });

@@ -1,0 +1,211 @@
+/**
+ * @module snapshotter/pull
+ * `ferry pull`: what `ctr-remote images rpull` does, through containerd's gRPC API. Manifest and
+ * config go into containerd's content store (with the GC labels containerd's own pull writes),
+ * the image record is created, and every layer is unpacked through the chosen snapshotter via
+ * containerd's snapshots service: Prepare carries the remote-snapshot labels (CRI's `cri.*` set,
+ * the layer's own `containerd.io/snapshot/*` annotations, and `ferry.plain-http`), so a lazy
+ * snapshotter answers ALREADY_EXISTS and nothing is downloaded; otherwise the layer blob is
+ * fetched into the content store, applied with the diff service and committed under its chain
+ * id. All of it under a lease, so containerd's GC cannot collect half a pull.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { Transform } from 'node:stream';
+import { FerryError } from '../core/index.js';
+import { isIndexMediaType, NydusAnnotation, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest } from '../oci/index.js';
+import { silentLogger, type Logger } from '../observe/index.js';
+import {
+  currentPlatform, formatReference, parsePlatform, parseReference, platformMatches, RegistryClient, withDigest,
+  type Credentials, type ImageReference,
+} from '../remote/index.js';
+import { GrpcConnection, SnapshotsClient } from './client.js';
+import { ContainerdApi, type ContentDescriptor } from './containerd.js';
+import { Label, MAX_LABEL_BYTES } from './labels.js';
+
+export interface PullOptions {
+  /** containerd's gRPC socket. */
+  address: string;
+  namespace?: string;
+  snapshotter?: string;
+  ref: string;
+  plainHttp?: boolean;
+  /** `user:password` for the registry. */
+  user?: string;
+  platform?: string;
+  log?: Logger;
+  /** Called with one line per step (CLI progress). */
+  progress?: (line: string) => void;
+}
+
+export interface PulledLayer { digest: string; chainId: string; how: 'remote' | 'applied' | 'present'; bytes: number }
+
+export interface PullResult {
+  name: string;
+  manifestDigest: string;
+  configDigest: string;
+  layers: PulledLayer[];
+  /** Bytes read from the registry (manifests, config, layer blobs). */
+  bytesFetched: number;
+  ms: number;
+}
+
+const NYDUS_ARTIFACT = 'application/vnd.nydus.image.manifest.v1+json';
+
+export function chainIds(diffIds: string[]): string[] {
+  const out: string[] = [];
+  for (const d of diffIds) {
+    const prev = out[out.length - 1];
+    out.push(prev === undefined ? d : `sha256:${createHash('sha256').update(`${prev} ${d}`).digest('hex')}`);
+  }
+  return out;
+}
+
+/** This and the following layer digests, as many as fit containerd's 4096-byte label limit. */
+export function imageLayersLabel(digests: string[]): string {
+  let v = '';
+  for (const d of digests) {
+    const next = v ? `${v},${d}` : d;
+    if (Buffer.byteLength(Label.CRI_IMAGE_LAYERS) + Buffer.byteLength(next) > MAX_LABEL_BYTES) break;
+    v = next;
+  }
+  return v;
+}
+
+function desc(d: Descriptor): ContentDescriptor {
+  return { mediaType: d.mediaType, digest: d.digest, size: d.size };
+}
+
+export async function pullImage(o: PullOptions): Promise<PullResult> {
+  const t0 = Date.now();
+  const log = (o.log ?? silentLogger()).child({ component: 'pull' });
+  const say = o.progress ?? (() => {});
+  const snapshotterName = o.snapshotter ?? 'ferry';
+  const namespace = o.namespace ?? 'default';
+  let creds: Credentials | undefined;
+  if (o.user !== undefined) {
+    const i = o.user.indexOf(':');
+    if (i < 0) throw new FerryError('INVALID_ARGUMENT', '--user must be USER:PASSWORD');
+    creds = { username: o.user.slice(0, i), password: o.user.slice(i + 1) };
+  }
+  const regOpts: ConstructorParameters<typeof RegistryClient>[0] = { log };
+  if (o.plainHttp) regOpts.insecure = () => true;
+  if (creds) { const c = creds; regOpts.credentials = () => c; }
+  const reg = new RegistryClient(regOpts);
+  const ref: ImageReference = parseReference(o.ref);
+  if (!ref.tag && !ref.digest) ref.tag = 'latest';
+  const name = formatReference(ref);
+  let fetched = 0;
+
+  // manifest (an index resolves to this platform's manifest, preferring a Nydus one)
+  let m = await reg.getManifest(ref);
+  fetched += m.body.length;
+  let parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest | ImageIndex;
+  if (isIndexMediaType(m.mediaType) || Array.isArray((parsed as ImageIndex).manifests)) {
+    const plat = o.platform ? parsePlatform(o.platform) : currentPlatform();
+    const idx = parsed as ImageIndex;
+    const pick = idx.manifests.find((d) => (d.artifactType === NYDUS_ARTIFACT || d.platform?.['os.features']?.includes(NydusAnnotation.PLATFORM_FEATURE))
+      && platformMatches(d.platform, plat)) ?? idx.manifests.find((d) => platformMatches(d.platform, plat));
+    if (!pick) throw new FerryError('NOT_FOUND', `${name}: no manifest for ${plat.os}/${plat.architecture}`);
+    m = await reg.getManifest(withDigest(ref, pick.digest));
+    fetched += m.body.length;
+    parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest;
+  }
+  const manifest = parsed as ImageManifest;
+  if (!manifest.config || !Array.isArray(manifest.layers)) throw new FerryError('INVALID_ARGUMENT', `${name}: not an image manifest`);
+  const configBuf = await reg.getBlobBuffer(ref.registry, ref.repository, manifest.config.digest, 16 * 1024 * 1024);
+  fetched += configBuf.length;
+  const config = JSON.parse(configBuf.toString('utf8')) as ImageConfig;
+  const diffIds = config.rootfs?.diff_ids ?? [];
+  if (diffIds.length !== manifest.layers.length) {
+    throw new FerryError('INVALID_ARGUMENT', `${name}: ${manifest.layers.length} layers but ${diffIds.length} diff_ids`);
+  }
+  const chains = chainIds(diffIds);
+  say(`resolved ${name} → ${m.digest} (${manifest.layers.length} layers)`);
+
+  const root = new GrpcConnection(o.address, { namespace });
+  try {
+    const leaseApi = new ContainerdApi(root);
+    const lease = await leaseApi.createLease();
+    const conn = root.with({ lease });
+    const api = new ContainerdApi(conn);
+    const sn = new SnapshotsClient(conn, snapshotterName);
+    try {
+      // config and manifest into the content store; GC labels link manifest → config/layers → snapshots
+      const manifestLabels: Record<string, string> = { 'containerd.io/gc.ref.content.config': manifest.config.digest };
+      manifest.layers.forEach((l, i) => { manifestLabels[`containerd.io/gc.ref.content.l.${i}`] = l.digest; });
+      const distLabel = { [`containerd.io/distribution.source.${ref.registry}`]: ref.repository };
+      await api.writeContent(desc(manifest.config), configBuf, distLabel);
+      await api.writeContent({ mediaType: m.mediaType, digest: m.digest, size: m.body.length }, m.body, { ...manifestLabels, ...distLabel });
+
+      const layers: PulledLayer[] = [];
+      for (let i = 0; i < manifest.layers.length; i++) {
+        const layer = manifest.layers[i]!;
+        const chainId = chains[i]!;
+        const parent = i > 0 ? chains[i - 1]! : '';
+        const exists = await sn.stat(chainId).then(() => true, (err: unknown) => {
+          if (FerryError.hasCode(err, 'NOT_FOUND')) return false;
+          throw err;
+        });
+        if (exists) {
+          layers.push({ digest: layer.digest, chainId, how: 'present', bytes: 0 });
+          say(`layer ${i + 1}/${manifest.layers.length} ${layer.digest.slice(0, 19)} already unpacked`);
+          continue;
+        }
+        const labels: Record<string, string> = {
+          [Label.SNAPSHOT_REF]: chainId,
+          [Label.CRI_IMAGE_REF]: name,
+          [Label.CRI_MANIFEST_DIGEST]: m.digest,
+          [Label.CRI_LAYER_DIGEST]: layer.digest,
+          [Label.CRI_IMAGE_LAYERS]: imageLayersLabel(manifest.layers.slice(i).map((l) => l.digest)),
+        };
+        for (const [k, v] of Object.entries(layer.annotations ?? {})) {
+          if (k.startsWith('containerd.io/snapshot/')) labels[k] = v;
+        }
+        if (o.plainHttp) labels[Label.FERRY_PLAIN_HTTP] = 'true';
+        const key = `extract-${process.hrtime.bigint()}-${randomBytes(3).toString('base64url')} ${chainId}`;
+        let mounts;
+        try {
+          mounts = await sn.prepare(key, parent, labels);
+        } catch (err) {
+          if (FerryError.hasCode(err, 'ALREADY_EXISTS')) {
+            await sn.stat(chainId); // must now exist (containerd checked the backend)
+            layers.push({ digest: layer.digest, chainId, how: 'remote', bytes: 0 });
+            say(`layer ${i + 1}/${manifest.layers.length} ${layer.digest.slice(0, 19)} remote (lazy, not downloaded)`);
+            continue;
+          }
+          throw err;
+        }
+        try {
+          let bytes = 0;
+          const body = await reg.getBlob(ref.registry, ref.repository, layer.digest);
+          const counter = new Transform({ transform(c: Buffer, _e, cb) { bytes += c.length; cb(null, c); } });
+          body.on('error', (e) => counter.destroy(e));
+          await api.writeContent(desc(layer), body.pipe(counter), distLabel);
+          fetched += bytes;
+          const applied = await api.applyLayer(desc(layer), mounts);
+          if (applied !== diffIds[i]) throw new FerryError('DATA_LOSS', `layer ${layer.digest}: applied ${applied}, config says ${diffIds[i]}`);
+          await sn.commit(chainId, key, { [Label.SNAPSHOT_REF]: chainId });
+          await api.setContentLabels(layer.digest, { 'containerd.io/uncompressed': applied });
+          layers.push({ digest: layer.digest, chainId, how: 'applied', bytes });
+          say(`layer ${i + 1}/${manifest.layers.length} ${layer.digest.slice(0, 19)} downloaded and applied (${bytes} bytes)`);
+        } catch (err) {
+          await sn.remove(key).catch(() => {});
+          if (FerryError.hasCode(err, 'ALREADY_EXISTS') && await sn.stat(chainId).then(() => true, () => false)) {
+            layers.push({ digest: layer.digest, chainId, how: 'present', bytes: 0 });
+            continue;
+          }
+          throw err;
+        }
+      }
+      const top = chains[chains.length - 1];
+      if (top) await api.setContentLabels(manifest.config.digest, { [`containerd.io/gc.ref.snapshot.${snapshotterName}`]: top });
+      await api.putImage(name, { mediaType: m.mediaType, digest: m.digest, size: m.body.length });
+      say(`image ${name} unpacked with snapshotter ${snapshotterName}`);
+      return { name, manifestDigest: m.digest, configDigest: manifest.config.digest, layers, bytesFetched: fetched, ms: Date.now() - t0 };
+    } finally {
+      await leaseApi.deleteLease(lease).catch((err: unknown) => log.warn({ err, lease }, 'deleting lease failed'));
+    }
+  } finally {
+    root.close();
+  }
+}
