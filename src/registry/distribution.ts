@@ -216,13 +216,9 @@ export class DistributionApi {
       throw err;
     }
     res.writeHead(range ? 206 : 200, headers);
-    let sent = 0;
-    stream.on('data', (c: Buffer) => { sent += c.length; });
-    try {
-      await pipeline(stream, res);
-    } finally {
-      this.#d.counters.blobBytesServed(sent);
-    }
+    // Counted as the bytes leave the store, so the counter is current when the client has them.
+    stream.on('data', (c: Buffer) => this.#d.counters.blobBytesServed(c.length));
+    await pipeline(stream, res);
   }
 
   async #deleteBlob(res: ServerResponse, name: string, rawDigest: string): Promise<void> {

@@ -72,11 +72,21 @@ export class LocalBlobStore implements BlobStore {
 
   async read(digest: string, range?: { start: number; end: number }): Promise<Readable> {
     const p = this.localPath(digest);
-    const fh = await open(p, 'r').catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') throw new FerryError('NOT_FOUND', `blob ${digest}`);
-      throw err;
+    // Large reads in 1 MiB slices: fewer syscalls and socket writes per byte.
+    const stream = createReadStream(p, { ...(range ? { start: range.start, end: range.end } : {}), highWaterMark: 1024 * 1024 });
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException): void => {
+        stream.off('ready', onReady);
+        reject(err.code === 'ENOENT' ? new FerryError('NOT_FOUND', `blob ${digest}`) : err);
+      };
+      const onReady = (): void => {
+        stream.off('error', onError);
+        resolve();
+      };
+      stream.once('error', onError);
+      stream.once('ready', onReady);
     });
-    return fh.createReadStream({ ...(range ? { start: range.start, end: range.end } : {}), highWaterMark: 256 * 1024, autoClose: true });
+    return stream;
   }
 
   async *list(): AsyncIterable<BlobInfo> {
