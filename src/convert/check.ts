@@ -9,7 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -290,6 +290,7 @@ export async function checkImage(opts: CheckOptions): Promise<CheckResult> {
   const max = opts.maxDifferences ?? 200;
   const diffs: Difference[] = [];
   const checked: CheckResult['checked'] = [];
+  if (opts.workDir) await mkdir(opts.workDir, { recursive: true });
   const work = await mkdtemp(join(opts.workDir ?? tmpdir(), 'ferry-check-'));
   try {
     const top = await tc.getManifest(dst);

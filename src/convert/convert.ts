@@ -311,11 +311,11 @@ async function convertManifest(ctx: Ctx, srcDesc: Descriptor, body: Buffer, plat
   };
   const configDesc = await pushJson(ctx, newConfig, opts.mergePlatform ? NYDUS_CONFIG_MEDIA_TYPE : MediaType.OCI_CONFIG);
   const annotations: Record<string, string> = {
-    ...(opts.annotations ?? {}),
     [ConvertAnnotation.SOURCE_DIGEST]: srcDesc.digest,
     [ConvertAnnotation.SOURCE_REFERENCE]: formatReference(src),
     [NydusAnnotation.FS_VERSION]: String(ctx.build.fsVersion),
     [ConvertAnnotation.BUILDER_VERSION]: BUILDER_VERSION,
+    ...(opts.annotations ?? {}),
   };
   if (opts.harborAnnotation) {
     annotations[ConvertAnnotation.HARBOR_DRIVER_NAME] = 'nydus';
@@ -365,6 +365,7 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertResult>
     digester: opts.digester ?? 'blake3',
   };
   if (opts.prefetchPatterns?.length) build.prefetchPatterns = opts.prefetchPatterns;
+  if (opts.workDir) await mkdir(opts.workDir, { recursive: true });
   const work = await mkdtemp(join(opts.workDir ?? tmpdir(), 'ferry-convert-'));
   const ctx: Ctx = { src, dst, sc, tc, build, opts, log, work, stats: { sourceSize: 0, targetSize: 0, uncompressed: 0, layers: [] } };
   try {
@@ -379,6 +380,15 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertResult>
     const parsed = JSON.parse(top.body.toString('utf8')) as ImageManifest | ImageIndex;
     const wanted = (opts.platforms ?? []).map(parsePlatform);
     const manifests: ConvertResult['manifests'] = [];
+    // As acceld ≥ PR #369: the index carries the source annotations too.
+    const indexAnnotations = (sourceDigest: string): Record<string, string> => ({
+      [ConvertAnnotation.SOURCE_DIGEST]: sourceDigest,
+      [ConvertAnnotation.SOURCE_REFERENCE]: formatReference(src),
+      [NydusAnnotation.FS_VERSION]: String(build.fsVersion),
+      [ConvertAnnotation.BUILDER_VERSION]: BUILDER_VERSION,
+      ...(opts.annotations ?? {}),
+      ...(opts.harborAnnotation ? { [ConvertAnnotation.HARBOR_DRIVER_NAME]: 'nydus', [ConvertAnnotation.HARBOR_SOURCE_DIGEST]: sourceDigest } : {}),
+    });
     let finalBody: Buffer;
     let finalType: string;
     if (isIndexMediaType(top.mediaType) || Array.isArray((parsed as ImageIndex).manifests)) {
@@ -405,8 +415,7 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertResult>
           ? { ...nd, platform: { ...child.platform!, 'os.features': [NydusAnnotation.PLATFORM_FEATURE] }, artifactType: NYDUS_MANIFEST_ARTIFACT_TYPE }
           : { ...nd, platform: child.platform! });
       }
-      const index: ImageIndex = { schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: entries };
-      if (opts.harborAnnotation) index.annotations = { [ConvertAnnotation.HARBOR_DRIVER_NAME]: 'nydus', [ConvertAnnotation.HARBOR_SOURCE_DIGEST]: top.digest };
+      const index: ImageIndex = { schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: entries, annotations: indexAnnotations(top.digest) };
       finalBody = Buffer.from(JSON.stringify(index));
       finalType = MediaType.OCI_INDEX;
     } else {
@@ -418,7 +427,7 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertResult>
         const platform = platformOfConfig(cfg) ?? { os: 'linux', architecture: 'amd64' };
         await copyManifest(ctx, topDesc, top.body);
         const index: ImageIndex = {
-          schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: [
+          schemaVersion: 2, mediaType: MediaType.OCI_INDEX, annotations: indexAnnotations(top.digest), manifests: [
             { ...topDesc, platform },
             { ...nd, platform: { ...platform, 'os.features': [NydusAnnotation.PLATFORM_FEATURE] }, artifactType: NYDUS_MANIFEST_ARTIFACT_TYPE },
           ],

@@ -53,3 +53,77 @@ export async function makeTestImage(dir: string, variant = 'a'): Promise<BuiltIm
   await writeFile(join(l3, 'etc/motd'), `variant ${variant}\n`);
   return buildOciImage({ layers: [l1, l2, l3], outDir: join(dir, 'layout'), config: { Cmd: ['/srv/app/run.sh'], Env: ['A=1'] } });
 }
+
+import { createServer as createHttpServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export type FaultAction = 'pass' | 'fail503' | 'drop' | { delayMs: number } | { throttleBps: number };
+
+/** An HTTP proxy in front of a registry whose behaviour a test changes at run time. */
+export interface FaultProxy {
+  host: string;
+  url: string;
+  /** Decides per request (method, path) what happens; default pass. */
+  rule: (method: string, path: string) => FaultAction;
+  requests: Array<{ method: string; path: string; action: string }>;
+  close(): Promise<void>;
+}
+
+export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
+  const up = new URL(upstream);
+  const proxy: FaultProxy = {
+    host: '', url: '', rule: () => 'pass', requests: [],
+    close: async () => {},
+  };
+  const forward = (req: IncomingMessage, res: ServerResponse, throttleBps?: number): void => {
+    const headers = { ...req.headers, host: up.host };
+    const u = httpRequest({ host: up.hostname, port: up.port, path: req.url, method: req.method, headers }, (ur) => {
+      const h = { ...ur.headers };
+      // Rewrite absolute Locations/realms pointing at the upstream to the proxy.
+      for (const k of ['location', 'www-authenticate'] as const) {
+        const v = h[k];
+        if (typeof v === 'string') h[k] = v.split(up.host).join(proxy.host);
+      }
+      res.writeHead(ur.statusCode ?? 502, h);
+      if (!throttleBps) { ur.pipe(res); return; }
+      ur.on('data', (c: Buffer) => {
+        ur.pause();
+        res.write(c);
+        setTimeout(() => ur.resume(), Math.ceil((c.length / throttleBps) * 1000));
+      });
+      ur.on('end', () => res.end());
+    });
+    u.on('error', () => { if (!res.headersSent) res.writeHead(502); res.end(); });
+    req.pipe(u);
+  };
+  const server = createHttpServer((req, res) => {
+    const path = req.url ?? '/';
+    const a = proxy.rule(req.method ?? 'GET', path);
+    proxy.requests.push({ method: req.method ?? '', path, action: typeof a === 'string' ? a : JSON.stringify(a) });
+    if (proxy.requests.length > 5000) proxy.requests.splice(0, 1000);
+    if (a === 'fail503') { req.resume(); res.writeHead(503, { 'content-type': 'application/json' }); res.end('{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}'); return; }
+    if (a === 'drop') { req.socket.destroy(); return; }
+    if (typeof a === 'object' && 'delayMs' in a) { setTimeout(() => forward(req, res), a.delayMs); return; }
+    forward(req, res, typeof a === 'object' && 'throttleBps' in a ? a.throttleBps : undefined);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  proxy.host = `127.0.0.1:${port}`;
+  proxy.url = `http://${proxy.host}`;
+  proxy.close = () => new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); });
+  return proxy;
+}
+
+/** Polls `fn` every `everyMs` until it returns a value (not undefined) or `timeoutMs` passes. */
+export async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000, everyMs = 200): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < end) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (err) { last = err; }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}

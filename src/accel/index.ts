@@ -1,0 +1,78 @@
+/**
+ * @module accel
+ * The acceleration service (the role of acceld): reads acceld's config.yaml, takes Harbor
+ * PUSH_ARTIFACT webhooks, converts pushed images to Nydus with durable, retried tasks.
+ */
+import type { AddressInfo } from 'node:net';
+import { rmSync } from 'node:fs';
+import { createMetricsRegistry, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
+import { ignoredKeys, loadAccelConfig, parseAccelConfig, type AccelConfig } from '../config/accel.js';
+import { AccelService } from './service.js';
+import { createAccelServer } from './server.js';
+
+export { AccelService, type Submission, type SubmitOutcome } from './service.js';
+export { TaskStore, ZERO_TIME, type TaskView, type TaskStatus } from './store.js';
+export { AccelClient } from './client.js';
+
+export interface StartAccelOptions {
+  /** Path of acceld's config.yaml … */
+  configPath?: string;
+  /** … or the config itself (parsed object or raw YAML-shaped input). */
+  config?: AccelConfig | unknown;
+  /** Overrides server.host/port/uds: `host:port` (port 0 = ephemeral). */
+  listen?: string;
+  /** Overrides provider.work_dir. */
+  workDir?: string;
+  log?: Logger;
+}
+
+export interface AccelHandle {
+  /** http://host:port (or `unix:PATH` when listening on a socket) */
+  url: string;
+  service: AccelService;
+  metrics: MetricsRegistry;
+  close(): Promise<void>;
+}
+
+/** Starts the service: workers plus the HTTP API. */
+export async function startAccel(opts: StartAccelOptions): Promise<AccelHandle> {
+  const log = opts.log ?? silentLogger();
+  const config = opts.configPath ? loadAccelConfig(opts.configPath) : parseAccelConfig(opts.config ?? {});
+  for (const k of ignoredKeys(config)) log.info({ key: k.key, reason: k.reason }, 'config key accepted and ignored');
+  const metrics = createMetricsRegistry({ processMetrics: false });
+  const serviceOpts: ConstructorParameters<typeof AccelService>[0] = { config, log, metrics };
+  if (opts.workDir) serviceOpts.workDir = opts.workDir;
+  const service = new AccelService(serviceOpts);
+  const server = createAccelServer({ service, config, metrics, log });
+  let url: string;
+  try {
+    if (!opts.listen && config.server.uds) {
+      rmSync(config.server.uds, { force: true });
+      await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(config.server.uds, resolve); });
+      url = `unix:${config.server.uds}`;
+    } else {
+      let host = config.server.host;
+      let port = config.server.port;
+      if (opts.listen) {
+        const i = opts.listen.lastIndexOf(':');
+        host = opts.listen.slice(0, i) || '0.0.0.0';
+        port = Number(opts.listen.slice(i + 1));
+      }
+      await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(port, host, resolve); });
+      const a = server.address() as AddressInfo;
+      url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${a.port}`;
+    }
+  } catch (err) {
+    await service.close();
+    throw err;
+  }
+  service.start();
+  log.info({ url, workDir: service.workDir, workers: config.converter.worker }, 'accel service listening');
+  return {
+    url, service, metrics,
+    close: async () => {
+      await new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections(); });
+      await service.close();
+    },
+  };
+}

@@ -1,0 +1,55 @@
+/**
+ * @module cli/task
+ * `ferry task create REF [--sync]` and `ferry task list` (accelctl's role) against a running
+ * `ferry accel` (`--addr`, default localhost:2077).
+ */
+import { Command } from 'commander';
+import { FerryError } from '../core/index.js';
+import { AccelClient } from '../accel/index.js';
+
+function cut(s: string, n: number): string {
+  return s.length > n ? `${s.slice(0, n - 3)}...` : s;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const program = new Command('ferry task').description('create and list conversion tasks of a running accel service').exitOverride();
+  let code = 0;
+  const addrOpt = (c: Command): Command => c
+    .option('--addr <host:port>', 'accel service address', 'localhost:2077')
+    .option('--auth-header <value>', 'Authorization header configured for the source host (or FERRY_ACCEL_AUTH_HEADER)');
+  addrOpt(program.command('create').argument('<ref>', 'source image reference').option('--sync', 'wait for the conversion result')
+    .description('convert an image'))
+    .action(async (ref: string, o: { addr: string; authHeader?: string; sync?: boolean }) => {
+      const header = o.authHeader ?? process.env.FERRY_ACCEL_AUTH_HEADER;
+      const c = new AccelClient(o.addr, header ? { authHeader: header } : {});
+      const ids = await c.createTask(ref, { sync: Boolean(o.sync) });
+      if (ids.length === 0) process.stdout.write('skipped (nothing to convert for this reference; see the service log)\n');
+      for (const id of ids) process.stdout.write(`${id}\n`);
+      if (o.sync) {
+        const tasks = await c.listTasks();
+        for (const id of ids) {
+          const t = tasks.find((x) => x.id === id);
+          if (t) process.stdout.write(`${t.status} ${t.target}${t.reason ? ` (${t.reason})` : ''}\n`);
+          if (t && t.status !== 'COMPLETED') code = 1;
+        }
+      }
+    });
+  addrOpt(program.command('list').alias('ls').option('--json', 'print JSON').description('list tasks, newest first'))
+    .action(async (o: { addr: string; authHeader?: string; json?: boolean }) => {
+      const tasks = await new AccelClient(o.addr).listTasks();
+      if (o.json) { process.stdout.write(`${JSON.stringify(tasks, null, 2)}\n`); return; }
+      const rows = [['ID', 'CREATED', 'STATUS', 'SOURCE', 'REASON'],
+        ...tasks.map((t) => [t.id, t.created, t.status, cut(t.source, 80), cut(t.reason, 80)])];
+      const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+      for (const r of rows) process.stdout.write(`${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]!))).join('  ')}\n`);
+    });
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (err) {
+    const exit = (err as { exitCode?: number }).exitCode;
+    if (exit !== undefined && !FerryError.is(err)) return exit;
+    process.stderr.write(`ferry task: ${(err as Error).message}\n`);
+    return FerryError.hasCode(err, 'INVALID_ARGUMENT') || FerryError.hasCode(err, 'UNAUTHENTICATED') ? 2 : 1;
+  }
+  return code;
+}

@@ -1,0 +1,174 @@
+/**
+ * ferry registry + ferry accel configured from acceld's example config (hosts and secrets adapted):
+ * a push into `library` fires PUSH_ARTIFACT, accel converts it, `<tag>-nydus` appears with upstream
+ * media types/annotations and passes `check`. Also the webhook endpoint's refusals (401 without or
+ * with a wrong Authorization header, CloudEvents, non-JSON, unknown types, unconfigured hosts),
+ * `ferry task create --sync` / `task list`, health and metrics.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { parse, stringify } from 'yaml';
+import { requirePrereqs } from '../support/prereq.js';
+import { FERRY_BIN, fixture } from '../support/paths.js';
+import { startRegistry, type RegistryHandle } from '../../src/registry/index.js';
+import { startAccel, type AccelHandle, type TaskView } from '../../src/accel/index.js';
+import { RegistryClient, parseReference } from '../../src/remote/index.js';
+import { checkImage } from '../../src/convert/index.js';
+import { pushImage, type BuiltImage } from '../../src/bench/env/index.js';
+import { MediaType, NydusAnnotation, type ImageManifest } from '../../src/oci/index.js';
+import { makeTestImage, eventually } from './convert-support.js';
+
+const PASSWORD = 'Harbor12345';
+const AUTH_HEADER = 'header';
+let dir: string;
+let reg: RegistryHandle;
+let accel: AccelHandle;
+let image: BuiltImage;
+let client: RegistryClient;
+
+function ferry(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [FERRY_BIN, ...args]);
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => { stdout += d; });
+    p.stderr.on('data', (d: Buffer) => { stderr += d; });
+    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+before(async () => {
+  requirePrereqs({ commands: ['skopeo', 'setfattr', 'tar'] });
+  dir = await mkdtemp(join(tmpdir(), 'ferry-accel-e2e-'));
+  reg = await startRegistry({ listen: '127.0.0.1:0', dataDir: join(dir, 'registry'), adminPassword: PASSWORD, config: { webhook: { settleDelay: 200, pollInterval: 100 } } });
+  // acceld's example config, adapted: the Harbor host becomes our registry, the robot becomes admin.
+  const cfg = parse(await readFile(fixture('acceld', 'config.yaml.nydus'), 'utf8')) as {
+    provider: { source: Record<string, { auth?: string; insecure?: boolean; webhook?: { auth_header: string } }> };
+    converter: { worker: number; driver: { config: Record<string, string> } };
+  };
+  const example = cfg.provider.source['registry.anolis.com']!;
+  delete cfg.provider.source['registry.anolis.com'];
+  cfg.provider.source[reg.host] = { ...example, auth: Buffer.from(`admin:${PASSWORD}`).toString('base64') };
+  cfg.converter.driver.config.work_dir = join(dir, 'scratch');
+  const cfgPath = join(dir, 'config.yaml');
+  await writeFile(cfgPath, stringify(cfg));
+  accel = await startAccel({ configPath: cfgPath, listen: '127.0.0.1:0', workDir: join(dir, 'accel') });
+  // Harbor: a webhook policy on `library` pointing at accel, with the Auth Header of the config.
+  const res = await fetch(`${reg.url}/api/v2.0/projects/library/webhook/policies`, {
+    method: 'POST',
+    headers: { authorization: `Basic ${Buffer.from(`admin:${PASSWORD}`).toString('base64')}`, 'content-type': 'application/json' },
+    body: JSON.stringify({
+      name: 'accel', event_types: ['PUSH_ARTIFACT'], enabled: true,
+      targets: [{ type: 'http', address: `${accel.url}/api/v1/conversions`, auth_header: AUTH_HEADER, payload_format: 'Default' }],
+    }),
+  });
+  assert.equal(res.status, 201, await res.text());
+  client = new RegistryClient({ credentials: () => ({ username: 'admin', password: PASSWORD }) });
+  image = await makeTestImage(join(dir, 'img'));
+});
+after(async () => {
+  await accel?.close();
+  await reg?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+test('a push into library yields <tag>-nydus with upstream media types/annotations, and check passes', async () => {
+  const t0 = Date.now();
+  await pushImage(image.layoutDir, `${reg.host}/library/app:v1`, { creds: `admin:${PASSWORD}` });
+  const ref = parseReference(`${reg.host}/library/app:v1-nydus`);
+  const head = await eventually('the -nydus tag', () => client.headManifest(ref), 60_000);
+  const seconds = (Date.now() - t0) / 1000;
+  assert.ok(seconds < 30, `took ${seconds} s`);
+  const m = await client.getManifest(ref);
+  assert.equal(m.digest, head.digest);
+  const man = JSON.parse(m.body.toString()) as ImageManifest;
+  assert.equal(man.mediaType, MediaType.OCI_MANIFEST);
+  assert.equal(man.layers.length, 4);
+  assert.ok(man.layers.slice(0, 3).every((l) => l.mediaType === MediaType.NYDUS_BLOB && l.annotations?.[NydusAnnotation.BLOB] === 'true'));
+  assert.equal(man.layers[3]!.annotations?.[NydusAnnotation.BOOTSTRAP], 'true');
+  assert.equal(man.annotations?.['containerd.io/snapshot/nydus-source-digest'], image.manifestDigest);
+  assert.equal(man.annotations?.['containerd.io/snapshot/nydus-source-reference'], `${reg.host}/library/app:v1`);
+  // harbor_annotation: true in the v0.1.1 example config
+  assert.equal(man.annotations?.['io.goharbor.artifact.v1alpha1.acceleration.driver.name'], 'nydus');
+  const chk = await checkImage({ source: `${reg.host}/library/app:v1`, target: `${reg.host}/library/app:v1-nydus`, sourceClient: client });
+  assert.deepEqual(chk.differences, []);
+  assert.ok(chk.checked[0]!.files > 5);
+
+  const tasks = (await (await fetch(`${accel.url}/api/v1/conversions`)).json()) as TaskView[];
+  const mine = tasks.filter((t) => t.source === `${reg.host}/library/app:v1`);
+  assert.equal(mine.length, 1, JSON.stringify(tasks));
+  assert.equal(mine[0]!.status, 'COMPLETED');
+  assert.ok(mine[0]!.source_size > 0 && mine[0]!.target_size > 0);
+  // accel's own push of v1-nydus fired a webhook too; it is skipped, not converted again.
+  assert.ok(!tasks.some((t) => t.source.endsWith('-nydus')));
+});
+
+test('webhook endpoint: auth header required, bad payloads refused clearly', async () => {
+  const url = `${accel.url}/api/v1/conversions`;
+  const payload = (resourceUrl: string, type = 'PUSH_ARTIFACT'): string => JSON.stringify({
+    type, occur_at: 1700000000, operator: 'admin',
+    event_data: { resources: [{ digest: image.manifestDigest, tag: 'v1', resource_url: resourceUrl }], repository: { name: 'app', namespace: 'library', repo_full_name: 'library/app', repo_type: 'public' } },
+  });
+  const post = (body: string, headers: Record<string, string> = {}): Promise<Response> => fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } });
+  const good = `${reg.host}/library/app:v1`;
+  let r = await post(payload(good));
+  assert.equal(r.status, 401);
+  assert.equal(((await r.json()) as { code: string }).code, 'ERR_UNAUTHORIZED');
+  r = await post(payload(good), { authorization: 'wrong' });
+  assert.equal(r.status, 401);
+  r = await post(payload('harbor.elsewhere.example/library/app:v1'), { authorization: AUTH_HEADER });
+  assert.equal(r.status, 401);
+  assert.match(((await r.json()) as { message: string }).message, /not configured/);
+  r = await post('not json{', { authorization: AUTH_HEADER });
+  assert.equal(r.status, 400);
+  assert.equal(((await r.json()) as { code: string }).code, 'ERR_ILLEGAL_PARAMETER');
+  r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/cloudevents+json', authorization: AUTH_HEADER },
+    body: JSON.stringify({ specversion: '1.0', type: 'harbor.artifact.pushed', data: {} }) });
+  assert.equal(r.status, 400);
+  assert.match(((await r.json()) as { message: string }).message, /CloudEvents/);
+  r = await post(payload(good, 'NO_SUCH_EVENT'), { authorization: AUTH_HEADER });
+  assert.equal(r.status, 400);
+  r = await post(payload(good, 'PULL_ARTIFACT'), { authorization: AUTH_HEADER });
+  assert.equal(r.status, 200);
+  r = await post(JSON.stringify({ type: 'PUSH_ARTIFACT', event_data: { resources: [] } }), { authorization: AUTH_HEADER });
+  assert.equal(r.status, 400);
+  r = await post(payload(`${reg.host}/library/App:v1`), { authorization: AUTH_HEADER });
+  assert.equal(r.status, 400);
+  r = await fetch(`${accel.url}/api/v1/nope`);
+  assert.equal(r.status, 404);
+  assert.deepEqual(await r.json(), { code: 'ERR_INVALID_ENDPOINT', message: 'Endpoint not found' });
+  r = await fetch(`${accel.url}/api/v1/health`);
+  assert.equal(await r.text(), 'Ok');
+  const metrics = await (await fetch(`${accel.url}/metrics`)).text();
+  for (const re of [/acceleration_service_core_conversions_op_total\{op="convert"\} [1-9]/, /acceleration_service_api_requests_total\{code="401",method="POST",url="\/api\/v1\/conversions"\} [1-9]/,
+    /ferry_accel_tasks\{status="COMPLETED"\} [1-9]/, /ferry_accel_source_bytes_total [1-9]/]) {
+    assert.ok(re.test(metrics), `metrics lack ${re}`);
+  }
+});
+
+test('ferry task create --sync and task list (accelctl role); a vanished source fails with the reason', async () => {
+  // A project without a webhook policy: only the task converts it.
+  await pushImage(image.layoutDir, `${reg.host}/team/app:v1`, { creds: `admin:${PASSWORD}` });
+  const addr = accel.url.replace('http://', '');
+  let r = await ferry(['task', 'create', `${reg.host}/team/app:v1`, '--addr', addr]);
+  assert.equal(r.code, 2, r.stdout + r.stderr);
+  assert.match(r.stderr, /401/);
+  r = await ferry(['task', 'create', `${reg.host}/team/app:v1`, '--sync', '--addr', addr, '--auth-header', AUTH_HEADER]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /COMPLETED .*team\/app:v1-nydus/);
+  assert.ok(await client.headManifest(parseReference(`${reg.host}/team/app:v1-nydus`)));
+  r = await ferry(['task', 'create', `${reg.host}/team/gone:v1`, '--sync', '--addr', addr, '--auth-header', AUTH_HEADER]);
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  const list = await ferry(['task', 'list', '--addr', addr, '--json']);
+  const tasks = JSON.parse(list.stdout) as TaskView[];
+  const gone = tasks.find((t) => t.source.endsWith('team/gone:v1'))!;
+  assert.equal(gone.status, 'FAILED');
+  assert.equal(gone.attempts, 1, 'a vanished source is not retried');
+  assert.match(gone.reason, /NOT_FOUND/);
+  const table = await ferry(['task', 'list', '--addr', addr]);
+  assert.match(table.stdout, /^ID\s+CREATED\s+STATUS\s+SOURCE\s+REASON/);
+});
