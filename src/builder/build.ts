@@ -7,7 +7,8 @@ import type { Readable } from 'node:stream';
 import { FerryError } from '../core/index.js';
 import { getCodec, type CompressorName } from '../format/compress/index.js';
 import { BlobWriter, type BlobStats, type ChunkIndex } from './blob-writer.js';
-import { writeBootstrapV6 } from './bootstrap-v6.js';
+import { writeBootstrapV6, type BootstrapOptions } from './bootstrap-v6.js';
+import { writeBootstrapV5 } from './bootstrap-v5.js';
 import { indexChunks, loadBootstrap } from './from-bootstrap.js';
 import { resolvePrefetch } from './prefetch.js';
 import { treeFromDir } from './source-dir.js';
@@ -63,13 +64,12 @@ export function checkBuildOptions(o: { fsVersion?: number; compressor?: string; 
   return { fsVersion, compressor, chunkSize, digester };
 }
 
-function requireV6(fsVersion: number): void {
-  if (fsVersion !== 6) throw new FerryError('NOT_IMPLEMENTED', 'writing RAFS v5 bootstraps is not implemented yet (use --fs-version 6)');
+function writeBootstrap(fsVersion: 5 | 6, root: Inode, o: BootstrapOptions): Buffer {
+  return fsVersion === 5 ? writeBootstrapV5(root, o) : writeBootstrapV6(root, o);
 }
 
 export async function buildLayer(opts: BuildLayerOptions): Promise<BuildLayerResult> {
   const { fsVersion, compressor, chunkSize, digester } = checkBuildOptions(opts);
-  requireV6(fsVersion);
   const registry = new Map<string, BlobDesc>();
   const known: ChunkIndex = new Map();
   let parent: ReturnType<typeof loadBootstrap> | undefined;
@@ -104,7 +104,7 @@ export async function buildLayer(opts: BuildLayerOptions): Promise<BuildLayerRes
   const blobs: BlobDesc[] = parent ? [...parent.blobs] : [];
   if (fin) blobs.push(fin.desc);
   const tree = parent ? applyLayer(parent.root, layer) : layer;
-  const bootstrap = writeBootstrapV6(tree, { chunkSize, compressor, digester, blobs, prefetch: resolvePrefetch(tree, opts.prefetchPatterns) });
+  const bootstrap = writeBootstrap(fsVersion, tree, { chunkSize, compressor, digester, blobs, prefetch: resolvePrefetch(tree, opts.prefetchPatterns) });
   return {
     bootstrap,
     blobId: fin?.desc.blobId ?? '',
@@ -130,7 +130,8 @@ export interface MergeOptions {
  */
 export function mergeBootstraps(layers: Buffer[], opts: MergeOptions = {}): Buffer {
   if (layers.length === 0) throw new FerryError('INVALID_ARGUMENT', 'merge needs at least one layer bootstrap');
-  requireV6(opts.fsVersion ?? 6);
+  const fsVersion = opts.fsVersion ?? 6;
+  if (fsVersion !== 5 && fsVersion !== 6) throw new FerryError('INVALID_ARGUMENT', `unsupported fs version ${String(fsVersion)} (expected 5 or 6)`);
   const registry = new Map<string, BlobDesc>();
   const root = newDir();
   const blobs: BlobDesc[] = [];
@@ -149,5 +150,5 @@ export function mergeBootstraps(layers: Buffer[], opts: MergeOptions = {}): Buff
   });
   const f = first!;
   const chosen = opts.prefetchPatterns ? resolvePrefetch(root, opts.prefetchPatterns) : [...new Set(prefetch)];
-  return writeBootstrapV6(root, { chunkSize: f.chunkSize, compressor: f.compressor, digester: f.digester, blobs, prefetch: chosen });
+  return writeBootstrap(fsVersion, root, { chunkSize: f.chunkSize, compressor: f.compressor, digester: f.digester, blobs, prefetch: chosen });
 }

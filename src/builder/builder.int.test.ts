@@ -5,12 +5,13 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, writeFileSync, rmSync, symlinkSync, linkSync, chownSync, chmodSync, utimesSync, readFileSync, readdirSync, openSync, readSync, closeSync, cpSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { requirePrereqs } from '../../test/support/prereq.js';
+import { FERRY_BIN } from '../../test/support/paths.js';
 import { snapshot, diffSnapshots } from '../../test/support/fstree.js';
 import { fsckErofs, kernelMount } from '../../test/support/erofs.js';
 import { FerryError } from '../core/index.js';
@@ -65,6 +66,7 @@ function makeSourceTree(dir: string): void {
   execFileSync('setfattr', ['-n', 'trusted.overlay.x', '-v', 'y', join(dir, 'etc/deep')]);
   execFileSync('setfattr', ['-n', 'security.capability', '-v', '0sAQAAAgAgAAAAAAAAAAAAAAAAAAA=', join(dir, 'random.bin')]);
   execFileSync('setfattr', ['-n', 'user.big', '-v', 'v'.repeat(1000), join(dir, 'many')]);
+  execFileSync('setfattr', ['-h', '-n', 'trusted.on-symlink', '-v', 'yes', join(dir, 'etc/link')]);
   utimesSync(join(dir, 'etc/hostname'), 1_600_000_000, 1_600_000_000);
 }
 
@@ -111,6 +113,8 @@ test('builder: every compressor → fsck.erofs passes, --extract and a kernel mo
   makeSourceTree(src);
   const snap = snapshot(src);
   assert.equal(snap['/etc/hostname']!.xattrs!['user.greeting'], '0x68656c6c6f', 'the comparison sees xattrs');
+  assert.equal(snap['/etc/link']!.xattrs!['trusted.on-symlink'], '0x796573', 'the comparison sees symlink xattrs');
+  assert.equal(snap['/etc/link']!.xattrs!['user.greeting'], undefined, 'and does not follow symlinks');
   assert.deepEqual(snap['/etc/hl-a']!.links, ['/etc/hl-a', '/etc/hl-b', '/hl-c'], 'the comparison sees hardlinks');
   for (const compressor of COMPRESSORS) {
     const chunkSize = compressor === 'gzip' ? 0x10000 : compressor === 'none' ? 0x1000 : 0x100000;
@@ -145,6 +149,25 @@ test('builder: every compressor → fsck.erofs passes, --extract and a kernel mo
       m.cleanup();
     }
   }
+});
+
+test('builder: RAFS v5 bootstrap of the same tree unpacks identically (ferry rafs check + unpack)', async () => {
+  const out = join(work, 'v5');
+  const blobDir = join(out, 'blobs');
+  mkdirSync(blobDir, { recursive: true });
+  const r = await buildLayer({ source: { dir: src }, blobDir, fsVersion: 5, compressor: 'zstd', chunkSize: 0x40000, prefetchPatterns: ['/etc'] });
+  assert.equal(r.bootstrap.readUInt32LE(0), 0x52414653);
+  const bs = openBootstrap(r.bootstrap);
+  assert.equal(bs.version, 5);
+  assert.deepEqual(bs.prefetchInodes, [bs.lookup('/etc')]);
+  assert.ok(verifyAllChunks(r.bootstrap, blobDir) > 0);
+  const boot = join(out, 'v5.boot');
+  writeFileSync(boot, r.bootstrap);
+  const ck = spawnSync(process.execPath, [FERRY_BIN, 'rafs', 'check', boot, '--blob-dir', blobDir], { encoding: 'utf8' });
+  assert.equal(ck.status, 0, ck.stderr + ck.stdout);
+  const un = spawnSync(process.execPath, [FERRY_BIN, 'rafs', 'unpack', '--bootstrap', boot, '--blob-dir', blobDir, '--output', join(out, 'tree')], { encoding: 'utf8' });
+  assert.equal(un.status, 0, un.stderr);
+  assertSame(src, join(out, 'tree'), {}, 'v5 unpack');
 });
 
 test('builder: busybox rootfs round trip through the kernel', async () => {

@@ -7,7 +7,7 @@
 import { FerryError } from '../core/index.js';
 import { decodeRdev } from '../format/erofs/index.js';
 import {
-  openBootstrap, decodeRafsV6ExtSuperBlock, decodeRafsV6BlobEntry, compressorOfFlags, digesterOfFlags,
+  openBootstrap, decodeRafsV6ExtSuperBlock, decodeRafsV6BlobEntry,
   RAFS_V6_BLOB_ENTRY_SIZE, COMPRESSOR_BY_CODE, DIGESTER_BY_CODE,
 } from '../format/rafs/index.js';
 import type { CompressorName } from '../format/compress/index.js';
@@ -35,14 +35,19 @@ const TYPES: Record<number, NodeType> = {
  */
 export function loadBootstrap(buf: Buffer, registry = new Map<string, BlobDesc>(), blobIdOverride?: readonly string[]): LoadedBootstrap {
   const bs = openBootstrap(buf);
-  if (bs.version !== 6) throw new FerryError('NOT_IMPLEMENTED', `reading RAFS v${bs.version} bootstraps into the builder is not supported (v6 only)`);
-  const ext = decodeRafsV6ExtSuperBlock(buf);
-  const compressor = compressorOfFlags(ext.flags) as CompressorName;
-  const digester = digesterOfFlags(ext.flags) as Digester;
+  const compressor = bs.compressor as CompressorName;
+  const digester = bs.digester as Digester;
   const blobs: BlobDesc[] = [];
-  const n = ext.blobTableSize / RAFS_V6_BLOB_ENTRY_SIZE;
-  for (let i = 0; i < n; i++) {
-    const e = decodeRafsV6BlobEntry(buf, ext.blobTableOffset + i * RAFS_V6_BLOB_ENTRY_SIZE);
+  // v6: blob table entries verbatim (CI/ToC locations); v5: what the reader knows of each blob
+  const entries = bs.version === 6 ? v6BlobEntries(buf) : bs.blobs.map((b) => ({
+    blobId: b.blobId, chunkSize: b.chunkSize, chunkCount: b.chunkCount, compressionAlgo: COMPRESSOR_BY_CODE.indexOf(b.compressor),
+    digestAlgo: DIGESTER_BY_CODE.indexOf(b.digester), features: b.features, compressedSize: b.compressedSize,
+    uncompressedSize: b.uncompressedSize, blobTocSize: b.blobTocSize, blobTocDigest: b.blobTocDigest,
+    ciCompressor: COMPRESSOR_BY_CODE.indexOf(b.ciCompressor), ciOffset: b.ciOffset, ciCompressedSize: b.ciCompressedSize,
+    ciUncompressedSize: b.ciUncompressedSize, blobMetaDigest: Buffer.alloc(32), blobMetaSize: 0,
+  }));
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
     let blobId = e.blobId;
     const over = blobIdOverride?.[i];
     if (over) blobId = over.replace(/^sha256:/, '');
@@ -63,6 +68,7 @@ export function loadBootstrap(buf: Buffer, registry = new Map<string, BlobDesc>(
   }
 
   const byIno = new Map<number, Inode>();
+  const byLink = new Map<number, Inode>();
   const visiting = new Set<number>();
   const build = (ino: number): Inode => {
     const known = byIno.get(ino);
@@ -71,6 +77,11 @@ export function loadBootstrap(buf: Buffer, registry = new Map<string, BlobDesc>(
       return known;
     }
     const st = bs.stat(ino);
+    // v5 stores one record per hardlink path, sharing i_ino
+    if (bs.version === 5 && (st.mode & S_IFMT) === 0o100000 && st.nlink > 1) {
+      const first = byLink.get(st.ino);
+      if (first) { byIno.set(ino, first); return first; }
+    }
     const type = TYPES[st.mode & S_IFMT];
     if (!type) throw new FerryError('DATA_LOSS', `inode ${ino}: unknown file type in mode 0o${st.mode.toString(8)}`);
     const node: Inode = {
@@ -78,6 +89,7 @@ export function loadBootstrap(buf: Buffer, registry = new Map<string, BlobDesc>(
       xattrs: new Map(bs.xattrs(ino)),
     };
     byIno.set(ino, node);
+    if (bs.version === 5 && type === 'file' && st.nlink > 1) byLink.set(st.ino, node);
     if (type === 'dir') {
       if (visiting.has(ino)) throw new FerryError('DATA_LOSS', `directory loop at inode ${ino}`);
       visiting.add(ino);
@@ -111,7 +123,16 @@ export function loadBootstrap(buf: Buffer, registry = new Map<string, BlobDesc>(
   };
   const root = build(bs.rootIno);
   const prefetch = (bs.prefetchInodes ?? []).map((i: number) => byIno.get(i)).filter((x: Inode | undefined): x is Inode => !!x);
-  return { root, blobs, chunkSize: ext.chunkSize, compressor, digester, prefetch };
+  return { root, blobs, chunkSize: bs.chunkSize, compressor, digester, prefetch };
+}
+
+function v6BlobEntries(buf: Buffer): ReturnType<typeof decodeRafsV6BlobEntry>[] {
+  const ext = decodeRafsV6ExtSuperBlock(buf);
+  const out = [];
+  for (let i = 0; i < ext.blobTableSize / RAFS_V6_BLOB_ENTRY_SIZE; i++) {
+    out.push(decodeRafsV6BlobEntry(buf, ext.blobTableOffset + i * RAFS_V6_BLOB_ENTRY_SIZE));
+  }
+  return out;
 }
 
 /** Every chunk of a loaded bootstrap, keyed for dedup lookups. */

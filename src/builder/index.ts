@@ -10,6 +10,7 @@ export {
 } from './build.js';
 export { BlobWriter, type BlobStats, type ChunkIndex } from './blob-writer.js';
 export { writeBootstrapV6 } from './bootstrap-v6.js';
+export { writeBootstrapV5 } from './bootstrap-v5.js';
 export { loadBootstrap, indexChunks } from './from-bootstrap.js';
 export { applyLayer, walkTree, type Inode, type BlobDesc, type ChunkRef, type Digester } from './tree.js';
 export { blobView } from './blob-view.js';

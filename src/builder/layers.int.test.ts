@@ -190,6 +190,14 @@ test('layers: multi-layer image with whiteouts and opaque dirs — merge equals 
   assert.ok(!existsSync(join(ref, 'd')) && existsSync(join(ref, 'c/inner')) && !existsSync(join(ref, 'b/y')), 'reference applied whiteouts');
   await assertImage(merged, blobDir, ref, 'merged');
 
+  // merged into a RAFS v5 bootstrap: unpacked through the reader, the same tree
+  const v5 = join(work, 'merged-v5.boot');
+  writeFileSync(v5, mergeBootstraps(boots, { fsVersion: 5 }));
+  const un = spawnSync(process.execPath, [FERRY_BIN, 'rafs', 'unpack', '--bootstrap', v5, '--blob-dir', blobDir, '--output', join(work, 'merged-v5')], { encoding: 'utf8' });
+  assert.equal(un.status, 0, un.stderr);
+  const d5 = diffSnapshots(snapshot(ref), snapshot(join(work, 'merged-v5')));
+  assert.deepEqual(d5, [], `v5 merge: trees differ:\n${d5.slice(0, 20).join('\n')}`);
+
   // the same through --parent-bootstrap: each layer built on top of the previous result
   let parent: Buffer | undefined;
   for (const t of tars) {

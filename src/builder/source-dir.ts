@@ -37,7 +37,7 @@ function unescapeName(s: string): string {
 export async function readXattrs(dir: string): Promise<Map<string, Map<string, Buffer>>> {
   const out = new Map<string, Map<string, Buffer>>();
   const text = await new Promise<string>((resolve, reject) => {
-    execFile('getfattr', ['-R', '-P', '-d', '-m', '-', '-e', 'hex', '--absolute-names', dir], { maxBuffer: 1 << 30 }, (err, stdout, stderr) => {
+    execFile('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', dir], { maxBuffer: 1 << 30 }, (err, stdout, stderr) => {
       if (err && (err as NodeJS.ErrnoException).code === 'ENOENT') {
         reject(new FerryError('FAILED_PRECONDITION', 'reading xattrs of a directory source needs getfattr (Debian package attr, see scripts/install-deps.sh)'));
       } else if (err && !stdout) reject(new FerryError('UNAVAILABLE', `getfattr failed: ${stderr || err.message}`));

@@ -49,7 +49,7 @@ function typeOf(mode: number): string {
 function allXattrs(dir: string): Map<string, Record<string, string>> {
   let out = '';
   try {
-    out = execFileSync('getfattr', ['-R', '-P', '-d', '-m', '-', '-e', 'hex', '--absolute-names', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 1 << 28 });
+    out = execFileSync('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 1 << 28 });
   } catch (err) {
     out = (err as { stdout?: string }).stdout ?? '';
   }
