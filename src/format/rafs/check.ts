@@ -70,7 +70,7 @@ export function checkBootstrap(input: Buffer | RafsBootstrap, opts: CheckOptions
       bs.xattrs(e.ino);
       if (t === S_IFDIR) {
         report.dirs++;
-        const kids = bs.readdir(e.ino);
+        const kids = bs.dirents(e.ino);
         if (bs.version === 6) {
           const dot = kids.find((k) => k.name === '.');
           const dotdot = kids.find((k) => k.name === '..');

@@ -146,7 +146,12 @@ export interface RafsBootstrap {
   summary(): BootstrapSummary;
   lookup(path: string): number | undefined;
   stat(ino: number): RafsStat;
+  /** Children of a directory, without `.` and `..`, in on-disk (v6: byte-sorted) order. */
   readdir(ino: number): DirEntry[];
+  /** The raw directory entries (v6: including `.` and `..`). */
+  dirents(ino: number): DirEntry[];
+  /** One child of a directory by name (FUSE lookup), via a per-directory index. */
+  lookupChild(dirIno: number, name: string): number | undefined;
   readlink(ino: number): string;
   xattrs(ino: number): Map<string, Buffer>;
   chunks(ino: number): ChunkRef[];
@@ -237,6 +242,7 @@ abstract class BaseBootstrap implements RafsBootstrap {
   abstract readonly digester: Digester;
   abstract readonly flags: number;
   protected readonly dirCache = new Map<number, DirEntry[]>();
+  private readonly childIndex = new Map<number, Map<string, number>>();
   protected readonly maxEntries: number;
 
   constructor(protected readonly buf: Buffer, opts: OpenBootstrapOptions) {
@@ -260,7 +266,7 @@ abstract class BaseBootstrap implements RafsBootstrap {
     /* v5 chunk records are complete */
   }
 
-  readdir(ino: number): DirEntry[] {
+  dirents(ino: number): DirEntry[] {
     let d = this.dirCache.get(ino);
     if (!d) {
       d = this.listDir(ino);
@@ -269,15 +275,29 @@ abstract class BaseBootstrap implements RafsBootstrap {
     return d;
   }
 
+  readdir(ino: number): DirEntry[] {
+    return this.dirents(ino).filter((k) => k.name !== '.' && k.name !== '..');
+  }
+
+  lookupChild(dirIno: number, name: string): number | undefined {
+    let idx = this.childIndex.get(dirIno);
+    if (!idx) {
+      if ((this.stat(dirIno).mode & S_IFMT) !== S_IFDIR) return undefined;
+      idx = new Map(this.readdir(dirIno).map((d) => [d.name, d.ino]));
+      if (this.childIndex.size > 100_000) this.childIndex.clear();
+      this.childIndex.set(dirIno, idx);
+    }
+    return idx.get(name);
+  }
+
   lookup(path: string): number | undefined {
     const parts = splitPath(path);
     if (!parts) return undefined;
     let cur = this.rootIno;
     for (const name of parts) {
-      if ((this.stat(cur).mode & S_IFMT) !== S_IFDIR) return undefined;
-      const e = this.readdir(cur).find((x) => x.name === name);
-      if (!e) return undefined;
-      cur = e.ino;
+      const next = this.lookupChild(cur, name);
+      if (next === undefined) return undefined;
+      cur = next;
     }
     return cur;
   }
@@ -295,7 +315,7 @@ abstract class BaseBootstrap implements RafsBootstrap {
       if ((e.stat.mode & S_IFMT) !== S_IFDIR) continue;
       if (seenDirs.has(e.ino)) throw corrupt(`directory loop at ${e.path || '/'} (inode ${e.ino} reached twice)`);
       seenDirs.add(e.ino);
-      const kids = this.readdir(e.ino).filter((k) => k.name !== '.' && k.name !== '..');
+      const kids = this.readdir(e.ino);
       for (let i = kids.length - 1; i >= 0; i--) {
         const k = kids[i]!;
         if (k.name.includes('/') || k.name === '') throw corrupt(`invalid name ${JSON.stringify(k.name)} in ${e.path || '/'}`);
