@@ -34,7 +34,7 @@ function node(readyMs: number, over: Partial<NodeResult> = {}): NodeResult {
 function run(mode: RunResult['mode'], nodes: number, ready: number[], reg: number, rep = 1): RunResult {
   return {
     workload: 'python', mode, nodes, rep, startedAt: '2026-01-01T00:00:00Z', ok: true, registryBlobBytes: reg, registryIfaceBytes: reg * 1.02,
-    allReadyMs: Math.max(...ready), perNode: ready.map((r, i) => node(r, { node: i + 1 })),
+    allReadyMs: Math.max(...ready), serviceCpuMs: 0, perNode: ready.map((r, i) => node(r, { node: i + 1 })),
   };
 }
 const info: WorkloadInfo = {
@@ -123,7 +123,8 @@ describe('bench helpers', () => {
   });
   it('writes a containerd hosts.toml mirror entry', () => {
     assert.equal(hostsToml('198.18.0.1:5000', 'http://127.0.0.1:65001'),
-      'server = "http://198.18.0.1:5000"\n\n[host."http://127.0.0.1:65001"]\n  capabilities = ["pull", "resolve"]\n');
+      'server = "http://198.18.0.1:5000"\n\n[host."http://127.0.0.1:65001"]\n  capabilities = ["pull", "resolve"]\n' +
+      '  [host."http://127.0.0.1:65001".header]\n    X-Dragonfly-Registry = "http://198.18.0.1:5000"\n');
   });
   it('decodes a PNG (all filter types) and measures its content', () => {
     const w = 4;

@@ -86,17 +86,55 @@ async function startScheduler(env: RunEnv): Promise<ManagedProcess[]> {
   const proc = spawnFerry('scheduler', ['scheduler', '--listen', listen], { netns: x.netns, logPath: join(dir, 'scheduler.log') });
   await waitHttp(x.netns, `http://${listen}/healthy`, proc, 'ferry scheduler');
   env.schedulerUrl = `http://${listen}`;
-  return [proc];
+  // a seed peer (Dragonfly's usual deployment): the scheduler has it fetch cold tasks from the
+  // registry once, and the node peers download from it and from each other
+  const s = env.star.extras[1];
+  if (!s) return [proc];
+  const sdir = join(env.dir, 'seed');
+  await mkdir(sdir, { recursive: true });
+  const cfg = await peerConfig(env.dir, env.registry.host);
+  const seed = spawnFerry('seed-peer', ['peer', '--config', cfg, '--seed', '--scheduler', env.schedulerUrl, '--data', sdir,
+    '--proxy-listen', `127.0.0.1:${PROXY_PORT}`, '--upload-listen', `${s.ip}:${UPLOAD_PORT}`,
+    '--registry-mirror', `http://${env.registry.host}`, '--ip', s.ip, '--hostname', 'bench-seed'],
+  { netns: s.netns, logPath: join(sdir, 'peer.log') });
+  try {
+    await waitHttp(s.netns, `http://${s.ip}:${UPLOAD_PORT}/healthy`, seed, 'ferry seed peer');
+  } catch (err) {
+    await proc.stop();
+    throw err;
+  }
+  return [proc, seed];
+}
+
+/** Bytes a node's peer obtained, by source (from its /metrics), or undefined without a peer. */
+export async function peerTraffic(n: NodeEnv): Promise<{ backToSource: number; remotePeer: number } | undefined> {
+  const r = await execInNetns(n.node.netns, 'curl', ['-s', `http://${n.node.ip}:${UPLOAD_PORT}/metrics`], { timeoutMs: 10_000 });
+  if (r.code !== 0 || !r.stdout.includes('ferry_peer_download_traffic_bytes_total')) return undefined;
+  const get = (type: string): number => {
+    const m = new RegExp(`^ferry_peer_download_traffic_bytes_total\\{[^}]*type="${type}"[^}]*\\} (\\S+)$`, 'm').exec(r.stdout);
+    return m ? Number(m[1]) : 0;
+  };
+  return { backToSource: get('BACK_TO_SOURCE'), remotePeer: get('REMOTE_PEER') };
+}
+
+/** Peer config: the bench registry speaks plain HTTP, also when containerd names it in `?ns=`. */
+async function peerConfig(dir: string, registryHost: string): Promise<string> {
+  const p = join(dir, 'peer.yaml');
+  // directBelow 0: every blob goes through P2P, also the small ones (a tiny --quick image included)
+  await writeFile(p, `proxy:\n  registryMirror:\n    url: http://${registryHost}\n    nsScheme: http\ndownload:\n  directBelow: 0\n`);
+  return p;
 }
 
 async function startPeer(env: RunEnv, n: NodeEnv): Promise<ManagedProcess> {
   if (!env.schedulerUrl) throw new FerryError('INTERNAL', 'scheduler not started');
   const dir = join(n.dir, 'peer');
   await mkdir(dir, { recursive: true });
-  const proc = spawnFerry('peer', ['peer', '--scheduler', env.schedulerUrl, '--data', dir,
+  const cfg = await peerConfig(n.dir, env.registry.host);
+  const proc = spawnFerry('peer', ['peer', '--config', cfg, '--scheduler', env.schedulerUrl, '--data', dir,
     '--proxy-listen', `127.0.0.1:${PROXY_PORT}`, '--upload-listen', `${n.node.ip}:${UPLOAD_PORT}`,
-    '--registry-mirror', `http://${env.registry.host}`], { netns: n.node.netns, logPath: join(dir, 'peer.log') });
-  await waitHttp(n.node.netns, `http://127.0.0.1:${PROXY_PORT}/`, proc, 'ferry peer');
+    '--registry-mirror', `http://${env.registry.host}`, '--ip', n.node.ip, '--hostname', `bench-node-${n.index + 1}`],
+  { netns: n.node.netns, logPath: join(dir, 'peer.log') });
+  await waitHttp(n.node.netns, `http://${n.node.ip}:${UPLOAD_PORT}/healthy`, proc, 'ferry peer');
   return proc;
 }
 
@@ -107,6 +145,8 @@ export function hostsToml(registryHost: string, mirror: string): string {
     '',
     `[host."${mirror}"]`,
     '  capabilities = ["pull", "resolve"]',
+    `  [host."${mirror}".header]`,
+    `    X-Dragonfly-Registry = "http://${registryHost}"`,
     '',
   ].join('\n');
 }
@@ -135,10 +175,15 @@ const ociP2pDriver: ModeDriver = {
   pull: ociDriver.pull,
 };
 
+/** Whether a --help text lists exactly this option (not just a longer one starting with it). */
+export function hasFlag(help: string, flag: string): boolean {
+  return new RegExp(`(^|[\\s,])${flag.replace(/[-]/g, '\\-')}(?![\\w-])`, 'm').test(help);
+}
+
 /** Options of `ferry snapshotter` this harness knows how to pass, found in its --help. */
 function snapshotterModeArgs(help: string, mode: 'erofs' | 'fuse'): string[] | undefined {
   for (const flag of ['--fs-mode', '--mode', '--daemon-mode']) {
-    if (new RegExp(`${flag}\\b`).test(help)) return [flag, mode];
+    if (hasFlag(help, flag)) return [flag, mode];
   }
   return undefined;
 }
@@ -152,7 +197,8 @@ function lazyDriver(id: ModeId, variant: 'erofs' | 'fuse', extra: { prefetch?: b
     check: (help) => {
       snapHelp = help.snapshotter ?? '';
       if (variant === 'fuse' && !snapshotterModeArgs(snapHelp, 'fuse')) return '`ferry snapshotter` has no option to choose FUSE mode';
-      if (extra.p2p && !/--proxy\b|--p2p-proxy\b/.test(snapHelp)) return '`ferry snapshotter` has no --proxy option for the P2P peer';
+      if (extra.p2p && !hasFlag(snapHelp, '--proxy') && !hasFlag(snapHelp, '--p2p-proxy')) return '`ferry snapshotter` has no option to read blobs through the P2P peer (--proxy) yet';
+      if (extra.prefetch && !hasFlag(snapHelp, '--prefetch')) return '`ferry snapshotter` has no --prefetch option';
       return undefined;
     },
     ref: (w) => (extra.prefetch ? w.nydusPrefetchRef ?? w.nydusRef : w.nydusRef),
@@ -166,9 +212,10 @@ function lazyDriver(id: ModeId, variant: 'erofs' | 'fuse', extra: { prefetch?: b
       const args = ['snapshotter', '--address', sock, '--root', join(dir, 'root')];
       const modeArgs = snapshotterModeArgs(snapHelp, variant);
       if (modeArgs) args.push(...modeArgs);
-      if (extra.prefetch && /--prefetch\b/.test(snapHelp)) args.push('--prefetch');
-      if (extra.p2p) args.push(/--p2p-proxy\b/.test(snapHelp) ? '--p2p-proxy' : '--proxy', `http://127.0.0.1:${PROXY_PORT}`);
-      if (/--insecure\b/.test(snapHelp)) args.push('--insecure');
+      if (extra.prefetch) args.push('--prefetch');
+      if (extra.p2p) args.push(hasFlag(snapHelp, '--p2p-proxy') ? '--p2p-proxy' : '--proxy', `http://127.0.0.1:${PROXY_PORT}`);
+      if (hasFlag(snapHelp, '--insecure-registry')) args.push('--insecure-registry', env.registry.host);
+      else if (hasFlag(snapHelp, '--insecure')) args.push('--insecure');
       const proc = spawnFerry('snapshotter', args, { netns: n.node.netns, logPath: join(dir, 'snapshotter.log') });
       procs.push(proc);
       await waitSocket(sock, proc, 'ferry snapshotter');

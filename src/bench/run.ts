@@ -18,7 +18,7 @@ import {
   createStar, exec, execCheck, ifaceCounters, inNetns, pushImage, shape, startContainerd,
   type Containerd, type Star,
 } from './env/index.js';
-import { DRIVERS, modeAvailability, type NodeEnv, type PreparedNode, type RunEnv } from './modes.js';
+import { DRIVERS, modeAvailability, peerTraffic, type NodeEnv, type PreparedNode, type RunEnv } from './modes.js';
 import { cpuMs, ferryBin, projectRoot, type ManagedProcess } from './procs.js';
 import { startBenchRegistry, type BenchRegistry } from './registry.js';
 import { seededRandom, shuffle, summarize } from './stats.js';
@@ -176,8 +176,9 @@ async function publishImages(workloads: Workload[], reg: BenchRegistry, star: St
     if (nydusOk) {
       const env = { ...process.env, DOCKER_CONFIG: dockerConfig };
       const target = `${reg.host}/library/bench-${w.id}:nydus`;
+      const creds = reg.creds ? ['--source-creds', `${reg.creds.username}:${reg.creds.password}`, '--target-creds', `${reg.creds.username}:${reg.creds.password}`] : [];
       const r = await exec(process.execPath, [ferryBin(), 'convert', '--source', ociRef, '--target', target,
-        '--source-insecure', '--target-insecure'], { netns: pushNs, env, timeoutMs: 30 * 60_000 });
+        '--source-insecure', '--target-insecure', '--no-cache', ...creds], { netns: pushNs, env, timeoutMs: 30 * 60_000 });
       if (r.code !== 0) {
         nydusOk = false;
         notes.push(`ferry convert failed for ${w.id}: ${(r.stderr || r.stdout).trim().split('\n').slice(-2).join(' ')}`);
@@ -187,7 +188,7 @@ async function publishImages(workloads: Workload[], reg: BenchRegistry, star: St
         await writeFile(pf, `${w.prefetch.join('\n')}\n`);
         const ptarget = `${reg.host}/library/bench-${w.id}:nydus-prefetch`;
         const r2 = await exec(process.execPath, [ferryBin(), 'convert', '--source', ociRef, '--target', ptarget,
-          '--source-insecure', '--target-insecure', '--prefetch-patterns', pf], { netns: pushNs, env, timeoutMs: 30 * 60_000 });
+          '--source-insecure', '--target-insecure', '--no-cache', ...creds, '--prefetch-patterns', pf], { netns: pushNs, env, timeoutMs: 30 * 60_000 });
         if (r2.code === 0) info.nydusPrefetchRef = ptarget;
         else notes.push(`ferry convert --prefetch-patterns failed for ${w.id}: ${(r2.stderr || r2.stdout).trim().split('\n').slice(-1).join(' ')}`);
         info.nydusBytes = await nydusSize(pushNs, reg, target).catch(() => undefined) ?? 0;
@@ -272,7 +273,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResults> {
   });
   const runModes = (): ModeId[] => status.filter((s) => s.status === 'run').map((s) => s.id);
 
-  const star = await createStar({ prefix: `fb${randomBytes(2).toString('hex')}`, nodes: Math.max(...nodesList), extras: 1 });
+  const star = await createStar({ prefix: `fb${randomBytes(2).toString('hex')}`, nodes: Math.max(...nodesList), extras: 2 });
   let reg: BenchRegistry | undefined;
   const runs: RunResult[] = [];
   let infos: WorkloadInfo[] = [];
@@ -310,11 +311,20 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResults> {
       if (s.status === 'run' && !plan.some((p) => p.mode === s.id)) { s.status = 'not-run'; s.reason = s.reason ?? 'no image prepared for this mode'; }
     }
     let done = 0;
+    const broken = new Map<ModeId, string>();
     for (const p of plan) {
+      if (broken.has(p.mode)) { done++; continue; }
       opts.onProgress?.(done, plan.length, `${p.workload.id} · ${p.mode} · N=${p.nodes} · rep ${p.rep}/${repeat}`);
       const r = await runOne(p, star, reg, join(workDir, `run-${done}`), log, opts.runTimeoutMs ?? 10 * 60_000);
       runs.push(r);
       if (!r.ok) log.warn({ workload: r.workload, mode: r.mode, nodes: r.nodes, error: r.error }, 'run failed');
+      // a component that cannot even start makes the mode "not run" (its remaining runs are skipped)
+      if (!r.ok && r.error?.startsWith('setup: ') && !runs.some((x) => x.mode === p.mode && x.ok)) {
+        broken.set(p.mode, r.error.slice(7, 400));
+        const st = status.find((x) => x.id === p.mode)!;
+        st.status = 'not-run';
+        st.reason = `a Ferry component failed to start: ${r.error.slice(7, 400)}`;
+      }
       done++;
       opts.onProgress?.(done, plan.length, `${p.workload.id} · ${p.mode} · N=${p.nodes} · ${r.ok ? `${(r.allReadyMs / 1000).toFixed(2)} s` : 'FAILED'}`);
     }
@@ -343,16 +353,18 @@ async function runOne(p: PlannedRun, star: Star, reg: BenchRegistry, dir: string
   const ref = driver.ref(p.info)!;
   const result: RunResult = {
     workload: p.workload.id, mode: p.mode, nodes: p.nodes, rep: p.rep, startedAt: new Date().toISOString(),
-    ok: false, registryBlobBytes: null, registryIfaceBytes: 0, allReadyMs: NaN, perNode: [],
+    ok: false, registryBlobBytes: null, registryIfaceBytes: 0, allReadyMs: NaN, serviceCpuMs: 0, perNode: [],
   };
   const env: RunEnv = { registry: reg, star, dir, log };
   const shared: ManagedProcess[] = [];
   const nodeProcs: ManagedProcess[][] = [];
   const ctds: Containerd[] = [];
   const tag = randomBytes(3).toString('hex');
+  let stage: 'setup' | 'run' = 'setup';
   try {
     await mkdir(dir, { recursive: true });
     await dropCaches();
+    stage = 'setup';
     if (driver.runSetup) shared.push(...await driver.runSetup(env));
     const nodes: NodeEnv[] = star.nodes.slice(0, p.nodes).map((node, index) => ({ index, node, dir: join(dir, `node${index + 1}`) }));
     const prepared: PreparedNode[] = [];
@@ -366,6 +378,7 @@ async function runOne(p: PlannedRun, star: Star, reg: BenchRegistry, dir: string
         ...(pn.snapshotters ? { snapshotters: pn.snapshotters } : {}),
       }));
     }
+    stage = 'run';
     const regIf0 = await ifaceCounters(star.registry.dev, star.registry.netns);
     const regBlob0 = await reg.blobBytesServed();
     const rx0 = await Promise.all(nodes.map((n) => ifaceCounters(n.node.dev, n.node.netns)));
@@ -398,7 +411,12 @@ async function runOne(p: PlannedRun, star: Star, reg: BenchRegistry, dir: string
       for (const proc of nodeProcs[i] ?? []) cpu += (await proc.cpuMs()) || 0;
       perNode[i]!.ferryCpuMs = cpu;
       perNode[i]!.containerdCpuMs = (await cpuMs(ctds[i]!.pid)) || 0;
+      if (nodeProcs[i]?.some((pr) => pr.name === 'peer')) {
+        const t = await peerTraffic(n).catch(() => undefined);
+        if (t) perNode[i]!.p2p = t;
+      }
     }
+    for (const pr of shared) result.serviceCpuMs += (await pr.cpuMs()) || 0;
     result.perNode = perNode;
     result.registryIfaceBytes = regIf1.txBytes - regIf0.txBytes;
     result.registryBlobBytes = regBlob0 !== null && regBlob1 !== null ? regBlob1 - regBlob0 : null;
@@ -407,7 +425,7 @@ async function runOne(p: PlannedRun, star: Star, reg: BenchRegistry, dir: string
     result.allReadyMs = result.ok ? Math.max(...perNode.map((n) => n.readyMs)) : NaN;
   } catch (err) {
     result.ok = false;
-    result.error = (err as Error).message.slice(0, 500);
+    result.error = `${stage === 'setup' ? 'setup: ' : ''}${(err as Error).message.slice(0, 500)}`;
   } finally {
     for (const c of ctds) await c.stop().catch((err: unknown) => log.warn({ err }, 'containerd stop failed'));
     for (const procs of nodeProcs) for (const pr of procs) await pr.stop().catch(() => undefined);

@@ -66,6 +66,8 @@ export interface NodeResult {
   /** user+sys CPU of this node's containerd (ms). */
   containerdCpuMs: number;
   output?: string;
+  /** P2P modes: bytes this node's peer fetched from the registry vs from other peers. */
+  p2p?: { backToSource: number; remotePeer: number };
 }
 
 export interface RunResult {
@@ -82,6 +84,8 @@ export interface RunResult {
   registryIfaceBytes: number;
   /** Slowest node's pull start → ready. */
   allReadyMs: number;
+  /** user+sys CPU of shared Ferry services of this run (P2P scheduler, seed peer), ms. */
+  serviceCpuMs: number;
   perNode: NodeResult[];
 }
 
