@@ -244,3 +244,39 @@ test('layers: ferry rafs create / merge CLI', async (t) => {
   assert.match(bad2.stderr, /unknown compressor "brotli"/);
   void t; void basename;
 });
+
+test('layers: hostile or broken layer tars give clear errors and leave no blob behind', async () => {
+  const { encodeTarHeader } = await import('../format/rafs/index.js');
+  const { Readable } = await import('node:stream');
+  const entry = (name: string, body: Buffer, type = 0x30, linkname = ''): Buffer => {
+    const h = encodeTarHeader(name, body.length);
+    h[156] = type;
+    h.write(linkname, 157, 'utf8');
+    h.fill(0x20, 148, 156);
+    let sum = 0;
+    for (const b of h) sum += b;
+    h.write(sum.toString(8).padStart(7, '0') + '\0', 148, 'latin1');
+    const pad = Buffer.alloc((512 - (body.length % 512)) % 512);
+    return Buffer.concat([h, body, pad]);
+  };
+  const tarOf = (...parts: Buffer[]): Buffer => Buffer.concat([...parts, Buffer.alloc(1024)]);
+  const blobDir = join(work, 'hostile-blobs');
+  mkdirSync(blobDir, { recursive: true });
+  const cases: [string, Buffer, RegExp][] = [
+    ['../ escape', tarOf(entry('ok', randomBytes(5000)), entry('../evil', Buffer.from('x'))), /escapes the layer root/],
+    ['absolute path', tarOf(entry('/etc/passwd', Buffer.from('x'))), /absolute path/],
+    ['hardlink to a missing file', tarOf(entry('a', randomBytes(5000)), entry('b', Buffer.alloc(0), 0x31, 'missing')), /hardlink b → missing: target not found/],
+    ['truncated body', Buffer.concat([entry('big', randomBytes(600000)).subarray(0, 100000)]), /truncat|ended|short|unexpected end/i],
+  ];
+  for (const [what, tar, re] of cases) {
+    await assert.rejects(buildLayer({ source: Readable.from([tar]), blobDir, compressor: 'lz4_block' }), (e: Error) => re.test(e.message), what);
+  }
+  assert.deepEqual(readdirSync(blobDir), [], 'no blob or temporary file left after failures');
+  // absolute and dangling symlinks are data, kept verbatim (what the container sees)
+  const sym = entry('bin/sh', Buffer.alloc(0), 0x32, '/bin/busybox');
+  const r = await buildLayer({ source: Readable.from([tarOf(sym)]), blobDir, compressor: 'lz4_block' });
+  assert.equal(r.blobId, '', 'a layer without file data writes no blob');
+  const bs = openBootstrap(r.bootstrap);
+  assert.equal(bs.readlink(bs.lookup('/bin/sh')!), '/bin/busybox');
+  assert.equal(bs.blobs.length, 0);
+});
