@@ -9,7 +9,7 @@ import { FerryError } from '../../core/index.js';
 import { getCodec } from '../compress/index.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../erofs/constants.js';
 import { BLOB_META_HEADER_SIZE, decodeBlobMetaHeader, decodeCiTable } from './blob-meta.js';
-import { openBootstrap, type BlobInfo, type ChunkRef, type CiLocation, type RafsBootstrap } from './reader.js';
+import { chunkDigest, openBootstrap, type BlobInfo, type ChunkRef, type CiLocation, type RafsBootstrap } from './reader.js';
 
 /** Reads `length` bytes at `offset` of a blob (throw NOT_FOUND / DATA_LOSS as appropriate). */
 export type BlobReader = (blob: BlobInfo, offset: number, length: number) => Buffer;
@@ -113,6 +113,16 @@ export function checkBootstrap(input: Buffer | RafsBootstrap, opts: CheckOptions
         if (bs.version === 6 && covered !== e.stat.size) throw new FerryError('DATA_LOSS', `chunks cover ${covered} of ${e.stat.size} bytes`);
       } else {
         report.others++;
+      }
+      if (bs.version === 5) {
+        // v5 inode digest: hash of the chunk digests (file), the target (symlink), the children's digests (dir)
+        let material: Buffer[] = [];
+        if (t === S_IFREG) material = bs.chunks(e.ino).map((c) => c.digest);
+        else if (t === S_IFLNK) material = [Buffer.from(bs.readlink(e.ino), 'utf8')];
+        else if (t === S_IFDIR) material = bs.readdir(e.ino).map((k) => bs.inodeDigest(k.ino)!);
+        if (!chunkDigest(bs.digester, Buffer.concat(material)).equals(bs.inodeDigest(e.ino)!)) {
+          throw new FerryError('DATA_LOSS', 'inode digest mismatch');
+        }
       }
     } catch (err) {
       if (FerryError.is(err) && !err.message.includes(where(e.path))) {

@@ -232,3 +232,14 @@ test('reader: mutated bootstraps never raise anything but FerryError', () => {
   }
   assert.ok(refused > 0 && ok > 0, `ok ${ok} refused ${refused}`);
 });
+
+test('check: v5 inode digests are verified', () => {
+  const v5 = readFileSync(NY('more', 'repeatable', 'sha256-nocompress-repeatable'));
+  assert.equal(checkBootstrap(v5).entries, 54);
+  const bs = openBootstrap(v5);
+  const ino = bs.lookup('/symlink-test/root')!;
+  const off = v5.readUInt32LE(v5.readUInt32LE(32) + 4 * (ino - 1)) * 8;
+  const bad = Buffer.from(v5);
+  bad[off + 5] = bad[off + 5]! ^ 1;
+  assert.throws(() => checkBootstrap(bad), (e) => FerryError.hasCode(e, 'DATA_LOSS') && /digest/.test((e as Error).message));
+});

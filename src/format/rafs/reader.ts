@@ -158,6 +158,8 @@ export interface RafsBootstrap {
   mapRead(ino: number, offset: number, length: number): ChunkRef[];
   /** Depth-first walk from the root (directories before their children, children sorted by name). */
   walk(): Generator<WalkEntry>;
+  /** v5: the inode digest stored on disk (hash of chunk digests / target / child digests); undefined for v6. */
+  inodeDigest(ino: number): Buffer | undefined;
   /** v6: the 80-byte chunk info table records (empty for v5, whose chunk records live in inodes). */
   chunkTable(): RafsChunkInfo[];
   /** v6: supply a blob's CI table for chunks the bootstrap's chunk table does not list. */
@@ -260,6 +262,10 @@ abstract class BaseBootstrap implements RafsBootstrap {
 
   chunkTable(): RafsChunkInfo[] {
     return [];
+  }
+
+  inodeDigest(_ino: number): Buffer | undefined {
+    return undefined;
   }
 
   setCiTable(_blobIndex: number, _entries: readonly CiLocation[]): void {
@@ -784,6 +790,10 @@ class V5Bootstrap extends BaseBootstrap {
       out.push({ name: r.name, ino: i });
     }
     return out;
+  }
+
+  override inodeDigest(ino: number): Buffer | undefined {
+    return this.record(ino).inode.digest;
   }
 
   readlink(ino: number): string {
