@@ -131,3 +131,55 @@ test('retries 5xx and connection resets, follows redirects, gives up with UNAVAI
     await new Promise<void>((r) => proxy.close(() => r()));
   }
 });
+
+test('Basic-challenge registries get Basic credentials; token expiry triggers a refresh on 401', async () => {
+  const body = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OCI_MANIFEST, config: { mediaType: MediaType.OCI_CONFIG, digest: sha(Buffer.from('{}')), size: 2 }, layers: [] }));
+  const seen: string[] = [];
+  const server: Server = createServer((req, res) => {
+    seen.push(req.headers.authorization ?? '-');
+    if (req.headers.authorization !== `Basic ${Buffer.from('bob:pw').toString('base64')}`) {
+      res.writeHead(401, { 'www-authenticate': 'Basic realm="test"' }); res.end(); return;
+    }
+    res.writeHead(200, { 'content-type': MediaType.OCI_MANIFEST, 'docker-content-digest': sha(body) }); res.end(body);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const c = new RegistryClient({ credentials: () => ({ username: 'bob', password: 'pw' }) });
+    assert.equal((await c.getManifest(parseReference(`${host}/a/b:t`))).digest, sha(body));
+    assert.equal((await c.getManifest(parseReference(`${host}/a/b:t`))).digest, sha(body));
+    assert.deepEqual(seen.map((s) => s.split(' ')[0]), ['-', 'Basic', 'Basic'], 'second request sends Basic up front');
+  } finally {
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+  // Bearer: a token the registry stops accepting (expired early) is refreshed once on 401.
+  let tokens = 0;
+  let accept = '';
+  const tokenSrv: Server = createServer((req, res) => {
+    tokens++;
+    accept = `tok${tokens}`;
+    res.writeHead(200, { 'content-type': 'application/json' }); res.end(JSON.stringify({ token: accept, expires_in: 300 }));
+  });
+  await new Promise<void>((r) => tokenSrv.listen(0, '127.0.0.1', r));
+  const realm = `http://127.0.0.1:${(tokenSrv.address() as AddressInfo).port}/token`;
+  const regSrv: Server = createServer((req, res) => {
+    if (req.headers.authorization !== `Bearer ${accept}`) {
+      res.writeHead(401, { 'www-authenticate': `Bearer realm="${realm}",service="svc",scope="repository:a/b:pull"` }); res.end(); return;
+    }
+    res.writeHead(200, { 'content-type': MediaType.OCI_MANIFEST }); res.end(body);
+  });
+  await new Promise<void>((r) => regSrv.listen(0, '127.0.0.1', r));
+  try {
+    const host = `127.0.0.1:${(regSrv.address() as AddressInfo).port}`;
+    const c = new RegistryClient({ credentials: () => undefined });
+    await c.getManifest(parseReference(`${host}/a/b:t`));
+    await c.getManifest(parseReference(`${host}/a/b:t`));
+    assert.equal(tokens, 1, 'token cached per scope');
+    accept = 'rotated';
+    await c.getManifest(parseReference(`${host}/a/b:t`));
+    assert.equal(tokens, 2, 'refreshed after the 401');
+  } finally {
+    await new Promise<void>((r) => regSrv.close(() => r()));
+    await new Promise<void>((r) => tokenSrv.close(() => r()));
+  }
+});
