@@ -14,18 +14,28 @@ import { type BlobInfo, type ChunkRef, type RafsBootstrap, type CiLocation, load
 export class BlobFiles {
   private readonly fds = new Map<number, { fd: number; size: number }>();
 
-  constructor(private readonly bs: RafsBootstrap, private readonly dir: string) {}
+  /**
+   * `dir`: directory of blobs named by id. `blobFile`: a file to use for the bootstrap's only blob
+   * (per-layer bootstraps carry a placeholder id, like `nydus-image --blob`).
+   */
+  constructor(private readonly bs: RafsBootstrap, private readonly dir: string | undefined, private readonly blobFile?: string) {
+    if (blobFile !== undefined && bs.blobs.length !== 1) {
+      throw new FerryError('INVALID_ARGUMENT', `--blob needs a bootstrap with exactly one blob (this one has ${bs.blobs.length})`);
+    }
+    if (dir === undefined && blobFile === undefined) throw new FerryError('INVALID_ARGUMENT', 'a blob directory or a blob file is needed');
+  }
 
   /** Path of a blob file (by blob id; `<id>.blob.data`-style caches are not used). */
   path(blob: BlobInfo): string {
-    return join(this.dir, blob.blobId);
+    if (this.blobFile !== undefined) return this.blobFile;
+    return join(this.dir!, blob.blobId);
   }
 
   private open(blob: BlobInfo): { fd: number; size: number } {
     let f = this.fds.get(blob.index);
     if (!f) {
       const p = this.path(blob);
-      if (!existsSync(p)) throw new FerryError('NOT_FOUND', `blob ${blob.blobId} not found in ${this.dir}`);
+      if (!existsSync(p)) throw new FerryError('NOT_FOUND', `blob ${blob.blobId} not found (${p})`);
       const fd = openSync(p, 'r');
       f = { fd, size: fstatSync(fd).size };
       this.fds.set(blob.index, f);

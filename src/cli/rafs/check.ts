@@ -16,16 +16,17 @@ export async function run(argv: string[]): Promise<number> {
     .description('validate a RAFS bootstrap; with --blob-dir also every blob CI table and chunk digest')
     .argument('<bootstrap>', 'bootstrap file (v5 or v6)')
     .option('-D, --blob-dir <dir>', 'directory holding the data blobs, named by blob id')
+    .option('-b, --blob <file>', 'the data blob of a single-blob bootstrap (whatever its file name)')
     .option('--json', 'print the report as JSON')
     .exitOverride();
   cmd.parse(argv, { from: 'user' });
-  const opts = cmd.opts<{ blobDir?: string; json?: boolean }>();
+  const opts = cmd.opts<{ blobDir?: string; blob?: string; json?: boolean }>();
   const file = cmd.args[0]!;
   let files: BlobFiles | undefined;
   let bar: cliProgress.SingleBar | undefined;
   try {
     const bs = openBootstrap(await readFile(file));
-    files = opts.blobDir ? new BlobFiles(bs, opts.blobDir) : undefined;
+    files = opts.blobDir || opts.blob ? new BlobFiles(bs, opts.blobDir, opts.blob) : undefined;
     const f = files;
     if (f && process.stderr.isTTY) {
       bar = new cliProgress.SingleBar({ format: 'verifying chunks [{bar}] {value}/{total}', stream: process.stderr }, cliProgress.Presets.shades_classic);

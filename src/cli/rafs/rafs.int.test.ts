@@ -46,6 +46,9 @@ test('rafs cli: inspect, check (valid and corrupted blob) on the upstream v6 ima
   const ok = ferry(['rafs', 'check', V6, '--blob-dir', BLOBS]);
   assert.equal(ok.code, 0, ok.stderr);
   assert.match(ok.stdout, /2 chunks verified/);
+  const single = ferry(['rafs', 'check', V6, '--blob', join(BLOBS, j.blobs[0]!.blobId)]);
+  assert.equal(single.code, 0, single.stderr);
+  assert.match(single.stdout, /2 chunks verified/);
   const tmp = mkdtempSync(join(tmpdir(), 'ferry-rafs-check-'));
   try {
     const id = j.blobs[0]!.blobId;

@@ -163,16 +163,17 @@ export async function run(argv: string[]): Promise<number> {
   const cmd = new Command('ferry rafs unpack')
     .description('rebuild the file tree of a RAFS image as a directory or a tar file (every chunk digest verified)')
     .requiredOption('-B, --bootstrap <file>', 'bootstrap file (v5 or v6)')
-    .requiredOption('-D, --blob-dir <dir>', 'directory holding the data blobs, named by blob id')
+    .option('-D, --blob-dir <dir>', 'directory holding the data blobs, named by blob id')
+    .option('-b, --blob <file>', 'the data blob of a single-blob bootstrap (whatever its file name)')
     .requiredOption('-o, --output <path>', 'output directory (created, must be empty), FILE.tar, or - for a tar on stdout')
     .exitOverride();
   cmd.parse(argv, { from: 'user' });
-  const opts = cmd.opts<{ bootstrap: string; blobDir: string; output: string }>();
+  const opts = cmd.opts<{ bootstrap: string; blobDir?: string; blob?: string; output: string }>();
   let files: BlobFiles | undefined;
   let bar: cliProgress.SingleBar | undefined;
   try {
     const bs = openBootstrap(await readFile(opts.bootstrap));
-    files = new BlobFiles(bs, opts.blobDir);
+    files = new BlobFiles(bs, opts.blobDir, opts.blob);
     let total = 0;
     if (process.stderr.isTTY && opts.output !== '-') {
       for (const e of bs.walk()) if ((e.stat.mode & S_IFMT) === S_IFREG) total += e.stat.size;
