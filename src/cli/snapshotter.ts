@@ -22,7 +22,7 @@ function loadConfig(file: string | undefined): SnapshotterConfigInput {
 interface Opts {
   address?: string; root?: string; config?: string; daemonApisock?: string; daemonMode?: string;
   prefetch?: boolean; insecureRegistry?: string[]; metricsAddress?: string; logLevel?: string;
-  name?: string; noLazy?: boolean;
+  name?: string; noLazy?: boolean; proxy?: string;
 }
 
 function command(name: string): Command {
@@ -40,6 +40,7 @@ function merged(o: Opts): SnapshotterConfigInput {
   if (o.daemonApisock) daemon.apiSock = o.daemonApisock;
   if (o.daemonMode) daemon.mode = o.daemonMode as 'fuse' | 'erofs';
   if (o.prefetch) daemon.prefetch = true;
+  if (o.proxy) daemon.proxy = o.proxy;
   return {
     ...file,
     ...(o.address ? { address: o.address } : {}),
@@ -77,6 +78,7 @@ export async function run(argv: string[]): Promise<number> {
     .option('--daemon-apisock <sock>', 'API socket of a running `ferry daemon` (default: daemon in this process)')
     .option('--daemon-mode <mode>', 'fuse | erofs (default fuse)')
     .option('--prefetch', 'prefetch each image\'s prefetch list after mounting')
+    .option('--proxy <url>', 'P2P peer proxy the daemon reads blobs through (e.g. http://127.0.0.1:65001)')
     .option('--insecure-registry <host>', 'registry reached over plain HTTP (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--metrics-address <addr>', 'host:port or unix socket for /metrics (default <root>/metrics.sock)')
     .option('--no-lazy', 'never mount lazily: every layer is downloaded (plain overlayfs snapshotter)')

@@ -24,6 +24,8 @@ export const SnapshotterConfigSchema = z.strictObject({
     prefetch: z.boolean().default(false),
     /** Chunk cache directory shared by all images; default `<root>/cache`. */
     cacheDir: z.string().default(''),
+    /** P2P peer proxy URL the daemon reads blobs through (falls back to the registry). */
+    proxy: z.string().default(''),
   }).prefault({}),
   /** Registries reached over plain HTTP (host[:port]); loopback hosts always are. */
   insecureRegistries: z.array(z.string().min(1)).default([]),

@@ -72,6 +72,7 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
           cacheDir: cfg.daemon.cacheDir || join(cfg.root, 'cache'),
           insecure: (h) => insecureHosts.has(h),
         };
+        if (cfg.daemon.proxy) li.proxy = cfg.daemon.proxy;
         if (opts.credentials) li.credentials = opts.credentials;
         lazy = new LazyImages(li);
         return lazy;
