@@ -47,6 +47,8 @@ export interface BenchOptions {
   runTimeoutMs?: number;
   /** Registry implementation; default ferry (falls back to docker-registry). */
   registry?: 'ferry' | 'distribution';
+  /** Stops after the current run (results so far are kept, everything is cleaned up). */
+  signal?: AbortSignal;
 }
 
 interface PlannedRun { workload: Workload; info: WorkloadInfo; mode: ModeId; nodes: number; rep: number }
@@ -314,6 +316,10 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResults> {
     const broken = new Map<ModeId, string>();
     for (const p of plan) {
       if (broken.has(p.mode)) { done++; continue; }
+      if (opts.signal?.aborted) {
+        notes.push(`interrupted after ${runs.length} of ${plan.length} runs`);
+        break;
+      }
       opts.onProgress?.(done, plan.length, `${p.workload.id} · ${p.mode} · N=${p.nodes} · rep ${p.rep}/${repeat}`);
       const r = await runOne(p, star, reg, join(workDir, `run-${done}`), log, opts.runTimeoutMs ?? 10 * 60_000);
       runs.push(r);

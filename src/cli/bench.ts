@@ -79,8 +79,19 @@ export async function run(argv: string[]): Promise<number> {
       process.stderr.write(`[${done}/${total}] ${label}\n`);
     }
   };
+  const abort = new AbortController();
+  let interrupts = 0;
+  const onSignal = (): void => {
+    interrupts++;
+    if (interrupts > 1) process.exit(130);
+    process.stderr.write('\nferry bench: stopping after the current run (press again to exit at once, leaving namespaces behind)\n');
+    abort.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     const results = await runBench({
+      signal: abort.signal,
       ...(o.workloads ? { workloads: o.workloads } : {}),
       ...(o.modes ? { modes: o.modes as ModeId[] } : {}),
       ...(o.nodes ? { nodes: o.nodes } : {}),
@@ -104,5 +115,8 @@ export async function run(argv: string[]): Promise<number> {
     bar?.stop();
     process.stderr.write(`ferry bench: ${(err as Error).message}\n`);
     return 1;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
 }
