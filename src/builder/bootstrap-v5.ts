@@ -68,7 +68,7 @@ export function writeBootstrapV5(root: Inode, opts: BootstrapOptions): Buffer {
     }
   }
 
-  // ---- digests (files: of chunk digests; symlinks: of the target; dirs: of children) ----
+  // ---- digests (files: of chunk digests; symlinks: of the target; dirs: of children; others: of nothing) ----
   const digests = new Map<Inode, Buffer>();
   const digestOf = (n: Inode): Buffer => {
     let d = digests.get(n);
@@ -76,9 +76,9 @@ export function writeBootstrapV5(root: Inode, opts: BootstrapOptions): Buffer {
     if (n.type === 'file') d = chunkDigest(opts.digester, Buffer.concat((n.chunks ?? []).map((c) => c.digest)));
     else if (n.type === 'symlink') d = chunkDigest(opts.digester, n.target!);
     else if (n.type === 'dir') {
-      const names = [...n.children!.keys()].sort();
+      const names = [...n.children!.keys()].sort((a, b) => Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8')));
       d = chunkDigest(opts.digester, Buffer.concat(names.map((k) => digestOf(n.children!.get(k)!))));
-    } else d = Buffer.alloc(32);
+    } else d = chunkDigest(opts.digester, Buffer.alloc(0));
     digests.set(n, d);
     return d;
   };
