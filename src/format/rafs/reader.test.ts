@@ -6,7 +6,7 @@ import { fixture } from '../../../test/support/paths.js';
 import { DigestMismatchError, FerryError } from '../../core/index.js';
 import { readLayer } from '../tar/index.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../erofs/index.js';
-import { checkBootstrap, openBootstrap, type RafsBootstrap } from './index.js';
+import { checkBootstrap, decodeDigestArray, loadCiTable, openBootstrap, walkReverseTar, type RafsBootstrap } from './index.js';
 
 const NY = (...p: string[]): string => fixture('nydus', ...p);
 const v6buf = readFileSync(NY('rafs-v6-2.2.boot'));
@@ -242,4 +242,26 @@ test('check: v5 inode digests are verified', () => {
   const bad = Buffer.from(v5);
   bad[off + 5] = bad[off + 5]! ^ 1;
   assert.throws(() => checkBootstrap(bad), (e) => FerryError.hasCode(e, 'DATA_LOSS') && /digest/.test((e as Error).message));
+});
+
+test('reader: a v6 bootstrap without chunk table maps reads through the blob CI table and digest array', () => {
+  const noTable = Buffer.from(v6buf);
+  noTable.writeBigUInt64LE(0n, 1152 + 32); // s_chunk_table_size = 0
+  const bs = openBootstrap(noTable);
+  const ino = bs.lookup('/sync_io.rs')!;
+  assert.throws(() => bs.chunks(ino), (e) => FerryError.hasCode(e, 'DATA_LOSS') && /chunk table/.test((e as Error).message));
+  const blob = bs.blobs[0]!;
+  const read = (_b: unknown, off: number, len: number): Buffer => v6blob.subarray(off, off + len);
+  const ci = loadCiTable(blob, read);
+  assert.equal(ci.length, 2);
+  bs.setCiTable(0, ci);
+  const c0 = bs.chunks(ino)[0]!;
+  assert.throws(() => bs.decodeChunk(blob, c0, v6blob.subarray(c0.compressedOffset, c0.compressedOffset + c0.compressedSize)),
+    (e) => FerryError.hasCode(e, 'FAILED_PRECONDITION'));
+  const sections = walkReverseTar((off, len) => v6blob.subarray(off, off + len), v6blob.length);
+  const dig = sections.find((x) => x.name === 'blob.digest')!;
+  bs.setCiTable(0, ci, decodeDigestArray(v6blob.subarray(dig.offset, dig.offset + dig.size), ci.length));
+  const ref = openBootstrap(v6buf);
+  assert.deepEqual(fileBytes(bs, ino, v6blob), fileBytes(ref, ref.lookup('/sync_io.rs')!, v6blob));
+  assert.deepEqual(bs.chunks(ino), ref.chunks(ref.lookup('/sync_io.rs')!));
 });

@@ -162,8 +162,11 @@ export interface RafsBootstrap {
   inodeDigest(ino: number): Buffer | undefined;
   /** v6: the 80-byte chunk info table records (empty for v5, whose chunk records live in inodes). */
   chunkTable(): RafsChunkInfo[];
-  /** v6: supply a blob's CI table for chunks the bootstrap's chunk table does not list. */
-  setCiTable(blobIndex: number, entries: readonly CiLocation[]): void;
+  /**
+   * v6: supply a blob's CI table (and optionally its `blob.digest` array) for chunks the bootstrap's
+   * chunk table does not list. Without digests such chunks cannot be verified by `decodeChunk`.
+   */
+  setCiTable(blobIndex: number, entries: readonly CiLocation[], digests?: readonly Buffer[]): void;
   decodeChunk(blob: BlobInfo, chunk: ChunkRef, raw: Buffer): Buffer;
 }
 
@@ -196,6 +199,9 @@ export function decodeChunkData(blob: Pick<BlobInfo, 'compressor' | 'digester' |
       throw new FerryError('DATA_LOSS', `uncompressed chunk ${chunk.chunkIndex} of blob ${blob.blobId}: ${raw.length} bytes, expected ${chunk.uncompressedSize}`);
     }
     data = raw;
+  }
+  if (chunk.digest.length === 0) {
+    throw new FerryError('FAILED_PRECONDITION', `chunk ${chunk.chunkIndex} of blob ${blob.blobId}: no digest known (CI table without digests)`);
   }
   const got = chunkDigest(blob.digester, data);
   if (!got.equals(chunk.digest)) {
@@ -268,7 +274,7 @@ abstract class BaseBootstrap implements RafsBootstrap {
     return undefined;
   }
 
-  setCiTable(_blobIndex: number, _entries: readonly CiLocation[]): void {
+  setCiTable(_blobIndex: number, _entries: readonly CiLocation[], _digests?: readonly Buffer[]): void {
     /* v5 chunk records are complete */
   }
 
@@ -370,7 +376,7 @@ class V6Bootstrap extends BaseBootstrap {
   private readonly metaBase: number;
   private readonly inodeCache = new Map<number, V6Inode>();
   private ctIndex: Map<number, number> | undefined;
-  private readonly ciTables = new Map<number, readonly CiLocation[]>();
+  private readonly ciTables = new Map<number, { entries: readonly CiLocation[]; digests: readonly Buffer[] | undefined }>();
 
   constructor(buf: Buffer, opts: OpenBootstrapOptions) {
     super(buf, opts);
@@ -588,9 +594,10 @@ class V6Bootstrap extends BaseBootstrap {
     return out;
   }
 
-  override setCiTable(blobIndex: number, entries: readonly CiLocation[]): void {
+  override setCiTable(blobIndex: number, entries: readonly CiLocation[], digests?: readonly Buffer[]): void {
     if (!this.blobs[blobIndex]) throw new FerryError('INVALID_ARGUMENT', `no blob ${blobIndex}`);
-    this.ciTables.set(blobIndex, entries);
+    if (digests && digests.length < entries.length) throw new FerryError('INVALID_ARGUMENT', 'fewer digests than CI entries');
+    this.ciTables.set(blobIndex, { entries, digests });
   }
 
   private chunkAt(n: V6Inode, k: number): ChunkRef {
@@ -610,12 +617,13 @@ class V6Bootstrap extends BaseBootstrap {
         compressed: (c.flags & ChunkFlags.COMPRESSED) !== 0, digest: c.blockId,
       };
     } else {
-      const ci = this.ciTables.get(idx.blobIndex)?.[idx.ciIndex];
+      const t = this.ciTables.get(idx.blobIndex);
+      const ci = t?.entries[idx.ciIndex];
       if (!ci) throw corrupt(`chunk ${idx.ciIndex} of blob ${idx.blobIndex} (inode ${n.nid}) is not in the chunk table`);
       ref = {
         blobIndex: idx.blobIndex, blobId: blob.blobId, chunkIndex: idx.ciIndex, fileOffset, compressedOffset: ci.compressedOffset,
         compressedSize: ci.compressedSize, uncompressedOffset: ci.uncompressedOffset, uncompressedSize: ci.uncompressedSize,
-        compressed: ci.compressed, digest: Buffer.alloc(0),
+        compressed: ci.compressed, digest: t?.digests?.[idx.ciIndex] ?? Buffer.alloc(0),
       };
     }
     if (ref.uncompressedOffset !== uncompressedOffset) {
