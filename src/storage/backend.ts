@@ -1,0 +1,212 @@
+/**
+ * @module storage/backend
+ * Where blob bytes come from: a registry (ranged GETs through the shared registry client: token
+ * auth with refresh, redirects, retries with backoff, a per-request timeout), a local directory of
+ * blob files, or a P2P proxy (Dragonfly-style forward proxy) that falls back to the registry when
+ * it fails — each fallback is counted.
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { FerryError } from '../core/index.js';
+import { silentLogger, type Logger } from '../observe/index.js';
+import { RegistryClient, decodeBasicAuth } from '../remote/index.js';
+
+/** A source of compressed blob bytes. */
+export interface Backend {
+  readonly kind: string;
+  /** Exactly `length` bytes at `offset` of blob `blobId` (64 hex), or a FerryError. */
+  read(blobId: string, offset: number, length: number, signal: AbortSignal): Promise<Buffer>;
+  /** Reads that went to the fallback because the primary failed (P2P proxy backends). */
+  fallbacks(): number;
+  close(): Promise<void>;
+}
+
+async function collect(stream: Readable, length: number, what: string): Promise<Buffer> {
+  const out = Buffer.allocUnsafe(length);
+  let n = 0;
+  try {
+    for await (const c of stream) {
+      const b = c as Buffer;
+      if (n + b.length > length) {
+        throw new FerryError('DATA_LOSS', `${what}: server sent more than the ${length} bytes asked for (range ignored?)`);
+      }
+      b.copy(out, n);
+      n += b.length;
+    }
+  } finally {
+    stream.destroy();
+  }
+  if (n !== length) throw new FerryError('UNAVAILABLE', `${what}: short read, ${n} of ${length} bytes`);
+  return out;
+}
+
+function abortError(signal: AbortSignal, what: string): FerryError {
+  const r = signal.reason as unknown;
+  if (FerryError.is(r)) return r;
+  return new FerryError('DEADLINE_EXCEEDED', `${what}: aborted`);
+}
+
+export interface RegistryBackendOptions {
+  host: string;
+  repo: string;
+  insecure?: boolean;
+  /** base64 `user:password` (nydusd `auth`) */
+  auth?: string;
+  /** plain http or https; default: http for `insecure` and loopback hosts */
+  scheme?: 'http' | 'https';
+  /** per-request timeout (until headers and between body chunks), ms */
+  timeoutMs?: number;
+  /** extra attempts after a failed one */
+  retries?: number;
+  log?: Logger;
+  client?: RegistryClient;
+}
+
+/** Ranged GETs on `/v2/<repo>/blobs/sha256:<id>`. */
+export class RegistryBackend implements Backend {
+  readonly kind = 'registry';
+  readonly host: string;
+  readonly repo: string;
+  readonly client: RegistryClient;
+
+  constructor(o: RegistryBackendOptions) {
+    this.host = o.host;
+    this.repo = o.repo;
+    const creds = o.auth ? decodeBasicAuth(o.auth) : undefined;
+    const plain = o.scheme ? o.scheme === 'http' : o.insecure;
+    this.client = o.client ?? new RegistryClient({
+      ...(plain !== undefined ? { insecure: (h: string) => h === o.host ? plain : /^(localhost|127\.|\[::1\])/.test(h) } : {}),
+      ...(creds ? { credentials: (h: string) => (h === o.host ? creds : undefined) } : {}),
+      log: o.log ?? silentLogger(),
+      retries: o.retries ?? 2,
+      timeoutMs: o.timeoutMs ?? 10_000,
+      backoffMs: 100,
+    });
+  }
+
+  async read(blobId: string, offset: number, length: number, signal: AbortSignal): Promise<Buffer> {
+    const what = `blob ${blobId} [${offset}, +${length})`;
+    try {
+      const s = await this.client.getBlob(this.host, this.repo, `sha256:${blobId}`, { range: [offset, offset + length - 1], signal });
+      return await collect(s, length, what);
+    } catch (err) {
+      if (signal.aborted) throw abortError(signal, what);
+      throw err;
+    }
+  }
+
+  fallbacks(): number { return 0; }
+  async close(): Promise<void> { /* the client holds no sockets of its own */ }
+}
+
+/** Blob files named by blob id (optionally `sha256:`-prefixed) in a directory. */
+export class LocalFsBackend implements Backend {
+  readonly kind = 'localfs';
+  private readonly files = new Map<string, Promise<FileHandle>>();
+  constructor(readonly dir: string) {}
+
+  private handle(blobId: string): Promise<FileHandle> {
+    let h = this.files.get(blobId);
+    if (!h) {
+      h = open(join(this.dir, blobId), 'r').catch(async (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+        return open(join(this.dir, `sha256:${blobId}`), 'r');
+      }).catch((err: NodeJS.ErrnoException) => {
+        this.files.delete(blobId);
+        throw new FerryError(err.code === 'ENOENT' ? 'NOT_FOUND' : 'UNAVAILABLE', `blob ${blobId} in ${this.dir}: ${err.message}`, { cause: err });
+      });
+      this.files.set(blobId, h);
+    }
+    return h;
+  }
+
+  async read(blobId: string, offset: number, length: number): Promise<Buffer> {
+    const fh = await this.handle(blobId);
+    const buf = Buffer.allocUnsafe(length);
+    let n = 0;
+    while (n < length) {
+      const { bytesRead } = await fh.read(buf, n, length - n, offset + n);
+      if (bytesRead === 0) throw new FerryError('DATA_LOSS', `blob ${blobId}: ends before ${offset + length} (read ${offset + n})`);
+      n += bytesRead;
+    }
+    return buf;
+  }
+
+  fallbacks(): number { return 0; }
+  async close(): Promise<void> {
+    const all = [...this.files.values()];
+    this.files.clear();
+    for (const p of all) await p.then((h) => h.close(), () => undefined);
+  }
+}
+
+export interface ProxyBackendOptions {
+  /** the P2P proxy (`http://127.0.0.1:PORT`), spoken to as an HTTP forward proxy (absolute-URI GET) */
+  proxyUrl: string;
+  registry: RegistryBackend;
+  /** go to the registry when the proxy fails (nydusd `proxy.fallback`, default true) */
+  fallback?: boolean;
+  timeoutMs?: number;
+  log?: Logger;
+}
+
+/** Reads through a P2P proxy; on any proxy failure the read goes straight to the registry. */
+export class ProxyBackend implements Backend {
+  readonly kind = 'proxy';
+  private nFallbacks = 0;
+  private readonly proxy: URL;
+  private readonly log: Logger;
+  constructor(private readonly o: ProxyBackendOptions) {
+    this.proxy = new URL(o.proxyUrl);
+    this.log = (o.log ?? silentLogger()).child({ component: 'proxy-backend' });
+  }
+
+  async read(blobId: string, offset: number, length: number, signal: AbortSignal): Promise<Buffer> {
+    try {
+      return await this.viaProxy(blobId, offset, length, signal);
+    } catch (err) {
+      if (signal.aborted || this.o.fallback === false) throw err;
+      this.nFallbacks++;
+      this.log.warn({ err: (err as Error).message, blob: blobId }, 'p2p proxy failed, falling back to the registry');
+      return this.o.registry.read(blobId, offset, length, signal);
+    }
+  }
+
+  private async viaProxy(blobId: string, offset: number, length: number, signal: AbortSignal): Promise<Buffer> {
+    const reg = this.o.registry;
+    const scheme = reg.client.baseUrl(reg.host).startsWith('https') ? 'https' : 'http';
+    if (scheme !== 'http') throw new FerryError('FAILED_PRECONDITION', 'the P2P proxy path is used for plain-http registries only');
+    const auth = await reg.client.authorize(reg.host, reg.repo);
+    const target = `http://${reg.host}/v2/${reg.repo}/blobs/sha256:${blobId}`;
+    const what = `proxy ${this.proxy.host} ${target} [${offset}, +${length})`;
+    const timeoutMs = this.o.timeoutMs ?? 10_000;
+    return new Promise<Buffer>((resolve, reject) => {
+      const req = httpRequest({
+        host: this.proxy.hostname, port: this.proxy.port || 80, method: 'GET', path: target,
+        headers: { host: reg.host, range: `bytes=${offset}-${offset + length - 1}`, ...auth },
+        signal,
+      }, (res) => {
+        if (res.statusCode !== 206 && res.statusCode !== 200) {
+          res.resume();
+          reject(new FerryError('UNAVAILABLE', `${what}: status ${res.statusCode}`));
+          return;
+        }
+        if (res.statusCode === 200 && offset !== 0) {
+          res.resume();
+          reject(new FerryError('UNAVAILABLE', `${what}: range ignored`));
+          return;
+        }
+        res.setTimeout(timeoutMs, () => res.destroy(new FerryError('DEADLINE_EXCEEDED', `${what}: stalled`)));
+        collect(res, length, what).then(resolve, reject);
+      });
+      req.setTimeout(timeoutMs, () => req.destroy(new FerryError('DEADLINE_EXCEEDED', `${what}: no response in ${timeoutMs} ms`)));
+      req.on('error', (err) => reject(FerryError.is(err) ? err : new FerryError('UNAVAILABLE', `${what}: ${err.message}`, { cause: err })));
+      req.end();
+    });
+  }
+
+  fallbacks(): number { return this.nFallbacks; }
+  async close(): Promise<void> { await this.o.registry.close(); }
+}

@@ -1,0 +1,113 @@
+/**
+ * @module storage/cache
+ * The local chunk cache of one blob, in nydusd's blobcache layout:
+ * `<blob_id>.blob.data` holds the uncompressed chunks at their uncompressed offsets (a sparse file
+ * of the blob's uncompressed size — exactly the "uncompressed view" the EROFS kernel driver reads),
+ * and `<blob_id>.chunk_map` persists which chunks are ready: a 4096-byte header (magic 0x424D4150,
+ * version 1, magic2 0x434D4150, all_ready) then one bit per chunk, chunk i = bit 7-(i%8) of byte i/8.
+ * A chunk's bit is written only after its data write completed, so a killed daemon never trusts
+ * data it did not finish writing; a restarted one fetches nothing it already has.
+ */
+import { open, mkdir, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FerryError } from '../core/index.js';
+
+const MAP_MAGIC = 0x424d4150;
+const MAP_MAGIC2 = 0x434d4150;
+const MAP_HEADER = 4096;
+
+export class BlobCache {
+  readonly blobId: string;
+  readonly size: number;
+  readonly chunkCount: number;
+  private bitmap: Buffer;
+  private ready = 0;
+  private mapWrites: Promise<void> = Promise.resolve();
+
+  private constructor(blobId: string, size: number, chunkCount: number, private readonly data: FileHandle, private readonly map: FileHandle, bitmap: Buffer) {
+    this.blobId = blobId;
+    this.size = size;
+    this.chunkCount = chunkCount;
+    this.bitmap = bitmap;
+    for (let i = 0; i < chunkCount; i++) if (this.isReady(i)) this.ready++;
+  }
+
+  /** Opens (creating when absent) the cache files of a blob in `dir`. */
+  static async open(dir: string, blobId: string, uncompressedSize: number, chunkCount: number): Promise<BlobCache> {
+    if (!/^[0-9a-f]{64}$/.test(blobId)) throw new FerryError('INVALID_ARGUMENT', `invalid blob id ${JSON.stringify(blobId)}`);
+    await mkdir(dir, { recursive: true });
+    const data = await open(join(dir, `${blobId}.blob.data`), 'a+').then(async (h) => { await h.close(); return open(join(dir, `${blobId}.blob.data`), 'r+'); });
+    const st = await data.stat();
+    if (st.size !== uncompressedSize) await data.truncate(uncompressedSize);
+    const mapPath = join(dir, `${blobId}.chunk_map`);
+    const map = await open(mapPath, 'a+').then(async (h) => { await h.close(); return open(mapPath, 'r+'); });
+    const bytes = Math.ceil(chunkCount / 8);
+    const want = MAP_HEADER + bytes;
+    const cur = await map.readFile();
+    let bitmap: Buffer;
+    const valid = cur.length === want && cur.readUInt32LE(0) === MAP_MAGIC && cur.readUInt32LE(4) === 1 && cur.readUInt32LE(8) === MAP_MAGIC2 &&
+      st.size === uncompressedSize;
+    if (valid) {
+      bitmap = Buffer.from(cur.subarray(MAP_HEADER));
+    } else {
+      // New, or does not match this blob (size changed): start empty.
+      const hdr = Buffer.alloc(MAP_HEADER);
+      hdr.writeUInt32LE(MAP_MAGIC, 0);
+      hdr.writeUInt32LE(1, 4);
+      hdr.writeUInt32LE(MAP_MAGIC2, 8);
+      bitmap = Buffer.alloc(bytes);
+      await map.truncate(0);
+      await map.write(Buffer.concat([hdr, bitmap]), 0, want, 0);
+    }
+    return new BlobCache(blobId, uncompressedSize, chunkCount, data, map, bitmap);
+  }
+
+  isReady(i: number): boolean {
+    return (this.bitmap[i >> 3]! & (0x80 >> (i & 7))) !== 0;
+  }
+
+  get readyCount(): number { return this.ready; }
+  get allReady(): boolean { return this.ready === this.chunkCount; }
+
+  /** Bytes of the uncompressed view; holes read as zeros. */
+  async read(offset: number, length: number): Promise<Buffer> {
+    const end = Math.min(this.size, offset + length);
+    if (end <= offset) return Buffer.alloc(0);
+    const buf = Buffer.allocUnsafe(end - offset);
+    let n = 0;
+    while (n < buf.length) {
+      const { bytesRead } = await this.data.read(buf, n, buf.length - n, offset + n);
+      if (bytesRead === 0) { buf.fill(0, n); break; }
+      n += bytesRead;
+    }
+    return buf;
+  }
+
+  /** Stores one decoded chunk and marks it ready (data first, then the persisted bit). */
+  async put(index: number, uncompressedOffset: number, data: Buffer): Promise<void> {
+    if (index < 0 || index >= this.chunkCount) throw new FerryError('INVALID_ARGUMENT', `chunk ${index} out of range`);
+    if (uncompressedOffset + data.length > this.size) throw new FerryError('DATA_LOSS', `chunk ${index} of blob ${this.blobId} ends beyond the blob`);
+    let n = 0;
+    while (n < data.length) n += (await this.data.write(data, n, data.length - n, uncompressedOffset + n)).bytesWritten;
+    if (this.isReady(index)) return;
+    this.bitmap[index >> 3]! |= 0x80 >> (index & 7);
+    this.ready++;
+    const byte = index >> 3;
+    // Serialised so that an older value of a byte never lands after a newer one.
+    this.mapWrites = this.mapWrites.then(async () => {
+      await this.map.write(this.bitmap, byte, 1, MAP_HEADER + byte);
+      if (this.ready === this.chunkCount) {
+        const one = Buffer.alloc(4);
+        one.writeUInt32LE(1, 0);
+        await this.map.write(one, 0, 4, 12);
+      }
+    }).catch(() => undefined);
+    await this.mapWrites;
+  }
+
+  async close(): Promise<void> {
+    await this.mapWrites;
+    await this.data.close().catch(() => undefined);
+    await this.map.close().catch(() => undefined);
+  }
+}

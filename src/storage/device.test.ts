@@ -1,0 +1,160 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { createServer, type Server } from 'node:net';
+import { mkdtempSync, rmSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DigestMismatchError } from '../core/index.js';
+import { StorageDevice, LocalFsBackend, RegistryBackend, type Backend, type DeviceBlob, type DeviceChunk } from './index.js';
+
+const CHUNK = 64 * 1024;
+
+/** A blob of n raw (uncompressed) chunks of varying sizes, 4 KiB-aligned uncompressed layout. */
+function makeBlob(n: number): { id: string; bytes: Buffer; blob: DeviceBlob; view: Buffer } {
+  const parts: Buffer[] = [];
+  const chunks: DeviceChunk[] = [];
+  let co = 0;
+  let uo = 0;
+  for (let i = 0; i < n; i++) {
+    const size = i === n - 1 ? 5000 : CHUNK;
+    const data = Buffer.alloc(size, i + 1);
+    data.write(`chunk-${i}`);
+    parts.push(data);
+    chunks.push({ chunkIndex: i, compressedOffset: co, compressedSize: size, uncompressedOffset: uo, uncompressedSize: size, compressed: false, digest: createHash('sha256').update(data).digest() });
+    co += size;
+    uo += Math.ceil(size / 4096) * 4096;
+  }
+  const bytes = Buffer.concat(parts);
+  const id = createHash('sha256').update(bytes).digest('hex');
+  const view = Buffer.alloc(uo);
+  chunks.forEach((c, i) => parts[i]!.copy(view, c.uncompressedOffset));
+  const blob: DeviceBlob = {
+    blobId: id, uncompressedSize: uo, chunkCount: n, chunks,
+    decode(c, raw) {
+      const got = createHash('sha256').update(raw).digest();
+      if (!got.equals(c.digest)) throw new DigestMismatchError(c.digest.toString('hex'), got.toString('hex'), `chunk ${c.chunkIndex}`);
+      return raw;
+    },
+  };
+  return { id, bytes, blob, view };
+}
+
+class CountingBackend implements Backend {
+  readonly kind = 'count';
+  calls: Array<[number, number]> = [];
+  constructor(private readonly inner: Backend) {}
+  async read(id: string, off: number, len: number, signal: AbortSignal): Promise<Buffer> {
+    this.calls.push([off, len]);
+    await new Promise((r) => setTimeout(r, 5));
+    return this.inner.read(id, off, len, signal);
+  }
+  fallbacks(): number { return 0; }
+  async close(): Promise<void> { await this.inner.close(); }
+}
+
+test('storage: lazy reads, merged requests, single flight, persisted cache', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-storage-'));
+  try {
+    const { id, bytes, blob, view } = makeBlob(40);
+    writeFileSync(join(dir, id), bytes);
+    const be = new CountingBackend(new LocalFsBackend(dir));
+    const dev = await StorageDevice.open({ blobs: [blob], backend: be, cacheDir: join(dir, 'cache'), amplifyBytes: 256 * 1024 });
+    // 8 concurrent reads of the same range: one backend request.
+    const rs = await Promise.all(Array.from({ length: 8 }, () => dev.read(id, 70000, 1000)));
+    for (const r of rs) assert.ok(r.equals(view.subarray(70000, 71000)));
+    assert.equal(be.calls.length, 1);
+    // amplified: the request covered 256 KiB (4 chunks), so chunk 2 and 3 are already there.
+    assert.deepEqual(be.calls[0], [CHUNK, 4 * CHUNK]);
+    assert.ok((await dev.read(id, 2 * CHUNK + 10, 100)).equals(view.subarray(2 * CHUNK + 10, 2 * CHUNK + 110)));
+    assert.equal(be.calls.length, 1);
+    // A read spanning cached and missing chunks.
+    const all = await dev.read(id, 0, view.length + 999);
+    assert.ok(all.equals(view));
+    assert.equal(dev.chunksCached(), 40);
+    assert.ok(dev.stats.hits > 0 && dev.stats.misses > 0);
+    await dev.close();
+    assert.ok(readFileSync(join(dir, 'cache', `${id}.blob.data`)).equals(view));
+    // Restart: nothing is fetched again.
+    const be2 = new CountingBackend(new LocalFsBackend(dir));
+    const dev2 = await StorageDevice.open({ blobs: [blob], backend: be2, cacheDir: join(dir, 'cache') });
+    assert.ok((await dev2.read(id, 0, view.length)).equals(view));
+    assert.equal(be2.calls.length, 0);
+    await dev2.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('storage: corrupt chunk is refetched once then fails; the rest of the blob still reads', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-storage-'));
+  try {
+    const { id, bytes, blob, view } = makeBlob(6);
+    const bad = Buffer.from(bytes);
+    bad.writeUInt8(bad.readUInt8(3 * CHUNK + 100) ^ 0xff, 3 * CHUNK + 100);
+    writeFileSync(join(dir, id), bad);
+    const be = new CountingBackend(new LocalFsBackend(dir));
+    const dev = await StorageDevice.open({ blobs: [blob], backend: be, cacheDir: join(dir, 'cache'), amplifyBytes: 128 * 1024 });
+    await assert.rejects(dev.read(id, 3 * CHUNK, 10), (e: Error & { code?: string }) => e.code === 'DATA_LOSS' && /chunk 3/.test(e.message));
+    assert.equal(dev.stats.digestMismatches, 2);
+    assert.deepEqual(be.calls.at(-1), [3 * CHUNK, CHUNK]); // the refetch of just that chunk
+    assert.ok((await dev.read(id, 0, CHUNK)).equals(view.subarray(0, CHUNK)));
+    await dev.close();
+    assert.ok(existsSync(join(dir, 'cache', `${id}.chunk_map`)));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('storage: a registry that stops answering fails the read within the deadline, then recovers', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-storage-'));
+  const sockets = new Set<import('node:net').Socket>();
+  const server: Server = createServer((s) => { sockets.add(s); s.on('error', () => undefined); }); // accepts, never answers
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const port = (server.address() as { port: number }).port;
+    const { id, bytes, blob, view } = makeBlob(3);
+    writeFileSync(join(dir, id), bytes);
+    const reg = new RegistryBackend({ host: `127.0.0.1:${port}`, repo: 'library/x', insecure: true, timeoutMs: 300, retries: 0 });
+    let useLocal = false;
+    const local = new LocalFsBackend(dir);
+    const switching: Backend = {
+      kind: 'switch',
+      read: (i, o, l, s) => (useLocal ? local.read(i, o, l) : reg.read(i, o, l, s)),
+      fallbacks: () => 0,
+      close: async () => { await local.close(); },
+    };
+    const dev = await StorageDevice.open({ blobs: [blob], backend: switching, cacheDir: join(dir, 'cache'), requestDeadlineMs: 1500 });
+    const t0 = Date.now();
+    await assert.rejects(dev.read(id, 0, 10));
+    assert.ok(Date.now() - t0 < 2500, `failed after ${Date.now() - t0} ms`);
+    assert.equal(dev.stats.backendErrors, 1);
+    useLocal = true; // the backend is back
+    assert.ok((await dev.read(id, 0, 10)).equals(view.subarray(0, 10)));
+    await dev.close();
+  } finally {
+    for (const s of sockets) s.destroy();
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('storage: prefetch fills the cache in the background under a bandwidth limit', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-storage-'));
+  try {
+    const { id, bytes, blob } = makeBlob(8);
+    writeFileSync(join(dir, id), bytes);
+    const dev = await StorageDevice.open({ blobs: [blob], backend: new LocalFsBackend(dir), cacheDir: join(dir, 'cache'), prefetchMergeBytes: 128 * 1024, prefetchBandwidth: 2 * 1024 * 1024 });
+    const t0 = Date.now();
+    dev.prefetch('all');
+    await dev.prefetchIdle();
+    const ms = Date.now() - t0;
+    assert.equal(dev.chunksCached(), 8);
+    // ~450 KiB at 2 MiB/s: at least ~150 ms (the last batch's sleep may be cut short).
+    assert.ok(ms >= 150, `prefetch took only ${ms} ms`);
+    assert.equal(dev.stats.prefetchedBytes, bytes.length);
+    await dev.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

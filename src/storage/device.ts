@@ -1,0 +1,364 @@
+/**
+ * @module storage/device
+ * The read API over a set of blobs: `read(blobId, uncompressedOffset, length)`. Missing chunks are
+ * fetched from the backend (adjacent missing chunks merged into one ranged request, extended
+ * forward up to the amplification size), decoded and verified, written to the cache, then served
+ * from the cache file. A chunk being fetched is fetched once however many readers want it. A chunk
+ * whose digest does not match is fetched once more, then the read fails (EIO at the FUSE edge) with
+ * a log line naming blob and chunk. Every backend request has a hard deadline, so a backend that
+ * stops answering fails the read instead of hanging it. Background prefetch runs behind on-demand
+ * reads, merged into requests of `prefetchMergeBytes`, throttled to `prefetchBandwidth`.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { FerryError, DigestMismatchError } from '../core/index.js';
+import { silentLogger, type Logger } from '../observe/index.js';
+import type { Backend } from './backend.js';
+import { BlobCache } from './cache.js';
+
+/** One chunk of a blob (same shape as the RAFS reader's ChunkRef; fileOffset unused here). */
+export interface DeviceChunk {
+  chunkIndex: number;
+  compressedOffset: number;
+  compressedSize: number;
+  uncompressedOffset: number;
+  uncompressedSize: number;
+  compressed: boolean;
+  digest: Buffer;
+}
+
+export interface DeviceBlob {
+  blobId: string;
+  uncompressedSize: number;
+  /** number of CI entries (bitmap size) */
+  chunkCount: number;
+  /** the chunks the image references, any order */
+  chunks: DeviceChunk[];
+  /** decompresses and verifies one chunk (DigestMismatchError on mismatch) */
+  decode(chunk: DeviceChunk, raw: Buffer): Buffer;
+}
+
+export interface DeviceStats {
+  /** bytes received from the backend */
+  bytesFetched: number;
+  /** backend requests */
+  requests: number;
+  /** chunk lookups answered from the cache / needing a fetch */
+  hits: number;
+  misses: number;
+  backendErrors: number;
+  digestMismatches: number;
+  prefetchedBytes: number;
+}
+
+export interface StorageDeviceOptions {
+  blobs: DeviceBlob[];
+  backend: Backend;
+  cacheDir: string;
+  log?: Logger;
+  /** user-read amplification (nydusd amplify_io / rafs.batch_size), default 1 MiB */
+  amplifyBytes?: number;
+  /** hard deadline of one backend request including its retries, ms (default 30 s) */
+  requestDeadlineMs?: number;
+  /** prefetch: merged request size (merging_size, default 1 MiB), bandwidth bytes/s (0 = unlimited) */
+  prefetchMergeBytes?: number;
+  prefetchBandwidth?: number;
+}
+
+interface BlobState {
+  blob: DeviceBlob;
+  cache: BlobCache;
+  /** chunks sorted by uncompressed offset (= CI order for native blobs) */
+  byOffset: DeviceChunk[];
+  pos: Map<number, number>;
+  inflight: Map<number, Promise<void>>;
+}
+
+interface Deferred { promise: Promise<void>; resolve(): void; reject(e: unknown): void }
+function deferred(): Deferred {
+  let resolve!: () => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<void>((a, b) => { resolve = a; reject = b; });
+  promise.catch(() => undefined);
+  return { promise, resolve, reject };
+}
+
+export class StorageDevice {
+  readonly stats: DeviceStats = { bytesFetched: 0, requests: 0, hits: 0, misses: 0, backendErrors: 0, digestMismatches: 0, prefetchedBytes: 0 };
+  private readonly blobs = new Map<string, BlobState>();
+  private readonly log: Logger;
+  private readonly amplify: number;
+  private readonly deadline: number;
+  private onDemand = 0;
+  private closed = false;
+  private prefetchRunning: Promise<void> | null = null;
+  private readonly prefetchQueue: Array<{ state: BlobState; chunks: DeviceChunk[] }> = [];
+
+  private constructor(private readonly o: StorageDeviceOptions) {
+    this.log = (o.log ?? silentLogger()).child({ component: 'storage' });
+    this.amplify = Math.max(128 * 1024, o.amplifyBytes ?? 1024 * 1024);
+    this.deadline = o.requestDeadlineMs ?? 30_000;
+  }
+
+  static async open(o: StorageDeviceOptions): Promise<StorageDevice> {
+    const d = new StorageDevice(o);
+    for (const blob of o.blobs) {
+      const byOffset = dedupe(blob.chunks).sort((a, b) => a.uncompressedOffset - b.uncompressedOffset);
+      const cache = await BlobCache.open(o.cacheDir, blob.blobId, blob.uncompressedSize, blob.chunkCount);
+      d.blobs.set(blob.blobId, { blob, cache, byOffset, pos: new Map(byOffset.map((c, i) => [c.chunkIndex, i])), inflight: new Map() });
+    }
+    return d;
+  }
+
+  get backend(): Backend { return this.o.backend; }
+
+  /** Chunks of all blobs that are in the cache. */
+  chunksCached(): number {
+    let n = 0;
+    for (const s of this.blobs.values()) n += s.cache.readyCount;
+    return n;
+  }
+
+  /** Chunks referenced by the image (denominator for "fully cached"). */
+  chunksTotal(): number {
+    let n = 0;
+    for (const s of this.blobs.values()) n += s.byOffset.length;
+    return n;
+  }
+
+  blobIds(): string[] { return [...this.blobs.keys()]; }
+  blobSize(blobId: string): number { return this.state(blobId).blob.uncompressedSize; }
+
+  private state(blobId: string): BlobState {
+    const s = this.blobs.get(blobId);
+    if (!s) throw new FerryError('NOT_FOUND', `unknown blob ${blobId}`);
+    return s;
+  }
+
+  /** Reads `length` bytes at `offset` of a blob's uncompressed view (clamped to its size). */
+  async read(blobId: string, offset: number, length: number): Promise<Buffer> {
+    const s = this.state(blobId);
+    const end = Math.min(offset + length, s.blob.uncompressedSize);
+    if (end <= offset) return Buffer.alloc(0);
+    this.onDemand++;
+    try {
+      await this.ensure(s, this.overlapping(s, offset, end), false);
+    } finally {
+      this.onDemand--;
+    }
+    return s.cache.read(offset, end - offset);
+  }
+
+  /** The chunks overlapping [start, end) of the uncompressed view. */
+  private overlapping(s: BlobState, start: number, end: number): DeviceChunk[] {
+    const a = s.byOffset;
+    let lo = 0;
+    let hi = a.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      const c = a[mid]!;
+      if (c.uncompressedOffset + c.uncompressedSize <= start) lo = mid + 1;
+      else hi = mid;
+    }
+    const out: DeviceChunk[] = [];
+    for (let i = lo; i < a.length && a[i]!.uncompressedOffset < end; i++) out.push(a[i]!);
+    return out;
+  }
+
+  /** Makes sure every chunk is in the cache (fetching what is missing), or throws. */
+  private async ensure(s: BlobState, chunks: DeviceChunk[], prefetch: boolean): Promise<void> {
+    const waits: Promise<void>[] = [];
+    const missing: DeviceChunk[] = [];
+    for (const c of chunks) {
+      if (s.cache.isReady(c.chunkIndex)) { if (!prefetch) this.stats.hits++; continue; }
+      if (!prefetch) this.stats.misses++;
+      const f = s.inflight.get(c.chunkIndex);
+      if (f) waits.push(f);
+      else missing.push(c);
+    }
+    if (missing.length) {
+      for (const group of this.plan(s, missing, prefetch ? (this.o.prefetchMergeBytes ?? this.amplify) : this.amplify, !prefetch)) {
+        waits.push(...this.fetchGroup(s, group, prefetch));
+      }
+    }
+    if (waits.length) await Promise.all(waits);
+  }
+
+  /**
+   * Splits missing chunks into ranged requests of consecutive compressed ranges (gaps of at most
+   * amplify/128), and extends the last one forward over following missing chunks up to `limit`.
+   */
+  private plan(s: BlobState, missing: DeviceChunk[], limit: number, amplify: boolean): DeviceChunk[][] {
+    const sorted = [...missing].sort((a, b) => a.compressedOffset - b.compressedOffset);
+    const maxGap = limit >> 7;
+    const groups: DeviceChunk[][] = [];
+    let cur: DeviceChunk[] = [];
+    const span = (g: DeviceChunk[], c: DeviceChunk): number => c.compressedOffset + c.compressedSize - g[0]!.compressedOffset;
+    for (const c of sorted) {
+      const last = cur[cur.length - 1];
+      if (last && (c.compressedOffset - (last.compressedOffset + last.compressedSize) > maxGap ||
+        c.compressedOffset < last.compressedOffset + last.compressedSize || span(cur, c) > Math.max(limit, c.compressedSize))) {
+        groups.push(cur);
+        cur = [];
+      }
+      cur.push(c);
+    }
+    if (cur.length) groups.push(cur);
+    if (amplify) {
+      const g = groups[groups.length - 1]!;
+      let i = (s.pos.get(g[g.length - 1]!.chunkIndex) ?? s.byOffset.length) + 1;
+      const taken = new Set(sorted.map((c) => c.chunkIndex));
+      for (; i < s.byOffset.length; i++) {
+        const c = s.byOffset[i]!;
+        const last = g[g.length - 1]!;
+        if (s.cache.isReady(c.chunkIndex) || s.inflight.has(c.chunkIndex) || taken.has(c.chunkIndex)) break;
+        if (c.compressedOffset < last.compressedOffset + last.compressedSize) break;
+        if (c.compressedOffset - (last.compressedOffset + last.compressedSize) > maxGap) break;
+        if (span(g, c) > limit) break;
+        g.push(c);
+      }
+    }
+    return groups;
+  }
+
+  /** Starts one ranged request for a group; returns one promise per chunk. */
+  private fetchGroup(s: BlobState, group: DeviceChunk[], prefetch: boolean): Promise<void>[] {
+    const ds = group.map(() => deferred());
+    group.forEach((c, i) => s.inflight.set(c.chunkIndex, ds[i]!.promise));
+    const done = (): void => { for (const c of group) s.inflight.delete(c.chunkIndex); };
+    const start = group[0]!.compressedOffset;
+    const last = group[group.length - 1]!;
+    const len = last.compressedOffset + last.compressedSize - start;
+    (async () => {
+      let raw: Buffer;
+      try {
+        raw = await this.backendRead(s.blob.blobId, start, len);
+      } catch (err) {
+        this.stats.backendErrors++;
+        this.log.warn({ blob: s.blob.blobId, offset: start, length: len, err: (err as Error).message }, 'backend read failed');
+        const e = FerryError.is(err) ? err : new FerryError('UNAVAILABLE', (err as Error).message, { cause: err });
+        ds.forEach((d) => d.reject(e));
+        return;
+      }
+      if (prefetch) this.stats.prefetchedBytes += len;
+      await Promise.all(group.map(async (c, i) => {
+        try {
+          const rawChunk = raw.subarray(c.compressedOffset - start, c.compressedOffset - start + c.compressedSize);
+          const data = await this.decodeOrRefetch(s, c, rawChunk);
+          await s.cache.put(c.chunkIndex, c.uncompressedOffset, data);
+          ds[i]!.resolve();
+        } catch (err) {
+          ds[i]!.reject(err);
+        }
+      }));
+    })().finally(done);
+    return ds.map((d) => d.promise);
+  }
+
+  private async decodeOrRefetch(s: BlobState, c: DeviceChunk, raw: Buffer): Promise<Buffer> {
+    try {
+      return s.blob.decode(c, raw);
+    } catch (err) {
+      if (!(err instanceof DigestMismatchError) && !FerryError.hasCode(err, 'DATA_LOSS')) throw err;
+      this.stats.digestMismatches++;
+      this.log.warn({ blob: s.blob.blobId, chunk: c.chunkIndex, err: (err as Error).message }, 'chunk failed verification, fetching it again');
+    }
+    let again: Buffer;
+    try {
+      again = await this.backendRead(s.blob.blobId, c.compressedOffset, c.compressedSize);
+    } catch (err) {
+      this.stats.backendErrors++;
+      throw err;
+    }
+    try {
+      return s.blob.decode(c, again);
+    } catch (err) {
+      this.stats.digestMismatches++;
+      this.log.error({ blob: s.blob.blobId, chunk: c.chunkIndex, compressedOffset: c.compressedOffset, err: (err as Error).message },
+        'chunk corrupt after refetch, failing the read');
+      throw new FerryError('DATA_LOSS', `blob ${s.blob.blobId} chunk ${c.chunkIndex}: corrupt after refetch`, { cause: err });
+    }
+  }
+
+  private async backendRead(blobId: string, offset: number, length: number): Promise<Buffer> {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(new FerryError('DEADLINE_EXCEEDED', `blob ${blobId}: backend gave no data in ${this.deadline} ms`)), this.deadline);
+    this.stats.requests++;
+    try {
+      const p = this.o.backend.read(blobId, offset, length, ctl.signal);
+      // Whatever the backend does with the signal, the caller is released at the deadline.
+      const buf = await Promise.race([p, new Promise<never>((_, rej) => ctl.signal.addEventListener('abort', () => rej(ctl.signal.reason), { once: true }))]);
+      this.stats.bytesFetched += buf.length;
+      return buf;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // ---- prefetch ---------------------------------------------------------------------------
+
+  /** Queues chunks (by blob) for background prefetch; `all` = every chunk of every blob. */
+  prefetch(sel: 'all' | Array<{ blobId: string; chunks: DeviceChunk[] }>): void {
+    if (sel === 'all') {
+      for (const s of this.blobs.values()) this.prefetchQueue.push({ state: s, chunks: s.byOffset });
+    } else {
+      for (const { blobId, chunks } of sel) {
+        const s = this.blobs.get(blobId);
+        if (s) this.prefetchQueue.push({ state: s, chunks: dedupe(chunks).sort((a, b) => a.compressedOffset - b.compressedOffset) });
+      }
+    }
+    if (!this.prefetchRunning) this.prefetchRunning = this.runPrefetch().finally(() => { this.prefetchRunning = null; });
+  }
+
+  /** Resolves when the prefetch queue is drained. */
+  async prefetchIdle(): Promise<void> { while (this.prefetchRunning) await this.prefetchRunning; }
+
+  private async runPrefetch(): Promise<void> {
+    const merge = this.o.prefetchMergeBytes ?? 1024 * 1024;
+    const bw = this.o.prefetchBandwidth ?? 0;
+    while (!this.closed && this.prefetchQueue.length) {
+      const { state, chunks } = this.prefetchQueue.shift()!;
+      let i = 0;
+      while (!this.closed && i < chunks.length) {
+        // On-demand reads first: wait while any is in progress.
+        while (this.onDemand > 0 && !this.closed) await sleep(5);
+        const batch: DeviceChunk[] = [];
+        let bytes = 0;
+        while (i < chunks.length && (batch.length === 0 || bytes + chunks[i]!.compressedSize <= merge)) {
+          const c = chunks[i++]!;
+          if (state.cache.isReady(c.chunkIndex) || state.inflight.has(c.chunkIndex)) continue;
+          batch.push(c);
+          bytes += c.compressedSize;
+        }
+        if (!batch.length) continue;
+        const t0 = Date.now();
+        try {
+          await this.ensure(state, batch, true);
+        } catch (err) {
+          this.log.warn({ blob: state.blob.blobId, err: (err as Error).message }, 'prefetch failed, stopping this blob');
+          break;
+        }
+        if (bw > 0) {
+          const want = (bytes / bw) * 1000;
+          const spent = Date.now() - t0;
+          if (want > spent) await sleep(want - spent);
+        }
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.prefetchIdle().catch(() => undefined);
+    for (const s of this.blobs.values()) {
+      await Promise.allSettled([...s.inflight.values()]);
+      await s.cache.close();
+    }
+    await this.o.backend.close();
+  }
+}
+
+function dedupe(chunks: DeviceChunk[]): DeviceChunk[] {
+  const m = new Map<number, DeviceChunk>();
+  for (const c of chunks) if (!m.has(c.chunkIndex)) m.set(c.chunkIndex, c);
+  return [...m.values()];
+}
