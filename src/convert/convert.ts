@@ -9,8 +9,9 @@
  * `mergePlatform` keeps the source manifests beside the Nydus ones. Push order is blobs → child
  * manifests by digest → the tag last, so a failure never leaves a half-pushed target tagged.
  */
-import { createReadStream } from 'node:fs';
-import { mkdtemp, rm, stat, copyFile, mkdir } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import { mkdtemp, rm, stat, copyFile, mkdir, rename } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -25,6 +26,7 @@ import {
   type ImageReference,
 } from '../remote/index.js';
 import { buildLayer, mergeBootstraps } from '../builder/index.js';
+import { openBootstrap } from '../format/rafs/index.js';
 import { decompressed, Meter, packBootstrapLayer, unpackBootstrapLayer } from './streams.js';
 import { layerCacheKey, type LayerCache, type LayerBuildOptions } from './cache.js';
 
@@ -121,6 +123,8 @@ interface Ctx {
   log: Logger;
   work: string;
   chunkDict?: Buffer;
+  /** the chunk dictionary image: where its blobs are and their descriptors */
+  dict?: { ref: ImageReference; layers: Map<string, Descriptor> };
   stats: { sourceSize: number; targetSize: number; uncompressed: number; layers: ConvertedLayer[] };
 }
 
@@ -170,16 +174,43 @@ export async function fetchNydusBootstrap(client: RegistryClient, ref: ImageRefe
   return { bootstrap: await unpackBootstrapLayer(layer), manifest: man, digest: m.digest };
 }
 
-async function copyBlob(ctx: Ctx, d: Descriptor, fromRepo: string): Promise<void> {
-  const { src, dst, sc, tc } = ctx;
+async function copyBlob(ctx: Ctx, d: Descriptor, fromRepo: string, fromRegistry = ctx.src.registry): Promise<void> {
+  const { dst, sc, tc } = ctx;
   if ((await tc.headBlob(dst.registry, dst.repository, d.digest)) !== undefined) return;
-  if (src.registry === dst.registry && (await tc.mountBlob(dst.registry, dst.repository, d.digest, fromRepo))) return;
+  if (fromRegistry === dst.registry && (await tc.mountBlob(dst.registry, dst.repository, d.digest, fromRepo))) return;
   await tc.pushBlob(dst.registry, dst.repository, d.digest, d.size, () => {
     // A factory so the push can be retried; getBlob is async, so bridge through a PassThrough.
     const pt = new PassThrough();
-    sc.getBlob(src.registry, fromRepo, d.digest).then((s) => { s.on('error', (e) => pt.destroy(e)); s.pipe(pt); }, (e: unknown) => pt.destroy(e as Error));
+    sc.getBlob(fromRegistry, fromRepo, d.digest).then((s) => { s.on('error', (e) => pt.destroy(e)); s.pipe(pt); }, (e: unknown) => pt.destroy(e as Error));
     return pt;
   });
+}
+
+/**
+ * Blobs the merged bootstrap references that no converted layer produced: chunk-dictionary blobs.
+ * They become extra layers (after the converted ones, as upstream orders them) and are copied into
+ * the target repository (or the localfs backend).
+ */
+async function dictBlobLayers(ctx: Ctx, merged: Buffer, produced: Set<string>): Promise<Descriptor[]> {
+  const extra = openBootstrap(merged).blobs.filter((b) => !produced.has(`sha256:${b.blobId}`));
+  const out: Descriptor[] = [];
+  for (const b of extra) {
+    const digest = `sha256:${b.blobId}`;
+    const d = ctx.dict?.layers.get(digest);
+    if (!d || !ctx.dict) throw new FerryError('FAILED_PRECONDITION', `bootstrap references blob ${b.blobId} that is neither a converted layer nor in the chunk dictionary image`);
+    if (ctx.opts.backend) {
+      await mkdir(ctx.opts.backend.dir, { recursive: true });
+      const path = join(ctx.opts.backend.dir, b.blobId);
+      if (!(await stat(path).then(() => true, () => false))) {
+        await pipeline(await ctx.sc.getBlob(ctx.dict.ref.registry, ctx.dict.ref.repository, digest), createWriteStream(`${path}.part`));
+        await rename(`${path}.part`, path);
+      }
+    } else {
+      await copyBlob(ctx, d, ctx.dict.ref.repository, ctx.dict.ref.registry);
+    }
+    out.push({ mediaType: MediaType.NYDUS_BLOB, digest, size: d.size, annotations: { [NydusAnnotation.BLOB]: 'true' } });
+  }
+  return out;
 }
 
 /** Converts one source layer (or takes it from the cache); returns the per-layer bootstrap and the blob layer. */
@@ -301,7 +332,9 @@ async function convertManifest(ctx: Ctx, srcDesc: Descriptor, body: Buffer, plat
   };
   opts.onProgress?.({ id: 'bootstrap', ...(platform ? { platform } : {}), phase: 'push' });
   await ctx.tc.pushBlob(ctx.dst.registry, ctx.dst.repository, bootDesc.digest, bootDesc.size, boot.blob);
-  const blobLayers = opts.backend ? [] : results.flatMap((r) => (r.desc ? [r.desc] : []));
+  const produced = new Set(results.flatMap((r) => (r.converted.blobDigest ? [r.converted.blobDigest] : [])));
+  const extraLayers = ctx.dict ? await dictBlobLayers(ctx, merged, produced) : [];
+  const blobLayers = opts.backend ? [] : [...results.flatMap((r) => (r.desc ? [r.desc] : [])), ...extraLayers];
   const layers = [...blobLayers, bootDesc];
   ctx.stats.targetSize += layers.reduce((a, l) => a + l.size, 0);
   const newConfig: ImageConfig = {
@@ -370,8 +403,10 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertResult>
   const ctx: Ctx = { src, dst, sc, tc, build, opts, log, work, stats: { sourceSize: 0, targetSize: 0, uncompressed: 0, layers: [] } };
   try {
     if (opts.chunkDictRef) {
-      const dict = await fetchNydusBootstrap(sc, parseReference(opts.chunkDictRef));
+      const dictRef = parseReference(opts.chunkDictRef);
+      const dict = await fetchNydusBootstrap(sc, dictRef);
       ctx.chunkDict = dict.bootstrap;
+      ctx.dict = { ref: dictRef, layers: new Map(dict.manifest.layers.map((l) => [l.digest, l])) };
       build.chunkDict = sha256Digest(dict.bootstrap);
     }
     log.info('conversion started');

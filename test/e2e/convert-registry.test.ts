@@ -116,3 +116,28 @@ test('ferry check: reports differences and exits non-zero for a Nydus image of a
   assert.ok(paths.includes('etc/motd:content digest'), paths.join(' '));
   assert.ok(paths.some((p) => p.startsWith('opq/new:')), paths.join(' '));
 });
+
+test('ferry convert --chunk-dict: chunks already in the dictionary image are referenced, not stored again', async () => {
+  const plain = await ferry(['convert', '--source', `${srcReg.host}/library/app:v2`, '--target', `${dstReg.host}/library/app:v2-plain`, '--no-cache']);
+  assert.equal(plain.code, 0, plain.stderr);
+  const withDict = await ferry(['convert', '--source', `${srcReg.host}/library/app:v2`, '--target', `${dstReg.host}/library/dedup:v2-nydus`, '--no-cache',
+    '--chunk-dict', `${dstReg.host}/library/app:v1-nydus`]);
+  assert.equal(withDict.code, 0, withDict.stderr);
+  const c = new RegistryClient();
+  const sizeOf = async (ref: string): Promise<{ own: number; layers: ImageManifest['layers'] }> => {
+    const man = JSON.parse((await c.getManifest(parseReference(ref))).body.toString()) as ImageManifest;
+    return { own: man.layers.slice(0, -1).reduce((a, l) => a + l.size, 0), layers: man.layers };
+  };
+  const p = await sizeOf(`${dstReg.host}/library/app:v2-plain`);
+  const d = await sizeOf(`${dstReg.host}/library/dedup:v2-nydus`);
+  const v1 = await sizeOf(`${dstReg.host}/library/app:v1-nydus`);
+  const v1Blobs = new Set(v1.layers.slice(0, -1).map((l) => l.digest));
+  const newBytes = d.layers.slice(0, -1).filter((l) => !v1Blobs.has(l.digest)).reduce((a, l) => a + l.size, 0);
+  assert.ok(d.layers.some((l) => v1Blobs.has(l.digest)), 'a dictionary blob is a layer of the new image');
+  // The dictionary (v1's merged tree) holds busybox and the 1 MiB /data/big of layer 2, not the 3 MiB
+  // lower /data/big that layer 2 hides: that one is stored again.
+  assert.ok(newBytes < p.own * 0.7, `new blob bytes ${newBytes} vs ${p.own} without the dictionary`);
+  // the dictionary blobs were copied into the new repository, and the image checks out
+  const chk = await ferry(['check', '--source', `${srcReg.host}/library/app:v2`, '--target', `${dstReg.host}/library/dedup:v2-nydus`]);
+  assert.equal(chk.code, 0, chk.stdout + chk.stderr);
+});
