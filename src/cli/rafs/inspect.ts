@@ -85,7 +85,9 @@ export async function run(argv: string[]): Promise<number> {
     for (const b of blobs) {
       w(`  [${b.index}] ${b.blobId} ${b.compressor}/${b.digester} chunks ${b.chunkCount} compressed ${b.compressedSize} uncompressed ${b.uncompressedSize} features ${b.features}`);
     }
-    w(`prefetch table: ${bs.prefetchInodes.length ? bs.prefetchInodes.join(' ') : '(none)'}`);
+    const pathOf = new Map<number, string>();
+    if (bs.prefetchInodes.length) for (const e of bs.walk()) if (!pathOf.has(e.ino)) pathOf.set(e.ino, `/${e.path}`);
+    w(`prefetch table: ${bs.prefetchInodes.length ? bs.prefetchInodes.map((i) => `${i} (${pathOf.get(i) ?? 'not in the tree'})`).join(' ') : '(none)'}`);
     w(`counts: ${counts.dirs} dirs, ${counts.files} files (${counts.bytes} bytes, ${counts.chunks} chunk refs), ${counts.symlinks} symlinks, ${counts.other} other`);
     if (opts.tree) {
       w('tree:');

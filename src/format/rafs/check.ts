@@ -7,7 +7,7 @@
  */
 import { FerryError } from '../../core/index.js';
 import { getCodec } from '../compress/index.js';
-import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../erofs/constants.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, fileTypeOfMode } from '../erofs/constants.js';
 import { BLOB_META_HEADER_SIZE, decodeBlobMetaHeader, decodeCiTable } from './blob-meta.js';
 import { chunkDigest, openBootstrap, type BlobInfo, type ChunkRef, type CiLocation, type RafsBootstrap } from './reader.js';
 
@@ -76,6 +76,12 @@ export function checkBootstrap(input: Buffer | RafsBootstrap, opts: CheckOptions
           const dotdot = kids.find((k) => k.name === '..');
           if (!dot || dot.ino !== e.ino) throw new FerryError('DATA_LOSS', `'.' missing or wrong`);
           if (!dotdot || dotdot.ino !== e.parent) throw new FerryError('DATA_LOSS', `'..' missing or wrong`);
+          for (const k of kids) {
+            if (k.name === '.' || k.name === '..') continue;
+            if (k.fileType !== fileTypeOfMode(bs.stat(k.ino).mode)) {
+              throw new FerryError('DATA_LOSS', `entry ${JSON.stringify(k.name)}: dirent type ${k.fileType} disagrees with its inode`);
+            }
+          }
           for (let i = 1; i < kids.length; i++) {
             if (Buffer.compare(Buffer.from(kids[i - 1]!.name), Buffer.from(kids[i]!.name)) >= 0) {
               throw new FerryError('DATA_LOSS', `entries not sorted/unique at ${JSON.stringify(kids[i]!.name)}`);

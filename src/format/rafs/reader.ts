@@ -96,6 +96,8 @@ export interface ChunkRef {
 export interface DirEntry {
   name: string;
   ino: number;
+  /** v6: the EROFS dirent file type (EROFS_FT_*). */
+  fileType?: number;
 }
 
 /** An entry yielded by `walk()`. */
@@ -540,7 +542,7 @@ class V6Bootstrap extends BaseBootstrap {
     for (let i = 0; i < blocks; i++) {
       const [off, len] = this.dataBlock(n, i);
       for (const d of decodeErofsDirBlock(this.buf, off, len)) {
-        out.push({ name: d.name.toString('utf8'), ino: d.nid });
+        out.push({ name: d.name.toString('utf8'), ino: d.nid, fileType: d.fileType });
       }
     }
     return out;
