@@ -12,7 +12,7 @@ import { FerryError } from '../core/index.js';
 import type { Logger } from '../observe/index.js';
 import { execInNetns, waitFor, exec, type Containerd, type Star, type StarNode } from './env/index.js';
 import { ferryBin, probeSubcommand, spawnFerry, type ManagedProcess } from './procs.js';
-import type { BenchRegistry } from './registry.js';
+import { sumMetric, type BenchRegistry } from './registry.js';
 import type { ModeId, WorkloadInfo } from './types.js';
 
 export interface RunEnv {
@@ -51,6 +51,8 @@ export interface ModeDriver {
   runSetup?(env: RunEnv): Promise<ManagedProcess[]>;
   nodeSetup(env: RunEnv, n: NodeEnv): Promise<PreparedNode>;
   pull(env: RunEnv, n: NodeEnv, p: PreparedNode, ctd: Containerd, ref: string): Promise<void>;
+  /** Bytes the node's lazy-loading daemon fetched (from the snapshotter's /metrics), if any. */
+  lazyBytesFetched?(n: NodeEnv): Promise<number | undefined>;
 }
 
 async function checked(what: string, p: Promise<{ code: number; stdout: string; stderr: string }>): Promise<void> {
@@ -220,6 +222,12 @@ function lazyDriver(id: ModeId, variant: 'erofs' | 'fuse', extra: { prefetch?: b
       procs.push(proc);
       await waitSocket(sock, proc, 'ferry snapshotter');
       return { procs, snapshotters: { ferry: sock }, snapshotter: 'ferry' };
+    },
+    lazyBytesFetched: async (n) => {
+      const sock = join(n.dir, 'snapshotter', 'root', 'metrics.sock');
+      if (!existsSync(sock)) return undefined;
+      const r = await exec('curl', ['-s', '--unix-socket', sock, 'http://localhost/metrics'], { timeoutMs: 10_000 });
+      return r.code === 0 ? sumMetric(r.stdout, 'ferry_snapshotter_lazy_bytes_fetched') ?? undefined : undefined;
     },
     pull: (_env, n, _p, ctd, ref) => checked('ferry pull', exec(process.execPath, [ferryBin(), 'pull', '--address', ctd.address,
       '--namespace', ctd.namespace, '--snapshotter', 'ferry', '--plain-http', ref], { netns: n.node.netns, timeoutMs: 30 * 60_000 })),

@@ -238,6 +238,7 @@ export function summarizeRuns(runs: RunResult[], infos: WorkloadInfo[]): GroupSu
       registryIfaceBytes: summarize(ok.map((r) => r.registryIfaceBytes)),
       nodeRxBytes: summarize(nodesOk.map((n) => n.rxBytes)),
       ferryCpuMs: summarize(nodesOk.map((n) => n.ferryCpuMs)),
+      lazyBytesFetched: summarize(nodesOk.filter((n) => n.lazyBytesFetched !== undefined).map((n) => n.lazyBytesFetched!)),
       registryBytesPerImage: info && info.imageBytes > 0 ? summarize(regBytes).median / info.imageBytes : NaN,
       speedup: null,
     });
@@ -417,6 +418,10 @@ async function runOne(p: PlannedRun, star: Star, reg: BenchRegistry, dir: string
       for (const proc of nodeProcs[i] ?? []) cpu += (await proc.cpuMs()) || 0;
       perNode[i]!.ferryCpuMs = cpu;
       perNode[i]!.containerdCpuMs = (await cpuMs(ctds[i]!.pid)) || 0;
+      if (driver.lazyBytesFetched) {
+        const b = await driver.lazyBytesFetched(n).catch(() => undefined);
+        if (b !== undefined) perNode[i]!.lazyBytesFetched = b;
+      }
       if (nodeProcs[i]?.some((pr) => pr.name === 'peer')) {
         const t = await peerTraffic(n).catch(() => undefined);
         if (t) perNode[i]!.p2p = t;

@@ -66,6 +66,8 @@ export interface NodeResult {
   /** user+sys CPU of this node's containerd (ms). */
   containerdCpuMs: number;
   output?: string;
+  /** Lazy modes: bytes the node's daemon fetched (snapshotter metric ferry_snapshotter_lazy_bytes_fetched). */
+  lazyBytesFetched?: number;
   /** P2P modes: bytes this node's peer fetched from the registry vs from other peers. */
   p2p?: { backToSource: number; remotePeer: number };
 }
@@ -104,6 +106,8 @@ export interface GroupSummary {
   registryIfaceBytes: Summary;
   nodeRxBytes: Summary;
   ferryCpuMs: Summary;
+  /** Lazy modes: bytes each node's daemon fetched. */
+  lazyBytesFetched: Summary;
   /** registry bytes (median) ÷ OCI image bytes. */
   registryBytesPerImage: number;
   /** OCI baseline median ready ÷ this median ready (same workload, same N). */

@@ -136,7 +136,7 @@ function readyRows(r: BenchResults): string[][] {
     for (const m of r.modes) {
       const g = group(r, w.id, m.id, 1);
       if (m.status !== 'run' || !g) {
-        rows.push([w.id, MODE_LABELS[m.id], 'not run', '', '', '', '', '', '', '', m.reason ?? 'not measured']);
+        rows.push([w.id, MODE_LABELS[m.id], 'not run', '', '', '', '', '', '', '', '', '', m.reason ?? 'not measured']);
         continue;
       }
       rows.push([
@@ -144,6 +144,7 @@ function readyRows(r: BenchResults): string[][] {
         g.readyMs.n ? sec(g.readyMs.median) : 'failed', sec(g.readyMs.p95), `${sec(g.readyMs.min)}–${sec(g.readyMs.max)}`,
         sec(g.pullMs.median), sec(g.createMs.median), sec(g.runMs.median),
         bytes(g.registryBytes.median), pct(g.registryBytesPerImage),
+        g.lazyBytesFetched.n ? bytes(g.lazyBytesFetched.median) : '–', `${Math.round(g.ferryCpuMs.median)} ms`,
         m.id === 'oci' ? '1× (baseline)' : times(g.speedup) + (g.failures ? ` · ${g.failures} failed` : ''),
       ]);
     }
@@ -151,7 +152,7 @@ function readyRows(r: BenchResults): string[][] {
   return rows;
 }
 
-const READY_HEAD = ['workload', 'mode', 'ready (median)', 'p95', 'min–max', 'pull', 'create', 'run', 'registry bytes', '% of image', 'speed-up vs OCI'];
+const READY_HEAD = ['workload', 'mode', 'ready (median)', 'p95', 'min–max', 'pull', 'create', 'run', 'registry bytes', '% of image', 'daemon fetched', 'Ferry CPU', 'speed-up vs OCI'];
 const FAN_HEAD = ['N', 'mode', 'all ready (median)', 'p95', 'min–max', 'registry egress', '× image', 'per-node rx (median)', 'Ferry CPU/node'];
 
 function fanRows(r: BenchResults, fw: string): string[][] {
