@@ -227,10 +227,12 @@ export class Snapshotter {
       dirs++;
     }
     let lazy = 0;
-    if (this.remote) {
+    // a remote Prepare in flight may have recorded its image but not yet its snapshot: wait for the next Cleanup
+    const remoteInFlight = [...this.inflight.keys()].some((k) => k.startsWith('target:'));
+    if (this.remote && !remoteInFlight) {
       const used = new Set(this.store.all().map((r) => r.lazy).filter((x): x is string => x !== null));
       for (const l of this.store.allLazy()) {
-        if (used.has(l.id) || this.inflight.has(`lazy:${l.id}`)) continue;
+        if (used.has(l.id)) continue;
         await this.remote.release(l.id);
         lazy++;
       }
