@@ -21,6 +21,12 @@ import { checkImage } from '../../src/convert/index.js';
 import { pushImage, type BuiltImage } from '../../src/bench/env/index.js';
 import { MediaType, NydusAnnotation, type ImageManifest } from '../../src/oci/index.js';
 import { makeTestImage, eventually } from './convert-support.js';
+import { fsckErofs } from '../support/erofs.js';
+import { blobView } from '../../src/builder/index.js';
+import { openBootstrap } from '../../src/format/rafs/index.js';
+import { unpackBootstrapLayer } from '../../src/convert/index.js';
+import { createWriteStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 
 const PASSWORD = 'Harbor12345';
 const AUTH_HEADER = 'header';
@@ -42,7 +48,7 @@ function ferry(args: string[]): Promise<{ code: number; stdout: string; stderr: 
 }
 
 before(async () => {
-  requirePrereqs({ commands: ['skopeo', 'setfattr', 'tar'] });
+  requirePrereqs({ commands: ['skopeo', 'setfattr', 'tar', 'fsck.erofs'] });
   dir = await mkdtemp(join(tmpdir(), 'ferry-accel-e2e-'));
   reg = await startRegistry({ listen: '127.0.0.1:0', dataDir: join(dir, 'registry'), adminPassword: PASSWORD, config: { webhook: { settleDelay: 200, pollInterval: 100 } } });
   // acceld's example config, adapted: the Harbor host becomes our registry, the robot becomes admin.
@@ -97,6 +103,21 @@ test('a push into library yields <tag>-nydus with upstream media types/annotatio
   const chk = await checkImage({ source: `${reg.host}/library/app:v1`, target: `${reg.host}/library/app:v1-nydus`, sourceClient: client });
   assert.deepEqual(chk.differences, []);
   assert.ok(chk.checked[0]!.files > 5);
+
+  // An external reader: erofs-utils' fsck.erofs walks the bootstrap with the blobs' uncompressed views
+  // as its extra devices and extracts every file.
+  const bootPath = join(dir, 'v1-nydus.boot');
+  const boot = await unpackBootstrapLayer(await client.getBlobBuffer(reg.host, 'library/app', man.layers[3]!.digest));
+  await writeFile(bootPath, boot);
+  const views: string[] = [];
+  for (const b of openBootstrap(boot).blobs) {
+    const blobPath = join(dir, `${b.blobId}.blob`);
+    await pipeline(await client.getBlob(reg.host, 'library/app', `sha256:${b.blobId}`), createWriteStream(blobPath));
+    views.push(join(dir, `${b.blobId}.view`));
+    await blobView(blobPath, views.at(-1)!, b.compressor);
+  }
+  fsckErofs(bootPath, views, join(dir, 'extracted'));
+  assert.equal(await readFile(join(dir, 'extracted/srv/app/run.sh'), 'utf8'), '#!/bin/sh\necho hello from ferry\n');
 
   const tasks = (await (await fetch(`${accel.url}/api/v1/conversions`)).json()) as TaskView[];
   const mine = tasks.filter((t) => t.source === `${reg.host}/library/app:v1`);
