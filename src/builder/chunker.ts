@@ -4,7 +4,6 @@
  * memory as a whole; chunks wholly inside a stream piece are passed on without copying).
  */
 import type { Readable } from 'node:stream';
-import type { FileHandle } from 'node:fs/promises';
 import { FerryError } from '../core/index.js';
 import type { BlobWriter } from './blob-writer.js';
 import type { ChunkRef } from './tree.js';
@@ -48,26 +47,5 @@ export async function chunkStream(body: Readable, size: number, writer: BlobWrit
   }
   if (buf) throw new FerryError('DATA_LOSS', `file body ended after ${fileOffset + fill} of ${size} bytes`);
   if (fileOffset !== size) throw new FerryError('DATA_LOSS', `file body ended after ${fileOffset} of ${size} bytes`);
-  return refs;
-}
-
-/** Reads a regular file through its handle, chunk by chunk. */
-export async function chunkFile(fh: FileHandle, size: number, writer: BlobWriter, chunkSize: number, onBytes?: (n: number) => void): Promise<ChunkRef[]> {
-  const refs: ChunkRef[] = [];
-  let off = 0;
-  while (off < size) {
-    const want = Math.min(chunkSize, size - off);
-    const buf = Buffer.allocUnsafe(want); // kept by the blob writer until flushed
-    let got = 0;
-    while (got < want) {
-      const { bytesRead } = await fh.read(buf, got, want - got, off + got);
-      if (bytesRead === 0) throw new FerryError('DATA_LOSS', `file shrank while reading (${off + got} of ${size} bytes)`);
-      got += bytesRead;
-    }
-    const ref = await writer.add(buf.subarray(0, want));
-    refs.push({ ...ref, fileOffset: off });
-    off += want;
-    onBytes?.(want);
-  }
   return refs;
 }
