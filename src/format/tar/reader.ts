@@ -171,7 +171,11 @@ async function openDecompressed(input: Readable): Promise<AsyncIterator<unknown>
   if (kind === 'none') return replay();
   const raw = Readable.from(replay(), { objectMode: false });
   const dec = kind === 'gzip' ? createGunzip() : (new DecompressStream() as unknown as NodeJS.ReadWriteStream & Readable);
-  raw.on('error', (e) => dec.destroy(e));
+  let inputError: unknown;
+  raw.on('error', (e) => {
+    inputError = e;
+    dec.destroy(e);
+  });
   raw.pipe(dec);
   const decIt = (dec as Readable)[Symbol.asyncIterator]();
   return {
@@ -179,7 +183,9 @@ async function openDecompressed(input: Readable): Promise<AsyncIterator<unknown>
       try {
         return await decIt.next();
       } catch (err) {
-        throw FerryError.is(err) ? err : new FerryError('DATA_LOSS', `tar: ${kind} stream: ${(err as Error).message}`, { cause: err });
+        // errors of the input itself (I/O) pass through unchanged; decoder errors mean corrupt data
+        if (FerryError.is(err) || err === inputError) throw err;
+        throw new FerryError('DATA_LOSS', `tar: ${kind} stream: ${(err as Error).message}`, { cause: err });
       }
     },
     async return(v?: unknown) {
@@ -361,7 +367,8 @@ export async function* readLayer(input: Readable, opts: ReadLayerOptions = {}): 
         continue;
       }
       const path = normalizeTarPath(name);
-      const entryType = type as TarEntryType;
+      // old (v7) tars mark directories only by a trailing slash
+      const entryType = (type === 'file' && name.endsWith('/') && size === 0 ? 'dir' : type) as TarEntryType;
       const xattrs: Record<string, Buffer> = {};
       for (const [k, v] of pax) {
         if (k.startsWith('SCHILY.xattr.')) xattrs[k.slice('SCHILY.xattr.'.length)] = v;
