@@ -86,6 +86,18 @@ export class BlobWriter {
    * where it lives — in this blob (new or deduplicated) or in a known blob.
    */
   async add(data: Buffer): Promise<Omit<ChunkRef, 'fileOffset'>> {
+    const ref = this.addSync(data);
+    if (this.needsFlush) await this.flush();
+    return ref;
+  }
+
+  /** True when enough data is pending that the caller should `await flush()`. */
+  get needsFlush(): boolean {
+    return this.pendingBytes >= WRITE_BUFFER;
+  }
+
+  /** `add` without the write: the caller awaits `flush()` when `needsFlush` says so. */
+  addSync(data: Buffer): Omit<ChunkRef, 'fileOffset'> {
     if (this.finished) throw new FerryError('FAILED_PRECONDITION', 'blob writer already finished');
     if (data.length === 0 || data.length > this.opts.chunkSize) throw new FerryError('INTERNAL', `chunk of ${data.length} bytes`);
     this.stats.inputBytes += data.length;
@@ -114,7 +126,8 @@ export class BlobWriter {
     this.digests.push(digest);
     this.own.set(key, ref);
     this.stats.chunksStored++;
-    await this.write(stored);
+    this.pending.push(stored);
+    this.pendingBytes += stored.length;
     return ref;
   }
 
@@ -124,7 +137,7 @@ export class BlobWriter {
     if (this.pendingBytes >= WRITE_BUFFER) await this.flush();
   }
 
-  private async flush(): Promise<void> {
+  async flush(): Promise<void> {
     if (this.pendingBytes === 0) return;
     if (!this.fh) {
       await mkdir(this.opts.workDir, { recursive: true });

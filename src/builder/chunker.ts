@@ -15,8 +15,8 @@ export async function chunkStream(body: Readable, size: number, writer: BlobWrit
   let fileOffset = 0;
   let buf: Buffer | undefined;
   let fill = 0;
-  const add = async (data: Buffer): Promise<void> => {
-    const ref = await writer.add(data);
+  const add = (data: Buffer): void => {
+    const ref = writer.addSync(data);
     refs.push({ ...ref, fileOffset });
     fileOffset += data.length;
     onBytes?.(data.length);
@@ -28,8 +28,9 @@ export async function chunkStream(body: Readable, size: number, writer: BlobWrit
       if (want <= 0) throw new FerryError('DATA_LOSS', `file body longer than its declared size ${size}`);
       if (!buf && piece.length - p >= want) {
         // the whole chunk is inside this piece: hand it over without copying
-        await add(piece.subarray(p, p + want));
+        add(piece.subarray(p, p + want));
         p += want;
+        if (writer.needsFlush) await writer.flush();
         continue;
       }
       buf ??= Buffer.allocUnsafe(want);
@@ -41,7 +42,8 @@ export async function chunkStream(body: Readable, size: number, writer: BlobWrit
         const full = buf;
         buf = undefined;
         fill = 0;
-        await add(full);
+        add(full);
+        if (writer.needsFlush) await writer.flush();
       }
     }
   }

@@ -109,7 +109,8 @@ export async function treeFromDir(dir: string, opts: DirSourceOptions): Promise<
           if (n === 0) throw new FerryError('DATA_LOSS', `${abs}: file shrank while reading (${off + got} of ${size} bytes)`);
           got += n;
         }
-        const ref = await opts.writer.add(buf);
+        const ref = opts.writer.addSync(buf);
+        if (opts.writer.needsFlush) await opts.writer.flush();
         refs.push({ ...ref, fileOffset: off });
         off += want;
         opts.onBytes?.(want);
