@@ -330,8 +330,9 @@ async function convertManifest(ctx: Ctx, srcDesc: Descriptor, body: Buffer, plat
     mediaType: MediaType.OCI_LAYER_GZIP, digest: sha256Digest(boot.blob), size: boot.blob.length,
     annotations: { [NydusAnnotation.BOOTSTRAP]: 'true', [NydusAnnotation.FS_VERSION]: String(ctx.build.fsVersion) },
   };
-  opts.onProgress?.({ id: 'bootstrap', ...(platform ? { platform } : {}), phase: 'push' });
+  opts.onProgress?.({ id: 'bootstrap', ...(platform ? { platform } : {}), phase: 'push', bytes: 0, total: bootDesc.size });
   await ctx.tc.pushBlob(ctx.dst.registry, ctx.dst.repository, bootDesc.digest, bootDesc.size, boot.blob);
+  opts.onProgress?.({ id: 'bootstrap', ...(platform ? { platform } : {}), phase: 'done', bytes: bootDesc.size, total: bootDesc.size });
   const produced = new Set(results.flatMap((r) => (r.converted.blobDigest ? [r.converted.blobDigest] : [])));
   const extraLayers = ctx.dict ? await dictBlobLayers(ctx, merged, produced) : [];
   const blobLayers = opts.backend ? [] : [...results.flatMap((r) => (r.desc ? [r.desc] : [])), ...extraLayers];
