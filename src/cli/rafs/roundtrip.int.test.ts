@@ -75,7 +75,7 @@ test('rafs round trip: layer tar → rafs create → rafs unpack (dir and tar) e
     const x = spawnSync('tar', ['--xattrs', '--xattrs-include=*', '--same-owner', '-xpf', src, '-C', join(tmp, 'want')], { encoding: 'utf8' });
     assert.equal(x.status, 0, x.stderr);
     const want = snapshot(join(tmp, 'want'));
-    for (const [fsVersion, compressor] of [['6', 'zstd'], ['6', 'lz4_block'], ['6', 'none'], ['6', 'gzip']] as const) {
+    for (const [fsVersion, compressor] of [['6', 'zstd'], ['6', 'lz4_block'], ['6', 'none'], ['6', 'gzip'], ['5', 'lz4_block'], ['5', 'zstd']] as const) {
       const dir = join(tmp, `${fsVersion}-${compressor}`);
       mkdirSync(join(dir, 'blobs'), { recursive: true });
       const c = ferry(['rafs', 'create', src, '--bootstrap', join(dir, 'boot'), '--blob-dir', join(dir, 'blobs'), '--fs-version', fsVersion,
