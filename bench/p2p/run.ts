@@ -6,7 +6,7 @@
  * registry egress (its blob-byte counter and its interface tx bytes) and the time until every node
  * is done. Clients are `curl` in both modes (through the peer's proxy in the P2P mode).
  *
- *   node dist/bench/p2p/run.js [--nodes 1,2,4,8] [--layers 48MiB,16MiB] [--rate 100mbit] [--out FILE.json]
+ *   node dist/bench/p2p/run.js [--nodes 1,2,4,8] [--layers 48MiB,16MiB] [--rate 100mbit] [--modes direct,p2p] [--out FILE.json]
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -45,7 +45,7 @@ async function pullAll(star: Star, urls: string[], proxy: boolean): Promise<{ se
   return { seconds: (Date.now() - t0) / 1000, perNode };
 }
 
-async function runN(n: number, layerSizes: number[], rate: string, work: string): Promise<Row[]> {
+async function runN(n: number, layerSizes: number[], rate: string, work: string, modes: ('direct' | 'p2p')[]): Promise<Row[]> {
   const star = await createStar({ prefix: `bp${randomBytes(2).toString('hex')}`, nodes: n, extras: 2, registryRate: rate });
   const procs: FerryProc[] = [];
   try {
@@ -66,7 +66,7 @@ async function runN(n: number, layerSizes: number[], rate: string, work: string)
     const urls = blobs.map((b) => `http://${reg.ip}:5000/v2/library/bench/blobs/${b.digest}`);
     const metricsUrl = `http://${reg.ip}:5000/metrics`;
     const rows: Row[] = [];
-    for (const mode of ['direct', 'p2p'] as const) {
+    for (const mode of modes) {
       if (mode === 'p2p') {
         const [s, seed] = star.extras as [typeof star.extras[0], typeof star.extras[0]];
         procs.push(await spawnFerry(FERRY_BIN, ['scheduler', '--listen', `${s.ip}:8002`], { netns: s.netns, ready: /listening/ }));
@@ -102,7 +102,8 @@ async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'ferry-bench-p2p-'));
   const rows: Row[] = [];
   try {
-    for (const n of nodes) rows.push(...await runN(n, layerSizes, rate, work));
+    const modes = arg('modes', 'direct,p2p').split(',') as ('direct' | 'p2p')[];
+    for (const n of nodes) rows.push(...await runN(n, layerSizes, rate, work, modes));
   } finally { rmSync(work, { recursive: true, force: true }); }
   const single: Record<string, number> = {};
   for (const r of rows) if (r.nodes === 1) single[r.mode] = r.seconds;

@@ -76,6 +76,8 @@ export const peerConfigSchema = z.object({
      * HEAD with the client's own headers; serve only on 2xx (and relay 401/403/404 otherwise).
      */
     verifyUpstreamAccess: z.boolean().default(true),
+    /** On a Range request, also download the whole task in the background (or per request: X-Dragonfly-Prefetch: true). */
+    prefetch: z.boolean().default(false),
   }).strict().prefault({}),
   upload: z.object({
     listen: z.string().default('0.0.0.0:65002'),
@@ -85,6 +87,11 @@ export const peerConfigSchema = z.object({
     rateLimit: size.default(0),
     backToSourceRateLimit: size.default(0),
     concurrentPieceCount: z.number().int().min(1).max(64).default(8),
+    /**
+     * Parallel origin range requests per task. Low by default so pieces complete one after another
+     * (children can pipeline them) and the origin is not hammered (Dragonfly client PR #2030).
+     */
+    backToSourceConcurrency: z.number().int().min(1).max(64).default(2),
     pieceTimeout: duration.default(60_000),
     /** Objects up to this size go straight to the origin (Dragonfly: 4 MiB); 0 = always P2P. */
     directBelow: size.default(4 * 1024 * 1024),

@@ -103,6 +103,23 @@ describe('p2p on loopback', () => {
     } finally { await c.close(); }
   });
 
+  test('lazy-loading pattern: small ranges go to the origin, X-Dragonfly-Prefetch fills the task in the background', async () => {
+    const c = await cluster(1, { seed: false, peerConfig: { download: { directBelow: 4 * MiB } } });
+    try {
+      const blob = origin.addBlob('library/lazy', randomBlob(12 * MiB));
+      const r1 = await fetchAll(c.peers[0]!.proxyUrl, blob.url, { 'x-dragonfly-prefetch': 'true' }, [100, 1100]);
+      assert.equal(r1.status, 206);
+      assert.deepEqual(r1.body, blob.data.subarray(100, 1101));
+      const tid = taskId({ url: blob.url });
+      for (let i = 0; i < 100 && !c.peers[0]!.store.get(tid)?.complete; i++) await sleep(50);
+      assert.ok(c.peers[0]!.store.get(tid)?.complete, 'prefetched');
+      const before = origin.blobBytes();
+      const r2 = await fetchAll(c.peers[0]!.proxyUrl, blob.url, {}, [9 * MiB, 9 * MiB + 4095]);
+      assert.deepEqual(r2.body, blob.data.subarray(9 * MiB, 9 * MiB + 4096));
+      assert.equal(origin.blobBytes(), before, 'served from the local store');
+    } finally { await c.close(); }
+  });
+
   test('scheduler down: the peer falls back to the origin', async () => {
     const dead = createServer();
     await new Promise<void>((r) => dead.listen(0, '127.0.0.1', () => r()));

@@ -123,6 +123,7 @@ export interface DownloadTaskResponse {
 export const H = {
   registry: 'x-dragonfly-registry',
   useP2P: 'x-dragonfly-use-p2p',
+  prefetch: 'x-dragonfly-prefetch',
   tag: 'x-dragonfly-tag',
   application: 'x-dragonfly-application',
   pieceLength: 'x-dragonfly-piece-length',

@@ -190,7 +190,7 @@ class TaskDownload {
         this.report([{ kind: 'pieceBackToSourceFinished', piece: { number: n, length: buf.length, digest, costMs: Date.now() - t0 } }]);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.c.concurrentPieceCount, Math.max(1, todo.length)) }, worker));
+    await Promise.all(Array.from({ length: Math.min(this.c.backToSourceConcurrency, Math.max(1, todo.length)) }, worker));
   }
 
   /** One round with the given parents; returns the parents used (to be blocked on reschedule). */

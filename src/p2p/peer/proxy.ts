@@ -134,6 +134,9 @@ export function createProxyServer(d: ProxyDeps): http.Server {
       return;
     }
     const pieces = range ? piecesForRange(range.start, range.end, entry.meta.pieceLength) : undefined;
+    if (range && !prep.cached && (d.config.proxy.prefetch || String(req.headers[H.prefetch] ?? '').toLowerCase() === 'true')) {
+      d.agent.download(entry, url, headers).catch(() => undefined); // whole task in the background
+    }
     if (range && !prep.cached && d.config.download.directBelow > 0 && range.end - range.start + 1 <= d.config.download.directBelow
       && pieces!.some((n) => !entry.has(n))) {
       // Small ranges not cached go straight to the origin (Dragonfly's small-object bypass).
