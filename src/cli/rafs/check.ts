@@ -4,6 +4,7 @@
  * and, with blobs, each blob's CI table and every chunk digest. Exit 0 when valid, 1 naming the
  * first problem.
  */
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
 import cliProgress from 'cli-progress';
@@ -41,6 +42,16 @@ export async function run(argv: string[]): Promise<number> {
       },
     } : {});
     bar?.stop();
+    if (f) {
+      // registry-hosted blobs must be named by the sha256 of the whole file (spec §3.9)
+      for (const blob of bs.blobs) {
+        const h = createHash('sha256');
+        const size = f.size(blob);
+        for (let off = 0; off < size; off += 1 << 20) h.update(f.read(blob, off, Math.min(1 << 20, size - off)));
+        const hex = h.digest('hex');
+        if (hex !== blob.blobId) report.warnings.push(`blob ${blob.blobId}: sha256 of the file is ${hex} (fine for local use; a registry would serve it under that digest)`);
+      }
+    }
     if (opts.json) {
       process.stdout.write(`${JSON.stringify({ ok: true, ...report }, null, 2)}\n`);
     } else {
