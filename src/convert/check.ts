@@ -256,10 +256,11 @@ async function checkPair(o: {
       } else if (s.type === 'file') {
         files++;
         if (st.size !== s.size) { add({ path, what: 'size', source: String(s.size), target: String(st.size) }); continue; }
+        // stat().ino is what hardlinks share (v6: the nid; v5: the on-disk i_ino, not the table index)
         const prev = inoOfGroup.get(s.group);
-        if (prev && prev.ino !== e.ino) add({ path, what: `hardlink of ${prev.path} is a separate inode` });
-        if (prev && prev.ino === e.ino) continue; // same data, checked once
-        inoOfGroup.set(s.group, { ino: e.ino, path });
+        if (prev && prev.ino !== st.ino) add({ path, what: `hardlink of ${prev.path} is a separate inode` });
+        if (prev && prev.ino === st.ino) continue; // same data, checked once
+        inoOfGroup.set(s.group, { ino: st.ino, path });
         try {
           const d = await fileDigest(boot, e.ino, st.size, blobs, infos);
           bytes += st.size;

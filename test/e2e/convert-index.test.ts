@@ -12,7 +12,8 @@ import { requirePrereqs } from '../support/prereq.js';
 import { startDockerRegistry, type DockerRegistryHandle } from '../../src/remote/docker-registry.js';
 import { RegistryClient, parseReference } from '../../src/remote/index.js';
 import { pushImage, buildOciImage } from '../../src/bench/env/index.js';
-import { convertImage, checkImage, NYDUS_MANIFEST_ARTIFACT_TYPE } from '../../src/convert/index.js';
+import { convertImage, checkImage, unpackBootstrapLayer, NYDUS_MANIFEST_ARTIFACT_TYPE } from '../../src/convert/index.js';
+import { openBootstrap } from '../../src/format/rafs/index.js';
 import { MediaType, NydusAnnotation, type ImageIndex, type ImageManifest } from '../../src/oci/index.js';
 import { makeTestImage } from './convert-support.js';
 
@@ -95,5 +96,17 @@ test('localfs backend: blobs go to a directory, the manifest holds only the boot
   assert.equal(man.layers[0]!.annotations?.[NydusAnnotation.BOOTSTRAP], 'true');
   assert.equal((await readdir(blobDir)).length, 3);
   const chk = await checkImage({ source: `${srcReg.host}/multi/app:amd64`, target, backend: { type: 'localfs', dir: blobDir } });
+  assert.deepEqual(chk.differences, []);
+});
+
+test('RAFS v5 and prefetch patterns: the bootstrap records them and the image checks out', async () => {
+  const target = `${dstReg.host}/multi/app:v5-nydus`;
+  await convertImage({ source: `${srcReg.host}/multi/app:amd64`, target, fsVersion: 5, compressor: 'lz4_block', prefetchPatterns: ['/srv/app', '/bin/busybox'] });
+  const man = JSON.parse((await c.getManifest(parseReference(target))).body.toString()) as ImageManifest;
+  assert.equal(man.layers.at(-1)!.annotations?.[NydusAnnotation.FS_VERSION], '5');
+  const boot = openBootstrap(await unpackBootstrapLayer(await c.getBlobBuffer(dstReg.host, 'multi/app', man.layers.at(-1)!.digest)));
+  assert.equal(boot.version, 5);
+  assert.ok(boot.prefetchInodes.length >= 2, `prefetch inodes: ${boot.prefetchInodes.length}`);
+  const chk = await checkImage({ source: `${srcReg.host}/multi/app:amd64`, target });
   assert.deepEqual(chk.differences, []);
 });
