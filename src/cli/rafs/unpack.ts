@@ -10,6 +10,7 @@ import { createWriteStream } from 'node:fs';
 import { chmod, chown, lchown, link, lutimes, mkdir, open, readdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Command } from 'commander';
 import cliProgress from 'cli-progress';
@@ -123,7 +124,7 @@ export async function unpackToDir(bs: RafsBootstrap, files: BlobFiles, out: stri
 }
 
 /** The tree as tar entries (hardlinks after their first path, sockets skipped). */
-export async function* tarEntries(bs: RafsBootstrap, files: BlobFiles, progress?: Progress): AsyncGenerator<{ entry: TarEntry; body?: Buffer | import('node:stream').Readable }> {
+export async function* tarEntries(bs: RafsBootstrap, files: BlobFiles, progress?: Progress): AsyncGenerator<{ entry: TarEntry; body?: Buffer | Readable }> {
   const firstLink = new Map<number, string>();
   let bytes = 0;
   for (const e of bs.walk()) {
@@ -148,7 +149,6 @@ export async function* tarEntries(bs: RafsBootstrap, files: BlobFiles, progress?
           yield b;
         }
       })();
-      const { Readable } = await import('node:stream');
       yield { entry: { ...base, type: 'file', size: e.stat.size }, body: Readable.from(counted, { objectMode: false }) };
     } else if (t === S_IFLNK) yield { entry: { ...base, type: 'symlink', linkname: bs.readlink(e.ino) } };
     else if (t === S_IFCHR || t === S_IFBLK) {
