@@ -91,7 +91,9 @@ export function writeBootstrapV6(root: Inode, opts: BootstrapOptions): Buffer {
   const N = blobs.length;
   const prefetchNodes = N > 0 ? (opts.prefetch ?? []) : [];
   const K = prefetchNodes.length;
-  const blobTableOffset = alignUp(RAFS_V6_DEVICE_TABLE_OFFSET + EROFS_DEVT_SLOT_SIZE * N, BLK);
+  // nydusd requires blob_table_offset ≥ 1408 + blob_table_size (it measures the device-table end
+  // with the 256-byte blob-entry size), which is stricter than the 128-byte device slots need
+  const blobTableOffset = Math.max(BLK, alignUp(RAFS_V6_DEVICE_TABLE_OFFSET + Math.max(EROFS_DEVT_SLOT_SIZE, RAFS_V6_BLOB_ENTRY_SIZE) * N, BLK));
   const prefetchOffset = blobTableOffset + RAFS_V6_BLOB_ENTRY_SIZE * N;
   const metaAddr = N === 0 ? 0 : alignUp(prefetchOffset + 4 * K, BLK);
 

@@ -189,6 +189,8 @@ export function* walkTree(root: Inode, prefix = ''): Generator<{ path: string; n
 export function storableXattrs(x: Map<string, Buffer>): { xattrs: Map<string, Buffer>; dropped: string[] } {
   const dropped: string[] = [];
   for (const name of x.keys()) {
+    // nydusd knows user., trusted., security. and the two POSIX ACL names (not EROFS's lustre.)
+    if (name.startsWith('lustre.')) { dropped.push(name); continue; }
     try { splitXattrName(name); } catch { dropped.push(name); }
   }
   for (const d of dropped) x.delete(d);
