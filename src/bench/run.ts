@@ -399,7 +399,8 @@ async function runOne(p: PlannedRun, star: Star, reg: BenchRegistry, dir: string
         await driver.pull(env, n, pn, ctd, ref);
         const t1 = now();
         const id = `bench-${tag}-${n.index + 1}`;
-        const c = await ctd.ctr(['containers', 'create', '--net-host', ...(pn.snapshotter ? ['--snapshotter', pn.snapshotter] : []), ref, id, ...p.workload.command], { timeoutMs });
+        // the workload's command is the image's Cmd (ctr would mistake its "-c" arguments for flags)
+        const c = await ctd.ctr(['containers', 'create', '--net-host', ...(pn.snapshotter ? ['--snapshotter', pn.snapshotter] : []), ref, id], { timeoutMs });
         if (c.code !== 0) throw new FerryError('INTERNAL', `ctr containers create failed: ${c.stderr.trim().slice(-300)}`);
         const t2 = now();
         const { readyAt, output } = await startAndWaitReady(ctd, id, p.workload, n.node.netns, timeoutMs);

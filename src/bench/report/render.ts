@@ -26,6 +26,8 @@ export interface Chart {
 const sec = (ms: number): string => (Number.isFinite(ms) ? `${(ms / 1000).toFixed(2)} s` : '–');
 const bytes = (b: number): string => (Number.isFinite(b) ? formatBytes(Math.round(b)) : '–');
 const pct = (x: number): string => (Number.isFinite(x) ? `${(x * 100).toFixed(x < 0.1 ? 2 : 1)} %` : '–');
+const range = (a: number, b: number): string => (Number.isFinite(a) && Number.isFinite(b) ? `${sec(a)}–${sec(b)}` : '–');
+const ms = (x: number): string => (Number.isFinite(x) ? `${Math.round(x)} ms` : '–');
 const times = (x: number | null): string => (x !== null && Number.isFinite(x) ? `${x.toFixed(x >= 10 ? 0 : 1)}×` : '–');
 
 function ranModes(r: BenchResults): ModeId[] {
@@ -141,10 +143,10 @@ function readyRows(r: BenchResults): string[][] {
       }
       rows.push([
         w.id, MODE_LABELS[m.id],
-        g.readyMs.n ? sec(g.readyMs.median) : 'failed', sec(g.readyMs.p95), `${sec(g.readyMs.min)}–${sec(g.readyMs.max)}`,
+        g.readyMs.n ? sec(g.readyMs.median) : 'failed', sec(g.readyMs.p95), range(g.readyMs.min, g.readyMs.max),
         sec(g.pullMs.median), sec(g.createMs.median), sec(g.runMs.median),
         bytes(g.registryBytes.median), pct(g.registryBytesPerImage),
-        g.lazyBytesFetched.n ? bytes(g.lazyBytesFetched.median) : '–', `${Math.round(g.ferryCpuMs.median)} ms`,
+        g.lazyBytesFetched.n ? bytes(g.lazyBytesFetched.median) : '–', ms(g.ferryCpuMs.median),
         m.id === 'oci' ? '1× (baseline)' : times(g.speedup) + (g.failures ? ` · ${g.failures} failed` : ''),
       ]);
     }
@@ -159,8 +161,8 @@ function fanRows(r: BenchResults, fw: string): string[][] {
   const img = r.workloads.find((w) => w.id === fw)?.imageBytes ?? NaN;
   return r.summary.filter((g) => g.workload === fw).sort((a, b) => a.nodes - b.nodes || a.mode.localeCompare(b.mode)).map((g) => [
     String(g.nodes), MODE_LABELS[g.mode], g.allReadyMs.n ? sec(g.allReadyMs.median) : 'failed', sec(g.allReadyMs.p95),
-    `${sec(g.allReadyMs.min)}–${sec(g.allReadyMs.max)}`, bytes(g.registryBytes.median),
-    Number.isFinite(img) ? `${(g.registryBytes.median / img).toFixed(2)}×` : '–', bytes(g.nodeRxBytes.median), `${Math.round(g.ferryCpuMs.median)} ms`,
+    range(g.allReadyMs.min, g.allReadyMs.max), bytes(g.registryBytes.median),
+    Number.isFinite(img) && g.registryBytes.n ? `${(g.registryBytes.median / img).toFixed(2)}×` : '–', bytes(g.nodeRxBytes.median), ms(g.ferryCpuMs.median),
   ]);
 }
 
