@@ -70,8 +70,8 @@ test('rafs cli: inspect, check (valid and corrupted blob) on the upstream v6 ima
   }
 });
 
-test('rafs cli: unpack of the upstream v6 image equals fsck.erofs --extract over the uncompressed blob view', () => {
-  requirePrereqs({ root: true, commands: ['fsck.erofs', 'sha256sum'] });
+test('rafs cli: unpack of the upstream v6 image equals fsck.erofs --extract and a kernel EROFS mount over the uncompressed blob view', () => {
+  requirePrereqs({ root: true, commands: ['fsck.erofs', 'sha256sum', 'losetup', 'mount', 'umount'] });
   const tmp = mkdtempSync(join(tmpdir(), 'ferry-rafs-unpack-'));
   try {
     // uncompressed blob view (what EROFS addresses), from our own chunk decoding
@@ -91,6 +91,30 @@ test('rafs cli: unpack of the upstream v6 image equals fsck.erofs --extract over
     const u = ferry(['rafs', 'unpack', '--bootstrap', V6, '--blob-dir', BLOBS, '--output', join(tmp, 'ours')]);
     assert.equal(u.code, 0, u.stderr);
     assert.deepEqual(snapshot(join(tmp, 'ours')), snapshot(join(tmp, 'fsck')));
+    // the kernel's EROFS driver sees the same tree, owners and mtimes included
+    const loops: string[] = [];
+    const mnt = join(tmp, 'mnt');
+    mkdirSync(mnt);
+    let mounted = false;
+    try {
+      for (const f of [V6, join(tmp, 'view')]) {
+        const l = spawnSync('losetup', ['-f', '--show', '-r', f], { encoding: 'utf8' });
+        assert.equal(l.status, 0, l.stderr);
+        loops.push(l.stdout.trim());
+      }
+      const m = spawnSync('mount', ['-t', 'erofs', '-o', `ro,device=${loops[1]}`, loops[0]!, mnt], { encoding: 'utf8' });
+      assert.equal(m.status, 0, m.stderr);
+      mounted = true;
+      const withTimes = (dir: string): Map<string, string> => {
+        const snap = snapshot(dir, { owners: true });
+        for (const [k, v] of snap) if (k !== '/') snap.set(k, `${v} ${Math.floor(lstatSync(join(dir, k)).mtimeMs / 1000)}`);
+        return snap;
+      };
+      assert.deepEqual(withTimes(join(tmp, 'ours')), withTimes(mnt));
+    } finally {
+      if (mounted) spawnSync('umount', [mnt]);
+      for (const l of loops) spawnSync('losetup', ['-d', l]);
+    }
     // tar output extracts to the same tree
     const t = ferry(['rafs', 'unpack', '--bootstrap', V6, '--blob-dir', BLOBS, '--output', join(tmp, 'out.tar')]);
     assert.equal(t.code, 0, t.stderr);
