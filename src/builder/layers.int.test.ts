@@ -280,3 +280,25 @@ test('layers: hostile or broken layer tars give clear errors and leave no blob b
   assert.equal(bs.readlink(bs.lookup('/bin/sh')!), '/bin/busybox');
   assert.equal(bs.blobs.length, 0);
 });
+
+test('layers: 12 layers merge into one bootstrap with 12 devices (blob table past the first block)', async () => {
+  const blobDir = join(work, 'many-blobs');
+  const ref = join(work, 'many-ref');
+  mkdirSync(ref);
+  const boots: Buffer[] = [];
+  for (let i = 0; i < 12; i++) {
+    const d = join(work, `many-l${i}`);
+    mkdirSync(join(d, 'data'), { recursive: true });
+    writeFileSync(join(d, 'data', `f${i}`), randomBytes(3000 + i));
+    writeFileSync(join(d, 'shared'), `layer ${i}\n`);
+    utimesSync(join(d, 'data'), 1_700_000_000, 1_700_000_000);
+    const r = await buildLayer({ source: createReadStream(tarDir(d, join(work, `many-l${i}.tar`))), blobDir, compressor: 'lz4_block' });
+    boots.push(r.bootstrap);
+    applyOciLayer(d, ref);
+  }
+  const merged = mergeBootstraps(boots);
+  const bs = openBootstrap(merged);
+  assert.equal(bs.blobs.length, 12);
+  assert.equal(merged.readBigUInt64LE(1152 + 8), 8192n, 'blob table offset ≥ 1408 + 256 × 12');
+  await assertImage(merged, blobDir, ref, 'twelve layers');
+});
