@@ -169,3 +169,33 @@ test('tar: whiteout classification', () => {
   assert.deepEqual(overlayWhiteoutOf(e('x', 'dir', { xattrs: { 'trusted.overlay.opaque': Buffer.from('y') } })), { kind: 'opaque', dir: 'x' });
   assert.ok(readFileSync(fixture('nydus', 'all-entry-type.tar')).length > 0);
 });
+
+test('tar: mutated tars (plain and gzip) never raise anything but FerryError', async () => {
+  const entries = [
+    { entry: e('', 'dir') },
+    { entry: e(`d/${'n'.repeat(120)}`, 'file', { size: 700, xattrs: { 'user.a': Buffer.from([1, 2, 3]) } }), body: Buffer.alloc(700, 7) },
+    { entry: e('d/l', 'symlink', { linkname: 'x'.repeat(130) }) },
+    { entry: e('d/h', 'hardlink', { linkname: `d/${'n'.repeat(120)}` }) },
+    { entry: e('d/c', 'char', { devmajor: 4, devminor: 64 }) },
+  ];
+  const tar = await toBuffer(writeTar(entries));
+  let seed = 42;
+  const rnd = (n: number): number => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return seed % n;
+  };
+  let refused = 0;
+  for (let it = 0; it < 400; it++) {
+    const m = Buffer.from(tar);
+    for (let k = 0; k < 1 + rnd(3); k++) m[rnd(m.length)] = rnd(256);
+    const input = it % 4 === 3 ? gzipSync(m) : m;
+    if (it % 4 === 3) input[10 + rnd(input.length - 10)] = rnd(256);
+    try {
+      await collect(Readable.from([input]));
+    } catch (err) {
+      assert.ok(FerryError.is(err), `iteration ${it}: ${String(err)}`);
+      refused++;
+    }
+  }
+  assert.ok(refused > 0);
+});
