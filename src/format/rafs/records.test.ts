@@ -86,4 +86,12 @@ test('records: small codecs round trip', () => {
   for (let off = 0; off < data.length; off += 4096) back.push(...decodeErofsDirBlock(data, off, Math.min(4096, data.length - off)));
   assert.deepEqual(back.map((d) => d.name.toString()), names.map((n) => n.toString()));
   assert.throws(() => decodeErofsSuperBlock(Buffer.alloc(1100)), (e) => FerryError.hasCode(e, 'DATA_LOSS'));
+  // compact inodes: 16-bit ids, 32-bit size, no mtime
+  const compact = { format: 0 | (2 << 1), xattrIcount: 0, mode: 0o40755, size: 70000, u: 5, ino: 9, uid: 65535, gid: 7, mtime: 0, mtimeNsec: 0, nlink: 3 };
+  const cb = encodeErofsInode(compact);
+  assert.equal(cb.length, 32);
+  assert.deepEqual(decodeErofsInode(cb, 0), compact);
+  assert.throws(() => encodeErofsInode({ ...compact, uid: 70000 }), (e) => FerryError.hasCode(e, 'INVALID_ARGUMENT'));
+  const ext = { ...compact, format: 1 | (4 << 1), size: 2 ** 40, uid: 100000, mtime: 1_700_000_000, mtimeNsec: 5 };
+  assert.deepEqual(decodeErofsInode(encodeErofsInode(ext), 0), ext);
 });
