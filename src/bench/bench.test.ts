@@ -87,7 +87,7 @@ describe('bench summaries and report', () => {
     assert.match(md, /## N nodes at once \(python\)/);
     assert.match(md, /!\[charts\/chart-ready.png\]/);
     const charts = buildCharts(r);
-    assert.deepEqual(charts.map((c) => c.id), ['chart-ready', 'chart-bytes', 'chart-egress-python', 'chart-allready-python']);
+    assert.deepEqual(charts.map((c) => c.id), ['chart-ready', 'chart-phases', 'chart-bytes', 'chart-egress-python', 'chart-allready-python']);
     const html = renderHtml(r, charts);
     for (const c of charts) assert.ok(html.includes(`id="${c.id}"`), c.id);
     assert.match(html, /no FUSE option yet/);

@@ -180,7 +180,7 @@ async function publishImages(workloads: Workload[], reg: BenchRegistry, star: St
       const target = `${reg.host}/library/bench-${w.id}:nydus`;
       const creds = reg.creds ? ['--source-creds', `${reg.creds.username}:${reg.creds.password}`, '--target-creds', `${reg.creds.username}:${reg.creds.password}`] : [];
       const r = await exec(process.execPath, [ferryBin(), 'convert', '--source', ociRef, '--target', target,
-        '--source-insecure', '--target-insecure', '--no-cache', ...creds], { netns: pushNs, env, timeoutMs: 30 * 60_000 });
+        '--source-insecure', '--target-insecure', '--cache', join(dir, 'convert-cache.db'), ...creds], { netns: pushNs, env, timeoutMs: 30 * 60_000 });
       if (r.code !== 0) {
         nydusOk = false;
         notes.push(`ferry convert failed for ${w.id}: ${(r.stderr || r.stdout).trim().split('\n').slice(-2).join(' ')}`);
@@ -190,7 +190,7 @@ async function publishImages(workloads: Workload[], reg: BenchRegistry, star: St
         await writeFile(pf, `${w.prefetch.join('\n')}\n`);
         const ptarget = `${reg.host}/library/bench-${w.id}:nydus-prefetch`;
         const r2 = await exec(process.execPath, [ferryBin(), 'convert', '--source', ociRef, '--target', ptarget,
-          '--source-insecure', '--target-insecure', '--no-cache', ...creds, '--prefetch-patterns', pf], { netns: pushNs, env, timeoutMs: 30 * 60_000 });
+          '--source-insecure', '--target-insecure', '--cache', join(dir, 'convert-cache.db'), ...creds, '--prefetch-patterns', pf], { netns: pushNs, env, timeoutMs: 30 * 60_000 });
         if (r2.code === 0) info.nydusPrefetchRef = ptarget;
         else notes.push(`ferry convert --prefetch-patterns failed for ${w.id}: ${(r2.stderr || r2.stdout).trim().split('\n').slice(-1).join(' ')}`);
         info.nydusBytes = await nydusSize(pushNs, reg, target).catch(() => undefined) ?? 0;
@@ -304,7 +304,8 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResults> {
         const info = infos.find((i) => i.id === w.id)!;
         for (const n of nodesList) {
           if (n > 1 && !fanout.has(w.id)) continue;
-          const ms = runModes().filter((m) => n === 1 || P2P_MODES.includes(m) || m === 'oci' || m === 'lazy-erofs')
+          // P2P modes only where nodes share (fan-out workloads); at N > 1 the two baselines and the two P2P modes
+          const ms = runModes().filter((m) => (P2P_MODES.includes(m) ? fanout.has(w.id) : n === 1 || m === 'oci' || m === 'lazy-erofs'))
             .filter((m) => DRIVERS[m].ref(info) !== undefined);
           for (const m of shuffle(ms, rnd)) plan.push({ workload: w, info, mode: m, nodes: n, rep });
         }

@@ -77,7 +77,7 @@ describe('ferry bench --quick', () => {
     const md = readFileSync(join(out, 'summary.md'), 'utf8');
     assert.match(md, /## Time to ready, 1 node/);
     assert.match(md, /\| hello \| OCI \(containerd pull \+ overlayfs\) \| \d+\.\d\d s \|/);
-    for (const id of ['chart-ready', 'chart-bytes', 'chart-egress-hello', 'chart-allready-hello']) {
+    for (const id of ['chart-ready', 'chart-phases', 'chart-bytes', 'chart-egress-hello', 'chart-allready-hello']) {
       assert.ok(existsSync(join(out, 'charts', `${id}.svg`)), id);
     }
   });
@@ -85,7 +85,7 @@ describe('ferry bench --quick', () => {
   it('renders in headless Chromium with the charts present', async () => {
     const html = join(out, 'report.html');
     const dom = await dumpDom(html);
-    for (const id of ['chart-ready', 'chart-bytes', 'chart-egress-hello', 'chart-allready-hello']) {
+    for (const id of ['chart-ready', 'chart-phases', 'chart-bytes', 'chart-egress-hello', 'chart-allready-hello']) {
       assert.match(dom, new RegExp(`<svg[^>]*id="${id}"`), `${id} in the rendered DOM`);
     }
     assert.ok((dom.match(/class="bar"/g) ?? []).length >= 2, 'bars drawn');

@@ -201,3 +201,64 @@ export function lineChart(spec: LineChartSpec): string {
   parts.push(legend(spec.series.map((s, i) => ({ name: s.name, color: s.color ?? PALETTE[i % PALETTE.length]!, ...(s.dashed ? { dashed: true } : {}) })), left, H - bottom + 52, plotW));
   return frame(spec.id, W, H, spec.title, spec.subtitle, parts.join('\n'));
 }
+
+export interface StackedBarSpec {
+  id: string;
+  title: string;
+  subtitle?: string;
+  groups: string[];
+  /** One bar per series in each group; segments stacked bottom-up. */
+  series: Array<{ name: string; color: string; segments: Array<Array<number | null>> /* [group][segment] */ }>;
+  segmentNames: string[];
+  yLabel: string;
+  width?: number;
+  height?: number;
+}
+
+/** Grouped stacked bars: each bar split into segments (e.g. pull / create / run), segment shade by opacity. */
+export function stackedBarChart(spec: StackedBarSpec): string {
+  const W = spec.width ?? 900;
+  const H = spec.height ?? 460;
+  const left = 70;
+  const right = 20;
+  const top = spec.subtitle ? 64 : 48;
+  const legendRows = Math.ceil((spec.series.reduce((a, s) => a + 42 + s.name.length * 6.6, 0) + spec.segmentNames.length * 90) / (W - left - right));
+  const bottom = 46 + legendRows * 18 + 18;
+  const plotW = W - left - right;
+  const plotH = H - top - bottom;
+  const totals = spec.series.flatMap((s) => s.segments.map((seg) => seg.reduce<number>((a, v) => a + (v ?? 0), 0)));
+  const { max, step } = niceScale(Math.max(0, ...totals) * 1.08);
+  const y = (v: number): number => top + plotH - (v / max) * plotH;
+  const opac = (i: number): number => [1, 0.55, 0.3, 0.15][i] ?? 0.15;
+  const parts: string[] = [];
+  for (let t = 0; t <= max + step / 1000; t += step) {
+    parts.push(`<line x1="${left}" y1="${y(t).toFixed(1)}" x2="${W - right}" y2="${y(t).toFixed(1)}" stroke="#d0d7de" stroke-width="1"/>`);
+    parts.push(`<text x="${left - 8}" y="${(y(t) + 4).toFixed(1)}" text-anchor="end" font-size="11" fill="#57606a">${fmtTick(t)}</text>`);
+  }
+  parts.push(`<text transform="translate(16 ${top + plotH / 2}) rotate(-90)" text-anchor="middle" font-size="12" fill="#1f2328">${esc(spec.yLabel)}</text>`);
+  const nG = Math.max(1, spec.groups.length);
+  const nS = Math.max(1, spec.series.length);
+  const groupW = plotW / nG;
+  const barW = Math.min(46, (groupW * 0.8) / nS);
+  spec.groups.forEach((g, gi) => {
+    const gx = left + gi * groupW + (groupW - barW * nS) / 2;
+    parts.push(`<text x="${(left + gi * groupW + groupW / 2).toFixed(1)}" y="${top + plotH + 18}" text-anchor="middle" font-size="12" fill="#1f2328">${esc(g)}</text>`);
+    spec.series.forEach((s, si) => {
+      const segs = s.segments[gi] ?? [];
+      const bx = gx + si * barW;
+      if (segs.every((v) => v === null || v === undefined)) return;
+      let acc = 0;
+      segs.forEach((v, k) => {
+        if (v === null || v === undefined || !Number.isFinite(v) || v <= 0) return;
+        parts.push(`<rect class="bar segment" data-series="${esc(s.name)}" data-segment="${esc(spec.segmentNames[k] ?? '')}" x="${(bx + 1).toFixed(1)}" y="${y(acc + v).toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="${Math.max(0.5, y(acc) - y(acc + v)).toFixed(1)}" fill="${s.color}" fill-opacity="${opac(k)}" stroke="${s.color}" stroke-width="0.6"/>`);
+        acc += v;
+      });
+      parts.push(`<text x="${(bx + barW / 2).toFixed(1)}" y="${(y(acc) - 4).toFixed(1)}" text-anchor="middle" font-size="9.5" fill="#1f2328">${fmtTick(acc)}</text>`);
+    });
+  });
+  parts.push(`<line x1="${left}" y1="${top + plotH}" x2="${W - right}" y2="${top + plotH}" stroke="#57606a" stroke-width="1"/>`);
+  parts.push(legend(spec.series.map((s) => ({ name: s.name, color: s.color })), left, H - bottom + 40, plotW));
+  const shades = spec.segmentNames.map((n, k) => `<rect x="${left + k * 110}" y="${H - 18}" width="18" height="11" fill="#57606a" fill-opacity="${opac(k)}" stroke="#57606a" stroke-width="0.6"/><text x="${left + k * 110 + 24}" y="${H - 8}" font-size="12" fill="#1f2328">${esc(n)}</text>`);
+  parts.push(shades.join('\n'));
+  return frame(spec.id, W, H, spec.title, spec.subtitle, parts.join('\n'));
+}

@@ -6,7 +6,7 @@
 import { formatBytes } from '../../core/index.js';
 import type { BenchResults, GroupSummary, ModeId } from '../types.js';
 import { MODE_LABELS } from '../types.js';
-import { barChart, lineChart } from './charts.js';
+import { barChart, lineChart, stackedBarChart } from './charts.js';
 
 export const MODE_COLORS: Record<ModeId, string> = {
   'oci': '#6e7781',
@@ -68,6 +68,26 @@ export function buildCharts(r: BenchResults): Chart[] {
           if (!g || !g.readyMs.n) return null;
           const v = (g.readyMs.median / 1000).toFixed(g.readyMs.median < 10_000 ? 2 : 1);
           return m !== 'oci' && g.speedup !== null ? `${v} (${times(g.speedup)})` : v;
+        }),
+      })),
+    }),
+  });
+  charts.push({
+    id: 'chart-phases',
+    title: 'Where the time goes: pull, create, run (N = 1)',
+    svg: stackedBarChart({
+      id: 'chart-phases',
+      title: 'Where the time goes: pull, create, run (1 node)',
+      subtitle: 'medians of each phase, seconds; bar = sum',
+      groups: wl,
+      yLabel: 'seconds',
+      segmentNames: ['pull', 'create', 'run → ready'],
+      series: modes.filter((m) => m !== 'oci-p2p' && m !== 'lazy-p2p').map((m) => ({
+        name: MODE_LABELS[m],
+        color: MODE_COLORS[m],
+        segments: wl.map((w) => {
+          const g = group(r, w, m, 1);
+          return g && g.readyMs.n ? [g.pullMs.median / 1000, g.createMs.median / 1000, g.runMs.median / 1000] : [null, null, null];
         }),
       })),
     }),
