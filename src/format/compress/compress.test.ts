@@ -44,3 +44,40 @@ test('compress: corrupt input and unknown names give clear errors', () => {
   assert.throws(() => getCodec('lz5'), /unknown compressor "lz5"/);
   assert.throws(() => getCodec('zstd').decompress(Buffer.alloc(8), 1 << 30), (e) => FerryError.hasCode(e, 'DATA_LOSS'));
 });
+
+/** A minimal LZ4 block decoder written from the block format description (independent of lz4-napi). */
+function lz4BlockDecode(src: Buffer, size: number): Buffer {
+  const out = Buffer.alloc(size);
+  let i = 0;
+  let o = 0;
+  while (i < src.length) {
+    const token = src[i++]!;
+    let lit = token >> 4;
+    if (lit === 15) { let b; do { b = src[i++]!; lit += b; } while (b === 255); }
+    src.copy(out, o, i, i + lit);
+    i += lit;
+    o += lit;
+    if (i >= src.length) break;
+    const off = src[i]! | (src[i + 1]! << 8);
+    i += 2;
+    let len = token & 15;
+    if (len === 15) { let b; do { b = src[i++]!; len += b; } while (b === 255); }
+    len += 4;
+    for (let k = 0; k < len; k++) { out[o] = out[o - off]!; o++; }
+  }
+  assert.equal(o, size);
+  return out;
+}
+
+test('compress: lz4_block chunks are bare LZ4 blocks an independent decoder reads', () => {
+  const data = Buffer.concat([Buffer.from('nydus '.repeat(20000)), randomBytes(3000), Buffer.from('tail'.repeat(500))]);
+  const z = getCodec('lz4_block').compress(data)!;
+  assert.deepEqual(lz4BlockDecode(z, data.length), data);
+});
+
+test('compress: zstd and gzip chunks decode with the zstd and gzip command-line tools', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const data = Buffer.concat([Buffer.from('chunk '.repeat(10000)), randomBytes(2000)]);
+  assert.deepEqual(execFileSync('zstd', ['-d', '-c', '-q'], { input: getCodec('zstd').compress(data)! }), data);
+  assert.deepEqual(execFileSync('gzip', ['-d', '-c'], { input: getCodec('gzip').compress(data)! }), data);
+});
