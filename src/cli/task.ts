@@ -15,13 +15,14 @@ export async function run(argv: string[]): Promise<number> {
   const program = new Command('ferry task').description('create and list conversion tasks of a running accel service').exitOverride();
   let code = 0;
   const addrOpt = (c: Command): Command => c
-    .option('--addr <host:port>', 'accel service address', 'localhost:2077')
+    .option('--addr <host:port>', 'accel service address (host:port or URL)', 'localhost:2077')
+    .option('--address <host:port>', 'same as --addr')
     .option('--auth-header <value>', 'Authorization header configured for the source host (or FERRY_ACCEL_AUTH_HEADER)');
   addrOpt(program.command('create').argument('<ref>', 'source image reference').option('--sync', 'wait for the conversion result')
     .description('convert an image'))
-    .action(async (ref: string, o: { addr: string; authHeader?: string; sync?: boolean }) => {
+    .action(async (ref: string, o: { addr: string; address?: string; authHeader?: string; sync?: boolean }) => {
       const header = o.authHeader ?? process.env.FERRY_ACCEL_AUTH_HEADER;
-      const c = new AccelClient(o.addr, header ? { authHeader: header } : {});
+      const c = new AccelClient(o.address ?? o.addr, header ? { authHeader: header } : {});
       const ids = await c.createTask(ref, { sync: Boolean(o.sync) });
       if (ids.length === 0) process.stdout.write('skipped (nothing to convert for this reference; see the service log)\n');
       for (const id of ids) process.stdout.write(`${id}\n`);
@@ -35,8 +36,8 @@ export async function run(argv: string[]): Promise<number> {
       }
     });
   addrOpt(program.command('list').alias('ls').option('--json', 'print JSON').description('list tasks, newest first'))
-    .action(async (o: { addr: string; authHeader?: string; json?: boolean }) => {
-      const tasks = await new AccelClient(o.addr).listTasks();
+    .action(async (o: { addr: string; address?: string; authHeader?: string; json?: boolean }) => {
+      const tasks = await new AccelClient(o.address ?? o.addr).listTasks();
       if (o.json) { process.stdout.write(`${JSON.stringify(tasks, null, 2)}\n`); return; }
       const rows = [['ID', 'CREATED', 'STATUS', 'SOURCE', 'REASON'],
         ...tasks.map((t) => [t.id, t.created, t.status, cut(t.source, 80), cut(t.reason, 80)])];

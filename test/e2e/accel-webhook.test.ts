@@ -26,6 +26,7 @@ import { blobView } from '../../src/builder/index.js';
 import { openBootstrap } from '../../src/format/rafs/index.js';
 import { unpackBootstrapLayer } from '../../src/convert/index.js';
 import { createWriteStream } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 
 const PASSWORD = 'Harbor12345';
@@ -192,4 +193,37 @@ test('ferry task create --sync and task list (accelctl role); a vanished source 
   assert.match(gone.reason, /NOT_FOUND/);
   const table = await ferry(['task', 'list', '--addr', addr]);
   assert.match(table.stdout, /^ID\s+CREATED\s+STATUS\s+SOURCE\s+REASON/);
+});
+
+test('a multi-arch index push is converted once and tagged once (children are not tagged latest-nydus)', async () => {
+  // children by digest, then the tagged index — the order docker buildx / skopeo --all use
+  const children = [];
+  for (const arch of ['amd64', 'arm64']) {
+    const cfg = Buffer.from(JSON.stringify({ architecture: arch, os: 'linux', rootfs: { type: 'layers', diff_ids: [image.layers[0]!.diffId] } }));
+    await client.pushBlob(reg.host, 'library/multi', image.layers[0]!.digest, image.layers[0]!.size,
+      await client.getBlobBuffer(reg.host, 'library/app', image.layers[0]!.digest, 1 << 28));
+    const config = await client.pushBuffer(reg.host, 'library/multi', cfg, MediaType.OCI_CONFIG);
+    const body = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OCI_MANIFEST, config, layers: [{ mediaType: image.layers[0]!.mediaType, digest: image.layers[0]!.digest, size: image.layers[0]!.size }] }));
+    const digest = await client.putManifest(parseReference(`${reg.host}/library/multi@sha256:${createHash('sha256').update(body).digest('hex')}`), body, MediaType.OCI_MANIFEST);
+    children.push({ mediaType: MediaType.OCI_MANIFEST, digest, size: body.length, platform: { os: 'linux', architecture: arch } });
+  }
+  const idx = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: children }));
+  await client.putManifest(parseReference(`${reg.host}/library/multi:v1`), idx, MediaType.OCI_INDEX);
+  const target = parseReference(`${reg.host}/library/multi:v1-nydus`);
+  await eventually('the -nydus index', () => client.headManifest(target), 60_000);
+  const m = await client.getManifest(target);
+  assert.equal(m.mediaType, MediaType.OCI_INDEX);
+  assert.equal((JSON.parse(m.body.toString()) as { manifests: unknown[] }).manifests.length, 2);
+  await new Promise((r) => setTimeout(r, 500)); // let any child events arrive
+  const tasks = ((await (await fetch(`${accel.url}/api/v1/conversions`)).json()) as TaskView[]).filter((t) => t.source.includes('/library/multi'));
+  assert.equal(tasks.length, 1, JSON.stringify(tasks));
+  assert.equal(await client.headManifest(parseReference(`${reg.host}/library/multi:latest-nydus`)), undefined);
+});
+
+test('ferry accel refuses a config with an unknown key, naming it', async () => {
+  const bad = join(dir, 'bad.yaml');
+  await writeFile(bad, 'converter:\n  wokrer: 3\n');
+  const r = await ferry(['accel', '--config', bad, '--listen', '127.0.0.1:0']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /unknown key converter\.wokrer/);
 });
