@@ -141,3 +141,14 @@ test('ferry convert --chunk-dict: chunks already in the dictionary image are ref
   const chk = await ferry(['check', '--source', `${srcReg.host}/library/app:v2`, '--target', `${dstReg.host}/library/dedup:v2-nydus`]);
   assert.equal(chk.code, 0, chk.stdout + chk.stderr);
 });
+
+test('a Docker schema2 source converts too (Docker media types in, OCI Nydus manifest out)', async () => {
+  await pushImage(image.layoutDir, `${srcReg.host}/library/docker:v1`, { format: 'v2s2' });
+  const c = new RegistryClient();
+  const src = await c.getManifest(parseReference(`${srcReg.host}/library/docker:v1`));
+  assert.equal(src.mediaType, MediaType.DOCKER_MANIFEST);
+  const r = await ferry(['convert', '--source', `${srcReg.host}/library/docker:v1`, '--target', `${dstReg.host}/library/docker:v1-nydus`, '--no-cache']);
+  assert.equal(r.code, 0, r.stderr);
+  const chk = await ferry(['check', '--source', `${srcReg.host}/library/docker:v1`, '--target', `${dstReg.host}/library/docker:v1-nydus`]);
+  assert.equal(chk.code, 0, chk.stdout + chk.stderr);
+});
