@@ -51,7 +51,7 @@ class Receiver {
   }
 }
 
-const FAST = { webhook: { backoff: '100ms', settleDelay: '300ms', pollInterval: '50ms', timeout: '1s' } };
+const FAST = { webhook: { backoff: '100ms', settleDelay: '1500ms', pollInterval: '50ms', timeout: '1s' } };
 
 async function addPolicy(reg: TestRegistry, project: string, address: string, events: string[], authHeader?: string): Promise<number> {
   const r = await reg.req(`/api/v2.0/projects/${project}/webhook/policies`, {
@@ -121,7 +121,7 @@ describe('webhooks', () => {
     }));
     assert.equal((await reg.putManifest(repo, 'latest', index, OCI_INDEX)).status, 201);
     await rx.waitFor(1);
-    await new Promise((r) => setTimeout(r, 900)); // past the settle delay: no child events follow
+    await new Promise((r) => setTimeout(r, 1800)); // past the settle delay: no child events follow
     assert.equal(rx.received.length, 1);
     const b = rx.received[0]!.body as { event_data: { resources: Array<{ digest: string; tag: string }> } };
     assert.deepEqual(b.event_data.resources.map((x) => [x.digest, x.tag]), [[sha256(index), 'latest']]);
