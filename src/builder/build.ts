@@ -94,7 +94,7 @@ export async function buildLayer(opts: BuildLayerOptions): Promise<BuildLayerRes
   try {
     const src = { writer, chunkSize, onBytes: opts.onProgress };
     layer = 'dir' in opts.source && typeof opts.source.dir === 'string'
-      ? await treeFromDir(opts.source.dir, src)
+      ? await treeFromDir(opts.source.dir, { ...src, prefetchPatterns: opts.prefetchPatterns })
       : await (await import('./source-tar.js')).treeFromTar(opts.source as Readable, src);
     fin = await writer.finish(opts.blobDir);
   } catch (err) {

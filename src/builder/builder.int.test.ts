@@ -133,6 +133,10 @@ test('builder: every compressor → fsck.erofs passes, --extract and a kernel mo
     assert.equal(bs.blobs[0]!.compressor, compressor);
     assert.equal(bs.blobs[0]!.digester, digester);
     assert.deepEqual(bs.prefetchInodes, [bs.lookup('/etc/hostname'), bs.lookup('/many')]);
+    // prefetch-matched files are stored first, in pattern order
+    assert.equal(bs.chunks(bs.lookup('/etc/hostname')!)[0]!.compressedOffset, 0);
+    const manyEnd = Math.max(...bs.readdir(bs.lookup('/many')!).map((e) => bs.chunks(e.ino)[0]!.compressedOffset));
+    assert.ok(manyEnd < bs.chunks(bs.lookup('/big.bin')!)[0]!.compressedOffset, 'files under /many precede the rest');
     assert.ok(verifyAllChunks(r.bootstrap, blobDir) > 0);
 
     const views = await viewsFor(r.bootstrap, blobDir, out);

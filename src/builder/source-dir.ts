@@ -8,7 +8,8 @@ import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, ty
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { FerryError } from '../core/index.js';
-import { newDir, storableXattrs, type ChunkRef, type Inode, type NodeType } from './tree.js';
+import { newDir, storableXattrs, walkTree, type ChunkRef, type Inode, type NodeType } from './tree.js';
+import { resolvePrefetch } from './prefetch.js';
 import type { BlobWriter } from './blob-writer.js';
 
 const S_IFMT = 0o170000;
@@ -68,6 +69,8 @@ export interface DirSourceOptions {
   onBytes?: ((n: number) => void) | undefined;
   /** read xattrs with getfattr (default true) */
   xattrs?: boolean;
+  /** prefetch patterns: the data of matching files is stored first in the blob (as nydus-image does) */
+  prefetchPatterns?: string[] | undefined;
 }
 
 export async function treeFromDir(dir: string, opts: DirSourceOptions): Promise<Inode> {
@@ -144,7 +147,7 @@ export async function treeFromDir(dir: string, opts: DirSourceOptions): Promise<
         attrs(abs, cst, child);
         if (type === 'file') {
           child.size = Number(cst.size);
-          child.chunks = await readFileChunks(abs, child.size);
+          files.set(child, abs);
         } else if (type === 'symlink') {
           child.target = readlinkSync(abs, { encoding: 'buffer' });
           child.size = child.target.length;
@@ -158,7 +161,22 @@ export async function treeFromDir(dir: string, opts: DirSourceOptions): Promise<
       node.children!.set(name, child);
     }
   };
+  // pass 1: the tree without data; pass 2: file data, prefetch-matched files first, then the rest in
+  // tree order (depth-first, names sorted), so prefetched data is contiguous at the blob's start
+  const files = new Map<Inode, string>();
   const root = newDir();
   await walk(dir, root, lstatSync(dir, { bigint: true }));
+  const order: Inode[] = [];
+  const queued = new Set<Inode>();
+  const queue = (n: Inode): void => {
+    if (n.type === 'file' && !queued.has(n)) { queued.add(n); order.push(n); }
+    else if (n.type === 'dir') for (const { node } of walkTree(n)) if (node.type === 'file' && !queued.has(node)) { queued.add(node); order.push(node); }
+  };
+  for (const n of resolvePrefetch(root, opts.prefetchPatterns)) queue(n);
+  queue(root);
+  for (const f of order) {
+    await maybeYield();
+    f.chunks = await readFileChunks(files.get(f)!, f.size);
+  }
   return root;
 }
