@@ -183,3 +183,35 @@ test('Basic-challenge registries get Basic credentials; token expiry triggers a 
     await new Promise<void>((r) => tokenSrv.close(() => r()));
   }
 });
+
+test('an upload session the registry loses mid-way is restarted from the stream factory', async () => {
+  const upstream = new URL(plain.url);
+  let lost = 1;
+  const proxy: Server = createServer((req, res) => {
+    if (req.method === 'PATCH' && lost > 0) {
+      lost--;
+      req.resume();
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.end('{"errors":[{"code":"BLOB_UPLOAD_UNKNOWN","message":"blob upload unknown to registry"}]}');
+      return;
+    }
+    const up = httpRequest({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers }, (ur) => {
+      const h = { ...ur.headers };
+      if (typeof h.location === 'string') h.location = h.location.replace(upstream.host, `127.0.0.1:${(proxy.address() as AddressInfo).port}`);
+      res.writeHead(ur.statusCode!, h); ur.pipe(res);
+    });
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+  try {
+    const host = `127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    const c = new RegistryClient({ backoffMs: 5, uploadChunkSize: 50_000 });
+    const blob = randomBytes(120_000);
+    let opened = 0;
+    await c.pushBlob(host, 'lib/session', sha(blob), blob.length, () => { opened++; return Readable.from([blob]); });
+    assert.equal(opened, 2);
+    assert.equal(await c.headBlob(plain.host, 'lib/session', sha(blob)), blob.length);
+  } finally {
+    await new Promise<void>((r) => proxy.close(() => r()));
+  }
+});

@@ -154,6 +154,17 @@ function sliceStream(src: Readable, skip: number, take: number): Readable {
   return out;
 }
 
+/**
+ * An upload session the registry lost or got confused about (404 upload unknown, 416 range, 400 at
+ * commit after our own digest check passed) is worth a fresh session: UNAVAILABLE, not a final error.
+ */
+function sessionError(err: unknown): unknown {
+  if (FerryError.is(err) && err.message.startsWith('upload session:') && ['NOT_FOUND', 'INVALID_ARGUMENT', 'FAILED_PRECONDITION'].includes(err.code)) {
+    return new FerryError('UNAVAILABLE', err.message, { cause: err });
+  }
+  return err;
+}
+
 async function errorDetail(res: Response): Promise<string> {
   try {
     const text = (await res.text()).slice(0, 2000);
@@ -562,10 +573,11 @@ export class RegistryClient {
           const res = await this.expect({
             host: registry, method: 'PUT', path: this.withQuery(loc, 'digest', digest),
             headers: { 'content-type': 'application/octet-stream' }, body, scope,
-          }, [201, 204], `upload blob ${digest}`);
+          }, [201, 204], `upload session: blob ${digest}`);
           await res.body?.cancel();
           return { digest, size, existed: false };
-        } catch (err) {
+        } catch (e) {
+          const err = sessionError(e);
           if (attempt >= this.retries || !retryableError(err)) throw err;
           await this.backoff(attempt, { host: registry, method: 'PUT', path: 'blob' }, err);
         }
@@ -574,7 +586,7 @@ export class RegistryClient {
     for (let attempt = 0; ; attempt++) {
       const stream = typeof body === 'function' ? body() : body;
       try {
-        await this.chunkedUpload(registry, repository, digest, size, stream);
+        await this.chunkedUpload(registry, repository, digest, size, stream).catch((err: unknown) => { throw sessionError(err); });
         return { digest, size, existed: false };
       } catch (err) {
         stream.destroy();
@@ -600,7 +612,7 @@ export class RegistryClient {
       const res = await this.expect({
         host: registry, method: 'PATCH', path: loc, body: chunk, scope,
         headers: { 'content-type': 'application/octet-stream', 'content-range': `${offset}-${offset + chunk.length - 1}`, 'content-length': String(chunk.length) },
-      }, [202, 204], `upload chunk of ${digest} at ${offset}`);
+      }, [202, 204], `upload session: chunk of ${digest} at ${offset}`);
       await res.body?.cancel();
       const next = res.headers.get('location');
       if (next) loc = this.resolveLocation(registry, next);
@@ -625,7 +637,7 @@ export class RegistryClient {
     const res = await this.expect({
       host: registry, method: 'PUT', path: this.withQuery(loc, 'digest', digest), scope,
       headers: { 'content-length': '0' }, body: Buffer.alloc(0),
-    }, [201, 204], `commit blob ${digest}`);
+    }, [201, 204], `upload session: commit of blob ${digest}`);
     await res.body?.cancel();
   }
 
