@@ -240,10 +240,17 @@ export class DistributionApi {
     };
   }
 
+  /**
+   * Upload ids are `<uuid>-<12 hex of sha256(name)>`: the session belongs to the repository it was
+   * opened in without a metadata write per upload (the bytes live in the blob store's upload area).
+   */
+  #ownerTag(name: string): string {
+    return createHash('sha256').update(name).digest('hex').slice(0, 12);
+  }
+
   async #newUpload(name: string): Promise<string> {
-    const id = randomUUID();
+    const id = `${randomUUID()}-${this.#ownerTag(name)}`;
     await this.#d.store.startUpload(id);
-    await this.#d.meta.createUpload(id, name);
     return id;
   }
 
@@ -280,8 +287,7 @@ export class DistributionApi {
   }
 
   async #sessionSize(name: string, id: string): Promise<number> {
-    const repo = await this.#d.meta.uploadRepo(id);
-    if (repo !== name) throw new OciError('BLOB_UPLOAD_UNKNOWN', `upload ${id} unknown to ${name}`);
+    if (!id.endsWith(`-${this.#ownerTag(name)}`)) throw new OciError('BLOB_UPLOAD_UNKNOWN', `upload ${id} unknown to ${name}`);
     try {
       return await this.#d.store.uploadSize(id);
     } catch (err) {
@@ -308,7 +314,6 @@ export class DistributionApi {
       const before = offset;
       const after = await this.#d.store.append(id, offset, req, limit === undefined ? {} : { limit });
       this.#d.counters.blobBytesReceived(after - before);
-      await this.#d.meta.touchUpload(id);
       return after;
     } catch (err) {
       if (FerryError.hasCode(err, 'FAILED_PRECONDITION')) {
@@ -370,12 +375,10 @@ export class DistributionApi {
       await pending;
     } catch (err) {
       if (FerryError.hasCode(err, 'DATA_LOSS')) {
-        await this.#d.meta.deleteUpload(id);
         throw new OciError('DIGEST_INVALID', (err as Error).message, { detail: { digest } });
       }
       throw err;
     }
-    await this.#d.meta.deleteUpload(id);
     res.writeHead(201, { location: `/v2/${name}/blobs/${digest}`, 'docker-content-digest': digest, 'content-length': 0 });
     res.end();
   }
@@ -389,7 +392,6 @@ export class DistributionApi {
   async #cancelUpload(res: ServerResponse, name: string, id: string): Promise<void> {
     await this.#sessionSize(name, id);
     await this.#d.store.abortUpload(id);
-    await this.#d.meta.deleteUpload(id);
     res.writeHead(204, { 'content-length': 0 });
     res.end();
   }

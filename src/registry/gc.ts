@@ -92,7 +92,6 @@ export async function collectGarbage(meta: SqliteMetadata, store: BlobStore, opt
     result.uploadsRemoved++;
     if (!dryRun) {
       await store.abortUpload(u.id);
-      meta.db.prepare('DELETE FROM uploads WHERE id = ?').run(u.id);
     }
   }
   opts.log?.info({ scanned: result.blobsScanned, deleted: result.blobsDeleted.length, bytesFreed: result.bytesFreed, uploadsRemoved: result.uploadsRemoved, dryRun }, 'gc finished');

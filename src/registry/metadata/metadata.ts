@@ -1,7 +1,7 @@
 /**
  * @module registry/metadata/metadata
  * What the registry records besides blob bytes: which blobs each repository may serve, manifests
- * (stored bytes and the facts the API needs), tags, upload sessions, and the references garbage
+ * (stored bytes and the facts the API needs), tags, and the references garbage
  * collection follows. Harbor's objects (projects, users, robots, webhook policies and their durable
  * outbox) live in the same store so a push and its webhook are committed together.
  *
@@ -174,8 +174,4 @@ export interface DistributionMetadata {
   listRepositories(opts: { n?: number; last?: string; project?: string }): Promise<string[]>;
   referrers(repo: string, subject: string, artifactType?: string): Promise<ReferrerRecord[]>;
 
-  createUpload(id: string, repo: string): Promise<void>;
-  uploadRepo(id: string): Promise<string | undefined>;
-  touchUpload(id: string): Promise<void>;
-  deleteUpload(id: string): Promise<void>;
 }

@@ -1,7 +1,10 @@
 /**
  * @module registry/metadata/sqlite
- * The metadata store in one SQLite file (WAL, synchronous=FULL, busy timeout so `ferry registry gc`
- * in another process can share it). Statements are prepared once. Every multi-row change runs in
+ * The metadata store in one SQLite file (WAL, synchronous=NORMAL, busy timeout so `ferry registry gc`
+ * in another process can share it). In WAL mode NORMAL loses nothing when the process dies
+ * (kill -9); a power failure may drop the last acknowledged transactions but never leaves the
+ * database inconsistent, and blob files are fsynced before their rows are written, so a row never
+ * points at a missing blob. FULL would put an fsync on the event loop for every push. Statements are prepared once. Every multi-row change runs in
  * one IMMEDIATE transaction, so a crash leaves either all of a manifest push (manifest, tag,
  * references, webhook outbox rows) or none of it.
  */
@@ -32,8 +35,6 @@ CREATE INDEX IF NOT EXISTS manifest_refs_digest ON manifest_refs (digest, kind);
 CREATE TABLE IF NOT EXISTS tags (repo TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL,
   updated_at INTEGER NOT NULL, PRIMARY KEY (repo, tag)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tags_digest ON tags (repo, digest);
-CREATE TABLE IF NOT EXISTS uploads (id TEXT PRIMARY KEY, repo TEXT NOT NULL, created_at INTEGER NOT NULL,
-  updated_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS projects (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE,
   public INTEGER NOT NULL, owner TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY AUTOINCREMENT, username TEXT NOT NULL UNIQUE,
@@ -124,7 +125,7 @@ export class SqliteMetadata implements DistributionMetadata {
   constructor(path: string) {
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
+    this.db.pragma('synchronous = NORMAL');
     this.db.pragma('busy_timeout = 10000');
     this.db.pragma('foreign_keys = OFF');
     this.db.exec(SCHEMA);
@@ -160,10 +161,6 @@ export class SqliteMetadata implements DistributionMetadata {
       reposListProject: p(`SELECT DISTINCT repo FROM manifests WHERE repo > ? AND (repo LIKE ? ESCAPE '\\')
         ORDER BY repo LIMIT ?`),
       referrers: p('SELECT digest, media_type, size, artifact_type, annotations FROM manifests WHERE repo = ? AND subject = ? ORDER BY created_at, digest'),
-      uploadInsert: p('INSERT INTO uploads (id, repo, created_at, updated_at) VALUES (?, ?, ?, ?)'),
-      uploadGet: p('SELECT repo FROM uploads WHERE id = ?'),
-      uploadTouch: p('UPDATE uploads SET updated_at = ? WHERE id = ?'),
-      uploadDelete: p('DELETE FROM uploads WHERE id = ?'),
       outboxInsert: p(`INSERT INTO webhook_outbox (policy_id, event_type, target, payload, status, attempts, next_at, repo,
         digest, untagged, last_error, created_at, updated_at)
         VALUES (?, ?, ?, ?, 'Pending', 0, ?, ?, ?, ?, '', ?, ?)`),
@@ -324,23 +321,6 @@ export class SqliteMetadata implements DistributionMetadata {
       annotations: r.annotations ? (JSON.parse(r.annotations as string) as Record<string, string>) : undefined,
     }));
     return artifactType === undefined ? rows : rows.filter((r) => r.artifactType === artifactType);
-  }
-
-  async createUpload(id: string, repo: string): Promise<void> {
-    const now = Date.now();
-    this.#s.uploadInsert!.run(id, repo, now, now);
-  }
-
-  async uploadRepo(id: string): Promise<string | undefined> {
-    return (this.#s.uploadGet!.get(id) as Row | undefined)?.repo as string | undefined;
-  }
-
-  async touchUpload(id: string): Promise<void> {
-    this.#s.uploadTouch!.run(Date.now(), id);
-  }
-
-  async deleteUpload(id: string): Promise<void> {
-    this.#s.uploadDelete!.run(id);
   }
 
   /** Records a pull (Harbor's pull_count). */
