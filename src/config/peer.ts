@@ -54,6 +54,8 @@ export const peerConfigSchema = z.object({
     /** Keep finished tasks across restarts. */
     keep: z.boolean().default(true),
     taskTTL: duration.default(30 * 86_400_000),
+    /** In-memory LRU of recent pieces (serving many children reads each piece from disk once). */
+    memoryCache: size.default(64 * 1024 * 1024),
   }).strict().prefault({}),
   proxy: z.object({
     listen: z.string().default('127.0.0.1:65001'),

@@ -111,7 +111,7 @@ export async function startPeer(opts: StartPeerOptions = {}): Promise<PeerHandle
   };
   const scheduler = new SchedulerClient(config.scheduler.urls, host, { timeoutMs: config.scheduler.scheduleTimeout, announceInterval: config.scheduler.announceInterval, log });
   const store = new PieceStore(dataDir, {
-    quota: config.storage.quota, keep: config.storage.keep, taskTTL: config.storage.taskTTL, log,
+    quota: config.storage.quota, keep: config.storage.keep, taskTTL: config.storage.taskTTL, memoryCache: config.storage.memoryCache, log,
     onEvict: (id) => { metrics.evictions.inc(); metrics.diskUsage.set(store.usage()); void scheduler.evicted(id); },
   });
   await store.open();

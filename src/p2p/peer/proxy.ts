@@ -227,7 +227,8 @@ export async function serveEntry(res: ServerResponse, entry: TaskEntry, range: R
       const r = entry.range(n);
       const s = Math.max(start, r.offset);
       const e = Math.min(end + 1, r.offset + r.length);
-      const buf = await entry.readBytes(s, e - s);
+      const piece = await entry.readPiece(n);
+      const buf = piece.subarray(s - r.offset, e - r.offset);
       if (res.destroyed) return;
       if (!res.write(buf)) await drained(res);
       metrics.served.inc(buf.length);

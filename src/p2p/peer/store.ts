@@ -29,6 +29,33 @@ export interface TaskMeta {
   updatedAt: number;
 }
 
+/** Byte-bounded LRU of recently written/read pieces, shared by a store's tasks (uploads to many children read each piece once). */
+export class PieceCache {
+  private readonly map = new Map<string, Buffer>();
+  private bytes = 0;
+  constructor(readonly capacity: number) {}
+  get(key: string): Buffer | undefined {
+    const b = this.map.get(key);
+    if (b) { this.map.delete(key); this.map.set(key, b); }
+    return b;
+  }
+  set(key: string, buf: Buffer): void {
+    if (buf.length > this.capacity) return;
+    const old = this.map.get(key);
+    if (old) { this.bytes -= old.length; this.map.delete(key); }
+    this.map.set(key, buf);
+    this.bytes += buf.length;
+    for (const [k, v] of this.map) {
+      if (this.bytes <= this.capacity) break;
+      this.map.delete(k);
+      this.bytes -= v.length;
+    }
+  }
+  dropTask(taskId: string): void {
+    for (const [k, v] of this.map) if (k.startsWith(`${taskId}:`)) { this.map.delete(k); this.bytes -= v.length; }
+  }
+}
+
 export class TaskEntry {
   private readonly ev = new EventEmitter();
   /** Set while a download runs for this task on this peer. */
@@ -40,7 +67,7 @@ export class TaskEntry {
   private fh: Promise<FileHandle> | undefined;
   private done = 0;
 
-  constructor(readonly meta: TaskMeta, readonly dataPath: string, readonly metaPath: string) {
+  constructor(readonly meta: TaskMeta, readonly dataPath: string, readonly metaPath: string, private readonly cache?: PieceCache) {
     this.ev.setMaxListeners(0);
     this.done = Object.keys(meta.pieces).length;
   }
@@ -87,6 +114,7 @@ export class TaskEntry {
       off += bytesWritten;
     }
     this.meta.pieces[n] = digest;
+    this.cache?.set(`${this.id}:${n}`, buf);
     this.done++;
     this.meta.updatedAt = Date.now();
     this.error = undefined;
@@ -95,7 +123,11 @@ export class TaskEntry {
 
   async readPiece(n: number): Promise<Buffer> {
     if (!this.has(n)) throw new FerryError('NOT_FOUND', `piece ${n} of task ${this.id} not present`);
-    return this.readBytes(this.range(n).offset, this.range(n).length);
+    const hit = this.cache?.get(`${this.id}:${n}`);
+    if (hit) return hit;
+    const buf = await this.readBytes(this.range(n).offset, this.range(n).length);
+    this.cache?.set(`${this.id}:${n}`, buf);
+    return buf;
   }
 
   async readBytes(offset: number, length: number): Promise<Buffer> {
@@ -147,6 +179,7 @@ export class TaskEntry {
 
   /** Forgets every piece (after a whole-blob digest mismatch). */
   reset(): void {
+    this.cache?.dropTask(this.id);
     this.wanted = undefined;
     this.meta.pieces = {};
     this.done = 0;
@@ -167,11 +200,14 @@ export interface CreateTask {
 
 export class PieceStore {
   private readonly tasks = new Map<string, TaskEntry>();
+  private readonly cache: PieceCache;
 
   constructor(
     readonly dir: string,
-    private readonly opts: { quota: number; keep: boolean; taskTTL: number; onEvict?: (taskId: string) => void; log?: Logger },
-  ) {}
+    private readonly opts: { quota: number; keep: boolean; taskTTL: number; memoryCache?: number; onEvict?: (taskId: string) => void; log?: Logger },
+  ) {
+    this.cache = new PieceCache(opts.memoryCache ?? 64 * 1024 * 1024);
+  }
 
   private get log(): Logger { return this.opts.log ?? silentLogger(); }
 
@@ -194,7 +230,7 @@ export class PieceStore {
           const meta = JSON.parse(await readFile(join(d, f), 'utf8')) as TaskMeta;
           if (!meta.done || meta.taskId !== id) throw new Error('unfinished');
           const p = this.paths(id);
-          this.tasks.set(id, new TaskEntry(meta, p.data, p.meta));
+          this.tasks.set(id, new TaskEntry(meta, p.data, p.meta, this.cache));
         } catch {
           await rm(join(d, f), { force: true });
           await rm(join(d, `${id}.data`), { force: true });
@@ -236,7 +272,7 @@ export class PieceStore {
       pieceCount: pieceCount(c.contentLength, c.pieceLength), pieces: {}, done: c.contentLength === 0,
       responseHeaders: c.responseHeaders, expectedDigest: c.expectedDigest, createdAt: now, updatedAt: now,
     };
-    const t = new TaskEntry(meta, p.data, p.meta);
+    const t = new TaskEntry(meta, p.data, p.meta, this.cache);
     this.tasks.set(c.taskId, t);
     return t;
   }
@@ -252,6 +288,7 @@ export class PieceStore {
   async delete(id: string): Promise<void> {
     const t = this.tasks.get(id);
     this.tasks.delete(id);
+    this.cache.dropTask(id);
     await t?.close();
     const p = this.paths(id);
     await rm(p.meta, { force: true });
