@@ -35,9 +35,8 @@ interface Rec {
 
 export function writeBootstrapV5(root: Inode, opts: BootstrapOptions): Buffer {
   if (root.type !== 'dir') throw new FerryError('INVALID_ARGUMENT', 'bootstrap root must be a directory');
-  const blobs = collectBlobs(root, opts.blobs);
+  const { blobs, index: blobIndex } = collectBlobs(root, opts.blobs);
   if (blobs.length > RAFS_MAX_BLOBS) throw new FerryError('RESOURCE_EXHAUSTED', `too many blobs (${blobs.length} > ${RAFS_MAX_BLOBS})`);
-  const blobIndex = new Map(blobs.map((b, i) => [b, i]));
 
   // ---- breadth-first records ----
   const recs: Rec[] = [];

@@ -64,23 +64,36 @@ function sortedChildren(dir: Inode): [Buffer, Inode][] {
     .sort((a, b) => Buffer.compare(a[0], b[0]));
 }
 
-/** Collects the blob list: `preferred` first, then blobs referenced by chunks in tree order. */
-export function collectBlobs(root: Inode, preferred: BlobDesc[] = []): BlobDesc[] {
-  const out = [...preferred];
-  const seen = new Set(out);
+/**
+ * Collects the blob list: `preferred` first, then blobs referenced by chunks in tree order. Blobs
+ * with the same id (e.g. an identical layer built on top of itself) collapse into one entry, since
+ * nydusd requires unique device ids. Returns the list and the index of every BlobDesc object.
+ */
+export function collectBlobs(root: Inode, preferred: BlobDesc[] = []): { blobs: BlobDesc[]; index: Map<BlobDesc, number> } {
+  const blobs: BlobDesc[] = [];
+  const index = new Map<BlobDesc, number>();
+  const byId = new Map<string, number>();
+  const add = (b: BlobDesc): void => {
+    if (index.has(b)) return;
+    const same = byId.get(b.blobId);
+    if (same !== undefined) { index.set(b, same); return; }
+    byId.set(b.blobId, blobs.length);
+    index.set(b, blobs.length);
+    blobs.push(b);
+  };
+  preferred.forEach(add);
   const visit = (n: Inode): void => {
-    if (n.chunks) for (const c of n.chunks) if (!seen.has(c.blob)) { seen.add(c.blob); out.push(c.blob); }
+    if (n.chunks) for (const c of n.chunks) add(c.blob);
     if (n.children) for (const c of n.children.values()) visit(c);
   };
   visit(root);
-  return out;
+  return { blobs, index };
 }
 
 export function writeBootstrapV6(root: Inode, opts: BootstrapOptions): Buffer {
   if (root.type !== 'dir') throw new FerryError('INVALID_ARGUMENT', 'bootstrap root must be a directory');
-  const blobs = collectBlobs(root, opts.blobs);
+  const { blobs, index: blobIndex } = collectBlobs(root, opts.blobs);
   if (blobs.length > RAFS_MAX_BLOBS) throw new FerryError('RESOURCE_EXHAUSTED', `too many blobs (${blobs.length} > ${RAFS_MAX_BLOBS})`);
-  const blobIndex = new Map<BlobDesc, number>(blobs.map((b, i) => [b, i]));
   for (const b of blobs) {
     if (b.chunkSize !== opts.chunkSize) {
       throw new FerryError('INVALID_ARGUMENT', `blob ${b.blobId}: chunk size 0x${b.chunkSize.toString(16)} differs from the image chunk size 0x${opts.chunkSize.toString(16)}`);

@@ -302,3 +302,21 @@ test('layers: 12 layers merge into one bootstrap with 12 devices (blob table pas
   assert.equal(merged.readBigUInt64LE(1152 + 8), 8192n, 'blob table offset ≥ 1408 + 256 × 12');
   await assertImage(merged, blobDir, ref, 'twelve layers');
 });
+
+test('layers: rebuilding a layer on top of itself keeps one blob-table entry (unique device ids)', async () => {
+  const d = join(work, 'self');
+  mkdirSync(d);
+  writeFileSync(join(d, 'f'), randomBytes(10000));
+  const t = tarDir(d, join(work, 'self.tar'));
+  const blobDir = join(work, 'self-blobs');
+  const a = await buildLayer({ source: createReadStream(t), blobDir, compressor: 'none' });
+  const b = await buildLayer({ source: createReadStream(t), blobDir, compressor: 'none', parentBootstrap: a.bootstrap });
+  assert.equal(b.blobId, '', 'every chunk came from the parent: no new blob');
+  assert.deepEqual(openBootstrap(b.bootstrap).blobs.map((x) => x.blobId), [a.blobId]);
+  const twice = mergeBootstraps([a.bootstrap, a.bootstrap]);
+  assert.deepEqual(openBootstrap(twice).blobs.map((x) => x.blobId), [a.blobId]);
+  const ref = join(work, 'self-ref');
+  mkdirSync(ref);
+  applyOciLayer(d, ref);
+  await assertImage(twice, blobDir, ref, 'same layer twice');
+});
