@@ -88,19 +88,33 @@ after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-test('a conversion interrupted by SIGKILL resumes after restart and tags only when complete', async () => {
+test('a conversion interrupted by SIGTERM or SIGKILL resumes after restart and tags only when complete', async () => {
   const cfgPath = join(dir, 'restart.yaml');
   await writeFile(cfgPath, stringify(config(join(dir, 'work-restart'))));
   let slow = true;
   proxy.rule = (m, p) => (slow && m === 'GET' && p.includes('/team/restart/blobs/') ? { throttleBps: 256 * 1024 } : 'pass');
-  const first = await startAccelProcess(cfgPath);
-  const c1 = new AccelClient(first.url, { authHeader: HEADER });
-  const [id] = await c1.createTask(`${proxy.host}/team/restart:v1`);
+  // 1. SIGTERM mid-conversion: a clean stop puts the task back without counting the attempt.
+  const zeroth = await startAccelProcess(cfgPath);
+  const c0 = new AccelClient(zeroth.url, { authHeader: HEADER });
+  const [id] = await c0.createTask(`${proxy.host}/team/restart:v1`);
   assert.ok(id);
   await eventually('conversion under way', async () => {
+    const t = await task(c0, id);
+    return t.running && proxy.requests.some((r) => r.path.includes('/team/restart/blobs/')) ? t : undefined;
+  }, 30_000);
+  zeroth.proc.kill('SIGTERM');
+  const code = await new Promise<number | null>((r) => zeroth.proc.once('exit', (c) => r(c)));
+  assert.equal(code, 0);
+
+  // 2. SIGKILL mid-conversion: nothing can be cleaned up; the next start resumes the task.
+  proxy.requests.length = 0;
+  const first = await startAccelProcess(cfgPath);
+  const c1 = new AccelClient(first.url, { authHeader: HEADER });
+  const resumed = await eventually('conversion resumed and under way', async () => {
     const t = await task(c1, id);
     return t.running && proxy.requests.some((r) => r.path.includes('/team/restart/blobs/')) ? t : undefined;
   }, 30_000);
+  assert.equal(resumed.attempts, 1, 'the SIGTERM-interrupted attempt was not counted');
   await new Promise((r) => setTimeout(r, 500));
   first.proc.kill('SIGKILL');
   await new Promise((r) => first.proc.once('exit', r));
