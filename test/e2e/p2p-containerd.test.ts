@@ -32,7 +32,7 @@ function imageDir(root: string, mib: number): string {
   return d;
 }
 
-test('containerd pulls through ferry peer as a hosts.toml mirror; blobs go P2P', { timeout: 180_000 }, async () => {
+test('containerd pulls through ferry peer as a hosts.toml mirror; blobs go P2P; after preheat no registry blob traffic', { timeout: 180_000 }, async () => {
   requirePrereqs({ root: true, commands: ['containerd', 'ctr', 'skopeo'] });
   const work = mkdtempSync(join(tmpdir(), 'ferry-p2p-ctd-'));
   cleanups.push(async () => rmSync(work, { recursive: true, force: true }));
@@ -67,6 +67,24 @@ test('containerd pulls through ferry peer as a hosts.toml mirror; blobs go P2P',
   assert.ok(served <= 1.2 * img.compressedSize + 4096, `registry served ${served} bytes for ${img.compressedSize} of layers`);
   const ls = await ctd.ctr(['images', 'ls', '-q']);
   assert.match(ls.stdout, /library\/app:v1/);
+
+  // Preheat a second image through the job API (what Harbor sends), then pull it: the registry serves no blob bytes.
+  const img2 = await buildOciImage({ layers: [imageDir(join(work, 'img2'), 5)], outDir: join(work, 'oci2') });
+  await pushImage(img2.layoutDir, `${registry.host}/library/app2:v1`, { creds: 'admin:Adm1n-pass-ctd' });
+  const job = await (await fetch(`${scheduler.url}/oapi/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ type: 'preheat', args: { type: 'image', url: `${registry.url}/v2/library/app2/manifests/v1`, scope: 'single_seed_peer' } }) })).json() as { id: number };
+  let state = 'PENDING';
+  let detail = '';
+  for (let i = 0; i < 200 && state === 'PENDING'; i++) {
+    await sleep(100);
+    const j = await (await fetch(`${scheduler.url}/oapi/v1/jobs/${job.id}`)).json() as { state: string };
+    state = j.state; detail = JSON.stringify(j);
+  }
+  assert.equal(state, 'SUCCESS', detail);
+  const before2 = await metricValue(registry.metrics, 'ferry_registry_blob_bytes_served_total');
+  const r2 = await ctd.ctr(['images', 'pull', '--hosts-dir', hostsDir, `${registry.host}/library/app2:v1`], { timeoutMs: 120_000 });
+  assert.equal(r2.code, 0, r2.stderr);
+  assert.equal((await metricValue(registry.metrics, 'ferry_registry_blob_bytes_served_total')) - before2, 0, 'no registry blob traffic after preheat');
 });
 
 test('containerd pulls via HTTPS_PROXY with TLS interception of a TLS registry; blobs go P2P', { timeout: 180_000 }, async () => {
