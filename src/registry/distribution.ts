@@ -27,6 +27,13 @@ export interface DistributionOptions {
   deleteEnabled: boolean;
   autoCreateProjects: boolean;
   service: string;
+  /** Token realm URL; default `http://<request Host>/service/token` (Harbor derives it the same way). */
+  realm?: string | undefined;
+}
+
+/** The Bearer challenge's realm for a request. */
+export function tokenRealm(opts: { realm?: string | undefined }, host: string | undefined): string {
+  return opts.realm ?? `http://${host ?? 'localhost'}/service/token`;
 }
 
 export interface DistributionDeps {
@@ -154,10 +161,9 @@ export class DistributionApi {
   /** The 401 challenge for this request (Bearer, or Basic when Basic credentials were sent). */
   #challenge(req: IncomingMessage, scope: string | undefined, message = 'authentication required'): OciError {
     const auth = req.headers.authorization ?? '';
-    const host = req.headers.host ?? 'localhost';
     const header = auth.toLowerCase().startsWith('basic ')
       ? 'Basic realm="harbor"'
-      : `Bearer realm="http://${host}/service/token",service="${this.#o.service}"${scope ? `,scope="${scope}"` : ''}`;
+      : `Bearer realm="${tokenRealm(this.#o, req.headers.host)}",service="${this.#o.service}"${scope ? `,scope="${scope}"` : ''}`;
     const err = new OciError('UNAUTHORIZED', message, scope ? { detail: [{ Type: scope.split(':')[0], Name: scope.split(':').slice(1, -1).join(':'), Action: scope.split(':').pop() }] } : {});
     (err as OciError & { challenge?: string }).challenge = header;
     return err;

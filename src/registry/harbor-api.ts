@@ -39,7 +39,6 @@ export class HarborApi {
   readonly #meta: SqliteMetadata;
   readonly #auth: Auth;
   readonly #log: Logger;
-  readonly service = 'harbor-registry';
 
   constructor(deps: { meta: SqliteMetadata; auth: Auth; log: Logger }) {
     this.#meta = deps.meta;

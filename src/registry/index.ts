@@ -83,6 +83,7 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Registr
     const server = new RegistryServer({ meta, store, auth, webhooks, log, metrics }, {
       maxManifestSize: config.maxManifestSize, maxBlobSize: config.maxBlobSize, deleteEnabled: config.deleteEnabled,
       autoCreateProjects: config.autoCreateProjects, service: config.tokenService,
+      realm: config.externalUrl ? `${config.externalUrl.replace(/\/+$/, '')}/service/token` : undefined,
     });
     const addr = await server.listen(opts.listen ?? config.listen);
     const hostName = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { FerryError } from '../core/index.js';
 import { Counter, Histogram, metricsHandler, type Logger, type MetricsRegistry } from '../observe/index.js';
 import type { BlobStore } from '../content/index.js';
-import { DistributionApi, type DistributionOptions } from './distribution.js';
+import { DistributionApi, tokenRealm, type DistributionOptions } from './distribution.js';
 import { OciError, toOciError } from './errors.js';
 import { sendError, sendJson } from './http-util.js';
 import { parseScope, type Auth, type Principal, type TokenAccess } from './auth.js';
@@ -47,6 +47,7 @@ function routeLabel(path: string): string {
 export class RegistryServer {
   readonly server: Server;
   readonly #d: RegistryServerDeps;
+  readonly #opts: DistributionOptions;
   readonly #v2: DistributionApi;
   readonly #harbor: HarborApi;
   readonly #requests: InstanceType<typeof Counter>;
@@ -54,6 +55,7 @@ export class RegistryServer {
 
   constructor(deps: RegistryServerDeps, opts: DistributionOptions) {
     this.#d = deps;
+    this.#opts = opts;
     const served = new Counter({ name: 'ferry_registry_blob_bytes_served_total', help: 'Blob body bytes sent (all GETs incl. ranges)', registers: [deps.metrics] });
     const received = new Counter({ name: 'ferry_registry_blob_bytes_received_total', help: 'Blob body bytes received by uploads', registers: [deps.metrics] });
     this.#requests = new Counter({ name: 'ferry_registry_requests_total', help: 'HTTP requests by route, method and status', labelNames: ['route', 'method', 'status'], registers: [deps.metrics] });
@@ -109,10 +111,9 @@ export class RegistryServer {
       } catch (err) {
         if (path === '/service/token' || path.startsWith('/api/')) throw new OciError('UNAUTHORIZED', (err as Error).message);
         const e = new OciError('UNAUTHORIZED', (err as Error).message) as OciError & { challenge?: string };
-        const host = req.headers.host ?? 'localhost';
         e.challenge = (req.headers.authorization ?? '').toLowerCase().startsWith('basic ')
           ? 'Basic realm="harbor"'
-          : `Bearer realm="http://${host}/service/token",service="${this.#serviceName()}"`;
+          : `Bearer realm="${tokenRealm(this.#opts, req.headers.host)}",service="${this.#opts.service}"`;
         throw e;
       }
       if (path === '/v2' || path.startsWith('/v2/')) {
@@ -145,10 +146,6 @@ export class RegistryServer {
       if (!req.complete) res.setHeader('connection', 'close');
       sendError(res, e, headers);
     }
-  }
-
-  #serviceName(): string {
-    return this.#harbor.service;
   }
 
   /** Docker token endpoint (GET; POST answers 405 like Harbor so clients fall back to GET). */
