@@ -320,3 +320,31 @@ test('layers: rebuilding a layer on top of itself keeps one blob-table entry (un
   applyOciLayer(d, ref);
   await assertImage(twice, blobDir, ref, 'same layer twice');
 });
+
+test('layers: an upstream nydus 2.2 bootstrap works as chunk dictionary and as a lower layer', async () => {
+  const upstreamBoot = readFileSync(fixture('nydus', 'rafs-v6-2.2.boot'));
+  const upstreamBlobs = fixture('nydus', 'blobs');
+  // reference tree of the upstream image, through the reader (every chunk digest verified)
+  const lowerRef = join(work, 'up-ref');
+  const un = spawnSync(process.execPath, [FERRY_BIN, 'rafs', 'unpack', '--bootstrap', fixture('nydus', 'rafs-v6-2.2.boot'), '--blob-dir', upstreamBlobs, '--output', lowerRef], { encoding: 'utf8' });
+  assert.equal(un.status, 0, un.stderr);
+  // our layer: one file identical to an upstream file (dedups against the dictionary), one new file, a whiteout
+  const d = join(work, 'up-layer');
+  mkdirSync(d);
+  cpSync(join(lowerRef, 'lib.rs'), join(d, 'copy-of-lib.rs'));
+  writeFileSync(join(d, 'ours.txt'), 'ferry on top of nydus\n');
+  writeFileSync(join(d, '.wh.sync_io.rs'), '');
+  utimesSync(d, 1_700_000_000, 1_700_000_000);
+  const blobDir = join(work, 'up-blobs');
+  mkdirSync(blobDir);
+  for (const f of readdirSync(upstreamBlobs)) cpSync(join(upstreamBlobs, f), join(blobDir, f));
+  const r = await buildLayer({ source: createReadStream(tarDir(d, join(work, 'up-layer.tar'))), blobDir, compressor: 'zstd', digester: 'blake3', chunkDict: upstreamBoot });
+  assert.equal(r.stats.chunksFromDict, 1, 'the copied file is referenced in the upstream blob');
+  const merged = mergeBootstraps([upstreamBoot, r.bootstrap]);
+  const ids = openBootstrap(merged).blobs.map((b) => b.blobId);
+  assert.deepEqual(ids, ['be7d77eeb719f70884758d1aa800ed0fb09d701aaec469964e9d54325f0d5fef', r.blobId]);
+  const ref = join(work, 'up-merged-ref');
+  cpSync(lowerRef, ref, { recursive: true, preserveTimestamps: true });
+  applyOciLayer(d, ref);
+  await assertImage(merged, blobDir, ref, 'upstream + ferry');
+});
