@@ -85,6 +85,8 @@ describe('bench summaries and report', () => {
     assert.match(md, /\| python \| Ferry lazy \(EROFS\) \| 1\.10 s \|/);
     assert.match(md, /not run.*no FUSE option yet/);
     assert.match(md, /## N nodes at once \(python\)/);
+    assert.match(md, /- python: Ferry lazy \(EROFS\) ready in 1\.10 s vs 11\.00 s for OCI \(speed-up 10×, registry served 4\.00 % of the image\)/);
+    assert.match(md, /python, 2 nodes at once — registry egress: OCI \(containerd pull \+ overlayfs\) 2\.00× image, all ready in 21\.00 s; Ferry lazy \+ P2P 0\.04× image/);
     assert.match(md, /!\[charts\/chart-ready.png\]/);
     const charts = buildCharts(r);
     assert.deepEqual(charts.map((c) => c.id), ['chart-ready', 'chart-phases', 'chart-bytes', 'chart-egress-python', 'chart-allready-python']);

@@ -148,6 +148,41 @@ export function buildCharts(r: BenchResults): Chart[] {
   return charts;
 }
 
+/** Headline findings, computed from the summaries (no numbers invented: missing data is skipped). */
+export function highlights(r: BenchResults): string[] {
+  const out: string[] = [];
+  for (const w of r.workloads) {
+    const oci = group(r, w.id, 'oci', 1);
+    if (!oci || !oci.readyMs.n) continue;
+    const best = r.summary.filter((g) => g.workload === w.id && g.nodes === 1 && g.mode !== 'oci' && g.readyMs.n && g.speedup !== null)
+      .sort((a, b) => a.readyMs.median - b.readyMs.median)[0];
+    if (!best) continue;
+    const bytesPart = Number.isFinite(best.registryBytesPerImage) ? `, registry served ${pct(best.registryBytesPerImage)} of the image` : '';
+    out.push(`${w.id}: ${MODE_LABELS[best.mode]} ready in ${sec(best.readyMs.median)} vs ${sec(oci.readyMs.median)} for OCI (speed-up ${times(best.speedup)}${bytesPart})`);
+  }
+  const large = r.workloads.find((w) => w.id === 'large');
+  const small = r.workloads.find((w) => w.id === 'python');
+  if (large && small) {
+    for (const m of ['lazy-erofs', 'lazy-prefetch'] as ModeId[]) {
+      const gl = group(r, 'large', m, 1);
+      const gs = group(r, 'python', m, 1);
+      if (gl?.readyMs.n && gs?.readyMs.n) {
+        out.push(`large image (${bytes(large.imageBytes)}) vs python (${bytes(small.imageBytes)}) with ${MODE_LABELS[m]}: ${sec(gl.readyMs.median)} vs ${sec(gs.readyMs.median)} (${((gl.readyMs.median / gs.readyMs.median - 1) * 100).toFixed(0)} % slower)`);
+      }
+    }
+  }
+  for (const fw of fanoutWorkloads(r)) {
+    const img = r.workloads.find((w) => w.id === fw)?.imageBytes ?? NaN;
+    const maxN = Math.max(...r.summary.filter((g) => g.workload === fw).map((g) => g.nodes));
+    const parts = (['oci', 'oci-p2p', 'lazy-erofs', 'lazy-p2p'] as ModeId[]).map((m) => {
+      const g = group(r, fw, m, maxN);
+      return g && g.registryBytes.n ? `${MODE_LABELS[m]} ${(g.registryBytes.median / img).toFixed(2)}× image, all ready in ${sec(g.allReadyMs.median)}` : undefined;
+    }).filter(Boolean);
+    if (parts.length) out.push(`${fw}, ${maxN} nodes at once — registry egress: ${parts.join('; ')}`);
+  }
+  return out;
+}
+
 function mdTable(head: string[], rows: string[][]): string {
   return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }
@@ -198,6 +233,12 @@ export function renderMarkdown(r: BenchResults, chartFiles: string[] = []): stri
   lines.push(`- machine: ${machineLine(r)}`);
   lines.push(`- registry link: ${r.settings.bandwidth} (tc tbf), registry: ${r.settings.registry}, repetitions: ${r.settings.repeat}, nodes: ${r.settings.nodes.join(', ')}${r.settings.quick ? ' (--quick)' : ''}`);
   lines.push('- every run cold: fresh containerd root and snapshotter/peer state per node, page cache dropped; modes interleaved in a shuffled order per repetition', '');
+  const hl = highlights(r);
+  if (hl.length) {
+    lines.push('## Highlights', '');
+    for (const h of hl) lines.push(`- ${h}`);
+    lines.push('');
+  }
   lines.push('## Workloads', '');
   lines.push(mdTable(['workload', 'what', 'ready signal', 'OCI image (compressed)', 'uncompressed', 'Nydus image'], r.workloads.map((w) => [
     w.id, w.title, w.ready.kind === 'exit' ? `exit 0 + "${w.ready.stdout}"` : w.ready.kind === 'line' ? `log line "${w.ready.pattern}"` : `HTTP 200 on :${w.ready.port} (10 ms poll)`,
@@ -248,6 +289,8 @@ th{background:#f6f8fa}tr.notrun td{color:#8c959f}.meta{color:#57606a;font-size:1
   parts.push(`<div class="meta">Date: ${htmlEsc(r.startedAt)} → ${htmlEsc(r.finishedAt)} · commit ${htmlEsc(r.gitCommit)}<br>Machine: ${htmlEsc(machineLine(r))}<br>` +
     `Registry link ${htmlEsc(r.settings.bandwidth)} (tc tbf) · registry ${htmlEsc(r.settings.registry)} · ${r.settings.repeat} repetition(s) · nodes ${r.settings.nodes.join(', ')}${r.settings.quick ? ' · quick subset' : ''}<br>` +
     'Every run is cold (fresh containerd and snapshotter state, page cache dropped); modes run in a shuffled order within each repetition.</div>');
+  const hl = highlights(r);
+  if (hl.length) parts.push(`<h2>Highlights</h2><ul>${hl.map((h) => `<li>${htmlEsc(h)}</li>`).join('')}</ul>`);
   parts.push('<h2>Modes</h2>');
   parts.push(`<table><thead><tr><th>mode</th><th>status</th><th>why not run</th></tr></thead><tbody>${r.modes.map((m) =>
     `<tr><td>${htmlEsc(m.label)}</td><td class="status-${m.status}">${m.status === 'run' ? 'run' : 'not run'}</td><td>${htmlEsc(m.reason ?? '')}</td></tr>`).join('')}</tbody></table>`);
