@@ -57,9 +57,19 @@ before(async () => {
     provider: { source: Record<string, { auth?: string; insecure?: boolean; webhook?: { auth_header: string } }> };
     converter: { worker: number; driver: { config: Record<string, string> } };
   };
+  // As in a Harbor deployment, accel authenticates as a robot account (robot$accel), not as admin.
+  const robotRes = await fetch(`${reg.url}/api/v2.0/robots`, {
+    method: 'POST',
+    headers: { authorization: `Basic ${Buffer.from(`admin:${PASSWORD}`).toString('base64')}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'accel', level: 'system', duration: -1, permissions: [{ kind: 'project', namespace: '*', access: [
+      { resource: 'repository', action: 'pull' }, { resource: 'repository', action: 'push' }] }] }),
+  });
+  assert.equal(robotRes.status, 201, await robotRes.clone().text());
+  const robot = (await robotRes.json()) as { name: string; secret: string };
+  assert.equal(robot.name, 'robot$accel');
   const example = cfg.provider.source['registry.anolis.com']!;
   delete cfg.provider.source['registry.anolis.com'];
-  cfg.provider.source[reg.host] = { ...example, auth: Buffer.from(`admin:${PASSWORD}`).toString('base64') };
+  cfg.provider.source[reg.host] = { ...example, auth: Buffer.from(`${robot.name}:${robot.secret}`).toString('base64') };
   cfg.converter.driver.config.work_dir = join(dir, 'scratch');
   const cfgPath = join(dir, 'config.yaml');
   await writeFile(cfgPath, stringify(cfg));
