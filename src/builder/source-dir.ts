@@ -92,8 +92,8 @@ export async function treeFromDir(dir: string, opts: DirSourceOptions): Promise<
     node.perm = Number(st.mode) & 0o7777;
     node.uid = Number(st.uid);
     node.gid = Number(st.gid);
-    node.mtime = Number(st.mtimeNs / 1_000_000_000n);
-    node.mtimeNsec = Number(st.mtimeNs % 1_000_000_000n);
+    node.mtime = st.mtimeNs > 0n ? Number(st.mtimeNs / 1_000_000_000n) : 0; // unsigned on disk
+    node.mtimeNsec = st.mtimeNs > 0n ? Number(st.mtimeNs % 1_000_000_000n) : 0;
     node.xattrs = xattrs.get(abs) ?? new Map();
     opts.writer.stats.xattrsDropped += storableXattrs(node.xattrs).dropped.length;
   };

@@ -21,10 +21,11 @@ export async function treeFromTar(input: Readable, opts: TarSourceOptions): Prom
   const root = newDir();
   for await (const { entry, body } of readLayer(input)) {
     const parts = splitPath(entry.path);
-    const mtime = Math.floor(entry.mtime);
+    // EROFS/RAFS store unsigned times: entries dated before 1970 are clamped to the epoch
+    const mtime = entry.mtime > 0 ? Math.floor(entry.mtime) : 0;
     const base: Inode = {
       type: 'file', perm: entry.mode & 0o7777, uid: entry.uid, gid: entry.gid, mtime,
-      mtimeNsec: Math.round((entry.mtime - mtime) * 1e9) % 1_000_000_000, size: 0, xattrs: new Map(Object.entries(entry.xattrs ?? {})),
+      mtimeNsec: entry.mtime > 0 ? Math.round((entry.mtime - mtime) * 1e9) % 1_000_000_000 : 0, size: 0, xattrs: new Map(Object.entries(entry.xattrs ?? {})),
     };
     opts.writer.stats.xattrsDropped += storableXattrs(base.xattrs).dropped.length;
     switch (entry.type) {
