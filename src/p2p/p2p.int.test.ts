@@ -120,6 +120,43 @@ describe('p2p on loopback', () => {
     } finally { await c.close(); }
   });
 
+  test('two schedulers: tasks are sharded by consistent hash of the task id; all peers of a task meet at one scheduler', async () => {
+    const s1 = await startScheduler({ listen: '127.0.0.1:0', config: { scheduling: { retryInterval: 100 } } });
+    const s2 = await startScheduler({ listen: '127.0.0.1:0', config: { scheduling: { retryInterval: 100 } } });
+    const dirs: string[] = [];
+    const peers: PeerHandle[] = [];
+    try {
+      for (const [i, seed] of [[0, true], [1, false], [2, false]] as const) {
+        const dir = mkdtempSync(join(tmpdir(), 'ferry-p2p-shard-'));
+        dirs.push(dir);
+        peers.push(await startPeer({ dataDir: dir, schedulers: [s1.url, s2.url], seed, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0',
+          config: { host: { hostname: `sh${i}` }, download: { directBelow: 0 } } }));
+      }
+      await sleep(50);
+      assert.equal(s1.service.hostsOf().length, 3, 'hosts announce to every scheduler');
+      assert.equal(s2.service.hostsOf().length, 3);
+      const blobs = Array.from({ length: 8 }, (_, i) => origin.addBlob('library/shard', randomBlob(1 * MiB + i)));
+      for (const b of blobs) {
+        const rs = await Promise.all([peers[1]!, peers[2]!].map((p) => fetchAll(p.proxyUrl, b.url)));
+        for (const r of rs) assert.equal(sha(r.body), b.digest);
+      }
+      let on1 = 0; let on2 = 0;
+      for (const b of blobs) {
+        const tid = taskId({ url: b.url });
+        const t1 = s1.service.state.tasks.get(tid); const t2 = s2.service.state.tasks.get(tid);
+        assert.ok(!!t1 !== !!t2, 'exactly one scheduler knows the task');
+        const t = (t1 ?? t2)!;
+        assert.equal(t.peers.size, 3, 'seed and both peers registered at the same scheduler');
+        if (t1) on1++; else on2++;
+      }
+      assert.ok(on1 > 0 && on2 > 0, `both schedulers got tasks (${on1}/${on2})`);
+    } finally {
+      for (const p of peers) await p.close();
+      await s1.close(); await s2.close();
+      for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    }
+  });
+
   test('scheduler down: the peer falls back to the origin', async () => {
     const dead = createServer();
     await new Promise<void>((r) => dead.listen(0, '127.0.0.1', () => r()));

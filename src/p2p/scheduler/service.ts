@@ -189,6 +189,7 @@ export class SchedulerService {
         peer.state = 'backToSource';
         task.backToSourcePeers.add(peer.id);
         this.metrics.backToSource.inc();
+        this.wake(task);
         this.log.debug({ peerId: peer.id, taskId: task.id, tries: n }, 'peer goes back to source');
         return { kind: 'needBackToSource', description: peer.needBackToSource ? 'first peer of task' : `no parents after ${n} tries` };
       }
@@ -205,11 +206,30 @@ export class SchedulerService {
       }
       if (chosen.length > 0) {
         peer.state = 'running';
+        this.wake(task);
         return { kind: 'normal', parents: chosen.map(toRef) };
       }
+      // Wait for the retry interval (with jitter), or less when a peer of the task becomes a possible parent.
       const jitter = c.retryInterval * (0.5 + Math.random());
-      try { await sleep(jitter, undefined, { signal: this.aborter.signal }); } catch { /* closing */ }
+      await this.waitForParent(task, jitter);
     }
+  }
+
+  private waitForParent(task: Task, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const waiters = (task.waiters ??= new Set());
+      const done = (): void => { clearTimeout(t); waiters.delete(done); this.aborter.signal.removeEventListener('abort', done); resolve(); };
+      const t = setTimeout(done, ms);
+      waiters.add(done);
+      this.aborter.signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  /** A peer of the task may now be a parent: wake waiting scheduling loops (after a tick). */
+  private wake(task: Task): void {
+    if (!task.waiters?.size) return;
+    const ws = [...task.waiters];
+    setImmediate(() => { for (const w of ws) w(); });
   }
 
   /** Random sample of filterParentLimit peers → filter → sort by score, best first. */
@@ -274,6 +294,7 @@ export class SchedulerService {
           task.state = 'succeeded';
           this.state.removeInEdges(peer);
           this.metrics.peerFinished.inc();
+          this.wake(task);
           break;
         case 'failed':
         case 'backToSourceFailed':

@@ -32,6 +32,8 @@ export interface Task {
   seedTriggeredAt?: number;
   seedFailed: boolean;
   updatedAt: number;
+  /** Wakes scheduling loops waiting for a parent to appear (set by the service). */
+  waiters?: Set<() => void>;
 }
 
 export interface Peer {
