@@ -15,7 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { FerryError } from '../core/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import {
-  createStar, exec, execCheck, ifaceCounters, inNetns, pushImage, shape, startContainerd,
+  createStar, exec, execCheck, ifaceCounters, inNetns, parseRate, pushImage, shape, startContainerd, unmountUnder,
   type Containerd, type Star,
 } from './env/index.js';
 import { DRIVERS, modeAvailability, peerTraffic, type NodeEnv, type PreparedNode, type RunEnv } from './modes.js';
@@ -323,15 +323,19 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResults> {
         break;
       }
       opts.onProgress?.(done, plan.length, `${p.workload.id} · ${p.mode} · N=${p.nodes} · rep ${p.rep}/${repeat}`);
-      const r = await runOne(p, star, reg, join(workDir, `run-${done}`), log, opts.runTimeoutMs ?? 10 * 60_000);
+      // per-node time limit: 4 min, or 3× the time the whole image takes for N nodes through the link
+      const linkMs = (p.info.imageBytes * 8 * p.nodes / parseRate(bandwidth)) * 1000;
+      const r = await runOne(p, star, reg, join(workDir, `run-${done}`), log, opts.runTimeoutMs ?? Math.max(240_000, 3 * linkMs));
       runs.push(r);
       if (!r.ok) log.warn({ workload: r.workload, mode: r.mode, nodes: r.nodes, error: r.error }, 'run failed');
       // a component that cannot even start makes the mode "not run" (its remaining runs are skipped)
-      if (!r.ok && r.error?.startsWith('setup: ') && !runs.some((x) => x.mode === p.mode && x.ok)) {
-        broken.set(p.mode, r.error.slice(7, 400));
+      const modeRuns = runs.filter((x) => x.mode === p.mode);
+      if (!r.ok && !modeRuns.some((x) => x.ok) && (r.error?.startsWith('setup: ') || modeRuns.length >= 3)) {
+        const why = r.error?.startsWith('setup: ') ? `a Ferry component failed to start: ${r.error.slice(7, 400)}` : `its first ${modeRuns.length} runs failed: ${(r.error ?? '').slice(0, 400)}`;
+        broken.set(p.mode, why);
         const st = status.find((x) => x.id === p.mode)!;
         st.status = 'not-run';
-        st.reason = `a Ferry component failed to start: ${r.error.slice(7, 400)}`;
+        st.reason = why;
       }
       done++;
       opts.onProgress?.(done, plan.length, `${p.workload.id} · ${p.mode} · N=${p.nodes} · ${r.ok ? `${(r.allReadyMs / 1000).toFixed(2)} s` : 'FAILED'}`);
@@ -339,6 +343,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResults> {
   } finally {
     await reg?.close().catch(() => undefined);
     await star.destroy();
+    await unmountUnder(workDir).catch(() => undefined);
     await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
   }
   return {
@@ -397,7 +402,11 @@ async function runOne(p: PlannedRun, star: Star, reg: BenchRegistry, dir: string
       const r: NodeResult = { node: n.index + 1, ok: false, pullMs: NaN, createMs: NaN, runMs: NaN, readyMs: NaN, rxBytes: 0, ferryCpuMs: 0, containerdCpuMs: 0 };
       try {
         const t0 = now();
-        await driver.pull(env, n, pn, ctd, ref);
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          driver.pull(env, n, pn, ctd, ref),
+          new Promise<never>((_, rej) => { timer = setTimeout(() => rej(new FerryError('DEADLINE_EXCEEDED', `pull did not finish in ${Math.round(timeoutMs / 1000)} s`)), timeoutMs); }),
+        ]).finally(() => clearTimeout(timer));
         const t1 = now();
         const id = `bench-${tag}-${n.index + 1}`;
         // the workload's command is the image's Cmd (ctr would mistake its "-c" arguments for flags)
@@ -444,6 +453,7 @@ async function runOne(p: PlannedRun, star: Star, reg: BenchRegistry, dir: string
     for (const procs of nodeProcs) for (const pr of procs) await pr.stop().catch(() => undefined);
     for (const pr of shared) await pr.stop().catch(() => undefined);
     if (!result.ok) await collectLogs(dir, result);
+    await unmountUnder(dir).catch(() => undefined);
     await rm(dir, { recursive: true, force: true }).catch(() => undefined);
   }
   return result;
