@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { mkdir, rm, writeFile, readFile } from 'node:fs/promises';
-import { cpus, hostname, release, totalmem } from 'node:os';
+import { cpus, hostname, loadavg, release, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { FerryError } from '../core/index.js';
@@ -67,14 +67,15 @@ export function machineInfo(): MachineInfo {
     kernel: release(),
     os: osName,
     node: process.version,
+    loadAvg1m: Math.round(loadavg()[0]! * 100) / 100,
   };
 }
 
 function gitCommit(): string {
   try {
-    return execFileSync('git', ['-C', projectRoot(), 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+    return execFileSync('git', ['-C', projectRoot(), 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   } catch {
-    return 'unknown';
+    return process.env.FERRY_GIT_COMMIT ?? 'unknown';
   }
 }
 
@@ -266,6 +267,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResults> {
   const seed = opts.seed ?? 1;
   const fanout = new Set(opts.fanoutWorkloads ?? (quick ? [workloads[0]!.id] : ['python']));
   const notes: string[] = [];
+  const load0 = loadavg()[0]!;
   const workDir = resolve(opts.workDir ?? join('/tmp', `ferry-bench-${randomBytes(4).toString('hex')}`));
   await mkdir(workDir, { recursive: true });
 
@@ -346,6 +348,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResults> {
     await unmountUnder(workDir).catch(() => undefined);
     await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
   }
+  notes.push(`load average (1 min) at start ${load0.toFixed(2)}, at end ${loadavg()[0]!.toFixed(2)} on ${cpus().length} cores (other work on the machine inflates CPU-bound phases)`);
   return {
     schema: 'ferry-bench/v1',
     startedAt,

@@ -122,6 +122,8 @@ export interface MachineInfo {
   kernel: string;
   os: string;
   node: string;
+  /** 1-minute load average when the results were written. */
+  loadAvg1m?: number;
 }
 
 export interface BenchResults {
