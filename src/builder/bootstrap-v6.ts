@@ -90,6 +90,25 @@ export function collectBlobs(root: Inode, preferred: BlobDesc[] = []): { blobs: 
   return { blobs, index };
 }
 
+/**
+ * `i_u` of a regular file. When a multi-chunk file's chunks lie back to back in one blob's
+ * uncompressed space, the header announces one chunk of `next_power_of_two(size)` (what current
+ * nydus-image does): the kernel then maps the file as a single extent. All chunk indexes are still
+ * written; nydusd and Ferry's reader use the superblock chunk size.
+ */
+function fileChunkFormat(n: Inode, chunkSize: number, normal: number): number {
+  const chunks = n.chunks ?? [];
+  if (chunks.length < 2) return normal;
+  for (let i = 1; i < chunks.length; i++) {
+    const a = chunks[i - 1]!;
+    const b = chunks[i]!;
+    if (b.blob !== a.blob || b.uncompressedOffset !== a.uncompressedOffset + chunkSize) return normal;
+  }
+  let pow = chunkSize;
+  while (pow < n.size) pow *= 2;
+  return encodeErofsChunkFormat(pow);
+}
+
 export function writeBootstrapV6(root: Inode, opts: BootstrapOptions): Buffer {
   if (root.type !== 'dir') throw new FerryError('INVALID_ARGUMENT', 'bootstrap root must be a directory');
   const { blobs, index: blobIndex } = collectBlobs(root, opts.blobs);
@@ -231,7 +250,7 @@ export function writeBootstrapV6(root: Inode, opts: BootstrapOptions): Buffer {
     const abs = metaAddr + p.offset;
     let size = 0;
     let u = 0;
-    if (n.type === 'file') { size = n.size; u = chunkFormat; }
+    if (n.type === 'file') { size = n.size; u = fileChunkFormat(n, opts.chunkSize, chunkFormat); }
     else if (n.type === 'symlink') size = n.target!.length;
     else if (n.type === 'char' || n.type === 'block') u = encodeRdev(n.rdevMajor ?? 0, n.rdevMinor ?? 0);
     let data: Buffer | undefined;

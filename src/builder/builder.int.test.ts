@@ -133,6 +133,12 @@ test('builder: every compressor → fsck.erofs passes, --extract and a kernel mo
     assert.equal(bs.blobs[0]!.compressor, compressor);
     assert.equal(bs.blobs[0]!.digester, digester);
     assert.deepEqual(bs.prefetchInodes, [bs.lookup('/etc/hostname'), bs.lookup('/many')]);
+    // contiguous multi-chunk files announce one extent of next_power_of_two(size) to the kernel
+    const iu = (path: string): number => r.bootstrap.readUInt32LE(r.bootstrap.readUInt32LE(1024 + 40) * 4096 + 32 * bs.lookup(path)! + 16);
+    if (chunkSize === 0x100000) assert.equal(iu('/big.bin'), 0x20 | (22 - 12), `${compressor}: big.bin (3.7 MiB, contiguous) is one 4 MiB extent`);
+    else assert.equal(iu('/big.bin') & 0x1f, Math.log2(chunkSize) - 12, 'repeating content dedups: chunks not contiguous');
+    if (chunkSize > 5000) assert.equal(iu('/random.bin') & 0x1f, Math.log2(chunkSize) - 12, 'a one-chunk file keeps the plain header');
+    else assert.equal(iu('/random.bin') & 0x1f, 13 - 12, 'two contiguous 4 KiB chunks: one 8 KiB extent');
     // prefetch-matched files are stored first, in pattern order
     assert.equal(bs.chunks(bs.lookup('/etc/hostname')!)[0]!.compressedOffset, 0);
     const manyEnd = Math.max(...bs.readdir(bs.lookup('/many')!).map((e) => bs.chunks(e.ino)[0]!.compressedOffset));
