@@ -224,6 +224,12 @@ export class LazyImages implements RemoteLayers {
   }
 
   async restore(lazyIds: string[]): Promise<void> {
+    // A fresh in-process daemon cleans up what a killed predecessor left on the same data dir
+    // (dead FUSE mounts, loop devices) before we mount again; a separate daemon keeps its mounts.
+    const fresh = this.o.lazyFs as LazyFs & { recorded?: () => Promise<unknown[]>; restore?: (o: { remount: boolean }) => Promise<unknown> };
+    if (typeof fresh.recorded === 'function' && typeof fresh.restore === 'function' && (await fresh.list()).length === 0) {
+      await fresh.restore({ remount: false }).catch((err: unknown) => this.log.warn({ err }, 'daemon leftover cleanup failed'));
+    }
     for (const id of lazyIds) {
       try {
         await this.lowerDir(id);
