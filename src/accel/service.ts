@@ -13,7 +13,7 @@ import {
   RegistryClient, parseReference, formatReference, withTag, decodeBasicAuth, dockerConfigCredentials, withDigest,
   type ImageReference,
 } from '../remote/index.js';
-import { convertImage, SqliteLayerCache, ConvertAnnotation, type ConvertOptions } from '../convert/index.js';
+import { convertImage, SqliteLayerCache, TieredLayerCache, RemoteLayerCache, ConvertAnnotation, type ConvertOptions, type LayerCache } from '../convert/index.js';
 import { resolveDriverOptions, type AccelConfig, type AccelDriverOptions } from '../config/accel.js';
 import { TaskStore, type TaskView } from './store.js';
 
@@ -198,11 +198,21 @@ export class AccelService {
         }
       }
       const d = this.driver;
+      // rules[].cache_tag: the repository's cache image (shared by every converter that can pull it),
+      // behind the local SQLite cache.
+      let cache: LayerCache = this.cache;
+      if (d.cacheTag) {
+        const remote = new RemoteLayerCache({
+          client, repo: dst, tag: d.cacheTag, maxRecords: this.cfg.provider.cache_size ?? 200, log,
+          ...(this.cfg.provider.cache_version !== undefined ? { version: this.cfg.provider.cache_version } : {}),
+        });
+        cache = new TieredLayerCache([this.cache, remote]);
+      }
       const opts: ConvertOptions = {
         source: withDigest(src, head.digest), target: dst, sourceClient: client, targetClient: client,
         fsVersion: d.fsVersion, compressor: d.compressor, chunkSize: d.chunkSize, digester: d.digester,
         mergePlatform: d.mergeManifest, withReferrer: d.withReferrer, harborAnnotation: d.harborAnnotation,
-        cache: this.cache, log, signal, workDir: d.workDir ?? this.workDir,
+        cache, log, signal, workDir: d.workDir ?? this.workDir,
         annotations: { [ConvertAnnotation.SOURCE_REFERENCE]: task.source },
       };
       if (d.platforms.length) opts.platforms = d.platforms;

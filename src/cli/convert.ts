@@ -11,7 +11,7 @@ import cliProgress from 'cli-progress';
 import { FerryError, formatBytes, parseSize } from '../core/index.js';
 import { createLogger } from '../observe/index.js';
 import { RegistryClient, parseReference, dockerConfigCredentials, currentPlatform, formatPlatform, type Credentials } from '../remote/index.js';
-import { convertImage, SqliteLayerCache, type ConvertOptions, type ProgressEvent } from '../convert/index.js';
+import { convertImage, SqliteLayerCache, RemoteLayerCache, TieredLayerCache, type ConvertOptions, type LayerCache, type ProgressEvent } from '../convert/index.js';
 
 function creds(s: string | undefined): Credentials | undefined {
   if (!s) return undefined;
@@ -73,7 +73,10 @@ export async function run(argv: string[]): Promise<number> {
     .addOption(new Option('--backend-type <type>', 'store blobs outside the registry').choices(['localfs']))
     .option('--backend-config <json>', 'backend config, e.g. {"dir":"/path"}')
     .option('--cache <path>', 'layer conversion cache (SQLite)', join(process.env.FERRY_CACHE_DIR || join(homedir(), '.cache', 'ferry'), 'convert-cache.db'))
-    .option('--no-cache', 'do not use the layer conversion cache')
+    .option('--no-cache', 'do not use the local layer conversion cache')
+    .option('--build-cache <ref>', 'also keep the layer cache as an image in the target registry (acceld cache_tag / nydusify --build-cache)')
+    .option('--build-cache-version <v>', 'cache version; a cache image of another version is discarded', '')
+    .option('--build-cache-max-records <n>', 'records kept in the cache image', '200')
     .option('--work-dir <dir>', 'parent of the temporary work directory')
     .option('--progress', 'force progress bars (default: when stderr is a terminal)')
     .option('--no-progress', 'no progress bars')
@@ -115,10 +118,17 @@ export async function run(argv: string[]): Promise<number> {
       if (typeof bc.dir !== 'string') throw new FerryError('INVALID_ARGUMENT', '--backend-config for localfs needs {"dir": "…"}');
       opts.backend = { type: 'localfs', dir: bc.dir };
     }
+    const tiers: LayerCache[] = [];
     if (o.cache !== false && typeof o.cache === 'string') {
       cache = new SqliteLayerCache(o.cache);
-      opts.cache = cache;
+      tiers.push(cache);
     }
+    if (o.buildCache) {
+      const ref = parseReference(String(o.buildCache));
+      if (ref.registry !== dst.registry || ref.tag === undefined) throw new FerryError('INVALID_ARGUMENT', '--build-cache must be a tagged reference in the target registry');
+      tiers.push(new RemoteLayerCache({ client: tc, repo: ref, tag: ref.tag, version: String(o.buildCacheVersion ?? ''), maxRecords: Number(o.buildCacheMaxRecords ?? 200), log }));
+    }
+    if (tiers.length) opts.cache = tiers.length === 1 ? tiers[0]! : new TieredLayerCache(tiers);
     progress = progressReporter(o.progress === true || (o.progress !== false && process.stderr.isTTY === true));
     if (progress.onProgress) opts.onProgress = progress.onProgress;
     const res = await convertImage(opts);

@@ -166,8 +166,6 @@ export function ignoredKeys(cfg: AccelConfig): Array<{ key: string; reason: stri
   if (d.oci_ref !== undefined) out.push({ key: 'converter.driver.config.oci_ref', reason: 'zran (oci_ref) images are not produced; native nydus blobs are' });
   if (d.backend_force_push !== undefined) out.push({ key: 'converter.driver.config.backend_force_push', reason: 'blobs are always written to the localfs backend' });
   if (d.encrypt_recipients !== undefined) out.push({ key: 'converter.driver.config.encrypt_recipients', reason: 'bootstrap encryption is not implemented' });
-  if (cfg.converter.rules.some((r) => r.cache_tag)) out.push({ key: 'converter.rules[].cache_tag', reason: 'the layer conversion cache is kept in SQLite in the work dir, not as an image; pushes of the cache tag are still skipped' });
-  if (cfg.provider.cache_version !== undefined) out.push({ key: 'provider.cache_version', reason: 'the local cache key includes every build option instead' });
   if (d.docker2oci !== undefined) out.push({ key: 'converter.driver.config.docker2oci', reason: 'Nydus manifests are always written as OCI' });
   if (d.fs_version === undefined && d.rafs_version === undefined) out.push({ key: 'converter.driver.config.fs_version', reason: 'unset: Ferry defaults to 6 (acceld v0.1.1 defaulted to 5)' });
   return out;

@@ -46,9 +46,39 @@ export function layerCacheKey(sourceDigest: string, o: LayerBuildOptions): strin
 }
 
 export interface LayerCache {
-  get(key: string): CachedLayer | undefined;
-  put(entry: CachedLayer): void;
+  get(key: string): CachedLayer | undefined | Promise<CachedLayer | undefined>;
+  put(entry: CachedLayer): void | Promise<void>;
+  /** Called once after the target is pushed (a remote cache pushes its record then). */
+  flush?(): Promise<void>;
   close(): void;
+}
+
+/** Looks in each cache in turn; a hit in a later one is copied into the earlier ones; puts go to all. */
+export class TieredLayerCache implements LayerCache {
+  constructor(private readonly tiers: LayerCache[]) {}
+
+  async get(key: string): Promise<CachedLayer | undefined> {
+    for (let i = 0; i < this.tiers.length; i++) {
+      const hit = await this.tiers[i]!.get(key);
+      if (hit) {
+        for (let j = 0; j < i; j++) await this.tiers[j]!.put(hit);
+        return hit;
+      }
+    }
+    return undefined;
+  }
+
+  async put(entry: CachedLayer): Promise<void> {
+    for (const t of this.tiers) await t.put(entry);
+  }
+
+  async flush(): Promise<void> {
+    for (const t of this.tiers) await t.flush?.();
+  }
+
+  close(): void {
+    for (const t of this.tiers) t.close();
+  }
 }
 
 export class SqliteLayerCache implements LayerCache {

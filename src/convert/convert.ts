@@ -221,7 +221,7 @@ async function convertLayer(ctx: Ctx, layer: Descriptor, diffId: string | undefi
   const blobDesc = (digest: string, size: number): Descriptor => ({
     mediaType: MediaType.NYDUS_BLOB, digest, size, annotations: { [NydusAnnotation.BLOB]: 'true' },
   });
-  const hit = opts.cache?.get(key);
+  const hit = await opts.cache?.get(key);
   if (hit) {
     let present = hit.blobDigest === '';
     if (!present && opts.backend) {
@@ -284,7 +284,7 @@ async function convertLayer(ctx: Ctx, layer: Descriptor, diffId: string | undefi
       }
       desc = blobDesc(blobDigest, built.blobSize);
     }
-    opts.cache?.put({
+    await opts.cache?.put({
       key, sourceDigest: layer.digest, blobDigest, blobId: built.blobId, blobSize: built.blobSize,
       uncompressedSize: built.uncompressedSize, chunkCount: built.chunkCount, bootstrap: built.bootstrap,
       registry: dst.registry, repository: dst.repository,
@@ -478,6 +478,8 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertResult>
     throwIfAborted(opts.signal);
     // The tag goes last: nothing is tagged before every blob and child manifest is in.
     const targetDigest = await tc.putManifest(dst, finalBody, finalType);
+    // A remote cache record goes up after the target: a failure there costs only future cache hits.
+    await opts.cache?.flush?.().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'could not update the conversion cache'));
     if (finalType === MediaType.OCI_INDEX) ctx.stats.targetSize += finalBody.length;
     const res: ConvertResult = {
       source: formatReference(src), sourceDigest: top.digest, target: formatReference(dst), targetDigest, mediaType: finalType,

@@ -10,3 +10,5 @@ export {
 export { SqliteLayerCache, layerCacheKey, type LayerCache, type CachedLayer, type LayerBuildOptions } from './cache.js';
 export { packBootstrapLayer, unpackBootstrapLayer, decompressed } from './streams.js';
 export { checkImage, type CheckOptions, type CheckResult, type Difference } from './check.js';
+export { TieredLayerCache } from './cache.js';
+export { RemoteLayerCache, CACHE_ARTIFACT_TYPE, CACHE_BOOTSTRAP_MEDIA_TYPE, CacheAnnotation, type RemoteLayerCacheOptions } from './remote-cache.js';

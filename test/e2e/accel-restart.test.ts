@@ -27,6 +27,7 @@ let reg: RegistryHandle;
 let proxy: FaultProxy;
 let direct: RegistryClient;
 const children: ChildProcess[] = [];
+let layerDigests: string[] = [];
 
 function config(workDir: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
@@ -77,9 +78,11 @@ before(async () => {
   proxy = await startFaultProxy(reg.url);
   direct = new RegistryClient({ credentials: () => ({ username: 'admin', password: PASSWORD }) });
   const image = await makeTestImage(join(dir, 'img'));
-  for (const repo of ['team/restart', 'team/flaky', 'team/broken', 'team/twice']) {
+  for (const repo of ['team/restart', 'team/flaky', 'team/broken', 'team/twice', 'team/cache']) {
     await pushImage(image.layoutDir, `${reg.host}/${repo}:v1`, { creds: `admin:${PASSWORD}` });
   }
+  await pushImage(image.layoutDir, `${reg.host}/team/cache:v2`, { creds: `admin:${PASSWORD}` });
+  layerDigests = image.layers.map((l) => l.digest);
 });
 after(async () => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
@@ -208,4 +211,39 @@ test('the same source + rule is never converted twice at once', async () => {
   } finally {
     await accel.close();
   }
+});
+
+test('cache_tag: another accel instance with an empty work dir reuses conversions from the cache image', async () => {
+  proxy.rule = () => 'pass';
+  const withCache = (work: string): Record<string, unknown> => {
+    const cfg = config(work, { rules: [{ tag_suffix: '-nydus' }, { cache_tag: 'nydus-cache' }] });
+    (cfg.provider as Record<string, unknown>).cache_size = 10;
+    (cfg.provider as Record<string, unknown>).cache_version = 'v1';
+    return cfg;
+  };
+  const a = await startAccel({ config: withCache(join(dir, 'work-cache-a')), listen: '127.0.0.1:0' });
+  try {
+    await new AccelClient(a.url, { authHeader: HEADER }).createTask(`${proxy.host}/team/cache:v1`, { sync: true });
+  } finally {
+    await a.close();
+  }
+  const cm = await direct.getManifest(parseReference(`${reg.host}/team/cache:nydus-cache`));
+  const cacheMan = JSON.parse(cm.body.toString()) as { artifactType?: string; layers: unknown[]; annotations?: Record<string, string> };
+  assert.equal(cacheMan.artifactType, 'application/vnd.ferry.nydus.cache.v1+json');
+  assert.equal(cacheMan.layers.length, 3);
+  assert.equal(cacheMan.annotations?.['containerd.io/snapshot/nydus-cache-version'], 'v1');
+
+  proxy.requests.length = 0;
+  const b = await startAccel({ config: withCache(join(dir, 'work-cache-b')), listen: '127.0.0.1:0' });
+  try {
+    const c = new AccelClient(b.url, { authHeader: HEADER });
+    const [id] = await c.createTask(`${proxy.host}/team/cache:v2`, { sync: true });
+    assert.equal((await task(c, id!)).status, 'COMPLETED');
+  } finally {
+    await b.close();
+  }
+  const layerGets = proxy.requests.filter((r) => r.method === 'GET' && layerDigests.some((d) => r.path.endsWith(`/blobs/${d}`)));
+  assert.deepEqual(layerGets, [], 'no source layer was downloaded again');
+  const chk = await checkImage({ source: `${reg.host}/team/cache:v2`, target: `${reg.host}/team/cache:v2-nydus`, sourceClient: direct });
+  assert.deepEqual(chk.differences, []);
 });
