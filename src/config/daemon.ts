@@ -1,0 +1,111 @@
+/**
+ * @module config/daemon
+ * Configuration of the lazy-loading daemon. `ferry daemon --config FILE` reads nydusd's (v1) JSON
+ * configuration — `device.backend`, `device.cache`, `fs_prefetch`, `amplify_io`, … — where the keys
+ * apply, plus a `ferry` section for what nydusd has no key for. Unknown keys are an error. Also the
+ * schema of one mount request (the daemon API's body).
+ */
+import { z } from 'zod';
+import { parseDuration, parseSize } from '../core/index.js';
+
+const size = z.union([z.number().int().nonnegative(), z.string().transform((s, ctx) => {
+  try { return parseSize(s); } catch (e) { ctx.addIssue({ code: 'custom', message: (e as Error).message }); return z.NEVER; }
+})]);
+/** nydusd gives timeouts in seconds (numbers); strings go through parseDuration. */
+const seconds = z.union([z.number().nonnegative().transform((n) => n * 1000), z.string().transform((s, ctx) => {
+  try { return parseDuration(s); } catch (e) { ctx.addIssue({ code: 'custom', message: (e as Error).message }); return z.NEVER; }
+})]);
+
+const proxySchema = z.strictObject({
+  url: z.string().default(''),
+  ping_url: z.string().optional(),
+  fallback: z.boolean().default(true),
+  check_interval: z.number().optional(),
+  check_pause_elapsed: z.number().optional(),
+  use_http: z.boolean().optional(),
+});
+
+const backendConfigSchema = z.strictObject({
+  // registry
+  scheme: z.enum(['', 'http', 'https']).optional(),
+  host: z.string().optional(),
+  repo: z.string().optional(),
+  auth: z.string().optional(),
+  registry_token: z.string().optional(),
+  skip_verify: z.boolean().optional(),
+  ca_cert_files: z.array(z.string()).optional(),
+  timeout: seconds.optional(),
+  connect_timeout: seconds.optional(),
+  retry_limit: z.number().int().min(0).max(10).optional(),
+  blob_url_scheme: z.string().optional(),
+  blob_redirected_host: z.string().optional(),
+  proxy: proxySchema.optional(),
+  mirrors: z.array(z.unknown()).optional(),
+  // localfs
+  dir: z.string().optional(),
+  blob_file: z.string().optional(),
+  alt_dirs: z.array(z.string()).optional(),
+});
+
+export const daemonConfigSchema = z.strictObject({
+  device: z.strictObject({
+    backend: z.strictObject({ type: z.enum(['registry', 'localfs']), config: backendConfigSchema.default({}) }).optional(),
+    cache: z.strictObject({
+      type: z.enum(['blobcache', 'filecache', '']).default('blobcache'),
+      compressed: z.literal(false).optional(),
+      config: z.strictObject({ work_dir: z.string().optional(), disable_indexed_map: z.boolean().optional() }).default({}),
+    }).optional(),
+  }).default({}),
+  mode: z.literal('direct').optional(),
+  digest_validate: z.boolean().optional(),
+  iostats_files: z.boolean().optional(),
+  enable_xattr: z.boolean().optional(),
+  amplify_io: size.default(1024 * 1024),
+  fs_prefetch: z.strictObject({
+    enable: z.boolean().default(false),
+    threads_count: z.number().int().positive().optional(),
+    merging_size: size.default(1024 * 1024),
+    bandwidth_rate: size.default(0),
+    prefetch_all: z.boolean().default(true),
+    stream_prefetch: z.boolean().optional(),
+  }).default({ enable: false, merging_size: 1024 * 1024, bandwidth_rate: 0, prefetch_all: true }),
+  /** what nydusd has no key for */
+  ferry: z.strictObject({
+    /** default filesystem mode of mounts that do not ask for one */
+    mode: z.enum(['erofs', 'fuse']).default('erofs'),
+    /** FUSE request reader threads per mount */
+    fuse_threads: z.number().int().min(1).max(64).default(4),
+    /** hard deadline of one backend request including retries */
+    request_deadline: seconds.optional(),
+  }).default({ mode: 'erofs', fuse_threads: 4 }),
+});
+
+export type DaemonConfig = z.output<typeof daemonConfigSchema>;
+export type DaemonConfigInput = z.input<typeof daemonConfigSchema>;
+
+/** Validates a daemon configuration (nydusd v1 JSON); throws a readable error listing bad keys. */
+export function parseDaemonConfig(input: unknown): DaemonConfig {
+  const r = daemonConfigSchema.safeParse(input ?? {});
+  if (!r.success) {
+    throw new Error(`invalid daemon config: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
+  }
+  return r.data;
+}
+
+export const mountRequestSchema = z.strictObject({
+  id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'id: letters, digits, . _ - (max 128)'),
+  mountpoint: z.string().min(1).refine((p) => p.startsWith('/'), 'mountpoint must be absolute'),
+  bootstrapPath: z.string().min(1).refine((p) => p.startsWith('/'), 'bootstrapPath must be absolute'),
+  mode: z.enum(['erofs', 'fuse']).optional(),
+  backend: z.discriminatedUnion('type', [
+    z.strictObject({
+      type: z.literal('registry'), host: z.string().min(1), repo: z.string().min(1),
+      insecure: z.boolean().optional(), auth: z.string().optional(), proxy: z.string().optional(),
+    }),
+    z.strictObject({ type: z.literal('localfs'), dir: z.string().min(1) }),
+  ]),
+  cacheDir: z.string().optional(),
+  prefetch: z.union([z.boolean(), z.array(z.string())]).optional(),
+});
+
+export type MountRequestInput = z.input<typeof mountRequestSchema>;

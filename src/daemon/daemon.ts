@@ -1,0 +1,186 @@
+/**
+ * @module daemon/daemon
+ * The in-process lazy-loading daemon: a set of image mounts keyed by id, each recorded under
+ * `<dataDir>/mounts/<id>.json` so that a daemon started after a crash cleans up what the dead one
+ * left (dead FUSE mounts, loop devices) and, with `restore()`, mounts the same images again.
+ */
+import { mkdir, readdir, readFile, rm, writeFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FerryError } from '../core/index.js';
+import { createMetricsRegistry, Gauge, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
+import { mountRequestSchema, parseDaemonConfig, type DaemonConfig, type DaemonConfigInput } from '../config/daemon.js';
+import { ImageMount, cleanupMountLeftovers } from './image-mount.js';
+import type { LazyFs, MountInfo, MountRequest } from './types.js';
+
+export interface DaemonOptions {
+  log?: Logger;
+  /** state: mount records, default cache, blob-view mount points */
+  dataDir: string;
+  /** nydusd-style configuration (defaults apply when absent) */
+  config?: DaemonConfigInput | DaemonConfig;
+}
+
+export class Daemon implements LazyFs {
+  readonly metrics: MetricsRegistry;
+  private readonly log: Logger;
+  private readonly dataDir: string;
+  private readonly cfg: DaemonConfig;
+  private readonly mounts = new Map<string, ImageMount>();
+  private readonly busy = new Map<string, Promise<unknown>>();
+  private closed = false;
+
+  constructor(o: DaemonOptions) {
+    this.log = (o.log ?? silentLogger()).child({ component: 'daemon' });
+    this.dataDir = o.dataDir;
+    this.cfg = parseDaemonConfig(o.config ?? {});
+    this.metrics = createMetricsRegistry({ processMetrics: true });
+    const per = (name: string, help: string, f: (m: MountInfo) => number): void => {
+      const mounts = this.mounts;
+      new Gauge({
+        name, help, labelNames: ['mount'], registers: [this.metrics],
+        collect() {
+          this.reset();
+          for (const m of mounts.values()) this.set({ mount: m.req.id }, f(m.metrics()));
+        },
+      });
+    };
+    per('ferry_daemon_bytes_fetched_total', 'Bytes fetched from the backend per mount', (m) => m.metrics.bytesFetched);
+    per('ferry_daemon_chunks_cached', 'Chunks in the local cache per mount', (m) => m.metrics.chunksCached);
+    per('ferry_daemon_cache_hit_ratio', 'Chunk lookups answered from the cache / all lookups', (m) => m.metrics.cacheHitRatio);
+    per('ferry_daemon_backend_errors_total', 'Failed backend requests per mount', (m) => m.metrics.backendErrors);
+    per('ferry_daemon_backend_requests_total', 'Backend (ranged) requests per mount', (m) => m.stats?.requests ?? 0);
+    per('ferry_daemon_proxy_fallbacks_total', 'Reads that fell back from the P2P proxy to the registry', (m) => m.stats?.proxyFallbacks ?? 0);
+    per('ferry_daemon_digest_mismatches_total', 'Chunks that failed digest verification', (m) => m.stats?.digestMismatches ?? 0);
+    per('ferry_daemon_prefetched_bytes_total', 'Bytes fetched by background prefetch', (m) => m.stats?.prefetchedBytes ?? 0);
+    per('ferry_daemon_fuse_requests_total', 'FUSE requests served per mount', (m) => m.stats?.fuseRequests ?? 0);
+    const mounts = this.mounts;
+    new Gauge({ name: 'ferry_daemon_mounts', help: 'Mounted images', registers: [this.metrics], collect() { this.set(mounts.size); } });
+  }
+
+  get config(): DaemonConfig { return this.cfg; }
+
+  private recordPath(id: string): string { return join(this.dataDir, 'mounts', `${id}.json`); }
+  private workDir(id: string): string { return join(this.dataDir, 'work', id); }
+
+  /** Serialises operations on one id. */
+  private async exclusive<T>(id: string, f: () => Promise<T>): Promise<T> {
+    while (this.busy.has(id)) await this.busy.get(id)!.catch(() => undefined);
+    const p = f();
+    this.busy.set(id, p);
+    try { return await p; } finally { this.busy.delete(id); }
+  }
+
+  async mount(input: MountRequest): Promise<MountInfo> {
+    if (this.closed) throw new FerryError('FAILED_PRECONDITION', 'daemon is closing');
+    const parsed = mountRequestSchema.safeParse(input);
+    if (!parsed.success) throw new FerryError('INVALID_ARGUMENT', `mount request: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    const req = parsed.data as MountRequest;
+    return this.exclusive(req.id, async () => {
+      const cur = this.mounts.get(req.id);
+      if (cur) {
+        if (cur.req.mountpoint === req.mountpoint && cur.req.bootstrapPath === req.bootstrapPath) return cur.metrics();
+        throw new FerryError('ALREADY_EXISTS', `mount ${req.id} exists (at ${cur.req.mountpoint})`);
+      }
+      for (const m of this.mounts.values()) {
+        if (m.req.mountpoint === req.mountpoint) throw new FerryError('ALREADY_EXISTS', `${req.mountpoint} is already mount ${m.req.id}`);
+      }
+      const c = this.cfg;
+      const m = await ImageMount.mount(req, {
+        log: this.log,
+        workDir: this.workDir(req.id),
+        defaultCacheDir: c.device.cache?.config.work_dir ?? join(this.dataDir, 'cache'),
+        defaultMode: c.ferry.mode,
+        amplifyBytes: c.amplify_io,
+        requestTimeoutMs: c.device.backend?.config.timeout ?? 5000,
+        retries: c.device.backend?.config.retry_limit ?? 2,
+        requestDeadlineMs: c.ferry.request_deadline ?? (c.device.backend?.config.timeout ?? 5000) * ((c.device.backend?.config.retry_limit ?? 2) + 1) + 2000,
+        prefetchMergeBytes: c.fs_prefetch.merging_size,
+        prefetchBandwidth: c.fs_prefetch.bandwidth_rate,
+        fuseThreads: c.ferry.fuse_threads,
+        proxyFallback: c.device.backend?.config.proxy?.fallback ?? true,
+        ...(c.device.backend?.config.proxy?.url ? { defaultProxy: c.device.backend.config.proxy.url } : {}),
+      });
+      this.mounts.set(req.id, m);
+      await mkdir(join(this.dataDir, 'mounts'), { recursive: true });
+      const tmp = `${this.recordPath(req.id)}.tmp`;
+      await writeFile(tmp, JSON.stringify(req));
+      await rename(tmp, this.recordPath(req.id));
+      return m.metrics();
+    });
+  }
+
+  async umount(id: string): Promise<void> {
+    await this.exclusive(id, async () => {
+      const m = this.mounts.get(id);
+      if (!m) throw new FerryError('NOT_FOUND', `no mount ${JSON.stringify(id)}`);
+      this.mounts.delete(id);
+      await m.teardown();
+      await rm(this.recordPath(id), { force: true });
+    });
+  }
+
+  async list(): Promise<MountInfo[]> {
+    return [...this.mounts.values()].map((m) => m.metrics());
+  }
+
+  async get(id: string): Promise<MountInfo> {
+    const m = this.mounts.get(id);
+    if (!m) throw new FerryError('NOT_FOUND', `no mount ${JSON.stringify(id)}`);
+    return m.metrics();
+  }
+
+  /** Waits until a mount's background prefetch is done. */
+  async prefetchIdle(id: string): Promise<void> {
+    const m = this.mounts.get(id);
+    if (!m) throw new FerryError('NOT_FOUND', `no mount ${JSON.stringify(id)}`);
+    await m.prefetchIdle();
+  }
+
+  /** Resolves when a mount's FUSE side ended without us (external umount). */
+  ended(id: string): Promise<void> {
+    const m = this.mounts.get(id);
+    if (!m) throw new FerryError('NOT_FOUND', `no mount ${JSON.stringify(id)}`);
+    return m.ended;
+  }
+
+  /** Mount requests recorded by a previous daemon on this data dir. */
+  async recorded(): Promise<MountRequest[]> {
+    const dir = join(this.dataDir, 'mounts');
+    const names = await readdir(dir).catch(() => [] as string[]);
+    const out: MountRequest[] = [];
+    for (const n of names.filter((x) => x.endsWith('.json'))) {
+      try { out.push(JSON.parse(await readFile(join(dir, n), 'utf8')) as MountRequest); } catch { /* a torn record: ignore */ }
+    }
+    return out;
+  }
+
+  /**
+   * After a crash: cleans up every recorded mount's leftovers and mounts it again (`remount`
+   * true), or just cleans up and forgets it.
+   */
+  async restore(opts: { remount: boolean }): Promise<{ restored: string[]; failed: string[] }> {
+    const restored: string[] = [];
+    const failed: string[] = [];
+    for (const req of await this.recorded()) {
+      await cleanupMountLeftovers(req.mountpoint, join(this.workDir(req.id), 'blobs'), this.log).catch(() => undefined);
+      if (!opts.remount) { await rm(this.recordPath(req.id), { force: true }); continue; }
+      try {
+        await this.mount(req);
+        restored.push(req.id);
+      } catch (err) {
+        this.log.error({ err, mount: req.id }, 'could not restore mount');
+        failed.push(req.id);
+      }
+    }
+    return { restored, failed };
+  }
+
+  /** Unmounts everything (records removed: a clean stop leaves nothing to restore). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const id of [...this.mounts.keys()]) {
+      await this.umount(id).catch((err: unknown) => this.log.error({ err, mount: id }, 'umount at close failed'));
+    }
+  }
+}

@@ -1,0 +1,245 @@
+/**
+ * @module daemon/image-mount
+ * One mounted image. FUSE mode: the RAFS tree served over FUSE from the bootstrap, file data from
+ * the storage device. EROFS mode (v6 bootstraps): the kernel mounts the bootstrap itself as EROFS
+ * with each blob's uncompressed view as an extra device; each view is a file on a small FUSE mount
+ * of ours (one file per blob) put behind a read-only loop device, so only data block reads that
+ * miss the kernel's page cache come to us — metadata never leaves the kernel.
+ */
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FerryError } from '../core/index.js';
+import type { Logger } from '../observe/index.js';
+import { openBootstrap, type RafsBootstrap, type ChunkRef } from '../format/rafs/index.js';
+import { FuseSession, clearStaleMounts, mountsAt, run, unmount } from '../fuse/index.js';
+import { LocalFsBackend, ProxyBackend, RegistryBackend, StorageDevice, type Backend, type DeviceBlob, type DeviceChunk } from '../storage/index.js';
+import { BlobViewFs, RafsFs } from './rafs-fs.js';
+import type { MountInfo, MountRequest } from './types.js';
+
+export interface ImageMountOptions {
+  log: Logger;
+  /** working directory of this mount (blob-view mount point lives here) */
+  workDir: string;
+  defaultCacheDir: string;
+  defaultMode: 'erofs' | 'fuse';
+  amplifyBytes: number;
+  requestTimeoutMs: number;
+  retries: number;
+  requestDeadlineMs: number;
+  prefetchMergeBytes: number;
+  prefetchBandwidth: number;
+  fuseThreads: number;
+  proxyFallback: boolean;
+  /** default P2P proxy for registry backends whose request names none */
+  defaultProxy?: string;
+}
+
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+const S_IFDIR = 0o040000;
+
+/** Loop devices whose backing file lies under `dir` (also those of a dead FUSE mount). */
+async function loopsUnder(dir: string): Promise<string[]> {
+  const r = await run('losetup', ['-J', '-l']);
+  if (r.code !== 0 || !r.stdout.trim()) return [];
+  const j = JSON.parse(r.stdout) as { loopdevices?: Array<{ name: string; 'back-file'?: string }> };
+  return (j.loopdevices ?? []).filter((l) => (l['back-file'] ?? '').replace(/ \(deleted\)$/, '').startsWith(`${dir}/`)).map((l) => l.name);
+}
+
+/** Removes what a killed daemon left for a mount: the image mount, loop devices, the view mount. */
+export async function cleanupMountLeftovers(mountpoint: string, viewDir: string, log: Logger): Promise<void> {
+  const a = await clearStaleMounts(mountpoint);
+  const loops = await loopsUnder(viewDir);
+  for (const l of loops) await run('losetup', ['-d', l]);
+  const b = await clearStaleMounts(viewDir);
+  if (a || b || loops.length) log.warn({ mountpoint, mounts: a + b, loops: loops.length }, 'cleaned up a stale mount');
+}
+
+function blobsOf(bs: RafsBootstrap): DeviceBlob[] {
+  const per = new Map<number, DeviceChunk[]>();
+  for (const e of bs.walk()) {
+    if ((e.stat.mode & S_IFMT) !== S_IFREG || e.stat.size === 0) continue;
+    for (const c of bs.chunks(e.ino)) {
+      let l = per.get(c.blobIndex);
+      if (!l) per.set(c.blobIndex, (l = []));
+      l.push(c);
+    }
+  }
+  return bs.blobs.filter((b) => b.blobId && b.uncompressedSize > 0).map((b) => ({
+    blobId: b.blobId,
+    uncompressedSize: b.uncompressedSize,
+    chunkCount: Math.max(b.chunkCount, ...(per.get(b.index) ?? []).map((c) => c.chunkIndex + 1)),
+    chunks: per.get(b.index) ?? [],
+    decode: (c: DeviceChunk, raw: Buffer) => bs.decodeChunk(b, { ...c, blobIndex: b.index, blobId: b.blobId, fileOffset: 0 } satisfies ChunkRef, raw),
+  }));
+}
+
+/** Chunks of the files at/under the given inodes (prefetch lists). */
+function chunksUnder(bs: RafsBootstrap, inos: Iterable<number>): Array<{ blobId: string; chunks: DeviceChunk[] }> {
+  const per = new Map<string, DeviceChunk[]>();
+  const seen = new Set<number>();
+  const stack = [...inos];
+  let budget = 10_000_000;
+  while (stack.length && budget-- > 0) {
+    const ino = stack.pop()!;
+    if (seen.has(ino)) continue;
+    seen.add(ino);
+    const st = bs.stat(ino);
+    const t = st.mode & S_IFMT;
+    if (t === S_IFDIR) for (const e of bs.readdir(ino)) stack.push(e.ino);
+    else if (t === S_IFREG && st.size > 0) {
+      for (const c of bs.chunks(ino)) {
+        let l = per.get(c.blobId);
+        if (!l) per.set(c.blobId, (l = []));
+        l.push(c);
+      }
+    }
+  }
+  return [...per].map(([blobId, chunks]) => ({ blobId, chunks }));
+}
+
+export class ImageMount {
+  readonly req: MountRequest;
+  activeMode: 'erofs' | 'fuse' = 'fuse';
+  private device!: StorageDevice;
+  private fuse: FuseSession | null = null;
+  private view: FuseSession | null = null;
+  private loops: string[] = [];
+  private readonly viewDir: string;
+  private readonly log: Logger;
+
+  private constructor(req: MountRequest, private readonly o: ImageMountOptions) {
+    this.req = req;
+    this.viewDir = join(o.workDir, 'blobs');
+    this.log = o.log.child({ mount: req.id });
+  }
+
+  static async mount(req: MountRequest, o: ImageMountOptions): Promise<ImageMount> {
+    const m = new ImageMount(req, o);
+    try {
+      await m.start();
+    } catch (err) {
+      await m.teardown().catch(() => undefined);
+      throw err;
+    }
+    return m;
+  }
+
+  private backend(): Backend {
+    const b = this.req.backend;
+    if (b.type === 'localfs') return new LocalFsBackend(b.dir);
+    const reg = new RegistryBackend({
+      host: b.host, repo: b.repo, ...(b.insecure !== undefined ? { insecure: b.insecure } : {}), ...(b.auth ? { auth: b.auth } : {}),
+      timeoutMs: this.o.requestTimeoutMs, retries: this.o.retries, log: this.log,
+    });
+    const proxy = b.proxy ?? this.o.defaultProxy;
+    if (proxy) return new ProxyBackend({ proxyUrl: proxy, registry: reg, fallback: this.o.proxyFallback, timeoutMs: this.o.requestTimeoutMs, log: this.log });
+    return reg;
+  }
+
+  private async start(): Promise<void> {
+    const buf = await readFile(this.req.bootstrapPath).catch((err: NodeJS.ErrnoException) => {
+      throw new FerryError(err.code === 'ENOENT' ? 'NOT_FOUND' : 'INVALID_ARGUMENT', `bootstrap ${this.req.bootstrapPath}: ${err.message}`);
+    });
+    const bs = openBootstrap(buf);
+    await mkdir(this.req.mountpoint, { recursive: true });
+    await mkdir(this.viewDir, { recursive: true });
+    await cleanupMountLeftovers(this.req.mountpoint, this.viewDir, this.log);
+    this.device = await StorageDevice.open({
+      blobs: blobsOf(bs), backend: this.backend(), cacheDir: this.req.cacheDir ?? this.o.defaultCacheDir, log: this.log,
+      amplifyBytes: this.o.amplifyBytes, requestDeadlineMs: this.o.requestDeadlineMs,
+      prefetchMergeBytes: this.o.prefetchMergeBytes, prefetchBandwidth: this.o.prefetchBandwidth,
+    });
+    const want = this.req.mode ?? this.o.defaultMode;
+    if (want === 'erofs' && bs.version === 6) {
+      try {
+        await this.mountErofs();
+        this.activeMode = 'erofs';
+      } catch (err) {
+        if (this.req.mode === 'erofs') throw err;
+        this.log.warn({ err: (err as Error).message }, 'erofs mode failed, falling back to fuse mode');
+        await this.teardownErofs();
+      }
+    } else if (want === 'erofs' && this.req.mode === 'erofs') {
+      throw new FerryError('FAILED_PRECONDITION', 'erofs mode needs a RAFS v6 bootstrap; this one is v5');
+    }
+    if (this.activeMode === 'fuse') {
+      this.fuse = await FuseSession.mount({
+        mountpoint: this.req.mountpoint, fs: new RafsFs(bs, this.device), log: this.log, source: `ferry-${this.req.id}`, subtype: 'ferry',
+        readers: this.o.fuseThreads,
+      });
+    }
+    if (this.req.prefetch) {
+      if (Array.isArray(this.req.prefetch)) {
+        const inos = this.req.prefetch.map((p) => bs.lookup(p)).filter((i): i is number => i !== undefined);
+        this.device.prefetch(chunksUnder(bs, inos));
+      } else {
+        const list = bs.prefetchInodes;
+        if (list.length === 0 || (list.length === 1 && list[0] === bs.rootIno)) this.device.prefetch('all');
+        else this.device.prefetch(chunksUnder(bs, list));
+      }
+    }
+    this.log.info({ mode: this.activeMode, mountpoint: this.req.mountpoint, blobs: this.device.blobIds().length }, 'image mounted');
+  }
+
+  private async mountErofs(): Promise<void> {
+    const ids = this.device.blobIds();
+    this.view = await FuseSession.mount({
+      mountpoint: this.viewDir, fs: new BlobViewFs(this.device), log: this.log, source: `ferry-view-${this.req.id}`, subtype: 'ferry-view',
+      readers: this.o.fuseThreads,
+    });
+    for (const id of ids) {
+      const r = await run('losetup', ['-f', '--show', '-r', join(this.viewDir, id)], { timeoutMs: 30_000 });
+      if (r.code !== 0) throw new FerryError('INTERNAL', `losetup for blob ${id}: ${r.stderr.trim()}`);
+      this.loops.push(r.stdout.trim());
+    }
+    const opts = ['ro', ...this.loops.map((l) => `device=${l}`)].join(',');
+    const r = await run('mount', ['-t', 'erofs', '-o', opts, this.req.bootstrapPath, this.req.mountpoint], { timeoutMs: 60_000 });
+    if (r.code !== 0) throw new FerryError('INTERNAL', `mount -t erofs ${this.req.bootstrapPath}: ${r.stderr.trim() || `exit ${r.code}`}`);
+  }
+
+  private async teardownErofs(): Promise<void> {
+    if (mountsAt(this.req.mountpoint).some((m) => m.fsType === 'erofs')) await unmount(this.req.mountpoint);
+    for (const l of this.loops.splice(0)) await run('losetup', ['-d', l]);
+    if (this.view) { await this.view.unmount(); this.view = null; }
+  }
+
+  metrics(): MountInfo {
+    const s = this.device?.stats;
+    const lookups = s ? s.hits + s.misses : 0;
+    const fuseReq = (x: FuseSession | null): number => (x ? Object.values(x.stats.requests).reduce((a, b) => a + b, 0) : 0);
+    return {
+      ...this.req,
+      activeMode: this.activeMode,
+      metrics: {
+        bytesFetched: s?.bytesFetched ?? 0,
+        chunksCached: this.device?.chunksCached() ?? 0,
+        cacheHitRatio: lookups ? s!.hits / lookups : 0,
+        backendErrors: s?.backendErrors ?? 0,
+      },
+      stats: {
+        chunksTotal: this.device?.chunksTotal() ?? 0,
+        requests: s?.requests ?? 0,
+        proxyFallbacks: this.device?.backend.fallbacks() ?? 0,
+        digestMismatches: s?.digestMismatches ?? 0,
+        prefetchedBytes: s?.prefetchedBytes ?? 0,
+        fuseRequests: fuseReq(this.fuse) + fuseReq(this.view),
+      },
+    };
+  }
+
+  /** Resolves when the FUSE side ends by itself (someone ran umount on the mount point). */
+  get ended(): Promise<void> {
+    return (this.fuse ?? this.view)?.closed ?? new Promise(() => undefined);
+  }
+
+  async prefetchIdle(): Promise<void> { await this.device.prefetchIdle(); }
+
+  async teardown(): Promise<void> {
+    if (this.fuse) { await this.fuse.unmount(); this.fuse = null; }
+    await this.teardownErofs();
+    if (this.device) await this.device.close();
+    if (mountsAt(this.viewDir).length === 0) await rm(this.viewDir, { recursive: true, force: true }).catch(() => undefined);
+    this.log.info('image unmounted');
+  }
+}

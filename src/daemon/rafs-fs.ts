@@ -1,0 +1,118 @@
+/**
+ * @module daemon/rafs-fs
+ * The FUSE filesystem of FUSE mode: a RAFS tree (v5 or v6 bootstrap) whose file data is read
+ * through the storage device. Node ids are the bootstrap's inode numbers (v6: nids), except that
+ * the root is FUSE_ROOT_ID.
+ */
+import { FUSE_ROOT_ID, FuseErrno, ERRNO, type FuseAttr, type FuseFilesystem, type FuseDirEntry, type StatfsInfo } from '../fuse/index.js';
+import type { RafsBootstrap } from '../format/rafs/index.js';
+import type { StorageDevice } from '../storage/index.js';
+
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
+
+export class RafsFs implements FuseFilesystem {
+  constructor(private readonly bs: RafsBootstrap, private readonly dev: StorageDevice) {}
+
+  private ino(nodeid: number): number { return nodeid === FUSE_ROOT_ID ? this.bs.rootIno : nodeid; }
+  private node(ino: number): number { return ino === this.bs.rootIno ? FUSE_ROOT_ID : ino; }
+
+  private attr(ino: number): FuseAttr {
+    let st;
+    try { st = this.bs.stat(ino); } catch { throw new FuseErrno(ERRNO.ENOENT); }
+    return { ino: st.ino, size: st.size, blocks: st.blocks, mtime: st.mtime, mtimeNsec: st.mtimeNsec, mode: st.mode, nlink: st.nlink, uid: st.uid, gid: st.gid, rdev: st.rdev };
+  }
+
+  async lookup(parent: number, name: string): Promise<{ nodeid: number; attr: FuseAttr } | null> {
+    const ino = this.bs.lookupChild(this.ino(parent), name);
+    if (ino === undefined) return null;
+    return { nodeid: this.node(ino), attr: this.attr(ino) };
+  }
+
+  async getattr(nodeid: number): Promise<FuseAttr> { return this.attr(this.ino(nodeid)); }
+
+  async readdir(nodeid: number): Promise<FuseDirEntry[]> {
+    const ino = this.ino(nodeid);
+    if ((this.attr(ino).mode & S_IFMT) !== 0o040000) throw new FuseErrno(ERRNO.ENOTDIR);
+    return this.bs.readdir(ino).map((e) => ({ name: e.name, nodeid: this.node(e.ino), mode: this.bs.stat(e.ino).mode }));
+  }
+
+  async open(nodeid: number): Promise<{ keepCache: boolean }> {
+    const a = this.attr(this.ino(nodeid));
+    if ((a.mode & S_IFMT) !== S_IFREG) throw new FuseErrno(ERRNO.EISDIR);
+    return { keepCache: true };
+  }
+
+  async read(nodeid: number, _fh: number, offset: number, size: number): Promise<Buffer[]> {
+    const ino = this.ino(nodeid);
+    const st = this.bs.stat(ino);
+    const end = Math.min(st.size, offset + size);
+    if (end <= offset) return [];
+    const refs = this.bs.mapRead(ino, offset, end - offset);
+    const parts: Promise<Buffer>[] = [];
+    let pos = offset;
+    for (const r of refs) {
+      const cs = Math.max(pos, r.fileOffset);
+      const ce = Math.min(end, r.fileOffset + r.uncompressedSize);
+      if (ce <= cs) continue;
+      if (cs > pos) parts.push(Promise.resolve(Buffer.alloc(cs - pos))); // a hole
+      parts.push(this.dev.read(r.blobId, r.uncompressedOffset + (cs - r.fileOffset), ce - cs));
+      pos = ce;
+    }
+    if (pos < end) parts.push(Promise.resolve(Buffer.alloc(end - pos)));
+    return Promise.all(parts);
+  }
+
+  async readlink(nodeid: number): Promise<Buffer> {
+    const ino = this.ino(nodeid);
+    if ((this.attr(ino).mode & S_IFMT) !== S_IFLNK) throw new FuseErrno(ERRNO.EINVAL);
+    return Buffer.from(this.bs.readlink(ino));
+  }
+
+  async getxattr(nodeid: number, name: string): Promise<Buffer | null> {
+    return this.bs.xattrs(this.ino(nodeid)).get(name) ?? null;
+  }
+
+  async listxattr(nodeid: number): Promise<string[]> {
+    return [...this.bs.xattrs(this.ino(nodeid)).keys()];
+  }
+
+  async statfs(): Promise<StatfsInfo> {
+    const blocks = this.bs.blobs.reduce((n, b) => n + Math.ceil(b.uncompressedSize / 4096), 0);
+    const s = this.bs.summary();
+    return { blocks, bfree: 0, bavail: 0, files: s.inodeCount, ffree: 0, bsize: 4096, namelen: 255, frsize: 4096 };
+  }
+}
+
+/** The small FUSE filesystem of EROFS mode: one read-only file per blob, its uncompressed view. */
+export class BlobViewFs implements FuseFilesystem {
+  private readonly ids: string[];
+  private readonly mtime = Math.floor(Date.now() / 1000);
+  constructor(private readonly dev: StorageDevice) {
+    this.ids = dev.blobIds();
+  }
+
+  private attr(nodeid: number): FuseAttr {
+    if (nodeid === FUSE_ROOT_ID) return { ino: 1, mode: 0o040555, size: 0, blocks: 0, mtime: this.mtime, nlink: 2, uid: 0, gid: 0, rdev: 0 };
+    const id = this.ids[nodeid - 2];
+    if (!id) throw new FuseErrno(ERRNO.ENOENT);
+    const size = this.dev.blobSize(id);
+    return { ino: nodeid, mode: 0o100444, size, blocks: Math.ceil(size / 512), mtime: this.mtime, nlink: 1, uid: 0, gid: 0, rdev: 0 };
+  }
+
+  async lookup(parent: number, name: string): Promise<{ nodeid: number; attr: FuseAttr } | null> {
+    if (parent !== FUSE_ROOT_ID) return null;
+    const i = this.ids.indexOf(name);
+    return i < 0 ? null : { nodeid: i + 2, attr: this.attr(i + 2) };
+  }
+
+  async getattr(nodeid: number): Promise<FuseAttr> { return this.attr(nodeid); }
+  async readdir(): Promise<FuseDirEntry[]> { return this.ids.map((name, i) => ({ name, nodeid: i + 2, mode: 0o100444 })); }
+
+  async read(nodeid: number, _fh: number, offset: number, size: number): Promise<Buffer> {
+    const id = this.ids[nodeid - 2];
+    if (!id) throw new FuseErrno(ERRNO.ENOENT);
+    return this.dev.read(id, offset, size);
+  }
+}
