@@ -57,7 +57,11 @@ export function decompressed(src: Readable): Readable {
     if (head.length >= 4) { src.pause(); decide(); src.resume(); }
   };
   const onEnd = (): void => {
-    if (!decided) { decide(); }
+    if (decided) return;
+    // fewer than 4 bytes in all: nothing to sniff, pass them through as they are
+    decided = true;
+    if (head.length) out.write(head);
+    out.end();
   };
   src.on('data', onData);
   src.on('end', onEnd);
