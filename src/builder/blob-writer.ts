@@ -17,7 +17,8 @@ import {
   encodeTarHeader, encodeToc, tocEntryFor, BlobSection, TocFlag, TAR_BLOCK,
 } from '../format/rafs/index.js';
 import { chunkDigest } from './digest.js';
-import type { BlobDesc, ChunkRef, Digester } from './tree.js';
+import { compressPool, defaultCompressThreads } from './compress-pool.js';
+import type { BlobDesc, ChunkRef, Digester, Inode } from './tree.js';
 
 /** Chunks already available elsewhere (chunk dictionary, parent bootstrap), keyed by digest hex + size. */
 export type ChunkIndex = Map<string, Omit<ChunkRef, 'fileOffset'>>;
@@ -35,6 +36,20 @@ export interface BlobWriterOptions {
   chunkSize: number;
   /** chunks to reference instead of storing (dictionary / parent) */
   known?: ChunkIndex;
+  /**
+   * worker threads compressing chunks of at least 64 KiB (default 0: all on the calling thread).
+   * Blob bytes are identical either way.
+   */
+  threads?: number;
+}
+
+/** Chunks smaller than this are compressed inline: a worker round trip would cost more. */
+const OFFLOAD_MIN = 64 << 10;
+
+interface Job {
+  entry: CiEntry;
+  data: Buffer;
+  result: Promise<Buffer | null> | Buffer | null;
 }
 
 export interface BlobStats {
@@ -64,9 +79,14 @@ export class BlobWriter {
   private written = 0;
   private uncompressedEnd = 0;
   private finished = false;
+  private readonly jobs: Job[] = [];
+  private readonly threads: number;
+  private readonly maxInflight: number;
 
   constructor(private readonly opts: BlobWriterOptions) {
     this.codec = getCodec(opts.compressor);
+    this.threads = opts.compressor === 'none' ? 0 : (opts.threads ?? defaultCompressThreads());
+    this.maxInflight = 2 * this.threads + 2;
     this.tmpPath = join(opts.workDir, `blob-${process.pid}-${randomBytes(6).toString('hex')}.tmp`);
     this.desc = {
       blobId: '', chunkSize: opts.chunkSize, chunkCount: 0, compressor: opts.compressor, digester: opts.digester,
@@ -93,7 +113,15 @@ export class BlobWriter {
 
   /** True when enough data is pending that the caller should `await flush()`. */
   get needsFlush(): boolean {
-    return this.pendingBytes >= WRITE_BUFFER;
+    return this.pendingBytes >= WRITE_BUFFER || this.jobs.length >= this.maxInflight;
+  }
+
+  /**
+   * The final CI entry of chunk `index` of this blob. With worker threads, refs returned by `add`
+   * carry their compressed placement only once the chunk was written; `fixRefs` copies it over.
+   */
+  entry(index: number): CiEntry {
+    return this.ci[index]!;
   }
 
   /** `add` without the write: the caller awaits `flush()` when `needsFlush` says so. */
@@ -109,14 +137,12 @@ export class BlobWriter {
     const known = this.opts.known?.get(key);
     if (known) { this.stats.chunksFromDict++; return known; }
 
-    const z = this.codec.compress(data);
-    const stored = z ?? data;
     const entry: CiEntry = {
-      compressedOffset: this.dataSize,
-      compressedSize: stored.length,
+      compressedOffset: -1,
+      compressedSize: 0,
       uncompressedOffset: this.uncompressedEnd,
       uncompressedSize: data.length,
-      compressed: z !== null,
+      compressed: false,
     };
     this.uncompressedEnd += Math.ceil(data.length / 4096) * 4096;
     const ref: Omit<ChunkRef, 'fileOffset'> = {
@@ -126,9 +152,55 @@ export class BlobWriter {
     this.digests.push(digest);
     this.own.set(key, ref);
     this.stats.chunksStored++;
-    this.pending.push(stored);
-    this.pendingBytes += stored.length;
+    const result = this.threads > 0 && data.length >= OFFLOAD_MIN
+      ? compressPool(this.threads).compress(this.opts.compressor, data)
+      : this.codec.compress(data);
+    this.jobs.push({ entry, data, result });
+    // without workers every job is complete: place it right away
+    if (this.threads === 0) this.placeDone();
+    // fill the placement in the returned ref as soon as it is known (always, without workers)
+    if (entry.compressedOffset >= 0) Object.assign(ref, entry);
     return ref;
+  }
+
+  /** Copies the final compressed placement into every chunk reference to this blob under `root`. */
+  fixRefs(root: Inode): void {
+    const visit = (n: Inode): void => {
+      for (const c of n.chunks ?? []) {
+        if (c.blob !== this.desc) continue;
+        const e = this.ci[c.chunkIndex]!;
+        if (e.compressedOffset < 0) throw new FerryError('INTERNAL', `chunk ${c.chunkIndex} was never placed`);
+        c.compressedOffset = e.compressedOffset;
+        c.compressedSize = e.compressedSize;
+        c.compressed = e.compressed;
+      }
+      if (n.children) for (const ch of n.children.values()) visit(ch);
+    };
+    visit(root);
+  }
+
+  /** Places completed jobs at the head of the queue (in CI order) into the pending writes. */
+  private placeDone(): void {
+    while (this.jobs.length && !(this.jobs[0]!.result instanceof Promise)) {
+      const job = this.jobs.shift()!;
+      const z = job.result as Buffer | null;
+      const stored = z ?? job.data;
+      job.entry.compressedOffset = this.dataSize;
+      job.entry.compressedSize = stored.length;
+      job.entry.compressed = z !== null;
+      this.pending.push(stored);
+      this.pendingBytes += stored.length;
+    }
+  }
+
+  /** Waits for in-flight compression down to `limit` jobs, placing results in order. */
+  private async settle(limit: number): Promise<void> {
+    this.placeDone();
+    while (this.jobs.length > limit) {
+      const head = this.jobs[0]!;
+      head.result = await head.result;
+      this.placeDone();
+    }
   }
 
   private async write(b: Buffer): Promise<void> {
@@ -138,6 +210,7 @@ export class BlobWriter {
   }
 
   async flush(): Promise<void> {
+    await this.settle(Math.floor(this.maxInflight / 2));
     if (this.pendingBytes === 0) return;
     if (!this.fh) {
       await mkdir(this.opts.workDir, { recursive: true });
@@ -178,6 +251,7 @@ export class BlobWriter {
       await this.abort();
       return null;
     }
+    await this.settle(0);
     const dataSize = this.dataSize;
     const dataHeader = encodeTarHeader(BlobSection.DATA, dataSize);
     await this.write(dataHeader);
@@ -249,6 +323,8 @@ export class BlobWriter {
   /** Removes the temporary file (after a failure, or when the blob stayed empty). */
   async abort(): Promise<void> {
     this.finished = true;
+    await Promise.allSettled(this.jobs.map((j) => j.result));
+    this.jobs.length = 0;
     this.pending = [];
     this.pendingBytes = 0;
     if (this.fh) { await this.fh.close().catch(() => {}); this.fh = undefined; }

@@ -32,6 +32,8 @@ export interface BuildLayerOptions {
   /** the bootstrap of the lower layers: the result is that tree with this layer applied */
   parentBootstrap?: Buffer;
   prefetchPatterns?: string[];
+  /** compression worker threads (default 0 = compress on the calling thread; output is identical) */
+  threads?: number;
   /** called with the number of uncompressed bytes consumed, as they are */
   onProgress?: (bytes: number) => void;
 }
@@ -88,7 +90,7 @@ export async function buildLayer(opts: BuildLayerOptions): Promise<BuildLayerRes
     if (dict.digester !== digester) throw new FerryError('INVALID_ARGUMENT', `chunk dict uses ${dict.digester} digests, the build uses ${digester}`);
     indexChunks(dict.root, known);
   }
-  const writer = new BlobWriter({ workDir: opts.workDir ?? opts.blobDir, compressor, digester, chunkSize, known });
+  const writer = new BlobWriter({ workDir: opts.workDir ?? opts.blobDir, compressor, digester, chunkSize, known, ...(opts.threads !== undefined ? { threads: opts.threads } : {}) });
   let layer: Inode;
   let fin: Awaited<ReturnType<BlobWriter['finish']>>;
   try {
@@ -97,6 +99,7 @@ export async function buildLayer(opts: BuildLayerOptions): Promise<BuildLayerRes
       ? await treeFromDir(opts.source.dir, { ...src, prefetchPatterns: opts.prefetchPatterns })
       : await (await import('./source-tar.js')).treeFromTar(opts.source as Readable, src);
     fin = await writer.finish(opts.blobDir);
+    writer.fixRefs(layer);
   } catch (err) {
     await writer.abort();
     throw err;

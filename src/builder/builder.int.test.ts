@@ -145,6 +145,10 @@ test('builder: every compressor → fsck.erofs passes, --extract and a kernel mo
     assert.ok(manyEnd < bs.chunks(bs.lookup('/big.bin')!)[0]!.compressedOffset, 'files under /many precede the rest');
     assert.ok(verifyAllChunks(r.bootstrap, blobDir) > 0);
 
+    // compression in worker threads writes the very same blob and bootstrap
+    const threaded = await buildLayer({ source: { dir: src }, blobDir: join(out, 'threaded'), compressor, chunkSize, digester, prefetchPatterns: ['/etc/hostname', '/many'], threads: 2 });
+    assert.equal(threaded.blobId, r.blobId, `${compressor}: same blob with worker threads`);
+    assert.deepEqual(threaded.bootstrap, r.bootstrap, `${compressor}: same bootstrap with worker threads`);
     const views = await viewsFor(r.bootstrap, blobDir, out);
     fsckErofs(boot, views);
     const ex = join(out, 'extract');
