@@ -8,6 +8,6 @@ export { startPeer, PeerClient, createCa, LeafMinter, type StartPeerOptions, typ
 export {
   taskId, filterUrl, pieceLengthFor, pieceCount, pieceRange, pieceDigest, hostId, peerId, blobDigestOfUrl,
   DEFAULT_FILTERED_QUERY_PARAMS, type TaskIdInput,
-} from './common/idgen.js';
-export { HashRing } from './common/hashring.js';
-export { hostsToml, httpProxyDropIn } from './common/snippets.js';
+} from './common/index.js';
+export { HashRing } from './common/index.js';
+export { hostsToml, httpProxyDropIn } from './common/index.js';

@@ -6,8 +6,8 @@
  * 2xx lets the peer serve bytes (from its store or from other peers); anything else is relayed.
  */
 import { FerryError } from '../../core/index.js';
-import { pieceLengthFor, taskId } from '../common/idgen.js';
-import type { TaskIdOptions } from '../common/protocol.js';
+import { pieceLengthFor, taskId } from '../common/index.js';
+import type { TaskIdOptions } from '../common/index.js';
 import { ensureDownload, type DownloadDeps } from './download.js';
 import { statOrigin, type StatResult } from './source.js';
 import type { TaskEntry } from './store.js';

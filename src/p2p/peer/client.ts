@@ -6,8 +6,8 @@
  */
 import http, { type IncomingMessage } from 'node:http';
 import { FerryError } from '../../core/index.js';
-import { readAll } from '../common/http.js';
-import { H } from '../common/protocol.js';
+import { readAll } from '../common/index.js';
+import { H } from '../common/index.js';
 
 export class PeerClient {
   private readonly base: URL;

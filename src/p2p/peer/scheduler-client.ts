@@ -7,9 +7,9 @@
  */
 import { FerryError } from '../../core/index.js';
 import { type Logger, silentLogger } from '../../observe/index.js';
-import { HashRing } from '../common/hashring.js';
-import { jsonRequest } from '../common/http.js';
-import type { HostInfo, PeerEvent, RegisterRequest, ScheduleResponse } from '../common/protocol.js';
+import { HashRing } from '../common/index.js';
+import { jsonRequest } from '../common/index.js';
+import type { HostInfo, PeerEvent, RegisterRequest, ScheduleResponse } from '../common/index.js';
 
 export class SchedulerClient {
   private readonly ring: HashRing;

@@ -6,8 +6,8 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { FerryError } from '../../core/index.js';
-import { readAll, request } from '../common/http.js';
-import type { TokenBucket } from '../common/ratelimit.js';
+import { readAll, request } from '../common/index.js';
+import type { TokenBucket } from '../common/index.js';
 
 export interface OriginOptions { ca?: string | undefined; insecure?: boolean | undefined; timeoutMs?: number }
 

@@ -10,8 +10,8 @@ import { mkdir, open, readdir, readFile, rename, rm, writeFile, type FileHandle 
 import { join } from 'node:path';
 import { FerryError } from '../../core/index.js';
 import { type Logger, silentLogger } from '../../observe/index.js';
-import { pieceCount, pieceRange } from '../common/idgen.js';
-import type { TaskIdOptions } from '../common/protocol.js';
+import { pieceCount, pieceRange } from '../common/index.js';
+import type { TaskIdOptions } from '../common/index.js';
 
 export interface TaskMeta {
   taskId: string;

@@ -8,10 +8,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FerryError } from '../../core/index.js';
 import type { Logger } from '../../observe/index.js';
-import { drained, readAll } from '../common/http.js';
-import { taskId } from '../common/idgen.js';
-import type { TokenBucket } from '../common/ratelimit.js';
-import type { DownloadTaskRequest, DownloadTaskResponse, PieceListResponse } from '../common/protocol.js';
+import { drained, readAll } from '../common/index.js';
+import { taskId } from '../common/index.js';
+import type { TokenBucket } from '../common/index.js';
+import type { DownloadTaskRequest, DownloadTaskResponse, PieceListResponse } from '../common/index.js';
 import type { Agent } from './agent.js';
 import type { PeerMetrics } from './metrics.js';
 import type { PieceStore, TaskEntry } from './store.js';

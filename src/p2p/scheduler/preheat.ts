@@ -12,10 +12,10 @@ import { FerryError } from '../../core/index.js';
 import { isIndexMediaType, type ImageIndex, type ImageManifest } from '../../oci/index.js';
 import { type Logger, type MetricsRegistry, Counter, silentLogger } from '../../observe/index.js';
 import { RegistryClient, resolvePlatform } from '../../remote/index.js';
-import { HashRing } from '../common/hashring.js';
-import { jsonRequest } from '../common/http.js';
-import { taskId } from '../common/idgen.js';
-import type { DownloadTaskRequest, DownloadTaskResponse } from '../common/protocol.js';
+import { HashRing } from '../common/index.js';
+import { jsonRequest } from '../common/index.js';
+import { taskId } from '../common/index.js';
+import type { DownloadTaskRequest, DownloadTaskResponse } from '../common/index.js';
 import type { Host } from './state.js';
 
 export const createJobSchema = z.object({

@@ -11,8 +11,8 @@ import { timingSafeEqual } from 'node:crypto';
 import { FerryError, asFerryError } from '../../core/index.js';
 import { createMetricsRegistry, metricsHandler, silentLogger, type Logger, type MetricsRegistry } from '../../observe/index.js';
 import { parseSchedulerConfig, type SchedulerConfig, type SchedulerConfigInput } from '../../config/scheduler.js';
-import { HTTP_STATUS, readAll } from '../common/http.js';
-import type { HostInfo, PeerEvent, RegisterRequest, RescheduleRequest } from '../common/protocol.js';
+import { HTTP_STATUS, readAll } from '../common/index.js';
+import type { HostInfo, PeerEvent, RegisterRequest, RescheduleRequest } from '../common/index.js';
 import { PreheatJobs } from './preheat.js';
 import { SchedulerService } from './service.js';
 

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createMetricsRegistry } from '../../observe/index.js';
 import { parseSchedulerConfig } from '../../config/scheduler.js';
-import type { HostInfo, RegisterRequest } from '../common/protocol.js';
+import type { HostInfo, RegisterRequest } from '../common/index.js';
 import { filterReason, idcAffinity, isBadParent, locationAffinity, score } from './evaluator.js';
 import { SchedulerService } from './service.js';
 

@@ -8,11 +8,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { FerryError } from '../../core/index.js';
 import { type Logger, type MetricsRegistry, Counter, Gauge, Histogram, silentLogger } from '../../observe/index.js';
 import type { SchedulerConfig } from '../../config/scheduler.js';
-import { HashRing } from '../common/hashring.js';
-import { jsonRequest } from '../common/http.js';
+import { HashRing } from '../common/index.js';
+import { jsonRequest } from '../common/index.js';
 import type {
   DownloadTaskRequest, HostInfo, ParentRef, PeerEvent, RegisterRequest, ScheduleResponse,
-} from '../common/protocol.js';
+} from '../common/index.js';
 import { filterReason, score } from './evaluator.js';
 import { COST_WINDOW, SchedulerState, type Host, type Peer, type Task } from './state.js';
 

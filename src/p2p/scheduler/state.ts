@@ -3,7 +3,7 @@
  * In-memory resources of one scheduler: hosts, tasks, peers and the per-task peer DAG
  * (edges parent → child, cycle-checked), plus the per-host load counters the evaluator reads.
  */
-import type { DownloadSpec, HostInfo, TaskIdOptions } from '../common/protocol.js';
+import type { DownloadSpec, HostInfo, TaskIdOptions } from '../common/index.js';
 
 export type PeerStateName = 'pending' | 'running' | 'backToSource' | 'succeeded' | 'failed' | 'leave';
 

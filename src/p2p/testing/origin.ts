@@ -9,7 +9,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { drained } from '../common/http.js';
+import { drained } from '../common/index.js';
 
 export interface OriginBlob { digest: string; data: Buffer; url: string }
 

@@ -1,0 +1,15 @@
+/**
+ * @module p2p/common
+ * What the scheduler and the peer share: identity and piece arithmetic, wire shapes, the hash
+ * ring, rate limiting, the small HTTP client, configuration snippets.
+ */
+export {
+  taskId, filterUrl, pieceLengthFor, pieceCount, pieceRange, piecesForRange, pieceDigest, parseRangeHeader, hostId, peerId,
+  blobDigestOfUrl, DEFAULT_FILTERED_QUERY_PARAMS, MIN_PIECE_LENGTH, MAX_PIECE_LENGTH, MAX_PIECE_COUNT,
+  type TaskIdInput, type RangeSpec,
+} from './idgen.js';
+export * from './protocol.js';
+export { HashRing } from './hashring.js';
+export { TokenBucket } from './ratelimit.js';
+export { request, readAll, jsonRequest, drained, HTTP_STATUS, type RequestOptions, type Response } from './http.js';
+export { hostsToml, httpProxyDropIn } from './snippets.js';
