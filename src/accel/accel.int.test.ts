@@ -34,6 +34,9 @@ test('TaskStore: coalesces queued duplicates, claims once, recovers running task
     assert.notEqual(s.get(a.task.id)!.finished, ZERO_TIME);
     assert.deepEqual(s.countByStatus(), { PROCESSING: 1, COMPLETED: 0, FAILED: 1 });
     assert.equal(s.list()[0]!.id !== a.task.id, true, 'newest first');
+    assert.equal(s.evictFinished(Date.now() - 60_000), 0, 'recently finished tasks stay');
+    assert.equal(s.evictFinished(Date.now() + 1000), 1);
+    assert.equal(s.get(a.task.id), undefined);
     s.close();
   } finally {
     await rm(dir, { recursive: true, force: true });

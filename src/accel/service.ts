@@ -78,6 +78,7 @@ export class AccelService {
       name: 'ferry_accel_tasks', help: 'Conversion tasks by status', labelNames: ['status'], registers: reg,
       collect() { const c = store.countByStatus(); for (const [s, n] of Object.entries(c)) this.set({ status: s }, n); },
     });
+    this.store.evictFinished(Date.now() - this.cfg.converter.task_retention);
     const recovered = this.store.recover();
     if (recovered) this.log.info({ tasks: recovered }, 'resuming tasks interrupted by the last stop');
   }
@@ -159,6 +160,7 @@ export class AccelService {
         this.busyKeys.add(t.dedupKey);
         const abort = new AbortController();
         const done = this.execute(t.id, abort.signal).finally(() => {
+          if (!this.closed) this.store.evictFinished(Date.now() - this.cfg.converter.task_retention);
           this.running.delete(t.id);
           this.busyKeys.delete(t.dedupKey);
           this.notify(t.id);

@@ -160,6 +160,11 @@ export class TaskStore {
     this.db.prepare(`UPDATE tasks SET running = 0, attempts = MAX(attempts - 1, 0) WHERE id = ? AND status = 'PROCESSING'`).run(id);
   }
 
+  /** Removes finished tasks that finished before `before` (ms since epoch); returns how many. */
+  evictFinished(before: number): number {
+    return this.db.prepare(`DELETE FROM tasks WHERE status != 'PROCESSING' AND finished IS NOT NULL AND finished < ?`).run(new Date(before).toISOString()).changes;
+  }
+
   countByStatus(): Record<string, number> {
     const out: Record<string, number> = { PROCESSING: 0, COMPLETED: 0, FAILED: 0 };
     for (const r of this.db.prepare('SELECT status, COUNT(*) AS n FROM tasks GROUP BY status').all() as Array<{ status: string; n: number }>) out[r.status] = r.n;

@@ -5,7 +5,7 @@
  * `converter.platforms`, `driver.config.*`, `rules[].cache_tag`). Unknown keys are an error naming the
  * key (acceld silently ignores typos); keys Ferry has no use for are accepted and reported by
  * `ignoredKeys()` so the service can log them. Ferry-only extensions: `converter.retry_limit`,
- * `converter.retry_backoff`, `provider.source.<host>.plain_http`.
+ * `converter.retry_backoff`, `converter.task_retention`.
  */
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
@@ -87,6 +87,8 @@ export const AccelConfigSchema = z.strictObject({
     retry_limit: z.number().int().min(1).max(100).default(3),
     /** Ferry extension: first retry delay (doubles per attempt). */
     retry_backoff: z.union([z.string(), z.number()]).transform((v) => parseDuration(v)).default(5000),
+    /** Ferry extension: finished tasks older than this are removed from the list (acceld: 24 h). */
+    task_retention: z.union([z.string(), z.number()]).transform((v) => parseDuration(v)).default(7 * 24 * 3_600_000),
   }).prefault({}),
 });
 
