@@ -78,4 +78,6 @@ export interface BlobManager {
 export type BlobStore = BlobProvider & BlobIngester & BlobManager & {
   /** A local file holding the blob, when the store is a local directory (fast path for serving). */
   localPath?(digest: string): string;
+  /** Releases resources (open descriptors); the store is unusable afterwards. */
+  close?(): Promise<void>;
 };

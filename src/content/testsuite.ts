@@ -43,6 +43,22 @@ export function blobStoreSuite(name: string, make: () => Promise<{ store: BlobSt
     await assert.rejects(s.uploadSize('11111111-aaaa'), { code: 'NOT_FOUND' });
   });
 
+  withStore('serves large blobs as streams, concurrent reads, and forgets deleted blobs', async (s) => {
+    const data = randomBytes(9 * 1024 * 1024 + 17);
+    await s.startUpload('88888888-1111');
+    await s.append('88888888-1111', 0, Readable.from([data]));
+    const d = sha(data);
+    await s.commitUpload('88888888-1111', d);
+    const reads = await Promise.all([s.read(d), s.read(d, { start: 5, end: data.length - 2 }), s.read(d, { start: 100, end: 199 })]);
+    const [a, b, c] = await Promise.all(reads.map(readAll));
+    assert.deepEqual(a, data);
+    assert.deepEqual(b, data.subarray(5, data.length - 1));
+    assert.deepEqual(c, data.subarray(100, 200));
+    assert.equal(await s.delete(d), true);
+    await assert.rejects(s.read(d), { code: 'NOT_FOUND' });
+    await s.close?.();
+  });
+
   withStore('rejects an append at the wrong offset', async (s) => {
     await s.startUpload('22222222-bbbb');
     await s.append('22222222-bbbb', 0, Readable.from([Buffer.from('abc')]));

@@ -7,7 +7,6 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID, createHash } from 'node:crypto';
-import { pipeline } from 'node:stream/promises';
 import { FerryError, parseDigest } from '../core/index.js';
 import type { Logger } from '../observe/index.js';
 import type { BlobStore } from '../content/index.js';
@@ -216,7 +215,8 @@ export class DistributionApi {
     }
     let stream;
     try {
-      stream = await this.#d.store.read(digest, range);
+      // The size is known from metadata: pass it so the store needs no stat.
+      stream = await this.#d.store.read(digest, range ?? (size > 0 ? { start: 0, end: size - 1 } : undefined));
     } catch (err) {
       if (FerryError.hasCode(err, 'NOT_FOUND')) throw new OciError('BLOB_UNKNOWN', `blob ${digest} is missing from storage`);
       throw err;
@@ -224,7 +224,15 @@ export class DistributionApi {
     res.writeHead(range ? 206 : 200, headers);
     // Counted as the bytes leave the store, so the counter is current when the client has them.
     stream.on('data', (c: Buffer) => this.#d.counters.blobBytesServed(c.length));
-    await pipeline(stream, res);
+    // pipe + explicit teardown: cheaper per request than stream.pipeline's bookkeeping.
+    await new Promise<void>((resolve, reject) => {
+      stream.once('error', (err) => { res.destroy(err); reject(err); });
+      res.once('close', () => {
+        if (!res.writableFinished) stream.destroy();
+        resolve();
+      });
+      stream.pipe(res);
+    });
   }
 
   async #deleteBlob(res: ServerResponse, name: string, rawDigest: string): Promise<void> {

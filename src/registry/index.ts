@@ -104,6 +104,7 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Registr
         closed = true;
         await server.close();
         await webhooks.stop();
+        await store.close?.();
         meta.close();
       },
     };

@@ -12,10 +12,10 @@
  * Paths are built only from validated digests and upload ids, never from raw request input.
  */
 import { createReadStream, createWriteStream, mkdirSync, renameSync, unlinkSync, statSync } from 'node:fs';
-import { open, readdir, stat, unlink, mkdir, writeFile } from 'node:fs/promises';
+import { open, readdir, stat, unlink, mkdir, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash, type Hash } from 'node:crypto';
-import { Transform, type Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FerryError, DigestMismatchError, parseDigest } from '../../core/index.js';
 import type { BlobInfo, BlobStore, CommittedBlob, Critical } from '../content.js';
@@ -29,6 +29,18 @@ function checkUploadId(id: string): void {
 
 const direct: Critical = (act) => act();
 
+/** Open descriptors kept for reads. */
+const MAX_OPEN_BLOBS = 256;
+/** Reads up to this size are served from one positional read into one buffer. */
+const SINGLE_READ_MAX = 8 * 1024 * 1024;
+
+interface OpenBlob {
+  fh: FileHandle;
+  refs: number;
+  /** Deleted: close when the last reader is done. */
+  dead: boolean;
+}
+
 interface Hasher {
   hash: Hash;
   offset: number;
@@ -41,6 +53,8 @@ export class LocalBlobStore implements BlobStore {
   readonly #uploads: string;
   readonly #hashers = new Map<string, Hasher>();
   readonly #busy = new Set<string>();
+  readonly #fds = new Map<string, OpenBlob>();
+  readonly #dirs = new Set<string>();
   readonly #fsync: boolean;
 
   /** `fsync: false` skips fsync (tests and benchmarks of raw throughput only). */
@@ -70,23 +84,89 @@ export class LocalBlobStore implements BlobStore {
     }
   }
 
-  async read(digest: string, range?: { start: number; end: number }): Promise<Readable> {
+  /**
+   * Reads go through a small cache of open descriptors (blobs are immutable and content-addressed,
+   * so a descriptor can serve every later read of the same digest): a GET of a cached blob costs one
+   * positional read instead of open + read + EOF read + close on the thread pool.
+   */
+  async #acquire(digest: string): Promise<OpenBlob> {
+    let ob = this.#fds.get(digest);
+    if (ob) {
+      this.#fds.delete(digest); // re-insert: Map order is the LRU order
+      this.#fds.set(digest, ob);
+      ob.refs++;
+      return ob;
+    }
     const p = this.localPath(digest);
-    // Large reads in 1 MiB slices: fewer syscalls and socket writes per byte.
-    const stream = createReadStream(p, { ...(range ? { start: range.start, end: range.end } : {}), highWaterMark: 1024 * 1024 });
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException): void => {
-        stream.off('ready', onReady);
-        reject(err.code === 'ENOENT' ? new FerryError('NOT_FOUND', `blob ${digest}`) : err);
-      };
-      const onReady = (): void => {
-        stream.off('error', onError);
-        resolve();
-      };
-      stream.once('error', onError);
-      stream.once('ready', onReady);
+    const fh = await open(p, 'r').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') throw new FerryError('NOT_FOUND', `blob ${digest}`);
+      throw err;
     });
-    return stream;
+    const raced = this.#fds.get(digest);
+    if (raced) {
+      void fh.close();
+      raced.refs++;
+      return raced;
+    }
+    ob = { fh, refs: 1, dead: false };
+    this.#fds.set(digest, ob);
+    this.#evict();
+    return ob;
+  }
+
+  #release(digest: string, ob: OpenBlob): void {
+    ob.refs--;
+    if (ob.refs === 0 && (ob.dead || this.#fds.get(digest) !== ob)) void ob.fh.close().catch(() => undefined);
+  }
+
+  #evict(): void {
+    for (const [digest, ob] of this.#fds) {
+      if (this.#fds.size <= MAX_OPEN_BLOBS) break;
+      this.#fds.delete(digest);
+      if (ob.refs === 0) void ob.fh.close().catch(() => undefined);
+    }
+  }
+
+  #forget(digest: string): void {
+    const ob = this.#fds.get(digest);
+    if (!ob) return;
+    this.#fds.delete(digest);
+    ob.dead = true;
+    if (ob.refs === 0) void ob.fh.close().catch(() => undefined);
+  }
+
+  async read(digest: string, range?: { start: number; end: number }): Promise<Readable> {
+    parseDigest(digest);
+    const ob = await this.#acquire(digest);
+    let released = false;
+    const release = (): void => {
+      if (!released) { released = true; this.#release(digest, ob); }
+    };
+    try {
+      const start = range?.start ?? 0;
+      let end = range?.end;
+      if (end === undefined) end = (await ob.fh.stat()).size - 1;
+      const length = end - start + 1;
+      if (length <= SINGLE_READ_MAX) {
+        const buf = Buffer.allocUnsafe(Math.max(0, length));
+        let got = 0;
+        while (got < length) {
+          const { bytesRead } = await ob.fh.read(buf, got, length - got, start + got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+        }
+        release();
+        if (got !== length) throw new FerryError('DATA_LOSS', `blob ${digest} is shorter than expected`);
+        return Readable.from(length > 0 ? [buf] : []);
+      }
+      const stream = createReadStream('', { fd: ob.fh.fd, start, end, autoClose: false, highWaterMark: 1024 * 1024 });
+      stream.once('close', release);
+      stream.once('error', release);
+      return stream;
+    } catch (err) {
+      release();
+      throw err;
+    }
   }
 
   async *list(): AsyncIterable<BlobInfo> {
@@ -105,6 +185,13 @@ export class LocalBlobStore implements BlobStore {
         }
       }
     }
+  }
+
+  /** Closes cached read descriptors. */
+  async close(): Promise<void> {
+    const all = [...this.#fds.values()];
+    this.#fds.clear();
+    await Promise.all(all.map((ob) => { ob.dead = true; return ob.refs === 0 ? ob.fh.close().catch(() => undefined) : undefined; }));
   }
 
   async startUpload(id: string): Promise<void> {
@@ -199,7 +286,10 @@ export class LocalBlobStore implements BlobStore {
       }
       const dest = this.localPath(expected);
       const dir = join(dest, '..');
-      await mkdir(dir, { recursive: true });
+      if (!this.#dirs.has(dir)) {
+        await mkdir(dir, { recursive: true });
+        this.#dirs.add(dir);
+      }
       (opts.critical ?? direct)(() => renameSync(path, dest));
       if (this.#fsync) {
         const dh = await open(dir, 'r');
@@ -232,6 +322,7 @@ export class LocalBlobStore implements BlobStore {
 
   async delete(digest: string, opts: { critical?: Critical } = {}): Promise<boolean> {
     const p = this.localPath(digest);
+    this.#forget(digest);
     return (opts.critical ?? direct)(() => {
       try {
         unlinkSync(p);
