@@ -10,7 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FERRY_BIN } from '../../test/support/paths.js';
 import { buildOciImage, createStar, exec, execInNetns, ifaceCounters, pushImage, type Star } from '../../src/bench/env/index.js';
@@ -24,7 +24,7 @@ function arg(name: string, def: string): string {
 
 const ADMIN = 'Bench-adm1n';
 
-interface Row { nodes: number; mode: 'direct' | 'p2p'; seconds: number; slowest: number; fastest: number; registryBytes: number; uplinkBytes: number; imageBytes: number }
+interface Row { nodes: number; mode: 'direct' | 'p2p'; load1: number; seconds: number; slowest: number; fastest: number; registryBytes: number; uplinkBytes: number; imageBytes: number }
 
 async function counter(netns: string, url: string, name: string): Promise<number> {
   const r = await execInNetns(netns, 'curl', ['-sf', url], { timeoutMs: 10_000 });
@@ -80,7 +80,7 @@ async function runN(n: number, layerSizes: number[], rate: string, work: string,
       const tx0 = (await ifaceCounters(reg.dev, reg.netns)).txBytes;
       const res = await pullAll(star, urls, mode === 'p2p');
       const row: Row = {
-        nodes: n, mode, seconds: res.seconds, slowest: Math.max(...res.perNode), fastest: Math.min(...res.perNode),
+        nodes: n, mode, load1: loadavg()[0]!, seconds: res.seconds, slowest: Math.max(...res.perNode), fastest: Math.min(...res.perNode),
         registryBytes: (await counter(reg.netns, metricsUrl, 'ferry_registry_blob_bytes_served_total')) - c0,
         uplinkBytes: (await ifaceCounters(reg.dev, reg.netns)).txBytes - tx0, imageBytes,
       };
@@ -111,9 +111,9 @@ async function main(): Promise<void> {
   const lines = [
     `P2P distribution benchmark — ${new Date().toISOString()} — registry link ${rate}, image ${mib(rows[0]?.imageBytes ?? 0)} MiB (${layerSizes.length} layers + config)`,
     '',
-    '| nodes | mode | all done (s) | vs 1 node same mode | registry blob bytes (× image) | registry uplink (× image) |',
-    '|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.nodes} | ${r.mode} | ${r.seconds.toFixed(1)} | ${(r.seconds / (single[r.mode] ?? r.seconds)).toFixed(2)}× | ${(r.registryBytes / r.imageBytes).toFixed(2)}× | ${(r.uplinkBytes / r.imageBytes).toFixed(2)}× |`),
+    '| nodes | mode | all done (s) | vs 1 node direct | registry blob bytes (× image) | registry uplink (× image) | load avg (1 min) |',
+    '|---|---|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r.nodes} | ${r.mode} | ${r.seconds.toFixed(1)} | ${single.direct ? `${(r.seconds / single.direct).toFixed(2)}×` : '–'} | ${(r.registryBytes / r.imageBytes).toFixed(2)}× | ${(r.uplinkBytes / r.imageBytes).toFixed(2)}× | ${r.load1.toFixed(1)} |`),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
   const out = arg('out', '');
