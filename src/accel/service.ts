@@ -147,9 +147,20 @@ export class AccelService {
     this.waiters.delete(id);
   }
 
-  /** Starts due tasks up to the worker limit; arms a timer for the next retry. */
+  /** Starts due tasks up to the worker limit; arms a timer for the next retry. Never throws. */
   private pump(): void {
     if (this.closed) return;
+    try {
+      this.pumpOnce();
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'task scheduling failed; retrying in 5 s');
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = setTimeout(() => this.pump(), 5000);
+      this.timer.unref();
+    }
+  }
+
+  private pumpOnce(): void {
     if (this.timer) { clearTimeout(this.timer); this.timer = undefined; }
     const free = this.cfg.converter.worker - this.running.size;
     if (free > 0) {
@@ -159,11 +170,18 @@ export class AccelService {
         if (!this.store.claim(t.id)) continue;
         this.busyKeys.add(t.dedupKey);
         const abort = new AbortController();
-        const done = this.execute(t.id, abort.signal).finally(() => {
-          if (!this.closed) this.store.evictFinished(Date.now() - this.cfg.converter.task_retention);
+        const done = this.execute(t.id, abort.signal).catch((err: unknown) => {
+          this.log.error({ task: t.id, err: (err as Error).message }, 'task bookkeeping failed');
+        }).finally(() => {
           this.running.delete(t.id);
           this.busyKeys.delete(t.dedupKey);
-          this.notify(t.id);
+          if (this.closed) return;
+          try {
+            this.store.evictFinished(Date.now() - this.cfg.converter.task_retention);
+            this.notify(t.id);
+          } catch (err) {
+            this.log.error({ err: (err as Error).message }, 'task store error');
+          }
           this.pump();
         });
         this.running.set(t.id, { key: t.dedupKey, abort, done });
