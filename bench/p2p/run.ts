@@ -9,7 +9,7 @@
  *   node dist/bench/p2p/run.js [--nodes 1,2,4,8] [--layers 48MiB,16MiB] [--rate 100mbit] [--modes direct,p2p] [--out FILE.json]
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FERRY_BIN } from '../../test/support/paths.js';
@@ -24,12 +24,25 @@ function arg(name: string, def: string): string {
 
 const ADMIN = 'Bench-adm1n';
 
-interface Row { nodes: number; mode: 'direct' | 'p2p'; load1: number; seconds: number; slowest: number; fastest: number; registryBytes: number; uplinkBytes: number; imageBytes: number }
+interface Row { nodes: number; mode: 'direct' | 'p2p'; load1: number; agentCpuSeconds: number; seconds: number; slowest: number; fastest: number; registryBytes: number; uplinkBytes: number; imageBytes: number }
 
 async function counter(netns: string, url: string, name: string): Promise<number> {
   const r = await execInNetns(netns, 'curl', ['-sf', url], { timeoutMs: 10_000 });
   const m = new RegExp(`^${name} ([0-9.e+]+)$`, 'm').exec(r.stdout);
   return m ? Number(m[1]) : 0;
+}
+
+/** utime + stime of processes, in seconds (from /proc/PID/stat). */
+function cpuSeconds(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(rest[11]) + Number(rest[12]);
+    } catch { /* gone */ }
+  }
+  return ticks / 100;
 }
 
 async function pullAll(star: Star, urls: string[], proxy: boolean): Promise<{ seconds: number; perNode: number[] }> {
@@ -76,11 +89,13 @@ async function runN(n: number, layerSizes: number[], rate: string, work: string,
         for (const [i, node] of star.nodes.entries()) procs.push(await peer(node, `node${i + 1}`));
         await new Promise((r) => setTimeout(r, 500));
       }
+      const agentPids = procs.slice(1).map((p) => p.proc.pid ?? -1);
+      const cpu0 = cpuSeconds(agentPids);
       const c0 = await counter(reg.netns, metricsUrl, 'ferry_registry_blob_bytes_served_total');
       const tx0 = (await ifaceCounters(reg.dev, reg.netns)).txBytes;
       const res = await pullAll(star, urls, mode === 'p2p');
       const row: Row = {
-        nodes: n, mode, load1: loadavg()[0]!, seconds: res.seconds, slowest: Math.max(...res.perNode), fastest: Math.min(...res.perNode),
+        nodes: n, mode, load1: loadavg()[0]!, agentCpuSeconds: cpuSeconds(agentPids) - cpu0, seconds: res.seconds, slowest: Math.max(...res.perNode), fastest: Math.min(...res.perNode),
         registryBytes: (await counter(reg.netns, metricsUrl, 'ferry_registry_blob_bytes_served_total')) - c0,
         uplinkBytes: (await ifaceCounters(reg.dev, reg.netns)).txBytes - tx0, imageBytes,
       };
@@ -111,9 +126,9 @@ async function main(): Promise<void> {
   const lines = [
     `P2P distribution benchmark — ${new Date().toISOString()} — registry link ${rate}, image ${mib(rows[0]?.imageBytes ?? 0)} MiB (${layerSizes.length} layers + config)`,
     '',
-    '| nodes | mode | all done (s) | vs 1 node direct | registry blob bytes (× image) | registry uplink (× image) | load avg (1 min) |',
-    '|---|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.nodes} | ${r.mode} | ${r.seconds.toFixed(1)} | ${single.direct ? `${(r.seconds / single.direct).toFixed(2)}×` : '–'} | ${(r.registryBytes / r.imageBytes).toFixed(2)}× | ${(r.uplinkBytes / r.imageBytes).toFixed(2)}× | ${r.load1.toFixed(1)} |`),
+    '| nodes | mode | all done (s) | vs 1 node direct | registry blob bytes (× image) | registry uplink (× image) | CPU s of scheduler+peers | load avg (1 min) |',
+    '|---|---|---|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r.nodes} | ${r.mode} | ${r.seconds.toFixed(1)} | ${single.direct ? `${(r.seconds / single.direct).toFixed(2)}×` : '–'} | ${(r.registryBytes / r.imageBytes).toFixed(2)}× | ${(r.uplinkBytes / r.imageBytes).toFixed(2)}× | ${r.mode === 'p2p' ? r.agentCpuSeconds.toFixed(1) : '–'} | ${r.load1.toFixed(1)} |`),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
   const out = arg('out', '');
