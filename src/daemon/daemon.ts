@@ -158,10 +158,11 @@ export class Daemon implements LazyFs {
    * After a crash: cleans up every recorded mount's leftovers and mounts it again (`remount`
    * true), or just cleans up and forgets it.
    */
-  async restore(opts: { remount: boolean }): Promise<{ restored: string[]; failed: string[] }> {
+  async restore(opts: { remount: boolean; ids?: string[] }): Promise<{ restored: string[]; failed: string[] }> {
     const restored: string[] = [];
     const failed: string[] = [];
     for (const req of await this.recorded()) {
+      if (opts.ids && !opts.ids.includes(req.id)) continue;
       await cleanupMountLeftovers(req.mountpoint, join(this.workDir(req.id), 'blobs'), this.log).catch(() => undefined);
       if (!opts.remount) { await rm(this.recordPath(req.id), { force: true }); continue; }
       try {

@@ -67,3 +67,48 @@ export async function describeTree(dir: string, opts: { xattrs?: boolean; mtime?
 export async function sh(cmd: string, args: string[]): Promise<{ stdout: string; stderr: string }> {
   return pexec(cmd, args, { maxBuffer: 64 * 1024 * 1024 });
 }
+
+import { createHash as _h } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { buildLayer } from '../../src/builder/index.js';
+import { packBootstrapLayer } from '../../src/convert/index.js';
+import { MediaType, NydusAnnotation } from '../../src/oci/index.js';
+import { RegistryClient, parseReference } from '../../src/remote/index.js';
+
+export interface PushedImage {
+  ref: string;
+  repo: string;
+  blobId: string;
+  blobSize: number;
+  blobPath: string;
+  bootstrapPath: string;
+  buildMs: number;
+}
+
+/** rootfs dir → buildLayer (one RAFS v6 layer) → blob + bootstrap layer + manifest pushed to the registry. */
+export async function buildAndPush(o: { rootfs: string; host: string; repo: string; tag: string; password: string; workDir: string; chunkSize?: number }): Promise<PushedImage> {
+  const t0 = Date.now();
+  const r = await buildLayer({ source: { dir: o.rootfs }, blobDir: o.workDir, fsVersion: 6, compressor: 'zstd', chunkSize: o.chunkSize ?? 1024 * 1024, digester: 'blake3' });
+  const buildMs = Date.now() - t0;
+  const bootstrapPath = join(o.workDir, 'image.boot');
+  await writeFile(bootstrapPath, r.bootstrap);
+  const client = new RegistryClient({ credentials: () => ({ username: 'admin', password: o.password }) });
+  await client.pushBlob(o.host, o.repo, `sha256:${r.blobId}`, r.blobSize, () => createReadStream(r.blobPath));
+  const bl = await packBootstrapLayer(r.bootstrap);
+  const blDigest = `sha256:${_h('sha256').update(bl.blob).digest('hex')}`;
+  await client.pushBlob(o.host, o.repo, blDigest, bl.blob.length, bl.blob);
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [`sha256:${r.blobId}`, bl.diffId] } }));
+  const cfgDigest = `sha256:${_h('sha256').update(config).digest('hex')}`;
+  await client.pushBlob(o.host, o.repo, cfgDigest, config.length, config);
+  const manifest = {
+    schemaVersion: 2, mediaType: MediaType.OCI_MANIFEST,
+    config: { mediaType: MediaType.OCI_CONFIG, digest: cfgDigest, size: config.length },
+    layers: [
+      { mediaType: MediaType.NYDUS_BLOB, digest: `sha256:${r.blobId}`, size: r.blobSize, annotations: { [NydusAnnotation.BLOB]: 'true' } },
+      { mediaType: MediaType.OCI_LAYER_GZIP, digest: blDigest, size: bl.blob.length, annotations: { [NydusAnnotation.BOOTSTRAP]: 'true', [NydusAnnotation.FS_VERSION]: '6' } },
+    ],
+  };
+  const ref = `${o.host}/${o.repo}:${o.tag}`;
+  await client.putManifest(parseReference(ref), Buffer.from(JSON.stringify(manifest)), MediaType.OCI_MANIFEST);
+  return { ref, repo: o.repo, blobId: r.blobId, blobSize: r.blobSize, blobPath: r.blobPath, bootstrapPath, buildMs };
+}

@@ -1,0 +1,42 @@
+/**
+ * @module cli/daemon
+ * `ferry daemon --apisock SOCK [--config FILE] [--data-dir DIR]`: the long-lived lazy-loading
+ * daemon with its HTTP API on a unix socket. On start it cleans up what a killed predecessor left
+ * on the same data dir and mounts its images again; SIGINT/SIGTERM unmount everything.
+ */
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { Command } from 'commander';
+import { createLogger } from '../observe/index.js';
+import { parseDaemonConfig } from '../config/daemon.js';
+import { Daemon, startApi } from '../daemon/index.js';
+import { untilSignal } from './lifecycle.js';
+
+export async function run(argv: string[]): Promise<number> {
+  const cmd = new Command('ferry daemon')
+    .description('long-lived lazy-loading filesystem daemon with an HTTP API on a unix socket (nydusd)')
+    .requiredOption('--apisock <path>', 'unix socket of the HTTP API')
+    .option('--config <file>', 'nydusd-style JSON configuration')
+    .option('--data-dir <dir>', 'state directory (mount records, cache, blob views)', '/var/lib/ferry/daemon')
+    .option('--no-restore', 'do not mount again the images a killed predecessor had mounted (only clean up)')
+    .exitOverride();
+  try { cmd.parse(argv, { from: 'user' }); } catch (e) { return (e as { exitCode?: number }).exitCode ?? 2; }
+  const o = cmd.opts<{ apisock: string; config?: string; dataDir: string; restore: boolean }>();
+  const log = createLogger({ name: 'ferry-daemon' });
+  let config;
+  try {
+    config = parseDaemonConfig(o.config ? JSON.parse(await readFile(o.config, 'utf8')) : {});
+  } catch (err) {
+    process.stderr.write(`ferry daemon: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const daemon = new Daemon({ log, dataDir: resolve(o.dataDir), config });
+  const r = await daemon.restore({ remount: o.restore });
+  if (r.restored.length || r.failed.length) log.info(r, 'mounts of the previous daemon restored');
+  const api = await startApi(daemon, resolve(o.apisock), log);
+  await untilSignal(async () => {
+    await api.close();
+    await daemon.close();
+  }, log);
+  return 0;
+}
