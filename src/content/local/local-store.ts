@@ -33,6 +33,8 @@ const direct: Critical = (act) => act();
 const MAX_OPEN_BLOBS = 256;
 /** Reads up to this size are served from one positional read into one buffer. */
 const SINGLE_READ_MAX = 8 * 1024 * 1024;
+/** Size of the pieces a single read is handed on in. */
+const READ_SLICE = 128 * 1024;
 
 interface OpenBlob {
   fh: FileHandle;
@@ -157,7 +159,10 @@ export class LocalBlobStore implements BlobStore {
         }
         release();
         if (got !== length) throw new FerryError('DATA_LOSS', `blob ${digest} is shorter than expected`);
-        return Readable.from(length > 0 ? [buf] : []);
+        // Handed on in slices so the socket starts sending while the rest is still being copied.
+        const slices: Buffer[] = [];
+        for (let o = 0; o < length; o += READ_SLICE) slices.push(buf.subarray(o, Math.min(length, o + READ_SLICE)));
+        return Readable.from(slices);
       }
       const stream = createReadStream('', { fd: ob.fh.fd, start, end, autoClose: false, highWaterMark: 1024 * 1024 });
       stream.once('close', release);
