@@ -26,6 +26,9 @@ import type { BlobDesc, ChunkRef, Digester, Inode } from './tree.js';
 import type { CompressorName } from '../format/compress/index.js';
 
 const BLK = EROFS_BLOCK_SIZE;
+const DOT = Buffer.from('.');
+const DOTDOT = Buffer.from('..');
+const NO_XATTRS = { body: Buffer.alloc(0), icount: 0 };
 const alignUp = (v: number, a: number): number => Math.ceil(v / a) * a;
 
 export interface BootstrapOptions {
@@ -47,7 +50,8 @@ interface Placed {
   format: number;
   xattrBody: Buffer;
   xattrIcount: number;
-  dirData?: Buffer;
+  /** directories: `.`, `..` and children, sorted by name bytes (child null = `.`/`..`) */
+  dirents?: { name: Buffer; child: Inode | null }[];
   dataStart: number; // relative to meta_addr; -1 when none
   inlineTail: number; // bytes of data stored after the inode
   nlink: number;
@@ -57,12 +61,6 @@ interface Placed {
 const MODE_TYPE: Record<Inode['type'], number> = {
   file: S_IFREG, dir: S_IFDIR, symlink: S_IFLNK, char: S_IFCHR, block: S_IFBLK, fifo: S_IFIFO, socket: S_IFSOCK,
 };
-
-function sortedChildren(dir: Inode): [Buffer, Inode][] {
-  return [...dir.children!.entries()]
-    .map(([n, c]) => [Buffer.from(n, 'utf8'), c] as [Buffer, Inode])
-    .sort((a, b) => Buffer.compare(a[0], b[0]));
-}
 
 /**
  * Collects the blob list: `preferred` first, then blobs referenced by chunks in tree order. Blobs
@@ -145,7 +143,7 @@ export function writeBootstrapV6(root: Inode, opts: BootstrapOptions): Buffer {
   };
 
   const place = (node: Inode, parent: Placed | null): Placed => {
-    const { body, icount } = encodeErofsXattrs(node.xattrs);
+    const { body, icount } = node.xattrs.size ? encodeErofsXattrs(node.xattrs) : NO_XATTRS;
     if (icount) hasXattr = true;
     const ibody = EROFS_INODE_EXTENDED_SIZE + body.length;
     if (ibody > BLK) throw new FerryError('INVALID_ARGUMENT', `xattrs too large for one inode (${body.length} bytes)`);
@@ -162,9 +160,11 @@ export function writeBootstrapV6(root: Inode, opts: BootstrapOptions): Buffer {
     } else if (node.type === 'dir' || node.type === 'symlink') {
       let d: number;
       if (node.type === 'dir') {
-        const names = [Buffer.from('.'), Buffer.from('..'), ...[...node.children!.keys()].map((k) => Buffer.from(k, 'utf8'))];
-        names.sort(Buffer.compare);
-        d = erofsDirSize(names);
+        const ents: { name: Buffer; child: Inode | null }[] = [{ name: DOT, child: null }, { name: DOTDOT, child: null }];
+        for (const [k, c] of node.children!) ents.push({ name: Buffer.from(k, 'utf8'), child: c });
+        ents.sort((a, b) => Buffer.compare(a.name, b.name));
+        p.dirents = ents;
+        d = erofsDirSize(ents.map((e) => e.name));
       } else {
         d = node.target!.length;
         if (d === 0 || d >= BLK) throw new FerryError('INVALID_ARGUMENT', `symlink target of ${d} bytes (must be 1..4095)`);
@@ -197,9 +197,9 @@ export function writeBootstrapV6(root: Inode, opts: BootstrapOptions): Buffer {
   };
 
   const layoutDir = (dirP: Placed): void => {
-    const kids = sortedChildren(dirP.node);
     const subdirs: Placed[] = [];
-    for (const [, child] of kids) {
+    for (const { child } of dirP.dirents!) {
+      if (!child) continue;
       entries++;
       const seen = placed.get(child);
       if (seen) {
@@ -229,14 +229,10 @@ export function writeBootstrapV6(root: Inode, opts: BootstrapOptions): Buffer {
   }
 
   // ---- chunk table (unique per digest+blob, sorted by digest then blob index + 1) ----
-  const chunkRecs = new Map<string, { ref: ChunkRef; bi: number }>();
-  for (const p of order) {
-    for (const c of p.node.chunks ?? []) {
-      const bi = blobIndex.get(c.blob)!;
-      chunkRecs.set(c.digest.toString('latin1') + String.fromCharCode(bi), { ref: c, bi });
-    }
-  }
-  const chunkList = [...chunkRecs.values()].sort((a, b) => Buffer.compare(a.ref.digest, b.ref.digest) || a.bi - b.bi);
+  const all: { ref: ChunkRef; bi: number }[] = [];
+  for (const p of order) for (const c of p.node.chunks ?? []) all.push({ ref: c, bi: blobIndex.get(c.blob)! });
+  all.sort((a, b) => Buffer.compare(a.ref.digest, b.ref.digest) || a.bi - b.bi);
+  const chunkList = all.filter((x, i) => i === 0 || x.bi !== all[i - 1]!.bi || !x.ref.digest.equals(all[i - 1]!.ref.digest));
 
   const inodeEnd = metaAddr + alignUp(pos, BLK);
   const chunkTableOffset = chunkList.length ? inodeEnd : 0;
@@ -255,14 +251,9 @@ export function writeBootstrapV6(root: Inode, opts: BootstrapOptions): Buffer {
     else if (n.type === 'char' || n.type === 'block') u = encodeRdev(n.rdevMajor ?? 0, n.rdevMinor ?? 0);
     let data: Buffer | undefined;
     if (n.type === 'dir') {
-      const ents: ErofsNamedDirent[] = [
-        { name: Buffer.from('.'), nid: p.nid, fileType: EROFS_FT_DIR },
-        { name: Buffer.from('..'), nid: p.parent ? p.parent.nid : p.nid, fileType: EROFS_FT_DIR },
-      ];
-      for (const [name, child] of n.children!) {
-        ents.push({ name: Buffer.from(name, 'utf8'), nid: placed.get(child)!.nid, fileType: fileTypeOfMode(MODE_TYPE[child.type]) });
-      }
-      ents.sort((a, b) => Buffer.compare(a.name, b.name));
+      const ents: ErofsNamedDirent[] = p.dirents!.map(({ name, child }) => (child
+        ? { name, nid: placed.get(child)!.nid, fileType: fileTypeOfMode(MODE_TYPE[child.type]) }
+        : { name, nid: name.length === 1 || !p.parent ? p.nid : p.parent.nid, fileType: EROFS_FT_DIR }));
       data = encodeErofsDirData(ents);
       size = data.length;
     } else if (n.type === 'symlink') {
