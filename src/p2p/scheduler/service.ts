@@ -100,9 +100,29 @@ export class SchedulerService {
     } finally { end(); }
   }
 
+  /** Registrations in flight per host (thundering-herd backoff). */
+  private readonly registering = new Map<string, number>();
+
   private async registerInner(req: RegisterRequest): Promise<ScheduleResponse> {
     const host = this.state.hosts.get(req.hostId);
     if (!host) throw new FerryError('NOT_FOUND', `host ${req.hostId} not announced`);
+    // Thundering herd: a normal host registering many tasks at once is slowed down exponentially
+    // (30 ms base, 1 s cap, jitter); seed peers are exempt.
+    const inflight = (this.registering.get(host.info.id) ?? 0) + 1;
+    this.registering.set(host.info.id, inflight);
+    try {
+      if (host.info.type !== 'super' && inflight > 1) {
+        const delay = Math.min(1000, 30 * 2 ** Math.min(10, inflight - 2)) * (0.5 + Math.random() / 2);
+        try { await sleep(delay, undefined, { signal: this.aborter.signal }); } catch { /* closing */ }
+      }
+      return await this.registerPeer(req, host);
+    } finally {
+      const n = (this.registering.get(host.info.id) ?? 1) - 1;
+      if (n <= 0) this.registering.delete(host.info.id); else this.registering.set(host.info.id, n);
+    }
+  }
+
+  private async registerPeer(req: RegisterRequest, host: Host): Promise<ScheduleResponse> {
     if (!req.peerId || !req.taskId || !req.download?.url) throw new FerryError('INVALID_ARGUMENT', 'peerId, taskId and download.url are required');
     if (this.state.peers.has(req.peerId)) throw new FerryError('ALREADY_EXISTS', `peer ${req.peerId} already registered`);
     host.lastSeen = Date.now();
