@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
-import { containerdSnippet, parseSnapshotterConfig, type SnapshotterConfigInput } from '../config/snapshotter.js';
+import { containerdSnippet, parseSnapshotterConfig, type SnapshotterConfig, type SnapshotterConfigInput } from '../config/snapshotter.js';
 import { createLogger, type Logger } from '../observe/index.js';
 import { startSnapshotter, type LazyFs } from '../snapshotter/index.js';
 import { untilSignal } from './lifecycle.js';
@@ -22,7 +22,7 @@ function loadConfig(file: string | undefined): SnapshotterConfigInput {
 interface Opts {
   address?: string; root?: string; config?: string; daemonApisock?: string; daemonMode?: string;
   prefetch?: boolean; insecureRegistry?: string[]; metricsAddress?: string; logLevel?: string;
-  name?: string; noLazy?: boolean; proxy?: string;
+  name?: string; noLazy?: boolean; proxy?: string; daemonConfig?: string;
 }
 
 function command(name: string): Command {
@@ -41,6 +41,7 @@ function merged(o: Opts): SnapshotterConfigInput {
   if (o.daemonMode) daemon.mode = o.daemonMode as 'fuse' | 'erofs';
   if (o.prefetch) daemon.prefetch = true;
   if (o.proxy) daemon.proxy = o.proxy;
+  if (o.daemonConfig) daemon.configFile = o.daemonConfig;
   return {
     ...file,
     ...(o.address ? { address: o.address } : {}),
@@ -55,14 +56,20 @@ function merged(o: Opts): SnapshotterConfigInput {
 }
 
 /** The lazy-loading daemon: a client of a separate `ferry daemon`, or one in this process. */
-async function openDaemon(apiSock: string, dataDir: string, log: Logger): Promise<LazyFs> {
+async function openDaemon(cfg: SnapshotterConfig, log: Logger): Promise<LazyFs> {
+  const apiSock = cfg.daemon.apiSock;
+  const dataDir = join(cfg.root, 'daemon');
+  const daemonConfig: Record<string, unknown> = cfg.daemon.configFile
+    ? (parseYaml(readFileSync(cfg.daemon.configFile, 'utf8')) ?? {}) as Record<string, unknown>
+    : {};
+  if (daemonConfig.amplify_io === undefined) daemonConfig.amplify_io = cfg.daemon.amplifyIo;
   const daemonModule = '../daemon/index.js'; // typed import once src/daemon has landed
   const mod = (await import(daemonModule)) as unknown as {
-    Daemon: new (o: { log: Logger; dataDir: string }) => LazyFs;
+    Daemon: new (o: { log: Logger; dataDir: string; config?: unknown }) => LazyFs;
     DaemonClient: new (sock: string) => LazyFs;
   };
   if (apiSock) return new mod.DaemonClient(apiSock);
-  return new mod.Daemon({ log: log.child({ component: 'daemon' }), dataDir });
+  return new mod.Daemon({ log, dataDir, config: daemonConfig });
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -77,6 +84,7 @@ export async function run(argv: string[]): Promise<number> {
     .description('containerd proxy-plugin snapshotter with lazy Nydus layers (subcommand: print-config)')
     .option('--daemon-apisock <sock>', 'API socket of a running `ferry daemon` (default: daemon in this process)')
     .option('--daemon-mode <mode>', 'fuse | erofs (default fuse)')
+    .option('--daemon-config <file>', 'nydusd-style config of the in-process daemon (JSON/YAML)')
     .option('--prefetch', 'prefetch each image\'s prefetch list after mounting')
     .option('--proxy <url>', 'P2P peer proxy the daemon reads blobs through (e.g. http://127.0.0.1:65001)')
     .option('--insecure-registry <host>', 'registry reached over plain HTTP (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
@@ -92,7 +100,7 @@ export async function run(argv: string[]): Promise<number> {
   if (o.lazy === false) o.noLazy = true;
   const config = parseSnapshotterConfig(merged(o));
   const log = createLogger({ name: 'snapshotter', level: config.logLevel });
-  const lazyFs = config.disableLazy ? undefined : await openDaemon(config.daemon.apiSock, join(config.root, 'daemon'), log);
+  const lazyFs = config.disableLazy ? undefined : await openDaemon(config, log);
   const h = await startSnapshotter({ config, log, ...(lazyFs ? { lazyFs } : {}) });
   process.stdout.write(`ferry snapshotter listening on ${h.address} (metrics ${h.metricsAddress})\n`);
   await untilSignal(() => h.close(), log);

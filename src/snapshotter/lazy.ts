@@ -123,6 +123,7 @@ export class LazyImages implements RemoteLayers {
 
   /** Manifest → bootstrap layer → bootstrap file on disk → lazy image record. */
   private async resolve(ref: ImageReference, insecure: boolean, hint: RemoteLayerHint): Promise<Resolved | null> {
+    const t0 = Date.now();
     const reg = this.o.registry;
     let m = await reg.getManifest(ref);
     let parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest | ImageIndex;
@@ -156,7 +157,7 @@ export class LazyImages implements RemoteLayers {
       const tmp = `${bootPath}.tmp-${process.pid}`;
       await writeFile(tmp, bootstrap, { mode: 0o444 });
       await rename(tmp, bootPath);
-      this.log.info({ ref: formatReference(ref), bootstrap: boot.digest, bytes: bootstrap.length }, 'bootstrap fetched');
+      this.log.info({ ref: formatReference(ref), bootstrap: boot.digest, bytes: bootstrap.length, ms: Date.now() - t0 }, 'bootstrap fetched');
     }
     const row: LazyImageRow = {
       id: lazyId, ref: formatReference(ref), registry: ref.registry, repo: ref.repository,

@@ -78,7 +78,7 @@ function desc(d: Descriptor): ContentDescriptor {
 export async function pullImage(o: PullOptions): Promise<PullResult> {
   const t0 = Date.now();
   const log = (o.log ?? silentLogger()).child({ component: 'pull' });
-  const say = o.progress ?? (() => {});
+  const say = (line: string): void => o.progress?.(`[${((Date.now() - t0) / 1000).toFixed(2)}s] ${line}`);
   const snapshotterName = o.snapshotter ?? 'ferry';
   const namespace = o.namespace ?? 'default';
   let creds: Credentials | undefined;

@@ -298,6 +298,7 @@ export class Snapshotter {
       return now !== undefined && now.kind === 'COMMITTED' && now.parent === parent;
     }
     let ok = false;
+    const t0 = Date.now();
     const p = (async () => {
       let lazyId: string | null;
       try {
@@ -320,7 +321,7 @@ export class Snapshotter {
         });
       });
       ok = true;
-      this.log.info({ key, target, lazy: lazyId }, 'remote layer committed');
+      this.log.info({ key, target, lazy: lazyId, ms: Date.now() - t0 }, 'remote layer committed');
     })();
     this.inflight.set(flightKey, p.catch(() => {}));
     try {
