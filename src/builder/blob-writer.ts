@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { FerryError } from '../core/index.js';
 import { getCodec, COMPRESSOR_CODES, type Codec, type CompressorName } from '../format/compress/index.js';
 import {
-  encodeCiTable, encodeBlobMetaHeader, encodeDigestArray, FERRY_BLOB_FEATURES, BLOB_META_HEADER_SIZE, type CiEntry,
+  encodeCiTable, encodeBlobMetaHeader, blobMetaCacheFile, encodeDigestArray, FERRY_BLOB_FEATURES, BLOB_META_HEADER_SIZE, type CiEntry,
   encodeTarHeader, encodeToc, tocEntryFor, BlobSection, TocFlag, TAR_BLOCK,
 } from '../format/rafs/index.js';
 import { chunkDigest } from './digest.js';
@@ -244,7 +244,7 @@ export class BlobWriter {
    * Completes the blob and moves it to `<blobDir>/<blobId>`; returns null (and writes nothing)
    * when no chunk was stored in it.
    */
-  async finish(blobDir: string): Promise<{ desc: BlobDesc; blobPath: string; blobSize: number } | null> {
+  async finish(blobDir: string): Promise<{ desc: BlobDesc; blobPath: string; blobSize: number; blobMeta: Buffer } | null> {
     if (this.finished) throw new FerryError('FAILED_PRECONDITION', 'blob writer already finished');
     this.finished = true;
     if (!this.hasData) {
@@ -317,7 +317,7 @@ export class BlobWriter {
       ciCompressedSize: ciStored.length,
       ciUncompressedSize: ciRaw.length,
     } satisfies Partial<BlobDesc>);
-    return { desc: this.desc, blobPath, blobSize: this.written };
+    return { desc: this.desc, blobPath, blobSize: this.written, blobMeta: blobMetaCacheFile(ciRaw, header) };
   }
 
   /** Removes the temporary file (after a failure, or when the blob stayed empty). */

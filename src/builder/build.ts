@@ -48,6 +48,12 @@ export interface BuildLayerResult {
   uncompressedSize: number;
   /** chunks stored in the blob */
   chunkCount: number;
+  /**
+   * nydusd's cache form of the blob's CI table (uncompressed CI padded to 4 KiB + the 4096-byte
+   * header): what current converters ship as `image/<blob id>.blob.meta` in the bootstrap layer.
+   * Empty when no blob was written.
+   */
+  blobMeta: Buffer;
   stats: BlobStats;
 }
 
@@ -115,6 +121,7 @@ export async function buildLayer(opts: BuildLayerOptions): Promise<BuildLayerRes
     blobSize: fin?.blobSize ?? 0,
     uncompressedSize: fin?.desc.uncompressedSize ?? 0,
     chunkCount: fin?.desc.chunkCount ?? 0,
+    blobMeta: fin?.blobMeta ?? Buffer.alloc(0),
     stats: writer.stats,
   };
 }

@@ -16,7 +16,7 @@ import { snapshot, diffSnapshots } from '../../test/support/fstree.js';
 import { fsckErofs, kernelMount } from '../../test/support/erofs.js';
 import { FerryError } from '../core/index.js';
 import { COMPRESSORS } from '../format/compress/index.js';
-import { openBootstrap, decodeChunkData } from '../format/rafs/index.js';
+import { openBootstrap, decodeChunkData, decodeBlobMetaHeader, decodeCiTable } from '../format/rafs/index.js';
 import { buildLayer, mergeBootstraps, blobView } from './index.js';
 
 let work: string;
@@ -125,6 +125,11 @@ test('builder: every compressor → fsck.erofs passes, --extract and a kernel mo
     const r = await buildLayer({ source: { dir: src }, blobDir, compressor, chunkSize, digester, prefetchPatterns: ['/etc/hostname', '/many'] });
     assert.match(r.blobId, /^[0-9a-f]{64}$/);
     assert.equal(statSync(r.blobPath).size, r.blobSize);
+    // the nydusd cache form of the CI table, for `image/<id>.blob.meta` in bootstrap layers
+    assert.equal(r.blobMeta.length % 4096, 0);
+    const metaHdr = decodeBlobMetaHeader(r.blobMeta, r.blobMeta.length - 4096);
+    assert.equal(metaHdr.ciEntries, r.chunkCount);
+    assert.equal(decodeCiTable(r.blobMeta, metaHdr.ciEntries, metaHdr.features).at(-1)!.uncompressedOffset + 4096 <= r.uncompressedSize, true);
     assert.ok(r.stats.chunksDeduped > 0, `${compressor}: the duplicate file's chunks are deduplicated`);
     const boot = join(out, 'boot');
     writeFileSync(boot, r.bootstrap);
