@@ -43,11 +43,20 @@ function fanoutWorkloads(r: BenchResults): string[] {
   return r.workloads.map((w) => w.id).filter((id) => new Set(r.summary.filter((g) => g.workload === id).map((g) => g.nodes)).size > 1);
 }
 
+/** How many runs each group actually has ("5", or "3–4" after an interrupted run). */
+function runsText(r: BenchResults): string {
+  const counts = r.summary.map((g) => g.runs - g.failures);
+  if (counts.length === 0) return '0';
+  const lo = Math.min(...counts);
+  const hi = Math.max(...counts);
+  return lo === hi ? String(lo) : `${lo}–${hi}`;
+}
+
 export function buildCharts(r: BenchResults): Chart[] {
   const charts: Chart[] = [];
   const modes = ranModes(r);
   const wl = r.workloads.map((w) => w.id);
-  const sub = `${r.settings.bandwidth} registry link · median of ${r.settings.repeat} cold run(s), whiskers min–max · ${r.startedAt.slice(0, 10)}`;
+  const sub = `${r.settings.bandwidth} registry link · median of ${runsText(r)} cold run(s), whiskers min–max · ${r.startedAt.slice(0, 10)}`;
   charts.push({
     id: 'chart-ready',
     title: 'Time to ready per workload (N = 1)',
@@ -231,7 +240,7 @@ export function renderMarkdown(r: BenchResults, chartFiles: string[] = []): stri
   lines.push('# Ferry bench results', '');
   lines.push(`- date: ${r.startedAt} → ${r.finishedAt} (commit ${r.gitCommit})`);
   lines.push(`- machine: ${machineLine(r)}`);
-  lines.push(`- registry link: ${r.settings.bandwidth} (tc tbf), registry: ${r.settings.registry}, repetitions: ${r.settings.repeat}, nodes: ${r.settings.nodes.join(', ')}${r.settings.quick ? ' (--quick)' : ''}`);
+  lines.push(`- registry link: ${r.settings.bandwidth} (tc tbf), registry: ${r.settings.registry}, repetitions: ${r.settings.repeat} requested, ${runsText(r)} successful per configuration, nodes: ${r.settings.nodes.join(', ')}${r.settings.quick ? ' (--quick)' : ''}`);
   lines.push('- every run cold: fresh containerd root and snapshotter/peer state per node, page cache dropped; modes interleaved in a shuffled order per repetition', '');
   const hl = highlights(r);
   if (hl.length) {
@@ -287,7 +296,7 @@ th{background:#f6f8fa}tr.notrun td{color:#8c959f}.meta{color:#57606a;font-size:1
   parts.push(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Ferry bench report</title><style>${css}</style></head><body>`);
   parts.push('<h1>Ferry bench report</h1>');
   parts.push(`<div class="meta">Date: ${htmlEsc(r.startedAt)} → ${htmlEsc(r.finishedAt)} · commit ${htmlEsc(r.gitCommit)}<br>Machine: ${htmlEsc(machineLine(r))}<br>` +
-    `Registry link ${htmlEsc(r.settings.bandwidth)} (tc tbf) · registry ${htmlEsc(r.settings.registry)} · ${r.settings.repeat} repetition(s) · nodes ${r.settings.nodes.join(', ')}${r.settings.quick ? ' · quick subset' : ''}<br>` +
+    `Registry link ${htmlEsc(r.settings.bandwidth)} (tc tbf) · registry ${htmlEsc(r.settings.registry)} · ${r.settings.repeat} repetition(s) requested, ${runsText(r)} successful per configuration · nodes ${r.settings.nodes.join(', ')}${r.settings.quick ? ' · quick subset' : ''}<br>` +
     'Every run is cold (fresh containerd and snapshotter state, page cache dropped); modes run in a shuffled order within each repetition.</div>');
   const hl = highlights(r);
   if (hl.length) parts.push(`<h2>Highlights</h2><ul>${hl.map((h) => `<li>${htmlEsc(h)}</li>`).join('')}</ul>`);
