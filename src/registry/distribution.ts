@@ -179,8 +179,8 @@ export class DistributionApi {
   #ensureProject(name: string, p: Principal): void {
     const project = projectOf(name);
     if (this.#d.meta.getProject(project)) return;
-    const admin = p.kind === 'user' && p.sysadmin;
-    if (this.#o.autoCreateProjects && (admin || p.kind === 'token')) {
+    const admin = (p.kind === 'user' && p.sysadmin) || (p.kind === 'token' && this.#d.meta.getUser(p.name)?.sysadmin === true);
+    if (this.#o.autoCreateProjects && admin) {
       this.#d.meta.ensureProject(project, false, p.name || 'admin');
       this.#d.log.info({ project }, 'project created on push');
       return;
