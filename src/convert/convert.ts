@@ -11,7 +11,7 @@
  */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
-import { mkdtemp, rm, stat, copyFile, mkdir, rename } from 'node:fs/promises';
+import { mkdtemp, rm, stat, copyFile, mkdir, rename, open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -26,8 +26,9 @@ import {
   type ImageReference,
 } from '../remote/index.js';
 import { buildLayer, mergeBootstraps } from '../builder/index.js';
-import { openBootstrap } from '../format/rafs/index.js';
-import { decompressed, Meter, packBootstrapLayer, unpackBootstrapLayer } from './streams.js';
+import { openBootstrap, decodeBlobMetaHeader, blobMetaCacheFile, BLOB_META_HEADER_SIZE } from '../format/rafs/index.js';
+import { getCodec } from '../format/compress/index.js';
+import { decompressed, collect, Meter, packBootstrapLayer, unpackBootstrapLayer } from './streams.js';
 import { layerCacheKey, type LayerCache, type LayerBuildOptions } from './cache.js';
 
 export const NYDUS_MANIFEST_ARTIFACT_TYPE = 'application/vnd.nydus.image.manifest.v1+json';
@@ -213,6 +214,45 @@ async function dictBlobLayers(ctx: Ctx, merged: Buffer, produced: Set<string>): 
   return out;
 }
 
+/**
+ * `image/<blob id>.blob.meta` for each blob of the merged bootstrap, as current upstream converters
+ * ship them in the bootstrap layer (nydusd's cache form: the uncompressed CI table padded to 4 KiB,
+ * then the 4096-byte blob meta header), so nodes need not fetch CI tables from each blob. Read with
+ * one range request per blob (or from the localfs backend); optional: a blob whose meta cannot be
+ * read is logged and skipped.
+ */
+async function blobMetaFiles(ctx: Ctx, merged: Buffer): Promise<Array<{ name: string; data: Buffer }>> {
+  const out: Array<{ name: string; data: Buffer }> = [];
+  for (const b of openBootstrap(merged).blobs) {
+    if (b.ciCompressedSize === 0 || b.ciUncompressedSize === 0) continue;
+    const len = b.ciCompressedSize + BLOB_META_HEADER_SIZE;
+    try {
+      let raw: Buffer;
+      if (ctx.opts.backend) {
+        const fh = await open(join(ctx.opts.backend.dir, b.blobId), 'r');
+        try {
+          raw = Buffer.alloc(len);
+          const { bytesRead } = await fh.read(raw, 0, len, b.ciOffset);
+          if (bytesRead !== len) throw new FerryError('DATA_LOSS', 'short read');
+        } finally { await fh.close(); }
+      } else {
+        const repo = ctx.dict?.layers.has(`sha256:${b.blobId}`) && !(await ctx.tc.headBlob(ctx.dst.registry, ctx.dst.repository, `sha256:${b.blobId}`)) ? ctx.dict.ref : ctx.dst;
+        raw = await collect(await ctx.tc.getBlob(repo.registry, repo.repository, `sha256:${b.blobId}`, { range: [b.ciOffset, b.ciOffset + len - 1] }));
+        if (raw.length !== len) throw new FerryError('DATA_LOSS', `got ${raw.length} of ${len} bytes`);
+      }
+      const header = raw.subarray(b.ciCompressedSize);
+      const h = decodeBlobMetaHeader(header);
+      if (h.ciOffset !== b.ciOffset || h.ciCompressedSize !== b.ciCompressedSize) throw new FerryError('DATA_LOSS', 'blob meta header does not match the blob table');
+      const stored = raw.subarray(0, b.ciCompressedSize);
+      const ci = b.ciCompressor === 'none' ? stored : getCodec(b.ciCompressor).decompress(stored, b.ciUncompressedSize);
+      out.push({ name: `${b.blobId}.blob.meta`, data: blobMetaCacheFile(ci, header) });
+    } catch (err) {
+      ctx.log.warn({ blob: b.blobId, err: (err as Error).message }, 'blob meta not shipped in the bootstrap layer');
+    }
+  }
+  return out;
+}
+
 /** Converts one source layer (or takes it from the cache); returns the per-layer bootstrap and the blob layer. */
 async function convertLayer(ctx: Ctx, layer: Descriptor, diffId: string | undefined, platform: string | undefined): Promise<{ bootstrap: Buffer; desc?: Descriptor; converted: ConvertedLayer }> {
   const { src, dst, sc, tc, opts, log } = ctx;
@@ -325,7 +365,9 @@ async function convertManifest(ctx: Ctx, srcDesc: Descriptor, body: Buffer, plat
   const mergeOpts: Parameters<typeof mergeBootstraps>[1] = { fsVersion: ctx.build.fsVersion };
   if (opts.prefetchPatterns?.length) mergeOpts.prefetchPatterns = opts.prefetchPatterns;
   const merged = mergeBootstraps(results.map((r) => r.bootstrap), mergeOpts);
-  const boot = await packBootstrapLayer(merged);
+  const produced = new Set(results.flatMap((r) => (r.converted.blobDigest ? [r.converted.blobDigest] : [])));
+  const extraLayers = ctx.dict ? await dictBlobLayers(ctx, merged, produced) : [];
+  const boot = await packBootstrapLayer(merged, await blobMetaFiles(ctx, merged));
   const bootDesc: Descriptor = {
     mediaType: MediaType.OCI_LAYER_GZIP, digest: sha256Digest(boot.blob), size: boot.blob.length,
     annotations: { [NydusAnnotation.BOOTSTRAP]: 'true', [NydusAnnotation.FS_VERSION]: String(ctx.build.fsVersion) },
@@ -333,8 +375,6 @@ async function convertManifest(ctx: Ctx, srcDesc: Descriptor, body: Buffer, plat
   opts.onProgress?.({ id: 'bootstrap', ...(platform ? { platform } : {}), phase: 'push', bytes: 0, total: bootDesc.size });
   await ctx.tc.pushBlob(ctx.dst.registry, ctx.dst.repository, bootDesc.digest, bootDesc.size, boot.blob);
   opts.onProgress?.({ id: 'bootstrap', ...(platform ? { platform } : {}), phase: 'done', bytes: bootDesc.size, total: bootDesc.size });
-  const produced = new Set(results.flatMap((r) => (r.converted.blobDigest ? [r.converted.blobDigest] : [])));
-  const extraLayers = ctx.dict ? await dictBlobLayers(ctx, merged, produced) : [];
   const blobLayers = opts.backend ? [] : [...results.flatMap((r) => (r.desc ? [r.desc] : [])), ...extraLayers];
   const layers = [...blobLayers, bootDesc];
   ctx.stats.targetSize += layers.reduce((a, l) => a + l.size, 0);

@@ -81,16 +81,19 @@ export async function collect(s: Readable): Promise<Buffer> {
 const EPOCH = new Date(0);
 
 /**
- * The bootstrap layer as upstream packs it: a gzip tar holding `image/` (0755) and
- * `image/image.boot` (0444). Returns the gzip blob and the digest of the uncompressed tar (diff_id).
+ * The bootstrap layer as upstream packs it: a gzip tar holding `image/` (0755), `image/image.boot`
+ * (0444) and optional extra files under `image/` (the per-blob `<blob id>.blob.meta` files). Returns
+ * the gzip blob and the digest of the uncompressed tar (diff_id).
  */
-export async function packBootstrapLayer(bootstrap: Buffer): Promise<{ blob: Buffer; diffId: string }> {
+export async function packBootstrapLayer(bootstrap: Buffer, extra: Array<{ name: string; data: Buffer }> = []): Promise<{ blob: Buffer; diffId: string }> {
   const pack = tarStream.pack();
   const done = collect(pack as unknown as Readable);
   pack.entry({ name: 'image/', type: 'directory', mode: 0o755, mtime: EPOCH, uid: 0, gid: 0 });
-  await new Promise<void>((resolve, reject) => {
-    pack.entry({ name: 'image/image.boot', type: 'file', mode: 0o444, mtime: EPOCH, uid: 0, gid: 0, size: bootstrap.length }, bootstrap, (err) => (err ? reject(err) : resolve()));
+  const file = (name: string, data: Buffer, mode: number): Promise<void> => new Promise<void>((resolve, reject) => {
+    pack.entry({ name, type: 'file', mode, mtime: EPOCH, uid: 0, gid: 0, size: data.length }, data, (err) => (err ? reject(err) : resolve()));
   });
+  await file('image/image.boot', bootstrap, 0o444);
+  for (const e of extra) await file(`image/${e.name}`, e.data, 0o444);
   pack.finalize();
   const tar = await done;
   return { blob: gzipSync(tar), diffId: `sha256:${createHash('sha256').update(tar).digest('hex')}` };

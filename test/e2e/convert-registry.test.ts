@@ -17,6 +17,10 @@ import { pushImage, type BuiltImage } from '../../src/bench/env/index.js';
 import { unpackBootstrapLayer } from '../../src/convert/index.js';
 import { MediaType, NydusAnnotation, type ImageManifest, type ImageConfig } from '../../src/oci/index.js';
 import { makeTestImage } from './convert-support.js';
+import { Readable } from 'node:stream';
+import { gunzipSync } from 'node:zlib';
+import tarStream from 'tar-stream';
+import { openBootstrap, decodeBlobMetaHeader, decodeCiTable } from '../../src/format/rafs/index.js';
 
 let dir: string;
 let srcReg: DockerRegistryHandle;
@@ -76,8 +80,27 @@ test('ferry convert: docker-registry → docker-registry with upstream media typ
   assert.equal(cfg.rootfs.diff_ids.length, 4);
   assert.deepEqual(cfg.rootfs.diff_ids.slice(0, 3), man.layers.slice(0, 3).map((l) => l.digest));
   assert.deepEqual(cfg.config?.Cmd, ['/srv/app/run.sh']);
-  const bootstrap = await unpackBootstrapLayer(await c.getBlobBuffer(dstReg.host, 'library/app', boot.digest));
+  const bootLayer = await c.getBlobBuffer(dstReg.host, 'library/app', boot.digest);
+  const bootstrap = await unpackBootstrapLayer(bootLayer);
   assert.equal(bootstrap.readUInt32LE(1024), 0xe0f5e1e2, 'EROFS superblock magic');
+  // image/<blob id>.blob.meta per blob, in nydusd's cache form (CI table padded to 4 KiB + header)
+  const files = new Map<string, Buffer>();
+  const ex = tarStream.extract();
+  Readable.from([gunzipSync(bootLayer)]).pipe(ex);
+  for await (const e of ex) {
+    const parts: Buffer[] = [];
+    for await (const x of e) parts.push(x as Buffer);
+    files.set(e.header.name, Buffer.concat(parts));
+  }
+  for (const b of openBootstrap(bootstrap).blobs) {
+    const meta = files.get(`image/${b.blobId}.blob.meta`);
+    assert.ok(meta, `image/${b.blobId}.blob.meta in ${[...files.keys()].join(', ')}`);
+    const padded = Math.ceil(b.ciUncompressedSize / 4096) * 4096;
+    assert.equal(meta.length, padded + 4096);
+    const h = decodeBlobMetaHeader(meta, padded);
+    assert.equal(h.ciEntries, b.chunkCount);
+    assert.equal(decodeCiTable(meta.subarray(0, b.ciUncompressedSize), h.ciEntries, h.features).length, b.chunkCount);
+  }
 
   // ferry check: the Nydus tree equals the source layers applied with OCI semantics
   const chk = await ferry(['check', '--source', `${srcReg.host}/library/app:v1`, '--target', `${dstReg.host}/library/app:v1-nydus`]);
