@@ -310,11 +310,11 @@ export class DistributionApi {
     }
   }
 
-  /** Parses Content-Range of a chunk ("a-b", or "bytes a-b/total"). */
+  /** Parses Content-Range of a chunk ("a-b", "bytes a-b/total", or the "bytes=a-b" some clients send). */
   #contentRange(req: IncomingMessage): { start: number; end: number } | undefined {
     const h = req.headers['content-range'];
     if (h === undefined) return undefined;
-    const m = /^(?:bytes )?(\d+)-(\d+)(?:\/(?:\d+|\*))?$/.exec(h.trim());
+    const m = /^(?:bytes[ =])?(\d+)-(\d+)(?:\/(?:\d+|\*))?$/.exec(h.trim());
     if (!m) throw new OciError('BLOB_UPLOAD_INVALID', `invalid Content-Range ${JSON.stringify(h)}`, { status: 416 });
     const start = Number(m[1]);
     const end = Number(m[2]);

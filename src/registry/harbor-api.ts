@@ -216,7 +216,7 @@ export class HarborApi {
               digest: m.digest, manifest_media_type: m.mediaType, media_type: m.artifactType ?? '', size: m.size,
               push_time: iso(m.createdAt), repository_name: repoName, project_id: project.id,
               tags: tags.map((t) => ({ name: t, repository_id: 0, push_time: iso(m.createdAt) })),
-              annotations: m.annotations ?? {}, type: m.mediaType.includes('index') || m.mediaType.includes('list') ? 'IMAGE' : 'IMAGE',
+              annotations: m.annotations ?? {}, type: 'IMAGE',
               ...(m.subject ? { subject: m.subject } : {}),
             });
           }
