@@ -157,6 +157,22 @@ describe('p2p on loopback', () => {
     }
   });
 
+  test('blob-digest task ids: the same layer from two registries is one task', async () => {
+    const other = await startOrigin();
+    const c = await cluster(2, { seed: false, peerConfig: { download: { directBelow: 0, taskIdBasedBlobDigest: true } } });
+    try {
+      const data = randomBlob(6 * MiB);
+      const b1 = origin.addBlob('library/dedupe', data);
+      const b2 = other.addBlob('mirror/dedupe', data);
+      assert.equal(taskId({ url: b1.url, blobDigest: true }), taskId({ url: b2.url, blobDigest: true }));
+      assert.equal(sha((await fetchAll(c.peers[0]!.proxyUrl, b1.url)).body), b1.digest);
+      const before = other.blobBytes();
+      assert.equal(sha((await fetchAll(c.peers[1]!.proxyUrl, b2.url)).body), b2.digest);
+      assert.equal(other.blobBytes() - before, 0, 'the second registry served no blob bytes');
+      assert.ok(await metricValue(c.peers[1]!.metrics, 'ferry_peer_download_traffic_bytes_total', { type: 'REMOTE_PEER' }) >= data.length);
+    } finally { await c.close(); await other.close(); }
+  });
+
   test('scheduler down: the peer falls back to the origin', async () => {
     const dead = createServer();
     await new Promise<void>((r) => dead.listen(0, '127.0.0.1', () => r()));
