@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { FerryError } from '../core/index.js';
 import { getCodec, COMPRESSOR_CODES, type Codec, type CompressorName } from '../format/compress/index.js';
 import {
-  encodeCiTable, encodeBlobMetaHeader, blobMetaCacheFile, encodeDigestArray, FERRY_BLOB_FEATURES, BLOB_META_HEADER_SIZE, type CiEntry,
+  encodeCiTable, encodeBlobMetaHeader, blobMetaCacheFile, BlobFeature, encodeDigestArray, FERRY_BLOB_FEATURES, BLOB_META_HEADER_SIZE, type CiEntry,
   encodeTarHeader, encodeToc, tocEntryFor, BlobSection, TocFlag, TAR_BLOCK,
 } from '../format/rafs/index.js';
 import { chunkDigest } from './digest.js';
@@ -242,9 +242,11 @@ export class BlobWriter {
 
   /**
    * Completes the blob and moves it to `<blobDir>/<blobId>`; returns null (and writes nothing)
-   * when no chunk was stored in it.
+   * when no chunk was stored in it. With `inlineBootstrap` (upstream's `--blob-inline-meta`), the
+   * bootstrap it returns — built while `desc` carries the placeholder id `x`×64 and the blob size
+   * before the bootstrap, as upstream does — is stored zstd-compressed as the `image.boot` section.
    */
-  async finish(blobDir: string): Promise<{ desc: BlobDesc; blobPath: string; blobSize: number; blobMeta: Buffer } | null> {
+  async finish(blobDir: string, inlineBootstrap?: () => Buffer): Promise<{ desc: BlobDesc; blobPath: string; blobSize: number; blobMeta: Buffer } | null> {
     if (this.finished) throw new FerryError('FAILED_PRECONDITION', 'blob writer already finished');
     this.finished = true;
     if (!this.hasData) {
@@ -252,6 +254,8 @@ export class BlobWriter {
       return null;
     }
     await this.settle(0);
+    const features = (FERRY_BLOB_FEATURES | (inlineBootstrap ? BlobFeature.INLINED_FS_META : 0)) >>> 0;
+    this.desc.features = features;
     const dataSize = this.dataSize;
     const dataHeader = encodeTarHeader(BlobSection.DATA, dataSize);
     await this.write(dataHeader);
@@ -270,7 +274,7 @@ export class BlobWriter {
     }
     const ciOffset = this.written;
     const header = encodeBlobMetaHeader({
-      features: FERRY_BLOB_FEATURES, ciCompressor, ciEntries: this.ci.length, ciOffset,
+      features, ciCompressor, ciEntries: this.ci.length, ciOffset,
       ciCompressedSize: ciStored.length, ciUncompressedSize: ciRaw.length, ctxOffset: 0, ctxSize: 0, ctxCount: 0,
     });
     await this.write(ciStored);
@@ -280,12 +284,26 @@ export class BlobWriter {
     const digestArray = encodeDigestArray(this.digests);
     await this.write(digestArray);
     await this.write(encodeTarHeader(BlobSection.DIGEST, digestArray.length));
-    const toc = encodeToc([
+    const entries = [
       tocEntryFor(BlobSection.DATA, Buffer.alloc(0), 0, TocFlag.NONE, this.uncompressedEnd, dataDigest),
       tocEntryFor(BlobSection.META, ciStored, ciOffset, ciCompressor === 0 ? TocFlag.NONE : TocFlag.ZSTD, ciRaw.length, createHash('sha256').update(ciRaw).digest()),
       tocEntryFor(BlobSection.META_HEADER, header, ciOffset + ciStored.length),
       tocEntryFor(BlobSection.DIGEST, digestArray, digestOffset),
-    ]);
+    ];
+    if (inlineBootstrap) {
+      const bootOffset = this.dataSize;
+      Object.assign(this.desc, {
+        blobId: 'x'.repeat(64), chunkCount: this.ci.length, compressedSize: bootOffset, uncompressedSize: this.uncompressedEnd,
+        ciCompressor, ciOffset, ciCompressedSize: ciStored.length, ciUncompressedSize: ciRaw.length,
+      } satisfies Partial<BlobDesc>);
+      const boot = inlineBootstrap();
+      const z = getCodec('zstd').compress(boot);
+      const payload = z ?? boot;
+      await this.write(payload);
+      await this.write(encodeTarHeader(BlobSection.BOOTSTRAP, payload.length));
+      entries.push(tocEntryFor(BlobSection.BOOTSTRAP, payload, bootOffset, z ? TocFlag.ZSTD : TocFlag.NONE, boot.length, createHash('sha256').update(boot).digest()));
+    }
+    const toc = encodeToc(entries);
     // the image.blob entry's compressed size is the data length, not the empty placeholder
     toc.writeBigUInt64LE(BigInt(dataSize), 64);
     const tocHeader = encodeTarHeader(BlobSection.TOC, toc.length);

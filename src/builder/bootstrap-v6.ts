@@ -39,6 +39,8 @@ export interface BootstrapOptions {
   blobs?: BlobDesc[];
   /** inodes whose nids form the prefetch table, in order */
   prefetch?: Inode[];
+  /** keep INLINED_FS_META in blob entries (the bootstrap embedded in its own blob); cleared otherwise */
+  keepInlineMeta?: boolean;
 }
 
 interface Placed {
@@ -115,7 +117,7 @@ export function writeBootstrapV6(root: Inode, opts: BootstrapOptions): Buffer {
     if (b.chunkSize !== opts.chunkSize) {
       throw new FerryError('INVALID_ARGUMENT', `blob ${b.blobId}: chunk size 0x${b.chunkSize.toString(16)} differs from the image chunk size 0x${opts.chunkSize.toString(16)}`);
     }
-    if (!/^[0-9a-f]{64}$/.test(b.blobId)) throw new FerryError('INVALID_ARGUMENT', `blob id ${JSON.stringify(b.blobId)} is not 64 hex digits`);
+    if (!/^[0-9a-f]{64}$/.test(b.blobId) && !(opts.keepInlineMeta && b.blobId === 'x'.repeat(64))) throw new FerryError('INVALID_ARGUMENT', `blob id ${JSON.stringify(b.blobId)} is not 64 hex digits`);
   }
   const chunkFormat = encodeErofsChunkFormat(opts.chunkSize);
   const N = blobs.length;
@@ -311,7 +313,7 @@ export function writeBootstrapV6(root: Inode, opts: BootstrapOptions): Buffer {
     mapped = alignUp(mapped + b.uncompressedSize, 0x80000);
     writeRafsV6BlobEntry(out, blobTableOffset + i * RAFS_V6_BLOB_ENTRY_SIZE, rafsV6BlobEntry({
       blobId: b.blobId, blobIndex: i, chunkSize: b.chunkSize, chunkCount: b.chunkCount, compressionAlgo: COMPRESSOR_CODES[b.compressor],
-      digestAlgo: DIGESTER_CODES[b.digester], features: b.features & ~BlobFeatures.INLINED_FS_META, compressedSize: b.compressedSize,
+      digestAlgo: DIGESTER_CODES[b.digester], features: (opts.keepInlineMeta ? b.features : b.features & ~BlobFeatures.INLINED_FS_META) >>> 0, compressedSize: b.compressedSize,
       uncompressedSize: b.uncompressedSize, blobTocSize: b.tocSize, ciCompressor: b.ciCompressor, ciOffset: b.ciOffset,
       ciCompressedSize: b.ciCompressedSize, ciUncompressedSize: b.ciUncompressedSize, blobTocDigest: b.tocDigest,
       blobMetaDigest: b.metaDigest ?? Buffer.alloc(32), blobMetaSize: b.metaSize ?? 0,

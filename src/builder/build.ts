@@ -32,6 +32,12 @@ export interface BuildLayerOptions {
   /** the bootstrap of the lower layers: the result is that tree with this layer applied */
   parentBootstrap?: Buffer;
   prefetchPatterns?: string[];
+  /**
+   * also store the layer bootstrap inside the blob (`image.boot` section, zstd), as upstream's
+   * converter does with `--blob-inline-meta`; its own blob appears with the placeholder id `x`×64
+   * (v6 only)
+   */
+  inlineBootstrap?: boolean;
   /** compression worker threads (default 0 = compress on the calling thread; output is identical) */
   threads?: number;
   /** called with the number of uncompressed bytes consumed, as they are */
@@ -97,23 +103,32 @@ export async function buildLayer(opts: BuildLayerOptions): Promise<BuildLayerRes
     indexChunks(dict.root, known);
   }
   const writer = new BlobWriter({ workDir: opts.workDir ?? opts.blobDir, compressor, digester, chunkSize, known, ...(opts.threads !== undefined ? { threads: opts.threads } : {}) });
+  if (opts.inlineBootstrap && fsVersion !== 6) throw new FerryError('INVALID_ARGUMENT', 'an inline bootstrap needs RAFS v6');
   let layer: Inode;
+  let tree: Inode | undefined;
+  let prefetch: Inode[] = [];
   let fin: Awaited<ReturnType<BlobWriter['finish']>>;
+  const blobs: BlobDesc[] = parent ? [...parent.blobs] : [];
+  const bootOpts = (): BootstrapOptions => ({ chunkSize, compressor, digester, blobs: [...blobs, writer.desc], prefetch });
   try {
     const src = { writer, chunkSize, onBytes: opts.onProgress };
     layer = 'dir' in opts.source && typeof opts.source.dir === 'string'
       ? await treeFromDir(opts.source.dir, { ...src, prefetchPatterns: opts.prefetchPatterns })
       : await (await import('./source-tar.js')).treeFromTar(opts.source as Readable, src);
-    fin = await writer.finish(opts.blobDir);
+    tree = parent ? applyLayer(parent.root, layer) : layer;
+    prefetch = resolvePrefetch(tree, opts.prefetchPatterns);
+    const t = tree;
+    fin = await writer.finish(opts.blobDir, opts.inlineBootstrap ? () => {
+      writer.fixRefs(layer);
+      return writeBootstrapV6(t, { ...bootOpts(), keepInlineMeta: true });
+    } : undefined);
     writer.fixRefs(layer);
   } catch (err) {
     await writer.abort();
     throw err;
   }
-  const blobs: BlobDesc[] = parent ? [...parent.blobs] : [];
   if (fin) blobs.push(fin.desc);
-  const tree = parent ? applyLayer(parent.root, layer) : layer;
-  const bootstrap = writeBootstrap(fsVersion, tree, { chunkSize, compressor, digester, blobs, prefetch: resolvePrefetch(tree, opts.prefetchPatterns) });
+  const bootstrap = writeBootstrap(fsVersion, tree, { chunkSize, compressor, digester, blobs, prefetch });
   return {
     bootstrap,
     blobId: fin?.desc.blobId ?? '',

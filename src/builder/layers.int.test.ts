@@ -348,3 +348,36 @@ test('layers: an upstream nydus 2.2 bootstrap works as chunk dictionary and as a
   applyOciLayer(d, ref);
   await assertImage(merged, blobDir, ref, 'upstream + ferry');
 });
+
+test('layers: --blob-inline-meta stores the layer bootstrap in the blob (image.boot), usable through merge', async () => {
+  const { walkReverseTar, decodeToc } = await import('../format/rafs/index.js');
+  const { getCodec } = await import('../format/compress/index.js');
+  const { createHash } = await import('node:crypto');
+  const d = join(work, 'inline');
+  mkdirSync(join(d, 'etc'), { recursive: true });
+  writeFileSync(join(d, 'etc/motd'), 'inline meta\n');
+  writeFileSync(join(d, 'big'), randomBytes(300000));
+  utimesSync(join(d, 'etc'), 1_700_000_000, 1_700_000_000);
+  const blobDir = join(work, 'inline-blobs');
+  const r = await buildLayer({ source: createReadStream(tarDir(d, join(work, 'inline.tar'))), blobDir, compressor: 'zstd', inlineBootstrap: true });
+  const blob = readFileSync(r.blobPath);
+  assert.equal(createHash('sha256').update(blob).digest('hex'), r.blobId, 'blob id = sha256 of the whole blob');
+  const secs = walkReverseTar((o, l) => blob.subarray(o, o + l), blob.length);
+  assert.deepEqual(secs.map((x) => x.name), ['rafs.blob.toc', 'image.boot', 'blob.digest', 'blob.meta', 'image.blob']);
+  const toc = decodeToc(blob.subarray(secs[0]!.offset, secs[0]!.offset + secs[0]!.size));
+  const e = toc.find((x) => x.name === 'image.boot')!;
+  const raw = blob.subarray(e.compressedOffset, e.compressedOffset + e.compressedSize);
+  const embedded = e.flags === 0x2 ? getCodec('zstd').decompress(raw, e.uncompressedSize) : raw;
+  assert.deepEqual(createHash('sha256').update(embedded).digest(), e.digest);
+  const eb = openBootstrap(embedded);
+  assert.equal(eb.blobs[0]!.blobId, 'x'.repeat(64), 'upstream placeholder id in the embedded bootstrap');
+  assert.equal(eb.blobs[0]!.features, 0x70000023);
+  assert.equal(eb.blobs[0]!.compressedSize, e.compressedOffset, 'compressed size = blob length before the bootstrap');
+  assert.equal(openBootstrap(r.bootstrap).blobs[0]!.features, 0x70000021, 'the returned bootstrap clears INLINED_FS_META');
+  // the embedded bootstrap merges once its blob id is supplied (nydusify names it by the layer digest)
+  const merged = mergeBootstraps([embedded], { blobIds: [[r.blobId]] });
+  const ref = join(work, 'inline-ref');
+  mkdirSync(ref);
+  applyOciLayer(d, ref);
+  await assertImage(merged, blobDir, ref, 'inline meta');
+});

@@ -40,6 +40,7 @@ export async function run(argv: string[]): Promise<number> {
     .option('--parent-bootstrap <file>', 'bootstrap of the lower layers; the output is the merged tree')
     .option('--prefetch-patterns <file>', 'file with one path or glob per line ("-" = stdin)')
     .option('--work-dir <dir>', 'where the blob is assembled (default: the blob dir)')
+    .option('--blob-inline-meta', 'also store the bootstrap inside the blob (image.boot section), as nydusify does')
     .option('--threads <n>', 'compression worker threads (0 = on the main thread)', parseNumber, 0)
     .option('-J, --output-json <file>', 'write the result as JSON')
     .option('--no-progress', 'no progress bar even on a terminal')
@@ -53,7 +54,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const o = cmd.opts<{
     bootstrap: string; blobDir: string; fsVersion: number; compressor: string; chunkSize: number; digester: string;
-    chunkDict?: string; parentBootstrap?: string; prefetchPatterns?: string; workDir?: string; outputJson?: string; progress: boolean; threads: number;
+    chunkDict?: string; parentBootstrap?: string; prefetchPatterns?: string; workDir?: string; outputJson?: string; progress: boolean; threads: number; blobInlineMeta?: boolean;
   }>();
   const source = cmd.args[0]!;
   let bar: cliProgress.SingleBar | undefined;
@@ -97,6 +98,7 @@ export async function run(argv: string[]): Promise<number> {
       blobDir: o.blobDir,
       ...(o.workDir ? { workDir: o.workDir } : {}),
       threads: o.threads,
+      ...(o.blobInlineMeta ? { inlineBootstrap: true } : {}),
       fsVersion: checked.fsVersion,
       compressor: checked.compressor,
       chunkSize: checked.chunkSize,
