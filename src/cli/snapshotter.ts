@@ -12,6 +12,8 @@ import { parse as parseYaml } from 'yaml';
 import { containerdSnippet, parseSnapshotterConfig, type SnapshotterConfig, type SnapshotterConfigInput } from '../config/snapshotter.js';
 import { createLogger, type Logger } from '../observe/index.js';
 import { startSnapshotter, type LazyFs } from '../snapshotter/index.js';
+import { Daemon, DaemonClient } from '../daemon/index.js';
+import type { DaemonConfigInput } from '../config/daemon.js';
 import { untilSignal } from './lifecycle.js';
 
 function loadConfig(file: string | undefined): SnapshotterConfigInput {
@@ -63,13 +65,8 @@ async function openDaemon(cfg: SnapshotterConfig, log: Logger): Promise<LazyFs> 
     ? (parseYaml(readFileSync(cfg.daemon.configFile, 'utf8')) ?? {}) as Record<string, unknown>
     : {};
   if (daemonConfig.amplify_io === undefined) daemonConfig.amplify_io = cfg.daemon.amplifyIo;
-  const daemonModule = '../daemon/index.js'; // typed import once src/daemon has landed
-  const mod = (await import(daemonModule)) as unknown as {
-    Daemon: new (o: { log: Logger; dataDir: string; config?: unknown }) => LazyFs;
-    DaemonClient: new (sock: string) => LazyFs;
-  };
-  if (apiSock) return new mod.DaemonClient(apiSock);
-  return new mod.Daemon({ log, dataDir, config: daemonConfig });
+  if (apiSock) return new DaemonClient(apiSock);
+  return new Daemon({ log, dataDir, config: daemonConfig as DaemonConfigInput });
 }
 
 export async function run(argv: string[]): Promise<number> {

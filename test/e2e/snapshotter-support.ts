@@ -22,7 +22,7 @@ export function ferry(args: string[], opts: { env?: Record<string, string>; time
 }
 
 /** A long-running `ferry …` child (snapshotter, daemon) with its output kept for failure messages. */
-export interface Child { proc: ChildProcess; output(): string; stop(): Promise<void> }
+export interface Child { proc: ChildProcess; output(): string; stop(): Promise<void>; kill(): Promise<void> }
 
 export async function startFerryChild(args: string[], readyFile: string, timeoutMs = 30_000): Promise<Child> {
   const proc = spawn(process.execPath, [FERRY_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -43,6 +43,11 @@ export async function startFerryChild(args: string[], readyFile: string, timeout
   return {
     proc,
     output: () => out,
+    async kill() {
+      if (exited) return;
+      proc.kill('SIGKILL');
+      await exit;
+    },
     async stop() {
       if (exited) return;
       proc.kill('SIGTERM');

@@ -1,0 +1,146 @@
+/**
+ * Lazy pull end to end, with everything real: a debootstrap-based two-layer image pushed to
+ * `ferry registry`, converted by `ferry convert`, pulled with `ferry pull` into a private
+ * containerd through the ferry snapshotter (in-process daemon), and run with
+ * `ctr run --snapshotter ferry`. The registry's byte counter shows how little of the image was
+ * read. The ordinary OCI image runs through the same snapshotter (overlay fallback). Two
+ * containers of the image share one lazy mount and do not see each other's writes.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm, writeFile, chmod } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { requirePrereqs } from '../support/prereq.js';
+import { buildOciImage, debootstrapRootfs, exec, pushImage, startContainerd, whiteout, type Containerd } from '../../src/bench/env/index.js';
+import { startRegistry, type RegistryHandle } from '../../src/registry/index.js';
+import { metricValue, createLogger } from '../../src/observe/index.js';
+import { parseSnapshotterConfig } from '../../src/config/snapshotter.js';
+import { startSnapshotter, type SnapshotterHandle } from '../../src/snapshotter/index.js';
+import { Daemon } from '../../src/daemon/index.js';
+import { ferry } from './snapshotter-support.js';
+
+const PW = 'pw-lazy-e2e';
+let dir: string;
+let reg: RegistryHandle;
+let snap: SnapshotterHandle;
+let cd: Containerd;
+let ociRef: string;
+let nydusRef: string;
+let nydusBlobBytes = 0;
+
+const served = (): Promise<number> => metricValue(reg.metrics, 'ferry_registry_blob_bytes_served_total');
+
+before(async () => {
+  requirePrereqs({ root: true, commands: ['containerd', 'ctr', 'runc', 'skopeo', 'debootstrap', 'fusermount3'], devices: ['/dev/fuse'] });
+  dir = await mkdtemp(join(tmpdir(), 'ferry-lazy-'));
+  reg = await startRegistry({ listen: '127.0.0.1:0', dataDir: join(dir, 'reg'), adminPassword: PW });
+  const base = await debootstrapRootfs({});
+  const app = join(dir, 'app');
+  await mkdir(join(app, 'srv/app'), { recursive: true });
+  await writeFile(join(app, 'srv/app/message.txt'), 'hello from a lazily loaded layer\n');
+  await writeFile(join(app, 'srv/app/run.sh'), '#!/bin/bash\necho "script ran in bash $BASH_VERSINFO"\n');
+  await chmod(join(app, 'srv/app/run.sh'), 0o755);
+  await mkdir(join(app, 'etc'), { recursive: true });
+  await whiteout(app, 'etc/motd');
+  const img = await buildOciImage({ layers: [base, app], outDir: join(dir, 'oci'), config: { Cmd: ['/srv/app/run.sh'] } });
+  ociRef = `${reg.host}/library/deb:v1`;
+  nydusRef = `${reg.host}/library/deb:v1-nydus`;
+  await pushImage(img.layoutDir, ociRef, { creds: `admin:${PW}` });
+  const conv = await ferry(['convert', '--source', ociRef, '--target', nydusRef, '--source-creds', `admin:${PW}`, '--target-creds', `admin:${PW}`]);
+  assert.equal(conv.code, 0, conv.stderr);
+  const res = JSON.parse(conv.stdout) as { targetSize: number };
+  nydusBlobBytes = res.targetSize;
+
+  const log = createLogger({ name: 'lazy-e2e', level: process.env.FERRY_TEST_LOG ?? 'silent' });
+  const config = parseSnapshotterConfig({ address: join(dir, 'snap.sock'), root: join(dir, 'snaproot') });
+  snap = await startSnapshotter({ config, log, lazyFs: new Daemon({ log, dataDir: join(dir, 'daemon'), config: { amplify_io: config.daemon.amplifyIo } }) });
+  cd = await startContainerd({ dir: join(dir, 'cd'), snapshotters: { ferry: snap.address } });
+});
+
+after(async () => {
+  await cd?.stop();
+  await snap?.close();
+  await reg?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+test('ferry pull of the Nydus image downloads no layer; ctr run reads a file and runs binaries; small fraction fetched', async () => {
+  const before0 = await served();
+  const pull = await ferry(['pull', '--address', cd.address, '--namespace', cd.namespace, '--plain-http', '--json', nydusRef]);
+  assert.equal(pull.code, 0, pull.stderr);
+  const res = JSON.parse(pull.stdout) as { layers: Array<{ how: string }> };
+  assert.deepEqual(res.layers.map((l) => l.how), ['remote', 'remote', 'remote']); // 2 blob layers + bootstrap
+  // containerd sees the committed remote snapshots
+  const sn = await cd.ctr(['snapshots', '--snapshotter', 'ferry', 'ls']);
+  assert.equal(sn.stdout.trim().split('\n').length, 4, sn.stdout);
+
+  const run = await cd.ctr(['run', '--rm', '--snapshotter', 'ferry', nydusRef, 'lazy-1', '/bin/bash', '-c',
+    'cat /srv/app/message.txt; /srv/app/run.sh; test -e /etc/motd && echo LEAK || echo whiteout-ok; dpkg-query -W -f \'${Package}\\n\' dpkg']);
+  assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
+  assert.equal(run.stdout, 'hello from a lazily loaded layer\nscript ran in bash 5\nwhiteout-ok\ndpkg\n');
+  const fetched = (await served()) - before0;
+  const fraction = fetched / nydusBlobBytes;
+  process.stdout.write(`# lazy run: registry served ${fetched} of ${nydusBlobBytes} image bytes (${(fraction * 100).toFixed(1)} %)\n`);
+  assert.ok(fraction < 0.35, `registry served ${(fraction * 100).toFixed(1)} % of the image`);
+  assert.equal((await snap.lazy!.mounts()).length, 1);
+});
+
+test('two containers share one lazy mount; writes stay in each container', async () => {
+  for (const id of ['share-a', 'share-b']) {
+    const r = await cd.ctr(['run', '-d', '--snapshotter', 'ferry', nydusRef, id, '/bin/sleep', '120']);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  try {
+    const w = await cd.ctr(['tasks', 'exec', '--exec-id', 'w1', 'share-a', '/bin/sh', '-c', 'echo changed-by-a > /srv/app/message.txt; echo new > /new-in-a']);
+    assert.equal(w.code, 0, w.stderr);
+    const ra = await cd.ctr(['tasks', 'exec', '--exec-id', 'r1', 'share-a', '/bin/cat', '/srv/app/message.txt']);
+    assert.equal(ra.stdout, 'changed-by-a\n');
+    const rb = await cd.ctr(['tasks', 'exec', '--exec-id', 'r2', 'share-b', '/bin/sh', '-c', 'cat /srv/app/message.txt; test -e /new-in-a && echo LEAK || echo isolated']);
+    assert.equal(rb.stdout, 'hello from a lazily loaded layer\nisolated\n');
+    const mounts = await snap.lazy!.mounts();
+    assert.equal(mounts.length, 1, 'one lazy mount for both containers');
+    const lowers = await Promise.all(['share-a', 'share-b'].map(async (id) => {
+      const info = snap.snapshotter.list([]).find((i) => i.kind === 'ACTIVE' && i.name.endsWith(`/${id}`));
+      assert.ok(info, `active snapshot of ${id}`);
+      return (await snap.snapshotter.mounts(info.name))[0]!.options.find((o) => o.startsWith('lowerdir='));
+    }));
+    assert.equal(lowers[0], lowers[1]);
+    assert.equal(lowers[0], `lowerdir=${mounts[0]!.mountpoint}`);
+  } finally {
+    for (const id of ['share-a', 'share-b']) {
+      await cd.ctr(['tasks', 'kill', '-s', 'SIGKILL', id]);
+      for (let i = 0; i < 50 && (await cd.ctr(['tasks', 'delete', id])).code !== 0; i++) await new Promise((r) => setTimeout(r, 100));
+      await cd.ctr(['containers', 'delete', id]);
+    }
+  }
+});
+
+test('the ordinary OCI image of the same content runs through the ferry snapshotter (overlay fallback)', async () => {
+  const pull = await ferry(['pull', '--address', cd.address, '--namespace', cd.namespace, '--plain-http', '--json', ociRef]);
+  assert.equal(pull.code, 0, pull.stderr);
+  assert.deepEqual((JSON.parse(pull.stdout) as { layers: Array<{ how: string }> }).layers.map((l) => l.how), ['applied', 'applied']);
+  const run = await cd.ctr(['run', '--rm', '--snapshotter', 'ferry', ociRef, 'oci-1', '/bin/bash', '-c', 'cat /srv/app/message.txt; /srv/app/run.sh']);
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal(run.stdout, 'hello from a lazily loaded layer\nscript ran in bash 5\n');
+});
+
+test('removing the Nydus image unmounts and deletes the lazy image', async () => {
+  const rmi = await cd.ctr(['images', 'rm', '--sync', nydusRef]);
+  assert.equal(rmi.code, 0, rmi.stderr);
+  assert.equal(snap.snapshotter.list([]).filter((i) => i.labels['containerd.io/snapshot/remote']).length, 0);
+  assert.equal((await snap.lazy!.mounts()).length, 0);
+});
+
+test('ctr-remote images rpull --snapshotter ferry pulls the Nydus image lazily (stargz label family)', async () => {
+  requirePrereqs({ commands: ['ctr-remote'] });
+  const before0 = await served();
+  const r = await exec('ctr-remote', ['--address', cd.address, '-n', cd.namespace, 'images', 'rpull', '--plain-http', '--snapshotter', 'ferry', nydusRef]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(snap.snapshotter.list([]).filter((i) => i.labels['containerd.io/snapshot/remote']).length, 3);
+  const run = await cd.ctr(['run', '--rm', '--snapshotter', 'ferry', nydusRef, 'rpull-1', '/bin/cat', '/srv/app/message.txt']);
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal(run.stdout, 'hello from a lazily loaded layer\n');
+  const fetched = (await served()) - before0;
+  assert.ok(fetched < nydusBlobBytes * 0.35, `registry served ${fetched} of ${nydusBlobBytes}`);
+});

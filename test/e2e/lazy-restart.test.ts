@@ -1,0 +1,149 @@
+/**
+ * Snapshotter restarts with lazy images, with `ferry daemon` and `ferry snapshotter` as separate
+ * processes (the daemon reached through its API socket): a running container keeps running and
+ * keeps reading not-yet-fetched files while the snapshotter is down; after the restart the
+ * snapshotter re-attaches to the daemon's mount and new containers start. Then the in-process
+ * daemon variant: killing the snapshotter (kill -9) leaves dead mounts behind; starting it again
+ * detaches them and restores the mounts of the existing snapshots, so new containers start
+ * without another pull.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { requirePrereqs } from '../support/prereq.js';
+import { busyboxRootfs, buildOciImage, pushImage, startContainerd, type Containerd } from '../../src/bench/env/index.js';
+import { startRegistry, type RegistryHandle } from '../../src/registry/index.js';
+import { ferry, startFerryChild, type Child } from './snapshotter-support.js';
+
+const PW = 'pw-restart-e2e';
+let dir: string;
+let reg: RegistryHandle;
+let ref: string;
+const children: Child[] = [];
+const containerds: Containerd[] = [];
+
+function bytes(n: number, seed: string): Buffer {
+  const out = Buffer.alloc(n);
+  let block = createHash('sha256').update(seed).digest();
+  for (let off = 0; off < n; off += 32) {
+    block.copy(out, off);
+    block = createHash('sha256').update(block).digest();
+  }
+  return out;
+}
+
+before(async () => {
+  requirePrereqs({ root: true, commands: ['containerd', 'ctr', 'runc', 'skopeo', 'busybox', 'fusermount3'], devices: ['/dev/fuse'] });
+  dir = await mkdtemp(join(tmpdir(), 'ferry-lrs-'));
+  reg = await startRegistry({ listen: '127.0.0.1:0', dataDir: join(dir, 'reg'), adminPassword: PW });
+  const l0 = await busyboxRootfs(join(dir, 'l0'));
+  const l1 = join(dir, 'l1');
+  await mkdir(join(l1, 'data'), { recursive: true });
+  await writeFile(join(l1, 'data/first.txt'), 'read before the restart\n');
+  const big = bytes(6 * 1024 * 1024, 'restart');
+  await writeFile(join(l1, 'data/later.bin'), big);
+  await writeFile(join(l1, 'data/later.sha256'), `${createHash('sha256').update(big).digest('hex')}  /data/later.bin\n`);
+  const img = await buildOciImage({ layers: [l0, l1], outDir: join(dir, 'oci') });
+  const src = `${reg.host}/library/rs:v1`;
+  ref = `${reg.host}/library/rs:v1-nydus`;
+  await pushImage(img.layoutDir, src, { creds: `admin:${PW}` });
+  const conv = await ferry(['convert', '--source', src, '--target', ref, '--source-creds', `admin:${PW}`, '--target-creds', `admin:${PW}`]);
+  assert.equal(conv.code, 0, conv.stderr);
+});
+
+after(async () => {
+  for (const c of containerds) await c.stop();
+  for (const c of children.reverse()) await c.stop();
+  await reg?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+/** containerd redials a restarted proxy snapshotter with backoff (capped at a few seconds): wait for it. */
+async function reconnected(cd: Containerd): Promise<void> {
+  let last = '';
+  for (let i = 0; i < 100; i++) {
+    const r = await cd.ctr(['snapshots', '--snapshotter', 'ferry', 'ls']);
+    if (r.code === 0) return;
+    last = r.stderr;
+    await new Promise((res) => setTimeout(res, 200));
+  }
+  throw new Error(`containerd did not reconnect to the snapshotter: ${last}`);
+}
+
+async function killTask(cd: Containerd, id: string): Promise<void> {
+  await cd.ctr(['tasks', 'kill', '-s', 'SIGKILL', id]);
+  for (let i = 0; i < 50 && (await cd.ctr(['tasks', 'delete', id])).code !== 0; i++) await new Promise((r) => setTimeout(r, 100));
+  await cd.ctr(['containers', 'delete', id]);
+}
+
+test('separate daemon: a running container survives a snapshotter restart; new containers start after it', async () => {
+  const d = join(dir, 'sep');
+  await mkdir(d, { recursive: true });
+  const apisock = join(d, 'daemon.sock');
+  const daemon = await startFerryChild(['daemon', '--apisock', apisock, '--data-dir', join(d, 'daemon')], apisock);
+  children.push(daemon);
+  const sock = join(d, 'snap.sock');
+  const snapArgs = ['snapshotter', '--address', sock, '--root', join(d, 'root'), '--daemon-apisock', apisock];
+  let snap = await startFerryChild(snapArgs, sock);
+  children.push(snap);
+  const cd = await startContainerd({ dir: join(d, 'cd'), snapshotters: { ferry: sock } });
+  containerds.push(cd);
+
+  const pull = await ferry(['pull', '--address', cd.address, '--namespace', cd.namespace, '--plain-http', '--json', ref]);
+  assert.equal(pull.code, 0, pull.stderr);
+  assert.ok((JSON.parse(pull.stdout) as { layers: Array<{ how: string }> }).layers.every((l) => l.how === 'remote'));
+  const start = await cd.ctr(['run', '-d', '--snapshotter', 'ferry', ref, 'keep', '/bin/sleep', '300']);
+  assert.equal(start.code, 0, start.stderr);
+  try {
+    const r1 = await cd.ctr(['tasks', 'exec', '--exec-id', 'e1', 'keep', '/bin/cat', '/data/first.txt']);
+    assert.equal(r1.stdout, 'read before the restart\n');
+
+    await snap.stop();
+    // snapshotter down: the container still reads data it never read before (fetched by the daemon now)
+    const r2 = await cd.ctr(['tasks', 'exec', '--exec-id', 'e2', 'keep', '/usr/bin/sha256sum', '-c', '/data/later.sha256']);
+    assert.equal(r2.code, 0, `${r2.stdout}${r2.stderr}`);
+    assert.match(r2.stdout, /OK/);
+
+    snap = await startFerryChild(snapArgs, sock);
+    children.push(snap);
+    await reconnected(cd);
+    const run = await cd.ctr(['run', '--rm', '--snapshotter', 'ferry', ref, 'after-restart', '/bin/cat', '/data/first.txt']);
+    assert.equal(run.code, 0, `${run.stderr}\n${snap.output().slice(-2000)}`);
+    assert.equal(run.stdout, 'read before the restart\n');
+    const r3 = await cd.ctr(['tasks', 'exec', '--exec-id', 'e3', 'keep', '/bin/cat', '/data/first.txt']);
+    assert.equal(r3.stdout, 'read before the restart\n');
+  } finally {
+    await killTask(cd, 'keep');
+  }
+  await cd.stop();
+  await snap.stop();
+  await daemon.stop();
+});
+
+test('in-process daemon: after the snapshotter is killed, a new one restores the lazy mount and new containers start', async () => {
+  const d = join(dir, 'inp');
+  await mkdir(d, { recursive: true });
+  const sock = join(d, 'snap.sock');
+  const snapArgs = ['snapshotter', '--address', sock, '--root', join(d, 'root')];
+  let snap = await startFerryChild(snapArgs, sock);
+  children.push(snap);
+  const cd = await startContainerd({ dir: join(d, 'cd'), snapshotters: { ferry: sock } });
+  containerds.push(cd);
+  const pull = await ferry(['pull', '--address', cd.address, '--namespace', cd.namespace, '--plain-http', ref]);
+  assert.equal(pull.code, 0, pull.stderr);
+  const run1 = await cd.ctr(['run', '--rm', '--snapshotter', 'ferry', ref, 'inp-1', '/bin/cat', '/data/first.txt']);
+  assert.equal(run1.code, 0, run1.stderr);
+  await snap.kill(); // leaves a dead FUSE mount behind
+  await rm(sock, { force: true });
+  snap = await startFerryChild(snapArgs, sock);
+  children.push(snap);
+  await reconnected(cd);
+  const run2 = await cd.ctr(['run', '--rm', '--snapshotter', 'ferry', ref, 'inp-2', '/usr/bin/sha256sum', '-c', '/data/later.sha256']);
+  assert.equal(run2.code, 0, `${run2.stdout}${run2.stderr}\n${snap.output().slice(-2000)}`);
+  assert.match(run2.stdout, /OK/);
+  await cd.stop();
+  await snap.stop();
+});
