@@ -29,3 +29,17 @@ it('counts blob body bytes served, including ranges, and serves /metrics', async
     await reg.destroy();
   }
 });
+
+it('runs on the in-memory blob store (the test fake) as well', async () => {
+  const { MemoryBlobStore } = await import('../content/index.js');
+  const reg = await startTestRegistry({ store: new MemoryBlobStore() });
+  try {
+    const data = randomBytes(5000);
+    const digest = await reg.pushBlob('library/mem', data);
+    const r = await reg.req(`/v2/library/mem/blobs/${digest}`, { headers: { range: 'bytes=10-19' } });
+    assert.equal(r.status, 206);
+    assert.deepEqual(Buffer.from(await r.arrayBuffer()), data.subarray(10, 20));
+  } finally {
+    await reg.destroy();
+  }
+});
