@@ -31,7 +31,8 @@ const TYPES: Record<number, NodeType> = {
 /**
  * Loads `buf` into a tree. `registry` shares BlobDesc objects between bootstraps by blob id, so a
  * blob referenced from several layers stays one blob-table entry. `blobIdOverride` replaces the
- * placeholder id of a layer bootstrap built with inline meta (64 × 'x') — one id per blob index.
+ * placeholder id of a layer bootstrap built with inline meta (64 × 'x') — one id per blob index, or
+ * a single id that replaces the placeholder wherever it sits.
  */
 export function loadBootstrap(buf: Buffer, registry = new Map<string, BlobDesc>(), blobIdOverride?: readonly string[]): LoadedBootstrap {
   const bs = openBootstrap(buf);
@@ -46,10 +47,12 @@ export function loadBootstrap(buf: Buffer, registry = new Map<string, BlobDesc>(
     ciCompressor: COMPRESSOR_BY_CODE.indexOf(b.ciCompressor), ciOffset: b.ciOffset, ciCompressedSize: b.ciCompressedSize,
     ciUncompressedSize: b.ciUncompressedSize, blobMetaDigest: Buffer.alloc(32), blobMetaSize: 0,
   }));
+  // a single override names the layer's own blob: the placeholder `x`×64 when there is one
+  const placeholder = entries.findIndex((e) => e.blobId === 'x'.repeat(64));
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i]!;
     let blobId = e.blobId;
-    const over = blobIdOverride?.[i];
+    const over = blobIdOverride?.length === 1 && placeholder >= 0 ? (i === placeholder ? blobIdOverride[0] : undefined) : blobIdOverride?.[i];
     if (over) blobId = over.replace(/^sha256:/, '');
     let desc = registry.get(blobId);
     if (!desc) {
