@@ -256,6 +256,20 @@ describe('projects API', () => {
     assert.equal((await reg.req('/v2/secret/img/manifests/v1', { method: 'HEAD', auth: `Bearer ${t.token}` })).status, 200);
     await reg.req('/api/v2.0/projects/secret', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ metadata: { public: 'false' } }) });
   });
+  it('artifacts and repositories are deleted through the API (admin only)', async () => {
+    const img = makeImage('api-delete');
+    for (const repo of ['library/del/one', 'library/del2']) {
+      await reg.pushBlob(repo, img.config);
+      await reg.pushBlob(repo, img.layer);
+      assert.equal((await reg.putManifest(repo, 'v1', img.manifest, OCI_MANIFEST)).status, 201);
+    }
+    assert.equal((await reg.req('/api/v2.0/projects/library/repositories/del%252Fone/artifacts/v1', { method: 'DELETE', auth: '' })).status, 401);
+    assert.equal((await reg.req('/api/v2.0/projects/library/repositories/del%252Fone/artifacts/v1', { method: 'DELETE' })).status, 200);
+    assert.equal((await reg.req(`/v2/library/del/one/manifests/${img.digest}`, { method: 'HEAD' })).status, 404);
+    assert.equal((await reg.req('/api/v2.0/projects/library/repositories/del2', { method: 'DELETE' })).status, 200);
+    assert.equal((await reg.req('/v2/library/del2/tags/list')).status, 404);
+    assert.equal((await reg.req('/api/v2.0/projects/library/repositories/del2', { method: 'DELETE' })).status, 404);
+  });
   it('repositories and artifacts are listed Harbor-style', async () => {
     const repos = (await (await reg.req('/api/v2.0/projects/library/repositories')).json()) as Array<{ name: string; artifact_count: number }>;
     assert.deepEqual(repos.map((r) => r.name), ['library/pub']);

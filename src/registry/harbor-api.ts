@@ -11,7 +11,7 @@ import { readBody, sendJson } from './http-util.js';
 import { generateSecret, hashSecret, isStrongSecret, type Auth, type Principal } from './auth.js';
 import type { SqliteMetadata } from './metadata/sqlite.js';
 import type { Project, Robot, RobotPermission, WebhookPolicy, WebhookTarget, Delivery } from './metadata/metadata.js';
-import { WEBHOOK_EVENT_TYPES } from './webhooks.js';
+import { WEBHOOK_EVENT_TYPES, type Webhooks } from './webhooks.js';
 import { isValidName } from './names.js';
 
 /** A Harbor API error (its own code vocabulary, not the OCI one). */
@@ -40,9 +40,12 @@ export class HarborApi {
   readonly #auth: Auth;
   readonly #log: Logger;
 
-  constructor(deps: { meta: SqliteMetadata; auth: Auth; log: Logger }) {
+  readonly #webhooks: Webhooks;
+
+  constructor(deps: { meta: SqliteMetadata; auth: Auth; log: Logger; webhooks: Webhooks }) {
     this.#meta = deps.meta;
     this.#auth = deps.auth;
+    this.#webhooks = deps.webhooks;
     this.#log = deps.log.child({ component: 'harbor-api' });
   }
 
@@ -194,6 +197,31 @@ export class HarborApi {
           sendJson(res, 200, {});
           return;
         }
+      }
+      if (s2 === 'repositories' && s3 !== undefined && method === 'DELETE' && (seg.length === 4 || (s4 === 'artifacts' && s5 !== undefined && seg.length === 6))) {
+        // Deleting a repository or an artifact (by digest or tag) removes manifests; gc frees the bytes.
+        this.#requireAdmin(p);
+        const repoName = `${project.name}/${decodeURIComponent(decodeURIComponent(s3))}`;
+        if (!isValidName(repoName)) throw badRequest('invalid repository name');
+        let digests: string[];
+        if (seg.length === 4) {
+          digests = this.#meta.listManifests(repoName).map((m) => m.digest);
+          if (digests.length === 0) throw notFound(`repository ${repoName}`);
+        } else {
+          const ref = decodeURIComponent(s5!);
+          const digest = ref.includes(':') ? ref : await this.#meta.resolveTag(repoName, ref);
+          if (!digest || !(await this.#meta.getManifest(repoName, digest))) throw notFound(`artifact ${repoName}@${ref}`);
+          digests = [digest];
+        }
+        for (const digest of digests) {
+          const tags = await this.#meta.tagsOf(repoName, digest);
+          const ev = this.#webhooks.deliveriesFor({ type: 'DELETE_ARTIFACT', repo: repoName, digest, tag: tags[0] ?? digest, operator: p.name });
+          await this.#meta.deleteManifest(repoName, digest, ev);
+        }
+        this.#webhooks.kick();
+        this.#log.info({ repo: repoName, artifacts: digests.length }, 'artifacts deleted');
+        sendJson(res, 200, {});
+        return;
       }
       if (s2 === 'repositories' && method === 'GET') {
         if (seg.length === 3) {

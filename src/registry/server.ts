@@ -67,7 +67,7 @@ export class RegistryServer {
       meta: deps.meta, store: deps.store, auth: deps.auth, webhooks: deps.webhooks, log: deps.log,
       counters: { blobBytesServed: (n) => served.inc(n), blobBytesReceived: (n) => received.inc(n) },
     }, opts);
-    this.#harbor = new HarborApi({ meta: deps.meta, auth: deps.auth, log: deps.log });
+    this.#harbor = new HarborApi({ meta: deps.meta, auth: deps.auth, log: deps.log, webhooks: deps.webhooks });
     this.server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => {
       void this.#handle(req, res);
     });
