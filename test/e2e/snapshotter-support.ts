@@ -57,3 +57,41 @@ export async function startFerryChild(args: string[], readyFile: string, timeout
     },
   };
 }
+
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { fixture } from '../support/paths.js';
+import { startAccel, type AccelHandle } from '../../src/accel/index.js';
+import type { RegistryHandle } from '../../src/registry/index.js';
+
+/**
+ * `ferry accel` wired to a `ferry registry` as in a Harbor deployment: acceld's example config with
+ * the registry as source (admin credentials), and a PUSH_ARTIFACT webhook policy on `library`
+ * pointing at accel — every push into `library` gets a `<tag>-nydus` image.
+ */
+export async function startAccelFor(reg: RegistryHandle, dir: string, password: string): Promise<AccelHandle> {
+  const cfg = parseYaml(await readFile(fixture('acceld', 'config.yaml.nydus'), 'utf8')) as {
+    provider: { source: Record<string, { auth?: string; insecure?: boolean; webhook?: { auth_header: string } }> };
+    converter: { driver: { config: Record<string, string> } };
+  };
+  const example = Object.values(cfg.provider.source)[0]!;
+  cfg.provider.source = { [reg.host]: { ...example, auth: Buffer.from(`admin:${password}`).toString('base64') } };
+  cfg.converter.driver.config.work_dir = join(dir, 'accel-scratch');
+  const cfgPath = join(dir, 'accel.yaml');
+  await writeFile(cfgPath, stringifyYaml(cfg));
+  const accel = await startAccel({ configPath: cfgPath, listen: '127.0.0.1:0', workDir: join(dir, 'accel') });
+  const res = await fetch(`${reg.url}/api/v2.0/projects/library/webhook/policies`, {
+    method: 'POST',
+    headers: { authorization: `Basic ${Buffer.from(`admin:${password}`).toString('base64')}`, 'content-type': 'application/json' },
+    body: JSON.stringify({
+      name: 'accel', event_types: ['PUSH_ARTIFACT'], enabled: true,
+      targets: [{ type: 'http', address: `${accel.url}/api/v1/conversions`, auth_header: example.webhook?.auth_header ?? '', payload_format: 'Default' }],
+    }),
+  });
+  if (res.status !== 201) {
+    await accel.close();
+    throw new Error(`webhook policy: ${res.status} ${await res.text()}`);
+  }
+  return accel;
+}
