@@ -67,7 +67,6 @@ function extractTar(tar: string, dir: string): void {
 function applyOciLayer(layerDir: string, rootfs: string): void {
   const walk = (rel: string): void => {
     for (const name of readdirSync(join(layerDir, rel))) {
-      const r = rel ? `${rel}/${name}` : name;
       const target = join(rootfs, rel);
       if (name === '.wh..wh..opq') {
         if (existsSync(target)) for (const c of readdirSync(target)) rmSync(join(target, c), { recursive: true, force: true });

@@ -22,7 +22,7 @@ function unescapeName(s: string): string {
   const bytes: number[] = [];
   const raw = Buffer.from(s, 'utf8');
   for (let i = 0; i < raw.length; i++) {
-    if (raw[i] === 0x5c && i + 3 < raw.length + 0 && /^[0-7]{3}$/.test(raw.toString('latin1', i + 1, i + 4))) {
+    if (raw[i] === 0x5c && i + 3 < raw.length && /^[0-7]{3}$/.test(raw.toString('latin1', i + 1, i + 4))) {
       bytes.push(parseInt(raw.toString('latin1', i + 1, i + 4), 8));
       i += 3;
     } else if (raw[i] === 0x5c && raw[i + 1] === 0x5c) {
