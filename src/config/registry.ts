@@ -61,7 +61,7 @@ export const RegistryConfigSchema = z.strictObject({
      * An untagged manifest pushed by digest waits this long before its PUSH_ARTIFACT is sent; if an
      * index referencing it arrives meanwhile, only the index's event is sent.
      */
-    settleDelay: duration.default(3000),
+    settleDelay: duration.default(30_000),
     /** How often the outbox is polled for due deliveries. */
     pollInterval: duration.default(500),
   }).prefault({}),
