@@ -29,8 +29,8 @@ async function fetchAll(proxyUrl: string, url: string, headers: Record<string, s
 
 interface Cluster { scheduler: SchedulerHandle; seed: PeerHandle | undefined; peers: PeerHandle[]; dirs: string[]; close(): Promise<void> }
 
-async function cluster(n: number, opts: { seed?: boolean; peerConfig?: Record<string, unknown>; schedulerUrl?: string } = {}): Promise<Cluster> {
-  const scheduler = await startScheduler({ listen: '127.0.0.1:0', config: { scheduling: { retryInterval: 100 } } });
+async function cluster(n: number, opts: { seed?: boolean; peerConfig?: Record<string, unknown>; schedulerUrl?: string; scheduling?: Record<string, number> } = {}): Promise<Cluster> {
+  const scheduler = await startScheduler({ listen: '127.0.0.1:0', config: { scheduling: { retryInterval: 100, ...(opts.scheduling ?? {}) } } });
   const dirs: string[] = [];
   const mk = async (name: string, seed: boolean): Promise<PeerHandle> => {
     const dir = mkdtempSync(join(tmpdir(), `ferry-p2p-${name}-`));
@@ -60,7 +60,9 @@ describe('p2p on loopback', () => {
   after(async () => { await origin.close(); });
 
   test('4 peers + seed fetch one blob at once: identical bytes, origin serves ~1 copy, pieces flow between peers', async () => {
-    const c = await cluster(4);
+    // Generous back-to-source patience: on a loaded machine the seed may take a while to register
+    // (scheduling loops wake as soon as it does, so this costs nothing when it is quick).
+    const c = await cluster(4, { scheduling: { retryBackToSourceLimit: 100, retryLimit: 120 } });
     try {
       const blob = origin.addBlob('library/big', randomBlob(24 * MiB + 123));
       origin.setRate(40 * MiB);
@@ -394,9 +396,12 @@ describe('p2p on loopback', () => {
       const b1 = origin.addBlob('library/q', randomBlob(6 * MiB));
       const b2 = origin.addBlob('library/q', randomBlob(6 * MiB));
       assert.equal(sha((await fetchAll(c.peers[0]!.proxyUrl, b1.url)).body), b1.digest);
-      await sleep(50);
+      // The download finishes (verify, metadata, report) just after the client has its bytes.
+      const e1 = (): ReturnType<PeerHandle['store']['get']> => c.peers[0]!.store.get(taskId({ url: b1.url }));
+      for (let i = 0; i < 200 && (e1()?.downloading || !e1()?.meta.done); i++) await sleep(20);
       assert.equal(sha((await fetchAll(c.peers[0]!.proxyUrl, b2.url)).body), b2.digest);
-      await sleep(100);
+      for (let i = 0; i < 100 && c.peers[0]!.store.list().length > 1; i++) await sleep(20);
+      await sleep(100); // eviction report reaches the scheduler
       const ids = c.peers[0]!.store.list().map((t) => t.id);
       assert.deepEqual(ids, [taskId({ url: b2.url })]);
       assert.equal(await metricValue(c.peers[0]!.metrics, 'ferry_peer_evicted_task_total'), 1);

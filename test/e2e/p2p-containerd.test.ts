@@ -41,7 +41,7 @@ test('containerd pulls through ferry peer as a hosts.toml mirror; blobs go P2P; 
   const img = await buildOciImage({ layers: [imageDir(work, 6)], outDir: join(work, 'oci') });
   await pushImage(img.layoutDir, `${registry.host}/library/app:v1`, { creds: 'admin:Adm1n-pass-ctd' });
 
-  const scheduler: SchedulerHandle = await startScheduler({ listen: '127.0.0.1:0' });
+  const scheduler: SchedulerHandle = await startScheduler({ listen: '127.0.0.1:0', config: { scheduling: { retryBackToSourceLimit: 60, retryLimit: 80 } } });
   cleanups.push(() => scheduler.close());
   const mk = async (name: string, seed: boolean): Promise<PeerHandle> => {
     const p = await startPeer({ dataDir: join(work, name), schedulers: [scheduler.url], seed, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0',

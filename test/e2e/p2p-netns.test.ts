@@ -60,7 +60,9 @@ test('4 peers in namespaces get one 64 MiB blob at once through a seed; registry
   void img;
   const url = `http://${reg.ip}:5000/v2/library/big/blobs/${blob.digest}`;
 
-  procs.push(await spawnFerry(FERRY_BIN, ['scheduler', '--listen', `${schedNs.ip}:8002`], { netns: schedNs.netns, ready: /listening/ }));
+  // Patient back-to-source (loaded CI machines): loops wake as soon as the seed registers anyway.
+  writeFileSync(join(work, 'scheduler.yaml'), 'scheduling:\n  retryBackToSourceLimit: 60\n  retryLimit: 80\n');
+  procs.push(await spawnFerry(FERRY_BIN, ['scheduler', '--listen', `${schedNs.ip}:8002`, '--config', join(work, 'scheduler.yaml')], { netns: schedNs.netns, ready: /listening/ }));
   const sched = `http://${schedNs.ip}:8002`;
   const peerArgs = (ns: { ip: string }, name: string): string[] => ['peer', '--scheduler', sched, '--data', join(work, name), '--proxy-listen', '127.0.0.1:65001',
     '--upload-listen', `${ns.ip}:65002`, '--hostname', name];

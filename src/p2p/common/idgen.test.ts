@@ -103,7 +103,7 @@ test('token bucket limits throughput', async () => {
   const t0 = Date.now();
   for (let i = 0; i < 8; i++) await b.take(256 * 1024); // 2 MiB at 4 MiB/s, 256 KiB burst
   const ms = Date.now() - t0;
-  assert.ok(ms >= 350 && ms < 2000, `took ${ms} ms`);
+  assert.ok(ms >= 350 && ms < 10_000, `took ${ms} ms`);
   const u = new TokenBucket(0);
   const t1 = Date.now();
   await u.take(1e9);
