@@ -4,7 +4,10 @@
  * side in one run, with 1, 16 and 64 concurrent keep-alive clients on loopback. Both servers run
  * as their own processes; the same load generator drives both, alternating which goes first.
  *
- *   node dist/bench/registry/run.js [--seconds 3] [--size 1MiB] [--concurrency 1,16,64] [--out FILE.json]
+ * Each cell runs `--repeat` times per server, interleaved (A B A B …) so load from other processes
+ * on the machine hits both alike; the table reports medians.
+ *
+ *   node dist/bench/registry/run.js [--seconds 3] [--repeat 2] [--size 1MiB] [--concurrency 1,16,64] [--out FILE.json]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -196,6 +199,7 @@ async function main(): Promise<void> {
   const seconds = Number(arg('seconds', '3'));
   const size = parseSize(arg('size', '1MiB'));
   const concs = arg('concurrency', '1,16,64').split(',').map(Number);
+  const repeat = Math.max(1, Number(arg('repeat', '2')));
   const out = arg('out', '');
   const work = await mkdtemp(join(tmpdir(), 'ferry-bench-registry-'));
   const targets: Target[] = [];
@@ -216,28 +220,39 @@ async function main(): Promise<void> {
     let flip = false;
     for (const op of ['GET', 'PUT'] as const) {
       for (const c of concs) {
-        const order = flip ? [...targets].reverse() : targets;
-        flip = !flip;
-        for (const t of order) {
-          const cell = await runCell(t, op, c, seconds, size, getDigests);
-          cells.push(cell);
-          process.stderr.write(`${op} c=${c} ${t.name}: ${cell.mibPerSec.toFixed(1)} MiB/s, p99 ${cell.p99ms.toFixed(1)} ms, errors ${cell.errors}\n`);
+        for (let i = 0; i < repeat; i++) {
+          const order = flip ? [...targets].reverse() : targets;
+          flip = !flip;
+          for (const t of order) {
+            const cell = await runCell(t, op, c, seconds, size, getDigests);
+            cells.push(cell);
+            process.stderr.write(`${op} c=${c} ${t.name}: ${cell.mibPerSec.toFixed(1)} MiB/s, p99 ${cell.p99ms.toFixed(1)} ms, errors ${cell.errors}\n`);
+          }
         }
       }
     }
+    const median = (xs: number[]): number => {
+      const s2 = [...xs].sort((a, b) => a - b);
+      const m = Math.floor(s2.length / 2);
+      return s2.length % 2 ? s2[m]! : (s2[m - 1]! + s2[m]!) / 2;
+    };
+    const pick = (op: string, c: number, server: string): { mib: number; p99: number } => {
+      const xs = cells.filter((x) => x.op === op && x.concurrency === c && x.server === server);
+      return { mib: median(xs.map((x) => x.mibPerSec)), p99: median(xs.map((x) => x.p99ms)) };
+    };
     const rows: string[] = [];
     rows.push(`| op | clients | docker-registry MiB/s | ferry MiB/s | ratio | docker-registry p99 ms | ferry p99 ms |`);
     rows.push('|---|---|---|---|---|---|---|');
     for (const op of ['GET', 'PUT'] as const) {
       for (const c of concs) {
-        const r = cells.find((x) => x.op === op && x.concurrency === c && x.server === 'docker-registry')!;
-        const f = cells.find((x) => x.op === op && x.concurrency === c && x.server === 'ferry')!;
-        rows.push(`| ${op} | ${c} | ${r.mibPerSec.toFixed(1)} | ${f.mibPerSec.toFixed(1)} | ${(f.mibPerSec / r.mibPerSec).toFixed(2)} | ${r.p99ms.toFixed(1)} | ${f.p99ms.toFixed(1)} |`);
+        const r = pick(op, c, 'docker-registry');
+        const f = pick(op, c, 'ferry');
+        rows.push(`| ${op} | ${c} | ${r.mib.toFixed(1)} | ${f.mib.toFixed(1)} | ${(f.mib / r.mib).toFixed(2)} | ${r.p99.toFixed(1)} | ${f.p99.toFixed(1)} |`);
       }
     }
-    const header = `registry bench ${new Date().toISOString()}, blob size ${size} B, ${seconds} s per cell, ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), node ${process.version}`;
+    const header = `registry bench ${new Date().toISOString()}, blob size ${size} B, ${seconds} s per cell, median of ${repeat}, ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), node ${process.version}`;
     process.stdout.write(`${header}\n\n${rows.join('\n')}\n`);
-    if (out) await writeFile(out, JSON.stringify({ header, size, seconds, cells }, null, 2));
+    if (out) await writeFile(out, JSON.stringify({ header, size, seconds, repeat, cells }, null, 2));
   } finally {
     for (const t of targets) await t.close().catch(() => undefined);
     await rm(work, { recursive: true, force: true });

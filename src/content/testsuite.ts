@@ -54,7 +54,12 @@ export function blobStoreSuite(name: string, make: () => Promise<{ store: BlobSt
     assert.deepEqual(a, data);
     assert.deepEqual(b, data.subarray(5, data.length - 1));
     assert.deepEqual(c, data.subarray(100, 200));
+    if (s.readBuffer) {
+      assert.deepEqual(await s.readBuffer(d, { start: 100, end: 199 }), data.subarray(100, 200));
+      assert.deepEqual(await s.readBuffer(d), data);
+    }
     assert.equal(await s.delete(d), true);
+    if (s.readBuffer) await assert.rejects(s.readBuffer(d), { code: 'NOT_FOUND' });
     await assert.rejects(s.read(d), { code: 'NOT_FOUND' });
     await s.close?.();
   });

@@ -79,6 +79,8 @@ export function matchRoute(path: string): Route | undefined {
 }
 
 const UPLOAD_ID = /^[A-Za-z0-9-]{8,64}$/;
+/** Blobs up to this size are served from one buffer. */
+const SMALL_BLOB = 4 * 1024 * 1024;
 
 function acceptsType(accept: string | undefined, type: string): boolean {
   if (!accept) return true;
@@ -213,10 +215,25 @@ export class DistributionApi {
       res.end();
       return;
     }
+    const want = range ?? (size > 0 ? { start: 0, end: size - 1 } : undefined);
+    if (this.#d.store.readBuffer && length <= SMALL_BLOB) {
+      // Small blobs: one positional read and one socket write, no stream machinery.
+      let buf: Buffer;
+      try {
+        buf = await this.#d.store.readBuffer(digest, want);
+      } catch (err) {
+        if (FerryError.hasCode(err, 'NOT_FOUND')) throw new OciError('BLOB_UNKNOWN', `blob ${digest} is missing from storage`);
+        throw err;
+      }
+      res.writeHead(range ? 206 : 200, headers);
+      this.#d.counters.blobBytesServed(buf.length);
+      res.end(buf);
+      return;
+    }
     let stream;
     try {
       // The size is known from metadata: pass it so the store needs no stat.
-      stream = await this.#d.store.read(digest, range ?? (size > 0 ? { start: 0, end: size - 1 } : undefined));
+      stream = await this.#d.store.read(digest, want);
     } catch (err) {
       if (FerryError.hasCode(err, 'NOT_FOUND')) throw new OciError('BLOB_UNKNOWN', `blob ${digest} is missing from storage`);
       throw err;

@@ -137,6 +137,35 @@ export class LocalBlobStore implements BlobStore {
     if (ob.refs === 0) void ob.fh.close().catch(() => undefined);
   }
 
+  /**
+   * The bytes of a blob (or `[start, end]` of it) in one buffer, from one positional read on a
+   * cached descriptor. Meant for blobs up to a few MiB; NOT_FOUND when absent.
+   */
+  async readBuffer(digest: string, range?: { start: number; end: number }): Promise<Buffer> {
+    parseDigest(digest);
+    const ob = await this.#acquire(digest);
+    try {
+      return await this.#readInto(digest, ob, range);
+    } finally {
+      this.#release(digest, ob);
+    }
+  }
+
+  async #readInto(digest: string, ob: OpenBlob, range?: { start: number; end: number }): Promise<Buffer> {
+    const start = range?.start ?? 0;
+    const end = range?.end ?? (await ob.fh.stat()).size - 1;
+    const length = Math.max(0, end - start + 1);
+    const buf = Buffer.allocUnsafe(length);
+    let got = 0;
+    while (got < length) {
+      const { bytesRead } = await ob.fh.read(buf, got, length - got, start + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    if (got !== length) throw new FerryError('DATA_LOSS', `blob ${digest} is shorter than expected`);
+    return buf;
+  }
+
   async read(digest: string, range?: { start: number; end: number }): Promise<Readable> {
     parseDigest(digest);
     const ob = await this.#acquire(digest);
@@ -146,22 +175,13 @@ export class LocalBlobStore implements BlobStore {
     };
     try {
       const start = range?.start ?? 0;
-      let end = range?.end;
-      if (end === undefined) end = (await ob.fh.stat()).size - 1;
-      const length = end - start + 1;
-      if (length <= SINGLE_READ_MAX) {
-        const buf = Buffer.allocUnsafe(Math.max(0, length));
-        let got = 0;
-        while (got < length) {
-          const { bytesRead } = await ob.fh.read(buf, got, length - got, start + got);
-          if (bytesRead === 0) break;
-          got += bytesRead;
-        }
+      const end = range?.end ?? (await ob.fh.stat()).size - 1;
+      if (end - start + 1 <= SINGLE_READ_MAX) {
+        const buf = await this.#readInto(digest, ob, { start, end });
         release();
-        if (got !== length) throw new FerryError('DATA_LOSS', `blob ${digest} is shorter than expected`);
         // Handed on in slices so the socket starts sending while the rest is still being copied.
         const slices: Buffer[] = [];
-        for (let o = 0; o < length; o += READ_SLICE) slices.push(buf.subarray(o, Math.min(length, o + READ_SLICE)));
+        for (let o = 0; o < buf.length; o += READ_SLICE) slices.push(buf.subarray(o, Math.min(buf.length, o + READ_SLICE)));
         return Readable.from(slices);
       }
       const stream = createReadStream('', { fd: ob.fh.fd, start, end, autoClose: false, highWaterMark: 1024 * 1024 });
