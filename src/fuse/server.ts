@@ -67,6 +67,15 @@ export interface FuseSessionOptions {
   /** max_pages: largest READ in 4 KiB pages (default 256 = 1 MiB) */
   maxPages?: number;
   allowOther?: boolean;
+  /**
+   * Zero-message open (default true): OPEN/OPENDIR/FLUSH are answered ENOSYS once with
+   * NO_OPEN(DIR)_SUPPORT negotiated, so the kernel stops sending them (and RELEASE) and keeps the
+   * page cache across opens — a warm `open+read+close` never reaches userspace. `fs.open` is then
+   * not called.
+   */
+  zeroMessageOpen?: boolean;
+  /** bdi read-ahead in KiB set after mounting (default 1024; the kernel default is 128) */
+  readaheadKb?: number;
 }
 
 export interface FuseStats {
@@ -105,6 +114,10 @@ export class FuseSession {
   readonly closed: Promise<void>;
   private connMinor = -1;
   private proto = { minor: FUSE_KERNEL_MINOR_VERSION };
+  private readonly zeroOpen: boolean;
+  private readonly readaheadKb: number;
+  /** directory listings by node id (the tree is static), bounded */
+  private readonly dirCache = new Map<number, Promise<FuseDirEntry[]>>();
 
   private constructor(opts: FuseSessionOptions) {
     this.mountpoint = resolve(opts.mountpoint);
@@ -112,6 +125,8 @@ export class FuseSession {
     this.log = (opts.log ?? silentLogger()).child({ component: 'fuse', mountpoint: this.mountpoint });
     this.timeout = opts.timeout ?? ONE_YEAR;
     this.maxPages = opts.maxPages ?? 256;
+    this.zeroOpen = opts.zeroMessageOpen ?? true;
+    this.readaheadKb = opts.readaheadKb ?? 1024;
     this.initDone = new Promise((res, rej) => { this.initResolve = res; this.initReject = rej; });
     this.initDone.catch(() => undefined);
     this.closed = new Promise((res) => { this.closedResolve = res; });
@@ -154,6 +169,9 @@ export class FuseSession {
     } finally {
       clearTimeout(t);
     }
+    if (this.connMinor >= 0 && this.readaheadKb > 0) {
+      try { writeFileSync(`/sys/class/bdi/0:${this.connMinor}/read_ahead_kb`, String(this.readaheadKb)); } catch (err) { this.log.debug({ err }, 'could not set read-ahead'); }
+    }
     this.log.info({ readers: n }, 'fuse mounted');
   }
 
@@ -172,7 +190,6 @@ export class FuseSession {
     });
     w.on('error', (err) => { this.log.error({ err }, 'fuse reader failed'); end(); });
     w.on('exit', end);
-    w.unref();
     this.workers.push(w);
   }
 
@@ -195,8 +212,11 @@ export class FuseSession {
     } catch (err) {
       this.log.warn({ err }, 'umount failed, aborting connection');
     }
-    const timer = new Promise<'timeout'>((res) => setTimeout(() => res('timeout'), 5000).unref());
-    if ((await Promise.race([this.closed, timer])) === 'timeout') await this.abort();
+    let t: NodeJS.Timeout | undefined;
+    const timer = new Promise<'timeout'>((res) => { t = setTimeout(() => res('timeout'), 5000); });
+    const r = await Promise.race([this.closed, timer]);
+    clearTimeout(t);
+    if (r === 'timeout') await this.abort();
   }
 
   /** Aborts the kernel connection (fusectl), failing every pending and future request. */
@@ -205,7 +225,9 @@ export class FuseSession {
     const dir = '/sys/fs/fuse/connections';
     if (!existsSync(`${dir}/${this.connMinor}`)) await run('mount', ['-t', 'fusectl', 'fusectl', dir]).catch(() => undefined);
     try { writeFileSync(`${dir}/${this.connMinor}/abort`, '1'); } catch (err) { this.log.warn({ err }, 'fuse abort failed'); }
-    await Promise.race([this.closed, new Promise((res) => setTimeout(res, 2000).unref())]);
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([this.closed, new Promise((res) => { t = setTimeout(res, 2000); })]);
+    clearTimeout(t);
   }
 
   // ---- request handling ----------------------------------------------------------------
@@ -277,7 +299,8 @@ export class FuseSession {
     }
     this.proto.minor = Math.min(minor, FUSE_KERNEL_MINOR_VERSION);
     const want = InitFlag.ASYNC_READ | InitFlag.BIG_WRITES | InitFlag.DO_READDIRPLUS | InitFlag.READDIRPLUS_AUTO |
-      InitFlag.PARALLEL_DIROPS | InitFlag.MAX_PAGES | InitFlag.CACHE_SYMLINKS | InitFlag.ATOMIC_O_TRUNC;
+      InitFlag.PARALLEL_DIROPS | InitFlag.MAX_PAGES | InitFlag.CACHE_SYMLINKS | InitFlag.ATOMIC_O_TRUNC |
+      (this.zeroOpen ? InitFlag.NO_OPEN_SUPPORT | InitFlag.NO_OPENDIR_SUPPORT : 0);
     const flags = (want & kflags) >>> 0;
     const out = Buffer.alloc(64);
     out.writeUInt32LE(FUSE_KERNEL_VERSION, 0);
@@ -314,6 +337,7 @@ export class FuseSession {
       case Op.OPEN: {
         const flags = body.readUInt32LE(0);
         if ((flags & 3) !== 0) throw new FuseErrno(E.EROFS);
+        if (this.zeroOpen) throw new FuseErrno(E.ENOSYS);
         const r = fs.open ? await fs.open(h.nodeid, flags) : {};
         const out = Buffer.alloc(16);
         out.writeBigUInt64LE(BigInt(r.fh ?? 0), 0);
@@ -335,6 +359,8 @@ export class FuseSession {
         return [];
       }
       case Op.FLUSH:
+        if (this.zeroOpen) throw new FuseErrno(E.ENOSYS);
+        return [];
       case Op.FSYNC:
       case Op.FSYNCDIR:
         return [];
@@ -358,6 +384,7 @@ export class FuseSession {
       case Op.ACCESS:
         return [];
       case Op.OPENDIR: {
+        if (this.zeroOpen) throw new FuseErrno(E.ENOSYS);
         const fh = this.nextDirFh++;
         this.dirs.set(fh, { nodeid: h.nodeid, entries: null });
         const out = Buffer.alloc(16);
@@ -386,13 +413,23 @@ export class FuseSession {
     const fh = Number(body.readBigUInt64LE(0));
     const offset = Number(body.readBigUInt64LE(8));
     const size = body.readUInt32LE(16);
-    let d = this.dirs.get(fh);
-    if (!d) {
-      d = { nodeid: h.nodeid, entries: null };
-      this.dirs.set(fh, d);
+    let entries: Promise<FuseDirEntry[]>;
+    const d = fh ? this.dirs.get(fh) : undefined;
+    if (d) {
+      d.entries ??= this.fs.readdir(d.nodeid);
+      entries = d.entries;
+    } else {
+      // No open directory handle (zero-message opendir): listings cached by node id.
+      let c = this.dirCache.get(h.nodeid);
+      if (!c) {
+        c = this.fs.readdir(h.nodeid);
+        c.catch(() => this.dirCache.delete(h.nodeid));
+        if (this.dirCache.size >= 4096) this.dirCache.delete(this.dirCache.keys().next().value!);
+        this.dirCache.set(h.nodeid, c);
+      }
+      entries = c;
     }
-    if (!d.entries) d.entries = this.fs.readdir(d.nodeid);
-    const list = await d.entries;
+    const list = await entries;
     const all = offset < 2 ? [{ name: '.', nodeid: h.nodeid, mode: 0o040000 }, { name: '..', nodeid: 0, mode: 0o040000 }] : [];
     const out = Buffer.alloc(size);
     let pos = 0;
