@@ -359,8 +359,12 @@ async function convertManifest(ctx: Ctx, srcDesc: Descriptor, body: Buffer, plat
   if (diffIds.length !== man.layers.length) {
     throw new FerryError('INVALID_ARGUMENT', `${formatReference(src)}: config has ${diffIds.length} diff_ids for ${man.layers.length} layers`);
   }
-  const results = await mapLimit(man.layers, opts.layerConcurrency ?? 2, (l, i) => convertLayer(ctx, l, diffIds[i], platform));
-  ctx.stats.layers.push(...results.map((r) => r.converted));
+  // A layer repeated in one image (Docker's empty layer, say) is converted once.
+  const unique = [...new Map(man.layers.map((l, i) => [l.digest, i])).values()].sort((a, b) => a - b);
+  const converted = await mapLimit(unique, opts.layerConcurrency ?? 2, (i) => convertLayer(ctx, man.layers[i]!, diffIds[i], platform));
+  const byDigest = new Map(unique.map((i, k) => [man.layers[i]!.digest, converted[k]!]));
+  const results = man.layers.map((l) => byDigest.get(l.digest)!);
+  ctx.stats.layers.push(...converted.map((r) => r.converted));
   throwIfAborted(opts.signal);
   const mergeOpts: Parameters<typeof mergeBootstraps>[1] = { fsVersion: ctx.build.fsVersion };
   if (opts.prefetchPatterns?.length) mergeOpts.prefetchPatterns = opts.prefetchPatterns;

@@ -110,3 +110,19 @@ test('RAFS v5 and prefetch patterns: the bootstrap records them and the image ch
   const chk = await checkImage({ source: `${srcReg.host}/multi/app:amd64`, target });
   assert.deepEqual(chk.differences, []);
 });
+
+test('a layer repeated within one image is converted once and kept twice in the Nydus manifest', async () => {
+  const src = JSON.parse((await c.getManifest(parseReference(`${srcReg.host}/multi/app:amd64`))).body.toString()) as ImageManifest;
+  const cfg = JSON.parse((await c.getBlobBuffer(srcReg.host, 'multi/app', src.config.digest)).toString()) as { rootfs: { diff_ids: string[] } };
+  cfg.rootfs.diff_ids = [cfg.rootfs.diff_ids[2]!, cfg.rootfs.diff_ids[0]!, cfg.rootfs.diff_ids[2]!];
+  const config = await c.pushBuffer(srcReg.host, 'multi/app', Buffer.from(JSON.stringify(cfg)), MediaType.OCI_CONFIG);
+  const man = { ...src, config, layers: [src.layers[2]!, src.layers[0]!, src.layers[2]!] };
+  await c.putManifest(parseReference(`${srcReg.host}/multi/app:repeated`), Buffer.from(JSON.stringify(man)), MediaType.OCI_MANIFEST);
+  const res = await convertImage({ source: `${srcReg.host}/multi/app:repeated`, target: `${dstReg.host}/multi/app:repeated-nydus` });
+  assert.equal(res.layers.length, 2, 'two distinct layers converted');
+  const out = JSON.parse((await c.getManifest(parseReference(`${dstReg.host}/multi/app:repeated-nydus`))).body.toString()) as ImageManifest;
+  assert.equal(out.layers.length, 4);
+  assert.equal(out.layers[0]!.digest, out.layers[2]!.digest);
+  const chk = await checkImage({ source: `${srcReg.host}/multi/app:repeated`, target: `${dstReg.host}/multi/app:repeated-nydus` });
+  assert.deepEqual(chk.differences, []);
+});
