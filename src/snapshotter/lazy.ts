@@ -117,7 +117,10 @@ export class LazyImages implements RemoteLayers {
     }
     const r = await p;
     if (!r) return null;
-    await this.lowerDir(r.lazyId);
+    // The mount is started now but not awaited: containerd goes on with the next layers (and the
+    // client with its image record) meanwhile; the container's Prepare/Mounts waits for it and
+    // retries it if it failed.
+    this.lowerDir(r.lazyId).catch((err: unknown) => this.log.error({ err, lazy: r.lazyId }, 'lazy mount failed (retried when a container needs it)'));
     return r.lazyId;
   }
 
