@@ -25,7 +25,9 @@ export class AccelClient {
       if (body !== undefined) init.body = JSON.stringify(body);
       res = await fetch(`${this.base}${path}`, init);
     } catch (err) {
-      throw new FerryError('UNAVAILABLE', `accel service at ${this.base}: ${(err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message}`, { cause: err });
+      const cause = (err as { cause?: { code?: string; message?: string; errors?: Array<{ code?: string }> } }).cause;
+      const why = cause?.code ?? cause?.errors?.[0]?.code ?? cause?.message ?? (err as Error).message;
+      throw new FerryError('UNAVAILABLE', `accel service at ${this.base}: ${why}`, { cause: err });
     }
     const text = await res.text();
     let json: unknown = text;
