@@ -128,6 +128,21 @@ describe('admin and users', () => {
     assert.equal(cat.status, 200);
     await cat.arrayBuffer();
   });
+  it('the admin changes the password through PUT /users/{id}/password', async () => {
+    const me = (await (await reg.req('/api/v2.0/users/current')).json()) as { user_id: number; username: string; sysadmin_flag: boolean };
+    assert.equal(me.username, 'admin');
+    assert.equal(me.sysadmin_flag, true);
+    const put = (body: unknown, auth?: string): Promise<Response> => reg.req(`/api/v2.0/users/${me.user_id}/password`, {
+      method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), ...(auth ? { auth } : {}),
+    });
+    assert.equal((await put({ old_password: 'wrong', new_password: 'N3wPassword' })).status, 403);
+    assert.equal((await put({ old_password: ADMIN_PASSWORD, new_password: 'weak' })).status, 400);
+    assert.equal((await put({ old_password: ADMIN_PASSWORD, new_password: 'N3wPassword' })).status, 200);
+    assert.equal((await reg.req('/v2/')).status, 401, 'the old password stops working at once');
+    assert.equal((await reg.req('/v2/', { auth: basic('admin', 'N3wPassword') })).status, 200);
+    assert.equal((await put({ old_password: 'N3wPassword', new_password: ADMIN_PASSWORD }, basic('admin', 'N3wPassword'))).status, 200);
+    assert.equal((await reg.req('/v2/')).status, 200);
+  });
   it('the admin password is stored hashed, and a generated one survives restarts', async () => {
     const db = readFileSync(join(reg.dataDir, 'registry.db'));
     assert.ok(!db.includes(Buffer.from(ADMIN_PASSWORD)));

@@ -8,7 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../observe/index.js';
 import { readBody, sendJson } from './http-util.js';
-import { generateSecret, hashSecret, isStrongSecret, type Auth, type Principal } from './auth.js';
+import { generateSecret, hashSecret, isStrongSecret, verifySecret, type Auth, type Principal } from './auth.js';
 import type { SqliteMetadata } from './metadata/sqlite.js';
 import type { Project, Robot, RobotPermission, WebhookPolicy, WebhookTarget, Delivery } from './metadata/metadata.js';
 import { WEBHOOK_EVENT_TYPES, type Webhooks } from './webhooks.js';
@@ -142,6 +142,30 @@ export class HarborApi {
       this.#requireUser(p);
       const u = p.kind === 'user' ? this.#meta.getUser(p.name) : undefined;
       sendJson(res, 200, { user_id: u?.id ?? 0, username: p.name, sysadmin_flag: p.kind === 'user' && p.sysadmin, creation_time: u ? iso(u.createdAt) : '' });
+      return;
+    }
+
+    if (s0 === 'users' && s1 !== undefined && /^\d+$/.test(s1) && s2 === 'password' && seg.length === 3 && method === 'PUT') {
+      // Harbor: a user changes their own password with the old one; the admin may reset any.
+      this.#requireUser(p);
+      const target = p.kind === 'user' ? this.#meta.getUser(p.name) : undefined;
+      if (!target || (target.id !== Number(s1) && !target.sysadmin)) throw new HarborError(403, 'FORBIDDEN', 'not allowed');
+      const body = await this.#json(req);
+      const next = body.new_password;
+      if (typeof next !== 'string' || next.length < 8 || !/[a-z]/.test(next) || !/[A-Z]/.test(next) || !/[0-9]/.test(next)) {
+        throw badRequest('new_password must be at least 8 characters with a lowercase letter, an uppercase letter and a digit');
+      }
+      if (target.id === Number(s1)) {
+        if (typeof body.old_password !== 'string' || !(await verifySecret(body.old_password, target.passwordHash))) {
+          throw new HarborError(403, 'FORBIDDEN', 'old_password is wrong');
+        }
+      }
+      const user = this.#meta.getUserById(Number(s1));
+      if (!user) throw notFound(`user ${s1}`);
+      this.#meta.upsertUser(user.username, await hashSecret(next), user.sysadmin);
+      this.#auth.invalidate();
+      this.#log.info({ user: user.username }, 'password changed');
+      sendJson(res, 200, {});
       return;
     }
 

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requirePrereqs } from '../support/prereq.js';
 import { buildOciImage, busyboxRootfs, exec, pushImage, startContainerd, type BuiltImage, type Containerd } from '../../src/bench/env/index.js';
-import { startTestRegistry, basic, type TestRegistry } from '../../src/registry/testing/client.js';
+import { startTestRegistry, type TestRegistry } from '../../src/registry/testing/client.js';
 
 describe('ferry registry with skopeo and containerd', () => {
   let work: string;

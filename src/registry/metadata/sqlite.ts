@@ -397,6 +397,11 @@ export class SqliteMetadata implements DistributionMetadata {
     return r ? userOfRow(r) : undefined;
   }
 
+  getUserById(id: number): User | undefined {
+    const r = this.db.prepare('SELECT * FROM users WHERE id = ?').get(id) as Row | undefined;
+    return r ? userOfRow(r) : undefined;
+  }
+
   upsertUser(username: string, passwordHash: string, sysadmin: boolean): User {
     const now = Date.now();
     this.db.prepare(`INSERT INTO users (username, password_hash, sysadmin, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
