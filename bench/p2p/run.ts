@@ -6,7 +6,10 @@
  * registry egress (its blob-byte counter and its interface tx bytes) and the time until every node
  * is done. Clients are `curl` in both modes (through the peer's proxy in the P2P mode).
  *
- *   node dist/bench/p2p/run.js [--nodes 1,2,4,8] [--layers 48MiB,16MiB] [--rate 100mbit] [--modes direct,p2p] [--out FILE.json]
+ *   node dist/bench/p2p/run.js [--nodes 1,2,4,8] [--layers 48MiB,16MiB] [--rate 100mbit] [--modes direct,p2p] [--max-tx BITS] [--out FILE.json]
+ *
+ * --max-tx: upload capacity every peer announces (default 10 Gbit/s); lower values make the
+ * scheduler's load score spread children over peers instead of the seed.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -83,7 +86,10 @@ async function runN(n: number, layerSizes: number[], rate: string, work: string,
       if (mode === 'p2p') {
         const [s, seed] = star.extras as [typeof star.extras[0], typeof star.extras[0]];
         procs.push(await spawnFerry(FERRY_BIN, ['scheduler', '--listen', `${s.ip}:8002`], { netns: s.netns, ready: /listening/ }));
-        const peer = (ns: { ip: string; netns: string }, name: string, extra: string[] = []): Promise<FerryProc> => spawnFerry(FERRY_BIN, ['peer', '--scheduler', `http://${s.ip}:8002`,
+        const maxTx = arg('max-tx', '');
+        const peerCfg = join(work, `n${n}-peer.yaml`);
+        writeFileSync(peerCfg, maxTx ? `host:\n  maxTxBps: ${Number(maxTx)}\n` : '{}\n');
+        const peer = (ns: { ip: string; netns: string }, name: string, extra: string[] = []): Promise<FerryProc> => spawnFerry(FERRY_BIN, ['peer', '--config', peerCfg, '--scheduler', `http://${s.ip}:8002`,
           '--data', join(work, `n${n}-${name}`), '--proxy-listen', '127.0.0.1:65001', '--upload-listen', `${ns.ip}:65002`, '--hostname', name, ...extra], { netns: ns.netns, ready: /proxy http/ });
         procs.push(await peer(seed, 'seed', ['--seed']));
         for (const [i, node] of star.nodes.entries()) procs.push(await peer(node, `node${i + 1}`));
