@@ -120,6 +120,9 @@ test('ferry convert: clear errors for a missing source and a bad reference', asy
   const r = await ferry(['convert', '--source', `${srcReg.host}/library/nope:v1`, '--target', `${dstReg.host}/library/nope:v1-nydus`, '--no-cache']);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /404|not found|MANIFEST_UNKNOWN|NAME_UNKNOWN/i);
+  const r3 = await ferry(['convert', '--source', `${dstReg.host}/library/app:v1-nydus`, '--target', `${dstReg.host}/library/app:twice`, '--no-cache']);
+  assert.equal(r3.code, 1);
+  assert.match(r3.stderr, /already a Nydus image/);
   const r2 = await ferry(['convert', '--source', 'UPPER/case', '--target', `${dstReg.host}/x:y`, '--no-cache']);
   assert.equal(r2.code, 2);
   assert.match(r2.stderr, /invalid repository name/);
