@@ -21,7 +21,8 @@ export async function chunkStream(body: Readable, size: number, writer: BlobWrit
     fileOffset += data.length;
     onBytes?.(data.length);
   };
-  for await (const piece of body as AsyncIterable<Buffer>) {
+  // 'data' events rather than an async iterator per file: a rootfs has thousands of small files
+  const onPiece = (piece: Buffer): boolean => {
     let p = 0;
     while (p < piece.length) {
       const want = Math.min(chunkSize, size - fileOffset);
@@ -30,7 +31,6 @@ export async function chunkStream(body: Readable, size: number, writer: BlobWrit
         // the whole chunk is inside this piece: hand it over without copying
         add(piece.subarray(p, p + want));
         p += want;
-        if (writer.needsFlush) await writer.flush();
         continue;
       }
       buf ??= Buffer.allocUnsafe(want);
@@ -43,10 +43,26 @@ export async function chunkStream(body: Readable, size: number, writer: BlobWrit
         buf = undefined;
         fill = 0;
         add(full);
-        if (writer.needsFlush) await writer.flush();
       }
     }
-  }
+    return writer.needsFlush;
+  };
+  await new Promise<void>((resolve, reject) => {
+    let failed = false;
+    const fail = (err: unknown): void => { if (!failed) { failed = true; body.off('data', onData); body.resume(); reject(err); } };
+    const onData = (piece: Buffer): void => {
+      if (failed) return;
+      try {
+        if (onPiece(piece)) {
+          body.pause();
+          writer.flush().then(() => { if (!failed) body.resume(); }, fail);
+        }
+      } catch (err) { fail(err); }
+    };
+    body.on('data', onData);
+    body.once('end', () => { if (!failed) resolve(); });
+    body.once('error', fail);
+  });
   if (buf) throw new FerryError('DATA_LOSS', `file body ended after ${fileOffset + fill} of ${size} bytes`);
   if (fileOffset !== size) throw new FerryError('DATA_LOSS', `file body ended after ${fileOffset} of ${size} bytes`);
   return refs;
