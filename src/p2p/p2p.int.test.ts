@@ -175,6 +175,22 @@ describe('p2p on loopback', () => {
     } finally { await c.close(); await other.close(); }
   });
 
+  test('origin failing mid-download: the client gets an error, no half task is kept, the next request succeeds', async () => {
+    const c = await cluster(1, { seed: false });
+    try {
+      const blob = origin.addBlob('library/flaky', randomBlob(10 * MiB));
+      const tid = taskId({ url: blob.url });
+      origin.setCutAfter(1 * MiB);
+      await assert.rejects(fetchAll(c.peers[0]!.proxyUrl, blob.url));
+      for (let i = 0; i < 100 && c.peers[0]!.store.get(tid); i++) await sleep(20);
+      assert.equal(c.peers[0]!.store.get(tid), undefined, 'failed task dropped');
+      assert.ok(await metricValue(c.peers[0]!.metrics, 'ferry_peer_piece_failure_total', { reason: 'source' }) >= 1);
+      origin.setCutAfter(undefined);
+      const ok = await fetchAll(c.peers[0]!.proxyUrl, blob.url);
+      assert.equal(sha(ok.body), blob.digest);
+    } finally { origin.setCutAfter(undefined); await c.close(); }
+  });
+
   test('scheduler down: the peer falls back to the origin', async () => {
     const dead = createServer();
     await new Promise<void>((r) => dead.listen(0, '127.0.0.1', () => r()));

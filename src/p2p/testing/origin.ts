@@ -24,6 +24,8 @@ export interface Origin {
   addManifest(repo: string, tag: string, body: Buffer, mediaType: string): void;
   /** Throttle blob bodies to this many bytes/s (0 = off). */
   setRate(bytesPerSecond: number): void;
+  /** While set, blob GET bodies are cut (connection destroyed) after this many bytes. */
+  setCutAfter(bytes: number | undefined): void;
   close(): Promise<void>;
 }
 
@@ -43,6 +45,7 @@ export async function startOrigin(opts: { token?: string; tls?: { cert: string; 
   const manifests = new Map<string, { body: Buffer; mediaType: string }>();
   let served = 0;
   let rate = 0;
+  let cutAfter: number | undefined;
   const log: string[] = [];
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
@@ -77,6 +80,7 @@ export async function startOrigin(opts: { token?: string; tls?: { cert: string; 
       const step = 64 * 1024;
       for (let off = start; off <= end; off += step) {
         if (res.destroyed) return;
+        if (cutAfter !== undefined && off - start >= cutAfter) { res.destroy(); return; }
         const part = data.subarray(off, Math.min(end + 1, off + step));
         if (rate > 0) await sleep(Math.ceil((part.length / rate) * 1000));
         served += part.length;
@@ -103,6 +107,7 @@ export async function startOrigin(opts: { token?: string; tls?: { cert: string; 
       manifests.set(`${repo}:sha256:${createHash('sha256').update(body).digest('hex')}`, { body, mediaType });
     },
     setRate(r) { rate = r; },
+    setCutAfter(b) { cutAfter = b; },
     close: async () => { server.closeAllConnections(); await new Promise<void>((r) => server.close(() => r())); },
   };
 }
