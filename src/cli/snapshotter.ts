@@ -5,7 +5,8 @@
  * `ferry snapshotter print-config [--name ferry] [--address SOCK]` prints the containerd
  * config.toml snippet registering it.
  */
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
@@ -24,7 +25,7 @@ function loadConfig(file: string | undefined): SnapshotterConfigInput {
 interface Opts {
   address?: string; root?: string; config?: string; daemonApisock?: string; daemonMode?: string;
   prefetch?: boolean; insecureRegistry?: string[]; metricsAddress?: string; logLevel?: string;
-  name?: string; noLazy?: boolean; proxy?: string; daemonConfig?: string;
+  name?: string; noLazy?: boolean; proxy?: string; daemonConfig?: string; spawnDaemon?: boolean;
 }
 
 function command(name: string): Command {
@@ -44,6 +45,7 @@ function merged(o: Opts): SnapshotterConfigInput {
   if (o.prefetch) daemon.prefetch = true;
   if (o.proxy) daemon.proxy = o.proxy;
   if (o.daemonConfig) daemon.configFile = o.daemonConfig;
+  if (o.spawnDaemon) daemon.spawn = true;
   return {
     ...file,
     ...(o.address ? { address: o.address } : {}),
@@ -57,14 +59,45 @@ function merged(o: Opts): SnapshotterConfigInput {
   };
 }
 
+/** Starts a detached `ferry daemon` on `<root>/daemon.sock` unless one answers there already. */
+async function spawnDaemon(cfg: SnapshotterConfig, daemonConfig: Record<string, unknown>, log: Logger): Promise<string> {
+  const sock = join(cfg.root, 'daemon.sock');
+  const answers = async (): Promise<boolean> => {
+    if (!existsSync(sock)) return false;
+    try { await new DaemonClient(sock, 5_000).list(); return true; } catch { return false; }
+  };
+  if (await answers()) {
+    log.info({ apisock: sock }, 'using the running ferry daemon');
+    return sock;
+  }
+  mkdirSync(cfg.root, { recursive: true, mode: 0o700 });
+  const cfgPath = join(cfg.root, 'daemon.json');
+  writeFileSync(cfgPath, JSON.stringify(daemonConfig));
+  const logFd = openSync(join(cfg.root, 'daemon.log'), 'a');
+  const child = spawn(process.execPath, [process.argv[1]!, 'daemon', '--apisock', sock, '--config', cfgPath, '--data-dir', join(cfg.root, 'daemon')], {
+    detached: true, stdio: ['ignore', logFd, logFd],
+  });
+  child.unref();
+  closeSync(logFd);
+  for (let i = 0; i < 300; i++) {
+    if (await answers()) {
+      log.info({ apisock: sock, daemonPid: child.pid }, 'spawned ferry daemon');
+      return sock;
+    }
+    if (child.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`spawned ferry daemon did not answer on ${sock} (see ${join(cfg.root, 'daemon.log')})`);
+}
+
 /** The lazy-loading daemon: a client of a separate `ferry daemon`, or one in this process. */
 async function openDaemon(cfg: SnapshotterConfig, log: Logger): Promise<LazyFs> {
-  const apiSock = cfg.daemon.apiSock;
   const dataDir = join(cfg.root, 'daemon');
   const daemonConfig: Record<string, unknown> = cfg.daemon.configFile
     ? (parseYaml(readFileSync(cfg.daemon.configFile, 'utf8')) ?? {}) as Record<string, unknown>
     : {};
   if (daemonConfig.amplify_io === undefined) daemonConfig.amplify_io = cfg.daemon.amplifyIo;
+  const apiSock = cfg.daemon.apiSock || (cfg.daemon.spawn ? await spawnDaemon(cfg, daemonConfig, log) : '');
   if (apiSock) return new DaemonClient(apiSock);
   return new Daemon({ log, dataDir, config: daemonConfig as DaemonConfigInput });
 }
@@ -81,7 +114,8 @@ export async function run(argv: string[]): Promise<number> {
     .description('containerd proxy-plugin snapshotter with lazy Nydus layers (subcommand: print-config)')
     .option('--daemon-apisock <sock>', 'API socket of a running `ferry daemon` (default: daemon in this process)')
     .option('--daemon-mode <mode>', 'fuse | erofs (default fuse)')
-    .option('--daemon-config <file>', 'nydusd-style config of the in-process daemon (JSON/YAML)')
+    .option('--daemon-config <file>', 'nydusd-style config of the in-process or spawned daemon (JSON/YAML)')
+    .option('--spawn-daemon', 'run the daemon as a separate detached `ferry daemon` (<root>/daemon.sock) that outlives restarts')
     .option('--prefetch', 'prefetch each image\'s prefetch list after mounting')
     .option('--proxy <url>', 'P2P peer proxy the daemon reads blobs through (e.g. http://127.0.0.1:65001)')
     .option('--insecure-registry <host>', 'registry reached over plain HTTP (repeatable)', (v: string, prev: string[] = []) => [...prev, v])

@@ -25,8 +25,13 @@ export const SnapshotterConfigSchema = z.strictObject({
   /** Prometheus `/metrics`: `host:port`, a unix socket path, or '' for `<root>/metrics.sock`. */
   metricsAddress: z.string().default(''),
   daemon: z.strictObject({
-    /** API socket of a separate `ferry daemon`; empty = run the daemon in-process. */
+    /** API socket of a separate `ferry daemon`; empty = run the daemon in-process (or spawn it). */
     apiSock: z.string().default(''),
+    /**
+     * Start a separate `ferry daemon` (detached, `<root>/daemon.sock`, log `<root>/daemon.log`)
+     * unless one already answers there, and use it: its mounts outlive snapshotter restarts.
+     */
+    spawn: z.boolean().default(false),
     /** How the daemon mounts images. */
     mode: z.enum(['fuse', 'erofs']).default('fuse'),
     /** Prefetch the image's prefetch list (or everything with `true`) after mounting. */

@@ -147,3 +147,41 @@ test('in-process daemon: after the snapshotter is killed, a new one restores the
   await cd.stop();
   await snap.stop();
 });
+
+test('--spawn-daemon: the snapshotter starts a detached ferry daemon that keeps serving across a restart', async () => {
+  const d = join(dir, 'spw');
+  await mkdir(d, { recursive: true });
+  const sock = join(d, 'snap.sock');
+  const snapArgs = ['snapshotter', '--address', sock, '--root', join(d, 'root'), '--spawn-daemon'];
+  let snap = await startFerryChild(snapArgs, sock);
+  children.push(snap);
+  const daemonPid = Number(/"daemonPid":(\d+)/.exec(snap.output())?.[1]);
+  assert.ok(daemonPid > 0, `no spawned daemon pid in: ${snap.output().slice(-1500)}`);
+  const cd = await startContainerd({ dir: join(d, 'cd'), snapshotters: { ferry: sock } });
+  containerds.push(cd);
+  try {
+    const pull = await ferry(['pull', '--address', cd.address, '--namespace', cd.namespace, '--plain-http', ref]);
+    assert.equal(pull.code, 0, pull.stderr);
+    const start = await cd.ctr(['run', '-d', '--snapshotter', 'ferry', ref, 'spw', '/bin/sleep', '300']);
+    assert.equal(start.code, 0, start.stderr);
+    await snap.stop();
+    const r = await cd.ctr(['tasks', 'exec', '--exec-id', 's1', 'spw', '/usr/bin/sha256sum', '-c', '/data/later.sha256']);
+    assert.equal(r.code, 0, `${r.stdout}${r.stderr}`);
+    snap = await startFerryChild(snapArgs, sock);
+    children.push(snap);
+    assert.match(snap.output(), /using the running ferry daemon/);
+    await reconnected(cd);
+    const run = await cd.ctr(['run', '--rm', '--snapshotter', 'ferry', ref, 'spw-2', '/bin/cat', '/data/first.txt']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, 'read before the restart\n');
+    await killTask(cd, 'spw');
+  } finally {
+    await cd.stop();
+    await snap.stop();
+    try { process.kill(daemonPid, 'SIGTERM'); } catch { /* gone */ }
+    for (let i = 0; i < 100; i++) {
+      try { process.kill(daemonPid, 0); } catch { break; }
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  }
+});
