@@ -111,7 +111,9 @@ describe('registry under faults', () => {
       }
     })().catch(() => undefined));
 
-    await new Promise((res) => setTimeout(res, 700));
+    // Kill once pushes are flowing (bounded wait), in the middle of whatever is in flight.
+    for (let i = 0; i < 200 && acked.length < 5; i++) await new Promise((res) => setTimeout(res, 50));
+    await new Promise((res) => setTimeout(res, 150));
     child.kill('SIGKILL');
     await new Promise((res) => child!.once('exit', res));
     stop = true;
