@@ -224,6 +224,12 @@ test('layers: ferry rafs create / merge CLI', async (t) => {
     assert.match(j.blobId, /^[0-9a-f]{64}$/);
     assert.equal(lstatSync(join(out, 'blobs', j.blobId)).size, j.blobSize);
     assert.deepEqual(JSON.parse(r.stdout.trim()).blobId, j.blobId);
+    // the same tar on stdin builds the same blob (the build is deterministic)
+    const viaStdin = spawnSync(process.execPath, [FERRY_BIN, 'rafs', 'create', '-', '--bootstrap', join(out, `stdin${i}.boot`), '--blob-dir', join(out, 'blobs'),
+      '--compressor', 'lz4_block', '--chunk-size', '0x10000'], { encoding: 'utf8', input: readFileSync(tarPath) });
+    assert.equal(viaStdin.status, 0, viaStdin.stderr);
+    assert.equal(JSON.parse(viaStdin.stdout.trim()).blobId, j.blobId);
+    assert.deepEqual(readFileSync(join(out, `stdin${i}.boot`)), readFileSync(boot));
     boots.push(boot);
   }
   const merged = join(out, 'merged.boot');

@@ -29,7 +29,7 @@ async function dirBytes(dir: string): Promise<number> {
 export async function run(argv: string[]): Promise<number> {
   const cmd = new Command('ferry rafs create')
     .description('build a Nydus RAFS data blob and bootstrap from a layer tar (plain, gzip, zstd) or a directory')
-    .argument('<source>', 'layer tar file or directory')
+    .argument('<source>', 'layer tar file, directory, or - for a tar on stdin')
     .requiredOption('-B, --bootstrap <file>', 'bootstrap to write')
     .requiredOption('-D, --blob-dir <dir>', 'directory receiving the blob, named by its id')
     .option('-v, --fs-version <n>', 'RAFS version (5 or 6)', parseNumber, 6)
@@ -60,8 +60,9 @@ export async function run(argv: string[]): Promise<number> {
   let bar: cliProgress.SingleBar | undefined;
   try {
     const checked = checkBuildOptions(o);
-    const st = await lstat(source).catch(() => { throw new FerryError('NOT_FOUND', `source ${source} does not exist`); });
-    const isDir = st.isDirectory();
+    const fromStdin = source === '-';
+    const st = fromStdin ? undefined : await lstat(source).catch(() => { throw new FerryError('NOT_FOUND', `source ${source} does not exist`); });
+    const isDir = st?.isDirectory() ?? false;
     const readOpt = async (f?: string): Promise<Buffer | undefined> => (f ? readFile(f.replace(/^bootstrap=/, '')) : undefined);
     const chunkDict = await readOpt(o.chunkDict);
     const parentBootstrap = await readOpt(o.parentBootstrap);
@@ -71,7 +72,7 @@ export async function run(argv: string[]): Promise<number> {
       prefetchPatterns = text.split('\n').map((l) => l.trim()).filter(Boolean);
     }
     let progressBytes = 0;
-    if (o.progress && process.stderr.isTTY) {
+    if (o.progress && process.stderr.isTTY && st) {
       const total = isDir ? await dirBytes(source) : st.size;
       bar = new cliProgress.SingleBar({
         format: 'rafs create |{bar}| {percentage}% {value}/{total} MB {speed} MB/s',
@@ -84,8 +85,10 @@ export async function run(argv: string[]): Promise<number> {
       progressBytes += n;
       if (bar) bar.update(Math.round(progressBytes / 1e6), { speed: (progressBytes / 1e6 / Math.max(0.001, (Date.now() - started) / 1000)).toFixed(1) });
     };
-    let input: ReturnType<typeof createReadStream> | undefined;
-    if (!isDir) {
+    let input: NodeJS.ReadableStream & import('node:stream').Readable | undefined;
+    if (fromStdin) {
+      input = process.stdin;
+    } else if (!isDir) {
       input = createReadStream(source, { highWaterMark: 1 << 20 });
       if (bar) {
         // tar sources: the bar follows the bytes read from the (possibly compressed) file
