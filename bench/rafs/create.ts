@@ -10,10 +10,11 @@ import { createReadStream, mkdtempSync, rmSync, statSync, writeFileSync } from '
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { tmpdir, cpus } from 'node:os';
+import { tmpdir, cpus, loadavg } from 'node:os';
 import { debootstrapRootfs } from '../../src/bench/env/index.js';
 import { buildLayer } from '../../src/builder/index.js';
-import { COMPRESSORS } from '../../src/format/compress/index.js';
+import { COMPRESSORS, type CompressorName } from '../../src/format/compress/index.js';
+import { readLayer } from '../../src/format/tar/index.js';
 
 interface Row { name: string; inputMB: number; wallS: number; cpuS: number; mbPerCpuS: number; mbPerWallS: number; outMB: number }
 
@@ -59,6 +60,10 @@ async function main(): Promise<void> {
       h.digest();
       return 0;
     }));
+    rows.push(await timed('baseline: readLayer only (tar parsing)', tarBytes, async () => {
+      for await (const { body } of readLayer(createReadStream(tar, { highWaterMark: 1 << 20 }))) for await (const _ of body) { /* drain */ }
+      return 0;
+    }));
     for (const compressor of COMPRESSORS) {
       const blobDir = join(work, `blobs-${compressor}`);
       let input = 0;
@@ -75,17 +80,24 @@ async function main(): Promise<void> {
       rows.push(row);
       rmSync(blobDir, { recursive: true, force: true });
     }
-    {
-      const blobDir = join(work, 'blobs-dir');
-      const row = await timed('ferry rafs create (dir, lz4_block, blake3)', fileBytes, async () => {
-        const r = await buildLayer({ source: { dir: rootfs }, blobDir, compressor: 'lz4_block', digester: 'blake3' });
+    const variants: [string, 'tar' | 'dir', CompressorName, 'sha256' | 'blake3'][] = [
+      ['ferry rafs create (tar, lz4_block, blake3)', 'tar', 'lz4_block', 'blake3'],
+      ['ferry rafs create (dir, lz4_block)', 'dir', 'lz4_block', 'sha256'],
+      ['ferry rafs create (dir, zstd)', 'dir', 'zstd', 'sha256'],
+    ];
+    for (const [name, kind, compressor, digester] of variants) {
+      const blobDir = join(work, `blobs-${kind}-${compressor}-${digester}`);
+      rows.push(await timed(name, fileBytes, async () => {
+        const r = await buildLayer({
+          source: kind === 'dir' ? { dir: rootfs } : createReadStream(tar, { highWaterMark: 1 << 20 }), blobDir, compressor, digester,
+        });
         return r.blobSize + r.bootstrap.length;
-      });
-      rows.push(row);
+      }));
+      rmSync(blobDir, { recursive: true, force: true });
     }
     rows.push(timedChild('mkfs.erofs (uncompressed)', fileBytes, 'mkfs.erofs', [join(work, 'plain.erofs'), rootfs], join(work, 'plain.erofs')));
     rows.push(timedChild('mkfs.erofs -zlz4', fileBytes, 'mkfs.erofs', ['-zlz4', join(work, 'lz4.erofs'), rootfs], join(work, 'lz4.erofs')));
-    const meta = { date: new Date().toISOString(), node: process.version, cpu: cpus()[0]?.model, cores: cpus().length, rootfs, tarMB: +(tarBytes / 1e6).toFixed(1) };
+    const meta = { date: new Date().toISOString(), node: process.version, cpu: cpus()[0]?.model, cores: cpus().length, loadavg: loadavg().map((x) => +x.toFixed(1)), rootfs, tarMB: +(tarBytes / 1e6).toFixed(1) };
     console.log(JSON.stringify(meta));
     console.log('| run | input MB | wall s | CPU s | MB/s per core | MB/s wall | output MB |');
     console.log('|---|---:|---:|---:|---:|---:|---:|');
