@@ -226,6 +226,8 @@ export class LocalBlobStore implements BlobStore {
       throw err;
     });
     this.#hashers.set(id, { hash: createHash('sha256'), offset: 0 });
+    // Abandoned uploads must not pin hash state forever: drop the oldest (it is rehashed on commit).
+    if (this.#hashers.size > 4096) this.#hashers.delete(this.#hashers.keys().next().value!);
   }
 
   async uploadSize(id: string): Promise<number> {
