@@ -43,15 +43,26 @@ export interface DownloadRequest {
  * Starts (or joins) the download of `pieces` of `entry` (undefined = all of them). A running
  * download picks up pieces added while it runs; if some remain when it ends, another run starts.
  */
-export function ensureDownload(deps: DownloadDeps, entry: TaskEntry, req: DownloadRequest, pieces?: number[]): Promise<void> {
+export function ensureDownload(deps: DownloadDeps, entry: TaskEntry, req: DownloadRequest, pieces?: number[], idleRuns = 0): Promise<void> {
   entry.want(pieces);
   if (entry.missingWanted().length === 0) return Promise.resolve();
   if (entry.downloading) return entry.downloading;
+  const before = entry.finishedCount;
   const run = new TaskDownload(deps, entry, req).run();
   const p: Promise<void> = run.then(
     () => {
       entry.downloading = undefined;
-      if (entry.missingWanted().length > 0 && !deps.signal.aborted) return ensureDownload(deps, entry, req);
+      // Pieces wanted while the run was finishing: run again (bounded when runs make no progress).
+      const idle = entry.finishedCount === before ? idleRuns + 1 : 0;
+      if (entry.missingWanted().length > 0 && !deps.signal.aborted) {
+        if (idle >= 3) {
+          const err = new FerryError('UNAVAILABLE', `task ${entry.id}: downloads make no progress`);
+          entry.fail(err);
+          entry.stopped();
+          throw err;
+        }
+        return ensureDownload(deps, entry, req, undefined, idle);
+      }
       entry.stopped();
       return undefined;
     },
