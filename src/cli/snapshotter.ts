@@ -106,8 +106,12 @@ export async function run(argv: string[]): Promise<number> {
   if (argv[0] === 'print-config') {
     const cmd = command('ferry snapshotter print-config').description('print the containerd config.toml snippet');
     try { cmd.parse(argv.slice(1), { from: 'user' }); } catch (err) { return (err as { exitCode?: number }).exitCode ?? 2; }
-    const cfg = parseSnapshotterConfig(merged(cmd.opts<Opts>()));
-    process.stdout.write(containerdSnippet(cfg));
+    try {
+      process.stdout.write(containerdSnippet(parseSnapshotterConfig(merged(cmd.opts<Opts>()))));
+    } catch (err) {
+      process.stderr.write(`ferry snapshotter: ${(err as Error).message}\n`);
+      return 2;
+    }
     return 0;
   }
   const cmd = command('ferry snapshotter')
@@ -129,10 +133,23 @@ export async function run(argv: string[]): Promise<number> {
   }
   const o = cmd.opts<Opts & { lazy?: boolean }>();
   if (o.lazy === false) o.noLazy = true;
-  const config = parseSnapshotterConfig(merged(o));
+  let config: SnapshotterConfig;
+  try {
+    config = parseSnapshotterConfig(merged(o));
+  } catch (err) {
+    process.stderr.write(`ferry snapshotter: ${(err as Error).message}\n`);
+    return 2;
+  }
   const log = createLogger({ name: 'snapshotter', level: config.logLevel });
-  const lazyFs = config.disableLazy ? undefined : await openDaemon(config, log);
-  const h = await startSnapshotter({ config, log, ...(lazyFs ? { lazyFs } : {}) });
+  let h;
+  try {
+    const lazyFs = config.disableLazy ? undefined : await openDaemon(config, log);
+    h = await startSnapshotter({ config, log, ...(lazyFs ? { lazyFs } : {}) });
+  } catch (err) {
+    log.error({ err }, 'snapshotter failed to start');
+    process.stderr.write(`ferry snapshotter: ${(err as Error).message}\n`);
+    return 1;
+  }
   process.stdout.write(`ferry snapshotter listening on ${h.address} (metrics ${h.metricsAddress})\n`);
   await untilSignal(() => h.close(), log);
   return 0;

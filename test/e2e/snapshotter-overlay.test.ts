@@ -114,3 +114,13 @@ test('ctr-remote images rpull --snapshotter ferry of an ordinary image falls bac
   assert.equal(run.code, 0, run.stderr);
   assert.equal(run.stdout, 'hello from layer 1\n');
 });
+
+test('ferry snapshotter print-config prints the proxy-plugin snippet; bad config is a clear error', async () => {
+  const r = await ferry(['snapshotter', 'print-config', '--address', '/run/x/ferry.sock', '--name', 'lazy']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /\[proxy_plugins\."lazy"\]\n\s+type = "snapshot"\n\s+address = "\/run\/x\/ferry\.sock"/);
+  assert.match(r.stdout, /disable_snapshot_annotations = false/);
+  const bad = await ferry(['snapshotter', '--daemon-mode', 'bogus', '--root', join(dir, 'never'), '--address', join(dir, 'never.sock')]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /daemon\.mode/);
+});
