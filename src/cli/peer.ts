@@ -13,10 +13,10 @@ import { untilSignal } from './lifecycle.js';
 export async function run(argv: string[]): Promise<number> {
   const cmd = new Command('ferry peer')
     .description('P2P node agent: registry mirror / HTTPS proxy, piece store, upload, seed mode')
-    .option('--scheduler <url...>', 'scheduler URL(s); tasks are sharded by consistent hash')
+    .option('--scheduler <url...>', 'scheduler URL(s); tasks are sharded by consistent hash (none: every download goes to the origin, the peer is a caching proxy)')
     .option('--data <dir>', 'data directory (piece store, generated CA)')
-    .option('--proxy-listen <addr>', 'proxy address', undefined)
-    .option('--upload-listen <addr>', 'upload (piece) server address', undefined)
+    .option('--proxy-listen <addr>', 'proxy address (default 127.0.0.1:65001)')
+    .option('--upload-listen <addr>', 'upload (piece) server address (default 0.0.0.0:65002)')
     .option('--seed', 'seed peer: downloads from the origin when the scheduler says so')
     .option('--registry-mirror <url>', 'default upstream registry for mirror-mode requests')
     .option('--hijack <regex...>', 'CONNECT hosts (host:port regex) whose TLS is intercepted')
