@@ -41,8 +41,10 @@ function importsOf(file: string): string[] {
 function folderOf(abs: string): { top: string; unit: string } {
   const parts = relative(SRC, abs).split(sep);
   const top = parts[0]!;
-  // format/* and p2p/* are folders of sub-units, each with its own index.ts
-  const unit = (top === 'format' || top === 'p2p') && parts.length > 2 ? `${top}/${parts[1]}` : top;
+  // format/* and p2p/* are folders of sub-units, each with its own index.ts; config/<server>.ts are
+  // independent schemas, one per server, each its own public unit.
+  const unit = (top === 'format' || top === 'p2p') && parts.length > 2 ? `${top}/${parts[1]}`
+    : top === 'config' ? `config/${parts[1]}` : top;
   return { top, unit };
 }
 
@@ -65,7 +67,7 @@ test('source imports follow the architecture: downward only, format pure, public
       if (from.unit === to.unit) continue;
       if (tt > ft) problems.push(`${rel}: ${from.top} (tier ${ft}) imports upward into ${to.top} (tier ${tt}) via ${spec}`);
       const base = target.slice(target.lastIndexOf(sep) + 1);
-      if (from.top !== 'cli' && !['index.js', 'client.js'].includes(base)) {
+      if (from.top !== 'cli' && to.top !== 'config' && !['index.js', 'client.js'].includes(base)) {
         problems.push(`${rel}: deep import ${spec} (import another folder through its index.ts or client.ts)`);
       }
     }

@@ -7,7 +7,7 @@
  */
 import { FerryError } from '../../core/index.js';
 import { getCodec } from '../compress/index.js';
-import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, fileTypeOfMode } from '../erofs/constants.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, fileTypeOfMode } from '../erofs/index.js';
 import { BLOB_META_HEADER_SIZE, decodeBlobMetaHeader, decodeCiTable } from './blob-meta.js';
 import { chunkDigest, openBootstrap, type BlobInfo, type ChunkRef, type CiLocation, type RafsBootstrap } from './reader.js';
 

@@ -14,17 +14,17 @@ import { createHash } from 'node:crypto';
 import { blake3 } from '@noble/hashes/blake3.js';
 import { DigestMismatchError, FerryError } from '../../core/index.js';
 import { getCodec } from '../compress/index.js';
-import { alignUp, need } from '../erofs/binary.js';
+import { alignUp, need } from '../erofs/index.js';
 import {
   EROFS_FEATURE_COMPAT_RAFS_V6, EROFS_FEATURE_INCOMPAT_CHUNKED_FILE, EROFS_FEATURE_INCOMPAT_DEVICE_TABLE,
   EROFS_INODE_CHUNK_BASED, EROFS_INODE_FLAT_INLINE, EROFS_INODE_FLAT_PLAIN, EROFS_SUPER_MAGIC, EROFS_SUPER_OFFSET,
   EROFS_DEVT_SLOT_SIZE, S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, erofsInodeDataLayout,
-} from '../erofs/constants.js';
-import { decodeErofsDeviceSlot } from '../erofs/device.js';
-import { decodeErofsDirBlock } from '../erofs/dirent.js';
-import { decodeErofsInode, erofsInodeSize, erofsXattrIbodySize } from '../erofs/inode.js';
-import { decodeErofsSuperBlock, type ErofsSuperBlock } from '../erofs/superblock.js';
-import { decodeErofsXattrs } from '../erofs/xattr.js';
+} from '../erofs/index.js';
+import { decodeErofsDeviceSlot } from '../erofs/index.js';
+import { decodeErofsDirBlock } from '../erofs/index.js';
+import { decodeErofsInode, erofsInodeSize, erofsXattrIbodySize } from '../erofs/index.js';
+import { decodeErofsSuperBlock, type ErofsSuperBlock } from '../erofs/index.js';
+import { decodeErofsXattrs } from '../erofs/index.js';
 import {
   COMPRESSOR_BY_CODE, ChunkFlags, DIGESTER_BY_CODE, RAFS_MAX_BLOBS, RAFS_MAX_CHUNK_SIZE, RAFS_MIN_CHUNK_SIZE,
   RAFS_SUPER_FLAGS_KNOWN, RAFS_V6_BLOB_ENTRY_SIZE, RAFS_V6_CHUNK_INFO_SIZE, RafsSuperFlags, compressorOfFlags,

@@ -6,7 +6,7 @@
  * records are `RafsChunkInfo` (80 bytes, shared with v6). Flags are the v6 `RafsSuperFlags`.
  */
 import { FerryError } from '../../core/index.js';
-import { alignUp, need, putU64, putUint, u64 } from '../erofs/binary.js';
+import { alignUp, need, putU64, putUint, u64 } from '../erofs/index.js';
 
 export const RAFS_V5_SUPER_MAGIC = 0x52414653;
 export const RAFS_V5_SUPER_VERSION = 0x500;

@@ -6,8 +6,8 @@
  * split over `advise` and the high byte of `device_id`). Flag and enum values are the format's.
  */
 import { FerryError } from '../../core/index.js';
-import { fixedString, need, putFixedString, putU64, putUint, u64 } from '../erofs/binary.js';
-import { type ErofsChunkIndex, decodeErofsChunkIndex, writeErofsChunkIndex } from '../erofs/chunk.js';
+import { fixedString, need, putFixedString, putU64, putUint, u64 } from '../erofs/index.js';
+import { type ErofsChunkIndex, decodeErofsChunkIndex, writeErofsChunkIndex } from '../erofs/index.js';
 
 /** Byte offset of the RAFS v6 extended superblock. */
 export const RAFS_V6_EXT_SUPER_OFFSET = 1152;
