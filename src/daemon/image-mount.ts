@@ -70,6 +70,7 @@ function blobsOf(bs: RafsBootstrap): DeviceBlob[] {
     uncompressedSize: b.uncompressedSize,
     chunkCount: Math.max(b.chunkCount, ...(per.get(b.index) ?? []).map((c) => c.chunkIndex + 1)),
     chunks: per.get(b.index) ?? [],
+    codec: { compressor: b.compressor, digester: b.digester },
     decode: (c: DeviceChunk, raw: Buffer) => bs.decodeChunk(b, { ...c, blobIndex: b.index, blobId: b.blobId, fileOffset: 0 } satisfies ChunkRef, raw),
   }));
 }

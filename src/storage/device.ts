@@ -14,6 +14,7 @@ import { FerryError, DigestMismatchError } from '../core/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import type { Backend } from './backend.js';
 import { BlobCache } from './cache.js';
+import { DecodePool, type ChunkCodec } from './decode-pool.js';
 
 /** One chunk of a blob (same shape as the RAFS reader's ChunkRef; fileOffset unused here). */
 export interface DeviceChunk {
@@ -35,6 +36,8 @@ export interface DeviceBlob {
   chunks: DeviceChunk[];
   /** decompresses and verifies one chunk (DigestMismatchError on mismatch) */
   decode(chunk: DeviceChunk, raw: Buffer): Buffer;
+  /** when given (and the device has decode threads), chunks are decoded in worker threads instead */
+  codec?: ChunkCodec;
 }
 
 export interface DeviceStats {
@@ -62,6 +65,8 @@ export interface StorageDeviceOptions {
   /** prefetch: merged request size (merging_size, default 1 MiB), bandwidth bytes/s (0 = unlimited) */
   prefetchMergeBytes?: number;
   prefetchBandwidth?: number;
+  /** worker threads decoding chunks of blobs that name their codec (default 2; 0 = main thread) */
+  decodeThreads?: number;
 }
 
 interface BlobState {
@@ -92,11 +97,19 @@ export class StorageDevice {
   private closed = false;
   private prefetchRunning: Promise<void> | null = null;
   private readonly prefetchQueue: Array<{ state: BlobState; chunks: DeviceChunk[] }> = [];
+  private readonly pool: DecodePool | null;
 
   private constructor(private readonly o: StorageDeviceOptions) {
     this.log = (o.log ?? silentLogger()).child({ component: 'storage' });
     this.amplify = Math.max(128 * 1024, o.amplifyBytes ?? 1024 * 1024);
     this.deadline = o.requestDeadlineMs ?? 30_000;
+    const threads = o.decodeThreads ?? 2;
+    this.pool = threads > 0 && o.blobs.some((b) => b.codec) ? new DecodePool(threads) : null;
+  }
+
+  private decode(s: BlobState, c: DeviceChunk, raw: Buffer): Promise<Buffer> | Buffer {
+    if (this.pool && s.blob.codec) return this.pool.decode(s.blob.blobId, s.blob.codec, c, raw);
+    return s.blob.decode(c, raw);
   }
 
   static async open(o: StorageDeviceOptions): Promise<StorageDevice> {
@@ -256,7 +269,7 @@ export class StorageDevice {
 
   private async decodeOrRefetch(s: BlobState, c: DeviceChunk, raw: Buffer): Promise<Buffer> {
     try {
-      return s.blob.decode(c, raw);
+      return await this.decode(s, c, raw);
     } catch (err) {
       if (!(err instanceof DigestMismatchError) && !FerryError.hasCode(err, 'DATA_LOSS')) throw err;
       this.stats.digestMismatches++;
@@ -270,7 +283,7 @@ export class StorageDevice {
       throw err;
     }
     try {
-      return s.blob.decode(c, again);
+      return await this.decode(s, c, again);
     } catch (err) {
       this.stats.digestMismatches++;
       this.log.error({ blob: s.blob.blobId, chunk: c.chunkIndex, compressedOffset: c.compressedOffset, err: (err as Error).message },
@@ -354,6 +367,7 @@ export class StorageDevice {
       await s.cache.close();
     }
     await this.o.backend.close();
+    await this.pool?.close();
   }
 }
 
