@@ -47,7 +47,7 @@ before(async () => {
 after(async () => {
   await reg?.close();
   if (dir) {
-    for (const m of ['erofs', 'fuse', 'fault', 'corrupt']) {
+    for (const m of ['erofs', 'fuse', 'fault-erofs', 'fault-fuse', 'corrupt']) {
       if (mountsAt(join(dir, `mnt-${m}`)).length) await pexec('umount', ['-l', join(dir, `mnt-${m}`)]).catch(() => undefined);
     }
     await rm(dir, { recursive: true, force: true });
@@ -121,17 +121,19 @@ test('daemon faults: registry stopped → EIO within the timeout → recovery; c
   const config = { device: { backend: { type: 'registry' as const, config: { timeout: 1, retry_limit: 0 } } }, ferry: { request_deadline: '3s' } };
   const daemon = new Daemon({ log: silentLogger(), dataDir: join(dir, 'data-fault'), config });
   try {
-    const req = request('fuse', 'fault');
-    await daemon.mount(req);
-    await reg.close();
-    const t0 = Date.now();
-    await assert.rejects(readFile(join(req.mountpoint, 'etc/os-release')), { code: 'EIO' });
-    const ms = Date.now() - t0;
-    t.diagnostic(`registry down: EIO after ${ms} ms`);
-    assert.ok(ms < 8000, `EIO took ${ms} ms`);
-    assert.ok((await daemon.get(req.id)).metrics.backendErrors >= 1);
-    reg = await startRegistry({ listen: reg.host, dataDir: join(dir, 'registry'), adminPassword: PASSWORD, log: silentLogger() });
-    assert.equal(await readFile(join(req.mountpoint, 'etc/os-release'), 'utf8'), await readFile(join(rootfs, 'etc/os-release'), 'utf8'));
+    for (const mode of ['erofs', 'fuse'] as const) {
+      const req = request(mode, `fault-${mode}`);
+      await daemon.mount(req);
+      await reg.close();
+      const t0 = Date.now();
+      await assert.rejects(readFile(join(req.mountpoint, 'etc/os-release')), { code: 'EIO' });
+      const ms = Date.now() - t0;
+      t.diagnostic(`${mode}: registry down: EIO after ${ms} ms`);
+      assert.ok(ms < 8000, `EIO took ${ms} ms`);
+      assert.ok((await daemon.get(req.id)).metrics.backendErrors >= 1);
+      reg = await startRegistry({ listen: reg.host, dataDir: join(dir, 'registry'), adminPassword: PASSWORD, log: silentLogger() });
+      assert.equal(await readFile(join(req.mountpoint, 'etc/os-release'), 'utf8'), await readFile(join(rootfs, 'etc/os-release'), 'utf8'));
+    }
 
     // A corrupted copy of the blob on a localfs backend: the chunk holding os-release.
     const blobs = join(dir, 'corrupt-blobs');
