@@ -7,7 +7,7 @@
  */
 import { Command } from 'commander';
 import { createLogger } from '../observe/index.js';
-import { pullImage } from '../snapshotter/index.js';
+import { pullImage } from '../snapshotter/pull.js'; // not index.js: a pull needs no daemon, builder or server code
 
 export async function run(argv: string[]): Promise<number> {
   const cmd = new Command('ferry pull')

@@ -134,8 +134,10 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
       const manifestLabels: Record<string, string> = { 'containerd.io/gc.ref.content.config': manifest.config.digest };
       manifest.layers.forEach((l, i) => { manifestLabels[`containerd.io/gc.ref.content.l.${i}`] = l.digest; });
       const distLabel = { [`containerd.io/distribution.source.${ref.registry}`]: ref.repository };
-      await api.writeContent(desc(manifest.config), configBuf, distLabel);
-      await api.writeContent({ mediaType: m.mediaType, digest: m.digest, size: m.body.length }, m.body, { ...manifestLabels, ...distLabel });
+      await Promise.all([
+        api.writeContent(desc(manifest.config), configBuf, distLabel),
+        api.writeContent({ mediaType: m.mediaType, digest: m.digest, size: m.body.length }, m.body, { ...manifestLabels, ...distLabel }),
+      ]);
 
       const layers: PulledLayer[] = [];
       for (let i = 0; i < manifest.layers.length; i++) {
@@ -168,7 +170,8 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
           mounts = await sn.prepare(key, parent, labels);
         } catch (err) {
           if (FerryError.hasCode(err, 'ALREADY_EXISTS')) {
-            await sn.stat(chainId); // must now exist (containerd checked the backend)
+            // containerd's metadata layer answers ALREADY_EXISTS only after finding the committed
+            // target in the snapshotter (List with snapshot.ref and parent), so no extra Stat
             layers.push({ digest: layer.digest, chainId, how: 'remote', bytes: 0 });
             say(`layer ${i + 1}/${manifest.layers.length} ${layer.digest.slice(0, 19)} remote (lazy, not downloaded)`);
             continue;
