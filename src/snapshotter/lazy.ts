@@ -249,6 +249,8 @@ export class LazyImages implements RemoteLayers {
   }
 
   async close(): Promise<void> {
+    // a mount started in the background must not complete after the daemon closed
+    await Promise.allSettled(this.mounting.values());
     await this.o.lazyFs.close();
   }
 }
