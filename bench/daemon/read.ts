@@ -7,6 +7,8 @@
  * backend, decompressed, verified, cached), "cache" (full chunk cache, dropped page cache: the
  * daemon's own data path) and "warm" (second pass: the kernel page cache). The workload runs as a
  * separate process, the daemon in this one. Ratios are against local disk in the same state.
+ * Warm = best of three passes; the FUSE requests counted during them show whether warm reads
+ * reached userspace at all (on a shared machine other jobs may drop the page cache mid-run).
  *
  * Run (root): `npx tsc -p . && node dist/bench/daemon/read.js [--json FILE]`
  * Note: drops the page cache (echo 3 > /proc/sys/vm/drop_caches) before each cold/cache pass.
@@ -51,6 +53,16 @@ async function readPass(root: string, list: string, mode: 'seq' | 'rand'): Promi
   return { ...r, mbps: r.bytes / 1e6 / r.seconds };
 }
 
+/**
+ * Warm passes: the best of three. Other jobs on a shared machine drop the page cache now and then;
+ * the best pass is the one they did not disturb.
+ */
+async function bestWarm(f: () => Promise<{ mbps: number }>): Promise<number> {
+  let best = 0;
+  for (let i = 0; i < 3; i++) best = Math.max(best, (await f()).mbps);
+  return best;
+}
+
 async function main(): Promise<void> {
   const jsonOut = process.argv.includes('--json') ? process.argv[process.argv.indexOf('--json') + 1] : undefined;
   const log = createLogger({ level: 'warn' });
@@ -76,7 +88,7 @@ async function main(): Promise<void> {
       await dropCaches();
       record('local', `${w}-cold`, (await readPass(rootfs, w === 'seq' ? seqList : randList, w)).mbps);
       record('local', `${w}-cache`, results.local![`${w}-cold`]!);
-      record('local', `${w}-warm`, (await readPass(rootfs, w === 'seq' ? seqList : randList, w)).mbps);
+      record('local', `${w}-warm`, await bestWarm(() => readPass(rootfs, w === 'seq' ? seqList : randList, w)));
     }
     for (const mode of ['erofs', 'fuse'] as const) {
       for (const w of ['seq', 'rand'] as const) {
@@ -91,7 +103,10 @@ async function main(): Promise<void> {
           record(mode, `${w}-cold`, cold.mbps);
           const fetched = (await daemon.get(req.id)).metrics.bytesFetched;
           record(mode, `${w}-fetched-MB`, fetched / 1e6);
-          record(mode, `${w}-warm`, (await readPass(req.mountpoint, list, w)).mbps);
+          const r0 = (await daemon.get(req.id)).stats?.fuseRequests ?? 0;
+          record(mode, `${w}-warm`, await bestWarm(() => readPass(req.mountpoint, list, w)));
+          // requests that reached userspace during the (best) warm passes: the noise-free measure
+          record(mode, `${w}-warm-fuse-requests`, ((await daemon.get(req.id)).stats?.fuseRequests ?? 0) - r0);
           await daemon.umount(req.id);
           await daemon.mount(req);
           await dropCaches();
@@ -104,6 +119,7 @@ async function main(): Promise<void> {
     for (const target of ['local', 'erofs', 'fuse']) {
       const r = results[target]!;
       const row: Record<string, string | number> = { target };
+      if (target !== 'local') row['warm userspace requests (seq/rand)'] = `${r['seq-warm-fuse-requests']}/${r['rand-warm-fuse-requests']}`;
       for (const k of ['seq-cold', 'seq-cache', 'seq-warm', 'rand-cold', 'rand-cache', 'rand-warm']) {
         row[`${k} MB/s`] = +r[k]!.toFixed(1);
         if (target !== 'local') row[`${k} ×local`] = +(r[k]! / results.local![k]!).toFixed(2);
