@@ -86,9 +86,9 @@ export interface PushedImage {
 }
 
 /** rootfs dir → buildLayer (one RAFS v6 layer) → blob + bootstrap layer + manifest pushed to the registry. */
-export async function buildAndPush(o: { rootfs: string; host: string; repo: string; tag: string; password: string; workDir: string; chunkSize?: number }): Promise<PushedImage> {
+export async function buildAndPush(o: { rootfs: string; host: string; repo: string; tag: string; password: string; workDir: string; chunkSize?: number; digester?: 'sha256' | 'blake3' }): Promise<PushedImage> {
   const t0 = Date.now();
-  const r = await buildLayer({ source: { dir: o.rootfs }, blobDir: o.workDir, fsVersion: 6, compressor: 'zstd', chunkSize: o.chunkSize ?? 1024 * 1024, digester: 'blake3' });
+  const r = await buildLayer({ source: { dir: o.rootfs }, blobDir: o.workDir, fsVersion: 6, compressor: 'zstd', chunkSize: o.chunkSize ?? 1024 * 1024, digester: o.digester ?? 'blake3' });
   const buildMs = Date.now() - t0;
   const bootstrapPath = join(o.workDir, 'image.boot');
   await writeFile(bootstrapPath, r.bootstrap);
