@@ -5,7 +5,8 @@
  * Errors are `{ "code": "<FerryError code>", "message": "…" }` with the status from one table.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { FerryError, asFerryError, type ErrorCode } from '../core/index.js';
 import { metricsHandler, type Logger } from '../observe/index.js';
 import type { Daemon } from './daemon.js';
@@ -65,6 +66,7 @@ export async function startApi(daemon: Daemon, sockPath: string, log: Logger, ve
       else res.destroy();
     });
   });
+  await mkdir(dirname(sockPath), { recursive: true });
   await rm(sockPath, { force: true });
   await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(sockPath, () => resolve()); });
   log.info({ apisock: sockPath }, 'daemon api listening');

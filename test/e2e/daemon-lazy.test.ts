@@ -10,12 +10,13 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { copyFile, mkdtemp, readFile, rm, open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { requirePrereqs } from '../support/prereq.js';
+import { FERRY_BIN } from '../support/paths.js';
 import { startRegistry, type RegistryHandle } from '../../src/registry/index.js';
 import { metricValue, silentLogger } from '../../src/observe/index.js';
 import { debootstrapRootfs } from '../../src/bench/env/index.js';
@@ -47,7 +48,7 @@ before(async () => {
 after(async () => {
   await reg?.close();
   if (dir) {
-    for (const m of ['erofs', 'fuse', 'fault-erofs', 'fault-fuse', 'corrupt']) {
+    for (const m of ['erofs', 'fuse', 'fault-erofs', 'fault-fuse', 'corrupt', 'cli']) {
       if (mountsAt(join(dir, `mnt-${m}`)).length) await pexec('umount', ['-l', join(dir, `mnt-${m}`)]).catch(() => undefined);
     }
     await rm(dir, { recursive: true, force: true });
@@ -158,4 +159,27 @@ test('daemon faults: registry stopped → EIO within the timeout → recovery; c
   } finally {
     await daemon.close();
   }
+});
+
+test('ferry mount --image: bootstrap from the registry, lazy reads, unmount on SIGTERM', async () => {
+  const mnt = join(dir, 'mnt-cli');
+  const s0 = await served();
+  const c = spawn(process.execPath, [FERRY_BIN, 'mount', '--image', img.ref, '--insecure', '--mountpoint', mnt, '--data-dir', join(dir, 'cli-data')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  c.stderr!.resume();
+  try {
+    const line = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      c.stdout!.on('data', (x: Buffer) => { out += x.toString(); if (out.includes('\n')) resolve(out.split('\n')[0]!); });
+      c.once('exit', (code) => reject(new Error(`ferry mount exited ${code}`)));
+    });
+    assert.equal(JSON.parse(line).mode, 'erofs');
+    assert.equal(await readFile(join(mnt, 'etc/os-release'), 'utf8'), await readFile(join(rootfs, 'etc/os-release'), 'utf8'));
+    const fetched = (await served()) - s0;
+    assert.ok(fetched < img.blobSize * 0.1, `fetched ${fetched} bytes (bootstrap layer + os-release chunk)`);
+  } finally {
+    c.kill('SIGTERM');
+    await new Promise((r) => { if (c.exitCode !== null) r(null); else c.once('exit', r); });
+  }
+  assert.equal(c.exitCode, 0);
+  assert.equal(mountsAt(mnt).length, 0);
 });
