@@ -75,6 +75,8 @@ export class Daemon implements LazyFs {
     const parsed = mountRequestSchema.safeParse(input);
     if (!parsed.success) throw new FerryError('INVALID_ARGUMENT', `mount request: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
     const req = parsed.data as MountRequest;
+    // nydusd's fs_prefetch.enable: prefetch mounts that do not say otherwise.
+    if (req.prefetch === undefined && this.cfg.fs_prefetch.enable) req.prefetch = true;
     return this.exclusive(req.id, async () => {
       const cur = this.mounts.get(req.id);
       if (cur) {

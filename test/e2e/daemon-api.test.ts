@@ -14,7 +14,8 @@ import { requirePrereqs } from '../support/prereq.js';
 import { FERRY_BIN } from '../support/paths.js';
 import { buildLayer } from '../../src/builder/index.js';
 import { busyboxRootfs } from '../../src/bench/env/index.js';
-import { DaemonClient } from '../../src/daemon/index.js';
+import { Daemon, DaemonClient } from '../../src/daemon/index.js';
+import { silentLogger } from '../../src/observe/index.js';
 import { mountsAt } from '../../src/fuse/index.js';
 
 const pexec = promisify(execFile);
@@ -40,7 +41,7 @@ before(async () => {
 after(async () => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   if (dir) {
-    for (const m of ['mnt-a', 'mnt-b', 'mnt-cli']) if (mountsAt(join(dir, m)).length) await pexec('umount', ['-l', join(dir, m)]).catch(() => undefined);
+    for (const m of ['mnt-a', 'mnt-b', 'mnt-cli', 'mnt-pf', 'mnt-pf2']) if (mountsAt(join(dir, m)).length) await pexec('umount', ['-l', join(dir, m)]).catch(() => undefined);
     const { stdout } = await pexec('losetup', ['-J', '-l']).catch(() => ({ stdout: '' }));
     for (const l of (stdout.trim() ? (JSON.parse(stdout) as { loopdevices: Array<{ name: string; 'back-file'?: string }> }).loopdevices : [])) {
       if (l['back-file']?.startsWith(dir)) await pexec('losetup', ['-d', l.name]).catch(() => undefined);
@@ -129,4 +130,26 @@ test('ferry mount: foreground until SIGTERM', async () => {
   c.kill('SIGTERM');
   assert.equal(await exited(c), 0);
   assert.equal(mountsAt(mnt).length, 0);
+});
+
+test('prefetch: the whole image, or a path list, lands in the cache in the background', async () => {
+  const daemon = new Daemon({ log: silentLogger(), dataDir: join(dir, 'pf-data'), config: { fs_prefetch: { enable: true, bandwidth_rate: '64MiB' } } });
+  try {
+    const all = await daemon.mount({ id: 'pf', mountpoint: join(dir, 'mnt-pf'), bootstrapPath: boot, mode: 'fuse', prefetch: true, cacheDir: join(dir, 'pf-cache'), backend: { type: 'localfs', dir: blobs } });
+    await daemon.prefetchIdle(all.id);
+    const m = await daemon.get(all.id);
+    assert.ok(m.stats!.chunksTotal > 0);
+    assert.equal(m.metrics.chunksCached, m.stats!.chunksTotal, 'every referenced chunk prefetched');
+    assert.ok(m.stats!.prefetchedBytes > 0);
+    const fetched = m.metrics.bytesFetched;
+    assert.equal(await readFile(join(all.mountpoint, 'etc/greeting'), 'utf8'), 'hello from ferry\n');
+    assert.equal((await daemon.get(all.id)).metrics.bytesFetched, fetched, 'reads after prefetch fetch nothing');
+
+    const some = await daemon.mount({ id: 'pf2', mountpoint: join(dir, 'mnt-pf2'), bootstrapPath: boot, mode: 'erofs', prefetch: ['/etc'], cacheDir: join(dir, 'pf2-cache'), backend: { type: 'localfs', dir: blobs } });
+    await daemon.prefetchIdle(some.id);
+    const m2 = await daemon.get(some.id);
+    assert.ok(m2.metrics.chunksCached > 0 && m2.metrics.chunksCached < m2.stats!.chunksTotal, `only /etc prefetched (${m2.metrics.chunksCached}/${m2.stats!.chunksTotal})`);
+  } finally {
+    await daemon.close();
+  }
 });
