@@ -153,7 +153,10 @@ test('daemon faults: registry stopped → EIO within the timeout → recovery; c
     await daemon.mount(creq);
     await assert.rejects(readFile(join(creq.mountpoint, 'etc/os-release')), { code: 'EIO' });
     const info = await daemon.get(creq.id);
-    assert.equal(info.stats?.digestMismatches, 2, 'one mismatch, one refetch that mismatched again');
+    // Each failed read = one mismatch + one refetch that mismatched again (the kernel may retry a
+    // failed read-ahead with a single-page read, which goes through the same two steps).
+    const mm = info.stats?.digestMismatches ?? 0;
+    assert.ok(mm >= 2 && mm % 2 === 0, `digest mismatches ${mm}: fetched and refetched once per failed read`);
     // Other files still read fine.
     assert.equal(await readFile(join(creq.mountpoint, 'etc/debian_version'), 'utf8'), await readFile(join(rootfs, 'etc/debian_version'), 'utf8'));
   } finally {
