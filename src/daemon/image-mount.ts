@@ -30,6 +30,8 @@ export interface ImageMountOptions {
   prefetchBandwidth: number;
   fuseThreads: number;
   proxyFallback: boolean;
+  /** FUSE mode: answer lookups/attributes/cached reads in the reader threads (default true) */
+  fastPath?: boolean;
   /** default P2P proxy for registry backends whose request names none */
   defaultProxy?: string;
 }
@@ -165,9 +167,14 @@ export class ImageMount {
       throw new FerryError('FAILED_PRECONDITION', 'erofs mode needs a RAFS v6 bootstrap; this one is v5');
     }
     if (this.activeMode === 'fuse') {
+      const dev = this.device;
       this.fuse = await FuseSession.mount({
         mountpoint: this.req.mountpoint, fs: new RafsFs(bs, this.device), log: this.log, source: `ferry-${this.req.id}`, subtype: 'ferry',
         readers: this.o.fuseThreads,
+        ...(this.o.fastPath === false ? {} : {
+          fastPath: { module: new URL('./fast-path.js', import.meta.url).href, data: { bootstrapPath: this.req.bootstrapPath, timeout: 365 * 24 * 3600, caches: dev.sharedCaches() } },
+          onFastHits: (n: number) => dev.countHits(n),
+        }),
       });
     }
     if (this.req.prefetch) {
@@ -224,7 +231,7 @@ export class ImageMount {
         proxyFallbacks: this.device?.backend.fallbacks() ?? 0,
         digestMismatches: s?.digestMismatches ?? 0,
         prefetchedBytes: s?.prefetchedBytes ?? 0,
-        fuseRequests: fuseReq(this.fuse) + fuseReq(this.view),
+        fuseRequests: fuseReq(this.fuse) + fuseReq(this.view) + (this.fuse?.stats.fastRequests ?? 0),
       },
     };
   }

@@ -4,12 +4,31 @@
  * /dev/fuse descriptor (so it occupies this thread, not libuv's pool), each request handed to the
  * main thread as a transferred ArrayBuffer. Ends when the connection goes away (ENODEV after
  * unmount or abort).
+ *
+ * A session may give a fast path (a module exporting `init(data)` that returns a synchronous
+ * handler): requests it can answer from memory and local files (lookups, attributes, reads of
+ * cached data) are answered here, in this thread, without a hop to the main thread; it returns
+ * null for anything else, which then goes to the main thread as usual.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { readSync } from 'node:fs';
+import { readSync, writevSync } from 'node:fs';
+import { outHeader } from './protocol.js';
 
-const { fd, bufferSize } = workerData as { fd: number; bufferSize: number };
+export type FastHandler = (opcode: number, nodeid: number, body: Buffer) => { parts: Buffer[]; hits?: number } | null;
+
+const { fd, bufferSize, fastPath } = workerData as { fd: number; bufferSize: number; fastPath?: { module: string; data: unknown } };
+let fast: FastHandler | null = null;
+if (fastPath) {
+  try {
+    const m = (await import(fastPath.module)) as { init(data: unknown): FastHandler };
+    fast = m.init(fastPath.data);
+  } catch (err) {
+    parentPort!.postMessage({ type: 'fast-error', message: (err as Error).message });
+  }
+}
 const buf = Buffer.allocUnsafe(bufferSize);
+let fastCount = 0;
+let fastHits = 0;
 for (;;) {
   let n: number;
   try {
@@ -18,12 +37,30 @@ for (;;) {
     const code = (err as NodeJS.ErrnoException).code;
     // ENOENT: the request was interrupted before we read it; EINTR/EAGAIN: just retry.
     if (code === 'ENOENT' || code === 'EINTR' || code === 'EAGAIN') continue;
-    parentPort!.postMessage({ type: 'end', code });
+    parentPort!.postMessage({ type: 'end', code, fastCount, fastHits });
     break;
   }
   if (n === 0) {
-    parentPort!.postMessage({ type: 'end', code: 'EOF' });
+    parentPort!.postMessage({ type: 'end', code: 'EOF', fastCount, fastHits });
     break;
+  }
+  if (fast && n >= 40) {
+    let r: ReturnType<FastHandler> = null;
+    try {
+      r = fast(buf.readUInt32LE(4), Number(buf.readBigUInt64LE(16)), buf.subarray(40, n));
+    } catch {
+      r = null; // let the main thread answer (and report) it
+    }
+    if (r) {
+      let len = 16;
+      for (const p of r.parts) len += p.length;
+      fastCount++;
+      fastHits += r.hits ?? 0;
+      // Reported before the reply, so that whoever sees the reply sees the counters too.
+      parentPort!.postMessage({ type: 'fast', fastCount, fastHits });
+      try { writevSync(fd, [outHeader(len, 0, buf.readBigUInt64LE(8)), ...r.parts]); } catch { /* interrupted */ }
+      continue;
+    }
   }
   const copy = new Uint8Array(n);
   copy.set(buf.subarray(0, n));

@@ -76,10 +76,20 @@ export interface FuseSessionOptions {
   zeroMessageOpen?: boolean;
   /** bdi read-ahead in KiB set after mounting (default 1024; the kernel default is 128) */
   readaheadKb?: number;
+  /**
+   * Optional fast path run inside the reader threads: `module` (a URL) exports
+   * `init(data) → (opcode, nodeid, body) => { parts, hits? } | null`. Whatever it answers never
+   * reaches the main thread; null sends the request on as usual. `data` must be cloneable.
+   */
+  fastPath?: { module: string; data: unknown };
+  /** called with the number of cache hits the fast path reported, as they are reported */
+  onFastHits?: (hits: number) => void;
 }
 
 export interface FuseStats {
   requests: Record<string, number>;
+  /** requests answered by the fast path in the reader threads */
+  fastRequests: number;
   readBytes: number;
   errors: number;
 }
@@ -95,7 +105,7 @@ interface DirHandle {
 /** One mounted FUSE filesystem. Create with `FuseSession.mount(opts)`. */
 export class FuseSession {
   readonly mountpoint: string;
-  readonly stats: FuseStats = { requests: {}, readBytes: 0, errors: 0 };
+  readonly stats: FuseStats = { requests: {}, fastRequests: 0, readBytes: 0, errors: 0 };
   private readonly fs: FuseFilesystem;
   private readonly log: Logger;
   private readonly timeout: number;
@@ -116,6 +126,8 @@ export class FuseSession {
   private proto = { minor: FUSE_KERNEL_MINOR_VERSION };
   private readonly zeroOpen: boolean;
   private readonly readaheadKb: number;
+  private readonly fastPath: { module: string; data: unknown } | undefined;
+  private readonly onFastHits: ((hits: number) => void) | undefined;
   /** directory listings by node id (the tree is static), bounded */
   private readonly dirCache = new Map<number, Promise<FuseDirEntry[]>>();
 
@@ -127,6 +139,8 @@ export class FuseSession {
     this.maxPages = opts.maxPages ?? 256;
     this.zeroOpen = opts.zeroMessageOpen ?? true;
     this.readaheadKb = opts.readaheadKb ?? 1024;
+    this.fastPath = opts.fastPath;
+    this.onFastHits = opts.onFastHits;
     this.initDone = new Promise((res, rej) => { this.initResolve = res; this.initReject = rej; });
     this.initDone.catch(() => undefined);
     this.closed = new Promise((res) => { this.closedResolve = res; });
@@ -176,7 +190,17 @@ export class FuseSession {
   }
 
   private startWorker(): void {
-    const w = new Worker(new URL('./reader-worker.js', import.meta.url), { workerData: { fd: this.fd, bufferSize: BUFFER_SIZE } });
+    const w = new Worker(new URL('./reader-worker.js', import.meta.url), { workerData: { fd: this.fd, bufferSize: BUFFER_SIZE, fastPath: this.fastPath } });
+    let seenCount = 0;
+    let seenHits = 0;
+    const fastReport = (m: { fastCount?: number; fastHits?: number }): void => {
+      if (m.fastCount === undefined) return;
+      this.stats.fastRequests += m.fastCount - seenCount;
+      seenCount = m.fastCount;
+      const h = (m.fastHits ?? 0) - seenHits;
+      seenHits = m.fastHits ?? 0;
+      if (h > 0) this.onFastHits?.(h);
+    };
     this.liveWorkers++;
     let ended = false;
     const end = (): void => {
@@ -184,9 +208,11 @@ export class FuseSession {
       ended = true;
       if (--this.liveWorkers === 0) this.onAllWorkersGone();
     };
-    w.on('message', (m: { type: string; data?: Uint8Array; code?: string }) => {
+    w.on('message', (m: { type: string; data?: Uint8Array; code?: string; message?: string; fastCount?: number; fastHits?: number }) => {
       if (m.type === 'req' && m.data) this.dispatch(Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength));
-      else if (m.type === 'end') { this.log.debug({ code: m.code }, 'reader ended'); end(); }
+      else if (m.type === 'fast') fastReport(m);
+      else if (m.type === 'fast-error') this.log.warn({ err: m.message }, 'fuse fast path unavailable');
+      else if (m.type === 'end') { fastReport(m); this.log.debug({ code: m.code }, 'reader ended'); end(); }
     });
     w.on('error', (err) => { this.log.error({ err }, 'fuse reader failed'); end(); });
     w.on('exit', end);

@@ -24,7 +24,11 @@ export class BlobCache {
   private ready = 0;
   private mapWrites: Promise<void> = Promise.resolve();
 
-  private constructor(blobId: string, size: number, chunkCount: number, private readonly data: FileHandle, private readonly map: FileHandle, bitmap: Buffer) {
+  /** path of `<blob_id>.blob.data` */
+  readonly dataPath: string;
+
+  private constructor(blobId: string, size: number, chunkCount: number, private readonly data: FileHandle, private readonly map: FileHandle, bitmap: Buffer, dataPath: string) {
+    this.dataPath = dataPath;
     this.blobId = blobId;
     this.size = size;
     this.chunkCount = chunkCount;
@@ -44,22 +48,22 @@ export class BlobCache {
     const bytes = Math.ceil(chunkCount / 8);
     const want = MAP_HEADER + bytes;
     const cur = await map.readFile();
-    let bitmap: Buffer;
+    // In shared memory: FUSE reader threads check readiness themselves (see fuse fast paths).
+    const bitmap = Buffer.from(new SharedArrayBuffer(Math.max(1, bytes))).subarray(0, bytes);
     const valid = cur.length === want && cur.readUInt32LE(0) === MAP_MAGIC && cur.readUInt32LE(4) === 1 && cur.readUInt32LE(8) === MAP_MAGIC2 &&
       st.size === uncompressedSize;
     if (valid) {
-      bitmap = Buffer.from(cur.subarray(MAP_HEADER));
+      cur.copy(bitmap, 0, MAP_HEADER);
     } else {
       // New, or does not match this blob (size changed): start empty.
       const hdr = Buffer.alloc(MAP_HEADER);
       hdr.writeUInt32LE(MAP_MAGIC, 0);
       hdr.writeUInt32LE(1, 4);
       hdr.writeUInt32LE(MAP_MAGIC2, 8);
-      bitmap = Buffer.alloc(bytes);
       await map.truncate(0);
       await map.write(Buffer.concat([hdr, bitmap]), 0, want, 0);
     }
-    return new BlobCache(blobId, uncompressedSize, chunkCount, data, map, bitmap);
+    return new BlobCache(blobId, uncompressedSize, chunkCount, data, map, bitmap, join(dir, `${blobId}.blob.data`));
   }
 
   isReady(i: number): boolean {
@@ -67,6 +71,8 @@ export class BlobCache {
   }
 
   get readyCount(): number { return this.ready; }
+  /** The ready bitmap's shared memory (bit 7-(i%8) of byte i/8). */
+  get sharedBitmap(): SharedArrayBuffer { return this.bitmap.buffer as SharedArrayBuffer; }
   get allReady(): boolean { return this.ready === this.chunkCount; }
 
   /** Bytes of the uncompressed view; holes read as zeros. */

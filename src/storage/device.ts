@@ -139,6 +139,14 @@ export class StorageDevice {
   }
 
   blobIds(): string[] { return [...this.blobs.keys()]; }
+
+  /** Per blob: cache data file and shared ready bitmap, for readers in other threads. */
+  sharedCaches(): Array<{ blobId: string; dataPath: string; bitmap: SharedArrayBuffer }> {
+    return [...this.blobs.values()].map((s) => ({ blobId: s.blob.blobId, dataPath: s.cache.dataPath, bitmap: s.cache.sharedBitmap }));
+  }
+
+  /** Counts chunk lookups answered elsewhere (a fast path reading the cache files directly). */
+  countHits(n: number): void { this.stats.hits += n; }
   blobSize(blobId: string): number { return this.state(blobId).blob.uncompressedSize; }
 
   private state(blobId: string): BlobState {

@@ -1,0 +1,78 @@
+/**
+ * @module daemon/fast-path
+ * The FUSE fast path of FUSE mode, run inside each FUSE reader thread: LOOKUP, GETATTR and READs
+ * whose chunks are all in the cache are answered right there — from the bootstrap (parsed once
+ * per thread) and the cache data files (positioned reads), checking readiness in the cache's
+ * shared bitmap. Anything else (a missing chunk, an error) returns null and goes to the main
+ * thread, which fetches. Saves the thread hop that dominates small-file reads.
+ */
+import { openSync, readFileSync, readSync } from 'node:fs';
+import { openBootstrap } from '../format/rafs/index.js';
+import { Op, entryOut, attrOut, FUSE_ROOT_ID, type FuseAttr } from '../fuse/protocol.js';
+
+export interface FastPathData {
+  bootstrapPath: string;
+  timeout: number;
+  caches: Array<{ blobId: string; dataPath: string; bitmap: SharedArrayBuffer }>;
+}
+
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+
+export function init(d: FastPathData): (opcode: number, nodeid: number, body: Buffer) => { parts: Buffer[]; hits?: number } | null {
+  const bs = openBootstrap(readFileSync(d.bootstrapPath));
+  const caches = new Map(d.caches.map((c) => [c.blobId, { fd: openSync(c.dataPath, 'r'), bits: new Uint8Array(c.bitmap) }]));
+  const ino = (nodeid: number): number => (nodeid === FUSE_ROOT_ID ? bs.rootIno : nodeid);
+  const node = (i: number): number => (i === bs.rootIno ? FUSE_ROOT_ID : i);
+  const attr = (i: number): FuseAttr => {
+    const st = bs.stat(i);
+    return { ino: st.ino, size: st.size, blocks: st.blocks, mtime: st.mtime, mtimeNsec: st.mtimeNsec, mode: st.mode, nlink: st.nlink, uid: st.uid, gid: st.gid, rdev: st.rdev };
+  };
+  return (opcode, nodeid, body) => {
+    switch (opcode) {
+      case Op.LOOKUP: {
+        const end = body.indexOf(0);
+        const child = bs.lookupChild(ino(nodeid), body.toString('utf8', 0, end < 0 ? body.length : end));
+        if (child === undefined) return { parts: [entryOut(0, null, d.timeout, d.timeout)] };
+        return { parts: [entryOut(node(child), attr(child), d.timeout, d.timeout)] };
+      }
+      case Op.GETATTR:
+        return { parts: [attrOut(attr(ino(nodeid)), d.timeout)] };
+      case Op.READ: {
+        const i = ino(nodeid);
+        const st = bs.stat(i);
+        if ((st.mode & S_IFMT) !== S_IFREG) return null;
+        const offset = Number(body.readBigUInt64LE(8));
+        const size = body.readUInt32LE(16);
+        const end = Math.min(st.size, offset + size);
+        if (end <= offset) return { parts: [] };
+        const refs = bs.mapRead(i, offset, end - offset);
+        // all chunks ready?
+        for (const r of refs) {
+          const c = caches.get(r.blobId);
+          if (!c || (c.bits[r.chunkIndex >> 3]! & (0x80 >> (r.chunkIndex & 7))) === 0) return null;
+        }
+        const out = Buffer.allocUnsafe(end - offset);
+        let pos = offset;
+        for (const r of refs) {
+          const cs = Math.max(pos, r.fileOffset);
+          const ce = Math.min(end, r.fileOffset + r.uncompressedSize);
+          if (ce <= cs) continue;
+          if (cs > pos) out.fill(0, pos - offset, cs - offset);
+          const c = caches.get(r.blobId)!;
+          let n = 0;
+          while (n < ce - cs) {
+            const k = readSync(c.fd, out, cs - offset + n, ce - cs - n, r.uncompressedOffset + (cs - r.fileOffset) + n);
+            if (k === 0) return null;
+            n += k;
+          }
+          pos = ce;
+        }
+        if (pos < end) out.fill(0, pos - offset);
+        return { parts: [out], hits: refs.length };
+      }
+      default:
+        return null;
+    }
+  };
+}
