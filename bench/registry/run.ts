@@ -11,12 +11,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
 import { tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
 import { FERRY_BIN } from '../../test/support/paths.js';
 import { parseSize } from '../../src/core/index.js';
+import { startDistributionRegistry } from '../../src/bench/env/index.js';
 
 interface Target {
   name: string;
@@ -117,61 +118,10 @@ async function runCell(t: Target, op: 'GET' | 'PUT', concurrency: number, second
   };
 }
 
-/**
- * Debian's docker-registry with our own config: filesystem storage in `dir`, 127.0.0.1 on an
- * ephemeral port, no auth, and (like ferry) no per-request logging: error level, access log off.
- */
+/** Debian's docker-registry with our own config (shared launcher; access log off, like ferry). */
 async function startReference(dir: string): Promise<Target> {
-  await mkdir(join(dir, 'data'), { recursive: true });
-  const cfg = [
-    'version: 0.1',
-    'log:',
-    '  level: error',
-    '  accesslog:',
-    '    disabled: true',
-    'storage:',
-    '  filesystem:',
-    `    rootdirectory: ${JSON.stringify(join(dir, 'data'))}`,
-    '  delete:',
-    '    enabled: true',
-    'http:',
-    '  addr: 127.0.0.1:0',
-    '',
-  ].join('\n');
-  await writeFile(join(dir, 'config.yml'), cfg);
-  // With level error the listen address is not logged; learn the port from /proc instead.
-  const child = spawn('docker-registry', ['serve', join(dir, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, OTEL_TRACES_EXPORTER: 'none' } });
-  child.stderr!.resume();
-  let port = 0;
-  for (let i = 0; i < 200 && port === 0; i++) {
-    await new Promise((r) => setTimeout(r, 50));
-    if (child.exitCode !== null) throw new Error(`docker-registry exited ${child.exitCode}`);
-    port = await listeningPort(child.pid!);
-  }
-  if (!port) throw new Error('docker-registry did not start listening');
-  return {
-    name: 'docker-registry', url: `http://127.0.0.1:${port}`,
-    close: () => new Promise((r) => { child.once('exit', () => r()); child.kill('SIGTERM'); }),
-  };
-}
-
-/** The TCP port a process listens on (from /proc/net/tcp and its socket inodes). */
-async function listeningPort(pid: number): Promise<number> {
-  const { readdir: rd, readlink, readFile } = await import('node:fs/promises');
-  const inodes = new Set<string>();
-  for (const fd of await rd(`/proc/${pid}/fd`).catch(() => [] as string[])) {
-    const l = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
-    const m = /^socket:\[(\d+)\]$/.exec(l);
-    if (m) inodes.add(m[1]!);
-  }
-  for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    const text = await readFile(f, 'utf8').catch(() => '');
-    for (const line of text.split('\n').slice(1)) {
-      const cols = line.trim().split(/\s+/);
-      if (cols[3] === '0A' && inodes.has(cols[9] ?? '')) return Number.parseInt(cols[1]!.split(':')[1]!, 16);
-    }
-  }
-  return 0;
+  const d = await startDistributionRegistry({ dir });
+  return { name: 'docker-registry', url: d.url, close: () => d.close() };
 }
 
 async function startFerry(dir: string): Promise<Target> {

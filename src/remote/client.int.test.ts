@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import { randomBytes, createHash } from 'node:crypto';
 import { requirePrereqs } from '../../test/support/prereq.js';
 import { RegistryClient, parseReference } from './index.js';
-import { startDockerRegistry, type DockerRegistryHandle } from './docker-registry.js';
+import { startDistributionRegistry, type DistributionRegistry } from '../bench/env/index.js';
 import { MediaType } from '../oci/index.js';
 
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -16,14 +16,14 @@ async function readAll(s: Readable): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-let plain: DockerRegistryHandle;
-let tokened: DockerRegistryHandle;
+let plain: DistributionRegistry;
+let tokened: DistributionRegistry;
 
 before(async () => {
   requirePrereqs({ commands: ['docker-registry', 'openssl'] });
   [plain, tokened] = await Promise.all([
-    startDockerRegistry(),
-    startDockerRegistry({ tokenAuth: { users: { alice: 'secret' } } }),
+    startDistributionRegistry(),
+    startDistributionRegistry({ tokenAuth: { users: { alice: 'secret' } } }),
   ]);
 });
 after(async () => { await Promise.all([plain?.close(), tokened?.close()]); });

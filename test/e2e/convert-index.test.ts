@@ -9,7 +9,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requirePrereqs } from '../support/prereq.js';
-import { startDockerRegistry, type DockerRegistryHandle } from '../../src/remote/docker-registry.js';
+import { startDistributionRegistry, type DistributionRegistry } from '../../src/bench/env/index.js';
 import { RegistryClient, parseReference } from '../../src/remote/index.js';
 import { pushImage, buildOciImage } from '../../src/bench/env/index.js';
 import { convertImage, checkImage, unpackBootstrapLayer, NYDUS_MANIFEST_ARTIFACT_TYPE } from '../../src/convert/index.js';
@@ -18,15 +18,15 @@ import { MediaType, NydusAnnotation, type ImageIndex, type ImageManifest } from 
 import { makeTestImage } from './convert-support.js';
 
 let dir: string;
-let srcReg: DockerRegistryHandle;
-let dstReg: DockerRegistryHandle;
+let srcReg: DistributionRegistry;
+let dstReg: DistributionRegistry;
 const c = new RegistryClient();
 let srcRef: string;
 
 before(async () => {
   requirePrereqs({ commands: ['docker-registry', 'skopeo', 'setfattr', 'tar'] });
   dir = await mkdtemp(join(tmpdir(), 'ferry-convert-index-'));
-  [srcReg, dstReg] = await Promise.all([startDockerRegistry(), startDockerRegistry()]);
+  [srcReg, dstReg] = await Promise.all([startDistributionRegistry(), startDistributionRegistry()]);
   const amd = await makeTestImage(join(dir, 'amd'), 'amd64');
   // arm64: the same layer dirs re-packed with another architecture in the config
   const arm = await buildOciImage({ layers: [join(dir, 'amd/l1'), join(dir, 'amd/l2'), join(dir, 'amd/l3')], outDir: join(dir, 'arm-layout'), architecture: 'arm64' });

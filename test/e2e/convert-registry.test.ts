@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { requirePrereqs } from '../support/prereq.js';
 import { FERRY_BIN } from '../support/paths.js';
-import { startDockerRegistry, type DockerRegistryHandle } from '../../src/remote/docker-registry.js';
+import { startDistributionRegistry, type DistributionRegistry } from '../../src/bench/env/index.js';
 import { RegistryClient, parseReference } from '../../src/remote/index.js';
 import { pushImage, type BuiltImage } from '../../src/bench/env/index.js';
 import { unpackBootstrapLayer } from '../../src/convert/index.js';
@@ -23,8 +23,8 @@ import tarStream from 'tar-stream';
 import { openBootstrap, decodeBlobMetaHeader, decodeCiTable } from '../../src/format/rafs/index.js';
 
 let dir: string;
-let srcReg: DockerRegistryHandle;
-let dstReg: DockerRegistryHandle;
+let srcReg: DistributionRegistry;
+let dstReg: DistributionRegistry;
 let image: BuiltImage;
 
 function ferry(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -41,7 +41,7 @@ function ferry(args: string[], env: Record<string, string> = {}): Promise<{ code
 before(async () => {
   requirePrereqs({ commands: ['docker-registry', 'skopeo', 'setfattr', 'tar'] });
   dir = await mkdtemp(join(tmpdir(), 'ferry-convert-e2e-'));
-  [srcReg, dstReg] = await Promise.all([startDockerRegistry(), startDockerRegistry()]);
+  [srcReg, dstReg] = await Promise.all([startDistributionRegistry(), startDistributionRegistry()]);
   image = await makeTestImage(join(dir, 'img'));
   await pushImage(image.layoutDir, `${srcReg.host}/library/app:v1`);
 });

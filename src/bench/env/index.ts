@@ -15,5 +15,5 @@ export {
   buildOciImage, pushImage, whiteout, opaqueDir,
   type BuildOciImageOptions, type BuiltImage, type BuiltLayer, type ImageConfigInput, type PushOptions,
 } from './images.js';
-export { startDistributionRegistry, type DistributionRegistry } from './registry.js';
+export { startDistributionRegistry, type DistributionRegistry, type DistributionRegistryOptions } from './registry.js';
 export { exec, execCheck, waitFor, sbinPath, netnsWrap, mountsUnder, unmountUnder, type ExecResult, type ExecOptions } from './exec.js';
