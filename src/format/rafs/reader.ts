@@ -10,8 +10,7 @@
  * Inode numbers: v6 uses EROFS nids (root 128, hardlinks share one nid); v5 uses inode-table
  * indexes (root 1) and `stat().ino` is the on-disk `i_ino`, which hardlinks share.
  */
-import { createHash } from 'node:crypto';
-import { blake3 } from '@noble/hashes/blake3.js';
+import { chunkDigest } from './digest.js';
 import { DigestMismatchError, FerryError } from '../../core/index.js';
 import { getCodec } from '../compress/index.js';
 import { alignUp, need } from '../erofs/index.js';
@@ -182,11 +181,7 @@ function corrupt(msg: string): FerryError {
   return new FerryError('DATA_LOSS', `rafs bootstrap: ${msg}`);
 }
 
-/** Digest of uncompressed chunk data with the image's digester. */
-export function chunkDigest(digester: Digester, data: Uint8Array): Buffer {
-  if (digester === 'sha256') return createHash('sha256').update(data).digest();
-  return Buffer.from(blake3(data));
-}
+export { chunkDigest };
 
 /** Decompresses (when marked compressed) and verifies one chunk; DigestMismatchError on mismatch. */
 export function decodeChunkData(blob: Pick<BlobInfo, 'compressor' | 'digester' | 'blobId'>, chunk: ChunkRef, raw: Buffer): Buffer {
