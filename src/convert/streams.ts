@@ -7,7 +7,8 @@ import { createHash, type Hash } from 'node:crypto';
 import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
 import { createGunzip, gzipSync } from 'node:zlib';
 import { DecompressStream } from 'zstd-napi';
-import tarStream from 'tar-stream';
+import { FerryError } from '../core/index.js';
+import { readLayer, writeTar, detectCompression, type TarEntry } from '../format/tar/index.js';
 
 /** Counts and hashes bytes passing through. */
 export class Meter extends Transform {
@@ -38,9 +39,9 @@ export function decompressed(src: Readable): Readable {
   let head = Buffer.alloc(0);
   const decide = (): void => {
     decided = true;
-    let dec: Transform | undefined;
-    if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) dec = createGunzip();
-    else if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) dec = new DecompressStream() as unknown as Transform;
+    const kind = detectCompression(head);
+    const dec: Transform | undefined = kind === 'gzip' ? createGunzip()
+      : kind === 'zstd' ? new DecompressStream() as unknown as Transform : undefined;
     const first = head;
     const sink = dec ?? out;
     if (dec) {
@@ -86,30 +87,24 @@ const EPOCH = new Date(0);
  * the gzip blob and the digest of the uncompressed tar (diff_id).
  */
 export async function packBootstrapLayer(bootstrap: Buffer, extra: Array<{ name: string; data: Buffer }> = []): Promise<{ blob: Buffer; diffId: string }> {
-  const pack = tarStream.pack();
-  const done = collect(pack as unknown as Readable);
-  pack.entry({ name: 'image/', type: 'directory', mode: 0o755, mtime: EPOCH, uid: 0, gid: 0 });
-  const file = (name: string, data: Buffer, mode: number): Promise<void> => new Promise<void>((resolve, reject) => {
-    pack.entry({ name, type: 'file', mode, mtime: EPOCH, uid: 0, gid: 0, size: data.length }, data, (err) => (err ? reject(err) : resolve()));
-  });
-  await file('image/image.boot', bootstrap, 0o444);
-  for (const e of extra) await file(`image/${e.name}`, e.data, 0o444);
-  pack.finalize();
-  const tar = await done;
+  const base = { uid: 0, gid: 0, mtime: 0, xattrs: {} };
+  const file = (path: string, data: Buffer): { entry: TarEntry; body: Buffer } =>
+    ({ entry: { ...base, path, type: 'file', mode: 0o444, size: data.length }, body: data });
+  const tar = await collect(writeTar([
+    { entry: { ...base, path: 'image', type: 'dir', mode: 0o755, size: 0 } },
+    file('image/image.boot', bootstrap),
+    ...extra.map((e) => file(`image/${e.name}`, e.data)),
+  ]));
   return { blob: gzipSync(tar), diffId: `sha256:${createHash('sha256').update(tar).digest('hex')}` };
 }
 
 /** The bootstrap inside a bootstrap layer (gzip or plain tar; `image/image.boot` or legacy `image.boot`). */
 export async function unpackBootstrapLayer(layer: Buffer): Promise<Buffer> {
-  const tar = decompressed(Readable.from([layer]));
-  const extract = tarStream.extract();
-  tar.pipe(extract);
   let found: Buffer | undefined;
-  for await (const entry of extract) {
-    const name = entry.header.name.replace(/^\.\//, '');
-    if (name === 'image/image.boot' || name === 'image.boot') found = await collect(entry as unknown as Readable);
-    else entry.resume();
+  for await (const { entry, body } of readLayer(Readable.from([layer]))) {
+    if (entry.path === 'image/image.boot' || entry.path === 'image.boot') found = await collect(body);
+    else body.resume();
   }
-  if (!found) throw new Error('bootstrap layer has no image/image.boot');
+  if (!found) throw new FerryError('INVALID_ARGUMENT', 'bootstrap layer has no image/image.boot');
   return found;
 }
