@@ -286,6 +286,103 @@ function typeOf(flag: string): TarEntryType | 'pax' | 'paxg' | 'longname' | 'lon
   }
 }
 
+type HeaderType = ReturnType<typeof typeOf>;
+
+/**
+ * Turns a member header (plus the PAX records and GNU long names that preceded it) into an entry,
+ * applying every path check; `skip` = bytes to pass over for member types that carry no entry.
+ * `symlinks` tracks this layer's symlinks across calls.
+ */
+function decodeEntry(
+  h: Buffer, type: HeaderType, size: number, pax: Map<string, Buffer>, globalPax: Map<string, Buffer>,
+  longName: Buffer | undefined, longLink: Buffer | undefined, symlinks: Set<string>,
+): { entry: TarEntry; name: string; dataSize: number } | { skip: number } {
+  pax = globalPax.size ? new Map([...globalPax, ...pax]) : pax;
+  if (type === 'sparse') throw new FerryError('NOT_IMPLEMENTED', 'tar: sparse files (GNU type S) are not supported');
+  const ustar = h.toString('latin1', 257, 263);
+  let name: string;
+  if (pax.has('path')) name = pax.get('path')!.toString('utf8');
+  else if (longName) name = longName.toString('utf8');
+  else {
+    const base = cString(h, 0, 100).toString('utf8');
+    const prefix = ustar === 'ustar\0' ? cString(h, 345, 155).toString('utf8') : '';
+    name = prefix ? `${prefix}/${base}` : base;
+  }
+  let linkname: string | undefined;
+  if (pax.has('linkpath')) linkname = pax.get('linkpath')!.toString('utf8');
+  else if (longLink) linkname = longLink.toString('utf8');
+  else linkname = cString(h, 157, 100).toString('utf8');
+  if (pax.has('size')) {
+    const s = Number(pax.get('size')!.toString('latin1'));
+    if (!Number.isSafeInteger(s) || s < 0) throw new FerryError('DATA_LOSS', 'tar: invalid PAX size');
+    size = s;
+  }
+  const num = (key: string, fallback: number): number => {
+    const v = pax.get(key);
+    if (!v) return fallback;
+    const n = Number(v.toString('latin1'));
+    if (!Number.isFinite(n) || n < 0) throw new FerryError('DATA_LOSS', `tar: invalid PAX ${key}`);
+    return n;
+  };
+  if (type === 'skip') return { skip: size + ((BLOCK - (size % BLOCK)) % BLOCK) };
+  const path = normalizeTarPath(name);
+  // old (v7) tars mark directories only by a trailing slash
+  const entryType = (type === 'file' && name.endsWith('/') && size === 0 ? 'dir' : type) as TarEntryType;
+  const xattrs: Record<string, Buffer> = {};
+  for (const [k, v] of pax) {
+    if (k.startsWith('SCHILY.xattr.')) xattrs[k.slice('SCHILY.xattr.'.length)] = v;
+    else if (k.startsWith('LIBARCHIVE.xattr.')) {
+      xattrs[decodeURIComponent(k.slice('LIBARCHIVE.xattr.'.length))] = Buffer.from(v.toString('latin1'), 'base64');
+    }
+  }
+  const entry: TarEntry = {
+    path,
+    type: entryType,
+    mode: parseNumeric(h, 100, 8, 'mode') & 0o7777,
+    uid: num('uid', parseNumeric(h, 108, 8, 'uid')),
+    gid: num('gid', parseNumeric(h, 116, 8, 'gid')),
+    mtime: num('mtime', parseNumeric(h, 136, 12, 'mtime')),
+    size: entryType === 'file' ? size : 0,
+    xattrs,
+  };
+  const uname = pax.get('uname')?.toString('utf8') ?? cString(h, 265, 32).toString('utf8');
+  const gname = pax.get('gname')?.toString('utf8') ?? cString(h, 297, 32).toString('utf8');
+  if (uname) entry.uname = uname;
+  if (gname) entry.gname = gname;
+  if (entryType === 'symlink') {
+    if (linkname === '') throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: symlink with an empty target`);
+    entry.linkname = linkname;
+  } else if (entryType === 'hardlink') {
+    entry.linkname = normalizeTarPath(linkname);
+    if (entry.linkname === '') throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: hardlink to the layer root`);
+  }
+  if (entryType === 'char' || entryType === 'block') {
+    entry.devmajor = num('SCHILY.devmajor', parseNumeric(h, 329, 8, 'devmajor'));
+    entry.devminor = num('SCHILY.devminor', parseNumeric(h, 337, 8, 'devminor'));
+  }
+  // a path that goes through a symlink of this layer would escape on extraction
+  const parts = path === '' ? [] : path.split('/');
+  for (let i = 1; i < parts.length; i++) {
+    const pre = parts.slice(0, i).join('/');
+    if (symlinks.has(pre)) {
+      throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: path goes through symlink ${JSON.stringify(pre)}`);
+    }
+  }
+  if (entryType === 'hardlink' && entry.linkname !== undefined) {
+    const lp = entry.linkname.split('/');
+    for (let i = 1; i <= lp.length; i++) {
+      if (symlinks.has(lp.slice(0, i).join('/')) && i < lp.length) {
+        throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: hardlink target goes through a symlink`);
+      }
+    }
+  }
+  if (entryType === 'symlink') symlinks.add(path);
+  else symlinks.delete(path);
+
+  // like Go's archive/tar: only regular files carry data, whatever the size field says
+  return { entry, name, dataSize: entryType === 'file' ? size : 0 };
+}
+
 /**
  * Reads a layer tar. Each entry's body must be consumed (or resumed) before asking for the next
  * entry; whatever is left is discarded.
@@ -335,95 +432,14 @@ export async function* readLayer(input: Readable, opts: ReadLayerOptions = {}): 
         }
         break;
       }
-      pax = new Map([...globalPax, ...pax]);
-      if (type === 'sparse') throw new FerryError('NOT_IMPLEMENTED', 'tar: sparse files (GNU type S) are not supported');
-      const ustar = h.toString('latin1', 257, 263);
-      let name: string;
-      if (pax.has('path')) name = pax.get('path')!.toString('utf8');
-      else if (longName) name = longName.toString('utf8');
-      else {
-        const base = cString(h, 0, 100).toString('utf8');
-        const prefix = ustar === 'ustar\0' ? cString(h, 345, 155).toString('utf8') : '';
-        name = prefix ? `${prefix}/${base}` : base;
-      }
-      let linkname: string | undefined;
-      if (pax.has('linkpath')) linkname = pax.get('linkpath')!.toString('utf8');
-      else if (longLink) linkname = longLink.toString('utf8');
-      else linkname = cString(h, 157, 100).toString('utf8');
-      if (pax.has('size')) {
-        const s = Number(pax.get('size')!.toString('latin1'));
-        if (!Number.isSafeInteger(s) || s < 0) throw new FerryError('DATA_LOSS', 'tar: invalid PAX size');
-        size = s;
-      }
-      const num = (key: string, fallback: number): number => {
-        const v = pax.get(key);
-        if (!v) return fallback;
-        const n = Number(v.toString('latin1'));
-        if (!Number.isFinite(n) || n < 0) throw new FerryError('DATA_LOSS', `tar: invalid PAX ${key}`);
-        return n;
-      };
-      if (type === 'skip') {
-        await src.skip(size + ((BLOCK - (size % BLOCK)) % BLOCK), 'skipped entry');
+      const d = decodeEntry(h, type, size, pax, globalPax, longName, longLink, symlinks);
+      if ('skip' in d) {
+        await src.skip(d.skip, 'skipped entry');
         continue;
       }
-      const path = normalizeTarPath(name);
-      // old (v7) tars mark directories only by a trailing slash
-      const entryType = (type === 'file' && name.endsWith('/') && size === 0 ? 'dir' : type) as TarEntryType;
-      const xattrs: Record<string, Buffer> = {};
-      for (const [k, v] of pax) {
-        if (k.startsWith('SCHILY.xattr.')) xattrs[k.slice('SCHILY.xattr.'.length)] = v;
-        else if (k.startsWith('LIBARCHIVE.xattr.')) {
-          xattrs[decodeURIComponent(k.slice('LIBARCHIVE.xattr.'.length))] = Buffer.from(v.toString('latin1'), 'base64');
-        }
-      }
-      const entry: TarEntry = {
-        path,
-        type: entryType,
-        mode: parseNumeric(h, 100, 8, 'mode') & 0o7777,
-        uid: num('uid', parseNumeric(h, 108, 8, 'uid')),
-        gid: num('gid', parseNumeric(h, 116, 8, 'gid')),
-        mtime: num('mtime', parseNumeric(h, 136, 12, 'mtime')),
-        size: entryType === 'file' ? size : 0,
-        xattrs,
-      };
-      const uname = pax.get('uname')?.toString('utf8') ?? cString(h, 265, 32).toString('utf8');
-      const gname = pax.get('gname')?.toString('utf8') ?? cString(h, 297, 32).toString('utf8');
-      if (uname) entry.uname = uname;
-      if (gname) entry.gname = gname;
-      if (entryType === 'symlink') {
-        if (linkname === '') throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: symlink with an empty target`);
-        entry.linkname = linkname;
-      } else if (entryType === 'hardlink') {
-        entry.linkname = normalizeTarPath(linkname);
-        if (entry.linkname === '') throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: hardlink to the layer root`);
-      }
-      if (entryType === 'char' || entryType === 'block') {
-        entry.devmajor = num('SCHILY.devmajor', parseNumeric(h, 329, 8, 'devmajor'));
-        entry.devminor = num('SCHILY.devminor', parseNumeric(h, 337, 8, 'devminor'));
-      }
-      // a path that goes through a symlink of this layer would escape on extraction
-      const parts = path === '' ? [] : path.split('/');
-      for (let i = 1; i < parts.length; i++) {
-        const pre = parts.slice(0, i).join('/');
-        if (symlinks.has(pre)) {
-          throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: path goes through symlink ${JSON.stringify(pre)}`);
-        }
-      }
-      if (entryType === 'hardlink' && entry.linkname !== undefined) {
-        const lp = entry.linkname.split('/');
-        for (let i = 1; i <= lp.length; i++) {
-          if (symlinks.has(lp.slice(0, i).join('/')) && i < lp.length) {
-            throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: hardlink target goes through a symlink`);
-          }
-        }
-      }
-      if (entryType === 'symlink') symlinks.add(path);
-      else symlinks.delete(path);
-
+      const { entry, name, dataSize } = d;
       // body
       let remaining = entry.size;
-      // like Go's archive/tar: only regular files carry data, whatever the size field says
-      const dataSize = entryType === 'file' ? size : 0;
       const body = new Readable({
         highWaterMark: BODY_SLICE,
         read() {
@@ -454,6 +470,227 @@ export async function* readLayer(input: Readable, opts: ReadLayerOptions = {}): 
       });
       if (!body.readableEnded) body.destroy();
     }
+  } finally {
+    await it.return?.();
+  }
+}
+
+/**
+ * Receives a layer's members from {@link parseLayer} / {@link TarParser}, synchronously. For a
+ * regular file, `entry` is followed by its body as `data` pieces (views into the input buffers —
+ * no copy; they stay valid, the parser never reuses them) and then `end`; other entries get no
+ * `data`/`end` calls.
+ */
+export interface TarVisitor {
+  entry(entry: TarEntry): void;
+  data(piece: Buffer): void;
+  end(): void;
+}
+
+const enum PState { Header, Meta, Body, Skip, Done }
+
+/**
+ * Push parser for an uncompressed layer tar: `push` each piece of the stream in order, then
+ * `finish`. Same format support and the same checks and errors as {@link readLayer} (they share
+ * the header decoding), but no stream or promise per member: a rootfs of thousands of small files
+ * parses in one synchronous pass per input piece. Errors thrown by the visitor propagate out of
+ * `push`.
+ */
+export class TarParser {
+  private state = PState.Header;
+  /** a header or meta member being assembled across pieces */
+  private carry: Buffer | undefined;
+  private carryLen = 0;
+  /** bytes left in the current body / skip / meta data */
+  private remaining = 0;
+  /** padding after the current body */
+  private padding = 0;
+  private offset = 0;
+  private headerAt = 0;
+  private metaType: HeaderType = 'skip';
+  private metaSize = 0;
+  private bodyName = '';
+  private pax = new Map<string, Buffer>();
+  private globalPax = new Map<string, Buffer>();
+  private longName: Buffer | undefined;
+  private longLink: Buffer | undefined;
+  private readonly symlinks = new Set<string>();
+  private readonly maxHeader: number;
+
+  constructor(private readonly visitor: TarVisitor, opts: ReadLayerOptions = {}) {
+    this.maxHeader = opts.maxHeaderBytes ?? 1 << 20;
+  }
+
+  /** True once the end-of-archive block was seen (the rest of the input is ignored). */
+  get done(): boolean {
+    return this.state === PState.Done;
+  }
+
+  push(buf: Buffer): void {
+    let p = 0;
+    const n = buf.length;
+    const base = this.offset;
+    this.offset += n;
+    while (p < n) {
+      switch (this.state) {
+        case PState.Done:
+          return;
+        case PState.Header: {
+          let h: Buffer;
+          if (this.carryLen === 0 && n - p >= BLOCK) {
+            h = buf.subarray(p, p + BLOCK);
+            p += BLOCK;
+          } else {
+            this.carry ??= Buffer.allocUnsafe(BLOCK);
+            const k = Math.min(BLOCK - this.carryLen, n - p);
+            buf.copy(this.carry, this.carryLen, p, p + k);
+            this.carryLen += k;
+            p += k;
+            if (this.carryLen < BLOCK) return;
+            h = this.carry;
+            this.carryLen = 0;
+            this.carry = undefined;
+          }
+          this.headerAt = base + p - BLOCK;
+          this.header(h);
+          break;
+        }
+        case PState.Meta: {
+          // metaSize bytes of data + padding, collected into carry (sized to data + padding)
+          const k = Math.min(this.remaining, n - p);
+          buf.copy(this.carry!, this.carryLen, p, p + k);
+          this.carryLen += k;
+          this.remaining -= k;
+          p += k;
+          if (this.remaining === 0) {
+            const data = this.carry!.subarray(0, this.metaSize);
+            this.carry = undefined;
+            this.carryLen = 0;
+            this.state = PState.Header;
+            this.meta(data);
+          }
+          break;
+        }
+        case PState.Body: {
+          const k = Math.min(this.remaining, n - p);
+          this.visitor.data(buf.subarray(p, p + k));
+          this.remaining -= k;
+          p += k;
+          if (this.remaining === 0) {
+            this.visitor.end();
+            this.remaining = this.padding;
+            this.state = this.padding > 0 ? PState.Skip : PState.Header;
+          }
+          break;
+        }
+        case PState.Skip: {
+          const k = Math.min(this.remaining, n - p);
+          this.remaining -= k;
+          p += k;
+          if (this.remaining === 0) this.state = PState.Header;
+          break;
+        }
+      }
+    }
+  }
+
+  /** Ends the input: DATA_LOSS when it stopped inside a member. */
+  finish(): void {
+    switch (this.state) {
+      case PState.Done:
+        return;
+      case PState.Header:
+        if (this.carryLen > 0) throw new FerryError('DATA_LOSS', `tar: truncated header at offset ${this.offset - this.carryLen} (${this.carryLen} of ${BLOCK} bytes)`);
+        return;
+      case PState.Meta:
+        throw new FerryError('DATA_LOSS', `tar: truncated ${this.metaType} header`);
+      case PState.Body:
+        throw new FerryError('DATA_LOSS', `tar: truncated body of ${JSON.stringify(this.bodyName)}`);
+      case PState.Skip:
+        throw new FerryError('DATA_LOSS', `tar: truncated entry at offset ${this.offset}`);
+    }
+  }
+
+  private header(h: Buffer): void {
+    let zero = true;
+    for (let i = 0; i < BLOCK; i++) if (h[i] !== 0) { zero = false; break; }
+    if (zero) {
+      this.state = PState.Done;
+      return;
+    }
+    if (!checksumOk(h)) throw new FerryError('DATA_LOSS', `tar: invalid header checksum at offset ${this.headerAt}`);
+    const type = typeOf(String.fromCharCode(h[156]!));
+    const size = parseNumeric(h, 124, 12, 'size');
+    if (type === 'pax' || type === 'paxg' || type === 'longname' || type === 'longlink') {
+      if (size > this.maxHeader) throw new FerryError('DATA_LOSS', `tar: ${type} header of ${size} bytes exceeds ${this.maxHeader}`);
+      const padded = size + ((BLOCK - (size % BLOCK)) % BLOCK);
+      this.metaType = type;
+      this.metaSize = size;
+      if (padded === 0) {
+        this.meta(Buffer.alloc(0));
+        return;
+      }
+      this.carry = Buffer.allocUnsafe(padded);
+      this.carryLen = 0;
+      this.remaining = padded;
+      this.state = PState.Meta;
+      return;
+    }
+    const d = decodeEntry(h, type, size, this.pax, this.globalPax, this.longName, this.longLink, this.symlinks);
+    this.pax = new Map();
+    this.longName = undefined;
+    this.longLink = undefined;
+    if ('skip' in d) {
+      this.remaining = d.skip;
+      this.state = d.skip > 0 ? PState.Skip : PState.Header;
+      return;
+    }
+    this.visitor.entry(d.entry);
+    if (d.entry.type !== 'file') return;
+    const padding = (BLOCK - (d.dataSize % BLOCK)) % BLOCK;
+    if (d.dataSize === 0) {
+      this.visitor.end();
+      return;
+    }
+    this.bodyName = d.name;
+    this.remaining = d.dataSize;
+    this.padding = padding;
+    this.state = PState.Body;
+  }
+
+  private meta(data: Buffer): void {
+    const type = this.metaType;
+    if (type === 'pax') for (const [k, v] of parsePax(data)) this.pax.set(k, v);
+    else if (type === 'paxg') this.globalPax = new Map([...this.globalPax, ...parsePax(data)]);
+    else if (type === 'longname') this.longName = cString(data, 0, data.length);
+    else this.longLink = cString(data, 0, data.length);
+  }
+}
+
+/**
+ * Reads a layer tar (plain, gzip or zstd) into `visitor` with a {@link TarParser}: the fast path
+ * for consumers that handle bodies synchronously (the RAFS builder). After each input piece,
+ * `afterPiece` (when given) is awaited if it returns a promise — the place for back-pressure.
+ */
+export async function parseLayer(input: Readable, visitor: TarVisitor, opts: ReadLayerOptions & { afterPiece?: () => Promise<void> | undefined } = {}): Promise<void> {
+  const it = await openDecompressed(input);
+  const parser = new TarParser(visitor, opts);
+  try {
+    for (;;) {
+      const r = await it.next();
+      if (r.done) break;
+      const v = r.value;
+      const b = Buffer.isBuffer(v) ? v : typeof v === 'string' ? Buffer.from(v) : Buffer.from(v as Uint8Array);
+      parser.push(b);
+      const w = opts.afterPiece?.();
+      if (w) await w;
+      if (parser.done) {
+        // drain the rest as readLayer does (the end-of-archive block may be followed by zero fill)
+        while (!(await it.next()).done) { /* discard */ }
+        return;
+      }
+    }
+    parser.finish();
   } finally {
     await it.return?.();
   }

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fixture } from '../../../test/support/paths.js';
 import { FerryError } from '../../core/index.js';
-import { readLayer, writeTar, whiteoutOf, overlayWhiteoutOf, encodeTarHeaders, normalizeTarPath, type TarEntry } from './index.js';
+import { readLayer, parseLayer, writeTar, whiteoutOf, overlayWhiteoutOf, encodeTarHeaders, normalizeTarPath, type TarEntry } from './index.js';
 
 async function collect(input: Readable): Promise<{ entry: TarEntry; data: Buffer }[]> {
   const out: { entry: TarEntry; data: Buffer }[] = [];
@@ -198,4 +198,67 @@ test('tar: mutated tars (plain and gzip) never raise anything but FerryError', a
     }
   }
   assert.ok(refused > 0);
+});
+
+async function collectParsed(input: Readable): Promise<{ entry: TarEntry; data: Buffer }[]> {
+  const out: { entry: TarEntry; data: Buffer }[] = [];
+  let parts: Buffer[] = [];
+  await parseLayer(input, {
+    entry(entry) { out.push({ entry, data: Buffer.alloc(0) }); parts = []; },
+    data(piece) { parts.push(Buffer.from(piece)); },
+    end() { out[out.length - 1]!.data = Buffer.concat(parts); },
+  });
+  return out;
+}
+
+function pieces(buf: Buffer, size: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (let p = 0; p < buf.length; p += size) out.push(buf.subarray(p, p + size));
+  return out;
+}
+
+async function outcome(f: () => Promise<{ entry: TarEntry; data: Buffer }[]>): Promise<unknown> {
+  try {
+    return await f();
+  } catch (err) {
+    assert.ok(FerryError.is(err), String(err));
+    return { error: err.code };
+  }
+}
+
+test('tar: parseLayer (sync push parser) gives what readLayer gives, whatever the piece boundaries', async () => {
+  const long = `d/${'n'.repeat(120)}/${'ü'.repeat(70)}`;
+  const tar = await toBuffer(writeTar([
+    { entry: e('', 'dir') },
+    { entry: e('d', 'dir', { xattrs: { 'user.x': Buffer.from([0, 255, 1]) } }) },
+    { entry: e(long, 'file', { size: 1500, mtime: 1700000000.25 }), body: Buffer.alloc(1500, 9) },
+    { entry: e('d/empty', 'file'), body: Buffer.alloc(0) },
+    { entry: e('d/512', 'file', { size: 512 }), body: Buffer.alloc(512, 3) },
+    { entry: e('d/l', 'symlink', { linkname: 'x'.repeat(130) }) },
+    { entry: e('d/h', 'hardlink', { linkname: long }) },
+    { entry: e('d/c', 'char', { devmajor: 4, devminor: 64 }) },
+  ]));
+  const fixtureTar = readFileSync(fixture('nydus', 'all-entry-type.tar'));
+  for (const input of [tar, fixtureTar]) {
+    const want = await collect(Readable.from([input]));
+    assert.ok(want.length > 5);
+    for (const size of [1, 7, 100, 511, 512, 513, 4096, input.length]) {
+      assert.deepEqual(await collectParsed(Readable.from(pieces(input, size))), want, `pieces of ${size}`);
+    }
+    assert.deepEqual(await collectParsed(Readable.from([gzipSync(input)])), want, 'gzip');
+  }
+  // truncations and mutations: the same entries or the same error code
+  let seed = 7;
+  const rnd = (n: number): number => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return seed % n;
+  };
+  for (let it = 0; it < 200; it++) {
+    let m = Buffer.from(tar);
+    if (it % 2) m = m.subarray(0, rnd(m.length));
+    else for (let k = 0; k < 1 + rnd(3); k++) m[rnd(m.length)] = rnd(256);
+    const a = await outcome(() => collect(Readable.from([m])));
+    const b = await outcome(() => collectParsed(Readable.from(pieces(m, 1 + rnd(1000)))));
+    assert.deepEqual(b, a, `iteration ${it}`);
+  }
 });
