@@ -67,3 +67,55 @@ export async function chunkStream(body: Readable, size: number, writer: BlobWrit
   if (fileOffset !== size) throw new FerryError('DATA_LOSS', `file body ended after ${fileOffset} of ${size} bytes`);
   return refs;
 }
+
+/**
+ * Synchronous chunker for one file whose body arrives as pieces (the tar parser's `data` calls):
+ * chunks wholly inside a piece go to the writer without a copy; the caller awaits
+ * `writer.flush()` between input pieces when `writer.needsFlush`.
+ */
+export class FileChunker {
+  readonly refs: ChunkRef[] = [];
+  private fileOffset = 0;
+  private buf: Buffer | undefined;
+  private fill = 0;
+
+  constructor(private readonly size: number, private readonly writer: BlobWriter, private readonly chunkSize: number, private readonly onBytes?: (n: number) => void) {}
+
+  private add(data: Buffer): void {
+    const ref = this.writer.addSync(data);
+    this.refs.push({ ...ref, fileOffset: this.fileOffset });
+    this.fileOffset += data.length;
+    this.onBytes?.(data.length);
+  }
+
+  push(piece: Buffer): void {
+    let p = 0;
+    while (p < piece.length) {
+      const want = Math.min(this.chunkSize, this.size - this.fileOffset);
+      if (want <= 0) throw new FerryError('DATA_LOSS', `file body longer than its declared size ${this.size}`);
+      if (!this.buf && piece.length - p >= want) {
+        this.add(piece.subarray(p, p + want));
+        p += want;
+        continue;
+      }
+      this.buf ??= Buffer.allocUnsafe(want);
+      const n = Math.min(piece.length - p, want - this.fill);
+      piece.copy(this.buf, this.fill, p, p + n);
+      this.fill += n;
+      p += n;
+      if (this.fill === want) {
+        const full = this.buf;
+        this.buf = undefined;
+        this.fill = 0;
+        this.add(full);
+      }
+    }
+  }
+
+  /** The file's chunk references; DATA_LOSS when fewer than `size` bytes arrived. */
+  finish(): ChunkRef[] {
+    const got = this.fileOffset + this.fill;
+    if (this.buf || this.fileOffset !== this.size) throw new FerryError('DATA_LOSS', `file body ended after ${got} of ${this.size} bytes`);
+    return this.refs;
+  }
+}
