@@ -10,7 +10,7 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FerryError } from '../core/index.js';
 import type { Logger } from '../observe/index.js';
-import { openBootstrap, type RafsBootstrap, type ChunkRef } from '../format/rafs/index.js';
+import { ChunkFlags, openBootstrap, type RafsBootstrap, type ChunkRef } from '../format/rafs/index.js';
 import { FuseSession, clearStaleMounts, mountsAt, run, unmount } from '../fuse/index.js';
 import { LocalFsBackend, ProxyBackend, RegistryBackend, StorageDevice, type Backend, type DeviceBlob, type DeviceChunk } from '../storage/index.js';
 import { BlobViewFs, RafsFs } from './rafs-fs.js';
@@ -57,16 +57,44 @@ export async function cleanupMountLeftovers(mountpoint: string, viewDir: string,
   if (a || b || loops.length) log.warn({ mountpoint, mounts: a + b, loops: loops.length }, 'cleaned up a stale mount');
 }
 
-function blobsOf(bs: RafsBootstrap): DeviceBlob[] {
+/**
+ * Chunks per blob index. A v6 bootstrap's chunk table lists every chunk its inodes reference (the
+ * daemon supplies no blob CI tables, so a chunk missing from it could not be read anyway): reading
+ * the table is a few ms, where walking every inode of a python-sized tree took 150–700 ms on the
+ * mount's critical path. Entries are checked against their blob's sizes; v5 bootstraps and v6 ones
+ * without a chunk table are walked.
+ */
+function chunksPerBlob(bs: RafsBootstrap): Map<number, DeviceChunk[]> {
   const per = new Map<number, DeviceChunk[]>();
+  const add = (blobIndex: number, c: DeviceChunk): void => {
+    let l = per.get(blobIndex);
+    if (!l) per.set(blobIndex, (l = []));
+    l.push(c);
+  };
+  const table = bs.version === 6 ? bs.chunkTable() : [];
+  if (table.length > 0) {
+    for (const c of table) {
+      const b = bs.blobs[c.blobIndex];
+      if (!b) throw new FerryError('DATA_LOSS', `rafs bootstrap: chunk table entry references blob ${c.blobIndex} of ${bs.blobs.length}`);
+      if (c.uncompressedOffset + c.uncompressedSize > b.uncompressedSize || (b.compressedSize > 0 && c.compressedOffset + c.compressedSize > b.compressedSize)) {
+        throw new FerryError('DATA_LOSS', `rafs bootstrap: chunk ${c.index} of blob ${b.blobId} lies outside the blob`);
+      }
+      add(c.blobIndex, {
+        chunkIndex: c.index, compressedOffset: c.compressedOffset, compressedSize: c.compressedSize, uncompressedOffset: c.uncompressedOffset,
+        uncompressedSize: c.uncompressedSize, compressed: (c.flags & ChunkFlags.COMPRESSED) !== 0, digest: c.blockId,
+      });
+    }
+    return per;
+  }
   for (const e of bs.walk()) {
     if ((e.stat.mode & S_IFMT) !== S_IFREG || e.stat.size === 0) continue;
-    for (const c of bs.chunks(e.ino)) {
-      let l = per.get(c.blobIndex);
-      if (!l) per.set(c.blobIndex, (l = []));
-      l.push(c);
-    }
+    for (const c of bs.chunks(e.ino)) add(c.blobIndex, c);
   }
+  return per;
+}
+
+function blobsOf(bs: RafsBootstrap): DeviceBlob[] {
+  const per = chunksPerBlob(bs);
   return bs.blobs.filter((b) => b.blobId && b.uncompressedSize > 0).map((b) => ({
     blobId: b.blobId,
     uncompressedSize: b.uncompressedSize,
@@ -140,23 +168,33 @@ export class ImageMount {
     return reg;
   }
 
+  /** Milliseconds each step of the last mount took (logged with 'image mounted'). */
+  readonly timings: Record<string, number> = {};
+
   private async start(): Promise<void> {
+    let t0 = performance.now();
+    const lap = (step: string): void => { const t = performance.now(); this.timings[step] = Math.round((t - t0) * 10) / 10; t0 = t; };
     const buf = await readFile(this.req.bootstrapPath).catch((err: NodeJS.ErrnoException) => {
       throw new FerryError(err.code === 'ENOENT' ? 'NOT_FOUND' : 'INVALID_ARGUMENT', `bootstrap ${this.req.bootstrapPath}: ${err.message}`);
     });
     const bs = openBootstrap(buf);
+    lap('bootstrapMs');
     await mkdir(this.req.mountpoint, { recursive: true });
     await mkdir(this.viewDir, { recursive: true });
     await cleanupMountLeftovers(this.req.mountpoint, this.viewDir, this.log);
+    lap('cleanupMs');
+    const blobs = blobsOf(bs);
+    lap('chunkListMs');
     this.device = await StorageDevice.open({
-      blobs: blobsOf(bs), backend: this.backend(), cacheDir: this.req.cacheDir ?? this.o.defaultCacheDir, log: this.log,
+      blobs, backend: this.backend(), cacheDir: this.req.cacheDir ?? this.o.defaultCacheDir, log: this.log,
       amplifyBytes: this.o.amplifyBytes, requestDeadlineMs: this.o.requestDeadlineMs,
       prefetchMergeBytes: this.o.prefetchMergeBytes, prefetchBandwidth: this.o.prefetchBandwidth,
     });
+    lap('deviceMs');
     const want = this.req.mode ?? this.o.defaultMode;
     if (want === 'erofs' && bs.version === 6) {
       try {
-        await this.mountErofs();
+        await this.mountErofs(lap);
         this.activeMode = 'erofs';
       } catch (err) {
         if (this.req.mode === 'erofs') throw err;
@@ -176,6 +214,7 @@ export class ImageMount {
           onFastHits: (n: number) => dev.countHits(n),
         }),
       });
+      lap('fuseMs');
     }
     if (this.req.prefetch) {
       if (Array.isArray(this.req.prefetch)) {
@@ -187,23 +226,26 @@ export class ImageMount {
         else this.device.prefetch(chunksUnder(bs, list));
       }
     }
-    this.log.info({ mode: this.activeMode, mountpoint: this.req.mountpoint, blobs: this.device.blobIds().length }, 'image mounted');
+    this.log.info({ mode: this.activeMode, mountpoint: this.req.mountpoint, blobs: this.device.blobIds().length, timings: this.timings }, 'image mounted');
   }
 
-  private async mountErofs(): Promise<void> {
+  private async mountErofs(lap: (step: string) => void): Promise<void> {
     const ids = this.device.blobIds();
     this.view = await FuseSession.mount({
       mountpoint: this.viewDir, fs: new BlobViewFs(this.device), log: this.log, source: `ferry-view-${this.req.id}`, subtype: 'ferry-view',
       readers: this.o.fuseThreads,
     });
+    lap('viewFuseMs');
     for (const id of ids) {
       const r = await run('losetup', ['-f', '--show', '-r', join(this.viewDir, id)], { timeoutMs: 30_000 });
       if (r.code !== 0) throw new FerryError('INTERNAL', `losetup for blob ${id}: ${r.stderr.trim()}`);
       this.loops.push(r.stdout.trim());
     }
+    lap('losetupMs');
     const opts = ['ro', ...this.loops.map((l) => `device=${l}`)].join(',');
     const r = await run('mount', ['-t', 'erofs', '-o', opts, this.req.bootstrapPath, this.req.mountpoint], { timeoutMs: 60_000 });
     if (r.code !== 0) throw new FerryError('INTERNAL', `mount -t erofs ${this.req.bootstrapPath}: ${r.stderr.trim() || `exit ${r.code}`}`);
+    lap('erofsMountMs');
   }
 
   private async teardownErofs(): Promise<void> {
