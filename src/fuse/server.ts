@@ -173,7 +173,9 @@ export class FuseSession {
     const dev = mountsAt(this.mountpoint).at(-1)?.dev;
     if (dev) this.connMinor = Number(dev.split(':')[1]);
     const n = Math.max(1, opts.readers ?? 4);
-    for (let i = 0; i < n; i++) this.startWorker();
+    // One reader answers FUSE_INIT; the others boot after it, so the mount does not wait for n
+    // threads loading their modules at once on a busy machine.
+    this.startWorker();
     const t = setTimeout(() => this.initReject(new FerryError('DEADLINE_EXCEEDED', 'no FUSE_INIT from the kernel within 10s')), 10_000);
     try {
       await this.initDone;
@@ -183,6 +185,7 @@ export class FuseSession {
     } finally {
       clearTimeout(t);
     }
+    for (let i = 1; i < n; i++) this.startWorker();
     if (this.connMinor >= 0 && this.readaheadKb > 0) {
       try { writeFileSync(`/sys/class/bdi/0:${this.connMinor}/read_ahead_kb`, String(this.readaheadKb)); } catch (err) { this.log.debug({ err }, 'could not set read-ahead'); }
     }
