@@ -170,7 +170,7 @@ async function openDecompressed(input: Readable): Promise<AsyncIterator<unknown>
   const kind = detectCompression(head);
   if (kind === 'none') return replay();
   const raw = Readable.from(replay(), { objectMode: false });
-  const dec = kind === 'gzip' ? createGunzip() : (new DecompressStream() as unknown as NodeJS.ReadWriteStream & Readable);
+  const dec = kind === 'gzip' ? createGunzip({ chunkSize: 256 << 10 }) : (new DecompressStream() as unknown as NodeJS.ReadWriteStream & Readable);
   let inputError: unknown;
   raw.on('error', (e) => {
     inputError = e;
