@@ -220,7 +220,12 @@ function lazyDriver(id: ModeId, variant: 'erofs' | 'fuse', extra: { prefetch?: b
       else if (hasFlag(snapHelp, '--insecure')) args.push('--insecure');
       const proc = spawnFerry('snapshotter', args, { netns: n.node.netns, logPath: join(dir, 'snapshotter.log') });
       procs.push(proc);
-      await waitSocket(sock, proc, 'ferry snapshotter');
+      try {
+        await waitSocket(sock, proc, 'ferry snapshotter');
+      } catch (err) {
+        for (const pr of procs) await pr.stop().catch(() => undefined); // the peer must not outlive a failed setup
+        throw err;
+      }
       return { procs, snapshotters: { ferry: sock }, snapshotter: 'ferry' };
     },
     lazyBytesFetched: async (n) => {

@@ -92,7 +92,7 @@ export function barChart(spec: BarChartSpec): string {
   const plotW = W - left - right;
   const plotH = H - top - bottom;
   const all = spec.series.flatMap((s) => [...s.values, ...(s.hi ?? [])]).filter((v): v is number => v !== null && Number.isFinite(v));
-  const { max, step } = niceScale(Math.max(0, ...all) * 1.08);
+  const { max, step } = niceScale(Math.max(0, ...all) * 1.25);
   const y = (v: number): number => top + plotH - (v / max) * plotH;
   const fmt = spec.format ?? fmtTick;
   const parts: string[] = [];
@@ -127,7 +127,11 @@ export function barChart(spec: BarChartSpec): string {
       }
       const label = s.labels?.[gi] ?? fmt(v);
       const ly = Math.min(y(v), hi != null && Number.isFinite(hi) ? y(hi) : y(v)) - 4;
-      parts.push(`<text x="${(bx + barW / 2).toFixed(1)}" y="${ly.toFixed(1)}" text-anchor="middle" font-size="9.5" fill="#1f2328">${esc(label)}</text>`);
+      const lx = bx + barW / 2;
+      // narrow bars: labels run upwards from the bar top so neighbours do not overlap
+      parts.push(label.length * 5.6 > barW
+        ? `<text x="${(lx + 3).toFixed(1)}" y="${ly.toFixed(1)}" transform="rotate(-90 ${(lx + 3).toFixed(1)} ${ly.toFixed(1)})" text-anchor="start" font-size="9.5" fill="#1f2328">${esc(label)}</text>`
+        : `<text x="${lx.toFixed(1)}" y="${ly.toFixed(1)}" text-anchor="middle" font-size="9.5" fill="#1f2328">${esc(label)}</text>`);
     });
   });
   parts.push(`<line x1="${left}" y1="${top + plotH}" x2="${W - right}" y2="${top + plotH}" stroke="#57606a" stroke-width="1"/>`);

@@ -157,6 +157,8 @@ export function buildCharts(r: BenchResults): Chart[] {
   return charts;
 }
 
+const diffText = (d: number): string => (d >= 0 ? `${(d * 100).toFixed(0)} % slower` : `${(-d * 100).toFixed(0)} % faster`);
+
 /** Headline findings, computed from the summaries (no numbers invented: missing data is skipped). */
 export function highlights(r: BenchResults): string[] {
   const out: string[] = [];
@@ -176,7 +178,7 @@ export function highlights(r: BenchResults): string[] {
       const gl = group(r, 'large', m, 1);
       const gs = group(r, 'python', m, 1);
       if (gl?.readyMs.n && gs?.readyMs.n) {
-        out.push(`large image (${bytes(large.imageBytes)}) vs python (${bytes(small.imageBytes)}) with ${MODE_LABELS[m]}: ${sec(gl.readyMs.median)} vs ${sec(gs.readyMs.median)} (${((gl.readyMs.median / gs.readyMs.median - 1) * 100).toFixed(0)} % slower)`);
+        out.push(`large image (${bytes(large.imageBytes)}) vs python (${bytes(small.imageBytes)}) with ${MODE_LABELS[m]}: ${sec(gl.readyMs.median)} vs ${sec(gs.readyMs.median)} (${diffText(gl.readyMs.median / gs.readyMs.median - 1)})`);
       }
     }
   }
@@ -202,7 +204,8 @@ function readyRows(r: BenchResults): string[][] {
     for (const m of r.modes) {
       const g = group(r, w.id, m.id, 1);
       if (m.status !== 'run' || !g) {
-        rows.push([w.id, MODE_LABELS[m.id], 'not run', '', '', '', '', '', '', '', '', '', m.reason ?? 'not measured']);
+        const why = m.status !== 'run' ? m.reason ?? 'not measured' : 'not measured for this workload (P2P modes run on the fan-out workloads)';
+        rows.push([w.id, MODE_LABELS[m.id], 'not run', '', '', '', '', '', '', '', '', '', why]);
         continue;
       }
       rows.push([
