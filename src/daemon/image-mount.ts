@@ -233,7 +233,9 @@ export class ImageMount {
     const ids = this.device.blobIds();
     this.view = await FuseSession.mount({
       mountpoint: this.viewDir, fs: new BlobViewFs(this.device), log: this.log, source: `ferry-view-${this.req.id}`, subtype: 'ferry-view',
-      readers: this.o.fuseThreads,
+      // The kernel's EROFS readahead already asks for what it wants; a 1 MiB page-cache
+      // readahead on the view files underneath it fetched ~9 % more chunks for a python start.
+      readers: this.o.fuseThreads, readaheadKb: 128,
     });
     lap('viewFuseMs');
     for (const id of ids) {
