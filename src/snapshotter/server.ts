@@ -69,7 +69,11 @@ export async function serveSnapshots(opts: SnapshotServerOptions): Promise<Snaps
           log[expected ? 'debug' : 'warn']({ method, err, key: (call.request as { key?: string }).key }, 'rpc failed');
           cb(e, null);
         })
-        .finally(() => latency.observe({ method }, Number(process.hrtime.bigint() - t0) / 1e9));
+        .finally(() => {
+          const s = Number(process.hrtime.bigint() - t0) / 1e9;
+          latency.observe({ method }, s);
+          log.debug({ method, key: (call.request as { key?: string }).key, ms: Math.round(s * 1e4) / 10 }, 'rpc');
+        });
     };
   }
 
