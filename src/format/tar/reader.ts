@@ -197,6 +197,21 @@ async function openDecompressed(input: Readable): Promise<AsyncIterator<unknown>
 
 function parseNumeric(h: Buffer, off: number, len: number, what: string): number {
   const first = h[off]!;
+  if (!(first & 0x80)) {
+    // fast path: [spaces] octal digits [spaces] (NUL | end); anything else takes the checked path below
+    const end = off + len;
+    let i = off;
+    while (i < end && h[i] === 0x20) i++;
+    let v = 0;
+    while (i < end) {
+      const c = h[i]!;
+      if (c < 0x30 || c > 0x37) break;
+      v = v * 8 + (c - 0x30);
+      i++;
+    }
+    while (i < end && h[i] === 0x20) i++;
+    if ((i === end || h[i] === 0) && len <= 16) return v;
+  }
   if (first & 0x80) {
     if (first === 0xff) throw new FerryError('DATA_LOSS', `tar: negative ${what}`);
     let v = BigInt(first & 0x7f);
@@ -360,19 +375,21 @@ function decodeEntry(
     entry.devmajor = num('SCHILY.devmajor', parseNumeric(h, 329, 8, 'devmajor'));
     entry.devminor = num('SCHILY.devminor', parseNumeric(h, 337, 8, 'devminor'));
   }
-  // a path that goes through a symlink of this layer would escape on extraction
-  const parts = path === '' ? [] : path.split('/');
-  for (let i = 1; i < parts.length; i++) {
-    const pre = parts.slice(0, i).join('/');
-    if (symlinks.has(pre)) {
-      throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: path goes through symlink ${JSON.stringify(pre)}`);
+  // a path that goes through a symlink of this layer would escape on extraction (paths are
+  // normalised: every '/' ends a proper prefix)
+  if (symlinks.size > 0) {
+    for (let i = path.indexOf('/'); i >= 0; i = path.indexOf('/', i + 1)) {
+      const pre = path.slice(0, i);
+      if (symlinks.has(pre)) {
+        throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: path goes through symlink ${JSON.stringify(pre)}`);
+      }
     }
-  }
-  if (entryType === 'hardlink' && entry.linkname !== undefined) {
-    const lp = entry.linkname.split('/');
-    for (let i = 1; i <= lp.length; i++) {
-      if (symlinks.has(lp.slice(0, i).join('/')) && i < lp.length) {
-        throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: hardlink target goes through a symlink`);
+    if (entryType === 'hardlink' && entry.linkname !== undefined) {
+      const lp = entry.linkname;
+      for (let i = lp.indexOf('/'); i >= 0; i = lp.indexOf('/', i + 1)) {
+        if (symlinks.has(lp.slice(0, i))) {
+          throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: hardlink target goes through a symlink`);
+        }
       }
     }
   }
