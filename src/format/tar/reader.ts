@@ -45,6 +45,7 @@ export interface ReadLayerOptions {
 
 const BLOCK = 512;
 const BODY_SLICE = 256 * 1024;
+const PARSE_SLICE = 4 << 20;
 
 /** The magic-detected compression of a layer stream. */
 export type LayerCompression = 'gzip' | 'zstd' | 'none';
@@ -698,9 +699,12 @@ export async function parseLayer(input: Readable, visitor: TarVisitor, opts: Rea
       if (r.done) break;
       const v = r.value;
       const b = Buffer.isBuffer(v) ? v : typeof v === 'string' ? Buffer.from(v) : Buffer.from(v as Uint8Array);
-      parser.push(b);
-      const w = opts.afterPiece?.();
-      if (w) await w;
+      // a huge piece (a whole layer in one buffer) is fed in slices so afterPiece can apply back-pressure
+      for (let p = 0; p < b.length && !parser.done; p += PARSE_SLICE) {
+        parser.push(p === 0 && b.length <= PARSE_SLICE ? b : b.subarray(p, p + PARSE_SLICE));
+        const w = opts.afterPiece?.();
+        if (w) await w;
+      }
       if (parser.done) {
         // drain the rest as readLayer does (the end-of-archive block may be followed by zero fill)
         while (!(await it.next()).done) { /* discard */ }
