@@ -6,7 +6,7 @@
  * Prints the mount's step timings (ImageMount.timings), python's wall time, the bytes the daemon
  * fetched and the daemon process's CPU time during the run.
  *
- *   node dist/bench/snapshotter/breakdown.js [--mode erofs|fuse|both] [--amplify BYTES]
+ *   node dist/bench/snapshotter/breakdown.js [--mode erofs|fuse|both] [--amplify BYTES] [--chunk-size BYTES]
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
@@ -27,6 +27,7 @@ function arg(name: string, def: string): string {
 async function main(): Promise<void> {
   const modes = arg('mode', 'both') === 'both' ? ['erofs', 'fuse'] as const : [arg('mode', 'erofs') as 'erofs' | 'fuse'];
   const amplify = arg('amplify', '');
+  const chunkSize = Number(arg('chunk-size', String(1024 * 1024)));
   const timings: Array<Record<string, unknown>> = [];
   const log = createLogger({ level: 'info', name: 'breakdown', destination: {
     write(s: string) { const j = JSON.parse(s) as { msg?: string; timings?: Record<string, number> }; if (j.msg === 'image mounted' && j.timings) timings.push(j.timings); },
@@ -37,8 +38,8 @@ async function main(): Promise<void> {
     const blobs = join(dir, 'blobs');
     await mkdir(blobs);
     let t = performance.now();
-    const built = await buildLayer({ source: { dir: rootfs }, blobDir: blobs, fsVersion: 6, compressor: 'zstd', chunkSize: 1024 * 1024, digester: 'blake3' });
-    process.stdout.write(`build ${(performance.now() - t).toFixed(0)} ms; blob ${built.blobSize} B, bootstrap ${built.bootstrap.length} B\n`);
+    const built = await buildLayer({ source: { dir: rootfs }, blobDir: blobs, fsVersion: 6, compressor: 'zstd', chunkSize, digester: 'blake3' });
+    process.stdout.write(`build ${(performance.now() - t).toFixed(0)} ms; chunk size ${chunkSize} B; blob ${built.blobSize} B, bootstrap ${built.bootstrap.length} B\n`);
     const boot = join(dir, 'image.boot');
     await writeFile(boot, built.bootstrap);
     for (const mode of modes) {
