@@ -6,7 +6,7 @@
  * of ours (one file per blob) put behind a read-only loop device, so only data block reads that
  * miss the kernel's page cache come to us — metadata never leaves the kernel.
  */
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FerryError } from '../core/index.js';
 import type { Logger } from '../observe/index.js';
@@ -35,6 +35,9 @@ export interface ImageMountOptions {
   /** default P2P proxy for registry backends whose request names none */
   defaultProxy?: string;
 }
+
+/** Read-ahead of EROFS mounts (KiB), see mountErofs. */
+const EROFS_READAHEAD_KB = 32;
 
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
@@ -247,6 +250,14 @@ export class ImageMount {
     const opts = ['ro', ...this.loops.map((l) => `device=${l}`)].join(',');
     const r = await run('mount', ['-t', 'erofs', '-o', opts, this.req.bootstrapPath, this.req.mountpoint], { timeoutMs: 60_000 });
     if (r.code !== 0) throw new FerryError('INTERNAL', `mount -t erofs ${this.req.bootstrapPath}: ${r.stderr.trim() || `exit ${r.code}`}`);
+    // EROFS's file read-ahead (the bdi of the device holding the bootstrap; 128 KiB by default)
+    // asks the blob views for pages past what a program touches, and each of those pages costs a
+    // whole chunk from the registry: 32 KiB cut a cold python start from 6.7 to 5.3 MB fetched.
+    const dev = mountsAt(this.req.mountpoint).at(-1)?.dev;
+    if (dev) {
+      await writeFile(`/sys/class/bdi/${dev}/read_ahead_kb`, String(EROFS_READAHEAD_KB))
+        .catch((err: unknown) => this.log.debug({ err, dev }, 'could not set erofs read-ahead'));
+    }
     lap('erofsMountMs');
   }
 
