@@ -124,8 +124,12 @@ export class BlobWriter {
     return this.ci[index]!;
   }
 
-  /** `add` without the write: the caller awaits `flush()` when `needsFlush` says so. */
-  addSync(data: Buffer): Omit<ChunkRef, 'fileOffset'> {
+  /**
+   * `add` without the write: the caller awaits `flush()` when `needsFlush` says so. With
+   * `transient`, `data` is a scratch buffer the caller reuses after the call: the writer copies it
+   * when it has to keep the raw bytes (stored uncompressed, or compressed later in a worker).
+   */
+  addSync(data: Buffer, transient = false): Omit<ChunkRef, 'fileOffset'> {
     if (this.finished) throw new FerryError('FAILED_PRECONDITION', 'blob writer already finished');
     if (data.length === 0 || data.length > this.opts.chunkSize) throw new FerryError('INTERNAL', `chunk of ${data.length} bytes`);
     this.stats.inputBytes += data.length;
@@ -152,9 +156,10 @@ export class BlobWriter {
     this.digests.push(digest);
     this.own.set(key, ref);
     this.stats.chunksStored++;
-    const result = this.threads > 0 && data.length >= OFFLOAD_MIN
-      ? compressPool(this.threads).compress(this.opts.compressor, data)
-      : this.codec.compress(data);
+    const offload = this.threads > 0 && data.length >= OFFLOAD_MIN;
+    if (offload && transient) data = Buffer.from(data);
+    const result = offload ? compressPool(this.threads).compress(this.opts.compressor, data) : this.codec.compress(data);
+    if (result === null && transient) data = Buffer.from(data);
     this.jobs.push({ entry, data, result });
     // without workers every job is complete: place it right away
     if (this.threads === 0) this.placeDone();

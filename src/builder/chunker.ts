@@ -78,11 +78,15 @@ export class FileChunker {
   private fileOffset = 0;
   private buf: Buffer | undefined;
   private fill = 0;
+  /** scratch for chunks that span input pieces, shared by the files of one build */
+  private readonly scratch: { buf?: Buffer };
 
-  constructor(private readonly size: number, private readonly writer: BlobWriter, private readonly chunkSize: number, private readonly onBytes?: (n: number) => void) {}
+  constructor(private readonly size: number, private readonly writer: BlobWriter, private readonly chunkSize: number, private readonly onBytes?: (n: number) => void, scratch: { buf?: Buffer } = {}) {
+    this.scratch = scratch;
+  }
 
-  private add(data: Buffer): void {
-    const ref = this.writer.addSync(data);
+  private add(data: Buffer, transient = false): void {
+    const ref = this.writer.addSync(data, transient);
     this.refs.push({ ...ref, fileOffset: this.fileOffset });
     this.fileOffset += data.length;
     this.onBytes?.(data.length);
@@ -98,7 +102,11 @@ export class FileChunker {
         p += want;
         continue;
       }
-      this.buf ??= Buffer.allocUnsafe(want);
+      if (!this.buf) {
+        // the writer copies a transient chunk only when it keeps the raw bytes
+        if (!this.scratch.buf || this.scratch.buf.length < this.chunkSize) this.scratch.buf = Buffer.allocUnsafe(this.chunkSize);
+        this.buf = this.scratch.buf.subarray(0, want);
+      }
       const n = Math.min(piece.length - p, want - this.fill);
       piece.copy(this.buf, this.fill, p, p + n);
       this.fill += n;
@@ -107,7 +115,7 @@ export class FileChunker {
         const full = this.buf;
         this.buf = undefined;
         this.fill = 0;
-        this.add(full);
+        this.add(full, true);
       }
     }
   }

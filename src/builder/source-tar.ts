@@ -21,6 +21,7 @@ export async function treeFromTar(input: Readable, opts: TarSourceOptions): Prom
   const root = newDir();
   const { writer } = opts;
   let file: { chunker: FileChunker; node: Inode; path: string } | undefined;
+  const scratch: { buf?: Buffer } = {};
   const visitor: TarVisitor = {
     entry(entry: TarEntry): void {
       const parts = splitPath(entry.path);
@@ -35,7 +36,7 @@ export async function treeFromTar(input: Readable, opts: TarSourceOptions): Prom
         case 'file': {
           if (parts.length === 0) throw new FerryError('INVALID_ARGUMENT', 'a regular file cannot be the layer root');
           // inserted once its body is complete (as before: a truncated body inserts nothing)
-          file = { chunker: new FileChunker(entry.size, writer, opts.chunkSize, opts.onBytes), node: { ...base, size: entry.size }, path: entry.path };
+          file = { chunker: new FileChunker(entry.size, writer, opts.chunkSize, opts.onBytes, scratch), node: { ...base, size: entry.size }, path: entry.path };
           return;
         }
         case 'hardlink': {
