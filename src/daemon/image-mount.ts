@@ -229,6 +229,7 @@ export class ImageMount {
         else this.device.prefetch(chunksUnder(bs, list));
       }
     }
+    this.device.startDecoders();
     this.log.info({ mode: this.activeMode, mountpoint: this.req.mountpoint, blobs: this.device.blobIds().length, timings: this.timings }, 'image mounted');
   }
 

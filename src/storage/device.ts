@@ -97,17 +97,28 @@ export class StorageDevice {
   private closed = false;
   private prefetchRunning: Promise<void> | null = null;
   private readonly prefetchQueue: Array<{ state: BlobState; chunks: DeviceChunk[] }> = [];
-  private readonly pool: DecodePool | null;
+  /** Decode threads: created by `startDecoders()` or at the first decode (undefined until then). */
+  private pool: DecodePool | null | undefined;
 
   private constructor(private readonly o: StorageDeviceOptions) {
     this.log = (o.log ?? silentLogger()).child({ component: 'storage' });
     this.amplify = Math.max(128 * 1024, o.amplifyBytes ?? 1024 * 1024);
     this.deadline = o.requestDeadlineMs ?? 30_000;
-    const threads = o.decodeThreads ?? 2;
-    this.pool = threads > 0 && o.blobs.some((b) => b.codec) ? new DecodePool(threads) : null;
+  }
+
+  /**
+   * Boots the decode threads now. A mount calls this once it is up, so the threads' start-up
+   * does not compete for the CPU with the mount itself (it did, on a 2-core machine, inside a
+   * busy snapshotter); a decode before that boots them on demand.
+   */
+  startDecoders(): void {
+    if (this.pool !== undefined || this.closed) return;
+    const threads = this.o.decodeThreads ?? 2;
+    this.pool = threads > 0 && this.o.blobs.some((b) => b.codec) ? new DecodePool(threads) : null;
   }
 
   private decode(s: BlobState, c: DeviceChunk, raw: Buffer): Promise<Buffer> | Buffer {
+    this.startDecoders();
     if (this.pool && s.blob.codec) return this.pool.decode(s.blob.blobId, s.blob.codec, c, raw);
     return s.blob.decode(c, raw);
   }
