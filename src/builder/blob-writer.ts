@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { FerryError } from '../core/index.js';
 import { getCodec, COMPRESSOR_CODES, type Codec, type CompressorName } from '../format/compress/index.js';
 import {
-  encodeCiTable, encodeBlobMetaHeader, blobMetaCacheFile, BlobFeature, encodeDigestArray, FERRY_BLOB_FEATURES, BLOB_META_HEADER_SIZE, type CiEntry,
+  encodeCiTable, encodeBlobMetaHeader, blobMetaCacheFile, BlobFeatures, encodeDigestArray, FERRY_BLOB_FEATURES, BLOB_META_HEADER_SIZE, type CiEntry,
   encodeTarHeader, encodeToc, tocEntryFor, BlobSection, TocFlag, TAR_BLOCK,
 } from '../format/rafs/index.js';
 import { chunkDigest } from './digest.js';
@@ -259,7 +259,7 @@ export class BlobWriter {
       return null;
     }
     await this.settle(0);
-    const features = (FERRY_BLOB_FEATURES | (inlineBootstrap ? BlobFeature.INLINED_FS_META : 0)) >>> 0;
+    const features = (FERRY_BLOB_FEATURES | (inlineBootstrap ? BlobFeatures.INLINED_FS_META : 0)) >>> 0;
     this.desc.features = features;
     const dataSize = this.dataSize;
     const dataHeader = encodeTarHeader(BlobSection.DATA, dataSize);

@@ -80,6 +80,46 @@ function legend(items: Array<{ name: string; color: string; dashed?: boolean }>,
   return parts.join('\n');
 }
 
+/** Plot area of a grouped bar chart, with the y axis, grid and group labels already drawn. */
+interface BarPlot {
+  parts: string[];
+  plotW: number;
+  plotH: number;
+  y(v: number): number;
+}
+
+/**
+ * Draws what grouped bar charts share (grid, ticks, y label, group labels, baseline) and calls
+ * `bar(gi, si, x, width)` for each bar slot of each group.
+ */
+function groupedBars(
+  o: { W: number; H: number; left: number; right: number; top: number; bottom: number; yLabel: string; maxValue: number; groups: string[]; nSeries: number },
+  bar: (plot: BarPlot, gi: number, si: number, x: number, width: number) => void,
+): BarPlot {
+  const plotW = o.W - o.left - o.right;
+  const plotH = o.H - o.top - o.bottom;
+  const { max, step } = niceScale(o.maxValue);
+  const y = (v: number): number => o.top + plotH - (v / max) * plotH;
+  const parts: string[] = [];
+  const plot: BarPlot = { parts, plotW, plotH, y };
+  for (let t = 0; t <= max + step / 1000; t += step) {
+    parts.push(`<line x1="${o.left}" y1="${y(t).toFixed(1)}" x2="${o.W - o.right}" y2="${y(t).toFixed(1)}" stroke="#d0d7de" stroke-width="1"/>`);
+    parts.push(`<text x="${o.left - 8}" y="${(y(t) + 4).toFixed(1)}" text-anchor="end" font-size="11" fill="#57606a">${fmtTick(t)}</text>`);
+  }
+  parts.push(`<text transform="translate(16 ${o.top + plotH / 2}) rotate(-90)" text-anchor="middle" font-size="12" fill="#1f2328">${esc(o.yLabel)}</text>`);
+  const nG = Math.max(1, o.groups.length);
+  const nS = Math.max(1, o.nSeries);
+  const groupW = plotW / nG;
+  const barW = Math.min(46, (groupW * 0.8) / nS);
+  o.groups.forEach((g, gi) => {
+    const gx = o.left + gi * groupW + (groupW - barW * nS) / 2;
+    parts.push(`<text x="${(o.left + gi * groupW + groupW / 2).toFixed(1)}" y="${o.top + plotH + 18}" text-anchor="middle" font-size="12" fill="#1f2328">${esc(g)}</text>`);
+    for (let si = 0; si < o.nSeries; si++) bar(plot, gi, si, gx + si * barW, barW);
+  });
+  parts.push(`<line x1="${o.left}" y1="${o.top + plotH}" x2="${o.W - o.right}" y2="${o.top + plotH}" stroke="#57606a" stroke-width="1"/>`);
+  return plot;
+}
+
 /** Grouped vertical bar chart with optional whiskers. */
 export function barChart(spec: BarChartSpec): string {
   const W = spec.width ?? 900;
@@ -89,29 +129,14 @@ export function barChart(spec: BarChartSpec): string {
   const top = spec.subtitle ? 64 : 48;
   const legendRows = Math.ceil(spec.series.reduce((a, s) => a + 42 + s.name.length * 6.6, 0) / (W - left - right));
   const bottom = 46 + legendRows * 18;
-  const plotW = W - left - right;
-  const plotH = H - top - bottom;
   const all = spec.series.flatMap((s) => [...s.values, ...(s.hi ?? [])]).filter((v): v is number => v !== null && Number.isFinite(v));
-  const { max, step } = niceScale(Math.max(0, ...all) * 1.25);
-  const y = (v: number): number => top + plotH - (v / max) * plotH;
   const fmt = spec.format ?? fmtTick;
-  const parts: string[] = [];
-  for (let t = 0; t <= max + step / 1000; t += step) {
-    parts.push(`<line x1="${left}" y1="${y(t).toFixed(1)}" x2="${W - right}" y2="${y(t).toFixed(1)}" stroke="#d0d7de" stroke-width="1"/>`);
-    parts.push(`<text x="${left - 8}" y="${(y(t) + 4).toFixed(1)}" text-anchor="end" font-size="11" fill="#57606a">${fmtTick(t)}</text>`);
-  }
-  parts.push(`<text transform="translate(16 ${top + plotH / 2}) rotate(-90)" text-anchor="middle" font-size="12" fill="#1f2328">${esc(spec.yLabel)}</text>`);
-  const nG = Math.max(1, spec.groups.length);
-  const nS = Math.max(1, spec.series.length);
-  const groupW = plotW / nG;
-  const barW = Math.min(46, (groupW * 0.8) / nS);
-  spec.groups.forEach((g, gi) => {
-    const gx = left + gi * groupW + (groupW - barW * nS) / 2;
-    parts.push(`<text x="${(left + gi * groupW + groupW / 2).toFixed(1)}" y="${top + plotH + 18}" text-anchor="middle" font-size="12" fill="#1f2328">${esc(g)}</text>`);
-    spec.series.forEach((s, si) => {
+  const plot = groupedBars({ W, H, left, right, top, bottom, yLabel: spec.yLabel, maxValue: Math.max(0, ...all) * 1.25, groups: spec.groups, nSeries: spec.series.length },
+    ({ parts, plotH, y }, gi, si, bx, barW) => {
+      const s = spec.series[si]!;
+      const g = spec.groups[gi]!;
       const color = s.color ?? PALETTE[si % PALETTE.length]!;
       const v = s.values[gi];
-      const bx = gx + si * barW;
       if (v === null || v === undefined || !Number.isFinite(v)) {
         parts.push(`<text x="${(bx + barW / 2).toFixed(1)}" y="${(top + plotH - 4).toFixed(1)}" text-anchor="middle" font-size="9" fill="#8c959f">n/a</text>`);
         return;
@@ -133,10 +158,8 @@ export function barChart(spec: BarChartSpec): string {
         ? `<text x="${(lx + 3).toFixed(1)}" y="${ly.toFixed(1)}" transform="rotate(-90 ${(lx + 3).toFixed(1)} ${ly.toFixed(1)})" text-anchor="start" font-size="9.5" fill="#1f2328">${esc(label)}</text>`
         : `<text x="${lx.toFixed(1)}" y="${ly.toFixed(1)}" text-anchor="middle" font-size="9.5" fill="#1f2328">${esc(label)}</text>`);
     });
-  });
-  parts.push(`<line x1="${left}" y1="${top + plotH}" x2="${W - right}" y2="${top + plotH}" stroke="#57606a" stroke-width="1"/>`);
-  parts.push(legend(spec.series.map((s, i) => ({ name: s.name, color: s.color ?? PALETTE[i % PALETTE.length]! })), left, H - bottom + 40, plotW));
-  return frame(spec.id, W, H, spec.title, spec.subtitle, parts.join('\n'));
+  plot.parts.push(legend(spec.series.map((s, i) => ({ name: s.name, color: s.color ?? PALETTE[i % PALETTE.length]! })), left, H - bottom + 40, plot.plotW));
+  return frame(spec.id, W, H, spec.title, spec.subtitle, plot.parts.join('\n'));
 }
 
 export interface LineSeries {
@@ -228,28 +251,12 @@ export function stackedBarChart(spec: StackedBarSpec): string {
   const top = spec.subtitle ? 64 : 48;
   const legendRows = Math.ceil((spec.series.reduce((a, s) => a + 42 + s.name.length * 6.6, 0) + spec.segmentNames.length * 90) / (W - left - right));
   const bottom = 46 + legendRows * 18 + 18;
-  const plotW = W - left - right;
-  const plotH = H - top - bottom;
   const totals = spec.series.flatMap((s) => s.segments.map((seg) => seg.reduce<number>((a, v) => a + (v ?? 0), 0)));
-  const { max, step } = niceScale(Math.max(0, ...totals) * 1.08);
-  const y = (v: number): number => top + plotH - (v / max) * plotH;
   const opac = (i: number): number => [1, 0.55, 0.3, 0.15][i] ?? 0.15;
-  const parts: string[] = [];
-  for (let t = 0; t <= max + step / 1000; t += step) {
-    parts.push(`<line x1="${left}" y1="${y(t).toFixed(1)}" x2="${W - right}" y2="${y(t).toFixed(1)}" stroke="#d0d7de" stroke-width="1"/>`);
-    parts.push(`<text x="${left - 8}" y="${(y(t) + 4).toFixed(1)}" text-anchor="end" font-size="11" fill="#57606a">${fmtTick(t)}</text>`);
-  }
-  parts.push(`<text transform="translate(16 ${top + plotH / 2}) rotate(-90)" text-anchor="middle" font-size="12" fill="#1f2328">${esc(spec.yLabel)}</text>`);
-  const nG = Math.max(1, spec.groups.length);
-  const nS = Math.max(1, spec.series.length);
-  const groupW = plotW / nG;
-  const barW = Math.min(46, (groupW * 0.8) / nS);
-  spec.groups.forEach((g, gi) => {
-    const gx = left + gi * groupW + (groupW - barW * nS) / 2;
-    parts.push(`<text x="${(left + gi * groupW + groupW / 2).toFixed(1)}" y="${top + plotH + 18}" text-anchor="middle" font-size="12" fill="#1f2328">${esc(g)}</text>`);
-    spec.series.forEach((s, si) => {
+  const plot = groupedBars({ W, H, left, right, top, bottom, yLabel: spec.yLabel, maxValue: Math.max(0, ...totals) * 1.08, groups: spec.groups, nSeries: spec.series.length },
+    ({ parts, y }, gi, si, bx, barW) => {
+      const s = spec.series[si]!;
       const segs = s.segments[gi] ?? [];
-      const bx = gx + si * barW;
       if (segs.every((v) => v === null || v === undefined)) return;
       let acc = 0;
       segs.forEach((v, k) => {
@@ -259,10 +266,8 @@ export function stackedBarChart(spec: StackedBarSpec): string {
       });
       parts.push(`<text x="${(bx + barW / 2).toFixed(1)}" y="${(y(acc) - 4).toFixed(1)}" text-anchor="middle" font-size="9.5" fill="#1f2328">${fmtTick(acc)}</text>`);
     });
-  });
-  parts.push(`<line x1="${left}" y1="${top + plotH}" x2="${W - right}" y2="${top + plotH}" stroke="#57606a" stroke-width="1"/>`);
-  parts.push(legend(spec.series.map((s) => ({ name: s.name, color: s.color })), left, H - bottom + 40, plotW));
+  plot.parts.push(legend(spec.series.map((s) => ({ name: s.name, color: s.color })), left, H - bottom + 40, plot.plotW));
   const shades = spec.segmentNames.map((n, k) => `<rect x="${left + k * 110}" y="${H - 18}" width="18" height="11" fill="#57606a" fill-opacity="${opac(k)}" stroke="#57606a" stroke-width="0.6"/><text x="${left + k * 110 + 24}" y="${H - 8}" font-size="12" fill="#1f2328">${esc(n)}</text>`);
-  parts.push(shades.join('\n'));
-  return frame(spec.id, W, H, spec.title, spec.subtitle, parts.join('\n'));
+  plot.parts.push(shades.join('\n'));
+  return frame(spec.id, W, H, spec.title, spec.subtitle, plot.parts.join('\n'));
 }

@@ -6,8 +6,9 @@ import { chunkDigest } from './digest.js';
 import { fixture } from '../../../test/support/paths.js';
 import { getCodec, compressorFromCode } from '../compress/index.js';
 import {
-  decodeBlobMetaHeader, encodeBlobMetaHeader, decodeCiTable, encodeCiTable, decodeDigestArray, BlobFeature,
+  decodeBlobMetaHeader, encodeBlobMetaHeader, decodeCiTable, encodeCiTable, decodeDigestArray,
 } from './blob-meta.js';
+import { BlobFeatures } from './v6.js';
 import { walkReverseTar, decodeToc, encodeToc, encodeTarHeader, parseTarHeader, TAR_BLOCK } from './toc.js';
 
 const BLOBS = {
@@ -45,7 +46,7 @@ test('blob-meta: upstream blob be7d77 decodes: tar tail, ToC, CI header + table,
   const hdr = decodeBlobMetaHeader(hdrBuf);
   assert.deepEqual(encodeBlobMetaHeader(hdr), hdrBuf);
   assert.equal(hdr.features, 0x70000021);
-  assert.ok(hdr.features & BlobFeature.INLINED_CHUNK_DIGEST);
+  assert.ok(hdr.features & BlobFeatures.INLINED_CHUNK_DIGEST);
   assert.equal(hdr.ciCompressor, 0);
   const ciBuf = blob.subarray(hdr.ciOffset, hdr.ciOffset + hdr.ciUncompressedSize);
   const ci = decodeCiTable(ciBuf, hdr.ciEntries, hdr.features);

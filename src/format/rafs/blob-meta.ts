@@ -5,30 +5,13 @@
  * CI header ("blob meta header") that follows it, the chunk digest array and the blob feature bits.
  * Pure buffer codecs; every decoder bounds-checks and throws a DATA_LOSS FerryError.
  */
+import { BlobFeatures } from './v6.js';
 import { FerryError } from '../../core/index.js';
 
-/** BlobFeatures bits (u32), spec §3.10. */
-export const BlobFeature = {
-  ALIGNED: 0x1,
-  INLINED_FS_META: 0x2,
-  CHUNK_INFO_V2: 0x4,
-  ZRAN: 0x8,
-  SEPARATE: 0x10,
-  INLINED_CHUNK_DIGEST: 0x20,
-  TARFS: 0x40,
-  BATCH: 0x80,
-  ENCRYPTED: 0x100,
-  IS_CHUNKDICT_GENERATED: 0x200,
-  IS_SEPARATED_WITH_PREFETCH_FILES: 0x400,
-  EXTERNAL: 0x800,
-  HAS_TAR_HEADER: 0x1000_0000,
-  HAS_TOC: 0x2000_0000,
-  CAP_TAR_TOC: 0x4000_0000,
-} as const;
 
 /** Features of a blob written by Ferry's builder: aligned, digest array, reverse tar headers, ToC. */
 export const FERRY_BLOB_FEATURES =
-  (BlobFeature.ALIGNED | BlobFeature.INLINED_CHUNK_DIGEST | BlobFeature.HAS_TAR_HEADER | BlobFeature.HAS_TOC | BlobFeature.CAP_TAR_TOC) >>> 0;
+  (BlobFeatures.ALIGNED | BlobFeatures.INLINED_CHUNK_DIGEST | BlobFeatures.HAS_TAR_HEADER | BlobFeatures.HAS_TOC | BlobFeatures.CAP_TAR_TOC) >>> 0;
 
 export const BLOB_META_MAGIC = 0xb10bb10b;
 export const BLOB_META_HEADER_SIZE = 4096;
@@ -115,7 +98,7 @@ export function encodeCiTable(entries: readonly CiEntry[]): Buffer {
 
 /** Decodes `count` entries of an uncompressed CI table (V1 or V2 per `features`). */
 export function decodeCiTable(buf: Buffer, count: number, features: number): CiEntry[] {
-  const v2 = (features & BlobFeature.CHUNK_INFO_V2) !== 0;
+  const v2 = (features & BlobFeatures.CHUNK_INFO_V2) !== 0;
   const size = v2 ? CI_V2_SIZE : CI_V1_SIZE;
   if (!Number.isInteger(count) || count < 0 || count * size > buf.length) {
     throw dataLoss(`CI table of ${buf.length} bytes cannot hold ${count} entries of ${size} bytes`);
