@@ -5,6 +5,6 @@
  * mount point. Read-only by construction.
  */
 export { FuseSession, FUSE_ROOT_ID, type FuseFilesystem, type FuseDirEntry, type FuseOpenResult, type FuseSessionOptions, type FuseStats } from './server.js';
-export { type FuseAttr, type StatfsInfo, dtype } from './protocol.js';
+export { Op, entryOut, attrOut, dtype, type FuseAttr, type StatfsInfo } from './protocol.js';
 export { FuseErrno, errnoOf, E as ERRNO } from './errno.js';
 export { listMounts, mountsAt, unmount, clearStaleMounts, run, type MountEntry } from './mounts.js';
