@@ -18,8 +18,8 @@ import {
   currentPlatform, formatReference, parsePlatform, parseReference, platformMatches, RegistryClient, withDigest,
   type Credentials, type ImageReference,
 } from '../remote/index.js';
-import { GrpcConnection, SnapshotsClient } from './client.js';
-import { ContainerdApi, type ContentDescriptor } from './containerd.js';
+// client.js/containerd.js (grpc-js, proto loading: ~0.1–0.2 s) load while the registry answers
+import type { ContentDescriptor } from './containerd.js';
 import { Label, MAX_LABEL_BYTES } from './labels.js';
 
 export interface PullOptions {
@@ -76,6 +76,11 @@ function desc(d: Descriptor): ContentDescriptor {
 }
 
 export async function pullImage(o: PullOptions): Promise<PullResult> {
+  const grpcModules = Promise.all([
+    import('./client.js'), import('./containerd.js'),
+    import('./proto.js').then((p) => p.serviceConstructor('snapshots')), // parses the .proto files once
+  ]);
+  grpcModules.catch(() => undefined); // awaited below; no unhandled rejection if the registry fails first
   const t0 = Date.now();
   const log = (o.log ?? silentLogger()).child({ component: 'pull' });
   const say = (line: string): void => o.progress?.(`[${((Date.now() - t0) / 1000).toFixed(2)}s] ${line}`);
@@ -122,6 +127,7 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
   const chains = chainIds(diffIds);
   say(`resolved ${name} → ${m.digest} (${manifest.layers.length} layers)`);
 
+  const [{ GrpcConnection, SnapshotsClient }, { ContainerdApi }] = await grpcModules;
   const root = new GrpcConnection(o.address, { namespace });
   try {
     const leaseApi = new ContainerdApi(root);
