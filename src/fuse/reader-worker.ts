@@ -16,33 +16,27 @@ import { outHeader } from './protocol.js';
 
 export type FastHandler = (opcode: number, nodeid: number, body: Buffer) => { parts: Buffer[]; hits?: number } | null;
 
-const { fd, bufferSize, fastPath } = workerData as { fd: number; bufferSize: number; fastPath?: { module: string; data: unknown } };
+const { fd, bufferSize, fastPath, initFirst } = workerData as { fd: number; bufferSize: number; fastPath?: { module: string; data: unknown }; initFirst?: boolean };
 let fast: FastHandler | null = null;
-if (fastPath) {
-  try {
-    const m = (await import(fastPath.module)) as { init(data: unknown): FastHandler };
-    fast = m.init(fastPath.data);
-  } catch (err) {
-    parentPort!.postMessage({ type: 'fast-error', message: (err as Error).message });
-  }
-}
 const buf = Buffer.allocUnsafe(bufferSize);
 let fastCount = 0;
 let fastHits = 0;
-for (;;) {
+
+/** Reads and answers (fast path) or forwards one request; false when the connection ended. */
+function step(): boolean {
   let n: number;
   try {
     n = readSync(fd, buf, 0, bufferSize, null);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     // ENOENT: the request was interrupted before we read it; EINTR/EAGAIN: just retry.
-    if (code === 'ENOENT' || code === 'EINTR' || code === 'EAGAIN') continue;
+    if (code === 'ENOENT' || code === 'EINTR' || code === 'EAGAIN') return true;
     parentPort!.postMessage({ type: 'end', code, fastCount, fastHits });
-    break;
+    return false;
   }
   if (n === 0) {
     parentPort!.postMessage({ type: 'end', code: 'EOF', fastCount, fastHits });
-    break;
+    return false;
   }
   if (fast && n >= 40) {
     let r: ReturnType<FastHandler> = null;
@@ -59,10 +53,24 @@ for (;;) {
       // Reported before the reply, so that whoever sees the reply sees the counters too.
       parentPort!.postMessage({ type: 'fast', fastCount, fastHits });
       try { writevSync(fd, [outHeader(len, 0, buf.readBigUInt64LE(8)), ...r.parts]); } catch { /* interrupted */ }
-      continue;
+      return true;
     }
   }
   const copy = new Uint8Array(n);
   copy.set(buf.subarray(0, n));
   parentPort!.postMessage({ type: 'req', data: copy }, [copy.buffer]);
+  return true;
 }
+
+// The first reader of a session forwards FUSE_INIT (the kernel sends nothing else before it is
+// answered) before loading the fast path, so the mount does not wait for that module.
+let live = initFirst ? step() : true;
+if (live && fastPath) {
+  try {
+    const m = (await import(fastPath.module)) as { init(data: unknown): FastHandler };
+    fast = m.init(fastPath.data);
+  } catch (err) {
+    parentPort!.postMessage({ type: 'fast-error', message: (err as Error).message });
+  }
+}
+while (live) live = step();

@@ -175,7 +175,7 @@ export class FuseSession {
     const n = Math.max(1, opts.readers ?? 4);
     // One reader answers FUSE_INIT; the others boot after it, so the mount does not wait for n
     // threads loading their modules at once on a busy machine.
-    this.startWorker();
+    this.startWorker(true);
     const t = setTimeout(() => this.initReject(new FerryError('DEADLINE_EXCEEDED', 'no FUSE_INIT from the kernel within 10s')), 10_000);
     try {
       await this.initDone;
@@ -192,8 +192,8 @@ export class FuseSession {
     this.log.info({ readers: n }, 'fuse mounted');
   }
 
-  private startWorker(): void {
-    const w = new Worker(new URL('./reader-worker.js', import.meta.url), { workerData: { fd: this.fd, bufferSize: BUFFER_SIZE, fastPath: this.fastPath } });
+  private startWorker(initFirst = false): void {
+    const w = new Worker(new URL('./reader-worker.js', import.meta.url), { workerData: { fd: this.fd, bufferSize: BUFFER_SIZE, fastPath: this.fastPath, initFirst } });
     let seenCount = 0;
     let seenHits = 0;
     const fastReport = (m: { fastCount?: number; fastHits?: number }): void => {
