@@ -117,7 +117,7 @@ export async function run(argv: string[]): Promise<number> {
   const cmd = command('ferry snapshotter')
     .description('containerd proxy-plugin snapshotter with lazy Nydus layers (subcommand: print-config)')
     .option('--daemon-apisock <sock>', 'API socket of a running `ferry daemon` (default: daemon in this process)')
-    .option('--daemon-mode <mode>', 'fuse | erofs (default fuse)')
+    .option('--daemon-mode <mode>', 'erofs | fuse (default erofs; falls back to fuse where EROFS cannot mount)')
     .option('--daemon-config <file>', 'nydusd-style config of the in-process or spawned daemon (JSON/YAML)')
     .option('--spawn-daemon', 'run the daemon as a separate detached `ferry daemon` (<root>/daemon.sock) that outlives restarts')
     .option('--prefetch', 'prefetch each image\'s prefetch list after mounting')

@@ -32,8 +32,11 @@ export const SnapshotterConfigSchema = z.strictObject({
      * unless one already answers there, and use it: its mounts outlive snapshotter restarts.
      */
     spawn: z.boolean().default(false),
-    /** How the daemon mounts images. */
-    mode: z.enum(['fuse', 'erofs']).default('fuse'),
+    /**
+     * How the daemon mounts images: kernel EROFS over lazily filled blob views (the fast path;
+     * the daemon falls back to FUSE by itself where the kernel path fails), or FUSE.
+     */
+    mode: z.enum(['fuse', 'erofs']).default('erofs'),
     /** Prefetch the image's prefetch list (or everything with `true`) after mounting. */
     prefetch: z.boolean().default(false),
     /** Chunk cache directory shared by all images; default `<root>/cache`. */
