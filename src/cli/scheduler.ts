@@ -12,7 +12,7 @@ export async function run(argv: string[]): Promise<number> {
   const cmd = new Command('ferry scheduler')
     .description('P2P scheduler: parent selection, seed triggering, preheat jobs (/oapi/v1/jobs)')
     .option('--listen <addr>', 'listen address host:port (default from config, 127.0.0.1:8002)')
-    .option('--config <file>', 'YAML config file (see docs/readme/70-p2p.md)')
+    .option('--config <file>', 'YAML config file (keys: src/config/scheduler.ts; see the README P2P section)')
     .option('--token <token...>', 'bearer token(s) accepted by the preheat job API')
     .exitOverride();
   try { cmd.parse(argv, { from: 'user' }); } catch (err) { return (err as { exitCode?: number }).exitCode ?? 2; }
