@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { FerryError, parseDuration, parseSize } from '../core/index.js';
+import { parseConfig } from './parse.js';
 
 /** acceld's driver config map holds strings; YAML may give numbers/booleans: normalise to strings. */
 const str = z.union([z.string(), z.number(), z.boolean()]).transform((v) => String(v));
@@ -114,22 +115,9 @@ export interface AccelDriverOptions {
   harborAnnotation: boolean;
 }
 
-function issuesText(err: z.ZodError): string {
-  return err.issues.map((i) => {
-    const path = i.path.join('.');
-    if (i.code === 'unrecognized_keys') {
-      const keys = (i as { keys: string[] }).keys;
-      return `unknown key${keys.length > 1 ? 's' : ''} ${keys.map((k) => (path ? `${path}.${k}` : k)).join(', ')}`;
-    }
-    return `${path || '(root)'}: ${i.message}`;
-  }).join('; ');
-}
-
 /** Validates a config object; throws INVALID_ARGUMENT naming every problem (unknown keys by full path). */
 export function parseAccelConfig(input: unknown): AccelConfig {
-  const r = AccelConfigSchema.safeParse(input ?? {});
-  if (!r.success) throw new FerryError('INVALID_ARGUMENT', `accel config: ${issuesText(r.error)}`);
-  const cfg = r.data;
+  const cfg = parseConfig(AccelConfigSchema, input, 'accel');
   if (cfg.converter.driver.type !== 'nydus') {
     throw new FerryError('NOT_IMPLEMENTED', `accel config: converter.driver.type: unsupported driver ${JSON.stringify(cfg.converter.driver.type)} (Ferry converts to nydus only)`);
   }

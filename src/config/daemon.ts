@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import { parseDuration, parseSize } from '../core/index.js';
+import { parseConfig } from './parse.js';
 
 const size = z.union([z.number().int().nonnegative(), z.string().transform((s, ctx) => {
   try { return parseSize(s); } catch (e) { ctx.addIssue({ code: 'custom', message: (e as Error).message }); return z.NEVER; }
@@ -85,11 +86,7 @@ export type DaemonConfigInput = z.input<typeof daemonConfigSchema>;
 
 /** Validates a daemon configuration (nydusd v1 JSON); throws a readable error listing bad keys. */
 export function parseDaemonConfig(input: unknown): DaemonConfig {
-  const r = daemonConfigSchema.safeParse(input ?? {});
-  if (!r.success) {
-    throw new Error(`invalid daemon config: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
-  }
-  return r.data;
+  return parseConfig(daemonConfigSchema, input, 'daemon');
 }
 
 export const mountRequestSchema = z.strictObject({

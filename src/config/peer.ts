@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { FerryError, parseDuration, parseSize } from '../core/index.js';
+import { parseConfig } from './parse.js';
 
 const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
   try { return parseDuration(v); } catch (err) { ctx.addIssue({ code: 'custom', message: (err as Error).message }); return z.NEVER; }
@@ -108,9 +109,7 @@ export type PeerConfig = z.infer<typeof peerConfigSchema>;
 export type PeerConfigInput = z.input<typeof peerConfigSchema>;
 
 export function parsePeerConfig(input: unknown): PeerConfig {
-  const r = peerConfigSchema.safeParse(input ?? {});
-  if (!r.success) throw new FerryError('INVALID_ARGUMENT', `peer config: ${z.prettifyError(r.error)}`);
-  return r.data;
+  return parseConfig(peerConfigSchema, input, 'peer');
 }
 
 export function loadPeerConfigFile(file?: string): PeerConfigInput {

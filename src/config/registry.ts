@@ -4,7 +4,8 @@
  * unknown keys are an error. Durations ("30s") and sizes ("4MiB") are strings parsed once.
  */
 import { z } from 'zod';
-import { FerryError, parseDuration, parseSize } from '../core/index.js';
+import { parseDuration, parseSize } from '../core/index.js';
+import { parseConfig } from './parse.js';
 
 const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
   try {
@@ -78,10 +79,5 @@ export type RegistryConfigInput = z.input<typeof RegistryConfigSchema>;
 
 /** Validates a config object (from YAML/JSON or code); throws a readable error listing the problems. */
 export function parseRegistryConfig(input: unknown): RegistryConfig {
-  const r = RegistryConfigSchema.safeParse(input ?? {});
-  if (!r.success) {
-    const msg = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-    throw new FerryError('INVALID_ARGUMENT', `invalid registry config: ${msg}`);
-  }
-  return r.data;
+  return parseConfig(RegistryConfigSchema, input, 'registry');
 }

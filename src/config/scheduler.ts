@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { FerryError, parseDuration } from '../core/index.js';
+import { parseConfig } from './parse.js';
 
 const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
   try { return parseDuration(v); } catch (err) { ctx.addIssue({ code: 'custom', message: (err as Error).message }); return z.NEVER; }
@@ -44,9 +45,7 @@ export type SchedulerConfig = z.infer<typeof schedulerConfigSchema>;
 export type SchedulerConfigInput = z.input<typeof schedulerConfigSchema>;
 
 export function parseSchedulerConfig(input: unknown): SchedulerConfig {
-  const r = schedulerConfigSchema.safeParse(input ?? {});
-  if (!r.success) throw new FerryError('INVALID_ARGUMENT', `scheduler config: ${z.prettifyError(r.error)}`);
-  return r.data;
+  return parseConfig(schedulerConfigSchema, input, 'scheduler');
 }
 
 export function loadSchedulerConfig(file?: string): SchedulerConfig {

@@ -4,7 +4,8 @@
  * it). Defaults live in the schema; unknown keys are an error.
  */
 import { z } from 'zod';
-import { FerryError, parseSize } from '../core/index.js';
+import { parseSize } from '../core/index.js';
+import { parseConfig } from './parse.js';
 
 const size = z.union([z.string(), z.number()]).transform((v, ctx) => {
   try {
@@ -64,12 +65,7 @@ export type SnapshotterConfigInput = z.input<typeof SnapshotterConfigSchema>;
 
 /** Validates a config object; throws INVALID_ARGUMENT listing the problems. */
 export function parseSnapshotterConfig(input: unknown): SnapshotterConfig {
-  const r = SnapshotterConfigSchema.safeParse(input ?? {});
-  if (!r.success) {
-    const problems = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-    throw new FerryError('INVALID_ARGUMENT', `invalid snapshotter config: ${problems}`);
-  }
-  return r.data;
+  return parseConfig(SnapshotterConfigSchema, input, 'snapshotter');
 }
 
 /** The containerd 1.6 config.toml snippet registering the snapshotter as a proxy plugin. */
