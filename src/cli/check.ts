@@ -8,7 +8,7 @@ import { FerryError, formatBytes } from '../core/index.js';
 import { createLogger } from '../observe/index.js';
 import { parseReference } from '../remote/index.js';
 import { checkImage, type CheckOptions } from '../convert/index.js';
-import { sideClient } from './convert.js';
+import { sideClient, creds, localfsBackend } from './convert.js';
 
 export async function run(argv: string[]): Promise<number> {
   const cmd = new Command('ferry check')
@@ -32,12 +32,6 @@ export async function run(argv: string[]): Promise<number> {
   }
   const o = cmd.opts<Record<string, string | boolean | undefined>>();
   const log = createLogger({ name: 'check', level: process.env.FERRY_LOG_LEVEL ?? 'warn' });
-  const creds = (s: unknown): { username: string; password: string } | undefined => {
-    if (typeof s !== 'string') return undefined;
-    const i = s.indexOf(':');
-    if (i <= 0) throw new FerryError('INVALID_ARGUMENT', 'credentials must be user:password');
-    return { username: s.slice(0, i), password: s.slice(i + 1) };
-  };
   try {
     const src = parseReference(String(o.source));
     const dst = parseReference(String(o.target));
@@ -48,12 +42,7 @@ export async function run(argv: string[]): Promise<number> {
     };
     if (o.platform) opts.platforms = String(o.platform).split(',').map((s) => s.trim()).filter(Boolean);
     if (o.workDir) opts.workDir = String(o.workDir);
-    if (o.backendType) {
-      let bc: { dir?: unknown };
-      try { bc = JSON.parse(String(o.backendConfig ?? '{}')) as { dir?: unknown }; } catch { throw new FerryError('INVALID_ARGUMENT', '--backend-config is not valid JSON'); }
-      if (typeof bc.dir !== 'string') throw new FerryError('INVALID_ARGUMENT', '--backend-config for localfs needs {"dir": "…"}');
-      opts.backend = { type: 'localfs', dir: bc.dir };
-    }
+    if (o.backendType) opts.backend = localfsBackend(o.backendConfig);
     const res = await checkImage(opts);
     if (o.json) {
       process.stdout.write(`${JSON.stringify(res, null, 2)}\n`);

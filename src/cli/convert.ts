@@ -13,11 +13,20 @@ import { createLogger } from '../observe/index.js';
 import { RegistryClient, parseReference, dockerConfigCredentials, currentPlatform, formatPlatform, type Credentials } from '../remote/index.js';
 import { convertImage, SqliteLayerCache, RemoteLayerCache, TieredLayerCache, type ConvertOptions, type LayerCache, type ProgressEvent } from '../convert/index.js';
 
-function creds(s: string | undefined): Credentials | undefined {
-  if (!s) return undefined;
+/** `user:password` from a flag; undefined when the flag is absent. */
+export function creds(s: unknown): Credentials | undefined {
+  if (typeof s !== 'string' || !s) return undefined;
   const i = s.indexOf(':');
   if (i <= 0) throw new FerryError('INVALID_ARGUMENT', 'credentials must be user:password');
   return { username: s.slice(0, i), password: s.slice(i + 1) };
+}
+
+/** `--backend-type localfs --backend-config '{"dir":"…"}'` as a backend option. */
+export function localfsBackend(config: unknown): { type: 'localfs'; dir: string } {
+  let bc: { dir?: unknown };
+  try { bc = JSON.parse(String(config ?? '{}')) as { dir?: unknown }; } catch { throw new FerryError('INVALID_ARGUMENT', '--backend-config is not valid JSON'); }
+  if (typeof bc.dir !== 'string') throw new FerryError('INVALID_ARGUMENT', '--backend-config for localfs needs {"dir": "…"}');
+  return { type: 'localfs', dir: bc.dir };
 }
 
 /** A client for one side: its host is insecure when asked (or loopback), creds from the flag or docker config. */
@@ -112,12 +121,7 @@ export async function run(argv: string[]): Promise<number> {
       opts.prefetchPatterns = text.split('\n').map((s) => s.trim()).filter(Boolean);
     }
     if (!o.allPlatforms) opts.platforms = o.platform ? String(o.platform).split(',').map((s) => s.trim()).filter(Boolean) : [formatPlatform(currentPlatform())];
-    if (o.backendType) {
-      let bc: { dir?: unknown };
-      try { bc = JSON.parse(String(o.backendConfig ?? '{}')) as { dir?: unknown }; } catch { throw new FerryError('INVALID_ARGUMENT', '--backend-config is not valid JSON'); }
-      if (typeof bc.dir !== 'string') throw new FerryError('INVALID_ARGUMENT', '--backend-config for localfs needs {"dir": "…"}');
-      opts.backend = { type: 'localfs', dir: bc.dir };
-    }
+    if (o.backendType) opts.backend = localfsBackend(o.backendConfig);
     const tiers: LayerCache[] = [];
     if (o.cache !== false && typeof o.cache === 'string') {
       cache = new SqliteLayerCache(o.cache);
