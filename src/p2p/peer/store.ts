@@ -260,6 +260,10 @@ export class PieceStore {
   async create(c: CreateTask): Promise<TaskEntry> {
     const existing = this.tasks.get(c.taskId);
     if (existing) return existing;
+    // A deletion of the same task still removing its files would remove the new ones: wait for it.
+    await this.deleting.get(c.taskId)?.catch(() => undefined);
+    const again = this.tasks.get(c.taskId);
+    if (again) return again;
     await this.ensureSpace(c.contentLength);
     const p = this.paths(c.taskId);
     await mkdir(p.dir, { recursive: true });
@@ -285,14 +289,26 @@ export class PieceStore {
     await rename(tmp, t.metaPath);
   }
 
+  /** Deletions whose files are still being removed, by task id (see `create`). */
+  private readonly deleting = new Map<string, Promise<void>>();
+
   async delete(id: string): Promise<void> {
     const t = this.tasks.get(id);
     this.tasks.delete(id);
     this.cache.dropTask(id);
-    await t?.close();
     const p = this.paths(id);
-    await rm(p.meta, { force: true });
-    await rm(p.data, { force: true });
+    const prev = this.deleting.get(id) ?? Promise.resolve();
+    const done = prev.catch(() => undefined).then(async () => {
+      await t?.close();
+      await rm(p.meta, { force: true });
+      await rm(p.data, { force: true });
+    });
+    this.deleting.set(id, done);
+    try {
+      await done;
+    } finally {
+      if (this.deleting.get(id) === done) this.deleting.delete(id);
+    }
   }
 
   /** Evicts finished idle tasks (least recently used first) until `bytes` more fit in the quota. */
