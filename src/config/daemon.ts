@@ -6,12 +6,9 @@
  * schema of one mount request (the daemon API's body).
  */
 import { z } from 'zod';
-import { parseDuration, parseSize } from '../core/index.js';
-import { parseConfig } from './parse.js';
+import { parseDuration } from '../core/index.js';
+import { parseConfig, sizeSchema as size } from './parse.js';
 
-const size = z.union([z.number().int().nonnegative(), z.string().transform((s, ctx) => {
-  try { return parseSize(s); } catch (e) { ctx.addIssue({ code: 'custom', message: (e as Error).message }); return z.NEVER; }
-})]);
 /** nydusd gives timeouts in seconds (numbers); strings go through parseDuration. */
 const seconds = z.union([z.number().nonnegative().transform((n) => n * 1000), z.string().transform((s, ctx) => {
   try { return parseDuration(s); } catch (e) { ctx.addIssue({ code: 'custom', message: (e as Error).message }); return z.NEVER; }

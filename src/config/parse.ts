@@ -4,8 +4,8 @@
  * INVALID_ARGUMENT naming every problem — unknown keys by their full path, so a misspelt key in a
  * config file is found at once.
  */
-import type { z } from 'zod';
-import { FerryError } from '../core/index.js';
+import { z } from 'zod';
+import { FerryError, parseDuration, parseSize } from '../core/index.js';
 
 /** One line naming every issue of a failed parse. */
 export function issuesText(err: z.ZodError): string {
@@ -25,3 +25,19 @@ export function parseConfig<S extends z.ZodType>(schema: S, input: unknown, what
   if (!r.success) throw new FerryError('INVALID_ARGUMENT', `invalid ${what} config: ${issuesText(r.error)}`);
   return r.data;
 }
+
+function unitSchema(parse: (v: string | number) => number) {
+  return z.union([z.string(), z.number()]).transform((v, ctx) => {
+    try {
+      return parse(v);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      return z.NEVER;
+    }
+  });
+}
+
+/** A duration in a config ("30s", "500ms", or milliseconds), parsed to milliseconds. */
+export const durationSchema = unitSchema(parseDuration);
+/** A size in a config ("512MiB", "0x100000", or bytes), parsed to bytes. */
+export const sizeSchema = unitSchema(parseSize);

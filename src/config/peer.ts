@@ -7,15 +7,9 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { FerryError, parseDuration, parseSize } from '../core/index.js';
-import { parseConfig } from './parse.js';
+import { FerryError } from '../core/index.js';
+import { parseConfig, durationSchema as duration, sizeSchema as size } from './parse.js';
 
-const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  try { return parseDuration(v); } catch (err) { ctx.addIssue({ code: 'custom', message: (err as Error).message }); return z.NEVER; }
-});
-const size = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  try { return parseSize(v); } catch (err) { ctx.addIssue({ code: 'custom', message: (err as Error).message }); return z.NEVER; }
-});
 
 export const proxyRuleSchema = z.object({
   /** Matched against the URL without its query; first match wins. */

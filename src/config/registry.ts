@@ -4,25 +4,8 @@
  * unknown keys are an error. Durations ("30s") and sizes ("4MiB") are strings parsed once.
  */
 import { z } from 'zod';
-import { parseDuration, parseSize } from '../core/index.js';
-import { parseConfig } from './parse.js';
+import { parseConfig, durationSchema as duration, sizeSchema as size } from './parse.js';
 
-const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  try {
-    return parseDuration(v);
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: (err as Error).message });
-    return z.NEVER;
-  }
-});
-const size = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  try {
-    return parseSize(v);
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: (err as Error).message });
-    return z.NEVER;
-  }
-});
 
 export const RegistryConfigSchema = z.strictObject({
   /** host:port to listen on. */

@@ -7,12 +7,9 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { FerryError, parseDuration } from '../core/index.js';
-import { parseConfig } from './parse.js';
+import { FerryError } from '../core/index.js';
+import { parseConfig, durationSchema as duration } from './parse.js';
 
-const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  try { return parseDuration(v); } catch (err) { ctx.addIssue({ code: 'custom', message: (err as Error).message }); return z.NEVER; }
-});
 
 export const schedulerConfigSchema = z.object({
   listen: z.string().default('127.0.0.1:8002'),

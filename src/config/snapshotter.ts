@@ -4,17 +4,8 @@
  * it). Defaults live in the schema; unknown keys are an error.
  */
 import { z } from 'zod';
-import { parseSize } from '../core/index.js';
-import { parseConfig } from './parse.js';
+import { parseConfig, sizeSchema as size } from './parse.js';
 
-const size = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  try {
-    return parseSize(v);
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: (err as Error).message });
-    return z.NEVER;
-  }
-});
 
 export const SnapshotterConfigSchema = z.strictObject({
   /** Unix socket of the snapshots gRPC service (containerd's proxy_plugins address). */
