@@ -10,10 +10,10 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
 import { parse, stringify } from 'yaml';
+import { ferry } from '../support/ferry.js';
 import { requirePrereqs } from '../support/prereq.js';
-import { FERRY_BIN, fixture } from '../support/paths.js';
+import { fixture } from '../support/paths.js';
 import { startRegistry, type RegistryHandle } from '../../src/registry/index.js';
 import { startAccel, type AccelHandle, type TaskView } from '../../src/accel/index.js';
 import { RegistryClient, parseReference } from '../../src/remote/index.js';
@@ -36,17 +36,6 @@ let reg: RegistryHandle;
 let accel: AccelHandle;
 let image: BuiltImage;
 let client: RegistryClient;
-
-function ferry(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [FERRY_BIN, ...args]);
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => { stdout += d; });
-    p.stderr.on('data', (d: Buffer) => { stderr += d; });
-    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
 
 before(async () => {
   requirePrereqs({ commands: ['skopeo', 'setfattr', 'tar', 'fsck.erofs'] });

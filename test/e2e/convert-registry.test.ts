@@ -8,9 +8,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
+import { ferry } from '../support/ferry.js';
 import { requirePrereqs } from '../support/prereq.js';
-import { FERRY_BIN } from '../support/paths.js';
 import { startDistributionRegistry, type DistributionRegistry } from '../../src/bench/env/index.js';
 import { RegistryClient, parseReference } from '../../src/remote/index.js';
 import { pushImage, type BuiltImage } from '../../src/bench/env/index.js';
@@ -26,17 +25,6 @@ let dir: string;
 let srcReg: DistributionRegistry;
 let dstReg: DistributionRegistry;
 let image: BuiltImage;
-
-function ferry(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [FERRY_BIN, ...args], { env: { ...process.env, ...env } });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => { stdout += d; });
-    p.stderr.on('data', (d: Buffer) => { stderr += d; });
-    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
 
 before(async () => {
   requirePrereqs({ commands: ['docker-registry', 'skopeo', 'setfattr', 'tar'] });

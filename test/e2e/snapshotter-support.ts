@@ -7,19 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { FERRY_BIN } from '../support/paths.js';
 
-export interface Run { code: number; stdout: string; stderr: string }
-
-export function ferry(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [FERRY_BIN, ...args], { env: { ...process.env, ...(opts.env ?? {}) } });
-    let stdout = '';
-    let stderr = '';
-    const t = setTimeout(() => p.kill('SIGKILL'), opts.timeoutMs ?? 300_000);
-    p.stdout.on('data', (d: Buffer) => { stdout += d; });
-    p.stderr.on('data', (d: Buffer) => { stderr += d; });
-    p.on('close', (code) => { clearTimeout(t); resolve({ code: code ?? -1, stdout, stderr }); });
-  });
-}
+export { ferry, type Run } from '../support/ferry.js';
 
 /** A long-running `ferry …` child (snapshotter, daemon) with its output kept for failure messages. */
 export interface Child { proc: ChildProcess; output(): string; stop(): Promise<void>; kill(): Promise<void> }
