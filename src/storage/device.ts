@@ -12,20 +12,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FerryError, DigestMismatchError } from '../core/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
+import type { ChunkRef } from '../format/rafs/index.js';
 import type { Backend } from './backend.js';
 import { BlobCache } from './cache.js';
 import { DecodePool, type ChunkCodec } from './decode-pool.js';
 
-/** One chunk of a blob (same shape as the RAFS reader's ChunkRef; fileOffset unused here). */
-export interface DeviceChunk {
-  chunkIndex: number;
-  compressedOffset: number;
-  compressedSize: number;
-  uncompressedOffset: number;
-  uncompressedSize: number;
-  compressed: boolean;
-  digest: Buffer;
-}
+/** One chunk of a blob: the RAFS reader's ChunkRef without its file position and blob naming. */
+export type DeviceChunk = Omit<ChunkRef, 'blobIndex' | 'blobId' | 'fileOffset'>;
 
 export interface DeviceBlob {
   blobId: string;
