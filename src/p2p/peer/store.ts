@@ -257,7 +257,24 @@ export class PieceStore {
     return n;
   }
 
-  async create(c: CreateTask): Promise<TaskEntry> {
+  /** Set by close(): no new tasks or files after it. */
+  private closing = false;
+  /** File writes in flight (creates, metadata), awaited by close() so none lands after it. */
+  private readonly writes = new Set<Promise<unknown>>();
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.writes.add(p);
+    const drop = (): void => { this.writes.delete(p); };
+    p.then(drop, drop);
+    return p;
+  }
+
+  create(c: CreateTask): Promise<TaskEntry> {
+    if (this.closing) return Promise.reject(new FerryError('CANCELED', 'piece store closed'));
+    return this.track(this.createTask(c));
+  }
+
+  private async createTask(c: CreateTask): Promise<TaskEntry> {
     const existing = this.tasks.get(c.taskId);
     if (existing) return existing;
     // A deletion of the same task still removing its files would remove the new ones: wait for it.
@@ -281,7 +298,12 @@ export class PieceStore {
     return t;
   }
 
-  async markDone(t: TaskEntry): Promise<void> {
+  markDone(t: TaskEntry): Promise<void> {
+    if (this.closing) return Promise.reject(new FerryError('CANCELED', 'piece store closed'));
+    return this.track(this.writeDone(t));
+  }
+
+  private async writeDone(t: TaskEntry): Promise<void> {
     t.meta.done = true;
     t.meta.updatedAt = Date.now();
     const tmp = `${t.metaPath}.tmp`;
@@ -337,7 +359,16 @@ export class PieceStore {
     }
   }
 
+  /**
+   * Waits for running downloads (the caller aborts them first), deletions and file writes, then
+   * closes every task's file: when it resolves nothing writes under the store's directory any more.
+   */
   async close(): Promise<void> {
+    this.closing = true;
+    const busy = [...this.tasks.values()].map((t) => t.downloading);
+    await Promise.allSettled([...busy, ...this.deleting.values(), ...this.writes]);
+    // A download that was creating its task when close began has its entry only now.
+    await Promise.allSettled([...this.tasks.values()].map((t) => t.downloading));
     for (const t of this.tasks.values()) await t.close();
   }
 }
