@@ -30,3 +30,38 @@ test('a task re-created while its deletion is still removing files keeps its new
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('close waits for running downloads and file writes, and takes no new tasks: nothing is written after it', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'ferry-store-'));
+  try {
+    const store = new PieceStore(dir, { quota: 0, keep: true, taskTTL: 60_000 });
+    await store.open();
+    const spec = (c: string): CreateTask => ({
+      taskId: c.repeat(64), url: `http://127.0.0.1:1/v2/x/blobs/sha256:${c}`, idOptions: {},
+      contentLength: 4096, pieceLength: 4096, responseHeaders: {},
+    });
+    const t = await store.create(spec('a'));
+    // A download still finishing when close starts: it writes its piece and metadata, then ends.
+    let finished = false;
+    t.downloading = (async () => {
+      await new Promise((r) => setTimeout(r, 50));
+      const piece = Buffer.alloc(4096, 3);
+      await t.writePiece(0, piece, pieceDigest(piece));
+      await store.markDone(t);
+      finished = true;
+    })();
+    const creating = store.create(spec('b')); // in flight when close starts
+    await store.close();
+    assert.ok(finished, 'close returned before the download ended');
+    await creating; // it started before close, so it completed
+    await assert.rejects(store.create(spec('d')), /closed/);
+    await assert.rejects(store.markDone(t), /closed/);
+    // what was written is complete: a new store loads the finished task
+    const again = new PieceStore(dir, { quota: 0, keep: true, taskTTL: 60_000 });
+    await again.open();
+    assert.ok(again.get('a'.repeat(64))?.complete);
+    await again.close();
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -257,8 +257,9 @@ export class PieceStore {
     return n;
   }
 
-  /** Set by close(): no new tasks or files after it. */
+  /** Set when close() starts (no new tasks) and when it is done (no more writes at all). */
   private closing = false;
+  private closed = false;
   /** File writes in flight (creates, metadata), awaited by close() so none lands after it. */
   private readonly writes = new Set<Promise<unknown>>();
 
@@ -299,7 +300,8 @@ export class PieceStore {
   }
 
   markDone(t: TaskEntry): Promise<void> {
-    if (this.closing) return Promise.reject(new FerryError('CANCELED', 'piece store closed'));
+    // a download that was running when close() started may still finish its task
+    if (this.closed) return Promise.reject(new FerryError('CANCELED', 'piece store closed'));
     return this.track(this.writeDone(t));
   }
 
@@ -369,6 +371,8 @@ export class PieceStore {
     await Promise.allSettled([...busy, ...this.deleting.values(), ...this.writes]);
     // A download that was creating its task when close began has its entry only now.
     await Promise.allSettled([...this.tasks.values()].map((t) => t.downloading));
+    await Promise.allSettled([...this.writes]);
+    this.closed = true;
     for (const t of this.tasks.values()) await t.close();
   }
 }
