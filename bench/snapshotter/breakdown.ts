@@ -6,7 +6,9 @@
  * Prints the mount's step timings (ImageMount.timings), python's wall time, the bytes the daemon
  * fetched and the daemon process's CPU time during the run.
  *
- *   node dist/bench/snapshotter/breakdown.js [--mode erofs|fuse|both] [--amplify BYTES] [--chunk-size BYTES]
+ * With `--read FILE` it then also times a cold sequential `cat FILE` (read-ahead at work).
+ *
+ *   node dist/bench/snapshotter/breakdown.js [--mode erofs|fuse|both] [--amplify BYTES] [--chunk-size BYTES] [--read /usr/lib/…]
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
@@ -58,6 +60,16 @@ async function main(): Promise<void> {
         const runMs = performance.now() - t;
         const cpu = process.cpuUsage(cpu0);
         const info = await daemon.get(req.id);
+        const file = arg('read', '');
+        if (file) {
+          const before = info.metrics.bytesFetched;
+          const reqs0 = (await daemon.get(req.id)).stats?.requests ?? 0;
+          t = performance.now();
+          const c = await pexec('sh', ['-c', `cat '${join(req.mountpoint, file)}' | wc -c`]);
+          const ms = performance.now() - t;
+          const after = await daemon.get(req.id);
+          process.stdout.write(`${mode}: cat ${file}: ${c.stdout.trim()} B in ${ms.toFixed(0)} ms, fetched ${after.metrics.bytesFetched - before} B in ${(after.stats?.requests ?? 0) - reqs0} requests\n`);
+        }
         process.stdout.write(`${mode}: mount ${mountMs.toFixed(0)} ms ${JSON.stringify(timings.at(-1) ?? {})}; `
           + `python ${runMs.toFixed(0)} ms (out ${r.stdout.trim()}), fetched ${info.metrics.bytesFetched} B, daemon cpu ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms\n`);
       } finally {

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { FerryError } from '../core/index.js';
 import { createMetricsRegistry, Gauge, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
 import { mountRequestSchema, parseDaemonConfig, type DaemonConfig, type DaemonConfigInput } from '../config/daemon.js';
-import { ImageMount, cleanupMountLeftovers } from './image-mount.js';
+import { FuseSession } from '../fuse/index.js';
+import { ImageMount, cleanupMountLeftovers, FAST_PATH_MODULE, VIEW_FAST_PATH_MODULE } from './image-mount.js';
 import type { LazyFs, MountInfo, MountRequest } from './types.js';
 
 export interface DaemonOptions {
@@ -18,6 +19,8 @@ export interface DaemonOptions {
   dataDir: string;
   /** nydusd-style configuration (defaults apply when absent) */
   config?: DaemonConfigInput | DaemonConfig;
+  /** boot FUSE reader threads for the first mount at once (default true) */
+  prewarm?: boolean;
 }
 
 export class Daemon implements LazyFs {
@@ -53,6 +56,8 @@ export class Daemon implements LazyFs {
     per('ferry_daemon_digest_mismatches_total', 'Chunks that failed digest verification', (m) => m.stats?.digestMismatches ?? 0);
     per('ferry_daemon_prefetched_bytes_total', 'Bytes fetched by background prefetch', (m) => m.stats?.prefetchedBytes ?? 0);
     per('ferry_daemon_fuse_requests_total', 'FUSE requests served per mount', (m) => m.stats?.fuseRequests ?? 0);
+    // Reader threads for the first mount, booted now rather than while a container waits for it.
+    if (o.prewarm !== false) FuseSession.prewarm(this.cfg.ferry.fuse_threads, [this.cfg.ferry.mode === 'fuse' ? FAST_PATH_MODULE : VIEW_FAST_PATH_MODULE]);
     const mounts = this.mounts;
     new Gauge({ name: 'ferry_daemon_mounts', help: 'Mounted images', registers: [this.metrics], collect() { this.set(mounts.size); } });
   }

@@ -8,7 +8,7 @@
  */
 import { openSync, readFileSync, readSync } from 'node:fs';
 import { openBootstrap } from '../format/rafs/index.js';
-import { Op, entryOut, attrOut, FUSE_ROOT_ID, type FuseAttr } from '../fuse/index.js';
+import { Op, entryOut, attrOut, FUSE_ROOT_ID, type FuseAttr } from '../fuse/protocol.js'; // not index.js: see docs/architecture.md (worker threads)
 
 export interface FastPathData {
   bootstrapPath: string;

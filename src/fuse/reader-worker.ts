@@ -9,6 +9,9 @@
  * handler): requests it can answer from memory and local files (lookups, attributes, reads of
  * cached data) are answered here, in this thread, without a hop to the main thread; it returns
  * null for anything else, which then goes to the main thread as usual.
+ *
+ * A thread either gets its session in `workerData` or, started ahead of time by the warm pool, in
+ * its first message.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { readSync, writevSync } from 'node:fs';
@@ -16,7 +19,22 @@ import { outHeader } from './protocol.js';
 
 export type FastHandler = (opcode: number, nodeid: number, body: Buffer) => { parts: Buffer[]; hits?: number } | null;
 
-const { fd, bufferSize, fastPath, initFirst } = workerData as { fd: number; bufferSize: number; fastPath?: { module: string; data: unknown }; initFirst?: boolean };
+interface Start { fd: number; bufferSize: number; fastPath?: { module: string; data: unknown }; initFirst?: boolean }
+
+/**
+ * A thread of the warm pool (FuseSession.prewarm) boots without a session: it loads the modules
+ * it is told to (fast paths), then waits for its session's `start` message.
+ */
+const warm = workerData as { preload?: string[] } | Start;
+let start: Start;
+if ('fd' in warm) {
+  start = warm;
+} else {
+  const loads = Promise.allSettled((warm.preload ?? []).map((m) => import(m)));
+  start = await new Promise<Start>((resolve) => parentPort!.once('message', (m: Start) => resolve(m)));
+  await loads;
+}
+const { fd, bufferSize, fastPath, initFirst } = start;
 let fast: FastHandler | null = null;
 const buf = Buffer.allocUnsafe(bufferSize);
 let fastCount = 0;

@@ -8,6 +8,7 @@
  * A chunk's bit is written only after its data write completed, so a killed daemon never trusts
  * data it did not finish writing; a restarted one fetches nothing it already has.
  */
+import { readSync, writeSync } from 'node:fs';
 import { open, mkdir, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FerryError } from '../core/index.js';
@@ -15,6 +16,12 @@ import { FerryError } from '../core/index.js';
 const MAP_MAGIC = 0x424d4150;
 const MAP_MAGIC2 = 0x434d4150;
 const MAP_HEADER = 4096;
+/**
+ * Reads and writes up to this size use positioned synchronous calls: they hit the page cache (a
+ * chunk just written, or read back right after its fetch) and cost microseconds, where a trip
+ * through libuv's thread pool cost ~0.1 ms per read — per 4 KiB page fault of a lazy start.
+ */
+const SYNC_IO_MAX = 1024 * 1024;
 
 export class BlobCache {
   readonly blobId: string;
@@ -81,6 +88,14 @@ export class BlobCache {
     if (end <= offset) return Buffer.alloc(0);
     const buf = Buffer.allocUnsafe(end - offset);
     let n = 0;
+    if (buf.length <= SYNC_IO_MAX) {
+      while (n < buf.length) {
+        const k = readSync(this.data.fd, buf, n, buf.length - n, offset + n);
+        if (k === 0) { buf.fill(0, n); break; }
+        n += k;
+      }
+      return buf;
+    }
     while (n < buf.length) {
       const { bytesRead } = await this.data.read(buf, n, buf.length - n, offset + n);
       if (bytesRead === 0) { buf.fill(0, n); break; }
@@ -94,6 +109,7 @@ export class BlobCache {
     if (index < 0 || index >= this.chunkCount) throw new FerryError('INVALID_ARGUMENT', `chunk ${index} out of range`);
     if (uncompressedOffset + data.length > this.size) throw new FerryError('DATA_LOSS', `chunk ${index} of blob ${this.blobId} ends beyond the blob`);
     let n = 0;
+    if (data.length <= SYNC_IO_MAX) while (n < data.length) n += writeSync(this.data.fd, data, n, data.length - n, uncompressedOffset + n);
     while (n < data.length) n += (await this.data.write(data, n, data.length - n, uncompressedOffset + n)).bytesWritten;
     if (this.isReady(index)) return;
     this.bitmap[index >> 3]! |= 0x80 >> (index & 7);

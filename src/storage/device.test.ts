@@ -53,21 +53,33 @@ class CountingBackend implements Backend {
   async close(): Promise<void> { await this.inner.close(); }
 }
 
-test('storage: lazy reads, merged requests, single flight, persisted cache', async () => {
+test('storage: lazy reads, merged requests, single flight, read-ahead only when sequential, persisted cache', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ferry-storage-'));
   try {
     const { id, bytes, blob, view } = makeBlob(40);
     writeFileSync(join(dir, id), bytes);
     const be = new CountingBackend(new LocalFsBackend(dir));
     const dev = await StorageDevice.open({ blobs: [blob], backend: be, cacheDir: join(dir, 'cache'), amplifyBytes: 256 * 1024 });
-    // 8 concurrent reads of the same range: one backend request.
+    // 8 concurrent reads of the same range: one backend request, for that chunk only.
     const rs = await Promise.all(Array.from({ length: 8 }, () => dev.read(id, 70000, 1000)));
     for (const r of rs) assert.ok(r.equals(view.subarray(70000, 71000)));
-    assert.equal(be.calls.length, 1);
-    // amplified: the request covered 256 KiB (4 chunks), so chunk 2 and 3 are already there.
-    assert.deepEqual(be.calls[0], [CHUNK, 4 * CHUNK]);
-    assert.ok((await dev.read(id, 2 * CHUNK + 10, 100)).equals(view.subarray(2 * CHUNK + 10, 2 * CHUNK + 110)));
-    assert.equal(be.calls.length, 1);
+    assert.deepEqual(be.calls, [[CHUNK, CHUNK]]);
+    // Reading on chunk by chunk: misses 2–4 fetch their chunk; from the 4th miss in a row that
+    // starts where the previous fetch ended, fetches reach ahead (128 KiB, then 256 KiB = the cap).
+    const readChunk = async (i: number): Promise<void> => {
+      assert.ok((await dev.read(id, i * CHUNK + 10, 100)).equals(view.subarray(i * CHUNK + 10, i * CHUNK + 110)));
+    };
+    for (let i = 2; i <= 5; i++) await readChunk(i);
+    assert.deepEqual(be.calls.slice(1), [[2 * CHUNK, CHUNK], [3 * CHUNK, CHUNK], [4 * CHUNK, CHUNK], [5 * CHUNK, 3 * CHUNK]]);
+    await readChunk(6); await readChunk(7); // read ahead: no request
+    await readChunk(8);
+    assert.deepEqual(be.calls.slice(5), [[8 * CHUNK, 5 * CHUNK]]);
+    // A jump elsewhere fetches just its chunk again.
+    await readChunk(30);
+    assert.deepEqual(be.calls.slice(6), [[30 * CHUNK, CHUNK]]);
+    // One read over several missing chunks: one request for all of them, nothing more.
+    assert.ok((await dev.read(id, 20 * CHUNK, 4 * CHUNK)).equals(view.subarray(20 * CHUNK, 24 * CHUNK)));
+    assert.deepEqual(be.calls.slice(7), [[20 * CHUNK, 4 * CHUNK]]);
     // A read spanning cached and missing chunks.
     const all = await dev.read(id, 0, view.length + 999);
     assert.ok(all.equals(view));
