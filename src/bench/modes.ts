@@ -193,11 +193,13 @@ function snapshotterModeArgs(help: string, mode: 'erofs' | 'fuse'): string[] | u
 function lazyDriver(id: ModeId, variant: 'erofs' | 'fuse', extra: { prefetch?: boolean; p2p?: boolean }): ModeDriver {
   const requires = ['snapshotter', 'pull', 'convert', ...(extra.p2p ? ['scheduler', 'peer'] : [])];
   let snapHelp = '';
+  let pullHelp = '';
   const d: ModeDriver = {
     id,
     requires,
     check: (help) => {
       snapHelp = help.snapshotter ?? '';
+      pullHelp = help.pull ?? '';
       if (variant === 'fuse' && !snapshotterModeArgs(snapHelp, 'fuse')) return '`ferry snapshotter` has no option to choose FUSE mode';
       if (extra.p2p && !hasFlag(snapHelp, '--proxy') && !hasFlag(snapHelp, '--p2p-proxy')) return '`ferry snapshotter` has no option to read blobs through the P2P peer (--proxy) yet';
       if (extra.prefetch && !hasFlag(snapHelp, '--prefetch')) return '`ferry snapshotter` has no --prefetch option';
@@ -235,7 +237,10 @@ function lazyDriver(id: ModeId, variant: 'erofs' | 'fuse', extra: { prefetch?: b
       return r.code === 0 ? sumMetric(r.stdout, 'ferry_snapshotter_lazy_bytes_fetched') ?? undefined : undefined;
     },
     pull: (_env, n, _p, ctd, ref) => checked('ferry pull', exec(process.execPath, [ferryBin(), 'pull', '--address', ctd.address,
-      '--namespace', ctd.namespace, '--snapshotter', 'ferry', '--plain-http', ref], { netns: n.node.netns, timeoutMs: 30 * 60_000 })),
+      '--namespace', ctd.namespace, '--snapshotter', 'ferry', '--plain-http',
+      // the pull runs inside the (warm) snapshotter of this node when it offers a pull API
+      ...(hasFlag(pullHelp, '--snapshotter-api') ? ['--snapshotter-api', join(n.dir, 'snapshotter', 'root', 'api.sock')] : []),
+      ref], { netns: n.node.netns, timeoutMs: 30 * 60_000 })),
   };
   return d;
 }

@@ -1,13 +1,22 @@
 /**
  * @module cli/pull
  * `ferry pull --address CONTAINERD_SOCK [--namespace NS] [--snapshotter ferry] [--plain-http]
- * [--user U:P] [--platform os/arch] REF` — pulls an image into containerd the way
- * `ctr-remote images rpull` does: metadata only for lazy (Nydus) images, full download + apply for
- * ordinary layers; afterwards `ctr run --snapshotter ferry REF …` works.
+ * [--user U:P] [--platform os/arch] [--snapshotter-api SOCK] REF` — pulls an image into containerd
+ * the way `ctr-remote images rpull` does: metadata only for lazy (Nydus) images, full download +
+ * apply for ordinary layers; afterwards `ctr run --snapshotter ferry REF …` works.
+ *
+ * When a ferry snapshotter's pull API answers (`--snapshotter-api`, else the default
+ * `/var/lib/ferry/snapshotter/api.sock` if present) the pull runs there, in a process that is
+ * already warm and starts the lazy mount as soon as the manifest is known; otherwise it runs here.
+ * Modules are loaded only on the path taken.
  */
+import { existsSync } from 'node:fs';
 import { Command } from 'commander';
-import { createLogger } from '../observe/index.js';
-import { pullImage } from '../snapshotter/pull.js'; // not index.js: a pull needs no daemon, builder or server code
+import { FerryError } from '../core/index.js';
+import { requestPull, type PullRequestBody } from '../snapshotter/pull-api-client.js';
+import type { PullResult } from '../snapshotter/pull.js';
+
+const DEFAULT_API = '/var/lib/ferry/snapshotter/api.sock';
 
 export async function run(argv: string[]): Promise<number> {
   const cmd = new Command('ferry pull')
@@ -19,6 +28,9 @@ export async function run(argv: string[]): Promise<number> {
     .option('--plain-http', 'talk plain HTTP to the registry')
     .option('--user <user:password>', 'registry credentials')
     .option('--platform <os/arch>', 'platform to pick from an index (default this machine)')
+    .option('--snapshotter-api <sock>', `pull API of a running ferry snapshotter to run the pull in (default ${DEFAULT_API} if present)`,
+      process.env.FERRY_SNAPSHOTTER_API)
+    .option('--local', 'pull in this process even when a snapshotter pull API is present')
     .option('--json', 'print the result as JSON')
     .option('--quiet', 'no progress lines')
     .exitOverride();
@@ -27,21 +39,46 @@ export async function run(argv: string[]): Promise<number> {
   } catch (err) {
     return (err as { exitCode?: number }).exitCode ?? 2;
   }
-  const o = cmd.opts<{ address: string; namespace: string; snapshotter: string; plainHttp?: boolean; user?: string; platform?: string; json?: boolean; quiet?: boolean }>();
-  const log = createLogger({ name: 'pull', level: process.env.FERRY_LOG_LEVEL ?? 'warn' });
+  const o = cmd.opts<{ address: string; namespace: string; snapshotter: string; plainHttp?: boolean; user?: string; platform?: string;
+    snapshotterApi?: string; local?: boolean; json?: boolean; quiet?: boolean }>();
+  const body: PullRequestBody = {
+    ref: cmd.args[0]!, address: o.address, namespace: o.namespace, snapshotter: o.snapshotter,
+    ...(o.plainHttp ? { plainHttp: true } : {}),
+    ...(o.user !== undefined ? { user: o.user } : {}),
+    ...(o.platform ? { platform: o.platform } : {}),
+  };
+  if (o.user !== undefined && !o.user.includes(':')) {
+    process.stderr.write('ferry pull: --user must be USER:PASSWORD\n');
+    return 2;
+  }
+  const progress = o.quiet || o.json ? undefined : (l: string): void => { process.stdout.write(`${l}\n`); };
+  const explicitApi = o.local ? undefined : o.snapshotterApi;
+  const api = o.local ? undefined : explicitApi ?? (existsSync(DEFAULT_API) ? DEFAULT_API : undefined);
   try {
-    const r = await pullImage({
-      address: o.address, namespace: o.namespace, snapshotter: o.snapshotter, ref: cmd.args[0]!, log,
-      ...(o.plainHttp ? { plainHttp: true } : {}),
-      ...(o.user !== undefined ? { user: o.user } : {}),
-      ...(o.platform ? { platform: o.platform } : {}),
-      ...(o.quiet || o.json ? {} : { progress: (l: string) => process.stdout.write(`${l}\n`) }),
-    });
+    let r: PullResult | undefined;
+    if (api) {
+      try {
+        r = await requestPull(api, body, progress);
+      } catch (err) {
+        // Nothing listening at the default path (a stale socket file): pull here instead.
+        const cause = (err as { cause?: NodeJS.ErrnoException }).cause?.code;
+        if (explicitApi || !FerryError.hasCode(err, 'UNAVAILABLE') || (cause !== 'ECONNREFUSED' && cause !== 'ENOENT')) throw err;
+      }
+    }
+    if (!r) r = await pullHere(body, progress);
     if (o.json) process.stdout.write(`${JSON.stringify(r)}\n`);
     else if (!o.quiet) process.stdout.write(`done in ${r.ms} ms, ${r.bytesFetched} bytes fetched from the registry\n`);
     return 0;
   } catch (err) {
-    process.stderr.write(`ferry pull: ${(err as Error).message}\n`);
+    const hint = explicitApi && FerryError.hasCode(err, 'UNAVAILABLE') && !(err as Error).message.includes('pull') ? ' (is `ferry snapshotter` running there? --local pulls without it)' : '';
+    process.stderr.write(`ferry pull: ${(err as Error).message}${hint}\n`);
     return 1;
   }
+}
+
+async function pullHere(body: PullRequestBody, progress: ((l: string) => void) | undefined): Promise<PullResult> {
+  // not snapshotter/index.js: a pull needs no daemon, builder or server code
+  const [{ pullImage }, { createLogger }] = await Promise.all([import('../snapshotter/pull.js'), import('../observe/index.js')]);
+  const log = createLogger({ name: 'pull', level: process.env.FERRY_LOG_LEVEL ?? 'warn' });
+  return pullImage({ ...body, log, ...(progress ? { progress } : {}) });
 }

@@ -16,6 +16,11 @@ export const SnapshotterConfigSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('ferry'),
   /** Prometheus `/metrics`: `host:port`, a unix socket path, or '' for `<root>/metrics.sock`. */
   metricsAddress: z.string().default(''),
+  /**
+   * Unix socket of the pull API (`ferry pull --snapshotter-api`, api/snapshotter.openapi.yaml),
+   * owner-only; '' for `<root>/api.sock`.
+   */
+  apiAddress: z.string().default(''),
   daemon: z.strictObject({
     /** API socket of a separate `ferry daemon`; empty = run the daemon in-process (or spawn it). */
     apiSock: z.string().default(''),
@@ -38,11 +43,10 @@ export const SnapshotterConfigSchema = z.strictObject({
     /** nydusd-style JSON/YAML config file for the in-process daemon (`ferry daemon --config` format). */
     configFile: z.string().default(''),
     /**
-     * Read amplification of the in-process daemon (its `amplify_io`) unless the config file sets
-     * one. 128 KiB, measured on a cold `python3 -c print(1)`: a third of the bytes and less than
-     * half the run time of nydusd's 1 MiB default over a 100 Mbit link.
+     * Largest read amplification of the in-process daemon (its `amplify_io`) unless the config
+     * file sets one: only sequential reads are amplified, ramping up to it (see storage/device).
      */
-    amplifyIo: size.default(128 * 1024),
+    amplifyIo: size.default(1024 * 1024),
   }).prefault({}),
   /** Registries reached over plain HTTP (host[:port]); loopback hosts always are. */
   insecureRegistries: z.array(z.string().min(1)).default([]),

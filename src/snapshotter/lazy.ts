@@ -2,9 +2,10 @@
  * @module snapshotter/lazy
  * Remote (lazy) layers: a Prepare whose labels name a Nydus layer (manifest annotations
  * `nydus-blob` / `nydus-bootstrap`, passed through by containerd) and its image (`cri.image-ref`,
- * else ctr-remote's `remote/stargz.reference`) is answered without any download: the image's
- * bootstrap layer is fetched once through the registry client, and the whole image is mounted
- * once through the lazy-loading daemon. Every layer snapshot of that image, and every container
+ * else ctr-remote's `remote/stargz.reference`) is answered without any download — the manifest
+ * alone says the image is lazy. In the background the image's bootstrap layer is fetched once
+ * through the registry client and the whole image is mounted once through the lazy-loading
+ * daemon; a container's Prepare/Mounts waits for that mount. Every layer snapshot of that image, and every container
  * on top, shares that one mount (the image's merged tree is the overlay's lower dir).
  *
  * Lazy images are recorded in the metadata store so that a restarted snapshotter re-attaches to
@@ -74,7 +75,7 @@ export function mountIdOf(lazyId: string): string {
   return `ferry-snap-${lazyId.slice(0, 24)}`;
 }
 
-interface Resolved { lazyId: string }
+interface Resolved { lazyId: string; manifestDigest: string; layers: Set<string> }
 
 export class LazyImages implements RemoteLayers {
   private readonly o: LazyImagesOptions;
@@ -107,16 +108,19 @@ export class LazyImages implements RemoteLayers {
       return null;
     }
     if (hint.manifestDigest) ref = withDigest(ref, hint.manifestDigest);
-    const insecure = hint.plainHttp || isLoopback(ref.registry) || (this.o.insecure?.(ref.registry) ?? false);
-    const key = `${ref.registry}/${ref.repository}@${ref.digest ?? ref.tag ?? 'latest'}|${insecure}`;
+    const insecure = this.isInsecure(ref, hint.plainHttp);
+    const key = this.resolveKey(ref, insecure);
     let p = this.resolving.get(key);
     if (!p) {
-      p = this.resolve(ref, insecure, hint);
+      p = this.resolve(ref, insecure);
       this.resolving.set(key, p);
       p.catch(() => this.resolving.delete(key));
     }
     const r = await p;
     if (!r) return null;
+    if (hint.layerDigest && !r.layers.has(hint.layerDigest)) {
+      throw new FerryError('FAILED_PRECONDITION', `layer ${hint.layerDigest} is not in ${formatReference(ref)} (${r.manifestDigest}); the tag moved?`);
+    }
     // The mount is started now but not awaited: containerd goes on with the next layers (and the
     // client with its image record) meanwhile; the container's Prepare/Mounts waits for it and
     // retries it if it failed.
@@ -124,8 +128,38 @@ export class LazyImages implements RemoteLayers {
     return r.lazyId;
   }
 
-  /** Manifest → bootstrap layer → bootstrap file on disk → lazy image record. */
-  private async resolve(ref: ImageReference, insecure: boolean, hint: RemoteLayerHint): Promise<Resolved | null> {
+  private isInsecure(ref: ImageReference, plainHttp?: boolean): boolean {
+    return plainHttp === true || isLoopback(ref.registry) || (this.o.insecure?.(ref.registry) ?? false);
+  }
+
+  private resolveKey(ref: ImageReference, insecure: boolean): string {
+    return `${ref.registry}/${ref.repository}@${ref.digest ?? ref.tag ?? 'latest'}|${insecure}`;
+  }
+
+  /**
+   * Starts bringing up an image a pull in this process has just resolved (`ref` with the manifest's
+   * digest), from the manifest it already holds: the bootstrap fetch and the mount run while the
+   * pull writes content and containerd sends its Prepares, which then find this resolution.
+   */
+  warm(ref: ImageReference, manifestDigest: string, manifest: ImageManifest, plainHttp: boolean): void {
+    if (!manifest.layers.some((l) => l.annotations?.[NydusAnnotation.BOOTSTRAP] === 'true')) return; // not a Nydus image
+    const r = withDigest(ref, manifestDigest);
+    const insecure = this.isInsecure(r, plainHttp);
+    const key = this.resolveKey(r, insecure);
+    if (this.resolving.has(key)) return;
+    const t0 = Date.now();
+    const p = this.fromManifest(r, manifestDigest, manifest, insecure, t0);
+    this.resolving.set(key, p);
+    p.then((res) => {
+      if (res) this.lowerDir(res.lazyId).catch((err: unknown) => this.log.error({ err, lazy: res.lazyId }, 'lazy mount failed (retried when a container needs it)'));
+    }, (err: unknown) => {
+      this.resolving.delete(key);
+      this.log.warn({ err, ref: formatReference(r) }, 'early start of a lazy image failed (retried at Prepare)');
+    });
+  }
+
+  /** Manifest → bootstrap layer → lazy image record (the bootstrap itself is fetched by the mount). */
+  private async resolve(ref: ImageReference, insecure: boolean): Promise<Resolved | null> {
     const t0 = Date.now();
     const reg = this.o.registry;
     let m = await reg.getManifest(ref);
@@ -140,34 +174,43 @@ export class LazyImages implements RemoteLayers {
       m = await reg.getManifest(withDigest(ref, pick.digest));
       parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest;
     }
-    const man = parsed as ImageManifest;
+    return this.fromManifest(ref, m.digest, parsed as ImageManifest, insecure, t0);
+  }
+
+  private async fromManifest(ref: ImageReference, manifestDigest: string, man: ImageManifest, insecure: boolean, t0: number): Promise<Resolved | null> {
     const boot = [...man.layers].reverse().find((l) => l.annotations?.[NydusAnnotation.BOOTSTRAP] === 'true');
     if (!boot) {
       this.log.warn({ ref: formatReference(ref) }, 'image has no nydus bootstrap layer: not lazy');
       return null;
     }
-    if (hint.layerDigest && !man.layers.some((l) => l.digest === hint.layerDigest)) {
-      throw new FerryError('FAILED_PRECONDITION', `layer ${hint.layerDigest} is not in ${formatReference(ref)} (${m.digest}); the tag moved?`);
-    }
     const lazyId = boot.digest.replace(/^sha256:/, '');
     if (!/^[0-9a-f]{64}$/.test(lazyId)) throw new FerryError('INVALID_ARGUMENT', `unsupported bootstrap layer digest ${boot.digest}`);
-    const dir = this.dir(lazyId);
-    await mkdir(join(dir, 'mnt'), { recursive: true });
-    const bootPath = this.bootstrapPath(lazyId);
-    if (!(await stat(bootPath).then((s) => s.isFile(), () => false))) {
-      const layer = await reg.getBlobBuffer(ref.registry, ref.repository, boot.digest, 1 << 30);
-      const bootstrap = await unpackBootstrapLayer(layer);
-      const tmp = `${bootPath}.tmp-${process.pid}`;
-      await writeFile(tmp, bootstrap, { mode: 0o444 });
-      await rename(tmp, bootPath);
-      this.log.info({ ref: formatReference(ref), bootstrap: boot.digest, bytes: bootstrap.length, ms: Date.now() - t0 }, 'bootstrap fetched');
-    }
+    await mkdir(join(this.dir(lazyId), 'mnt'), { recursive: true });
     const row: LazyImageRow = {
       id: lazyId, ref: formatReference(ref), registry: ref.registry, repo: ref.repository,
-      manifestDigest: m.digest, bootstrapDigest: boot.digest, insecure, created: Date.now(),
+      manifestDigest, bootstrapDigest: boot.digest, insecure, created: Date.now(),
     };
     this.o.store.tx(() => this.o.store.putLazy(row));
-    return { lazyId };
+    this.log.debug({ ref: row.ref, lazy: lazyId, ms: Date.now() - t0 }, 'lazy image resolved');
+    return { lazyId, manifestDigest, layers: new Set(man.layers.map((l) => l.digest)) };
+  }
+
+  /**
+   * The image's bootstrap on disk, fetched from its bootstrap layer when missing. Part of bringing
+   * the mount up, not of Prepare: containerd's unpack goes on while it downloads.
+   */
+  private async ensureBootstrap(row: LazyImageRow): Promise<string> {
+    const bootPath = this.bootstrapPath(row.id);
+    if (await stat(bootPath).then((s) => s.isFile(), () => false)) return bootPath;
+    const t0 = Date.now();
+    const layer = await this.o.registry.getBlobBuffer(row.registry, row.repo, row.bootstrapDigest, 1 << 30);
+    const bootstrap = await unpackBootstrapLayer(layer);
+    await mkdir(this.dir(row.id), { recursive: true });
+    const tmp = `${bootPath}.tmp-${process.pid}`;
+    await writeFile(tmp, bootstrap, { mode: 0o444 });
+    await rename(tmp, bootPath);
+    this.log.info({ ref: row.ref, bootstrap: row.bootstrapDigest, bytes: bootstrap.length, ms: Date.now() - t0 }, 'bootstrap fetched');
+    return bootPath;
   }
 
   private mountRequest(row: LazyImageRow): LazyMountRequest {
@@ -197,6 +240,7 @@ export class LazyImages implements RemoteLayers {
   private async mountNow(lazyId: string): Promise<string> {
     const row = this.o.store.getLazy(lazyId);
     if (!row) throw new FerryError('NOT_FOUND', `lazy image ${lazyId} is not recorded`);
+    await this.ensureBootstrap(row);
     const req = this.mountRequest(row);
     const existing = (await this.o.lazyFs.list()).find((x) => x.id === req.id);
     if (existing && existing.mountpoint === req.mountpoint && await isMountpoint(req.mountpoint)) {

@@ -35,6 +35,13 @@ export interface PullOptions {
   log?: Logger;
   /** Called with one line per step (CLI progress). */
   progress?: (line: string) => void;
+  /**
+   * Called as soon as the image manifest is known, before anything is written to containerd (the
+   * snapshotter serving a pull starts the lazy mount here, ahead of containerd's Prepares).
+   */
+  onResolved?: (ref: ImageReference, manifestDigest: string, manifest: ImageManifest) => void;
+  /** An open connection to containerd at `address` to use (and leave open) instead of a new one. */
+  connection?: import('./client.js').GrpcConnection;
 }
 
 export interface PulledLayer { digest: string; chainId: string; how: 'remote' | 'applied' | 'present'; bytes: number }
@@ -117,6 +124,7 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
   }
   const manifest = parsed as ImageManifest;
   if (!manifest.config || !Array.isArray(manifest.layers)) throw new FerryError('INVALID_ARGUMENT', `${name}: not an image manifest`);
+  o.onResolved?.(ref, m.digest, manifest);
   const configBuf = await reg.getBlobBuffer(ref.registry, ref.repository, manifest.config.digest, 16 * 1024 * 1024);
   fetched += configBuf.length;
   const config = JSON.parse(configBuf.toString('utf8')) as ImageConfig;
@@ -128,7 +136,7 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
   say(`resolved ${name} → ${m.digest} (${manifest.layers.length} layers)`);
 
   const [{ GrpcConnection, SnapshotsClient }, { ContainerdApi }] = await grpcModules;
-  const root = new GrpcConnection(o.address, { namespace });
+  const root = o.connection ? o.connection.with({ namespace }) : new GrpcConnection(o.address, { namespace });
   try {
     const leaseApi = new ContainerdApi(root);
     const lease = await leaseApi.createLease();
@@ -215,6 +223,6 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
       await leaseApi.deleteLease(lease).catch((err: unknown) => log.warn({ err, lease }, 'deleting lease failed'));
     }
   } finally {
-    root.close();
+    if (!o.connection) root.close();
   }
 }

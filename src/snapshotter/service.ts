@@ -2,7 +2,8 @@
  * @module snapshotter/service
  * `startSnapshotter`: the whole `ferry snapshotter` server — metadata store, overlay snapshots,
  * lazy Nydus layers through a `LazyFs` (the daemon), the snapshots gRPC service on a unix socket,
- * and Prometheus `/metrics` on HTTP (TCP `host:port` or a unix socket).
+ * Prometheus `/metrics` on HTTP (TCP `host:port` or a unix socket), and the pull API on an
+ * owner-only unix socket (`ferry pull` served in this warm process; see pull-api.ts).
  */
 import { createServer, type Server } from 'node:http';
 import { mkdir, rm } from 'node:fs/promises';
@@ -10,7 +11,10 @@ import { dirname, join } from 'node:path';
 import type { SnapshotterConfig } from '../config/snapshotter.js';
 import { createMetricsRegistry, Gauge, metricsHandler, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
 import { RegistryClient, type Credentials } from '../remote/index.js';
+import { GrpcConnection } from './client.js';
 import { LazyImages, type LazyFs } from './lazy.js';
+import { pullImage } from './pull.js';
+import { servePullApi, type PullApiServer } from './pull-api.js';
 import { serveSnapshots, type SnapshotServer } from './server.js';
 import { Snapshotter } from './snapshotter.js';
 
@@ -26,6 +30,8 @@ export interface StartSnapshotterOptions {
 export interface SnapshotterHandle {
   address: string;
   metricsAddress: string;
+  /** unix socket of the pull API */
+  apiAddress: string;
   metrics: MetricsRegistry;
   snapshotter: Snapshotter;
   lazy: LazyImages | undefined;
@@ -101,22 +107,44 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
     if (req.url === '/metrics') void metricsHandler(metrics, req, res);
     else { res.writeHead(404).end(); }
   });
+  // One connection per containerd socket, kept open across pulls.
+  const containerd = new Map<string, GrpcConnection>();
+  const pullLog = log.child({ component: 'pull' });
   let metricsAddress = '';
+  let api: PullApiServer | undefined;
   try {
     grpcServer = await serveSnapshots({ snapshotter, address: cfg.address, log, metrics });
     metricsAddress = await listenMetrics(httpServer, cfg.metricsAddress || join(cfg.root, 'metrics.sock'));
+    api = await servePullApi({
+      path: cfg.apiAddress || join(cfg.root, 'api.sock'),
+      pull: (body, progress) => {
+        let connection = containerd.get(body.address);
+        if (!connection) { connection = new GrpcConnection(body.address); containerd.set(body.address, connection); }
+        const forUs = (body.snapshotter ?? 'ferry') === cfg.name;
+        return pullImage({
+          ...body, connection, log: pullLog, progress,
+          ...(lazy && forUs ? { onResolved: (ref, digest, manifest) => lazy!.warm(ref, digest, manifest, body.plainHttp === true) } : {}),
+        });
+      },
+      onError: (err, body) => pullLog.warn({ err, ref: body?.ref }, 'pull failed'),
+    });
   } catch (err) {
+    await api?.close();
     await grpcServer?.close();
+    await new Promise<void>((r) => httpServer.close(() => r()));
     await snapshotter.close();
     throw err;
   }
-  log.info({ address: cfg.address, root: cfg.root, metrics: metricsAddress, lazy: lazy !== undefined }, 'snapshotter started');
+  const apiServer = api;
+  log.info({ address: cfg.address, root: cfg.root, metrics: metricsAddress, api: apiServer.path, lazy: lazy !== undefined }, 'snapshotter started');
   let closed = false;
   return {
-    address: cfg.address, metricsAddress, metrics, snapshotter, lazy,
+    address: cfg.address, metricsAddress, apiAddress: apiServer.path, metrics, snapshotter, lazy,
     async close() {
       if (closed) return;
       closed = true;
+      await apiServer.close();
+      for (const c of containerd.values()) c.close();
       await grpcServer?.close();
       await new Promise<void>((r) => httpServer.close(() => r()));
       if (metricsAddress.includes('/')) await rm(metricsAddress, { force: true });

@@ -84,7 +84,9 @@ after(async () => {
 
 test('ferry pull of the Nydus image downloads no layer; ctr run reads a file and runs binaries; small fraction fetched', async () => {
   const before0 = await served();
-  const pull = await ferry(['pull', '--address', cd.address, '--namespace', cd.namespace, '--plain-http', '--json', nydusRef]);
+  // through the snapshotter's pull API: the pull runs in the snapshotter, which mounts early
+  const pull = await ferry(['pull', '--address', cd.address, '--namespace', cd.namespace, '--plain-http', '--json',
+    '--snapshotter-api', snap.apiAddress, nydusRef]);
   assert.equal(pull.code, 0, pull.stderr);
   const res = JSON.parse(pull.stdout) as { layers: Array<{ how: string }> };
   assert.deepEqual(res.layers.map((l) => l.how), ['remote', 'remote', 'remote']); // 2 blob layers + bootstrap
@@ -134,7 +136,11 @@ test('two containers share one lazy mount; writes stay in each container', async
 });
 
 test('the ordinary OCI image of the same content runs through the ferry snapshotter (overlay fallback)', async () => {
-  const pull = await ferry(['pull', '--address', cd.address, '--namespace', cd.namespace, '--plain-http', '--json', ociRef]);
+  const nowhere = await ferry(['pull', '--address', cd.address, '--snapshotter-api', join(dir, 'no-such.sock'), ociRef]);
+  assert.equal(nowhere.code, 1);
+  assert.match(nowhere.stderr, /no-such\.sock: ENOENT \(is `ferry snapshotter` running there\? --local pulls without it\)/);
+  // in this process (--local), not through the snapshotter
+  const pull = await ferry(['pull', '--address', cd.address, '--namespace', cd.namespace, '--plain-http', '--json', '--local', ociRef]);
   assert.equal(pull.code, 0, pull.stderr);
   assert.deepEqual((JSON.parse(pull.stdout) as { layers: Array<{ how: string }> }).layers.map((l) => l.how), ['applied', 'applied']);
   const run = await cd.ctr(['run', '--rm', '--snapshotter', 'ferry', ociRef, 'oci-1', '/bin/bash', '-c', 'cat /srv/app/message.txt; /srv/app/run.sh']);

@@ -92,7 +92,7 @@ test('separate daemon: a running container survives a snapshotter restart; new c
   const cd = await startContainerd({ dir: join(d, 'cd'), snapshotters: { ferry: sock } });
   containerds.push(cd);
 
-  const pull = await ferry(['pull', '--address', cd.address, '--namespace', cd.namespace, '--plain-http', '--json', ref]);
+  const pull = await ferry(['pull', '--local', '--address', cd.address, '--namespace', cd.namespace, '--plain-http', '--json', ref]);
   assert.equal(pull.code, 0, pull.stderr);
   assert.ok((JSON.parse(pull.stdout) as { layers: Array<{ how: string }> }).layers.every((l) => l.how === 'remote'));
   const start = await cd.ctr(['run', '-d', '--snapshotter', 'ferry', ref, 'keep', '/bin/sleep', '300']);
@@ -132,7 +132,7 @@ test('in-process daemon: after the snapshotter is killed, a new one restores the
   children.push(snap);
   const cd = await startContainerd({ dir: join(d, 'cd'), snapshotters: { ferry: sock } });
   containerds.push(cd);
-  const pull = await ferry(['pull', '--address', cd.address, '--namespace', cd.namespace, '--plain-http', ref]);
+  const pull = await ferry(['pull', '--local', '--address', cd.address, '--namespace', cd.namespace, '--plain-http', ref]);
   assert.equal(pull.code, 0, pull.stderr);
   const run1 = await cd.ctr(['run', '--rm', '--snapshotter', 'ferry', ref, 'inp-1', '/bin/cat', '/data/first.txt']);
   assert.equal(run1.code, 0, run1.stderr);
@@ -160,7 +160,7 @@ test('--spawn-daemon: the snapshotter starts a detached ferry daemon that keeps 
   const cd = await startContainerd({ dir: join(d, 'cd'), snapshotters: { ferry: sock } });
   containerds.push(cd);
   try {
-    const pull = await ferry(['pull', '--address', cd.address, '--namespace', cd.namespace, '--plain-http', ref]);
+    const pull = await ferry(['pull', '--local', '--address', cd.address, '--namespace', cd.namespace, '--plain-http', ref]);
     assert.equal(pull.code, 0, pull.stderr);
     const start = await cd.ctr(['run', '-d', '--snapshotter', 'ferry', ref, 'spw', '/bin/sleep', '300']);
     assert.equal(start.code, 0, start.stderr);

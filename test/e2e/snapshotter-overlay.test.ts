@@ -80,7 +80,7 @@ test('ctr pull + run through the ferry snapshotter (overlay), then GC removes th
 });
 
 test('ferry pull (ordinary OCI image: download + diff Apply + Commit) then ctr run', async () => {
-  const r = await ferry(['pull', '--address', cd.address, '--namespace', cd.namespace, '--plain-http', '--json', ref]);
+  const r = await ferry(['pull', '--local', '--address', cd.address, '--namespace', cd.namespace, '--plain-http', '--json', ref]);
   assert.equal(r.code, 0, r.stderr);
   const res = JSON.parse(r.stdout) as { layers: Array<{ how: string }>; bytesFetched: number };
   assert.deepEqual(res.layers.map((l) => l.how), ['applied', 'applied']);
@@ -91,7 +91,7 @@ test('ferry pull (ordinary OCI image: download + diff Apply + Commit) then ctr r
   assert.equal(run.code, 0, run.stderr);
   assert.equal(run.stdout, 'hello from layer 1\n');
   // a second pull finds everything unpacked
-  const again = await ferry(['pull', '--address', cd.address, '--namespace', cd.namespace, '--plain-http', '--json', ref]);
+  const again = await ferry(['pull', '--local', '--address', cd.address, '--namespace', cd.namespace, '--plain-http', '--json', ref]);
   assert.equal(again.code, 0, again.stderr);
   assert.deepEqual((JSON.parse(again.stdout) as { layers: Array<{ how: string }> }).layers.map((l) => l.how), ['present', 'present']);
   // survives containerd's GC: a synchronous GC (removing a second name) keeps the image's content and snapshots
