@@ -8,6 +8,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
+import { DEFAULT_CONVERT_CHUNK_SIZE } from '../config/accel.js';
 import { FerryError, formatBytes, parseSize } from '../core/index.js';
 import { createLogger } from '../observe/index.js';
 import { RegistryClient, parseReference, dockerConfigCredentials, currentPlatform, formatPlatform, type Credentials } from '../remote/index.js';
@@ -71,7 +72,7 @@ export async function run(argv: string[]): Promise<number> {
     .option('--target-creds <user:password>', 'target credentials (default ~/.docker/config.json)')
     .addOption(new Option('--fs-version <n>', 'RAFS version').choices(['5', '6']).default('6'))
     .addOption(new Option('--compressor <name>', 'chunk compressor').choices(['zstd', 'lz4_block', 'gzip', 'none']).default('zstd'))
-    .option('--chunk-size <size>', 'chunk size (power of two, 0x1000–0x1000000)', '0x100000')
+    .option('--chunk-size <size>', 'chunk size (power of two, 0x1000–0x1000000)', `0x${DEFAULT_CONVERT_CHUNK_SIZE.toString(16)}`)
     .addOption(new Option('--digester <name>', 'chunk digest').choices(['blake3', 'sha256']).default('blake3'))
     .option('--chunk-dict <ref>', 'Nydus image whose bootstrap is the chunk dictionary')
     .option('--merge-platform', 'target index holds the source manifests and the Nydus ones')

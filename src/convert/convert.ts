@@ -15,6 +15,7 @@ import { mkdtemp, rm, stat, copyFile, mkdir, rename, open } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
+import { DEFAULT_CONVERT_CHUNK_SIZE } from '../config/accel.js';
 import { FerryError, DigestMismatchError, sha256Digest } from '../core/index.js';
 import {
   MediaType, NydusAnnotation, isIndexMediaType, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest,
@@ -439,7 +440,7 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertResult>
   const tc = opts.targetClient ?? sc;
   const log = (opts.log ?? silentLogger()).child({ source: formatReference(src), target: formatReference(dst) });
   const build: LayerBuildOptions = {
-    fsVersion: opts.fsVersion ?? 6, compressor: opts.compressor ?? 'zstd', chunkSize: opts.chunkSize ?? 0x100000,
+    fsVersion: opts.fsVersion ?? 6, compressor: opts.compressor ?? 'zstd', chunkSize: opts.chunkSize ?? DEFAULT_CONVERT_CHUNK_SIZE,
     digester: opts.digester ?? 'blake3',
   };
   if (opts.prefetchPatterns?.length) build.prefetchPatterns = opts.prefetchPatterns;
