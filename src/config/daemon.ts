@@ -100,6 +100,15 @@ export const mountRequestSchema = z.strictObject({
   ]),
   cacheDir: z.string().optional(),
   prefetch: z.union([z.boolean(), z.array(z.string())]).optional(),
+  /**
+   * The command its containers run (image config Entrypoint + Cmd, Env, WorkingDir): the loader's
+   * share of what that command reads at start is fetched right away (daemon/startup-prefetch).
+   */
+  startup: z.strictObject({
+    argv: z.array(z.string()).min(1).max(4096),
+    env: z.array(z.string()).max(4096).optional(),
+    workingDir: z.string().optional(),
+  }).optional(),
 });
 
 export type MountRequestInput = z.input<typeof mountRequestSchema>;

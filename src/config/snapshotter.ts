@@ -36,6 +36,12 @@ export const SnapshotterConfigSchema = z.strictObject({
     mode: z.enum(['fuse', 'erofs']).default('erofs'),
     /** Prefetch the image's prefetch list (or everything with `true`) after mounting. */
     prefetch: z.boolean().default(false),
+    /**
+     * Startup prefetch: when an image is mounted, fetch what the dynamic loader will read for its
+     * command (executable, loader, shared libraries: headers, dynamic tables, data segments; from
+     * the image config's Entrypoint/Cmd) in a few merged requests, before the container runs.
+     */
+    startupPrefetch: z.boolean().default(true),
     /** Chunk cache directory shared by all images; default `<root>/cache`. */
     cacheDir: z.string().default(''),
     /** P2P peer proxy URL the daemon reads blobs through (falls back to the registry). */

@@ -13,7 +13,8 @@ import type { Logger } from '../observe/index.js';
 import { ChunkFlags, openBootstrap, type RafsBootstrap, type ChunkRef } from '../format/rafs/index.js';
 import { FuseSession, clearStaleMounts, mountsAt, run, unmount } from '../fuse/index.js';
 import { LocalFsBackend, ProxyBackend, RegistryBackend, StorageDevice, type Backend, type DeviceBlob, type DeviceChunk } from '../storage/index.js';
-import { BlobViewFs, RafsFs } from './rafs-fs.js';
+import { BlobViewFs, RafsFs, readFileRange } from './rafs-fs.js';
+import { startupRanges, type FileRange } from './startup-prefetch.js';
 import type { MountInfo, MountRequest } from './types.js';
 
 export interface ImageMountOptions {
@@ -197,6 +198,8 @@ export class ImageMount {
       prefetchMergeBytes: this.o.prefetchMergeBytes, prefetchBandwidth: this.o.prefetchBandwidth,
     });
     lap('deviceMs');
+    // The command's loader reads go out now, while the mount (and containerd, and runc) get ready.
+    if (this.req.startup) void this.prefetchStartup(bs, this.req.startup);
     const want = this.req.mode ?? this.o.defaultMode;
     if (want === 'erofs' && bs.version === 6) {
       try {
@@ -310,7 +313,32 @@ export class ImageMount {
 
   async prefetchIdle(): Promise<void> { await this.device.prefetchIdle(); }
 
+  private async prefetchStartup(bs: RafsBootstrap, hint: NonNullable<MountRequest['startup']>): Promise<void> {
+    const t0 = Date.now();
+    let bytes = 0;
+    const dev = this.device;
+    const onFile = (ranges: FileRange[]): void => {
+      const per = new Map<string, ChunkRef[]>();
+      for (const r of ranges) {
+        bytes += r.length;
+        for (const c of bs.mapRead(r.ino, r.offset, r.length)) {
+          let l = per.get(c.blobId);
+          if (!l) per.set(c.blobId, (l = []));
+          l.push(c);
+        }
+      }
+      dev.prefetch([...per].map(([blobId, chunks]) => ({ blobId, chunks })));
+    };
+    try {
+      const files = await startupRanges(bs, async (ino, off, len) => Buffer.concat(await readFileRange(bs, dev, ino, off, len)), hint, onFile, this.log);
+      this.log.info({ command: hint.argv[0], files, bytes, ms: Date.now() - t0 }, 'startup prefetch queued');
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'startup prefetch failed');
+    }
+  }
+
   async teardown(): Promise<void> {
+    // a startup prefetch still reading headers fails its reads once the device closes
     if (this.fuse) { await this.fuse.unmount(); this.fuse = null; }
     await this.teardownErofs();
     if (this.device) await this.device.close();

@@ -45,23 +45,7 @@ export class RafsFs implements FuseFilesystem {
   }
 
   async read(nodeid: number, _fh: number, offset: number, size: number): Promise<Buffer[]> {
-    const ino = this.ino(nodeid);
-    const st = this.bs.stat(ino);
-    const end = Math.min(st.size, offset + size);
-    if (end <= offset) return [];
-    const refs = this.bs.mapRead(ino, offset, end - offset);
-    const parts: Promise<Buffer>[] = [];
-    let pos = offset;
-    for (const r of refs) {
-      const cs = Math.max(pos, r.fileOffset);
-      const ce = Math.min(end, r.fileOffset + r.uncompressedSize);
-      if (ce <= cs) continue;
-      if (cs > pos) parts.push(Promise.resolve(Buffer.alloc(cs - pos))); // a hole
-      parts.push(this.dev.read(r.blobId, r.uncompressedOffset + (cs - r.fileOffset), ce - cs));
-      pos = ce;
-    }
-    if (pos < end) parts.push(Promise.resolve(Buffer.alloc(end - pos)));
-    return Promise.all(parts);
+    return readFileRange(this.bs, this.dev, this.ino(nodeid), offset, size);
   }
 
   async readlink(nodeid: number): Promise<Buffer> {
@@ -83,6 +67,24 @@ export class RafsFs implements FuseFilesystem {
     const s = this.bs.summary();
     return { blocks, bfree: 0, bavail: 0, files: s.inodeCount, ffree: 0, bsize: 4096, namelen: 255, frsize: 4096 };
   }
+}
+
+/** Bytes [offset, offset+size) of a regular file of the image (clamped to its size; holes as zeros). */
+export function readFileRange(bs: RafsBootstrap, dev: StorageDevice, ino: number, offset: number, size: number): Promise<Buffer[]> {
+  const end = Math.min(bs.stat(ino).size, offset + size);
+  if (end <= offset) return Promise.resolve([]);
+  const parts: Promise<Buffer>[] = [];
+  let pos = offset;
+  for (const r of bs.mapRead(ino, offset, end - offset)) {
+    const cs = Math.max(pos, r.fileOffset);
+    const ce = Math.min(end, r.fileOffset + r.uncompressedSize);
+    if (ce <= cs) continue;
+    if (cs > pos) parts.push(Promise.resolve(Buffer.alloc(cs - pos))); // a hole
+    parts.push(dev.read(r.blobId, r.uncompressedOffset + (cs - r.fileOffset), ce - cs));
+    pos = ce;
+  }
+  if (pos < end) parts.push(Promise.resolve(Buffer.alloc(end - pos)));
+  return Promise.all(parts);
 }
 
 /** The small FUSE filesystem of EROFS mode: one read-only file per blob, its uncompressed view. */

@@ -14,6 +14,8 @@ export interface MountRequest {
   backend: MountBackend;
   cacheDir?: string;
   prefetch?: boolean | string[];
+  /** the command the image's containers run: its loader reads are fetched at once (startup-prefetch) */
+  startup?: { argv: string[]; env?: string[]; workingDir?: string };
 }
 
 export interface MountMetrics {

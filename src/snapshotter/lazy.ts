@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FerryError } from '../core/index.js';
 import { NYDUS_MANIFEST_ARTIFACT_TYPE, unpackBootstrapLayer } from '../convert/index.js';
-import { isIndexMediaType, NydusAnnotation, type ImageIndex, type ImageManifest } from '../oci/index.js';
+import { isIndexMediaType, NydusAnnotation, type ImageConfig, type ImageIndex, type ImageManifest } from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import {
   basicHeader, currentPlatform, formatReference, parseReference, platformMatches, withDigest,
@@ -38,7 +38,10 @@ export interface LazyMountRequest {
   backend: { type: 'registry'; host: string; repo: string; insecure?: boolean; auth?: string; proxy?: string } | { type: 'localfs'; dir: string };
   cacheDir?: string;
   prefetch?: boolean | string[];
+  startup?: StartupHint;
 }
+/** The command an image's containers run (config Entrypoint + Cmd, Env, WorkingDir). */
+export interface StartupHint { argv: string[]; env?: string[]; workingDir?: string }
 export interface LazyMountInfo extends LazyMountRequest {
   metrics: { bytesFetched: number; chunksCached: number; cacheHitRatio: number; backendErrors: number };
 }
@@ -62,6 +65,8 @@ export interface LazyImagesOptions {
   credentials?: (host: string) => Credentials | undefined;
   /** P2P proxy URL handed to the daemon's registry backend. */
   proxy?: string;
+  /** Hand the daemon each image's command so its loader reads are fetched at mount (default true). */
+  startupPrefetch?: boolean;
   log?: Logger;
 }
 
@@ -82,6 +87,8 @@ export class LazyImages implements RemoteLayers {
   private readonly log: Logger;
   /** Image resolutions in flight or done, by `registry/repo@manifest-or-tag`. */
   private readonly resolving = new Map<string, Promise<Resolved | null>>();
+  /** Each image's command (from its config), by lazy id; read when the mount is brought up. */
+  private readonly hints = new Map<string, Promise<StartupHint | undefined>>();
   /** Mounts known to be up (or being brought up), by lazy id. */
   private readonly mounting = new Map<string, Promise<string>>();
 
@@ -141,14 +148,14 @@ export class LazyImages implements RemoteLayers {
    * digest), from the manifest it already holds: the bootstrap fetch and the mount run while the
    * pull writes content and containerd sends its Prepares, which then find this resolution.
    */
-  warm(ref: ImageReference, manifestDigest: string, manifest: ImageManifest, plainHttp: boolean): void {
+  warm(ref: ImageReference, manifestDigest: string, manifest: ImageManifest, plainHttp: boolean, config?: ImageConfig): void {
     if (!manifest.layers.some((l) => l.annotations?.[NydusAnnotation.BOOTSTRAP] === 'true')) return; // not a Nydus image
     const r = withDigest(ref, manifestDigest);
     const insecure = this.isInsecure(r, plainHttp);
     const key = this.resolveKey(r, insecure);
     if (this.resolving.has(key)) return;
     const t0 = Date.now();
-    const p = this.fromManifest(r, manifestDigest, manifest, insecure, t0);
+    const p = this.fromManifest(r, manifestDigest, manifest, insecure, t0, Promise.resolve(config));
     this.resolving.set(key, p);
     p.then((res) => {
       if (res) this.lowerDir(res.lazyId).catch((err: unknown) => this.log.error({ err, lazy: res.lazyId }, 'lazy mount failed (retried when a container needs it)'));
@@ -174,10 +181,15 @@ export class LazyImages implements RemoteLayers {
       m = await reg.getManifest(withDigest(ref, pick.digest));
       parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest;
     }
-    return this.fromManifest(ref, m.digest, parsed as ImageManifest, insecure, t0);
+    const man = parsed as ImageManifest;
+    // the config (for the startup hint) is fetched alongside; only the mount waits for it
+    const config = this.o.startupPrefetch === false || !man.config?.digest ? Promise.resolve(undefined)
+      : reg.getBlobBuffer(ref.registry, ref.repository, man.config.digest, 4 << 20).then((b) => JSON.parse(b.toString('utf8')) as ImageConfig);
+    return this.fromManifest(ref, m.digest, man, insecure, t0, config);
   }
 
-  private async fromManifest(ref: ImageReference, manifestDigest: string, man: ImageManifest, insecure: boolean, t0: number): Promise<Resolved | null> {
+  private async fromManifest(ref: ImageReference, manifestDigest: string, man: ImageManifest, insecure: boolean, t0: number,
+    config: Promise<ImageConfig | undefined>): Promise<Resolved | null> {
     const boot = [...man.layers].reverse().find((l) => l.annotations?.[NydusAnnotation.BOOTSTRAP] === 'true');
     if (!boot) {
       this.log.warn({ ref: formatReference(ref) }, 'image has no nydus bootstrap layer: not lazy');
@@ -191,6 +203,13 @@ export class LazyImages implements RemoteLayers {
       manifestDigest, bootstrapDigest: boot.digest, insecure, created: Date.now(),
     };
     this.o.store.tx(() => this.o.store.putLazy(row));
+    if (this.o.startupPrefetch !== false && !this.hints.has(lazyId)) {
+      const hint = config.then(startupHintOf, (err: unknown) => {
+        this.log.debug({ err, ref: row.ref }, 'image config unreadable: no startup prefetch');
+        return undefined;
+      });
+      this.hints.set(lazyId, hint);
+    }
     this.log.debug({ ref: row.ref, lazy: lazyId, ms: Date.now() - t0 }, 'lazy image resolved');
     return { lazyId, manifestDigest, layers: new Set(man.layers.map((l) => l.digest)) };
   }
@@ -242,6 +261,8 @@ export class LazyImages implements RemoteLayers {
     if (!row) throw new FerryError('NOT_FOUND', `lazy image ${lazyId} is not recorded`);
     await this.ensureBootstrap(row);
     const req = this.mountRequest(row);
+    const hint = await this.hints.get(lazyId);
+    if (hint) req.startup = hint;
     const existing = (await this.o.lazyFs.list()).find((x) => x.id === req.id);
     if (existing && existing.mountpoint === req.mountpoint && await isMountpoint(req.mountpoint)) {
       this.log.info({ lazy: lazyId, mountpoint: req.mountpoint }, 'lazy mount re-attached');
@@ -258,6 +279,7 @@ export class LazyImages implements RemoteLayers {
 
   async release(lazyId: string): Promise<void> {
     this.mounting.delete(lazyId);
+    this.hints.delete(lazyId);
     for (const [k, v] of this.resolving) {
       const r = await v.catch(() => null);
       if (r?.lazyId === lazyId) this.resolving.delete(k);
@@ -297,6 +319,17 @@ export class LazyImages implements RemoteLayers {
     await Promise.allSettled(this.mounting.values());
     await this.o.lazyFs.close();
   }
+}
+
+/** The command of an image config (Entrypoint + Cmd), with its Env and WorkingDir; undefined without one. */
+export function startupHintOf(config: ImageConfig | undefined): StartupHint | undefined {
+  const c = config?.config;
+  const argv = [...(c?.Entrypoint ?? []), ...(c?.Cmd ?? [])];
+  if (!c || argv.length === 0) return undefined;
+  const hint: StartupHint = { argv };
+  if (c.Env?.length) hint.env = c.Env;
+  if (c.WorkingDir) hint.workingDir = c.WorkingDir;
+  return hint;
 }
 
 /** True when `dir` is a mount point (its device differs from its parent's, or it is unreadable as a dead FUSE mount). */

@@ -36,10 +36,10 @@ export interface PullOptions {
   /** Called with one line per step (CLI progress). */
   progress?: (line: string) => void;
   /**
-   * Called as soon as the image manifest is known, before anything is written to containerd (the
+   * Called as soon as manifest and config are known, before anything is written to containerd (the
    * snapshotter serving a pull starts the lazy mount here, ahead of containerd's Prepares).
    */
-  onResolved?: (ref: ImageReference, manifestDigest: string, manifest: ImageManifest) => void;
+  onResolved?: (ref: ImageReference, manifestDigest: string, manifest: ImageManifest, config: ImageConfig) => void;
   /** An open connection to containerd at `address` to use (and leave open) instead of a new one. */
   connection?: import('./client.js').GrpcConnection;
 }
@@ -124,10 +124,10 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
   }
   const manifest = parsed as ImageManifest;
   if (!manifest.config || !Array.isArray(manifest.layers)) throw new FerryError('INVALID_ARGUMENT', `${name}: not an image manifest`);
-  o.onResolved?.(ref, m.digest, manifest);
   const configBuf = await reg.getBlobBuffer(ref.registry, ref.repository, manifest.config.digest, 16 * 1024 * 1024);
   fetched += configBuf.length;
   const config = JSON.parse(configBuf.toString('utf8')) as ImageConfig;
+  o.onResolved?.(ref, m.digest, manifest, config);
   const diffIds = config.rootfs?.diff_ids ?? [];
   if (diffIds.length !== manifest.layers.length) {
     throw new FerryError('INVALID_ARGUMENT', `${name}: ${manifest.layers.length} layers but ${diffIds.length} diff_ids`);

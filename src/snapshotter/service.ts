@@ -74,7 +74,7 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
       remote: (store) => {
         const li: ConstructorParameters<typeof LazyImages>[0] = {
           root: cfg.root, store, lazyFs, registry, log,
-          mode: cfg.daemon.mode, prefetch: cfg.daemon.prefetch,
+          mode: cfg.daemon.mode, prefetch: cfg.daemon.prefetch, startupPrefetch: cfg.daemon.startupPrefetch,
           cacheDir: cfg.daemon.cacheDir || join(cfg.root, 'cache'),
           insecure: (h) => insecureHosts.has(h),
         };
@@ -123,7 +123,7 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
         const forUs = (body.snapshotter ?? 'ferry') === cfg.name;
         return pullImage({
           ...body, connection, log: pullLog, progress,
-          ...(lazy && forUs ? { onResolved: (ref, digest, manifest) => lazy!.warm(ref, digest, manifest, body.plainHttp === true) } : {}),
+          ...(lazy && forUs ? { onResolved: (ref, digest, manifest, imageConfig) => lazy!.warm(ref, digest, manifest, body.plainHttp === true, imageConfig) } : {}),
         });
       },
       onError: (err, body) => pullLog.warn({ err, ref: body?.ref }, 'pull failed'),
