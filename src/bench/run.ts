@@ -71,9 +71,12 @@ export function machineInfo(): MachineInfo {
   };
 }
 
+/** The commit the run starts from (`+dirty` when tracked source files differ from it). */
 function gitCommit(): string {
   try {
-    return execFileSync('git', ['-C', projectRoot(), 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const git = (args: string[]): string => execFileSync('git', ['-C', projectRoot(), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const head = git(['rev-parse', '--short', 'HEAD']);
+    return git(['status', '--porcelain', '--untracked-files=no', '--', 'src', 'bench', 'bin', 'package.json']) ? `${head}+dirty` : head;
   } catch {
     return process.env.FERRY_GIT_COMMIT ?? 'unknown';
   }
@@ -257,6 +260,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResults> {
   const log = opts.log ?? silentLogger();
   const quick = opts.quick ?? false;
   const startedAt = new Date().toISOString();
+  const commit = gitCommit(); // now: the tree may move on while a long run goes
   const workloads = (opts.workloads ?? (quick ? WORKLOADS.filter((w) => w.quick).map((w) => w.id) : ['echo', 'python', 'http', 'redis', 'large'])).map(findWorkload);
   const modes = opts.modes ?? ALL_MODES;
   for (const m of modes) if (!ALL_MODES.includes(m)) throw new FerryError('INVALID_ARGUMENT', `unknown mode ${m} (known: ${ALL_MODES.join(', ')})`);
@@ -353,7 +357,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResults> {
     schema: 'ferry-bench/v1',
     startedAt,
     finishedAt: new Date().toISOString(),
-    gitCommit: gitCommit(),
+    gitCommit: commit,
     machine: machineInfo(),
     settings: { bandwidth, repeat, nodes: nodesList, quick, registry: reg?.kind ?? 'none', seed },
     modes: status,
