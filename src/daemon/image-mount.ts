@@ -6,11 +6,12 @@
  * of ours (one file per blob) put behind a read-only loop device, so only data block reads that
  * miss the kernel's page cache come to us — metadata never leaves the kernel.
  */
+import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FerryError } from '../core/index.js';
 import type { Logger } from '../observe/index.js';
-import { ChunkFlags, openBootstrap, type RafsBootstrap, type ChunkRef } from '../format/rafs/index.js';
+import { ChunkFlags, openBootstrap, type BlobInfo, type RafsBootstrap, type ChunkRef } from '../format/rafs/index.js';
 import { FuseSession, clearStaleMounts, mountsAt, run, unmount } from '../fuse/index.js';
 import { LocalFsBackend, ProxyBackend, RegistryBackend, StorageDevice, type Backend, type DeviceBlob, type DeviceChunk } from '../storage/index.js';
 import { BlobViewFs, RafsFs, readFileRange } from './rafs-fs.js';
@@ -102,10 +103,15 @@ function chunksPerBlob(bs: RafsBootstrap): Map<number, DeviceChunk[]> {
 
 function blobsOf(bs: RafsBootstrap): DeviceBlob[] {
   const per = chunksPerBlob(bs);
+  const countOf = (b: BlobInfo, chunks: DeviceChunk[]): number => {
+    let n = b.chunkCount;
+    for (const c of chunks) if (c.chunkIndex >= n) n = c.chunkIndex + 1;
+    return n;
+  };
   return bs.blobs.filter((b) => b.blobId && b.uncompressedSize > 0).map((b) => ({
     blobId: b.blobId,
     uncompressedSize: b.uncompressedSize,
-    chunkCount: Math.max(b.chunkCount, ...(per.get(b.index) ?? []).map((c) => c.chunkIndex + 1)),
+    chunkCount: countOf(b, per.get(b.index) ?? []),
     chunks: per.get(b.index) ?? [],
     codec: { compressor: b.compressor, digester: b.digester },
     decode: (c: DeviceChunk, raw: Buffer) => bs.decodeChunk(b, { ...c, blobIndex: b.index, blobId: b.blobId, fileOffset: 0 } satisfies ChunkRef, raw),
@@ -187,8 +193,12 @@ export class ImageMount {
     const bs = openBootstrap(buf);
     lap('bootstrapMs');
     await mkdir(this.req.mountpoint, { recursive: true });
+    // Only a view dir left behind can have loop devices or mounts on it (a clean unmount removes
+    // it): a fresh one skips the `losetup -l` scan (~15 ms of every cold start).
+    const leftover = existsSync(this.viewDir);
     await mkdir(this.viewDir, { recursive: true });
-    await cleanupMountLeftovers(this.req.mountpoint, this.viewDir, this.log);
+    if (leftover) await cleanupMountLeftovers(this.req.mountpoint, this.viewDir, this.log);
+    else await clearStaleMounts(this.req.mountpoint);
     lap('cleanupMs');
     const blobs = blobsOf(bs);
     lap('chunkListMs');
