@@ -61,8 +61,7 @@ export async function run(argv: string[]): Promise<number> {
         r = await requestPull(api, body, progress);
       } catch (err) {
         // Nothing listening at the default path (a stale socket file): pull here instead.
-        const cause = (err as { cause?: NodeJS.ErrnoException }).cause?.code;
-        if (explicitApi || !FerryError.hasCode(err, 'UNAVAILABLE') || (cause !== 'ECONNREFUSED' && cause !== 'ENOENT')) throw err;
+        if (explicitApi || !unreachable(err)) throw err;
       }
     }
     if (!r) r = await pullHere(body, progress);
@@ -70,10 +69,16 @@ export async function run(argv: string[]): Promise<number> {
     else if (!o.quiet) process.stdout.write(`done in ${r.ms} ms, ${r.bytesFetched} bytes fetched from the registry\n`);
     return 0;
   } catch (err) {
-    const hint = explicitApi && FerryError.hasCode(err, 'UNAVAILABLE') && !(err as Error).message.includes('pull') ? ' (is `ferry snapshotter` running there? --local pulls without it)' : '';
+    const hint = explicitApi && unreachable(err) ? ' (is `ferry snapshotter` running there? --local pulls without it)' : '';
     process.stderr.write(`ferry pull: ${(err as Error).message}${hint}\n`);
     return 1;
   }
+}
+
+/** The pull API's socket is absent or nobody listens on it (not: the pull itself failed). */
+function unreachable(err: unknown): boolean {
+  const cause = (err as { cause?: NodeJS.ErrnoException }).cause?.code;
+  return FerryError.hasCode(err, 'UNAVAILABLE') && (cause === 'ENOENT' || cause === 'ECONNREFUSED');
 }
 
 async function pullHere(body: PullRequestBody, progress: ((l: string) => void) | undefined): Promise<PullResult> {

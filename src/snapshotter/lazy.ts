@@ -5,8 +5,9 @@
  * else ctr-remote's `remote/stargz.reference`) is answered without any download — the manifest
  * alone says the image is lazy. In the background the image's bootstrap layer is fetched once
  * through the registry client and the whole image is mounted once through the lazy-loading
- * daemon; a container's Prepare/Mounts waits for that mount. Every layer snapshot of that image, and every container
- * on top, shares that one mount (the image's merged tree is the overlay's lower dir).
+ * daemon; a container's Prepare/Mounts waits for that mount. Every layer snapshot of that image,
+ * and every container on top, shares that one mount (the image's merged tree is the overlay's
+ * lower dir).
  *
  * Lazy images are recorded in the metadata store so that a restarted snapshotter re-attaches to
  * (separate daemon) or re-creates (in-process daemon) their mounts.
@@ -184,7 +185,8 @@ export class LazyImages implements RemoteLayers {
     const man = parsed as ImageManifest;
     // the config (for the startup hint) is fetched alongside; only the mount waits for it
     const config = this.o.startupPrefetch === false || !man.config?.digest ? Promise.resolve(undefined)
-      : reg.getBlobBuffer(ref.registry, ref.repository, man.config.digest, 4 << 20).then((b) => JSON.parse(b.toString('utf8')) as ImageConfig);
+      : reg.getBlobBuffer(ref.registry, ref.repository, man.config.digest, 4 << 20).then((b) => JSON.parse(b.toString('utf8')) as ImageConfig)
+        .catch((err: unknown) => { this.log.debug({ err, ref: formatReference(ref) }, 'image config unreadable: no startup prefetch'); return undefined; });
     return this.fromManifest(ref, m.digest, man, insecure, t0, config);
   }
 
@@ -204,10 +206,7 @@ export class LazyImages implements RemoteLayers {
     };
     this.o.store.tx(() => this.o.store.putLazy(row));
     if (this.o.startupPrefetch !== false && !this.hints.has(lazyId)) {
-      const hint = config.then(startupHintOf, (err: unknown) => {
-        this.log.debug({ err, ref: row.ref }, 'image config unreadable: no startup prefetch');
-        return undefined;
-      });
+      const hint = config.then(startupHintOf, () => undefined);
       this.hints.set(lazyId, hint);
     }
     this.log.debug({ ref: row.ref, lazy: lazyId, ms: Date.now() - t0 }, 'lazy image resolved');
