@@ -90,7 +90,10 @@ export const peerConfigSchema = z.object({
      */
     backToSourceConcurrency: z.number().int().min(1).max(64).default(2),
     pieceTimeout: duration.default(60_000),
-    /** Objects up to this size go straight to the origin (Dragonfly: 4 MiB); 0 = always P2P. */
+    /**
+     * Objects up to this size, and Range requests of up to this many bytes not held locally, go
+     * straight to the origin (Dragonfly: 4 MiB); 0 = always P2P (a range then is its own range task).
+     */
     directBelow: size.default(4 * 1024 * 1024),
     maxScheduleCount: z.number().int().min(1).default(5),
     disableBackToSource: z.boolean().default(false),

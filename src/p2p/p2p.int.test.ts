@@ -88,20 +88,117 @@ describe('p2p on loopback', () => {
     } finally { await c.close(); }
   });
 
-  test('range request: 206 with only the overlapping pieces fetched', async () => {
+  test('range request: a range task of just the range (206, origin asked for the range only); the whole blob stays its own task', async () => {
     const c = await cluster(1, { seed: false });
     try {
       const blob = origin.addBlob('library/range', randomBlob(20 * MiB));
-      const before = origin.blobBytes();
-      const r = await fetchAll(c.peers[0]!.proxyUrl, blob.url, {}, [5 * MiB, 5 * MiB + 99]);
+      const peer = c.peers[0]!;
+      let before = origin.blobBytes();
+      const r = await fetchAll(peer.proxyUrl, blob.url, {}, [5 * MiB, 5 * MiB + 99]);
       assert.equal(r.status, 206);
       assert.equal(r.headers['content-range'], `bytes ${5 * MiB}-${5 * MiB + 99}/${20 * MiB}`);
       assert.deepEqual(r.body, blob.data.subarray(5 * MiB, 5 * MiB + 100));
-      const served = origin.blobBytes() - before;
-      assert.equal(served, 4 * MiB, 'exactly one 4 MiB piece came from the origin');
-      // The whole blob afterwards is still correct.
-      const full = await fetchAll(c.peers[0]!.proxyUrl, blob.url);
+      assert.equal(origin.blobBytes() - before, 100, 'only the range came from the origin');
+      const rid = taskId({ url: blob.url, range: `${5 * MiB}-${5 * MiB + 99}` });
+      assert.equal(r.headers['x-dragonfly-task-id'], rid);
+      const rt = peer.store.get(rid)!;
+      assert.deepEqual([rt.meta.contentLength, rt.meta.pieceLength, rt.meta.pieceCount], [100, 100, 1]);
+      assert.deepEqual(rt.meta.range, { start: 5 * MiB, end: 5 * MiB + 99, total: 20 * MiB });
+      assert.equal(c.scheduler.service.state.tasks.get(rid)?.contentLength, 100, 'the scheduler knows the range task by its range length');
+      // A range over 4 MiB: pieces cut from the range length, back-to-source offset by the range start.
+      before = origin.blobBytes();
+      const big = await fetchAll(peer.proxyUrl, blob.url, {}, [1 * MiB + 7, 10 * MiB + 6]);
+      assert.equal(big.status, 206);
+      assert.deepEqual(big.body, blob.data.subarray(1 * MiB + 7, 10 * MiB + 7));
+      assert.equal(origin.blobBytes() - before, 9 * MiB);
+      const bt = peer.store.get(taskId({ url: blob.url, range: `${1 * MiB + 7}-${10 * MiB + 6}` }))!;
+      assert.deepEqual([bt.meta.pieceLength, bt.meta.pieceCount], [4 * MiB, 3]);
+      // The same range again is a local hit (suffix and open-ended forms normalize to the same task).
+      before = origin.blobBytes();
+      const again = await fetchAll(peer.proxyUrl, blob.url, {}, [5 * MiB, 5 * MiB + 99]);
+      assert.equal(again.headers['x-dragonfly-task-download-finished'], 'true');
+      assert.deepEqual(again.body, r.body);
+      const tail = await new Promise<{ status: number; body: Buffer; range: string | undefined }>((resolve, reject) => {
+        const u = new URL(peer.proxyUrl);
+        http.get({ hostname: u.hostname, port: u.port, path: blob.url, headers: { 'x-dragonfly-use-p2p': 'true', range: 'bytes=-100' } }, (res) => {
+          readAll(res).then((b) => resolve({ status: res.statusCode ?? 0, body: b, range: res.headers['content-range'] }), reject);
+        }).on('error', reject);
+      });
+      assert.equal(tail.status, 206);
+      assert.equal(tail.range, `bytes ${20 * MiB - 100}-${20 * MiB - 1}/${20 * MiB}`);
+      assert.deepEqual(tail.body, blob.data.subarray(20 * MiB - 100));
+      assert.ok(peer.store.get(taskId({ url: blob.url, range: `${20 * MiB - 100}-${20 * MiB - 1}` })), 'suffix range normalized');
+      assert.equal(origin.blobBytes() - before, 100);
+      // The whole blob afterwards is its own task, correct and digest-checked.
+      const full = await fetchAll(peer.proxyUrl, blob.url);
       assert.equal(sha(full.body), blob.digest);
+      assert.ok(peer.store.get(taskId({ url: blob.url }))?.complete);
+    } finally { await c.close(); }
+  });
+
+  test('lazy-loading pattern through P2P: scattered small ranges are range tasks; the origin serves ~the ranges once, other nodes get them from peers', async (t) => {
+    // Generous back-to-source patience so the cold ranges are fetched by the seed only, also on a loaded machine.
+    const c = await cluster(3, { scheduling: { retryBackToSourceLimit: 100, retryLimit: 120 } });
+    try {
+      const blob = origin.addBlob('library/lazyp2p', randomBlob(64 * MiB));
+      const L = 16 * 1024;
+      // 20 scattered 16 KiB reads, some across 4 MiB boundaries (where whole-task pieces would split).
+      const ranges: [number, number][] = Array.from({ length: 20 }, (_, i) => {
+        const start = i === 3 ? 4 * MiB - 100 : i * (3 * MiB + 12345) + ((i * 7919) % 65536);
+        return [start, start + L - 1];
+      });
+      const sum = ranges.reduce((a, [s, e]) => a + e - s + 1, 0);
+      const readAllRanges = async (p: PeerHandle): Promise<number> => {
+        const t0 = Date.now();
+        // four at a time, like a lazy loader's concurrent reads
+        for (let i = 0; i < ranges.length; i += 4) {
+          const rs = await Promise.all(ranges.slice(i, i + 4).map((r) => fetchAll(p.proxyUrl, blob.url, {}, r)));
+          rs.forEach((r, k) => {
+            const [s, e] = ranges[i + k]!;
+            assert.equal(r.status, 206);
+            assert.equal(r.headers['content-range'], `bytes ${s}-${e}/${blob.data.length}`);
+            assert.ok(r.body.equals(blob.data.subarray(s, e + 1)), `bytes of range ${s}-${e}`);
+          });
+        }
+        return Date.now() - t0;
+      };
+      let before = origin.blobBytes();
+      const ms0 = await readAllRanges(c.peers[0]!);
+      const served0 = origin.blobBytes() - before;
+      t.diagnostic(`node0: ${ranges.length} ranges (${sum} bytes) in ${ms0} ms; origin served ${served0} bytes`);
+      assert.ok(served0 >= sum && served0 < 2 * sum, `origin served ${served0} bytes for ${sum} bytes of ranges`);
+      for (const [s, e] of ranges) {
+        const e0 = c.peers[0]!.store.get(taskId({ url: blob.url, range: `${s}-${e}` }));
+        assert.ok(e0, `range task ${s}-${e} on node0`);
+        assert.deepEqual([e0.meta.contentLength, e0.meta.pieceCount], [L, 1]);
+      }
+      assert.equal(c.peers[0]!.store.get(taskId({ url: blob.url })), undefined, 'no whole-blob task was started');
+      assert.ok(await metricValue(c.seed!.metrics, 'ferry_peer_download_traffic_bytes_total', { type: 'BACK_TO_SOURCE' }) >= sum, 'the seed fetched the ranges');
+
+      // Node 1 reads the same ranges: the same range tasks, pieces from peers, nothing more from the origin.
+      before = origin.blobBytes();
+      const ms1 = await readAllRanges(c.peers[1]!);
+      const served1 = origin.blobBytes() - before;
+      const remote1 = await metricValue(c.peers[1]!.metrics, 'ferry_peer_download_traffic_bytes_total', { type: 'REMOTE_PEER' });
+      t.diagnostic(`node1: same ranges in ${ms1} ms; origin served ${served1} bytes; REMOTE_PEER ${remote1} bytes`);
+      assert.ok(served1 < L, `origin served ${served1} more bytes`);
+      assert.ok(remote1 >= sum, `node1 got ${remote1} bytes from peers`);
+      assert.equal(await metricValue(c.peers[1]!.metrics, 'ferry_peer_download_traffic_bytes_total', { type: 'BACK_TO_SOURCE' }), 0);
+
+      // Node 2 holds the whole blob: its range reads come from the whole task, no range task, no origin bytes.
+      const whole = await fetchAll(c.peers[2]!.proxyUrl, blob.url);
+      assert.equal(sha(whole.body), blob.digest);
+      const wid = taskId({ url: blob.url });
+      for (let i = 0; i < 200 && !c.peers[2]!.store.get(wid)?.meta.done; i++) await sleep(20);
+      before = origin.blobBytes();
+      const [s, e] = ranges[5]!;
+      const r2 = await fetchAll(c.peers[2]!.proxyUrl, blob.url, {}, [s, e]);
+      assert.equal(r2.status, 206);
+      assert.ok(r2.body.equals(blob.data.subarray(s, e + 1)));
+      assert.equal(r2.headers['x-dragonfly-task-id'], wid);
+      assert.equal(r2.headers['x-dragonfly-task-download-finished'], 'true');
+      assert.equal(origin.blobBytes() - before, 0);
+      assert.equal(c.peers[2]!.store.get(taskId({ url: blob.url, range: `${s}-${e}` })), undefined, 'no range task on node2');
     } finally { await c.close(); }
   });
 
@@ -284,6 +381,17 @@ describe('p2p on loopback', () => {
       assert.equal(wrong, 403);
       const none = await new Promise<number>((resolve) => http.get(`${c.peers[0]!.uploadUrl}/api/v1/tasks/${tid}/pieces/0`, (res) => { res.resume(); resolve(res.statusCode ?? 0); }));
       assert.equal(none, 403);
+      // Range tasks: the same rules.
+      const rng: [number, number] = [MiB + 5, 2 * MiB];
+      const rok = await fetchAll(c.peers[1]!.proxyUrl, blob.url, { authorization: 'Bearer s3cret' }, rng);
+      assert.deepEqual(rok.body, blob.data.subarray(rng[0], rng[1] + 1));
+      await assert.rejects(fetchAll(c.peers[1]!.proxyUrl, blob.url, {}, rng), /401/);
+      await assert.rejects(fetchAll(c.peers[0]!.proxyUrl, blob.url, {}, [10, 20]), /401/, 'held whole task: the range needs authorisation too');
+      const rid = taskId({ url: blob.url, range: `${rng[0]}-${rng[1]}` });
+      const status = (q: string): Promise<number> => new Promise((resolve) => http.get(`${c.peers[1]!.uploadUrl}/api/v1/tasks/${rid}/pieces/0${q}`, (res) => { res.resume(); resolve(res.statusCode ?? 0); }));
+      assert.equal(await status(`?url=${encodeURIComponent(blob.url + 'x')}`), 403);
+      assert.equal(await status(''), 403);
+      assert.equal(await status(`?url=${encodeURIComponent(blob.url)}`), 200);
     } finally { await c.close(); await priv.close(); }
   });
 
@@ -390,6 +498,13 @@ describe('p2p on loopback', () => {
       assert.equal(state, 'SUCCESS', JSON.stringify(last));
       assert.equal(last!.result.job_states[0]!.results[0]!.success_tasks.length, 3);
       assert.equal(seed.store.list().filter((t) => t.complete).length, 3);
+      // A lazy loader's range read: its range task is served by the seed from the preheated blob.
+      const rb = origin.blobBytes();
+      const rr = await fetchAll(peer.proxyUrl, `${l1.url}?ns=${origin.host}`, {}, [100, 5 * MiB]);
+      assert.equal(rr.status, 206);
+      assert.deepEqual(rr.body, l1.data.subarray(100, 5 * MiB + 1));
+      assert.equal(origin.blobBytes() - rb, 0, 'the range came from the preheated seed');
+      assert.ok(seed.store.get(taskId({ url: l1.url, range: `100-${5 * MiB}` }))?.complete);
       const before = origin.blobBytes();
       for (const l of [cfg, l1, l2]) {
         const r = await fetchAll(peer.proxyUrl, `${l.url}?ns=${origin.host}`);

@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import {
-  blobDigestOfUrl, filterUrl, parseRangeHeader, pieceCount, pieceDigest, pieceLengthFor, pieceRange, piecesForRange, taskId,
+  blobDigestOfUrl, filterUrl, formatTaskRange, parseRangeHeader, parseTaskRange, pieceCount, pieceDigest, pieceLengthFor,
+  pieceLengthForRange, pieceRange, piecesForRange, taskId,
 } from './idgen.js';
 import { HashRing } from './hashring.js';
 import { TokenBucket } from './ratelimit.js';
@@ -31,6 +32,51 @@ test('task id: revision vector (revision concatenates after application)', () =>
   // revision input, so check the concatenation rule with our own inputs instead.
   assert.equal(taskId({ url: 'https://example.com', tag: 'foo', application: 'barv1.0', pieceLength: 1024 }),
     '5844f27a257287e9b734256bb25603d8005422ced8c0377f15063ec11963b25f');
+});
+
+test('range task ids: the normalized range is hashed after the URL; whole-object ids are unchanged', () => {
+  const url = 'https://r.example/v2/a/blobs/sha256:' + 'ab'.repeat(32);
+  const sha = (x: string): string => createHash('sha256').update(x).digest('hex');
+  // Absent range = Dragonfly's STANDARD id, byte for byte.
+  assert.equal(taskId({ url, range: undefined }), taskId({ url }));
+  assert.equal(taskId({ url: 'https://example.com', tag: 'foo', application: 'bar', range: undefined }),
+    '06408fbf247ddaca478f8cb9565fe5591c28efd0994b8fea80a6a87d3203c5ca');
+  // URL ‖ bytes=<start>-<end> ‖ tag ‖ application ‖ [piece length] ‖ STANDARD
+  assert.equal(taskId({ url, range: '0-99' }), sha(`${url}bytes=0-99STANDARD`));
+  assert.equal(taskId({ url: 'https://example.com', tag: 'foo', application: 'bar', pieceLength: 4194304, range: '5-9' }),
+    sha('https://example.combytes=5-9foobar4194304STANDARD'));
+  assert.equal(taskId({ url: `${url}?ns=r.example`, range: '0-99' }), taskId({ url, range: '0-99' }), 'filtered like whole-object ids');
+  // Every range is its own task, distinct from the whole object.
+  const ids = new Set([taskId({ url }), taskId({ url, range: '0-99' }), taskId({ url, range: '0-98' }), taskId({ url, range: '1-99' })]);
+  assert.equal(ids.size, 4);
+  // The bytes= separator keeps URL and range apart.
+  assert.notEqual(taskId({ url: 'http://h/a1', range: '0-50' }), taskId({ url: 'http://h/a', range: '10-50' }));
+  // Blob-digest and content modes stay range-specific.
+  const hex = 'ab'.repeat(32);
+  assert.equal(taskId({ url, blobDigest: true }), hex);
+  assert.equal(taskId({ url, blobDigest: true, range: '0-99' }), sha(`${hex}bytes=0-99`));
+  assert.equal(taskId({ url: 'https://other.example/v2/b/blobs/sha256:' + hex, blobDigest: true, range: '0-99' }), taskId({ url, blobDigest: true, range: '0-99' }),
+    'the same range of the same layer from two registries is one task');
+  assert.equal(taskId({ url, contentForTaskId: 'x', range: '3-4' }), sha('xbytes=3-4'));
+  // Only normalized ranges are accepted.
+  for (const bad of ['', '5', '5-', '-5', '01-5', '5-3', 'bytes=0-1', '0-1,2-3', ' 0-1']) assert.throws(() => taskId({ url, range: bad }), /invalid task range/, bad);
+});
+
+test('task range normalization and range-task piece length', () => {
+  assert.equal(formatTaskRange({ start: 0, end: 0 }), '0-0');
+  assert.equal(formatTaskRange(parseRangeHeader('bytes=-10', 100)!), '90-99');
+  assert.equal(formatTaskRange(parseRangeHeader('bytes=95-', 100)!), '95-99');
+  assert.equal(formatTaskRange(parseRangeHeader('bytes=95-1000', 100)!), '95-99');
+  assert.deepEqual(parseTaskRange('4194300-4210683'), { start: 4194300, end: 4210683 });
+  assert.throws(() => parseTaskRange('9-8'));
+  // ≤ 4 MiB: one piece of exactly the range; larger: pieceLengthFor(range length).
+  assert.equal(pieceLengthForRange(1), 1);
+  assert.equal(pieceLengthForRange(16 * 1024), 16 * 1024);
+  assert.equal(pieceLengthForRange(4 * MiB), 4 * MiB);
+  assert.equal(pieceCount(4 * MiB + 1, pieceLengthForRange(4 * MiB + 1)), 2);
+  assert.equal(pieceLengthForRange(64 * MiB), 4 * MiB);
+  assert.equal(pieceLengthForRange(3000 * MiB), 8 * MiB);
+  assert.throws(() => pieceLengthForRange(0));
 });
 
 test('URL filtering: default list drops signatures and containerd ns, keeps others, strips lone slash', () => {

@@ -4,6 +4,8 @@
  * (filtered URL ‖ tag ‖ application ‖ [piece length] ‖ "STANDARD", or the blob digest in
  * blob-digest mode, or sha256 of caller-supplied content), piece length from content length,
  * piece ranges and `crc32:<decimal>` piece digests (IEEE polynomial, zlib).
+ * Range tasks (a Range request as its own task, as Dragonfly v1 keyed them) hash the normalized
+ * range after the URL; their piece length comes from the range length.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { crc32 } from 'node:zlib';
@@ -33,6 +35,26 @@ export interface TaskIdInput {
   blobDigest?: boolean | undefined;
   /** Overrides everything: task id = sha256(content). */
   contentForTaskId?: string | undefined;
+  /**
+   * A range task: the normalized byte range `start-end` (inclusive, see `formatTaskRange`) of the
+   * origin object. Absent = the whole object, whose id stays exactly Dragonfly's.
+   */
+  range?: string | undefined;
+}
+
+/** Normalized range of a range task: `start-end`, inclusive, decimal, no leading zeros. */
+export function formatTaskRange(r: RangeSpec): string {
+  return `${r.start}-${r.end}`;
+}
+
+/** Parses a range-task range (`start-end`); throws INVALID_ARGUMENT for anything not normalized. */
+export function parseTaskRange(s: string): RangeSpec {
+  const m = /^(0|[1-9]\d*)-(0|[1-9]\d*)$/.exec(s);
+  const start = Number(m?.[1]); const end = Number(m?.[2]);
+  if (!m || !Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start > end) {
+    throw new FerryError('INVALID_ARGUMENT', `invalid task range ${JSON.stringify(s)} (want start-end)`);
+  }
+  return { start, end };
 }
 
 /** The URL with filtered query keys removed, re-serialised the way a WHATWG URL parser does. */
@@ -61,15 +83,27 @@ export function blobDigestOfUrl(url: string): string | undefined {
   return /^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/.test(d) ? d : undefined;
 }
 
-/** Dragonfly v2 STANDARD task id. */
+/**
+ * Dragonfly v2 STANDARD task id; with `range`, the id of that range's task. The range enters the
+ * hash as `bytes=<start>-<end>` right after the URL (Dragonfly v1's position); the `bytes=` prefix
+ * keeps URL and range apart (`…/a1` + `0-50` vs `…/a` + `10-50`). In blob-digest and content mode
+ * the range is hashed after the digest / content, so those ids stay range-specific too.
+ */
 export function taskId(input: TaskIdInput): string {
-  if (input.contentForTaskId !== undefined) return createHash('sha256').update(input.contentForTaskId).digest('hex');
+  const range = input.range === undefined ? undefined : `bytes=${formatTaskRange(parseTaskRange(input.range))}`;
+  if (input.contentForTaskId !== undefined) {
+    const h = createHash('sha256').update(input.contentForTaskId);
+    if (range) h.update(range);
+    return h.digest('hex');
+  }
   if (input.blobDigest) {
     const d = blobDigestOfUrl(input.url);
-    if (d) return d.slice(d.indexOf(':') + 1);
+    if (d && !range) return d.slice(d.indexOf(':') + 1);
+    if (d) return createHash('sha256').update(d.slice(d.indexOf(':') + 1)).update(range!).digest('hex');
   }
   const h = createHash('sha256');
   h.update(filterUrl(input.url, input.filteredQueryParams ?? DEFAULT_FILTERED_QUERY_PARAMS));
+  if (range) h.update(range);
   if (input.tag) h.update(input.tag);
   if (input.application) h.update(input.application);
   if (input.pieceLength !== undefined) h.update(String(input.pieceLength));
@@ -98,6 +132,16 @@ export function pieceLengthFor(contentLength: number): number {
   let p = 1;
   while (p < base) p *= 2;
   return Math.min(MAX_PIECE_LENGTH, Math.max(MIN_PIECE_LENGTH, p));
+}
+
+/**
+ * Piece length of a range task of `rangeLength` bytes: a range up to MIN_PIECE_LENGTH is one piece
+ * of exactly its length (so the scheduler's load estimate, concurrency × piece length, is not that
+ * of a 4 MiB piece for a 16 KiB read); longer ranges follow pieceLengthFor.
+ */
+export function pieceLengthForRange(rangeLength: number): number {
+  if (!Number.isSafeInteger(rangeLength) || rangeLength <= 0) throw new FerryError('INVALID_ARGUMENT', `invalid range length ${rangeLength}`);
+  return rangeLength <= MIN_PIECE_LENGTH ? rangeLength : pieceLengthFor(rangeLength);
 }
 
 export function pieceCount(contentLength: number, pieceLength: number): number {

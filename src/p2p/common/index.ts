@@ -4,7 +4,7 @@
  * ring, rate limiting, the small HTTP client, configuration snippets.
  */
 export {
-  taskId, filterUrl, pieceLengthFor, pieceCount, pieceRange, piecesForRange, pieceDigest, parseRangeHeader, hostId, peerId,
+  taskId, filterUrl, pieceLengthFor, pieceLengthForRange, formatTaskRange, parseTaskRange, pieceCount, pieceRange, piecesForRange, pieceDigest, parseRangeHeader, hostId, peerId,
   blobDigestOfUrl, DEFAULT_FILTERED_QUERY_PARAMS, MIN_PIECE_LENGTH, MAX_PIECE_LENGTH, MAX_PIECE_COUNT,
   type TaskIdInput, type RangeSpec,
 } from './idgen.js';

@@ -32,12 +32,18 @@ export interface TaskIdOptions {
   pieceLength?: number | undefined;
   filteredQueryParams?: string[] | undefined;
   blobDigest?: boolean | undefined;
+  /**
+   * Range task: the origin byte range `start-end` (inclusive, normalized) this task holds; its
+   * content length is the range length. Part of the task id. Absent = the whole object.
+   */
+  range?: string | undefined;
 }
 
 export interface DownloadSpec extends TaskIdOptions {
   url: string;
   /** Origin request headers (Authorization etc.); forwarded to a triggered seed peer. */
   headers?: Record<string, string> | undefined;
+  /** Length of the task's content: the origin object's, or for a range task the range's. */
   contentLength: number;
   /** The piece length actually used. */
   actualPieceLength: number;

@@ -4,54 +4,138 @@
  * store whose download is running or done. The access check happens here: unless disabled, every
  * client request is first sent to the origin as a HEAD with the client's own headers, and only a
  * 2xx lets the peer serve bytes (from its store or from other peers); anything else is relayed.
+ *
+ * A Range request for an object not held locally becomes a range task (Dragonfly: the range is
+ * part of the task id): its content is just that range, its pieces are cut from the range length,
+ * back-to-source asks the origin for that range only, and other peers asking for the same range
+ * find the same task. A range the whole-object task already holds is served from it.
  */
 import { FerryError } from '../../core/index.js';
-import { pieceLengthFor, taskId } from '../common/index.js';
+import {
+  formatTaskRange, parseRangeHeader, parseTaskRange, pieceLengthFor, pieceLengthForRange, piecesForRange, taskId,
+  type RangeSpec,
+} from '../common/index.js';
 import type { TaskIdOptions } from '../common/index.js';
 import { ensureDownload, type DownloadDeps } from './download.js';
 import { statOrigin, type StatResult } from './source.js';
 import type { TaskEntry } from './store.js';
 
+type OkStat = Extract<StatResult, { ok: true }>;
+type Denied = { kind: 'denied'; stat: Extract<StatResult, { ok: false }> };
+
 export type Prepared =
   | { kind: 'task'; entry: TaskEntry; cached: boolean }
-  | { kind: 'denied'; stat: Extract<StatResult, { ok: false }> };
+  | Denied;
+
+/**
+ * How to serve a Range request: from `entry` (the whole-object task, or a range task), with
+ * `range` in the coordinates of the origin object; `stat` when the origin was asked.
+ */
+export type PreparedRange =
+  | { kind: 'task'; entry: TaskEntry; cached: boolean; range: RangeSpec; stat: OkStat | undefined }
+  /** The small-range bypass applies (`directBelow`): no task was created. */
+  | { kind: 'direct'; range: RangeSpec; stat: OkStat }
+  | { kind: 'unsatisfiable'; total: number }
+  | Denied;
 
 export class Agent {
   private readonly creating = new Map<string, Promise<TaskEntry>>();
 
   constructor(readonly deps: DownloadDeps) {}
 
-  taskIdFor(url: string, o: TaskIdOptions): string {
-    return taskId({ url, ...o, blobDigest: o.blobDigest ?? this.deps.config.download.taskIdBasedBlobDigest });
+  private resolved(o: TaskIdOptions): TaskIdOptions {
+    return { ...o, blobDigest: o.blobDigest ?? this.deps.config.download.taskIdBasedBlobDigest };
   }
 
-  async prepare(url: string, headers: Record<string, string>, o: TaskIdOptions, opts: { verifyAccess: boolean; signal?: AbortSignal }): Promise<Prepared> {
-    const idOptions: TaskIdOptions = { ...o, blobDigest: o.blobDigest ?? this.deps.config.download.taskIdBasedBlobDigest };
+  taskIdFor(url: string, o: TaskIdOptions): string {
+    return taskId({ url, ...this.resolved(o) });
+  }
+
+  /**
+   * The task for (url, options) — with `o.range`, that range's task. `opts.stat` is an origin
+   * answer the caller already has for this request (then no second HEAD is sent).
+   */
+  async prepare(url: string, headers: Record<string, string>, o: TaskIdOptions,
+    opts: { verifyAccess: boolean; signal?: AbortSignal | undefined; stat?: OkStat | undefined }): Promise<Prepared> {
+    const idOptions = this.resolved(o);
     const tid = taskId({ url, ...idOptions });
+    const span = idOptions.range === undefined ? undefined : parseTaskRange(idOptions.range);
     let entry = this.deps.store.get(tid);
-    let stat: StatResult | undefined;
-    if (!entry || opts.verifyAccess) {
+    let stat: StatResult | undefined = opts.stat;
+    if (!stat && (!entry || opts.verifyAccess)) {
       stat = await statOrigin(url, headers, this.deps.origin, opts.signal);
       if (!stat.ok) return { kind: 'denied', stat };
     }
     entry = this.deps.store.get(tid);
+    // Held at first, gone now (evicted meanwhile): start over, this time asking the origin.
+    if (!entry && !stat) return this.prepare(url, headers, o, opts);
     if (!entry) {
-      const s = stat as Extract<StatResult, { ok: true }>;
+      const s = stat as OkStat;
       let p = this.creating.get(tid);
       if (!p) {
-        const pieceLength = idOptions.pieceLength ?? pieceLengthFor(s.contentLength);
-        p = this.deps.store.create({ taskId: tid, url, idOptions, contentLength: s.contentLength, pieceLength, responseHeaders: s.headers })
-          .finally(() => this.creating.delete(tid));
+        if (span && span.end >= s.contentLength) {
+          throw new FerryError('INVALID_ARGUMENT', `range ${idOptions.range} lies beyond the ${s.contentLength}-byte object ${url}`);
+        }
+        const contentLength = span ? span.end - span.start + 1 : s.contentLength;
+        const pieceLength = idOptions.pieceLength ?? (span ? pieceLengthForRange(contentLength) : pieceLengthFor(contentLength));
+        p = this.deps.store.create({
+          taskId: tid, url, idOptions, contentLength, pieceLength, responseHeaders: s.headers,
+          range: span ? { ...span, total: s.contentLength } : undefined,
+        }).finally(() => this.creating.delete(tid));
         this.creating.set(tid, p);
       }
       entry = await p;
       this.deps.metrics.diskUsage.set(this.deps.store.usage());
-    } else if (stat?.ok && stat.contentLength !== entry.meta.contentLength && !entry.downloading) {
+    } else if (stat && stat.ok && stat.contentLength !== (entry.meta.range?.total ?? entry.meta.contentLength) && !entry.downloading) {
       // The object changed upstream: start over.
       await this.deps.store.delete(tid);
-      return this.prepare(url, headers, o, opts);
+      return this.prepare(url, headers, o, { ...opts, stat });
     }
     return { kind: 'task', entry, cached: entry.complete };
+  }
+
+  /**
+   * A Range request (`header`, the client's Range header). Served from the whole-object task when
+   * it holds every piece the range overlaps (or the range is the whole object); otherwise from the
+   * range task of the normalized range. The access check runs per request as for whole objects.
+   */
+  async prepareRange(url: string, headers: Record<string, string>, o: TaskIdOptions, header: string,
+    opts: { verifyAccess: boolean; signal?: AbortSignal | undefined; directBelow: number }): Promise<PreparedRange> {
+    const whole: TaskIdOptions = { ...o, range: undefined };
+    const local = this.deps.store.get(this.taskIdFor(url, whole));
+    if (local && local.meta.contentLength > 0) {
+      let r: RangeSpec | undefined;
+      try { r = parseRangeHeader(header, local.meta.contentLength); } catch { r = undefined; }
+      if (r && piecesForRange(r.start, r.end, local.meta.pieceLength).every((n) => local.has(n))) {
+        const p = await this.prepare(url, headers, whole, opts);
+        if (p.kind === 'denied') return p;
+        // A changed object replaced the task: its pieces are gone, take the general path.
+        if (p.entry === local) return { kind: 'task', entry: local, cached: local.complete, range: r, stat: undefined };
+      }
+    }
+    // Without an access check an explicit `a-b` range task held here needs no origin request.
+    const explicit = /^bytes=(0|[1-9]\d*)-(0|[1-9]\d*)$/.exec(header.trim());
+    if (explicit && !opts.verifyAccess) {
+      const r = { start: Number(explicit[1]), end: Number(explicit[2]) };
+      const e = r.start <= r.end ? this.deps.store.get(this.taskIdFor(url, { ...whole, range: formatTaskRange(r) })) : undefined;
+      if (e) return { kind: 'task', entry: e, cached: e.complete, range: r, stat: undefined };
+    }
+    // The origin's answer gives the access decision and the object size the range is normalized against.
+    const stat = await statOrigin(url, headers, this.deps.origin, opts.signal);
+    if (!stat.ok) return { kind: 'denied', stat };
+    let r: RangeSpec | undefined;
+    try { r = parseRangeHeader(header, stat.contentLength); } catch { r = undefined; }
+    if (!r) return { kind: 'unsatisfiable', total: stat.contentLength };
+    // The whole object asked for as a range is the whole-object task.
+    const asRange = r.start === 0 && r.end === stat.contentLength - 1 ? undefined : formatTaskRange(r);
+    if (opts.directBelow > 0 && r.end - r.start + 1 <= opts.directBelow && !this.deps.store.get(this.taskIdFor(url, { ...whole, range: asRange }))?.complete) {
+      // Small ranges not held here go straight to the origin (Dragonfly's small-object bypass);
+      // decided before a task exists, so no empty task is left behind.
+      return { kind: 'direct', range: r, stat };
+    }
+    const p = await this.prepare(url, headers, { ...whole, range: asRange }, { verifyAccess: false, signal: opts.signal, stat });
+    if (p.kind === 'denied') return p;
+    return { kind: 'task', entry: p.entry, cached: p.cached, range: r, stat };
   }
 
   /** Downloads `pieces` of the task (undefined = all); resolves when they are all present. */

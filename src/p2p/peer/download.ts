@@ -6,14 +6,16 @@
  * crc32 checked; a failing or lying parent is blocked and reported) or go back to source. Rounds
  * end in reschedule with the used parents blocked; after `maxScheduleCount` rounds, or when no
  * scheduler answers, the rest comes from the origin. The whole blob is checked against its OCI
- * digest before the peer reports success.
+ * digest before the peer reports success. Range tasks download the same way; their origin
+ * requests are offset by the range start, and a range of an object held here whole is copied
+ * from that task.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { FerryError, asFerryError } from '../../core/index.js';
 import type { Logger } from '../../observe/index.js';
 import type { PeerConfig } from '../../config/peer.js';
 import { jsonRequest, request } from '../common/index.js';
-import { blobDigestOfUrl, pieceDigest } from '../common/index.js';
+import { blobDigestOfUrl, pieceDigest, taskId } from '../common/index.js';
 import type { TokenBucket } from '../common/index.js';
 import type { HostInfo, ParentRef, PeerEvent, PieceListResponse, ScheduleResponse } from '../common/index.js';
 import type { PeerMetrics } from './metrics.js';
@@ -126,7 +128,11 @@ class TaskDownload {
   private async fetchAll(): Promise<void> {
     const size = this.t.meta.contentLength;
     if (size === 0) return;
-    if ((this.c.directBelow > 0 && size <= this.c.directBelow) || !this.d.scheduler.enabled) {
+    await this.fromLocalWhole();
+    // The small-object bypass is for whole objects; a range task exists because the proxy's
+    // small-range bypass did not apply (and a seed must register its range tasks to share them).
+    const small = this.t.meta.range === undefined && this.c.directBelow > 0 && size <= this.c.directBelow;
+    if (small || !this.d.scheduler.enabled) {
       return this.backToSource('small object or no scheduler');
     }
     let resp: ScheduleResponse;
@@ -167,6 +173,30 @@ class TaskDownload {
     return this.backToSource('scheduling gave up');
   }
 
+  /**
+   * A range task of an object held here complete (a preheated seed, typically): its pieces are
+   * copied from the whole-object task instead of fetched. The peer still registers afterwards, so
+   * the scheduler learns it holds the range task and names it as a parent.
+   */
+  private async fromLocalWhole(): Promise<void> {
+    const span = this.t.meta.range;
+    if (!span) return;
+    const whole = this.d.store.get(taskId({ url: this.t.meta.url, ...this.t.meta.idOptions, range: undefined }));
+    if (!whole?.complete || whole.meta.contentLength !== span.total) return;
+    whole.refs++;
+    try {
+      for (const n of this.missing()) {
+        const r = this.t.range(n);
+        const buf = await whole.readBytes(span.start + r.offset, r.length);
+        await this.t.writePiece(n, buf, pieceDigest(buf));
+        this.d.metrics.traffic.inc({ type: 'LOCAL_PEER' }, buf.length);
+      }
+    } catch (err) {
+      // e.g. the whole task was evicted meanwhile: the usual sources supply the rest
+      this.log.debug({ err: (err as Error).message }, 'copy from the local whole-object task failed');
+    } finally { whole.refs--; }
+  }
+
   private async backToSource(why: string): Promise<void> {
     if (this.c.disableBackToSource) throw new FerryError('UNAVAILABLE', `back-to-source disabled (${why})`);
     this.wentToSource = true;
@@ -187,9 +217,11 @@ class TaskDownload {
         if (this.t.has(n)) continue;
         const r = this.t.range(n);
         const t0 = Date.now();
+        // A range task's byte 0 is the origin's byte range.start.
+        const base = this.t.meta.range?.start ?? 0;
         let buf: Buffer;
         try {
-          buf = await fetchOriginRange(this.req.url, this.req.headers, r.offset, r.length, this.d.origin, [this.d.sourceBucket, this.d.downloadBucket], this.d.signal);
+          buf = await fetchOriginRange(this.req.url, this.req.headers, base + r.offset, r.length, this.d.origin, [this.d.sourceBucket, this.d.downloadBucket], this.d.signal);
         } catch (err) {
           this.d.metrics.pieceFailures.inc({ reason: 'source' });
           this.report([{ kind: 'pieceBackToSourceFailed', pieceNumber: n }]);
@@ -332,6 +364,7 @@ class TaskDownload {
 
   /** Whole-blob check against the OCI digest; on mismatch the pieces are refetched from the origin once. */
   private async verify(): Promise<void> {
+    if (this.t.meta.range) return; // a range is not the blob: its pieces are crc32-checked only
     const want = this.t.meta.expectedDigest ?? blobDigestOfUrl(this.t.meta.url);
     if (!want || !want.startsWith('sha256:')) return;
     const got = await this.sha256();

@@ -6,6 +6,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { networkInterfaces, hostname as osHostname } from 'node:os';
+import { setMaxListeners } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { FerryError, asFerryError } from '../../core/index.js';
 import { createMetricsRegistry, metricsHandler, silentLogger, type Logger, type MetricsRegistry } from '../../observe/index.js';
@@ -117,6 +118,8 @@ export async function startPeer(opts: StartPeerOptions = {}): Promise<PeerHandle
   await store.open();
   metrics.diskUsage.set(store.usage());
   const aborter = new AbortController();
+  // every running download listens on it (one per range task: many at once under a lazy loader)
+  setMaxListeners(0, aborter.signal);
   const agent = new Agent({
     config, host, store, scheduler, metrics, origin,
     downloadBucket: new TokenBucket(config.download.rateLimit), sourceBucket: new TokenBucket(config.download.backToSourceRateLimit),

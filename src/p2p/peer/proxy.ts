@@ -5,7 +5,9 @@
  * CONNECT with TLS interception for configured hosts (leaf certificates from the CA) and blind
  * tunnels for all others. Only GETs matching a rule (default `blobs/sha256.*`) or carrying
  * `X-Dragonfly-Use-P2P: true` go P2P; everything else is forwarded with all headers but Host.
- * Range requests fetch only the overlapping pieces and answer 206.
+ * Range requests answer 206: from the whole-object task when it holds the range, otherwise from a
+ * range task (Dragonfly's ranged task: the range is part of the task id and only the range is
+ * fetched, from peers or the origin); small ranges may bypass P2P (`download.directBelow`).
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
@@ -16,9 +18,9 @@ import { FerryError, asFerryError } from '../../core/index.js';
 import type { Logger } from '../../observe/index.js';
 import type { PeerConfig } from '../../config/peer.js';
 import { HTTP_STATUS, drained } from '../common/index.js';
-import { parseRangeHeader, piecesForRange, type RangeSpec } from '../common/index.js';
+import { piecesForRange, type RangeSpec } from '../common/index.js';
 import { H, type TaskIdOptions } from '../common/index.js';
-import type { Agent } from './agent.js';
+import type { Agent, Prepared, PreparedRange } from './agent.js';
 import type { LeafMinter } from './ca.js';
 import type { PeerMetrics } from './metrics.js';
 import { forwardableHeaders, type OriginOptions } from './source.js';
@@ -107,44 +109,60 @@ export function createProxyServer(d: ProxyDeps): http.Server {
     };
   };
 
+  /** Relays the origin's refusal (status, headers, body) of the access check. */
+  const relayDenied = (res: ServerResponse, s: Extract<Prepared, { kind: 'denied' }>['stat']): void => {
+    const out: Record<string, string | string[]> = {};
+    for (const [k, v] of Object.entries(s.headers)) if (v !== undefined && !HOP.has(k) && k !== 'content-length') out[k] = v;
+    out['content-length'] = String(s.body.length);
+    out[H.errorType] = 'backend';
+    res.writeHead(s.status, out);
+    res.end(s.body);
+  };
+
   const viaP2P = async (req: IncomingMessage, res: ServerResponse, url: string): Promise<void> => {
     const headers = forwardableHeaders(req.headers);
     const ac = new AbortController();
     res.on('close', () => ac.abort());
-    let prep;
+    const o = idOptionsOf(req);
+    const verifyAccess = d.config.proxy.verifyUpstreamAccess;
+    const rangeHeader = req.headers.range;
+    if (rangeHeader === undefined) {
+      let prep: Prepared;
+      try { prep = await d.agent.prepare(url, headers, o, { verifyAccess, signal: ac.signal }); } catch (err) { return fail(res, err, 'backend'); }
+      if (prep.kind === 'denied') return relayDenied(res, prep.stat);
+      d.metrics.proxyViaP2P.inc();
+      d.agent.download(prep.entry, url, headers).catch(() => undefined);
+      return serveEntry(res, prep.entry, undefined, prep.cached, ac.signal, d.metrics);
+    }
+    // A Range request: served from the whole-object task if it holds the range, else from the
+    // range's own task (content = the range, pieces cut from the range length).
+    let prep: PreparedRange;
     try {
-      prep = await d.agent.prepare(url, headers, idOptionsOf(req), { verifyAccess: d.config.proxy.verifyUpstreamAccess, signal: ac.signal });
+      prep = await d.agent.prepareRange(url, headers, o, rangeHeader, { verifyAccess, signal: ac.signal, directBelow: d.config.download.directBelow });
     } catch (err) { return fail(res, err, 'backend'); }
-    if (prep.kind === 'denied') {
-      const s = prep.stat;
-      const out: Record<string, string | string[]> = {};
-      for (const [k, v] of Object.entries(s.headers)) if (v !== undefined && !HOP.has(k) && k !== 'content-length') out[k] = v;
-      out['content-length'] = String(s.body.length);
-      out[H.errorType] = 'backend';
-      res.writeHead(s.status, out);
-      res.end(s.body);
-      return;
-    }
-    const entry = prep.entry;
-    let range: RangeSpec | undefined;
-    try { range = parseRangeHeader(req.headers.range, entry.meta.contentLength); } catch (err) {
-      res.writeHead(416, { 'content-range': `bytes */${entry.meta.contentLength}` });
+    if (prep.kind === 'denied') return relayDenied(res, prep.stat);
+    if (prep.kind === 'unsatisfiable') {
+      res.writeHead(416, { 'content-range': `bytes */${prep.total}` });
       res.end();
-      void err;
       return;
     }
-    const pieces = range ? piecesForRange(range.start, range.end, entry.meta.pieceLength) : undefined;
-    if (range && !prep.cached && (d.config.proxy.prefetch || String(req.headers[H.prefetch] ?? '').toLowerCase() === 'true')) {
-      d.agent.download(entry, url, headers).catch(() => undefined); // whole task in the background
+    const entry = prep.kind === 'task' ? prep.entry : undefined;
+    const wholeCached = entry !== undefined && entry.meta.range === undefined && entry.complete;
+    if (!wholeCached && (d.config.proxy.prefetch || String(req.headers[H.prefetch] ?? '').toLowerCase() === 'true')) {
+      // The whole object in the background (lazy loaders soon read the rest).
+      if (entry && entry.meta.range === undefined) d.agent.download(entry, url, headers).catch(() => undefined);
+      else {
+        d.agent.prepare(url, headers, o, { verifyAccess: false, stat: prep.stat })
+          .then((w) => { if (w.kind === 'task') d.agent.download(w.entry, url, headers).catch(() => undefined); })
+          .catch(() => undefined);
+      }
     }
-    if (range && !prep.cached && d.config.download.directBelow > 0 && range.end - range.start + 1 <= d.config.download.directBelow
-      && pieces!.some((n) => !entry.has(n))) {
-      // Small ranges not cached go straight to the origin (Dragonfly's small-object bypass).
-      return passThrough(req, res, url);
-    }
+    if (prep.kind === 'direct') return passThrough(req, res, url);
     d.metrics.proxyViaP2P.inc();
-    d.agent.download(entry, url, headers, pieces).catch(() => undefined);
-    await serveEntry(res, entry, range, prep.cached, ac.signal, d.metrics);
+    const span = prep.entry.meta.range;
+    const pieces = span ? undefined : piecesForRange(prep.range.start, prep.range.end, prep.entry.meta.pieceLength);
+    d.agent.download(prep.entry, url, headers, pieces).catch(() => undefined);
+    await serveEntry(res, prep.entry, prep.range, prep.cached, ac.signal, d.metrics);
   };
 
   const passThrough = (req: IncomingMessage, res: ServerResponse, url: string): Promise<void> => new Promise((resolve) => {
@@ -209,18 +227,26 @@ export function createProxyServer(d: ProxyDeps): http.Server {
   return server;
 }
 
-/** Streams a task (or a range of it) to an HTTP client as pieces become available. */
+/**
+ * Streams a task (or a range of it) to an HTTP client as pieces become available. `range` is in
+ * the coordinates of the origin object; a range task holds origin bytes from its `range.start`.
+ */
 export async function serveEntry(res: ServerResponse, entry: TaskEntry, range: RangeSpec | undefined, cached: boolean, signal: AbortSignal, metrics: PeerMetrics): Promise<void> {
-  const total = entry.meta.contentLength;
-  const start = range?.start ?? 0;
-  const end = range?.end ?? total - 1;
-  const pieces = total === 0 ? [] : piecesForRange(start, end, entry.meta.pieceLength);
+  const span = entry.meta.range;
+  const base = span?.start ?? 0;
+  const total = span?.total ?? entry.meta.contentLength;
+  if (span && !range) range = { start: span.start, end: span.end };
+  // Within the task's own content from here on.
+  const start = (range?.start ?? 0) - base;
+  const end = (range?.end ?? total - 1) - base;
+  if (start < 0 || end >= Math.max(1, entry.meta.contentLength)) throw new FerryError('INTERNAL', `range ${start}-${end} outside task ${entry.id}`);
+  const pieces = entry.meta.contentLength === 0 ? [] : piecesForRange(start, end, entry.meta.pieceLength);
   entry.refs++;
   try {
     if (pieces.length) await entry.waitPiece(pieces[0]!, signal);
     const headers: Record<string, string | number> = { ...entry.meta.responseHeaders, 'content-length': total === 0 ? 0 : end - start + 1, 'accept-ranges': 'bytes', [H.taskId]: entry.id };
     if (cached) headers[H.finished] = 'true';
-    if (range) headers['content-range'] = `bytes ${start}-${end}/${total}`;
+    if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${total}`;
     res.writeHead(range ? 206 : 200, headers);
     for (const n of pieces) {
       await entry.waitPiece(n, signal);

@@ -4,6 +4,8 @@
  * plus a JSON metadata file (piece digests, lengths, origin response headers, timestamps).
  * Readers wait on in-flight pieces, so a task is served (to clients and child peers) while it
  * downloads. A disk quota evicts finished, idle tasks in LRU order and reports each eviction.
+ * Range tasks are ordinary tasks here (their content is the range), so quota, TTL and eviction
+ * count their range length.
  */
 import { EventEmitter } from 'node:events';
 import { mkdir, open, readdir, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
@@ -25,6 +27,11 @@ export interface TaskMeta {
   done: boolean;
   responseHeaders: Record<string, string>;
   expectedDigest?: string | undefined;
+  /**
+   * A range task: its content is origin bytes [start, end] of an object of `total` bytes (byte 0
+   * of the task = byte `start` of the origin). Absent for whole-object tasks.
+   */
+  range?: { start: number; end: number; total: number } | undefined;
   createdAt: number;
   updatedAt: number;
 }
@@ -196,6 +203,7 @@ export class TaskEntry {
 export interface CreateTask {
   taskId: string; url: string; idOptions: TaskIdOptions; contentLength: number; pieceLength: number;
   responseHeaders: Record<string, string>; expectedDigest?: string | undefined;
+  range?: TaskMeta['range'];
 }
 
 export class PieceStore {
@@ -292,7 +300,7 @@ export class PieceStore {
     const meta: TaskMeta = {
       taskId: c.taskId, url: c.url, idOptions: c.idOptions, contentLength: c.contentLength, pieceLength: c.pieceLength,
       pieceCount: pieceCount(c.contentLength, c.pieceLength), pieces: {}, done: c.contentLength === 0,
-      responseHeaders: c.responseHeaders, expectedDigest: c.expectedDigest, createdAt: now, updatedAt: now,
+      responseHeaders: c.responseHeaders, expectedDigest: c.expectedDigest, range: c.range, createdAt: now, updatedAt: now,
     };
     const t = new TaskEntry(meta, p.data, p.meta, this.cache);
     this.tasks.set(c.taskId, t);

@@ -88,9 +88,12 @@ export function uploadRoutes(deps: { store: PieceStore; agent: Agent; metrics: P
       }
       if (typeof body.url !== 'string') throw new FerryError('INVALID_ARGUMENT', 'url is required');
       try { new URL(body.url); } catch { throw new FerryError('INVALID_ARGUMENT', `invalid url ${body.url}`); }
+      if (body.range !== undefined && typeof body.range !== 'string') throw new FerryError('INVALID_ARGUMENT', 'range must be a string start-end');
       const { entry, download } = await deps.agent.obtain(body.url, body.headers ?? {}, {
         tag: body.tag, application: body.application, pieceLength: body.pieceLength,
         filteredQueryParams: body.filteredQueryParams, blobDigest: body.blobDigest,
+        // a seed trigger for a range task: the same range task (id, content) as the requesting peer's
+        range: body.range,
       });
       deps.log.info({ taskId: entry.id, url: body.url, wait: !!body.wait }, 'download task requested');
       if (!body.wait) { sendJson(res, 202, { taskId: entry.id, contentLength: entry.meta.contentLength, state: 'started' } satisfies DownloadTaskResponse); return true; }

@@ -92,3 +92,22 @@ test('evaluator: load, IDC, location and host type weights', () => {
   assert.ok(s1 > s2, `same IDC/location scores higher (${s1} vs ${s2})`);
   assert.ok(Math.abs(s1 - s2 - (0.2 + 0.1 * 0.4)) < 1e-9);
 });
+
+test('herd delay: a registration waiting for a parent no longer counts as in flight for its host', async () => {
+  // A seed host exists (its trigger goes nowhere), so a cold task's first normal peer waits for a parent.
+  const s = svc({ retryInterval: 1000, retryBackToSourceLimit: 5, retryLimit: 6 });
+  s.announceHost(host('n')); s.announceHost(host('seed', 'super'));
+  const inflight = (): number | undefined => (s as unknown as { registering: Map<string, number> }).registering.get('10.0.0.1-n');
+  const waiting = s.register(reg('p1', 'n', '1'.repeat(64)));
+  waiting.catch(() => undefined);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(s.state.peers.get('p1')?.state, 'pending', 'p1 waits for a parent');
+  assert.equal(inflight(), undefined, 'the waiting registration released its slot');
+  // So the next cold registration from the same host is not delayed: its peer exists at once
+  // (registration runs synchronously up to the first wait; a herd delay would come before it).
+  const second = s.register(reg('p2', 'n', '2'.repeat(64)));
+  second.catch(() => undefined);
+  assert.ok(s.state.peers.has('p2'), 'second registration not delayed');
+  s.close();
+  await assert.rejects(waiting, /closing/);
+});

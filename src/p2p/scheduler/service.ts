@@ -4,6 +4,7 @@
  * quota), ScheduleCandidateParents (filter → evaluate → top N, retry with jitter), piece/peer
  * reports, reschedule with block lists, GC. Transport-free: server.ts adapts it to HTTP.
  */
+import { setMaxListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FerryError } from '../../core/index.js';
 import { type Logger, type MetricsRegistry, Counter, Gauge, Histogram, silentLogger } from '../../observe/index.js';
@@ -57,6 +58,8 @@ export class SchedulerService {
   constructor(readonly config: SchedulerConfig, registry: MetricsRegistry, log: Logger = silentLogger()) {
     this.metrics = makeMetrics(registry);
     this.log = log;
+    // every scheduling loop waiting for a parent listens on it (many at once with range tasks)
+    setMaxListeners(0, this.aborter.signal);
   }
 
   close(): void {
@@ -107,22 +110,30 @@ export class SchedulerService {
     const host = this.state.hosts.get(req.hostId);
     if (!host) throw new FerryError('NOT_FOUND', `host ${req.hostId} not announced`);
     // Thundering herd: a normal host registering many tasks at once is slowed down exponentially
-    // (30 ms base, 1 s cap, jitter); seed peers are exempt.
+    // (30 ms base, 1 s cap, jitter); seed peers are exempt. A registration counts as in flight
+    // until its first scheduling attempt: one then waiting for a parent (a triggered seed) costs
+    // the scheduler nothing, and counting it made every concurrent cold read of a lazy loader
+    // (one range task each) wait up to a second (8 concurrent 16 KiB range tasks: ~100 ms per
+    // read instead of ~6 ms).
     const inflight = (this.registering.get(host.info.id) ?? 0) + 1;
     this.registering.set(host.info.id, inflight);
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      const n = (this.registering.get(host.info.id) ?? 1) - 1;
+      if (n <= 0) this.registering.delete(host.info.id); else this.registering.set(host.info.id, n);
+    };
     try {
       if (host.info.type !== 'super' && inflight > 1) {
         const delay = Math.min(1000, 30 * 2 ** Math.min(10, inflight - 2)) * (0.5 + Math.random() / 2);
         try { await sleep(delay, undefined, { signal: this.aborter.signal }); } catch { /* closing */ }
       }
-      return await this.registerPeer(req, host);
-    } finally {
-      const n = (this.registering.get(host.info.id) ?? 1) - 1;
-      if (n <= 0) this.registering.delete(host.info.id); else this.registering.set(host.info.id, n);
-    }
+      return await this.registerPeer(req, host, release);
+    } finally { release(); }
   }
 
-  private async registerPeer(req: RegisterRequest, host: Host): Promise<ScheduleResponse> {
+  private async registerPeer(req: RegisterRequest, host: Host, onWait?: () => void): Promise<ScheduleResponse> {
     if (!req.peerId || !req.taskId || !req.download?.url) throw new FerryError('INVALID_ARGUMENT', 'peerId, taskId and download.url are required');
     if (this.state.peers.has(req.peerId)) throw new FerryError('ALREADY_EXISTS', `peer ${req.peerId} already registered`);
     host.lastSeen = Date.now();
@@ -131,7 +142,8 @@ export class SchedulerService {
     if (!task) {
       task = {
         id: req.taskId, url: d.url,
-        idOptions: { tag: d.tag, application: d.application, pieceLength: d.pieceLength, filteredQueryParams: d.filteredQueryParams, blobDigest: d.blobDigest },
+        // range is kept so a triggered seed peer creates the same range task (same id, same bytes)
+        idOptions: { tag: d.tag, application: d.application, pieceLength: d.pieceLength, filteredQueryParams: d.filteredQueryParams, blobDigest: d.blobDigest, range: d.range },
         headers: d.headers ?? {}, contentLength: d.contentLength, pieceLength: d.actualPieceLength,
         peers: new Map(), backToSourcePeers: new Set(), state: 'pending', seedFailed: false, updatedAt: Date.now(),
       };
@@ -164,7 +176,7 @@ export class SchedulerService {
       }
     }
     if (task.state === 'pending') task.state = 'running';
-    return this.scheduleCandidateParents(peer);
+    return this.scheduleCandidateParents(peer, onWait);
   }
 
   private hasUsableParent(task: Task, child: Peer): boolean {
@@ -197,7 +209,8 @@ export class SchedulerService {
   }
 
   /** Dragonfly's ScheduleCandidateParents loop. */
-  private async scheduleCandidateParents(peer: Peer): Promise<ScheduleResponse> {
+  /** `onWait` runs before the loop first waits for a parent to appear. */
+  private async scheduleCandidateParents(peer: Peer, onWait?: () => void): Promise<ScheduleResponse> {
     const c = this.config.scheduling;
     const task = peer.task;
     for (let n = 0; ; n++) {
@@ -231,6 +244,7 @@ export class SchedulerService {
       }
       // Wait for the retry interval (with jitter), or less when a peer of the task becomes a possible parent.
       const jitter = c.retryInterval * (0.5 + Math.random());
+      onWait?.();
       await this.waitForParent(task, jitter);
     }
   }
