@@ -118,9 +118,20 @@ function blobsOf(bs: RafsBootstrap): DeviceBlob[] {
   }));
 }
 
+/** Chunk references grouped by blob, as `StorageDevice.prefetch` takes them. */
+function byBlob(refs: Iterable<ChunkRef>): Array<{ blobId: string; chunks: DeviceChunk[] }> {
+  const per = new Map<string, DeviceChunk[]>();
+  for (const c of refs) {
+    let l = per.get(c.blobId);
+    if (!l) per.set(c.blobId, (l = []));
+    l.push(c);
+  }
+  return [...per].map(([blobId, chunks]) => ({ blobId, chunks }));
+}
+
 /** Chunks of the files at/under the given inodes (prefetch lists). */
 function chunksUnder(bs: RafsBootstrap, inos: Iterable<number>): Array<{ blobId: string; chunks: DeviceChunk[] }> {
-  const per = new Map<string, DeviceChunk[]>();
+  const refs: ChunkRef[] = [];
   const seen = new Set<number>();
   const stack = [...inos];
   let budget = 10_000_000;
@@ -131,15 +142,9 @@ function chunksUnder(bs: RafsBootstrap, inos: Iterable<number>): Array<{ blobId:
     const st = bs.stat(ino);
     const t = st.mode & S_IFMT;
     if (t === S_IFDIR) for (const e of bs.readdir(ino)) stack.push(e.ino);
-    else if (t === S_IFREG && st.size > 0) {
-      for (const c of bs.chunks(ino)) {
-        let l = per.get(c.blobId);
-        if (!l) per.set(c.blobId, (l = []));
-        l.push(c);
-      }
-    }
+    else if (t === S_IFREG && st.size > 0) refs.push(...bs.chunks(ino));
   }
-  return [...per].map(([blobId, chunks]) => ({ blobId, chunks }));
+  return byBlob(refs);
 }
 
 export class ImageMount {
@@ -328,16 +333,8 @@ export class ImageMount {
     let bytes = 0;
     const dev = this.device;
     const onFile = (ranges: FileRange[]): void => {
-      const per = new Map<string, ChunkRef[]>();
-      for (const r of ranges) {
-        bytes += r.length;
-        for (const c of bs.mapRead(r.ino, r.offset, r.length)) {
-          let l = per.get(c.blobId);
-          if (!l) per.set(c.blobId, (l = []));
-          l.push(c);
-        }
-      }
-      dev.prefetch([...per].map(([blobId, chunks]) => ({ blobId, chunks })));
+      for (const r of ranges) bytes += r.length;
+      dev.prefetch(byBlob(ranges.flatMap((r) => bs.mapRead(r.ino, r.offset, r.length))));
     };
     try {
       const files = await startupRanges(bs, async (ino, off, len) => Buffer.concat(await readFileRange(bs, dev, ino, off, len)), hint, onFile, this.log);

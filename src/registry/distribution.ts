@@ -218,26 +218,13 @@ export class DistributionApi {
     const want = range ?? (size > 0 ? { start: 0, end: size - 1 } : undefined);
     if (this.#d.store.readBuffer && length <= SMALL_BLOB) {
       // Small blobs: one positional read and one socket write, no stream machinery.
-      let buf: Buffer;
-      try {
-        buf = await this.#d.store.readBuffer(digest, want);
-      } catch (err) {
-        if (FerryError.hasCode(err, 'NOT_FOUND')) throw new OciError('BLOB_UNKNOWN', `blob ${digest} is missing from storage`);
-        throw err;
-      }
+      const buf = await missingAsBlobUnknown(digest, this.#d.store.readBuffer(digest, want));
       res.writeHead(range ? 206 : 200, headers);
       this.#d.counters.blobBytesServed(buf.length);
       res.end(buf);
       return;
     }
-    let stream;
-    try {
-      // The size is known from metadata: pass it so the store needs no stat.
-      stream = await this.#d.store.read(digest, want);
-    } catch (err) {
-      if (FerryError.hasCode(err, 'NOT_FOUND')) throw new OciError('BLOB_UNKNOWN', `blob ${digest} is missing from storage`);
-      throw err;
-    }
+    const stream = await missingAsBlobUnknown(digest, this.#d.store.read(digest, want));
     res.writeHead(range ? 206 : 200, headers);
     // Counted as the bytes leave the store, so the counter is current when the client has them.
     stream.on('data', (c: Buffer) => this.#d.counters.blobBytesServed(c.length));
@@ -603,3 +590,13 @@ export class DistributionApi {
 }
 
 export { sendError };
+
+/** A blob the metadata lists but the store has lost is the OCI error BLOB_UNKNOWN, not a 500. */
+async function missingAsBlobUnknown<T>(digest: string, p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (err) {
+    if (FerryError.hasCode(err, 'NOT_FOUND')) throw new OciError('BLOB_UNKNOWN', `blob ${digest} is missing from storage`);
+    throw err;
+  }
+}

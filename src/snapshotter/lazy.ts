@@ -132,7 +132,7 @@ export class LazyImages implements RemoteLayers {
     // The mount is started now but not awaited: containerd goes on with the next layers (and the
     // client with its image record) meanwhile; the container's Prepare/Mounts waits for it and
     // retries it if it failed.
-    this.lowerDir(r.lazyId).catch((err: unknown) => this.log.error({ err, lazy: r.lazyId }, 'lazy mount failed (retried when a container needs it)'));
+    this.mountInBackground(r.lazyId);
     return r.lazyId;
   }
 
@@ -159,7 +159,7 @@ export class LazyImages implements RemoteLayers {
     const p = this.fromManifest(r, manifestDigest, manifest, insecure, t0, Promise.resolve(config));
     this.resolving.set(key, p);
     p.then((res) => {
-      if (res) this.lowerDir(res.lazyId).catch((err: unknown) => this.log.error({ err, lazy: res.lazyId }, 'lazy mount failed (retried when a container needs it)'));
+      if (res) this.mountInBackground(res.lazyId);
     }, (err: unknown) => {
       this.resolving.delete(key);
       this.log.warn({ err, ref: formatReference(r) }, 'early start of a lazy image failed (retried at Prepare)');
@@ -243,6 +243,10 @@ export class LazyImages implements RemoteLayers {
     if (this.o.cacheDir) req.cacheDir = this.o.cacheDir;
     if (this.o.prefetch !== undefined) req.prefetch = this.o.prefetch;
     return req;
+  }
+
+  private mountInBackground(lazyId: string): void {
+    this.lowerDir(lazyId).catch((err: unknown) => this.log.error({ err, lazy: lazyId }, 'lazy mount failed (retried when a container needs it)'));
   }
 
   async lowerDir(lazyId: string): Promise<string> {

@@ -19,6 +19,7 @@ import {
   type Credentials, type ImageReference,
 } from '../remote/index.js';
 // client.js/containerd.js (grpc-js, proto loading: ~0.1–0.2 s) load while the registry answers
+import type { GrpcConnection } from './client.js';
 import type { ContentDescriptor } from './containerd.js';
 import { Label, MAX_LABEL_BYTES } from './labels.js';
 
@@ -41,7 +42,7 @@ export interface PullOptions {
    */
   onResolved?: (ref: ImageReference, manifestDigest: string, manifest: ImageManifest, config: ImageConfig) => void;
   /** An open connection to containerd at `address` to use (and leave open) instead of a new one. */
-  connection?: import('./client.js').GrpcConnection;
+  connection?: GrpcConnection;
 }
 
 export interface PulledLayer { digest: string; chainId: string; how: 'remote' | 'applied' | 'present'; bytes: number }

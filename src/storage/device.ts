@@ -285,16 +285,15 @@ export class StorageDevice {
    * chunks by up to `extend` bytes.
    */
   private plan(s: BlobState, missing: DeviceChunk[], merge: number, extend: number): DeviceChunk[][] {
-    const limit = merge;
     const sorted = [...missing].sort((a, b) => a.compressedOffset - b.compressedOffset);
-    const maxGap = limit >> 7;
+    const maxGap = merge >> 7;
     const groups: DeviceChunk[][] = [];
     let cur: DeviceChunk[] = [];
     const span = (g: DeviceChunk[], c: DeviceChunk): number => c.compressedOffset + c.compressedSize - g[0]!.compressedOffset;
     for (const c of sorted) {
       const last = cur[cur.length - 1];
       if (last && (c.compressedOffset - (last.compressedOffset + last.compressedSize) > maxGap ||
-        c.compressedOffset < last.compressedOffset + last.compressedSize || span(cur, c) > Math.max(limit, c.compressedSize))) {
+        c.compressedOffset < last.compressedOffset + last.compressedSize || span(cur, c) > Math.max(merge, c.compressedSize))) {
         groups.push(cur);
         cur = [];
       }
