@@ -32,6 +32,8 @@ const WRITE_BUFFER = 4 << 20;
 export interface BlobWriterOptions {
   workDir: string;
   compressor: CompressorName;
+  /** chunk compression level (codec default when absent; see format/compress) */
+  compressLevel?: number;
   digester: Digester;
   chunkSize: number;
   /** chunks to reference instead of storing (dictionary / parent) */
@@ -158,7 +160,7 @@ export class BlobWriter {
     this.stats.chunksStored++;
     const offload = this.threads > 0 && data.length >= OFFLOAD_MIN;
     if (offload && transient) data = Buffer.from(data);
-    const result = offload ? compressPool(this.threads).compress(this.opts.compressor, data) : this.codec.compress(data);
+    const result = offload ? compressPool(this.threads).compress(this.opts.compressor, data, this.opts.compressLevel) : this.codec.compress(data, this.opts.compressLevel);
     if (result === null && transient) data = Buffer.from(data);
     this.jobs.push({ entry, data, result });
     // without workers every job is complete: place it right away

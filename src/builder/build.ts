@@ -5,7 +5,7 @@
  */
 import type { Readable } from 'node:stream';
 import { FerryError } from '../core/index.js';
-import { getCodec, type CompressorName } from '../format/compress/index.js';
+import { checkCompressLevel, getCodec, type CompressorName } from '../format/compress/index.js';
 import { BlobWriter, type BlobStats, type ChunkIndex } from './blob-writer.js';
 import { writeBootstrapV6, type BootstrapOptions } from './bootstrap-v6.js';
 import { writeBootstrapV5 } from './bootstrap-v5.js';
@@ -25,6 +25,8 @@ export interface BuildLayerOptions {
   workDir?: string;
   fsVersion?: 5 | 6;
   compressor?: CompressorName;
+  /** chunk compression level (default: the codec's, zstd 3 as nydus-image) */
+  compressLevel?: number;
   chunkSize?: number;
   digester?: Digester;
   /** a bootstrap whose chunks are referenced instead of stored again */
@@ -102,7 +104,11 @@ export async function buildLayer(opts: BuildLayerOptions): Promise<BuildLayerRes
     if (dict.digester !== digester) throw new FerryError('INVALID_ARGUMENT', `chunk dict uses ${dict.digester} digests, the build uses ${digester}`);
     indexChunks(dict.root, known);
   }
-  const writer = new BlobWriter({ workDir: opts.workDir ?? opts.blobDir, compressor, digester, chunkSize, known, ...(opts.threads !== undefined ? { threads: opts.threads } : {}) });
+  checkCompressLevel(compressor, opts.compressLevel);
+  const writer = new BlobWriter({
+    workDir: opts.workDir ?? opts.blobDir, compressor, digester, chunkSize, known,
+    ...(opts.threads !== undefined ? { threads: opts.threads } : {}), ...(opts.compressLevel !== undefined ? { compressLevel: opts.compressLevel } : {}),
+  });
   if (opts.inlineBootstrap && fsVersion !== 6) throw new FerryError('INVALID_ARGUMENT', 'an inline bootstrap needs RAFS v6');
   let layer: Inode;
   let tree: Inode | undefined;

@@ -43,7 +43,7 @@ class CompressPool {
   }
 
   /** Compresses a copy of `data` in a worker. */
-  compress(name: CompressorName, data: Buffer): Promise<Buffer | null> {
+  compress(name: CompressorName, data: Buffer, level?: number): Promise<Buffer | null> {
     let slot = this.workers.reduce<{ w: Worker; busy: number } | undefined>((a, s) => (!a || s.busy < a.busy ? s : a), undefined);
     if (!slot || (slot.busy > 0 && this.workers.length < this.size)) slot = this.spawn();
     const id = this.nextId++;
@@ -52,7 +52,7 @@ class CompressPool {
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       if (slot!.busy++ === 0) slot!.w.ref();
-      slot!.w.postMessage({ id, name, buf: copy }, [copy.buffer]);
+      slot!.w.postMessage({ id, name, level, buf: copy }, [copy.buffer]);
     });
   }
 }

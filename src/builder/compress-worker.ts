@@ -6,10 +6,10 @@
 import { parentPort } from 'node:worker_threads';
 import { getCodec } from '../format/compress/index.js';
 
-parentPort?.on('message', (m: { id: number; name: string; buf: Uint8Array }) => {
+parentPort?.on('message', (m: { id: number; name: string; level?: number; buf: Uint8Array }) => {
   try {
     const data = Buffer.from(m.buf.buffer, m.buf.byteOffset, m.buf.byteLength);
-    const out = getCodec(m.name).compress(data);
+    const out = getCodec(m.name).compress(data, m.level);
     if (out) {
       const copy = new Uint8Array(out.length); // own ArrayBuffer: transferable
       copy.set(out);

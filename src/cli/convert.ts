@@ -8,7 +8,8 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
-import { DEFAULT_CONVERT_CHUNK_SIZE } from '../config/accel.js';
+import { DEFAULT_CONVERT_CHUNK_SIZE, DEFAULT_CONVERT_ZSTD_LEVEL } from '../config/accel.js';
+import { checkCompressLevel } from '../format/compress/index.js';
 import { FerryError, formatBytes, parseSize } from '../core/index.js';
 import { createLogger } from '../observe/index.js';
 import { RegistryClient, parseReference, dockerConfigCredentials, currentPlatform, formatPlatform, type Credentials } from '../remote/index.js';
@@ -72,6 +73,7 @@ export async function run(argv: string[]): Promise<number> {
     .option('--target-creds <user:password>', 'target credentials (default ~/.docker/config.json)')
     .addOption(new Option('--fs-version <n>', 'RAFS version').choices(['5', '6']).default('6'))
     .addOption(new Option('--compressor <name>', 'chunk compressor').choices(['zstd', 'lz4_block', 'gzip', 'none']).default('zstd'))
+    .option('--compression-level <n>', `chunk compression level (zstd 1–19, default ${DEFAULT_CONVERT_ZSTD_LEVEL}; gzip 1–9)`)
     .option('--chunk-size <size>', 'chunk size (power of two, 0x1000–0x1000000)', `0x${DEFAULT_CONVERT_CHUNK_SIZE.toString(16)}`)
     .addOption(new Option('--digester <name>', 'chunk digest').choices(['blake3', 'sha256']).default('blake3'))
     .option('--chunk-dict <ref>', 'Nydus image whose bootstrap is the chunk dictionary')
@@ -113,6 +115,11 @@ export async function run(argv: string[]): Promise<number> {
       chunkSize: parseSize(String(o.chunkSize)),
       digester: o.digester as 'blake3' | 'sha256',
     };
+    if (o.compressionLevel !== undefined) {
+      const n = Number(o.compressionLevel);
+      checkCompressLevel(opts.compressor ?? 'zstd', n);
+      opts.compressLevel = n;
+    }
     if (o.chunkDict) opts.chunkDictRef = String(o.chunkDict);
     if (o.mergePlatform) opts.mergePlatform = true;
     if (o.withReferrer) opts.withReferrer = true;

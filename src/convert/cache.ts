@@ -14,6 +14,8 @@ import Database from 'better-sqlite3';
 export interface LayerBuildOptions {
   fsVersion: 5 | 6;
   compressor: string;
+  /** chunk compression level (undefined: the codec's default) */
+  compressLevel?: number;
   chunkSize: number;
   digester: string;
   /** digest of the chunk dictionary bootstrap, if any */
@@ -40,6 +42,7 @@ export interface CachedLayer {
 export function layerCacheKey(sourceDigest: string, o: LayerBuildOptions): string {
   const canon = JSON.stringify({
     v: 1, src: sourceDigest, fs: o.fsVersion, c: o.compressor, cs: o.chunkSize, d: o.digester,
+    ...(o.compressLevel !== undefined ? { cl: o.compressLevel } : {}),
     dict: o.chunkDict ?? null, pf: o.prefetchPatterns ?? null,
   });
   return `sha256:${createHash('sha256').update(canon).digest('hex')}`;

@@ -15,7 +15,7 @@ import { mkdtemp, rm, stat, copyFile, mkdir, rename, open } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { DEFAULT_CONVERT_CHUNK_SIZE } from '../config/accel.js';
+import { DEFAULT_CONVERT_CHUNK_SIZE, DEFAULT_CONVERT_ZSTD_LEVEL } from '../config/accel.js';
 import { FerryError, DigestMismatchError, sha256Digest } from '../core/index.js';
 import {
   MediaType, NydusAnnotation, isIndexMediaType, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest,
@@ -64,6 +64,8 @@ export interface ConvertOptions {
   targetClient?: RegistryClient;
   fsVersion?: 5 | 6;
   compressor?: Compressor;
+  /** chunk compression level; default DEFAULT_CONVERT_ZSTD_LEVEL for zstd, the codec's otherwise */
+  compressLevel?: number;
   chunkSize?: number;
   digester?: 'sha256' | 'blake3';
   /** A Nydus image whose bootstrap is the chunk dictionary. */
@@ -304,6 +306,7 @@ async function convertLayer(ctx: Ctx, layer: Descriptor, diffId: string | undefi
       source: tarMeter, blobDir: work, workDir: work, fsVersion: ctx.build.fsVersion,
       compressor: ctx.build.compressor as Compressor, chunkSize: ctx.build.chunkSize, digester: ctx.build.digester as 'sha256' | 'blake3',
     };
+    if (ctx.build.compressLevel !== undefined) buildOpts.compressLevel = ctx.build.compressLevel;
     if (ctx.chunkDict) buildOpts.chunkDict = ctx.chunkDict;
     if (opts.prefetchPatterns?.length) buildOpts.prefetchPatterns = opts.prefetchPatterns;
     const built = await buildLayer(buildOpts);
@@ -443,6 +446,8 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertResult>
     fsVersion: opts.fsVersion ?? 6, compressor: opts.compressor ?? 'zstd', chunkSize: opts.chunkSize ?? DEFAULT_CONVERT_CHUNK_SIZE,
     digester: opts.digester ?? 'blake3',
   };
+  const level = opts.compressLevel ?? (build.compressor === 'zstd' ? DEFAULT_CONVERT_ZSTD_LEVEL : undefined);
+  if (level !== undefined) build.compressLevel = level;
   if (opts.prefetchPatterns?.length) build.prefetchPatterns = opts.prefetchPatterns;
   if (opts.workDir) await mkdir(opts.workDir, { recursive: true });
   const work = await mkdtemp(join(opts.workDir ?? tmpdir(), 'ferry-convert-'));

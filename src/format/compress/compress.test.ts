@@ -81,3 +81,19 @@ test('compress: zstd and gzip chunks decode with the zstd and gzip command-line 
   assert.deepEqual(execFileSync('zstd', ['-d', '-c', '-q'], { input: getCodec('zstd').compress(data)! }), data);
   assert.deepEqual(execFileSync('gzip', ['-d', '-c'], { input: getCodec('gzip').compress(data)! }), data);
 });
+
+test('compress: levels — higher zstd levels shrink mixed data further and decode the same; out-of-range levels are refused', () => {
+  // text with some entropy: level differences show (a pure repeat compresses alike at any level)
+  const words = Array.from({ length: 400 }, (_, i) => `w${(i * 7919) % 1000}x${i % 13}`);
+  const mixed = Buffer.from(Array.from({ length: 6000 }, (_, i) => words[(i * 31 + (i >> 3)) % words.length]).join(' '));
+  const z = getCodec('zstd');
+  const l3 = z.compress(mixed)!;
+  const l19 = z.compress(mixed, 19)!;
+  assert.ok(l19.length < l3.length, `level 19 ${l19.length} B < level 3 ${l3.length} B`);
+  assert.deepEqual(z.compress(mixed, 3), l3, 'level 3 is the default');
+  assert.deepEqual(z.decompress(l19, mixed.length), mixed);
+  assert.deepEqual(getCodec('gzip').decompress(getCodec('gzip').compress(mixed, 9)!, mixed.length), mixed);
+  for (const [name, level] of [['zstd', 0], ['zstd', 20], ['gzip', 10], ['zstd', 2.5]] as const) {
+    assert.throws(() => getCodec(name).compress(mixed, level), (e) => FerryError.hasCode(e, 'INVALID_ARGUMENT') && /compression level/.test((e as Error).message));
+  }
+});

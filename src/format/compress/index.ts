@@ -1,7 +1,7 @@
 /**
  * @module format/compress
  * Per-chunk codecs used by Nydus data blobs (spec §3.2): `none`, `lz4_block` (a raw LZ4 block, no
- * frame), `zstd` (one frame at level 3 with the content size, no checksum) and `gzip` (one complete
+ * frame), `zstd` (one frame with the content size, no checksum; level 3 unless told) and `gzip` (one complete
  * member). Every codec works on whole chunks in memory; `compress` returns null when the output would
  * not be strictly smaller than the input, in which case the caller stores the raw bytes and marks
  * the chunk uncompressed.
@@ -24,8 +24,11 @@ export const MAX_CHUNK_SIZE = 16 << 20;
 
 export interface Codec {
   readonly name: CompressorName;
-  /** Compressed bytes, or null when compression does not shrink the input (store raw). */
-  compress(buf: Buffer): Buffer | null;
+  /**
+   * Compressed bytes, or null when compression does not shrink the input (store raw). `level`:
+   * zstd 1–19 (default 3, as nydus-image), gzip 1–9 (default 6); lz4_block and none ignore it.
+   */
+  compress(buf: Buffer, level?: number): Buffer | null;
   /** Exactly `uncompressedSize` bytes, or a DATA_LOSS FerryError. */
   decompress(buf: Buffer, uncompressedSize: number): Buffer;
 }
@@ -89,17 +92,29 @@ const lz4: Codec = {
   },
 };
 
-let zstdCompressor: ZstdCompressor | undefined;
+/** Checks a compression level against a codec's range. */
+export function checkCompressLevel(name: CompressorName, level: number | undefined): void {
+  if (level === undefined) return;
+  const max = name === 'zstd' ? 19 : name === 'gzip' ? 9 : Infinity;
+  if (!Number.isInteger(level) || level < 1 || level > max) {
+    throw new FerryError('INVALID_ARGUMENT', `compression level ${level} for ${name}: must be an integer in 1..${max}`);
+  }
+}
+
+const zstdCompressors = new Map<number, ZstdCompressor>();
 let zstdDctx: zstdBinding.DCtx | undefined;
 const zstd: Codec = {
   name: 'zstd',
-  compress(buf) {
+  compress(buf, level = 3) {
     if (buf.length === 0) return null;
-    if (!zstdCompressor) {
-      zstdCompressor = new ZstdCompressor();
-      zstdCompressor.setParameters({ compressionLevel: 3, checksumFlag: false, contentSizeFlag: true });
+    let c = zstdCompressors.get(level);
+    if (!c) {
+      checkCompressLevel('zstd', level);
+      c = new ZstdCompressor();
+      c.setParameters({ compressionLevel: level, checksumFlag: false, contentSizeFlag: true });
+      zstdCompressors.set(level, c);
     }
-    const out = zstdCompressor.compress(buf);
+    const out = c.compress(buf);
     return out.length < buf.length ? out : null;
   },
   decompress(buf, size) {
@@ -120,9 +135,10 @@ const zstd: Codec = {
 
 const gzip: Codec = {
   name: 'gzip',
-  compress(buf) {
+  compress(buf, level) {
     if (buf.length === 0) return null;
-    const out = gzipSync(buf);
+    checkCompressLevel('gzip', level);
+    const out = gzipSync(buf, level === undefined ? {} : { level });
     return out.length < buf.length ? out : null;
   },
   decompress(buf, size) {
