@@ -18,6 +18,7 @@ export const SUBCOMMANDS: ReadonlyArray<readonly [name: string, summary: string]
   ['mount', 'mount one Nydus image lazily in the foreground (FUSE or EROFS mode)'],
   ['snapshotter', 'containerd proxy-plugin snapshotter with lazy Nydus layers (nydus-snapshotter)'],
   ['pull', 'pull an image into containerd lazily through the ferry snapshotter (ctr-remote rpull)'],
+  ['trace', 'record, share and inspect prefetch traces (what a container read at start) through the registry'],
   ['scheduler', 'P2P scheduler: parent selection, seed triggering, preheat jobs (Dragonfly scheduler)'],
   ['peer', 'P2P node agent: registry mirror / HTTPS proxy, piece store, seed mode (dfdaemon)'],
   ['get', 'download one URL through the local peer (dfget)'],

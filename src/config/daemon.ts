@@ -109,6 +109,8 @@ export const mountRequestSchema = z.strictObject({
     env: z.array(z.string()).max(4096).optional(),
     workingDir: z.string().optional(),
   }).optional(),
+  /** A prefetch trace (daemon/trace; validated by the daemon): its chunks are fetched at once, in place of `startup`. */
+  trace: z.unknown().optional(),
 });
 
 export type MountRequestInput = z.input<typeof mountRequestSchema>;

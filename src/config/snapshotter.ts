@@ -42,6 +42,12 @@ export const SnapshotterConfigSchema = z.strictObject({
      * the image config's Entrypoint/Cmd) in a few merged requests, before the container runs.
      */
     startupPrefetch: z.boolean().default(true),
+    /**
+     * Trace prefetch: look up a prefetch trace attached to the image (an OCI referrer pushed by
+     * `ferry trace push` from a node that ran it) and fetch the chunks it lists at mount, in place
+     * of the startup prefetch.
+     */
+    tracePrefetch: z.boolean().default(true),
     /** Chunk cache directory shared by all images; default `<root>/cache`. */
     cacheDir: z.string().default(''),
     /** P2P peer proxy URL the daemon reads blobs through (falls back to the registry). */

@@ -1,7 +1,8 @@
 /**
  * @module daemon/api
  * The daemon's HTTP API on a unix socket (api/daemon.openapi.yaml):
- *   GET /api/v1/daemon · GET/POST /api/v1/mounts · GET/DELETE /api/v1/mounts/{id} · GET /metrics
+ *   GET /api/v1/daemon · GET/POST /api/v1/mounts · GET/DELETE /api/v1/mounts/{id} ·
+ *   GET /api/v1/mounts/{id}/trace · GET /metrics
  * Errors are `{ "code": "<FerryError code>", "message": "…" }` with the status from one table.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -29,7 +30,7 @@ async function jsonBody(req: IncomingMessage): Promise<unknown> {
   let n = 0;
   for await (const c of req) {
     n += (c as Buffer).length;
-    if (n > 1024 * 1024) throw new FerryError('INVALID_ARGUMENT', 'request body over 1 MiB');
+    if (n > 4 * 1024 * 1024) throw new FerryError('INVALID_ARGUMENT', 'request body over 4 MiB');
     parts.push(c as Buffer);
   }
   try { return JSON.parse(Buffer.concat(parts).toString('utf8')); } catch { throw new FerryError('INVALID_ARGUMENT', 'request body is not JSON'); }
@@ -52,6 +53,8 @@ export async function startApi(daemon: Daemon, sockPath: string, log: Logger, ve
         if (req.method === 'GET') return send(res, 200, await daemon.list());
         if (req.method === 'POST') return send(res, 201, await daemon.mount((await jsonBody(req)) as MountRequest));
       }
+      const t = /^\/api\/v1\/mounts\/([^/]+)\/trace$/.exec(p);
+      if (t && req.method === 'GET') return send(res, 200, await daemon.trace(decodeURIComponent(t[1]!)));
       const m = /^\/api\/v1\/mounts\/([^/]+)$/.exec(p);
       if (m) {
         const id = decodeURIComponent(m[1]!);

@@ -5,6 +5,7 @@
 import { request } from 'node:http';
 import { FerryError, ERROR_CODES, type ErrorCode } from '../core/index.js';
 import type { LazyFs, MountInfo, MountRequest } from './types.js';
+import type { PrefetchTrace } from './trace.js';
 
 export class DaemonClient implements LazyFs {
   constructor(readonly sockPath: string, private readonly timeoutMs = 120_000) {}
@@ -43,6 +44,7 @@ export class DaemonClient implements LazyFs {
   mount(req: MountRequest): Promise<MountInfo> { return this.json('POST', '/api/v1/mounts', req); }
   async umount(id: string): Promise<void> { await this.json('DELETE', `/api/v1/mounts/${encodeURIComponent(id)}`); }
   list(): Promise<MountInfo[]> { return this.json('GET', '/api/v1/mounts'); }
+  trace(id: string): Promise<PrefetchTrace> { return this.json('GET', `/api/v1/mounts/${encodeURIComponent(id)}/trace`); }
   get(id: string): Promise<MountInfo> { return this.json('GET', `/api/v1/mounts/${encodeURIComponent(id)}`); }
   info(): Promise<{ version: string; state: string; pid: number; mounts: number }> { return this.json('GET', '/api/v1/daemon'); }
   async metricsText(): Promise<string> { return (await this.call('GET', '/metrics')).body.toString('utf8'); }

@@ -12,6 +12,7 @@ import { mountRequestSchema, parseDaemonConfig, type DaemonConfig, type DaemonCo
 import { FuseSession } from '../fuse/index.js';
 import { ImageMount, cleanupMountLeftovers, FAST_PATH_MODULE, VIEW_FAST_PATH_MODULE } from './image-mount.js';
 import type { LazyFs, MountInfo, MountRequest } from './types.js';
+import { parsePrefetchTrace, type PrefetchTrace } from './trace.js';
 
 export interface DaemonOptions {
   log?: Logger;
@@ -80,6 +81,7 @@ export class Daemon implements LazyFs {
     const parsed = mountRequestSchema.safeParse(input);
     if (!parsed.success) throw new FerryError('INVALID_ARGUMENT', `mount request: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
     const req = parsed.data as MountRequest;
+    if (req.trace !== undefined) req.trace = parsePrefetchTrace(req.trace);
     // nydusd's fs_prefetch.enable: prefetch mounts that do not say otherwise.
     if (req.prefetch === undefined && this.cfg.fs_prefetch.enable) req.prefetch = true;
     return this.exclusive(req.id, async () => {
@@ -110,7 +112,9 @@ export class Daemon implements LazyFs {
       this.mounts.set(req.id, m);
       await mkdir(join(this.dataDir, 'mounts'), { recursive: true });
       const tmp = `${this.recordPath(req.id)}.tmp`;
-      await writeFile(tmp, JSON.stringify(req));
+      // a remount after a restart needs no prefetch trace: the chunks are in the cache by then
+      const { trace: _trace, ...record } = req;
+      await writeFile(tmp, JSON.stringify(record));
       await rename(tmp, this.recordPath(req.id));
       return m.metrics();
     });
@@ -134,6 +138,13 @@ export class Daemon implements LazyFs {
     const m = this.mounts.get(id);
     if (!m) throw new FerryError('NOT_FOUND', `no mount ${JSON.stringify(id)}`);
     return m.metrics();
+  }
+
+  /** The access trace a mount has recorded (daemon/trace). */
+  async trace(id: string): Promise<PrefetchTrace> {
+    const m = this.mounts.get(id);
+    if (!m) throw new FerryError('NOT_FOUND', `no mount ${JSON.stringify(id)}`);
+    return m.trace();
   }
 
   /** Waits until a mount's background prefetch is done. */

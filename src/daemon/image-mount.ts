@@ -17,6 +17,7 @@ import { LocalFsBackend, ProxyBackend, RegistryBackend, StorageDevice, type Back
 import { BlobViewFs, RafsFs, readFileRange } from './rafs-fs.js';
 import { startupRanges, type FileRange } from './startup-prefetch.js';
 import type { MountInfo, MountRequest } from './types.js';
+import { traceByBlob, traceOf, type PrefetchTrace } from './trace.js';
 
 export interface ImageMountOptions {
   log: Logger;
@@ -213,8 +214,10 @@ export class ImageMount {
       prefetchMergeBytes: this.o.prefetchMergeBytes, prefetchBandwidth: this.o.prefetchBandwidth,
     });
     lap('deviceMs');
-    // The command's loader reads go out now, while the mount (and containerd, and runc) get ready.
-    if (this.req.startup) void this.prefetchStartup(bs, this.req.startup);
+    // What the container will read goes out now, while the mount (and containerd, and runc) get
+    // ready: the chunks an earlier start read (a prefetch trace), else the command's loader reads.
+    if (this.req.trace) this.prefetchTrace(this.req.trace);
+    else if (this.req.startup) void this.prefetchStartup(bs, this.req.startup);
     const want = this.req.mode ?? this.o.defaultMode;
     if (want === 'erofs' && bs.version === 6) {
       try {
@@ -301,8 +304,9 @@ export class ImageMount {
     const s = this.device?.stats;
     const lookups = s ? s.hits + s.misses : 0;
     const fuseReq = (x: FuseSession | null): number => (x ? Object.values(x.stats.requests).reduce((a, b) => a + b, 0) : 0);
+    const { trace: _trace, ...req } = this.req;
     return {
-      ...this.req,
+      ...req,
       activeMode: this.activeMode,
       metrics: {
         bytesFetched: s?.bytesFetched ?? 0,
@@ -328,13 +332,33 @@ export class ImageMount {
 
   async prefetchIdle(): Promise<void> { await this.device.prefetchIdle(); }
 
+  /** The access trace recorded so far (see StorageDevice.trace). */
+  trace(): PrefetchTrace { return traceOf(this.device?.trace() ?? []); }
+
+  private prefetchTrace(t: PrefetchTrace): void {
+    const list: Array<{ blobId: string; chunks: DeviceChunk[] }> = [];
+    let unknown = 0;
+    let n = 0;
+    for (const [blobId, idx] of traceByBlob(t)) {
+      const chunks = this.device.chunksByIndex(blobId, idx);
+      if (!chunks) { unknown += idx.length; continue; }
+      unknown += idx.length - chunks.length;
+      n += chunks.length;
+      list.push({ blobId, chunks });
+    }
+    // urgent: the container is about to read these; recorded: a trace of this run keeps them
+    this.device.prefetch(list, { urgent: true, record: true });
+    if (unknown) this.log.warn({ unknown }, 'prefetch trace names chunks this image does not have (ignored)');
+    this.log.info({ chunks: n, blobs: list.length }, 'trace prefetch queued');
+  }
+
   private async prefetchStartup(bs: RafsBootstrap, hint: NonNullable<MountRequest['startup']>): Promise<void> {
     const t0 = Date.now();
     let bytes = 0;
     const dev = this.device;
     const onFile = (ranges: FileRange[]): void => {
       for (const r of ranges) bytes += r.length;
-      dev.prefetch(byBlob(ranges.flatMap((r) => bs.mapRead(r.ino, r.offset, r.length))));
+      dev.prefetch(byBlob(ranges.flatMap((r) => bs.mapRead(r.ino, r.offset, r.length))), { record: true });
     };
     try {
       const files = await startupRanges(bs, async (ino, off, len) => Buffer.concat(await readFileRange(bs, dev, ino, off, len)), hint, onFile, this.log);

@@ -10,3 +10,6 @@ export { startApi, type ApiServer } from './api.js';
 export { RafsFs, BlobViewFs } from './rafs-fs.js';
 export { cleanupMountLeftovers } from './image-mount.js';
 export type { LazyFs, MountRequest, MountInfo, MountMetrics, MountBackend } from './types.js';
+export {
+  PREFETCH_TRACE_ARTIFACT_TYPE, PREFETCH_TRACE_LIMITS, decodePrefetchTrace, parsePrefetchTrace, traceOf, traceByBlob, type PrefetchTrace,
+} from './trace.js';

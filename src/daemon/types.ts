@@ -2,6 +2,8 @@
  * @module daemon/types
  * The LazyFs contract shared by the in-process `Daemon` and the `DaemonClient` (agreed interface 5).
  */
+import type { PrefetchTrace } from './trace.js';
+
 export type MountBackend =
   | { type: 'registry'; host: string; repo: string; insecure?: boolean; auth?: string /* base64 user:pass */; proxy?: string }
   | { type: 'localfs'; dir: string };
@@ -16,6 +18,8 @@ export interface MountRequest {
   prefetch?: boolean | string[];
   /** the command the image's containers run: its loader reads are fetched at once (startup-prefetch) */
   startup?: { argv: string[]; env?: string[]; workingDir?: string };
+  /** chunks an earlier start of this image read (daemon/trace): prefetched at once, in place of `startup` */
+  trace?: PrefetchTrace;
 }
 
 export interface MountMetrics {
@@ -35,6 +39,8 @@ export type MountInfo = MountRequest & {
 
 export interface LazyFs {
   mount(req: MountRequest): Promise<MountInfo>;
+  /** The access trace a mount has recorded so far (StorageDevice.trace). */
+  trace(id: string): Promise<PrefetchTrace>;
   umount(id: string): Promise<void>;
   list(): Promise<MountInfo[]>;
   close(): Promise<void>;

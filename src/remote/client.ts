@@ -461,6 +461,29 @@ export class RegistryClient {
     return tags;
   }
 
+  /**
+   * Manifests whose `subject` is `digest` (Distribution v1.1 referrers API), optionally of one
+   * artifact type; an empty list from a registry without the API (404). Filters client-side too,
+   * for registries that ignore `artifactType` (they say so with `OCI-Filters-Applied`).
+   */
+  async referrers(registry: string, repository: string, digest: string, artifactType?: string): Promise<Descriptor[]> {
+    parseDigest(digest);
+    const q = artifactType ? `?artifactType=${encodeURIComponent(artifactType)}` : '';
+    const path = `/v2/${repository}/referrers/${digest}${q}`;
+    const res = await this.request({ host: registry, method: 'GET', path, headers: { accept: MediaType.OCI_INDEX }, scope: `repository:${repository}:pull` });
+    if (res.status === 404) { await res.body?.cancel(); return []; }
+    if (res.status !== 200) return this.fail({ host: registry, method: 'GET', path }, `${registry}/${repository}@${digest}`, res, `referrers of ${digest}`);
+    const body = Buffer.from(await res.arrayBuffer());
+    if (body.length > MAX_MANIFEST) throw new FerryError('RESOURCE_EXHAUSTED', `referrers of ${digest} exceed ${MAX_MANIFEST} bytes`);
+    let idx: { manifests?: unknown };
+    try { idx = JSON.parse(body.toString('utf8')) as { manifests?: unknown }; } catch {
+      throw new FerryError('INVALID_ARGUMENT', `referrers of ${registry}/${repository}@${digest}: not JSON`);
+    }
+    if (!Array.isArray(idx.manifests)) throw new FerryError('INVALID_ARGUMENT', `referrers of ${registry}/${repository}@${digest}: no manifests array`);
+    const list = idx.manifests as Descriptor[];
+    return artifactType ? list.filter((d) => d.artifactType === artifactType) : list;
+  }
+
   /** Size of a blob, or undefined when absent. */
   async headBlob(registry: string, repository: string, digest: string): Promise<number | undefined> {
     parseDigest(digest);

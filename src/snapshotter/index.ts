@@ -17,3 +17,4 @@ export { LazyImages, mountIdOf, type LazyFs, type LazyMountRequest, type LazyMou
 export { GrpcConnection, SnapshotsClient, type CallContext } from './client.js';
 export { pullImage, chainIds, imageLayersLabel, type PullOptions, type PullResult, type PulledLayer } from './pull.js';
 export { ContainerdApi, type ContentDescriptor } from './containerd.js';
+export { fetchPrefetchTrace, pushPrefetchTrace } from './trace.js';

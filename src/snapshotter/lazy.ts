@@ -24,11 +24,15 @@ import {
   basicHeader, currentPlatform, formatReference, parseReference, platformMatches, withDigest,
   type Credentials, type ImageReference, type RegistryClient,
 } from '../remote/index.js';
+import type { PrefetchTrace } from '../daemon/index.js';
 import type { RemoteLayerHint } from './labels.js';
+import { fetchPrefetchTrace } from './trace.js';
 import type { MetaStore, LazyImageRow } from './store.js';
 import type { RemoteLayers } from './snapshotter.js';
 
 const execFileP = promisify(execFile);
+/** Longest a mount waits for the prefetch-trace lookup (started with the manifest) to answer. */
+const TRACE_WAIT_MS = 1000;
 
 /** The daemon's mount API (src/daemon `Daemon` in-process, or `DaemonClient` to `ferry daemon`). */
 export interface LazyMountRequest {
@@ -40,6 +44,7 @@ export interface LazyMountRequest {
   cacheDir?: string;
   prefetch?: boolean | string[];
   startup?: StartupHint;
+  trace?: PrefetchTrace;
 }
 /** The command an image's containers run (config Entrypoint + Cmd, Env, WorkingDir). */
 export interface StartupHint { argv: string[]; env?: string[]; workingDir?: string }
@@ -50,6 +55,7 @@ export interface LazyFs {
   mount(req: LazyMountRequest): Promise<LazyMountInfo>;
   umount(id: string): Promise<void>;
   list(): Promise<LazyMountInfo[]>;
+  trace(id: string): Promise<PrefetchTrace>;
   close(): Promise<void>;
 }
 
@@ -68,6 +74,8 @@ export interface LazyImagesOptions {
   proxy?: string;
   /** Hand the daemon each image's command so its loader reads are fetched at mount (default true). */
   startupPrefetch?: boolean;
+  /** Look for a prefetch trace attached to each image (OCI referrer) and hand it to the mount (default true). */
+  tracePrefetch?: boolean;
   log?: Logger;
 }
 
@@ -90,6 +98,8 @@ export class LazyImages implements RemoteLayers {
   private readonly resolving = new Map<string, Promise<Resolved | null>>();
   /** Each image's command (from its config), by lazy id; read when the mount is brought up. */
   private readonly hints = new Map<string, Promise<StartupHint | undefined>>();
+  /** Each image's prefetch trace from the registry (undefined: none), by lazy id; read at mount. */
+  private readonly traces = new Map<string, Promise<PrefetchTrace | undefined>>();
   /** Mounts known to be up (or being brought up), by lazy id. */
   private readonly mounting = new Map<string, Promise<string>>();
 
@@ -209,6 +219,16 @@ export class LazyImages implements RemoteLayers {
       const hint = config.then(startupHintOf, () => undefined);
       this.hints.set(lazyId, hint);
     }
+    if (this.o.tracePrefetch !== false && !this.traces.has(lazyId)) {
+      const tt = Date.now();
+      this.traces.set(lazyId, fetchPrefetchTrace(this.o.registry, ref, manifestDigest, boot.digest).then((t) => {
+        this.log.debug({ ref: row.ref, chunks: t?.chunks.length ?? 0, ms: Date.now() - tt }, t ? 'prefetch trace found' : 'no prefetch trace');
+        return t;
+      }, (err: unknown) => {
+        this.log.warn({ err, ref: row.ref }, 'prefetch trace unreadable: mounting without it');
+        return undefined;
+      }));
+    }
     this.log.debug({ ref: row.ref, lazy: lazyId, ms: Date.now() - t0 }, 'lazy image resolved');
     return { lazyId, manifestDigest, layers: new Set(man.layers.map((l) => l.digest)) };
   }
@@ -266,6 +286,9 @@ export class LazyImages implements RemoteLayers {
     const req = this.mountRequest(row);
     const hint = await this.hints.get(lazyId);
     if (hint) req.startup = hint;
+    // The lookup started with the manifest; a registry slow to answer it does not hold the mount up.
+    const trace = await Promise.race([this.traces.get(lazyId), new Promise<undefined>((r) => setTimeout(() => r(undefined), TRACE_WAIT_MS).unref())]);
+    if (trace) req.trace = trace;
     const existing = (await this.o.lazyFs.list()).find((x) => x.id === req.id);
     if (existing && existing.mountpoint === req.mountpoint && await isMountpoint(req.mountpoint)) {
       this.log.info({ lazy: lazyId, mountpoint: req.mountpoint }, 'lazy mount re-attached');
@@ -280,9 +303,18 @@ export class LazyImages implements RemoteLayers {
     return req.mountpoint;
   }
 
+  /** The access trace of an image's mount so far, for `ferry trace push` (NOT_FOUND: not mounted here). */
+  async trace(manifestDigest: string): Promise<PrefetchTrace> {
+    const row = this.o.store.allLazy().filter((r) => r.manifestDigest === manifestDigest).at(-1);
+    if (!row) throw new FerryError('NOT_FOUND', `no lazy image with manifest ${manifestDigest} on this node`);
+    const t = await this.o.lazyFs.trace(mountIdOf(row.id));
+    return { ...t, bootstrap: row.bootstrapDigest };
+  }
+
   async release(lazyId: string): Promise<void> {
     this.mounting.delete(lazyId);
     this.hints.delete(lazyId);
+    this.traces.delete(lazyId);
     for (const [k, v] of this.resolving) {
       const r = await v.catch(() => null);
       if (r?.lazyId === lazyId) this.resolving.delete(k);

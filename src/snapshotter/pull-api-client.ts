@@ -67,3 +67,23 @@ export function requestPull(socket: string, body: PullRequestBody, progress?: (l
     req.end(payload);
   });
 }
+
+/** The access trace of the image with this manifest digest, from the snapshotter on `socket` (`GET /api/v1/traces/{digest}`). */
+export function requestTrace(socket: string, manifestDigest: string): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: socket, method: 'GET', path: `/api/v1/traces/${manifestDigest}` }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (c: Buffer) => parts.push(c));
+      res.on('end', () => {
+        let v: { code?: unknown; message?: unknown } | undefined;
+        try { v = JSON.parse(Buffer.concat(parts).toString('utf8')) as typeof v; } catch { /* not JSON */ }
+        if (res.statusCode === 200 && v) { resolve(v); return; }
+        const code = (ERROR_CODES as readonly unknown[]).includes(v?.code) ? v!.code as ErrorCode : 'INTERNAL';
+        reject(new FerryError(code, typeof v?.message === 'string' ? v.message : `snapshotter API answered ${res.statusCode}`));
+      });
+      res.on('error', (err) => reject(new FerryError('UNAVAILABLE', `snapshotter API: ${err.message}`, { cause: err })));
+    });
+    req.on('error', (err) => reject(new FerryError('UNAVAILABLE', `snapshotter API ${socket}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, { cause: err })));
+    req.end();
+  });
+}

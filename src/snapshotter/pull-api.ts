@@ -21,6 +21,7 @@ import { FerryError, type ErrorCode } from '../core/index.js';
 import { issuesText } from '../config/parse.js';
 import type { PullRequestBody } from './pull-api-client.js';
 import type { PullResult } from './pull.js';
+import type { PrefetchTrace } from '../daemon/index.js';
 
 const MAX_BODY = 64 * 1024;
 const STATUS: Partial<Record<ErrorCode, number>> = {
@@ -53,6 +54,8 @@ export interface PullApiOptions {
   /** unix socket path (created 0600; a stale file is replaced) */
   path: string;
   pull(body: PullRequestBody, progress: (line: string) => void): Promise<PullResult>;
+  /** `GET /api/v1/traces/{manifest digest}`: the access trace of that image's lazy mount */
+  trace?(manifestDigest: string): Promise<PrefetchTrace>;
   /** called with errors of requests, for the log */
   onError?: (err: unknown, body: PullRequestBody | undefined) => void;
 }
@@ -79,6 +82,18 @@ function errorBody(err: unknown): { code: ErrorCode; message: string } {
 
 async function handle(o: PullApiOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const path = (req.url ?? '').replace(/\?.*$/, '');
+  const t = /^\/api\/v1\/traces\/(sha256:[0-9a-f]{64})$/.exec(path);
+  if (t && req.method === 'GET') {
+    try {
+      if (!o.trace) throw new FerryError('FAILED_PRECONDITION', 'this snapshotter mounts no lazy images');
+      const body = JSON.stringify(await o.trace(t[1]!));
+      res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+    } catch (err) {
+      const e = errorBody(err);
+      res.writeHead(STATUS[e.code] ?? 500, { 'content-type': 'application/json' }).end(JSON.stringify(e));
+    }
+    return;
+  }
   if (path !== '/api/v1/pull') {
     res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ code: 'NOT_FOUND', message: `no route ${req.method} ${path}` }));
     return;

@@ -75,6 +75,7 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
         const li: ConstructorParameters<typeof LazyImages>[0] = {
           root: cfg.root, store, lazyFs, registry, log,
           mode: cfg.daemon.mode, prefetch: cfg.daemon.prefetch, startupPrefetch: cfg.daemon.startupPrefetch,
+          tracePrefetch: cfg.daemon.tracePrefetch,
           cacheDir: cfg.daemon.cacheDir || join(cfg.root, 'cache'),
           insecure: (h) => insecureHosts.has(h),
         };
@@ -127,6 +128,7 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
         });
       },
       onError: (err, body) => pullLog.warn({ err, ref: body?.ref }, 'pull failed'),
+      ...(lazy ? { trace: (digest: string) => lazy!.trace(digest) } : {}),
     });
   } catch (err) {
     await api?.close();

@@ -170,3 +170,38 @@ test('storage: prefetch fills the cache in the background under a bandwidth limi
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('storage: the access trace lists chunks fetched for readers in order, not background prefetch; urgent prefetch does not wait', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-storage-'));
+  try {
+    const { id, bytes, blob, view } = makeBlob(40);
+    writeFileSync(join(dir, id), bytes);
+    const be = new CountingBackend(new LocalFsBackend(dir));
+    const dev = await StorageDevice.open({ blobs: [blob], backend: be, cacheDir: join(dir, 'cache'), amplifyBytes: 0 });
+    await dev.read(id, 20 * CHUNK + 5, 10);
+    await dev.read(id, 3 * CHUNK, 2 * CHUNK); // chunks 3 and 4 in one request
+    await dev.read(id, 20 * CHUNK, 10); // a hit: not traced again
+    dev.prefetch([{ blobId: id, chunks: dev.chunksByIndex(id, [10, 11])! }]); // background: not in the trace
+    await dev.prefetchIdle();
+    dev.prefetch([{ blobId: id, chunks: dev.chunksByIndex(id, [30, 999, 31])! }], { record: true });
+    await dev.prefetchIdle();
+    assert.deepEqual(dev.trace().map((t) => t.chunkIndex), [20, 3, 4, 30, 31]);
+    assert.ok(dev.trace().every((t) => t.blobId === id));
+    assert.equal(dev.chunksByIndex('f'.repeat(64), [1]), undefined);
+    // an urgent prefetch completes while an on-demand read is still waiting for the backend (a
+    // background one waits for on-demand reads to finish)
+    let release!: () => void;
+    const gate = new Promise<void>((r) => { release = r; });
+    const inner = be.read.bind(be);
+    be.read = async (b, off, len, sig) => { if (off === 35 * CHUNK) await gate; return inner(b, off, len, sig); };
+    const slow = dev.read(id, 35 * CHUNK, 10);
+    dev.prefetch([{ blobId: id, chunks: dev.chunksByIndex(id, [37])! }], { urgent: true });
+    const idle = await Promise.race([dev.prefetchIdle().then(() => true), new Promise((r) => setTimeout(() => r(false), 2000))]);
+    assert.equal(idle, true, 'urgent prefetch finished before the on-demand read');
+    release();
+    assert.ok((await slow).equals(view.subarray(35 * CHUNK, 35 * CHUNK + 10)));
+    await dev.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

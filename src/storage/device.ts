@@ -104,6 +104,12 @@ const SEQUENTIAL_SLACK = 64 * 1024;
 const SEQUENTIAL_AFTER = 4;
 /** First read-ahead window of a sequential read. */
 const MIN_WINDOW = 128 * 1024;
+/** Access trace bounds: chunks recorded, and for how long after the device opened. */
+const TRACE_MAX_CHUNKS = 65_536;
+const TRACE_WINDOW_MS = 30_000;
+
+/** How a prefetch is run: `urgent` ones do not yield to on-demand reads; `record` ones enter the access trace. */
+export interface PrefetchOptions { urgent?: boolean; record?: boolean }
 
 interface Deferred { promise: Promise<void>; resolve(): void; reject(e: unknown): void }
 function deferred(): Deferred {
@@ -123,7 +129,10 @@ export class StorageDevice {
   private onDemand = 0;
   private closed = false;
   private prefetchRunning: Promise<void> | null = null;
-  private readonly prefetchQueue: Array<{ state: BlobState; chunks: DeviceChunk[] }> = [];
+  private readonly prefetchQueue: Array<{ state: BlobState; chunks: DeviceChunk[]; opts: PrefetchOptions }> = [];
+  /** Chunks in the order they were first fetched for a reader (see `trace`). */
+  private readonly traced: Array<{ blobId: string; chunkIndex: number }> = [];
+  private readonly openedAt = Date.now();
   /** Decode threads: created by `startDecoders()` or at the first decode (undefined until then). */
   private pool: DecodePool | null | undefined;
 
@@ -216,7 +225,7 @@ export class StorageDevice {
     if (end <= offset) return Buffer.alloc(0);
     this.onDemand++;
     try {
-      await this.ensure(s, this.overlapping(s, offset, end), false);
+      await this.ensure(s, this.overlapping(s, offset, end), false, true);
     } finally {
       this.onDemand--;
     }
@@ -240,7 +249,7 @@ export class StorageDevice {
   }
 
   /** Makes sure every chunk is in the cache (fetching what is missing), or throws. */
-  private async ensure(s: BlobState, chunks: DeviceChunk[], prefetch: boolean): Promise<void> {
+  private async ensure(s: BlobState, chunks: DeviceChunk[], prefetch: boolean, record: boolean): Promise<void> {
     const waits: Promise<void>[] = [];
     const missing: DeviceChunk[] = [];
     for (const c of chunks) {
@@ -258,9 +267,36 @@ export class StorageDevice {
         const last = g[g.length - 1]!;
         s.seqEnd = last.compressedOffset + last.compressedSize;
       }
+      if (record) this.record(s, groups);
       for (const group of groups) waits.push(...this.fetchGroup(s, group, prefetch));
     }
     if (waits.length) await Promise.all(waits);
+  }
+
+  private record(s: BlobState, groups: DeviceChunk[][]): void {
+    if (this.traced.length >= TRACE_MAX_CHUNKS || Date.now() - this.openedAt > TRACE_WINDOW_MS) return;
+    for (const g of groups) for (const c of g) this.traced.push({ blobId: s.blob.blobId, chunkIndex: c.chunkIndex });
+    if (this.traced.length > TRACE_MAX_CHUNKS) this.traced.length = TRACE_MAX_CHUNKS;
+  }
+
+  /**
+   * The access trace: every chunk fetched for a reader (on-demand reads, their read-ahead, and
+   * prefetches marked `record` — the start-up and trace prefetches) in the order first fetched,
+   * during the first 30 s after the device opened (at most 65 536 chunks). Background prefetch of
+   * whole images or prefetch tables is not in it: it says what the workload read, not what was pushed.
+   */
+  trace(): Array<{ blobId: string; chunkIndex: number }> { return this.traced.slice(); }
+
+  /** The chunks of a blob with these CI indexes (unknown indexes are skipped); undefined for an unknown blob. */
+  chunksByIndex(blobId: string, indexes: Iterable<number>): DeviceChunk[] | undefined {
+    const s = this.blobs.get(blobId);
+    if (!s) return undefined;
+    const out: DeviceChunk[] = [];
+    for (const i of indexes) {
+      const p = s.pos.get(i);
+      if (p !== undefined) out.push(s.byOffset[p]!);
+    }
+    return out;
   }
 
   /**
@@ -394,15 +430,25 @@ export class StorageDevice {
 
   // ---- prefetch ---------------------------------------------------------------------------
 
-  /** Queues chunks (by blob) for background prefetch; `all` = every chunk of every blob. */
-  prefetch(sel: 'all' | Array<{ blobId: string; chunks: DeviceChunk[] }>): void {
+  /**
+   * Queues chunks (by blob) for background prefetch; `all` = every chunk of every blob. Urgent
+   * prefetches go ahead of queued background ones and do not wait for on-demand reads.
+   */
+  prefetch(sel: 'all' | Array<{ blobId: string; chunks: DeviceChunk[] }>, opts: PrefetchOptions = {}): void {
+    const items: Array<{ state: BlobState; chunks: DeviceChunk[]; opts: PrefetchOptions }> = [];
     if (sel === 'all') {
-      for (const s of this.blobs.values()) this.prefetchQueue.push({ state: s, chunks: s.byOffset });
+      for (const s of this.blobs.values()) items.push({ state: s, chunks: s.byOffset, opts });
     } else {
       for (const { blobId, chunks } of sel) {
         const s = this.blobs.get(blobId);
-        if (s) this.prefetchQueue.push({ state: s, chunks: dedupe(chunks).sort((a, b) => a.compressedOffset - b.compressedOffset) });
+        if (s) items.push({ state: s, chunks: dedupe(chunks).sort((a, b) => a.compressedOffset - b.compressedOffset), opts });
       }
+    }
+    if (opts.urgent) {
+      const at = this.prefetchQueue.findIndex((q) => !q.opts.urgent);
+      this.prefetchQueue.splice(at < 0 ? this.prefetchQueue.length : at, 0, ...items);
+    } else {
+      this.prefetchQueue.push(...items);
     }
     if (!this.prefetchRunning) this.prefetchRunning = this.runPrefetch().finally(() => { this.prefetchRunning = null; });
   }
@@ -414,11 +460,11 @@ export class StorageDevice {
     const merge = this.o.prefetchMergeBytes ?? 1024 * 1024;
     const bw = this.o.prefetchBandwidth ?? 0;
     while (!this.closed && this.prefetchQueue.length) {
-      const { state, chunks } = this.prefetchQueue.shift()!;
+      const { state, chunks, opts } = this.prefetchQueue.shift()!;
       let i = 0;
       while (!this.closed && i < chunks.length) {
         // On-demand reads first: wait while any is in progress.
-        while (this.onDemand > 0 && !this.closed) await sleep(5);
+        while (!opts.urgent && this.onDemand > 0 && !this.closed) await sleep(5);
         const batch: DeviceChunk[] = [];
         let bytes = 0;
         while (i < chunks.length && (batch.length === 0 || bytes + chunks[i]!.compressedSize <= merge)) {
@@ -430,7 +476,7 @@ export class StorageDevice {
         if (!batch.length) continue;
         const t0 = Date.now();
         try {
-          await this.ensure(state, batch, true);
+          await this.ensure(state, batch, true, opts.record === true);
         } catch (err) {
           this.log.warn({ blob: state.blob.blobId, err: (err as Error).message }, 'prefetch failed, stopping this blob');
           break;

@@ -27,4 +27,4 @@
  */
 export { RegistryBackend, LocalFsBackend, ProxyBackend, type Backend, type RegistryBackendOptions, type ProxyBackendOptions } from './backend.js';
 export { BlobCache } from './cache.js';
-export { StorageDevice, type DeviceBlob, type DeviceChunk, type DeviceStats, type BlobViewMap, type StorageDeviceOptions } from './device.js';
+export { StorageDevice, type DeviceBlob, type DeviceChunk, type DeviceStats, type BlobViewMap, type StorageDeviceOptions, type PrefetchOptions } from './device.js';

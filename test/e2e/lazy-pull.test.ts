@@ -105,6 +105,52 @@ test('ferry pull of the Nydus image downloads no layer; ctr run reads a file and
   assert.equal((await snap.lazy!.mounts()).length, 1);
 });
 
+test('ferry trace push shares what the run read; a fresh node prefetches it at mount and then needs no registry request', async () => {
+  const creds = ['--plain-http', '--user', `admin:${PW}`];
+  const notNydus = await ferry(['trace', 'push', ...creds, '--snapshotter-api', snap.apiAddress, ociRef]);
+  assert.equal(notNydus.code, 1);
+  assert.match(notNydus.stderr, /not a Nydus image/);
+  const push = await ferry(['trace', 'push', ...creds, '--snapshotter-api', snap.apiAddress, nydusRef]);
+  assert.equal(push.code, 0, push.stderr);
+  const m = /pushed prefetch trace sha256:[0-9a-f]{64} \((\d+) chunks of (\d+) blobs\)/.exec(push.stdout);
+  assert.ok(m, push.stdout);
+  const chunks = Number(m[1]);
+  assert.ok(chunks > 0);
+  const got = await ferry(['trace', 'get', ...creds, nydusRef]);
+  assert.equal(got.code, 0, got.stderr);
+  const trace = JSON.parse(got.stdout) as { chunks: unknown[]; bootstrap: string };
+  assert.equal(trace.chunks.length, chunks);
+  assert.match(trace.bootstrap, /^sha256:[0-9a-f]{64}$/);
+
+  // a second node: its own snapshotter, daemon and containerd, cold
+  const log = createLogger({ name: 'lazy-e2e-2', level: process.env.FERRY_TEST_LOG ?? 'silent' });
+  const config = parseSnapshotterConfig({ address: join(dir, 'snap2.sock'), root: join(dir, 'snaproot2') });
+  const daemon2 = new Daemon({ log, dataDir: join(dir, 'daemon2'), config: { amplify_io: config.daemon.amplifyIo } });
+  const snap2 = await startSnapshotter({ config, log, lazyFs: daemon2 });
+  let cd2: Containerd | undefined;
+  try {
+    cd2 = await startContainerd({ dir: join(dir, 'cd2'), snapshotters: { ferry: snap2.address } });
+    const pull = await ferry(['pull', '--address', cd2.address, '--namespace', cd2.namespace, '--plain-http', '--snapshotter-api', snap2.apiAddress, nydusRef]);
+    assert.equal(pull.code, 0, pull.stderr);
+    let mounts = await snap2.lazy!.mounts();
+    for (let i = 0; i < 100 && mounts.length === 0; i++) { await new Promise((r) => setTimeout(r, 100)); mounts = await snap2.lazy!.mounts(); }
+    assert.equal(mounts.length, 1);
+    await daemon2.prefetchIdle(mounts[0]!.id);
+    const pre = await daemon2.get(mounts[0]!.id);
+    assert.ok((pre.stats?.prefetchedBytes ?? 0) > 0, 'the trace was prefetched at mount');
+    const run = await cd2.ctr(['run', '--rm', '--snapshotter', 'ferry', nydusRef, 'lazy-t', '/bin/bash', '-c',
+      'cat /srv/app/message.txt; /srv/app/run.sh; test -e /etc/motd && echo LEAK || echo whiteout-ok; dpkg-query -W -f \'${Package}\\n\' dpkg']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, 'hello from a lazily loaded layer\nscript ran in bash 5\nwhiteout-ok\ndpkg\n');
+    const post = await daemon2.get(mounts[0]!.id);
+    process.stdout.write(`# trace: ${chunks} chunks, prefetched ${pre.stats?.prefetchedBytes} B; requests at mount ${pre.stats?.requests}, after the run ${post.stats?.requests}\n`);
+    assert.equal(post.stats?.requests, pre.stats?.requests, 'the run read only what the trace had prefetched');
+  } finally {
+    await cd2?.stop();
+    await snap2.close();
+  }
+});
+
 test('two containers share one lazy mount; writes stay in each container', async () => {
   for (const id of ['share-a', 'share-b']) {
     const r = await cd.ctr(['run', '-d', '--snapshotter', 'ferry', nydusRef, id, '/bin/sleep', '120']);

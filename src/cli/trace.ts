@@ -1,0 +1,116 @@
+/**
+ * @module cli/trace
+ * Prefetch traces (daemon/trace, snapshotter/trace):
+ *   ferry trace push   [--snapshotter-api SOCK | --file F] [--plain-http] [--user U:P] REF
+ *   ferry trace export [--snapshotter-api SOCK] [--plain-http] [--user U:P] REF   (prints the JSON)
+ *   ferry trace get    [--plain-http] [--user U:P] REF                            (the one in the registry)
+ * `push` takes what the snapshotter on this node recorded while containers of REF (a Nydus image)
+ * started — or a trace file — and attaches it to REF's manifest as an OCI referrer; every node's
+ * snapshotter then prefetches those chunks when it mounts the image.
+ */
+import { readFile } from 'node:fs/promises';
+import { Command } from 'commander';
+import { FerryError } from '../core/index.js';
+import { createLogger } from '../observe/index.js';
+import { isIndexMediaType, MediaType, NydusAnnotation, type Descriptor, type ImageIndex } from '../oci/index.js';
+import { RegistryClient, currentPlatform, dockerConfigCredentials, parseReference, platformMatches, withDigest, type Credentials, type ImageReference } from '../remote/index.js';
+import { decodePrefetchTrace, parsePrefetchTrace, type PrefetchTrace } from '../daemon/index.js';
+import { fetchPrefetchTrace, pushPrefetchTrace } from '../snapshotter/index.js';
+import { requestTrace } from '../snapshotter/pull-api-client.js';
+
+const DEFAULT_API = '/var/lib/ferry/snapshotter/api.sock';
+
+interface Opts { snapshotterApi?: string; file?: string; plainHttp?: boolean; user?: string }
+
+function client(ref: ImageReference, o: Opts): RegistryClient {
+  let c: Credentials | undefined;
+  if (o.user !== undefined) {
+    const i = o.user.indexOf(':');
+    if (i <= 0) throw new FerryError('INVALID_ARGUMENT', '--user must be USER:PASSWORD');
+    c = { username: o.user.slice(0, i), password: o.user.slice(i + 1) };
+  }
+  return new RegistryClient({
+    log: createLogger({ name: 'trace', level: process.env.FERRY_LOG_LEVEL ?? 'warn' }),
+    insecure: (h) => (h === ref.registry && o.plainHttp === true) || /^(localhost|127\.|\[::1\])/.test(h),
+    credentials: (h) => (h === ref.registry && c ? c : dockerConfigCredentials(h)),
+  });
+}
+
+/** REF's Nydus manifest (from an index: the Nydus one for this platform) as a descriptor. */
+async function nydusManifest(reg: RegistryClient, ref: ImageReference): Promise<Descriptor> {
+  let m = await reg.getManifest(ref);
+  let parsed = JSON.parse(m.body.toString('utf8')) as { manifests?: ImageIndex['manifests']; layers?: Descriptor[] };
+  if (isIndexMediaType(m.mediaType) || Array.isArray(parsed.manifests)) {
+    const plat = currentPlatform();
+    const pick = parsed.manifests!.find((d) => d.platform?.['os.features']?.includes(NydusAnnotation.PLATFORM_FEATURE) && platformMatches(d.platform, plat))
+      ?? parsed.manifests!.find((d) => platformMatches(d.platform, plat));
+    if (!pick) throw new FerryError('NOT_FOUND', `${ref.repository}: no manifest for ${plat.os}/${plat.architecture} in the index`);
+    m = await reg.getManifest(withDigest(ref, pick.digest));
+    parsed = JSON.parse(m.body.toString('utf8')) as typeof parsed;
+  }
+  if (!parsed.layers?.some((l) => l.annotations?.[NydusAnnotation.BOOTSTRAP] === 'true')) {
+    throw new FerryError('FAILED_PRECONDITION', 'not a Nydus image (no bootstrap layer): traces are for lazily mounted images');
+  }
+  return { mediaType: m.mediaType || MediaType.OCI_MANIFEST, digest: m.digest, size: m.body.length };
+}
+
+async function recorded(o: Opts, digest: string): Promise<PrefetchTrace> {
+  if (o.file) return decodePrefetchTrace(await readFile(o.file));
+  return parsePrefetchTrace(await requestTrace(o.snapshotterApi ?? DEFAULT_API, digest));
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const common = (c: Command): Command => c.argument('<ref>', 'Nydus image reference')
+    .option('--plain-http', 'talk plain HTTP to the registry')
+    .option('--user <user:password>', 'registry credentials (default ~/.docker/config.json)')
+    .exitOverride();
+  const cmd = new Command('ferry trace').description('prefetch traces: what a container read at start, shared through the registry').exitOverride();
+  let action: Promise<void> | undefined;
+  common(cmd.command('push').description('attach the trace this node recorded for REF (or --file) to REF as an OCI referrer'))
+    .option('--snapshotter-api <sock>', `the ferry snapshotter that mounted REF (default ${DEFAULT_API})`, process.env.FERRY_SNAPSHOTTER_API)
+    .option('--file <path>', 'push this trace file instead')
+    .action((ref: string, o: Opts) => {
+      action = (async () => {
+        const r = parseReference(ref);
+        const reg = client(r, o);
+        const subject = await nydusManifest(reg, r);
+        const trace = await recorded(o, subject.digest);
+        const digest = await pushPrefetchTrace(reg, r, subject, trace);
+        process.stdout.write(`pushed prefetch trace ${digest} (${trace.chunks.length} chunks of ${trace.blobs.length} blobs) for ${subject.digest}\n`);
+      })();
+    });
+  common(cmd.command('export').description('print the trace this node recorded for REF as JSON'))
+    .option('--snapshotter-api <sock>', `the ferry snapshotter that mounted REF (default ${DEFAULT_API})`, process.env.FERRY_SNAPSHOTTER_API)
+    .action((ref: string, o: Opts) => {
+      action = (async () => {
+        const r = parseReference(ref);
+        const subject = await nydusManifest(client(r, o), r);
+        process.stdout.write(`${JSON.stringify(await recorded(o, subject.digest))}\n`);
+      })();
+    });
+  common(cmd.command('get').description('print the trace attached to REF in the registry as JSON'))
+    .action((ref: string, o: Opts) => {
+      action = (async () => {
+        const r = parseReference(ref);
+        const reg = client(r, o);
+        const subject = await nydusManifest(reg, r);
+        const t = await fetchPrefetchTrace(reg, r, subject.digest);
+        if (!t) throw new FerryError('NOT_FOUND', `no prefetch trace attached to ${subject.digest}`);
+        process.stdout.write(`${JSON.stringify(t)}\n`);
+      })();
+    });
+  try {
+    cmd.parse(argv, { from: 'user' });
+  } catch (err) {
+    return (err as { exitCode?: number }).exitCode ?? 2;
+  }
+  if (!action) { process.stderr.write(cmd.helpInformation()); return 2; }
+  try {
+    await action;
+    return 0;
+  } catch (err) {
+    const hint = FerryError.hasCode(err, 'UNAVAILABLE') && !(err as Error).message.includes('registry') ? ' (is `ferry snapshotter` running? --snapshotter-api names its api.sock)' : '';
+    process.stderr.write(`ferry trace: ${(err as Error).message}${hint}\n`);
+    return FerryError.hasCode(err, 'INVALID_ARGUMENT') ? 2 : 1;
+  }
+}
