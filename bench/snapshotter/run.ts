@@ -6,7 +6,7 @@
  * state per run, page cache dropped, modes interleaved) and prints the speed-up and the share of
  * the image the registry served.
  *
- *   node dist/bench/snapshotter/run.js [--mode lazy-fuse|lazy-erofs] [--repeat 2] [--rate 100mbit] [--out FILE.json]
+ *   node dist/bench/snapshotter/run.js [--mode lazy-fuse|lazy-erofs|lazy-trace] [--repeat 2] [--rate 100mbit] [--out FILE.json]
  */
 import { writeFileSync } from 'node:fs';
 import { runBench, type ModeId } from '../../src/bench/index.js';
@@ -28,6 +28,7 @@ const res = await runBench({
   onProgress: (done, total, label) => process.stderr.write(`[${done}/${total}] ${label}\n`),
 });
 for (const m of res.modes) if (m.status !== 'run') process.stdout.write(`mode ${m.id} not run: ${m.reason}\n`);
+for (const n of res.notes) if (!n.startsWith('load average')) process.stdout.write(`note: ${n}\n`);
 const w = res.workloads[0];
 const oci = res.summary.find((s) => s.mode === 'oci');
 const lazy = res.summary.find((s) => s.mode === mode);

@@ -51,6 +51,8 @@ export interface ModeDriver {
   runSetup?(env: RunEnv): Promise<ManagedProcess[]>;
   nodeSetup(env: RunEnv, n: NodeEnv): Promise<PreparedNode>;
   pull(env: RunEnv, n: NodeEnv, p: PreparedNode, ctd: Containerd, ref: string): Promise<void>;
+  /** After a warm-up run's container is ready, before teardown (lazy-trace: push the recorded trace). */
+  afterWarmup?(env: RunEnv, n: NodeEnv, ref: string): Promise<void>;
   /** Bytes the node's lazy-loading daemon fetched (from the snapshotter's /metrics), if any. */
   lazyBytesFetched?(n: NodeEnv): Promise<number | undefined>;
 }
@@ -190,8 +192,8 @@ function snapshotterModeArgs(help: string, mode: 'erofs' | 'fuse'): string[] | u
   return undefined;
 }
 
-function lazyDriver(id: ModeId, variant: 'erofs' | 'fuse', extra: { prefetch?: boolean; p2p?: boolean }): ModeDriver {
-  const requires = ['snapshotter', 'pull', 'convert', ...(extra.p2p ? ['scheduler', 'peer'] : [])];
+function lazyDriver(id: ModeId, variant: 'erofs' | 'fuse', extra: { prefetch?: boolean; p2p?: boolean; trace?: boolean }): ModeDriver {
+  const requires = ['snapshotter', 'pull', 'convert', ...(extra.p2p ? ['scheduler', 'peer'] : []), ...(extra.trace ? ['trace'] : [])];
   let snapHelp = '';
   let pullHelp = '';
   const d: ModeDriver = {
@@ -205,7 +207,13 @@ function lazyDriver(id: ModeId, variant: 'erofs' | 'fuse', extra: { prefetch?: b
       if (extra.prefetch && !hasFlag(snapHelp, '--prefetch')) return '`ferry snapshotter` has no --prefetch option';
       return undefined;
     },
-    ref: (w) => (extra.prefetch ? w.nydusPrefetchRef ?? w.nydusRef : w.nydusRef),
+    ref: (w) => (extra.trace ? w.nydusTraceRef : extra.prefetch ? w.nydusPrefetchRef ?? w.nydusRef : w.nydusRef),
+    ...(extra.trace ? {
+      // the warm-up run's snapshotter recorded what the container read: attach it to the image
+      afterWarmup: (env: RunEnv, n: NodeEnv, ref: string) => checked('ferry trace push', exec(process.execPath, [ferryBin(), 'trace', 'push', '--plain-http',
+        ...(env.registry.creds ? ['--user', `${env.registry.creds.username}:${env.registry.creds.password}`] : []),
+        '--snapshotter-api', join(n.dir, 'snapshotter', 'root', 'api.sock'), ref], { netns: n.node.netns, timeoutMs: 60_000 })),
+    } : {}),
     ...(extra.p2p ? { runSetup: startScheduler } : {}),
     nodeSetup: async (env, n) => {
       const procs: ManagedProcess[] = [];
@@ -250,6 +258,7 @@ export const DRIVERS: Record<ModeId, ModeDriver> = {
   'lazy-erofs': lazyDriver('lazy-erofs', 'erofs', {}),
   'lazy-fuse': lazyDriver('lazy-fuse', 'fuse', {}),
   'lazy-prefetch': lazyDriver('lazy-prefetch', 'erofs', { prefetch: true }),
+  'lazy-trace': lazyDriver('lazy-trace', 'erofs', { trace: true }),
   'lazy-p2p': lazyDriver('lazy-p2p', 'erofs', { p2p: true }),
   'oci-p2p': ociP2pDriver,
 };

@@ -51,7 +51,8 @@ export interface BenchOptions {
   signal?: AbortSignal;
 }
 
-interface PlannedRun { workload: Workload; info: WorkloadInfo; mode: ModeId; nodes: number; rep: number }
+/** `warmup`: an unmeasured run before the plan (lazy-trace records its trace in one). */
+interface PlannedRun { workload: Workload; info: WorkloadInfo; mode: ModeId; nodes: number; rep: number; warmup?: boolean }
 
 export function machineInfo(): MachineInfo {
   let osName = 'linux';
@@ -160,7 +161,7 @@ async function startAndWaitReady(ctd: Containerd, id: string, w: Workload, netns
 export interface PreparedImages { infos: WorkloadInfo[]; notes: string[]; nydusOk: boolean }
 
 /** Pushes each workload's OCI image, and converts it to Nydus (plain and with a prefetch table) when needed. */
-async function publishImages(workloads: Workload[], reg: BenchRegistry, star: Star, dir: string, wantNydus: boolean, log: Logger): Promise<PreparedImages> {
+async function publishImages(workloads: Workload[], reg: BenchRegistry, star: Star, dir: string, wantNydus: boolean, wantTrace: boolean, log: Logger): Promise<PreparedImages> {
   const notes: string[] = [];
   const infos: WorkloadInfo[] = [];
   const pushNs = star.nodes[0]!.netns;
@@ -197,6 +198,14 @@ async function publishImages(workloads: Workload[], reg: BenchRegistry, star: St
           '--source-insecure', '--target-insecure', '--cache', join(dir, 'convert-cache.db'), ...creds, '--prefetch-patterns', pf], { netns: pushNs, env, timeoutMs: 30 * 60_000 });
         if (r2.code === 0) info.nydusPrefetchRef = ptarget;
         else notes.push(`ferry convert --prefetch-patterns failed for ${w.id}: ${(r2.stderr || r2.stdout).trim().split('\n').slice(-1).join(' ')}`);
+        if (wantTrace) {
+          // its own repository: the trace (a referrer) must not reach the other lazy modes' pulls
+          const ttarget = `${reg.host}/library/bench-${w.id}-trace:nydus`;
+          const r3 = await exec(process.execPath, [ferryBin(), 'convert', '--source', ociRef, '--target', ttarget,
+            '--source-insecure', '--target-insecure', '--cache', join(dir, 'convert-cache.db'), ...creds], { netns: pushNs, env, timeoutMs: 30 * 60_000 });
+          if (r3.code === 0) info.nydusTraceRef = ttarget;
+          else notes.push(`ferry convert for the trace image failed for ${w.id}: ${(r3.stderr || r3.stdout).trim().split('\n').slice(-1).join(' ')}`);
+        }
         info.nydusBytes = await nydusSize(pushNs, reg, target).catch(() => undefined) ?? 0;
         if (!info.nydusBytes) delete info.nydusBytes;
       }
@@ -292,7 +301,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResults> {
     if (started.note) notes.push(started.note);
     opts.onProgress?.(0, 1, 'building and publishing images');
     const wantNydus = runModes().some((m) => m.startsWith('lazy'));
-    const pub = await publishImages(workloads, reg, star, workDir, wantNydus, log);
+    const pub = await publishImages(workloads, reg, star, workDir, wantNydus, runModes().includes('lazy-trace'), log);
     infos = pub.infos;
     notes.push(...pub.notes);
     if (wantNydus && !pub.nydusOk) {
@@ -301,6 +310,22 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResults> {
       }
     }
     await shape(star.registry.dev, bandwidth, { netns: star.registry.netns });
+
+    // lazy-trace: one unmeasured run per workload records what the container read and pushes it
+    // as the image's prefetch trace; a workload whose warm-up fails is not run in that mode
+    if (runModes().includes('lazy-trace')) {
+      for (const info of infos) {
+        if (!info.nydusTraceRef) continue;
+        const w = workloads.find((x) => x.id === info.id)!;
+        opts.onProgress?.(0, 1, `${w.id} · lazy-trace · warm-up (records the prefetch trace)`);
+        const r = await runOne({ workload: w, info, mode: 'lazy-trace', nodes: 1, rep: 0, warmup: true }, star, reg, join(workDir, `warmup-${w.id}`), log,
+          opts.runTimeoutMs ?? 240_000);
+        if (!r.ok) {
+          notes.push(`lazy-trace warm-up failed for ${w.id}: ${(r.error ?? '').slice(0, 300)}`);
+          delete info.nydusTraceRef;
+        }
+      }
+    }
 
     // plan: every repetition runs each (workload, N) group once per mode, modes shuffled
     const rnd = seededRandom(seed);
@@ -421,6 +446,7 @@ async function runOne(p: PlannedRun, star: Star, reg: BenchRegistry, dir: string
         if (c.code !== 0) throw new FerryError('INTERNAL', `ctr containers create failed: ${c.stderr.trim().slice(-300)}`);
         const t2 = now();
         const { readyAt, output } = await startAndWaitReady(ctd, id, p.workload, n.node.netns, timeoutMs);
+        if (p.warmup && driver.afterWarmup) await driver.afterWarmup(env, n, ref);
         Object.assign(r, { ok: true, pullMs: t1 - t0, createMs: t2 - t1, runMs: readyAt - t2, readyMs: readyAt - t0, output });
       } catch (err) {
         r.error = (err as Error).message.slice(0, 500);

@@ -4,15 +4,16 @@
  */
 import type { Summary } from './stats.js';
 
-export type ModeId = 'oci' | 'lazy-erofs' | 'lazy-fuse' | 'lazy-prefetch' | 'lazy-p2p' | 'oci-p2p';
+export type ModeId = 'oci' | 'lazy-erofs' | 'lazy-fuse' | 'lazy-prefetch' | 'lazy-trace' | 'lazy-p2p' | 'oci-p2p';
 
-export const ALL_MODES: ModeId[] = ['oci', 'lazy-erofs', 'lazy-fuse', 'lazy-prefetch', 'lazy-p2p', 'oci-p2p'];
+export const ALL_MODES: ModeId[] = ['oci', 'lazy-erofs', 'lazy-fuse', 'lazy-prefetch', 'lazy-trace', 'lazy-p2p', 'oci-p2p'];
 
 export const MODE_LABELS: Record<ModeId, string> = {
   'oci': 'OCI (containerd pull + overlayfs)',
   'lazy-erofs': 'Ferry lazy (EROFS)',
   'lazy-fuse': 'Ferry lazy (FUSE)',
   'lazy-prefetch': 'Ferry lazy + prefetch',
+  'lazy-trace': 'Ferry lazy + prefetch trace',
   'lazy-p2p': 'Ferry lazy + P2P',
   'oci-p2p': 'OCI through Ferry P2P mirror',
 };
@@ -46,6 +47,8 @@ export interface WorkloadInfo {
   ociRef: string;
   nydusRef?: string;
   nydusPrefetchRef?: string;
+  /** The Nydus image in a repository of its own, with a prefetch trace attached by a warm-up run (lazy-trace). */
+  nydusTraceRef?: string;
 }
 
 /** One node's measurements in one run. */

@@ -41,7 +41,14 @@ describe('ferry bench --quick', () => {
     assert.equal(results.schema, 'ferry-bench/v1');
     assert.equal(results.settings.quick, true);
     assert.deepEqual(results.settings.nodes, [1, 2]);
-    assert.equal(results.modes.length, 6);
+    assert.equal(results.modes.length, 7);
+    // lazy-trace: a warm-up run recorded and pushed the trace, then the measured runs used it
+    if (results.modes.find((m) => m.id === 'lazy-erofs')?.status === 'run') {
+      const lt = results.modes.find((m) => m.id === 'lazy-trace')!;
+      assert.equal(lt.status, 'run', lt.reason);
+      assert.ok(results.runs.some((r) => r.mode === 'lazy-trace' && r.ok), 'lazy-trace ran');
+      assert.ok(!results.notes.some((n) => n.includes('warm-up failed')), results.notes.join(' | '));
+    }
     for (const m of results.modes) {
       if (m.status === 'not-run') assert.ok(m.reason && m.reason.length > 5, `mode ${m.id} not run without a reason`);
     }

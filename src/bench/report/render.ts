@@ -13,6 +13,7 @@ export const MODE_COLORS: Record<ModeId, string> = {
   'lazy-erofs': '#1f6feb',
   'lazy-fuse': '#54aeff',
   'lazy-prefetch': '#1a7f37',
+  'lazy-trace': '#cf222e',
   'lazy-p2p': '#8250df',
   'oci-p2p': '#bf8700',
 };
@@ -174,7 +175,7 @@ export function highlights(r: BenchResults): string[] {
   const large = r.workloads.find((w) => w.id === 'large');
   const small = r.workloads.find((w) => w.id === 'python');
   if (large && small) {
-    for (const m of ['lazy-erofs', 'lazy-prefetch'] as ModeId[]) {
+    for (const m of ['lazy-erofs', 'lazy-prefetch', 'lazy-trace'] as ModeId[]) {
       const gl = group(r, 'large', m, 1);
       const gs = group(r, 'python', m, 1);
       if (gl?.readyMs.n && gs?.readyMs.n) {
