@@ -16,6 +16,7 @@ import { isIndexMediaType, MediaType, NydusAnnotation, type Descriptor, type Ima
 import { RegistryClient, currentPlatform, dockerConfigCredentials, parseReference, platformMatches, withDigest, type Credentials, type ImageReference } from '../remote/index.js';
 import { decodePrefetchTrace, parsePrefetchTrace, type PrefetchTrace } from '../daemon/index.js';
 import { fetchPrefetchTrace, pushPrefetchTrace } from '../snapshotter/index.js';
+import { NYDUS_MANIFEST_ARTIFACT_TYPE } from '../convert/index.js';
 import { requestTrace } from '../snapshotter/pull-api-client.js';
 
 const DEFAULT_API = '/var/lib/ferry/snapshotter/api.sock';
@@ -42,7 +43,9 @@ async function nydusManifest(reg: RegistryClient, ref: ImageReference): Promise<
   let parsed = JSON.parse(m.body.toString('utf8')) as { manifests?: ImageIndex['manifests']; layers?: Descriptor[] };
   if (isIndexMediaType(m.mediaType) || Array.isArray(parsed.manifests)) {
     const plat = currentPlatform();
-    const pick = parsed.manifests!.find((d) => d.platform?.['os.features']?.includes(NydusAnnotation.PLATFORM_FEATURE) && platformMatches(d.platform, plat))
+    // as the snapshotter picks (snapshotter/lazy.ts): the Nydus manifest for this platform first
+    const pick = parsed.manifests!.find((d) => (d.artifactType === NYDUS_MANIFEST_ARTIFACT_TYPE || d.platform?.['os.features']?.includes(NydusAnnotation.PLATFORM_FEATURE))
+      && platformMatches(d.platform, plat))
       ?? parsed.manifests!.find((d) => platformMatches(d.platform, plat));
     if (!pick) throw new FerryError('NOT_FOUND', `${ref.repository}: no manifest for ${plat.os}/${plat.architecture} in the index`);
     m = await reg.getManifest(withDigest(ref, pick.digest));

@@ -98,11 +98,19 @@ export async function packBootstrapLayer(bootstrap: Buffer, extra: Array<{ name:
   return { blob: gzipSync(tar), diffId: `sha256:${createHash('sha256').update(tar).digest('hex')}` };
 }
 
+/** Largest bootstrap `unpackBootstrapLayer` takes. */
+const MAX_BOOTSTRAP_BYTES = 1 << 30;
+
 /** The bootstrap inside a bootstrap layer (gzip or plain tar; `image/image.boot` or legacy `image.boot`). */
-export async function unpackBootstrapLayer(layer: Buffer): Promise<Buffer> {
+export async function unpackBootstrapLayer(layer: Buffer | Readable): Promise<Buffer> {
+  // A stream (a verifying registry download) is unpacked as it arrives and read to its end, so a
+  // digest mismatch at the end still fails the call.
   let found: Buffer | undefined;
-  for await (const { entry, body } of readLayer(Readable.from([layer]))) {
-    if (entry.path === 'image/image.boot' || entry.path === 'image.boot') found = await collect(body);
+  for await (const { entry, body } of readLayer(Buffer.isBuffer(layer) ? Readable.from([layer]) : layer)) {
+    if (entry.path === 'image/image.boot' || entry.path === 'image.boot') {
+      if (entry.size > MAX_BOOTSTRAP_BYTES) throw new FerryError('RESOURCE_EXHAUSTED', `bootstrap layer: image.boot of ${entry.size} bytes (limit ${MAX_BOOTSTRAP_BYTES})`);
+      found = await collect(body);
+    }
     else body.resume();
   }
   if (!found) throw new FerryError('INVALID_ARGUMENT', 'bootstrap layer has no image/image.boot');

@@ -11,7 +11,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FerryError } from '../core/index.js';
 import type { Logger } from '../observe/index.js';
-import { ChunkFlags, openBootstrap, type BlobInfo, type RafsBootstrap, type ChunkRef } from '../format/rafs/index.js';
+import { openBootstrap, type BlobInfo, type RafsBootstrap, type ChunkRef } from '../format/rafs/index.js';
 import { FuseSession, clearStaleMounts, mountsAt, run, unmount } from '../fuse/index.js';
 import { LocalFsBackend, ProxyBackend, RegistryBackend, StorageDevice, type Backend, type DeviceBlob, type DeviceChunk } from '../storage/index.js';
 import { BlobViewFs, RafsFs, readFileRange } from './rafs-fs.js';
@@ -80,18 +80,15 @@ function chunksPerBlob(bs: RafsBootstrap): Map<number, DeviceChunk[]> {
     if (!l) per.set(blobIndex, (l = []));
     l.push(c);
   };
-  const table = bs.version === 6 ? bs.chunkTable() : [];
+  const table = bs.version === 6 ? bs.chunkLocations() : [];
   if (table.length > 0) {
     for (const c of table) {
       const b = bs.blobs[c.blobIndex];
       if (!b) throw new FerryError('DATA_LOSS', `rafs bootstrap: chunk table entry references blob ${c.blobIndex} of ${bs.blobs.length}`);
       if (c.uncompressedOffset + c.uncompressedSize > b.uncompressedSize || (b.compressedSize > 0 && c.compressedOffset + c.compressedSize > b.compressedSize)) {
-        throw new FerryError('DATA_LOSS', `rafs bootstrap: chunk ${c.index} of blob ${b.blobId} lies outside the blob`);
+        throw new FerryError('DATA_LOSS', `rafs bootstrap: chunk ${c.chunkIndex} of blob ${b.blobId} lies outside the blob`);
       }
-      add(c.blobIndex, {
-        chunkIndex: c.index, compressedOffset: c.compressedOffset, compressedSize: c.compressedSize, uncompressedOffset: c.uncompressedOffset,
-        uncompressedSize: c.uncompressedSize, compressed: (c.flags & ChunkFlags.COMPRESSED) !== 0, digest: c.blockId,
-      });
+      add(c.blobIndex, c);
     }
     return per;
   }

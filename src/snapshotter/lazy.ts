@@ -241,8 +241,8 @@ export class LazyImages implements RemoteLayers {
     const bootPath = this.bootstrapPath(row.id);
     if (await stat(bootPath).then((s) => s.isFile(), () => false)) return bootPath;
     const t0 = Date.now();
-    const layer = await this.o.registry.getBlobBuffer(row.registry, row.repo, row.bootstrapDigest, 1 << 30);
-    const bootstrap = await unpackBootstrapLayer(layer);
+    // decompressed and untarred while it downloads (the download verifies the layer digest at its end)
+    const bootstrap = await unpackBootstrapLayer(await this.o.registry.getBlob(row.registry, row.repo, row.bootstrapDigest));
     await mkdir(this.dir(row.id), { recursive: true });
     const tmp = `${bootPath}.tmp-${process.pid}`;
     await writeFile(tmp, bootstrap, { mode: 0o444 });

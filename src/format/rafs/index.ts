@@ -8,7 +8,7 @@ export * from './v6.js';
 export * from './v5.js';
 export {
   openBootstrap, detectBootstrapVersion, decodeChunkData, chunkDigest, hasExplicitUidGid,
-  type RafsBootstrap, type BlobInfo, type RafsStat, type ChunkRef, type DirEntry, type WalkEntry, type BootstrapSummary,
+  type RafsBootstrap, type BlobInfo, type RafsStat, type ChunkRef, type ChunkLocation, type DirEntry, type WalkEntry, type BootstrapSummary,
   type CiLocation, type OpenBootstrapOptions,
 } from './reader.js';
 export * from './blob-meta.js';

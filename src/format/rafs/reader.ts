@@ -92,6 +92,9 @@ export interface ChunkRef {
   digest: Buffer;
 }
 
+/** A chunk table record as a chunk location (`RafsBootstrap.chunkLocations`). */
+export type ChunkLocation = Omit<ChunkRef, 'blobId' | 'fileOffset'>;
+
 export interface DirEntry {
   name: string;
   ino: number;
@@ -163,6 +166,11 @@ export interface RafsBootstrap {
   inodeDigest(ino: number): Buffer | undefined;
   /** v6: the 80-byte chunk info table records (empty for v5, whose chunk records live in inodes). */
   chunkTable(): RafsChunkInfo[];
+  /**
+   * v6: the chunk table as the daemon needs it, decoded in one tight pass (a mount's critical
+   * path: 28 000 records in a few ms): `digest` is a view into the bootstrap, not a copy.
+   */
+  chunkLocations(): ChunkLocation[];
   /**
    * v6: supply a blob's CI table (and optionally its `blob.digest` array) for chunks the bootstrap's
    * chunk table does not list. Without digests such chunks cannot be verified by `decodeChunk`.
@@ -264,6 +272,10 @@ abstract class BaseBootstrap implements RafsBootstrap {
   abstract mapRead(ino: number, offset: number, length: number): ChunkRef[];
 
   chunkTable(): RafsChunkInfo[] {
+    return [];
+  }
+
+  chunkLocations(): ChunkLocation[] {
     return [];
   }
 
@@ -582,6 +594,26 @@ class V6Bootstrap extends BaseBootstrap {
     }
     this.ctIndex = m;
     return m;
+  }
+
+  override chunkLocations(): ChunkLocation[] {
+    const b = this.buf;
+    const count = this.ext.chunkTableSize / RAFS_V6_CHUNK_INFO_SIZE;
+    const out: ChunkLocation[] = new Array(count);
+    const u64 = (o: number): number => {
+      const hi = b.readUInt32LE(o + 4);
+      if (hi > 0x1fffff) throw corrupt(`chunk table: offset at ${o} beyond 2^53`);
+      return hi * 0x100000000 + b.readUInt32LE(o);
+    };
+    for (let i = 0, o = this.ext.chunkTableOffset; i < count; i++, o += RAFS_V6_CHUNK_INFO_SIZE) {
+      out[i] = {
+        blobIndex: b.readUInt32LE(o + 32), chunkIndex: b.readUInt32LE(o + 72),
+        compressedOffset: u64(o + 48), compressedSize: b.readUInt32LE(o + 40),
+        uncompressedOffset: u64(o + 56), uncompressedSize: b.readUInt32LE(o + 44),
+        compressed: (b.readUInt32LE(o + 36) & ChunkFlags.COMPRESSED) !== 0, digest: b.subarray(o, o + 32),
+      };
+    }
+    return out;
   }
 
   override chunkTable(): RafsChunkInfo[] {
