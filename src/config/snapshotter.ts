@@ -4,6 +4,7 @@
  * it). Defaults live in the schema; unknown keys are an error.
  */
 import { z } from 'zod';
+import { parseDuration } from '../core/index.js';
 import { parseConfig, sizeSchema as size } from './parse.js';
 
 
@@ -48,6 +49,14 @@ export const SnapshotterConfigSchema = z.strictObject({
      * of the startup prefetch.
      */
     tracePrefetch: z.boolean().default(true),
+    /**
+     * Trace push: when an image this node mounted has no prefetch trace in the registry, push the
+     * one recorded here `tracePushAfter` after the mount (the recording window is 30 s). Needs push
+     * rights on the repository (the snapshotter's registry credentials), so it is off by default —
+     * turn it on for a canary node.
+     */
+    tracePush: z.boolean().default(false),
+    tracePushAfter: z.union([z.string(), z.number()]).transform((v) => parseDuration(v)).default(30_000),
     /** Chunk cache directory shared by all images; default `<root>/cache`. */
     cacheDir: z.string().default(''),
     /** P2P peer proxy URL the daemon reads blobs through (falls back to the registry). */

@@ -26,7 +26,7 @@ import {
 } from '../remote/index.js';
 import type { PrefetchTrace } from '../daemon/index.js';
 import type { RemoteLayerHint } from './labels.js';
-import { fetchPrefetchTrace } from './trace.js';
+import { fetchPrefetchTrace, pushPrefetchTrace } from './trace.js';
 import type { MetaStore, LazyImageRow } from './store.js';
 import type { RemoteLayers } from './snapshotter.js';
 
@@ -76,6 +76,8 @@ export interface LazyImagesOptions {
   startupPrefetch?: boolean;
   /** Look for a prefetch trace attached to each image (OCI referrer) and hand it to the mount (default true). */
   tracePrefetch?: boolean;
+  /** Push the trace recorded here this long after the mount, for images that have none (off when absent). */
+  tracePushAfterMs?: number;
   log?: Logger;
 }
 
@@ -100,6 +102,8 @@ export class LazyImages implements RemoteLayers {
   private readonly hints = new Map<string, Promise<StartupHint | undefined>>();
   /** Each image's prefetch trace from the registry (undefined: none), by lazy id; read at mount. */
   private readonly traces = new Map<string, Promise<PrefetchTrace | undefined>>();
+  /** Pending automatic trace pushes, by lazy id. */
+  private readonly pushTimers = new Map<string, NodeJS.Timeout>();
   /** Mounts known to be up (or being brought up), by lazy id. */
   private readonly mounting = new Map<string, Promise<string>>();
 
@@ -300,7 +304,31 @@ export class LazyImages implements RemoteLayers {
     const t0 = Date.now();
     await this.o.lazyFs.mount(req);
     this.log.info({ lazy: lazyId, ref: row.ref, mountpoint: req.mountpoint, ms: Date.now() - t0 }, 'lazy image mounted');
+    if (this.o.tracePushAfterMs !== undefined && !trace && this.traces.has(lazyId) && !this.pushTimers.has(lazyId)) {
+      const timer = setTimeout(() => { void this.pushTrace(row); }, this.o.tracePushAfterMs);
+      timer.unref();
+      this.pushTimers.set(lazyId, timer);
+    }
     return req.mountpoint;
+  }
+
+  /**
+   * Attaches what this node recorded to the image (daemon.tracePush), unless a trace appeared in
+   * the registry meanwhile. Failures (no push rights, registry down) are logged, never thrown.
+   */
+  private async pushTrace(row: LazyImageRow): Promise<void> {
+    const ref = withDigest(parseReference(row.ref), row.manifestDigest);
+    try {
+      if (await fetchPrefetchTrace(this.o.registry, ref, row.manifestDigest, row.bootstrapDigest)) return;
+      const trace = await this.trace(row.manifestDigest);
+      if (trace.chunks.length === 0) return;
+      const head = await this.o.registry.headManifest(ref);
+      if (!head) throw new FerryError('NOT_FOUND', `manifest ${row.manifestDigest} is gone`);
+      const digest = await pushPrefetchTrace(this.o.registry, ref, { mediaType: head.mediaType, digest: row.manifestDigest, size: head.size }, trace);
+      this.log.info({ ref: row.ref, trace: digest, chunks: trace.chunks.length }, 'prefetch trace pushed');
+    } catch (err) {
+      this.log.warn({ err, ref: row.ref }, 'prefetch trace push failed');
+    }
   }
 
   /** The access trace of an image's mount so far, for `ferry trace push` (NOT_FOUND: not mounted here). */
@@ -315,6 +343,8 @@ export class LazyImages implements RemoteLayers {
     this.mounting.delete(lazyId);
     this.hints.delete(lazyId);
     this.traces.delete(lazyId);
+    clearTimeout(this.pushTimers.get(lazyId));
+    this.pushTimers.delete(lazyId);
     for (const [k, v] of this.resolving) {
       const r = await v.catch(() => null);
       if (r?.lazyId === lazyId) this.resolving.delete(k);
@@ -350,6 +380,8 @@ export class LazyImages implements RemoteLayers {
   }
 
   async close(): Promise<void> {
+    for (const t of this.pushTimers.values()) clearTimeout(t);
+    this.pushTimers.clear();
     // a mount started in the background must not complete after the daemon closed
     await Promise.allSettled(this.mounting.values());
     await this.o.lazyFs.close();

@@ -76,6 +76,7 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
           root: cfg.root, store, lazyFs, registry, log,
           mode: cfg.daemon.mode, prefetch: cfg.daemon.prefetch, startupPrefetch: cfg.daemon.startupPrefetch,
           tracePrefetch: cfg.daemon.tracePrefetch,
+          ...(cfg.daemon.tracePush ? { tracePushAfterMs: cfg.daemon.tracePushAfter } : {}),
           cacheDir: cfg.daemon.cacheDir || join(cfg.root, 'cache'),
           insecure: (h) => insecureHosts.has(h),
         };

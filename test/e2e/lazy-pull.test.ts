@@ -151,6 +151,45 @@ test('ferry trace push shares what the run read; a fresh node prefetches it at m
   }
 });
 
+test('daemon.tracePush: a canary snapshotter pushes its trace for an image that has none', async () => {
+  // the same image in another repository: no trace there yet (referrers are per repository)
+  const ref2 = `${reg.host}/library/deb2:v1-nydus`;
+  const pushed = await exec('skopeo', ['copy', '--src-tls-verify=false', '--dest-tls-verify=false', '--src-creds', `admin:${PW}`, '--dest-creds', `admin:${PW}`,
+    `docker://${ociRef}`, `docker://${reg.host}/library/deb2:v1`]);
+  assert.equal(pushed.code, 0, pushed.stderr);
+  const creds = ['--plain-http', '--user', `admin:${PW}`];
+  let ready = false;
+  for (let i = 0; i < 600 && !ready; i++) {
+    ready = (await ferry(['trace', 'get', ...creds, ref2])).stderr.includes('no prefetch trace attached');
+    if (!ready) await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.ok(ready, `ferry accel did not produce ${ref2} within 120 s`);
+  const log = createLogger({ name: 'lazy-e2e-3', level: process.env.FERRY_TEST_LOG ?? 'silent' });
+  const config = parseSnapshotterConfig({ address: join(dir, 'snap3.sock'), root: join(dir, 'snaproot3'), daemon: { tracePush: true, tracePushAfter: '500ms' } });
+  const snap3 = await startSnapshotter({
+    config, log, lazyFs: new Daemon({ log, dataDir: join(dir, 'daemon3') }), credentials: () => ({ username: 'admin', password: PW }),
+  });
+  let cd3: Containerd | undefined;
+  try {
+    cd3 = await startContainerd({ dir: join(dir, 'cd3'), snapshotters: { ferry: snap3.address } });
+    const pull = await ferry(['pull', '--address', cd3.address, '--namespace', cd3.namespace, '--plain-http', '--snapshotter-api', snap3.apiAddress, ref2]);
+    assert.equal(pull.code, 0, pull.stderr);
+    const run = await cd3.ctr(['run', '--rm', '--snapshotter', 'ferry', ref2, 'lazy-p', '/bin/cat', '/srv/app/message.txt']);
+    assert.equal(run.stdout, 'hello from a lazily loaded layer\n', run.stderr);
+    let got: { code: number; stdout: string; stderr: string } | undefined;
+    for (let i = 0; i < 50; i++) {
+      got = await ferry(['trace', 'get', ...creds, ref2]);
+      if (got.code === 0) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.equal(got!.code, 0, got!.stderr);
+    assert.ok((JSON.parse(got!.stdout) as { chunks: unknown[] }).chunks.length > 0);
+  } finally {
+    await cd3?.stop();
+    await snap3.close();
+  }
+});
+
 test('two containers share one lazy mount; writes stay in each container', async () => {
   for (const id of ['share-a', 'share-b']) {
     const r = await cd.ctr(['run', '-d', '--snapshotter', 'ferry', nydusRef, id, '/bin/sleep', '120']);
