@@ -10,7 +10,7 @@ import { Command, Option } from 'commander';
 import { FerryError } from '../core/index.js';
 import { createLogger, type Logger } from '../observe/index.js';
 import { isIndexMediaType, NydusAnnotation, type ImageIndex, type ImageManifest } from '../oci/index.js';
-import { RegistryClient, parseReference, resolvePlatform, withDigest, formatReference, type ImageReference } from '../remote/index.js';
+import { RegistryClient, currentPlatform, parseReference, resolveNydusManifest, withDigest, formatReference, type ImageReference } from '../remote/index.js';
 import { unpackBootstrapLayer } from '../convert/index.js';
 import { parseDaemonConfig } from '../config/daemon.js';
 import { Daemon, type MountBackend, type MountRequest } from '../daemon/index.js';
@@ -23,9 +23,7 @@ export async function fetchBootstrap(client: RegistryClient, ref: ImageReference
   let parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest | ImageIndex;
   if (isIndexMediaType(m.mediaType) || Array.isArray((parsed as ImageIndex).manifests)) {
     const idx = parsed as ImageIndex;
-    const nydus = idx.manifests.find((d) => d.platform?.['os.features']?.includes(NydusAnnotation.PLATFORM_FEATURE) || d.artifactType === 'application/vnd.nydus.image.manifest.v1+json');
-    const pick = nydus ?? resolvePlatform(idx);
-    m = await client.getManifest(withDigest(ref, pick.digest));
+    m = await client.getManifest(withDigest(ref, resolveNydusManifest(idx, currentPlatform()).digest));
     parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest;
   }
   const man = parsed as ImageManifest;

@@ -13,10 +13,9 @@ import { Command } from 'commander';
 import { FerryError } from '../core/index.js';
 import { createLogger } from '../observe/index.js';
 import { isIndexMediaType, MediaType, NydusAnnotation, type Descriptor, type ImageIndex } from '../oci/index.js';
-import { RegistryClient, currentPlatform, dockerConfigCredentials, parseReference, platformMatches, withDigest, type Credentials, type ImageReference } from '../remote/index.js';
+import { RegistryClient, currentPlatform, dockerConfigCredentials, parseReference, resolveNydusManifest, withDigest, type Credentials, type ImageReference } from '../remote/index.js';
 import { decodePrefetchTrace, parsePrefetchTrace, type PrefetchTrace } from '../daemon/index.js';
 import { fetchPrefetchTrace, pushPrefetchTrace } from '../snapshotter/index.js';
-import { NYDUS_MANIFEST_ARTIFACT_TYPE } from '../convert/index.js';
 import { requestTrace } from '../snapshotter/pull-api-client.js';
 
 const DEFAULT_API = '/var/lib/ferry/snapshotter/api.sock';
@@ -42,13 +41,8 @@ async function nydusManifest(reg: RegistryClient, ref: ImageReference): Promise<
   let m = await reg.getManifest(ref);
   let parsed = JSON.parse(m.body.toString('utf8')) as { manifests?: ImageIndex['manifests']; layers?: Descriptor[] };
   if (isIndexMediaType(m.mediaType) || Array.isArray(parsed.manifests)) {
-    const plat = currentPlatform();
-    // as the snapshotter picks (snapshotter/lazy.ts): the Nydus manifest for this platform first
-    const pick = parsed.manifests!.find((d) => (d.artifactType === NYDUS_MANIFEST_ARTIFACT_TYPE || d.platform?.['os.features']?.includes(NydusAnnotation.PLATFORM_FEATURE))
-      && platformMatches(d.platform, plat))
-      ?? parsed.manifests!.find((d) => platformMatches(d.platform, plat));
-    if (!pick) throw new FerryError('NOT_FOUND', `${ref.repository}: no manifest for ${plat.os}/${plat.architecture} in the index`);
-    m = await reg.getManifest(withDigest(ref, pick.digest));
+    // as the snapshotter picks: the Nydus manifest for this platform first
+    m = await reg.getManifest(withDigest(ref, resolveNydusManifest(parsed as ImageIndex, currentPlatform()).digest));
     parsed = JSON.parse(m.body.toString('utf8')) as typeof parsed;
   }
   if (!parsed.layers?.some((l) => l.annotations?.[NydusAnnotation.BOOTSTRAP] === 'true')) {

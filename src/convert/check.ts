@@ -20,12 +20,12 @@ import {
 } from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import {
-  RegistryClient, parseReference, withDigest, formatReference, platformMatches, formatPlatform, parsePlatform, type ImageReference,
+  RegistryClient, parseReference, withDigest, formatReference, platformMatches, formatPlatform, parsePlatform, isNydusEntry, type ImageReference,
 } from '../remote/index.js';
 import { readLayer, whiteoutOf, type TarEntry } from '../format/tar/index.js';
 import { openBootstrap, type RafsBootstrap, type BlobInfo } from '../format/rafs/index.js';
 import { unpackBootstrapLayer } from './streams.js';
-import { ConvertAnnotation, NYDUS_MANIFEST_ARTIFACT_TYPE } from './convert.js';
+import { ConvertAnnotation } from './convert.js';
 
 export interface Difference {
   platform?: string;
@@ -275,10 +275,6 @@ async function checkPair(o: {
     for (const fh of blobs.values()) await fh.close();
   }
   return { entries, files, bytes };
-}
-
-function isNydusEntry(d: { artifactType?: string; platform?: { 'os.features'?: string[] } }): boolean {
-  return d.artifactType === NYDUS_MANIFEST_ARTIFACT_TYPE || (d.platform?.['os.features']?.includes(NydusAnnotation.PLATFORM_FEATURE) ?? false);
 }
 
 /** Checks `target` (a Nydus image or index) against `source`. */

@@ -18,12 +18,12 @@ import { PassThrough } from 'node:stream';
 import { DEFAULT_CONVERT_CHUNK_SIZE, DEFAULT_CONVERT_ZSTD_LEVEL } from '../config/accel.js';
 import { FerryError, DigestMismatchError, sha256Digest } from '../core/index.js';
 import {
-  MediaType, NydusAnnotation, isIndexMediaType, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest,
+  MediaType, NydusAnnotation, NYDUS_MANIFEST_ARTIFACT_TYPE, isIndexMediaType, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest,
   type Platform,
 } from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import {
-  RegistryClient, parseReference, formatReference, withDigest, parsePlatform, platformMatches, formatPlatform,
+  RegistryClient, parseReference, formatReference, withDigest, parsePlatform, platformMatches, formatPlatform, resolveNydusManifest,
   type ImageReference,
 } from '../remote/index.js';
 import { buildLayer, mergeBootstraps } from '../builder/index.js';
@@ -32,7 +32,7 @@ import { getCodec } from '../format/compress/index.js';
 import { decompressed, collect, Meter, packBootstrapLayer, unpackBootstrapLayer } from './streams.js';
 import { layerCacheKey, type LayerCache, type LayerBuildOptions } from './cache.js';
 
-export const NYDUS_MANIFEST_ARTIFACT_TYPE = 'application/vnd.nydus.image.manifest.v1+json';
+export { NYDUS_MANIFEST_ARTIFACT_TYPE };
 export const NYDUS_CONFIG_MEDIA_TYPE = 'application/vnd.nydus.image.config.v1+json';
 export const ConvertAnnotation = {
   SOURCE_DIGEST: 'containerd.io/snapshot/nydus-source-digest',
@@ -163,12 +163,7 @@ export async function fetchNydusBootstrap(client: RegistryClient, ref: ImageRefe
   let parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest | ImageIndex;
   if (isIndexMediaType(m.mediaType) || Array.isArray((parsed as ImageIndex).manifests)) {
     const idx = parsed as ImageIndex;
-    const want = platform ? parsePlatform(platform) : undefined;
-    const pick = idx.manifests.find((d) => (d.artifactType === NYDUS_MANIFEST_ARTIFACT_TYPE || d.platform?.['os.features']?.includes(NydusAnnotation.PLATFORM_FEATURE))
-      && (!want || platformMatches(d.platform, want)))
-      ?? idx.manifests.find((d) => !want || platformMatches(d.platform, want));
-    if (!pick) throw new FerryError('NOT_FOUND', `${formatReference(ref)}: no Nydus manifest in index`);
-    m = await client.getManifest(withDigest(ref, pick.digest));
+    m = await client.getManifest(withDigest(ref, resolveNydusManifest(idx, platform).digest));
     parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest;
   }
   const man = parsed as ImageManifest;

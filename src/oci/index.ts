@@ -5,7 +5,7 @@
  * Pure data: no I/O.
  */
 export {
-  MediaType, NydusAnnotation, IMAGE_MANIFEST_TYPES, INDEX_TYPES, isIndexMediaType, isImageManifestMediaType,
+  MediaType, NydusAnnotation, NYDUS_MANIFEST_ARTIFACT_TYPE, IMAGE_MANIFEST_TYPES, INDEX_TYPES, isIndexMediaType, isImageManifestMediaType,
 } from './media-types.js';
 export {
   isIndex, type Platform, type Descriptor, type ImageManifest, type ImageIndex, type Manifest, type ImageConfig,

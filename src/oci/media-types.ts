@@ -35,6 +35,9 @@ export function isImageManifestMediaType(mt: string | undefined): boolean {
   return mt !== undefined && IMAGE_MANIFEST_TYPES.includes(mt);
 }
 
+/** artifactType of a Nydus manifest's entry in an index (nydusify's merge-platform / referrer output). */
+export const NYDUS_MANIFEST_ARTIFACT_TYPE = 'application/vnd.nydus.image.manifest.v1+json';
+
 /** Annotation keys written by nydusify / nydus-snapshotter's converter / acceld. */
 export const NydusAnnotation = {
   BLOB: 'containerd.io/snapshot/nydus-blob',

@@ -11,4 +11,4 @@ export {
   parseChallenges, dockerConfigCredentials, decodeBasicAuth, basicHeader, TokenCache, type Credentials, type Challenge,
 } from './auth.js';
 export { RegistryClient, MANIFEST_ACCEPT, statusCode, type RegistryClientOptions, type FetchedManifest } from './client.js';
-export { resolvePlatform, parsePlatform, formatPlatform, platformMatches, currentPlatform } from './platform.js';
+export { resolvePlatform, resolveNydusManifest, isNydusEntry, parsePlatform, formatPlatform, platformMatches, currentPlatform } from './platform.js';

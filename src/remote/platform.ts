@@ -3,7 +3,7 @@
  * Platform strings (`linux/arm64/v8`) and choosing a manifest from an index.
  */
 import { FerryError } from '../core/index.js';
-import type { Descriptor, ImageIndex, Platform } from '../oci/index.js';
+import { NYDUS_MANIFEST_ARTIFACT_TYPE, NydusAnnotation, type Descriptor, type ImageIndex, type Platform } from '../oci/index.js';
 
 const NODE_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
 
@@ -50,4 +50,23 @@ export function resolvePlatform(index: ImageIndex, platform: Platform | string =
   if (found) return found;
   const have = index.manifests.filter((d) => d.platform).map((d) => formatPlatform(d.platform!));
   throw new FerryError('NOT_FOUND', `no manifest for platform ${formatPlatform(want)} in index (has: ${have.join(', ') || 'none'})`);
+}
+
+/** True for an index entry that is a Nydus manifest (its artifactType, or the `nydus.remoteimage.v1` os.feature). */
+export function isNydusEntry(d: Descriptor): boolean {
+  return d.artifactType === NYDUS_MANIFEST_ARTIFACT_TYPE || (d.platform?.['os.features']?.includes(NydusAnnotation.PLATFORM_FEATURE) ?? false);
+}
+
+/**
+ * The manifest of `index` to use for a lazy (Nydus) pull: its Nydus entry for `platform`, else the
+ * plain entry `resolvePlatform` picks (NOT_FOUND when there is none). `platform` undefined: any
+ * platform — the first Nydus entry, else the first entry.
+ */
+export function resolveNydusManifest(index: ImageIndex, platform?: Platform | string): Descriptor {
+  const want = typeof platform === 'string' ? parsePlatform(platform) : platform;
+  const nydus = index.manifests.find((d) => isNydusEntry(d) && (!want || platformMatches(d.platform, want)));
+  if (nydus) return nydus;
+  if (want) return resolvePlatform(index, want);
+  if (!index.manifests[0]) throw new FerryError('NOT_FOUND', 'empty index');
+  return index.manifests[0];
 }

@@ -17,11 +17,11 @@ import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FerryError } from '../core/index.js';
-import { NYDUS_MANIFEST_ARTIFACT_TYPE, unpackBootstrapLayer } from '../convert/index.js';
+import { unpackBootstrapLayer } from '../convert/index.js';
 import { isIndexMediaType, NydusAnnotation, type ImageConfig, type ImageIndex, type ImageManifest } from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import {
-  basicHeader, currentPlatform, formatReference, parseReference, platformMatches, withDigest,
+  basicHeader, currentPlatform, formatReference, parseReference, resolveNydusManifest, withDigest,
   type Credentials, type ImageReference, type RegistryClient,
 } from '../remote/index.js';
 import type { PrefetchTrace } from '../daemon/index.js';
@@ -188,12 +188,7 @@ export class LazyImages implements RemoteLayers {
     let parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest | ImageIndex;
     if (isIndexMediaType(m.mediaType) || Array.isArray((parsed as ImageIndex).manifests)) {
       const idx = parsed as ImageIndex;
-      const plat = currentPlatform();
-      const pick = idx.manifests.find((d) => (d.artifactType === NYDUS_MANIFEST_ARTIFACT_TYPE
-        || d.platform?.['os.features']?.includes(NydusAnnotation.PLATFORM_FEATURE)) && platformMatches(d.platform, plat))
-        ?? idx.manifests.find((d) => platformMatches(d.platform, plat));
-      if (!pick) throw new FerryError('NOT_FOUND', `${formatReference(ref)}: no manifest for ${plat.os}/${plat.architecture}`);
-      m = await reg.getManifest(withDigest(ref, pick.digest));
+      m = await reg.getManifest(withDigest(ref, resolveNydusManifest(idx, currentPlatform()).digest));
       parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest;
     }
     const man = parsed as ImageManifest;

@@ -12,10 +12,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Transform } from 'node:stream';
 import { FerryError } from '../core/index.js';
-import { isIndexMediaType, NydusAnnotation, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest } from '../oci/index.js';
+import { isIndexMediaType, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest } from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import {
-  currentPlatform, formatReference, parsePlatform, parseReference, platformMatches, RegistryClient, withDigest,
+  currentPlatform, formatReference, parsePlatform, parseReference, resolveNydusManifest, RegistryClient, withDigest,
   type Credentials, type ImageReference,
 } from '../remote/index.js';
 // client.js/containerd.js (grpc-js, proto loading: ~0.1–0.2 s) load while the registry answers
@@ -57,7 +57,6 @@ export interface PullResult {
   ms: number;
 }
 
-const NYDUS_ARTIFACT = 'application/vnd.nydus.image.manifest.v1+json';
 
 export function chainIds(diffIds: string[]): string[] {
   const out: string[] = [];
@@ -116,10 +115,7 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
   if (isIndexMediaType(m.mediaType) || Array.isArray((parsed as ImageIndex).manifests)) {
     const plat = o.platform ? parsePlatform(o.platform) : currentPlatform();
     const idx = parsed as ImageIndex;
-    const pick = idx.manifests.find((d) => (d.artifactType === NYDUS_ARTIFACT || d.platform?.['os.features']?.includes(NydusAnnotation.PLATFORM_FEATURE))
-      && platformMatches(d.platform, plat)) ?? idx.manifests.find((d) => platformMatches(d.platform, plat));
-    if (!pick) throw new FerryError('NOT_FOUND', `${name}: no manifest for ${plat.os}/${plat.architecture}`);
-    m = await reg.getManifest(withDigest(ref, pick.digest));
+    m = await reg.getManifest(withDigest(ref, resolveNydusManifest(idx, plat).digest));
     fetched += m.body.length;
     parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest;
   }
