@@ -13,7 +13,8 @@ import { Command } from 'commander';
 import { FerryError } from '../core/index.js';
 import { createLogger } from '../observe/index.js';
 import { isIndexMediaType, MediaType, NydusAnnotation, type Descriptor, type ImageIndex } from '../oci/index.js';
-import { RegistryClient, currentPlatform, dockerConfigCredentials, parseReference, resolveNydusManifest, withDigest, type Credentials, type ImageReference } from '../remote/index.js';
+import { currentPlatform, parseReference, resolveNydusManifest, withDigest, type ImageReference, type RegistryClient } from '../remote/index.js';
+import { creds, sideClient } from './convert.js';
 import { decodePrefetchTrace, parsePrefetchTrace, type PrefetchTrace } from '../daemon/index.js';
 import { fetchPrefetchTrace, pushPrefetchTrace } from '../snapshotter/index.js';
 import { requestTrace } from '../snapshotter/pull-api-client.js';
@@ -23,17 +24,7 @@ const DEFAULT_API = '/var/lib/ferry/snapshotter/api.sock';
 interface Opts { snapshotterApi?: string; file?: string; plainHttp?: boolean; user?: string }
 
 function client(ref: ImageReference, o: Opts): RegistryClient {
-  let c: Credentials | undefined;
-  if (o.user !== undefined) {
-    const i = o.user.indexOf(':');
-    if (i <= 0) throw new FerryError('INVALID_ARGUMENT', '--user must be USER:PASSWORD');
-    c = { username: o.user.slice(0, i), password: o.user.slice(i + 1) };
-  }
-  return new RegistryClient({
-    log: createLogger({ name: 'trace', level: process.env.FERRY_LOG_LEVEL ?? 'warn' }),
-    insecure: (h) => (h === ref.registry && o.plainHttp === true) || /^(localhost|127\.|\[::1\])/.test(h),
-    credentials: (h) => (h === ref.registry && c ? c : dockerConfigCredentials(h)),
-  });
+  return sideClient(ref.registry, o.plainHttp === true, creds(o.user), createLogger({ name: 'trace', level: process.env.FERRY_LOG_LEVEL ?? 'warn' }));
 }
 
 /** REF's Nydus manifest (from an index: the Nydus one for this platform) as a descriptor. */

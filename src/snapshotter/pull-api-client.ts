@@ -23,6 +23,15 @@ export interface PullRequestBody {
   platform?: string;
 }
 
+const codeOf = (c: unknown): ErrorCode => ((ERROR_CODES as readonly unknown[]).includes(c) ? c as ErrorCode : 'INTERNAL');
+
+/** The FerryError of a non-200 answer (`{code, message}` body, its code kept). */
+function apiError(status: number | undefined, body: string): FerryError {
+  let e: { code?: unknown; message?: unknown } = {};
+  try { e = JSON.parse(body) as typeof e; } catch { /* not JSON */ }
+  return new FerryError(codeOf(e.code), typeof e.message === 'string' ? e.message : `snapshotter API answered ${status}`);
+}
+
 /**
  * Sends a pull to the snapshotter listening on `socket`; `progress` gets its step lines. Rejects
  * with the snapshotter's error (its code kept), or UNAVAILABLE (`cause.code` ENOENT /
@@ -34,15 +43,10 @@ export function requestPull(socket: string, body: PullRequestBody, progress?: (l
     const req = request({ socketPath: socket, method: 'POST', path: '/api/v1/pull', headers: { 'content-type': 'application/json', 'content-length': payload.length } }, (res) => {
       let buf = '';
       let done = false;
-      const codeOf = (c: unknown): ErrorCode => ((ERROR_CODES as readonly unknown[]).includes(c) ? c as ErrorCode : 'INTERNAL');
       res.setEncoding('utf8');
       if (res.statusCode !== 200) {
         res.on('data', (c: string) => { buf += c; });
-        res.on('end', () => {
-          let e: { code?: unknown; message?: unknown } = {};
-          try { e = JSON.parse(buf) as typeof e; } catch { /* not JSON */ }
-          reject(new FerryError(codeOf(e.code), typeof e.message === 'string' ? e.message : `snapshotter API answered ${res.statusCode}`));
-        });
+        res.on('end', () => reject(apiError(res.statusCode, buf)));
         return;
       }
       const onLine = (l: string): void => {
@@ -72,14 +76,12 @@ export function requestPull(socket: string, body: PullRequestBody, progress?: (l
 export function requestTrace(socket: string, manifestDigest: string): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const req = request({ socketPath: socket, method: 'GET', path: `/api/v1/traces/${manifestDigest}` }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (c: Buffer) => parts.push(c));
+      let buf = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => { buf += c; });
       res.on('end', () => {
-        let v: { code?: unknown; message?: unknown } | undefined;
-        try { v = JSON.parse(Buffer.concat(parts).toString('utf8')) as typeof v; } catch { /* not JSON */ }
-        if (res.statusCode === 200 && v) { resolve(v); return; }
-        const code = (ERROR_CODES as readonly unknown[]).includes(v?.code) ? v!.code as ErrorCode : 'INTERNAL';
-        reject(new FerryError(code, typeof v?.message === 'string' ? v.message : `snapshotter API answered ${res.statusCode}`));
+        if (res.statusCode !== 200) { reject(apiError(res.statusCode, buf)); return; }
+        try { resolve(JSON.parse(buf)); } catch { reject(new FerryError('INTERNAL', 'snapshotter API: the trace is not JSON')); }
       });
       res.on('error', (err) => reject(new FerryError('UNAVAILABLE', `snapshotter API: ${err.message}`, { cause: err })));
     });

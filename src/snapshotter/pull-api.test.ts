@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FerryError } from '../core/index.js';
 import { servePullApi } from './pull-api.js';
-import { requestPull, type PullRequestBody } from './pull-api-client.js';
+import { requestPull, requestTrace, type PullRequestBody } from './pull-api-client.js';
 import type { PullResult } from './pull.js';
 
 function post(socketPath: string, path: string, body: string): Promise<{ status: number; body: string }> {
@@ -64,4 +64,26 @@ test('pull API: progress lines then the result; errors keep their code; bad requ
   }
   await assert.rejects(requestPull(join(dir, 'api.sock'), { ref: 'x', address: '/c.sock' }),
     (e: unknown) => FerryError.hasCode(e, 'UNAVAILABLE') && (e as { cause?: { code?: string } }).cause?.code === 'ENOENT');
+});
+
+test('pull API: GET /api/v1/traces/{manifest} answers the trace, NOT_FOUND keeps its code, a snapshotter without lazy images says so', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-pullapi-'));
+  const known = `sha256:${'a'.repeat(64)}`;
+  const trace = { schemaVersion: 1 as const, blobs: ['b'.repeat(64)], chunks: [[0, 3]] as Array<[number, number]> };
+  const api = await servePullApi({
+    path: join(dir, 'api.sock'),
+    pull: async () => { throw new FerryError('INTERNAL', 'unused'); },
+    trace: async (d) => { if (d !== known) throw new FerryError('NOT_FOUND', `no lazy image with manifest ${d}`); return trace; },
+  });
+  const bare = await servePullApi({ path: join(dir, 'bare.sock'), pull: async () => { throw new FerryError('INTERNAL', 'unused'); } });
+  try {
+    assert.deepEqual(await requestTrace(api.path, known), trace);
+    await assert.rejects(requestTrace(api.path, `sha256:${'c'.repeat(64)}`), (e) => FerryError.hasCode(e, 'NOT_FOUND') && /no lazy image/.test((e as Error).message));
+    await assert.rejects(requestTrace(bare.path, known), (e) => FerryError.hasCode(e, 'FAILED_PRECONDITION'));
+    await assert.rejects(requestTrace(join(dir, 'none.sock'), known), (e) => FerryError.hasCode(e, 'UNAVAILABLE'));
+  } finally {
+    await api.close();
+    await bare.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
