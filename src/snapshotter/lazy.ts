@@ -286,7 +286,8 @@ export class LazyImages implements RemoteLayers {
     const hint = await this.hints.get(lazyId);
     if (hint) req.startup = hint;
     // The lookup started with the manifest; a registry slow to answer it does not hold the mount up.
-    const trace = await Promise.race([this.traces.get(lazyId), new Promise<undefined>((r) => setTimeout(() => r(undefined), TRACE_WAIT_MS).unref())]);
+    const lookup = this.traces.get(lazyId);
+    const trace = lookup && await Promise.race([lookup, new Promise<undefined>((r) => setTimeout(() => r(undefined), TRACE_WAIT_MS).unref())]);
     if (trace) req.trace = trace;
     const existing = (await this.o.lazyFs.list()).find((x) => x.id === req.id);
     if (existing && existing.mountpoint === req.mountpoint && await isMountpoint(req.mountpoint)) {
@@ -299,7 +300,7 @@ export class LazyImages implements RemoteLayers {
     const t0 = Date.now();
     await this.o.lazyFs.mount(req);
     this.log.info({ lazy: lazyId, ref: row.ref, mountpoint: req.mountpoint, ms: Date.now() - t0 }, 'lazy image mounted');
-    if (this.o.tracePushAfterMs !== undefined && !trace && this.traces.has(lazyId) && !this.pushTimers.has(lazyId)) {
+    if (this.o.tracePushAfterMs !== undefined && lookup && !trace && !this.pushTimers.has(lazyId)) {
       const timer = setTimeout(() => { void this.pushTrace(row); }, this.o.tracePushAfterMs);
       timer.unref();
       this.pushTimers.set(lazyId, timer);

@@ -596,23 +596,29 @@ class V6Bootstrap extends BaseBootstrap {
     return m;
   }
 
-  override chunkLocations(): ChunkLocation[] {
+  /**
+   * The chunk table record at `o` as a location (the fields of RafsChunkInfo a read needs; the
+   * digest a view into the bootstrap): shared by chunkLocations and chunkAt, both on hot paths.
+   */
+  private locationAt(o: number): ChunkLocation {
     const b = this.buf;
+    const u64 = (at: number): number => {
+      const hi = b.readUInt32LE(at + 4);
+      if (hi > 0x1fffff) throw corrupt(`chunk table: offset at ${at} beyond 2^53`);
+      return hi * 0x100000000 + b.readUInt32LE(at);
+    };
+    return {
+      blobIndex: b.readUInt32LE(o + 32), chunkIndex: b.readUInt32LE(o + 72),
+      compressedOffset: u64(o + 48), compressedSize: b.readUInt32LE(o + 40),
+      uncompressedOffset: u64(o + 56), uncompressedSize: b.readUInt32LE(o + 44),
+      compressed: (b.readUInt32LE(o + 36) & ChunkFlags.COMPRESSED) !== 0, digest: b.subarray(o, o + 32),
+    };
+  }
+
+  override chunkLocations(): ChunkLocation[] {
     const count = this.ext.chunkTableSize / RAFS_V6_CHUNK_INFO_SIZE;
     const out: ChunkLocation[] = new Array(count);
-    const u64 = (o: number): number => {
-      const hi = b.readUInt32LE(o + 4);
-      if (hi > 0x1fffff) throw corrupt(`chunk table: offset at ${o} beyond 2^53`);
-      return hi * 0x100000000 + b.readUInt32LE(o);
-    };
-    for (let i = 0, o = this.ext.chunkTableOffset; i < count; i++, o += RAFS_V6_CHUNK_INFO_SIZE) {
-      out[i] = {
-        blobIndex: b.readUInt32LE(o + 32), chunkIndex: b.readUInt32LE(o + 72),
-        compressedOffset: u64(o + 48), compressedSize: b.readUInt32LE(o + 40),
-        uncompressedOffset: u64(o + 56), uncompressedSize: b.readUInt32LE(o + 44),
-        compressed: (b.readUInt32LE(o + 36) & ChunkFlags.COMPRESSED) !== 0, digest: b.subarray(o, o + 32),
-      };
-    }
+    for (let i = 0; i < count; i++) out[i] = this.locationAt(this.ext.chunkTableOffset + i * RAFS_V6_CHUNK_INFO_SIZE);
     return out;
   }
 
@@ -639,12 +645,8 @@ class V6Bootstrap extends BaseBootstrap {
     const ctOff = this.chunkTableIndex().get(idx.blobIndex * 0x1000000 + idx.ciIndex);
     let ref: ChunkRef;
     if (ctOff !== undefined) {
-      const c = decodeRafsChunkInfo(this.buf, ctOff);
-      ref = {
-        blobIndex: idx.blobIndex, blobId: blob.blobId, chunkIndex: idx.ciIndex, fileOffset, compressedOffset: c.compressedOffset,
-        compressedSize: c.compressedSize, uncompressedOffset: c.uncompressedOffset, uncompressedSize: c.uncompressedSize,
-        compressed: (c.flags & ChunkFlags.COMPRESSED) !== 0, digest: c.blockId,
-      };
+      // the table index is keyed by (blob, CI index), so the record's own fields name this chunk
+      ref = { ...this.locationAt(ctOff), blobId: blob.blobId, fileOffset };
     } else {
       const t = this.ciTables.get(idx.blobIndex);
       const ci = t?.entries[idx.ciIndex];
