@@ -230,7 +230,7 @@ export class AccelService {
       }
       const opts: ConvertOptions = {
         source: withDigest(src, head.digest), target: dst, sourceClient: client, targetClient: client,
-        fsVersion: d.fsVersion, compressor: d.compressor, chunkSize: d.chunkSize, digester: d.digester,
+        fsVersion: d.fsVersion, compressor: d.compressor, chunkSize: d.chunkSize, digester: d.digester, chunkTable: d.chunkTable,
         mergePlatform: d.mergeManifest, withReferrer: d.withReferrer, harborAnnotation: d.harborAnnotation,
         cache, log, signal, workDir: d.workDir ?? this.workDir,
         annotations: { [ConvertAnnotation.SOURCE_REFERENCE]: task.source },

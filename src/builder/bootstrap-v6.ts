@@ -21,6 +21,7 @@ import {
   RAFS_V6_EXT_SUPER_OFFSET, RAFS_V6_DEVICE_TABLE_OFFSET, RAFS_V6_BLOB_ENTRY_SIZE, RAFS_V6_CHUNK_INFO_SIZE, RAFS_MAX_BLOBS,
   RafsSuperFlags, BlobFeatures, ChunkFlags, COMPRESSOR_CODES, DIGESTER_CODES, compressorFlag, digesterFlag,
   writeRafsV6ExtSuperBlock, writeRafsV6BlobEntry, rafsV6BlobEntry, writeRafsChunkInfo, writeRafsV6ChunkIndex,
+  blobsCarryTables,
 } from '../format/rafs/index.js';
 import type { BlobDesc, ChunkRef, Digester, Inode } from './tree.js';
 import type { CompressorName } from '../format/compress/index.js';
@@ -41,6 +42,12 @@ export interface BootstrapOptions {
   prefetch?: Inode[];
   /** keep INLINED_FS_META in blob entries (the bootstrap embedded in its own blob); cleared otherwise */
   keepInlineMeta?: boolean;
+  /**
+   * v6: leave the chunk table out when every blob carries its own CI table, digest array and ToC
+   * (readers then map chunks through those, as nydusd does for INLINED_CHUNK_DIGEST images); the
+   * table is written otherwise. Default false: upstream `nydus-image check/merge` need the table.
+   */
+  omitChunkTable?: boolean;
 }
 
 interface Placed {
@@ -234,7 +241,8 @@ export function writeBootstrapV6(root: Inode, opts: BootstrapOptions): Buffer {
   const all: { ref: ChunkRef; bi: number }[] = [];
   for (const p of order) for (const c of p.node.chunks ?? []) all.push({ ref: c, bi: blobIndex.get(c.blob)! });
   all.sort((a, b) => Buffer.compare(a.ref.digest, b.ref.digest) || a.bi - b.bi);
-  const chunkList = all.filter((x, i) => i === 0 || x.bi !== all[i - 1]!.bi || !x.ref.digest.equals(all[i - 1]!.ref.digest));
+  const omit = opts.omitChunkTable === true && blobsCarryTables(blobs.map((b) => ({ ...b, blobTocSize: b.tocSize })));
+  const chunkList = omit ? [] : all.filter((x, i) => i === 0 || x.bi !== all[i - 1]!.bi || !x.ref.digest.equals(all[i - 1]!.ref.digest));
 
   const inodeEnd = metaAddr + alignUp(pos, BLK);
   const chunkTableOffset = chunkList.length ? inodeEnd : 0;

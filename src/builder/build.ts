@@ -11,6 +11,7 @@ import { writeBootstrapV6, type BootstrapOptions } from './bootstrap-v6.js';
 import { writeBootstrapV5 } from './bootstrap-v5.js';
 import { indexChunks, loadBootstrap } from './from-bootstrap.js';
 import { resolvePrefetch } from './prefetch.js';
+import type { BlobTables } from '../format/rafs/index.js';
 import { treeFromDir } from './source-dir.js';
 import { applyLayer, newDir, type BlobDesc, type Digester, type Inode } from './tree.js';
 import { parseDigester } from './digest.js';
@@ -31,6 +32,8 @@ export interface BuildLayerOptions {
   digester?: Digester;
   /** a bootstrap whose chunks are referenced instead of stored again */
   chunkDict?: Buffer;
+  /** the chunk dictionary's blob tables, by blob id (needed when it has no chunk table) */
+  chunkDictTables?: ReadonlyMap<string, BlobTables>;
   /** the bootstrap of the lower layers: the result is that tree with this layer applied */
   parentBootstrap?: Buffer;
   prefetchPatterns?: string[];
@@ -97,7 +100,7 @@ export async function buildLayer(opts: BuildLayerOptions): Promise<BuildLayerRes
     indexChunks(parent.root, known);
   }
   if (opts.chunkDict) {
-    const dict = loadBootstrap(opts.chunkDict, registry);
+    const dict = loadBootstrap(opts.chunkDict, registry, undefined, opts.chunkDictTables);
     if (dict.chunkSize !== chunkSize) {
       throw new FerryError('INVALID_ARGUMENT', `chunk dict chunk size 0x${dict.chunkSize.toString(16)} differs from 0x${chunkSize.toString(16)}`);
     }
@@ -152,6 +155,8 @@ export interface MergeOptions {
   prefetchPatterns?: string[];
   /** per layer: blob ids to use instead of the ids in that layer's blob table (e.g. layer digests) */
   blobIds?: (readonly string[] | undefined)[];
+  /** v6: no chunk table when every blob carries its own tables (see BootstrapOptions.omitChunkTable) */
+  omitChunkTable?: boolean;
 }
 
 /**
@@ -181,5 +186,8 @@ export function mergeBootstraps(layers: Buffer[], opts: MergeOptions = {}): Buff
   });
   const f = first!;
   const chosen = opts.prefetchPatterns ? resolvePrefetch(root, opts.prefetchPatterns) : [...new Set(prefetch)];
-  return writeBootstrap(fsVersion, root, { chunkSize: f.chunkSize, compressor: f.compressor, digester: f.digester, blobs, prefetch: chosen });
+  return writeBootstrap(fsVersion, root, {
+    chunkSize: f.chunkSize, compressor: f.compressor, digester: f.digester, blobs, prefetch: chosen,
+    ...(opts.omitChunkTable ? { omitChunkTable: true } : {}),
+  });
 }

@@ -8,7 +8,7 @@ import { FerryError } from '../core/index.js';
 import { decodeRdev } from '../format/erofs/index.js';
 import {
   openBootstrap, decodeRafsV6ExtSuperBlock, decodeRafsV6BlobEntry,
-  RAFS_V6_BLOB_ENTRY_SIZE, COMPRESSOR_BY_CODE, DIGESTER_BY_CODE,
+  RAFS_V6_BLOB_ENTRY_SIZE, COMPRESSOR_BY_CODE, DIGESTER_BY_CODE, type BlobTables,
 } from '../format/rafs/index.js';
 import type { CompressorName } from '../format/compress/index.js';
 import { chunkKey, type ChunkIndex } from './blob-writer.js';
@@ -32,10 +32,21 @@ const TYPES: Record<number, NodeType> = {
  * Loads `buf` into a tree. `registry` shares BlobDesc objects between bootstraps by blob id, so a
  * blob referenced from several layers stays one blob-table entry. `blobIdOverride` replaces the
  * placeholder id of a layer bootstrap built with inline meta (64 × 'x') — one id per blob index, or
- * a single id that replaces the placeholder wherever it sits.
+ * a single id that replaces the placeholder wherever it sits. A v6 bootstrap written without a
+ * chunk table needs `tables` (by blob id: CI table and chunk digests, see format/rafs/blob-tables).
  */
-export function loadBootstrap(buf: Buffer, registry = new Map<string, BlobDesc>(), blobIdOverride?: readonly string[]): LoadedBootstrap {
+export function loadBootstrap(buf: Buffer, registry = new Map<string, BlobDesc>(), blobIdOverride?: readonly string[],
+  tables?: ReadonlyMap<string, BlobTables>): LoadedBootstrap {
   const bs = openBootstrap(buf);
+  if (bs.version === 6 && bs.summary().chunkTableEntries === 0) {
+    for (const b of bs.blobs) {
+      const t = tables?.get(b.blobId);
+      if (t) bs.setCiTable(b.index, t.entries, t.digests);
+      else if (b.chunkCount > 0) {
+        throw new FerryError('FAILED_PRECONDITION', `bootstrap has no chunk table and the tables of blob ${b.blobId} were not loaded (CI table and chunk digests are needed)`);
+      }
+    }
+  }
   const compressor = bs.compressor as CompressorName;
   const digester = bs.digester as Digester;
   const blobs: BlobDesc[] = [];

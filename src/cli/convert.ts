@@ -77,6 +77,7 @@ export async function run(argv: string[]): Promise<number> {
     .option('--chunk-size <size>', 'chunk size (power of two, 0x1000–0x1000000)', `0x${DEFAULT_CONVERT_CHUNK_SIZE.toString(16)}`)
     .addOption(new Option('--digester <name>', 'chunk digest').choices(['blake3', 'sha256']).default('blake3'))
     .option('--chunk-dict <ref>', 'Nydus image whose bootstrap is the chunk dictionary')
+    .option('--chunk-table', 'keep the v6 chunk table in the bootstrap (upstream nydus-image check/merge need it; default: left out)')
     .option('--merge-platform', 'target index holds the source manifests and the Nydus ones')
     .option('--with-referrer', 'set the Nydus manifest subject to the source manifest')
     .option('--prefetch-patterns <file>', 'file of path patterns to prefetch, one per line ("-" = stdin)')
@@ -121,6 +122,7 @@ export async function run(argv: string[]): Promise<number> {
       opts.compressLevel = n;
     }
     if (o.chunkDict) opts.chunkDictRef = String(o.chunkDict);
+    if (o.chunkTable) opts.chunkTable = true;
     if (o.mergePlatform) opts.mergePlatform = true;
     if (o.withReferrer) opts.withReferrer = true;
     if (o.workDir) opts.workDir = String(o.workDir);

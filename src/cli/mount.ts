@@ -11,7 +11,7 @@ import { FerryError } from '../core/index.js';
 import { createLogger, type Logger } from '../observe/index.js';
 import { isIndexMediaType, NydusAnnotation, type ImageIndex, type ImageManifest } from '../oci/index.js';
 import { RegistryClient, currentPlatform, parseReference, resolveNydusManifest, withDigest, formatReference, type ImageReference } from '../remote/index.js';
-import { unpackBootstrapLayer } from '../convert/index.js';
+import { unpackBootstrapLayerFiles, writeBlobMetaFiles } from '../convert/index.js';
 import { parseDaemonConfig } from '../config/daemon.js';
 import { Daemon, type MountBackend, type MountRequest } from '../daemon/index.js';
 import { mountsAt } from '../fuse/index.js';
@@ -36,7 +36,8 @@ export async function fetchBootstrap(client: RegistryClient, ref: ImageReference
   const have = await readFile(path).then(() => true, () => false);
   if (!have) {
     const layer = await client.getBlobBuffer(ref.registry, ref.repository, boot.digest, 1 << 30);
-    const bootstrap = await unpackBootstrapLayer(layer);
+    const { bootstrap, blobMeta } = await unpackBootstrapLayerFiles(layer);
+    await writeBlobMetaFiles(dir, blobMeta);
     await writeFile(`${path}.tmp`, bootstrap);
     await rename(`${path}.tmp`, path);
     log.info({ image: formatReference(ref), bootstrap: boot.digest, bytes: bootstrap.length }, 'bootstrap fetched');

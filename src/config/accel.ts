@@ -46,6 +46,8 @@ const NydusDriverConfig = z.strictObject({
   encrypt_recipients: str.optional(),
   /** Ferry extension: chunk digest algorithm (nydus-image's --digester). */
   digester: str.optional(),
+  /** Ferry extension: keep the v6 chunk table in image bootstraps (for upstream nydus-image check/merge). */
+  chunk_table: boolStr.optional(),
 });
 
 const SourceSchema = z.strictObject({
@@ -103,6 +105,8 @@ export interface AccelDriverOptions {
   chunkSize: number;
   digester: 'sha256' | 'blake3';
   chunkDictRef?: string;
+  /** keep the v6 chunk table in image bootstraps (default: left out when blobs carry their tables) */
+  chunkTable: boolean;
   mergeManifest: boolean;
   withReferrer: boolean;
   docker2oci: boolean;
@@ -198,6 +202,7 @@ export function resolveDriverOptions(cfg: AccelConfig): AccelDriverOptions {
     compressor: comp as AccelDriverOptions['compressor'],
     chunkSize,
     digester,
+    chunkTable: d.chunk_table ?? false,
     mergeManifest: d.merge_manifest ?? false,
     withReferrer: d.with_referrer ?? false,
     docker2oci: d.docker2oci ?? false,

@@ -23,8 +23,8 @@ import {
   RegistryClient, parseReference, withDigest, formatReference, platformMatches, formatPlatform, parsePlatform, isNydusEntry, type ImageReference,
 } from '../remote/index.js';
 import { readLayer, whiteoutOf, type TarEntry } from '../format/tar/index.js';
-import { openBootstrap, type RafsBootstrap, type BlobInfo } from '../format/rafs/index.js';
-import { unpackBootstrapLayer } from './streams.js';
+import { openBootstrap, attachBlobTables, blobsCarryTables, ciFromMetaFile, loadBlobTables, type RafsBootstrap, type BlobInfo } from '../format/rafs/index.js';
+import { unpackBootstrapLayerFiles } from './streams.js';
 import { ConvertAnnotation } from './convert.js';
 
 export interface Difference {
@@ -219,7 +219,7 @@ async function checkPair(o: {
   const ncfg = JSON.parse((await tc.getBlobBuffer(dst.registry, dst.repository, nman.config.digest, 16 << 20)).toString('utf8')) as ImageConfig;
   if (ncfg.rootfs.diff_ids.length !== nman.layers.length) add({ path: '', what: 'config: diff_ids count differs from layers', source: String(nman.layers.length), target: String(ncfg.rootfs.diff_ids.length) });
   blobLayers.forEach((l, i) => { if (ncfg.rootfs.diff_ids[i] !== l.digest) add({ path: '', what: `config: diff_id ${i} is not the blob digest`, source: l.digest, target: ncfg.rootfs.diff_ids[i] ?? '' }); });
-  const bootstrap = await unpackBootstrapLayer(await tc.getBlobBuffer(dst.registry, dst.repository, last.digest, 1 << 30));
+  const { bootstrap, blobMeta } = await unpackBootstrapLayerFiles(await tc.getBlobBuffer(dst.registry, dst.repository, last.digest, 1 << 30));
   const boot = openBootstrap(bootstrap);
   if (!o.backend) {
     const layerDigests = new Set(blobLayers.map((l) => l.digest));
@@ -228,6 +228,27 @@ async function checkPair(o: {
   const tree = await sourceTree(sman.layers.map((l) => () => sc.getBlob(src.registry, src.repository, l.digest)));
   const blobs = await openBlobs(boot, dst, tc, o.work, o.backend);
   const infos = new Map(boot.blobs.map((b) => [b.index, b]));
+  // A bootstrap without a chunk table maps chunks through the blobs' own tables (verified through
+  // their ToCs); the CI tables the bootstrap layer ships must agree with them.
+  const readBlob = async (b: BlobInfo, off: number, len: number): Promise<Buffer> => {
+    const buf = Buffer.alloc(len);
+    const { bytesRead } = await blobs.get(b.index)!.read(buf, 0, len, off);
+    if (bytesRead !== len) throw new FerryError('DATA_LOSS', `blob ${b.blobId}: short read at ${off}`);
+    return buf;
+  };
+  await attachBlobTables(boot, readBlob);
+  for (const b of boot.blobs) {
+    const shipped = blobMeta.get(b.blobId);
+    if (!shipped || !blobsCarryTables([b])) continue;
+    const own = (await loadBlobTables(b, readBlob)).entries;
+    let ok = true;
+    try {
+      const ci = ciFromMetaFile(b, shipped);
+      ok = ci.length === own.length && ci.every((e, i) => e.compressedOffset === own[i]!.compressedOffset && e.compressedSize === own[i]!.compressedSize
+        && e.uncompressedOffset === own[i]!.uncompressedOffset && e.uncompressedSize === own[i]!.uncompressedSize && e.compressed === own[i]!.compressed);
+    } catch { ok = false; }
+    if (!ok) add({ path: '', what: `bootstrap layer: ${b.blobId}.blob.meta disagrees with the blob's CI table` });
+  }
   let entries = 0;
   let files = 0;
   let bytes = 0;

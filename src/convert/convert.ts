@@ -27,9 +27,9 @@ import {
   type ImageReference,
 } from '../remote/index.js';
 import { buildLayer, mergeBootstraps } from '../builder/index.js';
-import { openBootstrap, decodeBlobMetaHeader, blobMetaCacheFile, BLOB_META_HEADER_SIZE } from '../format/rafs/index.js';
+import { openBootstrap, decodeBlobMetaHeader, blobMetaCacheFile, attachBlobTables, BLOB_META_HEADER_SIZE, type BlobTables } from '../format/rafs/index.js';
 import { getCodec } from '../format/compress/index.js';
-import { decompressed, collect, Meter, packBootstrapLayer, unpackBootstrapLayer } from './streams.js';
+import { decompressed, collect, Meter, packBootstrapLayer, unpackBootstrapLayerFiles } from './streams.js';
 import { layerCacheKey, type LayerCache, type LayerBuildOptions } from './cache.js';
 
 export { NYDUS_MANIFEST_ARTIFACT_TYPE };
@@ -70,6 +70,12 @@ export interface ConvertOptions {
   digester?: 'sha256' | 'blake3';
   /** A Nydus image whose bootstrap is the chunk dictionary. */
   chunkDictRef?: string;
+  /**
+   * Keep the v6 chunk table in the image's bootstrap (for upstream `nydus-image check/merge`).
+   * Default false: the table is left out whenever every blob carries its own CI table, digest array
+   * and ToC, so chunks a container never reads cost no bootstrap bytes either.
+   */
+  chunkTable?: boolean;
   prefetchPatterns?: string[];
   /** `os/arch[/variant]` to convert; empty/undefined = every platform of an index. */
   platforms?: string[];
@@ -127,6 +133,7 @@ interface Ctx {
   log: Logger;
   work: string;
   chunkDict?: Buffer;
+  chunkDictTables?: Map<string, BlobTables>;
   /** the chunk dictionary image: where its blobs are and their descriptors */
   dict?: { ref: ImageReference; layers: Map<string, Descriptor> };
   stats: { sourceSize: number; targetSize: number; uncompressed: number; layers: ConvertedLayer[] };
@@ -157,8 +164,8 @@ function isNydusManifest(m: ImageManifest): boolean {
   return last?.annotations?.[NydusAnnotation.BOOTSTRAP] === 'true';
 }
 
-/** The bootstrap of a Nydus image (its last layer, `image/image.boot`). */
-export async function fetchNydusBootstrap(client: RegistryClient, ref: ImageReference, platform?: string): Promise<{ bootstrap: Buffer; manifest: ImageManifest; digest: string }> {
+/** The bootstrap of a Nydus image (its last layer, `image/image.boot`) and the blob meta files beside it. */
+export async function fetchNydusBootstrap(client: RegistryClient, ref: ImageReference, platform?: string): Promise<{ bootstrap: Buffer; blobMeta: Map<string, Buffer>; manifest: ImageManifest; digest: string }> {
   let m = await client.getManifest(ref);
   let parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest | ImageIndex;
   if (isIndexMediaType(m.mediaType) || Array.isArray((parsed as ImageIndex).manifests)) {
@@ -170,7 +177,24 @@ export async function fetchNydusBootstrap(client: RegistryClient, ref: ImageRefe
   if (!isNydusManifest(man)) throw new FerryError('INVALID_ARGUMENT', `${formatReference(ref)} is not a Nydus image (last layer lacks ${NydusAnnotation.BOOTSTRAP})`);
   const last = man.layers[man.layers.length - 1]!;
   const layer = await client.getBlobBuffer(ref.registry, ref.repository, last.digest, 1 << 30);
-  return { bootstrap: await unpackBootstrapLayer(layer), manifest: man, digest: m.digest };
+  const files = await unpackBootstrapLayerFiles(layer);
+  return { ...files, manifest: man, digest: m.digest };
+}
+
+/**
+ * The blob tables (CI table + verified chunk digests, by blob id) of a bootstrap written without a
+ * chunk table, read from the image's repository with one ranged request per blob; undefined when
+ * the bootstrap has its chunk table.
+ */
+export async function nydusBlobTables(client: RegistryClient, ref: ImageReference, bootstrap: Buffer, blobMeta?: ReadonlyMap<string, Buffer>): Promise<Map<string, BlobTables> | undefined> {
+  const bs = openBootstrap(bootstrap);
+  if (bs.version !== 6 || bs.summary().chunkTableEntries > 0) return undefined;
+  const out = new Map<string, BlobTables>();
+  await attachBlobTables({
+    version: bs.version, blobs: bs.blobs, summary: () => bs.summary(),
+    setCiTable: (i, entries, digests) => { out.set(bs.blobs[i]!.blobId, { entries: [...entries], digests: [...(digests ?? [])] }); },
+  }, async (b, off, len) => collect(await client.getBlob(ref.registry, ref.repository, `sha256:${b.blobId}`, { range: [off, off + len - 1] })), blobMeta);
+  return out;
 }
 
 async function copyBlob(ctx: Ctx, d: Descriptor, fromRepo: string, fromRegistry = ctx.src.registry): Promise<void> {
@@ -303,6 +327,7 @@ async function convertLayer(ctx: Ctx, layer: Descriptor, diffId: string | undefi
     };
     if (ctx.build.compressLevel !== undefined) buildOpts.compressLevel = ctx.build.compressLevel;
     if (ctx.chunkDict) buildOpts.chunkDict = ctx.chunkDict;
+    if (ctx.chunkDictTables) buildOpts.chunkDictTables = ctx.chunkDictTables;
     if (opts.prefetchPatterns?.length) buildOpts.prefetchPatterns = opts.prefetchPatterns;
     const built = await buildLayer(buildOpts);
     if (diffId !== undefined) {
@@ -365,7 +390,7 @@ async function convertManifest(ctx: Ctx, srcDesc: Descriptor, body: Buffer, plat
   const results = man.layers.map((l) => byDigest.get(l.digest)!);
   ctx.stats.layers.push(...converted.map((r) => r.converted));
   throwIfAborted(opts.signal);
-  const mergeOpts: Parameters<typeof mergeBootstraps>[1] = { fsVersion: ctx.build.fsVersion };
+  const mergeOpts: Parameters<typeof mergeBootstraps>[1] = { fsVersion: ctx.build.fsVersion, omitChunkTable: opts.chunkTable !== true };
   if (opts.prefetchPatterns?.length) mergeOpts.prefetchPatterns = opts.prefetchPatterns;
   const merged = mergeBootstraps(results.map((r) => r.bootstrap), mergeOpts);
   const produced = new Set(results.flatMap((r) => (r.converted.blobDigest ? [r.converted.blobDigest] : [])));
@@ -452,6 +477,8 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertResult>
       const dictRef = parseReference(opts.chunkDictRef);
       const dict = await fetchNydusBootstrap(sc, dictRef);
       ctx.chunkDict = dict.bootstrap;
+      const tables = await nydusBlobTables(sc, dictRef, dict.bootstrap, dict.blobMeta);
+      if (tables) ctx.chunkDictTables = tables;
       ctx.dict = { ref: dictRef, layers: new Map(dict.manifest.layers.map((l) => [l.digest, l])) };
       build.chunkDict = sha256Digest(dict.bootstrap);
     }

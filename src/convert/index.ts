@@ -4,11 +4,11 @@
  * the conversion engine of `ferry accel`).
  */
 export {
-  convertImage, fetchNydusBootstrap, ConvertAnnotation, NYDUS_MANIFEST_ARTIFACT_TYPE, NYDUS_CONFIG_MEDIA_TYPE, BUILDER_VERSION,
+  convertImage, fetchNydusBootstrap, nydusBlobTables, ConvertAnnotation, NYDUS_MANIFEST_ARTIFACT_TYPE, NYDUS_CONFIG_MEDIA_TYPE, BUILDER_VERSION,
   type ConvertOptions, type ConvertResult, type ConvertedLayer, type ProgressEvent, type Compressor,
 } from './convert.js';
 export { SqliteLayerCache, layerCacheKey, type LayerCache, type CachedLayer, type LayerBuildOptions } from './cache.js';
-export { packBootstrapLayer, unpackBootstrapLayer, decompressed } from './streams.js';
+export { packBootstrapLayer, unpackBootstrapLayer, unpackBootstrapLayerFiles, writeBlobMetaFiles, decompressed, type BootstrapLayerFiles } from './streams.js';
 export { checkImage, type CheckOptions, type CheckResult, type Difference } from './check.js';
 export { TieredLayerCache } from './cache.js';
 export { RemoteLayerCache, CACHE_ARTIFACT_TYPE, CACHE_BOOTSTRAP_MEDIA_TYPE, CacheAnnotation, type RemoteLayerCacheOptions } from './remote-cache.js';

@@ -6,6 +6,8 @@
 import { createHash, type Hash } from 'node:crypto';
 import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
 import { createGunzip, gzipSync } from 'node:zlib';
+import { rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { DecompressStream } from 'zstd-napi';
 import { FerryError } from '../core/index.js';
 import { readLayer, writeTar, detectCompression, type TarEntry } from '../format/tar/index.js';
@@ -98,21 +100,58 @@ export async function packBootstrapLayer(bootstrap: Buffer, extra: Array<{ name:
   return { blob: gzipSync(tar), diffId: `sha256:${createHash('sha256').update(tar).digest('hex')}` };
 }
 
-/** Largest bootstrap `unpackBootstrapLayer` takes. */
+/** Largest bootstrap `unpackBootstrapLayer` takes, and the most blob.meta bytes it keeps. */
 const MAX_BOOTSTRAP_BYTES = 1 << 30;
+const MAX_BLOB_META_BYTES = 256 << 20;
+const BLOB_META_NAME = /^(?:image\/)?([0-9a-f]{64})\.blob\.meta$/;
 
-/** The bootstrap inside a bootstrap layer (gzip or plain tar; `image/image.boot` or legacy `image.boot`). */
-export async function unpackBootstrapLayer(layer: Buffer | Readable): Promise<Buffer> {
+/** What a bootstrap layer holds: the bootstrap and the blob meta files (by blob id). */
+export interface BootstrapLayerFiles {
+  bootstrap: Buffer;
+  blobMeta: Map<string, Buffer>;
+}
+
+/**
+ * The bootstrap inside a bootstrap layer (gzip or plain tar; `image/image.boot` or legacy
+ * `image.boot`) and the `image/<blob id>.blob.meta` files beside it.
+ */
+export async function unpackBootstrapLayerFiles(layer: Buffer | Readable): Promise<BootstrapLayerFiles> {
   // A stream (a verifying registry download) is unpacked as it arrives and read to its end, so a
   // digest mismatch at the end still fails the call.
   let found: Buffer | undefined;
+  const blobMeta = new Map<string, Buffer>();
+  let metaBytes = 0;
   for await (const { entry, body } of readLayer(Buffer.isBuffer(layer) ? Readable.from([layer]) : layer)) {
+    const meta = BLOB_META_NAME.exec(entry.path);
     if (entry.path === 'image/image.boot' || entry.path === 'image.boot') {
       if (entry.size > MAX_BOOTSTRAP_BYTES) throw new FerryError('RESOURCE_EXHAUSTED', `bootstrap layer: image.boot of ${entry.size} bytes (limit ${MAX_BOOTSTRAP_BYTES})`);
       found = await collect(body);
+    } else if (meta && entry.type === 'file') {
+      metaBytes += entry.size;
+      if (metaBytes > MAX_BLOB_META_BYTES) throw new FerryError('RESOURCE_EXHAUSTED', `bootstrap layer: blob.meta files over ${MAX_BLOB_META_BYTES} bytes`);
+      blobMeta.set(meta[1]!, await collect(body));
+    } else {
+      body.resume();
     }
-    else body.resume();
   }
   if (!found) throw new FerryError('INVALID_ARGUMENT', 'bootstrap layer has no image/image.boot');
-  return found;
+  return { bootstrap: found, blobMeta };
+}
+
+/**
+ * Writes blob meta files as `<dir>/<blob id>.blob.meta` (where the daemon looks for a bootstrap's
+ * CI tables), each through a temporary file and a rename.
+ */
+export async function writeBlobMetaFiles(dir: string, blobMeta: ReadonlyMap<string, Buffer>): Promise<void> {
+  for (const [id, data] of blobMeta) {
+    if (!/^[0-9a-f]{64}$/.test(id)) throw new FerryError('INVALID_ARGUMENT', `invalid blob id ${JSON.stringify(id)}`);
+    const path = join(dir, `${id}.blob.meta`);
+    await writeFile(`${path}.tmp-${process.pid}`, data, { mode: 0o444 });
+    await rename(`${path}.tmp-${process.pid}`, path);
+  }
+}
+
+/** The bootstrap inside a bootstrap layer (see unpackBootstrapLayerFiles). */
+export async function unpackBootstrapLayer(layer: Buffer | Readable): Promise<Buffer> {
+  return (await unpackBootstrapLayerFiles(layer)).bootstrap;
 }

@@ -7,13 +7,15 @@
  * thread, which fetches. Saves the thread hop that dominates small-file reads.
  */
 import { openSync, readFileSync, readSync } from 'node:fs';
-import { openBootstrap } from '../format/rafs/index.js';
+import { openBootstrap, type CiLocation } from '../format/rafs/index.js';
 import { Op, entryOut, attrOut, FUSE_ROOT_ID, type FuseAttr } from '../fuse/protocol.js'; // not index.js: see docs/architecture.md (worker threads)
 
 export interface FastPathData {
   bootstrapPath: string;
   timeout: number;
   caches: Array<{ blobId: string; dataPath: string; bitmap: SharedArrayBuffer }>;
+  /** CI tables of a bootstrap without a chunk table (image-mount's ciFromTable form) */
+  ci?: Array<{ blobIndex: number; table: Float64Array }>;
 }
 
 const S_IFMT = 0o170000;
@@ -21,6 +23,8 @@ const S_IFREG = 0o100000;
 
 export function init(d: FastPathData): (opcode: number, nodeid: number, body: Buffer) => { parts: Buffer[]; hits?: number } | null {
   const bs = openBootstrap(readFileSync(d.bootstrapPath));
+  // no digests: this thread only reads chunks the main thread fetched and verified
+  for (const t of d.ci ?? []) bs.setCiTable(t.blobIndex, ciFromTable(t.table));
   const caches = new Map(d.caches.map((c) => [c.blobId, { fd: openSync(c.dataPath, 'r'), bits: new Uint8Array(c.bitmap) }]));
   const ino = (nodeid: number): number => (nodeid === FUSE_ROOT_ID ? bs.rootIno : nodeid);
   const node = (i: number): number => (i === bs.rootIno ? FUSE_ROOT_ID : i);
@@ -75,4 +79,14 @@ export function init(d: FastPathData): (opcode: number, nodeid: number, body: Bu
         return null;
     }
   };
+}
+
+/** A CI table as FUSE fast-path threads receive it (5 numbers per entry). */
+function ciFromTable(table: Float64Array): CiLocation[] {
+  const out: CiLocation[] = new Array(table.length / 5);
+  for (let i = 0; i < out.length; i++) {
+    const p = i * 5;
+    out[i] = { compressedOffset: table[p]!, compressedSize: table[p + 1]!, uncompressedOffset: table[p + 2]!, uncompressedSize: table[p + 3]!, compressed: table[p + 4] === 1 };
+  }
+  return out;
 }

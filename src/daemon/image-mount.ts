@@ -8,10 +8,12 @@
  */
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { FerryError } from '../core/index.js';
 import type { Logger } from '../observe/index.js';
-import { openBootstrap, type BlobInfo, type RafsBootstrap, type ChunkRef } from '../format/rafs/index.js';
+import {
+  openBootstrap, ciFromMetaFile, decodeBlobTail, loadBlobTables, tailRange, type BlobInfo, type CiLocation, type RafsBootstrap, type ChunkRef,
+} from '../format/rafs/index.js';
 import { FuseSession, clearStaleMounts, mountsAt, run, unmount } from '../fuse/index.js';
 import { LocalFsBackend, ProxyBackend, RegistryBackend, StorageDevice, type Backend, type DeviceBlob, type DeviceChunk } from '../storage/index.js';
 import { BlobViewFs, RafsFs, readFileRange } from './rafs-fs.js';
@@ -67,11 +69,10 @@ export async function cleanupMountLeftovers(mountpoint: string, viewDir: string,
 }
 
 /**
- * Chunks per blob index. A v6 bootstrap's chunk table lists every chunk its inodes reference (the
- * daemon supplies no blob CI tables, so a chunk missing from it could not be read anyway): reading
- * the table is a few ms, where walking every inode of a python-sized tree took 150–700 ms on the
- * mount's critical path. Entries are checked against their blob's sizes; v5 bootstraps and v6 ones
- * without a chunk table are walked.
+ * Chunks per blob index from a v6 bootstrap's chunk table (every chunk its inodes reference):
+ * reading the table is a few ms, where walking every inode of a python-sized tree took 150–700 ms
+ * on the mount's critical path. Entries are checked against their blob's sizes; v5 bootstraps are
+ * walked.
  */
 function chunksPerBlob(bs: RafsBootstrap): Map<number, DeviceChunk[]> {
   const per = new Map<number, DeviceChunk[]>();
@@ -99,21 +100,70 @@ function chunksPerBlob(bs: RafsBootstrap): Map<number, DeviceChunk[]> {
   return per;
 }
 
-function blobsOf(bs: RafsBootstrap): DeviceBlob[] {
-  const per = chunksPerBlob(bs);
-  const countOf = (b: BlobInfo, chunks: DeviceChunk[]): number => {
-    let n = b.chunkCount;
-    for (const c of chunks) if (c.chunkIndex >= n) n = c.chunkIndex + 1;
-    return n;
-  };
-  return bs.blobs.filter((b) => b.blobId && b.uncompressedSize > 0).map((b) => ({
-    blobId: b.blobId,
-    uncompressedSize: b.uncompressedSize,
-    chunkCount: countOf(b, per.get(b.index) ?? []),
-    chunks: per.get(b.index) ?? [],
+/** The blobs of an image mount: their chunks, decoders and (without a chunk table) table loaders. */
+interface MountBlobs {
+  blobs: DeviceBlob[];
+  /** per blob index: the CI table, when the bootstrap has no chunk table (for FUSE fast-path threads) */
+  ci: Array<{ blobIndex: number; table: Float64Array }>;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+function deviceBlob(bs: RafsBootstrap, b: BlobInfo, chunks: DeviceChunk[], prepare?: DeviceBlob['prepare']): DeviceBlob {
+  let n = b.chunkCount;
+  for (const c of chunks) if (c.chunkIndex >= n) n = c.chunkIndex + 1;
+  return {
+    blobId: b.blobId, uncompressedSize: b.uncompressedSize, chunkCount: n, chunks,
     codec: { compressor: b.compressor, digester: b.digester },
     decode: (c: DeviceChunk, raw: Buffer) => bs.decodeChunk(b, { ...c, blobIndex: b.index, blobId: b.blobId, fileOffset: 0 } satisfies ChunkRef, raw),
-  }));
+    ...(prepare ? { prepare } : {}),
+  };
+}
+
+/**
+ * A v6 bootstrap without a chunk table maps chunks through each blob's CI table, as nydusd does
+ * for INLINED_CHUNK_DIGEST images: taken from `<blob id>.blob.meta` beside the bootstrap (the
+ * bootstrap layer ships them), else fetched with the digests at mount time. The chunk digests are
+ * fetched from the blob's tail (verified through its ToC) when the first chunk of that blob is —
+ * a blob the container never reads costs nothing at all.
+ */
+async function blobsFromTables(bs: RafsBootstrap, bootDir: string, backend: Backend, deadlineMs: number): Promise<MountBlobs> {
+  const out: MountBlobs = { blobs: [], ci: [] };
+  for (const b of bs.blobs) {
+    if (!b.blobId || b.uncompressedSize <= 0) continue;
+    const meta = await readFile(join(bootDir, `${b.blobId}.blob.meta`)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
+      throw err;
+    });
+    let entries: CiLocation[];
+    let digests: Buffer[] | undefined;
+    if (meta) {
+      entries = ciFromMetaFile(b, meta);
+    } else {
+      ({ entries, digests } = await loadBlobTables(b, (blob, off, len) => backend.read(blob.blobId, off, len, AbortSignal.timeout(deadlineMs))));
+    }
+    const chunks: DeviceChunk[] = entries.map((e, i) => ({
+      chunkIndex: i, compressedOffset: e.compressedOffset, compressedSize: e.compressedSize, uncompressedOffset: e.uncompressedOffset,
+      uncompressedSize: e.uncompressedSize, compressed: e.compressed, digest: digests?.[i] ?? EMPTY,
+    }));
+    bs.setCiTable(b.index, entries, digests);
+    const table = new Float64Array(entries.length * 5);
+    entries.forEach((e, i) => table.set([e.compressedOffset, e.compressedSize, e.uncompressedOffset, e.uncompressedSize, e.compressed ? 1 : 0], i * 5));
+    out.ci.push({ blobIndex: b.index, table });
+    const prepare = digests ? undefined : async (read: (offset: number, length: number) => Promise<Buffer>): Promise<void> => {
+      const r = tailRange(b, false);
+      const d = decodeBlobTail(b, await read(r.offset, r.length), r.offset).digests;
+      for (const c of chunks) c.digest = d[c.chunkIndex]!;
+      bs.setCiTable(b.index, entries, d);
+    };
+    out.blobs.push(deviceBlob(bs, b, chunks, prepare));
+  }
+  return out;
+}
+
+function blobsOf(bs: RafsBootstrap): MountBlobs {
+  const per = chunksPerBlob(bs);
+  return { blobs: bs.blobs.filter((b) => b.blobId && b.uncompressedSize > 0).map((b) => deviceBlob(bs, b, per.get(b.index) ?? [])), ci: [] };
 }
 
 /** Chunk references grouped by blob, as `StorageDevice.prefetch` takes them. */
@@ -203,10 +253,15 @@ export class ImageMount {
     if (leftover) await cleanupMountLeftovers(this.req.mountpoint, this.viewDir, this.log);
     else await clearStaleMounts(this.req.mountpoint);
     lap('cleanupMs');
-    const blobs = blobsOf(bs);
+    const backend = this.backend();
+    const tableless = bs.version === 6 && bs.summary().chunkTableEntries === 0 && bs.blobs.length > 0;
+    const { blobs, ci } = tableless ? await blobsFromTables(bs, dirname(this.req.bootstrapPath), backend, this.o.requestDeadlineMs).catch(async (err: unknown) => {
+      await backend.close();
+      throw err;
+    }) : blobsOf(bs);
     lap('chunkListMs');
     this.device = await StorageDevice.open({
-      blobs, backend: this.backend(), cacheDir: this.req.cacheDir ?? this.o.defaultCacheDir, log: this.log,
+      blobs, backend, cacheDir: this.req.cacheDir ?? this.o.defaultCacheDir, log: this.log,
       amplifyBytes: this.o.amplifyBytes, requestDeadlineMs: this.o.requestDeadlineMs,
       prefetchMergeBytes: this.o.prefetchMergeBytes, prefetchBandwidth: this.o.prefetchBandwidth,
     });
@@ -234,7 +289,7 @@ export class ImageMount {
         mountpoint: this.req.mountpoint, fs: new RafsFs(bs, this.device), log: this.log, source: `ferry-${this.req.id}`, subtype: 'ferry',
         readers: this.o.fuseThreads,
         ...(this.o.fastPath === false ? {} : {
-          fastPath: { module: FAST_PATH_MODULE, data: { bootstrapPath: this.req.bootstrapPath, timeout: 365 * 24 * 3600, caches: dev.sharedCaches() } },
+          fastPath: { module: FAST_PATH_MODULE, data: { bootstrapPath: this.req.bootstrapPath, timeout: 365 * 24 * 3600, caches: dev.sharedCaches(), ci } },
           onFastHits: (n: number) => dev.countHits(n),
         }),
       });

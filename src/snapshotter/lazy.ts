@@ -17,7 +17,7 @@ import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FerryError } from '../core/index.js';
-import { unpackBootstrapLayer } from '../convert/index.js';
+import { unpackBootstrapLayerFiles, writeBlobMetaFiles } from '../convert/index.js';
 import { isIndexMediaType, NydusAnnotation, type ImageConfig, type ImageIndex, type ImageManifest } from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import {
@@ -241,8 +241,11 @@ export class LazyImages implements RemoteLayers {
     if (await stat(bootPath).then((s) => s.isFile(), () => false)) return bootPath;
     const t0 = Date.now();
     // decompressed and untarred while it downloads (the download verifies the layer digest at its end)
-    const bootstrap = await unpackBootstrapLayer(await this.o.registry.getBlob(row.registry, row.repo, row.bootstrapDigest));
+    const { bootstrap, blobMeta } = await unpackBootstrapLayerFiles(await this.o.registry.getBlob(row.registry, row.repo, row.bootstrapDigest));
     await mkdir(this.dir(row.id), { recursive: true });
+    // the blobs' CI tables, beside the bootstrap where the daemon looks for them (written first:
+    // the bootstrap's presence says the image is complete)
+    await writeBlobMetaFiles(this.dir(row.id), blobMeta);
     const tmp = `${bootPath}.tmp-${process.pid}`;
     await writeFile(tmp, bootstrap, { mode: 0o444 });
     await rename(tmp, bootPath);

@@ -31,6 +31,13 @@ export interface DeviceBlob {
   decode(chunk: DeviceChunk, raw: Buffer): Buffer;
   /** when given (and the device has decode threads), chunks are decoded in worker threads instead */
   codec?: ChunkCodec;
+  /**
+   * Runs once before the first chunk of this blob is decoded (started with that chunk's fetch, a
+   * failure retried at the next): loads what decoding needs that the image did not ship — the
+   * chunk digests of a bootstrap without a chunk table. `read` is a ranged read of this blob
+   * through the device's backend (counted, with its deadline).
+   */
+  prepare?: (read: (offset: number, length: number) => Promise<Buffer>) => Promise<void>;
 }
 
 export interface DeviceStats {
@@ -93,6 +100,8 @@ interface BlobState {
   /** compressed end of the last on-demand fetch, and how many misses in a row started there */
   seqEnd: number;
   streak: number;
+  /** DeviceBlob.prepare in progress or done */
+  prepared?: Promise<void> | undefined;
 }
 
 /** A miss starting at most this far past the previous fetch still counts as sequential. */
@@ -354,8 +363,24 @@ export class StorageDevice {
     return groups;
   }
 
+  /** The blob's `prepare` step, run once (again after a failure). */
+  private prepared(s: BlobState): Promise<void> {
+    const prep = s.blob.prepare;
+    if (!prep) return Promise.resolve();
+    if (!s.prepared) {
+      const p = prep((offset, length) => this.backendRead(s.blob.blobId, offset, length));
+      s.prepared = p;
+      p.catch((err: unknown) => {
+        if (s.prepared === p) s.prepared = undefined;
+        this.log.warn({ blob: s.blob.blobId, err: (err as Error).message }, 'loading the blob\'s chunk digests failed');
+      });
+    }
+    return s.prepared;
+  }
+
   /** Starts one ranged request for a group; returns one promise per chunk. */
   private fetchGroup(s: BlobState, group: DeviceChunk[], prefetch: boolean): Promise<void>[] {
+    const ready = this.prepared(s);
     const ds = group.map(() => deferred());
     group.forEach((c, i) => s.inflight.set(c.chunkIndex, ds[i]!.promise));
     const done = (): void => { for (const c of group) s.inflight.delete(c.chunkIndex); };
@@ -365,7 +390,7 @@ export class StorageDevice {
     (async () => {
       let raw: Buffer;
       try {
-        raw = await this.backendRead(s.blob.blobId, start, len);
+        [raw] = await Promise.all([this.backendRead(s.blob.blobId, start, len), ready]);
       } catch (err) {
         this.stats.backendErrors++;
         this.log.warn({ blob: s.blob.blobId, offset: start, length: len, err: (err as Error).message }, 'backend read failed');

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { FerryError } from '../../core/index.js';
 import { getCodec } from '../../format/compress/index.js';
-import { type BlobInfo, type ChunkRef, type RafsBootstrap, type CiLocation, loadCiTable } from '../../format/rafs/index.js';
+import { type BlobInfo, type ChunkRef, type RafsBootstrap, type CiLocation, attachBlobTables, loadCiTable } from '../../format/rafs/index.js';
 
 export class BlobFiles {
   private readonly fds = new Map<number, { fd: number; size: number }>();
@@ -95,6 +95,11 @@ export class BlobFiles {
 
   fileStream(ino: number): Readable {
     return Readable.from(this.fileData(ino), { objectMode: false });
+  }
+
+  /** v6 without a chunk table: loads every blob's CI table and chunk digests (verified through its ToC). */
+  async attachTables(): Promise<void> {
+    await attachBlobTables(this.bs, async (b, off, len) => this.read(b, off, len));
   }
 
   /** v6: the blob's CI table, checked against the bootstrap's blob table. */

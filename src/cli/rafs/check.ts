@@ -28,6 +28,7 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const bs = openBootstrap(await readFile(file));
     files = opts.blobDir || opts.blob ? new BlobFiles(bs, opts.blobDir, opts.blob) : undefined;
+    await files?.attachTables();
     const f = files;
     if (f && process.stderr.isTTY) {
       bar = new cliProgress.SingleBar({ format: 'verifying chunks [{bar}] {value}/{total}', stream: process.stderr }, cliProgress.Presets.shades_classic);

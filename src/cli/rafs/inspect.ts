@@ -40,7 +40,8 @@ export function describeEntry(bs: RafsBootstrap, e: WalkEntry): InspectEntry {
   };
   if (t === S_IFCHR || t === S_IFBLK) out.rdev = decodeRdev(e.stat.rdev);
   if (t === S_IFLNK) out.target = bs.readlink(e.ino);
-  if (t === S_IFREG) out.chunks = bs.chunks(e.ino).length;
+  // v6 files are chunk-based: one chunk index per chunk-size piece (no chunk table needed)
+  if (t === S_IFREG) out.chunks = bs.version === 6 ? Math.ceil(e.stat.size / bs.chunkSize) : bs.chunks(e.ino).length;
   const x = bs.xattrs(e.ino);
   if (x.size > 0) out.xattrs = Object.fromEntries([...x].map(([k, v]) => [k, /^[\x20-\x7e]*$/.test(v.toString('latin1')) ? v.toString() : `0x${v.toString('hex')}`]));
   return out;

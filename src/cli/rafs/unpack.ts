@@ -174,6 +174,7 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const bs = openBootstrap(await readFile(opts.bootstrap));
     files = new BlobFiles(bs, opts.blobDir, opts.blob);
+    await files.attachTables();
     let total = 0;
     if (process.stderr.isTTY && opts.output !== '-') {
       for (const e of bs.walk()) if ((e.stat.mode & S_IFMT) === S_IFREG) total += e.stat.size;

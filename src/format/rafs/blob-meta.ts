@@ -58,15 +58,17 @@ export function encodeCiV1(e: CiEntry, out: Buffer, pos: number): void {
   out.writeBigUInt64LE(comp, pos + 8);
 }
 
-/** Decodes one V1 entry. */
+/** Decodes one V1 entry (32-bit halves, no BigInt: a mount decodes tens of thousands). */
 export function decodeCiV1(buf: Buffer, pos: number): CiEntry {
   if (pos < 0 || pos + CI_V1_SIZE > buf.length) throw dataLoss(`CI entry at ${pos} past end of table`);
-  const uncomp = buf.readBigUInt64LE(pos);
-  const comp = buf.readBigUInt64LE(pos + 8);
-  const uncompressedOffset = Number(uncomp & 0xfff_ffff_f000n);
-  const uncompressedSize = Number((((uncomp >> 8n) & 0xfn) << 20n) | (uncomp >> 44n)) + 1;
-  const compressedOffset = Number(comp & 0xff_ffff_ffffn);
-  const compressedSize = Number((((comp >> 40n) & 0xfn) << 20n) | (comp >> 44n)) + 1;
+  const ulo = buf.readUInt32LE(pos);
+  const uhi = buf.readUInt32LE(pos + 4);
+  const clo = buf.readUInt32LE(pos + 8);
+  const chi = buf.readUInt32LE(pos + 12);
+  const uncompressedOffset = (uhi & 0xfff) * 0x1_0000_0000 + ((ulo & 0xffff_f000) >>> 0);
+  const uncompressedSize = ((((ulo >>> 8) & 0xf) << 20) | (uhi >>> 12)) + 1;
+  const compressedOffset = (chi & 0xff) * 0x1_0000_0000 + clo;
+  const compressedSize = ((((chi >>> 8) & 0xf) << 20) | (chi >>> 12)) + 1;
   return { compressedOffset, compressedSize, uncompressedOffset, uncompressedSize, compressed: compressedSize !== uncompressedSize };
 }
 

@@ -14,3 +14,6 @@ export {
 export * from './blob-meta.js';
 export * from './toc.js';
 export { checkBootstrap, loadCiTable, type CheckOptions, type CheckReport, type BlobReader } from './check.js';
+export {
+  attachBlobTables, blobsCarryTables, ciFromMetaFile, decodeBlobTail, loadBlobTables, tailRange, type AsyncBlobReader, type BlobTables,
+} from './blob-tables.js';

@@ -176,6 +176,11 @@ export interface RafsBootstrap {
    * chunk table does not list. Without digests such chunks cannot be verified by `decodeChunk`.
    */
   setCiTable(blobIndex: number, entries: readonly CiLocation[], digests?: readonly Buffer[]): void;
+  /**
+   * Whether file chunks can be mapped: always for v5 and for v6 with a chunk table; a v6 bootstrap
+   * without one needs every blob's CI table first (`setCiTable`, see format/rafs/blob-tables).
+   */
+  canMapChunks(): boolean;
   decodeChunk(blob: BlobInfo, chunk: ChunkRef, raw: Buffer): Buffer;
 }
 
@@ -285,6 +290,10 @@ abstract class BaseBootstrap implements RafsBootstrap {
 
   setCiTable(_blobIndex: number, _entries: readonly CiLocation[], _digests?: readonly Buffer[]): void {
     /* v5 chunk records are complete */
+  }
+
+  canMapChunks(): boolean {
+    return true;
   }
 
   dirents(ino: number): DirEntry[] {
@@ -633,6 +642,10 @@ class V6Bootstrap extends BaseBootstrap {
     if (!this.blobs[blobIndex]) throw new FerryError('INVALID_ARGUMENT', `no blob ${blobIndex}`);
     if (digests && digests.length < entries.length) throw new FerryError('INVALID_ARGUMENT', 'fewer digests than CI entries');
     this.ciTables.set(blobIndex, { entries, digests });
+  }
+
+  override canMapChunks(): boolean {
+    return this.ext.chunkTableSize > 0 || this.blobs.every((b) => b.chunkCount === 0 || this.ciTables.has(b.index));
   }
 
   private chunkAt(n: V6Inode, k: number): ChunkRef {
