@@ -103,6 +103,8 @@ function chunksPerBlob(bs: RafsBootstrap): Map<number, DeviceChunk[]> {
 /** The blobs of an image mount: their chunks, decoders and (without a chunk table) table loaders. */
 interface MountBlobs {
   blobs: DeviceBlob[];
+  /** bytes and requests fetched from the backend while the mount came up (blob tables) */
+  fetched: { bytes: number; requests: number };
   /** per blob index: the CI table, when the bootstrap has no chunk table (for FUSE fast-path threads) */
   ci: Array<{ blobIndex: number; table: Float64Array }>;
 }
@@ -128,7 +130,7 @@ function deviceBlob(bs: RafsBootstrap, b: BlobInfo, chunks: DeviceChunk[], prepa
  * a blob the container never reads costs nothing at all.
  */
 async function blobsFromTables(bs: RafsBootstrap, bootDir: string, backend: Backend, deadlineMs: number): Promise<MountBlobs> {
-  const out: MountBlobs = { blobs: [], ci: [] };
+  const out: MountBlobs = { blobs: [], ci: [], fetched: { bytes: 0, requests: 0 } };
   for (const b of bs.blobs) {
     if (!b.blobId || b.uncompressedSize <= 0) continue;
     const meta = await readFile(join(bootDir, `${b.blobId}.blob.meta`)).catch((err: NodeJS.ErrnoException) => {
@@ -140,7 +142,12 @@ async function blobsFromTables(bs: RafsBootstrap, bootDir: string, backend: Back
     if (meta) {
       entries = ciFromMetaFile(b, meta);
     } else {
-      ({ entries, digests } = await loadBlobTables(b, (blob, off, len) => backend.read(blob.blobId, off, len, AbortSignal.timeout(deadlineMs))));
+      ({ entries, digests } = await loadBlobTables(b, async (blob, off, len) => {
+        const buf = await backend.read(blob.blobId, off, len, AbortSignal.timeout(deadlineMs));
+        out.fetched.bytes += buf.length;
+        out.fetched.requests++;
+        return buf;
+      }));
     }
     const chunks: DeviceChunk[] = entries.map((e, i) => ({
       chunkIndex: i, compressedOffset: e.compressedOffset, compressedSize: e.compressedSize, uncompressedOffset: e.uncompressedOffset,
@@ -163,7 +170,7 @@ async function blobsFromTables(bs: RafsBootstrap, bootDir: string, backend: Back
 
 function blobsOf(bs: RafsBootstrap): MountBlobs {
   const per = chunksPerBlob(bs);
-  return { blobs: bs.blobs.filter((b) => b.blobId && b.uncompressedSize > 0).map((b) => deviceBlob(bs, b, per.get(b.index) ?? [])), ci: [] };
+  return { blobs: bs.blobs.filter((b) => b.blobId && b.uncompressedSize > 0).map((b) => deviceBlob(bs, b, per.get(b.index) ?? [])), ci: [], fetched: { bytes: 0, requests: 0 } };
 }
 
 /** Chunk references grouped by blob, as `StorageDevice.prefetch` takes them. */
@@ -255,7 +262,7 @@ export class ImageMount {
     lap('cleanupMs');
     const backend = this.backend();
     const tableless = bs.version === 6 && bs.summary().chunkTableEntries === 0 && bs.blobs.length > 0;
-    const { blobs, ci } = tableless ? await blobsFromTables(bs, dirname(this.req.bootstrapPath), backend, this.o.requestDeadlineMs).catch(async (err: unknown) => {
+    const { blobs, ci, fetched } = tableless ? await blobsFromTables(bs, dirname(this.req.bootstrapPath), backend, this.o.requestDeadlineMs).catch(async (err: unknown) => {
       await backend.close();
       throw err;
     }) : blobsOf(bs);
@@ -265,6 +272,8 @@ export class ImageMount {
       amplifyBytes: this.o.amplifyBytes, requestDeadlineMs: this.o.requestDeadlineMs,
       prefetchMergeBytes: this.o.prefetchMergeBytes, prefetchBandwidth: this.o.prefetchBandwidth,
     });
+    this.device.stats.bytesFetched += fetched.bytes;
+    this.device.stats.requests += fetched.requests;
     lap('deviceMs');
     // What the container will read goes out now, while the mount (and containerd, and runc) get
     // ready: the chunks an earlier start read (a prefetch trace), else the command's loader reads.

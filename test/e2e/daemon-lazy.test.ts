@@ -11,7 +11,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { copyFile, mkdtemp, readFile, rm, open } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, open, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -22,6 +22,7 @@ import { metricValue, silentLogger } from '../../src/observe/index.js';
 import { debootstrapRootfs } from '../../src/bench/env/index.js';
 import { openBootstrap } from '../../src/format/rafs/index.js';
 import { Daemon, type MountRequest } from '../../src/daemon/index.js';
+import { mergeBootstraps } from '../../src/builder/index.js';
 import { mountsAt } from '../../src/fuse/index.js';
 import { buildAndPush, describeTree, type PushedImage } from './daemon-support.js';
 
@@ -48,7 +49,7 @@ before(async () => {
 after(async () => {
   await reg?.close();
   if (dir) {
-    for (const m of ['erofs', 'fuse', 'fault-erofs', 'fault-fuse', 'corrupt', 'cli']) {
+    for (const m of ['erofs', 'fuse', 'fault-erofs', 'fault-fuse', 'corrupt', 'cli', 'lean-erofs', 'lean-fuse', 'lean-fetch', 'lean-corrupt']) {
       if (mountsAt(join(dir, `mnt-${m}`)).length) await pexec('umount', ['-l', join(dir, `mnt-${m}`)]).catch(() => undefined);
     }
     await rm(dir, { recursive: true, force: true });
@@ -117,6 +118,53 @@ for (const mode of ['erofs', 'fuse'] as const) {
     });
   });
 }
+
+test('a bootstrap without chunk table: CI tables from blob.meta or the blob, digests fetched with the first chunk; a corrupt digest array is EIO', async (t) => {
+  const lean = mergeBootstraps([await readFile(img.bootstrapPath)], { omitChunkTable: true });
+  assert.equal(openBootstrap(lean).summary().chunkTableEntries, 0);
+  const withMeta = join(dir, 'lean-meta');
+  const without = join(dir, 'lean-fetch');
+  for (const d of [withMeta, without]) { await mkdir(d, { recursive: true }); await writeFile(join(d, 'image.boot'), lean); }
+  await writeFile(join(withMeta, `${img.blobId}.blob.meta`), img.blobMeta);
+  const daemon = new Daemon({ log: silentLogger(), dataDir: join(dir, 'data-lean') });
+  try {
+    for (const [name, bootDir, mode] of [['lean-erofs', withMeta, 'erofs'], ['lean-fuse', withMeta, 'fuse'], ['lean-fetch', without, 'erofs']] as const) {
+      const req: MountRequest = { ...request(mode, name), bootstrapPath: join(bootDir, 'image.boot') };
+      const s0 = await served();
+      await daemon.mount(req);
+      const atMount = (await served()) - s0;
+      assert.equal(atMount, (await daemon.get(req.id)).metrics.bytesFetched, 'mount-time table fetches are counted');
+      assert.equal(await readFile(join(req.mountpoint, 'etc/os-release'), 'utf8'), await readFile(join(rootfs, 'etc/os-release'), 'utf8'));
+      const m = (await daemon.get(req.id)).metrics;
+      t.diagnostic(`${name}: ${atMount} bytes at mount, cat /etc/os-release fetched ${m.bytesFetched} of ${img.blobSize} bytes in all`);
+      // blob.meta shipped: nothing before the first read; else the CI table + digests at mount
+      if (bootDir === withMeta) assert.equal(atMount, 0);
+      else assert.ok(atMount > 0);
+      assert.ok(m.bytesFetched / img.blobSize < 0.05);
+      assert.equal((await served()) - s0, m.bytesFetched);
+      if (mode === 'fuse' || name === 'lean-fetch') assert.deepEqual(await describeTree(req.mountpoint), want);
+      await daemon.umount(req.id);
+    }
+    // A localfs copy of the blob whose digest array has one byte flipped: reads fail (nothing unverified is served).
+    const blobs = join(dir, 'lean-corrupt-blobs');
+    await mkdir(blobs, { recursive: true });
+    await copyFile(img.blobPath, join(blobs, img.blobId));
+    const b = openBootstrap(lean).blobs[0]!;
+    const at = b.ciOffset + b.ciCompressedSize + 4096 + 512 + 40; // Ferry blob: CI, header, tar header, digest array
+    const fh = await open(join(blobs, img.blobId), 'r+');
+    const one = Buffer.alloc(1);
+    await fh.read(one, 0, 1, at);
+    one[0] = one[0]! ^ 0x5a;
+    await fh.write(one, 0, 1, at);
+    await fh.close();
+    const creq: MountRequest = { ...request('fuse', 'lean-corrupt'), bootstrapPath: join(withMeta, 'image.boot'), backend: { type: 'localfs', dir: blobs } };
+    await daemon.mount(creq);
+    await assert.rejects(readFile(join(creq.mountpoint, 'etc/os-release')), { code: 'EIO' });
+    assert.ok((await daemon.get(creq.id)).metrics.backendErrors >= 1);
+  } finally {
+    await daemon.close();
+  }
+});
 
 test('daemon faults: registry stopped → EIO within the timeout → recovery; corrupt chunk → EIO', async (t) => {
   const config = { device: { backend: { type: 'registry' as const, config: { timeout: 1, retry_limit: 0 } } }, ferry: { request_deadline: '3s' } };

@@ -82,6 +82,8 @@ export interface PushedImage {
   blobSize: number;
   blobPath: string;
   bootstrapPath: string;
+  /** the blob's `<blob id>.blob.meta` (nydusd cache form of its CI table) */
+  blobMeta: Buffer;
   buildMs: number;
 }
 
@@ -110,5 +112,5 @@ export async function buildAndPush(o: { rootfs: string; host: string; repo: stri
   };
   const ref = `${o.host}/${o.repo}:${o.tag}`;
   await client.putManifest(parseReference(ref), Buffer.from(JSON.stringify(manifest)), MediaType.OCI_MANIFEST);
-  return { ref, repo: o.repo, blobId: r.blobId, blobSize: r.blobSize, blobPath: r.blobPath, bootstrapPath, buildMs };
+  return { ref, repo: o.repo, blobId: r.blobId, blobSize: r.blobSize, blobPath: r.blobPath, bootstrapPath, blobMeta: r.blobMeta, buildMs };
 }
