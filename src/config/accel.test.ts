@@ -45,6 +45,7 @@ converter:
       prefetch_patterns: "/bin\\n/etc"
       backend_type: localfs
       backend_config: '{"dir":"/tmp/blobs"}'
+      chunk_table: "true"
   rules:
     - tag_suffix: -accel
     - cache_tag: nydus-cache
@@ -55,6 +56,8 @@ converter:
     [5, 'lz4_block', 0x200000, true, true, '-accel', 'nydus-cache']);
   assert.deepEqual(o.platforms, ['linux/amd64', 'linux/arm64']);
   assert.deepEqual(o.backend, { type: 'localfs', dir: '/tmp/blobs' });
+  assert.equal(o.chunkTable, true);
+  assert.equal(resolveDriverOptions(loadAccelConfig(fixture('acceld', 'config.yaml.nydus'))).chunkTable, false, 'no chunk table by default');
 });
 
 test('accel config: unknown keys are errors naming the key; bad values are explained', () => {

@@ -262,16 +262,20 @@ export class ImageMount {
     lap('cleanupMs');
     const backend = this.backend();
     const tableless = bs.version === 6 && bs.summary().chunkTableEntries === 0 && bs.blobs.length > 0;
-    const { blobs, ci, fetched } = tableless ? await blobsFromTables(bs, dirname(this.req.bootstrapPath), backend, this.o.requestDeadlineMs).catch(async (err: unknown) => {
-      await backend.close();
+    let mb: MountBlobs;
+    try {
+      mb = tableless ? await blobsFromTables(bs, dirname(this.req.bootstrapPath), backend, this.o.requestDeadlineMs) : blobsOf(bs);
+      lap('chunkListMs');
+      this.device = await StorageDevice.open({
+        blobs: mb.blobs, backend, cacheDir: this.req.cacheDir ?? this.o.defaultCacheDir, log: this.log,
+        amplifyBytes: this.o.amplifyBytes, requestDeadlineMs: this.o.requestDeadlineMs,
+        prefetchMergeBytes: this.o.prefetchMergeBytes, prefetchBandwidth: this.o.prefetchBandwidth,
+      });
+    } catch (err) {
+      await backend.close().catch(() => undefined);
       throw err;
-    }) : blobsOf(bs);
-    lap('chunkListMs');
-    this.device = await StorageDevice.open({
-      blobs, backend, cacheDir: this.req.cacheDir ?? this.o.defaultCacheDir, log: this.log,
-      amplifyBytes: this.o.amplifyBytes, requestDeadlineMs: this.o.requestDeadlineMs,
-      prefetchMergeBytes: this.o.prefetchMergeBytes, prefetchBandwidth: this.o.prefetchBandwidth,
-    });
+    }
+    const { ci, fetched } = mb;
     this.device.stats.bytesFetched += fetched.bytes;
     this.device.stats.requests += fetched.requests;
     lap('deviceMs');

@@ -71,6 +71,8 @@ test('ferry convert: docker-registry → docker-registry with upstream media typ
   const bootLayer = await c.getBlobBuffer(dstReg.host, 'library/app', boot.digest);
   const bootstrap = await unpackBootstrapLayer(bootLayer);
   assert.equal(bootstrap.readUInt32LE(1024), 0xe0f5e1e2, 'EROFS superblock magic');
+  // no v6 chunk table by default: the blobs carry CI tables and digest arrays
+  assert.equal(openBootstrap(bootstrap).summary().chunkTableEntries, 0);
   // image/<blob id>.blob.meta per blob, in nydusd's cache form (CI table padded to 4 KiB + header)
   const files = new Map<string, Buffer>();
   const ex = tarStream.extract();
@@ -94,6 +96,16 @@ test('ferry convert: docker-registry → docker-registry with upstream media typ
   const chk = await ferry(['check', '--source', `${srcReg.host}/library/app:v1`, '--target', `${dstReg.host}/library/app:v1-nydus`]);
   assert.equal(chk.code, 0, chk.stdout + chk.stderr);
   assert.match(chk.stdout, /check passed/);
+
+  // --chunk-table keeps it (for upstream nydus-image check/merge); same tree, checks out too
+  const rt = await ferry(['convert', '--source', `${srcReg.host}/library/app:v1`, '--target', `${dstReg.host}/library/app:v1-table`, '--chunk-table', '--cache', cache]);
+  assert.equal(rt.code, 0, rt.stderr);
+  const tman = JSON.parse((await c.getManifest(parseReference(`${dstReg.host}/library/app:v1-table`))).body.toString()) as ImageManifest;
+  const tboot = openBootstrap(await unpackBootstrapLayer(await c.getBlobBuffer(dstReg.host, 'library/app', tman.layers.at(-1)!.digest)));
+  assert.ok(tboot.summary().chunkTableEntries > 0);
+  assert.deepEqual(tman.layers.slice(0, -1).map((l) => l.digest), man.layers.slice(0, -1).map((l) => l.digest), 'same blobs');
+  const tchk = await ferry(['check', '--source', `${srcReg.host}/library/app:v1`, '--target', `${dstReg.host}/library/app:v1-table`]);
+  assert.equal(tchk.code, 0, tchk.stdout + tchk.stderr);
 
   // Same source again into another tag: every layer comes from the cache, same manifest content.
   const r2 = await ferry(['convert', '--source', `${srcReg.host}/library/app:v1`, '--target', `${dstReg.host}/library/app:again`,
