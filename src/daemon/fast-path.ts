@@ -14,7 +14,7 @@ export interface FastPathData {
   bootstrapPath: string;
   timeout: number;
   caches: Array<{ blobId: string; dataPath: string; bitmap: SharedArrayBuffer }>;
-  /** CI tables of a bootstrap without a chunk table (image-mount's ciFromTable form) */
+  /** CI tables of a bootstrap without a chunk table, 5 numbers per entry (see ciFromTable) */
   ci?: Array<{ blobIndex: number; table: Float64Array }>;
 }
 
