@@ -38,7 +38,7 @@ const TYPES: Record<number, NodeType> = {
 export function loadBootstrap(buf: Buffer, registry = new Map<string, BlobDesc>(), blobIdOverride?: readonly string[],
   tables?: ReadonlyMap<string, BlobTables>): LoadedBootstrap {
   const bs = openBootstrap(buf);
-  if (bs.version === 6 && bs.summary().chunkTableEntries === 0) {
+  if (!bs.canMapChunks()) {
     for (const b of bs.blobs) {
       const t = tables?.get(b.blobId);
       if (t) bs.setCiTable(b.index, t.entries, t.digests);

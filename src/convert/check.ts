@@ -23,7 +23,7 @@ import {
   RegistryClient, parseReference, withDigest, formatReference, platformMatches, formatPlatform, parsePlatform, isNydusEntry, type ImageReference,
 } from '../remote/index.js';
 import { readLayer, whiteoutOf, type TarEntry } from '../format/tar/index.js';
-import { openBootstrap, attachBlobTables, blobsCarryTables, ciFromMetaFile, loadBlobTables, type RafsBootstrap, type BlobInfo } from '../format/rafs/index.js';
+import { openBootstrap, blobsCarryTables, ciFromMetaFile, loadBlobTables, type RafsBootstrap, type BlobInfo } from '../format/rafs/index.js';
 import { unpackBootstrapLayerFiles } from './streams.js';
 import { ConvertAnnotation } from './convert.js';
 
@@ -236,16 +236,25 @@ async function checkPair(o: {
     if (bytesRead !== len) throw new FerryError('DATA_LOSS', `blob ${b.blobId}: short read at ${off}`);
     return buf;
   };
-  await attachBlobTables(boot, readBlob);
+  const tableless = !boot.canMapChunks();
   for (const b of boot.blobs) {
+    if (!blobsCarryTables([b])) {
+      if (tableless) throw new FerryError('FAILED_PRECONDITION', `bootstrap has no chunk table and blob ${b.blobId} carries no CI table, digest array or ToC`);
+      continue;
+    }
     const shipped = blobMeta.get(b.blobId);
-    if (!shipped || !blobsCarryTables([b])) continue;
-    const own = (await loadBlobTables(b, readBlob)).entries;
-    let ok = true;
+    if (!tableless && !shipped) continue;
+    const own = await loadBlobTables(b, readBlob);
+    if (tableless) boot.setCiTable(b.index, own.entries, own.digests);
+    if (!shipped) continue;
+    let ok: boolean;
     try {
       const ci = ciFromMetaFile(b, shipped);
-      ok = ci.length === own.length && ci.every((e, i) => e.compressedOffset === own[i]!.compressedOffset && e.compressedSize === own[i]!.compressedSize
-        && e.uncompressedOffset === own[i]!.uncompressedOffset && e.uncompressedSize === own[i]!.uncompressedSize && e.compressed === own[i]!.compressed);
+      ok = ci.length === own.entries.length && ci.every((e, i) => {
+        const x = own.entries[i]!;
+        return e.compressedOffset === x.compressedOffset && e.compressedSize === x.compressedSize
+          && e.uncompressedOffset === x.uncompressedOffset && e.uncompressedSize === x.uncompressedSize && e.compressed === x.compressed;
+      });
     } catch { ok = false; }
     if (!ok) add({ path: '', what: `bootstrap layer: ${b.blobId}.blob.meta disagrees with the blob's CI table` });
   }

@@ -27,7 +27,7 @@ import {
   type ImageReference,
 } from '../remote/index.js';
 import { buildLayer, mergeBootstraps } from '../builder/index.js';
-import { openBootstrap, decodeBlobMetaHeader, blobMetaCacheFile, attachBlobTables, BLOB_META_HEADER_SIZE, type BlobTables } from '../format/rafs/index.js';
+import { openBootstrap, decodeBlobMetaHeader, blobMetaCacheFile, loadBlobTables, BLOB_META_HEADER_SIZE, type AsyncBlobReader, type BlobTables } from '../format/rafs/index.js';
 import { getCodec } from '../format/compress/index.js';
 import { decompressed, collect, Meter, packBootstrapLayer, unpackBootstrapLayerFiles } from './streams.js';
 import { layerCacheKey, type LayerCache, type LayerBuildOptions } from './cache.js';
@@ -188,12 +188,10 @@ export async function fetchNydusBootstrap(client: RegistryClient, ref: ImageRefe
  */
 export async function nydusBlobTables(client: RegistryClient, ref: ImageReference, bootstrap: Buffer, blobMeta?: ReadonlyMap<string, Buffer>): Promise<Map<string, BlobTables> | undefined> {
   const bs = openBootstrap(bootstrap);
-  if (bs.version !== 6 || bs.summary().chunkTableEntries > 0) return undefined;
+  if (bs.canMapChunks()) return undefined;
+  const read: AsyncBlobReader = async (b, off, len) => collect(await client.getBlob(ref.registry, ref.repository, `sha256:${b.blobId}`, { range: [off, off + len - 1] }));
   const out = new Map<string, BlobTables>();
-  await attachBlobTables({
-    version: bs.version, blobs: bs.blobs, summary: () => bs.summary(),
-    setCiTable: (i, entries, digests) => { out.set(bs.blobs[i]!.blobId, { entries: [...entries], digests: [...(digests ?? [])] }); },
-  }, async (b, off, len) => collect(await client.getBlob(ref.registry, ref.repository, `sha256:${b.blobId}`, { range: [off, off + len - 1] })), blobMeta);
+  for (const b of bs.blobs) out.set(b.blobId, await loadBlobTables(b, read, blobMeta?.get(b.blobId)));
   return out;
 }
 

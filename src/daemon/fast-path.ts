@@ -14,7 +14,7 @@ export interface FastPathData {
   bootstrapPath: string;
   timeout: number;
   caches: Array<{ blobId: string; dataPath: string; bitmap: SharedArrayBuffer }>;
-  /** CI tables of a bootstrap without a chunk table, 5 numbers per entry (see ciFromTable) */
+  /** CI tables of a bootstrap without a chunk table, see ciTableForThreads */
   ci?: Array<{ blobIndex: number; table: Float64Array }>;
 }
 
@@ -81,7 +81,14 @@ export function init(d: FastPathData): (opcode: number, nodeid: number, body: Bu
   };
 }
 
-/** A CI table as FUSE fast-path threads receive it (5 numbers per entry). */
+/** A CI table in the form FUSE fast-path threads receive it (5 numbers per entry, one copy per thread). */
+export function ciTableForThreads(entries: readonly CiLocation[]): Float64Array {
+  const table = new Float64Array(entries.length * 5);
+  entries.forEach((e, i) => table.set([e.compressedOffset, e.compressedSize, e.uncompressedOffset, e.uncompressedSize, e.compressed ? 1 : 0], i * 5));
+  return table;
+}
+
+/** The CI table back from `ciTableForThreads`. */
 function ciFromTable(table: Float64Array): CiLocation[] {
   const out: CiLocation[] = new Array(table.length / 5);
   for (let i = 0; i < out.length; i++) {

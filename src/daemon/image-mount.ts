@@ -17,6 +17,7 @@ import {
 import { FuseSession, clearStaleMounts, mountsAt, run, unmount } from '../fuse/index.js';
 import { LocalFsBackend, ProxyBackend, RegistryBackend, StorageDevice, type Backend, type DeviceBlob, type DeviceChunk } from '../storage/index.js';
 import { BlobViewFs, RafsFs, readFileRange } from './rafs-fs.js';
+import { ciTableForThreads } from './fast-path.js';
 import { startupRanges, type FileRange } from './startup-prefetch.js';
 import type { MountInfo, MountRequest } from './types.js';
 import { traceByBlob, traceOf, type PrefetchTrace } from './trace.js';
@@ -106,7 +107,7 @@ interface MountBlobs {
   /** bytes and requests fetched from the backend while the mount came up (blob tables) */
   fetched: { bytes: number; requests: number };
   /** per blob index: the CI table, when the bootstrap has no chunk table (for FUSE fast-path threads) */
-  ci: Array<{ blobIndex: number; table: Float64Array }>;
+  ci: Array<{ blobIndex: number; entries: CiLocation[] }>;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -154,9 +155,7 @@ async function blobsFromTables(bs: RafsBootstrap, bootDir: string, backend: Back
       uncompressedSize: e.uncompressedSize, compressed: e.compressed, digest: digests?.[i] ?? EMPTY,
     }));
     bs.setCiTable(b.index, entries, digests);
-    const table = new Float64Array(entries.length * 5);
-    entries.forEach((e, i) => table.set([e.compressedOffset, e.compressedSize, e.uncompressedOffset, e.uncompressedSize, e.compressed ? 1 : 0], i * 5));
-    out.ci.push({ blobIndex: b.index, table });
+    out.ci.push({ blobIndex: b.index, entries });
     const prepare = digests ? undefined : async (read: (offset: number, length: number) => Promise<Buffer>): Promise<void> => {
       const r = tailRange(b, false);
       const d = decodeBlobTail(b, await read(r.offset, r.length), r.offset).digests;
@@ -261,7 +260,7 @@ export class ImageMount {
     else await clearStaleMounts(this.req.mountpoint);
     lap('cleanupMs');
     const backend = this.backend();
-    const tableless = bs.version === 6 && bs.summary().chunkTableEntries === 0 && bs.blobs.length > 0;
+    const tableless = !bs.canMapChunks();
     let mb: MountBlobs;
     try {
       mb = tableless ? await blobsFromTables(bs, dirname(this.req.bootstrapPath), backend, this.o.requestDeadlineMs) : blobsOf(bs);
@@ -302,7 +301,7 @@ export class ImageMount {
         mountpoint: this.req.mountpoint, fs: new RafsFs(bs, this.device), log: this.log, source: `ferry-${this.req.id}`, subtype: 'ferry',
         readers: this.o.fuseThreads,
         ...(this.o.fastPath === false ? {} : {
-          fastPath: { module: FAST_PATH_MODULE, data: { bootstrapPath: this.req.bootstrapPath, timeout: 365 * 24 * 3600, caches: dev.sharedCaches(), ci } },
+          fastPath: { module: FAST_PATH_MODULE, data: { bootstrapPath: this.req.bootstrapPath, timeout: 365 * 24 * 3600, caches: dev.sharedCaches(), ci: ci.map((t) => ({ blobIndex: t.blobIndex, table: ciTableForThreads(t.entries) })) } },
           onFastHits: (n: number) => dev.countHits(n),
         }),
       });

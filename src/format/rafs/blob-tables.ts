@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { FerryError } from '../../core/index.js';
 import { getCodec } from '../compress/index.js';
 import { BLOB_META_HEADER_SIZE, decodeBlobMetaHeader, decodeCiTable, type BlobMetaHeader } from './blob-meta.js';
-import type { BlobInfo, CiLocation } from './reader.js';
+import type { BlobInfo, CiLocation, RafsBootstrap } from './reader.js';
 import { BlobSection, TAR_BLOCK, decodeToc, parseTarHeader, type TocEntry } from './toc.js';
 import { BlobFeatures } from './v6.js';
 
@@ -38,7 +38,8 @@ export function blobsCarryTables(blobs: ReadonlyArray<Pick<BlobInfo, 'features' 
     && (b.features & BlobFeatures.HAS_TOC) !== 0 && b.ciCompressedSize > 0 && b.blobTocSize > TAR_BLOCK && b.chunkCount > 0);
 }
 
-function checkHeader(blob: BlobInfo, h: BlobMetaHeader): void {
+/** A CI header (blob meta header) checked against the bootstrap's blob table entry. */
+export function checkCiHeader(blob: BlobInfo, h: BlobMetaHeader): void {
   if (h.ciOffset !== blob.ciOffset || h.ciCompressedSize !== blob.ciCompressedSize
     || h.ciUncompressedSize !== blob.ciUncompressedSize || h.ciEntries !== blob.chunkCount) {
     throw dataLoss(blob, `CI header (offset ${h.ciOffset}, ${h.ciEntries} entries) disagrees with the bootstrap's blob table (offset ${blob.ciOffset}, ${blob.chunkCount} chunks)`);
@@ -66,7 +67,7 @@ function checkEntries(blob: BlobInfo, entries: CiLocation[]): CiLocation[] {
 export function ciFromMetaFile(blob: BlobInfo, file: Buffer): CiLocation[] {
   if (file.length < BLOB_META_HEADER_SIZE) throw dataLoss(blob, `blob.meta file of ${file.length} bytes`);
   const h = decodeBlobMetaHeader(file, file.length - BLOB_META_HEADER_SIZE);
-  checkHeader(blob, h);
+  checkCiHeader(blob, h);
   if (h.ciUncompressedSize > file.length - BLOB_META_HEADER_SIZE) throw dataLoss(blob, 'blob.meta file shorter than its CI table');
   return checkEntries(blob, decodeCiTable(file.subarray(0, h.ciUncompressedSize), h.ciEntries, h.features));
 }
@@ -114,7 +115,7 @@ export function decodeBlobTail(blob: BlobInfo, tail: Buffer, offset: number): { 
   const hdr = section(BlobSection.META_HEADER);
   if (hdr.e.compressedSize !== BLOB_META_HEADER_SIZE || !sha(hdr.bytes).equals(hdr.e.digest)) throw dataLoss(blob, 'blob meta header does not match its ToC entry');
   const h = decodeBlobMetaHeader(hdr.bytes);
-  checkHeader(blob, h);
+  checkCiHeader(blob, h);
   const meta = section(BlobSection.META);
   if (meta.e.compressedOffset !== blob.ciOffset || meta.e.compressedSize !== blob.ciCompressedSize) throw dataLoss(blob, 'ToC places the CI table elsewhere than the blob table');
   const comp = ['none', 'lz4_block', 'gzip', 'zstd'][h.ciCompressor];
@@ -142,11 +143,10 @@ export async function loadBlobTables(blob: BlobInfo, read: AsyncBlobReader, meta
 
 /**
  * Gives a bootstrap without a chunk table the tables of all its blobs (tools that read every file:
- * check, unpack, chunk-dict indexing). A bootstrap with a chunk table is left as it is.
+ * check, unpack, chunk-dict indexing). A bootstrap that can map its chunks already is left as it is.
  */
-export async function attachBlobTables(bs: { readonly version: 5 | 6; readonly blobs: readonly BlobInfo[]; summary(): { chunkTableEntries: number }; setCiTable(i: number, e: readonly CiLocation[], d?: readonly Buffer[]): void },
-  read: AsyncBlobReader, metaFiles?: ReadonlyMap<string, Buffer>): Promise<void> {
-  if (bs.version !== 6 || bs.summary().chunkTableEntries > 0) return;
+export async function attachBlobTables(bs: RafsBootstrap, read: AsyncBlobReader, metaFiles?: ReadonlyMap<string, Buffer>): Promise<void> {
+  if (bs.canMapChunks()) return;
   for (const b of bs.blobs) {
     if (!blobsCarryTables([b])) throw new FerryError('FAILED_PRECONDITION', `bootstrap has no chunk table and blob ${b.blobId} carries no CI table, digest array or ToC`);
     const t = await loadBlobTables(b, read, metaFiles?.get(b.blobId));

@@ -9,6 +9,7 @@ import { FerryError } from '../../core/index.js';
 import { getCodec } from '../compress/index.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, fileTypeOfMode } from '../erofs/index.js';
 import { BLOB_META_HEADER_SIZE, decodeBlobMetaHeader, decodeCiTable } from './blob-meta.js';
+import { checkCiHeader } from './blob-tables.js';
 import { chunkDigest, openBootstrap, type BlobInfo, type ChunkRef, type CiLocation, type RafsBootstrap } from './reader.js';
 
 /** Reads `length` bytes at `offset` of a blob (throw NOT_FOUND / DATA_LOSS as appropriate). */
@@ -38,11 +39,7 @@ export interface CheckReport {
 export function loadCiTable(blob: BlobInfo, readBlob: BlobReader): CiLocation[] {
   if (blob.ciOffset === 0 && blob.ciCompressedSize === 0) throw new FerryError('FAILED_PRECONDITION', `blob ${blob.blobId} has no CI table`);
   const hdr = decodeBlobMetaHeader(readBlob(blob, blob.ciOffset + blob.ciCompressedSize, BLOB_META_HEADER_SIZE));
-  if (hdr.ciOffset !== blob.ciOffset || hdr.ciCompressedSize !== blob.ciCompressedSize
-    || hdr.ciUncompressedSize !== blob.ciUncompressedSize || hdr.ciEntries !== blob.chunkCount) {
-    throw new FerryError('DATA_LOSS', `blob ${blob.blobId}: CI header (offset ${hdr.ciOffset}, ${hdr.ciEntries} entries) disagrees with the bootstrap's blob table (offset ${blob.ciOffset}, ${blob.chunkCount} chunks)`);
-  }
-  if (blob.ciUncompressedSize > 64 * 1024 * 1024) throw new FerryError('DATA_LOSS', `blob ${blob.blobId}: CI table of ${blob.ciUncompressedSize} bytes is implausible`);
+  checkCiHeader(blob, hdr);
   const raw = readBlob(blob, blob.ciOffset, blob.ciCompressedSize);
   const comp = ['none', 'lz4_block', 'gzip', 'zstd'][hdr.ciCompressor];
   if (!comp) throw new FerryError('DATA_LOSS', `blob ${blob.blobId}: invalid CI compressor ${hdr.ciCompressor}`);
