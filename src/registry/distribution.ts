@@ -225,6 +225,11 @@ export class DistributionApi {
       return;
     }
     const stream = await missingAsBlobUnknown(digest, this.#d.store.read(digest, want));
+    if (res.destroyed) {
+      // The client left while the read was being opened: 'close' has fired already.
+      stream.destroy();
+      return;
+    }
     res.writeHead(range ? 206 : 200, headers);
     // Counted as the bytes leave the store, so the counter is current when the client has them.
     stream.on('data', (c: Buffer) => this.#d.counters.blobBytesServed(c.length));
