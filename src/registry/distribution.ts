@@ -347,6 +347,11 @@ export class DistributionApi {
 
   async #append(req: IncomingMessage, name: string, id: string, offset: number): Promise<number> {
     const limit = this.#o.maxBlobSize > 0 ? this.#o.maxBlobSize : undefined;
+    const declared = req.headers['content-length'];
+    if (limit !== undefined && declared !== undefined && offset + Number(declared) > limit) {
+      // Refused before a byte is read (the connection is closed after the answer).
+      throw new OciError('SIZE_TOO_LARGE', `upload of ${offset} + ${declared} bytes exceeds the limit of ${limit} bytes`);
+    }
     try {
       const before = offset;
       const after = await this.#d.store.append(id, offset, req, limit === undefined ? {} : { limit });
