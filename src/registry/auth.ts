@@ -18,7 +18,7 @@ import { Counter, silentLogger, type Logger, type MetricsRegistry } from '../obs
 import type { SqliteMetadata } from './metadata/sqlite.js';
 import { LoginLimiter, sourceKey, type LoginLimits, type Lockout } from './login-limiter.js';
 import type { Robot } from './metadata/metadata.js';
-import { projectOf } from './names.js';
+import { isValidName, projectOf } from './names.js';
 
 const pbkdf2Async = promisify(pbkdf2);
 const PBKDF2_ITERATIONS = 20_000;
@@ -335,6 +335,11 @@ export class Auth {
     const access: TokenAccess[] = [];
     for (const s of scopes) {
       if (s.type === 'repository') {
+        if (!isValidName(s.name)) {
+          // No route takes such a name; granting on it would only invite confusion downstream.
+          access.push({ type: 'repository', name: s.name.slice(0, 300), actions: [] });
+          continue;
+        }
         const allowed = this.allowed(p, s.name);
         const wanted = s.actions.includes('*') ? ['pull', 'push', 'delete'] : s.actions;
         const granted = wanted.filter((a) => allowed.has(a as Action));
