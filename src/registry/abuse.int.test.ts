@@ -728,7 +728,7 @@ describe('password guessing', () => {
   });
 
   it('after a lockout the right password gets in and starts the count afresh; a failure after a lockout locks for twice as long', async () => {
-    const { r, lines } = await guarded({ maxFailures: 3, lockout: '300ms', maxLockout: '10s' });
+    const { r, lines } = await guarded({ maxFailures: 3, lockout: '1s', maxLockout: '10s' });
     try {
       const base = r.url;
       const wrong = basic('admin', 'Wrong1pass');
@@ -749,7 +749,7 @@ describe('password guessing', () => {
       // The success reset the account: two failures are answered 401, the third locks again.
       for (let i = 0; i < 3; i++) assert.equal((await raw('/v2/', { base, auth: wrong })).status, 401, `failure ${i + 1}`);
       assert.equal((await raw('/v2/', { base, auth: wrong })).status, 429);
-      // Without a success in between, the first failure after the lockout locks for 600 ms.
+      // Without a success in between, the first failure after the lockout locks for 2 s.
       for (let n = 0; ; n++) {
         const x = await raw('/v2/', { base, auth: wrong });
         if (x.status === 401) break;
@@ -758,7 +758,7 @@ describe('password guessing', () => {
         await new Promise((res) => setTimeout(res, 50));
       }
       assert.equal((await raw('/v2/', { base, auth: right })).status, 429);
-      assert.deepEqual(lines().filter((l) => l.lockedForMs !== undefined).map((l) => l.lockedForMs), [300, 300, 600]);
+      assert.deepEqual(lines().filter((l) => l.lockedForMs !== undefined).map((l) => l.lockedForMs), [1000, 1000, 2000]);
     } finally {
       await r.destroy();
     }
