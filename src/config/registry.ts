@@ -32,6 +32,24 @@ export const RegistryConfigSchema = z.strictObject({
   fsync: z.boolean().default(true),
   /** Allow DELETE of blobs, manifests and tags. */
   deleteEnabled: z.boolean().default(true),
+  /**
+   * Failed-login limits (Basic credentials of users and robots, on every endpoint including the
+   * token endpoint). Keys: one account from one source address, and one source address whatever the
+   * account; there is no account-wide key, so nobody can lock an account out for everyone.
+   */
+  auth: z.strictObject({
+    /** Failed logins of one account from one source address within `window` before that pair is locked out. */
+    maxFailures: z.number().int().min(1).default(5),
+    /** Failed logins from one source address, any accounts, within `window` before that address is locked out. */
+    maxSourceFailures: z.number().int().min(1).default(50),
+    /** The window failures are counted in; a key also forgets its past lockouts after a quiet window. */
+    window: duration.default(10 * 60_000),
+    /** The first lockout; every failure after a lockout locks again for twice as long. */
+    lockout: duration.default(10_000),
+    /** The longest lockout. */
+    maxLockout: duration.default(15 * 60_000),
+  }).refine((a) => a.lockout > 0 && a.maxLockout >= a.lockout, { message: 'lockout must be positive and maxLockout at least lockout', path: ['maxLockout'] })
+    .prefault({}),
   webhook: z.strictObject({
     /** Deliver webhooks at all (Harbor: notification_enable). */
     enabled: z.boolean().default(true),

@@ -21,7 +21,8 @@ export interface BlobProvider {
   stat(digest: string): Promise<BlobInfo | undefined>;
   /**
    * A stream of the blob's bytes, `[start, end]` inclusive when a range is given.
-   * Throws NOT_FOUND when absent.
+   * Throws NOT_FOUND when absent. The caller reads the stream to its end or destroys it (a stream
+   * may hold a reference to a cached descriptor until then).
    */
   read(digest: string, range?: { start: number; end: number }): Promise<Readable>;
   /** Every committed blob (for garbage collection). */

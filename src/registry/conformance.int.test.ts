@@ -217,6 +217,43 @@ describe('push', () => {
     const g = await reg.req(`/v2/${NS}/blobs/${sha256(blobB)}`);
     assert.deepEqual(Buffer.from(await g.arrayBuffer()), blobB);
   });
+  it('a chunk whose Content-Length disagrees with its Content-Range is 400 SIZE_INVALID; the session is unchanged', async () => {
+    const data = randomBytes(40);
+    const r1 = await reg.req(`/v2/${NS}/blobs/uploads/`, { method: 'POST', headers: { 'content-length': '0' } });
+    const loc = r1.headers.get('location')!;
+    assert.equal((await reg.req(loc, { method: 'PATCH', body: data.subarray(0, 10), headers: { 'content-range': '0-9' } })).status, 202);
+    // In order (starts at 10) but 10 bytes sent for a promised 20: 400, not 416 (416 is for order).
+    let r = await reg.req(loc, { method: 'PATCH', body: data.subarray(10, 20), headers: { 'content-range': '10-29' } });
+    assert.equal(r.status, 400);
+    assert.equal(await errorCode(r), 'SIZE_INVALID');
+    r = await reg.req(loc, { method: 'PATCH', body: data.subarray(10, 40), headers: { 'content-range': '10-19' } });
+    assert.equal(r.status, 400);
+    assert.equal(await errorCode(r), 'SIZE_INVALID');
+    // The same on the closing PUT carrying the last chunk.
+    r = await reg.req(withDigest(loc, sha256(data)), { method: 'PUT', body: data.subarray(10), headers: { 'content-range': '10-20' } });
+    assert.equal(r.status, 400);
+    assert.equal(await errorCode(r), 'SIZE_INVALID');
+    const s = await reg.req(loc);
+    assert.equal(s.status, 204);
+    assert.equal(s.headers.get('range'), '0-9', 'nothing of the refused chunks was stored');
+    assert.equal((await reg.req(withDigest(loc, sha256(data)), { method: 'PUT', body: data.subarray(10), headers: { 'content-range': '10-39' } })).status, 201);
+  });
+  it('a malformed Content-Range is 400; an inverted or out-of-order one is 416', async () => {
+    const r1 = await reg.req(`/v2/${NS}/blobs/uploads/`, { method: 'POST', headers: { 'content-length': '0' } });
+    const loc = r1.headers.get('location')!;
+    let r = await reg.req(loc, { method: 'PATCH', body: 'abcd', headers: { 'content-range': 'bytes four-five' } });
+    assert.equal(r.status, 400);
+    assert.equal(await errorCode(r), 'BLOB_UPLOAD_INVALID');
+    r = await reg.req(loc, { method: 'PATCH', body: 'abcd', headers: { 'content-range': '3-0' } });
+    assert.equal(r.status, 416);
+    await r.arrayBuffer();
+    r = await reg.req(loc, { method: 'PATCH', body: 'abcd', headers: { 'content-range': '1-4' } });
+    assert.equal(r.status, 416);
+    await r.arrayBuffer();
+    r = await reg.req(withDigest(loc, sha256('abcd')), { method: 'PUT', body: 'abcd', headers: { 'content-range': '1-4' } });
+    assert.equal(r.status, 416);
+    await r.arrayBuffer();
+  });
   it('17 mount of an unknown blob without from opens an upload (202)', async () => {
     const r = await reg.req(`/v2/${CROSS}/blobs/uploads/?mount=${DUMMY}`, { method: 'POST' });
     assert.equal(r.status, 202);

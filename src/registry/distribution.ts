@@ -225,6 +225,11 @@ export class DistributionApi {
       return;
     }
     const stream = await missingAsBlobUnknown(digest, this.#d.store.read(digest, want));
+    if (res.destroyed) {
+      // The client left while the read was being opened: 'close' has fired already.
+      stream.destroy();
+      return;
+    }
     res.writeHead(range ? 206 : 200, headers);
     // Counted as the bytes leave the store, so the counter is current when the client has them.
     stream.on('data', (c: Buffer) => this.#d.counters.blobBytesServed(c.length));
@@ -314,20 +319,39 @@ export class DistributionApi {
     }
   }
 
-  /** Parses Content-Range of a chunk ("a-b", "bytes a-b/total", or the "bytes=a-b" some clients send). */
-  #contentRange(req: IncomingMessage): { start: number; end: number } | undefined {
+  /**
+   * The chunk a PATCH (or a PUT carrying the last chunk) declares in Content-Range ("a-b",
+   * "bytes a-b/total", or the "bytes=a-b" some clients send), checked against the session's `size`
+   * as the spec and the reference registry do: an unparseable Content-Range is 400, an inverted
+   * range or one that does not start where the upload is (out of order) is 416, and a
+   * Content-Length other than the range's length is 400 SIZE_INVALID. Undefined when the request
+   * has no Content-Range (a streamed upload).
+   */
+  #chunkRange(req: IncomingMessage, size: number): { start: number; end: number } | undefined {
     const h = req.headers['content-range'];
     if (h === undefined) return undefined;
     const m = /^(?:bytes[ =])?(\d+)-(\d+)(?:\/(?:\d+|\*))?$/.exec(h.trim());
-    if (!m) throw new OciError('BLOB_UPLOAD_INVALID', `invalid Content-Range ${JSON.stringify(h)}`, { status: 416 });
+    if (!m) throw new OciError('BLOB_UPLOAD_INVALID', `invalid Content-Range ${JSON.stringify(h.slice(0, 100))}`);
     const start = Number(m[1]);
     const end = Number(m[2]);
-    if (end < start) throw new OciError('BLOB_UPLOAD_INVALID', `invalid Content-Range ${JSON.stringify(h)}`, { status: 416 });
+    if (end < start) throw new OciError('BLOB_UPLOAD_INVALID', `invalid Content-Range ${JSON.stringify(h)}: ends before it starts`, { status: 416 });
+    if (start !== size) {
+      throw new OciError('BLOB_UPLOAD_INVALID', `chunk starts at ${start}, upload is at ${size}`, { status: 416 });
+    }
+    const len = req.headers['content-length'];
+    if (len !== undefined && Number(len) !== end - start + 1) {
+      throw new OciError('SIZE_INVALID', `Content-Length ${len} does not match Content-Range ${start}-${end}`);
+    }
     return { start, end };
   }
 
   async #append(req: IncomingMessage, name: string, id: string, offset: number): Promise<number> {
     const limit = this.#o.maxBlobSize > 0 ? this.#o.maxBlobSize : undefined;
+    const declared = req.headers['content-length'];
+    if (limit !== undefined && declared !== undefined && offset + Number(declared) > limit) {
+      // Refused before a byte is read (the connection is closed after the answer).
+      throw new OciError('SIZE_TOO_LARGE', `upload of ${offset} + ${declared} bytes exceeds the limit of ${limit} bytes`);
+    }
     try {
       const before = offset;
       const after = await this.#d.store.append(id, offset, req, limit === undefined ? {} : { limit });
@@ -346,16 +370,7 @@ export class DistributionApi {
 
   async #patchUpload(req: IncomingMessage, res: ServerResponse, name: string, id: string): Promise<void> {
     const size = await this.#sessionSize(name, id);
-    const range = this.#contentRange(req);
-    if (range) {
-      if (range.start !== size) {
-        throw new OciError('BLOB_UPLOAD_INVALID', `chunk starts at ${range.start}, upload is at ${size}`, { status: 416 });
-      }
-      const len = req.headers['content-length'];
-      if (len !== undefined && Number(len) !== range.end - range.start + 1) {
-        throw new OciError('SIZE_INVALID', `Content-Length ${len} does not match Content-Range ${range.start}-${range.end}`, { status: 416 });
-      }
-    }
+    const range = this.#chunkRange(req, size);
     const after = await this.#append(req, name, id, size);
     if (range && after !== range.end + 1) {
       throw new OciError('SIZE_INVALID', `received ${after - size} bytes, Content-Range promised ${range.end - range.start + 1}`);
@@ -369,13 +384,13 @@ export class DistributionApi {
     const digestParam = url.searchParams.get('digest');
     if (digestParam === null) throw new OciError('DIGEST_INVALID', 'digest parameter missing');
     const digest = checkDigest(digestParam);
-    const range = this.#contentRange(req);
-    if (range && range.start !== size) {
-      throw new OciError('BLOB_UPLOAD_INVALID', `chunk starts at ${range.start}, upload is at ${size}`, { status: 416 });
-    }
+    const range = this.#chunkRange(req, size);
     const hasBody = (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined;
     if (hasBody) size = await this.#append(req, name, id, size);
     else req.resume();
+    if (range && size !== range.end + 1) {
+      throw new OciError('SIZE_INVALID', `upload has ${size} bytes, Content-Range promised ${range.end + 1}`);
+    }
     await this.#commit(res, name, id, digest);
   }
 

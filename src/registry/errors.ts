@@ -37,13 +37,16 @@ export class OciError extends FerryError {
   readonly oci: OciCode;
   readonly status: number;
   readonly detail: unknown;
+  /** Extra response headers (e.g. Retry-After). */
+  readonly headers: Readonly<Record<string, string>>;
 
-  constructor(oci: OciCode, message: string, opts: { status?: number; detail?: unknown; cause?: unknown } = {}) {
+  constructor(oci: OciCode, message: string, opts: { status?: number; detail?: unknown; cause?: unknown; headers?: Record<string, string> } = {}) {
     super(CATEGORY_OF[oci], message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'OciError';
     this.oci = oci;
     this.status = opts.status ?? OCI_STATUS[oci];
     this.detail = opts.detail;
+    this.headers = opts.headers ?? {};
   }
 }
 

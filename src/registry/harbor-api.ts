@@ -28,6 +28,15 @@ export class HarborError extends Error {
 const notFound = (what: string): HarborError => new HarborError(404, 'NOT_FOUND', `${what} not found`);
 const badRequest = (msg: string): HarborError => new HarborError(400, 'BAD_REQUEST', msg);
 
+/** A percent-decoded path segment; malformed encoding is the client's error (400), not a crash. */
+function decodePathValue(v: string): string {
+  try {
+    return decodeURIComponent(v);
+  } catch {
+    throw badRequest(`malformed percent-encoding in ${JSON.stringify(v.slice(0, 100))}`);
+  }
+}
+
 function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
@@ -78,7 +87,7 @@ export class HarborApi {
 
   #project(p: Principal, nameOrId: string): Project {
     const byId = /^\d+$/.test(nameOrId) ? this.#meta.getProject(Number(nameOrId)) : undefined;
-    const project = byId ?? this.#meta.getProject(decodeURIComponent(nameOrId));
+    const project = byId ?? this.#meta.getProject(decodePathValue(nameOrId));
     if (!project || !this.#canSee(p, project)) throw notFound(`project ${nameOrId}`);
     return project;
   }
@@ -225,14 +234,14 @@ export class HarborApi {
       if (s2 === 'repositories' && s3 !== undefined && method === 'DELETE' && (seg.length === 4 || (s4 === 'artifacts' && s5 !== undefined && seg.length === 6))) {
         // Deleting a repository or an artifact (by digest or tag) removes manifests; gc frees the bytes.
         this.#requireAdmin(p);
-        const repoName = `${project.name}/${decodeURIComponent(decodeURIComponent(s3))}`;
+        const repoName = `${project.name}/${decodePathValue(decodePathValue(s3))}`;
         if (!isValidName(repoName)) throw badRequest('invalid repository name');
         let digests: string[];
         if (seg.length === 4) {
           digests = this.#meta.listManifests(repoName).map((m) => m.digest);
           if (digests.length === 0) throw notFound(`repository ${repoName}`);
         } else {
-          const ref = decodeURIComponent(s5!);
+          const ref = decodePathValue(s5!);
           const digest = ref.includes(':') ? ref : await this.#meta.resolveTag(repoName, ref);
           if (!digest || !(await this.#meta.getManifest(repoName, digest))) throw notFound(`artifact ${repoName}@${ref}`);
           digests = [digest];
@@ -258,7 +267,7 @@ export class HarborApi {
         }
         if (s3 !== undefined && s4 === 'artifacts' && seg.length === 5) {
           // Harbor expects nested repository names URL-encoded twice (a%252Fb).
-          const repoName = `${project.name}/${decodeURIComponent(decodeURIComponent(s3))}`;
+          const repoName = `${project.name}/${decodePathValue(decodePathValue(s3))}`;
           if (!isValidName(repoName)) throw badRequest('invalid repository name');
           const list = this.#meta.listManifests(repoName);
           const out = [];

@@ -73,7 +73,13 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Registr
       meta.upsertUser('admin', await hashSecret(adminPassword), true);
     }
 
-    const auth = new Auth(meta, { dataDir, service: config.tokenService, issuer: config.tokenIssuer, tokenExpirationMs: config.tokenExpiration });
+    const auth = new Auth(meta, {
+      dataDir, service: config.tokenService, issuer: config.tokenIssuer, tokenExpirationMs: config.tokenExpiration,
+      limits: {
+        maxFailures: config.auth.maxFailures, maxSourceFailures: config.auth.maxSourceFailures, windowMs: config.auth.window,
+        lockoutMs: config.auth.lockout, maxLockoutMs: config.auth.maxLockout,
+      },
+    }, { log, metrics });
     await auth.init();
     const webhooks = new Webhooks({ meta, log, metrics }, {
       enabled: config.webhook.enabled, maxRetries: config.webhook.maxRetries, backoffMs: config.webhook.backoff,

@@ -13,7 +13,7 @@ import type { BlobStore } from '../content/index.js';
 import { DistributionApi, tokenRealm, type DistributionOptions } from './distribution.js';
 import { OciError, toOciError } from './errors.js';
 import { sendError, sendJson } from './http-util.js';
-import { parseScope, type Auth, type Principal, type TokenAccess } from './auth.js';
+import { LoginLockedError, parseScope, type Auth, type Principal, type TokenAccess } from './auth.js';
 import type { SqliteMetadata } from './metadata/sqlite.js';
 import type { Webhooks } from './webhooks.js';
 import { HarborApi } from './harbor-api.js';
@@ -107,8 +107,11 @@ export class RegistryServer {
       }
       let principal: Principal;
       try {
-        principal = await this.#d.auth.authenticate(req.headers.authorization);
+        principal = await this.#d.auth.authenticate(req.headers.authorization, { source: req.socket.remoteAddress, path, method });
       } catch (err) {
+        if (err instanceof LoginLockedError) {
+          throw new OciError('TOOMANYREQUESTS', err.message, { cause: err, headers: { 'retry-after': String(err.retryAfterSeconds) } });
+        }
         if (path === '/service/token' || path.startsWith('/api/')) throw new OciError('UNAUTHORIZED', (err as Error).message);
         const e = new OciError('UNAUTHORIZED', (err as Error).message) as OciError & { challenge?: string };
         e.challenge = (req.headers.authorization ?? '').toLowerCase().startsWith('basic ')
@@ -137,7 +140,7 @@ export class RegistryServer {
         return;
       }
       const e = toOciError(err);
-      const headers: Record<string, string> = { 'docker-distribution-api-version': 'registry/2.0' };
+      const headers: Record<string, string> = { 'docker-distribution-api-version': 'registry/2.0', ...e.headers };
       const challenge = (err as { challenge?: string }).challenge;
       if (challenge) headers['www-authenticate'] = challenge;
       if (e.status >= 500) this.#d.log.error({ err, method, path }, 'request failed');

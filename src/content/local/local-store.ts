@@ -10,6 +10,8 @@
  * is hashed again). A commit verifies the digest, fsyncs the file, renames it into place and fsyncs
  * the directory: a crash at any point leaves either no blob or a complete one.
  * Paths are built only from validated digests and upload ids, never from raw request input.
+ * Reads share cached FileHandles; only the store closes them, and only when no reader holds one
+ * (streamed reads are positional reads on the shared handle, never a stream that owns the descriptor).
  */
 import { createReadStream, createWriteStream, mkdirSync, renameSync, unlinkSync, statSync } from 'node:fs';
 import { open, readdir, stat, unlink, mkdir, writeFile, type FileHandle } from 'node:fs/promises';
@@ -35,7 +37,75 @@ const MAX_OPEN_BLOBS = 256;
 const SINGLE_READ_MAX = 8 * 1024 * 1024;
 /** Size of the pieces a single read is handed on in. */
 const READ_SLICE = 128 * 1024;
+/** Size of each positional read of a streamed (larger) read. */
+const STREAM_CHUNK = 1024 * 1024;
 
+/**
+ * `[start, end]` of a shared, cached FileHandle as a stream of positional reads. It never closes the
+ * handle; it calls `release` exactly once, when it ends, fails or is destroyed by its consumer — and
+ * only after the read in flight (at most one) has settled, so the store never closes the handle
+ * under a read. Its consumer must read it to the end or destroy it.
+ */
+class HandleRangeStream extends Readable {
+  readonly #fh: FileHandle;
+  readonly #end: number;
+  readonly #digest: string;
+  #pos: number;
+  #inflight: Promise<void> | undefined;
+  #release: (() => void) | undefined;
+
+  constructor(fh: FileHandle, start: number, end: number, release: () => void, digest: string) {
+    super({ highWaterMark: STREAM_CHUNK });
+    this.#fh = fh;
+    this.#pos = start;
+    this.#end = end;
+    this.#release = release;
+    this.#digest = digest;
+  }
+
+  override _read(): void {
+    const n = Math.min(STREAM_CHUNK, this.#end - this.#pos + 1);
+    if (n <= 0) {
+      this.push(null);
+      return;
+    }
+    const buf = Buffer.allocUnsafe(n);
+    const at = this.#pos;
+    this.#inflight = this.#fh.read(buf, 0, n, at).then(({ bytesRead }) => {
+      this.#inflight = undefined;
+      if (this.destroyed) return;
+      if (bytesRead === 0) {
+        this.destroy(new FerryError('DATA_LOSS', `blob ${this.#digest} ends at byte ${at}, before ${this.#end + 1}`));
+        return;
+      }
+      this.#pos += bytesRead;
+      this.push(bytesRead === n ? buf : buf.subarray(0, bytesRead));
+      if (this.#pos > this.#end) this.push(null);
+    }, (err: unknown) => {
+      this.#inflight = undefined;
+      this.destroy(new FerryError('UNAVAILABLE', `reading blob ${this.#digest} at ${at}: ${(err as Error).message}`, { cause: err }));
+    });
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    const done = (): void => {
+      const release = this.#release;
+      this.#release = undefined;
+      release?.();
+      cb(err);
+    };
+    if (this.#inflight) void this.#inflight.then(done);
+    else done();
+  }
+}
+
+/**
+ * A descriptor cached for reads. Only the store closes `fh` (eviction, delete, close), and only when
+ * `refs` is 0; readers take a reference and give it back. `fh` never leaves the store as a raw
+ * descriptor number: something that closed that number behind the cache's back (a
+ * `createReadStream({ fd })` being destroyed does) would leave the cache reading whatever file the
+ * kernel gives that number next.
+ */
 interface OpenBlob {
   fh: FileHandle;
   refs: number;
@@ -184,10 +254,9 @@ export class LocalBlobStore implements BlobStore {
         for (let o = 0; o < buf.length; o += READ_SLICE) slices.push(buf.subarray(o, Math.min(buf.length, o + READ_SLICE)));
         return Readable.from(slices);
       }
-      const stream = createReadStream('', { fd: ob.fh.fd, start, end, autoClose: false, highWaterMark: 1024 * 1024 });
-      stream.once('close', release);
-      stream.once('error', release);
-      return stream;
+      // The stream reads the shared handle positionally and never closes it: only the store
+      // closes its handles, once no reader holds them (see HandleRangeStream).
+      return new HandleRangeStream(ob.fh, start, end, release, digest);
     } catch (err) {
       release();
       throw err;
