@@ -9,6 +9,7 @@ import { loadPeerConfigFile, type PeerConfigInput } from '../config/peer.js';
 import { createLogger } from '../observe/index.js';
 import { hostsToml, httpProxyDropIn, startPeer } from '../p2p/index.js';
 import { untilSignal } from './lifecycle.js';
+import { CLUSTER_TOKEN_FILE_HELP, clusterOverride } from './cluster.js';
 
 export async function run(argv: string[]): Promise<number> {
   const cmd = new Command('ferry peer')
@@ -16,7 +17,8 @@ export async function run(argv: string[]): Promise<number> {
     .option('--scheduler <url...>', 'scheduler URL(s); tasks are sharded by consistent hash (none: every download goes to the origin, the peer is a caching proxy)')
     .option('--data <dir>', 'data directory (piece store, generated CA)')
     .option('--proxy-listen <addr>', 'proxy address (default 127.0.0.1:65001)')
-    .option('--upload-listen <addr>', 'upload (piece) server address (default 0.0.0.0:65002)')
+    .option('--upload-listen <addr>', 'upload (piece) server address (default 0.0.0.0:65002; a non-loopback address needs a cluster secret)')
+    .option('--cluster-token-file <file>', CLUSTER_TOKEN_FILE_HELP)
     .option('--seed', 'seed peer: downloads from the origin when the scheduler says so')
     .option('--registry-mirror <url>', 'default upstream registry for mirror-mode requests')
     .option('--hijack <regex...>', 'CONNECT hosts (host:port regex) whose TLS is intercepted')
@@ -31,12 +33,15 @@ export async function run(argv: string[]): Promise<number> {
   const o = cmd.opts<{
     scheduler?: string[]; data?: string; proxyListen?: string; uploadListen?: string; seed?: boolean; registryMirror?: string;
     hijack?: string[]; caCert?: string; caKey?: string; upstreamCa?: string[]; hostname?: string; ip?: string; config?: string;
+    clusterTokenFile?: string;
   }>();
   const log = createLogger({ name: 'peer' });
   try {
     const c = loadPeerConfigFile(o.config);
+    const cluster = clusterOverride(o.clusterTokenFile);
     const cfg: PeerConfigInput = {
       ...c,
+      ...(cluster ? { cluster } : {}),
       host: { ...(c.host ?? {}), ...(o.hostname ? { hostname: o.hostname } : {}), ...(o.ip ? { ip: o.ip } : {}) },
       proxy: {
         ...(c.proxy ?? {}),

@@ -9,6 +9,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { FerryError } from '../core/index.js';
 import { parseConfig, durationSchema as duration, sizeSchema as size } from './parse.js';
+import { clusterConfigSchema } from './cluster.js';
 
 
 export const proxyRuleSchema = z.object({
@@ -23,6 +24,11 @@ export const proxyRuleSchema = z.object({
 }).strict();
 
 export const peerConfigSchema = z.object({
+  /**
+   * The cluster secret shared with the scheduler and the other peers. Required when the upload
+   * server listens on a non-loopback address: the upload API then answers only signed requests.
+   */
+  cluster: clusterConfigSchema,
   scheduler: z.object({
     /** Scheduler base URLs; tasks are sharded over them by consistent hash of the task id. */
     urls: z.array(z.string().url()).default([]),
@@ -77,6 +83,7 @@ export const peerConfigSchema = z.object({
     prefetch: z.boolean().default(false),
   }).strict().prefault({}),
   upload: z.object({
+    /** A non-loopback address requires a cluster secret (`cluster`). */
     listen: z.string().default('0.0.0.0:65002'),
     rateLimit: size.default(0),
   }).strict().prefault({}),

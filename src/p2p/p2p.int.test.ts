@@ -14,12 +14,16 @@ import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { metricValue } from '../observe/index.js';
-import { readAll, jsonRequest } from './common/http.js';
+import { readAll, jsonRequest, request } from './common/http.js';
+import { ClusterAuth } from './common/cluster-auth.js';
 import { pieceDigest, taskId } from './common/idgen.js';
 import { createCa, LeafMinter, PeerClient, startPeer, startScheduler, type PeerHandle, type SchedulerHandle } from './index.js';
 import { randomBlob, startOrigin, type Origin } from './testing/origin.js';
 
 const MiB = 1024 * 1024;
+/** The cluster secret of the test clusters (requests between members are signed with it). */
+const SECRET = 'p2p-int-test-cluster-secret';
+const auth = new ClusterAuth(SECRET);
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 async function fetchAll(proxyUrl: string, url: string, headers: Record<string, string> = {}, range?: [number, number]): Promise<{ status: number; body: Buffer; headers: IncomingMessage['headers'] }> {
@@ -30,14 +34,14 @@ async function fetchAll(proxyUrl: string, url: string, headers: Record<string, s
 interface Cluster { scheduler: SchedulerHandle; seed: PeerHandle | undefined; peers: PeerHandle[]; dirs: string[]; close(): Promise<void> }
 
 async function cluster(n: number, opts: { seed?: boolean; peerConfig?: Record<string, unknown>; schedulerUrl?: string; scheduling?: Record<string, number> } = {}): Promise<Cluster> {
-  const scheduler = await startScheduler({ listen: '127.0.0.1:0', config: { scheduling: { retryInterval: 100, ...(opts.scheduling ?? {}) } } });
+  const scheduler = await startScheduler({ listen: '127.0.0.1:0', config: { cluster: { token: SECRET }, scheduling: { retryInterval: 100, ...(opts.scheduling ?? {}) } } });
   const dirs: string[] = [];
   const mk = async (name: string, seed: boolean): Promise<PeerHandle> => {
     const dir = mkdtempSync(join(tmpdir(), `ferry-p2p-${name}-`));
     dirs.push(dir);
     return startPeer({
       dataDir: dir, schedulers: [opts.schedulerUrl ?? scheduler.url], seed, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0',
-      config: { host: { hostname: name }, download: { directBelow: 0 }, ...(opts.peerConfig ?? {}) },
+      config: { cluster: { token: SECRET }, host: { hostname: name }, download: { directBelow: 0 }, ...(opts.peerConfig ?? {}) },
     });
   };
   const seed = opts.seed === false ? undefined : await mk('seed', true);
@@ -83,7 +87,7 @@ describe('p2p on loopback', () => {
       const again = await fetchAll(c.peers[0]!.proxyUrl, blob.url);
       assert.equal(again.headers['x-dragonfly-task-download-finished'], 'true');
       assert.ok(await metricValue(c.peers[0]!.metrics, 'ferry_peer_download_traffic_bytes_total', { type: 'LOCAL_PEER' }) >= blob.data.length);
-      const t = await jsonRequest<{ peers: { state: string }[] }>(`${c.scheduler.url}/api/v1/tasks/${taskId({ url: blob.url })}`);
+      const t = await jsonRequest<{ peers: { state: string }[] }>(`${c.scheduler.url}/api/v1/tasks/${taskId({ url: blob.url })}`, { auth });
       assert.ok(t.peers.filter((p) => p.state === 'succeeded').length >= 5);
     } finally { await c.close(); }
   });
@@ -347,18 +351,18 @@ describe('p2p on loopback', () => {
     const liarUrl = `http://127.0.0.1:${(liar.address() as AddressInfo).port}`;
     try {
       const s = c.scheduler.url;
-      await jsonRequest(`${s}/api/v1/hosts/liar`, { method: 'PUT', json: { id: 'liar', ip: '127.0.0.1', hostname: 'liar', type: 'normal', uploadUrl: liarUrl, maxTxBps: 1e10 } });
+      await jsonRequest(`${s}/api/v1/hosts/liar`, { method: 'PUT', json: { id: 'liar', ip: '127.0.0.1', hostname: 'liar', type: 'normal', uploadUrl: liarUrl, maxTxBps: 1e10 }, auth });
       const reg = { peerId: 'liar-peer', hostId: 'liar', taskId: tid, download: { url: blob.url, contentLength: blob.data.length, actualPieceLength: L } };
-      const first = await jsonRequest<{ kind: string }>(`${s}/api/v1/peers`, { method: 'POST', json: reg });
+      const first = await jsonRequest<{ kind: string }>(`${s}/api/v1/peers`, { method: 'POST', json: reg, auth });
       assert.equal(first.kind, 'needBackToSource');
-      await jsonRequest(`${s}/api/v1/peers/liar-peer/events`, { method: 'POST', json: { events: [{ kind: 'backToSourceStarted' }, { kind: 'backToSourceFinished' }] } });
+      await jsonRequest(`${s}/api/v1/peers/liar-peer/events`, { method: 'POST', json: { events: [{ kind: 'backToSourceStarted' }, { kind: 'backToSourceFinished' }] }, auth });
       const before = origin.blobBytes();
       const r = await fetchAll(c.peers[0]!.proxyUrl, blob.url);
       assert.equal(sha(r.body), blob.digest);
       assert.ok(bad >= 1, 'the liar was asked for a piece');
       assert.ok(await metricValue(c.peers[0]!.metrics, 'ferry_peer_piece_failure_total', { reason: 'crc' }) >= 1);
       assert.equal(origin.blobBytes() - before, blob.data.length, 'refetched from the origin after blocking the liar');
-      const t = await jsonRequest<{ peers: { id: string; parents: string[] }[] }>(`${s}/api/v1/tasks/${tid}`);
+      const t = await jsonRequest<{ peers: { id: string; parents: string[] }[] }>(`${s}/api/v1/tasks/${tid}`, { auth });
       assert.ok(t.peers.every((p) => !p.parents.includes('liar-peer')));
     } finally { liar.close(); await c.close(); }
   });
@@ -375,12 +379,11 @@ describe('p2p on loopback', () => {
       await assert.rejects(fetchAll(c.peers[0]!.proxyUrl, blob.url, { authorization: 'Bearer wrong' }), /401/);
       // Even the node holding the task checks again for each request.
       await assert.rejects(fetchAll(c.peers[0]!.proxyUrl, blob.url), /401/);
-      // Upload server: a request naming another URL gets nothing.
+      // Upload server: a cluster member's request naming another URL gets nothing.
       const tid = taskId({ url: blob.url });
-      const wrong = await new Promise<number>((resolve) => http.get(`${c.peers[0]!.uploadUrl}/api/v1/tasks/${tid}/pieces/0?url=${encodeURIComponent(blob.url + 'x')}`, (res) => { res.resume(); resolve(res.statusCode ?? 0); }));
-      assert.equal(wrong, 403);
-      const none = await new Promise<number>((resolve) => http.get(`${c.peers[0]!.uploadUrl}/api/v1/tasks/${tid}/pieces/0`, (res) => { res.resume(); resolve(res.statusCode ?? 0); }));
-      assert.equal(none, 403);
+      const signedStatus = async (url: string): Promise<number> => { const r = await request(url, { auth }); r.body.resume(); return r.status; };
+      assert.equal(await signedStatus(`${c.peers[0]!.uploadUrl}/api/v1/tasks/${tid}/pieces/0?url=${encodeURIComponent(blob.url + 'x')}`), 403);
+      assert.equal(await signedStatus(`${c.peers[0]!.uploadUrl}/api/v1/tasks/${tid}/pieces/0`), 403);
       // Range tasks: the same rules.
       const rng: [number, number] = [MiB + 5, 2 * MiB];
       const rok = await fetchAll(c.peers[1]!.proxyUrl, blob.url, { authorization: 'Bearer s3cret' }, rng);
@@ -388,7 +391,7 @@ describe('p2p on loopback', () => {
       await assert.rejects(fetchAll(c.peers[1]!.proxyUrl, blob.url, {}, rng), /401/);
       await assert.rejects(fetchAll(c.peers[0]!.proxyUrl, blob.url, {}, [10, 20]), /401/, 'held whole task: the range needs authorisation too');
       const rid = taskId({ url: blob.url, range: `${rng[0]}-${rng[1]}` });
-      const status = (q: string): Promise<number> => new Promise((resolve) => http.get(`${c.peers[1]!.uploadUrl}/api/v1/tasks/${rid}/pieces/0${q}`, (res) => { res.resume(); resolve(res.statusCode ?? 0); }));
+      const status = (q: string): Promise<number> => signedStatus(`${c.peers[1]!.uploadUrl}/api/v1/tasks/${rid}/pieces/0${q}`);
       assert.equal(await status(`?url=${encodeURIComponent(blob.url + 'x')}`), 403);
       assert.equal(await status(''), 403);
       assert.equal(await status(`?url=${encodeURIComponent(blob.url)}`), 200);
@@ -469,10 +472,10 @@ describe('p2p on loopback', () => {
   });
 
   test('preheat via /oapi/v1/jobs puts the image blobs on the seed; peers then pull without origin blob traffic', async () => {
-    const scheduler = await startScheduler({ listen: '127.0.0.1:0', config: { scheduling: { retryInterval: 100 }, preheat: { tokens: ['pat-123'] } } });
+    const scheduler = await startScheduler({ listen: '127.0.0.1:0', config: { cluster: { token: SECRET }, scheduling: { retryInterval: 100 }, preheat: { tokens: ['pat-123'] } } });
     const dirs = [mkdtempSync(join(tmpdir(), 'ferry-ph-seed-')), mkdtempSync(join(tmpdir(), 'ferry-ph-p-'))];
-    const seed = await startPeer({ dataDir: dirs[0]!, schedulers: [scheduler.url], seed: true, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0', config: { host: { hostname: 'seed' }, download: { directBelow: 0 } } });
-    const peer = await startPeer({ dataDir: dirs[1]!, schedulers: [scheduler.url], proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0', config: { host: { hostname: 'n1' }, download: { directBelow: 0 } } });
+    const seed = await startPeer({ dataDir: dirs[0]!, schedulers: [scheduler.url], seed: true, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0', config: { cluster: { token: SECRET }, host: { hostname: 'seed' }, download: { directBelow: 0 } } });
+    const peer = await startPeer({ dataDir: dirs[1]!, schedulers: [scheduler.url], proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0', config: { cluster: { token: SECRET }, host: { hostname: 'n1' }, download: { directBelow: 0 } } });
     try {
       await sleep(50);
       const cfg = origin.addBlob('library/ph', Buffer.from('{"architecture":"amd64","os":"linux"}'));
@@ -536,7 +539,7 @@ describe('p2p on loopback', () => {
       const ids = c.peers[0]!.store.list().map((t) => t.id);
       assert.deepEqual(ids, [taskId({ url: b2.url })]);
       assert.equal(await metricValue(c.peers[0]!.metrics, 'ferry_peer_evicted_task_total'), 1);
-      const t = await jsonRequest<{ peers: unknown[] }>(`${c.scheduler.url}/api/v1/tasks/${taskId({ url: b1.url })}`);
+      const t = await jsonRequest<{ peers: unknown[] }>(`${c.scheduler.url}/api/v1/tasks/${taskId({ url: b1.url })}`, { auth });
       assert.equal(t.peers.length, 0, 'the scheduler forgot the evicted copy');
       const big = origin.addBlob('library/q', randomBlob(11 * MiB));
       await assert.rejects(fetchAll(c.peers[0]!.proxyUrl, big.url), /quota|429|exceeds/);

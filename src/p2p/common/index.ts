@@ -17,3 +17,4 @@ export {
   ClusterAuth, isLoopbackHost, loadClusterSecret, readAuthenticated, CLUSTER_AUTH_SCHEME, CLUSTER_AUTH_WINDOW_MS, CLUSTER_SECRET_HINT,
   MIN_CLUSTER_SECRET_LENGTH, type ClusterAuthCheck,
 } from './cluster-auth.js';
+export { LogThrottle } from './logthrottle.js';

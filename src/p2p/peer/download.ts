@@ -17,7 +17,7 @@ import type { PeerConfig } from '../../config/peer.js';
 import { jsonRequest, request } from '../common/index.js';
 import { blobDigestOfUrl, pieceDigest, taskId } from '../common/index.js';
 import type { TokenBucket } from '../common/index.js';
-import type { HostInfo, ParentRef, PeerEvent, PieceListResponse, ScheduleResponse } from '../common/index.js';
+import type { ClusterAuth, HostInfo, ParentRef, PeerEvent, PieceListResponse, ScheduleResponse } from '../common/index.js';
 import type { PeerMetrics } from './metrics.js';
 import type { SchedulerClient } from './scheduler-client.js';
 import { fetchOriginRange, type OriginOptions } from './source.js';
@@ -34,6 +34,8 @@ export interface DownloadDeps {
   sourceBucket: TokenBucket;
   log: Logger;
   signal: AbortSignal;
+  /** Cluster credentials for requests to parents' upload servers. */
+  auth: ClusterAuth | undefined;
 }
 
 export interface DownloadRequest {
@@ -317,7 +319,7 @@ class TaskDownload {
             try {
               const r = await jsonRequest<PieceListResponse>(
                 `${p.uploadUrl}/api/v1/tasks/${this.t.id}/pieces?url=${qUrl}&have=${have}&wait=2000`,
-                { timeoutMs: 10_000, signal: ac.signal, headers: { 'x-ferry-peer-id': this.peerId } });
+                { timeoutMs: 10_000, signal: ac.signal, headers: { 'x-ferry-peer-id': this.peerId }, auth: this.d.auth });
               const m = avail.get(p.peerId) ?? new Map<number, string>();
               for (const pc of r.pieces) m.set(pc.number, pc.digest);
               avail.set(p.peerId, m);
@@ -343,7 +345,7 @@ class TaskDownload {
     const r = this.t.range(n);
     const t0 = Date.now();
     const res = await request(`${p.uploadUrl}/api/v1/tasks/${this.t.id}/pieces/${n}?url=${encodeURIComponent(this.t.meta.url)}`,
-      { timeoutMs: this.c.pieceTimeout, signal, headers: { 'x-ferry-peer-id': this.peerId } });
+      { timeoutMs: this.c.pieceTimeout, signal, headers: { 'x-ferry-peer-id': this.peerId }, auth: this.d.auth });
     if (res.status !== 200) { res.body.resume(); throw new FerryError('UNAVAILABLE', `parent answered ${res.status} for piece ${n}`); }
     const buf = Buffer.allocUnsafe(r.length);
     let got = 0;

@@ -15,7 +15,7 @@ import { RegistryClient, resolvePlatform } from '../../remote/index.js';
 import { HashRing } from '../common/index.js';
 import { jsonRequest } from '../common/index.js';
 import { taskId } from '../common/index.js';
-import type { DownloadTaskRequest, DownloadTaskResponse } from '../common/index.js';
+import type { ClusterAuth, DownloadTaskRequest, DownloadTaskResponse } from '../common/index.js';
 import type { Host } from './state.js';
 
 export const createJobSchema = z.object({
@@ -74,6 +74,8 @@ export class PreheatJobs {
       blobDigestDefault: boolean;
       timeoutMs: number;
       insecureSkipVerify: boolean;
+      /** Cluster credentials for the download commands sent to peers. */
+      auth?: ClusterAuth | undefined;
     },
     registry: MetricsRegistry,
     private readonly log: Logger = silentLogger(),
@@ -207,7 +209,7 @@ export class PreheatJobs {
         };
         const out: TaskOutcome = { url: w.url, hostname: w.host.info.hostname, ip: w.host.info.ip };
         try {
-          const r = await jsonRequest<DownloadTaskResponse>(`${w.host.info.uploadUrl}/api/v1/tasks`, { method: 'POST', json: body, timeoutMs, signal: this.aborter.signal });
+          const r = await jsonRequest<DownloadTaskResponse>(`${w.host.info.uploadUrl}/api/v1/tasks`, { method: 'POST', json: body, timeoutMs, signal: this.aborter.signal, auth: this.deps.auth });
           if (r.state === 'succeeded') ok.push(out);
           else failed.push({ ...out, description: r.description ?? r.state });
         } catch (err) {
