@@ -67,8 +67,18 @@ export const peerConfigSchema = z.object({
       /** Scheme used for an upstream taken from ?ns=<host>. */
       nsScheme: z.enum(['http', 'https']).default('https'),
     }).strict().prefault({}),
-    /** CONNECT targets (regex on host:port) whose TLS is intercepted; others are tunnelled untouched. */
+    /**
+     * CONNECT targets (regex on host:port) whose TLS is intercepted; they are allowed upstreams.
+     * Anchor them (`^registry\.example:443$`).
+     */
     hijackHosts: z.array(z.string()).default([]),
+    /**
+     * Further upstreams the proxy may reach besides registryMirror.url, hijackHosts and the rules'
+     * redirect targets: `host`, `host:port`, `[v6]:port`, or a regex starting with `^` matched
+     * against the whole `host:port`. Everything else (absolute URIs, CONNECT, X-Dragonfly-Registry,
+     * ?ns=) is refused with 403.
+     */
+    allowedHosts: z.array(z.string().min(1)).default([]),
     caCert: z.string().optional(),
     caKey: z.string().optional(),
     /** Extra CA files trusted for upstream https (self-signed registries). */

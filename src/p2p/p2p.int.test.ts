@@ -33,7 +33,8 @@ async function fetchAll(proxyUrl: string, url: string, headers: Record<string, s
 
 interface Cluster { scheduler: SchedulerHandle; seed: PeerHandle | undefined; peers: PeerHandle[]; dirs: string[]; close(): Promise<void> }
 
-async function cluster(n: number, opts: { seed?: boolean; peerConfig?: Record<string, unknown>; schedulerUrl?: string; scheduling?: Record<string, number> } = {}): Promise<Cluster> {
+/** `allow`: the registries the peers' proxies may reach (proxy.allowedHosts). */
+async function cluster(n: number, opts: { seed?: boolean; peerConfig?: Record<string, unknown>; schedulerUrl?: string; scheduling?: Record<string, number>; allow: string[] }): Promise<Cluster> {
   const scheduler = await startScheduler({ listen: '127.0.0.1:0', config: { cluster: { token: SECRET }, scheduling: { retryInterval: 100, ...(opts.scheduling ?? {}) } } });
   const dirs: string[] = [];
   const mk = async (name: string, seed: boolean): Promise<PeerHandle> => {
@@ -41,7 +42,8 @@ async function cluster(n: number, opts: { seed?: boolean; peerConfig?: Record<st
     dirs.push(dir);
     return startPeer({
       dataDir: dir, schedulers: [opts.schedulerUrl ?? scheduler.url], seed, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0',
-      config: { cluster: { token: SECRET }, host: { hostname: name }, download: { directBelow: 0 }, ...(opts.peerConfig ?? {}) },
+      config: { cluster: { token: SECRET }, host: { hostname: name }, download: { directBelow: 0 }, ...(opts.peerConfig ?? {}),
+        proxy: { allowedHosts: opts.allow, ...((opts.peerConfig?.proxy ?? {}) as Record<string, unknown>) } },
     });
   };
   const seed = opts.seed === false ? undefined : await mk('seed', true);
@@ -66,7 +68,7 @@ describe('p2p on loopback', () => {
   test('4 peers + seed fetch one blob at once: identical bytes, origin serves ~1 copy, pieces flow between peers', async () => {
     // Generous back-to-source patience: on a loaded machine the seed may take a while to register
     // (scheduling loops wake as soon as it does, so this costs nothing when it is quick).
-    const c = await cluster(4, { scheduling: { retryBackToSourceLimit: 100, retryLimit: 120 } });
+    const c = await cluster(4, { allow: [origin.host], scheduling: { retryBackToSourceLimit: 100, retryLimit: 120 } });
     try {
       const blob = origin.addBlob('library/big', randomBlob(24 * MiB + 123));
       origin.setRate(40 * MiB);
@@ -93,7 +95,7 @@ describe('p2p on loopback', () => {
   });
 
   test('range request: a range task of just the range (206, origin asked for the range only); the whole blob stays its own task', async () => {
-    const c = await cluster(1, { seed: false });
+    const c = await cluster(1, { allow: [origin.host], seed: false });
     try {
       const blob = origin.addBlob('library/range', randomBlob(20 * MiB));
       const peer = c.peers[0]!;
@@ -142,7 +144,7 @@ describe('p2p on loopback', () => {
 
   test('lazy-loading pattern through P2P: scattered small ranges are range tasks; the origin serves ~the ranges once, other nodes get them from peers', async (t) => {
     // Generous back-to-source patience so the cold ranges are fetched by the seed only, also on a loaded machine.
-    const c = await cluster(3, { scheduling: { retryBackToSourceLimit: 100, retryLimit: 120 } });
+    const c = await cluster(3, { allow: [origin.host], scheduling: { retryBackToSourceLimit: 100, retryLimit: 120 } });
     try {
       const blob = origin.addBlob('library/lazyp2p', randomBlob(64 * MiB));
       const L = 16 * 1024;
@@ -207,7 +209,7 @@ describe('p2p on loopback', () => {
   });
 
   test('lazy-loading pattern: small ranges go to the origin, X-Dragonfly-Prefetch fills the task in the background', async () => {
-    const c = await cluster(1, { seed: false, peerConfig: { download: { directBelow: 4 * MiB } } });
+    const c = await cluster(1, { allow: [origin.host], seed: false, peerConfig: { download: { directBelow: 4 * MiB } } });
     try {
       const blob = origin.addBlob('library/lazy', randomBlob(12 * MiB));
       const r1 = await fetchAll(c.peers[0]!.proxyUrl, blob.url, { 'x-dragonfly-prefetch': 'true' }, [100, 1100]);
@@ -233,7 +235,7 @@ describe('p2p on loopback', () => {
         const dir = mkdtempSync(join(tmpdir(), 'ferry-p2p-shard-'));
         dirs.push(dir);
         peers.push(await startPeer({ dataDir: dir, schedulers: [s1.url, s2.url], seed, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0',
-          config: { host: { hostname: `sh${i}` }, download: { directBelow: 0 } } }));
+          config: { host: { hostname: `sh${i}` }, download: { directBelow: 0 }, proxy: { allowedHosts: [origin.host] } } }));
       }
       await sleep(50);
       assert.equal(s1.service.hostsOf().length, 3, 'hosts announce to every scheduler');
@@ -262,7 +264,7 @@ describe('p2p on loopback', () => {
 
   test('blob-digest task ids: the same layer from two registries is one task', async () => {
     const other = await startOrigin();
-    const c = await cluster(2, { seed: false, peerConfig: { download: { directBelow: 0, taskIdBasedBlobDigest: true } } });
+    const c = await cluster(2, { allow: [origin.host, other.host], seed: false, peerConfig: { download: { directBelow: 0, taskIdBasedBlobDigest: true } } });
     try {
       const data = randomBlob(6 * MiB);
       const b1 = origin.addBlob('library/dedupe', data);
@@ -277,7 +279,7 @@ describe('p2p on loopback', () => {
   });
 
   test('origin failing mid-download: the client gets an error, no half task is kept, the next request succeeds', async () => {
-    const c = await cluster(1, { seed: false });
+    const c = await cluster(1, { allow: [origin.host], seed: false });
     try {
       const blob = origin.addBlob('library/flaky', randomBlob(10 * MiB));
       const tid = taskId({ url: blob.url });
@@ -297,7 +299,7 @@ describe('p2p on loopback', () => {
     await new Promise<void>((r) => dead.listen(0, '127.0.0.1', () => r()));
     const deadUrl = `http://127.0.0.1:${(dead.address() as AddressInfo).port}`;
     await new Promise<void>((r) => dead.close(() => r()));
-    const c = await cluster(1, { seed: false, schedulerUrl: deadUrl });
+    const c = await cluster(1, { allow: [origin.host], seed: false, schedulerUrl: deadUrl });
     try {
       const blob = origin.addBlob('library/nosched', randomBlob(9 * MiB));
       const r = await fetchAll(c.peers[0]!.proxyUrl, blob.url);
@@ -307,7 +309,7 @@ describe('p2p on loopback', () => {
   });
 
   test('a parent killed mid-piece: the child finishes from another source', async () => {
-    const c = await cluster(2, { seed: false, peerConfig: { download: { directBelow: 0, concurrentPieceCount: 2 }, upload: { rateLimit: 6 * MiB } } });
+    const c = await cluster(2, { allow: [origin.host], seed: false, peerConfig: { download: { directBelow: 0, concurrentPieceCount: 2 }, upload: { rateLimit: 6 * MiB } } });
     try {
       const blob = origin.addBlob('library/kill', randomBlob(32 * MiB));
       origin.setRate(16 * MiB);
@@ -328,7 +330,7 @@ describe('p2p on loopback', () => {
   });
 
   test('a parent serving corrupted bytes is detected by crc32, blocked, and the piece refetched', async () => {
-    const c = await cluster(1, { seed: false });
+    const c = await cluster(1, { allow: [origin.host], seed: false });
     const blob = origin.addBlob('library/corrupt', randomBlob(12 * MiB));
     const tid = taskId({ url: blob.url });
     const L = 4 * MiB;
@@ -369,7 +371,7 @@ describe('p2p on loopback', () => {
 
   test('access model: private blobs need the client\'s own authorisation; parents need the exact URL', async () => {
     const priv = await startOrigin({ token: 's3cret' });
-    const c = await cluster(2);
+    const c = await cluster(2, { allow: [priv.host] });
     try {
       const blob = priv.addBlob('private/app', randomBlob(8 * MiB));
       const ok = await fetchAll(c.peers[0]!.proxyUrl, blob.url, { authorization: 'Bearer s3cret' });
@@ -399,7 +401,7 @@ describe('p2p on loopback', () => {
   });
 
   test('proxy: manifests, HEADs and non-GETs pass straight through with all headers but Host', async () => {
-    const c = await cluster(1, { seed: false });
+    const c = await cluster(1, { allow: [origin.host], seed: false });
     try {
       const body = Buffer.from('{"schemaVersion":2}');
       origin.addManifest('library/pt', 'v1', body, 'application/vnd.oci.image.manifest.v1+json');
@@ -438,7 +440,7 @@ describe('p2p on loopback', () => {
     const caFile = join(dir, 'origin-ca.pem');
     (await import('node:fs')).writeFileSync(caFile, originCa.certPem);
     const other = await startOrigin({ tls: { cert: leaf.certFor('127.0.0.1'), key: leaf.keyPem } });
-    const c = await cluster(1, { seed: false, peerConfig: { proxy: { hijackHosts: [`^127\\.0\\.0\\.1:${tlsOrigin.host.split(':')[1]}$`], upstreamCaCerts: [caFile] } } });
+    const c = await cluster(1, { allow: [other.host], seed: false, peerConfig: { proxy: { hijackHosts: [`^127\\.0\\.0\\.1:${tlsOrigin.host.split(':')[1]}$`], upstreamCaCerts: [caFile] } } });
     try {
       const peer = c.peers[0]!;
       assert.ok(peer.ca, 'a CA was generated');
@@ -474,8 +476,8 @@ describe('p2p on loopback', () => {
   test('preheat via /oapi/v1/jobs puts the image blobs on the seed; peers then pull without origin blob traffic', async () => {
     const scheduler = await startScheduler({ listen: '127.0.0.1:0', config: { cluster: { token: SECRET }, scheduling: { retryInterval: 100 }, preheat: { tokens: ['pat-123'] } } });
     const dirs = [mkdtempSync(join(tmpdir(), 'ferry-ph-seed-')), mkdtempSync(join(tmpdir(), 'ferry-ph-p-'))];
-    const seed = await startPeer({ dataDir: dirs[0]!, schedulers: [scheduler.url], seed: true, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0', config: { cluster: { token: SECRET }, host: { hostname: 'seed' }, download: { directBelow: 0 } } });
-    const peer = await startPeer({ dataDir: dirs[1]!, schedulers: [scheduler.url], proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0', config: { cluster: { token: SECRET }, host: { hostname: 'n1' }, download: { directBelow: 0 } } });
+    const seed = await startPeer({ dataDir: dirs[0]!, schedulers: [scheduler.url], seed: true, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0', config: { cluster: { token: SECRET }, host: { hostname: 'seed' }, download: { directBelow: 0 } } }); // a seed needs no allow-list: it fetches what members command
+    const peer = await startPeer({ dataDir: dirs[1]!, schedulers: [scheduler.url], proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0', config: { cluster: { token: SECRET }, host: { hostname: 'n1' }, download: { directBelow: 0 }, proxy: { registryMirror: { url: origin.url, nsScheme: 'http' } } } });
     try {
       await sleep(50);
       const cfg = origin.addBlob('library/ph', Buffer.from('{"architecture":"amd64","os":"linux"}'));
@@ -525,7 +527,7 @@ describe('p2p on loopback', () => {
   });
 
   test('disk quota: LRU eviction of finished tasks, reported to the scheduler', async () => {
-    const c = await cluster(1, { seed: false, peerConfig: { storage: { quota: 10 * MiB } } });
+    const c = await cluster(1, { allow: [origin.host], seed: false, peerConfig: { storage: { quota: 10 * MiB } } });
     try {
       const b1 = origin.addBlob('library/q', randomBlob(6 * MiB));
       const b2 = origin.addBlob('library/q', randomBlob(6 * MiB));

@@ -23,6 +23,7 @@ import { createProxyServer } from './proxy.js';
 import { SchedulerClient } from './scheduler-client.js';
 import { PieceStore } from './store.js';
 import { uploadRoutes } from './upload.js';
+import { UpstreamPolicy } from './upstreams.js';
 
 export interface StartPeerOptions {
   config?: PeerConfig | PeerConfigInput;
@@ -83,6 +84,7 @@ export async function startPeer(opts: StartPeerOptions = {}): Promise<PeerHandle
   const log = (opts.log ?? silentLogger()).child({ component: config.host.seed ? 'seed-peer' : 'peer' });
   if (!config.storage.dir) throw new FerryError('INVALID_ARGUMENT', 'peer needs a data directory (--data)');
   const dataDir = config.storage.dir;
+  void new UpstreamPolicy(config.proxy); // a bad allow-list entry fails here, before anything listens
   const secret = loadClusterSecret(config.cluster, log);
   const auth = secret === undefined ? undefined : new ClusterAuth(secret);
   const uploadHost = split(config.upload.listen).host;

@@ -5,6 +5,9 @@
  * CONNECT with TLS interception for configured hosts (leaf certificates from the CA) and blind
  * tunnels for all others. Only GETs matching a rule (default `blobs/sha256.*`) or carrying
  * `X-Dragonfly-Use-P2P: true` go P2P; everything else is forwarded with all headers but Host.
+ * Only allowed upstreams are reached (upstreams.ts: the mirror, hijack hosts, rule targets,
+ * `proxy.allowedHosts`); any other absolute URI, CONNECT target, `X-Dragonfly-Registry` or `?ns=`
+ * is refused with 403 (logged at warn once a minute per host, else at debug).
  * Range requests answer 206: from the whole-object task when it holds the range, otherwise from a
  * range task (Dragonfly's ranged task: the range is part of the task id and only the range is
  * fetched, from peers or the origin); small ranges may bypass P2P (`download.directBelow`).
@@ -17,7 +20,7 @@ import type { Duplex } from 'node:stream';
 import { FerryError, asFerryError } from '../../core/index.js';
 import type { Logger } from '../../observe/index.js';
 import type { PeerConfig } from '../../config/peer.js';
-import { HTTP_STATUS, drained } from '../common/index.js';
+import { HTTP_STATUS, LogThrottle, drained } from '../common/index.js';
 import { piecesForRange, type RangeSpec } from '../common/index.js';
 import { H, type TaskIdOptions } from '../common/index.js';
 import type { Agent, Prepared, PreparedRange } from './agent.js';
@@ -25,6 +28,7 @@ import type { LeafMinter } from './ca.js';
 import type { PeerMetrics } from './metrics.js';
 import { forwardableHeaders, type OriginOptions } from './source.js';
 import type { TaskEntry } from './store.js';
+import { UpstreamPolicy, hostPortOf, normalizeTarget } from './upstreams.js';
 
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
@@ -44,11 +48,23 @@ type Sock = tls.TLSSocket & { ferryTarget?: string };
 export function createProxyServer(d: ProxyDeps): http.Server {
   const rules = d.config.proxy.rules.map((r) => ({ ...r, re: new RegExp(r.regex) }));
   const hijack = d.config.proxy.hijackHosts.map((h) => new RegExp(h));
+  const policy = new UpstreamPolicy(d.config.proxy);
+  const refusals = new LogThrottle();
+  const ALLOW_HINT = 'allow it with proxy.allowedHosts / --allow-host, or --registry-mirror';
+  /** Logs a refused upstream (warn once a minute per host, else debug) and counts it. */
+  const noteDenied = (hostPort: string, how: string, req: IncomingMessage): void => {
+    d.metrics.proxyDenied.inc({ method: req.method ?? 'GET' });
+    (refusals.allow(hostPort) ? d.log.warn.bind(d.log) : d.log.debug.bind(d.log))(
+      { upstream: hostPort, how, method: req.method, remote: req.socket.remoteAddress }, 'proxy refused an upstream that is not an allowed registry');
+  };
 
   const fail = (res: ServerResponse, err: unknown, type: 'proxy' | 'backend' | 'dfdaemon'): void => {
     const e = asFerryError(err);
-    d.metrics.proxyFailures.inc({ type });
-    d.log.warn({ err: e.message, type }, 'proxy request failed');
+    if (e.code === 'PERMISSION_DENIED' && type === 'dfdaemon') type = 'proxy';
+    else {
+      d.metrics.proxyFailures.inc({ type });
+      d.log.warn({ err: e.message, type }, 'proxy request failed');
+    }
     if (res.headersSent) { res.destroy(); return; }
     const body = JSON.stringify({ code: e.code, message: e.message });
     res.writeHead(HTTP_STATUS[e.code] ?? 502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), [H.errorType]: type });
@@ -68,7 +84,9 @@ export function createProxyServer(d: ProxyDeps): http.Server {
     if (!base) base = d.config.proxy.registryMirror.url;
     if (!base) return undefined;
     u.searchParams.delete('ns'); // mirror-only parameter, never leaked upstream
-    const b = new URL(base);
+    let b: URL;
+    try { b = new URL(base); } catch { throw new FerryError('INVALID_ARGUMENT', `invalid upstream ${JSON.stringify(base.slice(0, 200))} (${H.registry} or ?ns=)`); }
+    if (b.protocol !== 'http:' && b.protocol !== 'https:') throw new FerryError('INVALID_ARGUMENT', `upstream must be http(s), got ${b.protocol}`);
     return `${b.protocol}//${b.host}${b.pathname.replace(/\/+$/, '')}${u.pathname}${u.search}`;
   };
 
@@ -86,6 +104,14 @@ export function createProxyServer(d: ProxyDeps): http.Server {
       if (rule.useTLS) u.protocol = 'https:';
       if (rule.redirect) u.host = rule.redirect;
       url = u.toString();
+    }
+    let target: URL;
+    try { target = new URL(url); } catch { throw new FerryError('INVALID_ARGUMENT', 'invalid upstream URL'); }
+    const hp = hostPortOf(target);
+    if (!policy.allows(hp)) {
+      const how = (req.socket as Sock).ferryTarget ? 'intercepted' : /^https?:\/\//i.test(req.url ?? '') ? 'absolute URI' : req.headers[H.registry] ? H.registry : 'mirror (?ns=)';
+      noteDenied(hp, how, req);
+      throw new FerryError('PERMISSION_DENIED', `upstream ${hp} is not a registry this peer serves (${ALLOW_HINT})`);
     }
     const wantP2P = req.method === 'GET' && ((rule && !rule.direct) || String(req.headers[H.useP2P] ?? '').toLowerCase() === 'true');
     if (!wantP2P) return passThrough(req, res, url);
@@ -202,6 +228,13 @@ export function createProxyServer(d: ProxyDeps): http.Server {
     d.metrics.proxyRequests.inc({ method: 'CONNECT' });
     const host = m[1]!.replace(/^\[|\]$/g, '');
     const port = Number(m[2]);
+    const hp = normalizeTarget(target);
+    if (!hp || !policy.allows(hp)) {
+      noteDenied(hp ?? target, 'CONNECT', req);
+      const body = `CONNECT to ${target} refused: not a registry this peer serves (${ALLOW_HINT})\n`;
+      socket.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${H.errorType}: proxy\r\nconnection: close\r\n\r\n${body}`);
+      return;
+    }
     if (d.minter && hijack.some((re) => re.test(target))) {
       socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
       if (head.length) socket.unshift(head);
