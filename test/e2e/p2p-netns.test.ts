@@ -62,10 +62,13 @@ test('4 peers in namespaces get one 64 MiB blob at once through a seed; registry
 
   // Patient back-to-source (loaded CI machines): loops wake as soon as the seed registers anyway.
   writeFileSync(join(work, 'scheduler.yaml'), 'scheduling:\n  retryBackToSourceLimit: 60\n  retryLimit: 80\n');
-  procs.push(await spawnFerry(FERRY_BIN, ['scheduler', '--listen', `${schedNs.ip}:8002`, '--config', join(work, 'scheduler.yaml')], { netns: schedNs.netns, ready: /listening/ }));
+  // Scheduler and peers listen on namespace addresses: one cluster secret for all of them.
+  const token = join(work, 'cluster-token');
+  writeFileSync(token, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
+  procs.push(await spawnFerry(FERRY_BIN, ['scheduler', '--listen', `${schedNs.ip}:8002`, '--config', join(work, 'scheduler.yaml'), '--cluster-token-file', token], { netns: schedNs.netns, ready: /listening/ }));
   const sched = `http://${schedNs.ip}:8002`;
   const peerArgs = (ns: { ip: string }, name: string): string[] => ['peer', '--scheduler', sched, '--data', join(work, name), '--proxy-listen', '127.0.0.1:65001',
-    '--upload-listen', `${ns.ip}:65002`, '--hostname', name];
+    '--upload-listen', `${ns.ip}:65002`, '--hostname', name, '--cluster-token-file', token, '--allow-host', `${reg.ip}:5000`];
   procs.push(await spawnFerry(FERRY_BIN, [...peerArgs(seedNs, 'seed'), '--seed'], { netns: seedNs.netns, ready: /proxy http/ }));
   for (const [i, n] of star.nodes.entries()) procs.push(await spawnFerry(FERRY_BIN, peerArgs(n, `node${i + 1}`), { netns: n.netns, ready: /proxy http/ }));
 
