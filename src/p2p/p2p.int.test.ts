@@ -369,6 +369,35 @@ describe('p2p on loopback', () => {
     } finally { liar.close(); await c.close(); }
   });
 
+  test('a registry serving other bytes than the blob digest names: no complete body, the task fails and is not kept, a seed command reports it', async () => {
+    const c = await cluster(1, { allow: [origin.host], seed: false });
+    try {
+      const good = randomBlob(9 * MiB);
+      const digest = sha(good);
+      const bad = Buffer.from(good);
+      bad[5 * MiB] = bad[5 * MiB]! ^ 1;
+      const blob = origin.addBlobAs('library/lies', digest, bad);
+      const tid = taskId({ url: blob.url });
+      const peer = c.peers[0]!;
+      // A client through the proxy: the last piece is held back, the transfer cut short.
+      const got = await fetchAll(peer.proxyUrl, blob.url).then((r) => r.body.length, () => -1);
+      assert.ok(got < bad.length, `the client did not get a complete body (${got} bytes)`);
+      for (let i = 0; i < 300 && peer.store.get(tid); i++) await sleep(20);
+      assert.equal(peer.store.get(tid), undefined, 'the task that failed its digest is not kept');
+      assert.ok(await metricValue(peer.metrics, 'ferry_peer_download_task_total', { result: 'failed' }) >= 1);
+      assert.ok(await metricValue(peer.metrics, 'ferry_peer_piece_failure_total', { reason: 'digest' }) >= 2, 'checked, refetched from the origin, checked again');
+      // A seed command (what the scheduler and preheat send): answered failed, naming the digest.
+      const r = await jsonRequest<{ state: string; description?: string }>(`${peer.uploadUrl}/api/v1/tasks`, { method: 'POST', json: { url: blob.url, wait: true }, auth });
+      assert.equal(r.state, 'failed');
+      assert.match(r.description ?? '', new RegExp(`blob ${digest} did not verify`));
+      for (let i = 0; i < 300 && peer.store.get(tid); i++) await sleep(20);
+      assert.equal(peer.store.get(tid), undefined);
+      // Once the registry serves the right bytes the same URL works.
+      origin.addBlobAs('library/lies', digest, good);
+      assert.equal(sha((await fetchAll(peer.proxyUrl, blob.url)).body), digest);
+    } finally { await c.close(); }
+  });
+
   test('access model: private blobs need the client\'s own authorisation; parents need the exact URL', async () => {
     const priv = await startOrigin({ token: 's3cret' });
     const c = await cluster(2, { allow: [priv.host] });

@@ -15,7 +15,7 @@ export function makePeerMetrics(reg: MetricsRegistry) {
     proxyViaP2P: new Counter({ name: 'ferry_peer_proxy_request_via_p2p_total', help: 'proxy requests served through P2P', registers: r }),
     proxyDenied: new Counter({ name: 'ferry_peer_proxy_request_denied_total', help: 'proxy requests refused because the upstream is not an allowed registry', labelNames: ['method'], registers: r }),
     proxyFailures: new Counter({ name: 'ferry_peer_proxy_request_failure_total', help: 'proxy requests that failed', labelNames: ['type'], registers: r }),
-    pieceFailures: new Counter({ name: 'ferry_peer_piece_failure_total', help: 'failed piece downloads, by reason (crc, network, source, digest)', labelNames: ['reason'], registers: r }),
+    pieceFailures: new Counter({ name: 'ferry_peer_piece_failure_total', help: 'failed pieces, by reason (crc: from a parent, network, source, digest: whole blob, disk: altered in the store)', labelNames: ['reason'], registers: r }),
     schedulerFallback: new Counter({ name: 'ferry_peer_scheduler_fallback_total', help: 'downloads that went to the origin because scheduling failed', registers: r }),
     tasks: new Counter({ name: 'ferry_peer_download_task_total', help: 'task downloads', labelNames: ['result'], registers: r }),
     evictions: new Counter({ name: 'ferry_peer_evicted_task_total', help: 'tasks evicted from the store', registers: r }),

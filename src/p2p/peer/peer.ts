@@ -128,6 +128,7 @@ export async function startPeer(opts: StartPeerOptions = {}): Promise<PeerHandle
   const store = new PieceStore(dataDir, {
     quota: config.storage.quota, keep: config.storage.keep, taskTTL: config.storage.taskTTL, memoryCache: config.storage.memoryCache, log,
     onEvict: (id) => { metrics.evictions.inc(); metrics.diskUsage.set(store.usage()); void scheduler.evicted(id); },
+    onCorrupt: () => { metrics.pieceFailures.inc({ reason: 'disk' }); },
   });
   await store.open();
   metrics.diskUsage.set(store.usage());

@@ -2,7 +2,9 @@
  * Abuse of a peer's proxy port (bounded, loopback): it is not an open forward proxy. Absolute-URI
  * requests, CONNECT, X-Dragonfly-Registry and ?ns= reach only the registries the node is
  * configured for (mirror, allowedHosts, hijack hosts); anything else is 403 and the other host
- * sees no request. Allowed registries keep working in every mode.
+ * sees no request. Allowed registries keep working in every mode. And a task altered on disk
+ * after it completed is never served as good: a piece failing its crc32 is dropped and refetched;
+ * a blob failing its digest is not sent whole (the transfer is aborted) and is dropped.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,11 +12,12 @@ import { createHash } from 'node:crypto';
 import http, { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, openSync, readSync, rmSync, writeSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { metricValue } from '../../observe/index.js';
 import { readAll } from '../common/http.js';
+import { pieceDigest, taskId } from '../common/idgen.js';
 import { randomBlob, startOrigin, type Origin } from '../testing/origin.js';
 import { startPeer, type PeerHandle } from './peer.js';
 
@@ -66,6 +69,8 @@ describe('proxy port abuse', () => {
     dir = mkdtempSync(join(tmpdir(), 'ferry-proxy-abuse-'));
     peer = await startPeer({ dataDir: dir, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0', config: {
       proxy: { registryMirror: { url: mirror.url, nsScheme: 'http' }, allowedHosts: [extra.host] }, download: { directBelow: 0 },
+      // no memory cache: every piece read comes from disk (the tampering tests alter the files)
+      storage: { memoryCache: 0 },
     } });
   });
   after(async () => {
@@ -132,6 +137,86 @@ describe('proxy port abuse', () => {
     });
     assert.match(reply, /^HTTP\/1\.1 200/);
     assert.equal(forbiddenHits, 0);
+  });
+
+  /** Flips byte `at` of the task's data file; returns the new bytes of piece `n`. */
+  const tamper = (dataPath: string, at: number): void => {
+    const fd = openSync(dataPath, 'r+');
+    try {
+      const b = Buffer.alloc(1);
+      readSync(fd, b, 0, 1, at);
+      b[0] = b[0]! ^ 0xff;
+      writeSync(fd, b, 0, 1, at);
+    } finally { closeSync(fd); }
+  };
+
+  test('a piece altered on disk after the task completed is dropped and refetched, never served', async () => {
+    const blob = mirror.addBlob('library/tamper', randomBlob(12 * MiB + 5));
+    const path = new URL(blob.url).pathname;
+    const first = await viaProxy(peer.proxyUrl, path);
+    assert.equal(sha(first.body), blob.digest);
+    const tid = taskId({ url: blob.url });
+    for (let i = 0; i < 200 && !peer.store.get(tid)?.meta.done; i++) await new Promise((r) => setTimeout(r, 20));
+    const entry = peer.store.get(tid)!;
+    assert.ok(entry.meta.done);
+    tamper(entry.dataPath, 4 * MiB + 100); // piece 1
+    const before = mirror.blobBytes();
+    // A whole read: piece 1 fails its crc32, is dropped, refetched from the origin, then sent.
+    const again = await viaProxy(peer.proxyUrl, path);
+    assert.equal(again.status, 200);
+    assert.equal(sha(again.body), blob.digest, 'the altered byte never reached the client');
+    assert.ok(await metricValue(peer.metrics, 'ferry_peer_piece_failure_total', { reason: 'disk' }) >= 1);
+    assert.equal(mirror.blobBytes() - before, 4 * MiB, 'exactly the dropped piece came again');
+    // A range read of an altered piece, and a child peer's read of one: refetched / refused.
+    for (let i = 0; i < 200 && !peer.store.get(tid)?.complete; i++) await new Promise((r) => setTimeout(r, 20));
+    tamper(entry.dataPath, 8 * MiB + 7); // piece 2
+    const pu = new URL(peer.proxyUrl);
+    const ranged = await new Promise<Answer>((resolve, reject) => {
+      http.get({ hostname: pu.hostname, port: pu.port, path, headers: { range: `bytes=${8 * MiB}-${8 * MiB + 99}` }, agent: false }, (res) => {
+        readAll(res).then((body) => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }), reject);
+      }).on('error', reject);
+    });
+    assert.equal(ranged.status, 206);
+    assert.deepEqual(ranged.body, blob.data.subarray(8 * MiB, 8 * MiB + 100));
+    for (let i = 0; i < 200 && !peer.store.get(tid)?.complete; i++) await new Promise((r) => setTimeout(r, 20));
+    tamper(entry.dataPath, 1); // piece 0
+    const child = await new Promise<number>((resolve, reject) => {
+      http.get(`${peer.uploadUrl}/api/v1/tasks/${tid}/pieces/0?url=${encodeURIComponent(blob.url)}`, { agent: false }, (res) => { res.resume(); resolve(res.statusCode ?? 0); }).on('error', reject);
+    });
+    assert.notEqual(child, 200, 'a child peer does not get the altered piece');
+    assert.equal(peer.store.get(tid)?.has(0), false, 'and it was dropped');
+  });
+
+  test('a blob whose stored bytes and crc32s were both altered: not sent whole, dropped; the next request is good', async () => {
+    const blob = mirror.addBlob('library/tamper2', randomBlob(9 * MiB));
+    const path = new URL(blob.url).pathname;
+    assert.equal(sha((await viaProxy(peer.proxyUrl, path)).body), blob.digest);
+    const tid = taskId({ url: blob.url });
+    for (let i = 0; i < 200 && !peer.store.get(tid)?.meta.done; i++) await new Promise((r) => setTimeout(r, 20));
+    const entry = peer.store.get(tid)!;
+    // Alter piece 1 and its recorded crc32 alike: only the whole-blob digest can tell.
+    tamper(entry.dataPath, 4 * MiB + 3);
+    const fd = openSync(entry.dataPath, 'r');
+    const p1 = Buffer.alloc(4 * MiB);
+    readSync(fd, p1, 0, p1.length, 4 * MiB);
+    closeSync(fd);
+    entry.meta.pieces[1] = pieceDigest(p1);
+    const bad = await new Promise<{ status: number; got: number; aborted: boolean; length: number }>((resolve, reject) => {
+      const pu = new URL(peer.proxyUrl);
+      http.get({ hostname: pu.hostname, port: pu.port, path, agent: false }, (res) => {
+        let got = 0;
+        res.on('data', (c: Buffer) => { got += c.length; });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, got, aborted: false, length: Number(res.headers['content-length']) }));
+        res.on('error', () => resolve({ status: res.statusCode ?? 0, got, aborted: true, length: Number(res.headers['content-length']) }));
+      }).on('error', reject);
+    });
+    assert.equal(bad.status, 200);
+    assert.ok(bad.aborted || bad.got < bad.length, `the transfer was cut short (${bad.got} of ${bad.length} bytes)`);
+    assert.ok(bad.got <= 8 * MiB, 'the last piece was held back');
+    for (let i = 0; i < 200 && peer.store.get(tid) === entry; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.notEqual(peer.store.get(tid), entry, 'the bad copy was dropped');
+    const good = await viaProxy(peer.proxyUrl, path);
+    assert.equal(sha(good.body), blob.digest);
   });
 
   test('allow-list entries are validated: a bad entry stops the peer before it listens', async () => {

@@ -12,6 +12,7 @@
  * range task (Dragonfly's ranged task: the range is part of the task id and only the range is
  * fetched, from peers or the origin); small ranges may bypass P2P (`download.directBelow`).
  */
+import { createHash } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
@@ -21,7 +22,7 @@ import { FerryError, asFerryError } from '../../core/index.js';
 import type { Logger } from '../../observe/index.js';
 import type { PeerConfig } from '../../config/peer.js';
 import { HTTP_STATUS, LogThrottle, drained } from '../common/index.js';
-import { piecesForRange, type RangeSpec } from '../common/index.js';
+import { blobDigestOfUrl, piecesForRange, type RangeSpec } from '../common/index.js';
 import { H, type TaskIdOptions } from '../common/index.js';
 import type { Agent, Prepared, PreparedRange } from './agent.js';
 import type { LeafMinter } from './ca.js';
@@ -145,6 +146,16 @@ export function createProxyServer(d: ProxyDeps): http.Server {
     res.end(s.body);
   };
 
+  /** Recovery for serveEntry: refetch dropped pieces; forget a blob that failed its digest. */
+  const serveOptions = (entry: TaskEntry, url: string, headers: Record<string, string>): ServeOptions => ({
+    refetch: (n) => d.agent.download(entry, url, headers, [n]),
+    onBadBlob: (want, got) => {
+      d.metrics.pieceFailures.inc({ reason: 'digest' });
+      d.log.error({ taskId: entry.id, want, got }, 'blob failed its digest while being served: transfer aborted, local copy dropped');
+      d.agent.forget(entry);
+    },
+  });
+
   const viaP2P = async (req: IncomingMessage, res: ServerResponse, url: string): Promise<void> => {
     const headers = forwardableHeaders(req.headers);
     const ac = new AbortController();
@@ -158,7 +169,7 @@ export function createProxyServer(d: ProxyDeps): http.Server {
       if (prep.kind === 'denied') return relayDenied(res, prep.stat);
       d.metrics.proxyViaP2P.inc();
       d.agent.download(prep.entry, url, headers).catch(() => undefined);
-      return serveEntry(res, prep.entry, undefined, prep.cached, ac.signal, d.metrics);
+      return serveEntry(res, prep.entry, undefined, prep.cached, ac.signal, d.metrics, serveOptions(prep.entry, url, headers));
     }
     // A Range request: served from the whole-object task if it holds the range, else from the
     // range's own task (content = the range, pieces cut from the range length).
@@ -188,7 +199,7 @@ export function createProxyServer(d: ProxyDeps): http.Server {
     const span = prep.entry.meta.range;
     const pieces = span ? undefined : piecesForRange(prep.range.start, prep.range.end, prep.entry.meta.pieceLength);
     d.agent.download(prep.entry, url, headers, pieces).catch(() => undefined);
-    await serveEntry(res, prep.entry, prep.range, prep.cached, ac.signal, d.metrics);
+    await serveEntry(res, prep.entry, prep.range, prep.cached, ac.signal, d.metrics, serveOptions(prep.entry, url, headers));
   };
 
   const passThrough = (req: IncomingMessage, res: ServerResponse, url: string): Promise<void> => new Promise((resolve) => {
@@ -260,20 +271,44 @@ export function createProxyServer(d: ProxyDeps): http.Server {
   return server;
 }
 
+/** How serveEntry recovers: refetch a dropped piece; what to do with a blob that fails its digest. */
+export interface ServeOptions {
+  /** Downloads piece n again (it was found altered on disk and dropped). */
+  refetch?: ((n: number) => Promise<void>) | undefined;
+  /** The whole blob did not hash to the digest in its URL (the client's transfer is aborted). */
+  onBadBlob?: ((want: string, got: string) => void) | undefined;
+}
+
 /**
  * Streams a task (or a range of it) to an HTTP client as pieces become available. `range` is in
  * the coordinates of the origin object; a range task holds origin bytes from its `range.start`.
+ * Every piece comes through the store's checked read: a piece altered on disk is dropped,
+ * refetched (`opts.refetch`, twice at most) and only then sent. A whole registry blob is hashed as
+ * it is sent and its last piece is held back until the hash matches the digest in the URL; on a
+ * mismatch the transfer is aborted (the client sees a short body, never a complete wrong one).
  */
-export async function serveEntry(res: ServerResponse, entry: TaskEntry, range: RangeSpec | undefined, cached: boolean, signal: AbortSignal, metrics: PeerMetrics): Promise<void> {
+export async function serveEntry(res: ServerResponse, entry: TaskEntry, range: RangeSpec | undefined, cached: boolean, signal: AbortSignal, metrics: PeerMetrics,
+  opts: ServeOptions = {}): Promise<void> {
   const span = entry.meta.range;
   const base = span?.start ?? 0;
   const total = span?.total ?? entry.meta.contentLength;
+  const want = !span && !range ? (entry.meta.expectedDigest ?? blobDigestOfUrl(entry.meta.url)) : undefined;
+  const hash = want ? createHash(want.slice(0, want.indexOf(':'))) : undefined;
   if (span && !range) range = { start: span.start, end: span.end };
   // Within the task's own content from here on.
   const start = (range?.start ?? 0) - base;
   const end = (range?.end ?? total - 1) - base;
   if (start < 0 || end >= Math.max(1, entry.meta.contentLength)) throw new FerryError('INTERNAL', `range ${start}-${end} outside task ${entry.id}`);
   const pieces = entry.meta.contentLength === 0 ? [] : piecesForRange(start, end, entry.meta.pieceLength);
+  const readChecked = async (n: number): Promise<Buffer> => {
+    for (let attempt = 0; ; attempt++) {
+      await entry.waitPiece(n, signal);
+      try { return await entry.readPiece(n); } catch (err) {
+        if (!FerryError.hasCode(err, 'DATA_LOSS') || !opts.refetch || attempt >= 2) throw err;
+        await opts.refetch(n);
+      }
+    }
+  };
   entry.refs++;
   try {
     if (pieces.length) await entry.waitPiece(pieces[0]!, signal);
@@ -281,13 +316,22 @@ export async function serveEntry(res: ServerResponse, entry: TaskEntry, range: R
     if (cached) headers[H.finished] = 'true';
     if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${total}`;
     res.writeHead(range ? 206 : 200, headers);
-    for (const n of pieces) {
-      await entry.waitPiece(n, signal);
+    for (const [i, n] of pieces.entries()) {
       const r = entry.range(n);
       const s = Math.max(start, r.offset);
       const e = Math.min(end + 1, r.offset + r.length);
-      const piece = await entry.readPiece(n);
+      const piece = await readChecked(n);
       const buf = piece.subarray(s - r.offset, e - r.offset);
+      if (hash) {
+        hash.update(buf);
+        if (i === pieces.length - 1) {
+          const got = `${want!.slice(0, want!.indexOf(':'))}:${hash.digest('hex')}`;
+          if (got !== want) {
+            opts.onBadBlob?.(want!, got);
+            throw new FerryError('DATA_LOSS', `blob ${want} did not verify (got ${got}): transfer aborted`);
+          }
+        }
+      }
       if (res.destroyed) return;
       if (!res.write(buf)) await drained(res);
       metrics.served.inc(buf.length);
