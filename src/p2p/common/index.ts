@@ -18,3 +18,4 @@ export {
   MIN_CLUSTER_SECRET_LENGTH, type ClusterAuthCheck,
 } from './cluster-auth.js';
 export { LogThrottle } from './logthrottle.js';
+export { redactUrl, redactHeaders, REDACTED } from './redact.js';

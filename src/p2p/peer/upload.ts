@@ -10,7 +10,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FerryError } from '../../core/index.js';
 import type { Logger } from '../../observe/index.js';
-import { drained, readAuthenticated, type ClusterAuth } from '../common/index.js';
+import { drained, readAuthenticated, redactUrl, type ClusterAuth } from '../common/index.js';
 import { taskId } from '../common/index.js';
 import type { TokenBucket } from '../common/index.js';
 import type { DownloadTaskRequest, DownloadTaskResponse, PieceListResponse } from '../common/index.js';
@@ -100,13 +100,15 @@ export function uploadRoutes(deps: {
       if (typeof body !== 'object' || body === null || typeof body.url !== 'string') throw new FerryError('INVALID_ARGUMENT', 'url is required');
       try { new URL(body.url); } catch { throw new FerryError('INVALID_ARGUMENT', `invalid url ${body.url}`); }
       if (body.range !== undefined && typeof body.range !== 'string') throw new FerryError('INVALID_ARGUMENT', 'range must be a string start-end');
+      if (body.headers !== undefined && (typeof body.headers !== 'object' || body.headers === null || Array.isArray(body.headers)
+        || Object.values(body.headers).some((v) => typeof v !== 'string'))) throw new FerryError('INVALID_ARGUMENT', 'headers must be an object of strings');
       const { entry, download } = await deps.agent.obtain(body.url, body.headers ?? {}, {
         tag: body.tag, application: body.application, pieceLength: body.pieceLength,
         filteredQueryParams: body.filteredQueryParams, blobDigest: body.blobDigest,
         // a seed trigger for a range task: the same range task (id, content) as the requesting peer's
         range: body.range,
       });
-      deps.log.info({ taskId: entry.id, url: body.url, wait: !!body.wait }, 'download task requested');
+      deps.log.info({ taskId: entry.id, url: redactUrl(body.url), wait: !!body.wait }, 'download task requested');
       if (!body.wait) { sendJson(res, 202, { taskId: entry.id, contentLength: entry.meta.contentLength, state: 'started' } satisfies DownloadTaskResponse); return true; }
       try {
         await download;

@@ -9,6 +9,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ClusterAuth, CLUSTER_AUTH_WINDOW_MS } from '../common/cluster-auth.js';
 import { rawRequest, hugeRequest } from '../testing/raw.js';
+import { createLogger } from '../../observe/index.js';
+import { startOrigin } from '../testing/origin.js';
 import { startScheduler, type SchedulerHandle } from './index.js';
 
 const SECRET = 'scheduler-abuse-cluster-secret';
@@ -141,4 +143,52 @@ test('a scheduler on a non-loopback address without a cluster secret refuses to 
     return true;
   });
   await assert.rejects(startScheduler({ listen: '127.0.0.1:0', config: { cluster: { token: 'short' } } }), /too short/);
+});
+
+test('preheat job answers and logs never carry the credentials a job was given', async () => {
+  const lines: string[] = [];
+  const log = createLogger({ level: 'debug', destination: { write: (l: string) => { lines.push(l); } } });
+  const origin = await startOrigin();
+  const s = await startScheduler({ listen: '127.0.0.1:0', log, config: { cluster: { token: SECRET }, preheat: { tokens: ['pat-redact'] } } });
+  const secrets = ['urlpass-S1', 'Bearer registry-S2', 'apikey-S3', 'password-S4', 'amzsig-S5', 'token-S6'];
+  try {
+    const jobs = [
+      { type: 'preheat', args: { type: 'image', url: `http://user:urlpass-S1@${origin.host}/v2/library/none/manifests/v1`,
+        headers: { Authorization: 'Bearer registry-S2', 'X-Api-Key': 'apikey-S3' }, username: 'u', password: 'password-S4' } },
+      { type: 'preheat', args: { type: 'file', urls: [`${origin.url}/v2/x/blobs/sha256:${'0'.repeat(64)}?X-Amz-Signature=amzsig-S5&access_token=token-S6&keep=1`],
+        headers: { authorization: 'Bearer registry-S2' } } },
+    ];
+    const ids: number[] = [];
+    const bodies: string[] = [];
+    for (const j of jobs) {
+      const r = await rawRequest(`${s.url}/oapi/v1/jobs`, { method: 'POST', body: JSON.stringify(j), headers: { authorization: 'Bearer pat-redact', 'content-type': 'application/json' } });
+      assert.equal(r.status, 200, r.body.toString());
+      bodies.push(r.body.toString());
+      ids.push((JSON.parse(r.body.toString()) as { id: number }).id);
+    }
+    // Both fail (no manifest, no seed peer): the failure paths are answered and logged too.
+    for (const id of ids) {
+      let state = 'PENDING';
+      for (let i = 0; i < 200 && state === 'PENDING'; i++) {
+        const r = await rawRequest(`${s.url}/oapi/v1/jobs/${id}`, { headers: { authorization: 'Bearer pat-redact' } });
+        bodies.push(r.body.toString());
+        state = (JSON.parse(r.body.toString()) as { state: string }).state;
+        if (state === 'PENDING') await new Promise((res) => setTimeout(res, 25));
+      }
+      assert.equal(state, 'FAILURE');
+    }
+    bodies.push((await rawRequest(`${s.url}/oapi/v1/jobs`, { headers: { authorization: 'Bearer pat-redact' } })).body.toString());
+    const all = bodies.join('\n');
+    for (const x of secrets) {
+      assert.ok(!all.includes(x.replace(/^Bearer /, '')), `a job answer carries ${x}`);
+      assert.ok(!lines.join('').includes(x.replace(/^Bearer /, '')), `a log line carries ${x}`);
+    }
+    const first = JSON.parse(bodies[0]!) as { args: { headers: Record<string, string>; password: string; url: string; username: string } };
+    assert.deepEqual(first.args.headers, { Authorization: '<redacted>', 'X-Api-Key': '<redacted>' }, 'header names stay, values go');
+    assert.equal(first.args.password, '<redacted>');
+    assert.equal(first.args.username, 'u');
+    assert.match(first.args.url, /^http:\/\/user:redacted@/);
+    assert.match(all, /keep=1/, 'other query parameters stay');
+    assert.ok(lines.some((l) => l.includes('preheat job finished')), 'the jobs were logged');
+  } finally { await s.close(); await origin.close(); }
 });

@@ -126,9 +126,9 @@ export async function startScheduler(opts: StartSchedulerOptions = {}): Promise<
         if (!req.complete) res.setHeader('connection', 'close');
         return send(res, 401, { message: 'invalid or missing personal access token' });
       }
-      if (m === 'POST' && p === '/oapi/v1/jobs') return send(res, 200, jobs.create(jsonObject(await readAuthenticated(req, undefined, MAX_JOB_BODY))));
-      if (m === 'GET' && p === '/oapi/v1/jobs') return send(res, 200, jobs.list({ type: u.searchParams.get('type') ?? '', state: u.searchParams.get('state') ?? '' }));
-      if (m === 'GET' && (mm = /^\/oapi\/v1\/jobs\/(\d+)$/.exec(p))) return send(res, 200, jobs.get(Number(mm[1])));
+      if (m === 'POST' && p === '/oapi/v1/jobs') return send(res, 200, jobs.view(jobs.create(jsonObject(await readAuthenticated(req, undefined, MAX_JOB_BODY)))));
+      if (m === 'GET' && p === '/oapi/v1/jobs') return send(res, 200, jobs.list({ type: u.searchParams.get('type') ?? '', state: u.searchParams.get('state') ?? '' }).map((j) => jobs.view(j)));
+      if (m === 'GET' && (mm = /^\/oapi\/v1\/jobs\/(\d+)$/.exec(p))) return send(res, 200, jobs.view(jobs.get(Number(mm[1]))));
       throw new FerryError('NOT_FOUND', `no route ${m} ${p}`);
     }
     if (!p.startsWith('/api/')) throw new FerryError('NOT_FOUND', `no route ${m} ${p}`);
