@@ -37,16 +37,30 @@ test('p2p CLIs reject bad input clearly', async () => {
   } finally { rmSync(dir, { recursive: true, force: true }); }
 });
 
-test('ferry peer prints its containerd snippets; ferry get downloads through it', async () => {
+test('ferry peer prints its containerd snippets (one per allowed registry, each accepted by the proxy); ferry get downloads through it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ferry-p2p-cli-'));
   const origin = await startOrigin();
+  const second = await startOrigin();
+  writeFileSync(join(dir, 'peer.yaml'), 'proxy:\n  registryMirror:\n    nsScheme: http\n');
   const peer = await spawnFerry(FERRY_BIN, ['peer', '--data', join(dir, 'data'), '--proxy-listen', '127.0.0.1:0', '--upload-listen', '127.0.0.1:0',
-    '--registry-mirror', origin.url], { ready: /HTTPS_PROXY=/ });
+    '--registry-mirror', origin.url, '--allow-host', second.host, '--config', join(dir, 'peer.yaml')], { ready: /HTTPS_PROXY=/ });
   try {
     const out = peer.output();
     assert.match(out, new RegExp(`certs.d/${origin.host.replace(/\./g, '\\.')}/hosts.toml`));
+    assert.match(out, new RegExp(`certs.d/${second.host.replace(/\./g, '\\.')}/hosts.toml`));
+    assert.doesNotMatch(out, /_default/, 'no catch-all snippet: other registries would get 403');
     assert.match(out, /X-Dragonfly-Registry = "http:\/\/127\.0\.0\.1:\d+"/);
     const proxy = /proxy (http:\/\/127\.0\.0\.1:\d+)/.exec(out)![1]!;
+    // What containerd does with each printed snippet (the header and ?ns=) is accepted by the proxy.
+    const printed = [...out.matchAll(/X-Dragonfly-Registry = "([^"]+)"/g)].map((m) => m[1]!);
+    assert.deepEqual(printed.sort(), [origin.url, second.url].sort());
+    for (const reg of printed) {
+      const ns = new URL(reg).host;
+      const r = await fetch(`${proxy}/v2/?ns=${ns}`, { headers: { 'x-dragonfly-registry': reg } });
+      assert.equal(r.status, 200, `${reg} through the printed snippet`);
+      assert.equal((await fetch(`${proxy}/v2/?ns=${ns}`)).status, 200, `${ns} via ?ns= alone`);
+    }
+    assert.equal((await fetch(`${proxy}/v2/?ns=127.0.0.1:1`)).status, 403, 'a registry not printed is refused');
     const blob = origin.addBlob('library/cli', randomBlob(5 * 1024 * 1024));
     const g = await runFerry(FERRY_BIN, ['get', blob.url, '-O', join(dir, 'blob'), '--peer', proxy]);
     assert.equal(g.code, 0, g.stderr);
@@ -55,7 +69,7 @@ test('ferry peer prints its containerd snippets; ferry get downloads through it'
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /404/);
     assert.equal(existsSync(join(dir, 'nope')), false);
-  } finally { await peer.stop(); await origin.close(); rmSync(dir, { recursive: true, force: true }); }
+  } finally { await peer.stop(); await origin.close(); await second.close(); rmSync(dir, { recursive: true, force: true }); }
 });
 
 test('a scheduler or peer reachable from the network needs a cluster secret; the flag and the environment variable supply one', async () => {
