@@ -7,7 +7,7 @@
  * `X-Dragonfly-Use-P2P: true` go P2P; everything else is forwarded with all headers but Host.
  * Only allowed upstreams are reached (upstreams.ts: the mirror, hijack hosts, rule targets,
  * `proxy.allowedHosts`); any other absolute URI, CONNECT target, `X-Dragonfly-Registry` or `?ns=`
- * is refused with 403 (logged at warn once a minute per host, else at debug).
+ * is refused with 403 (logged at warn once a minute per client address, else at debug).
  * Range requests answer 206: from the whole-object task when it holds the range, otherwise from a
  * range task (Dragonfly's ranged task: the range is part of the task id and only the range is
  * fetched, from peers or the origin); small ranges may bypass P2P (`download.directBelow`).
@@ -55,7 +55,7 @@ export function createProxyServer(d: ProxyDeps): http.Server {
   /** Logs a refused upstream (warn once a minute per host, else debug) and counts it. */
   const noteDenied = (hostPort: string, how: string, req: IncomingMessage): void => {
     d.metrics.proxyDenied.inc({ method: req.method ?? 'GET' });
-    (refusals.allow(hostPort) ? d.log.warn.bind(d.log) : d.log.debug.bind(d.log))(
+    (refusals.allow(req.socket.remoteAddress ?? '') ? d.log.warn.bind(d.log) : d.log.debug.bind(d.log))(
       { upstream: hostPort, how, method: req.method, remote: req.socket.remoteAddress }, 'proxy refused an upstream that is not an allowed registry');
   };
 
