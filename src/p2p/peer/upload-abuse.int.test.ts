@@ -122,7 +122,7 @@ describe('upload port abuse', () => {
       assert.equal((await signed('GET', `/api/v1/tasks/${tid}/pieces${bad}`)).status, 403, bad);
     }
     // Malformed commands: 400.
-    for (const body of ['{"url":', '[]', 'null', '{"url":5}', '{"url":"not a url"}', '{"url":"http://x/","range":7}', '{"url":"http://x/","headers":[1]}', '{"url":"http://x/","headers":{"a":1}}']) {
+    for (const body of ['{"url":', '[]', 'null', '{"url":5}', '{"url":"not a url"}', '{"url":"http://x/","range":7}', '{"url":"http://x/","headers":[1]}', '{"url":"http://x/","headers":{"a":1}}', '{"url":"file:///etc/passwd"}', '{"url":"gopher://127.0.0.1:6379/_x"}']) {
       assert.equal((await signed('POST', '/api/v1/tasks', body)).status, 400, body);
     }
     // A member's command, replayed by someone who saw it on the wire: refused.

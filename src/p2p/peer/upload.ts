@@ -98,7 +98,9 @@ export function uploadRoutes(deps: {
         throw new FerryError('INVALID_ARGUMENT', 'body must be JSON');
       }
       if (typeof body !== 'object' || body === null || typeof body.url !== 'string') throw new FerryError('INVALID_ARGUMENT', 'url is required');
-      try { new URL(body.url); } catch { throw new FerryError('INVALID_ARGUMENT', `invalid url ${body.url}`); }
+      let target: URL;
+      try { target = new URL(body.url); } catch { throw new FerryError('INVALID_ARGUMENT', `invalid url ${body.url}`); }
+      if (target.protocol !== 'http:' && target.protocol !== 'https:') throw new FerryError('INVALID_ARGUMENT', `url must be http(s), got ${target.protocol}`);
       if (body.range !== undefined && typeof body.range !== 'string') throw new FerryError('INVALID_ARGUMENT', 'range must be a string start-end');
       if (body.headers !== undefined && (typeof body.headers !== 'object' || body.headers === null || Array.isArray(body.headers)
         || Object.values(body.headers).some((v) => typeof v !== 'string'))) throw new FerryError('INVALID_ARGUMENT', 'headers must be an object of strings');
