@@ -72,6 +72,15 @@ test('4 peers in namespaces get one 64 MiB blob at once through a seed; registry
   procs.push(await spawnFerry(FERRY_BIN, [...peerArgs(seedNs, 'seed'), '--seed'], { netns: seedNs.netns, ready: /proxy http/ }));
   for (const [i, n] of star.nodes.entries()) procs.push(await spawnFerry(FERRY_BIN, peerArgs(n, `node${i + 1}`), { netns: n.netns, ready: /proxy http/ }));
 
+  // From another machine: the peer RPC and the upload API want the cluster signature; the preheat
+  // API of a network-reachable scheduler without preheat tokens is disabled.
+  const probe = async (url: string, method = 'GET', body?: string): Promise<string> =>
+    (await execInNetns(star!.nodes[0]!.netns, 'curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '-X', method, ...(body ? ['-d', body] : []), url], { timeoutMs: 10_000 })).stdout;
+  assert.equal(await probe(`${sched}/api/v1/hosts`), '401');
+  assert.equal(await probe(`http://${seedNs.ip}:65002/api/v1/tasks`), '401');
+  assert.equal(await probe(`http://${seedNs.ip}:65002/api/v1/tasks`, 'POST', JSON.stringify({ url: `http://${reg.ip}:5000/v2/`, wait: true })), '401');
+  assert.equal(await probe(`${sched}/oapi/v1/jobs`, 'POST', JSON.stringify({ type: 'preheat', args: { type: 'file', url: `http://${reg.ip}:5000/v2/` } })), '401');
+
   const regBefore = await metric(reg.netns, `http://${reg.ip}:5000/metrics`, 'ferry_registry_blob_bytes_served_total');
   const txBefore = (await ifaceCounters(reg.dev, reg.netns)).txBytes;
   const t0 = Date.now();

@@ -103,10 +103,16 @@ export async function startScheduler(opts: StartSchedulerOptions = {}): Promise<
     hosts: (t) => service.hostsOf(t), blobDigestDefault: config.preheat.enableTaskIdBasedBlobDigest,
     timeoutMs: config.preheat.timeout, insecureSkipVerify: config.preheat.insecureSkipVerify, auth,
   }, metrics, log.child({ component: 'preheat' }));
-  if (config.preheat.tokens.length === 0) log.warn('preheat job API accepts requests without a token (configure preheat.tokens)');
+  // Without tokens the job API is open on loopback only: reachable from the network it would let
+  // anyone make the seeds fetch any URL.
+  const preheatOpen = config.preheat.tokens.length === 0 && isLoopbackHost(host);
+  if (config.preheat.tokens.length === 0) {
+    log.warn(preheatOpen ? 'preheat job API accepts requests without a token (loopback only; configure preheat.tokens / --token)'
+      : 'preheat job API disabled: the scheduler is reachable from the network and no preheat.tokens / --token are configured');
+  }
   const tokens = config.preheat.tokens.map((t) => Buffer.from(t));
   const authorised = (req: IncomingMessage): boolean => {
-    if (tokens.length === 0) return true;
+    if (tokens.length === 0) return preheatOpen;
     const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
     if (!m) return false;
     const got = Buffer.from(m[1]!.trim());
@@ -124,7 +130,7 @@ export async function startScheduler(opts: StartSchedulerOptions = {}): Promise<
       if (!authorised(req)) {
         res.setHeader('www-authenticate', 'Bearer');
         if (!req.complete) res.setHeader('connection', 'close');
-        return send(res, 401, { message: 'invalid or missing personal access token' });
+        return send(res, 401, { message: tokens.length === 0 ? 'preheat job API disabled: configure preheat.tokens / --token' : 'invalid or missing personal access token' });
       }
       if (m === 'POST' && p === '/oapi/v1/jobs') return send(res, 200, jobs.view(jobs.create(jsonObject(await readAuthenticated(req, undefined, MAX_JOB_BODY)))));
       if (m === 'GET' && p === '/oapi/v1/jobs') return send(res, 200, jobs.list({ type: u.searchParams.get('type') ?? '', state: u.searchParams.get('state') ?? '' }).map((j) => jobs.view(j)));
