@@ -85,12 +85,16 @@ async function runN(n: number, layerSizes: number[], rate: string, work: string,
     for (const mode of modes) {
       if (mode === 'p2p') {
         const [s, seed] = star.extras as [typeof star.extras[0], typeof star.extras[0]];
-        procs.push(await spawnFerry(FERRY_BIN, ['scheduler', '--listen', `${s.ip}:8002`], { netns: s.netns, ready: /listening/ }));
+        // scheduler and peers listen on namespace addresses: they share a cluster secret
+        const token = join(work, `n${n}-cluster-token`);
+        writeFileSync(token, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
+        procs.push(await spawnFerry(FERRY_BIN, ['scheduler', '--listen', `${s.ip}:8002`, '--cluster-token-file', token], { netns: s.netns, ready: /listening/ }));
         const maxTx = arg('max-tx', '');
         const peerCfg = join(work, `n${n}-peer.yaml`);
         writeFileSync(peerCfg, maxTx ? `host:\n  maxTxBps: ${Number(maxTx)}\n` : '{}\n');
         const peer = (ns: { ip: string; netns: string }, name: string, extra: string[] = []): Promise<FerryProc> => spawnFerry(FERRY_BIN, ['peer', '--config', peerCfg, '--scheduler', `http://${s.ip}:8002`,
-          '--data', join(work, `n${n}-${name}`), '--proxy-listen', '127.0.0.1:65001', '--upload-listen', `${ns.ip}:65002`, '--hostname', name, ...extra], { netns: ns.netns, ready: /proxy http/ });
+          '--data', join(work, `n${n}-${name}`), '--proxy-listen', '127.0.0.1:65001', '--upload-listen', `${ns.ip}:65002`, '--hostname', name,
+          '--cluster-token-file', token, '--allow-host', `${reg.ip}:5000`, ...extra], { netns: ns.netns, ready: /proxy http/ });
         procs.push(await peer(seed, 'seed', ['--seed']));
         for (const [i, node] of star.nodes.entries()) procs.push(await peer(node, `node${i + 1}`));
         await new Promise((r) => setTimeout(r, 500));

@@ -6,6 +6,7 @@
  * build (or lacks a needed option) is reported as "not run" with the reason, never simulated.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { FerryError } from '../core/index.js';
@@ -81,13 +82,24 @@ const SCHED_PORT = 8002;
 const PROXY_PORT = 65001;
 const UPLOAD_PORT = 65002;
 
+/**
+ * The cluster secret of the run's scheduler and peers (they listen on namespace addresses, which
+ * requires one): a file in the run directory, mode 0600, created once.
+ */
+async function clusterTokenFile(env: RunEnv): Promise<string> {
+  const p = join(env.dir, 'cluster-token');
+  if (!existsSync(p)) await writeFile(p, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
+  return p;
+}
+
 async function startScheduler(env: RunEnv): Promise<ManagedProcess[]> {
   const x = env.star.extras[0];
   if (!x) throw new FerryError('INTERNAL', 'no namespace for the scheduler');
   const dir = join(env.dir, 'scheduler');
   await mkdir(dir, { recursive: true });
   const listen = `${x.ip}:${SCHED_PORT}`;
-  const proc = spawnFerry('scheduler', ['scheduler', '--listen', listen], { netns: x.netns, logPath: join(dir, 'scheduler.log') });
+  const token = await clusterTokenFile(env);
+  const proc = spawnFerry('scheduler', ['scheduler', '--listen', listen, '--cluster-token-file', token], { netns: x.netns, logPath: join(dir, 'scheduler.log') });
   await waitHttp(x.netns, `http://${listen}/healthy`, proc, 'ferry scheduler');
   env.schedulerUrl = `http://${listen}`;
   // a seed peer (Dragonfly's usual deployment): the scheduler has it fetch cold tasks from the
@@ -97,7 +109,7 @@ async function startScheduler(env: RunEnv): Promise<ManagedProcess[]> {
   const sdir = join(env.dir, 'seed');
   await mkdir(sdir, { recursive: true });
   const cfg = await peerConfig(env.dir, env.registry.host);
-  const seed = spawnFerry('seed-peer', ['peer', '--config', cfg, '--seed', '--scheduler', env.schedulerUrl, '--data', sdir,
+  const seed = spawnFerry('seed-peer', ['peer', '--config', cfg, '--seed', '--scheduler', env.schedulerUrl, '--data', sdir, '--cluster-token-file', token,
     '--proxy-listen', `127.0.0.1:${PROXY_PORT}`, '--upload-listen', `${s.ip}:${UPLOAD_PORT}`,
     '--registry-mirror', `http://${env.registry.host}`, '--ip', s.ip, '--hostname', 'bench-seed'],
   { netns: s.netns, logPath: join(sdir, 'peer.log') });
@@ -134,7 +146,7 @@ async function startPeer(env: RunEnv, n: NodeEnv): Promise<ManagedProcess> {
   const dir = join(n.dir, 'peer');
   await mkdir(dir, { recursive: true });
   const cfg = await peerConfig(n.dir, env.registry.host);
-  const proc = spawnFerry('peer', ['peer', '--config', cfg, '--scheduler', env.schedulerUrl, '--data', dir,
+  const proc = spawnFerry('peer', ['peer', '--config', cfg, '--scheduler', env.schedulerUrl, '--data', dir, '--cluster-token-file', await clusterTokenFile(env),
     '--proxy-listen', `127.0.0.1:${PROXY_PORT}`, '--upload-listen', `${n.node.ip}:${UPLOAD_PORT}`,
     '--registry-mirror', `http://${env.registry.host}`, '--ip', n.node.ip, '--hostname', `bench-node-${n.index + 1}`],
   { netns: n.node.netns, logPath: join(dir, 'peer.log') });

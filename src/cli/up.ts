@@ -6,11 +6,14 @@
  * - the acceleration service on HOST:2077 (tasks in DIR/accel), wired to the registry by a Harbor
  *   webhook policy on project `library`, so every push of `library/<repo>:<tag>` produces
  *   `<tag>-nydus` by itself,
- * - a P2P scheduler on HOST:8002 and one seed peer (proxy HOST:65001, data in DIR/seed-peer).
- * Secrets it generates (admin password unless given, the webhook Authorization header) are kept in
- * DIR/up-secrets.json (mode 0600) so a restart reuses them. Stops everything on Ctrl-C.
+ * - a P2P scheduler on HOST:8002 and one seed peer (proxy HOST:65001 mirroring the registry,
+ *   data in DIR/seed-peer), members of one cluster (signed with a generated cluster secret); the
+ *   preheat job API accepts only the generated preheat token.
+ * Secrets it generates (admin password unless given, the webhook Authorization header, the
+ * preheat token, the cluster secret) are kept in DIR/up-secrets.json (mode 0600) so a restart
+ * reuses them. Stops everything on Ctrl-C.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -22,11 +25,19 @@ import { startScheduler } from '../p2p/scheduler/index.js';
 import { startPeer } from '../p2p/peer/index.js';
 import { untilSignal } from './lifecycle.js';
 
-interface Secrets { adminPassword: string; webhookAuthHeader: string }
+interface Secrets {
+  adminPassword: string;
+  /** Authorization header the registry's webhook sends to accel (and `ferry task create --auth-header`). */
+  webhookAuthHeader: string;
+  /** Bearer token of the scheduler's preheat job API. */
+  preheatToken: string;
+  /** The P2P cluster secret (scheduler and peers sign their requests with it). */
+  clusterToken: string;
+}
 
 interface Stoppable { name: string; close(): Promise<void> }
 
-function loadSecrets(file: string, givenPassword: string | undefined): { secrets: Secrets; generated: boolean } {
+function loadSecrets(file: string, givenPassword: string | undefined): { secrets: Secrets; generated: boolean; preheatGenerated: boolean } {
   let stored: Partial<Secrets> = {};
   if (existsSync(file)) {
     try {
@@ -39,9 +50,12 @@ function loadSecrets(file: string, givenPassword: string | undefined): { secrets
   const secrets: Secrets = {
     adminPassword: givenPassword ?? stored.adminPassword ?? randomBytes(12).toString('base64url'),
     webhookAuthHeader: stored.webhookAuthHeader ?? `Bearer ${randomBytes(24).toString('base64url')}`,
+    preheatToken: stored.preheatToken ?? randomBytes(24).toString('base64url'),
+    clusterToken: stored.clusterToken ?? randomBytes(32).toString('hex'),
   };
   writeFileSync(file, `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600 });
-  return { secrets, generated };
+  chmodSync(file, 0o600); // also when it existed with another mode
+  return { secrets, generated, preheatGenerated: stored.preheatToken === undefined };
 }
 
 /** Creates (once) the webhook policy on `library` that sends PUSH_ARTIFACT events to accel. */
@@ -90,7 +104,8 @@ export async function run(argv: string[]): Promise<number> {
   const dataDir = resolve(o.data);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const log = createLogger({ name: 'up' });
-  const { secrets, generated } = loadSecrets(join(dataDir, 'up-secrets.json'), o.adminPassword ?? (process.env.FERRY_ADMIN_PASSWORD || undefined));
+  const secretsFile = join(dataDir, 'up-secrets.json');
+  const { secrets, generated, preheatGenerated } = loadSecrets(secretsFile, o.adminPassword ?? (process.env.FERRY_ADMIN_PASSWORD || undefined));
   const started: Stoppable[] = [];
   const stopAll = async (): Promise<void> => {
     for (const s of started.reverse()) {
@@ -98,6 +113,8 @@ export async function run(argv: string[]): Promise<number> {
     }
   };
   const lines: string[] = [];
+  const howTo: string[] = [];
+  const jq = (key: keyof Secrets): string => `"$(jq -r .${key} ${secretsFile})"`;
   let regHost = `${o.host}:${o.registryPort}`;
   try {
     const reg = await startRegistry({
@@ -132,18 +149,32 @@ export async function run(argv: string[]): Promise<number> {
       started.push({ name: 'accel', close: () => accel.close() });
       await ensureWebhookPolicy(reg.url, secrets.adminPassword, `${accel.url}/api/v1/conversions`, secrets.webhookAuthHeader, log);
       lines.push(`accel        ${accel.url}   (tasks: ferry task list --address ${accel.url})`);
+      howTo.push('convert an image by hand (the webhook Authorization header accel expects):',
+        `  ferry task create --address ${accel.url} --auth-header ${jq('webhookAuthHeader')} ${regHost}/library/app:v1`);
     }
 
     if (o.p2p) {
-      const sched = await startScheduler({ listen: `${o.host}:${o.schedulerPort}`, log });
+      const sched = await startScheduler({
+        listen: `${o.host}:${o.schedulerPort}`, log,
+        config: { cluster: { token: secrets.clusterToken }, preheat: { tokens: [secrets.preheatToken] } },
+      });
       started.push({ name: 'scheduler', close: () => sched.close() });
-      lines.push(`scheduler    ${sched.url}   (preheat: POST ${sched.url}/oapi/v1/jobs)`);
+      lines.push(`scheduler    ${sched.url}   (preheat: POST ${sched.url}/oapi/v1/jobs, Authorization: Bearer <preheat token>)`);
       const seed = await startPeer({
         dataDir: join(dataDir, 'seed-peer'), schedulers: [sched.url], seed: true,
         proxyListen: `${o.host}:${o.proxyPort}`, uploadListen: `${o.host}:0`, log,
+        config: { cluster: { token: secrets.clusterToken }, proxy: { registryMirror: { url: reg.url, nsScheme: 'http' } } },
       });
       started.push({ name: 'seed-peer', close: () => seed.close() });
-      lines.push(`seed peer    ${seed.proxyUrl}   (registry mirror / proxy; uploads ${seed.uploadUrl})`);
+      lines.push(`seed peer    ${seed.proxyUrl}   (mirror of ${reg.url}; uploads ${seed.uploadUrl})`);
+      howTo.push(
+        preheatGenerated ? `preheat token (generated, stored in ${secretsFile}): ${secrets.preheatToken}` : `preheat token: stored in ${secretsFile}`,
+        '  curl -H "Authorization: Bearer $(jq -r .preheatToken ' + secretsFile + ')" -H content-type:application/json \\',
+        `    -d '{"type":"preheat","args":{"type":"image","url":"${reg.url}/v2/library/app/manifests/v1","username":"admin","password":"<password>"}}' ${sched.url}/oapi/v1/jobs`,
+        'another node joins the P2P cluster with the same cluster secret (copy it there; the scheduler must be reachable: ferry up --host <address>):',
+        `  FERRY_CLUSTER_TOKEN=${jq('clusterToken')} ferry peer --scheduler ${sched.url} --data /var/lib/ferry/peer \\`,
+        `    --registry-mirror ${reg.url} --upload-listen <node address>:65002`,
+      );
     }
 
     process.stdout.write([
@@ -156,6 +187,7 @@ export async function run(argv: string[]): Promise<number> {
       'push an image (it is converted to <tag>-nydus automatically):',
       `  skopeo copy --dest-tls-verify=false --dest-creds admin:<password> docker://… docker://${regHost}/library/app:v1`,
       `  skopeo inspect --tls-verify=false docker://${regHost}/library/app:v1-nydus`,
+      ...howTo,
       'Ctrl-C stops everything.',
       '',
     ].join('\n'));

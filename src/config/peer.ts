@@ -9,6 +9,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { FerryError } from '../core/index.js';
 import { parseConfig, durationSchema as duration, sizeSchema as size } from './parse.js';
+import { clusterConfigSchema } from './cluster.js';
 
 
 export const proxyRuleSchema = z.object({
@@ -23,6 +24,11 @@ export const proxyRuleSchema = z.object({
 }).strict();
 
 export const peerConfigSchema = z.object({
+  /**
+   * The cluster secret shared with the scheduler and the other peers. Required when the upload
+   * server listens on a non-loopback address: the upload API then answers only signed requests.
+   */
+  cluster: clusterConfigSchema,
   scheduler: z.object({
     /** Scheduler base URLs; tasks are sharded over them by consistent hash of the task id. */
     urls: z.array(z.string().url()).default([]),
@@ -61,8 +67,18 @@ export const peerConfigSchema = z.object({
       /** Scheme used for an upstream taken from ?ns=<host>. */
       nsScheme: z.enum(['http', 'https']).default('https'),
     }).strict().prefault({}),
-    /** CONNECT targets (regex on host:port) whose TLS is intercepted; others are tunnelled untouched. */
+    /**
+     * CONNECT targets (regex on host:port) whose TLS is intercepted; they are allowed upstreams.
+     * Anchor them (`^registry\.example:443$`).
+     */
     hijackHosts: z.array(z.string()).default([]),
+    /**
+     * Further upstreams the proxy may reach besides registryMirror.url, hijackHosts and the rules'
+     * redirect targets: `host`, `host:port`, `[v6]:port`, or a regex starting with `^` matched
+     * against the whole `host:port`. Everything else (absolute URIs, CONNECT, X-Dragonfly-Registry,
+     * ?ns=) is refused with 403.
+     */
+    allowedHosts: z.array(z.string().min(1)).default([]),
     caCert: z.string().optional(),
     caKey: z.string().optional(),
     /** Extra CA files trusted for upstream https (self-signed registries). */
@@ -77,6 +93,7 @@ export const peerConfigSchema = z.object({
     prefetch: z.boolean().default(false),
   }).strict().prefault({}),
   upload: z.object({
+    /** A non-loopback address requires a cluster secret (`cluster`). */
     listen: z.string().default('0.0.0.0:65002'),
     rateLimit: size.default(0),
   }).strict().prefault({}),

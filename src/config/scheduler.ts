@@ -9,10 +9,14 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { FerryError } from '../core/index.js';
 import { parseConfig, durationSchema as duration } from './parse.js';
+import { clusterConfigSchema } from './cluster.js';
 
 
 export const schedulerConfigSchema = z.object({
+  /** A non-loopback address requires a cluster secret (`cluster`). */
   listen: z.string().default('127.0.0.1:8002'),
+  /** The cluster secret shared with the peers: the peer RPC (/api/v1/*) answers only signed requests. */
+  cluster: clusterConfigSchema,
   scheduling: z.object({
     candidateParentLimit: z.number().int().min(1).max(20).default(3),
     filterParentLimit: z.number().int().min(1).max(1000).default(15),

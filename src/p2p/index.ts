@@ -4,7 +4,7 @@
  * and the shared identity/piece arithmetic.
  */
 export { startScheduler, type StartSchedulerOptions, type SchedulerHandle } from './scheduler/index.js';
-export { startPeer, PeerClient, createCa, LeafMinter, type StartPeerOptions, type PeerHandle } from './peer/index.js';
+export { startPeer, PeerClient, createCa, LeafMinter, UpstreamPolicy, type StartPeerOptions, type PeerHandle } from './peer/index.js';
 export {
   taskId, filterUrl, pieceLengthFor, pieceCount, pieceRange, pieceDigest, hostId, peerId, blobDigestOfUrl,
   DEFAULT_FILTERED_QUERY_PARAMS, type TaskIdInput,

@@ -14,12 +14,16 @@ import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { metricValue } from '../observe/index.js';
-import { readAll, jsonRequest } from './common/http.js';
+import { readAll, jsonRequest, request } from './common/http.js';
+import { ClusterAuth } from './common/cluster-auth.js';
 import { pieceDigest, taskId } from './common/idgen.js';
 import { createCa, LeafMinter, PeerClient, startPeer, startScheduler, type PeerHandle, type SchedulerHandle } from './index.js';
 import { randomBlob, startOrigin, type Origin } from './testing/origin.js';
 
 const MiB = 1024 * 1024;
+/** The cluster secret of the test clusters (requests between members are signed with it). */
+const SECRET = 'p2p-int-test-cluster-secret';
+const auth = new ClusterAuth(SECRET);
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 async function fetchAll(proxyUrl: string, url: string, headers: Record<string, string> = {}, range?: [number, number]): Promise<{ status: number; body: Buffer; headers: IncomingMessage['headers'] }> {
@@ -29,15 +33,17 @@ async function fetchAll(proxyUrl: string, url: string, headers: Record<string, s
 
 interface Cluster { scheduler: SchedulerHandle; seed: PeerHandle | undefined; peers: PeerHandle[]; dirs: string[]; close(): Promise<void> }
 
-async function cluster(n: number, opts: { seed?: boolean; peerConfig?: Record<string, unknown>; schedulerUrl?: string; scheduling?: Record<string, number> } = {}): Promise<Cluster> {
-  const scheduler = await startScheduler({ listen: '127.0.0.1:0', config: { scheduling: { retryInterval: 100, ...(opts.scheduling ?? {}) } } });
+/** `allow`: the registries the peers' proxies may reach (proxy.allowedHosts). */
+async function cluster(n: number, opts: { seed?: boolean; peerConfig?: Record<string, unknown>; schedulerUrl?: string; scheduling?: Record<string, number>; allow: string[] }): Promise<Cluster> {
+  const scheduler = await startScheduler({ listen: '127.0.0.1:0', config: { cluster: { token: SECRET }, scheduling: { retryInterval: 100, ...(opts.scheduling ?? {}) } } });
   const dirs: string[] = [];
   const mk = async (name: string, seed: boolean): Promise<PeerHandle> => {
     const dir = mkdtempSync(join(tmpdir(), `ferry-p2p-${name}-`));
     dirs.push(dir);
     return startPeer({
       dataDir: dir, schedulers: [opts.schedulerUrl ?? scheduler.url], seed, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0',
-      config: { host: { hostname: name }, download: { directBelow: 0 }, ...(opts.peerConfig ?? {}) },
+      config: { cluster: { token: SECRET }, host: { hostname: name }, download: { directBelow: 0 }, ...(opts.peerConfig ?? {}),
+        proxy: { allowedHosts: opts.allow, ...((opts.peerConfig?.proxy ?? {}) as Record<string, unknown>) } },
     });
   };
   const seed = opts.seed === false ? undefined : await mk('seed', true);
@@ -62,7 +68,7 @@ describe('p2p on loopback', () => {
   test('4 peers + seed fetch one blob at once: identical bytes, origin serves ~1 copy, pieces flow between peers', async () => {
     // Generous back-to-source patience: on a loaded machine the seed may take a while to register
     // (scheduling loops wake as soon as it does, so this costs nothing when it is quick).
-    const c = await cluster(4, { scheduling: { retryBackToSourceLimit: 100, retryLimit: 120 } });
+    const c = await cluster(4, { allow: [origin.host], scheduling: { retryBackToSourceLimit: 100, retryLimit: 120 } });
     try {
       const blob = origin.addBlob('library/big', randomBlob(24 * MiB + 123));
       origin.setRate(40 * MiB);
@@ -83,13 +89,13 @@ describe('p2p on loopback', () => {
       const again = await fetchAll(c.peers[0]!.proxyUrl, blob.url);
       assert.equal(again.headers['x-dragonfly-task-download-finished'], 'true');
       assert.ok(await metricValue(c.peers[0]!.metrics, 'ferry_peer_download_traffic_bytes_total', { type: 'LOCAL_PEER' }) >= blob.data.length);
-      const t = await jsonRequest<{ peers: { state: string }[] }>(`${c.scheduler.url}/api/v1/tasks/${taskId({ url: blob.url })}`);
+      const t = await jsonRequest<{ peers: { state: string }[] }>(`${c.scheduler.url}/api/v1/tasks/${taskId({ url: blob.url })}`, { auth });
       assert.ok(t.peers.filter((p) => p.state === 'succeeded').length >= 5);
     } finally { await c.close(); }
   });
 
   test('range request: a range task of just the range (206, origin asked for the range only); the whole blob stays its own task', async () => {
-    const c = await cluster(1, { seed: false });
+    const c = await cluster(1, { allow: [origin.host], seed: false });
     try {
       const blob = origin.addBlob('library/range', randomBlob(20 * MiB));
       const peer = c.peers[0]!;
@@ -138,7 +144,7 @@ describe('p2p on loopback', () => {
 
   test('lazy-loading pattern through P2P: scattered small ranges are range tasks; the origin serves ~the ranges once, other nodes get them from peers', async (t) => {
     // Generous back-to-source patience so the cold ranges are fetched by the seed only, also on a loaded machine.
-    const c = await cluster(3, { scheduling: { retryBackToSourceLimit: 100, retryLimit: 120 } });
+    const c = await cluster(3, { allow: [origin.host], scheduling: { retryBackToSourceLimit: 100, retryLimit: 120 } });
     try {
       const blob = origin.addBlob('library/lazyp2p', randomBlob(64 * MiB));
       const L = 16 * 1024;
@@ -203,7 +209,7 @@ describe('p2p on loopback', () => {
   });
 
   test('lazy-loading pattern: small ranges go to the origin, X-Dragonfly-Prefetch fills the task in the background', async () => {
-    const c = await cluster(1, { seed: false, peerConfig: { download: { directBelow: 4 * MiB } } });
+    const c = await cluster(1, { allow: [origin.host], seed: false, peerConfig: { download: { directBelow: 4 * MiB } } });
     try {
       const blob = origin.addBlob('library/lazy', randomBlob(12 * MiB));
       const r1 = await fetchAll(c.peers[0]!.proxyUrl, blob.url, { 'x-dragonfly-prefetch': 'true' }, [100, 1100]);
@@ -229,7 +235,7 @@ describe('p2p on loopback', () => {
         const dir = mkdtempSync(join(tmpdir(), 'ferry-p2p-shard-'));
         dirs.push(dir);
         peers.push(await startPeer({ dataDir: dir, schedulers: [s1.url, s2.url], seed, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0',
-          config: { host: { hostname: `sh${i}` }, download: { directBelow: 0 } } }));
+          config: { host: { hostname: `sh${i}` }, download: { directBelow: 0 }, proxy: { allowedHosts: [origin.host] } } }));
       }
       await sleep(50);
       assert.equal(s1.service.hostsOf().length, 3, 'hosts announce to every scheduler');
@@ -258,7 +264,7 @@ describe('p2p on loopback', () => {
 
   test('blob-digest task ids: the same layer from two registries is one task', async () => {
     const other = await startOrigin();
-    const c = await cluster(2, { seed: false, peerConfig: { download: { directBelow: 0, taskIdBasedBlobDigest: true } } });
+    const c = await cluster(2, { allow: [origin.host, other.host], seed: false, peerConfig: { download: { directBelow: 0, taskIdBasedBlobDigest: true } } });
     try {
       const data = randomBlob(6 * MiB);
       const b1 = origin.addBlob('library/dedupe', data);
@@ -273,7 +279,7 @@ describe('p2p on loopback', () => {
   });
 
   test('origin failing mid-download: the client gets an error, no half task is kept, the next request succeeds', async () => {
-    const c = await cluster(1, { seed: false });
+    const c = await cluster(1, { allow: [origin.host], seed: false });
     try {
       const blob = origin.addBlob('library/flaky', randomBlob(10 * MiB));
       const tid = taskId({ url: blob.url });
@@ -293,7 +299,7 @@ describe('p2p on loopback', () => {
     await new Promise<void>((r) => dead.listen(0, '127.0.0.1', () => r()));
     const deadUrl = `http://127.0.0.1:${(dead.address() as AddressInfo).port}`;
     await new Promise<void>((r) => dead.close(() => r()));
-    const c = await cluster(1, { seed: false, schedulerUrl: deadUrl });
+    const c = await cluster(1, { allow: [origin.host], seed: false, schedulerUrl: deadUrl });
     try {
       const blob = origin.addBlob('library/nosched', randomBlob(9 * MiB));
       const r = await fetchAll(c.peers[0]!.proxyUrl, blob.url);
@@ -303,7 +309,7 @@ describe('p2p on loopback', () => {
   });
 
   test('a parent killed mid-piece: the child finishes from another source', async () => {
-    const c = await cluster(2, { seed: false, peerConfig: { download: { directBelow: 0, concurrentPieceCount: 2 }, upload: { rateLimit: 6 * MiB } } });
+    const c = await cluster(2, { allow: [origin.host], seed: false, peerConfig: { download: { directBelow: 0, concurrentPieceCount: 2 }, upload: { rateLimit: 6 * MiB } } });
     try {
       const blob = origin.addBlob('library/kill', randomBlob(32 * MiB));
       origin.setRate(16 * MiB);
@@ -324,7 +330,7 @@ describe('p2p on loopback', () => {
   });
 
   test('a parent serving corrupted bytes is detected by crc32, blocked, and the piece refetched', async () => {
-    const c = await cluster(1, { seed: false });
+    const c = await cluster(1, { allow: [origin.host], seed: false });
     const blob = origin.addBlob('library/corrupt', randomBlob(12 * MiB));
     const tid = taskId({ url: blob.url });
     const L = 4 * MiB;
@@ -347,25 +353,54 @@ describe('p2p on loopback', () => {
     const liarUrl = `http://127.0.0.1:${(liar.address() as AddressInfo).port}`;
     try {
       const s = c.scheduler.url;
-      await jsonRequest(`${s}/api/v1/hosts/liar`, { method: 'PUT', json: { id: 'liar', ip: '127.0.0.1', hostname: 'liar', type: 'normal', uploadUrl: liarUrl, maxTxBps: 1e10 } });
+      await jsonRequest(`${s}/api/v1/hosts/liar`, { method: 'PUT', json: { id: 'liar', ip: '127.0.0.1', hostname: 'liar', type: 'normal', uploadUrl: liarUrl, maxTxBps: 1e10 }, auth });
       const reg = { peerId: 'liar-peer', hostId: 'liar', taskId: tid, download: { url: blob.url, contentLength: blob.data.length, actualPieceLength: L } };
-      const first = await jsonRequest<{ kind: string }>(`${s}/api/v1/peers`, { method: 'POST', json: reg });
+      const first = await jsonRequest<{ kind: string }>(`${s}/api/v1/peers`, { method: 'POST', json: reg, auth });
       assert.equal(first.kind, 'needBackToSource');
-      await jsonRequest(`${s}/api/v1/peers/liar-peer/events`, { method: 'POST', json: { events: [{ kind: 'backToSourceStarted' }, { kind: 'backToSourceFinished' }] } });
+      await jsonRequest(`${s}/api/v1/peers/liar-peer/events`, { method: 'POST', json: { events: [{ kind: 'backToSourceStarted' }, { kind: 'backToSourceFinished' }] }, auth });
       const before = origin.blobBytes();
       const r = await fetchAll(c.peers[0]!.proxyUrl, blob.url);
       assert.equal(sha(r.body), blob.digest);
       assert.ok(bad >= 1, 'the liar was asked for a piece');
       assert.ok(await metricValue(c.peers[0]!.metrics, 'ferry_peer_piece_failure_total', { reason: 'crc' }) >= 1);
       assert.equal(origin.blobBytes() - before, blob.data.length, 'refetched from the origin after blocking the liar');
-      const t = await jsonRequest<{ peers: { id: string; parents: string[] }[] }>(`${s}/api/v1/tasks/${tid}`);
+      const t = await jsonRequest<{ peers: { id: string; parents: string[] }[] }>(`${s}/api/v1/tasks/${tid}`, { auth });
       assert.ok(t.peers.every((p) => !p.parents.includes('liar-peer')));
     } finally { liar.close(); await c.close(); }
   });
 
+  test('a registry serving other bytes than the blob digest names: no complete body, the task fails and is not kept, a seed command reports it', async () => {
+    const c = await cluster(1, { allow: [origin.host], seed: false });
+    try {
+      const good = randomBlob(9 * MiB);
+      const digest = sha(good);
+      const bad = Buffer.from(good);
+      bad[5 * MiB] = bad[5 * MiB]! ^ 1;
+      const blob = origin.addBlobAs('library/lies', digest, bad);
+      const tid = taskId({ url: blob.url });
+      const peer = c.peers[0]!;
+      // A client through the proxy: the last piece is held back, the transfer cut short.
+      const got = await fetchAll(peer.proxyUrl, blob.url).then((r) => r.body.length, () => -1);
+      assert.ok(got < bad.length, `the client did not get a complete body (${got} bytes)`);
+      for (let i = 0; i < 300 && peer.store.get(tid); i++) await sleep(20);
+      assert.equal(peer.store.get(tid), undefined, 'the task that failed its digest is not kept');
+      assert.ok(await metricValue(peer.metrics, 'ferry_peer_download_task_total', { result: 'failed' }) >= 1);
+      assert.ok(await metricValue(peer.metrics, 'ferry_peer_piece_failure_total', { reason: 'digest' }) >= 2, 'checked, refetched from the origin, checked again');
+      // A seed command (what the scheduler and preheat send): answered failed, naming the digest.
+      const r = await jsonRequest<{ state: string; description?: string }>(`${peer.uploadUrl}/api/v1/tasks`, { method: 'POST', json: { url: blob.url, wait: true }, auth });
+      assert.equal(r.state, 'failed');
+      assert.match(r.description ?? '', new RegExp(`blob ${digest} did not verify`));
+      for (let i = 0; i < 300 && peer.store.get(tid); i++) await sleep(20);
+      assert.equal(peer.store.get(tid), undefined);
+      // Once the registry serves the right bytes the same URL works.
+      origin.addBlobAs('library/lies', digest, good);
+      assert.equal(sha((await fetchAll(peer.proxyUrl, blob.url)).body), digest);
+    } finally { await c.close(); }
+  });
+
   test('access model: private blobs need the client\'s own authorisation; parents need the exact URL', async () => {
     const priv = await startOrigin({ token: 's3cret' });
-    const c = await cluster(2);
+    const c = await cluster(2, { allow: [priv.host] });
     try {
       const blob = priv.addBlob('private/app', randomBlob(8 * MiB));
       const ok = await fetchAll(c.peers[0]!.proxyUrl, blob.url, { authorization: 'Bearer s3cret' });
@@ -375,12 +410,11 @@ describe('p2p on loopback', () => {
       await assert.rejects(fetchAll(c.peers[0]!.proxyUrl, blob.url, { authorization: 'Bearer wrong' }), /401/);
       // Even the node holding the task checks again for each request.
       await assert.rejects(fetchAll(c.peers[0]!.proxyUrl, blob.url), /401/);
-      // Upload server: a request naming another URL gets nothing.
+      // Upload server: a cluster member's request naming another URL gets nothing.
       const tid = taskId({ url: blob.url });
-      const wrong = await new Promise<number>((resolve) => http.get(`${c.peers[0]!.uploadUrl}/api/v1/tasks/${tid}/pieces/0?url=${encodeURIComponent(blob.url + 'x')}`, (res) => { res.resume(); resolve(res.statusCode ?? 0); }));
-      assert.equal(wrong, 403);
-      const none = await new Promise<number>((resolve) => http.get(`${c.peers[0]!.uploadUrl}/api/v1/tasks/${tid}/pieces/0`, (res) => { res.resume(); resolve(res.statusCode ?? 0); }));
-      assert.equal(none, 403);
+      const signedStatus = async (url: string): Promise<number> => { const r = await request(url, { auth }); r.body.resume(); return r.status; };
+      assert.equal(await signedStatus(`${c.peers[0]!.uploadUrl}/api/v1/tasks/${tid}/pieces/0?url=${encodeURIComponent(blob.url + 'x')}`), 403);
+      assert.equal(await signedStatus(`${c.peers[0]!.uploadUrl}/api/v1/tasks/${tid}/pieces/0`), 403);
       // Range tasks: the same rules.
       const rng: [number, number] = [MiB + 5, 2 * MiB];
       const rok = await fetchAll(c.peers[1]!.proxyUrl, blob.url, { authorization: 'Bearer s3cret' }, rng);
@@ -388,7 +422,7 @@ describe('p2p on loopback', () => {
       await assert.rejects(fetchAll(c.peers[1]!.proxyUrl, blob.url, {}, rng), /401/);
       await assert.rejects(fetchAll(c.peers[0]!.proxyUrl, blob.url, {}, [10, 20]), /401/, 'held whole task: the range needs authorisation too');
       const rid = taskId({ url: blob.url, range: `${rng[0]}-${rng[1]}` });
-      const status = (q: string): Promise<number> => new Promise((resolve) => http.get(`${c.peers[1]!.uploadUrl}/api/v1/tasks/${rid}/pieces/0${q}`, (res) => { res.resume(); resolve(res.statusCode ?? 0); }));
+      const status = (q: string): Promise<number> => signedStatus(`${c.peers[1]!.uploadUrl}/api/v1/tasks/${rid}/pieces/0${q}`);
       assert.equal(await status(`?url=${encodeURIComponent(blob.url + 'x')}`), 403);
       assert.equal(await status(''), 403);
       assert.equal(await status(`?url=${encodeURIComponent(blob.url)}`), 200);
@@ -396,7 +430,7 @@ describe('p2p on loopback', () => {
   });
 
   test('proxy: manifests, HEADs and non-GETs pass straight through with all headers but Host', async () => {
-    const c = await cluster(1, { seed: false });
+    const c = await cluster(1, { allow: [origin.host], seed: false });
     try {
       const body = Buffer.from('{"schemaVersion":2}');
       origin.addManifest('library/pt', 'v1', body, 'application/vnd.oci.image.manifest.v1+json');
@@ -435,7 +469,7 @@ describe('p2p on loopback', () => {
     const caFile = join(dir, 'origin-ca.pem');
     (await import('node:fs')).writeFileSync(caFile, originCa.certPem);
     const other = await startOrigin({ tls: { cert: leaf.certFor('127.0.0.1'), key: leaf.keyPem } });
-    const c = await cluster(1, { seed: false, peerConfig: { proxy: { hijackHosts: [`^127\\.0\\.0\\.1:${tlsOrigin.host.split(':')[1]}$`], upstreamCaCerts: [caFile] } } });
+    const c = await cluster(1, { allow: [other.host], seed: false, peerConfig: { proxy: { hijackHosts: [`^127\\.0\\.0\\.1:${tlsOrigin.host.split(':')[1]}$`], upstreamCaCerts: [caFile] } } });
     try {
       const peer = c.peers[0]!;
       assert.ok(peer.ca, 'a CA was generated');
@@ -469,10 +503,10 @@ describe('p2p on loopback', () => {
   });
 
   test('preheat via /oapi/v1/jobs puts the image blobs on the seed; peers then pull without origin blob traffic', async () => {
-    const scheduler = await startScheduler({ listen: '127.0.0.1:0', config: { scheduling: { retryInterval: 100 }, preheat: { tokens: ['pat-123'] } } });
+    const scheduler = await startScheduler({ listen: '127.0.0.1:0', config: { cluster: { token: SECRET }, scheduling: { retryInterval: 100 }, preheat: { tokens: ['pat-123'] } } });
     const dirs = [mkdtempSync(join(tmpdir(), 'ferry-ph-seed-')), mkdtempSync(join(tmpdir(), 'ferry-ph-p-'))];
-    const seed = await startPeer({ dataDir: dirs[0]!, schedulers: [scheduler.url], seed: true, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0', config: { host: { hostname: 'seed' }, download: { directBelow: 0 } } });
-    const peer = await startPeer({ dataDir: dirs[1]!, schedulers: [scheduler.url], proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0', config: { host: { hostname: 'n1' }, download: { directBelow: 0 } } });
+    const seed = await startPeer({ dataDir: dirs[0]!, schedulers: [scheduler.url], seed: true, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0', config: { cluster: { token: SECRET }, host: { hostname: 'seed' }, download: { directBelow: 0 } } }); // a seed needs no allow-list: it fetches what members command
+    const peer = await startPeer({ dataDir: dirs[1]!, schedulers: [scheduler.url], proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0', config: { cluster: { token: SECRET }, host: { hostname: 'n1' }, download: { directBelow: 0 }, proxy: { registryMirror: { url: origin.url, nsScheme: 'http' } } } });
     try {
       await sleep(50);
       const cfg = origin.addBlob('library/ph', Buffer.from('{"architecture":"amd64","os":"linux"}'));
@@ -522,7 +556,7 @@ describe('p2p on loopback', () => {
   });
 
   test('disk quota: LRU eviction of finished tasks, reported to the scheduler', async () => {
-    const c = await cluster(1, { seed: false, peerConfig: { storage: { quota: 10 * MiB } } });
+    const c = await cluster(1, { allow: [origin.host], seed: false, peerConfig: { storage: { quota: 10 * MiB } } });
     try {
       const b1 = origin.addBlob('library/q', randomBlob(6 * MiB));
       const b2 = origin.addBlob('library/q', randomBlob(6 * MiB));
@@ -536,7 +570,7 @@ describe('p2p on loopback', () => {
       const ids = c.peers[0]!.store.list().map((t) => t.id);
       assert.deepEqual(ids, [taskId({ url: b2.url })]);
       assert.equal(await metricValue(c.peers[0]!.metrics, 'ferry_peer_evicted_task_total'), 1);
-      const t = await jsonRequest<{ peers: unknown[] }>(`${c.scheduler.url}/api/v1/tasks/${taskId({ url: b1.url })}`);
+      const t = await jsonRequest<{ peers: unknown[] }>(`${c.scheduler.url}/api/v1/tasks/${taskId({ url: b1.url })}`, { auth });
       assert.equal(t.peers.length, 0, 'the scheduler forgot the evicted copy');
       const big = origin.addBlob('library/q', randomBlob(11 * MiB));
       await assert.rejects(fetchAll(c.peers[0]!.proxyUrl, big.url), /quota|429|exceeds/);

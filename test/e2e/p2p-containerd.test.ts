@@ -45,7 +45,7 @@ test('containerd pulls through ferry peer as a hosts.toml mirror; blobs go P2P; 
   cleanups.push(() => scheduler.close());
   const mk = async (name: string, seed: boolean): Promise<PeerHandle> => {
     const p = await startPeer({ dataDir: join(work, name), schedulers: [scheduler.url], seed, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0',
-      config: { host: { hostname: name }, download: { directBelow: 0 } } });
+      config: { host: { hostname: name }, download: { directBelow: 0 }, proxy: { allowedHosts: [registry.host] } } });
     cleanups.push(() => p.close());
     return p;
   };

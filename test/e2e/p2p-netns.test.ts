@@ -62,12 +62,24 @@ test('4 peers in namespaces get one 64 MiB blob at once through a seed; registry
 
   // Patient back-to-source (loaded CI machines): loops wake as soon as the seed registers anyway.
   writeFileSync(join(work, 'scheduler.yaml'), 'scheduling:\n  retryBackToSourceLimit: 60\n  retryLimit: 80\n');
-  procs.push(await spawnFerry(FERRY_BIN, ['scheduler', '--listen', `${schedNs.ip}:8002`, '--config', join(work, 'scheduler.yaml')], { netns: schedNs.netns, ready: /listening/ }));
+  // Scheduler and peers listen on namespace addresses: one cluster secret for all of them.
+  const token = join(work, 'cluster-token');
+  writeFileSync(token, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
+  procs.push(await spawnFerry(FERRY_BIN, ['scheduler', '--listen', `${schedNs.ip}:8002`, '--config', join(work, 'scheduler.yaml'), '--cluster-token-file', token], { netns: schedNs.netns, ready: /listening/ }));
   const sched = `http://${schedNs.ip}:8002`;
   const peerArgs = (ns: { ip: string }, name: string): string[] => ['peer', '--scheduler', sched, '--data', join(work, name), '--proxy-listen', '127.0.0.1:65001',
-    '--upload-listen', `${ns.ip}:65002`, '--hostname', name];
+    '--upload-listen', `${ns.ip}:65002`, '--hostname', name, '--cluster-token-file', token, '--allow-host', `${reg.ip}:5000`];
   procs.push(await spawnFerry(FERRY_BIN, [...peerArgs(seedNs, 'seed'), '--seed'], { netns: seedNs.netns, ready: /proxy http/ }));
   for (const [i, n] of star.nodes.entries()) procs.push(await spawnFerry(FERRY_BIN, peerArgs(n, `node${i + 1}`), { netns: n.netns, ready: /proxy http/ }));
+
+  // From another machine: the peer RPC and the upload API want the cluster signature; the preheat
+  // API of a network-reachable scheduler without preheat tokens is disabled.
+  const probe = async (url: string, method = 'GET', body?: string): Promise<string> =>
+    (await execInNetns(star!.nodes[0]!.netns, 'curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '-X', method, ...(body ? ['-d', body] : []), url], { timeoutMs: 10_000 })).stdout;
+  assert.equal(await probe(`${sched}/api/v1/hosts`), '401');
+  assert.equal(await probe(`http://${seedNs.ip}:65002/api/v1/tasks`), '401');
+  assert.equal(await probe(`http://${seedNs.ip}:65002/api/v1/tasks`, 'POST', JSON.stringify({ url: `http://${reg.ip}:5000/v2/`, wait: true })), '401');
+  assert.equal(await probe(`${sched}/oapi/v1/jobs`, 'POST', JSON.stringify({ type: 'preheat', args: { type: 'file', url: `http://${reg.ip}:5000/v2/` } })), '401');
 
   const regBefore = await metric(reg.netns, `http://${reg.ip}:5000/metrics`, 'ferry_registry_blob_bytes_served_total');
   const txBefore = (await ifaceCounters(reg.dev, reg.netns)).txBytes;

@@ -1,7 +1,10 @@
 /**
  * `ferry up` as a newcomer uses it: one process starts registry, accel (wired by a webhook policy on
  * `library`), scheduler and seed peer; a skopeo push of `library/app:v1` produces `app:v1-nydus` by
- * itself, which `ferry check` verifies; a second start reuses the stored secrets; Ctrl-C stops cleanly.
+ * itself, which `ferry check` verifies; the preheat API refuses jobs without the generated token
+ * and runs one with it (the scheduler commands the seed with the generated cluster secret); the
+ * scheduler's peer RPC refuses strangers; a second start reuses the stored secrets; Ctrl-C stops
+ * cleanly.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -22,7 +25,7 @@ after(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
-interface Up { proc: ChildProcess; registry: string; accel: string; password: string; stdout: () => string }
+interface Up { proc: ChildProcess; registry: string; accel: string; scheduler: string; password: string; preheatToken: string; clusterToken: string; stdout: () => string }
 
 async function startUp(dataDir: string): Promise<Up> {
   const proc = spawn(process.execPath, [FERRY_BIN, 'up', '--data', dataDir, '--registry-port', '0', '--accel-port', '0',
@@ -40,11 +43,12 @@ async function startUp(dataDir: string): Promise<Up> {
   }
   const registry = /registry\s+(http:\/\/\S+)/.exec(out)?.[1];
   const accel = /accel\s+(http:\/\/\S+)/.exec(out)?.[1];
-  assert.ok(registry && accel, out);
-  assert.match(out, /scheduler\s+http:\/\//);
+  const scheduler = /scheduler\s+(http:\/\/\S+)/.exec(out)?.[1];
+  assert.ok(registry && accel && scheduler, out);
   assert.match(out, /seed peer\s+http:\/\//);
-  const secrets = JSON.parse(await readFile(join(dataDir, 'up-secrets.json'), 'utf8')) as { adminPassword: string };
-  return { proc, registry, accel, password: secrets.adminPassword, stdout: () => out };
+  const secrets = JSON.parse(await readFile(join(dataDir, 'up-secrets.json'), 'utf8')) as { adminPassword: string; preheatToken: string; clusterToken: string };
+  assert.ok(secrets.preheatToken.length >= 24 && secrets.clusterToken.length >= 32, 'preheat token and cluster secret generated');
+  return { proc, registry, accel, scheduler, password: secrets.adminPassword, preheatToken: secrets.preheatToken, clusterToken: secrets.clusterToken, stdout: () => out };
 }
 
 async function stopUp(up: Up): Promise<number | null> {
@@ -82,11 +86,42 @@ test('ferry up converts a pushed image by itself and stops cleanly on Ctrl-C', {
   const result = await checkImage({ source: `${host}/library/app:v1`, target: `${host}/library/app:v1-nydus`, sourceClient: client });
   assert.ok(result.ok, JSON.stringify(result.differences.slice(0, 5)));
 
+  // The printed instructions name the secrets by where they are kept.
+  const secretsFile = join(dir, 'data', 'up-secrets.json');
+  assert.ok(up.stdout().includes(`ferry task create --address ${up.accel} --auth-header "$(jq -r .webhookAuthHeader ${secretsFile})"`), up.stdout());
+  assert.ok(up.stdout().includes(`preheat token (generated, stored in ${secretsFile}): ${up.preheatToken}`));
+  assert.ok(up.stdout().includes(`FERRY_CLUSTER_TOKEN="$(jq -r .clusterToken ${secretsFile})" ferry peer --scheduler ${up.scheduler}`));
+  assert.ok(!up.stdout().includes(up.clusterToken), 'the cluster secret itself is not printed');
+  // Preheat: refused without the token or with another one; the job with it runs on the seed.
+  const job = JSON.stringify({ type: 'preheat', args: { type: 'image', url: `${up.registry}/v2/library/app/manifests/v1`, username: 'admin', password: up.password } });
+  const post = (auth?: string): Promise<Response> => fetch(`${up.scheduler}/oapi/v1/jobs`, { method: 'POST', body: job, headers: { 'content-type': 'application/json', ...(auth ? { authorization: auth } : {}) } });
+  assert.equal((await post()).status, 401);
+  assert.equal((await post('Bearer not-the-token')).status, 401);
+  assert.equal((await post(`Bearer ${up.clusterToken}`)).status, 401, 'the cluster secret is not a preheat token');
+  const created = await post(`Bearer ${up.preheatToken}`);
+  assert.equal(created.status, 200);
+  const jobBody = await created.text();
+  assert.ok(!jobBody.includes(up.password), 'the job answer does not echo the registry password');
+  const { id } = JSON.parse(jobBody) as { id: number };
+  let state = 'PENDING';
+  let last = '';
+  for (let i = 0; i < 400 && state === 'PENDING'; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    last = await (await fetch(`${up.scheduler}/oapi/v1/jobs/${id}`, { headers: { authorization: `Bearer ${up.preheatToken}` } })).text();
+    state = (JSON.parse(last) as { state: string }).state;
+  }
+  assert.equal(state, 'SUCCESS', last);
+  // The scheduler's peer RPC answers cluster members only.
+  assert.equal((await fetch(`${up.scheduler}/api/v1/hosts`)).status, 401);
+
   assert.equal(await stopUp(up), 0);
 
-  // A second start reuses the stored admin password and does not print a new one.
+  // A second start reuses the stored secrets and does not print new ones.
   const again = await startUp(join(dir, 'data'));
   assert.equal(again.password, up.password);
+  assert.equal(again.preheatToken, up.preheatToken);
+  assert.equal(again.clusterToken, up.clusterToken);
   assert.doesNotMatch(again.stdout(), /generated/);
+  assert.equal((await fetch(`${again.scheduler}/oapi/v1/jobs`, { method: 'POST', body: job })).status, 401);
   assert.equal(await stopUp(again), 0);
 });

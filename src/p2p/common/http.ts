@@ -7,6 +7,7 @@
 import http, { type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
 import { FerryError } from '../../core/index.js';
+import type { ClusterAuth } from './cluster-auth.js';
 
 export interface RequestOptions {
   method?: string;
@@ -20,6 +21,11 @@ export interface RequestOptions {
   maxRedirects?: number;
   /** Keep-alive agent to use (default: shared ones). */
   agent?: http.Agent;
+  /**
+   * Cluster credentials: the request is signed (Authorization: Ferry-Cluster …) for its first
+   * URL only; a redirect to another host drops the header with the other credentials.
+   */
+  auth?: ClusterAuth | undefined;
 }
 
 export interface Response {
@@ -48,6 +54,7 @@ export async function request(url: string, opts: RequestOptions = {}): Promise<R
   let current = url;
   let headers: OutgoingHttpHeaders = { ...(opts.headers ?? {}) };
   const method = opts.method ?? 'GET';
+  if (opts.auth) headers.authorization = opts.auth.sign(method, url, opts.body);
   const originHost = new URL(url).host;
   for (let hop = 0; hop <= (opts.maxRedirects ?? 5); hop++) {
     const res = await once(current, method, headers, opts);

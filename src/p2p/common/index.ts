@@ -13,3 +13,9 @@ export { HashRing } from './hashring.js';
 export { TokenBucket } from './ratelimit.js';
 export { request, readAll, jsonRequest, drained, HTTP_STATUS, type RequestOptions, type Response } from './http.js';
 export { hostsToml, httpProxyDropIn } from './snippets.js';
+export {
+  ClusterAuth, isLoopbackHost, loadClusterSecret, readAuthenticated, CLUSTER_AUTH_SCHEME, CLUSTER_AUTH_WINDOW_MS, CLUSTER_SECRET_HINT,
+  MIN_CLUSTER_SECRET_LENGTH, type ClusterAuthCheck,
+} from './cluster-auth.js';
+export { LogThrottle } from './logthrottle.js';
+export { redactUrl, redactHeaders, REDACTED } from './redact.js';

@@ -147,6 +147,15 @@ export class Agent {
     return p;
   }
 
+  /**
+   * Drops a task whose bytes failed their digest (the next request starts afresh); a running
+   * download is left to its own check, which fails and drops it.
+   */
+  forget(entry: TaskEntry): void {
+    if (entry.downloading || this.deps.store.get(entry.id) !== entry) return;
+    void this.deps.store.delete(entry.id).catch(() => undefined);
+  }
+
   /** For seed triggers and preheat: fetch the task fully (no client access check beyond the origin stat). */
   async obtain(url: string, headers: Record<string, string>, o: TaskIdOptions): Promise<{ entry: TaskEntry; download: Promise<void> }> {
     const p = await this.prepare(url, headers, o, { verifyAccess: false });

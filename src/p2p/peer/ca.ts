@@ -1,12 +1,14 @@
 /**
  * @module p2p/peer/ca
- * The interception CA of the HTTPS proxy: loaded from files or generated (key written 0600), and
+ * The interception CA of the HTTPS proxy: loaded from files or generated (key written 0600; a key
+ * file group or others can read or write is refused: whoever holds it can impersonate every
+ * intercepted registry to this node's clients), and
  * leaf certificates minted per intercepted host (DNS or IP subjectAltName), signed with node-forge
  * (node:crypto cannot issue X.509 certificates). Keys are generated with node:crypto (fast, native);
  * one leaf key is shared by all leaf certificates of a process.
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, join } from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
@@ -45,17 +47,30 @@ export function createCa(commonName = 'Ferry P2P proxy CA'): { certPem: string; 
   return { certPem: forge.pki.certificateToPem(cert), keyPem: priv };
 }
 
+/** Refuses a CA key file that group or others may read or write. */
+function checkKeyMode(keyPath: string): void {
+  const mode = statSync(keyPath).mode & 0o777;
+  if (mode & 0o077) {
+    throw new FerryError('FAILED_PRECONDITION', `CA key ${keyPath} is accessible to group/others (mode 0${mode.toString(8)}); `
+      + `anyone who can read it can impersonate every intercepted registry: chmod 600 ${keyPath}`);
+  }
+}
+
 /** Loads the CA from the given files, or from/into `<dataDir>/ca/` (generated on first use). */
 export function loadOrCreateCa(opts: { certPath?: string | undefined; keyPath?: string | undefined; dataDir: string }): CaFiles {
   if (opts.certPath || opts.keyPath) {
     if (!opts.certPath || !opts.keyPath) throw new FerryError('INVALID_ARGUMENT', '--ca-cert and --ca-key must be given together');
+    let files: CaFiles;
     try {
-      return { certPem: readFileSync(opts.certPath, 'utf8'), keyPem: readFileSync(opts.keyPath, 'utf8'), certPath: opts.certPath, keyPath: opts.keyPath, generated: false };
+      files = { certPem: readFileSync(opts.certPath, 'utf8'), keyPem: readFileSync(opts.keyPath, 'utf8'), certPath: opts.certPath, keyPath: opts.keyPath, generated: false };
     } catch (err) { throw new FerryError('INVALID_ARGUMENT', `cannot read CA: ${(err as Error).message}`, { cause: err }); }
+    checkKeyMode(opts.keyPath);
+    return files;
   }
   const certPath = join(opts.dataDir, 'ca', 'ca.crt');
   const keyPath = join(opts.dataDir, 'ca', 'ca.key');
   if (existsSync(certPath) && existsSync(keyPath)) {
+    checkKeyMode(keyPath);
     return { certPem: readFileSync(certPath, 'utf8'), keyPem: readFileSync(keyPath, 'utf8'), certPath, keyPath, generated: false };
   }
   const ca = createCa();

@@ -17,7 +17,7 @@ import type { PeerConfig } from '../../config/peer.js';
 import { jsonRequest, request } from '../common/index.js';
 import { blobDigestOfUrl, pieceDigest, taskId } from '../common/index.js';
 import type { TokenBucket } from '../common/index.js';
-import type { HostInfo, ParentRef, PeerEvent, PieceListResponse, ScheduleResponse } from '../common/index.js';
+import type { ClusterAuth, HostInfo, ParentRef, PeerEvent, PieceListResponse, ScheduleResponse } from '../common/index.js';
 import type { PeerMetrics } from './metrics.js';
 import type { SchedulerClient } from './scheduler-client.js';
 import { fetchOriginRange, type OriginOptions } from './source.js';
@@ -34,6 +34,8 @@ export interface DownloadDeps {
   sourceBucket: TokenBucket;
   log: Logger;
   signal: AbortSignal;
+  /** Cluster credentials for requests to parents' upload servers. */
+  auth: ClusterAuth | undefined;
 }
 
 export interface DownloadRequest {
@@ -187,7 +189,7 @@ class TaskDownload {
     try {
       for (const n of this.missing()) {
         const r = this.t.range(n);
-        const buf = await whole.readBytes(span.start + r.offset, r.length);
+        const buf = await whole.readRange(span.start + r.offset, r.length);
         await this.t.writePiece(n, buf, pieceDigest(buf));
         this.d.metrics.traffic.inc({ type: 'LOCAL_PEER' }, buf.length);
       }
@@ -317,7 +319,7 @@ class TaskDownload {
             try {
               const r = await jsonRequest<PieceListResponse>(
                 `${p.uploadUrl}/api/v1/tasks/${this.t.id}/pieces?url=${qUrl}&have=${have}&wait=2000`,
-                { timeoutMs: 10_000, signal: ac.signal, headers: { 'x-ferry-peer-id': this.peerId } });
+                { timeoutMs: 10_000, signal: ac.signal, headers: { 'x-ferry-peer-id': this.peerId }, auth: this.d.auth });
               const m = avail.get(p.peerId) ?? new Map<number, string>();
               for (const pc of r.pieces) m.set(pc.number, pc.digest);
               avail.set(p.peerId, m);
@@ -343,7 +345,7 @@ class TaskDownload {
     const r = this.t.range(n);
     const t0 = Date.now();
     const res = await request(`${p.uploadUrl}/api/v1/tasks/${this.t.id}/pieces/${n}?url=${encodeURIComponent(this.t.meta.url)}`,
-      { timeoutMs: this.c.pieceTimeout, signal, headers: { 'x-ferry-peer-id': this.peerId } });
+      { timeoutMs: this.c.pieceTimeout, signal, headers: { 'x-ferry-peer-id': this.peerId }, auth: this.d.auth });
     if (res.status !== 200) { res.body.resume(); throw new FerryError('UNAVAILABLE', `parent answered ${res.status} for piece ${n}`); }
     const buf = Buffer.allocUnsafe(r.length);
     let got = 0;
@@ -362,27 +364,41 @@ class TaskDownload {
     this.report([{ kind: 'pieceFinished', piece: { number: n, length: buf.length, digest: actual, parentId: p.peerId, costMs: Date.now() - t0 } }]);
   }
 
-  /** Whole-blob check against the OCI digest; on mismatch the pieces are refetched from the origin once. */
+  /**
+   * Whole-blob check against the OCI digest in the URL (`/v2/<name>/blobs/<alg>:<hex>`) before the
+   * task counts as complete: the blob is hashed piece by piece through the checked store reads. On
+   * a mismatch (or a piece found altered on disk meanwhile) the pieces are refetched from the
+   * origin once; a second mismatch fails the task with DATA_LOSS naming the digest.
+   */
   private async verify(): Promise<void> {
     if (this.t.meta.range) return; // a range is not the blob: its pieces are crc32-checked only
     const want = this.t.meta.expectedDigest ?? blobDigestOfUrl(this.t.meta.url);
-    if (!want || !want.startsWith('sha256:')) return;
-    const got = await this.sha256();
-    if (got === want) return;
-    this.d.metrics.pieceFailures.inc({ reason: 'digest' });
-    this.log.warn({ want, got }, 'whole-blob digest mismatch, refetching from the origin');
-    this.t.reset();
-    await this.backToSource('digest mismatch');
-    const again = await this.sha256();
-    if (again !== want) throw new FerryError('DATA_LOSS', `blob digest mismatch: want ${want}, origin gave ${again}`);
+    if (!want) return;
+    for (let attempt = 0; ; attempt++) {
+      const got = await this.wholeDigest(want);
+      if (got === want) return;
+      this.d.metrics.pieceFailures.inc({ reason: 'digest' });
+      if (attempt >= 1) {
+        // Not complete any more, so the failed task is dropped rather than served from memory.
+        this.t.reset();
+        throw new FerryError('DATA_LOSS', `blob ${want} did not verify: its bytes hash to ${got ?? 'nothing (pieces altered on disk)'}, also after refetching from the origin`);
+      }
+      this.log.warn({ want, got }, 'whole-blob digest mismatch, refetching from the origin');
+      if (got !== undefined) this.t.reset();
+      await this.backToSource('digest mismatch');
+    }
   }
 
-  private async sha256(): Promise<string> {
-    const h = createHash('sha256');
-    const step = 4 * 1024 * 1024;
-    for (let off = 0; off < this.t.meta.contentLength; off += step) {
-      h.update(await this.t.readBytes(off, Math.min(step, this.t.meta.contentLength - off)));
+  /** `<alg>:<hex>` of the task's bytes, or undefined when a piece failed its on-disk check (and was dropped). */
+  private async wholeDigest(want: string): Promise<string | undefined> {
+    const alg = want.slice(0, want.indexOf(':'));
+    const h = createHash(alg);
+    for (let n = 0; n < this.t.meta.pieceCount; n++) {
+      try { h.update(await this.t.readPiece(n)); } catch (err) {
+        if (FerryError.hasCode(err, 'DATA_LOSS') || FerryError.hasCode(err, 'NOT_FOUND')) return undefined;
+        throw err;
+      }
     }
-    return `sha256:${h.digest('hex')}`;
+    return `${alg}:${h.digest('hex')}`;
   }
 }

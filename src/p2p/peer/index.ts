@@ -6,3 +6,4 @@ export { startPeer, type StartPeerOptions, type PeerHandle } from './peer.js';
 export { PeerClient } from './client.js';
 export { createCa, LeafMinter, loadOrCreateCa } from './ca.js';
 export { PieceStore, TaskEntry } from './store.js';
+export { UpstreamPolicy, hostPortOf } from './upstreams.js';

@@ -12,6 +12,7 @@ import { FerryError, asFerryError } from '../../core/index.js';
 import { createMetricsRegistry, metricsHandler, silentLogger, type Logger, type MetricsRegistry } from '../../observe/index.js';
 import { parsePeerConfig, type PeerConfig, type PeerConfigInput } from '../../config/peer.js';
 import { HTTP_STATUS } from '../common/index.js';
+import { ClusterAuth, CLUSTER_SECRET_HINT, LogThrottle, isLoopbackHost, loadClusterSecret } from '../common/index.js';
 import { hostId } from '../common/index.js';
 import type { HostInfo } from '../common/index.js';
 import { TokenBucket } from '../common/index.js';
@@ -22,6 +23,7 @@ import { createProxyServer } from './proxy.js';
 import { SchedulerClient } from './scheduler-client.js';
 import { PieceStore } from './store.js';
 import { uploadRoutes } from './upload.js';
+import { UpstreamPolicy } from './upstreams.js';
 
 export interface StartPeerOptions {
   config?: PeerConfig | PeerConfigInput;
@@ -82,6 +84,18 @@ export async function startPeer(opts: StartPeerOptions = {}): Promise<PeerHandle
   const log = (opts.log ?? silentLogger()).child({ component: config.host.seed ? 'seed-peer' : 'peer' });
   if (!config.storage.dir) throw new FerryError('INVALID_ARGUMENT', 'peer needs a data directory (--data)');
   const dataDir = config.storage.dir;
+  void new UpstreamPolicy(config.proxy); // a bad allow-list entry fails here, before anything listens
+  const secret = loadClusterSecret(config.cluster, log);
+  const auth = secret === undefined ? undefined : new ClusterAuth(secret);
+  const uploadHost = split(config.upload.listen).host;
+  if (!auth && !isLoopbackHost(uploadHost)) {
+    throw new FerryError('FAILED_PRECONDITION', `the upload server would listen on ${config.upload.listen}, reachable from other machines, but no cluster secret is configured: `
+      + `give the scheduler and every peer the same secret (${CLUSTER_SECRET_HINT}; e.g. openssl rand -hex 32 > /etc/ferry/cluster-token), `
+      + `or on a single machine listen on loopback: --upload-listen 127.0.0.1:${split(config.upload.listen).port}`);
+  }
+  if (!isLoopbackHost(split(config.proxy.listen).host)) {
+    log.warn({ listen: config.proxy.listen }, 'the proxy listens on a non-loopback address: every host that reaches it may pull through it from the allowed registries');
+  }
   const registry = createMetricsRegistry({ processMetrics: true, prefix: 'ferry_peer_' });
   const metrics = makePeerMetrics(registry);
 
@@ -110,10 +124,11 @@ export async function startPeer(opts: StartPeerOptions = {}): Promise<PeerHandle
     maxTxBps: config.host.maxTxBps ?? (config.upload.rateLimit > 0 ? config.upload.rateLimit * 8 : 10e9),
     disableShared: config.host.disableShared,
   };
-  const scheduler = new SchedulerClient(config.scheduler.urls, host, { timeoutMs: config.scheduler.scheduleTimeout, announceInterval: config.scheduler.announceInterval, log });
+  const scheduler = new SchedulerClient(config.scheduler.urls, host, { timeoutMs: config.scheduler.scheduleTimeout, announceInterval: config.scheduler.announceInterval, log, auth });
   const store = new PieceStore(dataDir, {
     quota: config.storage.quota, keep: config.storage.keep, taskTTL: config.storage.taskTTL, memoryCache: config.storage.memoryCache, log,
     onEvict: (id) => { metrics.evictions.inc(); metrics.diskUsage.set(store.usage()); void scheduler.evicted(id); },
+    onCorrupt: () => { metrics.pieceFailures.inc({ reason: 'disk' }); },
   });
   await store.open();
   metrics.diskUsage.set(store.usage());
@@ -123,9 +138,9 @@ export async function startPeer(opts: StartPeerOptions = {}): Promise<PeerHandle
   const agent = new Agent({
     config, host, store, scheduler, metrics, origin,
     downloadBucket: new TokenBucket(config.download.rateLimit), sourceBucket: new TokenBucket(config.download.backToSourceRateLimit),
-    log, signal: aborter.signal,
+    log, signal: aborter.signal, auth,
   });
-  const upload = uploadRoutes({ store, agent, metrics, bucket: new TokenBucket(config.upload.rateLimit), log, disableShared: config.host.disableShared });
+  const upload = uploadRoutes({ store, agent, metrics, bucket: new TokenBucket(config.upload.rateLimit), log, disableShared: config.host.disableShared, auth });
 
   const local = async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
     const p = (req.url ?? '/').split('?')[0];
@@ -133,13 +148,19 @@ export async function startPeer(opts: StartPeerOptions = {}): Promise<PeerHandle
     if (req.method === 'GET' && (p === '/healthy' || p === '/healthz')) { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('OK'); return true; }
     return false;
   };
+  const refusals = new LogThrottle();
   const onError = (req: IncomingMessage, res: ServerResponse, err: unknown): void => {
     const e = asFerryError(err);
     const status = HTTP_STATUS[e.code] ?? 500;
-    (status >= 500 ? log.warn.bind(log) : log.debug.bind(log))({ method: req.method, url: req.url?.replace(/\?.*$/, ''), err: e.message }, 'upload request failed');
+    const loud = status >= 500 || (e.code === 'UNAUTHENTICATED' && refusals.allow(req.socket.remoteAddress ?? ''));
+    (loud ? log.warn.bind(log) : log.debug.bind(log))({ method: req.method, url: req.url?.replace(/\?.*$/, ''), remote: req.socket.remoteAddress, err: e.message }, 'upload request failed');
     if (res.headersSent) { res.destroy(); return; }
     const body = JSON.stringify({ code: e.code, message: e.message });
-    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
+    if (e.code === 'UNAUTHENTICATED') headers['www-authenticate'] = 'Ferry-Cluster';
+    // A refused request whose body was not read: close rather than drain it.
+    if (!req.complete) headers.connection = 'close';
+    res.writeHead(status, headers);
     res.end(body);
   };
   uploadServer.on('request', (req: IncomingMessage, res: ServerResponse) => {

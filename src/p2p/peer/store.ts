@@ -5,14 +5,17 @@
  * Readers wait on in-flight pieces, so a task is served (to clients and child peers) while it
  * downloads. A disk quota evicts finished, idle tasks in LRU order and reports each eviction.
  * Range tasks are ordinary tasks here (their content is the range), so quota, TTL and eviction
- * count their range length.
+ * count their range length. Every piece read from disk is checked against the crc32 recorded when
+ * it was stored: a piece altered on disk is dropped (the task is no longer complete; its metadata
+ * says so, so a restart discards it) and the read fails with DATA_LOSS, so it is refetched, never
+ * served.
  */
 import { EventEmitter } from 'node:events';
 import { mkdir, open, readdir, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FerryError } from '../../core/index.js';
 import { type Logger, silentLogger } from '../../observe/index.js';
-import { pieceCount, pieceRange } from '../common/index.js';
+import { pieceCount, pieceDigest, pieceRange } from '../common/index.js';
 import type { TaskIdOptions } from '../common/index.js';
 
 export interface TaskMeta {
@@ -74,7 +77,9 @@ export class TaskEntry {
   private fh: Promise<FileHandle> | undefined;
   private done = 0;
 
-  constructor(readonly meta: TaskMeta, readonly dataPath: string, readonly metaPath: string, private readonly cache?: PieceCache) {
+  constructor(readonly meta: TaskMeta, readonly dataPath: string, readonly metaPath: string, private readonly cache?: PieceCache,
+    /** Called after a piece read from disk failed its crc32 check and was dropped. */
+    private readonly onCorrupt?: (t: TaskEntry, n: number, got: string) => void) {
     this.ev.setMaxListeners(0);
     this.done = Object.keys(meta.pieces).length;
   }
@@ -128,15 +133,50 @@ export class TaskEntry {
     this.ev.emit('piece', n);
   }
 
+  /**
+   * Piece n, checked: from the memory cache (filled with checked bytes), else from disk against
+   * the recorded crc32. A mismatch drops the piece and throws DATA_LOSS.
+   */
   async readPiece(n: number): Promise<Buffer> {
-    if (!this.has(n)) throw new FerryError('NOT_FOUND', `piece ${n} of task ${this.id} not present`);
+    const want = this.meta.pieces[n];
+    if (want === undefined) throw new FerryError('NOT_FOUND', `piece ${n} of task ${this.id} not present`);
     const hit = this.cache?.get(`${this.id}:${n}`);
     if (hit) return hit;
     const buf = await this.readBytes(this.range(n).offset, this.range(n).length);
+    const got = pieceDigest(buf);
+    if (got !== want) {
+      // Only if the piece is still the one checked (not dropped and rewritten meanwhile).
+      if (this.meta.pieces[n] === want) this.dropPiece(n, got);
+      throw new FerryError('DATA_LOSS', `task ${this.id} piece ${n}: stored bytes have digest ${got}, recorded ${want} (altered on disk); dropped`);
+    }
     this.cache?.set(`${this.id}:${n}`, buf);
     return buf;
   }
 
+  /** Bytes [offset, offset+length) of the content, read through checked pieces. */
+  async readRange(offset: number, length: number): Promise<Buffer> {
+    const out = Buffer.allocUnsafe(length);
+    let at = 0;
+    while (at < length) {
+      const n = Math.floor((offset + at) / this.meta.pieceLength);
+      const r = this.range(n);
+      const piece = await this.readPiece(n);
+      const from = offset + at - r.offset;
+      const k = piece.copy(out, at, from, Math.min(r.length, from + length - at));
+      at += k;
+    }
+    return out;
+  }
+
+  private dropPiece(n: number, got: string): void {
+    delete this.meta.pieces[n];
+    this.done--;
+    this.meta.done = false;
+    this.cache?.dropTask(this.id);
+    this.onCorrupt?.(this, n, got);
+  }
+
+  /** Raw bytes from the data file, unchecked (readPiece / readRange check them). */
   async readBytes(offset: number, length: number): Promise<Buffer> {
     const fh = await this.handle();
     const buf = Buffer.allocUnsafe(length);
@@ -212,7 +252,11 @@ export class PieceStore {
 
   constructor(
     readonly dir: string,
-    private readonly opts: { quota: number; keep: boolean; taskTTL: number; memoryCache?: number; onEvict?: (taskId: string) => void; log?: Logger },
+    private readonly opts: {
+      quota: number; keep: boolean; taskTTL: number; memoryCache?: number; onEvict?: (taskId: string) => void; log?: Logger;
+      /** A piece altered on disk was found (and dropped). */
+      onCorrupt?: (taskId: string, piece: number) => void;
+    },
   ) {
     this.cache = new PieceCache(opts.memoryCache ?? 64 * 1024 * 1024);
   }
@@ -238,7 +282,7 @@ export class PieceStore {
           const meta = JSON.parse(await readFile(join(d, f), 'utf8')) as TaskMeta;
           if (!meta.done || meta.taskId !== id) throw new Error('unfinished');
           const p = this.paths(id);
-          this.tasks.set(id, new TaskEntry(meta, p.data, p.meta, this.cache));
+          this.tasks.set(id, this.entry(meta, p.data, p.meta));
         } catch {
           await rm(join(d, f), { force: true });
           await rm(join(d, `${id}.data`), { force: true });
@@ -302,9 +346,18 @@ export class PieceStore {
       pieceCount: pieceCount(c.contentLength, c.pieceLength), pieces: {}, done: c.contentLength === 0,
       responseHeaders: c.responseHeaders, expectedDigest: c.expectedDigest, range: c.range, createdAt: now, updatedAt: now,
     };
-    const t = new TaskEntry(meta, p.data, p.meta, this.cache);
+    const t = this.entry(meta, p.data, p.meta);
     this.tasks.set(c.taskId, t);
     return t;
+  }
+
+  private entry(meta: TaskMeta, data: string, metaPath: string): TaskEntry {
+    return new TaskEntry(meta, data, metaPath, this.cache, (t, n, got) => {
+      this.log.warn({ taskId: t.id, piece: n, recorded: t.meta.pieces[n], got }, 'piece altered on disk: dropped, it will be refetched');
+      this.opts.onCorrupt?.(t.id, n);
+      // The metadata no longer claims a complete task: a restart discards it.
+      if (!this.closed && this.tasks.get(t.id) === t) void this.track(this.writeMeta(t)).catch(() => undefined);
+    });
   }
 
   markDone(t: TaskEntry): Promise<void> {
@@ -316,9 +369,21 @@ export class PieceStore {
   private async writeDone(t: TaskEntry): Promise<void> {
     t.meta.done = true;
     t.meta.updatedAt = Date.now();
-    const tmp = `${t.metaPath}.tmp`;
-    await writeFile(tmp, JSON.stringify(t.meta));
-    await rename(tmp, t.metaPath);
+    await this.writeMeta(t);
+  }
+
+  /** Metadata writes per task, one after the other (they share the .tmp file). */
+  private readonly metaWrites = new WeakMap<TaskEntry, Promise<void>>();
+
+  private writeMeta(t: TaskEntry): Promise<void> {
+    const write = async (): Promise<void> => {
+      const tmp = `${t.metaPath}.tmp`;
+      await writeFile(tmp, JSON.stringify(t.meta));
+      await rename(tmp, t.metaPath);
+    };
+    const p = (this.metaWrites.get(t) ?? Promise.resolve()).catch(() => undefined).then(write);
+    this.metaWrites.set(t, p);
+    return p;
   }
 
   /** Deletions whose files are still being removed, by task id (see `create`). */

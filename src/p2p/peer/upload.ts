@@ -2,13 +2,15 @@
  * @module p2p/peer/upload
  * The peer's upload server (api/p2p/peer.openapi.yaml): piece lists (long-polled, so children
  * learn of pieces while this peer still downloads), piece bytes under the upload rate limit, and
- * the download command the scheduler (seed trigger) and preheat jobs send. A request must name
- * the task's exact URL: the task id is recomputed from it and must match.
+ * the download command the scheduler (seed trigger) and preheat jobs send. With a cluster secret
+ * every /api/v1 request must carry a valid cluster signature (401 before anything else, the body
+ * unread); a task-scoped request must also name the task's exact URL: the task id is recomputed
+ * from it and must match (403).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FerryError } from '../../core/index.js';
 import type { Logger } from '../../observe/index.js';
-import { drained, readAll } from '../common/index.js';
+import { drained, readAuthenticated, redactUrl, type ClusterAuth } from '../common/index.js';
 import { taskId } from '../common/index.js';
 import type { TokenBucket } from '../common/index.js';
 import type { DownloadTaskRequest, DownloadTaskResponse, PieceListResponse } from '../common/index.js';
@@ -22,7 +24,14 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.end(s);
 }
 
-export function uploadRoutes(deps: { store: PieceStore; agent: Agent; metrics: PeerMetrics; bucket: TokenBucket; log: Logger; disableShared: boolean }) {
+/** Largest body of an upload API request (the download command). */
+const MAX_BODY = 1024 * 1024;
+
+export function uploadRoutes(deps: {
+  store: PieceStore; agent: Agent; metrics: PeerMetrics; bucket: TokenBucket; log: Logger; disableShared: boolean;
+  /** Cluster credentials; without them (loopback only) the API is open. */
+  auth: ClusterAuth | undefined;
+}) {
   const taskFor = (id: string, u: URL): TaskEntry => {
     const entry = deps.store.get(id);
     if (!entry || deps.disableShared) throw new FerryError('NOT_FOUND', `task ${id} not on this peer`);
@@ -36,6 +45,8 @@ export function uploadRoutes(deps: { store: PieceStore; agent: Agent; metrics: P
   return async function handle(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     const u = new URL(req.url ?? '/', 'http://x');
     const m = req.method ?? 'GET';
+    if (!u.pathname.startsWith('/api/')) return false;
+    const raw = await readAuthenticated(req, deps.auth, MAX_BODY);
     let mm: RegExpExecArray | null;
     if (m === 'GET' && (mm = /^\/api\/v1\/tasks\/([a-f0-9]{64})\/pieces$/.exec(u.pathname))) {
       const entry = taskFor(mm[1]!, u);
@@ -83,19 +94,23 @@ export function uploadRoutes(deps: { store: PieceStore; agent: Agent; metrics: P
     }
     if (m === 'POST' && u.pathname === '/api/v1/tasks') {
       let body: DownloadTaskRequest;
-      try { body = JSON.parse((await readAll(req, 1024 * 1024)).toString('utf8')) as DownloadTaskRequest; } catch {
+      try { body = JSON.parse(raw.toString('utf8')) as DownloadTaskRequest; } catch {
         throw new FerryError('INVALID_ARGUMENT', 'body must be JSON');
       }
-      if (typeof body.url !== 'string') throw new FerryError('INVALID_ARGUMENT', 'url is required');
-      try { new URL(body.url); } catch { throw new FerryError('INVALID_ARGUMENT', `invalid url ${body.url}`); }
+      if (typeof body !== 'object' || body === null || typeof body.url !== 'string') throw new FerryError('INVALID_ARGUMENT', 'url is required');
+      let target: URL;
+      try { target = new URL(body.url); } catch { throw new FerryError('INVALID_ARGUMENT', `invalid url ${body.url}`); }
+      if (target.protocol !== 'http:' && target.protocol !== 'https:') throw new FerryError('INVALID_ARGUMENT', `url must be http(s), got ${target.protocol}`);
       if (body.range !== undefined && typeof body.range !== 'string') throw new FerryError('INVALID_ARGUMENT', 'range must be a string start-end');
+      if (body.headers !== undefined && (typeof body.headers !== 'object' || body.headers === null || Array.isArray(body.headers)
+        || Object.values(body.headers).some((v) => typeof v !== 'string'))) throw new FerryError('INVALID_ARGUMENT', 'headers must be an object of strings');
       const { entry, download } = await deps.agent.obtain(body.url, body.headers ?? {}, {
         tag: body.tag, application: body.application, pieceLength: body.pieceLength,
         filteredQueryParams: body.filteredQueryParams, blobDigest: body.blobDigest,
         // a seed trigger for a range task: the same range task (id, content) as the requesting peer's
         range: body.range,
       });
-      deps.log.info({ taskId: entry.id, url: body.url, wait: !!body.wait }, 'download task requested');
+      deps.log.info({ taskId: entry.id, url: redactUrl(body.url), wait: !!body.wait }, 'download task requested');
       if (!body.wait) { sendJson(res, 202, { taskId: entry.id, contentLength: entry.meta.contentLength, state: 'started' } satisfies DownloadTaskResponse); return true; }
       try {
         await download;

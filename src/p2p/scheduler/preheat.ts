@@ -4,7 +4,9 @@
  * (type preheat, args.type image|file), `GET /oapi/v1/jobs/:id`, `GET /oapi/v1/jobs`. An image job
  * resolves the manifest (index → platform) with the registry client, expands it to blob URLs
  * `<registry>/v2/<repo>/blobs/<digest>` (config + layers), computes each task id with the peers'
- * rules and has seed peers (or all peers, per scope) download them.
+ * rules and has seed peers (or all peers, per scope) download them. Job answers never carry the
+ * secrets a job was given (`view`): header values, the password, URL passwords and signature
+ * query values are redacted; they are used for the downloads only.
  */
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
@@ -12,10 +14,10 @@ import { FerryError } from '../../core/index.js';
 import { isIndexMediaType, type ImageIndex, type ImageManifest } from '../../oci/index.js';
 import { type Logger, type MetricsRegistry, Counter, silentLogger } from '../../observe/index.js';
 import { RegistryClient, resolvePlatform } from '../../remote/index.js';
-import { HashRing } from '../common/index.js';
+import { HashRing, REDACTED, redactHeaders, redactUrl } from '../common/index.js';
 import { jsonRequest } from '../common/index.js';
 import { taskId } from '../common/index.js';
-import type { DownloadTaskRequest, DownloadTaskResponse } from '../common/index.js';
+import type { ClusterAuth, DownloadTaskRequest, DownloadTaskResponse } from '../common/index.js';
 import type { Host } from './state.js';
 
 export const createJobSchema = z.object({
@@ -62,6 +64,11 @@ export interface Job {
   };
 }
 
+/** URLs inside a message, redacted. */
+function redactText(s: string): string {
+  return s.replace(/https?:\/\/[^\s"']+/g, (m) => redactUrl(m));
+}
+
 export class PreheatJobs {
   private readonly jobs = new Map<number, Job>();
   private nextId = 1;
@@ -74,6 +81,8 @@ export class PreheatJobs {
       blobDigestDefault: boolean;
       timeoutMs: number;
       insecureSkipVerify: boolean;
+      /** Cluster credentials for the download commands sent to peers. */
+      auth?: ClusterAuth | undefined;
     },
     registry: MetricsRegistry,
     private readonly log: Logger = silentLogger(),
@@ -106,6 +115,28 @@ export class PreheatJobs {
     return job;
   }
 
+  /** The job as answered over the API and logged: its secrets redacted. */
+  view(job: Job): Job {
+    const a = job.args;
+    const outcome = (t: TaskOutcome): TaskOutcome => ({ ...t, url: redactUrl(t.url), ...(t.description !== undefined ? { description: redactText(t.description) } : {}) });
+    return {
+      ...job,
+      args: {
+        ...a,
+        ...(a.headers !== undefined ? { headers: redactHeaders(a.headers) } : {}),
+        ...(a.password !== undefined ? { password: REDACTED } : {}),
+        ...(a.url !== undefined ? { url: redactUrl(a.url) } : {}),
+        ...(a.urls !== undefined ? { urls: a.urls.map(redactUrl) } : {}),
+      },
+      result: {
+        job_states: job.result.job_states.map((s) => ({
+          ...s, error: redactText(s.error),
+          results: s.results.map((r) => ({ ...r, success_tasks: r.success_tasks.map(outcome), failure_tasks: r.failure_tasks.map(outcome) })),
+        })),
+      },
+    };
+  }
+
   get(id: number): Job {
     const j = this.jobs.get(id);
     if (!j) throw new FerryError('NOT_FOUND', `job ${id} not found`);
@@ -121,7 +152,7 @@ export class PreheatJobs {
     job.updated_at = new Date().toISOString();
     job.result = { job_states: [{ state: job.state, error, results: [{ scheduler_cluster_id: job.scheduler_cluster_ids[0] ?? 1, success_tasks: ok, failure_tasks: failed }] }] };
     this.created.inc({ state: job.state });
-    this.log.info({ jobId: job.id, state: job.state, ok: ok.length, failed: failed.length, error: error || undefined }, 'preheat job finished');
+    this.log.info({ jobId: job.id, state: job.state, ok: ok.length, failed: failed.length, error: redactText(error) || undefined }, 'preheat job finished');
   }
 
   /** Manifest URL → blob URLs (config + layers), and the headers that authorise fetching them. */
@@ -207,7 +238,7 @@ export class PreheatJobs {
         };
         const out: TaskOutcome = { url: w.url, hostname: w.host.info.hostname, ip: w.host.info.ip };
         try {
-          const r = await jsonRequest<DownloadTaskResponse>(`${w.host.info.uploadUrl}/api/v1/tasks`, { method: 'POST', json: body, timeoutMs, signal: this.aborter.signal });
+          const r = await jsonRequest<DownloadTaskResponse>(`${w.host.info.uploadUrl}/api/v1/tasks`, { method: 'POST', json: body, timeoutMs, signal: this.aborter.signal, auth: this.deps.auth });
           if (r.state === 'succeeded') ok.push(out);
           else failed.push({ ...out, description: r.description ?? r.state });
         } catch (err) {

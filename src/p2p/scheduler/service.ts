@@ -12,7 +12,7 @@ import type { SchedulerConfig } from '../../config/scheduler.js';
 import { HashRing } from '../common/index.js';
 import { jsonRequest } from '../common/index.js';
 import type {
-  DownloadTaskRequest, HostInfo, ParentRef, PeerEvent, RegisterRequest, ScheduleResponse,
+  ClusterAuth, DownloadTaskRequest, HostInfo, ParentRef, PeerEvent, RegisterRequest, ScheduleResponse,
 } from '../common/index.js';
 import { filterReason, score } from './evaluator.js';
 import { COST_WINDOW, SchedulerState, type Host, type Peer, type Task } from './state.js';
@@ -55,7 +55,8 @@ export class SchedulerService {
   private closed = false;
   private readonly aborter = new AbortController();
 
-  constructor(readonly config: SchedulerConfig, registry: MetricsRegistry, log: Logger = silentLogger()) {
+  /** `auth`: cluster credentials for the seed triggers sent to peers. */
+  constructor(readonly config: SchedulerConfig, registry: MetricsRegistry, log: Logger = silentLogger(), private readonly auth?: ClusterAuth) {
     this.metrics = makeMetrics(registry);
     this.log = log;
     // every scheduling loop waiting for a parent listens on it (many at once with range tasks)
@@ -199,7 +200,7 @@ export class SchedulerService {
     task.seedTriggeredAt = now;
     const body: DownloadTaskRequest = { url: task.url, headers: task.headers, ...task.idOptions };
     this.log.info({ taskId: task.id, seed: seed.info.id }, 'triggering seed peer');
-    jsonRequest(`${seed.info.uploadUrl}/api/v1/tasks`, { method: 'POST', json: body, timeoutMs: 10_000, signal: this.aborter.signal })
+    jsonRequest(`${seed.info.uploadUrl}/api/v1/tasks`, { method: 'POST', json: body, timeoutMs: 10_000, signal: this.aborter.signal, auth: this.auth })
       .then(() => this.metrics.seedTriggered.inc({ result: 'ok' }))
       .catch((err: unknown) => {
         this.metrics.seedTriggered.inc({ result: 'error' });

@@ -21,6 +21,8 @@ export interface Origin {
   /** Every request line seen: `METHOD path auth=<yes|no>`. */
   log: string[];
   addBlob(repo: string, data: Buffer): OriginBlob;
+  /** Serves `data` under `digest` whatever its real digest (a registry whose storage is corrupt). */
+  addBlobAs(repo: string, digest: string, data: Buffer): OriginBlob;
   addManifest(repo: string, tag: string, body: Buffer, mediaType: string): void;
   /** Throttle blob bodies to this many bytes/s (0 = off). */
   setRate(bytesPerSecond: number): void;
@@ -99,6 +101,10 @@ export async function startOrigin(opts: { token?: string; tls?: { cert: string; 
     blobBytes: () => served,
     addBlob(repo, data) {
       const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+      blobs.set(`${repo}@${digest}`, data);
+      return { digest, data, url: `${url}/v2/${repo}/blobs/${digest}` };
+    },
+    addBlobAs(repo, digest, data) {
       blobs.set(`${repo}@${digest}`, data);
       return { digest, data, url: `${url}/v2/${repo}/blobs/${digest}` };
     },

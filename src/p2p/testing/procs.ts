@@ -43,12 +43,12 @@ export async function spawnFerry(bin: string, args: string[], opts: { netns?: st
 }
 
 /** Runs `ferry <args>` to completion; resolves with the exit code and output. */
-export function runFerry(bin: string, args: string[], opts: { netns?: string; timeoutMs?: number } = {}): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
+export function runFerry(bin: string, args: string[], opts: { netns?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
   const t0 = Date.now();
   const cmd = opts.netns ? 'nsenter' : process.execPath;
   const argv = opts.netns ? [`--net=/run/netns/${opts.netns}`, '--', process.execPath, bin, ...args] : [bin, ...args];
   return new Promise((resolve) => {
-    const p = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FERRY_LOG_LEVEL: process.env.FERRY_LOG_LEVEL ?? 'warn' } });
+    const p = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FERRY_LOG_LEVEL: process.env.FERRY_LOG_LEVEL ?? 'warn', ...(opts.env ?? {}) } });
     let stdout = ''; let stderr = '';
     p.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
     p.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
