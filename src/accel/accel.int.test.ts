@@ -1,9 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'node:http';
+import { spawn } from 'node:child_process';
+import { FerryError } from '../core/index.js';
+import { createLogger, type Logger } from '../observe/index.js';
+import { FERRY_BIN } from '../../test/support/paths.js';
+import { ferry } from '../../test/support/ferry.js';
 import { TaskStore, startAccel, ZERO_TIME } from './index.js';
 
 test('TaskStore: coalesces queued duplicates, claims once, recovers running tasks, keeps reasons', async () => {
@@ -61,6 +67,96 @@ test('startAccel listens on server.uds when configured', async () => {
     assert.equal(body, 'Ok');
   } finally {
     await h.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+/** Collects a logger's JSON lines. */
+function captureLog(): { log: Logger; lines: Array<{ level: number; msg: string } & Record<string, unknown>> } {
+  const lines: Array<{ level: number; msg: string } & Record<string, unknown>> = [];
+  const log = createLogger({ level: 'info', destination: { write: (s: string) => { lines.push(JSON.parse(s) as (typeof lines)[number]); } } });
+  return { log, lines };
+}
+
+test('work dir: a killed predecessor\'s scratch dirs are removed at start; a second service on the same work dir is refused and touches nothing', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'ferry-accel-workdir-'));
+  const work = join(dir, 'work');
+  try {
+    // what a SIGKILL mid-conversion leaves: convert's scratch dir, and files that are not scratch
+    await mkdir(join(work, 'ferry-convert-AbC123', 'layer-x'), { recursive: true });
+    await writeFile(join(work, 'ferry-convert-AbC123', 'layer-x', 'blob'), Buffer.alloc(4096));
+    await writeFile(join(work, 'ferry-convert-not-a-dir'), 'kept');
+    await mkdir(join(work, 'other-dir'));
+    const { log, lines } = captureLog();
+    const a = await startAccel({ config: { provider: { work_dir: work } }, listen: '127.0.0.1:0', log });
+    try {
+      assert.equal(existsSync(join(work, 'ferry-convert-AbC123')), false, 'leftover scratch dir removed');
+      assert.ok(existsSync(join(work, 'ferry-convert-not-a-dir')) && existsSync(join(work, 'other-dir')), 'nothing else touched');
+      assert.ok(lines.some((l) => /removed the scratch dirs/.test(l.msg) && JSON.stringify(l.removed) === '["ferry-convert-AbC123"]'));
+      // a conversion of the running service is under way: its scratch dir must survive a second start
+      await mkdir(join(work, 'ferry-convert-InUse1'));
+      const second = await startAccel({ config: { provider: { work_dir: work } }, listen: '127.0.0.1:0' }).then(
+        async (h) => { await h.close(); return undefined; }, (e: unknown) => e);
+      assert.ok(FerryError.hasCode(second, 'FAILED_PRECONDITION'), `second start refused, got ${String(second)}`);
+      assert.match((second as Error).message, /in use by another running ferry accel \(pid \d+\).*own provider\.work_dir/);
+      assert.ok(existsSync(join(work, 'ferry-convert-InUse1')), 'the running service\'s scratch dir survives');
+      assert.equal((await fetch(`${a.url}/api/v1/health`)).status, 200, 'the first service still serves');
+    } finally {
+      await a.close();
+    }
+    // closed cleanly: the lock is free again, and the next start cleans up
+    const b = await startAccel({ config: { provider: { work_dir: work } }, listen: '127.0.0.1:0' });
+    await b.close();
+    assert.equal(existsSync(join(work, 'ferry-convert-InUse1')), false);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('work dir: with driver.config.work_dir elsewhere, scratch lives in a subdir only this work dir\'s holder uses; foreign ferry-convert-* stay', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'ferry-accel-scratch-'));
+  const shared = join(dir, 'shared-scratch'); // e.g. a big disk several accels (or ferry convert) use
+  const cfg = (work: string): Record<string, unknown> => ({ provider: { work_dir: work }, converter: { driver: { type: 'nydus', config: { work_dir: shared } } } });
+  try {
+    await mkdir(join(shared, 'ferry-convert-someone-else'), { recursive: true });
+    const a = await startAccel({ config: cfg(join(dir, 'work-a')), listen: '127.0.0.1:0' });
+    const b = await startAccel({ config: cfg(join(dir, 'work-b')), listen: '127.0.0.1:0' });
+    const sa = a.service.scratchDir;
+    const sb = b.service.scratchDir;
+    await Promise.all([a.close(), b.close()]);
+    assert.match(sa, /\/shared-scratch\/ferry-accel-scratch-[0-9a-f]{12}$/);
+    assert.notEqual(sa, sb, 'two work dirs, two scratch dirs');
+    await mkdir(join(sa, 'ferry-convert-leftover'), { recursive: true });
+    await mkdir(join(sb, 'ferry-convert-of-b'), { recursive: true });
+    const a2 = await startAccel({ config: cfg(join(dir, 'work-a')), listen: '127.0.0.1:0' });
+    await a2.close();
+    assert.equal(a2.service.scratchDir, sa, 'the same work dir finds its scratch dir again');
+    assert.equal(existsSync(join(sa, 'ferry-convert-leftover')), false);
+    assert.ok(existsSync(join(sb, 'ferry-convert-of-b')), 'another accel\'s scratch is not touched');
+    assert.ok(existsSync(join(shared, 'ferry-convert-someone-else')), 'nothing directly in the shared dir is touched');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('work dir: a second `ferry accel` process on a work dir in use exits 2 naming the fix', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'ferry-accel-twice-'));
+  const cfg = join(dir, 'config.yaml');
+  await writeFile(cfg, `server: {host: 127.0.0.1, port: 0}\nprovider: {work_dir: ${join(dir, 'work')}}\n`);
+  const first = spawn(process.execPath, [FERRY_BIN, 'accel', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FERRY_LOG_LEVEL: 'warn' } });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      first.stdout.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('accel listening on')) resolve(); });
+      first.once('exit', (code) => reject(new Error(`first accel exited ${code}`)));
+    });
+    // (killed after 20 s should it start anyway)
+    const second = await ferry(['accel', '--config', cfg], { env: { FERRY_LOG_LEVEL: 'warn' }, timeoutMs: 20_000 });
+    assert.equal(second.code, 2, second.stderr);
+    assert.match(second.stderr, new RegExp(`ferry accel: work dir ${join(dir, 'work')} is in use by another running ferry accel \\(pid ${first.pid}\\)`));
+  } finally {
+    first.kill('SIGTERM');
+    await new Promise((r) => first.once('exit', r));
     await rm(dir, { recursive: true, force: true });
   }
 });
