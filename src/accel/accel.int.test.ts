@@ -8,9 +8,10 @@ import { request } from 'node:http';
 import { spawn } from 'node:child_process';
 import { FerryError } from '../core/index.js';
 import { createLogger, type Logger } from '../observe/index.js';
+import { startRegistry } from '../registry/index.js';
 import { FERRY_BIN } from '../../test/support/paths.js';
 import { ferry } from '../../test/support/ferry.js';
-import { TaskStore, startAccel, ZERO_TIME } from './index.js';
+import { AccelClient, TaskStore, startAccel, ZERO_TIME } from './index.js';
 
 test('TaskStore: coalesces queued duplicates, claims once, recovers running tasks, keeps reasons', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'ferry-accel-store-'));
@@ -157,6 +158,85 @@ test('work dir: a second `ferry accel` process on a work dir in use exits 2 nami
   } finally {
     first.kill('SIGTERM');
     await new Promise((r) => first.once('exit', r));
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a config without any webhook.auth_header: a warning at start, creation and listing refused', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'ferry-accel-noauth-'));
+  const { log, lines } = captureLog();
+  const h = await startAccel({ config: { provider: { work_dir: join(dir, 'work'), source: { 'reg.example:5000': { insecure: true } } } }, listen: '127.0.0.1:0', log });
+  try {
+    assert.ok(lines.some((l) => l.level === 40 && /no provider\.source\.<host>\.webhook\.auth_header is configured/.test(l.msg)), JSON.stringify(lines));
+    const list = await fetch(`${h.url}/api/v1/conversions`);
+    assert.equal(list.status, 401);
+    assert.match(((await list.json()) as { message: string }).message, /Ferry requires one to create or list tasks/);
+    const create = await fetch(`${h.url}/api/v1/conversions`, { method: 'POST', headers: { authorization: 'anything' }, body: '{}' });
+    assert.equal(create.status, 401);
+  } finally {
+    await h.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('task list needs the auth header and shows only the tasks of the hosts configured with it; a never-pushed source "does not exist"', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'ferry-accel-list-'));
+  const reg = await startRegistry({ listen: '127.0.0.1:0', dataDir: join(dir, 'registry'), adminPassword: 'Adm1n-pw' });
+  const other = '127.0.0.1:9'; // nothing listens: its tasks fail (connection refused)
+  const h = await startAccel({
+    listen: '127.0.0.1:0',
+    config: {
+      provider: {
+        work_dir: join(dir, 'work'),
+        source: {
+          [reg.host]: { auth: Buffer.from('admin:Adm1n-pw').toString('base64'), insecure: true, webhook: { auth_header: 'Bearer for-a' } },
+          [other]: { insecure: true, webhook: { auth_header: 'Bearer for-b' } },
+        },
+      },
+      converter: { retry_limit: 1 },
+    },
+  });
+  const addr = h.url.replace('http://', '');
+  try {
+    const a = new AccelClient(addr, { authHeader: 'Bearer for-a' });
+    const b = new AccelClient(addr, { authHeader: 'Bearer for-b' });
+    const [ida] = await a.createTask(`${reg.host}/team/never-pushed:v1`);
+    const [idb] = await b.createTask(`${other}/team/x:v1`);
+    assert.ok(ida && idb);
+    await h.service.waitFor(ida);
+    await h.service.waitFor(idb);
+    assert.deepEqual((await a.listTasks()).map((t) => t.id), [ida]);
+    assert.deepEqual((await b.listTasks()).map((t) => t.id), [idb]);
+    await assert.rejects(new AccelClient(addr).listTasks(), (e: unknown) => FerryError.hasCode(e, 'UNAUTHENTICATED'));
+    await assert.rejects(new AccelClient(addr, { authHeader: 'Bearer for-ab' }).listTasks(), (e: unknown) => FerryError.hasCode(e, 'UNAUTHENTICATED'));
+    // a header of host B does not create tasks of host A
+    await assert.rejects(b.createTask(`${reg.host}/team/y:v1`), (e: unknown) => FerryError.hasCode(e, 'UNAUTHENTICATED') && /not the webhook\.auth_header of/.test((e as Error).message));
+
+    const never = (await a.listTasks())[0]!;
+    assert.equal(never.status, 'FAILED');
+    assert.match(never.reason, /^NOT_FOUND: source .*team\/never-pushed:v1 does not exist in the registry/);
+    assert.doesNotMatch(never.reason, /no longer/);
+
+    // the CLI: list without the header names the flag and where `ferry up` keeps the value
+    const noHeader = await ferry(['task', 'list', '--addr', addr], { env: { FERRY_ACCEL_AUTH_HEADER: '' } });
+    assert.equal(noHeader.code, 2);
+    assert.match(noHeader.stderr, /401 ERR_UNAUTHORIZED/);
+    assert.match(noHeader.stderr, /no --auth-header given: pass --auth-header VALUE \(or set FERRY_ACCEL_AUTH_HEADER\)/);
+    assert.match(noHeader.stderr, /~\/\.ferry\/up-secrets\.json, key webhookAuthHeader/);
+    const create = await ferry(['task', 'create', `${reg.host}/team/z:v1`, '--addr', addr], { env: { FERRY_ACCEL_AUTH_HEADER: '' } });
+    assert.equal(create.code, 2);
+    assert.match(create.stderr, /--auth-header.*up-secrets\.json/s);
+    const wrong = await ferry(['task', 'list', '--addr', addr, '--auth-header', 'nope']);
+    assert.match(wrong.stderr, /the --auth-header value is not accepted/);
+    const listed = await ferry(['task', 'list', '--addr', addr, '--json'], { env: { FERRY_ACCEL_AUTH_HEADER: 'Bearer for-b' } });
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.deepEqual((JSON.parse(listed.stdout) as Array<{ id: string }>).map((t) => t.id), [idb]);
+    const synced = await ferry(['task', 'create', `${reg.host}/team/never-pushed:v2`, '--sync', '--addr', addr, '--auth-header', 'Bearer for-a']);
+    assert.equal(synced.code, 1);
+    assert.match(synced.stderr, /ERR_CONVERT_FAILED .*never-pushed:v2: NOT_FOUND: source .* does not exist in the registry/);
+  } finally {
+    await h.close();
+    await reg.close();
     await rm(dir, { recursive: true, force: true });
   }
 });

@@ -39,6 +39,14 @@ export async function startAccel(opts: StartAccelOptions): Promise<AccelHandle> 
   const log = opts.log ?? silentLogger();
   const config = opts.configPath ? loadAccelConfig(opts.configPath) : parseAccelConfig(opts.config ?? {});
   for (const k of ignoredKeys(config)) log.info({ key: k.key, reason: k.reason }, 'config key accepted and ignored');
+  // Ferry has no unauthenticated mode (acceld has): without a header nobody can create or list tasks.
+  const sources = Object.entries(config.provider.source);
+  const unguarded = sources.filter(([, s]) => !s.webhook?.auth_header).map(([h]) => h);
+  if (unguarded.length === sources.length) {
+    log.warn('no provider.source.<host>.webhook.auth_header is configured: every task creation and task listing will be refused (401)');
+  } else if (unguarded.length) {
+    log.warn({ hosts: unguarded }, 'provider.source hosts without webhook.auth_header: their webhooks are refused (401)');
+  }
   const metrics = createMetricsRegistry({ processMetrics: false });
   const serviceOpts: ConstructorParameters<typeof AccelService>[0] = { config, log, metrics };
   if (opts.workDir) serviceOpts.workDir = opts.workDir;

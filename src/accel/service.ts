@@ -227,7 +227,13 @@ export class AccelService {
       const client = this.client(src.registry);
       // Pin the source to one digest for the whole attempt (and skip work already done).
       const head = await client.headManifest(task.source_digest ? withDigest(src, task.source_digest) : src);
-      if (!head) throw new FerryError('NOT_FOUND', `source ${task.source}${task.source_digest ? `@${task.source_digest}` : ''} no longer exists`);
+      if (!head) {
+        // A push event pins the digest: that manifest was there and is gone. Without one nothing
+        // tells whether the tag ever existed.
+        throw new FerryError('NOT_FOUND', task.source_digest
+          ? `source ${task.source}@${task.source_digest} is not in the registry (deleted since it was pushed, or never pushed there)`
+          : `source ${task.source} does not exist in the registry (no such repository or tag)`);
+      }
       const existing = await client.headManifest(dst).catch(() => undefined);
       if (existing) {
         const m = await client.getManifest(withDigest(dst, existing.digest)).catch(() => undefined);
