@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FERRY_BIN, fixture } from '../../../test/support/paths.js';
@@ -152,6 +152,54 @@ test('rafs cli: unpack of upstream v5 images reproduces the expected file digest
       const c = ferry(['rafs', 'check', boot, '-D', NY('more', 'repeatable', 'blobs')]);
       assert.equal(c.code, 0, c.stderr);
     }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test('rafs cli: a failing unpack (corrupt blob) leaves no partial tree or tar behind; the rerun works', () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'ferry-rafs-unpack-fail-'));
+  try {
+    const id = openBootstrap(readFileSync(V6)).blobs[0]!.blobId;
+    const bad = join(tmp, 'bad-blobs');
+    mkdirSync(bad);
+    const blob = readFileSync(join(BLOBS, id));
+    blob[100] = blob[100]! ^ 0xff;
+    writeFileSync(join(bad, id), blob);
+    const leftovers = (): string[] => readdirSync(tmp).filter((n) => n.includes('ferry-unpack'));
+
+    // a new output directory
+    const out = join(tmp, 'tree');
+    const failed = ferry(['rafs', 'unpack', '-B', V6, '-D', bad, '-o', out]);
+    assert.equal(failed.code, 1);
+    assert.match(failed.stderr, /chunk 0 of blob be7d77/);
+    assert.doesNotMatch(failed.stderr, /\n\s+at /, 'no stack trace');
+    assert.equal(existsSync(out), false, 'no partial tree');
+    assert.deepEqual(leftovers(), []);
+    const ok = ferry(['rafs', 'unpack', '-B', V6, '-D', BLOBS, '-o', out]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.deepEqual(readdirSync(out).sort(), ['lib.rs', 'sync_io.rs']);
+
+    // an existing empty output directory stays empty, and is then filled
+    const empty = join(tmp, 'empty');
+    mkdirSync(empty);
+    assert.equal(ferry(['rafs', 'unpack', '-B', V6, '-D', bad, '-o', empty]).code, 1);
+    assert.deepEqual(readdirSync(empty), []);
+    assert.equal(ferry(['rafs', 'unpack', '-B', V6, '-D', BLOBS, '-o', empty]).code, 0);
+    assert.deepEqual(snapshot(empty), snapshot(out));
+
+    // a tar file
+    const tar = join(tmp, 'image.tar');
+    assert.equal(ferry(['rafs', 'unpack', '-B', V6, '-D', bad, '-o', tar]).code, 1);
+    assert.equal(existsSync(tar), false, 'no partial tar');
+    assert.deepEqual(leftovers(), []);
+    const t = ferry(['rafs', 'unpack', '-B', V6, '-D', BLOBS, '-o', tar]);
+    assert.equal(t.code, 0, t.stderr);
+    assert.ok(readFileSync(tar).length > 16931);
+    const again = ferry(['rafs', 'unpack', '-B', V6, '-D', BLOBS, '-o', tar]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /image\.tar exists/);
+    assert.deepEqual(leftovers(), []);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
