@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FERRY_BIN, fixture } from '../../../test/support/paths.js';
 import { requirePrereqs } from '../../../test/support/prereq.js';
+import tarStream from 'tar-stream';
 import { openBootstrap } from '../../format/rafs/index.js';
 
 const NY = (...p: string[]): string => fixture('nydus', ...p);
@@ -200,6 +201,36 @@ test('rafs cli: a failing unpack (corrupt blob) leaves no partial tree or tar be
     assert.equal(again.code, 1);
     assert.match(again.stderr, /image\.tar exists/);
     assert.deepEqual(leftovers(), []);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+/** A tar with these names written verbatim (tar-stream does not normalise them). */
+async function tarWithNames(names: string[]): Promise<Buffer> {
+  const pack = tarStream.pack();
+  for (const n of names) pack.entry({ name: n, mode: 0o644, mtime: new Date(1700000000000) }, `content of ${n}\n`);
+  pack.finalize();
+  const parts: Buffer[] = [];
+  for await (const c of pack) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
+
+test('rafs cli: create normalises tar names lexically (a//b/./c/../d, absolute names) and refuses only escapes', async () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'ferry-rafs-names-'));
+  try {
+    writeFileSync(join(tmp, 'ok.tar'), await tarWithNames(['a//b/./c/../d', '/etc/passwd', './x/../y']));
+    const ok = ferry(['rafs', 'create', join(tmp, 'ok.tar'), '-B', join(tmp, 'ok.boot'), '-D', join(tmp, 'blobs'), '--no-progress']);
+    assert.equal(ok.code, 0, ok.stderr);
+    const inspect = ferry(['rafs', 'inspect', join(tmp, 'ok.boot'), '--json']);
+    assert.deepEqual((JSON.parse(inspect.stdout) as { entries: { path: string }[] }).entries.map((e) => e.path),
+      ['/', '/a', '/a/b', '/a/b/d', '/etc', '/etc/passwd', '/y']);
+    for (const bad of ['../x', 'a/../../x', '/../etc/passwd']) {
+      writeFileSync(join(tmp, 'bad.tar'), await tarWithNames(['fine', bad]));
+      const r = ferry(['rafs', 'create', join(tmp, 'bad.tar'), '-B', join(tmp, 'bad.boot'), '-D', join(tmp, 'blobs'), '--no-progress']);
+      assert.equal(r.code, 2, `${bad}: ${r.stderr}`);
+      assert.equal(r.stderr, `ferry rafs create: tar entry ${JSON.stringify(bad)}: '..' escapes the layer root\n`);
+    }
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
