@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'node:http';
@@ -66,6 +66,13 @@ test('startAccel listens on server.uds when configured', async () => {
       req.end();
     });
     assert.equal(body, 'Ok');
+    // the socket of a running service is not taken over; a file at server.uds is not deleted
+    await assert.rejects(startAccel({ config: { server: { uds: sock }, provider: { work_dir: join(dir, 'work2') } } }),
+      /server\.uds .*accel\.sock is served by another process/);
+    await writeFile(join(dir, 'precious'), 'data');
+    await assert.rejects(startAccel({ config: { server: { uds: join(dir, 'precious') }, provider: { work_dir: join(dir, 'work3') } } }),
+      /exists and is not a socket/);
+    assert.equal(readFileSync(join(dir, 'precious'), 'utf8'), 'data');
   } finally {
     await h.close();
     await rm(dir, { recursive: true, force: true });
