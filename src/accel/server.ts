@@ -189,7 +189,7 @@ export function createAccelServer(o: { service: AccelService; config: AccelConfi
       if (err instanceof HttpError) {
         if (err.status >= 500 || err.status === 401) log.warn({ status: err.status, err: err.message, path: req.url }, 'request refused');
         // a body that was not read (refused before, or too large) is not drained: close the connection
-        if (!req.complete) res.setHeader('connection', 'close');
+        if (!req.complete && !res.headersSent) res.setHeader('connection', 'close');
         if (!res.headersSent) send(res, err.status, { code: err.code, message: err.message });
       } else {
         const status = FerryError.hasCode(err, 'INVALID_ARGUMENT') ? 400 : 500;

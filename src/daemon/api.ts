@@ -131,7 +131,7 @@ export async function startApi(daemon: Daemon, sockPath: string, log: Logger, ve
       const e = asFerryError(err);
       if (STATUS[e.code] >= 500) log.error({ err, path: p }, 'api request failed');
       // a body left unread (refused, or too large) is not drained: close the connection
-      if (!req.complete) res.setHeader('connection', 'close');
+      if (!req.complete && !res.headersSent) res.setHeader('connection', 'close');
       if (!res.headersSent) send(res, STATUS[e.code] ?? 500, { code: e.code, message: e.message });
       else res.destroy();
     });
