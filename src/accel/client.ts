@@ -1,7 +1,8 @@
 /**
  * @module accel/client
  * Client of the accel HTTP API (accelctl's role): create a conversion task from a reference (a
- * PUSH_ARTIFACT payload with one resource), list tasks.
+ * PUSH_ARTIFACT payload with one resource), list tasks. Both send `authHeader` as the
+ * Authorization header (the source host's webhook.auth_header); a refusal is UNAUTHENTICATED.
  */
 import { FerryError } from '../core/index.js';
 import { parseReference, formatReference } from '../remote/index.js';
@@ -15,7 +16,7 @@ export class AccelClient {
     this.base = /^https?:\/\//.test(addr) ? addr.replace(/\/+$/, '') : `http://${addr}`;
   }
 
-  private async call(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown; headers: Headers }> {
+  private async call(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown; text: string; headers: Headers }> {
     const headers: Record<string, string> = {};
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (this.opts.authHeader) headers.authorization = this.opts.authHeader;
@@ -32,7 +33,7 @@ export class AccelClient {
     const text = await res.text();
     let json: unknown = text;
     try { json = JSON.parse(text); } catch { /* plain text */ }
-    return { status: res.status, json, headers: res.headers };
+    return { status: res.status, json, text, headers: res.headers };
   }
 
   /** Submits `ref` for conversion; with `sync` waits for the result. Returns the task ids. */
@@ -46,18 +47,22 @@ export class AccelClient {
       },
     };
     const res = await this.call('POST', `/api/v1/conversions?sync=${opts.sync ? 'true' : 'false'}`, payload);
-    if (res.status !== 200) {
-      const m = res.json as { code?: string; message?: string };
-      throw new FerryError(res.status === 401 ? 'UNAUTHENTICATED' : res.status === 400 ? 'INVALID_ARGUMENT' : 'INTERNAL',
-        `accel: ${res.status} ${m?.code ?? ''} ${m?.message ?? String(res.json)}`.trim());
-    }
+    if (res.status !== 200) throw this.failure(res);
     return (res.headers.get('x-ferry-task-ids') ?? '').split(',').filter(Boolean);
   }
 
+  /** The tasks of the source hosts whose webhook.auth_header is this client's `authHeader`, newest first. */
   async listTasks(): Promise<TaskView[]> {
     const res = await this.call('GET', '/api/v1/conversions');
-    if (res.status !== 200) throw new FerryError('INTERNAL', `accel: ${res.status} ${JSON.stringify(res.json)}`);
+    if (res.status !== 200) throw this.failure(res);
+    if (!Array.isArray(res.json)) throw new FerryError('INTERNAL', `accel: task list is not a JSON array: ${String(res.text).slice(0, 200)}`);
     return res.json as TaskView[];
+  }
+
+  private failure(res: { status: number; json: unknown }): FerryError {
+    const m = res.json as { code?: string; message?: string } | null;
+    const code = res.status === 401 ? 'UNAUTHENTICATED' : res.status === 400 || res.status === 413 ? 'INVALID_ARGUMENT' : 'INTERNAL';
+    return new FerryError(code, `accel: ${res.status} ${m?.code ?? ''} ${m?.message ?? String(res.json)}`.replace(/ +/g, ' ').trim());
   }
 
   async health(): Promise<boolean> {

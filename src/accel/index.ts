@@ -3,8 +3,9 @@
  * The acceleration service (the role of acceld): reads acceld's config.yaml, takes Harbor
  * PUSH_ARTIFACT webhooks, converts pushed images to Nydus with durable, retried tasks.
  */
-import type { AddressInfo } from 'node:net';
-import { rmSync } from 'node:fs';
+import { connect, type AddressInfo } from 'node:net';
+import { lstatSync, rmSync } from 'node:fs';
+import { FerryError } from '../core/index.js';
 import { createMetricsRegistry, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
 import { ignoredKeys, loadAccelConfig, parseAccelConfig, type AccelConfig } from '../config/accel.js';
 import { AccelService } from './service.js';
@@ -34,11 +35,35 @@ export interface AccelHandle {
   close(): Promise<void>;
 }
 
+/**
+ * server.uds may be replaced only when nothing is there or a socket nobody serves (left by a killed
+ * accel): never a file, a directory or a symlink, nor a socket in use.
+ */
+async function assertSocketPathFree(path: string): Promise<void> {
+  let st;
+  try { st = lstatSync(path); } catch { return; }
+  if (!st.isSocket()) throw new FerryError('FAILED_PRECONDITION', `server.uds ${path} exists and is not a socket: remove it or change server.uds`);
+  const live = await new Promise<boolean>((resolve) => {
+    const c = connect(path);
+    c.once('connect', () => { c.destroy(); resolve(true); });
+    c.once('error', () => resolve(false));
+  });
+  if (live) throw new FerryError('FAILED_PRECONDITION', `server.uds ${path} is served by another process: stop it or change server.uds`);
+}
+
 /** Starts the service: workers plus the HTTP API. */
 export async function startAccel(opts: StartAccelOptions): Promise<AccelHandle> {
   const log = opts.log ?? silentLogger();
   const config = opts.configPath ? loadAccelConfig(opts.configPath) : parseAccelConfig(opts.config ?? {});
   for (const k of ignoredKeys(config)) log.info({ key: k.key, reason: k.reason }, 'config key accepted and ignored');
+  // Ferry has no unauthenticated mode (acceld has): without a header nobody can create or list tasks.
+  const sources = Object.entries(config.provider.source);
+  const unguarded = sources.filter(([, s]) => !s.webhook?.auth_header).map(([h]) => h);
+  if (unguarded.length === sources.length) {
+    log.warn('no provider.source.<host>.webhook.auth_header is configured: every task creation and task listing will be refused (401)');
+  } else if (unguarded.length) {
+    log.warn({ hosts: unguarded }, 'provider.source hosts without webhook.auth_header: their webhooks are refused (401)');
+  }
   const metrics = createMetricsRegistry({ processMetrics: false });
   const serviceOpts: ConstructorParameters<typeof AccelService>[0] = { config, log, metrics };
   if (opts.workDir) serviceOpts.workDir = opts.workDir;
@@ -47,6 +72,7 @@ export async function startAccel(opts: StartAccelOptions): Promise<AccelHandle> 
   let url: string;
   try {
     if (!opts.listen && config.server.uds) {
+      await assertSocketPathFree(config.server.uds);
       rmSync(config.server.uds, { force: true });
       await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(config.server.uds, resolve); });
       url = `unix:${config.server.uds}`;

@@ -1,7 +1,8 @@
 /**
  * @module accel/server
  * acceld's HTTP API: `POST /api/v1/conversions[?sync=true]` (Harbor "Default" webhook payload, the
- * Authorization header configured for the source host REQUIRED), `GET /api/v1/conversions`,
+ * Authorization header configured for the source host REQUIRED), `GET /api/v1/conversions` (the
+ * same header REQUIRED: it lists the tasks of the hosts configured with that header),
  * `GET /api/v1/health`, `GET /metrics`; every other route answers acceld's 404 JSON.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -45,6 +46,8 @@ function send(res: ServerResponse, status: number, body: unknown): void {
 }
 
 async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > MAX_BODY) throw new HttpError(413, 'ERR_ILLEGAL_PARAMETER', `request body larger than ${MAX_BODY} bytes`);
   const parts: Buffer[] = [];
   let n = 0;
   for await (const c of req) {
@@ -67,6 +70,24 @@ export function createAccelServer(o: { service: AccelService; config: AccelConfi
   const reqTotal = new Counter({ name: `${sub}_requests_total`, help: 'HTTP requests', labelNames: ['code', 'method', 'url'], registers: [metrics] });
   const reqDur = new Histogram({ name: `${sub}_request_duration_seconds`, help: 'HTTP request duration', labelNames: ['code', 'method', 'url'], registers: [metrics] });
 
+  /** Hosts with a webhook.auth_header: the only ones whose tasks can be created or listed. */
+  const guarded = Object.entries(config.provider.source).flatMap(([host, src]) => (src.webhook?.auth_header ? [{ host, header: src.webhook.auth_header }] : []));
+
+  /**
+   * The hosts whose webhook.auth_header equals the request's Authorization header (at least one, or
+   * 401): checked before a body is read, so an unauthenticated request costs nothing.
+   */
+  const authenticate = (req: IncomingMessage): string[] => {
+    if (guarded.length === 0) {
+      throw new HttpError(401, 'ERR_UNAUTHORIZED', 'no provider.source.<host>.webhook.auth_header is configured: Ferry requires one to create or list tasks');
+    }
+    const got = req.headers.authorization;
+    if (!got) throw new HttpError(401, 'ERR_UNAUTHORIZED', 'invalid auth config: no Authorization header (send the webhook.auth_header of the source host)');
+    const hosts = guarded.filter((g) => safeEqual(got, g.header)).map((g) => g.host);
+    if (hosts.length === 0) throw new HttpError(401, 'ERR_UNAUTHORIZED', 'invalid auth config: the Authorization header matches no provider.source.<host>.webhook.auth_header');
+    return hosts;
+  };
+
   /** Checks the webhook Authorization header against provider.source.<host>.webhook.auth_header. */
   const authorize = (req: IncomingMessage, host: string): void => {
     const src = config.provider.source[host];
@@ -74,10 +95,11 @@ export function createAccelServer(o: { service: AccelService; config: AccelConfi
     const want = src.webhook?.auth_header;
     if (!want) throw new HttpError(401, 'ERR_UNAUTHORIZED', `no webhook.auth_header configured for ${host}: Ferry requires one`);
     const got = req.headers.authorization;
-    if (!got || !safeEqual(got, want)) throw new HttpError(401, 'ERR_UNAUTHORIZED', 'invalid auth config');
+    if (!got || !safeEqual(got, want)) throw new HttpError(401, 'ERR_UNAUTHORIZED', `invalid auth config: the Authorization header is not the webhook.auth_header of ${host}`);
   };
 
   const conversions = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
+    authenticate(req);
     const body = await readBody(req);
     const ctype = String(req.headers['content-type'] ?? '');
     let doc: unknown;
@@ -131,16 +153,22 @@ export function createAccelServer(o: { service: AccelService; config: AccelConfi
   };
 
   const KNOWN = new Set(['/api/v1/conversions', '/api/v1/health', '/metrics']);
-  const routeOf = (req: IncomingMessage): string => {
-    const p = new URL(req.url ?? '/', 'http://accel').pathname.replace(/\/+$/, '') || '/';
+  /** The request target as a URL; undefined for one that is not a path (`GET //`, `GET http://[`). */
+  const targetOf = (req: IncomingMessage): URL | undefined => {
+    try { return new URL(req.url ?? '/', 'http://accel'); } catch { return undefined; }
+  };
+  const routeOf = (url: URL | undefined): string => {
+    const p = url ? url.pathname.replace(/\/+$/, '') || '/' : '';
     return KNOWN.has(p) ? p : 'other';
   };
-  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://accel');
+  const handle = async (req: IncomingMessage, res: ServerResponse, url: URL | undefined): Promise<void> => {
+    if (!url) throw new HttpError(400, 'ERR_ILLEGAL_PARAMETER', 'invalid request target');
     const path = url.pathname.replace(/\/+$/, '') || '/';
     if (path === '/api/v1/conversions' && req.method === 'POST') { await conversions(req, res, url); return; }
     if (path === '/api/v1/conversions' && req.method === 'GET') {
-      send(res, 200, service.store.list(Number(url.searchParams.get('limit') ?? 1000) || 1000));
+      const hosts = authenticate(req);
+      const limit = Math.trunc(Number(url.searchParams.get('limit') ?? 1000));
+      send(res, 200, service.store.list(limit >= 1 && limit <= 1000 ? limit : 1000, hosts));
       return;
     }
     if (path === '/api/v1/health' && req.method === 'GET') {
@@ -155,10 +183,13 @@ export function createAccelServer(o: { service: AccelService; config: AccelConfi
 
   return createServer((req, res) => {
     const t0 = process.hrtime.bigint();
-    const route = routeOf(req);
-    handle(req, res).catch((err: unknown) => {
+    const url = targetOf(req);
+    const route = routeOf(url);
+    handle(req, res, url).catch((err: unknown) => {
       if (err instanceof HttpError) {
         if (err.status >= 500 || err.status === 401) log.warn({ status: err.status, err: err.message, path: req.url }, 'request refused');
+        // a body that was not read (refused before, or too large) is not drained: close the connection
+        if (!req.complete && !res.headersSent) res.setHeader('connection', 'close');
         if (!res.headersSent) send(res, err.status, { code: err.code, message: err.message });
       } else {
         const status = FerryError.hasCode(err, 'INVALID_ARGUMENT') ? 400 : 500;

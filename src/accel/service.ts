@@ -5,6 +5,7 @@
  * source + rule is never converted twice at once), retries failures with exponential backoff up to
  * `converter.retry_limit`, and resumes queued/running tasks after a restart.
  */
+import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FerryError, asFerryError, type ErrorCode } from '../core/index.js';
@@ -16,6 +17,7 @@ import {
 import { convertImage, SqliteLayerCache, TieredLayerCache, RemoteLayerCache, ConvertAnnotation, type ConvertOptions, type LayerCache } from '../convert/index.js';
 import { resolveDriverOptions, type AccelConfig, type AccelDriverOptions } from '../config/accel.js';
 import { TaskStore, type TaskView } from './store.js';
+import { WorkDirLock, removeScratchLeftovers, scratchDirOf } from './workdir.js';
 
 /** Errors that another attempt cannot fix. */
 const PERMANENT: ReadonlySet<ErrorCode> = new Set(['INVALID_ARGUMENT', 'NOT_FOUND', 'FAILED_PRECONDITION', 'UNAUTHENTICATED', 'PERMISSION_DENIED', 'NOT_IMPLEMENTED']);
@@ -43,6 +45,9 @@ export class AccelService {
   readonly store: TaskStore;
   readonly driver: AccelDriverOptions;
   readonly workDir: string;
+  /** Parent of the conversions' scratch dirs (accel/workdir.ts); leftovers are removed at start. */
+  readonly scratchDir: string;
+  private readonly lock: WorkDirLock;
   private readonly log: Logger;
   private readonly cfg: AccelConfig;
   private readonly cache: SqliteLayerCache;
@@ -57,15 +62,34 @@ export class AccelService {
     bytesIn: InstanceType<typeof Counter>; bytesOut: InstanceType<typeof Counter>; retries: InstanceType<typeof Counter>;
   };
 
+  /** Takes the work dir's lock (a second service on one work dir is refused, accel/workdir.ts). */
   constructor(opts: AccelServiceOptions) {
     this.cfg = opts.config;
     this.log = opts.log ?? silentLogger();
     this.driver = resolveDriverOptions(this.cfg);
     this.workDir = opts.workDir ?? this.cfg.provider.work_dir ?? join(tmpdir(), 'ferry-accel');
-    this.store = new TaskStore(this.workDir);
-    this.cache = new SqliteLayerCache(join(this.workDir, 'layer-cache.db'));
+    this.lock = WorkDirLock.acquire(this.workDir);
+    let store: TaskStore | undefined;
+    let cache: SqliteLayerCache | undefined;
+    try {
+      this.scratchDir = scratchDirOf(this.workDir, this.driver.workDir);
+      mkdirSync(this.scratchDir, { recursive: true });
+      const removed = removeScratchLeftovers(this.scratchDir);
+      if (removed.length) this.log.info({ scratchDir: this.scratchDir, removed }, 'removed the scratch dirs of conversions a killed accel left');
+      store = new TaskStore(this.workDir);
+      cache = new SqliteLayerCache(join(this.workDir, 'layer-cache.db'));
+      store.evictFinished(Date.now() - this.cfg.converter.task_retention);
+      const recovered = store.recover();
+      if (recovered) this.log.info({ tasks: recovered }, 'resuming tasks interrupted by the last stop');
+    } catch (err) {
+      cache?.close();
+      store?.close();
+      this.lock.release();
+      throw err;
+    }
+    this.store = store;
+    this.cache = cache;
     const reg = [opts.metrics];
-    const store = this.store;
     this.m = {
       duration: new Histogram({ name: 'acceleration_service_core_conversions_op_duration_seconds', help: 'Duration of successful conversions', labelNames: ['op'], buckets: [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800], registers: reg }),
       total: new Counter({ name: 'acceleration_service_core_conversions_op_total', help: 'Conversion attempts', labelNames: ['op'], registers: reg }),
@@ -78,9 +102,6 @@ export class AccelService {
       name: 'ferry_accel_tasks', help: 'Conversion tasks by status', labelNames: ['status'], registers: reg,
       collect() { const c = store.countByStatus(); for (const [s, n] of Object.entries(c)) this.set({ status: s }, n); },
     });
-    this.store.evictFinished(Date.now() - this.cfg.converter.task_retention);
-    const recovered = this.store.recover();
-    if (recovered) this.log.info({ tasks: recovered }, 'resuming tasks interrupted by the last stop');
   }
 
   /** Starts the workers. */
@@ -206,7 +227,13 @@ export class AccelService {
       const client = this.client(src.registry);
       // Pin the source to one digest for the whole attempt (and skip work already done).
       const head = await client.headManifest(task.source_digest ? withDigest(src, task.source_digest) : src);
-      if (!head) throw new FerryError('NOT_FOUND', `source ${task.source}${task.source_digest ? `@${task.source_digest}` : ''} no longer exists`);
+      if (!head) {
+        // A push event pins the digest: that manifest was there and is gone. Without one nothing
+        // tells whether the tag ever existed.
+        throw new FerryError('NOT_FOUND', task.source_digest
+          ? `source ${task.source}@${task.source_digest} is not in the registry (deleted since it was pushed, or never pushed there)`
+          : `source ${task.source} does not exist in the registry (no such repository or tag)`);
+      }
       const existing = await client.headManifest(dst).catch(() => undefined);
       if (existing) {
         const m = await client.getManifest(withDigest(dst, existing.digest)).catch(() => undefined);
@@ -232,7 +259,7 @@ export class AccelService {
         source: withDigest(src, head.digest), target: dst, sourceClient: client, targetClient: client,
         fsVersion: d.fsVersion, compressor: d.compressor, chunkSize: d.chunkSize, digester: d.digester, chunkTable: d.chunkTable,
         mergePlatform: d.mergeManifest, withReferrer: d.withReferrer, harborAnnotation: d.harborAnnotation,
-        cache, log, signal, workDir: d.workDir ?? this.workDir,
+        cache, log, signal, workDir: this.scratchDir,
         annotations: { [ConvertAnnotation.SOURCE_REFERENCE]: task.source },
       };
       if (d.platforms.length) opts.platforms = d.platforms;
@@ -282,5 +309,6 @@ export class AccelService {
     this.waiters.clear();
     this.cache.close();
     this.store.close();
+    this.lock.release();
   }
 }

@@ -119,9 +119,14 @@ export class TaskStore {
     return (this.db.prepare('SELECT dedup_key FROM tasks WHERE id = ?').get(id) as { dedup_key: string } | undefined)?.dedup_key;
   }
 
-  /** Newest first. */
-  list(limit = 1000): TaskView[] {
-    return (this.db.prepare('SELECT * FROM tasks ORDER BY seq DESC LIMIT ?').all(limit) as Row[]).map(view);
+  /** Newest first; with `hosts`, only the tasks whose source is on one of those registry hosts. */
+  list(limit = 1000, hosts?: readonly string[]): TaskView[] {
+    if (!hosts) return (this.db.prepare('SELECT * FROM tasks ORDER BY seq DESC LIMIT ?').all(limit) as Row[]).map(view);
+    if (hosts.length === 0) return [];
+    const prefixes = hosts.map((h) => `${h}/`);
+    const where = prefixes.map(() => 'substr(source, 1, ?) = ?').join(' OR ');
+    return (this.db.prepare(`SELECT * FROM tasks WHERE ${where} ORDER BY seq DESC LIMIT ?`)
+      .all(...prefixes.flatMap((p) => [p.length, p]), limit) as Row[]).map(view);
   }
 
   /** Queued tasks due now, oldest first, with their dedup keys. */

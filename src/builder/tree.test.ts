@@ -27,11 +27,15 @@ test('tree: OCI layer application (whiteouts, opaque dirs, type changes, recreat
   assert.deepEqual(listing(merged), ['//', '/a/', '/a/y', '/b/', '/b/new', '/c/', '/c/inner', '/e', '/f/', '/f/fresh', '/g/', '/g/n']);
 });
 
-test('tree: hostile paths are refused', () => {
+test('tree: paths are normalised lexically; only escapes above the root are refused', () => {
   assert.throws(() => splitPath('../etc/passwd'), /escapes the root/);
   assert.throws(() => splitPath('a/../../b'), /escapes the root/);
-  assert.throws(() => splitPath('/abs'), /absolute/);
+  assert.throws(() => splitPath('/../b'), /escapes the root/);
+  assert.deepEqual(splitPath('/abs'), ['abs']);
   assert.deepEqual(splitPath('./a//b/./c/'), ['a', 'b', 'c']);
+  assert.deepEqual(splitPath('a//b/./c/../d'), ['a', 'b', 'd']);
+  assert.deepEqual(splitPath('a/..'), []);
+  assert.equal(lookupPath(tree({ 'a/b/d': file() }), 'a/x/../b//./d')?.type, 'file');
   assert.throws(() => insertPath(newDir(), '', file()), /root of a layer must be a directory/);
 });
 

@@ -73,13 +73,22 @@ export function newDir(attrs?: Partial<Inode>): Inode {
   return { type: 'dir', perm: 0o755, uid: 0, gid: 0, mtime: 0, mtimeNsec: 0, size: 0, xattrs: new Map(), ...attrs, children: attrs?.children ?? new Map() };
 }
 
-/** Splits a normalised relative path into components; refuses `..`, empty components and absolute paths. */
+/**
+ * Splits a path into components, normalised lexically against the layer root: empty and `.`
+ * components go, a leading `/` is the root, `..` removes the component before it. Refuses
+ * (INVALID_ARGUMENT) a `..` that would leave the root.
+ */
 export function splitPath(path: string): string[] {
-  const p = path.replace(/^\.\/+/, '').replace(/\/+$/, '');
-  if (p === '' || p === '.') return [];
-  if (p.startsWith('/')) throw new FerryError('INVALID_ARGUMENT', `absolute path in layer: ${path}`);
-  const parts = p.split('/').filter((s) => s !== '' && s !== '.');
-  if (parts.some((s) => s === '..')) throw new FerryError('INVALID_ARGUMENT', `path escapes the root: ${path}`);
+  const parts: string[] = [];
+  for (const s of path.split('/')) {
+    if (s === '' || s === '.') continue;
+    if (s === '..') {
+      if (parts.length === 0) throw new FerryError('INVALID_ARGUMENT', `path escapes the root: ${path}`);
+      parts.pop();
+      continue;
+    }
+    parts.push(s);
+  }
   return parts;
 }
 

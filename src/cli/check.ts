@@ -7,8 +7,21 @@ import { Command, Option } from 'commander';
 import { FerryError, formatBytes } from '../core/index.js';
 import { createLogger } from '../observe/index.js';
 import { parseReference } from '../remote/index.js';
-import { checkImage, type CheckOptions } from '../convert/index.js';
+import { checkImage, type CheckOptions, type CheckResult } from '../convert/index.js';
 import { sideClient, creds, localfsBackend } from './convert.js';
+
+/** The text report: per image checked, source then Nydus (as in `--source … --target …`), then the differences. */
+export function checkReport(res: CheckResult): string {
+  const lines: string[] = [];
+  for (const c of res.checked) {
+    lines.push(`${c.platform ? `${c.platform}: ` : ''}source ${c.sourceDigest} vs nydus ${c.targetDigest}: ${c.entries} entries, ${c.files} files, ${formatBytes(c.bytes)} of data verified`);
+  }
+  for (const d of res.differences) {
+    lines.push(`DIFF ${d.platform ? `[${d.platform}] ` : ''}/${d.path}: ${d.what}${d.source !== undefined || d.target !== undefined ? ` (source ${d.source ?? '-'}, nydus ${d.target ?? '-'})` : ''}`);
+  }
+  lines.push(res.ok ? 'check passed' : `check FAILED: ${res.differences.length} difference(s)`);
+  return `${lines.join('\n')}\n`;
+}
 
 export async function run(argv: string[]): Promise<number> {
   const cmd = new Command('ferry check')
@@ -44,17 +57,7 @@ export async function run(argv: string[]): Promise<number> {
     if (o.workDir) opts.workDir = String(o.workDir);
     if (o.backendType) opts.backend = localfsBackend(o.backendConfig);
     const res = await checkImage(opts);
-    if (o.json) {
-      process.stdout.write(`${JSON.stringify(res, null, 2)}\n`);
-    } else {
-      for (const c of res.checked) {
-        process.stdout.write(`${c.platform ? `${c.platform}: ` : ''}${c.targetDigest} vs ${c.sourceDigest}: ${c.entries} entries, ${c.files} files, ${formatBytes(c.bytes)} of data verified\n`);
-      }
-      for (const d of res.differences) {
-        process.stdout.write(`DIFF ${d.platform ? `[${d.platform}] ` : ''}/${d.path}: ${d.what}${d.source !== undefined || d.target !== undefined ? ` (source ${d.source ?? '-'}, nydus ${d.target ?? '-'})` : ''}\n`);
-      }
-      process.stdout.write(res.ok ? 'check passed\n' : `check FAILED: ${res.differences.length} difference(s)\n`);
-    }
+    process.stdout.write(o.json ? `${JSON.stringify(res, null, 2)}\n` : checkReport(res));
     return res.ok ? 0 : 1;
   } catch (err) {
     process.stderr.write(`ferry check: ${(err as Error).message}\n`);

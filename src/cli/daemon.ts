@@ -9,7 +9,7 @@ import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { createLogger } from '../observe/index.js';
 import { parseDaemonConfig } from '../config/daemon.js';
-import { Daemon, startApi } from '../daemon/index.js';
+import { Daemon, assertSocketFree, startApi } from '../daemon/index.js';
 import { untilSignal } from './lifecycle.js';
 
 export async function run(argv: string[]): Promise<number> {
@@ -30,10 +30,18 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`ferry daemon: ${(err as Error).message}\n`);
     return 2;
   }
+  const apisock = resolve(o.apisock);
+  try {
+    // before restore(): a daemon still serving there owns the mounts restore() would clean up
+    await assertSocketFree(apisock);
+  } catch (err) {
+    process.stderr.write(`ferry daemon: ${(err as Error).message}\n`);
+    return 2;
+  }
   const daemon = new Daemon({ log, dataDir: resolve(o.dataDir), config });
   const r = await daemon.restore({ remount: o.restore });
   if (r.restored.length || r.failed.length) log.info(r, 'mounts of the previous daemon restored');
-  const api = await startApi(daemon, resolve(o.apisock), log);
+  const api = await startApi(daemon, apisock, log);
   await untilSignal(async () => {
     await api.close();
     await daemon.close();

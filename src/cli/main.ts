@@ -36,8 +36,39 @@ function usage(): string {
     `Run 'ferry <command> --help' for the options of a command.\n`;
 }
 
+/**
+ * Exit status when stdout or stderr is a pipe whose reader went away (`ferry task list | head -1`):
+ * 128 + SIGPIPE, what a shell reports for coreutils and Go programs killed by SIGPIPE. Node ignores
+ * SIGPIPE and turns the broken pipe into an EPIPE error on the stream instead.
+ */
+export const BROKEN_PIPE_EXIT = 141;
+
+let stdioGuarded = false;
+
+/**
+ * Makes a closed output pipe end the process quietly (no stack trace, status 141) for every
+ * subcommand: the reader has all it wanted, as with `cmd | head`.
+ */
+export function exitQuietlyOnBrokenPipe(): void {
+  if (stdioGuarded) return;
+  stdioGuarded = true;
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE' || err.code === 'ERR_STREAM_DESTROYED') process.exit(BROKEN_PIPE_EXIT);
+      throw err;
+    });
+  }
+}
+
+/** A commander error (help shown, option missing …) that commander has already printed. */
+function commanderExit(err: unknown): number | undefined {
+  const e = err as { code?: unknown; exitCode?: unknown };
+  return typeof e?.code === 'string' && e.code.startsWith('commander.') && typeof e.exitCode === 'number' ? e.exitCode : undefined;
+}
+
 /** Runs the CLI; resolves to the process exit code. */
 export async function main(argv: string[]): Promise<number> {
+  exitQuietlyOnBrokenPipe();
   const [cmd, ...rest] = argv;
   if (cmd === undefined || cmd === '-h' || cmd === '--help' || cmd === 'help') {
     process.stdout.write(usage());
@@ -62,6 +93,15 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
-  const code = await mod.run(rest);
+  let code: number | void;
+  try {
+    code = await mod.run(rest);
+  } catch (err) {
+    // subcommands that let commander's exitOverride errors through (`--help`, a missing option):
+    // commander has printed the help or the error already
+    const exit = commanderExit(err);
+    if (exit !== undefined) return exit;
+    throw err;
+  }
   return typeof code === 'number' ? code : 0;
 }

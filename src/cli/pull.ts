@@ -8,7 +8,9 @@
  * When a ferry snapshotter's pull API answers (`--snapshotter-api`, else the default
  * `/var/lib/ferry/snapshotter/api.sock` if present) the pull runs there, in a process that is
  * already warm and starts the lazy mount as soon as the manifest is known; otherwise it runs here.
- * Modules are loaded only on the path taken.
+ * Which of the two, and why, is printed on stderr (and is `via`/`viaReason` in --json): a
+ * snapshotter started with another `--root` has its socket elsewhere, and a pull here does not
+ * start its lazy mounts early. Modules are loaded only on the path taken.
  */
 import { existsSync } from 'node:fs';
 import { Command } from 'commander';
@@ -16,7 +18,21 @@ import { FerryError } from '../core/index.js';
 import { requestPull, type PullRequestBody } from '../snapshotter/pull-api-client.js';
 import type { PullResult } from '../snapshotter/pull.js';
 
-const DEFAULT_API = '/var/lib/ferry/snapshotter/api.sock';
+export const DEFAULT_API = '/var/lib/ferry/snapshotter/api.sock';
+
+/** Where a pull is to run: through a snapshotter's pull API (`api`), or in this process, and why. */
+export interface PullMode { api?: string; why: string }
+
+/** The mode the options ask for; `defaultApiExists`: whether DEFAULT_API is on disk. */
+export function pullMode(o: { local?: boolean; snapshotterApi?: string; fromEnv?: boolean; defaultApiExists: boolean }): PullMode {
+  if (o.local) return { why: '--local' };
+  if (o.snapshotterApi) return { api: o.snapshotterApi, why: o.fromEnv ? 'FERRY_SNAPSHOTTER_API' : '--snapshotter-api' };
+  if (o.defaultApiExists) return { api: DEFAULT_API, why: 'the default socket' };
+  return {
+    why: `no snapshotter pull API at ${DEFAULT_API}; a snapshotter started with --root DIR listens at DIR/api.sock: ` +
+      'pass --snapshotter-api DIR/api.sock to pull through it (its lazy mounts then start during the pull)',
+  };
+}
 
 export async function run(argv: string[]): Promise<number> {
   const cmd = new Command('ferry pull')
@@ -53,19 +69,32 @@ export async function run(argv: string[]): Promise<number> {
   }
   const progress = o.quiet || o.json ? undefined : (l: string): void => { process.stdout.write(`${l}\n`); };
   const explicitApi = o.local ? undefined : o.snapshotterApi;
-  const api = o.local ? undefined : explicitApi ?? (existsSync(DEFAULT_API) ? DEFAULT_API : undefined);
+  const mode = pullMode({
+    ...(o.local ? { local: true } : {}), ...(o.snapshotterApi ? { snapshotterApi: o.snapshotterApi } : {}),
+    fromEnv: o.snapshotterApi !== undefined && cmd.getOptionValueSource('snapshotterApi') === 'default',
+    defaultApiExists: existsSync(DEFAULT_API),
+  });
+  const say = (m: PullMode): void => {
+    if (!o.quiet) process.stderr.write(m.api ? `ferry pull: through the snapshotter pull API at ${m.api} (${m.why})\n` : `ferry pull: in this process (${m.why})\n`);
+  };
   try {
     let r: PullResult | undefined;
-    if (api) {
+    let used = mode;
+    if (mode.api) {
+      say(mode);
       try {
-        r = await requestPull(api, body, progress);
+        r = await requestPull(mode.api, body, progress);
       } catch (err) {
         // Nothing listening at the default path (a stale socket file): pull here instead.
         if (explicitApi || !unreachable(err)) throw err;
+        used = { why: `nothing answers at ${mode.api}: a stale socket of a stopped snapshotter` };
       }
     }
-    if (!r) r = await pullHere(body, progress);
-    if (o.json) process.stdout.write(`${JSON.stringify(r)}\n`);
+    if (!r) {
+      if (used.api === undefined) say(used);
+      r = await pullHere(body, progress);
+    }
+    if (o.json) process.stdout.write(`${JSON.stringify({ ...r, via: used.api ? 'snapshotter' : 'local', viaReason: used.api ? `${used.api} (${used.why})` : used.why })}\n`);
     else if (!o.quiet) process.stdout.write(`done in ${r.ms} ms, ${r.bytesFetched} bytes fetched from the registry\n`);
     return 0;
   } catch (err) {

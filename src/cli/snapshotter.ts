@@ -7,7 +7,7 @@
  */
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { containerdSnippet, parseSnapshotterConfig, type SnapshotterConfig, type SnapshotterConfigInput } from '../config/snapshotter.js';
@@ -49,7 +49,8 @@ function merged(o: Opts): SnapshotterConfigInput {
   return {
     ...file,
     ...(o.address ? { address: o.address } : {}),
-    ...(o.root ? { root: o.root } : {}),
+    // absolute: the daemon (possibly another process) gets paths under it, e.g. <root>/cache
+    ...(o.root ? { root: resolve(o.root) } : {}),
     ...(o.name ? { name: o.name } : {}),
     ...(o.metricsAddress ? { metricsAddress: o.metricsAddress } : {}),
     ...(o.logLevel ? { logLevel: o.logLevel as 'info' } : {}),

@@ -4,14 +4,23 @@
  *   GET /api/v1/daemon · GET/POST /api/v1/mounts · GET/DELETE /api/v1/mounts/{id} ·
  *   GET /api/v1/mounts/{id}/trace · GET /metrics
  * Errors are `{ "code": "<FerryError code>", "message": "…" }` with the status from one table.
+ *
+ * Whoever can connect can mount anything anywhere: the socket is the only access control. It is
+ * created mode 0600 (owner only, whatever the umask) without a moment at a looser mode: bound in a
+ * private directory beside its path, restricted, then renamed into place. A stale socket file is
+ * replaced; a socket another process still serves, or a path that is not a socket, is refused.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { mkdir, rm } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { connect } from 'node:net';
+import { chmod, lstat, mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { FerryError, asFerryError, type ErrorCode } from '../core/index.js';
 import { metricsHandler, type Logger } from '../observe/index.js';
 import type { Daemon } from './daemon.js';
 import type { MountRequest } from './types.js';
+
+/** Largest request body (a mount request with a prefetch trace). */
+export const MAX_API_BODY = 4 * 1024 * 1024;
 
 const STATUS: Record<ErrorCode, number> = {
   INVALID_ARGUMENT: 400, NOT_FOUND: 404, ALREADY_EXISTS: 409, FAILED_PRECONDITION: 412, UNAVAILABLE: 503,
@@ -26,25 +35,81 @@ function send(res: ServerResponse, status: number, body?: unknown): void {
 }
 
 async function jsonBody(req: IncomingMessage): Promise<unknown> {
+  const tooBig = new FerryError('INVALID_ARGUMENT', `request body over ${MAX_API_BODY} bytes`);
+  if (Number(req.headers['content-length'] ?? 0) > MAX_API_BODY) throw tooBig;
   const parts: Buffer[] = [];
   let n = 0;
   for await (const c of req) {
     n += (c as Buffer).length;
-    if (n > 4 * 1024 * 1024) throw new FerryError('INVALID_ARGUMENT', 'request body over 4 MiB');
+    if (n > MAX_API_BODY) throw tooBig;
     parts.push(c as Buffer);
   }
   try { return JSON.parse(Buffer.concat(parts).toString('utf8')); } catch { throw new FerryError('INVALID_ARGUMENT', 'request body is not JSON'); }
 }
 
+/** A mount id from the URL: percent-decoded, or INVALID_ARGUMENT. */
+function idOf(segment: string): string {
+  try { return decodeURIComponent(segment); } catch { throw new FerryError('INVALID_ARGUMENT', `mount id ${JSON.stringify(segment)} is not valid percent-encoding`); }
+}
+
+/**
+ * Refuses `sockPath` when it is not free for a new API socket: another process answers on it
+ * (FAILED_PRECONDITION), or it is something else than a socket (a file, a directory, a symlink).
+ * Nothing there, or a socket nobody answers on (left by a killed daemon), is free.
+ */
+export async function assertSocketFree(sockPath: string): Promise<void> {
+  const st = await lstat(sockPath).catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return undefined; throw err; });
+  if (!st) return;
+  if (!st.isSocket()) throw new FerryError('FAILED_PRECONDITION', `${sockPath} exists and is not a socket: remove it or choose another --apisock`);
+  const live = await new Promise<boolean>((resolve) => {
+    const c = connect(sockPath);
+    c.once('connect', () => { c.destroy(); resolve(true); });
+    c.once('error', () => resolve(false));
+  });
+  if (live) throw new FerryError('FAILED_PRECONDITION', `another process serves ${sockPath} (a running ferry daemon?): stop it or choose another --apisock`);
+}
+
+/** Binds `server` at `sockPath` with mode 0600 from the first moment (see the module comment). */
+async function listenPrivate(server: Server, sockPath: string): Promise<void> {
+  const dir = dirname(sockPath);
+  await mkdir(dir, { recursive: true });
+  const listen = (path: string): Promise<void> =>
+    new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(path, () => { server.off('error', reject); resolve(); }); });
+  const priv = await mkdtemp(join(dir, '.ferry-api-')); // mode 0700: nobody else reaches what is inside
+  try {
+    const tmp = join(priv, 's');
+    // 107 bytes is the unix socket path limit: a path that fits only without the detour is bound
+    // in place and restricted at once (a window at umask mode, as other daemons have).
+    if (Buffer.byteLength(tmp) > 107) {
+      await rm(sockPath, { force: true });
+      await listen(sockPath);
+      await chmod(sockPath, 0o600);
+      return;
+    }
+    await listen(tmp);
+    await chmod(tmp, 0o600);
+    await rename(tmp, sockPath); // replaces a stale socket file atomically
+  } catch (err) {
+    server.close();
+    throw err;
+  } finally {
+    await rm(priv, { recursive: true, force: true });
+  }
+}
+
 export interface ApiServer { server: Server; close(): Promise<void> }
 
-/** Serves the API on a unix socket (a stale socket file is replaced). */
+/** Serves the API on a unix socket, owner-only (a stale socket file is replaced, a live one refused). */
 export async function startApi(daemon: Daemon, sockPath: string, log: Logger, version = '0.1.0'): Promise<ApiServer> {
   const started = Date.now();
+  await assertSocketFree(sockPath);
   const server = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://daemon');
-    const p = url.pathname;
+    let p = '';
     (async () => {
+      // a request target that is not a path (`GET //`) makes the URL parser throw
+      let url: URL;
+      try { url = new URL(req.url ?? '/', 'http://daemon'); } catch { throw new FerryError('INVALID_ARGUMENT', 'invalid request target'); }
+      p = url.pathname;
       if (p === '/metrics' && req.method === 'GET') return metricsHandler(daemon.metrics, req, res);
       if (p === '/api/v1/daemon' && req.method === 'GET') {
         return send(res, 200, { version, state: 'RUNNING', pid: process.pid, uptimeSeconds: Math.round((Date.now() - started) / 1000), mounts: (await daemon.list()).length });
@@ -54,10 +119,10 @@ export async function startApi(daemon: Daemon, sockPath: string, log: Logger, ve
         if (req.method === 'POST') return send(res, 201, await daemon.mount((await jsonBody(req)) as MountRequest));
       }
       const t = /^\/api\/v1\/mounts\/([^/]+)\/trace$/.exec(p);
-      if (t && req.method === 'GET') return send(res, 200, await daemon.trace(decodeURIComponent(t[1]!)));
+      if (t && req.method === 'GET') return send(res, 200, await daemon.trace(idOf(t[1]!)));
       const m = /^\/api\/v1\/mounts\/([^/]+)$/.exec(p);
       if (m) {
-        const id = decodeURIComponent(m[1]!);
+        const id = idOf(m[1]!);
         if (req.method === 'GET') return send(res, 200, await daemon.get(id));
         if (req.method === 'DELETE') { await daemon.umount(id); return send(res, 204); }
       }
@@ -65,13 +130,13 @@ export async function startApi(daemon: Daemon, sockPath: string, log: Logger, ve
     })().catch((err: unknown) => {
       const e = asFerryError(err);
       if (STATUS[e.code] >= 500) log.error({ err, path: p }, 'api request failed');
+      // a body left unread (refused, or too large) is not drained: close the connection
+      if (!req.complete && !res.headersSent) res.setHeader('connection', 'close');
       if (!res.headersSent) send(res, STATUS[e.code] ?? 500, { code: e.code, message: e.message });
       else res.destroy();
     });
   });
-  await mkdir(dirname(sockPath), { recursive: true });
-  await rm(sockPath, { force: true });
-  await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(sockPath, () => resolve()); });
+  await listenPrivate(server, sockPath);
   log.info({ apisock: sockPath }, 'daemon api listening');
   return {
     server,

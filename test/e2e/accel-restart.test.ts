@@ -1,11 +1,13 @@
 /**
- * Durability of ferry accel: a conversion interrupted by SIGKILL resumes after a restart; a registry
+ * Durability of ferry accel: a conversion interrupted by SIGKILL resumes after a restart (and the
+ * scratch dir the killed attempt left is removed at start); a registry
  * that goes away mid-push makes the attempt fail with its reason kept and nothing tagged, and the
  * retry converts it; a permanent failure stops after the retry limit; one target is never converted
  * twice at once.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,6 +67,11 @@ async function startAccelProcess(cfgPath: string): Promise<{ url: string; proc: 
   return { url, proc };
 }
 
+/** The conversions' scratch dirs in a work dir (convert's `ferry-convert-*`). */
+function scratchDirs(workDir: string): string[] {
+  return readdirSync(workDir).filter((n) => n.startsWith('ferry-convert-')).sort();
+}
+
 async function task(c: AccelClient, id: string): Promise<TaskView> {
   const t = (await c.listTasks()).find((x) => x.id === id);
   assert.ok(t, `task ${id} listed`);
@@ -93,7 +100,8 @@ after(async () => {
 
 test('a conversion interrupted by SIGTERM or SIGKILL resumes after restart and tags only when complete', async () => {
   const cfgPath = join(dir, 'restart.yaml');
-  await writeFile(cfgPath, stringify(config(join(dir, 'work-restart'))));
+  const workRestart = join(dir, 'work-restart');
+  await writeFile(cfgPath, stringify(config(workRestart)));
   let slow = true;
   proxy.rule = (m, p) => (slow && m === 'GET' && p.includes('/team/restart/blobs/') ? { throttleBps: 256 * 1024 } : 'pass');
   // 1. SIGTERM mid-conversion: a clean stop puts the task back without counting the attempt.
@@ -122,9 +130,14 @@ test('a conversion interrupted by SIGTERM or SIGKILL resumes after restart and t
   first.proc.kill('SIGKILL');
   await new Promise((r) => first.proc.once('exit', r));
   assert.equal(await direct.headManifest(parseReference(`${reg.host}/team/restart:v1-nydus`)), undefined, 'nothing tagged by the killed attempt');
+  // the killed conversion's scratch dir is left behind (nothing could remove it) …
+  const leftovers = scratchDirs(workRestart);
+  assert.equal(leftovers.length, 1, `one scratch dir left by the killed attempt: ${leftovers.join(' ')}`);
 
   slow = false;
   const second = await startAccelProcess(cfgPath);
+  // … and the next start removes it before converting again (in a new scratch dir)
+  assert.ok(!scratchDirs(workRestart).includes(leftovers[0]!), `${leftovers[0]} removed at start`);
   const c2 = new AccelClient(second.url, { authHeader: HEADER });
   const done = await eventually('resumed task completes', async () => {
     const t = await task(c2, id);
@@ -136,6 +149,7 @@ test('a conversion interrupted by SIGTERM or SIGKILL resumes after restart and t
   assert.deepEqual(chk.differences, []);
   second.proc.kill('SIGTERM');
   await new Promise((r) => second.proc.once('exit', r));
+  assert.deepEqual(scratchDirs(workRestart), [], 'no scratch dir after the completed conversion');
 });
 
 test('registry going away mid-push: attempt fails with its reason, nothing tagged, the retry converts', async () => {

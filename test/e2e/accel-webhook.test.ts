@@ -120,7 +120,7 @@ test('a push into library yields <tag>-nydus with upstream media types/annotatio
   fsckErofs(bootPath, views, join(dir, 'extracted'));
   assert.equal(await readFile(join(dir, 'extracted/srv/app/run.sh'), 'utf8'), '#!/bin/sh\necho hello from ferry\n');
 
-  const tasks = (await (await fetch(`${accel.url}/api/v1/conversions`)).json()) as TaskView[];
+  const tasks = (await (await fetch(`${accel.url}/api/v1/conversions`, { headers: { authorization: AUTH_HEADER } })).json()) as TaskView[];
   const mine = tasks.filter((t) => t.source === `${reg.host}/library/app:v1`);
   assert.equal(mine.length, 1, JSON.stringify(tasks));
   assert.equal(mine[0]!.status, 'COMPLETED');
@@ -172,7 +172,7 @@ test('webhook endpoint: auth header required, bad payloads refused clearly', asy
   }
 });
 
-test('ferry task create --sync and task list (accelctl role); a vanished source fails with the reason', async () => {
+test('ferry task create --sync and task list (accelctl role, both authenticated); a source that does not exist fails with the reason', async () => {
   // A project without a webhook policy: only the task converts it.
   await pushImage(image.layoutDir, `${reg.host}/team/app:v1`, { creds: `admin:${PASSWORD}` });
   const addr = accel.url.replace('http://', '');
@@ -185,13 +185,16 @@ test('ferry task create --sync and task list (accelctl role); a vanished source 
   assert.ok(await client.headManifest(parseReference(`${reg.host}/team/app:v1-nydus`)));
   r = await ferry(['task', 'create', `${reg.host}/team/gone:v1`, '--sync', '--addr', addr, '--auth-header', AUTH_HEADER]);
   assert.equal(r.code, 1, r.stdout + r.stderr);
-  const list = await ferry(['task', 'list', '--addr', addr, '--json']);
+  const unauthenticated = await ferry(['task', 'list', '--addr', addr, '--json']);
+  assert.equal(unauthenticated.code, 2);
+  assert.match(unauthenticated.stderr, /401 .*--auth-header/s);
+  const list = await ferry(['task', 'list', '--addr', addr, '--json', '--auth-header', AUTH_HEADER]);
   const tasks = JSON.parse(list.stdout) as TaskView[];
   const gone = tasks.find((t) => t.source.endsWith('team/gone:v1'))!;
   assert.equal(gone.status, 'FAILED');
   assert.equal(gone.attempts, 1, 'a vanished source is not retried');
-  assert.match(gone.reason, /NOT_FOUND/);
-  const table = await ferry(['task', 'list', '--addr', addr]);
+  assert.match(gone.reason, /^NOT_FOUND: source .*team\/gone:v1 does not exist in the registry/);
+  const table = await ferry(['task', 'list', '--addr', addr], { env: { FERRY_ACCEL_AUTH_HEADER: AUTH_HEADER } });
   assert.match(table.stdout, /^ID\s+CREATED\s+STATUS\s+SOURCE\s+REASON/);
 });
 
@@ -215,7 +218,7 @@ test('a multi-arch index push is converted once and tagged once (children are no
   assert.equal(m.mediaType, MediaType.OCI_INDEX);
   assert.equal((JSON.parse(m.body.toString()) as { manifests: unknown[] }).manifests.length, 2);
   await new Promise((r) => setTimeout(r, 500)); // let any child events arrive
-  const tasks = ((await (await fetch(`${accel.url}/api/v1/conversions`)).json()) as TaskView[]).filter((t) => t.source.includes('/library/multi'));
+  const tasks = ((await (await fetch(`${accel.url}/api/v1/conversions`, { headers: { authorization: AUTH_HEADER } })).json()) as TaskView[]).filter((t) => t.source.includes('/library/multi'));
   assert.equal(tasks.length, 1, JSON.stringify(tasks));
   assert.equal(await client.headManifest(parseReference(`${reg.host}/library/multi:latest-nydus`)), undefined);
 });

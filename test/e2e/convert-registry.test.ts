@@ -96,6 +96,8 @@ test('ferry convert: docker-registry → docker-registry with upstream media typ
   const chk = await ferry(['check', '--source', `${srcReg.host}/library/app:v1`, '--target', `${dstReg.host}/library/app:v1-nydus`]);
   assert.equal(chk.code, 0, chk.stdout + chk.stderr);
   assert.match(chk.stdout, /check passed/);
+  // source first, as on the command line
+  assert.ok(chk.stdout.startsWith(`source ${image.manifestDigest} vs nydus sha256:`), chk.stdout);
 
   // --chunk-table keeps it (for upstream nydus-image check/merge); same tree, checks out too
   const rt = await ferry(['convert', '--source', `${srcReg.host}/library/app:v1`, '--target', `${dstReg.host}/library/app:v1-table`, '--chunk-table', '--cache', cache]);

@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FERRY_BIN, fixture } from '../../../test/support/paths.js';
 import { requirePrereqs } from '../../../test/support/prereq.js';
+import tarStream from 'tar-stream';
 import { openBootstrap } from '../../format/rafs/index.js';
 
 const NY = (...p: string[]): string => fixture('nydus', ...p);
@@ -151,6 +152,84 @@ test('rafs cli: unpack of upstream v5 images reproduces the expected file digest
       assert.equal(readlinkSync(join(out, 'symlink-test/root-1')), '/////////////////');
       const c = ferry(['rafs', 'check', boot, '-D', NY('more', 'repeatable', 'blobs')]);
       assert.equal(c.code, 0, c.stderr);
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test('rafs cli: a failing unpack (corrupt blob) leaves no partial tree or tar behind; the rerun works', () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'ferry-rafs-unpack-fail-'));
+  try {
+    const id = openBootstrap(readFileSync(V6)).blobs[0]!.blobId;
+    const bad = join(tmp, 'bad-blobs');
+    mkdirSync(bad);
+    const blob = readFileSync(join(BLOBS, id));
+    blob[100] = blob[100]! ^ 0xff;
+    writeFileSync(join(bad, id), blob);
+    const leftovers = (): string[] => readdirSync(tmp).filter((n) => n.includes('ferry-unpack'));
+
+    // a new output directory
+    const out = join(tmp, 'tree');
+    const failed = ferry(['rafs', 'unpack', '-B', V6, '-D', bad, '-o', out]);
+    assert.equal(failed.code, 1);
+    assert.match(failed.stderr, /chunk 0 of blob be7d77/);
+    assert.doesNotMatch(failed.stderr, /\n\s+at /, 'no stack trace');
+    assert.equal(existsSync(out), false, 'no partial tree');
+    assert.deepEqual(leftovers(), []);
+    const ok = ferry(['rafs', 'unpack', '-B', V6, '-D', BLOBS, '-o', out]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.deepEqual(readdirSync(out).sort(), ['lib.rs', 'sync_io.rs']);
+
+    // an existing empty output directory stays empty, and is then filled
+    const empty = join(tmp, 'empty');
+    mkdirSync(empty);
+    assert.equal(ferry(['rafs', 'unpack', '-B', V6, '-D', bad, '-o', empty]).code, 1);
+    assert.deepEqual(readdirSync(empty), []);
+    assert.equal(ferry(['rafs', 'unpack', '-B', V6, '-D', BLOBS, '-o', empty]).code, 0);
+    assert.deepEqual(snapshot(empty), snapshot(out));
+
+    // a tar file
+    const tar = join(tmp, 'image.tar');
+    assert.equal(ferry(['rafs', 'unpack', '-B', V6, '-D', bad, '-o', tar]).code, 1);
+    assert.equal(existsSync(tar), false, 'no partial tar');
+    assert.deepEqual(leftovers(), []);
+    const t = ferry(['rafs', 'unpack', '-B', V6, '-D', BLOBS, '-o', tar]);
+    assert.equal(t.code, 0, t.stderr);
+    assert.ok(readFileSync(tar).length > 16931);
+    const again = ferry(['rafs', 'unpack', '-B', V6, '-D', BLOBS, '-o', tar]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /image\.tar exists/);
+    assert.deepEqual(leftovers(), []);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+/** A tar with these names written verbatim (tar-stream does not normalise them). */
+async function tarWithNames(names: string[]): Promise<Buffer> {
+  const pack = tarStream.pack();
+  for (const n of names) pack.entry({ name: n, mode: 0o644, mtime: new Date(1700000000000) }, `content of ${n}\n`);
+  pack.finalize();
+  const parts: Buffer[] = [];
+  for await (const c of pack) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
+
+test('rafs cli: create normalises tar names lexically (a//b/./c/../d, absolute names) and refuses only escapes', async () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'ferry-rafs-names-'));
+  try {
+    writeFileSync(join(tmp, 'ok.tar'), await tarWithNames(['a//b/./c/../d', '/etc/passwd', './x/../y']));
+    const ok = ferry(['rafs', 'create', join(tmp, 'ok.tar'), '-B', join(tmp, 'ok.boot'), '-D', join(tmp, 'blobs'), '--no-progress']);
+    assert.equal(ok.code, 0, ok.stderr);
+    const inspect = ferry(['rafs', 'inspect', join(tmp, 'ok.boot'), '--json']);
+    assert.deepEqual((JSON.parse(inspect.stdout) as { entries: { path: string }[] }).entries.map((e) => e.path),
+      ['/', '/a', '/a/b', '/a/b/d', '/etc', '/etc/passwd', '/y']);
+    for (const bad of ['../x', 'a/../../x', '/../etc/passwd']) {
+      writeFileSync(join(tmp, 'bad.tar'), await tarWithNames(['fine', bad]));
+      const r = ferry(['rafs', 'create', join(tmp, 'bad.tar'), '-B', join(tmp, 'bad.boot'), '-D', join(tmp, 'blobs'), '--no-progress']);
+      assert.equal(r.code, 2, `${bad}: ${r.stderr}`);
+      assert.equal(r.stderr, `ferry rafs create: tar entry ${JSON.stringify(bad)}: '..' escapes the layer root\n`);
     }
   } finally {
     rmSync(tmp, { recursive: true, force: true });

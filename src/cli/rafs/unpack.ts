@@ -4,12 +4,14 @@
  * the reader: content (every chunk digest verified), mode, uid/gid, mtime, symlinks, hardlinks,
  * xattrs (one `setfattr --restore` run), device nodes and fifos (`mknod`). Sockets are skipped.
  * Never follows a symlink while writing: every path is created fresh inside an empty output dir.
+ * All or nothing: the tree (or tar file) is written beside the output under a hidden temporary name
+ * and renamed into place when complete; a failure removes it, so a rerun finds the output as it was.
  */
 import { spawnSync } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
-import { chmod, chown, lchown, link, lutimes, mkdir, open, readdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { createWriteStream, existsSync } from 'node:fs';
+import { chmod, chown, lchown, link, lutimes, mkdir, mkdtemp, open, readdir, readFile, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Command } from 'commander';
@@ -38,10 +40,41 @@ function escapeDumpName(s: string): string {
   return Buffer.from(s, 'utf8').reduce((acc, b) => acc + (b === 0x5c ? '\\\\' : b < 0x21 || b > 0x7e || b === 0x3d ? `\\${b.toString(8).padStart(3, '0')}` : String.fromCharCode(b)), '');
 }
 
-/** Unpacks into `out` (created if missing, must be empty). Returns counts. */
+/** A hidden name beside `target` for writing it before it is complete. */
+function besideTarget(target: string): string {
+  const t = resolve(target);
+  return join(dirname(t), `.${basename(t)}.ferry-unpack-`);
+}
+
+/**
+ * Unpacks into `out` (created if missing, must be empty), all or nothing: the tree is built in a
+ * temporary directory beside `out` (mode 0700 until the root's own mode is applied last) and
+ * renamed to `out` when complete; on failure it is removed and `out` is left as it was. Returns counts.
+ */
 export async function unpackToDir(bs: RafsBootstrap, files: BlobFiles, out: string, progress?: Progress): Promise<{ entries: number; bytes: number }> {
-  await mkdir(out, { recursive: true });
-  if ((await readdir(out)).length > 0) throw new FerryError('FAILED_PRECONDITION', `output directory ${out} is not empty`);
+  const existing = await readdir(out).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw new FerryError('FAILED_PRECONDITION', `output ${out}: ${err.code === 'ENOTDIR' ? 'not a directory' : err.message}`, { cause: err });
+  });
+  if (existing && existing.length > 0) throw new FerryError('FAILED_PRECONDITION', `output directory ${out} is not empty`);
+  await mkdir(dirname(resolve(out)), { recursive: true });
+  const work = await mkdtemp(besideTarget(out));
+  let r: { entries: number; bytes: number };
+  try {
+    r = await unpackInto(bs, files, work, progress);
+    // rename(2) replaces an empty directory at `out`, not one someone wrote into meanwhile (ENOTEMPTY)
+    await rename(work, out);
+  } catch (err) {
+    await rm(work, { recursive: true, force: true });
+    if (FerryError.is(err)) throw err;
+    const e = err as NodeJS.ErrnoException;
+    throw new FerryError(e.code === 'ENOTEMPTY' || e.code === 'EEXIST' ? 'FAILED_PRECONDITION' : 'INTERNAL', `unpack into ${out}: ${e.message}`, { cause: err });
+  }
+  return r;
+}
+
+/** Writes the tree into the empty directory `out`. */
+async function unpackInto(bs: RafsBootstrap, files: BlobFiles, out: string, progress?: Progress): Promise<{ entries: number; bytes: number }> {
   const seen = new Set<string>();
   const firstLink = new Map<number, string>();
   const dirs: WalkEntry[] = [];
@@ -159,6 +192,23 @@ export async function* tarEntries(bs: RafsBootstrap, files: BlobFiles, progress?
   }
 }
 
+/**
+ * Writes the tar to `file` (which must not exist) all or nothing: to a temporary file beside it,
+ * linked to `file` when complete (link(2) fails if `file` appeared meanwhile), removed on failure.
+ */
+async function writeTarFile(file: string, entries: ReturnType<typeof tarEntries>): Promise<void> {
+  if (existsSync(file)) throw new FerryError('ALREADY_EXISTS', `output ${file} exists`);
+  const tmp = `${besideTarget(file)}${process.pid}-${Date.now()}`;
+  try {
+    await pipeline(writeTar(entries), createWriteStream(tmp, { flags: 'wx', mode: 0o644 }));
+    await link(tmp, file).catch((err: NodeJS.ErrnoException) => {
+      throw err.code === 'EEXIST' ? new FerryError('ALREADY_EXISTS', `output ${file} exists`, { cause: err }) : err;
+    });
+  } finally {
+    await rm(tmp, { force: true });
+  }
+}
+
 export async function run(argv: string[]): Promise<number> {
   const cmd = new Command('ferry rafs unpack')
     .description('rebuild the file tree of a RAFS image as a directory or a tar file (every chunk digest verified)')
@@ -182,9 +232,10 @@ export async function run(argv: string[]): Promise<number> {
       bar.start(total, 0);
     }
     const progress: Progress | undefined = bar ? (b) => bar!.update(b) : undefined;
-    if (opts.output === '-' || opts.output.endsWith('.tar')) {
-      const dest = opts.output === '-' ? process.stdout : createWriteStream(opts.output, { flags: 'wx' });
-      await pipeline(writeTar(tarEntries(bs, files, progress)), dest);
+    if (opts.output === '-') {
+      await pipeline(writeTar(tarEntries(bs, files, progress)), process.stdout);
+    } else if (opts.output.endsWith('.tar')) {
+      await writeTarFile(opts.output, tarEntries(bs, files, progress));
     } else {
       const r = await unpackToDir(bs, files, opts.output, progress);
       bar?.stop();

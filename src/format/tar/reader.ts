@@ -2,9 +2,11 @@
  * @module format/tar/reader
  * Streaming reader for OCI layer tars: plain, gzip or zstd (detected from the first bytes), ustar /
  * GNU / PAX headers (long names, `SCHILY.xattr.*` and `LIBARCHIVE.xattr.*`, sizes > 8 GiB, base-256
- * numbers), hardlinks, symlinks, devices, fifos. Entries that would escape the root (absolute paths,
- * `..` components, hardlink targets outside, paths through a symlink of the same layer) are refused
- * with INVALID_ARGUMENT; malformed headers give DATA_LOSS. Sparse files are refused.
+ * numbers), hardlinks, symlinks, devices, fifos. Names are normalised lexically against the layer
+ * root (`a//b/./c/../d` is `a/b/d`; `/etc/passwd` is `etc/passwd`, as tar strips the leading `/`).
+ * Entries that would escape the root (a `..` above it, hardlink targets outside, paths through a
+ * symlink of the same layer) are refused with INVALID_ARGUMENT; malformed headers give DATA_LOSS.
+ * Sparse files are refused.
  *
  * The header parser is our own rather than tar-stream's because tar-stream decodes PAX values as
  * UTF-8, which corrupts binary xattr values such as `security.capability`.
@@ -269,16 +271,24 @@ export function parsePax(buf: Buffer): Map<string, Buffer> {
 }
 
 /**
- * Normalises a tar member name: strips leading `./` and `/`-runs, `.` components and the trailing
- * `/`. Refuses absolute paths and `..` components (INVALID_ARGUMENT).
+ * Normalises a tar member name lexically, the layer root being `/`: leading `/`s go (an absolute
+ * name is taken relative to the root, as tar does), so do empty and `.` components and the
+ * trailing `/`; a `..` removes the component before it. Refuses (INVALID_ARGUMENT) a `..` that
+ * would leave the root, a NUL, and — given this layer's `symlinks` — a `..` that steps back out of
+ * one of them (on disk that `..` would apply to the link's target, not lexically).
  */
-export function normalizeTarPath(name: string): string {
+export function normalizeTarPath(name: string, symlinks?: ReadonlySet<string>): string {
   if (name.includes('\0')) throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: NUL in name`);
-  if (name.startsWith('/')) throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: absolute path escapes the layer root`);
   const parts: string[] = [];
   for (const p of name.split('/')) {
     if (p === '' || p === '.') continue;
-    if (p === '..') throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: '..' escapes the layer root`);
+    if (p === '..') {
+      if (parts.length === 0) throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: '..' escapes the layer root`);
+      const up = parts.join('/');
+      if (symlinks?.has(up)) throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: '..' after symlink ${JSON.stringify(up)}`);
+      parts.pop();
+      continue;
+    }
     parts.push(p);
   }
   return parts.join('/');
@@ -341,7 +351,7 @@ function decodeEntry(
     return n;
   };
   if (type === 'skip') return { skip: size + ((BLOCK - (size % BLOCK)) % BLOCK) };
-  const path = normalizeTarPath(name);
+  const path = normalizeTarPath(name, symlinks);
   // old (v7) tars mark directories only by a trailing slash
   const entryType = (type === 'file' && name.endsWith('/') && size === 0 ? 'dir' : type) as TarEntryType;
   const xattrs: Record<string, Buffer> = {};
@@ -369,7 +379,7 @@ function decodeEntry(
     if (linkname === '') throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: symlink with an empty target`);
     entry.linkname = linkname;
   } else if (entryType === 'hardlink') {
-    entry.linkname = normalizeTarPath(linkname);
+    entry.linkname = normalizeTarPath(linkname, symlinks);
     if (entry.linkname === '') throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: hardlink to the layer root`);
   }
   if (entryType === 'char' || entryType === 'block') {

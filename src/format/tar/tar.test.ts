@@ -119,9 +119,14 @@ test('tar: sizes above 8 GiB via PAX and base-256 headers', async () => {
 test('tar: hostile tars are refused with clear errors', async () => {
   const cases: [string, TarEntry[], string][] = [
     ['dotdot', [e('a/../../etc/passwd', 'file')], 'INVALID_ARGUMENT'],
-    ['absolute', [e('/etc/passwd', 'file')], 'INVALID_ARGUMENT'],
+    ['leading dotdot', [e('../x', 'file')], 'INVALID_ARGUMENT'],
+    ['absolute dotdot', [e('/../x', 'file')], 'INVALID_ARGUMENT'],
     ['hardlink outside', [e('x', 'hardlink', { linkname: '../../etc/shadow' })], 'INVALID_ARGUMENT'],
     ['through symlink', [e('evil', 'symlink', { linkname: '/etc' }), e('evil/passwd', 'file')], 'INVALID_ARGUMENT'],
+    // lexically `x`, but on disk `evil/..` is the parent of the link's target
+    ['dotdot out of a symlink', [e('evil', 'symlink', { linkname: '/etc/ssl' }), e('evil/../x', 'file')], 'INVALID_ARGUMENT'],
+    ['dotdot out of a nested symlink', [e('d', 'dir'), e('d/l', 'symlink', { linkname: '/' }), e('d/l/y/../../x', 'file')], 'INVALID_ARGUMENT'],
+    ['hardlink target out of a symlink', [e('l', 'symlink', { linkname: '/etc' }), e('h', 'hardlink', { linkname: 'l/../x' })], 'INVALID_ARGUMENT'],
   ];
   for (const [what, list, code] of cases) {
     // build with the writer (which writes names verbatim) — craft raw headers for names it would normalise
@@ -137,6 +142,26 @@ test('tar: hostile tars are refused with clear errors', async () => {
   await assert.rejects(collect(Readable.from([good.subarray(0, 700)])), (err) => FerryError.hasCode(err, 'DATA_LOSS'));
   await assert.rejects(collect(Readable.from([gzipSync(good).subarray(0, 30)])), (err) => FerryError.hasCode(err, 'DATA_LOSS'));
   assert.equal(normalizeTarPath('./a//b/./c/'), 'a/b/c');
+});
+
+test('tar: names are normalised lexically; only real escapes are refused', async () => {
+  const accepted: Array<[string, string]> = [
+    ['a//b/./c/../d', 'a/b/d'], ['./x/', 'x'], ['/etc/passwd', 'etc/passwd'], ['//abs//x', 'abs/x'],
+    ['a/b/../../c', 'c'], ['a/..', ''], ['./', ''], ['/', ''], ['a/./b/.', 'a/b'],
+  ];
+  for (const [name, want] of accepted) assert.equal(normalizeTarPath(name), want, name);
+  for (const name of ['..', '../x', 'a/../../x', '/../x', './../x', 'a/b/../../../x', '/a/../..']) {
+    assert.throws(() => normalizeTarPath(name), (err: unknown) => FerryError.hasCode(err, 'INVALID_ARGUMENT') && /'\.\.' escapes the layer root/.test((err as Error).message), name);
+  }
+  // through the parser: names and hardlink targets as they come
+  const tar = Buffer.concat([
+    rawHeader(e('a//b/./c/../d', 'file')), rawHeader(e('/etc/passwd', 'file')),
+    rawHeader(e('l', 'symlink', { linkname: '../outside/is/fine/for/a/symlink/target' })),
+    rawHeader(e('h', 'hardlink', { linkname: '/etc//passwd' })), rawHeader(e('q/../r', 'hardlink', { linkname: 'a/b/x/../d' })),
+    Buffer.alloc(1024),
+  ]);
+  const got = (await collect(Readable.from([tar]))).map((x) => `${x.entry.path}${x.entry.linkname !== undefined ? ` -> ${x.entry.linkname}` : ''}`);
+  assert.deepEqual(got, ['a/b/d', 'etc/passwd', 'l -> ../outside/is/fine/for/a/symlink/target', 'h -> etc/passwd', 'r -> a/b/d']);
 });
 
 function rawHeader(x: TarEntry): Buffer {
