@@ -148,7 +148,7 @@ export async function run(argv: string[]): Promise<number> {
       });
       started.push({ name: 'accel', close: () => accel.close() });
       await ensureWebhookPolicy(reg.url, secrets.adminPassword, `${accel.url}/api/v1/conversions`, secrets.webhookAuthHeader, log);
-      lines.push(`accel        ${accel.url}   (tasks: ferry task list --address ${accel.url})`);
+      lines.push(`accel        ${accel.url}   (tasks: FERRY_ACCEL_AUTH_HEADER=${jq('webhookAuthHeader')} ferry task list --address ${accel.url})`);
       howTo.push('convert an image by hand (the webhook Authorization header accel expects):',
         `  ferry task create --address ${accel.url} --auth-header ${jq('webhookAuthHeader')} ${regHost}/library/app:v1`);
     }
