@@ -9,7 +9,8 @@ import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { createLogger } from '../observe/index.js';
 import { parseDaemonConfig } from '../config/daemon.js';
-import { Daemon, assertSocketFree, startApi } from '../daemon/index.js';
+import { Daemon, startApi } from '../daemon/index.js';
+import { assertSocketFree } from '../httpx/index.js';
 import { untilSignal } from './lifecycle.js';
 
 export async function run(argv: string[]): Promise<number> {
@@ -33,7 +34,7 @@ export async function run(argv: string[]): Promise<number> {
   const apisock = resolve(o.apisock);
   try {
     // before restore(): a daemon still serving there owns the mounts restore() would clean up
-    await assertSocketFree(apisock);
+    await assertSocketFree(apisock, '--apisock');
   } catch (err) {
     process.stderr.write(`ferry daemon: ${(err as Error).message}\n`);
     return 2;

@@ -11,11 +11,10 @@
  * replaced; a socket another process still serves, or a path that is not a socket, is refused.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { connect } from 'node:net';
-import { chmod, lstat, mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
 import { FerryError, asFerryError, type ErrorCode } from '../core/index.js';
 import { metricsHandler, type Logger } from '../observe/index.js';
+import { listenPrivate } from '../httpx/index.js';
+import { rm } from 'node:fs/promises';
 import type { Daemon } from './daemon.js';
 import type { MountRequest } from './types.js';
 
@@ -52,57 +51,11 @@ function idOf(segment: string): string {
   try { return decodeURIComponent(segment); } catch { throw new FerryError('INVALID_ARGUMENT', `mount id ${JSON.stringify(segment)} is not valid percent-encoding`); }
 }
 
-/**
- * Refuses `sockPath` when it is not free for a new API socket: another process answers on it
- * (FAILED_PRECONDITION), or it is something else than a socket (a file, a directory, a symlink).
- * Nothing there, or a socket nobody answers on (left by a killed daemon), is free.
- */
-export async function assertSocketFree(sockPath: string): Promise<void> {
-  const st = await lstat(sockPath).catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return undefined; throw err; });
-  if (!st) return;
-  if (!st.isSocket()) throw new FerryError('FAILED_PRECONDITION', `${sockPath} exists and is not a socket: remove it or choose another --apisock`);
-  const live = await new Promise<boolean>((resolve) => {
-    const c = connect(sockPath);
-    c.once('connect', () => { c.destroy(); resolve(true); });
-    c.once('error', () => resolve(false));
-  });
-  if (live) throw new FerryError('FAILED_PRECONDITION', `another process serves ${sockPath} (a running ferry daemon?): stop it or choose another --apisock`);
-}
-
-/** Binds `server` at `sockPath` with mode 0600 from the first moment (see the module comment). */
-async function listenPrivate(server: Server, sockPath: string): Promise<void> {
-  const dir = dirname(sockPath);
-  await mkdir(dir, { recursive: true });
-  const listen = (path: string): Promise<void> =>
-    new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(path, () => { server.off('error', reject); resolve(); }); });
-  const priv = await mkdtemp(join(dir, '.ferry-api-')); // mode 0700: nobody else reaches what is inside
-  try {
-    const tmp = join(priv, 's');
-    // 107 bytes is the unix socket path limit: a path that fits only without the detour is bound
-    // in place and restricted at once (a window at umask mode, as other daemons have).
-    if (Buffer.byteLength(tmp) > 107) {
-      await rm(sockPath, { force: true });
-      await listen(sockPath);
-      await chmod(sockPath, 0o600);
-      return;
-    }
-    await listen(tmp);
-    await chmod(tmp, 0o600);
-    await rename(tmp, sockPath); // replaces a stale socket file atomically
-  } catch (err) {
-    server.close();
-    throw err;
-  } finally {
-    await rm(priv, { recursive: true, force: true });
-  }
-}
-
 export interface ApiServer { server: Server; close(): Promise<void> }
 
 /** Serves the API on a unix socket, owner-only (a stale socket file is replaced, a live one refused). */
 export async function startApi(daemon: Daemon, sockPath: string, log: Logger, version = '0.1.0'): Promise<ApiServer> {
   const started = Date.now();
-  await assertSocketFree(sockPath);
   const server = createServer((req, res) => {
     let p = '';
     (async () => {
@@ -136,7 +89,7 @@ export async function startApi(daemon: Daemon, sockPath: string, log: Logger, ve
       else res.destroy();
     });
   });
-  await listenPrivate(server, sockPath);
+  await listenPrivate(server, sockPath, '--apisock');
   log.info({ apisock: sockPath }, 'daemon api listening');
   return {
     server,

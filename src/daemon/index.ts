@@ -6,7 +6,7 @@
  */
 export { Daemon, type DaemonOptions } from './daemon.js';
 export { DaemonClient } from './client.js';
-export { startApi, assertSocketFree, type ApiServer } from './api.js';
+export { startApi, type ApiServer } from './api.js';
 export { RafsFs, BlobViewFs } from './rafs-fs.js';
 export { cleanupMountLeftovers } from './image-mount.js';
 export type { LazyFs, MountRequest, MountInfo, MountMetrics, MountBackend } from './types.js';

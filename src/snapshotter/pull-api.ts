@@ -14,8 +14,9 @@
  * schema library.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { chmod, mkdir, rm } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { listenPrivate } from '../httpx/index.js';
+
 import { z } from 'zod';
 import { FerryError, type ErrorCode } from '../core/index.js';
 import { issuesText } from '../config/parse.js';
@@ -128,14 +129,10 @@ async function handle(o: PullApiOptions, req: IncomingMessage, res: ServerRespon
 
 /** Serves `POST /api/v1/pull` on a unix socket only the owner (root) may connect to. */
 export async function servePullApi(o: PullApiOptions): Promise<PullApiServer> {
-  await mkdir(dirname(o.path), { recursive: true });
-  await rm(o.path, { force: true });
   const server: Server = createServer((req, res) => {
     handle(o, req, res).catch((err: unknown) => { o.onError?.(err, undefined); if (!res.headersSent) res.writeHead(500); res.end(); });
   });
-  // Umask-independent: bind, then restrict before anyone is told the path.
-  await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(o.path, () => resolve()); });
-  await chmod(o.path, 0o600);
+  await listenPrivate(server, o.path, 'the pull API address');
   return {
     path: o.path,
     close: () => new Promise<void>((resolve) => {

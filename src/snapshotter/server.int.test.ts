@@ -6,7 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, mkdir, readFile, rm, writeFile, readdir } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rm, writeFile, readdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requirePrereqs } from '../../test/support/prereq.js';
@@ -42,9 +42,17 @@ describe('snapshots gRPC service', () => {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'ferry-snap-'));
     sn = await Snapshotter.open({ root: join(dir, 'root') });
-    server = await serveSnapshots({ snapshotter: sn, address: join(dir, 'snap.sock'), metrics: createMetricsRegistry() });
+    const old = process.umask(0); // the socket must be owner-only whatever the umask
+    try {
+      server = await serveSnapshots({ snapshotter: sn, address: join(dir, 'snap.sock'), metrics: createMetricsRegistry() });
+    } finally { process.umask(old); }
     conn = new GrpcConnection(server.address);
     c = new SnapshotsClient(conn, 'ferry');
+  });
+
+  test('the gRPC socket is owner-only (containerd, root, is its one client); a second server on it is refused', async () => {
+    assert.equal((await stat(server.address)).mode & 0o777, 0o600);
+    await assert.rejects(serveSnapshots({ snapshotter: sn, address: server.address }), /another process serves/);
   });
   after(async () => {
     for (const m of mounted.reverse()) { try { execFileSync('umount', [m]); } catch { /* already */ } }

@@ -4,8 +4,9 @@
  * service over a unix socket (@grpc/grpc-js), with Prometheus metrics per RPC. Errors leave
  * through the one FerryError → gRPC status table.
  */
-import { mkdir, rm } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { bindPrivate } from '../httpx/index.js';
+
 import * as grpc from '@grpc/grpc-js';
 import { FerryError } from '../core/index.js';
 import { Counter, Histogram, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
@@ -127,11 +128,10 @@ export async function serveSnapshots(opts: SnapshotServerOptions): Promise<Snaps
     'grpc.max_send_message_length': 16 * 1024 * 1024,
   });
   server.addService(serviceConstructor('snapshots').service, impl);
-  await mkdir(dirname(opts.address), { recursive: true });
-  await rm(opts.address, { force: true });
-  await new Promise<void>((resolve, reject) => {
-    server.bindAsync(`unix://${opts.address}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
-  });
+  // containerd (root) is the only client: owner-only, a live socket of another snapshotter refused.
+  await bindPrivate(opts.address, (path) => new Promise<void>((resolve, reject) => {
+    server.bindAsync(`unix://${path}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
+  }), '--address');
   log.info({ address: opts.address }, 'snapshots gRPC service listening');
   return {
     address: opts.address,

@@ -7,7 +7,8 @@
  */
 import { createServer, type Server } from 'node:http';
 import { mkdir, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
+import { listenPrivate } from '../httpx/index.js';
 import type { SnapshotterConfig } from '../config/snapshotter.js';
 import { createMetricsRegistry, Gauge, metricsHandler, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
 import { RegistryClient, type Credentials } from '../remote/index.js';
@@ -40,9 +41,7 @@ export interface SnapshotterHandle {
 
 async function listenMetrics(server: Server, addr: string): Promise<string> {
   if (addr.includes('/')) {
-    await mkdir(dirname(addr), { recursive: true });
-    await rm(addr, { force: true });
-    await new Promise<void>((res, rej) => { server.once('error', rej); server.listen(addr, () => res()); });
+    await listenPrivate(server, addr, '--metrics-address');
     return addr;
   }
   const i = addr.lastIndexOf(':');
