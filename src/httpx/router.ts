@@ -6,8 +6,21 @@
  * error (400). A path no route matches is NOT_FOUND (404); a path some route matches with another
  * method is MethodNotAllowed (405, with `Allow`). There is no implicit HEAD.
  */
+import type { IncomingMessage } from 'node:http';
 import { FerryError } from '../core/index.js';
 import { MethodNotAllowed } from './errors.js';
+
+/**
+ * The request target as a URL; INVALID_ARGUMENT (400) for one that is not a path (`GET //`,
+ * `GET http://[`), which the URL parser refuses.
+ */
+export function requestUrl(req: IncomingMessage): URL {
+  try {
+    return new URL(req.url ?? '/', 'http://request.invalid');
+  } catch {
+    throw new FerryError('INVALID_ARGUMENT', 'invalid request target');
+  }
+}
 
 export type Params = Readonly<Record<string, string>>;
 export type Handler<C> = (ctx: C, params: Params) => unknown;
@@ -34,7 +47,7 @@ function decode(v: string): string {
   try {
     return decodeURIComponent(v);
   } catch {
-    throw new FerryError('INVALID_ARGUMENT', `malformed percent-encoding in ${JSON.stringify(v.slice(0, 100))}`);
+    throw new FerryError('INVALID_ARGUMENT', `path segment ${JSON.stringify(v.slice(0, 100))} is not valid percent-encoding`);
   }
 }
 

@@ -22,7 +22,7 @@ import { FerryError, type ErrorCode } from '../core/index.js';
 import { issuesText } from '../config/parse.js';
 import type { PullRequestBody } from './pull-api-client.js';
 import type { PullResult } from './pull.js';
-import type { PrefetchTrace } from '../daemon/index.js';
+import type { PrefetchTrace } from '../daemon/protocol.js';
 
 const MAX_BODY = 64 * 1024;
 const STATUS: Partial<Record<ErrorCode, number>> = {
