@@ -15,6 +15,7 @@ export type { Kind } from './store.js';
 export { startSnapshotter, type StartSnapshotterOptions, type SnapshotterHandle } from './service.js';
 export { LazyImages, mountIdOf } from './lazy.js';
 export { GrpcConnection, SnapshotsClient, type CallContext } from './client.js';
-export { pullImage, chainIds, imageLayersLabel, type PullOptions, type PullResult, type PulledLayer } from './pull.js';
+export { pullImage, chainIds, imageLayersLabel, type PullOptions } from './pull.js';
+export { parsePullRequest, type PullRequestBody, type PullResult, type PulledLayer, type PullLine } from './protocol.js';
 export { ContainerdApi, type ContentDescriptor } from './containerd.js';
 export { fetchPrefetchTrace, pushPrefetchTrace } from './trace.js';
