@@ -6,6 +6,7 @@
  * Imports only node:http and core, so a CLI command that merely relays a request stays cheap to load.
  */
 import { request, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { ERROR_CODES, FerryError, type ErrorCode } from '../core/index.js';
 
 /** The category of an answer that carries no known code (the inverse of httpx/errors' table). */
@@ -81,10 +82,11 @@ export class JsonClient {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const h: Record<string, string | number> = { ...this.#o.headers, ...headers };
     if (payload) { h['content-type'] = 'application/json'; h['content-length'] = payload.length; }
-    const target = this.#o.socketPath ? { socketPath: this.#o.socketPath, path } : urlTarget(this.#o.baseUrl!, path);
+    const target = this.#o.socketPath ? { protocol: 'http:', socketPath: this.#o.socketPath, path } : urlTarget(this.#o.baseUrl!, path);
     const timeout = this.#o.timeoutMs ?? 120_000;
     return new Promise((resolve, reject) => {
-      const req = request({ ...target, method, headers: h }, (res) => { req.setTimeout(0); resolve(res); });
+      const send = target.protocol === 'https:' ? httpsRequest : request;
+      const req = send({ ...target, method, headers: h }, (res) => { req.setTimeout(0); resolve(res); });
       req.setTimeout(timeout, () => {
         req.destroy(new FerryError('DEADLINE_EXCEEDED', `${this.#o.what} ${method} ${path}: no answer in ${timeout} ms`));
       });
@@ -129,6 +131,7 @@ export class JsonClient {
 
 function urlTarget(base: string, path: string): { protocol: string; hostname: string; port: string | number; path: string } {
   const u = new URL(base);
-  if (u.protocol !== 'http:') throw new FerryError('INVALID_ARGUMENT', `${base}: only http:// is supported`);
-  return { protocol: 'http:', hostname: u.hostname.replace(/^\[|\]$/g, ''), port: u.port || 80, path };
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new FerryError('INVALID_ARGUMENT', `${base}: an http(s) URL is needed`);
+  const port = u.port || (u.protocol === 'https:' ? 443 : 80);
+  return { protocol: u.protocol, hostname: u.hostname.replace(/^\[|\]$/g, ''), port, path: `${u.pathname.replace(/\/+$/, '')}${path}` };
 }
