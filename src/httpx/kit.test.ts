@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { ERROR_CODES, FerryError } from '../core/index.js';
 import {
   HTTP_STATUS, JsonClient, MethodNotAllowed, PayloadTooLarge, Router, codeOfStatus, decodeError, parseJson, readBody, readJson,
-  sendError, sendJson, statusOf,
+  requestUrl, sendError, sendJson, statusOf,
 } from './index.js';
 
 /** A fake request: `chunks` as its body, `headers` as its head. */
@@ -51,6 +51,15 @@ test('router: literals, :params, :param(regex), :rest+; decoded params; 404 and 
   loose.match('GET', '/api/v1/health/');
   loose.match('GET', '//api/v1//health');
   assert.throws(() => loose.match('GET', '/api/v1/nope'), /Endpoint not found/);
+});
+
+test('request targets: a path parses, one the URL parser refuses (`//`, `http://[`) is INVALID_ARGUMENT', () => {
+  const req = (url: string): IncomingMessage => ({ url }) as IncomingMessage;
+  assert.equal(requestUrl(req('/api/v1/mounts?x=1')).pathname, '/api/v1/mounts');
+  for (const bad of ['//', 'http://[']) {
+    assert.throws(() => requestUrl(req(bad)),
+      (e) => FerryError.hasCode(e, 'INVALID_ARGUMENT') && /invalid request target/.test((e as Error).message));
+  }
 });
 
 test('status table: every code has one status; HTTP\'s own refusals are 413 and 405', () => {
