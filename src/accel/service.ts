@@ -16,7 +16,8 @@ import {
 } from '../remote/index.js';
 import { convertImage, SqliteLayerCache, TieredLayerCache, RemoteLayerCache, ConvertAnnotation, type ConvertOptions, type LayerCache } from '../convert/index.js';
 import { resolveDriverOptions, type AccelConfig, type AccelDriverOptions } from '../config/accel.js';
-import { TaskStore, type TaskView } from './store.js';
+import { TaskStore } from './store.js';
+import type { TaskView } from './protocol.js';
 import { WorkDirLock, removeScratchLeftovers, scratchDirOf } from './workdir.js';
 
 /** Errors that another attempt cannot fix. */

@@ -13,8 +13,9 @@ export { Label, remoteHint, validateLabels, MAX_LABEL_BYTES, type RemoteLayerHin
 export { serviceConstructor, API_DIR, SERVICE_NAMES } from './proto.js';
 export type { Kind } from './store.js';
 export { startSnapshotter, type StartSnapshotterOptions, type SnapshotterHandle } from './service.js';
-export { LazyImages, mountIdOf, type LazyFs, type LazyMountRequest, type LazyMountInfo } from './lazy.js';
+export { LazyImages, mountIdOf } from './lazy.js';
 export { GrpcConnection, SnapshotsClient, type CallContext } from './client.js';
-export { pullImage, chainIds, imageLayersLabel, type PullOptions, type PullResult, type PulledLayer } from './pull.js';
+export { pullImage, chainIds, imageLayersLabel, type PullOptions } from './pull.js';
+export { parsePullRequest, type PullRequestBody, type PullResult, type PulledLayer, type PullLine } from './protocol.js';
 export { ContainerdApi, type ContentDescriptor } from './containerd.js';
 export { fetchPrefetchTrace, pushPrefetchTrace } from './trace.js';

@@ -22,6 +22,7 @@ import {
 import type { GrpcConnection } from './client.js';
 import type { ContentDescriptor } from './containerd.js';
 import { Label, MAX_LABEL_BYTES } from './labels.js';
+import type { PulledLayer, PullResult } from './protocol.js';
 
 export interface PullOptions {
   /** containerd's gRPC socket. */
@@ -44,19 +45,6 @@ export interface PullOptions {
   /** An open connection to containerd at `address` to use (and leave open) instead of a new one. */
   connection?: GrpcConnection;
 }
-
-export interface PulledLayer { digest: string; chainId: string; how: 'remote' | 'applied' | 'present'; bytes: number }
-
-export interface PullResult {
-  name: string;
-  manifestDigest: string;
-  configDigest: string;
-  layers: PulledLayer[];
-  /** Bytes read from the registry (manifests, config, layer blobs). */
-  bytesFetched: number;
-  ms: number;
-}
-
 
 export function chainIds(diffIds: string[]): string[] {
   const out: string[] = [];

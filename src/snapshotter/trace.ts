@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { FerryError } from '../core/index.js';
 import { MediaType, type Descriptor, type ImageManifest } from '../oci/index.js';
 import { withDigest, type ImageReference, type RegistryClient } from '../remote/index.js';
-import { decodePrefetchTrace, PREFETCH_TRACE_ARTIFACT_TYPE, PREFETCH_TRACE_LIMITS, type PrefetchTrace } from '../daemon/index.js';
+import { decodePrefetchTrace, PREFETCH_TRACE_ARTIFACT_TYPE, PREFETCH_TRACE_LIMITS, type PrefetchTrace } from '../daemon/protocol.js';
 
 const CREATED = 'org.opencontainers.image.created';
 
