@@ -1,8 +1,9 @@
 /**
- * A private PostgreSQL server for one test: `initdb` into a fresh temp dir, listening on 127.0.0.1 at
- * a free port (plus a unix socket inside the temp dir), with a database and a password-authenticated
- * (scram-sha-256) non-superuser role made for the test. Nothing is shared between instances, so test
- * files may each start their own in parallel. Durability is off (fsync, synchronous_commit,
+ * A private PostgreSQL server for one test: an initdb'd data dir in a fresh temp dir, listening on
+ * 127.0.0.1 at a free port (plus a unix socket inside the temp dir), with a database and a
+ * password-authenticated (scram-sha-256) non-superuser role made for the test. Instances share
+ * nothing but a read-only initdb template they copy their data dir from (see prepareDataDir), so
+ * test files may each start their own in parallel. Durability is off (fsync, synchronous_commit,
  * full_page_writes): the data dir is thrown away at stop().
  *
  * As root, the server runs as the `postgres` system user (`runuser -u postgres --`), which
@@ -11,11 +12,13 @@
  *   const pg = await startPostgres();
  *   try { … new pg.Client({ connectionString: pg.url }) … } finally { await pg.stop(); }
  */
-import { randomBytes } from 'node:crypto';
-import { chownSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  chownSync, existsSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync,
+} from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import {
   MissingPrerequisiteError, childrenOf, isAlive, logTails, onProcessExit, procRef, removeDir,
   requireExecutables, runTool, sleep, waitFor, freePort, type ProcRef,
@@ -80,7 +83,7 @@ function pgBinDir(opts: PostgresOptions): string {
 }
 
 /** The uid/gid the server runs as: `postgres` when we are root, else ourselves. */
-function serverAccount(): { asRoot: boolean; uid: number; gid: number } {
+function serverAccount(): Account {
   const uid = process.getuid?.() ?? -1;
   if (uid !== 0) return { asRoot: false, uid, gid: process.getgid?.() ?? -1 };
   requireExecutables('postgres', [{ path: '/usr/sbin/runuser', pkg: 'util-linux' }]);
@@ -108,6 +111,73 @@ function confValue(v: string | number | boolean): string {
   if (typeof v === 'number') return String(v);
   if (typeof v === 'boolean') return v ? 'on' : 'off';
   return `'${v.replace(/'/g, "''")}'`;
+}
+
+const INITDB_ARGS = ['-U', 'postgres', '--wal-segsize=1', '--auth-local=trust', '--auth-host=scram-sha-256', '-E', 'UTF8', '--locale=C', '--no-sync', '--no-instructions'];
+
+type Account = { asRoot: boolean; uid: number; gid: number };
+
+/** initdb into `dataDir` (whose parent exists and is the server account's). */
+async function runInitdb(
+  dataDir: string, asServer: (tool: string, args: string[]) => [string, string[]], account: Account,
+  env: NodeJS.ProcessEnv, timeoutMs: number,
+): Promise<void> {
+  // scram host auth needs a superuser password; the superuser is only used over the private socket (trust)
+  const pwfile = `${dataDir}.pw`;
+  writeFileSync(pwfile, `${randomBytes(12).toString('hex')}\n`, { mode: 0o600 });
+  if (account.asRoot) chownSync(pwfile, account.uid, account.gid);
+  try {
+    const [cmd, args] = asServer('initdb', ['-D', dataDir, '--pwfile', pwfile, ...INITDB_ARGS]);
+    await runTool(cmd, args, { timeoutMs, env, cwd: dirname(dataDir) });
+  } finally {
+    rmSync(pwfile, { force: true });
+  }
+}
+
+/**
+ * Fills `dataDir` with an initdb'd cluster. initdb costs 1.5–2.5 s, copying its result ~0.1 s, so
+ * the first start on a machine publishes a template — $TMPDIR/ferry-pg-template-KEY/data, KEY from
+ * the binaries, the initdb options and the account — with an atomic rename (parallel starters never
+ * see half of one) and later starts copy it (`cp -a`, keeping the owner). FERRY_PG_TEMPLATE=off
+ * runs initdb every time. Returns the template's data dir when copied from one.
+ */
+async function prepareDataDir(
+  dataDir: string, bin: string, account: Account, initdb: (into: string) => Promise<void>, timeoutMs: number,
+): Promise<string | undefined> {
+  if (process.env['FERRY_PG_TEMPLATE'] === 'off') { await initdb(dataDir); return undefined; }
+  const ident = ['initdb', 'postgres'].map((b) => { const st = statSync(join(bin, b)); return `${b}:${st.size}:${st.mtimeMs}`; });
+  const key = createHash('sha256').update(JSON.stringify([bin, ident, INITDB_ARGS, account.uid])).digest('hex').slice(0, 16);
+  const root = join(tmpdir(), `ferry-pg-template-${key}`);
+  const template = join(root, 'data');
+  if (!existsSync(join(root, 'READY'))) {
+    const work = mkdtempSync(`${root}.tmp-`);
+    const unregister = onProcessExit(() => removeDir(work));
+    try {
+      if (account.asRoot) chownSync(work, account.uid, account.gid);
+      await initdb(join(work, 'data'));
+      writeFileSync(join(work, 'READY'), '');
+      // a root without READY is never a publisher at work (publishing is one rename of a finished dir): garbage
+      if (existsSync(root) && !existsSync(join(root, 'READY'))) removeDir(root);
+      try {
+        renameSync(work, root);
+      } catch {
+        // another starter published first (or a broken leftover is in the way): use our own copy
+        if (!existsSync(join(root, 'READY'))) { renameSync(join(work, 'data'), dataDir); return undefined; }
+      }
+    } finally {
+      removeDir(work);
+      unregister();
+    }
+  }
+  try {
+    await runTool('cp', ['-a', template, dataDir], { timeoutMs });
+    return template;
+  } catch {
+    // removed under us (another starter found it damaged): initdb afresh
+    removeDir(dataDir);
+    await initdb(dataDir);
+    return undefined;
+  }
 }
 
 /** Starts a private PostgreSQL server; see the module comment. */
@@ -159,14 +229,8 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
   const unregister = onProcessExit(() => { killAll(); removeSysvShm(dataDir); removeDir(dir); });
 
   try {
-    const pwfile = join(dir, 'superuser.pw'); // initdb wants a password for the superuser with scram host auth
-    writeFileSync(pwfile, `${randomBytes(12).toString('hex')}\n`, { mode: 0o600 });
-    if (account.asRoot) chownSync(pwfile, account.uid, account.gid);
-    const [initCmd, initArgs] = asServer('initdb', [
-      '-D', dataDir, '-U', superuser, '--pwfile', pwfile, '--auth-local=trust', '--auth-host=scram-sha-256',
-      '-E', 'UTF8', '--locale=C', '--no-sync', '--no-instructions',
-    ]);
-    await runTool(initCmd, initArgs, { timeoutMs: remaining(), env, cwd: dir });
+    const initdb = (into: string): Promise<void> => runInitdb(into, asServer, account, env, remaining());
+    let fromTemplate = await prepareDataDir(dataDir, bin, account, initdb, remaining());
 
     const settings: Record<string, string | number | boolean> = {
       listen_addresses: '127.0.0.1',
@@ -180,7 +244,9 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
       ...opts.settings,
     };
     const conf = Object.entries(settings).map(([k, v]) => `${k} = ${confValue(v)}`).join('\n');
-    writeFileSync(join(dataDir, 'postgresql.conf'), `${readFileSync(join(dataDir, 'postgresql.conf'), 'utf8')}\n# ferry test settings\n${conf}\n`);
+    const configure = (): void => writeFileSync(join(dataDir, 'postgresql.conf'),
+      `${readFileSync(join(dataDir, 'postgresql.conf'), 'utf8')}\n# ferry test settings\n${conf}\n`);
+    configure();
 
     // A free port can be taken by someone else between our probe and the bind: retry with a new one.
     let port = 0;
@@ -194,8 +260,15 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
         break;
       } catch (err) {
         const portTaken = /could not (bind|create listen)|already in use/i.test(readFileSync(logPath, 'utf8'));
-        if (!portTaken || attempt >= 3) throw err;
-        await sleep(100);
+        if (portTaken && attempt < 3) { await sleep(100); continue; }
+        if (!fromTemplate) throw err;
+        // A damaged template (e.g. files removed by a /tmp cleaner): drop it, initdb afresh once.
+        removeDir(dirname(fromTemplate));
+        removeDir(dataDir);
+        await initdb(dataDir);
+        configure();
+        fromTemplate = undefined;
+        writeFileSync(logPath, '');
       }
     }
     const pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
@@ -203,12 +276,14 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
     if (!postmaster) throw new Error(`postgres: postmaster (pid ${pid}) not running after pg_ctl start${details()}`);
     remember();
 
-    const psql = (sql: string): Promise<{ stdout: string }> => runTool(join(bin, 'psql'), [
-      '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', dir, '-p', String(port), '-U', superuser, '-d', 'postgres', '-c', sql,
+    // one psql run, each -c its own transaction (CREATE DATABASE cannot run inside one)
+    const setup = await runTool(join(bin, 'psql'), [
+      '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', dir, '-p', String(port), '-U', superuser, '-d', 'postgres',
+      '-c', `CREATE ROLE ${user} LOGIN PASSWORD '${password.replace(/'/g, "''")}'`,
+      '-c', `CREATE DATABASE ${database} OWNER ${user}`,
+      '-c', 'SHOW server_version',
     ], { timeoutMs: remaining(), env, cwd: dir, details });
-    await psql(`CREATE ROLE ${user} LOGIN PASSWORD '${password.replace(/'/g, "''")}'`);
-    await psql(`CREATE DATABASE ${database} OWNER ${user}`);
-    const version = (await psql('SHOW server_version')).stdout.trim().split(' ')[0] ?? '?';
+    const version = setup.stdout.trim().split(' ')[0] ?? '?';
 
     let stopping: Promise<void> | undefined;
     const stop = (): Promise<void> => {
