@@ -55,8 +55,9 @@ export interface RadosgwInstance {
   /** The private temp dir (ceph.conf, keyring, mon/osd data, logs in `log/`); removed by stop(). */
   readonly dir: string;
   readonly fsid: string;
-  /** Milliseconds start took. */
+  /** Milliseconds start took, and per step (config, mon, cluster, osd+rgw, user, bucket). */
   readonly startMs: number;
+  readonly phases: Readonly<Record<string, number>>;
   /** The live processes of this cluster (ceph-mon, ceph-osd, radosgw and any tool still running on it). */
   processes(): ProcRef[];
   /** Runs `radosgw-admin ARGS` against this cluster (e.g. `['gc', 'process', '--include-all']`); stdout. */
@@ -252,18 +253,23 @@ async function startOnce(BIN: string, opts: RadosgwOptions, t0: number, deadline
     return stopping;
   };
 
+  const phases: Record<string, number> = {};
+  let mark = Date.now();
+  const phase = (name: string): void => { const now = Date.now(); phases[name] = now - mark; mark = now; };
   try {
     writeConfig(l, opts);
     await tool('monmaptool', ['--create', '--fsid', l.fsid, '--addv', 'a', `[v2:127.0.0.1:${l.monPort}]`, join(dir, 'monmap')]);
     await tool('ceph-mon', ['--mkfs', '-i', 'a', '--monmap', join(dir, 'monmap'), '--keyring', join(dir, 'keyring')]);
+    phase('config');
     const mon = await Daemon.start('ceph-mon', join(BIN, 'ceph-mon'), ['-c', l.conf, '-i', 'a', '-f'], join(l.logDir, 'mon.out'), dir);
     daemons.push(mon);
 
     // One CLI process for every map change (each `ceph` start costs ~0.3 s of Python); it waits for
     // the mon itself (--connect-timeout). The CLI exits 0 even when a command fails: check its output.
     const osdUuid = randomUUID();
-    const cmds = [`osd new ${osdUuid} 0`, ...RGW_POOLS.map((p) => `osd pool create ${p} 8 8`),
-      ...RGW_POOLS.map((p) => `osd pool application enable ${p} rgw`)];
+    // No `osd pool application enable … rgw`: the tag only feeds a health warning (POOL_APP_NOT_ENABLED;
+    // `ceph health` stays OK without a mgr) and would cost 7 more map changes (~1 s under load).
+    const cmds = [`osd new ${osdUuid} 0`, ...RGW_POOLS.map((p) => `osd pool create ${p} 8 8`)];
     const monDied = mon.exited.then(() => { throw new Error(`ceph-mon exited during start${allLogs()}`); });
     const [cli] = await Promise.race([
       Promise.all([
@@ -273,6 +279,7 @@ async function startOnce(BIN: string, opts: RadosgwOptions, t0: number, deadline
       ]),
       monDied,
     ]);
+    phase('mon+cluster');
     const cliOut = `${cli.stdout}\n${cli.stderr}`;
     if (/^Error /m.test(cliOut)) throw new Error(`ceph: setting up the cluster failed:\n${cliOut.trim()}${allLogs()}`);
 
@@ -285,15 +292,17 @@ async function startOnce(BIN: string, opts: RadosgwOptions, t0: number, deadline
       return (await httpStatus(`${endpoint}/`)) === 200 ? true : undefined;
     }, { timeoutMs: remaining(), intervalMs: 100, details: () => allLogs() });
 
+    phase('osd+rgw');
     const accessKeyId = `FERRY${randomBytes(8).toString('hex').toUpperCase()}`;
     const secretAccessKey = randomBytes(20).toString('base64url');
     await tool('radosgw-admin', ['user', 'create', '--uid', 'ferry-test', '--display-name', 'ferry test',
       '--access-key', accessKeyId, '--secret-key', secretAccessKey]);
 
+    phase('user');
     const instance: RadosgwInstance = {
       endpoint, region: opts.region ?? 'us-east-1', accessKeyId, secretAccessKey,
       ...(opts.bucket !== undefined ? { bucket: opts.bucket } : {}),
-      dir, fsid: l.fsid, startMs: 0,
+      dir, fsid: l.fsid, startMs: 0, phases,
       processes: () => [...daemons.filter((d) => d.exit === undefined && isAlive(d.ref)).map((d) => d.ref),
         ...strays().filter((p) => !daemons.some((d) => d.ref.pid === p.pid))],
       admin: async (args) => (await tool('radosgw-admin', args, undefined, 60_000)).stdout,
@@ -301,7 +310,7 @@ async function startOnce(BIN: string, opts: RadosgwOptions, t0: number, deadline
       logTails: (n = 20) => allLogs(n),
       stop,
     };
-    if (opts.bucket !== undefined) await createBucket(instance, opts.bucket, remaining());
+    if (opts.bucket !== undefined) { await createBucket(instance, opts.bucket, remaining()); phase('bucket'); }
     return { ...instance, startMs: Date.now() - t0 };
   } catch (err) {
     await stop().catch(() => undefined);
@@ -316,7 +325,7 @@ async function createBucket(s3: RadosgwInstance, bucket: string, timeoutMs: numb
   try {
     await client.send(new CreateBucketCommand({ Bucket: bucket }), { abortSignal: AbortSignal.timeout(timeoutMs) });
   } catch (err) {
-    throw new Error(`radosgw: CreateBucket ${bucket} failed: ${err instanceof Error ? err.message : String(err)}${s3.logTails()}`, { cause: err });
+    throw new Error(`radosgw: CreateBucket ${bucket} failed: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}${s3.logTails()}`, { cause: err });
   } finally {
     client.destroy();
   }

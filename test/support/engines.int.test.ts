@@ -63,7 +63,7 @@ test('startPostgres: a private server with a password user; SKIP LOCKED hands tw
   let procs: ProcRef[] = [];
   try {
     procs = db.processes();
-    t.diagnostic(`postgres ${db.version} started in ${db.startMs} ms on 127.0.0.1:${db.port}; ${procs.length} processes, RSS ${rssMiB(procs)} MiB`);
+    t.diagnostic(`postgres ${db.version} started in ${db.startMs} ms (${JSON.stringify(db.phases)}) on 127.0.0.1:${db.port}; ${procs.length} processes, RSS ${rssMiB(procs)} MiB`);
     assert.ok(procs.length >= 2, 'postmaster and its children are listed');
     assert.match(db.url, /^postgres:\/\/ferry:[0-9a-f]+@127\.0\.0\.1:\d+\/ferry_test$/);
 
@@ -122,7 +122,7 @@ test('startRadosgw: put/get/range/multipart/list/delete/presigned GET through @a
   const client = s3Client(s3);
   try {
     procs = s3.processes();
-    t.diagnostic(`radosgw started in ${s3.startMs} ms at ${s3.endpoint}; ${procs.map((p) => p.name).join(', ')}; RSS ${rssMiB(procs)} MiB`);
+    t.diagnostic(`radosgw started in ${s3.startMs} ms (${JSON.stringify(s3.phases)}) at ${s3.endpoint}; ${procs.map((p) => p.name).join(', ')}; RSS ${rssMiB(procs)} MiB`);
     assert.deepEqual(procs.map((p) => p.name).sort(), ['ceph-mon', 'ceph-osd', 'radosgw']);
     assert.match(s3.endpoint, /^http:\/\/127\.0\.0\.1:\d+$/);
 

@@ -55,8 +55,9 @@ export interface PostgresInstance {
   readonly logPath: string;
   /** Server version, e.g. "15.18". */
   readonly version: string;
-  /** Milliseconds start took (initdb + server start + role/database). */
+  /** Milliseconds start took, and per step (datadir: template copy or initdb; server; setup: role/database). */
   readonly startMs: number;
+  readonly phases: Readonly<Record<string, number>>;
   /** The live processes of this server (postmaster and its children). */
   processes(): ProcRef[];
   /** Stops the server (pg_ctl stop -m fast; SIGKILL if that fails) and removes the temp dir. Idempotent. */
@@ -228,9 +229,13 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
   };
   const unregister = onProcessExit(() => { killAll(); removeSysvShm(dataDir); removeDir(dir); });
 
+  const phases: Record<string, number> = {};
+  let mark = Date.now();
+  const phase = (name: string): void => { const now = Date.now(); phases[name] = now - mark; mark = now; };
   try {
     const initdb = (into: string): Promise<void> => runInitdb(into, asServer, account, env, remaining());
     let fromTemplate = await prepareDataDir(dataDir, bin, account, initdb, remaining());
+    phase(fromTemplate ? 'datadir (template copy)' : 'datadir (initdb)');
 
     const settings: Record<string, string | number | boolean> = {
       listen_addresses: '127.0.0.1',
@@ -271,6 +276,7 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
         writeFileSync(logPath, '');
       }
     }
+    phase('server');
     const pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
     postmaster = procRef(pid, 'postgres');
     if (!postmaster) throw new Error(`postgres: postmaster (pid ${pid}) not running after pg_ctl start${details()}`);
@@ -284,6 +290,7 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
       '-c', 'SHOW server_version',
     ], { timeoutMs: remaining(), env, cwd: dir, details });
     const version = setup.stdout.trim().split(' ')[0] ?? '?';
+    phase('setup');
 
     let stopping: Promise<void> | undefined;
     const stop = (): Promise<void> => {
@@ -316,7 +323,7 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
     return {
       url: `postgres://${user}:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`,
       host: '127.0.0.1', port, database, user, password, superuser, socketDir: dir, dir, logPath, version,
-      startMs: Date.now() - t0,
+      startMs: Date.now() - t0, phases,
       processes: () => remember(),
       stop,
     };
