@@ -32,7 +32,7 @@ import {
 export interface RadosgwOptions {
   /** Create this bucket (path-style) for the test. */
   bucket?: string;
-  /** Region clients sign with (radosgw accepts any; default `us-east-1`). */
+  /** Region clients sign with (default `us-east-1`). */
   region?: string;
   /** Bound on the whole start (default 90 s; about 3 s on an idle machine). */
   startTimeoutMs?: number;

@@ -69,7 +69,7 @@ test('startPostgres: a private server with a password user; SKIP LOCKED hands tw
 
     // password authentication is real: a wrong password is refused (28P01 invalid_password)
     const bad = pgClient(db, 'not-the-password');
-    await assert.rejects(bad.connect(), (err: unknown) => (err as { code?: string }).code === '28P01');
+    await assert.rejects(bad.connect(), (err: unknown) => err instanceof pg.DatabaseError && err.code === '28P01');
     await bad.end().catch(() => undefined);
 
     const a = pgClient(db);
@@ -93,7 +93,7 @@ test('startPostgres: a private server with a password user; SKIP LOCKED hands tw
       // the lock is real: b cannot take a's row without waiting (55P03 lock_not_available)
       await b.query('SAVEPOINT s');
       await assert.rejects(b.query('SELECT id FROM jobs WHERE id = 1 FOR UPDATE NOWAIT'),
-        (err: unknown) => (err as { code?: string }).code === '55P03');
+        (err: unknown) => err instanceof pg.DatabaseError && err.code === '55P03');
       await b.query('ROLLBACK TO SAVEPOINT s');
       await a.query(`UPDATE jobs SET state = 'running', worker = 'a' WHERE id = $1`, [ra.rows[0]?.id]);
       await b.query(`UPDATE jobs SET state = 'running', worker = 'b' WHERE id = $1`, [rb.rows[0]?.id]);
