@@ -41,6 +41,9 @@ export class FakeClock implements Clock {
   /** Timers not fired yet. */
   get pending(): number { return this.#timers.length; }
 
+  /** When the next timer is due, or undefined. */
+  nextDue(): number | undefined { return this.#first(() => true)?.at; }
+
   /** Moves time forward by `ms`, firing every timer that falls due, in order, at its due time. */
   async advance(ms: number): Promise<void> {
     const end = this.#now + ms;
