@@ -17,8 +17,8 @@ import { join } from 'node:path';
 import { FERRY_BIN } from '../support/paths.js';
 import { requirePrereqs } from '../support/prereq.js';
 import { countColor, decodePng, dumpDom, nonBackgroundShare, screenshot } from '../../src/bench/report/index.js';
-import { MODE_COLORS } from '../../src/bench/report/render.js';
-import type { BenchResults, GroupSummary } from '../../src/bench/types.js';
+import { MODE_COLORS } from '../../src/bench/report/index.js';
+import type { BenchResults } from '../../src/bench/index.js';
 
 /**
  * The registry link of this run: slow enough that moving the tiny (~1 MB) image dominates a cold
@@ -52,7 +52,7 @@ describe('ferry bench --quick', () => {
     assert.equal(results.settings.quick, true);
     assert.deepEqual(results.settings.nodes, [1, 2]);
     assert.equal(results.modes.length, 7);
-    const group = (mode: string, nodes: number): GroupSummary | undefined => results.summary.find((g) => g.mode === mode && g.nodes === nodes);
+    const group = (mode: string, nodes: number): BenchResults['summary'][number] | undefined => results.summary.find((g) => g.mode === mode && g.nodes === nodes);
     const errorsOf = (mode: string, nodes?: number): string => results.runs.filter((r) => r.mode === mode && (nodes === undefined || r.nodes === nodes) && !r.ok)
       .map((r) => (r.error ?? '').slice(0, 300)).join(' | ');
     // Every mode ran, and each (mode, N) it ran at succeeded: a mode not run or never succeeding is named.
