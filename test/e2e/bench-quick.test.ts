@@ -20,15 +20,14 @@ import { countColor, decodePng, dumpDom, nonBackgroundShare, screenshot } from '
 import { MODE_COLORS } from '../../src/bench/report/index.js';
 import type { BenchResults } from '../../src/bench/index.js';
 
-/**
- * The registry link of this run: slow enough that moving the tiny (~1 MB) image dominates a cold
- * start, so lazy loading (about half the bytes) must beat the full pull by seconds, not noise.
- */
-const BANDWIDTH = '2mbit';
-
 describe('ferry bench --quick', () => {
   let out: string;
   let results: BenchResults;
+  /**
+   * The registry link of this run: slow enough that moving the tiny (~1 MB) image dominates a
+   * cold start, so lazy loading (about half the bytes) must beat the full pull by seconds, not noise.
+   */
+  const BANDWIDTH = '2mbit';
   before(async () => {
     requirePrereqs({ root: true, commands: ['containerd', 'ctr', 'runc', 'skopeo', 'ip', 'tc', 'nsenter', 'curl', 'chromium', 'busybox', 'docker-registry'] });
     out = await mkdtemp(join(tmpdir(), 'ferry-bench-quick-'));
