@@ -9,3 +9,4 @@ export {
   type DigestAlgorithm, type ParsedDigest,
 } from './digest.js';
 export { parseDuration, parseSize, formatBytes } from './units.js';
+export { systemClock, type Clock } from './clock.js';

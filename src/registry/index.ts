@@ -11,6 +11,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import type { Clock } from '../core/index.js';
 import { createMetricsRegistry, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
 import { LocalBlobStore, type BlobStore } from '../content/index.js';
 import { parseRegistryConfig, type RegistryConfig, type RegistryConfigInput } from '../config/registry.js';
@@ -30,6 +31,8 @@ export interface StartRegistryOptions {
   log?: Logger;
   /** Replace the blob store (e.g. MemoryBlobStore in tests). */
   store?: BlobStore;
+  /** Time of the webhook dispatcher (due times, backoff, its timers); default the system clock. */
+  clock?: Clock;
 }
 
 export interface RegistryHandle {
@@ -81,7 +84,7 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Registr
       },
     }, { log, metrics });
     await auth.init();
-    const webhooks = new Webhooks({ meta, log, metrics }, {
+    const webhooks = new Webhooks({ meta, log, metrics, clock: opts.clock }, {
       enabled: config.webhook.enabled, maxRetries: config.webhook.maxRetries, backoffMs: config.webhook.backoff,
       timeoutMs: config.webhook.timeout, settleDelayMs: config.webhook.settleDelay, pollIntervalMs: config.webhook.pollInterval,
       externalHost: '',

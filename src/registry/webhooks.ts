@@ -8,6 +8,7 @@
  */
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { systemClock, type Clock } from '../core/index.js';
 import type { Logger, MetricsRegistry } from '../observe/index.js';
 import { Counter } from '../observe/index.js';
 import type { SqliteMetadata } from './metadata/sqlite.js';
@@ -44,15 +45,17 @@ export class Webhooks {
   readonly #meta: SqliteMetadata;
   readonly #opts: WebhookOptions;
   readonly #log: Logger;
+  readonly #clock: Clock;
   #externalHost: string;
-  #timer: NodeJS.Timeout | undefined;
+  #timer: (() => void) | undefined;
   #running = false;
   #stopped = false;
   readonly #inflight = new Set<Promise<void>>();
   readonly #deliveries: InstanceType<typeof Counter>;
 
-  constructor(deps: { meta: SqliteMetadata; log: Logger; metrics: MetricsRegistry }, opts: WebhookOptions & { externalHost: string }) {
+  constructor(deps: { meta: SqliteMetadata; log: Logger; metrics: MetricsRegistry; clock?: Clock | undefined }, opts: WebhookOptions & { externalHost: string }) {
     this.#meta = deps.meta;
+    this.#clock = deps.clock ?? systemClock;
     this.#log = deps.log.child({ component: 'webhooks' });
     this.#opts = opts;
     this.#externalHost = opts.externalHost;
@@ -68,7 +71,7 @@ export class Webhooks {
   }
 
   /** Harbor "Default" payload of an artifact event. */
-  payload(ev: ArtifactEvent, now = Date.now()): string {
+  payload(ev: ArtifactEvent, now = this.#clock.now()): string {
     const slash = ev.repo.indexOf('/');
     const namespace = projectOf(ev.repo);
     const project = this.#meta.getProject(namespace);
@@ -101,7 +104,7 @@ export class Webhooks {
     if (!project) return [];
     const policies = this.#meta.listPolicies(project.id).filter((p) => p.enabled && p.eventTypes.includes(ev.type));
     if (!policies.length) return [];
-    const now = Date.now();
+    const now = this.#clock.now();
     const payload = this.payload(ev, now);
     const out: NewDelivery[] = [];
     for (const p of policies) {
@@ -127,9 +130,8 @@ export class Webhooks {
   }
 
   #schedule(ms: number): void {
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => void this.#tick(), ms);
-    this.#timer.unref();
+    this.#timer?.();
+    this.#timer = this.#clock.setTimer(ms, () => void this.#tick(), { unref: true });
   }
 
   async #tick(): Promise<void> {
@@ -141,7 +143,7 @@ export class Webhooks {
     }
     this.#running = true;
     try {
-      const now = Date.now();
+      const now = this.#clock.now();
       const due = this.#meta.claimDue(now, 32, now - (this.#opts.timeoutMs + 60_000));
       await Promise.all(due.map((d) => {
         const p = this.#deliver(d).finally(() => this.#inflight.delete(p));
@@ -155,13 +157,13 @@ export class Webhooks {
     }
     if (this.#stopped) return;
     const next = this.#meta.nextDue();
-    const wait = next === undefined ? this.#opts.pollIntervalMs : Math.max(0, Math.min(next - Date.now(), this.#opts.pollIntervalMs));
+    const wait = next === undefined ? this.#opts.pollIntervalMs : Math.max(0, Math.min(next - this.#clock.now(), this.#opts.pollIntervalMs));
     this.#schedule(wait);
   }
 
   async #deliver(d: Delivery): Promise<void> {
     const attempt = d.attempts + 1;
-    const started = Date.now();
+    const started = this.#clock.now();
     let statusCode = 0;
     let error = '';
     try {
@@ -170,13 +172,13 @@ export class Webhooks {
     } catch (err) {
       error = (err as Error).message;
     }
-    const durationMs = Date.now() - started;
+    const durationMs = this.#clock.now() - started;
     const ok = error === '';
     const retry = !ok && attempt <= this.#opts.maxRetries;
     const next = ok
       ? { status: 'Success' as const, nextAt: 0, error: '' }
       : retry
-        ? { status: 'Pending' as const, nextAt: Date.now() + this.#opts.backoffMs * 2 ** (attempt - 1), error }
+        ? { status: 'Pending' as const, nextAt: this.#clock.now() + this.#opts.backoffMs * 2 ** (attempt - 1), error }
         : { status: 'Error' as const, nextAt: 0, error };
     this.#meta.recordAttempt(d.id, { attempt, at: started, statusCode, error, durationMs }, next);
     this.#deliveries.inc({ result: ok ? 'success' : retry ? 'retry' : 'failed' });
@@ -218,7 +220,7 @@ export class Webhooks {
   /** Stops the dispatcher and waits for deliveries in flight (they stay claimed and retry after a restart). */
   async stop(): Promise<void> {
     this.#stopped = true;
-    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer?.();
     this.#timer = undefined;
     await Promise.allSettled([...this.#inflight]);
   }

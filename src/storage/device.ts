@@ -9,8 +9,7 @@
  * stops answering fails the read instead of hanging it. Background prefetch runs behind on-demand
  * reads, merged into requests of `prefetchMergeBytes`, throttled to `prefetchBandwidth`.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
-import { FerryError, DigestMismatchError } from '../core/index.js';
+import { FerryError, DigestMismatchError, systemClock, type Clock } from '../core/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import type { ChunkRef } from '../format/rafs/index.js';
 import type { Backend } from './backend.js';
@@ -70,6 +69,8 @@ export interface StorageDeviceOptions {
   prefetchBandwidth?: number;
   /** worker threads decoding chunks of blobs that name their codec (default 2; 0 = main thread) */
   decodeThreads?: number;
+  /** time for deadlines, prefetch throttling and the trace window (default the system clock) */
+  clock?: Clock;
 }
 
 /** Chunks up to this uncompressed size are decoded on the calling thread, bigger ones in the pool. */
@@ -141,7 +142,8 @@ export class StorageDevice {
   private readonly prefetchQueue: Array<{ state: BlobState; chunks: DeviceChunk[]; opts: PrefetchOptions }> = [];
   /** Chunks in the order they were first fetched for a reader (see `trace`). */
   private readonly traced: Array<{ blobId: string; chunkIndex: number }> = [];
-  private readonly openedAt = Date.now();
+  private readonly clock: Clock;
+  private readonly openedAt: number;
   /** Decode threads: created by `startDecoders()` or at the first decode (undefined until then). */
   private pool: DecodePool | null | undefined;
 
@@ -149,6 +151,8 @@ export class StorageDevice {
     this.log = (o.log ?? silentLogger()).child({ component: 'storage' });
     this.amplify = Math.max(0, o.amplifyBytes ?? 1024 * 1024);
     this.deadline = o.requestDeadlineMs ?? 30_000;
+    this.clock = o.clock ?? systemClock;
+    this.openedAt = this.clock.now();
   }
 
   /**
@@ -283,7 +287,7 @@ export class StorageDevice {
   }
 
   private record(s: BlobState, groups: DeviceChunk[][]): void {
-    if (this.traced.length >= TRACE_MAX_CHUNKS || Date.now() - this.openedAt > TRACE_WINDOW_MS) return;
+    if (this.traced.length >= TRACE_MAX_CHUNKS || this.clock.now() - this.openedAt > TRACE_WINDOW_MS) return;
     for (const g of groups) for (const c of g) this.traced.push({ blobId: s.blob.blobId, chunkIndex: c.chunkIndex });
     if (this.traced.length > TRACE_MAX_CHUNKS) this.traced.length = TRACE_MAX_CHUNKS;
   }
@@ -440,7 +444,7 @@ export class StorageDevice {
 
   private async backendRead(blobId: string, offset: number, length: number): Promise<Buffer> {
     const ctl = new AbortController();
-    const timer = setTimeout(() => ctl.abort(new FerryError('DEADLINE_EXCEEDED', `blob ${blobId}: backend gave no data in ${this.deadline} ms`)), this.deadline);
+    const cancel = this.clock.setTimer(this.deadline, () => ctl.abort(new FerryError('DEADLINE_EXCEEDED', `blob ${blobId}: backend gave no data in ${this.deadline} ms`)));
     this.stats.requests++;
     try {
       const p = this.o.backend.read(blobId, offset, length, ctl.signal);
@@ -449,7 +453,7 @@ export class StorageDevice {
       this.stats.bytesFetched += buf.length;
       return buf;
     } finally {
-      clearTimeout(timer);
+      cancel();
     }
   }
 
@@ -489,7 +493,7 @@ export class StorageDevice {
       let i = 0;
       while (!this.closed && i < chunks.length) {
         // On-demand reads first: wait while any is in progress.
-        while (!opts.urgent && this.onDemand > 0 && !this.closed) await sleep(5);
+        while (!opts.urgent && this.onDemand > 0 && !this.closed) await this.clock.sleep(5);
         const batch: DeviceChunk[] = [];
         let bytes = 0;
         while (i < chunks.length && (batch.length === 0 || bytes + chunks[i]!.compressedSize <= merge)) {
@@ -499,7 +503,7 @@ export class StorageDevice {
           bytes += c.compressedSize;
         }
         if (!batch.length) continue;
-        const t0 = Date.now();
+        const t0 = this.clock.now();
         try {
           await this.ensure(state, batch, true, opts.record === true);
         } catch (err) {
@@ -508,8 +512,8 @@ export class StorageDevice {
         }
         if (bw > 0) {
           const want = (bytes / bw) * 1000;
-          const spent = Date.now() - t0;
-          if (want > spent) await sleep(want - spent);
+          const spent = this.clock.now() - t0;
+          if (want > spent) await this.clock.sleep(want - spent);
         }
       }
     }
