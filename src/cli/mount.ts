@@ -11,7 +11,8 @@ import { FerryError } from '../core/index.js';
 import { createLogger, type Logger } from '../observe/index.js';
 import { isIndexMediaType, NydusAnnotation, type ImageIndex, type ImageManifest } from '../oci/index.js';
 import { RegistryClient, currentPlatform, parseReference, resolveNydusManifest, withDigest, formatReference, type ImageReference } from '../remote/index.js';
-import { unpackBootstrapLayerFiles, writeBlobMetaFiles } from '../convert/index.js';
+import { writeBlobMetaFiles } from '../convert/index.js';
+import { MAX_BOOTSTRAP_BYTES, unpackBootstrapLayerFiles } from '../format/rafs/index.js';
 import { parseDaemonConfig } from '../config/daemon.js';
 import { Daemon, type MountBackend, type MountRequest } from '../daemon/index.js';
 import { mountsAt } from '../fuse/index.js';
@@ -35,7 +36,7 @@ export async function fetchBootstrap(client: RegistryClient, ref: ImageReference
   const path = join(dir, `${hex}.boot`);
   const have = await readFile(path).then(() => true, () => false);
   if (!have) {
-    const layer = await client.getBlobBuffer(ref.registry, ref.repository, boot.digest, 1 << 30);
+    const layer = await client.getBlobBuffer(ref.registry, ref.repository, boot.digest, MAX_BOOTSTRAP_BYTES);
     const { bootstrap, blobMeta } = await unpackBootstrapLayerFiles(layer);
     await writeBlobMetaFiles(dir, blobMeta);
     await writeFile(`${path}.tmp`, bootstrap);

@@ -27,9 +27,12 @@ import {
   type ImageReference,
 } from '../remote/index.js';
 import { buildLayer, mergeBootstraps } from '../builder/index.js';
-import { openBootstrap, decodeBlobMetaHeader, blobMetaCacheFile, loadBlobTables, BLOB_META_HEADER_SIZE, type AsyncBlobReader, type BlobTables } from '../format/rafs/index.js';
+import {
+  openBootstrap, decodeBlobMetaHeader, blobMetaCacheFile, loadBlobTables, packBootstrapLayer, unpackBootstrapLayerFiles, BLOB_META_HEADER_SIZE,
+  MAX_BOOTSTRAP_BYTES, type AsyncBlobReader, type BlobTables,
+} from '../format/rafs/index.js';
 import { getCodec } from '../format/compress/index.js';
-import { decompressed, collect, Meter, packBootstrapLayer, unpackBootstrapLayerFiles } from './streams.js';
+import { decompressed, collect, Meter } from './streams.js';
 import { layerCacheKey, type LayerCache, type LayerBuildOptions } from './cache.js';
 
 export { NYDUS_MANIFEST_ARTIFACT_TYPE };
@@ -176,7 +179,7 @@ export async function fetchNydusBootstrap(client: RegistryClient, ref: ImageRefe
   const man = parsed as ImageManifest;
   if (!isNydusManifest(man)) throw new FerryError('INVALID_ARGUMENT', `${formatReference(ref)} is not a Nydus image (last layer lacks ${NydusAnnotation.BOOTSTRAP})`);
   const last = man.layers[man.layers.length - 1]!;
-  const layer = await client.getBlobBuffer(ref.registry, ref.repository, last.digest, 1 << 30);
+  const layer = await client.getBlobBuffer(ref.registry, ref.repository, last.digest, MAX_BOOTSTRAP_BYTES);
   const files = await unpackBootstrapLayerFiles(layer);
   return { ...files, manifest: man, digest: m.digest };
 }

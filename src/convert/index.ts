@@ -8,7 +8,7 @@ export {
   type ConvertOptions, type ConvertResult, type ConvertedLayer, type ProgressEvent, type Compressor,
 } from './convert.js';
 export { SqliteLayerCache, layerCacheKey, type LayerCache, type CachedLayer, type LayerBuildOptions } from './cache.js';
-export { packBootstrapLayer, unpackBootstrapLayer, unpackBootstrapLayerFiles, writeBlobMetaFiles, decompressed, type BootstrapLayerFiles } from './streams.js';
+export { writeBlobMetaFiles, decompressed } from './streams.js';
 export { checkImage, type CheckOptions, type CheckResult, type Difference } from './check.js';
 export { TieredLayerCache } from './cache.js';
 export { RemoteLayerCache, CACHE_ARTIFACT_TYPE, CACHE_BOOTSTRAP_MEDIA_TYPE, CacheAnnotation, type RemoteLayerCacheOptions } from './remote-cache.js';

@@ -17,7 +17,8 @@ import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FerryError } from '../core/index.js';
-import { unpackBootstrapLayerFiles, writeBlobMetaFiles } from '../convert/index.js';
+import { writeBlobMetaFiles } from '../convert/index.js';
+import { unpackBootstrapLayerFiles } from '../format/rafs/index.js';
 import { isIndexMediaType, NydusAnnotation, type ImageConfig, type ImageIndex, type ImageManifest } from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import {

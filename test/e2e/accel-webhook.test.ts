@@ -23,8 +23,7 @@ import { MediaType, NydusAnnotation, type ImageManifest } from '../../src/oci/in
 import { makeTestImage, eventually } from './convert-support.js';
 import { fsckErofs } from '../support/erofs.js';
 import { blobView } from '../../src/builder/index.js';
-import { openBootstrap } from '../../src/format/rafs/index.js';
-import { unpackBootstrapLayer } from '../../src/convert/index.js';
+import { openBootstrap, unpackBootstrapLayer } from '../../src/format/rafs/index.js';
 import { createWriteStream } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';

@@ -12,8 +12,8 @@ import { requirePrereqs } from '../support/prereq.js';
 import { startDistributionRegistry, type DistributionRegistry } from '../../src/bench/env/index.js';
 import { RegistryClient, parseReference } from '../../src/remote/index.js';
 import { pushImage, buildOciImage } from '../../src/bench/env/index.js';
-import { convertImage, checkImage, unpackBootstrapLayer, NYDUS_MANIFEST_ARTIFACT_TYPE } from '../../src/convert/index.js';
-import { openBootstrap } from '../../src/format/rafs/index.js';
+import { convertImage, checkImage, NYDUS_MANIFEST_ARTIFACT_TYPE } from '../../src/convert/index.js';
+import { openBootstrap, unpackBootstrapLayer } from '../../src/format/rafs/index.js';
 import { MediaType, NydusAnnotation, type ImageIndex, type ImageManifest } from '../../src/oci/index.js';
 import { makeTestImage } from './convert-support.js';
 

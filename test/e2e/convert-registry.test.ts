@@ -13,13 +13,12 @@ import { requirePrereqs } from '../support/prereq.js';
 import { startDistributionRegistry, type DistributionRegistry } from '../../src/bench/env/index.js';
 import { RegistryClient, parseReference } from '../../src/remote/index.js';
 import { pushImage, type BuiltImage } from '../../src/bench/env/index.js';
-import { unpackBootstrapLayer } from '../../src/convert/index.js';
 import { MediaType, NydusAnnotation, type ImageManifest, type ImageConfig } from '../../src/oci/index.js';
 import { makeTestImage } from './convert-support.js';
 import { Readable } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
 import tarStream from 'tar-stream';
-import { openBootstrap, decodeBlobMetaHeader, decodeCiTable } from '../../src/format/rafs/index.js';
+import { openBootstrap, decodeBlobMetaHeader, decodeCiTable, unpackBootstrapLayer } from '../../src/format/rafs/index.js';
 
 let dir: string;
 let srcReg: DistributionRegistry;
