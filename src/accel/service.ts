@@ -14,7 +14,8 @@ import {
   RegistryClient, parseReference, formatReference, withTag, decodeBasicAuth, dockerConfigCredentials, withDigest,
   type ImageReference,
 } from '../remote/index.js';
-import { convertImage, SqliteLayerCache, TieredLayerCache, RemoteLayerCache, ConvertAnnotation, type ConvertOptions, type LayerCache } from '../convert/index.js';
+import { convertImage, SqliteLayerCache, TieredLayerCache, RemoteLayerCache, type ConvertOptions, type LayerCache } from '../convert/index.js';
+import { NydusAnnotation } from '../oci/index.js';
 import { resolveDriverOptions, type AccelConfig, type AccelDriverOptions } from '../config/accel.js';
 import { TaskStore, type TaskView } from './store.js';
 import { WorkDirLock, removeScratchLeftovers, scratchDirOf } from './workdir.js';
@@ -238,7 +239,7 @@ export class AccelService {
       if (existing) {
         const m = await client.getManifest(withDigest(dst, existing.digest)).catch(() => undefined);
         const ann = m ? (JSON.parse(m.body.toString('utf8')) as { annotations?: Record<string, string> }).annotations : undefined;
-        if (ann?.[ConvertAnnotation.SOURCE_DIGEST] === head.digest) {
+        if (ann?.[NydusAnnotation.SOURCE_DIGEST] === head.digest) {
           log.info({ target: task.target }, 'target already converted from this source digest');
           this.store.complete(id, { sourceDigest: head.digest, targetDigest: existing.digest, sourceSize: 0, targetSize: existing.size, reason: 'already converted' });
           return;
@@ -260,7 +261,7 @@ export class AccelService {
         fsVersion: d.fsVersion, compressor: d.compressor, chunkSize: d.chunkSize, digester: d.digester, chunkTable: d.chunkTable,
         mergePlatform: d.mergeManifest, withReferrer: d.withReferrer, harborAnnotation: d.harborAnnotation,
         cache, log, signal, workDir: this.scratchDir,
-        annotations: { [ConvertAnnotation.SOURCE_REFERENCE]: task.source },
+        annotations: { [NydusAnnotation.SOURCE_REFERENCE]: task.source },
       };
       if (d.platforms.length) opts.platforms = d.platforms;
       if (d.chunkDictRef) opts.chunkDictRef = d.chunkDictRef;

@@ -18,7 +18,7 @@ import { PassThrough } from 'node:stream';
 import { DEFAULT_CONVERT_CHUNK_SIZE, DEFAULT_CONVERT_ZSTD_LEVEL } from '../config/accel.js';
 import { FerryError, DigestMismatchError, sha256Digest } from '../core/index.js';
 import {
-  MediaType, NydusAnnotation, NYDUS_MANIFEST_ARTIFACT_TYPE, isIndexMediaType, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest,
+  MediaType, NydusAnnotation, HarborAnnotation, NYDUS_MANIFEST_ARTIFACT_TYPE, NYDUS_CONFIG_MEDIA_TYPE, isIndexMediaType, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest,
   type Platform,
 } from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
@@ -35,14 +35,14 @@ import { getCodec } from '../format/compress/index.js';
 import { decompressed, collect, Meter } from './streams.js';
 import { layerCacheKey, type LayerCache, type LayerBuildOptions } from './cache.js';
 
-export { NYDUS_MANIFEST_ARTIFACT_TYPE };
-export const NYDUS_CONFIG_MEDIA_TYPE = 'application/vnd.nydus.image.config.v1+json';
+export { NYDUS_MANIFEST_ARTIFACT_TYPE, NYDUS_CONFIG_MEDIA_TYPE };
+/** The annotations a conversion writes on the Nydus manifest (keys defined once, in oci/media-types). */
 export const ConvertAnnotation = {
-  SOURCE_DIGEST: 'containerd.io/snapshot/nydus-source-digest',
-  SOURCE_REFERENCE: 'containerd.io/snapshot/nydus-source-reference',
-  BUILDER_VERSION: 'containerd.io/snapshot/nydus-builder-version',
-  HARBOR_DRIVER_NAME: 'io.goharbor.artifact.v1alpha1.acceleration.driver.name',
-  HARBOR_SOURCE_DIGEST: 'io.goharbor.artifact.v1alpha1.acceleration.source.digest',
+  SOURCE_DIGEST: NydusAnnotation.SOURCE_DIGEST,
+  SOURCE_REFERENCE: NydusAnnotation.SOURCE_REFERENCE,
+  BUILDER_VERSION: NydusAnnotation.BUILDER_VERSION,
+  HARBOR_DRIVER_NAME: HarborAnnotation.ACCELERATION_DRIVER,
+  HARBOR_SOURCE_DIGEST: HarborAnnotation.ACCELERATION_SOURCE_DIGEST,
 } as const;
 export const BUILDER_VERSION = 'ferry 0.1.0';
 

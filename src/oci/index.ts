@@ -5,7 +5,8 @@
  * Pure data: no I/O.
  */
 export {
-  MediaType, NydusAnnotation, NYDUS_MANIFEST_ARTIFACT_TYPE, IMAGE_MANIFEST_TYPES, INDEX_TYPES, isIndexMediaType, isImageManifestMediaType,
+  MediaType, NydusAnnotation, HarborAnnotation, NYDUS_MANIFEST_ARTIFACT_TYPE, NYDUS_CONFIG_MEDIA_TYPE, IMAGE_MANIFEST_TYPES, INDEX_TYPES,
+  isIndexMediaType, isImageManifestMediaType,
 } from './media-types.js';
 export {
   isIndex, type Platform, type Descriptor, type ImageManifest, type ImageIndex, type Manifest, type ImageConfig,
