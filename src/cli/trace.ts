@@ -1,6 +1,6 @@
 /**
  * @module cli/trace
- * Prefetch traces (daemon/trace, snapshotter/trace):
+ * Prefetch traces (oci/prefetch-trace, snapshotter/trace):
  *   ferry trace push   [--snapshotter-api SOCK | --file F] [--plain-http] [--user U:P] REF
  *   ferry trace export [--snapshotter-api SOCK] [--plain-http] [--user U:P] REF   (prints the JSON)
  *   ferry trace get    [--plain-http] [--user U:P] REF                            (the one in the registry)
@@ -12,10 +12,11 @@ import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
 import { FerryError } from '../core/index.js';
 import { createLogger } from '../observe/index.js';
-import { isIndexMediaType, MediaType, NydusAnnotation, type Descriptor, type ImageIndex } from '../oci/index.js';
+import {
+  isIndexMediaType, MediaType, NydusAnnotation, decodePrefetchTrace, parsePrefetchTrace, type Descriptor, type ImageIndex, type PrefetchTrace,
+} from '../oci/index.js';
 import { currentPlatform, parseReference, resolveNydusManifest, withDigest, type ImageReference, type RegistryClient } from '../remote/index.js';
 import { creds, sideClient } from './convert.js';
-import { decodePrefetchTrace, parsePrefetchTrace, type PrefetchTrace } from '../daemon/index.js';
 import { fetchPrefetchTrace, pushPrefetchTrace } from '../snapshotter/index.js';
 import { requestTrace } from '../snapshotter/pull-api-client.js';
 

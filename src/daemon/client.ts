@@ -5,7 +5,7 @@
 import { request } from 'node:http';
 import { FerryError, ERROR_CODES, type ErrorCode } from '../core/index.js';
 import type { LazyFs, MountInfo, MountRequest } from './types.js';
-import type { PrefetchTrace } from './trace.js';
+import type { PrefetchTrace } from '../oci/index.js';
 
 export class DaemonClient implements LazyFs {
   constructor(readonly sockPath: string, private readonly timeoutMs = 120_000) {}

@@ -12,7 +12,7 @@ import { mountRequestSchema, parseDaemonConfig, type DaemonConfig, type DaemonCo
 import { FuseSession } from '../fuse/index.js';
 import { ImageMount, cleanupMountLeftovers, FAST_PATH_MODULE, VIEW_FAST_PATH_MODULE } from './image-mount.js';
 import type { LazyFs, MountInfo, MountRequest } from './types.js';
-import { parsePrefetchTrace, type PrefetchTrace } from './trace.js';
+import { parsePrefetchTrace, type PrefetchTrace } from '../oci/index.js';
 
 export interface DaemonOptions {
   log?: Logger;

@@ -20,7 +20,7 @@ import { BlobViewFs, RafsFs, readFileRange } from './rafs-fs.js';
 import { ciTableForThreads } from './fast-path.js';
 import { startupRanges, type FileRange } from './startup-prefetch.js';
 import type { MountInfo, MountRequest } from './types.js';
-import { traceByBlob, traceOf, type PrefetchTrace } from './trace.js';
+import { traceByBlob, traceOf, type PrefetchTrace } from '../oci/index.js';
 
 export interface ImageMountOptions {
   log: Logger;

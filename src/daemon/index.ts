@@ -10,6 +10,5 @@ export { startApi, type ApiServer } from './api.js';
 export { RafsFs, BlobViewFs } from './rafs-fs.js';
 export { cleanupMountLeftovers } from './image-mount.js';
 export type { LazyFs, MountRequest, MountInfo, MountMetrics, MountBackend } from './types.js';
-export {
-  PREFETCH_TRACE_ARTIFACT_TYPE, PREFETCH_TRACE_LIMITS, decodePrefetchTrace, parsePrefetchTrace, traceOf, traceByBlob, type PrefetchTrace,
-} from './trace.js';
+// The prefetch trace (its type is part of LazyFs) is an OCI artifact: its codec lives in oci/prefetch-trace.ts.
+export type { PrefetchTrace } from '../oci/index.js';

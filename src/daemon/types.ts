@@ -2,7 +2,7 @@
  * @module daemon/types
  * The LazyFs contract shared by the in-process `Daemon` and the `DaemonClient` (agreed interface 5).
  */
-import type { PrefetchTrace } from './trace.js';
+import type { PrefetchTrace } from '../oci/index.js';
 
 export type MountBackend =
   | { type: 'registry'; host: string; repo: string; insecure?: boolean; auth?: string /* base64 user:pass */; proxy?: string }

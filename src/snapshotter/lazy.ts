@@ -19,13 +19,12 @@ import { promisify } from 'node:util';
 import { FerryError } from '../core/index.js';
 import { writeBlobMetaFiles } from '../convert/index.js';
 import { unpackBootstrapLayerFiles } from '../format/rafs/index.js';
-import { isIndexMediaType, NydusAnnotation, type ImageConfig, type ImageIndex, type ImageManifest } from '../oci/index.js';
+import { isIndexMediaType, NydusAnnotation, type ImageConfig, type ImageIndex, type ImageManifest, type PrefetchTrace } from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import {
   basicHeader, currentPlatform, formatReference, parseReference, resolveNydusManifest, withDigest,
   type Credentials, type ImageReference, type RegistryClient,
 } from '../remote/index.js';
-import type { PrefetchTrace } from '../daemon/index.js';
 import type { RemoteLayerHint } from './labels.js';
 import { fetchPrefetchTrace, pushPrefetchTrace } from './trace.js';
 import type { MetaStore, LazyImageRow } from './store.js';
