@@ -7,7 +7,7 @@
  * and discarded when its `containerd.io/snapshot/nydus-cache-version` differs from the configured one.
  */
 import { createHash } from 'node:crypto';
-import { MediaType, NydusAnnotation, type Descriptor, type ImageManifest } from '../oci/index.js';
+import { MediaType, NydusAnnotation, parseImageManifest, type Descriptor, type ImageManifest } from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import { withTag, type ImageReference, type RegistryClient } from '../remote/index.js';
 import type { CachedLayer, LayerCache } from './cache.js';
@@ -70,7 +70,7 @@ export class RemoteLayerCache implements LayerCache {
     this.records = [];
     try {
       const m = await this.o.client.getManifest(this.ref);
-      const man = JSON.parse(m.body.toString('utf8')) as ImageManifest;
+      const man = parseImageManifest(m.body, m.mediaType, `conversion cache ${this.o.tag}`);
       const version = man.annotations?.[CacheAnnotation.VERSION] ?? '';
       if (man.artifactType !== CACHE_ARTIFACT_TYPE) {
         this.log.warn({ ref: this.o.tag }, 'cache tag holds something else; not using it');

@@ -10,11 +10,10 @@ import { randomUUID, createHash } from 'node:crypto';
 import { FerryError, parseDigest } from '../core/index.js';
 import type { Logger } from '../observe/index.js';
 import type { BlobStore } from '../content/index.js';
-import { MediaType } from '../oci/index.js';
+import { MediaType, manifestFacts, parseManifestDocument, type ManifestFacts } from '../oci/index.js';
 import { OciError } from './errors.js';
 import { checkDigest, checkName, isValidTag, projectOf } from './names.js';
 import { parseRange, queryOf, readBody, sendError, sendJson } from './http-util.js';
-import { parseManifest } from './manifest-parse.js';
 import type { SqliteMetadata } from './metadata/sqlite.js';
 import type { ManifestRecord } from './metadata/metadata.js';
 import type { Action, Auth, Principal } from './auth.js';
@@ -605,6 +604,19 @@ export class DistributionApi {
 }
 
 export { sendError };
+
+/**
+ * Validates a manifest pushed with Content-Type `contentType` (oci/parse) and derives what the
+ * registry checks and indexes; a malformed one is the OCI error MANIFEST_INVALID.
+ */
+export function parseManifest(body: Buffer, contentType: string | undefined): ManifestFacts {
+  try {
+    return manifestFacts(parseManifestDocument(body, contentType));
+  } catch (err) {
+    if (FerryError.hasCode(err, 'INVALID_ARGUMENT')) throw new OciError('MANIFEST_INVALID', (err as Error).message, { cause: err });
+    throw err;
+  }
+}
 
 /** A blob the metadata lists but the store has lost is the OCI error BLOB_UNKNOWN, not a 500. */
 async function missingAsBlobUnknown<T>(digest: string, p: Promise<T>): Promise<T> {

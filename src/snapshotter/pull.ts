@@ -12,16 +12,18 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Transform } from 'node:stream';
 import { FerryError } from '../core/index.js';
-import { isIndexMediaType, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest } from '../oci/index.js';
+import { parseImageConfig, parsePlatform, type Descriptor, type ImageConfig, type ImageManifest } from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import {
-  currentPlatform, formatReference, parsePlatform, parseReference, resolveNydusManifest, RegistryClient, withDigest,
-  type Credentials, type ImageReference,
+  formatReference, parseReference, RegistryClient, type Credentials, type ImageReference,
 } from '../remote/index.js';
 // client.js/containerd.js (grpc-js, proto loading: ~0.1–0.2 s) load while the registry answers
 import type { GrpcConnection } from './client.js';
 import type { ContentDescriptor } from './containerd.js';
 import { Label, MAX_LABEL_BYTES } from './labels.js';
+
+/** Largest image config read from the registry. */
+const MAX_CONFIG_BYTES = 16 << 20;
 
 export interface PullOptions {
   /** containerd's gRPC socket. */
@@ -109,23 +111,14 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
   let fetched = 0;
 
   // manifest (an index resolves to this platform's manifest, preferring a Nydus one)
-  let m = await reg.getManifest(ref);
-  fetched += m.body.length;
-  let parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest | ImageIndex;
-  if (isIndexMediaType(m.mediaType) || Array.isArray((parsed as ImageIndex).manifests)) {
-    const plat = o.platform ? parsePlatform(o.platform) : currentPlatform();
-    const idx = parsed as ImageIndex;
-    m = await reg.getManifest(withDigest(ref, resolveNydusManifest(idx, plat).digest));
-    fetched += m.body.length;
-    parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest;
-  }
-  const manifest = parsed as ImageManifest;
-  if (!manifest.config || !Array.isArray(manifest.layers)) throw new FerryError('INVALID_ARGUMENT', `${name}: not an image manifest`);
-  const configBuf = await reg.getBlobBuffer(ref.registry, ref.repository, manifest.config.digest, 16 * 1024 * 1024);
+  const resolved = await reg.resolveImage(ref, { prefer: 'nydus', ...(o.platform ? { platform: parsePlatform(o.platform) } : {}) });
+  const { manifest, fetched: m } = resolved;
+  fetched += m.body.length + (resolved.index?.fetched.body.length ?? 0);
+  const configBuf = await reg.getBlobBuffer(ref.registry, ref.repository, manifest.config.digest, MAX_CONFIG_BYTES);
   fetched += configBuf.length;
-  const config = JSON.parse(configBuf.toString('utf8')) as ImageConfig;
+  const config = parseImageConfig(configBuf, `${name}: config ${manifest.config.digest}`);
   o.onResolved?.(ref, m.digest, manifest, config);
-  const diffIds = config.rootfs?.diff_ids ?? [];
+  const diffIds = config.rootfs.diff_ids;
   if (diffIds.length !== manifest.layers.length) {
     throw new FerryError('INVALID_ARGUMENT', `${name}: ${manifest.layers.length} layers but ${diffIds.length} diff_ids`);
   }

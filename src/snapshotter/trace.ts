@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { FerryError } from '../core/index.js';
 import {
   MediaType, PREFETCH_TRACE_ARTIFACT_TYPE, PREFETCH_TRACE_LIMITS, decodePrefetchTrace, encodePrefetchTrace, newestPrefetchTrace,
-  prefetchTraceLayer, prefetchTraceManifest, type Descriptor, type ImageManifest, type PrefetchTrace,
+  parseImageManifest, prefetchTraceLayer, prefetchTraceManifest, type Descriptor, type PrefetchTrace,
 } from '../oci/index.js';
 import { withDigest, type ImageReference, type RegistryClient } from '../remote/index.js';
 
@@ -21,7 +21,7 @@ export async function fetchPrefetchTrace(reg: RegistryClient, ref: ImageReferenc
   const newest = newestPrefetchTrace(await reg.referrers(ref.registry, ref.repository, manifestDigest, PREFETCH_TRACE_ARTIFACT_TYPE));
   if (!newest) return undefined;
   const m = await reg.getManifest(withDigest(ref, newest.digest));
-  const layer = prefetchTraceLayer(JSON.parse(m.body.toString('utf8')) as ImageManifest, newest.digest);
+  const layer = prefetchTraceLayer(parseImageManifest(m.body, m.mediaType, `prefetch trace ${newest.digest}`), newest.digest);
   const trace = decodePrefetchTrace(await reg.getBlobBuffer(ref.registry, ref.repository, layer.digest, PREFETCH_TRACE_LIMITS.bytes));
   if (bootstrapDigest && trace.bootstrap && trace.bootstrap !== bootstrapDigest) return undefined;
   return trace;

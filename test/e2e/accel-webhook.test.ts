@@ -19,7 +19,7 @@ import { startAccel, type AccelHandle, type TaskView } from '../../src/accel/ind
 import { RegistryClient, parseReference } from '../../src/remote/index.js';
 import { checkImage } from '../../src/convert/index.js';
 import { pushImage, type BuiltImage } from '../../src/bench/env/index.js';
-import { MediaType, NydusAnnotation, type ImageManifest } from '../../src/oci/index.js';
+import { MediaType, NydusAnnotation, parseImageManifest } from '../../src/oci/index.js';
 import { makeTestImage, eventually } from './convert-support.js';
 import { fsckErofs } from '../support/erofs.js';
 import { blobView } from '../../src/builder/index.js';
@@ -91,7 +91,7 @@ test('a push into library yields <tag>-nydus with upstream media types/annotatio
   assert.ok(seconds < 60, `push → -nydus took ${seconds} s`);
   const m = await client.getManifest(ref);
   assert.equal(m.digest, head.digest);
-  const man = JSON.parse(m.body.toString()) as ImageManifest;
+  const man = parseImageManifest(m.body);
   assert.equal(man.mediaType, MediaType.OCI_MANIFEST);
   assert.equal(man.layers.length, 4);
   assert.ok(man.layers.slice(0, 3).every((l) => l.mediaType === MediaType.NYDUS_BLOB && l.annotations?.[NydusAnnotation.BLOB] === 'true'));
