@@ -17,9 +17,8 @@ import { silentLogger, type Logger } from '../observe/index.js';
 import {
   formatReference, parseReference, RegistryClient, type Credentials, type ImageReference,
 } from '../remote/index.js';
-// client.js/containerd.js (grpc-js, proto loading: ~0.1–0.2 s) load while the registry answers
-import type { GrpcConnection } from './client.js';
-import type { ContentDescriptor } from './containerd.js';
+// containerd/ (grpc-js, proto loading: ~0.1–0.2 s) loads while the registry answers
+import type { ContentDescriptor, GrpcConnection } from '../containerd/index.js';
 import { Label, MAX_LABEL_BYTES } from './labels.js';
 
 /** Largest image config read from the registry. */
@@ -85,10 +84,10 @@ function desc(d: Descriptor): ContentDescriptor {
 }
 
 export async function pullImage(o: PullOptions): Promise<PullResult> {
-  const grpcModules = Promise.all([
-    import('./client.js'), import('./containerd.js'),
-    import('./proto.js').then((p) => p.serviceConstructor('snapshots')), // parses the .proto files once
-  ]);
+  const grpcModules = import('../containerd/index.js').then((c) => {
+    c.serviceConstructor('snapshots'); // parses the .proto files once
+    return c;
+  });
   grpcModules.catch(() => undefined); // awaited below; no unhandled rejection if the registry fails first
   const t0 = Date.now();
   const log = (o.log ?? silentLogger()).child({ component: 'pull' });
@@ -125,7 +124,7 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
   const chains = chainIds(diffIds);
   say(`resolved ${name} → ${m.digest} (${manifest.layers.length} layers)`);
 
-  const [{ GrpcConnection, SnapshotsClient }, { ContainerdApi }] = await grpcModules;
+  const { GrpcConnection, SnapshotsClient, ContainerdApi } = await grpcModules;
   const root = o.connection ? o.connection.with({ namespace }) : new GrpcConnection(o.address, { namespace });
   try {
     const leaseApi = new ContainerdApi(root);

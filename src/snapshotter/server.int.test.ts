@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { requirePrereqs } from '../../test/support/prereq.js';
 import { FerryError } from '../core/index.js';
 import { createMetricsRegistry } from '../observe/index.js';
-import { GrpcConnection, SnapshotsClient } from './client.js';
+import { GrpcConnection, SnapshotsClient } from '../containerd/index.js';
 import { serveSnapshots, type SnapshotServer } from './server.js';
 import { Snapshotter, type Mount } from './snapshotter.js';
 

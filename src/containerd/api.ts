@@ -1,5 +1,5 @@
 /**
- * @module snapshotter/containerd
+ * @module containerd/api
  * The containerd calls `ferry pull` makes, over containerd's own gRPC socket: leases, content
  * writes (streamed, with commit labels), content label updates, image records, and layer
  * application through the diff service. Namespace and lease ride as gRPC metadata.

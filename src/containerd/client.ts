@@ -1,5 +1,5 @@
 /**
- * @module snapshotter/client
+ * @module containerd/client
  * Promise clients for containerd's gRPC services over a unix socket: the snapshots service
  * (ours, or containerd's own which forwards to a named snapshotter), and the content, images,
  * diff and leases services `ferry pull` uses. containerd's namespace and lease travel as gRPC
@@ -9,8 +9,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { fromGrpcError } from './grpc-status.js';
 import { fromTimestamp, serviceConstructor, SERVICE_NAMES, type PbDescriptor, type PbInfo, type PbMount } from './proto.js';
-import type { Kind } from './store.js';
-import type { Mount, SnapshotInfo } from './snapshotter.js';
+import type { Kind, Mount, SnapshotInfo } from './types.js';
 
 export interface CallContext {
   /** containerd namespace (metadata `containerd-namespace`). */
