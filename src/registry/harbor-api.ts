@@ -9,8 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../observe/index.js';
 import { readBody, sendJson } from './http-util.js';
 import { generateSecret, hashSecret, isStrongSecret, verifySecret, type Auth, type Principal } from './auth.js';
-import type { SqliteMetadata } from './metadata/sqlite.js';
-import type { Project, Robot, RobotPermission, WebhookPolicy, WebhookTarget, Delivery } from './metadata/metadata.js';
+import type { Project, RegistryMetadata, Robot, RobotPermission, WebhookPolicy, WebhookTarget, Delivery } from './metadata/metadata.js';
 import { WEBHOOK_EVENT_TYPES, type Webhooks } from './webhooks.js';
 import { isValidName } from './names.js';
 
@@ -45,13 +44,13 @@ function iso(ms: number): string {
 const PROJECT_NAME = /^[a-z0-9]+(?:[._-][a-z0-9]+)*$/;
 
 export class HarborApi {
-  readonly #meta: SqliteMetadata;
+  readonly #meta: RegistryMetadata;
   readonly #auth: Auth;
   readonly #log: Logger;
 
   readonly #webhooks: Webhooks;
 
-  constructor(deps: { meta: SqliteMetadata; auth: Auth; log: Logger; webhooks: Webhooks }) {
+  constructor(deps: { meta: RegistryMetadata; auth: Auth; log: Logger; webhooks: Webhooks }) {
     this.#meta = deps.meta;
     this.#auth = deps.auth;
     this.#webhooks = deps.webhooks;
@@ -85,9 +84,9 @@ export class HarborApi {
     return false;
   }
 
-  #project(p: Principal, nameOrId: string): Project {
-    const byId = /^\d+$/.test(nameOrId) ? this.#meta.getProject(Number(nameOrId)) : undefined;
-    const project = byId ?? this.#meta.getProject(decodePathValue(nameOrId));
+  async #project(p: Principal, nameOrId: string): Promise<Project> {
+    const byId = /^\d+$/.test(nameOrId) ? await this.#meta.getProject(Number(nameOrId)) : undefined;
+    const project = byId ?? await this.#meta.getProject(decodePathValue(nameOrId));
     if (!project || !this.#canSee(p, project)) throw notFound(`project ${nameOrId}`);
     return project;
   }
@@ -104,11 +103,11 @@ export class HarborApi {
     }
   }
 
-  #projectJson(pr: Project): Record<string, unknown> {
+  async #projectJson(pr: Project): Promise<Record<string, unknown>> {
     return {
       project_id: pr.id, name: pr.name, owner_name: pr.ownerName, owner_id: 1,
       creation_time: iso(pr.createdAt), update_time: iso(pr.updatedAt),
-      repo_count: this.#meta.listRepositoryRecords(pr.name).length,
+      repo_count: (await this.#meta.listRepositoryRecords(pr.name)).length,
       metadata: { public: String(pr.public) },
     };
   }
@@ -149,7 +148,7 @@ export class HarborApi {
     }
     if (s0 === 'users' && s1 === 'current' && seg.length === 2 && method === 'GET') {
       this.#requireUser(p);
-      const u = p.kind === 'user' ? this.#meta.getUser(p.name) : undefined;
+      const u = p.kind === 'user' ? await this.#meta.getUser(p.name) : undefined;
       sendJson(res, 200, { user_id: u?.id ?? 0, username: p.name, sysadmin_flag: p.kind === 'user' && p.sysadmin, creation_time: u ? iso(u.createdAt) : '' });
       return;
     }
@@ -157,7 +156,7 @@ export class HarborApi {
     if (s0 === 'users' && s1 !== undefined && /^\d+$/.test(s1) && s2 === 'password' && seg.length === 3 && method === 'PUT') {
       // Harbor: a user changes their own password with the old one; the admin may reset any.
       this.#requireUser(p);
-      const target = p.kind === 'user' ? this.#meta.getUser(p.name) : undefined;
+      const target = p.kind === 'user' ? await this.#meta.getUser(p.name) : undefined;
       if (!target || (target.id !== Number(s1) && !target.sysadmin)) throw new HarborError(403, 'FORBIDDEN', 'not allowed');
       const body = await this.#json(req);
       const next = body.new_password;
@@ -169,9 +168,9 @@ export class HarborApi {
           throw new HarborError(403, 'FORBIDDEN', 'old_password is wrong');
         }
       }
-      const user = this.#meta.getUserById(Number(s1));
+      const user = await this.#meta.getUserById(Number(s1));
       if (!user) throw notFound(`user ${s1}`);
-      this.#meta.upsertUser(user.username, await hashSecret(next), user.sysadmin);
+      await this.#meta.upsertUser(user.username, await hashSecret(next), user.sysadmin);
       this.#auth.invalidate();
       this.#log.info({ user: user.username }, 'password changed');
       sendJson(res, 200, {});
@@ -183,15 +182,15 @@ export class HarborApi {
         if (method === 'GET') {
           const name = url.searchParams.get('name');
           const pub = url.searchParams.get('public');
-          let list = this.#meta.listProjects().filter((pr) => this.#canSee(p, pr));
+          let list = (await this.#meta.listProjects()).filter((pr) => this.#canSee(p, pr));
           if (name) list = list.filter((pr) => pr.name.includes(name));
           if (pub !== null) list = list.filter((pr) => String(pr.public) === pub);
-          sendJson(res, 200, list.map((pr) => this.#projectJson(pr)), { 'x-total-count': String(list.length) });
+          sendJson(res, 200, await Promise.all(list.map((pr) => this.#projectJson(pr))), { 'x-total-count': String(list.length) });
           return;
         }
         if (method === 'HEAD') {
           const name = url.searchParams.get('project_name') ?? '';
-          const exists = this.#meta.getProject(name) !== undefined;
+          const exists = (await this.#meta.getProject(name)) !== undefined;
           res.writeHead(exists ? 200 : 404, { 'content-length': 0 });
           res.end();
           return;
@@ -201,10 +200,10 @@ export class HarborApi {
           const body = await this.#json(req);
           const name = body.project_name;
           if (typeof name !== 'string' || name.length > 255 || !PROJECT_NAME.test(name)) throw badRequest('invalid project_name');
-          if (this.#meta.getProject(name)) throw new HarborError(409, 'CONFLICT', `project ${name} already exists`);
+          if (await this.#meta.getProject(name)) throw new HarborError(409, 'CONFLICT', `project ${name} already exists`);
           const metadata = (body.metadata ?? {}) as Record<string, unknown>;
           const isPublic = metadata.public === true || metadata.public === 'true' || body.public === true;
-          const pr = this.#meta.createProject(name, isPublic, p.name);
+          const pr = await this.#meta.createProject(name, isPublic, p.name);
           this.#log.info({ project: name, public: isPublic }, 'project created');
           res.writeHead(201, { location: `/api/v2.0/projects/${pr.id}`, 'content-length': 0 });
           res.end();
@@ -212,21 +211,21 @@ export class HarborApi {
         }
       }
       if (s1 === undefined) throw badRequest('project missing');
-      const project = this.#project(p, s1);
+      const project = await this.#project(p, s1);
       if (seg.length === 2) {
-        if (method === 'GET') { sendJson(res, 200, this.#projectJson(project)); return; }
+        if (method === 'GET') { sendJson(res, 200, await this.#projectJson(project)); return; }
         if (method === 'PUT') {
           this.#requireAdmin(p);
           const body = await this.#json(req);
           const metadata = (body.metadata ?? {}) as Record<string, unknown>;
-          if (metadata.public !== undefined) this.#meta.updateProject(project.id, metadata.public === true || metadata.public === 'true');
+          if (metadata.public !== undefined) await this.#meta.updateProject(project.id, metadata.public === true || metadata.public === 'true');
           sendJson(res, 200, {});
           return;
         }
         if (method === 'DELETE') {
           this.#requireAdmin(p);
-          if (this.#meta.listRepositoryRecords(project.name).length > 0) throw new HarborError(412, 'PRECONDITION', `project ${project.name} still has repositories`);
-          this.#meta.deleteProject(project.id);
+          if ((await this.#meta.listRepositoryRecords(project.name)).length > 0) throw new HarborError(412, 'PRECONDITION', `project ${project.name} still has repositories`);
+          await this.#meta.deleteProject(project.id);
           sendJson(res, 200, {});
           return;
         }
@@ -238,7 +237,7 @@ export class HarborApi {
         if (!isValidName(repoName)) throw badRequest('invalid repository name');
         let digests: string[];
         if (seg.length === 4) {
-          digests = this.#meta.listManifests(repoName).map((m) => m.digest);
+          digests = (await this.#meta.listManifests(repoName)).map((m) => m.digest);
           if (digests.length === 0) throw notFound(`repository ${repoName}`);
         } else {
           const ref = decodePathValue(s5!);
@@ -248,7 +247,7 @@ export class HarborApi {
         }
         for (const digest of digests) {
           const tags = await this.#meta.tagsOf(repoName, digest);
-          const ev = this.#webhooks.deliveriesFor({ type: 'DELETE_ARTIFACT', repo: repoName, digest, tag: tags[0] ?? digest, operator: p.name });
+          const ev = await this.#webhooks.deliveriesFor({ type: 'DELETE_ARTIFACT', repo: repoName, digest, tag: tags[0] ?? digest, operator: p.name });
           await this.#meta.deleteManifest(repoName, digest, ev);
         }
         this.#webhooks.kick();
@@ -258,7 +257,7 @@ export class HarborApi {
       }
       if (s2 === 'repositories' && method === 'GET') {
         if (seg.length === 3) {
-          const repos = this.#meta.listRepositoryRecords(project.name);
+          const repos = await this.#meta.listRepositoryRecords(project.name);
           sendJson(res, 200, repos.map((r) => ({
             id: r.id, name: r.name, project_id: project.id, artifact_count: r.artifactCount, pull_count: r.pullCount,
             creation_time: iso(r.createdAt), update_time: iso(r.updatedAt),
@@ -269,7 +268,7 @@ export class HarborApi {
           // Harbor expects nested repository names URL-encoded twice (a%252Fb).
           const repoName = `${project.name}/${decodePathValue(decodePathValue(s3))}`;
           if (!isValidName(repoName)) throw badRequest('invalid repository name');
-          const list = this.#meta.listManifests(repoName);
+          const list = await this.#meta.listManifests(repoName);
           const out = [];
           for (const m of list) {
             const tags = await this.#meta.tagsOf(repoName, m.digest);
@@ -294,37 +293,37 @@ export class HarborApi {
         if (s3 === 'policies') {
           if (seg.length === 4) {
             if (method === 'GET') {
-              const list = this.#meta.listPolicies(project.id);
+              const list = await this.#meta.listPolicies(project.id);
               sendJson(res, 200, list.map((x) => this.#policyJson(x)), { 'x-total-count': String(list.length) });
               return;
             }
             if (method === 'POST') {
-              const po = this.#meta.createPolicy({ projectId: project.id, creator: p.name, ...this.#policyInput(await this.#json(req)) });
+              const po = await this.#meta.createPolicy({ projectId: project.id, creator: p.name, ...this.#policyInput(await this.#json(req)) });
               this.#log.info({ project: project.name, policy: po.id }, 'webhook policy created');
               res.writeHead(201, { location: `/api/v2.0/projects/${project.name}/webhook/policies/${po.id}`, 'content-length': 0 });
               res.end();
               return;
             }
           }
-          const policy = s4 !== undefined && /^\d+$/.test(s4) ? this.#meta.getPolicy(Number(s4)) : undefined;
+          const policy = s4 !== undefined && /^\d+$/.test(s4) ? await this.#meta.getPolicy(Number(s4)) : undefined;
           if (!policy || policy.projectId !== project.id) throw notFound(`webhook policy ${s4 ?? ''}`);
           if (seg.length === 5) {
             if (method === 'GET') { sendJson(res, 200, this.#policyJson(policy)); return; }
             if (method === 'PUT') {
               const cur = this.#policyJson(policy);
-              this.#meta.updatePolicy(policy.id, this.#policyInput({ ...cur, ...(await this.#json(req)) }));
+              await this.#meta.updatePolicy(policy.id, this.#policyInput({ ...cur, ...(await this.#json(req)) }));
               sendJson(res, 200, {});
               return;
             }
-            if (method === 'DELETE') { this.#meta.deletePolicy(policy.id); sendJson(res, 200, {}); return; }
+            if (method === 'DELETE') { await this.#meta.deletePolicy(policy.id); sendJson(res, 200, {}); return; }
           }
           if (s5 === 'executions' && method === 'GET') {
-            const list = this.#meta.listDeliveries(policy.id);
+            const list = await this.#meta.listDeliveries(policy.id);
             if (seg.length === 6) {
               sendJson(res, 200, list.map((d) => this.#executionJson(d)), { 'x-total-count': String(list.length) });
               return;
             }
-            const d = s6 !== undefined && /^\d+$/.test(s6) ? this.#meta.getDelivery(Number(s6)) : undefined;
+            const d = s6 !== undefined && /^\d+$/.test(s6) ? await this.#meta.getDelivery(Number(s6)) : undefined;
             if (!d || d.policyId !== policy.id) throw notFound(`execution ${s6 ?? ''}`);
             if (s7 === 'tasks' && seg.length === 8) {
               sendJson(res, 200, [{
@@ -334,7 +333,7 @@ export class HarborApi {
               return;
             }
             if (s7 === 'tasks' && s8 !== undefined && seg[9] === 'log' && seg.length === 10) {
-              const lines = this.#meta.listAttempts(d.id).map((a) =>
+              const lines = (await this.#meta.listAttempts(d.id)).map((a) =>
                 `${iso(a.at)} attempt ${a.attempt} POST ${d.target.address} -> ${a.statusCode || 'no response'} in ${a.durationMs} ms${a.error ? `: ${a.error}` : ''}`);
               const text = `${lines.join('\n')}\n`;
               res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text) });
@@ -350,7 +349,7 @@ export class HarborApi {
     if (s0 === 'robots') {
       this.#requireAdmin(p);
       if (seg.length === 1 && method === 'GET') {
-        const list = this.#meta.listRobots();
+        const list = await this.#meta.listRobots();
         sendJson(res, 200, list.map((r) => this.#robotJson(r)), { 'x-total-count': String(list.length) });
         return;
       }
@@ -358,19 +357,19 @@ export class HarborApi {
         await this.#createRobot(req, res);
         return;
       }
-      const robot = s1 !== undefined && /^\d+$/.test(s1) ? this.#meta.getRobot(Number(s1)) : undefined;
+      const robot = s1 !== undefined && /^\d+$/.test(s1) ? await this.#meta.getRobot(Number(s1)) : undefined;
       if (!robot) throw notFound(`robot ${s1 ?? ''}`);
       if (seg.length === 2) {
         if (method === 'GET') { sendJson(res, 200, this.#robotJson(robot)); return; }
         if (method === 'DELETE') {
-          this.#meta.deleteRobot(robot.id);
+          await this.#meta.deleteRobot(robot.id);
           this.#auth.invalidate();
           sendJson(res, 200, {});
           return;
         }
         if (method === 'PUT') {
           const body = await this.#json(req);
-          this.#meta.updateRobot(robot.id, {
+          await this.#meta.updateRobot(robot.id, {
             ...(typeof body.disable === 'boolean' ? { disabled: body.disable } : {}),
             ...(typeof body.description === 'string' ? { description: body.description } : {}),
             ...(Array.isArray(body.permissions) ? { permissions: this.#permissions(body.permissions) } : {}),
@@ -389,7 +388,7 @@ export class HarborApi {
           } else {
             secret = generateSecret();
           }
-          this.#meta.updateRobot(robot.id, { secretHash: await hashSecret(secret) });
+          await this.#meta.updateRobot(robot.id, { secretHash: await hashSecret(secret) });
           this.#auth.invalidate();
           sendJson(res, 200, { secret });
           return;
@@ -427,13 +426,13 @@ export class HarborApi {
     if (level === 'project') {
       const ns = permissions.find((x) => x.kind === 'project')?.namespace;
       if (!ns || ns === '*') throw badRequest('a project robot needs one project permission naming its project');
-      if (!this.#meta.getProject(ns)) throw notFound(`project ${ns}`);
+      if (!(await this.#meta.getProject(ns))) throw notFound(`project ${ns}`);
       if (permissions.some((x) => x.kind === 'project' && x.namespace !== ns)) throw badRequest('a project robot may only cover its own project');
       fullName = `robot$${ns}+${name}`;
     } else {
       fullName = `robot$${name}`;
     }
-    if (this.#meta.getRobot(fullName)) throw new HarborError(409, 'CONFLICT', `robot ${fullName} already exists`);
+    if (await this.#meta.getRobot(fullName)) throw new HarborError(409, 'CONFLICT', `robot ${fullName} already exists`);
     let secret: string;
     if (typeof body.secret === 'string' && body.secret !== '') {
       if (!isStrongSecret(body.secret)) throw badRequest('secret must be 8-128 characters with a lowercase letter, an uppercase letter and a digit');
@@ -443,7 +442,7 @@ export class HarborApi {
     }
     const duration = typeof body.duration === 'number' && Number.isInteger(body.duration) ? body.duration : -1;
     const expiresAt = duration === -1 ? -1 : Math.floor(Date.now() / 1000) + duration * 86_400;
-    const robot = this.#meta.createRobot({
+    const robot = await this.#meta.createRobot({
       name: fullName, description: typeof body.description === 'string' ? body.description : '', level,
       secretHash: await hashSecret(secret), permissions, disabled: body.disable === true, expiresAt, duration,
     });

@@ -14,12 +14,12 @@ import { DistributionApi, tokenRealm, type DistributionOptions } from './distrib
 import { OciError, toOciError } from './errors.js';
 import { sendError, sendJson } from './http-util.js';
 import { LoginLockedError, parseScope, type Auth, type Principal, type TokenAccess } from './auth.js';
-import type { SqliteMetadata } from './metadata/sqlite.js';
+import type { RegistryMetadata } from './metadata/metadata.js';
 import type { Webhooks } from './webhooks.js';
 import { HarborApi } from './harbor-api.js';
 
 export interface RegistryServerDeps {
-  meta: SqliteMetadata;
+  meta: RegistryMetadata;
   store: BlobStore;
   auth: Auth;
   webhooks: Webhooks;
