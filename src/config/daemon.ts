@@ -122,7 +122,7 @@ export const mountRequestSchema = z.strictObject({
     env: z.array(z.string()).max(4096).optional(),
     workingDir: z.string().optional(),
   }).optional(),
-  /** A prefetch trace (daemon/trace; validated by the daemon): its chunks are fetched at once, in place of `startup`. */
+  /** A prefetch trace (oci/prefetch-trace; validated by the daemon): its chunks are fetched at once, in place of `startup`. */
   trace: z.unknown().optional(),
 });
 

@@ -18,7 +18,7 @@ export interface MountRequest {
   prefetch?: boolean | string[];
   /** the command the image's containers run: its loader reads are fetched at once (startup-prefetch) */
   startup?: { argv: string[]; env?: string[]; workingDir?: string };
-  /** chunks an earlier start of this image read (daemon/trace): prefetched at once, in place of `startup` */
+  /** chunks an earlier start of this image read (oci/prefetch-trace): prefetched at once, in place of `startup` */
   trace?: PrefetchTrace;
 }
 
