@@ -14,7 +14,9 @@ import {
   RegistryClient, parseReference, formatReference, withTag, decodeBasicAuth, dockerConfigCredentials, withDigest,
   type FetchedManifest, type ImageReference,
 } from '../remote/index.js';
-import { convertImage, SqliteLayerCache, TieredLayerCache, RemoteLayerCache, type ConvertOptions, type LayerCache } from '../convert/index.js';
+import {
+  convertImage, SqliteLayerCache, TieredLayerCache, RemoteLayerCache, type ConvertOptions, type LayerCache,
+} from '../convert/index.js';
 import { NydusAnnotation, parseManifestDocument } from '../oci/index.js';
 import { resolveDriverOptions, type AccelConfig, type AccelDriverOptions } from '../config/accel.js';
 import { TaskStore, type TaskView } from './store.js';

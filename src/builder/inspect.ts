@@ -17,10 +17,12 @@ const PRINTABLE = /^[\x20-\x7e]*$/;
 /** `ls -l`-style mode string. */
 export function modeString(mode: number): string {
   const t = mode & S_IFMT;
-  const c = t === S_IFDIR ? 'd' : t === S_IFLNK ? 'l' : t === S_IFCHR ? 'c' : t === S_IFBLK ? 'b' : t === S_IFIFO ? 'p' : t === S_IFSOCK ? 's' : '-';
+  const c = t === S_IFDIR ? 'd' : t === S_IFLNK ? 'l' : t === S_IFCHR ? 'c' : t === S_IFBLK ? 'b'
+    : t === S_IFIFO ? 'p' : t === S_IFSOCK ? 's' : '-';
   const rwx = (v: number, s: boolean, sc: string): string =>
     `${v & 4 ? 'r' : '-'}${v & 2 ? 'w' : '-'}${s ? (v & 1 ? sc : sc.toUpperCase()) : v & 1 ? 'x' : '-'}`;
-  return c + rwx((mode >> 6) & 7, (mode & S_ISUID) !== 0, 's') + rwx((mode >> 3) & 7, (mode & S_ISGID) !== 0, 's') + rwx(mode & 7, (mode & S_ISVTX) !== 0, 't');
+  return c + rwx((mode >> 6) & 7, (mode & S_ISUID) !== 0, 's') + rwx((mode >> 3) & 7, (mode & S_ISGID) !== 0, 's')
+    + rwx(mode & 7, (mode & S_ISVTX) !== 0, 't');
 }
 
 export interface InspectEntry {
@@ -49,6 +51,9 @@ export function describeEntry(bs: RafsBootstrap, e: WalkEntry): InspectEntry {
   // v6 files are chunk-based: one chunk index per chunk-size piece (no chunk table needed)
   if (t === S_IFREG) out.chunks = bs.version === 6 ? Math.ceil(e.stat.size / bs.chunkSize) : bs.chunks(e.ino).length;
   const x = bs.xattrs(e.ino);
-  if (x.size > 0) out.xattrs = Object.fromEntries([...x].map(([k, v]) => [k, PRINTABLE.test(v.toString('latin1')) ? v.toString() : `0x${v.toString('hex')}`]));
+  if (x.size > 0) {
+    const shown = (v: Buffer): string => (PRINTABLE.test(v.toString('latin1')) ? v.toString() : `0x${v.toString('hex')}`);
+    out.xattrs = Object.fromEntries([...x].map(([k, v]) => [k, shown(v)]));
+  }
   return out;
 }

@@ -11,7 +11,9 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createWriteStream, existsSync } from 'node:fs';
-import { chmod, chown, lchown, link, lutimes, mkdir, mkdtemp, open, readdir, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import {
+  chmod, chown, lchown, link, lutimes, mkdir, mkdtemp, open, readdir, rename, rm, symlink, utimes, writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
@@ -32,6 +34,11 @@ export interface UnpackOptions {
   /** Called for each entry left out (sockets). */
   warn?: (message: string) => void;
 }
+
+/** What an unpack did: entries created, file bytes written. */
+export interface UnpackCounts { entries: number; bytes: number }
+/** A tar entry of the tree, with its body for a regular file. */
+export type TreeTarEntry = { entry: TarEntry; body?: Buffer | Readable };
 
 /** Modes of what is being written: private until complete (dirs get theirs last), the tar file as a user's file. */
 const WORK_DIR_MODE = 0o700;
@@ -73,15 +80,16 @@ function besideTarget(target: string): string {
  * temporary directory beside `out` (mode 0700 until the root's own mode is applied last) and
  * renamed to `out` when complete; on failure it is removed and `out` is left as it was. Returns counts.
  */
-export async function unpackToDir(bs: RafsBootstrap, files: FileData, out: string, opts: UnpackOptions = {}): Promise<{ entries: number; bytes: number }> {
+export async function unpackToDir(bs: RafsBootstrap, files: FileData, out: string, opts: UnpackOptions = {}): Promise<UnpackCounts> {
   const existing = await readdir(out).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return undefined;
-    throw new FerryError('FAILED_PRECONDITION', `output ${out}: ${err.code === 'ENOTDIR' ? 'not a directory' : err.message}`, { cause: err });
+    const why = err.code === 'ENOTDIR' ? 'not a directory' : err.message;
+    throw new FerryError('FAILED_PRECONDITION', `output ${out}: ${why}`, { cause: err });
   });
   if (existing && existing.length > 0) throw new FerryError('FAILED_PRECONDITION', `output directory ${out} is not empty`);
   await mkdir(dirname(resolve(out)), { recursive: true });
   const work = await mkdtemp(besideTarget(out));
-  let r: { entries: number; bytes: number };
+  let r: UnpackCounts;
   try {
     r = await unpackInto(bs, files, work, opts);
     // rename(2) replaces an empty directory at `out`, not one someone wrote into meanwhile (ENOTEMPTY)
@@ -90,13 +98,14 @@ export async function unpackToDir(bs: RafsBootstrap, files: FileData, out: strin
     await rm(work, { recursive: true, force: true });
     if (FerryError.is(err)) throw err;
     const e = err as NodeJS.ErrnoException;
-    throw new FerryError(e.code === 'ENOTEMPTY' || e.code === 'EEXIST' ? 'FAILED_PRECONDITION' : 'INTERNAL', `unpack into ${out}: ${e.message}`, { cause: err });
+    const code = e.code === 'ENOTEMPTY' || e.code === 'EEXIST' ? 'FAILED_PRECONDITION' : 'INTERNAL';
+    throw new FerryError(code, `unpack into ${out}: ${e.message}`, { cause: err });
   }
   return r;
 }
 
 /** Writes the tree into the empty directory `out`. */
-async function unpackInto(bs: RafsBootstrap, files: FileData, out: string, opts: UnpackOptions): Promise<{ entries: number; bytes: number }> {
+async function unpackInto(bs: RafsBootstrap, files: FileData, out: string, opts: UnpackOptions): Promise<UnpackCounts> {
   const seen = new Set<string>();
   const firstLink = new Map<number, string>();
   const dirs: WalkEntry[] = [];
@@ -179,7 +188,7 @@ async function unpackInto(bs: RafsBootstrap, files: FileData, out: string, opts:
 }
 
 /** The tree as tar entries (hardlinks after their first path, sockets skipped). */
-export async function* tarEntries(bs: RafsBootstrap, files: FileData, opts: UnpackOptions = {}): AsyncGenerator<{ entry: TarEntry; body?: Buffer | Readable }> {
+export async function* tarEntries(bs: RafsBootstrap, files: FileData, opts: UnpackOptions = {}): AsyncGenerator<TreeTarEntry> {
   const firstLink = new Map<number, string>();
   let bytes = 0;
   for (const e of bs.walk()) {

@@ -29,8 +29,8 @@ import {
 } from '../remote/index.js';
 import { buildLayer, mergeBootstraps } from '../builder/index.js';
 import {
-  openBootstrap, decodeBlobMetaHeader, blobMetaCacheFile, loadBlobTables, packBootstrapLayer, unpackBootstrapLayerFiles, BLOB_META_HEADER_SIZE,
-  MAX_BOOTSTRAP_BYTES, type AsyncBlobReader, type BlobTables,
+  openBootstrap, decodeBlobMetaHeader, blobMetaCacheFile, loadBlobTables, packBootstrapLayer, unpackBootstrapLayerFiles,
+  BLOB_META_HEADER_SIZE, MAX_BOOTSTRAP_BYTES, type AsyncBlobReader, type BlobTables,
 } from '../format/rafs/index.js';
 import { getCodec } from '../format/compress/index.js';
 import { decompressed, collect, Meter } from './streams.js';

@@ -34,7 +34,9 @@ async function buildImage(): Promise<Image> {
   await symlink('../etc/greeting', join(src, 'data', 'link'));
   const blobDir = join(dir, 'blobs');
   await mkdir(blobDir);
-  const r = await buildLayer({ source: { dir: src }, blobDir, fsVersion: 6, compressor: 'zstd', chunkSize: CHUNK_SIZE, digester: 'sha256' });
+  const r = await buildLayer({
+    source: { dir: src }, blobDir, fsVersion: 6, compressor: 'zstd', chunkSize: CHUNK_SIZE, digester: 'sha256',
+  });
   const bootstrapPath = join(dir, 'image.boot');
   await writeFile(bootstrapPath, r.bootstrap);
   return { dir, src, bootstrapPath, blobDir, blobId: r.blobId };
@@ -83,7 +85,9 @@ export function lazyFsSuite(name: string, make: (dataDir: string) => Promise<{ f
     assert.equal(info.id, r.id);
     assert.equal(info.mountpoint, r.mountpoint);
     assert.equal(info.bootstrapPath, r.bootstrapPath);
-    for (const k of ['bytesFetched', 'chunksCached', 'cacheHitRatio', 'backendErrors'] as const) assert.equal(typeof info.metrics[k], 'number', k);
+    for (const k of ['bytesFetched', 'chunksCached', 'cacheHitRatio', 'backendErrors'] as const) {
+      assert.equal(typeof info.metrics[k], 'number', k);
+    }
     assert.equal(await readFile(join(r.mountpoint, 'etc', 'greeting'), 'utf8'), 'hello from the lazy fs\n');
     assert.deepEqual(await readFile(join(r.mountpoint, 'data', 'big')), await readFile(join(img.src, 'data', 'big')));
     assert.equal(await readlink(join(r.mountpoint, 'data', 'link')), '../etc/greeting');
@@ -110,7 +114,7 @@ export function lazyFsSuite(name: string, make: (dataDir: string) => Promise<{ f
     assert.deepEqual(await fs.list(), []);
   });
 
-  withFs('trace: the chunks read so far as a valid prefetch trace of the image\'s blob; NOT_FOUND for an unknown mount', async (fs, req) => {
+  withFs('trace: the chunks read so far, a valid prefetch trace of the image\'s blob; NOT_FOUND for an unknown mount', async (fs, req) => {
     const r = req('d');
     await fs.mount(r);
     await readFile(join(r.mountpoint, 'data', 'big'));

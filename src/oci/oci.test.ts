@@ -2,13 +2,19 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FerryError } from '../core/index.js';
 import {
-  MediaType, NYDUS_MANIFEST_ARTIFACT_TYPE, ANY_PLATFORM, manifestFacts, parseDescriptor, parseImageConfig, parseImageIndex, parseImageManifest,
-  parseManifestDocument, parsePlatform, resolveNydusManifest, resolvePlatform, selectManifest, type ImageIndex,
+  MediaType, NYDUS_MANIFEST_ARTIFACT_TYPE, ANY_PLATFORM, manifestFacts, parseDescriptor, parseImageConfig, parseImageIndex,
+  parseImageManifest, parseManifestDocument, parsePlatform, resolveNydusManifest, resolvePlatform, selectManifest, type Descriptor,
+  type ImageIndex,
 } from './index.js';
 
 const D = `sha256:${'a'.repeat(64)}`;
 const cfg = { mediaType: MediaType.OCI_CONFIG, digest: D, size: 2 };
 const json = (v: unknown): Buffer => Buffer.from(JSON.stringify(v));
+const linux = (architecture: string, extra: Record<string, unknown> = {}): { os: string; architecture: string } =>
+  ({ os: 'linux', architecture, ...extra });
+const entry = (digest: string, platform: { os: string; architecture: string }, extra: Record<string, unknown> = {}): Descriptor =>
+  ({ mediaType: MediaType.OCI_MANIFEST, digest, size: 1, platform, ...extra });
+const config = (extra: Record<string, unknown>): Buffer => json({ os: 'linux', architecture: 'amd64', ...extra });
 
 function invalid(fn: () => unknown, re: RegExp): void {
   assert.throws(fn, (e: unknown) => FerryError.hasCode(e, 'INVALID_ARGUMENT') && re.test((e as Error).message), String(re));
@@ -20,7 +26,7 @@ test('manifests and indexes: media type from the field, the Content-Type or the 
   assert.equal(a.kind, 'manifest');
   assert.equal(a.mediaType, MediaType.OCI_MANIFEST);
   assert.equal(parseManifestDocument(json(man), `${MediaType.DOCKER_MANIFEST}; charset=utf-8`).mediaType, MediaType.DOCKER_MANIFEST);
-  const idx = { schemaVersion: 2, manifests: [{ ...cfg, mediaType: MediaType.OCI_MANIFEST, platform: { os: 'linux', architecture: 'amd64' } }] };
+  const idx = { schemaVersion: 2, manifests: [entry(D, linux('amd64'))] };
   const b = parseManifestDocument(json(idx), 'application/json');
   assert.equal(b.kind, 'index');
   assert.equal(b.mediaType, MediaType.OCI_INDEX);
@@ -34,13 +40,14 @@ test('malformed manifests are INVALID_ARGUMENT naming the document and the field
   invalid(() => parseManifestDocument('{', undefined, 'manifest x'), /^manifest x: not valid JSON/);
   invalid(() => parseManifestDocument('[]'), /must be a JSON object/);
   invalid(() => parseManifestDocument(json({ schemaVersion: 1, name: 'x' })), /schema 1/);
-  invalid(() => parseManifestDocument(json({ schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: [] }), MediaType.OCI_MANIFEST), /does not match/);
+  const emptyIndex = json({ schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: [] });
+  invalid(() => parseManifestDocument(emptyIndex, MediaType.OCI_MANIFEST), /does not match/);
   invalid(() => parseManifestDocument(json({ schemaVersion: 3, config: cfg, layers: [] })), /schemaVersion must be 2/);
   invalid(() => parseManifestDocument(json({ foo: 1 }), 'text/plain'), /cannot tell the manifest type/);
-  invalid(() => parseManifestDocument(json({ schemaVersion: 2, mediaType: 'application/x-other', config: cfg, layers: [] })), /unsupported/);
+  invalid(() => parseManifestDocument(json({ schemaVersion: 2, mediaType: 'x/other', config: cfg, layers: [] })), /unsupported/);
   invalid(() => parseManifestDocument(json({ schemaVersion: 2, config: cfg, layers: {} })), /layers must be an array/);
   invalid(() => parseManifestDocument(json({ schemaVersion: 2, config: cfg, layers: [7] })), /layers\[0\]: descriptor must be an object/);
-  invalid(() => parseManifestDocument(json({ schemaVersion: 2, config: { ...cfg, digest: 'sha256:zz' }, layers: [] })), /config: invalid digest/);
+  invalid(() => parseManifestDocument(json({ schemaVersion: 2, config: { ...cfg, digest: 'sha256:zz' }, layers: [] })), /invalid digest/);
   invalid(() => parseManifestDocument(json({ schemaVersion: 2, config: { ...cfg, size: -1 }, layers: [] })), /config: invalid size/);
   invalid(() => parseManifestDocument(json({ schemaVersion: 2, config: cfg, layers: [], annotations: { a: 1 } })), /annotations values/);
   invalid(() => parseManifestDocument(json({ schemaVersion: 2, manifests: [{ ...cfg, platform: { os: 'linux' } }] })), /platform needs/);
@@ -65,19 +72,19 @@ test('manifest facts: blobs (URL layers left out), child manifests, subject, art
 });
 
 test('image configs: os, architecture and rootfs.diff_ids required; the command fields typed when present', () => {
-  const c = parseImageConfig(json({ os: 'linux', architecture: 'amd64', rootfs: { type: 'layers', diff_ids: [D] }, config: { Entrypoint: null, Cmd: ['sh'] } }));
+  const c = parseImageConfig(config({ rootfs: { type: 'layers', diff_ids: [D] }, config: { Entrypoint: null, Cmd: ['sh'] } }));
   assert.deepEqual(c.rootfs.diff_ids, [D]);
   invalid(() => parseImageConfig(json({ os: 'linux', architecture: 'amd64' }), 'config y'), /^config y: rootfs must be an object/);
   invalid(() => parseImageConfig(json({ architecture: 'amd64', rootfs: { diff_ids: [] } })), /needs os and architecture/);
-  invalid(() => parseImageConfig(json({ os: 'linux', architecture: 'amd64', rootfs: { diff_ids: ['x'] } })), /diff_ids must be an array of digests/);
-  invalid(() => parseImageConfig(json({ os: 'linux', architecture: 'amd64', rootfs: { diff_ids: [] }, config: { Env: 'A=1' } })), /Env must be an array/);
+  invalid(() => parseImageConfig(config({ rootfs: { diff_ids: ['x'] } })), /diff_ids must be an array of digests/);
+  invalid(() => parseImageConfig(config({ rootfs: { diff_ids: [] }, config: { Env: 'A=1' } })), /Env must be an array/);
 });
 
 test('resolvePlatform picks the matching manifest and names the ones available', () => {
   const idx: ImageIndex = {
     schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: [
       { mediaType: MediaType.OCI_MANIFEST, digest: D, size: 1, platform: { os: 'linux', architecture: 'amd64' } },
-      { mediaType: MediaType.OCI_MANIFEST, digest: `sha256:${'b'.repeat(64)}`, size: 1, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+      entry(`sha256:${'b'.repeat(64)}`, linux('arm64', { variant: 'v8' })),
     ],
   };
   assert.equal(resolvePlatform(idx, 'linux/amd64').digest, D);
@@ -91,8 +98,8 @@ test('resolveNydusManifest prefers the Nydus entry for the platform (artifactTyp
   const idx: ImageIndex = {
     schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: [
       { mediaType: MediaType.OCI_MANIFEST, digest: d('1'), size: 1, platform: { os: 'linux', architecture: 'amd64' } },
-      { mediaType: MediaType.OCI_MANIFEST, digest: d('2'), size: 1, platform: { os: 'linux', architecture: 'arm64', 'os.features': ['nydus.remoteimage.v1'] } },
-      { mediaType: MediaType.OCI_MANIFEST, digest: d('3'), size: 1, artifactType: NYDUS_MANIFEST_ARTIFACT_TYPE, platform: { os: 'linux', architecture: 'amd64' } },
+      entry(d('2'), linux('arm64', { 'os.features': ['nydus.remoteimage.v1'] })),
+      entry(d('3'), linux('amd64'), { artifactType: NYDUS_MANIFEST_ARTIFACT_TYPE }),
       { mediaType: MediaType.OCI_MANIFEST, digest: d('4'), size: 1, platform: { os: 'linux', architecture: 's390x' } },
     ],
   };
@@ -108,7 +115,7 @@ test('selectManifest: this machine by default, any platform on request, Nydus en
   const idx: ImageIndex = {
     schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: [
       { mediaType: MediaType.OCI_MANIFEST, digest: d('1'), size: 1, platform: { os: 'linux', architecture: 's390x' } },
-      { mediaType: MediaType.OCI_MANIFEST, digest: d('2'), size: 1, artifactType: NYDUS_MANIFEST_ARTIFACT_TYPE, platform: { os: 'linux', architecture: 's390x' } },
+      entry(d('2'), linux('s390x'), { artifactType: NYDUS_MANIFEST_ARTIFACT_TYPE }),
     ],
   };
   assert.equal(selectManifest(idx, { platform: 'linux/s390x' }).digest, d('1'));

@@ -52,7 +52,9 @@ export function parsePrefetchTrace(u: unknown): PrefetchTrace {
   const o = u as Record<string, unknown>;
   for (const k of Object.keys(o)) if (!KEYS.has(k)) bad('', `unrecognized key ${JSON.stringify(k)}`);
   if (o.schemaVersion !== 1) bad('schemaVersion', 'must be 1');
-  if (o.bootstrap !== undefined && (typeof o.bootstrap !== 'string' || !SHA256_DIGEST.test(o.bootstrap))) bad('bootstrap', 'a sha256 digest');
+  if (o.bootstrap !== undefined && (typeof o.bootstrap !== 'string' || !SHA256_DIGEST.test(o.bootstrap))) {
+    bad('bootstrap', 'a sha256 digest');
+  }
   if (!Array.isArray(o.blobs)) bad('blobs', 'must be an array');
   if (o.blobs.length > PREFETCH_TRACE_LIMITS.blobs) bad('blobs', `more than ${PREFETCH_TRACE_LIMITS.blobs} entries`);
   o.blobs.forEach((b: unknown, i: number) => { if (typeof b !== 'string' || !BLOB_ID.test(b)) bad(`blobs.${i}`, 'a 64-hex blob id'); });
@@ -72,7 +74,9 @@ export function parsePrefetchTrace(u: unknown): PrefetchTrace {
 
 /** A trace from its JSON bytes (size-checked), see parsePrefetchTrace. */
 export function decodePrefetchTrace(buf: Buffer): PrefetchTrace {
-  if (buf.length > PREFETCH_TRACE_LIMITS.bytes) throw new FerryError('INVALID_ARGUMENT', `prefetch trace: ${buf.length} bytes, over ${PREFETCH_TRACE_LIMITS.bytes}`);
+  if (buf.length > PREFETCH_TRACE_LIMITS.bytes) {
+    throw new FerryError('INVALID_ARGUMENT', `prefetch trace: ${buf.length} bytes, over ${PREFETCH_TRACE_LIMITS.bytes}`);
+  }
   let u: unknown;
   try { u = JSON.parse(buf.toString('utf8')); } catch (err) {
     throw new FerryError('INVALID_ARGUMENT', `prefetch trace: not JSON: ${(err as Error).message}`);
@@ -130,11 +134,14 @@ export function prefetchTraceManifest(o: { config: Descriptor; layer: Descriptor
 export function prefetchTraceLayer(man: ImageManifest, what: string): Descriptor {
   const layer = man.layers.find((l) => l.mediaType === PREFETCH_TRACE_ARTIFACT_TYPE);
   if (!layer) throw new FerryError('INVALID_ARGUMENT', `prefetch trace ${what}: no ${PREFETCH_TRACE_ARTIFACT_TYPE} layer`);
-  if (layer.size > PREFETCH_TRACE_LIMITS.bytes) throw new FerryError('INVALID_ARGUMENT', `prefetch trace ${what}: layer of ${layer.size} bytes`);
+  if (layer.size > PREFETCH_TRACE_LIMITS.bytes) {
+    throw new FerryError('INVALID_ARGUMENT', `prefetch trace ${what}: layer of ${layer.size} bytes`);
+  }
   return layer;
 }
 
 /** The newest of a list of trace referrers (by their `created` annotation). */
 export function newestPrefetchTrace(list: readonly Descriptor[]): Descriptor | undefined {
-  return [...list].sort((a, b) => (a.annotations?.[PREFETCH_TRACE_CREATED] ?? '').localeCompare(b.annotations?.[PREFETCH_TRACE_CREATED] ?? '')).at(-1);
+  const created = (d: Descriptor): string => d.annotations?.[PREFETCH_TRACE_CREATED] ?? '';
+  return [...list].sort((a, b) => created(a).localeCompare(created(b))).at(-1);
 }

@@ -5,8 +5,9 @@
  *
  * Layers: `server.ts` (HTTP edge, auth, errors) → `distribution.ts` (/v2 API) and
  * `harbor-api.ts` (/api/v2.0) → `metadata/` (the `RegistryMetadata` interface; SQLite behind it) +
- * `content` (blob bytes) + `webhooks.ts` (event policy, durable outbox, dispatcher). A service: imports content, core, oci, observe, config; nothing
- * imports its internals except through this file.
+ * `content` (blob bytes) + `webhooks.ts` (event policy, durable outbox, dispatcher). A service:
+ * imports content, core, oci, observe, config; nothing imports its internals except through this
+ * file.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';

@@ -12,7 +12,8 @@ import { Readable, Transform, type TransformCallback } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { DigestMismatchError, FerryError, parseDigest, type ErrorCode } from '../core/index.js';
 import {
-  MediaType, parseImageIndex, parseManifestDocument, selectManifest, type Descriptor, type ImageIndex, type ImageManifest, type ManifestChoice,
+  MediaType, parseImageIndex, parseManifestDocument, selectManifest,
+  type Descriptor, type ImageIndex, type ImageManifest, type ManifestChoice,
 } from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import { TokenCache, basicHeader, dockerConfigCredentials, parseChallenges, type Credentials } from './auth.js';
@@ -442,7 +443,8 @@ export class RegistryClient {
     const fetched = await this.getManifest(pinned, get);
     const child = parseManifestDocument(fetched.body, fetched.mediaType, `manifest ${formatReference(pinned)}`);
     if (child.kind !== 'manifest') {
-      throw new FerryError('DATA_LOSS', `index ${formatReference(ref)}: entry ${entry.digest} is an index (${child.mediaType}), not an image manifest`);
+      const what = `index ${formatReference(ref)}: entry ${entry.digest}`;
+      throw new FerryError('DATA_LOSS', `${what} is an index (${child.mediaType}), not an image manifest`);
     }
     return { ref: pinned, manifest: child.manifest, fetched, index: { index: doc.index, fetched: top, entry } };
   }

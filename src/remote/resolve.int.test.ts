@@ -44,13 +44,16 @@ before(async () => {
     ({ ...d, platform: { os: 'linux', architecture: arch }, ...(nydus ? { artifactType: NYDUS_MANIFEST_ARTIFACT_TYPE } : {}) });
   put('idx', {
     schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: [
-      entry(image('amd64', false), 'amd64', false), entry(image('amd64', true), 'amd64', true), entry(image('arm64', false), 'arm64', false),
+      entry(image('amd64', false), 'amd64', false), entry(image('amd64', true), 'amd64', true),
+      entry(image('arm64', false), 'arm64', false),
     ],
   }, MediaType.OCI_INDEX);
   put('broken', '{"schemaVersion":2,', MediaType.OCI_MANIFEST);
-  put('nolayers', { schemaVersion: 2, mediaType: MediaType.OCI_MANIFEST, config: { mediaType: 'x', digest: sha(Buffer.from('c')), size: 1 } }, MediaType.OCI_MANIFEST);
+  const cfg = { mediaType: 'x', digest: sha(Buffer.from('c')), size: 1 };
+  put('nolayers', { schemaVersion: 2, mediaType: MediaType.OCI_MANIFEST, config: cfg }, MediaType.OCI_MANIFEST);
   const inner = put('inner', { schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: [] }, MediaType.OCI_INDEX);
-  put('nested', { schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: [{ ...inner, platform: { os: 'linux', architecture: 'amd64' } }] }, MediaType.OCI_INDEX);
+  const nested = [{ ...inner, platform: { os: 'linux', architecture: 'amd64' } }];
+  put('nested', { schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: nested }, MediaType.OCI_INDEX);
 });
 after(() => { server?.close(); });
 
@@ -75,7 +78,8 @@ test('resolveImage: an index resolves to the platform entry, the Nydus one first
 test('resolveImage: malformed documents are INVALID_ARGUMENT naming the reference, an index entry that is an index DATA_LOSS', async () => {
   const c = new RegistryClient();
   const reason = (code: ErrorCode, re: RegExp) => (e: unknown): boolean => FerryError.hasCode(e, code) && re.test((e as Error).message);
-  await assert.rejects(c.resolveImage(parseReference(`${host}/lib/app:broken`)), reason('INVALID_ARGUMENT', /lib\/app:broken: not valid JSON/));
-  await assert.rejects(c.resolveImage(parseReference(`${host}/lib/app:nolayers`)), reason('INVALID_ARGUMENT', /layers must be an array/));
-  await assert.rejects(c.resolveImage(parseReference(`${host}/lib/app:nested`), { platform: 'linux/amd64' }), reason('DATA_LOSS', /is an index/));
+  const ref = (tag: string): ReturnType<typeof parseReference> => parseReference(`${host}/lib/app:${tag}`);
+  await assert.rejects(c.resolveImage(ref('broken')), reason('INVALID_ARGUMENT', /lib\/app:broken: not valid JSON/));
+  await assert.rejects(c.resolveImage(ref('nolayers')), reason('INVALID_ARGUMENT', /layers must be an array/));
+  await assert.rejects(c.resolveImage(ref('nested'), { platform: 'linux/amd64' }), reason('DATA_LOSS', /is an index/));
 });

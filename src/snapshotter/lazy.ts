@@ -189,7 +189,8 @@ export class LazyImages implements RemoteLayers {
     const { manifest: man, fetched: m } = await reg.resolveImage(ref, { prefer: 'nydus' });
     // the config (for the startup hint) is fetched alongside; only the mount waits for it
     const config = this.o.startupPrefetch === false ? Promise.resolve(undefined)
-      : reg.getBlobBuffer(ref.registry, ref.repository, man.config.digest, MAX_CONFIG_BYTES).then((b) => parseImageConfig(b, `config ${man.config.digest}`))
+      : reg.getBlobBuffer(ref.registry, ref.repository, man.config.digest, MAX_CONFIG_BYTES)
+        .then((b) => parseImageConfig(b, `config ${man.config.digest}`))
         .catch((err: unknown) => { this.log.debug({ err, ref: formatReference(ref) }, 'image config unreadable: no startup prefetch'); return undefined; });
     return this.fromManifest(ref, m.digest, man, insecure, t0, config);
   }

@@ -51,7 +51,8 @@ export function backendSuite(name: string, make: (blobs: BlobSet) => Promise<{ b
   });
 
   withBackend('concurrent reads of several blobs each get their own bytes', async (b, blobs) => {
-    const reads = [...blobs].flatMap(([id, data]) => [0, Math.floor(data.length / 2)].map((off) => ({ id, data, off, len: data.length - off })));
+    const reads = [...blobs].flatMap(([id, data]) => [0, Math.floor(data.length / 2)]
+      .map((off) => ({ id, data, off, len: data.length - off })));
     const got = await Promise.all(reads.map((r) => b.read(r.id, r.off, r.len, live())));
     reads.forEach((r, i) => assert.deepEqual(got[i], r.data.subarray(r.off), `${r.id.slice(0, 8)} @${r.off}`));
   });

@@ -31,7 +31,9 @@ async function collect(s: AsyncIterable<unknown>): Promise<Buffer> {
  * (0444) and optional extra files under `image/` (the per-blob `<blob id>.blob.meta` files). Returns
  * the gzip blob and the digest of the uncompressed tar (diff_id).
  */
-export async function packBootstrapLayer(bootstrap: Buffer, extra: Array<{ name: string; data: Buffer }> = []): Promise<{ blob: Buffer; diffId: string }> {
+export async function packBootstrapLayer(
+  bootstrap: Buffer, extra: Array<{ name: string; data: Buffer }> = [],
+): Promise<{ blob: Buffer; diffId: string }> {
   const base = { uid: 0, gid: 0, mtime: 0, xattrs: {} };
   const file = (path: string, data: Buffer): { entry: TarEntry; body: Buffer } =>
     ({ entry: { ...base, path, type: 'file', mode: FILE_MODE, size: data.length }, body: data });
@@ -62,11 +64,15 @@ export async function unpackBootstrapLayerFiles(layer: Buffer | Readable): Promi
   for await (const { entry, body } of readLayer(Buffer.isBuffer(layer) ? Readable.from([layer]) : layer)) {
     const meta = BLOB_META_NAME.exec(entry.path);
     if (entry.path === 'image/image.boot' || entry.path === 'image.boot') {
-      if (entry.size > MAX_BOOTSTRAP_BYTES) throw new FerryError('RESOURCE_EXHAUSTED', `bootstrap layer: image.boot of ${entry.size} bytes (limit ${MAX_BOOTSTRAP_BYTES})`);
+      if (entry.size > MAX_BOOTSTRAP_BYTES) {
+        throw new FerryError('RESOURCE_EXHAUSTED', `bootstrap layer: image.boot of ${entry.size} bytes (limit ${MAX_BOOTSTRAP_BYTES})`);
+      }
       found = await collect(body);
     } else if (meta && entry.type === 'file') {
       metaBytes += entry.size;
-      if (metaBytes > MAX_BLOB_META_BYTES) throw new FerryError('RESOURCE_EXHAUSTED', `bootstrap layer: blob.meta files over ${MAX_BLOB_META_BYTES} bytes`);
+      if (metaBytes > MAX_BLOB_META_BYTES) {
+        throw new FerryError('RESOURCE_EXHAUSTED', `bootstrap layer: blob.meta files over ${MAX_BLOB_META_BYTES} bytes`);
+      }
       blobMeta.set(meta[1]!, await collect(body));
     } else {
       body.resume();

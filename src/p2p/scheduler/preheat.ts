@@ -171,8 +171,11 @@ export class PreheatJobs {
       credentials: () => (a.username ? { username: a.username, password: a.password ?? '' } : undefined),
       log: this.log, retries: 2,
     });
-    const ref: ImageReference = reference.includes(':') ? withDigest({ registry, repository }, reference) : { registry, repository, tag: reference };
-    const { manifest: im } = await client.resolveImage(ref, { platform: a.platform ?? DEFAULT_PREHEAT_PLATFORM, headers, signal: this.aborter.signal });
+    const ref: ImageReference = reference.includes(':')
+      ? withDigest({ registry, repository }, reference) : { registry, repository, tag: reference };
+    const { manifest: im } = await client.resolveImage(ref, {
+      platform: a.platform ?? DEFAULT_PREHEAT_PLATFORM, headers, signal: this.aborter.signal,
+    });
     const base = `${u.protocol}//${u.host}/v2/${repository}/blobs/`;
     const urls = [im.config.digest, ...im.layers.map((l) => l.digest)].map((d) => base + d);
     // Headers the seeds send to the registry: the caller's, else a token the client obtained.

@@ -199,6 +199,11 @@ export interface DistributionMetadata {
   referrers(repo: string, subject: string, artifactType?: string): Promise<ReferrerRecord[]>;
 }
 
+/** The fields of a robot account an update may change. */
+export type RobotPatch = { disabled?: boolean; secretHash?: string; description?: string; permissions?: RobotPermission[] };
+/** A delivery's state after an attempt. */
+export type DeliveryNext = { status: DeliveryStatus; nextAt: number; error: string };
+
 /** Harbor's objects: projects, users, robot accounts, repository records. */
 export interface HarborMetadata {
   getProject(nameOrId: string | number): Promise<Project | undefined>;
@@ -220,7 +225,7 @@ export interface HarborMetadata {
   createRobot(r: Omit<Robot, 'id' | 'createdAt' | 'updatedAt'>): Promise<Robot>;
   getRobot(idOrName: number | string): Promise<Robot | undefined>;
   listRobots(): Promise<Robot[]>;
-  updateRobot(id: number, patch: { disabled?: boolean; secretHash?: string; description?: string; permissions?: RobotPermission[] }): Promise<void>;
+  updateRobot(id: number, patch: RobotPatch): Promise<void>;
   deleteRobot(id: number): Promise<boolean>;
 
   /** Records a pull (Harbor's pull_count). */
@@ -246,7 +251,7 @@ export interface WebhookMetadata {
   /** Claims up to `limit` due deliveries (status → Running); Running ones not updated since `staleBefore` are due again. */
   claimDue(now: number, limit: number, staleBefore: number): Promise<Delivery[]>;
   /** Records one attempt and the delivery's next state. */
-  recordAttempt(id: number, attempt: Omit<DeliveryAttempt, 'id' | 'deliveryId'>, next: { status: DeliveryStatus; nextAt: number; error: string }): Promise<void>;
+  recordAttempt(id: number, attempt: Omit<DeliveryAttempt, 'id' | 'deliveryId'>, next: DeliveryNext): Promise<void>;
   /** A policy's deliveries, newest first. */
   listDeliveries(policyId: number): Promise<Delivery[]>;
   getDelivery(id: number): Promise<Delivery | undefined>;

@@ -12,7 +12,8 @@ import Database from 'better-sqlite3';
 import { FerryError } from '../../core/index.js';
 import {
   MissingContentError, type Delivery, type DeliveryAttempt, type DeliveryStatus, type ManifestRecord, type ManifestRefs, type NewDelivery,
-  type OutboxChange, type Project, type ReferrerRecord, type RegistryMetadata, type RepositoryRecord, type Robot, type RobotPermission,
+  type OutboxChange, type Project, type ReferrerRecord, type RegistryMetadata, type RepositoryRecord, type Robot, type RobotPatch,
+  type RobotPermission, type DeliveryNext,
   type User, type WebhookPolicy, type WebhookTarget,
 } from './metadata.js';
 
@@ -59,6 +60,9 @@ CREATE TABLE IF NOT EXISTS webhook_attempts (id INTEGER PRIMARY KEY AUTOINCREMEN
 CREATE INDEX IF NOT EXISTS webhook_attempts_outbox ON webhook_attempts (outbox_id);
 `;
 
+/** No webhook rows. */
+const NO_OUTBOX: OutboxChange = { enqueue: [] };
+
 /** How long a writer waits for another process's write lock (`ferry registry gc` beside a running registry). */
 const BUSY_TIMEOUT_MS = 10_000;
 
@@ -66,7 +70,9 @@ const BUSY_TIMEOUT_MS = 10_000;
 function sqlError(err: unknown, what: string): FerryError {
   if (FerryError.is(err)) return err;
   const code = (err as { code?: unknown }).code;
-  if (typeof code === 'string' && code.startsWith('SQLITE_CONSTRAINT')) return new FerryError('ALREADY_EXISTS', `${what}: already exists`, { cause: err });
+  if (typeof code === 'string' && code.startsWith('SQLITE_CONSTRAINT')) {
+    return new FerryError('ALREADY_EXISTS', `${what}: already exists`, { cause: err });
+  }
   return new FerryError('INTERNAL', `${what}: ${(err as Error).message}`, { cause: err });
 }
 
@@ -225,7 +231,7 @@ export class SqliteMetadata implements RegistryMetadata {
     return this.#s.linkDelete!.run(repo, digest).changes > 0;
   }
 
-  async putManifest(rec: ManifestRecord, tag: string | undefined, refs: ManifestRefs, outbox: OutboxChange = { enqueue: [] }): Promise<void> {
+  async putManifest(rec: ManifestRecord, tag: string | undefined, refs: ManifestRefs, outbox: OutboxChange = NO_OUTBOX): Promise<void> {
     const now = Date.now();
     this.#tx(() => {
       const missing: string[] = [];
@@ -455,7 +461,7 @@ export class SqliteMetadata implements RegistryMetadata {
     return (this.#db.prepare('SELECT * FROM robots ORDER BY id').all() as Row[]).map(robotOfRow);
   }
 
-  async updateRobot(id: number, patch: { disabled?: boolean; secretHash?: string; description?: string; permissions?: RobotPermission[] }): Promise<void> {
+  async updateRobot(id: number, patch: RobotPatch): Promise<void> {
     const cur = this.#robot(id);
     if (!cur) return;
     this.#db.prepare('UPDATE robots SET disabled = ?, secret_hash = ?, description = ?, permissions = ?, updated_at = ? WHERE id = ?')
@@ -517,7 +523,7 @@ export class SqliteMetadata implements RegistryMetadata {
   }
 
   /** Records one attempt and the delivery's next state. */
-  async recordAttempt(id: number, attempt: Omit<DeliveryAttempt, 'id' | 'deliveryId'>, next: { status: DeliveryStatus; nextAt: number; error: string }): Promise<void> {
+  async recordAttempt(id: number, attempt: Omit<DeliveryAttempt, 'id' | 'deliveryId'>, next: DeliveryNext): Promise<void> {
     this.#tx(() => {
       this.#db.prepare(`INSERT INTO webhook_attempts (outbox_id, attempt, at, status_code, error, duration_ms)
         VALUES (?, ?, ?, ?, ?, ?)`).run(id, attempt.attempt, attempt.at, attempt.statusCode, attempt.error, attempt.durationMs);
@@ -527,7 +533,8 @@ export class SqliteMetadata implements RegistryMetadata {
   }
 
   async listDeliveries(policyId: number): Promise<Delivery[]> {
-    return (this.#db.prepare('SELECT * FROM webhook_outbox WHERE policy_id = ? ORDER BY id DESC').all(policyId) as Row[]).map(deliveryOfRow);
+    const rows = this.#db.prepare('SELECT * FROM webhook_outbox WHERE policy_id = ? ORDER BY id DESC').all(policyId) as Row[];
+    return rows.map(deliveryOfRow);
   }
 
   async getDelivery(id: number): Promise<Delivery | undefined> {

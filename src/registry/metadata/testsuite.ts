@@ -53,7 +53,8 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
     assert.equal(await m.resolveTag('a/x', 'v1'), d('a'));
     assert.deepEqual((await m.getManifest('a/x', d('a')))?.body, Buffer.from('{}'));
     assert.equal(await m.repositoryExists('a/x'), true);
-    await assert.rejects(m.putManifest(rec('a/x', d('b'), { mediaType: 'application/vnd.oci.image.index.v1+json' }), 'idx', { blobs: [], manifests: [d('c')] }));
+    const index = rec('a/x', d('b'), { mediaType: 'application/vnd.oci.image.index.v1+json' });
+    await assert.rejects(m.putManifest(index, 'idx', { blobs: [], manifests: [d('c')] }));
     await m.putManifest(rec('a/x', d('b')), 'idx', { blobs: [], manifests: [d('a')] });
     assert.deepEqual(await m.tagsOf('a/x', d('a')), ['v1']);
   });
@@ -83,7 +84,8 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
   });
 
   withMeta('indexes referrers by subject with artifactType filtering', async (m) => {
-    await m.putManifest(rec('a/x', d('1'), { subject: d('s'), artifactType: 't/a', annotations: { k: 'v' } }), undefined, { blobs: [], manifests: [] });
+    const none = { blobs: [], manifests: [] };
+    await m.putManifest(rec('a/x', d('1'), { subject: d('s'), artifactType: 't/a', annotations: { k: 'v' } }), undefined, none);
     await m.putManifest(rec('a/x', d('2'), { subject: d('s'), artifactType: 't/b' }), undefined, { blobs: [], manifests: [] });
     await m.putManifest(rec('a/y', d('3'), { subject: d('s'), artifactType: 't/a' }), undefined, { blobs: [], manifests: [] });
     const all = await m.referrers('a/x', d('s'));
@@ -118,7 +120,8 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
     assert.equal(await m.getUser('bob'), undefined);
 
     const r = await m.createRobot({
-      name: 'robot$other+ci', description: '', level: 'project', secretHash: 's', permissions: [{ kind: 'project', namespace: 'other', access: [] }],
+      name: 'robot$other+ci', description: '', level: 'project', secretHash: 's',
+      permissions: [{ kind: 'project', namespace: 'other', access: [] }],
       disabled: false, expiresAt: -1, duration: -1,
     });
     await assert.rejects(m.createRobot({ ...r }), { code: 'ALREADY_EXISTS' });
@@ -158,7 +161,8 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
   });
 
   withMeta('the outbox commits with the manifest change, or not at all; claims, attempts and due times', async (m) => {
-    await assert.rejects(m.putManifest(rec('a/x', d('a')), 'v1', { blobs: [d('9')], manifests: [] }, { enqueue: [delivery('a/x', d('a'))] }));
+    const refused = m.putManifest(rec('a/x', d('a')), 'v1', { blobs: [d('9')], manifests: [] }, { enqueue: [delivery('a/x', d('a'))] });
+    await assert.rejects(refused);
     assert.equal(await m.nextDue(), undefined, 'a refused push enqueues nothing');
     await m.putManifest(rec('a/x', d('a')), 'v1', { blobs: [], manifests: [] }, { enqueue: [delivery('a/x', d('a'), { notBefore: 500 })] });
     await m.enqueueDeliveries([delivery('a/x', d('a'), { eventType: 'PULL_ARTIFACT', notBefore: 100 })]);
@@ -170,7 +174,8 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
     assert.equal(claimed[0]!.status, 'Running');
     assert.deepEqual(await m.claimDue(1000, 10, 0), [], 'a claimed delivery is not claimed twice');
     const id = claimed[0]!.id;
-    await m.recordAttempt(id, { attempt: 1, at: 1000, statusCode: 500, error: 'boom', durationMs: 3 }, { status: 'Pending', nextAt: 2000, error: 'boom' });
+    const attempt = { attempt: 1, at: 1000, statusCode: 500, error: 'boom', durationMs: 3 };
+    await m.recordAttempt(id, attempt, { status: 'Pending', nextAt: 2000, error: 'boom' });
     assert.equal((await m.getDelivery(id))?.lastError, 'boom');
     assert.equal(await m.nextDue(), 2000);
     assert.deepEqual((await m.listAttempts(id)).map((a) => [a.attempt, a.statusCode]), [[1, 500]]);
@@ -182,7 +187,8 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
   });
 
   withMeta('an outbox change supersedes pending untagged deliveries of the manifests it names', async (m) => {
-    await m.putManifest(rec('a/x', d('1')), undefined, { blobs: [], manifests: [] }, { enqueue: [delivery('a/x', d('1'), { untagged: true, notBefore: 10 })] });
+    const untagged = delivery('a/x', d('1'), { untagged: true, notBefore: 10 });
+    await m.putManifest(rec('a/x', d('1')), undefined, { blobs: [], manifests: [] }, { enqueue: [untagged] });
     await m.putManifest(rec('a/x', d('2')), 'v', { blobs: [], manifests: [] }, { enqueue: [delivery('a/x', d('2'), { notBefore: 10 })] });
     await m.putManifest(rec('a/x', d('i')), 'latest', { blobs: [], manifests: [d('1'), d('2')] }, {
       enqueue: [delivery('a/x', d('i'), { notBefore: 20 })], supersede: { repo: 'a/x', digests: [d('1'), d('2')], reason: 'replaced' },
