@@ -7,7 +7,10 @@ import { FerryError } from '../core/index.js';
 import { NYDUS_MANIFEST_ARTIFACT_TYPE, NydusAnnotation } from './media-types.js';
 import type { Descriptor, ImageIndex, Platform } from './types.js';
 
-const NODE_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
+/** Node's `process.arch` names → OCI architecture names. */
+const NODE_ARCH: Record<string, string> = {
+  x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64',
+};
 
 /** The platform this process runs on, in OCI terms. */
 export function currentPlatform(): Platform {
