@@ -19,7 +19,8 @@ import {
 } from '../convert/index.js';
 import { NydusAnnotation, parseManifestDocument } from '../oci/index.js';
 import { resolveDriverOptions, type AccelConfig, type AccelDriverOptions } from '../config/accel.js';
-import { TaskStore, type TaskView } from './store.js';
+import { TaskStore } from './store.js';
+import type { TaskView } from './protocol.js';
 import { WorkDirLock, removeScratchLeftovers, scratchDirOf } from './workdir.js';
 
 /** The annotations of a fetched manifest or index. */

@@ -19,8 +19,8 @@ import { LocalFsBackend, ProxyBackend, RegistryBackend, StorageDevice, type Back
 import { BlobViewFs, RafsFs, readFileRange } from './rafs-fs.js';
 import { ciTableForThreads } from './fast-path.js';
 import { startupRanges, type FileRange } from './startup-prefetch.js';
-import type { MountInfo, MountRequest } from './types.js';
-import { traceByBlob, traceOf, type PrefetchTrace } from '../oci/index.js';
+import type { MountInfo, MountRequest, PrefetchTrace } from './protocol.js';
+import { traceByBlob, traceOf } from '../oci/index.js';
 
 export interface ImageMountOptions {
   log: Logger;

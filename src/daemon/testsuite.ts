@@ -1,6 +1,6 @@
 /**
  * @module daemon/testsuite
- * The `LazyFs` contract (daemon/types.ts) as a reusable test suite: what the snapshotter relies on
+ * The `LazyFs` contract (daemon/protocol.ts) as a reusable test suite: what the snapshotter relies on
  * when it mounts images through the in-process `Daemon` or through `DaemonClient` and a separate
  * `ferry daemon`. Both run it (daemon/lazyfs.int.test.ts). Mounts are real (FUSE), so it needs root
  * and /dev/fuse; the caller checks those. Files on a mount this process serves are read with async
@@ -16,7 +16,7 @@ import { FerryError, type ErrorCode } from '../core/index.js';
 import { buildLayer } from '../builder/index.js';
 import { mountsAt } from '../fuse/index.js';
 import { parsePrefetchTrace } from '../oci/index.js';
-import type { LazyFs, MountRequest } from './types.js';
+import type { LazyFs, MountRequest } from './protocol.js';
 
 /** Chunk size of the test image: the big file spans several chunks. */
 const CHUNK_SIZE = 256 * 1024;

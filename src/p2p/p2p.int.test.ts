@@ -89,8 +89,14 @@ describe('p2p on loopback', () => {
       const again = await fetchAll(c.peers[0]!.proxyUrl, blob.url);
       assert.equal(again.headers['x-dragonfly-task-download-finished'], 'true');
       assert.ok(await metricValue(c.peers[0]!.metrics, 'ferry_peer_download_traffic_bytes_total', { type: 'LOCAL_PEER' }) >= blob.data.length);
-      const t = await jsonRequest<{ peers: { state: string }[] }>(`${c.scheduler.url}/api/v1/tasks/${taskId({ url: blob.url })}`, { auth });
-      assert.ok(t.peers.filter((p) => p.state === 'succeeded').length >= 5);
+      // Peers report success to the scheduler after answering their clients: wait (bounded) for the reports.
+      const succeeded = async (): Promise<number> => {
+        const t = await jsonRequest<{ peers: { state: string }[] }>(`${c.scheduler.url}/api/v1/tasks/${taskId({ url: blob.url })}`, { auth });
+        return t.peers.filter((p) => p.state === 'succeeded').length;
+      };
+      let n = await succeeded();
+      for (let i = 0; i < 100 && n < 5; i++) { await new Promise((r) => setTimeout(r, 50)); n = await succeeded(); }
+      assert.ok(n >= 5, `${n} of 5 peers reported success to the scheduler`);
     } finally { await c.close(); }
   });
 

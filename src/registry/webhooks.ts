@@ -15,12 +15,10 @@ import type { Logger, MetricsRegistry } from '../observe/index.js';
 import { Counter } from '../observe/index.js';
 import type { Delivery, NewDelivery, OutboxChange, RegistryMetadata } from './metadata/metadata.js';
 import { projectOf } from './names.js';
+import { HARBOR_EVENT_TYPES, type HarborWebhookPayload } from '../accel/protocol.js';
 
-/** Event types offered for policies (Harbor's list). */
-export const WEBHOOK_EVENT_TYPES = [
-  'PUSH_ARTIFACT', 'PULL_ARTIFACT', 'DELETE_ARTIFACT', 'QUOTA_EXCEED', 'QUOTA_WARNING', 'SCANNING_FAILED',
-  'SCANNING_STOPPED', 'SCANNING_COMPLETED', 'REPLICATION', 'TAG_RETENTION',
-] as const;
+/** Event types offered for policies (Harbor's list, as accel takes them). */
+export const WEBHOOK_EVENT_TYPES = HARBOR_EVENT_TYPES;
 
 export interface WebhookOptions {
   enabled: boolean;
@@ -90,7 +88,7 @@ export class Webhooks {
     const repoRec = await this.#meta.getRepository(ev.repo);
     const tag = ev.tag ?? ev.digest;
     const ref = tag.includes(':') ? `@${tag}` : `:${tag}`;
-    const repository: Record<string, unknown> = {
+    const repository: HarborWebhookPayload['event_data']['repository'] = {
       name: slash < 0 ? ev.repo : ev.repo.slice(slash + 1),
       namespace,
       repo_full_name: ev.repo,
@@ -99,7 +97,7 @@ export class Webhooks {
     // a push that creates the repository: it is created with the change, at `ev.at`
     const created = repoRec?.createdAt ?? (ev.type === 'PUSH_ARTIFACT' ? ev.at ?? now : undefined);
     if (created !== undefined) repository.date_created = Math.floor(created / 1000);
-    return JSON.stringify({
+    const payload: HarborWebhookPayload = {
       type: ev.type,
       occur_at: Math.floor(now / 1000),
       operator: ev.operator,
@@ -107,7 +105,8 @@ export class Webhooks {
         resources: [{ digest: ev.digest, tag, resource_url: `${this.#externalHost}/${ev.repo}${ref}` }],
         repository,
       },
-    });
+    };
+    return JSON.stringify(payload);
   }
 
   /** Outbox rows for `ev`: one per target of each enabled policy of the project that wants the type. */

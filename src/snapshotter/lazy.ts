@@ -25,6 +25,7 @@ import {
   basicHeader, formatReference, parseReference, withDigest,
   type Credentials, type ImageReference, type RegistryClient,
 } from '../remote/index.js';
+import type { LazyFs, MountInfo, MountRequest, StartupHint } from '../daemon/protocol.js';
 import type { RemoteLayerHint } from './labels.js';
 import { fetchPrefetchTrace, pushPrefetchTrace } from './trace.js';
 import type { MetaStore, LazyImageRow } from './store.js';
@@ -36,34 +37,10 @@ const TRACE_WAIT_MS = 1000;
 /** Largest image config read for the startup hint. */
 const MAX_CONFIG_BYTES = 4 << 20;
 
-/** The daemon's mount API (src/daemon `Daemon` in-process, or `DaemonClient` to `ferry daemon`). */
-export interface LazyMountRequest {
-  id: string;
-  mountpoint: string;
-  bootstrapPath: string;
-  mode?: 'erofs' | 'fuse';
-  backend: { type: 'registry'; host: string; repo: string; insecure?: boolean; auth?: string; proxy?: string } | { type: 'localfs'; dir: string };
-  cacheDir?: string;
-  prefetch?: boolean | string[];
-  startup?: StartupHint;
-  trace?: PrefetchTrace;
-}
-/** The command an image's containers run (config Entrypoint + Cmd, Env, WorkingDir). */
-export interface StartupHint { argv: string[]; env?: string[]; workingDir?: string }
-export interface LazyMountInfo extends LazyMountRequest {
-  metrics: { bytesFetched: number; chunksCached: number; cacheHitRatio: number; backendErrors: number };
-}
-export interface LazyFs {
-  mount(req: LazyMountRequest): Promise<LazyMountInfo>;
-  umount(id: string): Promise<void>;
-  list(): Promise<LazyMountInfo[]>;
-  trace(id: string): Promise<PrefetchTrace>;
-  close(): Promise<void>;
-}
-
 export interface LazyImagesOptions {
   root: string;
   store: MetaStore;
+  /** The daemon's mount API (src/daemon `Daemon` in-process, or `DaemonClient` to `ferry daemon`). */
   lazyFs: LazyFs;
   registry: RegistryClient;
   mode?: 'erofs' | 'fuse';
@@ -249,12 +226,12 @@ export class LazyImages implements RemoteLayers {
     return bootPath;
   }
 
-  private mountRequest(row: LazyImageRow): LazyMountRequest {
+  private mountRequest(row: LazyImageRow): MountRequest {
     const creds = this.o.credentials?.(row.registry);
-    const backend: LazyMountRequest['backend'] = { type: 'registry', host: row.registry, repo: row.repo, insecure: row.insecure };
+    const backend: MountRequest['backend'] = { type: 'registry', host: row.registry, repo: row.repo, insecure: row.insecure };
     if (creds) backend.auth = basicHeader(creds).replace(/^Basic /, '');
     if (this.o.proxy) backend.proxy = this.o.proxy;
-    const req: LazyMountRequest = {
+    const req: MountRequest = {
       id: mountIdOf(row.id), mountpoint: this.mountpoint(row.id), bootstrapPath: this.bootstrapPath(row.id), backend,
     };
     if (this.o.mode) req.mode = this.o.mode;
@@ -356,9 +333,9 @@ export class LazyImages implements RemoteLayers {
   async restore(lazyIds: string[]): Promise<void> {
     // A fresh in-process daemon cleans up what a killed predecessor left on the same data dir
     // (dead FUSE mounts, loop devices) before we mount again; a separate daemon keeps its mounts.
-    const fresh = this.o.lazyFs as LazyFs & { recorded?: () => Promise<unknown[]>; restore?: (o: { remount: boolean }) => Promise<unknown> };
-    if (typeof fresh.recorded === 'function' && typeof fresh.restore === 'function' && (await fresh.list()).length === 0) {
-      await fresh.restore({ remount: false }).catch((err: unknown) => this.log.warn({ err }, 'daemon leftover cleanup failed'));
+    const fs = this.o.lazyFs;
+    if (fs.restore && (await fs.list()).length === 0) {
+      await fs.restore({ remount: false }).catch((err: unknown) => this.log.warn({ err }, 'daemon leftover cleanup failed'));
     }
     for (const id of lazyIds) {
       try {
@@ -370,7 +347,7 @@ export class LazyImages implements RemoteLayers {
   }
 
   /** Metrics of the daemon's mounts of our images. */
-  async mounts(): Promise<LazyMountInfo[]> {
+  async mounts(): Promise<MountInfo[]> {
     return (await this.o.lazyFs.list()).filter((m) => m.id.startsWith('ferry-snap-'));
   }
 

@@ -20,6 +20,7 @@ import {
 // containerd/ (grpc-js, proto loading: ~0.1–0.2 s) loads while the registry answers
 import type { ContentDescriptor, GrpcConnection } from '../containerd/index.js';
 import { Label, MAX_LABEL_BYTES } from './labels.js';
+import type { PulledLayer, PullResult } from './protocol.js';
 
 /** Largest image config read from the registry. */
 const MAX_CONFIG_BYTES = 16 << 20;
@@ -45,19 +46,6 @@ export interface PullOptions {
   /** An open connection to containerd at `address` to use (and leave open) instead of a new one. */
   connection?: GrpcConnection;
 }
-
-export interface PulledLayer { digest: string; chainId: string; how: 'remote' | 'applied' | 'present'; bytes: number }
-
-export interface PullResult {
-  name: string;
-  manifestDigest: string;
-  configDigest: string;
-  layers: PulledLayer[];
-  /** Bytes read from the registry (manifests, config, layer blobs). */
-  bytesFetched: number;
-  ms: number;
-}
-
 
 export function chainIds(diffIds: string[]): string[] {
   const out: string[] = [];

@@ -13,8 +13,8 @@ import { join } from 'node:path';
 import { FERRY_BIN } from '../support/paths.js';
 import { requirePrereqs } from '../support/prereq.js';
 import { countColor, decodePng, dumpDom, nonBackgroundShare, screenshot } from '../../src/bench/report/index.js';
-import { MODE_COLORS } from '../../src/bench/report/render.js';
-import type { BenchResults } from '../../src/bench/types.js';
+import { MODE_COLORS } from '../../src/bench/report/index.js';
+import type { BenchResults } from '../../src/bench/index.js';
 
 describe('ferry bench --quick', () => {
   let out: string;

@@ -10,7 +10,7 @@ import { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { FerryError } from '../../core/index.js';
 import { checkBootstrap, openBootstrap } from '../../format/rafs/index.js';
-import { BlobFiles } from './blob-access.js';
+import { BlobFiles } from '../../convert/blob-files.js';
 
 export async function run(argv: string[]): Promise<number> {
   const cmd = new Command('ferry rafs check')

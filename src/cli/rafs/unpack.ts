@@ -12,7 +12,7 @@ import { FerryError, S_IFMT, S_IFREG } from '../../core/index.js';
 import { openBootstrap } from '../../format/rafs/index.js';
 import { writeTar } from '../../format/tar/index.js';
 import { tarEntries, unpackToDir, writeTarFile, type UnpackOptions } from '../../builder/index.js';
-import { BlobFiles } from './blob-access.js';
+import { BlobFiles } from '../../convert/index.js';
 
 export async function run(argv: string[]): Promise<number> {
   const cmd = new Command('ferry rafs unpack')

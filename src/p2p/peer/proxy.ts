@@ -21,7 +21,8 @@ import type { Duplex } from 'node:stream';
 import { FerryError, asFerryError } from '../../core/index.js';
 import type { Logger } from '../../observe/index.js';
 import type { PeerConfig } from '../../config/peer.js';
-import { HTTP_STATUS, LogThrottle, drained } from '../common/index.js';
+import { sendError } from '../../httpx/index.js';
+import { LogThrottle, drained } from '../common/index.js';
 import { blobDigestOfUrl, piecesForRange, type RangeSpec } from '../common/index.js';
 import { H, type TaskIdOptions } from '../common/index.js';
 import type { Agent, Prepared, PreparedRange } from './agent.js';
@@ -66,10 +67,7 @@ export function createProxyServer(d: ProxyDeps): http.Server {
       d.metrics.proxyFailures.inc({ type });
       d.log.warn({ err: e.message, type }, 'proxy request failed');
     }
-    if (res.headersSent) { res.destroy(); return; }
-    const body = JSON.stringify({ code: e.code, message: e.message });
-    res.writeHead(HTTP_STATUS[e.code] ?? 502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), [H.errorType]: type });
-    res.end(body);
+    sendError(res, e, { headers: { [H.errorType]: type } });
   };
 
   /** Upstream URL of a request, or undefined for requests addressed to the proxy itself. */
@@ -339,11 +337,6 @@ export async function serveEntry(res: ServerResponse, entry: TaskEntry, range: R
     }
     res.end();
   } catch (err) {
-    if (!res.headersSent) {
-      const e = asFerryError(err);
-      const body = JSON.stringify({ code: e.code, message: e.message });
-      res.writeHead(HTTP_STATUS[e.code] ?? 502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), [H.errorType]: 'dfdaemon' });
-      res.end(body);
-    } else res.destroy();
+    sendError(res, err, { headers: { [H.errorType]: 'dfdaemon' } });
   } finally { entry.refs--; }
 }

@@ -1,15 +1,15 @@
 /**
- * @module cli/rafs/blob-access
- * Local blob files for `rafs check` / `rafs unpack`: `<blob-dir>/<blob id>` opened on demand, chunk
+ * @module convert/blob-files
+ * Local blob files for `rafs check` / `rafs unpack` (and the unpack benchmark): `<blob-dir>/<blob id>` opened on demand, chunk
  * reads by positioned `readSync`, chunk decode + digest verification through the bootstrap reader,
  * and a file's bytes as a stream of buffers in file order (holes zero-filled).
  */
 import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { FerryError } from '../../core/index.js';
-import { getCodec } from '../../format/compress/index.js';
-import { type BlobInfo, type ChunkRef, type RafsBootstrap, type CiLocation, attachBlobTables, loadCiTable } from '../../format/rafs/index.js';
+import { FerryError } from '../core/index.js';
+import { getCodec } from '../format/compress/index.js';
+import { type BlobInfo, type ChunkRef, type RafsBootstrap, type CiLocation, attachBlobTables, loadCiTable } from '../format/rafs/index.js';
 
 export class BlobFiles {
   private readonly fds = new Map<number, { fd: number; size: number }>();
