@@ -285,7 +285,8 @@ export class DistributionApi {
       if (from !== undefined && from !== name) {
         let fromName: string | undefined;
         try { fromName = checkName(from); } catch { fromName = undefined; }
-        if (fromName && (await this.#d.auth.allowed(p, fromName)).has('pull') && (await this.#d.meta.blobInRepo(fromName, digest)) !== undefined) {
+        const mayPull = fromName !== undefined && (await this.#d.auth.allowed(p, fromName)).has('pull');
+        if (fromName && mayPull && (await this.#d.meta.blobInRepo(fromName, digest)) !== undefined) {
           if (await this.#d.meta.linkBlob(name, digest)) {
             res.writeHead(201, { location: `/v2/${name}/blobs/${digest}`, 'docker-content-digest': digest, 'content-length': 0 });
             res.end();
@@ -480,7 +481,9 @@ export class DistributionApi {
     }
     res.end(rec.body);
     await this.#d.meta.countPull(name);
-    const deliveries = await this.#d.webhooks.deliveriesFor({ type: 'PULL_ARTIFACT', repo: name, digest: rec.digest, tag: tag ?? rec.digest, operator: p.name });
+    const deliveries = await this.#d.webhooks.deliveriesFor({
+      type: 'PULL_ARTIFACT', repo: name, digest: rec.digest, tag: tag ?? rec.digest, operator: p.name,
+    });
     if (deliveries.length) {
       await this.#d.meta.enqueueDeliveries(deliveries);
       this.#d.webhooks.kick();

@@ -176,7 +176,9 @@ export class HarborApi {
         const project = await this.#project(p, a.project!);
         this.#requireAdmin(p);
         const metadata = ((await this.#json(req)).metadata ?? {}) as Record<string, unknown>;
-        if (metadata.public !== undefined) await this.#meta.updateProject(project.id, metadata.public === true || metadata.public === 'true');
+        if (metadata.public !== undefined) {
+          await this.#meta.updateProject(project.id, metadata.public === true || metadata.public === 'true');
+        }
         sendJson(res, 200, {});
       })
       .delete('/projects/:project', async ({ res, p }, a) => {
@@ -213,7 +215,9 @@ export class HarborApi {
         res.writeHead(201, { location: `/api/v2.0/projects/${project.name}/webhook/policies/${po.id}`, 'content-length': 0 });
         res.end();
       })
-      .get('/projects/:project/webhook/policies/:policy', async ({ res, p }, a) => sendJson(res, 200, this.#policyJson(await this.#policy(p, a))))
+      .get('/projects/:project/webhook/policies/:policy', async ({ res, p }, a) => {
+        sendJson(res, 200, this.#policyJson(await this.#policy(p, a)));
+      })
       .put('/projects/:project/webhook/policies/:policy', async ({ req, res, p }, a) => {
         const policy = await this.#policy(p, a);
         await this.#meta.updatePolicy(policy.id, this.#policyInput({ ...this.#policyJson(policy), ...(await this.#json(req)) }));
