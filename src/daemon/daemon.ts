@@ -139,7 +139,7 @@ export class Daemon implements LazyFs {
     return m.metrics();
   }
 
-  /** The access trace a mount has recorded (daemon/trace). */
+  /** The access trace a mount has recorded (oci/prefetch-trace). */
   async trace(id: string): Promise<PrefetchTrace> {
     const m = this.mounts.get(id);
     if (!m) throw new FerryError('NOT_FOUND', `no mount ${JSON.stringify(id)}`);

@@ -14,4 +14,3 @@ export {
   type PrefetchTrace, type LazyFs, type MountRequest, type MountInfo, type MountMetrics, type MountBackend, type StartupHint,
   type DaemonInfo,
 } from './protocol.js';
-export { traceOf, traceByBlob } from './trace.js';

@@ -13,8 +13,7 @@ import { FerryError, type ErrorCode } from '../core/index.js';
 import type { Logger } from '../observe/index.js';
 import { Router, parseJson, readBody, sendError, sendJson, type Params } from '../httpx/index.js';
 import { generateSecret, hashSecret, isStrongSecret, verifySecret, type Auth, type Principal } from './auth.js';
-import type { SqliteMetadata } from './metadata/sqlite.js';
-import type { Project, Robot, RobotPermission, WebhookPolicy, WebhookTarget, Delivery } from './metadata/metadata.js';
+import type { Project, RegistryMetadata, Robot, RobotPermission, WebhookPolicy, WebhookTarget, Delivery } from './metadata/metadata.js';
 import { WEBHOOK_EVENT_TYPES, type Webhooks } from './webhooks.js';
 import { OciError } from './errors.js';
 import { isValidName } from './names.js';
@@ -51,14 +50,14 @@ function iso(ms: number): string {
 const PROJECT_NAME = /^[a-z0-9]+(?:[._-][a-z0-9]+)*$/;
 
 export class HarborApi {
-  readonly #meta: SqliteMetadata;
+  readonly #meta: RegistryMetadata;
   readonly #auth: Auth;
   readonly #log: Logger;
 
   readonly #webhooks: Webhooks;
   readonly #routes: Router<Ctx>;
 
-  constructor(deps: { meta: SqliteMetadata; auth: Auth; log: Logger; webhooks: Webhooks }) {
+  constructor(deps: { meta: RegistryMetadata; auth: Auth; log: Logger; webhooks: Webhooks }) {
     this.#meta = deps.meta;
     this.#auth = deps.auth;
     this.#webhooks = deps.webhooks;
@@ -97,9 +96,9 @@ export class HarborApi {
   }
 
   /** The project a (decoded) path value names, by id or name, if `p` may see it; else NOT_FOUND. */
-  #project(p: Principal, nameOrId: string): Project {
-    const byId = /^\d+$/.test(nameOrId) ? this.#meta.getProject(Number(nameOrId)) : undefined;
-    const project = byId ?? this.#meta.getProject(nameOrId);
+  async #project(p: Principal, nameOrId: string): Promise<Project> {
+    const byId = /^\d+$/.test(nameOrId) ? await this.#meta.getProject(Number(nameOrId)) : undefined;
+    const project = byId ?? await this.#meta.getProject(nameOrId);
     if (!project || !this.#canSee(p, project)) throw notFound(`project ${nameOrId}`);
     return project;
   }
@@ -109,11 +108,11 @@ export class HarborApi {
     return parseJson<Record<string, unknown>>(await readBody(req, 1024 * 1024), { object: true, empty: {} });
   }
 
-  #projectJson(pr: Project): Record<string, unknown> {
+  async #projectJson(pr: Project): Promise<Record<string, unknown>> {
     return {
       project_id: pr.id, name: pr.name, owner_name: pr.ownerName, owner_id: 1,
       creation_time: iso(pr.createdAt), update_time: iso(pr.updatedAt),
-      repo_count: this.#meta.listRepositoryRecords(pr.name).length,
+      repo_count: (await this.#meta.listRepositoryRecords(pr.name)).length,
       metadata: { public: String(pr.public) },
     };
   }
@@ -150,48 +149,50 @@ export class HarborApi {
         harbor_version: 'v2.0.0-ferry', auth_mode: 'db_auth', registry_url: req.headers.host ?? '',
         project_creation_restriction: 'adminonly', has_ca_root: false, read_only: false,
       }))
-      .get('/users/current', ({ res, p }) => {
+      .get('/users/current', async ({ res, p }) => {
         this.#requireUser(p);
-        const u = p.kind === 'user' ? this.#meta.getUser(p.name) : undefined;
+        const u = p.kind === 'user' ? await this.#meta.getUser(p.name) : undefined;
         sendJson(res, 200, {
           user_id: u?.id ?? 0, username: p.name, sysadmin_flag: p.kind === 'user' && p.sysadmin, creation_time: u ? iso(u.createdAt) : '',
         });
       })
       .put('/users/:id(\\d+)/password', (c, a) => this.#changePassword(c, Number(a.id)))
-      .get('/projects', ({ res, url, p }) => {
+      .get('/projects', async ({ res, url, p }) => {
         const name = url.searchParams.get('name');
         const pub = url.searchParams.get('public');
-        let projects = this.#meta.listProjects().filter((pr) => this.#canSee(p, pr));
+        let projects = (await this.#meta.listProjects()).filter((pr) => this.#canSee(p, pr));
         if (name) projects = projects.filter((pr) => pr.name.includes(name));
         if (pub !== null) projects = projects.filter((pr) => String(pr.public) === pub);
-        list(res, projects.map((pr) => this.#projectJson(pr)));
+        list(res, await Promise.all(projects.map((pr) => this.#projectJson(pr))));
       })
-      .head('/projects', ({ res, url }) => {
-        const exists = this.#meta.getProject(url.searchParams.get('project_name') ?? '') !== undefined;
+      .head('/projects', async ({ res, url }) => {
+        const exists = (await this.#meta.getProject(url.searchParams.get('project_name') ?? '')) !== undefined;
         res.writeHead(exists ? 200 : 404, { 'content-length': 0 });
         res.end();
       })
       .post('/projects', (c) => this.#createProject(c))
-      .get('/projects/:project', ({ res, p }, a) => sendJson(res, 200, this.#projectJson(this.#project(p, a.project!))))
+      .get('/projects/:project', async ({ res, p }, a) => sendJson(res, 200, await this.#projectJson(await this.#project(p, a.project!))))
       .put('/projects/:project', async ({ req, res, p }, a) => {
-        const project = this.#project(p, a.project!);
+        const project = await this.#project(p, a.project!);
         this.#requireAdmin(p);
         const metadata = ((await this.#json(req)).metadata ?? {}) as Record<string, unknown>;
-        if (metadata.public !== undefined) this.#meta.updateProject(project.id, metadata.public === true || metadata.public === 'true');
+        if (metadata.public !== undefined) {
+          await this.#meta.updateProject(project.id, metadata.public === true || metadata.public === 'true');
+        }
         sendJson(res, 200, {});
       })
-      .delete('/projects/:project', ({ res, p }, a) => {
-        const project = this.#project(p, a.project!);
+      .delete('/projects/:project', async ({ res, p }, a) => {
+        const project = await this.#project(p, a.project!);
         this.#requireAdmin(p);
-        if (this.#meta.listRepositoryRecords(project.name).length > 0) {
+        if ((await this.#meta.listRepositoryRecords(project.name)).length > 0) {
           throw new FerryError('FAILED_PRECONDITION', `project ${project.name} still has repositories`);
         }
-        this.#meta.deleteProject(project.id);
+        await this.#meta.deleteProject(project.id);
         sendJson(res, 200, {});
       })
-      .get('/projects/:project/repositories', ({ res, p }, a) => {
-        const project = this.#project(p, a.project!);
-        list(res, this.#meta.listRepositoryRecords(project.name).map((r) => ({
+      .get('/projects/:project/repositories', async ({ res, p }, a) => {
+        const project = await this.#project(p, a.project!);
+        list(res, (await this.#meta.listRepositoryRecords(project.name)).map((r) => ({
           id: r.id, name: r.name, project_id: project.id, artifact_count: r.artifactCount, pull_count: r.pullCount,
           creation_time: iso(r.createdAt), update_time: iso(r.updatedAt),
         })));
@@ -199,67 +200,69 @@ export class HarborApi {
       .delete('/projects/:project/repositories/:repo', (c, a) => this.#deleteArtifacts(c, a))
       .get('/projects/:project/repositories/:repo/artifacts', (c, a) => this.#artifacts(c, a))
       .delete('/projects/:project/repositories/:repo/artifacts/:ref', (c, a) => this.#deleteArtifacts(c, a))
-      .get('/projects/:project/webhook/events', ({ res, p }, a) => {
-        this.#webhookProject(p, a);
+      .get('/projects/:project/webhook/events', async ({ res, p }, a) => {
+        await this.#webhookProject(p, a);
         const payload_formats = [{ notify_type: 'http', formats: ['Default'] }];
         sendJson(res, 200, { event_type: WEBHOOK_EVENT_TYPES, notify_type: ['http'], payload_formats });
       })
-      .get('/projects/:project/webhook/policies', ({ res, p }, a) => {
-        list(res, this.#meta.listPolicies(this.#webhookProject(p, a).id).map((x) => this.#policyJson(x)));
+      .get('/projects/:project/webhook/policies', async ({ res, p }, a) => {
+        list(res, (await this.#meta.listPolicies((await this.#webhookProject(p, a)).id)).map((x) => this.#policyJson(x)));
       })
       .post('/projects/:project/webhook/policies', async ({ req, res, p }, a) => {
-        const project = this.#webhookProject(p, a);
-        const po = this.#meta.createPolicy({ projectId: project.id, creator: p.name, ...this.#policyInput(await this.#json(req)) });
+        const project = await this.#webhookProject(p, a);
+        const po = await this.#meta.createPolicy({ projectId: project.id, creator: p.name, ...this.#policyInput(await this.#json(req)) });
         this.#log.info({ project: project.name, policy: po.id }, 'webhook policy created');
         res.writeHead(201, { location: `/api/v2.0/projects/${project.name}/webhook/policies/${po.id}`, 'content-length': 0 });
         res.end();
       })
-      .get('/projects/:project/webhook/policies/:policy', ({ res, p }, a) => sendJson(res, 200, this.#policyJson(this.#policy(p, a))))
+      .get('/projects/:project/webhook/policies/:policy', async ({ res, p }, a) => {
+        sendJson(res, 200, this.#policyJson(await this.#policy(p, a)));
+      })
       .put('/projects/:project/webhook/policies/:policy', async ({ req, res, p }, a) => {
-        const policy = this.#policy(p, a);
-        this.#meta.updatePolicy(policy.id, this.#policyInput({ ...this.#policyJson(policy), ...(await this.#json(req)) }));
+        const policy = await this.#policy(p, a);
+        await this.#meta.updatePolicy(policy.id, this.#policyInput({ ...this.#policyJson(policy), ...(await this.#json(req)) }));
         sendJson(res, 200, {});
       })
-      .delete('/projects/:project/webhook/policies/:policy', ({ res, p }, a) => {
-        this.#meta.deletePolicy(this.#policy(p, a).id);
+      .delete('/projects/:project/webhook/policies/:policy', async ({ res, p }, a) => {
+        await this.#meta.deletePolicy((await this.#policy(p, a)).id);
         sendJson(res, 200, {});
       })
-      .get('/projects/:project/webhook/policies/:policy/executions', ({ res, p }, a) => {
-        list(res, this.#meta.listDeliveries(this.#policy(p, a).id).map((d) => this.#executionJson(d)));
+      .get('/projects/:project/webhook/policies/:policy/executions', async ({ res, p }, a) => {
+        list(res, (await this.#meta.listDeliveries((await this.#policy(p, a)).id)).map((d) => this.#executionJson(d)));
       })
-      .get('/projects/:project/webhook/policies/:policy/executions/:execution/tasks', ({ res, p }, a) => {
-        const d = this.#execution(p, a);
+      .get('/projects/:project/webhook/policies/:policy/executions/:execution/tasks', async ({ res, p }, a) => {
+        const d = await this.#execution(p, a);
         sendJson(res, 200, [{
           id: d.id, execution_id: d.id, status: d.status, run_count: d.attempts, status_message: d.lastError,
           start_time: iso(d.createdAt), end_time: iso(d.updatedAt), extra_attrs: { address: d.target.address },
         }]);
       })
-      .get('/projects/:project/webhook/policies/:policy/executions/:execution/tasks/:task/log', ({ res, p }, a) => {
-        const d = this.#execution(p, a);
-        const lines = this.#meta.listAttempts(d.id).map((x) => `${iso(x.at)} attempt ${x.attempt} POST ${d.target.address} -> `
+      .get('/projects/:project/webhook/policies/:policy/executions/:execution/tasks/:task/log', async ({ res, p }, a) => {
+        const d = await this.#execution(p, a);
+        const lines = (await this.#meta.listAttempts(d.id)).map((x) => `${iso(x.at)} attempt ${x.attempt} POST ${d.target.address} -> `
           + `${x.statusCode || 'no response'} in ${x.durationMs} ms${x.error ? `: ${x.error}` : ''}`);
         const text = `${lines.join('\n')}\n`;
         res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text) });
         res.end(text);
       })
-      .get('/robots', ({ res, p }) => {
+      .get('/robots', async ({ res, p }) => {
         this.#requireAdmin(p);
-        list(res, this.#meta.listRobots().map((r) => this.#robotJson(r)));
+        list(res, (await this.#meta.listRobots()).map((r) => this.#robotJson(r)));
       })
       .post('/robots', async ({ req, res, p }) => {
         this.#requireAdmin(p);
         await this.#createRobot(req, res);
       })
-      .get('/robots/:id', ({ res, p }, a) => sendJson(res, 200, this.#robotJson(this.#robot(p, a))))
-      .delete('/robots/:id', ({ res, p }, a) => {
-        this.#meta.deleteRobot(this.#robot(p, a).id);
+      .get('/robots/:id', async ({ res, p }, a) => sendJson(res, 200, this.#robotJson(await this.#robot(p, a))))
+      .delete('/robots/:id', async ({ res, p }, a) => {
+        await this.#meta.deleteRobot((await this.#robot(p, a)).id);
         this.#auth.invalidate();
         sendJson(res, 200, {});
       })
       .put('/robots/:id', async ({ req, res, p }, a) => {
-        const robot = this.#robot(p, a);
+        const robot = await this.#robot(p, a);
         const body = await this.#json(req);
-        this.#meta.updateRobot(robot.id, {
+        await this.#meta.updateRobot(robot.id, {
           ...(typeof body.disable === 'boolean' ? { disabled: body.disable } : {}),
           ...(typeof body.description === 'string' ? { description: body.description } : {}),
           ...(Array.isArray(body.permissions) ? { permissions: this.#permissions(body.permissions) } : {}),
@@ -269,9 +272,9 @@ export class HarborApi {
       })
       .patch('/robots/:id', async ({ req, res, p }, a) => {
         // Refresh the secret: a given one (must be strong) or a new random one, returned once.
-        const robot = this.#robot(p, a);
+        const robot = await this.#robot(p, a);
         const secret = this.#secretOf(await this.#json(req));
-        this.#meta.updateRobot(robot.id, { secretHash: await hashSecret(secret) });
+        await this.#meta.updateRobot(robot.id, { secretHash: await hashSecret(secret) });
         this.#auth.invalidate();
         sendJson(res, 200, { secret });
       });
@@ -280,7 +283,7 @@ export class HarborApi {
   /** Harbor: a user changes their own password with the old one; the admin may reset any. */
   async #changePassword({ req, res, p }: Ctx, id: number): Promise<void> {
     this.#requireUser(p);
-    const target = p.kind === 'user' ? this.#meta.getUser(p.name) : undefined;
+    const target = p.kind === 'user' ? await this.#meta.getUser(p.name) : undefined;
     if (!target || (target.id !== id && !target.sysadmin)) throw forbidden('not allowed');
     const body = await this.#json(req);
     const next = body.new_password;
@@ -292,9 +295,9 @@ export class HarborApi {
         throw forbidden('old_password is wrong');
       }
     }
-    const user = this.#meta.getUserById(id);
+    const user = await this.#meta.getUserById(id);
     if (!user) throw notFound(`user ${id}`);
-    this.#meta.upsertUser(user.username, await hashSecret(next), user.sysadmin);
+    await this.#meta.upsertUser(user.username, await hashSecret(next), user.sysadmin);
     this.#auth.invalidate();
     this.#log.info({ user: user.username }, 'password changed');
     sendJson(res, 200, {});
@@ -305,10 +308,10 @@ export class HarborApi {
     const body = await this.#json(req);
     const name = body.project_name;
     if (typeof name !== 'string' || name.length > 255 || !PROJECT_NAME.test(name)) throw badRequest('invalid project_name');
-    if (this.#meta.getProject(name)) throw new FerryError('ALREADY_EXISTS', `project ${name} already exists`);
+    if (await this.#meta.getProject(name)) throw new FerryError('ALREADY_EXISTS', `project ${name} already exists`);
     const metadata = (body.metadata ?? {}) as Record<string, unknown>;
     const isPublic = metadata.public === true || metadata.public === 'true' || body.public === true;
-    const pr = this.#meta.createProject(name, isPublic, p.name);
+    const pr = await this.#meta.createProject(name, isPublic, p.name);
     this.#log.info({ project: name, public: isPublic }, 'project created');
     res.writeHead(201, { location: `/api/v2.0/projects/${pr.id}`, 'content-length': 0 });
     res.end();
@@ -322,10 +325,10 @@ export class HarborApi {
   }
 
   async #artifacts({ res, p }: Ctx, a: Params): Promise<void> {
-    const project = this.#project(p, a.project!);
+    const project = await this.#project(p, a.project!);
     const repoName = this.#repoName(project, a.repo!);
     const out = [];
-    for (const m of this.#meta.listManifests(repoName)) {
+    for (const m of await this.#meta.listManifests(repoName)) {
       const tags = await this.#meta.tagsOf(repoName, m.digest);
       out.push({
         digest: m.digest, manifest_media_type: m.mediaType, media_type: m.artifactType ?? '', size: m.size,
@@ -340,12 +343,12 @@ export class HarborApi {
 
   /** Deleting a repository or an artifact (by digest or tag) removes manifests; gc frees the bytes. */
   async #deleteArtifacts({ res, p }: Ctx, a: Params): Promise<void> {
-    const project = this.#project(p, a.project!);
+    const project = await this.#project(p, a.project!);
     this.#requireAdmin(p);
     const repoName = this.#repoName(project, a.repo!);
     let digests: string[];
     if (a.ref === undefined) {
-      digests = this.#meta.listManifests(repoName).map((m) => m.digest);
+      digests = (await this.#meta.listManifests(repoName)).map((m) => m.digest);
       if (digests.length === 0) throw notFound(`repository ${repoName}`);
     } else {
       const ref = a.ref;
@@ -355,7 +358,7 @@ export class HarborApi {
     }
     for (const digest of digests) {
       const tags = await this.#meta.tagsOf(repoName, digest);
-      const ev = this.#webhooks.deliveriesFor({
+      const ev = await this.#webhooks.deliveriesFor({
         type: 'DELETE_ARTIFACT', repo: repoName, digest, tag: tags[0] ?? digest, operator: p.name,
       });
       await this.#meta.deleteManifest(repoName, digest, ev);
@@ -366,29 +369,29 @@ export class HarborApi {
   }
 
   /** The project of a webhook route (visible to `p`), for the system admin only. */
-  #webhookProject(p: Principal, a: Params): Project {
-    const project = this.#project(p, a.project!);
+  async #webhookProject(p: Principal, a: Params): Promise<Project> {
+    const project = await this.#project(p, a.project!);
     this.#requireAdmin(p);
     return project;
   }
 
-  #policy(p: Principal, a: Params): WebhookPolicy {
-    const project = this.#webhookProject(p, a);
-    const policy = /^\d+$/.test(a.policy!) ? this.#meta.getPolicy(Number(a.policy)) : undefined;
+  async #policy(p: Principal, a: Params): Promise<WebhookPolicy> {
+    const project = await this.#webhookProject(p, a);
+    const policy = /^\d+$/.test(a.policy!) ? await this.#meta.getPolicy(Number(a.policy)) : undefined;
     if (!policy || policy.projectId !== project.id) throw notFound(`webhook policy ${a.policy}`);
     return policy;
   }
 
-  #execution(p: Principal, a: Params): Delivery {
-    const policy = this.#policy(p, a);
-    const d = /^\d+$/.test(a.execution!) ? this.#meta.getDelivery(Number(a.execution)) : undefined;
+  async #execution(p: Principal, a: Params): Promise<Delivery> {
+    const policy = await this.#policy(p, a);
+    const d = /^\d+$/.test(a.execution!) ? await this.#meta.getDelivery(Number(a.execution)) : undefined;
     if (!d || d.policyId !== policy.id) throw notFound(`execution ${a.execution}`);
     return d;
   }
 
-  #robot(p: Principal, a: Params): Robot {
+  async #robot(p: Principal, a: Params): Promise<Robot> {
     this.#requireAdmin(p);
-    const robot = /^\d+$/.test(a.id!) ? this.#meta.getRobot(Number(a.id)) : undefined;
+    const robot = /^\d+$/.test(a.id!) ? await this.#meta.getRobot(Number(a.id)) : undefined;
     if (!robot) throw notFound(`robot ${a.id}`);
     return robot;
   }
@@ -429,17 +432,17 @@ export class HarborApi {
     if (level === 'project') {
       const ns = permissions.find((x) => x.kind === 'project')?.namespace;
       if (!ns || ns === '*') throw badRequest('a project robot needs one project permission naming its project');
-      if (!this.#meta.getProject(ns)) throw notFound(`project ${ns}`);
+      if (!(await this.#meta.getProject(ns))) throw notFound(`project ${ns}`);
       if (permissions.some((x) => x.kind === 'project' && x.namespace !== ns)) throw badRequest('a project robot may only cover its own project');
       fullName = `robot$${ns}+${name}`;
     } else {
       fullName = `robot$${name}`;
     }
-    if (this.#meta.getRobot(fullName)) throw new FerryError('ALREADY_EXISTS', `robot ${fullName} already exists`);
+    if (await this.#meta.getRobot(fullName)) throw new FerryError('ALREADY_EXISTS', `robot ${fullName} already exists`);
     const secret = this.#secretOf(body);
     const duration = typeof body.duration === 'number' && Number.isInteger(body.duration) ? body.duration : -1;
     const expiresAt = duration === -1 ? -1 : Math.floor(Date.now() / 1000) + duration * 86_400;
-    const robot = this.#meta.createRobot({
+    const robot = await this.#meta.createRobot({
       name: fullName, description: typeof body.description === 'string' ? body.description : '', level,
       secretHash: await hashSecret(secret), permissions, disabled: body.disable === true, expiresAt, duration,
     });

@@ -17,14 +17,15 @@ import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FerryError } from '../core/index.js';
-import { unpackBootstrapLayerFiles, writeBlobMetaFiles } from '../convert/index.js';
-import { isIndexMediaType, NydusAnnotation, type ImageConfig, type ImageIndex, type ImageManifest } from '../oci/index.js';
+import { writeBlobMetaFiles } from '../convert/index.js';
+import { unpackBootstrapLayerFiles } from '../format/rafs/index.js';
+import { NydusAnnotation, parseImageConfig, type ImageConfig, type ImageManifest, type PrefetchTrace } from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import {
-  basicHeader, currentPlatform, formatReference, parseReference, resolveNydusManifest, withDigest,
+  basicHeader, formatReference, parseReference, withDigest,
   type Credentials, type ImageReference, type RegistryClient,
 } from '../remote/index.js';
-import type { LazyFs, MountInfo, MountRequest, PrefetchTrace, StartupHint } from '../daemon/protocol.js';
+import type { LazyFs, MountInfo, MountRequest, StartupHint } from '../daemon/protocol.js';
 import type { RemoteLayerHint } from './labels.js';
 import { fetchPrefetchTrace, pushPrefetchTrace } from './trace.js';
 import type { MetaStore, LazyImageRow } from './store.js';
@@ -33,6 +34,8 @@ import type { RemoteLayers } from './snapshotter.js';
 const execFileP = promisify(execFile);
 /** Longest a mount waits for the prefetch-trace lookup (started with the manifest) to answer. */
 const TRACE_WAIT_MS = 1000;
+/** Largest image config read for the startup hint. */
+const MAX_CONFIG_BYTES = 4 << 20;
 
 export interface LazyImagesOptions {
   root: string;
@@ -160,17 +163,11 @@ export class LazyImages implements RemoteLayers {
   private async resolve(ref: ImageReference, insecure: boolean): Promise<Resolved | null> {
     const t0 = Date.now();
     const reg = this.o.registry;
-    let m = await reg.getManifest(ref);
-    let parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest | ImageIndex;
-    if (isIndexMediaType(m.mediaType) || Array.isArray((parsed as ImageIndex).manifests)) {
-      const idx = parsed as ImageIndex;
-      m = await reg.getManifest(withDigest(ref, resolveNydusManifest(idx, currentPlatform()).digest));
-      parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest;
-    }
-    const man = parsed as ImageManifest;
+    const { manifest: man, fetched: m } = await reg.resolveImage(ref, { prefer: 'nydus' });
     // the config (for the startup hint) is fetched alongside; only the mount waits for it
-    const config = this.o.startupPrefetch === false || !man.config?.digest ? Promise.resolve(undefined)
-      : reg.getBlobBuffer(ref.registry, ref.repository, man.config.digest, 4 << 20).then((b) => JSON.parse(b.toString('utf8')) as ImageConfig)
+    const config = this.o.startupPrefetch === false ? Promise.resolve(undefined)
+      : reg.getBlobBuffer(ref.registry, ref.repository, man.config.digest, MAX_CONFIG_BYTES)
+        .then((b) => parseImageConfig(b, `config ${man.config.digest}`))
         .catch((err: unknown) => { this.log.debug({ err, ref: formatReference(ref) }, 'image config unreadable: no startup prefetch'); return undefined; });
     return this.fromManifest(ref, m.digest, man, insecure, t0, config);
   }

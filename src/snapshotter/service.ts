@@ -12,7 +12,7 @@ import { Router, listenPrivate, requestUrl, sendError } from '../httpx/index.js'
 import type { SnapshotterConfig } from '../config/snapshotter.js';
 import { createMetricsRegistry, Gauge, metricsHandler, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
 import { RegistryClient, type Credentials } from '../remote/index.js';
-import { GrpcConnection } from './client.js';
+import { GrpcConnection } from '../containerd/index.js';
 import type { LazyFs } from '../daemon/protocol.js';
 import { LazyImages } from './lazy.js';
 import { pullImage } from './pull.js';

@@ -16,7 +16,7 @@ const SRC = join(ROOT, 'src');
  * the same folder, or to a sibling service's public surface). */
 const TIER: Record<string, number> = {
   core: 0, oci: 1, format: 1, observe: 1, config: 2, httpx: 2,
-  content: 3, remote: 3, builder: 3, storage: 3, fuse: 3, convert: 3,
+  content: 3, remote: 3, builder: 3, storage: 3, fuse: 3, convert: 3, containerd: 3,
   registry: 4, accel: 4, daemon: 4, snapshotter: 4, p2p: 4,
   bench: 5, cli: 6,
 };

@@ -19,12 +19,11 @@ import { startAccel, type AccelHandle, type TaskView } from '../../src/accel/ind
 import { RegistryClient, parseReference } from '../../src/remote/index.js';
 import { checkImage } from '../../src/convert/index.js';
 import { pushImage, type BuiltImage } from '../../src/bench/env/index.js';
-import { MediaType, NydusAnnotation, type ImageManifest } from '../../src/oci/index.js';
+import { MediaType, NydusAnnotation, parseImageManifest } from '../../src/oci/index.js';
 import { makeTestImage, eventually } from './convert-support.js';
 import { fsckErofs } from '../support/erofs.js';
 import { blobView } from '../../src/builder/index.js';
-import { openBootstrap } from '../../src/format/rafs/index.js';
-import { unpackBootstrapLayer } from '../../src/convert/index.js';
+import { openBootstrap, unpackBootstrapLayer } from '../../src/format/rafs/index.js';
 import { createWriteStream } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
@@ -106,7 +105,7 @@ test('a push into library yields <tag>-nydus with upstream media types/annotatio
   t.diagnostic(`push → -nydus: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   const m = await client.getManifest(ref);
   assert.equal(m.digest, head.digest);
-  const man = JSON.parse(m.body.toString()) as ImageManifest;
+  const man = parseImageManifest(m.body);
   assert.equal(man.mediaType, MediaType.OCI_MANIFEST);
   assert.equal(man.layers.length, 4);
   assert.ok(man.layers.slice(0, 3).every((l) => l.mediaType === MediaType.NYDUS_BLOB && l.annotations?.[NydusAnnotation.BLOB] === 'true'));

@@ -44,7 +44,7 @@ export async function run(argv: string[]): Promise<number> {
     } : {});
     bar?.stop();
     if (f) {
-      // registry-hosted blobs must be named by the sha256 of the whole file (spec §3.9)
+      // registry-hosted blobs are named by the sha256 of the whole file (Nydus: blob id = layer digest)
       for (const blob of bs.blobs) {
         const h = createHash('sha256');
         const size = f.size(blob);

@@ -1,18 +1,18 @@
 /**
  * @module cli/rafs/unpack
- * `ferry rafs unpack --bootstrap F --blob-dir D --output DIR|FILE.tar` — rebuilds the tree through
- * the reader, all or nothing (convert/unpack.ts does the work).
+ * `ferry rafs unpack --bootstrap F --blob-dir D --output DIR|FILE.tar|-` — rebuilds the tree of a
+ * RAFS image from its bootstrap and blob files (every chunk digest verified), all or nothing; see
+ * builder/unpack for what is restored.
  */
 import { readFile } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { FerryError } from '../../core/index.js';
-import { S_IFMT, S_IFREG } from '../../format/erofs/index.js';
+import { FerryError, S_IFMT, S_IFREG } from '../../core/index.js';
 import { openBootstrap } from '../../format/rafs/index.js';
 import { writeTar } from '../../format/tar/index.js';
-import { BlobFiles } from '../../convert/blob-files.js';
-import { tarEntries, unpackToDir, writeTarFile, type Progress } from '../../convert/unpack.js';
+import { tarEntries, unpackToDir, writeTarFile, type UnpackOptions } from '../../builder/index.js';
+import { BlobFiles } from '../../convert/index.js';
 
 export async function run(argv: string[]): Promise<number> {
   const cmd = new Command('ferry rafs unpack')
@@ -36,13 +36,14 @@ export async function run(argv: string[]): Promise<number> {
       bar = new cliProgress.SingleBar({ format: 'unpacking [{bar}] {percentage}% {value}/{total} bytes', stream: process.stderr }, cliProgress.Presets.shades_classic);
       bar.start(total, 0);
     }
-    const progress: Progress | undefined = bar ? (b) => bar!.update(b) : undefined;
+    const how: UnpackOptions = { warn: (m) => process.stderr.write(`warning: ${m}\n`) };
+    if (bar) how.progress = (b) => bar!.update(b);
     if (opts.output === '-') {
-      await pipeline(writeTar(tarEntries(bs, files, progress)), process.stdout);
+      await pipeline(writeTar(tarEntries(bs, files, how)), process.stdout);
     } else if (opts.output.endsWith('.tar')) {
-      await writeTarFile(opts.output, tarEntries(bs, files, progress));
+      await writeTarFile(opts.output, tarEntries(bs, files, how));
     } else {
-      const r = await unpackToDir(bs, files, opts.output, progress);
+      const r = await unpackToDir(bs, files, opts.output, how);
       bar?.stop();
       bar = undefined;
       process.stderr.write(`unpacked ${r.entries} entries, ${r.bytes} bytes of file data into ${opts.output}\n`);

@@ -1,6 +1,6 @@
 /**
  * @module p2p/peer/proxy
- * The node proxy (Dragonfly dfdaemon proxy rules, spec §3): registry mirror mode (upstream from
+ * The node proxy (Dragonfly dfdaemon's proxy rules): registry mirror mode (upstream from
  * `X-Dragonfly-Registry`, containerd's `?ns=`, or the configured mirror), absolute-URI proxy mode,
  * CONNECT with TLS interception for configured hosts (leaf certificates from the CA) and blind
  * tunnels for all others. Only GETs matching a rule (default `blobs/sha256.*`) or carrying

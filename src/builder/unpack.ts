@@ -1,26 +1,56 @@
 /**
- * @module convert/unpack
- * RAFS image → file tree (the inverse of the builder, `ferry rafs unpack`'s engine): rebuilds the tree through
- * the reader: content (every chunk digest verified), mode, uid/gid, mtime, symlinks, hardlinks,
- * xattrs (one `setfattr --restore` run), device nodes and fifos (`mknod`). Sockets are skipped.
- * Never follows a symlink while writing: every path is created fresh inside an empty output dir.
- * All or nothing: the tree (or tar file) is written beside the output under a hidden temporary name
- * and renamed into place when complete; a failure removes it, so a rerun finds the output as it was.
+ * @module builder/unpack
+ * The inverse of the builder (the library side of `ferry rafs unpack`, nydus-image unpack's role):
+ * rebuilds a RAFS image's tree — as a directory or as tar entries — from its bootstrap and a source
+ * of file data (`FileData`, e.g. the blob files with every chunk digest verified): content, mode,
+ * uid/gid, mtime, symlinks, hardlinks, xattrs (one `setfattr --restore` run), device nodes and
+ * fifos (`mknod`). Sockets are skipped (reported through `warn`). Never follows a symlink while
+ * writing: every path is created fresh inside an empty output dir. All or nothing: the tree (or tar
+ * file) is written beside the output under a hidden temporary name and renamed into place when
+ * complete; a failure removes it, so a rerun finds the output as it was.
  */
 import { spawnSync } from 'node:child_process';
 import { createWriteStream, existsSync } from 'node:fs';
-import { chmod, chown, lchown, link, lutimes, mkdir, mkdtemp, open, readdir, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import {
+  chmod, chown, lchown, link, lutimes, mkdir, mkdtemp, open, readdir, rename, rm, symlink, utimes, writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { FerryError } from '../core/index.js';
-import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, decodeRdev } from '../format/erofs/index.js';
+import { FerryError, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IPERM } from '../core/index.js';
+import { decodeRdev } from '../format/erofs/index.js';
 import type { RafsBootstrap, WalkEntry } from '../format/rafs/index.js';
 import { writeTar, type TarEntry } from '../format/tar/index.js';
-import type { BlobFiles } from './blob-files.js';
 
-export type Progress = (bytes: number) => void;
+/** Where a regular file's bytes come from, in order (e.g. the blob files, chunk digests verified). */
+export interface FileData {
+  fileData(ino: number): Iterable<Buffer>;
+}
+
+export interface UnpackOptions {
+  /** Called with the file bytes written so far. */
+  progress?: (bytes: number) => void;
+  /** Called for each entry left out (sockets). */
+  warn?: (message: string) => void;
+}
+
+/** What an unpack did: entries created, file bytes written. */
+export interface UnpackCounts { entries: number; bytes: number }
+/** A tar entry of the tree, with its body for a regular file. */
+export type TreeTarEntry = { entry: TarEntry; body?: Buffer | Readable };
+
+/** Modes of what is being written: private until complete (dirs get theirs last), the tar file as a user's file. */
+const WORK_DIR_MODE = 0o700;
+const WORK_FILE_MODE = 0o600;
+const TAR_FILE_MODE = 0o644;
+/** Permission bits `mknod -m` takes (no setuid/setgid/sticky). */
+const MKNOD_PERM = 0o777;
+/** Bytes setfattr's dump escapes: `\`, `=` and everything outside printable ASCII. */
+const BACKSLASH = 0x5c;
+const EQUALS = 0x3d;
+const PRINTABLE_FIRST = 0x21;
+const PRINTABLE_LAST = 0x7e;
 
 function mtimeOf(e: WalkEntry): number {
   return e.stat.mtimeNsec ? e.stat.mtime + e.stat.mtimeNsec / 1e9 : e.stat.mtime;
@@ -35,7 +65,8 @@ async function ignoreEperm(p: Promise<void>): Promise<void> {
 }
 
 function escapeDumpName(s: string): string {
-  return Buffer.from(s, 'utf8').reduce((acc, b) => acc + (b === 0x5c ? '\\\\' : b < 0x21 || b > 0x7e || b === 0x3d ? `\\${b.toString(8).padStart(3, '0')}` : String.fromCharCode(b)), '');
+  return Buffer.from(s, 'utf8').reduce((acc, b) => acc + (b === BACKSLASH ? '\\\\'
+    : b < PRINTABLE_FIRST || b > PRINTABLE_LAST || b === EQUALS ? `\\${b.toString(8).padStart(3, '0')}` : String.fromCharCode(b)), '');
 }
 
 /** A hidden name beside `target` for writing it before it is complete. */
@@ -49,30 +80,32 @@ function besideTarget(target: string): string {
  * temporary directory beside `out` (mode 0700 until the root's own mode is applied last) and
  * renamed to `out` when complete; on failure it is removed and `out` is left as it was. Returns counts.
  */
-export async function unpackToDir(bs: RafsBootstrap, files: BlobFiles, out: string, progress?: Progress): Promise<{ entries: number; bytes: number }> {
+export async function unpackToDir(bs: RafsBootstrap, files: FileData, out: string, opts: UnpackOptions = {}): Promise<UnpackCounts> {
   const existing = await readdir(out).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return undefined;
-    throw new FerryError('FAILED_PRECONDITION', `output ${out}: ${err.code === 'ENOTDIR' ? 'not a directory' : err.message}`, { cause: err });
+    const why = err.code === 'ENOTDIR' ? 'not a directory' : err.message;
+    throw new FerryError('FAILED_PRECONDITION', `output ${out}: ${why}`, { cause: err });
   });
   if (existing && existing.length > 0) throw new FerryError('FAILED_PRECONDITION', `output directory ${out} is not empty`);
   await mkdir(dirname(resolve(out)), { recursive: true });
   const work = await mkdtemp(besideTarget(out));
-  let r: { entries: number; bytes: number };
+  let r: UnpackCounts;
   try {
-    r = await unpackInto(bs, files, work, progress);
+    r = await unpackInto(bs, files, work, opts);
     // rename(2) replaces an empty directory at `out`, not one someone wrote into meanwhile (ENOTEMPTY)
     await rename(work, out);
   } catch (err) {
     await rm(work, { recursive: true, force: true });
     if (FerryError.is(err)) throw err;
     const e = err as NodeJS.ErrnoException;
-    throw new FerryError(e.code === 'ENOTEMPTY' || e.code === 'EEXIST' ? 'FAILED_PRECONDITION' : 'INTERNAL', `unpack into ${out}: ${e.message}`, { cause: err });
+    const code = e.code === 'ENOTEMPTY' || e.code === 'EEXIST' ? 'FAILED_PRECONDITION' : 'INTERNAL';
+    throw new FerryError(code, `unpack into ${out}: ${e.message}`, { cause: err });
   }
   return r;
 }
 
 /** Writes the tree into the empty directory `out`. */
-async function unpackInto(bs: RafsBootstrap, files: BlobFiles, out: string, progress?: Progress): Promise<{ entries: number; bytes: number }> {
+async function unpackInto(bs: RafsBootstrap, files: FileData, out: string, opts: UnpackOptions): Promise<UnpackCounts> {
   const seen = new Set<string>();
   const firstLink = new Map<number, string>();
   const dirs: WalkEntry[] = [];
@@ -85,9 +118,9 @@ async function unpackInto(bs: RafsBootstrap, files: BlobFiles, out: string, prog
     entries++;
     const p = e.path === '' ? out : join(out, e.path);
     const t = e.stat.mode & S_IFMT;
-    const perm = e.stat.mode & 0o7777;
+    const perm = e.stat.mode & S_IPERM;
     if (t === S_IFDIR) {
-      if (e.path !== '') await mkdir(p, { mode: 0o700 });
+      if (e.path !== '') await mkdir(p, { mode: WORK_DIR_MODE });
       dirs.push(e);
     } else if (t === S_IFREG) {
       const first = firstLink.get(e.stat.ino);
@@ -96,12 +129,12 @@ async function unpackInto(bs: RafsBootstrap, files: BlobFiles, out: string, prog
         continue;
       }
       if (e.stat.nlink > 1) firstLink.set(e.stat.ino, p);
-      const fh = await open(p, 'wx', 0o600);
+      const fh = await open(p, 'wx', WORK_FILE_MODE);
       try {
         for (const chunk of files.fileData(e.ino)) {
           await fh.write(chunk);
           bytes += chunk.length;
-          progress?.(bytes);
+          opts.progress?.(bytes);
         }
       } finally {
         await fh.close();
@@ -116,13 +149,13 @@ async function unpackInto(bs: RafsBootstrap, files: BlobFiles, out: string, prog
     } else if (t === S_IFCHR || t === S_IFBLK || t === S_IFIFO) {
       const { major, minor } = decodeRdev(e.stat.rdev);
       const args = t === S_IFIFO ? [p, 'p'] : [p, t === S_IFCHR ? 'c' : 'b', String(major), String(minor)];
-      const r = spawnSync('mknod', ['-m', (perm & 0o777).toString(8), ...args], { encoding: 'utf8' });
+      const r = spawnSync('mknod', ['-m', (perm & MKNOD_PERM).toString(8), ...args], { encoding: 'utf8' });
       if (r.status !== 0) throw new FerryError('FAILED_PRECONDITION', `mknod ${e.path}: ${r.stderr || r.error?.message || 'failed'}`);
       await ignoreEperm(chown(p, e.stat.uid, e.stat.gid));
       await chmod(p, perm);
       await utimes(p, mtimeOf(e), mtimeOf(e));
     } else {
-      process.stderr.write(`warning: skipping /${e.path} (sockets are not unpacked)\n`);
+      opts.warn?.(`skipping /${e.path} (sockets are not unpacked)`);
       continue;
     }
     const x = bs.xattrs(e.ino);
@@ -148,20 +181,20 @@ async function unpackInto(bs: RafsBootstrap, files: BlobFiles, out: string, prog
     const e = dirs[i]!;
     const p = e.path === '' ? out : join(out, e.path);
     await ignoreEperm(chown(p, e.stat.uid, e.stat.gid));
-    await chmod(p, e.stat.mode & 0o7777);
+    await chmod(p, e.stat.mode & S_IPERM);
     await utimes(p, mtimeOf(e), mtimeOf(e));
   }
   return { entries, bytes };
 }
 
 /** The tree as tar entries (hardlinks after their first path, sockets skipped). */
-export async function* tarEntries(bs: RafsBootstrap, files: BlobFiles, progress?: Progress): AsyncGenerator<{ entry: TarEntry; body?: Buffer | Readable }> {
+export async function* tarEntries(bs: RafsBootstrap, files: FileData, opts: UnpackOptions = {}): AsyncGenerator<TreeTarEntry> {
   const firstLink = new Map<number, string>();
   let bytes = 0;
   for (const e of bs.walk()) {
     const t = e.stat.mode & S_IFMT;
     const base = {
-      path: e.path, mode: e.stat.mode & 0o7777, uid: e.stat.uid, gid: e.stat.gid, mtime: mtimeOf(e), size: 0,
+      path: e.path, mode: e.stat.mode & S_IPERM, uid: e.stat.uid, gid: e.stat.gid, mtime: mtimeOf(e), size: 0,
       xattrs: Object.fromEntries(bs.xattrs(e.ino)),
     };
     if (t === S_IFDIR) yield { entry: { ...base, type: 'dir' } };
@@ -176,7 +209,7 @@ export async function* tarEntries(bs: RafsBootstrap, files: BlobFiles, progress?
       const counted = (function* () {
         for (const b of gen) {
           bytes += b.length;
-          progress?.(bytes);
+          opts.progress?.(bytes);
           yield b;
         }
       })();
@@ -186,7 +219,7 @@ export async function* tarEntries(bs: RafsBootstrap, files: BlobFiles, progress?
       const { major, minor } = decodeRdev(e.stat.rdev);
       yield { entry: { ...base, type: t === S_IFCHR ? 'char' : 'block', devmajor: major, devminor: minor } };
     } else if (t === S_IFIFO) yield { entry: { ...base, type: 'fifo' } };
-    else process.stderr.write(`warning: skipping /${e.path} (sockets cannot be stored in tar)\n`);
+    else opts.warn?.(`skipping /${e.path} (sockets cannot be stored in tar)`);
   }
 }
 
@@ -198,7 +231,7 @@ export async function writeTarFile(file: string, entries: ReturnType<typeof tarE
   if (existsSync(file)) throw new FerryError('ALREADY_EXISTS', `output ${file} exists`);
   const tmp = `${besideTarget(file)}${process.pid}-${Date.now()}`;
   try {
-    await pipeline(writeTar(entries), createWriteStream(tmp, { flags: 'wx', mode: 0o644 }));
+    await pipeline(writeTar(entries), createWriteStream(tmp, { flags: 'wx', mode: TAR_FILE_MODE }));
     await link(tmp, file).catch((err: NodeJS.ErrnoException) => {
       throw err.code === 'EEXIST' ? new FerryError('ALREADY_EXISTS', `output ${file} exists`, { cause: err }) : err;
     });
