@@ -101,7 +101,7 @@ function chunksPerBlob(bs: RafsBootstrap): Map<number, DeviceChunk[]> {
   return per;
 }
 
-/** The blobs of an image mount: their chunks, decoders and (without a chunk table) table loaders. */
+/** The blobs of an image mount: their chunks, codecs and (without a chunk table) table loaders. */
 interface MountBlobs {
   blobs: DeviceBlob[];
   /** bytes and requests fetched from the backend while the mount came up (blob tables) */
@@ -112,13 +112,12 @@ interface MountBlobs {
 
 const EMPTY = Buffer.alloc(0);
 
-function deviceBlob(bs: RafsBootstrap, b: BlobInfo, chunks: DeviceChunk[], prepare?: DeviceBlob['prepare']): DeviceBlob {
+function deviceBlob(b: BlobInfo, chunks: DeviceChunk[], prepare?: DeviceBlob['prepare']): DeviceBlob {
   let n = b.chunkCount;
   for (const c of chunks) if (c.chunkIndex >= n) n = c.chunkIndex + 1;
   return {
     blobId: b.blobId, uncompressedSize: b.uncompressedSize, chunkCount: n, chunks,
     codec: { compressor: b.compressor, digester: b.digester },
-    decode: (c: DeviceChunk, raw: Buffer) => bs.decodeChunk(b, { ...c, blobIndex: b.index, blobId: b.blobId, fileOffset: 0 } satisfies ChunkRef, raw),
     ...(prepare ? { prepare } : {}),
   };
 }
@@ -162,14 +161,14 @@ async function blobsFromTables(bs: RafsBootstrap, bootDir: string, backend: Back
       for (const c of chunks) c.digest = d[c.chunkIndex]!;
       bs.setCiTable(b.index, entries, d);
     };
-    out.blobs.push(deviceBlob(bs, b, chunks, prepare));
+    out.blobs.push(deviceBlob(b, chunks, prepare));
   }
   return out;
 }
 
 function blobsOf(bs: RafsBootstrap): MountBlobs {
   const per = chunksPerBlob(bs);
-  return { blobs: bs.blobs.filter((b) => b.blobId && b.uncompressedSize > 0).map((b) => deviceBlob(bs, b, per.get(b.index) ?? [])), ci: [], fetched: { bytes: 0, requests: 0 } };
+  return { blobs: bs.blobs.filter((b) => b.blobId && b.uncompressedSize > 0).map((b) => deviceBlob(b, per.get(b.index) ?? [])), ci: [], fetched: { bytes: 0, requests: 0 } };
 }
 
 /** Chunk references grouped by blob, as `StorageDevice.prefetch` takes them. */

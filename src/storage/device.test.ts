@@ -5,7 +5,6 @@ import { createServer, type Server } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DigestMismatchError } from '../core/index.js';
 import { StorageDevice, LocalFsBackend, RegistryBackend, type Backend, type DeviceBlob, type DeviceChunk } from './index.js';
 
 const CHUNK = 64 * 1024;
@@ -29,14 +28,7 @@ function makeBlob(n: number): { id: string; bytes: Buffer; blob: DeviceBlob; vie
   const id = createHash('sha256').update(bytes).digest('hex');
   const view = Buffer.alloc(uo);
   chunks.forEach((c, i) => parts[i]!.copy(view, c.uncompressedOffset));
-  const blob: DeviceBlob = {
-    blobId: id, uncompressedSize: uo, chunkCount: n, chunks,
-    decode(c, raw) {
-      const got = createHash('sha256').update(raw).digest();
-      if (!got.equals(c.digest)) throw new DigestMismatchError(c.digest.toString('hex'), got.toString('hex'), `chunk ${c.chunkIndex}`);
-      return raw;
-    },
-  };
+  const blob: DeviceBlob = { blobId: id, uncompressedSize: uo, chunkCount: n, chunks, codec: { compressor: 'none', digester: 'sha256' } };
   return { id, bytes, blob, view };
 }
 

@@ -12,10 +12,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FerryError, DigestMismatchError } from '../core/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
+import { decodeChunk, type ChunkCodec } from '../format/compress/index.js';
 import type { ChunkRef } from '../format/rafs/index.js';
 import type { Backend } from './backend.js';
 import { BlobCache } from './cache.js';
-import { DecodePool, type ChunkCodec } from './decode-pool.js';
+import { DecodePool } from './decode-pool.js';
 
 /** One chunk of a blob: the RAFS reader's ChunkRef without its file position and blob naming. */
 export type DeviceChunk = Omit<ChunkRef, 'blobIndex' | 'blobId' | 'fileOffset'>;
@@ -27,10 +28,8 @@ export interface DeviceBlob {
   chunkCount: number;
   /** the chunks the image references, any order */
   chunks: DeviceChunk[];
-  /** decompresses and verifies one chunk (DigestMismatchError on mismatch) */
-  decode(chunk: DeviceChunk, raw: Buffer): Buffer;
-  /** when given (and the device has decode threads), chunks are decoded in worker threads instead */
-  codec?: ChunkCodec;
+  /** how the chunks are compressed and digested: the device decodes and verifies them with it */
+  codec: ChunkCodec;
   /**
    * Runs once before the first chunk of this blob is decoded (started with that chunk's fetch, a
    * failure retried at the next): loads what decoding needs that the image did not ship — the
@@ -92,6 +91,8 @@ export interface BlobViewMap {
 
 interface BlobState {
   blob: DeviceBlob;
+  /** the blob's codec and id, as the chunk decoder takes them */
+  decoder: ChunkCodec & { blobId: string };
   cache: BlobCache;
   /** chunks sorted by uncompressed offset (= CI order for native blobs) */
   byOffset: DeviceChunk[];
@@ -160,16 +161,16 @@ export class StorageDevice {
     if (this.pool !== undefined || this.closed) return;
     const threads = this.o.decodeThreads ?? 2;
     // Only chunks over INLINE_DECODE_MAX go to the pool: without any, no threads are booted.
-    const big = this.o.blobs.some((b) => b.codec && b.chunks.some((c) => c.uncompressedSize > INLINE_DECODE_MAX));
+    const big = this.o.blobs.some((b) => b.chunks.some((c) => c.uncompressedSize > INLINE_DECODE_MAX));
     this.pool = threads > 0 && big ? new DecodePool(threads) : null;
   }
 
   private decode(s: BlobState, c: DeviceChunk, raw: Buffer): Promise<Buffer> | Buffer {
     // A small chunk decodes in tens of microseconds: the two thread hops would cost more.
-    if (c.uncompressedSize <= INLINE_DECODE_MAX) return s.blob.decode(c, raw);
+    if (c.uncompressedSize <= INLINE_DECODE_MAX) return decodeChunk(s.decoder, c, raw);
     this.startDecoders();
-    if (this.pool && s.blob.codec) return this.pool.decode(s.blob.blobId, s.blob.codec, c, raw);
-    return s.blob.decode(c, raw);
+    if (this.pool) return this.pool.decode(s.decoder, c, raw);
+    return decodeChunk(s.decoder, c, raw);
   }
 
   static async open(o: StorageDeviceOptions): Promise<StorageDevice> {
@@ -177,7 +178,8 @@ export class StorageDevice {
     for (const blob of o.blobs) {
       const byOffset = byUncompressedOffset(blob.chunks);
       const cache = await BlobCache.open(o.cacheDir, blob.blobId, blob.uncompressedSize, blob.chunkCount);
-      d.blobs.set(blob.blobId, { blob, cache, byOffset, pos: new Map(byOffset.map((c, i) => [c.chunkIndex, i])), inflight: new Map(), seqEnd: Number.NEGATIVE_INFINITY, streak: 0 });
+      const decoder = { blobId: blob.blobId, compressor: blob.codec.compressor, digester: blob.codec.digester };
+      d.blobs.set(blob.blobId, { blob, decoder, cache, byOffset, pos: new Map(byOffset.map((c, i) => [c.chunkIndex, i])), inflight: new Map(), seqEnd: Number.NEGATIVE_INFINITY, streak: 0 });
     }
     return d;
   }

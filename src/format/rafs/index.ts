@@ -7,7 +7,7 @@
 export * from './v6.js';
 export * from './v5.js';
 export {
-  openBootstrap, detectBootstrapVersion, decodeChunkData, chunkDigest, hasExplicitUidGid,
+  openBootstrap, detectBootstrapVersion, hasExplicitUidGid,
   type RafsBootstrap, type BlobInfo, type RafsStat, type ChunkRef, type ChunkLocation, type DirEntry, type WalkEntry, type BootstrapSummary,
   type CiLocation, type OpenBootstrapOptions,
 } from './reader.js';

@@ -2,17 +2,16 @@
  * @module format/rafs/reader
  * Reads a RAFS v6 (EROFS) or v5 bootstrap held in memory: blobs, path lookup, stat, readdir,
  * readlink, xattrs, chunk lists and the mapping of a (file, offset, length) read to the chunks to
- * fetch; plus chunk decoding with digest verification. Every offset and count read from the
- * bootstrap is checked against the buffer before it is used, so hostile input yields
- * `FerryError('DATA_LOSS')` naming the structure — never a RangeError or a huge allocation — and
- * directory loops are detected by `walk()`.
+ * fetch (chunks are decoded by format/compress). Every offset and count read from the bootstrap is
+ * checked against the buffer before it is used, so hostile input yields `FerryError('DATA_LOSS')`
+ * naming the structure — never a RangeError or a huge allocation — and directory loops are
+ * detected by `walk()`.
  *
  * Inode numbers: v6 uses EROFS nids (root 128, hardlinks share one nid); v5 uses inode-table
  * indexes (root 1) and `stat().ino` is the on-disk `i_ino`, which hardlinks share.
  */
-import { chunkDigest } from './digest.js';
-import { DigestMismatchError, FerryError } from '../../core/index.js';
-import { getCodec } from '../compress/index.js';
+import { FerryError } from '../../core/index.js';
+import { decodeChunk } from '../compress/index.js';
 import { alignUp, need } from '../erofs/index.js';
 import {
   EROFS_FEATURE_COMPAT_RAFS_V6, EROFS_FEATURE_INCOMPAT_CHUNKED_FILE, EROFS_FEATURE_INCOMPAT_DEVICE_TABLE,
@@ -181,6 +180,7 @@ export interface RafsBootstrap {
    * without one needs every blob's CI table first (`setCiTable`, see format/rafs/blob-tables).
    */
   canMapChunks(): boolean;
+  /** Decompresses and verifies one chunk of this image: `decodeChunk` of format/compress. */
   decodeChunk(blob: BlobInfo, chunk: ChunkRef, raw: Buffer): Buffer;
 }
 
@@ -192,33 +192,6 @@ export interface OpenBootstrapOptions {
 
 function corrupt(msg: string): FerryError {
   return new FerryError('DATA_LOSS', `rafs bootstrap: ${msg}`);
-}
-
-export { chunkDigest };
-
-/** Decompresses (when marked compressed) and verifies one chunk; DigestMismatchError on mismatch. */
-export function decodeChunkData(blob: Pick<BlobInfo, 'compressor' | 'digester' | 'blobId'>, chunk: ChunkRef, raw: Buffer): Buffer {
-  if (raw.length !== chunk.compressedSize) {
-    throw new FerryError('DATA_LOSS', `chunk ${chunk.chunkIndex} of blob ${blob.blobId}: got ${raw.length} bytes, expected ${chunk.compressedSize}`);
-  }
-  let data: Buffer;
-  if (chunk.compressed) {
-    data = getCodec(blob.compressor).decompress(raw, chunk.uncompressedSize);
-  } else {
-    if (raw.length !== chunk.uncompressedSize) {
-      throw new FerryError('DATA_LOSS', `uncompressed chunk ${chunk.chunkIndex} of blob ${blob.blobId}: ${raw.length} bytes, expected ${chunk.uncompressedSize}`);
-    }
-    data = raw;
-  }
-  if (chunk.digest.length === 0) {
-    throw new FerryError('FAILED_PRECONDITION', `chunk ${chunk.chunkIndex} of blob ${blob.blobId}: no digest known (CI table without digests)`);
-  }
-  const got = chunkDigest(blob.digester, data);
-  if (!got.equals(chunk.digest)) {
-    throw new DigestMismatchError(`${blob.digester}:${chunk.digest.toString('hex')}`, `${blob.digester}:${got.toString('hex')}`,
-      `chunk ${chunk.chunkIndex} of blob ${blob.blobId}`);
-  }
-  return data;
 }
 
 /** Parses a v5 or v6 bootstrap (detected by magic). */
@@ -355,7 +328,7 @@ abstract class BaseBootstrap implements RafsBootstrap {
   }
 
   decodeChunk(blob: BlobInfo, chunk: ChunkRef, raw: Buffer): Buffer {
-    return decodeChunkData(blob, chunk, raw);
+    return decodeChunk(blob, chunk, raw);
   }
 }
 
