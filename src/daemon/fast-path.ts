@@ -9,6 +9,7 @@
 import { openSync, readFileSync, readSync } from 'node:fs';
 import { openBootstrap, type CiLocation } from '../format/rafs/index.js';
 import { Op, entryOut, attrOut, FUSE_ROOT_ID, type FuseAttr } from '../fuse/protocol.js'; // not index.js: see docs/architecture.md (worker threads)
+import { chunkReady } from '../storage/protocol.js';
 
 export interface FastPathData {
   bootstrapPath: string;
@@ -54,7 +55,7 @@ export function init(d: FastPathData): (opcode: number, nodeid: number, body: Bu
         // all chunks ready?
         for (const r of refs) {
           const c = caches.get(r.blobId);
-          if (!c || (c.bits[r.chunkIndex >> 3]! & (0x80 >> (r.chunkIndex & 7))) === 0) return null;
+          if (!c || !chunkReady(c.bits, r.chunkIndex)) return null;
         }
         const out = Buffer.allocUnsafe(end - offset);
         let pos = offset;
