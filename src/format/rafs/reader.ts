@@ -13,6 +13,7 @@
 import { FerryError } from '../../core/index.js';
 import { decodeChunk } from '../compress/index.js';
 import { alignUp, need } from '../erofs/index.js';
+import { fixedChunkSpan } from './read-plan.js';
 import {
   EROFS_FEATURE_COMPAT_RAFS_V6, EROFS_FEATURE_INCOMPAT_CHUNKED_FILE, EROFS_FEATURE_INCOMPAT_DEVICE_TABLE,
   EROFS_INODE_CHUNK_BASED, EROFS_INODE_FLAT_INLINE, EROFS_INODE_FLAT_PLAIN, EROFS_SUPER_MAGIC, EROFS_SUPER_OFFSET,
@@ -669,12 +670,10 @@ class V6Bootstrap extends BaseBootstrap {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
       throw new FerryError('INVALID_ARGUMENT', `invalid read range ${offset}+${length}`);
     }
-    const end = Math.min(n.size, offset + length);
-    if (offset >= end) return [];
-    const first = Math.floor(offset / this.chunkSize);
-    const last = Math.min(count - 1, Math.floor((end - 1) / this.chunkSize));
+    const span = fixedChunkSpan(n.size, this.chunkSize, offset, length);
     const out: ChunkRef[] = [];
-    for (let k = first; k <= last; k++) out.push(this.chunkAt(n, k));
+    const last = Math.min(span.end, count);
+    for (let k = span.first; k < last; k++) out.push(this.chunkAt(n, k));
     return out;
   }
 }
