@@ -5,7 +5,7 @@
  * the root is FUSE_ROOT_ID.
  */
 import { FUSE_ROOT_ID, FuseErrno, ERRNO, type FuseAttr, type FuseFilesystem, type FuseDirEntry, type StatfsInfo } from '../fuse/index.js';
-import type { RafsBootstrap } from '../format/rafs/index.js';
+import { HOLE, PLAN_STRIDE, planFileRead, type RafsBootstrap } from '../format/rafs/index.js';
 import type { StorageDevice } from '../storage/index.js';
 
 const S_IFMT = 0o170000;
@@ -71,19 +71,21 @@ export class RafsFs implements FuseFilesystem {
 
 /** Bytes [offset, offset+size) of a regular file of the image (clamped to its size; holes as zeros). */
 export function readFileRange(bs: RafsBootstrap, dev: StorageDevice, ino: number, offset: number, size: number): Promise<Buffer[]> {
-  const end = Math.min(bs.stat(ino).size, offset + size);
-  if (end <= offset) return Promise.resolve([]);
-  const parts: Promise<Buffer>[] = [];
-  let pos = offset;
-  for (const r of bs.mapRead(ino, offset, end - offset)) {
-    const cs = Math.max(pos, r.fileOffset);
-    const ce = Math.min(end, r.fileOffset + r.uncompressedSize);
-    if (ce <= cs) continue;
-    if (cs > pos) parts.push(Promise.resolve(Buffer.alloc(cs - pos))); // a hole
-    parts.push(dev.read(r.blobId, r.uncompressedOffset + (cs - r.fileOffset), ce - cs));
-    pos = ce;
+  const fileSize = bs.stat(ino).size;
+  if (Math.min(fileSize, offset + size) <= offset) return Promise.resolve([]);
+  const refs = bs.mapRead(ino, offset, size);
+  const plan = planFileRead(refs, fileSize, offset, size);
+  const seg = plan.segments;
+  const parts: Array<Promise<Buffer>> = new Array(plan.count);
+  for (let k = 0, p = 0; k < plan.count; k++, p += PLAN_STRIDE) {
+    const i = seg[p]!;
+    if (i === HOLE) {
+      parts[k] = Promise.resolve(Buffer.alloc(seg[p + 2]!));
+    } else {
+      const r = refs[i]!;
+      parts[k] = dev.read(r.blobId, r.uncompressedOffset + seg[p + 1]!, seg[p + 2]!);
+    }
   }
-  if (pos < end) parts.push(Promise.resolve(Buffer.alloc(end - pos)));
   return Promise.all(parts);
 }
 
