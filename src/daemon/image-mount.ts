@@ -156,7 +156,7 @@ async function blobsFromTables(bs: RafsBootstrap, bootDir: string, backend: Back
     bs.setCiTable(b.index, entries, digests);
     out.ci.push({ blobIndex: b.index, entries });
     const prepare = digests ? undefined : async (read: (offset: number, length: number) => Promise<Buffer>): Promise<void> => {
-      const r = tailRange(b, false);
+      const r = tailRange(b, { withCi: false });
       const d = decodeBlobTail(b, await read(r.offset, r.length), r.offset).digests;
       for (const c of chunks) c.digest = d[c.chunkIndex]!;
       bs.setCiTable(b.index, entries, d);

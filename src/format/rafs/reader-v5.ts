@@ -59,7 +59,7 @@ export class V5Bootstrap extends BaseBootstrap {
     if ((sb.flags & ~RAFS_SUPER_FLAGS_KNOWN) !== 0) throw corrupt(`unknown superblock flags 0x${sb.flags.toString(16)}`);
     this.flags = sb.flags;
     this.compressor = compressorOfFlags(sb.flags);
-    this.digester = digesterOfFlags(sb.flags, true);
+    this.digester = digesterOfFlags(sb.flags, { whenAbsent: 'blake3' });
     this.chunkSize = sb.blockSize;
     if (sb.inodeTableEntries === 0) throw corrupt('empty inode table');
     need(buf, sb.inodeTableOffset, sb.inodeTableEntries * 4, 'rafs v5 inode table');
