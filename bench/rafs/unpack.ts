@@ -17,7 +17,7 @@ import { tmpdir, cpus } from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import { debootstrapRootfs } from '../../src/bench/env/index.js';
 import { buildLayer } from '../../src/builder/index.js';
-import { HOLE, PLAN_STRIDE, openBootstrap, planFileRead, type RafsBootstrap } from '../../src/format/rafs/index.js';
+import { FileReadPlan, HOLE, PLAN_STRIDE, openBootstrap, planFileRead, type RafsBootstrap } from '../../src/format/rafs/index.js';
 import { S_IFMT, S_IFREG } from '../../src/format/erofs/index.js';
 import { writeTar } from '../../src/format/tar/index.js';
 import { BlobFiles } from '../../src/cli/rafs/blob-access.js';
@@ -50,6 +50,7 @@ function buildCache(bs: RafsBootstrap, files: BlobFiles, path: string): void {
 
 function readAllThroughCache(bs: RafsBootstrap, cachePath: string, buf: Buffer): number {
   const fd = openSync(cachePath, 'r');
+  const plan = new FileReadPlan();
   let total = 0;
   try {
     for (const e of bs.walk()) {
@@ -58,7 +59,7 @@ function readAllThroughCache(bs: RafsBootstrap, cachePath: string, buf: Buffer):
       for (let off = 0; off < size; off += REQ) {
         const len = Math.min(REQ, size - off);
         const refs = bs.mapRead(e.ino, off, len);
-        const plan = planFileRead(refs, size, off, len);
+        planFileRead(refs, size, off, len, plan);
         const seg = plan.segments;
         let p = 0;
         for (let k = 0; k < plan.count * PLAN_STRIDE; k += PLAN_STRIDE) {

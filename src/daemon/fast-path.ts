@@ -7,7 +7,7 @@
  * thread, which fetches. Saves the thread hop that dominates small-file reads.
  */
 import { openSync, readFileSync, readSync } from 'node:fs';
-import { HOLE, PLAN_STRIDE, openBootstrap, planFileRead, type CiLocation } from '../format/rafs/index.js';
+import { FileReadPlan, HOLE, PLAN_STRIDE, openBootstrap, planFileRead, type CiLocation } from '../format/rafs/index.js';
 import { Op, entryOut, attrOut, FUSE_ROOT_ID, type FuseAttr } from '../fuse/protocol.js'; // not index.js: see docs/architecture.md (worker threads)
 import { chunkReady } from '../storage/protocol.js';
 
@@ -27,6 +27,7 @@ export function init(d: FastPathData): (opcode: number, nodeid: number, body: Bu
   // no digests: this thread only reads chunks the main thread fetched and verified
   for (const t of d.ci ?? []) bs.setCiTable(t.blobIndex, ciFromTable(t.table));
   const caches = new Map(d.caches.map((c) => [c.blobId, { fd: openSync(c.dataPath, 'r'), bits: new Uint8Array(c.bitmap) }]));
+  const plan = new FileReadPlan(); // every READ of this thread is planned into it
   const ino = (nodeid: number): number => (nodeid === FUSE_ROOT_ID ? bs.rootIno : nodeid);
   const node = (i: number): number => (i === bs.rootIno ? FUSE_ROOT_ID : i);
   const attr = (i: number): FuseAttr => {
@@ -56,7 +57,7 @@ export function init(d: FastPathData): (opcode: number, nodeid: number, body: Bu
           const c = caches.get(r.blobId);
           if (!c || !chunkReady(c.bits, r.chunkIndex)) return null;
         }
-        const plan = planFileRead(refs, st.size, offset, size);
+        planFileRead(refs, st.size, offset, size, plan);
         const seg = plan.segments;
         const out = Buffer.allocUnsafe(plan.length);
         let at = 0;

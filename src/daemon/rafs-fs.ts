@@ -5,7 +5,7 @@
  * the root is FUSE_ROOT_ID.
  */
 import { FUSE_ROOT_ID, FuseErrno, ERRNO, type FuseAttr, type FuseFilesystem, type FuseDirEntry, type StatfsInfo } from '../fuse/index.js';
-import { HOLE, PLAN_STRIDE, planFileRead, type RafsBootstrap } from '../format/rafs/index.js';
+import { FileReadPlan, HOLE, PLAN_STRIDE, planFileRead, type RafsBootstrap } from '../format/rafs/index.js';
 import type { StorageDevice } from '../storage/index.js';
 
 const S_IFMT = 0o170000;
@@ -69,21 +69,24 @@ export class RafsFs implements FuseFilesystem {
   }
 }
 
+/** The plan of every `readFileRange` (used up before it returns: no two are in progress at once). */
+const plan = new FileReadPlan();
+
 /** Bytes [offset, offset+size) of a regular file of the image (clamped to its size; holes as zeros). */
 export function readFileRange(bs: RafsBootstrap, dev: StorageDevice, ino: number, offset: number, size: number): Promise<Buffer[]> {
   const fileSize = bs.stat(ino).size;
   if (Math.min(fileSize, offset + size) <= offset) return Promise.resolve([]);
   const refs = bs.mapRead(ino, offset, size);
-  const plan = planFileRead(refs, fileSize, offset, size);
+  planFileRead(refs, fileSize, offset, size, plan);
   const seg = plan.segments;
-  const parts: Array<Promise<Buffer>> = new Array(plan.count);
-  for (let k = 0, p = 0; k < plan.count; k++, p += PLAN_STRIDE) {
+  const parts: Array<Promise<Buffer>> = [];
+  for (let p = 0; p < plan.count * PLAN_STRIDE; p += PLAN_STRIDE) {
     const i = seg[p]!;
     if (i === HOLE) {
-      parts[k] = Promise.resolve(Buffer.alloc(seg[p + 2]!));
+      parts.push(Promise.resolve(Buffer.alloc(seg[p + 2]!)));
     } else {
       const r = refs[i]!;
-      parts[k] = dev.read(r.blobId, r.uncompressedOffset + seg[p + 1]!, seg[p + 2]!);
+      parts.push(dev.read(r.blobId, r.uncompressedOffset + seg[p + 1]!, seg[p + 2]!));
     }
   }
   return Promise.all(parts);

@@ -12,7 +12,7 @@ export {
   type RafsBootstrap, type BlobInfo, type RafsStat, type ChunkRef, type ChunkLocation, type DirEntry, type WalkEntry, type BootstrapSummary,
   type CiLocation, type OpenBootstrapOptions,
 } from './reader.js';
-export { planFileRead, fixedChunkSpan, tilingProblem, HOLE, PLAN_STRIDE, type FileExtent, type FileReadPlan } from './read-plan.js';
+export { FileReadPlan, planFileRead, fixedChunkSpan, tilingProblem, HOLE, PLAN_STRIDE, type FileExtent } from './read-plan.js';
 export * from './blob-meta.js';
 export * from './toc.js';
 export { checkBootstrap, loadCiTable, type CheckOptions, type CheckReport, type BlobReader } from './check.js';

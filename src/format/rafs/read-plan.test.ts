@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { fixture } from '../../../test/support/paths.js';
 import { decodeChunk } from '../compress/index.js';
 import { openBootstrap, type ChunkRef } from './index.js';
-import { HOLE, PLAN_STRIDE, fixedChunkSpan, planFileRead, tilingProblem, type FileExtent } from './read-plan.js';
+import { FileReadPlan, HOLE, PLAN_STRIDE, fixedChunkSpan, planFileRead, tilingProblem, type FileExtent } from './read-plan.js';
 
 /** A plan as [chunk label | 'hole', offset in the chunk, length] triples. */
 function segments<C extends FileExtent & { label: string }>(chunks: C[], size: number, offset: number, length: number): Array<[string, number, number]> {
@@ -124,4 +124,17 @@ test('read plan: ranges of a real v6 image (nydus 2.2) read the bytes of the who
       assert.deepEqual(Buffer.concat(parts), whole.subarray(offset, Math.min(size, offset + length)), `${path} ${offset}+${length}`);
     }
   }
+});
+
+test('read plan: one plan reused for every read gives the same segments, growing when a read needs more', () => {
+  const plan = new FileReadPlan();
+  const many = Array.from({ length: 40 }, (_, i) => ({ label: `c${i}`, fileOffset: 2 * i * K, uncompressedSize: K })); // 40 chunks, 40 holes
+  for (const [chunks, size, offset, length] of [[fixed, 10_000, 1, 9_998], [many, 80 * K, 0, 80 * K], [fixed, 10_000, 10_000, 5], [holey, 20_000, K - 1, K + 2]] as const) {
+    const fresh = planFileRead(chunks, size, offset, length);
+    const reused = planFileRead(chunks, size, offset, length, plan);
+    assert.equal(reused, plan);
+    assert.deepEqual([reused.offset, reused.length, reused.count], [fresh.offset, fresh.length, fresh.count]);
+    assert.deepEqual(reused.segments.subarray(0, reused.count * PLAN_STRIDE), fresh.segments.subarray(0, fresh.count * PLAN_STRIDE));
+  }
+  assert.equal(planFileRead(many, 80 * K, 0, 80 * K, plan).count, 80);
 });

@@ -20,34 +20,48 @@ export const PLAN_STRIDE = 3;
 /** The chunk position of a segment no chunk covers: a hole, read as zeros. */
 export const HOLE = -1;
 
-/** A planned read: segments in file order that together are exactly [offset, offset + length). */
-export interface FileReadPlan {
+/**
+ * A planned read: segments in file order that together are exactly [offset, offset + length).
+ * Reusable: `planFileRead(…, plan)` overwrites it, so a hot caller plans every read into the one
+ * plan it keeps and allocates nothing per read (its segment array grows when a read needs more).
+ */
+export class FileReadPlan {
   /** the range planned: the request clamped to the file */
-  readonly offset: number;
-  readonly length: number;
+  offset = 0;
+  length = 0;
   /** number of segments */
-  readonly count: number;
+  count = 0;
   /**
-   * `PLAN_STRIDE` numbers per segment: the chunk's position in the planned `chunks` (HOLE for
-   * zeros), the offset of the segment's first byte within that chunk (0 for a hole), its length.
+   * `PLAN_STRIDE` numbers per segment (the first `count` are valid): the chunk's position in the
+   * planned `chunks` (HOLE for zeros), the offset of the segment's first byte within that chunk
+   * (0 for a hole), its length.
    */
-  readonly segments: Float64Array;
+  segments: Float64Array = new Float64Array(INITIAL_SEGMENTS * PLAN_STRIDE);
 }
 
-const NO_SEGMENTS = new Float64Array(0);
+/** Segments a new plan has room for (a read of up to 4 chunks with holes; more grow the array). */
+const INITIAL_SEGMENTS = 9;
 
 /**
  * Plans reading [offset, offset + length) of a file of `fileSize` bytes from its chunks, sorted by
- * file offset (what `mapRead` or `chunks()` of the reader return). The range is clamped to the file
- * (an empty plan at or past its end, or for a zero length); bytes no chunk covers are holes; a chunk
- * overlapping bytes already planned contributes only the bytes after them. One typed array per
- * read, no object per chunk: this is on the path of every FUSE read.
+ * file offset (what `mapRead` or `chunks()` of the reader return), into `into` (a new plan when not
+ * given). The range is clamped to the file (an empty plan at or past its end, or for a zero
+ * length); bytes no chunk covers are holes; a chunk overlapping bytes already planned contributes
+ * only the bytes after them. No object per chunk: this is on the path of every FUSE read.
  */
-export function planFileRead(chunks: ArrayLike<FileExtent>, fileSize: number, offset: number, length: number): FileReadPlan {
+export function planFileRead(chunks: ArrayLike<FileExtent>, fileSize: number, offset: number, length: number, into?: FileReadPlan): FileReadPlan {
+  const plan = into ?? new FileReadPlan();
   const end = Math.min(fileSize, offset + length);
-  if (!(end > offset)) return { offset, length: 0, count: 0, segments: NO_SEGMENTS };
+  plan.offset = offset;
+  plan.count = 0;
+  if (!(end > offset)) {
+    plan.length = 0;
+    return plan;
+  }
   // each chunk adds at most itself and the hole before it; one more hole may end the range
-  const seg = new Float64Array((2 * chunks.length + 1) * PLAN_STRIDE);
+  const need = (2 * chunks.length + 1) * PLAN_STRIDE;
+  if (plan.segments.length < need) plan.segments = new Float64Array(need);
+  const seg = plan.segments;
   let p = 0;
   let pos = offset;
   for (let i = 0; i < chunks.length; i++) {
@@ -67,7 +81,9 @@ export function planFileRead(chunks: ArrayLike<FileExtent>, fileSize: number, of
     seg[p] = HOLE; seg[p + 1] = 0; seg[p + 2] = end - pos;
     p += PLAN_STRIDE;
   }
-  return { offset, length: end - offset, count: p / PLAN_STRIDE, segments: seg };
+  plan.length = end - offset;
+  plan.count = p / PLAN_STRIDE;
+  return plan;
 }
 
 /**
