@@ -70,6 +70,8 @@ test('fetch plan: sequential streaks and the read-ahead window', () => {
     [0, MiB, 0], [SEQUENTIAL_AFTER - 1, MiB, 0], // scattered or too short: only the chunks touched
     [SEQUENTIAL_AFTER, MiB, MIN_WINDOW], [SEQUENTIAL_AFTER + 1, MiB, 2 * MIN_WINDOW], [SEQUENTIAL_AFTER + 2, MiB, 4 * MIN_WINDOW],
     [SEQUENTIAL_AFTER + 3, MiB, MiB], [SEQUENTIAL_AFTER + 10, MiB, MiB], // capped at amplify_io
+    // a long sequential read keeps its read-ahead (a 32-bit shift made it negative, then 0, from the 14th doubling)
+    [SEQUENTIAL_AFTER + 14, MiB, MiB], [SEQUENTIAL_AFTER + 15, MiB, MiB], [SEQUENTIAL_AFTER + 1000, MiB, MiB],
     [SEQUENTIAL_AFTER + 5, 256 * K, 256 * K], [SEQUENTIAL_AFTER + 5, 0, 0], // amplify 0: never
   ];
   for (const [streak, amplify, want] of table) assert.equal(readAheadWindow(streak, amplify), want, `streak ${streak}, amplify ${amplify}`);

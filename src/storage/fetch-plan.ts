@@ -23,7 +23,7 @@ export const SEQUENTIAL_SLACK = 64 * 1024;
 export const SEQUENTIAL_AFTER = 4;
 /** First read-ahead window of a sequential read; it doubles with each further sequential miss. */
 export const MIN_WINDOW = 128 * 1024;
-/** Cap on the doublings (the window reaches amplify_io long before; keeps the shift in range). */
+/** Cap on the doublings (the window reaches amplify_io long before; keeps the window finite). */
 export const MAX_WINDOW_DOUBLINGS = 20;
 
 /** Where a chunk lies in its blob (compressed) and in the blob's uncompressed view. */
@@ -69,7 +69,8 @@ export function nextStreak(streak: number, prevEnd: number, missing: readonly Ch
  */
 export function readAheadWindow(streak: number, amplify: number): number {
   if (streak < SEQUENTIAL_AFTER || amplify <= 0) return 0;
-  return Math.min(amplify, MIN_WINDOW << Math.min(streak - SEQUENTIAL_AFTER, MAX_WINDOW_DOUBLINGS));
+  // a multiplication, not a shift: MIN_WINDOW << 14 overflows 32 bits (negative, then 0 from 15 on)
+  return Math.min(amplify, MIN_WINDOW * 2 ** Math.min(streak - SEQUENTIAL_AFTER, MAX_WINDOW_DOUBLINGS));
 }
 
 /** Read-ahead for `planFetch`: the blob's chunks after the last planned one that may join its request. */
