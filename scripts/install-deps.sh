@@ -3,7 +3,9 @@
 set -euo pipefail
 PKGS=(containerd runc skopeo docker-registry erofs-utils fuse3 libfuse2 busybox-static
       debootstrap stargz-snapshotter iproute2 util-linux kmod e2fsprogs iptables
-      chromium ca-certificates openssl curl jq procps psmisc attr)
+      chromium ca-certificates openssl curl jq procps psmisc attr
+      # engines the tests start privately on loopback (test/support/postgres.ts, test/support/ceph.ts)
+      postgresql-15 ceph-mon ceph-osd radosgw ceph-common)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

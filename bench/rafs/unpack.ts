@@ -20,8 +20,8 @@ import { buildLayer } from '../../src/builder/index.js';
 import { FileReadPlan, HOLE, PLAN_STRIDE, openBootstrap, planFileRead, type RafsBootstrap } from '../../src/format/rafs/index.js';
 import { S_IFMT, S_IFREG } from '../../src/format/erofs/index.js';
 import { writeTar } from '../../src/format/tar/index.js';
-import { BlobFiles } from '../../src/cli/rafs/blob-access.js';
-import { tarEntries } from '../../src/cli/rafs/unpack.js';
+import { BlobFiles } from '../../src/convert/index.js';
+import { tarEntries } from '../../src/builder/index.js';
 
 interface Row { name: string; MB: number; wallS: number; cpuS: number; mbPerWallS: number; mbPerCpuS: number }
 const REQ = 128 * 1024;

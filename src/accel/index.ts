@@ -12,7 +12,10 @@ import { AccelService } from './service.js';
 import { createAccelServer } from './server.js';
 
 export { AccelService, type Submission, type SubmitOutcome } from './service.js';
-export { TaskStore, ZERO_TIME, type TaskView, type TaskStatus } from './store.js';
+export { TaskStore, ZERO_TIME } from './store.js';
+export {
+  HARBOR_EVENT_TYPES, harborWebhookPayloadSchema, type HarborEventType, type HarborWebhookPayload, type TaskView, type TaskStatus,
+} from './protocol.js';
 export { AccelClient } from './client.js';
 
 export interface StartAccelOptions {

@@ -12,12 +12,22 @@ import { FerryError, asFerryError, type ErrorCode } from '../core/index.js';
 import { Counter, Gauge, Histogram, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
 import {
   RegistryClient, parseReference, formatReference, withTag, decodeBasicAuth, dockerConfigCredentials, withDigest,
-  type ImageReference,
+  type FetchedManifest, type ImageReference,
 } from '../remote/index.js';
-import { convertImage, SqliteLayerCache, TieredLayerCache, RemoteLayerCache, ConvertAnnotation, type ConvertOptions, type LayerCache } from '../convert/index.js';
+import {
+  convertImage, SqliteLayerCache, TieredLayerCache, RemoteLayerCache, type ConvertOptions, type LayerCache,
+} from '../convert/index.js';
+import { NydusAnnotation, parseManifestDocument } from '../oci/index.js';
 import { resolveDriverOptions, type AccelConfig, type AccelDriverOptions } from '../config/accel.js';
-import { TaskStore, type TaskView } from './store.js';
+import { TaskStore } from './store.js';
+import type { TaskView } from './protocol.js';
 import { WorkDirLock, removeScratchLeftovers, scratchDirOf } from './workdir.js';
+
+/** The annotations of a fetched manifest or index. */
+function annotationsOf(m: FetchedManifest): Record<string, string> | undefined {
+  const doc = parseManifestDocument(m.body, m.mediaType, `manifest ${m.digest}`);
+  return (doc.kind === 'index' ? doc.index : doc.manifest).annotations;
+}
 
 /** Errors that another attempt cannot fix. */
 const PERMANENT: ReadonlySet<ErrorCode> = new Set(['INVALID_ARGUMENT', 'NOT_FOUND', 'FAILED_PRECONDITION', 'UNAUTHENTICATED', 'PERMISSION_DENIED', 'NOT_IMPLEMENTED']);
@@ -237,8 +247,8 @@ export class AccelService {
       const existing = await client.headManifest(dst).catch(() => undefined);
       if (existing) {
         const m = await client.getManifest(withDigest(dst, existing.digest)).catch(() => undefined);
-        const ann = m ? (JSON.parse(m.body.toString('utf8')) as { annotations?: Record<string, string> }).annotations : undefined;
-        if (ann?.[ConvertAnnotation.SOURCE_DIGEST] === head.digest) {
+        const ann = m ? annotationsOf(m) : undefined;
+        if (ann?.[NydusAnnotation.SOURCE_DIGEST] === head.digest) {
           log.info({ target: task.target }, 'target already converted from this source digest');
           this.store.complete(id, { sourceDigest: head.digest, targetDigest: existing.digest, sourceSize: 0, targetSize: existing.size, reason: 'already converted' });
           return;
@@ -260,7 +270,7 @@ export class AccelService {
         fsVersion: d.fsVersion, compressor: d.compressor, chunkSize: d.chunkSize, digester: d.digester, chunkTable: d.chunkTable,
         mergePlatform: d.mergeManifest, withReferrer: d.withReferrer, harborAnnotation: d.harborAnnotation,
         cache, log, signal, workDir: this.scratchDir,
-        annotations: { [ConvertAnnotation.SOURCE_REFERENCE]: task.source },
+        annotations: { [NydusAnnotation.SOURCE_REFERENCE]: task.source },
       };
       if (d.platforms.length) opts.platforms = d.platforms;
       if (d.chunkDictRef) opts.chunkDictRef = d.chunkDictRef;

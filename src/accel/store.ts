@@ -7,28 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
-
-export type TaskStatus = 'PROCESSING' | 'COMPLETED' | 'FAILED';
-
-/** The task as the API shows it: acceld's fields first, Ferry's after. */
-export interface TaskView {
-  id: string;
-  created: string;
-  /** RFC3339, or Go's zero time while the task is not finished (as acceld). */
-  finished: string;
-  source: string;
-  source_size: number;
-  target_size: number;
-  status: TaskStatus;
-  reason: string;
-  target: string;
-  target_digest: string;
-  source_digest: string;
-  attempts: number;
-  /** ms since epoch of the next attempt while PROCESSING */
-  next_run: number;
-  running: boolean;
-}
+import type { TaskStatus, TaskView } from './protocol.js';
 
 export const ZERO_TIME = '0001-01-01T00:00:00Z';
 

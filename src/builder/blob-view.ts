@@ -1,9 +1,10 @@
 /**
  * @module builder/blob-view
- * Materialises the "uncompressed blob view" of a Nydus data blob (spec §3.4, §8): each chunk's
- * uncompressed bytes at its uncompressed offset, zero padding, length = the 4 KiB-aligned
- * uncompressed size. This is the layout EROFS addresses as an extra device (what nydusd keeps as
- * `<blob_id>.blob.data`), so `fsck.erofs --device=` and kernel mounts can read Ferry images.
+ * Materialises the "uncompressed blob view" of a Nydus data blob (what nydusd's blob cache holds):
+ * each chunk's uncompressed bytes at its uncompressed offset, zero padding, length = the
+ * 4 KiB-aligned uncompressed size. This is the layout EROFS addresses as an extra device (what
+ * nydusd keeps as `<blob_id>.blob.data`), so `fsck.erofs --device=` and kernel mounts can read
+ * Ferry images.
  */
 import { open } from 'node:fs/promises';
 import { FerryError } from '../core/index.js';

@@ -1,10 +1,10 @@
 /**
  * @module builder/blob-writer
- * Writes one Nydus data blob (spec §3.5) while chunks arrive: compressed chunk data streams into a
- * temporary file in the work directory; `finish()` appends the CI table + header, the chunk digest
- * array and the ToC, each followed by its reverse tar header, then renames the file to
- * `<blobDir>/<sha256 of the whole blob>`. Identical chunks (same digest and size) are stored once;
- * chunks found in a chunk dictionary are referenced, not stored.
+ * Writes one Nydus data blob (nydus-image's layout) while chunks arrive: compressed chunk data
+ * streams into a temporary file in the work directory; `finish()` appends the CI table + header,
+ * the chunk digest array and the ToC, each followed by its reverse tar header, then renames the
+ * file to `<blobDir>/<sha256 of the whole blob>`. Identical chunks (same digest and size) are
+ * stored once; chunks found in a chunk dictionary are referenced, not stored.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { open, rename, unlink, mkdir, type FileHandle } from 'node:fs/promises';

@@ -1,11 +1,11 @@
 /**
  * @module builder/bootstrap-v5
- * Writes a RAFS v5 bootstrap (spec §2): 8192-byte superblock, inode table (u32 offset >> 3 per
- * inode index), prefetch table, string blob table and 64-byte extended blob table, then one 128-byte
- * inode record per path in breadth-first order (the children of a directory are consecutive and
- * sorted by name, found by `child_index`/`child_count`), each followed by its name, symlink target,
- * xattr table and 80-byte chunk records, all 8-byte aligned. Hardlinks get one record per path
- * sharing `i_ino` (the first link's index) with the HARDLINK flag.
+ * Writes a RAFS v5 bootstrap (nydus-image's v5 layout): 8192-byte superblock, inode table (u32
+ * offset >> 3 per inode index), prefetch table, string blob table and 64-byte extended blob table,
+ * then one 128-byte inode record per path in breadth-first order (the children of a directory are
+ * consecutive and sorted by name, found by `child_index`/`child_count`), each followed by its name,
+ * symlink target, xattr table and 80-byte chunk records, all 8-byte aligned. Hardlinks get one
+ * record per path sharing `i_ino` (the first link's index) with the HARDLINK flag.
  */
 import { FerryError } from '../core/index.js';
 import { encodeRdev } from '../format/erofs/index.js';

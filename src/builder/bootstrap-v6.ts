@@ -1,13 +1,14 @@
 /**
  * @module builder/bootstrap-v6
  * Writes a RAFS v6 bootstrap (an EROFS image with the Nydus extended superblock, device/blob tables,
- * chunk-based files and the 80-byte chunk table) from an in-memory tree. Layout (spec §1.1): block 0
- * holds the superblocks and device slots, then the blob table and prefetch table, then one zero
- * block so the root gets nid 128, then inodes placed depth-first (a directory, its non-directory
- * children, then its sub-directories), then the chunk table. Placement obeys §8 item 5: 32-byte
- * aligned inodes, an inode with its xattrs never crosses a block, inline tails and dirents stay in
- * one block, total size a multiple of 4096. (Upstream's free-fragment packing of §1.16 is not
- * reproduced: the result is readable by every reader but not byte-identical to nydus-image.)
+ * chunk-based files and the 80-byte chunk table) from an in-memory tree. Layout (as nydus-image lays
+ * out a RAFS v6 bootstrap): block 0 holds the superblocks and device slots, then the blob table and
+ * prefetch table, then one zero block so the root gets nid 128, then inodes placed depth-first (a
+ * directory, its non-directory children, then its sub-directories), then the chunk table. Placement
+ * obeys the Linux EROFS driver's rules: 32-byte aligned inodes, an inode with its xattrs never
+ * crosses a block, inline tails and dirents stay in one block, total size a multiple of 4096.
+ * (nydus-image's packing of inodes into free fragments of earlier blocks is not reproduced: the
+ * result is readable by every reader but not byte-identical to nydus-image's.)
  */
 import { FerryError } from '../core/index.js';
 import {

@@ -4,7 +4,7 @@
  * merged, a parent bootstrap extended, and a chunk dictionary indexed. Blob table entries are taken
  * verbatim so the CI/ToC locations of existing blobs carry over.
  */
-import { FerryError } from '../core/index.js';
+import { FerryError, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../core/index.js';
 import { decodeRdev } from '../format/erofs/index.js';
 import {
   openBootstrap, decodeRafsV6ExtSuperBlock, decodeRafsV6BlobEntry,
@@ -23,9 +23,8 @@ export interface LoadedBootstrap {
   prefetch: Inode[];
 }
 
-const S_IFMT = 0o170000;
 const TYPES: Record<number, NodeType> = {
-  0o100000: 'file', 0o040000: 'dir', 0o120000: 'symlink', 0o020000: 'char', 0o060000: 'block', 0o010000: 'fifo', 0o140000: 'socket',
+  [S_IFREG]: 'file', [S_IFDIR]: 'dir', [S_IFLNK]: 'symlink', [S_IFCHR]: 'char', [S_IFBLK]: 'block', [S_IFIFO]: 'fifo', [S_IFSOCK]: 'socket',
 };
 
 /**
@@ -92,7 +91,7 @@ export function loadBootstrap(buf: Buffer, registry = new Map<string, BlobDesc>(
     }
     const st = bs.stat(ino);
     // v5 stores one record per hardlink path, sharing i_ino
-    if (bs.version === 5 && (st.mode & S_IFMT) === 0o100000 && st.nlink > 1) {
+    if (bs.version === 5 && (st.mode & S_IFMT) === S_IFREG && st.nlink > 1) {
       const first = byLink.get(st.ino);
       if (first) { byIno.set(ino, first); return first; }
     }

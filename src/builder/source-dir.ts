@@ -7,14 +7,13 @@
 import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, type BigIntStats } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { FerryError } from '../core/index.js';
+import { FerryError, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../core/index.js';
 import { newDir, storableXattrs, walkTree, type ChunkRef, type Inode, type NodeType } from './tree.js';
 import { resolvePrefetch } from './prefetch.js';
 import type { BlobWriter } from './blob-writer.js';
 
-const S_IFMT = 0o170000;
 const TYPES: Record<number, NodeType> = {
-  0o100000: 'file', 0o040000: 'dir', 0o120000: 'symlink', 0o020000: 'char', 0o060000: 'block', 0o010000: 'fifo', 0o140000: 'socket',
+  [S_IFREG]: 'file', [S_IFDIR]: 'dir', [S_IFLNK]: 'symlink', [S_IFCHR]: 'char', [S_IFBLK]: 'block', [S_IFIFO]: 'fifo', [S_IFSOCK]: 'socket',
 };
 
 /** Decodes getfattr's escaping of file names (`\ooo` octal bytes, `\\`). */

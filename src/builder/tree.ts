@@ -11,7 +11,7 @@ import { splitXattrName } from '../format/erofs/index.js';
 export type NodeType = 'file' | 'dir' | 'symlink' | 'char' | 'block' | 'fifo' | 'socket';
 
 /**
- * A data blob as recorded in a bootstrap's blob table (spec §1.5). Chunks point at these objects;
+ * A data blob as recorded in a RAFS bootstrap's blob table. Chunks point at these objects;
  * blob indexes are assigned when a bootstrap is written, so merging trees needs no renumbering.
  */
 export interface BlobDesc {

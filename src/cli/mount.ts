@@ -9,9 +9,10 @@ import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { FerryError } from '../core/index.js';
 import { createLogger, type Logger } from '../observe/index.js';
-import { isIndexMediaType, NydusAnnotation, type ImageIndex, type ImageManifest } from '../oci/index.js';
-import { RegistryClient, currentPlatform, parseReference, resolveNydusManifest, withDigest, formatReference, type ImageReference } from '../remote/index.js';
-import { unpackBootstrapLayerFiles, writeBlobMetaFiles } from '../convert/index.js';
+import { NydusAnnotation } from '../oci/index.js';
+import { RegistryClient, parseReference, formatReference, type ImageReference } from '../remote/index.js';
+import { writeBlobMetaFiles } from '../convert/index.js';
+import { MAX_BOOTSTRAP_BYTES, unpackBootstrapLayerFiles } from '../format/rafs/index.js';
 import { parseDaemonConfig } from '../config/daemon.js';
 import { Daemon, type MountBackend, type MountRequest } from '../daemon/index.js';
 import { mountsAt } from '../fuse/index.js';
@@ -19,14 +20,7 @@ import { untilSignal } from './lifecycle.js';
 
 /** Fetches the bootstrap of a Nydus image (last layer annotated nydus-bootstrap) into `dir`. */
 export async function fetchBootstrap(client: RegistryClient, ref: ImageReference, dir: string, log: Logger): Promise<string> {
-  let m = await client.getManifest(ref);
-  let parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest | ImageIndex;
-  if (isIndexMediaType(m.mediaType) || Array.isArray((parsed as ImageIndex).manifests)) {
-    const idx = parsed as ImageIndex;
-    m = await client.getManifest(withDigest(ref, resolveNydusManifest(idx, currentPlatform()).digest));
-    parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest;
-  }
-  const man = parsed as ImageManifest;
+  const { manifest: man } = await client.resolveImage(ref, { prefer: 'nydus' });
   const boot = [...man.layers].reverse().find((l) => l.annotations?.[NydusAnnotation.BOOTSTRAP] === 'true');
   if (!boot) throw new FerryError('FAILED_PRECONDITION', `${formatReference(ref)} is not a Nydus image (no layer annotated ${NydusAnnotation.BOOTSTRAP})`);
   const hex = boot.digest.replace(/^sha256:/, '');
@@ -35,7 +29,7 @@ export async function fetchBootstrap(client: RegistryClient, ref: ImageReference
   const path = join(dir, `${hex}.boot`);
   const have = await readFile(path).then(() => true, () => false);
   if (!have) {
-    const layer = await client.getBlobBuffer(ref.registry, ref.repository, boot.digest, 1 << 30);
+    const layer = await client.getBlobBuffer(ref.registry, ref.repository, boot.digest, MAX_BOOTSTRAP_BYTES);
     const { bootstrap, blobMeta } = await unpackBootstrapLayerFiles(layer);
     await writeBlobMetaFiles(dir, blobMeta);
     await writeFile(`${path}.tmp`, bootstrap);

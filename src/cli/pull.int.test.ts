@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ferry } from '../../test/support/ferry.js';
 import { servePullApi } from '../snapshotter/pull-api.js';
-import type { PullResult } from '../snapshotter/pull.js';
+import type { PullResult } from '../snapshotter/protocol.js';
 import { DEFAULT_API, pullMode } from './pull.js';
 
 test('pull mode: --local, an explicit socket, the default socket, and none (the reason names --snapshotter-api for another --root)', () => {

@@ -15,8 +15,8 @@
 import { existsSync } from 'node:fs';
 import { Command } from 'commander';
 import { FerryError } from '../core/index.js';
-import { requestPull, type PullRequestBody } from '../snapshotter/pull-api-client.js';
-import type { PullResult } from '../snapshotter/pull.js';
+import { requestPull } from '../snapshotter/pull-api-client.js';
+import type { PullRequestBody, PullResult } from '../snapshotter/protocol.js';
 
 export const DEFAULT_API = '/var/lib/ferry/snapshotter/api.sock';
 

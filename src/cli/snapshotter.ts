@@ -12,8 +12,8 @@ import { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { containerdSnippet, parseSnapshotterConfig, type SnapshotterConfig, type SnapshotterConfigInput } from '../config/snapshotter.js';
 import { createLogger, type Logger } from '../observe/index.js';
-import { startSnapshotter, type LazyFs } from '../snapshotter/index.js';
-import { Daemon, DaemonClient } from '../daemon/index.js';
+import { startSnapshotter } from '../snapshotter/index.js';
+import { Daemon, DaemonClient, type LazyFs } from '../daemon/index.js';
 import type { DaemonConfigInput } from '../config/daemon.js';
 import { untilSignal } from './lifecycle.js';
 

@@ -1,6 +1,6 @@
 /**
  * @module cli/trace
- * Prefetch traces (daemon/trace, snapshotter/trace):
+ * Prefetch traces (oci/prefetch-trace, snapshotter/trace):
  *   ferry trace push   [--snapshotter-api SOCK | --file F] [--plain-http] [--user U:P] REF
  *   ferry trace export [--snapshotter-api SOCK] [--plain-http] [--user U:P] REF   (prints the JSON)
  *   ferry trace get    [--plain-http] [--user U:P] REF                            (the one in the registry)
@@ -12,10 +12,9 @@ import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
 import { FerryError } from '../core/index.js';
 import { createLogger } from '../observe/index.js';
-import { isIndexMediaType, MediaType, NydusAnnotation, type Descriptor, type ImageIndex } from '../oci/index.js';
-import { currentPlatform, parseReference, resolveNydusManifest, withDigest, type ImageReference, type RegistryClient } from '../remote/index.js';
+import { MediaType, NydusAnnotation, decodePrefetchTrace, parsePrefetchTrace, type Descriptor, type PrefetchTrace } from '../oci/index.js';
+import { parseReference, type ImageReference, type RegistryClient } from '../remote/index.js';
 import { creds, sideClient } from './convert.js';
-import { decodePrefetchTrace, parsePrefetchTrace, type PrefetchTrace } from '../daemon/index.js';
 import { fetchPrefetchTrace, pushPrefetchTrace } from '../snapshotter/index.js';
 import { requestTrace } from '../snapshotter/pull-api-client.js';
 
@@ -29,14 +28,9 @@ function client(ref: ImageReference, o: Opts): RegistryClient {
 
 /** REF's Nydus manifest (from an index: the Nydus one for this platform) as a descriptor. */
 async function nydusManifest(reg: RegistryClient, ref: ImageReference): Promise<Descriptor> {
-  let m = await reg.getManifest(ref);
-  let parsed = JSON.parse(m.body.toString('utf8')) as { manifests?: ImageIndex['manifests']; layers?: Descriptor[] };
-  if (isIndexMediaType(m.mediaType) || Array.isArray(parsed.manifests)) {
-    // as the snapshotter picks: the Nydus manifest for this platform first
-    m = await reg.getManifest(withDigest(ref, resolveNydusManifest(parsed as ImageIndex, currentPlatform()).digest));
-    parsed = JSON.parse(m.body.toString('utf8')) as typeof parsed;
-  }
-  if (!parsed.layers?.some((l) => l.annotations?.[NydusAnnotation.BOOTSTRAP] === 'true')) {
+  // as the snapshotter picks: the Nydus manifest for this platform first
+  const { manifest, fetched: m } = await reg.resolveImage(ref, { prefer: 'nydus' });
+  if (!manifest.layers.some((l) => l.annotations?.[NydusAnnotation.BOOTSTRAP] === 'true')) {
     throw new FerryError('FAILED_PRECONDITION', 'not a Nydus image (no bootstrap layer): traces are for lazily mounted images');
   }
   return { mediaType: m.mediaType || MediaType.OCI_MANIFEST, digest: m.digest, size: m.body.length };

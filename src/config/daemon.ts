@@ -2,10 +2,9 @@
  * @module config/daemon
  * Configuration of the lazy-loading daemon. `ferry daemon --config FILE` reads nydusd's (v1) JSON
  * configuration — `device.backend`, `device.cache`, `fs_prefetch`, `amplify_io`, … — where the keys
- * apply, plus a `ferry` section for what nydusd has no key for. Unknown keys are an error. Also the
- * schema of one mount request (the daemon API's body).
+ * apply, plus a `ferry` section for what nydusd has no key for. Unknown keys are an error. (The
+ * schema of one mount request, the daemon API's body, is in daemon/protocol.ts.)
  */
-import { posix } from 'node:path';
 import { z } from 'zod';
 import { parseDuration } from '../core/index.js';
 import { parseConfig, sizeSchema as size } from './parse.js';
@@ -86,44 +85,3 @@ export type DaemonConfigInput = z.input<typeof daemonConfigSchema>;
 export function parseDaemonConfig(input: unknown): DaemonConfig {
   return parseConfig(daemonConfigSchema, input, 'daemon');
 }
-
-/**
- * An absolute path in normal form (no `//`, `.` or `..` components, no trailing `/`, no NUL): two
- * spellings of one directory would defeat the "already mounted there" check.
- */
-const absolutePath = (what: string): z.ZodType<string> => z.string().min(1).superRefine((p, ctx) => {
-  if (!p.startsWith('/')) ctx.addIssue({ code: 'custom', message: `${what} must be absolute` });
-  else if (p.includes('\0')) ctx.addIssue({ code: 'custom', message: `${what} contains NUL` });
-  else if (p !== posix.normalize(p) || (p.length > 1 && p.endsWith('/'))) {
-    ctx.addIssue({ code: 'custom', message: `${what} must be in normal form (no //, . or .. components, no trailing /): ${JSON.stringify(posix.normalize(p).replace(/(.)\/$/, '$1'))}` });
-  }
-});
-
-export const mountRequestSchema = z.strictObject({
-  id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'id: letters, digits, . _ - (max 128)'),
-  mountpoint: absolutePath('mountpoint').refine((p) => p !== '/', 'mountpoint must not be /'),
-  bootstrapPath: absolutePath('bootstrapPath'),
-  mode: z.enum(['erofs', 'fuse']).optional(),
-  backend: z.discriminatedUnion('type', [
-    z.strictObject({
-      type: z.literal('registry'), host: z.string().min(1), repo: z.string().min(1),
-      insecure: z.boolean().optional(), auth: z.string().optional(), proxy: z.string().optional(),
-    }),
-    z.strictObject({ type: z.literal('localfs'), dir: absolutePath('backend.dir') }),
-  ]),
-  cacheDir: absolutePath('cacheDir').optional(),
-  prefetch: z.union([z.boolean(), z.array(z.string())]).optional(),
-  /**
-   * The command its containers run (image config Entrypoint + Cmd, Env, WorkingDir): the loader's
-   * share of what that command reads at start is fetched right away (daemon/startup-prefetch).
-   */
-  startup: z.strictObject({
-    argv: z.array(z.string()).min(1).max(4096),
-    env: z.array(z.string()).max(4096).optional(),
-    workingDir: z.string().optional(),
-  }).optional(),
-  /** A prefetch trace (daemon/trace; validated by the daemon): its chunks are fetched at once, in place of `startup`. */
-  trace: z.unknown().optional(),
-});
-
-export type MountRequestInput = z.input<typeof mountRequestSchema>;

@@ -59,7 +59,7 @@ export interface CheckResult {
   checked: Array<{ platform?: string; sourceDigest: string; targetDigest: string; entries: number; files: number; bytes: number }>;
 }
 
-const S_IFMT = 0o170000;
+import { S_IFMT } from '../core/index.js';
 const TYPE_BITS: Record<string, number> = {
   file: 0o100000, dir: 0o040000, symlink: 0o120000, char: 0o020000, block: 0o060000, fifo: 0o010000, socket: 0o140000,
 };

@@ -18,29 +18,35 @@ import { PassThrough } from 'node:stream';
 import { DEFAULT_CONVERT_CHUNK_SIZE, DEFAULT_CONVERT_ZSTD_LEVEL } from '../config/accel.js';
 import { FerryError, DigestMismatchError, sha256Digest } from '../core/index.js';
 import {
-  MediaType, NydusAnnotation, NYDUS_MANIFEST_ARTIFACT_TYPE, isIndexMediaType, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest,
+  MediaType, NydusAnnotation, HarborAnnotation, NYDUS_MANIFEST_ARTIFACT_TYPE, NYDUS_CONFIG_MEDIA_TYPE, ANY_PLATFORM, isNydusEntry,
+  parseImageConfig, parseImageManifest, parseManifestDocument, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest,
   type Platform,
 } from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import {
-  RegistryClient, parseReference, formatReference, withDigest, parsePlatform, platformMatches, formatPlatform, resolveNydusManifest,
+  RegistryClient, parseReference, formatReference, withDigest, parsePlatform, platformMatches, formatPlatform,
   type ImageReference,
 } from '../remote/index.js';
 import { buildLayer, mergeBootstraps } from '../builder/index.js';
-import { openBootstrap, decodeBlobMetaHeader, blobMetaCacheFile, loadBlobTables, BLOB_META_HEADER_SIZE, type AsyncBlobReader, type BlobTables } from '../format/rafs/index.js';
+import {
+  openBootstrap, decodeBlobMetaHeader, blobMetaCacheFile, loadBlobTables, packBootstrapLayer, unpackBootstrapLayerFiles,
+  BLOB_META_HEADER_SIZE, MAX_BOOTSTRAP_BYTES, type AsyncBlobReader, type BlobTables,
+} from '../format/rafs/index.js';
 import { getCodec } from '../format/compress/index.js';
-import { decompressed, collect, Meter, packBootstrapLayer, unpackBootstrapLayerFiles } from './streams.js';
+import { decompressed, collect, Meter } from './streams.js';
 import { layerCacheKey, type LayerCache, type LayerBuildOptions } from './cache.js';
 
-export { NYDUS_MANIFEST_ARTIFACT_TYPE };
-export const NYDUS_CONFIG_MEDIA_TYPE = 'application/vnd.nydus.image.config.v1+json';
+export { NYDUS_MANIFEST_ARTIFACT_TYPE, NYDUS_CONFIG_MEDIA_TYPE };
+/** The annotations a conversion writes on the Nydus manifest (keys defined once, in oci/media-types). */
 export const ConvertAnnotation = {
-  SOURCE_DIGEST: 'containerd.io/snapshot/nydus-source-digest',
-  SOURCE_REFERENCE: 'containerd.io/snapshot/nydus-source-reference',
-  BUILDER_VERSION: 'containerd.io/snapshot/nydus-builder-version',
-  HARBOR_DRIVER_NAME: 'io.goharbor.artifact.v1alpha1.acceleration.driver.name',
-  HARBOR_SOURCE_DIGEST: 'io.goharbor.artifact.v1alpha1.acceleration.source.digest',
+  SOURCE_DIGEST: NydusAnnotation.SOURCE_DIGEST,
+  SOURCE_REFERENCE: NydusAnnotation.SOURCE_REFERENCE,
+  BUILDER_VERSION: NydusAnnotation.BUILDER_VERSION,
+  HARBOR_DRIVER_NAME: HarborAnnotation.ACCELERATION_DRIVER,
+  HARBOR_SOURCE_DIGEST: HarborAnnotation.ACCELERATION_SOURCE_DIGEST,
 } as const;
+/** Largest image config read from a registry. */
+const MAX_CONFIG_BYTES = 16 << 20;
 export const BUILDER_VERSION = 'ferry 0.1.0';
 
 export type Compressor = 'none' | 'lz4_block' | 'gzip' | 'zstd';
@@ -166,17 +172,10 @@ function isNydusManifest(m: ImageManifest): boolean {
 
 /** The bootstrap of a Nydus image (its last layer, `image/image.boot`) and the blob meta files beside it. */
 export async function fetchNydusBootstrap(client: RegistryClient, ref: ImageReference, platform?: string): Promise<{ bootstrap: Buffer; blobMeta: Map<string, Buffer>; manifest: ImageManifest; digest: string }> {
-  let m = await client.getManifest(ref);
-  let parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest | ImageIndex;
-  if (isIndexMediaType(m.mediaType) || Array.isArray((parsed as ImageIndex).manifests)) {
-    const idx = parsed as ImageIndex;
-    m = await client.getManifest(withDigest(ref, resolveNydusManifest(idx, platform).digest));
-    parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest;
-  }
-  const man = parsed as ImageManifest;
+  const { manifest: man, fetched: m } = await client.resolveImage(ref, { prefer: 'nydus', platform: platform ?? ANY_PLATFORM });
   if (!isNydusManifest(man)) throw new FerryError('INVALID_ARGUMENT', `${formatReference(ref)} is not a Nydus image (last layer lacks ${NydusAnnotation.BOOTSTRAP})`);
   const last = man.layers[man.layers.length - 1]!;
-  const layer = await client.getBlobBuffer(ref.registry, ref.repository, last.digest, 1 << 30);
+  const layer = await client.getBlobBuffer(ref.registry, ref.repository, last.digest, MAX_BOOTSTRAP_BYTES);
   const files = await unpackBootstrapLayerFiles(layer);
   return { ...files, manifest: man, digest: m.digest };
 }
@@ -371,13 +370,12 @@ async function pushJson(ctx: Ctx, value: unknown, mediaType: string): Promise<De
 /** Converts one image manifest; pushes its blobs, config and the manifest by digest. */
 async function convertManifest(ctx: Ctx, srcDesc: Descriptor, body: Buffer, platform?: string): Promise<Descriptor & { body: Buffer }> {
   const { src, sc, opts } = ctx;
-  const man = JSON.parse(body.toString('utf8')) as ImageManifest;
-  if (!man.config || !Array.isArray(man.layers)) throw new FerryError('INVALID_ARGUMENT', `${formatReference(src)}: manifest ${srcDesc.digest} has no config/layers`);
+  const man = parseImageManifest(body, srcDesc.mediaType, `${formatReference(src)}: manifest ${srcDesc.digest}`);
   if (isNydusManifest(man)) throw new FerryError('FAILED_PRECONDITION', `${formatReference(src)}: manifest ${srcDesc.digest} is already a Nydus image`);
-  const configBuf = await sc.getBlobBuffer(src.registry, src.repository, man.config.digest, 16 << 20);
-  const config = JSON.parse(configBuf.toString('utf8')) as ImageConfig;
+  const configBuf = await sc.getBlobBuffer(src.registry, src.repository, man.config.digest, MAX_CONFIG_BYTES);
+  const config = parseImageConfig(configBuf, `${formatReference(src)}: config ${man.config.digest}`);
   ctx.stats.sourceSize += body.length + configBuf.length + man.layers.reduce((a, l) => a + l.size, 0);
-  const diffIds = config.rootfs?.diff_ids ?? [];
+  const diffIds = config.rootfs.diff_ids;
   if (diffIds.length !== man.layers.length) {
     throw new FerryError('INVALID_ARGUMENT', `${formatReference(src)}: config has ${diffIds.length} diff_ids for ${man.layers.length} layers`);
   }
@@ -436,7 +434,7 @@ async function copyManifest(ctx: Ctx, d: Descriptor, body: Buffer): Promise<void
   const { src, dst, tc } = ctx;
   const same = src.registry === dst.registry && src.repository === dst.repository;
   if (!same) {
-    const man = JSON.parse(body.toString('utf8')) as ImageManifest;
+    const man = parseImageManifest(body, d.mediaType, `${formatReference(src)}: manifest ${d.digest}`);
     for (const b of [man.config, ...man.layers]) await copyBlob(ctx, b, src.repository);
   }
   if (!same || !(await tc.headManifest(withDigest(dst, d.digest)))) {
@@ -483,7 +481,7 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertResult>
     log.info('conversion started');
     const top = await sc.getManifest(src, opts.signal ? { signal: opts.signal } : {});
     const topDesc: Descriptor = { mediaType: top.mediaType, digest: top.digest, size: top.body.length };
-    const parsed = JSON.parse(top.body.toString('utf8')) as ImageManifest | ImageIndex;
+    const parsed = parseManifestDocument(top.body, top.mediaType, `${formatReference(src)}: manifest ${top.digest}`);
     const wanted = (opts.platforms ?? []).map(parsePlatform);
     const manifests: ConvertResult['manifests'] = [];
     // As acceld ≥ PR #369: the index carries the source annotations too.
@@ -497,12 +495,12 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertResult>
     });
     let finalBody: Buffer;
     let finalType: string;
-    if (isIndexMediaType(top.mediaType) || Array.isArray((parsed as ImageIndex).manifests)) {
-      const idx = parsed as ImageIndex;
+    if (parsed.kind === 'index') {
+      const idx = parsed.index;
       ctx.stats.sourceSize += top.body.length;
       const children = idx.manifests.filter((d) => {
         if (!d.platform || d.platform.os === 'unknown' || d.platform.architecture === 'unknown') return false; // attestations
-        if (d.artifactType === NYDUS_MANIFEST_ARTIFACT_TYPE || d.platform['os.features']?.includes(NydusAnnotation.PLATFORM_FEATURE)) return false;
+        if (isNydusEntry(d)) return false;
         return wanted.length === 0 || wanted.some((w) => platformMatches(d.platform, w));
       });
       if (children.length === 0) throw new FerryError('NOT_FOUND', `${formatReference(src)}: no manifest for platform(s) ${wanted.map(formatPlatform).join(', ') || 'any'}`);
@@ -528,8 +526,9 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertResult>
       const { body: ndBody, ...nd } = await convertManifest(ctx, topDesc, top.body);
       manifests.push({ digest: nd.digest, sourceDigest: top.digest });
       if (opts.mergePlatform) {
-        const man = parsed as ImageManifest;
-        const cfg = JSON.parse((await sc.getBlobBuffer(src.registry, src.repository, man.config.digest, 16 << 20)).toString('utf8')) as ImageConfig;
+        const man = parsed.manifest;
+        const cfgBuf = await sc.getBlobBuffer(src.registry, src.repository, man.config.digest, MAX_CONFIG_BYTES);
+        const cfg = parseImageConfig(cfgBuf, `${formatReference(src)}: config ${man.config.digest}`);
         const platform = platformOfConfig(cfg) ?? { os: 'linux', architecture: 'amd64' };
         await copyManifest(ctx, topDesc, top.body);
         const index: ImageIndex = {

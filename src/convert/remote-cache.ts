@@ -7,19 +7,20 @@
  * and discarded when its `containerd.io/snapshot/nydus-cache-version` differs from the configured one.
  */
 import { createHash } from 'node:crypto';
-import { MediaType, type Descriptor, type ImageManifest } from '../oci/index.js';
+import { MediaType, NydusAnnotation, parseImageManifest, type Descriptor, type ImageManifest } from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import { withTag, type ImageReference, type RegistryClient } from '../remote/index.js';
 import type { CachedLayer, LayerCache } from './cache.js';
 
 export const CACHE_ARTIFACT_TYPE = 'application/vnd.ferry.nydus.cache.v1+json';
 export const CACHE_BOOTSTRAP_MEDIA_TYPE = 'application/vnd.ferry.rafs.layer-bootstrap.v1';
+/** Annotations of the cache image and its records (the Nydus keys are defined once, in oci/media-types). */
 export const CacheAnnotation = {
-  VERSION: 'containerd.io/snapshot/nydus-cache-version',
+  VERSION: NydusAnnotation.CACHE_VERSION,
   KEY: 'io.ferry.nydus-cache.key',
-  SOURCE: 'containerd.io/snapshot/nydus-source-digest',
-  BLOB_DIGEST: 'containerd.io/snapshot/nydus-blob-digest',
-  BLOB_SIZE: 'containerd.io/snapshot/nydus-blob-size',
+  SOURCE: NydusAnnotation.SOURCE_DIGEST,
+  BLOB_DIGEST: NydusAnnotation.BLOB_DIGEST,
+  BLOB_SIZE: NydusAnnotation.BLOB_SIZE,
   BLOB_ID: 'io.ferry.nydus-cache.blob-id',
   UNCOMPRESSED: 'io.ferry.nydus-cache.uncompressed-size',
   CHUNKS: 'io.ferry.nydus-cache.chunk-count',
@@ -28,6 +29,10 @@ export const CacheAnnotation = {
 } as const;
 
 const EMPTY = Buffer.from('{}');
+/** Records kept by default (acceld's provider.cache_size default). */
+const DEFAULT_MAX_RECORDS = 200;
+/** Largest per-layer bootstrap a cache record may point at. */
+const MAX_RECORD_BYTES = 256 << 20;
 
 export interface RemoteLayerCacheOptions {
   client: RegistryClient;
@@ -65,7 +70,7 @@ export class RemoteLayerCache implements LayerCache {
     this.records = [];
     try {
       const m = await this.o.client.getManifest(this.ref);
-      const man = JSON.parse(m.body.toString('utf8')) as ImageManifest;
+      const man = parseImageManifest(m.body, m.mediaType, `conversion cache ${this.o.tag}`);
       const version = man.annotations?.[CacheAnnotation.VERSION] ?? '';
       if (man.artifactType !== CACHE_ARTIFACT_TYPE) {
         this.log.warn({ ref: this.o.tag }, 'cache tag holds something else; not using it');
@@ -90,7 +95,7 @@ export class RemoteLayerCache implements LayerCache {
     const a = d.annotations!;
     let bootstrap: Buffer;
     try {
-      bootstrap = await this.o.client.getBlobBuffer(this.o.repo.registry, this.o.repo.repository, d.digest, 256 << 20);
+      bootstrap = await this.o.client.getBlobBuffer(this.o.repo.registry, this.o.repo.repository, d.digest, MAX_RECORD_BYTES);
     } catch (err) {
       this.log.warn({ err: (err as Error).message, key }, 'conversion cache record unreadable; rebuilding the layer');
       return undefined;
@@ -128,7 +133,7 @@ export class RemoteLayerCache implements LayerCache {
   /** Pushes the record list (bounded) as `repo:<tag>`. */
   async flush(): Promise<void> {
     if (!this.dirty || !this.records) return;
-    const max = this.o.maxRecords ?? 200;
+    const max = this.o.maxRecords ?? DEFAULT_MAX_RECORDS;
     if (max <= 0) return;
     const config = await this.o.client.pushBuffer(this.o.repo.registry, this.o.repo.repository, EMPTY, MediaType.OCI_EMPTY);
     const man: ImageManifest = {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { compress as zstdCompress } from 'zstd-napi';
-import { decompressed, collect, packBootstrapLayer, unpackBootstrapLayer } from './streams.js';
+import { decompressed, collect } from './streams.js';
 import { layerCacheKey } from './cache.js';
 
 test('decompressed() undoes gzip and zstd by magic, passes plain data and tiny streams through', async () => {
@@ -15,15 +15,6 @@ test('decompressed() undoes gzip and zstd by magic, passes plain data and tiny s
   assert.deepEqual(await collect(decompressed(Readable.from([Buffer.from('ab')]))), Buffer.from('ab'));
   assert.deepEqual(await collect(decompressed(Readable.from([]))), Buffer.alloc(0));
   await assert.rejects(collect(decompressed(Readable.from([Buffer.from([0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5])]))));
-});
-
-test('bootstrap layer packs image/image.boot and unpacks it again, reproducibly', async () => {
-  const boot = Buffer.alloc(8192, 7);
-  const a = await packBootstrapLayer(boot);
-  const b = await packBootstrapLayer(boot);
-  assert.deepEqual(a.blob, b.blob);
-  assert.match(a.diffId, /^sha256:[a-f0-9]{64}$/);
-  assert.deepEqual(await unpackBootstrapLayer(a.blob), boot);
 });
 
 test('layer cache keys change with every build option', () => {

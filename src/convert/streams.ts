@@ -1,16 +1,20 @@
 /**
  * @module convert/streams
  * Stream helpers of the conversion pipeline: sniffing and undoing a layer's compression (gzip,
- * zstd or none) while counting and hashing both sides, and packing the bootstrap layer.
+ * zstd or none) while counting and hashing both sides, and writing the blob meta files a bootstrap
+ * layer carries where the daemon looks for them. (The bootstrap layer's codec is format/rafs/layer.)
  */
 import { createHash, type Hash } from 'node:crypto';
 import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
-import { createGunzip, gzipSync } from 'node:zlib';
+import { createGunzip } from 'node:zlib';
 import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DecompressStream } from 'zstd-napi';
 import { FerryError } from '../core/index.js';
-import { readLayer, writeTar, detectCompression, type TarEntry } from '../format/tar/index.js';
+import { detectCompression } from '../format/tar/index.js';
+
+// The bootstrap layer codec lives in format/rafs (layer.ts); re-exported here for check.ts.
+export { unpackBootstrapLayerFiles } from '../format/rafs/index.js';
 
 /** Counts (and with `hash`, sha256-hashes) bytes passing through; `onBytes` hears of each piece. */
 export class Meter extends Transform {
@@ -82,64 +86,6 @@ export async function collect(s: Readable): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-/** Fixed timestamp of the entries of the bootstrap layer, so equal bootstraps give equal layers. */
-const EPOCH = new Date(0);
-
-/**
- * The bootstrap layer as upstream packs it: a gzip tar holding `image/` (0755), `image/image.boot`
- * (0444) and optional extra files under `image/` (the per-blob `<blob id>.blob.meta` files). Returns
- * the gzip blob and the digest of the uncompressed tar (diff_id).
- */
-export async function packBootstrapLayer(bootstrap: Buffer, extra: Array<{ name: string; data: Buffer }> = []): Promise<{ blob: Buffer; diffId: string }> {
-  const base = { uid: 0, gid: 0, mtime: 0, xattrs: {} };
-  const file = (path: string, data: Buffer): { entry: TarEntry; body: Buffer } =>
-    ({ entry: { ...base, path, type: 'file', mode: 0o444, size: data.length }, body: data });
-  const tar = await collect(writeTar([
-    { entry: { ...base, path: 'image', type: 'dir', mode: 0o755, size: 0 } },
-    file('image/image.boot', bootstrap),
-    ...extra.map((e) => file(`image/${e.name}`, e.data)),
-  ]));
-  return { blob: gzipSync(tar), diffId: `sha256:${createHash('sha256').update(tar).digest('hex')}` };
-}
-
-/** Largest bootstrap `unpackBootstrapLayer` takes, and the most blob.meta bytes it keeps. */
-const MAX_BOOTSTRAP_BYTES = 1 << 30;
-const MAX_BLOB_META_BYTES = 256 << 20;
-const BLOB_META_NAME = /^(?:image\/)?([0-9a-f]{64})\.blob\.meta$/;
-
-/** What a bootstrap layer holds: the bootstrap and the blob meta files (by blob id). */
-export interface BootstrapLayerFiles {
-  bootstrap: Buffer;
-  blobMeta: Map<string, Buffer>;
-}
-
-/**
- * The bootstrap inside a bootstrap layer (gzip or plain tar; `image/image.boot` or legacy
- * `image.boot`) and the `image/<blob id>.blob.meta` files beside it.
- */
-export async function unpackBootstrapLayerFiles(layer: Buffer | Readable): Promise<BootstrapLayerFiles> {
-  // A stream (a verifying registry download) is unpacked as it arrives and read to its end, so a
-  // digest mismatch at the end still fails the call.
-  let found: Buffer | undefined;
-  const blobMeta = new Map<string, Buffer>();
-  let metaBytes = 0;
-  for await (const { entry, body } of readLayer(Buffer.isBuffer(layer) ? Readable.from([layer]) : layer)) {
-    const meta = BLOB_META_NAME.exec(entry.path);
-    if (entry.path === 'image/image.boot' || entry.path === 'image.boot') {
-      if (entry.size > MAX_BOOTSTRAP_BYTES) throw new FerryError('RESOURCE_EXHAUSTED', `bootstrap layer: image.boot of ${entry.size} bytes (limit ${MAX_BOOTSTRAP_BYTES})`);
-      found = await collect(body);
-    } else if (meta && entry.type === 'file') {
-      metaBytes += entry.size;
-      if (metaBytes > MAX_BLOB_META_BYTES) throw new FerryError('RESOURCE_EXHAUSTED', `bootstrap layer: blob.meta files over ${MAX_BLOB_META_BYTES} bytes`);
-      blobMeta.set(meta[1]!, await collect(body));
-    } else {
-      body.resume();
-    }
-  }
-  if (!found) throw new FerryError('INVALID_ARGUMENT', 'bootstrap layer has no image/image.boot');
-  return { bootstrap: found, blobMeta };
-}
-
 /**
  * Writes blob meta files as `<dir>/<blob id>.blob.meta` (where the daemon looks for a bootstrap's
  * CI tables), each through a temporary file and a rename.
@@ -151,9 +97,4 @@ export async function writeBlobMetaFiles(dir: string, blobMeta: ReadonlyMap<stri
     await writeFile(`${path}.tmp-${process.pid}`, data, { mode: 0o444 });
     await rename(`${path}.tmp-${process.pid}`, path);
   }
-}
-
-/** The bootstrap inside a bootstrap layer (see unpackBootstrapLayerFiles). */
-export async function unpackBootstrapLayer(layer: Buffer | Readable): Promise<Buffer> {
-  return (await unpackBootstrapLayerFiles(layer)).bootstrap;
 }

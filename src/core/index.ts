@@ -1,7 +1,7 @@
 /**
  * @module core
  * Foundations every other folder may import: the error class and its closed set of codes, digests,
- * and small shared helpers (durations, sizes). Imports nothing from the rest of Ferry.
+ * small shared helpers (durations, sizes) and the POSIX file-type bits. Imports nothing from the rest of Ferry.
  */
 export { FerryError, DigestMismatchError, asFerryError, ERROR_CODES, type ErrorCode } from './errors.js';
 export {
@@ -9,3 +9,5 @@ export {
   type DigestAlgorithm, type ParsedDigest,
 } from './digest.js';
 export { parseDuration, parseSize, formatBytes } from './units.js';
+export { systemClock, type Clock } from './clock.js';
+export { S_IFMT, S_IFSOCK, S_IFLNK, S_IFREG, S_IFBLK, S_IFDIR, S_IFCHR, S_IFIFO, S_IPERM } from './file-mode.js';

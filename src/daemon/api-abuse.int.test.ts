@@ -201,10 +201,10 @@ test('bad JSON, oversized bodies (declared or chunked), malformed URLs and unkno
   }
   // declared: refused from the header, before any of the body is sent
   const declared = await raw(`POST /api/v1/mounts HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: ${MAX_API_BODY + 1}`);
-  assertRefused(declared, 400, 'declared 4 MiB + 1');
+  assertRefused(declared, 413, 'declared 4 MiB + 1');
   assert.match(declared.text, /request body over 4194304 bytes/);
   // chunked: read up to the limit, then refused (or reset, should the daemon close before reading our last bytes)
-  assertRefused(await raw('POST /api/v1/mounts HTTP/1.1\r\nTransfer-Encoding: chunked', chunkedBody(MAX_API_BODY + (64 << 10))), 400, 'chunked 4 MiB + 64 KiB', true);
+  assertRefused(await raw('POST /api/v1/mounts HTTP/1.1\r\nTransfer-Encoding: chunked', chunkedBody(MAX_API_BODY + (64 << 10))), 413, 'chunked 4 MiB + 64 KiB', true);
 
   for (const [method, path] of [['GET', '/api/v1/mounts/nope'], ['DELETE', '/api/v1/mounts/nope'], ['GET', '/api/v1/mounts/nope/trace'],
     ['GET', '/api/v1/mounts/..%2F..%2Fetc%2Fpasswd'], ['DELETE', '/api/v1/mounts/..%2F..%2Fdata'], ['GET', '/api/v1/mounts/%2e%2e/trace']] as const) {
@@ -217,7 +217,7 @@ test('bad JSON, oversized bodies (declared or chunked), malformed URLs and unkno
     assert.equal(r.status, 400, `${path} → ${r.status} ${r.body}`);
     assert.match(errorOf(r).message, /not valid percent-encoding/);
   }
-  assert.equal((await call('PUT', '/api/v1/mounts')).status, 404);
+  assert.equal((await call('PUT', '/api/v1/mounts')).status, 405);
   assert.equal((await call('GET', '/api/v1/nope')).status, 404);
   for (const line of ['GET // HTTP/1.1', 'GET http://[ HTTP/1.1', 'DELETE // HTTP/1.1']) {
     const out = (await raw(`${line}\r\nConnection: close`)).text;

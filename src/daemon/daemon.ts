@@ -8,11 +8,10 @@ import { mkdir, readdir, readFile, rm, writeFile, rename } from 'node:fs/promise
 import { join } from 'node:path';
 import { FerryError } from '../core/index.js';
 import { createMetricsRegistry, Gauge, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
-import { mountRequestSchema, parseDaemonConfig, type DaemonConfig, type DaemonConfigInput } from '../config/daemon.js';
+import { parseDaemonConfig, type DaemonConfig, type DaemonConfigInput } from '../config/daemon.js';
 import { FuseSession } from '../fuse/index.js';
 import { ImageMount, cleanupMountLeftovers, FAST_PATH_MODULE, VIEW_FAST_PATH_MODULE } from './image-mount.js';
-import type { LazyFs, MountInfo, MountRequest } from './types.js';
-import { parsePrefetchTrace, type PrefetchTrace } from './trace.js';
+import { mountRequestSchema, parsePrefetchTrace, type LazyFs, type MountInfo, type MountRequest, type PrefetchTrace } from './protocol.js';
 
 export interface DaemonOptions {
   log?: Logger;
@@ -140,7 +139,7 @@ export class Daemon implements LazyFs {
     return m.metrics();
   }
 
-  /** The access trace a mount has recorded (daemon/trace). */
+  /** The access trace a mount has recorded (oci/prefetch-trace). */
   async trace(id: string): Promise<PrefetchTrace> {
     const m = this.mounts.get(id);
     if (!m) throw new FerryError('NOT_FOUND', `no mount ${JSON.stringify(id)}`);

@@ -7,6 +7,7 @@
  * thread, which fetches. Saves the thread hop that dominates small-file reads.
  */
 import { openSync, readFileSync, readSync } from 'node:fs';
+import { S_IFMT, S_IFREG } from '../core/index.js'; // constants only: light enough for the FUSE threads
 import { FileReadPlan, HOLE, PLAN_STRIDE, openBootstrap, planFileRead, type CiLocation } from '../format/rafs/index.js';
 import { Op, entryOut, attrOut, FUSE_ROOT_ID, type FuseAttr } from '../fuse/protocol.js'; // not index.js: see docs/architecture.md (worker threads)
 import { chunkReady } from '../storage/protocol.js';
@@ -18,9 +19,6 @@ export interface FastPathData {
   /** CI tables of a bootstrap without a chunk table, see ciTableForThreads */
   ci?: Array<{ blobIndex: number; table: Float64Array }>;
 }
-
-const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
 
 export function init(d: FastPathData): (opcode: number, nodeid: number, body: Buffer) => { parts: Buffer[]; hits?: number } | null {
   const bs = openBootstrap(readFileSync(d.bootstrapPath));

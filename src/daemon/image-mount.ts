@@ -9,7 +9,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { FerryError } from '../core/index.js';
+import { FerryError, S_IFDIR, S_IFMT, S_IFREG } from '../core/index.js';
 import type { Logger } from '../observe/index.js';
 import {
   openBootstrap, ciFromMetaFile, decodeBlobTail, loadBlobTables, tailRange, type BlobInfo, type CiLocation, type RafsBootstrap, type ChunkRef,
@@ -19,8 +19,8 @@ import { LocalFsBackend, ProxyBackend, RegistryBackend, StorageDevice, type Back
 import { BlobViewFs, RafsFs, readFileRange } from './rafs-fs.js';
 import { ciTableForThreads } from './fast-path.js';
 import { startupRanges, type FileRange } from './startup-prefetch.js';
-import type { MountInfo, MountRequest } from './types.js';
-import { traceByBlob, traceOf, type PrefetchTrace } from './trace.js';
+import type { MountInfo, MountRequest, PrefetchTrace } from './protocol.js';
+import { traceByBlob, traceOf } from '../oci/index.js';
 
 export interface ImageMountOptions {
   log: Logger;
@@ -48,9 +48,6 @@ const EROFS_READAHEAD_KB = 0;
 export const FAST_PATH_MODULE = new URL('./fast-path.js', import.meta.url).href;
 export const VIEW_FAST_PATH_MODULE = new URL('./view-fast-path.js', import.meta.url).href;
 
-const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
-const S_IFDIR = 0o040000;
 
 /** Loop devices whose backing file lies under `dir` (also those of a dead FUSE mount). */
 async function loopsUnder(dir: string): Promise<string[]> {

@@ -8,9 +8,7 @@ import { FUSE_ROOT_ID, FuseErrno, ERRNO, type FuseAttr, type FuseFilesystem, typ
 import { FileReadPlan, HOLE, PLAN_STRIDE, planFileRead, type RafsBootstrap } from '../format/rafs/index.js';
 import type { StorageDevice } from '../storage/index.js';
 
-const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
-const S_IFLNK = 0o120000;
+import { S_IFMT, S_IFREG, S_IFLNK } from '../core/index.js';
 
 export class RafsFs implements FuseFilesystem {
   constructor(private readonly bs: RafsBootstrap, private readonly dev: StorageDevice) {}

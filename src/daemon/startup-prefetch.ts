@@ -12,6 +12,7 @@
  *
  * Every step is best effort: a missing file, a non-ELF, an unreadable header ends that branch.
  */
+import { S_IFLNK, S_IFMT, S_IFREG } from '../core/index.js';
 import type { Logger } from '../observe/index.js';
 import type { RafsBootstrap } from '../format/rafs/index.js';
 import {
@@ -29,9 +30,6 @@ export interface StartupHint {
 
 export interface FileRange { path: string; ino: number; offset: number; length: number }
 
-const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
-const S_IFLNK = 0o120000;
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const MAX_FILES = 64;
 const MAX_SCRIPT = 256 * 1024;

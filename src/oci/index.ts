@@ -1,12 +1,25 @@
 /**
  * @module oci
  * The OCI image model shared by the registry, the converter, the snapshotter and the P2P layer:
- * media types, annotation keys, descriptor/manifest/index/config types and image references.
- * Pure data: no I/O.
+ * media types, annotation keys, descriptor/manifest/index/config types, validating parsers of those
+ * documents, platform selection in an index, and the prefetch-trace artifact. Pure: no I/O.
  */
 export {
-  MediaType, NydusAnnotation, NYDUS_MANIFEST_ARTIFACT_TYPE, IMAGE_MANIFEST_TYPES, INDEX_TYPES, isIndexMediaType, isImageManifestMediaType,
+  MediaType, NydusAnnotation, HarborAnnotation, NYDUS_MANIFEST_ARTIFACT_TYPE, NYDUS_CONFIG_MEDIA_TYPE, IMAGE_MANIFEST_TYPES, INDEX_TYPES,
+  isIndexMediaType, isImageManifestMediaType,
 } from './media-types.js';
 export {
   isIndex, type Platform, type Descriptor, type ImageManifest, type ImageIndex, type Manifest, type ImageConfig,
 } from './types.js';
+export {
+  parseManifestDocument, parseImageManifest, parseImageIndex, parseImageConfig, parseDescriptor, parseJsonObject, manifestFacts,
+  MANIFEST_MEDIA_TYPES, type ManifestDocument, type ManifestFacts,
+} from './parse.js';
+export {
+  currentPlatform, parsePlatform, formatPlatform, platformMatches, resolvePlatform, resolveNydusManifest, isNydusEntry, selectManifest,
+  ANY_PLATFORM, type ManifestChoice,
+} from './platform.js';
+export {
+  PREFETCH_TRACE_ARTIFACT_TYPE, PREFETCH_TRACE_LIMITS, PREFETCH_TRACE_CREATED, parsePrefetchTrace, decodePrefetchTrace, encodePrefetchTrace,
+  traceOf, traceByBlob, prefetchTraceManifest, prefetchTraceLayer, newestPrefetchTrace, type PrefetchTrace,
+} from './prefetch-trace.js';

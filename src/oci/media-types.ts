@@ -37,8 +37,13 @@ export function isImageManifestMediaType(mt: string | undefined): boolean {
 
 /** artifactType of a Nydus manifest's entry in an index (nydusify's merge-platform / referrer output). */
 export const NYDUS_MANIFEST_ARTIFACT_TYPE = 'application/vnd.nydus.image.manifest.v1+json';
+/** Config media type of the Nydus manifest in a merged index (nydusify's merge-platform output). */
+export const NYDUS_CONFIG_MEDIA_TYPE = 'application/vnd.nydus.image.config.v1+json';
 
-/** Annotation keys written by nydusify / nydus-snapshotter's converter / acceld. */
+/**
+ * Annotation keys written by nydusify / nydus-snapshotter's converter / acceld — the one definition
+ * of each (the converter, the conversion cache and the snapshotter's labels use these).
+ */
 export const NydusAnnotation = {
   BLOB: 'containerd.io/snapshot/nydus-blob',
   BOOTSTRAP: 'containerd.io/snapshot/nydus-bootstrap',
@@ -46,8 +51,25 @@ export const NydusAnnotation = {
   BLOB_IDS: 'containerd.io/snapshot/nydus-blob-ids',
   REF_LAYER: 'containerd.io/snapshot/nydus-ref-layer',
   SOURCE_CHAINID: 'containerd.io/snapshot/nydus-source-chainid',
+  /** Digest of the source (OCI) manifest a Nydus manifest was converted from; of a source layer on a cache record. */
+  SOURCE_DIGEST: 'containerd.io/snapshot/nydus-source-digest',
+  /** Reference the conversion read its source from. */
+  SOURCE_REFERENCE: 'containerd.io/snapshot/nydus-source-reference',
+  /** Name and version of the converter. */
+  BUILDER_VERSION: 'containerd.io/snapshot/nydus-builder-version',
+  /** Conversion cache (acceld's cache_version): records of another version are not used. */
+  CACHE_VERSION: 'containerd.io/snapshot/nydus-cache-version',
+  /** Digest and size of the Nydus data blob a conversion cache record describes. */
+  BLOB_DIGEST: 'containerd.io/snapshot/nydus-blob-digest',
+  BLOB_SIZE: 'containerd.io/snapshot/nydus-blob-size',
   /** Platform feature marking Nydus entries of a merged index. */
   PLATFORM_FEATURE: 'nydus.remoteimage.v1',
   /** Uncompressed digest of a layer (containerd convention). */
   UNCOMPRESSED: 'containerd.io/uncompressed',
+} as const;
+
+/** Annotations Harbor's acceleration service puts on a converted manifest (its UI links the pair). */
+export const HarborAnnotation = {
+  ACCELERATION_DRIVER: 'io.goharbor.artifact.v1alpha1.acceleration.driver.name',
+  ACCELERATION_SOURCE_DIGEST: 'io.goharbor.artifact.v1alpha1.acceleration.source.digest',
 } as const;

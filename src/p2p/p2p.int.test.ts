@@ -31,6 +31,15 @@ async function fetchAll(proxyUrl: string, url: string, headers: Record<string, s
   return { status: res.statusCode ?? 0, body: await readAll(res, 512 * MiB), headers: res.headers };
 }
 
+/** Waits (bounded) until `cond` holds; fails naming `what` otherwise. */
+async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  for (let i = 0; i * 20 < timeoutMs; i++) {
+    if (await cond()) return;
+    await sleep(20);
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
 interface Cluster { scheduler: SchedulerHandle; seed: PeerHandle | undefined; peers: PeerHandle[]; dirs: string[]; close(): Promise<void> }
 
 /** `allow`: the registries the peers' proxies may reach (proxy.allowedHosts). */
@@ -49,8 +58,7 @@ async function cluster(n: number, opts: { seed?: boolean; peerConfig?: Record<st
   const seed = opts.seed === false ? undefined : await mk('seed', true);
   const peers: PeerHandle[] = [];
   for (let i = 0; i < n; i++) peers.push(await mk(`node${i}`, false));
-  await sleep(50); // announces
-  return {
+  const c: Cluster = {
     scheduler, seed, peers, dirs,
     close: async () => {
       for (const p of [...peers, ...(seed ? [seed] : [])]) await p.close().catch(() => undefined);
@@ -58,6 +66,10 @@ async function cluster(n: number, opts: { seed?: boolean; peerConfig?: Record<st
       for (const d of dirs) rmSync(d, { recursive: true, force: true });
     },
   };
+  // every host has announced itself before the test starts (bounded wait for the event)
+  const hosts = n + (seed ? 1 : 0);
+  if (!opts.schedulerUrl) await until(`${hosts} hosts announced`, () => scheduler.service.hostsOf().length >= hosts).catch(async (err: unknown) => { await c.close(); throw err; });
+  return c;
 }
 
 describe('p2p on loopback', () => {
@@ -89,8 +101,14 @@ describe('p2p on loopback', () => {
       const again = await fetchAll(c.peers[0]!.proxyUrl, blob.url);
       assert.equal(again.headers['x-dragonfly-task-download-finished'], 'true');
       assert.ok(await metricValue(c.peers[0]!.metrics, 'ferry_peer_download_traffic_bytes_total', { type: 'LOCAL_PEER' }) >= blob.data.length);
-      const t = await jsonRequest<{ peers: { state: string }[] }>(`${c.scheduler.url}/api/v1/tasks/${taskId({ url: blob.url })}`, { auth });
-      assert.ok(t.peers.filter((p) => p.state === 'succeeded').length >= 5);
+      // Peers report success to the scheduler after answering their clients: wait (bounded) for the reports.
+      const succeeded = async (): Promise<number> => {
+        const t = await jsonRequest<{ peers: { state: string }[] }>(`${c.scheduler.url}/api/v1/tasks/${taskId({ url: blob.url })}`, { auth });
+        return t.peers.filter((p) => p.state === 'succeeded').length;
+      };
+      let n = await succeeded();
+      for (let i = 0; i < 100 && n < 5; i++) { await new Promise((r) => setTimeout(r, 50)); n = await succeeded(); }
+      assert.ok(n >= 5, `${n} of 5 peers reported success to the scheduler`);
     } finally { await c.close(); }
   });
 
@@ -237,7 +255,7 @@ describe('p2p on loopback', () => {
         peers.push(await startPeer({ dataDir: dir, schedulers: [s1.url, s2.url], seed, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0',
           config: { host: { hostname: `sh${i}` }, download: { directBelow: 0 }, proxy: { allowedHosts: [origin.host] } } }));
       }
-      await sleep(50);
+      await until('3 hosts at both schedulers', () => s1.service.hostsOf().length >= 3 && s2.service.hostsOf().length >= 3);
       assert.equal(s1.service.hostsOf().length, 3, 'hosts announce to every scheduler');
       assert.equal(s2.service.hostsOf().length, 3);
       const blobs = Array.from({ length: 8 }, (_, i) => origin.addBlob('library/shard', randomBlob(1 * MiB + i)));
@@ -508,7 +526,7 @@ describe('p2p on loopback', () => {
     const seed = await startPeer({ dataDir: dirs[0]!, schedulers: [scheduler.url], seed: true, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0', config: { cluster: { token: SECRET }, host: { hostname: 'seed' }, download: { directBelow: 0 } } }); // a seed needs no allow-list: it fetches what members command
     const peer = await startPeer({ dataDir: dirs[1]!, schedulers: [scheduler.url], proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0', config: { cluster: { token: SECRET }, host: { hostname: 'n1' }, download: { directBelow: 0 }, proxy: { registryMirror: { url: origin.url, nsScheme: 'http' } } } });
     try {
-      await sleep(50);
+      await until('seed and peer announced', () => scheduler.service.hostsOf().length >= 2);
       const cfg = origin.addBlob('library/ph', Buffer.from('{"architecture":"amd64","os":"linux"}'));
       const l1 = origin.addBlob('library/ph', randomBlob(6 * MiB));
       const l2 = origin.addBlob('library/ph', randomBlob(3 * MiB));
@@ -566,12 +584,13 @@ describe('p2p on loopback', () => {
       for (let i = 0; i < 200 && (e1()?.downloading || !e1()?.meta.done); i++) await sleep(20);
       assert.equal(sha((await fetchAll(c.peers[0]!.proxyUrl, b2.url)).body), b2.digest);
       for (let i = 0; i < 100 && c.peers[0]!.store.list().length > 1; i++) await sleep(20);
-      await sleep(100); // eviction report reaches the scheduler
       const ids = c.peers[0]!.store.list().map((t) => t.id);
       assert.deepEqual(ids, [taskId({ url: b2.url })]);
       assert.equal(await metricValue(c.peers[0]!.metrics, 'ferry_peer_evicted_task_total'), 1);
-      const t = await jsonRequest<{ peers: unknown[] }>(`${c.scheduler.url}/api/v1/tasks/${taskId({ url: b1.url })}`, { auth });
-      assert.equal(t.peers.length, 0, 'the scheduler forgot the evicted copy');
+      // the eviction report reaches the scheduler (bounded wait for it)
+      const evicted = async (): Promise<number> => (await jsonRequest<{ peers: unknown[] }>(`${c.scheduler.url}/api/v1/tasks/${taskId({ url: b1.url })}`, { auth })).peers.length;
+      await until('the scheduler to forget the evicted copy', async () => (await evicted()) === 0);
+      assert.equal(await evicted(), 0, 'the scheduler forgot the evicted copy');
       const big = origin.addBlob('library/q', randomBlob(11 * MiB));
       await assert.rejects(fetchAll(c.peers[0]!.proxyUrl, big.url), /quota|429|exceeds/);
     } finally { await c.close(); }

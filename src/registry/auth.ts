@@ -15,9 +15,8 @@ import { promisify } from 'node:util';
 import { SignJWT, jwtVerify, importJWK, exportJWK, generateKeyPair, type JWK, type CryptoKey as JoseKey, calculateJwkThumbprint } from 'jose';
 import { FerryError } from '../core/index.js';
 import { Counter, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
-import type { SqliteMetadata } from './metadata/sqlite.js';
 import { LoginLimiter, sourceKey, type LoginLimits, type Lockout } from './login-limiter.js';
-import type { Robot } from './metadata/metadata.js';
+import type { RegistryMetadata, Robot } from './metadata/metadata.js';
 import { isValidName, projectOf } from './names.js';
 
 const pbkdf2Async = promisify(pbkdf2);
@@ -124,7 +123,7 @@ let dummyHash: Promise<string> | undefined;
 
 /** Authentication, authorisation and token issuance. */
 export class Auth {
-  readonly #meta: SqliteMetadata;
+  readonly #meta: RegistryMetadata;
   readonly #opts: AuthOptions;
   #privateKey!: JoseKey;
   #publicKey!: JoseKey;
@@ -139,7 +138,7 @@ export class Auth {
   readonly #failures: InstanceType<typeof Counter> | undefined;
   readonly #refusals: InstanceType<typeof Counter> | undefined;
 
-  constructor(meta: SqliteMetadata, opts: AuthOptions, deps: AuthDeps = {}) {
+  constructor(meta: RegistryMetadata, opts: AuthOptions, deps: AuthDeps = {}) {
     this.#meta = meta;
     this.#opts = opts;
     this.#limiter = new LoginLimiter(opts.limits ?? DEFAULT_LOGIN_LIMITS, deps.now);
@@ -267,7 +266,7 @@ export class Auth {
   /** A principal, or why the credentials are refused. Unknown users cost one hash like known ones. */
   async #check(username: string, password: string): Promise<Principal | { reason: string }> {
     if (username.startsWith('robot$')) {
-      const robot = this.#meta.getRobot(username);
+      const robot = await this.#meta.getRobot(username);
       if (!robot) {
         await verifySecret(password, await (dummyHash ??= hashSecret(randomUUID())));
         return { reason: 'unknown robot' };
@@ -277,7 +276,7 @@ export class Auth {
       if (robot.expiresAt !== -1 && robot.expiresAt * 1000 < Date.now()) return { reason: 'robot expired' };
       return { kind: 'robot', name: username, robot };
     }
-    const user = this.#meta.getUser(username);
+    const user = await this.#meta.getUser(username);
     if (!user) {
       await verifySecret(password, await (dummyHash ??= hashSecret(randomUUID())));
       return { reason: 'unknown user' };
@@ -294,7 +293,7 @@ export class Auth {
   }
 
   /** Actions `p` may perform on repository `repo` (tokens: what the token grants). */
-  allowed(p: Principal, repo: string): Set<Action> {
+  async allowed(p: Principal, repo: string): Promise<Set<Action>> {
     const out = new Set<Action>();
     if (p.kind === 'token') {
       for (const a of p.access) {
@@ -308,7 +307,7 @@ export class Auth {
     }
     if (p.kind === 'user' && p.sysadmin) return new Set<Action>(['pull', 'push', 'delete']);
     const projectName = projectOf(repo);
-    const project = this.#meta.getProject(projectName);
+    const project = await this.#meta.getProject(projectName);
     if (project?.public) out.add('pull');
     if (p.kind === 'robot') {
       for (const perm of p.robot.permissions) {
@@ -340,7 +339,7 @@ export class Auth {
           access.push({ type: 'repository', name: s.name.slice(0, 300), actions: [] });
           continue;
         }
-        const allowed = this.allowed(p, s.name);
+        const allowed = await this.allowed(p, s.name);
         const wanted = s.actions.includes('*') ? ['pull', 'push', 'delete'] : s.actions;
         const granted = wanted.filter((a) => allowed.has(a as Action));
         access.push({ type: 'repository', name: s.name, actions: [...new Set(granted)] });

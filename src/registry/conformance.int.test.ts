@@ -1,7 +1,8 @@
 /**
- * OCI distribution-spec v1.1 conformance, ported from the official suite's four categories
- * (pull, push, content discovery, content management; see spec §1.11.4) and run against a real
- * registry on loopback with admin credentials. Checks keep the official numbering in their names.
+ * OCI distribution-spec v1.1 conformance, ported from the official suite's four categories (pull,
+ * push, content discovery, content management, as the distribution-spec's conformance suite names
+ * them) and run against a real registry on loopback with admin credentials. Checks keep the
+ * official numbering in their names.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';

@@ -10,13 +10,12 @@ import { randomUUID, createHash } from 'node:crypto';
 import { FerryError, parseDigest } from '../core/index.js';
 import type { Logger } from '../observe/index.js';
 import type { BlobStore } from '../content/index.js';
-import { MediaType } from '../oci/index.js';
+import { MediaType, manifestFacts, parseManifestDocument, type ManifestFacts } from '../oci/index.js';
 import { OciError } from './errors.js';
 import { checkDigest, checkName, isValidTag, projectOf } from './names.js';
-import { parseRange, queryOf, readBody, sendError, sendJson } from './http-util.js';
-import { parseManifest } from './manifest-parse.js';
-import type { SqliteMetadata } from './metadata/sqlite.js';
-import type { ManifestRecord } from './metadata/metadata.js';
+import { readBody, sendJson } from '../httpx/index.js';
+import { parseRange, queryOf, sendError } from './http-util.js';
+import { MissingContentError, type ManifestRecord, type RegistryMetadata } from './metadata/metadata.js';
 import type { Action, Auth, Principal } from './auth.js';
 import type { Webhooks } from './webhooks.js';
 
@@ -36,7 +35,7 @@ export function tokenRealm(opts: { realm?: string | undefined }, host: string | 
 }
 
 export interface DistributionDeps {
-  meta: SqliteMetadata;
+  meta: RegistryMetadata;
   store: BlobStore;
   auth: Auth;
   webhooks: Webhooks;
@@ -127,8 +126,8 @@ export class DistributionApi {
     }
     const name = checkName(route.name);
     const action: Action = method === 'GET' || method === 'HEAD' ? 'pull' : method === 'DELETE' ? 'delete' : 'push';
-    this.#authorize(req, principal, name, action);
-    if (action === 'push') this.#ensureProject(name, principal);
+    await this.#authorize(req, principal, name, action);
+    if (action === 'push') await this.#ensureProject(name, principal);
     switch (route.kind) {
       case 'blob':
         if (method === 'GET' || method === 'HEAD') return this.#getBlob(req, res, name, route.digest, method === 'HEAD');
@@ -170,20 +169,20 @@ export class DistributionApi {
     return err;
   }
 
-  #authorize(req: IncomingMessage, p: Principal, name: string, action: Action): void {
-    const allowed = this.#d.auth.allowed(p, name);
+  async #authorize(req: IncomingMessage, p: Principal, name: string, action: Action): Promise<void> {
+    const allowed = await this.#d.auth.allowed(p, name);
     if (allowed.has(action)) return;
     const actions = action === 'pull' ? 'pull' : action === 'push' ? 'pull,push' : 'delete';
     if (p.kind === 'anonymous' || p.kind === 'token') throw this.#challenge(req, `repository:${name}:${actions}`, p.kind === 'anonymous' ? 'authentication required' : 'insufficient scope');
     throw new OciError('DENIED', `${p.name} may not ${action} ${name}`);
   }
 
-  #ensureProject(name: string, p: Principal): void {
+  async #ensureProject(name: string, p: Principal): Promise<void> {
     const project = projectOf(name);
-    if (this.#d.meta.getProject(project)) return;
-    const admin = (p.kind === 'user' && p.sysadmin) || (p.kind === 'token' && this.#d.meta.getUser(p.name)?.sysadmin === true);
+    if (await this.#d.meta.getProject(project)) return;
+    const admin = (p.kind === 'user' && p.sysadmin) || (p.kind === 'token' && (await this.#d.meta.getUser(p.name))?.sysadmin === true);
     if (this.#o.autoCreateProjects && admin) {
-      this.#d.meta.ensureProject(project, false, p.name || 'admin');
+      await this.#d.meta.ensureProject(project, false, p.name || 'admin');
       this.#d.log.info({ project }, 'project created on push');
       return;
     }
@@ -286,7 +285,8 @@ export class DistributionApi {
       if (from !== undefined && from !== name) {
         let fromName: string | undefined;
         try { fromName = checkName(from); } catch { fromName = undefined; }
-        if (fromName && this.#d.auth.allowed(p, fromName).has('pull') && (await this.#d.meta.blobInRepo(fromName, digest)) !== undefined) {
+        const mayPull = fromName !== undefined && (await this.#d.auth.allowed(p, fromName)).has('pull');
+        if (fromName && mayPull && (await this.#d.meta.blobInRepo(fromName, digest)) !== undefined) {
           if (await this.#d.meta.linkBlob(name, digest)) {
             res.writeHead(201, { location: `/v2/${name}/blobs/${digest}`, 'docker-content-digest': digest, 'content-length': 0 });
             res.end();
@@ -480,10 +480,12 @@ export class DistributionApi {
       return;
     }
     res.end(rec.body);
-    this.#d.meta.countPull(name);
-    const deliveries = this.#d.webhooks.deliveriesFor({ type: 'PULL_ARTIFACT', repo: name, digest: rec.digest, tag: tag ?? rec.digest, operator: p.name });
+    await this.#d.meta.countPull(name);
+    const deliveries = await this.#d.webhooks.deliveriesFor({
+      type: 'PULL_ARTIFACT', repo: name, digest: rec.digest, tag: tag ?? rec.digest, operator: p.name,
+    });
     if (deliveries.length) {
-      this.#d.meta.enqueueDeliveries(deliveries);
+      await this.#d.meta.enqueueDeliveries(deliveries);
       this.#d.webhooks.kick();
     }
   }
@@ -505,11 +507,18 @@ export class DistributionApi {
       repo: name, digest, mediaType: parsed.mediaType, size: body.length, body,
       artifactType: parsed.artifactType, subject: parsed.subject, annotations: parsed.annotations, createdAt: Date.now(),
     };
-    await this.#d.meta.putManifest(rec, tag, { blobs: parsed.blobs, manifests: parsed.manifests }, () =>
-      this.#d.webhooks.deliveriesFor({
-        type: 'PUSH_ARTIFACT', repo: name, digest, tag: tag ?? digest, operator: p.name,
-        untagged: tag === undefined && !parsed.isIndex,
-      }));
+    const outbox = await this.#d.webhooks.outboxFor({
+      type: 'PUSH_ARTIFACT', repo: name, digest, tag: tag ?? digest, operator: p.name, at: rec.createdAt,
+      untagged: tag === undefined && !parsed.isIndex, children: parsed.manifests,
+    });
+    try {
+      await this.#d.meta.putManifest(rec, tag, { blobs: parsed.blobs, manifests: parsed.manifests }, outbox);
+    } catch (err) {
+      if (err instanceof MissingContentError) {
+        throw new OciError('MANIFEST_BLOB_UNKNOWN', err.message, { detail: err.missing.map((d) => ({ digest: d })), cause: err });
+      }
+      throw err;
+    }
     this.#d.webhooks.kick();
     this.#d.log.info({ repo: name, digest, tag, mediaType: parsed.mediaType, operator: p.name }, 'manifest pushed');
     const headers: Record<string, string | number> = {
@@ -524,13 +533,13 @@ export class DistributionApi {
     if (!this.#o.deleteEnabled) throw new OciError('UNSUPPORTED', 'deletion is disabled');
     if (reference.includes(':')) {
       const digest = checkDigest(reference);
-      const ev = this.#d.webhooks.deliveriesFor({ type: 'DELETE_ARTIFACT', repo: name, digest, tag: digest, operator: p.name });
+      const ev = await this.#d.webhooks.deliveriesFor({ type: 'DELETE_ARTIFACT', repo: name, digest, tag: digest, operator: p.name });
       if (!(await this.#d.meta.deleteManifest(name, digest, ev))) throw new OciError('MANIFEST_UNKNOWN', `manifest ${digest} unknown to ${name}`);
     } else {
       if (!isValidTag(reference)) throw new OciError('TAG_INVALID', `invalid tag ${JSON.stringify(reference.slice(0, 130))}`);
       const digest = await this.#d.meta.resolveTag(name, reference);
       if (!digest) throw new OciError('MANIFEST_UNKNOWN', `tag ${reference} unknown to ${name}`);
-      const ev = this.#d.webhooks.deliveriesFor({ type: 'DELETE_ARTIFACT', repo: name, digest, tag: reference, operator: p.name });
+      const ev = await this.#d.webhooks.deliveriesFor({ type: 'DELETE_ARTIFACT', repo: name, digest, tag: reference, operator: p.name });
       if (!(await this.#d.meta.deleteTag(name, reference, ev))) throw new OciError('MANIFEST_UNKNOWN', `tag ${reference} unknown to ${name}`);
     }
     this.#d.webhooks.kick();
@@ -605,6 +614,19 @@ export class DistributionApi {
 }
 
 export { sendError };
+
+/**
+ * Validates a manifest pushed with Content-Type `contentType` (oci/parse) and derives what the
+ * registry checks and indexes; a malformed one is the OCI error MANIFEST_INVALID.
+ */
+export function parseManifest(body: Buffer, contentType: string | undefined): ManifestFacts {
+  try {
+    return manifestFacts(parseManifestDocument(body, contentType));
+  } catch (err) {
+    if (FerryError.hasCode(err, 'INVALID_ARGUMENT')) throw new OciError('MANIFEST_INVALID', (err as Error).message, { cause: err });
+    throw err;
+  }
+}
 
 /** A blob the metadata lists but the store has lost is the OCI error BLOB_UNKNOWN, not a 500. */
 async function missingAsBlobUnknown<T>(digest: string, p: Promise<T>): Promise<T> {

@@ -13,7 +13,7 @@
  */
 import type { Logger } from '../observe/index.js';
 import type { BlobStore } from '../content/index.js';
-import type { SqliteMetadata } from './metadata/sqlite.js';
+import type { GcMetadata } from './metadata/metadata.js';
 
 export interface GcOptions {
   dryRun?: boolean;
@@ -31,44 +31,34 @@ export interface GcResult {
 }
 
 /** Runs one collection (see module doc). */
-export async function collectGarbage(meta: SqliteMetadata, store: BlobStore, opts: GcOptions): Promise<GcResult> {
+export async function collectGarbage(meta: GcMetadata, store: BlobStore, opts: GcOptions): Promise<GcResult> {
   const started = Date.now();
   const cutoff = started - opts.minAgeMs;
   const dryRun = opts.dryRun === true;
-  const referenced = meta.db.prepare("SELECT 1 FROM manifest_refs WHERE digest = ? AND kind = 'blob' LIMIT 1");
-  const row = meta.db.prepare('SELECT touched_at FROM blobs WHERE digest = ?');
-  const delRow = meta.db.prepare('DELETE FROM blobs WHERE digest = ?');
-  const delLinks = meta.db.prepare('DELETE FROM repo_blobs WHERE digest = ?');
   const result: GcResult = { blobsScanned: 0, blobsDeleted: [], bytesFreed: 0, uploadsRemoved: 0, dryRun };
 
   for await (const blob of store.list()) {
     result.blobsScanned++;
     const { digest } = blob;
-    const decide = (): boolean => {
-      if (referenced.get(digest)) return false;
-      const r = row.get(digest) as { touched_at: number } | undefined;
-      if (r && Number(r.touched_at) >= cutoff) return false;
-      if (blob.mtimeMs >= cutoff) return false;
-      return true;
-    };
+    if (blob.mtimeMs >= cutoff) continue;
     if (dryRun) {
-      if (meta.tx(decide)) {
+      if (await meta.isCollectable(digest, cutoff)) {
         result.blobsDeleted.push(digest);
         result.bytesFreed += blob.size;
       }
       continue;
     }
-    let deleted = false;
+    // The store hands its unlink to us inside its critical section; the metadata store runs it in
+    // its write lock, after deciding, so a manifest push in between sees either the blob or neither.
+    let collected: Promise<boolean> = Promise.resolve(false);
     await store.delete(digest, {
-      critical: (unlink) => meta.tx(() => {
-        if (!decide()) return false as ReturnType<typeof unlink>;
-        delLinks.run(digest);
-        delRow.run(digest);
-        deleted = true;
-        return unlink();
-      }),
+      critical: (unlink) => {
+        let out = false as ReturnType<typeof unlink>;
+        collected = meta.collectBlob(digest, cutoff, () => { out = unlink(); });
+        return out;
+      },
     });
-    if (deleted) {
+    if (await collected) {
       result.blobsDeleted.push(digest);
       result.bytesFreed += blob.size;
       opts.log?.info({ digest, size: blob.size }, 'blob collected');
@@ -76,15 +66,8 @@ export async function collectGarbage(meta: SqliteMetadata, store: BlobStore, opt
   }
   // Rows whose file vanished (should not happen; keeps metadata honest).
   if (!dryRun) {
-    const rows = meta.db.prepare('SELECT digest FROM blobs WHERE touched_at < ?').all(cutoff) as Array<{ digest: string }>;
-    for (const { digest } of rows) {
-      if (!(await store.stat(digest))) {
-        meta.tx(() => {
-          if (referenced.get(digest)) return;
-          delLinks.run(digest);
-          delRow.run(digest);
-        });
-      }
+    for (const digest of await meta.blobsTouchedBefore(cutoff)) {
+      if (!(await store.stat(digest))) await meta.collectBlob(digest, cutoff, () => undefined);
     }
   }
   for (const u of await store.listUploads()) {

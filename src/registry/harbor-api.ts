@@ -3,32 +3,35 @@
  * The subset of Harbor's management API (`/api/v2.0/…`) an acceleration setup scripts against:
  * projects (public/private), the current user, repositories and artifacts (read), robot accounts
  * (secret shown once, stored hashed) and webhook policies with their delivery log. JSON shapes and
- * field names follow Harbor v2; errors are Harbor's `{"errors":[{"code","message"}]}`.
+ * field names follow Harbor v2. A route table (httpx) maps each method + path to its handler; handlers
+ * throw FerryErrors, answered in Harbor's shape `{"errors":[{"code","message"}]}` with Harbor's code
+ * for the category (BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT, PRECONDITION,
+ * METHOD_NOT_ALLOWED) and the status of httpx's one table.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { FerryError, type ErrorCode } from '../core/index.js';
 import type { Logger } from '../observe/index.js';
-import { readBody, sendJson } from './http-util.js';
+import { Router, parseJson, readBody, sendError, sendJson, type Params } from '../httpx/index.js';
 import { generateSecret, hashSecret, isStrongSecret, verifySecret, type Auth, type Principal } from './auth.js';
-import type { SqliteMetadata } from './metadata/sqlite.js';
-import type { Project, Robot, RobotPermission, WebhookPolicy, WebhookTarget, Delivery } from './metadata/metadata.js';
+import type { Project, RegistryMetadata, Robot, RobotPermission, WebhookPolicy, WebhookTarget, Delivery } from './metadata/metadata.js';
 import { WEBHOOK_EVENT_TYPES, type Webhooks } from './webhooks.js';
+import { OciError } from './errors.js';
 import { isValidName } from './names.js';
 
-/** A Harbor API error (its own code vocabulary, not the OCI one). */
-export class HarborError extends Error {
-  readonly status: number;
-  readonly code: string;
-  constructor(status: number, code: string, message: string) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
+/**
+ * Harbor's error codes by category: the `code` of its `{"errors":[{"code","message"}]}` (the status
+ * is httpx's). Errors of other categories are answered by the registry's OCI error edge.
+ */
+const HARBOR_CODE: Partial<Record<ErrorCode, string>> = {
+  INVALID_ARGUMENT: 'BAD_REQUEST', UNAUTHENTICATED: 'UNAUTHORIZED', PERMISSION_DENIED: 'FORBIDDEN', NOT_FOUND: 'NOT_FOUND',
+  ALREADY_EXISTS: 'CONFLICT', FAILED_PRECONDITION: 'PRECONDITION', NOT_IMPLEMENTED: 'METHOD_NOT_ALLOWED',
+};
 
-const notFound = (what: string): HarborError => new HarborError(404, 'NOT_FOUND', `${what} not found`);
-const badRequest = (msg: string): HarborError => new HarborError(400, 'BAD_REQUEST', msg);
+const notFound = (what: string): FerryError => new FerryError('NOT_FOUND', `${what} not found`);
+const badRequest = (msg: string): FerryError => new FerryError('INVALID_ARGUMENT', msg);
+const forbidden = (msg: string): FerryError => new FerryError('PERMISSION_DENIED', msg);
 
-/** A percent-decoded path segment; malformed encoding is the client's error (400), not a crash. */
+/** A percent-decoded path value; malformed encoding is the client's error (400), not a crash. */
 function decodePathValue(v: string): string {
   try {
     return decodeURIComponent(v);
@@ -36,6 +39,8 @@ function decodePathValue(v: string): string {
     throw badRequest(`malformed percent-encoding in ${JSON.stringify(v.slice(0, 100))}`);
   }
 }
+
+interface Ctx { req: IncomingMessage; res: ServerResponse; url: URL; p: Principal }
 
 function iso(ms: number): string {
   return new Date(ms).toISOString();
@@ -45,37 +50,42 @@ function iso(ms: number): string {
 const PROJECT_NAME = /^[a-z0-9]+(?:[._-][a-z0-9]+)*$/;
 
 export class HarborApi {
-  readonly #meta: SqliteMetadata;
+  readonly #meta: RegistryMetadata;
   readonly #auth: Auth;
   readonly #log: Logger;
 
   readonly #webhooks: Webhooks;
+  readonly #routes: Router<Ctx>;
 
-  constructor(deps: { meta: SqliteMetadata; auth: Auth; log: Logger; webhooks: Webhooks }) {
+  constructor(deps: { meta: RegistryMetadata; auth: Auth; log: Logger; webhooks: Webhooks }) {
     this.#meta = deps.meta;
     this.#auth = deps.auth;
     this.#webhooks = deps.webhooks;
     this.#log = deps.log.child({ component: 'harbor-api' });
+    this.#routes = this.#table();
   }
 
+  /** Answers a `/api/v2.0/…` request; errors outside Harbor's vocabulary go up to the OCI error edge. */
   async handle(req: IncomingMessage, res: ServerResponse, url: URL, p: Principal): Promise<void> {
     try {
-      await this.#route(req, res, url, p);
+      await this.#routes.dispatch(req.method ?? 'GET', url.pathname.slice('/api/v2.0'.length), { req, res, url, p });
     } catch (err) {
-      if (!(err instanceof HarborError)) throw err;
-      const headers: Record<string, string> = {};
-      if (err.status === 401) headers['www-authenticate'] = 'Basic realm="harbor"';
-      sendJson(res, err.status, { errors: [{ code: err.code, message: err.message }] }, headers);
+      if (!FerryError.is(err) || err instanceof OciError || HARBOR_CODE[err.code] === undefined) throw err;
+      sendError(res, err, {
+        code: (e) => HARBOR_CODE[e.code]!,
+        body: (e, code) => ({ errors: [{ code, message: e.message }] }),
+        ...(err.code === 'UNAUTHENTICATED' ? { headers: { 'www-authenticate': 'Basic realm="harbor"' } } : {}),
+      });
     }
   }
 
   #requireUser(p: Principal): void {
-    if (p.kind === 'anonymous') throw new HarborError(401, 'UNAUTHORIZED', 'authentication required');
+    if (p.kind === 'anonymous') throw new FerryError('UNAUTHENTICATED', 'authentication required');
   }
 
   #requireAdmin(p: Principal): void {
     this.#requireUser(p);
-    if (!(p.kind === 'user' && p.sysadmin)) throw new HarborError(403, 'FORBIDDEN', 'system admin required');
+    if (!(p.kind === 'user' && p.sysadmin)) throw forbidden('system admin required');
   }
 
   #canSee(p: Principal, project: Project): boolean {
@@ -85,30 +95,24 @@ export class HarborApi {
     return false;
   }
 
-  #project(p: Principal, nameOrId: string): Project {
-    const byId = /^\d+$/.test(nameOrId) ? this.#meta.getProject(Number(nameOrId)) : undefined;
-    const project = byId ?? this.#meta.getProject(decodePathValue(nameOrId));
+  /** The project a (decoded) path value names, by id or name, if `p` may see it; else NOT_FOUND. */
+  async #project(p: Principal, nameOrId: string): Promise<Project> {
+    const byId = /^\d+$/.test(nameOrId) ? await this.#meta.getProject(Number(nameOrId)) : undefined;
+    const project = byId ?? await this.#meta.getProject(nameOrId);
     if (!project || !this.#canSee(p, project)) throw notFound(`project ${nameOrId}`);
     return project;
   }
 
+  /** A JSON object body of at most 1 MiB (empty: `{}`). */
   async #json(req: IncomingMessage): Promise<Record<string, unknown>> {
-    const body = await readBody(req, 1024 * 1024);
-    if (body.length === 0) return {};
-    try {
-      const v = JSON.parse(body.toString('utf8')) as unknown;
-      if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
-      return v as Record<string, unknown>;
-    } catch (err) {
-      throw badRequest(`invalid JSON body: ${(err as Error).message}`);
-    }
+    return parseJson<Record<string, unknown>>(await readBody(req, 1024 * 1024), { object: true, empty: {} });
   }
 
-  #projectJson(pr: Project): Record<string, unknown> {
+  async #projectJson(pr: Project): Promise<Record<string, unknown>> {
     return {
       project_id: pr.id, name: pr.name, owner_name: pr.ownerName, owner_id: 1,
       creation_time: iso(pr.createdAt), update_time: iso(pr.updatedAt),
-      repo_count: this.#meta.listRepositoryRecords(pr.name).length,
+      repo_count: (await this.#meta.listRepositoryRecords(pr.name)).length,
       metadata: { public: String(pr.public) },
     };
   }
@@ -137,267 +141,268 @@ export class HarborApi {
     };
   }
 
-  async #route(req: IncomingMessage, res: ServerResponse, url: URL, p: Principal): Promise<void> {
-    const method = req.method ?? 'GET';
-    const path = url.pathname.slice('/api/v2.0'.length);
-    const seg = path.split('/').filter(Boolean);
-    const [s0, s1, s2, s3, s4, s5, s6, s7, s8] = seg;
-
-    if (s0 === 'systeminfo' && seg.length === 1 && method === 'GET') {
-      sendJson(res, 200, { harbor_version: 'v2.0.0-ferry', auth_mode: 'db_auth', registry_url: req.headers.host ?? '', project_creation_restriction: 'adminonly', has_ca_root: false, read_only: false });
-      return;
-    }
-    if (s0 === 'users' && s1 === 'current' && seg.length === 2 && method === 'GET') {
-      this.#requireUser(p);
-      const u = p.kind === 'user' ? this.#meta.getUser(p.name) : undefined;
-      sendJson(res, 200, { user_id: u?.id ?? 0, username: p.name, sysadmin_flag: p.kind === 'user' && p.sysadmin, creation_time: u ? iso(u.createdAt) : '' });
-      return;
-    }
-
-    if (s0 === 'users' && s1 !== undefined && /^\d+$/.test(s1) && s2 === 'password' && seg.length === 3 && method === 'PUT') {
-      // Harbor: a user changes their own password with the old one; the admin may reset any.
-      this.#requireUser(p);
-      const target = p.kind === 'user' ? this.#meta.getUser(p.name) : undefined;
-      if (!target || (target.id !== Number(s1) && !target.sysadmin)) throw new HarborError(403, 'FORBIDDEN', 'not allowed');
-      const body = await this.#json(req);
-      const next = body.new_password;
-      if (typeof next !== 'string' || next.length < 8 || !/[a-z]/.test(next) || !/[A-Z]/.test(next) || !/[0-9]/.test(next)) {
-        throw badRequest('new_password must be at least 8 characters with a lowercase letter, an uppercase letter and a digit');
-      }
-      if (target.id === Number(s1)) {
-        if (typeof body.old_password !== 'string' || !(await verifySecret(body.old_password, target.passwordHash))) {
-          throw new HarborError(403, 'FORBIDDEN', 'old_password is wrong');
-        }
-      }
-      const user = this.#meta.getUserById(Number(s1));
-      if (!user) throw notFound(`user ${s1}`);
-      this.#meta.upsertUser(user.username, await hashSecret(next), user.sysadmin);
-      this.#auth.invalidate();
-      this.#log.info({ user: user.username }, 'password changed');
-      sendJson(res, 200, {});
-      return;
-    }
-
-    if (s0 === 'projects') {
-      if (seg.length === 1) {
-        if (method === 'GET') {
-          const name = url.searchParams.get('name');
-          const pub = url.searchParams.get('public');
-          let list = this.#meta.listProjects().filter((pr) => this.#canSee(p, pr));
-          if (name) list = list.filter((pr) => pr.name.includes(name));
-          if (pub !== null) list = list.filter((pr) => String(pr.public) === pub);
-          sendJson(res, 200, list.map((pr) => this.#projectJson(pr)), { 'x-total-count': String(list.length) });
-          return;
-        }
-        if (method === 'HEAD') {
-          const name = url.searchParams.get('project_name') ?? '';
-          const exists = this.#meta.getProject(name) !== undefined;
-          res.writeHead(exists ? 200 : 404, { 'content-length': 0 });
-          res.end();
-          return;
-        }
-        if (method === 'POST') {
-          this.#requireAdmin(p);
-          const body = await this.#json(req);
-          const name = body.project_name;
-          if (typeof name !== 'string' || name.length > 255 || !PROJECT_NAME.test(name)) throw badRequest('invalid project_name');
-          if (this.#meta.getProject(name)) throw new HarborError(409, 'CONFLICT', `project ${name} already exists`);
-          const metadata = (body.metadata ?? {}) as Record<string, unknown>;
-          const isPublic = metadata.public === true || metadata.public === 'true' || body.public === true;
-          const pr = this.#meta.createProject(name, isPublic, p.name);
-          this.#log.info({ project: name, public: isPublic }, 'project created');
-          res.writeHead(201, { location: `/api/v2.0/projects/${pr.id}`, 'content-length': 0 });
-          res.end();
-          return;
-        }
-      }
-      if (s1 === undefined) throw badRequest('project missing');
-      const project = this.#project(p, s1);
-      if (seg.length === 2) {
-        if (method === 'GET') { sendJson(res, 200, this.#projectJson(project)); return; }
-        if (method === 'PUT') {
-          this.#requireAdmin(p);
-          const body = await this.#json(req);
-          const metadata = (body.metadata ?? {}) as Record<string, unknown>;
-          if (metadata.public !== undefined) this.#meta.updateProject(project.id, metadata.public === true || metadata.public === 'true');
-          sendJson(res, 200, {});
-          return;
-        }
-        if (method === 'DELETE') {
-          this.#requireAdmin(p);
-          if (this.#meta.listRepositoryRecords(project.name).length > 0) throw new HarborError(412, 'PRECONDITION', `project ${project.name} still has repositories`);
-          this.#meta.deleteProject(project.id);
-          sendJson(res, 200, {});
-          return;
-        }
-      }
-      if (s2 === 'repositories' && s3 !== undefined && method === 'DELETE' && (seg.length === 4 || (s4 === 'artifacts' && s5 !== undefined && seg.length === 6))) {
-        // Deleting a repository or an artifact (by digest or tag) removes manifests; gc frees the bytes.
+  /** The management API's routes (paths below `/api/v2.0`; empty segments ignored, as Harbor does). */
+  #table(): Router<Ctx> {
+    const list = (res: ServerResponse, items: unknown[]): void => sendJson(res, 200, items, { 'x-total-count': String(items.length) });
+    return new Router<Ctx>({ looseSlashes: true })
+      .get('/systeminfo', ({ req, res }) => sendJson(res, 200, {
+        harbor_version: 'v2.0.0-ferry', auth_mode: 'db_auth', registry_url: req.headers.host ?? '',
+        project_creation_restriction: 'adminonly', has_ca_root: false, read_only: false,
+      }))
+      .get('/users/current', async ({ res, p }) => {
+        this.#requireUser(p);
+        const u = p.kind === 'user' ? await this.#meta.getUser(p.name) : undefined;
+        sendJson(res, 200, {
+          user_id: u?.id ?? 0, username: p.name, sysadmin_flag: p.kind === 'user' && p.sysadmin, creation_time: u ? iso(u.createdAt) : '',
+        });
+      })
+      .put('/users/:id(\\d+)/password', (c, a) => this.#changePassword(c, Number(a.id)))
+      .get('/projects', async ({ res, url, p }) => {
+        const name = url.searchParams.get('name');
+        const pub = url.searchParams.get('public');
+        let projects = (await this.#meta.listProjects()).filter((pr) => this.#canSee(p, pr));
+        if (name) projects = projects.filter((pr) => pr.name.includes(name));
+        if (pub !== null) projects = projects.filter((pr) => String(pr.public) === pub);
+        list(res, await Promise.all(projects.map((pr) => this.#projectJson(pr))));
+      })
+      .head('/projects', async ({ res, url }) => {
+        const exists = (await this.#meta.getProject(url.searchParams.get('project_name') ?? '')) !== undefined;
+        res.writeHead(exists ? 200 : 404, { 'content-length': 0 });
+        res.end();
+      })
+      .post('/projects', (c) => this.#createProject(c))
+      .get('/projects/:project', async ({ res, p }, a) => sendJson(res, 200, await this.#projectJson(await this.#project(p, a.project!))))
+      .put('/projects/:project', async ({ req, res, p }, a) => {
+        const project = await this.#project(p, a.project!);
         this.#requireAdmin(p);
-        const repoName = `${project.name}/${decodePathValue(decodePathValue(s3))}`;
-        if (!isValidName(repoName)) throw badRequest('invalid repository name');
-        let digests: string[];
-        if (seg.length === 4) {
-          digests = this.#meta.listManifests(repoName).map((m) => m.digest);
-          if (digests.length === 0) throw notFound(`repository ${repoName}`);
-        } else {
-          const ref = decodePathValue(s5!);
-          const digest = ref.includes(':') ? ref : await this.#meta.resolveTag(repoName, ref);
-          if (!digest || !(await this.#meta.getManifest(repoName, digest))) throw notFound(`artifact ${repoName}@${ref}`);
-          digests = [digest];
+        const metadata = ((await this.#json(req)).metadata ?? {}) as Record<string, unknown>;
+        if (metadata.public !== undefined) {
+          await this.#meta.updateProject(project.id, metadata.public === true || metadata.public === 'true');
         }
-        for (const digest of digests) {
-          const tags = await this.#meta.tagsOf(repoName, digest);
-          const ev = this.#webhooks.deliveriesFor({ type: 'DELETE_ARTIFACT', repo: repoName, digest, tag: tags[0] ?? digest, operator: p.name });
-          await this.#meta.deleteManifest(repoName, digest, ev);
-        }
-        this.#webhooks.kick();
-        this.#log.info({ repo: repoName, artifacts: digests.length }, 'artifacts deleted');
         sendJson(res, 200, {});
-        return;
-      }
-      if (s2 === 'repositories' && method === 'GET') {
-        if (seg.length === 3) {
-          const repos = this.#meta.listRepositoryRecords(project.name);
-          sendJson(res, 200, repos.map((r) => ({
-            id: r.id, name: r.name, project_id: project.id, artifact_count: r.artifactCount, pull_count: r.pullCount,
-            creation_time: iso(r.createdAt), update_time: iso(r.updatedAt),
-          })), { 'x-total-count': String(repos.length) });
-          return;
-        }
-        if (s3 !== undefined && s4 === 'artifacts' && seg.length === 5) {
-          // Harbor expects nested repository names URL-encoded twice (a%252Fb).
-          const repoName = `${project.name}/${decodePathValue(decodePathValue(s3))}`;
-          if (!isValidName(repoName)) throw badRequest('invalid repository name');
-          const list = this.#meta.listManifests(repoName);
-          const out = [];
-          for (const m of list) {
-            const tags = await this.#meta.tagsOf(repoName, m.digest);
-            out.push({
-              digest: m.digest, manifest_media_type: m.mediaType, media_type: m.artifactType ?? '', size: m.size,
-              push_time: iso(m.createdAt), repository_name: repoName, project_id: project.id,
-              tags: tags.map((t) => ({ name: t, repository_id: 0, push_time: iso(m.createdAt) })),
-              annotations: m.annotations ?? {}, type: 'IMAGE',
-              ...(m.subject ? { subject: m.subject } : {}),
-            });
-          }
-          sendJson(res, 200, out, { 'x-total-count': String(out.length) });
-          return;
-        }
-      }
-      if (s2 === 'webhook') {
+      })
+      .delete('/projects/:project', async ({ res, p }, a) => {
+        const project = await this.#project(p, a.project!);
         this.#requireAdmin(p);
-        if (s3 === 'events' && seg.length === 4 && method === 'GET') {
-          sendJson(res, 200, { event_type: WEBHOOK_EVENT_TYPES, notify_type: ['http'], payload_formats: [{ notify_type: 'http', formats: ['Default'] }] });
-          return;
+        if ((await this.#meta.listRepositoryRecords(project.name)).length > 0) {
+          throw new FerryError('FAILED_PRECONDITION', `project ${project.name} still has repositories`);
         }
-        if (s3 === 'policies') {
-          if (seg.length === 4) {
-            if (method === 'GET') {
-              const list = this.#meta.listPolicies(project.id);
-              sendJson(res, 200, list.map((x) => this.#policyJson(x)), { 'x-total-count': String(list.length) });
-              return;
-            }
-            if (method === 'POST') {
-              const po = this.#meta.createPolicy({ projectId: project.id, creator: p.name, ...this.#policyInput(await this.#json(req)) });
-              this.#log.info({ project: project.name, policy: po.id }, 'webhook policy created');
-              res.writeHead(201, { location: `/api/v2.0/projects/${project.name}/webhook/policies/${po.id}`, 'content-length': 0 });
-              res.end();
-              return;
-            }
-          }
-          const policy = s4 !== undefined && /^\d+$/.test(s4) ? this.#meta.getPolicy(Number(s4)) : undefined;
-          if (!policy || policy.projectId !== project.id) throw notFound(`webhook policy ${s4 ?? ''}`);
-          if (seg.length === 5) {
-            if (method === 'GET') { sendJson(res, 200, this.#policyJson(policy)); return; }
-            if (method === 'PUT') {
-              const cur = this.#policyJson(policy);
-              this.#meta.updatePolicy(policy.id, this.#policyInput({ ...cur, ...(await this.#json(req)) }));
-              sendJson(res, 200, {});
-              return;
-            }
-            if (method === 'DELETE') { this.#meta.deletePolicy(policy.id); sendJson(res, 200, {}); return; }
-          }
-          if (s5 === 'executions' && method === 'GET') {
-            const list = this.#meta.listDeliveries(policy.id);
-            if (seg.length === 6) {
-              sendJson(res, 200, list.map((d) => this.#executionJson(d)), { 'x-total-count': String(list.length) });
-              return;
-            }
-            const d = s6 !== undefined && /^\d+$/.test(s6) ? this.#meta.getDelivery(Number(s6)) : undefined;
-            if (!d || d.policyId !== policy.id) throw notFound(`execution ${s6 ?? ''}`);
-            if (s7 === 'tasks' && seg.length === 8) {
-              sendJson(res, 200, [{
-                id: d.id, execution_id: d.id, status: d.status, run_count: d.attempts, status_message: d.lastError,
-                start_time: iso(d.createdAt), end_time: iso(d.updatedAt), extra_attrs: { address: d.target.address },
-              }]);
-              return;
-            }
-            if (s7 === 'tasks' && s8 !== undefined && seg[9] === 'log' && seg.length === 10) {
-              const lines = this.#meta.listAttempts(d.id).map((a) =>
-                `${iso(a.at)} attempt ${a.attempt} POST ${d.target.address} -> ${a.statusCode || 'no response'} in ${a.durationMs} ms${a.error ? `: ${a.error}` : ''}`);
-              const text = `${lines.join('\n')}\n`;
-              res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text) });
-              res.end(text);
-              return;
-            }
-          }
-        }
-      }
-      throw notFound(`endpoint ${path}`);
-    }
-
-    if (s0 === 'robots') {
-      this.#requireAdmin(p);
-      if (seg.length === 1 && method === 'GET') {
-        const list = this.#meta.listRobots();
-        sendJson(res, 200, list.map((r) => this.#robotJson(r)), { 'x-total-count': String(list.length) });
-        return;
-      }
-      if (seg.length === 1 && method === 'POST') {
+        await this.#meta.deleteProject(project.id);
+        sendJson(res, 200, {});
+      })
+      .get('/projects/:project/repositories', async ({ res, p }, a) => {
+        const project = await this.#project(p, a.project!);
+        list(res, (await this.#meta.listRepositoryRecords(project.name)).map((r) => ({
+          id: r.id, name: r.name, project_id: project.id, artifact_count: r.artifactCount, pull_count: r.pullCount,
+          creation_time: iso(r.createdAt), update_time: iso(r.updatedAt),
+        })));
+      })
+      .delete('/projects/:project/repositories/:repo', (c, a) => this.#deleteArtifacts(c, a))
+      .get('/projects/:project/repositories/:repo/artifacts', (c, a) => this.#artifacts(c, a))
+      .delete('/projects/:project/repositories/:repo/artifacts/:ref', (c, a) => this.#deleteArtifacts(c, a))
+      .get('/projects/:project/webhook/events', async ({ res, p }, a) => {
+        await this.#webhookProject(p, a);
+        const payload_formats = [{ notify_type: 'http', formats: ['Default'] }];
+        sendJson(res, 200, { event_type: WEBHOOK_EVENT_TYPES, notify_type: ['http'], payload_formats });
+      })
+      .get('/projects/:project/webhook/policies', async ({ res, p }, a) => {
+        list(res, (await this.#meta.listPolicies((await this.#webhookProject(p, a)).id)).map((x) => this.#policyJson(x)));
+      })
+      .post('/projects/:project/webhook/policies', async ({ req, res, p }, a) => {
+        const project = await this.#webhookProject(p, a);
+        const po = await this.#meta.createPolicy({ projectId: project.id, creator: p.name, ...this.#policyInput(await this.#json(req)) });
+        this.#log.info({ project: project.name, policy: po.id }, 'webhook policy created');
+        res.writeHead(201, { location: `/api/v2.0/projects/${project.name}/webhook/policies/${po.id}`, 'content-length': 0 });
+        res.end();
+      })
+      .get('/projects/:project/webhook/policies/:policy', async ({ res, p }, a) => {
+        sendJson(res, 200, this.#policyJson(await this.#policy(p, a)));
+      })
+      .put('/projects/:project/webhook/policies/:policy', async ({ req, res, p }, a) => {
+        const policy = await this.#policy(p, a);
+        await this.#meta.updatePolicy(policy.id, this.#policyInput({ ...this.#policyJson(policy), ...(await this.#json(req)) }));
+        sendJson(res, 200, {});
+      })
+      .delete('/projects/:project/webhook/policies/:policy', async ({ res, p }, a) => {
+        await this.#meta.deletePolicy((await this.#policy(p, a)).id);
+        sendJson(res, 200, {});
+      })
+      .get('/projects/:project/webhook/policies/:policy/executions', async ({ res, p }, a) => {
+        list(res, (await this.#meta.listDeliveries((await this.#policy(p, a)).id)).map((d) => this.#executionJson(d)));
+      })
+      .get('/projects/:project/webhook/policies/:policy/executions/:execution/tasks', async ({ res, p }, a) => {
+        const d = await this.#execution(p, a);
+        sendJson(res, 200, [{
+          id: d.id, execution_id: d.id, status: d.status, run_count: d.attempts, status_message: d.lastError,
+          start_time: iso(d.createdAt), end_time: iso(d.updatedAt), extra_attrs: { address: d.target.address },
+        }]);
+      })
+      .get('/projects/:project/webhook/policies/:policy/executions/:execution/tasks/:task/log', async ({ res, p }, a) => {
+        const d = await this.#execution(p, a);
+        const lines = (await this.#meta.listAttempts(d.id)).map((x) => `${iso(x.at)} attempt ${x.attempt} POST ${d.target.address} -> `
+          + `${x.statusCode || 'no response'} in ${x.durationMs} ms${x.error ? `: ${x.error}` : ''}`);
+        const text = `${lines.join('\n')}\n`;
+        res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+        res.end(text);
+      })
+      .get('/robots', async ({ res, p }) => {
+        this.#requireAdmin(p);
+        list(res, (await this.#meta.listRobots()).map((r) => this.#robotJson(r)));
+      })
+      .post('/robots', async ({ req, res, p }) => {
+        this.#requireAdmin(p);
         await this.#createRobot(req, res);
-        return;
-      }
-      const robot = s1 !== undefined && /^\d+$/.test(s1) ? this.#meta.getRobot(Number(s1)) : undefined;
-      if (!robot) throw notFound(`robot ${s1 ?? ''}`);
-      if (seg.length === 2) {
-        if (method === 'GET') { sendJson(res, 200, this.#robotJson(robot)); return; }
-        if (method === 'DELETE') {
-          this.#meta.deleteRobot(robot.id);
-          this.#auth.invalidate();
-          sendJson(res, 200, {});
-          return;
-        }
-        if (method === 'PUT') {
-          const body = await this.#json(req);
-          this.#meta.updateRobot(robot.id, {
-            ...(typeof body.disable === 'boolean' ? { disabled: body.disable } : {}),
-            ...(typeof body.description === 'string' ? { description: body.description } : {}),
-            ...(Array.isArray(body.permissions) ? { permissions: this.#permissions(body.permissions) } : {}),
-          });
-          this.#auth.invalidate();
-          sendJson(res, 200, {});
-          return;
-        }
-        if (method === 'PATCH') {
-          // Refresh the secret: a given one (must be strong) or a new random one, returned once.
-          const body = await this.#json(req);
-          let secret: string;
-          if (typeof body.secret === 'string' && body.secret !== '') {
-            if (!isStrongSecret(body.secret)) throw badRequest('secret must be 8-128 characters with a lowercase letter, an uppercase letter and a digit');
-            secret = body.secret;
-          } else {
-            secret = generateSecret();
-          }
-          this.#meta.updateRobot(robot.id, { secretHash: await hashSecret(secret) });
-          this.#auth.invalidate();
-          sendJson(res, 200, { secret });
-          return;
-        }
-      }
-      throw notFound(`endpoint ${path}`);
+      })
+      .get('/robots/:id', async ({ res, p }, a) => sendJson(res, 200, this.#robotJson(await this.#robot(p, a))))
+      .delete('/robots/:id', async ({ res, p }, a) => {
+        await this.#meta.deleteRobot((await this.#robot(p, a)).id);
+        this.#auth.invalidate();
+        sendJson(res, 200, {});
+      })
+      .put('/robots/:id', async ({ req, res, p }, a) => {
+        const robot = await this.#robot(p, a);
+        const body = await this.#json(req);
+        await this.#meta.updateRobot(robot.id, {
+          ...(typeof body.disable === 'boolean' ? { disabled: body.disable } : {}),
+          ...(typeof body.description === 'string' ? { description: body.description } : {}),
+          ...(Array.isArray(body.permissions) ? { permissions: this.#permissions(body.permissions) } : {}),
+        });
+        this.#auth.invalidate();
+        sendJson(res, 200, {});
+      })
+      .patch('/robots/:id', async ({ req, res, p }, a) => {
+        // Refresh the secret: a given one (must be strong) or a new random one, returned once.
+        const robot = await this.#robot(p, a);
+        const secret = this.#secretOf(await this.#json(req));
+        await this.#meta.updateRobot(robot.id, { secretHash: await hashSecret(secret) });
+        this.#auth.invalidate();
+        sendJson(res, 200, { secret });
+      });
+  }
+
+  /** Harbor: a user changes their own password with the old one; the admin may reset any. */
+  async #changePassword({ req, res, p }: Ctx, id: number): Promise<void> {
+    this.#requireUser(p);
+    const target = p.kind === 'user' ? await this.#meta.getUser(p.name) : undefined;
+    if (!target || (target.id !== id && !target.sysadmin)) throw forbidden('not allowed');
+    const body = await this.#json(req);
+    const next = body.new_password;
+    if (typeof next !== 'string' || next.length < 8 || !/[a-z]/.test(next) || !/[A-Z]/.test(next) || !/[0-9]/.test(next)) {
+      throw badRequest('new_password must be at least 8 characters with a lowercase letter, an uppercase letter and a digit');
     }
-    throw notFound(`endpoint ${path}`);
+    if (target.id === id) {
+      if (typeof body.old_password !== 'string' || !(await verifySecret(body.old_password, target.passwordHash))) {
+        throw forbidden('old_password is wrong');
+      }
+    }
+    const user = await this.#meta.getUserById(id);
+    if (!user) throw notFound(`user ${id}`);
+    await this.#meta.upsertUser(user.username, await hashSecret(next), user.sysadmin);
+    this.#auth.invalidate();
+    this.#log.info({ user: user.username }, 'password changed');
+    sendJson(res, 200, {});
+  }
+
+  async #createProject({ req, res, p }: Ctx): Promise<void> {
+    this.#requireAdmin(p);
+    const body = await this.#json(req);
+    const name = body.project_name;
+    if (typeof name !== 'string' || name.length > 255 || !PROJECT_NAME.test(name)) throw badRequest('invalid project_name');
+    if (await this.#meta.getProject(name)) throw new FerryError('ALREADY_EXISTS', `project ${name} already exists`);
+    const metadata = (body.metadata ?? {}) as Record<string, unknown>;
+    const isPublic = metadata.public === true || metadata.public === 'true' || body.public === true;
+    const pr = await this.#meta.createProject(name, isPublic, p.name);
+    this.#log.info({ project: name, public: isPublic }, 'project created');
+    res.writeHead(201, { location: `/api/v2.0/projects/${pr.id}`, 'content-length': 0 });
+    res.end();
+  }
+
+  /** `<project>/<repo>`: Harbor expects nested repository names URL-encoded twice (a%252Fb), so decoded once more. */
+  #repoName(project: Project, repo: string): string {
+    const name = `${project.name}/${decodePathValue(repo)}`;
+    if (!isValidName(name)) throw badRequest('invalid repository name');
+    return name;
+  }
+
+  async #artifacts({ res, p }: Ctx, a: Params): Promise<void> {
+    const project = await this.#project(p, a.project!);
+    const repoName = this.#repoName(project, a.repo!);
+    const out = [];
+    for (const m of await this.#meta.listManifests(repoName)) {
+      const tags = await this.#meta.tagsOf(repoName, m.digest);
+      out.push({
+        digest: m.digest, manifest_media_type: m.mediaType, media_type: m.artifactType ?? '', size: m.size,
+        push_time: iso(m.createdAt), repository_name: repoName, project_id: project.id,
+        tags: tags.map((t) => ({ name: t, repository_id: 0, push_time: iso(m.createdAt) })),
+        annotations: m.annotations ?? {}, type: 'IMAGE',
+        ...(m.subject ? { subject: m.subject } : {}),
+      });
+    }
+    sendJson(res, 200, out, { 'x-total-count': String(out.length) });
+  }
+
+  /** Deleting a repository or an artifact (by digest or tag) removes manifests; gc frees the bytes. */
+  async #deleteArtifacts({ res, p }: Ctx, a: Params): Promise<void> {
+    const project = await this.#project(p, a.project!);
+    this.#requireAdmin(p);
+    const repoName = this.#repoName(project, a.repo!);
+    let digests: string[];
+    if (a.ref === undefined) {
+      digests = (await this.#meta.listManifests(repoName)).map((m) => m.digest);
+      if (digests.length === 0) throw notFound(`repository ${repoName}`);
+    } else {
+      const ref = a.ref;
+      const digest = ref.includes(':') ? ref : await this.#meta.resolveTag(repoName, ref);
+      if (!digest || !(await this.#meta.getManifest(repoName, digest))) throw notFound(`artifact ${repoName}@${ref}`);
+      digests = [digest];
+    }
+    for (const digest of digests) {
+      const tags = await this.#meta.tagsOf(repoName, digest);
+      const ev = await this.#webhooks.deliveriesFor({
+        type: 'DELETE_ARTIFACT', repo: repoName, digest, tag: tags[0] ?? digest, operator: p.name,
+      });
+      await this.#meta.deleteManifest(repoName, digest, ev);
+    }
+    this.#webhooks.kick();
+    this.#log.info({ repo: repoName, artifacts: digests.length }, 'artifacts deleted');
+    sendJson(res, 200, {});
+  }
+
+  /** The project of a webhook route (visible to `p`), for the system admin only. */
+  async #webhookProject(p: Principal, a: Params): Promise<Project> {
+    const project = await this.#project(p, a.project!);
+    this.#requireAdmin(p);
+    return project;
+  }
+
+  async #policy(p: Principal, a: Params): Promise<WebhookPolicy> {
+    const project = await this.#webhookProject(p, a);
+    const policy = /^\d+$/.test(a.policy!) ? await this.#meta.getPolicy(Number(a.policy)) : undefined;
+    if (!policy || policy.projectId !== project.id) throw notFound(`webhook policy ${a.policy}`);
+    return policy;
+  }
+
+  async #execution(p: Principal, a: Params): Promise<Delivery> {
+    const policy = await this.#policy(p, a);
+    const d = /^\d+$/.test(a.execution!) ? await this.#meta.getDelivery(Number(a.execution)) : undefined;
+    if (!d || d.policyId !== policy.id) throw notFound(`execution ${a.execution}`);
+    return d;
+  }
+
+  async #robot(p: Principal, a: Params): Promise<Robot> {
+    this.#requireAdmin(p);
+    const robot = /^\d+$/.test(a.id!) ? await this.#meta.getRobot(Number(a.id)) : undefined;
+    if (!robot) throw notFound(`robot ${a.id}`);
+    return robot;
+  }
+
+  /** A given robot secret (must be strong) or a new random one. */
+  #secretOf(body: Record<string, unknown>): string {
+    if (typeof body.secret !== 'string' || body.secret === '') return generateSecret();
+    if (!isStrongSecret(body.secret)) {
+      throw badRequest('secret must be 8-128 characters with a lowercase letter, an uppercase letter and a digit');
+    }
+    return body.secret;
   }
 
   #permissions(raw: unknown[]): RobotPermission[] {
@@ -427,23 +432,17 @@ export class HarborApi {
     if (level === 'project') {
       const ns = permissions.find((x) => x.kind === 'project')?.namespace;
       if (!ns || ns === '*') throw badRequest('a project robot needs one project permission naming its project');
-      if (!this.#meta.getProject(ns)) throw notFound(`project ${ns}`);
+      if (!(await this.#meta.getProject(ns))) throw notFound(`project ${ns}`);
       if (permissions.some((x) => x.kind === 'project' && x.namespace !== ns)) throw badRequest('a project robot may only cover its own project');
       fullName = `robot$${ns}+${name}`;
     } else {
       fullName = `robot$${name}`;
     }
-    if (this.#meta.getRobot(fullName)) throw new HarborError(409, 'CONFLICT', `robot ${fullName} already exists`);
-    let secret: string;
-    if (typeof body.secret === 'string' && body.secret !== '') {
-      if (!isStrongSecret(body.secret)) throw badRequest('secret must be 8-128 characters with a lowercase letter, an uppercase letter and a digit');
-      secret = body.secret;
-    } else {
-      secret = generateSecret();
-    }
+    if (await this.#meta.getRobot(fullName)) throw new FerryError('ALREADY_EXISTS', `robot ${fullName} already exists`);
+    const secret = this.#secretOf(body);
     const duration = typeof body.duration === 'number' && Number.isInteger(body.duration) ? body.duration : -1;
     const expiresAt = duration === -1 ? -1 : Math.floor(Date.now() / 1000) + duration * 86_400;
-    const robot = this.#meta.createRobot({
+    const robot = await this.#meta.createRobot({
       name: fullName, description: typeof body.description === 'string' ? body.description : '', level,
       secretHash: await hashSecret(secret), permissions, disabled: body.disable === true, expiresAt, duration,
     });

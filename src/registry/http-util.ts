@@ -1,27 +1,10 @@
 /**
  * @module registry/http-util
- * Small HTTP helpers for the registry's hand-written router: body reading with limits, range
- * parsing, JSON answers and OCI error answers.
+ * What the OCI distribution API needs beyond the httpx kit (bodies and JSON answers come from
+ * there): range parsing, repeated query parameters and the spec's error answers.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import { OciError, errorBody, toOciError } from './errors.js';
-
-/** Reads a request body of at most `limit` bytes (413 SIZE_TOO_LARGE beyond). */
-export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const declared = req.headers['content-length'];
-  if (declared !== undefined && Number(declared) > limit) {
-    throw new OciError('SIZE_TOO_LARGE', `body of ${declared} bytes exceeds the limit of ${limit}`);
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of req) {
-    const chunk = c as Buffer;
-    size += chunk.length;
-    if (size > limit) throw new OciError('SIZE_TOO_LARGE', `body exceeds the limit of ${limit} bytes`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks, size);
-}
 
 /** Parses a single `Range: bytes=a-b | a- | -n` against `size`; undefined = serve all; 'invalid' = 416. */
 export function parseRange(header: string | undefined, size: number): { start: number; end: number } | undefined | 'invalid' {
@@ -44,13 +27,6 @@ export function parseRange(header: string | undefined, size: number): { start: n
   }
   if (start >= size || size === 0) return 'invalid';
   return { start, end };
-}
-
-/** Sends a JSON body. */
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string | number> = {}): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
-  res.end(text);
 }
 
 /** Sends the spec's error JSON for anything thrown. */

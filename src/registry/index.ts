@@ -4,16 +4,19 @@
  * setup relies on (projects, users, robot accounts, Docker token auth, webhooks, gc).
  *
  * Layers: `server.ts` (HTTP edge, auth, errors) → `distribution.ts` (/v2 API) and
- * `harbor-api.ts` (/api/v2.0) → `metadata/` (SQLite) + `content` (blob bytes) + `webhooks.ts`
- * (durable outbox + dispatcher). A service: imports content, core, oci, observe, config; nothing
- * imports its internals except through this file.
+ * `harbor-api.ts` (/api/v2.0) → `metadata/` (the `RegistryMetadata` interface; SQLite behind it) +
+ * `content` (blob bytes) + `webhooks.ts` (event policy, durable outbox, dispatcher). A service:
+ * imports content, core, oci, observe, config; nothing imports its internals except through this
+ * file.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import type { Clock } from '../core/index.js';
 import { createMetricsRegistry, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
 import { LocalBlobStore, type BlobStore } from '../content/index.js';
 import { parseRegistryConfig, type RegistryConfig, type RegistryConfigInput } from '../config/registry.js';
+import type { RegistryMetadata } from './metadata/metadata.js';
 import { SqliteMetadata } from './metadata/sqlite.js';
 import { Auth, hashSecret, verifySecret } from './auth.js';
 import { Webhooks } from './webhooks.js';
@@ -30,6 +33,8 @@ export interface StartRegistryOptions {
   log?: Logger;
   /** Replace the blob store (e.g. MemoryBlobStore in tests). */
   store?: BlobStore;
+  /** Time of the webhook dispatcher (due times, backoff, its timers); default the system clock. */
+  clock?: Clock;
 }
 
 export interface RegistryHandle {
@@ -47,30 +52,35 @@ export interface RegistryHandle {
   close(): Promise<void>;
 }
 
+/** The metadata store of a data directory (SQLite; the one place that names the implementation). */
+function openMetadata(dataDir: string): RegistryMetadata {
+  return new SqliteMetadata(join(dataDir, 'registry.db'));
+}
+
 /** Opens the data directory and serves the registry until `close()`. */
 export async function startRegistry(opts: StartRegistryOptions): Promise<RegistryHandle> {
   const config = parseRegistryConfig({ ...(opts.config ?? {}) });
   const log = (opts.log ?? silentLogger()).child({ component: 'registry' });
   const dataDir = opts.dataDir;
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const meta = new SqliteMetadata(join(dataDir, 'registry.db'));
+  const meta: RegistryMetadata = openMetadata(dataDir);
   try {
     const store = opts.store ?? new LocalBlobStore(dataDir, { fsync: config.fsync });
     const metrics = createMetricsRegistry({ processMetrics: true, prefix: 'ferry_registry_' });
 
     // Default project and admin.
-    meta.ensureProject('library', true, 'admin');
+    await meta.ensureProject('library', true, 'admin');
     const given = opts.adminPassword ?? config.adminPassword ?? (process.env.FERRY_ADMIN_PASSWORD || undefined);
     let adminPassword: string | undefined;
     let generated = false;
-    const existing = meta.getUser('admin');
+    const existing = await meta.getUser('admin');
     if (given !== undefined) {
       adminPassword = given;
-      if (!existing || !(await verifySecret(given, existing.passwordHash))) meta.upsertUser('admin', await hashSecret(given), true);
+      if (!existing || !(await verifySecret(given, existing.passwordHash))) await meta.upsertUser('admin', await hashSecret(given), true);
     } else if (!existing) {
       adminPassword = randomBytes(12).toString('base64url');
       generated = true;
-      meta.upsertUser('admin', await hashSecret(adminPassword), true);
+      await meta.upsertUser('admin', await hashSecret(adminPassword), true);
     }
 
     const auth = new Auth(meta, {
@@ -81,7 +91,7 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Registr
       },
     }, { log, metrics });
     await auth.init();
-    const webhooks = new Webhooks({ meta, log, metrics }, {
+    const webhooks = new Webhooks({ meta, log, metrics, clock: opts.clock }, {
       enabled: config.webhook.enabled, maxRetries: config.webhook.maxRetries, backoffMs: config.webhook.backoff,
       timeoutMs: config.webhook.timeout, settleDelayMs: config.webhook.settleDelay, pollIntervalMs: config.webhook.pollInterval,
       externalHost: '',
@@ -111,11 +121,11 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Registr
         await server.close();
         await webhooks.stop();
         await store.close?.();
-        meta.close();
+        await meta.close();
       },
     };
   } catch (err) {
-    meta.close();
+    await meta.close();
     throw err;
   }
 }
@@ -123,7 +133,7 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Registr
 /** Runs garbage collection on a data directory (the registry may be running). */
 export async function runGc(opts: { dataDir: string; dryRun?: boolean; config?: RegistryConfigInput; log?: Logger }): Promise<GcResult> {
   const config = parseRegistryConfig({ ...(opts.config ?? {}) });
-  const meta = new SqliteMetadata(join(opts.dataDir, 'registry.db'));
+  const meta = openMetadata(opts.dataDir);
   try {
     const store = new LocalBlobStore(opts.dataDir, { fsync: config.fsync });
     return await collectGarbage(meta, store, {
@@ -131,7 +141,7 @@ export async function runGc(opts: { dataDir: string; dryRun?: boolean; config?: 
       ...(opts.log ? { log: opts.log } : {}),
     });
   } finally {
-    meta.close();
+    await meta.close();
   }
 }
 

@@ -8,7 +8,7 @@ import { FerryError } from '../core/index.js';
 import { isValidName, isValidTag, parseReference, projectOf } from './names.js';
 import { parseRange } from './http-util.js';
 import { parseScope, generateSecret, isStrongSecret, hashSecret, verifySecret } from './auth.js';
-import { parseManifest } from './manifest-parse.js';
+import { parseManifest } from './distribution.js';
 import { OCI_STATUS, OciError, toOciError } from './errors.js';
 import { matchRoute } from './distribution.js';
 

@@ -12,14 +12,15 @@ import { Counter, Histogram, metricsHandler, type Logger, type MetricsRegistry }
 import type { BlobStore } from '../content/index.js';
 import { DistributionApi, tokenRealm, type DistributionOptions } from './distribution.js';
 import { OciError, toOciError } from './errors.js';
-import { sendError, sendJson } from './http-util.js';
+import { sendJson } from '../httpx/index.js';
+import { sendError } from './http-util.js';
 import { LoginLockedError, parseScope, type Auth, type Principal, type TokenAccess } from './auth.js';
-import type { SqliteMetadata } from './metadata/sqlite.js';
+import type { RegistryMetadata } from './metadata/metadata.js';
 import type { Webhooks } from './webhooks.js';
 import { HarborApi } from './harbor-api.js';
 
 export interface RegistryServerDeps {
-  meta: SqliteMetadata;
+  meta: RegistryMetadata;
   store: BlobStore;
   auth: Auth;
   webhooks: Webhooks;

@@ -1,7 +1,9 @@
 /**
  * Webhooks end to end: policies through the Harbor API, the "Default" payload, the Auth Header,
- * retries with backoff and the delivery log, one event per index push, and a delivery that
- * survives a registry restart (durable outbox).
+ * retries with backoff and the delivery log (on a fake clock: the dispatcher's waits are checked,
+ * not waited for), one event per index push, and a delivery that survives a registry restart
+ * (durable outbox). "Nothing more is sent" is checked once every delivery is in a final state
+ * (Success, Error, Stopped), never by sleeping and counting.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,6 +13,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestRegistry, makeImage, sha256, type TestRegistry } from './testing/client.js';
+import { FakeClock } from '../../test/support/clock.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
@@ -53,6 +56,23 @@ class Receiver {
 
 const FAST = { webhook: { backoff: '100ms', settleDelay: '1500ms', pollInterval: '50ms', timeout: '1s' } };
 
+interface Execution { id: number; status: string; extra_attrs: { event_type: string; payload: string } }
+
+/** A policy's deliveries once none is Pending or Running any more (bounded wait): nothing more will be sent for them. */
+async function settled(reg: TestRegistry, project: string, policyId: number): Promise<Execution[]> {
+  let list: Execution[] = [];
+  for (let i = 0; i < 400; i++) {
+    list = (await (await reg.req(`/api/v2.0/projects/${project}/webhook/policies/${policyId}/executions`)).json()) as Execution[];
+    if (list.every((e) => e.status !== 'Pending' && e.status !== 'Running')) return list;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`deliveries still open: ${JSON.stringify(list.map((e) => e.status))}`);
+}
+
+/** The resources of a delivery's payload. */
+const resourcesOf = (e: Execution): Array<{ digest: string; tag: string }> =>
+  (JSON.parse(e.extra_attrs.payload) as { event_data: { resources: Array<{ digest: string; tag: string }> } }).event_data.resources;
+
 async function addPolicy(reg: TestRegistry, project: string, address: string, events: string[], authHeader?: string): Promise<number> {
   const r = await reg.req(`/api/v2.0/projects/${project}/webhook/policies`, {
     method: 'POST', headers: { 'content-type': 'application/json' },
@@ -77,6 +97,7 @@ async function pushImage(reg: TestRegistry, repo: string, ref: string, seed: str
 describe('webhooks', () => {
   let reg: TestRegistry;
   let rx: Receiver;
+  let libraryPolicy: number;
   before(async () => {
     rx = new Receiver();
     await rx.start();
@@ -88,7 +109,7 @@ describe('webhooks', () => {
   });
 
   it('a tagged push sends PUSH_ARTIFACT in Harbor Default format with the Auth Header verbatim', async () => {
-    await addPolicy(reg, 'library', rx.url, ['PUSH_ARTIFACT'], 'Bearer s3cret-token');
+    libraryPolicy = await addPolicy(reg, 'library', rx.url, ['PUSH_ARTIFACT'], 'Bearer s3cret-token');
     const digest = await pushImage(reg, 'library/nginx', 'v1', 'wh-1');
     await rx.waitFor(1);
     const ev = rx.received[0]!;
@@ -96,7 +117,7 @@ describe('webhooks', () => {
     assert.equal(ev.headers['content-type'], 'application/json');
     const b = ev.body as { type: string; occur_at: number; operator: string; event_data: { resources: Array<Record<string, string>>; repository: Record<string, unknown> } };
     assert.equal(b.type, 'PUSH_ARTIFACT');
-    assert.ok(Math.abs(b.occur_at - Date.now() / 1000) < 30, 'occur_at is unix seconds');
+    assert.ok(Number.isInteger(b.occur_at), 'occur_at is unix seconds (exact value: see the fake-clock test)');
     assert.equal(b.operator, 'admin');
     assert.deepEqual(b.event_data.resources, [{ digest, tag: 'v1', resource_url: `${reg.host}/library/nginx:v1` }]);
     const { date_created: created, ...repo } = b.event_data.repository;
@@ -121,8 +142,11 @@ describe('webhooks', () => {
     }));
     assert.equal((await reg.putManifest(repo, 'latest', index, OCI_INDEX)).status, 201);
     await rx.waitFor(1);
-    await new Promise((r) => setTimeout(r, 1800)); // past the settle delay: no child events follow
-    assert.equal(rx.received.length, 1);
+    // the children's by-digest events (held for the settle delay) were stopped by the index push
+    const multi = (await settled(reg, 'library', libraryPolicy)).filter((e) => e.extra_attrs.payload.includes('library/multi'));
+    assert.deepEqual(multi.map((e) => [resourcesOf(e)[0]!.digest, e.status]).sort(),
+      [[children[0]!.digest, 'Stopped'], [children[1]!.digest, 'Stopped'], [sha256(index), 'Success']].sort());
+    assert.equal(rx.received.length, 1, 'one event, for the index');
     const b = rx.received[0]!.body as { event_data: { resources: Array<{ digest: string; tag: string }> } };
     assert.deepEqual(b.event_data.resources.map((x) => [x.digest, x.tag]), [[sha256(index), 'latest']]);
   });
@@ -138,33 +162,49 @@ describe('webhooks', () => {
     assert.deepEqual(res, { digest: img.digest, tag: img.digest, resource_url: `${reg.host}/library/bd@${img.digest}` });
   });
 
-  it('failures are retried with backoff and logged; after 3 retries the delivery is an error', async () => {
-    rx.received = [];
-    const policies = (await (await reg.req('/api/v2.0/projects/library/webhook/policies')).json()) as Array<{ id: number }>;
-    rx.plan = [500, 503, 200];
-    await pushImage(reg, 'library/retry', 'v1', 'retry-1');
-    await rx.waitFor(3);
-    const gaps = [rx.received[1]!.at - rx.received[0]!.at, rx.received[2]!.at - rx.received[1]!.at];
-    assert.ok(gaps[0]! >= 90 && gaps[1]! >= 180, `backoff doubles: ${gaps.join(', ')}`);
-    const pid = policies[0]!.id;
-    await new Promise((r) => setTimeout(r, 100));
-    const execs = (await (await reg.req(`/api/v2.0/projects/library/webhook/policies/${pid}/executions`)).json()) as Array<{ id: number; status: string; extra_attrs: { event_type: string } }>;
-    const ok = execs[0]!;
-    assert.equal(ok.status, 'Success');
-    const log = await (await reg.req(`/api/v2.0/projects/library/webhook/policies/${pid}/executions/${ok.id}/tasks/${ok.id}/log`)).text();
-    assert.equal(log.trim().split('\n').length, 3);
-    assert.match(log, /attempt 1 .* 500/);
-    assert.match(log, /attempt 3 .* 200/);
+  it('failures are retried with doubling backoff and logged; after 3 retries the delivery is an error (fake clock)', async () => {
+    // Its own registry whose dispatcher runs on a fake clock; a long poll interval, so each wait the
+    // dispatcher sets is the time until the next retry is due.
+    const clock = new FakeClock();
+    const r = await startTestRegistry({ config: { webhook: { backoff: '100ms', settleDelay: '1500ms', pollInterval: '1h', timeout: '5s' } }, clock });
+    const rx3 = new Receiver();
+    await rx3.start();
+    /** Fires the dispatcher's pending timer; the delay of the timer it sets next (bounded wait for it). */
+    const step = async (): Promise<number> => {
+      const n = clock.history.length;
+      await clock.advance(Math.max(0, (clock.nextDue() ?? clock.now()) - clock.now()));
+      if (clock.history.length === n) await clock.nextTimer();
+      return clock.history.at(-1)!.ms;
+    };
+    try {
+      const pid = await addPolicy(r, 'library', rx3.url, ['PUSH_ARTIFACT']);
+      await step(); // the start-up pass over the outbox
+      rx3.plan = [500, 503, 200];
+      const t0 = clock.now();
+      await pushImage(r, 'library/retry', 'v1', 'retry-1');
+      assert.deepEqual([await step(), await step(), await step()], [100, 200, 3_600_000], 'retry after 100 ms, then 200 ms; then idle');
+      assert.equal(rx3.received.length, 3);
+      assert.equal((rx3.received[0]!.body as { occur_at: number }).occur_at, Math.floor(t0 / 1000), 'occur_at: unix seconds of the push');
+      const [ok] = await settled(r, 'library', pid);
+      assert.equal(ok!.status, 'Success');
+      const log = await (await r.req(`/api/v2.0/projects/library/webhook/policies/${pid}/executions/${ok!.id}/tasks/${ok!.id}/log`)).text();
+      const lines = log.trim().split('\n');
+      assert.equal(lines.length, 3);
+      assert.deepEqual(lines.map((l) => Date.parse(l.split(' ')[0]!) - t0), [0, 100, 300], 'attempts at 0, +100 ms, +300 ms');
+      assert.match(lines[0]!, /attempt 1 .* 500/);
+      assert.match(lines[2]!, /attempt 3 .* 200/);
 
-    rx.received = [];
-    rx.plan = [500, 500, 500, 500, 500];
-    await pushImage(reg, 'library/retry', 'v2', 'retry-2');
-    await rx.waitFor(4);
-    await new Promise((r) => setTimeout(r, 1200));
-    assert.equal(rx.received.length, 4, 'one attempt plus 3 retries');
-    const execs2 = (await (await reg.req(`/api/v2.0/projects/library/webhook/policies/${pid}/executions`)).json()) as Array<{ status: string }>;
-    assert.equal(execs2[0]!.status, 'Error');
-    rx.plan = [];
+      rx3.received = [];
+      rx3.plan = [500, 500, 500, 500, 500];
+      await pushImage(r, 'library/retry', 'v2', 'retry-2');
+      assert.deepEqual([await step(), await step(), await step(), await step()], [100, 200, 400, 3_600_000], 'retries after 100, 200, 400 ms; then idle');
+      const [failed] = await settled(r, 'library', pid);
+      assert.equal(failed!.status, 'Error');
+      assert.equal(rx3.received.length, 4, 'one attempt plus 3 retries, and the delivery is final');
+    } finally {
+      await r.destroy();
+      await rx3.close();
+    }
   });
 
   it('PULL_ARTIFACT and DELETE_ARTIFACT are sent to policies that ask for them', async () => {
@@ -211,7 +251,7 @@ describe('webhook outbox durability', () => {
       // A long settle delay keeps the by-digest push's event in the outbox across the restart.
       const cfg = { webhook: { backoff: '100ms', settleDelay: '1500ms', pollInterval: '50ms' } };
       const a = await startTestRegistry({ dataDir, config: cfg });
-      await addPolicy(a, 'library', rx.url, ['PUSH_ARTIFACT']);
+      const pid = await addPolicy(a, 'library', rx.url, ['PUSH_ARTIFACT']);
       const img = makeImage('durable');
       await a.pushBlob('library/durable', img.config);
       await a.pushBlob('library/durable', img.layer);
@@ -222,7 +262,8 @@ describe('webhook outbox durability', () => {
       try {
         await rx.waitFor(1);
         assert.equal((rx.received[0]!.body as { event_data: { resources: Array<{ digest: string }> } }).event_data.resources[0]!.digest, img.digest);
-        await new Promise((r) => setTimeout(r, 300));
+        const final = await settled(b, 'library', pid);
+        assert.deepEqual(final.map((e) => e.status), ['Success']);
         assert.equal(rx.received.length, 1, 'delivered exactly once');
       } finally {
         await b.close();

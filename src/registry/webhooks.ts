@@ -3,22 +3,23 @@
  * Harbor-style webhooks: per-project policies, events in Harbor's "Default" payload format, and
  * delivery from a durable outbox in the metadata database. Outbox rows are written in the same
  * transaction as the manifest change that caused them, so an event is never lost to a crash and
- * never sent for a change that did not commit. A dispatcher claims due rows, POSTs them (3 s
- * timeout), and retries failures with exponential backoff; every attempt is logged.
+ * never sent for a change that did not commit. Which rows an event makes is decided here: the
+ * project's enabled policies that want the event type, one row per target, an untagged push held
+ * back for the settle delay, and an index push superseding the pending untagged events of the
+ * manifests it lists. A dispatcher claims due rows, POSTs them (3 s timeout), and retries failures
+ * with exponential backoff; every attempt is logged.
  */
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { systemClock, type Clock } from '../core/index.js';
 import type { Logger, MetricsRegistry } from '../observe/index.js';
 import { Counter } from '../observe/index.js';
-import type { SqliteMetadata } from './metadata/sqlite.js';
-import type { Delivery, NewDelivery } from './metadata/metadata.js';
+import type { Delivery, NewDelivery, OutboxChange, RegistryMetadata } from './metadata/metadata.js';
 import { projectOf } from './names.js';
+import { HARBOR_EVENT_TYPES, type HarborWebhookPayload } from '../accel/protocol.js';
 
-/** Event types offered for policies (Harbor's list). */
-export const WEBHOOK_EVENT_TYPES = [
-  'PUSH_ARTIFACT', 'PULL_ARTIFACT', 'DELETE_ARTIFACT', 'QUOTA_EXCEED', 'QUOTA_WARNING', 'SCANNING_FAILED',
-  'SCANNING_STOPPED', 'SCANNING_COMPLETED', 'REPLICATION', 'TAG_RETENTION',
-] as const;
+/** Event types offered for policies (Harbor's list, as accel takes them). */
+export const WEBHOOK_EVENT_TYPES = HARBOR_EVENT_TYPES;
 
 export interface WebhookOptions {
   enabled: boolean;
@@ -39,22 +40,38 @@ export interface ArtifactEvent {
   operator: string;
   /** By-digest push of a manifest: delayed and cancelled if an index referencing it arrives. */
   untagged?: boolean;
+  /** An index push: the manifests it lists, whose pending untagged events its own event replaces. */
+  children?: string[];
+  /** When the change was made (ms): a new repository's creation time in the payload. Default: now. */
+  at?: number;
 }
+
+/** Deliveries the dispatcher claims per round. */
+const CLAIM_BATCH = 32;
+/** A delivery claimed longer ago than its timeout plus this is taken to be lost with its process. */
+const STALE_CLAIM_MARGIN_MS = 60_000;
+/** Why a superseded untagged event was not sent (its status message). */
+const SUPERSEDED = 'superseded by index push';
 
 /** Builds outbox rows for events and delivers them. */
 export class Webhooks {
-  readonly #meta: SqliteMetadata;
+  readonly #meta: RegistryMetadata;
   readonly #opts: WebhookOptions;
   readonly #log: Logger;
+  readonly #clock: Clock;
   #externalHost: string;
-  #timer: NodeJS.Timeout | undefined;
+  #timer: (() => void) | undefined;
   #running = false;
   #stopped = false;
   readonly #inflight = new Set<Promise<void>>();
   readonly #deliveries: InstanceType<typeof Counter>;
 
-  constructor(deps: { meta: SqliteMetadata; log: Logger; metrics: MetricsRegistry }, opts: WebhookOptions & { externalHost: string }) {
+  constructor(
+    deps: { meta: RegistryMetadata; log: Logger; metrics: MetricsRegistry; clock?: Clock | undefined },
+    opts: WebhookOptions & { externalHost: string },
+  ) {
     this.#meta = deps.meta;
+    this.#clock = deps.clock ?? systemClock;
     this.#log = deps.log.child({ component: 'webhooks' });
     this.#opts = opts;
     this.#externalHost = opts.externalHost;
@@ -70,21 +87,23 @@ export class Webhooks {
   }
 
   /** Harbor "Default" payload of an artifact event. */
-  payload(ev: ArtifactEvent, now = Date.now()): string {
+  async payload(ev: ArtifactEvent, now = this.#clock.now()): Promise<string> {
     const slash = ev.repo.indexOf('/');
     const namespace = projectOf(ev.repo);
-    const project = this.#meta.getProject(namespace);
-    const repoRec = this.#meta.getRepository(ev.repo);
+    const project = await this.#meta.getProject(namespace);
+    const repoRec = await this.#meta.getRepository(ev.repo);
     const tag = ev.tag ?? ev.digest;
     const ref = tag.includes(':') ? `@${tag}` : `:${tag}`;
-    const repository: Record<string, unknown> = {
+    const repository: HarborWebhookPayload['event_data']['repository'] = {
       name: slash < 0 ? ev.repo : ev.repo.slice(slash + 1),
       namespace,
       repo_full_name: ev.repo,
       repo_type: project?.public ? 'public' : 'private',
     };
-    if (repoRec) repository.date_created = Math.floor(repoRec.createdAt / 1000);
-    return JSON.stringify({
+    // a push that creates the repository: it is created with the change, at `ev.at`
+    const created = repoRec?.createdAt ?? (ev.type === 'PUSH_ARTIFACT' ? ev.at ?? now : undefined);
+    if (created !== undefined) repository.date_created = Math.floor(created / 1000);
+    const payload: HarborWebhookPayload = {
       type: ev.type,
       occur_at: Math.floor(now / 1000),
       operator: ev.operator,
@@ -92,18 +111,19 @@ export class Webhooks {
         resources: [{ digest: ev.digest, tag, resource_url: `${this.#externalHost}/${ev.repo}${ref}` }],
         repository,
       },
-    });
+    };
+    return JSON.stringify(payload);
   }
 
   /** Outbox rows for `ev`: one per target of each enabled policy of the project that wants the type. */
-  deliveriesFor(ev: ArtifactEvent): NewDelivery[] {
+  async deliveriesFor(ev: ArtifactEvent): Promise<NewDelivery[]> {
     if (!this.#opts.enabled) return [];
-    const project = this.#meta.getProject(projectOf(ev.repo));
+    const project = await this.#meta.getProject(projectOf(ev.repo));
     if (!project) return [];
-    const policies = this.#meta.listPolicies(project.id).filter((p) => p.enabled && p.eventTypes.includes(ev.type));
+    const policies = (await this.#meta.listPolicies(project.id)).filter((p) => p.enabled && p.eventTypes.includes(ev.type));
     if (!policies.length) return [];
-    const now = Date.now();
-    const payload = this.payload(ev, now);
+    const now = this.#clock.now();
+    const payload = await this.payload(ev, now);
     const out: NewDelivery[] = [];
     for (const p of policies) {
       for (const t of p.targets) {
@@ -113,6 +133,16 @@ export class Webhooks {
         });
       }
     }
+    return out;
+  }
+
+  /**
+   * The outbox change `ev` makes, to be committed with the manifest change: its deliveries, and for
+   * an index push the pending untagged events of its manifests stopped (the index's event replaces them).
+   */
+  async outboxFor(ev: ArtifactEvent): Promise<OutboxChange> {
+    const out: OutboxChange = { enqueue: await this.deliveriesFor(ev) };
+    if (ev.children?.length) out.supersede = { repo: ev.repo, digests: ev.children, reason: SUPERSEDED };
     return out;
   }
 
@@ -128,9 +158,8 @@ export class Webhooks {
   }
 
   #schedule(ms: number): void {
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => void this.#tick(), ms);
-    this.#timer.unref();
+    this.#timer?.();
+    this.#timer = this.#clock.setTimer(ms, () => void this.#tick(), { unref: true });
   }
 
   async #tick(): Promise<void> {
@@ -142,8 +171,8 @@ export class Webhooks {
     }
     this.#running = true;
     try {
-      const now = Date.now();
-      const due = this.#meta.claimDue(now, 32, now - (this.#opts.timeoutMs + 60_000));
+      const now = this.#clock.now();
+      const due = await this.#meta.claimDue(now, CLAIM_BATCH, now - (this.#opts.timeoutMs + STALE_CLAIM_MARGIN_MS));
       await Promise.all(due.map((d) => {
         const p = this.#deliver(d).finally(() => this.#inflight.delete(p));
         this.#inflight.add(p);
@@ -155,14 +184,17 @@ export class Webhooks {
       this.#running = false;
     }
     if (this.#stopped) return;
-    const next = this.#meta.nextDue();
-    const wait = next === undefined ? this.#opts.pollIntervalMs : Math.max(0, Math.min(next - Date.now(), this.#opts.pollIntervalMs));
+    const next = await this.#meta.nextDue().catch((err: unknown) => {
+      this.#log.error({ err }, 'webhook outbox unreadable');
+      return undefined;
+    });
+    const wait = next === undefined ? this.#opts.pollIntervalMs : Math.max(0, Math.min(next - this.#clock.now(), this.#opts.pollIntervalMs));
     this.#schedule(wait);
   }
 
   async #deliver(d: Delivery): Promise<void> {
     const attempt = d.attempts + 1;
-    const started = Date.now();
+    const started = this.#clock.now();
     let statusCode = 0;
     let error = '';
     try {
@@ -171,15 +203,15 @@ export class Webhooks {
     } catch (err) {
       error = (err as Error).message;
     }
-    const durationMs = Date.now() - started;
+    const durationMs = this.#clock.now() - started;
     const ok = error === '';
     const retry = !ok && attempt <= this.#opts.maxRetries;
     const next = ok
       ? { status: 'Success' as const, nextAt: 0, error: '' }
       : retry
-        ? { status: 'Pending' as const, nextAt: Date.now() + this.#opts.backoffMs * 2 ** (attempt - 1), error }
+        ? { status: 'Pending' as const, nextAt: this.#clock.now() + this.#opts.backoffMs * 2 ** (attempt - 1), error }
         : { status: 'Error' as const, nextAt: 0, error };
-    this.#meta.recordAttempt(d.id, { attempt, at: started, statusCode, error, durationMs }, next);
+    await this.#meta.recordAttempt(d.id, { attempt, at: started, statusCode, error, durationMs }, next);
     this.#deliveries.inc({ result: ok ? 'success' : retry ? 'retry' : 'failed' });
     this.#log.info({ delivery: d.id, event: d.eventType, address: d.target.address, attempt, statusCode, error: error || undefined }, ok ? 'webhook delivered' : 'webhook failed');
   }
@@ -219,7 +251,7 @@ export class Webhooks {
   /** Stops the dispatcher and waits for deliveries in flight (they stay claimed and retry after a restart). */
   async stop(): Promise<void> {
     this.#stopped = true;
-    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer?.();
     this.#timer = undefined;
     await Promise.allSettled([...this.#inflight]);
   }

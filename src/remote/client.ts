@@ -11,10 +11,13 @@ import { createHash } from 'node:crypto';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { DigestMismatchError, FerryError, parseDigest, type ErrorCode } from '../core/index.js';
-import { MediaType, type Descriptor } from '../oci/index.js';
+import {
+  MediaType, parseImageIndex, parseManifestDocument, selectManifest,
+  type Descriptor, type ImageIndex, type ImageManifest, type ManifestChoice,
+} from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import { TokenCache, basicHeader, dockerConfigCredentials, parseChallenges, type Credentials } from './auth.js';
-import { apiHost, formatReference, manifestReference, type ImageReference } from './reference.js';
+import { apiHost, formatReference, manifestReference, withDigest, type ImageReference } from './reference.js';
 
 export interface RegistryClientOptions {
   /** Hosts to talk plain HTTP to. Default: loopback hosts (`localhost`, `127.*`, `[::1]`). */
@@ -40,6 +43,28 @@ export interface FetchedManifest {
   body: Buffer;
   mediaType: string;
   digest: string;
+}
+
+export interface GetManifestOptions {
+  accept?: string[];
+  signal?: AbortSignal;
+  /** Extra request headers (e.g. credentials a caller was handed for this registry). */
+  headers?: Record<string, string>;
+}
+
+/** Which manifest of a reference to use: see `ManifestChoice` (platform, Nydus preference). */
+export type ResolveImageOptions = ManifestChoice & Omit<GetManifestOptions, 'accept'>;
+
+/** One image manifest, found from a reference naming it or an index holding it. */
+export interface ResolvedImage {
+  /** The reference pinned to the manifest's digest. */
+  ref: ImageReference;
+  /** The validated manifest. */
+  manifest: ImageManifest;
+  /** Its bytes, media type and digest as fetched. */
+  fetched: FetchedManifest;
+  /** The index the reference named, and the entry of it that was chosen. */
+  index?: { index: ImageIndex; fetched: FetchedManifest; entry: Descriptor };
 }
 
 export interface BlobBody {
@@ -369,11 +394,11 @@ export class RegistryClient {
   }
 
   /** Fetches a manifest or index by tag or digest; verifies it against a digest reference. */
-  async getManifest(ref: ImageReference, opts: { accept?: string[]; signal?: AbortSignal } = {}): Promise<FetchedManifest> {
+  async getManifest(ref: ImageReference, opts: GetManifestOptions = {}): Promise<FetchedManifest> {
     const r = manifestReference(ref);
     const req: Req = {
       host: ref.registry, method: 'GET', path: `/v2/${ref.repository}/manifests/${r}`,
-      headers: { accept: (opts.accept ?? MANIFEST_ACCEPT).join(', ') }, scope: `repository:${ref.repository}:pull`,
+      headers: { ...(opts.headers ?? {}), accept: (opts.accept ?? MANIFEST_ACCEPT).join(', ') }, scope: `repository:${ref.repository}:pull`,
     };
     if (opts.signal) req.signal = opts.signal;
     const res = await this.expect(req, [200], `manifest ${formatReference(ref)}`);
@@ -397,6 +422,31 @@ export class RegistryClient {
       mediaType = parsed.mediaType ?? (Array.isArray(parsed.manifests) ? MediaType.OCI_INDEX : MediaType.OCI_MANIFEST);
     }
     return { body, mediaType, digest };
+  }
+
+  /**
+   * The image manifest `ref` stands for, validated: `ref`'s own when it names an image manifest;
+   * when it names an index, the entry `opts` chooses (this machine's platform by default; with
+   * `prefer: 'nydus'`, the platform's Nydus entry before the plain one). INVALID_ARGUMENT for a
+   * malformed document, NOT_FOUND when no entry fits, DATA_LOSS when the chosen entry is not an
+   * image manifest.
+   */
+  async resolveImage(ref: ImageReference, opts: ResolveImageOptions = {}): Promise<ResolvedImage> {
+    const get: GetManifestOptions = {
+      ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.headers ? { headers: opts.headers } : {}),
+    };
+    const top = await this.getManifest(ref, get);
+    const doc = parseManifestDocument(top.body, top.mediaType, `manifest ${formatReference(ref)}`);
+    if (doc.kind === 'manifest') return { ref: withDigest(ref, top.digest), manifest: doc.manifest, fetched: top };
+    const entry = selectManifest(doc.index, opts);
+    const pinned = withDigest(ref, entry.digest);
+    const fetched = await this.getManifest(pinned, get);
+    const child = parseManifestDocument(fetched.body, fetched.mediaType, `manifest ${formatReference(pinned)}`);
+    if (child.kind !== 'manifest') {
+      const what = `index ${formatReference(ref)}: entry ${entry.digest}`;
+      throw new FerryError('DATA_LOSS', `${what} is an index (${child.mediaType}), not an image manifest`);
+    }
+    return { ref: pinned, manifest: child.manifest, fetched, index: { index: doc.index, fetched: top, entry } };
   }
 
   /** HEAD of a manifest: its digest, media type and size, or undefined when absent. */
@@ -475,12 +525,7 @@ export class RegistryClient {
     if (res.status !== 200) return this.fail({ host: registry, method: 'GET', path }, `${registry}/${repository}@${digest}`, res, `referrers of ${digest}`);
     const body = Buffer.from(await res.arrayBuffer());
     if (body.length > MAX_MANIFEST) throw new FerryError('RESOURCE_EXHAUSTED', `referrers of ${digest} exceed ${MAX_MANIFEST} bytes`);
-    let idx: { manifests?: unknown };
-    try { idx = JSON.parse(body.toString('utf8')) as { manifests?: unknown }; } catch {
-      throw new FerryError('INVALID_ARGUMENT', `referrers of ${registry}/${repository}@${digest}: not JSON`);
-    }
-    if (!Array.isArray(idx.manifests)) throw new FerryError('INVALID_ARGUMENT', `referrers of ${registry}/${repository}@${digest}: no manifests array`);
-    const list = idx.manifests as Descriptor[];
+    const list = parseImageIndex(body, MediaType.OCI_INDEX, `referrers of ${registry}/${repository}@${digest}`).manifests;
     return artifactType ? list.filter((d) => d.artifactType === artifactType) : list;
   }
 

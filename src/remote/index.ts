@@ -10,5 +10,11 @@ export {
 export {
   parseChallenges, dockerConfigCredentials, decodeBasicAuth, basicHeader, TokenCache, type Credentials, type Challenge,
 } from './auth.js';
-export { RegistryClient, MANIFEST_ACCEPT, statusCode, type RegistryClientOptions, type FetchedManifest } from './client.js';
-export { resolvePlatform, resolveNydusManifest, isNydusEntry, parsePlatform, formatPlatform, platformMatches, currentPlatform } from './platform.js';
+export {
+  RegistryClient, MANIFEST_ACCEPT, statusCode, type RegistryClientOptions, type FetchedManifest, type GetManifestOptions,
+  type ResolveImageOptions, type ResolvedImage,
+} from './client.js';
+// Platform selection lives with the OCI model (oci/platform.ts); re-exported for the registry client's users.
+export {
+  resolvePlatform, resolveNydusManifest, isNydusEntry, parsePlatform, formatPlatform, platformMatches, currentPlatform, ANY_PLATFORM,
+} from '../oci/index.js';

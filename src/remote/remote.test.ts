@@ -3,10 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  parseReference, formatReference, parseChallenges, dockerConfigCredentials, TokenCache, resolvePlatform, resolveNydusManifest, parsePlatform,
-} from './index.js';
-import { MediaType, NYDUS_MANIFEST_ARTIFACT_TYPE, type ImageIndex } from '../oci/index.js';
+import { parseReference, formatReference, parseChallenges, dockerConfigCredentials, TokenCache } from './index.js';
 
 const D = `sha256:${'a'.repeat(64)}`;
 
@@ -60,34 +57,4 @@ test('TokenCache expires tokens before the server does', () => {
   assert.equal(c.get('h', 's', 1000), 'tok');
   assert.equal(c.get('h', 's', 55_000), undefined);
   assert.equal(c.get('h', 'other', 0), undefined);
-});
-
-test('resolvePlatform picks the matching manifest and names the ones available', () => {
-  const idx: ImageIndex = {
-    schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: [
-      { mediaType: MediaType.OCI_MANIFEST, digest: D, size: 1, platform: { os: 'linux', architecture: 'amd64' } },
-      { mediaType: MediaType.OCI_MANIFEST, digest: `sha256:${'b'.repeat(64)}`, size: 1, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
-    ],
-  };
-  assert.equal(resolvePlatform(idx, 'linux/amd64').digest, D);
-  assert.equal(resolvePlatform(idx, 'linux/arm64').digest, `sha256:${'b'.repeat(64)}`);
-  assert.throws(() => resolvePlatform(idx, 'linux/s390x'), /linux\/amd64, linux\/arm64\/v8/);
-  assert.throws(() => parsePlatform('linux'), { code: 'INVALID_ARGUMENT' });
-});
-
-test('resolveNydusManifest prefers the Nydus entry for the platform (artifactType or os.features), else the plain one', () => {
-  const d = (c: string): string => `sha256:${c.repeat(64)}`;
-  const idx: ImageIndex = {
-    schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: [
-      { mediaType: MediaType.OCI_MANIFEST, digest: d('1'), size: 1, platform: { os: 'linux', architecture: 'amd64' } },
-      { mediaType: MediaType.OCI_MANIFEST, digest: d('2'), size: 1, platform: { os: 'linux', architecture: 'arm64', 'os.features': ['nydus.remoteimage.v1'] } },
-      { mediaType: MediaType.OCI_MANIFEST, digest: d('3'), size: 1, artifactType: NYDUS_MANIFEST_ARTIFACT_TYPE, platform: { os: 'linux', architecture: 'amd64' } },
-      { mediaType: MediaType.OCI_MANIFEST, digest: d('4'), size: 1, platform: { os: 'linux', architecture: 's390x' } },
-    ],
-  };
-  assert.equal(resolveNydusManifest(idx, 'linux/amd64').digest, d('3'));
-  assert.equal(resolveNydusManifest(idx, parsePlatform('linux/arm64')).digest, d('2'));
-  assert.equal(resolveNydusManifest(idx, 'linux/s390x').digest, d('4'), 'no Nydus entry: the plain one');
-  assert.equal(resolveNydusManifest(idx).digest, d('2'), 'any platform: the first Nydus entry');
-  assert.throws(() => resolveNydusManifest(idx, 'linux/ppc64le'), /no manifest for platform linux\/ppc64le/);
 });

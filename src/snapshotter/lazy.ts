@@ -17,14 +17,15 @@ import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FerryError } from '../core/index.js';
-import { unpackBootstrapLayerFiles, writeBlobMetaFiles } from '../convert/index.js';
-import { isIndexMediaType, NydusAnnotation, type ImageConfig, type ImageIndex, type ImageManifest } from '../oci/index.js';
+import { writeBlobMetaFiles } from '../convert/index.js';
+import { unpackBootstrapLayerFiles } from '../format/rafs/index.js';
+import { NydusAnnotation, parseImageConfig, type ImageConfig, type ImageManifest, type PrefetchTrace } from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import {
-  basicHeader, currentPlatform, formatReference, parseReference, resolveNydusManifest, withDigest,
+  basicHeader, formatReference, parseReference, withDigest,
   type Credentials, type ImageReference, type RegistryClient,
 } from '../remote/index.js';
-import type { PrefetchTrace } from '../daemon/index.js';
+import type { LazyFs, MountInfo, MountRequest, StartupHint } from '../daemon/protocol.js';
 import type { RemoteLayerHint } from './labels.js';
 import { fetchPrefetchTrace, pushPrefetchTrace } from './trace.js';
 import type { MetaStore, LazyImageRow } from './store.js';
@@ -33,35 +34,13 @@ import type { RemoteLayers } from './snapshotter.js';
 const execFileP = promisify(execFile);
 /** Longest a mount waits for the prefetch-trace lookup (started with the manifest) to answer. */
 const TRACE_WAIT_MS = 1000;
-
-/** The daemon's mount API (src/daemon `Daemon` in-process, or `DaemonClient` to `ferry daemon`). */
-export interface LazyMountRequest {
-  id: string;
-  mountpoint: string;
-  bootstrapPath: string;
-  mode?: 'erofs' | 'fuse';
-  backend: { type: 'registry'; host: string; repo: string; insecure?: boolean; auth?: string; proxy?: string } | { type: 'localfs'; dir: string };
-  cacheDir?: string;
-  prefetch?: boolean | string[];
-  startup?: StartupHint;
-  trace?: PrefetchTrace;
-}
-/** The command an image's containers run (config Entrypoint + Cmd, Env, WorkingDir). */
-export interface StartupHint { argv: string[]; env?: string[]; workingDir?: string }
-export interface LazyMountInfo extends LazyMountRequest {
-  metrics: { bytesFetched: number; chunksCached: number; cacheHitRatio: number; backendErrors: number };
-}
-export interface LazyFs {
-  mount(req: LazyMountRequest): Promise<LazyMountInfo>;
-  umount(id: string): Promise<void>;
-  list(): Promise<LazyMountInfo[]>;
-  trace(id: string): Promise<PrefetchTrace>;
-  close(): Promise<void>;
-}
+/** Largest image config read for the startup hint. */
+const MAX_CONFIG_BYTES = 4 << 20;
 
 export interface LazyImagesOptions {
   root: string;
   store: MetaStore;
+  /** The daemon's mount API (src/daemon `Daemon` in-process, or `DaemonClient` to `ferry daemon`). */
   lazyFs: LazyFs;
   registry: RegistryClient;
   mode?: 'erofs' | 'fuse';
@@ -184,17 +163,11 @@ export class LazyImages implements RemoteLayers {
   private async resolve(ref: ImageReference, insecure: boolean): Promise<Resolved | null> {
     const t0 = Date.now();
     const reg = this.o.registry;
-    let m = await reg.getManifest(ref);
-    let parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest | ImageIndex;
-    if (isIndexMediaType(m.mediaType) || Array.isArray((parsed as ImageIndex).manifests)) {
-      const idx = parsed as ImageIndex;
-      m = await reg.getManifest(withDigest(ref, resolveNydusManifest(idx, currentPlatform()).digest));
-      parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest;
-    }
-    const man = parsed as ImageManifest;
+    const { manifest: man, fetched: m } = await reg.resolveImage(ref, { prefer: 'nydus' });
     // the config (for the startup hint) is fetched alongside; only the mount waits for it
-    const config = this.o.startupPrefetch === false || !man.config?.digest ? Promise.resolve(undefined)
-      : reg.getBlobBuffer(ref.registry, ref.repository, man.config.digest, 4 << 20).then((b) => JSON.parse(b.toString('utf8')) as ImageConfig)
+    const config = this.o.startupPrefetch === false ? Promise.resolve(undefined)
+      : reg.getBlobBuffer(ref.registry, ref.repository, man.config.digest, MAX_CONFIG_BYTES)
+        .then((b) => parseImageConfig(b, `config ${man.config.digest}`))
         .catch((err: unknown) => { this.log.debug({ err, ref: formatReference(ref) }, 'image config unreadable: no startup prefetch'); return undefined; });
     return this.fromManifest(ref, m.digest, man, insecure, t0, config);
   }
@@ -253,12 +226,12 @@ export class LazyImages implements RemoteLayers {
     return bootPath;
   }
 
-  private mountRequest(row: LazyImageRow): LazyMountRequest {
+  private mountRequest(row: LazyImageRow): MountRequest {
     const creds = this.o.credentials?.(row.registry);
-    const backend: LazyMountRequest['backend'] = { type: 'registry', host: row.registry, repo: row.repo, insecure: row.insecure };
+    const backend: MountRequest['backend'] = { type: 'registry', host: row.registry, repo: row.repo, insecure: row.insecure };
     if (creds) backend.auth = basicHeader(creds).replace(/^Basic /, '');
     if (this.o.proxy) backend.proxy = this.o.proxy;
-    const req: LazyMountRequest = {
+    const req: MountRequest = {
       id: mountIdOf(row.id), mountpoint: this.mountpoint(row.id), bootstrapPath: this.bootstrapPath(row.id), backend,
     };
     if (this.o.mode) req.mode = this.o.mode;
@@ -360,9 +333,9 @@ export class LazyImages implements RemoteLayers {
   async restore(lazyIds: string[]): Promise<void> {
     // A fresh in-process daemon cleans up what a killed predecessor left on the same data dir
     // (dead FUSE mounts, loop devices) before we mount again; a separate daemon keeps its mounts.
-    const fresh = this.o.lazyFs as LazyFs & { recorded?: () => Promise<unknown[]>; restore?: (o: { remount: boolean }) => Promise<unknown> };
-    if (typeof fresh.recorded === 'function' && typeof fresh.restore === 'function' && (await fresh.list()).length === 0) {
-      await fresh.restore({ remount: false }).catch((err: unknown) => this.log.warn({ err }, 'daemon leftover cleanup failed'));
+    const fs = this.o.lazyFs;
+    if (fs.restore && (await fs.list()).length === 0) {
+      await fs.restore({ remount: false }).catch((err: unknown) => this.log.warn({ err }, 'daemon leftover cleanup failed'));
     }
     for (const id of lazyIds) {
       try {
@@ -374,7 +347,7 @@ export class LazyImages implements RemoteLayers {
   }
 
   /** Metrics of the daemon's mounts of our images. */
-  async mounts(): Promise<LazyMountInfo[]> {
+  async mounts(): Promise<MountInfo[]> {
     return (await this.o.lazyFs.list()).filter((m) => m.id.startsWith('ferry-snap-'));
   }
 

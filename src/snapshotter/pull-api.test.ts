@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FerryError } from '../core/index.js';
 import { servePullApi } from './pull-api.js';
-import { requestPull, requestTrace, type PullRequestBody } from './pull-api-client.js';
-import type { PullResult } from './pull.js';
+import { requestPull, requestTrace } from './pull-api-client.js';
+import type { PullRequestBody, PullResult } from './protocol.js';
 
 function post(socketPath: string, path: string, body: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {

@@ -12,16 +12,18 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Transform } from 'node:stream';
 import { FerryError } from '../core/index.js';
-import { isIndexMediaType, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest } from '../oci/index.js';
+import { parseImageConfig, parsePlatform, type Descriptor, type ImageConfig, type ImageManifest } from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import {
-  currentPlatform, formatReference, parsePlatform, parseReference, resolveNydusManifest, RegistryClient, withDigest,
-  type Credentials, type ImageReference,
+  formatReference, parseReference, RegistryClient, type Credentials, type ImageReference,
 } from '../remote/index.js';
-// client.js/containerd.js (grpc-js, proto loading: ~0.1–0.2 s) load while the registry answers
-import type { GrpcConnection } from './client.js';
-import type { ContentDescriptor } from './containerd.js';
+// containerd/ (grpc-js, proto loading: ~0.1–0.2 s) loads while the registry answers
+import type { ContentDescriptor, GrpcConnection } from '../containerd/index.js';
 import { Label, MAX_LABEL_BYTES } from './labels.js';
+import type { PulledLayer, PullResult } from './protocol.js';
+
+/** Largest image config read from the registry. */
+const MAX_CONFIG_BYTES = 16 << 20;
 
 export interface PullOptions {
   /** containerd's gRPC socket. */
@@ -44,19 +46,6 @@ export interface PullOptions {
   /** An open connection to containerd at `address` to use (and leave open) instead of a new one. */
   connection?: GrpcConnection;
 }
-
-export interface PulledLayer { digest: string; chainId: string; how: 'remote' | 'applied' | 'present'; bytes: number }
-
-export interface PullResult {
-  name: string;
-  manifestDigest: string;
-  configDigest: string;
-  layers: PulledLayer[];
-  /** Bytes read from the registry (manifests, config, layer blobs). */
-  bytesFetched: number;
-  ms: number;
-}
-
 
 export function chainIds(diffIds: string[]): string[] {
   const out: string[] = [];
@@ -83,10 +72,10 @@ function desc(d: Descriptor): ContentDescriptor {
 }
 
 export async function pullImage(o: PullOptions): Promise<PullResult> {
-  const grpcModules = Promise.all([
-    import('./client.js'), import('./containerd.js'),
-    import('./proto.js').then((p) => p.serviceConstructor('snapshots')), // parses the .proto files once
-  ]);
+  const grpcModules = import('../containerd/index.js').then((c) => {
+    c.serviceConstructor('snapshots'); // parses the .proto files once
+    return c;
+  });
   grpcModules.catch(() => undefined); // awaited below; no unhandled rejection if the registry fails first
   const t0 = Date.now();
   const log = (o.log ?? silentLogger()).child({ component: 'pull' });
@@ -109,30 +98,21 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
   let fetched = 0;
 
   // manifest (an index resolves to this platform's manifest, preferring a Nydus one)
-  let m = await reg.getManifest(ref);
-  fetched += m.body.length;
-  let parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest | ImageIndex;
-  if (isIndexMediaType(m.mediaType) || Array.isArray((parsed as ImageIndex).manifests)) {
-    const plat = o.platform ? parsePlatform(o.platform) : currentPlatform();
-    const idx = parsed as ImageIndex;
-    m = await reg.getManifest(withDigest(ref, resolveNydusManifest(idx, plat).digest));
-    fetched += m.body.length;
-    parsed = JSON.parse(m.body.toString('utf8')) as ImageManifest;
-  }
-  const manifest = parsed as ImageManifest;
-  if (!manifest.config || !Array.isArray(manifest.layers)) throw new FerryError('INVALID_ARGUMENT', `${name}: not an image manifest`);
-  const configBuf = await reg.getBlobBuffer(ref.registry, ref.repository, manifest.config.digest, 16 * 1024 * 1024);
+  const resolved = await reg.resolveImage(ref, { prefer: 'nydus', ...(o.platform ? { platform: parsePlatform(o.platform) } : {}) });
+  const { manifest, fetched: m } = resolved;
+  fetched += m.body.length + (resolved.index?.fetched.body.length ?? 0);
+  const configBuf = await reg.getBlobBuffer(ref.registry, ref.repository, manifest.config.digest, MAX_CONFIG_BYTES);
   fetched += configBuf.length;
-  const config = JSON.parse(configBuf.toString('utf8')) as ImageConfig;
+  const config = parseImageConfig(configBuf, `${name}: config ${manifest.config.digest}`);
   o.onResolved?.(ref, m.digest, manifest, config);
-  const diffIds = config.rootfs?.diff_ids ?? [];
+  const diffIds = config.rootfs.diff_ids;
   if (diffIds.length !== manifest.layers.length) {
     throw new FerryError('INVALID_ARGUMENT', `${name}: ${manifest.layers.length} layers but ${diffIds.length} diff_ids`);
   }
   const chains = chainIds(diffIds);
   say(`resolved ${name} → ${m.digest} (${manifest.layers.length} layers)`);
 
-  const [{ GrpcConnection, SnapshotsClient }, { ContainerdApi }] = await grpcModules;
+  const { GrpcConnection, SnapshotsClient, ContainerdApi } = await grpcModules;
   const root = o.connection ? o.connection.with({ namespace }) : new GrpcConnection(o.address, { namespace });
   try {
     const leaseApi = new ContainerdApi(root);

@@ -10,9 +10,8 @@ import { bindPrivate } from '../httpx/index.js';
 import * as grpc from '@grpc/grpc-js';
 import { FerryError } from '../core/index.js';
 import { Counter, Histogram, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
-import { toGrpcError } from './grpc-status.js';
-import { serviceConstructor, toTimestamp, type PbInfo } from './proto.js';
-import type { Mount, SnapshotInfo, Snapshotter } from './snapshotter.js';
+import { serviceConstructor, toGrpcError, toTimestamp, type Mount, type PbInfo, type SnapshotInfo } from '../containerd/index.js';
+import type { Snapshotter } from './snapshotter.js';
 
 const LIST_BATCH = 100;
 

@@ -5,15 +5,16 @@
  * Prometheus `/metrics` on HTTP (TCP `host:port` or a unix socket), and the pull API on an
  * owner-only unix socket (`ferry pull` served in this warm process; see pull-api.ts).
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { listenPrivate } from '../httpx/index.js';
+import { Router, listenPrivate, requestUrl, sendError } from '../httpx/index.js';
 import type { SnapshotterConfig } from '../config/snapshotter.js';
 import { createMetricsRegistry, Gauge, metricsHandler, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
 import { RegistryClient, type Credentials } from '../remote/index.js';
-import { GrpcConnection } from './client.js';
-import { LazyImages, type LazyFs } from './lazy.js';
+import { GrpcConnection } from '../containerd/index.js';
+import type { LazyFs } from '../daemon/protocol.js';
+import { LazyImages } from './lazy.js';
 import { pullImage } from './pull.js';
 import { servePullApi, type PullApiServer } from './pull-api.js';
 import { serveSnapshots, type SnapshotServer } from './server.js';
@@ -104,9 +105,11 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
   void lazyMounts; void fetched;
 
   let grpcServer: SnapshotServer | undefined;
+  const metricsRoutes = new Router<{ req: IncomingMessage; res: ServerResponse }>()
+    .get('/metrics', ({ req, res }) => metricsHandler(metrics, req, res));
   const httpServer = createServer((req, res) => {
-    if (req.url === '/metrics') void metricsHandler(metrics, req, res);
-    else { res.writeHead(404).end(); }
+    (async () => metricsRoutes.dispatch(req.method ?? 'GET', requestUrl(req).pathname, { req, res }))()
+      .catch((err: unknown) => sendError(res, err));
   });
   // One connection per containerd socket, kept open across pulls.
   const containerd = new Map<string, GrpcConnection>();

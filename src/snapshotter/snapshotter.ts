@@ -16,19 +16,11 @@ import { FerryError } from '../core/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import { matchesAny, parseFilter, type FieldAdaptor } from './filters.js';
 import { Label, remoteHint, validateLabels, type RemoteLayerHint } from './labels.js';
+import type { Mount, SnapshotInfo } from '../containerd/index.js';
 import { MetaStore, type Kind, type SnapshotRow } from './store.js';
 import { diskUsage, type Usage } from './usage.js';
 
-export interface Mount { type: string; source: string; target: string; options: string[] }
-
-export interface SnapshotInfo {
-  name: string;
-  parent: string;
-  kind: Kind;
-  created: number;
-  updated: number;
-  labels: Record<string, string>;
-}
+export type { Mount, SnapshotInfo } from '../containerd/index.js';
 
 /** The lazy-layer side of the snapshotter (implemented in lazy.ts over the daemon). */
 export interface RemoteLayers {

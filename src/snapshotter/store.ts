@@ -8,8 +8,9 @@
  */
 import Database from 'better-sqlite3';
 import { FerryError } from '../core/index.js';
+import type { Kind } from '../containerd/index.js';
 
-export type Kind = 'VIEW' | 'ACTIVE' | 'COMMITTED';
+export type { Kind };
 
 export interface SnapshotRow {
   id: number;

@@ -5,6 +5,9 @@ import { createServer, type Server } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DigestMismatchError, FerryError } from '../core/index.js';
+import { chunkDigest, getCodec } from '../format/compress/index.js';
+import { FakeClock } from '../../test/support/clock.js';
 import { StorageDevice, LocalFsBackend, RegistryBackend, type Backend, type DeviceBlob, type DeviceChunk } from './index.js';
 
 const CHUNK = 64 * 1024;
@@ -110,7 +113,45 @@ test('storage: corrupt chunk is refetched once then fails; the rest of the blob 
   }
 });
 
-test('storage: a registry that stops answering fails the read within the deadline, then recovers', async () => {
+test('storage: a backend that never answers (and ignores the abort) fails the read at the deadline, not before; then recovers', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-storage-'));
+  try {
+    const { id, bytes, blob, view } = makeBlob(3);
+    writeFileSync(join(dir, id), bytes);
+    const local = new LocalFsBackend(dir);
+    let hang = true;
+    const signals: AbortSignal[] = [];
+    const hanging: Backend = {
+      kind: 'hang',
+      read: (i, o, l, sig) => { signals.push(sig); return hang ? new Promise<Buffer>(() => undefined) : local.read(i, o, l); },
+      fallbacks: () => 0,
+      close: async () => { await local.close(); },
+    };
+    const clock = new FakeClock();
+    const dev = await StorageDevice.open({ blobs: [blob], backend: hanging, cacheDir: join(dir, 'cache'), requestDeadlineMs: 1500, clock });
+    const outcome: { v?: unknown } = {};
+    const read = dev.read(id, 0, 10).then((b) => { outcome.v = b; }, (e: unknown) => { outcome.v = e; });
+    await clock.timerSet();
+    await clock.advance(1499);
+    assert.equal(outcome.v, undefined, 'still waiting 1 ms before the deadline');
+    assert.equal(signals[0]!.aborted, false);
+    await clock.advance(1); // settles within the advance: no waiting on anything else
+    const err: unknown = outcome.v;
+    assert.ok(FerryError.hasCode(err, 'DEADLINE_EXCEEDED'), `failed at the deadline: ${String(err)}`);
+    assert.match((err as Error).message, /backend gave no data in 1500 ms/);
+    assert.equal(signals[0]!.aborted, true, 'the backend request was aborted');
+    assert.equal(dev.stats.backendErrors, 1);
+    await read;
+    hang = false; // the backend is back
+    assert.ok((await dev.read(id, 0, 10)).equals(view.subarray(0, 10)));
+    assert.equal(clock.pending, 0, 'the deadline timer of a finished request is cancelled');
+    await dev.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('storage: a registry that accepts connections and never answers fails the read (backend timeout), then recovers', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ferry-storage-'));
   const sockets = new Set<import('node:net').Socket>();
   const server: Server = createServer((s) => { sockets.add(s); s.on('error', () => undefined); }); // accepts, never answers
@@ -128,10 +169,10 @@ test('storage: a registry that stops answering fails the read within the deadlin
       fallbacks: () => 0,
       close: async () => { await local.close(); },
     };
-    const dev = await StorageDevice.open({ blobs: [blob], backend: switching, cacheDir: join(dir, 'cache'), requestDeadlineMs: 1500 });
-    const t0 = Date.now();
-    await assert.rejects(dev.read(id, 0, 10));
-    assert.ok(Date.now() - t0 < 2500, `failed after ${Date.now() - t0} ms`);
+    // the device deadline is far off: the backend's own timeout is what ends the read
+    const dev = await StorageDevice.open({ blobs: [blob], backend: switching, cacheDir: join(dir, 'cache'), requestDeadlineMs: 600_000 });
+    await assert.rejects(dev.read(id, 0, 10), (e: Error) => !/backend gave no data/.test(e.message));
+    assert.ok(sockets.size >= 1, 'the registry was asked');
     assert.equal(dev.stats.backendErrors, 1);
     useLocal = true; // the backend is back
     assert.ok((await dev.read(id, 0, 10)).equals(view.subarray(0, 10)));
@@ -148,15 +189,20 @@ test('storage: prefetch fills the cache in the background under a bandwidth limi
   try {
     const { id, bytes, blob } = makeBlob(8);
     writeFileSync(join(dir, id), bytes);
-    const dev = await StorageDevice.open({ blobs: [blob], backend: new LocalFsBackend(dir), cacheDir: join(dir, 'cache'), prefetchMergeBytes: 128 * 1024, prefetchBandwidth: 2 * 1024 * 1024 });
-    const t0 = Date.now();
+    const clock = new FakeClock();
+    const bw = 2 * 1024 * 1024;
+    const dev = await StorageDevice.open({ blobs: [blob], backend: new LocalFsBackend(dir), cacheDir: join(dir, 'cache'), prefetchMergeBytes: 128 * 1024, prefetchBandwidth: bw, clock });
+    const t0 = clock.now();
     dev.prefetch('all');
-    await dev.prefetchIdle();
-    const ms = Date.now() - t0;
+    await clock.runUntil(dev.prefetchIdle(), { maxStepMs: 1000 }); // the pauses, not the 30 s request deadlines
     assert.equal(dev.chunksCached(), 8);
-    // ~450 KiB at 2 MiB/s: at least ~150 ms (the last batch's sleep may be cut short).
-    assert.ok(ms >= 150, `prefetch took only ${ms} ms`);
     assert.equal(dev.stats.prefetchedBytes, bytes.length);
+    // 128 KiB requests (two chunks each), each followed by a pause of its bytes ÷ bandwidth (no
+    // time passes during the reads on this clock, so each pause is the whole budget)
+    const batches = [2 * CHUNK, 2 * CHUNK, 2 * CHUNK, CHUNK + 5000];
+    assert.deepEqual(clock.history.filter((t) => t.sleep).map((t) => t.ms), batches.map((b) => (b / bw) * 1000));
+    const took = clock.now() - t0;
+    assert.ok(Math.abs(took - (bytes.length / bw) * 1000) < 0.01, `the prefetch took bytes ÷ bandwidth (${took} ms)`);
     await dev.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -192,6 +238,95 @@ test('storage: the access trace lists chunks fetched for readers in order, not b
     assert.equal(idle, true, 'urgent prefetch finished before the on-demand read');
     release();
     assert.ok((await slow).equals(view.subarray(35 * CHUNK, 35 * CHUNK + 10)));
+    await dev.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/**
+ * A blob of zstd chunks with blake3 digests, decoded by the device with format/compress's
+ * decodeChunk (what the daemon uses), small chunks on the calling thread and large ones in the decode threads.
+ * `corrupt`: chunk indexes whose stored bytes are replaced by a well-formed zstd frame of the same
+ * length holding other bytes — they decompress cleanly, only the digest comparison can tell.
+ */
+function makeZstdBlob(sizes: number[], corrupt: number[]): { id: string; bytes: Buffer; blob: DeviceBlob; view: Buffer } {
+  const zstd = getCodec('zstd');
+  const parts: Buffer[] = [];
+  const chunks: DeviceChunk[] = [];
+  const plains: Buffer[] = [];
+  let co = 0;
+  let uo = 0;
+  sizes.forEach((size, i) => {
+    let text = '';
+    for (let n = 0; text.length < size; n++) text += `chunk ${i} line ${n} ${(n * 7919) % 1000}\n`;
+    const plain = Buffer.from(text).subarray(0, size);
+    let stored = zstd.compress(plain)!;
+    if (corrupt.includes(i)) {
+      // a byte changed inside a line: the frame of the altered bytes has the same length (bounded search)
+      let found: Buffer | undefined;
+      for (let pos = 1000; pos < 1000 + 64 && !found; pos++) {
+        const altered = Buffer.from(plain);
+        altered[pos] = altered[pos] === 0x61 ? 0x62 : 0x61;
+        const frame = zstd.compress(altered)!;
+        if (frame.length === stored.length && zstd.decompress(frame, size).equals(altered)) found = frame;
+      }
+      assert.ok(found, `a same-length corrupt frame for chunk ${i}`);
+      stored = found;
+    }
+    parts.push(stored);
+    plains.push(plain);
+    chunks.push({ chunkIndex: i, compressedOffset: co, compressedSize: stored.length, uncompressedOffset: uo, uncompressedSize: size, compressed: true, digest: chunkDigest('blake3', plain) });
+    co += stored.length;
+    uo += Math.ceil(size / 4096) * 4096;
+  });
+  const bytes = Buffer.concat(parts);
+  const id = createHash('sha256').update(bytes).digest('hex');
+  const view = Buffer.alloc(uo);
+  chunks.forEach((c, i) => plains[i]!.copy(view, c.uncompressedOffset));
+  const blob: DeviceBlob = { blobId: id, uncompressedSize: uo, chunkCount: sizes.length, chunks, codec: { compressor: 'zstd', digester: 'blake3' } };
+  return { id, bytes, blob, view };
+}
+
+test('storage: with the RAFS decoder, chunks that decompress cleanly to other bytes fail their digest (inline and in the decode threads)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-storage-'));
+  try {
+    const small = 64 * 1024;
+    const big = 320 * 1024; // over the inline limit: decoded in a worker thread
+    const { id, bytes, blob, view } = makeZstdBlob([small, big, small, big], [0, 1]);
+    writeFileSync(join(dir, id), bytes);
+    const dev = await StorageDevice.open({ blobs: [blob], backend: new LocalFsBackend(dir), cacheDir: join(dir, 'cache'), amplifyBytes: 0 });
+    const at = (i: number): number => blob.chunks[i]!.uncompressedOffset;
+    const digestFailure = (i: number) => (e: Error & { cause?: Error }): boolean => FerryError.hasCode(e, 'DATA_LOSS') &&
+      new RegExp(`chunk ${i}: corrupt after refetch`).test(e.message) && /digest mismatch: expected blake3:/.test(e.cause?.message ?? '');
+    await assert.rejects(dev.read(id, at(0) + 10, 100), (e: Error & { cause?: Error }) => digestFailure(0)(e) && e.cause instanceof DigestMismatchError);
+    assert.equal(dev.stats.digestMismatches, 2, 'fetched, refetched, both failed the digest');
+    await assert.rejects(dev.read(id, at(1) + 10, 100), digestFailure(1));
+    assert.equal(dev.stats.digestMismatches, 4);
+    assert.equal(dev.chunksCached(), 0, 'nothing unverified is cached');
+    // the good chunks of the same blob read, through the same decoders
+    assert.ok((await dev.read(id, at(2), small)).equals(view.subarray(at(2), at(2) + small)));
+    assert.ok((await dev.read(id, at(3), big)).equals(view.subarray(at(3), at(3) + big)));
+    await dev.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('storage: the access trace covers the first 30 s after the device opened', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-storage-'));
+  try {
+    const { id, bytes, blob } = makeBlob(4);
+    writeFileSync(join(dir, id), bytes);
+    const clock = new FakeClock();
+    const dev = await StorageDevice.open({ blobs: [blob], backend: new LocalFsBackend(dir), cacheDir: join(dir, 'cache'), amplifyBytes: 0, clock });
+    await dev.read(id, 0, 10);
+    await clock.advance(30_000);
+    await dev.read(id, CHUNK, 10); // at 30 s: still recorded
+    await clock.advance(1);
+    await dev.read(id, 2 * CHUNK, 10); // past it: fetched, not recorded
+    assert.deepEqual(dev.trace().map((t) => t.chunkIndex), [0, 1]);
+    assert.equal(dev.chunksCached(), 3);
     await dev.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });

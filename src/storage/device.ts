@@ -9,7 +9,7 @@
  * stops answering fails the read instead of hanging it. Which requests to make is the fetch
  * planner's decision (fetch-plan.ts); background prefetch is the prefetcher's (prefetcher.ts).
  */
-import { FerryError, DigestMismatchError } from '../core/index.js';
+import { FerryError, DigestMismatchError, systemClock, type Clock } from '../core/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import { decodeChunk, type ChunkCodec } from '../format/compress/index.js';
 import type { ChunkRef } from '../format/rafs/index.js';
@@ -74,6 +74,8 @@ export interface StorageDeviceOptions {
   prefetchBandwidth?: number;
   /** worker threads decoding chunks over INLINE_DECODE_MAX (default 2; 0 = main thread) */
   decodeThreads?: number;
+  /** time for deadlines, prefetch throttling and the trace window (default the system clock) */
+  clock?: Clock;
 }
 
 /** Chunks up to this uncompressed size are decoded on the calling thread, bigger ones in the pool. */
@@ -145,7 +147,8 @@ export class StorageDevice {
   private readonly prefetcher: Prefetcher<BlobState, DeviceChunk>;
   /** Chunks in the order they were first fetched for a reader (see `trace`). */
   private readonly traced: Array<{ blobId: string; chunkIndex: number }> = [];
-  private readonly openedAt = Date.now();
+  private readonly clock: Clock;
+  private readonly openedAt: number;
   /** Decode threads: created by `startDecoders()` or at the first decode (undefined until then). */
   private pool: DecodePool | null | undefined;
 
@@ -153,8 +156,10 @@ export class StorageDevice {
     this.log = (o.log ?? silentLogger()).child({ component: 'storage' });
     this.amplify = Math.max(0, o.amplifyBytes ?? DEFAULT_AMPLIFY_BYTES);
     this.deadline = o.requestDeadlineMs ?? DEFAULT_REQUEST_DEADLINE_MS;
+    this.clock = o.clock ?? systemClock;
+    this.openedAt = this.clock.now();
     this.prefetcher = new Prefetcher<BlobState, DeviceChunk>({
-      mergeBytes: o.prefetchMergeBytes ?? DEFAULT_MERGE_BYTES, bandwidth: o.prefetchBandwidth ?? 0, log: this.log,
+      mergeBytes: o.prefetchMergeBytes ?? DEFAULT_MERGE_BYTES, bandwidth: o.prefetchBandwidth ?? 0, log: this.log, clock: this.clock,
       reading: () => this.onDemand > 0,
       skip: (s, i) => s.cache.isReady(i) || s.inflight.has(i),
       fetch: (s, batch, opts) => this.ensure(s, batch, { prefetch: true, record: opts.record === true }),
@@ -289,7 +294,7 @@ export class StorageDevice {
   }
 
   private record(s: BlobState, groups: DeviceChunk[][]): void {
-    if (this.traced.length >= TRACE_MAX_CHUNKS || Date.now() - this.openedAt > TRACE_WINDOW_MS) return;
+    if (this.traced.length >= TRACE_MAX_CHUNKS || this.clock.now() - this.openedAt > TRACE_WINDOW_MS) return;
     for (const g of groups) for (const c of g) this.traced.push({ blobId: s.blob.blobId, chunkIndex: c.chunkIndex });
     if (this.traced.length > TRACE_MAX_CHUNKS) this.traced.length = TRACE_MAX_CHUNKS;
   }
@@ -391,7 +396,7 @@ export class StorageDevice {
 
   private async backendRead(blobId: string, offset: number, length: number): Promise<Buffer> {
     const ctl = new AbortController();
-    const timer = setTimeout(() => ctl.abort(new FerryError('DEADLINE_EXCEEDED', `blob ${blobId}: backend gave no data in ${this.deadline} ms`)), this.deadline);
+    const cancel = this.clock.setTimer(this.deadline, () => ctl.abort(new FerryError('DEADLINE_EXCEEDED', `blob ${blobId}: backend gave no data in ${this.deadline} ms`)));
     this.stats.requests++;
     try {
       const p = this.o.backend.read(blobId, offset, length, ctl.signal);
@@ -400,7 +405,7 @@ export class StorageDevice {
       this.stats.bytesFetched += buf.length;
       return buf;
     } finally {
-      clearTimeout(timer);
+      cancel();
     }
   }
 

@@ -6,7 +6,7 @@
  * about to read these) goes ahead of queued background ones and does not wait. The device supplies
  * the fetching (`fetch`), what is cached or in flight (`skip`) and whether reads are in progress.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
+import type { Clock } from '../core/index.js';
 import type { Logger } from '../observe/index.js';
 import { nextPrefetchBatch, type ChunkPlace } from './fetch-plan.js';
 
@@ -22,6 +22,8 @@ export interface PrefetcherOptions<B, C extends ChunkPlace> {
   /** bytes per second, 0 = unlimited */
   bandwidth: number;
   log: Logger;
+  /** time for the throttle and the waits behind on-demand reads */
+  clock: Clock;
   /** true while on-demand reads are in progress (background prefetch waits for them) */
   reading(): boolean;
   /** true for a chunk of `blob` that is cached or being fetched already */
@@ -63,18 +65,18 @@ export class Prefetcher<B, C extends ChunkPlace> {
   }
 
   private async run(): Promise<void> {
-    const { mergeBytes, bandwidth } = this.o;
+    const { mergeBytes, bandwidth, clock } = this.o;
     while (!this.closed && this.queue.length) {
       const { blob, chunks, opts } = this.queue.shift()!;
       const skip = (chunkIndex: number): boolean => this.o.skip(blob, chunkIndex);
       let i = 0;
       while (!this.closed && i < chunks.length) {
         // On-demand reads first: wait while any is in progress.
-        while (!opts.urgent && this.o.reading() && !this.closed) await sleep(ON_DEMAND_POLL_MS);
+        while (!opts.urgent && this.o.reading() && !this.closed) await clock.sleep(ON_DEMAND_POLL_MS);
         const { batch, bytes, next } = nextPrefetchBatch(chunks, i, mergeBytes, skip);
         i = next;
         if (!batch.length) continue;
-        const t0 = Date.now();
+        const t0 = clock.now();
         try {
           await this.o.fetch(blob, batch, opts);
         } catch (err) {
@@ -83,8 +85,8 @@ export class Prefetcher<B, C extends ChunkPlace> {
         }
         if (bandwidth > 0) {
           const want = (bytes / bandwidth) * 1000;
-          const spent = Date.now() - t0;
-          if (want > spent) await sleep(want - spent);
+          const spent = clock.now() - t0;
+          if (want > spent) await clock.sleep(want - spent);
         }
       }
     }

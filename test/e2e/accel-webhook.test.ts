@@ -19,12 +19,11 @@ import { startAccel, type AccelHandle, type TaskView } from '../../src/accel/ind
 import { RegistryClient, parseReference } from '../../src/remote/index.js';
 import { checkImage } from '../../src/convert/index.js';
 import { pushImage, type BuiltImage } from '../../src/bench/env/index.js';
-import { MediaType, NydusAnnotation, type ImageManifest } from '../../src/oci/index.js';
+import { MediaType, NydusAnnotation, parseImageManifest } from '../../src/oci/index.js';
 import { makeTestImage, eventually } from './convert-support.js';
 import { fsckErofs } from '../support/erofs.js';
 import { blobView } from '../../src/builder/index.js';
-import { openBootstrap } from '../../src/format/rafs/index.js';
-import { unpackBootstrapLayer } from '../../src/convert/index.js';
+import { openBootstrap, unpackBootstrapLayer } from '../../src/format/rafs/index.js';
 import { createWriteStream } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
@@ -36,6 +35,20 @@ let reg: RegistryHandle;
 let accel: AccelHandle;
 let image: BuiltImage;
 let client: RegistryClient;
+/** The registry's webhook policy pointing at accel. */
+let policyUrl: string;
+
+/**
+ * Waits (bounded) until every webhook delivery of the policy is final (Success, Error, Stopped):
+ * from then on accel has answered every event it will get — and it queues a task before answering.
+ */
+async function deliveriesFinal(): Promise<void> {
+  const auth = { authorization: `Basic ${Buffer.from(`admin:${PASSWORD}`).toString('base64')}` };
+  await eventually('every webhook delivery final', async () => {
+    const list = (await (await fetch(`${policyUrl}/executions`, { headers: auth })).json()) as Array<{ status: string }>;
+    return list.every((e) => e.status !== 'Pending' && e.status !== 'Running') ? list : undefined;
+  }, 60_000, 50);
+}
 
 before(async () => {
   requirePrereqs({ commands: ['skopeo', 'setfattr', 'tar', 'fsck.erofs'] });
@@ -73,6 +86,7 @@ before(async () => {
     }),
   });
   assert.equal(res.status, 201, await res.text());
+  policyUrl = `${reg.url}${res.headers.get('location')!}`;
   client = new RegistryClient({ credentials: () => ({ username: 'admin', password: PASSWORD }) });
   image = await makeTestImage(join(dir, 'img'));
 });
@@ -82,17 +96,16 @@ after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-test('a push into library yields <tag>-nydus with upstream media types/annotations, and check passes', async () => {
+test('a push into library yields <tag>-nydus with upstream media types/annotations, and check passes', async (t) => {
   await pushImage(image.layoutDir, `${reg.host}/library/app:v1`, { creds: `admin:${PASSWORD}` });
   const t0 = Date.now();
   const ref = parseReference(`${reg.host}/library/app:v1-nydus`);
   const head = await eventually('the -nydus tag', () => client.headManifest(ref), 90_000);
-  // ~1–3 s on an idle 2-core machine; the bound leaves room for a fully loaded CI run
-  const seconds = (Date.now() - t0) / 1000;
-  assert.ok(seconds < 60, `push → -nydus took ${seconds} s`);
+  // how fast is measured by bench/convert/run.ts (push → -nydus latency), not asserted here
+  t.diagnostic(`push → -nydus: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   const m = await client.getManifest(ref);
   assert.equal(m.digest, head.digest);
-  const man = JSON.parse(m.body.toString()) as ImageManifest;
+  const man = parseImageManifest(m.body);
   assert.equal(man.mediaType, MediaType.OCI_MANIFEST);
   assert.equal(man.layers.length, 4);
   assert.ok(man.layers.slice(0, 3).every((l) => l.mediaType === MediaType.NYDUS_BLOB && l.annotations?.[NydusAnnotation.BLOB] === 'true'));
@@ -217,7 +230,7 @@ test('a multi-arch index push is converted once and tagged once (children are no
   const m = await client.getManifest(target);
   assert.equal(m.mediaType, MediaType.OCI_INDEX);
   assert.equal((JSON.parse(m.body.toString()) as { manifests: unknown[] }).manifests.length, 2);
-  await new Promise((r) => setTimeout(r, 500)); // let any child events arrive
+  await deliveriesFinal(); // every event about the index, its children and the -nydus pushes has reached accel
   const tasks = ((await (await fetch(`${accel.url}/api/v1/conversions`, { headers: { authorization: AUTH_HEADER } })).json()) as TaskView[]).filter((t) => t.source.includes('/library/multi'));
   assert.equal(tasks.length, 1, JSON.stringify(tasks));
   assert.equal(await client.headManifest(parseReference(`${reg.host}/library/multi:latest-nydus`)), undefined);

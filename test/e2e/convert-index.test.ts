@@ -12,9 +12,9 @@ import { requirePrereqs } from '../support/prereq.js';
 import { startDistributionRegistry, type DistributionRegistry } from '../../src/bench/env/index.js';
 import { RegistryClient, parseReference } from '../../src/remote/index.js';
 import { pushImage, buildOciImage } from '../../src/bench/env/index.js';
-import { convertImage, checkImage, unpackBootstrapLayer, NYDUS_MANIFEST_ARTIFACT_TYPE } from '../../src/convert/index.js';
-import { openBootstrap } from '../../src/format/rafs/index.js';
-import { MediaType, NydusAnnotation, type ImageIndex, type ImageManifest } from '../../src/oci/index.js';
+import { convertImage, checkImage, NYDUS_MANIFEST_ARTIFACT_TYPE } from '../../src/convert/index.js';
+import { openBootstrap, unpackBootstrapLayer } from '../../src/format/rafs/index.js';
+import { MediaType, NydusAnnotation, parseImageConfig, parseImageIndex, parseImageManifest, type ImageIndex } from '../../src/oci/index.js';
 import { makeTestImage } from './convert-support.js';
 
 let dir: string;
@@ -47,7 +47,7 @@ after(async () => {
 async function index(ref: string): Promise<ImageIndex> {
   const m = await c.getManifest(parseReference(ref));
   assert.equal(m.mediaType, MediaType.OCI_INDEX);
-  return JSON.parse(m.body.toString()) as ImageIndex;
+  return parseImageIndex(m.body);
 }
 
 test('every platform of a manifest list converts into one OCI index; check passes per platform', async () => {
@@ -58,7 +58,7 @@ test('every platform of a manifest list converts into one OCI index; check passe
   assert.deepEqual(idx.manifests.map((d) => `${d.platform?.os}/${d.platform?.architecture}`), ['linux/amd64', 'linux/arm64']);
   assert.equal(idx.annotations?.['containerd.io/snapshot/nydus-source-digest'], res.sourceDigest);
   for (const d of idx.manifests) {
-    const man = JSON.parse((await c.getManifest(parseReference(`${dstReg.host}/multi/app@${d.digest}`))).body.toString()) as ImageManifest;
+    const man = parseImageManifest((await c.getManifest(parseReference(`${dstReg.host}/multi/app@${d.digest}`))).body);
     assert.equal(man.layers.at(-1)?.annotations?.[NydusAnnotation.BOOTSTRAP], 'true');
   }
   const chk = await checkImage({ source: srcRef, target });
@@ -91,7 +91,7 @@ test('localfs backend: blobs go to a directory, the manifest holds only the boot
   const blobDir = join(dir, 'backend');
   const target = `${dstReg.host}/multi/app:local-nydus`;
   await convertImage({ source: `${srcReg.host}/multi/app:amd64`, target, backend: { type: 'localfs', dir: blobDir } });
-  const man = JSON.parse((await c.getManifest(parseReference(target))).body.toString()) as ImageManifest;
+  const man = parseImageManifest((await c.getManifest(parseReference(target))).body);
   assert.equal(man.layers.length, 1);
   assert.equal(man.layers[0]!.annotations?.[NydusAnnotation.BOOTSTRAP], 'true');
   assert.equal((await readdir(blobDir)).length, 3);
@@ -102,7 +102,7 @@ test('localfs backend: blobs go to a directory, the manifest holds only the boot
 test('RAFS v5 and prefetch patterns: the bootstrap records them and the image checks out', async () => {
   const target = `${dstReg.host}/multi/app:v5-nydus`;
   await convertImage({ source: `${srcReg.host}/multi/app:amd64`, target, fsVersion: 5, compressor: 'lz4_block', prefetchPatterns: ['/srv/app', '/bin/busybox'] });
-  const man = JSON.parse((await c.getManifest(parseReference(target))).body.toString()) as ImageManifest;
+  const man = parseImageManifest((await c.getManifest(parseReference(target))).body);
   assert.equal(man.layers.at(-1)!.annotations?.[NydusAnnotation.FS_VERSION], '5');
   const boot = openBootstrap(await unpackBootstrapLayer(await c.getBlobBuffer(dstReg.host, 'multi/app', man.layers.at(-1)!.digest)));
   assert.equal(boot.version, 5);
@@ -112,15 +112,15 @@ test('RAFS v5 and prefetch patterns: the bootstrap records them and the image ch
 });
 
 test('a layer repeated within one image is converted once and kept twice in the Nydus manifest', async () => {
-  const src = JSON.parse((await c.getManifest(parseReference(`${srcReg.host}/multi/app:amd64`))).body.toString()) as ImageManifest;
-  const cfg = JSON.parse((await c.getBlobBuffer(srcReg.host, 'multi/app', src.config.digest)).toString()) as { rootfs: { diff_ids: string[] } };
+  const src = parseImageManifest((await c.getManifest(parseReference(`${srcReg.host}/multi/app:amd64`))).body);
+  const cfg = parseImageConfig(await c.getBlobBuffer(srcReg.host, 'multi/app', src.config.digest));
   cfg.rootfs.diff_ids = [cfg.rootfs.diff_ids[2]!, cfg.rootfs.diff_ids[0]!, cfg.rootfs.diff_ids[2]!];
   const config = await c.pushBuffer(srcReg.host, 'multi/app', Buffer.from(JSON.stringify(cfg)), MediaType.OCI_CONFIG);
   const man = { ...src, config, layers: [src.layers[2]!, src.layers[0]!, src.layers[2]!] };
   await c.putManifest(parseReference(`${srcReg.host}/multi/app:repeated`), Buffer.from(JSON.stringify(man)), MediaType.OCI_MANIFEST);
   const res = await convertImage({ source: `${srcReg.host}/multi/app:repeated`, target: `${dstReg.host}/multi/app:repeated-nydus` });
   assert.equal(res.layers.length, 2, 'two distinct layers converted');
-  const out = JSON.parse((await c.getManifest(parseReference(`${dstReg.host}/multi/app:repeated-nydus`))).body.toString()) as ImageManifest;
+  const out = parseImageManifest((await c.getManifest(parseReference(`${dstReg.host}/multi/app:repeated-nydus`))).body);
   assert.equal(out.layers.length, 4);
   assert.equal(out.layers[0]!.digest, out.layers[2]!.digest);
   const chk = await checkImage({ source: `${srcReg.host}/multi/app:repeated`, target: `${dstReg.host}/multi/app:repeated-nydus` });

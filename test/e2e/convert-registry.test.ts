@@ -13,13 +13,12 @@ import { requirePrereqs } from '../support/prereq.js';
 import { startDistributionRegistry, type DistributionRegistry } from '../../src/bench/env/index.js';
 import { RegistryClient, parseReference } from '../../src/remote/index.js';
 import { pushImage, type BuiltImage } from '../../src/bench/env/index.js';
-import { unpackBootstrapLayer } from '../../src/convert/index.js';
-import { MediaType, NydusAnnotation, type ImageManifest, type ImageConfig } from '../../src/oci/index.js';
+import { MediaType, NydusAnnotation, parseImageConfig, parseImageManifest, type ImageManifest } from '../../src/oci/index.js';
 import { makeTestImage } from './convert-support.js';
 import { Readable } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
 import tarStream from 'tar-stream';
-import { openBootstrap, decodeBlobMetaHeader, decodeCiTable } from '../../src/format/rafs/index.js';
+import { openBootstrap, decodeBlobMetaHeader, decodeCiTable, unpackBootstrapLayer } from '../../src/format/rafs/index.js';
 
 let dir: string;
 let srcReg: DistributionRegistry;
@@ -52,7 +51,7 @@ test('ferry convert: docker-registry → docker-registry with upstream media typ
   const m = await c.getManifest(parseReference(`${dstReg.host}/library/app:v1-nydus`));
   assert.equal(m.digest, res.targetDigest);
   assert.equal(m.mediaType, MediaType.OCI_MANIFEST);
-  const man = JSON.parse(m.body.toString()) as ImageManifest;
+  const man = parseImageManifest(m.body);
   assert.equal(man.layers.length, 4);
   for (const l of man.layers.slice(0, 3)) {
     assert.equal(l.mediaType, MediaType.NYDUS_BLOB);
@@ -64,7 +63,7 @@ test('ferry convert: docker-registry → docker-registry with upstream media typ
   assert.equal(boot.annotations?.[NydusAnnotation.FS_VERSION], '6');
   assert.equal(man.annotations?.['containerd.io/snapshot/nydus-source-digest'], image.manifestDigest);
   assert.equal(man.subject?.digest, image.manifestDigest);
-  const cfg = JSON.parse((await c.getBlobBuffer(dstReg.host, 'library/app', man.config.digest)).toString()) as ImageConfig;
+  const cfg = parseImageConfig(await c.getBlobBuffer(dstReg.host, 'library/app', man.config.digest));
   assert.equal(cfg.rootfs.diff_ids.length, 4);
   assert.deepEqual(cfg.rootfs.diff_ids.slice(0, 3), man.layers.slice(0, 3).map((l) => l.digest));
   assert.deepEqual(cfg.config?.Cmd, ['/srv/app/run.sh']);
@@ -102,7 +101,7 @@ test('ferry convert: docker-registry → docker-registry with upstream media typ
   // --chunk-table keeps it (for upstream nydus-image check/merge); same tree, checks out too
   const rt = await ferry(['convert', '--source', `${srcReg.host}/library/app:v1`, '--target', `${dstReg.host}/library/app:v1-table`, '--chunk-table', '--cache', cache]);
   assert.equal(rt.code, 0, rt.stderr);
-  const tman = JSON.parse((await c.getManifest(parseReference(`${dstReg.host}/library/app:v1-table`))).body.toString()) as ImageManifest;
+  const tman = parseImageManifest((await c.getManifest(parseReference(`${dstReg.host}/library/app:v1-table`))).body);
   const tboot = openBootstrap(await unpackBootstrapLayer(await c.getBlobBuffer(dstReg.host, 'library/app', tman.layers.at(-1)!.digest)));
   assert.ok(tboot.summary().chunkTableEntries > 0);
   assert.deepEqual(tman.layers.slice(0, -1).map((l) => l.digest), man.layers.slice(0, -1).map((l) => l.digest), 'same blobs');
@@ -153,7 +152,7 @@ test('ferry convert --chunk-dict: chunks already in the dictionary image are ref
   assert.equal(withDict.code, 0, withDict.stderr);
   const c = new RegistryClient();
   const sizeOf = async (ref: string): Promise<{ own: number; layers: ImageManifest['layers'] }> => {
-    const man = JSON.parse((await c.getManifest(parseReference(ref))).body.toString()) as ImageManifest;
+    const man = parseImageManifest((await c.getManifest(parseReference(ref))).body);
     return { own: man.layers.slice(0, -1).reduce((a, l) => a + l.size, 0), layers: man.layers };
   };
   const p = await sizeOf(`${dstReg.host}/library/app:v2-plain`);

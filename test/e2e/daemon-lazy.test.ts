@@ -5,8 +5,8 @@
  * - `cat /etc/os-release` and `chroot MNT python3 -c 'print(1)'` fetch a small fraction of the blob
  *   (per-mount metrics and the registry's served-bytes counter agree);
  * - a remount over the warm cache fetches nothing;
- * - with the registry stopped an uncached read fails with EIO within the timeout, and works once
- *   the registry is back; a corrupted blob gives EIO after one refetch.
+ * - with the registry stopped an uncached read fails with EIO, and works once the registry is
+ *   back; a corrupted blob gives EIO after one refetch.
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -166,7 +166,9 @@ test('a bootstrap without chunk table: CI tables from blob.meta or the blob, dig
   }
 });
 
-test('daemon faults: registry stopped → EIO within the timeout → recovery; corrupt chunk → EIO', async (t) => {
+// How soon the EIO comes is the device's request deadline, checked on a fake clock in
+// storage/device.test.ts; here only that it comes (the test's timeout bounds a hang).
+test('daemon faults: registry stopped → EIO → recovery; corrupt chunk → EIO', { timeout: 300_000 }, async (t) => {
   const config = { device: { backend: { type: 'registry' as const, config: { timeout: 1, retry_limit: 0 } } }, ferry: { request_deadline: '3s' } };
   const daemon = new Daemon({ log: silentLogger(), dataDir: join(dir, 'data-fault'), config });
   try {
@@ -176,9 +178,7 @@ test('daemon faults: registry stopped → EIO within the timeout → recovery; c
       await reg.close();
       const t0 = Date.now();
       await assert.rejects(readFile(join(req.mountpoint, 'etc/os-release')), { code: 'EIO' });
-      const ms = Date.now() - t0;
-      t.diagnostic(`${mode}: registry down: EIO after ${ms} ms`);
-      assert.ok(ms < 8000, `EIO took ${ms} ms`);
+      t.diagnostic(`${mode}: registry down: EIO after ${Date.now() - t0} ms`);
       assert.ok((await daemon.get(req.id)).metrics.backendErrors >= 1);
       reg = await startRegistry({ listen: reg.host, dataDir: join(dir, 'registry'), adminPassword: PASSWORD, log: silentLogger() });
       assert.equal(await readFile(join(req.mountpoint, 'etc/os-release'), 'utf8'), await readFile(join(rootfs, 'etc/os-release'), 'utf8'));

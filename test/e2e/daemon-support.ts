@@ -71,7 +71,7 @@ export async function sh(cmd: string, args: string[]): Promise<{ stdout: string;
 import { createHash as _h } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { buildLayer } from '../../src/builder/index.js';
-import { packBootstrapLayer } from '../../src/convert/index.js';
+import { packBootstrapLayer } from '../../src/format/rafs/index.js';
 import { MediaType, NydusAnnotation } from '../../src/oci/index.js';
 import { RegistryClient, parseReference } from '../../src/remote/index.js';
 

@@ -21,7 +21,7 @@ import { Daemon } from '../../src/daemon/index.js';
 import { ferry, startAccelFor } from './snapshotter-support.js';
 import type { AccelHandle } from '../../src/accel/index.js';
 import { RegistryClient, parseReference } from '../../src/remote/index.js';
-import type { ImageManifest } from '../../src/oci/index.js';
+import { parseImageManifest } from '../../src/oci/index.js';
 
 const PW = 'pw-lazy-e2e';
 let dir: string;
@@ -64,7 +64,7 @@ before(async () => {
     if (!found) await new Promise((r) => setTimeout(r, 200));
   }
   assert.ok(found, `ferry accel did not produce ${nydusRef} within 120 s`);
-  const man = JSON.parse((await client.getManifest(nref)).body.toString('utf8')) as ImageManifest;
+  const man = parseImageManifest((await client.getManifest(nref)).body);
   assert.equal(man.layers.length, 3);
   nydusBlobBytes = man.layers.reduce((n, l) => n + l.size, 0);
 

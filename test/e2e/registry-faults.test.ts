@@ -76,24 +76,28 @@ describe('registry under faults', () => {
     const url = started.url;
     const acked: Array<{ repo: string; tag: string; digest: string }> = [];
     let stop = false;
+    // Requests fail once the registry is killed; a failure before that is the test's failure.
+    let killed = false;
+    const afterKillOnly = (err: unknown): void => { if (!killed) throw err; };
     const big = randomBytes(8 * 1024 * 1024);
     const bigDigest = sha256(big);
 
     // A slow chunked upload of a large blob that will be cut off.
+    let sessionUrl: string | undefined;
+    let ackedBytes = 0;
     const slow = (async () => {
       const r = await fetch(`${url}/v2/library/big/blobs/uploads/`, { method: 'POST', headers: { authorization: AUTH } });
-      const loc = new URL(r.headers.get('location')!, url).href;
+      assert.equal(r.status, 202, 'upload session opened');
+      sessionUrl = new URL(r.headers.get('location')!, url).href;
       const chunk = 64 * 1024;
-      let offset = 0;
-      while (!stop && offset < big.length) {
-        const body = big.subarray(offset, offset + chunk);
-        const p = await fetch(loc, { method: 'PATCH', body, headers: { authorization: AUTH, 'content-range': `${offset}-${offset + body.length - 1}` } });
-        if (p.status !== 202) break;
-        offset += body.length;
+      while (!stop && ackedBytes < big.length) {
+        const body = big.subarray(ackedBytes, ackedBytes + chunk);
+        const p = await fetch(sessionUrl, { method: 'PATCH', body, headers: { authorization: AUTH, 'content-range': `${ackedBytes}-${ackedBytes + body.length - 1}` } });
+        assert.equal(p.status, 202, `PATCH at ${ackedBytes}`);
+        ackedBytes += body.length;
         await new Promise((res) => setTimeout(res, 25));
       }
-      return loc;
-    })().catch(() => undefined);
+    })().catch(afterKillOnly);
 
     // Several writers pushing small images in a loop.
     const writers = Array.from({ length: 4 }, (_, w) => (async () => {
@@ -109,17 +113,19 @@ describe('registry under faults', () => {
         if (m.status !== 201) throw new Error(`manifest push ${m.status}`);
         acked.push({ repo, tag: `t${i}`, digest: img.digest });
       }
-    })().catch(() => undefined));
+    })().catch(afterKillOnly));
 
     // Kill once pushes are flowing (bounded wait), in the middle of whatever is in flight.
-    for (let i = 0; i < 200 && acked.length < 5; i++) await new Promise((res) => setTimeout(res, 50));
+    for (let i = 0; i < 200 && (acked.length < 5 || ackedBytes === 0); i++) await new Promise((res) => setTimeout(res, 50));
     await new Promise((res) => setTimeout(res, 150));
+    killed = true;
     child.kill('SIGKILL');
     await new Promise((res) => child!.once('exit', res));
     stop = true;
-    const sessionUrl = await slow;
+    await slow;
     await Promise.all(writers);
     assert.ok(acked.length > 0, 'some pushes were acknowledged before the kill');
+    assert.ok(sessionUrl && ackedBytes > 0 && ackedBytes < big.length, `the large upload was cut off midway (${ackedBytes} bytes acknowledged)`);
 
     const files = await checkBlobFiles(dataDir);
     assert.ok(files >= acked.length);
@@ -148,22 +154,24 @@ describe('registry under faults', () => {
     // The cut-off large blob is not visible, and finishing its session with the digest cannot
     // produce a corrupt blob: either the bytes are complete or it is DIGEST_INVALID.
     assert.equal((await fetch(`${url2}/v2/library/big/blobs/${bigDigest}`, { method: 'HEAD', headers: { authorization: AUTH } })).status, 404);
-    if (sessionUrl) {
-      const rel = new URL(sessionUrl).pathname;
-      const s = await fetch(`${url2}${rel}`, { headers: { authorization: AUTH } });
-      if (s.status === 204) {
-        const got = Number(s.headers.get('range')!.split('-')[1]) + 1;
-        const fin = await fetch(`${url2}${rel}?digest=${bigDigest}`, { method: 'PUT', headers: { authorization: AUTH } });
-        // Complete bytes commit; partial ones are DIGEST_INVALID: never a corrupt blob.
-        assert.equal(fin.status, got === big.length ? 201 : 400);
-        if (got < big.length) {
-          const r = await fetch(`${url2}/v2/library/big/blobs/uploads/?digest=${bigDigest}`, { method: 'POST', body: big, headers: { authorization: AUTH } });
-          assert.equal(r.status, 201);
-        }
-        const g = await fetch(`${url2}/v2/library/big/blobs/${bigDigest}`, { headers: { authorization: AUTH } });
-        assert.equal(sha256(Buffer.from(await g.arrayBuffer())), bigDigest);
-      }
+    // The session survived the kill (an upload is a file in uploads/) with at least every
+    // acknowledged byte; closing it with the digest cannot produce a corrupt blob.
+    const rel = new URL(sessionUrl).pathname;
+    const s = await fetch(`${url2}${rel}`, { headers: { authorization: AUTH } });
+    assert.equal(s.status, 204, 'the upload session is still there after the restart');
+    const got = Number(s.headers.get('range')!.split('-')[1]) + 1;
+    assert.ok(got >= ackedBytes && got <= big.length, `session holds ${got} bytes, ${ackedBytes} were acknowledged`);
+    const fin = await fetch(`${url2}${rel}?digest=${bigDigest}`, { method: 'PUT', headers: { authorization: AUTH } });
+    // Complete bytes commit; partial ones are DIGEST_INVALID: never a corrupt blob.
+    assert.equal(fin.status, got === big.length ? 201 : 400);
+    assert.equal((await fetch(`${url2}/v2/library/big/blobs/${bigDigest}`, { method: 'HEAD', headers: { authorization: AUTH } })).status, got === big.length ? 200 : 404,
+      'a partial upload closed with the digest left no blob');
+    if (got < big.length) {
+      const r = await fetch(`${url2}/v2/library/big/blobs/uploads/?digest=${bigDigest}`, { method: 'POST', body: big, headers: { authorization: AUTH } });
+      assert.equal(r.status, 201);
     }
+    const g = await fetch(`${url2}/v2/library/big/blobs/${bigDigest}`, { headers: { authorization: AUTH } });
+    assert.equal(sha256(Buffer.from(await g.arrayBuffer())), bigDigest);
     await checkBlobFiles(dataDir);
     child.kill('SIGTERM');
     await new Promise((res) => child!.once('exit', res));

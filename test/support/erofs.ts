@@ -1,6 +1,7 @@
 /**
  * External readers of RAFS v6 bootstraps for tests: erofs-utils (`fsck.erofs`) and the Linux EROFS
- * driver over loop devices. Each blob is given as its uncompressed view (spec §8).
+ * driver over loop devices. Each blob is given as its uncompressed view (nydusd's blob cache file:
+ * chunks at their uncompressed offsets).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';

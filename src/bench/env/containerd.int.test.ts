@@ -5,6 +5,7 @@ import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requirePrereqs } from '../../../test/support/prereq.js';
+import { parseImageConfig } from '../../oci/index.js';
 import {
   buildOciImage, busyboxRootfs, containerdConfig, mountsUnder, pushImage, startContainerd,
   startDistributionRegistry, whiteout, type Containerd, type DistributionRegistry,
@@ -47,7 +48,7 @@ describe('bench/env containerd + images (real containerd, runc, skopeo, docker-r
     await writeFile(join(l2, 'data/c'), 'new\n');
     const img = await buildOciImage({ layers: [l1, l2], outDir: join(work, 'layout'), config: { Cmd: ['/bin/sh'] } });
     assert.equal(img.layers.length, 2);
-    const cfg = JSON.parse(await readFile(join(img.layoutDir, 'blobs/sha256', img.configDigest.slice(7)), 'utf8')) as { rootfs: { diff_ids: string[] } };
+    const cfg = parseImageConfig(await readFile(join(img.layoutDir, 'blobs/sha256', img.configDigest.slice(7))));
     assert.deepEqual(cfg.rootfs.diff_ids, img.layers.map((l) => l.diffId));
     const ref = `${reg!.host}/library/env-test:1`;
     const pushed = await pushImage(img.layoutDir, ref);

@@ -10,7 +10,7 @@ import { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { FerryError } from '../../core/index.js';
 import { checkBootstrap, openBootstrap } from '../../format/rafs/index.js';
-import { BlobFiles } from './blob-access.js';
+import { BlobFiles } from '../../convert/blob-files.js';
 
 export async function run(argv: string[]): Promise<number> {
   const cmd = new Command('ferry rafs check')
@@ -44,7 +44,7 @@ export async function run(argv: string[]): Promise<number> {
     } : {});
     bar?.stop();
     if (f) {
-      // registry-hosted blobs must be named by the sha256 of the whole file (spec §3.9)
+      // registry-hosted blobs are named by the sha256 of the whole file (Nydus: blob id = layer digest)
       for (const blob of bs.blobs) {
         const h = createHash('sha256');
         const size = f.size(blob);

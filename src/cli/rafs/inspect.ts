@@ -1,51 +1,13 @@
 /**
  * @module cli/rafs/inspect
- * `ferry rafs inspect BOOTSTRAP [--json]` — superblock, blobs, prefetch table, counts and the tree.
+ * `ferry rafs inspect BOOTSTRAP [--json]` — superblock, blobs, prefetch table, counts and the tree
+ * (each entry described by builder/inspect).
  */
 import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
-import { FerryError } from '../../core/index.js';
-import { openBootstrap, type RafsBootstrap, type WalkEntry } from '../../format/rafs/index.js';
-import { S_IFMT, S_IFREG, S_IFLNK, S_IFDIR, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK, decodeRdev } from '../../format/erofs/index.js';
-
-/** `ls -l`-style mode string. */
-export function modeString(mode: number): string {
-  const t = mode & S_IFMT;
-  const c = t === S_IFDIR ? 'd' : t === S_IFLNK ? 'l' : t === S_IFCHR ? 'c' : t === S_IFBLK ? 'b' : t === S_IFIFO ? 'p' : t === S_IFSOCK ? 's' : '-';
-  const rwx = (v: number, s: boolean, sc: string): string =>
-    `${v & 4 ? 'r' : '-'}${v & 2 ? 'w' : '-'}${s ? (v & 1 ? sc : sc.toUpperCase()) : v & 1 ? 'x' : '-'}`;
-  return c + rwx((mode >> 6) & 7, (mode & 0o4000) !== 0, 's') + rwx((mode >> 3) & 7, (mode & 0o2000) !== 0, 's') + rwx(mode & 7, (mode & 0o1000) !== 0, 't');
-}
-
-export interface InspectEntry {
-  path: string;
-  ino: number;
-  mode: string;
-  uid: number;
-  gid: number;
-  size: number;
-  mtime: number;
-  nlink: number;
-  rdev?: { major: number; minor: number };
-  target?: string;
-  chunks?: number;
-  xattrs?: Record<string, string>;
-}
-
-export function describeEntry(bs: RafsBootstrap, e: WalkEntry): InspectEntry {
-  const t = e.stat.mode & S_IFMT;
-  const out: InspectEntry = {
-    path: `/${e.path}`, ino: e.ino, mode: modeString(e.stat.mode), uid: e.stat.uid, gid: e.stat.gid, size: e.stat.size,
-    mtime: e.stat.mtime, nlink: e.stat.nlink,
-  };
-  if (t === S_IFCHR || t === S_IFBLK) out.rdev = decodeRdev(e.stat.rdev);
-  if (t === S_IFLNK) out.target = bs.readlink(e.ino);
-  // v6 files are chunk-based: one chunk index per chunk-size piece (no chunk table needed)
-  if (t === S_IFREG) out.chunks = bs.version === 6 ? Math.ceil(e.stat.size / bs.chunkSize) : bs.chunks(e.ino).length;
-  const x = bs.xattrs(e.ino);
-  if (x.size > 0) out.xattrs = Object.fromEntries([...x].map(([k, v]) => [k, /^[\x20-\x7e]*$/.test(v.toString('latin1')) ? v.toString() : `0x${v.toString('hex')}`]));
-  return out;
-}
+import { FerryError, S_IFMT, S_IFREG, S_IFLNK, S_IFDIR } from '../../core/index.js';
+import { openBootstrap } from '../../format/rafs/index.js';
+import { describeEntry, type InspectEntry } from '../../builder/index.js';
 
 export async function run(argv: string[]): Promise<number> {
   const cmd = new Command('ferry rafs inspect')

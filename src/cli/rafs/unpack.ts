@@ -1,213 +1,18 @@
 /**
  * @module cli/rafs/unpack
- * `ferry rafs unpack --bootstrap F --blob-dir D --output DIR|FILE.tar` — rebuilds the tree through
- * the reader: content (every chunk digest verified), mode, uid/gid, mtime, symlinks, hardlinks,
- * xattrs (one `setfattr --restore` run), device nodes and fifos (`mknod`). Sockets are skipped.
- * Never follows a symlink while writing: every path is created fresh inside an empty output dir.
- * All or nothing: the tree (or tar file) is written beside the output under a hidden temporary name
- * and renamed into place when complete; a failure removes it, so a rerun finds the output as it was.
+ * `ferry rafs unpack --bootstrap F --blob-dir D --output DIR|FILE.tar|-` — rebuilds the tree of a
+ * RAFS image from its bootstrap and blob files (every chunk digest verified), all or nothing; see
+ * builder/unpack for what is restored.
  */
-import { spawnSync } from 'node:child_process';
-import { createWriteStream, existsSync } from 'node:fs';
-import { chmod, chown, lchown, link, lutimes, mkdir, mkdtemp, open, readdir, readFile, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
-import { Readable } from 'node:stream';
+import { readFile } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { FerryError } from '../../core/index.js';
-import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, decodeRdev } from '../../format/erofs/index.js';
-import { openBootstrap, type RafsBootstrap, type WalkEntry } from '../../format/rafs/index.js';
-import { writeTar, type TarEntry } from '../../format/tar/index.js';
-import { BlobFiles } from './blob-access.js';
-
-type Progress = (bytes: number) => void;
-
-function mtimeOf(e: WalkEntry): number {
-  return e.stat.mtimeNsec ? e.stat.mtime + e.stat.mtimeNsec / 1e9 : e.stat.mtime;
-}
-
-async function ignoreEperm(p: Promise<void>): Promise<void> {
-  try {
-    await p;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
-  }
-}
-
-function escapeDumpName(s: string): string {
-  return Buffer.from(s, 'utf8').reduce((acc, b) => acc + (b === 0x5c ? '\\\\' : b < 0x21 || b > 0x7e || b === 0x3d ? `\\${b.toString(8).padStart(3, '0')}` : String.fromCharCode(b)), '');
-}
-
-/** A hidden name beside `target` for writing it before it is complete. */
-function besideTarget(target: string): string {
-  const t = resolve(target);
-  return join(dirname(t), `.${basename(t)}.ferry-unpack-`);
-}
-
-/**
- * Unpacks into `out` (created if missing, must be empty), all or nothing: the tree is built in a
- * temporary directory beside `out` (mode 0700 until the root's own mode is applied last) and
- * renamed to `out` when complete; on failure it is removed and `out` is left as it was. Returns counts.
- */
-export async function unpackToDir(bs: RafsBootstrap, files: BlobFiles, out: string, progress?: Progress): Promise<{ entries: number; bytes: number }> {
-  const existing = await readdir(out).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return undefined;
-    throw new FerryError('FAILED_PRECONDITION', `output ${out}: ${err.code === 'ENOTDIR' ? 'not a directory' : err.message}`, { cause: err });
-  });
-  if (existing && existing.length > 0) throw new FerryError('FAILED_PRECONDITION', `output directory ${out} is not empty`);
-  await mkdir(dirname(resolve(out)), { recursive: true });
-  const work = await mkdtemp(besideTarget(out));
-  let r: { entries: number; bytes: number };
-  try {
-    r = await unpackInto(bs, files, work, progress);
-    // rename(2) replaces an empty directory at `out`, not one someone wrote into meanwhile (ENOTEMPTY)
-    await rename(work, out);
-  } catch (err) {
-    await rm(work, { recursive: true, force: true });
-    if (FerryError.is(err)) throw err;
-    const e = err as NodeJS.ErrnoException;
-    throw new FerryError(e.code === 'ENOTEMPTY' || e.code === 'EEXIST' ? 'FAILED_PRECONDITION' : 'INTERNAL', `unpack into ${out}: ${e.message}`, { cause: err });
-  }
-  return r;
-}
-
-/** Writes the tree into the empty directory `out`. */
-async function unpackInto(bs: RafsBootstrap, files: BlobFiles, out: string, progress?: Progress): Promise<{ entries: number; bytes: number }> {
-  const seen = new Set<string>();
-  const firstLink = new Map<number, string>();
-  const dirs: WalkEntry[] = [];
-  const xattrDump: string[] = [];
-  let entries = 0;
-  let bytes = 0;
-  for (const e of bs.walk()) {
-    if (seen.has(e.path)) throw new FerryError('DATA_LOSS', `duplicate entry /${e.path}`);
-    seen.add(e.path);
-    entries++;
-    const p = e.path === '' ? out : join(out, e.path);
-    const t = e.stat.mode & S_IFMT;
-    const perm = e.stat.mode & 0o7777;
-    if (t === S_IFDIR) {
-      if (e.path !== '') await mkdir(p, { mode: 0o700 });
-      dirs.push(e);
-    } else if (t === S_IFREG) {
-      const first = firstLink.get(e.stat.ino);
-      if (first !== undefined) {
-        await link(first, p);
-        continue;
-      }
-      if (e.stat.nlink > 1) firstLink.set(e.stat.ino, p);
-      const fh = await open(p, 'wx', 0o600);
-      try {
-        for (const chunk of files.fileData(e.ino)) {
-          await fh.write(chunk);
-          bytes += chunk.length;
-          progress?.(bytes);
-        }
-      } finally {
-        await fh.close();
-      }
-      await ignoreEperm(chown(p, e.stat.uid, e.stat.gid));
-      await chmod(p, perm);
-      await utimes(p, mtimeOf(e), mtimeOf(e));
-    } else if (t === S_IFLNK) {
-      await symlink(bs.readlink(e.ino), p);
-      await ignoreEperm(lchown(p, e.stat.uid, e.stat.gid));
-      await lutimes(p, mtimeOf(e), mtimeOf(e));
-    } else if (t === S_IFCHR || t === S_IFBLK || t === S_IFIFO) {
-      const { major, minor } = decodeRdev(e.stat.rdev);
-      const args = t === S_IFIFO ? [p, 'p'] : [p, t === S_IFCHR ? 'c' : 'b', String(major), String(minor)];
-      const r = spawnSync('mknod', ['-m', (perm & 0o777).toString(8), ...args], { encoding: 'utf8' });
-      if (r.status !== 0) throw new FerryError('FAILED_PRECONDITION', `mknod ${e.path}: ${r.stderr || r.error?.message || 'failed'}`);
-      await ignoreEperm(chown(p, e.stat.uid, e.stat.gid));
-      await chmod(p, perm);
-      await utimes(p, mtimeOf(e), mtimeOf(e));
-    } else {
-      process.stderr.write(`warning: skipping /${e.path} (sockets are not unpacked)\n`);
-      continue;
-    }
-    const x = bs.xattrs(e.ino);
-    if (x.size > 0) {
-      xattrDump.push(`# file: ${escapeDumpName(e.path === '' ? '.' : `./${e.path}`)}`);
-      for (const [k, v] of x) xattrDump.push(`${k}=0x${v.toString('hex')}`);
-      xattrDump.push('');
-    }
-  }
-  // xattrs after ownership (chown clears security.capability), before directory times
-  if (xattrDump.length > 0) {
-    const dumpFile = join(tmpdir(), `ferry-xattrs-${process.pid}-${Date.now()}`);
-    await writeFile(dumpFile, `${xattrDump.join('\n')}\n`);
-    try {
-      const r = spawnSync('setfattr', ['-h', `--restore=${dumpFile}`], { cwd: out, encoding: 'utf8' });
-      if (r.error) throw new FerryError('FAILED_PRECONDITION', `setfattr (package attr) is needed to restore xattrs: ${r.error.message}`);
-      if (r.status !== 0) throw new FerryError('FAILED_PRECONDITION', `setfattr --restore failed: ${r.stderr.trim()}`);
-    } finally {
-      await rm(dumpFile, { force: true });
-    }
-  }
-  for (let i = dirs.length - 1; i >= 0; i--) {
-    const e = dirs[i]!;
-    const p = e.path === '' ? out : join(out, e.path);
-    await ignoreEperm(chown(p, e.stat.uid, e.stat.gid));
-    await chmod(p, e.stat.mode & 0o7777);
-    await utimes(p, mtimeOf(e), mtimeOf(e));
-  }
-  return { entries, bytes };
-}
-
-/** The tree as tar entries (hardlinks after their first path, sockets skipped). */
-export async function* tarEntries(bs: RafsBootstrap, files: BlobFiles, progress?: Progress): AsyncGenerator<{ entry: TarEntry; body?: Buffer | Readable }> {
-  const firstLink = new Map<number, string>();
-  let bytes = 0;
-  for (const e of bs.walk()) {
-    const t = e.stat.mode & S_IFMT;
-    const base = {
-      path: e.path, mode: e.stat.mode & 0o7777, uid: e.stat.uid, gid: e.stat.gid, mtime: mtimeOf(e), size: 0,
-      xattrs: Object.fromEntries(bs.xattrs(e.ino)),
-    };
-    if (t === S_IFDIR) yield { entry: { ...base, type: 'dir' } };
-    else if (t === S_IFREG) {
-      const first = firstLink.get(e.stat.ino);
-      if (first !== undefined) {
-        yield { entry: { ...base, type: 'hardlink', linkname: first } };
-        continue;
-      }
-      if (e.stat.nlink > 1) firstLink.set(e.stat.ino, e.path);
-      const gen = files.fileData(e.ino);
-      const counted = (function* () {
-        for (const b of gen) {
-          bytes += b.length;
-          progress?.(bytes);
-          yield b;
-        }
-      })();
-      yield { entry: { ...base, type: 'file', size: e.stat.size }, body: Readable.from(counted, { objectMode: false }) };
-    } else if (t === S_IFLNK) yield { entry: { ...base, type: 'symlink', linkname: bs.readlink(e.ino) } };
-    else if (t === S_IFCHR || t === S_IFBLK) {
-      const { major, minor } = decodeRdev(e.stat.rdev);
-      yield { entry: { ...base, type: t === S_IFCHR ? 'char' : 'block', devmajor: major, devminor: minor } };
-    } else if (t === S_IFIFO) yield { entry: { ...base, type: 'fifo' } };
-    else process.stderr.write(`warning: skipping /${e.path} (sockets cannot be stored in tar)\n`);
-  }
-}
-
-/**
- * Writes the tar to `file` (which must not exist) all or nothing: to a temporary file beside it,
- * linked to `file` when complete (link(2) fails if `file` appeared meanwhile), removed on failure.
- */
-async function writeTarFile(file: string, entries: ReturnType<typeof tarEntries>): Promise<void> {
-  if (existsSync(file)) throw new FerryError('ALREADY_EXISTS', `output ${file} exists`);
-  const tmp = `${besideTarget(file)}${process.pid}-${Date.now()}`;
-  try {
-    await pipeline(writeTar(entries), createWriteStream(tmp, { flags: 'wx', mode: 0o644 }));
-    await link(tmp, file).catch((err: NodeJS.ErrnoException) => {
-      throw err.code === 'EEXIST' ? new FerryError('ALREADY_EXISTS', `output ${file} exists`, { cause: err }) : err;
-    });
-  } finally {
-    await rm(tmp, { force: true });
-  }
-}
+import { FerryError, S_IFMT, S_IFREG } from '../../core/index.js';
+import { openBootstrap } from '../../format/rafs/index.js';
+import { writeTar } from '../../format/tar/index.js';
+import { tarEntries, unpackToDir, writeTarFile, type UnpackOptions } from '../../builder/index.js';
+import { BlobFiles } from '../../convert/index.js';
 
 export async function run(argv: string[]): Promise<number> {
   const cmd = new Command('ferry rafs unpack')
@@ -231,13 +36,14 @@ export async function run(argv: string[]): Promise<number> {
       bar = new cliProgress.SingleBar({ format: 'unpacking [{bar}] {percentage}% {value}/{total} bytes', stream: process.stderr }, cliProgress.Presets.shades_classic);
       bar.start(total, 0);
     }
-    const progress: Progress | undefined = bar ? (b) => bar!.update(b) : undefined;
+    const how: UnpackOptions = { warn: (m) => process.stderr.write(`warning: ${m}\n`) };
+    if (bar) how.progress = (b) => bar!.update(b);
     if (opts.output === '-') {
-      await pipeline(writeTar(tarEntries(bs, files, progress)), process.stdout);
+      await pipeline(writeTar(tarEntries(bs, files, how)), process.stdout);
     } else if (opts.output.endsWith('.tar')) {
-      await writeTarFile(opts.output, tarEntries(bs, files, progress));
+      await writeTarFile(opts.output, tarEntries(bs, files, how));
     } else {
-      const r = await unpackToDir(bs, files, opts.output, progress);
+      const r = await unpackToDir(bs, files, opts.output, how);
       bar?.stop();
       bar = undefined;
       process.stderr.write(`unpacked ${r.entries} entries, ${r.bytes} bytes of file data into ${opts.output}\n`);

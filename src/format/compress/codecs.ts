@@ -1,6 +1,6 @@
 /**
  * @module format/compress/codecs
- * Per-chunk codecs used by Nydus data blobs (spec §3.2): `none`, `lz4_block` (a raw LZ4 block, no
+ * Per-chunk codecs of Nydus data blobs (those nydus-image writes): `none`, `lz4_block` (a raw LZ4 block, no
  * frame), `zstd` (one frame with the content size, no checksum; level 3 unless told) and `gzip` (one complete
  * member). Every codec works on whole chunks in memory; `compress` returns null when the output would
  * not be strictly smaller than the input, in which case the caller stores the raw bytes and marks

@@ -78,15 +78,9 @@ export const EROFS_FT_FIFO = 5;
 export const EROFS_FT_SOCK = 6;
 export const EROFS_FT_SYMLINK = 7;
 
-/** POSIX file-type bits of `st_mode`. */
-export const S_IFMT = 0o170000;
-export const S_IFSOCK = 0o140000;
-export const S_IFLNK = 0o120000;
-export const S_IFREG = 0o100000;
-export const S_IFBLK = 0o060000;
-export const S_IFDIR = 0o040000;
-export const S_IFCHR = 0o020000;
-export const S_IFIFO = 0o010000;
+/** POSIX file-type bits of `st_mode` (defined in core, re-exported with the EROFS records). */
+import { S_IFMT, S_IFSOCK, S_IFLNK, S_IFREG, S_IFBLK, S_IFDIR, S_IFCHR, S_IFIFO } from '../../core/index.js';
+export { S_IFMT, S_IFSOCK, S_IFLNK, S_IFREG, S_IFBLK, S_IFDIR, S_IFCHR, S_IFIFO };
 
 /** Dirent file type for an `st_mode`. */
 export function fileTypeOfMode(mode: number): number {

@@ -1,6 +1,6 @@
 /**
  * @module format/rafs/blob-meta
- * Records stored inside a Nydus data blob (spec §3.6, §3.7, §3.10): the compression-information
+ * Records nydus-image stores inside a Nydus data blob (its blob meta): the compression-information
  * (CI) table — V1 16-byte entries written by Ferry, V2 24-byte entries decoded too — the 4096-byte
  * CI header ("blob meta header") that follows it, the chunk digest array and the blob feature bits.
  * Pure buffer codecs; every decoder bounds-checks and throws a DATA_LOSS FerryError.

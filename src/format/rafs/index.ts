@@ -19,3 +19,6 @@ export { checkBootstrap, loadCiTable, type CheckOptions, type CheckReport, type 
 export {
   attachBlobTables, blobsCarryTables, ciFromMetaFile, decodeBlobTail, loadBlobTables, tailRange, type AsyncBlobReader, type BlobTables,
 } from './blob-tables.js';
+export {
+  packBootstrapLayer, unpackBootstrapLayer, unpackBootstrapLayerFiles, MAX_BOOTSTRAP_BYTES, type BootstrapLayerFiles,
+} from './layer.js';

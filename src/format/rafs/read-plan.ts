@@ -2,7 +2,7 @@
  * @module format/rafs/read-plan
  * The read planner: which bytes of which chunks make up a byte range of a file, and where the holes
  * are. Every reader of file data plans here — the FUSE filesystem (daemon/rafs-fs), the FUSE fast
- * path in reader threads (daemon/fast-path), `rafs unpack` (cli/rafs/blob-access) and `ferry check`
+ * path in reader threads (daemon/fast-path), `rafs unpack` (convert/blob-files) and `ferry check`
  * (convert/check) — and then fetches, reads or decodes the chunks its own way. Pure arithmetic on
  * chunk extents: no bootstrap, no I/O and no imports, so worker threads load it for nothing.
  */

@@ -5,8 +5,9 @@ import { createReadStream, readFileSync } from 'node:fs';
 import { fixture } from '../../../test/support/paths.js';
 import { DigestMismatchError, FerryError } from '../../core/index.js';
 import { readLayer } from '../tar/index.js';
+import { COMPRESSORS, chunkDigest, decodeChunk as decodeChunkData, getCodec } from '../compress/index.js'; // the decoder lives in format/compress
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../erofs/index.js';
-import { checkBootstrap, decodeDigestArray, loadCiTable, openBootstrap, walkReverseTar, type RafsBootstrap } from './index.js';
+import { checkBootstrap, decodeDigestArray, loadCiTable, openBootstrap, walkReverseTar, type ChunkRef, type RafsBootstrap } from './index.js';
 
 const NY = (...p: string[]): string => fixture('nydus', ...p);
 const v6buf = readFileSync(NY('rafs-v6-2.2.boot'));
@@ -264,4 +265,53 @@ test('reader: a v6 bootstrap without chunk table maps reads through the blob CI 
   const ref = openBootstrap(v6buf);
   assert.deepEqual(fileBytes(bs, ino, v6blob), fileBytes(ref, ref.lookup('/sync_io.rs')!, v6blob));
   assert.deepEqual(bs.chunks(ino), ref.chunks(ref.lookup('/sync_io.rs')!));
+});
+
+// Corrupt chunk bytes that still decompress cleanly: nothing but the digest comparison can tell
+// (a flipped byte in a zstd frame is usually caught by the decoder already).
+test('reader: a chunk that decompresses cleanly to other bytes fails its digest (DigestMismatchError naming both digests)', () => {
+  const bs = openBootstrap(v6buf);
+  const blob = bs.blobs[0]!;
+  const c = bs.chunks(bs.lookup('/lib.rs')!)[0]!;
+  const zstd = getCodec('zstd');
+  const plain = zstd.decompress(v6blob.subarray(c.compressedOffset, c.compressedOffset + c.compressedSize), c.uncompressedSize);
+  const altered = Buffer.from(plain);
+  altered[100] = altered[100]! ^ 0x20;
+  const expected = `blake3:${c.digest.toString('hex')}`;
+  const mismatch = (e: unknown): boolean => e instanceof DigestMismatchError && e.expected === expected &&
+    e.actual === `blake3:${chunkDigest('blake3', altered).toString('hex')}` && /chunk \d+ of blob be7d77ee/.test(e.message);
+  // compressed: a well-formed zstd frame of the altered bytes (the record's sizes adjusted to it)
+  const bad = zstd.compress(altered)!;
+  assert.ok(zstd.decompress(bad, altered.length).equals(altered), 'the corrupt frame decompresses cleanly');
+  assert.throws(() => bs.decodeChunk(blob, { ...c, compressedSize: bad.length }, bad), mismatch);
+  // the same record with the right bytes recompressed decodes: only the digest tells the two apart
+  const good = zstd.compress(plain)!;
+  assert.ok(bs.decodeChunk(blob, { ...c, compressedSize: good.length }, good).equals(plain));
+  // stored uncompressed
+  assert.throws(() => bs.decodeChunk(blob, { ...c, compressed: false, compressedSize: altered.length }, altered), mismatch);
+  assert.ok(bs.decodeChunk(blob, { ...c, compressed: false, compressedSize: plain.length }, plain).equals(plain));
+});
+
+test('decodeChunkData: every compressor and digester verifies the decompressed bytes', () => {
+  const data = Buffer.alloc(40_000);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 7 + (i >> 9)) & 0xff;
+  const altered = Buffer.from(data);
+  altered[12_345] = altered[12_345]! ^ 0x01;
+  for (const digester of ['sha256', 'blake3'] as const) {
+    for (const compressor of COMPRESSORS) {
+      const codec = getCodec(compressor);
+      const pack = (b: Buffer): Buffer => (compressor === 'none' ? b : codec.compress(b)!);
+      const blob = { compressor, digester, blobId: 'b'.repeat(64) };
+      const ref = (raw: Buffer): ChunkRef => ({
+        blobIndex: 0, blobId: blob.blobId, chunkIndex: 3, fileOffset: 0, compressedOffset: 0, compressedSize: raw.length,
+        uncompressedOffset: 0, uncompressedSize: data.length, compressed: compressor !== 'none', digest: chunkDigest(digester, data),
+      });
+      const ok = pack(data);
+      assert.ok(decodeChunkData(blob, ref(ok), ok).equals(data), `${compressor}/${digester}: good chunk`);
+      const bad = pack(altered);
+      assert.throws(() => decodeChunkData(blob, ref(bad), bad), (e) => e instanceof DigestMismatchError &&
+        e.expected === `${digester}:${chunkDigest(digester, data).toString('hex')}` &&
+        e.actual === `${digester}:${chunkDigest(digester, altered).toString('hex')}`, `${compressor}/${digester}: altered chunk`);
+    }
+  }
 });

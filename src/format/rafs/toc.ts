@@ -1,6 +1,6 @@
 /**
  * @module format/rafs/toc
- * The tail of a Nydus data blob (spec §3.5, §3.8): "reverse" tar headers (each 512-byte GNU header
+ * The tail of a Nydus data blob, as nydus-image lays it out: "reverse" tar headers (each 512-byte GNU header
  * follows the payload it describes, so a reader walks from the end) and the blob table of contents
  * (`rafs.blob.toc`, 128-byte entries). Pure buffer codecs with bounds checks.
  */

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { FerryError } from '../../core/index.js';
+import { sendError } from '../../httpx/index.js';
 import { ClusterAuth, CLUSTER_AUTH_WINDOW_MS, isLoopbackHost, loadClusterSecret, readAuthenticated } from './cluster-auth.js';
 import { jsonRequest, request } from './http.js';
 
@@ -73,7 +73,7 @@ test('cluster auth over HTTP: request() signs what Node sends; readAuthenticated
     if (req.url === '/elsewhere') { res.writeHead(302, { location: `http://localhost:${(server.address() as AddressInfo).port}/landed` }); res.end(); return; }
     readAuthenticated(req, auth, 1024).then(
       (b) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end(JSON.stringify({ len: b.length })); },
-      (err: unknown) => { const e = err as FerryError; res.writeHead(e.code === 'UNAUTHENTICATED' ? 401 : 400, { connection: 'close' }); res.end(e.message); },
+      (err: unknown) => { sendError(res, err); },
     );
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -84,7 +84,8 @@ test('cluster auth over HTTP: request() signs what Node sends; readAuthenticated
     assert.deepEqual(await jsonRequest(q, { auth }), { len: 0 });
     assert.deepEqual(await jsonRequest(`${base}/api/v1/tasks`, { method: 'POST', json: { url: 'http://x/é' }, auth }), { len: 21 });
     await assert.rejects(jsonRequest(`${base}/api/v1/tasks`), /401 no cluster credentials/);
-    await assert.rejects(jsonRequest(`${base}/api/v1/tasks`, { method: 'POST', json: { big: 'x'.repeat(2000) }, auth }), /400 request body of \d+ bytes exceeds 1024/);
+    await assert.rejects(jsonRequest(`${base}/api/v1/tasks`, { method: 'POST', json: { big: 'x'.repeat(2000) }, auth }),
+      /413 request body over 1024 bytes: Content-Length \d+ exceeds the limit/);
     seen.length = 0;
     const r = await request(`${base}/elsewhere`, { auth });
     r.body.resume();

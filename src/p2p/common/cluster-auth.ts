@@ -20,7 +20,7 @@ import { readFileSync, statSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { FerryError } from '../../core/index.js';
 import type { Logger } from '../../observe/index.js';
-import { readAll } from './http.js';
+import { readBody } from '../../httpx/index.js';
 
 export const CLUSTER_AUTH_SCHEME = 'Ferry-Cluster';
 /** Accepted clock difference between signer and verifier. */
@@ -143,8 +143,9 @@ export function loadClusterSecret(c: { token?: string | undefined; tokenFile?: s
 
 /**
  * Server side: checks a request's cluster signature (when `auth` is set) and reads its body, at
- * most `limit` bytes. Throws UNAUTHENTICATED (401) before reading anything when the header is
- * missing, malformed or stale, INVALID_ARGUMENT when the body is larger than `limit`.
+ * most `limit` bytes (httpx `readBody`). Throws UNAUTHENTICATED (401) before reading anything when
+ * the header is missing, malformed or stale, PayloadTooLarge (413) when the body is larger than
+ * `limit` (declared: before reading it), UNAUTHENTICATED when the signature over the body is wrong.
  */
 export async function readAuthenticated(req: IncomingMessage, auth: ClusterAuth | undefined, limit: number): Promise<Buffer> {
   const header = req.headers.authorization;
@@ -152,13 +153,7 @@ export async function readAuthenticated(req: IncomingMessage, auth: ClusterAuth 
     const pre = auth.precheck(header);
     if (!pre.ok) throw new FerryError('UNAUTHENTICATED', pre.reason);
   }
-  const declared = Number(req.headers['content-length'] ?? '0');
-  if (declared > limit) throw new FerryError('INVALID_ARGUMENT', `request body of ${declared} bytes exceeds ${limit} bytes`);
-  let body: Buffer;
-  try { body = await readAll(req, limit); } catch (err) {
-    if (FerryError.hasCode(err, 'RESOURCE_EXHAUSTED')) throw new FerryError('INVALID_ARGUMENT', `request body exceeds ${limit} bytes`);
-    throw err;
-  }
+  const body = await readBody(req, limit);
   if (auth) {
     const r = auth.verify(req.method ?? 'GET', req.url ?? '/', header, body);
     if (!r.ok) throw new FerryError('UNAUTHENTICATED', r.reason);

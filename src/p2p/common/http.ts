@@ -2,11 +2,13 @@
  * @module p2p/common/http
  * Small HTTP(S) client on node:http with keep-alive agents, an optional extra CA, manual redirect
  * following (credentials stripped when the redirect leaves the original host) and timeouts.
- * Used for origin (back-to-source) requests, parent piece fetches and scheduler RPC.
+ * Used for origin (back-to-source) requests, parent piece fetches and scheduler RPC; `jsonRequest`
+ * decodes a Ferry server's error envelope with httpx's `decodeError`.
  */
 import http, { type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
 import { FerryError } from '../../core/index.js';
+import { decodeError } from '../../httpx/index.js';
 import type { ClusterAuth } from './cluster-auth.js';
 
 export interface RequestOptions {
@@ -117,22 +119,12 @@ export async function jsonRequest<T>(url: string, opts: RequestOptions & { json?
     headers: { accept: 'application/json', ...(opts.json !== undefined ? { 'content-type': 'application/json' } : {}), ...(opts.headers ?? {}) },
   });
   const buf = await readAll(res.body, 16 * 1024 * 1024);
+  // the server's `{code, message}` envelope back into its FerryError
   if (res.status < 200 || res.status >= 300) {
-    let msg = buf.toString('utf8').slice(0, 500);
-    try { msg = (JSON.parse(msg) as { message?: string }).message ?? msg; } catch { /* not json */ }
-    const code = res.status === 404 ? 'NOT_FOUND' : res.status === 400 ? 'INVALID_ARGUMENT' : res.status === 401 ? 'UNAUTHENTICATED'
-      : res.status === 403 ? 'PERMISSION_DENIED' : res.status === 412 ? 'FAILED_PRECONDITION' : res.status === 429 ? 'RESOURCE_EXHAUSTED' : 'UNAVAILABLE';
-    throw new FerryError(code, `${opts.method ?? 'GET'} ${url}: ${res.status} ${msg}`);
+    throw decodeError(res.status, buf, { prefix: `${opts.method ?? 'GET'} ${url}: ${res.status} ` });
   }
   return (buf.length ? JSON.parse(buf.toString('utf8')) : undefined) as T;
 }
-
-/** Maps FerryError codes to HTTP statuses (one table, used by the scheduler and peer servers). */
-export const HTTP_STATUS: Record<string, number> = {
-  INVALID_ARGUMENT: 400, NOT_FOUND: 404, ALREADY_EXISTS: 409, FAILED_PRECONDITION: 412, UNAVAILABLE: 503,
-  NOT_IMPLEMENTED: 501, DATA_LOSS: 502, CANCELED: 499, DEADLINE_EXCEEDED: 504, UNAUTHENTICATED: 401,
-  PERMISSION_DENIED: 403, RESOURCE_EXHAUSTED: 429, ABORTED: 409, INTERNAL: 500,
-};
 
 /** Resolves when a writable drains or closes (listeners removed either way). */
 export function drained(w: NodeJS.WritableStream & { once(ev: string, f: () => void): unknown; off(ev: string, f: () => void): unknown }): Promise<void> {

@@ -7,6 +7,7 @@ import {
 } from './idgen.js';
 import { HashRing } from './hashring.js';
 import { TokenBucket } from './ratelimit.js';
+import { FakeClock } from '../../../test/support/clock.js';
 
 const MiB = 1024 * 1024;
 
@@ -145,13 +146,20 @@ test('hash ring: stable owner, fail-over order, minimal movement', () => {
 });
 
 test('token bucket limits throughput', async () => {
-  const b = new TokenBucket(4 * MiB, 256 * 1024);
-  const t0 = Date.now();
-  for (let i = 0; i < 8; i++) await b.take(256 * 1024); // 2 MiB at 4 MiB/s, 256 KiB burst
-  const ms = Date.now() - t0;
-  assert.ok(ms >= 350 && ms < 10_000, `took ${ms} ms`);
-  const u = new TokenBucket(0);
-  const t1 = Date.now();
+  const clock = new FakeClock();
+  const b = new TokenBucket(4 * MiB, 256 * 1024, clock);
+  const t0 = clock.now();
+  // 2 MiB at 4 MiB/s with a 256 KiB burst: the first take is the burst, each further 256 KiB waits 62.5 ms
+  const takes = Promise.all(Array.from({ length: 8 }, () => b.take(256 * 1024)));
+  await clock.runUntil(takes);
+  assert.deepEqual(clock.history.map((t) => t.ms), Array(7).fill(63), 'one pause per take after the burst (62.5 ms, rounded up)');
+  assert.equal(clock.now() - t0, 7 * 63);
+  // a bucket that refilled while idle lends its burst at once
+  await clock.advance(1000);
+  await clock.runUntil(b.take(256 * 1024));
+  assert.equal(clock.history.length, 7, 'no pause');
+  // unlimited: never waits
+  const u = new TokenBucket(0, undefined, clock);
   await u.take(1e9);
-  assert.ok(Date.now() - t1 < 50);
+  assert.equal(clock.history.length, 7);
 });

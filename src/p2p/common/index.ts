@@ -11,7 +11,7 @@ export {
 export * from './protocol.js';
 export { HashRing } from './hashring.js';
 export { TokenBucket } from './ratelimit.js';
-export { request, readAll, jsonRequest, drained, HTTP_STATUS, type RequestOptions, type Response } from './http.js';
+export { request, readAll, jsonRequest, drained, type RequestOptions, type Response } from './http.js';
 export { hostsToml, httpProxyDropIn } from './snippets.js';
 export {
   ClusterAuth, isLoopbackHost, loadClusterSecret, readAuthenticated, CLUSTER_AUTH_SCHEME, CLUSTER_AUTH_WINDOW_MS, CLUSTER_SECRET_HINT,

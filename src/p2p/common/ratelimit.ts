@@ -3,16 +3,17 @@
  * Token bucket for byte rates (upload, download, back-to-source). `take(n)` waits until n bytes
  * of budget exist; a rate of 0 or Infinity means unlimited.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
+import { systemClock, type Clock } from '../../core/index.js';
 
 export class TokenBucket {
   private tokens: number;
-  private last = Date.now();
+  private last: number;
   private queue: Promise<void> = Promise.resolve();
 
-  /** `rate` bytes per second; `burst` bytes (default: rate / 10, at least 256 KiB). */
-  constructor(readonly rate: number, private readonly burst = Math.max(256 * 1024, rate / 10)) {
+  /** `rate` bytes per second; `burst` bytes (default: rate / 10, at least 256 KiB); `clock` for tests. */
+  constructor(readonly rate: number, private readonly burst = Math.max(256 * 1024, rate / 10), private readonly clock: Clock = systemClock) {
     this.tokens = this.burst;
+    this.last = clock.now();
   }
 
   get unlimited(): boolean {
@@ -28,7 +29,7 @@ export class TokenBucket {
 
   private async takeNow(n: number): Promise<void> {
     for (;;) {
-      const now = Date.now();
+      const now = this.clock.now();
       this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.rate);
       this.last = now;
       if (this.tokens >= Math.min(n, this.burst)) {
@@ -36,7 +37,7 @@ export class TokenBucket {
         return;
       }
       const need = Math.min(n, this.burst) - this.tokens;
-      await sleep(Math.max(1, Math.ceil((need / this.rate) * 1000)));
+      await this.clock.sleep(Math.max(1, Math.ceil((need / this.rate) * 1000)));
     }
   }
 }

@@ -1,6 +1,6 @@
 /**
  * @module p2p/peer/download
- * One task download on this peer (Dragonfly's client flow, §2.3–2.6 of the spec): register with
+ * One task download on this peer (Dragonfly's client flow): register with
  * the scheduler, then either fetch pieces from the parents it names (piece lists long-polled from
  * each parent, so pieces flow while parents still download; weighted-random parent per piece;
  * crc32 checked; a failing or lying parent is blocked and reported) or go back to source. Rounds

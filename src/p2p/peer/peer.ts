@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { FerryError, asFerryError } from '../../core/index.js';
 import { createMetricsRegistry, metricsHandler, silentLogger, type Logger, type MetricsRegistry } from '../../observe/index.js';
 import { parsePeerConfig, type PeerConfig, type PeerConfigInput } from '../../config/peer.js';
-import { HTTP_STATUS } from '../common/index.js';
+import { sendError, statusOf } from '../../httpx/index.js';
 import { ClusterAuth, CLUSTER_SECRET_HINT, LogThrottle, isLoopbackHost, loadClusterSecret } from '../common/index.js';
 import { hostId } from '../common/index.js';
 import type { HostInfo } from '../common/index.js';
@@ -151,17 +151,11 @@ export async function startPeer(opts: StartPeerOptions = {}): Promise<PeerHandle
   const refusals = new LogThrottle();
   const onError = (req: IncomingMessage, res: ServerResponse, err: unknown): void => {
     const e = asFerryError(err);
-    const status = HTTP_STATUS[e.code] ?? 500;
-    const loud = status >= 500 || (e.code === 'UNAUTHENTICATED' && refusals.allow(req.socket.remoteAddress ?? ''));
-    (loud ? log.warn.bind(log) : log.debug.bind(log))({ method: req.method, url: req.url?.replace(/\?.*$/, ''), remote: req.socket.remoteAddress, err: e.message }, 'upload request failed');
-    if (res.headersSent) { res.destroy(); return; }
-    const body = JSON.stringify({ code: e.code, message: e.message });
-    const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
-    if (e.code === 'UNAUTHENTICATED') headers['www-authenticate'] = 'Ferry-Cluster';
-    // A refused request whose body was not read: close rather than drain it.
-    if (!req.complete) headers.connection = 'close';
-    res.writeHead(status, headers);
-    res.end(body);
+    const loud = statusOf(e) >= 500 || (e.code === 'UNAUTHENTICATED' && refusals.allow(req.socket.remoteAddress ?? ''));
+    const fields = { method: req.method, url: req.url?.replace(/\?.*$/, ''), remote: req.socket.remoteAddress, err: e.message };
+    (loud ? log.warn.bind(log) : log.debug.bind(log))(fields, 'upload request failed');
+    // (a refused request whose body was not read is closed rather than drained: sendError)
+    sendError(res, e, e.code === 'UNAUTHENTICATED' ? { headers: { 'www-authenticate': 'Ferry-Cluster' } } : {});
   };
   uploadServer.on('request', (req: IncomingMessage, res: ServerResponse) => {
     (async () => {

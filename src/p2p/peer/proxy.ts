@@ -1,6 +1,6 @@
 /**
  * @module p2p/peer/proxy
- * The node proxy (Dragonfly dfdaemon proxy rules, spec §3): registry mirror mode (upstream from
+ * The node proxy (Dragonfly dfdaemon's proxy rules): registry mirror mode (upstream from
  * `X-Dragonfly-Registry`, containerd's `?ns=`, or the configured mirror), absolute-URI proxy mode,
  * CONNECT with TLS interception for configured hosts (leaf certificates from the CA) and blind
  * tunnels for all others. Only GETs matching a rule (default `blobs/sha256.*`) or carrying
@@ -21,7 +21,8 @@ import type { Duplex } from 'node:stream';
 import { FerryError, asFerryError } from '../../core/index.js';
 import type { Logger } from '../../observe/index.js';
 import type { PeerConfig } from '../../config/peer.js';
-import { HTTP_STATUS, LogThrottle, drained } from '../common/index.js';
+import { sendError } from '../../httpx/index.js';
+import { LogThrottle, drained } from '../common/index.js';
 import { blobDigestOfUrl, piecesForRange, type RangeSpec } from '../common/index.js';
 import { H, type TaskIdOptions } from '../common/index.js';
 import type { Agent, Prepared, PreparedRange } from './agent.js';
@@ -66,10 +67,7 @@ export function createProxyServer(d: ProxyDeps): http.Server {
       d.metrics.proxyFailures.inc({ type });
       d.log.warn({ err: e.message, type }, 'proxy request failed');
     }
-    if (res.headersSent) { res.destroy(); return; }
-    const body = JSON.stringify({ code: e.code, message: e.message });
-    res.writeHead(HTTP_STATUS[e.code] ?? 502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), [H.errorType]: type });
-    res.end(body);
+    sendError(res, e, { headers: { [H.errorType]: type } });
   };
 
   /** Upstream URL of a request, or undefined for requests addressed to the proxy itself. */
@@ -339,11 +337,6 @@ export async function serveEntry(res: ServerResponse, entry: TaskEntry, range: R
     }
     res.end();
   } catch (err) {
-    if (!res.headersSent) {
-      const e = asFerryError(err);
-      const body = JSON.stringify({ code: e.code, message: e.message });
-      res.writeHead(HTTP_STATUS[e.code] ?? 502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), [H.errorType]: 'dfdaemon' });
-      res.end(body);
-    } else res.destroy();
+    sendError(res, err, { headers: { [H.errorType]: 'dfdaemon' } });
   } finally { entry.refs--; }
 }

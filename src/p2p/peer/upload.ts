@@ -9,6 +9,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FerryError } from '../../core/index.js';
+import { Router, parseJson, requestUrl, sendJson } from '../../httpx/index.js';
 import type { Logger } from '../../observe/index.js';
 import { drained, readAuthenticated, redactUrl, type ClusterAuth } from '../common/index.js';
 import { taskId } from '../common/index.js';
@@ -18,14 +19,10 @@ import type { Agent } from './agent.js';
 import type { PeerMetrics } from './metrics.js';
 import type { PieceStore, TaskEntry } from './store.js';
 
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const s = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(s) });
-  res.end(s);
-}
-
 /** Largest body of an upload API request (the download command). */
 const MAX_BODY = 1024 * 1024;
+
+interface Ctx { res: ServerResponse; url: URL; raw: Buffer }
 
 export function uploadRoutes(deps: {
   store: PieceStore; agent: Agent; metrics: PeerMetrics; bucket: TokenBucket; log: Logger; disableShared: boolean;
@@ -42,14 +39,9 @@ export function uploadRoutes(deps: {
     return entry;
   };
 
-  return async function handle(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
-    const u = new URL(req.url ?? '/', 'http://x');
-    const m = req.method ?? 'GET';
-    if (!u.pathname.startsWith('/api/')) return false;
-    const raw = await readAuthenticated(req, deps.auth, MAX_BODY);
-    let mm: RegExpExecArray | null;
-    if (m === 'GET' && (mm = /^\/api\/v1\/tasks\/([a-f0-9]{64})\/pieces$/.exec(u.pathname))) {
-      const entry = taskFor(mm[1]!, u);
+  const routes = new Router<Ctx>()
+    .get('/api/v1/tasks/:task([a-f0-9]{64})/pieces', async ({ res, url: u }, p) => {
+      const entry = taskFor(p.task!, u);
       const have = Number(u.searchParams.get('have') ?? '-1');
       const wait = Math.min(10_000, Math.max(0, Number(u.searchParams.get('wait') ?? '0')));
       if (wait > 0) {
@@ -63,11 +55,10 @@ export function uploadRoutes(deps: {
         taskId: entry.id, contentLength: entry.meta.contentLength, pieceLength: entry.meta.pieceLength, pieceCount: entry.meta.pieceCount,
         pieces, done: entry.complete, failed: !entry.complete && !entry.downloading,
       } satisfies PieceListResponse);
-      return true;
-    }
-    if (m === 'GET' && (mm = /^\/api\/v1\/tasks\/([a-f0-9]{64})\/pieces\/(\d+)$/.exec(u.pathname))) {
-      const entry = taskFor(mm[1]!, u);
-      const n = Number(mm[2]);
+    })
+    .get('/api/v1/tasks/:task([a-f0-9]{64})/pieces/:n(\\d+)', async ({ res, url: u }, p) => {
+      const entry = taskFor(p.task!, u);
+      const n = Number(p.n);
       if (n >= entry.meta.pieceCount) throw new FerryError('INVALID_ARGUMENT', `piece ${n} out of range`);
       if (!entry.has(n)) throw new FerryError('NOT_FOUND', `piece ${n} not here yet`);
       entry.refs++;
@@ -78,29 +69,27 @@ export function uploadRoutes(deps: {
           if (!res.write(buf)) await drained(res);
           deps.metrics.upload.inc(buf.length);
           res.end();
-          return true;
+          return;
         }
         const step = 256 * 1024;
         for (let off = 0; off < buf.length; off += step) {
           const part = buf.subarray(off, Math.min(buf.length, off + step));
           await deps.bucket.take(part.length);
-          if (res.destroyed) return true;
+          if (res.destroyed) return;
           if (!res.write(part)) await drained(res);
           deps.metrics.upload.inc(part.length);
         }
         res.end();
       } finally { entry.refs--; }
-      return true;
-    }
-    if (m === 'POST' && u.pathname === '/api/v1/tasks') {
-      let body: DownloadTaskRequest;
-      try { body = JSON.parse(raw.toString('utf8')) as DownloadTaskRequest; } catch {
-        throw new FerryError('INVALID_ARGUMENT', 'body must be JSON');
-      }
+    })
+    .post('/api/v1/tasks', async ({ res, raw }) => {
+      const body = parseJson<DownloadTaskRequest | null>(raw, { what: 'download command' });
       if (typeof body !== 'object' || body === null || typeof body.url !== 'string') throw new FerryError('INVALID_ARGUMENT', 'url is required');
       let target: URL;
       try { target = new URL(body.url); } catch { throw new FerryError('INVALID_ARGUMENT', `invalid url ${body.url}`); }
-      if (target.protocol !== 'http:' && target.protocol !== 'https:') throw new FerryError('INVALID_ARGUMENT', `url must be http(s), got ${target.protocol}`);
+      if (target.protocol !== 'http:' && target.protocol !== 'https:') {
+        throw new FerryError('INVALID_ARGUMENT', `url must be http(s), got ${target.protocol}`);
+      }
       if (body.range !== undefined && typeof body.range !== 'string') throw new FerryError('INVALID_ARGUMENT', 'range must be a string start-end');
       if (body.headers !== undefined && (typeof body.headers !== 'object' || body.headers === null || Array.isArray(body.headers)
         || Object.values(body.headers).some((v) => typeof v !== 'string'))) throw new FerryError('INVALID_ARGUMENT', 'headers must be an object of strings');
@@ -111,19 +100,30 @@ export function uploadRoutes(deps: {
         range: body.range,
       });
       deps.log.info({ taskId: entry.id, url: redactUrl(body.url), wait: !!body.wait }, 'download task requested');
-      if (!body.wait) { sendJson(res, 202, { taskId: entry.id, contentLength: entry.meta.contentLength, state: 'started' } satisfies DownloadTaskResponse); return true; }
+      if (!body.wait) {
+        sendJson(res, 202, { taskId: entry.id, contentLength: entry.meta.contentLength, state: 'started' } satisfies DownloadTaskResponse);
+        return;
+      }
       try {
         await download;
         sendJson(res, 200, { taskId: entry.id, contentLength: entry.meta.contentLength, state: 'succeeded' } satisfies DownloadTaskResponse);
       } catch (err) {
         sendJson(res, 200, { taskId: entry.id, state: 'failed', description: (err as Error).message } satisfies DownloadTaskResponse);
       }
-      return true;
-    }
-    if (m === 'GET' && u.pathname === '/api/v1/tasks') {
-      sendJson(res, 200, deps.store.list().map((t) => ({ taskId: t.id, contentLength: t.meta.contentLength, pieces: t.finishedCount, pieceCount: t.meta.pieceCount, done: t.complete })));
-      return true;
-    }
-    return false;
+    })
+    .get('/api/v1/tasks', ({ res }) => {
+      const list = deps.store.list();
+      sendJson(res, 200, list.map((t) => ({
+        taskId: t.id, contentLength: t.meta.contentLength, pieces: t.finishedCount, pieceCount: t.meta.pieceCount, done: t.complete,
+      })));
+    });
+
+  /** Handles /api/… (false for other paths): the cluster signature first, then the route. */
+  return async function handle(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const url = requestUrl(req);
+    if (!url.pathname.startsWith('/api/')) return false;
+    const raw = await readAuthenticated(req, deps.auth, MAX_BODY);
+    await routes.dispatch(req.method ?? 'GET', url.pathname, { res, url, raw });
+    return true;
   };
 }

@@ -1,7 +1,7 @@
 /**
  * Abuse of a scheduler by strangers (bounded, loopback): the peer RPC answers only requests signed
  * with the cluster secret (unsigned, forged, stale and replayed signatures are refused before the
- * body is read or state changes), malformed and oversized bodies are refused with 400 and the
+ * body is read or state changes), malformed bodies are refused with 400, oversized ones with 413, and the
  * server stays up, the preheat API keeps its own bearer tokens, and a scheduler reachable from the
  * network refuses to start without a cluster secret.
  */
@@ -94,23 +94,23 @@ describe('scheduler abuse', () => {
     assert.equal((await rawRequest(`${s.url}/healthy`)).status, 200);
   });
 
-  test('huge bodies: a stranger\'s is refused unread, a member\'s above 8 MiB with 400; the server stays up', async () => {
+  test('huge bodies: a stranger\'s is refused unread, a member\'s above 8 MiB with 413; the server stays up', async () => {
     // A stranger announcing 1 GiB: refused at once, the connection closed, far less than that read.
     const strangerBig = await hugeRequest(`${s.url}/api/v1/peers`, { declared: 1024 * 1024 * 1024, max: 1024 * 1024 * 1024 });
     assert.equal(strangerBig.status, 401);
     assert.ok(strangerBig.sent < 64 * 1024 * 1024, `sent ${strangerBig.sent} bytes before the answer`);
     // A signed request declaring more than the limit: refused before reading.
     const declared = await hugeRequest(`${s.url}/api/v1/peers`, { declared: 9 * 1024 * 1024, max: 9 * 1024 * 1024, headers: { authorization: auth.sign('POST', '/api/v1/peers') } });
-    assert.equal(declared.status, 400);
+    assert.equal(declared.status, 413);
     assert.match(declared.body.toString(), /exceeds/);
     // Chunked, no length: read up to the limit, then refused.
     const chunked = await hugeRequest(`${s.url}/api/v1/peers`, { max: 12 * 1024 * 1024, headers: { authorization: auth.sign('POST', '/api/v1/peers') } });
-    assert.equal(chunked.status, 400);
+    assert.equal(chunked.status, 413);
     // The preheat API: without a token refused unread; with one, bodies over 1 MiB refused.
     const job = await hugeRequest(`${s.url}/oapi/v1/jobs`, { declared: 512 * 1024 * 1024, max: 512 * 1024 * 1024 });
     assert.equal(job.status, 401);
     const bigJob = await hugeRequest(`${s.url}/oapi/v1/jobs`, { declared: 2 * 1024 * 1024, max: 2 * 1024 * 1024, headers: { authorization: 'Bearer pat-abuse' } });
-    assert.equal(bigJob.status, 400);
+    assert.equal(bigJob.status, 413);
     assert.equal((await rawRequest(`${s.url}/healthy`)).status, 200);
     assert.equal((await signed('GET', '/api/v1/hosts')).status, 200);
   });

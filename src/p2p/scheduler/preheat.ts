@@ -11,14 +11,16 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { FerryError } from '../../core/index.js';
-import { isIndexMediaType, type ImageIndex, type ImageManifest } from '../../oci/index.js';
 import { type Logger, type MetricsRegistry, Counter, silentLogger } from '../../observe/index.js';
-import { RegistryClient, resolvePlatform } from '../../remote/index.js';
+import { RegistryClient, withDigest, type ImageReference } from '../../remote/index.js';
 import { HashRing, REDACTED, redactHeaders, redactUrl } from '../common/index.js';
 import { jsonRequest } from '../common/index.js';
 import { taskId } from '../common/index.js';
 import type { ClusterAuth, DownloadTaskRequest, DownloadTaskResponse } from '../common/index.js';
 import type { Host } from './state.js';
+
+/** The platform of an index a preheat job takes when it names none (Harbor's Dragonfly provider's default). */
+const DEFAULT_PREHEAT_PLATFORM = 'linux/amd64';
 
 export const createJobSchema = z.object({
   type: z.literal('preheat'),
@@ -169,27 +171,11 @@ export class PreheatJobs {
       credentials: () => (a.username ? { username: a.username, password: a.password ?? '' } : undefined),
       log: this.log, retries: 2,
     });
-    const getManifest = async (ref: string): Promise<{ body: Buffer; mediaType: string }> => {
-      const res = await client.request({
-        host: registry, method: 'GET', path: `/v2/${repository}/manifests/${ref}`,
-        headers: { ...headers, accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json' },
-        scope: `repository:${repository}:pull`, signal: this.aborter.signal,
-      });
-      const body = Buffer.from(await res.arrayBuffer());
-      if (res.status !== 200) throw new FerryError(res.status === 401 ? 'UNAUTHENTICATED' : res.status === 404 ? 'NOT_FOUND' : 'UNAVAILABLE', `manifest ${registry}/${repository}:${ref}: ${res.status} ${body.toString('utf8').slice(0, 200)}`);
-      let mediaType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
-      if (!mediaType || mediaType === 'application/json') mediaType = (JSON.parse(body.toString('utf8')) as { mediaType?: string }).mediaType ?? '';
-      return { body, mediaType };
-    };
-    let man = await getManifest(reference);
-    let parsed = JSON.parse(man.body.toString('utf8')) as ImageManifest | ImageIndex;
-    if (isIndexMediaType(man.mediaType) || Array.isArray((parsed as ImageIndex).manifests)) {
-      const d = resolvePlatform(parsed as ImageIndex, a.platform ?? 'linux/amd64');
-      man = await getManifest(d.digest);
-      parsed = JSON.parse(man.body.toString('utf8')) as ImageManifest;
-    }
-    const im = parsed as ImageManifest;
-    if (!im.config || !Array.isArray(im.layers)) throw new FerryError('INVALID_ARGUMENT', `manifest ${a.url} has no config/layers`);
+    const ref: ImageReference = reference.includes(':')
+      ? withDigest({ registry, repository }, reference) : { registry, repository, tag: reference };
+    const { manifest: im } = await client.resolveImage(ref, {
+      platform: a.platform ?? DEFAULT_PREHEAT_PLATFORM, headers, signal: this.aborter.signal,
+    });
     const base = `${u.protocol}//${u.host}/v2/${repository}/blobs/`;
     const urls = [im.config.digest, ...im.layers.map((l) => l.digest)].map((d) => base + d);
     // Headers the seeds send to the registry: the caller's, else a token the client obtained.

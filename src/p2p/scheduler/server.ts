@@ -4,17 +4,20 @@
  * events / reschedule / leave, task eviction reports, the preheat job API (`/oapi/v1/jobs`,
  * bearer tokens), `/healthy` and `/metrics`. With a cluster secret every /api/v1 request must be
  * signed by a cluster member (401 otherwise, the body unread); a non-loopback listen address
- * requires one. JSON logs; FerryError codes map to statuses through one table (HTTP_STATUS).
+ * requires one. JSON logs; routes, bodies and errors through the httpx kit (FerryError codes map to
+ * statuses through its one table); wire shapes and their schemas in common/protocol.ts.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
-import { z } from 'zod';
+import type { ZodType } from 'zod';
 import { FerryError, asFerryError } from '../../core/index.js';
 import { createMetricsRegistry, metricsHandler, silentLogger, type Logger, type MetricsRegistry } from '../../observe/index.js';
 import { parseSchedulerConfig, type SchedulerConfig, type SchedulerConfigInput } from '../../config/scheduler.js';
-import { HTTP_STATUS, readAuthenticated } from '../common/index.js';
+import { Router, parseJson, readBody, requestUrl, sendError, sendJson, statusOf, type Params } from '../../httpx/index.js';
+import { readAuthenticated } from '../common/index.js';
 import { ClusterAuth, CLUSTER_SECRET_HINT, LogThrottle, isLoopbackHost, loadClusterSecret } from '../common/index.js';
+import { hostInfoSchema, peerEventsSchema, registerRequestSchema, rescheduleRequestSchema } from '../common/index.js';
 import type { HostInfo, PeerEvent, RegisterRequest, RescheduleRequest } from '../common/index.js';
 import { PreheatJobs } from './preheat.js';
 import { SchedulerService } from './service.js';
@@ -46,44 +49,12 @@ const MAX_RPC_BODY = 8 * 1024 * 1024;
 /** Largest preheat job. */
 const MAX_JOB_BODY = 1024 * 1024;
 
-/** A JSON object body (an empty body is `{}`), checked with `schema` when given. */
-function jsonObject<T>(buf: Buffer, schema?: z.ZodType): T {
-  if (buf.length === 0 && !schema) return {} as T;
-  let v: unknown;
-  try { v = JSON.parse(buf.toString('utf8')); } catch {
-    throw new FerryError('INVALID_ARGUMENT', 'request body is not valid JSON');
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new FerryError('INVALID_ARGUMENT', 'request body must be a JSON object');
-  if (schema) {
-    const r = schema.safeParse(v);
-    if (!r.success) throw new FerryError('INVALID_ARGUMENT', `request body: ${z.prettifyError(r.error).replace(/\s*\n\s*/g, ' ')}`);
-  }
-  return v as T;
+/** A JSON object body, checked with `schema` (the wire shapes of common/protocol.ts). */
+function jsonObject<T>(buf: Buffer, schema: ZodType): T {
+  return parseJson(buf, { object: true, schema }) as T;
 }
 
-// The shapes the RPC handlers rely on (the wire types in common/protocol.ts carry the rest).
-const httpUrl = z.string().refine((s) => { try { return /^https?:$/.test(new URL(s).protocol); } catch { return false; } }, 'an http(s) URL');
-const hostSchema = z.object({ id: z.string().min(1), ip: z.string().min(1), hostname: z.string(), type: z.enum(['normal', 'super']), uploadUrl: httpUrl }).passthrough();
-const registerSchema = z.object({
-  peerId: z.string().min(1), hostId: z.string().min(1), taskId: z.string().regex(/^[a-f0-9]{64}$/),
-  download: z.object({
-    url: httpUrl, contentLength: z.number().int().min(0), actualPieceLength: z.number().int().min(0),
-    headers: z.record(z.string(), z.string()).optional(),
-  }).passthrough(),
-}).passthrough();
-const pieceSchema = z.object({ number: z.number().int().min(0), length: z.number().min(0), digest: z.string(), costMs: z.number() }).passthrough();
-const eventsSchema = z.object({
-  events: z.array(z.object({ kind: z.string(), piece: pieceSchema.optional(), parentId: z.string().optional() }).passthrough()
-    .refine((e) => !['pieceFinished', 'pieceBackToSourceFinished'].includes(e.kind) || e.piece !== undefined, 'piece events need `piece`')
-    .refine((e) => e.kind !== 'pieceFailed' || e.parentId !== undefined, 'pieceFailed needs `parentId`')).max(100_000),
-});
-const rescheduleSchema = z.object({ candidateParentIds: z.array(z.string()).optional() }).passthrough();
-
-function send(res: ServerResponse, status: number, body: unknown): void {
-  const s = body === undefined ? '' : JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(s) });
-  res.end(s);
-}
+interface Ctx { req: IncomingMessage; res: ServerResponse; url: URL; raw: Buffer }
 
 export async function startScheduler(opts: StartSchedulerOptions = {}): Promise<SchedulerHandle> {
   const config = parseSchedulerConfig(opts.config ?? {});
@@ -119,58 +90,73 @@ export async function startScheduler(opts: StartSchedulerOptions = {}): Promise<
     return tokens.some((t) => t.length === got.length && timingSafeEqual(t, got));
   };
 
+  // /metrics and /healthy: open.
+  const open = new Router<Ctx>()
+    .get('/metrics', ({ req, res }) => metricsHandler(metrics, req, res))
+    .get('/healthy', ({ res }) => { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('OK'); })
+    .get('/healthy/', ({ res }) => { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('OK'); });
+  // The preheat job API (Dragonfly manager's): personal access tokens, checked before the body is read.
+  const jobRoutes = new Router<Ctx>()
+    .post('/oapi/v1/jobs', async ({ req, res }) => {
+      const body = parseJson<Record<string, unknown>>(await readBody(req, MAX_JOB_BODY), { object: true, empty: {} });
+      sendJson(res, 200, jobs.view(jobs.create(body)));
+    })
+    .get('/oapi/v1/jobs', ({ res, url }) => {
+      const list = jobs.list({ type: url.searchParams.get('type') ?? '', state: url.searchParams.get('state') ?? '' });
+      sendJson(res, 200, list.map((j) => jobs.view(j)));
+    })
+    .get('/oapi/v1/jobs/:id(\\d+)', ({ res }, p) => sendJson(res, 200, jobs.view(jobs.get(Number(p.id)))));
+  // The peer RPC: cluster members only (the signature covers the body, read before routing).
+  const announce = ({ res, raw }: Ctx, p: Params): void => {
+    const info = jsonObject<HostInfo>(raw, hostInfoSchema);
+    if (info.id !== p.id) throw new FerryError('INVALID_ARGUMENT', 'host id in path and body differ');
+    service.announceHost(info);
+    sendJson(res, 200, {});
+  };
+  const rpc = new Router<Ctx>()
+    .put('/api/v1/hosts/:id', announce)
+    .post('/api/v1/hosts/:id', announce)
+    .delete('/api/v1/hosts/:id', ({ res }, p) => { service.leaveHost(p.id!); sendJson(res, 200, {}); })
+    .get('/api/v1/hosts', ({ res }) => sendJson(res, 200, service.hostsOf().map((h) => h.info)))
+    .post('/api/v1/peers', async ({ res, raw }) => {
+      sendJson(res, 200, await service.register(jsonObject<RegisterRequest>(raw, registerRequestSchema)));
+    })
+    .post('/api/v1/peers/:id/events', ({ res, raw }, p) => {
+      service.report(p.id!, jsonObject<{ events: PeerEvent[] }>(raw, peerEventsSchema).events);
+      sendJson(res, 200, {});
+    })
+    .post('/api/v1/peers/:id/reschedule', async ({ res, raw }, p) => {
+      const body = jsonObject<RescheduleRequest>(raw, rescheduleRequestSchema);
+      sendJson(res, 200, await service.reschedule(p.id!, body.candidateParentIds ?? []));
+    })
+    .delete('/api/v1/peers/:id', ({ res }, p) => { service.leavePeer(p.id!); sendJson(res, 200, {}); })
+    .delete('/api/v1/tasks/:task/hosts/:host', ({ res }, p) => sendJson(res, 200, { removed: service.leaveTaskOnHost(p.task!, p.host!) }))
+    .get('/api/v1/tasks/:task', ({ res }, p) => sendJson(res, 200, service.describeTask(p.task!)));
+
   const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const u = new URL(req.url ?? '/', 'http://x');
-    const p = u.pathname;
+    const url = requestUrl(req);
+    const p = url.pathname;
     const m = req.method ?? 'GET';
-    let mm: RegExpExecArray | null;
-    if (m === 'GET' && p === '/metrics') return metricsHandler(metrics, req, res);
-    if (m === 'GET' && (p === '/healthy' || p === '/healthy/')) { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('OK'); return; }
     if (p.startsWith('/oapi/v1/jobs')) {
       if (!authorised(req)) {
         res.setHeader('www-authenticate', 'Bearer');
         if (!req.complete) res.setHeader('connection', 'close');
-        return send(res, 401, { message: tokens.length === 0 ? 'preheat job API disabled: configure preheat.tokens / --token' : 'invalid or missing personal access token' });
+        const message = tokens.length === 0
+          ? 'preheat job API disabled: configure preheat.tokens / --token' : 'invalid or missing personal access token';
+        return sendJson(res, 401, { message });
       }
-      if (m === 'POST' && p === '/oapi/v1/jobs') return send(res, 200, jobs.view(jobs.create(jsonObject(await readAuthenticated(req, undefined, MAX_JOB_BODY)))));
-      if (m === 'GET' && p === '/oapi/v1/jobs') return send(res, 200, jobs.list({ type: u.searchParams.get('type') ?? '', state: u.searchParams.get('state') ?? '' }).map((j) => jobs.view(j)));
-      if (m === 'GET' && (mm = /^\/oapi\/v1\/jobs\/(\d+)$/.exec(p))) return send(res, 200, jobs.view(jobs.get(Number(mm[1]))));
-      throw new FerryError('NOT_FOUND', `no route ${m} ${p}`);
+      return jobRoutes.dispatch(m, p, { req, res, url, raw: Buffer.alloc(0) });
     }
-    if (!p.startsWith('/api/')) throw new FerryError('NOT_FOUND', `no route ${m} ${p}`);
-    // The peer RPC: cluster members only.
+    if (!p.startsWith('/api/')) return open.dispatch(m, p, { req, res, url, raw: Buffer.alloc(0) });
     const raw = await readAuthenticated(req, auth, MAX_RPC_BODY);
-    if ((m === 'PUT' || m === 'POST') && (mm = /^\/api\/v1\/hosts\/([^/]+)$/.exec(p))) {
-      const info = jsonObject<HostInfo>(raw, hostSchema);
-      if (info.id !== decodeURIComponent(mm[1]!)) throw new FerryError('INVALID_ARGUMENT', 'host id in path and body differ');
-      service.announceHost(info);
-      return send(res, 200, {});
-    }
-    if (m === 'DELETE' && (mm = /^\/api\/v1\/hosts\/([^/]+)$/.exec(p))) { service.leaveHost(decodeURIComponent(mm[1]!)); return send(res, 200, {}); }
-    if (m === 'POST' && p === '/api/v1/peers') return send(res, 200, await service.register(jsonObject<RegisterRequest>(raw, registerSchema)));
-    if (m === 'POST' && (mm = /^\/api\/v1\/peers\/([^/]+)\/events$/.exec(p))) {
-      const body = jsonObject<{ events: PeerEvent[] }>(raw, eventsSchema);
-      service.report(decodeURIComponent(mm[1]!), body.events);
-      return send(res, 200, {});
-    }
-    if (m === 'POST' && (mm = /^\/api\/v1\/peers\/([^/]+)\/reschedule$/.exec(p))) {
-      const body = jsonObject<RescheduleRequest>(raw, rescheduleSchema);
-      return send(res, 200, await service.reschedule(decodeURIComponent(mm[1]!), body.candidateParentIds ?? []));
-    }
-    if (m === 'DELETE' && (mm = /^\/api\/v1\/peers\/([^/]+)$/.exec(p))) { service.leavePeer(decodeURIComponent(mm[1]!)); return send(res, 200, {}); }
-    if (m === 'DELETE' && (mm = /^\/api\/v1\/tasks\/([^/]+)\/hosts\/([^/]+)$/.exec(p))) {
-      return send(res, 200, { removed: service.leaveTaskOnHost(decodeURIComponent(mm[1]!), decodeURIComponent(mm[2]!)) });
-    }
-    if (m === 'GET' && (mm = /^\/api\/v1\/tasks\/([^/]+)$/.exec(p))) return send(res, 200, service.describeTask(decodeURIComponent(mm[1]!)));
-    if (m === 'GET' && p === '/api/v1/hosts') return send(res, 200, service.hostsOf().map((h) => h.info));
-    throw new FerryError('NOT_FOUND', `no route ${m} ${p}`);
+    return rpc.dispatch(m, p, { req, res, url, raw });
   };
 
   const refusals = new LogThrottle();
   const server: Server = createServer((req, res) => {
     route(req, res).catch((err: unknown) => {
       const e = asFerryError(err);
-      const status = HTTP_STATUS[e.code] ?? 500;
+      const status = statusOf(e);
       const url = req.url?.replace(/\?.*$/, '');
       if (status >= 500) log.warn({ method: req.method, url, err: e.message }, 'scheduler request failed');
       else if (e.code === 'UNAUTHENTICATED') {
@@ -178,11 +164,8 @@ export async function startScheduler(opts: StartSchedulerOptions = {}): Promise<
           { method: req.method, url, remote: req.socket.remoteAddress, err: e.message }, 'peer RPC refused: no valid cluster signature');
       }
       else log.debug({ method: req.method, url, err: e.message }, 'scheduler request rejected');
-      if (res.headersSent) { res.destroy(); return; }
-      if (e.code === 'UNAUTHENTICATED') res.setHeader('www-authenticate', 'Ferry-Cluster');
-      // A refused request whose body was not read: close rather than drain it.
-      if (!req.complete) res.setHeader('connection', 'close');
-      send(res, status, { code: e.code, message: e.message });
+      // (a refused request whose body was not read is closed rather than drained: sendError)
+      sendError(res, e, e.code === 'UNAUTHENTICATED' ? { headers: { 'www-authenticate': 'Ferry-Cluster' } } : {});
     });
   });
   server.keepAliveTimeout = 65_000;

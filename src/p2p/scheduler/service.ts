@@ -15,7 +15,7 @@ import type {
   ClusterAuth, DownloadTaskRequest, HostInfo, ParentRef, PeerEvent, RegisterRequest, ScheduleResponse,
 } from '../common/index.js';
 import { filterReason, score } from './evaluator.js';
-import { COST_WINDOW, SchedulerState, type Host, type Peer, type Task } from './state.js';
+import { COST_WINDOW, SchedulerState, transition, type Host, type Peer, type PeerEventName, type Task } from './state.js';
 
 export interface SchedulerMetrics {
   registerTotal: InstanceType<typeof Counter>;
@@ -166,7 +166,7 @@ export class SchedulerService {
     this.log.debug({ peerId: peer.id, taskId: task.id, seed: isSeed }, 'peer registered');
 
     if (task.contentLength === 0) {
-      peer.state = 'succeeded';
+      this.move(peer, 'downloadSucceeded');
       return { kind: 'empty' };
     }
     if (!this.hasUsableParent(task, peer)) {
@@ -220,7 +220,7 @@ export class SchedulerService {
       const canBackToSource = task.backToSourcePeers.size < c.backToSourceCount;
       if (canBackToSource && (peer.needBackToSource || n >= c.retryBackToSourceLimit)) {
         this.state.removeInEdges(peer);
-        peer.state = 'backToSource';
+        this.move(peer, 'downloadBackToSource');
         task.backToSourcePeers.add(peer.id);
         this.metrics.backToSource.inc();
         this.wake(task);
@@ -228,7 +228,7 @@ export class SchedulerService {
         return { kind: 'needBackToSource', description: peer.needBackToSource ? 'first peer of task' : `no parents after ${n} tries` };
       }
       if (n >= c.retryLimit) {
-        peer.state = 'failed';
+        this.move(peer, 'downloadFailed');
         throw new FerryError('FAILED_PRECONDITION', `no candidate parents for task ${task.id} after ${n} tries`);
       }
       this.state.removeInEdges(peer);
@@ -239,7 +239,7 @@ export class SchedulerService {
         if (this.state.addEdge(p, peer)) chosen.push(p);
       }
       if (chosen.length > 0) {
-        peer.state = 'running';
+        this.move(peer, 'download');
         this.wake(task);
         return { kind: 'normal', parents: chosen.map(toRef) };
       }
@@ -295,8 +295,8 @@ export class SchedulerService {
     const hostType = peer.host.info.type;
     for (const ev of events) {
       switch (ev.kind) {
-        case 'started': if (peer.state === 'pending') peer.state = 'running'; break;
-        case 'backToSourceStarted': peer.state = 'backToSource'; task.backToSourcePeers.add(peer.id); break;
+        case 'started': this.move(peer, 'download'); break;
+        case 'backToSourceStarted': if (this.move(peer, 'downloadBackToSource')) task.backToSourcePeers.add(peer.id); break;
         case 'pieceFinished':
         case 'pieceBackToSourceFinished': {
           const p = ev.piece;
@@ -325,7 +325,7 @@ export class SchedulerService {
         case 'pieceBackToSourceFailed': this.metrics.pieceFailed.inc(); break;
         case 'finished':
         case 'backToSourceFinished':
-          peer.state = 'succeeded';
+          if (!this.move(peer, 'downloadSucceeded')) break;
           task.state = 'succeeded';
           this.state.removeInEdges(peer);
           this.metrics.peerFinished.inc();
@@ -333,7 +333,7 @@ export class SchedulerService {
           break;
         case 'failed':
         case 'backToSourceFailed':
-          peer.state = 'failed';
+          if (!this.move(peer, 'downloadFailed')) break;
           this.state.removeInEdges(peer);
           if (ev.kind === 'backToSourceFailed' && hostType === 'super') task.seedFailed = true;
           if (![...task.peers.values()].some((p) => p.state === 'succeeded')) task.state = 'failed';
@@ -357,6 +357,14 @@ export class SchedulerService {
     let n = 0;
     for (const p of [...task.peers.values()]) if (p.host.info.id === hostId) { this.state.deletePeer(p); n++; }
     return n;
+  }
+
+  /** A peer state change through the one table (`PEER_TRANSITIONS`); one not allowed is logged and ignored. */
+  private move(peer: Peer, event: PeerEventName): boolean {
+    const from = peer.state;
+    if (transition(peer, event)) return true;
+    this.log.debug({ peerId: peer.id, taskId: peer.task.id, state: from, event }, 'peer event ignored in this state');
+    return false;
   }
 
   private mustPeer(id: string): Peer {

@@ -7,6 +7,35 @@ import type { DownloadSpec, HostInfo, TaskIdOptions } from '../common/index.js';
 
 export type PeerStateName = 'pending' | 'running' | 'backToSource' | 'succeeded' | 'failed' | 'leave';
 
+/** What happens to a peer (Dragonfly's peer FSM events, without its Received* size classes). */
+export type PeerEventName = 'download' | 'downloadBackToSource' | 'downloadSucceeded' | 'downloadFailed' | 'leave';
+
+const ALL_STATES: readonly PeerStateName[] = ['pending', 'running', 'backToSource', 'succeeded', 'failed', 'leave'];
+
+/**
+ * The one table of peer state changes: each event, the states it may happen in, and the state it
+ * leads to. As in Dragonfly's scheduler: a failed or departed peer never succeeds without going back
+ * to the source first, a succeeded one may still fail (its copy went bad) or leave, and leaving is
+ * possible from anywhere.
+ */
+export const PEER_TRANSITIONS: Readonly<Record<PeerEventName, { from: readonly PeerStateName[]; to: PeerStateName }>> = {
+  download: { from: ['pending', 'running'], to: 'running' },
+  // from failed too: a peer the scheduler gave up on (no parents after retryLimit) falls back to the
+  // source by itself and reports it; its copy then makes it a parent like any other.
+  downloadBackToSource: { from: ['pending', 'running', 'backToSource', 'failed'], to: 'backToSource' },
+  downloadSucceeded: { from: ['pending', 'running', 'backToSource'], to: 'succeeded' },
+  downloadFailed: { from: ['pending', 'running', 'backToSource', 'succeeded'], to: 'failed' },
+  leave: { from: ALL_STATES, to: 'leave' },
+};
+
+/** Applies `event` to `peer` if the table allows it in the peer's state; returns whether it did. */
+export function transition(peer: { state: PeerStateName }, event: PeerEventName): boolean {
+  const t = PEER_TRANSITIONS[event];
+  if (!t.from.includes(peer.state)) return false;
+  peer.state = t.to;
+  return true;
+}
+
 export interface Host {
   info: HostInfo;
   lastSeen: number;
@@ -114,7 +143,7 @@ export class SchedulerState {
       const c = peer.task.peers.get(cid);
       if (c) this.removeEdge(peer, c);
     }
-    peer.state = 'leave';
+    transition(peer, 'leave');
     peer.task.peers.delete(peer.id);
     peer.task.backToSourcePeers.delete(peer.id);
     this.peers.delete(peer.id);

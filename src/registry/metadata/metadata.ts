@@ -5,10 +5,15 @@
  * collection follows. Harbor's objects (projects, users, robots, webhook policies and their durable
  * outbox) live in the same store so a push and its webhook are committed together.
  *
- * The default implementation is SQLite (`sqlite.ts`); a PostgreSQL one would implement the same
- * interface. Methods are async so a networked database fits; `critical` callbacks run inside the
- * store's write lock (see content/content.ts `Critical`).
+ * `RegistryMetadata` is the whole interface the registry uses; the default implementation is SQLite
+ * (`sqlite.ts`), a PostgreSQL one would implement the same interface and pass the same conformance
+ * suite (`testsuite.ts`). Methods are async so a networked database fits; the synchronous callbacks
+ * (`publish`, `remove`) run inside the store's write lock (see content/content.ts `Critical`). Errors
+ * are FerryErrors; the registry maps them to OCI or Harbor errors at its edge. Webhook policy (which
+ * deliveries an event makes, which pending ones it supersedes) is decided in webhooks.ts; the store
+ * only commits the outbox rows it is handed with the change that caused them.
  */
+import { FerryError } from '../../core/index.js';
 
 /** A stored manifest. */
 export interface ManifestRecord {
@@ -149,6 +154,25 @@ export interface RepositoryRecord {
   artifactCount: number;
 }
 
+/** Outbox rows committed in the same transaction as the manifest change that caused them. */
+export interface OutboxChange {
+  /** Deliveries to enqueue. */
+  enqueue: NewDelivery[];
+  /** Pending deliveries marked `untagged` of these manifests of `repo` stop (status Stopped, `reason`). */
+  supersede?: { repo: string; digests: string[]; reason: string };
+}
+
+/** A manifest names content its repository does not hold (the registry's MANIFEST_BLOB_UNKNOWN). */
+export class MissingContentError extends FerryError {
+  /** The digests that are missing. */
+  readonly missing: string[];
+  constructor(missing: string[]) {
+    super('FAILED_PRECONDITION', `manifest references unknown content: ${missing.join(', ')}`);
+    this.name = 'MissingContentError';
+    this.missing = missing;
+  }
+}
+
 /** The Distribution core of the metadata store. */
 export interface DistributionMetadata {
   /** Records a blob as committed and linked into `repo`; `publish` (the file rename) runs inside the lock. */
@@ -160,8 +184,8 @@ export interface DistributionMetadata {
   /** Removes the blob's link from `repo`; false when it was not linked. */
   unlinkBlob(repo: string, digest: string): Promise<boolean>;
 
-  /** Stores a manifest and optional tag; throws MANIFEST_BLOB_UNKNOWN listing what is missing. */
-  putManifest(rec: ManifestRecord, tag: string | undefined, refs: ManifestRefs, deliveries: (rec: ManifestRecord) => NewDelivery[]): Promise<void>;
+  /** Stores a manifest, an optional tag and `outbox`; MissingContentError (nothing stored) when a reference is missing. */
+  putManifest(rec: ManifestRecord, tag: string | undefined, refs: ManifestRefs, outbox?: OutboxChange): Promise<void>;
   getManifest(repo: string, digest: string): Promise<ManifestRecord | undefined>;
   resolveTag(repo: string, tag: string): Promise<string | undefined>;
   /** Deletes a manifest with its tags and references; false when absent. */
@@ -173,5 +197,84 @@ export interface DistributionMetadata {
   repositoryExists(repo: string): Promise<boolean>;
   listRepositories(opts: { n?: number; last?: string; project?: string }): Promise<string[]>;
   referrers(repo: string, subject: string, artifactType?: string): Promise<ReferrerRecord[]>;
+}
 
+/** The fields of a robot account an update may change. */
+export type RobotPatch = { disabled?: boolean; secretHash?: string; description?: string; permissions?: RobotPermission[] };
+/** A delivery's state after an attempt. */
+export type DeliveryNext = { status: DeliveryStatus; nextAt: number; error: string };
+
+/** Harbor's objects: projects, users, robot accounts, repository records. */
+export interface HarborMetadata {
+  getProject(nameOrId: string | number): Promise<Project | undefined>;
+  listProjects(): Promise<Project[]>;
+  /** ALREADY_EXISTS when a project of that name exists. */
+  createProject(name: string, isPublic: boolean, owner: string): Promise<Project>;
+  /** Creates the project unless it exists; returns it. */
+  ensureProject(name: string, isPublic: boolean, owner: string): Promise<Project>;
+  updateProject(id: number, isPublic: boolean): Promise<void>;
+  /** Deletes a project with its webhook policies. */
+  deleteProject(id: number): Promise<void>;
+
+  getUser(username: string): Promise<User | undefined>;
+  getUserById(id: number): Promise<User | undefined>;
+  /** Creates the user or replaces its password hash and admin flag. */
+  upsertUser(username: string, passwordHash: string, sysadmin: boolean): Promise<User>;
+
+  /** ALREADY_EXISTS when a robot of that name exists. */
+  createRobot(r: Omit<Robot, 'id' | 'createdAt' | 'updatedAt'>): Promise<Robot>;
+  getRobot(idOrName: number | string): Promise<Robot | undefined>;
+  listRobots(): Promise<Robot[]>;
+  updateRobot(id: number, patch: RobotPatch): Promise<void>;
+  deleteRobot(id: number): Promise<boolean>;
+
+  /** Records a pull (Harbor's pull_count). */
+  countPull(repo: string): Promise<void>;
+  getRepository(name: string): Promise<RepositoryRecord | undefined>;
+  /** The project's repositories that hold manifests, by name. */
+  listRepositoryRecords(project: string): Promise<RepositoryRecord[]>;
+  /** A repository's manifests, newest first. */
+  listManifests(repo: string): Promise<ManifestRecord[]>;
+}
+
+/** Webhook policies and the durable delivery outbox. */
+export interface WebhookMetadata {
+  /** ALREADY_EXISTS when the project has a policy of that name. */
+  createPolicy(p: Omit<WebhookPolicy, 'id' | 'createdAt' | 'updatedAt'>): Promise<WebhookPolicy>;
+  getPolicy(id: number): Promise<WebhookPolicy | undefined>;
+  listPolicies(projectId: number): Promise<WebhookPolicy[]>;
+  updatePolicy(id: number, p: Pick<WebhookPolicy, 'name' | 'description' | 'enabled' | 'eventTypes' | 'targets'>): Promise<void>;
+  deletePolicy(id: number): Promise<boolean>;
+
+  /** Enqueues deliveries on their own (e.g. PULL_ARTIFACT). */
+  enqueueDeliveries(list: NewDelivery[]): Promise<void>;
+  /** Claims up to `limit` due deliveries (status → Running); Running ones not updated since `staleBefore` are due again. */
+  claimDue(now: number, limit: number, staleBefore: number): Promise<Delivery[]>;
+  /** Records one attempt and the delivery's next state. */
+  recordAttempt(id: number, attempt: Omit<DeliveryAttempt, 'id' | 'deliveryId'>, next: DeliveryNext): Promise<void>;
+  /** A policy's deliveries, newest first. */
+  listDeliveries(policyId: number): Promise<Delivery[]>;
+  getDelivery(id: number): Promise<Delivery | undefined>;
+  listAttempts(deliveryId: number): Promise<DeliveryAttempt[]>;
+  /** The earliest next_at of pending deliveries (for scheduling the dispatcher). */
+  nextDue(): Promise<number | undefined>;
+}
+
+/** What garbage collection asks of the store (see gc.ts). */
+export interface GcMetadata {
+  /** True when no manifest references the blob and it was not committed, linked or referenced at or after `cutoff`. */
+  isCollectable(digest: string, cutoff: number): Promise<boolean>;
+  /**
+   * In one write lock: when the blob is collectable (see isCollectable), forgets it — its record and
+   * its links into repositories — and runs `remove` (the blob store's unlink). True when it was
+   * forgotten, false when it is kept (then `remove` did not run).
+   */
+  collectBlob(digest: string, cutoff: number, remove: () => void): Promise<boolean>;
+  /** Blobs recorded but not touched since `cutoff` (gc looks for those whose file has vanished). */
+  blobsTouchedBefore(cutoff: number): Promise<string[]>;
+}
+
+/** Everything the registry keeps besides blob bytes. */
+export interface RegistryMetadata extends DistributionMetadata, HarborMetadata, WebhookMetadata, GcMetadata {
+  close(): Promise<void>;
 }

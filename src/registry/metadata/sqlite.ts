@@ -9,10 +9,12 @@
  * references, webhook outbox rows) or none of it.
  */
 import Database from 'better-sqlite3';
-import { OciError } from '../errors.js';
-import type {
-  Delivery, DeliveryAttempt, DeliveryStatus, DistributionMetadata, ManifestRecord, ManifestRefs, NewDelivery,
-  Project, ReferrerRecord, RepositoryRecord, Robot, RobotPermission, User, WebhookPolicy, WebhookTarget,
+import { FerryError } from '../../core/index.js';
+import {
+  MissingContentError, type Delivery, type DeliveryAttempt, type DeliveryStatus, type ManifestRecord, type ManifestRefs, type NewDelivery,
+  type OutboxChange, type Project, type ReferrerRecord, type RegistryMetadata, type RepositoryRecord, type Robot, type RobotPatch,
+  type RobotPermission, type DeliveryNext,
+  type User, type WebhookPolicy, type WebhookTarget,
 } from './metadata.js';
 
 type Row = Record<string, unknown>;
@@ -57,6 +59,22 @@ CREATE TABLE IF NOT EXISTS webhook_attempts (id INTEGER PRIMARY KEY AUTOINCREMEN
   duration_ms INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS webhook_attempts_outbox ON webhook_attempts (outbox_id);
 `;
+
+/** No webhook rows. */
+const NO_OUTBOX: OutboxChange = { enqueue: [] };
+
+/** How long a writer waits for another process's write lock (`ferry registry gc` beside a running registry). */
+const BUSY_TIMEOUT_MS = 10_000;
+
+/** SQLite's constraint failures (a UNIQUE name taken) as ALREADY_EXISTS, anything else as INTERNAL. */
+function sqlError(err: unknown, what: string): FerryError {
+  if (FerryError.is(err)) return err;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && code.startsWith('SQLITE_CONSTRAINT')) {
+    return new FerryError('ALREADY_EXISTS', `${what}: already exists`, { cause: err });
+  }
+  return new FerryError('INTERNAL', `${what}: ${(err as Error).message}`, { cause: err });
+}
 
 function num(v: unknown): number {
   return typeof v === 'bigint' ? Number(v) : (v as number);
@@ -118,18 +136,18 @@ function deliveryOfRow(r: Row): Delivery {
 }
 
 /** SQLite-backed registry metadata (see module doc). */
-export class SqliteMetadata implements DistributionMetadata {
-  readonly db: Database.Database;
+export class SqliteMetadata implements RegistryMetadata {
+  readonly #db: Database.Database;
   readonly #s: Record<string, Database.Statement>;
 
   constructor(path: string) {
-    this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('busy_timeout = 10000');
-    this.db.pragma('foreign_keys = OFF');
-    this.db.exec(SCHEMA);
-    const p = (sql: string): Database.Statement => this.db.prepare(sql);
+    this.#db = new Database(path);
+    this.#db.pragma('journal_mode = WAL');
+    this.#db.pragma('synchronous = NORMAL');
+    this.#db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    this.#db.pragma('foreign_keys = OFF');
+    this.#db.exec(SCHEMA);
+    const p = (sql: string): Database.Statement => this.#db.prepare(sql);
     this.#s = {
       blobUpsert: p(`INSERT INTO blobs (digest, size, touched_at) VALUES (?, ?, ?)
         ON CONFLICT (digest) DO UPDATE SET touched_at = excluded.touched_at, size = excluded.size`),
@@ -164,33 +182,30 @@ export class SqliteMetadata implements DistributionMetadata {
       outboxInsert: p(`INSERT INTO webhook_outbox (policy_id, event_type, target, payload, status, attempts, next_at, repo,
         digest, untagged, last_error, created_at, updated_at)
         VALUES (?, ?, ?, ?, 'Pending', 0, ?, ?, ?, ?, '', ?, ?)`),
-      outboxCancelUntagged: p(`UPDATE webhook_outbox SET status = 'Stopped', last_error = 'superseded by index push', updated_at = ?
+      outboxStopUntagged: p(`UPDATE webhook_outbox SET status = 'Stopped', last_error = ?, updated_at = ?
         WHERE status = 'Pending' AND untagged = 1 AND repo = ? AND digest = ?`),
+      blobReferenced: p("SELECT 1 FROM manifest_refs WHERE digest = ? AND kind = 'blob' LIMIT 1"),
+      blobTouched: p('SELECT touched_at FROM blobs WHERE digest = ?'),
+      blobDelete: p('DELETE FROM blobs WHERE digest = ?'),
+      linksDelete: p('DELETE FROM repo_blobs WHERE digest = ?'),
+      blobsTouchedBefore: p('SELECT digest FROM blobs WHERE touched_at < ?'),
     };
   }
 
-  close(): void {
-    this.db.close();
+  async close(): Promise<void> {
+    this.#db.close();
   }
 
   /** Runs `fn` in an IMMEDIATE transaction (holds the write lock, also against other processes). */
-  tx<T>(fn: () => T): T {
-    return this.db.transaction(fn).immediate();
-  }
-
-  getMeta(key: string): string | undefined {
-    return (this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as Row | undefined)?.value as string | undefined;
-  }
-
-  setMeta(key: string, value: string): void {
-    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value);
+  #tx<T>(fn: () => T): T {
+    return this.#db.transaction(fn).immediate();
   }
 
   // ---- distribution ----
 
   async commitBlob(repo: string, digest: string, size: number, publish: () => void): Promise<void> {
     const now = Date.now();
-    this.tx(() => {
+    this.#tx(() => {
       publish();
       this.#s.blobUpsert!.run(digest, size, now);
       this.#s.linkInsert!.run(repo, digest, now);
@@ -199,7 +214,7 @@ export class SqliteMetadata implements DistributionMetadata {
 
   async linkBlob(repo: string, digest: string): Promise<boolean> {
     const now = Date.now();
-    return this.tx(() => {
+    return this.#tx(() => {
       if (!this.#s.blobGet!.get(digest)) return false;
       this.#s.blobTouch!.run(now, digest);
       this.#s.linkInsert!.run(repo, digest, now);
@@ -212,27 +227,20 @@ export class SqliteMetadata implements DistributionMetadata {
     return r ? num(r.size) : undefined;
   }
 
-  /** Size of a blob known anywhere in the registry. */
-  blobSize(digest: string): number | undefined {
-    const r = this.#s.blobGet!.get(digest) as Row | undefined;
-    return r ? num(r.size) : undefined;
-  }
-
   async unlinkBlob(repo: string, digest: string): Promise<boolean> {
     return this.#s.linkDelete!.run(repo, digest).changes > 0;
   }
 
-  async putManifest(rec: ManifestRecord, tag: string | undefined, refs: ManifestRefs, deliveries: (rec: ManifestRecord) => NewDelivery[]): Promise<void> {
+  async putManifest(rec: ManifestRecord, tag: string | undefined, refs: ManifestRefs, outbox: OutboxChange = NO_OUTBOX): Promise<void> {
     const now = Date.now();
-    this.tx(() => {
-      const missing: Array<{ digest: string }> = [];
-      for (const d of refs.blobs) if (!this.#s.linkGet!.get(rec.repo, d)) missing.push({ digest: d });
-      for (const d of refs.manifests) if (!this.#s.manifestExists!.get(rec.repo, d)) missing.push({ digest: d });
-      if (missing.length) {
-        throw new OciError('MANIFEST_BLOB_UNKNOWN', `manifest references unknown content: ${missing.map((m) => m.digest).join(', ')}`, { detail: missing });
-      }
+    this.#tx(() => {
+      const missing: string[] = [];
+      for (const d of refs.blobs) if (!this.#s.linkGet!.get(rec.repo, d)) missing.push(d);
+      for (const d of refs.manifests) if (!this.#s.manifestExists!.get(rec.repo, d)) missing.push(d);
+      if (missing.length) throw new MissingContentError(missing);
       const slash = rec.repo.indexOf('/');
-      this.#s.repoUpsert!.run(rec.repo, slash < 0 ? 'library' : rec.repo.slice(0, slash), now, now);
+      // a new repository is as old as its first manifest (webhook payloads computed before this say so too)
+      this.#s.repoUpsert!.run(rec.repo, slash < 0 ? 'library' : rec.repo.slice(0, slash), rec.createdAt, now);
       this.#s.manifestUpsert!.run({
         repo: rec.repo, digest: rec.digest, mediaType: rec.mediaType, size: rec.size, body: rec.body,
         artifactType: rec.artifactType ?? null, subject: rec.subject ?? null,
@@ -243,15 +251,17 @@ export class SqliteMetadata implements DistributionMetadata {
         this.#s.refInsert!.run(rec.repo, rec.digest, d, 'blob');
         this.#s.blobTouch!.run(now, d);
       }
-      for (const d of refs.manifests) {
-        this.#s.refInsert!.run(rec.repo, rec.digest, d, 'manifest');
-        // The index's own event replaces the children's pending, untagged ones.
-        this.#s.outboxCancelUntagged!.run(now, rec.repo, d);
-      }
+      for (const d of refs.manifests) this.#s.refInsert!.run(rec.repo, rec.digest, d, 'manifest');
       if (rec.subject) this.#s.refInsert!.run(rec.repo, rec.digest, rec.subject, 'subject');
       if (tag !== undefined) this.#s.tagUpsert!.run(rec.repo, tag, rec.digest, now);
-      this.#enqueue(deliveries(rec), now);
+      this.#outbox(outbox, now);
     });
+  }
+
+  #outbox(change: OutboxChange, now: number): void {
+    const stop = change.supersede;
+    if (stop) for (const d of stop.digests) this.#s.outboxStopUntagged!.run(stop.reason, now, stop.repo, d);
+    this.#enqueue(change.enqueue, now);
   }
 
   #enqueue(list: NewDelivery[], now: number): void {
@@ -261,9 +271,8 @@ export class SqliteMetadata implements DistributionMetadata {
     }
   }
 
-  /** Enqueues deliveries on their own (e.g. PULL_ARTIFACT). */
-  enqueueDeliveries(list: NewDelivery[]): void {
-    if (list.length) this.tx(() => this.#enqueue(list, Date.now()));
+  async enqueueDeliveries(list: NewDelivery[]): Promise<void> {
+    if (list.length) this.#tx(() => this.#enqueue(list, Date.now()));
   }
 
   async getManifest(repo: string, digest: string): Promise<ManifestRecord | undefined> {
@@ -276,7 +285,7 @@ export class SqliteMetadata implements DistributionMetadata {
   }
 
   async deleteManifest(repo: string, digest: string, deliveries: NewDelivery[] = []): Promise<boolean> {
-    return this.tx(() => {
+    return this.#tx(() => {
       if (this.#s.manifestDelete!.run(repo, digest).changes === 0) return false;
       this.#s.tagsDeleteOf!.run(repo, digest);
       this.#s.refsDelete!.run(repo, digest);
@@ -286,7 +295,7 @@ export class SqliteMetadata implements DistributionMetadata {
   }
 
   async deleteTag(repo: string, tag: string, deliveries: NewDelivery[] = []): Promise<boolean> {
-    return this.tx(() => {
+    return this.#tx(() => {
       if (this.#s.tagDelete!.run(repo, tag).changes === 0) return false;
       this.#enqueue(deliveries, Date.now());
       return true;
@@ -324,12 +333,12 @@ export class SqliteMetadata implements DistributionMetadata {
   }
 
   /** Records a pull (Harbor's pull_count). */
-  countPull(repo: string): void {
-    this.db.prepare('UPDATE repositories SET pull_count = pull_count + 1 WHERE name = ?').run(repo);
+  async countPull(repo: string): Promise<void> {
+    this.#db.prepare('UPDATE repositories SET pull_count = pull_count + 1 WHERE name = ?').run(repo);
   }
 
-  getRepository(name: string): RepositoryRecord | undefined {
-    const r = this.db.prepare(`SELECT r.*, (SELECT COUNT(*) FROM manifests m WHERE m.repo = r.name) AS artifact_count
+  async getRepository(name: string): Promise<RepositoryRecord | undefined> {
+    const r = this.#db.prepare(`SELECT r.*, (SELECT COUNT(*) FROM manifests m WHERE m.repo = r.name) AS artifact_count
       FROM repositories r WHERE r.name = ?`).get(name) as Row | undefined;
     return r ? {
       id: num(r.id), name: r.name as string, project: r.project as string, createdAt: num(r.created_at),
@@ -337,8 +346,8 @@ export class SqliteMetadata implements DistributionMetadata {
     } : undefined;
   }
 
-  listRepositoryRecords(project: string): RepositoryRecord[] {
-    return (this.db.prepare(`SELECT r.*, (SELECT COUNT(*) FROM manifests m WHERE m.repo = r.name) AS artifact_count
+  async listRepositoryRecords(project: string): Promise<RepositoryRecord[]> {
+    return (this.#db.prepare(`SELECT r.*, (SELECT COUNT(*) FROM manifests m WHERE m.repo = r.name) AS artifact_count
       FROM repositories r WHERE r.project = ? AND EXISTS (SELECT 1 FROM manifests m WHERE m.repo = r.name) ORDER BY r.name`)
       .all(project) as Row[]).map((r) => ({
       id: num(r.id), name: r.name as string, project: r.project as string, createdAt: num(r.created_at),
@@ -346,174 +355,229 @@ export class SqliteMetadata implements DistributionMetadata {
     }));
   }
 
-  listManifests(repo: string): ManifestRecord[] {
-    return (this.db.prepare('SELECT * FROM manifests WHERE repo = ? ORDER BY created_at DESC').all(repo) as Row[]).map(manifestOf);
+  async listManifests(repo: string): Promise<ManifestRecord[]> {
+    return (this.#db.prepare('SELECT * FROM manifests WHERE repo = ? ORDER BY created_at DESC').all(repo) as Row[]).map(manifestOf);
   }
 
   // ---- projects ----
 
-  getProject(nameOrId: string | number): Project | undefined {
+  async getProject(nameOrId: string | number): Promise<Project | undefined> {
+    return this.#project(nameOrId);
+  }
+
+  #project(nameOrId: string | number): Project | undefined {
     const r = (typeof nameOrId === 'number'
-      ? this.db.prepare('SELECT * FROM projects WHERE id = ?').get(nameOrId)
-      : this.db.prepare('SELECT * FROM projects WHERE name = ?').get(nameOrId)) as Row | undefined;
+      ? this.#db.prepare('SELECT * FROM projects WHERE id = ?').get(nameOrId)
+      : this.#db.prepare('SELECT * FROM projects WHERE name = ?').get(nameOrId)) as Row | undefined;
     return r ? projectOfRow(r) : undefined;
   }
 
-  listProjects(): Project[] {
-    return (this.db.prepare('SELECT * FROM projects ORDER BY name').all() as Row[]).map(projectOfRow);
+  async listProjects(): Promise<Project[]> {
+    return (this.#db.prepare('SELECT * FROM projects ORDER BY name').all() as Row[]).map(projectOfRow);
   }
 
-  createProject(name: string, isPublic: boolean, owner: string): Project {
+  async createProject(name: string, isPublic: boolean, owner: string): Promise<Project> {
     const now = Date.now();
-    const info = this.db.prepare('INSERT INTO projects (name, public, owner, created_at, updated_at) VALUES (?, ?, ?, ?, ?)')
-      .run(name, isPublic ? 1 : 0, owner, now, now);
-    return this.getProject(num(info.lastInsertRowid))!;
+    try {
+      const info = this.#db.prepare('INSERT INTO projects (name, public, owner, created_at, updated_at) VALUES (?, ?, ?, ?, ?)')
+        .run(name, isPublic ? 1 : 0, owner, now, now);
+      return this.#project(num(info.lastInsertRowid))!;
+    } catch (err) {
+      throw sqlError(err, `project ${name}`);
+    }
   }
 
   /** Creates the project unless it exists; returns it. */
-  ensureProject(name: string, isPublic: boolean, owner: string): Project {
-    const cur = this.getProject(name);
+  async ensureProject(name: string, isPublic: boolean, owner: string): Promise<Project> {
+    const cur = this.#project(name);
     if (cur) return cur;
-    this.db.prepare('INSERT OR IGNORE INTO projects (name, public, owner, created_at, updated_at) VALUES (?, ?, ?, ?, ?)')
+    this.#db.prepare('INSERT OR IGNORE INTO projects (name, public, owner, created_at, updated_at) VALUES (?, ?, ?, ?, ?)')
       .run(name, isPublic ? 1 : 0, owner, Date.now(), Date.now());
-    return this.getProject(name)!;
+    return this.#project(name)!;
   }
 
-  updateProject(id: number, isPublic: boolean): void {
-    this.db.prepare('UPDATE projects SET public = ?, updated_at = ? WHERE id = ?').run(isPublic ? 1 : 0, Date.now(), id);
+  async updateProject(id: number, isPublic: boolean): Promise<void> {
+    this.#db.prepare('UPDATE projects SET public = ?, updated_at = ? WHERE id = ?').run(isPublic ? 1 : 0, Date.now(), id);
   }
 
-  deleteProject(id: number): void {
-    this.tx(() => {
-      this.db.prepare('DELETE FROM webhook_policies WHERE project_id = ?').run(id);
-      this.db.prepare('DELETE FROM projects WHERE id = ?').run(id);
+  async deleteProject(id: number): Promise<void> {
+    this.#tx(() => {
+      this.#db.prepare('DELETE FROM webhook_policies WHERE project_id = ?').run(id);
+      this.#db.prepare('DELETE FROM projects WHERE id = ?').run(id);
     });
   }
 
   // ---- users ----
 
-  getUser(username: string): User | undefined {
-    const r = this.db.prepare('SELECT * FROM users WHERE username = ?').get(username) as Row | undefined;
+  async getUser(username: string): Promise<User | undefined> {
+    return this.#user(username);
+  }
+
+  #user(username: string): User | undefined {
+    const r = this.#db.prepare('SELECT * FROM users WHERE username = ?').get(username) as Row | undefined;
     return r ? userOfRow(r) : undefined;
   }
 
-  getUserById(id: number): User | undefined {
-    const r = this.db.prepare('SELECT * FROM users WHERE id = ?').get(id) as Row | undefined;
+  async getUserById(id: number): Promise<User | undefined> {
+    const r = this.#db.prepare('SELECT * FROM users WHERE id = ?').get(id) as Row | undefined;
     return r ? userOfRow(r) : undefined;
   }
 
-  upsertUser(username: string, passwordHash: string, sysadmin: boolean): User {
+  async upsertUser(username: string, passwordHash: string, sysadmin: boolean): Promise<User> {
     const now = Date.now();
-    this.db.prepare(`INSERT INTO users (username, password_hash, sysadmin, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
+    this.#db.prepare(`INSERT INTO users (username, password_hash, sysadmin, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
       ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, sysadmin = excluded.sysadmin,
       updated_at = excluded.updated_at`).run(username, passwordHash, sysadmin ? 1 : 0, now, now);
-    return this.getUser(username)!;
+    return this.#user(username)!;
   }
 
   // ---- robots ----
 
-  createRobot(r: Omit<Robot, 'id' | 'createdAt' | 'updatedAt'>): Robot {
+  async createRobot(r: Omit<Robot, 'id' | 'createdAt' | 'updatedAt'>): Promise<Robot> {
     const now = Date.now();
-    const info = this.db.prepare(`INSERT INTO robots (name, description, level, secret_hash, permissions, disabled,
-      expires_at, duration, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-      .run(r.name, r.description, r.level, r.secretHash, JSON.stringify(r.permissions), r.disabled ? 1 : 0,
-        r.expiresAt, r.duration, now, now);
-    return this.getRobot(num(info.lastInsertRowid))!;
+    try {
+      const info = this.#db.prepare(`INSERT INTO robots (name, description, level, secret_hash, permissions, disabled,
+        expires_at, duration, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+        .run(r.name, r.description, r.level, r.secretHash, JSON.stringify(r.permissions), r.disabled ? 1 : 0,
+          r.expiresAt, r.duration, now, now);
+      return this.#robot(num(info.lastInsertRowid))!;
+    } catch (err) {
+      throw sqlError(err, `robot ${r.name}`);
+    }
   }
 
-  getRobot(idOrName: number | string): Robot | undefined {
+  async getRobot(idOrName: number | string): Promise<Robot | undefined> {
+    return this.#robot(idOrName);
+  }
+
+  #robot(idOrName: number | string): Robot | undefined {
     const r = (typeof idOrName === 'number'
-      ? this.db.prepare('SELECT * FROM robots WHERE id = ?').get(idOrName)
-      : this.db.prepare('SELECT * FROM robots WHERE name = ?').get(idOrName)) as Row | undefined;
+      ? this.#db.prepare('SELECT * FROM robots WHERE id = ?').get(idOrName)
+      : this.#db.prepare('SELECT * FROM robots WHERE name = ?').get(idOrName)) as Row | undefined;
     return r ? robotOfRow(r) : undefined;
   }
 
-  listRobots(): Robot[] {
-    return (this.db.prepare('SELECT * FROM robots ORDER BY id').all() as Row[]).map(robotOfRow);
+  async listRobots(): Promise<Robot[]> {
+    return (this.#db.prepare('SELECT * FROM robots ORDER BY id').all() as Row[]).map(robotOfRow);
   }
 
-  updateRobot(id: number, patch: { disabled?: boolean; secretHash?: string; description?: string; permissions?: RobotPermission[] }): void {
-    const cur = this.getRobot(id);
+  async updateRobot(id: number, patch: RobotPatch): Promise<void> {
+    const cur = this.#robot(id);
     if (!cur) return;
-    this.db.prepare('UPDATE robots SET disabled = ?, secret_hash = ?, description = ?, permissions = ?, updated_at = ? WHERE id = ?')
+    this.#db.prepare('UPDATE robots SET disabled = ?, secret_hash = ?, description = ?, permissions = ?, updated_at = ? WHERE id = ?')
       .run((patch.disabled ?? cur.disabled) ? 1 : 0, patch.secretHash ?? cur.secretHash, patch.description ?? cur.description,
         JSON.stringify(patch.permissions ?? cur.permissions), Date.now(), id);
   }
 
-  deleteRobot(id: number): boolean {
-    return this.db.prepare('DELETE FROM robots WHERE id = ?').run(id).changes > 0;
+  async deleteRobot(id: number): Promise<boolean> {
+    return this.#db.prepare('DELETE FROM robots WHERE id = ?').run(id).changes > 0;
   }
 
   // ---- webhooks ----
 
-  createPolicy(p: Omit<WebhookPolicy, 'id' | 'createdAt' | 'updatedAt'>): WebhookPolicy {
+  async createPolicy(p: Omit<WebhookPolicy, 'id' | 'createdAt' | 'updatedAt'>): Promise<WebhookPolicy> {
     const now = Date.now();
-    const info = this.db.prepare(`INSERT INTO webhook_policies (project_id, name, description, enabled, event_types, targets,
-      creator, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-      .run(p.projectId, p.name, p.description, p.enabled ? 1 : 0, JSON.stringify(p.eventTypes), JSON.stringify(p.targets),
-        p.creator, now, now);
-    return this.getPolicy(num(info.lastInsertRowid))!;
+    try {
+      const info = this.#db.prepare(`INSERT INTO webhook_policies (project_id, name, description, enabled, event_types, targets,
+        creator, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+        .run(p.projectId, p.name, p.description, p.enabled ? 1 : 0, JSON.stringify(p.eventTypes), JSON.stringify(p.targets),
+          p.creator, now, now);
+      return policyOfRow(this.#db.prepare('SELECT * FROM webhook_policies WHERE id = ?').get(num(info.lastInsertRowid)) as Row);
+    } catch (err) {
+      throw sqlError(err, `webhook policy ${p.name}`);
+    }
   }
 
-  getPolicy(id: number): WebhookPolicy | undefined {
-    const r = this.db.prepare('SELECT * FROM webhook_policies WHERE id = ?').get(id) as Row | undefined;
+  async getPolicy(id: number): Promise<WebhookPolicy | undefined> {
+    const r = this.#db.prepare('SELECT * FROM webhook_policies WHERE id = ?').get(id) as Row | undefined;
     return r ? policyOfRow(r) : undefined;
   }
 
-  listPolicies(projectId: number): WebhookPolicy[] {
-    return (this.db.prepare('SELECT * FROM webhook_policies WHERE project_id = ? ORDER BY id').all(projectId) as Row[]).map(policyOfRow);
+  async listPolicies(projectId: number): Promise<WebhookPolicy[]> {
+    return (this.#db.prepare('SELECT * FROM webhook_policies WHERE project_id = ? ORDER BY id').all(projectId) as Row[]).map(policyOfRow);
   }
 
-  updatePolicy(id: number, p: Pick<WebhookPolicy, 'name' | 'description' | 'enabled' | 'eventTypes' | 'targets'>): void {
-    this.db.prepare(`UPDATE webhook_policies SET name = ?, description = ?, enabled = ?, event_types = ?, targets = ?,
-      updated_at = ? WHERE id = ?`).run(p.name, p.description, p.enabled ? 1 : 0, JSON.stringify(p.eventTypes),
-      JSON.stringify(p.targets), Date.now(), id);
+  async updatePolicy(id: number, p: Pick<WebhookPolicy, 'name' | 'description' | 'enabled' | 'eventTypes' | 'targets'>): Promise<void> {
+    try {
+      this.#db.prepare(`UPDATE webhook_policies SET name = ?, description = ?, enabled = ?, event_types = ?, targets = ?,
+        updated_at = ? WHERE id = ?`).run(p.name, p.description, p.enabled ? 1 : 0, JSON.stringify(p.eventTypes),
+        JSON.stringify(p.targets), Date.now(), id);
+    } catch (err) {
+      throw sqlError(err, `webhook policy ${p.name}`);
+    }
   }
 
-  deletePolicy(id: number): boolean {
-    return this.db.prepare('DELETE FROM webhook_policies WHERE id = ?').run(id).changes > 0;
+  async deletePolicy(id: number): Promise<boolean> {
+    return this.#db.prepare('DELETE FROM webhook_policies WHERE id = ?').run(id).changes > 0;
   }
 
   /** Claims up to `limit` due deliveries (status → Running). Running rows left by a crash are due again. */
-  claimDue(now: number, limit: number, staleBefore: number): Delivery[] {
-    return this.tx(() => {
-      const rows = this.db.prepare(`SELECT * FROM webhook_outbox WHERE (status = 'Pending' AND next_at <= ?)
+  async claimDue(now: number, limit: number, staleBefore: number): Promise<Delivery[]> {
+    return this.#tx(() => {
+      const rows = this.#db.prepare(`SELECT * FROM webhook_outbox WHERE (status = 'Pending' AND next_at <= ?)
         OR (status = 'Running' AND updated_at < ?) ORDER BY next_at, id LIMIT ?`).all(now, staleBefore, limit) as Row[];
-      const upd = this.db.prepare("UPDATE webhook_outbox SET status = 'Running', updated_at = ? WHERE id = ?");
+      const upd = this.#db.prepare("UPDATE webhook_outbox SET status = 'Running', updated_at = ? WHERE id = ?");
       for (const r of rows) upd.run(now, r.id);
       return rows.map((r) => ({ ...deliveryOfRow(r), status: 'Running' as const }));
     });
   }
 
   /** Records one attempt and the delivery's next state. */
-  recordAttempt(id: number, attempt: Omit<DeliveryAttempt, 'id' | 'deliveryId'>, next: { status: DeliveryStatus; nextAt: number; error: string }): void {
-    this.tx(() => {
-      this.db.prepare(`INSERT INTO webhook_attempts (outbox_id, attempt, at, status_code, error, duration_ms)
+  async recordAttempt(id: number, attempt: Omit<DeliveryAttempt, 'id' | 'deliveryId'>, next: DeliveryNext): Promise<void> {
+    this.#tx(() => {
+      this.#db.prepare(`INSERT INTO webhook_attempts (outbox_id, attempt, at, status_code, error, duration_ms)
         VALUES (?, ?, ?, ?, ?, ?)`).run(id, attempt.attempt, attempt.at, attempt.statusCode, attempt.error, attempt.durationMs);
-      this.db.prepare('UPDATE webhook_outbox SET status = ?, attempts = ?, next_at = ?, last_error = ?, updated_at = ? WHERE id = ?')
+      this.#db.prepare('UPDATE webhook_outbox SET status = ?, attempts = ?, next_at = ?, last_error = ?, updated_at = ? WHERE id = ?')
         .run(next.status, attempt.attempt, next.nextAt, next.error, Date.now(), id);
     });
   }
 
-  listDeliveries(policyId: number): Delivery[] {
-    return (this.db.prepare('SELECT * FROM webhook_outbox WHERE policy_id = ? ORDER BY id DESC').all(policyId) as Row[]).map(deliveryOfRow);
+  async listDeliveries(policyId: number): Promise<Delivery[]> {
+    const rows = this.#db.prepare('SELECT * FROM webhook_outbox WHERE policy_id = ? ORDER BY id DESC').all(policyId) as Row[];
+    return rows.map(deliveryOfRow);
   }
 
-  getDelivery(id: number): Delivery | undefined {
-    const r = this.db.prepare('SELECT * FROM webhook_outbox WHERE id = ?').get(id) as Row | undefined;
+  async getDelivery(id: number): Promise<Delivery | undefined> {
+    const r = this.#db.prepare('SELECT * FROM webhook_outbox WHERE id = ?').get(id) as Row | undefined;
     return r ? deliveryOfRow(r) : undefined;
   }
 
-  listAttempts(deliveryId: number): DeliveryAttempt[] {
-    return (this.db.prepare('SELECT * FROM webhook_attempts WHERE outbox_id = ? ORDER BY id').all(deliveryId) as Row[]).map((r) => ({
+  async listAttempts(deliveryId: number): Promise<DeliveryAttempt[]> {
+    return (this.#db.prepare('SELECT * FROM webhook_attempts WHERE outbox_id = ? ORDER BY id').all(deliveryId) as Row[]).map((r) => ({
       id: num(r.id), deliveryId: num(r.outbox_id), attempt: num(r.attempt), at: num(r.at), statusCode: num(r.status_code),
       error: r.error as string, durationMs: num(r.duration_ms),
     }));
   }
 
   /** The earliest next_at of pending deliveries (for scheduling the dispatcher). */
-  nextDue(): number | undefined {
-    const r = this.db.prepare("SELECT MIN(next_at) AS t FROM webhook_outbox WHERE status = 'Pending'").get() as Row;
+  async nextDue(): Promise<number | undefined> {
+    const r = this.#db.prepare("SELECT MIN(next_at) AS t FROM webhook_outbox WHERE status = 'Pending'").get() as Row;
     return r.t === null ? undefined : num(r.t);
+  }
+
+  // ---- garbage collection ----
+
+  #collectable(digest: string, cutoff: number): boolean {
+    if (this.#s.blobReferenced!.get(digest)) return false;
+    const r = this.#s.blobTouched!.get(digest) as Row | undefined;
+    return !(r && num(r.touched_at) >= cutoff);
+  }
+
+  async isCollectable(digest: string, cutoff: number): Promise<boolean> {
+    return this.#tx(() => this.#collectable(digest, cutoff));
+  }
+
+  async collectBlob(digest: string, cutoff: number, remove: () => void): Promise<boolean> {
+    return this.#tx(() => {
+      if (!this.#collectable(digest, cutoff)) return false;
+      this.#s.linksDelete!.run(digest);
+      this.#s.blobDelete!.run(digest);
+      remove();
+      return true;
+    });
+  }
+
+  async blobsTouchedBefore(cutoff: number): Promise<string[]> {
+    return (this.#s.blobsTouchedBefore!.all(cutoff) as Row[]).map((r) => r.digest as string);
   }
 }

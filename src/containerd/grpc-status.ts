@@ -1,5 +1,5 @@
 /**
- * @module snapshotter/grpc-status
+ * @module containerd/grpc-status
  * The one table mapping Ferry error codes to gRPC status codes, as containerd's errdefs
  * (`errdefs/grpc.go`) reads them back: NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION,
  * INVALID_ARGUMENT, UNAVAILABLE and UNIMPLEMENTED must be exact — the remote-snapshot protocol

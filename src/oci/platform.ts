@@ -1,11 +1,16 @@
 /**
- * @module remote/platform
- * Platform strings (`linux/arm64/v8`) and choosing a manifest from an index.
+ * @module oci/platform
+ * Platform strings (`linux/arm64/v8`) and choosing a manifest from an index: for a platform, and —
+ * for a lazy pull — the Nydus entry of that platform before the plain one.
  */
 import { FerryError } from '../core/index.js';
-import { NYDUS_MANIFEST_ARTIFACT_TYPE, NydusAnnotation, type Descriptor, type ImageIndex, type Platform } from '../oci/index.js';
+import { NYDUS_MANIFEST_ARTIFACT_TYPE, NydusAnnotation } from './media-types.js';
+import type { Descriptor, ImageIndex, Platform } from './types.js';
 
-const NODE_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
+/** Node's `process.arch` names → OCI architecture names. */
+const NODE_ARCH: Record<string, string> = {
+  x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64',
+};
 
 /** The platform this process runs on, in OCI terms. */
 export function currentPlatform(): Platform {
@@ -48,7 +53,7 @@ export function resolvePlatform(index: ImageIndex, platform: Platform | string =
   const want = typeof platform === 'string' ? parsePlatform(platform) : platform;
   const found = index.manifests.find((d) => platformMatches(d.platform, want));
   if (found) return found;
-  const have = index.manifests.filter((d) => d.platform).map((d) => formatPlatform(d.platform!));
+  const have = index.manifests.flatMap((d) => (d.platform ? [formatPlatform(d.platform)] : []));
   throw new FerryError('NOT_FOUND', `no manifest for platform ${formatPlatform(want)} in index (has: ${have.join(', ') || 'none'})`);
 }
 
@@ -67,6 +72,26 @@ export function resolveNydusManifest(index: ImageIndex, platform?: Platform | st
   const nydus = index.manifests.find((d) => isNydusEntry(d) && (!want || platformMatches(d.platform, want)));
   if (nydus) return nydus;
   if (want) return resolvePlatform(index, want);
+  if (!index.manifests[0]) throw new FerryError('NOT_FOUND', 'empty index');
+  return index.manifests[0];
+}
+
+/** `platform` value meaning: any platform (the first matching entry of the index). */
+export const ANY_PLATFORM = 'any';
+
+export interface ManifestChoice {
+  /** The wanted platform (`os/arch[/variant]` or a Platform), or `ANY_PLATFORM`; default: this machine's. */
+  platform?: Platform | string;
+  /** `nydus`: the platform's Nydus entry when the index has one (a lazy pull), else the plain entry. */
+  prefer?: 'nydus';
+}
+
+/** The one entry of `index` a consumer of a single image uses (see ManifestChoice); NOT_FOUND when none fits. */
+export function selectManifest(index: ImageIndex, choice: ManifestChoice = {}): Descriptor {
+  const any = choice.platform === ANY_PLATFORM;
+  const platform = any ? undefined : choice.platform ?? currentPlatform();
+  if (choice.prefer === 'nydus') return resolveNydusManifest(index, platform);
+  if (platform !== undefined) return resolvePlatform(index, platform);
   if (!index.manifests[0]) throw new FerryError('NOT_FOUND', 'empty index');
   return index.manifests[0];
 }

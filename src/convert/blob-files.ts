@@ -1,17 +1,18 @@
 /**
- * @module cli/rafs/blob-access
- * Local blob files for `rafs check` / `rafs unpack`: `<blob-dir>/<blob id>` opened on demand, chunk
- * reads by positioned `readSync`, chunk decode + digest verification (format/compress), and a file's
- * bytes as a stream of buffers in file order, planned by the read planner (holes zero-filled).
+ * @module convert/blob-files
+ * Local blob files for `rafs check` / `rafs unpack` (and the unpack benchmark): `<blob-dir>/<blob id>`
+ * opened on demand, chunk reads by positioned `readSync`, chunk decode + digest verification
+ * (format/compress), and a file's bytes as a stream of buffers in file order, planned by the read
+ * planner (holes zero-filled).
  */
 import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { FerryError } from '../../core/index.js';
-import { decodeChunk } from '../../format/compress/index.js';
+import { FerryError } from '../core/index.js';
+import { decodeChunk } from '../format/compress/index.js';
 import {
   HOLE, PLAN_STRIDE, attachBlobTables, loadCiTable, planFileRead, type BlobInfo, type ChunkRef, type RafsBootstrap, type CiLocation,
-} from '../../format/rafs/index.js';
+} from '../format/rafs/index.js';
 
 export class BlobFiles {
   private readonly fds = new Map<number, { fd: number; size: number }>();

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FerryError } from '../core/index.js';
-import { decodePrefetchTrace, parsePrefetchTrace, traceByBlob, traceOf, PREFETCH_TRACE_LIMITS } from './trace.js';
+import { decodePrefetchTrace, parsePrefetchTrace, traceByBlob, traceOf, PREFETCH_TRACE_LIMITS } from './prefetch-trace.js';
 
 const A = 'a'.repeat(64);
 const B = 'b'.repeat(64);

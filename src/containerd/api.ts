@@ -1,5 +1,5 @@
 /**
- * @module snapshotter/containerd
+ * @module containerd/api
  * The containerd calls `ferry pull` makes, over containerd's own gRPC socket: leases, content
  * writes (streamed, with commit labels), content label updates, image records, and layer
  * application through the diff service. Namespace and lease ride as gRPC metadata.
@@ -18,11 +18,16 @@ function pbDesc(d: ContentDescriptor): PbDescriptor {
   return { media_type: d.mediaType, digest: d.digest, size: d.size, annotations: d.annotations ?? {} };
 }
 
+/** A pull's lease expires by itself this long after it was taken, should the puller die holding it. */
+const LEASE_TTL_MS = 3600_000;
+/** Bytes per content Write message. */
+const WRITE_CHUNK = 1 << 20;
+
 export class ContainerdApi {
   constructor(readonly conn: GrpcConnection) {}
 
   /** A lease that expires by itself after `ttlMs` if we die before deleting it. */
-  async createLease(ttlMs = 3600_000): Promise<string> {
+  async createLease(ttlMs = LEASE_TTL_MS): Promise<string> {
     const id = `ferry-pull-${Date.now()}-${randomBytes(4).toString('hex')}`;
     const expire = new Date(Date.now() + ttlMs).toISOString();
     const r = await this.conn.unary<{ lease: { id: string } }>('leases', 'Create', { id, labels: { 'containerd.io/gc.expire': expire } });
@@ -77,8 +82,8 @@ export class ContainerdApi {
       await send({ action: 'STAT', ref, total: desc.size, expected: desc.digest });
       const chunks: AsyncIterable<Buffer> | Buffer[] = Buffer.isBuffer(body) ? [body] : (body as AsyncIterable<Buffer>);
       for await (const chunk of chunks) {
-        for (let i = 0; i < chunk.length; i += 1 << 20) {
-          const part = chunk.subarray(i, Math.min(chunk.length, i + (1 << 20)));
+        for (let i = 0; i < chunk.length; i += WRITE_CHUNK) {
+          const part = chunk.subarray(i, Math.min(chunk.length, i + WRITE_CHUNK));
           await send({ action: 'WRITE', ref, offset, data: part, total: desc.size, expected: desc.digest });
           offset += part.length;
         }

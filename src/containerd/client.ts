@@ -1,5 +1,5 @@
 /**
- * @module snapshotter/client
+ * @module containerd/client
  * Promise clients for containerd's gRPC services over a unix socket: the snapshots service
  * (ours, or containerd's own which forwards to a named snapshotter), and the content, images,
  * diff and leases services `ferry pull` uses. containerd's namespace and lease travel as gRPC
@@ -9,8 +9,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { fromGrpcError } from './grpc-status.js';
 import { fromTimestamp, serviceConstructor, SERVICE_NAMES, type PbDescriptor, type PbInfo, type PbMount } from './proto.js';
-import type { Kind } from './store.js';
-import type { Mount, SnapshotInfo } from './snapshotter.js';
+import type { Kind, Mount, SnapshotInfo } from './types.js';
 
 export interface CallContext {
   /** containerd namespace (metadata `containerd-namespace`). */
@@ -22,6 +21,11 @@ export interface CallContext {
 }
 
 type AnyClient = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+
+/** Largest gRPC message either way (containerd's own limit is 16 MiB). */
+const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+/** Deadline of a call when the context sets none. */
+const DEFAULT_TIMEOUT_MS = 300_000;
 
 /** One connection to a unix socket shared by all service clients made from it. */
 export class GrpcConnection {
@@ -45,8 +49,8 @@ export class GrpcConnection {
     if (!c) {
       const Ctor = serviceConstructor(name);
       c = new Ctor(`unix://${this.address}`, grpc.credentials.createInsecure(), {
-        'grpc.max_receive_message_length': 16 * 1024 * 1024,
-        'grpc.max_send_message_length': 16 * 1024 * 1024,
+        'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+        'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
         // containerd's server answers pings sparingly; no keepalive needed on a unix socket
       }) as unknown as AnyClient;
       this.clients.set(name, c);
@@ -62,7 +66,7 @@ export class GrpcConnection {
   }
 
   options(): grpc.CallOptions {
-    return { deadline: Date.now() + (this.ctx.timeoutMs ?? 300_000) };
+    return { deadline: Date.now() + (this.ctx.timeoutMs ?? DEFAULT_TIMEOUT_MS) };
   }
 
   unary<Res>(service: keyof typeof SERVICE_NAMES, method: string, req: unknown): Promise<Res> {

@@ -1,5 +1,5 @@
 /**
- * @module snapshotter/proto
+ * @module containerd/proto
  * Loads Ferry's own containerd .proto files (api/containerd/…) with @grpc/proto-loader and hands
  * out the service definitions: the snapshots service we serve, and the content, images, diff,
  * leases and snapshots services `ferry pull` calls on containerd.

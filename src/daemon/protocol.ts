@@ -1,0 +1,119 @@
+/**
+ * @module daemon/protocol
+ * The daemon's wire contract (api/daemon.openapi.yaml), shared by its server (api.ts, daemon.ts),
+ * its client (client.ts) and the snapshotter: mount requests and their schema, mount info, the
+ * `LazyFs` interface both the in-process `Daemon` and the `DaemonClient` implement, and the
+ * prefetch trace a mount request may carry (its codec is oci/prefetch-trace.ts: the trace is an OCI
+ * artifact, a referrer of the image's Nydus manifest).
+ */
+import { posix } from 'node:path';
+import { z } from 'zod';
+import { FerryError } from '../core/index.js';
+import type { PrefetchTrace } from '../oci/index.js';
+
+// ---- prefetch traces ----
+
+// The trace is an OCI artifact: its wire form, limits and codec are defined once, in oci/prefetch-trace.ts.
+export {
+  PREFETCH_TRACE_ARTIFACT_TYPE, PREFETCH_TRACE_LIMITS, decodePrefetchTrace, parsePrefetchTrace, type PrefetchTrace,
+} from '../oci/index.js';
+
+// ---- mounts ----
+
+export type MountBackend =
+  | { type: 'registry'; host: string; repo: string; insecure?: boolean; auth?: string /* base64 user:pass */; proxy?: string }
+  | { type: 'localfs'; dir: string };
+
+/** The command an image's containers run (config Entrypoint + Cmd, Env, WorkingDir). */
+export interface StartupHint { argv: string[]; env?: string[]; workingDir?: string }
+
+export interface MountRequest {
+  id: string;
+  mountpoint: string;
+  bootstrapPath: string;
+  mode?: 'erofs' | 'fuse';
+  backend: MountBackend;
+  cacheDir?: string;
+  prefetch?: boolean | string[];
+  /** the command the image's containers run: its loader reads are fetched at once (startup-prefetch) */
+  startup?: StartupHint;
+  /** chunks an earlier start of this image read: prefetched at once, in place of `startup` */
+  trace?: PrefetchTrace;
+}
+
+/**
+ * An absolute path in normal form (no `//`, `.` or `..` components, no trailing `/`, no NUL): two
+ * spellings of one directory would defeat the "already mounted there" check.
+ */
+const absolutePath = (what: string): z.ZodType<string> => z.string().min(1).superRefine((p, ctx) => {
+  if (!p.startsWith('/')) ctx.addIssue({ code: 'custom', message: `${what} must be absolute` });
+  else if (p.includes('\0')) ctx.addIssue({ code: 'custom', message: `${what} contains NUL` });
+  else if (p !== posix.normalize(p) || (p.length > 1 && p.endsWith('/'))) {
+    const normal = JSON.stringify(posix.normalize(p).replace(/(.)\/$/, '$1'));
+    ctx.addIssue({ code: 'custom', message: `${what} must be in normal form (no //, . or .. components, no trailing /): ${normal}` });
+  }
+});
+
+/** A mount request as the daemon accepts it (the trace is checked by parsePrefetchTrace). */
+export const mountRequestSchema = z.strictObject({
+  id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'id: letters, digits, . _ - (max 128)'),
+  mountpoint: absolutePath('mountpoint').refine((p) => p !== '/', 'mountpoint must not be /'),
+  bootstrapPath: absolutePath('bootstrapPath'),
+  mode: z.enum(['erofs', 'fuse']).optional(),
+  backend: z.discriminatedUnion('type', [
+    z.strictObject({
+      type: z.literal('registry'), host: z.string().min(1), repo: z.string().min(1),
+      insecure: z.boolean().optional(), auth: z.string().optional(), proxy: z.string().optional(),
+    }),
+    z.strictObject({ type: z.literal('localfs'), dir: absolutePath('backend.dir') }),
+  ]),
+  cacheDir: absolutePath('cacheDir').optional(),
+  prefetch: z.union([z.boolean(), z.array(z.string())]).optional(),
+  /**
+   * The command its containers run (image config Entrypoint + Cmd, Env, WorkingDir): the loader's
+   * share of what that command reads at start is fetched right away (daemon/startup-prefetch).
+   */
+  startup: z.strictObject({
+    argv: z.array(z.string()).min(1).max(4096),
+    env: z.array(z.string()).max(4096).optional(),
+    workingDir: z.string().optional(),
+  }).optional(),
+  /** A prefetch trace (validated by parsePrefetchTrace): its chunks are fetched at once, in place of `startup`. */
+  trace: z.unknown().optional(),
+});
+
+export interface MountMetrics {
+  bytesFetched: number;
+  chunksCached: number;
+  cacheHitRatio: number;
+  backendErrors: number;
+}
+
+export type MountInfo = MountRequest & {
+  metrics: MountMetrics;
+  /** the mode actually in use (EROFS falls back to FUSE where the kernel path fails) */
+  activeMode?: 'erofs' | 'fuse';
+  /** extra counters: chunks the image references, backend requests, P2P fallbacks, digest mismatches */
+  stats?: {
+    chunksTotal: number; requests: number; proxyFallbacks: number; digestMismatches: number; prefetchedBytes: number; fuseRequests: number;
+  };
+};
+
+/** `GET /api/v1/daemon`. */
+export interface DaemonInfo { version: string; state: 'RUNNING'; pid: number; uptimeSeconds: number; mounts: number }
+
+/** The lazy-loading filesystem: the in-process `Daemon`, or a `DaemonClient` of `ferry daemon --apisock`. */
+export interface LazyFs {
+  mount(req: MountRequest): Promise<MountInfo>;
+  /** The access trace a mount has recorded so far (StorageDevice.trace). */
+  trace(id: string): Promise<PrefetchTrace>;
+  umount(id: string): Promise<void>;
+  list(): Promise<MountInfo[]>;
+  /**
+   * In-process only: after a crash, cleans up what a killed predecessor left on the same data dir
+   * (dead FUSE mounts, loop devices) and forgets it (`remount: false`) or mounts it again. A client
+   * of a separate daemon has none: that daemon keeps its mounts across our restarts.
+   */
+  restore?(opts: { remount: boolean }): Promise<unknown>;
+  close(): Promise<void>;
+}
