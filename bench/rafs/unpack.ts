@@ -2,7 +2,7 @@
  * RAFS read-path throughput on a realistic image (debootstrap minbase → `rafs create`, lz4_block and
  * zstd):
  *  - "chunk reads from the cache": every file read in 128 KiB requests (FUSE-sized) through
- *    `mapRead` + copies out of the decompressed blob cache file (nydusd's `<blob>.blob.data`, here a
+ *    `mapRead` + the read planner + copies out of the decompressed blob cache file (nydusd's `<blob>.blob.data`, here a
  *    file read with positioned reads) — the data path of a lazy mount once chunks are cached.
  *    Baseline in the same run: the same 128 KiB positioned reads on the plain uncompressed tar.
  *  - "rafs unpack → tar": the whole image decompressed, every chunk digest verified, written as a tar
@@ -17,7 +17,7 @@ import { tmpdir, cpus } from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import { debootstrapRootfs } from '../../src/bench/env/index.js';
 import { buildLayer } from '../../src/builder/index.js';
-import { openBootstrap, type RafsBootstrap } from '../../src/format/rafs/index.js';
+import { FileReadPlan, HOLE, PLAN_STRIDE, openBootstrap, planFileRead, type RafsBootstrap } from '../../src/format/rafs/index.js';
 import { S_IFMT, S_IFREG } from '../../src/format/erofs/index.js';
 import { writeTar } from '../../src/format/tar/index.js';
 import { BlobFiles } from '../../src/convert/index.js';
@@ -50,6 +50,7 @@ function buildCache(bs: RafsBootstrap, files: BlobFiles, path: string): void {
 
 function readAllThroughCache(bs: RafsBootstrap, cachePath: string, buf: Buffer): number {
   const fd = openSync(cachePath, 'r');
+  const plan = new FileReadPlan();
   let total = 0;
   try {
     for (const e of bs.walk()) {
@@ -57,11 +58,15 @@ function readAllThroughCache(bs: RafsBootstrap, cachePath: string, buf: Buffer):
       const size = e.stat.size;
       for (let off = 0; off < size; off += REQ) {
         const len = Math.min(REQ, size - off);
+        const refs = bs.mapRead(e.ino, off, len);
+        planFileRead(refs, size, off, len, plan);
+        const seg = plan.segments;
         let p = 0;
-        for (const c of bs.mapRead(e.ino, off, len)) {
-          const from = Math.max(off, c.fileOffset);
-          const to = Math.min(off + len, c.fileOffset + c.uncompressedSize);
-          p += readSync(fd, buf, p, to - from, c.uncompressedOffset + (from - c.fileOffset));
+        for (let k = 0; k < plan.count * PLAN_STRIDE; k += PLAN_STRIDE) {
+          const n = seg[k + 2]!;
+          if (seg[k] === HOLE) buf.fill(0, p, p + n);
+          else readSync(fd, buf, p, n, refs[seg[k]!]!.uncompressedOffset + seg[k + 1]!);
+          p += n;
         }
         total += p;
       }

@@ -66,6 +66,12 @@ export interface BlobStats {
   xattrsDropped: number;
 }
 
+/** Options of `BlobWriter.addSync`. */
+export interface AddChunkOptions {
+  /** `data` is a scratch buffer the caller reuses after the call (the writer copies what it keeps) */
+  transient?: boolean;
+}
+
 export class BlobWriter {
   readonly desc: BlobDesc;
   readonly stats: BlobStats = { inputBytes: 0, chunksIn: 0, chunksStored: 0, chunksDeduped: 0, chunksFromDict: 0, xattrsDropped: 0 };
@@ -131,7 +137,8 @@ export class BlobWriter {
    * `transient`, `data` is a scratch buffer the caller reuses after the call: the writer copies it
    * when it has to keep the raw bytes (stored uncompressed, or compressed later in a worker).
    */
-  addSync(data: Buffer, transient = false): Omit<ChunkRef, 'fileOffset'> {
+  addSync(data: Buffer, opts?: AddChunkOptions): Omit<ChunkRef, 'fileOffset'> {
+    const transient = opts?.transient === true;
     if (this.finished) throw new FerryError('FAILED_PRECONDITION', 'blob writer already finished');
     if (data.length === 0 || data.length > this.opts.chunkSize) throw new FerryError('INTERNAL', `chunk of ${data.length} bytes`);
     this.stats.inputBytes += data.length;

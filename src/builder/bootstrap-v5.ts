@@ -13,8 +13,9 @@ import {
   RAFS_V5_SUPER_MAGIC, RAFS_V5_SUPER_VERSION, RAFS_V5_SUPERBLOCK_SIZE, RAFS_V5_INODE_SIZE, RAFS_V5_EXT_BLOB_ENTRY_SIZE,
   RAFS_V6_CHUNK_INFO_SIZE, RAFS_MAX_BLOBS, RafsV5InodeFlags, RafsSuperFlags, ChunkFlags, compressorFlag, digesterFlag,
   rafsV5Align, writeRafsV5SuperBlock, encodeRafsV5BlobTable, writeRafsV5ExtBlobEntry, writeRafsV5Inode, encodeRafsV5Xattrs,
-  writeRafsChunkInfo, chunkDigest,
+  writeRafsChunkInfo,
 } from '../format/rafs/index.js';
+import { chunkDigest } from './digest.js';
 import { collectBlobs, type BootstrapOptions } from './bootstrap-v6.js';
 import type { Inode } from './tree.js';
 

@@ -15,8 +15,8 @@ import { FERRY_BIN } from '../../test/support/paths.js';
 import { snapshot, diffSnapshots } from '../../test/support/fstree.js';
 import { fsckErofs, kernelMount } from '../../test/support/erofs.js';
 import { FerryError } from '../core/index.js';
-import { COMPRESSORS } from '../format/compress/index.js';
-import { openBootstrap, decodeChunkData, decodeBlobMetaHeader, decodeCiTable } from '../format/rafs/index.js';
+import { COMPRESSORS, decodeChunk } from '../format/compress/index.js';
+import { openBootstrap, decodeBlobMetaHeader, decodeCiTable } from '../format/rafs/index.js';
 import { buildLayer, mergeBootstraps, blobView } from './index.js';
 
 let work: string;
@@ -98,7 +98,7 @@ function verifyAllChunks(boot: Buffer, blobDir: string): number {
       const raw = Buffer.alloc(c.compressedSize);
       readSync(fd, raw, 0, raw.length, c.compressedOffset);
       closeSync(fd);
-      decodeChunkData(blob, c, raw);
+      decodeChunk(blob, c, raw);
       n++;
     }
   }

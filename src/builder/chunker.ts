@@ -5,8 +5,11 @@
  * spanning pieces are assembled in one reused scratch buffer).
  */
 import { FerryError } from '../core/index.js';
-import type { BlobWriter } from './blob-writer.js';
+import type { AddChunkOptions, BlobWriter } from './blob-writer.js';
 import type { ChunkRef } from './tree.js';
+
+/** A chunk assembled in the shared scratch buffer (one constant: no allocation per chunk). */
+const SCRATCH: AddChunkOptions = { transient: true };
 
 /**
  * Synchronous chunker for one file whose body arrives as pieces (the tar parser's `data` calls):
@@ -25,8 +28,8 @@ export class FileChunker {
     this.scratch = scratch;
   }
 
-  private add(data: Buffer, transient = false): void {
-    const ref = this.writer.addSync(data, transient);
+  private add(data: Buffer, opts?: AddChunkOptions): void {
+    const ref = this.writer.addSync(data, opts);
     this.refs.push({ ...ref, fileOffset: this.fileOffset });
     this.fileOffset += data.length;
     this.onBytes?.(data.length);
@@ -55,7 +58,7 @@ export class FileChunker {
         const full = this.buf;
         this.buf = undefined;
         this.fill = 0;
-        this.add(full, true);
+        this.add(full, SCRATCH);
       }
     }
   }

@@ -69,7 +69,7 @@ test('blob.meta file gives the same CI table as the blob; digests come from the 
   const b = lean.blobs[0]!;
   const fromBlob = await loadBlobTables(b, read);
   assert.deepEqual(ciFromMetaFile(b, layer.blobMeta), fromBlob.entries);
-  const r = tailRange(b, false);
+  const r = tailRange(b, { withCi: false });
   assert.equal(r.offset, b.ciOffset + b.ciCompressedSize);
   assert.equal(r.offset + r.length, blobFile.length);
   const t = decodeBlobTail(b, blobFile.subarray(r.offset), r.offset);
@@ -81,7 +81,7 @@ test('blob.meta file gives the same CI table as the blob; digests come from the 
 test('a tampered digest array, CI table, ToC or blob.meta is DATA_LOSS', async () => {
   const lean = openBootstrap(mergeBootstraps([layer.bootstrap], { omitChunkTable: true }));
   const b = lean.blobs[0]!;
-  const full = tailRange(b, true);
+  const full = tailRange(b, { withCi: true });
   const tail = Buffer.from(blobFile.subarray(full.offset));
   const flip = (at: number): Buffer => { const t = Buffer.from(tail); t[at] = t[at]! ^ 0xff; return t; };
   const digestAt = b.ciCompressedSize + 4096 + 512; // Ferry's layout: CI, header, tar header, digests

@@ -1,15 +1,18 @@
 /**
  * @module convert/blob-files
- * Local blob files for `rafs check` / `rafs unpack` (and the unpack benchmark): `<blob-dir>/<blob id>` opened on demand, chunk
- * reads by positioned `readSync`, chunk decode + digest verification through the bootstrap reader,
- * and a file's bytes as a stream of buffers in file order (holes zero-filled).
+ * Local blob files for `rafs check` / `rafs unpack` (and the unpack benchmark): `<blob-dir>/<blob id>`
+ * opened on demand, chunk reads by positioned `readSync`, chunk decode + digest verification
+ * (format/compress), and a file's bytes as a stream of buffers in file order, planned by the read
+ * planner (holes zero-filled).
  */
 import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { FerryError } from '../core/index.js';
-import { getCodec } from '../format/compress/index.js';
-import { type BlobInfo, type ChunkRef, type RafsBootstrap, type CiLocation, attachBlobTables, loadCiTable } from '../format/rafs/index.js';
+import { decodeChunk } from '../format/compress/index.js';
+import {
+  HOLE, PLAN_STRIDE, attachBlobTables, loadCiTable, planFileRead, type BlobInfo, type ChunkRef, type RafsBootstrap, type CiLocation,
+} from '../format/rafs/index.js';
 
 export class BlobFiles {
   private readonly fds = new Map<number, { fd: number; size: number }>();
@@ -63,34 +66,28 @@ export class BlobFiles {
     return this.open(blob).size;
   }
 
-  /** Decompressed, digest-verified chunk data. */
+  /** Decompressed, digest-verified chunk data (a CI-table-only reference without a digest: unverified). */
   chunk(ref: ChunkRef): Buffer {
     const blob = this.bs.blobs[ref.blobIndex]!;
-    const raw = this.read(blob, ref.compressedOffset, ref.compressedSize);
-    if (ref.digest.length === 0) {
-      // CI-table-only reference (no digest in the bootstrap): decompress without verification
-      return ref.compressed ? getCodec(blob.compressor).decompress(raw, ref.uncompressedSize) : raw;
-    }
-    return this.bs.decodeChunk(blob, ref, raw);
+    return decodeChunk(blob, ref, this.read(blob, ref.compressedOffset, ref.compressedSize), { unknownDigest: 'skip' });
   }
 
   /** The file's content as buffers in order (zero-filled holes for v5 images with HAS_HOLE). */
   *fileData(ino: number): Generator<Buffer> {
     const size = this.bs.stat(ino).size;
     const chunks = [...this.bs.chunks(ino)].sort((a, b) => a.fileOffset - b.fileOffset);
-    let pos = 0;
-    for (const c of chunks) {
-      if (c.fileOffset < pos) continue; // duplicate coverage
-      if (c.fileOffset > pos) {
-        yield Buffer.alloc(c.fileOffset - pos);
-        pos = c.fileOffset;
+    const plan = planFileRead(chunks, size, 0, size);
+    const seg = plan.segments;
+    for (let p = 0; p < plan.count * PLAN_STRIDE; p += PLAN_STRIDE) {
+      const len = seg[p + 2]!;
+      if (seg[p] === HOLE) {
+        yield Buffer.alloc(len);
+        continue;
       }
-      const data = this.chunk(c);
-      const take = Math.min(data.length, size - pos);
-      yield take === data.length ? data : data.subarray(0, take);
-      pos += take;
+      const data = this.chunk(chunks[seg[p]!]!);
+      const from = seg[p + 1]!;
+      yield from === 0 && len === data.length ? data : data.subarray(from, from + len);
     }
-    if (pos < size) yield Buffer.alloc(size - pos);
   }
 
   fileStream(ino: number): Readable {

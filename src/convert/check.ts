@@ -23,7 +23,10 @@ import {
   RegistryClient, parseReference, withDigest, formatReference, platformMatches, formatPlatform, parsePlatform, isNydusEntry, type ImageReference,
 } from '../remote/index.js';
 import { readLayer, whiteoutOf, type TarEntry } from '../format/tar/index.js';
-import { openBootstrap, blobsCarryTables, ciFromMetaFile, loadBlobTables, type RafsBootstrap, type BlobInfo } from '../format/rafs/index.js';
+import {
+  PLAN_STRIDE, openBootstrap, blobsCarryTables, ciFromMetaFile, loadBlobTables, planFileRead, tilingProblem, type RafsBootstrap, type BlobInfo,
+} from '../format/rafs/index.js';
+import { decodeChunk } from '../format/compress/index.js';
 import { unpackBootstrapLayerFiles } from './streams.js';
 import { ConvertAnnotation } from './convert.js';
 
@@ -177,22 +180,24 @@ async function openBlobs(boot: RafsBootstrap, dst: ImageReference, tc: RegistryC
 }
 
 async function fileDigest(boot: RafsBootstrap, ino: number, size: number, blobs: Map<number, FileHandle>, infos: Map<number, BlobInfo>): Promise<string> {
+  const chunks = boot.chunks(ino);
+  // a converted file's chunks tile it exactly: no holes, no overlaps
+  const problem = tilingProblem(chunks, size);
+  if (problem) throw new FerryError('DATA_LOSS', problem);
   const h = createHash('sha256');
-  let pos = 0;
-  for (const c of boot.chunks(ino)) {
-    if (c.fileOffset !== pos) throw new FerryError('DATA_LOSS', `chunk at file offset ${c.fileOffset}, expected ${pos}`);
+  const plan = planFileRead(chunks, size, 0, size);
+  const seg = plan.segments;
+  for (let p = 0; p < plan.count * PLAN_STRIDE; p += PLAN_STRIDE) {
+    const c = chunks[seg[p]!]!;
     const fh = blobs.get(c.blobIndex);
     const info = infos.get(c.blobIndex);
     if (!fh || !info) throw new FerryError('DATA_LOSS', `chunk refers to blob ${c.blobIndex} not in the blob table`);
     const raw = Buffer.alloc(c.compressedSize);
     const { bytesRead } = await fh.read(raw, 0, raw.length, c.compressedOffset);
     if (bytesRead !== raw.length) throw new FerryError('DATA_LOSS', `blob ${info.blobId} too short for chunk ${c.chunkIndex}`);
-    const data = boot.decodeChunk(info, c, raw);
-    const take = Math.min(data.length, size - pos);
-    h.update(data.subarray(0, take));
-    pos += take;
+    const from = seg[p + 1]!;
+    h.update(decodeChunk(info, c, raw).subarray(from, from + seg[p + 2]!));
   }
-  if (pos !== size) throw new FerryError('DATA_LOSS', `chunks cover ${pos} of ${size} bytes`);
   return `sha256:${h.digest('hex')}`;
 }
 

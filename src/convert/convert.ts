@@ -307,11 +307,11 @@ async function convertLayer(ctx: Ctx, layer: Descriptor, diffId: string | undefi
     if (opts.signal) getOpts.signal = opts.signal;
     const raw = await sc.getBlob(src.registry, src.repository, layer.digest, getOpts);
     let seen = 0;
-    const rawMeter = new Meter(false, (n) => { seen += n; progress({ phase: 'bytes', bytes: seen, total: layer.size }); });
+    const rawMeter = new Meter({ onBytes: (n) => { seen += n; progress({ phase: 'bytes', bytes: seen, total: layer.size }); } });
     raw.on('error', (e) => rawMeter.destroy(e));
     raw.pipe(rawMeter);
     const tar = decompressed(rawMeter);
-    const tarMeter = new Meter(diffId !== undefined);
+    const tarMeter = new Meter({ hash: diffId !== undefined });
     tar.on('error', (e) => tarMeter.destroy(e));
     tar.pipe(tarMeter);
     // Errors reach the builder through tarMeter; these listeners only keep a stream that fails after

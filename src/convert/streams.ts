@@ -16,13 +16,15 @@ import { detectCompression } from '../format/tar/index.js';
 // The bootstrap layer codec lives in format/rafs (layer.ts); re-exported here for check.ts.
 export { unpackBootstrapLayerFiles } from '../format/rafs/index.js';
 
-/** Counts and hashes bytes passing through. */
+/** Counts (and with `hash`, sha256-hashes) bytes passing through; `onBytes` hears of each piece. */
 export class Meter extends Transform {
   bytes = 0;
   private readonly hash: Hash | undefined;
-  constructor(hash: boolean, private readonly onBytes?: (n: number) => void) {
+  private readonly onBytes: ((n: number) => void) | undefined;
+  constructor(opts: { hash?: boolean; onBytes?: (n: number) => void } = {}) {
     super();
-    this.hash = hash ? createHash('sha256') : undefined;
+    this.hash = opts.hash ? createHash('sha256') : undefined;
+    this.onBytes = opts.onBytes;
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.bytes += chunk.length;

@@ -8,8 +8,9 @@
  */
 import { openSync, readFileSync, readSync } from 'node:fs';
 import { S_IFMT, S_IFREG } from '../core/index.js'; // constants only: light enough for the FUSE threads
-import { openBootstrap, type CiLocation } from '../format/rafs/index.js';
+import { FileReadPlan, HOLE, PLAN_STRIDE, openBootstrap, planFileRead, type CiLocation } from '../format/rafs/index.js';
 import { Op, entryOut, attrOut, FUSE_ROOT_ID, type FuseAttr } from '../fuse/protocol.js'; // not index.js: see docs/architecture.md (worker threads)
+import { chunkReady } from '../storage/protocol.js';
 
 export interface FastPathData {
   bootstrapPath: string;
@@ -24,6 +25,7 @@ export function init(d: FastPathData): (opcode: number, nodeid: number, body: Bu
   // no digests: this thread only reads chunks the main thread fetched and verified
   for (const t of d.ci ?? []) bs.setCiTable(t.blobIndex, ciFromTable(t.table));
   const caches = new Map(d.caches.map((c) => [c.blobId, { fd: openSync(c.dataPath, 'r'), bits: new Uint8Array(c.bitmap) }]));
+  const plan = new FileReadPlan(); // every READ of this thread is planned into it
   const ino = (nodeid: number): number => (nodeid === FUSE_ROOT_ID ? bs.rootIno : nodeid);
   const node = (i: number): number => (i === bs.rootIno ? FUSE_ROOT_ID : i);
   const attr = (i: number): FuseAttr => {
@@ -46,31 +48,34 @@ export function init(d: FastPathData): (opcode: number, nodeid: number, body: Bu
         if ((st.mode & S_IFMT) !== S_IFREG) return null;
         const offset = Number(body.readBigUInt64LE(8));
         const size = body.readUInt32LE(16);
-        const end = Math.min(st.size, offset + size);
-        if (end <= offset) return { parts: [] };
-        const refs = bs.mapRead(i, offset, end - offset);
+        if (Math.min(st.size, offset + size) <= offset) return { parts: [] };
+        const refs = bs.mapRead(i, offset, size);
         // all chunks ready?
         for (const r of refs) {
           const c = caches.get(r.blobId);
-          if (!c || (c.bits[r.chunkIndex >> 3]! & (0x80 >> (r.chunkIndex & 7))) === 0) return null;
+          if (!c || !chunkReady(c.bits, r.chunkIndex)) return null;
         }
-        const out = Buffer.allocUnsafe(end - offset);
-        let pos = offset;
-        for (const r of refs) {
-          const cs = Math.max(pos, r.fileOffset);
-          const ce = Math.min(end, r.fileOffset + r.uncompressedSize);
-          if (ce <= cs) continue;
-          if (cs > pos) out.fill(0, pos - offset, cs - offset);
-          const c = caches.get(r.blobId)!;
-          let n = 0;
-          while (n < ce - cs) {
-            const k = readSync(c.fd, out, cs - offset + n, ce - cs - n, r.uncompressedOffset + (cs - r.fileOffset) + n);
-            if (k === 0) return null;
-            n += k;
+        planFileRead(refs, st.size, offset, size, plan);
+        const seg = plan.segments;
+        const out = Buffer.allocUnsafe(plan.length);
+        let at = 0;
+        for (let p = 0; p < plan.count * PLAN_STRIDE; p += PLAN_STRIDE) {
+          const len = seg[p + 2]!;
+          if (seg[p] === HOLE) {
+            out.fill(0, at, at + len);
+          } else {
+            const r = refs[seg[p]!]!;
+            const fd = caches.get(r.blobId)!.fd;
+            const from = r.uncompressedOffset + seg[p + 1]!;
+            let n = 0;
+            while (n < len) {
+              const k = readSync(fd, out, at + n, len - n, from + n);
+              if (k === 0) return null;
+              n += k;
+            }
           }
-          pos = ce;
+          at += len;
         }
-        if (pos < end) out.fill(0, pos - offset);
         return { parts: [out], hits: refs.length };
       }
       default:

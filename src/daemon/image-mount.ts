@@ -98,7 +98,7 @@ function chunksPerBlob(bs: RafsBootstrap): Map<number, DeviceChunk[]> {
   return per;
 }
 
-/** The blobs of an image mount: their chunks, decoders and (without a chunk table) table loaders. */
+/** The blobs of an image mount: their chunks, codecs and (without a chunk table) table loaders. */
 interface MountBlobs {
   blobs: DeviceBlob[];
   /** bytes and requests fetched from the backend while the mount came up (blob tables) */
@@ -109,13 +109,12 @@ interface MountBlobs {
 
 const EMPTY = Buffer.alloc(0);
 
-function deviceBlob(bs: RafsBootstrap, b: BlobInfo, chunks: DeviceChunk[], prepare?: DeviceBlob['prepare']): DeviceBlob {
+function deviceBlob(b: BlobInfo, chunks: DeviceChunk[], prepare?: DeviceBlob['prepare']): DeviceBlob {
   let n = b.chunkCount;
   for (const c of chunks) if (c.chunkIndex >= n) n = c.chunkIndex + 1;
   return {
     blobId: b.blobId, uncompressedSize: b.uncompressedSize, chunkCount: n, chunks,
     codec: { compressor: b.compressor, digester: b.digester },
-    decode: (c: DeviceChunk, raw: Buffer) => bs.decodeChunk(b, { ...c, blobIndex: b.index, blobId: b.blobId, fileOffset: 0 } satisfies ChunkRef, raw),
     ...(prepare ? { prepare } : {}),
   };
 }
@@ -154,19 +153,19 @@ async function blobsFromTables(bs: RafsBootstrap, bootDir: string, backend: Back
     bs.setCiTable(b.index, entries, digests);
     out.ci.push({ blobIndex: b.index, entries });
     const prepare = digests ? undefined : async (read: (offset: number, length: number) => Promise<Buffer>): Promise<void> => {
-      const r = tailRange(b, false);
+      const r = tailRange(b, { withCi: false });
       const d = decodeBlobTail(b, await read(r.offset, r.length), r.offset).digests;
       for (const c of chunks) c.digest = d[c.chunkIndex]!;
       bs.setCiTable(b.index, entries, d);
     };
-    out.blobs.push(deviceBlob(bs, b, chunks, prepare));
+    out.blobs.push(deviceBlob(b, chunks, prepare));
   }
   return out;
 }
 
 function blobsOf(bs: RafsBootstrap): MountBlobs {
   const per = chunksPerBlob(bs);
-  return { blobs: bs.blobs.filter((b) => b.blobId && b.uncompressedSize > 0).map((b) => deviceBlob(bs, b, per.get(b.index) ?? [])), ci: [], fetched: { bytes: 0, requests: 0 } };
+  return { blobs: bs.blobs.filter((b) => b.blobId && b.uncompressedSize > 0).map((b) => deviceBlob(b, per.get(b.index) ?? [])), ci: [], fetched: { bytes: 0, requests: 0 } };
 }
 
 /** Chunk references grouped by blob, as `StorageDevice.prefetch` takes them. */

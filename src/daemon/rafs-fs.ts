@@ -5,7 +5,7 @@
  * the root is FUSE_ROOT_ID.
  */
 import { FUSE_ROOT_ID, FuseErrno, ERRNO, type FuseAttr, type FuseFilesystem, type FuseDirEntry, type StatfsInfo } from '../fuse/index.js';
-import type { RafsBootstrap } from '../format/rafs/index.js';
+import { FileReadPlan, HOLE, PLAN_STRIDE, planFileRead, type RafsBootstrap } from '../format/rafs/index.js';
 import type { StorageDevice } from '../storage/index.js';
 
 import { S_IFMT, S_IFREG, S_IFLNK } from '../core/index.js';
@@ -67,21 +67,26 @@ export class RafsFs implements FuseFilesystem {
   }
 }
 
+/** The plan of every `readFileRange` (used up before it returns: no two are in progress at once). */
+const plan = new FileReadPlan();
+
 /** Bytes [offset, offset+size) of a regular file of the image (clamped to its size; holes as zeros). */
 export function readFileRange(bs: RafsBootstrap, dev: StorageDevice, ino: number, offset: number, size: number): Promise<Buffer[]> {
-  const end = Math.min(bs.stat(ino).size, offset + size);
-  if (end <= offset) return Promise.resolve([]);
-  const parts: Promise<Buffer>[] = [];
-  let pos = offset;
-  for (const r of bs.mapRead(ino, offset, end - offset)) {
-    const cs = Math.max(pos, r.fileOffset);
-    const ce = Math.min(end, r.fileOffset + r.uncompressedSize);
-    if (ce <= cs) continue;
-    if (cs > pos) parts.push(Promise.resolve(Buffer.alloc(cs - pos))); // a hole
-    parts.push(dev.read(r.blobId, r.uncompressedOffset + (cs - r.fileOffset), ce - cs));
-    pos = ce;
+  const fileSize = bs.stat(ino).size;
+  if (Math.min(fileSize, offset + size) <= offset) return Promise.resolve([]);
+  const refs = bs.mapRead(ino, offset, size);
+  planFileRead(refs, fileSize, offset, size, plan);
+  const seg = plan.segments;
+  const parts: Array<Promise<Buffer>> = [];
+  for (let p = 0; p < plan.count * PLAN_STRIDE; p += PLAN_STRIDE) {
+    const i = seg[p]!;
+    if (i === HOLE) {
+      parts.push(Promise.resolve(Buffer.alloc(seg[p + 2]!)));
+    } else {
+      const r = refs[i]!;
+      parts.push(dev.read(r.blobId, r.uncompressedOffset + seg[p + 1]!, seg[p + 2]!));
+    }
   }
-  if (pos < end) parts.push(Promise.resolve(Buffer.alloc(end - pos)));
   return Promise.all(parts);
 }
 

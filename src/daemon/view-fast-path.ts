@@ -10,6 +10,7 @@
  */
 import { openSync, readSync } from 'node:fs';
 import { Op } from '../fuse/protocol.js'; // not index.js: see docs/architecture.md (worker threads)
+import { chunkReady } from '../storage/protocol.js';
 import type { BlobViewMap } from '../storage/index.js';
 
 export interface ViewFastPathData { blobs: BlobViewMap[] }
@@ -38,8 +39,7 @@ export function init(d: ViewFastPathData): (opcode: number, nodeid: number, body
     if (end <= offset) return { parts: [] };
     let hits = 0;
     for (let i = firstEndingAfter(v.ends, offset); i < v.starts.length && v.starts[i]! < end; i++) {
-      const ci = v.index[i]!;
-      if ((v.bits[ci >> 3]! & (0x80 >> (ci & 7))) === 0) return null;
+      if (!chunkReady(v.bits, v.index[i]!)) return null;
       hits++;
     }
     const out = Buffer.allocUnsafe(end - offset);

@@ -202,7 +202,7 @@ export class FuseSession {
     const n = Math.max(1, opts.readers ?? 4);
     // One reader answers FUSE_INIT; the others boot after it, so the mount does not wait for n
     // threads loading their modules at once on a busy machine.
-    this.startWorker(true);
+    this.startWorker({ initFirst: true });
     const t = setTimeout(() => this.initReject(new FerryError('DEADLINE_EXCEEDED', 'no FUSE_INIT from the kernel within 10s')), 10_000);
     try {
       await this.initDone;
@@ -212,15 +212,16 @@ export class FuseSession {
     } finally {
       clearTimeout(t);
     }
-    for (let i = 1; i < n; i++) this.startWorker();
+    for (let i = 1; i < n; i++) this.startWorker({ initFirst: false });
     if (this.connMinor >= 0 && this.readaheadKb >= 0) {
       try { writeFileSync(`/sys/class/bdi/0:${this.connMinor}/read_ahead_kb`, String(this.readaheadKb)); } catch (err) { this.log.debug({ err }, 'could not set read-ahead'); }
     }
     this.log.info({ readers: n }, 'fuse mounted');
   }
 
-  private startWorker(initFirst = false): void {
-    const start = { fd: this.fd, bufferSize: BUFFER_SIZE, fastPath: this.fastPath, initFirst };
+  /** Starts a reader thread; `initFirst`: it answers FUSE_INIT before the others start. */
+  private startWorker(opts: { initFirst: boolean }): void {
+    const start = { fd: this.fd, bufferSize: BUFFER_SIZE, fastPath: this.fastPath, initFirst: opts.initFirst };
     let w = warmPool.idle.shift();
     if (w) {
       w.ref();
@@ -459,7 +460,7 @@ export class FuseSession {
       }
       case Op.READDIR:
       case Op.READDIRPLUS:
-        return [await this.readdir(h, body, h.opcode === Op.READDIRPLUS)];
+        return [await this.readdir(h, body, { plus: h.opcode === Op.READDIRPLUS })];
       case Op.RELEASEDIR:
         this.dirs.delete(Number(body.readBigUInt64LE(0)));
         return [];
@@ -474,7 +475,9 @@ export class FuseSession {
     }
   }
 
-  private async readdir(h: InHeader, body: Buffer, plus: boolean): Promise<Buffer> {
+  /** READDIR, or READDIRPLUS (`plus`: entries with their attributes). */
+  private async readdir(h: InHeader, body: Buffer, opts: { plus: boolean }): Promise<Buffer> {
+    const { plus } = opts;
     const fh = Number(body.readBigUInt64LE(0));
     const offset = Number(body.readBigUInt64LE(8));
     const size = body.readUInt32LE(16);

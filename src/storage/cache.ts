@@ -4,7 +4,8 @@
  * `<blob_id>.blob.data` holds the uncompressed chunks at their uncompressed offsets (a sparse file
  * of the blob's uncompressed size — exactly the "uncompressed view" the EROFS kernel driver reads),
  * and `<blob_id>.chunk_map` persists which chunks are ready: a 4096-byte header (magic 0x424D4150,
- * version 1, magic2 0x434D4150, all_ready) then one bit per chunk, chunk i = bit 7-(i%8) of byte i/8.
+ * version 1, magic2 0x434D4150, all_ready) then one bit per chunk (chunk i = bit 7-(i%8) of byte i/8,
+ * see storage/protocol.ts).
  * A chunk's bit is written only after its data write completed, so a killed daemon never trusts
  * data it did not finish writing; a restarted one fetches nothing it already has.
  */
@@ -12,6 +13,7 @@ import { readSync, writeSync } from 'node:fs';
 import { open, mkdir, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FerryError } from '../core/index.js';
+import { chunkReady, markChunkReady } from './protocol.js';
 
 const MAP_MAGIC = 0x424d4150;
 const MAP_MAGIC2 = 0x434d4150;
@@ -74,11 +76,11 @@ export class BlobCache {
   }
 
   isReady(i: number): boolean {
-    return (this.bitmap[i >> 3]! & (0x80 >> (i & 7))) !== 0;
+    return chunkReady(this.bitmap, i);
   }
 
   get readyCount(): number { return this.ready; }
-  /** The ready bitmap's shared memory (bit 7-(i%8) of byte i/8). */
+  /** The ready bitmap's shared memory (bit order: storage/protocol.ts). */
   get sharedBitmap(): SharedArrayBuffer { return this.bitmap.buffer as SharedArrayBuffer; }
   get allReady(): boolean { return this.ready === this.chunkCount; }
 
@@ -112,7 +114,7 @@ export class BlobCache {
     if (data.length <= SYNC_IO_MAX) while (n < data.length) n += writeSync(this.data.fd, data, n, data.length - n, uncompressedOffset + n);
     while (n < data.length) n += (await this.data.write(data, n, data.length - n, uncompressedOffset + n)).bytesWritten;
     if (this.isReady(index)) return;
-    this.bitmap[index >> 3]! |= 0x80 >> (index & 7);
+    markChunkReady(this.bitmap, index);
     this.ready++;
     const byte = index >> 3;
     // Serialised so that an older value of a byte never lands after a newer one.

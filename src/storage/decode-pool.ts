@@ -6,12 +6,8 @@
  */
 import { Worker } from 'node:worker_threads';
 import { FerryError, type ErrorCode } from '../core/index.js';
-import type { DeviceChunk } from './device.js';
-
-export interface ChunkCodec {
-  compressor: 'none' | 'lz4_block' | 'zstd' | 'gzip';
-  digester: 'sha256' | 'blake3';
-}
+import type { ChunkCodec, EncodedChunk } from '../format/compress/index.js';
+import type { DecodeJob } from './decode-worker.js';
 
 interface Pending { resolve(b: Buffer): void; reject(e: unknown): void }
 
@@ -49,7 +45,8 @@ export class DecodePool {
     }
   }
 
-  decode(blobId: string, codec: ChunkCodec, c: DeviceChunk, raw: Buffer): Promise<Buffer> {
+  /** Decodes one chunk in the least loaded thread (`raw` is copied, the caller's buffer stays its own). */
+  decode(blob: ChunkCodec & { blobId: string }, c: EncodedChunk, raw: Buffer): Promise<Buffer> {
     let wi = 0;
     for (let i = 1; i < this.load.length; i++) if (this.load[i]! < this.load[wi]!) wi = i;
     const id = this.nextId++;
@@ -59,12 +56,12 @@ export class DecodePool {
       this.pending.set(id, { resolve, reject });
       this.owner.set(id, wi);
       this.load[wi]!++;
-      this.workers[wi]!.postMessage({
-        id, blob: { ...codec, blobId },
-        chunk: { chunkIndex: c.chunkIndex, compressedOffset: c.compressedOffset, compressedSize: c.compressedSize, uncompressedOffset: c.uncompressedOffset,
-          uncompressedSize: c.uncompressedSize, compressed: c.compressed, digest: new Uint8Array(c.digest), blobIndex: 0, blobId, fileOffset: 0 },
+      const job: DecodeJob = {
+        id, blob: { compressor: blob.compressor, digester: blob.digester, blobId: blob.blobId },
+        chunk: { chunkIndex: c.chunkIndex, compressedSize: c.compressedSize, uncompressedSize: c.uncompressedSize, compressed: c.compressed, digest: new Uint8Array(c.digest) },
         raw: copy,
-      }, [copy.buffer]);
+      };
+      this.workers[wi]!.postMessage(job, [copy.buffer]);
     });
   }
 

@@ -1,22 +1,23 @@
 /**
  * @module storage/decode-worker
- * Worker thread of the decode pool: decompresses and verifies chunks (decodeChunkData) off the main
- * thread, which keeps serving FUSE requests meanwhile.
+ * Worker thread of the decode pool: decompresses and verifies chunks (`decodeChunk` of
+ * format/compress) off the main thread, which keeps serving FUSE requests meanwhile.
  */
 import { parentPort } from 'node:worker_threads';
 import { FerryError } from '../core/index.js';
-import { decodeChunkData, type ChunkRef } from '../format/rafs/index.js';
+import { decodeChunk, type ChunkCodec, type EncodedChunk } from '../format/compress/index.js';
 
-interface Job {
+/** One job of the decode pool (see DecodePool.decode). */
+export interface DecodeJob {
   id: number;
-  blob: { compressor: 'none' | 'lz4_block' | 'zstd' | 'gzip'; digester: 'sha256' | 'blake3'; blobId: string };
-  chunk: Omit<ChunkRef, 'digest'> & { digest: Uint8Array };
+  blob: ChunkCodec & { blobId: string };
+  chunk: EncodedChunk;
   raw: Uint8Array;
 }
 
-parentPort!.on('message', (m: Job) => {
+parentPort!.on('message', (m: DecodeJob) => {
   try {
-    const out = decodeChunkData(m.blob, { ...m.chunk, digest: Buffer.from(m.chunk.digest) }, Buffer.from(m.raw.buffer, m.raw.byteOffset, m.raw.byteLength));
+    const out = decodeChunk(m.blob, m.chunk, Buffer.from(m.raw.buffer, m.raw.byteOffset, m.raw.byteLength));
     const u8 = new Uint8Array(out.length);
     u8.set(out);
     parentPort!.postMessage({ id: m.id, ok: true, data: u8 }, [u8.buffer]);

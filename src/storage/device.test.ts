@@ -6,8 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync, readFileSync, existsSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DigestMismatchError, FerryError } from '../core/index.js';
-import { getCodec } from '../format/compress/index.js';
-import { chunkDigest, decodeChunkData } from '../format/rafs/index.js';
+import { chunkDigest, getCodec } from '../format/compress/index.js';
 import { FakeClock } from '../../test/support/clock.js';
 import { StorageDevice, LocalFsBackend, RegistryBackend, type Backend, type DeviceBlob, type DeviceChunk } from './index.js';
 
@@ -32,14 +31,7 @@ function makeBlob(n: number): { id: string; bytes: Buffer; blob: DeviceBlob; vie
   const id = createHash('sha256').update(bytes).digest('hex');
   const view = Buffer.alloc(uo);
   chunks.forEach((c, i) => parts[i]!.copy(view, c.uncompressedOffset));
-  const blob: DeviceBlob = {
-    blobId: id, uncompressedSize: uo, chunkCount: n, chunks,
-    decode(c, raw) {
-      const got = createHash('sha256').update(raw).digest();
-      if (!got.equals(c.digest)) throw new DigestMismatchError(c.digest.toString('hex'), got.toString('hex'), `chunk ${c.chunkIndex}`);
-      return raw;
-    },
-  };
+  const blob: DeviceBlob = { blobId: id, uncompressedSize: uo, chunkCount: n, chunks, codec: { compressor: 'none', digester: 'sha256' } };
   return { id, bytes, blob, view };
 }
 
@@ -253,8 +245,8 @@ test('storage: the access trace lists chunks fetched for readers in order, not b
 });
 
 /**
- * A blob of zstd chunks with blake3 digests decoded by the RAFS reader's own decodeChunkData (what
- * the daemon uses), small chunks on the calling thread and large ones in the decode threads.
+ * A blob of zstd chunks with blake3 digests, decoded by the device with format/compress's
+ * decodeChunk (what the daemon uses), small chunks on the calling thread and large ones in the decode threads.
  * `corrupt`: chunk indexes whose stored bytes are replaced by a well-formed zstd frame of the same
  * length holding other bytes — they decompress cleanly, only the digest comparison can tell.
  */
@@ -292,12 +284,7 @@ function makeZstdBlob(sizes: number[], corrupt: number[]): { id: string; bytes: 
   const id = createHash('sha256').update(bytes).digest('hex');
   const view = Buffer.alloc(uo);
   chunks.forEach((c, i) => plains[i]!.copy(view, c.uncompressedOffset));
-  const info = { compressor: 'zstd' as const, digester: 'blake3' as const, blobId: id };
-  const blob: DeviceBlob = {
-    blobId: id, uncompressedSize: uo, chunkCount: sizes.length, chunks,
-    codec: { compressor: 'zstd', digester: 'blake3' },
-    decode: (c, raw) => decodeChunkData(info, { ...c, blobIndex: 0, blobId: id, fileOffset: 0 }, raw),
-  };
+  const blob: DeviceBlob = { blobId: id, uncompressedSize: uo, chunkCount: sizes.length, chunks, codec: { compressor: 'zstd', digester: 'blake3' } };
   return { id, bytes, blob, view };
 }
 

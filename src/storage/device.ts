@@ -6,15 +6,22 @@
  * from the cache file. A chunk being fetched is fetched once however many readers want it. A chunk
  * whose digest does not match is fetched once more, then the read fails (EIO at the FUSE edge) with
  * a log line naming blob and chunk. Every backend request has a hard deadline, so a backend that
- * stops answering fails the read instead of hanging it. Background prefetch runs behind on-demand
- * reads, merged into requests of `prefetchMergeBytes`, throttled to `prefetchBandwidth`.
+ * stops answering fails the read instead of hanging it. Which requests to make is the fetch
+ * planner's decision (fetch-plan.ts); background prefetch is the prefetcher's (prefetcher.ts).
  */
 import { FerryError, DigestMismatchError, systemClock, type Clock } from '../core/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
+import { decodeChunk, type ChunkCodec } from '../format/compress/index.js';
 import type { ChunkRef } from '../format/rafs/index.js';
 import type { Backend } from './backend.js';
 import { BlobCache } from './cache.js';
-import { DecodePool, type ChunkCodec } from './decode-pool.js';
+import { DecodePool } from './decode-pool.js';
+import {
+  DEFAULT_AMPLIFY_BYTES, DEFAULT_MERGE_BYTES, byUncompressedOffset, dedupe, nextStreak, overlapping, planFetch, readAheadWindow,
+} from './fetch-plan.js';
+import { Prefetcher, type PrefetchOptions } from './prefetcher.js';
+
+export type { PrefetchOptions } from './prefetcher.js';
 
 /** One chunk of a blob: the RAFS reader's ChunkRef without its file position and blob naming. */
 export type DeviceChunk = Omit<ChunkRef, 'blobIndex' | 'blobId' | 'fileOffset'>;
@@ -26,10 +33,8 @@ export interface DeviceBlob {
   chunkCount: number;
   /** the chunks the image references, any order */
   chunks: DeviceChunk[];
-  /** decompresses and verifies one chunk (DigestMismatchError on mismatch) */
-  decode(chunk: DeviceChunk, raw: Buffer): Buffer;
-  /** when given (and the device has decode threads), chunks are decoded in worker threads instead */
-  codec?: ChunkCodec;
+  /** how the chunks are compressed and digested: the device decodes and verifies them with it */
+  codec: ChunkCodec;
   /**
    * Runs once before the first chunk of this blob is decoded (started with that chunk's fetch, a
    * failure retried at the next): loads what decoding needs that the image did not ship — the
@@ -59,7 +64,7 @@ export interface StorageDeviceOptions {
   log?: Logger;
   /**
    * largest read amplification (nydusd amplify_io / rafs.batch_size), default 1 MiB: reached by
-   * sequential reads only, ramping up from 128 KiB (see `window`); 0 turns it off
+   * sequential reads only, ramping up from 128 KiB (see fetch-plan's `readAheadWindow`); 0 turns it off
    */
   amplifyBytes?: number;
   /** hard deadline of one backend request including its retries, ms (default 30 s) */
@@ -67,7 +72,7 @@ export interface StorageDeviceOptions {
   /** prefetch: merged request size (merging_size, default 1 MiB), bandwidth bytes/s (0 = unlimited) */
   prefetchMergeBytes?: number;
   prefetchBandwidth?: number;
-  /** worker threads decoding chunks of blobs that name their codec (default 2; 0 = main thread) */
+  /** worker threads decoding chunks over INLINE_DECODE_MAX (default 2; 0 = main thread) */
   decodeThreads?: number;
   /** time for deadlines, prefetch throttling and the trace window (default the system clock) */
   clock?: Clock;
@@ -75,6 +80,10 @@ export interface StorageDeviceOptions {
 
 /** Chunks up to this uncompressed size are decoded on the calling thread, bigger ones in the pool. */
 const INLINE_DECODE_MAX = 256 * 1024;
+/** Decode threads of a device unless told (two: this runs on small machines). */
+const DEFAULT_DECODE_THREADS = 2;
+/** Hard deadline of one backend request, retries included, unless told. */
+const DEFAULT_REQUEST_DEADLINE_MS = 30_000;
 
 /**
  * Where each chunk of a blob sits in its uncompressed view (sorted by offset), with the cache's data
@@ -93,6 +102,8 @@ export interface BlobViewMap {
 
 interface BlobState {
   blob: DeviceBlob;
+  /** the blob's codec and id, as the chunk decoder takes them */
+  decoder: ChunkCodec & { blobId: string };
   cache: BlobCache;
   /** chunks sorted by uncompressed offset (= CI order for native blobs) */
   byOffset: DeviceChunk[];
@@ -105,21 +116,16 @@ interface BlobState {
   prepared?: Promise<void> | undefined;
 }
 
-/** A miss starting at most this far past the previous fetch still counts as sequential. */
-const SEQUENTIAL_SLACK = 64 * 1024;
-/**
- * Misses in a row, each starting where the previous fetch ended, before read-ahead starts: a cold
- * python start has runs of up to 3 (a threshold of 2 fetched 18 % more, 3 fetched 4 % more).
- */
-const SEQUENTIAL_AFTER = 4;
-/** First read-ahead window of a sequential read. */
-const MIN_WINDOW = 128 * 1024;
 /** Access trace bounds: chunks recorded, and for how long after the device opened. */
 const TRACE_MAX_CHUNKS = 65_536;
 const TRACE_WINDOW_MS = 30_000;
 
-/** How a prefetch is run: `urgent` ones do not yield to on-demand reads; `record` ones enter the access trace. */
-export interface PrefetchOptions { urgent?: boolean; record?: boolean }
+/**
+ * Why chunks are fetched: on-demand reads count hits and misses and steer read-ahead, prefetches
+ * do neither and count prefetched bytes; `record`ed fetches enter the access trace.
+ */
+interface FetchPurpose { readonly prefetch: boolean; readonly record: boolean }
+const ON_DEMAND: FetchPurpose = { prefetch: false, record: true };
 
 interface Deferred { promise: Promise<void>; resolve(): void; reject(e: unknown): void }
 function deferred(): Deferred {
@@ -138,8 +144,7 @@ export class StorageDevice {
   private readonly deadline: number;
   private onDemand = 0;
   private closed = false;
-  private prefetchRunning: Promise<void> | null = null;
-  private readonly prefetchQueue: Array<{ state: BlobState; chunks: DeviceChunk[]; opts: PrefetchOptions }> = [];
+  private readonly prefetcher: Prefetcher<BlobState, DeviceChunk>;
   /** Chunks in the order they were first fetched for a reader (see `trace`). */
   private readonly traced: Array<{ blobId: string; chunkIndex: number }> = [];
   private readonly clock: Clock;
@@ -149,10 +154,17 @@ export class StorageDevice {
 
   private constructor(private readonly o: StorageDeviceOptions) {
     this.log = (o.log ?? silentLogger()).child({ component: 'storage' });
-    this.amplify = Math.max(0, o.amplifyBytes ?? 1024 * 1024);
-    this.deadline = o.requestDeadlineMs ?? 30_000;
+    this.amplify = Math.max(0, o.amplifyBytes ?? DEFAULT_AMPLIFY_BYTES);
+    this.deadline = o.requestDeadlineMs ?? DEFAULT_REQUEST_DEADLINE_MS;
     this.clock = o.clock ?? systemClock;
     this.openedAt = this.clock.now();
+    this.prefetcher = new Prefetcher<BlobState, DeviceChunk>({
+      mergeBytes: o.prefetchMergeBytes ?? DEFAULT_MERGE_BYTES, bandwidth: o.prefetchBandwidth ?? 0, log: this.log, clock: this.clock,
+      reading: () => this.onDemand > 0,
+      skip: (s, i) => s.cache.isReady(i) || s.inflight.has(i),
+      fetch: (s, batch, opts) => this.ensure(s, batch, { prefetch: true, record: opts.record === true }),
+      idOf: (s) => s.blob.blobId,
+    });
   }
 
   /**
@@ -162,18 +174,18 @@ export class StorageDevice {
    */
   startDecoders(): void {
     if (this.pool !== undefined || this.closed) return;
-    const threads = this.o.decodeThreads ?? 2;
+    const threads = this.o.decodeThreads ?? DEFAULT_DECODE_THREADS;
     // Only chunks over INLINE_DECODE_MAX go to the pool: without any, no threads are booted.
-    const big = this.o.blobs.some((b) => b.codec && b.chunks.some((c) => c.uncompressedSize > INLINE_DECODE_MAX));
+    const big = this.o.blobs.some((b) => b.chunks.some((c) => c.uncompressedSize > INLINE_DECODE_MAX));
     this.pool = threads > 0 && big ? new DecodePool(threads) : null;
   }
 
   private decode(s: BlobState, c: DeviceChunk, raw: Buffer): Promise<Buffer> | Buffer {
     // A small chunk decodes in tens of microseconds: the two thread hops would cost more.
-    if (c.uncompressedSize <= INLINE_DECODE_MAX) return s.blob.decode(c, raw);
+    if (c.uncompressedSize <= INLINE_DECODE_MAX) return decodeChunk(s.decoder, c, raw);
     this.startDecoders();
-    if (this.pool && s.blob.codec) return this.pool.decode(s.blob.blobId, s.blob.codec, c, raw);
-    return s.blob.decode(c, raw);
+    if (this.pool) return this.pool.decode(s.decoder, c, raw);
+    return decodeChunk(s.decoder, c, raw);
   }
 
   static async open(o: StorageDeviceOptions): Promise<StorageDevice> {
@@ -181,7 +193,8 @@ export class StorageDevice {
     for (const blob of o.blobs) {
       const byOffset = byUncompressedOffset(blob.chunks);
       const cache = await BlobCache.open(o.cacheDir, blob.blobId, blob.uncompressedSize, blob.chunkCount);
-      d.blobs.set(blob.blobId, { blob, cache, byOffset, pos: new Map(byOffset.map((c, i) => [c.chunkIndex, i])), inflight: new Map(), seqEnd: Number.NEGATIVE_INFINITY, streak: 0 });
+      const decoder = { blobId: blob.blobId, compressor: blob.codec.compressor, digester: blob.codec.digester };
+      d.blobs.set(blob.blobId, { blob, decoder, cache, byOffset, pos: new Map(byOffset.map((c, i) => [c.chunkIndex, i])), inflight: new Map(), seqEnd: Number.NEGATIVE_INFINITY, streak: 0 });
     }
     return d;
   }
@@ -238,52 +251,46 @@ export class StorageDevice {
     if (end <= offset) return Buffer.alloc(0);
     this.onDemand++;
     try {
-      await this.ensure(s, this.overlapping(s, offset, end), false, true);
+      await this.ensure(s, overlapping(s.byOffset, offset, end), ON_DEMAND);
     } finally {
       this.onDemand--;
     }
     return s.cache.read(offset, end - offset);
   }
 
-  /** The chunks overlapping [start, end) of the uncompressed view. */
-  private overlapping(s: BlobState, start: number, end: number): DeviceChunk[] {
-    const a = s.byOffset;
-    let lo = 0;
-    let hi = a.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      const c = a[mid]!;
-      if (c.uncompressedOffset + c.uncompressedSize <= start) lo = mid + 1;
-      else hi = mid;
-    }
-    const out: DeviceChunk[] = [];
-    for (let i = lo; i < a.length && a[i]!.uncompressedOffset < end; i++) out.push(a[i]!);
-    return out;
-  }
-
   /** Makes sure every chunk is in the cache (fetching what is missing), or throws. */
-  private async ensure(s: BlobState, chunks: DeviceChunk[], prefetch: boolean, record: boolean): Promise<void> {
+  private async ensure(s: BlobState, chunks: DeviceChunk[], why: FetchPurpose): Promise<void> {
     const waits: Promise<void>[] = [];
     const missing: DeviceChunk[] = [];
     for (const c of chunks) {
-      if (s.cache.isReady(c.chunkIndex)) { if (!prefetch) this.stats.hits++; continue; }
-      if (!prefetch) this.stats.misses++;
+      if (s.cache.isReady(c.chunkIndex)) { if (!why.prefetch) this.stats.hits++; continue; }
+      if (!why.prefetch) this.stats.misses++;
       const f = s.inflight.get(c.chunkIndex);
       if (f) waits.push(f);
       else missing.push(c);
     }
     if (missing.length) {
-      const merge = prefetch ? (this.o.prefetchMergeBytes ?? 1024 * 1024) : Math.max(this.amplify, 1024 * 1024);
-      const groups = this.plan(s, missing, merge, prefetch ? 0 : this.window(s, missing));
-      if (!prefetch) {
-        const g = groups[groups.length - 1]!;
-        const last = g[g.length - 1]!;
-        s.seqEnd = last.compressedOffset + last.compressedSize;
-      }
-      if (record) this.record(s, groups);
-      for (const group of groups) waits.push(...this.fetchGroup(s, group, prefetch));
+      const groups = why.prefetch ? planFetch(missing, this.o.prefetchMergeBytes ?? DEFAULT_MERGE_BYTES) : this.planOnDemand(s, missing);
+      if (why.record) this.record(s, groups);
+      for (const group of groups) waits.push(...this.fetchGroup(s, group, why));
     }
     if (waits.length) await Promise.all(waits);
+  }
+
+  /**
+   * The requests for an on-demand read's missing chunks: merged up to the read-ahead size, the last
+   * one reaching ahead as far as the blob's sequential-read streak says (fetch-plan.ts).
+   */
+  private planOnDemand(s: BlobState, missing: DeviceChunk[]): DeviceChunk[][] {
+    s.streak = nextStreak(s.streak, s.seqEnd, missing);
+    const window = readAheadWindow(s.streak, this.amplify);
+    const groups = planFetch(missing, Math.max(this.amplify, DEFAULT_MERGE_BYTES), window > 0 ? {
+      bytes: window, byOffset: s.byOffset, position: s.pos, skip: (i) => s.cache.isReady(i) || s.inflight.has(i),
+    } : undefined);
+    const g = groups[groups.length - 1]!;
+    const last = g[g.length - 1]!;
+    s.seqEnd = last.compressedOffset + last.compressedSize;
+    return groups;
   }
 
   private record(s: BlobState, groups: DeviceChunk[][]): void {
@@ -312,61 +319,6 @@ export class StorageDevice {
     return out;
   }
 
-  /**
-   * Read amplification that follows the access pattern, as the kernel's read-ahead does: misses
-   * that each start where the previous on-demand fetch ended are a sequential read, and from the
-   * fourth such miss on each fetch reaches further ahead (128 KiB, doubling up to amplify_io). Any
-   * other miss resets it — the scattered page faults of a program starting fetch only the chunks
-   * they touch (a fixed amplification fetched 1.8x the bytes for a cold python start).
-   */
-  private window(s: BlobState, missing: DeviceChunk[]): number {
-    let first = missing[0]!;
-    for (const c of missing) if (c.compressedOffset < first.compressedOffset) first = c;
-    const sequential = first.compressedOffset >= s.seqEnd && first.compressedOffset - s.seqEnd <= SEQUENTIAL_SLACK;
-    s.streak = sequential ? s.streak + 1 : 0;
-    if (s.streak < SEQUENTIAL_AFTER || this.amplify <= 0) return 0;
-    return Math.min(this.amplify, MIN_WINDOW << Math.min(s.streak - SEQUENTIAL_AFTER, 20));
-  }
-
-  /**
-   * Splits missing chunks into ranged requests of consecutive compressed ranges (gaps of at most
-   * merge/128, spans of at most `merge`), and extends the last one forward over following missing
-   * chunks by up to `extend` bytes.
-   */
-  private plan(s: BlobState, missing: DeviceChunk[], merge: number, extend: number): DeviceChunk[][] {
-    const sorted = [...missing].sort((a, b) => a.compressedOffset - b.compressedOffset);
-    const maxGap = merge >> 7;
-    const groups: DeviceChunk[][] = [];
-    let cur: DeviceChunk[] = [];
-    const span = (g: DeviceChunk[], c: DeviceChunk): number => c.compressedOffset + c.compressedSize - g[0]!.compressedOffset;
-    for (const c of sorted) {
-      const last = cur[cur.length - 1];
-      if (last && (c.compressedOffset - (last.compressedOffset + last.compressedSize) > maxGap ||
-        c.compressedOffset < last.compressedOffset + last.compressedSize || span(cur, c) > Math.max(merge, c.compressedSize))) {
-        groups.push(cur);
-        cur = [];
-      }
-      cur.push(c);
-    }
-    if (cur.length) groups.push(cur);
-    if (extend > 0) {
-      const g = groups[groups.length - 1]!;
-      const reach = g[g.length - 1]!.compressedOffset + g[g.length - 1]!.compressedSize + extend;
-      let i = (s.pos.get(g[g.length - 1]!.chunkIndex) ?? s.byOffset.length) + 1;
-      const taken = new Set(sorted.map((c) => c.chunkIndex));
-      for (; i < s.byOffset.length; i++) {
-        const c = s.byOffset[i]!;
-        const last = g[g.length - 1]!;
-        if (s.cache.isReady(c.chunkIndex) || s.inflight.has(c.chunkIndex) || taken.has(c.chunkIndex)) break;
-        if (c.compressedOffset < last.compressedOffset + last.compressedSize) break;
-        if (c.compressedOffset - (last.compressedOffset + last.compressedSize) > maxGap) break;
-        if (c.compressedOffset + c.compressedSize > reach) break;
-        g.push(c);
-      }
-    }
-    return groups;
-  }
-
   /** The blob's `prepare` step, run once (again after a failure). */
   private prepared(s: BlobState): Promise<void> {
     const prep = s.blob.prepare;
@@ -383,7 +335,7 @@ export class StorageDevice {
   }
 
   /** Starts one ranged request for a group; returns one promise per chunk. */
-  private fetchGroup(s: BlobState, group: DeviceChunk[], prefetch: boolean): Promise<void>[] {
+  private fetchGroup(s: BlobState, group: DeviceChunk[], why: FetchPurpose): Promise<void>[] {
     const ready = this.prepared(s);
     const ds = group.map(() => deferred());
     group.forEach((c, i) => s.inflight.set(c.chunkIndex, ds[i]!.promise));
@@ -402,7 +354,7 @@ export class StorageDevice {
         ds.forEach((d) => d.reject(e));
         return;
       }
-      if (prefetch) this.stats.prefetchedBytes += len;
+      if (why.prefetch) this.stats.prefetchedBytes += len;
       await Promise.all(group.map(async (c, i) => {
         try {
           const rawChunk = raw.subarray(c.compressedOffset - start, c.compressedOffset - start + c.compressedSize);
@@ -464,64 +416,24 @@ export class StorageDevice {
    * prefetches go ahead of queued background ones and do not wait for on-demand reads.
    */
   prefetch(sel: 'all' | Array<{ blobId: string; chunks: DeviceChunk[] }>, opts: PrefetchOptions = {}): void {
-    const items: Array<{ state: BlobState; chunks: DeviceChunk[]; opts: PrefetchOptions }> = [];
+    const jobs: Array<{ blob: BlobState; chunks: DeviceChunk[] }> = [];
     if (sel === 'all') {
-      for (const s of this.blobs.values()) items.push({ state: s, chunks: s.byOffset, opts });
+      for (const s of this.blobs.values()) jobs.push({ blob: s, chunks: s.byOffset });
     } else {
       for (const { blobId, chunks } of sel) {
         const s = this.blobs.get(blobId);
-        if (s) items.push({ state: s, chunks: dedupe(chunks).sort((a, b) => a.compressedOffset - b.compressedOffset), opts });
+        if (s) jobs.push({ blob: s, chunks: dedupe(chunks).sort((a, b) => a.compressedOffset - b.compressedOffset) });
       }
     }
-    if (opts.urgent) {
-      const at = this.prefetchQueue.findIndex((q) => !q.opts.urgent);
-      this.prefetchQueue.splice(at < 0 ? this.prefetchQueue.length : at, 0, ...items);
-    } else {
-      this.prefetchQueue.push(...items);
-    }
-    if (!this.prefetchRunning) this.prefetchRunning = this.runPrefetch().finally(() => { this.prefetchRunning = null; });
+    if (!this.closed) this.prefetcher.add(jobs, opts);
   }
 
   /** Resolves when the prefetch queue is drained. */
-  async prefetchIdle(): Promise<void> { while (this.prefetchRunning) await this.prefetchRunning; }
-
-  private async runPrefetch(): Promise<void> {
-    const merge = this.o.prefetchMergeBytes ?? 1024 * 1024;
-    const bw = this.o.prefetchBandwidth ?? 0;
-    while (!this.closed && this.prefetchQueue.length) {
-      const { state, chunks, opts } = this.prefetchQueue.shift()!;
-      let i = 0;
-      while (!this.closed && i < chunks.length) {
-        // On-demand reads first: wait while any is in progress.
-        while (!opts.urgent && this.onDemand > 0 && !this.closed) await this.clock.sleep(5);
-        const batch: DeviceChunk[] = [];
-        let bytes = 0;
-        while (i < chunks.length && (batch.length === 0 || bytes + chunks[i]!.compressedSize <= merge)) {
-          const c = chunks[i++]!;
-          if (state.cache.isReady(c.chunkIndex) || state.inflight.has(c.chunkIndex)) continue;
-          batch.push(c);
-          bytes += c.compressedSize;
-        }
-        if (!batch.length) continue;
-        const t0 = this.clock.now();
-        try {
-          await this.ensure(state, batch, true, opts.record === true);
-        } catch (err) {
-          this.log.warn({ blob: state.blob.blobId, err: (err as Error).message }, 'prefetch failed, stopping this blob');
-          break;
-        }
-        if (bw > 0) {
-          const want = (bytes / bw) * 1000;
-          const spent = this.clock.now() - t0;
-          if (want > spent) await this.clock.sleep(want - spent);
-        }
-      }
-    }
-  }
+  async prefetchIdle(): Promise<void> { await this.prefetcher.idle(); }
 
   async close(): Promise<void> {
     this.closed = true;
-    await this.prefetchIdle().catch(() => undefined);
+    await this.prefetcher.close();
     for (const s of this.blobs.values()) {
       await Promise.allSettled([...s.inflight.values()]);
       await s.cache.close();
@@ -529,31 +441,4 @@ export class StorageDevice {
     await this.o.backend.close();
     await this.pool?.close();
   }
-}
-
-/**
- * A blob's chunks without repeats, sorted by uncompressed offset. CI index order is offset order
- * in native blobs, so placing each chunk at its index is the sort (28 000 chunks: ~1 ms instead of
- * a Map and a comparison sort on the mount's critical path); any other order is sorted.
- */
-function byUncompressedOffset(chunks: DeviceChunk[]): DeviceChunk[] {
-  let max = -1;
-  for (const c of chunks) if (c.chunkIndex > max) max = c.chunkIndex;
-  if (max < 4 * chunks.length + 1024) {
-    const slots: Array<DeviceChunk | undefined> = new Array(max + 1);
-    for (const c of chunks) if (slots[c.chunkIndex] === undefined) slots[c.chunkIndex] = c;
-    const out: DeviceChunk[] = [];
-    for (const c of slots) if (c !== undefined) out.push(c);
-    let sorted = true;
-    for (let i = 1; i < out.length && sorted; i++) sorted = out[i - 1]!.uncompressedOffset <= out[i]!.uncompressedOffset;
-    if (sorted) return out;
-    return out.sort((a, b) => a.uncompressedOffset - b.uncompressedOffset);
-  }
-  return dedupe(chunks).sort((a, b) => a.uncompressedOffset - b.uncompressedOffset);
-}
-
-function dedupe(chunks: DeviceChunk[]): DeviceChunk[] {
-  const m = new Map<number, DeviceChunk>();
-  for (const c of chunks) if (!m.has(c.chunkIndex)) m.set(c.chunkIndex, c);
-  return [...m.values()];
 }

@@ -17,13 +17,17 @@
  * **Device** (`device.ts`) — the read API, `read(blobId, uncompressedOffset, length)`, used both by
  * the FUSE filesystem (file offsets mapped to chunks by the bootstrap) and by the blob-view files
  * of EROFS mode (kernel block reads). It finds the chunks a read touches, fetches the missing ones
- * — each at most once at a time however many readers wait for it, neighbours merged into one ranged
- * request and extended forward up to the amplification size — verifies each chunk's digest (a
- * mismatch is refetched once, then the read fails and the log names blob and chunk), stores it, and
- * serves the bytes from the cache file. Each backend request has a hard deadline, so a dead backend
- * turns into an error (EIO at the FUSE edge) instead of a hung process, and the next read tries
- * again. Prefetch walks a chunk list in the background, merged, throttled, and yielding to
- * on-demand reads.
+ * — each at most once at a time however many readers wait for it — decodes and verifies each
+ * (format/compress's chunk decoder; big chunks in a small thread pool, `decode-pool.ts`; a mismatch
+ * is refetched once, then the read fails and the log names blob and chunk), stores it, and serves
+ * the bytes from the cache file. Each backend request has a hard deadline, so a dead backend turns
+ * into an error (EIO at the FUSE edge) instead of a hung process, and the next read tries again.
+ *
+ * **Fetch planner** (`fetch-plan.ts`) — pure: which requests to make (neighbours merged into one
+ * ranged request, bounded in size and gap; read-ahead that grows while misses are sequential) and
+ * how a prefetch list is cut, steered by named constants. **Prefetcher** (`prefetcher.ts`) — the
+ * background queue: merged, throttled, yielding to on-demand reads unless urgent. The cache's
+ * bitmap bit order, which FUSE reader threads read too, is in `protocol.ts`.
  */
 export { RegistryBackend, LocalFsBackend, ProxyBackend, type Backend, type RegistryBackendOptions, type ProxyBackendOptions } from './backend.js';
 export { BlobCache } from './cache.js';

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { COMPRESSORS, getCodec, compressorFromCode, COMPRESSOR_CODES } from './index.js';
-import { FerryError } from '../../core/index.js';
+import { COMPRESSORS, getCodec, compressorFromCode, COMPRESSOR_CODES, chunkDigest, decodeChunk } from './index.js';
+import { DigestMismatchError, FerryError } from '../../core/index.js';
 
 const text = Buffer.from('hello nydus chunk '.repeat(5000));
 
@@ -96,4 +96,22 @@ test('compress: levels — higher zstd levels shrink mixed data further and deco
   for (const [name, level] of [['zstd', 0], ['zstd', 20], ['gzip', 10], ['zstd', 2.5]] as const) {
     assert.throws(() => getCodec(name).compress(mixed, level), (e) => FerryError.hasCode(e, 'INVALID_ARGUMENT') && /compression level/.test((e as Error).message));
   }
+});
+
+test('decodeChunk: decompresses, verifies the digest, names the chunk on failure', () => {
+  const blob = { blobId: 'b'.repeat(64), compressor: 'zstd', digester: 'blake3' } as const;
+  const raw = getCodec('zstd').compress(text)!;
+  const chunk = { chunkIndex: 7, compressedSize: raw.length, uncompressedSize: text.length, compressed: true, digest: chunkDigest('blake3', text) };
+  assert.deepEqual(decodeChunk(blob, chunk, raw), text);
+  // stored raw: no decompression, still verified
+  const plain = { ...chunk, compressedSize: text.length, compressed: false };
+  assert.deepEqual(decodeChunk(blob, plain, text), text);
+  const flipped = Buffer.from(text);
+  flipped[5]! ^= 1;
+  assert.throws(() => decodeChunk(blob, plain, flipped), (e) => e instanceof DigestMismatchError && /chunk 7 of blob b{64}/.test((e as Error).message));
+  assert.throws(() => decodeChunk(blob, chunk, raw.subarray(1)), (e) => FerryError.hasCode(e, 'DATA_LOSS') && /chunk 7/.test((e as Error).message));
+  // unknown digest: refused unless the caller skips verification
+  const unknown = { ...chunk, digest: Buffer.alloc(0) };
+  assert.throws(() => decodeChunk(blob, unknown, raw), (e) => FerryError.hasCode(e, 'FAILED_PRECONDITION'));
+  assert.deepEqual(decodeChunk(blob, unknown, raw, { unknownDigest: 'skip' }), text);
 });

@@ -2,9 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { chunkDigest } from './digest.js';
 import { fixture } from '../../../test/support/paths.js';
-import { getCodec, compressorFromCode } from '../compress/index.js';
+import { chunkDigest, getCodec, compressorFromCode } from '../compress/index.js';
 import {
   decodeBlobMetaHeader, encodeBlobMetaHeader, decodeCiTable, encodeCiTable, decodeDigestArray,
 } from './blob-meta.js';

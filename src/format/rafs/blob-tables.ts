@@ -73,19 +73,19 @@ export function ciFromMetaFile(blob: BlobInfo, file: Buffer): CiLocation[] {
 }
 
 /**
- * The byte range of a blob a reader fetches for its tables: from the CI table (or, when the CI
- * table is at hand already, from just after it) to the end of the blob — in Ferry's blobs the
- * meta header, the digest array and the ToC, all in one request.
+ * The byte range of a blob a reader fetches for its tables: from the CI table (`withCi`; or, when
+ * the CI table is at hand already, from just after it) to the end of the blob — in Ferry's blobs
+ * the meta header, the digest array and the ToC, all in one request.
  */
-export function tailRange(blob: BlobInfo, withCi: boolean): { offset: number; length: number } {
+export function tailRange(blob: BlobInfo, opts: { withCi: boolean }): { offset: number; length: number } {
   if (!blobsCarryTables([blob])) throw new FerryError('FAILED_PRECONDITION', `blob ${blob.blobId} has no CI table, digest array or ToC`);
-  const offset = withCi ? blob.ciOffset : blob.ciOffset + blob.ciCompressedSize;
+  const offset = opts.withCi ? blob.ciOffset : blob.ciOffset + blob.ciCompressedSize;
   if (!(blob.compressedSize > offset)) throw dataLoss(blob, `compressed size ${blob.compressedSize} ends before its CI table`);
   return { offset, length: blob.compressedSize - offset };
 }
 
 /**
- * Decodes the tables out of `tail` (the bytes of `tailRange(blob, withCi)`, `withCi` true when the
+ * Decodes the tables out of `tail` (the bytes of `tailRange(blob, { withCi })`, `withCi` true when the
  * range starts at the CI table): the ToC is verified against the blob table's ToC digest, and the
  * digest array (and CI table) against their ToC entries. Throws DATA_LOSS naming what disagrees.
  */
@@ -134,7 +134,7 @@ export type AsyncBlobReader = (blob: BlobInfo, offset: number, length: number) =
  */
 export async function loadBlobTables(blob: BlobInfo, read: AsyncBlobReader, metaFile?: Buffer): Promise<BlobTables> {
   const ci = metaFile ? ciFromMetaFile(blob, metaFile) : undefined;
-  const r = tailRange(blob, !ci);
+  const r = tailRange(blob, { withCi: !ci });
   const tail = await read(blob, r.offset, r.length);
   if (tail.length !== r.length) throw dataLoss(blob, `got ${tail.length} of ${r.length} tail bytes`);
   const t = decodeBlobTail(blob, tail, r.offset);

@@ -6,11 +6,11 @@
  * naming the first problem; returns counts and non-fatal warnings.
  */
 import { FerryError } from '../../core/index.js';
-import { getCodec } from '../compress/index.js';
+import { chunkDigest, decodeChunk, getCodec } from '../compress/index.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, fileTypeOfMode } from '../erofs/index.js';
 import { BLOB_META_HEADER_SIZE, decodeBlobMetaHeader, decodeCiTable } from './blob-meta.js';
 import { checkCiHeader } from './blob-tables.js';
-import { chunkDigest, openBootstrap, type BlobInfo, type ChunkRef, type CiLocation, type RafsBootstrap } from './reader.js';
+import { openBootstrap, type BlobInfo, type ChunkRef, type CiLocation, type RafsBootstrap } from './reader.js';
 
 /** Reads `length` bytes at `offset` of a blob (throw NOT_FOUND / DATA_LOSS as appropriate). */
 export type BlobReader = (blob: BlobInfo, offset: number, length: number) => Buffer;
@@ -170,7 +170,7 @@ export function checkBootstrap(input: Buffer | RafsBootstrap, opts: CheckOptions
     for (const c of unique.values()) {
       const blob = bs.blobs[c.blobIndex]!;
       try {
-        const data = bs.decodeChunk(blob, c, readBlob(blob, c.compressedOffset, c.compressedSize));
+        const data = decodeChunk(blob, c, readBlob(blob, c.compressedOffset, c.compressedSize));
         report.bytesVerified += data.length;
       } catch (err) {
         if (FerryError.is(err)) throw new FerryError(err.code, `chunk ${c.chunkIndex} of blob ${blob.blobId}: ${err.message}`, { cause: err });

@@ -5,9 +5,9 @@ import { createReadStream, readFileSync } from 'node:fs';
 import { fixture } from '../../../test/support/paths.js';
 import { DigestMismatchError, FerryError } from '../../core/index.js';
 import { readLayer } from '../tar/index.js';
-import { COMPRESSORS, getCodec } from '../compress/index.js';
+import { COMPRESSORS, chunkDigest, decodeChunk as decodeChunkData, getCodec } from '../compress/index.js'; // the decoder lives in format/compress
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../erofs/index.js';
-import { checkBootstrap, chunkDigest, decodeChunkData, decodeDigestArray, loadCiTable, openBootstrap, walkReverseTar, type ChunkRef, type RafsBootstrap } from './index.js';
+import { checkBootstrap, decodeDigestArray, loadCiTable, openBootstrap, walkReverseTar, type ChunkRef, type RafsBootstrap } from './index.js';
 
 const NY = (...p: string[]): string => fixture('nydus', ...p);
 const v6buf = readFileSync(NY('rafs-v6-2.2.boot'));

@@ -67,13 +67,13 @@ export function compressorOfFlags(flags: number): Compressor {
   return found[0]!;
 }
 /**
- * The digester an `s_flags` value names; DATA_LOSS unless exactly one digest bit is set. With
- * `defaultBlake3` (old v5 images carry no digest bit) a missing bit means blake3, as nydus reads it.
+ * The digester an `s_flags` value names; DATA_LOSS unless exactly one digest bit is set — or none,
+ * given `whenAbsent` (old v5 images carry no digest bit; nydus reads them as blake3).
  */
-export function digesterOfFlags(flags: number, defaultBlake3 = false): Digester {
+export function digesterOfFlags(flags: number, opts?: { whenAbsent?: Digester }): Digester {
   const b = (flags & RafsSuperFlags.HASH_BLAKE3) !== 0;
   const s = (flags & RafsSuperFlags.HASH_SHA256) !== 0;
-  if (!b && !s && defaultBlake3) return 'blake3';
+  if (!b && !s && opts?.whenAbsent) return opts.whenAbsent;
   if (b === s) throw new FerryError('DATA_LOSS', `superblock flags 0x${flags.toString(16)}: expected exactly one digest bit`);
   return b ? 'blake3' : 'sha256';
 }

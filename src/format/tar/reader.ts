@@ -1,5 +1,6 @@
 /**
  * @module format/tar/reader
+ * (Over 600 lines: the streaming reader and the push parser share one header decoder and its checks.)
  * Streaming reader for OCI layer tars: plain, gzip or zstd (detected from the first bytes), ustar /
  * GNU / PAX headers (long names, `SCHILY.xattr.*` and `LIBARCHIVE.xattr.*`, sizes > 8 GiB, base-256
  * numbers), hardlinks, symlinks, devices, fifos. Names are normalised lexically against the layer

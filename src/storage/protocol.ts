@@ -1,0 +1,20 @@
+/**
+ * @module storage/protocol
+ * The bit order of the cache's ready bitmap (nydusd's `<blob>.chunk_map`): chunk i is bit
+ * 7 - (i % 8) of byte i / 8, most significant bit first. The cache writes it; the FUSE fast paths
+ * read it in reader threads from shared memory, so this file imports nothing (see
+ * docs/architecture.md on worker threads).
+ */
+
+/** The bit of the first chunk of a byte: chunks fill each byte from its most significant bit. */
+const FIRST_CHUNK_BIT = 0x80;
+
+/** Whether chunk `index` is marked ready in `bits`. */
+export function chunkReady(bits: Uint8Array, index: number): boolean {
+  return (bits[index >> 3]! & (FIRST_CHUNK_BIT >> (index & 7))) !== 0;
+}
+
+/** Marks chunk `index` ready in `bits`. */
+export function markChunkReady(bits: Uint8Array, index: number): void {
+  bits[index >> 3]! |= FIRST_CHUNK_BIT >> (index & 7);
+}
