@@ -30,8 +30,9 @@ if (files.length === 0) {
   process.exit(1);
 }
 const concurrency = process.env.FERRY_TEST_CONCURRENCY ?? '2';
-const res = spawnSync(process.execPath, [
-  '--test', `--test-concurrency=${concurrency}`, '--test-timeout=900000',
-  '--test-reporter=spec', ...passthrough, ...files,
-], { stdio: 'inherit', cwd: root, env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '16' } });
+const res = spawnSync(
+  process.execPath,
+  ['--test', `--test-concurrency=${concurrency}`, '--test-timeout=900000', '--test-reporter=spec', ...passthrough, ...files],
+  { stdio: 'inherit', cwd: root, env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '16' } },
+);
 process.exit(res.status ?? 1);

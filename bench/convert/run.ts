@@ -20,11 +20,25 @@ import { startAccel } from '../../src/accel/index.js';
 import { RegistryClient, parseReference } from '../../src/remote/index.js';
 import { convertImage, SqliteLayerCache } from '../../src/convert/index.js';
 
-interface Row { name: string; inputMB: number; wallS: number; cpuS: number; mbPerWallS: number; mbPerCpuS: number }
+interface Row {
+  name: string;
+  inputMB: number;
+  wallS: number;
+  cpuS: number;
+  mbPerWallS: number;
+  mbPerCpuS: number;
+}
 
 function row(name: string, bytes: number, wallS: number, cpuS: number): Row {
   const mb = bytes / 1e6;
-  return { name, inputMB: +mb.toFixed(1), wallS: +wallS.toFixed(2), cpuS: +cpuS.toFixed(2), mbPerWallS: +(mb / wallS).toFixed(1), mbPerCpuS: +(mb / cpuS).toFixed(1) };
+  return {
+    name,
+    inputMB: +mb.toFixed(1),
+    wallS: +wallS.toFixed(2),
+    cpuS: +cpuS.toFixed(2),
+    mbPerWallS: +(mb / wallS).toFixed(1),
+    mbPerCpuS: +(mb / cpuS).toFixed(1),
+  };
 }
 
 async function measure<T>(fn: () => Promise<T>): Promise<{ v: T; wallS: number; cpuS: number }> {
@@ -40,7 +54,12 @@ async function main(): Promise<void> {
   const rootfs = await debootstrapRootfs();
   const work = await mkdtemp(join(tmpdir(), 'ferry-bench-convert-'));
   const PASSWORD = 'BenchAdmin1';
-  const reg = await startRegistry({ listen: '127.0.0.1:0', dataDir: join(work, 'registry'), adminPassword: PASSWORD, config: { fsync: false, webhook: { settleDelay: 100, pollInterval: 50 } } });
+  const reg = await startRegistry({
+    listen: '127.0.0.1:0',
+    dataDir: join(work, 'registry'),
+    adminPassword: PASSWORD,
+    config: { fsync: false, webhook: { settleDelay: 100, pollInterval: 50 } },
+  });
   try {
     const image = await buildOciImage({ layers: [rootfs], outDir: join(work, 'layout') });
     await pushImage(image.layoutDir, `${reg.host}/library/debian:bookworm`, { creds: `admin:${PASSWORD}` });
@@ -51,16 +70,41 @@ async function main(): Promise<void> {
     const tar = join(work, 'layer.tar');
     execFileSync('tar', ['-C', rootfs, '--xattrs', '--numeric-owner', '-cf', tar, '.']);
     const tarSize = (await stat(tar)).size;
-    const base = await measure(() => buildLayer({ source: createReadStream(tar, { highWaterMark: 1 << 20 }), blobDir: join(work, 'blobs'), compressor: 'zstd', digester: 'blake3' }));
+    const base = await measure(() =>
+      buildLayer({
+        source: createReadStream(tar, { highWaterMark: 1 << 20 }),
+        blobDir: join(work, 'blobs'),
+        compressor: 'zstd',
+        digester: 'blake3',
+      }),
+    );
     rows.push(row('rafs create (local tar, zstd, blake3)', tarSize, base.wallS, base.cpuS));
     await rm(join(work, 'blobs'), { recursive: true, force: true });
 
     const client = new RegistryClient({ credentials: () => ({ username: 'admin', password: PASSWORD }) });
     const cache = new SqliteLayerCache(join(work, 'cache.db'));
     try {
-      const conv = await measure(() => convertImage({ source: `${reg.host}/library/debian:bookworm`, target: `${reg.host}/library/debian:bookworm-nydus`, sourceClient: client, compressor: 'zstd', digester: 'blake3', cache }));
+      const conv = await measure(() =>
+        convertImage({
+          source: `${reg.host}/library/debian:bookworm`,
+          target: `${reg.host}/library/debian:bookworm-nydus`,
+          sourceClient: client,
+          compressor: 'zstd',
+          digester: 'blake3',
+          cache,
+        }),
+      );
       rows.push(row('ferry convert, registry → registry (zstd, blake3)', conv.v.uncompressedBytes, conv.wallS, conv.cpuS));
-      const again = await measure(() => convertImage({ source: `${reg.host}/library/debian:bookworm`, target: `${reg.host}/library/debian:again-nydus`, sourceClient: client, compressor: 'zstd', digester: 'blake3', cache }));
+      const again = await measure(() =>
+        convertImage({
+          source: `${reg.host}/library/debian:bookworm`,
+          target: `${reg.host}/library/debian:again-nydus`,
+          sourceClient: client,
+          compressor: 'zstd',
+          digester: 'blake3',
+          cache,
+        }),
+      );
       rows.push(row('ferry convert again (layer from the conversion cache)', tarBytes, again.wallS, again.cpuS));
     } finally {
       cache.close();
@@ -68,17 +112,25 @@ async function main(): Promise<void> {
 
     // Push → -nydus tag through the webhook and the accel service.
     const accel = await startAccel({
-      listen: '127.0.0.1:0', workDir: join(work, 'accel'),
+      listen: '127.0.0.1:0',
+      workDir: join(work, 'accel'),
       config: {
-        provider: { source: { [reg.host]: { auth: Buffer.from(`admin:${PASSWORD}`).toString('base64'), webhook: { auth_header: 'bench' } } } },
+        provider: {
+          source: { [reg.host]: { auth: Buffer.from(`admin:${PASSWORD}`).toString('base64'), webhook: { auth_header: 'bench' } } },
+        },
         converter: { worker: 1, driver: { type: 'nydus', config: { compressor: 'zstd' } }, rules: [{ tag_suffix: '-nydus' }] },
       },
     });
     let pushToTag = 0;
     try {
       const res = await fetch(`${reg.url}/api/v2.0/projects/library/webhook/policies`, {
-        method: 'POST', headers: { authorization: `Basic ${Buffer.from(`admin:${PASSWORD}`).toString('base64')}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ name: 'accel', event_types: ['PUSH_ARTIFACT'], targets: [{ type: 'http', address: `${accel.url}/api/v1/conversions`, auth_header: 'bench' }] }),
+        method: 'POST',
+        headers: { authorization: `Basic ${Buffer.from(`admin:${PASSWORD}`).toString('base64')}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          name: 'accel',
+          event_types: ['PUSH_ARTIFACT'],
+          targets: [{ type: 'http', address: `${accel.url}/api/v1/conversions`, auth_header: 'bench' }],
+        }),
       });
       if (res.status !== 201) throw new Error(`policy: ${res.status}`);
       const t0 = Date.now();
@@ -91,8 +143,12 @@ async function main(): Promise<void> {
     }
 
     const meta = {
-      date: new Date().toISOString(), node: process.version, cpu: cpus()[0]?.model, cores: cpus().length,
-      layerTarMB: +(tarBytes / 1e6).toFixed(1), layerGzipMB: +(image.compressedSize / 1e6).toFixed(1),
+      date: new Date().toISOString(),
+      node: process.version,
+      cpu: cpus()[0]?.model,
+      cores: cpus().length,
+      layerTarMB: +(tarBytes / 1e6).toFixed(1),
+      layerGzipMB: +(image.compressedSize / 1e6).toFixed(1),
       convertVsRafsCreate: +(rows[1]!.mbPerWallS / rows[0]!.mbPerWallS).toFixed(2),
       pushToNydusTagS: +pushToTag.toFixed(1),
     };

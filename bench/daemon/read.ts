@@ -72,7 +72,14 @@ async function main(): Promise<void> {
   try {
     const blobs = join(dir, 'blobs');
     await mkdir(blobs);
-    const built = await buildLayer({ source: { dir: rootfs }, blobDir: blobs, fsVersion: 6, compressor: 'zstd', chunkSize: 1024 * 1024, digester: 'blake3' });
+    const built = await buildLayer({
+      source: { dir: rootfs },
+      blobDir: blobs,
+      fsVersion: 6,
+      compressor: 'zstd',
+      chunkSize: 1024 * 1024,
+      digester: 'blake3',
+    });
     const boot = join(dir, 'image.boot');
     await writeFile(boot, built.bootstrap);
     const seqList = join(dir, 'seq.list');
@@ -81,7 +88,9 @@ async function main(): Promise<void> {
     writeFileSync(randList, listFiles(rootfs, 256 * 1024).join('\n'));
 
     const results: Record<string, Record<string, number>> = {};
-    const record = (target: string, k: string, v: number): void => { (results[target] ??= {})[k] = v; };
+    const record = (target: string, k: string, v: number): void => {
+      (results[target] ??= {})[k] = v;
+    };
 
     // local disk baseline
     for (const w of ['seq', 'rand'] as const) {
@@ -95,7 +104,14 @@ async function main(): Promise<void> {
         const list = w === 'seq' ? seqList : randList;
         const cacheDir = join(dir, `cache-${mode}-${w}`);
         const daemon = new Daemon({ log, dataDir: join(dir, `data-${mode}-${w}`) });
-        const req = { id: `${mode}-${w}`, mountpoint: join(dir, `mnt-${mode}-${w}`), bootstrapPath: boot, mode, cacheDir, backend: { type: 'localfs' as const, dir: blobs } };
+        const req = {
+          id: `${mode}-${w}`,
+          mountpoint: join(dir, `mnt-${mode}-${w}`),
+          bootstrapPath: boot,
+          mode,
+          cacheDir,
+          backend: { type: 'localfs' as const, dir: blobs },
+        };
         try {
           await daemon.mount(req);
           await dropCaches();
@@ -127,8 +143,17 @@ async function main(): Promise<void> {
       rows.push(row);
     }
     const meta = {
-      date: new Date().toISOString(), cpus: cpus().length, cpu: cpus()[0]?.model, kernel: (await pexec('uname', ['-r'])).stdout.trim(),
-      image: { files: listFiles(rootfs).length, blobBytes: built.blobSize, uncompressedBytes: built.uncompressedSize, chunkSize: '1 MiB', compressor: 'zstd' },
+      date: new Date().toISOString(),
+      cpus: cpus().length,
+      cpu: cpus()[0]?.model,
+      kernel: (await pexec('uname', ['-r'])).stdout.trim(),
+      image: {
+        files: listFiles(rootfs).length,
+        blobBytes: built.blobSize,
+        uncompressedBytes: built.uncompressedSize,
+        chunkSize: '1 MiB',
+        compressor: 'zstd',
+      },
     };
     process.stdout.write(`${JSON.stringify(meta, null, 1)}\n`);
     console.table(rows);
@@ -138,4 +163,7 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => { console.error(err); process.exitCode = 1; });
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});

@@ -24,7 +24,10 @@ if (mode === 'seq') {
   }
 } else {
   let s = Number(seedArg ?? 42) >>> 0;
-  const rnd = (): number => { s = (s * 1664525 + 1013904223) >>> 0; return s / 2 ** 32; };
+  const rnd = (): number => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
   const fds = files.map((f) => openSync(join(root!, f), 'r'));
   const sizes = fds.map((fd) => fstatSync(fd).size);
   const total = sizes.reduce((a, b) => a + b, 0);
@@ -33,7 +36,10 @@ if (mode === 'seq') {
     // pick a file weighted by size, then an aligned offset in it
     let x = rnd() * total;
     let k = 0;
-    while (k < sizes.length - 1 && x >= sizes[k]!) { x -= sizes[k]!; k++; }
+    while (k < sizes.length - 1 && x >= sizes[k]!) {
+      x -= sizes[k]!;
+      k++;
+    }
     const off = Math.floor(x / 4096) * 4096;
     bytes += readSync(fds[k]!, buf, 0, 4096, off);
   }

@@ -27,7 +27,18 @@ function arg(name: string, def: string): string {
 
 const ADMIN = 'Bench-adm1n';
 
-interface Row { nodes: number; mode: 'direct' | 'p2p'; load1: number; agentCpuSeconds: number; seconds: number; slowest: number; fastest: number; registryBytes: number; uplinkBytes: number; imageBytes: number }
+interface Row {
+  nodes: number;
+  mode: 'direct' | 'p2p';
+  load1: number;
+  agentCpuSeconds: number;
+  seconds: number;
+  slowest: number;
+  fastest: number;
+  registryBytes: number;
+  uplinkBytes: number;
+  imageBytes: number;
+}
 
 async function counter(netns: string, url: string, name: string): Promise<number> {
   const r = await execInNetns(netns, 'curl', ['-sf', url], { timeoutMs: 10_000 });
@@ -43,21 +54,27 @@ function cpuSeconds(pids: number[]): number {
       const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
       const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
       ticks += Number(rest[11]) + Number(rest[12]);
-    } catch { /* gone */ }
+    } catch {
+      /* gone */
+    }
   }
   return ticks / 100;
 }
 
 async function pullAll(star: Star, urls: string[], proxy: boolean): Promise<{ seconds: number; perNode: number[] }> {
   const t0 = Date.now();
-  const perNode = await Promise.all(star.nodes.map(async (n) => {
-    await Promise.all(urls.map(async (u) => {
-      const args = ['-sf', '-o', '/dev/null', ...(proxy ? ['-x', 'http://127.0.0.1:65001'] : []), u];
-      const r = await execInNetns(n.netns, 'curl', args, { timeoutMs: 600_000 });
-      if (r.code !== 0) throw new Error(`curl ${u} in ${n.netns} failed (${r.code}): ${r.stderr}`);
-    }));
-    return (Date.now() - t0) / 1000;
-  }));
+  const perNode = await Promise.all(
+    star.nodes.map(async (n) => {
+      await Promise.all(
+        urls.map(async (u) => {
+          const args = ['-sf', '-o', '/dev/null', ...(proxy ? ['-x', 'http://127.0.0.1:65001'] : []), u];
+          const r = await execInNetns(n.netns, 'curl', args, { timeoutMs: 600_000 });
+          if (r.code !== 0) throw new Error(`curl ${u} in ${n.netns} failed (${r.code}): ${r.stderr}`);
+        }),
+      );
+      return (Date.now() - t0) / 1000;
+    }),
+  );
   return { seconds: (Date.now() - t0) / 1000, perNode };
 }
 
@@ -66,7 +83,12 @@ async function runN(n: number, layerSizes: number[], rate: string, work: string,
   const procs: FerryProc[] = [];
   try {
     const reg = star.registry;
-    procs.push(await spawnFerry(FERRY_BIN, ['registry', '--listen', `${reg.ip}:5000`, '--data', join(work, `reg${n}`), '--admin-password', ADMIN], { netns: reg.netns, ready: /listening/ }));
+    procs.push(
+      await spawnFerry(FERRY_BIN, ['registry', '--listen', `${reg.ip}:5000`, '--data', join(work, `reg${n}`), '--admin-password', ADMIN], {
+        netns: reg.netns,
+        ready: /listening/,
+      }),
+    );
     const layers = layerSizes.map((size, i) => {
       const d = join(work, `n${n}-layer${i}`);
       mkdirSync(d, { recursive: true });
@@ -75,8 +97,16 @@ async function runN(n: number, layerSizes: number[], rate: string, work: string,
     });
     const img = await buildOciImage({ layers, outDir: join(work, `oci${n}`) });
     await pushImage(img.layoutDir, `${reg.ip}:5000/library/bench:v1`, { creds: `admin:${ADMIN}`, netns: reg.netns });
-    const man = JSON.parse((await execInNetns(reg.netns, 'curl', ['-sf', '-H', 'Accept: application/vnd.oci.image.manifest.v1+json', `http://${reg.ip}:5000/v2/library/bench/manifests/v1`])).stdout) as
-      { config: { digest: string; size: number }; layers: { digest: string; size: number }[] };
+    const man = JSON.parse(
+      (
+        await execInNetns(reg.netns, 'curl', [
+          '-sf',
+          '-H',
+          'Accept: application/vnd.oci.image.manifest.v1+json',
+          `http://${reg.ip}:5000/v2/library/bench/manifests/v1`,
+        ])
+      ).stdout,
+    ) as { config: { digest: string; size: number }; layers: { digest: string; size: number }[] };
     const blobs = [man.config, ...man.layers];
     const imageBytes = blobs.reduce((a, b) => a + b.size, 0);
     const urls = blobs.map((b) => `http://${reg.ip}:5000/v2/library/bench/blobs/${b.digest}`);
@@ -84,17 +114,44 @@ async function runN(n: number, layerSizes: number[], rate: string, work: string,
     const rows: Row[] = [];
     for (const mode of modes) {
       if (mode === 'p2p') {
-        const [s, seed] = star.extras as [typeof star.extras[0], typeof star.extras[0]];
+        const [s, seed] = star.extras as [(typeof star.extras)[0], (typeof star.extras)[0]];
         // scheduler and peers listen on namespace addresses: they share a cluster secret
         const token = join(work, `n${n}-cluster-token`);
         writeFileSync(token, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
-        procs.push(await spawnFerry(FERRY_BIN, ['scheduler', '--listen', `${s.ip}:8002`, '--cluster-token-file', token], { netns: s.netns, ready: /listening/ }));
+        procs.push(
+          await spawnFerry(FERRY_BIN, ['scheduler', '--listen', `${s.ip}:8002`, '--cluster-token-file', token], {
+            netns: s.netns,
+            ready: /listening/,
+          }),
+        );
         const maxTx = arg('max-tx', '');
         const peerCfg = join(work, `n${n}-peer.yaml`);
         writeFileSync(peerCfg, maxTx ? `host:\n  maxTxBps: ${Number(maxTx)}\n` : '{}\n');
-        const peer = (ns: { ip: string; netns: string }, name: string, extra: string[] = []): Promise<FerryProc> => spawnFerry(FERRY_BIN, ['peer', '--config', peerCfg, '--scheduler', `http://${s.ip}:8002`,
-          '--data', join(work, `n${n}-${name}`), '--proxy-listen', '127.0.0.1:65001', '--upload-listen', `${ns.ip}:65002`, '--hostname', name,
-          '--cluster-token-file', token, '--allow-host', `${reg.ip}:5000`, ...extra], { netns: ns.netns, ready: /proxy http/ });
+        const peer = (ns: { ip: string; netns: string }, name: string, extra: string[] = []): Promise<FerryProc> =>
+          spawnFerry(
+            FERRY_BIN,
+            [
+              'peer',
+              '--config',
+              peerCfg,
+              '--scheduler',
+              `http://${s.ip}:8002`,
+              '--data',
+              join(work, `n${n}-${name}`),
+              '--proxy-listen',
+              '127.0.0.1:65001',
+              '--upload-listen',
+              `${ns.ip}:65002`,
+              '--hostname',
+              name,
+              '--cluster-token-file',
+              token,
+              '--allow-host',
+              `${reg.ip}:5000`,
+              ...extra,
+            ],
+            { netns: ns.netns, ready: /proxy http/ },
+          );
         procs.push(await peer(seed, 'seed', ['--seed']));
         for (const [i, node] of star.nodes.entries()) procs.push(await peer(node, `node${i + 1}`));
         await new Promise((r) => setTimeout(r, 500));
@@ -105,9 +162,16 @@ async function runN(n: number, layerSizes: number[], rate: string, work: string,
       const tx0 = (await ifaceCounters(reg.dev, reg.netns)).txBytes;
       const res = await pullAll(star, urls, mode === 'p2p');
       const row: Row = {
-        nodes: n, mode, load1: loadavg()[0]!, agentCpuSeconds: cpuSeconds(agentPids) - cpu0, seconds: res.seconds, slowest: Math.max(...res.perNode), fastest: Math.min(...res.perNode),
+        nodes: n,
+        mode,
+        load1: loadavg()[0]!,
+        agentCpuSeconds: cpuSeconds(agentPids) - cpu0,
+        seconds: res.seconds,
+        slowest: Math.max(...res.perNode),
+        fastest: Math.min(...res.perNode),
         registryBytes: (await counter(reg.netns, metricsUrl, 'ferry_registry_blob_bytes_served_total')) - c0,
-        uplinkBytes: (await ifaceCounters(reg.dev, reg.netns)).txBytes - tx0, imageBytes,
+        uplinkBytes: (await ifaceCounters(reg.dev, reg.netns)).txBytes - tx0,
+        imageBytes,
       };
       rows.push(row);
       process.stderr.write(`${JSON.stringify(row)}\n`);
@@ -122,14 +186,18 @@ async function runN(n: number, layerSizes: number[], rate: string, work: string,
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('bench/p2p needs root (network namespaces)');
   const nodes = arg('nodes', '1,2,4,8').split(',').map(Number);
-  const layerSizes = arg('layers', '48MiB,16MiB').split(',').map((s) => parseSize(s));
+  const layerSizes = arg('layers', '48MiB,16MiB')
+    .split(',')
+    .map((s) => parseSize(s));
   const rate = arg('rate', '100mbit');
   const work = mkdtempSync(join(tmpdir(), 'ferry-bench-p2p-'));
   const rows: Row[] = [];
   try {
     const modes = arg('modes', 'direct,p2p').split(',') as ('direct' | 'p2p')[];
-    for (const n of nodes) rows.push(...await runN(n, layerSizes, rate, work, modes));
-  } finally { rmSync(work, { recursive: true, force: true }); }
+    for (const n of nodes) rows.push(...(await runN(n, layerSizes, rate, work, modes)));
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
   const single: Record<string, number> = {};
   for (const r of rows) if (r.nodes === 1) single[r.mode] = r.seconds;
   const mib = (b: number): string => (b / 1048576).toFixed(1);
@@ -138,7 +206,10 @@ async function main(): Promise<void> {
     '',
     '| nodes | mode | all done (s) | vs 1 node direct | registry blob bytes (× image) | registry uplink (× image) | CPU s of scheduler+peers | load avg (1 min) |',
     '|---|---|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.nodes} | ${r.mode} | ${r.seconds.toFixed(1)} | ${single.direct ? `${(r.seconds / single.direct).toFixed(2)}×` : '–'} | ${(r.registryBytes / r.imageBytes).toFixed(2)}× | ${(r.uplinkBytes / r.imageBytes).toFixed(2)}× | ${r.mode === 'p2p' ? r.agentCpuSeconds.toFixed(1) : '–'} | ${r.load1.toFixed(1)} |`),
+    ...rows.map(
+      (r) =>
+        `| ${r.nodes} | ${r.mode} | ${r.seconds.toFixed(1)} | ${single.direct ? `${(r.seconds / single.direct).toFixed(2)}×` : '–'} | ${(r.registryBytes / r.imageBytes).toFixed(2)}× | ${(r.uplinkBytes / r.imageBytes).toFixed(2)}× | ${r.mode === 'p2p' ? r.agentCpuSeconds.toFixed(1) : '–'} | ${r.load1.toFixed(1)} |`,
+    ),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
   const out = arg('out', '');
@@ -146,4 +217,7 @@ async function main(): Promise<void> {
   void exec;
 }
 
-main().catch((err: unknown) => { process.stderr.write(`bench/p2p: ${(err as Error).stack ?? String(err)}\n`); process.exit(1); });
+main().catch((err: unknown) => {
+  process.stderr.write(`bench/p2p: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -10,7 +10,18 @@
  *
  * Run: `npx tsc -p . && node dist/bench/rafs/unpack.js [--json FILE]`
  */
-import { closeSync, createReadStream, createWriteStream, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  createReadStream,
+  createWriteStream,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { tmpdir, cpus } from 'node:os';
@@ -23,7 +34,14 @@ import { writeTar } from '../../src/format/tar/index.js';
 import { BlobFiles } from '../../src/convert/index.js';
 import { tarEntries } from '../../src/builder/index.js';
 
-interface Row { name: string; MB: number; wallS: number; cpuS: number; mbPerWallS: number; mbPerCpuS: number }
+interface Row {
+  name: string;
+  MB: number;
+  wallS: number;
+  cpuS: number;
+  mbPerWallS: number;
+  mbPerCpuS: number;
+}
 const REQ = 128 * 1024;
 
 async function timed(name: string, fn: () => Promise<number> | number): Promise<Row> {
@@ -34,7 +52,14 @@ async function timed(name: string, fn: () => Promise<number> | number): Promise<
   const u = process.cpuUsage(c0);
   const cpuS = (u.user + u.system) / 1e6;
   const mb = bytes / 1e6;
-  return { name, MB: +mb.toFixed(1), wallS: +wallS.toFixed(3), cpuS: +cpuS.toFixed(3), mbPerWallS: +(mb / wallS).toFixed(0), mbPerCpuS: +(mb / cpuS).toFixed(0) };
+  return {
+    name,
+    MB: +mb.toFixed(1),
+    wallS: +wallS.toFixed(3),
+    cpuS: +cpuS.toFixed(3),
+    mbPerWallS: +(mb / wallS).toFixed(0),
+    mbPerCpuS: +(mb / cpuS).toFixed(0),
+  };
 }
 
 /** Decompressed blob cache (uncompressed address space), as nydusd keeps it. */
@@ -112,19 +137,34 @@ async function main(): Promise<void> {
         readFileSync(tar);
         rows.push(await timed('baseline: 128 KiB preads of the flat tar', () => readFlat(tar, statSync(tar).size, buf)));
       }
-      rows.push(await timed(`chunk reads from the decompressed cache (mapRead + 128 KiB preads, ${compressor} image)`, () => readAllThroughCache(bs, cache, buf)));
-      rows.push(await timed(`rafs unpack → tar on /dev/null (${compressor}, digests verified)`, async () => {
-        await pipeline(writeTar(tarEntries(bs, files)), createWriteStream('/dev/null'));
-        return fileBytes;
-      }));
+      rows.push(
+        await timed(`chunk reads from the decompressed cache (mapRead + 128 KiB preads, ${compressor} image)`, () =>
+          readAllThroughCache(bs, cache, buf),
+        ),
+      );
+      rows.push(
+        await timed(`rafs unpack → tar on /dev/null (${compressor}, digests verified)`, async () => {
+          await pipeline(writeTar(tarEntries(bs, files)), createWriteStream('/dev/null'));
+          return fileBytes;
+        }),
+      );
       files.close();
     }
-    rows.push(await timed('baseline: GNU tar of the rootfs dir piped to /dev/null (CPU in the child)', () => {
-      // a pipe, because GNU tar skips reading file data when its archive is /dev/null
-      execFileSync('bash', ['-c', `tar -C '${rootfs}' -cf - . | cat > /dev/null`]);
-      return fileBytes;
-    }));
-    const meta = { date: new Date().toISOString(), node: process.version, cpu: cpus()[0]?.model, cores: cpus().length, rootfs, fileMB: +(fileBytes / 1e6).toFixed(1) };
+    rows.push(
+      await timed('baseline: GNU tar of the rootfs dir piped to /dev/null (CPU in the child)', () => {
+        // a pipe, because GNU tar skips reading file data when its archive is /dev/null
+        execFileSync('bash', ['-c', `tar -C '${rootfs}' -cf - . | cat > /dev/null`]);
+        return fileBytes;
+      }),
+    );
+    const meta = {
+      date: new Date().toISOString(),
+      node: process.version,
+      cpu: cpus()[0]?.model,
+      cores: cpus().length,
+      rootfs,
+      fileMB: +(fileBytes / 1e6).toFixed(1),
+    };
     console.log(JSON.stringify(meta));
     console.log('| run | MB | wall s | CPU s (this process) | MB/s wall | MB/s per CPU-s |');
     console.log('|---|---:|---:|---:|---:|---:|');

@@ -50,11 +50,19 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-function call(agent: Agent, url: string, method: string, headers: Record<string, string | number>, body?: Buffer): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; bytes: number }> {
+function call(
+  agent: Agent,
+  url: string,
+  method: string,
+  headers: Record<string, string | number>,
+  body?: Buffer,
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; bytes: number }> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method, agent, headers }, (res) => {
       let bytes = 0;
-      res.on('data', (c: Buffer) => { bytes += c.length; });
+      res.on('data', (c: Buffer) => {
+        bytes += c.length;
+      });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, bytes }));
       res.on('error', reject);
     });
@@ -69,11 +77,24 @@ async function pushBlob(agent: Agent, t: Target, repo: string, data: Buffer, dig
   if (r1.status !== 202) throw new Error(`${t.name} POST ${r1.status}`);
   const loc = new URL(String(r1.headers.location), t.url);
   loc.searchParams.set('digest', digest);
-  const r2 = await call(agent, loc.href, 'PUT', { ...auth, 'content-type': 'application/octet-stream', 'content-length': data.length }, data);
+  const r2 = await call(
+    agent,
+    loc.href,
+    'PUT',
+    { ...auth, 'content-type': 'application/octet-stream', 'content-length': data.length },
+    data,
+  );
   if (r2.status !== 201) throw new Error(`${t.name} PUT ${r2.status}`);
 }
 
-async function runCell(t: Target, op: 'GET' | 'PUT', concurrency: number, seconds: number, size: number, getDigests: string[]): Promise<Cell> {
+async function runCell(
+  t: Target,
+  op: 'GET' | 'PUT',
+  concurrency: number,
+  seconds: number,
+  size: number,
+  getDigests: string[],
+): Promise<Cell> {
   const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
   const lat: number[] = [];
   let bytes = 0;
@@ -112,9 +133,17 @@ async function runCell(t: Target, op: 'GET' | 'PUT', concurrency: number, second
   agent.destroy();
   lat.sort((a, b) => a - b);
   return {
-    server: t.name, op, concurrency, requests: lat.length, bytes, seconds: secs,
-    mibPerSec: bytes / 1024 / 1024 / secs, reqPerSec: lat.length / secs,
-    p50ms: percentile(lat, 50), p99ms: percentile(lat, 99), errors,
+    server: t.name,
+    op,
+    concurrency,
+    requests: lat.length,
+    bytes,
+    seconds: secs,
+    mibPerSec: bytes / 1024 / 1024 / secs,
+    reqPerSec: lat.length / secs,
+    p50ms: percentile(lat, 50),
+    p99ms: percentile(lat, 99),
+    errors,
   };
 }
 
@@ -126,9 +155,14 @@ async function startReference(dir: string): Promise<Target> {
 
 async function startFerry(dir: string): Promise<Target> {
   const password = 'BenchAdmin1';
-  const child: ChildProcess = spawn(process.execPath, [FERRY_BIN, 'registry', '--listen', '127.0.0.1:0', '--data', dir, '--admin-password', password], {
-    stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FERRY_LOG_LEVEL: 'warn' },
-  });
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [FERRY_BIN, 'registry', '--listen', '127.0.0.1:0', '--data', dir, '--admin-password', password],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, FERRY_LOG_LEVEL: 'warn' },
+    },
+  );
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d: Buffer) => {
@@ -140,8 +174,14 @@ async function startFerry(dir: string): Promise<Target> {
   });
   child.stderr!.resume();
   return {
-    name: 'ferry', url, auth: `Basic ${Buffer.from(`admin:${password}`).toString('base64')}`,
-    close: () => new Promise((r) => { child.once('exit', () => r()); child.kill('SIGTERM'); }),
+    name: 'ferry',
+    url,
+    auth: `Basic ${Buffer.from(`admin:${password}`).toString('base64')}`,
+    close: () =>
+      new Promise((r) => {
+        child.once('exit', () => r());
+        child.kill('SIGTERM');
+      }),
   };
 }
 
@@ -176,7 +216,9 @@ async function main(): Promise<void> {
           for (const t of order) {
             const cell = await runCell(t, op, c, seconds, size, getDigests);
             cells.push(cell);
-            process.stderr.write(`${op} c=${c} ${t.name}: ${cell.mibPerSec.toFixed(1)} MiB/s, p99 ${cell.p99ms.toFixed(1)} ms, errors ${cell.errors}\n`);
+            process.stderr.write(
+              `${op} c=${c} ${t.name}: ${cell.mibPerSec.toFixed(1)} MiB/s, p99 ${cell.p99ms.toFixed(1)} ms, errors ${cell.errors}\n`,
+            );
           }
         }
       }
@@ -197,7 +239,9 @@ async function main(): Promise<void> {
       for (const c of concs) {
         const r = pick(op, c, 'docker-registry');
         const f = pick(op, c, 'ferry');
-        rows.push(`| ${op} | ${c} | ${r.mib.toFixed(1)} | ${f.mib.toFixed(1)} | ${(f.mib / r.mib).toFixed(2)} | ${r.p99.toFixed(1)} | ${f.p99.toFixed(1)} |`);
+        rows.push(
+          `| ${op} | ${c} | ${r.mib.toFixed(1)} | ${f.mib.toFixed(1)} | ${(f.mib / r.mib).toFixed(2)} | ${r.p99.toFixed(1)} | ${f.p99.toFixed(1)} |`,
+        );
       }
     }
     const header = `registry bench ${new Date().toISOString()}, blob size ${size} B, ${seconds} s per cell, median of ${repeat}, ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), node ${process.version}`;

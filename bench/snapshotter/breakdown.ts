@@ -27,26 +27,53 @@ function arg(name: string, def: string): string {
 }
 
 async function main(): Promise<void> {
-  const modes = arg('mode', 'both') === 'both' ? ['erofs', 'fuse'] as const : [arg('mode', 'erofs') as 'erofs' | 'fuse'];
+  const modes = arg('mode', 'both') === 'both' ? (['erofs', 'fuse'] as const) : [arg('mode', 'erofs') as 'erofs' | 'fuse'];
   const amplify = arg('amplify', '');
   const chunkSize = Number(arg('chunk-size', String(1024 * 1024)));
   const timings: Array<Record<string, unknown>> = [];
-  const log = createLogger({ level: 'info', name: 'breakdown', destination: {
-    write(s: string) { const j = JSON.parse(s) as { msg?: string; timings?: Record<string, number> }; if (j.msg === 'image mounted' && j.timings) timings.push(j.timings); },
-  } as never });
+  const log = createLogger({
+    level: 'info',
+    name: 'breakdown',
+    destination: {
+      write(s: string) {
+        const j = JSON.parse(s) as { msg?: string; timings?: Record<string, number> };
+        if (j.msg === 'image mounted' && j.timings) timings.push(j.timings);
+      },
+    } as never,
+  });
   const rootfs = await debootstrapRootfs({ include: ['python3'] });
   const dir = await mkdtemp(join(tmpdir(), 'ferry-bench-breakdown-'));
   try {
     const blobs = join(dir, 'blobs');
     await mkdir(blobs);
     let t = performance.now();
-    const built = await buildLayer({ source: { dir: rootfs }, blobDir: blobs, fsVersion: 6, compressor: 'zstd', chunkSize, digester: 'blake3' });
-    process.stdout.write(`build ${(performance.now() - t).toFixed(0)} ms; chunk size ${chunkSize} B; blob ${built.blobSize} B, bootstrap ${built.bootstrap.length} B\n`);
+    const built = await buildLayer({
+      source: { dir: rootfs },
+      blobDir: blobs,
+      fsVersion: 6,
+      compressor: 'zstd',
+      chunkSize,
+      digester: 'blake3',
+    });
+    process.stdout.write(
+      `build ${(performance.now() - t).toFixed(0)} ms; chunk size ${chunkSize} B; blob ${built.blobSize} B, bootstrap ${built.bootstrap.length} B\n`,
+    );
     const boot = join(dir, 'image.boot');
     await writeFile(boot, built.bootstrap);
     for (const mode of modes) {
-      const daemon = new Daemon({ log, dataDir: join(dir, `data-${mode}`), ...(amplify ? { config: { amplify_io: Number(amplify) } } : {}) });
-      const req = { id: `b-${mode}`, mountpoint: join(dir, `mnt-${mode}`), bootstrapPath: boot, mode, cacheDir: join(dir, `cache-${mode}`), backend: { type: 'localfs' as const, dir: blobs } };
+      const daemon = new Daemon({
+        log,
+        dataDir: join(dir, `data-${mode}`),
+        ...(amplify ? { config: { amplify_io: Number(amplify) } } : {}),
+      });
+      const req = {
+        id: `b-${mode}`,
+        mountpoint: join(dir, `mnt-${mode}`),
+        bootstrapPath: boot,
+        mode,
+        cacheDir: join(dir, `cache-${mode}`),
+        backend: { type: 'localfs' as const, dir: blobs },
+      };
       try {
         await pexec('sync');
         await writeFile('/proc/sys/vm/drop_caches', '3');
@@ -68,10 +95,14 @@ async function main(): Promise<void> {
           const c = await pexec('sh', ['-c', `cat '${join(req.mountpoint, file)}' | wc -c`]);
           const ms = performance.now() - t;
           const after = await daemon.get(req.id);
-          process.stdout.write(`${mode}: cat ${file}: ${c.stdout.trim()} B in ${ms.toFixed(0)} ms, fetched ${after.metrics.bytesFetched - before} B in ${(after.stats?.requests ?? 0) - reqs0} requests\n`);
+          process.stdout.write(
+            `${mode}: cat ${file}: ${c.stdout.trim()} B in ${ms.toFixed(0)} ms, fetched ${after.metrics.bytesFetched - before} B in ${(after.stats?.requests ?? 0) - reqs0} requests\n`,
+          );
         }
-        process.stdout.write(`${mode}: mount ${mountMs.toFixed(0)} ms ${JSON.stringify(timings.at(-1) ?? {})}; `
-          + `python ${runMs.toFixed(0)} ms (out ${r.stdout.trim()}), fetched ${info.metrics.bytesFetched} B, daemon cpu ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms\n`);
+        process.stdout.write(
+          `${mode}: mount ${mountMs.toFixed(0)} ms ${JSON.stringify(timings.at(-1) ?? {})}; ` +
+            `python ${runMs.toFixed(0)} ms (out ${r.stdout.trim()}), fetched ${info.metrics.bytesFetched} B, daemon cpu ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms\n`,
+        );
       } finally {
         await daemon.close();
       }
@@ -81,4 +112,7 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => { console.error(err); process.exitCode = 1; });
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});

@@ -24,7 +24,12 @@ const out = arg('out', '');
 const log = createLogger({ name: 'bench-snapshotter', level: process.env.FERRY_LOG_LEVEL ?? 'warn' });
 
 const res = await runBench({
-  workloads: ['python'], modes: ['oci', mode], nodes: [1], bandwidth: rate, repeat, log,
+  workloads: ['python'],
+  modes: ['oci', mode],
+  nodes: [1],
+  bandwidth: rate,
+  repeat,
+  log,
   onProgress: (done, total, label) => process.stderr.write(`[${done}/${total}] ${label}\n`),
 });
 for (const m of res.modes) if (m.status !== 'run') process.stdout.write(`mode ${m.id} not run: ${m.reason}\n`);
@@ -39,15 +44,19 @@ const lines = [
 ];
 for (const s of [oci, lazy]) {
   if (!s) continue;
-  lines.push(`${s.mode.padEnd(10)} pull→exit median ${s.readyMs.median.toFixed(0)} ms (pull ${s.pullMs.median.toFixed(0)} ms, run ${s.runMs.median.toFixed(0)} ms), `
-    + `registry served ${s.registryBytes.median.toFixed(0)} B, failures ${s.failures}/${s.runs}`);
+  lines.push(
+    `${s.mode.padEnd(10)} pull→exit median ${s.readyMs.median.toFixed(0)} ms (pull ${s.pullMs.median.toFixed(0)} ms, run ${s.runMs.median.toFixed(0)} ms), ` +
+      `registry served ${s.registryBytes.median.toFixed(0)} B, failures ${s.failures}/${s.runs}`,
+  );
 }
 if (oci && lazy && w) {
   const speedup = oci.readyMs.median / lazy.readyMs.median;
   const share = lazy.registryBytes.median / (w.nydusBytes ?? w.imageBytes);
   const shareOfOci = lazy.registryBytes.median / w.imageBytes;
-  lines.push(`speed-up ${speedup.toFixed(1)}× (target ≥ 10×); lazy fetched ${(share * 100).toFixed(1)} % of the Nydus image, `
-    + `${(shareOfOci * 100).toFixed(1)} % of the OCI image's bytes (target ≤ 5 %)`);
+  lines.push(
+    `speed-up ${speedup.toFixed(1)}× (target ≥ 10×); lazy fetched ${(share * 100).toFixed(1)} % of the Nydus image, ` +
+      `${(shareOfOci * 100).toFixed(1)} % of the OCI image's bytes (target ≤ 5 %)`,
+  );
 }
 process.stdout.write(`${lines.join('\n')}\n`);
 if (out) writeFileSync(out, JSON.stringify(res, null, 2));

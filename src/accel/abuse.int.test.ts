@@ -50,7 +50,11 @@ after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-interface Answer { status: number; body: string; headers: Record<string, string | string[] | undefined> }
+interface Answer {
+  status: number;
+  body: string;
+  headers: Record<string, string | string[] | undefined>;
+}
 
 /** One request through node:http. */
 function call(method: string, path: string, o: { headers?: Record<string, string>; body?: string | Buffer } = {}): Promise<Answer> {
@@ -60,7 +64,9 @@ function call(method: string, path: string, o: { headers?: Record<string, string
     const req = request({ host: '127.0.0.1', port, method, path, headers }, (res) => {
       let body = '';
       res.setEncoding('utf8');
-      res.on('data', (c: string) => { body += c; });
+      res.on('data', (c: string) => {
+        body += c;
+      });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
     });
     req.on('error', reject);
@@ -81,8 +87,12 @@ function raw(head: string, body: Buffer[] = []): Promise<{ text: string; reset?:
     });
     let text = '';
     let reset: string | undefined;
-    c.on('data', (d: Buffer) => { text += d.toString('latin1'); });
-    c.on('error', (err: NodeJS.ErrnoException) => { reset = err.code ?? err.message; });
+    c.on('data', (d: Buffer) => {
+      text += d.toString('latin1');
+    });
+    c.on('error', (err: NodeJS.ErrnoException) => {
+      reset = err.code ?? err.message;
+    });
     c.on('close', () => resolve(reset === undefined ? { text } : { text, reset }));
   });
 }
@@ -104,10 +114,13 @@ function assertRefused(r: { text: string; reset?: string }, status: number, what
   assert.match(r.text, /\r\nconnection: close\r\n/i, `${what}: the connection is closed, the body not drained`);
 }
 
-const payload = (resourceUrls: string[], type: string = 'PUSH_ARTIFACT'): string => JSON.stringify({
-  type, occur_at: 1700000000, operator: 'mallory',
-  event_data: { resources: resourceUrls.map((u) => ({ resource_url: u, tag: 'v1' })), repository: { name: 'app', namespace: 'library' } },
-});
+const payload = (resourceUrls: string[], type: string = 'PUSH_ARTIFACT'): string =>
+  JSON.stringify({
+    type,
+    occur_at: 1700000000,
+    operator: 'mallory',
+    event_data: { resources: resourceUrls.map((u) => ({ resource_url: u, tag: 'v1' })), repository: { name: 'app', namespace: 'library' } },
+  });
 
 const codeOf = (a: Answer): string => (JSON.parse(a.body) as { code: string }).code;
 
@@ -123,7 +136,11 @@ test('without the Authorization header: create and list are 401, decided before 
     assert.equal(codeOf(r), 'ERR_UNAUTHORIZED');
   }
   // 8 MiB declared, none sent: the answer comes without waiting for the body (and is 401, not 413)
-  assertRefused(await raw('POST /api/v1/conversions HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 8388608'), 401, 'unauthenticated 8 MiB');
+  assertRefused(
+    await raw('POST /api/v1/conversions HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 8388608'),
+    401,
+    'unauthenticated 8 MiB',
+  );
   for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: `${HA}x` }, { authorization: '' }]) {
     const r = await call('GET', '/api/v1/conversions', { headers });
     assert.equal(r.status, 401, JSON.stringify(headers));
@@ -133,7 +150,8 @@ test('without the Authorization header: create and list are 401, decided before 
 });
 
 test("one host's header never creates tasks of another host, even mixed with its own resources", async () => {
-  const post = (body: string, auth: string): Promise<Answer> => call('POST', '/api/v1/conversions', { headers: { authorization: auth, 'content-type': 'application/json' }, body });
+  const post = (body: string, auth: string): Promise<Answer> =>
+    call('POST', '/api/v1/conversions', { headers: { authorization: auth, 'content-type': 'application/json' }, body });
   let r = await post(payload([`${B}/library/app:v1`]), HA);
   assert.equal(r.status, 401);
   assert.match(JSON.parse(r.body).message as string, /not the webhook\.auth_header of 127\.0\.0\.1:19/);
@@ -149,9 +167,14 @@ test("one host's header never creates tasks of another host, even mixed with its
 });
 
 test('forged payload shapes and traversal in names are 400 (authenticated), nothing queued', async () => {
-  const post = (body: string): Promise<Answer> => call('POST', '/api/v1/conversions', { headers: { authorization: HA, 'content-type': 'application/json' }, body });
+  const post = (body: string): Promise<Answer> =>
+    call('POST', '/api/v1/conversions', { headers: { authorization: HA, 'content-type': 'application/json' }, body });
   const shapes = [
-    'null', '[]', '"PUSH_ARTIFACT"', '42', '{}',
+    'null',
+    '[]',
+    '"PUSH_ARTIFACT"',
+    '42',
+    '{}',
     JSON.stringify({ type: 'PUSH_ARTIFACT' }),
     JSON.stringify({ type: 'PUSH_ARTIFACT', event_data: {} }),
     JSON.stringify({ type: 'PUSH_ARTIFACT', event_data: { resources: {} } }),
@@ -161,7 +184,7 @@ test('forged payload shapes and traversal in names are 400 (authenticated), noth
     JSON.stringify({ type: 42, event_data: { resources: [{ resource_url: `${A}/library/app:v1` }] } }),
     JSON.stringify({ event_data: { resources: [{ resource_url: `${A}/library/app:v1` }] } }),
     JSON.stringify({ type: '__proto__', event_data: { resources: [{ resource_url: `${A}/library/app:v1` }] } }),
-    '{"type":"PUSH_ARTIFACT","event_data":{"resources":[{"resource_url":"' + A + '/library/app:v1"}]}', // truncated
+    `{"type":"PUSH_ARTIFACT","event_data":{"resources":[{"resource_url":"${A}/library/app:v1"}]}`, // truncated
   ];
   for (const body of shapes) {
     const r = await post(body);
@@ -169,9 +192,18 @@ test('forged payload shapes and traversal in names are 400 (authenticated), noth
     assert.equal(codeOf(r), 'ERR_ILLEGAL_PARAMETER');
   }
   const names = [
-    `${A}/../../etc/passwd:v1`, `${A}/library/..:v1`, `${A}/library/../app:v1`, `${A}/./library/app:v1`,
-    `${A}/library/%2e%2e/app:v1`, `${A}//library/app:v1`, `${A}/library/app:../../x`, `${A}/library/app:v1/../x`,
-    `${A}/library/app@sha256:../../etc`, `${A}/library/app\u0000:v1`, `${A}/library/app:v1\nX-Injected: 1`, `${A}/${'a/'.repeat(200)}x:v1`,
+    `${A}/../../etc/passwd:v1`,
+    `${A}/library/..:v1`,
+    `${A}/library/../app:v1`,
+    `${A}/./library/app:v1`,
+    `${A}/library/%2e%2e/app:v1`,
+    `${A}//library/app:v1`,
+    `${A}/library/app:../../x`,
+    `${A}/library/app:v1/../x`,
+    `${A}/library/app@sha256:../../etc`,
+    `${A}/library/app\u0000:v1`,
+    `${A}/library/app:v1\nX-Injected: 1`,
+    `${A}/${'a/'.repeat(200)}x:v1`,
   ];
   for (const u of names) {
     const r = await post(payload([u]));
@@ -185,10 +217,21 @@ test('forged payload shapes and traversal in names are 400 (authenticated), noth
 
 test('oversized bodies are 413 whether declared or chunked; the service keeps serving', async () => {
   // declared: refused from the header, before any of the body is sent
-  assertRefused(await raw(`POST /api/v1/conversions HTTP/1.1\r\nAuthorization: ${HA}\r\nContent-Length: ${(1 << 20) + 1}`), 413, 'declared 1 MiB + 1');
+  assertRefused(
+    await raw(`POST /api/v1/conversions HTTP/1.1\r\nAuthorization: ${HA}\r\nContent-Length: ${(1 << 20) + 1}`),
+    413,
+    'declared 1 MiB + 1',
+  );
   // chunked: read up to the limit, then refused (or reset, should the server close before reading our last bytes)
-  assertRefused(await raw(`POST /api/v1/conversions HTTP/1.1\r\nAuthorization: ${HA}\r\nTransfer-Encoding: chunked`, chunkedBody((1 << 20) + (64 << 10))),
-    413, 'chunked 1 MiB + 64 KiB', true);
+  assertRefused(
+    await raw(
+      `POST /api/v1/conversions HTTP/1.1\r\nAuthorization: ${HA}\r\nTransfer-Encoding: chunked`,
+      chunkedBody((1 << 20) + (64 << 10)),
+    ),
+    413,
+    'chunked 1 MiB + 64 KiB',
+    true,
+  );
   await assertNothingQueued();
 });
 

@@ -23,7 +23,10 @@ test('TaskStore: coalesces queued duplicates, claims once, recovers running task
     const dup = s.create({ source: 'h/r:t', target: 'h/r:t-nydus', dedupKey: 'h/r:t-nydus' });
     assert.equal(dup.created, false);
     assert.equal(dup.task.id, a.task.id);
-    assert.deepEqual(s.runnable(Date.now(), 10).map((x) => x.id), [a.task.id]);
+    assert.deepEqual(
+      s.runnable(Date.now(), 10).map((x) => x.id),
+      [a.task.id],
+    );
     assert.equal(s.claim(a.task.id), true);
     assert.equal(s.claim(a.task.id), false);
     // a running task does not absorb a new submission
@@ -34,7 +37,11 @@ test('TaskStore: coalesces queued duplicates, claims once, recovers running task
     assert.equal(s.get(a.task.id)!.running, false);
     assert.equal(s.get(a.task.id)!.attempts, 1);
     s.fail(a.task.id, 'UNAVAILABLE: boom', Date.now() + 60_000);
-    assert.equal(s.runnable(Date.now(), 10).some((x) => x.id === a.task.id), false, 'not due before its backoff');
+    assert.equal(
+      s.runnable(Date.now(), 10).some((x) => x.id === a.task.id),
+      false,
+      'not due before its backoff',
+    );
     assert.equal(s.get(a.task.id)!.reason, 'UNAVAILABLE: boom');
     s.fail(a.task.id, 'NOT_FOUND: gone');
     assert.equal(s.get(a.task.id)!.status, 'FAILED');
@@ -59,7 +66,9 @@ test('startAccel listens on server.uds when configured', async () => {
     const body = await new Promise<string>((resolve, reject) => {
       const req = request({ socketPath: sock, path: '/api/v1/health' }, (res) => {
         let b = '';
-        res.on('data', (d: Buffer) => { b += d; });
+        res.on('data', (d: Buffer) => {
+          b += d;
+        });
         res.on('end', () => resolve(b));
       });
       req.on('error', reject);
@@ -67,11 +76,15 @@ test('startAccel listens on server.uds when configured', async () => {
     });
     assert.equal(body, 'Ok');
     // the socket of a running service is not taken over; a file at server.uds is not deleted
-    await assert.rejects(startAccel({ config: { server: { uds: sock }, provider: { work_dir: join(dir, 'work2') } } }),
-      /server\.uds .*accel\.sock is served by another process/);
+    await assert.rejects(
+      startAccel({ config: { server: { uds: sock }, provider: { work_dir: join(dir, 'work2') } } }),
+      /server\.uds .*accel\.sock is served by another process/,
+    );
     await writeFile(join(dir, 'precious'), 'data');
-    await assert.rejects(startAccel({ config: { server: { uds: join(dir, 'precious') }, provider: { work_dir: join(dir, 'work3') } } }),
-      /exists and is not a socket/);
+    await assert.rejects(
+      startAccel({ config: { server: { uds: join(dir, 'precious') }, provider: { work_dir: join(dir, 'work3') } } }),
+      /exists and is not a socket/,
+    );
     assert.equal(readFileSync(join(dir, 'precious'), 'utf8'), 'data');
   } finally {
     await h.close();
@@ -82,11 +95,18 @@ test('startAccel listens on server.uds when configured', async () => {
 /** Collects a logger's JSON lines. */
 function captureLog(): { log: Logger; lines: Array<{ level: number; msg: string } & Record<string, unknown>> } {
   const lines: Array<{ level: number; msg: string } & Record<string, unknown>> = [];
-  const log = createLogger({ level: 'info', destination: { write: (s: string) => { lines.push(JSON.parse(s) as (typeof lines)[number]); } } });
+  const log = createLogger({
+    level: 'info',
+    destination: {
+      write: (s: string) => {
+        lines.push(JSON.parse(s) as (typeof lines)[number]);
+      },
+    },
+  });
   return { log, lines };
 }
 
-test('work dir: a killed predecessor\'s scratch dirs are removed at start; a second service on the same work dir is refused and touches nothing', async () => {
+test("work dir: a killed predecessor's scratch dirs are removed at start; a second service on the same work dir is refused and touches nothing", async () => {
   const dir = await mkdtemp(join(tmpdir(), 'ferry-accel-workdir-'));
   const work = join(dir, 'work');
   try {
@@ -104,10 +124,15 @@ test('work dir: a killed predecessor\'s scratch dirs are removed at start; a sec
       // a conversion of the running service is under way: its scratch dir must survive a second start
       await mkdir(join(work, 'ferry-convert-InUse1'));
       const second = await startAccel({ config: { provider: { work_dir: work } }, listen: '127.0.0.1:0' }).then(
-        async (h) => { await h.close(); return undefined; }, (e: unknown) => e);
+        async (h) => {
+          await h.close();
+          return undefined;
+        },
+        (e: unknown) => e,
+      );
       assert.ok(FerryError.hasCode(second, 'FAILED_PRECONDITION'), `second start refused, got ${String(second)}`);
       assert.match((second as Error).message, /in use by another running ferry accel \(pid \d+\).*own provider\.work_dir/);
-      assert.ok(existsSync(join(work, 'ferry-convert-InUse1')), 'the running service\'s scratch dir survives');
+      assert.ok(existsSync(join(work, 'ferry-convert-InUse1')), "the running service's scratch dir survives");
       assert.equal((await fetch(`${a.url}/api/v1/health`)).status, 200, 'the first service still serves');
     } finally {
       await a.close();
@@ -121,10 +146,13 @@ test('work dir: a killed predecessor\'s scratch dirs are removed at start; a sec
   }
 });
 
-test('work dir: with driver.config.work_dir elsewhere, scratch lives in a subdir only this work dir\'s holder uses; foreign ferry-convert-* stay', async () => {
+test("work dir: with driver.config.work_dir elsewhere, scratch lives in a subdir only this work dir's holder uses; foreign ferry-convert-* stay", async () => {
   const dir = await mkdtemp(join(tmpdir(), 'ferry-accel-scratch-'));
   const shared = join(dir, 'shared-scratch'); // e.g. a big disk several accels (or ferry convert) use
-  const cfg = (work: string): Record<string, unknown> => ({ provider: { work_dir: work }, converter: { driver: { type: 'nydus', config: { work_dir: shared } } } });
+  const cfg = (work: string): Record<string, unknown> => ({
+    provider: { work_dir: work },
+    converter: { driver: { type: 'nydus', config: { work_dir: shared } } },
+  });
   try {
     await mkdir(join(shared, 'ferry-convert-someone-else'), { recursive: true });
     const a = await startAccel({ config: cfg(join(dir, 'work-a')), listen: '127.0.0.1:0' });
@@ -140,7 +168,7 @@ test('work dir: with driver.config.work_dir elsewhere, scratch lives in a subdir
     await a2.close();
     assert.equal(a2.service.scratchDir, sa, 'the same work dir finds its scratch dir again');
     assert.equal(existsSync(join(sa, 'ferry-convert-leftover')), false);
-    assert.ok(existsSync(join(sb, 'ferry-convert-of-b')), 'another accel\'s scratch is not touched');
+    assert.ok(existsSync(join(sb, 'ferry-convert-of-b')), "another accel's scratch is not touched");
     assert.ok(existsSync(join(shared, 'ferry-convert-someone-else')), 'nothing directly in the shared dir is touched');
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -151,17 +179,26 @@ test('work dir: a second `ferry accel` process on a work dir in use exits 2 nami
   const dir = await mkdtemp(join(tmpdir(), 'ferry-accel-twice-'));
   const cfg = join(dir, 'config.yaml');
   await writeFile(cfg, `server: {host: 127.0.0.1, port: 0}\nprovider: {work_dir: ${join(dir, 'work')}}\n`);
-  const first = spawn(process.execPath, [FERRY_BIN, 'accel', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FERRY_LOG_LEVEL: 'warn' } });
+  const first = spawn(process.execPath, [FERRY_BIN, 'accel', '--config', cfg], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, FERRY_LOG_LEVEL: 'warn' },
+  });
   try {
     await new Promise<void>((resolve, reject) => {
       let out = '';
-      first.stdout.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('accel listening on')) resolve(); });
+      first.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('accel listening on')) resolve();
+      });
       first.once('exit', (code) => reject(new Error(`first accel exited ${code}`)));
     });
     // (killed after 20 s should it start anyway)
     const second = await ferry(['accel', '--config', cfg], { env: { FERRY_LOG_LEVEL: 'warn' }, timeoutMs: 20_000 });
     assert.equal(second.code, 2, second.stderr);
-    assert.match(second.stderr, new RegExp(`ferry accel: work dir ${join(dir, 'work')} is in use by another running ferry accel \\(pid ${first.pid}\\)`));
+    assert.match(
+      second.stderr,
+      new RegExp(`ferry accel: work dir ${join(dir, 'work')} is in use by another running ferry accel \\(pid ${first.pid}\\)`),
+    );
   } finally {
     first.kill('SIGTERM');
     await new Promise((r) => first.once('exit', r));
@@ -172,9 +209,16 @@ test('work dir: a second `ferry accel` process on a work dir in use exits 2 nami
 test('a config without any webhook.auth_header: a warning at start, creation and listing refused', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'ferry-accel-noauth-'));
   const { log, lines } = captureLog();
-  const h = await startAccel({ config: { provider: { work_dir: join(dir, 'work'), source: { 'reg.example:5000': { insecure: true } } } }, listen: '127.0.0.1:0', log });
+  const h = await startAccel({
+    config: { provider: { work_dir: join(dir, 'work'), source: { 'reg.example:5000': { insecure: true } } } },
+    listen: '127.0.0.1:0',
+    log,
+  });
   try {
-    assert.ok(lines.some((l) => l.level === 40 && /no provider\.source\.<host>\.webhook\.auth_header is configured/.test(l.msg)), JSON.stringify(lines));
+    assert.ok(
+      lines.some((l) => l.level === 40 && /no provider\.source\.<host>\.webhook\.auth_header is configured/.test(l.msg)),
+      JSON.stringify(lines),
+    );
     const list = await fetch(`${h.url}/api/v1/conversions`);
     assert.equal(list.status, 401);
     assert.match(((await list.json()) as { message: string }).message, /Ferry requires one to create or list tasks/);
@@ -212,12 +256,23 @@ test('task list needs the auth header and shows only the tasks of the hosts conf
     assert.ok(ida && idb);
     await h.service.waitFor(ida);
     await h.service.waitFor(idb);
-    assert.deepEqual((await a.listTasks()).map((t) => t.id), [ida]);
-    assert.deepEqual((await b.listTasks()).map((t) => t.id), [idb]);
+    assert.deepEqual(
+      (await a.listTasks()).map((t) => t.id),
+      [ida],
+    );
+    assert.deepEqual(
+      (await b.listTasks()).map((t) => t.id),
+      [idb],
+    );
     await assert.rejects(new AccelClient(addr).listTasks(), (e: unknown) => FerryError.hasCode(e, 'UNAUTHENTICATED'));
-    await assert.rejects(new AccelClient(addr, { authHeader: 'Bearer for-ab' }).listTasks(), (e: unknown) => FerryError.hasCode(e, 'UNAUTHENTICATED'));
+    await assert.rejects(new AccelClient(addr, { authHeader: 'Bearer for-ab' }).listTasks(), (e: unknown) =>
+      FerryError.hasCode(e, 'UNAUTHENTICATED'),
+    );
     // a header of host B does not create tasks of host A
-    await assert.rejects(b.createTask(`${reg.host}/team/y:v1`), (e: unknown) => FerryError.hasCode(e, 'UNAUTHENTICATED') && /not the webhook\.auth_header of/.test((e as Error).message));
+    await assert.rejects(
+      b.createTask(`${reg.host}/team/y:v1`),
+      (e: unknown) => FerryError.hasCode(e, 'UNAUTHENTICATED') && /not the webhook\.auth_header of/.test((e as Error).message),
+    );
 
     const never = (await a.listTasks())[0]!;
     assert.equal(never.status, 'FAILED');
@@ -237,8 +292,20 @@ test('task list needs the auth header and shows only the tasks of the hosts conf
     assert.match(wrong.stderr, /the --auth-header value is not accepted/);
     const listed = await ferry(['task', 'list', '--addr', addr, '--json'], { env: { FERRY_ACCEL_AUTH_HEADER: 'Bearer for-b' } });
     assert.equal(listed.code, 0, listed.stderr);
-    assert.deepEqual((JSON.parse(listed.stdout) as Array<{ id: string }>).map((t) => t.id), [idb]);
-    const synced = await ferry(['task', 'create', `${reg.host}/team/never-pushed:v2`, '--sync', '--addr', addr, '--auth-header', 'Bearer for-a']);
+    assert.deepEqual(
+      (JSON.parse(listed.stdout) as Array<{ id: string }>).map((t) => t.id),
+      [idb],
+    );
+    const synced = await ferry([
+      'task',
+      'create',
+      `${reg.host}/team/never-pushed:v2`,
+      '--sync',
+      '--addr',
+      addr,
+      '--auth-header',
+      'Bearer for-a',
+    ]);
     assert.equal(synced.code, 1);
     assert.match(synced.stderr, /ERR_CONVERT_FAILED .*never-pushed:v2: NOT_FOUND: source .* does not exist in the registry/);
   } finally {

@@ -9,7 +9,12 @@ import { FerryError } from '../core/index.js';
 import { JsonClient, decodeError, type RawAnswer } from '../httpx/index.js';
 import { parseReference, formatReference } from '../remote/index.js';
 import {
-  CONVERSIONS_PATH, HEALTH_PATH, TASK_IDS_HEADER, accelErrorCategory, type HarborWebhookPayload, type TaskView,
+  CONVERSIONS_PATH,
+  HEALTH_PATH,
+  TASK_IDS_HEADER,
+  accelErrorCategory,
+  type HarborWebhookPayload,
+  type TaskView,
 } from './protocol.js';
 
 export class AccelClient {
@@ -20,7 +25,9 @@ export class AccelClient {
   constructor(addr = 'localhost:2077', opts: { authHeader?: string; timeoutMs?: number } = {}) {
     this.base = /^https?:\/\//.test(addr) ? addr.replace(/\/+$/, '') : `http://${addr}`;
     this.#http = new JsonClient({
-      what: 'accel service', baseUrl: this.base, timeoutMs: opts.timeoutMs ?? 3_600_000,
+      what: 'accel service',
+      baseUrl: this.base,
+      timeoutMs: opts.timeoutMs ?? 3_600_000,
       ...(opts.authHeader ? { headers: { authorization: opts.authHeader } } : {}),
     });
   }
@@ -30,7 +37,9 @@ export class AccelClient {
     const r = parseReference(ref);
     const [namespace = r.repository, ...rest] = r.repository.split('/');
     const payload: HarborWebhookPayload = {
-      type: 'PUSH_ARTIFACT', occur_at: Math.floor(Date.now() / 1000), operator: 'ferry-task',
+      type: 'PUSH_ARTIFACT',
+      occur_at: Math.floor(Date.now() / 1000),
+      operator: 'ferry-task',
       event_data: {
         resources: [{ resource_url: formatReference(r), tag: r.tag ?? r.digest ?? '', ...(r.digest ? { digest: r.digest } : {}) }],
         repository: { name: rest.join('/') || r.repository, namespace, repo_full_name: r.repository },
@@ -38,7 +47,9 @@ export class AccelClient {
     };
     const res = await this.#http.raw('POST', `${CONVERSIONS_PATH}?sync=${opts.sync ? 'true' : 'false'}`, payload);
     if (res.status !== 200) throw this.failure(res);
-    return String(res.headers[TASK_IDS_HEADER] ?? '').split(',').filter(Boolean);
+    return String(res.headers[TASK_IDS_HEADER] ?? '')
+      .split(',')
+      .filter(Boolean);
   }
 
   /** The tasks of the source hosts whose webhook.auth_header is this client's `authHeader`, newest first. */
@@ -46,7 +57,11 @@ export class AccelClient {
     const res = await this.#http.raw('GET', CONVERSIONS_PATH);
     if (res.status !== 200) throw this.failure(res);
     let json: unknown;
-    try { json = JSON.parse(res.body.toString('utf8')); } catch { /* below */ }
+    try {
+      json = JSON.parse(res.body.toString('utf8'));
+    } catch {
+      /* below */
+    }
     if (!Array.isArray(json)) {
       throw new FerryError('INTERNAL', `accel: task list is not a JSON array: ${res.body.toString('utf8').slice(0, 200)}`);
     }
@@ -56,7 +71,11 @@ export class AccelClient {
   /** `accel: <status> <ERR_…> <message>`, its category from acceld's code. */
   private failure(res: RawAnswer): FerryError {
     let wire = '';
-    try { wire = String((JSON.parse(res.body.toString('utf8')) as { code?: unknown }).code ?? ''); } catch { /* not JSON */ }
+    try {
+      wire = String((JSON.parse(res.body.toString('utf8')) as { code?: unknown }).code ?? '');
+    } catch {
+      /* not JSON */
+    }
     const e = decodeError(res.status, res.body, { category: accelErrorCategory });
     return new FerryError(e.code, `accel: ${res.status} ${wire} ${e.message}`.replace(/ +/g, ' ').trim());
   }

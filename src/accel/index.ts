@@ -4,7 +4,7 @@
  * PUSH_ARTIFACT webhooks, converts pushed images to Nydus with durable, retried tasks.
  */
 import { connect, type AddressInfo } from 'node:net';
-import { lstatSync, rmSync } from 'node:fs';
+import { lstatSync, rmSync, type Stats } from 'node:fs';
 import { FerryError } from '../core/index.js';
 import { createMetricsRegistry, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
 import { ignoredKeys, loadAccelConfig, parseAccelConfig, type AccelConfig } from '../config/accel.js';
@@ -14,7 +14,12 @@ import { createAccelServer } from './server.js';
 export { AccelService, type Submission, type SubmitOutcome } from './service.js';
 export { TaskStore, ZERO_TIME } from './store.js';
 export {
-  HARBOR_EVENT_TYPES, harborWebhookPayloadSchema, type HarborEventType, type HarborWebhookPayload, type TaskView, type TaskStatus,
+  HARBOR_EVENT_TYPES,
+  harborWebhookPayloadSchema,
+  type HarborEventType,
+  type HarborWebhookPayload,
+  type TaskView,
+  type TaskStatus,
 } from './protocol.js';
 export { AccelClient } from './client.js';
 
@@ -43,12 +48,20 @@ export interface AccelHandle {
  * accel): never a file, a directory or a symlink, nor a socket in use.
  */
 async function assertSocketPathFree(path: string): Promise<void> {
-  let st;
-  try { st = lstatSync(path); } catch { return; }
-  if (!st.isSocket()) throw new FerryError('FAILED_PRECONDITION', `server.uds ${path} exists and is not a socket: remove it or change server.uds`);
+  let st: Stats;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return;
+  }
+  if (!st.isSocket())
+    throw new FerryError('FAILED_PRECONDITION', `server.uds ${path} exists and is not a socket: remove it or change server.uds`);
   const live = await new Promise<boolean>((resolve) => {
     const c = connect(path);
-    c.once('connect', () => { c.destroy(); resolve(true); });
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
     c.once('error', () => resolve(false));
   });
   if (live) throw new FerryError('FAILED_PRECONDITION', `server.uds ${path} is served by another process: stop it or change server.uds`);
@@ -77,7 +90,10 @@ export async function startAccel(opts: StartAccelOptions): Promise<AccelHandle> 
     if (!opts.listen && config.server.uds) {
       await assertSocketPathFree(config.server.uds);
       rmSync(config.server.uds, { force: true });
-      await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(config.server.uds, resolve); });
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(config.server.uds, resolve);
+      });
       url = `unix:${config.server.uds}`;
     } else {
       let host = config.server.host;
@@ -87,7 +103,10 @@ export async function startAccel(opts: StartAccelOptions): Promise<AccelHandle> 
         host = opts.listen.slice(0, i) || '0.0.0.0';
         port = Number(opts.listen.slice(i + 1));
       }
-      await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(port, host, resolve); });
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, resolve);
+      });
       const a = server.address() as AddressInfo;
       url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${a.port}`;
     }
@@ -98,9 +117,14 @@ export async function startAccel(opts: StartAccelOptions): Promise<AccelHandle> 
   service.start();
   log.info({ url, workDir: service.workDir, workers: config.converter.worker }, 'accel service listening');
   return {
-    url, service, metrics,
+    url,
+    service,
+    metrics,
     close: async () => {
-      await new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections(); });
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
       await service.close();
     },
   };

@@ -14,8 +14,16 @@ export const HEALTH_PATH = '/api/v1/health';
 
 /** Harbor's event types (notification.go); only PUSH_ARTIFACT triggers a conversion. */
 export const HARBOR_EVENT_TYPES = [
-  'PUSH_ARTIFACT', 'PULL_ARTIFACT', 'DELETE_ARTIFACT', 'QUOTA_EXCEED', 'QUOTA_WARNING', 'SCANNING_FAILED',
-  'SCANNING_STOPPED', 'SCANNING_COMPLETED', 'REPLICATION', 'TAG_RETENTION',
+  'PUSH_ARTIFACT',
+  'PULL_ARTIFACT',
+  'DELETE_ARTIFACT',
+  'QUOTA_EXCEED',
+  'QUOTA_WARNING',
+  'SCANNING_FAILED',
+  'SCANNING_STOPPED',
+  'SCANNING_COMPLETED',
+  'REPLICATION',
+  'TAG_RETENTION',
 ] as const;
 
 export type HarborEventType = (typeof HARBOR_EVENT_TYPES)[number];
@@ -41,11 +49,15 @@ export const harborWebhookPayloadSchema = z.object({
   occur_at: z.number().optional(),
   operator: z.string().optional(),
   event_data: z.object({
-    resources: z.array(z.object({
-      resource_url: z.string().min(1),
-      digest: z.string().optional(),
-      tag: z.string().optional(),
-    })).min(1),
+    resources: z
+      .array(
+        z.object({
+          resource_url: z.string().min(1),
+          digest: z.string().optional(),
+          tag: z.string().optional(),
+        }),
+      )
+      .min(1),
   }),
 });
 
@@ -77,21 +89,34 @@ export const TASK_IDS_HEADER = 'x-ferry-task-ids';
 /** acceld's error codes by category (what the server puts in `code`). */
 export function accelErrorCode(code: ErrorCode): string {
   switch (code) {
-    case 'INVALID_ARGUMENT': case 'RESOURCE_EXHAUSTED': return 'ERR_ILLEGAL_PARAMETER';
-    case 'UNAUTHENTICATED': return 'ERR_UNAUTHORIZED';
-    case 'NOT_FOUND': case 'NOT_IMPLEMENTED': return 'ERR_INVALID_ENDPOINT';
-    default: return 'ERR_INTERNAL';
+    case 'INVALID_ARGUMENT':
+    case 'RESOURCE_EXHAUSTED':
+      return 'ERR_ILLEGAL_PARAMETER';
+    case 'UNAUTHENTICATED':
+      return 'ERR_UNAUTHORIZED';
+    case 'NOT_FOUND':
+    case 'NOT_IMPLEMENTED':
+      return 'ERR_INVALID_ENDPOINT';
+    default:
+      return 'ERR_INTERNAL';
   }
 }
 
 /** The category of an acceld error code (what the client makes of `code`). */
 export function accelErrorCategory(wire: string): ErrorCode | undefined {
   switch (wire) {
-    case 'ERR_ILLEGAL_PARAMETER': return 'INVALID_ARGUMENT';
-    case 'ERR_UNAUTHORIZED': return 'UNAUTHENTICATED';
-    case 'ERR_INVALID_ENDPOINT': return 'NOT_FOUND';
-    case 'ERR_UNHEALTHY': return 'UNAVAILABLE';
-    case 'ERR_CONVERT_FAILED': case 'ERR_INTERNAL': return 'INTERNAL';
-    default: return undefined;
+    case 'ERR_ILLEGAL_PARAMETER':
+      return 'INVALID_ARGUMENT';
+    case 'ERR_UNAUTHORIZED':
+      return 'UNAUTHENTICATED';
+    case 'ERR_INVALID_ENDPOINT':
+      return 'NOT_FOUND';
+    case 'ERR_UNHEALTHY':
+      return 'UNAVAILABLE';
+    case 'ERR_CONVERT_FAILED':
+    case 'ERR_INTERNAL':
+      return 'INTERNAL';
+    default:
+      return undefined;
   }
 }

@@ -16,12 +16,21 @@ import { parseReference } from '../remote/index.js';
 import type { AccelConfig } from '../config/accel.js';
 import type { AccelService, SubmitOutcome } from './service.js';
 import {
-  CONVERSIONS_PATH, HEALTH_PATH, TASK_IDS_HEADER, accelErrorCode, harborWebhookPayloadSchema, isHarborEventType,
+  CONVERSIONS_PATH,
+  HEALTH_PATH,
+  TASK_IDS_HEADER,
+  accelErrorCode,
+  harborWebhookPayloadSchema,
+  isHarborEventType,
 } from './protocol.js';
 
 const MAX_BODY = 1 << 20;
 
-interface Ctx { req: IncomingMessage; res: ServerResponse; url: URL }
+interface Ctx {
+  req: IncomingMessage;
+  res: ServerResponse;
+  url: URL;
+}
 
 function safeEqual(a: string, b: string): boolean {
   const x = Buffer.from(a);
@@ -32,11 +41,23 @@ function safeEqual(a: string, b: string): boolean {
 export function createAccelServer(o: { service: AccelService; config: AccelConfig; metrics: MetricsRegistry; log: Logger }): Server {
   const { service, config, metrics, log } = o;
   const sub = `acceleration_service_${config.server.name.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`;
-  const reqTotal = new Counter({ name: `${sub}_requests_total`, help: 'HTTP requests', labelNames: ['code', 'method', 'url'], registers: [metrics] });
-  const reqDur = new Histogram({ name: `${sub}_request_duration_seconds`, help: 'HTTP request duration', labelNames: ['code', 'method', 'url'], registers: [metrics] });
+  const reqTotal = new Counter({
+    name: `${sub}_requests_total`,
+    help: 'HTTP requests',
+    labelNames: ['code', 'method', 'url'],
+    registers: [metrics],
+  });
+  const reqDur = new Histogram({
+    name: `${sub}_request_duration_seconds`,
+    help: 'HTTP request duration',
+    labelNames: ['code', 'method', 'url'],
+    registers: [metrics],
+  });
 
   /** Hosts with a webhook.auth_header: the only ones whose tasks can be created or listed. */
-  const guarded = Object.entries(config.provider.source).flatMap(([host, src]) => (src.webhook?.auth_header ? [{ host, header: src.webhook.auth_header }] : []));
+  const guarded = Object.entries(config.provider.source).flatMap(([host, src]) =>
+    src.webhook?.auth_header ? [{ host, header: src.webhook.auth_header }] : [],
+  );
 
   /**
    * The hosts whose webhook.auth_header equals the request's Authorization header (at least one, or
@@ -44,18 +65,24 @@ export function createAccelServer(o: { service: AccelService; config: AccelConfi
    */
   const authenticate = (req: IncomingMessage): string[] => {
     if (guarded.length === 0) {
-      throw new FerryError('UNAUTHENTICATED',
-        'no provider.source.<host>.webhook.auth_header is configured: Ferry requires one to create or list tasks');
+      throw new FerryError(
+        'UNAUTHENTICATED',
+        'no provider.source.<host>.webhook.auth_header is configured: Ferry requires one to create or list tasks',
+      );
     }
     const got = req.headers.authorization;
     if (!got) {
-      throw new FerryError('UNAUTHENTICATED',
-        'invalid auth config: no Authorization header (send the webhook.auth_header of the source host)');
+      throw new FerryError(
+        'UNAUTHENTICATED',
+        'invalid auth config: no Authorization header (send the webhook.auth_header of the source host)',
+      );
     }
     const hosts = guarded.filter((g) => safeEqual(got, g.header)).map((g) => g.host);
     if (hosts.length === 0) {
-      throw new FerryError('UNAUTHENTICATED',
-        'invalid auth config: the Authorization header matches no provider.source.<host>.webhook.auth_header');
+      throw new FerryError(
+        'UNAUTHENTICATED',
+        'invalid auth config: the Authorization header matches no provider.source.<host>.webhook.auth_header',
+      );
     }
     return hosts;
   };
@@ -83,8 +110,7 @@ export function createAccelServer(o: { service: AccelService; config: AccelConfi
       throw new FerryError('INVALID_ARGUMENT', 'request body is not JSON (expected a Harbor webhook payload)');
     }
     if (ctype.includes('cloudevents') || (typeof doc === 'object' && doc !== null && 'specversion' in doc)) {
-      throw new FerryError('INVALID_ARGUMENT',
-        'CloudEvents payloads are not supported: set the Harbor webhook payload format to Default');
+      throw new FerryError('INVALID_ARGUMENT', 'CloudEvents payloads are not supported: set the Harbor webhook payload format to Default');
     }
     const parsed = harborWebhookPayloadSchema.safeParse(doc);
     if (!parsed.success) {
@@ -106,15 +132,18 @@ export function createAccelServer(o: { service: AccelService; config: AccelConfi
     }
     // Validate and authorise every resource before queueing any.
     const refs = p.event_data.resources.map((r) => {
-      let ref;
-      try { ref = parseReference(r.resource_url); } catch (err) {
-        throw new FerryError('INVALID_ARGUMENT',
-          `invalid resource_url ${JSON.stringify(r.resource_url)}: ${(err as Error).message}`);
+      let ref: ReturnType<typeof parseReference>;
+      try {
+        ref = parseReference(r.resource_url);
+      } catch (err) {
+        throw new FerryError('INVALID_ARGUMENT', `invalid resource_url ${JSON.stringify(r.resource_url)}: ${(err as Error).message}`);
       }
       authorize(req, ref.registry);
       return r;
     });
-    const outcomes: SubmitOutcome[] = refs.map((r) => service.submit(r.digest ? { resourceUrl: r.resource_url, digest: r.digest } : { resourceUrl: r.resource_url }));
+    const outcomes: SubmitOutcome[] = refs.map((r) =>
+      service.submit(r.digest ? { resourceUrl: r.resource_url, digest: r.digest } : { resourceUrl: r.resource_url }),
+    );
     for (const o2 of outcomes) if (o2.kind === 'skipped') log.info({ source: o2.source, reason: o2.reason }, 'resource skipped');
     const ids = outcomes.flatMap((x) => (x.kind === 'task' ? [x.task.id] : []));
     if (ids.length) res.setHeader(TASK_IDS_HEADER, ids.join(','));
@@ -161,14 +190,16 @@ export function createAccelServer(o: { service: AccelService; config: AccelConfi
     (async () => {
       url = requestUrl(req);
       await routes.dispatch(req.method ?? 'GET', url.pathname, { req, res, url });
-    })().catch((err: unknown) => {
-      const { error, status } = sendError(res, err, { code: (e) => accelErrorCode(e.code) });
-      if (status >= 500) log.error({ err, path: req.url }, 'request failed');
-      else if (status === 401) log.warn({ status, err: error.message, path: req.url }, 'request refused');
-    }).finally(() => {
-      const labels = { code: String(res.statusCode), method: req.method ?? '', url: routeOf(url) };
-      reqTotal.inc(labels);
-      reqDur.observe(labels, Number(process.hrtime.bigint() - t0) / 1e9);
-    });
+    })()
+      .catch((err: unknown) => {
+        const { error, status } = sendError(res, err, { code: (e) => accelErrorCode(e.code) });
+        if (status >= 500) log.error({ err, path: req.url }, 'request failed');
+        else if (status === 401) log.warn({ status, err: error.message, path: req.url }, 'request refused');
+      })
+      .finally(() => {
+        const labels = { code: String(res.statusCode), method: req.method ?? '', url: routeOf(url) };
+        reqTotal.inc(labels);
+        reqDur.observe(labels, Number(process.hrtime.bigint() - t0) / 1e9);
+      });
   });
 }

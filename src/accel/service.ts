@@ -11,11 +11,23 @@ import { join } from 'node:path';
 import { FerryError, asFerryError, type ErrorCode } from '../core/index.js';
 import { Counter, Gauge, Histogram, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
 import {
-  RegistryClient, parseReference, formatReference, withTag, decodeBasicAuth, dockerConfigCredentials, withDigest,
-  type FetchedManifest, type ImageReference,
+  RegistryClient,
+  parseReference,
+  formatReference,
+  withTag,
+  decodeBasicAuth,
+  dockerConfigCredentials,
+  withDigest,
+  type FetchedManifest,
+  type ImageReference,
 } from '../remote/index.js';
 import {
-  convertImage, SqliteLayerCache, TieredLayerCache, RemoteLayerCache, type ConvertOptions, type LayerCache,
+  convertImage,
+  SqliteLayerCache,
+  TieredLayerCache,
+  RemoteLayerCache,
+  type ConvertOptions,
+  type LayerCache,
 } from '../convert/index.js';
 import { NydusAnnotation, parseManifestDocument } from '../oci/index.js';
 import { resolveDriverOptions, type AccelConfig, type AccelDriverOptions } from '../config/accel.js';
@@ -30,7 +42,14 @@ function annotationsOf(m: FetchedManifest): Record<string, string> | undefined {
 }
 
 /** Errors that another attempt cannot fix. */
-const PERMANENT: ReadonlySet<ErrorCode> = new Set(['INVALID_ARGUMENT', 'NOT_FOUND', 'FAILED_PRECONDITION', 'UNAUTHENTICATED', 'PERMISSION_DENIED', 'NOT_IMPLEMENTED']);
+const PERMANENT: ReadonlySet<ErrorCode> = new Set([
+  'INVALID_ARGUMENT',
+  'NOT_FOUND',
+  'FAILED_PRECONDITION',
+  'UNAUTHENTICATED',
+  'PERMISSION_DENIED',
+  'NOT_IMPLEMENTED',
+]);
 
 export interface Submission {
   /** `host[:port]/repo:tag[@digest]` as in Harbor's resource_url */
@@ -39,9 +58,7 @@ export interface Submission {
   digest?: string;
 }
 
-export type SubmitOutcome =
-  | { kind: 'task'; task: TaskView; created: boolean }
-  | { kind: 'skipped'; source: string; reason: string };
+export type SubmitOutcome = { kind: 'task'; task: TaskView; created: boolean } | { kind: 'skipped'; source: string; reason: string };
 
 export interface AccelServiceOptions {
   config: AccelConfig;
@@ -68,8 +85,12 @@ export class AccelService {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly m: {
-    duration: InstanceType<typeof Histogram>; total: InstanceType<typeof Counter>; errors: InstanceType<typeof Counter>;
-    bytesIn: InstanceType<typeof Counter>; bytesOut: InstanceType<typeof Counter>; retries: InstanceType<typeof Counter>;
+    duration: InstanceType<typeof Histogram>;
+    total: InstanceType<typeof Counter>;
+    errors: InstanceType<typeof Counter>;
+    bytesIn: InstanceType<typeof Counter>;
+    bytesOut: InstanceType<typeof Counter>;
+    retries: InstanceType<typeof Counter>;
   };
 
   /** Takes the work dir's lock (a second service on one work dir is refused, accel/workdir.ts). */
@@ -85,7 +106,8 @@ export class AccelService {
       this.scratchDir = scratchDirOf(this.workDir, this.driver.workDir);
       mkdirSync(this.scratchDir, { recursive: true });
       const removed = removeScratchLeftovers(this.scratchDir);
-      if (removed.length) this.log.info({ scratchDir: this.scratchDir, removed }, 'removed the scratch dirs of conversions a killed accel left');
+      if (removed.length)
+        this.log.info({ scratchDir: this.scratchDir, removed }, 'removed the scratch dirs of conversions a killed accel left');
       store = new TaskStore(this.workDir);
       cache = new SqliteLayerCache(join(this.workDir, 'layer-cache.db'));
       store.evictFinished(Date.now() - this.cfg.converter.task_retention);
@@ -101,16 +123,42 @@ export class AccelService {
     this.cache = cache;
     const reg = [opts.metrics];
     this.m = {
-      duration: new Histogram({ name: 'acceleration_service_core_conversions_op_duration_seconds', help: 'Duration of successful conversions', labelNames: ['op'], buckets: [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800], registers: reg }),
-      total: new Counter({ name: 'acceleration_service_core_conversions_op_total', help: 'Conversion attempts', labelNames: ['op'], registers: reg }),
-      errors: new Counter({ name: 'acceleration_service_core_conversions_op_error_total', help: 'Failed conversion attempts', labelNames: ['op'], registers: reg }),
+      duration: new Histogram({
+        name: 'acceleration_service_core_conversions_op_duration_seconds',
+        help: 'Duration of successful conversions',
+        labelNames: ['op'],
+        buckets: [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800],
+        registers: reg,
+      }),
+      total: new Counter({
+        name: 'acceleration_service_core_conversions_op_total',
+        help: 'Conversion attempts',
+        labelNames: ['op'],
+        registers: reg,
+      }),
+      errors: new Counter({
+        name: 'acceleration_service_core_conversions_op_error_total',
+        help: 'Failed conversion attempts',
+        labelNames: ['op'],
+        registers: reg,
+      }),
       bytesIn: new Counter({ name: 'ferry_accel_source_bytes_total', help: 'Uncompressed source layer bytes converted', registers: reg }),
-      bytesOut: new Counter({ name: 'ferry_accel_target_bytes_total', help: 'Bytes of converted images (blobs, configs, manifests)', registers: reg }),
+      bytesOut: new Counter({
+        name: 'ferry_accel_target_bytes_total',
+        help: 'Bytes of converted images (blobs, configs, manifests)',
+        registers: reg,
+      }),
       retries: new Counter({ name: 'ferry_accel_task_retries_total', help: 'Failed attempts scheduled for another try', registers: reg }),
     };
     new Gauge({
-      name: 'ferry_accel_tasks', help: 'Conversion tasks by status', labelNames: ['status'], registers: reg,
-      collect() { const c = store.countByStatus(); for (const [s, n] of Object.entries(c)) this.set({ status: s }, n); },
+      name: 'ferry_accel_tasks',
+      help: 'Conversion tasks by status',
+      labelNames: ['status'],
+      registers: reg,
+      collect() {
+        const c = store.countByStatus();
+        for (const [s, n] of Object.entries(c)) this.set({ status: s }, n);
+      },
     });
   }
 
@@ -148,11 +196,16 @@ export class AccelService {
     if (src.tag === undefined) {
       return { kind: 'skipped', source, reason: 'digest-only reference (a child of an index push): the tagged push converts it' };
     }
-    if (src.tag.endsWith(this.driver.tagSuffix)) return { kind: 'skipped', source, reason: `already converted (tag ends with ${this.driver.tagSuffix})` };
+    if (src.tag.endsWith(this.driver.tagSuffix))
+      return { kind: 'skipped', source, reason: `already converted (tag ends with ${this.driver.tagSuffix})` };
     if (this.driver.cacheTag && src.tag === this.driver.cacheTag) return { kind: 'skipped', source, reason: 'cache tag' };
     const digest = src.digest ?? (s.digest && /^sha256:[a-f0-9]{64}$/.test(s.digest) ? s.digest : undefined);
     const target = formatReference(this.targetOf(src));
-    const t: { source: string; sourceDigest?: string; target: string; dedupKey: string } = { source: formatReference(withTag(src, src.tag)), target, dedupKey: target };
+    const t: { source: string; sourceDigest?: string; target: string; dedupKey: string } = {
+      source: formatReference(withTag(src, src.tag)),
+      target,
+      dedupKey: target,
+    };
     if (digest) t.sourceDigest = digest;
     const r = this.store.create(t);
     if (r.created) this.log.info({ task: r.task.id, source: r.task.source, target }, 'task queued');
@@ -192,7 +245,10 @@ export class AccelService {
   }
 
   private pumpOnce(): void {
-    if (this.timer) { clearTimeout(this.timer); this.timer = undefined; }
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
     const free = this.cfg.converter.worker - this.running.size;
     if (free > 0) {
       for (const t of this.store.runnable(Date.now(), 200)) {
@@ -201,20 +257,22 @@ export class AccelService {
         if (!this.store.claim(t.id)) continue;
         this.busyKeys.add(t.dedupKey);
         const abort = new AbortController();
-        const done = this.execute(t.id, abort.signal).catch((err: unknown) => {
-          this.log.error({ task: t.id, err: (err as Error).message }, 'task bookkeeping failed');
-        }).finally(() => {
-          this.running.delete(t.id);
-          this.busyKeys.delete(t.dedupKey);
-          if (this.closed) return;
-          try {
-            this.store.evictFinished(Date.now() - this.cfg.converter.task_retention);
-            this.notify(t.id);
-          } catch (err) {
-            this.log.error({ err: (err as Error).message }, 'task store error');
-          }
-          this.pump();
-        });
+        const done = this.execute(t.id, abort.signal)
+          .catch((err: unknown) => {
+            this.log.error({ task: t.id, err: (err as Error).message }, 'task bookkeeping failed');
+          })
+          .finally(() => {
+            this.running.delete(t.id);
+            this.busyKeys.delete(t.dedupKey);
+            if (this.closed) return;
+            try {
+              this.store.evictFinished(Date.now() - this.cfg.converter.task_retention);
+              this.notify(t.id);
+            } catch (err) {
+              this.log.error({ err: (err as Error).message }, 'task store error');
+            }
+            this.pump();
+          });
         this.running.set(t.id, { key: t.dedupKey, abort, done });
       }
     }
@@ -240,9 +298,12 @@ export class AccelService {
       if (!head) {
         // A push event pins the digest: that manifest was there and is gone. Without one nothing
         // tells whether the tag ever existed.
-        throw new FerryError('NOT_FOUND', task.source_digest
-          ? `source ${task.source}@${task.source_digest} is not in the registry (deleted since it was pushed, or never pushed there)`
-          : `source ${task.source} does not exist in the registry (no such repository or tag)`);
+        throw new FerryError(
+          'NOT_FOUND',
+          task.source_digest
+            ? `source ${task.source}@${task.source_digest} is not in the registry (deleted since it was pushed, or never pushed there)`
+            : `source ${task.source} does not exist in the registry (no such repository or tag)`,
+        );
       }
       const existing = await client.headManifest(dst).catch(() => undefined);
       if (existing) {
@@ -250,7 +311,13 @@ export class AccelService {
         const ann = m ? annotationsOf(m) : undefined;
         if (ann?.[NydusAnnotation.SOURCE_DIGEST] === head.digest) {
           log.info({ target: task.target }, 'target already converted from this source digest');
-          this.store.complete(id, { sourceDigest: head.digest, targetDigest: existing.digest, sourceSize: 0, targetSize: existing.size, reason: 'already converted' });
+          this.store.complete(id, {
+            sourceDigest: head.digest,
+            targetDigest: existing.digest,
+            sourceSize: 0,
+            targetSize: existing.size,
+            reason: 'already converted',
+          });
           return;
         }
       }
@@ -260,16 +327,32 @@ export class AccelService {
       let cache: LayerCache = this.cache;
       if (d.cacheTag) {
         const remote = new RemoteLayerCache({
-          client, repo: dst, tag: d.cacheTag, maxRecords: this.cfg.provider.cache_size ?? 200, log,
+          client,
+          repo: dst,
+          tag: d.cacheTag,
+          maxRecords: this.cfg.provider.cache_size ?? 200,
+          log,
           ...(this.cfg.provider.cache_version !== undefined ? { version: this.cfg.provider.cache_version } : {}),
         });
         cache = new TieredLayerCache([this.cache, remote]);
       }
       const opts: ConvertOptions = {
-        source: withDigest(src, head.digest), target: dst, sourceClient: client, targetClient: client,
-        fsVersion: d.fsVersion, compressor: d.compressor, chunkSize: d.chunkSize, digester: d.digester, chunkTable: d.chunkTable,
-        mergePlatform: d.mergeManifest, withReferrer: d.withReferrer, harborAnnotation: d.harborAnnotation,
-        cache, log, signal, workDir: this.scratchDir,
+        source: withDigest(src, head.digest),
+        target: dst,
+        sourceClient: client,
+        targetClient: client,
+        fsVersion: d.fsVersion,
+        compressor: d.compressor,
+        chunkSize: d.chunkSize,
+        digester: d.digester,
+        chunkTable: d.chunkTable,
+        mergePlatform: d.mergeManifest,
+        withReferrer: d.withReferrer,
+        harborAnnotation: d.harborAnnotation,
+        cache,
+        log,
+        signal,
+        workDir: this.scratchDir,
         annotations: { [NydusAnnotation.SOURCE_REFERENCE]: task.source },
       };
       if (d.platforms.length) opts.platforms = d.platforms;
@@ -278,7 +361,12 @@ export class AccelService {
       if (d.backend) opts.backend = d.backend;
       const res = await convertImage(opts);
       // The source reference annotation names the tag, not the pinned digest.
-      this.store.complete(id, { sourceDigest: res.sourceDigest, targetDigest: res.targetDigest, sourceSize: res.sourceSize, targetSize: res.targetSize });
+      this.store.complete(id, {
+        sourceDigest: res.sourceDigest,
+        targetDigest: res.targetDigest,
+        sourceSize: res.sourceSize,
+        targetSize: res.targetSize,
+      });
       this.m.duration.observe({ op: 'convert' }, (Date.now() - t0) / 1000);
       this.m.bytesIn.inc(res.uncompressedBytes);
       this.m.bytesOut.inc(res.targetSize);

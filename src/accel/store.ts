@@ -32,9 +32,20 @@ interface Row {
 
 function view(r: Row): TaskView {
   return {
-    id: r.id, created: r.created, finished: r.finished ?? ZERO_TIME, source: r.source, source_size: r.source_size,
-    target_size: r.target_size, status: r.status, reason: r.reason, target: r.target, target_digest: r.target_digest ?? '',
-    source_digest: r.source_digest ?? '', attempts: r.attempts, next_run: r.next_run, running: r.running === 1,
+    id: r.id,
+    created: r.created,
+    finished: r.finished ?? ZERO_TIME,
+    source: r.source,
+    source_size: r.source_size,
+    target_size: r.target_size,
+    status: r.status,
+    reason: r.reason,
+    target: r.target,
+    target_digest: r.target_digest ?? '',
+    source_digest: r.source_digest ?? '',
+    attempts: r.attempts,
+    next_run: r.next_run,
+    running: r.running === 1,
   };
 }
 
@@ -79,11 +90,17 @@ export class TaskStore {
    */
   create(t: { source: string; sourceDigest?: string; target: string; dedupKey: string }): { task: TaskView; created: boolean } {
     return this.db.transaction(() => {
-      const dup = this.db.prepare(`SELECT * FROM tasks WHERE status = 'PROCESSING' AND running = 0 AND source = ? AND IFNULL(source_digest,'') = ? AND target = ?`)
+      const dup = this.db
+        .prepare(
+          `SELECT * FROM tasks WHERE status = 'PROCESSING' AND running = 0 AND source = ? AND IFNULL(source_digest,'') = ? AND target = ?`,
+        )
         .get(t.source, t.sourceDigest ?? '', t.target) as Row | undefined;
       if (dup) return { task: view(dup), created: false };
       const id = randomUUID();
-      this.db.prepare(`INSERT INTO tasks (id, created, source, source_digest, target, dedup_key, status, next_run) VALUES (?,?,?,?,?,?,'PROCESSING',0)`)
+      this.db
+        .prepare(
+          `INSERT INTO tasks (id, created, source, source_digest, target, dedup_key, status, next_run) VALUES (?,?,?,?,?,?,'PROCESSING',0)`,
+        )
         .run(id, new Date().toISOString(), t.source, t.sourceDigest ?? null, t.target, t.dedupKey);
       return { task: this.get(id)!, created: true };
     })();
@@ -104,36 +121,53 @@ export class TaskStore {
     if (hosts.length === 0) return [];
     const prefixes = hosts.map((h) => `${h}/`);
     const where = prefixes.map(() => 'substr(source, 1, ?) = ?').join(' OR ');
-    return (this.db.prepare(`SELECT * FROM tasks WHERE ${where} ORDER BY seq DESC LIMIT ?`)
-      .all(...prefixes.flatMap((p) => [p.length, p]), limit) as Row[]).map(view);
+    return (
+      this.db
+        .prepare(`SELECT * FROM tasks WHERE ${where} ORDER BY seq DESC LIMIT ?`)
+        .all(...prefixes.flatMap((p) => [p.length, p]), limit) as Row[]
+    ).map(view);
   }
 
   /** Queued tasks due now, oldest first, with their dedup keys. */
   runnable(now: number, limit: number): Array<{ id: string; dedupKey: string }> {
-    return (this.db.prepare(`SELECT id, dedup_key FROM tasks WHERE status = 'PROCESSING' AND running = 0 AND next_run <= ? ORDER BY seq LIMIT ?`)
-      .all(now, limit) as Array<{ id: string; dedup_key: string }>).map((r) => ({ id: r.id, dedupKey: r.dedup_key }));
+    return (
+      this.db
+        .prepare(`SELECT id, dedup_key FROM tasks WHERE status = 'PROCESSING' AND running = 0 AND next_run <= ? ORDER BY seq LIMIT ?`)
+        .all(now, limit) as Array<{ id: string; dedup_key: string }>
+    ).map((r) => ({ id: r.id, dedupKey: r.dedup_key }));
   }
 
   /** Earliest next_run among queued tasks, if any. */
   nextDue(): number | undefined {
-    const r = this.db.prepare(`SELECT MIN(next_run) AS n FROM tasks WHERE status = 'PROCESSING' AND running = 0`).get() as { n: number | null };
+    const r = this.db.prepare(`SELECT MIN(next_run) AS n FROM tasks WHERE status = 'PROCESSING' AND running = 0`).get() as {
+      n: number | null;
+    };
     return r.n ?? undefined;
   }
 
   /** Claims a queued task for running; false if someone else did. */
   claim(id: string): boolean {
-    return this.db.prepare(`UPDATE tasks SET running = 1, attempts = attempts + 1 WHERE id = ? AND status = 'PROCESSING' AND running = 0`).run(id).changes === 1;
+    return (
+      this.db
+        .prepare(`UPDATE tasks SET running = 1, attempts = attempts + 1 WHERE id = ? AND status = 'PROCESSING' AND running = 0`)
+        .run(id).changes === 1
+    );
   }
 
   complete(id: string, r: { sourceDigest: string; targetDigest: string; sourceSize: number; targetSize: number; reason?: string }): void {
-    this.db.prepare(`UPDATE tasks SET status = 'COMPLETED', running = 0, finished = ?, source_digest = ?, target_digest = ?, source_size = ?, target_size = ?, reason = ? WHERE id = ?`)
+    this.db
+      .prepare(
+        `UPDATE tasks SET status = 'COMPLETED', running = 0, finished = ?, source_digest = ?, target_digest = ?, source_size = ?, target_size = ?, reason = ? WHERE id = ?`,
+      )
       .run(new Date().toISOString(), r.sourceDigest, r.targetDigest, r.sourceSize, r.targetSize, r.reason ?? '', id);
   }
 
   /** A failed attempt: retry at `nextRun`, or FAILED for good when `nextRun` is undefined. */
   fail(id: string, reason: string, nextRun?: number): void {
     if (nextRun === undefined) {
-      this.db.prepare(`UPDATE tasks SET status = 'FAILED', running = 0, finished = ?, reason = ? WHERE id = ?`).run(new Date().toISOString(), reason, id);
+      this.db
+        .prepare(`UPDATE tasks SET status = 'FAILED', running = 0, finished = ?, reason = ? WHERE id = ?`)
+        .run(new Date().toISOString(), reason, id);
     } else {
       this.db.prepare(`UPDATE tasks SET running = 0, next_run = ?, reason = ? WHERE id = ?`).run(nextRun, reason, id);
     }
@@ -146,12 +180,18 @@ export class TaskStore {
 
   /** Removes finished tasks that finished before `before` (ms since epoch); returns how many. */
   evictFinished(before: number): number {
-    return this.db.prepare(`DELETE FROM tasks WHERE status != 'PROCESSING' AND finished IS NOT NULL AND finished < ?`).run(new Date(before).toISOString()).changes;
+    return this.db
+      .prepare(`DELETE FROM tasks WHERE status != 'PROCESSING' AND finished IS NOT NULL AND finished < ?`)
+      .run(new Date(before).toISOString()).changes;
   }
 
   countByStatus(): Record<string, number> {
     const out: Record<string, number> = { PROCESSING: 0, COMPLETED: 0, FAILED: 0 };
-    for (const r of this.db.prepare('SELECT status, COUNT(*) AS n FROM tasks GROUP BY status').all() as Array<{ status: string; n: number }>) out[r.status] = r.n;
+    for (const r of this.db.prepare('SELECT status, COUNT(*) AS n FROM tasks GROUP BY status').all() as Array<{
+      status: string;
+      n: number;
+    }>)
+      out[r.status] = r.n;
     return out;
   }
 

@@ -24,7 +24,10 @@ import { FerryError } from '../core/index.js';
 export const SCRATCH_PREFIX = 'ferry-convert-';
 
 export class WorkDirLock {
-  private constructor(private readonly db: Database.Database, readonly workDir: string) {}
+  private constructor(
+    private readonly db: Database.Database,
+    readonly workDir: string,
+  ) {}
 
   /** Takes the lock of `workDir` (created if missing) or throws FAILED_PRECONDITION naming the holder. */
   static acquire(workDir: string): WorkDirLock {
@@ -41,10 +44,17 @@ export class WorkDirLock {
       const code = (err as { code?: unknown }).code;
       if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') {
         let holder = '';
-        try { holder = ` (pid ${Number(readFileSync(join(workDir, 'accel.pid'), 'utf8'))})`; } catch { /* unknown */ }
-        throw new FerryError('FAILED_PRECONDITION',
+        try {
+          holder = ` (pid ${Number(readFileSync(join(workDir, 'accel.pid'), 'utf8'))})`;
+        } catch {
+          /* unknown */
+        }
+        throw new FerryError(
+          'FAILED_PRECONDITION',
           `work dir ${workDir} is in use by another running ferry accel${holder}: two services on one work dir would run the same tasks twice; ` +
-          'give each its own provider.work_dir (or --work-dir)', { cause: err });
+            'give each its own provider.work_dir (or --work-dir)',
+          { cause: err },
+        );
       }
       throw new FerryError('UNAVAILABLE', `work dir lock ${file}: ${(err as Error).message}`, { cause: err });
     }
@@ -72,7 +82,9 @@ export function scratchDirOf(workDir: string, driverWorkDir?: string): string {
  */
 export function removeScratchLeftovers(scratchDir: string): string[] {
   let names: string[];
-  try { names = readdirSync(scratchDir); } catch (err) {
+  try {
+    names = readdirSync(scratchDir);
+  } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw err;
   }

@@ -29,34 +29,71 @@ describe('bench stats', () => {
 });
 
 function node(readyMs: number, over: Partial<NodeResult> = {}): NodeResult {
-  return { node: 1, ok: true, pullMs: readyMs * 0.8, createMs: readyMs * 0.05, runMs: readyMs * 0.15, readyMs, rxBytes: 1000, ferryCpuMs: 10, containerdCpuMs: 20, ...over };
+  return {
+    node: 1,
+    ok: true,
+    pullMs: readyMs * 0.8,
+    createMs: readyMs * 0.05,
+    runMs: readyMs * 0.15,
+    readyMs,
+    rxBytes: 1000,
+    ferryCpuMs: 10,
+    containerdCpuMs: 20,
+    ...over,
+  };
 }
 function run(mode: RunResult['mode'], nodes: number, ready: number[], reg: number, rep = 1): RunResult {
   return {
-    workload: 'python', mode, nodes, rep, startedAt: '2026-01-01T00:00:00Z', ok: true, registryBlobBytes: reg, registryIfaceBytes: reg * 1.02,
-    allReadyMs: Math.max(...ready), serviceCpuMs: 0, perNode: ready.map((r, i) => node(r, { node: i + 1 })),
+    workload: 'python',
+    mode,
+    nodes,
+    rep,
+    startedAt: '2026-01-01T00:00:00Z',
+    ok: true,
+    registryBlobBytes: reg,
+    registryIfaceBytes: reg * 1.02,
+    allReadyMs: Math.max(...ready),
+    serviceCpuMs: 0,
+    perNode: ready.map((r, i) => node(r, { node: i + 1 })),
   };
 }
 const info: WorkloadInfo = {
-  id: 'python', title: 'python hello', command: ['python3'], ready: { kind: 'exit', stdout: 'hello' },
-  imageBytes: 50_000_000, uncompressedBytes: 150_000_000, ociRef: 'r/x:oci', nydusRef: 'r/x:nydus',
+  id: 'python',
+  title: 'python hello',
+  command: ['python3'],
+  ready: { kind: 'exit', stdout: 'hello' },
+  imageBytes: 50_000_000,
+  uncompressedBytes: 150_000_000,
+  ociRef: 'r/x:oci',
+  nydusRef: 'r/x:nydus',
 };
 
 function results(): BenchResults {
   const runs = [
-    run('oci', 1, [10_000], 50_000_000), run('oci', 1, [12_000], 50_000_000, 2),
-    run('lazy-erofs', 1, [1_000], 2_000_000), run('lazy-erofs', 1, [1_200], 2_000_000, 2),
-    run('oci', 2, [20_000, 21_000], 100_000_000), run('lazy-p2p', 2, [1_500, 1_600], 2_100_000),
+    run('oci', 1, [10_000], 50_000_000),
+    run('oci', 1, [12_000], 50_000_000, 2),
+    run('lazy-erofs', 1, [1_000], 2_000_000),
+    run('lazy-erofs', 1, [1_200], 2_000_000, 2),
+    run('oci', 2, [20_000, 21_000], 100_000_000),
+    run('lazy-p2p', 2, [1_500, 1_600], 2_100_000),
   ];
   return {
-    schema: 'ferry-bench/v1', startedAt: '2026-01-01T00:00:00Z', finishedAt: '2026-01-01T00:10:00Z', gitCommit: 'abc',
+    schema: 'ferry-bench/v1',
+    startedAt: '2026-01-01T00:00:00Z',
+    finishedAt: '2026-01-01T00:10:00Z',
+    gitCommit: 'abc',
     machine: { hostname: 'h', cpuModel: 'cpu', cores: 2, memoryGiB: 24, kernel: '6', os: 'Debian', node: 'v20' },
     settings: { bandwidth: '100mbit', repeat: 2, nodes: [1, 2], quick: false, registry: 'ferry', seed: 1 },
     modes: [
-      { id: 'oci', label: 'OCI', status: 'run' }, { id: 'lazy-erofs', label: 'lazy', status: 'run' },
-      { id: 'lazy-fuse', label: 'fuse', status: 'not-run', reason: 'no FUSE option yet' }, { id: 'lazy-p2p', label: 'p2p', status: 'run' },
+      { id: 'oci', label: 'OCI', status: 'run' },
+      { id: 'lazy-erofs', label: 'lazy', status: 'run' },
+      { id: 'lazy-fuse', label: 'fuse', status: 'not-run', reason: 'no FUSE option yet' },
+      { id: 'lazy-p2p', label: 'p2p', status: 'run' },
     ],
-    workloads: [info], runs, summary: summarizeRuns(runs, [info]), notes: ['a note'],
+    workloads: [info],
+    runs,
+    summary: summarizeRuns(runs, [info]),
+    notes: ['a note'],
   };
 }
 
@@ -85,11 +122,20 @@ describe('bench summaries and report', () => {
     assert.match(md, /\| python \| Ferry lazy \(EROFS\) \| 1\.10 s \|/);
     assert.match(md, /not run.*no FUSE option yet/);
     assert.match(md, /## N nodes at once \(python\)/);
-    assert.match(md, /- python: Ferry lazy \(EROFS\) ready in 1\.10 s vs 11\.00 s for OCI \(speed-up 10×, registry served 4\.00 % of the image\)/);
-    assert.match(md, /python, 2 nodes at once — registry egress: OCI \(containerd pull \+ overlayfs\) 2\.00× image, all ready in 21\.00 s; Ferry lazy \+ P2P 0\.04× image/);
+    assert.match(
+      md,
+      /- python: Ferry lazy \(EROFS\) ready in 1\.10 s vs 11\.00 s for OCI \(speed-up 10×, registry served 4\.00 % of the image\)/,
+    );
+    assert.match(
+      md,
+      /python, 2 nodes at once — registry egress: OCI \(containerd pull \+ overlayfs\) 2\.00× image, all ready in 21\.00 s; Ferry lazy \+ P2P 0\.04× image/,
+    );
     assert.match(md, /!\[charts\/chart-ready.png\]/);
     const charts = buildCharts(r);
-    assert.deepEqual(charts.map((c) => c.id), ['chart-ready', 'chart-phases', 'chart-bytes', 'chart-egress-python', 'chart-allready-python']);
+    assert.deepEqual(
+      charts.map((c) => c.id),
+      ['chart-ready', 'chart-phases', 'chart-bytes', 'chart-egress-python', 'chart-allready-python'],
+    );
     const html = renderHtml(r, charts);
     for (const c of charts) assert.ok(html.includes(`id="${c.id}"`), c.id);
     assert.match(html, /no FUSE option yet/);
@@ -104,7 +150,16 @@ describe('bench charts', () => {
     assert.equal(niceScale(123).max, 125);
   });
   it('draws one bar per measured value and marks missing ones', () => {
-    const svg = barChart({ id: 'c', title: 'T <x>', groups: ['a', 'b'], yLabel: 's', series: [{ name: 'm1', values: [1, null] }, { name: 'm2', values: [2, 3], lo: [1.5, 2], hi: [2.5, 4] }] });
+    const svg = barChart({
+      id: 'c',
+      title: 'T <x>',
+      groups: ['a', 'b'],
+      yLabel: 's',
+      series: [
+        { name: 'm1', values: [1, null] },
+        { name: 'm2', values: [2, 3], lo: [1.5, 2], hi: [2.5, 4] },
+      ],
+    });
     assert.equal((svg.match(/class="bar"/g) ?? []).length, 3);
     assert.match(svg, />n\/a</);
     assert.match(svg, /T &lt;x&gt;/);
@@ -119,14 +174,17 @@ describe('bench charts', () => {
 
 describe('bench helpers', () => {
   it('sums a Prometheus counter over label sets', () => {
-    const text = '# HELP x\nferry_registry_blob_bytes_served_total{repo="a"} 10\nferry_registry_blob_bytes_served_total{repo="b"} 5\nferry_registry_blob_bytes_served_total_other 99\n';
+    const text =
+      '# HELP x\nferry_registry_blob_bytes_served_total{repo="a"} 10\nferry_registry_blob_bytes_served_total{repo="b"} 5\nferry_registry_blob_bytes_served_total_other 99\n';
     assert.equal(sumMetric(text, 'ferry_registry_blob_bytes_served_total'), 15);
     assert.equal(sumMetric('', 'ferry_registry_blob_bytes_served_total'), null);
   });
   it('writes a containerd hosts.toml mirror entry', () => {
-    assert.equal(hostsToml('198.18.0.1:5000', 'http://127.0.0.1:65001'),
+    assert.equal(
+      hostsToml('198.18.0.1:5000', 'http://127.0.0.1:65001'),
       'server = "http://198.18.0.1:5000"\n\n[host."http://127.0.0.1:65001"]\n  capabilities = ["pull", "resolve"]\n' +
-      '  [host."http://127.0.0.1:65001".header]\n    X-Dragonfly-Registry = "http://198.18.0.1:5000"\n');
+        '  [host."http://127.0.0.1:65001".header]\n    X-Dragonfly-Registry = "http://198.18.0.1:5000"\n',
+    );
   });
   it('decodes a PNG (all filter types) and measures its content', () => {
     const w = 4;
@@ -144,19 +202,37 @@ describe('bench helpers', () => {
         const b = prev[i]!;
         const c = i >= 3 ? prev[i - 3]! : 0;
         let pred = 0;
-        if (f === 1) pred = a; else if (f === 2) pred = b; else if (f === 3) pred = (a + b) >> 1;
-        else if (f === 4) { const p = a + b - c; const pa = Math.abs(p - a); const pb = Math.abs(p - b); const pc = Math.abs(p - c); pred = pa <= pb && pa <= pc ? a : pb <= pc ? b : c; }
+        if (f === 1) pred = a;
+        else if (f === 2) pred = b;
+        else if (f === 3) pred = (a + b) >> 1;
+        else if (f === 4) {
+          const p = a + b - c;
+          const pa = Math.abs(p - a);
+          const pb = Math.abs(p - b);
+          const pc = Math.abs(p - c);
+          pred = pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+        }
         enc[i] = (line[i]! - pred) & 0xff;
       }
       rows.push(Buffer.concat([Buffer.from([f]), enc]));
       prev = line;
     }
     const chunk = (type: string, data: Buffer): Buffer => {
-      const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
+      const len = Buffer.alloc(4);
+      len.writeUInt32BE(data.length);
       return Buffer.concat([len, Buffer.from(type, 'latin1'), data, Buffer.alloc(4)]);
     };
-    const ihdr = Buffer.alloc(13); ihdr.writeUInt32BE(w, 0); ihdr.writeUInt32BE(h, 4); ihdr[8] = 8; ihdr[9] = 2;
-    const png = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(Buffer.concat(rows))), chunk('IEND', Buffer.alloc(0))]);
+    const ihdr = Buffer.alloc(13);
+    ihdr.writeUInt32BE(w, 0);
+    ihdr.writeUInt32BE(h, 4);
+    ihdr[8] = 8;
+    ihdr[9] = 2;
+    const png = Buffer.concat([
+      Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+      chunk('IHDR', ihdr),
+      chunk('IDAT', deflateSync(Buffer.concat(rows))),
+      chunk('IEND', Buffer.alloc(0)),
+    ]);
     const img = decodePng(png);
     assert.equal(img.width, 4);
     assert.equal(countColor(img, '#1f6feb', 0), 1);

@@ -5,7 +5,16 @@
  * environment (containerd, netns, rootfs, images) is in ./env.
  */
 export { runBench, summarizeRuns, machineInfo, type BenchOptions } from './run.js';
-export { writeReport, buildCharts, renderHtml, renderMarkdown, screenshot, dumpDom, chromiumBinary, type WrittenReport } from './report/index.js';
+export {
+  writeReport,
+  buildCharts,
+  renderHtml,
+  renderMarkdown,
+  screenshot,
+  dumpDom,
+  chromiumBinary,
+  type WrittenReport,
+} from './report/index.js';
 export { WORKLOADS, findWorkload, prepareWorkloadImage, type Workload } from './workloads.js';
 export { DRIVERS, modeAvailability, hostsToml } from './modes.js';
 export { summarize, percentile, median, type Summary } from './stats.js';

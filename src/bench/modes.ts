@@ -60,22 +60,33 @@ export interface ModeDriver {
 
 async function checked(what: string, p: Promise<{ code: number; stdout: string; stderr: string }>): Promise<void> {
   const r = await p;
-  if (r.code !== 0) throw new FerryError('INTERNAL', `${what} failed (${r.code}): ${(r.stderr || r.stdout).trim().split('\n').slice(-4).join(' | ')}`);
+  if (r.code !== 0)
+    throw new FerryError('INTERNAL', `${what} failed (${r.code}): ${(r.stderr || r.stdout).trim().split('\n').slice(-4).join(' | ')}`);
 }
 
 async function waitSocket(path: string, proc: ManagedProcess, what: string): Promise<void> {
-  await waitFor(async () => {
-    if (proc.exited()) throw new FerryError('UNAVAILABLE', `${what} exited: ${await proc.logTail()}`);
-    return existsSync(path);
-  }, what, 30_000, 50);
+  await waitFor(
+    async () => {
+      if (proc.exited()) throw new FerryError('UNAVAILABLE', `${what} exited: ${await proc.logTail()}`);
+      return existsSync(path);
+    },
+    what,
+    30_000,
+    50,
+  );
 }
 
 async function waitHttp(netns: string, url: string, proc: ManagedProcess, what: string): Promise<void> {
-  await waitFor(async () => {
-    if (proc.exited()) throw new FerryError('UNAVAILABLE', `${what} exited: ${await proc.logTail()}`);
-    const r = await execInNetns(netns, 'curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', url], { timeoutMs: 5_000 });
-    return r.code === 0 && r.stdout !== '000';
-  }, what, 30_000, 100);
+  await waitFor(
+    async () => {
+      if (proc.exited()) throw new FerryError('UNAVAILABLE', `${what} exited: ${await proc.logTail()}`);
+      const r = await execInNetns(netns, 'curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', url], { timeoutMs: 5_000 });
+      return r.code === 0 && r.stdout !== '000';
+    },
+    what,
+    30_000,
+    100,
+  );
 }
 
 const SCHED_PORT = 8002;
@@ -99,7 +110,10 @@ async function startScheduler(env: RunEnv): Promise<ManagedProcess[]> {
   await mkdir(dir, { recursive: true });
   const listen = `${x.ip}:${SCHED_PORT}`;
   const token = await clusterTokenFile(env);
-  const proc = spawnFerry('scheduler', ['scheduler', '--listen', listen, '--cluster-token-file', token], { netns: x.netns, logPath: join(dir, 'scheduler.log') });
+  const proc = spawnFerry('scheduler', ['scheduler', '--listen', listen, '--cluster-token-file', token], {
+    netns: x.netns,
+    logPath: join(dir, 'scheduler.log'),
+  });
   await waitHttp(x.netns, `http://${listen}/healthy`, proc, 'ferry scheduler');
   env.schedulerUrl = `http://${listen}`;
   // a seed peer (Dragonfly's usual deployment): the scheduler has it fetch cold tasks from the
@@ -109,10 +123,32 @@ async function startScheduler(env: RunEnv): Promise<ManagedProcess[]> {
   const sdir = join(env.dir, 'seed');
   await mkdir(sdir, { recursive: true });
   const cfg = await peerConfig(env.dir, env.registry.host);
-  const seed = spawnFerry('seed-peer', ['peer', '--config', cfg, '--seed', '--scheduler', env.schedulerUrl, '--data', sdir, '--cluster-token-file', token,
-    '--proxy-listen', `127.0.0.1:${PROXY_PORT}`, '--upload-listen', `${s.ip}:${UPLOAD_PORT}`,
-    '--registry-mirror', `http://${env.registry.host}`, '--ip', s.ip, '--hostname', 'bench-seed'],
-  { netns: s.netns, logPath: join(sdir, 'peer.log') });
+  const seed = spawnFerry(
+    'seed-peer',
+    [
+      'peer',
+      '--config',
+      cfg,
+      '--seed',
+      '--scheduler',
+      env.schedulerUrl,
+      '--data',
+      sdir,
+      '--cluster-token-file',
+      token,
+      '--proxy-listen',
+      `127.0.0.1:${PROXY_PORT}`,
+      '--upload-listen',
+      `${s.ip}:${UPLOAD_PORT}`,
+      '--registry-mirror',
+      `http://${env.registry.host}`,
+      '--ip',
+      s.ip,
+      '--hostname',
+      'bench-seed',
+    ],
+    { netns: s.netns, logPath: join(sdir, 'peer.log') },
+  );
   try {
     await waitHttp(s.netns, `http://${s.ip}:${UPLOAD_PORT}/healthy`, seed, 'ferry seed peer');
   } catch (err) {
@@ -146,10 +182,31 @@ async function startPeer(env: RunEnv, n: NodeEnv): Promise<ManagedProcess> {
   const dir = join(n.dir, 'peer');
   await mkdir(dir, { recursive: true });
   const cfg = await peerConfig(n.dir, env.registry.host);
-  const proc = spawnFerry('peer', ['peer', '--config', cfg, '--scheduler', env.schedulerUrl, '--data', dir, '--cluster-token-file', await clusterTokenFile(env),
-    '--proxy-listen', `127.0.0.1:${PROXY_PORT}`, '--upload-listen', `${n.node.ip}:${UPLOAD_PORT}`,
-    '--registry-mirror', `http://${env.registry.host}`, '--ip', n.node.ip, '--hostname', `bench-node-${n.index + 1}`],
-  { netns: n.node.netns, logPath: join(dir, 'peer.log') });
+  const proc = spawnFerry(
+    'peer',
+    [
+      'peer',
+      '--config',
+      cfg,
+      '--scheduler',
+      env.schedulerUrl,
+      '--data',
+      dir,
+      '--cluster-token-file',
+      await clusterTokenFile(env),
+      '--proxy-listen',
+      `127.0.0.1:${PROXY_PORT}`,
+      '--upload-listen',
+      `${n.node.ip}:${UPLOAD_PORT}`,
+      '--registry-mirror',
+      `http://${env.registry.host}`,
+      '--ip',
+      n.node.ip,
+      '--hostname',
+      `bench-node-${n.index + 1}`,
+    ],
+    { netns: n.node.netns, logPath: join(dir, 'peer.log') },
+  );
   await waitHttp(n.node.netns, `http://${n.node.ip}:${UPLOAD_PORT}/healthy`, proc, 'ferry peer');
   return proc;
 }
@@ -172,8 +229,11 @@ const ociDriver: ModeDriver = {
   requires: [],
   ref: (w) => w.ociRef,
   nodeSetup: async () => ({ procs: [] }),
-  pull: (_env, _n, p, ctd, ref) => checked('ctr images pull', ctd.ctr(['images', 'pull', '--plain-http',
-    ...(p.hostsDir ? ['--hosts-dir', p.hostsDir] : []), ref], { timeoutMs: 30 * 60_000 })),
+  pull: (_env, _n, p, ctd, ref) =>
+    checked(
+      'ctr images pull',
+      ctd.ctr(['images', 'pull', '--plain-http', ...(p.hostsDir ? ['--hosts-dir', p.hostsDir] : []), ref], { timeoutMs: 30 * 60_000 }),
+    ),
 };
 
 const ociP2pDriver: ModeDriver = {
@@ -215,17 +275,35 @@ function lazyDriver(id: ModeId, variant: 'erofs' | 'fuse', extra: { prefetch?: b
       snapHelp = help.snapshotter ?? '';
       pullHelp = help.pull ?? '';
       if (variant === 'fuse' && !snapshotterModeArgs(snapHelp, 'fuse')) return '`ferry snapshotter` has no option to choose FUSE mode';
-      if (extra.p2p && !hasFlag(snapHelp, '--proxy') && !hasFlag(snapHelp, '--p2p-proxy')) return '`ferry snapshotter` has no option to read blobs through the P2P peer (--proxy) yet';
+      if (extra.p2p && !hasFlag(snapHelp, '--proxy') && !hasFlag(snapHelp, '--p2p-proxy'))
+        return '`ferry snapshotter` has no option to read blobs through the P2P peer (--proxy) yet';
       if (extra.prefetch && !hasFlag(snapHelp, '--prefetch')) return '`ferry snapshotter` has no --prefetch option';
       return undefined;
     },
-    ref: (w) => (extra.trace ? w.nydusTraceRef : extra.prefetch ? w.nydusPrefetchRef ?? w.nydusRef : w.nydusRef),
-    ...(extra.trace ? {
-      // the warm-up run's snapshotter recorded what the container read: attach it to the image
-      afterWarmup: (env: RunEnv, n: NodeEnv, ref: string) => checked('ferry trace push', exec(process.execPath, [ferryBin(), 'trace', 'push', '--plain-http',
-        ...(env.registry.creds ? ['--user', `${env.registry.creds.username}:${env.registry.creds.password}`] : []),
-        '--snapshotter-api', join(n.dir, 'snapshotter', 'root', 'api.sock'), ref], { netns: n.node.netns, timeoutMs: 60_000 })),
-    } : {}),
+    ref: (w) => (extra.trace ? w.nydusTraceRef : extra.prefetch ? (w.nydusPrefetchRef ?? w.nydusRef) : w.nydusRef),
+    ...(extra.trace
+      ? {
+          // the warm-up run's snapshotter recorded what the container read: attach it to the image
+          afterWarmup: (env: RunEnv, n: NodeEnv, ref: string) =>
+            checked(
+              'ferry trace push',
+              exec(
+                process.execPath,
+                [
+                  ferryBin(),
+                  'trace',
+                  'push',
+                  '--plain-http',
+                  ...(env.registry.creds ? ['--user', `${env.registry.creds.username}:${env.registry.creds.password}`] : []),
+                  '--snapshotter-api',
+                  join(n.dir, 'snapshotter', 'root', 'api.sock'),
+                  ref,
+                ],
+                { netns: n.node.netns, timeoutMs: 60_000 },
+              ),
+            ),
+        }
+      : {}),
     ...(extra.p2p ? { runSetup: startScheduler } : {}),
     nodeSetup: async (env, n) => {
       const procs: ManagedProcess[] = [];
@@ -254,19 +332,36 @@ function lazyDriver(id: ModeId, variant: 'erofs' | 'fuse', extra: { prefetch?: b
       const sock = join(n.dir, 'snapshotter', 'root', 'metrics.sock');
       if (!existsSync(sock)) return undefined;
       const r = await exec('curl', ['-s', '--unix-socket', sock, 'http://localhost/metrics'], { timeoutMs: 10_000 });
-      return r.code === 0 ? sumMetric(r.stdout, 'ferry_snapshotter_lazy_bytes_fetched') ?? undefined : undefined;
+      return r.code === 0 ? (sumMetric(r.stdout, 'ferry_snapshotter_lazy_bytes_fetched') ?? undefined) : undefined;
     },
-    pull: (_env, n, _p, ctd, ref) => checked('ferry pull', exec(process.execPath, [ferryBin(), 'pull', '--address', ctd.address,
-      '--namespace', ctd.namespace, '--snapshotter', 'ferry', '--plain-http',
-      // the pull runs inside the (warm) snapshotter of this node when it offers a pull API
-      ...(hasFlag(pullHelp, '--snapshotter-api') ? ['--snapshotter-api', join(n.dir, 'snapshotter', 'root', 'api.sock')] : []),
-      ref], { netns: n.node.netns, timeoutMs: 30 * 60_000 })),
+    pull: (_env, n, _p, ctd, ref) =>
+      checked(
+        'ferry pull',
+        exec(
+          process.execPath,
+          [
+            ferryBin(),
+            'pull',
+            '--address',
+            ctd.address,
+            '--namespace',
+            ctd.namespace,
+            '--snapshotter',
+            'ferry',
+            '--plain-http',
+            // the pull runs inside the (warm) snapshotter of this node when it offers a pull API
+            ...(hasFlag(pullHelp, '--snapshotter-api') ? ['--snapshotter-api', join(n.dir, 'snapshotter', 'root', 'api.sock')] : []),
+            ref,
+          ],
+          { netns: n.node.netns, timeoutMs: 30 * 60_000 },
+        ),
+      ),
   };
   return d;
 }
 
 export const DRIVERS: Record<ModeId, ModeDriver> = {
-  'oci': ociDriver,
+  oci: ociDriver,
   'lazy-erofs': lazyDriver('lazy-erofs', 'erofs', {}),
   'lazy-fuse': lazyDriver('lazy-fuse', 'fuse', {}),
   'lazy-prefetch': lazyDriver('lazy-prefetch', 'erofs', { prefetch: true }),
@@ -289,7 +384,10 @@ export async function modeAvailability(modes: ModeId[]): Promise<Map<ModeId, str
   for (const m of modes) {
     const d = DRIVERS[m];
     const miss = d.requires.filter((s) => missing[s]).map((s) => missing[s]);
-    if (miss.length) { out.set(m, miss.join('; ')); continue; }
+    if (miss.length) {
+      out.set(m, miss.join('; '));
+      continue;
+    }
     out.set(m, d.check?.(help));
   }
   return out;

@@ -52,7 +52,12 @@ export interface ManagedProcess {
 }
 
 /** Spawns `ferry ARGS…` (or another command) with its output in `logPath`. */
-export function spawnManaged(name: string, cmd: string, args: string[], opts: { netns?: string; logPath: string; env?: NodeJS.ProcessEnv }): ManagedProcess {
+export function spawnManaged(
+  name: string,
+  cmd: string,
+  args: string[],
+  opts: { netns?: string; logPath: string; env?: NodeJS.ProcessEnv },
+): ManagedProcess {
   const [c, a] = netnsWrap(opts.netns, cmd, args);
   const log = createWriteStream(opts.logPath, { flags: 'a' });
   const child = spawn(c, a, { env: { ...process.env, ...(opts.env ?? {}), PATH: sbinPath() }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -60,8 +65,14 @@ export function spawnManaged(name: string, cmd: string, args: string[], opts: { 
   child.stderr?.pipe(log, { end: false });
   let done = false;
   const exit = new Promise<void>((res) => {
-    child.on('exit', () => { done = true; res(); });
-    child.on('error', () => { done = true; res(); });
+    child.on('exit', () => {
+      done = true;
+      res();
+    });
+    child.on('error', () => {
+      done = true;
+      res();
+    });
   });
   let lastCpu = NaN;
   const mp: ManagedProcess = {
@@ -90,7 +101,11 @@ export function spawnManaged(name: string, cmd: string, args: string[], opts: { 
 }
 
 /** Spawns `node bin/ferry.js SUBCOMMAND …`. */
-export function spawnFerry(name: string, args: string[], opts: { netns?: string; logPath: string; env?: NodeJS.ProcessEnv }): ManagedProcess {
+export function spawnFerry(
+  name: string,
+  args: string[],
+  opts: { netns?: string; logPath: string; env?: NodeJS.ProcessEnv },
+): ManagedProcess {
   return spawnManaged(name, process.execPath, [ferryBin(), ...args], opts);
 }
 

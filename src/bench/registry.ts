@@ -30,12 +30,21 @@ export function sumMetric(text: string, name: string): number | null {
     const rest = line.slice(name.length);
     if (rest[0] !== ' ' && rest[0] !== '{') continue;
     const v = Number(line.trim().split(/\s+/).pop());
-    if (Number.isFinite(v)) { sum += v; found = true; }
+    if (Number.isFinite(v)) {
+      sum += v;
+      found = true;
+    }
   }
   return found ? sum : null;
 }
 
-export async function startBenchRegistry(o: { netns: string; ip: string; dir: string; prefer?: 'ferry' | 'distribution'; log: Logger }): Promise<{ registry: BenchRegistry; note?: string }> {
+export async function startBenchRegistry(o: {
+  netns: string;
+  ip: string;
+  dir: string;
+  prefer?: 'ferry' | 'distribution';
+  log: Logger;
+}): Promise<{ registry: BenchRegistry; note?: string }> {
   await mkdir(o.dir, { recursive: true });
   const host = `${o.ip}:5000`;
   let note: string | undefined;
@@ -43,14 +52,23 @@ export async function startBenchRegistry(o: { netns: string; ip: string; dir: st
     const probe = await probeSubcommand('registry');
     if (probe.ok) {
       const password = randomBytes(12).toString('hex');
-      const proc = spawnFerry('registry', ['registry', '--listen', host, '--data', join(o.dir, 'data'), '--admin-password', password],
-        { netns: o.netns, logPath: join(o.dir, 'registry.log') });
+      const proc = spawnFerry('registry', ['registry', '--listen', host, '--data', join(o.dir, 'data'), '--admin-password', password], {
+        netns: o.netns,
+        logPath: join(o.dir, 'registry.log'),
+      });
       try {
-        await waitFor(async () => {
-          if (proc.exited()) throw new Error(`ferry registry exited: ${await proc.logTail()}`);
-          const r = await execInNetns(o.netns, 'curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', `http://${host}/v2/`], { timeoutMs: 5_000 });
-          return r.stdout === '200' || r.stdout === '401';
-        }, 'ferry registry', 30_000, 200);
+        await waitFor(
+          async () => {
+            if (proc.exited()) throw new Error(`ferry registry exited: ${await proc.logTail()}`);
+            const r = await execInNetns(o.netns, 'curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', `http://${host}/v2/`], {
+              timeoutMs: 5_000,
+            });
+            return r.stdout === '200' || r.stdout === '401';
+          },
+          'ferry registry',
+          30_000,
+          200,
+        );
         const blobBytesServed = async (): Promise<number | null> => {
           const r = await execInNetns(o.netns, 'curl', ['-s', `http://${host}/metrics`], { timeoutMs: 10_000 });
           return r.code === 0 ? sumMetric(r.stdout, 'ferry_registry_blob_bytes_served_total') : null;

@@ -9,7 +9,7 @@ export type ModeId = 'oci' | 'lazy-erofs' | 'lazy-fuse' | 'lazy-prefetch' | 'laz
 export const ALL_MODES: ModeId[] = ['oci', 'lazy-erofs', 'lazy-fuse', 'lazy-prefetch', 'lazy-trace', 'lazy-p2p', 'oci-p2p'];
 
 export const MODE_LABELS: Record<ModeId, string> = {
-  'oci': 'OCI (containerd pull + overlayfs)',
+  oci: 'OCI (containerd pull + overlayfs)',
   'lazy-erofs': 'Ferry lazy (EROFS)',
   'lazy-fuse': 'Ferry lazy (FUSE)',
   'lazy-prefetch': 'Ferry lazy + prefetch',

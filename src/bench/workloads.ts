@@ -31,7 +31,9 @@ export interface Workload {
 
 export const WORKLOADS: Workload[] = [
   {
-    id: 'hello', title: 'busybox echo hello (tiny)', quick: true,
+    id: 'hello',
+    title: 'busybox echo hello (tiny)',
+    quick: true,
     rootfs: { kind: 'busybox' },
     appFiles: { 'etc/motd': 'ferry bench\n' },
     command: ['/bin/echo', 'hello'],
@@ -39,21 +41,24 @@ export const WORKLOADS: Workload[] = [
     prefetch: ['/bin/busybox'],
   },
   {
-    id: 'echo', title: 'Debian minbase: echo hello',
+    id: 'echo',
+    title: 'Debian minbase: echo hello',
     rootfs: { kind: 'debootstrap', include: [] },
     command: ['/bin/echo', 'hello'],
     ready: { kind: 'exit', stdout: 'hello' },
     prefetch: ['/usr/bin/echo', '/usr/lib/x86_64-linux-gnu/libc.so.6', '/usr/lib64'],
   },
   {
-    id: 'python', title: 'python3 -c print("hello")',
+    id: 'python',
+    title: 'python3 -c print("hello")',
     rootfs: { kind: 'debootstrap', include: ['python3'] },
     command: ['/usr/bin/python3', '-c', 'print("hello")'],
     ready: { kind: 'exit', stdout: 'hello' },
     prefetch: ['/usr/bin/python3.11', '/usr/lib/python3.11', '/usr/lib/x86_64-linux-gnu', '/usr/lib64'],
   },
   {
-    id: 'http', title: 'python3 http.server, polled every 10 ms',
+    id: 'http',
+    title: 'python3 http.server, polled every 10 ms',
     rootfs: { kind: 'debootstrap', include: ['python3'] },
     appFiles: { 'srv/index.html': '<h1>hello</h1>\n' },
     command: ['/usr/bin/python3', '-m', 'http.server', '8080', '--bind', '127.0.0.1', '--directory', '/srv'],
@@ -61,14 +66,16 @@ export const WORKLOADS: Workload[] = [
     prefetch: ['/usr/bin/python3.11', '/usr/lib/python3.11', '/usr/lib/x86_64-linux-gnu', '/usr/lib64'],
   },
   {
-    id: 'redis', title: 'redis-server until "Ready to accept connections"',
+    id: 'redis',
+    title: 'redis-server until "Ready to accept connections"',
     rootfs: { kind: 'debootstrap', include: ['redis-server'] },
     command: ['/usr/bin/redis-server', '--port', '6380', '--save', '', '--appendonly', 'no', '--bind', '127.0.0.1'],
     ready: { kind: 'line', pattern: 'Ready to accept connections' },
     prefetch: ['/usr/bin/redis-server', '/usr/bin/redis-check-rdb', '/usr/lib/x86_64-linux-gnu', '/usr/lib64'],
   },
   {
-    id: 'large', title: 'python3 hello + 512 MiB unused incompressible file',
+    id: 'large',
+    title: 'python3 hello + 512 MiB unused incompressible file',
     rootfs: { kind: 'debootstrap', include: ['python3'] },
     bigFileBytes: 512 * 1024 * 1024,
     command: ['/usr/bin/python3', '-c', 'print("hello")'],
@@ -79,7 +86,8 @@ export const WORKLOADS: Workload[] = [
 
 export function findWorkload(id: string): Workload {
   const w = WORKLOADS.find((x) => x.id === id);
-  if (!w) throw new FerryError('INVALID_ARGUMENT', `unknown workload ${JSON.stringify(id)} (known: ${WORKLOADS.map((x) => x.id).join(', ')})`);
+  if (!w)
+    throw new FerryError('INVALID_ARGUMENT', `unknown workload ${JSON.stringify(id)} (known: ${WORKLOADS.map((x) => x.id).join(', ')})`);
   return w;
 }
 

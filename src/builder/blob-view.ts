@@ -10,7 +10,14 @@ import { open } from 'node:fs/promises';
 import { FerryError } from '../core/index.js';
 import { getCodec, compressorFromCode, type CompressorName } from '../format/compress/index.js';
 import {
-  walkReverseTar, decodeToc, decodeBlobMetaHeader, decodeCiTable, BlobSection, BLOB_META_HEADER_SIZE, type CiEntry, type BlobMetaHeader,
+  walkReverseTar,
+  decodeToc,
+  decodeBlobMetaHeader,
+  decodeCiTable,
+  BlobSection,
+  BLOB_META_HEADER_SIZE,
+  type CiEntry,
+  type BlobMetaHeader,
 } from '../format/rafs/index.js';
 
 /** Reads the CI header and table of a blob file (located through its ToC or reverse tar headers). */
@@ -33,10 +40,14 @@ export async function readBlobMeta(blobPath: string): Promise<{ header: BlobMeta
     const tailLen = Math.min(size, 1 << 16);
     const tail = await read(size - tailLen, tailLen);
     const base = size - tailLen;
-    const sections = walkReverseTar((o, l) => {
-      if (o < base) throw new FerryError('DATA_LOSS', `${blobPath}: blob tail larger than expected`);
-      return tail.subarray(o - base, o - base + l);
-    }, size, 2);
+    const sections = walkReverseTar(
+      (o, l) => {
+        if (o < base) throw new FerryError('DATA_LOSS', `${blobPath}: blob tail larger than expected`);
+        return tail.subarray(o - base, o - base + l);
+      },
+      size,
+      2,
+    );
     let headerOffset: number | undefined;
     const tocSec = sections.find((s) => s.name === BlobSection.TOC);
     if (tocSec && tocSec.offset >= base) {

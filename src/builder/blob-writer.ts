@@ -13,8 +13,20 @@ import { randomBytes } from 'node:crypto';
 import { FerryError } from '../core/index.js';
 import { getCodec, COMPRESSOR_CODES, type Codec, type CompressorName } from '../format/compress/index.js';
 import {
-  encodeCiTable, encodeBlobMetaHeader, blobMetaCacheFile, BlobFeatures, encodeDigestArray, FERRY_BLOB_FEATURES, BLOB_META_HEADER_SIZE, type CiEntry,
-  encodeTarHeader, encodeToc, tocEntryFor, BlobSection, TocFlag, TAR_BLOCK,
+  encodeCiTable,
+  encodeBlobMetaHeader,
+  blobMetaCacheFile,
+  BlobFeatures,
+  encodeDigestArray,
+  FERRY_BLOB_FEATURES,
+  BLOB_META_HEADER_SIZE,
+  type CiEntry,
+  encodeTarHeader,
+  encodeToc,
+  tocEntryFor,
+  BlobSection,
+  TocFlag,
+  TAR_BLOCK,
 } from '../format/rafs/index.js';
 import { chunkDigest } from './digest.js';
 import { compressPool, defaultCompressThreads } from './compress-pool.js';
@@ -97,9 +109,20 @@ export class BlobWriter {
     this.maxInflight = 2 * this.threads + 2;
     this.tmpPath = join(opts.workDir, `blob-${process.pid}-${randomBytes(6).toString('hex')}.tmp`);
     this.desc = {
-      blobId: '', chunkSize: opts.chunkSize, chunkCount: 0, compressor: opts.compressor, digester: opts.digester,
-      features: FERRY_BLOB_FEATURES, compressedSize: 0, uncompressedSize: 0, tocSize: 0, tocDigest: Buffer.alloc(32),
-      ciCompressor: 0, ciOffset: 0, ciCompressedSize: 0, ciUncompressedSize: 0,
+      blobId: '',
+      chunkSize: opts.chunkSize,
+      chunkCount: 0,
+      compressor: opts.compressor,
+      digester: opts.digester,
+      features: FERRY_BLOB_FEATURES,
+      compressedSize: 0,
+      uncompressedSize: 0,
+      tocSize: 0,
+      tocDigest: Buffer.alloc(32),
+      ciCompressor: 0,
+      ciOffset: 0,
+      ciCompressedSize: 0,
+      ciUncompressedSize: 0,
     };
   }
 
@@ -146,9 +169,15 @@ export class BlobWriter {
     const digest = chunkDigest(this.opts.digester, data);
     const key = chunkKey(digest, data.length);
     const mine = this.own.get(key);
-    if (mine) { this.stats.chunksDeduped++; return mine; }
+    if (mine) {
+      this.stats.chunksDeduped++;
+      return mine;
+    }
     const known = this.opts.known?.get(key);
-    if (known) { this.stats.chunksFromDict++; return known; }
+    if (known) {
+      this.stats.chunksFromDict++;
+      return known;
+    }
 
     const entry: CiEntry = {
       compressedOffset: -1,
@@ -159,7 +188,10 @@ export class BlobWriter {
     };
     this.uncompressedEnd += Math.ceil(data.length / 4096) * 4096;
     const ref: Omit<ChunkRef, 'fileOffset'> = {
-      blob: this.desc, chunkIndex: this.ci.length, ...entry, digest,
+      blob: this.desc,
+      chunkIndex: this.ci.length,
+      ...entry,
+      digest,
     };
     this.ci.push(entry);
     this.digests.push(digest);
@@ -167,7 +199,9 @@ export class BlobWriter {
     this.stats.chunksStored++;
     const offload = this.threads > 0 && data.length >= OFFLOAD_MIN;
     if (offload && transient) data = Buffer.from(data);
-    const result = offload ? compressPool(this.threads).compress(this.opts.compressor, data, this.opts.compressLevel) : this.codec.compress(data, this.opts.compressLevel);
+    const result = offload
+      ? compressPool(this.threads).compress(this.opts.compressor, data, this.opts.compressLevel)
+      : this.codec.compress(data, this.opts.compressLevel);
     if (result === null && transient) data = Buffer.from(data);
     this.jobs.push({ entry, data, result });
     // without workers every job is complete: place it right away
@@ -238,7 +272,7 @@ export class BlobWriter {
     const { bytesWritten } = await this.fh.writev(bufs, this.written);
     if (bytesWritten !== total) {
       // a short vectored write: finish the rest buffer by buffer
-      let off = bytesWritten;
+      const off = bytesWritten;
       const rest = Buffer.concat(bufs, total).subarray(off);
       let p = 0;
       while (p < rest.length) {
@@ -260,7 +294,10 @@ export class BlobWriter {
    * bootstrap it returns — built while `desc` carries the placeholder id `x`×64 and the blob size
    * before the bootstrap, as upstream does — is stored zstd-compressed as the `image.boot` section.
    */
-  async finish(blobDir: string, inlineBootstrap?: () => Buffer): Promise<{ desc: BlobDesc; blobPath: string; blobSize: number; blobMeta: Buffer } | null> {
+  async finish(
+    blobDir: string,
+    inlineBootstrap?: () => Buffer,
+  ): Promise<{ desc: BlobDesc; blobPath: string; blobSize: number; blobMeta: Buffer } | null> {
     if (this.finished) throw new FerryError('FAILED_PRECONDITION', 'blob writer already finished');
     this.finished = true;
     if (!this.hasData) {
@@ -284,12 +321,22 @@ export class BlobWriter {
       // compress the CI table with the blob's compressor when it shrinks (zstd only: the Go ToC
       // reader of nydus-snapshotter decodes none/zstd CI tables, nothing else)
       const z = getCodec('zstd').compress(ciRaw);
-      if (z) { ciStored = z; ciCompressor = COMPRESSOR_CODES.zstd; }
+      if (z) {
+        ciStored = z;
+        ciCompressor = COMPRESSOR_CODES.zstd;
+      }
     }
     const ciOffset = this.written;
     const header = encodeBlobMetaHeader({
-      features, ciCompressor, ciEntries: this.ci.length, ciOffset,
-      ciCompressedSize: ciStored.length, ciUncompressedSize: ciRaw.length, ctxOffset: 0, ctxSize: 0, ctxCount: 0,
+      features,
+      ciCompressor,
+      ciEntries: this.ci.length,
+      ciOffset,
+      ciCompressedSize: ciStored.length,
+      ciUncompressedSize: ciRaw.length,
+      ctxOffset: 0,
+      ctxSize: 0,
+      ctxCount: 0,
     });
     await this.write(ciStored);
     await this.write(header);
@@ -300,22 +347,44 @@ export class BlobWriter {
     await this.write(encodeTarHeader(BlobSection.DIGEST, digestArray.length));
     const entries = [
       tocEntryFor(BlobSection.DATA, Buffer.alloc(0), 0, TocFlag.NONE, this.uncompressedEnd, dataDigest),
-      tocEntryFor(BlobSection.META, ciStored, ciOffset, ciCompressor === 0 ? TocFlag.NONE : TocFlag.ZSTD, ciRaw.length, createHash('sha256').update(ciRaw).digest()),
+      tocEntryFor(
+        BlobSection.META,
+        ciStored,
+        ciOffset,
+        ciCompressor === 0 ? TocFlag.NONE : TocFlag.ZSTD,
+        ciRaw.length,
+        createHash('sha256').update(ciRaw).digest(),
+      ),
       tocEntryFor(BlobSection.META_HEADER, header, ciOffset + ciStored.length),
       tocEntryFor(BlobSection.DIGEST, digestArray, digestOffset),
     ];
     if (inlineBootstrap) {
       const bootOffset = this.dataSize;
       Object.assign(this.desc, {
-        blobId: 'x'.repeat(64), chunkCount: this.ci.length, compressedSize: bootOffset, uncompressedSize: this.uncompressedEnd,
-        ciCompressor, ciOffset, ciCompressedSize: ciStored.length, ciUncompressedSize: ciRaw.length,
+        blobId: 'x'.repeat(64),
+        chunkCount: this.ci.length,
+        compressedSize: bootOffset,
+        uncompressedSize: this.uncompressedEnd,
+        ciCompressor,
+        ciOffset,
+        ciCompressedSize: ciStored.length,
+        ciUncompressedSize: ciRaw.length,
       } satisfies Partial<BlobDesc>);
       const boot = inlineBootstrap();
       const z = getCodec('zstd').compress(boot);
       const payload = z ?? boot;
       await this.write(payload);
       await this.write(encodeTarHeader(BlobSection.BOOTSTRAP, payload.length));
-      entries.push(tocEntryFor(BlobSection.BOOTSTRAP, payload, bootOffset, z ? TocFlag.ZSTD : TocFlag.NONE, boot.length, createHash('sha256').update(boot).digest()));
+      entries.push(
+        tocEntryFor(
+          BlobSection.BOOTSTRAP,
+          payload,
+          bootOffset,
+          z ? TocFlag.ZSTD : TocFlag.NONE,
+          boot.length,
+          createHash('sha256').update(boot).digest(),
+        ),
+      );
     }
     const toc = encodeToc(entries);
     // the image.blob entry's compressed size is the data length, not the empty placeholder
@@ -359,7 +428,10 @@ export class BlobWriter {
     this.jobs.length = 0;
     this.pending = [];
     this.pendingBytes = 0;
-    if (this.fh) { await this.fh.close().catch(() => {}); this.fh = undefined; }
+    if (this.fh) {
+      await this.fh.close().catch(() => {});
+      this.fh = undefined;
+    }
     await unlink(this.tmpPath).catch(() => {});
   }
 }

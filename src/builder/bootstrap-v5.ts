@@ -10,9 +10,24 @@
 import { FerryError } from '../core/index.js';
 import { encodeRdev } from '../format/erofs/index.js';
 import {
-  RAFS_V5_SUPER_MAGIC, RAFS_V5_SUPER_VERSION, RAFS_V5_SUPERBLOCK_SIZE, RAFS_V5_INODE_SIZE, RAFS_V5_EXT_BLOB_ENTRY_SIZE,
-  RAFS_V6_CHUNK_INFO_SIZE, RAFS_MAX_BLOBS, RafsV5InodeFlags, RafsSuperFlags, ChunkFlags, compressorFlag, digesterFlag,
-  rafsV5Align, writeRafsV5SuperBlock, encodeRafsV5BlobTable, writeRafsV5ExtBlobEntry, writeRafsV5Inode, encodeRafsV5Xattrs,
+  RAFS_V5_SUPER_MAGIC,
+  RAFS_V5_SUPER_VERSION,
+  RAFS_V5_SUPERBLOCK_SIZE,
+  RAFS_V5_INODE_SIZE,
+  RAFS_V5_EXT_BLOB_ENTRY_SIZE,
+  RAFS_V6_CHUNK_INFO_SIZE,
+  RAFS_MAX_BLOBS,
+  RafsV5InodeFlags,
+  RafsSuperFlags,
+  ChunkFlags,
+  compressorFlag,
+  digesterFlag,
+  rafsV5Align,
+  writeRafsV5SuperBlock,
+  encodeRafsV5BlobTable,
+  writeRafsV5ExtBlobEntry,
+  writeRafsV5Inode,
+  encodeRafsV5Xattrs,
   writeRafsChunkInfo,
 } from '../format/rafs/index.js';
 import { chunkDigest } from './digest.js';
@@ -20,7 +35,13 @@ import { collectBlobs, type BootstrapOptions } from './bootstrap-v6.js';
 import type { Inode } from './tree.js';
 
 const MODE_TYPE: Record<Inode['type'], number> = {
-  file: 0o100000, dir: 0o040000, symlink: 0o120000, char: 0o020000, block: 0o060000, fifo: 0o010000, socket: 0o140000,
+  file: 0o100000,
+  dir: 0o040000,
+  symlink: 0o120000,
+  char: 0o020000,
+  block: 0o060000,
+  fifo: 0o010000,
+  socket: 0o140000,
 };
 
 interface Rec {
@@ -44,7 +65,16 @@ export function writeBootstrapV5(root: Inode, opts: BootstrapOptions): Buffer {
   const firstIndex = new Map<Inode, number>();
   const linkCount = new Map<Inode, number>();
   const mk = (node: Inode, name: Buffer, parent: number): Rec => {
-    const r: Rec = { node, name, index: recs.length + 1, parent, childIndex: 0, childCount: 0, xattrs: encodeRafsV5Xattrs(node.xattrs), offset: 0 };
+    const r: Rec = {
+      node,
+      name,
+      index: recs.length + 1,
+      parent,
+      childIndex: 0,
+      childCount: 0,
+      xattrs: encodeRafsV5Xattrs(node.xattrs),
+      offset: 0,
+    };
     recs.push(r);
     if (!firstIndex.has(node)) firstIndex.set(node, r.index);
     linkCount.set(node, (linkCount.get(node) ?? 0) + 1);
@@ -111,46 +141,90 @@ export function writeBootstrapV5(root: Inode, opts: BootstrapOptions): Buffer {
     const links = n.type === 'dir' ? 0 : linkCount.get(n)!;
     let nlink = links;
     if (n.type === 'dir') nlink = 2 + [...n.children!.values()].filter((c) => c.type === 'dir').length;
-    const flags = (n.type === 'symlink' ? RafsV5InodeFlags.SYMLINK : 0) | (n.type === 'file' && links > 1 ? RafsV5InodeFlags.HARDLINK : 0)
-      | (r.xattrs.length ? RafsV5InodeFlags.XATTR : 0);
+    const flags =
+      (n.type === 'symlink' ? RafsV5InodeFlags.SYMLINK : 0) |
+      (n.type === 'file' && links > 1 ? RafsV5InodeFlags.HARDLINK : 0) |
+      (r.xattrs.length ? RafsV5InodeFlags.XATTR : 0);
     if (r.xattrs.length) hasXattr = true;
     const size = n.type === 'file' ? n.size : n.type === 'symlink' ? n.target!.length : n.type === 'dir' ? 4096 : 0;
     writeRafsV5Inode(out, r.offset, {
-      digest: digestOf(n), parent: r.parent, ino: n.type === 'dir' ? r.index : firstIndex.get(n)!, uid: n.uid, gid: n.gid, projid: 0,
-      mode: MODE_TYPE[n.type] | (n.perm & 0o7777), size, blocks: Math.ceil(size / 512), flags, nlink,
-      childIndex: r.childIndex, childCount: n.type === 'file' ? (n.chunks?.length ?? 0) : r.childCount, nameSize: r.name.length,
+      digest: digestOf(n),
+      parent: r.parent,
+      ino: n.type === 'dir' ? r.index : firstIndex.get(n)!,
+      uid: n.uid,
+      gid: n.gid,
+      projid: 0,
+      mode: MODE_TYPE[n.type] | (n.perm & 0o7777),
+      size,
+      blocks: Math.ceil(size / 512),
+      flags,
+      nlink,
+      childIndex: r.childIndex,
+      childCount: n.type === 'file' ? (n.chunks?.length ?? 0) : r.childCount,
+      nameSize: r.name.length,
       symlinkSize: n.type === 'symlink' ? n.target!.length : 0,
       rdev: n.type === 'char' || n.type === 'block' ? encodeRdev(n.rdevMajor ?? 0, n.rdevMinor ?? 0) : 0,
-      mtimeNsec: n.mtimeNsec, mtime: n.mtime,
+      mtimeNsec: n.mtimeNsec,
+      mtime: n.mtime,
     });
     let p = r.offset + RAFS_V5_INODE_SIZE;
     r.name.copy(out, p);
     p += rafsV5Align(r.name.length);
-    if (n.type === 'symlink') { n.target!.copy(out, p); p += rafsV5Align(n.target!.length); }
+    if (n.type === 'symlink') {
+      n.target!.copy(out, p);
+      p += rafsV5Align(n.target!.length);
+    }
     r.xattrs.copy(out, p);
     p += r.xattrs.length;
     if (n.type === 'file') {
       for (const c of n.chunks ?? []) {
         writeRafsChunkInfo(out, p, {
-          blockId: c.digest, blobIndex: blobIndex.get(c.blob)!, flags: c.compressed ? ChunkFlags.COMPRESSED : 0,
-          compressedSize: c.compressedSize, uncompressedSize: c.uncompressedSize, compressedOffset: c.compressedOffset,
-          uncompressedOffset: c.uncompressedOffset, fileOffset: c.fileOffset, index: c.chunkIndex, crc32: 0,
+          blockId: c.digest,
+          blobIndex: blobIndex.get(c.blob)!,
+          flags: c.compressed ? ChunkFlags.COMPRESSED : 0,
+          compressedSize: c.compressedSize,
+          uncompressedSize: c.uncompressedSize,
+          compressedOffset: c.compressedOffset,
+          uncompressedOffset: c.uncompressedOffset,
+          fileOffset: c.fileOffset,
+          index: c.chunkIndex,
+          crc32: 0,
         });
         p += RAFS_V6_CHUNK_INFO_SIZE;
       }
     }
   }
-  prefetch.forEach((ino, i) => out.writeUInt32LE(ino, prefetchOffset + 4 * i));
+  prefetch.forEach((ino, i) => {
+    out.writeUInt32LE(ino, prefetchOffset + 4 * i);
+  });
   blobTable.copy(out, blobTableOffset);
-  blobs.forEach((b, i) => writeRafsV5ExtBlobEntry(out, extOffset + i * RAFS_V5_EXT_BLOB_ENTRY_SIZE, {
-    chunkCount: b.chunkCount, uncompressedSize: b.uncompressedSize, compressedSize: b.compressedSize,
-  }));
-  const sflags = compressorFlag(opts.compressor) | digesterFlag(opts.digester) | RafsSuperFlags.EXPLICIT_UID_GID | (hasXattr ? RafsSuperFlags.HAS_XATTR : 0);
+  blobs.forEach((b, i) => {
+    writeRafsV5ExtBlobEntry(out, extOffset + i * RAFS_V5_EXT_BLOB_ENTRY_SIZE, {
+      chunkCount: b.chunkCount,
+      uncompressedSize: b.uncompressedSize,
+      compressedSize: b.compressedSize,
+    });
+  });
+  const sflags =
+    compressorFlag(opts.compressor) |
+    digesterFlag(opts.digester) |
+    RafsSuperFlags.EXPLICIT_UID_GID |
+    (hasXattr ? RafsSuperFlags.HAS_XATTR : 0);
   writeRafsV5SuperBlock(out, 0, {
-    magic: RAFS_V5_SUPER_MAGIC, version: RAFS_V5_SUPER_VERSION, sbSize: RAFS_V5_SUPERBLOCK_SIZE, blockSize: opts.chunkSize,
-    flags: sflags, inodesCount: recs.length, inodeTableOffset, prefetchTableOffset: prefetch.length ? prefetchOffset : 0,
-    blobTableOffset, inodeTableEntries: recs.length, prefetchTableEntries: prefetch.length, blobTableSize: blobTable.length,
-    extendedBlobTableEntries: N, extendedBlobTableOffset: N ? extOffset : 0,
+    magic: RAFS_V5_SUPER_MAGIC,
+    version: RAFS_V5_SUPER_VERSION,
+    sbSize: RAFS_V5_SUPERBLOCK_SIZE,
+    blockSize: opts.chunkSize,
+    flags: sflags,
+    inodesCount: recs.length,
+    inodeTableOffset,
+    prefetchTableOffset: prefetch.length ? prefetchOffset : 0,
+    blobTableOffset,
+    inodeTableEntries: recs.length,
+    prefetchTableEntries: prefetch.length,
+    blobTableSize: blobTable.length,
+    extendedBlobTableEntries: N,
+    extendedBlobTableOffset: N ? extOffset : 0,
   });
   return out;
 }

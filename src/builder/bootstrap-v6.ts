@@ -12,16 +12,56 @@
  */
 import { FerryError } from '../core/index.js';
 import {
-  EROFS_SUPER_OFFSET, EROFS_SUPER_MAGIC, EROFS_BLOCK_SIZE, EROFS_INODE_EXTENDED_SIZE, EROFS_INODE_CHUNK_BASED,
-  EROFS_INODE_FLAT_INLINE, EROFS_INODE_FLAT_PLAIN, EROFS_FEATURE_COMPAT_RAFS_V6, RAFS_V6_FEATURE_INCOMPAT, RAFS_V6_DEVT_SLOTOFF,
-  EROFS_DEVT_SLOT_SIZE, EROFS_FT_DIR, S_IFREG, S_IFDIR, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK,
-  erofsIFormat, fileTypeOfMode, encodeErofsXattrs, erofsDirSize, encodeErofsDirData, encodeErofsChunkFormat, encodeRdev,
-  writeErofsSuperBlock, emptyErofsSuperBlock, writeErofsInode, writeErofsDeviceSlot, type ErofsNamedDirent,
+  EROFS_SUPER_OFFSET,
+  EROFS_SUPER_MAGIC,
+  EROFS_BLOCK_SIZE,
+  EROFS_INODE_EXTENDED_SIZE,
+  EROFS_INODE_CHUNK_BASED,
+  EROFS_INODE_FLAT_INLINE,
+  EROFS_INODE_FLAT_PLAIN,
+  EROFS_FEATURE_COMPAT_RAFS_V6,
+  RAFS_V6_FEATURE_INCOMPAT,
+  RAFS_V6_DEVT_SLOTOFF,
+  EROFS_DEVT_SLOT_SIZE,
+  EROFS_FT_DIR,
+  S_IFREG,
+  S_IFDIR,
+  S_IFLNK,
+  S_IFCHR,
+  S_IFBLK,
+  S_IFIFO,
+  S_IFSOCK,
+  erofsIFormat,
+  fileTypeOfMode,
+  encodeErofsXattrs,
+  erofsDirSize,
+  encodeErofsDirData,
+  encodeErofsChunkFormat,
+  encodeRdev,
+  writeErofsSuperBlock,
+  emptyErofsSuperBlock,
+  writeErofsInode,
+  writeErofsDeviceSlot,
+  type ErofsNamedDirent,
 } from '../format/erofs/index.js';
 import {
-  RAFS_V6_EXT_SUPER_OFFSET, RAFS_V6_DEVICE_TABLE_OFFSET, RAFS_V6_BLOB_ENTRY_SIZE, RAFS_V6_CHUNK_INFO_SIZE, RAFS_MAX_BLOBS,
-  RafsSuperFlags, BlobFeatures, ChunkFlags, COMPRESSOR_CODES, DIGESTER_CODES, compressorFlag, digesterFlag,
-  writeRafsV6ExtSuperBlock, writeRafsV6BlobEntry, rafsV6BlobEntry, writeRafsChunkInfo, writeRafsV6ChunkIndex,
+  RAFS_V6_EXT_SUPER_OFFSET,
+  RAFS_V6_DEVICE_TABLE_OFFSET,
+  RAFS_V6_BLOB_ENTRY_SIZE,
+  RAFS_V6_CHUNK_INFO_SIZE,
+  RAFS_MAX_BLOBS,
+  RafsSuperFlags,
+  BlobFeatures,
+  ChunkFlags,
+  COMPRESSOR_CODES,
+  DIGESTER_CODES,
+  compressorFlag,
+  digesterFlag,
+  writeRafsV6ExtSuperBlock,
+  writeRafsV6BlobEntry,
+  rafsV6BlobEntry,
+  writeRafsChunkInfo,
+  writeRafsV6ChunkIndex,
   blobsCarryTables,
 } from '../format/rafs/index.js';
 import type { BlobDesc, ChunkRef, Digester, Inode } from './tree.js';
@@ -69,7 +109,13 @@ interface Placed {
 }
 
 const MODE_TYPE: Record<Inode['type'], number> = {
-  file: S_IFREG, dir: S_IFDIR, symlink: S_IFLNK, char: S_IFCHR, block: S_IFBLK, fifo: S_IFIFO, socket: S_IFSOCK,
+  file: S_IFREG,
+  dir: S_IFDIR,
+  symlink: S_IFLNK,
+  char: S_IFCHR,
+  block: S_IFBLK,
+  fifo: S_IFIFO,
+  socket: S_IFSOCK,
 };
 
 /**
@@ -84,7 +130,10 @@ export function collectBlobs(root: Inode, preferred: BlobDesc[] = []): { blobs: 
   const add = (b: BlobDesc): void => {
     if (index.has(b)) return;
     const same = byId.get(b.blobId);
-    if (same !== undefined) { index.set(b, same); return; }
+    if (same !== undefined) {
+      index.set(b, same);
+      return;
+    }
     byId.set(b.blobId, blobs.length);
     index.set(b, blobs.length);
     blobs.push(b);
@@ -123,9 +172,13 @@ export function writeBootstrapV6(root: Inode, opts: BootstrapOptions): Buffer {
   if (blobs.length > RAFS_MAX_BLOBS) throw new FerryError('RESOURCE_EXHAUSTED', `too many blobs (${blobs.length} > ${RAFS_MAX_BLOBS})`);
   for (const b of blobs) {
     if (b.chunkSize !== opts.chunkSize) {
-      throw new FerryError('INVALID_ARGUMENT', `blob ${b.blobId}: chunk size 0x${b.chunkSize.toString(16)} differs from the image chunk size 0x${opts.chunkSize.toString(16)}`);
+      throw new FerryError(
+        'INVALID_ARGUMENT',
+        `blob ${b.blobId}: chunk size 0x${b.chunkSize.toString(16)} differs from the image chunk size 0x${opts.chunkSize.toString(16)}`,
+      );
     }
-    if (!/^[0-9a-f]{64}$/.test(b.blobId) && !(opts.keepInlineMeta && b.blobId === 'x'.repeat(64))) throw new FerryError('INVALID_ARGUMENT', `blob id ${JSON.stringify(b.blobId)} is not 64 hex digits`);
+    if (!/^[0-9a-f]{64}$/.test(b.blobId) && !(opts.keepInlineMeta && b.blobId === 'x'.repeat(64)))
+      throw new FerryError('INVALID_ARGUMENT', `blob id ${JSON.stringify(b.blobId)} is not 64 hex digits`);
   }
   const chunkFormat = encodeErofsChunkFormat(opts.chunkSize);
   const N = blobs.length;
@@ -133,7 +186,10 @@ export function writeBootstrapV6(root: Inode, opts: BootstrapOptions): Buffer {
   const K = prefetchNodes.length;
   // nydusd requires blob_table_offset ≥ 1408 + blob_table_size (it measures the device-table end
   // with the 256-byte blob-entry size), which is stricter than the 128-byte device slots need
-  const blobTableOffset = Math.max(BLK, alignUp(RAFS_V6_DEVICE_TABLE_OFFSET + Math.max(EROFS_DEVT_SLOT_SIZE, RAFS_V6_BLOB_ENTRY_SIZE) * N, BLK));
+  const blobTableOffset = Math.max(
+    BLK,
+    alignUp(RAFS_V6_DEVICE_TABLE_OFFSET + Math.max(EROFS_DEVT_SLOT_SIZE, RAFS_V6_BLOB_ENTRY_SIZE) * N, BLK),
+  );
   const prefetchOffset = blobTableOffset + RAFS_V6_BLOB_ENTRY_SIZE * N;
   const metaAddr = N === 0 ? 0 : alignUp(prefetchOffset + 4 * K, BLK);
 
@@ -158,8 +214,18 @@ export function writeBootstrapV6(root: Inode, opts: BootstrapOptions): Buffer {
     const ibody = EROFS_INODE_EXTENDED_SIZE + body.length;
     if (ibody > BLK) throw new FerryError('INVALID_ARGUMENT', `xattrs too large for one inode (${body.length} bytes)`);
     const p: Placed = {
-      node, parent, nid: 0, ino: nextIno++, offset: 0, format: 0, xattrBody: body, xattrIcount: icount, dataStart: -1, inlineTail: 0,
-      nlink: 1, entries: 1,
+      node,
+      parent,
+      nid: 0,
+      ino: nextIno++,
+      offset: 0,
+      format: 0,
+      xattrBody: body,
+      xattrIcount: icount,
+      dataStart: -1,
+      inlineTail: 0,
+      nlink: 1,
+      entries: 1,
     };
     if (node.type === 'file') {
       const n = node.chunks?.length ?? 0;
@@ -170,7 +236,10 @@ export function writeBootstrapV6(root: Inode, opts: BootstrapOptions): Buffer {
     } else if (node.type === 'dir' || node.type === 'symlink') {
       let d: number;
       if (node.type === 'dir') {
-        const ents: { name: Buffer; child: Inode | null }[] = [{ name: DOT, child: null }, { name: DOTDOT, child: null }];
+        const ents: { name: Buffer; child: Inode | null }[] = [
+          { name: DOT, child: null },
+          { name: DOTDOT, child: null },
+        ];
         for (const [k, c] of node.children!) ents.push({ name: Buffer.from(k, 'utf8'), child: c });
         ents.sort((a, b) => Buffer.compare(a.name, b.name));
         p.dirents = ents;
@@ -257,14 +326,18 @@ export function writeBootstrapV6(root: Inode, opts: BootstrapOptions): Buffer {
     const abs = metaAddr + p.offset;
     let size = 0;
     let u = 0;
-    if (n.type === 'file') { size = n.size; u = fileChunkFormat(n, opts.chunkSize, chunkFormat); }
-    else if (n.type === 'symlink') size = n.target!.length;
+    if (n.type === 'file') {
+      size = n.size;
+      u = fileChunkFormat(n, opts.chunkSize, chunkFormat);
+    } else if (n.type === 'symlink') size = n.target!.length;
     else if (n.type === 'char' || n.type === 'block') u = encodeRdev(n.rdevMajor ?? 0, n.rdevMinor ?? 0);
     let data: Buffer | undefined;
     if (n.type === 'dir') {
-      const ents: ErofsNamedDirent[] = p.dirents!.map(({ name, child }) => (child
-        ? { name, nid: placed.get(child)!.nid, fileType: fileTypeOfMode(MODE_TYPE[child.type]) }
-        : { name, nid: name.length === 1 || !p.parent ? p.nid : p.parent.nid, fileType: EROFS_FT_DIR }));
+      const ents: ErofsNamedDirent[] = p.dirents!.map(({ name, child }) =>
+        child
+          ? { name, nid: placed.get(child)!.nid, fileType: fileTypeOfMode(MODE_TYPE[child.type]) }
+          : { name, nid: name.length === 1 || !p.parent ? p.nid : p.parent.nid, fileType: EROFS_FT_DIR },
+      );
       data = encodeErofsDirData(ents);
       size = data.length;
     } else if (n.type === 'symlink') {
@@ -272,8 +345,17 @@ export function writeBootstrapV6(root: Inode, opts: BootstrapOptions): Buffer {
     }
     if (p.dataStart >= 0) u = (metaAddr + p.dataStart) / BLK;
     writeErofsInode(out, abs, {
-      format: p.format, xattrIcount: p.xattrIcount, mode: MODE_TYPE[n.type] | (n.perm & 0o7777), size, u, ino: p.ino,
-      uid: n.uid, gid: n.gid, mtime: n.mtime, mtimeNsec: n.mtimeNsec, nlink: p.nlink,
+      format: p.format,
+      xattrIcount: p.xattrIcount,
+      mode: MODE_TYPE[n.type] | (n.perm & 0o7777),
+      size,
+      u,
+      ino: p.ino,
+      uid: n.uid,
+      gid: n.gid,
+      mtime: n.mtime,
+      mtimeNsec: n.mtimeNsec,
+      nlink: p.nlink,
     });
     p.xattrBody.copy(out, abs + EROFS_INODE_EXTENDED_SIZE);
     const ibody = EROFS_INODE_EXTENDED_SIZE + p.xattrBody.length;
@@ -293,40 +375,89 @@ export function writeBootstrapV6(root: Inode, opts: BootstrapOptions): Buffer {
   // ---- chunk table ----
   chunkList.forEach(({ ref, bi }, i) => {
     writeRafsChunkInfo(out, chunkTableOffset + i * RAFS_V6_CHUNK_INFO_SIZE, {
-      blockId: ref.digest, blobIndex: bi, flags: ref.compressed ? ChunkFlags.COMPRESSED : 0, compressedSize: ref.compressedSize,
-      uncompressedSize: ref.uncompressedSize, compressedOffset: ref.compressedOffset, uncompressedOffset: ref.uncompressedOffset,
-      fileOffset: ref.fileOffset, index: ref.chunkIndex, crc32: 0,
+      blockId: ref.digest,
+      blobIndex: bi,
+      flags: ref.compressed ? ChunkFlags.COMPRESSED : 0,
+      compressedSize: ref.compressedSize,
+      uncompressedSize: ref.uncompressedSize,
+      compressedOffset: ref.compressedOffset,
+      uncompressedOffset: ref.uncompressedOffset,
+      fileOffset: ref.fileOffset,
+      index: ref.chunkIndex,
+      crc32: 0,
     });
   });
 
   // ---- superblocks, device slots, blob table, prefetch table ----
   const sb = emptyErofsSuperBlock();
   Object.assign(sb, {
-    magic: EROFS_SUPER_MAGIC, featureCompat: EROFS_FEATURE_COMPAT_RAFS_V6, blkszbits: 12, rootNid: rootP.nid, inos: entries,
-    blocks: blobs.reduce((s, b) => s + b.uncompressedSize / BLK, 0), metaBlkaddr: metaAddr / BLK,
-    featureIncompat: RAFS_V6_FEATURE_INCOMPAT, extraDevices: N, devtSlotoff: RAFS_V6_DEVT_SLOTOFF,
+    magic: EROFS_SUPER_MAGIC,
+    featureCompat: EROFS_FEATURE_COMPAT_RAFS_V6,
+    blkszbits: 12,
+    rootNid: rootP.nid,
+    inos: entries,
+    blocks: blobs.reduce((s, b) => s + b.uncompressedSize / BLK, 0),
+    metaBlkaddr: metaAddr / BLK,
+    featureIncompat: RAFS_V6_FEATURE_INCOMPAT,
+    extraDevices: N,
+    devtSlotoff: RAFS_V6_DEVT_SLOTOFF,
   });
   writeErofsSuperBlock(out, EROFS_SUPER_OFFSET, sb);
   const allDigests = N > 0 && blobs.every((b) => (b.features & BlobFeatures.INLINED_CHUNK_DIGEST) !== 0);
-  const flags = compressorFlag(opts.compressor) | digesterFlag(opts.digester) | RafsSuperFlags.EXPLICIT_UID_GID
-    | (hasXattr ? RafsSuperFlags.HAS_XATTR : 0) | (allDigests ? RafsSuperFlags.INLINED_CHUNK_DIGEST : 0) | RafsSuperFlags.ENCRYPTION_NONE;
+  const flags =
+    compressorFlag(opts.compressor) |
+    digesterFlag(opts.digester) |
+    RafsSuperFlags.EXPLICIT_UID_GID |
+    (hasXattr ? RafsSuperFlags.HAS_XATTR : 0) |
+    (allDigests ? RafsSuperFlags.INLINED_CHUNK_DIGEST : 0) |
+    RafsSuperFlags.ENCRYPTION_NONE;
   writeRafsV6ExtSuperBlock(out, RAFS_V6_EXT_SUPER_OFFSET, {
-    flags: flags >>> 0, blobTableOffset, blobTableSize: RAFS_V6_BLOB_ENTRY_SIZE * N, chunkSize: opts.chunkSize,
-    chunkTableOffset, chunkTableSize, prefetchTableOffset: K ? prefetchOffset : 0, prefetchTableSize: 4 * K,
+    flags: flags >>> 0,
+    blobTableOffset,
+    blobTableSize: RAFS_V6_BLOB_ENTRY_SIZE * N,
+    chunkSize: opts.chunkSize,
+    chunkTableOffset,
+    chunkTableSize,
+    prefetchTableOffset: K ? prefetchOffset : 0,
+    prefetchTableSize: 4 * K,
   });
   let mapped = alignUp(fileSize, 0x80000);
   blobs.forEach((b, i) => {
     const blocks = b.uncompressedSize / BLK;
-    if (!Number.isInteger(blocks) || blocks < 1) throw new FerryError('INVALID_ARGUMENT', `blob ${b.blobId}: uncompressed size ${b.uncompressedSize} is not a positive multiple of 4096`);
-    writeErofsDeviceSlot(out, RAFS_V6_DEVICE_TABLE_OFFSET + i * EROFS_DEVT_SLOT_SIZE, { tag: b.blobId, blocks, mappedBlkaddr: mapped / BLK });
+    if (!Number.isInteger(blocks) || blocks < 1)
+      throw new FerryError(
+        'INVALID_ARGUMENT',
+        `blob ${b.blobId}: uncompressed size ${b.uncompressedSize} is not a positive multiple of 4096`,
+      );
+    writeErofsDeviceSlot(out, RAFS_V6_DEVICE_TABLE_OFFSET + i * EROFS_DEVT_SLOT_SIZE, {
+      tag: b.blobId,
+      blocks,
+      mappedBlkaddr: mapped / BLK,
+    });
     mapped = alignUp(mapped + b.uncompressedSize, 0x80000);
-    writeRafsV6BlobEntry(out, blobTableOffset + i * RAFS_V6_BLOB_ENTRY_SIZE, rafsV6BlobEntry({
-      blobId: b.blobId, blobIndex: i, chunkSize: b.chunkSize, chunkCount: b.chunkCount, compressionAlgo: COMPRESSOR_CODES[b.compressor],
-      digestAlgo: DIGESTER_CODES[b.digester], features: (opts.keepInlineMeta ? b.features : b.features & ~BlobFeatures.INLINED_FS_META) >>> 0, compressedSize: b.compressedSize,
-      uncompressedSize: b.uncompressedSize, blobTocSize: b.tocSize, ciCompressor: b.ciCompressor, ciOffset: b.ciOffset,
-      ciCompressedSize: b.ciCompressedSize, ciUncompressedSize: b.ciUncompressedSize, blobTocDigest: b.tocDigest,
-      blobMetaDigest: b.metaDigest ?? Buffer.alloc(32), blobMetaSize: b.metaSize ?? 0,
-    }));
+    writeRafsV6BlobEntry(
+      out,
+      blobTableOffset + i * RAFS_V6_BLOB_ENTRY_SIZE,
+      rafsV6BlobEntry({
+        blobId: b.blobId,
+        blobIndex: i,
+        chunkSize: b.chunkSize,
+        chunkCount: b.chunkCount,
+        compressionAlgo: COMPRESSOR_CODES[b.compressor],
+        digestAlgo: DIGESTER_CODES[b.digester],
+        features: (opts.keepInlineMeta ? b.features : b.features & ~BlobFeatures.INLINED_FS_META) >>> 0,
+        compressedSize: b.compressedSize,
+        uncompressedSize: b.uncompressedSize,
+        blobTocSize: b.tocSize,
+        ciCompressor: b.ciCompressor,
+        ciOffset: b.ciOffset,
+        ciCompressedSize: b.ciCompressedSize,
+        ciUncompressedSize: b.ciUncompressedSize,
+        blobTocDigest: b.tocDigest,
+        blobMetaDigest: b.metaDigest ?? Buffer.alloc(32),
+        blobMetaSize: b.metaSize ?? 0,
+      }),
+    );
   });
   prefetchNodes.forEach((node, i) => {
     const p = placed.get(node);

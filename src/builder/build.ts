@@ -70,14 +70,20 @@ export interface BuildLayerResult {
 
 /** Validates builder options, naming the bad one. */
 export function checkBuildOptions(o: { fsVersion?: number; compressor?: string; chunkSize?: number; digester?: string }): {
-  fsVersion: 5 | 6; compressor: CompressorName; chunkSize: number; digester: Digester;
+  fsVersion: 5 | 6;
+  compressor: CompressorName;
+  chunkSize: number;
+  digester: Digester;
 } {
   const fsVersion = o.fsVersion ?? 6;
   if (fsVersion !== 5 && fsVersion !== 6) throw new FerryError('INVALID_ARGUMENT', `unsupported fs version ${fsVersion} (expected 5 or 6)`);
   const compressor = getCodec(o.compressor ?? 'zstd').name;
   const chunkSize = o.chunkSize ?? DEFAULT_CHUNK_SIZE;
   if (!Number.isInteger(chunkSize) || chunkSize < 0x1000 || chunkSize > 0x1000000 || (chunkSize & (chunkSize - 1)) !== 0) {
-    throw new FerryError('INVALID_ARGUMENT', `invalid chunk size ${chunkSize} (0x${Number(chunkSize).toString(16)}): must be a power of two between 0x1000 (4 KiB) and 0x1000000 (16 MiB)`);
+    throw new FerryError(
+      'INVALID_ARGUMENT',
+      `invalid chunk size ${chunkSize} (0x${Number(chunkSize).toString(16)}): must be a power of two between 0x1000 (4 KiB) and 0x1000000 (16 MiB)`,
+    );
   }
   const digester = parseDigester(o.digester ?? 'sha256');
   return { fsVersion, compressor, chunkSize, digester };
@@ -95,22 +101,34 @@ export async function buildLayer(opts: BuildLayerOptions): Promise<BuildLayerRes
   if (opts.parentBootstrap) {
     parent = loadBootstrap(opts.parentBootstrap, registry);
     if (parent.chunkSize !== chunkSize) {
-      throw new FerryError('INVALID_ARGUMENT', `parent bootstrap chunk size 0x${parent.chunkSize.toString(16)} differs from 0x${chunkSize.toString(16)}`);
+      throw new FerryError(
+        'INVALID_ARGUMENT',
+        `parent bootstrap chunk size 0x${parent.chunkSize.toString(16)} differs from 0x${chunkSize.toString(16)}`,
+      );
     }
     indexChunks(parent.root, known);
   }
   if (opts.chunkDict) {
     const dict = loadBootstrap(opts.chunkDict, registry, undefined, opts.chunkDictTables);
     if (dict.chunkSize !== chunkSize) {
-      throw new FerryError('INVALID_ARGUMENT', `chunk dict chunk size 0x${dict.chunkSize.toString(16)} differs from 0x${chunkSize.toString(16)}`);
+      throw new FerryError(
+        'INVALID_ARGUMENT',
+        `chunk dict chunk size 0x${dict.chunkSize.toString(16)} differs from 0x${chunkSize.toString(16)}`,
+      );
     }
-    if (dict.digester !== digester) throw new FerryError('INVALID_ARGUMENT', `chunk dict uses ${dict.digester} digests, the build uses ${digester}`);
+    if (dict.digester !== digester)
+      throw new FerryError('INVALID_ARGUMENT', `chunk dict uses ${dict.digester} digests, the build uses ${digester}`);
     indexChunks(dict.root, known);
   }
   checkCompressLevel(compressor, opts.compressLevel);
   const writer = new BlobWriter({
-    workDir: opts.workDir ?? opts.blobDir, compressor, digester, chunkSize, known,
-    ...(opts.threads !== undefined ? { threads: opts.threads } : {}), ...(opts.compressLevel !== undefined ? { compressLevel: opts.compressLevel } : {}),
+    workDir: opts.workDir ?? opts.blobDir,
+    compressor,
+    digester,
+    chunkSize,
+    known,
+    ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+    ...(opts.compressLevel !== undefined ? { compressLevel: opts.compressLevel } : {}),
   });
   if (opts.inlineBootstrap && fsVersion !== 6) throw new FerryError('INVALID_ARGUMENT', 'an inline bootstrap needs RAFS v6');
   let layer: Inode;
@@ -121,16 +139,22 @@ export async function buildLayer(opts: BuildLayerOptions): Promise<BuildLayerRes
   const bootOpts = (): BootstrapOptions => ({ chunkSize, compressor, digester, blobs: [...blobs, writer.desc], prefetch });
   try {
     const src = { writer, chunkSize, onBytes: opts.onProgress };
-    layer = 'dir' in opts.source && typeof opts.source.dir === 'string'
-      ? await treeFromDir(opts.source.dir, { ...src, prefetchPatterns: opts.prefetchPatterns })
-      : await (await import('./source-tar.js')).treeFromTar(opts.source as Readable, src);
+    layer =
+      'dir' in opts.source && typeof opts.source.dir === 'string'
+        ? await treeFromDir(opts.source.dir, { ...src, prefetchPatterns: opts.prefetchPatterns })
+        : await (await import('./source-tar.js')).treeFromTar(opts.source as Readable, src);
     tree = parent ? applyLayer(parent.root, layer) : layer;
     prefetch = resolvePrefetch(tree, opts.prefetchPatterns);
     const t = tree;
-    fin = await writer.finish(opts.blobDir, opts.inlineBootstrap ? () => {
-      writer.fixRefs(layer);
-      return writeBootstrapV6(t, { ...bootOpts(), keepInlineMeta: true });
-    } : undefined);
+    fin = await writer.finish(
+      opts.blobDir,
+      opts.inlineBootstrap
+        ? () => {
+            writer.fixRefs(layer);
+            return writeBootstrapV6(t, { ...bootOpts(), keepInlineMeta: true });
+          }
+        : undefined,
+    );
     writer.fixRefs(layer);
   } catch (err) {
     await writer.abort();
@@ -167,7 +191,8 @@ export interface MergeOptions {
 export function mergeBootstraps(layers: Buffer[], opts: MergeOptions = {}): Buffer {
   if (layers.length === 0) throw new FerryError('INVALID_ARGUMENT', 'merge needs at least one layer bootstrap');
   const fsVersion = opts.fsVersion ?? 6;
-  if (fsVersion !== 5 && fsVersion !== 6) throw new FerryError('INVALID_ARGUMENT', `unsupported fs version ${String(fsVersion)} (expected 5 or 6)`);
+  if (fsVersion !== 5 && fsVersion !== 6)
+    throw new FerryError('INVALID_ARGUMENT', `unsupported fs version ${String(fsVersion)} (expected 5 or 6)`);
   const registry = new Map<string, BlobDesc>();
   const root = newDir();
   const blobs: BlobDesc[] = [];
@@ -177,7 +202,10 @@ export function mergeBootstraps(layers: Buffer[], opts: MergeOptions = {}): Buff
     const l = loadBootstrap(buf, registry, opts.blobIds?.[i]);
     if (!first) first = l;
     else if (l.chunkSize !== first.chunkSize) {
-      throw new FerryError('INVALID_ARGUMENT', `layer ${i}: chunk size 0x${l.chunkSize.toString(16)} differs from 0x${first.chunkSize.toString(16)}`);
+      throw new FerryError(
+        'INVALID_ARGUMENT',
+        `layer ${i}: chunk size 0x${l.chunkSize.toString(16)} differs from 0x${first.chunkSize.toString(16)}`,
+      );
     }
     for (const b of l.blobs) if (!blobs.includes(b)) blobs.push(b);
     applyLayer(root, l.root);
@@ -187,7 +215,11 @@ export function mergeBootstraps(layers: Buffer[], opts: MergeOptions = {}): Buff
   const f = first!;
   const chosen = opts.prefetchPatterns ? resolvePrefetch(root, opts.prefetchPatterns) : [...new Set(prefetch)];
   return writeBootstrap(fsVersion, root, {
-    chunkSize: f.chunkSize, compressor: f.compressor, digester: f.digester, blobs, prefetch: chosen,
+    chunkSize: f.chunkSize,
+    compressor: f.compressor,
+    digester: f.digester,
+    blobs,
+    prefetch: chosen,
     ...(opts.omitChunkTable ? { omitChunkTable: true } : {}),
   });
 }

@@ -6,7 +6,24 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, rmSync, symlinkSync, linkSync, chownSync, chmodSync, utimesSync, readFileSync, readdirSync, openSync, readSync, closeSync, cpSync, statSync } from 'node:fs';
+import {
+  mkdtempSync,
+  mkdirSync,
+  writeFileSync,
+  rmSync,
+  symlinkSync,
+  linkSync,
+  chownSync,
+  chmodSync,
+  utimesSync,
+  readFileSync,
+  readdirSync,
+  openSync,
+  readSync,
+  closeSync,
+  cpSync,
+  statSync,
+} from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -25,7 +42,9 @@ before(() => {
   requirePrereqs({ root: true, commands: ['fsck.erofs', 'losetup', 'mount', 'getfattr', 'setfattr', 'mknod', 'busybox'] });
   work = mkdtempSync(join(tmpdir(), 'ferry-builder-'));
 });
-after(() => { if (work) rmSync(work, { recursive: true, force: true }); });
+after(() => {
+  if (work) rmSync(work, { recursive: true, force: true });
+});
 
 /** A directory exercising every entry type and the EROFS layout corner cases. */
 function makeSourceTree(dir: string): void {
@@ -44,7 +63,7 @@ function makeSourceTree(dir: string): void {
   linkSync(join(dir, 'etc/hl-a'), join(dir, 'hl-c'));
   // symlinks: short, long (plain layout), dangling, absolute
   symlinkSync('hostname', join(dir, 'etc/link'));
-  symlinkSync('a/'.repeat(1500) + 'end', join(dir, 'longlink'));
+  symlinkSync(`${'a/'.repeat(1500)}end`, join(dir, 'longlink'));
   symlinkSync('/does/not/exist', join(dir, 'dangling'));
   // devices, fifo
   mkdirSync(join(dir, 'dev'));
@@ -122,14 +141,24 @@ test('builder: every compressor → fsck.erofs passes, --extract and a kernel mo
     const out = join(work, `out-${compressor}`);
     const blobDir = join(out, 'blobs');
     mkdirSync(blobDir, { recursive: true });
-    const r = await buildLayer({ source: { dir: src }, blobDir, compressor, chunkSize, digester, prefetchPatterns: ['/etc/hostname', '/many'] });
+    const r = await buildLayer({
+      source: { dir: src },
+      blobDir,
+      compressor,
+      chunkSize,
+      digester,
+      prefetchPatterns: ['/etc/hostname', '/many'],
+    });
     assert.match(r.blobId, /^[0-9a-f]{64}$/);
     assert.equal(statSync(r.blobPath).size, r.blobSize);
     // the nydusd cache form of the CI table, for `image/<id>.blob.meta` in bootstrap layers
     assert.equal(r.blobMeta.length % 4096, 0);
     const metaHdr = decodeBlobMetaHeader(r.blobMeta, r.blobMeta.length - 4096);
     assert.equal(metaHdr.ciEntries, r.chunkCount);
-    assert.equal(decodeCiTable(r.blobMeta, metaHdr.ciEntries, metaHdr.features).at(-1)!.uncompressedOffset + 4096 <= r.uncompressedSize, true);
+    assert.equal(
+      decodeCiTable(r.blobMeta, metaHdr.ciEntries, metaHdr.features).at(-1)!.uncompressedOffset + 4096 <= r.uncompressedSize,
+      true,
+    );
     assert.ok(r.stats.chunksDeduped > 0, `${compressor}: the duplicate file's chunks are deduplicated`);
     const boot = join(out, 'boot');
     writeFileSync(boot, r.bootstrap);
@@ -140,7 +169,8 @@ test('builder: every compressor → fsck.erofs passes, --extract and a kernel mo
     assert.deepEqual(bs.prefetchInodes, [bs.lookup('/etc/hostname'), bs.lookup('/many')]);
     // contiguous multi-chunk files announce one extent of next_power_of_two(size) to the kernel
     const iu = (path: string): number => r.bootstrap.readUInt32LE(r.bootstrap.readUInt32LE(1024 + 40) * 4096 + 32 * bs.lookup(path)! + 16);
-    if (chunkSize === 0x100000) assert.equal(iu('/big.bin'), 0x20 | (22 - 12), `${compressor}: big.bin (3.7 MiB, contiguous) is one 4 MiB extent`);
+    if (chunkSize === 0x100000)
+      assert.equal(iu('/big.bin'), 0x20 | (22 - 12), `${compressor}: big.bin (3.7 MiB, contiguous) is one 4 MiB extent`);
     else assert.equal(iu('/big.bin') & 0x1f, Math.log2(chunkSize) - 12, 'repeating content dedups: chunks not contiguous');
     if (chunkSize > 5000) assert.equal(iu('/random.bin') & 0x1f, Math.log2(chunkSize) - 12, 'a one-chunk file keeps the plain header');
     else assert.equal(iu('/random.bin') & 0x1f, 13 - 12, 'two contiguous 4 KiB chunks: one 8 KiB extent');
@@ -151,7 +181,15 @@ test('builder: every compressor → fsck.erofs passes, --extract and a kernel mo
     assert.ok(verifyAllChunks(r.bootstrap, blobDir) > 0);
 
     // compression in worker threads writes the very same blob and bootstrap
-    const threaded = await buildLayer({ source: { dir: src }, blobDir: join(out, 'threaded'), compressor, chunkSize, digester, prefetchPatterns: ['/etc/hostname', '/many'], threads: 2 });
+    const threaded = await buildLayer({
+      source: { dir: src },
+      blobDir: join(out, 'threaded'),
+      compressor,
+      chunkSize,
+      digester,
+      prefetchPatterns: ['/etc/hostname', '/many'],
+      threads: 2,
+    });
     assert.equal(threaded.blobId, r.blobId, `${compressor}: same blob with worker threads`);
     assert.deepEqual(threaded.bootstrap, r.bootstrap, `${compressor}: same bootstrap with worker threads`);
     const views = await viewsFor(r.bootstrap, blobDir, out);
@@ -174,7 +212,14 @@ test('builder: RAFS v5 bootstrap of the same tree unpacks identically (ferry raf
   const out = join(work, 'v5');
   const blobDir = join(out, 'blobs');
   mkdirSync(blobDir, { recursive: true });
-  const r = await buildLayer({ source: { dir: src }, blobDir, fsVersion: 5, compressor: 'zstd', chunkSize: 0x40000, prefetchPatterns: ['/etc'] });
+  const r = await buildLayer({
+    source: { dir: src },
+    blobDir,
+    fsVersion: 5,
+    compressor: 'zstd',
+    chunkSize: 0x40000,
+    prefetchPatterns: ['/etc'],
+  });
   assert.equal(r.bootstrap.readUInt32LE(0), 0x52414653);
   const bs = openBootstrap(r.bootstrap);
   assert.equal(bs.version, 5);
@@ -184,7 +229,11 @@ test('builder: RAFS v5 bootstrap of the same tree unpacks identically (ferry raf
   writeFileSync(boot, r.bootstrap);
   const ck = spawnSync(process.execPath, [FERRY_BIN, 'rafs', 'check', boot, '--blob-dir', blobDir], { encoding: 'utf8' });
   assert.equal(ck.status, 0, ck.stderr + ck.stdout);
-  const un = spawnSync(process.execPath, [FERRY_BIN, 'rafs', 'unpack', '--bootstrap', boot, '--blob-dir', blobDir, '--output', join(out, 'tree')], { encoding: 'utf8' });
+  const un = spawnSync(
+    process.execPath,
+    [FERRY_BIN, 'rafs', 'unpack', '--bootstrap', boot, '--blob-dir', blobDir, '--output', join(out, 'tree')],
+    { encoding: 'utf8' },
+  );
   assert.equal(un.status, 0, un.stderr);
   assertSame(src, join(out, 'tree'), {}, 'v5 unpack');
 });
@@ -254,12 +303,20 @@ test('builder: bad options give clear errors and leave nothing behind', async ()
     [{ fsVersion: 7 }, /unsupported fs version 7/],
   ];
   for (const [o, re] of bad) {
-    await assert.rejects(buildLayer({ source: { dir: src ?? work }, blobDir, ...o } as Parameters<typeof buildLayer>[0]),
-      (e: unknown) => FerryError.hasCode(e, 'INVALID_ARGUMENT') && re.test((e as Error).message));
+    await assert.rejects(
+      buildLayer({ source: { dir: src ?? work }, blobDir, ...o } as Parameters<typeof buildLayer>[0]),
+      (e: unknown) => FerryError.hasCode(e, 'INVALID_ARGUMENT') && re.test((e as Error).message),
+    );
   }
   await assert.rejects(buildLayer({ source: { dir: join(work, 'missing') }, blobDir }), /does not exist|missing|NOT_FOUND|ENOENT/);
-  assert.deepEqual(readdirSync(work).filter((n) => n.endsWith('.tmp')), []);
+  assert.deepEqual(
+    readdirSync(work).filter((n) => n.endsWith('.tmp')),
+    [],
+  );
   assert.throws(() => mergeBootstraps([]), /at least one/);
-  assert.throws(() => mergeBootstraps([Buffer.alloc(4096)]), (e: unknown) => FerryError.is(e));
+  assert.throws(
+    () => mergeBootstraps([Buffer.alloc(4096)]),
+    (e: unknown) => FerryError.is(e),
+  );
   void readFileSync;
 });

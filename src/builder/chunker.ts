@@ -24,7 +24,13 @@ export class FileChunker {
   /** scratch for chunks that span input pieces, shared by the files of one build */
   private readonly scratch: { buf?: Buffer };
 
-  constructor(private readonly size: number, private readonly writer: BlobWriter, private readonly chunkSize: number, private readonly onBytes?: (n: number) => void, scratch: { buf?: Buffer } = {}) {
+  constructor(
+    private readonly size: number,
+    private readonly writer: BlobWriter,
+    private readonly chunkSize: number,
+    private readonly onBytes?: (n: number) => void,
+    scratch: { buf?: Buffer } = {},
+  ) {
     this.scratch = scratch;
   }
 

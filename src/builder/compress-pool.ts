@@ -9,7 +9,10 @@ import { availableParallelism } from 'node:os';
 import { FerryError } from '../core/index.js';
 import type { CompressorName } from '../format/compress/index.js';
 
-interface Pending { resolve: (b: Buffer | null) => void; reject: (e: Error) => void }
+interface Pending {
+  resolve: (b: Buffer | null) => void;
+  reject: (e: Error) => void;
+}
 
 class CompressPool {
   private readonly workers: { w: Worker; busy: number }[] = [];

@@ -7,8 +7,13 @@
 import { FerryError, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../core/index.js';
 import { decodeRdev } from '../format/erofs/index.js';
 import {
-  openBootstrap, decodeRafsV6ExtSuperBlock, decodeRafsV6BlobEntry,
-  RAFS_V6_BLOB_ENTRY_SIZE, COMPRESSOR_BY_CODE, DIGESTER_BY_CODE, type BlobTables,
+  openBootstrap,
+  decodeRafsV6ExtSuperBlock,
+  decodeRafsV6BlobEntry,
+  RAFS_V6_BLOB_ENTRY_SIZE,
+  COMPRESSOR_BY_CODE,
+  DIGESTER_BY_CODE,
+  type BlobTables,
 } from '../format/rafs/index.js';
 import type { CompressorName } from '../format/compress/index.js';
 import { chunkKey, type ChunkIndex } from './blob-writer.js';
@@ -24,7 +29,13 @@ export interface LoadedBootstrap {
 }
 
 const TYPES: Record<number, NodeType> = {
-  [S_IFREG]: 'file', [S_IFDIR]: 'dir', [S_IFLNK]: 'symlink', [S_IFCHR]: 'char', [S_IFBLK]: 'block', [S_IFIFO]: 'fifo', [S_IFSOCK]: 'socket',
+  [S_IFREG]: 'file',
+  [S_IFDIR]: 'dir',
+  [S_IFLNK]: 'symlink',
+  [S_IFCHR]: 'char',
+  [S_IFBLK]: 'block',
+  [S_IFIFO]: 'fifo',
+  [S_IFSOCK]: 'socket',
 };
 
 /**
@@ -34,15 +45,22 @@ const TYPES: Record<number, NodeType> = {
  * a single id that replaces the placeholder wherever it sits. A v6 bootstrap written without a
  * chunk table needs `tables` (by blob id: CI table and chunk digests, see format/rafs/blob-tables).
  */
-export function loadBootstrap(buf: Buffer, registry = new Map<string, BlobDesc>(), blobIdOverride?: readonly string[],
-  tables?: ReadonlyMap<string, BlobTables>): LoadedBootstrap {
+export function loadBootstrap(
+  buf: Buffer,
+  registry = new Map<string, BlobDesc>(),
+  blobIdOverride?: readonly string[],
+  tables?: ReadonlyMap<string, BlobTables>,
+): LoadedBootstrap {
   const bs = openBootstrap(buf);
   if (!bs.canMapChunks()) {
     for (const b of bs.blobs) {
       const t = tables?.get(b.blobId);
       if (t) bs.setCiTable(b.index, t.entries, t.digests);
       else if (b.chunkCount > 0) {
-        throw new FerryError('FAILED_PRECONDITION', `bootstrap has no chunk table and the tables of blob ${b.blobId} were not loaded (CI table and chunk digests are needed)`);
+        throw new FerryError(
+          'FAILED_PRECONDITION',
+          `bootstrap has no chunk table and the tables of blob ${b.blobId} were not loaded (CI table and chunk digests are needed)`,
+        );
       }
     }
   }
@@ -50,30 +68,58 @@ export function loadBootstrap(buf: Buffer, registry = new Map<string, BlobDesc>(
   const digester = bs.digester as Digester;
   const blobs: BlobDesc[] = [];
   // v6: blob table entries verbatim (CI/ToC locations); v5: what the reader knows of each blob
-  const entries = bs.version === 6 ? v6BlobEntries(buf) : bs.blobs.map((b) => ({
-    blobId: b.blobId, chunkSize: b.chunkSize, chunkCount: b.chunkCount, compressionAlgo: COMPRESSOR_BY_CODE.indexOf(b.compressor),
-    digestAlgo: DIGESTER_BY_CODE.indexOf(b.digester), features: b.features, compressedSize: b.compressedSize,
-    uncompressedSize: b.uncompressedSize, blobTocSize: b.blobTocSize, blobTocDigest: b.blobTocDigest,
-    ciCompressor: COMPRESSOR_BY_CODE.indexOf(b.ciCompressor), ciOffset: b.ciOffset, ciCompressedSize: b.ciCompressedSize,
-    ciUncompressedSize: b.ciUncompressedSize, blobMetaDigest: Buffer.alloc(32), blobMetaSize: 0,
-  }));
+  const entries =
+    bs.version === 6
+      ? v6BlobEntries(buf)
+      : bs.blobs.map((b) => ({
+          blobId: b.blobId,
+          chunkSize: b.chunkSize,
+          chunkCount: b.chunkCount,
+          compressionAlgo: COMPRESSOR_BY_CODE.indexOf(b.compressor),
+          digestAlgo: DIGESTER_BY_CODE.indexOf(b.digester),
+          features: b.features,
+          compressedSize: b.compressedSize,
+          uncompressedSize: b.uncompressedSize,
+          blobTocSize: b.blobTocSize,
+          blobTocDigest: b.blobTocDigest,
+          ciCompressor: COMPRESSOR_BY_CODE.indexOf(b.ciCompressor),
+          ciOffset: b.ciOffset,
+          ciCompressedSize: b.ciCompressedSize,
+          ciUncompressedSize: b.ciUncompressedSize,
+          blobMetaDigest: Buffer.alloc(32),
+          blobMetaSize: 0,
+        }));
   // a single override names the layer's own blob: the placeholder `x`×64 when there is one
   const placeholder = entries.findIndex((e) => e.blobId === 'x'.repeat(64));
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i]!;
     let blobId = e.blobId;
-    const over = blobIdOverride?.length === 1 && placeholder >= 0 ? (i === placeholder ? blobIdOverride[0] : undefined) : blobIdOverride?.[i];
+    const over =
+      blobIdOverride?.length === 1 && placeholder >= 0 ? (i === placeholder ? blobIdOverride[0] : undefined) : blobIdOverride?.[i];
     if (over) blobId = over.replace(/^sha256:/, '');
     let desc = registry.get(blobId);
     if (!desc) {
       const comp = COMPRESSOR_BY_CODE[e.compressionAlgo];
       const dig = DIGESTER_BY_CODE[e.digestAlgo];
-      if (!comp || !dig) throw new FerryError('DATA_LOSS', `blob ${blobId}: unknown compression ${e.compressionAlgo} or digest ${e.digestAlgo}`);
+      if (!comp || !dig)
+        throw new FerryError('DATA_LOSS', `blob ${blobId}: unknown compression ${e.compressionAlgo} or digest ${e.digestAlgo}`);
       desc = {
-        blobId, chunkSize: e.chunkSize, chunkCount: e.chunkCount, compressor: comp as CompressorName, digester: dig as Digester,
-        features: e.features, compressedSize: e.compressedSize, uncompressedSize: e.uncompressedSize, tocSize: e.blobTocSize,
-        tocDigest: e.blobTocDigest, ciCompressor: e.ciCompressor, ciOffset: e.ciOffset, ciCompressedSize: e.ciCompressedSize,
-        ciUncompressedSize: e.ciUncompressedSize, metaDigest: e.blobMetaDigest, metaSize: e.blobMetaSize,
+        blobId,
+        chunkSize: e.chunkSize,
+        chunkCount: e.chunkCount,
+        compressor: comp as CompressorName,
+        digester: dig as Digester,
+        features: e.features,
+        compressedSize: e.compressedSize,
+        uncompressedSize: e.uncompressedSize,
+        tocSize: e.blobTocSize,
+        tocDigest: e.blobTocDigest,
+        ciCompressor: e.ciCompressor,
+        ciOffset: e.ciOffset,
+        ciCompressedSize: e.ciCompressedSize,
+        ciUncompressedSize: e.ciUncompressedSize,
+        metaDigest: e.blobMetaDigest,
+        metaSize: e.blobMetaSize,
       };
       registry.set(blobId, desc);
     }
@@ -93,12 +139,21 @@ export function loadBootstrap(buf: Buffer, registry = new Map<string, BlobDesc>(
     // v5 stores one record per hardlink path, sharing i_ino
     if (bs.version === 5 && (st.mode & S_IFMT) === S_IFREG && st.nlink > 1) {
       const first = byLink.get(st.ino);
-      if (first) { byIno.set(ino, first); return first; }
+      if (first) {
+        byIno.set(ino, first);
+        return first;
+      }
     }
     const type = TYPES[st.mode & S_IFMT];
     if (!type) throw new FerryError('DATA_LOSS', `inode ${ino}: unknown file type in mode 0o${st.mode.toString(8)}`);
     const node: Inode = {
-      type, perm: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtime, mtimeNsec: st.mtimeNsec ?? 0, size: 0,
+      type,
+      perm: st.mode & 0o7777,
+      uid: st.uid,
+      gid: st.gid,
+      mtime: st.mtime,
+      mtimeNsec: st.mtimeNsec ?? 0,
+      size: 0,
       xattrs: new Map(bs.xattrs(ino)),
     };
     byIno.set(ino, node);
@@ -118,9 +173,15 @@ export function loadBootstrap(buf: Buffer, registry = new Map<string, BlobDesc>(
         const blob = blobs[c.blobIndex];
         if (!blob) throw new FerryError('DATA_LOSS', `inode ${ino}: chunk refers to blob index ${c.blobIndex} of ${blobs.length}`);
         return {
-          blob, chunkIndex: c.chunkIndex, compressedOffset: c.compressedOffset, compressedSize: c.compressedSize,
-          uncompressedOffset: c.uncompressedOffset, uncompressedSize: c.uncompressedSize, compressed: c.compressed,
-          digest: Buffer.from(c.digest), fileOffset: c.fileOffset,
+          blob,
+          chunkIndex: c.chunkIndex,
+          compressedOffset: c.compressedOffset,
+          compressedSize: c.compressedSize,
+          uncompressedOffset: c.uncompressedOffset,
+          uncompressedSize: c.uncompressedSize,
+          compressed: c.compressed,
+          digest: Buffer.from(c.digest),
+          fileOffset: c.fileOffset,
         };
       });
     } else if (type === 'symlink') {

@@ -6,8 +6,13 @@
  * tar), and the description of each entry `ferry rafs inspect` prints.
  */
 export {
-  buildLayer, mergeBootstraps, checkBuildOptions, DEFAULT_CHUNK_SIZE,
-  type BuildLayerOptions, type BuildLayerResult, type MergeOptions,
+  buildLayer,
+  mergeBootstraps,
+  checkBuildOptions,
+  DEFAULT_CHUNK_SIZE,
+  type BuildLayerOptions,
+  type BuildLayerResult,
+  type MergeOptions,
 } from './build.js';
 export { BlobWriter, type BlobStats, type ChunkIndex } from './blob-writer.js';
 export { writeBootstrapV6 } from './bootstrap-v6.js';

@@ -17,12 +17,28 @@ const PRINTABLE = /^[\x20-\x7e]*$/;
 /** `ls -l`-style mode string. */
 export function modeString(mode: number): string {
   const t = mode & S_IFMT;
-  const c = t === S_IFDIR ? 'd' : t === S_IFLNK ? 'l' : t === S_IFCHR ? 'c' : t === S_IFBLK ? 'b'
-    : t === S_IFIFO ? 'p' : t === S_IFSOCK ? 's' : '-';
+  const c =
+    t === S_IFDIR
+      ? 'd'
+      : t === S_IFLNK
+        ? 'l'
+        : t === S_IFCHR
+          ? 'c'
+          : t === S_IFBLK
+            ? 'b'
+            : t === S_IFIFO
+              ? 'p'
+              : t === S_IFSOCK
+                ? 's'
+                : '-';
   const rwx = (v: number, s: boolean, sc: string): string =>
     `${v & 4 ? 'r' : '-'}${v & 2 ? 'w' : '-'}${s ? (v & 1 ? sc : sc.toUpperCase()) : v & 1 ? 'x' : '-'}`;
-  return c + rwx((mode >> 6) & 7, (mode & S_ISUID) !== 0, 's') + rwx((mode >> 3) & 7, (mode & S_ISGID) !== 0, 's')
-    + rwx(mode & 7, (mode & S_ISVTX) !== 0, 't');
+  return (
+    c +
+    rwx((mode >> 6) & 7, (mode & S_ISUID) !== 0, 's') +
+    rwx((mode >> 3) & 7, (mode & S_ISGID) !== 0, 's') +
+    rwx(mode & 7, (mode & S_ISVTX) !== 0, 't')
+  );
 }
 
 export interface InspectEntry {
@@ -43,8 +59,14 @@ export interface InspectEntry {
 export function describeEntry(bs: RafsBootstrap, e: WalkEntry): InspectEntry {
   const t = e.stat.mode & S_IFMT;
   const out: InspectEntry = {
-    path: `/${e.path}`, ino: e.ino, mode: modeString(e.stat.mode), uid: e.stat.uid, gid: e.stat.gid, size: e.stat.size,
-    mtime: e.stat.mtime, nlink: e.stat.nlink,
+    path: `/${e.path}`,
+    ino: e.ino,
+    mode: modeString(e.stat.mode),
+    uid: e.stat.uid,
+    gid: e.stat.gid,
+    size: e.stat.size,
+    mtime: e.stat.mtime,
+    nlink: e.stat.nlink,
   };
   if (t === S_IFCHR || t === S_IFBLK) out.rdev = decodeRdev(e.stat.rdev);
   if (t === S_IFLNK) out.target = bs.readlink(e.ino);

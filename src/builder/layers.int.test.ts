@@ -6,7 +6,23 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createReadStream, mkdtempSync, mkdirSync, writeFileSync, rmSync, symlinkSync, linkSync, readFileSync, cpSync, existsSync, lstatSync, readdirSync, utimesSync, chownSync } from 'node:fs';
+import {
+  createReadStream,
+  mkdtempSync,
+  mkdirSync,
+  writeFileSync,
+  rmSync,
+  symlinkSync,
+  linkSync,
+  readFileSync,
+  cpSync,
+  existsSync,
+  lstatSync,
+  readdirSync,
+  utimesSync,
+  chownSync,
+  type Stats,
+} from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join, dirname, basename } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -22,7 +38,9 @@ before(() => {
   requirePrereqs({ root: true, commands: ['fsck.erofs', 'losetup', 'mount', 'getfattr', 'setfattr', 'tar', 'gzip', 'zstd', 'busybox'] });
   work = mkdtempSync(join(tmpdir(), 'ferry-layers-'));
 });
-after(() => { if (work) rmSync(work, { recursive: true, force: true }); });
+after(() => {
+  if (work) rmSync(work, { recursive: true, force: true });
+});
 
 async function views(boot: Buffer, blobDir: string): Promise<string[]> {
   const out: string[] = [];
@@ -79,14 +97,21 @@ function applyOciLayer(layerDir: string, rootfs: string): void {
       const r = rel ? `${rel}/${name}` : name;
       const isDir = lstatSync(join(layerDir, r)).isDirectory();
       const dst = join(rootfs, r);
-      let st;
-      try { st = lstatSync(dst); } catch { st = undefined; }
+      let st: Stats | undefined;
+      try {
+        st = lstatSync(dst);
+      } catch {
+        st = undefined;
+      }
       if (st && (st.isDirectory() !== isDir || !isDir)) rmSync(dst, { recursive: true, force: true });
       if (isDir) walk(r);
     }
   };
   walk('');
-  const r = spawnSync('sh', ['-c', `tar -C '${layerDir}' --exclude='.wh.*' --xattrs --xattrs-include='*' --numeric-owner -cf - . | tar -C '${rootfs}' --xattrs --xattrs-include='*' --numeric-owner -xpf -`]);
+  const r = spawnSync('sh', [
+    '-c',
+    `tar -C '${layerDir}' --exclude='.wh.*' --xattrs --xattrs-include='*' --numeric-owner -cf - . | tar -C '${rootfs}' --xattrs --xattrs-include='*' --numeric-owner -xpf -`,
+  ]);
   assert.equal(r.status, 0, r.stderr.toString());
 }
 
@@ -124,7 +149,9 @@ test('layers: busybox rootfs as a gzip layer tar (with xattrs, devices) round-tr
 });
 
 function makeLayers(): string[] {
-  const l1 = join(work, 'l1'); const l2 = join(work, 'l2'); const l3 = join(work, 'l3');
+  const l1 = join(work, 'l1');
+  const l2 = join(work, 'l2');
+  const l3 = join(work, 'l3');
   for (const d of [l1, l2, l3]) mkdirSync(d);
   // layer 1: base
   mkdirSync(join(l1, 'a'));
@@ -168,7 +195,11 @@ function makeLayers(): string[] {
 
 test('layers: multi-layer image with whiteouts and opaque dirs — merge equals OCI layer application', async () => {
   const dirs = makeLayers();
-  const tars = [tarDir(dirs[0]!, join(work, 'l1.tar')), tarDir(dirs[1]!, join(work, 'l2.tar'), 'gzip'), tarDir(dirs[2]!, join(work, 'l3.tar'), 'zstd')];
+  const tars = [
+    tarDir(dirs[0]!, join(work, 'l1.tar')),
+    tarDir(dirs[1]!, join(work, 'l2.tar'), 'gzip'),
+    tarDir(dirs[2]!, join(work, 'l3.tar'), 'zstd'),
+  ];
   const blobDir = join(work, 'ml-blobs');
   const boots: Buffer[] = [];
   const ids: string[] = [];
@@ -181,18 +212,28 @@ test('layers: multi-layer image with whiteouts and opaque dirs — merge equals 
   assert.notEqual(openBootstrap(boots[1]!).lookup('/a/.wh.file1'), undefined);
   const merged = mergeBootstraps(boots);
   const mb = openBootstrap(merged);
-  assert.deepEqual(mb.blobs.map((b) => b.blobId), ids);
+  assert.deepEqual(
+    mb.blobs.map((b) => b.blobId),
+    ids,
+  );
   assert.equal(mb.lookup('/a/.wh.file1'), undefined, 'whiteouts are consumed by the merge');
   const ref = join(work, 'ml-ref');
   mkdirSync(ref);
   for (const d of dirs) applyOciLayer(d, ref);
-  assert.ok(!existsSync(join(ref, 'd')) && existsSync(join(ref, 'c/inner')) && !existsSync(join(ref, 'b/y')), 'reference applied whiteouts');
+  assert.ok(
+    !existsSync(join(ref, 'd')) && existsSync(join(ref, 'c/inner')) && !existsSync(join(ref, 'b/y')),
+    'reference applied whiteouts',
+  );
   await assertImage(merged, blobDir, ref, 'merged');
 
   // merged into a RAFS v5 bootstrap: unpacked through the reader, the same tree
   const v5 = join(work, 'merged-v5.boot');
   writeFileSync(v5, mergeBootstraps(boots, { fsVersion: 5 }));
-  const un = spawnSync(process.execPath, [FERRY_BIN, 'rafs', 'unpack', '--bootstrap', v5, '--blob-dir', blobDir, '--output', join(work, 'merged-v5')], { encoding: 'utf8' });
+  const un = spawnSync(
+    process.execPath,
+    [FERRY_BIN, 'rafs', 'unpack', '--bootstrap', v5, '--blob-dir', blobDir, '--output', join(work, 'merged-v5')],
+    { encoding: 'utf8' },
+  );
   assert.equal(un.status, 0, un.stderr);
   const d5 = diffSnapshots(snapshot(ref), snapshot(join(work, 'merged-v5')));
   assert.deepEqual(d5, [], `v5 merge: trees differ:\n${d5.slice(0, 20).join('\n')}`);
@@ -200,7 +241,13 @@ test('layers: multi-layer image with whiteouts and opaque dirs — merge equals 
   // the same through --parent-bootstrap: each layer built on top of the previous result
   let parent: Buffer | undefined;
   for (const t of tars) {
-    const r = await buildLayer({ source: createReadStream(t), blobDir: join(work, 'pb-blobs'), compressor: 'zstd', chunkSize: 0x10000, ...(parent ? { parentBootstrap: parent } : {}) });
+    const r = await buildLayer({
+      source: createReadStream(t),
+      blobDir: join(work, 'pb-blobs'),
+      compressor: 'zstd',
+      chunkSize: 0x10000,
+      ...(parent ? { parentBootstrap: parent } : {}),
+    });
     parent = r.bootstrap;
   }
   await assertImage(parent!, join(work, 'pb-blobs'), ref, 'parent-bootstrap chain');
@@ -217,16 +264,50 @@ test('layers: ferry rafs create / merge CLI', async (t) => {
   for (const [i, d] of dirs.entries()) {
     const tarPath = tarDir(d, join(work, `cli-l${i}.tar`));
     const boot = join(out, `l${i}.boot`);
-    const r = spawnSync(process.execPath, [FERRY_BIN, 'rafs', 'create', tarPath, '--bootstrap', boot, '--blob-dir', join(out, 'blobs'),
-      '--compressor', 'lz4_block', '--chunk-size', '0x10000', '--output-json', join(out, `l${i}.json`)], { encoding: 'utf8' });
+    const r = spawnSync(
+      process.execPath,
+      [
+        FERRY_BIN,
+        'rafs',
+        'create',
+        tarPath,
+        '--bootstrap',
+        boot,
+        '--blob-dir',
+        join(out, 'blobs'),
+        '--compressor',
+        'lz4_block',
+        '--chunk-size',
+        '0x10000',
+        '--output-json',
+        join(out, `l${i}.json`),
+      ],
+      { encoding: 'utf8' },
+    );
     assert.equal(r.status, 0, r.stderr);
     const j = JSON.parse(readFileSync(join(out, `l${i}.json`), 'utf8')) as { blobId: string; blobSize: number };
     assert.match(j.blobId, /^[0-9a-f]{64}$/);
     assert.equal(lstatSync(join(out, 'blobs', j.blobId)).size, j.blobSize);
     assert.deepEqual(JSON.parse(r.stdout.trim()).blobId, j.blobId);
     // the same tar on stdin builds the same blob (the build is deterministic)
-    const viaStdin = spawnSync(process.execPath, [FERRY_BIN, 'rafs', 'create', '-', '--bootstrap', join(out, `stdin${i}.boot`), '--blob-dir', join(out, 'blobs'),
-      '--compressor', 'lz4_block', '--chunk-size', '0x10000'], { encoding: 'utf8', input: readFileSync(tarPath) });
+    const viaStdin = spawnSync(
+      process.execPath,
+      [
+        FERRY_BIN,
+        'rafs',
+        'create',
+        '-',
+        '--bootstrap',
+        join(out, `stdin${i}.boot`),
+        '--blob-dir',
+        join(out, 'blobs'),
+        '--compressor',
+        'lz4_block',
+        '--chunk-size',
+        '0x10000',
+      ],
+      { encoding: 'utf8', input: readFileSync(tarPath) },
+    );
     assert.equal(viaStdin.status, 0, viaStdin.stderr);
     assert.equal(JSON.parse(viaStdin.stdout.trim()).blobId, j.blobId);
     assert.deepEqual(readFileSync(join(out, `stdin${i}.boot`)), readFileSync(boot));
@@ -240,14 +321,23 @@ test('layers: ferry rafs create / merge CLI', async (t) => {
   for (const d of dirs) applyOciLayer(d, ref);
   await assertImage(readFileSync(merged), join(out, 'blobs'), ref, 'cli merged');
   // bad options: clear message, exit code 2, nothing written
-  const bad = spawnSync(process.execPath, [FERRY_BIN, 'rafs', 'create', dirs[0]!, '--bootstrap', join(out, 'bad.boot'), '--blob-dir', join(out, 'bad'), '--chunk-size', '0x3000'], { encoding: 'utf8' });
+  const bad = spawnSync(
+    process.execPath,
+    [FERRY_BIN, 'rafs', 'create', dirs[0]!, '--bootstrap', join(out, 'bad.boot'), '--blob-dir', join(out, 'bad'), '--chunk-size', '0x3000'],
+    { encoding: 'utf8' },
+  );
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /invalid chunk size .*power of two/);
   assert.ok(!existsSync(join(out, 'bad.boot')));
-  const bad2 = spawnSync(process.execPath, [FERRY_BIN, 'rafs', 'create', dirs[0]!, '--bootstrap', join(out, 'bad.boot'), '--blob-dir', join(out, 'bad'), '--compressor', 'brotli'], { encoding: 'utf8' });
+  const bad2 = spawnSync(
+    process.execPath,
+    [FERRY_BIN, 'rafs', 'create', dirs[0]!, '--bootstrap', join(out, 'bad.boot'), '--blob-dir', join(out, 'bad'), '--compressor', 'brotli'],
+    { encoding: 'utf8' },
+  );
   assert.equal(bad2.status, 2);
   assert.match(bad2.stderr, /unknown compressor "brotli"/);
-  void t; void basename;
+  void t;
+  void basename;
 });
 
 test('layers: hostile or broken layer tars give clear errors and leave no blob behind', async () => {
@@ -260,7 +350,7 @@ test('layers: hostile or broken layer tars give clear errors and leave no blob b
     h.fill(0x20, 148, 156);
     let sum = 0;
     for (const b of h) sum += b;
-    h.write(sum.toString(8).padStart(7, '0') + '\0', 148, 'latin1');
+    h.write(`${sum.toString(8).padStart(7, '0')}\0`, 148, 'latin1');
     const pad = Buffer.alloc((512 - (body.length % 512)) % 512);
     return Buffer.concat([h, body, pad]);
   };
@@ -269,12 +359,24 @@ test('layers: hostile or broken layer tars give clear errors and leave no blob b
   mkdirSync(blobDir, { recursive: true });
   const cases: [string, Buffer, RegExp][] = [
     ['../ escape', tarOf(entry('ok', randomBytes(5000)), entry('../evil', Buffer.from('x'))), /escapes the layer root/],
-    ['.. above the root further in', tarOf(entry('ok', randomBytes(5000)), entry('a/b/../../../evil', Buffer.from('x'))), /escapes the layer root/],
-    ['hardlink to a missing file', tarOf(entry('a', randomBytes(5000)), entry('b', Buffer.alloc(0), 0x31, 'missing')), /hardlink b → missing: target not found/],
+    [
+      '.. above the root further in',
+      tarOf(entry('ok', randomBytes(5000)), entry('a/b/../../../evil', Buffer.from('x'))),
+      /escapes the layer root/,
+    ],
+    [
+      'hardlink to a missing file',
+      tarOf(entry('a', randomBytes(5000)), entry('b', Buffer.alloc(0), 0x31, 'missing')),
+      /hardlink b → missing: target not found/,
+    ],
     ['truncated body', Buffer.concat([entry('big', randomBytes(600000)).subarray(0, 100000)]), /truncat|ended|short|unexpected end/i],
   ];
   for (const [what, tar, re] of cases) {
-    await assert.rejects(buildLayer({ source: Readable.from([tar]), blobDir, compressor: 'lz4_block' }), (e: Error) => re.test(e.message), what);
+    await assert.rejects(
+      buildLayer({ source: Readable.from([tar]), blobDir, compressor: 'lz4_block' }),
+      (e: Error) => re.test(e.message),
+      what,
+    );
   }
   assert.deepEqual(readdirSync(blobDir), [], 'no blob or temporary file left after failures');
   // absolute and dangling symlinks are data, kept verbatim (what the container sees)
@@ -285,7 +387,11 @@ test('layers: hostile or broken layer tars give clear errors and leave no blob b
   assert.equal(bs.readlink(bs.lookup('/bin/sh')!), '/bin/busybox');
   assert.equal(bs.blobs.length, 0);
   // absolute names are taken relative to the layer root (as tar does), `..` inside it resolved
-  const abs = await buildLayer({ source: Readable.from([tarOf(entry('/etc/passwd', Buffer.from('x')), entry('usr/./lib/../bin//env', Buffer.from('y')))]), blobDir, compressor: 'lz4_block' });
+  const abs = await buildLayer({
+    source: Readable.from([tarOf(entry('/etc/passwd', Buffer.from('x')), entry('usr/./lib/../bin//env', Buffer.from('y')))]),
+    blobDir,
+    compressor: 'lz4_block',
+  });
   const ab = openBootstrap(abs.bootstrap);
   assert.ok(ab.lookup('/etc/passwd') !== undefined && ab.lookup('/usr/bin/env') !== undefined);
   assert.equal(ab.lookup('/usr/lib'), undefined);
@@ -322,9 +428,15 @@ test('layers: rebuilding a layer on top of itself keeps one blob-table entry (un
   const a = await buildLayer({ source: createReadStream(t), blobDir, compressor: 'none' });
   const b = await buildLayer({ source: createReadStream(t), blobDir, compressor: 'none', parentBootstrap: a.bootstrap });
   assert.equal(b.blobId, '', 'every chunk came from the parent: no new blob');
-  assert.deepEqual(openBootstrap(b.bootstrap).blobs.map((x) => x.blobId), [a.blobId]);
+  assert.deepEqual(
+    openBootstrap(b.bootstrap).blobs.map((x) => x.blobId),
+    [a.blobId],
+  );
   const twice = mergeBootstraps([a.bootstrap, a.bootstrap]);
-  assert.deepEqual(openBootstrap(twice).blobs.map((x) => x.blobId), [a.blobId]);
+  assert.deepEqual(
+    openBootstrap(twice).blobs.map((x) => x.blobId),
+    [a.blobId],
+  );
   const ref = join(work, 'self-ref');
   mkdirSync(ref);
   applyOciLayer(d, ref);
@@ -336,7 +448,11 @@ test('layers: an upstream nydus 2.2 bootstrap works as chunk dictionary and as a
   const upstreamBlobs = fixture('nydus', 'blobs');
   // reference tree of the upstream image, through the reader (every chunk digest verified)
   const lowerRef = join(work, 'up-ref');
-  const un = spawnSync(process.execPath, [FERRY_BIN, 'rafs', 'unpack', '--bootstrap', fixture('nydus', 'rafs-v6-2.2.boot'), '--blob-dir', upstreamBlobs, '--output', lowerRef], { encoding: 'utf8' });
+  const un = spawnSync(
+    process.execPath,
+    [FERRY_BIN, 'rafs', 'unpack', '--bootstrap', fixture('nydus', 'rafs-v6-2.2.boot'), '--blob-dir', upstreamBlobs, '--output', lowerRef],
+    { encoding: 'utf8' },
+  );
   assert.equal(un.status, 0, un.stderr);
   // our layer: one file identical to an upstream file (dedups against the dictionary), one new file, a whiteout
   const d = join(work, 'up-layer');
@@ -348,7 +464,13 @@ test('layers: an upstream nydus 2.2 bootstrap works as chunk dictionary and as a
   const blobDir = join(work, 'up-blobs');
   mkdirSync(blobDir);
   for (const f of readdirSync(upstreamBlobs)) cpSync(join(upstreamBlobs, f), join(blobDir, f));
-  const r = await buildLayer({ source: createReadStream(tarDir(d, join(work, 'up-layer.tar'))), blobDir, compressor: 'zstd', digester: 'blake3', chunkDict: upstreamBoot });
+  const r = await buildLayer({
+    source: createReadStream(tarDir(d, join(work, 'up-layer.tar'))),
+    blobDir,
+    compressor: 'zstd',
+    digester: 'blake3',
+    chunkDict: upstreamBoot,
+  });
   assert.equal(r.stats.chunksFromDict, 1, 'the copied file is referenced in the upstream blob');
   const merged = mergeBootstraps([upstreamBoot, r.bootstrap]);
   const ids = openBootstrap(merged).blobs.map((b) => b.blobId);
@@ -369,11 +491,19 @@ test('layers: --blob-inline-meta stores the layer bootstrap in the blob (image.b
   writeFileSync(join(d, 'big'), randomBytes(300000));
   utimesSync(join(d, 'etc'), 1_700_000_000, 1_700_000_000);
   const blobDir = join(work, 'inline-blobs');
-  const r = await buildLayer({ source: createReadStream(tarDir(d, join(work, 'inline.tar'))), blobDir, compressor: 'zstd', inlineBootstrap: true });
+  const r = await buildLayer({
+    source: createReadStream(tarDir(d, join(work, 'inline.tar'))),
+    blobDir,
+    compressor: 'zstd',
+    inlineBootstrap: true,
+  });
   const blob = readFileSync(r.blobPath);
   assert.equal(createHash('sha256').update(blob).digest('hex'), r.blobId, 'blob id = sha256 of the whole blob');
   const secs = walkReverseTar((o, l) => blob.subarray(o, o + l), blob.length);
-  assert.deepEqual(secs.map((x) => x.name), ['rafs.blob.toc', 'image.boot', 'blob.digest', 'blob.meta', 'image.blob']);
+  assert.deepEqual(
+    secs.map((x) => x.name),
+    ['rafs.blob.toc', 'image.boot', 'blob.digest', 'blob.meta', 'image.blob'],
+  );
   const toc = decodeToc(blob.subarray(secs[0]!.offset, secs[0]!.offset + secs[0]!.size));
   const e = toc.find((x) => x.name === 'image.boot')!;
   const raw = blob.subarray(e.compressedOffset, e.compressedOffset + e.compressedSize);

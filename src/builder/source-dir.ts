@@ -4,7 +4,7 @@
  * (dev, ino), device numbers, nanosecond mtimes, and extended attributes read with `getfattr`
  * (Debian package `attr`; Node has no xattr API) in one recursive call.
  */
-import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, type BigIntStats } from 'node:fs';
+import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, type BigIntStats, type Stats } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { FerryError, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../core/index.js';
@@ -13,7 +13,13 @@ import { resolvePrefetch } from './prefetch.js';
 import type { BlobWriter } from './blob-writer.js';
 
 const TYPES: Record<number, NodeType> = {
-  [S_IFREG]: 'file', [S_IFDIR]: 'dir', [S_IFLNK]: 'symlink', [S_IFCHR]: 'char', [S_IFBLK]: 'block', [S_IFIFO]: 'fifo', [S_IFSOCK]: 'socket',
+  [S_IFREG]: 'file',
+  [S_IFDIR]: 'dir',
+  [S_IFLNK]: 'symlink',
+  [S_IFCHR]: 'char',
+  [S_IFBLK]: 'block',
+  [S_IFIFO]: 'fifo',
+  [S_IFSOCK]: 'socket',
 };
 
 /** Decodes getfattr's escaping of file names (`\ooo` octal bytes, `\\`). */
@@ -36,12 +42,22 @@ function unescapeName(s: string): string {
 export async function readXattrs(dir: string): Promise<Map<string, Map<string, Buffer>>> {
   const out = new Map<string, Map<string, Buffer>>();
   const text = await new Promise<string>((resolve, reject) => {
-    execFile('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', dir], { maxBuffer: 1 << 30 }, (err, stdout, stderr) => {
-      if (err && (err as NodeJS.ErrnoException).code === 'ENOENT') {
-        reject(new FerryError('FAILED_PRECONDITION', 'reading xattrs of a directory source needs getfattr (Debian package attr, see scripts/install-deps.sh)'));
-      } else if (err && !stdout) reject(new FerryError('UNAVAILABLE', `getfattr failed: ${stderr || err.message}`));
-      else resolve(stdout);
-    });
+    execFile(
+      'getfattr',
+      ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', dir],
+      { maxBuffer: 1 << 30 },
+      (err, stdout, stderr) => {
+        if (err && (err as NodeJS.ErrnoException).code === 'ENOENT') {
+          reject(
+            new FerryError(
+              'FAILED_PRECONDITION',
+              'reading xattrs of a directory source needs getfattr (Debian package attr, see scripts/install-deps.sh)',
+            ),
+          );
+        } else if (err && !stdout) reject(new FerryError('UNAVAILABLE', `getfattr failed: ${stderr || err.message}`));
+        else resolve(stdout);
+      },
+    );
   });
   let cur: Map<string, Buffer> | undefined;
   for (const line of text.split('\n')) {
@@ -73,9 +89,13 @@ export interface DirSourceOptions {
 }
 
 export async function treeFromDir(dir: string, opts: DirSourceOptions): Promise<Inode> {
-  let st0;
-  try { st0 = lstatSync(dir); } catch (err) {
-    throw new FerryError('NOT_FOUND', `source directory ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+  let st0: Stats;
+  try {
+    st0 = lstatSync(dir);
+  } catch (err) {
+    throw new FerryError('NOT_FOUND', `source directory ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
+      cause: err,
+    });
   }
   if (!st0.isDirectory()) throw new FerryError('INVALID_ARGUMENT', `source ${dir} is not a directory`);
   const xattrs = opts.xattrs === false ? new Map<string, Map<string, Buffer>>() : await readXattrs(dir);
@@ -84,7 +104,10 @@ export async function treeFromDir(dir: string, opts: DirSourceOptions): Promise<
   // metadata and file reads are synchronous (no thread-pool round trip per file, ~3× less CPU on
   // a rootfs of small files); the event loop gets a turn every 256 entries and at every blob flush
   const maybeYield = async (): Promise<void> => {
-    if (++sinceYield >= 256) { sinceYield = 0; await new Promise((r) => setImmediate(r)); }
+    if (++sinceYield >= 256) {
+      sinceYield = 0;
+      await new Promise((r) => setImmediate(r));
+    }
   };
 
   const attrs = (abs: string, st: BigIntStats, node: Inode): void => {
@@ -135,7 +158,10 @@ export async function treeFromDir(dir: string, opts: DirSourceOptions): Promise<
       const key = `${cst.dev}:${cst.ino}`;
       if (type !== 'dir' && cst.nlink > 1n) {
         const first = links.get(key);
-        if (first) { node.children!.set(name, first); continue; }
+        if (first) {
+          node.children!.set(name, first);
+          continue;
+        }
       }
       let child: Inode;
       if (type === 'dir') {
@@ -168,8 +194,15 @@ export async function treeFromDir(dir: string, opts: DirSourceOptions): Promise<
   const order: Inode[] = [];
   const queued = new Set<Inode>();
   const queue = (n: Inode): void => {
-    if (n.type === 'file' && !queued.has(n)) { queued.add(n); order.push(n); }
-    else if (n.type === 'dir') for (const { node } of walkTree(n)) if (node.type === 'file' && !queued.has(node)) { queued.add(node); order.push(node); }
+    if (n.type === 'file' && !queued.has(n)) {
+      queued.add(n);
+      order.push(n);
+    } else if (n.type === 'dir')
+      for (const { node } of walkTree(n))
+        if (node.type === 'file' && !queued.has(node)) {
+          queued.add(node);
+          order.push(node);
+        }
   };
   for (const n of resolvePrefetch(root, opts.prefetchPatterns)) queue(n);
   queue(root);

@@ -28,21 +28,33 @@ export async function treeFromTar(input: Readable, opts: TarSourceOptions): Prom
       // EROFS/RAFS store unsigned times: entries dated before 1970 are clamped to the epoch
       const mtime = entry.mtime > 0 ? Math.floor(entry.mtime) : 0;
       const base: Inode = {
-        type: 'file', perm: entry.mode & 0o7777, uid: entry.uid, gid: entry.gid, mtime,
-        mtimeNsec: entry.mtime > 0 ? Math.round((entry.mtime - mtime) * 1e9) % 1_000_000_000 : 0, size: 0, xattrs: new Map(Object.entries(entry.xattrs ?? {})),
+        type: 'file',
+        perm: entry.mode & 0o7777,
+        uid: entry.uid,
+        gid: entry.gid,
+        mtime,
+        mtimeNsec: entry.mtime > 0 ? Math.round((entry.mtime - mtime) * 1e9) % 1_000_000_000 : 0,
+        size: 0,
+        xattrs: new Map(Object.entries(entry.xattrs ?? {})),
       };
       if (base.xattrs.size) writer.stats.xattrsDropped += storableXattrs(base.xattrs).dropped.length;
       switch (entry.type) {
         case 'file': {
           if (parts.length === 0) throw new FerryError('INVALID_ARGUMENT', 'a regular file cannot be the layer root');
           // inserted once its body is complete (as before: a truncated body inserts nothing)
-          file = { chunker: new FileChunker(entry.size, writer, opts.chunkSize, opts.onBytes, scratch), node: { ...base, size: entry.size }, path: entry.path };
+          file = {
+            chunker: new FileChunker(entry.size, writer, opts.chunkSize, opts.onBytes, scratch),
+            node: { ...base, size: entry.size },
+            path: entry.path,
+          };
           return;
         }
         case 'hardlink': {
           const target = entry.linkname === undefined ? undefined : lookupPath(root, entry.linkname);
-          if (!target) throw new FerryError('INVALID_ARGUMENT', `hardlink ${entry.path} → ${entry.linkname}: target not found earlier in the layer`);
-          if (target.type === 'dir') throw new FerryError('INVALID_ARGUMENT', `hardlink ${entry.path} → ${entry.linkname}: target is a directory`);
+          if (!target)
+            throw new FerryError('INVALID_ARGUMENT', `hardlink ${entry.path} → ${entry.linkname}: target not found earlier in the layer`);
+          if (target.type === 'dir')
+            throw new FerryError('INVALID_ARGUMENT', `hardlink ${entry.path} → ${entry.linkname}: target is a directory`);
           insertPath(root, entry.path, target);
           return;
         }
@@ -62,7 +74,10 @@ export async function treeFromTar(input: Readable, opts: TarSourceOptions): Prom
           insertPath(root, entry.path, { ...base, type: entry.type, rdevMajor: entry.devmajor ?? 0, rdevMinor: entry.devminor ?? 0 });
           return;
         default:
-          throw new FerryError('INVALID_ARGUMENT', `${entry.path}: unsupported tar entry type ${String((entry as { type: unknown }).type)}`);
+          throw new FerryError(
+            'INVALID_ARGUMENT',
+            `${entry.path}: unsupported tar entry type ${String((entry as { type: unknown }).type)}`,
+          );
       }
     },
     data(piece: Buffer): void {

@@ -3,7 +3,17 @@ import assert from 'node:assert/strict';
 import { applyLayer, insertPath, newDir, walkTree, lookupPath, splitPath, storableXattrs, type Inode } from './tree.js';
 import { resolvePrefetch } from './prefetch.js';
 
-const file = (content = ''): Inode => ({ type: 'file', perm: 0o644, uid: 0, gid: 0, mtime: 0, mtimeNsec: 0, size: content.length, xattrs: new Map(), chunks: [] });
+const file = (content = ''): Inode => ({
+  type: 'file',
+  perm: 0o644,
+  uid: 0,
+  gid: 0,
+  mtime: 0,
+  mtimeNsec: 0,
+  size: content.length,
+  xattrs: new Map(),
+  chunks: [],
+});
 
 function tree(paths: Record<string, Inode | 'dir'>): Inode {
   const root = newDir();
@@ -16,12 +26,16 @@ test('tree: OCI layer application (whiteouts, opaque dirs, type changes, recreat
   const lower = tree({ 'a/x': file(), 'a/y': file(), 'b/deep/z': file(), c: file(), 'd/keep': file(), e: 'dir', 'f/old': file() });
   const upper = tree({
     'a/.wh.x': file(), // whiteout
-    'b/.wh..wh..opq': file(), 'b/new': file(), // opaque dir
+    'b/.wh..wh..opq': file(),
+    'b/new': file(), // opaque dir
     'c/inner': file(), // file → dir
     '.wh.d': file(), // whole dir removed
     e: file(), // dir → file
-    '.wh.f': file(), 'f/fresh': file(), // removed, then recreated in the same layer
-    'g/.wh.nothing': file(), 'g/.wh..wh..opq': file(), 'g/n': file(), // whiteouts in a brand-new dir
+    '.wh.f': file(),
+    'f/fresh': file(), // removed, then recreated in the same layer
+    'g/.wh.nothing': file(),
+    'g/.wh..wh..opq': file(),
+    'g/n': file(), // whiteouts in a brand-new dir
   });
   const merged = applyLayer(lower, upper);
   assert.deepEqual(listing(merged), ['//', '/a/', '/a/y', '/b/', '/b/new', '/c/', '/c/inner', '/e', '/f/', '/f/fresh', '/g/', '/g/n']);
@@ -40,8 +54,13 @@ test('tree: paths are normalised lexically; only escapes above the root are refu
 });
 
 test('tree: xattrs nydusd cannot load are dropped and counted', () => {
-  const x = new Map([['user.a', Buffer.from('1')], ['system.sockprotoname', Buffer.from('x')], ['lustre.lov', Buffer.from('y')],
-    ['security.capability', Buffer.from('c')], ['system.posix_acl_access', Buffer.from('acl')]]);
+  const x = new Map([
+    ['user.a', Buffer.from('1')],
+    ['system.sockprotoname', Buffer.from('x')],
+    ['lustre.lov', Buffer.from('y')],
+    ['security.capability', Buffer.from('c')],
+    ['system.posix_acl_access', Buffer.from('acl')],
+  ]);
   const { dropped } = storableXattrs(x);
   assert.deepEqual(dropped.sort(), ['lustre.lov', 'system.sockprotoname']);
   assert.deepEqual([...x.keys()].sort(), ['security.capability', 'system.posix_acl_access', 'user.a']);

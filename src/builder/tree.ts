@@ -70,7 +70,18 @@ export interface Inode {
 }
 
 export function newDir(attrs?: Partial<Inode>): Inode {
-  return { type: 'dir', perm: 0o755, uid: 0, gid: 0, mtime: 0, mtimeNsec: 0, size: 0, xattrs: new Map(), ...attrs, children: attrs?.children ?? new Map() };
+  return {
+    type: 'dir',
+    perm: 0o755,
+    uid: 0,
+    gid: 0,
+    mtime: 0,
+    mtimeNsec: 0,
+    size: 0,
+    xattrs: new Map(),
+    ...attrs,
+    children: attrs?.children ?? new Map(),
+  };
 }
 
 /**
@@ -98,7 +109,7 @@ export function ensureParent(root: Inode, parts: string[]): Inode {
   for (let i = 0; i < parts.length - 1; i++) {
     const name = parts[i]!;
     let next = dir.children!.get(name);
-    if (!next || next.type !== 'dir') {
+    if (next?.type !== 'dir') {
       next = newDir();
       dir.children!.set(name, next);
     }
@@ -111,7 +122,7 @@ export function ensureParent(root: Inode, parts: string[]): Inode {
 export function lookupPath(root: Inode, path: string): Inode | undefined {
   let n: Inode | undefined = root;
   for (const part of splitPath(path)) {
-    if (!n || n.type !== 'dir') return undefined;
+    if (n?.type !== 'dir') return undefined;
     n = n.children!.get(part);
   }
   return n;
@@ -199,8 +210,15 @@ export function storableXattrs(x: Map<string, Buffer>): { xattrs: Map<string, Bu
   const dropped: string[] = [];
   for (const name of x.keys()) {
     // nydusd knows user., trusted., security. and the two POSIX ACL names (not EROFS's lustre.)
-    if (name.startsWith('lustre.')) { dropped.push(name); continue; }
-    try { splitXattrName(name); } catch { dropped.push(name); }
+    if (name.startsWith('lustre.')) {
+      dropped.push(name);
+      continue;
+    }
+    try {
+      splitXattrName(name);
+    } catch {
+      dropped.push(name);
+    }
   }
   for (const d of dropped) x.delete(d);
   return { xattrs: x, dropped };

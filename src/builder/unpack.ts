@@ -12,7 +12,20 @@
 import { spawnSync } from 'node:child_process';
 import { createWriteStream, existsSync } from 'node:fs';
 import {
-  chmod, chown, lchown, link, lutimes, mkdir, mkdtemp, open, readdir, rename, rm, symlink, utimes, writeFile,
+  chmod,
+  chown,
+  lchown,
+  link,
+  lutimes,
+  mkdir,
+  mkdtemp,
+  open,
+  readdir,
+  rename,
+  rm,
+  symlink,
+  utimes,
+  writeFile,
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -36,7 +49,10 @@ export interface UnpackOptions {
 }
 
 /** What an unpack did: entries created, file bytes written. */
-export interface UnpackCounts { entries: number; bytes: number }
+export interface UnpackCounts {
+  entries: number;
+  bytes: number;
+}
 /** A tar entry of the tree, with its body for a regular file. */
 export type TreeTarEntry = { entry: TarEntry; body?: Buffer | Readable };
 
@@ -65,8 +81,16 @@ async function ignoreEperm(p: Promise<void>): Promise<void> {
 }
 
 function escapeDumpName(s: string): string {
-  return Buffer.from(s, 'utf8').reduce((acc, b) => acc + (b === BACKSLASH ? '\\\\'
-    : b < PRINTABLE_FIRST || b > PRINTABLE_LAST || b === EQUALS ? `\\${b.toString(8).padStart(3, '0')}` : String.fromCharCode(b)), '');
+  return Buffer.from(s, 'utf8').reduce(
+    (acc, b) =>
+      acc +
+      (b === BACKSLASH
+        ? '\\\\'
+        : b < PRINTABLE_FIRST || b > PRINTABLE_LAST || b === EQUALS
+          ? `\\${b.toString(8).padStart(3, '0')}`
+          : String.fromCharCode(b)),
+    '',
+  );
 }
 
 /** A hidden name beside `target` for writing it before it is complete. */
@@ -194,7 +218,12 @@ export async function* tarEntries(bs: RafsBootstrap, files: FileData, opts: Unpa
   for (const e of bs.walk()) {
     const t = e.stat.mode & S_IFMT;
     const base = {
-      path: e.path, mode: e.stat.mode & S_IPERM, uid: e.stat.uid, gid: e.stat.gid, mtime: mtimeOf(e), size: 0,
+      path: e.path,
+      mode: e.stat.mode & S_IPERM,
+      uid: e.stat.uid,
+      gid: e.stat.gid,
+      mtime: mtimeOf(e),
+      size: 0,
       xattrs: Object.fromEntries(bs.xattrs(e.ino)),
     };
     if (t === S_IFDIR) yield { entry: { ...base, type: 'dir' } };

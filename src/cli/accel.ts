@@ -22,7 +22,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const o = cmd.opts<{ config: string; listen?: string; workDir?: string }>();
   const log = createLogger({ name: 'accel' });
-  let handle;
+  let handle: Awaited<ReturnType<typeof startAccel>>;
   try {
     const opts: StartAccelOptions = { configPath: o.config, log };
     if (o.listen) opts.listen = o.listen;

@@ -9,12 +9,16 @@ import { ALL_MODES, WORKLOADS, runBench, writeReport, type ModeId } from '../ben
 import { createLogger } from '../observe/index.js';
 
 function list(v: string): string[] {
-  return v.split(',').map((s) => s.trim()).filter(Boolean);
+  return v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 function nodesList(v: string): number[] {
   const out = list(v).map(Number);
-  if (out.some((n) => !Number.isInteger(n) || n < 1 || n > 32)) throw new InvalidArgumentError('nodes must be integers 1..32, e.g. 1,2,4,8');
+  if (out.some((n) => !Number.isInteger(n) || n < 1 || n > 32))
+    throw new InvalidArgumentError('nodes must be integers 1..32, e.g. 1,2,4,8');
   return out;
 }
 
@@ -45,8 +49,18 @@ export async function run(argv: string[]): Promise<number> {
     return code ?? 2;
   }
   const o = program.opts<{
-    workloads?: string[]; modes?: string[]; nodes?: number[]; fanout?: string[]; bandwidth: string; repeat?: number;
-    out: string; quick: boolean; png: boolean; registry: string; seed: number; logLevel: string;
+    workloads?: string[];
+    modes?: string[];
+    nodes?: number[];
+    fanout?: string[];
+    bandwidth: string;
+    repeat?: number;
+    out: string;
+    quick: boolean;
+    png: boolean;
+    registry: string;
+    seed: number;
+    logLevel: string;
   }>();
   for (const m of o.modes ?? []) {
     if (!ALL_MODES.includes(m as ModeId)) {
@@ -64,15 +78,23 @@ export async function run(argv: string[]): Promise<number> {
   }
   const log = createLogger({ level: o.logLevel, name: 'bench' });
   const tty = process.stderr.isTTY;
-  const bar = tty ? new cliProgress.SingleBar({
-    format: 'ferry bench |{bar}| {value}/{total} runs | {label}',
-    hideCursor: true,
-    stream: process.stderr,
-  }, cliProgress.Presets.shades_classic) : undefined;
+  const bar = tty
+    ? new cliProgress.SingleBar(
+        {
+          format: 'ferry bench |{bar}| {value}/{total} runs | {label}',
+          hideCursor: true,
+          stream: process.stderr,
+        },
+        cliProgress.Presets.shades_classic,
+      )
+    : undefined;
   let barStarted = false;
   const onProgress = (done: number, total: number, label: string): void => {
     if (bar) {
-      if (!barStarted) { bar.start(total, done, { label }); barStarted = true; }
+      if (!barStarted) {
+        bar.start(total, done, { label });
+        barStarted = true;
+      }
       bar.setTotal(total);
       bar.update(done, { label });
     } else {

@@ -6,7 +6,11 @@ const S = `sha256:${'a'.repeat(64)}`;
 const T = `sha256:${'b'.repeat(64)}`;
 
 test('ferry check report: source before target, labelled, as --source/--target and the DIFF lines have them', () => {
-  const ok = checkReport({ ok: true, differences: [], checked: [{ sourceDigest: S, targetDigest: T, entries: 10, files: 4, bytes: 2048 }] });
+  const ok = checkReport({
+    ok: true,
+    differences: [],
+    checked: [{ sourceDigest: S, targetDigest: T, entries: 10, files: 4, bytes: 2048 }],
+  });
   assert.equal(ok.split('\n')[0], `source ${S} vs nydus ${T}: 10 entries, 4 files, 2.0 KiB of data verified`);
   assert.ok(ok.endsWith('check passed\n'));
   const bad = checkReport({

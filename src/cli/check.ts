@@ -14,10 +14,14 @@ import { sideClient, creds, localfsBackend } from './convert.js';
 export function checkReport(res: CheckResult): string {
   const lines: string[] = [];
   for (const c of res.checked) {
-    lines.push(`${c.platform ? `${c.platform}: ` : ''}source ${c.sourceDigest} vs nydus ${c.targetDigest}: ${c.entries} entries, ${c.files} files, ${formatBytes(c.bytes)} of data verified`);
+    lines.push(
+      `${c.platform ? `${c.platform}: ` : ''}source ${c.sourceDigest} vs nydus ${c.targetDigest}: ${c.entries} entries, ${c.files} files, ${formatBytes(c.bytes)} of data verified`,
+    );
   }
   for (const d of res.differences) {
-    lines.push(`DIFF ${d.platform ? `[${d.platform}] ` : ''}/${d.path}: ${d.what}${d.source !== undefined || d.target !== undefined ? ` (source ${d.source ?? '-'}, nydus ${d.target ?? '-'})` : ''}`);
+    lines.push(
+      `DIFF ${d.platform ? `[${d.platform}] ` : ''}/${d.path}: ${d.what}${d.source !== undefined || d.target !== undefined ? ` (source ${d.source ?? '-'}, nydus ${d.target ?? '-'})` : ''}`,
+    );
   }
   lines.push(res.ok ? 'check passed' : `check FAILED: ${res.differences.length} difference(s)`);
   return `${lines.join('\n')}\n`;
@@ -49,11 +53,17 @@ export async function run(argv: string[]): Promise<number> {
     const src = parseReference(String(o.source));
     const dst = parseReference(String(o.target));
     const opts: CheckOptions = {
-      source: src, target: dst, log,
+      source: src,
+      target: dst,
+      log,
       sourceClient: sideClient(src.registry, Boolean(o.sourceInsecure), creds(o.sourceCreds), log),
       targetClient: sideClient(dst.registry, Boolean(o.targetInsecure), creds(o.targetCreds), log),
     };
-    if (o.platform) opts.platforms = String(o.platform).split(',').map((s) => s.trim()).filter(Boolean);
+    if (o.platform)
+      opts.platforms = String(o.platform)
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
     if (o.workDir) opts.workDir = String(o.workDir);
     if (o.backendType) opts.backend = localfsBackend(o.backendConfig);
     const res = await checkImage(opts);

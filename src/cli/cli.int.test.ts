@@ -17,12 +17,16 @@ const BIG_BOOTSTRAP = fixture('nydus', 'nydusd_daemon_test_bootstrap');
  * Runs ferry with stdout on a pipe, reads the first chunk, then closes the read end, as `| head -1`
  * does. Resolves with the exit status, the signal and everything written to stderr.
  */
-function readFirstChunkThenClose(args: string[]): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string; first: string }> {
+function readFirstChunkThenClose(
+  args: string[],
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string; first: string }> {
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, [FERRY_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     let first = '';
-    p.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    p.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     p.stdout.once('data', (d: Buffer) => {
       first = d.toString();
       p.stdout.destroy();
@@ -33,7 +37,10 @@ function readFirstChunkThenClose(args: string[]): Promise<{ code: number | null;
 }
 
 test('a closed stdout pipe ends ferry quietly with status 141 (text and JSON output)', async () => {
-  for (const args of [['rafs', 'inspect', BIG_BOOTSTRAP], ['rafs', 'inspect', BIG_BOOTSTRAP, '--json']]) {
+  for (const args of [
+    ['rafs', 'inspect', BIG_BOOTSTRAP],
+    ['rafs', 'inspect', BIG_BOOTSTRAP, '--json'],
+  ]) {
     const r = await readFirstChunkThenClose(args);
     assert.ok(r.first.length > 0, 'some output was read before closing');
     assert.equal(r.stderr, '', `nothing on stderr for ${args.join(' ')}, got:\n${r.stderr}`);

@@ -12,8 +12,23 @@ import { DEFAULT_CONVERT_CHUNK_SIZE, DEFAULT_CONVERT_ZSTD_LEVEL } from '../confi
 import { checkCompressLevel } from '../format/compress/index.js';
 import { FerryError, formatBytes, parseSize } from '../core/index.js';
 import { createLogger } from '../observe/index.js';
-import { RegistryClient, parseReference, dockerConfigCredentials, currentPlatform, formatPlatform, type Credentials } from '../remote/index.js';
-import { convertImage, SqliteLayerCache, RemoteLayerCache, TieredLayerCache, type ConvertOptions, type LayerCache, type ProgressEvent } from '../convert/index.js';
+import {
+  RegistryClient,
+  parseReference,
+  dockerConfigCredentials,
+  currentPlatform,
+  formatPlatform,
+  type Credentials,
+} from '../remote/index.js';
+import {
+  convertImage,
+  SqliteLayerCache,
+  RemoteLayerCache,
+  TieredLayerCache,
+  type ConvertOptions,
+  type LayerCache,
+  type ProgressEvent,
+} from '../convert/index.js';
 
 /** `user:password` from a flag; undefined when the flag is absent. */
 export function creds(s: unknown): Credentials | undefined {
@@ -26,13 +41,22 @@ export function creds(s: unknown): Credentials | undefined {
 /** `--backend-type localfs --backend-config '{"dir":"…"}'` as a backend option. */
 export function localfsBackend(config: unknown): { type: 'localfs'; dir: string } {
   let bc: { dir?: unknown };
-  try { bc = JSON.parse(String(config ?? '{}')) as { dir?: unknown }; } catch { throw new FerryError('INVALID_ARGUMENT', '--backend-config is not valid JSON'); }
+  try {
+    bc = JSON.parse(String(config ?? '{}')) as { dir?: unknown };
+  } catch {
+    throw new FerryError('INVALID_ARGUMENT', '--backend-config is not valid JSON');
+  }
   if (typeof bc.dir !== 'string') throw new FerryError('INVALID_ARGUMENT', '--backend-config for localfs needs {"dir": "…"}');
   return { type: 'localfs', dir: bc.dir };
 }
 
 /** A client for one side: its host is insecure when asked (or loopback), creds from the flag or docker config. */
-export function sideClient(host: string, insecure: boolean, c: Credentials | undefined, log: ReturnType<typeof createLogger>): RegistryClient {
+export function sideClient(
+  host: string,
+  insecure: boolean,
+  c: Credentials | undefined,
+  log: ReturnType<typeof createLogger>,
+): RegistryClient {
   return new RegistryClient({
     log,
     insecure: (h) => (h === host && insecure) || /^(localhost|127\.|\[::1\])/.test(h),
@@ -42,9 +66,15 @@ export function sideClient(host: string, insecure: boolean, c: Credentials | und
 
 export function progressReporter(enabled: boolean): { onProgress?: (ev: ProgressEvent) => void; stop(): void } {
   if (!enabled) return { stop: () => {} };
-  const multi = new cliProgress.MultiBar({
-    format: '{name} |{bar}| {pct}% {done}/{size} {phase}', hideCursor: true, clearOnComplete: false, stream: process.stderr,
-  }, cliProgress.Presets.shades_classic);
+  const multi = new cliProgress.MultiBar(
+    {
+      format: '{name} |{bar}| {pct}% {done}/{size} {phase}',
+      hideCursor: true,
+      clearOnComplete: false,
+      stream: process.stderr,
+    },
+    cliProgress.Presets.shades_classic,
+  );
   const bars = new Map<string, cliProgress.SingleBar>();
   const onProgress = (ev: ProgressEvent): void => {
     const key = `${ev.platform ?? ''} ${ev.id}`;
@@ -57,7 +87,12 @@ export function progressReporter(enabled: boolean): { onProgress?: (ev: Progress
     const total = ev.total ?? bar.getTotal();
     const v = ev.phase === 'cached' || ev.phase === 'done' ? total : (ev.bytes ?? bar.getProgress() * total);
     bar.setTotal(total || 1);
-    bar.update(v, { phase: ev.phase === 'bytes' ? 'converting' : ev.phase, pct: total ? Math.floor((v / total) * 100) : 100, done: formatBytes(v), size: formatBytes(total) });
+    bar.update(v, {
+      phase: ev.phase === 'bytes' ? 'converting' : ev.phase,
+      pct: total ? Math.floor((v / total) * 100) : 100,
+      done: formatBytes(v),
+      size: formatBytes(total),
+    });
   };
   return { onProgress, stop: () => multi.stop() };
 }
@@ -85,9 +120,16 @@ export async function run(argv: string[]): Promise<number> {
     .option('--all-platforms', 'convert every platform of an index')
     .addOption(new Option('--backend-type <type>', 'store blobs outside the registry').choices(['localfs']))
     .option('--backend-config <json>', 'backend config, e.g. {"dir":"/path"}')
-    .option('--cache <path>', 'layer conversion cache (SQLite)', join(process.env.FERRY_CACHE_DIR || join(homedir(), '.cache', 'ferry'), 'convert-cache.db'))
+    .option(
+      '--cache <path>',
+      'layer conversion cache (SQLite)',
+      join(process.env.FERRY_CACHE_DIR || join(homedir(), '.cache', 'ferry'), 'convert-cache.db'),
+    )
     .option('--no-cache', 'do not use the local layer conversion cache')
-    .option('--build-cache <ref>', 'also keep the layer cache as an image in the target registry (acceld cache_tag / nydusify --build-cache)')
+    .option(
+      '--build-cache <ref>',
+      'also keep the layer cache as an image in the target registry (acceld cache_tag / nydusify --build-cache)',
+    )
     .option('--build-cache-version <v>', 'cache version; a cache image of another version is discarded', '')
     .option('--build-cache-max-records <n>', 'records kept in the cache image', '200')
     .option('--work-dir <dir>', 'parent of the temporary work directory')
@@ -107,10 +149,16 @@ export async function run(argv: string[]): Promise<number> {
     const src = parseReference(String(o.source));
     const dst = parseReference(String(o.target));
     const sc = sideClient(src.registry, Boolean(o.sourceInsecure), creds(o.sourceCreds as string | undefined), log);
-    const tc = src.registry === dst.registry && !o.targetCreds && Boolean(o.sourceInsecure) === Boolean(o.targetInsecure)
-      ? sc : sideClient(dst.registry, Boolean(o.targetInsecure), creds(o.targetCreds as string | undefined), log);
+    const tc =
+      src.registry === dst.registry && !o.targetCreds && Boolean(o.sourceInsecure) === Boolean(o.targetInsecure)
+        ? sc
+        : sideClient(dst.registry, Boolean(o.targetInsecure), creds(o.targetCreds as string | undefined), log);
     const opts: ConvertOptions = {
-      source: src, target: dst, sourceClient: sc, targetClient: tc, log,
+      source: src,
+      target: dst,
+      sourceClient: sc,
+      targetClient: tc,
+      log,
       fsVersion: o.fsVersion === '5' ? 5 : 6,
       compressor: o.compressor as ConvertOptions['compressor'] & string,
       chunkSize: parseSize(String(o.chunkSize)),
@@ -128,9 +176,18 @@ export async function run(argv: string[]): Promise<number> {
     if (o.workDir) opts.workDir = String(o.workDir);
     if (o.prefetchPatterns) {
       const text = readFileSync(o.prefetchPatterns === '-' ? 0 : String(o.prefetchPatterns), 'utf8');
-      opts.prefetchPatterns = text.split('\n').map((s) => s.trim()).filter(Boolean);
+      opts.prefetchPatterns = text
+        .split('\n')
+        .map((s) => s.trim())
+        .filter(Boolean);
     }
-    if (!o.allPlatforms) opts.platforms = o.platform ? String(o.platform).split(',').map((s) => s.trim()).filter(Boolean) : [formatPlatform(currentPlatform())];
+    if (!o.allPlatforms)
+      opts.platforms = o.platform
+        ? String(o.platform)
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean)
+        : [formatPlatform(currentPlatform())];
     if (o.backendType) opts.backend = localfsBackend(o.backendConfig);
     const tiers: LayerCache[] = [];
     if (o.cache !== false && typeof o.cache === 'string') {
@@ -139,8 +196,18 @@ export async function run(argv: string[]): Promise<number> {
     }
     if (o.buildCache) {
       const ref = parseReference(String(o.buildCache));
-      if (ref.registry !== dst.registry || ref.tag === undefined) throw new FerryError('INVALID_ARGUMENT', '--build-cache must be a tagged reference in the target registry');
-      tiers.push(new RemoteLayerCache({ client: tc, repo: ref, tag: ref.tag, version: String(o.buildCacheVersion ?? ''), maxRecords: Number(o.buildCacheMaxRecords ?? 200), log }));
+      if (ref.registry !== dst.registry || ref.tag === undefined)
+        throw new FerryError('INVALID_ARGUMENT', '--build-cache must be a tagged reference in the target registry');
+      tiers.push(
+        new RemoteLayerCache({
+          client: tc,
+          repo: ref,
+          tag: ref.tag,
+          version: String(o.buildCacheVersion ?? ''),
+          maxRecords: Number(o.buildCacheMaxRecords ?? 200),
+          log,
+        }),
+      );
     }
     if (tiers.length) opts.cache = tiers.length === 1 ? tiers[0]! : new TieredLayerCache(tiers);
     progress = progressReporter(o.progress === true || (o.progress !== false && process.stderr.isTTY === true));

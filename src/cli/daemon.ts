@@ -21,10 +21,14 @@ export async function run(argv: string[]): Promise<number> {
     .option('--data-dir <dir>', 'state directory (mount records, cache, blob views)', '/var/lib/ferry/daemon')
     .option('--no-restore', 'do not mount again the images a killed predecessor had mounted (only clean up)')
     .exitOverride();
-  try { cmd.parse(argv, { from: 'user' }); } catch (e) { return (e as { exitCode?: number }).exitCode ?? 2; }
+  try {
+    cmd.parse(argv, { from: 'user' });
+  } catch (e) {
+    return (e as { exitCode?: number }).exitCode ?? 2;
+  }
   const o = cmd.opts<{ apisock: string; config?: string; dataDir: string; restore: boolean }>();
   const log = createLogger({ name: 'ferry-daemon' });
-  let config;
+  let config: ReturnType<typeof parseDaemonConfig>;
   try {
     config = parseDaemonConfig(o.config ? JSON.parse(await readFile(o.config, 'utf8')) : {});
   } catch (err) {

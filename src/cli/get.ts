@@ -26,13 +26,20 @@ export async function run(argv: string[]): Promise<number> {
     .option('--peer <addr>', 'peer proxy address', process.env.FERRY_PEER ?? '127.0.0.1:65001')
     .option('-H, --header <k:v...>', 'request header(s), e.g. "Authorization: Bearer x"')
     .exitOverride();
-  try { cmd.parse(argv, { from: 'user' }); } catch (err) { return (err as { exitCode?: number }).exitCode ?? 2; }
+  try {
+    cmd.parse(argv, { from: 'user' });
+  } catch (err) {
+    return (err as { exitCode?: number }).exitCode ?? 2;
+  }
   const [url] = cmd.args as [string];
   const o = cmd.opts<{ output: string; peer: string; header?: string[] }>();
   const headers: Record<string, string> = {};
   for (const h of o.header ?? []) {
     const i = h.indexOf(':');
-    if (i <= 0) { process.stderr.write(`ferry get: bad header ${JSON.stringify(h)} (want K:V)\n`); return 2; }
+    if (i <= 0) {
+      process.stderr.write(`ferry get: bad header ${JSON.stringify(h)} (want K:V)\n`);
+      return 2;
+    }
     headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim();
   }
   const part = `${o.output}.part`;
@@ -43,8 +50,13 @@ export async function run(argv: string[]): Promise<number> {
     const expected = Number(res.headers['content-length']);
     const hash = digest ? createHash(digest.slice(0, digest.indexOf(':'))) : undefined;
     let got = 0;
-    res.on('data', (c: Buffer) => { got += c.length; hash?.update(c); });
-    try { await pipeline(res, createWriteStream(part)); } catch (err) {
+    res.on('data', (c: Buffer) => {
+      got += c.length;
+      hash?.update(c);
+    });
+    try {
+      await pipeline(res, createWriteStream(part));
+    } catch (err) {
       if (FerryError.is(err)) throw err;
       throw new Incomplete(`transfer aborted after ${got} bytes (${(err as Error).message})`);
     }
@@ -66,9 +78,11 @@ export async function run(argv: string[]): Promise<number> {
         process.stderr.write(`ferry get: ${what}: ${err.message}; trying again\n`);
         continue;
       }
-      process.stderr.write(err instanceof Incomplete
-        ? `ferry get: ${what} did not verify: ${err.message}${attempt > 1 ? ' (second try)' : ''}\n`
-        : `ferry get: ${(err as Error).message}\n`);
+      process.stderr.write(
+        err instanceof Incomplete
+          ? `ferry get: ${what} did not verify: ${err.message}${attempt > 1 ? ' (second try)' : ''}\n`
+          : `ferry get: ${(err as Error).message}\n`,
+      );
       return 1;
     }
   }

@@ -16,17 +16,19 @@ export function untilSignal(stop: () => Promise<void>, log?: Logger): Promise<vo
       }
       stopping = true;
       log?.info({ signal: sig }, 'stopping');
-      stop().then(
-        () => resolve(),
-        (err: unknown) => {
-          log?.error({ err }, 'error while stopping');
-          process.exitCode = 1;
-          resolve();
-        },
-      ).finally(() => {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
-      });
+      stop()
+        .then(
+          () => resolve(),
+          (err: unknown) => {
+            log?.error({ err }, 'error while stopping');
+            process.exitCode = 1;
+            resolve();
+          },
+        )
+        .finally(() => {
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+        });
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);

@@ -26,14 +26,17 @@ export const SUBCOMMANDS: ReadonlyArray<readonly [name: string, summary: string]
 ];
 
 export interface SubcommandModule {
+  // biome-ignore lint/suspicious/noConfusingVoidType: subcommand modules' run() returns Promise<void> or Promise<number>
   run(argv: string[]): Promise<number | void>;
 }
 
 function usage(): string {
   const width = Math.max(...SUBCOMMANDS.map(([n]) => n.length));
   const lines = SUBCOMMANDS.map(([n, s]) => `  ${n.padEnd(width)}  ${s}`);
-  return `usage: ferry <command> [options]\n\ncommands:\n${lines.join('\n')}\n\n` +
-    `Run 'ferry <command> --help' for the options of a command.\n`;
+  return (
+    `usage: ferry <command> [options]\n\ncommands:\n${lines.join('\n')}\n\n` +
+    `Run 'ferry <command> --help' for the options of a command.\n`
+  );
 }
 
 /**
@@ -93,6 +96,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
+  // biome-ignore lint/suspicious/noConfusingVoidType: subcommand modules' run() returns Promise<void> or Promise<number>
   let code: number | void;
   try {
     code = await mod.run(rest);

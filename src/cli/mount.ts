@@ -22,12 +22,19 @@ import { untilSignal } from './lifecycle.js';
 export async function fetchBootstrap(client: RegistryClient, ref: ImageReference, dir: string, log: Logger): Promise<string> {
   const { manifest: man } = await client.resolveImage(ref, { prefer: 'nydus' });
   const boot = [...man.layers].reverse().find((l) => l.annotations?.[NydusAnnotation.BOOTSTRAP] === 'true');
-  if (!boot) throw new FerryError('FAILED_PRECONDITION', `${formatReference(ref)} is not a Nydus image (no layer annotated ${NydusAnnotation.BOOTSTRAP})`);
+  if (!boot)
+    throw new FerryError(
+      'FAILED_PRECONDITION',
+      `${formatReference(ref)} is not a Nydus image (no layer annotated ${NydusAnnotation.BOOTSTRAP})`,
+    );
   const hex = boot.digest.replace(/^sha256:/, '');
   if (!/^[0-9a-f]{64}$/.test(hex)) throw new FerryError('INVALID_ARGUMENT', `unsupported bootstrap digest ${boot.digest}`);
   await mkdir(dir, { recursive: true });
   const path = join(dir, `${hex}.boot`);
-  const have = await readFile(path).then(() => true, () => false);
+  const have = await readFile(path).then(
+    () => true,
+    () => false,
+  );
   if (!have) {
     const layer = await client.getBlobBuffer(ref.registry, ref.repository, boot.digest, MAX_BOOTSTRAP_BYTES);
     const { bootstrap, blobMeta } = await unpackBootstrapLayerFiles(layer);
@@ -43,7 +50,7 @@ export async function run(argv: string[]): Promise<number> {
   const cmd = new Command('ferry mount')
     .description('mount one Nydus image lazily in the foreground (FUSE or EROFS mode)')
     .option('--image <ref>', 'image reference in a registry (its bootstrap layer is fetched; blobs are read from there)')
-    .option('--bootstrap <file>', 'a RAFS bootstrap file (blobs from --blob-dir, or from --image\'s repository)')
+    .option('--bootstrap <file>', "a RAFS bootstrap file (blobs from --blob-dir, or from --image's repository)")
     .requiredOption('--mountpoint <dir>', 'where to mount')
     .addOption(new Option('--mode <mode>', 'erofs (kernel, default where it works) or fuse').choices(['erofs', 'fuse']))
     .option('--cache-dir <dir>', 'chunk cache directory (default <data-dir>/cache)')
@@ -56,11 +63,34 @@ export async function run(argv: string[]): Promise<number> {
     .option('--data-dir <dir>', 'state directory', '/var/lib/ferry/mount')
     .option('--id <id>', 'mount id (default derived from the mount point)')
     .exitOverride();
-  try { cmd.parse(argv, { from: 'user' }); } catch (e) { return (e as { exitCode?: number }).exitCode ?? 2; }
-  const o = cmd.opts<{ image?: string; bootstrap?: string; mountpoint: string; mode?: 'erofs' | 'fuse'; cacheDir?: string; blobDir?: string; proxy?: string;
-    prefetch?: boolean; prefetchFiles?: string; insecure?: boolean; config?: string; dataDir: string; id?: string }>();
-  if (!o.image && !o.bootstrap) { process.stderr.write('ferry mount: one of --image or --bootstrap is required\n'); return 2; }
-  if (o.bootstrap && !o.image && !o.blobDir) { process.stderr.write('ferry mount: --bootstrap needs --blob-dir (or --image for the registry holding the blobs)\n'); return 2; }
+  try {
+    cmd.parse(argv, { from: 'user' });
+  } catch (e) {
+    return (e as { exitCode?: number }).exitCode ?? 2;
+  }
+  const o = cmd.opts<{
+    image?: string;
+    bootstrap?: string;
+    mountpoint: string;
+    mode?: 'erofs' | 'fuse';
+    cacheDir?: string;
+    blobDir?: string;
+    proxy?: string;
+    prefetch?: boolean;
+    prefetchFiles?: string;
+    insecure?: boolean;
+    config?: string;
+    dataDir: string;
+    id?: string;
+  }>();
+  if (!o.image && !o.bootstrap) {
+    process.stderr.write('ferry mount: one of --image or --bootstrap is required\n');
+    return 2;
+  }
+  if (o.bootstrap && !o.image && !o.blobDir) {
+    process.stderr.write('ferry mount: --bootstrap needs --blob-dir (or --image for the registry holding the blobs)\n');
+    return 2;
+  }
   const log = createLogger({ name: 'ferry-mount' });
   const config = parseDaemonConfig(o.config ? JSON.parse(await readFile(o.config, 'utf8')) : {});
   const dataDir = resolve(o.dataDir);
@@ -72,12 +102,21 @@ export async function run(argv: string[]): Promise<number> {
     const ref = parseReference(o.image);
     const client = new RegistryClient({ log, ...(o.insecure ? { insecure: () => true } : {}) });
     if (!bootstrapPath) bootstrapPath = await fetchBootstrap(client, ref, join(dataDir, 'bootstraps'), log);
-    backend ??= { type: 'registry', host: ref.registry, repo: ref.repository, ...(o.insecure ? { insecure: true } : {}), ...(o.proxy ? { proxy: o.proxy } : {}) };
+    backend ??= {
+      type: 'registry',
+      host: ref.registry,
+      repo: ref.repository,
+      ...(o.insecure ? { insecure: true } : {}),
+      ...(o.proxy ? { proxy: o.proxy } : {}),
+    };
   }
   const id = o.id ?? `mnt${mountpoint.replace(/[^A-Za-z0-9]+/g, '-')}`.slice(0, 100);
   const daemon = new Daemon({ log, dataDir, config });
   const req: MountRequest = {
-    id, mountpoint, bootstrapPath, backend: backend!,
+    id,
+    mountpoint,
+    bootstrapPath,
+    backend: backend!,
     ...(o.mode ? { mode: o.mode } : {}),
     ...(o.cacheDir ? { cacheDir: resolve(o.cacheDir) } : {}),
     ...(o.prefetchFiles ? { prefetch: o.prefetchFiles.split(',').filter(Boolean) } : o.prefetch ? { prefetch: true } : {}),
@@ -89,12 +128,20 @@ export async function run(argv: string[]): Promise<number> {
   let stopped = false;
   const ended = new Promise<void>((res) => {
     daemon.ended(id).then(res, res);
-    const t = setInterval(() => { if (stopped || mountsAt(mountpoint).length === 0) { clearInterval(t); res(); } }, 1000);
+    const t = setInterval(() => {
+      if (stopped || mountsAt(mountpoint).length === 0) {
+        clearInterval(t);
+        res();
+      }
+    }, 1000);
   });
-  await Promise.race([untilSignal(() => daemon.close(), log), ended.then(async () => {
-    log.info({ mountpoint }, 'unmounted from outside, exiting');
-    await daemon.close();
-  })]);
+  await Promise.race([
+    untilSignal(() => daemon.close(), log),
+    ended.then(async () => {
+      log.info({ mountpoint }, 'unmounted from outside, exiting');
+      await daemon.close();
+    }),
+  ]);
   stopped = true;
   return 0;
 }

@@ -16,11 +16,17 @@ import { DEFAULT_API, pullMode } from './pull.js';
 test('pull mode: --local, an explicit socket, the default socket, and none (the reason names --snapshotter-api for another --root)', () => {
   assert.deepEqual(pullMode({ local: true, snapshotterApi: '/x.sock', defaultApiExists: true }), { why: '--local' });
   assert.deepEqual(pullMode({ snapshotterApi: '/r/api.sock', defaultApiExists: true }), { api: '/r/api.sock', why: '--snapshotter-api' });
-  assert.deepEqual(pullMode({ snapshotterApi: '/r/api.sock', fromEnv: true, defaultApiExists: false }), { api: '/r/api.sock', why: 'FERRY_SNAPSHOTTER_API' });
+  assert.deepEqual(pullMode({ snapshotterApi: '/r/api.sock', fromEnv: true, defaultApiExists: false }), {
+    api: '/r/api.sock',
+    why: 'FERRY_SNAPSHOTTER_API',
+  });
   assert.deepEqual(pullMode({ defaultApiExists: true }), { api: DEFAULT_API, why: 'the default socket' });
   const none = pullMode({ defaultApiExists: false });
   assert.equal(none.api, undefined);
-  assert.match(none.why, /^no snapshotter pull API at \/var\/lib\/ferry\/snapshotter\/api\.sock; a snapshotter started with --root DIR listens at DIR\/api\.sock: pass --snapshotter-api DIR\/api\.sock/);
+  assert.match(
+    none.why,
+    /^no snapshotter pull API at \/var\/lib\/ferry\/snapshotter\/api\.sock; a snapshotter started with --root DIR listens at DIR\/api\.sock: pass --snapshotter-api DIR\/api\.sock/,
+  );
 });
 
 test('ferry pull prints which way it pulled (stderr, and via/viaReason in --json); an explicit socket nobody serves is an error', async () => {
@@ -31,7 +37,9 @@ test('ferry pull prints which way it pulled (stderr, and via/viaReason in --json
     const via = await ferry(['pull', '--address', '/nonexistent/containerd.sock', '--snapshotter-api', api.path, '127.0.0.1:9/x:1']);
     assert.equal(via.code, 0, via.stderr);
     assert.equal(via.stderr, `ferry pull: through the snapshotter pull API at ${api.path} (--snapshotter-api)\n`);
-    const viaJson = await ferry(['pull', '--address', '/nonexistent/containerd.sock', '--json', '127.0.0.1:9/x:1'], { env: { FERRY_SNAPSHOTTER_API: api.path } });
+    const viaJson = await ferry(['pull', '--address', '/nonexistent/containerd.sock', '--json', '127.0.0.1:9/x:1'], {
+      env: { FERRY_SNAPSHOTTER_API: api.path },
+    });
     assert.equal(viaJson.code, 0, viaJson.stderr);
     assert.deepEqual(JSON.parse(viaJson.stdout), { ...result, via: 'snapshotter', viaReason: `${api.path} (FERRY_SNAPSHOTTER_API)` });
 
@@ -41,11 +49,17 @@ test('ferry pull prints which way it pulled (stderr, and via/viaReason in --json
     assert.equal(local.code, 1);
     assert.equal(local.stderr.split('\n')[0], 'ferry pull: in this process (--local)');
     // --quiet: nothing but the error
-    const quiet = await ferry(['pull', '--local', '--quiet', '--address', '/nonexistent/containerd.sock', '--plain-http', '127.0.0.1:9/x:1'], { env });
+    const quiet = await ferry(
+      ['pull', '--local', '--quiet', '--address', '/nonexistent/containerd.sock', '--plain-http', '127.0.0.1:9/x:1'],
+      { env },
+    );
     assert.match(quiet.stderr, /^ferry pull: (?!in this process)/);
     // an explicit socket nobody listens on is an error, not a silent fallback
     writeFileSync(join(dir, 'stale.sock'), '');
-    const stale = await ferry(['pull', '--address', '/nonexistent/containerd.sock', '--snapshotter-api', join(dir, 'stale.sock'), '127.0.0.1:9/x:1'], { env });
+    const stale = await ferry(
+      ['pull', '--address', '/nonexistent/containerd.sock', '--snapshotter-api', join(dir, 'stale.sock'), '127.0.0.1:9/x:1'],
+      { env },
+    );
     assert.equal(stale.code, 1);
     assert.match(stale.stderr, /ECONNREFUSED \(is `ferry snapshotter` running there\? --local pulls without it\)/);
   } finally {

@@ -21,7 +21,10 @@ import type { PullRequestBody, PullResult } from '../snapshotter/protocol.js';
 export const DEFAULT_API = '/var/lib/ferry/snapshotter/api.sock';
 
 /** Where a pull is to run: through a snapshotter's pull API (`api`), or in this process, and why. */
-export interface PullMode { api?: string; why: string }
+export interface PullMode {
+  api?: string;
+  why: string;
+}
 
 /** The mode the options ask for; `defaultApiExists`: whether DEFAULT_API is on disk. */
 export function pullMode(o: { local?: boolean; snapshotterApi?: string; fromEnv?: boolean; defaultApiExists: boolean }): PullMode {
@@ -29,7 +32,8 @@ export function pullMode(o: { local?: boolean; snapshotterApi?: string; fromEnv?
   if (o.snapshotterApi) return { api: o.snapshotterApi, why: o.fromEnv ? 'FERRY_SNAPSHOTTER_API' : '--snapshotter-api' };
   if (o.defaultApiExists) return { api: DEFAULT_API, why: 'the default socket' };
   return {
-    why: `no snapshotter pull API at ${DEFAULT_API}; a snapshotter started with --root DIR listens at DIR/api.sock: ` +
+    why:
+      `no snapshotter pull API at ${DEFAULT_API}; a snapshotter started with --root DIR listens at DIR/api.sock: ` +
       'pass --snapshotter-api DIR/api.sock to pull through it (its lazy mounts then start during the pull)',
   };
 }
@@ -44,8 +48,11 @@ export async function run(argv: string[]): Promise<number> {
     .option('--plain-http', 'talk plain HTTP to the registry')
     .option('--user <user:password>', 'registry credentials')
     .option('--platform <os/arch>', 'platform to pick from an index (default this machine)')
-    .option('--snapshotter-api <sock>', `pull API of a running ferry snapshotter to run the pull in (default ${DEFAULT_API} if present)`,
-      process.env.FERRY_SNAPSHOTTER_API)
+    .option(
+      '--snapshotter-api <sock>',
+      `pull API of a running ferry snapshotter to run the pull in (default ${DEFAULT_API} if present)`,
+      process.env.FERRY_SNAPSHOTTER_API,
+    )
     .option('--local', 'pull in this process even when a snapshotter pull API is present')
     .option('--json', 'print the result as JSON')
     .option('--quiet', 'no progress lines')
@@ -55,10 +62,23 @@ export async function run(argv: string[]): Promise<number> {
   } catch (err) {
     return (err as { exitCode?: number }).exitCode ?? 2;
   }
-  const o = cmd.opts<{ address: string; namespace: string; snapshotter: string; plainHttp?: boolean; user?: string; platform?: string;
-    snapshotterApi?: string; local?: boolean; json?: boolean; quiet?: boolean }>();
+  const o = cmd.opts<{
+    address: string;
+    namespace: string;
+    snapshotter: string;
+    plainHttp?: boolean;
+    user?: string;
+    platform?: string;
+    snapshotterApi?: string;
+    local?: boolean;
+    json?: boolean;
+    quiet?: boolean;
+  }>();
   const body: PullRequestBody = {
-    ref: cmd.args[0]!, address: o.address, namespace: o.namespace, snapshotter: o.snapshotter,
+    ref: cmd.args[0]!,
+    address: o.address,
+    namespace: o.namespace,
+    snapshotter: o.snapshotter,
     ...(o.plainHttp ? { plainHttp: true } : {}),
     ...(o.user !== undefined ? { user: o.user } : {}),
     ...(o.platform ? { platform: o.platform } : {}),
@@ -67,15 +87,24 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write('ferry pull: --user must be USER:PASSWORD\n');
     return 2;
   }
-  const progress = o.quiet || o.json ? undefined : (l: string): void => { process.stdout.write(`${l}\n`); };
+  const progress =
+    o.quiet || o.json
+      ? undefined
+      : (l: string): void => {
+          process.stdout.write(`${l}\n`);
+        };
   const explicitApi = o.local ? undefined : o.snapshotterApi;
   const mode = pullMode({
-    ...(o.local ? { local: true } : {}), ...(o.snapshotterApi ? { snapshotterApi: o.snapshotterApi } : {}),
+    ...(o.local ? { local: true } : {}),
+    ...(o.snapshotterApi ? { snapshotterApi: o.snapshotterApi } : {}),
     fromEnv: o.snapshotterApi !== undefined && cmd.getOptionValueSource('snapshotterApi') === 'default',
     defaultApiExists: existsSync(DEFAULT_API),
   });
   const say = (m: PullMode): void => {
-    if (!o.quiet) process.stderr.write(m.api ? `ferry pull: through the snapshotter pull API at ${m.api} (${m.why})\n` : `ferry pull: in this process (${m.why})\n`);
+    if (!o.quiet)
+      process.stderr.write(
+        m.api ? `ferry pull: through the snapshotter pull API at ${m.api} (${m.why})\n` : `ferry pull: in this process (${m.why})\n`,
+      );
   };
   try {
     let r: PullResult | undefined;
@@ -94,7 +123,10 @@ export async function run(argv: string[]): Promise<number> {
       if (used.api === undefined) say(used);
       r = await pullHere(body, progress);
     }
-    if (o.json) process.stdout.write(`${JSON.stringify({ ...r, via: used.api ? 'snapshotter' : 'local', viaReason: used.api ? `${used.api} (${used.why})` : used.why })}\n`);
+    if (o.json)
+      process.stdout.write(
+        `${JSON.stringify({ ...r, via: used.api ? 'snapshotter' : 'local', viaReason: used.api ? `${used.api} (${used.why})` : used.why })}\n`,
+      );
     else if (!o.quiet) process.stdout.write(`done in ${r.ms} ms, ${r.bytesFetched} bytes fetched from the registry\n`);
     return 0;
   } catch (err) {

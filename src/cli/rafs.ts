@@ -25,6 +25,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`ferry rafs: unknown command ${JSON.stringify(sub)}\n\n${usage()}`);
     return 2;
   }
+  // biome-ignore lint/suspicious/noConfusingVoidType: subcommand modules' run() returns Promise<void> or Promise<number>
   let mod: { run(argv: string[]): Promise<number | void> };
   try {
     mod = (await import(`./rafs/${sub}.js`)) as typeof mod;

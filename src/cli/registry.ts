@@ -47,7 +47,10 @@ export async function run(argv: string[]): Promise<number> {
   }
   const log = createLogger({ name: 'registry' });
   const reg = await startRegistry({
-    dataDir: config.dataDir, listen: config.listen, config: merged, log,
+    dataDir: config.dataDir,
+    listen: config.listen,
+    config: merged,
+    log,
     ...(o.adminPassword ? { adminPassword: o.adminPassword } : {}),
   });
   process.stdout.write(`ferry registry listening on ${reg.url}\n`);
@@ -79,6 +82,8 @@ async function runGcCommand(argv: string[]): Promise<number> {
   };
   const log = createLogger({ name: 'registry-gc' });
   const r = await runGc({ dataDir: o.data, dryRun: o.dryRun === true, config, log });
-  process.stdout.write(`${JSON.stringify({ dryRun: r.dryRun, blobsScanned: r.blobsScanned, blobsDeleted: r.blobsDeleted.length, bytesFreed: r.bytesFreed, uploadsRemoved: r.uploadsRemoved, deleted: r.blobsDeleted })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ dryRun: r.dryRun, blobsScanned: r.blobsScanned, blobsDeleted: r.blobsDeleted.length, bytesFreed: r.bytesFreed, uploadsRemoved: r.uploadsRemoved, deleted: r.blobsDeleted })}\n`,
+  );
   return 0;
 }

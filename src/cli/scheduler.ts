@@ -12,12 +12,19 @@ import { CLUSTER_TOKEN_FILE_HELP, clusterOverride } from './cluster.js';
 export async function run(argv: string[]): Promise<number> {
   const cmd = new Command('ferry scheduler')
     .description('P2P scheduler: parent selection, seed triggering, preheat jobs (/oapi/v1/jobs)')
-    .option('--listen <addr>', 'listen address host:port (default from config, 127.0.0.1:8002; a non-loopback address needs a cluster secret)')
+    .option(
+      '--listen <addr>',
+      'listen address host:port (default from config, 127.0.0.1:8002; a non-loopback address needs a cluster secret)',
+    )
     .option('--cluster-token-file <file>', CLUSTER_TOKEN_FILE_HELP)
     .option('--config <file>', 'YAML config file (keys: src/config/scheduler.ts; see the README P2P section)')
     .option('--token <token...>', 'bearer token(s) accepted by the preheat job API')
     .exitOverride();
-  try { cmd.parse(argv, { from: 'user' }); } catch (err) { return (err as { exitCode?: number }).exitCode ?? 2; }
+  try {
+    cmd.parse(argv, { from: 'user' });
+  } catch (err) {
+    return (err as { exitCode?: number }).exitCode ?? 2;
+  }
   const o = cmd.opts<{ listen?: string; config?: string; token?: string[]; clusterTokenFile?: string }>();
   const log = createLogger({ name: 'scheduler' });
   try {

@@ -23,9 +23,20 @@ function loadConfig(file: string | undefined): SnapshotterConfigInput {
 }
 
 interface Opts {
-  address?: string; root?: string; config?: string; daemonApisock?: string; daemonMode?: string;
-  prefetch?: boolean; insecureRegistry?: string[]; metricsAddress?: string; logLevel?: string;
-  name?: string; noLazy?: boolean; proxy?: string; daemonConfig?: string; spawnDaemon?: boolean;
+  address?: string;
+  root?: string;
+  config?: string;
+  daemonApisock?: string;
+  daemonMode?: string;
+  prefetch?: boolean;
+  insecureRegistry?: string[];
+  metricsAddress?: string;
+  logLevel?: string;
+  name?: string;
+  noLazy?: boolean;
+  proxy?: string;
+  daemonConfig?: string;
+  spawnDaemon?: boolean;
 }
 
 function command(name: string): Command {
@@ -65,7 +76,12 @@ async function spawnDaemon(cfg: SnapshotterConfig, daemonConfig: Record<string, 
   const sock = join(cfg.root, 'daemon.sock');
   const answers = async (): Promise<boolean> => {
     if (!existsSync(sock)) return false;
-    try { await new DaemonClient(sock, 5_000).list(); return true; } catch { return false; }
+    try {
+      await new DaemonClient(sock, 5_000).list();
+      return true;
+    } catch {
+      return false;
+    }
   };
   if (await answers()) {
     log.info({ apisock: sock }, 'using the running ferry daemon');
@@ -75,9 +91,14 @@ async function spawnDaemon(cfg: SnapshotterConfig, daemonConfig: Record<string, 
   const cfgPath = join(cfg.root, 'daemon.json');
   writeFileSync(cfgPath, JSON.stringify(daemonConfig));
   const logFd = openSync(join(cfg.root, 'daemon.log'), 'a');
-  const child = spawn(process.execPath, [process.argv[1]!, 'daemon', '--apisock', sock, '--config', cfgPath, '--data-dir', join(cfg.root, 'daemon')], {
-    detached: true, stdio: ['ignore', logFd, logFd],
-  });
+  const child = spawn(
+    process.execPath,
+    [process.argv[1]!, 'daemon', '--apisock', sock, '--config', cfgPath, '--data-dir', join(cfg.root, 'daemon')],
+    {
+      detached: true,
+      stdio: ['ignore', logFd, logFd],
+    },
+  );
   child.unref();
   closeSync(logFd);
   for (let i = 0; i < 300; i++) {
@@ -95,7 +116,7 @@ async function spawnDaemon(cfg: SnapshotterConfig, daemonConfig: Record<string, 
 async function openDaemon(cfg: SnapshotterConfig, log: Logger): Promise<LazyFs> {
   const dataDir = join(cfg.root, 'daemon');
   const daemonConfig: Record<string, unknown> = cfg.daemon.configFile
-    ? (parseYaml(readFileSync(cfg.daemon.configFile, 'utf8')) ?? {}) as Record<string, unknown>
+    ? ((parseYaml(readFileSync(cfg.daemon.configFile, 'utf8')) ?? {}) as Record<string, unknown>)
     : {};
   if (daemonConfig.amplify_io === undefined) daemonConfig.amplify_io = cfg.daemon.amplifyIo;
   const apiSock = cfg.daemon.apiSock || (cfg.daemon.spawn ? await spawnDaemon(cfg, daemonConfig, log) : '');
@@ -106,7 +127,11 @@ async function openDaemon(cfg: SnapshotterConfig, log: Logger): Promise<LazyFs> 
 export async function run(argv: string[]): Promise<number> {
   if (argv[0] === 'print-config') {
     const cmd = command('ferry snapshotter print-config').description('print the containerd config.toml snippet');
-    try { cmd.parse(argv.slice(1), { from: 'user' }); } catch (err) { return (err as { exitCode?: number }).exitCode ?? 2; }
+    try {
+      cmd.parse(argv.slice(1), { from: 'user' });
+    } catch (err) {
+      return (err as { exitCode?: number }).exitCode ?? 2;
+    }
     try {
       process.stdout.write(containerdSnippet(parseSnapshotterConfig(merged(cmd.opts<Opts>()))));
     } catch (err) {
@@ -121,7 +146,7 @@ export async function run(argv: string[]): Promise<number> {
     .option('--daemon-mode <mode>', 'erofs | fuse (default erofs; falls back to fuse where EROFS cannot mount)')
     .option('--daemon-config <file>', 'nydusd-style config of the in-process or spawned daemon (JSON/YAML)')
     .option('--spawn-daemon', 'run the daemon as a separate detached `ferry daemon` (<root>/daemon.sock) that outlives restarts')
-    .option('--prefetch', 'prefetch each image\'s prefetch list after mounting')
+    .option('--prefetch', "prefetch each image's prefetch list after mounting")
     .option('--proxy <url>', 'P2P peer proxy the daemon reads blobs through (e.g. http://127.0.0.1:65001)')
     .option('--insecure-registry <host>', 'registry reached over plain HTTP (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--metrics-address <addr>', 'host:port or unix socket for /metrics (default <root>/metrics.sock)')
@@ -142,7 +167,7 @@ export async function run(argv: string[]): Promise<number> {
     return 2;
   }
   const log = createLogger({ name: 'snapshotter', level: config.logLevel });
-  let h;
+  let h: Awaited<ReturnType<typeof startSnapshotter>>;
   try {
     const lazyFs = config.disableLazy ? undefined : await openDaemon(config, log);
     h = await startSnapshotter({ config, log, ...(lazyFs ? { lazyFs } : {}) });

@@ -20,10 +20,20 @@ import { requestTrace } from '../snapshotter/pull-api-client.js';
 
 const DEFAULT_API = '/var/lib/ferry/snapshotter/api.sock';
 
-interface Opts { snapshotterApi?: string; file?: string; plainHttp?: boolean; user?: string }
+interface Opts {
+  snapshotterApi?: string;
+  file?: string;
+  plainHttp?: boolean;
+  user?: string;
+}
 
 function client(ref: ImageReference, o: Opts): RegistryClient {
-  return sideClient(ref.registry, o.plainHttp === true, creds(o.user), createLogger({ name: 'trace', level: process.env.FERRY_LOG_LEVEL ?? 'warn' }));
+  return sideClient(
+    ref.registry,
+    o.plainHttp === true,
+    creds(o.user),
+    createLogger({ name: 'trace', level: process.env.FERRY_LOG_LEVEL ?? 'warn' }),
+  );
 }
 
 /** REF's Nydus manifest (from an index: the Nydus one for this platform) as a descriptor. */
@@ -42,14 +52,22 @@ async function recorded(o: Opts, digest: string): Promise<PrefetchTrace> {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const common = (c: Command): Command => c.argument('<ref>', 'Nydus image reference')
-    .option('--plain-http', 'talk plain HTTP to the registry')
-    .option('--user <user:password>', 'registry credentials (default ~/.docker/config.json)')
+  const common = (c: Command): Command =>
+    c
+      .argument('<ref>', 'Nydus image reference')
+      .option('--plain-http', 'talk plain HTTP to the registry')
+      .option('--user <user:password>', 'registry credentials (default ~/.docker/config.json)')
+      .exitOverride();
+  const cmd = new Command('ferry trace')
+    .description('prefetch traces: what a container read at start, shared through the registry')
     .exitOverride();
-  const cmd = new Command('ferry trace').description('prefetch traces: what a container read at start, shared through the registry').exitOverride();
   let action: Promise<void> | undefined;
   common(cmd.command('push').description('attach the trace this node recorded for REF (or --file) to REF as an OCI referrer'))
-    .option('--snapshotter-api <sock>', `the ferry snapshotter that mounted REF (default ${DEFAULT_API})`, process.env.FERRY_SNAPSHOTTER_API)
+    .option(
+      '--snapshotter-api <sock>',
+      `the ferry snapshotter that mounted REF (default ${DEFAULT_API})`,
+      process.env.FERRY_SNAPSHOTTER_API,
+    )
     .option('--file <path>', 'push this trace file instead')
     .action((ref: string, o: Opts) => {
       action = (async () => {
@@ -58,11 +76,17 @@ export async function run(argv: string[]): Promise<number> {
         const subject = await nydusManifest(reg, r);
         const trace = await recorded(o, subject.digest);
         const digest = await pushPrefetchTrace(reg, r, subject, trace);
-        process.stdout.write(`pushed prefetch trace ${digest} (${trace.chunks.length} chunks of ${trace.blobs.length} blobs) for ${subject.digest}\n`);
+        process.stdout.write(
+          `pushed prefetch trace ${digest} (${trace.chunks.length} chunks of ${trace.blobs.length} blobs) for ${subject.digest}\n`,
+        );
       })();
     });
   common(cmd.command('export').description('print the trace this node recorded for REF as JSON'))
-    .option('--snapshotter-api <sock>', `the ferry snapshotter that mounted REF (default ${DEFAULT_API})`, process.env.FERRY_SNAPSHOTTER_API)
+    .option(
+      '--snapshotter-api <sock>',
+      `the ferry snapshotter that mounted REF (default ${DEFAULT_API})`,
+      process.env.FERRY_SNAPSHOTTER_API,
+    )
     .action((ref: string, o: Opts) => {
       action = (async () => {
         const r = parseReference(ref);
@@ -70,28 +94,33 @@ export async function run(argv: string[]): Promise<number> {
         process.stdout.write(`${JSON.stringify(await recorded(o, subject.digest))}\n`);
       })();
     });
-  common(cmd.command('get').description('print the trace attached to REF in the registry as JSON'))
-    .action((ref: string, o: Opts) => {
-      action = (async () => {
-        const r = parseReference(ref);
-        const reg = client(r, o);
-        const subject = await nydusManifest(reg, r);
-        const t = await fetchPrefetchTrace(reg, r, subject.digest);
-        if (!t) throw new FerryError('NOT_FOUND', `no prefetch trace attached to ${subject.digest}`);
-        process.stdout.write(`${JSON.stringify(t)}\n`);
-      })();
-    });
+  common(cmd.command('get').description('print the trace attached to REF in the registry as JSON')).action((ref: string, o: Opts) => {
+    action = (async () => {
+      const r = parseReference(ref);
+      const reg = client(r, o);
+      const subject = await nydusManifest(reg, r);
+      const t = await fetchPrefetchTrace(reg, r, subject.digest);
+      if (!t) throw new FerryError('NOT_FOUND', `no prefetch trace attached to ${subject.digest}`);
+      process.stdout.write(`${JSON.stringify(t)}\n`);
+    })();
+  });
   try {
     cmd.parse(argv, { from: 'user' });
   } catch (err) {
     return (err as { exitCode?: number }).exitCode ?? 2;
   }
-  if (!action) { process.stderr.write(cmd.helpInformation()); return 2; }
+  if (!action) {
+    process.stderr.write(cmd.helpInformation());
+    return 2;
+  }
   try {
     await action;
     return 0;
   } catch (err) {
-    const hint = FerryError.hasCode(err, 'UNAVAILABLE') && !(err as Error).message.includes('registry') ? ' (is `ferry snapshotter` running? --snapshotter-api names its api.sock)' : '';
+    const hint =
+      FerryError.hasCode(err, 'UNAVAILABLE') && !(err as Error).message.includes('registry')
+        ? ' (is `ferry snapshotter` running? --snapshotter-api names its api.sock)'
+        : '';
     process.stderr.write(`ferry trace: ${(err as Error).message}${hint}\n`);
     return FerryError.hasCode(err, 'INVALID_ARGUMENT') ? 2 : 1;
   }

@@ -35,7 +35,10 @@ interface Secrets {
   clusterToken: string;
 }
 
-interface Stoppable { name: string; close(): Promise<void> }
+interface Stoppable {
+  name: string;
+  close(): Promise<void>;
+}
 
 function loadSecrets(file: string, givenPassword: string | undefined): { secrets: Secrets; generated: boolean; preheatGenerated: boolean } {
   let stored: Partial<Secrets> = {};
@@ -70,7 +73,9 @@ async function ensureWebhookPolicy(registryUrl: string, password: string, target
     method: 'POST',
     headers: { authorization: auth, 'content-type': 'application/json' },
     body: JSON.stringify({
-      name: 'ferry-accel', description: 'convert every pushed image to Nydus (ferry up)', enabled: true,
+      name: 'ferry-accel',
+      description: 'convert every pushed image to Nydus (ferry up)',
+      enabled: true,
       event_types: ['PUSH_ARTIFACT'],
       targets: [{ type: 'http', address: target, auth_header: authHeader, skip_cert_verify: true, payload_format: 'Default' }],
     }),
@@ -98,18 +103,32 @@ export async function run(argv: string[]): Promise<number> {
     return (err as { exitCode?: number }).exitCode ?? 2;
   }
   const o = cmd.opts<{
-    data: string; host: string; registryPort: string; accelPort: string; schedulerPort: string; proxyPort: string;
-    adminPassword?: string; accel: boolean; p2p: boolean;
+    data: string;
+    host: string;
+    registryPort: string;
+    accelPort: string;
+    schedulerPort: string;
+    proxyPort: string;
+    adminPassword?: string;
+    accel: boolean;
+    p2p: boolean;
   }>();
   const dataDir = resolve(o.data);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const log = createLogger({ name: 'up' });
   const secretsFile = join(dataDir, 'up-secrets.json');
-  const { secrets, generated, preheatGenerated } = loadSecrets(secretsFile, o.adminPassword ?? (process.env.FERRY_ADMIN_PASSWORD || undefined));
+  const { secrets, generated, preheatGenerated } = loadSecrets(
+    secretsFile,
+    o.adminPassword ?? (process.env.FERRY_ADMIN_PASSWORD || undefined),
+  );
   const started: Stoppable[] = [];
   const stopAll = async (): Promise<void> => {
     for (const s of started.reverse()) {
-      try { await s.close(); } catch (err) { log.error({ err, component: s.name }, 'stop failed'); }
+      try {
+        await s.close();
+      } catch (err) {
+        log.error({ err, component: s.name }, 'stop failed');
+      }
     }
   };
   const lines: string[] = [];
@@ -118,7 +137,10 @@ export async function run(argv: string[]): Promise<number> {
   let regHost = `${o.host}:${o.registryPort}`;
   try {
     const reg = await startRegistry({
-      dataDir: join(dataDir, 'registry'), listen: `${o.host}:${o.registryPort}`, adminPassword: secrets.adminPassword, log,
+      dataDir: join(dataDir, 'registry'),
+      listen: `${o.host}:${o.registryPort}`,
+      adminPassword: secrets.adminPassword,
+      log,
     });
     started.push({ name: 'registry', close: () => reg.close() });
     regHost = reg.host;
@@ -126,14 +148,17 @@ export async function run(argv: string[]): Promise<number> {
 
     if (o.accel) {
       const accel = await startAccel({
-        listen: `${o.host}:${o.accelPort}`, workDir: join(dataDir, 'accel'), log,
+        listen: `${o.host}:${o.accelPort}`,
+        workDir: join(dataDir, 'accel'),
+        log,
         config: {
           server: { name: 'API', host: o.host, port: Number(o.accelPort) },
           metric: { enabled: true },
           provider: {
             source: {
               [reg.host]: {
-                auth: Buffer.from(`admin:${secrets.adminPassword}`).toString('base64'), insecure: true,
+                auth: Buffer.from(`admin:${secrets.adminPassword}`).toString('base64'),
+                insecure: true,
                 webhook: { auth_header: secrets.webhookAuthHeader },
               },
             },
@@ -148,28 +173,39 @@ export async function run(argv: string[]): Promise<number> {
       });
       started.push({ name: 'accel', close: () => accel.close() });
       await ensureWebhookPolicy(reg.url, secrets.adminPassword, `${accel.url}/api/v1/conversions`, secrets.webhookAuthHeader, log);
-      lines.push(`accel        ${accel.url}   (tasks: FERRY_ACCEL_AUTH_HEADER=${jq('webhookAuthHeader')} ferry task list --address ${accel.url})`);
-      howTo.push('convert an image by hand (the webhook Authorization header accel expects):',
-        `  ferry task create --address ${accel.url} --auth-header ${jq('webhookAuthHeader')} ${regHost}/library/app:v1`);
+      lines.push(
+        `accel        ${accel.url}   (tasks: FERRY_ACCEL_AUTH_HEADER=${jq('webhookAuthHeader')} ferry task list --address ${accel.url})`,
+      );
+      howTo.push(
+        'convert an image by hand (the webhook Authorization header accel expects):',
+        `  ferry task create --address ${accel.url} --auth-header ${jq('webhookAuthHeader')} ${regHost}/library/app:v1`,
+      );
     }
 
     if (o.p2p) {
       const sched = await startScheduler({
-        listen: `${o.host}:${o.schedulerPort}`, log,
+        listen: `${o.host}:${o.schedulerPort}`,
+        log,
         config: { cluster: { token: secrets.clusterToken }, preheat: { tokens: [secrets.preheatToken] } },
       });
       started.push({ name: 'scheduler', close: () => sched.close() });
       lines.push(`scheduler    ${sched.url}   (preheat: POST ${sched.url}/oapi/v1/jobs, Authorization: Bearer <preheat token>)`);
       const seed = await startPeer({
-        dataDir: join(dataDir, 'seed-peer'), schedulers: [sched.url], seed: true,
-        proxyListen: `${o.host}:${o.proxyPort}`, uploadListen: `${o.host}:0`, log,
+        dataDir: join(dataDir, 'seed-peer'),
+        schedulers: [sched.url],
+        seed: true,
+        proxyListen: `${o.host}:${o.proxyPort}`,
+        uploadListen: `${o.host}:0`,
+        log,
         config: { cluster: { token: secrets.clusterToken }, proxy: { registryMirror: { url: reg.url, nsScheme: 'http' } } },
       });
       started.push({ name: 'seed-peer', close: () => seed.close() });
       lines.push(`seed peer    ${seed.proxyUrl}   (mirror of ${reg.url}; uploads ${seed.uploadUrl})`);
       howTo.push(
-        preheatGenerated ? `preheat token (generated, stored in ${secretsFile}): ${secrets.preheatToken}` : `preheat token: stored in ${secretsFile}`,
-        '  curl -H "Authorization: Bearer $(jq -r .preheatToken ' + secretsFile + ')" -H content-type:application/json \\',
+        preheatGenerated
+          ? `preheat token (generated, stored in ${secretsFile}): ${secrets.preheatToken}`
+          : `preheat token: stored in ${secretsFile}`,
+        `  curl -H "Authorization: Bearer $(jq -r .preheatToken ${secretsFile})" -H content-type:application/json \\`,
         `    -d '{"type":"preheat","args":{"type":"image","url":"${reg.url}/v2/library/app/manifests/v1","username":"admin","password":"<password>"}}' ${sched.url}/oapi/v1/jobs`,
         'another node joins the P2P cluster with the same cluster secret (copy it there; the scheduler must be reachable: ferry up --host <address>):',
         `  FERRY_CLUSTER_TOKEN=${jq('clusterToken')} ferry peer --scheduler ${sched.url} --data /var/lib/ferry/peer \\`,
@@ -177,20 +213,23 @@ export async function run(argv: string[]): Promise<number> {
       );
     }
 
-    process.stdout.write([
-      'ferry up: started',
-      ...lines.map((l) => `  ${l}`),
-      '',
-      generated ? `admin password (generated, stored in ${join(dataDir, 'up-secrets.json')}): ${secrets.adminPassword}` :
-        `admin password: as given / stored in ${join(dataDir, 'up-secrets.json')}`,
-      '',
-      'push an image (it is converted to <tag>-nydus automatically):',
-      `  skopeo copy --dest-tls-verify=false --dest-creds admin:<password> docker://… docker://${regHost}/library/app:v1`,
-      `  skopeo inspect --tls-verify=false docker://${regHost}/library/app:v1-nydus`,
-      ...howTo,
-      'Ctrl-C stops everything.',
-      '',
-    ].join('\n'));
+    process.stdout.write(
+      [
+        'ferry up: started',
+        ...lines.map((l) => `  ${l}`),
+        '',
+        generated
+          ? `admin password (generated, stored in ${join(dataDir, 'up-secrets.json')}): ${secrets.adminPassword}`
+          : `admin password: as given / stored in ${join(dataDir, 'up-secrets.json')}`,
+        '',
+        'push an image (it is converted to <tag>-nydus automatically):',
+        `  skopeo copy --dest-tls-verify=false --dest-creds admin:<password> docker://… docker://${regHost}/library/app:v1`,
+        `  skopeo inspect --tls-verify=false docker://${regHost}/library/app:v1-nydus`,
+        ...howTo,
+        'Ctrl-C stops everything.',
+        '',
+      ].join('\n'),
+    );
   } catch (err) {
     await stopAll();
     throw err;

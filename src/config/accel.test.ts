@@ -19,7 +19,8 @@ test('accel config: the v0.1.1 example file loads as it is', () => {
 });
 
 test('accel config: the HEAD layout with driver options and rules', () => {
-  const cfg = parseAccelConfig(parse(`
+  const cfg = parseAccelConfig(
+    parse(`
 server: {name: API, host: 127.0.0.1, port: "2078"}
 metric: {enabled: true}
 provider:
@@ -49,20 +50,30 @@ converter:
   rules:
     - tag_suffix: -accel
     - cache_tag: nydus-cache
-`));
+`),
+  );
   const o = resolveDriverOptions(cfg);
   assert.equal(cfg.server.port, 2078);
-  assert.deepEqual([o.fsVersion, o.compressor, o.chunkSize, o.mergeManifest, o.withReferrer, o.tagSuffix, o.cacheTag],
-    [5, 'lz4_block', 0x200000, true, true, '-accel', 'nydus-cache']);
+  assert.deepEqual(
+    [o.fsVersion, o.compressor, o.chunkSize, o.mergeManifest, o.withReferrer, o.tagSuffix, o.cacheTag],
+    [5, 'lz4_block', 0x200000, true, true, '-accel', 'nydus-cache'],
+  );
   assert.deepEqual(o.platforms, ['linux/amd64', 'linux/arm64']);
   assert.deepEqual(o.backend, { type: 'localfs', dir: '/tmp/blobs' });
   assert.equal(o.chunkTable, true);
-  assert.equal(resolveDriverOptions(loadAccelConfig(fixture('acceld', 'config.yaml.nydus'))).chunkTable, false, 'no chunk table by default');
+  assert.equal(
+    resolveDriverOptions(loadAccelConfig(fixture('acceld', 'config.yaml.nydus'))).chunkTable,
+    false,
+    'no chunk table by default',
+  );
 });
 
 test('accel config: unknown keys are errors naming the key; bad values are explained', () => {
   assert.throws(() => parseAccelConfig({ converter: { wokrer: 3 } }), /unknown key converter\.wokrer/);
-  assert.throws(() => parseAccelConfig({ converter: { driver: { config: { compresor: 'zstd' } } } }), /converter\.driver\.config\.compresor/);
+  assert.throws(
+    () => parseAccelConfig({ converter: { driver: { config: { compresor: 'zstd' } } } }),
+    /converter\.driver\.config\.compresor/,
+  );
   assert.throws(() => parseAccelConfig({ converter: { driver: { type: 'estargz' } } }), /unsupported driver/);
   assert.throws(() => parseAccelConfig({ converter: { driver: { config: { fs_version: '7' } } } }), /fs_version/);
   assert.throws(() => parseAccelConfig({ converter: { worker: 0 } }), /converter\.worker/);

@@ -59,40 +59,65 @@ const SourceSchema = z.strictObject({
 });
 
 export const AccelConfigSchema = z.strictObject({
-  server: z.strictObject({
-    name: z.string().default('API'),
-    host: z.string().default('0.0.0.0'),
-    port: z.union([z.string(), z.number()]).transform((v) => Number(v)).pipe(z.number().int().min(0).max(65535)).default(2077),
-    uds: z.string().optional(),
-  }).prefault({}),
+  server: z
+    .strictObject({
+      name: z.string().default('API'),
+      host: z.string().default('0.0.0.0'),
+      port: z
+        .union([z.string(), z.number()])
+        .transform((v) => Number(v))
+        .pipe(z.number().int().min(0).max(65535))
+        .default(2077),
+      uds: z.string().optional(),
+    })
+    .prefault({}),
   metric: z.strictObject({ enabled: z.boolean().default(true) }).prefault({}),
-  provider: z.strictObject({
-    source: z.record(z.string(), SourceSchema.nullable().transform((v) => v ?? {})).default({}),
-    work_dir: z.string().optional(),
-    gcpolicy: z.strictObject({ threshold: z.union([z.string(), z.number()]).optional() }).optional(),
-    cache_size: z.number().int().min(0).optional(),
-    cache_version: z.string().optional(),
-    /** v0.1.1 only: Ferry needs no containerd to convert. */
-    containerd: z.strictObject({ address: z.string().optional(), snapshotter: z.string().optional() }).optional(),
-  }).prefault({}),
-  converter: z.strictObject({
-    worker: z.number().int().min(1).max(64).default(5),
-    /** v0.1.1: add io.goharbor.artifact.v1alpha1.acceleration.* annotations (Ferry honours it). */
-    harbor_annotation: z.boolean().default(false),
-    /** "linux/amd64,linux/arm64"; empty = all platforms. */
-    platforms: z.string().default(''),
-    driver: z.strictObject({
-      type: z.string().default('nydus'),
-      config: NydusDriverConfig.nullable().transform((v) => v ?? {}).default({}),
-    }).prefault({}),
-    rules: z.array(z.strictObject({ tag_suffix: z.string().optional(), cache_tag: z.string().optional() })).default([]),
-    /** Ferry extension: attempts before a task is FAILED for good. */
-    retry_limit: z.number().int().min(1).max(100).default(3),
-    /** Ferry extension: first retry delay (doubles per attempt). */
-    retry_backoff: z.union([z.string(), z.number()]).transform((v) => parseDuration(v)).default(5000),
-    /** Ferry extension: finished tasks older than this are removed from the list (acceld: 24 h). */
-    task_retention: z.union([z.string(), z.number()]).transform((v) => parseDuration(v)).default(7 * 24 * 3_600_000),
-  }).prefault({}),
+  provider: z
+    .strictObject({
+      source: z
+        .record(
+          z.string(),
+          SourceSchema.nullable().transform((v) => v ?? {}),
+        )
+        .default({}),
+      work_dir: z.string().optional(),
+      gcpolicy: z.strictObject({ threshold: z.union([z.string(), z.number()]).optional() }).optional(),
+      cache_size: z.number().int().min(0).optional(),
+      cache_version: z.string().optional(),
+      /** v0.1.1 only: Ferry needs no containerd to convert. */
+      containerd: z.strictObject({ address: z.string().optional(), snapshotter: z.string().optional() }).optional(),
+    })
+    .prefault({}),
+  converter: z
+    .strictObject({
+      worker: z.number().int().min(1).max(64).default(5),
+      /** v0.1.1: add io.goharbor.artifact.v1alpha1.acceleration.* annotations (Ferry honours it). */
+      harbor_annotation: z.boolean().default(false),
+      /** "linux/amd64,linux/arm64"; empty = all platforms. */
+      platforms: z.string().default(''),
+      driver: z
+        .strictObject({
+          type: z.string().default('nydus'),
+          config: NydusDriverConfig.nullable()
+            .transform((v) => v ?? {})
+            .default({}),
+        })
+        .prefault({}),
+      rules: z.array(z.strictObject({ tag_suffix: z.string().optional(), cache_tag: z.string().optional() })).default([]),
+      /** Ferry extension: attempts before a task is FAILED for good. */
+      retry_limit: z.number().int().min(1).max(100).default(3),
+      /** Ferry extension: first retry delay (doubles per attempt). */
+      retry_backoff: z
+        .union([z.string(), z.number()])
+        .transform((v) => parseDuration(v))
+        .default(5000),
+      /** Ferry extension: finished tasks older than this are removed from the list (acceld: 24 h). */
+      task_retention: z
+        .union([z.string(), z.number()])
+        .transform((v) => parseDuration(v))
+        .default(7 * 24 * 3_600_000),
+    })
+    .prefault({}),
 });
 
 export type AccelConfig = z.output<typeof AccelConfigSchema>;
@@ -123,7 +148,10 @@ export interface AccelDriverOptions {
 export function parseAccelConfig(input: unknown): AccelConfig {
   const cfg = parseConfig(AccelConfigSchema, input, 'accel');
   if (cfg.converter.driver.type !== 'nydus') {
-    throw new FerryError('NOT_IMPLEMENTED', `accel config: converter.driver.type: unsupported driver ${JSON.stringify(cfg.converter.driver.type)} (Ferry converts to nydus only)`);
+    throw new FerryError(
+      'NOT_IMPLEMENTED',
+      `accel config: converter.driver.type: unsupported driver ${JSON.stringify(cfg.converter.driver.type)} (Ferry converts to nydus only)`,
+    );
   }
   if (cfg.provider.gcpolicy?.threshold !== undefined) parseSize(String(cfg.provider.gcpolicy.threshold).replace(/B$/i, 'B'));
   resolveDriverOptions(cfg); // validates the driver values
@@ -152,16 +180,24 @@ export function ignoredKeys(cfg: AccelConfig): Array<{ key: string; reason: stri
   const out: Array<{ key: string; reason: string }> = [];
   const d = cfg.converter.driver.config;
   if (cfg.provider.containerd) out.push({ key: 'provider.containerd', reason: 'Ferry converts without containerd (v0.1.1 key)' });
-  if (cfg.provider.gcpolicy) out.push({ key: 'provider.gcpolicy', reason: 'Ferry keeps no local content store; work files are removed after each task' });
-  if (cfg.provider.cache_size !== undefined && !cfg.converter.rules.some((r) => r.cache_tag)) out.push({ key: 'provider.cache_size', reason: 'no rules[].cache_tag set' });
+  if (cfg.provider.gcpolicy)
+    out.push({ key: 'provider.gcpolicy', reason: 'Ferry keeps no local content store; work files are removed after each task' });
+  if (cfg.provider.cache_size !== undefined && !cfg.converter.rules.some((r) => r.cache_tag))
+    out.push({ key: 'provider.cache_size', reason: 'no rules[].cache_tag set' });
   if (d.builder !== undefined) out.push({ key: 'converter.driver.config.builder', reason: 'Ferry builds RAFS itself (no nydus-image)' });
-  if (d.fs_align_chunk !== undefined) out.push({ key: 'converter.driver.config.fs_align_chunk', reason: 'v6 chunks are always 4 KiB aligned' });
+  if (d.fs_align_chunk !== undefined)
+    out.push({ key: 'converter.driver.config.fs_align_chunk', reason: 'v6 chunks are always 4 KiB aligned' });
   if (d.batch_size !== undefined) out.push({ key: 'converter.driver.config.batch_size', reason: 'chunk batching is not implemented' });
-  if (d.oci_ref !== undefined) out.push({ key: 'converter.driver.config.oci_ref', reason: 'zran (oci_ref) images are not produced; native nydus blobs are' });
-  if (d.backend_force_push !== undefined) out.push({ key: 'converter.driver.config.backend_force_push', reason: 'blobs are always written to the localfs backend' });
-  if (d.encrypt_recipients !== undefined) out.push({ key: 'converter.driver.config.encrypt_recipients', reason: 'bootstrap encryption is not implemented' });
-  if (d.docker2oci !== undefined) out.push({ key: 'converter.driver.config.docker2oci', reason: 'Nydus manifests are always written as OCI' });
-  if (d.fs_version === undefined && d.rafs_version === undefined) out.push({ key: 'converter.driver.config.fs_version', reason: 'unset: Ferry defaults to 6 (acceld v0.1.1 defaulted to 5)' });
+  if (d.oci_ref !== undefined)
+    out.push({ key: 'converter.driver.config.oci_ref', reason: 'zran (oci_ref) images are not produced; native nydus blobs are' });
+  if (d.backend_force_push !== undefined)
+    out.push({ key: 'converter.driver.config.backend_force_push', reason: 'blobs are always written to the localfs backend' });
+  if (d.encrypt_recipients !== undefined)
+    out.push({ key: 'converter.driver.config.encrypt_recipients', reason: 'bootstrap encryption is not implemented' });
+  if (d.docker2oci !== undefined)
+    out.push({ key: 'converter.driver.config.docker2oci', reason: 'Nydus manifests are always written as OCI' });
+  if (d.fs_version === undefined && d.rafs_version === undefined)
+    out.push({ key: 'converter.driver.config.fs_version', reason: 'unset: Ferry defaults to 6 (acceld v0.1.1 defaulted to 5)' });
   return out;
 }
 
@@ -186,17 +222,25 @@ export const DEFAULT_CONVERT_ZSTD_LEVEL = 6;
 export function resolveDriverOptions(cfg: AccelConfig): AccelDriverOptions {
   const d = cfg.converter.driver.config;
   const fv = d.fs_version ?? d.rafs_version ?? '6';
-  if (fv !== '5' && fv !== '6') throw new FerryError('INVALID_ARGUMENT', `accel config: converter.driver.config.fs_version: must be 5 or 6, got ${JSON.stringify(fv)}`);
+  if (fv !== '5' && fv !== '6')
+    throw new FerryError('INVALID_ARGUMENT', `accel config: converter.driver.config.fs_version: must be 5 or 6, got ${JSON.stringify(fv)}`);
   const comp = d.compressor ?? d.rafs_compressor ?? 'zstd';
   if (!['none', 'lz4_block', 'gzip', 'zstd'].includes(comp)) {
-    throw new FerryError('INVALID_ARGUMENT', `accel config: converter.driver.config.compressor: must be none|lz4_block|gzip|zstd, got ${JSON.stringify(comp)}`);
+    throw new FerryError(
+      'INVALID_ARGUMENT',
+      `accel config: converter.driver.config.compressor: must be none|lz4_block|gzip|zstd, got ${JSON.stringify(comp)}`,
+    );
   }
   const chunkSize = d.fs_chunk_size ? parseSize(d.fs_chunk_size) : DEFAULT_CONVERT_CHUNK_SIZE;
   if (!(chunkSize >= 0x1000 && chunkSize <= 0x1000000 && (chunkSize & (chunkSize - 1)) === 0)) {
-    throw new FerryError('INVALID_ARGUMENT', `accel config: converter.driver.config.fs_chunk_size: must be a power of two in 0x1000..0x1000000, got ${d.fs_chunk_size}`);
+    throw new FerryError(
+      'INVALID_ARGUMENT',
+      `accel config: converter.driver.config.fs_chunk_size: must be a power of two in 0x1000..0x1000000, got ${d.fs_chunk_size}`,
+    );
   }
   const digester = d.digester ?? 'blake3';
-  if (digester !== 'blake3' && digester !== 'sha256') throw new FerryError('INVALID_ARGUMENT', `accel config: converter.driver.config.digester: must be blake3|sha256`);
+  if (digester !== 'blake3' && digester !== 'sha256')
+    throw new FerryError('INVALID_ARGUMENT', `accel config: converter.driver.config.digester: must be blake3|sha256`);
   const out: AccelDriverOptions = {
     fsVersion: fv === '5' ? 5 : 6,
     compressor: comp as AccelDriverOptions['compressor'],
@@ -207,23 +251,36 @@ export function resolveDriverOptions(cfg: AccelConfig): AccelDriverOptions {
     withReferrer: d.with_referrer ?? false,
     docker2oci: d.docker2oci ?? false,
     tagSuffix: cfg.converter.rules.find((r) => r.tag_suffix)?.tag_suffix ?? '-nydus',
-    platforms: cfg.converter.platforms.split(',').map((s) => s.trim()).filter(Boolean),
+    platforms: cfg.converter.platforms
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
     harborAnnotation: cfg.converter.harbor_annotation,
   };
   const cacheTag = cfg.converter.rules.find((r) => r.cache_tag)?.cache_tag;
   if (cacheTag) out.cacheTag = cacheTag;
   if (d.chunk_dict_ref) out.chunkDictRef = d.chunk_dict_ref;
   if (d.work_dir) out.workDir = d.work_dir;
-  if (d.prefetch_patterns) out.prefetchPatterns = d.prefetch_patterns.split('\n').map((s) => s.trim()).filter(Boolean);
+  if (d.prefetch_patterns)
+    out.prefetchPatterns = d.prefetch_patterns
+      .split('\n')
+      .map((s) => s.trim())
+      .filter(Boolean);
   if (d.backend_type) {
     if (d.backend_type !== 'localfs') {
-      throw new FerryError('NOT_IMPLEMENTED', `accel config: converter.driver.config.backend_type: ${JSON.stringify(d.backend_type)} is not supported (localfs only)`);
+      throw new FerryError(
+        'NOT_IMPLEMENTED',
+        `accel config: converter.driver.config.backend_type: ${JSON.stringify(d.backend_type)} is not supported (localfs only)`,
+      );
     }
     let bc: { dir?: unknown };
-    try { bc = JSON.parse(d.backend_config ?? '{}') as { dir?: unknown }; } catch {
+    try {
+      bc = JSON.parse(d.backend_config ?? '{}') as { dir?: unknown };
+    } catch {
       throw new FerryError('INVALID_ARGUMENT', 'accel config: converter.driver.config.backend_config: not valid JSON');
     }
-    if (typeof bc.dir !== 'string' || !bc.dir) throw new FerryError('INVALID_ARGUMENT', 'accel config: converter.driver.config.backend_config: localfs needs {"dir": "…"}');
+    if (typeof bc.dir !== 'string' || !bc.dir)
+      throw new FerryError('INVALID_ARGUMENT', 'accel config: converter.driver.config.backend_config: localfs needs {"dir": "…"}');
     out.backend = { type: 'localfs', dir: bc.dir };
   }
   return out;

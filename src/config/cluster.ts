@@ -7,11 +7,15 @@
  */
 import { z } from 'zod';
 
-export const clusterConfigSchema = z.object({
-  /** The secret itself (prefer tokenFile: config files are often world-readable). */
-  token: z.string().min(1).optional(),
-  /** A file holding the secret (surrounding whitespace ignored), mode 0600. */
-  tokenFile: z.string().min(1).optional(),
-}).strict().prefault({}).refine((c) => c.token === undefined || c.tokenFile === undefined, { message: 'cluster.token and cluster.tokenFile are exclusive' });
+export const clusterConfigSchema = z
+  .object({
+    /** The secret itself (prefer tokenFile: config files are often world-readable). */
+    token: z.string().min(1).optional(),
+    /** A file holding the secret (surrounding whitespace ignored), mode 0600. */
+    tokenFile: z.string().min(1).optional(),
+  })
+  .strict()
+  .prefault({})
+  .refine((c) => c.token === undefined || c.tokenFile === undefined, { message: 'cluster.token and cluster.tokenFile are exclusive' });
 
 export type ClusterConfig = z.infer<typeof clusterConfigSchema>;

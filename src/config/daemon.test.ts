@@ -5,10 +5,26 @@ import { parseDaemonConfig } from './daemon.js';
 test('daemon config: nydusd v1 JSON as the snapshotter writes it', () => {
   const c = parseDaemonConfig({
     device: {
-      backend: { type: 'registry', config: { scheme: 'http', host: 'r:5000', repo: 'library/x', auth: 'dTpw', timeout: 5, connect_timeout: 5, retry_limit: 2, proxy: { url: 'http://127.0.0.1:4001', fallback: true, ping_url: 'http://127.0.0.1:4003/healthy', check_interval: 5 } } },
+      backend: {
+        type: 'registry',
+        config: {
+          scheme: 'http',
+          host: 'r:5000',
+          repo: 'library/x',
+          auth: 'dTpw',
+          timeout: 5,
+          connect_timeout: 5,
+          retry_limit: 2,
+          proxy: { url: 'http://127.0.0.1:4001', fallback: true, ping_url: 'http://127.0.0.1:4003/healthy', check_interval: 5 },
+        },
+      },
       cache: { type: 'blobcache', config: { work_dir: '/var/lib/ferry/cache' } },
     },
-    mode: 'direct', digest_validate: false, iostats_files: false, enable_xattr: true, amplify_io: 1048576,
+    mode: 'direct',
+    digest_validate: false,
+    iostats_files: false,
+    enable_xattr: true,
+    amplify_io: 1048576,
     fs_prefetch: { enable: true, threads_count: 8, merging_size: 131072, bandwidth_rate: 10485760, prefetch_all: true },
   });
   assert.equal(c.device.backend?.config.timeout, 5000);

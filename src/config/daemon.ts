@@ -10,9 +10,20 @@ import { parseDuration } from '../core/index.js';
 import { parseConfig, sizeSchema as size } from './parse.js';
 
 /** nydusd gives timeouts in seconds (numbers); strings go through parseDuration. */
-const seconds = z.union([z.number().nonnegative().transform((n) => n * 1000), z.string().transform((s, ctx) => {
-  try { return parseDuration(s); } catch (e) { ctx.addIssue({ code: 'custom', message: (e as Error).message }); return z.NEVER; }
-})]);
+const seconds = z.union([
+  z
+    .number()
+    .nonnegative()
+    .transform((n) => n * 1000),
+  z.string().transform((s, ctx) => {
+    try {
+      return parseDuration(s);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: (e as Error).message });
+      return z.NEVER;
+    }
+  }),
+]);
 
 const proxySchema = z.strictObject({
   url: z.string().default(''),
@@ -46,36 +57,44 @@ const backendConfigSchema = z.strictObject({
 });
 
 export const daemonConfigSchema = z.strictObject({
-  device: z.strictObject({
-    backend: z.strictObject({ type: z.enum(['registry', 'localfs']), config: backendConfigSchema.default({}) }).optional(),
-    cache: z.strictObject({
-      type: z.enum(['blobcache', 'filecache', '']).default('blobcache'),
-      compressed: z.literal(false).optional(),
-      config: z.strictObject({ work_dir: z.string().optional(), disable_indexed_map: z.boolean().optional() }).default({}),
-    }).optional(),
-  }).default({}),
+  device: z
+    .strictObject({
+      backend: z.strictObject({ type: z.enum(['registry', 'localfs']), config: backendConfigSchema.default({}) }).optional(),
+      cache: z
+        .strictObject({
+          type: z.enum(['blobcache', 'filecache', '']).default('blobcache'),
+          compressed: z.literal(false).optional(),
+          config: z.strictObject({ work_dir: z.string().optional(), disable_indexed_map: z.boolean().optional() }).default({}),
+        })
+        .optional(),
+    })
+    .default({}),
   mode: z.literal('direct').optional(),
   digest_validate: z.boolean().optional(),
   iostats_files: z.boolean().optional(),
   enable_xattr: z.boolean().optional(),
   amplify_io: size.default(1024 * 1024),
-  fs_prefetch: z.strictObject({
-    enable: z.boolean().default(false),
-    threads_count: z.number().int().positive().optional(),
-    merging_size: size.default(1024 * 1024),
-    bandwidth_rate: size.default(0),
-    prefetch_all: z.boolean().default(true),
-    stream_prefetch: z.boolean().optional(),
-  }).default({ enable: false, merging_size: 1024 * 1024, bandwidth_rate: 0, prefetch_all: true }),
+  fs_prefetch: z
+    .strictObject({
+      enable: z.boolean().default(false),
+      threads_count: z.number().int().positive().optional(),
+      merging_size: size.default(1024 * 1024),
+      bandwidth_rate: size.default(0),
+      prefetch_all: z.boolean().default(true),
+      stream_prefetch: z.boolean().optional(),
+    })
+    .default({ enable: false, merging_size: 1024 * 1024, bandwidth_rate: 0, prefetch_all: true }),
   /** what nydusd has no key for */
-  ferry: z.strictObject({
-    /** default filesystem mode of mounts that do not ask for one */
-    mode: z.enum(['erofs', 'fuse']).default('erofs'),
-    /** FUSE request reader threads per mount */
-    fuse_threads: z.number().int().min(1).max(64).default(4),
-    /** hard deadline of one backend request including retries */
-    request_deadline: seconds.optional(),
-  }).default({ mode: 'erofs', fuse_threads: 4 }),
+  ferry: z
+    .strictObject({
+      /** default filesystem mode of mounts that do not ask for one */
+      mode: z.enum(['erofs', 'fuse']).default('erofs'),
+      /** FUSE request reader threads per mount */
+      fuse_threads: z.number().int().min(1).max(64).default(4),
+      /** hard deadline of one backend request including retries */
+      request_deadline: seconds.optional(),
+    })
+    .default({ mode: 'erofs', fuse_threads: 4 }),
 });
 
 export type DaemonConfig = z.output<typeof daemonConfigSchema>;

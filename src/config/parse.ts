@@ -9,14 +9,16 @@ import { FerryError, parseDuration, parseSize } from '../core/index.js';
 
 /** One line naming every issue of a failed parse. */
 export function issuesText(err: z.ZodError): string {
-  return err.issues.map((i) => {
-    const path = i.path.join('.');
-    if (i.code === 'unrecognized_keys') {
-      const keys = (i as { keys: string[] }).keys;
-      return `unknown key${keys.length > 1 ? 's' : ''} ${keys.map((k) => (path ? `${path}.${k}` : k)).join(', ')}`;
-    }
-    return `${path || '(root)'}: ${i.message}`;
-  }).join('; ');
+  return err.issues
+    .map((i) => {
+      const path = i.path.join('.');
+      if (i.code === 'unrecognized_keys') {
+        const keys = (i as { keys: string[] }).keys;
+        return `unknown key${keys.length > 1 ? 's' : ''} ${keys.map((k) => (path ? `${path}.${k}` : k)).join(', ')}`;
+      }
+      return `${path || '(root)'}: ${i.message}`;
+    })
+    .join('; ');
 }
 
 /** Parses `input` (undefined/null → `{}`) with `schema`; throws `invalid <what> config: …`. */

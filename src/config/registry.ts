@@ -6,7 +6,6 @@
 import { z } from 'zod';
 import { parseConfig, durationSchema as duration, sizeSchema as size } from './parse.js';
 
-
 export const RegistryConfigSchema = z.strictObject({
   /** host:port to listen on. */
   listen: z.string().default('127.0.0.1:5000'),
@@ -37,42 +36,51 @@ export const RegistryConfigSchema = z.strictObject({
    * token endpoint). Keys: one account from one source address, and one source address whatever the
    * account; there is no account-wide key, so nobody can lock an account out for everyone.
    */
-  auth: z.strictObject({
-    /** Failed logins of one account from one source address within `window` before that pair is locked out. */
-    maxFailures: z.number().int().min(1).default(5),
-    /** Failed logins from one source address, any accounts, within `window` before that address is locked out. */
-    maxSourceFailures: z.number().int().min(1).default(50),
-    /** The window failures are counted in; a key also forgets its past lockouts after a quiet window. */
-    window: duration.default(10 * 60_000),
-    /** The first lockout; every failure after a lockout locks again for twice as long. */
-    lockout: duration.default(10_000),
-    /** The longest lockout. */
-    maxLockout: duration.default(15 * 60_000),
-  }).refine((a) => a.lockout > 0 && a.maxLockout >= a.lockout, { message: 'lockout must be positive and maxLockout at least lockout', path: ['maxLockout'] })
+  auth: z
+    .strictObject({
+      /** Failed logins of one account from one source address within `window` before that pair is locked out. */
+      maxFailures: z.number().int().min(1).default(5),
+      /** Failed logins from one source address, any accounts, within `window` before that address is locked out. */
+      maxSourceFailures: z.number().int().min(1).default(50),
+      /** The window failures are counted in; a key also forgets its past lockouts after a quiet window. */
+      window: duration.default(10 * 60_000),
+      /** The first lockout; every failure after a lockout locks again for twice as long. */
+      lockout: duration.default(10_000),
+      /** The longest lockout. */
+      maxLockout: duration.default(15 * 60_000),
+    })
+    .refine((a) => a.lockout > 0 && a.maxLockout >= a.lockout, {
+      message: 'lockout must be positive and maxLockout at least lockout',
+      path: ['maxLockout'],
+    })
     .prefault({}),
-  webhook: z.strictObject({
-    /** Deliver webhooks at all (Harbor: notification_enable). */
-    enabled: z.boolean().default(true),
-    /** Retries after the first attempt (Harbor: webhook_job_max_retry = 3). */
-    maxRetries: z.number().int().min(0).max(20).default(3),
-    /** First retry delay; doubles each retry. */
-    backoff: duration.default(1000),
-    /** HTTP timeout per attempt (Harbor: 3 s). */
-    timeout: duration.default(3000),
-    /**
-     * An untagged manifest pushed by digest waits this long before its PUSH_ARTIFACT is sent; if an
-     * index referencing it arrives meanwhile, only the index's event is sent.
-     */
-    settleDelay: duration.default(30_000),
-    /** How often the outbox is polled for due deliveries. */
-    pollInterval: duration.default(500),
-  }).prefault({}),
-  gc: z.strictObject({
-    /** Blobs younger than this are never collected (covers pushes whose manifest is not in yet). */
-    minAge: duration.default(60 * 60_000),
-    /** Uploads untouched this long are removed by gc. */
-    uploadMaxAge: duration.default(24 * 60 * 60_000),
-  }).prefault({}),
+  webhook: z
+    .strictObject({
+      /** Deliver webhooks at all (Harbor: notification_enable). */
+      enabled: z.boolean().default(true),
+      /** Retries after the first attempt (Harbor: webhook_job_max_retry = 3). */
+      maxRetries: z.number().int().min(0).max(20).default(3),
+      /** First retry delay; doubles each retry. */
+      backoff: duration.default(1000),
+      /** HTTP timeout per attempt (Harbor: 3 s). */
+      timeout: duration.default(3000),
+      /**
+       * An untagged manifest pushed by digest waits this long before its PUSH_ARTIFACT is sent; if an
+       * index referencing it arrives meanwhile, only the index's event is sent.
+       */
+      settleDelay: duration.default(30_000),
+      /** How often the outbox is polled for due deliveries. */
+      pollInterval: duration.default(500),
+    })
+    .prefault({}),
+  gc: z
+    .strictObject({
+      /** Blobs younger than this are never collected (covers pushes whose manifest is not in yet). */
+      minAge: duration.default(60 * 60_000),
+      /** Uploads untouched this long are removed by gc. */
+      uploadMaxAge: duration.default(24 * 60 * 60_000),
+    })
+    .prefault({}),
 });
 
 export type RegistryConfig = z.output<typeof RegistryConfigSchema>;

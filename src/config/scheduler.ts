@@ -11,36 +11,46 @@ import { FerryError } from '../core/index.js';
 import { parseConfig, durationSchema as duration } from './parse.js';
 import { clusterConfigSchema } from './cluster.js';
 
-
-export const schedulerConfigSchema = z.object({
-  /** A non-loopback address requires a cluster secret (`cluster`). */
-  listen: z.string().default('127.0.0.1:8002'),
-  /** The cluster secret shared with the peers: the peer RPC (/api/v1/*) answers only signed requests. */
-  cluster: clusterConfigSchema,
-  scheduling: z.object({
-    candidateParentLimit: z.number().int().min(1).max(20).default(3),
-    filterParentLimit: z.number().int().min(1).max(1000).default(15),
-    backToSourceCount: z.number().int().min(0).default(200),
-    retryBackToSourceLimit: z.number().int().min(0).default(4),
-    retryLimit: z.number().int().min(1).default(5),
-    retryInterval: duration.default(500),
-  }).strict().prefault({}),
-  gc: z.object({
-    hostTTL: duration.default(3_600_000),
-    peerTTL: duration.default(86_400_000),
-    interval: duration.default(60_000),
-  }).strict().prefault({}),
-  preheat: z.object({
-    /** Bearer tokens accepted on /oapi/v1/jobs; empty = no authentication (logged at start). */
-    tokens: z.array(z.string().min(1)).default([]),
-    /** Task ids of preheated blobs use the blob digest (must match the peers' setting). */
-    enableTaskIdBasedBlobDigest: z.boolean().default(false),
-    /** Extra CA (PEM file) trusted when fetching manifests over https. */
-    caCert: z.string().optional(),
-    insecureSkipVerify: z.boolean().default(false),
-    timeout: duration.default(3_600_000),
-  }).strict().prefault({}),
-}).strict();
+export const schedulerConfigSchema = z
+  .object({
+    /** A non-loopback address requires a cluster secret (`cluster`). */
+    listen: z.string().default('127.0.0.1:8002'),
+    /** The cluster secret shared with the peers: the peer RPC (/api/v1/*) answers only signed requests. */
+    cluster: clusterConfigSchema,
+    scheduling: z
+      .object({
+        candidateParentLimit: z.number().int().min(1).max(20).default(3),
+        filterParentLimit: z.number().int().min(1).max(1000).default(15),
+        backToSourceCount: z.number().int().min(0).default(200),
+        retryBackToSourceLimit: z.number().int().min(0).default(4),
+        retryLimit: z.number().int().min(1).default(5),
+        retryInterval: duration.default(500),
+      })
+      .strict()
+      .prefault({}),
+    gc: z
+      .object({
+        hostTTL: duration.default(3_600_000),
+        peerTTL: duration.default(86_400_000),
+        interval: duration.default(60_000),
+      })
+      .strict()
+      .prefault({}),
+    preheat: z
+      .object({
+        /** Bearer tokens accepted on /oapi/v1/jobs; empty = no authentication (logged at start). */
+        tokens: z.array(z.string().min(1)).default([]),
+        /** Task ids of preheated blobs use the blob digest (must match the peers' setting). */
+        enableTaskIdBasedBlobDigest: z.boolean().default(false),
+        /** Extra CA (PEM file) trusted when fetching manifests over https. */
+        caCert: z.string().optional(),
+        insecureSkipVerify: z.boolean().default(false),
+        timeout: duration.default(3_600_000),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
 
 export type SchedulerConfig = z.infer<typeof schedulerConfigSchema>;
 export type SchedulerConfigInput = z.input<typeof schedulerConfigSchema>;
@@ -52,7 +62,9 @@ export function parseSchedulerConfig(input: unknown): SchedulerConfig {
 export function loadSchedulerConfig(file?: string): SchedulerConfig {
   if (!file) return parseSchedulerConfig({});
   let raw: unknown;
-  try { raw = parseYaml(readFileSync(file, 'utf8')); } catch (err) {
+  try {
+    raw = parseYaml(readFileSync(file, 'utf8'));
+  } catch (err) {
     throw new FerryError('INVALID_ARGUMENT', `scheduler config ${file}: ${(err as Error).message}`, { cause: err });
   }
   return parseSchedulerConfig(raw);

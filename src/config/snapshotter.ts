@@ -7,14 +7,16 @@ import { z } from 'zod';
 import { parseDuration } from '../core/index.js';
 import { parseConfig, sizeSchema as size } from './parse.js';
 
-
 export const SnapshotterConfigSchema = z.strictObject({
   /** Unix socket of the snapshots gRPC service (containerd's proxy_plugins address). */
   address: z.string().min(1).default('/run/ferry/snapshotter.sock'),
   /** Root directory: metadata.db, snapshots/, lazy/, cache/. */
   root: z.string().min(1).default('/var/lib/ferry/snapshotter'),
   /** Name containerd knows the plugin by (print-config). */
-  name: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('ferry'),
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+$/)
+    .default('ferry'),
   /** Prometheus `/metrics`: `host:port`, a unix socket path, or '' for `<root>/metrics.sock`. */
   metricsAddress: z.string().default(''),
   /**
@@ -22,53 +24,58 @@ export const SnapshotterConfigSchema = z.strictObject({
    * owner-only; '' for `<root>/api.sock`.
    */
   apiAddress: z.string().default(''),
-  daemon: z.strictObject({
-    /** API socket of a separate `ferry daemon`; empty = run the daemon in-process (or spawn it). */
-    apiSock: z.string().default(''),
-    /**
-     * Start a separate `ferry daemon` (detached, `<root>/daemon.sock`, log `<root>/daemon.log`)
-     * unless one already answers there, and use it: its mounts outlive snapshotter restarts.
-     */
-    spawn: z.boolean().default(false),
-    /**
-     * How the daemon mounts images: kernel EROFS over lazily filled blob views (the fast path;
-     * the daemon falls back to FUSE by itself where the kernel path fails), or FUSE.
-     */
-    mode: z.enum(['fuse', 'erofs']).default('erofs'),
-    /** Prefetch the image's prefetch list (or everything with `true`) after mounting. */
-    prefetch: z.boolean().default(false),
-    /**
-     * Startup prefetch: when an image is mounted, fetch what the dynamic loader will read for its
-     * command (executable, loader, shared libraries: headers, dynamic tables, data segments; from
-     * the image config's Entrypoint/Cmd) in a few merged requests, before the container runs.
-     */
-    startupPrefetch: z.boolean().default(true),
-    /**
-     * Trace prefetch: look up a prefetch trace attached to the image (an OCI referrer pushed by
-     * `ferry trace push` from a node that ran it) and fetch the chunks it lists at mount, in place
-     * of the startup prefetch.
-     */
-    tracePrefetch: z.boolean().default(true),
-    /**
-     * Trace push: when an image this node mounted has no prefetch trace in the registry, push the
-     * one recorded here `tracePushAfter` after the mount (the recording window is 30 s). Needs push
-     * rights on the repository (the snapshotter's registry credentials), so it is off by default —
-     * turn it on for a canary node.
-     */
-    tracePush: z.boolean().default(false),
-    tracePushAfter: z.union([z.string(), z.number()]).transform((v) => parseDuration(v)).default(30_000),
-    /** Chunk cache directory shared by all images; default `<root>/cache`. */
-    cacheDir: z.string().default(''),
-    /** P2P peer proxy URL the daemon reads blobs through (falls back to the registry). */
-    proxy: z.string().default(''),
-    /** nydusd-style JSON/YAML config file for the in-process daemon (`ferry daemon --config` format). */
-    configFile: z.string().default(''),
-    /**
-     * Largest read amplification of the in-process daemon (its `amplify_io`) unless the config
-     * file sets one: only sequential reads are amplified, ramping up to it (see storage/device).
-     */
-    amplifyIo: size.default(1024 * 1024),
-  }).prefault({}),
+  daemon: z
+    .strictObject({
+      /** API socket of a separate `ferry daemon`; empty = run the daemon in-process (or spawn it). */
+      apiSock: z.string().default(''),
+      /**
+       * Start a separate `ferry daemon` (detached, `<root>/daemon.sock`, log `<root>/daemon.log`)
+       * unless one already answers there, and use it: its mounts outlive snapshotter restarts.
+       */
+      spawn: z.boolean().default(false),
+      /**
+       * How the daemon mounts images: kernel EROFS over lazily filled blob views (the fast path;
+       * the daemon falls back to FUSE by itself where the kernel path fails), or FUSE.
+       */
+      mode: z.enum(['fuse', 'erofs']).default('erofs'),
+      /** Prefetch the image's prefetch list (or everything with `true`) after mounting. */
+      prefetch: z.boolean().default(false),
+      /**
+       * Startup prefetch: when an image is mounted, fetch what the dynamic loader will read for its
+       * command (executable, loader, shared libraries: headers, dynamic tables, data segments; from
+       * the image config's Entrypoint/Cmd) in a few merged requests, before the container runs.
+       */
+      startupPrefetch: z.boolean().default(true),
+      /**
+       * Trace prefetch: look up a prefetch trace attached to the image (an OCI referrer pushed by
+       * `ferry trace push` from a node that ran it) and fetch the chunks it lists at mount, in place
+       * of the startup prefetch.
+       */
+      tracePrefetch: z.boolean().default(true),
+      /**
+       * Trace push: when an image this node mounted has no prefetch trace in the registry, push the
+       * one recorded here `tracePushAfter` after the mount (the recording window is 30 s). Needs push
+       * rights on the repository (the snapshotter's registry credentials), so it is off by default —
+       * turn it on for a canary node.
+       */
+      tracePush: z.boolean().default(false),
+      tracePushAfter: z
+        .union([z.string(), z.number()])
+        .transform((v) => parseDuration(v))
+        .default(30_000),
+      /** Chunk cache directory shared by all images; default `<root>/cache`. */
+      cacheDir: z.string().default(''),
+      /** P2P peer proxy URL the daemon reads blobs through (falls back to the registry). */
+      proxy: z.string().default(''),
+      /** nydusd-style JSON/YAML config file for the in-process daemon (`ferry daemon --config` format). */
+      configFile: z.string().default(''),
+      /**
+       * Largest read amplification of the in-process daemon (its `amplify_io`) unless the config
+       * file sets one: only sequential reads are amplified, ramping up to it (see storage/device).
+       */
+      amplifyIo: size.default(1024 * 1024),
+    })
+    .prefault({}),
   /** Registries reached over plain HTTP (host[:port]); loopback hosts always are. */
   insecureRegistries: z.array(z.string().min(1)).default([]),
   /** Skip lazy loading entirely (every layer is downloaded and unpacked by containerd). */

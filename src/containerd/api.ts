@@ -12,7 +12,12 @@ import { fromGrpcError } from './grpc-status.js';
 import { toTimestamp, type PbDescriptor, type PbMount } from './proto.js';
 import type { GrpcConnection } from './client.js';
 
-export interface ContentDescriptor { mediaType: string; digest: string; size: number; annotations?: Record<string, string> }
+export interface ContentDescriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+}
 
 function pbDesc(d: ContentDescriptor): PbDescriptor {
   return { media_type: d.mediaType, digest: d.digest, size: d.size, annotations: d.annotations ?? {} };
@@ -52,7 +57,8 @@ export class ContainerdApi {
   /** Sets labels on existing content (only the given keys change). */
   async setContentLabels(digest: string, labels: Record<string, string>): Promise<void> {
     await this.conn.unary('content', 'Update', {
-      info: { digest, labels }, update_mask: { paths: Object.keys(labels).map((k) => `labels.${k}`) },
+      info: { digest, labels },
+      update_mask: { paths: Object.keys(labels).map((k) => `labels.${k}`) },
     });
   }
 
@@ -63,19 +69,26 @@ export class ContainerdApi {
   async writeContent(desc: ContentDescriptor, body: Buffer | Readable, labels: Record<string, string> = {}): Promise<boolean> {
     const ref = `ferry-${desc.digest}`;
     const client = this.conn.client('content');
-    const call = (client.Write as (md: grpc.Metadata, o: grpc.CallOptions) => grpc.ClientDuplexStream<unknown, { offset: number; digest: string; action: string }>)
-      .call(client, this.conn.metadata(), this.conn.options());
+    const call = (
+      client.Write as (
+        md: grpc.Metadata,
+        o: grpc.CallOptions,
+      ) => grpc.ClientDuplexStream<unknown, { offset: number; digest: string; action: string }>
+    ).call(client, this.conn.metadata(), this.conn.options());
     const done = new Promise<{ digest: string; offset: number }>((resolve, reject) => {
       let last: { digest: string; offset: number } | undefined;
-      call.on('data', (m: { digest: string; offset: number; action: string }) => { last = m; });
+      call.on('data', (m: { digest: string; offset: number; action: string }) => {
+        last = m;
+      });
       call.on('error', (err: grpc.ServiceError) => reject(fromGrpcError(err, `content write ${desc.digest}`)));
       call.on('end', () => (last ? resolve(last) : reject(new FerryError('UNAVAILABLE', `content write ${desc.digest}: no response`))));
     });
     done.catch(() => {});
-    const send = (msg: unknown): Promise<void> => new Promise((resolve) => {
-      if (call.write(msg)) resolve();
-      else call.once('drain', () => resolve());
-    });
+    const send = (msg: unknown): Promise<void> =>
+      new Promise((resolve) => {
+        if (call.write(msg)) resolve();
+        else call.once('drain', () => resolve());
+      });
     let offset = 0;
     try {
       // The first message opens the ref (STAT: containerd reports an ingest left by an earlier try).
@@ -91,11 +104,17 @@ export class ContainerdApi {
       await send({ action: 'COMMIT', ref, offset, total: desc.size, expected: desc.digest, labels });
       call.end();
       const res = await done;
-      if (res.digest && res.digest !== desc.digest) throw new FerryError('DATA_LOSS', `containerd committed ${res.digest}, expected ${desc.digest}`);
+      if (res.digest && res.digest !== desc.digest)
+        throw new FerryError('DATA_LOSS', `containerd committed ${res.digest}, expected ${desc.digest}`);
       return true;
     } catch (err) {
       call.end();
-      const e = FerryError.is(err) ? err : await done.then(() => err, (e2: unknown) => e2);
+      const e = FerryError.is(err)
+        ? err
+        : await done.then(
+            () => err,
+            (e2: unknown) => e2,
+          );
       if (FerryError.hasCode(e, 'ALREADY_EXISTS')) {
         if (!Buffer.isBuffer(body)) (body as Readable).destroy();
         if (Object.keys(labels).length) await this.setContentLabels(desc.digest, labels);

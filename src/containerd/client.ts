@@ -103,14 +103,21 @@ export class GrpcConnection {
 
 function info(i: PbInfo): SnapshotInfo {
   return {
-    name: i.name, parent: i.parent, kind: i.kind as Kind, labels: i.labels ?? {},
-    created: fromTimestamp(i.created_at), updated: fromTimestamp(i.updated_at),
+    name: i.name,
+    parent: i.parent,
+    kind: i.kind as Kind,
+    labels: i.labels ?? {},
+    created: fromTimestamp(i.created_at),
+    updated: fromTimestamp(i.updated_at),
   };
 }
 
 /** The snapshots service: Ferry's own socket, or containerd's with `snapshotter` naming the plugin. */
 export class SnapshotsClient {
-  constructor(readonly conn: GrpcConnection, readonly snapshotter = '') {}
+  constructor(
+    readonly conn: GrpcConnection,
+    readonly snapshotter = '',
+  ) {}
 
   async prepare(key: string, parent = '', labels: Record<string, string> = {}): Promise<Mount[]> {
     const r = await this.conn.unary<{ mounts: PbMount[] }>('snapshots', 'Prepare', { snapshotter: this.snapshotter, key, parent, labels });
@@ -136,7 +143,9 @@ export class SnapshotsClient {
   }
   async update(name: string, labels: Record<string, string>, paths: string[] = []): Promise<SnapshotInfo> {
     const r = await this.conn.unary<{ info: PbInfo }>('snapshots', 'Update', {
-      snapshotter: this.snapshotter, info: { name, labels }, update_mask: { paths },
+      snapshotter: this.snapshotter,
+      info: { name, labels },
+      update_mask: { paths },
     });
     return info(r.info);
   }

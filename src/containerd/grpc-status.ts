@@ -35,9 +35,10 @@ export function toGrpcError(err: unknown): Partial<ServiceError> {
 /** The Ferry error for a gRPC status returned by containerd (the reverse of the table). */
 export function fromGrpcError(err: unknown, context: string): FerryError {
   const e = err as Partial<ServiceError>;
-  const code = typeof e.code === 'number'
-    ? (Object.entries(GRPC_STATUS).find(([, s]) => s === e.code)?.[0] as ErrorCode | undefined) ?? 'INTERNAL'
-    : 'INTERNAL';
+  const code =
+    typeof e.code === 'number'
+      ? ((Object.entries(GRPC_STATUS).find(([, s]) => s === e.code)?.[0] as ErrorCode | undefined) ?? 'INTERNAL')
+      : 'INTERNAL';
   const details = e.details ?? (err instanceof Error ? err.message : String(err));
   return new FerryError(code === 'INTERNAL' && e.code === status.UNKNOWN ? 'INTERNAL' : code, `${context}: ${details}`, { cause: err });
 }

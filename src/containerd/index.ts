@@ -9,8 +9,16 @@
 export type { Kind, Mount, SnapshotInfo } from './types.js';
 export { GRPC_STATUS, toGrpcError, fromGrpcError } from './grpc-status.js';
 export {
-  serviceConstructor, toTimestamp, fromTimestamp, API_DIR, SERVICE_NAMES,
-  type PbTimestamp, type PbMount, type PbKind, type PbInfo, type PbDescriptor,
+  serviceConstructor,
+  toTimestamp,
+  fromTimestamp,
+  API_DIR,
+  SERVICE_NAMES,
+  type PbTimestamp,
+  type PbMount,
+  type PbKind,
+  type PbInfo,
+  type PbDescriptor,
 } from './proto.js';
 export { GrpcConnection, SnapshotsClient, type CallContext } from './client.js';
 export { ContainerdApi, type ContentDescriptor } from './api.js';

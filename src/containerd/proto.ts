@@ -21,7 +21,7 @@ function findApiDir(): string {
     if (up === dir) break;
     dir = up;
   }
-  throw new FerryError('INTERNAL', 'api/containerd/*.proto not found above ' + fileURLToPath(import.meta.url));
+  throw new FerryError('INTERNAL', `api/containerd/*.proto not found above ${fileURLToPath(import.meta.url)}`);
 }
 
 export const API_DIR = findApiDir();
@@ -49,7 +49,10 @@ let cached: grpc.GrpcObject | undefined;
 
 function root(): grpc.GrpcObject {
   if (!cached) {
-    const def = protoLoader.loadSync(FILES.map((f) => join(API_DIR, f)), LOADER_OPTIONS);
+    const def = protoLoader.loadSync(
+      FILES.map((f) => join(API_DIR, f)),
+      LOADER_OPTIONS,
+    );
     cached = grpc.loadPackageDefinition(def);
   }
   return cached;
@@ -76,8 +79,16 @@ export function serviceConstructor(name: keyof typeof SERVICE_NAMES): grpc.Servi
 }
 
 /** Wire shapes (as proto-loader presents them with the options above). */
-export interface PbTimestamp { seconds: number; nanos: number }
-export interface PbMount { type: string; source: string; target: string; options: string[] }
+export interface PbTimestamp {
+  seconds: number;
+  nanos: number;
+}
+export interface PbMount {
+  type: string;
+  source: string;
+  target: string;
+  options: string[];
+}
 export type PbKind = 'UNKNOWN' | 'VIEW' | 'ACTIVE' | 'COMMITTED';
 export interface PbInfo {
   name: string;
@@ -87,7 +98,12 @@ export interface PbInfo {
   updated_at: PbTimestamp | null;
   labels: Record<string, string>;
 }
-export interface PbDescriptor { media_type: string; digest: string; size: number; annotations: Record<string, string> }
+export interface PbDescriptor {
+  media_type: string;
+  digest: string;
+  size: number;
+  annotations: Record<string, string>;
+}
 
 export function toTimestamp(ms: number): PbTimestamp {
   const seconds = Math.floor(ms / 1000);

@@ -8,7 +8,12 @@
 export type Kind = 'VIEW' | 'ACTIVE' | 'COMMITTED';
 
 /** A mount containerd performs (`mount -t type -o options source target`). */
-export interface Mount { type: string; source: string; target: string; options: string[] }
+export interface Mount {
+  type: string;
+  source: string;
+  target: string;
+  options: string[];
+}
 
 export interface SnapshotInfo {
   name: string;

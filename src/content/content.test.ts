@@ -23,7 +23,13 @@ blobStoreSuite('memory', async () => ({ store: new MemoryBlobStore(), cleanup: a
 blobStoreSuite('local', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'ferry-content-'));
   const store = new LocalBlobStore(dir);
-  return { store, cleanup: async () => { await store.close(); await rm(dir, { recursive: true, force: true }); } };
+  return {
+    store,
+    cleanup: async () => {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 });
 
 it('local: upload ids that could escape the directory are rejected', async () => {
@@ -53,10 +59,12 @@ it('local: a streamed read cut off by its reader leaves the blob readable and ne
   try {
     const big = randomBytes(9 * 1024 * 1024 + 1);
     const bigDigest = await put('aaaaaaaa-0001', big);
-    const others = await Promise.all([1, 2, 3, 4].map(async (i) => {
-      const data = randomBytes(i % 2 === 0 ? 9 * 1024 * 1024 + i : 64 * 1024 + i);
-      return { data, digest: await put(`bbbbbbbb-000${i}`, data) };
-    }));
+    const others = await Promise.all(
+      [1, 2, 3, 4].map(async (i) => {
+        const data = randomBytes(i % 2 === 0 ? 9 * 1024 * 1024 + i : 64 * 1024 + i);
+        return { data, digest: await put(`bbbbbbbb-000${i}`, data) };
+      }),
+    );
     for (let round = 0; round < 3; round++) {
       const stream = await s.read(bigDigest);
       await once(stream, 'data');

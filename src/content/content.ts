@@ -76,11 +76,13 @@ export interface BlobManager {
 }
 
 /** The full blob store. */
-export type BlobStore = BlobProvider & BlobIngester & BlobManager & {
-  /** A local file holding the blob, when the store is a local directory (fast path for serving). */
-  localPath?(digest: string): string;
-  /** The bytes in one buffer (fast path for small blobs; same errors as `read`). */
-  readBuffer?(digest: string, range?: { start: number; end: number }): Promise<Buffer>;
-  /** Releases resources (open descriptors); the store is unusable afterwards. */
-  close?(): Promise<void>;
-};
+export type BlobStore = BlobProvider &
+  BlobIngester &
+  BlobManager & {
+    /** A local file holding the blob, when the store is a local directory (fast path for serving). */
+    localPath?(digest: string): string;
+    /** The bytes in one buffer (fast path for small blobs; same errors as `read`). */
+    readBuffer?(digest: string, range?: { start: number; end: number }): Promise<Buffer>;
+    /** Releases resources (open descriptors); the store is unusable afterwards. */
+    close?(): Promise<void>;
+  };

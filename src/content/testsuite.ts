@@ -24,7 +24,11 @@ export function blobStoreSuite(name: string, make: () => Promise<{ store: BlobSt
   const withStore = (title: string, fn: (s: BlobStore) => Promise<void>): void => {
     it(`${name}: ${title}`, async () => {
       const { store, cleanup } = await make();
-      try { await fn(store); } finally { await cleanup(); }
+      try {
+        await fn(store);
+      } finally {
+        await cleanup();
+      }
     });
   };
 
@@ -103,7 +107,12 @@ export function blobStoreSuite(name: string, make: () => Promise<{ store: BlobSt
     await s.startUpload('66666666-ffff');
     await s.append('66666666-ffff', 0, Readable.from([data]));
     let inside = false;
-    await s.commitUpload('66666666-ffff', sha(data), { critical: (act) => { inside = true; return act(); } });
+    await s.commitUpload('66666666-ffff', sha(data), {
+      critical: (act) => {
+        inside = true;
+        return act();
+      },
+    });
     assert.ok(inside);
     const listed = [];
     for await (const b of s.list()) listed.push(b.digest);
@@ -111,7 +120,10 @@ export function blobStoreSuite(name: string, make: () => Promise<{ store: BlobSt
     assert.equal(await s.delete(sha(data), { critical: (act) => act() }), true);
     assert.equal(await s.delete(sha(data)), false);
     await s.startUpload('77777777-0000');
-    assert.deepEqual((await s.listUploads()).map((u) => u.id), ['77777777-0000']);
+    assert.deepEqual(
+      (await s.listUploads()).map((u) => u.id),
+      ['77777777-0000'],
+    );
     await s.abortUpload('77777777-0000');
     await s.abortUpload('77777777-0000');
     assert.deepEqual(await s.listUploads(), []);

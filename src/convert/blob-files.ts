@@ -11,7 +11,15 @@ import { Readable } from 'node:stream';
 import { FerryError } from '../core/index.js';
 import { decodeChunk } from '../format/compress/index.js';
 import {
-  HOLE, PLAN_STRIDE, attachBlobTables, loadCiTable, planFileRead, type BlobInfo, type ChunkRef, type RafsBootstrap, type CiLocation,
+  HOLE,
+  PLAN_STRIDE,
+  attachBlobTables,
+  loadCiTable,
+  planFileRead,
+  type BlobInfo,
+  type ChunkRef,
+  type RafsBootstrap,
+  type CiLocation,
 } from '../format/rafs/index.js';
 
 export class BlobFiles {
@@ -21,7 +29,11 @@ export class BlobFiles {
    * `dir`: directory of blobs named by id. `blobFile`: a file to use for the bootstrap's only blob
    * (per-layer bootstraps carry a placeholder id, like `nydus-image --blob`).
    */
-  constructor(private readonly bs: RafsBootstrap, private readonly dir: string | undefined, private readonly blobFile?: string) {
+  constructor(
+    private readonly bs: RafsBootstrap,
+    private readonly dir: string | undefined,
+    private readonly blobFile?: string,
+  ) {
     if (blobFile !== undefined && bs.blobs.length !== 1) {
       throw new FerryError('INVALID_ARGUMENT', `--blob needs a bootstrap with exactly one blob (this one has ${bs.blobs.length})`);
     }

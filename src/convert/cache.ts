@@ -41,9 +41,15 @@ export interface CachedLayer {
 /** Cache key: the source layer digest plus every option that changes the build output. */
 export function layerCacheKey(sourceDigest: string, o: LayerBuildOptions): string {
   const canon = JSON.stringify({
-    v: 1, src: sourceDigest, fs: o.fsVersion, c: o.compressor, cs: o.chunkSize, d: o.digester,
+    v: 1,
+    src: sourceDigest,
+    fs: o.fsVersion,
+    c: o.compressor,
+    cs: o.chunkSize,
+    d: o.digester,
     ...(o.compressLevel !== undefined ? { cl: o.compressLevel } : {}),
-    dict: o.chunkDict ?? null, pf: o.prefetchPatterns ?? null,
+    dict: o.chunkDict ?? null,
+    pf: o.prefetchPatterns ?? null,
   });
   return `sha256:${createHash('sha256').update(canon).digest('hex')}`;
 }
@@ -87,7 +93,10 @@ export class TieredLayerCache implements LayerCache {
 export class SqliteLayerCache implements LayerCache {
   private readonly db: Database.Database;
 
-  constructor(readonly path: string, private readonly maxEntries = 2000) {
+  constructor(
+    readonly path: string,
+    private readonly maxEntries = 2000,
+  ) {
     mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
@@ -103,17 +112,38 @@ export class SqliteLayerCache implements LayerCache {
     if (!r) return undefined;
     this.db.prepare('UPDATE layer_cache SET used_at = ? WHERE key = ?').run(Date.now(), key);
     return {
-      key, sourceDigest: r.source_digest as string, blobDigest: r.blob_digest as string, blobId: r.blob_id as string,
-      blobSize: r.blob_size as number, uncompressedSize: r.uncompressed_size as number, chunkCount: r.chunk_count as number,
-      bootstrap: r.bootstrap as Buffer, registry: r.registry as string, repository: r.repository as string,
+      key,
+      sourceDigest: r.source_digest as string,
+      blobDigest: r.blob_digest as string,
+      blobId: r.blob_id as string,
+      blobSize: r.blob_size as number,
+      uncompressedSize: r.uncompressed_size as number,
+      chunkCount: r.chunk_count as number,
+      bootstrap: r.bootstrap as Buffer,
+      registry: r.registry as string,
+      repository: r.repository as string,
     };
   }
 
   put(e: CachedLayer): void {
-    this.db.prepare(`INSERT OR REPLACE INTO layer_cache VALUES (?,?,?,?,?,?,?,?,?,?,?)`).run(
-      e.key, e.sourceDigest, e.blobDigest, e.blobId, e.blobSize, e.uncompressedSize, e.chunkCount, e.bootstrap,
-      e.registry, e.repository, Date.now());
-    this.db.prepare(`DELETE FROM layer_cache WHERE key IN (SELECT key FROM layer_cache ORDER BY used_at DESC LIMIT -1 OFFSET ?)`).run(this.maxEntries);
+    this.db
+      .prepare(`INSERT OR REPLACE INTO layer_cache VALUES (?,?,?,?,?,?,?,?,?,?,?)`)
+      .run(
+        e.key,
+        e.sourceDigest,
+        e.blobDigest,
+        e.blobId,
+        e.blobSize,
+        e.uncompressedSize,
+        e.chunkCount,
+        e.bootstrap,
+        e.registry,
+        e.repository,
+        Date.now(),
+      );
+    this.db
+      .prepare(`DELETE FROM layer_cache WHERE key IN (SELECT key FROM layer_cache ORDER BY used_at DESC LIMIT -1 OFFSET ?)`)
+      .run(this.maxEntries);
   }
 
   close(): void {

@@ -15,16 +15,30 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { FerryError } from '../core/index.js';
-import {
-  NydusAnnotation, MediaType, isIndexMediaType, type ImageConfig, type ImageIndex, type ImageManifest,
-} from '../oci/index.js';
+import { NydusAnnotation, MediaType, isIndexMediaType, type ImageConfig, type ImageIndex, type ImageManifest } from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import {
-  RegistryClient, parseReference, withDigest, formatReference, platformMatches, formatPlatform, parsePlatform, isNydusEntry, type ImageReference,
+  RegistryClient,
+  parseReference,
+  withDigest,
+  formatReference,
+  platformMatches,
+  formatPlatform,
+  parsePlatform,
+  isNydusEntry,
+  type ImageReference,
 } from '../remote/index.js';
 import { readLayer, whiteoutOf, type TarEntry } from '../format/tar/index.js';
 import {
-  PLAN_STRIDE, openBootstrap, blobsCarryTables, ciFromMetaFile, loadBlobTables, planFileRead, tilingProblem, type RafsBootstrap, type BlobInfo,
+  PLAN_STRIDE,
+  openBootstrap,
+  blobsCarryTables,
+  ciFromMetaFile,
+  loadBlobTables,
+  planFileRead,
+  tilingProblem,
+  type RafsBootstrap,
+  type BlobInfo,
 } from '../format/rafs/index.js';
 import { decodeChunk } from '../format/compress/index.js';
 import { unpackBootstrapLayerFiles } from './streams.js';
@@ -61,7 +75,13 @@ export interface CheckResult {
 
 import { S_IFMT } from '../core/index.js';
 const TYPE_BITS: Record<string, number> = {
-  file: 0o100000, dir: 0o040000, symlink: 0o120000, char: 0o020000, block: 0o060000, fifo: 0o010000, socket: 0o140000,
+  file: 0o100000,
+  dir: 0o040000,
+  symlink: 0o120000,
+  char: 0o020000,
+  block: 0o060000,
+  fifo: 0o010000,
+  socket: 0o140000,
 };
 
 interface SrcNode {
@@ -116,7 +136,10 @@ async function sourceTree(layers: Array<() => Promise<Readable>>): Promise<Map<s
     }
     // Whiteouts and opaque markers hide lower entries only; then this layer's entries go on top.
     for (const d of opaques) removeUnder(d);
-    for (const t of whiteouts) { tree.delete(t); removeUnder(t); }
+    for (const t of whiteouts) {
+      tree.delete(t);
+      removeUnder(t);
+    }
     const layerNodes = new Map<string, SrcNode>();
     for (const { entry, digest } of entries) {
       const path = entry.path;
@@ -125,7 +148,7 @@ async function sourceTree(layers: Array<() => Promise<Readable>>): Promise<Map<s
       for (let i = 1; i < parts.length; i++) {
         const pp = parts.slice(0, i).join('/');
         const cur = tree.get(pp);
-        if (!cur || cur.type !== 'dir') {
+        if (cur?.type !== 'dir') {
           if (cur) removeUnder(pp);
           tree.set(pp, { type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, xattrs: {}, group: {} });
         }
@@ -137,8 +160,13 @@ async function sourceTree(layers: Array<() => Promise<Readable>>): Promise<Map<s
         node = target;
       } else {
         node = {
-          type: entry.type, mode: entry.mode & 0o7777, uid: entry.uid, gid: entry.gid,
-          size: entry.type === 'file' ? entry.size : 0, xattrs: entry.xattrs, group: {},
+          type: entry.type,
+          mode: entry.mode & 0o7777,
+          uid: entry.uid,
+          gid: entry.gid,
+          size: entry.type === 'file' ? entry.size : 0,
+          xattrs: entry.xattrs,
+          group: {},
         };
         if (digest) node.digest = digest;
         if (entry.type === 'symlink') node.linkname = entry.linkname ?? '';
@@ -159,11 +187,20 @@ function fmtMode(m: number): string {
 
 function xattrText(x: Map<string, Buffer> | Record<string, Buffer>): string {
   const entries = x instanceof Map ? [...x.entries()] : Object.entries(x);
-  return entries.sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k}=${v.toString('hex')}`).join(',');
+  return entries
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]) => `${k}=${v.toString('hex')}`)
+    .join(',');
 }
 
 /** Downloads the blobs of a bootstrap into `dir` (verified), returning open handles by blob index. */
-async function openBlobs(boot: RafsBootstrap, dst: ImageReference, tc: RegistryClient, dir: string, backend?: { dir: string }): Promise<Map<number, FileHandle>> {
+async function openBlobs(
+  boot: RafsBootstrap,
+  dst: ImageReference,
+  tc: RegistryClient,
+  dir: string,
+  backend?: { dir: string },
+): Promise<Map<number, FileHandle>> {
   const handles = new Map<number, FileHandle>();
   for (const b of boot.blobs) {
     let path: string;
@@ -179,7 +216,13 @@ async function openBlobs(boot: RafsBootstrap, dst: ImageReference, tc: RegistryC
   return handles;
 }
 
-async function fileDigest(boot: RafsBootstrap, ino: number, size: number, blobs: Map<number, FileHandle>, infos: Map<number, BlobInfo>): Promise<string> {
+async function fileDigest(
+  boot: RafsBootstrap,
+  ino: number,
+  size: number,
+  blobs: Map<number, FileHandle>,
+  infos: Map<number, BlobInfo>,
+): Promise<string> {
   const chunks = boot.chunks(ino);
   // a converted file's chunks tile it exactly: no holes, no overlaps
   const problem = tilingProblem(chunks, size);
@@ -203,8 +246,17 @@ async function fileDigest(boot: RafsBootstrap, ino: number, size: number, blobs:
 
 /** Compares one Nydus manifest with its source manifest. */
 async function checkPair(o: {
-  src: ImageReference; dst: ImageReference; sc: RegistryClient; tc: RegistryClient; srcBody: Buffer; dstBody: Buffer;
-  platform?: string; work: string; backend?: { dir: string }; diffs: Difference[]; max: number;
+  src: ImageReference;
+  dst: ImageReference;
+  sc: RegistryClient;
+  tc: RegistryClient;
+  srcBody: Buffer;
+  dstBody: Buffer;
+  platform?: string;
+  work: string;
+  backend?: { dir: string };
+  diffs: Difference[];
+  max: number;
 }): Promise<{ entries: number; files: number; bytes: number }> {
   const { src, dst, sc, tc, platform } = o;
   const add = (d: Omit<Difference, 'platform'>): void => {
@@ -213,22 +265,37 @@ async function checkPair(o: {
   const sman = JSON.parse(o.srcBody.toString('utf8')) as ImageManifest;
   const nman = JSON.parse(o.dstBody.toString('utf8')) as ImageManifest;
   const last = nman.layers[nman.layers.length - 1];
-  if (!last || last.annotations?.[NydusAnnotation.BOOTSTRAP] !== 'true') {
+  if (last?.annotations?.[NydusAnnotation.BOOTSTRAP] !== 'true') {
     add({ path: '', what: 'manifest: last layer is not a nydus bootstrap layer' });
     return { entries: 0, files: 0, bytes: 0 };
   }
   const blobLayers = nman.layers.slice(0, -1);
   for (const l of blobLayers) {
-    if (l.mediaType !== MediaType.NYDUS_BLOB || l.annotations?.[NydusAnnotation.BLOB] !== 'true') add({ path: '', what: `manifest: layer ${l.digest} lacks the nydus blob media type/annotation` });
+    if (l.mediaType !== MediaType.NYDUS_BLOB || l.annotations?.[NydusAnnotation.BLOB] !== 'true')
+      add({ path: '', what: `manifest: layer ${l.digest} lacks the nydus blob media type/annotation` });
   }
-  const ncfg = JSON.parse((await tc.getBlobBuffer(dst.registry, dst.repository, nman.config.digest, 16 << 20)).toString('utf8')) as ImageConfig;
-  if (ncfg.rootfs.diff_ids.length !== nman.layers.length) add({ path: '', what: 'config: diff_ids count differs from layers', source: String(nman.layers.length), target: String(ncfg.rootfs.diff_ids.length) });
-  blobLayers.forEach((l, i) => { if (ncfg.rootfs.diff_ids[i] !== l.digest) add({ path: '', what: `config: diff_id ${i} is not the blob digest`, source: l.digest, target: ncfg.rootfs.diff_ids[i] ?? '' }); });
-  const { bootstrap, blobMeta } = await unpackBootstrapLayerFiles(await tc.getBlobBuffer(dst.registry, dst.repository, last.digest, 1 << 30));
+  const ncfg = JSON.parse(
+    (await tc.getBlobBuffer(dst.registry, dst.repository, nman.config.digest, 16 << 20)).toString('utf8'),
+  ) as ImageConfig;
+  if (ncfg.rootfs.diff_ids.length !== nman.layers.length)
+    add({
+      path: '',
+      what: 'config: diff_ids count differs from layers',
+      source: String(nman.layers.length),
+      target: String(ncfg.rootfs.diff_ids.length),
+    });
+  blobLayers.forEach((l, i) => {
+    if (ncfg.rootfs.diff_ids[i] !== l.digest)
+      add({ path: '', what: `config: diff_id ${i} is not the blob digest`, source: l.digest, target: ncfg.rootfs.diff_ids[i] ?? '' });
+  });
+  const { bootstrap, blobMeta } = await unpackBootstrapLayerFiles(
+    await tc.getBlobBuffer(dst.registry, dst.repository, last.digest, 1 << 30),
+  );
   const boot = openBootstrap(bootstrap);
   if (!o.backend) {
     const layerDigests = new Set(blobLayers.map((l) => l.digest));
-    for (const b of boot.blobs) if (!layerDigests.has(`sha256:${b.blobId}`)) add({ path: '', what: `bootstrap blob ${b.blobId} is not a layer of the manifest` });
+    for (const b of boot.blobs)
+      if (!layerDigests.has(`sha256:${b.blobId}`)) add({ path: '', what: `bootstrap blob ${b.blobId} is not a layer of the manifest` });
   }
   const tree = await sourceTree(sman.layers.map((l) => () => sc.getBlob(src.registry, src.repository, l.digest)));
   const blobs = await openBlobs(boot, dst, tc, o.work, o.backend);
@@ -244,7 +311,11 @@ async function checkPair(o: {
   const tableless = !boot.canMapChunks();
   for (const b of boot.blobs) {
     if (!blobsCarryTables([b])) {
-      if (tableless) throw new FerryError('FAILED_PRECONDITION', `bootstrap has no chunk table and blob ${b.blobId} carries no CI table, digest array or ToC`);
+      if (tableless)
+        throw new FerryError(
+          'FAILED_PRECONDITION',
+          `bootstrap has no chunk table and blob ${b.blobId} carries no CI table, digest array or ToC`,
+        );
       continue;
     }
     const shipped = blobMeta.get(b.blobId);
@@ -255,12 +326,21 @@ async function checkPair(o: {
     let ok: boolean;
     try {
       const ci = ciFromMetaFile(b, shipped);
-      ok = ci.length === own.entries.length && ci.every((e, i) => {
-        const x = own.entries[i]!;
-        return e.compressedOffset === x.compressedOffset && e.compressedSize === x.compressedSize
-          && e.uncompressedOffset === x.uncompressedOffset && e.uncompressedSize === x.uncompressedSize && e.compressed === x.compressed;
-      });
-    } catch { ok = false; }
+      ok =
+        ci.length === own.entries.length &&
+        ci.every((e, i) => {
+          const x = own.entries[i]!;
+          return (
+            e.compressedOffset === x.compressedOffset &&
+            e.compressedSize === x.compressedSize &&
+            e.uncompressedOffset === x.uncompressedOffset &&
+            e.uncompressedSize === x.uncompressedSize &&
+            e.compressed === x.compressed
+          );
+        });
+    } catch {
+      ok = false;
+    }
     if (!ok) add({ path: '', what: `bootstrap layer: ${b.blobId}.blob.meta disagrees with the blob's CI table` });
   }
   let entries = 0;
@@ -274,12 +354,20 @@ async function checkPair(o: {
       const path = e.path;
       seen.add(path);
       const s = tree.get(path);
-      if (!s) { add({ path, what: 'only in the Nydus image' }); continue; }
+      if (!s) {
+        add({ path, what: 'only in the Nydus image' });
+        continue;
+      }
       const st = e.stat;
       const ttype = Object.entries(TYPE_BITS).find(([, v]) => v === (st.mode & S_IFMT))?.[0] ?? `0${(st.mode & S_IFMT).toString(8)}`;
-      if (ttype !== s.type) { add({ path, what: 'type', source: s.type, target: ttype }); continue; }
-      if (path !== '' && (st.mode & 0o7777) !== s.mode) add({ path, what: 'mode', source: fmtMode(s.mode), target: fmtMode(st.mode & 0o7777) });
-      if (path !== '' && (st.uid !== s.uid || st.gid !== s.gid)) add({ path, what: 'owner', source: `${s.uid}:${s.gid}`, target: `${st.uid}:${st.gid}` });
+      if (ttype !== s.type) {
+        add({ path, what: 'type', source: s.type, target: ttype });
+        continue;
+      }
+      if (path !== '' && (st.mode & 0o7777) !== s.mode)
+        add({ path, what: 'mode', source: fmtMode(s.mode), target: fmtMode(st.mode & 0o7777) });
+      if (path !== '' && (st.uid !== s.uid || st.gid !== s.gid))
+        add({ path, what: 'owner', source: `${s.uid}:${s.gid}`, target: `${st.uid}:${st.gid}` });
       const sx = xattrText(s.xattrs);
       const tx = xattrText(boot.xattrs(e.ino));
       if (sx !== tx) add({ path, what: 'xattrs', source: sx, target: tx });
@@ -290,7 +378,10 @@ async function checkPair(o: {
         if (st.rdev !== s.rdev) add({ path, what: 'device', source: String(s.rdev), target: String(st.rdev) });
       } else if (s.type === 'file') {
         files++;
-        if (st.size !== s.size) { add({ path, what: 'size', source: String(s.size), target: String(st.size) }); continue; }
+        if (st.size !== s.size) {
+          add({ path, what: 'size', source: String(s.size), target: String(st.size) });
+          continue;
+        }
         // stat().ino is what hardlinks share (v6: the nid; v5: the on-disk i_ino, not the table index)
         const prev = inoOfGroup.get(s.group);
         if (prev && prev.ino !== st.ino) add({ path, what: `hardlink of ${prev.path} is a separate inode` });
@@ -328,12 +419,13 @@ export async function checkImage(opts: CheckOptions): Promise<CheckResult> {
     const top = await tc.getManifest(dst);
     const srcTop = await sc.getManifest(src);
     const pairs: Array<{ platform?: string; dstDigest: string; dstBody: Buffer; srcDigest: string; srcBody: Buffer }> = [];
-    const srcIndex = isIndexMediaType(srcTop.mediaType) ? JSON.parse(srcTop.body.toString('utf8')) as ImageIndex : undefined;
+    const srcIndex = isIndexMediaType(srcTop.mediaType) ? (JSON.parse(srcTop.body.toString('utf8')) as ImageIndex) : undefined;
     const wanted = (opts.platforms ?? []).map(parsePlatform);
     const sourceFor = async (annot: string | undefined, platform: string | undefined): Promise<{ digest: string; body: Buffer }> => {
       if (!srcIndex) return { digest: srcTop.digest, body: srcTop.body };
       let digest = annot && srcIndex.manifests.some((d) => d.digest === annot) ? annot : undefined;
-      if (!digest && platform) digest = srcIndex.manifests.find((d) => !isNydusEntry(d) && platformMatches(d.platform, parsePlatform(platform)))?.digest;
+      if (!digest && platform)
+        digest = srcIndex.manifests.find((d) => !isNydusEntry(d) && platformMatches(d.platform, parsePlatform(platform)))?.digest;
       if (!digest) throw new FerryError('NOT_FOUND', `no source manifest for platform ${platform ?? '?'} in ${formatReference(src)}`);
       const m = await sc.getManifest(withDigest(src, digest));
       return { digest: m.digest, body: m.body };
@@ -359,7 +451,15 @@ export async function checkImage(opts: CheckOptions): Promise<CheckResult> {
     for (const p of pairs) {
       log.info({ platform: p.platform, source: p.srcDigest, target: p.dstDigest }, 'checking');
       const pairOpts: Parameters<typeof checkPair>[0] = {
-        src, dst, sc, tc, srcBody: p.srcBody, dstBody: p.dstBody, work, diffs, max,
+        src,
+        dst,
+        sc,
+        tc,
+        srcBody: p.srcBody,
+        dstBody: p.dstBody,
+        work,
+        diffs,
+        max,
       };
       if (p.platform) pairOpts.platform = p.platform;
       if (opts.backend) pairOpts.backend = { dir: opts.backend.dir };

@@ -18,19 +18,45 @@ import { PassThrough } from 'node:stream';
 import { DEFAULT_CONVERT_CHUNK_SIZE, DEFAULT_CONVERT_ZSTD_LEVEL } from '../config/accel.js';
 import { FerryError, DigestMismatchError, sha256Digest } from '../core/index.js';
 import {
-  MediaType, NydusAnnotation, HarborAnnotation, NYDUS_MANIFEST_ARTIFACT_TYPE, NYDUS_CONFIG_MEDIA_TYPE, ANY_PLATFORM, isNydusEntry,
-  parseImageConfig, parseImageManifest, parseManifestDocument, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest,
+  MediaType,
+  NydusAnnotation,
+  HarborAnnotation,
+  NYDUS_MANIFEST_ARTIFACT_TYPE,
+  NYDUS_CONFIG_MEDIA_TYPE,
+  ANY_PLATFORM,
+  isNydusEntry,
+  parseImageConfig,
+  parseImageManifest,
+  parseManifestDocument,
+  type Descriptor,
+  type ImageConfig,
+  type ImageIndex,
+  type ImageManifest,
   type Platform,
 } from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import {
-  RegistryClient, parseReference, formatReference, withDigest, parsePlatform, platformMatches, formatPlatform,
+  RegistryClient,
+  parseReference,
+  formatReference,
+  withDigest,
+  parsePlatform,
+  platformMatches,
+  formatPlatform,
   type ImageReference,
 } from '../remote/index.js';
 import { buildLayer, mergeBootstraps } from '../builder/index.js';
 import {
-  openBootstrap, decodeBlobMetaHeader, blobMetaCacheFile, loadBlobTables, packBootstrapLayer, unpackBootstrapLayerFiles,
-  BLOB_META_HEADER_SIZE, MAX_BOOTSTRAP_BYTES, type AsyncBlobReader, type BlobTables,
+  openBootstrap,
+  decodeBlobMetaHeader,
+  blobMetaCacheFile,
+  loadBlobTables,
+  packBootstrapLayer,
+  unpackBootstrapLayerFiles,
+  BLOB_META_HEADER_SIZE,
+  MAX_BOOTSTRAP_BYTES,
+  type AsyncBlobReader,
+  type BlobTables,
 } from '../format/rafs/index.js';
 import { getCodec } from '../format/compress/index.js';
 import { decompressed, collect, Meter } from './streams.js';
@@ -157,7 +183,11 @@ async function mapLimit<T, R>(items: T[], n: number, fn: (t: T, i: number) => Pr
   const workers = Array.from({ length: Math.max(1, Math.min(n, items.length)) }, async () => {
     while (next < items.length && failed === undefined) {
       const i = next++;
-      try { out[i] = await fn(items[i]!, i); } catch (err) { failed ??= err; }
+      try {
+        out[i] = await fn(items[i]!, i);
+      } catch (err) {
+        failed ??= err;
+      }
     }
   });
   await Promise.all(workers);
@@ -171,9 +201,17 @@ function isNydusManifest(m: ImageManifest): boolean {
 }
 
 /** The bootstrap of a Nydus image (its last layer, `image/image.boot`) and the blob meta files beside it. */
-export async function fetchNydusBootstrap(client: RegistryClient, ref: ImageReference, platform?: string): Promise<{ bootstrap: Buffer; blobMeta: Map<string, Buffer>; manifest: ImageManifest; digest: string }> {
+export async function fetchNydusBootstrap(
+  client: RegistryClient,
+  ref: ImageReference,
+  platform?: string,
+): Promise<{ bootstrap: Buffer; blobMeta: Map<string, Buffer>; manifest: ImageManifest; digest: string }> {
   const { manifest: man, fetched: m } = await client.resolveImage(ref, { prefer: 'nydus', platform: platform ?? ANY_PLATFORM });
-  if (!isNydusManifest(man)) throw new FerryError('INVALID_ARGUMENT', `${formatReference(ref)} is not a Nydus image (last layer lacks ${NydusAnnotation.BOOTSTRAP})`);
+  if (!isNydusManifest(man))
+    throw new FerryError(
+      'INVALID_ARGUMENT',
+      `${formatReference(ref)} is not a Nydus image (last layer lacks ${NydusAnnotation.BOOTSTRAP})`,
+    );
   const last = man.layers[man.layers.length - 1]!;
   const layer = await client.getBlobBuffer(ref.registry, ref.repository, last.digest, MAX_BOOTSTRAP_BYTES);
   const files = await unpackBootstrapLayerFiles(layer);
@@ -185,10 +223,16 @@ export async function fetchNydusBootstrap(client: RegistryClient, ref: ImageRefe
  * chunk table, read from the image's repository with one ranged request per blob; undefined when
  * the bootstrap has its chunk table.
  */
-export async function nydusBlobTables(client: RegistryClient, ref: ImageReference, bootstrap: Buffer, blobMeta?: ReadonlyMap<string, Buffer>): Promise<Map<string, BlobTables> | undefined> {
+export async function nydusBlobTables(
+  client: RegistryClient,
+  ref: ImageReference,
+  bootstrap: Buffer,
+  blobMeta?: ReadonlyMap<string, Buffer>,
+): Promise<Map<string, BlobTables> | undefined> {
   const bs = openBootstrap(bootstrap);
   if (bs.canMapChunks()) return undefined;
-  const read: AsyncBlobReader = async (b, off, len) => collect(await client.getBlob(ref.registry, ref.repository, `sha256:${b.blobId}`, { range: [off, off + len - 1] }));
+  const read: AsyncBlobReader = async (b, off, len) =>
+    collect(await client.getBlob(ref.registry, ref.repository, `sha256:${b.blobId}`, { range: [off, off + len - 1] }));
   const out = new Map<string, BlobTables>();
   for (const b of bs.blobs) out.set(b.blobId, await loadBlobTables(b, read, blobMeta?.get(b.blobId)));
   return out;
@@ -201,7 +245,13 @@ async function copyBlob(ctx: Ctx, d: Descriptor, fromRepo: string, fromRegistry 
   await tc.pushBlob(dst.registry, dst.repository, d.digest, d.size, () => {
     // A factory so the push can be retried; getBlob is async, so bridge through a PassThrough.
     const pt = new PassThrough();
-    sc.getBlob(fromRegistry, fromRepo, d.digest).then((s) => { s.on('error', (e) => pt.destroy(e)); s.pipe(pt); }, (e: unknown) => pt.destroy(e as Error));
+    sc.getBlob(fromRegistry, fromRepo, d.digest).then(
+      (s) => {
+        s.on('error', (e) => pt.destroy(e));
+        s.pipe(pt);
+      },
+      (e: unknown) => pt.destroy(e as Error),
+    );
     return pt;
   });
 }
@@ -217,11 +267,20 @@ async function dictBlobLayers(ctx: Ctx, merged: Buffer, produced: Set<string>): 
   for (const b of extra) {
     const digest = `sha256:${b.blobId}`;
     const d = ctx.dict?.layers.get(digest);
-    if (!d || !ctx.dict) throw new FerryError('FAILED_PRECONDITION', `bootstrap references blob ${b.blobId} that is neither a converted layer nor in the chunk dictionary image`);
+    if (!d || !ctx.dict)
+      throw new FerryError(
+        'FAILED_PRECONDITION',
+        `bootstrap references blob ${b.blobId} that is neither a converted layer nor in the chunk dictionary image`,
+      );
     if (ctx.opts.backend) {
       await mkdir(ctx.opts.backend.dir, { recursive: true });
       const path = join(ctx.opts.backend.dir, b.blobId);
-      if (!(await stat(path).then(() => true, () => false))) {
+      if (
+        !(await stat(path).then(
+          () => true,
+          () => false,
+        ))
+      ) {
         await pipeline(await ctx.sc.getBlob(ctx.dict.ref.registry, ctx.dict.ref.repository, digest), createWriteStream(`${path}.part`));
         await rename(`${path}.part`, path);
       }
@@ -253,15 +312,23 @@ async function blobMetaFiles(ctx: Ctx, merged: Buffer): Promise<Array<{ name: st
           raw = Buffer.alloc(len);
           const { bytesRead } = await fh.read(raw, 0, len, b.ciOffset);
           if (bytesRead !== len) throw new FerryError('DATA_LOSS', 'short read');
-        } finally { await fh.close(); }
+        } finally {
+          await fh.close();
+        }
       } else {
-        const repo = ctx.dict?.layers.has(`sha256:${b.blobId}`) && !(await ctx.tc.headBlob(ctx.dst.registry, ctx.dst.repository, `sha256:${b.blobId}`)) ? ctx.dict.ref : ctx.dst;
-        raw = await collect(await ctx.tc.getBlob(repo.registry, repo.repository, `sha256:${b.blobId}`, { range: [b.ciOffset, b.ciOffset + len - 1] }));
+        const repo =
+          ctx.dict?.layers.has(`sha256:${b.blobId}`) && !(await ctx.tc.headBlob(ctx.dst.registry, ctx.dst.repository, `sha256:${b.blobId}`))
+            ? ctx.dict.ref
+            : ctx.dst;
+        raw = await collect(
+          await ctx.tc.getBlob(repo.registry, repo.repository, `sha256:${b.blobId}`, { range: [b.ciOffset, b.ciOffset + len - 1] }),
+        );
         if (raw.length !== len) throw new FerryError('DATA_LOSS', `got ${raw.length} of ${len} bytes`);
       }
       const header = raw.subarray(b.ciCompressedSize);
       const h = decodeBlobMetaHeader(header);
-      if (h.ciOffset !== b.ciOffset || h.ciCompressedSize !== b.ciCompressedSize) throw new FerryError('DATA_LOSS', 'blob meta header does not match the blob table');
+      if (h.ciOffset !== b.ciOffset || h.ciCompressedSize !== b.ciCompressedSize)
+        throw new FerryError('DATA_LOSS', 'blob meta header does not match the blob table');
       const stored = raw.subarray(0, b.ciCompressedSize);
       const ci = b.ciCompressor === 'none' ? stored : getCodec(b.ciCompressor).decompress(stored, b.ciUncompressedSize);
       out.push({ name: `${b.blobId}.blob.meta`, data: blobMetaCacheFile(ci, header) });
@@ -273,18 +340,31 @@ async function blobMetaFiles(ctx: Ctx, merged: Buffer): Promise<Array<{ name: st
 }
 
 /** Converts one source layer (or takes it from the cache); returns the per-layer bootstrap and the blob layer. */
-async function convertLayer(ctx: Ctx, layer: Descriptor, diffId: string | undefined, platform: string | undefined): Promise<{ bootstrap: Buffer; desc?: Descriptor; converted: ConvertedLayer }> {
+async function convertLayer(
+  ctx: Ctx,
+  layer: Descriptor,
+  diffId: string | undefined,
+  platform: string | undefined,
+): Promise<{ bootstrap: Buffer; desc?: Descriptor; converted: ConvertedLayer }> {
   const { src, dst, sc, tc, opts, log } = ctx;
   const key = layerCacheKey(layer.digest, ctx.build);
-  const progress = (ev: Omit<ProgressEvent, 'id'>): void => { opts.onProgress?.({ id: layer.digest, ...(platform ? { platform } : {}), ...ev }); };
+  const progress = (ev: Omit<ProgressEvent, 'id'>): void => {
+    opts.onProgress?.({ id: layer.digest, ...(platform ? { platform } : {}), ...ev });
+  };
   const blobDesc = (digest: string, size: number): Descriptor => ({
-    mediaType: MediaType.NYDUS_BLOB, digest, size, annotations: { [NydusAnnotation.BLOB]: 'true' },
+    mediaType: MediaType.NYDUS_BLOB,
+    digest,
+    size,
+    annotations: { [NydusAnnotation.BLOB]: 'true' },
   });
   const hit = await opts.cache?.get(key);
   if (hit) {
     let present = hit.blobDigest === '';
     if (!present && opts.backend) {
-      present = await stat(join(opts.backend.dir, hit.blobId)).then(() => true, () => false);
+      present = await stat(join(opts.backend.dir, hit.blobId)).then(
+        () => true,
+        () => false,
+      );
     } else if (!present) {
       present = (await tc.headBlob(dst.registry, dst.repository, hit.blobDigest)) !== undefined;
       if (!present && hit.registry === dst.registry && hit.repository !== dst.repository) {
@@ -294,8 +374,16 @@ async function convertLayer(ctx: Ctx, layer: Descriptor, diffId: string | undefi
     if (present) {
       log.debug({ layer: layer.digest, blob: hit.blobDigest }, 'layer conversion cache hit');
       progress({ phase: 'cached', bytes: layer.size, total: layer.size });
-      const converted: ConvertedLayer = { sourceDigest: layer.digest, blobDigest: hit.blobDigest, blobSize: hit.blobSize, tarBytes: 0, cached: true };
-      return hit.blobDigest ? { bootstrap: hit.bootstrap, desc: blobDesc(hit.blobDigest, hit.blobSize), converted } : { bootstrap: hit.bootstrap, converted };
+      const converted: ConvertedLayer = {
+        sourceDigest: layer.digest,
+        blobDigest: hit.blobDigest,
+        blobSize: hit.blobSize,
+        tarBytes: 0,
+        cached: true,
+      };
+      return hit.blobDigest
+        ? { bootstrap: hit.bootstrap, desc: blobDesc(hit.blobDigest, hit.blobSize), converted }
+        : { bootstrap: hit.bootstrap, converted };
     }
   }
   throwIfAborted(opts.signal);
@@ -307,7 +395,12 @@ async function convertLayer(ctx: Ctx, layer: Descriptor, diffId: string | undefi
     if (opts.signal) getOpts.signal = opts.signal;
     const raw = await sc.getBlob(src.registry, src.repository, layer.digest, getOpts);
     let seen = 0;
-    const rawMeter = new Meter({ onBytes: (n) => { seen += n; progress({ phase: 'bytes', bytes: seen, total: layer.size }); } });
+    const rawMeter = new Meter({
+      onBytes: (n) => {
+        seen += n;
+        progress({ phase: 'bytes', bytes: seen, total: layer.size });
+      },
+    });
     raw.on('error', (e) => rawMeter.destroy(e));
     raw.pipe(rawMeter);
     const tar = decompressed(rawMeter);
@@ -319,8 +412,13 @@ async function convertLayer(ctx: Ctx, layer: Descriptor, diffId: string | undefi
     for (const s of [raw, rawMeter, tar, tarMeter]) s.on('error', () => {});
     streams.push(raw, rawMeter, tar, tarMeter);
     const buildOpts: Parameters<typeof buildLayer>[0] = {
-      source: tarMeter, blobDir: work, workDir: work, fsVersion: ctx.build.fsVersion,
-      compressor: ctx.build.compressor as Compressor, chunkSize: ctx.build.chunkSize, digester: ctx.build.digester as 'sha256' | 'blake3',
+      source: tarMeter,
+      blobDir: work,
+      workDir: work,
+      fsVersion: ctx.build.fsVersion,
+      compressor: ctx.build.compressor as Compressor,
+      chunkSize: ctx.build.chunkSize,
+      digester: ctx.build.digester as 'sha256' | 'blake3',
     };
     if (ctx.build.compressLevel !== undefined) buildOpts.compressLevel = ctx.build.compressLevel;
     if (ctx.chunkDict) buildOpts.chunkDict = ctx.chunkDict;
@@ -346,13 +444,26 @@ async function convertLayer(ctx: Ctx, layer: Descriptor, diffId: string | undefi
       desc = blobDesc(blobDigest, built.blobSize);
     }
     await opts.cache?.put({
-      key, sourceDigest: layer.digest, blobDigest, blobId: built.blobId, blobSize: built.blobSize,
-      uncompressedSize: built.uncompressedSize, chunkCount: built.chunkCount, bootstrap: built.bootstrap,
-      registry: dst.registry, repository: dst.repository,
+      key,
+      sourceDigest: layer.digest,
+      blobDigest,
+      blobId: built.blobId,
+      blobSize: built.blobSize,
+      uncompressedSize: built.uncompressedSize,
+      chunkCount: built.chunkCount,
+      bootstrap: built.bootstrap,
+      registry: dst.registry,
+      repository: dst.repository,
     });
     progress({ phase: 'done' });
     log.debug({ layer: layer.digest, blob: blobDigest, tarBytes: tarMeter.bytes, blobSize: built.blobSize }, 'layer converted');
-    const converted: ConvertedLayer = { sourceDigest: layer.digest, blobDigest, blobSize: built.blobSize, tarBytes: tarMeter.bytes, cached: false };
+    const converted: ConvertedLayer = {
+      sourceDigest: layer.digest,
+      blobDigest,
+      blobSize: built.blobSize,
+      tarBytes: tarMeter.bytes,
+      cached: false,
+    };
     return desc ? { bootstrap: built.bootstrap, desc, converted } : { bootstrap: built.bootstrap, converted };
   } finally {
     for (const s of streams) s.destroy();
@@ -371,13 +482,17 @@ async function pushJson(ctx: Ctx, value: unknown, mediaType: string): Promise<De
 async function convertManifest(ctx: Ctx, srcDesc: Descriptor, body: Buffer, platform?: string): Promise<Descriptor & { body: Buffer }> {
   const { src, sc, opts } = ctx;
   const man = parseImageManifest(body, srcDesc.mediaType, `${formatReference(src)}: manifest ${srcDesc.digest}`);
-  if (isNydusManifest(man)) throw new FerryError('FAILED_PRECONDITION', `${formatReference(src)}: manifest ${srcDesc.digest} is already a Nydus image`);
+  if (isNydusManifest(man))
+    throw new FerryError('FAILED_PRECONDITION', `${formatReference(src)}: manifest ${srcDesc.digest} is already a Nydus image`);
   const configBuf = await sc.getBlobBuffer(src.registry, src.repository, man.config.digest, MAX_CONFIG_BYTES);
   const config = parseImageConfig(configBuf, `${formatReference(src)}: config ${man.config.digest}`);
   ctx.stats.sourceSize += body.length + configBuf.length + man.layers.reduce((a, l) => a + l.size, 0);
   const diffIds = config.rootfs.diff_ids;
   if (diffIds.length !== man.layers.length) {
-    throw new FerryError('INVALID_ARGUMENT', `${formatReference(src)}: config has ${diffIds.length} diff_ids for ${man.layers.length} layers`);
+    throw new FerryError(
+      'INVALID_ARGUMENT',
+      `${formatReference(src)}: config has ${diffIds.length} diff_ids for ${man.layers.length} layers`,
+    );
   }
   // A layer repeated in one image (Docker's empty layer, say) is converted once.
   const unique = [...new Map(man.layers.map((l, i) => [l.digest, i])).values()].sort((a, b) => a - b);
@@ -388,12 +503,17 @@ async function convertManifest(ctx: Ctx, srcDesc: Descriptor, body: Buffer, plat
   throwIfAborted(opts.signal);
   const mergeOpts: Parameters<typeof mergeBootstraps>[1] = { fsVersion: ctx.build.fsVersion, omitChunkTable: opts.chunkTable !== true };
   if (opts.prefetchPatterns?.length) mergeOpts.prefetchPatterns = opts.prefetchPatterns;
-  const merged = mergeBootstraps(results.map((r) => r.bootstrap), mergeOpts);
+  const merged = mergeBootstraps(
+    results.map((r) => r.bootstrap),
+    mergeOpts,
+  );
   const produced = new Set(results.flatMap((r) => (r.converted.blobDigest ? [r.converted.blobDigest] : [])));
   const extraLayers = ctx.dict ? await dictBlobLayers(ctx, merged, produced) : [];
   const boot = await packBootstrapLayer(merged, await blobMetaFiles(ctx, merged));
   const bootDesc: Descriptor = {
-    mediaType: MediaType.OCI_LAYER_GZIP, digest: sha256Digest(boot.blob), size: boot.blob.length,
+    mediaType: MediaType.OCI_LAYER_GZIP,
+    digest: sha256Digest(boot.blob),
+    size: boot.blob.length,
     annotations: { [NydusAnnotation.BOOTSTRAP]: 'true', [NydusAnnotation.FS_VERSION]: String(ctx.build.fsVersion) },
   };
   opts.onProgress?.({ id: 'bootstrap', ...(platform ? { platform } : {}), phase: 'push', bytes: 0, total: bootDesc.size });
@@ -405,7 +525,10 @@ async function convertManifest(ctx: Ctx, srcDesc: Descriptor, body: Buffer, plat
   const newConfig: ImageConfig = {
     ...config,
     rootfs: { type: 'layers', diff_ids: [...blobLayers.map((l) => l.digest), boot.diffId] },
-    history: [...(config.history ?? []), { created: new Date().toISOString(), created_by: 'Nydus Converter', comment: 'Nydus Bootstrap Layer' }],
+    history: [
+      ...(config.history ?? []),
+      { created: new Date().toISOString(), created_by: 'Nydus Converter', comment: 'Nydus Bootstrap Layer' },
+    ],
   };
   const configDesc = await pushJson(ctx, newConfig, opts.mergePlatform ? NYDUS_CONFIG_MEDIA_TYPE : MediaType.OCI_CONFIG);
   const annotations: Record<string, string> = {
@@ -420,7 +543,11 @@ async function convertManifest(ctx: Ctx, srcDesc: Descriptor, body: Buffer, plat
     annotations[ConvertAnnotation.HARBOR_SOURCE_DIGEST] = srcDesc.digest;
   }
   const manifest: ImageManifest = {
-    schemaVersion: 2, mediaType: MediaType.OCI_MANIFEST, config: configDesc, layers, annotations,
+    schemaVersion: 2,
+    mediaType: MediaType.OCI_MANIFEST,
+    config: configDesc,
+    layers,
+    annotations,
   };
   if (opts.withReferrer) manifest.subject = { mediaType: srcDesc.mediaType, digest: srcDesc.digest, size: srcDesc.size };
   const data = Buffer.from(JSON.stringify(manifest));
@@ -459,7 +586,9 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertResult>
   const tc = opts.targetClient ?? sc;
   const log = (opts.log ?? silentLogger()).child({ source: formatReference(src), target: formatReference(dst) });
   const build: LayerBuildOptions = {
-    fsVersion: opts.fsVersion ?? 6, compressor: opts.compressor ?? 'zstd', chunkSize: opts.chunkSize ?? DEFAULT_CONVERT_CHUNK_SIZE,
+    fsVersion: opts.fsVersion ?? 6,
+    compressor: opts.compressor ?? 'zstd',
+    chunkSize: opts.chunkSize ?? DEFAULT_CONVERT_CHUNK_SIZE,
     digester: opts.digester ?? 'blake3',
   };
   const level = opts.compressLevel ?? (build.compressor === 'zstd' ? DEFAULT_CONVERT_ZSTD_LEVEL : undefined);
@@ -491,7 +620,9 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertResult>
       [NydusAnnotation.FS_VERSION]: String(build.fsVersion),
       [ConvertAnnotation.BUILDER_VERSION]: BUILDER_VERSION,
       ...(opts.annotations ?? {}),
-      ...(opts.harborAnnotation ? { [ConvertAnnotation.HARBOR_DRIVER_NAME]: 'nydus', [ConvertAnnotation.HARBOR_SOURCE_DIGEST]: sourceDigest } : {}),
+      ...(opts.harborAnnotation
+        ? { [ConvertAnnotation.HARBOR_DRIVER_NAME]: 'nydus', [ConvertAnnotation.HARBOR_SOURCE_DIGEST]: sourceDigest }
+        : {}),
     });
     let finalBody: Buffer;
     let finalType: string;
@@ -503,23 +634,43 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertResult>
         if (isNydusEntry(d)) return false;
         return wanted.length === 0 || wanted.some((w) => platformMatches(d.platform, w));
       });
-      if (children.length === 0) throw new FerryError('NOT_FOUND', `${formatReference(src)}: no manifest for platform(s) ${wanted.map(formatPlatform).join(', ') || 'any'}`);
+      if (children.length === 0)
+        throw new FerryError(
+          'NOT_FOUND',
+          `${formatReference(src)}: no manifest for platform(s) ${wanted.map(formatPlatform).join(', ') || 'any'}`,
+        );
       const entries: Descriptor[] = [];
       for (const child of children) {
         throwIfAborted(opts.signal);
         const cm = await sc.getManifest(withDigest(src, child.digest));
         const p = formatPlatform(child.platform!);
-        const { body: _b, ...nd } = await convertManifest(ctx, { mediaType: cm.mediaType, digest: cm.digest, size: cm.body.length }, cm.body, p);
+        const { body: _b, ...nd } = await convertManifest(
+          ctx,
+          { mediaType: cm.mediaType, digest: cm.digest, size: cm.body.length },
+          cm.body,
+          p,
+        );
         manifests.push({ platform: p, digest: nd.digest, sourceDigest: child.digest });
         if (opts.mergePlatform) {
           await copyManifest(ctx, child, cm.body);
           entries.push(child);
         }
-        entries.push(opts.mergePlatform
-          ? { ...nd, platform: { ...child.platform!, 'os.features': [NydusAnnotation.PLATFORM_FEATURE] }, artifactType: NYDUS_MANIFEST_ARTIFACT_TYPE }
-          : { ...nd, platform: child.platform! });
+        entries.push(
+          opts.mergePlatform
+            ? {
+                ...nd,
+                platform: { ...child.platform!, 'os.features': [NydusAnnotation.PLATFORM_FEATURE] },
+                artifactType: NYDUS_MANIFEST_ARTIFACT_TYPE,
+              }
+            : { ...nd, platform: child.platform! },
+        );
       }
-      const index: ImageIndex = { schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: entries, annotations: indexAnnotations(top.digest) };
+      const index: ImageIndex = {
+        schemaVersion: 2,
+        mediaType: MediaType.OCI_INDEX,
+        manifests: entries,
+        annotations: indexAnnotations(top.digest),
+      };
       finalBody = Buffer.from(JSON.stringify(index));
       finalType = MediaType.OCI_INDEX;
     } else {
@@ -532,9 +683,16 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertResult>
         const platform = platformOfConfig(cfg) ?? { os: 'linux', architecture: 'amd64' };
         await copyManifest(ctx, topDesc, top.body);
         const index: ImageIndex = {
-          schemaVersion: 2, mediaType: MediaType.OCI_INDEX, annotations: indexAnnotations(top.digest), manifests: [
+          schemaVersion: 2,
+          mediaType: MediaType.OCI_INDEX,
+          annotations: indexAnnotations(top.digest),
+          manifests: [
             { ...topDesc, platform },
-            { ...nd, platform: { ...platform, 'os.features': [NydusAnnotation.PLATFORM_FEATURE] }, artifactType: NYDUS_MANIFEST_ARTIFACT_TYPE },
+            {
+              ...nd,
+              platform: { ...platform, 'os.features': [NydusAnnotation.PLATFORM_FEATURE] },
+              artifactType: NYDUS_MANIFEST_ARTIFACT_TYPE,
+            },
           ],
         };
         finalBody = Buffer.from(JSON.stringify(index));
@@ -551,11 +709,22 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertResult>
     await opts.cache?.flush?.().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'could not update the conversion cache'));
     if (finalType === MediaType.OCI_INDEX) ctx.stats.targetSize += finalBody.length;
     const res: ConvertResult = {
-      source: formatReference(src), sourceDigest: top.digest, target: formatReference(dst), targetDigest, mediaType: finalType,
-      sourceSize: ctx.stats.sourceSize, targetSize: ctx.stats.targetSize, uncompressedBytes: ctx.stats.uncompressed,
-      layers: ctx.stats.layers, manifests, durationMs: Date.now() - t0,
+      source: formatReference(src),
+      sourceDigest: top.digest,
+      target: formatReference(dst),
+      targetDigest,
+      mediaType: finalType,
+      sourceSize: ctx.stats.sourceSize,
+      targetSize: ctx.stats.targetSize,
+      uncompressedBytes: ctx.stats.uncompressed,
+      layers: ctx.stats.layers,
+      manifests,
+      durationMs: Date.now() - t0,
     };
-    log.info({ digest: targetDigest, durationMs: res.durationMs, layers: res.layers.length, cached: res.layers.filter((l) => l.cached).length }, 'conversion finished');
+    log.info(
+      { digest: targetDigest, durationMs: res.durationMs, layers: res.layers.length, cached: res.layers.filter((l) => l.cached).length },
+      'conversion finished',
+    );
     return res;
   } finally {
     await rm(work, { recursive: true, force: true });

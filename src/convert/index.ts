@@ -5,12 +5,28 @@
  * digests verified (`ferry rafs unpack/check`; the unpacking itself is builder/unpack.ts).
  */
 export {
-  convertImage, fetchNydusBootstrap, nydusBlobTables, ConvertAnnotation, NYDUS_MANIFEST_ARTIFACT_TYPE, NYDUS_CONFIG_MEDIA_TYPE, BUILDER_VERSION,
-  type ConvertOptions, type ConvertResult, type ConvertedLayer, type ProgressEvent, type Compressor,
+  convertImage,
+  fetchNydusBootstrap,
+  nydusBlobTables,
+  ConvertAnnotation,
+  NYDUS_MANIFEST_ARTIFACT_TYPE,
+  NYDUS_CONFIG_MEDIA_TYPE,
+  BUILDER_VERSION,
+  type ConvertOptions,
+  type ConvertResult,
+  type ConvertedLayer,
+  type ProgressEvent,
+  type Compressor,
 } from './convert.js';
 export { SqliteLayerCache, layerCacheKey, type LayerCache, type CachedLayer, type LayerBuildOptions } from './cache.js';
 export { writeBlobMetaFiles, decompressed } from './streams.js';
 export { checkImage, type CheckOptions, type CheckResult, type Difference } from './check.js';
 export { BlobFiles } from './blob-files.js';
 export { TieredLayerCache } from './cache.js';
-export { RemoteLayerCache, CACHE_ARTIFACT_TYPE, CACHE_BOOTSTRAP_MEDIA_TYPE, CacheAnnotation, type RemoteLayerCacheOptions } from './remote-cache.js';
+export {
+  RemoteLayerCache,
+  CACHE_ARTIFACT_TYPE,
+  CACHE_BOOTSTRAP_MEDIA_TYPE,
+  CacheAnnotation,
+  type RemoteLayerCacheOptions,
+} from './remote-cache.js';

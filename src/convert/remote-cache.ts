@@ -104,9 +104,15 @@ export class RemoteLayerCache implements LayerCache {
     this.records = [d, ...(this.records ?? recs).filter((r) => r !== d)];
     this.dirty = true;
     return {
-      key, sourceDigest: a[CacheAnnotation.SOURCE] ?? '', blobDigest: a[CacheAnnotation.BLOB_DIGEST] ?? '', blobId: a[CacheAnnotation.BLOB_ID] ?? '',
-      blobSize: Number(a[CacheAnnotation.BLOB_SIZE] ?? 0), uncompressedSize: Number(a[CacheAnnotation.UNCOMPRESSED] ?? 0),
-      chunkCount: Number(a[CacheAnnotation.CHUNKS] ?? 0), bootstrap, registry: this.o.repo.registry,
+      key,
+      sourceDigest: a[CacheAnnotation.SOURCE] ?? '',
+      blobDigest: a[CacheAnnotation.BLOB_DIGEST] ?? '',
+      blobId: a[CacheAnnotation.BLOB_ID] ?? '',
+      blobSize: Number(a[CacheAnnotation.BLOB_SIZE] ?? 0),
+      uncompressedSize: Number(a[CacheAnnotation.UNCOMPRESSED] ?? 0),
+      chunkCount: Number(a[CacheAnnotation.CHUNKS] ?? 0),
+      bootstrap,
+      registry: this.o.repo.registry,
       repository: a[CacheAnnotation.REPOSITORY] ?? this.o.repo.repository,
     };
   }
@@ -119,9 +125,13 @@ export class RemoteLayerCache implements LayerCache {
     if (recs.some((r) => r.annotations?.[CacheAnnotation.KEY] === e.key)) return;
     const d = await this.o.client.pushBuffer(this.o.repo.registry, this.o.repo.repository, e.bootstrap, CACHE_BOOTSTRAP_MEDIA_TYPE);
     d.annotations = {
-      [CacheAnnotation.KEY]: e.key, [CacheAnnotation.SOURCE]: e.sourceDigest, [CacheAnnotation.BLOB_DIGEST]: e.blobDigest,
-      [CacheAnnotation.BLOB_ID]: e.blobId, [CacheAnnotation.BLOB_SIZE]: String(e.blobSize),
-      [CacheAnnotation.UNCOMPRESSED]: String(e.uncompressedSize), [CacheAnnotation.CHUNKS]: String(e.chunkCount),
+      [CacheAnnotation.KEY]: e.key,
+      [CacheAnnotation.SOURCE]: e.sourceDigest,
+      [CacheAnnotation.BLOB_DIGEST]: e.blobDigest,
+      [CacheAnnotation.BLOB_ID]: e.blobId,
+      [CacheAnnotation.BLOB_SIZE]: String(e.blobSize),
+      [CacheAnnotation.UNCOMPRESSED]: String(e.uncompressedSize),
+      [CacheAnnotation.CHUNKS]: String(e.chunkCount),
       [CacheAnnotation.REPOSITORY]: e.repository,
     };
     // re-read: other layers of the same conversion may have been recorded while we pushed
@@ -137,13 +147,20 @@ export class RemoteLayerCache implements LayerCache {
     if (max <= 0) return;
     const config = await this.o.client.pushBuffer(this.o.repo.registry, this.o.repo.repository, EMPTY, MediaType.OCI_EMPTY);
     const man: ImageManifest = {
-      schemaVersion: 2, mediaType: MediaType.OCI_MANIFEST, artifactType: CACHE_ARTIFACT_TYPE, config,
-      layers: this.records.slice(0, max), annotations: { [CacheAnnotation.VERSION]: this.o.version ?? '' },
+      schemaVersion: 2,
+      mediaType: MediaType.OCI_MANIFEST,
+      artifactType: CACHE_ARTIFACT_TYPE,
+      config,
+      layers: this.records.slice(0, max),
+      annotations: { [CacheAnnotation.VERSION]: this.o.version ?? '' },
     };
     const body = Buffer.from(JSON.stringify(man));
     await this.o.client.putManifest(this.ref, body, MediaType.OCI_MANIFEST);
     this.dirty = false;
-    this.log.debug({ records: man.layers.length, digest: `sha256:${createHash('sha256').update(body).digest('hex')}` }, 'conversion cache updated');
+    this.log.debug(
+      { records: man.layers.length, digest: `sha256:${createHash('sha256').update(body).digest('hex')}` },
+      'conversion cache updated',
+    );
   }
 
   close(): void {}

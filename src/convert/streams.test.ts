@@ -7,7 +7,7 @@ import { decompressed, collect } from './streams.js';
 import { layerCacheKey } from './cache.js';
 
 test('decompressed() undoes gzip and zstd by magic, passes plain data and tiny streams through', async () => {
-  const data = Buffer.from('x'.repeat(100_000) + 'tail');
+  const data = Buffer.from(`${'x'.repeat(100_000)}tail`);
   const chunks = (b: Buffer): Readable => Readable.from([b.subarray(0, 1), b.subarray(1, 3), b.subarray(3)]);
   assert.deepEqual(await collect(decompressed(chunks(gzipSync(data)))), data);
   assert.deepEqual(await collect(decompressed(chunks(Buffer.from(zstdCompress(data))))), data);
@@ -22,7 +22,14 @@ test('layer cache keys change with every build option', () => {
   const d = `sha256:${'a'.repeat(64)}`;
   const k = layerCacheKey(d, base);
   assert.equal(layerCacheKey(d, { ...base }), k);
-  for (const o of [{ fsVersion: 5 as const }, { compressor: 'lz4_block' }, { chunkSize: 0x10000 }, { digester: 'sha256' }, { chunkDict: d }, { prefetchPatterns: ['/bin'] }]) {
+  for (const o of [
+    { fsVersion: 5 as const },
+    { compressor: 'lz4_block' },
+    { chunkSize: 0x10000 },
+    { digester: 'sha256' },
+    { chunkDict: d },
+    { prefetchPatterns: ['/bin'] },
+  ]) {
     assert.notEqual(layerCacheKey(d, { ...base, ...o }), k, JSON.stringify(o));
   }
   assert.notEqual(layerCacheKey(`sha256:${'b'.repeat(64)}`, base), k);

@@ -5,7 +5,7 @@
  * layer carries where the daemon looks for them. (The bootstrap layer's codec is format/rafs/layer.)
  */
 import { createHash, type Hash } from 'node:crypto';
-import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
+import { PassThrough, type Readable, Transform, type TransformCallback } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -48,8 +48,8 @@ export function decompressed(src: Readable): Readable {
   const decide = (): void => {
     decided = true;
     const kind = detectCompression(head);
-    const dec: Transform | undefined = kind === 'gzip' ? createGunzip()
-      : kind === 'zstd' ? new DecompressStream() as unknown as Transform : undefined;
+    const dec: Transform | undefined =
+      kind === 'gzip' ? createGunzip() : kind === 'zstd' ? (new DecompressStream() as unknown as Transform) : undefined;
     const first = head;
     const sink = dec ?? out;
     if (dec) {
@@ -63,7 +63,11 @@ export function decompressed(src: Readable): Readable {
   };
   const onData = (c: Buffer): void => {
     head = Buffer.concat([head, c]);
-    if (head.length >= 4) { src.pause(); decide(); src.resume(); }
+    if (head.length >= 4) {
+      src.pause();
+      decide();
+      src.resume();
+    }
   };
   const onEnd = (): void => {
     if (decided) return;
@@ -75,7 +79,9 @@ export function decompressed(src: Readable): Readable {
   src.on('data', onData);
   src.on('end', onEnd);
   src.on('error', (err) => out.destroy(err));
-  out.on('close', () => { if (!src.destroyed) src.destroy(); });
+  out.on('close', () => {
+    if (!src.destroyed) src.destroy();
+  });
   return out;
 }
 

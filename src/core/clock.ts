@@ -25,5 +25,8 @@ export const systemClock: Clock = {
     if (opts?.unref) t.unref();
     return () => clearTimeout(t);
   },
-  sleep: (ms) => new Promise<void>((resolve) => { setTimeout(resolve, ms); }),
+  sleep: (ms) =>
+    new Promise<void>((resolve) => {
+      setTimeout(resolve, ms);
+    }),
 };

@@ -5,8 +5,14 @@
  */
 export { FerryError, DigestMismatchError, asFerryError, ERROR_CODES, type ErrorCode } from './errors.js';
 export {
-  parseDigest, isDigest, sha256Digest, digester, DIGEST_GRAMMAR, DIGEST_ALGORITHMS,
-  type DigestAlgorithm, type ParsedDigest,
+  parseDigest,
+  isDigest,
+  sha256Digest,
+  digester,
+  DIGEST_GRAMMAR,
+  DIGEST_ALGORITHMS,
+  type DigestAlgorithm,
+  type ParsedDigest,
 } from './digest.js';
 export { parseDuration, parseSize, formatBytes } from './units.js';
 export { systemClock, type Clock } from './clock.js';

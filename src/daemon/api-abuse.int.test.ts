@@ -48,7 +48,11 @@ after(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-interface Answer { status: number; body: string; headers: Record<string, string | string[] | undefined> }
+interface Answer {
+  status: number;
+  body: string;
+  headers: Record<string, string | string[] | undefined>;
+}
 
 function call(method: string, path: string, o: { body?: string | Buffer; socketPath?: string } = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
@@ -57,7 +61,9 @@ function call(method: string, path: string, o: { body?: string | Buffer; socketP
     const req = request({ socketPath: o.socketPath ?? sock, method, path, headers }, (res) => {
       let body = '';
       res.setEncoding('utf8');
-      res.on('data', (c: string) => { body += c; });
+      res.on('data', (c: string) => {
+        body += c;
+      });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
     });
     req.on('error', reject);
@@ -78,8 +84,12 @@ function raw(head: string, body: Buffer[] = []): Promise<{ text: string; reset?:
     });
     let text = '';
     let reset: string | undefined;
-    c.on('data', (d: Buffer) => { text += d.toString('latin1'); });
-    c.on('error', (err: NodeJS.ErrnoException) => { reset = err.code ?? err.message; });
+    c.on('data', (d: Buffer) => {
+      text += d.toString('latin1');
+    });
+    c.on('error', (err: NodeJS.ErrnoException) => {
+      reset = err.code ?? err.message;
+    });
     c.on('close', () => resolve(reset === undefined ? { text } : { text, reset }));
   });
 }
@@ -104,7 +114,10 @@ function assertRefused(r: { text: string; reset?: string }, status: number, what
 const errorOf = (a: Answer): { code: string; message: string } => JSON.parse(a.body) as { code: string; message: string };
 
 const good = (): Record<string, unknown> => ({
-  id: 'm1', mountpoint: join(dir, 'mnt'), bootstrapPath: join(dir, 'image.boot'), backend: { type: 'localfs', dir: join(dir, 'blobs') },
+  id: 'm1',
+  mountpoint: join(dir, 'mnt'),
+  bootstrapPath: join(dir, 'image.boot'),
+  backend: { type: 'localfs', dir: join(dir, 'blobs') },
 });
 
 async function assertNothingMounted(): Promise<void> {
@@ -121,11 +134,18 @@ test('socket: mode 0600 and owned by the daemon whatever the umask; another user
   assert.equal(st.gid, process.getgid!());
   assert.deepEqual(readdirSync(join(dir, 'run')), ['daemon.sock'], 'no temporary left beside it');
   // nobody (65534) can reach the path (directories 0755) but not connect
-  const probe = spawnSync(process.execPath, ['-e', `
+  const probe = spawnSync(
+    process.execPath,
+    [
+      '-e',
+      `
     const c = require('node:net').connect(${JSON.stringify(sock)});
     c.on('connect', () => { console.log('CONNECTED'); process.exit(0); });
     c.on('error', (e) => { console.log(e.code); process.exit(0); });
-  `], { uid: 65534, gid: 65534, encoding: 'utf8', timeout: 10_000 });
+  `,
+    ],
+    { uid: 65534, gid: 65534, encoding: 'utf8', timeout: 10_000 },
+  );
   assert.equal(probe.stdout.trim(), 'EACCES', probe.stderr);
 });
 
@@ -142,7 +162,11 @@ test('socket path: a live socket is not taken over, a stale one is replaced, a f
 
     // a socket left by a killed process
     const stale = join(dir, 'stale.sock');
-    const child = spawn(process.execPath, ['-e', `require('node:net').createServer().listen(${JSON.stringify(stale)}, () => console.log('up'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(
+      process.execPath,
+      ['-e', `require('node:net').createServer().listen(${JSON.stringify(stale)}, () => console.log('up'))`],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     await new Promise<void>((r) => child.stdout.once('data', () => r()));
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
@@ -171,11 +195,15 @@ test('socket path: a live socket is not taken over, a stale one is replaced, a f
 
 test('mount requests with hostile ids or paths are 400 naming the field; nothing is mounted or recorded', async () => {
   const bad: Array<[Record<string, unknown>, RegExp]> = [];
-  for (const id of ['../x', 'a/b', '', '.', '..', '.hidden', 'x'.repeat(129), 'ünï', 'a\u0000b', '-rf']) bad.push([{ ...good(), id }, /^mount request: id: /]);
+  for (const id of ['../x', 'a/b', '', '.', '..', '.hidden', 'x'.repeat(129), 'ünï', 'a\u0000b', '-rf'])
+    bad.push([{ ...good(), id }, /^mount request: id: /]);
   for (const mountpoint of ['/', 'relative/mnt', `${dir}/x/../mnt`, `${dir}//mnt`, `${dir}/./mnt`, `${dir}/mnt/`, `${dir}/m\u0000nt`, '']) {
     bad.push([{ ...good(), mountpoint }, /^mount request: mountpoint: /]);
   }
-  bad.push([{ ...good(), bootstrapPath: `${dir}/../../etc/shadow` }, /bootstrapPath: bootstrapPath must be in normal form .*"\/etc\/shadow"/]);
+  bad.push([
+    { ...good(), bootstrapPath: `${dir}/../../etc/shadow` },
+    /bootstrapPath: bootstrapPath must be in normal form .*"\/etc\/shadow"/,
+  ]);
   bad.push([{ ...good(), cacheDir: 'cache' }, /cacheDir: cacheDir must be absolute/]);
   bad.push([{ ...good(), cacheDir: `${dir}/c/../../d` }, /cacheDir: .*normal form/]);
   bad.push([{ ...good(), backend: { type: 'localfs', dir: 'blobs' } }, /backend\.dir must be absolute/]);
@@ -204,10 +232,21 @@ test('bad JSON, oversized bodies (declared or chunked), malformed URLs and unkno
   assertRefused(declared, 413, 'declared 4 MiB + 1');
   assert.match(declared.text, /request body over 4194304 bytes/);
   // chunked: read up to the limit, then refused (or reset, should the daemon close before reading our last bytes)
-  assertRefused(await raw('POST /api/v1/mounts HTTP/1.1\r\nTransfer-Encoding: chunked', chunkedBody(MAX_API_BODY + (64 << 10))), 413, 'chunked 4 MiB + 64 KiB', true);
+  assertRefused(
+    await raw('POST /api/v1/mounts HTTP/1.1\r\nTransfer-Encoding: chunked', chunkedBody(MAX_API_BODY + (64 << 10))),
+    413,
+    'chunked 4 MiB + 64 KiB',
+    true,
+  );
 
-  for (const [method, path] of [['GET', '/api/v1/mounts/nope'], ['DELETE', '/api/v1/mounts/nope'], ['GET', '/api/v1/mounts/nope/trace'],
-    ['GET', '/api/v1/mounts/..%2F..%2Fetc%2Fpasswd'], ['DELETE', '/api/v1/mounts/..%2F..%2Fdata'], ['GET', '/api/v1/mounts/%2e%2e/trace']] as const) {
+  for (const [method, path] of [
+    ['GET', '/api/v1/mounts/nope'],
+    ['DELETE', '/api/v1/mounts/nope'],
+    ['GET', '/api/v1/mounts/nope/trace'],
+    ['GET', '/api/v1/mounts/..%2F..%2Fetc%2Fpasswd'],
+    ['DELETE', '/api/v1/mounts/..%2F..%2Fdata'],
+    ['GET', '/api/v1/mounts/%2e%2e/trace'],
+  ] as const) {
     const r = await call(method, path);
     assert.equal(r.status, 404, `${method} ${path} → ${r.status} ${r.body}`);
     assert.equal(errorOf(r).code, 'NOT_FOUND');

@@ -21,9 +21,15 @@ import type { DaemonInfo, MountRequest } from './protocol.js';
 /** Largest request body (a mount request with a prefetch trace). */
 export const MAX_API_BODY = 4 * 1024 * 1024;
 
-interface Ctx { req: IncomingMessage; res: ServerResponse }
+interface Ctx {
+  req: IncomingMessage;
+  res: ServerResponse;
+}
 
-export interface ApiServer { server: Server; close(): Promise<void> }
+export interface ApiServer {
+  server: Server;
+  close(): Promise<void>;
+}
 
 /** Serves the API on a unix socket, owner-only (a stale socket file is replaced, a live one refused). */
 export async function startApi(daemon: Daemon, sockPath: string, log: Logger, version = '0.1.0'): Promise<ApiServer> {
@@ -39,7 +45,10 @@ export async function startApi(daemon: Daemon, sockPath: string, log: Logger, ve
     .post('/api/v1/mounts', async ({ req, res }) => sendJson(res, 201, await daemon.mount(await readJson<MountRequest>(req, MAX_API_BODY))))
     .get('/api/v1/mounts/:id/trace', async ({ res }, p) => sendJson(res, 200, await daemon.trace(p.id!)))
     .get('/api/v1/mounts/:id', async ({ res }, p) => sendJson(res, 200, await daemon.get(p.id!)))
-    .delete('/api/v1/mounts/:id', async ({ res }, p) => { await daemon.umount(p.id!); sendJson(res, 204, undefined); });
+    .delete('/api/v1/mounts/:id', async ({ res }, p) => {
+      await daemon.umount(p.id!);
+      sendJson(res, 204, undefined);
+    });
   const server = createServer((req, res) => {
     let path = '';
     (async () => {
@@ -54,6 +63,10 @@ export async function startApi(daemon: Daemon, sockPath: string, log: Logger, ve
   log.info({ apisock: sockPath }, 'daemon api listening');
   return {
     server,
-    close: () => new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections(); }).then(() => rm(sockPath, { force: true })),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }).then(() => rm(sockPath, { force: true })),
   };
 }

@@ -9,17 +9,36 @@ import type { DaemonInfo, LazyFs, MountInfo, MountRequest, PrefetchTrace } from 
 export class DaemonClient implements LazyFs {
   readonly #http: JsonClient;
 
-  constructor(readonly sockPath: string, timeoutMs = 120_000) {
+  constructor(
+    readonly sockPath: string,
+    timeoutMs = 120_000,
+  ) {
     this.#http = new JsonClient({ what: 'daemon', socketPath: sockPath, timeoutMs });
   }
 
-  mount(req: MountRequest): Promise<MountInfo> { return this.#http.json('POST', '/api/v1/mounts', req); }
-  async umount(id: string): Promise<void> { await this.#http.json('DELETE', `/api/v1/mounts/${encodeURIComponent(id)}`); }
-  list(): Promise<MountInfo[]> { return this.#http.json('GET', '/api/v1/mounts'); }
-  trace(id: string): Promise<PrefetchTrace> { return this.#http.json('GET', `/api/v1/mounts/${encodeURIComponent(id)}/trace`); }
-  get(id: string): Promise<MountInfo> { return this.#http.json('GET', `/api/v1/mounts/${encodeURIComponent(id)}`); }
-  info(): Promise<DaemonInfo> { return this.#http.json('GET', '/api/v1/daemon'); }
-  async metricsText(): Promise<string> { return (await this.#http.raw('GET', '/metrics')).body.toString('utf8'); }
+  mount(req: MountRequest): Promise<MountInfo> {
+    return this.#http.json('POST', '/api/v1/mounts', req);
+  }
+  async umount(id: string): Promise<void> {
+    await this.#http.json('DELETE', `/api/v1/mounts/${encodeURIComponent(id)}`);
+  }
+  list(): Promise<MountInfo[]> {
+    return this.#http.json('GET', '/api/v1/mounts');
+  }
+  trace(id: string): Promise<PrefetchTrace> {
+    return this.#http.json('GET', `/api/v1/mounts/${encodeURIComponent(id)}/trace`);
+  }
+  get(id: string): Promise<MountInfo> {
+    return this.#http.json('GET', `/api/v1/mounts/${encodeURIComponent(id)}`);
+  }
+  info(): Promise<DaemonInfo> {
+    return this.#http.json('GET', '/api/v1/daemon');
+  }
+  async metricsText(): Promise<string> {
+    return (await this.#http.raw('GET', '/metrics')).body.toString('utf8');
+  }
   /** The client holds no connection: nothing to close (the daemon keeps running). */
-  async close(): Promise<void> { /* nothing */ }
+  async close(): Promise<void> {
+    /* nothing */
+  }
 }

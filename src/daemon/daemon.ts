@@ -40,7 +40,10 @@ export class Daemon implements LazyFs {
     const per = (name: string, help: string, f: (m: MountInfo) => number): void => {
       const mounts = this.mounts;
       new Gauge({
-        name, help, labelNames: ['mount'], registers: [this.metrics],
+        name,
+        help,
+        labelNames: ['mount'],
+        registers: [this.metrics],
         collect() {
           this.reset();
           for (const m of mounts.values()) this.set({ mount: m.req.id }, f(m.metrics()));
@@ -52,33 +55,59 @@ export class Daemon implements LazyFs {
     per('ferry_daemon_cache_hit_ratio', 'Chunk lookups answered from the cache / all lookups', (m) => m.metrics.cacheHitRatio);
     per('ferry_daemon_backend_errors_total', 'Failed backend requests per mount', (m) => m.metrics.backendErrors);
     per('ferry_daemon_backend_requests_total', 'Backend (ranged) requests per mount', (m) => m.stats?.requests ?? 0);
-    per('ferry_daemon_proxy_fallbacks_total', 'Reads that fell back from the P2P proxy to the registry', (m) => m.stats?.proxyFallbacks ?? 0);
+    per(
+      'ferry_daemon_proxy_fallbacks_total',
+      'Reads that fell back from the P2P proxy to the registry',
+      (m) => m.stats?.proxyFallbacks ?? 0,
+    );
     per('ferry_daemon_digest_mismatches_total', 'Chunks that failed digest verification', (m) => m.stats?.digestMismatches ?? 0);
     per('ferry_daemon_prefetched_bytes_total', 'Bytes fetched by background prefetch', (m) => m.stats?.prefetchedBytes ?? 0);
     per('ferry_daemon_fuse_requests_total', 'FUSE requests served per mount', (m) => m.stats?.fuseRequests ?? 0);
     // Reader threads for the first mount, booted now rather than while a container waits for it.
-    if (o.prewarm !== false) FuseSession.prewarm(this.cfg.ferry.fuse_threads, [this.cfg.ferry.mode === 'fuse' ? FAST_PATH_MODULE : VIEW_FAST_PATH_MODULE]);
+    if (o.prewarm !== false)
+      FuseSession.prewarm(this.cfg.ferry.fuse_threads, [this.cfg.ferry.mode === 'fuse' ? FAST_PATH_MODULE : VIEW_FAST_PATH_MODULE]);
     const mounts = this.mounts;
-    new Gauge({ name: 'ferry_daemon_mounts', help: 'Mounted images', registers: [this.metrics], collect() { this.set(mounts.size); } });
+    new Gauge({
+      name: 'ferry_daemon_mounts',
+      help: 'Mounted images',
+      registers: [this.metrics],
+      collect() {
+        this.set(mounts.size);
+      },
+    });
   }
 
-  get config(): DaemonConfig { return this.cfg; }
+  get config(): DaemonConfig {
+    return this.cfg;
+  }
 
-  private recordPath(id: string): string { return join(this.dataDir, 'mounts', `${id}.json`); }
-  private workDir(id: string): string { return join(this.dataDir, 'work', id); }
+  private recordPath(id: string): string {
+    return join(this.dataDir, 'mounts', `${id}.json`);
+  }
+  private workDir(id: string): string {
+    return join(this.dataDir, 'work', id);
+  }
 
   /** Serialises operations on one id. */
   private async exclusive<T>(id: string, f: () => Promise<T>): Promise<T> {
     while (this.busy.has(id)) await this.busy.get(id)!.catch(() => undefined);
     const p = f();
     this.busy.set(id, p);
-    try { return await p; } finally { this.busy.delete(id); }
+    try {
+      return await p;
+    } finally {
+      this.busy.delete(id);
+    }
   }
 
   async mount(input: MountRequest): Promise<MountInfo> {
     if (this.closed) throw new FerryError('FAILED_PRECONDITION', 'daemon is closing');
     const parsed = mountRequestSchema.safeParse(input);
-    if (!parsed.success) throw new FerryError('INVALID_ARGUMENT', `mount request: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    if (!parsed.success)
+      throw new FerryError(
+        'INVALID_ARGUMENT',
+        `mount request: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+      );
     const req = parsed.data as MountRequest;
     if (req.trace !== undefined) req.trace = parsePrefetchTrace(req.trace);
     // nydusd's fs_prefetch.enable: prefetch mounts that do not say otherwise.
@@ -101,7 +130,8 @@ export class Daemon implements LazyFs {
         amplifyBytes: c.amplify_io,
         requestTimeoutMs: c.device.backend?.config.timeout ?? 5000,
         retries: c.device.backend?.config.retry_limit ?? 2,
-        requestDeadlineMs: c.ferry.request_deadline ?? (c.device.backend?.config.timeout ?? 5000) * ((c.device.backend?.config.retry_limit ?? 2) + 1) + 2000,
+        requestDeadlineMs:
+          c.ferry.request_deadline ?? (c.device.backend?.config.timeout ?? 5000) * ((c.device.backend?.config.retry_limit ?? 2) + 1) + 2000,
         prefetchMergeBytes: c.fs_prefetch.merging_size,
         prefetchBandwidth: c.fs_prefetch.bandwidth_rate,
         fuseThreads: c.ferry.fuse_threads,
@@ -166,7 +196,11 @@ export class Daemon implements LazyFs {
     const names = await readdir(dir).catch(() => [] as string[]);
     const out: MountRequest[] = [];
     for (const n of names.filter((x) => x.endsWith('.json'))) {
-      try { out.push(JSON.parse(await readFile(join(dir, n), 'utf8')) as MountRequest); } catch { /* a torn record: ignore */ }
+      try {
+        out.push(JSON.parse(await readFile(join(dir, n), 'utf8')) as MountRequest);
+      } catch {
+        /* a torn record: ignore */
+      }
     }
     return out;
   }
@@ -181,7 +215,10 @@ export class Daemon implements LazyFs {
     for (const req of await this.recorded()) {
       if (opts.ids && !opts.ids.includes(req.id)) continue;
       await cleanupMountLeftovers(req.mountpoint, join(this.workDir(req.id), 'blobs'), this.log).catch(() => undefined);
-      if (!opts.remount) { await rm(this.recordPath(req.id), { force: true }); continue; }
+      if (!opts.remount) {
+        await rm(this.recordPath(req.id), { force: true });
+        continue;
+      }
       try {
         await this.mount(req);
         restored.push(req.id);

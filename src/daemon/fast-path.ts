@@ -30,7 +30,18 @@ export function init(d: FastPathData): (opcode: number, nodeid: number, body: Bu
   const node = (i: number): number => (i === bs.rootIno ? FUSE_ROOT_ID : i);
   const attr = (i: number): FuseAttr => {
     const st = bs.stat(i);
-    return { ino: st.ino, size: st.size, blocks: st.blocks, mtime: st.mtime, mtimeNsec: st.mtimeNsec, mode: st.mode, nlink: st.nlink, uid: st.uid, gid: st.gid, rdev: st.rdev };
+    return {
+      ino: st.ino,
+      size: st.size,
+      blocks: st.blocks,
+      mtime: st.mtime,
+      mtimeNsec: st.mtimeNsec,
+      mode: st.mode,
+      nlink: st.nlink,
+      uid: st.uid,
+      gid: st.gid,
+      rdev: st.rdev,
+    };
   };
   return (opcode, nodeid, body) => {
     switch (opcode) {
@@ -87,7 +98,9 @@ export function init(d: FastPathData): (opcode: number, nodeid: number, body: Bu
 /** A CI table in the form FUSE fast-path threads receive it (5 numbers per entry, one copy per thread). */
 export function ciTableForThreads(entries: readonly CiLocation[]): Float64Array {
   const table = new Float64Array(entries.length * 5);
-  entries.forEach((e, i) => table.set([e.compressedOffset, e.compressedSize, e.uncompressedOffset, e.uncompressedSize, e.compressed ? 1 : 0], i * 5));
+  entries.forEach((e, i) => {
+    table.set([e.compressedOffset, e.compressedSize, e.uncompressedOffset, e.uncompressedSize, e.compressed ? 1 : 0], i * 5);
+  });
   return table;
 }
 
@@ -96,7 +109,13 @@ function ciFromTable(table: Float64Array): CiLocation[] {
   const out: CiLocation[] = new Array(table.length / 5);
   for (let i = 0; i < out.length; i++) {
     const p = i * 5;
-    out[i] = { compressedOffset: table[p]!, compressedSize: table[p + 1]!, uncompressedOffset: table[p + 2]!, uncompressedSize: table[p + 3]!, compressed: table[p + 4] === 1 };
+    out[i] = {
+      compressedOffset: table[p]!,
+      compressedSize: table[p + 1]!,
+      uncompressedOffset: table[p + 2]!,
+      uncompressedSize: table[p + 3]!,
+      compressed: table[p + 4] === 1,
+    };
   }
   return out;
 }

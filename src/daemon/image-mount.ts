@@ -12,10 +12,26 @@ import { dirname, join } from 'node:path';
 import { FerryError, S_IFDIR, S_IFMT, S_IFREG } from '../core/index.js';
 import type { Logger } from '../observe/index.js';
 import {
-  openBootstrap, ciFromMetaFile, decodeBlobTail, loadBlobTables, tailRange, type BlobInfo, type CiLocation, type RafsBootstrap, type ChunkRef,
+  openBootstrap,
+  ciFromMetaFile,
+  decodeBlobTail,
+  loadBlobTables,
+  tailRange,
+  type BlobInfo,
+  type CiLocation,
+  type RafsBootstrap,
+  type ChunkRef,
 } from '../format/rafs/index.js';
 import { FuseSession, clearStaleMounts, mountsAt, run, unmount } from '../fuse/index.js';
-import { LocalFsBackend, ProxyBackend, RegistryBackend, StorageDevice, type Backend, type DeviceBlob, type DeviceChunk } from '../storage/index.js';
+import {
+  LocalFsBackend,
+  ProxyBackend,
+  RegistryBackend,
+  StorageDevice,
+  type Backend,
+  type DeviceBlob,
+  type DeviceChunk,
+} from '../storage/index.js';
 import { BlobViewFs, RafsFs, readFileRange } from './rafs-fs.js';
 import { ciTableForThreads } from './fast-path.js';
 import { startupRanges, type FileRange } from './startup-prefetch.js';
@@ -47,7 +63,6 @@ const EROFS_READAHEAD_KB = 0;
 /** The FUSE fast paths run in reader threads (FUSE mode: the image tree; EROFS mode: blob views). */
 export const FAST_PATH_MODULE = new URL('./fast-path.js', import.meta.url).href;
 export const VIEW_FAST_PATH_MODULE = new URL('./view-fast-path.js', import.meta.url).href;
-
 
 /** Loop devices whose backing file lies under `dir` (also those of a dead FUSE mount). */
 async function loopsUnder(dir: string): Promise<string[]> {
@@ -84,7 +99,10 @@ function chunksPerBlob(bs: RafsBootstrap): Map<number, DeviceChunk[]> {
     for (const c of table) {
       const b = bs.blobs[c.blobIndex];
       if (!b) throw new FerryError('DATA_LOSS', `rafs bootstrap: chunk table entry references blob ${c.blobIndex} of ${bs.blobs.length}`);
-      if (c.uncompressedOffset + c.uncompressedSize > b.uncompressedSize || (b.compressedSize > 0 && c.compressedOffset + c.compressedSize > b.compressedSize)) {
+      if (
+        c.uncompressedOffset + c.uncompressedSize > b.uncompressedSize ||
+        (b.compressedSize > 0 && c.compressedOffset + c.compressedSize > b.compressedSize)
+      ) {
         throw new FerryError('DATA_LOSS', `rafs bootstrap: chunk ${c.chunkIndex} of blob ${b.blobId} lies outside the blob`);
       }
       add(c.blobIndex, c);
@@ -113,7 +131,10 @@ function deviceBlob(b: BlobInfo, chunks: DeviceChunk[], prepare?: DeviceBlob['pr
   let n = b.chunkCount;
   for (const c of chunks) if (c.chunkIndex >= n) n = c.chunkIndex + 1;
   return {
-    blobId: b.blobId, uncompressedSize: b.uncompressedSize, chunkCount: n, chunks,
+    blobId: b.blobId,
+    uncompressedSize: b.uncompressedSize,
+    chunkCount: n,
+    chunks,
     codec: { compressor: b.compressor, digester: b.digester },
     ...(prepare ? { prepare } : {}),
   };
@@ -147,17 +168,24 @@ async function blobsFromTables(bs: RafsBootstrap, bootDir: string, backend: Back
       }));
     }
     const chunks: DeviceChunk[] = entries.map((e, i) => ({
-      chunkIndex: i, compressedOffset: e.compressedOffset, compressedSize: e.compressedSize, uncompressedOffset: e.uncompressedOffset,
-      uncompressedSize: e.uncompressedSize, compressed: e.compressed, digest: digests?.[i] ?? EMPTY,
+      chunkIndex: i,
+      compressedOffset: e.compressedOffset,
+      compressedSize: e.compressedSize,
+      uncompressedOffset: e.uncompressedOffset,
+      uncompressedSize: e.uncompressedSize,
+      compressed: e.compressed,
+      digest: digests?.[i] ?? EMPTY,
     }));
     bs.setCiTable(b.index, entries, digests);
     out.ci.push({ blobIndex: b.index, entries });
-    const prepare = digests ? undefined : async (read: (offset: number, length: number) => Promise<Buffer>): Promise<void> => {
-      const r = tailRange(b, { withCi: false });
-      const d = decodeBlobTail(b, await read(r.offset, r.length), r.offset).digests;
-      for (const c of chunks) c.digest = d[c.chunkIndex]!;
-      bs.setCiTable(b.index, entries, d);
-    };
+    const prepare = digests
+      ? undefined
+      : async (read: (offset: number, length: number) => Promise<Buffer>): Promise<void> => {
+          const r = tailRange(b, { withCi: false });
+          const d = decodeBlobTail(b, await read(r.offset, r.length), r.offset).digests;
+          for (const c of chunks) c.digest = d[c.chunkIndex]!;
+          bs.setCiTable(b.index, entries, d);
+        };
     out.blobs.push(deviceBlob(b, chunks, prepare));
   }
   return out;
@@ -165,7 +193,11 @@ async function blobsFromTables(bs: RafsBootstrap, bootDir: string, backend: Back
 
 function blobsOf(bs: RafsBootstrap): MountBlobs {
   const per = chunksPerBlob(bs);
-  return { blobs: bs.blobs.filter((b) => b.blobId && b.uncompressedSize > 0).map((b) => deviceBlob(b, per.get(b.index) ?? [])), ci: [], fetched: { bytes: 0, requests: 0 } };
+  return {
+    blobs: bs.blobs.filter((b) => b.blobId && b.uncompressedSize > 0).map((b) => deviceBlob(b, per.get(b.index) ?? [])),
+    ci: [],
+    fetched: { bytes: 0, requests: 0 },
+  };
 }
 
 /** Chunk references grouped by blob, as `StorageDevice.prefetch` takes them. */
@@ -207,7 +239,10 @@ export class ImageMount {
   private readonly viewDir: string;
   private readonly log: Logger;
 
-  private constructor(req: MountRequest, private readonly o: ImageMountOptions) {
+  private constructor(
+    req: MountRequest,
+    private readonly o: ImageMountOptions,
+  ) {
     this.req = req;
     this.viewDir = join(o.workDir, 'blobs');
     this.log = o.log.child({ mount: req.id });
@@ -228,11 +263,23 @@ export class ImageMount {
     const b = this.req.backend;
     if (b.type === 'localfs') return new LocalFsBackend(b.dir);
     const reg = new RegistryBackend({
-      host: b.host, repo: b.repo, ...(b.insecure !== undefined ? { insecure: b.insecure } : {}), ...(b.auth ? { auth: b.auth } : {}),
-      timeoutMs: this.o.requestTimeoutMs, retries: this.o.retries, log: this.log,
+      host: b.host,
+      repo: b.repo,
+      ...(b.insecure !== undefined ? { insecure: b.insecure } : {}),
+      ...(b.auth ? { auth: b.auth } : {}),
+      timeoutMs: this.o.requestTimeoutMs,
+      retries: this.o.retries,
+      log: this.log,
     });
     const proxy = b.proxy ?? this.o.defaultProxy;
-    if (proxy) return new ProxyBackend({ proxyUrl: proxy, registry: reg, fallback: this.o.proxyFallback, timeoutMs: this.o.requestTimeoutMs, log: this.log });
+    if (proxy)
+      return new ProxyBackend({
+        proxyUrl: proxy,
+        registry: reg,
+        fallback: this.o.proxyFallback,
+        timeoutMs: this.o.requestTimeoutMs,
+        log: this.log,
+      });
     return reg;
   }
 
@@ -241,7 +288,11 @@ export class ImageMount {
 
   private async start(): Promise<void> {
     let t0 = performance.now();
-    const lap = (step: string): void => { const t = performance.now(); this.timings[step] = Math.round((t - t0) * 10) / 10; t0 = t; };
+    const lap = (step: string): void => {
+      const t = performance.now();
+      this.timings[step] = Math.round((t - t0) * 10) / 10;
+      t0 = t;
+    };
     const buf = await readFile(this.req.bootstrapPath).catch((err: NodeJS.ErrnoException) => {
       throw new FerryError(err.code === 'ENOENT' ? 'NOT_FOUND' : 'INVALID_ARGUMENT', `bootstrap ${this.req.bootstrapPath}: ${err.message}`);
     });
@@ -262,9 +313,14 @@ export class ImageMount {
       mb = tableless ? await blobsFromTables(bs, dirname(this.req.bootstrapPath), backend, this.o.requestDeadlineMs) : blobsOf(bs);
       lap('chunkListMs');
       this.device = await StorageDevice.open({
-        blobs: mb.blobs, backend, cacheDir: this.req.cacheDir ?? this.o.defaultCacheDir, log: this.log,
-        amplifyBytes: this.o.amplifyBytes, requestDeadlineMs: this.o.requestDeadlineMs,
-        prefetchMergeBytes: this.o.prefetchMergeBytes, prefetchBandwidth: this.o.prefetchBandwidth,
+        blobs: mb.blobs,
+        backend,
+        cacheDir: this.req.cacheDir ?? this.o.defaultCacheDir,
+        log: this.log,
+        amplifyBytes: this.o.amplifyBytes,
+        requestDeadlineMs: this.o.requestDeadlineMs,
+        prefetchMergeBytes: this.o.prefetchMergeBytes,
+        prefetchBandwidth: this.o.prefetchBandwidth,
       });
     } catch (err) {
       await backend.close().catch(() => undefined);
@@ -294,12 +350,26 @@ export class ImageMount {
     if (this.activeMode === 'fuse') {
       const dev = this.device;
       this.fuse = await FuseSession.mount({
-        mountpoint: this.req.mountpoint, fs: new RafsFs(bs, this.device), log: this.log, source: `ferry-${this.req.id}`, subtype: 'ferry',
+        mountpoint: this.req.mountpoint,
+        fs: new RafsFs(bs, this.device),
+        log: this.log,
+        source: `ferry-${this.req.id}`,
+        subtype: 'ferry',
         readers: this.o.fuseThreads,
-        ...(this.o.fastPath === false ? {} : {
-          fastPath: { module: FAST_PATH_MODULE, data: { bootstrapPath: this.req.bootstrapPath, timeout: 365 * 24 * 3600, caches: dev.sharedCaches(), ci: ci.map((t) => ({ blobIndex: t.blobIndex, table: ciTableForThreads(t.entries) })) } },
-          onFastHits: (n: number) => dev.countHits(n),
-        }),
+        ...(this.o.fastPath === false
+          ? {}
+          : {
+              fastPath: {
+                module: FAST_PATH_MODULE,
+                data: {
+                  bootstrapPath: this.req.bootstrapPath,
+                  timeout: 365 * 24 * 3600,
+                  caches: dev.sharedCaches(),
+                  ci: ci.map((t) => ({ blobIndex: t.blobIndex, table: ciTableForThreads(t.entries) })),
+                },
+              },
+              onFastHits: (n: number) => dev.countHits(n),
+            }),
       });
       lap('fuseMs');
     }
@@ -314,21 +384,31 @@ export class ImageMount {
       }
     }
     this.device.startDecoders();
-    this.log.info({ mode: this.activeMode, mountpoint: this.req.mountpoint, blobs: this.device.blobIds().length, timings: this.timings }, 'image mounted');
+    this.log.info(
+      { mode: this.activeMode, mountpoint: this.req.mountpoint, blobs: this.device.blobIds().length, timings: this.timings },
+      'image mounted',
+    );
   }
 
   private async mountErofs(lap: (step: string) => void): Promise<void> {
     const ids = this.device.blobIds();
     this.view = await FuseSession.mount({
-      mountpoint: this.viewDir, fs: new BlobViewFs(this.device), log: this.log, source: `ferry-view-${this.req.id}`, subtype: 'ferry-view',
-      ...(this.o.fastPath === false ? {} : {
-        fastPath: { module: VIEW_FAST_PATH_MODULE, data: { blobs: this.device.viewMaps() } },
-        onFastHits: (n: number) => this.device.countHits(n),
-      }),
+      mountpoint: this.viewDir,
+      fs: new BlobViewFs(this.device),
+      log: this.log,
+      source: `ferry-view-${this.req.id}`,
+      subtype: 'ferry-view',
+      ...(this.o.fastPath === false
+        ? {}
+        : {
+            fastPath: { module: VIEW_FAST_PATH_MODULE, data: { blobs: this.device.viewMaps() } },
+            onFastHits: (n: number) => this.device.countHits(n),
+          }),
       // No page-cache read-ahead on the view files: the EROFS mount above asks for what programs
       // touch, and the device ramps up its own read-ahead for sequential reads (StorageDevice).
       // Read-ahead here fetched chunks nobody read (+18 % bytes for a cold python start).
-      readers: this.o.fuseThreads, readaheadKb: 0,
+      readers: this.o.fuseThreads,
+      readaheadKb: 0,
     });
     lap('viewFuseMs');
     for (const id of ids) {
@@ -348,8 +428,9 @@ export class ImageMount {
     // 1 MiB chunks).
     const dev = mountsAt(this.req.mountpoint).at(-1)?.dev;
     if (dev) {
-      await writeFile(`/sys/class/bdi/${dev}/read_ahead_kb`, String(EROFS_READAHEAD_KB))
-        .catch((err: unknown) => this.log.debug({ err, dev }, 'could not set erofs read-ahead'));
+      await writeFile(`/sys/class/bdi/${dev}/read_ahead_kb`, String(EROFS_READAHEAD_KB)).catch((err: unknown) =>
+        this.log.debug({ err, dev }, 'could not set erofs read-ahead'),
+      );
     }
     lap('erofsMountMs');
   }
@@ -357,7 +438,10 @@ export class ImageMount {
   private async teardownErofs(): Promise<void> {
     if (mountsAt(this.req.mountpoint).some((m) => m.fsType === 'erofs')) await unmount(this.req.mountpoint);
     for (const l of this.loops.splice(0)) await run('losetup', ['-d', l]);
-    if (this.view) { await this.view.unmount(); this.view = null; }
+    if (this.view) {
+      await this.view.unmount();
+      this.view = null;
+    }
   }
 
   metrics(): MountInfo {
@@ -390,10 +474,14 @@ export class ImageMount {
     return (this.fuse ?? this.view)?.closed ?? new Promise(() => undefined);
   }
 
-  async prefetchIdle(): Promise<void> { await this.device.prefetchIdle(); }
+  async prefetchIdle(): Promise<void> {
+    await this.device.prefetchIdle();
+  }
 
   /** The access trace recorded so far (see StorageDevice.trace). */
-  trace(): PrefetchTrace { return traceOf(this.device?.trace() ?? []); }
+  trace(): PrefetchTrace {
+    return traceOf(this.device?.trace() ?? []);
+  }
 
   private prefetchTrace(t: PrefetchTrace): void {
     const list: Array<{ blobId: string; chunks: DeviceChunk[] }> = [];
@@ -401,7 +489,10 @@ export class ImageMount {
     let n = 0;
     for (const [blobId, idx] of traceByBlob(t)) {
       const chunks = this.device.chunksByIndex(blobId, idx);
-      if (!chunks) { unknown += idx.length; continue; }
+      if (!chunks) {
+        unknown += idx.length;
+        continue;
+      }
       unknown += idx.length - chunks.length;
       n += chunks.length;
       list.push({ blobId, chunks });
@@ -421,7 +512,13 @@ export class ImageMount {
       dev.prefetch(byBlob(ranges.flatMap((r) => bs.mapRead(r.ino, r.offset, r.length))), { record: true });
     };
     try {
-      const files = await startupRanges(bs, async (ino, off, len) => Buffer.concat(await readFileRange(bs, dev, ino, off, len)), hint, onFile, this.log);
+      const files = await startupRanges(
+        bs,
+        async (ino, off, len) => Buffer.concat(await readFileRange(bs, dev, ino, off, len)),
+        hint,
+        onFile,
+        this.log,
+      );
       this.log.info({ command: hint.argv[0], files, bytes, ms: Date.now() - t0 }, 'startup prefetch queued');
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'startup prefetch failed');
@@ -430,7 +527,10 @@ export class ImageMount {
 
   async teardown(): Promise<void> {
     // a startup prefetch still reading headers fails its reads once the device closes
-    if (this.fuse) { await this.fuse.unmount(); this.fuse = null; }
+    if (this.fuse) {
+      await this.fuse.unmount();
+      this.fuse = null;
+    }
     await this.teardownErofs();
     if (this.device) await this.device.close();
     if (mountsAt(this.viewDir).length === 0) await rm(this.viewDir, { recursive: true, force: true }).catch(() => undefined);

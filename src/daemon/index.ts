@@ -10,7 +10,17 @@ export { startApi, type ApiServer } from './api.js';
 export { RafsFs, BlobViewFs } from './rafs-fs.js';
 export { cleanupMountLeftovers } from './image-mount.js';
 export {
-  PREFETCH_TRACE_ARTIFACT_TYPE, PREFETCH_TRACE_LIMITS, decodePrefetchTrace, parsePrefetchTrace, mountRequestSchema,
-  type PrefetchTrace, type LazyFs, type MountRequest, type MountInfo, type MountMetrics, type MountBackend, type StartupHint,
+  PREFETCH_TRACE_ARTIFACT_TYPE,
+  PREFETCH_TRACE_LIMITS,
+  decodePrefetchTrace,
+  parsePrefetchTrace,
+  mountRequestSchema,
+  type PrefetchTrace,
+  type LazyFs,
+  type MountRequest,
+  type MountInfo,
+  type MountMetrics,
+  type MountBackend,
+  type StartupHint,
   type DaemonInfo,
 } from './protocol.js';

@@ -26,7 +26,11 @@ describe('LazyFs: DaemonClient over the API socket', () => {
     const client = new DaemonClient(sock);
     return {
       fs: client,
-      cleanup: async () => { await client.close(); await api.close(); await daemon.close(); },
+      cleanup: async () => {
+        await client.close();
+        await api.close();
+        await daemon.close();
+      },
     };
   });
 });

@@ -8,14 +8,17 @@
  */
 import { posix } from 'node:path';
 import { z } from 'zod';
-import { FerryError } from '../core/index.js';
 import type { PrefetchTrace } from '../oci/index.js';
 
 // ---- prefetch traces ----
 
 // The trace is an OCI artifact: its wire form, limits and codec are defined once, in oci/prefetch-trace.ts.
 export {
-  PREFETCH_TRACE_ARTIFACT_TYPE, PREFETCH_TRACE_LIMITS, decodePrefetchTrace, parsePrefetchTrace, type PrefetchTrace,
+  PREFETCH_TRACE_ARTIFACT_TYPE,
+  PREFETCH_TRACE_LIMITS,
+  decodePrefetchTrace,
+  parsePrefetchTrace,
+  type PrefetchTrace,
 } from '../oci/index.js';
 
 // ---- mounts ----
@@ -25,7 +28,11 @@ export type MountBackend =
   | { type: 'localfs'; dir: string };
 
 /** The command an image's containers run (config Entrypoint + Cmd, Env, WorkingDir). */
-export interface StartupHint { argv: string[]; env?: string[]; workingDir?: string }
+export interface StartupHint {
+  argv: string[];
+  env?: string[];
+  workingDir?: string;
+}
 
 export interface MountRequest {
   id: string;
@@ -45,14 +52,18 @@ export interface MountRequest {
  * An absolute path in normal form (no `//`, `.` or `..` components, no trailing `/`, no NUL): two
  * spellings of one directory would defeat the "already mounted there" check.
  */
-const absolutePath = (what: string): z.ZodType<string> => z.string().min(1).superRefine((p, ctx) => {
-  if (!p.startsWith('/')) ctx.addIssue({ code: 'custom', message: `${what} must be absolute` });
-  else if (p.includes('\0')) ctx.addIssue({ code: 'custom', message: `${what} contains NUL` });
-  else if (p !== posix.normalize(p) || (p.length > 1 && p.endsWith('/'))) {
-    const normal = JSON.stringify(posix.normalize(p).replace(/(.)\/$/, '$1'));
-    ctx.addIssue({ code: 'custom', message: `${what} must be in normal form (no //, . or .. components, no trailing /): ${normal}` });
-  }
-});
+const absolutePath = (what: string): z.ZodType<string> =>
+  z
+    .string()
+    .min(1)
+    .superRefine((p, ctx) => {
+      if (!p.startsWith('/')) ctx.addIssue({ code: 'custom', message: `${what} must be absolute` });
+      else if (p.includes('\0')) ctx.addIssue({ code: 'custom', message: `${what} contains NUL` });
+      else if (p !== posix.normalize(p) || (p.length > 1 && p.endsWith('/'))) {
+        const normal = JSON.stringify(posix.normalize(p).replace(/(.)\/$/, '$1'));
+        ctx.addIssue({ code: 'custom', message: `${what} must be in normal form (no //, . or .. components, no trailing /): ${normal}` });
+      }
+    });
 
 /** A mount request as the daemon accepts it (the trace is checked by parsePrefetchTrace). */
 export const mountRequestSchema = z.strictObject({
@@ -62,8 +73,12 @@ export const mountRequestSchema = z.strictObject({
   mode: z.enum(['erofs', 'fuse']).optional(),
   backend: z.discriminatedUnion('type', [
     z.strictObject({
-      type: z.literal('registry'), host: z.string().min(1), repo: z.string().min(1),
-      insecure: z.boolean().optional(), auth: z.string().optional(), proxy: z.string().optional(),
+      type: z.literal('registry'),
+      host: z.string().min(1),
+      repo: z.string().min(1),
+      insecure: z.boolean().optional(),
+      auth: z.string().optional(),
+      proxy: z.string().optional(),
     }),
     z.strictObject({ type: z.literal('localfs'), dir: absolutePath('backend.dir') }),
   ]),
@@ -73,11 +88,13 @@ export const mountRequestSchema = z.strictObject({
    * The command its containers run (image config Entrypoint + Cmd, Env, WorkingDir): the loader's
    * share of what that command reads at start is fetched right away (daemon/startup-prefetch).
    */
-  startup: z.strictObject({
-    argv: z.array(z.string()).min(1).max(4096),
-    env: z.array(z.string()).max(4096).optional(),
-    workingDir: z.string().optional(),
-  }).optional(),
+  startup: z
+    .strictObject({
+      argv: z.array(z.string()).min(1).max(4096),
+      env: z.array(z.string()).max(4096).optional(),
+      workingDir: z.string().optional(),
+    })
+    .optional(),
   /** A prefetch trace (validated by parsePrefetchTrace): its chunks are fetched at once, in place of `startup`. */
   trace: z.unknown().optional(),
 });
@@ -95,12 +112,23 @@ export type MountInfo = MountRequest & {
   activeMode?: 'erofs' | 'fuse';
   /** extra counters: chunks the image references, backend requests, P2P fallbacks, digest mismatches */
   stats?: {
-    chunksTotal: number; requests: number; proxyFallbacks: number; digestMismatches: number; prefetchedBytes: number; fuseRequests: number;
+    chunksTotal: number;
+    requests: number;
+    proxyFallbacks: number;
+    digestMismatches: number;
+    prefetchedBytes: number;
+    fuseRequests: number;
   };
 };
 
 /** `GET /api/v1/daemon`. */
-export interface DaemonInfo { version: string; state: 'RUNNING'; pid: number; uptimeSeconds: number; mounts: number }
+export interface DaemonInfo {
+  version: string;
+  state: 'RUNNING';
+  pid: number;
+  uptimeSeconds: number;
+  mounts: number;
+}
 
 /** The lazy-loading filesystem: the in-process `Daemon`, or a `DaemonClient` of `ferry daemon --apisock`. */
 export interface LazyFs {

@@ -11,15 +11,37 @@ import type { StorageDevice } from '../storage/index.js';
 import { S_IFMT, S_IFREG, S_IFLNK } from '../core/index.js';
 
 export class RafsFs implements FuseFilesystem {
-  constructor(private readonly bs: RafsBootstrap, private readonly dev: StorageDevice) {}
+  constructor(
+    private readonly bs: RafsBootstrap,
+    private readonly dev: StorageDevice,
+  ) {}
 
-  private ino(nodeid: number): number { return nodeid === FUSE_ROOT_ID ? this.bs.rootIno : nodeid; }
-  private node(ino: number): number { return ino === this.bs.rootIno ? FUSE_ROOT_ID : ino; }
+  private ino(nodeid: number): number {
+    return nodeid === FUSE_ROOT_ID ? this.bs.rootIno : nodeid;
+  }
+  private node(ino: number): number {
+    return ino === this.bs.rootIno ? FUSE_ROOT_ID : ino;
+  }
 
   private attr(ino: number): FuseAttr {
-    let st;
-    try { st = this.bs.stat(ino); } catch { throw new FuseErrno(ERRNO.ENOENT); }
-    return { ino: st.ino, size: st.size, blocks: st.blocks, mtime: st.mtime, mtimeNsec: st.mtimeNsec, mode: st.mode, nlink: st.nlink, uid: st.uid, gid: st.gid, rdev: st.rdev };
+    let st: ReturnType<RafsBootstrap['stat']>;
+    try {
+      st = this.bs.stat(ino);
+    } catch {
+      throw new FuseErrno(ERRNO.ENOENT);
+    }
+    return {
+      ino: st.ino,
+      size: st.size,
+      blocks: st.blocks,
+      mtime: st.mtime,
+      mtimeNsec: st.mtimeNsec,
+      mode: st.mode,
+      nlink: st.nlink,
+      uid: st.uid,
+      gid: st.gid,
+      rdev: st.rdev,
+    };
   }
 
   async lookup(parent: number, name: string): Promise<{ nodeid: number; attr: FuseAttr } | null> {
@@ -28,7 +50,9 @@ export class RafsFs implements FuseFilesystem {
     return { nodeid: this.node(ino), attr: this.attr(ino) };
   }
 
-  async getattr(nodeid: number): Promise<FuseAttr> { return this.attr(this.ino(nodeid)); }
+  async getattr(nodeid: number): Promise<FuseAttr> {
+    return this.attr(this.ino(nodeid));
+  }
 
   async readdir(nodeid: number): Promise<FuseDirEntry[]> {
     const ino = this.ino(nodeid);
@@ -99,7 +123,8 @@ export class BlobViewFs implements FuseFilesystem {
   }
 
   private attr(nodeid: number): FuseAttr {
-    if (nodeid === FUSE_ROOT_ID) return { ino: 1, mode: 0o040555, size: 0, blocks: 0, mtime: this.mtime, nlink: 2, uid: 0, gid: 0, rdev: 0 };
+    if (nodeid === FUSE_ROOT_ID)
+      return { ino: 1, mode: 0o040555, size: 0, blocks: 0, mtime: this.mtime, nlink: 2, uid: 0, gid: 0, rdev: 0 };
     const id = this.ids[nodeid - 2];
     if (!id) throw new FuseErrno(ERRNO.ENOENT);
     const size = this.dev.blobSize(id);
@@ -112,8 +137,12 @@ export class BlobViewFs implements FuseFilesystem {
     return i < 0 ? null : { nodeid: i + 2, attr: this.attr(i + 2) };
   }
 
-  async getattr(nodeid: number): Promise<FuseAttr> { return this.attr(nodeid); }
-  async readdir(): Promise<FuseDirEntry[]> { return this.ids.map((name, i) => ({ name, nodeid: i + 2, mode: 0o100444 })); }
+  async getattr(nodeid: number): Promise<FuseAttr> {
+    return this.attr(nodeid);
+  }
+  async readdir(): Promise<FuseDirEntry[]> {
+    return this.ids.map((name, i) => ({ name, nodeid: i + 2, mode: 0o100444 }));
+  }
 
   async read(nodeid: number, _fh: number, offset: number, size: number): Promise<Buffer> {
     const id = this.ids[nodeid - 2];

@@ -16,7 +16,14 @@ import { S_IFLNK, S_IFMT, S_IFREG } from '../core/index.js';
 import type { Logger } from '../observe/index.js';
 import type { RafsBootstrap } from '../format/rafs/index.js';
 import {
-  cString, elfHeadersLength, interpSegment, loaderRanges, multiarchTriple, parseDynamic, parseElfHeaders, PT_DYNAMIC,
+  cString,
+  elfHeadersLength,
+  interpSegment,
+  loaderRanges,
+  multiarchTriple,
+  parseDynamic,
+  parseElfHeaders,
+  PT_DYNAMIC,
 } from '../format/elf/index.js';
 
 /** The container's command as the image config gives it. */
@@ -28,7 +35,12 @@ export interface StartupHint {
   workingDir?: string;
 }
 
-export interface FileRange { path: string; ino: number; offset: number; length: number }
+export interface FileRange {
+  path: string;
+  ino: number;
+  offset: number;
+  length: number;
+}
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const MAX_FILES = 64;
@@ -45,14 +57,23 @@ export function resolveInImage(bs: RafsBootstrap, path: string, cwd = '/'): { in
   let hops = 0;
   while (todo.length) {
     const name = todo.shift()!;
-    if (name === '..') { if (names.length) { names.pop(); inos.pop(); } continue; }
+    if (name === '..') {
+      if (names.length) {
+        names.pop();
+        inos.pop();
+      }
+      continue;
+    }
     const ino = bs.lookupChild(inos[inos.length - 1]!, name);
     if (ino === undefined) return undefined;
     if ((bs.stat(ino).mode & S_IFMT) === S_IFLNK) {
       if (++hops > 40) return undefined;
       const target = bs.readlink(ino);
       const parts = target.split('/').filter((p) => p && p !== '.');
-      if (target.startsWith('/')) { names.length = 0; inos.length = 1; }
+      if (target.startsWith('/')) {
+        names.length = 0;
+        inos.length = 1;
+      }
       todo = [...parts, ...todo];
       continue;
     }
@@ -79,7 +100,13 @@ function dirname(p: string): string {
 }
 
 /** The file ranges the start of `hint`'s command will read, file by file as they are found. */
-export async function startupRanges(bs: RafsBootstrap, read: ReadFile, hint: StartupHint, onFile: (ranges: FileRange[]) => void, log?: Logger): Promise<number> {
+export async function startupRanges(
+  bs: RafsBootstrap,
+  read: ReadFile,
+  hint: StartupHint,
+  onFile: (ranges: FileRange[]) => void,
+  log?: Logger,
+): Promise<number> {
   const first = hint.argv[0];
   if (!first) return 0;
   const queue: Array<{ ino: number; path: string }> = [];
@@ -98,10 +125,14 @@ export async function startupRanges(bs: RafsBootstrap, read: ReadFile, hint: Sta
     if (size < 4) continue;
     try {
       const head = await read(f.ino, 0, Math.min(size, 4096));
-      if (head[0] === 0x23 && head[1] === 0x21) { // #!: the interpreter reads the script, then runs
+      if (head[0] === 0x23 && head[1] === 0x21) {
+        // #!: the interpreter reads the script, then runs
         onFile([{ path: f.path, ino: f.ino, offset: 0, length: Math.min(size, MAX_SCRIPT) }]);
         files++;
-        const line = head.toString('utf8', 2, Math.max(2, head.indexOf(0x0a) < 0 ? head.length : head.indexOf(0x0a))).trim().split(/\s+/);
+        const line = head
+          .toString('utf8', 2, Math.max(2, head.indexOf(0x0a) < 0 ? head.length : head.indexOf(0x0a)))
+          .trim()
+          .split(/\s+/);
         const interp = line[0];
         if (interp) {
           push(resolveInImage(bs, interp));
@@ -114,7 +145,8 @@ export async function startupRanges(bs: RafsBootstrap, read: ReadFile, hint: Sta
       const full = hlen <= head.length ? head : await read(f.ino, 0, Math.min(size, hlen));
       const h = parseElfHeaders(full);
       if (!h) continue;
-      const ranges = loaderRanges(h, hlen).map((r) => ({ path: f.path, ino: f.ino, offset: r.offset, length: Math.min(r.length, size - r.offset) }))
+      const ranges = loaderRanges(h, hlen)
+        .map((r) => ({ path: f.path, ino: f.ino, offset: r.offset, length: Math.min(r.length, size - r.offset) }))
         .filter((r) => r.length > 0);
       onFile(ranges);
       files++;
@@ -127,16 +159,32 @@ export async function startupRanges(bs: RafsBootstrap, read: ReadFile, hint: Sta
       const strtab = await read(f.ino, dyn.strtab.offset, Math.min(dyn.strtab.size, size - dyn.strtab.offset));
       const origin = dirname(f.path);
       const extra = [...dyn.runpath, ...(dyn.runpath.length ? [] : dyn.rpath)]
-        .flatMap((o) => cString(strtab, o).split(':')).filter(Boolean).map((d) => d.replace(/\$\{?ORIGIN\}?/g, origin));
+        .flatMap((o) => cString(strtab, o).split(':'))
+        .filter(Boolean)
+        .map((d) => d.replace(/\$\{?ORIGIN\}?/g, origin));
       const triple = multiarchTriple(h.machine);
-      const dirs = [...extra, ...(triple ? [`/lib/${triple}`, `/usr/lib/${triple}`] : []), '/lib64', '/usr/lib64', '/lib', '/usr/lib', '/usr/local/lib'];
+      const dirs = [
+        ...extra,
+        ...(triple ? [`/lib/${triple}`, `/usr/lib/${triple}`] : []),
+        '/lib64',
+        '/usr/lib64',
+        '/lib',
+        '/usr/lib',
+        '/usr/local/lib',
+      ];
       for (const off of dyn.needed) {
         const name = cString(strtab, off);
         if (!name) continue;
-        if (name.includes('/')) { push(resolveInImage(bs, name, origin)); continue; }
+        if (name.includes('/')) {
+          push(resolveInImage(bs, name, origin));
+          continue;
+        }
         for (const d of dirs) {
           const r = resolveInImage(bs, `${d}/${name}`, origin);
-          if (r && (bs.stat(r.ino).mode & S_IFMT) === S_IFREG) { push(r); break; }
+          if (r && (bs.stat(r.ino).mode & S_IFMT) === S_IFREG) {
+            push(r);
+            break;
+          }
         }
       }
     } catch (err) {

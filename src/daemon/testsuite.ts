@@ -22,7 +22,13 @@ import type { LazyFs, MountRequest } from './protocol.js';
 const CHUNK_SIZE = 256 * 1024;
 const BIG_FILE_BYTES = 3 * CHUNK_SIZE + 123;
 
-interface Image { dir: string; src: string; bootstrapPath: string; blobDir: string; blobId: string }
+interface Image {
+  dir: string;
+  src: string;
+  bootstrapPath: string;
+  blobDir: string;
+  blobId: string;
+}
 
 async function buildImage(): Promise<Image> {
   const dir = await mkdtemp(join(tmpdir(), 'ferry-lazyfs-'));
@@ -35,7 +41,12 @@ async function buildImage(): Promise<Image> {
   const blobDir = join(dir, 'blobs');
   await mkdir(blobDir);
   const r = await buildLayer({
-    source: { dir: src }, blobDir, fsVersion: 6, compressor: 'zstd', chunkSize: CHUNK_SIZE, digester: 'sha256',
+    source: { dir: src },
+    blobDir,
+    fsVersion: 6,
+    compressor: 'zstd',
+    chunkSize: CHUNK_SIZE,
+    digester: 'sha256',
   });
   const bootstrapPath = join(dir, 'image.boot');
   await writeFile(bootstrapPath, r.bootstrap);
@@ -59,12 +70,20 @@ async function code(p: Promise<unknown>): Promise<ErrorCode | 'OK'> {
 export function lazyFsSuite(name: string, make: (dataDir: string) => Promise<{ fs: LazyFs; cleanup(): Promise<void> }>): void {
   let img: Image;
   let n = 0;
-  before(async () => { img = await buildImage(); });
-  after(async () => { if (img) await rm(img.dir, { recursive: true, force: true }); });
+  before(async () => {
+    img = await buildImage();
+  });
+  after(async () => {
+    if (img) await rm(img.dir, { recursive: true, force: true });
+  });
 
   const request = (tag: string): MountRequest => ({
-    id: `suite-${tag}`, mountpoint: join(img.dir, `mnt-${tag}`), bootstrapPath: img.bootstrapPath, mode: 'fuse',
-    backend: { type: 'localfs', dir: img.blobDir }, cacheDir: join(img.dir, `cache-${tag}`),
+    id: `suite-${tag}`,
+    mountpoint: join(img.dir, `mnt-${tag}`),
+    bootstrapPath: img.bootstrapPath,
+    mode: 'fuse',
+    backend: { type: 'localfs', dir: img.blobDir },
+    cacheDir: join(img.dir, `cache-${tag}`),
   });
 
   const withFs = (title: string, fn: (fs: LazyFs, req: (tag: string) => MountRequest) => Promise<void>): void => {
@@ -96,7 +115,8 @@ export function lazyFsSuite(name: string, make: (dataDir: string) => Promise<{ f
     assert.ok(listed.metrics.bytesFetched > 0, 'reading the big file fetched chunks');
   });
 
-  withFs('mounting again: the same request is done already; the id elsewhere or the mountpoint for another id is ALREADY_EXISTS',
+  withFs(
+    'mounting again: the same request is done already; the id elsewhere or the mountpoint for another id is ALREADY_EXISTS',
     async (fs, req) => {
       const r = req('b');
       await fs.mount(r);
@@ -104,7 +124,8 @@ export function lazyFsSuite(name: string, make: (dataDir: string) => Promise<{ f
       assert.equal(await code(fs.mount({ ...r, mountpoint: req('other').mountpoint })), 'ALREADY_EXISTS');
       assert.equal(await code(fs.mount({ ...r, id: req('other').id })), 'ALREADY_EXISTS');
       assert.equal((await fs.list()).filter((m) => m.id.startsWith(r.id.replace(/-b$/, ''))).length, 1);
-    });
+    },
+  );
 
   withFs('a malformed request is INVALID_ARGUMENT and mounts nothing', async (fs, req) => {
     const r = req('c');
@@ -114,7 +135,7 @@ export function lazyFsSuite(name: string, make: (dataDir: string) => Promise<{ f
     assert.deepEqual(await fs.list(), []);
   });
 
-  withFs('trace: the chunks read so far, a valid prefetch trace of the image\'s blob; NOT_FOUND for an unknown mount', async (fs, req) => {
+  withFs("trace: the chunks read so far, a valid prefetch trace of the image's blob; NOT_FOUND for an unknown mount", async (fs, req) => {
     const r = req('d');
     await fs.mount(r);
     await readFile(join(r.mountpoint, 'data', 'big'));
@@ -133,7 +154,10 @@ export function lazyFsSuite(name: string, make: (dataDir: string) => Promise<{ f
     assert.equal(mountsAt(r.mountpoint).length, 1);
     await fs.umount(r.id);
     assert.equal(mountsAt(r.mountpoint).length, 0);
-    assert.deepEqual((await fs.list()).map((m) => m.id), []);
+    assert.deepEqual(
+      (await fs.list()).map((m) => m.id),
+      [],
+    );
     assert.equal(await code(fs.umount(r.id)), 'NOT_FOUND');
     // the id is free again
     assert.equal((await fs.mount(r)).id, r.id);

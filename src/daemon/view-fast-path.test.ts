@@ -22,11 +22,22 @@ test('view fast path: reads whose chunks are all ready come from the cache file;
     writeFileSync(join(dir, 'blob.data'), data);
     const bitmap = new SharedArrayBuffer(1);
     const bits = new Uint8Array(bitmap);
-    const ready = (i: number): void => { bits[0] = bits[0]! | (0x80 >> i); };
-    const fast = init({ blobs: [{
-      blobId: 'b', size: data.length, dataPath: join(dir, 'blob.data'), bitmap,
-      starts: Float64Array.from([0, 8192, 16384]), ends: Float64Array.from([8192, 12288, 20480]), index: Uint32Array.from([5, 1, 2]),
-    }] });
+    const ready = (i: number): void => {
+      bits[0] = bits[0]! | (0x80 >> i);
+    };
+    const fast = init({
+      blobs: [
+        {
+          blobId: 'b',
+          size: data.length,
+          dataPath: join(dir, 'blob.data'),
+          bitmap,
+          starts: Float64Array.from([0, 8192, 16384]),
+          ends: Float64Array.from([8192, 12288, 20480]),
+          index: Uint32Array.from([5, 1, 2]),
+        },
+      ],
+    });
     assert.equal(fast(Op.READ, 2, readBody(100, 50)), null, 'chunk 5 not ready');
     ready(5);
     const r = fast(Op.READ, 2, readBody(100, 50));

@@ -13,7 +13,9 @@ import { Op } from '../fuse/protocol.js'; // not index.js: see docs/architecture
 import { chunkReady } from '../storage/protocol.js';
 import type { BlobViewMap } from '../storage/index.js';
 
-export interface ViewFastPathData { blobs: BlobViewMap[] }
+export interface ViewFastPathData {
+  blobs: BlobViewMap[];
+}
 
 /** First chunk (by position) ending after `off`. */
 function firstEndingAfter(ends: Float64Array, off: number): number {
@@ -46,7 +48,10 @@ export function init(d: ViewFastPathData): (opcode: number, nodeid: number, body
     let n = 0;
     while (n < out.length) {
       const k = readSync(v.fd, out, n, out.length - n, offset + n);
-      if (k === 0) { out.fill(0, n); break; }
+      if (k === 0) {
+        out.fill(0, n);
+        break;
+      }
       n += k;
     }
     return { parts: [out], hits };

@@ -31,7 +31,13 @@ export function listMounts(): MountEntry[] {
     if (!pre || !post) continue;
     const f = pre.split(' ');
     const g = post.split(' ');
-    out.push({ mountPoint: unescapeMountinfo(f[4] ?? ''), options: f[5] ?? '', dev: f[2] ?? '', fsType: g[0] ?? '', source: unescapeMountinfo(g[1] ?? '') });
+    out.push({
+      mountPoint: unescapeMountinfo(f[4] ?? ''),
+      options: f[5] ?? '',
+      dev: f[2] ?? '',
+      fsType: g[0] ?? '',
+      source: unescapeMountinfo(g[1] ?? ''),
+    });
   }
   return out;
 }
@@ -43,18 +49,32 @@ export function mountsAt(path: string): MountEntry[] {
 }
 
 /** Runs a command, resolving with its exit code and output; never throws for a non-zero exit. */
-export function run(cmd: string, args: string[], opts: { stdio3?: number; timeoutMs?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+export function run(
+  cmd: string,
+  args: string[],
+  opts: { stdio3?: number; timeoutMs?: number } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolveRun, reject) => {
     const stdio: Array<'ignore' | 'pipe' | number> = ['ignore', 'pipe', 'pipe'];
     if (opts.stdio3 !== undefined) stdio.push(opts.stdio3);
     const child = spawn(cmd, args, { stdio });
     let stdout = '';
     let stderr = '';
-    child.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.stdout!.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr!.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     const timer = opts.timeoutMs ? setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs) : undefined;
-    child.on('error', (err) => { if (timer) clearTimeout(timer); reject(err); });
-    child.on('close', (code) => { if (timer) clearTimeout(timer); resolveRun({ code: code ?? -1, stdout, stderr }); });
+    child.on('error', (err) => {
+      if (timer) clearTimeout(timer);
+      reject(err);
+    });
+    child.on('close', (code) => {
+      if (timer) clearTimeout(timer);
+      resolveRun({ code: code ?? -1, stdout, stderr });
+    });
   });
 }
 

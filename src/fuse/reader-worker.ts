@@ -19,7 +19,12 @@ import { outHeader } from './protocol.js';
 
 export type FastHandler = (opcode: number, nodeid: number, body: Buffer) => { parts: Buffer[]; hits?: number } | null;
 
-interface Start { fd: number; bufferSize: number; fastPath?: { module: string; data: unknown }; initFirst?: boolean }
+interface Start {
+  fd: number;
+  bufferSize: number;
+  fastPath?: { module: string; data: unknown };
+  initFirst?: boolean;
+}
 
 /**
  * A thread of the warm pool (FuseSession.prewarm) boots without a session: it loads the modules
@@ -70,7 +75,11 @@ function step(): boolean {
       fastHits += r.hits ?? 0;
       // Reported before the reply, so that whoever sees the reply sees the counters too.
       parentPort!.postMessage({ type: 'fast', fastCount, fastHits });
-      try { writevSync(fd, [outHeader(len, 0, buf.readBigUInt64LE(8)), ...r.parts]); } catch { /* interrupted */ }
+      try {
+        writevSync(fd, [outHeader(len, 0, buf.readBigUInt64LE(8)), ...r.parts]);
+      } catch {
+        /* interrupted */
+      }
       return true;
     }
   }

@@ -11,21 +11,49 @@ import { FuseSession, FUSE_ROOT_ID, FuseErrno, ERRNO, mountsAt, type FuseFilesys
 
 const pexec = promisify(execFile);
 
-interface Node { attr: FuseAttr; children?: Map<string, number>; data?: Buffer; target?: string; xattrs?: Map<string, Buffer> }
+interface Node {
+  attr: FuseAttr;
+  children?: Map<string, number>;
+  data?: Buffer;
+  target?: string;
+  xattrs?: Map<string, Buffer>;
+}
 
 function memfs(): { fs: FuseFilesystem; reads: () => number } {
   const nodes = new Map<number, Node>();
   const big = Buffer.alloc(3 * 1024 * 1024 + 123);
   for (let i = 0; i < big.length; i++) big[i] = (i * 7 + (i >> 12)) & 0xff;
-  const a = (ino: number, mode: number, size: number, nlink = 1): FuseAttr => ({ ino, mode, size, blocks: Math.ceil(size / 512), mtime: 1700000000, nlink, uid: 1000, gid: 100, rdev: 0 });
-  nodes.set(FUSE_ROOT_ID, { attr: a(1, 0o040755, 4096, 3), children: new Map([['hello', 2], ['dir', 3], ['link', 4], ['big', 6]]) });
+  const a = (ino: number, mode: number, size: number, nlink = 1): FuseAttr => ({
+    ino,
+    mode,
+    size,
+    blocks: Math.ceil(size / 512),
+    mtime: 1700000000,
+    nlink,
+    uid: 1000,
+    gid: 100,
+    rdev: 0,
+  });
+  nodes.set(FUSE_ROOT_ID, {
+    attr: a(1, 0o040755, 4096, 3),
+    children: new Map([
+      ['hello', 2],
+      ['dir', 3],
+      ['link', 4],
+      ['big', 6],
+    ]),
+  });
   nodes.set(2, { attr: a(2, 0o100644, 6), data: Buffer.from('hello\n'), xattrs: new Map([['user.k', Buffer.from('v')]]) });
   nodes.set(3, { attr: a(3, 0o040700, 4096, 2), children: new Map([['inner', 5]]) });
   nodes.set(4, { attr: a(4, 0o120777, 5), target: 'hello' });
   nodes.set(5, { attr: a(5, 0o100600, 0), data: Buffer.alloc(0) });
   nodes.set(6, { attr: a(6, 0o100444, big.length), data: big });
   let reads = 0;
-  const get = (n: number): Node => { const x = nodes.get(n); if (!x) throw new FuseErrno(ERRNO.ENOENT); return x; };
+  const get = (n: number): Node => {
+    const x = nodes.get(n);
+    if (!x) throw new FuseErrno(ERRNO.ENOENT);
+    return x;
+  };
   return {
     reads: () => reads,
     fs: {
@@ -33,13 +61,29 @@ function memfs(): { fs: FuseFilesystem; reads: () => number } {
         const c = get(parent).children?.get(name);
         return c === undefined ? null : { nodeid: c, attr: get(c).attr };
       },
-      async getattr(n) { return get(n).attr; },
-      async readdir(n) { return [...(get(n).children ?? new Map<string, number>())].map(([name, id]) => ({ name, nodeid: id, mode: get(id).attr.mode })); },
-      async read(n, _fh, off, size) { reads++; const d = get(n).data ?? Buffer.alloc(0); return d.subarray(off, off + size); },
-      async readlink(n) { return Buffer.from(get(n).target ?? ''); },
-      async getxattr(n, name) { return get(n).xattrs?.get(name) ?? null; },
-      async listxattr(n) { return [...(get(n).xattrs?.keys() ?? [])]; },
-      async statfs() { return { blocks: 100, bfree: 0, bavail: 0, files: 6, ffree: 0, bsize: 4096, namelen: 255, frsize: 4096 }; },
+      async getattr(n) {
+        return get(n).attr;
+      },
+      async readdir(n) {
+        return [...(get(n).children ?? new Map<string, number>())].map(([name, id]) => ({ name, nodeid: id, mode: get(id).attr.mode }));
+      },
+      async read(n, _fh, off, size) {
+        reads++;
+        const d = get(n).data ?? Buffer.alloc(0);
+        return d.subarray(off, off + size);
+      },
+      async readlink(n) {
+        return Buffer.from(get(n).target ?? '');
+      },
+      async getxattr(n, name) {
+        return get(n).xattrs?.get(name) ?? null;
+      },
+      async listxattr(n) {
+        return [...(get(n).xattrs?.keys() ?? [])];
+      },
+      async statfs() {
+        return { blocks: 100, bfree: 0, bavail: 0, files: 6, ffree: 0, bsize: 4096, namelen: 255, frsize: 4096 };
+      },
     },
   };
 }

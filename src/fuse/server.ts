@@ -16,10 +16,29 @@ import { resolve } from 'node:path';
 import { FerryError } from '../core/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import {
-  Op, OP_NAMES, InitFlag, FUSE_KERNEL_VERSION, FUSE_KERNEL_MINOR_VERSION, FUSE_ROOT_ID, IN_HEADER_SIZE,
-  OUT_HEADER_SIZE, FOPEN_KEEP_CACHE, FOPEN_DIRECT_IO, FOPEN_CACHE_DIR, parseInHeader, outHeader, entryOut,
-  attrOut, dtype, direntSize, writeDirent, statfsOut, ENTRY_OUT_SIZE,
-  type FuseAttr, type InHeader, type StatfsInfo,
+  Op,
+  OP_NAMES,
+  InitFlag,
+  FUSE_KERNEL_VERSION,
+  FUSE_KERNEL_MINOR_VERSION,
+  FUSE_ROOT_ID,
+  IN_HEADER_SIZE,
+  OUT_HEADER_SIZE,
+  FOPEN_KEEP_CACHE,
+  FOPEN_DIRECT_IO,
+  FOPEN_CACHE_DIR,
+  parseInHeader,
+  outHeader,
+  entryOut,
+  attrOut,
+  dtype,
+  direntSize,
+  writeDirent,
+  statfsOut,
+  ENTRY_OUT_SIZE,
+  type FuseAttr,
+  type InHeader,
+  type StatfsInfo,
 } from './protocol.js';
 import { E, FuseErrno, errnoOf } from './errno.js';
 import { clearStaleMounts, mountsAt, run, unmount } from './mounts.js';
@@ -113,7 +132,10 @@ function refillWarmPool(): void {
   while (warmPool.idle.length < warmPool.size) {
     const w = new Worker(new URL('./reader-worker.js', import.meta.url), { workerData: { preload: warmPool.preload } });
     w.unref();
-    w.on('error', () => { const i = warmPool.idle.indexOf(w); if (i >= 0) warmPool.idle.splice(i, 1); });
+    w.on('error', () => {
+      const i = warmPool.idle.indexOf(w);
+      if (i >= 0) warmPool.idle.splice(i, 1);
+    });
     warmPool.idle.push(w);
   }
 }
@@ -168,9 +190,14 @@ export class FuseSession {
     this.readaheadKb = opts.readaheadKb ?? 1024;
     this.fastPath = opts.fastPath;
     this.onFastHits = opts.onFastHits;
-    this.initDone = new Promise((res, rej) => { this.initResolve = res; this.initReject = rej; });
+    this.initDone = new Promise((res, rej) => {
+      this.initResolve = res;
+      this.initReject = rej;
+    });
     this.initDone.catch(() => undefined);
-    this.closed = new Promise((res) => { this.closedResolve = res; });
+    this.closed = new Promise((res) => {
+      this.closedResolve = res;
+    });
   }
 
   /** Clears a stale mount at the path, mounts, and resolves once FUSE_INIT was answered. */
@@ -186,11 +213,19 @@ export class FuseSession {
     if (!existsSync('/dev/fuse')) throw new FerryError('FAILED_PRECONDITION', '/dev/fuse is missing (kernel FUSE not available)');
     this.fd = openSync('/dev/fuse', 'r+');
     const o = [
-      'fd=3', 'rootmode=40000', 'user_id=0', 'group_id=0', 'default_permissions', 'ro',
+      'fd=3',
+      'rootmode=40000',
+      'user_id=0',
+      'group_id=0',
+      'default_permissions',
+      'ro',
       ...(opts.allowOther === false ? [] : ['allow_other']),
       ...(opts.subtype ? [`subtype=${opts.subtype}`] : []),
     ].join(',');
-    const r = await run('mount', ['-i', '-t', 'fuse', '-o', o, opts.source ?? 'ferry', this.mountpoint], { stdio3: this.fd, timeoutMs: 30_000 });
+    const r = await run('mount', ['-i', '-t', 'fuse', '-o', o, opts.source ?? 'ferry', this.mountpoint], {
+      stdio3: this.fd,
+      timeoutMs: 30_000,
+    });
     if (r.code !== 0) {
       closeSync(this.fd);
       this.fd = -1;
@@ -214,7 +249,11 @@ export class FuseSession {
     }
     for (let i = 1; i < n; i++) this.startWorker({ initFirst: false });
     if (this.connMinor >= 0 && this.readaheadKb >= 0) {
-      try { writeFileSync(`/sys/class/bdi/0:${this.connMinor}/read_ahead_kb`, String(this.readaheadKb)); } catch (err) { this.log.debug({ err }, 'could not set read-ahead'); }
+      try {
+        writeFileSync(`/sys/class/bdi/0:${this.connMinor}/read_ahead_kb`, String(this.readaheadKb));
+      } catch (err) {
+        this.log.debug({ err }, 'could not set read-ahead');
+      }
     }
     this.log.info({ readers: n }, 'fuse mounted');
   }
@@ -252,16 +291,27 @@ export class FuseSession {
       if (m.type === 'req' && m.data) this.dispatch(Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength));
       else if (m.type === 'fast') fastReport(m);
       else if (m.type === 'fast-error') this.log.warn({ err: m.message }, 'fuse fast path unavailable');
-      else if (m.type === 'end') { fastReport(m); this.log.debug({ code: m.code }, 'reader ended'); end(); }
+      else if (m.type === 'end') {
+        fastReport(m);
+        this.log.debug({ code: m.code }, 'reader ended');
+        end();
+      }
     });
-    w.on('error', (err) => { this.log.error({ err }, 'fuse reader failed'); end(); });
+    w.on('error', (err) => {
+      this.log.error({ err }, 'fuse reader failed');
+      end();
+    });
     w.on('exit', end);
     this.workers.push(w);
   }
 
   private onAllWorkersGone(): void {
     if (this.fd >= 0) {
-      try { closeSync(this.fd); } catch { /* already closed */ }
+      try {
+        closeSync(this.fd);
+      } catch {
+        /* already closed */
+      }
       this.fd = -1;
     }
     for (const c of this.pending.values()) c.abort();
@@ -279,7 +329,9 @@ export class FuseSession {
       this.log.warn({ err }, 'umount failed, aborting connection');
     }
     let t: NodeJS.Timeout | undefined;
-    const timer = new Promise<'timeout'>((res) => { t = setTimeout(() => res('timeout'), 5000); });
+    const timer = new Promise<'timeout'>((res) => {
+      t = setTimeout(() => res('timeout'), 5000);
+    });
     const r = await Promise.race([this.closed, timer]);
     clearTimeout(t);
     if (r === 'timeout') await this.abort();
@@ -290,9 +342,18 @@ export class FuseSession {
     if (this.connMinor < 0) return;
     const dir = '/sys/fs/fuse/connections';
     if (!existsSync(`${dir}/${this.connMinor}`)) await run('mount', ['-t', 'fusectl', 'fusectl', dir]).catch(() => undefined);
-    try { writeFileSync(`${dir}/${this.connMinor}/abort`, '1'); } catch (err) { this.log.warn({ err }, 'fuse abort failed'); }
+    try {
+      writeFileSync(`${dir}/${this.connMinor}/abort`, '1');
+    } catch (err) {
+      this.log.warn({ err }, 'fuse abort failed');
+    }
     let t: NodeJS.Timeout | undefined;
-    await Promise.race([this.closed, new Promise((res) => { t = setTimeout(res, 2000); })]);
+    await Promise.race([
+      this.closed,
+      new Promise((res) => {
+        t = setTimeout(res, 2000);
+      }),
+    ]);
     clearTimeout(t);
   }
 
@@ -340,17 +401,21 @@ export class FuseSession {
     }
     const ac = new AbortController();
     this.pending.set(h.unique, ac);
-    this.handle(h, body, ac.signal).then(
-      (parts) => { if (parts) this.reply(h.unique, parts); },
-      (err: unknown) => {
-        const errno = errnoOf(err);
-        if (errno !== E.ENOENT && errno !== E.ENODATA && errno !== E.ENOSYS) {
-          this.stats.errors++;
-          this.log.warn({ err, op: name, nodeid: h.nodeid }, 'fuse request failed');
-        }
-        this.replyError(h.unique, errno);
-      },
-    ).finally(() => this.pending.delete(h.unique));
+    this.handle(h, body, ac.signal)
+      .then(
+        (parts) => {
+          if (parts) this.reply(h.unique, parts);
+        },
+        (err: unknown) => {
+          const errno = errnoOf(err);
+          if (errno !== E.ENOENT && errno !== E.ENODATA && errno !== E.ENOSYS) {
+            this.stats.errors++;
+            this.log.warn({ err, op: name, nodeid: h.nodeid }, 'fuse request failed');
+          }
+          this.replyError(h.unique, errno);
+        },
+      )
+      .finally(() => this.pending.delete(h.unique));
   }
 
   private handleInit(h: InHeader, body: Buffer): void {
@@ -364,8 +429,15 @@ export class FuseSession {
       return;
     }
     this.proto.minor = Math.min(minor, FUSE_KERNEL_MINOR_VERSION);
-    const want = InitFlag.ASYNC_READ | InitFlag.BIG_WRITES | InitFlag.DO_READDIRPLUS | InitFlag.READDIRPLUS_AUTO |
-      InitFlag.PARALLEL_DIROPS | InitFlag.MAX_PAGES | InitFlag.CACHE_SYMLINKS | InitFlag.ATOMIC_O_TRUNC |
+    const want =
+      InitFlag.ASYNC_READ |
+      InitFlag.BIG_WRITES |
+      InitFlag.DO_READDIRPLUS |
+      InitFlag.READDIRPLUS_AUTO |
+      InitFlag.PARALLEL_DIROPS |
+      InitFlag.MAX_PAGES |
+      InitFlag.CACHE_SYMLINKS |
+      InitFlag.ATOMIC_O_TRUNC |
       (this.zeroOpen ? InitFlag.NO_OPEN_SUPPORT | InitFlag.NO_OPENDIR_SUPPORT : 0);
     const flags = (want & kflags) >>> 0;
     const out = Buffer.alloc(64);
@@ -431,7 +503,9 @@ export class FuseSession {
       case Op.FSYNCDIR:
         return [];
       case Op.STATFS: {
-        const s = fs.statfs ? await fs.statfs() : { blocks: 0, bfree: 0, bavail: 0, files: 0, ffree: 0, bsize: 4096, namelen: 255, frsize: 4096 };
+        const s = fs.statfs
+          ? await fs.statfs()
+          : { blocks: 0, bfree: 0, bavail: 0, files: 0, ffree: 0, bsize: 4096, namelen: 255, frsize: 4096 };
         return [statfsOut(s)];
       }
       case Op.GETXATTR: {
@@ -466,9 +540,21 @@ export class FuseSession {
         return [];
       case Op.DESTROY:
         return [];
-      case Op.WRITE: case Op.CREATE: case Op.MKNOD: case Op.MKDIR: case Op.UNLINK: case Op.RMDIR:
-      case Op.RENAME: case Op.RENAME2: case Op.LINK: case Op.SYMLINK: case Op.SETXATTR: case Op.REMOVEXATTR:
-      case Op.FALLOCATE: case Op.TMPFILE: case Op.COPY_FILE_RANGE:
+      case Op.WRITE:
+      case Op.CREATE:
+      case Op.MKNOD:
+      case Op.MKDIR:
+      case Op.UNLINK:
+      case Op.RMDIR:
+      case Op.RENAME:
+      case Op.RENAME2:
+      case Op.LINK:
+      case Op.SYMLINK:
+      case Op.SETXATTR:
+      case Op.REMOVEXATTR:
+      case Op.FALLOCATE:
+      case Op.TMPFILE:
+      case Op.COPY_FILE_RANGE:
         throw new FuseErrno(E.EROFS);
       default:
         throw new FuseErrno(E.ENOSYS);
@@ -498,7 +584,13 @@ export class FuseSession {
       entries = c;
     }
     const list = await entries;
-    const all = offset < 2 ? [{ name: '.', nodeid: h.nodeid, mode: 0o040000 }, { name: '..', nodeid: 0, mode: 0o040000 }] : [];
+    const all =
+      offset < 2
+        ? [
+            { name: '.', nodeid: h.nodeid, mode: 0o040000 },
+            { name: '..', nodeid: 0, mode: 0o040000 },
+          ]
+        : [];
     const out = Buffer.alloc(size);
     let pos = 0;
     for (let i = offset; i < list.length + 2; i++) {

@@ -41,13 +41,15 @@ type Issue = { path: ReadonlyArray<PropertyKey>; message: string; code?: string;
 
 /** `path: message; …` of a schema's issues (unknown keys named). */
 export function issueList(issues: ReadonlyArray<Issue>): string {
-  return issues.map((i) => {
-    const path = i.path.map(String).join('.');
-    if (i.code === 'unrecognized_keys' && i.keys) {
-      return `unknown key${i.keys.length > 1 ? 's' : ''} ${i.keys.map((k) => (path ? `${path}.${k}` : k)).join(', ')}`;
-    }
-    return `${path || '(root)'}: ${i.message}`;
-  }).join('; ');
+  return issues
+    .map((i) => {
+      const path = i.path.map(String).join('.');
+      if (i.code === 'unrecognized_keys' && i.keys) {
+        return `unknown key${i.keys.length > 1 ? 's' : ''} ${i.keys.map((k) => (path ? `${path}.${k}` : k)).join(', ')}`;
+      }
+      return `${path || '(root)'}: ${i.message}`;
+    })
+    .join('; ');
 }
 
 /** Parses a JSON body: not JSON, not an object (`object`) or not of `schema` → INVALID_ARGUMENT (400). */
@@ -55,7 +57,9 @@ export function parseJson<T = unknown>(buf: Buffer, o: JsonOptions<T> = {}): T {
   const what = o.what ?? 'request body';
   if (buf.length === 0 && o.empty !== undefined) return o.empty;
   let v: unknown;
-  try { v = JSON.parse(buf.toString('utf8')); } catch (err) {
+  try {
+    v = JSON.parse(buf.toString('utf8'));
+  } catch (err) {
     throw new FerryError('INVALID_ARGUMENT', `${what} is not JSON: ${(err as Error).message}`);
   }
   if (o.object && (typeof v !== 'object' || v === null || Array.isArray(v))) {

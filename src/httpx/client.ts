@@ -12,18 +12,32 @@ import { ERROR_CODES, FerryError, type ErrorCode } from '../core/index.js';
 /** The category of an answer that carries no known code (the inverse of httpx/errors' table). */
 export function codeOfStatus(status: number): ErrorCode {
   switch (status) {
-    case 400: return 'INVALID_ARGUMENT';
-    case 401: return 'UNAUTHENTICATED';
-    case 403: return 'PERMISSION_DENIED';
-    case 404: return 'NOT_FOUND';
-    case 405: case 501: return 'NOT_IMPLEMENTED';
-    case 409: return 'ALREADY_EXISTS';
-    case 412: return 'FAILED_PRECONDITION';
-    case 413: case 429: return 'RESOURCE_EXHAUSTED';
-    case 499: return 'CANCELED';
-    case 500: return 'INTERNAL';
-    case 504: return 'DEADLINE_EXCEEDED';
-    default: return status >= 500 ? 'UNAVAILABLE' : 'INVALID_ARGUMENT';
+    case 400:
+      return 'INVALID_ARGUMENT';
+    case 401:
+      return 'UNAUTHENTICATED';
+    case 403:
+      return 'PERMISSION_DENIED';
+    case 404:
+      return 'NOT_FOUND';
+    case 405:
+    case 501:
+      return 'NOT_IMPLEMENTED';
+    case 409:
+      return 'ALREADY_EXISTS';
+    case 412:
+      return 'FAILED_PRECONDITION';
+    case 413:
+    case 429:
+      return 'RESOURCE_EXHAUSTED';
+    case 499:
+      return 'CANCELED';
+    case 500:
+      return 'INTERNAL';
+    case 504:
+      return 'DEADLINE_EXCEEDED';
+    default:
+      return status >= 500 ? 'UNAVAILABLE' : 'INVALID_ARGUMENT';
   }
 }
 
@@ -43,11 +57,19 @@ export function decodeError(status: number, body: Buffer | string, o: DecodeOpti
   try {
     const v = JSON.parse(text) as unknown;
     if (typeof v === 'object' && v !== null && !Array.isArray(v)) env = v as typeof env;
-  } catch { /* not JSON */ }
+  } catch {
+    /* not JSON */
+  }
   const wire = typeof env?.code === 'string' ? env.code : undefined;
-  const known = wire === undefined ? undefined
-    : o.category ? o.category(wire) : (ERROR_CODES as readonly string[]).includes(wire) ? wire as ErrorCode : undefined;
-  const message = typeof env?.message === 'string' ? env.message : o.fallback ?? (text.trim() ? text.slice(0, 500) : `status ${status}`);
+  const known =
+    wire === undefined
+      ? undefined
+      : o.category
+        ? o.category(wire)
+        : (ERROR_CODES as readonly string[]).includes(wire)
+          ? (wire as ErrorCode)
+          : undefined;
+  const message = typeof env?.message === 'string' ? env.message : (o.fallback ?? (text.trim() ? text.slice(0, 500) : `status ${status}`));
   return new FerryError(known ?? codeOfStatus(status), `${o.prefix ?? ''}${message}`);
 }
 
@@ -64,7 +86,11 @@ export interface JsonClientOptions {
   headers?: Record<string, string>;
 }
 
-export interface RawAnswer { status: number; headers: IncomingHttpHeaders; body: Buffer }
+export interface RawAnswer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
 
 /** JSON over HTTP/1.1 to one server. */
 export class JsonClient {
@@ -81,17 +107,28 @@ export class JsonClient {
   open(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<IncomingMessage> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const h: Record<string, string | number> = { ...this.#o.headers, ...headers };
-    if (payload) { h['content-type'] = 'application/json'; h['content-length'] = payload.length; }
+    if (payload) {
+      h['content-type'] = 'application/json';
+      h['content-length'] = payload.length;
+    }
     const target = this.#o.socketPath ? { protocol: 'http:', socketPath: this.#o.socketPath, path } : urlTarget(this.#o.baseUrl!, path);
     const timeout = this.#o.timeoutMs ?? 120_000;
     return new Promise((resolve, reject) => {
       const send = target.protocol === 'https:' ? httpsRequest : request;
-      const req = send({ ...target, method, headers: h }, (res) => { req.setTimeout(0); resolve(res); });
+      const req = send({ ...target, method, headers: h }, (res) => {
+        req.setTimeout(0);
+        resolve(res);
+      });
       req.setTimeout(timeout, () => {
         req.destroy(new FerryError('DEADLINE_EXCEEDED', `${this.#o.what} ${method} ${path}: no answer in ${timeout} ms`));
       });
-      req.on('error', (err: NodeJS.ErrnoException) => reject(FerryError.is(err) ? err
-        : new FerryError('UNAVAILABLE', `${this.#o.what} at ${this.#where}: ${err.code ?? err.message}`, { cause: err })));
+      req.on('error', (err: NodeJS.ErrnoException) =>
+        reject(
+          FerryError.is(err)
+            ? err
+            : new FerryError('UNAVAILABLE', `${this.#o.what} at ${this.#where}: ${err.code ?? err.message}`, { cause: err }),
+        ),
+      );
       req.end(payload);
     });
   }

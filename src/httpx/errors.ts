@@ -38,9 +38,12 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
 export class PayloadTooLarge extends FerryError {
   readonly limit: number;
   constructor(limit: number, declared?: number) {
-    super('RESOURCE_EXHAUSTED', declared === undefined
-      ? `request body over ${limit} bytes: the body sent exceeds the limit`
-      : `request body over ${limit} bytes: Content-Length ${declared} exceeds the limit`);
+    super(
+      'RESOURCE_EXHAUSTED',
+      declared === undefined
+        ? `request body over ${limit} bytes: the body sent exceeds the limit`
+        : `request body over ${limit} bytes: Content-Length ${declared} exceeds the limit`,
+    );
     this.name = 'PayloadTooLarge';
     this.limit = limit;
   }
@@ -107,6 +110,6 @@ export function sendError(res: ServerResponse, err: unknown, opts: SendErrorOpti
   if (error instanceof MethodNotAllowed) headers.allow = error.allow.join(', ');
   if (!res.req.complete) headers.connection = 'close';
   const code = opts.code ? opts.code(error) : error.code;
-  sendJson(res, status, opts.body ? opts.body(error, code) : { code, message: error.message } satisfies ErrorEnvelope, headers);
+  sendJson(res, status, opts.body ? opts.body(error, code) : ({ code, message: error.message } satisfies ErrorEnvelope), headers);
   return { error, status };
 }

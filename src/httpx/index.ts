@@ -8,6 +8,13 @@ export { assertSocketFree, bindPrivate, listenPrivate } from './unix.js';
 export { Router, requestUrl, type Handler, type Params, type RouterOptions } from './router.js';
 export { readBody, readJson, parseJson, issueList, type JsonOptions } from './body.js';
 export {
-  HTTP_STATUS, PayloadTooLarge, MethodNotAllowed, statusOf, sendJson, sendError, type ErrorEnvelope, type SendErrorOptions,
+  HTTP_STATUS,
+  PayloadTooLarge,
+  MethodNotAllowed,
+  statusOf,
+  sendJson,
+  sendError,
+  type ErrorEnvelope,
+  type SendErrorOptions,
 } from './errors.js';
 export { JsonClient, decodeError, codeOfStatus, type JsonClientOptions, type DecodeOptions, type RawAnswer } from './client.js';

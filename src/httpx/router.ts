@@ -25,8 +25,18 @@ export function requestUrl(req: IncomingMessage): URL {
 export type Params = Readonly<Record<string, string>>;
 export type Handler<C> = (ctx: C, params: Params) => unknown;
 
-interface Segment { literal?: string; name?: string; re?: RegExp; rest?: boolean }
-interface Route<C> { method: string; pattern: string; segments: Segment[]; handler: Handler<C> }
+interface Segment {
+  literal?: string;
+  name?: string;
+  re?: RegExp;
+  rest?: boolean;
+}
+interface Route<C> {
+  method: string;
+  pattern: string;
+  segments: Segment[];
+  handler: Handler<C>;
+}
 
 export interface RouterOptions {
   /** Ignore empty segments (`//`, a trailing `/`) as Harbor and acceld do (default: the path is exact). */
@@ -36,11 +46,14 @@ export interface RouterOptions {
 }
 
 function compile(pattern: string): Segment[] {
-  return pattern.split('/').slice(1).map((s) => {
-    const m = /^:(\w+)(?:\((.+)\))?(\+)?$/.exec(s);
-    if (!m) return { literal: s };
-    return { name: m[1]!, ...(m[2] ? { re: new RegExp(`^(?:${m[2]})$`) } : {}), ...(m[3] ? { rest: true } : {}) };
-  });
+  return pattern
+    .split('/')
+    .slice(1)
+    .map((s) => {
+      const m = /^:(\w+)(?:\((.+)\))?(\+)?$/.exec(s);
+      if (!m) return { literal: s };
+      return { name: m[1]!, ...(m[2] ? { re: new RegExp(`^(?:${m[2]})$`) } : {}), ...(m[3] ? { rest: true } : {}) };
+    });
 }
 
 function decode(v: string): string {
@@ -93,12 +106,24 @@ export class Router<C> {
     return this;
   }
 
-  get(pattern: string, h: Handler<C>): this { return this.on('GET', pattern, h); }
-  head(pattern: string, h: Handler<C>): this { return this.on('HEAD', pattern, h); }
-  post(pattern: string, h: Handler<C>): this { return this.on('POST', pattern, h); }
-  put(pattern: string, h: Handler<C>): this { return this.on('PUT', pattern, h); }
-  patch(pattern: string, h: Handler<C>): this { return this.on('PATCH', pattern, h); }
-  delete(pattern: string, h: Handler<C>): this { return this.on('DELETE', pattern, h); }
+  get(pattern: string, h: Handler<C>): this {
+    return this.on('GET', pattern, h);
+  }
+  head(pattern: string, h: Handler<C>): this {
+    return this.on('HEAD', pattern, h);
+  }
+  post(pattern: string, h: Handler<C>): this {
+    return this.on('POST', pattern, h);
+  }
+  put(pattern: string, h: Handler<C>): this {
+    return this.on('PUT', pattern, h);
+  }
+  patch(pattern: string, h: Handler<C>): this {
+    return this.on('PATCH', pattern, h);
+  }
+  delete(pattern: string, h: Handler<C>): this {
+    return this.on('DELETE', pattern, h);
+  }
 
   /** The handler and decoded parameters of a request; throws NOT_FOUND / MethodNotAllowed / INVALID_ARGUMENT. */
   match(method: string, path: string): { handler: Handler<C>; params: Params; pattern: string } {

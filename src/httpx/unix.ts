@@ -22,12 +22,19 @@ const SUN_PATH_MAX = 107;
  * answers on, is free. `what` names the option that chose the path, for the error message.
  */
 export async function assertSocketFree(sockPath: string, what = 'the socket path'): Promise<void> {
-  const st = await lstat(sockPath).catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return undefined; throw err; });
+  const st = await lstat(sockPath).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw err;
+  });
   if (!st) return;
-  if (!st.isSocket()) throw new FerryError('FAILED_PRECONDITION', `${sockPath} exists and is not a socket: remove it or choose another ${what}`);
+  if (!st.isSocket())
+    throw new FerryError('FAILED_PRECONDITION', `${sockPath} exists and is not a socket: remove it or choose another ${what}`);
   const live = await new Promise<boolean>((resolve) => {
     const c = connect(sockPath);
-    c.once('connect', () => { c.destroy(); resolve(true); });
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
     c.once('error', () => resolve(false));
   });
   if (live) throw new FerryError('FAILED_PRECONDITION', `another process serves ${sockPath}: stop it or choose another ${what}`);
@@ -63,10 +70,18 @@ export async function bindPrivate(sockPath: string, bind: (path: string) => Prom
 /** `bindPrivate` for a node:net / node:http server. */
 export async function listenPrivate(server: Server, sockPath: string, what?: string): Promise<void> {
   try {
-    await bindPrivate(sockPath, (path) => new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(path, () => { server.off('error', reject); resolve(); });
-    }), what);
+    await bindPrivate(
+      sockPath,
+      (path) =>
+        new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen(path, () => {
+            server.off('error', reject);
+            resolve();
+          });
+        }),
+      what,
+    );
   } catch (err) {
     if (server.listening) server.close();
     throw err;

@@ -6,6 +6,12 @@
  */
 export { createLogger, silentLogger, type Logger, type LoggerOptions } from './logger.js';
 export {
-  createMetricsRegistry, metricsHandler, metricValue, Counter, Gauge, Histogram, Summary,
+  createMetricsRegistry,
+  metricsHandler,
+  metricValue,
+  Counter,
+  Gauge,
+  Histogram,
+  Summary,
   type MetricsRegistry,
 } from './metrics.js';

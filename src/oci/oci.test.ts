@@ -2,18 +2,38 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FerryError } from '../core/index.js';
 import {
-  MediaType, NYDUS_MANIFEST_ARTIFACT_TYPE, ANY_PLATFORM, manifestFacts, parseDescriptor, parseImageConfig, parseImageIndex,
-  parseImageManifest, parseManifestDocument, parsePlatform, resolveNydusManifest, resolvePlatform, selectManifest, type Descriptor,
+  MediaType,
+  NYDUS_MANIFEST_ARTIFACT_TYPE,
+  ANY_PLATFORM,
+  manifestFacts,
+  parseDescriptor,
+  parseImageConfig,
+  parseImageIndex,
+  parseImageManifest,
+  parseManifestDocument,
+  parsePlatform,
+  resolveNydusManifest,
+  resolvePlatform,
+  selectManifest,
+  type Descriptor,
   type ImageIndex,
 } from './index.js';
 
 const D = `sha256:${'a'.repeat(64)}`;
 const cfg = { mediaType: MediaType.OCI_CONFIG, digest: D, size: 2 };
 const json = (v: unknown): Buffer => Buffer.from(JSON.stringify(v));
-const linux = (architecture: string, extra: Record<string, unknown> = {}): { os: string; architecture: string } =>
-  ({ os: 'linux', architecture, ...extra });
-const entry = (digest: string, platform: { os: string; architecture: string }, extra: Record<string, unknown> = {}): Descriptor =>
-  ({ mediaType: MediaType.OCI_MANIFEST, digest, size: 1, platform, ...extra });
+const linux = (architecture: string, extra: Record<string, unknown> = {}): { os: string; architecture: string } => ({
+  os: 'linux',
+  architecture,
+  ...extra,
+});
+const entry = (digest: string, platform: { os: string; architecture: string }, extra: Record<string, unknown> = {}): Descriptor => ({
+  mediaType: MediaType.OCI_MANIFEST,
+  digest,
+  size: 1,
+  platform,
+  ...extra,
+});
 const config = (extra: Record<string, unknown>): Buffer => json({ os: 'linux', architecture: 'amd64', ...extra });
 
 function invalid(fn: () => unknown, re: RegExp): void {
@@ -55,17 +75,33 @@ test('malformed manifests are INVALID_ARGUMENT naming the document and the field
 });
 
 test('manifest facts: blobs (URL layers left out), child manifests, subject, artifactType, children platforms', () => {
-  const man = manifestFacts(parseManifestDocument(json({
-    schemaVersion: 2, config: cfg, subject: cfg,
-    layers: [{ ...cfg, mediaType: 'l', urls: ['http://x'] }, { ...cfg, mediaType: 'l' }],
-  }), MediaType.OCI_MANIFEST));
+  const man = manifestFacts(
+    parseManifestDocument(
+      json({
+        schemaVersion: 2,
+        config: cfg,
+        subject: cfg,
+        layers: [
+          { ...cfg, mediaType: 'l', urls: ['http://x'] },
+          { ...cfg, mediaType: 'l' },
+        ],
+      }),
+      MediaType.OCI_MANIFEST,
+    ),
+  );
   assert.deepEqual(man.blobs, [D]);
   assert.equal(man.subject, D);
   assert.equal(man.artifactType, cfg.mediaType);
   assert.equal(man.isIndex, false);
-  const idx = manifestFacts(parseManifestDocument(json({
-    schemaVersion: 2, artifactType: 't/x', manifests: [{ ...cfg, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } }],
-  })));
+  const idx = manifestFacts(
+    parseManifestDocument(
+      json({
+        schemaVersion: 2,
+        artifactType: 't/x',
+        manifests: [{ ...cfg, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } }],
+      }),
+    ),
+  );
   assert.deepEqual(idx.manifests, [D]);
   assert.equal(idx.artifactType, 't/x');
   assert.deepEqual(idx.children, [{ digest: D, mediaType: cfg.mediaType, platform: { os: 'linux', architecture: 'arm64' } }]);
@@ -82,7 +118,9 @@ test('image configs: os, architecture and rootfs.diff_ids required; the command 
 
 test('resolvePlatform picks the matching manifest and names the ones available', () => {
   const idx: ImageIndex = {
-    schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: [
+    schemaVersion: 2,
+    mediaType: MediaType.OCI_INDEX,
+    manifests: [
       { mediaType: MediaType.OCI_MANIFEST, digest: D, size: 1, platform: { os: 'linux', architecture: 'amd64' } },
       entry(`sha256:${'b'.repeat(64)}`, linux('arm64', { variant: 'v8' })),
     ],
@@ -96,7 +134,9 @@ test('resolvePlatform picks the matching manifest and names the ones available',
 test('resolveNydusManifest prefers the Nydus entry for the platform (artifactType or os.features), else the plain one', () => {
   const d = (c: string): string => `sha256:${c.repeat(64)}`;
   const idx: ImageIndex = {
-    schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: [
+    schemaVersion: 2,
+    mediaType: MediaType.OCI_INDEX,
+    manifests: [
       { mediaType: MediaType.OCI_MANIFEST, digest: d('1'), size: 1, platform: { os: 'linux', architecture: 'amd64' } },
       entry(d('2'), linux('arm64', { 'os.features': ['nydus.remoteimage.v1'] })),
       entry(d('3'), linux('amd64'), { artifactType: NYDUS_MANIFEST_ARTIFACT_TYPE }),
@@ -113,7 +153,9 @@ test('resolveNydusManifest prefers the Nydus entry for the platform (artifactTyp
 test('selectManifest: this machine by default, any platform on request, Nydus entries first with prefer nydus', () => {
   const d = (c: string): string => `sha256:${c.repeat(64)}`;
   const idx: ImageIndex = {
-    schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: [
+    schemaVersion: 2,
+    mediaType: MediaType.OCI_INDEX,
+    manifests: [
       { mediaType: MediaType.OCI_MANIFEST, digest: d('1'), size: 1, platform: { os: 'linux', architecture: 's390x' } },
       entry(d('2'), linux('s390x'), { artifactType: NYDUS_MANIFEST_ARTIFACT_TYPE }),
     ],

@@ -18,7 +18,10 @@ type Obj = Record<string, unknown>;
 
 /** The manifest media types a document may have (schema1 is refused). */
 export const MANIFEST_MEDIA_TYPES: readonly string[] = [
-  MediaType.OCI_MANIFEST, MediaType.OCI_INDEX, MediaType.DOCKER_MANIFEST, MediaType.DOCKER_MANIFEST_LIST,
+  MediaType.OCI_MANIFEST,
+  MediaType.OCI_INDEX,
+  MediaType.DOCKER_MANIFEST,
+  MediaType.DOCKER_MANIFEST_LIST,
 ];
 
 /** The one schemaVersion of OCI and Docker schema2 documents. */

@@ -9,7 +9,13 @@ import type { Descriptor, ImageIndex, Platform } from './types.js';
 
 /** Node's `process.arch` names → OCI architecture names. */
 const NODE_ARCH: Record<string, string> = {
-  x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64',
+  x64: 'amd64',
+  arm64: 'arm64',
+  arm: 'arm',
+  ia32: '386',
+  ppc64: 'ppc64le',
+  s390x: 's390x',
+  riscv64: 'riscv64',
 };
 
 /** The platform this process runs on, in OCI terms. */
@@ -59,7 +65,9 @@ export function resolvePlatform(index: ImageIndex, platform: Platform | string =
 
 /** True for an index entry that is a Nydus manifest (its artifactType, or the `nydus.remoteimage.v1` os.feature). */
 export function isNydusEntry(d: Descriptor): boolean {
-  return d.artifactType === NYDUS_MANIFEST_ARTIFACT_TYPE || (d.platform?.['os.features']?.includes(NydusAnnotation.PLATFORM_FEATURE) ?? false);
+  return (
+    d.artifactType === NYDUS_MANIFEST_ARTIFACT_TYPE || (d.platform?.['os.features']?.includes(NydusAnnotation.PLATFORM_FEATURE) ?? false)
+  );
 }
 
 /**
@@ -89,7 +97,7 @@ export interface ManifestChoice {
 /** The one entry of `index` a consumer of a single image uses (see ManifestChoice); NOT_FOUND when none fits. */
 export function selectManifest(index: ImageIndex, choice: ManifestChoice = {}): Descriptor {
   const any = choice.platform === ANY_PLATFORM;
-  const platform = any ? undefined : choice.platform ?? currentPlatform();
+  const platform = any ? undefined : (choice.platform ?? currentPlatform());
   if (choice.prefer === 'nydus') return resolveNydusManifest(index, platform);
   if (platform !== undefined) return resolvePlatform(index, platform);
   if (!index.manifests[0]) throw new FerryError('NOT_FOUND', 'empty index');

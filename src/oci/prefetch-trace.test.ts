@@ -7,15 +7,41 @@ const A = 'a'.repeat(64);
 const B = 'b'.repeat(64);
 
 test('trace: built from an access list in first-access order, without repeats; grouped back per blob', () => {
-  const t = traceOf([{ blobId: A, chunkIndex: 5 }, { blobId: B, chunkIndex: 1 }, { blobId: A, chunkIndex: 5 }, { blobId: A, chunkIndex: 2 }], `sha256:${'c'.repeat(64)}`);
-  assert.deepEqual(t, { schemaVersion: 1, bootstrap: `sha256:${'c'.repeat(64)}`, blobs: [A, B], chunks: [[0, 5], [1, 1], [0, 2]] });
-  assert.deepEqual([...traceByBlob(t)], [[A, [5, 2]], [B, [1]]]);
+  const t = traceOf(
+    [
+      { blobId: A, chunkIndex: 5 },
+      { blobId: B, chunkIndex: 1 },
+      { blobId: A, chunkIndex: 5 },
+      { blobId: A, chunkIndex: 2 },
+    ],
+    `sha256:${'c'.repeat(64)}`,
+  );
+  assert.deepEqual(t, {
+    schemaVersion: 1,
+    bootstrap: `sha256:${'c'.repeat(64)}`,
+    blobs: [A, B],
+    chunks: [
+      [0, 5],
+      [1, 1],
+      [0, 2],
+    ],
+  });
+  assert.deepEqual(
+    [...traceByBlob(t)],
+    [
+      [A, [5, 2]],
+      [B, [1]],
+    ],
+  );
   assert.deepEqual(decodePrefetchTrace(Buffer.from(JSON.stringify(t))), t);
 });
 
 test('trace: malformed traces are refused with the reason', () => {
   const bad = (u: unknown, re: RegExp): void => {
-    assert.throws(() => parsePrefetchTrace(u), (e) => FerryError.hasCode(e, 'INVALID_ARGUMENT') && re.test((e as Error).message));
+    assert.throws(
+      () => parsePrefetchTrace(u),
+      (e) => FerryError.hasCode(e, 'INVALID_ARGUMENT') && re.test((e as Error).message),
+    );
   };
   bad({ schemaVersion: 2, blobs: [], chunks: [] }, /schemaVersion/);
   bad({ schemaVersion: 1, blobs: ['xyz'], chunks: [] }, /blobs\.0: a 64-hex blob id/);

@@ -57,7 +57,9 @@ export function parsePrefetchTrace(u: unknown): PrefetchTrace {
   }
   if (!Array.isArray(o.blobs)) bad('blobs', 'must be an array');
   if (o.blobs.length > PREFETCH_TRACE_LIMITS.blobs) bad('blobs', `more than ${PREFETCH_TRACE_LIMITS.blobs} entries`);
-  o.blobs.forEach((b: unknown, i: number) => { if (typeof b !== 'string' || !BLOB_ID.test(b)) bad(`blobs.${i}`, 'a 64-hex blob id'); });
+  o.blobs.forEach((b: unknown, i: number) => {
+    if (typeof b !== 'string' || !BLOB_ID.test(b)) bad(`blobs.${i}`, 'a 64-hex blob id');
+  });
   if (!Array.isArray(o.chunks)) bad('chunks', 'must be an array');
   if (o.chunks.length > PREFETCH_TRACE_LIMITS.chunks) bad('chunks', `more than ${PREFETCH_TRACE_LIMITS.chunks} entries`);
   o.chunks.forEach((c: unknown, i: number) => {
@@ -78,7 +80,9 @@ export function decodePrefetchTrace(buf: Buffer): PrefetchTrace {
     throw new FerryError('INVALID_ARGUMENT', `prefetch trace: ${buf.length} bytes, over ${PREFETCH_TRACE_LIMITS.bytes}`);
   }
   let u: unknown;
-  try { u = JSON.parse(buf.toString('utf8')); } catch (err) {
+  try {
+    u = JSON.parse(buf.toString('utf8'));
+  } catch (err) {
     throw new FerryError('INVALID_ARGUMENT', `prefetch trace: not JSON: ${(err as Error).message}`);
   }
   return parsePrefetchTrace(u);
@@ -100,7 +104,11 @@ export function traceOf(accesses: Iterable<{ blobId: string; chunkIndex: number 
     if (seen.has(key)) continue;
     seen.add(key);
     let b = at.get(a.blobId);
-    if (b === undefined) { b = blobs.length; blobs.push(a.blobId); at.set(a.blobId, b); }
+    if (b === undefined) {
+      b = blobs.length;
+      blobs.push(a.blobId);
+      at.set(a.blobId, b);
+    }
     chunks.push([b, a.chunkIndex]);
   }
   return { schemaVersion: 1, ...(bootstrap ? { bootstrap } : {}), blobs, chunks };
@@ -124,7 +132,11 @@ export function traceByBlob(t: PrefetchTrace): Map<string, number[]> {
  */
 export function prefetchTraceManifest(o: { config: Descriptor; layer: Descriptor; subject: Descriptor; created: Date }): ImageManifest {
   return {
-    schemaVersion: 2, mediaType: MediaType.OCI_MANIFEST, artifactType: PREFETCH_TRACE_ARTIFACT_TYPE, config: o.config, layers: [o.layer],
+    schemaVersion: 2,
+    mediaType: MediaType.OCI_MANIFEST,
+    artifactType: PREFETCH_TRACE_ARTIFACT_TYPE,
+    config: o.config,
+    layers: [o.layer],
     subject: { mediaType: o.subject.mediaType, digest: o.subject.digest, size: o.subject.size },
     annotations: { [PREFETCH_TRACE_CREATED]: o.created.toISOString() },
   };

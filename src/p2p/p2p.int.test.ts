@@ -26,7 +26,12 @@ const SECRET = 'p2p-int-test-cluster-secret';
 const auth = new ClusterAuth(SECRET);
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-async function fetchAll(proxyUrl: string, url: string, headers: Record<string, string> = {}, range?: [number, number]): Promise<{ status: number; body: Buffer; headers: IncomingMessage['headers'] }> {
+async function fetchAll(
+  proxyUrl: string,
+  url: string,
+  headers: Record<string, string> = {},
+  range?: [number, number],
+): Promise<{ status: number; body: Buffer; headers: IncomingMessage['headers'] }> {
   const res = await new PeerClient(proxyUrl).download(url, { headers, ...(range ? { range } : {}) });
   return { status: res.statusCode ?? 0, body: await readAll(res, 512 * MiB), headers: res.headers };
 }
@@ -40,26 +45,56 @@ async function until(what: string, cond: () => boolean | Promise<boolean>, timeo
   assert.fail(`timed out waiting for ${what}`);
 }
 
-interface Cluster { scheduler: SchedulerHandle; seed: PeerHandle | undefined; peers: PeerHandle[]; dirs: string[]; close(): Promise<void> }
+interface Cluster {
+  scheduler: SchedulerHandle;
+  seed: PeerHandle | undefined;
+  peers: PeerHandle[];
+  dirs: string[];
+  close(): Promise<void>;
+}
 
 /** `allow`: the registries the peers' proxies may reach (proxy.allowedHosts). */
-async function cluster(n: number, opts: { seed?: boolean; peerConfig?: Record<string, unknown>; schedulerUrl?: string; scheduling?: Record<string, number>; allow: string[] }): Promise<Cluster> {
-  const scheduler = await startScheduler({ listen: '127.0.0.1:0', config: { cluster: { token: SECRET }, scheduling: { retryInterval: 100, ...(opts.scheduling ?? {}) } } });
+async function cluster(
+  n: number,
+  opts: {
+    seed?: boolean;
+    peerConfig?: Record<string, unknown>;
+    schedulerUrl?: string;
+    scheduling?: Record<string, number>;
+    allow: string[];
+  },
+): Promise<Cluster> {
+  const scheduler = await startScheduler({
+    listen: '127.0.0.1:0',
+    config: { cluster: { token: SECRET }, scheduling: { retryInterval: 100, ...(opts.scheduling ?? {}) } },
+  });
   const dirs: string[] = [];
   const mk = async (name: string, seed: boolean): Promise<PeerHandle> => {
     const dir = mkdtempSync(join(tmpdir(), `ferry-p2p-${name}-`));
     dirs.push(dir);
     return startPeer({
-      dataDir: dir, schedulers: [opts.schedulerUrl ?? scheduler.url], seed, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0',
-      config: { cluster: { token: SECRET }, host: { hostname: name }, download: { directBelow: 0 }, ...(opts.peerConfig ?? {}),
-        proxy: { allowedHosts: opts.allow, ...((opts.peerConfig?.proxy ?? {}) as Record<string, unknown>) } },
+      dataDir: dir,
+      schedulers: [opts.schedulerUrl ?? scheduler.url],
+      seed,
+      proxyListen: '127.0.0.1:0',
+      uploadListen: '127.0.0.1:0',
+      config: {
+        cluster: { token: SECRET },
+        host: { hostname: name },
+        download: { directBelow: 0 },
+        ...(opts.peerConfig ?? {}),
+        proxy: { allowedHosts: opts.allow, ...((opts.peerConfig?.proxy ?? {}) as Record<string, unknown>) },
+      },
     });
   };
   const seed = opts.seed === false ? undefined : await mk('seed', true);
   const peers: PeerHandle[] = [];
   for (let i = 0; i < n; i++) peers.push(await mk(`node${i}`, false));
   const c: Cluster = {
-    scheduler, seed, peers, dirs,
+    scheduler,
+    seed,
+    peers,
+    dirs,
     close: async () => {
       for (const p of [...peers, ...(seed ? [seed] : [])]) await p.close().catch(() => undefined);
       await scheduler.close();
@@ -68,14 +103,22 @@ async function cluster(n: number, opts: { seed?: boolean; peerConfig?: Record<st
   };
   // every host has announced itself before the test starts (bounded wait for the event)
   const hosts = n + (seed ? 1 : 0);
-  if (!opts.schedulerUrl) await until(`${hosts} hosts announced`, () => scheduler.service.hostsOf().length >= hosts).catch(async (err: unknown) => { await c.close(); throw err; });
+  if (!opts.schedulerUrl)
+    await until(`${hosts} hosts announced`, () => scheduler.service.hostsOf().length >= hosts).catch(async (err: unknown) => {
+      await c.close();
+      throw err;
+    });
   return c;
 }
 
 describe('p2p on loopback', () => {
   let origin: Origin;
-  before(async () => { origin = await startOrigin(); });
-  after(async () => { await origin.close(); });
+  before(async () => {
+    origin = await startOrigin();
+  });
+  after(async () => {
+    await origin.close();
+  });
 
   test('4 peers + seed fetch one blob at once: identical bytes, origin serves ~1 copy, pieces flow between peers', async () => {
     // Generous back-to-source patience: on a loaded machine the seed may take a while to register
@@ -96,20 +139,29 @@ describe('p2p on loopback', () => {
       let remote = 0;
       for (const p of c.peers) remote += await metricValue(p.metrics, 'ferry_peer_download_traffic_bytes_total', { type: 'REMOTE_PEER' });
       assert.ok(remote >= 3 * blob.data.length, `peers got ${remote} bytes from other peers`);
-      assert.ok(await metricValue(c.seed!.metrics, 'ferry_peer_download_traffic_bytes_total', { type: 'BACK_TO_SOURCE' }) > 0);
+      assert.ok((await metricValue(c.seed!.metrics, 'ferry_peer_download_traffic_bytes_total', { type: 'BACK_TO_SOURCE' })) > 0);
       // A second request is a local hit.
       const again = await fetchAll(c.peers[0]!.proxyUrl, blob.url);
       assert.equal(again.headers['x-dragonfly-task-download-finished'], 'true');
-      assert.ok(await metricValue(c.peers[0]!.metrics, 'ferry_peer_download_traffic_bytes_total', { type: 'LOCAL_PEER' }) >= blob.data.length);
+      assert.ok(
+        (await metricValue(c.peers[0]!.metrics, 'ferry_peer_download_traffic_bytes_total', { type: 'LOCAL_PEER' })) >= blob.data.length,
+      );
       // Peers report success to the scheduler after answering their clients: wait (bounded) for the reports.
       const succeeded = async (): Promise<number> => {
-        const t = await jsonRequest<{ peers: { state: string }[] }>(`${c.scheduler.url}/api/v1/tasks/${taskId({ url: blob.url })}`, { auth });
+        const t = await jsonRequest<{ peers: { state: string }[] }>(`${c.scheduler.url}/api/v1/tasks/${taskId({ url: blob.url })}`, {
+          auth,
+        });
         return t.peers.filter((p) => p.state === 'succeeded').length;
       };
       let n = await succeeded();
-      for (let i = 0; i < 100 && n < 5; i++) { await new Promise((r) => setTimeout(r, 50)); n = await succeeded(); }
+      for (let i = 0; i < 100 && n < 5; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        n = await succeeded();
+      }
       assert.ok(n >= 5, `${n} of 5 peers reported success to the scheduler`);
-    } finally { await c.close(); }
+    } finally {
+      await c.close();
+    }
   });
 
   test('range request: a range task of just the range (206, origin asked for the range only); the whole blob stays its own task', async () => {
@@ -144,9 +196,14 @@ describe('p2p on loopback', () => {
       assert.deepEqual(again.body, r.body);
       const tail = await new Promise<{ status: number; body: Buffer; range: string | undefined }>((resolve, reject) => {
         const u = new URL(peer.proxyUrl);
-        http.get({ hostname: u.hostname, port: u.port, path: blob.url, headers: { 'x-dragonfly-use-p2p': 'true', range: 'bytes=-100' } }, (res) => {
-          readAll(res).then((b) => resolve({ status: res.statusCode ?? 0, body: b, range: res.headers['content-range'] }), reject);
-        }).on('error', reject);
+        http
+          .get(
+            { hostname: u.hostname, port: u.port, path: blob.url, headers: { 'x-dragonfly-use-p2p': 'true', range: 'bytes=-100' } },
+            (res) => {
+              readAll(res).then((b) => resolve({ status: res.statusCode ?? 0, body: b, range: res.headers['content-range'] }), reject);
+            },
+          )
+          .on('error', reject);
       });
       assert.equal(tail.status, 206);
       assert.equal(tail.range, `bytes ${20 * MiB - 100}-${20 * MiB - 1}/${20 * MiB}`);
@@ -157,7 +214,9 @@ describe('p2p on loopback', () => {
       const full = await fetchAll(peer.proxyUrl, blob.url);
       assert.equal(sha(full.body), blob.digest);
       assert.ok(peer.store.get(taskId({ url: blob.url }))?.complete);
-    } finally { await c.close(); }
+    } finally {
+      await c.close();
+    }
   });
 
   test('lazy-loading pattern through P2P: scattered small ranges are range tasks; the origin serves ~the ranges once, other nodes get them from peers', async (t) => {
@@ -197,7 +256,10 @@ describe('p2p on loopback', () => {
         assert.deepEqual([e0.meta.contentLength, e0.meta.pieceCount], [L, 1]);
       }
       assert.equal(c.peers[0]!.store.get(taskId({ url: blob.url })), undefined, 'no whole-blob task was started');
-      assert.ok(await metricValue(c.seed!.metrics, 'ferry_peer_download_traffic_bytes_total', { type: 'BACK_TO_SOURCE' }) >= sum, 'the seed fetched the ranges');
+      assert.ok(
+        (await metricValue(c.seed!.metrics, 'ferry_peer_download_traffic_bytes_total', { type: 'BACK_TO_SOURCE' })) >= sum,
+        'the seed fetched the ranges',
+      );
 
       // Node 1 reads the same ranges: the same range tasks, pieces from peers, nothing more from the origin.
       before = origin.blobBytes();
@@ -223,7 +285,9 @@ describe('p2p on loopback', () => {
       assert.equal(r2.headers['x-dragonfly-task-download-finished'], 'true');
       assert.equal(origin.blobBytes() - before, 0);
       assert.equal(c.peers[2]!.store.get(taskId({ url: blob.url, range: `${s}-${e}` })), undefined, 'no range task on node2');
-    } finally { await c.close(); }
+    } finally {
+      await c.close();
+    }
   });
 
   test('lazy-loading pattern: small ranges go to the origin, X-Dragonfly-Prefetch fills the task in the background', async () => {
@@ -240,7 +304,9 @@ describe('p2p on loopback', () => {
       const r2 = await fetchAll(c.peers[0]!.proxyUrl, blob.url, {}, [9 * MiB, 9 * MiB + 4095]);
       assert.deepEqual(r2.body, blob.data.subarray(9 * MiB, 9 * MiB + 4096));
       assert.equal(origin.blobBytes(), before, 'served from the local store');
-    } finally { await c.close(); }
+    } finally {
+      await c.close();
+    }
   });
 
   test('two schedulers: tasks are sharded by consistent hash of the task id; all peers of a task meet at one scheduler', async () => {
@@ -249,11 +315,23 @@ describe('p2p on loopback', () => {
     const dirs: string[] = [];
     const peers: PeerHandle[] = [];
     try {
-      for (const [i, seed] of [[0, true], [1, false], [2, false]] as const) {
+      for (const [i, seed] of [
+        [0, true],
+        [1, false],
+        [2, false],
+      ] as const) {
         const dir = mkdtempSync(join(tmpdir(), 'ferry-p2p-shard-'));
         dirs.push(dir);
-        peers.push(await startPeer({ dataDir: dir, schedulers: [s1.url, s2.url], seed, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0',
-          config: { host: { hostname: `sh${i}` }, download: { directBelow: 0 }, proxy: { allowedHosts: [origin.host] } } }));
+        peers.push(
+          await startPeer({
+            dataDir: dir,
+            schedulers: [s1.url, s2.url],
+            seed,
+            proxyListen: '127.0.0.1:0',
+            uploadListen: '127.0.0.1:0',
+            config: { host: { hostname: `sh${i}` }, download: { directBelow: 0 }, proxy: { allowedHosts: [origin.host] } },
+          }),
+        );
       }
       await until('3 hosts at both schedulers', () => s1.service.hostsOf().length >= 3 && s2.service.hostsOf().length >= 3);
       assert.equal(s1.service.hostsOf().length, 3, 'hosts announce to every scheduler');
@@ -263,26 +341,34 @@ describe('p2p on loopback', () => {
         const rs = await Promise.all([peers[1]!, peers[2]!].map((p) => fetchAll(p.proxyUrl, b.url)));
         for (const r of rs) assert.equal(sha(r.body), b.digest);
       }
-      let on1 = 0; let on2 = 0;
+      let on1 = 0;
+      let on2 = 0;
       for (const b of blobs) {
         const tid = taskId({ url: b.url });
-        const t1 = s1.service.state.tasks.get(tid); const t2 = s2.service.state.tasks.get(tid);
+        const t1 = s1.service.state.tasks.get(tid);
+        const t2 = s2.service.state.tasks.get(tid);
         assert.ok(!!t1 !== !!t2, 'exactly one scheduler knows the task');
         const t = (t1 ?? t2)!;
         assert.equal(t.peers.size, 3, 'seed and both peers registered at the same scheduler');
-        if (t1) on1++; else on2++;
+        if (t1) on1++;
+        else on2++;
       }
       assert.ok(on1 > 0 && on2 > 0, `both schedulers got tasks (${on1}/${on2})`);
     } finally {
       for (const p of peers) await p.close();
-      await s1.close(); await s2.close();
+      await s1.close();
+      await s2.close();
       for (const d of dirs) rmSync(d, { recursive: true, force: true });
     }
   });
 
   test('blob-digest task ids: the same layer from two registries is one task', async () => {
     const other = await startOrigin();
-    const c = await cluster(2, { allow: [origin.host, other.host], seed: false, peerConfig: { download: { directBelow: 0, taskIdBasedBlobDigest: true } } });
+    const c = await cluster(2, {
+      allow: [origin.host, other.host],
+      seed: false,
+      peerConfig: { download: { directBelow: 0, taskIdBasedBlobDigest: true } },
+    });
     try {
       const data = randomBlob(6 * MiB);
       const b1 = origin.addBlob('library/dedupe', data);
@@ -292,8 +378,13 @@ describe('p2p on loopback', () => {
       const before = other.blobBytes();
       assert.equal(sha((await fetchAll(c.peers[1]!.proxyUrl, b2.url)).body), b2.digest);
       assert.equal(other.blobBytes() - before, 0, 'the second registry served no blob bytes');
-      assert.ok(await metricValue(c.peers[1]!.metrics, 'ferry_peer_download_traffic_bytes_total', { type: 'REMOTE_PEER' }) >= data.length);
-    } finally { await c.close(); await other.close(); }
+      assert.ok(
+        (await metricValue(c.peers[1]!.metrics, 'ferry_peer_download_traffic_bytes_total', { type: 'REMOTE_PEER' })) >= data.length,
+      );
+    } finally {
+      await c.close();
+      await other.close();
+    }
   });
 
   test('origin failing mid-download: the client gets an error, no half task is kept, the next request succeeds', async () => {
@@ -305,11 +396,14 @@ describe('p2p on loopback', () => {
       await assert.rejects(fetchAll(c.peers[0]!.proxyUrl, blob.url));
       for (let i = 0; i < 100 && c.peers[0]!.store.get(tid); i++) await sleep(20);
       assert.equal(c.peers[0]!.store.get(tid), undefined, 'failed task dropped');
-      assert.ok(await metricValue(c.peers[0]!.metrics, 'ferry_peer_piece_failure_total', { reason: 'source' }) >= 1);
+      assert.ok((await metricValue(c.peers[0]!.metrics, 'ferry_peer_piece_failure_total', { reason: 'source' })) >= 1);
       origin.setCutAfter(undefined);
       const ok = await fetchAll(c.peers[0]!.proxyUrl, blob.url);
       assert.equal(sha(ok.body), blob.digest);
-    } finally { origin.setCutAfter(undefined); await c.close(); }
+    } finally {
+      origin.setCutAfter(undefined);
+      await c.close();
+    }
   });
 
   test('scheduler down: the peer falls back to the origin', async () => {
@@ -323,11 +417,17 @@ describe('p2p on loopback', () => {
       const r = await fetchAll(c.peers[0]!.proxyUrl, blob.url);
       assert.equal(sha(r.body), blob.digest);
       assert.equal(await metricValue(c.peers[0]!.metrics, 'ferry_peer_scheduler_fallback_total'), 1);
-    } finally { await c.close(); }
+    } finally {
+      await c.close();
+    }
   });
 
   test('a parent killed mid-piece: the child finishes from another source', async () => {
-    const c = await cluster(2, { allow: [origin.host], seed: false, peerConfig: { download: { directBelow: 0, concurrentPieceCount: 2 }, upload: { rateLimit: 6 * MiB } } });
+    const c = await cluster(2, {
+      allow: [origin.host],
+      seed: false,
+      peerConfig: { download: { directBelow: 0, concurrentPieceCount: 2 }, upload: { rateLimit: 6 * MiB } },
+    });
     try {
       const blob = origin.addBlob('library/kill', randomBlob(32 * MiB));
       origin.setRate(16 * MiB);
@@ -342,9 +442,15 @@ describe('p2p on loopback', () => {
       const rb = await pb;
       origin.setRate(0);
       assert.equal(sha(rb.body), blob.digest);
-      assert.ok(await metricValue(b.metrics, 'ferry_peer_piece_failure_total', { reason: 'network' }) >= 1, 'the broken parent was noticed');
+      assert.ok(
+        (await metricValue(b.metrics, 'ferry_peer_piece_failure_total', { reason: 'network' })) >= 1,
+        'the broken parent was noticed',
+      );
       await pa;
-    } finally { origin.setRate(0); await c.close(); }
+    } finally {
+      origin.setRate(0);
+      await c.close();
+    }
   });
 
   test('a parent serving corrupted bytes is detected by crc32, blocked, and the piece refetched', async () => {
@@ -358,7 +464,17 @@ describe('p2p on loopback', () => {
       const u = new URL(req.url ?? '/', 'http://x');
       if (u.pathname.endsWith('/pieces')) {
         const pieces = [0, 1, 2].map((n) => ({ number: n, digest: pieceDigest(blob.data.subarray(n * L, (n + 1) * L)) }));
-        res.end(JSON.stringify({ taskId: tid, contentLength: blob.data.length, pieceLength: L, pieceCount: 3, pieces, done: true, failed: false }));
+        res.end(
+          JSON.stringify({
+            taskId: tid,
+            contentLength: blob.data.length,
+            pieceLength: L,
+            pieceCount: 3,
+            pieces,
+            done: true,
+            failed: false,
+          }),
+        );
         return;
       }
       const n = Number(u.pathname.split('/').pop());
@@ -371,20 +487,36 @@ describe('p2p on loopback', () => {
     const liarUrl = `http://127.0.0.1:${(liar.address() as AddressInfo).port}`;
     try {
       const s = c.scheduler.url;
-      await jsonRequest(`${s}/api/v1/hosts/liar`, { method: 'PUT', json: { id: 'liar', ip: '127.0.0.1', hostname: 'liar', type: 'normal', uploadUrl: liarUrl, maxTxBps: 1e10 }, auth });
-      const reg = { peerId: 'liar-peer', hostId: 'liar', taskId: tid, download: { url: blob.url, contentLength: blob.data.length, actualPieceLength: L } };
+      await jsonRequest(`${s}/api/v1/hosts/liar`, {
+        method: 'PUT',
+        json: { id: 'liar', ip: '127.0.0.1', hostname: 'liar', type: 'normal', uploadUrl: liarUrl, maxTxBps: 1e10 },
+        auth,
+      });
+      const reg = {
+        peerId: 'liar-peer',
+        hostId: 'liar',
+        taskId: tid,
+        download: { url: blob.url, contentLength: blob.data.length, actualPieceLength: L },
+      };
       const first = await jsonRequest<{ kind: string }>(`${s}/api/v1/peers`, { method: 'POST', json: reg, auth });
       assert.equal(first.kind, 'needBackToSource');
-      await jsonRequest(`${s}/api/v1/peers/liar-peer/events`, { method: 'POST', json: { events: [{ kind: 'backToSourceStarted' }, { kind: 'backToSourceFinished' }] }, auth });
+      await jsonRequest(`${s}/api/v1/peers/liar-peer/events`, {
+        method: 'POST',
+        json: { events: [{ kind: 'backToSourceStarted' }, { kind: 'backToSourceFinished' }] },
+        auth,
+      });
       const before = origin.blobBytes();
       const r = await fetchAll(c.peers[0]!.proxyUrl, blob.url);
       assert.equal(sha(r.body), blob.digest);
       assert.ok(bad >= 1, 'the liar was asked for a piece');
-      assert.ok(await metricValue(c.peers[0]!.metrics, 'ferry_peer_piece_failure_total', { reason: 'crc' }) >= 1);
+      assert.ok((await metricValue(c.peers[0]!.metrics, 'ferry_peer_piece_failure_total', { reason: 'crc' })) >= 1);
       assert.equal(origin.blobBytes() - before, blob.data.length, 'refetched from the origin after blocking the liar');
       const t = await jsonRequest<{ peers: { id: string; parents: string[] }[] }>(`${s}/api/v1/tasks/${tid}`, { auth });
       assert.ok(t.peers.every((p) => !p.parents.includes('liar-peer')));
-    } finally { liar.close(); await c.close(); }
+    } finally {
+      liar.close();
+      await c.close();
+    }
   });
 
   test('a registry serving other bytes than the blob digest names: no complete body, the task fails and is not kept, a seed command reports it', async () => {
@@ -398,14 +530,24 @@ describe('p2p on loopback', () => {
       const tid = taskId({ url: blob.url });
       const peer = c.peers[0]!;
       // A client through the proxy: the last piece is held back, the transfer cut short.
-      const got = await fetchAll(peer.proxyUrl, blob.url).then((r) => r.body.length, () => -1);
+      const got = await fetchAll(peer.proxyUrl, blob.url).then(
+        (r) => r.body.length,
+        () => -1,
+      );
       assert.ok(got < bad.length, `the client did not get a complete body (${got} bytes)`);
       for (let i = 0; i < 300 && peer.store.get(tid); i++) await sleep(20);
       assert.equal(peer.store.get(tid), undefined, 'the task that failed its digest is not kept');
-      assert.ok(await metricValue(peer.metrics, 'ferry_peer_download_task_total', { result: 'failed' }) >= 1);
-      assert.ok(await metricValue(peer.metrics, 'ferry_peer_piece_failure_total', { reason: 'digest' }) >= 2, 'checked, refetched from the origin, checked again');
+      assert.ok((await metricValue(peer.metrics, 'ferry_peer_download_task_total', { result: 'failed' })) >= 1);
+      assert.ok(
+        (await metricValue(peer.metrics, 'ferry_peer_piece_failure_total', { reason: 'digest' })) >= 2,
+        'checked, refetched from the origin, checked again',
+      );
       // A seed command (what the scheduler and preheat send): answered failed, naming the digest.
-      const r = await jsonRequest<{ state: string; description?: string }>(`${peer.uploadUrl}/api/v1/tasks`, { method: 'POST', json: { url: blob.url, wait: true }, auth });
+      const r = await jsonRequest<{ state: string; description?: string }>(`${peer.uploadUrl}/api/v1/tasks`, {
+        method: 'POST',
+        json: { url: blob.url, wait: true },
+        auth,
+      });
       assert.equal(r.state, 'failed');
       assert.match(r.description ?? '', new RegExp(`blob ${digest} did not verify`));
       for (let i = 0; i < 300 && peer.store.get(tid); i++) await sleep(20);
@@ -413,10 +555,12 @@ describe('p2p on loopback', () => {
       // Once the registry serves the right bytes the same URL works.
       origin.addBlobAs('library/lies', digest, good);
       assert.equal(sha((await fetchAll(peer.proxyUrl, blob.url)).body), digest);
-    } finally { await c.close(); }
+    } finally {
+      await c.close();
+    }
   });
 
-  test('access model: private blobs need the client\'s own authorisation; parents need the exact URL', async () => {
+  test("access model: private blobs need the client's own authorisation; parents need the exact URL", async () => {
     const priv = await startOrigin({ token: 's3cret' });
     const c = await cluster(2, { allow: [priv.host] });
     try {
@@ -430,21 +574,35 @@ describe('p2p on loopback', () => {
       await assert.rejects(fetchAll(c.peers[0]!.proxyUrl, blob.url), /401/);
       // Upload server: a cluster member's request naming another URL gets nothing.
       const tid = taskId({ url: blob.url });
-      const signedStatus = async (url: string): Promise<number> => { const r = await request(url, { auth }); r.body.resume(); return r.status; };
-      assert.equal(await signedStatus(`${c.peers[0]!.uploadUrl}/api/v1/tasks/${tid}/pieces/0?url=${encodeURIComponent(blob.url + 'x')}`), 403);
+      const signedStatus = async (url: string): Promise<number> => {
+        const r = await request(url, { auth });
+        r.body.resume();
+        return r.status;
+      };
+      assert.equal(
+        await signedStatus(`${c.peers[0]!.uploadUrl}/api/v1/tasks/${tid}/pieces/0?url=${encodeURIComponent(`${blob.url}x`)}`),
+        403,
+      );
       assert.equal(await signedStatus(`${c.peers[0]!.uploadUrl}/api/v1/tasks/${tid}/pieces/0`), 403);
       // Range tasks: the same rules.
       const rng: [number, number] = [MiB + 5, 2 * MiB];
       const rok = await fetchAll(c.peers[1]!.proxyUrl, blob.url, { authorization: 'Bearer s3cret' }, rng);
       assert.deepEqual(rok.body, blob.data.subarray(rng[0], rng[1] + 1));
       await assert.rejects(fetchAll(c.peers[1]!.proxyUrl, blob.url, {}, rng), /401/);
-      await assert.rejects(fetchAll(c.peers[0]!.proxyUrl, blob.url, {}, [10, 20]), /401/, 'held whole task: the range needs authorisation too');
+      await assert.rejects(
+        fetchAll(c.peers[0]!.proxyUrl, blob.url, {}, [10, 20]),
+        /401/,
+        'held whole task: the range needs authorisation too',
+      );
       const rid = taskId({ url: blob.url, range: `${rng[0]}-${rng[1]}` });
       const status = (q: string): Promise<number> => signedStatus(`${c.peers[1]!.uploadUrl}/api/v1/tasks/${rid}/pieces/0${q}`);
-      assert.equal(await status(`?url=${encodeURIComponent(blob.url + 'x')}`), 403);
+      assert.equal(await status(`?url=${encodeURIComponent(`${blob.url}x`)}`), 403);
       assert.equal(await status(''), 403);
       assert.equal(await status(`?url=${encodeURIComponent(blob.url)}`), 200);
-    } finally { await c.close(); await priv.close(); }
+    } finally {
+      await c.close();
+      await priv.close();
+    }
   });
 
   test('proxy: manifests, HEADs and non-GETs pass straight through with all headers but Host', async () => {
@@ -452,15 +610,24 @@ describe('p2p on loopback', () => {
     try {
       const body = Buffer.from('{"schemaVersion":2}');
       origin.addManifest('library/pt', 'v1', body, 'application/vnd.oci.image.manifest.v1+json');
-      const reqVia = (method: string, path: string, headers: Record<string, string>): Promise<{ status: number; body: Buffer; headers: IncomingMessage['headers'] }> => new Promise((resolve, reject) => {
-        const u = new URL(c.peers[0]!.proxyUrl);
-        const r = http.request({ hostname: u.hostname, port: u.port, method, path, headers: { ...headers, 'x-dragonfly-registry': origin.url } }, (res) => {
-          readAll(res).then((b) => resolve({ status: res.statusCode ?? 0, body: b, headers: res.headers }), reject);
+      const reqVia = (
+        method: string,
+        path: string,
+        headers: Record<string, string>,
+      ): Promise<{ status: number; body: Buffer; headers: IncomingMessage['headers'] }> =>
+        new Promise((resolve, reject) => {
+          const u = new URL(c.peers[0]!.proxyUrl);
+          const r = http.request(
+            { hostname: u.hostname, port: u.port, method, path, headers: { ...headers, 'x-dragonfly-registry': origin.url } },
+            (res) => {
+              readAll(res).then((b) => resolve({ status: res.statusCode ?? 0, body: b, headers: res.headers }), reject);
+            },
+          );
+          r.on('error', reject);
+          r.end();
         });
-        r.on('error', reject); r.end();
-      });
       origin.log.length = 0;
-      const m = await reqVia('GET', '/v2/library/pt/manifests/v1?ns=' + origin.host, { authorization: 'Bearer x' });
+      const m = await reqVia('GET', `/v2/library/pt/manifests/v1?ns=${origin.host}`, { authorization: 'Bearer x' });
       assert.equal(m.status, 200);
       assert.deepEqual(m.body, body);
       assert.equal(m.headers['content-type'], 'application/vnd.oci.image.manifest.v1+json');
@@ -476,7 +643,9 @@ describe('p2p on loopback', () => {
       assert.equal(await metricValue(c.peers[0]!.metrics, 'ferry_peer_proxy_request_total'), 3);
       const missing = await reqVia('GET', `/v2/library/pt/blobs/sha256:${'0'.repeat(64)}`, {});
       assert.equal(missing.status, 404);
-    } finally { await c.close(); }
+    } finally {
+      await c.close();
+    }
   });
 
   test('CONNECT: configured hosts are intercepted with a minted certificate and go P2P; others are tunnelled untouched', async () => {
@@ -487,25 +656,45 @@ describe('p2p on loopback', () => {
     const caFile = join(dir, 'origin-ca.pem');
     (await import('node:fs')).writeFileSync(caFile, originCa.certPem);
     const other = await startOrigin({ tls: { cert: leaf.certFor('127.0.0.1'), key: leaf.keyPem } });
-    const c = await cluster(1, { allow: [other.host], seed: false, peerConfig: { proxy: { hijackHosts: [`^127\\.0\\.0\\.1:${tlsOrigin.host.split(':')[1]}$`], upstreamCaCerts: [caFile] } } });
+    const c = await cluster(1, {
+      allow: [other.host],
+      seed: false,
+      peerConfig: { proxy: { hijackHosts: [`^127\\.0\\.0\\.1:${tlsOrigin.host.split(':')[1]}$`], upstreamCaCerts: [caFile] } },
+    });
     try {
       const peer = c.peers[0]!;
       assert.ok(peer.ca, 'a CA was generated');
       const { statSync } = await import('node:fs');
       assert.equal(statSync(peer.ca.keyPath).mode & 0o777, 0o600);
-      const getVia = (target: string, path: string, ca: string): Promise<{ status: number; body: Buffer; issuer: string }> => new Promise((resolve, reject) => {
-        const pu = new URL(peer.proxyUrl);
-        const creq = http.request({ hostname: pu.hostname, port: pu.port, method: 'CONNECT', path: target });
-        creq.on('connect', (res, socket) => {
-          if (res.statusCode !== 200) { reject(new Error(`CONNECT ${res.statusCode}`)); return; }
-          const r = https.request({ host: '127.0.0.1', port: Number(target.split(':')[1]), path, method: 'GET', ca, createConnection: () => tls.connect({ socket, ca, host: '127.0.0.1' }) }, (resp) => {
-            const issuer = String((resp.socket as tls.TLSSocket).getPeerCertificate().issuer?.CN ?? '');
-            readAll(resp).then((b) => resolve({ status: resp.statusCode ?? 0, body: b, issuer }), reject);
+      const getVia = (target: string, path: string, ca: string): Promise<{ status: number; body: Buffer; issuer: string }> =>
+        new Promise((resolve, reject) => {
+          const pu = new URL(peer.proxyUrl);
+          const creq = http.request({ hostname: pu.hostname, port: pu.port, method: 'CONNECT', path: target });
+          creq.on('connect', (res, socket) => {
+            if (res.statusCode !== 200) {
+              reject(new Error(`CONNECT ${res.statusCode}`));
+              return;
+            }
+            const r = https.request(
+              {
+                host: '127.0.0.1',
+                port: Number(target.split(':')[1]),
+                path,
+                method: 'GET',
+                ca,
+                createConnection: () => tls.connect({ socket, ca, host: '127.0.0.1' }),
+              },
+              (resp) => {
+                const issuer = String((resp.socket as tls.TLSSocket).getPeerCertificate().issuer?.CN ?? '');
+                readAll(resp).then((b) => resolve({ status: resp.statusCode ?? 0, body: b, issuer }), reject);
+              },
+            );
+            r.on('error', reject);
+            r.end();
           });
-          r.on('error', reject); r.end();
+          creq.on('error', reject);
+          creq.end();
         });
-        creq.on('error', reject); creq.end();
-      });
       const blob = tlsOrigin.addBlob('library/tls', randomBlob(6 * MiB));
       const r1 = await getVia(tlsOrigin.host, `/v2/library/tls/blobs/${blob.digest}`, peer.ca.certPem);
       assert.equal(r1.status, 200);
@@ -514,31 +703,71 @@ describe('p2p on loopback', () => {
       assert.equal(await metricValue(peer.metrics, 'ferry_peer_proxy_request_via_p2p_total'), 1);
       const blob2 = other.addBlob('library/tls', randomBlob(1 * MiB));
       const r2 = await getVia(other.host, `/v2/library/tls/blobs/${blob2.digest}`, originCa.certPem);
-      assert.equal(r2.issuer, 'test origin CA', 'tunnel: the origin\'s own certificate reached the client');
+      assert.equal(r2.issuer, 'test origin CA', "tunnel: the origin's own certificate reached the client");
       assert.equal(sha(r2.body), blob2.digest);
       assert.equal(await metricValue(peer.metrics, 'ferry_peer_proxy_request_via_p2p_total'), 1);
-    } finally { await c.close(); await tlsOrigin.close(); await other.close(); rmSync(dir, { recursive: true, force: true }); }
+    } finally {
+      await c.close();
+      await tlsOrigin.close();
+      await other.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('preheat via /oapi/v1/jobs puts the image blobs on the seed; peers then pull without origin blob traffic', async () => {
-    const scheduler = await startScheduler({ listen: '127.0.0.1:0', config: { cluster: { token: SECRET }, scheduling: { retryInterval: 100 }, preheat: { tokens: ['pat-123'] } } });
+    const scheduler = await startScheduler({
+      listen: '127.0.0.1:0',
+      config: { cluster: { token: SECRET }, scheduling: { retryInterval: 100 }, preheat: { tokens: ['pat-123'] } },
+    });
     const dirs = [mkdtempSync(join(tmpdir(), 'ferry-ph-seed-')), mkdtempSync(join(tmpdir(), 'ferry-ph-p-'))];
-    const seed = await startPeer({ dataDir: dirs[0]!, schedulers: [scheduler.url], seed: true, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0', config: { cluster: { token: SECRET }, host: { hostname: 'seed' }, download: { directBelow: 0 } } }); // a seed needs no allow-list: it fetches what members command
-    const peer = await startPeer({ dataDir: dirs[1]!, schedulers: [scheduler.url], proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0', config: { cluster: { token: SECRET }, host: { hostname: 'n1' }, download: { directBelow: 0 }, proxy: { registryMirror: { url: origin.url, nsScheme: 'http' } } } });
+    const seed = await startPeer({
+      dataDir: dirs[0]!,
+      schedulers: [scheduler.url],
+      seed: true,
+      proxyListen: '127.0.0.1:0',
+      uploadListen: '127.0.0.1:0',
+      config: { cluster: { token: SECRET }, host: { hostname: 'seed' }, download: { directBelow: 0 } },
+    }); // a seed needs no allow-list: it fetches what members command
+    const peer = await startPeer({
+      dataDir: dirs[1]!,
+      schedulers: [scheduler.url],
+      proxyListen: '127.0.0.1:0',
+      uploadListen: '127.0.0.1:0',
+      config: {
+        cluster: { token: SECRET },
+        host: { hostname: 'n1' },
+        download: { directBelow: 0 },
+        proxy: { registryMirror: { url: origin.url, nsScheme: 'http' } },
+      },
+    });
     try {
       await until('seed and peer announced', () => scheduler.service.hostsOf().length >= 2);
       const cfg = origin.addBlob('library/ph', Buffer.from('{"architecture":"amd64","os":"linux"}'));
       const l1 = origin.addBlob('library/ph', randomBlob(6 * MiB));
       const l2 = origin.addBlob('library/ph', randomBlob(3 * MiB));
-      const manifest = Buffer.from(JSON.stringify({
-        schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: cfg.digest, size: cfg.data.length },
-        layers: [l1, l2].map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: l.digest, size: l.data.length })),
-      }));
+      const manifest = Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: cfg.digest, size: cfg.data.length },
+          layers: [l1, l2].map((l) => ({
+            mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+            digest: l.digest,
+            size: l.data.length,
+          })),
+        }),
+      );
       origin.addManifest('library/ph', 'v1', manifest, 'application/vnd.oci.image.manifest.v1+json');
-      const job = { type: 'preheat', args: { type: 'image', url: `${origin.url}/v2/library/ph/manifests/v1`, headers: {}, scope: 'single_seed_peer' } };
+      const job = {
+        type: 'preheat',
+        args: { type: 'image', url: `${origin.url}/v2/library/ph/manifests/v1`, headers: {}, scope: 'single_seed_peer' },
+      };
       await assert.rejects(jsonRequest(`${scheduler.url}/oapi/v1/jobs`, { method: 'POST', json: job }), /401/);
-      const created = await jsonRequest<{ id: number; state: string }>(`${scheduler.url}/oapi/v1/jobs`, { method: 'POST', json: job, headers: { authorization: 'Bearer pat-123' } });
+      const created = await jsonRequest<{ id: number; state: string }>(`${scheduler.url}/oapi/v1/jobs`, {
+        method: 'POST',
+        json: job,
+        headers: { authorization: 'Bearer pat-123' },
+      });
       assert.equal(created.state, 'PENDING');
       let state = 'PENDING';
       let last: { state: string; result: { job_states: { results: { success_tasks: unknown[] }[] }[] } } | undefined;
@@ -563,12 +792,23 @@ describe('p2p on loopback', () => {
         assert.equal(sha(r.body), l.digest);
       }
       assert.equal(origin.blobBytes() - before, 0, 'no blob bytes from the origin after preheat');
-      const h = await new Promise<number>((resolve) => http.get(`${scheduler.url}/healthy`, (res) => { res.resume(); resolve(res.statusCode ?? 0); }));
+      const h = await new Promise<number>((resolve) =>
+        http.get(`${scheduler.url}/healthy`, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        }),
+      );
       assert.equal(h, 200);
-      const bad = await jsonRequest(`${scheduler.url}/oapi/v1/jobs`, { method: 'POST', json: { type: 'preheat', args: { type: 'image' } }, headers: { authorization: 'Bearer pat-123' } }).catch((e: Error) => e.message);
+      const bad = await jsonRequest(`${scheduler.url}/oapi/v1/jobs`, {
+        method: 'POST',
+        json: { type: 'preheat', args: { type: 'image' } },
+        headers: { authorization: 'Bearer pat-123' },
+      }).catch((e: Error) => e.message);
       assert.match(String(bad), /400/);
     } finally {
-      await peer.close(); await seed.close(); await scheduler.close();
+      await peer.close();
+      await seed.close();
+      await scheduler.close();
       for (const d of dirs) rmSync(d, { recursive: true, force: true });
     }
   });
@@ -588,11 +828,14 @@ describe('p2p on loopback', () => {
       assert.deepEqual(ids, [taskId({ url: b2.url })]);
       assert.equal(await metricValue(c.peers[0]!.metrics, 'ferry_peer_evicted_task_total'), 1);
       // the eviction report reaches the scheduler (bounded wait for it)
-      const evicted = async (): Promise<number> => (await jsonRequest<{ peers: unknown[] }>(`${c.scheduler.url}/api/v1/tasks/${taskId({ url: b1.url })}`, { auth })).peers.length;
+      const evicted = async (): Promise<number> =>
+        (await jsonRequest<{ peers: unknown[] }>(`${c.scheduler.url}/api/v1/tasks/${taskId({ url: b1.url })}`, { auth })).peers.length;
       await until('the scheduler to forget the evicted copy', async () => (await evicted()) === 0);
       assert.equal(await evicted(), 0, 'the scheduler forgot the evicted copy');
       const big = origin.addBlob('library/q', randomBlob(11 * MiB));
       await assert.rejects(fetchAll(c.peers[0]!.proxyUrl, big.url), /quota|429|exceeds/);
-    } finally { await c.close(); }
+    } finally {
+      await c.close();
+    }
   });
 });

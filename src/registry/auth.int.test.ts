@@ -14,7 +14,10 @@ import { startRegistry } from './index.js';
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 let reg: TestRegistry;
 
-async function token(scope: string, auth = ''): Promise<{ status: number; token?: string; access?: Array<{ type: string; name: string; actions: string[] }> }> {
+async function token(
+  scope: string,
+  auth = '',
+): Promise<{ status: number; token?: string; access?: Array<{ type: string; name: string; actions: string[] }> }> {
   const r = await reg.req(`/service/token?service=harbor-registry&scope=${encodeURIComponent(scope)}`, { auth });
   if (r.status !== 200) return { status: r.status };
   const body = (await r.json()) as { token: string; access_token: string; expires_in: number; issued_at: string };
@@ -28,9 +31,13 @@ async function token(scope: string, auth = ''): Promise<{ status: number; token?
 
 async function createRobot(name: string, project: string, actions: string[]): Promise<{ name: string; secret: string; id: number }> {
   const r = await reg.req('/api/v2.0/robots', {
-    method: 'POST', headers: { 'content-type': 'application/json' },
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
     body: JSON.stringify({
-      name, level: 'project', duration: -1, description: 'test',
+      name,
+      level: 'project',
+      duration: -1,
+      description: 'test',
       permissions: [{ kind: 'project', namespace: project, access: actions.map((a) => ({ resource: 'repository', action: a })) }],
     }),
   });
@@ -44,7 +51,11 @@ before(async () => {
   await reg.pushBlob('library/pub', img.config);
   await reg.pushBlob('library/pub', img.layer);
   assert.equal((await reg.putManifest('library/pub', 'v1', img.manifest, OCI_MANIFEST)).status, 201);
-  const r = await reg.req('/api/v2.0/projects', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ project_name: 'secret', metadata: { public: 'false' } }) });
+  const r = await reg.req('/api/v2.0/projects', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ project_name: 'secret', metadata: { public: 'false' } }),
+  });
   assert.equal(r.status, 201);
   await reg.pushBlob('secret/img', img.config);
   await reg.pushBlob('secret/img', img.layer);
@@ -132,9 +143,13 @@ describe('admin and users', () => {
     const me = (await (await reg.req('/api/v2.0/users/current')).json()) as { user_id: number; username: string; sysadmin_flag: boolean };
     assert.equal(me.username, 'admin');
     assert.equal(me.sysadmin_flag, true);
-    const put = (body: unknown, auth?: string): Promise<Response> => reg.req(`/api/v2.0/users/${me.user_id}/password`, {
-      method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), ...(auth ? { auth } : {}),
-    });
+    const put = (body: unknown, auth?: string): Promise<Response> =>
+      reg.req(`/api/v2.0/users/${me.user_id}/password`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+        ...(auth ? { auth } : {}),
+      });
     assert.equal((await put({ old_password: 'wrong', new_password: 'N3wPassword' })).status, 403);
     assert.equal((await put({ old_password: ADMIN_PASSWORD, new_password: 'weak' })).status, 400);
     assert.equal((await put({ old_password: ADMIN_PASSWORD, new_password: 'N3wPassword' })).status, 200);
@@ -188,7 +203,8 @@ describe('robot accounts', () => {
     const db = readFileSync(join(reg.dataDir, 'registry.db'));
     assert.ok(!db.includes(Buffer.from(rb.secret)));
     const dup = await reg.req('/api/v2.0/robots', {
-      method: 'POST', headers: { 'content-type': 'application/json' },
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ name: 'ci', level: 'project', permissions: [{ kind: 'project', namespace: 'secret', access: [] }] }),
     });
     assert.equal(dup.status, 409);
@@ -226,11 +242,23 @@ describe('robot accounts', () => {
     const rb = await createRobot('temp', 'secret', ['pull']);
     const auth = basic(rb.name, rb.secret);
     assert.equal((await reg.req('/v2/secret/img/manifests/v1', { method: 'HEAD', auth })).status, 200);
-    const put = await reg.req(`/api/v2.0/robots/${rb.id}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ disable: true }) });
+    const put = await reg.req(`/api/v2.0/robots/${rb.id}`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ disable: true }),
+    });
     assert.equal(put.status, 200);
     assert.equal((await reg.req('/v2/secret/img/manifests/v1', { method: 'HEAD', auth })).status, 401);
-    await reg.req(`/api/v2.0/robots/${rb.id}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ disable: false }) });
-    const patch = await reg.req(`/api/v2.0/robots/${rb.id}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: '{}' });
+    await reg.req(`/api/v2.0/robots/${rb.id}`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ disable: false }),
+    });
+    const patch = await reg.req(`/api/v2.0/robots/${rb.id}`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
     const { secret } = (await patch.json()) as { secret: string };
     assert.notEqual(secret, rb.secret);
     assert.equal((await reg.req('/v2/secret/img/manifests/v1', { method: 'HEAD', auth })).status, 401);
@@ -243,33 +271,60 @@ describe('robot accounts', () => {
     const auth = basic(rb.name, rb.secret);
     assert.equal((await reg.req('/api/v2.0/robots', { auth })).status, 403);
     assert.equal((await reg.req('/api/v2.0/robots', { auth: '' })).status, 401);
-    const r = await reg.req('/api/v2.0/projects', { method: 'POST', auth, headers: { 'content-type': 'application/json' }, body: '{"project_name":"x"}' });
+    const r = await reg.req('/api/v2.0/projects', {
+      method: 'POST',
+      auth,
+      headers: { 'content-type': 'application/json' },
+      body: '{"project_name":"x"}',
+    });
     assert.equal(r.status, 403);
   });
 });
 
 describe('projects API', () => {
   it('lists public projects to everyone and private ones to the admin', async () => {
-    const anon = (await (await reg.req('/api/v2.0/projects', { auth: '' })).json()) as Array<{ name: string; metadata: { public: string } }>;
-    assert.deepEqual(anon.map((p) => p.name), ['library']);
+    const anon = (await (await reg.req('/api/v2.0/projects', { auth: '' })).json()) as Array<{
+      name: string;
+      metadata: { public: string };
+    }>;
+    assert.deepEqual(
+      anon.map((p) => p.name),
+      ['library'],
+    );
     assert.equal(anon[0]!.metadata.public, 'true');
     const all = (await (await reg.req('/api/v2.0/projects')).json()) as Array<{ name: string }>;
     assert.ok(all.some((p) => p.name === 'secret'));
     assert.equal((await reg.req('/api/v2.0/projects?project_name=secret', { method: 'HEAD' })).status, 200);
     assert.equal((await reg.req('/api/v2.0/projects?project_name=nope', { method: 'HEAD' })).status, 404);
-    const dup = await reg.req('/api/v2.0/projects', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ project_name: 'secret' }) });
+    const dup = await reg.req('/api/v2.0/projects', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ project_name: 'secret' }),
+    });
     assert.equal(dup.status, 409);
-    const bad = await reg.req('/api/v2.0/projects', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ project_name: '../x' }) });
+    const bad = await reg.req('/api/v2.0/projects', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ project_name: '../x' }),
+    });
     assert.equal(bad.status, 400);
     const badJson = await reg.req('/api/v2.0/projects', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{' });
     assert.equal(badJson.status, 400);
   });
   it('making a project public opens anonymous pull', async () => {
     assert.equal((await reg.req('/v2/secret/img/manifests/v1', { method: 'HEAD', auth: '' })).status, 401);
-    await reg.req('/api/v2.0/projects/secret', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ metadata: { public: 'true' } }) });
+    await reg.req('/api/v2.0/projects/secret', {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ metadata: { public: 'true' } }),
+    });
     const t = await token('repository:secret/img:pull');
     assert.equal((await reg.req('/v2/secret/img/manifests/v1', { method: 'HEAD', auth: `Bearer ${t.token}` })).status, 200);
-    await reg.req('/api/v2.0/projects/secret', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ metadata: { public: 'false' } }) });
+    await reg.req('/api/v2.0/projects/secret', {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ metadata: { public: 'false' } }),
+    });
   });
   it('artifacts and repositories are deleted through the API (admin only)', async () => {
     const img = makeImage('api-delete');
@@ -278,7 +333,10 @@ describe('projects API', () => {
       await reg.pushBlob(repo, img.layer);
       assert.equal((await reg.putManifest(repo, 'v1', img.manifest, OCI_MANIFEST)).status, 201);
     }
-    assert.equal((await reg.req('/api/v2.0/projects/library/repositories/del%252Fone/artifacts/v1', { method: 'DELETE', auth: '' })).status, 401);
+    assert.equal(
+      (await reg.req('/api/v2.0/projects/library/repositories/del%252Fone/artifacts/v1', { method: 'DELETE', auth: '' })).status,
+      401,
+    );
     assert.equal((await reg.req('/api/v2.0/projects/library/repositories/del%252Fone/artifacts/v1', { method: 'DELETE' })).status, 200);
     assert.equal((await reg.req(`/v2/library/del/one/manifests/${img.digest}`, { method: 'HEAD' })).status, 404);
     assert.equal((await reg.req('/api/v2.0/projects/library/repositories/del2', { method: 'DELETE' })).status, 200);
@@ -286,10 +344,22 @@ describe('projects API', () => {
     assert.equal((await reg.req('/api/v2.0/projects/library/repositories/del2', { method: 'DELETE' })).status, 404);
   });
   it('repositories and artifacts are listed Harbor-style', async () => {
-    const repos = (await (await reg.req('/api/v2.0/projects/library/repositories')).json()) as Array<{ name: string; artifact_count: number }>;
-    assert.deepEqual(repos.map((r) => r.name), ['library/pub']);
-    const arts = (await (await reg.req('/api/v2.0/projects/library/repositories/pub/artifacts')).json()) as Array<{ digest: string; tags: Array<{ name: string }> }>;
+    const repos = (await (await reg.req('/api/v2.0/projects/library/repositories')).json()) as Array<{
+      name: string;
+      artifact_count: number;
+    }>;
+    assert.deepEqual(
+      repos.map((r) => r.name),
+      ['library/pub'],
+    );
+    const arts = (await (await reg.req('/api/v2.0/projects/library/repositories/pub/artifacts')).json()) as Array<{
+      digest: string;
+      tags: Array<{ name: string }>;
+    }>;
     assert.equal(arts.length, 1);
-    assert.deepEqual(arts[0]!.tags.map((t) => t.name), ['v1']);
+    assert.deepEqual(
+      arts[0]!.tags.map((t) => t.name),
+      ['v1'],
+    );
   });
 });

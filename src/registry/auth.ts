@@ -12,7 +12,16 @@
 import { createHash, pbkdf2, randomBytes, randomInt, timingSafeEqual, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { promisify } from 'node:util';
-import { SignJWT, jwtVerify, importJWK, exportJWK, generateKeyPair, type JWK, type CryptoKey as JoseKey, calculateJwkThumbprint } from 'jose';
+import {
+  SignJWT,
+  jwtVerify,
+  importJWK,
+  exportJWK,
+  generateKeyPair,
+  type JWK,
+  type CryptoKey as JoseKey,
+  calculateJwkThumbprint,
+} from 'jose';
 import { FerryError } from '../core/index.js';
 import { Counter, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
 import { LoginLimiter, sourceKey, type LoginLimits, type Lockout } from './login-limiter.js';
@@ -74,7 +83,14 @@ export function parseScope(s: string): TokenAccess | undefined {
   const last = s.lastIndexOf(':');
   if (first <= 0 || last <= first) return undefined;
   const type = s.slice(0, first).replace(/\(.*\)$/, '');
-  return { type, name: s.slice(first + 1, last), actions: s.slice(last + 1).split(',').filter(Boolean) };
+  return {
+    type,
+    name: s.slice(first + 1, last),
+    actions: s
+      .slice(last + 1)
+      .split(',')
+      .filter(Boolean),
+  };
 }
 
 export interface AuthOptions {
@@ -102,7 +118,11 @@ export interface LoginContext {
 }
 
 export const DEFAULT_LOGIN_LIMITS: LoginLimits = {
-  maxFailures: 5, maxSourceFailures: 50, windowMs: 10 * 60_000, lockoutMs: 10_000, maxLockoutMs: 15 * 60_000,
+  maxFailures: 5,
+  maxSourceFailures: 50,
+  windowMs: 10 * 60_000,
+  lockoutMs: 10_000,
+  maxLockoutMs: 15 * 60_000,
 };
 
 /** A login refused without checking the password: too many failures for its account or source. */
@@ -144,8 +164,18 @@ export class Auth {
     this.#limiter = new LoginLimiter(opts.limits ?? DEFAULT_LOGIN_LIMITS, deps.now);
     this.#log = (deps.log ?? silentLogger()).child({ component: 'auth' });
     if (deps.metrics) {
-      this.#failures = new Counter({ name: 'ferry_registry_login_failures_total', help: 'Failed password/secret checks by reason', labelNames: ['reason'], registers: [deps.metrics] });
-      this.#refusals = new Counter({ name: 'ferry_registry_login_refused_total', help: 'Logins refused unchecked (429) by limiter key', labelNames: ['scope'], registers: [deps.metrics] });
+      this.#failures = new Counter({
+        name: 'ferry_registry_login_failures_total',
+        help: 'Failed password/secret checks by reason',
+        labelNames: ['reason'],
+        registers: [deps.metrics],
+      });
+      this.#refusals = new Counter({
+        name: 'ferry_registry_login_refused_total',
+        help: 'Logins refused unchecked (429) by limiter key',
+        labelNames: ['scope'],
+        registers: [deps.metrics],
+      });
     }
   }
 
@@ -200,8 +230,9 @@ export class Auth {
       const checkKey = `${source}\0${key}`;
       let check = this.#checking.get(checkKey);
       if (!check) {
-        check = this.#checkLimited(user, colon < 0 ? undefined : decoded.slice(colon + 1), source, ctx)
-          .finally(() => this.#checking.delete(checkKey));
+        check = this.#checkLimited(user, colon < 0 ? undefined : decoded.slice(colon + 1), source, ctx).finally(() =>
+          this.#checking.delete(checkKey),
+        );
         this.#checking.set(checkKey, check);
       }
       const principal = await check;
@@ -219,7 +250,9 @@ export class Auth {
         throw new FerryError('UNAUTHENTICATED', `invalid token: ${(err as Error).message}`);
       }
       const principal: Principal = {
-        kind: 'token', name: typeof payload.sub === 'string' ? payload.sub : '', via: 'bearer',
+        kind: 'token',
+        name: typeof payload.sub === 'string' ? payload.sub : '',
+        via: 'bearer',
         access: Array.isArray(payload.access) ? (payload.access as TokenAccess[]) : [],
       };
       if (this.#tokenCache.size > 10_000) this.#tokenCache.clear();
@@ -246,21 +279,39 @@ export class Auth {
     }
     const locked = attempt.finish('failed');
     this.#failures?.inc({ reason: out.reason });
-    this.#log.warn({
-      user: user.slice(0, MAX_LOGGED_USER), source: ctx.source, reason: out.reason, method: ctx.method, path: ctx.path.slice(0, 256),
-      ...(locked ? { lockedForMs: locked.lockedForMs, lockScope: locked.scope } : {}),
-    }, 'login failed');
+    this.#log.warn(
+      {
+        user: user.slice(0, MAX_LOGGED_USER),
+        source: ctx.source,
+        reason: out.reason,
+        method: ctx.method,
+        path: ctx.path.slice(0, 256),
+        ...(locked ? { lockedForMs: locked.lockedForMs, lockScope: locked.scope } : {}),
+      },
+      'login failed',
+    );
     throw new FerryError('UNAUTHENTICATED', out.reason === 'malformed credentials' ? 'malformed basic credentials' : 'invalid credentials');
   }
 
   /** Refuses an attempt the limiter turned away: one audit line per lockout, 429 to the client. */
   #refuse(user: string, ctx: LoginContext, l: Lockout): never {
     this.#refusals?.inc({ scope: l.scope });
-    const fields = { user: user.slice(0, MAX_LOGGED_USER), source: ctx.source, reason: l.reason === 'locked' ? 'locked out' : 'too many attempts in flight', scope: l.scope, retryAfterMs: l.retryAfterMs, method: ctx.method, path: ctx.path.slice(0, 256) };
+    const fields = {
+      user: user.slice(0, MAX_LOGGED_USER),
+      source: ctx.source,
+      reason: l.reason === 'locked' ? 'locked out' : 'too many attempts in flight',
+      scope: l.scope,
+      retryAfterMs: l.retryAfterMs,
+      method: ctx.method,
+      path: ctx.path.slice(0, 256),
+    };
     if (l.first) this.#log.warn(fields, 'login refused');
     else this.#log.debug(fields, 'login refused');
     const who = l.scope === 'account' ? `${user.slice(0, MAX_LOGGED_USER)} from this address` : 'this address';
-    throw new LoginLockedError(`too many failed logins for ${who}; retry in ${Math.max(1, Math.ceil(l.retryAfterMs / 1000))} s`, l.retryAfterMs);
+    throw new LoginLockedError(
+      `too many failed logins for ${who}; retry in ${Math.max(1, Math.ceil(l.retryAfterMs / 1000))} s`,
+      l.retryAfterMs,
+    );
   }
 
   /** A principal, or why the credentials are refused. Unknown users cost one hash like known ones. */
@@ -288,7 +339,11 @@ export class Auth {
   /** Checks a username (user or robot) and password (not limited, not logged: callers that face the network use `authenticate`). */
   async verifyPassword(username: string, password: string): Promise<Principal> {
     const out = await this.#check(username, password);
-    if ('reason' in out) throw new FerryError('UNAUTHENTICATED', out.reason === 'robot disabled' || out.reason === 'robot expired' ? `robot ${username}: ${out.reason}` : 'invalid credentials');
+    if ('reason' in out)
+      throw new FerryError(
+        'UNAUTHENTICATED',
+        out.reason === 'robot disabled' || out.reason === 'robot expired' ? `robot ${username}: ${out.reason}` : 'invalid credentials',
+      );
     return out;
   }
 
@@ -299,8 +354,11 @@ export class Auth {
       for (const a of p.access) {
         if (a.type !== 'repository' || a.name !== repo) continue;
         for (const act of a.actions) {
-          if (act === '*') { out.add('pull'); out.add('push'); out.add('delete'); }
-          else if (act === 'pull' || act === 'push' || act === 'delete') out.add(act);
+          if (act === '*') {
+            out.add('pull');
+            out.add('push');
+            out.add('delete');
+          } else if (act === 'pull' || act === 'push' || act === 'delete') out.add(act);
         }
       }
       return out;
@@ -316,7 +374,11 @@ export class Auth {
           if (a.effect === 'deny') continue;
           if (a.resource === 'repository' && (a.action === 'pull' || a.action === 'push')) out.add(a.action);
           if ((a.resource === 'artifact' || a.resource === 'tag') && a.action === 'delete') out.add('delete');
-          if (a.resource === 'repository' && a.action === '*') { out.add('pull'); out.add('push'); out.add('delete'); }
+          if (a.resource === 'repository' && a.action === '*') {
+            out.add('pull');
+            out.add('push');
+            out.add('delete');
+          }
         }
       }
     }
@@ -330,7 +392,10 @@ export class Auth {
   }
 
   /** Issues a token for the granted subset of `scopes` (never an error to grant less). */
-  async issueToken(p: Principal, scopes: TokenAccess[]): Promise<{ token: string; access_token: string; expires_in: number; issued_at: string }> {
+  async issueToken(
+    p: Principal,
+    scopes: TokenAccess[],
+  ): Promise<{ token: string; access_token: string; expires_in: number; issued_at: string }> {
     const access: TokenAccess[] = [];
     for (const s of scopes) {
       if (s.type === 'repository') {

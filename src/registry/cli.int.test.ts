@@ -17,7 +17,17 @@ it('--print-config merges the file and flags and redacts the password; unknown k
   const dir = await mkdtemp(join(tmpdir(), 'ferry-reg-cli-'));
   try {
     await writeFile(join(dir, 'r.yaml'), 'adminPassword: S3cretPw\nmaxManifestSize: 1MiB\nwebhook:\n  maxRetries: 5\n');
-    const { stdout } = await run(process.execPath, [FERRY_BIN, 'registry', '--config', join(dir, 'r.yaml'), '--listen', '127.0.0.1:6000', '--data', dir, '--print-config']);
+    const { stdout } = await run(process.execPath, [
+      FERRY_BIN,
+      'registry',
+      '--config',
+      join(dir, 'r.yaml'),
+      '--listen',
+      '127.0.0.1:6000',
+      '--data',
+      dir,
+      '--print-config',
+    ]);
     const cfg = JSON.parse(stdout) as Record<string, unknown> & { webhook: { maxRetries: number } };
     assert.equal(cfg.listen, '127.0.0.1:6000');
     assert.equal(cfg.maxManifestSize, 1024 * 1024);
@@ -25,11 +35,14 @@ it('--print-config merges the file and flags and redacts the password; unknown k
     assert.equal(cfg.adminPassword, '<redacted>');
     assert.ok(!stdout.includes('S3cretPw'));
     await writeFile(join(dir, 'bad.yaml'), 'listen: 127.0.0.1:0\nnoSuchKey: 1\n');
-    await assert.rejects(run(process.execPath, [FERRY_BIN, 'registry', '--config', join(dir, 'bad.yaml'), '--data', dir]), (err: { code?: number; stderr?: string }) => {
-      assert.notEqual(err.code, 0);
-      assert.match(err.stderr ?? '', /invalid registry config.*noSuchKey/);
-      return true;
-    });
+    await assert.rejects(
+      run(process.execPath, [FERRY_BIN, 'registry', '--config', join(dir, 'bad.yaml'), '--data', dir]),
+      (err: { code?: number; stderr?: string }) => {
+        assert.notEqual(err.code, 0);
+        assert.match(err.stderr ?? '', /invalid registry config.*noSuchKey/);
+        return true;
+      },
+    );
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -40,9 +53,14 @@ it('prints a generated admin password once and stops cleanly on SIGTERM', async 
   const env: NodeJS.ProcessEnv = { ...process.env, FERRY_LOG_LEVEL: 'silent' };
   delete env.FERRY_ADMIN_PASSWORD;
   const start = async (): Promise<string> => {
-    const child = spawn(process.execPath, [FERRY_BIN, 'registry', '--listen', '127.0.0.1:0', '--data', dir], { env, stdio: ['ignore', 'pipe', 'ignore'] });
+    const child = spawn(process.execPath, [FERRY_BIN, 'registry', '--listen', '127.0.0.1:0', '--data', dir], {
+      env,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
     try {
       const end = Date.now() + 20_000;
       while (!/listening on/.test(out)) {

@@ -14,9 +14,23 @@ const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 const EMPTY_DIGEST = 'sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a';
 const DUMMY = sha256('hello world');
-const ERROR_CODES = ['BLOB_UNKNOWN', 'BLOB_UPLOAD_INVALID', 'BLOB_UPLOAD_UNKNOWN', 'DIGEST_INVALID', 'MANIFEST_BLOB_UNKNOWN',
-  'MANIFEST_INVALID', 'MANIFEST_UNKNOWN', 'NAME_INVALID', 'NAME_UNKNOWN', 'SIZE_INVALID', 'UNAUTHORIZED', 'DENIED',
-  'UNSUPPORTED', 'TAG_INVALID', 'MANIFEST_UNVERIFIED'];
+const ERROR_CODES = [
+  'BLOB_UNKNOWN',
+  'BLOB_UPLOAD_INVALID',
+  'BLOB_UPLOAD_UNKNOWN',
+  'DIGEST_INVALID',
+  'MANIFEST_BLOB_UNKNOWN',
+  'MANIFEST_INVALID',
+  'MANIFEST_UNKNOWN',
+  'NAME_INVALID',
+  'NAME_UNKNOWN',
+  'SIZE_INVALID',
+  'UNAUTHORIZED',
+  'DENIED',
+  'UNSUPPORTED',
+  'TAG_INVALID',
+  'MANIFEST_UNVERIFIED',
+];
 
 let reg: TestRegistry;
 const NS = 'myorg/myrepo';
@@ -25,12 +39,17 @@ const CROSS = 'myorg/other';
 function rawRequest(base: string, method: string, path: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const u = new URL(base);
-    const req = httpRequest({ host: u.hostname, port: u.port, method, path, headers: { authorization: basic('admin', ADMIN_PASSWORD) } }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => { body += c; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
+    const req = httpRequest(
+      { host: u.hostname, port: u.port, method, path, headers: { authorization: basic('admin', ADMIN_PASSWORD) } },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          body += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -108,7 +127,11 @@ describe('pull', () => {
     assert.equal(await errorCode(r), 'MANIFEST_UNKNOWN');
   });
   it('10-12 GET manifests by digest and tag return the exact bytes and media type', async () => {
-    for (const [ref, img] of [[img0.digest, img0], [img1.digest, img1], ['tagtest0', img0]] as const) {
+    for (const [ref, img] of [
+      [img0.digest, img0],
+      [img1.digest, img1],
+      ['tagtest0', img0],
+    ] as const) {
       const r = await reg.req(`/v2/${NS}/manifests/${ref}`, { headers: { accept: OCI_MANIFEST } });
       assert.equal(r.status, 200);
       assert.equal(r.headers.get('content-type'), OCI_MANIFEST);
@@ -140,7 +163,9 @@ describe('pull', () => {
     let r = await reg.req(`/v2/${NS}/manifests/tagtest0`, { headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' } });
     assert.equal(r.status, 404);
     assert.equal(await errorCode(r), 'MANIFEST_UNKNOWN');
-    r = await reg.req(`/v2/${NS}/manifests/tagtest0`, { headers: { accept: `application/vnd.docker.distribution.manifest.v2+json, ${OCI_MANIFEST}` } });
+    r = await reg.req(`/v2/${NS}/manifests/tagtest0`, {
+      headers: { accept: `application/vnd.docker.distribution.manifest.v2+json, ${OCI_MANIFEST}` },
+    });
     assert.equal(r.status, 200);
     await r.arrayBuffer();
     r = await reg.req(`/v2/${NS}/manifests/tagtest0`, { headers: { accept: '*/*' } });
@@ -162,7 +187,11 @@ describe('push', () => {
   it('1-2 streamed upload: PATCH without Content-Range then empty PUT', async () => {
     const r1 = await reg.req(`/v2/${NS}/blobs/uploads/`, { method: 'POST' });
     assert.equal(r1.status, 202);
-    const r2 = await reg.req(r1.headers.get('location')!, { method: 'PATCH', body: blobA, headers: { 'content-type': 'application/octet-stream' } });
+    const r2 = await reg.req(r1.headers.get('location')!, {
+      method: 'PATCH',
+      body: blobA,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
     assert.equal(r2.status, 202);
     const r3 = await reg.req(withDigest(r2.headers.get('location')!, sha256(blobA)), { method: 'PUT', headers: { 'content-length': '0' } });
     assert.equal(r3.status, 201);
@@ -170,7 +199,11 @@ describe('push', () => {
   });
   it('3-5 single POST with digest creates the blob', async () => {
     assert.equal((await reg.req(`/v2/${NS}/blobs/${DUMMY}`)).status, 404);
-    const r = await reg.req(`/v2/${NS}/blobs/uploads/?digest=${img.configDigest}`, { method: 'POST', body: img.config, headers: { 'content-type': 'application/octet-stream' } });
+    const r = await reg.req(`/v2/${NS}/blobs/uploads/?digest=${img.configDigest}`, {
+      method: 'POST',
+      body: img.config,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
     assert.ok(r.status === 201 || r.status === 202);
     assert.ok(r.headers.get('location'));
     const g = await reg.req(`/v2/${NS}/blobs/${img.configDigest}`);
@@ -181,7 +214,11 @@ describe('push', () => {
     for (const data of [img.config, img.layer]) {
       const r1 = await reg.req(`/v2/${NS}/blobs/uploads/`, { method: 'POST' });
       assert.equal(r1.status, 202);
-      const r2 = await reg.req(withDigest(r1.headers.get('location')!, sha256(data)), { method: 'PUT', body: data, headers: { 'content-type': 'application/octet-stream' } });
+      const r2 = await reg.req(withDigest(r1.headers.get('location')!, sha256(data)), {
+        method: 'PUT',
+        body: data,
+        headers: { 'content-type': 'application/octet-stream' },
+      });
       assert.equal(r2.status, 201);
       assert.equal(r2.headers.get('location'), `/v2/${NS}/blobs/${sha256(data)}`);
       const g = await reg.req(`/v2/${NS}/blobs/${sha256(data)}`);
@@ -191,18 +228,30 @@ describe('push', () => {
   });
   it('11 an out-of-order first chunk is 416', async () => {
     const r1 = await reg.req(`/v2/${NS}/blobs/uploads/`, { method: 'POST', headers: { 'content-length': '0' } });
-    const r2 = await reg.req(r1.headers.get('location')!, { method: 'PATCH', body: blobB.subarray(22), headers: { 'content-range': '22-41', 'content-type': 'application/octet-stream' } });
+    const r2 = await reg.req(r1.headers.get('location')!, {
+      method: 'PATCH',
+      body: blobB.subarray(22),
+      headers: { 'content-range': '22-41', 'content-type': 'application/octet-stream' },
+    });
     assert.equal(r2.status, 416);
   });
   it('12 first chunk answers 202 with Range 0-21', async () => {
     const r1 = await reg.req(`/v2/${NS}/blobs/uploads/`, { method: 'POST', headers: { 'content-length': '0' } });
     firstSession = r1.headers.get('location')!;
-    const r2 = await reg.req(firstSession, { method: 'PATCH', body: blobB.subarray(0, 22), headers: { 'content-range': '0-21', 'content-type': 'application/octet-stream' } });
+    const r2 = await reg.req(firstSession, {
+      method: 'PATCH',
+      body: blobB.subarray(0, 22),
+      headers: { 'content-range': '0-21', 'content-type': 'application/octet-stream' },
+    });
     assert.equal(r2.status, 202);
     assert.equal(r2.headers.get('range'), '0-21');
   });
   it('13 re-sending the first chunk to the original location is 416', async () => {
-    const r = await reg.req(firstSession, { method: 'PATCH', body: blobB.subarray(0, 22), headers: { 'content-range': '0-21', 'content-type': 'application/octet-stream' } });
+    const r = await reg.req(firstSession, {
+      method: 'PATCH',
+      body: blobB.subarray(0, 22),
+      headers: { 'content-range': '0-21', 'content-type': 'application/octet-stream' },
+    });
     assert.equal(r.status, 416);
   });
   it('14-16 upload status is 204 with Range, then the last chunk and an empty PUT commit', async () => {
@@ -211,7 +260,11 @@ describe('push', () => {
     assert.equal(s.headers.get('range'), '0-21');
     const loc = s.headers.get('location')!;
     assert.ok(loc);
-    const r = await reg.req(loc, { method: 'PATCH', body: blobB.subarray(22), headers: { 'content-range': '22-41', 'content-type': 'application/octet-stream' } });
+    const r = await reg.req(loc, {
+      method: 'PATCH',
+      body: blobB.subarray(22),
+      headers: { 'content-range': '22-41', 'content-type': 'application/octet-stream' },
+    });
     assert.equal(r.status, 202);
     const p = await reg.req(withDigest(r.headers.get('location')!, sha256(blobB)), { method: 'PUT', headers: { 'content-length': '0' } });
     assert.equal(p.status, 201);
@@ -237,7 +290,11 @@ describe('push', () => {
     const s = await reg.req(loc);
     assert.equal(s.status, 204);
     assert.equal(s.headers.get('range'), '0-9', 'nothing of the refused chunks was stored');
-    assert.equal((await reg.req(withDigest(loc, sha256(data)), { method: 'PUT', body: data.subarray(10), headers: { 'content-range': '10-39' } })).status, 201);
+    assert.equal(
+      (await reg.req(withDigest(loc, sha256(data)), { method: 'PUT', body: data.subarray(10), headers: { 'content-range': '10-39' } }))
+        .status,
+      201,
+    );
   });
   it('a malformed Content-Range is 400; an inverted or out-of-order one is 416', async () => {
     const r1 = await reg.req(`/v2/${NS}/blobs/uploads/`, { method: 'POST', headers: { 'content-length': '0' } });
@@ -281,11 +338,13 @@ describe('push', () => {
       assert.equal(r.headers.get('location'), `/v2/${NS}/manifests/${img.digest}`);
       assert.equal(r.headers.get('docker-content-digest'), img.digest);
     }
-    const empty = Buffer.from(JSON.stringify({
-      schemaVersion: 2,
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: img.configDigest, size: img.config.length },
-      layers: [],
-    }));
+    const empty = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: img.configDigest, size: img.config.length },
+        layers: [],
+      }),
+    );
     const r = await reg.putManifest(NS, 'emptylayer', empty, OCI_MANIFEST);
     assert.equal(r.status, 201);
     assert.ok(r.headers.get('location'));
@@ -332,7 +391,10 @@ describe('push', () => {
     assert.equal(r.status, 400);
     const body = (await r.json()) as { errors: Array<{ code: string; detail: Array<{ digest: string }> }> };
     assert.equal(body.errors[0]!.code, 'MANIFEST_BLOB_UNKNOWN');
-    assert.deepEqual(body.errors[0]!.detail.map((d) => d.digest), [other.layerDigest]);
+    assert.deepEqual(
+      body.errors[0]!.detail.map((d) => d.digest),
+      [other.layerDigest],
+    );
     assert.equal((await reg.req(`/v2/${NS}/manifests/broken`)).status, 404);
   });
   it('blobs of another repository are not usable without a mount', async () => {
@@ -347,9 +409,27 @@ describe('push', () => {
       ['t1', '{not json', OCI_MANIFEST, 400, 'MANIFEST_INVALID'],
       ['t2', '[]', OCI_MANIFEST, 400, 'MANIFEST_INVALID'],
       ['t3', JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [] }), OCI_MANIFEST, 400, 'MANIFEST_INVALID'],
-      ['t4', JSON.stringify({ schemaVersion: 1, name: 'x' }), 'application/vnd.docker.distribution.manifest.v1+prettyjws', 400, 'MANIFEST_INVALID'],
-      ['t5', JSON.stringify({ schemaVersion: 2, config: { mediaType: 'x', digest: 'md5:abc', size: 1 }, layers: [] }), OCI_MANIFEST, 400, 'MANIFEST_INVALID'],
-      ['t6', JSON.stringify({ schemaVersion: 2, config: { mediaType: 'x', digest: DUMMY, size: -1 }, layers: [] }), OCI_MANIFEST, 400, 'MANIFEST_INVALID'],
+      [
+        't4',
+        JSON.stringify({ schemaVersion: 1, name: 'x' }),
+        'application/vnd.docker.distribution.manifest.v1+prettyjws',
+        400,
+        'MANIFEST_INVALID',
+      ],
+      [
+        't5',
+        JSON.stringify({ schemaVersion: 2, config: { mediaType: 'x', digest: 'md5:abc', size: 1 }, layers: [] }),
+        OCI_MANIFEST,
+        400,
+        'MANIFEST_INVALID',
+      ],
+      [
+        't6',
+        JSON.stringify({ schemaVersion: 2, config: { mediaType: 'x', digest: DUMMY, size: -1 }, layers: [] }),
+        OCI_MANIFEST,
+        400,
+        'MANIFEST_INVALID',
+      ],
       ['t7', JSON.stringify({ foo: 1 }), 'text/plain', 400, 'MANIFEST_INVALID'],
       [`sha256:${'0'.repeat(64)}`, img.manifest, OCI_MANIFEST, 400, 'DIGEST_INVALID'],
       [`md5:${'0'.repeat(32)}`, img.manifest, OCI_MANIFEST, 400, 'DIGEST_INVALID'],
@@ -379,16 +459,22 @@ describe('push', () => {
   it('a Docker manifest list is served as the linux/amd64 image to a schema2-only client', async () => {
     const DOCKER_V2 = 'application/vnd.docker.distribution.manifest.v2+json';
     const DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
-    const child = Buffer.from(JSON.stringify({
-      schemaVersion: 2, mediaType: DOCKER_V2,
-      config: { mediaType: 'application/vnd.docker.container.image.v1+json', digest: img.configDigest, size: img.config.length },
-      layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', digest: img.layerDigest, size: img.layer.length }],
-    }));
+    const child = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: DOCKER_V2,
+        config: { mediaType: 'application/vnd.docker.container.image.v1+json', digest: img.configDigest, size: img.config.length },
+        layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', digest: img.layerDigest, size: img.layer.length }],
+      }),
+    );
     assert.equal((await reg.putManifest(NS, sha256(child), child, DOCKER_V2)).status, 201);
-    const list = Buffer.from(JSON.stringify({
-      schemaVersion: 2, mediaType: DOCKER_LIST,
-      manifests: [{ mediaType: DOCKER_V2, digest: sha256(child), size: child.length, platform: { architecture: 'amd64', os: 'linux' } }],
-    }));
+    const list = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: DOCKER_LIST,
+        manifests: [{ mediaType: DOCKER_V2, digest: sha256(child), size: child.length, platform: { architecture: 'amd64', os: 'linux' } }],
+      }),
+    );
     assert.equal((await reg.putManifest(NS, 'multi', list, DOCKER_LIST)).status, 201);
     let r = await reg.req(`/v2/${NS}/manifests/multi`, { headers: { accept: DOCKER_V2 } });
     assert.equal(r.headers.get('docker-content-digest'), sha256(child));
@@ -396,9 +482,13 @@ describe('push', () => {
     r = await reg.req(`/v2/${NS}/manifests/multi`, { headers: { accept: `${DOCKER_V2}, ${DOCKER_LIST}` } });
     assert.equal(r.headers.get('content-type'), DOCKER_LIST);
     assert.deepEqual(Buffer.from(await r.arrayBuffer()), list);
-    const missing = Buffer.from(JSON.stringify({
-      schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ mediaType: OCI_MANIFEST, digest: DUMMY, size: 10 }],
-    }));
+    const missing = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_INDEX,
+        manifests: [{ mediaType: OCI_MANIFEST, digest: DUMMY, size: 10 }],
+      }),
+    );
     r = await reg.putManifest(NS, 'badindex', missing, OCI_INDEX);
     assert.equal(r.status, 400);
     assert.equal(await errorCode(r), 'MANIFEST_BLOB_UNKNOWN');
@@ -419,21 +509,57 @@ describe('content discovery', () => {
   const refBlobA = Buffer.from('NHL Peanut Butter on my NHL bagel');
   const refBlobB = Buffer.from('NBA Strawberry Jam on my NBA croissant');
   const mk = (o: Record<string, unknown>): Buffer => Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, ...o }));
-  const aConfig = mk({ config: { mediaType: TYPE_A, digest: EMPTY_DIGEST, size: 2 }, layers: [{ mediaType: TYPE_A, digest: sha256(refBlobA), size: refBlobA.length }], subject: subject4, annotations: { [ANN]: 'test config a' } });
-  const aLayer = mk({ artifactType: TYPE_A, config: emptyDesc, layers: [{ mediaType: TYPE_A, digest: sha256(refBlobA), size: refBlobA.length }], subject: subject4, annotations: { [ANN]: 'test layer a' } });
-  const bConfig = mk({ config: { mediaType: TYPE_B, digest: EMPTY_DIGEST, size: 2 }, layers: [{ mediaType: TYPE_B, digest: sha256(refBlobB), size: refBlobB.length }], subject: subject4, annotations: { [ANN]: 'test config b' } });
-  const bLayer = mk({ artifactType: TYPE_B, config: emptyDesc, layers: [{ mediaType: TYPE_B, digest: sha256(refBlobB), size: refBlobB.length }], subject: subject4, annotations: { [ANN]: 'test layer b' } });
-  const cLayer = mk({ artifactType: TYPE_B, config: emptyDesc, layers: [{ mediaType: TYPE_B, digest: sha256(refBlobB), size: refBlobB.length }], subject: subject3 });
-  const index = Buffer.from(JSON.stringify({
-    schemaVersion: 2, mediaType: OCI_INDEX, artifactType: 'application/vnd.food.stand',
-    manifests: [{ mediaType: OCI_MANIFEST, digest: sha256(aConfig), size: aConfig.length }, { mediaType: OCI_MANIFEST, digest: sha256(aLayer), size: aLayer.length }],
-    subject: subject4, annotations: { [ANN]: 'test index' },
-  }));
+  const aConfig = mk({
+    config: { mediaType: TYPE_A, digest: EMPTY_DIGEST, size: 2 },
+    layers: [{ mediaType: TYPE_A, digest: sha256(refBlobA), size: refBlobA.length }],
+    subject: subject4,
+    annotations: { [ANN]: 'test config a' },
+  });
+  const aLayer = mk({
+    artifactType: TYPE_A,
+    config: emptyDesc,
+    layers: [{ mediaType: TYPE_A, digest: sha256(refBlobA), size: refBlobA.length }],
+    subject: subject4,
+    annotations: { [ANN]: 'test layer a' },
+  });
+  const bConfig = mk({
+    config: { mediaType: TYPE_B, digest: EMPTY_DIGEST, size: 2 },
+    layers: [{ mediaType: TYPE_B, digest: sha256(refBlobB), size: refBlobB.length }],
+    subject: subject4,
+    annotations: { [ANN]: 'test config b' },
+  });
+  const bLayer = mk({
+    artifactType: TYPE_B,
+    config: emptyDesc,
+    layers: [{ mediaType: TYPE_B, digest: sha256(refBlobB), size: refBlobB.length }],
+    subject: subject4,
+    annotations: { [ANN]: 'test layer b' },
+  });
+  const cLayer = mk({
+    artifactType: TYPE_B,
+    config: emptyDesc,
+    layers: [{ mediaType: TYPE_B, digest: sha256(refBlobB), size: refBlobB.length }],
+    subject: subject3,
+  });
+  const index = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_INDEX,
+      artifactType: 'application/vnd.food.stand',
+      manifests: [
+        { mediaType: OCI_MANIFEST, digest: sha256(aConfig), size: aConfig.length },
+        { mediaType: OCI_MANIFEST, digest: sha256(aLayer), size: aLayer.length },
+      ],
+      subject: subject4,
+      annotations: { [ANN]: 'test index' },
+    }),
+  );
 
   before(async () => {
     await reg.pushBlob(REPO, img2.config);
     await reg.pushBlob(REPO, img2.layer);
-    for (const t of ['test0', 'test1', 'test2', 'test3']) assert.equal((await reg.putManifest(REPO, t, img2.manifest, OCI_MANIFEST)).status, 201);
+    for (const t of ['test0', 'test1', 'test2', 'test3'])
+      assert.equal((await reg.putManifest(REPO, t, img2.manifest, OCI_MANIFEST)).status, 201);
     assert.equal(await reg.pushBlob(REPO, Buffer.from('{}')), EMPTY_DIGEST);
     await reg.pushBlob(REPO, refBlobA);
     for (const m of [aConfig, aLayer]) {
@@ -502,7 +628,9 @@ describe('content discovery', () => {
     const r = await reg.req(`/v2/${REPO}/referrers/${img4.digest}`);
     assert.equal(r.status, 200);
     assert.equal(r.headers.get('content-type'), OCI_INDEX);
-    const body = (await r.json()) as { manifests: Array<{ digest: string; artifactType?: string; annotations?: Record<string, string>; size: number; mediaType: string }> };
+    const body = (await r.json()) as {
+      manifests: Array<{ digest: string; artifactType?: string; annotations?: Record<string, string>; size: number; mediaType: string }>;
+    };
     assert.equal(body.manifests.length, 5);
     const byDigest = new Map(body.manifests.map((m) => [m.digest, m]));
     assert.equal(byDigest.get(sha256(aConfig))?.artifactType, TYPE_A);
@@ -523,7 +651,10 @@ describe('content discovery', () => {
   it('7 referrers of a subject that was never pushed', async () => {
     const r = await reg.req(`/v2/${REPO}/referrers/${img3.digest}`);
     const body = (await r.json()) as { manifests: Array<{ digest: string }> };
-    assert.deepEqual(body.manifests.map((m) => m.digest), [sha256(cLayer)]);
+    assert.deepEqual(
+      body.manifests.map((m) => m.digest),
+      [sha256(cLayer)],
+    );
   });
   it('catalog lists repositories with pagination', async () => {
     let r = await reg.req('/v2/_catalog');

@@ -83,7 +83,10 @@ const SMALL_BLOB = 4 * 1024 * 1024;
 
 function acceptsType(accept: string | undefined, type: string): boolean {
   if (!accept) return true;
-  const types = accept.split(',').map((s) => s.split(';')[0]!.trim().toLowerCase()).filter(Boolean);
+  const types = accept
+    .split(',')
+    .map((s) => s.split(';')[0]!.trim().toLowerCase())
+    .filter(Boolean);
   if (types.length === 0) return true;
   return types.includes(type) || types.includes('*/*') || types.includes('application/*');
 }
@@ -164,7 +167,13 @@ export class DistributionApi {
     const header = auth.toLowerCase().startsWith('basic ')
       ? 'Basic realm="harbor"'
       : `Bearer realm="${tokenRealm(this.#o, req.headers.host)}",service="${this.#o.service}"${scope ? `,scope="${scope}"` : ''}`;
-    const err = new OciError('UNAUTHORIZED', message, scope ? { detail: [{ Type: scope.split(':')[0], Name: scope.split(':').slice(1, -1).join(':'), Action: scope.split(':').pop() }] } : {});
+    const err = new OciError(
+      'UNAUTHORIZED',
+      message,
+      scope
+        ? { detail: [{ Type: scope.split(':')[0], Name: scope.split(':').slice(1, -1).join(':'), Action: scope.split(':').pop() }] }
+        : {},
+    );
     (err as OciError & { challenge?: string }).challenge = header;
     return err;
   }
@@ -173,7 +182,12 @@ export class DistributionApi {
     const allowed = await this.#d.auth.allowed(p, name);
     if (allowed.has(action)) return;
     const actions = action === 'pull' ? 'pull' : action === 'push' ? 'pull,push' : 'delete';
-    if (p.kind === 'anonymous' || p.kind === 'token') throw this.#challenge(req, `repository:${name}:${actions}`, p.kind === 'anonymous' ? 'authentication required' : 'insufficient scope');
+    if (p.kind === 'anonymous' || p.kind === 'token')
+      throw this.#challenge(
+        req,
+        `repository:${name}:${actions}`,
+        p.kind === 'anonymous' ? 'authentication required' : 'insufficient scope',
+      );
     throw new OciError('DENIED', `${p.name} may not ${action} ${name}`);
   }
 
@@ -234,7 +248,10 @@ export class DistributionApi {
     stream.on('data', (c: Buffer) => this.#d.counters.blobBytesServed(c.length));
     // pipe + explicit teardown: cheaper per request than stream.pipeline's bookkeeping.
     await new Promise<void>((resolve, reject) => {
-      stream.once('error', (err) => { res.destroy(err); reject(err); });
+      stream.once('error', (err) => {
+        res.destroy(err);
+        reject(err);
+      });
       res.once('close', () => {
         if (!res.writableFinished) stream.destroy();
         resolve();
@@ -284,7 +301,11 @@ export class DistributionApi {
       const digest = checkDigest(mount);
       if (from !== undefined && from !== name) {
         let fromName: string | undefined;
-        try { fromName = checkName(from); } catch { fromName = undefined; }
+        try {
+          fromName = checkName(from);
+        } catch {
+          fromName = undefined;
+        }
         const mayPull = fromName !== undefined && (await this.#d.auth.allowed(p, fromName)).has('pull');
         if (fromName && mayPull && (await this.#d.meta.blobInRepo(fromName, digest)) !== undefined) {
           if (await this.#d.meta.linkBlob(name, digest)) {
@@ -334,7 +355,8 @@ export class DistributionApi {
     if (!m) throw new OciError('BLOB_UPLOAD_INVALID', `invalid Content-Range ${JSON.stringify(h.slice(0, 100))}`);
     const start = Number(m[1]);
     const end = Number(m[2]);
-    if (end < start) throw new OciError('BLOB_UPLOAD_INVALID', `invalid Content-Range ${JSON.stringify(h)}: ends before it starts`, { status: 416 });
+    if (end < start)
+      throw new OciError('BLOB_UPLOAD_INVALID', `invalid Content-Range ${JSON.stringify(h)}: ends before it starts`, { status: 416 });
     if (start !== size) {
       throw new OciError('BLOB_UPLOAD_INVALID', `chunk starts at ${start}, upload is at ${size}`, { status: 416 });
     }
@@ -345,7 +367,7 @@ export class DistributionApi {
     return { start, end };
   }
 
-  async #append(req: IncomingMessage, name: string, id: string, offset: number): Promise<number> {
+  async #append(req: IncomingMessage, _name: string, id: string, offset: number): Promise<number> {
     const limit = this.#o.maxBlobSize > 0 ? this.#o.maxBlobSize : undefined;
     const declared = req.headers['content-length'];
     if (limit !== undefined && declared !== undefined && offset + Number(declared) > limit) {
@@ -385,7 +407,9 @@ export class DistributionApi {
     if (digestParam === null) throw new OciError('DIGEST_INVALID', 'digest parameter missing');
     const digest = checkDigest(digestParam);
     const range = this.#chunkRange(req, size);
-    const hasBody = (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined;
+    const hasBody =
+      (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') ||
+      req.headers['transfer-encoding'] !== undefined;
     if (hasBody) size = await this.#append(req, name, id, size);
     else req.resume();
     if (range && size !== range.end + 1) {
@@ -401,7 +425,9 @@ export class DistributionApi {
       await this.#d.store.commitUpload(id, digest, {
         critical: (publish) => {
           let out: ReturnType<typeof publish> | undefined;
-          pending = this.#d.meta.commitBlob(name, digest, size, () => { out = publish(); });
+          pending = this.#d.meta.commitBlob(name, digest, size, () => {
+            out = publish();
+          });
           return out as ReturnType<typeof publish>;
         },
       });
@@ -444,7 +470,14 @@ export class DistributionApi {
     return { digest, tag: reference };
   }
 
-  async #getManifest(req: IncomingMessage, res: ServerResponse, name: string, reference: string, head: boolean, p: Principal): Promise<void> {
+  async #getManifest(
+    req: IncomingMessage,
+    res: ServerResponse,
+    name: string,
+    reference: string,
+    head: boolean,
+    p: Principal,
+  ): Promise<void> {
     const { digest, tag } = await this.#resolve(name, reference, true);
     let rec = await this.#d.meta.getManifest(name, digest);
     if (!rec) throw new OciError('MANIFEST_UNKNOWN', `manifest ${digest} unknown to ${name}`);
@@ -469,7 +502,12 @@ export class DistributionApi {
       etag,
     };
     const inm = req.headers['if-none-match'];
-    if (inm && inm.split(',').map((s) => s.trim()).includes(etag)) {
+    if (
+      inm
+        ?.split(',')
+        .map((s) => s.trim())
+        .includes(etag)
+    ) {
       res.writeHead(304, { etag, 'docker-content-digest': rec.digest });
       res.end();
       return;
@@ -482,7 +520,11 @@ export class DistributionApi {
     res.end(rec.body);
     await this.#d.meta.countPull(name);
     const deliveries = await this.#d.webhooks.deliveriesFor({
-      type: 'PULL_ARTIFACT', repo: name, digest: rec.digest, tag: tag ?? rec.digest, operator: p.name,
+      type: 'PULL_ARTIFACT',
+      repo: name,
+      digest: rec.digest,
+      tag: tag ?? rec.digest,
+      operator: p.name,
     });
     if (deliveries.length) {
       await this.#d.meta.enqueueDeliveries(deliveries);
@@ -504,12 +546,25 @@ export class DistributionApi {
     }
     const parsed = parseManifest(body, req.headers['content-type']);
     const rec: ManifestRecord = {
-      repo: name, digest, mediaType: parsed.mediaType, size: body.length, body,
-      artifactType: parsed.artifactType, subject: parsed.subject, annotations: parsed.annotations, createdAt: Date.now(),
+      repo: name,
+      digest,
+      mediaType: parsed.mediaType,
+      size: body.length,
+      body,
+      artifactType: parsed.artifactType,
+      subject: parsed.subject,
+      annotations: parsed.annotations,
+      createdAt: Date.now(),
     };
     const outbox = await this.#d.webhooks.outboxFor({
-      type: 'PUSH_ARTIFACT', repo: name, digest, tag: tag ?? digest, operator: p.name, at: rec.createdAt,
-      untagged: tag === undefined && !parsed.isIndex, children: parsed.manifests,
+      type: 'PUSH_ARTIFACT',
+      repo: name,
+      digest,
+      tag: tag ?? digest,
+      operator: p.name,
+      at: rec.createdAt,
+      untagged: tag === undefined && !parsed.isIndex,
+      children: parsed.manifests,
     });
     try {
       await this.#d.meta.putManifest(rec, tag, { blobs: parsed.blobs, manifests: parsed.manifests }, outbox);
@@ -522,7 +577,9 @@ export class DistributionApi {
     this.#d.webhooks.kick();
     this.#d.log.info({ repo: name, digest, tag, mediaType: parsed.mediaType, operator: p.name }, 'manifest pushed');
     const headers: Record<string, string | number> = {
-      location: `/v2/${name}/manifests/${digest}`, 'docker-content-digest': digest, 'content-length': 0,
+      location: `/v2/${name}/manifests/${digest}`,
+      'docker-content-digest': digest,
+      'content-length': 0,
     };
     if (parsed.subject) headers['oci-subject'] = parsed.subject;
     res.writeHead(201, headers);
@@ -534,13 +591,15 @@ export class DistributionApi {
     if (reference.includes(':')) {
       const digest = checkDigest(reference);
       const ev = await this.#d.webhooks.deliveriesFor({ type: 'DELETE_ARTIFACT', repo: name, digest, tag: digest, operator: p.name });
-      if (!(await this.#d.meta.deleteManifest(name, digest, ev))) throw new OciError('MANIFEST_UNKNOWN', `manifest ${digest} unknown to ${name}`);
+      if (!(await this.#d.meta.deleteManifest(name, digest, ev)))
+        throw new OciError('MANIFEST_UNKNOWN', `manifest ${digest} unknown to ${name}`);
     } else {
       if (!isValidTag(reference)) throw new OciError('TAG_INVALID', `invalid tag ${JSON.stringify(reference.slice(0, 130))}`);
       const digest = await this.#d.meta.resolveTag(name, reference);
       if (!digest) throw new OciError('MANIFEST_UNKNOWN', `tag ${reference} unknown to ${name}`);
       const ev = await this.#d.webhooks.deliveriesFor({ type: 'DELETE_ARTIFACT', repo: name, digest, tag: reference, operator: p.name });
-      if (!(await this.#d.meta.deleteTag(name, reference, ev))) throw new OciError('MANIFEST_UNKNOWN', `tag ${reference} unknown to ${name}`);
+      if (!(await this.#d.meta.deleteTag(name, reference, ev)))
+        throw new OciError('MANIFEST_UNKNOWN', `tag ${reference} unknown to ${name}`);
     }
     this.#d.webhooks.kick();
     res.writeHead(202, { 'content-length': 0 });
@@ -601,7 +660,9 @@ export class DistributionApi {
       schemaVersion: 2,
       mediaType: MediaType.OCI_INDEX,
       manifests: rows.map((r) => ({
-        mediaType: r.mediaType, digest: r.digest, size: r.size,
+        mediaType: r.mediaType,
+        digest: r.digest,
+        size: r.size,
         ...(r.artifactType !== undefined ? { artifactType: r.artifactType } : {}),
         ...(r.annotations !== undefined ? { annotations: r.annotations } : {}),
       })),

@@ -40,7 +40,11 @@ export class OciError extends FerryError {
   /** Extra response headers (e.g. Retry-After). */
   readonly headers: Readonly<Record<string, string>>;
 
-  constructor(oci: OciCode, message: string, opts: { status?: number; detail?: unknown; cause?: unknown; headers?: Record<string, string> } = {}) {
+  constructor(
+    oci: OciCode,
+    message: string,
+    opts: { status?: number; detail?: unknown; cause?: unknown; headers?: Record<string, string> } = {},
+  ) {
     super(CATEGORY_OF[oci], message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'OciError';
     this.oci = oci;

@@ -53,7 +53,12 @@ describe('gc', () => {
     for (const d of [keep.configDigest, keep.layerDigest]) {
       const r = await reg.req(`/v2/library/keep/blobs/${d}`);
       assert.equal(r.status, 200);
-      assert.equal(`sha256:${createHash('sha256').update(Buffer.from(await r.arrayBuffer())).digest('hex')}`, d);
+      assert.equal(
+        `sha256:${createHash('sha256')
+          .update(Buffer.from(await r.arrayBuffer()))
+          .digest('hex')}`,
+        d,
+      );
     }
     // The blob can be pushed again after collection.
     await reg.pushBlob('library/drop', drop.layer);
@@ -107,7 +112,10 @@ describe('gc', () => {
     // Every stored manifest's blobs are present.
     const tags = ((await (await reg.req('/v2/library/race/tags/list')).json()) as { tags: string[] }).tags;
     for (const t of tags) {
-      const m = (await (await reg.req(`/v2/library/race/manifests/${t}`)).json()) as { config: { digest: string }; layers: Array<{ digest: string }> };
+      const m = (await (await reg.req(`/v2/library/race/manifests/${t}`)).json()) as {
+        config: { digest: string };
+        layers: Array<{ digest: string }>;
+      };
       for (const d of [m.config.digest, ...m.layers.map((l) => l.digest)]) {
         assert.equal((await reg.req(`/v2/library/race/blobs/${d}`, { method: 'HEAD' })).status, 200);
       }
@@ -117,11 +125,15 @@ describe('gc', () => {
   it('ferry registry gc runs against a live registry', async () => {
     const drop = await push(reg, 'library/cli', 'v1', 'gc-cli');
     await reg.req(`/v2/library/cli/manifests/${drop.digest}`, { method: 'DELETE' });
-    const dry = await run(process.execPath, [FERRY_BIN, 'registry', 'gc', '--data', reg.dataDir, '--dry-run', '--min-age', '0s'], { env: { ...process.env, FERRY_LOG_LEVEL: 'silent' } });
+    const dry = await run(process.execPath, [FERRY_BIN, 'registry', 'gc', '--data', reg.dataDir, '--dry-run', '--min-age', '0s'], {
+      env: { ...process.env, FERRY_LOG_LEVEL: 'silent' },
+    });
     const out = JSON.parse(dry.stdout) as { dryRun: boolean; deleted: string[] };
     assert.equal(out.dryRun, true);
     assert.ok(out.deleted.includes(drop.layerDigest));
-    const real = await run(process.execPath, [FERRY_BIN, 'registry', 'gc', '--data', reg.dataDir, '--min-age', '0s'], { env: { ...process.env, FERRY_LOG_LEVEL: 'silent' } });
+    const real = await run(process.execPath, [FERRY_BIN, 'registry', 'gc', '--data', reg.dataDir, '--min-age', '0s'], {
+      env: { ...process.env, FERRY_LOG_LEVEL: 'silent' },
+    });
     assert.ok((JSON.parse(real.stdout) as { deleted: string[] }).deleted.includes(drop.layerDigest));
     assert.equal((await reg.req(`/v2/library/cli/blobs/${drop.layerDigest}`, { method: 'HEAD' })).status, 404);
   });

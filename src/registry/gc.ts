@@ -54,7 +54,9 @@ export async function collectGarbage(meta: GcMetadata, store: BlobStore, opts: G
     await store.delete(digest, {
       critical: (unlink) => {
         let out = false as ReturnType<typeof unlink>;
-        collected = meta.collectBlob(digest, cutoff, () => { out = unlink(); });
+        collected = meta.collectBlob(digest, cutoff, () => {
+          out = unlink();
+        });
         return out;
       },
     });
@@ -77,6 +79,15 @@ export async function collectGarbage(meta: GcMetadata, store: BlobStore, opts: G
       await store.abortUpload(u.id);
     }
   }
-  opts.log?.info({ scanned: result.blobsScanned, deleted: result.blobsDeleted.length, bytesFreed: result.bytesFreed, uploadsRemoved: result.uploadsRemoved, dryRun }, 'gc finished');
+  opts.log?.info(
+    {
+      scanned: result.blobsScanned,
+      deleted: result.blobsDeleted.length,
+      bytesFreed: result.bytesFreed,
+      uploadsRemoved: result.uploadsRemoved,
+      dryRun,
+    },
+    'gc finished',
+  );
   return result;
 }

@@ -23,8 +23,13 @@ import { isValidName } from './names.js';
  * is httpx's). Errors of other categories are answered by the registry's OCI error edge.
  */
 const HARBOR_CODE: Partial<Record<ErrorCode, string>> = {
-  INVALID_ARGUMENT: 'BAD_REQUEST', UNAUTHENTICATED: 'UNAUTHORIZED', PERMISSION_DENIED: 'FORBIDDEN', NOT_FOUND: 'NOT_FOUND',
-  ALREADY_EXISTS: 'CONFLICT', FAILED_PRECONDITION: 'PRECONDITION', NOT_IMPLEMENTED: 'METHOD_NOT_ALLOWED',
+  INVALID_ARGUMENT: 'BAD_REQUEST',
+  UNAUTHENTICATED: 'UNAUTHORIZED',
+  PERMISSION_DENIED: 'FORBIDDEN',
+  NOT_FOUND: 'NOT_FOUND',
+  ALREADY_EXISTS: 'CONFLICT',
+  FAILED_PRECONDITION: 'PRECONDITION',
+  NOT_IMPLEMENTED: 'METHOD_NOT_ALLOWED',
 };
 
 const notFound = (what: string): FerryError => new FerryError('NOT_FOUND', `${what} not found`);
@@ -40,7 +45,12 @@ function decodePathValue(v: string): string {
   }
 }
 
-interface Ctx { req: IncomingMessage; res: ServerResponse; url: URL; p: Principal }
+interface Ctx {
+  req: IncomingMessage;
+  res: ServerResponse;
+  url: URL;
+  p: Principal;
+}
 
 function iso(ms: number): string {
   return new Date(ms).toISOString();
@@ -91,14 +101,15 @@ export class HarborApi {
   #canSee(p: Principal, project: Project): boolean {
     if (project.public) return true;
     if (p.kind === 'user' && p.sysadmin) return true;
-    if (p.kind === 'robot') return p.robot.permissions.some((x) => x.kind === 'project' && (x.namespace === '*' || x.namespace === project.name));
+    if (p.kind === 'robot')
+      return p.robot.permissions.some((x) => x.kind === 'project' && (x.namespace === '*' || x.namespace === project.name));
     return false;
   }
 
   /** The project a (decoded) path value names, by id or name, if `p` may see it; else NOT_FOUND. */
   async #project(p: Principal, nameOrId: string): Promise<Project> {
     const byId = /^\d+$/.test(nameOrId) ? await this.#meta.getProject(Number(nameOrId)) : undefined;
-    const project = byId ?? await this.#meta.getProject(nameOrId);
+    const project = byId ?? (await this.#meta.getProject(nameOrId));
     if (!project || !this.#canSee(p, project)) throw notFound(`project ${nameOrId}`);
     return project;
   }
@@ -110,8 +121,12 @@ export class HarborApi {
 
   async #projectJson(pr: Project): Promise<Record<string, unknown>> {
     return {
-      project_id: pr.id, name: pr.name, owner_name: pr.ownerName, owner_id: 1,
-      creation_time: iso(pr.createdAt), update_time: iso(pr.updatedAt),
+      project_id: pr.id,
+      name: pr.name,
+      owner_name: pr.ownerName,
+      owner_id: 1,
+      creation_time: iso(pr.createdAt),
+      update_time: iso(pr.updatedAt),
       repo_count: (await this.#meta.listRepositoryRecords(pr.name)).length,
       metadata: { public: String(pr.public) },
     };
@@ -119,24 +134,45 @@ export class HarborApi {
 
   #robotJson(r: Robot): Record<string, unknown> {
     return {
-      id: r.id, name: r.name, description: r.description, level: r.level, duration: r.duration,
-      disable: r.disabled, expires_at: r.expiresAt, permissions: r.permissions, editable: true,
-      creation_time: iso(r.createdAt), update_time: iso(r.updatedAt),
+      id: r.id,
+      name: r.name,
+      description: r.description,
+      level: r.level,
+      duration: r.duration,
+      disable: r.disabled,
+      expires_at: r.expiresAt,
+      permissions: r.permissions,
+      editable: true,
+      creation_time: iso(r.createdAt),
+      update_time: iso(r.updatedAt),
     };
   }
 
   #policyJson(po: WebhookPolicy): Record<string, unknown> {
     return {
-      id: po.id, name: po.name, description: po.description, project_id: po.projectId, targets: po.targets,
-      event_types: po.eventTypes, creator: po.creator, creation_time: iso(po.createdAt), update_time: iso(po.updatedAt),
+      id: po.id,
+      name: po.name,
+      description: po.description,
+      project_id: po.projectId,
+      targets: po.targets,
+      event_types: po.eventTypes,
+      creator: po.creator,
+      creation_time: iso(po.createdAt),
+      update_time: iso(po.updatedAt),
       enabled: po.enabled,
     };
   }
 
   #executionJson(d: Delivery): Record<string, unknown> {
     return {
-      id: d.id, vendor_type: 'WEBHOOK', vendor_id: d.policyId, status: d.status, trigger: 'EVENT',
-      status_message: d.lastError, start_time: iso(d.createdAt), end_time: d.status === 'Success' || d.status === 'Error' ? iso(d.updatedAt) : '',
+      id: d.id,
+      vendor_type: 'WEBHOOK',
+      vendor_id: d.policyId,
+      status: d.status,
+      trigger: 'EVENT',
+      status_message: d.lastError,
+      start_time: iso(d.createdAt),
+      end_time: d.status === 'Success' || d.status === 'Error' ? iso(d.updatedAt) : '',
       extra_attrs: { event_type: d.eventType, payload: d.payload, address: d.target.address },
     };
   }
@@ -145,15 +181,24 @@ export class HarborApi {
   #table(): Router<Ctx> {
     const list = (res: ServerResponse, items: unknown[]): void => sendJson(res, 200, items, { 'x-total-count': String(items.length) });
     return new Router<Ctx>({ looseSlashes: true })
-      .get('/systeminfo', ({ req, res }) => sendJson(res, 200, {
-        harbor_version: 'v2.0.0-ferry', auth_mode: 'db_auth', registry_url: req.headers.host ?? '',
-        project_creation_restriction: 'adminonly', has_ca_root: false, read_only: false,
-      }))
+      .get('/systeminfo', ({ req, res }) =>
+        sendJson(res, 200, {
+          harbor_version: 'v2.0.0-ferry',
+          auth_mode: 'db_auth',
+          registry_url: req.headers.host ?? '',
+          project_creation_restriction: 'adminonly',
+          has_ca_root: false,
+          read_only: false,
+        }),
+      )
       .get('/users/current', async ({ res, p }) => {
         this.#requireUser(p);
         const u = p.kind === 'user' ? await this.#meta.getUser(p.name) : undefined;
         sendJson(res, 200, {
-          user_id: u?.id ?? 0, username: p.name, sysadmin_flag: p.kind === 'user' && p.sysadmin, creation_time: u ? iso(u.createdAt) : '',
+          user_id: u?.id ?? 0,
+          username: p.name,
+          sysadmin_flag: p.kind === 'user' && p.sysadmin,
+          creation_time: u ? iso(u.createdAt) : '',
         });
       })
       .put('/users/:id(\\d+)/password', (c, a) => this.#changePassword(c, Number(a.id)))
@@ -192,10 +237,18 @@ export class HarborApi {
       })
       .get('/projects/:project/repositories', async ({ res, p }, a) => {
         const project = await this.#project(p, a.project!);
-        list(res, (await this.#meta.listRepositoryRecords(project.name)).map((r) => ({
-          id: r.id, name: r.name, project_id: project.id, artifact_count: r.artifactCount, pull_count: r.pullCount,
-          creation_time: iso(r.createdAt), update_time: iso(r.updatedAt),
-        })));
+        list(
+          res,
+          (await this.#meta.listRepositoryRecords(project.name)).map((r) => ({
+            id: r.id,
+            name: r.name,
+            project_id: project.id,
+            artifact_count: r.artifactCount,
+            pull_count: r.pullCount,
+            creation_time: iso(r.createdAt),
+            update_time: iso(r.updatedAt),
+          })),
+        );
       })
       .delete('/projects/:project/repositories/:repo', (c, a) => this.#deleteArtifacts(c, a))
       .get('/projects/:project/repositories/:repo/artifacts', (c, a) => this.#artifacts(c, a))
@@ -206,7 +259,10 @@ export class HarborApi {
         sendJson(res, 200, { event_type: WEBHOOK_EVENT_TYPES, notify_type: ['http'], payload_formats });
       })
       .get('/projects/:project/webhook/policies', async ({ res, p }, a) => {
-        list(res, (await this.#meta.listPolicies((await this.#webhookProject(p, a)).id)).map((x) => this.#policyJson(x)));
+        list(
+          res,
+          (await this.#meta.listPolicies((await this.#webhookProject(p, a)).id)).map((x) => this.#policyJson(x)),
+        );
       })
       .post('/projects/:project/webhook/policies', async ({ req, res, p }, a) => {
         const project = await this.#webhookProject(p, a);
@@ -228,26 +284,43 @@ export class HarborApi {
         sendJson(res, 200, {});
       })
       .get('/projects/:project/webhook/policies/:policy/executions', async ({ res, p }, a) => {
-        list(res, (await this.#meta.listDeliveries((await this.#policy(p, a)).id)).map((d) => this.#executionJson(d)));
+        list(
+          res,
+          (await this.#meta.listDeliveries((await this.#policy(p, a)).id)).map((d) => this.#executionJson(d)),
+        );
       })
       .get('/projects/:project/webhook/policies/:policy/executions/:execution/tasks', async ({ res, p }, a) => {
         const d = await this.#execution(p, a);
-        sendJson(res, 200, [{
-          id: d.id, execution_id: d.id, status: d.status, run_count: d.attempts, status_message: d.lastError,
-          start_time: iso(d.createdAt), end_time: iso(d.updatedAt), extra_attrs: { address: d.target.address },
-        }]);
+        sendJson(res, 200, [
+          {
+            id: d.id,
+            execution_id: d.id,
+            status: d.status,
+            run_count: d.attempts,
+            status_message: d.lastError,
+            start_time: iso(d.createdAt),
+            end_time: iso(d.updatedAt),
+            extra_attrs: { address: d.target.address },
+          },
+        ]);
       })
       .get('/projects/:project/webhook/policies/:policy/executions/:execution/tasks/:task/log', async ({ res, p }, a) => {
         const d = await this.#execution(p, a);
-        const lines = (await this.#meta.listAttempts(d.id)).map((x) => `${iso(x.at)} attempt ${x.attempt} POST ${d.target.address} -> `
-          + `${x.statusCode || 'no response'} in ${x.durationMs} ms${x.error ? `: ${x.error}` : ''}`);
+        const lines = (await this.#meta.listAttempts(d.id)).map(
+          (x) =>
+            `${iso(x.at)} attempt ${x.attempt} POST ${d.target.address} -> ` +
+            `${x.statusCode || 'no response'} in ${x.durationMs} ms${x.error ? `: ${x.error}` : ''}`,
+        );
         const text = `${lines.join('\n')}\n`;
         res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text) });
         res.end(text);
       })
       .get('/robots', async ({ res, p }) => {
         this.#requireAdmin(p);
-        list(res, (await this.#meta.listRobots()).map((r) => this.#robotJson(r)));
+        list(
+          res,
+          (await this.#meta.listRobots()).map((r) => this.#robotJson(r)),
+        );
       })
       .post('/robots', async ({ req, res, p }) => {
         this.#requireAdmin(p);
@@ -331,10 +404,16 @@ export class HarborApi {
     for (const m of await this.#meta.listManifests(repoName)) {
       const tags = await this.#meta.tagsOf(repoName, m.digest);
       out.push({
-        digest: m.digest, manifest_media_type: m.mediaType, media_type: m.artifactType ?? '', size: m.size,
-        push_time: iso(m.createdAt), repository_name: repoName, project_id: project.id,
+        digest: m.digest,
+        manifest_media_type: m.mediaType,
+        media_type: m.artifactType ?? '',
+        size: m.size,
+        push_time: iso(m.createdAt),
+        repository_name: repoName,
+        project_id: project.id,
         tags: tags.map((t) => ({ name: t, repository_id: 0, push_time: iso(m.createdAt) })),
-        annotations: m.annotations ?? {}, type: 'IMAGE',
+        annotations: m.annotations ?? {},
+        type: 'IMAGE',
         ...(m.subject ? { subject: m.subject } : {}),
       });
     }
@@ -359,7 +438,11 @@ export class HarborApi {
     for (const digest of digests) {
       const tags = await this.#meta.tagsOf(repoName, digest);
       const ev = await this.#webhooks.deliveriesFor({
-        type: 'DELETE_ARTIFACT', repo: repoName, digest, tag: tags[0] ?? digest, operator: p.name,
+        type: 'DELETE_ARTIFACT',
+        repo: repoName,
+        digest,
+        tag: tags[0] ?? digest,
+        operator: p.name,
       });
       await this.#meta.deleteManifest(repoName, digest, ev);
     }
@@ -413,7 +496,8 @@ export class HarborApi {
       if (!Array.isArray(o.access)) throw badRequest(`permissions[${i}].access must be an array`);
       const access = o.access.map((a, j) => {
         const ao = a as Record<string, unknown>;
-        if (typeof ao.resource !== 'string' || typeof ao.action !== 'string') throw badRequest(`permissions[${i}].access[${j}] needs resource and action`);
+        if (typeof ao.resource !== 'string' || typeof ao.action !== 'string')
+          throw badRequest(`permissions[${i}].access[${j}] needs resource and action`);
         return { resource: ao.resource, action: ao.action, ...(typeof ao.effect === 'string' ? { effect: ao.effect } : {}) };
       });
       return { kind: o.kind, namespace: o.namespace, access };
@@ -433,7 +517,8 @@ export class HarborApi {
       const ns = permissions.find((x) => x.kind === 'project')?.namespace;
       if (!ns || ns === '*') throw badRequest('a project robot needs one project permission naming its project');
       if (!(await this.#meta.getProject(ns))) throw notFound(`project ${ns}`);
-      if (permissions.some((x) => x.kind === 'project' && x.namespace !== ns)) throw badRequest('a project robot may only cover its own project');
+      if (permissions.some((x) => x.kind === 'project' && x.namespace !== ns))
+        throw badRequest('a project robot may only cover its own project');
       fullName = `robot$${ns}+${name}`;
     } else {
       fullName = `robot$${name}`;
@@ -443,8 +528,14 @@ export class HarborApi {
     const duration = typeof body.duration === 'number' && Number.isInteger(body.duration) ? body.duration : -1;
     const expiresAt = duration === -1 ? -1 : Math.floor(Date.now() / 1000) + duration * 86_400;
     const robot = await this.#meta.createRobot({
-      name: fullName, description: typeof body.description === 'string' ? body.description : '', level,
-      secretHash: await hashSecret(secret), permissions, disabled: body.disable === true, expiresAt, duration,
+      name: fullName,
+      description: typeof body.description === 'string' ? body.description : '',
+      level,
+      secretHash: await hashSecret(secret),
+      permissions,
+      disabled: body.disable === true,
+      expiresAt,
+      duration,
     });
     this.#log.info({ robot: fullName }, 'robot account created');
     res.setHeader('location', `/api/v2.0/robots/${robot.id}`);
@@ -455,7 +546,11 @@ export class HarborApi {
     const name = body.name;
     if (typeof name !== 'string' || name === '') throw badRequest('policy name missing');
     const events = body.event_types;
-    if (!Array.isArray(events) || events.length === 0 || !events.every((e) => typeof e === 'string' && (WEBHOOK_EVENT_TYPES as readonly string[]).includes(e))) {
+    if (
+      !Array.isArray(events) ||
+      events.length === 0 ||
+      !events.every((e) => typeof e === 'string' && (WEBHOOK_EVENT_TYPES as readonly string[]).includes(e))
+    ) {
       throw badRequest(`event_types must list some of ${WEBHOOK_EVENT_TYPES.join(', ')}`);
     }
     const targets = body.targets;
@@ -464,19 +559,29 @@ export class HarborApi {
       const o = t as Record<string, unknown>;
       if (typeof o.address !== 'string') throw badRequest(`targets[${i}].address missing`);
       let u: URL;
-      try { u = new URL(o.address); } catch { throw badRequest(`targets[${i}].address is not a URL`); }
+      try {
+        u = new URL(o.address);
+      } catch {
+        throw badRequest(`targets[${i}].address is not a URL`);
+      }
       if (u.protocol !== 'http:' && u.protocol !== 'https:') throw badRequest(`targets[${i}].address must be http(s)`);
       if (o.type !== undefined && o.type !== 'http') throw badRequest(`targets[${i}].type ${String(o.type)} is not supported (http only)`);
-      if (o.payload_format !== undefined && o.payload_format !== 'Default') throw badRequest(`targets[${i}].payload_format must be Default`);
+      if (o.payload_format !== undefined && o.payload_format !== 'Default')
+        throw badRequest(`targets[${i}].payload_format must be Default`);
       return {
-        type: 'http', address: o.address,
+        type: 'http',
+        address: o.address,
         ...(typeof o.auth_header === 'string' && o.auth_header !== '' ? { auth_header: o.auth_header } : {}),
-        skip_cert_verify: o.skip_cert_verify === true, payload_format: 'Default',
+        skip_cert_verify: o.skip_cert_verify === true,
+        payload_format: 'Default',
       };
     });
     return {
-      name, description: typeof body.description === 'string' ? body.description : '',
-      enabled: body.enabled !== false, eventTypes: events as string[], targets: parsed,
+      name,
+      description: typeof body.description === 'string' ? body.description : '',
+      enabled: body.enabled !== false,
+      eventTypes: events as string[],
+      targets: parsed,
     };
   }
 }

@@ -4,7 +4,7 @@
  * there): range parsing, repeated query parameters and the spec's error answers.
  */
 import type { ServerResponse } from 'node:http';
-import { OciError, errorBody, toOciError } from './errors.js';
+import { type OciError, errorBody, toOciError } from './errors.js';
 
 /** Parses a single `Range: bytes=a-b | a- | -n` against `size`; undefined = serve all; 'invalid' = 416. */
 export function parseRange(header: string | undefined, size: number): { start: number; end: number } | undefined | 'invalid' {

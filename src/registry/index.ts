@@ -83,24 +83,47 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Registr
       await meta.upsertUser('admin', await hashSecret(adminPassword), true);
     }
 
-    const auth = new Auth(meta, {
-      dataDir, service: config.tokenService, issuer: config.tokenIssuer, tokenExpirationMs: config.tokenExpiration,
-      limits: {
-        maxFailures: config.auth.maxFailures, maxSourceFailures: config.auth.maxSourceFailures, windowMs: config.auth.window,
-        lockoutMs: config.auth.lockout, maxLockoutMs: config.auth.maxLockout,
+    const auth = new Auth(
+      meta,
+      {
+        dataDir,
+        service: config.tokenService,
+        issuer: config.tokenIssuer,
+        tokenExpirationMs: config.tokenExpiration,
+        limits: {
+          maxFailures: config.auth.maxFailures,
+          maxSourceFailures: config.auth.maxSourceFailures,
+          windowMs: config.auth.window,
+          lockoutMs: config.auth.lockout,
+          maxLockoutMs: config.auth.maxLockout,
+        },
       },
-    }, { log, metrics });
+      { log, metrics },
+    );
     await auth.init();
-    const webhooks = new Webhooks({ meta, log, metrics, clock: opts.clock }, {
-      enabled: config.webhook.enabled, maxRetries: config.webhook.maxRetries, backoffMs: config.webhook.backoff,
-      timeoutMs: config.webhook.timeout, settleDelayMs: config.webhook.settleDelay, pollIntervalMs: config.webhook.pollInterval,
-      externalHost: '',
-    });
-    const server = new RegistryServer({ meta, store, auth, webhooks, log, metrics }, {
-      maxManifestSize: config.maxManifestSize, maxBlobSize: config.maxBlobSize, deleteEnabled: config.deleteEnabled,
-      autoCreateProjects: config.autoCreateProjects, service: config.tokenService,
-      realm: config.externalUrl ? `${config.externalUrl.replace(/\/+$/, '')}/service/token` : undefined,
-    });
+    const webhooks = new Webhooks(
+      { meta, log, metrics, clock: opts.clock },
+      {
+        enabled: config.webhook.enabled,
+        maxRetries: config.webhook.maxRetries,
+        backoffMs: config.webhook.backoff,
+        timeoutMs: config.webhook.timeout,
+        settleDelayMs: config.webhook.settleDelay,
+        pollIntervalMs: config.webhook.pollInterval,
+        externalHost: '',
+      },
+    );
+    const server = new RegistryServer(
+      { meta, store, auth, webhooks, log, metrics },
+      {
+        maxManifestSize: config.maxManifestSize,
+        maxBlobSize: config.maxBlobSize,
+        deleteEnabled: config.deleteEnabled,
+        autoCreateProjects: config.autoCreateProjects,
+        service: config.tokenService,
+        realm: config.externalUrl ? `${config.externalUrl.replace(/\/+$/, '')}/service/token` : undefined,
+      },
+    );
     const addr = await server.listen(opts.listen ?? config.listen);
     const hostName = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
     const host = `${hostName === '0.0.0.0' || hostName === '[::]' ? '127.0.0.1' : hostName}:${addr.port}`;
@@ -137,7 +160,9 @@ export async function runGc(opts: { dataDir: string; dryRun?: boolean; config?: 
   try {
     const store = new LocalBlobStore(opts.dataDir, { fsync: config.fsync });
     return await collectGarbage(meta, store, {
-      dryRun: opts.dryRun ?? false, minAgeMs: config.gc.minAge, uploadMaxAgeMs: config.gc.uploadMaxAge,
+      dryRun: opts.dryRun ?? false,
+      minAgeMs: config.gc.minAge,
+      uploadMaxAgeMs: config.gc.uploadMaxAge,
       ...(opts.log ? { log: opts.log } : {}),
     });
   } finally {

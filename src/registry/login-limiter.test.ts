@@ -10,11 +10,21 @@ const LIMITS: LoginLimits = { maxFailures: 5, maxSourceFailures: 12, windowMs: 6
 
 function clock(): { now: () => number; advance(ms: number): void } {
   let t = 1_000_000;
-  return { now: () => t, advance: (ms) => { t += ms; } };
+  return {
+    now: () => t,
+    advance: (ms) => {
+      t += ms;
+    },
+  };
 }
 
 /** One attempt with the given outcome; returns the refusal or the lockout the failure started. */
-function attempt(l: LoginLimiter, user: string, source: string, ok = false): { refused?: string; retryAfterMs?: number; lockedForMs?: number } {
+function attempt(
+  l: LoginLimiter,
+  user: string,
+  source: string,
+  ok = false,
+): { refused?: string; retryAfterMs?: number; lockedForMs?: number } {
   const a = l.begin(user, source);
   if (!a.admitted) return { refused: `${a.lockout.scope}:${a.lockout.reason}`, retryAfterMs: a.lockout.retryAfterMs };
   const started = a.finish(ok ? 'ok' : 'failed');
@@ -26,7 +36,11 @@ it('locks an account from one source after maxFailures, then doubles each lockou
   const l = new LoginLimiter(LIMITS, c.now);
   for (let i = 0; i < 4; i++) assert.deepEqual(attempt(l, 'admin', '10.0.0.1'), {});
   assert.deepEqual(attempt(l, 'admin', '10.0.0.1'), { lockedForMs: 1000 });
-  assert.deepEqual(attempt(l, 'admin', '10.0.0.1', true), { refused: 'account:locked', retryAfterMs: 1000 }, 'a correct password is refused too');
+  assert.deepEqual(
+    attempt(l, 'admin', '10.0.0.1', true),
+    { refused: 'account:locked', retryAfterMs: 1000 },
+    'a correct password is refused too',
+  );
   assert.equal(l.locked('admin', '10.0.0.1')?.retryAfterMs, 1000);
   c.advance(400);
   assert.equal(attempt(l, 'admin', '10.0.0.1').retryAfterMs, 600);
@@ -73,7 +87,10 @@ it('concurrent attempts count while they are checked: a burst gets no more check
   for (let i = 0; i < 100; i++) {
     const a = l.begin('admin', '10.0.0.1');
     if (a.admitted) admitted.push(a);
-    else { assert.equal(a.lockout.reason, 'busy'); busy++; }
+    else {
+      assert.equal(a.lockout.reason, 'busy');
+      busy++;
+    }
   }
   assert.equal(admitted.length, 5);
   assert.equal(busy, 95);

@@ -91,11 +91,14 @@ export function sourceKey(address: string | undefined): string {
   if (isIPv4(address)) return address;
   if (!isIPv6(address)) return address;
   const noZone = address.split('%')[0]!;
-  const [head, tail] = noZone.includes('::') ? noZone.split('::') as [string, string] : [noZone, undefined];
+  const [head, tail] = noZone.includes('::') ? (noZone.split('::') as [string, string]) : [noZone, undefined];
   const h = head ? head.split(':') : [];
   const t = tail ? tail.split(':') : [];
   const groups = tail === undefined ? h : [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t];
-  return `${groups.slice(0, 4).map((g) => (parseInt(g, 16) || 0).toString(16)).join(':')}::/64`;
+  return `${groups
+    .slice(0, 4)
+    .map((g) => (parseInt(g, 16) || 0).toString(16))
+    .join(':')}::/64`;
 }
 
 /**
@@ -117,7 +120,10 @@ export class LoginLimiter {
   locked(user: string, source: string): Lockout | undefined {
     if (this.#entries.size === 0) return undefined;
     const now = this.#now();
-    for (const [key, scope] of [[accountKey(user, source), 'account'], [`s\0${source}`, 'source']] as const) {
+    for (const [key, scope] of [
+      [accountKey(user, source), 'account'],
+      [`s\0${source}`, 'source'],
+    ] as const) {
       const e = this.#entries.get(key);
       if (e && e.lockedUntil > now) return this.#lockedRefusal(e, scope, now);
     }
@@ -130,7 +136,8 @@ export class LoginLimiter {
     this.#sweep(now);
     const acct = this.#entry(accountKey(user, source), now);
     const src = this.#entry(`s\0${source}`, now);
-    const refusal = this.#refuse(acct, this.#limits.maxFailures, 'account', now) ?? this.#refuse(src, this.#limits.maxSourceFailures, 'source', now);
+    const refusal =
+      this.#refuse(acct, this.#limits.maxFailures, 'account', now) ?? this.#refuse(src, this.#limits.maxSourceFailures, 'source', now);
     if (refusal) return { admitted: false, lockout: refusal };
     acct.inflight++;
     src.inflight++;

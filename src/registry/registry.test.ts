@@ -26,8 +26,14 @@ it('accepts and rejects tags and references', () => {
   for (const bad of ['', '.x', '-x', 'x'.repeat(129), 'a/b', 'a:b']) assert.ok(!isValidTag(bad), bad);
   assert.deepEqual(parseReference(D), { digest: D });
   assert.deepEqual(parseReference('v1'), { tag: 'v1' });
-  assert.throws(() => parseReference('sha256:short'), (e: unknown) => e instanceof OciError && e.oci === 'DIGEST_INVALID');
-  assert.throws(() => parseReference('-bad'), (e: unknown) => e instanceof OciError && e.oci === 'TAG_INVALID');
+  assert.throws(
+    () => parseReference('sha256:short'),
+    (e: unknown) => e instanceof OciError && e.oci === 'DIGEST_INVALID',
+  );
+  assert.throws(
+    () => parseReference('-bad'),
+    (e: unknown) => e instanceof OciError && e.oci === 'TAG_INVALID',
+  );
   assert.equal(projectOf('busybox'), 'library');
   assert.equal(projectOf('team/app/x'), 'team');
 });
@@ -40,7 +46,8 @@ it('parses single byte ranges and rejects unsatisfiable ones', () => {
   assert.deepEqual(parseRange('bytes=-30', 10), { start: 0, end: 9 });
   assert.deepEqual(parseRange('bytes=8-100', 10), { start: 8, end: 9 });
   assert.equal(parseRange('bytes=0-1,4-5', 10), undefined, 'multi-range: served whole');
-  for (const bad of ['bytes=10-', 'bytes=5-2', 'bytes=-0', 'bytes=-', 'items=0-1', 'bytes=a-b']) assert.equal(parseRange(bad, 10), 'invalid', bad);
+  for (const bad of ['bytes=10-', 'bytes=5-2', 'bytes=-0', 'bytes=-', 'items=0-1', 'bytes=a-b'])
+    assert.equal(parseRange(bad, 10), 'invalid', bad);
   assert.equal(parseRange('bytes=0-0', 0), 'invalid');
 });
 
@@ -70,7 +77,20 @@ it('generates strong robot secrets and verifies hashed secrets', async () => {
 
 it('validates manifests and derives references, artifactType and subject', () => {
   const cfg = { mediaType: 'application/vnd.oci.image.config.v1+json', digest: D, size: 2 };
-  const m = parseManifest(Buffer.from(JSON.stringify({ schemaVersion: 2, config: cfg, layers: [{ ...cfg, mediaType: 'l', urls: ['http://x'] }, { ...cfg, mediaType: 'l' }], subject: cfg })), 'application/vnd.oci.image.manifest.v1+json');
+  const m = parseManifest(
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        config: cfg,
+        layers: [
+          { ...cfg, mediaType: 'l', urls: ['http://x'] },
+          { ...cfg, mediaType: 'l' },
+        ],
+        subject: cfg,
+      }),
+    ),
+    'application/vnd.oci.image.manifest.v1+json',
+  );
   assert.equal(m.mediaType, 'application/vnd.oci.image.manifest.v1+json');
   assert.deepEqual(m.blobs, [D]);
   assert.equal(m.subject, D);
@@ -82,7 +102,10 @@ it('validates manifests and derives references, artifactType and subject', () =>
   const bad: Array<[string, string | undefined]> = [
     ['{', 'application/vnd.oci.image.manifest.v1+json'],
     ['"str"', undefined],
-    [JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [] }), 'application/vnd.oci.image.manifest.v1+json'],
+    [
+      JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [] }),
+      'application/vnd.oci.image.manifest.v1+json',
+    ],
     [JSON.stringify({ schemaVersion: 3, config: cfg, layers: [] }), 'application/vnd.oci.image.manifest.v1+json'],
     [JSON.stringify({ schemaVersion: 2, config: cfg, layers: {} }), 'application/vnd.oci.image.manifest.v1+json'],
     [JSON.stringify({ schemaVersion: 2, config: cfg, layers: [], annotations: { a: 1 } }), 'application/vnd.oci.image.manifest.v1+json'],
@@ -90,7 +113,11 @@ it('validates manifests and derives references, artifactType and subject', () =>
     [JSON.stringify({ schemaVersion: 2, config: { ...cfg, digest: 'sha256:zz' }, layers: [] }), undefined],
   ];
   for (const [body, ct] of bad) {
-    assert.throws(() => parseManifest(Buffer.from(body), ct), (e: unknown) => e instanceof OciError && e.oci === 'MANIFEST_INVALID', body);
+    assert.throws(
+      () => parseManifest(Buffer.from(body), ct),
+      (e: unknown) => e instanceof OciError && e.oci === 'MANIFEST_INVALID',
+      body,
+    );
   }
 });
 

@@ -57,17 +57,40 @@ export class RegistryServer {
   constructor(deps: RegistryServerDeps, opts: DistributionOptions) {
     this.#d = deps;
     this.#opts = opts;
-    const served = new Counter({ name: 'ferry_registry_blob_bytes_served_total', help: 'Blob body bytes sent (all GETs incl. ranges)', registers: [deps.metrics] });
-    const received = new Counter({ name: 'ferry_registry_blob_bytes_received_total', help: 'Blob body bytes received by uploads', registers: [deps.metrics] });
-    this.#requests = new Counter({ name: 'ferry_registry_requests_total', help: 'HTTP requests by route, method and status', labelNames: ['route', 'method', 'status'], registers: [deps.metrics] });
-    this.#latency = new Histogram({
-      name: 'ferry_registry_request_duration_seconds', help: 'HTTP request latency by route', labelNames: ['route', 'method'],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: [deps.metrics],
+    const served = new Counter({
+      name: 'ferry_registry_blob_bytes_served_total',
+      help: 'Blob body bytes sent (all GETs incl. ranges)',
+      registers: [deps.metrics],
     });
-    this.#v2 = new DistributionApi({
-      meta: deps.meta, store: deps.store, auth: deps.auth, webhooks: deps.webhooks, log: deps.log,
-      counters: { blobBytesServed: (n) => served.inc(n), blobBytesReceived: (n) => received.inc(n) },
-    }, opts);
+    const received = new Counter({
+      name: 'ferry_registry_blob_bytes_received_total',
+      help: 'Blob body bytes received by uploads',
+      registers: [deps.metrics],
+    });
+    this.#requests = new Counter({
+      name: 'ferry_registry_requests_total',
+      help: 'HTTP requests by route, method and status',
+      labelNames: ['route', 'method', 'status'],
+      registers: [deps.metrics],
+    });
+    this.#latency = new Histogram({
+      name: 'ferry_registry_request_duration_seconds',
+      help: 'HTTP request latency by route',
+      labelNames: ['route', 'method'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+      registers: [deps.metrics],
+    });
+    this.#v2 = new DistributionApi(
+      {
+        meta: deps.meta,
+        store: deps.store,
+        auth: deps.auth,
+        webhooks: deps.webhooks,
+        log: deps.log,
+        counters: { blobBytesServed: (n) => served.inc(n), blobBytesReceived: (n) => received.inc(n) },
+      },
+      opts,
+    );
     this.#harbor = new HarborApi({ meta: deps.meta, auth: deps.auth, log: deps.log, webhooks: deps.webhooks });
     this.server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => {
       void this.#handle(req, res);

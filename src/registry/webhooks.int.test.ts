@@ -18,7 +18,11 @@ import { FakeClock } from '../../test/support/clock.js';
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 
-interface Received { headers: Record<string, string | string[] | undefined>; body: Record<string, unknown>; at: number }
+interface Received {
+  headers: Record<string, string | string[] | undefined>;
+  body: Record<string, unknown>;
+  at: number;
+}
 
 class Receiver {
   server: Server;
@@ -30,7 +34,9 @@ class Receiver {
     this.server = createServer((req, res) => {
       let text = '';
       req.setEncoding('utf8');
-      req.on('data', (c: string) => { text += c; });
+      req.on('data', (c: string) => {
+        text += c;
+      });
       req.on('end', () => {
         this.received.push({ headers: req.headers, body: JSON.parse(text) as Record<string, unknown>, at: Date.now() });
         res.writeHead(this.plan.shift() ?? 200);
@@ -56,7 +62,11 @@ class Receiver {
 
 const FAST = { webhook: { backoff: '100ms', settleDelay: '1500ms', pollInterval: '50ms', timeout: '1s' } };
 
-interface Execution { id: number; status: string; extra_attrs: { event_type: string; payload: string } }
+interface Execution {
+  id: number;
+  status: string;
+  extra_attrs: { event_type: string; payload: string };
+}
 
 /** A policy's deliveries once none is Pending or Running any more (bounded wait): nothing more will be sent for them. */
 async function settled(reg: TestRegistry, project: string, policyId: number): Promise<Execution[]> {
@@ -75,10 +85,15 @@ const resourcesOf = (e: Execution): Array<{ digest: string; tag: string }> =>
 
 async function addPolicy(reg: TestRegistry, project: string, address: string, events: string[], authHeader?: string): Promise<number> {
   const r = await reg.req(`/api/v2.0/projects/${project}/webhook/policies`, {
-    method: 'POST', headers: { 'content-type': 'application/json' },
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
     body: JSON.stringify({
-      name: `p-${Math.random().toString(36).slice(2)}`, enabled: true, event_types: events,
-      targets: [{ type: 'http', address, ...(authHeader ? { auth_header: authHeader } : {}), skip_cert_verify: true, payload_format: 'Default' }],
+      name: `p-${Math.random().toString(36).slice(2)}`,
+      enabled: true,
+      event_types: events,
+      targets: [
+        { type: 'http', address, ...(authHeader ? { auth_header: authHeader } : {}), skip_cert_verify: true, payload_format: 'Default' },
+      ],
     }),
   });
   assert.equal(r.status, 201, await r.clone().text());
@@ -115,7 +130,12 @@ describe('webhooks', () => {
     const ev = rx.received[0]!;
     assert.equal(ev.headers.authorization, 'Bearer s3cret-token');
     assert.equal(ev.headers['content-type'], 'application/json');
-    const b = ev.body as { type: string; occur_at: number; operator: string; event_data: { resources: Array<Record<string, string>>; repository: Record<string, unknown> } };
+    const b = ev.body as {
+      type: string;
+      occur_at: number;
+      operator: string;
+      event_data: { resources: Array<Record<string, string>>; repository: Record<string, unknown> };
+    };
     assert.equal(b.type, 'PUSH_ARTIFACT');
     assert.ok(Number.isInteger(b.occur_at), 'occur_at is unix seconds (exact value: see the fake-clock test)');
     assert.equal(b.operator, 'admin');
@@ -136,19 +156,35 @@ describe('webhooks', () => {
       assert.equal((await reg.putManifest(repo, img.digest, img.manifest, OCI_MANIFEST)).status, 201);
       children.push({ digest: img.digest, size: img.manifest.length });
     }
-    const index = Buffer.from(JSON.stringify({
-      schemaVersion: 2, mediaType: OCI_INDEX,
-      manifests: children.map((c, i) => ({ mediaType: OCI_MANIFEST, ...c, platform: { os: 'linux', architecture: i ? 'arm64' : 'amd64' } })),
-    }));
+    const index = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_INDEX,
+        manifests: children.map((c, i) => ({
+          mediaType: OCI_MANIFEST,
+          ...c,
+          platform: { os: 'linux', architecture: i ? 'arm64' : 'amd64' },
+        })),
+      }),
+    );
     assert.equal((await reg.putManifest(repo, 'latest', index, OCI_INDEX)).status, 201);
     await rx.waitFor(1);
     // the children's by-digest events (held for the settle delay) were stopped by the index push
     const multi = (await settled(reg, 'library', libraryPolicy)).filter((e) => e.extra_attrs.payload.includes('library/multi'));
-    assert.deepEqual(multi.map((e) => [resourcesOf(e)[0]!.digest, e.status]).sort(),
-      [[children[0]!.digest, 'Stopped'], [children[1]!.digest, 'Stopped'], [sha256(index), 'Success']].sort());
+    assert.deepEqual(
+      multi.map((e) => [resourcesOf(e)[0]!.digest, e.status]).sort(),
+      [
+        [children[0]!.digest, 'Stopped'],
+        [children[1]!.digest, 'Stopped'],
+        [sha256(index), 'Success'],
+      ].sort(),
+    );
     assert.equal(rx.received.length, 1, 'one event, for the index');
     const b = rx.received[0]!.body as { event_data: { resources: Array<{ digest: string; tag: string }> } };
-    assert.deepEqual(b.event_data.resources.map((x) => [x.digest, x.tag]), [[sha256(index), 'latest']]);
+    assert.deepEqual(
+      b.event_data.resources.map((x) => [x.digest, x.tag]),
+      [[sha256(index), 'latest']],
+    );
   });
 
   it('an untagged push by digest is announced with the digest as tag and an @digest URL', async () => {
@@ -166,7 +202,10 @@ describe('webhooks', () => {
     // Its own registry whose dispatcher runs on a fake clock; a long poll interval, so each wait the
     // dispatcher sets is the time until the next retry is due.
     const clock = new FakeClock();
-    const r = await startTestRegistry({ config: { webhook: { backoff: '100ms', settleDelay: '1500ms', pollInterval: '1h', timeout: '5s' } }, clock });
+    const r = await startTestRegistry({
+      config: { webhook: { backoff: '100ms', settleDelay: '1500ms', pollInterval: '1h', timeout: '5s' } },
+      clock,
+    });
     const rx3 = new Receiver();
     await rx3.start();
     /** Fires the dispatcher's pending timer; the delay of the timer it sets next (bounded wait for it). */
@@ -190,14 +229,22 @@ describe('webhooks', () => {
       const log = await (await r.req(`/api/v2.0/projects/library/webhook/policies/${pid}/executions/${ok!.id}/tasks/${ok!.id}/log`)).text();
       const lines = log.trim().split('\n');
       assert.equal(lines.length, 3);
-      assert.deepEqual(lines.map((l) => Date.parse(l.split(' ')[0]!) - t0), [0, 100, 300], 'attempts at 0, +100 ms, +300 ms');
+      assert.deepEqual(
+        lines.map((l) => Date.parse(l.split(' ')[0]!) - t0),
+        [0, 100, 300],
+        'attempts at 0, +100 ms, +300 ms',
+      );
       assert.match(lines[0]!, /attempt 1 .* 500/);
       assert.match(lines[2]!, /attempt 3 .* 200/);
 
       rx3.received = [];
       rx3.plan = [500, 500, 500, 500, 500];
       await pushImage(r, 'library/retry', 'v2', 'retry-2');
-      assert.deepEqual([await step(), await step(), await step(), await step()], [100, 200, 400, 3_600_000], 'retries after 100, 200, 400 ms; then idle');
+      assert.deepEqual(
+        [await step(), await step(), await step(), await step()],
+        [100, 200, 400, 3_600_000],
+        'retries after 100, 200, 400 ms; then idle',
+      );
       const [failed] = await settled(r, 'library', pid);
       assert.equal(failed!.status, 'Error');
       assert.equal(rx3.received.length, 4, 'one attempt plus 3 retries, and the delivery is final');
@@ -211,7 +258,11 @@ describe('webhooks', () => {
     const rx2 = new Receiver();
     await rx2.start();
     try {
-      await reg.req('/api/v2.0/projects', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"project_name":"events"}' });
+      await reg.req('/api/v2.0/projects', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"project_name":"events"}',
+      });
       await addPolicy(reg, 'events', rx2.url, ['PULL_ARTIFACT', 'DELETE_ARTIFACT']);
       const digest = await pushImage(reg, 'events/app', 'v1', 'events');
       const g = await reg.req('/v2/events/app/manifests/v1');
@@ -232,12 +283,24 @@ describe('webhooks', () => {
   });
 
   it('policy input is validated', async () => {
-    const bad = async (body: unknown): Promise<number> => (await reg.req('/api/v2.0/projects/library/webhook/policies', {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
-    })).status;
+    const bad = async (body: unknown): Promise<number> =>
+      (
+        await reg.req('/api/v2.0/projects/library/webhook/policies', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        })
+      ).status;
     assert.equal(await bad({ name: 'x', event_types: ['NOPE'], targets: [{ address: 'http://127.0.0.1:1/' }] }), 400);
     assert.equal(await bad({ name: 'x', event_types: ['PUSH_ARTIFACT'], targets: [{ address: 'file:///etc/passwd' }] }), 400);
-    assert.equal(await bad({ name: 'x', event_types: ['PUSH_ARTIFACT'], targets: [{ address: 'http://127.0.0.1:1/', payload_format: 'CloudEvents' }] }), 400);
+    assert.equal(
+      await bad({
+        name: 'x',
+        event_types: ['PUSH_ARTIFACT'],
+        targets: [{ address: 'http://127.0.0.1:1/', payload_format: 'CloudEvents' }],
+      }),
+      400,
+    );
     assert.equal(await bad({ name: 'x', event_types: ['PUSH_ARTIFACT'], targets: [] }), 400);
   });
 });
@@ -261,9 +324,15 @@ describe('webhook outbox durability', () => {
       const b = await startTestRegistry({ dataDir, config: cfg });
       try {
         await rx.waitFor(1);
-        assert.equal((rx.received[0]!.body as { event_data: { resources: Array<{ digest: string }> } }).event_data.resources[0]!.digest, img.digest);
+        assert.equal(
+          (rx.received[0]!.body as { event_data: { resources: Array<{ digest: string }> } }).event_data.resources[0]!.digest,
+          img.digest,
+        );
         const final = await settled(b, 'library', pid);
-        assert.deepEqual(final.map((e) => e.status), ['Success']);
+        assert.deepEqual(
+          final.map((e) => e.status),
+          ['Success'],
+        );
         assert.equal(rx.received.length, 1, 'delivered exactly once');
       } finally {
         await b.close();

@@ -76,8 +76,10 @@ export class Webhooks {
     this.#opts = opts;
     this.#externalHost = opts.externalHost;
     this.#deliveries = new Counter({
-      name: 'ferry_registry_webhook_deliveries_total', help: 'Webhook delivery attempts by result',
-      labelNames: ['result'], registers: [deps.metrics],
+      name: 'ferry_registry_webhook_deliveries_total',
+      help: 'Webhook delivery attempts by result',
+      labelNames: ['result'],
+      registers: [deps.metrics],
     });
   }
 
@@ -101,7 +103,7 @@ export class Webhooks {
       repo_type: project?.public ? 'public' : 'private',
     };
     // a push that creates the repository: it is created with the change, at `ev.at`
-    const created = repoRec?.createdAt ?? (ev.type === 'PUSH_ARTIFACT' ? ev.at ?? now : undefined);
+    const created = repoRec?.createdAt ?? (ev.type === 'PUSH_ARTIFACT' ? (ev.at ?? now) : undefined);
     if (created !== undefined) repository.date_created = Math.floor(created / 1000);
     const payload: HarborWebhookPayload = {
       type: ev.type,
@@ -128,8 +130,14 @@ export class Webhooks {
     for (const p of policies) {
       for (const t of p.targets) {
         out.push({
-          policyId: p.id, eventType: ev.type, target: t, payload, repo: ev.repo, digest: ev.digest,
-          notBefore: ev.untagged ? now + this.#opts.settleDelayMs : now, untagged: ev.untagged === true,
+          policyId: p.id,
+          eventType: ev.type,
+          target: t,
+          payload,
+          repo: ev.repo,
+          digest: ev.digest,
+          notBefore: ev.untagged ? now + this.#opts.settleDelayMs : now,
+          untagged: ev.untagged === true,
         });
       }
     }
@@ -173,11 +181,13 @@ export class Webhooks {
     try {
       const now = this.#clock.now();
       const due = await this.#meta.claimDue(now, CLAIM_BATCH, now - (this.#opts.timeoutMs + STALE_CLAIM_MARGIN_MS));
-      await Promise.all(due.map((d) => {
-        const p = this.#deliver(d).finally(() => this.#inflight.delete(p));
-        this.#inflight.add(p);
-        return p;
-      }));
+      await Promise.all(
+        due.map((d) => {
+          const p = this.#deliver(d).finally(() => this.#inflight.delete(p));
+          this.#inflight.add(p);
+          return p;
+        }),
+      );
     } catch (err) {
       this.#log.error({ err }, 'webhook dispatcher failed');
     } finally {
@@ -188,7 +198,8 @@ export class Webhooks {
       this.#log.error({ err }, 'webhook outbox unreadable');
       return undefined;
     });
-    const wait = next === undefined ? this.#opts.pollIntervalMs : Math.max(0, Math.min(next - this.#clock.now(), this.#opts.pollIntervalMs));
+    const wait =
+      next === undefined ? this.#opts.pollIntervalMs : Math.max(0, Math.min(next - this.#clock.now(), this.#opts.pollIntervalMs));
     this.#schedule(wait);
   }
 
@@ -213,7 +224,10 @@ export class Webhooks {
         : { status: 'Error' as const, nextAt: 0, error };
     await this.#meta.recordAttempt(d.id, { attempt, at: started, statusCode, error, durationMs }, next);
     this.#deliveries.inc({ result: ok ? 'success' : retry ? 'retry' : 'failed' });
-    this.#log.info({ delivery: d.id, event: d.eventType, address: d.target.address, attempt, statusCode, error: error || undefined }, ok ? 'webhook delivered' : 'webhook failed');
+    this.#log.info(
+      { delivery: d.id, event: d.eventType, address: d.target.address, attempt, statusCode, error: error || undefined },
+      ok ? 'webhook delivered' : 'webhook failed',
+    );
   }
 
   #post(d: Delivery): Promise<number> {
@@ -229,9 +243,12 @@ export class Webhooks {
       const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': body.length };
       if (d.target.auth_header) headers.authorization = d.target.auth_header;
       const opts = { method: 'POST', headers, timeout: this.#opts.timeoutMs };
-      const req = url.protocol === 'https:'
-        ? httpsRequest(url, { ...opts, rejectUnauthorized: !d.target.skip_cert_verify })
-        : url.protocol === 'http:' ? httpRequest(url, opts) : undefined;
+      const req =
+        url.protocol === 'https:'
+          ? httpsRequest(url, { ...opts, rejectUnauthorized: !d.target.skip_cert_verify })
+          : url.protocol === 'http:'
+            ? httpRequest(url, opts)
+            : undefined;
       if (!req) {
         reject(new Error(`unsupported scheme ${url.protocol}`));
         return;
@@ -239,11 +256,20 @@ export class Webhooks {
       const timer = setTimeout(() => req.destroy(new Error(`timeout after ${this.#opts.timeoutMs} ms`)), this.#opts.timeoutMs);
       req.on('response', (res) => {
         res.resume();
-        res.on('end', () => { clearTimeout(timer); resolve(res.statusCode ?? 0); });
-        res.on('error', (e) => { clearTimeout(timer); reject(e); });
+        res.on('end', () => {
+          clearTimeout(timer);
+          resolve(res.statusCode ?? 0);
+        });
+        res.on('error', (e) => {
+          clearTimeout(timer);
+          reject(e);
+        });
       });
       req.on('timeout', () => req.destroy(new Error(`timeout after ${this.#opts.timeoutMs} ms`)));
-      req.on('error', (e) => { clearTimeout(timer); reject(e); });
+      req.on('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
       req.end(body);
     });
   }

@@ -33,7 +33,10 @@ export function parseChallenges(header: string | null | undefined): Challenge[] 
     const start = i;
     while (i < n && /[A-Za-z0-9!#$%&'*+.^_`|~-]/.test(header[i]!)) i++;
     const token = header.slice(start, i);
-    if (!token) { i++; continue; }
+    if (!token) {
+      i++;
+      continue;
+    }
     let j = i;
     while (j < n && header[j] === ' ') j++;
     if (header[j] === '=') {

@@ -26,12 +26,22 @@ before(async () => {
     startDistributionRegistry({ tokenAuth: { users: { alice: 'secret' } } }),
   ]);
 });
-after(async () => { await Promise.all([plain?.close(), tokened?.close()]); });
+after(async () => {
+  await Promise.all([plain?.close(), tokened?.close()]);
+});
 
-async function pushImage(c: RegistryClient, host: string, repo: string, tag: string, layers: Buffer[]): Promise<{ manifest: Buffer; digest: string }> {
+async function pushImage(
+  c: RegistryClient,
+  host: string,
+  repo: string,
+  tag: string,
+  layers: Buffer[],
+): Promise<{ manifest: Buffer; digest: string }> {
   const descs = [];
   for (const l of layers) descs.push(await c.pushBuffer(host, repo, l, MediaType.OCI_LAYER_GZIP));
-  const cfg = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: descs.map((d) => d.digest) } }));
+  const cfg = Buffer.from(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: descs.map((d) => d.digest) } }),
+  );
   const config = await c.pushBuffer(host, repo, cfg, MediaType.OCI_CONFIG);
   const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OCI_MANIFEST, config, layers: descs }));
   const digest = await c.putManifest(parseReference(`${host}/${repo}:${tag}`), manifest, MediaType.OCI_MANIFEST);
@@ -64,10 +74,13 @@ test('docker-registry: monolithic and chunked pushes, manifest round trip, range
   assert.equal(await c.headManifest(parseReference(`${host}/lib/app:nope`)), undefined);
   await assert.rejects(c.getManifest(parseReference(`${host}/lib/app:nope`)), { code: 'NOT_FOUND' });
   // index (Docker manifest list) by digest
-  const list = Buffer.from(JSON.stringify({
-    schemaVersion: 2, mediaType: MediaType.DOCKER_MANIFEST_LIST,
-    manifests: [{ mediaType: MediaType.OCI_MANIFEST, digest, size: m.body.length, platform: { os: 'linux', architecture: 'amd64' } }],
-  }));
+  const list = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MediaType.DOCKER_MANIFEST_LIST,
+      manifests: [{ mediaType: MediaType.OCI_MANIFEST, digest, size: m.body.length, platform: { os: 'linux', architecture: 'amd64' } }],
+    }),
+  );
   const ld = await c.putManifest(parseReference(`${host}/lib/app:multi`), list, MediaType.DOCKER_MANIFEST_LIST);
   const got = await c.getManifest(parseReference(`${host}/lib/app@${ld}`));
   assert.equal(got.mediaType, MediaType.DOCKER_MANIFEST_LIST);
@@ -103,18 +116,39 @@ test('retries 5xx and connection resets, follows redirects, gives up with UNAVAI
   let mode: 'flaky' | 'down' = 'flaky';
   const proxy: Server = createServer((req, res) => {
     requests++;
-    if (mode === 'down') { res.writeHead(503); res.end(); return; }
+    if (mode === 'down') {
+      res.writeHead(503);
+      res.end();
+      return;
+    }
     if (failures > 0) {
       failures--;
-      if (failures % 2 === 0) { req.socket.destroy(); return; }
-      res.writeHead(502); res.end('bad gateway'); return;
+      if (failures % 2 === 0) {
+        req.socket.destroy();
+        return;
+      }
+      res.writeHead(502);
+      res.end('bad gateway');
+      return;
     }
     if (req.url?.includes('/blobs/') && !req.url.includes('redirected=1')) {
-      res.writeHead(307, { location: `${req.url}?redirected=1` }); res.end(); return;
+      res.writeHead(307, { location: `${req.url}?redirected=1` });
+      res.end();
+      return;
     }
-    const up = httpRequest({ host: upstream.hostname, port: upstream.port, path: req.url!.replace('?redirected=1', ''), method: req.method, headers: req.headers }, (ur) => {
-      res.writeHead(ur.statusCode!, ur.headers); ur.pipe(res);
-    });
+    const up = httpRequest(
+      {
+        host: upstream.hostname,
+        port: upstream.port,
+        path: req.url!.replace('?redirected=1', ''),
+        method: req.method,
+        headers: req.headers,
+      },
+      (ur) => {
+        res.writeHead(ur.statusCode!, ur.headers);
+        ur.pipe(res);
+      },
+    );
     req.pipe(up);
   });
   await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
@@ -133,14 +167,24 @@ test('retries 5xx and connection resets, follows redirects, gives up with UNAVAI
 });
 
 test('Basic-challenge registries get Basic credentials; token expiry triggers a refresh on 401', async () => {
-  const body = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OCI_MANIFEST, config: { mediaType: MediaType.OCI_CONFIG, digest: sha(Buffer.from('{}')), size: 2 }, layers: [] }));
+  const body = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MediaType.OCI_MANIFEST,
+      config: { mediaType: MediaType.OCI_CONFIG, digest: sha(Buffer.from('{}')), size: 2 },
+      layers: [],
+    }),
+  );
   const seen: string[] = [];
   const server: Server = createServer((req, res) => {
     seen.push(req.headers.authorization ?? '-');
     if (req.headers.authorization !== `Basic ${Buffer.from('bob:pw').toString('base64')}`) {
-      res.writeHead(401, { 'www-authenticate': 'Basic realm="test"' }); res.end(); return;
+      res.writeHead(401, { 'www-authenticate': 'Basic realm="test"' });
+      res.end();
+      return;
     }
-    res.writeHead(200, { 'content-type': MediaType.OCI_MANIFEST, 'docker-content-digest': sha(body) }); res.end(body);
+    res.writeHead(200, { 'content-type': MediaType.OCI_MANIFEST, 'docker-content-digest': sha(body) });
+    res.end(body);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   try {
@@ -148,25 +192,33 @@ test('Basic-challenge registries get Basic credentials; token expiry triggers a 
     const c = new RegistryClient({ credentials: () => ({ username: 'bob', password: 'pw' }) });
     assert.equal((await c.getManifest(parseReference(`${host}/a/b:t`))).digest, sha(body));
     assert.equal((await c.getManifest(parseReference(`${host}/a/b:t`))).digest, sha(body));
-    assert.deepEqual(seen.map((s) => s.split(' ')[0]), ['-', 'Basic', 'Basic'], 'second request sends Basic up front');
+    assert.deepEqual(
+      seen.map((s) => s.split(' ')[0]),
+      ['-', 'Basic', 'Basic'],
+      'second request sends Basic up front',
+    );
   } finally {
     await new Promise<void>((r) => server.close(() => r()));
   }
   // Bearer: a token the registry stops accepting (expired early) is refreshed once on 401.
   let tokens = 0;
   let accept = '';
-  const tokenSrv: Server = createServer((req, res) => {
+  const tokenSrv: Server = createServer((_req, res) => {
     tokens++;
     accept = `tok${tokens}`;
-    res.writeHead(200, { 'content-type': 'application/json' }); res.end(JSON.stringify({ token: accept, expires_in: 300 }));
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ token: accept, expires_in: 300 }));
   });
   await new Promise<void>((r) => tokenSrv.listen(0, '127.0.0.1', r));
   const realm = `http://127.0.0.1:${(tokenSrv.address() as AddressInfo).port}/token`;
   const regSrv: Server = createServer((req, res) => {
     if (req.headers.authorization !== `Bearer ${accept}`) {
-      res.writeHead(401, { 'www-authenticate': `Bearer realm="${realm}",service="svc",scope="repository:a/b:pull"` }); res.end(); return;
+      res.writeHead(401, { 'www-authenticate': `Bearer realm="${realm}",service="svc",scope="repository:a/b:pull"` });
+      res.end();
+      return;
     }
-    res.writeHead(200, { 'content-type': MediaType.OCI_MANIFEST }); res.end(body);
+    res.writeHead(200, { 'content-type': MediaType.OCI_MANIFEST });
+    res.end(body);
   });
   await new Promise<void>((r) => regSrv.listen(0, '127.0.0.1', r));
   try {
@@ -195,11 +247,16 @@ test('an upload session the registry loses mid-way is restarted from the stream 
       res.end('{"errors":[{"code":"BLOB_UPLOAD_UNKNOWN","message":"blob upload unknown to registry"}]}');
       return;
     }
-    const up = httpRequest({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers }, (ur) => {
-      const h = { ...ur.headers };
-      if (typeof h.location === 'string') h.location = h.location.replace(upstream.host, `127.0.0.1:${(proxy.address() as AddressInfo).port}`);
-      res.writeHead(ur.statusCode!, h); ur.pipe(res);
-    });
+    const up = httpRequest(
+      { host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers },
+      (ur) => {
+        const h = { ...ur.headers };
+        if (typeof h.location === 'string')
+          h.location = h.location.replace(upstream.host, `127.0.0.1:${(proxy.address() as AddressInfo).port}`);
+        res.writeHead(ur.statusCode!, h);
+        ur.pipe(res);
+      },
+    );
     req.pipe(up);
   });
   await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
@@ -208,7 +265,10 @@ test('an upload session the registry loses mid-way is restarted from the stream 
     const c = new RegistryClient({ backoffMs: 5, uploadChunkSize: 50_000 });
     const blob = randomBytes(120_000);
     let opened = 0;
-    await c.pushBlob(host, 'lib/session', sha(blob), blob.length, () => { opened++; return Readable.from([blob]); });
+    await c.pushBlob(host, 'lib/session', sha(blob), blob.length, () => {
+      opened++;
+      return Readable.from([blob]);
+    });
     assert.equal(opened, 2);
     assert.equal(await c.headBlob(plain.host, 'lib/session', sha(blob)), blob.length);
   } finally {

@@ -12,8 +12,14 @@ import { Readable, Transform, type TransformCallback } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { DigestMismatchError, FerryError, parseDigest, type ErrorCode } from '../core/index.js';
 import {
-  MediaType, parseImageIndex, parseManifestDocument, selectManifest,
-  type Descriptor, type ImageIndex, type ImageManifest, type ManifestChoice,
+  MediaType,
+  parseImageIndex,
+  parseManifestDocument,
+  selectManifest,
+  type Descriptor,
+  type ImageIndex,
+  type ImageManifest,
+  type ManifestChoice,
 } from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import { TokenCache, basicHeader, dockerConfigCredentials, parseChallenges, type Credentials } from './auth.js';
@@ -121,8 +127,14 @@ function retryableError(err: unknown): boolean {
 function idleTimeout(src: Readable, ms: number, what: string): Readable {
   let timer: NodeJS.Timeout | undefined;
   const out = new Transform({
-    transform(chunk: Buffer, _enc, cb: TransformCallback) { arm(); cb(null, chunk); },
-    flush(cb: TransformCallback) { if (timer) clearTimeout(timer); cb(); },
+    transform(chunk: Buffer, _enc, cb: TransformCallback) {
+      arm();
+      cb(null, chunk);
+    },
+    flush(cb: TransformCallback) {
+      if (timer) clearTimeout(timer);
+      cb();
+    },
   });
   const arm = (): void => {
     if (timer) clearTimeout(timer);
@@ -133,8 +145,14 @@ function idleTimeout(src: Readable, ms: number, what: string): Readable {
     }, ms);
   };
   arm();
-  src.on('error', (err) => { if (timer) clearTimeout(timer); out.destroy(err); });
-  out.on('close', () => { if (timer) clearTimeout(timer); if (!src.destroyed) src.destroy(); });
+  src.on('error', (err) => {
+    if (timer) clearTimeout(timer);
+    out.destroy(err);
+  });
+  out.on('close', () => {
+    if (timer) clearTimeout(timer);
+    if (!src.destroyed) src.destroy();
+  });
   src.pipe(out);
   return out;
 }
@@ -145,7 +163,11 @@ function verifying(src: Readable, digest: string, size?: number): Readable {
   const hash = createHash(algorithm);
   let n = 0;
   const out = new Transform({
-    transform(chunk: Buffer, _enc, cb: TransformCallback) { hash.update(chunk); n += chunk.length; cb(null, chunk); },
+    transform(chunk: Buffer, _enc, cb: TransformCallback) {
+      hash.update(chunk);
+      n += chunk.length;
+      cb(null, chunk);
+    },
     flush(cb: TransformCallback) {
       const got = `${algorithm}:${hash.digest('hex')}`;
       if (got !== digest) return cb(new DigestMismatchError(digest, got, 'blob'));
@@ -154,7 +176,9 @@ function verifying(src: Readable, digest: string, size?: number): Readable {
     },
   });
   src.on('error', (err) => out.destroy(err));
-  out.on('close', () => { if (!src.destroyed) src.destroy(); });
+  out.on('close', () => {
+    if (!src.destroyed) src.destroy();
+  });
   src.pipe(out);
   return out;
 }
@@ -170,7 +194,11 @@ function sliceStream(src: Readable, skip: number, take: number): Readable {
       const a = Math.max(0, skip - s);
       const b = Math.min(chunk.length, end - s);
       if (b > a) this.push(chunk.subarray(a, b));
-      if (pos >= end) { src.unpipe(out); src.destroy(); this.push(null); }
+      if (pos >= end) {
+        src.unpipe(out);
+        src.destroy();
+        this.push(null);
+      }
       cb();
     },
   });
@@ -184,7 +212,11 @@ function sliceStream(src: Readable, skip: number, take: number): Readable {
  * commit after our own digest check passed) is worth a fresh session: UNAVAILABLE, not a final error.
  */
 function sessionError(err: unknown): unknown {
-  if (FerryError.is(err) && err.message.startsWith('upload session:') && ['NOT_FOUND', 'INVALID_ARGUMENT', 'FAILED_PRECONDITION'].includes(err.code)) {
+  if (
+    FerryError.is(err) &&
+    err.message.startsWith('upload session:') &&
+    ['NOT_FOUND', 'INVALID_ARGUMENT', 'FAILED_PRECONDITION'].includes(err.code)
+  ) {
     return new FerryError('UNAVAILABLE', err.message, { cause: err });
   }
   return err;
@@ -198,7 +230,9 @@ async function errorDetail(res: Response): Promise<string> {
       if (Array.isArray(j.errors) && j.errors.length) {
         return j.errors.map((e) => `${e.code ?? ''}${e.message ? `: ${e.message}` : ''}`).join('; ');
       }
-    } catch { /* not JSON */ }
+    } catch {
+      /* not JSON */
+    }
     return text.trim();
   } catch {
     return '';
@@ -248,14 +282,21 @@ export class RegistryClient {
     if (creds) headers.authorization = basicHeader(creds);
     let res: Response;
     try {
-      res = await fetch(url, { headers, signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(this.timeoutMs)]) : AbortSignal.timeout(this.timeoutMs) });
+      res = await fetch(url, {
+        headers,
+        signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(this.timeoutMs)]) : AbortSignal.timeout(this.timeoutMs),
+      });
     } catch (err) {
-      throw new FerryError('UNAVAILABLE', `token request to ${url.origin}${url.pathname} failed: ${(err as Error).message}`, { cause: err });
+      throw new FerryError('UNAVAILABLE', `token request to ${url.origin}${url.pathname} failed: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     if (!res.ok) {
       const detail = await errorDetail(res);
-      throw new FerryError(res.status >= 500 ? 'UNAVAILABLE' : res.status === 403 ? 'PERMISSION_DENIED' : 'UNAUTHENTICATED',
-        `token request for ${host} (${scope ?? 'no scope'}) failed: ${res.status}${detail ? ` ${detail}` : ''}`);
+      throw new FerryError(
+        res.status >= 500 ? 'UNAVAILABLE' : res.status === 403 ? 'PERMISSION_DENIED' : 'UNAUTHENTICATED',
+        `token request for ${host} (${scope ?? 'no scope'}) failed: ${res.status}${detail ? ` ${detail}` : ''}`,
+      );
     }
     const body = (await res.json().catch(() => ({}))) as { token?: string; access_token?: string; expires_in?: number };
     const token = body.token ?? body.access_token;
@@ -292,13 +333,21 @@ export class RegistryClient {
     const headers: Record<string, string> = { 'user-agent': this.userAgent, ...(req.headers ?? {}) };
     if (authorization) headers.authorization = authorization;
     const ctl = new AbortController();
-    const timer = setTimeout(() => ctl.abort(new FerryError('DEADLINE_EXCEEDED', `${req.method} ${url}: no response in ${this.timeoutMs} ms`)), this.timeoutMs);
+    const timer = setTimeout(
+      () => ctl.abort(new FerryError('DEADLINE_EXCEEDED', `${req.method} ${url}: no response in ${this.timeoutMs} ms`)),
+      this.timeoutMs,
+    );
     const signal = req.signal ? AbortSignal.any([req.signal, ctl.signal]) : ctl.signal;
     let body: RequestInit['body'];
     let duplex = false;
     if (Buffer.isBuffer(req.body)) body = req.body;
-    else if (typeof req.body === 'function') { body = req.body() as unknown as RequestInit['body']; duplex = true; }
-    else if (req.body) { body = req.body as unknown as RequestInit['body']; duplex = true; }
+    else if (typeof req.body === 'function') {
+      body = req.body() as unknown as RequestInit['body'];
+      duplex = true;
+    } else if (req.body) {
+      body = req.body as unknown as RequestInit['body'];
+      duplex = true;
+    }
     try {
       const init: RequestInit & { duplex?: 'half' } = { method: req.method, headers, signal, redirect: 'follow' };
       if (body !== undefined) init.body = body;
@@ -308,7 +357,9 @@ export class RegistryClient {
       if (req.signal?.aborted) throw new FerryError('CANCELED', `${req.method} ${url}: canceled`, { cause: err });
       if (ctl.signal.aborted) throw ctl.signal.reason as FerryError;
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-      throw new FerryError('UNAVAILABLE', `${req.method} ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`, { cause: err });
+      throw new FerryError('UNAVAILABLE', `${req.method} ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`, {
+        cause: err,
+      });
     } finally {
       clearTimeout(timer);
     }
@@ -366,14 +417,19 @@ export class RegistryClient {
 
   private async backoff(attempt: number, req: Req, err: unknown): Promise<void> {
     const ms = Math.min(5000, this.backoffMs * 2 ** attempt) * (0.75 + Math.random() * 0.5);
-    this.log.warn({ host: req.host, method: req.method, path: req.path.replace(/\?.*$/, ''), attempt: attempt + 1, err: (err as Error).message }, 'registry request failed, retrying');
+    this.log.warn(
+      { host: req.host, method: req.method, path: req.path.replace(/\?.*$/, ''), attempt: attempt + 1, err: (err as Error).message },
+      'registry request failed, retrying',
+    );
     await sleep(ms);
   }
 
   private async fail(req: Req, url: string, res: Response, what?: string): Promise<never> {
     const detail = await errorDetail(res);
-    throw new FerryError(statusCode(res.status),
-      `${what ?? `${req.method} ${url.replace(/\?.*$/, '')}`}: ${res.status}${detail ? ` ${detail}` : ''}`);
+    throw new FerryError(
+      statusCode(res.status),
+      `${what ?? `${req.method} ${url.replace(/\?.*$/, '')}`}: ${res.status}${detail ? ` ${detail}` : ''}`,
+    );
   }
 
   private async expect(req: Req, ok: number[], what?: string): Promise<Response> {
@@ -397,8 +453,11 @@ export class RegistryClient {
   async getManifest(ref: ImageReference, opts: GetManifestOptions = {}): Promise<FetchedManifest> {
     const r = manifestReference(ref);
     const req: Req = {
-      host: ref.registry, method: 'GET', path: `/v2/${ref.repository}/manifests/${r}`,
-      headers: { ...(opts.headers ?? {}), accept: (opts.accept ?? MANIFEST_ACCEPT).join(', ') }, scope: `repository:${ref.repository}:pull`,
+      host: ref.registry,
+      method: 'GET',
+      path: `/v2/${ref.repository}/manifests/${r}`,
+      headers: { ...(opts.headers ?? {}), accept: (opts.accept ?? MANIFEST_ACCEPT).join(', ') },
+      scope: `repository:${ref.repository}:pull`,
     };
     if (opts.signal) req.signal = opts.signal;
     const res = await this.expect(req, [200], `manifest ${formatReference(ref)}`);
@@ -408,15 +467,18 @@ export class RegistryClient {
       throw new FerryError('RESOURCE_EXHAUSTED', `manifest ${formatReference(ref)} is ${len} bytes (limit ${MAX_MANIFEST})`);
     }
     const body = Buffer.from(await res.arrayBuffer());
-    if (body.length > MAX_MANIFEST) throw new FerryError('RESOURCE_EXHAUSTED', `manifest ${formatReference(ref)} exceeds ${MAX_MANIFEST} bytes`);
+    if (body.length > MAX_MANIFEST)
+      throw new FerryError('RESOURCE_EXHAUSTED', `manifest ${formatReference(ref)} exceeds ${MAX_MANIFEST} bytes`);
     const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
-    if (ref.digest && ref.digest.startsWith('sha256:') && ref.digest !== digest) {
+    if (ref.digest?.startsWith('sha256:') && ref.digest !== digest) {
       throw new DigestMismatchError(ref.digest, digest, `manifest ${formatReference(ref)}`);
     }
     let mediaType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
     if (!MANIFEST_ACCEPT.includes(mediaType as (typeof MANIFEST_ACCEPT)[number])) {
       let parsed: { mediaType?: string; manifests?: unknown; config?: unknown };
-      try { parsed = JSON.parse(body.toString('utf8')) as typeof parsed; } catch {
+      try {
+        parsed = JSON.parse(body.toString('utf8')) as typeof parsed;
+      } catch {
         throw new FerryError('INVALID_ARGUMENT', `manifest ${formatReference(ref)} is not JSON (content-type ${mediaType || 'none'})`);
       }
       mediaType = parsed.mediaType ?? (Array.isArray(parsed.manifests) ? MediaType.OCI_INDEX : MediaType.OCI_MANIFEST);
@@ -433,7 +495,8 @@ export class RegistryClient {
    */
   async resolveImage(ref: ImageReference, opts: ResolveImageOptions = {}): Promise<ResolvedImage> {
     const get: GetManifestOptions = {
-      ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.headers ? { headers: opts.headers } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.headers ? { headers: opts.headers } : {}),
     };
     const top = await this.getManifest(ref, get);
     const doc = parseManifestDocument(top.body, top.mediaType, `manifest ${formatReference(ref)}`);
@@ -450,14 +513,21 @@ export class RegistryClient {
   }
 
   /** HEAD of a manifest: its digest, media type and size, or undefined when absent. */
-  async headManifest(ref: ImageReference, opts: { accept?: string[] } = {}): Promise<{ digest: string; mediaType: string; size: number } | undefined> {
+  async headManifest(
+    ref: ImageReference,
+    opts: { accept?: string[] } = {},
+  ): Promise<{ digest: string; mediaType: string; size: number } | undefined> {
     const r = manifestReference(ref);
     const res = await this.request({
-      host: ref.registry, method: 'HEAD', path: `/v2/${ref.repository}/manifests/${r}`,
-      headers: { accept: (opts.accept ?? MANIFEST_ACCEPT).join(', ') }, scope: `repository:${ref.repository}:pull`,
+      host: ref.registry,
+      method: 'HEAD',
+      path: `/v2/${ref.repository}/manifests/${r}`,
+      headers: { accept: (opts.accept ?? MANIFEST_ACCEPT).join(', ') },
+      scope: `repository:${ref.repository}:pull`,
     });
     if (res.status === 404) return undefined;
-    if (res.status !== 200) return this.fail({ host: ref.registry, method: 'HEAD', path: '' }, formatReference(ref), res, `manifest ${formatReference(ref)}`);
+    if (res.status !== 200)
+      return this.fail({ host: ref.registry, method: 'HEAD', path: '' }, formatReference(ref), res, `manifest ${formatReference(ref)}`);
     const digest = res.headers.get('docker-content-digest');
     if (!digest) {
       // Some registries omit the header on HEAD: fall back to GET.
@@ -465,7 +535,8 @@ export class RegistryClient {
       return { digest: m.digest, mediaType: m.mediaType, size: m.body.length };
     }
     return {
-      digest, mediaType: (res.headers.get('content-type') ?? '').split(';')[0]!.trim(),
+      digest,
+      mediaType: (res.headers.get('content-type') ?? '').split(';')[0]!.trim(),
       size: Number(res.headers.get('content-length') ?? '0'),
     };
   }
@@ -475,22 +546,37 @@ export class RegistryClient {
     const r = manifestReference(ref);
     const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
     if (ref.digest && ref.tag === undefined && ref.digest !== digest) throw new DigestMismatchError(ref.digest, digest, 'manifest');
-    const res = await this.expect({
-      host: ref.registry, method: 'PUT', path: `/v2/${ref.repository}/manifests/${ref.tag ?? r}`,
-      headers: { 'content-type': mediaType }, body, scope: `repository:${ref.repository}:pull,push`,
-    }, [200, 201, 202], `put manifest ${formatReference(ref)}`);
+    const res = await this.expect(
+      {
+        host: ref.registry,
+        method: 'PUT',
+        path: `/v2/${ref.repository}/manifests/${ref.tag ?? r}`,
+        headers: { 'content-type': mediaType },
+        body,
+        scope: `repository:${ref.repository}:pull,push`,
+      },
+      [200, 201, 202],
+      `put manifest ${formatReference(ref)}`,
+    );
     await res.body?.cancel();
     const got = res.headers.get('docker-content-digest');
-    if (got && got.startsWith('sha256:') && got !== digest) throw new DigestMismatchError(digest, got, `registry digest of manifest ${formatReference(ref)}`);
+    if (got?.startsWith('sha256:') && got !== digest)
+      throw new DigestMismatchError(digest, got, `registry digest of manifest ${formatReference(ref)}`);
     return digest;
   }
 
   /** Deletes a manifest by digest (registries may answer 405 when deletion is disabled). */
   async deleteManifest(ref: ImageReference): Promise<void> {
-    const res = await this.expect({
-      host: ref.registry, method: 'DELETE', path: `/v2/${ref.repository}/manifests/${manifestReference(ref)}`,
-      scope: `repository:${ref.repository}:delete`,
-    }, [200, 202], `delete manifest ${formatReference(ref)}`);
+    const res = await this.expect(
+      {
+        host: ref.registry,
+        method: 'DELETE',
+        path: `/v2/${ref.repository}/manifests/${manifestReference(ref)}`,
+        scope: `repository:${ref.repository}:delete`,
+      },
+      [200, 202],
+      `delete manifest ${formatReference(ref)}`,
+    );
     await res.body?.cancel();
   }
 
@@ -500,7 +586,10 @@ export class RegistryClient {
     let path: string | undefined = `/v2/${repository}/tags/list?n=1000`;
     for (let page = 0; path && page < 1000; page++) {
       const res = await this.request({ host: registry, method: 'GET', path, scope: `repository:${repository}:pull` });
-      if (res.status === 404) { await res.body?.cancel(); return tags; }
+      if (res.status === 404) {
+        await res.body?.cancel();
+        return tags;
+      }
       if (res.status !== 200) await this.fail({ host: registry, method: 'GET', path }, path, res, `tags of ${registry}/${repository}`);
       const body = (await res.json()) as { tags?: string[] | null };
       tags.push(...(body.tags ?? []));
@@ -520,9 +609,19 @@ export class RegistryClient {
     parseDigest(digest);
     const q = artifactType ? `?artifactType=${encodeURIComponent(artifactType)}` : '';
     const path = `/v2/${repository}/referrers/${digest}${q}`;
-    const res = await this.request({ host: registry, method: 'GET', path, headers: { accept: MediaType.OCI_INDEX }, scope: `repository:${repository}:pull` });
-    if (res.status === 404) { await res.body?.cancel(); return []; }
-    if (res.status !== 200) return this.fail({ host: registry, method: 'GET', path }, `${registry}/${repository}@${digest}`, res, `referrers of ${digest}`);
+    const res = await this.request({
+      host: registry,
+      method: 'GET',
+      path,
+      headers: { accept: MediaType.OCI_INDEX },
+      scope: `repository:${repository}:pull`,
+    });
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return [];
+    }
+    if (res.status !== 200)
+      return this.fail({ host: registry, method: 'GET', path }, `${registry}/${repository}@${digest}`, res, `referrers of ${digest}`);
     const body = Buffer.from(await res.arrayBuffer());
     if (body.length > MAX_MANIFEST) throw new FerryError('RESOURCE_EXHAUSTED', `referrers of ${digest} exceed ${MAX_MANIFEST} bytes`);
     const list = parseImageIndex(body, MediaType.OCI_INDEX, `referrers of ${registry}/${repository}@${digest}`).manifests;
@@ -532,10 +631,16 @@ export class RegistryClient {
   /** Size of a blob, or undefined when absent. */
   async headBlob(registry: string, repository: string, digest: string): Promise<number | undefined> {
     parseDigest(digest);
-    const res = await this.request({ host: registry, method: 'HEAD', path: `/v2/${repository}/blobs/${digest}`, scope: `repository:${repository}:pull` });
+    const res = await this.request({
+      host: registry,
+      method: 'HEAD',
+      path: `/v2/${repository}/blobs/${digest}`,
+      scope: `repository:${repository}:pull`,
+    });
     await res.body?.cancel();
     if (res.status === 404) return undefined;
-    if (res.status !== 200) return this.fail({ host: registry, method: 'HEAD', path: '' }, `${registry}/${repository}@${digest}`, res, `blob ${digest}`);
+    if (res.status !== 200)
+      return this.fail({ host: registry, method: 'HEAD', path: '' }, `${registry}/${repository}@${digest}`, res, `blob ${digest}`);
     return Number(res.headers.get('content-length') ?? '0');
   }
 
@@ -543,16 +648,27 @@ export class RegistryClient {
    * Streams a blob. Without a range the stream is verified against the digest (it errors with
    * DigestMismatchError at the end otherwise). `range` is `[start, endInclusive]`.
    */
-  async getBlob(registry: string, repository: string, digest: string,
-    opts: { range?: [number, number]; signal?: AbortSignal } = {}): Promise<Readable> {
+  async getBlob(
+    registry: string,
+    repository: string,
+    digest: string,
+    opts: { range?: [number, number]; signal?: AbortSignal } = {},
+  ): Promise<Readable> {
     parseDigest(digest);
     const headers: Record<string, string> = {};
     if (opts.range) {
       const [a, b] = opts.range;
-      if (!(Number.isInteger(a) && Number.isInteger(b) && a >= 0 && b >= a)) throw new FerryError('INVALID_ARGUMENT', `invalid range ${a}-${b}`);
+      if (!(Number.isInteger(a) && Number.isInteger(b) && a >= 0 && b >= a))
+        throw new FerryError('INVALID_ARGUMENT', `invalid range ${a}-${b}`);
       headers.range = `bytes=${a}-${b}`;
     }
-    const req: Req = { host: registry, method: 'GET', path: `/v2/${repository}/blobs/${digest}`, headers, scope: `repository:${repository}:pull` };
+    const req: Req = {
+      host: registry,
+      method: 'GET',
+      path: `/v2/${repository}/blobs/${digest}`,
+      headers,
+      scope: `repository:${repository}:pull`,
+    };
     if (opts.signal) req.signal = opts.signal;
     const res = await this.expect(req, opts.range ? [200, 206] : [200], `blob ${registry}/${repository}@${digest}`);
     if (!res.body) throw new FerryError('UNAVAILABLE', `blob ${digest}: empty response`);
@@ -569,7 +685,10 @@ export class RegistryClient {
     let n = 0;
     for await (const c of s) {
       n += (c as Buffer).length;
-      if (n > maxBytes) { s.destroy(); throw new FerryError('RESOURCE_EXHAUSTED', `blob ${digest} exceeds ${maxBytes} bytes`); }
+      if (n > maxBytes) {
+        s.destroy();
+        throw new FerryError('RESOURCE_EXHAUSTED', `blob ${digest} exceeds ${maxBytes} bytes`);
+      }
       parts.push(c as Buffer);
     }
     return Buffer.concat(parts);
@@ -582,7 +701,8 @@ export class RegistryClient {
   async mountBlob(registry: string, repository: string, digest: string, fromRepository: string): Promise<boolean> {
     parseDigest(digest);
     const res = await this.request({
-      host: registry, method: 'POST',
+      host: registry,
+      method: 'POST',
       path: `/v2/${repository}/blobs/uploads/?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(fromRepository)}`,
       scope: `repository:${repository}:pull,push repository:${fromRepository}:pull`,
     });
@@ -591,12 +711,22 @@ export class RegistryClient {
     if (res.status === 202) {
       const loc = res.headers.get('location');
       if (loc) {
-        const del = await this.request({ host: registry, method: 'DELETE', path: this.resolveLocation(registry, loc), scope: `repository:${repository}:pull,push` }).catch(() => undefined);
+        const del = await this.request({
+          host: registry,
+          method: 'DELETE',
+          path: this.resolveLocation(registry, loc),
+          scope: `repository:${repository}:pull,push`,
+        }).catch(() => undefined);
         await del?.body?.cancel();
       }
       return false;
     }
-    return this.fail({ host: registry, method: 'POST', path: '' }, `${registry}/${repository}`, res, `mount ${digest} from ${fromRepository}`);
+    return this.fail(
+      { host: registry, method: 'POST', path: '' },
+      `${registry}/${repository}`,
+      res,
+      `mount ${digest} from ${fromRepository}`,
+    );
   }
 
   private resolveLocation(registry: string, loc: string): string {
@@ -610,8 +740,11 @@ export class RegistryClient {
   }
 
   private async startUpload(registry: string, repository: string): Promise<string> {
-    const res = await this.expect({ host: registry, method: 'POST', path: `/v2/${repository}/blobs/uploads/`, scope: `repository:${repository}:pull,push` },
-      [202], `start upload to ${registry}/${repository}`);
+    const res = await this.expect(
+      { host: registry, method: 'POST', path: `/v2/${repository}/blobs/uploads/`, scope: `repository:${repository}:pull,push` },
+      [202],
+      `start upload to ${registry}/${repository}`,
+    );
     await res.body?.cancel();
     const loc = res.headers.get('location');
     if (!loc) throw new FerryError('UNAVAILABLE', `upload to ${registry}/${repository}: no Location header`);
@@ -623,8 +756,13 @@ export class RegistryClient {
    * a stream in PATCH chunks of `uploadChunkSize` (never held whole in memory), hashed on the way and
    * committed only when digest and size match. A stream factory is retried as a whole on failure.
    */
-  async pushBlob(registry: string, repository: string, digest: string, size: number,
-    body: Buffer | Readable | (() => Readable)): Promise<{ digest: string; size: number; existed: boolean }> {
+  async pushBlob(
+    registry: string,
+    repository: string,
+    digest: string,
+    size: number,
+    body: Buffer | Readable | (() => Readable),
+  ): Promise<{ digest: string; size: number; existed: boolean }> {
     parseDigest(digest);
     if ((await this.headBlob(registry, repository, digest)) !== undefined) {
       if (typeof body !== 'function' && !Buffer.isBuffer(body)) body.destroy();
@@ -638,10 +776,18 @@ export class RegistryClient {
       for (let attempt = 0; ; attempt++) {
         try {
           const loc = await this.startUpload(registry, repository);
-          const res = await this.expect({
-            host: registry, method: 'PUT', path: this.withQuery(loc, 'digest', digest),
-            headers: { 'content-type': 'application/octet-stream' }, body, scope,
-          }, [201, 204], `upload session: blob ${digest}`);
+          const res = await this.expect(
+            {
+              host: registry,
+              method: 'PUT',
+              path: this.withQuery(loc, 'digest', digest),
+              headers: { 'content-type': 'application/octet-stream' },
+              body,
+              scope,
+            },
+            [201, 204],
+            `upload session: blob ${digest}`,
+          );
           await res.body?.cancel();
           return { digest, size, existed: false };
         } catch (e) {
@@ -654,7 +800,9 @@ export class RegistryClient {
     for (let attempt = 0; ; attempt++) {
       const stream = typeof body === 'function' ? body() : body;
       try {
-        await this.chunkedUpload(registry, repository, digest, size, stream).catch((err: unknown) => { throw sessionError(err); });
+        await this.chunkedUpload(registry, repository, digest, size, stream).catch((err: unknown) => {
+          throw sessionError(err);
+        });
         return { digest, size, existed: false };
       } catch (err) {
         stream.destroy();
@@ -677,10 +825,22 @@ export class RegistryClient {
       const chunk = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingLen);
       pending = [];
       pendingLen = 0;
-      const res = await this.expect({
-        host: registry, method: 'PATCH', path: loc, body: chunk, scope,
-        headers: { 'content-type': 'application/octet-stream', 'content-range': `${offset}-${offset + chunk.length - 1}`, 'content-length': String(chunk.length) },
-      }, [202, 204], `upload session: chunk of ${digest} at ${offset}`);
+      const res = await this.expect(
+        {
+          host: registry,
+          method: 'PATCH',
+          path: loc,
+          body: chunk,
+          scope,
+          headers: {
+            'content-type': 'application/octet-stream',
+            'content-range': `${offset}-${offset + chunk.length - 1}`,
+            'content-length': String(chunk.length),
+          },
+        },
+        [202, 204],
+        `upload session: chunk of ${digest} at ${offset}`,
+      );
       await res.body?.cancel();
       const next = res.headers.get('location');
       if (next) loc = this.resolveLocation(registry, next);
@@ -702,10 +862,18 @@ export class RegistryClient {
       if (got !== digest) throw new DigestMismatchError(digest, got, 'blob to push');
       throw new FerryError('INVALID_ARGUMENT', `blob ${digest}: streamed ${total} bytes, declared ${size}`);
     }
-    const res = await this.expect({
-      host: registry, method: 'PUT', path: this.withQuery(loc, 'digest', digest), scope,
-      headers: { 'content-length': '0' }, body: Buffer.alloc(0),
-    }, [201, 204], `upload session: commit of blob ${digest}`);
+    const res = await this.expect(
+      {
+        host: registry,
+        method: 'PUT',
+        path: this.withQuery(loc, 'digest', digest),
+        scope,
+        headers: { 'content-length': '0' },
+        body: Buffer.alloc(0),
+      },
+      [201, 204],
+      `upload session: commit of blob ${digest}`,
+    );
     await res.body?.cancel();
   }
 

@@ -29,7 +29,14 @@ test('ferry registry: token auth push/pull, chunked upload, ranges, mount; anony
   await c.pushBlob(reg.host, 'library/app', sha(blob), blob.length, () => Readable.from([blob]));
   const cfg = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha(blob)] } }));
   const config = await c.pushBuffer(reg.host, 'library/app', cfg, MediaType.OCI_CONFIG);
-  const man = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OCI_MANIFEST, config, layers: [{ mediaType: MediaType.OCI_LAYER_GZIP, digest: sha(blob), size: blob.length }] }));
+  const man = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MediaType.OCI_MANIFEST,
+      config,
+      layers: [{ mediaType: MediaType.OCI_LAYER_GZIP, digest: sha(blob), size: blob.length }],
+    }),
+  );
   const digest = await c.putManifest(parseReference(`${reg.host}/library/app:v1`), man, MediaType.OCI_MANIFEST);
   assert.equal(digest, sha(man));
   const parts: Buffer[] = [];
@@ -40,8 +47,13 @@ test('ferry registry: token auth push/pull, chunked upload, ranges, mount; anony
 
   const anon = new RegistryClient({ credentials: () => undefined });
   assert.equal((await anon.getManifest(parseReference(`${reg.host}/library/app:v1`))).digest, digest);
-  await assert.rejects(anon.pushBuffer(reg.host, 'library/app', Buffer.from('x'), MediaType.OCI_LAYER), (e: { code?: string }) => e.code === 'UNAUTHENTICATED' || e.code === 'PERMISSION_DENIED');
-  await assert.rejects(anon.getManifest(parseReference(`${reg.host}/team/other:nope`)), (e: { code?: string }) => ['UNAUTHENTICATED', 'PERMISSION_DENIED', 'NOT_FOUND'].includes(e.code ?? ''));
+  await assert.rejects(
+    anon.pushBuffer(reg.host, 'library/app', Buffer.from('x'), MediaType.OCI_LAYER),
+    (e: { code?: string }) => e.code === 'UNAUTHENTICATED' || e.code === 'PERMISSION_DENIED',
+  );
+  await assert.rejects(anon.getManifest(parseReference(`${reg.host}/team/other:nope`)), (e: { code?: string }) =>
+    ['UNAUTHENTICATED', 'PERMISSION_DENIED', 'NOT_FOUND'].includes(e.code ?? ''),
+  );
   const wrong = new RegistryClient({ credentials: () => ({ username: 'admin', password: 'nope' }) });
   await assert.rejects(wrong.pushBuffer(reg.host, 'library/app', Buffer.from('y'), MediaType.OCI_LAYER), { code: 'UNAUTHENTICATED' });
 });

@@ -4,17 +4,43 @@
  * blobs (ranges, uploads, mounts) and platform selection.
  */
 export {
-  parseReference, formatReference, manifestReference, withTag, withDigest, apiHost, DOCKER_HUB, DOCKER_HUB_API,
+  parseReference,
+  formatReference,
+  manifestReference,
+  withTag,
+  withDigest,
+  apiHost,
+  DOCKER_HUB,
+  DOCKER_HUB_API,
   type ImageReference,
 } from './reference.js';
 export {
-  parseChallenges, dockerConfigCredentials, decodeBasicAuth, basicHeader, TokenCache, type Credentials, type Challenge,
+  parseChallenges,
+  dockerConfigCredentials,
+  decodeBasicAuth,
+  basicHeader,
+  TokenCache,
+  type Credentials,
+  type Challenge,
 } from './auth.js';
 export {
-  RegistryClient, MANIFEST_ACCEPT, statusCode, type RegistryClientOptions, type FetchedManifest, type GetManifestOptions,
-  type ResolveImageOptions, type ResolvedImage,
+  RegistryClient,
+  MANIFEST_ACCEPT,
+  statusCode,
+  type RegistryClientOptions,
+  type FetchedManifest,
+  type GetManifestOptions,
+  type ResolveImageOptions,
+  type ResolvedImage,
 } from './client.js';
 // Platform selection lives with the OCI model (oci/platform.ts); re-exported for the registry client's users.
 export {
-  resolvePlatform, resolveNydusManifest, isNydusEntry, parsePlatform, formatPlatform, platformMatches, currentPlatform, ANY_PLATFORM,
+  resolvePlatform,
+  resolveNydusManifest,
+  isNydusEntry,
+  parsePlatform,
+  formatPlatform,
+  platformMatches,
+  currentPlatform,
+  ANY_PLATFORM,
 } from '../oci/index.js';

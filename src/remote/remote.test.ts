@@ -30,7 +30,10 @@ test('parseChallenges reads Bearer and Basic challenges with quoted commas', () 
   assert.equal(c[0]!.scheme, 'bearer');
   assert.deepEqual(c[0]!.params, { realm: 'https://h/service/token', service: 'harbor-registry', scope: 'repository:library/a:pull,push' });
   const b = parseChallenges('Basic realm="harbor", Bearer realm="x"');
-  assert.deepEqual(b.map((x) => x.scheme), ['basic', 'bearer']);
+  assert.deepEqual(
+    b.map((x) => x.scheme),
+    ['basic', 'bearer'],
+  );
   assert.deepEqual(parseChallenges(null), []);
 });
 
@@ -38,17 +41,22 @@ test('dockerConfigCredentials reads auths (base64 auth, username/password, schem
   const dir = mkdtempSync(join(tmpdir(), 'ferry-dockercfg-'));
   try {
     const p = join(dir, 'config.json');
-    writeFileSync(p, JSON.stringify({
-      auths: {
-        '127.0.0.1:5000': { auth: Buffer.from('admin:pa:ss').toString('base64') },
-        'https://index.docker.io/v1/': { username: 'hub', password: 'pw' },
-      },
-    }));
+    writeFileSync(
+      p,
+      JSON.stringify({
+        auths: {
+          '127.0.0.1:5000': { auth: Buffer.from('admin:pa:ss').toString('base64') },
+          'https://index.docker.io/v1/': { username: 'hub', password: 'pw' },
+        },
+      }),
+    );
     assert.deepEqual(dockerConfigCredentials('127.0.0.1:5000', p), { username: 'admin', password: 'pa:ss' });
     assert.deepEqual(dockerConfigCredentials('docker.io', p), { username: 'hub', password: 'pw' });
     assert.equal(dockerConfigCredentials('other:1', p), undefined);
     assert.equal(dockerConfigCredentials('x', join(dir, 'missing.json')), undefined);
-  } finally { rmSync(dir, { recursive: true, force: true }); }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('TokenCache expires tokens before the server does', () => {

@@ -34,20 +34,34 @@ before(async () => {
   server = createServer((req, res) => {
     const m = /^\/v2\/lib\/app\/manifests\/(.+)$/.exec(req.url ?? '');
     const doc = m ? docs.get(decodeURIComponent(m[1]!)) : undefined;
-    if (!doc) { res.writeHead(404); res.end(); return; }
+    if (!doc) {
+      res.writeHead(404);
+      res.end();
+      return;
+    }
     res.writeHead(200, { 'content-type': doc.type, 'docker-content-digest': sha(doc.body) });
     res.end(doc.body);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const entry = (d: Descriptor, arch: string, nydus: boolean): Descriptor =>
-    ({ ...d, platform: { os: 'linux', architecture: arch }, ...(nydus ? { artifactType: NYDUS_MANIFEST_ARTIFACT_TYPE } : {}) });
-  put('idx', {
-    schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: [
-      entry(image('amd64', false), 'amd64', false), entry(image('amd64', true), 'amd64', true),
-      entry(image('arm64', false), 'arm64', false),
-    ],
-  }, MediaType.OCI_INDEX);
+  const entry = (d: Descriptor, arch: string, nydus: boolean): Descriptor => ({
+    ...d,
+    platform: { os: 'linux', architecture: arch },
+    ...(nydus ? { artifactType: NYDUS_MANIFEST_ARTIFACT_TYPE } : {}),
+  });
+  put(
+    'idx',
+    {
+      schemaVersion: 2,
+      mediaType: MediaType.OCI_INDEX,
+      manifests: [
+        entry(image('amd64', false), 'amd64', false),
+        entry(image('amd64', true), 'amd64', true),
+        entry(image('arm64', false), 'arm64', false),
+      ],
+    },
+    MediaType.OCI_INDEX,
+  );
   put('broken', '{"schemaVersion":2,', MediaType.OCI_MANIFEST);
   const cfg = { mediaType: 'x', digest: sha(Buffer.from('c')), size: 1 };
   put('nolayers', { schemaVersion: 2, mediaType: MediaType.OCI_MANIFEST, config: cfg }, MediaType.OCI_MANIFEST);
@@ -55,7 +69,9 @@ before(async () => {
   const nested = [{ ...inner, platform: { os: 'linux', architecture: 'amd64' } }];
   put('nested', { schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: nested }, MediaType.OCI_INDEX);
 });
-after(() => { server?.close(); });
+after(() => {
+  server?.close();
+});
 
 test('resolveImage: an index resolves to the platform entry, the Nydus one first when preferred; a manifest to itself', async () => {
   const c = new RegistryClient();
@@ -77,7 +93,10 @@ test('resolveImage: an index resolves to the platform entry, the Nydus one first
 
 test('resolveImage: malformed documents are INVALID_ARGUMENT naming the reference, an index entry that is an index DATA_LOSS', async () => {
   const c = new RegistryClient();
-  const reason = (code: ErrorCode, re: RegExp) => (e: unknown): boolean => FerryError.hasCode(e, code) && re.test((e as Error).message);
+  const reason =
+    (code: ErrorCode, re: RegExp) =>
+    (e: unknown): boolean =>
+      FerryError.hasCode(e, code) && re.test((e as Error).message);
   const ref = (tag: string): ReturnType<typeof parseReference> => parseReference(`${host}/lib/app:${tag}`);
   await assert.rejects(c.resolveImage(ref('broken')), reason('INVALID_ARGUMENT', /lib\/app:broken: not valid JSON/));
   await assert.rejects(c.resolveImage(ref('nolayers')), reason('INVALID_ARGUMENT', /layers must be an array/));

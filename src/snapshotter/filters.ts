@@ -10,7 +10,12 @@
 import { FerryError } from '../core/index.js';
 
 export type Op = '==' | '!=' | '~=' | 'present';
-export interface Condition { path: string[]; op: Op; value: string; re?: RegExp }
+export interface Condition {
+  path: string[];
+  op: Op;
+  value: string;
+  re?: RegExp;
+}
 export type Filter = Condition[];
 
 /** Looks a field path up on the object being filtered; undefined when absent. */
@@ -26,7 +31,9 @@ const ESCAPES: Record<string, string> = { n: '\n', t: '\t', r: '\r', '"': '"', '
 export function parseFilter(expr: string): Filter {
   let i = 0;
   const n = expr.length;
-  const skipWs = (): void => { while (i < n && /\s/.test(expr[i]!)) i++; };
+  const skipWs = (): void => {
+    while (i < n && /\s/.test(expr[i]!)) i++;
+  };
 
   const quoted = (): string => {
     const q = expr[i]!;
@@ -96,7 +103,11 @@ export function parseFilter(expr: string): Filter {
     if (op !== 'present') {
       cond.value = value();
       if (op === '~=') {
-        try { cond.re = new RegExp(cond.value); } catch (err) { bad(expr, `bad regular expression: ${(err as Error).message}`); }
+        try {
+          cond.re = new RegExp(cond.value);
+        } catch (err) {
+          bad(expr, `bad regular expression: ${(err as Error).message}`);
+        }
       }
     }
     out.push(cond);
@@ -113,10 +124,16 @@ export function matches(filter: Filter, adapt: FieldAdaptor): boolean {
   return filter.every((c) => {
     const v = adapt(c.path);
     switch (c.op) {
-      case 'present': return v !== undefined && v !== '';
-      case '==': return v === c.value;
-      case '!=': return v !== c.value;
-      case '~=': return v !== undefined && c.re!.test(v);
+      case 'present':
+        return v !== undefined && v !== '';
+      case '==':
+        return v === c.value;
+      case '!=':
+        return v !== c.value;
+      case '~=':
+        return v !== undefined && c.re!.test(v);
+      default:
+        return false;
     }
   });
 }

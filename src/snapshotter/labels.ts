@@ -34,7 +34,10 @@ export function validateLabels(labels: Record<string, string>): void {
     if (k === '') throw new FerryError('INVALID_ARGUMENT', 'label key must not be empty');
     const n = Buffer.byteLength(k) + Buffer.byteLength(v);
     if (n > MAX_LABEL_BYTES) {
-      throw new FerryError('INVALID_ARGUMENT', `label ${JSON.stringify(k.slice(0, 64))}: key and value are ${n} bytes, more than ${MAX_LABEL_BYTES}`);
+      throw new FerryError(
+        'INVALID_ARGUMENT',
+        `label ${JSON.stringify(k.slice(0, 64))}: key and value are ${n} bytes, more than ${MAX_LABEL_BYTES}`,
+      );
     }
   }
 }
@@ -60,7 +63,10 @@ export function remoteHint(labels: Record<string, string>): RemoteLayerHint | un
   const list = labels[Label.CRI_IMAGE_LAYERS] ?? labels[Label.STARGZ_LAYERS] ?? '';
   const hint: RemoteLayerHint = {
     chainId,
-    layers: list.split(',').map((s) => s.trim()).filter(Boolean),
+    layers: list
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
     nydusBlob: labels[Label.NYDUS_BLOB] === 'true',
     nydusBootstrap: labels[Label.NYDUS_BOOTSTRAP] === 'true',
     plainHttp: labels[Label.FERRY_PLAIN_HTTP] === 'true',

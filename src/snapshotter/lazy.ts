@@ -22,8 +22,13 @@ import { unpackBootstrapLayerFiles } from '../format/rafs/index.js';
 import { NydusAnnotation, parseImageConfig, type ImageConfig, type ImageManifest, type PrefetchTrace } from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import {
-  basicHeader, formatReference, parseReference, withDigest,
-  type Credentials, type ImageReference, type RegistryClient,
+  basicHeader,
+  formatReference,
+  parseReference,
+  withDigest,
+  type Credentials,
+  type ImageReference,
+  type RegistryClient,
 } from '../remote/index.js';
 import type { LazyFs, MountInfo, MountRequest, StartupHint } from '../daemon/protocol.js';
 import type { RemoteLayerHint } from './labels.js';
@@ -70,7 +75,11 @@ export function mountIdOf(lazyId: string): string {
   return `ferry-snap-${lazyId.slice(0, 24)}`;
 }
 
-interface Resolved { lazyId: string; manifestDigest: string; layers: Set<string> }
+interface Resolved {
+  lazyId: string;
+  manifestDigest: string;
+  layers: Set<string>;
+}
 
 export class LazyImages implements RemoteLayers {
   private readonly o: LazyImagesOptions;
@@ -91,14 +100,23 @@ export class LazyImages implements RemoteLayers {
     this.log = (opts.log ?? silentLogger()).child({ component: 'lazy' });
   }
 
-  dir(lazyId: string): string { return join(this.o.root, 'lazy', lazyId); }
-  mountpoint(lazyId: string): string { return join(this.dir(lazyId), 'mnt'); }
-  bootstrapPath(lazyId: string): string { return join(this.dir(lazyId), 'image.boot'); }
+  dir(lazyId: string): string {
+    return join(this.o.root, 'lazy', lazyId);
+  }
+  mountpoint(lazyId: string): string {
+    return join(this.dir(lazyId), 'mnt');
+  }
+  bootstrapPath(lazyId: string): string {
+    return join(this.dir(lazyId), 'image.boot');
+  }
 
   async prepare(hint: RemoteLayerHint): Promise<string | null> {
     if (!hint.nydusBlob && !hint.nydusBootstrap) return null;
     if (!hint.ref) {
-      this.log.warn({ chainId: hint.chainId }, 'nydus layer without an image reference label (cri.image-ref / remote/stargz.reference): downloading it');
+      this.log.warn(
+        { chainId: hint.chainId },
+        'nydus layer without an image reference label (cri.image-ref / remote/stargz.reference): downloading it',
+      );
       return null;
     }
     let ref: ImageReference;
@@ -120,7 +138,10 @@ export class LazyImages implements RemoteLayers {
     const r = await p;
     if (!r) return null;
     if (hint.layerDigest && !r.layers.has(hint.layerDigest)) {
-      throw new FerryError('FAILED_PRECONDITION', `layer ${hint.layerDigest} is not in ${formatReference(ref)} (${r.manifestDigest}); the tag moved?`);
+      throw new FerryError(
+        'FAILED_PRECONDITION',
+        `layer ${hint.layerDigest} is not in ${formatReference(ref)} (${r.manifestDigest}); the tag moved?`,
+      );
     }
     // The mount is started now but not awaited: containerd goes on with the next layers (and the
     // client with its image record) meanwhile; the container's Prepare/Mounts waits for it and
@@ -151,12 +172,15 @@ export class LazyImages implements RemoteLayers {
     const t0 = Date.now();
     const p = this.fromManifest(r, manifestDigest, manifest, insecure, t0, Promise.resolve(config));
     this.resolving.set(key, p);
-    p.then((res) => {
-      if (res) this.mountInBackground(res.lazyId);
-    }, (err: unknown) => {
-      this.resolving.delete(key);
-      this.log.warn({ err, ref: formatReference(r) }, 'early start of a lazy image failed (retried at Prepare)');
-    });
+    p.then(
+      (res) => {
+        if (res) this.mountInBackground(res.lazyId);
+      },
+      (err: unknown) => {
+        this.resolving.delete(key);
+        this.log.warn({ err, ref: formatReference(r) }, 'early start of a lazy image failed (retried at Prepare)');
+      },
+    );
   }
 
   /** Manifest → bootstrap layer → lazy image record (the bootstrap itself is fetched by the mount). */
@@ -165,15 +189,27 @@ export class LazyImages implements RemoteLayers {
     const reg = this.o.registry;
     const { manifest: man, fetched: m } = await reg.resolveImage(ref, { prefer: 'nydus' });
     // the config (for the startup hint) is fetched alongside; only the mount waits for it
-    const config = this.o.startupPrefetch === false ? Promise.resolve(undefined)
-      : reg.getBlobBuffer(ref.registry, ref.repository, man.config.digest, MAX_CONFIG_BYTES)
-        .then((b) => parseImageConfig(b, `config ${man.config.digest}`))
-        .catch((err: unknown) => { this.log.debug({ err, ref: formatReference(ref) }, 'image config unreadable: no startup prefetch'); return undefined; });
+    const config =
+      this.o.startupPrefetch === false
+        ? Promise.resolve(undefined)
+        : reg
+            .getBlobBuffer(ref.registry, ref.repository, man.config.digest, MAX_CONFIG_BYTES)
+            .then((b) => parseImageConfig(b, `config ${man.config.digest}`))
+            .catch((err: unknown) => {
+              this.log.debug({ err, ref: formatReference(ref) }, 'image config unreadable: no startup prefetch');
+              return undefined;
+            });
     return this.fromManifest(ref, m.digest, man, insecure, t0, config);
   }
 
-  private async fromManifest(ref: ImageReference, manifestDigest: string, man: ImageManifest, insecure: boolean, t0: number,
-    config: Promise<ImageConfig | undefined>): Promise<Resolved | null> {
+  private async fromManifest(
+    ref: ImageReference,
+    manifestDigest: string,
+    man: ImageManifest,
+    insecure: boolean,
+    t0: number,
+    config: Promise<ImageConfig | undefined>,
+  ): Promise<Resolved | null> {
     const boot = [...man.layers].reverse().find((l) => l.annotations?.[NydusAnnotation.BOOTSTRAP] === 'true');
     if (!boot) {
       this.log.warn({ ref: formatReference(ref) }, 'image has no nydus bootstrap layer: not lazy');
@@ -183,8 +219,14 @@ export class LazyImages implements RemoteLayers {
     if (!/^[0-9a-f]{64}$/.test(lazyId)) throw new FerryError('INVALID_ARGUMENT', `unsupported bootstrap layer digest ${boot.digest}`);
     await mkdir(join(this.dir(lazyId), 'mnt'), { recursive: true });
     const row: LazyImageRow = {
-      id: lazyId, ref: formatReference(ref), registry: ref.registry, repo: ref.repository,
-      manifestDigest, bootstrapDigest: boot.digest, insecure, created: Date.now(),
+      id: lazyId,
+      ref: formatReference(ref),
+      registry: ref.registry,
+      repo: ref.repository,
+      manifestDigest,
+      bootstrapDigest: boot.digest,
+      insecure,
+      created: Date.now(),
     };
     this.o.store.tx(() => this.o.store.putLazy(row));
     if (this.o.startupPrefetch !== false && !this.hints.has(lazyId)) {
@@ -193,13 +235,22 @@ export class LazyImages implements RemoteLayers {
     }
     if (this.o.tracePrefetch !== false && !this.traces.has(lazyId)) {
       const tt = Date.now();
-      this.traces.set(lazyId, fetchPrefetchTrace(this.o.registry, ref, manifestDigest, boot.digest).then((t) => {
-        this.log.debug({ ref: row.ref, chunks: t?.chunks.length ?? 0, ms: Date.now() - tt }, t ? 'prefetch trace found' : 'no prefetch trace');
-        return t;
-      }, (err: unknown) => {
-        this.log.warn({ err, ref: row.ref }, 'prefetch trace unreadable: mounting without it');
-        return undefined;
-      }));
+      this.traces.set(
+        lazyId,
+        fetchPrefetchTrace(this.o.registry, ref, manifestDigest, boot.digest).then(
+          (t) => {
+            this.log.debug(
+              { ref: row.ref, chunks: t?.chunks.length ?? 0, ms: Date.now() - tt },
+              t ? 'prefetch trace found' : 'no prefetch trace',
+            );
+            return t;
+          },
+          (err: unknown) => {
+            this.log.warn({ err, ref: row.ref }, 'prefetch trace unreadable: mounting without it');
+            return undefined;
+          },
+        ),
+      );
     }
     this.log.debug({ ref: row.ref, lazy: lazyId, ms: Date.now() - t0 }, 'lazy image resolved');
     return { lazyId, manifestDigest, layers: new Set(man.layers.map((l) => l.digest)) };
@@ -211,10 +262,18 @@ export class LazyImages implements RemoteLayers {
    */
   private async ensureBootstrap(row: LazyImageRow): Promise<string> {
     const bootPath = this.bootstrapPath(row.id);
-    if (await stat(bootPath).then((s) => s.isFile(), () => false)) return bootPath;
+    if (
+      await stat(bootPath).then(
+        (s) => s.isFile(),
+        () => false,
+      )
+    )
+      return bootPath;
     const t0 = Date.now();
     // decompressed and untarred while it downloads (the download verifies the layer digest at its end)
-    const { bootstrap, blobMeta } = await unpackBootstrapLayerFiles(await this.o.registry.getBlob(row.registry, row.repo, row.bootstrapDigest));
+    const { bootstrap, blobMeta } = await unpackBootstrapLayerFiles(
+      await this.o.registry.getBlob(row.registry, row.repo, row.bootstrapDigest),
+    );
     await mkdir(this.dir(row.id), { recursive: true });
     // the blobs' CI tables, beside the bootstrap where the daemon looks for them (written first:
     // the bootstrap's presence says the image is complete)
@@ -232,7 +291,10 @@ export class LazyImages implements RemoteLayers {
     if (creds) backend.auth = basicHeader(creds).replace(/^Basic /, '');
     if (this.o.proxy) backend.proxy = this.o.proxy;
     const req: MountRequest = {
-      id: mountIdOf(row.id), mountpoint: this.mountpoint(row.id), bootstrapPath: this.bootstrapPath(row.id), backend,
+      id: mountIdOf(row.id),
+      mountpoint: this.mountpoint(row.id),
+      bootstrapPath: this.bootstrapPath(row.id),
+      backend,
     };
     if (this.o.mode) req.mode = this.o.mode;
     if (this.o.cacheDir) req.cacheDir = this.o.cacheDir;
@@ -241,7 +303,9 @@ export class LazyImages implements RemoteLayers {
   }
 
   private mountInBackground(lazyId: string): void {
-    this.lowerDir(lazyId).catch((err: unknown) => this.log.error({ err, lazy: lazyId }, 'lazy mount failed (retried when a container needs it)'));
+    this.lowerDir(lazyId).catch((err: unknown) =>
+      this.log.error({ err, lazy: lazyId }, 'lazy mount failed (retried when a container needs it)'),
+    );
   }
 
   async lowerDir(lazyId: string): Promise<string> {
@@ -263,10 +327,11 @@ export class LazyImages implements RemoteLayers {
     if (hint) req.startup = hint;
     // The lookup started with the manifest; a registry slow to answer it does not hold the mount up.
     const lookup = this.traces.get(lazyId);
-    const trace = lookup && await Promise.race([lookup, new Promise<undefined>((r) => setTimeout(() => r(undefined), TRACE_WAIT_MS).unref())]);
+    const trace =
+      lookup && (await Promise.race([lookup, new Promise<undefined>((r) => setTimeout(() => r(undefined), TRACE_WAIT_MS).unref())]));
     if (trace) req.trace = trace;
     const existing = (await this.o.lazyFs.list()).find((x) => x.id === req.id);
-    if (existing && existing.mountpoint === req.mountpoint && await isMountpoint(req.mountpoint)) {
+    if (existing && existing.mountpoint === req.mountpoint && (await isMountpoint(req.mountpoint))) {
       this.log.info({ lazy: lazyId, mountpoint: req.mountpoint }, 'lazy mount re-attached');
       return req.mountpoint;
     }
@@ -277,7 +342,9 @@ export class LazyImages implements RemoteLayers {
     await this.o.lazyFs.mount(req);
     this.log.info({ lazy: lazyId, ref: row.ref, mountpoint: req.mountpoint, ms: Date.now() - t0 }, 'lazy image mounted');
     if (this.o.tracePushAfterMs !== undefined && lookup && !trace && !this.pushTimers.has(lazyId)) {
-      const timer = setTimeout(() => { void this.pushTrace(row); }, this.o.tracePushAfterMs);
+      const timer = setTimeout(() => {
+        void this.pushTrace(row);
+      }, this.o.tracePushAfterMs);
       timer.unref();
       this.pushTimers.set(lazyId, timer);
     }
@@ -296,7 +363,12 @@ export class LazyImages implements RemoteLayers {
       if (trace.chunks.length === 0) return;
       const head = await this.o.registry.headManifest(ref);
       if (!head) throw new FerryError('NOT_FOUND', `manifest ${row.manifestDigest} is gone`);
-      const digest = await pushPrefetchTrace(this.o.registry, ref, { mediaType: head.mediaType, digest: row.manifestDigest, size: head.size }, trace);
+      const digest = await pushPrefetchTrace(
+        this.o.registry,
+        ref,
+        { mediaType: head.mediaType, digest: row.manifestDigest, size: head.size },
+        trace,
+      );
       this.log.info({ ref: row.ref, trace: digest, chunks: trace.chunks.length }, 'prefetch trace pushed');
     } catch (err) {
       this.log.warn({ err, ref: row.ref }, 'prefetch trace push failed');
@@ -305,7 +377,10 @@ export class LazyImages implements RemoteLayers {
 
   /** The access trace of an image's mount so far, for `ferry trace push` (NOT_FOUND: not mounted here). */
   async trace(manifestDigest: string): Promise<PrefetchTrace> {
-    const row = this.o.store.allLazy().filter((r) => r.manifestDigest === manifestDigest).at(-1);
+    const row = this.o.store
+      .allLazy()
+      .filter((r) => r.manifestDigest === manifestDigest)
+      .at(-1);
     if (!row) throw new FerryError('NOT_FOUND', `no lazy image with manifest ${manifestDigest} on this node`);
     const t = await this.o.lazyFs.trace(mountIdOf(row.id));
     return { ...t, bootstrap: row.bootstrapDigest };

@@ -25,7 +25,12 @@ export interface PullRequestBody {
   platform?: string;
 }
 
-export interface PulledLayer { digest: string; chainId: string; how: 'remote' | 'applied' | 'present'; bytes: number }
+export interface PulledLayer {
+  digest: string;
+  chainId: string;
+  how: 'remote' | 'applied' | 'present';
+  bytes: number;
+}
 
 export interface PullResult {
   name: string;

@@ -23,31 +23,44 @@ export async function requestPull(socket: string, body: PullRequestBody, progres
     let buf = '';
     let done = false;
     if (res.statusCode !== 200) {
-      res.on('data', (c: string) => { buf += c; });
+      res.on('data', (c: string) => {
+        buf += c;
+      });
       res.on('end', () => reject(decodeError(res.statusCode ?? 0, buf, { fallback: `snapshotter API answered ${res.statusCode}` })));
       return;
     }
     const onLine = (l: string): void => {
       if (!l.trim()) return;
       let m: Partial<Record<'progress' | 'result' | 'error', unknown>>;
-      try { m = JSON.parse(l) as typeof m; } catch { return; }
+      try {
+        m = JSON.parse(l) as typeof m;
+      } catch {
+        return;
+      }
       const line = m as PullLine;
       if ('progress' in line && typeof line.progress === 'string') progress?.(line.progress);
-      else if ('result' in line && line.result) { done = true; resolve(line.result); }
-      else if ('error' in line && line.error) {
+      else if ('result' in line && line.result) {
+        done = true;
+        resolve(line.result);
+      } else if ('error' in line && line.error) {
         done = true;
         reject(decodeError(500, JSON.stringify(line.error), { fallback: 'pull failed' }));
       }
     };
     res.on('data', (c: string) => {
       buf += c;
-      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) { onLine(buf.slice(0, i)); buf = buf.slice(i + 1); }
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        onLine(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+      }
     });
     res.on('end', () => {
       onLine(buf);
       if (!done) reject(new FerryError('UNAVAILABLE', 'snapshotter API closed the pull without a result'));
     });
-    res.on('error', (err) => { if (!done) reject(new FerryError('UNAVAILABLE', `snapshotter API: ${err.message}`, { cause: err })); });
+    res.on('error', (err) => {
+      if (!done) reject(new FerryError('UNAVAILABLE', `snapshotter API: ${err.message}`, { cause: err }));
+    });
   });
 }
 

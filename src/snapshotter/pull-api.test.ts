@@ -18,7 +18,9 @@ function post(socketPath: string, path: string, body: string): Promise<{ status:
     const req = request({ socketPath, method: 'POST', path, headers: { 'content-type': 'application/json' } }, (res) => {
       let b = '';
       res.setEncoding('utf8');
-      res.on('data', (c: string) => { b += c; });
+      res.on('data', (c: string) => {
+        b += c;
+      });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
     });
     req.on('error', reject);
@@ -43,12 +45,17 @@ test('pull API: progress lines then the result; errors keep their code; bad requ
   try {
     assert.equal(statSync(api.path).mode & 0o777, 0o600);
     const lines: string[] = [];
-    const r = await requestPull(api.path, { ref: 'r/x:1', address: '/run/containerd/containerd.sock', plainHttp: true }, (l) => lines.push(l));
+    const r = await requestPull(api.path, { ref: 'r/x:1', address: '/run/containerd/containerd.sock', plainHttp: true }, (l) =>
+      lines.push(l),
+    );
     assert.deepEqual(r, result);
     assert.deepEqual(lines, ['resolved', 'layer 1/1 remote']);
     assert.deepEqual(seen[0], { ref: 'r/x:1', address: '/run/containerd/containerd.sock', plainHttp: true });
 
-    await assert.rejects(requestPull(api.path, { ref: 'missing', address: '/c.sock' }), (e: unknown) => FerryError.hasCode(e, 'NOT_FOUND') && /no such image/.test((e as Error).message));
+    await assert.rejects(
+      requestPull(api.path, { ref: 'missing', address: '/c.sock' }),
+      (e: unknown) => FerryError.hasCode(e, 'NOT_FOUND') && /no such image/.test((e as Error).message),
+    );
 
     const bad = await post(api.path, '/api/v1/pull', JSON.stringify({ ref: '', address: 'relative.sock', plainHttp: 'yes', extra: 1 }));
     assert.equal(bad.status, 400);
@@ -62,8 +69,10 @@ test('pull API: progress lines then the result; errors keep their code; bad requ
     await api.close();
     rmSync(dir, { recursive: true, force: true });
   }
-  await assert.rejects(requestPull(join(dir, 'api.sock'), { ref: 'x', address: '/c.sock' }),
-    (e: unknown) => FerryError.hasCode(e, 'UNAVAILABLE') && (e as { cause?: { code?: string } }).cause?.code === 'ENOENT');
+  await assert.rejects(
+    requestPull(join(dir, 'api.sock'), { ref: 'x', address: '/c.sock' }),
+    (e: unknown) => FerryError.hasCode(e, 'UNAVAILABLE') && (e as { cause?: { code?: string } }).cause?.code === 'ENOENT',
+  );
 });
 
 test('pull API: GET /api/v1/traces/{manifest} answers the trace, NOT_FOUND keeps its code, a snapshotter without lazy images says so', async () => {
@@ -72,13 +81,26 @@ test('pull API: GET /api/v1/traces/{manifest} answers the trace, NOT_FOUND keeps
   const trace = { schemaVersion: 1 as const, blobs: ['b'.repeat(64)], chunks: [[0, 3]] as Array<[number, number]> };
   const api = await servePullApi({
     path: join(dir, 'api.sock'),
-    pull: async () => { throw new FerryError('INTERNAL', 'unused'); },
-    trace: async (d) => { if (d !== known) throw new FerryError('NOT_FOUND', `no lazy image with manifest ${d}`); return trace; },
+    pull: async () => {
+      throw new FerryError('INTERNAL', 'unused');
+    },
+    trace: async (d) => {
+      if (d !== known) throw new FerryError('NOT_FOUND', `no lazy image with manifest ${d}`);
+      return trace;
+    },
   });
-  const bare = await servePullApi({ path: join(dir, 'bare.sock'), pull: async () => { throw new FerryError('INTERNAL', 'unused'); } });
+  const bare = await servePullApi({
+    path: join(dir, 'bare.sock'),
+    pull: async () => {
+      throw new FerryError('INTERNAL', 'unused');
+    },
+  });
   try {
     assert.deepEqual(await requestTrace(api.path, known), trace);
-    await assert.rejects(requestTrace(api.path, `sha256:${'c'.repeat(64)}`), (e) => FerryError.hasCode(e, 'NOT_FOUND') && /no lazy image/.test((e as Error).message));
+    await assert.rejects(
+      requestTrace(api.path, `sha256:${'c'.repeat(64)}`),
+      (e) => FerryError.hasCode(e, 'NOT_FOUND') && /no lazy image/.test((e as Error).message),
+    );
     await assert.rejects(requestTrace(bare.path, known), (e) => FerryError.hasCode(e, 'FAILED_PRECONDITION'));
     await assert.rejects(requestTrace(join(dir, 'none.sock'), known), (e) => FerryError.hasCode(e, 'UNAVAILABLE'));
   } finally {

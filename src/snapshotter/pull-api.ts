@@ -32,9 +32,15 @@ export interface PullApiOptions {
   onError?: (err: unknown, body: PullRequestBody | undefined) => void;
 }
 
-export interface PullApiServer { path: string; close(): Promise<void> }
+export interface PullApiServer {
+  path: string;
+  close(): Promise<void>;
+}
 
-interface Ctx { req: IncomingMessage; res: ServerResponse }
+interface Ctx {
+  req: IncomingMessage;
+  res: ServerResponse;
+}
 
 function routes(o: PullApiOptions): Router<Ctx> {
   return new Router<Ctx>()
@@ -51,7 +57,9 @@ function routes(o: PullApiOptions): Router<Ctx> {
         throw err;
       }
       res.writeHead(200, { 'content-type': 'application/x-ndjson' });
-      const line = (v: PullLine): void => { if (!res.destroyed) res.write(`${JSON.stringify(v)}\n`); };
+      const line = (v: PullLine): void => {
+        if (!res.destroyed) res.write(`${JSON.stringify(v)}\n`);
+      };
       try {
         const result = await o.pull(body, (p) => line({ progress: p }));
         line({ result });
@@ -76,9 +84,12 @@ export async function servePullApi(o: PullApiOptions): Promise<PullApiServer> {
   await listenPrivate(server, o.path, 'the pull API address');
   return {
     path: o.path,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => { rm(o.path, { force: true }).finally(resolve); });
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => {
+          rm(o.path, { force: true }).finally(resolve);
+        });
+      }),
   };
 }

@@ -14,9 +14,7 @@ import { Transform } from 'node:stream';
 import { FerryError } from '../core/index.js';
 import { parseImageConfig, parsePlatform, type Descriptor, type ImageConfig, type ImageManifest } from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
-import {
-  formatReference, parseReference, RegistryClient, type Credentials, type ImageReference,
-} from '../remote/index.js';
+import { formatReference, parseReference, RegistryClient, type Credentials, type ImageReference } from '../remote/index.js';
 // containerd/ (grpc-js, proto loading: ~0.1–0.2 s) loads while the registry answers
 import type { ContentDescriptor, GrpcConnection } from '../containerd/index.js';
 import { Label, MAX_LABEL_BYTES } from './labels.js';
@@ -90,7 +88,10 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
   }
   const regOpts: ConstructorParameters<typeof RegistryClient>[0] = { log };
   if (o.plainHttp) regOpts.insecure = () => true;
-  if (creds) { const c = creds; regOpts.credentials = () => c; }
+  if (creds) {
+    const c = creds;
+    regOpts.credentials = () => c;
+  }
   const reg = new RegistryClient(regOpts);
   const ref: ImageReference = parseReference(o.ref);
   if (!ref.tag && !ref.digest) ref.tag = 'latest';
@@ -123,7 +124,9 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
     try {
       // config and manifest into the content store; GC labels link manifest → config/layers → snapshots
       const manifestLabels: Record<string, string> = { 'containerd.io/gc.ref.content.config': manifest.config.digest };
-      manifest.layers.forEach((l, i) => { manifestLabels[`containerd.io/gc.ref.content.l.${i}`] = l.digest; });
+      manifest.layers.forEach((l, i) => {
+        manifestLabels[`containerd.io/gc.ref.content.l.${i}`] = l.digest;
+      });
       const distLabel = { [`containerd.io/distribution.source.${ref.registry}`]: ref.repository };
       await Promise.all([
         api.writeContent(desc(manifest.config), configBuf, distLabel),
@@ -135,10 +138,13 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
         const layer = manifest.layers[i]!;
         const chainId = chains[i]!;
         const parent = i > 0 ? chains[i - 1]! : '';
-        const exists = await sn.stat(chainId).then(() => true, (err: unknown) => {
-          if (FerryError.hasCode(err, 'NOT_FOUND')) return false;
-          throw err;
-        });
+        const exists = await sn.stat(chainId).then(
+          () => true,
+          (err: unknown) => {
+            if (FerryError.hasCode(err, 'NOT_FOUND')) return false;
+            throw err;
+          },
+        );
         if (exists) {
           layers.push({ digest: layer.digest, chainId, how: 'present', bytes: 0 });
           say(`layer ${i + 1}/${manifest.layers.length} ${layer.digest.slice(0, 19)} already unpacked`);
@@ -156,7 +162,7 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
         }
         if (o.plainHttp) labels[Label.FERRY_PLAIN_HTTP] = 'true';
         const key = `extract-${process.hrtime.bigint()}-${randomBytes(3).toString('base64url')} ${chainId}`;
-        let mounts;
+        let mounts: Awaited<ReturnType<typeof sn.prepare>>;
         try {
           mounts = await sn.prepare(key, parent, labels);
         } catch (err) {
@@ -172,19 +178,31 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
         try {
           let bytes = 0;
           const body = await reg.getBlob(ref.registry, ref.repository, layer.digest);
-          const counter = new Transform({ transform(c: Buffer, _e, cb) { bytes += c.length; cb(null, c); } });
+          const counter = new Transform({
+            transform(c: Buffer, _e, cb) {
+              bytes += c.length;
+              cb(null, c);
+            },
+          });
           body.on('error', (e) => counter.destroy(e));
           await api.writeContent(desc(layer), body.pipe(counter), distLabel);
           fetched += bytes;
           const applied = await api.applyLayer(desc(layer), mounts);
-          if (applied !== diffIds[i]) throw new FerryError('DATA_LOSS', `layer ${layer.digest}: applied ${applied}, config says ${diffIds[i]}`);
+          if (applied !== diffIds[i])
+            throw new FerryError('DATA_LOSS', `layer ${layer.digest}: applied ${applied}, config says ${diffIds[i]}`);
           await sn.commit(chainId, key, { [Label.SNAPSHOT_REF]: chainId });
           await api.setContentLabels(layer.digest, { 'containerd.io/uncompressed': applied });
           layers.push({ digest: layer.digest, chainId, how: 'applied', bytes });
           say(`layer ${i + 1}/${manifest.layers.length} ${layer.digest.slice(0, 19)} downloaded and applied (${bytes} bytes)`);
         } catch (err) {
           await sn.remove(key).catch(() => {});
-          if (FerryError.hasCode(err, 'ALREADY_EXISTS') && await sn.stat(chainId).then(() => true, () => false)) {
+          if (
+            FerryError.hasCode(err, 'ALREADY_EXISTS') &&
+            (await sn.stat(chainId).then(
+              () => true,
+              () => false,
+            ))
+          ) {
             layers.push({ digest: layer.digest, chainId, how: 'present', bytes: 0 });
             continue;
           }

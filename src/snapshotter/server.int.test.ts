@@ -27,9 +27,17 @@ describe('snapshotter contract: in process', () => {
     const root = join(dir, 'root');
     let sn = await Snapshotter.open({ root });
     return {
-      ops: snapshotterOps(sn), root,
-      reopen: async () => { await sn.close(); sn = await Snapshotter.open({ root }); return snapshotterOps(sn); },
-      cleanup: async () => { await sn.close(); await rm(dir, { recursive: true, force: true }); },
+      ops: snapshotterOps(sn),
+      root,
+      reopen: async () => {
+        await sn.close();
+        sn = await Snapshotter.open({ root });
+        return snapshotterOps(sn);
+      },
+      cleanup: async () => {
+        await sn.close();
+        await rm(dir, { recursive: true, force: true });
+      },
     };
   });
 });
@@ -47,12 +55,23 @@ describe('snapshotter contract: over gRPC', () => {
       conn = new GrpcConnection(server.address);
       return new SnapshotsClient(conn, 'ferry');
     };
-    const stop = async (): Promise<void> => { conn.close(); await server.close(); await sn.close(); };
+    const stop = async (): Promise<void> => {
+      conn.close();
+      await server.close();
+      await sn.close();
+    };
     const ops = await start();
     return {
-      ops, root,
-      reopen: async () => { await stop(); return start(); },
-      cleanup: async () => { await stop(); await rm(dir, { recursive: true, force: true }); },
+      ops,
+      root,
+      reopen: async () => {
+        await stop();
+        return start();
+      },
+      cleanup: async () => {
+        await stop();
+        await rm(dir, { recursive: true, force: true });
+      },
     };
   });
 });
@@ -68,7 +87,9 @@ describe('snapshots gRPC socket', () => {
     const old = process.umask(0); // the socket must be owner-only whatever the umask
     try {
       server = await serveSnapshots({ snapshotter: sn, address: join(dir, 'snap.sock'), metrics: createMetricsRegistry() });
-    } finally { process.umask(old); }
+    } finally {
+      process.umask(old);
+    }
   });
   after(async () => {
     await server?.close();

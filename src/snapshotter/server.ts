@@ -17,8 +17,12 @@ const LIST_BATCH = 100;
 
 function pbInfo(i: SnapshotInfo): PbInfo {
   return {
-    name: i.name, parent: i.parent, kind: i.kind,
-    created_at: toTimestamp(i.created), updated_at: toTimestamp(i.updated), labels: i.labels,
+    name: i.name,
+    parent: i.parent,
+    kind: i.kind,
+    created_at: toTimestamp(i.created),
+    updated_at: toTimestamp(i.updated),
+    labels: i.labels,
   };
 }
 
@@ -45,12 +49,17 @@ export async function serveSnapshots(opts: SnapshotServerOptions): Promise<Snaps
   const sn = opts.snapshotter;
   const registers = opts.metrics ? [opts.metrics] : [];
   const calls = new Counter({
-    name: 'ferry_snapshotter_rpc_total', help: 'Snapshot RPCs by method and gRPC status code',
-    labelNames: ['method', 'code'], registers,
+    name: 'ferry_snapshotter_rpc_total',
+    help: 'Snapshot RPCs by method and gRPC status code',
+    labelNames: ['method', 'code'],
+    registers,
   });
   const latency = new Histogram({
-    name: 'ferry_snapshotter_rpc_seconds', help: 'Snapshot RPC latency', labelNames: ['method'],
-    buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 2, 10, 60], registers,
+    name: 'ferry_snapshotter_rpc_seconds',
+    help: 'Snapshot RPC latency',
+    labelNames: ['method'],
+    buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 2, 10, 60],
+    registers,
   });
 
   type Unary<Req, Res> = (req: Req) => Promise<Res> | Res;
@@ -59,16 +68,19 @@ export async function serveSnapshots(opts: SnapshotServerOptions): Promise<Snaps
       const t0 = process.hrtime.bigint();
       Promise.resolve()
         .then(() => fn(call.request))
-        .then((res) => {
-          calls.inc({ method, code: 'OK' });
-          cb(null, res);
-        }, (err: unknown) => {
-          const e = toGrpcError(err);
-          calls.inc({ method, code: grpc.status[e.code!] });
-          const expected = FerryError.hasCode(err, 'NOT_FOUND') || FerryError.hasCode(err, 'ALREADY_EXISTS');
-          log[expected ? 'debug' : 'warn']({ method, err, key: (call.request as { key?: string }).key }, 'rpc failed');
-          cb(e, null);
-        })
+        .then(
+          (res) => {
+            calls.inc({ method, code: 'OK' });
+            cb(null, res);
+          },
+          (err: unknown) => {
+            const e = toGrpcError(err);
+            calls.inc({ method, code: grpc.status[e.code!] });
+            const expected = FerryError.hasCode(err, 'NOT_FOUND') || FerryError.hasCode(err, 'ALREADY_EXISTS');
+            log[expected ? 'debug' : 'warn']({ method, err, key: (call.request as { key?: string }).key }, 'rpc failed');
+            cb(e, null);
+          },
+        )
         .finally(() => {
           const s = Number(process.hrtime.bigint() - t0) / 1e9;
           latency.observe({ method }, s);
@@ -77,8 +89,14 @@ export async function serveSnapshots(opts: SnapshotServerOptions): Promise<Snaps
     };
   }
 
-  interface KeyReq { key: string }
-  interface PrepReq { key: string; parent: string; labels: Record<string, string> }
+  interface KeyReq {
+    key: string;
+  }
+  interface PrepReq {
+    key: string;
+    parent: string;
+    labels: Record<string, string>;
+  }
   const impl: grpc.UntypedServiceImplementation = {
     Prepare: unary<PrepReq, unknown>('Prepare', async (r) => pbMounts(await sn.prepare(r.key, r.parent, r.labels ?? {}))),
     View: unary<PrepReq, unknown>('View', async (r) => pbMounts(await sn.view(r.key, r.parent, r.labels ?? {}))),
@@ -93,7 +111,7 @@ export async function serveSnapshots(opts: SnapshotServerOptions): Promise<Snaps
     }),
     Stat: unary<KeyReq, unknown>('Stat', (r) => ({ info: pbInfo(sn.stat(r.key)) })),
     Update: unary<{ info: PbInfo | null; update_mask: { paths: string[] } | null }, unknown>('Update', (r) => {
-      if (!r.info || !r.info.name) throw new FerryError('INVALID_ARGUMENT', 'update: info.name is required');
+      if (!r.info?.name) throw new FerryError('INVALID_ARGUMENT', 'update: info.name is required');
       return { info: pbInfo(sn.update({ name: r.info.name, labels: r.info.labels ?? {} }, r.update_mask?.paths ?? [])) };
     }),
     List: (call: grpc.ServerWritableStream<{ filters: string[] }, unknown>) => {
@@ -128,18 +146,24 @@ export async function serveSnapshots(opts: SnapshotServerOptions): Promise<Snaps
   });
   server.addService(serviceConstructor('snapshots').service, impl);
   // containerd (root) is the only client: owner-only, a live socket of another snapshotter refused.
-  await bindPrivate(opts.address, (path) => new Promise<void>((resolve, reject) => {
-    server.bindAsync(`unix://${path}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
-  }), '--address');
+  await bindPrivate(
+    opts.address,
+    (path) =>
+      new Promise<void>((resolve, reject) => {
+        server.bindAsync(`unix://${path}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
+      }),
+    '--address',
+  );
   log.info({ address: opts.address }, 'snapshots gRPC service listening');
   return {
     address: opts.address,
-    close: () => new Promise<void>((resolve) => {
-      const timer = setTimeout(() => server.forceShutdown(), 5000);
-      server.tryShutdown(() => {
-        clearTimeout(timer);
-        rm(opts.address, { force: true }).finally(resolve);
-      });
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(() => server.forceShutdown(), 5000);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          rm(opts.address, { force: true }).finally(resolve);
+        });
+      }),
   };
 }

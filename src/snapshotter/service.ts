@@ -48,7 +48,10 @@ async function listenMetrics(server: Server, addr: string): Promise<string> {
   const i = addr.lastIndexOf(':');
   const host = i > 0 ? addr.slice(0, i).replace(/^\[|\]$/g, '') : '127.0.0.1';
   const port = Number(i >= 0 ? addr.slice(i + 1) : addr);
-  await new Promise<void>((res, rej) => { server.once('error', rej); server.listen(port, host, () => res()); });
+  await new Promise<void>((res, rej) => {
+    server.once('error', rej);
+    server.listen(port, host, () => res());
+  });
   const a = server.address();
   return typeof a === 'object' && a ? `${a.address}:${a.port}` : addr;
 }
@@ -65,16 +68,24 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
   const lazyFs = opts.lazyFs;
   if (lazyFs && !cfg.disableLazy) {
     const registryOpts: ConstructorParameters<typeof RegistryClient>[0] = {
-      log, insecure: (h) => insecureHosts.has(h) || /^(localhost|127\.|\[::1\])/.test(h),
+      log,
+      insecure: (h) => insecureHosts.has(h) || /^(localhost|127\.|\[::1\])/.test(h),
     };
     if (opts.credentials) registryOpts.credentials = opts.credentials;
     const registry = new RegistryClient(registryOpts);
     snapshotter = await Snapshotter.open({
-      root: cfg.root, log,
+      root: cfg.root,
+      log,
       remote: (store) => {
         const li: ConstructorParameters<typeof LazyImages>[0] = {
-          root: cfg.root, store, lazyFs, registry, log,
-          mode: cfg.daemon.mode, prefetch: cfg.daemon.prefetch, startupPrefetch: cfg.daemon.startupPrefetch,
+          root: cfg.root,
+          store,
+          lazyFs,
+          registry,
+          log,
+          mode: cfg.daemon.mode,
+          prefetch: cfg.daemon.prefetch,
+          startupPrefetch: cfg.daemon.startupPrefetch,
           tracePrefetch: cfg.daemon.tracePrefetch,
           ...(cfg.daemon.tracePush ? { tracePushAfterMs: cfg.daemon.tracePushAfter } : {}),
           cacheDir: cfg.daemon.cacheDir || join(cfg.root, 'cache'),
@@ -91,25 +102,33 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
   }
 
   const lazyMounts = new Gauge({
-    name: 'ferry_snapshotter_lazy_mounts', help: 'Lazily mounted images', registers: [metrics],
-    async collect() { this.set(lazy ? (await lazy.mounts().catch(() => [])).length : 0); },
+    name: 'ferry_snapshotter_lazy_mounts',
+    help: 'Lazily mounted images',
+    registers: [metrics],
+    async collect() {
+      this.set(lazy ? (await lazy.mounts().catch(() => [])).length : 0);
+    },
   });
   const fetched = new Gauge({
-    name: 'ferry_snapshotter_lazy_bytes_fetched', help: 'Bytes the daemon fetched for the lazily mounted images',
+    name: 'ferry_snapshotter_lazy_bytes_fetched',
+    help: 'Bytes the daemon fetched for the lazily mounted images',
     registers: [metrics],
     async collect() {
       const ms = lazy ? await lazy.mounts().catch(() => []) : [];
       this.set(ms.reduce((s, m) => s + (m.metrics?.bytesFetched ?? 0), 0));
     },
   });
-  void lazyMounts; void fetched;
+  void lazyMounts;
+  void fetched;
 
   let grpcServer: SnapshotServer | undefined;
-  const metricsRoutes = new Router<{ req: IncomingMessage; res: ServerResponse }>()
-    .get('/metrics', ({ req, res }) => metricsHandler(metrics, req, res));
+  const metricsRoutes = new Router<{ req: IncomingMessage; res: ServerResponse }>().get('/metrics', ({ req, res }) =>
+    metricsHandler(metrics, req, res),
+  );
   const httpServer = createServer((req, res) => {
-    (async () => metricsRoutes.dispatch(req.method ?? 'GET', requestUrl(req).pathname, { req, res }))()
-      .catch((err: unknown) => sendError(res, err));
+    (async () => metricsRoutes.dispatch(req.method ?? 'GET', requestUrl(req).pathname, { req, res }))().catch((err: unknown) =>
+      sendError(res, err),
+    );
   });
   // One connection per containerd socket, kept open across pulls.
   const containerd = new Map<string, GrpcConnection>();
@@ -123,11 +142,21 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
       path: cfg.apiAddress || join(cfg.root, 'api.sock'),
       pull: (body, progress) => {
         let connection = containerd.get(body.address);
-        if (!connection) { connection = new GrpcConnection(body.address); containerd.set(body.address, connection); }
+        if (!connection) {
+          connection = new GrpcConnection(body.address);
+          containerd.set(body.address, connection);
+        }
         const forUs = (body.snapshotter ?? 'ferry') === cfg.name;
         return pullImage({
-          ...body, connection, log: pullLog, progress,
-          ...(lazy && forUs ? { onResolved: (ref, digest, manifest, imageConfig) => lazy!.warm(ref, digest, manifest, body.plainHttp === true, imageConfig) } : {}),
+          ...body,
+          connection,
+          log: pullLog,
+          progress,
+          ...(lazy && forUs
+            ? {
+                onResolved: (ref, digest, manifest, imageConfig) => lazy!.warm(ref, digest, manifest, body.plainHttp === true, imageConfig),
+              }
+            : {}),
         });
       },
       onError: (err, body) => pullLog.warn({ err, ref: body?.ref }, 'pull failed'),
@@ -141,10 +170,18 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
     throw err;
   }
   const apiServer = api;
-  log.info({ address: cfg.address, root: cfg.root, metrics: metricsAddress, api: apiServer.path, lazy: lazy !== undefined }, 'snapshotter started');
+  log.info(
+    { address: cfg.address, root: cfg.root, metrics: metricsAddress, api: apiServer.path, lazy: lazy !== undefined },
+    'snapshotter started',
+  );
   let closed = false;
   return {
-    address: cfg.address, metricsAddress, apiAddress: apiServer.path, metrics, snapshotter, lazy,
+    address: cfg.address,
+    metricsAddress,
+    apiAddress: apiServer.path,
+    metrics,
+    snapshotter,
+    lazy,
     async close() {
       if (closed) return;
       closed = true;

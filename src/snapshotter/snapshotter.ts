@@ -78,7 +78,14 @@ export class Snapshotter {
       if (row.kind === 'ACTIVE') await mkdir(s.workDir(row.id), { recursive: true });
     }
     if (s.remote) {
-      const ids = [...new Set(s.store.all().map((r) => r.lazy).filter((x): x is string => x !== null))];
+      const ids = [
+        ...new Set(
+          s.store
+            .all()
+            .map((r) => r.lazy)
+            .filter((x): x is string => x !== null),
+        ),
+      ];
       await s.remote.restore(ids);
     }
     return s;
@@ -92,9 +99,15 @@ export class Snapshotter {
     this.store.close();
   }
 
-  snapshotDir(id: number): string { return join(this.root, 'snapshots', String(id)); }
-  fsDir(id: number): string { return join(this.snapshotDir(id), 'fs'); }
-  workDir(id: number): string { return join(this.snapshotDir(id), 'work'); }
+  snapshotDir(id: number): string {
+    return join(this.root, 'snapshots', String(id));
+  }
+  fsDir(id: number): string {
+    return join(this.snapshotDir(id), 'fs');
+  }
+  workDir(id: number): string {
+    return join(this.snapshotDir(id), 'work');
+  }
 
   // ---------------------------------------------------------------- RPCs
 
@@ -118,7 +131,10 @@ export class Snapshotter {
   async mounts(key: string): Promise<Mount[]> {
     const row = this.store.mustGet(key);
     if (row.kind === 'COMMITTED') {
-      throw new FerryError('FAILED_PRECONDITION', `snapshot ${JSON.stringify(key)} is committed: mounts exist only for active snapshots and views`);
+      throw new FerryError(
+        'FAILED_PRECONDITION',
+        `snapshot ${JSON.stringify(key)} is committed: mounts exist only for active snapshots and views`,
+      );
     }
     return this.mountsOf(row);
   }
@@ -128,13 +144,17 @@ export class Snapshotter {
     if (!name) throw new FerryError('INVALID_ARGUMENT', 'commit name must not be empty');
     const row = this.store.mustGet(key);
     if (row.kind !== 'ACTIVE') {
-      throw new FerryError('FAILED_PRECONDITION', `snapshot ${JSON.stringify(key)} is ${row.kind.toLowerCase()}, only active snapshots can be committed`);
+      throw new FerryError(
+        'FAILED_PRECONDITION',
+        `snapshot ${JSON.stringify(key)} is ${row.kind.toLowerCase()}, only active snapshots can be committed`,
+      );
     }
     const usage = await diskUsage(this.fsDir(row.id));
     this.store.tx(() => {
       if (this.store.get(name)) throw new FerryError('ALREADY_EXISTS', `snapshot ${JSON.stringify(name)} already exists`);
       const cur = this.store.get(key);
-      if (!cur || cur.id !== row.id || cur.kind !== 'ACTIVE') throw new FerryError('NOT_FOUND', `snapshot ${JSON.stringify(key)} does not exist`);
+      if (!cur || cur.id !== row.id || cur.kind !== 'ACTIVE')
+        throw new FerryError('NOT_FOUND', `snapshot ${JSON.stringify(key)} does not exist`);
       this.store.commit(row.id, name, labels, usage.size, usage.inodes, Date.now());
     });
     await rm(this.workDir(row.id), { recursive: true, force: true });
@@ -179,7 +199,10 @@ export class Snapshotter {
             if (v === undefined || v === '') delete labels[k];
             else labels[k] = v;
           } else {
-            throw new FerryError('INVALID_ARGUMENT', `cannot update ${JSON.stringify(p)} of snapshot ${JSON.stringify(info.name)}: only labels are mutable`);
+            throw new FerryError(
+              'INVALID_ARGUMENT',
+              `cannot update ${JSON.stringify(p)} of snapshot ${JSON.stringify(info.name)}: only labels are mutable`,
+            );
           }
         }
       }
@@ -222,7 +245,12 @@ export class Snapshotter {
     // a remote Prepare in flight may have recorded its image but not yet its snapshot: wait for the next Cleanup
     const remoteInFlight = [...this.inflight.keys()].some((k) => k.startsWith('target:'));
     if (this.remote && !remoteInFlight) {
-      const used = new Set(this.store.all().map((r) => r.lazy).filter((x): x is string => x !== null));
+      const used = new Set(
+        this.store
+          .all()
+          .map((r) => r.lazy)
+          .filter((x): x is string => x !== null),
+      );
       for (const l of this.store.allLazy()) {
         if (used.has(l.id)) continue;
         await this.remote.release(l.id);
@@ -233,7 +261,9 @@ export class Snapshotter {
   }
 
   /** Metadata store, for the lazy layer implementation living beside it. */
-  get metadata(): MetaStore { return this.store; }
+  get metadata(): MetaStore {
+    return this.store;
+  }
 
   // ------------------------------------------------------------ internals
 
@@ -257,7 +287,10 @@ export class Snapshotter {
       await mkdir(this.fsDir(row.id), { recursive: true, mode: 0o755 });
       if (kind === 'ACTIVE') await mkdir(this.workDir(row.id), { recursive: true, mode: 0o711 });
     })();
-    this.inflight.set(marker, p.catch(() => {}));
+    this.inflight.set(
+      marker,
+      p.catch(() => {}),
+    );
     try {
       await p;
       return await this.mountsOf(row);
@@ -304,18 +337,28 @@ export class Snapshotter {
       this.store.tx(() => {
         if (parent) {
           const p = this.store.get(parent);
-          if (!p || p.kind !== 'COMMITTED') throw new FerryError('NOT_FOUND', `parent snapshot ${JSON.stringify(parent)} does not exist`);
+          if (p?.kind !== 'COMMITTED') throw new FerryError('NOT_FOUND', `parent snapshot ${JSON.stringify(parent)} does not exist`);
         }
         if (this.store.get(target)) return;
         this.store.insert({
-          key: target, parent, kind: 'COMMITTED', created: now, updated: now,
-          labels: { ...labels, [Label.REMOTE]: 'remote snapshot' }, lazy: lazyId, size: 0, inodes: 0,
+          key: target,
+          parent,
+          kind: 'COMMITTED',
+          created: now,
+          updated: now,
+          labels: { ...labels, [Label.REMOTE]: 'remote snapshot' },
+          lazy: lazyId,
+          size: 0,
+          inodes: 0,
         });
       });
       ok = true;
       this.log.info({ key, target, lazy: lazyId, ms: Date.now() - t0 }, 'remote layer committed');
     })();
-    this.inflight.set(flightKey, p.catch(() => {}));
+    this.inflight.set(
+      flightKey,
+      p.catch(() => {}),
+    );
     try {
       await p;
     } finally {
@@ -333,7 +376,8 @@ export class Snapshotter {
       const p = this.store.get(name);
       if (!p) throw new FerryError('NOT_FOUND', `parent snapshot ${JSON.stringify(name)} does not exist`);
       if (p.lazy) {
-        if (!this.remote) throw new FerryError('UNAVAILABLE', `snapshot ${JSON.stringify(name)} is a lazy layer but no daemon is configured`);
+        if (!this.remote)
+          throw new FerryError('UNAVAILABLE', `snapshot ${JSON.stringify(name)} is a lazy layer but no daemon is configured`);
         out.push(await this.remote.lowerDir(p.lazy));
         break;
       }
@@ -352,10 +396,14 @@ export class Snapshotter {
       if (lowers.length === 1) return [{ type: 'bind', source: lowers[0]!, target: '', options: ['ro', 'rbind'] }];
       return [{ type: 'overlay', source: 'overlay', target: '', options: ['index=off', `lowerdir=${lowers.join(':')}`] }];
     }
-    return [{
-      type: 'overlay', source: 'overlay', target: '',
-      options: ['index=off', `workdir=${this.workDir(row.id)}`, `upperdir=${this.fsDir(row.id)}`, `lowerdir=${lowers.join(':')}`],
-    }];
+    return [
+      {
+        type: 'overlay',
+        source: 'overlay',
+        target: '',
+        options: ['index=off', `workdir=${this.workDir(row.id)}`, `upperdir=${this.fsDir(row.id)}`, `lowerdir=${lowers.join(':')}`],
+      },
+    ];
   }
 }
 
@@ -363,11 +411,16 @@ function adaptInfo(info: SnapshotInfo): FieldAdaptor {
   return (path) => {
     const [head, ...rest] = path;
     switch (head) {
-      case 'name': return info.name;
-      case 'parent': return info.parent;
-      case 'kind': return info.kind.toLowerCase();
-      case 'labels': return rest.length ? info.labels[rest.join('.')] : undefined;
-      default: return undefined;
+      case 'name':
+        return info.name;
+      case 'parent':
+        return info.parent;
+      case 'kind':
+        return info.kind.toLowerCase();
+      case 'labels':
+        return rest.length ? info.labels[rest.join('.')] : undefined;
+      default:
+        return undefined;
     }
   };
 }

@@ -38,12 +38,26 @@ export interface LazyImageRow {
 }
 
 interface RawSnapshot {
-  id: number; key: string; parent: string; kind: string; created: number; updated: number;
-  labels: string; lazy: string | null; size: number; inodes: number;
+  id: number;
+  key: string;
+  parent: string;
+  kind: string;
+  created: number;
+  updated: number;
+  labels: string;
+  lazy: string | null;
+  size: number;
+  inodes: number;
 }
 interface RawLazy {
-  id: string; ref: string; registry: string; repo: string; manifest_digest: string;
-  bootstrap_digest: string; insecure: number; created: number;
+  id: string;
+  ref: string;
+  registry: string;
+  repo: string;
+  manifest_digest: string;
+  bootstrap_digest: string;
+  insecure: number;
+  created: number;
 }
 
 function toRow(r: RawSnapshot): SnapshotRow {
@@ -124,7 +138,8 @@ export class MetaStore {
   }
 
   insert(row: Omit<SnapshotRow, 'id'>): SnapshotRow {
-    const info = this.db.prepare(`INSERT INTO snapshots (key, parent, kind, created, updated, labels, lazy, size, inodes)
+    const info = this.db
+      .prepare(`INSERT INTO snapshots (key, parent, kind, created, updated, labels, lazy, size, inodes)
       VALUES (@key, @parent, @kind, @created, @updated, @labels, @lazy, @size, @inodes)`)
       .run({ ...row, labels: JSON.stringify(row.labels) });
     return { ...row, id: Number(info.lastInsertRowid) };
@@ -132,7 +147,8 @@ export class MetaStore {
 
   /** Turns an active snapshot into a committed one named `name`. */
   commit(id: number, name: string, labels: Record<string, string>, size: number, inodes: number, now: number): void {
-    this.db.prepare(`UPDATE snapshots SET key = ?, kind = 'COMMITTED', labels = ?, size = ?, inodes = ?, updated = ? WHERE id = ?`)
+    this.db
+      .prepare(`UPDATE snapshots SET key = ?, kind = 'COMMITTED', labels = ?, size = ?, inodes = ?, updated = ? WHERE id = ?`)
       .run(name, JSON.stringify(labels), size, inodes, now, id);
   }
 
@@ -158,7 +174,8 @@ export class MetaStore {
   }
 
   putLazy(row: LazyImageRow): void {
-    this.db.prepare(`INSERT INTO lazy_images (id, ref, registry, repo, manifest_digest, bootstrap_digest, insecure, created)
+    this.db
+      .prepare(`INSERT INTO lazy_images (id, ref, registry, repo, manifest_digest, bootstrap_digest, insecure, created)
       VALUES (@id, @ref, @registry, @repo, @manifestDigest, @bootstrapDigest, @insecure, @created)
       ON CONFLICT(id) DO UPDATE SET ref = excluded.ref, registry = excluded.registry, repo = excluded.repo,
         manifest_digest = excluded.manifest_digest, insecure = excluded.insecure`)
@@ -172,7 +189,13 @@ export class MetaStore {
 
 function fromRawLazy(r: RawLazy): LazyImageRow {
   return {
-    id: r.id, ref: r.ref, registry: r.registry, repo: r.repo, manifestDigest: r.manifest_digest,
-    bootstrapDigest: r.bootstrap_digest, insecure: r.insecure !== 0, created: r.created,
+    id: r.id,
+    ref: r.ref,
+    registry: r.registry,
+    repo: r.repo,
+    manifestDigest: r.manifest_digest,
+    bootstrapDigest: r.bootstrap_digest,
+    insecure: r.insecure !== 0,
+    created: r.created,
   };
 }

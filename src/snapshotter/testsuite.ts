@@ -41,7 +41,9 @@ export function snapshotterOps(sn: Snapshotter): SnapshotOps {
     update: async (name, labels, paths = []) => sn.update({ name, labels }, paths),
     list: async (filters = []) => sn.list(filters),
     usage: (key) => sn.usage(key),
-    cleanup: async () => { await sn.cleanup(); },
+    cleanup: async () => {
+      await sn.cleanup();
+    },
   };
 }
 
@@ -73,7 +75,11 @@ export function snapshotterSuite(name: string, make: () => Promise<SnapshotterUn
   const withSn = (title: string, fn: (t: SnapshotterUnderTest) => Promise<void>): void => {
     it(`${name}: ${title}`, async () => {
       const t = await make();
-      try { await fn(t); } finally { await t.cleanup(); }
+      try {
+        await fn(t);
+      } finally {
+        await t.cleanup();
+      }
     });
   };
 
@@ -124,7 +130,7 @@ export function snapshotterSuite(name: string, make: () => Promise<SnapshotterUn
     assert.equal((await ops.stat('ns/7/view2')).kind, 'VIEW');
   });
 
-  withSn('containerd\'s error codes: ALREADY_EXISTS, NOT_FOUND, FAILED_PRECONDITION, INVALID_ARGUMENT', async ({ ops }) => {
+  withSn("containerd's error codes: ALREADY_EXISTS, NOT_FOUND, FAILED_PRECONDITION, INVALID_ARGUMENT", async ({ ops }) => {
     await ops.prepare('e/1', '');
     assert.equal(await code(ops.prepare('e/1', '')), 'ALREADY_EXISTS');
     assert.equal(await code(ops.prepare('e/2', 'missing')), 'NOT_FOUND');
@@ -148,7 +154,7 @@ export function snapshotterSuite(name: string, make: () => Promise<SnapshotterUn
     assert.equal(await code(ops.update('e/c1', {}, ['parent'])), 'INVALID_ARGUMENT');
   });
 
-  withSn('update with field masks; list with containerd\'s filters', async ({ ops }) => {
+  withSn("update with field masks; list with containerd's filters", async ({ ops }) => {
     await ops.prepare('l/1', '', { 'containerd.io/snapshot.ref': 'sha256:ccc', keep: 'a' });
     await ops.commit('sha256:ccc', 'l/1', { 'containerd.io/snapshot.ref': 'sha256:ccc', keep: 'a', drop: 'b' });
     let i = await ops.update('sha256:ccc', { extra: '1', drop: '' }, ['labels.extra', 'labels.drop']);
@@ -167,7 +173,10 @@ export function snapshotterSuite(name: string, make: () => Promise<SnapshotterUn
 
     // the filter containerd's metadata layer sends after ALREADY_EXISTS
     const hit = await ops.list([`labels."containerd.io/snapshot.ref"==sha256:ccc,parent==""`]);
-    assert.deepEqual(hit.map((x) => x.name), ['sha256:ccc']);
+    assert.deepEqual(
+      hit.map((x) => x.name),
+      ['sha256:ccc'],
+    );
     assert.equal((await ops.list([`labels."containerd.io/snapshot.ref"==sha256:ccc,parent=="other"`])).length, 0);
     assert.deepEqual((await ops.list(['kind==view'])).map((x) => x.name).sort(), ['e/v', 'v/2']);
     assert.deepEqual((await ops.list(['name~=^e/c', 'name==l/none'])).map((x) => x.name).sort(), ['e/c1', 'e/child']);

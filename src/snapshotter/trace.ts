@@ -8,8 +8,17 @@
 import { createHash } from 'node:crypto';
 import { FerryError } from '../core/index.js';
 import {
-  MediaType, PREFETCH_TRACE_ARTIFACT_TYPE, PREFETCH_TRACE_LIMITS, decodePrefetchTrace, encodePrefetchTrace, newestPrefetchTrace,
-  parseImageManifest, prefetchTraceLayer, prefetchTraceManifest, type Descriptor, type PrefetchTrace,
+  MediaType,
+  PREFETCH_TRACE_ARTIFACT_TYPE,
+  PREFETCH_TRACE_LIMITS,
+  decodePrefetchTrace,
+  encodePrefetchTrace,
+  newestPrefetchTrace,
+  parseImageManifest,
+  prefetchTraceLayer,
+  prefetchTraceManifest,
+  type Descriptor,
+  type PrefetchTrace,
 } from '../oci/index.js';
 import { withDigest, type ImageReference, type RegistryClient } from '../remote/index.js';
 
@@ -17,7 +26,12 @@ import { withDigest, type ImageReference, type RegistryClient } from '../remote/
  * The newest prefetch trace attached to a manifest (by its `created` annotation), or undefined when
  * there is none. A trace recorded for another bootstrap layer than `bootstrapDigest` is ignored.
  */
-export async function fetchPrefetchTrace(reg: RegistryClient, ref: ImageReference, manifestDigest: string, bootstrapDigest?: string): Promise<PrefetchTrace | undefined> {
+export async function fetchPrefetchTrace(
+  reg: RegistryClient,
+  ref: ImageReference,
+  manifestDigest: string,
+  bootstrapDigest?: string,
+): Promise<PrefetchTrace | undefined> {
   const newest = newestPrefetchTrace(await reg.referrers(ref.registry, ref.repository, manifestDigest, PREFETCH_TRACE_ARTIFACT_TYPE));
   if (!newest) return undefined;
   const m = await reg.getManifest(withDigest(ref, newest.digest));
@@ -28,8 +42,14 @@ export async function fetchPrefetchTrace(reg: RegistryClient, ref: ImageReferenc
 }
 
 /** Pushes a trace as a referrer of `subject` (the Nydus manifest); returns the artifact manifest's digest. */
-export async function pushPrefetchTrace(reg: RegistryClient, ref: ImageReference, subject: Descriptor, trace: PrefetchTrace): Promise<string> {
-  if (trace.chunks.length === 0) throw new FerryError('FAILED_PRECONDITION', 'prefetch trace is empty: run a container from the image first');
+export async function pushPrefetchTrace(
+  reg: RegistryClient,
+  ref: ImageReference,
+  subject: Descriptor,
+  trace: PrefetchTrace,
+): Promise<string> {
+  if (trace.chunks.length === 0)
+    throw new FerryError('FAILED_PRECONDITION', 'prefetch trace is empty: run a container from the image first');
   const layer = await reg.pushBuffer(ref.registry, ref.repository, encodePrefetchTrace(trace), PREFETCH_TRACE_ARTIFACT_TYPE);
   const config = await reg.pushBuffer(ref.registry, ref.repository, Buffer.from('{}'), MediaType.OCI_EMPTY);
   const body = Buffer.from(JSON.stringify(prefetchTraceManifest({ config, layer, subject, created: new Date() })));

@@ -7,7 +7,10 @@
 import { lstat, opendir } from 'node:fs/promises';
 import { join } from 'node:path';
 
-export interface Usage { size: number; inodes: number }
+export interface Usage {
+  size: number;
+  inodes: number;
+}
 
 export async function diskUsage(root: string): Promise<Usage> {
   const seen = new Set<string>();

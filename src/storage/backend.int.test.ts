@@ -36,7 +36,10 @@ before(async () => {
       res.writeHead(r.statusCode!, r.headers);
       r.pipe(res);
     });
-    up.on('error', () => { res.writeHead(502); res.end(); });
+    up.on('error', () => {
+      res.writeHead(502);
+      res.end();
+    });
     req.pipe(up);
   });
   await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
@@ -56,9 +59,13 @@ async function pushed(blobs: BlobSet): Promise<string> {
   return repo;
 }
 
-const registryBackend = (repo: string): RegistryBackend => new RegistryBackend({
-  host: reg.host, repo, insecure: true, auth: Buffer.from(`admin:${PASSWORD}`).toString('base64'),
-});
+const registryBackend = (repo: string): RegistryBackend =>
+  new RegistryBackend({
+    host: reg.host,
+    repo,
+    insecure: true,
+    auth: Buffer.from(`admin:${PASSWORD}`).toString('base64'),
+  });
 
 describe('Backend contract', () => {
   backendSuite('localfs', async (blobs) => {

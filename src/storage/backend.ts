@@ -76,14 +76,16 @@ export class RegistryBackend implements Backend {
     this.repo = o.repo;
     const creds = o.auth ? decodeBasicAuth(o.auth) : undefined;
     const plain = o.scheme ? o.scheme === 'http' : o.insecure;
-    this.client = o.client ?? new RegistryClient({
-      ...(plain !== undefined ? { insecure: (h: string) => h === o.host ? plain : /^(localhost|127\.|\[::1\])/.test(h) } : {}),
-      ...(creds ? { credentials: (h: string) => (h === o.host ? creds : undefined) } : {}),
-      log: o.log ?? silentLogger(),
-      retries: o.retries ?? 2,
-      timeoutMs: o.timeoutMs ?? 10_000,
-      backoffMs: 100,
-    });
+    this.client =
+      o.client ??
+      new RegistryClient({
+        ...(plain !== undefined ? { insecure: (h: string) => (h === o.host ? plain : /^(localhost|127\.|\[::1\])/.test(h)) } : {}),
+        ...(creds ? { credentials: (h: string) => (h === o.host ? creds : undefined) } : {}),
+        log: o.log ?? silentLogger(),
+        retries: o.retries ?? 2,
+        timeoutMs: o.timeoutMs ?? 10_000,
+        backoffMs: 100,
+      });
   }
 
   async read(blobId: string, offset: number, length: number, signal: AbortSignal): Promise<Buffer> {
@@ -97,8 +99,12 @@ export class RegistryBackend implements Backend {
     }
   }
 
-  fallbacks(): number { return 0; }
-  async close(): Promise<void> { /* the client holds no sockets of its own */ }
+  fallbacks(): number {
+    return 0;
+  }
+  async close(): Promise<void> {
+    /* the client holds no sockets of its own */
+  }
 }
 
 /** Blob files named by blob id (optionally `sha256:`-prefixed) in a directory. */
@@ -110,13 +116,17 @@ export class LocalFsBackend implements Backend {
   private handle(blobId: string): Promise<FileHandle> {
     let h = this.files.get(blobId);
     if (!h) {
-      h = open(join(this.dir, blobId), 'r').catch(async (err: NodeJS.ErrnoException) => {
-        if (err.code !== 'ENOENT') throw err;
-        return open(join(this.dir, `sha256:${blobId}`), 'r');
-      }).catch((err: NodeJS.ErrnoException) => {
-        this.files.delete(blobId);
-        throw new FerryError(err.code === 'ENOENT' ? 'NOT_FOUND' : 'UNAVAILABLE', `blob ${blobId} in ${this.dir}: ${err.message}`, { cause: err });
-      });
+      h = open(join(this.dir, blobId), 'r')
+        .catch(async (err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+          return open(join(this.dir, `sha256:${blobId}`), 'r');
+        })
+        .catch((err: NodeJS.ErrnoException) => {
+          this.files.delete(blobId);
+          throw new FerryError(err.code === 'ENOENT' ? 'NOT_FOUND' : 'UNAVAILABLE', `blob ${blobId} in ${this.dir}: ${err.message}`, {
+            cause: err,
+          });
+        });
       this.files.set(blobId, h);
     }
     return h;
@@ -134,11 +144,17 @@ export class LocalFsBackend implements Backend {
     return buf;
   }
 
-  fallbacks(): number { return 0; }
+  fallbacks(): number {
+    return 0;
+  }
   async close(): Promise<void> {
     const all = [...this.files.values()];
     this.files.clear();
-    for (const p of all) await p.then((h) => h.close(), () => undefined);
+    for (const p of all)
+      await p.then(
+        (h) => h.close(),
+        () => undefined,
+      );
   }
 }
 
@@ -183,30 +199,40 @@ export class ProxyBackend implements Backend {
     const what = `proxy ${this.proxy.host} ${target} [${offset}, +${length})`;
     const timeoutMs = this.o.timeoutMs ?? 10_000;
     return new Promise<Buffer>((resolve, reject) => {
-      const req = httpRequest({
-        host: this.proxy.hostname, port: this.proxy.port || 80, method: 'GET', path: target,
-        headers: { host: reg.host, range: `bytes=${offset}-${offset + length - 1}`, ...auth },
-        signal,
-      }, (res) => {
-        if (res.statusCode !== 206 && res.statusCode !== 200) {
-          res.resume();
-          reject(new FerryError('UNAVAILABLE', `${what}: status ${res.statusCode}`));
-          return;
-        }
-        if (res.statusCode === 200 && offset !== 0) {
-          res.resume();
-          reject(new FerryError('UNAVAILABLE', `${what}: range ignored`));
-          return;
-        }
-        res.setTimeout(timeoutMs, () => res.destroy(new FerryError('DEADLINE_EXCEEDED', `${what}: stalled`)));
-        collect(res, length, what).then(resolve, reject);
-      });
+      const req = httpRequest(
+        {
+          host: this.proxy.hostname,
+          port: this.proxy.port || 80,
+          method: 'GET',
+          path: target,
+          headers: { host: reg.host, range: `bytes=${offset}-${offset + length - 1}`, ...auth },
+          signal,
+        },
+        (res) => {
+          if (res.statusCode !== 206 && res.statusCode !== 200) {
+            res.resume();
+            reject(new FerryError('UNAVAILABLE', `${what}: status ${res.statusCode}`));
+            return;
+          }
+          if (res.statusCode === 200 && offset !== 0) {
+            res.resume();
+            reject(new FerryError('UNAVAILABLE', `${what}: range ignored`));
+            return;
+          }
+          res.setTimeout(timeoutMs, () => res.destroy(new FerryError('DEADLINE_EXCEEDED', `${what}: stalled`)));
+          collect(res, length, what).then(resolve, reject);
+        },
+      );
       req.setTimeout(timeoutMs, () => req.destroy(new FerryError('DEADLINE_EXCEEDED', `${what}: no response in ${timeoutMs} ms`)));
       req.on('error', (err) => reject(FerryError.is(err) ? err : new FerryError('UNAVAILABLE', `${what}: ${err.message}`, { cause: err })));
       req.end();
     });
   }
 
-  fallbacks(): number { return this.nFallbacks; }
-  async close(): Promise<void> { await this.o.registry.close(); }
+  fallbacks(): number {
+    return this.nFallbacks;
+  }
+  async close(): Promise<void> {
+    await this.o.registry.close();
+  }
 }

@@ -36,7 +36,15 @@ export class BlobCache {
   /** path of `<blob_id>.blob.data` */
   readonly dataPath: string;
 
-  private constructor(blobId: string, size: number, chunkCount: number, private readonly data: FileHandle, private readonly map: FileHandle, bitmap: Buffer, dataPath: string) {
+  private constructor(
+    blobId: string,
+    size: number,
+    chunkCount: number,
+    private readonly data: FileHandle,
+    private readonly map: FileHandle,
+    bitmap: Buffer,
+    dataPath: string,
+  ) {
     this.dataPath = dataPath;
     this.blobId = blobId;
     this.size = size;
@@ -49,17 +57,27 @@ export class BlobCache {
   static async open(dir: string, blobId: string, uncompressedSize: number, chunkCount: number): Promise<BlobCache> {
     if (!/^[0-9a-f]{64}$/.test(blobId)) throw new FerryError('INVALID_ARGUMENT', `invalid blob id ${JSON.stringify(blobId)}`);
     await mkdir(dir, { recursive: true });
-    const data = await open(join(dir, `${blobId}.blob.data`), 'a+').then(async (h) => { await h.close(); return open(join(dir, `${blobId}.blob.data`), 'r+'); });
+    const data = await open(join(dir, `${blobId}.blob.data`), 'a+').then(async (h) => {
+      await h.close();
+      return open(join(dir, `${blobId}.blob.data`), 'r+');
+    });
     const st = await data.stat();
     if (st.size !== uncompressedSize) await data.truncate(uncompressedSize);
     const mapPath = join(dir, `${blobId}.chunk_map`);
-    const map = await open(mapPath, 'a+').then(async (h) => { await h.close(); return open(mapPath, 'r+'); });
+    const map = await open(mapPath, 'a+').then(async (h) => {
+      await h.close();
+      return open(mapPath, 'r+');
+    });
     const bytes = Math.ceil(chunkCount / 8);
     const want = MAP_HEADER + bytes;
     const cur = await map.readFile();
     // In shared memory: FUSE reader threads check readiness themselves (see fuse fast paths).
     const bitmap = Buffer.from(new SharedArrayBuffer(Math.max(1, bytes))).subarray(0, bytes);
-    const valid = cur.length === want && cur.readUInt32LE(0) === MAP_MAGIC && cur.readUInt32LE(4) === 1 && cur.readUInt32LE(8) === MAP_MAGIC2 &&
+    const valid =
+      cur.length === want &&
+      cur.readUInt32LE(0) === MAP_MAGIC &&
+      cur.readUInt32LE(4) === 1 &&
+      cur.readUInt32LE(8) === MAP_MAGIC2 &&
       st.size === uncompressedSize;
     if (valid) {
       cur.copy(bitmap, 0, MAP_HEADER);
@@ -79,10 +97,16 @@ export class BlobCache {
     return chunkReady(this.bitmap, i);
   }
 
-  get readyCount(): number { return this.ready; }
+  get readyCount(): number {
+    return this.ready;
+  }
   /** The ready bitmap's shared memory (bit order: storage/protocol.ts). */
-  get sharedBitmap(): SharedArrayBuffer { return this.bitmap.buffer as SharedArrayBuffer; }
-  get allReady(): boolean { return this.ready === this.chunkCount; }
+  get sharedBitmap(): SharedArrayBuffer {
+    return this.bitmap.buffer as SharedArrayBuffer;
+  }
+  get allReady(): boolean {
+    return this.ready === this.chunkCount;
+  }
 
   /** Bytes of the uncompressed view; holes read as zeros. */
   async read(offset: number, length: number): Promise<Buffer> {
@@ -93,14 +117,20 @@ export class BlobCache {
     if (buf.length <= SYNC_IO_MAX) {
       while (n < buf.length) {
         const k = readSync(this.data.fd, buf, n, buf.length - n, offset + n);
-        if (k === 0) { buf.fill(0, n); break; }
+        if (k === 0) {
+          buf.fill(0, n);
+          break;
+        }
         n += k;
       }
       return buf;
     }
     while (n < buf.length) {
       const { bytesRead } = await this.data.read(buf, n, buf.length - n, offset + n);
-      if (bytesRead === 0) { buf.fill(0, n); break; }
+      if (bytesRead === 0) {
+        buf.fill(0, n);
+        break;
+      }
       n += bytesRead;
     }
     return buf;
@@ -109,7 +139,8 @@ export class BlobCache {
   /** Stores one decoded chunk and marks it ready (data first, then the persisted bit). */
   async put(index: number, uncompressedOffset: number, data: Buffer): Promise<void> {
     if (index < 0 || index >= this.chunkCount) throw new FerryError('INVALID_ARGUMENT', `chunk ${index} out of range`);
-    if (uncompressedOffset + data.length > this.size) throw new FerryError('DATA_LOSS', `chunk ${index} of blob ${this.blobId} ends beyond the blob`);
+    if (uncompressedOffset + data.length > this.size)
+      throw new FerryError('DATA_LOSS', `chunk ${index} of blob ${this.blobId} ends beyond the blob`);
     let n = 0;
     if (data.length <= SYNC_IO_MAX) while (n < data.length) n += writeSync(this.data.fd, data, n, data.length - n, uncompressedOffset + n);
     while (n < data.length) n += (await this.data.write(data, n, data.length - n, uncompressedOffset + n)).bytesWritten;
@@ -118,14 +149,16 @@ export class BlobCache {
     this.ready++;
     const byte = index >> 3;
     // Serialised so that an older value of a byte never lands after a newer one.
-    this.mapWrites = this.mapWrites.then(async () => {
-      await this.map.write(this.bitmap, byte, 1, MAP_HEADER + byte);
-      if (this.ready === this.chunkCount) {
-        const one = Buffer.alloc(4);
-        one.writeUInt32LE(1, 0);
-        await this.map.write(one, 0, 4, 12);
-      }
-    }).catch(() => undefined);
+    this.mapWrites = this.mapWrites
+      .then(async () => {
+        await this.map.write(this.bitmap, byte, 1, MAP_HEADER + byte);
+        if (this.ready === this.chunkCount) {
+          const one = Buffer.alloc(4);
+          one.writeUInt32LE(1, 0);
+          await this.map.write(one, 0, 4, 12);
+        }
+      })
+      .catch(() => undefined);
     await this.mapWrites;
   }
 

@@ -9,7 +9,10 @@ import { FerryError, type ErrorCode } from '../core/index.js';
 import type { ChunkCodec, EncodedChunk } from '../format/compress/index.js';
 import type { DecodeJob } from './decode-worker.js';
 
-interface Pending { resolve(b: Buffer): void; reject(e: unknown): void }
+interface Pending {
+  resolve(b: Buffer): void;
+  reject(e: unknown): void;
+}
 
 export class DecodePool {
   private readonly workers: Worker[] = [];
@@ -57,8 +60,15 @@ export class DecodePool {
       this.owner.set(id, wi);
       this.load[wi]!++;
       const job: DecodeJob = {
-        id, blob: { compressor: blob.compressor, digester: blob.digester, blobId: blob.blobId },
-        chunk: { chunkIndex: c.chunkIndex, compressedSize: c.compressedSize, uncompressedSize: c.uncompressedSize, compressed: c.compressed, digest: new Uint8Array(c.digest) },
+        id,
+        blob: { compressor: blob.compressor, digester: blob.digester, blobId: blob.blobId },
+        chunk: {
+          chunkIndex: c.chunkIndex,
+          compressedSize: c.compressedSize,
+          uncompressedSize: c.uncompressedSize,
+          compressed: c.compressed,
+          digest: new Uint8Array(c.digest),
+        },
         raw: copy,
       };
       this.workers[wi]!.postMessage(job, [copy.buffer]);

@@ -23,14 +23,24 @@ function makeBlob(n: number): { id: string; bytes: Buffer; blob: DeviceBlob; vie
     const data = Buffer.alloc(size, i + 1);
     data.write(`chunk-${i}`);
     parts.push(data);
-    chunks.push({ chunkIndex: i, compressedOffset: co, compressedSize: size, uncompressedOffset: uo, uncompressedSize: size, compressed: false, digest: createHash('sha256').update(data).digest() });
+    chunks.push({
+      chunkIndex: i,
+      compressedOffset: co,
+      compressedSize: size,
+      uncompressedOffset: uo,
+      uncompressedSize: size,
+      compressed: false,
+      digest: createHash('sha256').update(data).digest(),
+    });
     co += size;
     uo += Math.ceil(size / 4096) * 4096;
   }
   const bytes = Buffer.concat(parts);
   const id = createHash('sha256').update(bytes).digest('hex');
   const view = Buffer.alloc(uo);
-  chunks.forEach((c, i) => parts[i]!.copy(view, c.uncompressedOffset));
+  chunks.forEach((c, i) => {
+    parts[i]!.copy(view, c.uncompressedOffset);
+  });
   const blob: DeviceBlob = { blobId: id, uncompressedSize: uo, chunkCount: n, chunks, codec: { compressor: 'none', digester: 'sha256' } };
   return { id, bytes, blob, view };
 }
@@ -44,8 +54,12 @@ class CountingBackend implements Backend {
     await new Promise((r) => setTimeout(r, 5));
     return this.inner.read(id, off, len, signal);
   }
-  fallbacks(): number { return 0; }
-  async close(): Promise<void> { await this.inner.close(); }
+  fallbacks(): number {
+    return 0;
+  }
+  async close(): Promise<void> {
+    await this.inner.close();
+  }
 }
 
 test('storage: lazy reads, merged requests, single flight, read-ahead only when sequential, persisted cache', async () => {
@@ -65,8 +79,14 @@ test('storage: lazy reads, merged requests, single flight, read-ahead only when 
       assert.ok((await dev.read(id, i * CHUNK + 10, 100)).equals(view.subarray(i * CHUNK + 10, i * CHUNK + 110)));
     };
     for (let i = 2; i <= 5; i++) await readChunk(i);
-    assert.deepEqual(be.calls.slice(1), [[2 * CHUNK, CHUNK], [3 * CHUNK, CHUNK], [4 * CHUNK, CHUNK], [5 * CHUNK, 3 * CHUNK]]);
-    await readChunk(6); await readChunk(7); // read ahead: no request
+    assert.deepEqual(be.calls.slice(1), [
+      [2 * CHUNK, CHUNK],
+      [3 * CHUNK, CHUNK],
+      [4 * CHUNK, CHUNK],
+      [5 * CHUNK, 3 * CHUNK],
+    ]);
+    await readChunk(6);
+    await readChunk(7); // read ahead: no request
     await readChunk(8);
     assert.deepEqual(be.calls.slice(5), [[8 * CHUNK, 5 * CHUNK]]);
     // A jump elsewhere fetches just its chunk again.
@@ -102,7 +122,10 @@ test('storage: corrupt chunk is refetched once then fails; the rest of the blob 
     writeFileSync(join(dir, id), bad);
     const be = new CountingBackend(new LocalFsBackend(dir));
     const dev = await StorageDevice.open({ blobs: [blob], backend: be, cacheDir: join(dir, 'cache'), amplifyBytes: 128 * 1024 });
-    await assert.rejects(dev.read(id, 3 * CHUNK, 10), (e: Error & { code?: string }) => e.code === 'DATA_LOSS' && /chunk 3/.test(e.message));
+    await assert.rejects(
+      dev.read(id, 3 * CHUNK, 10),
+      (e: Error & { code?: string }) => e.code === 'DATA_LOSS' && /chunk 3/.test(e.message),
+    );
     assert.equal(dev.stats.digestMismatches, 2);
     assert.deepEqual(be.calls.at(-1), [3 * CHUNK, CHUNK]); // the refetch of just that chunk
     assert.ok((await dev.read(id, 0, CHUNK)).equals(view.subarray(0, CHUNK)));
@@ -123,14 +146,26 @@ test('storage: a backend that never answers (and ignores the abort) fails the re
     const signals: AbortSignal[] = [];
     const hanging: Backend = {
       kind: 'hang',
-      read: (i, o, l, sig) => { signals.push(sig); return hang ? new Promise<Buffer>(() => undefined) : local.read(i, o, l); },
+      read: (i, o, l, sig) => {
+        signals.push(sig);
+        return hang ? new Promise<Buffer>(() => undefined) : local.read(i, o, l);
+      },
       fallbacks: () => 0,
-      close: async () => { await local.close(); },
+      close: async () => {
+        await local.close();
+      },
     };
     const clock = new FakeClock();
     const dev = await StorageDevice.open({ blobs: [blob], backend: hanging, cacheDir: join(dir, 'cache'), requestDeadlineMs: 1500, clock });
     const outcome: { v?: unknown } = {};
-    const read = dev.read(id, 0, 10).then((b) => { outcome.v = b; }, (e: unknown) => { outcome.v = e; });
+    const read = dev.read(id, 0, 10).then(
+      (b) => {
+        outcome.v = b;
+      },
+      (e: unknown) => {
+        outcome.v = e;
+      },
+    );
     await clock.timerSet();
     await clock.advance(1499);
     assert.equal(outcome.v, undefined, 'still waiting 1 ms before the deadline');
@@ -154,7 +189,10 @@ test('storage: a backend that never answers (and ignores the abort) fails the re
 test('storage: a registry that accepts connections and never answers fails the read (backend timeout), then recovers', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ferry-storage-'));
   const sockets = new Set<import('node:net').Socket>();
-  const server: Server = createServer((s) => { sockets.add(s); s.on('error', () => undefined); }); // accepts, never answers
+  const server: Server = createServer((s) => {
+    sockets.add(s);
+    s.on('error', () => undefined);
+  }); // accepts, never answers
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   try {
     const port = (server.address() as { port: number }).port;
@@ -167,7 +205,9 @@ test('storage: a registry that accepts connections and never answers fails the r
       kind: 'switch',
       read: (i, o, l, s) => (useLocal ? local.read(i, o, l) : reg.read(i, o, l, s)),
       fallbacks: () => 0,
-      close: async () => { await local.close(); },
+      close: async () => {
+        await local.close();
+      },
     };
     // the device deadline is far off: the backend's own timeout is what ends the read
     const dev = await StorageDevice.open({ blobs: [blob], backend: switching, cacheDir: join(dir, 'cache'), requestDeadlineMs: 600_000 });
@@ -191,7 +231,14 @@ test('storage: prefetch fills the cache in the background under a bandwidth limi
     writeFileSync(join(dir, id), bytes);
     const clock = new FakeClock();
     const bw = 2 * 1024 * 1024;
-    const dev = await StorageDevice.open({ blobs: [blob], backend: new LocalFsBackend(dir), cacheDir: join(dir, 'cache'), prefetchMergeBytes: 128 * 1024, prefetchBandwidth: bw, clock });
+    const dev = await StorageDevice.open({
+      blobs: [blob],
+      backend: new LocalFsBackend(dir),
+      cacheDir: join(dir, 'cache'),
+      prefetchMergeBytes: 128 * 1024,
+      prefetchBandwidth: bw,
+      clock,
+    });
     const t0 = clock.now();
     dev.prefetch('all');
     await clock.runUntil(dev.prefetchIdle(), { maxStepMs: 1000 }); // the pauses, not the 30 s request deadlines
@@ -200,7 +247,10 @@ test('storage: prefetch fills the cache in the background under a bandwidth limi
     // 128 KiB requests (two chunks each), each followed by a pause of its bytes ÷ bandwidth (no
     // time passes during the reads on this clock, so each pause is the whole budget)
     const batches = [2 * CHUNK, 2 * CHUNK, 2 * CHUNK, CHUNK + 5000];
-    assert.deepEqual(clock.history.filter((t) => t.sleep).map((t) => t.ms), batches.map((b) => (b / bw) * 1000));
+    assert.deepEqual(
+      clock.history.filter((t) => t.sleep).map((t) => t.ms),
+      batches.map((b) => (b / bw) * 1000),
+    );
     const took = clock.now() - t0;
     assert.ok(Math.abs(took - (bytes.length / bw) * 1000) < 0.01, `the prefetch took bytes ÷ bandwidth (${took} ms)`);
     await dev.close();
@@ -223,15 +273,23 @@ test('storage: the access trace lists chunks fetched for readers in order, not b
     await dev.prefetchIdle();
     dev.prefetch([{ blobId: id, chunks: dev.chunksByIndex(id, [30, 999, 31])! }], { record: true });
     await dev.prefetchIdle();
-    assert.deepEqual(dev.trace().map((t) => t.chunkIndex), [20, 3, 4, 30, 31]);
+    assert.deepEqual(
+      dev.trace().map((t) => t.chunkIndex),
+      [20, 3, 4, 30, 31],
+    );
     assert.ok(dev.trace().every((t) => t.blobId === id));
     assert.equal(dev.chunksByIndex('f'.repeat(64), [1]), undefined);
     // an urgent prefetch completes while an on-demand read is still waiting for the backend (a
     // background one waits for on-demand reads to finish)
     let release!: () => void;
-    const gate = new Promise<void>((r) => { release = r; });
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
     const inner = be.read.bind(be);
-    be.read = async (b, off, len, sig) => { if (off === 35 * CHUNK) await gate; return inner(b, off, len, sig); };
+    be.read = async (b, off, len, sig) => {
+      if (off === 35 * CHUNK) await gate;
+      return inner(b, off, len, sig);
+    };
     const slow = dev.read(id, 35 * CHUNK, 10);
     dev.prefetch([{ blobId: id, chunks: dev.chunksByIndex(id, [37])! }], { urgent: true });
     const idle = await Promise.race([dev.prefetchIdle().then(() => true), new Promise((r) => setTimeout(() => r(false), 2000))]);
@@ -276,15 +334,31 @@ function makeZstdBlob(sizes: number[], corrupt: number[]): { id: string; bytes: 
     }
     parts.push(stored);
     plains.push(plain);
-    chunks.push({ chunkIndex: i, compressedOffset: co, compressedSize: stored.length, uncompressedOffset: uo, uncompressedSize: size, compressed: true, digest: chunkDigest('blake3', plain) });
+    chunks.push({
+      chunkIndex: i,
+      compressedOffset: co,
+      compressedSize: stored.length,
+      uncompressedOffset: uo,
+      uncompressedSize: size,
+      compressed: true,
+      digest: chunkDigest('blake3', plain),
+    });
     co += stored.length;
     uo += Math.ceil(size / 4096) * 4096;
   });
   const bytes = Buffer.concat(parts);
   const id = createHash('sha256').update(bytes).digest('hex');
   const view = Buffer.alloc(uo);
-  chunks.forEach((c, i) => plains[i]!.copy(view, c.uncompressedOffset));
-  const blob: DeviceBlob = { blobId: id, uncompressedSize: uo, chunkCount: sizes.length, chunks, codec: { compressor: 'zstd', digester: 'blake3' } };
+  chunks.forEach((c, i) => {
+    plains[i]!.copy(view, c.uncompressedOffset);
+  });
+  const blob: DeviceBlob = {
+    blobId: id,
+    uncompressedSize: uo,
+    chunkCount: sizes.length,
+    chunks,
+    codec: { compressor: 'zstd', digester: 'blake3' },
+  };
   return { id, bytes, blob, view };
 }
 
@@ -295,11 +369,23 @@ test('storage: with the RAFS decoder, chunks that decompress cleanly to other by
     const big = 320 * 1024; // over the inline limit: decoded in a worker thread
     const { id, bytes, blob, view } = makeZstdBlob([small, big, small, big], [0, 1]);
     writeFileSync(join(dir, id), bytes);
-    const dev = await StorageDevice.open({ blobs: [blob], backend: new LocalFsBackend(dir), cacheDir: join(dir, 'cache'), amplifyBytes: 0 });
+    const dev = await StorageDevice.open({
+      blobs: [blob],
+      backend: new LocalFsBackend(dir),
+      cacheDir: join(dir, 'cache'),
+      amplifyBytes: 0,
+    });
     const at = (i: number): number => blob.chunks[i]!.uncompressedOffset;
-    const digestFailure = (i: number) => (e: Error & { cause?: Error }): boolean => FerryError.hasCode(e, 'DATA_LOSS') &&
-      new RegExp(`chunk ${i}: corrupt after refetch`).test(e.message) && /digest mismatch: expected blake3:/.test(e.cause?.message ?? '');
-    await assert.rejects(dev.read(id, at(0) + 10, 100), (e: Error & { cause?: Error }) => digestFailure(0)(e) && e.cause instanceof DigestMismatchError);
+    const digestFailure =
+      (i: number) =>
+      (e: Error & { cause?: Error }): boolean =>
+        FerryError.hasCode(e, 'DATA_LOSS') &&
+        new RegExp(`chunk ${i}: corrupt after refetch`).test(e.message) &&
+        /digest mismatch: expected blake3:/.test(e.cause?.message ?? '');
+    await assert.rejects(
+      dev.read(id, at(0) + 10, 100),
+      (e: Error & { cause?: Error }) => digestFailure(0)(e) && e.cause instanceof DigestMismatchError,
+    );
     assert.equal(dev.stats.digestMismatches, 2, 'fetched, refetched, both failed the digest');
     await assert.rejects(dev.read(id, at(1) + 10, 100), digestFailure(1));
     assert.equal(dev.stats.digestMismatches, 4);
@@ -319,13 +405,22 @@ test('storage: the access trace covers the first 30 s after the device opened', 
     const { id, bytes, blob } = makeBlob(4);
     writeFileSync(join(dir, id), bytes);
     const clock = new FakeClock();
-    const dev = await StorageDevice.open({ blobs: [blob], backend: new LocalFsBackend(dir), cacheDir: join(dir, 'cache'), amplifyBytes: 0, clock });
+    const dev = await StorageDevice.open({
+      blobs: [blob],
+      backend: new LocalFsBackend(dir),
+      cacheDir: join(dir, 'cache'),
+      amplifyBytes: 0,
+      clock,
+    });
     await dev.read(id, 0, 10);
     await clock.advance(30_000);
     await dev.read(id, CHUNK, 10); // at 30 s: still recorded
     await clock.advance(1);
     await dev.read(id, 2 * CHUNK, 10); // past it: fetched, not recorded
-    assert.deepEqual(dev.trace().map((t) => t.chunkIndex), [0, 1]);
+    assert.deepEqual(
+      dev.trace().map((t) => t.chunkIndex),
+      [0, 1],
+    );
     assert.equal(dev.chunksCached(), 3);
     await dev.close();
   } finally {

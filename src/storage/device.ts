@@ -17,7 +17,14 @@ import type { Backend } from './backend.js';
 import { BlobCache } from './cache.js';
 import { DecodePool } from './decode-pool.js';
 import {
-  DEFAULT_AMPLIFY_BYTES, DEFAULT_MERGE_BYTES, byUncompressedOffset, dedupe, nextStreak, overlapping, planFetch, readAheadWindow,
+  DEFAULT_AMPLIFY_BYTES,
+  DEFAULT_MERGE_BYTES,
+  byUncompressedOffset,
+  dedupe,
+  nextStreak,
+  overlapping,
+  planFetch,
+  readAheadWindow,
 } from './fetch-plan.js';
 import { Prefetcher, type PrefetchOptions } from './prefetcher.js';
 
@@ -124,20 +131,38 @@ const TRACE_WINDOW_MS = 30_000;
  * Why chunks are fetched: on-demand reads count hits and misses and steer read-ahead, prefetches
  * do neither and count prefetched bytes; `record`ed fetches enter the access trace.
  */
-interface FetchPurpose { readonly prefetch: boolean; readonly record: boolean }
+interface FetchPurpose {
+  readonly prefetch: boolean;
+  readonly record: boolean;
+}
 const ON_DEMAND: FetchPurpose = { prefetch: false, record: true };
 
-interface Deferred { promise: Promise<void>; resolve(): void; reject(e: unknown): void }
+interface Deferred {
+  promise: Promise<void>;
+  resolve(): void;
+  reject(e: unknown): void;
+}
 function deferred(): Deferred {
   let resolve!: () => void;
   let reject!: (e: unknown) => void;
-  const promise = new Promise<void>((a, b) => { resolve = a; reject = b; });
+  const promise = new Promise<void>((a, b) => {
+    resolve = a;
+    reject = b;
+  });
   promise.catch(() => undefined);
   return { promise, resolve, reject };
 }
 
 export class StorageDevice {
-  readonly stats: DeviceStats = { bytesFetched: 0, requests: 0, hits: 0, misses: 0, backendErrors: 0, digestMismatches: 0, prefetchedBytes: 0 };
+  readonly stats: DeviceStats = {
+    bytesFetched: 0,
+    requests: 0,
+    hits: 0,
+    misses: 0,
+    backendErrors: 0,
+    digestMismatches: 0,
+    prefetchedBytes: 0,
+  };
   private readonly blobs = new Map<string, BlobState>();
   private readonly log: Logger;
   private readonly amplify: number;
@@ -159,7 +184,10 @@ export class StorageDevice {
     this.clock = o.clock ?? systemClock;
     this.openedAt = this.clock.now();
     this.prefetcher = new Prefetcher<BlobState, DeviceChunk>({
-      mergeBytes: o.prefetchMergeBytes ?? DEFAULT_MERGE_BYTES, bandwidth: o.prefetchBandwidth ?? 0, log: this.log, clock: this.clock,
+      mergeBytes: o.prefetchMergeBytes ?? DEFAULT_MERGE_BYTES,
+      bandwidth: o.prefetchBandwidth ?? 0,
+      log: this.log,
+      clock: this.clock,
       reading: () => this.onDemand > 0,
       skip: (s, i) => s.cache.isReady(i) || s.inflight.has(i),
       fetch: (s, batch, opts) => this.ensure(s, batch, { prefetch: true, record: opts.record === true }),
@@ -194,12 +222,23 @@ export class StorageDevice {
       const byOffset = byUncompressedOffset(blob.chunks);
       const cache = await BlobCache.open(o.cacheDir, blob.blobId, blob.uncompressedSize, blob.chunkCount);
       const decoder = { blobId: blob.blobId, compressor: blob.codec.compressor, digester: blob.codec.digester };
-      d.blobs.set(blob.blobId, { blob, decoder, cache, byOffset, pos: new Map(byOffset.map((c, i) => [c.chunkIndex, i])), inflight: new Map(), seqEnd: Number.NEGATIVE_INFINITY, streak: 0 });
+      d.blobs.set(blob.blobId, {
+        blob,
+        decoder,
+        cache,
+        byOffset,
+        pos: new Map(byOffset.map((c, i) => [c.chunkIndex, i])),
+        inflight: new Map(),
+        seqEnd: Number.NEGATIVE_INFINITY,
+        streak: 0,
+      });
     }
     return d;
   }
 
-  get backend(): Backend { return this.o.backend; }
+  get backend(): Backend {
+    return this.o.backend;
+  }
 
   /** Chunks of all blobs that are in the cache. */
   chunksCached(): number {
@@ -215,7 +254,9 @@ export class StorageDevice {
     return n;
   }
 
-  blobIds(): string[] { return [...this.blobs.keys()]; }
+  blobIds(): string[] {
+    return [...this.blobs.keys()];
+  }
 
   /** Per blob: cache data file and shared ready bitmap, for readers in other threads. */
   sharedCaches(): Array<{ blobId: string; dataPath: string; bitmap: SharedArrayBuffer }> {
@@ -229,14 +270,30 @@ export class StorageDevice {
       const starts = new Float64Array(n);
       const ends = new Float64Array(n);
       const index = new Uint32Array(n);
-      s.byOffset.forEach((c, i) => { starts[i] = c.uncompressedOffset; ends[i] = c.uncompressedOffset + c.uncompressedSize; index[i] = c.chunkIndex; });
-      return { blobId: s.blob.blobId, size: s.blob.uncompressedSize, dataPath: s.cache.dataPath, bitmap: s.cache.sharedBitmap, starts, ends, index };
+      s.byOffset.forEach((c, i) => {
+        starts[i] = c.uncompressedOffset;
+        ends[i] = c.uncompressedOffset + c.uncompressedSize;
+        index[i] = c.chunkIndex;
+      });
+      return {
+        blobId: s.blob.blobId,
+        size: s.blob.uncompressedSize,
+        dataPath: s.cache.dataPath,
+        bitmap: s.cache.sharedBitmap,
+        starts,
+        ends,
+        index,
+      };
     });
   }
 
   /** Counts chunk lookups answered elsewhere (a fast path reading the cache files directly). */
-  countHits(n: number): void { this.stats.hits += n; }
-  blobSize(blobId: string): number { return this.state(blobId).blob.uncompressedSize; }
+  countHits(n: number): void {
+    this.stats.hits += n;
+  }
+  blobSize(blobId: string): number {
+    return this.state(blobId).blob.uncompressedSize;
+  }
 
   private state(blobId: string): BlobState {
     const s = this.blobs.get(blobId);
@@ -263,7 +320,10 @@ export class StorageDevice {
     const waits: Promise<void>[] = [];
     const missing: DeviceChunk[] = [];
     for (const c of chunks) {
-      if (s.cache.isReady(c.chunkIndex)) { if (!why.prefetch) this.stats.hits++; continue; }
+      if (s.cache.isReady(c.chunkIndex)) {
+        if (!why.prefetch) this.stats.hits++;
+        continue;
+      }
       if (!why.prefetch) this.stats.misses++;
       const f = s.inflight.get(c.chunkIndex);
       if (f) waits.push(f);
@@ -284,9 +344,18 @@ export class StorageDevice {
   private planOnDemand(s: BlobState, missing: DeviceChunk[]): DeviceChunk[][] {
     s.streak = nextStreak(s.streak, s.seqEnd, missing);
     const window = readAheadWindow(s.streak, this.amplify);
-    const groups = planFetch(missing, Math.max(this.amplify, DEFAULT_MERGE_BYTES), window > 0 ? {
-      bytes: window, byOffset: s.byOffset, position: s.pos, skip: (i) => s.cache.isReady(i) || s.inflight.has(i),
-    } : undefined);
+    const groups = planFetch(
+      missing,
+      Math.max(this.amplify, DEFAULT_MERGE_BYTES),
+      window > 0
+        ? {
+            bytes: window,
+            byOffset: s.byOffset,
+            position: s.pos,
+            skip: (i) => s.cache.isReady(i) || s.inflight.has(i),
+          }
+        : undefined,
+    );
     const g = groups[groups.length - 1]!;
     const last = g[g.length - 1]!;
     s.seqEnd = last.compressedOffset + last.compressedSize;
@@ -305,7 +374,9 @@ export class StorageDevice {
    * during the first 30 s after the device opened (at most 65 536 chunks). Background prefetch of
    * whole images or prefetch tables is not in it: it says what the workload read, not what was pushed.
    */
-  trace(): Array<{ blobId: string; chunkIndex: number }> { return this.traced.slice(); }
+  trace(): Array<{ blobId: string; chunkIndex: number }> {
+    return this.traced.slice();
+  }
 
   /** The chunks of a blob with these CI indexes (unknown indexes are skipped); undefined for an unknown blob. */
   chunksByIndex(blobId: string, indexes: Iterable<number>): DeviceChunk[] | undefined {
@@ -328,7 +399,7 @@ export class StorageDevice {
       s.prepared = p;
       p.catch((err: unknown) => {
         if (s.prepared === p) s.prepared = undefined;
-        this.log.warn({ blob: s.blob.blobId, err: (err as Error).message }, 'loading the blob\'s chunk digests failed');
+        this.log.warn({ blob: s.blob.blobId, err: (err as Error).message }, "loading the blob's chunk digests failed");
       });
     }
     return s.prepared;
@@ -338,8 +409,12 @@ export class StorageDevice {
   private fetchGroup(s: BlobState, group: DeviceChunk[], why: FetchPurpose): Promise<void>[] {
     const ready = this.prepared(s);
     const ds = group.map(() => deferred());
-    group.forEach((c, i) => s.inflight.set(c.chunkIndex, ds[i]!.promise));
-    const done = (): void => { for (const c of group) s.inflight.delete(c.chunkIndex); };
+    group.forEach((c, i) => {
+      s.inflight.set(c.chunkIndex, ds[i]!.promise);
+    });
+    const done = (): void => {
+      for (const c of group) s.inflight.delete(c.chunkIndex);
+    };
     const start = group[0]!.compressedOffset;
     const last = group[group.length - 1]!;
     const len = last.compressedOffset + last.compressedSize - start;
@@ -351,20 +426,24 @@ export class StorageDevice {
         this.stats.backendErrors++;
         this.log.warn({ blob: s.blob.blobId, offset: start, length: len, err: (err as Error).message }, 'backend read failed');
         const e = FerryError.is(err) ? err : new FerryError('UNAVAILABLE', (err as Error).message, { cause: err });
-        ds.forEach((d) => d.reject(e));
+        ds.forEach((d) => {
+          d.reject(e);
+        });
         return;
       }
       if (why.prefetch) this.stats.prefetchedBytes += len;
-      await Promise.all(group.map(async (c, i) => {
-        try {
-          const rawChunk = raw.subarray(c.compressedOffset - start, c.compressedOffset - start + c.compressedSize);
-          const data = await this.decodeOrRefetch(s, c, rawChunk);
-          await s.cache.put(c.chunkIndex, c.uncompressedOffset, data);
-          ds[i]!.resolve();
-        } catch (err) {
-          ds[i]!.reject(err);
-        }
-      }));
+      await Promise.all(
+        group.map(async (c, i) => {
+          try {
+            const rawChunk = raw.subarray(c.compressedOffset - start, c.compressedOffset - start + c.compressedSize);
+            const data = await this.decodeOrRefetch(s, c, rawChunk);
+            await s.cache.put(c.chunkIndex, c.uncompressedOffset, data);
+            ds[i]!.resolve();
+          } catch (err) {
+            ds[i]!.reject(err);
+          }
+        }),
+      );
     })().finally(done);
     return ds.map((d) => d.promise);
   }
@@ -375,7 +454,10 @@ export class StorageDevice {
     } catch (err) {
       if (!(err instanceof DigestMismatchError) && !FerryError.hasCode(err, 'DATA_LOSS')) throw err;
       this.stats.digestMismatches++;
-      this.log.warn({ blob: s.blob.blobId, chunk: c.chunkIndex, err: (err as Error).message }, 'chunk failed verification, fetching it again');
+      this.log.warn(
+        { blob: s.blob.blobId, chunk: c.chunkIndex, err: (err as Error).message },
+        'chunk failed verification, fetching it again',
+      );
     }
     let again: Buffer;
     try {
@@ -388,20 +470,27 @@ export class StorageDevice {
       return await this.decode(s, c, again);
     } catch (err) {
       this.stats.digestMismatches++;
-      this.log.error({ blob: s.blob.blobId, chunk: c.chunkIndex, compressedOffset: c.compressedOffset, err: (err as Error).message },
-        'chunk corrupt after refetch, failing the read');
+      this.log.error(
+        { blob: s.blob.blobId, chunk: c.chunkIndex, compressedOffset: c.compressedOffset, err: (err as Error).message },
+        'chunk corrupt after refetch, failing the read',
+      );
       throw new FerryError('DATA_LOSS', `blob ${s.blob.blobId} chunk ${c.chunkIndex}: corrupt after refetch`, { cause: err });
     }
   }
 
   private async backendRead(blobId: string, offset: number, length: number): Promise<Buffer> {
     const ctl = new AbortController();
-    const cancel = this.clock.setTimer(this.deadline, () => ctl.abort(new FerryError('DEADLINE_EXCEEDED', `blob ${blobId}: backend gave no data in ${this.deadline} ms`)));
+    const cancel = this.clock.setTimer(this.deadline, () =>
+      ctl.abort(new FerryError('DEADLINE_EXCEEDED', `blob ${blobId}: backend gave no data in ${this.deadline} ms`)),
+    );
     this.stats.requests++;
     try {
       const p = this.o.backend.read(blobId, offset, length, ctl.signal);
       // Whatever the backend does with the signal, the caller is released at the deadline.
-      const buf = await Promise.race([p, new Promise<never>((_, rej) => ctl.signal.addEventListener('abort', () => rej(ctl.signal.reason), { once: true }))]);
+      const buf = await Promise.race([
+        p,
+        new Promise<never>((_, rej) => ctl.signal.addEventListener('abort', () => rej(ctl.signal.reason), { once: true })),
+      ]);
       this.stats.bytesFetched += buf.length;
       return buf;
     } finally {
@@ -429,7 +518,9 @@ export class StorageDevice {
   }
 
   /** Resolves when the prefetch queue is drained. */
-  async prefetchIdle(): Promise<void> { await this.prefetcher.idle(); }
+  async prefetchIdle(): Promise<void> {
+    await this.prefetcher.idle();
+  }
 
   async close(): Promise<void> {
     this.closed = true;

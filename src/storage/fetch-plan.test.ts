@@ -1,8 +1,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  MERGE_GAP_SHIFT, MIN_WINDOW, SEQUENTIAL_AFTER, SEQUENTIAL_SLACK, byUncompressedOffset, dedupe, nextPrefetchBatch, nextStreak,
-  overlapping, planFetch, readAheadWindow, type ChunkPlace,
+  MERGE_GAP_SHIFT,
+  MIN_WINDOW,
+  SEQUENTIAL_AFTER,
+  SEQUENTIAL_SLACK,
+  byUncompressedOffset,
+  dedupe,
+  nextPrefetchBatch,
+  nextStreak,
+  overlapping,
+  planFetch,
+  readAheadWindow,
+  type ChunkPlace,
 } from './fetch-plan.js';
 
 const K = 1024;
@@ -11,7 +21,11 @@ const MiB = 1024 * K;
 /** Chunks [index, compressed offset, compressed size] laid out in the view at 64 KiB each. */
 function chunks(...spec: Array<[number, number, number]>): ChunkPlace[] {
   return spec.map(([chunkIndex, compressedOffset, compressedSize]) => ({
-    chunkIndex, compressedOffset, compressedSize, uncompressedOffset: chunkIndex * 64 * K, uncompressedSize: 64 * K,
+    chunkIndex,
+    compressedOffset,
+    compressedSize,
+    uncompressedOffset: chunkIndex * 64 * K,
+    uncompressedSize: 64 * K,
   }));
 }
 /** n contiguous chunks of `size` compressed bytes each, starting at chunk `first`. */
@@ -26,12 +40,43 @@ test('fetch plan: merging missing chunks into requests', () => {
     { name: 'one chunk', missing: run(3, 1, 10 * K), merge: MiB, want: [[3]] },
     { name: 'adjacent chunks share a request', missing: run(0, 4, 10 * K), merge: MiB, want: [[0, 1, 2, 3]] },
     { name: 'any order in, sorted by compressed offset out', missing: [...run(0, 3, 10 * K)].reverse(), merge: MiB, want: [[0, 1, 2]] },
-    { name: 'a gap up to merge/128 is merged over', missing: chunks([0, 0, 10 * K], [1, 10 * K + gap, 10 * K]), merge: MiB, want: [[0, 1]] },
+    {
+      name: 'a gap up to merge/128 is merged over',
+      missing: chunks([0, 0, 10 * K], [1, 10 * K + gap, 10 * K]),
+      merge: MiB,
+      want: [[0, 1]],
+    },
     { name: 'a wider gap splits', missing: chunks([0, 0, 10 * K], [1, 10 * K + gap + 1, 10 * K]), merge: MiB, want: [[0], [1]] },
-    { name: 'requests are at most `merge` bytes', missing: run(0, 5, 300 * K), merge: MiB, want: [[0, 1, 2], [3, 4]] },
-    { name: 'a chunk bigger than `merge` is its own request', missing: chunks([0, 0, 10 * K], [1, 10 * K, 2 * MiB], [2, 10 * K + 2 * MiB, 10 * K]), merge: MiB, want: [[0], [1], [2]] },
-    { name: 'overlapping compressed ranges (deduplicated data) split', missing: chunks([0, 0, 10 * K], [1, 5 * K, 10 * K]), merge: MiB, want: [[0], [1]] },
-    { name: 'a smaller merge size merges less', missing: run(0, 4, 100 * K), merge: 256 * K, want: [[0, 1], [2, 3]] },
+    {
+      name: 'requests are at most `merge` bytes',
+      missing: run(0, 5, 300 * K),
+      merge: MiB,
+      want: [
+        [0, 1, 2],
+        [3, 4],
+      ],
+    },
+    {
+      name: 'a chunk bigger than `merge` is its own request',
+      missing: chunks([0, 0, 10 * K], [1, 10 * K, 2 * MiB], [2, 10 * K + 2 * MiB, 10 * K]),
+      merge: MiB,
+      want: [[0], [1], [2]],
+    },
+    {
+      name: 'overlapping compressed ranges (deduplicated data) split',
+      missing: chunks([0, 0, 10 * K], [1, 5 * K, 10 * K]),
+      merge: MiB,
+      want: [[0], [1]],
+    },
+    {
+      name: 'a smaller merge size merges less',
+      missing: run(0, 4, 100 * K),
+      merge: 256 * K,
+      want: [
+        [0, 1],
+        [2, 3],
+      ],
+    },
   ];
   for (const t of table) assert.deepEqual(indexes(planFetch(t.missing, t.merge)), t.want, t.name);
   assert.deepEqual(planFetch([], MiB), []);
@@ -53,7 +98,20 @@ test('fetch plan: read-ahead extends the last request over following missing chu
   for (const t of table) assert.deepEqual(indexes(planFetch(t.missing, MiB, ra(t.bytes, t.skip))), t.want, t.name);
   // read-ahead never bridges a gap wider than merge/128 in the compressed blob
   const gappy = chunks([0, 0, 64 * K], [1, 64 * K + 20 * K, 64 * K]);
-  assert.deepEqual(indexes(planFetch([gappy[0]!], MiB, { bytes: MiB, byOffset: gappy, position: new Map([[0, 0], [1, 1]]), skip: () => false })), [[0]]);
+  assert.deepEqual(
+    indexes(
+      planFetch([gappy[0]!], MiB, {
+        bytes: MiB,
+        byOffset: gappy,
+        position: new Map([
+          [0, 0],
+          [1, 1],
+        ]),
+        skip: () => false,
+      }),
+    ),
+    [[0]],
+  );
 });
 
 test('fetch plan: sequential streaks and the read-ahead window', () => {
@@ -67,12 +125,19 @@ test('fetch plan: sequential streaks and the read-ahead window', () => {
   // the lowest missing chunk decides, whatever the order
   assert.equal(nextStreak(1, 100 * K, [...chunks([0, 300 * K, K]), ...at(100 * K)]), 2);
   const table: Array<[streak: number, amplify: number, want: number]> = [
-    [0, MiB, 0], [SEQUENTIAL_AFTER - 1, MiB, 0], // scattered or too short: only the chunks touched
-    [SEQUENTIAL_AFTER, MiB, MIN_WINDOW], [SEQUENTIAL_AFTER + 1, MiB, 2 * MIN_WINDOW], [SEQUENTIAL_AFTER + 2, MiB, 4 * MIN_WINDOW],
-    [SEQUENTIAL_AFTER + 3, MiB, MiB], [SEQUENTIAL_AFTER + 10, MiB, MiB], // capped at amplify_io
+    [0, MiB, 0],
+    [SEQUENTIAL_AFTER - 1, MiB, 0], // scattered or too short: only the chunks touched
+    [SEQUENTIAL_AFTER, MiB, MIN_WINDOW],
+    [SEQUENTIAL_AFTER + 1, MiB, 2 * MIN_WINDOW],
+    [SEQUENTIAL_AFTER + 2, MiB, 4 * MIN_WINDOW],
+    [SEQUENTIAL_AFTER + 3, MiB, MiB],
+    [SEQUENTIAL_AFTER + 10, MiB, MiB], // capped at amplify_io
     // a long sequential read keeps its read-ahead (a 32-bit shift made it negative, then 0, from the 14th doubling)
-    [SEQUENTIAL_AFTER + 14, MiB, MiB], [SEQUENTIAL_AFTER + 15, MiB, MiB], [SEQUENTIAL_AFTER + 1000, MiB, MiB],
-    [SEQUENTIAL_AFTER + 5, 256 * K, 256 * K], [SEQUENTIAL_AFTER + 5, 0, 0], // amplify 0: never
+    [SEQUENTIAL_AFTER + 14, MiB, MiB],
+    [SEQUENTIAL_AFTER + 15, MiB, MiB],
+    [SEQUENTIAL_AFTER + 1000, MiB, MiB],
+    [SEQUENTIAL_AFTER + 5, 256 * K, 256 * K],
+    [SEQUENTIAL_AFTER + 5, 0, 0], // amplify 0: never
   ];
   for (const [streak, amplify, want] of table) assert.equal(readAheadWindow(streak, amplify), want, `streak ${streak}, amplify ${amplify}`);
 });
@@ -80,33 +145,66 @@ test('fetch plan: sequential streaks and the read-ahead window', () => {
 test('fetch plan: the chunks a view range touches', () => {
   const blob = run(0, 4, 10 * K); // view: 64 KiB per chunk
   const table: Array<[start: number, end: number, want: number[]]> = [
-    [0, 1, [0]], [64 * K - 1, 64 * K + 1, [0, 1]], [64 * K, 128 * K, [1]], [0, 256 * K, [0, 1, 2, 3]], [256 * K, 300 * K, []],
+    [0, 1, [0]],
+    [64 * K - 1, 64 * K + 1, [0, 1]],
+    [64 * K, 128 * K, [1]],
+    [0, 256 * K, [0, 1, 2, 3]],
+    [256 * K, 300 * K, []],
   ];
-  for (const [start, end, want] of table) assert.deepEqual(overlapping(blob, start, end).map((c) => c.chunkIndex), want, `${start}..${end}`);
+  for (const [start, end, want] of table)
+    assert.deepEqual(
+      overlapping(blob, start, end).map((c) => c.chunkIndex),
+      want,
+      `${start}..${end}`,
+    );
 });
 
 test('fetch plan: prefetch batches', () => {
   const list = run(0, 6, 300 * K);
   const skip = (i: number): boolean => i === 1 || i === 2;
   // up to `merge` bytes of chunks not cached or in flight, at least one
-  assert.deepEqual(nextPrefetchBatch(list, 0, MiB, () => false).batch.map((c) => c.chunkIndex), [0, 1, 2]);
+  assert.deepEqual(
+    nextPrefetchBatch(list, 0, MiB, () => false).batch.map((c) => c.chunkIndex),
+    [0, 1, 2],
+  );
   const b = nextPrefetchBatch(list, 0, MiB, skip);
   assert.deepEqual([b.batch.map((c) => c.chunkIndex), b.bytes, b.next], [[0, 3, 4], 900 * K, 5]);
-  assert.deepEqual(nextPrefetchBatch(list, 0, 100 * K, () => false).batch.map((c) => c.chunkIndex), [0]);
-  assert.deepEqual(nextPrefetchBatch(list, 1, MiB, skip).batch.map((c) => c.chunkIndex), [3, 4, 5]);
+  assert.deepEqual(
+    nextPrefetchBatch(list, 0, 100 * K, () => false).batch.map((c) => c.chunkIndex),
+    [0],
+  );
+  assert.deepEqual(
+    nextPrefetchBatch(list, 1, MiB, skip).batch.map((c) => c.chunkIndex),
+    [3, 4, 5],
+  );
   // all skipped: an empty batch, and the position moves on to the end
-  assert.deepEqual(nextPrefetchBatch(list, 0, MiB, () => true), { batch: [], bytes: 0, next: 6 });
+  assert.deepEqual(
+    nextPrefetchBatch(list, 0, MiB, () => true),
+    { batch: [], bytes: 0, next: 6 },
+  );
   assert.deepEqual(nextPrefetchBatch(list, 6, MiB, skip), { batch: [], bytes: 0, next: 6 });
 });
 
-test('fetch plan: a blob\'s chunk list sorted by view offset without repeats', () => {
+test("fetch plan: a blob's chunk list sorted by view offset without repeats", () => {
   const a = run(0, 5, 10 * K);
-  assert.deepEqual(byUncompressedOffset([a[3]!, a[0]!, a[3]!, a[1]!]).map((c) => c.chunkIndex), [0, 1, 3]);
+  assert.deepEqual(
+    byUncompressedOffset([a[3]!, a[0]!, a[3]!, a[1]!]).map((c) => c.chunkIndex),
+    [0, 1, 3],
+  );
   // CI indexes far apart (not a native blob): sorted by comparison
   const sparse = chunks([1_000_000, 0, K], [5, K, K]);
-  assert.deepEqual(byUncompressedOffset(sparse).map((c) => c.chunkIndex), [5, 1_000_000]);
+  assert.deepEqual(
+    byUncompressedOffset(sparse).map((c) => c.chunkIndex),
+    [5, 1_000_000],
+  );
   // index order that is not view order
   const swapped = [{ ...a[0]!, uncompressedOffset: 200 * K }, a[1]!];
-  assert.deepEqual(byUncompressedOffset(swapped).map((c) => c.chunkIndex), [1, 0]);
-  assert.deepEqual(dedupe([a[1]!, a[0]!, a[1]!]).map((c) => c.chunkIndex), [1, 0]);
+  assert.deepEqual(
+    byUncompressedOffset(swapped).map((c) => c.chunkIndex),
+    [1, 0],
+  );
+  assert.deepEqual(
+    dedupe([a[1]!, a[0]!, a[1]!]).map((c) => c.chunkIndex),
+    [1, 0],
+  );
 });

@@ -134,7 +134,10 @@ function extend<C extends ChunkPlace>(g: C[], planned: readonly C[], maxGap: num
  * every chunk looked at was skipped.
  */
 export function nextPrefetchBatch<C extends ChunkPlace>(
-  chunks: readonly C[], from: number, merge: number, skip: (chunkIndex: number) => boolean,
+  chunks: readonly C[],
+  from: number,
+  merge: number,
+  skip: (chunkIndex: number) => boolean,
 ): { batch: C[]; bytes: number; next: number } {
   const batch: C[] = [];
   let bytes = 0;

@@ -29,6 +29,21 @@
  * background queue: merged, throttled, yielding to on-demand reads unless urgent. The cache's
  * bitmap bit order, which FUSE reader threads read too, is in `protocol.ts`.
  */
-export { RegistryBackend, LocalFsBackend, ProxyBackend, type Backend, type RegistryBackendOptions, type ProxyBackendOptions } from './backend.js';
+export {
+  RegistryBackend,
+  LocalFsBackend,
+  ProxyBackend,
+  type Backend,
+  type RegistryBackendOptions,
+  type ProxyBackendOptions,
+} from './backend.js';
 export { BlobCache } from './cache.js';
-export { StorageDevice, type DeviceBlob, type DeviceChunk, type DeviceStats, type BlobViewMap, type StorageDeviceOptions, type PrefetchOptions } from './device.js';
+export {
+  StorageDevice,
+  type DeviceBlob,
+  type DeviceChunk,
+  type DeviceStats,
+  type BlobViewMap,
+  type StorageDeviceOptions,
+  type PrefetchOptions,
+} from './device.js';

@@ -11,7 +11,10 @@ import type { Logger } from '../observe/index.js';
 import { nextPrefetchBatch, type ChunkPlace } from './fetch-plan.js';
 
 /** How a prefetch is run: `urgent` ones do not yield to on-demand reads; `record` ones enter the access trace. */
-export interface PrefetchOptions { urgent?: boolean; record?: boolean }
+export interface PrefetchOptions {
+  urgent?: boolean;
+  record?: boolean;
+}
 
 /** How often a background prefetch looks again whether the on-demand reads it waits for are done. */
 const ON_DEMAND_POLL_MS = 5;
@@ -34,7 +37,11 @@ export interface PrefetcherOptions<B, C extends ChunkPlace> {
   idOf(blob: B): string;
 }
 
-interface Job<B, C> { blob: B; chunks: readonly C[]; opts: PrefetchOptions }
+interface Job<B, C> {
+  blob: B;
+  chunks: readonly C[];
+  opts: PrefetchOptions;
+}
 
 export class Prefetcher<B, C extends ChunkPlace> {
   private readonly queue: Array<Job<B, C>> = [];
@@ -52,11 +59,16 @@ export class Prefetcher<B, C extends ChunkPlace> {
     } else {
       this.queue.push(...items);
     }
-    if (!this.running && !this.closed) this.running = this.run().finally(() => { this.running = null; });
+    if (!this.running && !this.closed)
+      this.running = this.run().finally(() => {
+        this.running = null;
+      });
   }
 
   /** Resolves when the queue is drained. */
-  async idle(): Promise<void> { while (this.running) await this.running; }
+  async idle(): Promise<void> {
+    while (this.running) await this.running;
+  }
 
   /** Stops after the request in progress; resolves when it is done. */
   async close(): Promise<void> {

@@ -37,7 +37,12 @@ export function backendSuite(name: string, make: (blobs: BlobSet) => Promise<{ b
     it(`${name}: ${title}`, async () => {
       const blobs = blobSet();
       const { backend, cleanup } = await make(blobs);
-      try { await fn(backend, blobs); } finally { await backend.close(); await cleanup(); }
+      try {
+        await fn(backend, blobs);
+      } finally {
+        await backend.close();
+        await cleanup();
+      }
     });
   };
 
@@ -51,10 +56,13 @@ export function backendSuite(name: string, make: (blobs: BlobSet) => Promise<{ b
   });
 
   withBackend('concurrent reads of several blobs each get their own bytes', async (b, blobs) => {
-    const reads = [...blobs].flatMap(([id, data]) => [0, Math.floor(data.length / 2)]
-      .map((off) => ({ id, data, off, len: data.length - off })));
+    const reads = [...blobs].flatMap(([id, data]) =>
+      [0, Math.floor(data.length / 2)].map((off) => ({ id, data, off, len: data.length - off })),
+    );
     const got = await Promise.all(reads.map((r) => b.read(r.id, r.off, r.len, live())));
-    reads.forEach((r, i) => assert.deepEqual(got[i], r.data.subarray(r.off), `${r.id.slice(0, 8)} @${r.off}`));
+    reads.forEach((r, i) => {
+      assert.deepEqual(got[i], r.data.subarray(r.off), `${r.id.slice(0, 8)} @${r.off}`);
+    });
   });
 
   withBackend('a blob it does not have is NOT_FOUND', async (b) => {

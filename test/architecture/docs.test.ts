@@ -26,7 +26,11 @@ function markdownFiles(): string[] {
 
 /** GitHub's anchor of a heading: lower case, punctuation dropped, spaces → dashes. */
 export function anchorOf(heading: string): string {
-  return heading.trim().toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replace(/ /g, '-');
+  return heading
+    .trim()
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N} _-]/gu, '')
+    .replace(/ /g, '-');
 }
 
 function anchorsOf(file: string): Set<string> {
@@ -40,7 +44,7 @@ function linksOf(text: string): string[] {
   return [...prose.matchAll(/!?\[[^\]]*\]\(([^)\s]+)\)/g)].map((m) => m[1]!);
 }
 
-test('anchorOf follows GitHub\'s heading anchors', () => {
+test("anchorOf follows GitHub's heading anchors", () => {
   assert.equal(anchorOf('A five-minute tour'), 'a-five-minute-tour');
   assert.equal(anchorOf('Registry: `ferry registry` (the role Harbor plays)'), 'registry-ferry-registry-the-role-harbor-plays');
 });
@@ -58,7 +62,10 @@ test('every relative link in README.md and docs/ resolves', () => {
       const [path, anchor] = link.split('#') as [string, string | undefined];
       const target = path === '' ? file : resolve(dirname(file), decodeURI(path));
       const where = `${relative(ROOT, file)} → ${link}`;
-      if (!target.startsWith(ROOT) || !existsSync(target)) { broken.push(`${where} (no such file)`); continue; }
+      if (!target.startsWith(ROOT) || !existsSync(target)) {
+        broken.push(`${where} (no such file)`);
+        continue;
+      }
       if (anchor && target.endsWith('.md') && !anchorsOf(target).has(anchor)) broken.push(`${where} (no heading #${anchor})`);
     }
   }

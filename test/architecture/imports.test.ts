@@ -15,10 +15,26 @@ const SRC = join(ROOT, 'src');
 /** Tier of each top-level folder; an import may only go to a lower or equal tier (equal only within
  * the same folder, or to a sibling service's public surface). */
 const TIER: Record<string, number> = {
-  core: 0, oci: 1, format: 1, observe: 1, config: 2, httpx: 2,
-  content: 3, remote: 3, builder: 3, storage: 3, fuse: 3, convert: 3, containerd: 3,
-  registry: 4, accel: 4, daemon: 4, snapshotter: 4, p2p: 4,
-  bench: 5, cli: 6,
+  core: 0,
+  oci: 1,
+  format: 1,
+  observe: 1,
+  config: 2,
+  httpx: 2,
+  content: 3,
+  remote: 3,
+  builder: 3,
+  storage: 3,
+  fuse: 3,
+  convert: 3,
+  containerd: 3,
+  registry: 4,
+  accel: 4,
+  daemon: 4,
+  snapshotter: 4,
+  p2p: 4,
+  bench: 5,
+  cli: 6,
 };
 /**
  * The services (units): each reaches another only through that one's client.ts or protocol.ts.
@@ -52,8 +68,8 @@ function folderOf(abs: string): { top: string; unit: string } {
   const top = parts[0]!;
   // format/* and p2p/* are folders of sub-units, each with its own index.ts; config/<server>.ts are
   // independent schemas, one per server, each its own public unit.
-  const unit = (top === 'format' || top === 'p2p') && parts.length > 2 ? `${top}/${parts[1]}`
-    : top === 'config' ? `config/${parts[1]}` : top;
+  const unit =
+    (top === 'format' || top === 'p2p') && parts.length > 2 ? `${top}/${parts[1]}` : top === 'config' ? `config/${parts[1]}` : top;
   return { top, unit };
 }
 
@@ -85,7 +101,10 @@ export function problemsOf(file: string, specs: string[], kind: 'src' | 'bench' 
     if (to.top === 'cli' && from.top !== 'cli') problems.push(`${rel}: imports cli (${spec})`);
     const ft = TIER[from.top];
     const tt = TIER[to.top];
-    if (ft === undefined) { problems.push(`${rel}: folder src/${from.top} has no tier in docs/architecture.md`); continue; }
+    if (ft === undefined) {
+      problems.push(`${rel}: folder src/${from.top} has no tier in docs/architecture.md`);
+      continue;
+    }
     if (tt === undefined) continue;
     if (from.unit === to.unit) continue;
     if (tt > ft) problems.push(`${rel}: ${from.top} (tier ${ft}) imports upward into ${to.top} (tier ${tt}) via ${spec}`);

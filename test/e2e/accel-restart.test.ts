@@ -36,12 +36,16 @@ function config(workDir: string, extra: Record<string, unknown> = {}): Record<st
     server: { name: 'API', host: '127.0.0.1', port: 0 },
     metric: { enabled: true },
     provider: {
-      source: { [proxy.host]: { auth: Buffer.from(`admin:${PASSWORD}`).toString('base64'), insecure: true, webhook: { auth_header: HEADER } } },
+      source: {
+        [proxy.host]: { auth: Buffer.from(`admin:${PASSWORD}`).toString('base64'), insecure: true, webhook: { auth_header: HEADER } },
+      },
       work_dir: workDir,
       gcpolicy: { threshold: '1000MB' },
     },
     converter: {
-      worker: 2, retry_limit: 3, retry_backoff: '300ms',
+      worker: 2,
+      retry_limit: 3,
+      retry_backoff: '300ms',
       driver: { type: 'nydus', config: { fs_version: '6', compressor: 'zstd' } },
       rules: [{ tag_suffix: '-nydus' }],
       ...extra,
@@ -50,26 +54,39 @@ function config(workDir: string, extra: Record<string, unknown> = {}): Record<st
 }
 
 async function startAccelProcess(cfgPath: string): Promise<{ url: string; proc: ChildProcess }> {
-  const proc = spawn(process.execPath, [FERRY_BIN, 'accel', '--config', cfgPath, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FERRY_LOG_LEVEL: 'warn' } });
+  const proc = spawn(process.execPath, [FERRY_BIN, 'accel', '--config', cfgPath, '--listen', '127.0.0.1:0'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, FERRY_LOG_LEVEL: 'warn' },
+  });
   children.push(proc);
   let err = '';
-  proc.stderr!.on('data', (d: Buffer) => { err = (err + d.toString()).slice(-4000); });
+  proc.stderr!.on('data', (d: Buffer) => {
+    err = (err + d.toString()).slice(-4000);
+  });
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
     const t = setTimeout(() => reject(new Error(`accel did not start: ${err}`)), 20_000);
     proc.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
       const m = /accel listening on (\S+)/.exec(out);
-      if (m) { clearTimeout(t); resolve(m[1]!); }
+      if (m) {
+        clearTimeout(t);
+        resolve(m[1]!);
+      }
     });
-    proc.once('exit', (code) => { clearTimeout(t); reject(new Error(`accel exited ${code}: ${err}`)); });
+    proc.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`accel exited ${code}: ${err}`));
+    });
   });
   return { url, proc };
 }
 
 /** The conversions' scratch dirs in a work dir (convert's `ferry-convert-*`). */
 function scratchDirs(workDir: string): string[] {
-  return readdirSync(workDir).filter((n) => n.startsWith('ferry-convert-')).sort();
+  return readdirSync(workDir)
+    .filter((n) => n.startsWith('ferry-convert-'))
+    .sort();
 }
 
 async function task(c: AccelClient, id: string): Promise<TaskView> {
@@ -109,10 +126,14 @@ test('a conversion interrupted by SIGTERM or SIGKILL resumes after restart and t
   const c0 = new AccelClient(zeroth.url, { authHeader: HEADER });
   const [id] = await c0.createTask(`${proxy.host}/team/restart:v1`);
   assert.ok(id);
-  await eventually('conversion under way', async () => {
-    const t = await task(c0, id);
-    return t.running && proxy.requests.some((r) => r.path.includes('/team/restart/blobs/')) ? t : undefined;
-  }, 30_000);
+  await eventually(
+    'conversion under way',
+    async () => {
+      const t = await task(c0, id);
+      return t.running && proxy.requests.some((r) => r.path.includes('/team/restart/blobs/')) ? t : undefined;
+    },
+    30_000,
+  );
   zeroth.proc.kill('SIGTERM');
   const code = await new Promise<number | null>((r) => zeroth.proc.once('exit', (c) => r(c)));
   assert.equal(code, 0);
@@ -121,15 +142,23 @@ test('a conversion interrupted by SIGTERM or SIGKILL resumes after restart and t
   proxy.requests.length = 0;
   const first = await startAccelProcess(cfgPath);
   const c1 = new AccelClient(first.url, { authHeader: HEADER });
-  const resumed = await eventually('conversion resumed and under way', async () => {
-    const t = await task(c1, id);
-    return t.running && proxy.requests.some((r) => r.path.includes('/team/restart/blobs/')) ? t : undefined;
-  }, 30_000);
+  const resumed = await eventually(
+    'conversion resumed and under way',
+    async () => {
+      const t = await task(c1, id);
+      return t.running && proxy.requests.some((r) => r.path.includes('/team/restart/blobs/')) ? t : undefined;
+    },
+    30_000,
+  );
   assert.equal(resumed.attempts, 1, 'the SIGTERM-interrupted attempt was not counted');
   await new Promise((r) => setTimeout(r, 500));
   first.proc.kill('SIGKILL');
   await new Promise((r) => first.proc.once('exit', r));
-  assert.equal(await direct.headManifest(parseReference(`${reg.host}/team/restart:v1-nydus`)), undefined, 'nothing tagged by the killed attempt');
+  assert.equal(
+    await direct.headManifest(parseReference(`${reg.host}/team/restart:v1-nydus`)),
+    undefined,
+    'nothing tagged by the killed attempt',
+  );
   // the killed conversion's scratch dir is left behind (nothing could remove it) …
   const leftovers = scratchDirs(workRestart);
   assert.equal(leftovers.length, 1, `one scratch dir left by the killed attempt: ${leftovers.join(' ')}`);
@@ -139,13 +168,21 @@ test('a conversion interrupted by SIGTERM or SIGKILL resumes after restart and t
   // … and the next start removes it before converting again (in a new scratch dir)
   assert.ok(!scratchDirs(workRestart).includes(leftovers[0]!), `${leftovers[0]} removed at start`);
   const c2 = new AccelClient(second.url, { authHeader: HEADER });
-  const done = await eventually('resumed task completes', async () => {
-    const t = await task(c2, id);
-    return t.status === 'PROCESSING' ? undefined : t;
-  }, 60_000);
+  const done = await eventually(
+    'resumed task completes',
+    async () => {
+      const t = await task(c2, id);
+      return t.status === 'PROCESSING' ? undefined : t;
+    },
+    60_000,
+  );
   assert.equal(done.status, 'COMPLETED', done.reason);
   assert.equal(done.attempts, 2);
-  const chk = await checkImage({ source: `${reg.host}/team/restart:v1`, target: `${reg.host}/team/restart:v1-nydus`, sourceClient: direct });
+  const chk = await checkImage({
+    source: `${reg.host}/team/restart:v1`,
+    target: `${reg.host}/team/restart:v1-nydus`,
+    sourceClient: direct,
+  });
   assert.deepEqual(chk.differences, []);
   second.proc.kill('SIGTERM');
   await new Promise((r) => second.proc.once('exit', r));
@@ -159,18 +196,27 @@ test('registry going away mid-push: attempt fails with its reason, nothing tagge
   try {
     const c = new AccelClient(accel.url, { authHeader: HEADER });
     const [id] = await c.createTask(`${proxy.host}/team/flaky:v1`);
-    const failed = await eventually('a failed attempt', async () => {
-      const t = await task(c, id!);
-      return t.attempts >= 1 && t.reason && !t.running ? t : undefined;
-    }, 30_000, 50);
+    const failed = await eventually(
+      'a failed attempt',
+      async () => {
+        const t = await task(c, id!);
+        return t.attempts >= 1 && t.reason && !t.running ? t : undefined;
+      },
+      30_000,
+      50,
+    );
     assert.equal(failed.status, 'PROCESSING');
     assert.match(failed.reason, /UNAVAILABLE/);
     assert.equal(await direct.headManifest(parseReference(`${reg.host}/team/flaky:v1-nydus`)), undefined);
     down = false;
-    const done = await eventually('retry completes', async () => {
-      const t = await task(c, id!);
-      return t.status === 'PROCESSING' ? undefined : t;
-    }, 30_000);
+    const done = await eventually(
+      'retry completes',
+      async () => {
+        const t = await task(c, id!);
+        return t.status === 'PROCESSING' ? undefined : t;
+      },
+      30_000,
+    );
     assert.equal(done.status, 'COMPLETED', done.reason);
     assert.ok(done.attempts >= 2);
     assert.ok(await direct.headManifest(parseReference(`${reg.host}/team/flaky:v1-nydus`)));
@@ -181,14 +227,21 @@ test('registry going away mid-push: attempt fails with its reason, nothing tagge
 
 test('a permanent registry failure stops after the retry limit with the error kept', async () => {
   proxy.rule = (m, p) => (m === 'PUT' && p.includes('/team/broken/manifests/') ? 'fail503' : 'pass');
-  const accel = await startAccel({ config: config(join(dir, 'work-broken'), { retry_limit: 2, retry_backoff: '100ms' }), listen: '127.0.0.1:0' });
+  const accel = await startAccel({
+    config: config(join(dir, 'work-broken'), { retry_limit: 2, retry_backoff: '100ms' }),
+    listen: '127.0.0.1:0',
+  });
   try {
     const c = new AccelClient(accel.url, { authHeader: HEADER });
     const [id] = await c.createTask(`${proxy.host}/team/broken:v1`);
-    const t = await eventually('task fails for good', async () => {
-      const x = await task(c, id!);
-      return x.status === 'FAILED' ? x : undefined;
-    }, 60_000);
+    const t = await eventually(
+      'task fails for good',
+      async () => {
+        const x = await task(c, id!);
+        return x.status === 'FAILED' ? x : undefined;
+      },
+      60_000,
+    );
     assert.equal(t.attempts, 2);
     assert.match(t.reason, /UNAVAILABLE.*503/);
     assert.equal(await direct.headManifest(parseReference(`${reg.host}/team/broken:v1-nydus`)), undefined);
@@ -211,10 +264,14 @@ test('the same source + rule is never converted twice at once', async () => {
     assert.equal(b2, b, 'a duplicate of a queued task is coalesced');
     assert.equal((await task(c, b!)).running, false, 'second waits while the first runs');
     delayed = false;
-    const tb = await eventually('second finishes', async () => {
-      const t = await task(c, b!);
-      return t.status === 'PROCESSING' ? undefined : t;
-    }, 60_000);
+    const tb = await eventually(
+      'second finishes',
+      async () => {
+        const t = await task(c, b!);
+        return t.status === 'PROCESSING' ? undefined : t;
+      },
+      60_000,
+    );
     const ta = await task(c, a!);
     assert.equal(ta.status, 'COMPLETED');
     assert.equal(tb.status, 'COMPLETED');

@@ -44,16 +44,26 @@ let policyUrl: string;
  */
 async function deliveriesFinal(): Promise<void> {
   const auth = { authorization: `Basic ${Buffer.from(`admin:${PASSWORD}`).toString('base64')}` };
-  await eventually('every webhook delivery final', async () => {
-    const list = (await (await fetch(`${policyUrl}/executions`, { headers: auth })).json()) as Array<{ status: string }>;
-    return list.every((e) => e.status !== 'Pending' && e.status !== 'Running') ? list : undefined;
-  }, 60_000, 50);
+  await eventually(
+    'every webhook delivery final',
+    async () => {
+      const list = (await (await fetch(`${policyUrl}/executions`, { headers: auth })).json()) as Array<{ status: string }>;
+      return list.every((e) => e.status !== 'Pending' && e.status !== 'Running') ? list : undefined;
+    },
+    60_000,
+    50,
+  );
 }
 
 before(async () => {
   requirePrereqs({ commands: ['skopeo', 'setfattr', 'tar', 'fsck.erofs'] });
   dir = await mkdtemp(join(tmpdir(), 'ferry-accel-e2e-'));
-  reg = await startRegistry({ listen: '127.0.0.1:0', dataDir: join(dir, 'registry'), adminPassword: PASSWORD, config: { webhook: { settleDelay: 200, pollInterval: 100 } } });
+  reg = await startRegistry({
+    listen: '127.0.0.1:0',
+    dataDir: join(dir, 'registry'),
+    adminPassword: PASSWORD,
+    config: { webhook: { settleDelay: 200, pollInterval: 100 } },
+  });
   // acceld's example config, adapted: the Harbor host becomes our registry, the robot becomes admin.
   const cfg = parse(await readFile(fixture('acceld', 'config.yaml.nydus'), 'utf8')) as {
     provider: { source: Record<string, { auth?: string; insecure?: boolean; webhook?: { auth_header: string } }> };
@@ -63,8 +73,21 @@ before(async () => {
   const robotRes = await fetch(`${reg.url}/api/v2.0/robots`, {
     method: 'POST',
     headers: { authorization: `Basic ${Buffer.from(`admin:${PASSWORD}`).toString('base64')}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ name: 'accel', level: 'system', duration: -1, permissions: [{ kind: 'project', namespace: '*', access: [
-      { resource: 'repository', action: 'pull' }, { resource: 'repository', action: 'push' }] }] }),
+    body: JSON.stringify({
+      name: 'accel',
+      level: 'system',
+      duration: -1,
+      permissions: [
+        {
+          kind: 'project',
+          namespace: '*',
+          access: [
+            { resource: 'repository', action: 'pull' },
+            { resource: 'repository', action: 'push' },
+          ],
+        },
+      ],
+    }),
   });
   assert.equal(robotRes.status, 201, await robotRes.clone().text());
   const robot = (await robotRes.json()) as { name: string; secret: string };
@@ -81,7 +104,9 @@ before(async () => {
     method: 'POST',
     headers: { authorization: `Basic ${Buffer.from(`admin:${PASSWORD}`).toString('base64')}`, 'content-type': 'application/json' },
     body: JSON.stringify({
-      name: 'accel', event_types: ['PUSH_ARTIFACT'], enabled: true,
+      name: 'accel',
+      event_types: ['PUSH_ARTIFACT'],
+      enabled: true,
       targets: [{ type: 'http', address: `${accel.url}/api/v1/conversions`, auth_header: AUTH_HEADER, payload_format: 'Default' }],
     }),
   });
@@ -144,11 +169,18 @@ test('a push into library yields <tag>-nydus with upstream media types/annotatio
 
 test('webhook endpoint: auth header required, bad payloads refused clearly', async () => {
   const url = `${accel.url}/api/v1/conversions`;
-  const payload = (resourceUrl: string, type = 'PUSH_ARTIFACT'): string => JSON.stringify({
-    type, occur_at: 1700000000, operator: 'admin',
-    event_data: { resources: [{ digest: image.manifestDigest, tag: 'v1', resource_url: resourceUrl }], repository: { name: 'app', namespace: 'library', repo_full_name: 'library/app', repo_type: 'public' } },
-  });
-  const post = (body: string, headers: Record<string, string> = {}): Promise<Response> => fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } });
+  const payload = (resourceUrl: string, type = 'PUSH_ARTIFACT'): string =>
+    JSON.stringify({
+      type,
+      occur_at: 1700000000,
+      operator: 'admin',
+      event_data: {
+        resources: [{ digest: image.manifestDigest, tag: 'v1', resource_url: resourceUrl }],
+        repository: { name: 'app', namespace: 'library', repo_full_name: 'library/app', repo_type: 'public' },
+      },
+    });
+  const post = (body: string, headers: Record<string, string> = {}): Promise<Response> =>
+    fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } });
   const good = `${reg.host}/library/app:v1`;
   let r = await post(payload(good));
   assert.equal(r.status, 401);
@@ -161,8 +193,11 @@ test('webhook endpoint: auth header required, bad payloads refused clearly', asy
   r = await post('not json{', { authorization: AUTH_HEADER });
   assert.equal(r.status, 400);
   assert.equal(((await r.json()) as { code: string }).code, 'ERR_ILLEGAL_PARAMETER');
-  r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/cloudevents+json', authorization: AUTH_HEADER },
-    body: JSON.stringify({ specversion: '1.0', type: 'harbor.artifact.pushed', data: {} }) });
+  r = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/cloudevents+json', authorization: AUTH_HEADER },
+    body: JSON.stringify({ specversion: '1.0', type: 'harbor.artifact.pushed', data: {} }),
+  });
   assert.equal(r.status, 400);
   assert.match(((await r.json()) as { message: string }).message, /CloudEvents/);
   r = await post(payload(good, 'NO_SUCH_EVENT'), { authorization: AUTH_HEADER });
@@ -179,8 +214,12 @@ test('webhook endpoint: auth header required, bad payloads refused clearly', asy
   r = await fetch(`${accel.url}/api/v1/health`);
   assert.equal(await r.text(), 'Ok');
   const metrics = await (await fetch(`${accel.url}/metrics`)).text();
-  for (const re of [/acceleration_service_core_conversions_op_total\{op="convert"\} [1-9]/, /acceleration_service_api_requests_total\{code="401",method="POST",url="\/api\/v1\/conversions"\} [1-9]/,
-    /ferry_accel_tasks\{status="COMPLETED"\} [1-9]/, /ferry_accel_source_bytes_total [1-9]/]) {
+  for (const re of [
+    /acceleration_service_core_conversions_op_total\{op="convert"\} [1-9]/,
+    /acceleration_service_api_requests_total\{code="401",method="POST",url="\/api\/v1\/conversions"\} [1-9]/,
+    /ferry_accel_tasks\{status="COMPLETED"\} [1-9]/,
+    /ferry_accel_source_bytes_total [1-9]/,
+  ]) {
     assert.ok(re.test(metrics), `metrics lack ${re}`);
   }
 });
@@ -215,12 +254,30 @@ test('a multi-arch index push is converted once and tagged once (children are no
   // children by digest, then the tagged index — the order docker buildx / skopeo --all use
   const children = [];
   for (const arch of ['amd64', 'arm64']) {
-    const cfg = Buffer.from(JSON.stringify({ architecture: arch, os: 'linux', rootfs: { type: 'layers', diff_ids: [image.layers[0]!.diffId] } }));
-    await client.pushBlob(reg.host, 'library/multi', image.layers[0]!.digest, image.layers[0]!.size,
-      await client.getBlobBuffer(reg.host, 'library/app', image.layers[0]!.digest, 1 << 28));
+    const cfg = Buffer.from(
+      JSON.stringify({ architecture: arch, os: 'linux', rootfs: { type: 'layers', diff_ids: [image.layers[0]!.diffId] } }),
+    );
+    await client.pushBlob(
+      reg.host,
+      'library/multi',
+      image.layers[0]!.digest,
+      image.layers[0]!.size,
+      await client.getBlobBuffer(reg.host, 'library/app', image.layers[0]!.digest, 1 << 28),
+    );
     const config = await client.pushBuffer(reg.host, 'library/multi', cfg, MediaType.OCI_CONFIG);
-    const body = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OCI_MANIFEST, config, layers: [{ mediaType: image.layers[0]!.mediaType, digest: image.layers[0]!.digest, size: image.layers[0]!.size }] }));
-    const digest = await client.putManifest(parseReference(`${reg.host}/library/multi@sha256:${createHash('sha256').update(body).digest('hex')}`), body, MediaType.OCI_MANIFEST);
+    const body = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MediaType.OCI_MANIFEST,
+        config,
+        layers: [{ mediaType: image.layers[0]!.mediaType, digest: image.layers[0]!.digest, size: image.layers[0]!.size }],
+      }),
+    );
+    const digest = await client.putManifest(
+      parseReference(`${reg.host}/library/multi@sha256:${createHash('sha256').update(body).digest('hex')}`),
+      body,
+      MediaType.OCI_MANIFEST,
+    );
     children.push({ mediaType: MediaType.OCI_MANIFEST, digest, size: body.length, platform: { os: 'linux', architecture: arch } });
   }
   const idx = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: children }));
@@ -231,7 +288,9 @@ test('a multi-arch index push is converted once and tagged once (children are no
   assert.equal(m.mediaType, MediaType.OCI_INDEX);
   assert.equal((JSON.parse(m.body.toString()) as { manifests: unknown[] }).manifests.length, 2);
   await deliveriesFinal(); // every event about the index, its children and the -nydus pushes has reached accel
-  const tasks = ((await (await fetch(`${accel.url}/api/v1/conversions`, { headers: { authorization: AUTH_HEADER } })).json()) as TaskView[]).filter((t) => t.source.includes('/library/multi'));
+  const tasks = (
+    (await (await fetch(`${accel.url}/api/v1/conversions`, { headers: { authorization: AUTH_HEADER } })).json()) as TaskView[]
+  ).filter((t) => t.source.includes('/library/multi'));
   assert.equal(tasks.length, 1, JSON.stringify(tasks));
   assert.equal(await client.headManifest(parseReference(`${reg.host}/library/multi:latest-nydus`)), undefined);
 });

@@ -29,17 +29,28 @@ describe('ferry bench --quick', () => {
    */
   const BANDWIDTH = '2mbit';
   before(async () => {
-    requirePrereqs({ root: true, commands: ['containerd', 'ctr', 'runc', 'skopeo', 'ip', 'tc', 'nsenter', 'curl', 'chromium', 'busybox', 'docker-registry'] });
+    requirePrereqs({
+      root: true,
+      commands: ['containerd', 'ctr', 'runc', 'skopeo', 'ip', 'tc', 'nsenter', 'curl', 'chromium', 'busybox', 'docker-registry'],
+    });
     out = await mkdtemp(join(tmpdir(), 'ferry-bench-quick-'));
   });
-  after(async () => { if (out) await rm(out, { recursive: true, force: true }); });
+  after(async () => {
+    if (out) await rm(out, { recursive: true, force: true });
+  });
 
   it('runs the quick subset and writes results.json, summary.md, report.html and charts', async (t) => {
-    const child = spawn(process.execPath, [FERRY_BIN, 'bench', '--quick', '--bandwidth', BANDWIDTH, '--out', out, '--no-png'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [FERRY_BIN, 'bench', '--quick', '--bandwidth', BANDWIDTH, '--out', out, '--no-png'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     const timer = setTimeout(() => child.kill('SIGKILL'), 8 * 60_000);
     const code = await new Promise<number>((res) => child.on('close', (c) => res(c ?? 1)));
     clearTimeout(timer);
@@ -51,16 +62,24 @@ describe('ferry bench --quick', () => {
     assert.equal(results.settings.quick, true);
     assert.deepEqual(results.settings.nodes, [1, 2]);
     assert.equal(results.modes.length, 7);
-    const group = (mode: string, nodes: number): BenchResults['summary'][number] | undefined => results.summary.find((g) => g.mode === mode && g.nodes === nodes);
-    const errorsOf = (mode: string, nodes?: number): string => results.runs.filter((r) => r.mode === mode && (nodes === undefined || r.nodes === nodes) && !r.ok)
-      .map((r) => (r.error ?? '').slice(0, 300)).join(' | ');
+    const group = (mode: string, nodes: number): BenchResults['summary'][number] | undefined =>
+      results.summary.find((g) => g.mode === mode && g.nodes === nodes);
+    const errorsOf = (mode: string, nodes?: number): string =>
+      results.runs
+        .filter((r) => r.mode === mode && (nodes === undefined || r.nodes === nodes) && !r.ok)
+        .map((r) => (r.error ?? '').slice(0, 300))
+        .join(' | ');
     // Every mode ran, and each (mode, N) it ran at succeeded: a mode not run or never succeeding is named.
     const problems: string[] = [];
     for (const m of results.modes) {
-      if (m.status !== 'run') { problems.push(`mode ${m.id} was not run: ${m.reason ?? 'no reason'}`); continue; }
+      if (m.status !== 'run') {
+        problems.push(`mode ${m.id} was not run: ${m.reason ?? 'no reason'}`);
+        continue;
+      }
       const groups = results.summary.filter((g) => g.mode === m.id);
       if (!groups.length) problems.push(`mode ${m.id} has no runs`);
-      for (const g of groups) if (g.failures >= g.runs) problems.push(`mode ${m.id} at N=${g.nodes} never succeeded: ${errorsOf(m.id, g.nodes)}`);
+      for (const g of groups)
+        if (g.failures >= g.runs) problems.push(`mode ${m.id} at N=${g.nodes} never succeeded: ${errorsOf(m.id, g.nodes)}`);
     }
     // every run either succeeded or says why it failed
     for (const r of results.runs) assert.ok(r.ok || (r.error && r.error.length > 5), `run ${r.mode} failed without an error`);
@@ -72,7 +91,10 @@ describe('ferry bench --quick', () => {
     assert.ok(oci1.readyMs.median > 0 && oci1.readyMs.median < 60_000, `ready ${oci1.readyMs.median}`);
     const img = results.workloads[0]!.imageBytes;
     // a full pull transfers the whole image: the registry and the interface both see ≥ its size
-    assert.ok(oci1.registryBytes.median >= img * 0.98 && oci1.registryBytes.median < img * 1.3, `registry bytes ${oci1.registryBytes.median} vs image ${img}`);
+    assert.ok(
+      oci1.registryBytes.median >= img * 0.98 && oci1.registryBytes.median < img * 1.3,
+      `registry bytes ${oci1.registryBytes.median} vs image ${img}`,
+    );
     assert.ok(oci1.registryIfaceBytes.median >= img, 'interface counter covers the image');
     assert.ok(oci2.registryBytes.median >= 2 * img * 0.98, 'two nodes without P2P pull the image twice');
     for (const r of results.runs.filter((x) => x.ok)) {
@@ -81,9 +103,13 @@ describe('ferry bench --quick', () => {
     // lazy loading beats the full pull in this run: sooner ready, fewer registry bytes
     const lazy1 = group('lazy-erofs', 1);
     if (lazy1 && lazy1.failures < lazy1.runs) {
-      t.diagnostic(`N=1 at ${BANDWIDTH}: lazy-erofs ready ${lazy1.readyMs.median.toFixed(0)} ms, ${lazy1.registryBytes.median} registry bytes; OCI ${oci1.readyMs.median.toFixed(0)} ms, ${oci1.registryBytes.median} bytes`);
+      t.diagnostic(
+        `N=1 at ${BANDWIDTH}: lazy-erofs ready ${lazy1.readyMs.median.toFixed(0)} ms, ${lazy1.registryBytes.median} registry bytes; OCI ${oci1.readyMs.median.toFixed(0)} ms, ${oci1.registryBytes.median} bytes`,
+      );
       if (!(lazy1.readyMs.median < oci1.readyMs.median)) {
-        problems.push(`lazy-erofs is not faster than OCI at N=1: ready after ${lazy1.readyMs.median.toFixed(0)} ms vs ${oci1.readyMs.median.toFixed(0)} ms`);
+        problems.push(
+          `lazy-erofs is not faster than OCI at N=1: ready after ${lazy1.readyMs.median.toFixed(0)} ms vs ${oci1.readyMs.median.toFixed(0)} ms`,
+        );
       }
       if (!(lazy1.registryBytes.median < 0.8 * oci1.registryBytes.median)) {
         problems.push(`lazy-erofs fetched ${lazy1.registryBytes.median} registry bytes at N=1, OCI ${oci1.registryBytes.median}: not lazy`);
@@ -95,15 +121,19 @@ describe('ferry bench --quick', () => {
     for (const r of results.runs.filter((x) => (x.mode === 'oci-p2p' || x.mode === 'lazy-p2p') && x.ok)) {
       for (const n of r.perNode) {
         const viaPeer = n.p2p ? n.p2p.remotePeer + n.p2p.backToSource : 0;
-        const needed = r.mode === 'lazy-p2p' ? n.lazyBytesFetched ?? 0 : img;
+        const needed = r.mode === 'lazy-p2p' ? (n.lazyBytesFetched ?? 0) : img;
         if (!n.p2p || viaPeer < needed * 0.98) {
-          problems.push(`${r.mode} N=${r.nodes} node ${n.node}: its peer obtained ${viaPeer} bytes for ${needed} the node needed: the node went around the peer`);
+          problems.push(
+            `${r.mode} N=${r.nodes} node ${n.node}: its peer obtained ${viaPeer} bytes for ${needed} the node needed: the node went around the peer`,
+          );
         }
-        if (r.nodes > 1 && !(n.p2p && n.p2p.remotePeer > 0)) problems.push(`${r.mode} N=${r.nodes} node ${n.node}: nothing from another peer`);
+        if (r.nodes > 1 && !(n.p2p && n.p2p.remotePeer > 0))
+          problems.push(`${r.mode} N=${r.nodes} node ${n.node}: nothing from another peer`);
       }
     }
     const p2 = group('oci-p2p', 2);
-    if (p2 && !(p2.registryBytes.median <= img * 1.3)) problems.push(`oci-p2p N=2 registry bytes ${p2.registryBytes.median} vs image ${img}`);
+    if (p2 && !(p2.registryBytes.median <= img * 1.3))
+      problems.push(`oci-p2p N=2 registry bytes ${p2.registryBytes.median} vs image ${img}`);
     const lp2 = group('lazy-p2p', 2);
     if (lp2 && lazy1 && !(lp2.registryBytes.median <= lazy1.registryBytes.median * 1.3)) {
       problems.push(`lazy-p2p N=2 registry bytes ${lp2.registryBytes.median} vs one lazy node's ${lazy1.registryBytes.median}`);

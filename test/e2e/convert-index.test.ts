@@ -29,11 +29,23 @@ before(async () => {
   [srcReg, dstReg] = await Promise.all([startDistributionRegistry(), startDistributionRegistry()]);
   const amd = await makeTestImage(join(dir, 'amd'), 'amd64');
   // arm64: the same layer dirs re-packed with another architecture in the config
-  const arm = await buildOciImage({ layers: [join(dir, 'amd/l1'), join(dir, 'amd/l2'), join(dir, 'amd/l3')], outDir: join(dir, 'arm-layout'), architecture: 'arm64' });
+  const arm = await buildOciImage({
+    layers: [join(dir, 'amd/l1'), join(dir, 'amd/l2'), join(dir, 'amd/l3')],
+    outDir: join(dir, 'arm-layout'),
+    architecture: 'arm64',
+  });
   const entries = [];
-  for (const [img, arch] of [[amd, 'amd64'], [arm, 'arm64']] as const) {
+  for (const [img, arch] of [
+    [amd, 'amd64'],
+    [arm, 'arm64'],
+  ] as const) {
     await pushImage(img.layoutDir, `${srcReg.host}/multi/app:${arch}`);
-    entries.push({ mediaType: MediaType.OCI_MANIFEST, digest: img.manifestDigest, size: img.manifestSize, platform: { os: 'linux', architecture: arch, ...(arch === 'arm64' ? { variant: 'v8' } : {}) } });
+    entries.push({
+      mediaType: MediaType.OCI_MANIFEST,
+      digest: img.manifestDigest,
+      size: img.manifestSize,
+      platform: { os: 'linux', architecture: arch, ...(arch === 'arm64' ? { variant: 'v8' } : {}) },
+    });
   }
   const list = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.DOCKER_MANIFEST_LIST, manifests: entries }));
   srcRef = `${srcReg.host}/multi/app:v1`;
@@ -55,7 +67,10 @@ test('every platform of a manifest list converts into one OCI index; check passe
   const res = await convertImage({ source: srcRef, target });
   assert.equal(res.manifests.length, 2);
   const idx = await index(target);
-  assert.deepEqual(idx.manifests.map((d) => `${d.platform?.os}/${d.platform?.architecture}`), ['linux/amd64', 'linux/arm64']);
+  assert.deepEqual(
+    idx.manifests.map((d) => `${d.platform?.os}/${d.platform?.architecture}`),
+    ['linux/amd64', 'linux/arm64'],
+  );
   assert.equal(idx.annotations?.['containerd.io/snapshot/nydus-source-digest'], res.sourceDigest);
   for (const d of idx.manifests) {
     const man = parseImageManifest((await c.getManifest(parseReference(`${dstReg.host}/multi/app@${d.digest}`))).body);
@@ -68,7 +83,9 @@ test('every platform of a manifest list converts into one OCI index; check passe
   const one = await convertImage({ source: srcRef, target: `${dstReg.host}/multi/app:arm-nydus`, platforms: ['linux/arm64'] });
   assert.equal(one.manifests.length, 1);
   assert.equal((await index(`${dstReg.host}/multi/app:arm-nydus`)).manifests[0]!.platform?.architecture, 'arm64');
-  await assert.rejects(convertImage({ source: srcRef, target: `${dstReg.host}/multi/app:x`, platforms: ['linux/s390x'] }), { code: 'NOT_FOUND' });
+  await assert.rejects(convertImage({ source: srcRef, target: `${dstReg.host}/multi/app:x`, platforms: ['linux/s390x'] }), {
+    code: 'NOT_FOUND',
+  });
 });
 
 test('mergePlatform: the index keeps the source manifests and adds marked Nydus ones', async () => {
@@ -101,7 +118,13 @@ test('localfs backend: blobs go to a directory, the manifest holds only the boot
 
 test('RAFS v5 and prefetch patterns: the bootstrap records them and the image checks out', async () => {
   const target = `${dstReg.host}/multi/app:v5-nydus`;
-  await convertImage({ source: `${srcReg.host}/multi/app:amd64`, target, fsVersion: 5, compressor: 'lz4_block', prefetchPatterns: ['/srv/app', '/bin/busybox'] });
+  await convertImage({
+    source: `${srcReg.host}/multi/app:amd64`,
+    target,
+    fsVersion: 5,
+    compressor: 'lz4_block',
+    prefetchPatterns: ['/srv/app', '/bin/busybox'],
+  });
   const man = parseImageManifest((await c.getManifest(parseReference(target))).body);
   assert.equal(man.layers.at(-1)!.annotations?.[NydusAnnotation.FS_VERSION], '5');
   const boot = openBootstrap(await unpackBootstrapLayer(await c.getBlobBuffer(dstReg.host, 'multi/app', man.layers.at(-1)!.digest)));

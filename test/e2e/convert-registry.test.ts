@@ -39,10 +39,22 @@ after(async () => {
 
 test('ferry convert: docker-registry → docker-registry with upstream media types, annotations and diff_ids', async () => {
   const cache = join(dir, 'cache.db');
-  const r = await ferry(['convert', '--source', `${srcReg.host}/library/app:v1`, '--target', `${dstReg.host}/library/app:v1-nydus`,
-    '--with-referrer', '--cache', cache]);
+  const r = await ferry([
+    'convert',
+    '--source',
+    `${srcReg.host}/library/app:v1`,
+    '--target',
+    `${dstReg.host}/library/app:v1-nydus`,
+    '--with-referrer',
+    '--cache',
+    cache,
+  ]);
   assert.equal(r.code, 0, r.stderr);
-  const res = JSON.parse(r.stdout) as { targetDigest: string; layers: Array<{ cached: boolean; tarBytes: number }>; uncompressedBytes: number };
+  const res = JSON.parse(r.stdout) as {
+    targetDigest: string;
+    layers: Array<{ cached: boolean; tarBytes: number }>;
+    uncompressedBytes: number;
+  };
   assert.equal(res.layers.length, 3);
   assert.ok(res.layers.every((l) => !l.cached));
   assert.ok(res.uncompressedBytes > 3 * 1024 * 1024);
@@ -65,7 +77,10 @@ test('ferry convert: docker-registry → docker-registry with upstream media typ
   assert.equal(man.subject?.digest, image.manifestDigest);
   const cfg = parseImageConfig(await c.getBlobBuffer(dstReg.host, 'library/app', man.config.digest));
   assert.equal(cfg.rootfs.diff_ids.length, 4);
-  assert.deepEqual(cfg.rootfs.diff_ids.slice(0, 3), man.layers.slice(0, 3).map((l) => l.digest));
+  assert.deepEqual(
+    cfg.rootfs.diff_ids.slice(0, 3),
+    man.layers.slice(0, 3).map((l) => l.digest),
+  );
   assert.deepEqual(cfg.config?.Cmd, ['/srv/app/run.sh']);
   const bootLayer = await c.getBlobBuffer(dstReg.host, 'library/app', boot.digest);
   const bootstrap = await unpackBootstrapLayer(bootLayer);
@@ -99,18 +114,39 @@ test('ferry convert: docker-registry → docker-registry with upstream media typ
   assert.ok(chk.stdout.startsWith(`source ${image.manifestDigest} vs nydus sha256:`), chk.stdout);
 
   // --chunk-table keeps it (for upstream nydus-image check/merge); same tree, checks out too
-  const rt = await ferry(['convert', '--source', `${srcReg.host}/library/app:v1`, '--target', `${dstReg.host}/library/app:v1-table`, '--chunk-table', '--cache', cache]);
+  const rt = await ferry([
+    'convert',
+    '--source',
+    `${srcReg.host}/library/app:v1`,
+    '--target',
+    `${dstReg.host}/library/app:v1-table`,
+    '--chunk-table',
+    '--cache',
+    cache,
+  ]);
   assert.equal(rt.code, 0, rt.stderr);
   const tman = parseImageManifest((await c.getManifest(parseReference(`${dstReg.host}/library/app:v1-table`))).body);
   const tboot = openBootstrap(await unpackBootstrapLayer(await c.getBlobBuffer(dstReg.host, 'library/app', tman.layers.at(-1)!.digest)));
   assert.ok(tboot.summary().chunkTableEntries > 0);
-  assert.deepEqual(tman.layers.slice(0, -1).map((l) => l.digest), man.layers.slice(0, -1).map((l) => l.digest), 'same blobs');
+  assert.deepEqual(
+    tman.layers.slice(0, -1).map((l) => l.digest),
+    man.layers.slice(0, -1).map((l) => l.digest),
+    'same blobs',
+  );
   const tchk = await ferry(['check', '--source', `${srcReg.host}/library/app:v1`, '--target', `${dstReg.host}/library/app:v1-table`]);
   assert.equal(tchk.code, 0, tchk.stdout + tchk.stderr);
 
   // Same source again into another tag: every layer comes from the cache, same manifest content.
-  const r2 = await ferry(['convert', '--source', `${srcReg.host}/library/app:v1`, '--target', `${dstReg.host}/library/app:again`,
-    '--with-referrer', '--cache', cache]);
+  const r2 = await ferry([
+    'convert',
+    '--source',
+    `${srcReg.host}/library/app:v1`,
+    '--target',
+    `${dstReg.host}/library/app:again`,
+    '--with-referrer',
+    '--cache',
+    cache,
+  ]);
   assert.equal(r2.code, 0, r2.stderr);
   const res2 = JSON.parse(r2.stdout) as { layers: Array<{ cached: boolean }>; uncompressedBytes: number };
   assert.ok(res2.layers.every((l) => l.cached));
@@ -118,10 +154,24 @@ test('ferry convert: docker-registry → docker-registry with upstream media typ
 });
 
 test('ferry convert: clear errors for a missing source and a bad reference', async () => {
-  const r = await ferry(['convert', '--source', `${srcReg.host}/library/nope:v1`, '--target', `${dstReg.host}/library/nope:v1-nydus`, '--no-cache']);
+  const r = await ferry([
+    'convert',
+    '--source',
+    `${srcReg.host}/library/nope:v1`,
+    '--target',
+    `${dstReg.host}/library/nope:v1-nydus`,
+    '--no-cache',
+  ]);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /404|not found|MANIFEST_UNKNOWN|NAME_UNKNOWN/i);
-  const r3 = await ferry(['convert', '--source', `${dstReg.host}/library/app:v1-nydus`, '--target', `${dstReg.host}/library/app:twice`, '--no-cache']);
+  const r3 = await ferry([
+    'convert',
+    '--source',
+    `${dstReg.host}/library/app:v1-nydus`,
+    '--target',
+    `${dstReg.host}/library/app:twice`,
+    '--no-cache',
+  ]);
   assert.equal(r3.code, 1);
   assert.match(r3.stderr, /already a Nydus image/);
   const r2 = await ferry(['convert', '--source', 'UPPER/case', '--target', `${dstReg.host}/x:y`, '--no-cache']);
@@ -132,23 +182,55 @@ test('ferry convert: clear errors for a missing source and a bad reference', asy
 test('ferry check: reports differences and exits non-zero for a Nydus image of another source', async () => {
   const other = await makeTestImage(join(dir, 'img-b'), 'b');
   await pushImage(other.layoutDir, `${srcReg.host}/library/app:v2`);
-  const r = await ferry(['convert', '--source', `${srcReg.host}/library/app:v2`, '--target', `${dstReg.host}/library/app:v2-nydus`, '--no-cache']);
+  const r = await ferry([
+    'convert',
+    '--source',
+    `${srcReg.host}/library/app:v2`,
+    '--target',
+    `${dstReg.host}/library/app:v2-nydus`,
+    '--no-cache',
+  ]);
   assert.equal(r.code, 0, r.stderr);
   // v2's Nydus image checked against v1: /opq/new and /etc/motd differ in content
-  const chk = await ferry(['check', '--source', `${srcReg.host}/library/app:v1`, '--target', `${dstReg.host}/library/app:v2-nydus`, '--json']);
+  const chk = await ferry([
+    'check',
+    '--source',
+    `${srcReg.host}/library/app:v1`,
+    '--target',
+    `${dstReg.host}/library/app:v2-nydus`,
+    '--json',
+  ]);
   assert.equal(chk.code, 1, chk.stderr);
   const res = JSON.parse(chk.stdout) as { ok: boolean; differences: Array<{ path: string; what: string }> };
   assert.equal(res.ok, false);
   const paths = res.differences.map((d) => `${d.path}:${d.what}`).sort();
   assert.ok(paths.includes('etc/motd:content digest'), paths.join(' '));
-  assert.ok(paths.some((p) => p.startsWith('opq/new:')), paths.join(' '));
+  assert.ok(
+    paths.some((p) => p.startsWith('opq/new:')),
+    paths.join(' '),
+  );
 });
 
 test('ferry convert --chunk-dict: chunks already in the dictionary image are referenced, not stored again', async () => {
-  const plain = await ferry(['convert', '--source', `${srcReg.host}/library/app:v2`, '--target', `${dstReg.host}/library/app:v2-plain`, '--no-cache']);
+  const plain = await ferry([
+    'convert',
+    '--source',
+    `${srcReg.host}/library/app:v2`,
+    '--target',
+    `${dstReg.host}/library/app:v2-plain`,
+    '--no-cache',
+  ]);
   assert.equal(plain.code, 0, plain.stderr);
-  const withDict = await ferry(['convert', '--source', `${srcReg.host}/library/app:v2`, '--target', `${dstReg.host}/library/dedup:v2-nydus`, '--no-cache',
-    '--chunk-dict', `${dstReg.host}/library/app:v1-nydus`]);
+  const withDict = await ferry([
+    'convert',
+    '--source',
+    `${srcReg.host}/library/app:v2`,
+    '--target',
+    `${dstReg.host}/library/dedup:v2-nydus`,
+    '--no-cache',
+    '--chunk-dict',
+    `${dstReg.host}/library/app:v1-nydus`,
+  ]);
   assert.equal(withDict.code, 0, withDict.stderr);
   const c = new RegistryClient();
   const sizeOf = async (ref: string): Promise<{ own: number; layers: ImageManifest['layers'] }> => {
@@ -159,8 +241,14 @@ test('ferry convert --chunk-dict: chunks already in the dictionary image are ref
   const d = await sizeOf(`${dstReg.host}/library/dedup:v2-nydus`);
   const v1 = await sizeOf(`${dstReg.host}/library/app:v1-nydus`);
   const v1Blobs = new Set(v1.layers.slice(0, -1).map((l) => l.digest));
-  const newBytes = d.layers.slice(0, -1).filter((l) => !v1Blobs.has(l.digest)).reduce((a, l) => a + l.size, 0);
-  assert.ok(d.layers.some((l) => v1Blobs.has(l.digest)), 'a dictionary blob is a layer of the new image');
+  const newBytes = d.layers
+    .slice(0, -1)
+    .filter((l) => !v1Blobs.has(l.digest))
+    .reduce((a, l) => a + l.size, 0);
+  assert.ok(
+    d.layers.some((l) => v1Blobs.has(l.digest)),
+    'a dictionary blob is a layer of the new image',
+  );
   // The dictionary (v1's merged tree) holds busybox and the 1 MiB /data/big of layer 2, not the 3 MiB
   // lower /data/big that layer 2 hides: that one is stored again.
   assert.ok(newBytes < p.own * 0.7, `new blob bytes ${newBytes} vs ${p.own} without the dictionary`);
@@ -174,7 +262,14 @@ test('a Docker schema2 source converts too (Docker media types in, OCI Nydus man
   const c = new RegistryClient();
   const src = await c.getManifest(parseReference(`${srcReg.host}/library/docker:v1`));
   assert.equal(src.mediaType, MediaType.DOCKER_MANIFEST);
-  const r = await ferry(['convert', '--source', `${srcReg.host}/library/docker:v1`, '--target', `${dstReg.host}/library/docker:v1-nydus`, '--no-cache']);
+  const r = await ferry([
+    'convert',
+    '--source',
+    `${srcReg.host}/library/docker:v1`,
+    '--target',
+    `${dstReg.host}/library/docker:v1-nydus`,
+    '--no-cache',
+  ]);
   assert.equal(r.code, 0, r.stderr);
   const chk = await ferry(['check', '--source', `${srcReg.host}/library/docker:v1`, '--target', `${dstReg.host}/library/docker:v1-nydus`]);
   assert.equal(chk.code, 0, chk.stdout + chk.stderr);

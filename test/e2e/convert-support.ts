@@ -72,7 +72,10 @@ export interface FaultProxy {
 export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
   const up = new URL(upstream);
   const proxy: FaultProxy = {
-    host: '', url: '', rule: () => 'pass', requests: [],
+    host: '',
+    url: '',
+    rule: () => 'pass',
+    requests: [],
     close: async () => {},
   };
   const forward = (req: IncomingMessage, res: ServerResponse, throttleBps?: number): void => {
@@ -85,7 +88,10 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
         if (typeof v === 'string') h[k] = v.split(up.host).join(proxy.host);
       }
       res.writeHead(ur.statusCode ?? 502, h);
-      if (!throttleBps) { ur.pipe(res); return; }
+      if (!throttleBps) {
+        ur.pipe(res);
+        return;
+      }
       ur.on('data', (c: Buffer) => {
         ur.pause();
         res.write(c);
@@ -93,7 +99,10 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
       });
       ur.on('end', () => res.end());
     });
-    u.on('error', () => { if (!res.headersSent) res.writeHead(502); res.end(); });
+    u.on('error', () => {
+      if (!res.headersSent) res.writeHead(502);
+      res.end();
+    });
     req.pipe(u);
   };
   const server = createHttpServer((req, res) => {
@@ -101,16 +110,31 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     const a = proxy.rule(req.method ?? 'GET', path);
     proxy.requests.push({ method: req.method ?? '', path, action: typeof a === 'string' ? a : JSON.stringify(a) });
     if (proxy.requests.length > 5000) proxy.requests.splice(0, 1000);
-    if (a === 'fail503') { req.resume(); res.writeHead(503, { 'content-type': 'application/json' }); res.end('{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}'); return; }
-    if (a === 'drop') { req.socket.destroy(); return; }
-    if (typeof a === 'object' && 'delayMs' in a) { setTimeout(() => forward(req, res), a.delayMs); return; }
+    if (a === 'fail503') {
+      req.resume();
+      res.writeHead(503, { 'content-type': 'application/json' });
+      res.end('{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}');
+      return;
+    }
+    if (a === 'drop') {
+      req.socket.destroy();
+      return;
+    }
+    if (typeof a === 'object' && 'delayMs' in a) {
+      setTimeout(() => forward(req, res), a.delayMs);
+      return;
+    }
     forward(req, res, typeof a === 'object' && 'throttleBps' in a ? a.throttleBps : undefined);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
   proxy.host = `127.0.0.1:${port}`;
   proxy.url = `http://${proxy.host}`;
-  proxy.close = () => new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); });
+  proxy.close = () =>
+    new Promise<void>((r) => {
+      server.close(() => r());
+      server.closeAllConnections();
+    });
   return proxy;
 }
 
@@ -122,7 +146,9 @@ export async function eventually<T>(what: string, fn: () => Promise<T | undefine
     try {
       const v = await fn();
       if (v !== undefined) return v;
-    } catch (err) { last = err; }
+    } catch (err) {
+      last = err;
+    }
     await new Promise((r) => setTimeout(r, everyMs));
   }
   throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);

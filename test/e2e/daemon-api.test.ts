@@ -33,7 +33,14 @@ before(async () => {
   await writeFile(join(src, 'etc', 'greeting'), 'hello from ferry\n');
   blobs = join(dir, 'blobs');
   await mkdir(blobs);
-  const r = await buildLayer({ source: { dir: src }, blobDir: blobs, fsVersion: 6, compressor: 'lz4_block', chunkSize: 256 * 1024, digester: 'sha256' });
+  const r = await buildLayer({
+    source: { dir: src },
+    blobDir: blobs,
+    fsVersion: 6,
+    compressor: 'lz4_block',
+    chunkSize: 256 * 1024,
+    digester: 'sha256',
+  });
   boot = join(dir, 'image.boot');
   await writeFile(boot, r.bootstrap);
 });
@@ -41,9 +48,12 @@ before(async () => {
 after(async () => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   if (dir) {
-    for (const m of ['mnt-a', 'mnt-b', 'mnt-cli', 'mnt-pf', 'mnt-pf2']) if (mountsAt(join(dir, m)).length) await pexec('umount', ['-l', join(dir, m)]).catch(() => undefined);
+    for (const m of ['mnt-a', 'mnt-b', 'mnt-cli', 'mnt-pf', 'mnt-pf2'])
+      if (mountsAt(join(dir, m)).length) await pexec('umount', ['-l', join(dir, m)]).catch(() => undefined);
     const { stdout } = await pexec('losetup', ['-J', '-l']).catch(() => ({ stdout: '' }));
-    for (const l of (stdout.trim() ? (JSON.parse(stdout) as { loopdevices: Array<{ name: string; 'back-file'?: string }> }).loopdevices : [])) {
+    for (const l of stdout.trim()
+      ? (JSON.parse(stdout) as { loopdevices: Array<{ name: string; 'back-file'?: string }> }).loopdevices
+      : []) {
       if (l['back-file']?.startsWith(dir)) await pexec('losetup', ['-d', l.name]).catch(() => undefined);
     }
     await rm(dir, { recursive: true, force: true }).catch(() => undefined);
@@ -51,7 +61,9 @@ after(async () => {
 });
 
 function startDaemon(sock: string, dataDir: string): ChildProcess {
-  const c = spawn(process.execPath, [FERRY_BIN, 'daemon', '--apisock', sock, '--data-dir', dataDir], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const c = spawn(process.execPath, [FERRY_BIN, 'daemon', '--apisock', sock, '--data-dir', dataDir], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   c.stderr!.resume();
   children.push(c);
   return c;
@@ -59,12 +71,21 @@ function startDaemon(sock: string, dataDir: string): ChildProcess {
 
 async function waitReady(client: DaemonClient): Promise<void> {
   for (let i = 0; i < 100; i++) {
-    try { await client.info(); return; } catch { await new Promise((r) => setTimeout(r, 100)); }
+    try {
+      await client.info();
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
   throw new Error('daemon did not come up');
 }
 
-const exited = (c: ChildProcess): Promise<number | null> => new Promise((r) => { if (c.exitCode !== null || c.signalCode !== null) r(c.exitCode); else c.once('exit', (code) => r(code)); });
+const exited = (c: ChildProcess): Promise<number | null> =>
+  new Promise((r) => {
+    if (c.exitCode !== null || c.signalCode !== null) r(c.exitCode);
+    else c.once('exit', (code) => r(code));
+  });
 
 test('ferry daemon: API mount/list/metrics/umount, SIGKILL + restart restores, SIGTERM unmounts', async () => {
   const sock = join(dir, 'daemon.sock');
@@ -72,8 +93,20 @@ test('ferry daemon: API mount/list/metrics/umount, SIGKILL + restart restores, S
   let d = startDaemon(sock, data);
   const client = new DaemonClient(sock);
   await waitReady(client);
-  const a = { id: 'a', mountpoint: join(dir, 'mnt-a'), bootstrapPath: boot, mode: 'erofs' as const, backend: { type: 'localfs' as const, dir: blobs } };
-  const b = { id: 'b', mountpoint: join(dir, 'mnt-b'), bootstrapPath: boot, mode: 'fuse' as const, backend: { type: 'localfs' as const, dir: blobs } };
+  const a = {
+    id: 'a',
+    mountpoint: join(dir, 'mnt-a'),
+    bootstrapPath: boot,
+    mode: 'erofs' as const,
+    backend: { type: 'localfs' as const, dir: blobs },
+  };
+  const b = {
+    id: 'b',
+    mountpoint: join(dir, 'mnt-b'),
+    bootstrapPath: boot,
+    mode: 'fuse' as const,
+    backend: { type: 'localfs' as const, dir: blobs },
+  };
   const ia = await client.mount(a);
   assert.equal(ia.activeMode, 'erofs');
   assert.equal((await client.mount(b)).activeMode, 'fuse');
@@ -117,12 +150,32 @@ test('ferry daemon: API mount/list/metrics/umount, SIGKILL + restart restores, S
 
 test('ferry mount: foreground until SIGTERM', async () => {
   const mnt = join(dir, 'mnt-cli');
-  const c = spawn(process.execPath, [FERRY_BIN, 'mount', '--bootstrap', boot, '--blob-dir', blobs, '--mountpoint', mnt, '--mode', 'fuse', '--data-dir', join(dir, 'cli-data')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const c = spawn(
+    process.execPath,
+    [
+      FERRY_BIN,
+      'mount',
+      '--bootstrap',
+      boot,
+      '--blob-dir',
+      blobs,
+      '--mountpoint',
+      mnt,
+      '--mode',
+      'fuse',
+      '--data-dir',
+      join(dir, 'cli-data'),
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   children.push(c);
   c.stderr!.resume();
   const line = await new Promise<string>((resolve, reject) => {
     let out = '';
-    c.stdout!.on('data', (x: Buffer) => { out += x.toString(); if (out.includes('\n')) resolve(out.split('\n')[0]!); });
+    c.stdout!.on('data', (x: Buffer) => {
+      out += x.toString();
+      if (out.includes('\n')) resolve(out.split('\n')[0]!);
+    });
     c.once('exit', (code) => reject(new Error(`ferry mount exited ${code}`)));
   });
   assert.equal(JSON.parse(line).mode, 'fuse');
@@ -133,9 +186,21 @@ test('ferry mount: foreground until SIGTERM', async () => {
 });
 
 test('prefetch: the whole image, or a path list, lands in the cache in the background', async () => {
-  const daemon = new Daemon({ log: silentLogger(), dataDir: join(dir, 'pf-data'), config: { fs_prefetch: { enable: true, bandwidth_rate: '64MiB' } } });
+  const daemon = new Daemon({
+    log: silentLogger(),
+    dataDir: join(dir, 'pf-data'),
+    config: { fs_prefetch: { enable: true, bandwidth_rate: '64MiB' } },
+  });
   try {
-    const all = await daemon.mount({ id: 'pf', mountpoint: join(dir, 'mnt-pf'), bootstrapPath: boot, mode: 'fuse', prefetch: true, cacheDir: join(dir, 'pf-cache'), backend: { type: 'localfs', dir: blobs } });
+    const all = await daemon.mount({
+      id: 'pf',
+      mountpoint: join(dir, 'mnt-pf'),
+      bootstrapPath: boot,
+      mode: 'fuse',
+      prefetch: true,
+      cacheDir: join(dir, 'pf-cache'),
+      backend: { type: 'localfs', dir: blobs },
+    });
     await daemon.prefetchIdle(all.id);
     const m = await daemon.get(all.id);
     assert.ok(m.stats!.chunksTotal > 0);
@@ -145,10 +210,21 @@ test('prefetch: the whole image, or a path list, lands in the cache in the backg
     assert.equal(await readFile(join(all.mountpoint, 'etc/greeting'), 'utf8'), 'hello from ferry\n');
     assert.equal((await daemon.get(all.id)).metrics.bytesFetched, fetched, 'reads after prefetch fetch nothing');
 
-    const some = await daemon.mount({ id: 'pf2', mountpoint: join(dir, 'mnt-pf2'), bootstrapPath: boot, mode: 'erofs', prefetch: ['/etc'], cacheDir: join(dir, 'pf2-cache'), backend: { type: 'localfs', dir: blobs } });
+    const some = await daemon.mount({
+      id: 'pf2',
+      mountpoint: join(dir, 'mnt-pf2'),
+      bootstrapPath: boot,
+      mode: 'erofs',
+      prefetch: ['/etc'],
+      cacheDir: join(dir, 'pf2-cache'),
+      backend: { type: 'localfs', dir: blobs },
+    });
     await daemon.prefetchIdle(some.id);
     const m2 = await daemon.get(some.id);
-    assert.ok(m2.metrics.chunksCached > 0 && m2.metrics.chunksCached < m2.stats!.chunksTotal, `only /etc prefetched (${m2.metrics.chunksCached}/${m2.stats!.chunksTotal})`);
+    assert.ok(
+      m2.metrics.chunksCached > 0 && m2.metrics.chunksCached < m2.stats!.chunksTotal,
+      `only /etc prefetched (${m2.metrics.chunksCached}/${m2.stats!.chunksTotal})`,
+    );
   } finally {
     await daemon.close();
   }

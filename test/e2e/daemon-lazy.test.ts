@@ -38,18 +38,40 @@ let want: string[];
 const served = (): Promise<number> => metricValue(reg.metrics, 'ferry_registry_blob_bytes_served_total');
 
 before(async () => {
-  requirePrereqs({ root: true, devices: ['/dev/fuse', '/dev/loop-control'], commands: ['mount', 'umount', 'losetup', 'getfattr', 'chroot', 'debootstrap'] });
+  requirePrereqs({
+    root: true,
+    devices: ['/dev/fuse', '/dev/loop-control'],
+    commands: ['mount', 'umount', 'losetup', 'getfattr', 'chroot', 'debootstrap'],
+  });
   dir = await mkdtemp(join(tmpdir(), 'ferry-daemon-e2e-'));
   rootfs = await debootstrapRootfs({ include: ['python3'] });
   reg = await startRegistry({ listen: '127.0.0.1:0', dataDir: join(dir, 'registry'), adminPassword: PASSWORD, log: silentLogger() });
-  img = await buildAndPush({ rootfs, host: reg.host, repo: 'library/debian', tag: 'nydus', password: PASSWORD, workDir: join(dir, 'build') });
+  img = await buildAndPush({
+    rootfs,
+    host: reg.host,
+    repo: 'library/debian',
+    tag: 'nydus',
+    password: PASSWORD,
+    workDir: join(dir, 'build'),
+  });
   want = await describeTree(rootfs);
 });
 
 after(async () => {
   await reg?.close();
   if (dir) {
-    for (const m of ['erofs', 'fuse', 'fault-erofs', 'fault-fuse', 'corrupt', 'cli', 'lean-erofs', 'lean-fuse', 'lean-fetch', 'lean-corrupt']) {
+    for (const m of [
+      'erofs',
+      'fuse',
+      'fault-erofs',
+      'fault-fuse',
+      'corrupt',
+      'cli',
+      'lean-erofs',
+      'lean-fuse',
+      'lean-fetch',
+      'lean-corrupt',
+    ]) {
       if (mountsAt(join(dir, `mnt-${m}`)).length) await pexec('umount', ['-l', join(dir, `mnt-${m}`)]).catch(() => undefined);
     }
     await rm(dir, { recursive: true, force: true });
@@ -58,7 +80,11 @@ after(async () => {
 
 function request(mode: 'erofs' | 'fuse', name: string = mode, cacheDir = join(dir, `cache-${name}`)): MountRequest {
   return {
-    id: `e2e-${name}`, mountpoint: join(dir, `mnt-${name}`), bootstrapPath: img.bootstrapPath, mode, cacheDir,
+    id: `e2e-${name}`,
+    mountpoint: join(dir, `mnt-${name}`),
+    bootstrapPath: img.bootstrapPath,
+    mode,
+    cacheDir,
     backend: { type: 'registry', host: reg.host, repo: img.repo, insecure: true },
   };
 }
@@ -87,14 +113,18 @@ for (const mode of ['erofs', 'fuse'] as const) {
         const m2 = (await daemon.get(req.id)).metrics;
         assert.equal((await served()) - s0, m2.bytesFetched);
         const f2 = m2.bytesFetched / img.blobSize;
-        t.diagnostic(`${mode}: + python3 -c 'print(1)' fetched ${m2.bytesFetched} bytes in all (${(f2 * 100).toFixed(2)} %), ${m2.chunksCached} chunks cached`);
+        t.diagnostic(
+          `${mode}: + python3 -c 'print(1)' fetched ${m2.bytesFetched} bytes in all (${(f2 * 100).toFixed(2)} %), ${m2.chunksCached} chunks cached`,
+        );
         assert.ok(f2 < 0.35, `python3 start fetched ${(f2 * 100).toFixed(2)} % of the image`);
 
         const got = await describeTree(req.mountpoint);
         assert.equal(got.length, want.length);
         assert.deepEqual(got, want);
         const m3 = (await daemon.get(req.id)).metrics;
-        t.diagnostic(`${mode}: full walk: ${m3.bytesFetched} bytes fetched, ${m3.chunksCached} chunks cached, hit ratio ${m3.cacheHitRatio.toFixed(3)}`);
+        t.diagnostic(
+          `${mode}: full walk: ${m3.bytesFetched} bytes fetched, ${m3.chunksCached} chunks cached, hit ratio ${m3.cacheHitRatio.toFixed(3)}`,
+        );
         await daemon.umount(req.id);
         assert.equal(mountsAt(req.mountpoint).length, 0);
 
@@ -124,11 +154,18 @@ test('a bootstrap without chunk table: CI tables from blob.meta or the blob, dig
   assert.equal(openBootstrap(lean).summary().chunkTableEntries, 0);
   const withMeta = join(dir, 'lean-meta');
   const without = join(dir, 'lean-fetch');
-  for (const d of [withMeta, without]) { await mkdir(d, { recursive: true }); await writeFile(join(d, 'image.boot'), lean); }
+  for (const d of [withMeta, without]) {
+    await mkdir(d, { recursive: true });
+    await writeFile(join(d, 'image.boot'), lean);
+  }
   await writeFile(join(withMeta, `${img.blobId}.blob.meta`), img.blobMeta);
   const daemon = new Daemon({ log: silentLogger(), dataDir: join(dir, 'data-lean') });
   try {
-    for (const [name, bootDir, mode] of [['lean-erofs', withMeta, 'erofs'], ['lean-fuse', withMeta, 'fuse'], ['lean-fetch', without, 'erofs']] as const) {
+    for (const [name, bootDir, mode] of [
+      ['lean-erofs', withMeta, 'erofs'],
+      ['lean-fuse', withMeta, 'fuse'],
+      ['lean-fetch', without, 'erofs'],
+    ] as const) {
       const req: MountRequest = { ...request(mode, name), bootstrapPath: join(bootDir, 'image.boot') };
       const s0 = await served();
       await daemon.mount(req);
@@ -157,7 +194,11 @@ test('a bootstrap without chunk table: CI tables from blob.meta or the blob, dig
     one[0] = one[0]! ^ 0x5a;
     await fh.write(one, 0, 1, at);
     await fh.close();
-    const creq: MountRequest = { ...request('fuse', 'lean-corrupt'), bootstrapPath: join(withMeta, 'image.boot'), backend: { type: 'localfs', dir: blobs } };
+    const creq: MountRequest = {
+      ...request('fuse', 'lean-corrupt'),
+      bootstrapPath: join(withMeta, 'image.boot'),
+      backend: { type: 'localfs', dir: blobs },
+    };
     await daemon.mount(creq);
     await assert.rejects(readFile(join(creq.mountpoint, 'etc/os-release')), { code: 'EIO' });
     assert.ok((await daemon.get(creq.id)).metrics.backendErrors >= 1);
@@ -169,7 +210,10 @@ test('a bootstrap without chunk table: CI tables from blob.meta or the blob, dig
 // How soon the EIO comes is the device's request deadline, checked on a fake clock in
 // storage/device.test.ts; here only that it comes (the test's timeout bounds a hang).
 test('daemon faults: registry stopped → EIO → recovery; corrupt chunk → EIO', { timeout: 300_000 }, async (t) => {
-  const config = { device: { backend: { type: 'registry' as const, config: { timeout: 1, retry_limit: 0 } } }, ferry: { request_deadline: '3s' } };
+  const config = {
+    device: { backend: { type: 'registry' as const, config: { timeout: 1, retry_limit: 0 } } },
+    ferry: { request_deadline: '3s' },
+  };
   const daemon = new Daemon({ log: silentLogger(), dataDir: join(dir, 'data-fault'), config });
   try {
     for (const mode of ['erofs', 'fuse'] as const) {
@@ -206,7 +250,10 @@ test('daemon faults: registry stopped → EIO → recovery; corrupt chunk → EI
     const mm = info.stats?.digestMismatches ?? 0;
     assert.ok(mm >= 2 && mm % 2 === 0, `digest mismatches ${mm}: fetched and refetched once per failed read`);
     // Other files still read fine.
-    assert.equal(await readFile(join(creq.mountpoint, 'etc/debian_version'), 'utf8'), await readFile(join(rootfs, 'etc/debian_version'), 'utf8'));
+    assert.equal(
+      await readFile(join(creq.mountpoint, 'etc/debian_version'), 'utf8'),
+      await readFile(join(rootfs, 'etc/debian_version'), 'utf8'),
+    );
   } finally {
     await daemon.close();
   }
@@ -215,12 +262,19 @@ test('daemon faults: registry stopped → EIO → recovery; corrupt chunk → EI
 test('ferry mount --image: bootstrap from the registry, lazy reads, unmount on SIGTERM', async () => {
   const mnt = join(dir, 'mnt-cli');
   const s0 = await served();
-  const c = spawn(process.execPath, [FERRY_BIN, 'mount', '--image', img.ref, '--insecure', '--mountpoint', mnt, '--data-dir', join(dir, 'cli-data')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const c = spawn(
+    process.execPath,
+    [FERRY_BIN, 'mount', '--image', img.ref, '--insecure', '--mountpoint', mnt, '--data-dir', join(dir, 'cli-data')],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   c.stderr!.resume();
   try {
     const line = await new Promise<string>((resolve, reject) => {
       let out = '';
-      c.stdout!.on('data', (x: Buffer) => { out += x.toString(); if (out.includes('\n')) resolve(out.split('\n')[0]!); });
+      c.stdout!.on('data', (x: Buffer) => {
+        out += x.toString();
+        if (out.includes('\n')) resolve(out.split('\n')[0]!);
+      });
       c.once('exit', (code) => reject(new Error(`ferry mount exited ${code}`)));
     });
     assert.equal(JSON.parse(line).mode, 'erofs');
@@ -229,7 +283,10 @@ test('ferry mount --image: bootstrap from the registry, lazy reads, unmount on S
     assert.ok(fetched < img.blobSize * 0.1, `fetched ${fetched} bytes (bootstrap layer + os-release chunk)`);
   } finally {
     c.kill('SIGTERM');
-    await new Promise((r) => { if (c.exitCode !== null) r(null); else c.once('exit', r); });
+    await new Promise((r) => {
+      if (c.exitCode !== null) r(null);
+      else c.once('exit', r);
+    });
   }
   assert.equal(c.exitCode, 0);
   assert.equal(mountsAt(mnt).length, 0);

@@ -42,9 +42,15 @@ function metric(text: string, name: string, labels: Record<string, string> = {})
   return sum;
 }
 
-interface Peer { proc: FerryProc; proxy: string; upload: string }
+interface Peer {
+  proc: FerryProc;
+  proxy: string;
+  upload: string;
+}
 
-test('lazy reads through real ferry peers: no fallback, the registry serves the first peer only, the second node costs it nothing', { timeout: 600_000 }, async (t) => {
+test('lazy reads through real ferry peers: no fallback, the registry serves the first peer only, the second node costs it nothing', {
+  timeout: 600_000,
+}, async (t) => {
   requirePrereqs({ root: true, devices: ['/dev/fuse'], commands: ['mount', 'umount'] });
   const dir = await mkdtemp(join(tmpdir(), 'ferry-daemon-p2p-'));
   const procs: FerryProc[] = [];
@@ -61,7 +67,14 @@ test('lazy reads through real ferry peers: no fallback, the registry serves the 
     await writeFile(join(src, 'etc', 'os-release'), 'NAME="ferry p2p e2e"\n');
     const files = { 'opt/data.bin': randomBytes(5 * MiB + 123), 'opt/more.bin': randomBytes(3 * MiB) };
     for (const [p, b] of Object.entries(files)) await writeFile(join(src, p), b);
-    const img = await buildAndPush({ rootfs: src, host: reg.host, repo: 'library/p2p', tag: 'nydus', password: PASSWORD, workDir: join(dir, 'build') });
+    const img = await buildAndPush({
+      rootfs: src,
+      host: reg.host,
+      repo: 'library/p2p',
+      tag: 'nydus',
+      password: PASSWORD,
+      workDir: join(dir, 'build'),
+    });
 
     const sched = await spawnFerry(FERRY_BIN, ['scheduler', '--listen', '127.0.0.1:0'], { ready: /scheduler listening on/ });
     procs.push(sched);
@@ -69,8 +82,25 @@ test('lazy reads through real ferry peers: no fallback, the registry serves the 
     const cfg = join(dir, 'peer.yaml');
     await writeFile(cfg, `proxy:\n  allowedHosts: ["${reg.host}"]\ndownload:\n  directBelow: 0\n`);
     const startPeer = async (name: string): Promise<Peer> => {
-      const proc = await spawnFerry(FERRY_BIN, ['peer', '--config', cfg, '--scheduler', schedUrl, '--data', join(dir, name),
-        '--proxy-listen', '127.0.0.1:0', '--upload-listen', '127.0.0.1:0', '--hostname', name], { ready: /HTTPS_PROXY=/ });
+      const proc = await spawnFerry(
+        FERRY_BIN,
+        [
+          'peer',
+          '--config',
+          cfg,
+          '--scheduler',
+          schedUrl,
+          '--data',
+          join(dir, name),
+          '--proxy-listen',
+          '127.0.0.1:0',
+          '--upload-listen',
+          '127.0.0.1:0',
+          '--hostname',
+          name,
+        ],
+        { ready: /HTTPS_PROXY=/ },
+      );
       procs.push(proc);
       const m = /proxy (http:\/\/127\.0\.0\.1:\d+), upload (http:\/\/127\.0\.0\.1:\d+)/.exec(proc.output());
       assert.ok(m, proc.output());
@@ -84,7 +114,11 @@ test('lazy reads through real ferry peers: no fallback, the registry serves the 
     const blobGets = (): Promise<number> => metricValue(reg.metrics, 'ferry_registry_requests_total', { route: 'blob', method: 'GET' });
     const mount = async (name: string, proxy: string): Promise<MountRequest> => {
       const req: MountRequest = {
-        id: `p2p-${name}`, mountpoint: join(dir, `mnt-${name}`), bootstrapPath: img.bootstrapPath, mode: 'fuse', cacheDir: join(dir, `cache-${name}`),
+        id: `p2p-${name}`,
+        mountpoint: join(dir, `mnt-${name}`),
+        bootstrapPath: img.bootstrapPath,
+        mode: 'fuse',
+        cacheDir: join(dir, `cache-${name}`),
         backend: { type: 'registry', host: reg.host, repo: img.repo, insecure: true, proxy },
       };
       await mkdir(req.mountpoint, { recursive: true });
@@ -103,11 +137,16 @@ test('lazy reads through real ferry peers: no fallback, the registry serves the 
     const infoA = await daemon.get(a.id);
     const textA = await metricsOf(peerA);
     const fetchedA = infoA.metrics.bytesFetched;
-    t.diagnostic(`node A: ${infoA.stats?.requests} backend requests, ${fetchedA} bytes; peer A: ${metric(textA, 'ferry_peer_proxy_request_via_p2p_total')} P2P requests, ` +
-      `${metric(textA, 'ferry_peer_download_traffic_bytes_total', { type: 'BACK_TO_SOURCE' })} bytes back to source; registry served ${(await served()) - s0}`);
+    t.diagnostic(
+      `node A: ${infoA.stats?.requests} backend requests, ${fetchedA} bytes; peer A: ${metric(textA, 'ferry_peer_proxy_request_via_p2p_total')} P2P requests, ` +
+        `${metric(textA, 'ferry_peer_download_traffic_bytes_total', { type: 'BACK_TO_SOURCE' })} bytes back to source; registry served ${(await served()) - s0}`,
+    );
     assert.ok(fetchedA >= 8 * MiB, `node A fetched ${fetchedA} bytes`);
     assert.equal(infoA.stats?.proxyFallbacks, 0, 'no read fell back to the registry');
-    assert.ok(metric(textA, 'ferry_peer_proxy_request_via_p2p_total') >= infoA.stats!.requests, 'every backend request was served P2P by peer A');
+    assert.ok(
+      metric(textA, 'ferry_peer_proxy_request_via_p2p_total') >= infoA.stats!.requests,
+      'every backend request was served P2P by peer A',
+    );
     assert.equal(metric(textA, 'ferry_peer_proxy_served_bytes_total'), fetchedA, 'peer A served the daemon every byte it fetched');
     const backA = metric(textA, 'ferry_peer_download_traffic_bytes_total', { type: 'BACK_TO_SOURCE' });
     assert.ok(backA >= fetchedA, `peer A fetched ${backA} bytes from the registry for ${fetchedA}`);
@@ -116,7 +155,7 @@ test('lazy reads through real ferry peers: no fallback, the registry serves the 
     // Peer A's tasks are complete (bounded wait for the event) before node B asks for the same ranges.
     let open = -1;
     for (let i = 0; i < 200 && open !== 0; i++) {
-      const tasks = await (await fetch(`${peerA.upload}/api/v1/tasks`)).json() as Array<{ done: boolean }>;
+      const tasks = (await (await fetch(`${peerA.upload}/api/v1/tasks`)).json()) as Array<{ done: boolean }>;
       open = tasks.filter((x) => !x.done).length;
       if (open) await sleep(50);
     }
@@ -131,18 +170,40 @@ test('lazy reads through real ferry peers: no fallback, the registry serves the 
     const infoB = await daemon.get(b.id);
     const textB = await metricsOf(peerB);
     assert.ok(infoB.metrics.bytesFetched >= 8 * MiB);
-    t.diagnostic(`node B: ${infoB.stats?.requests} backend requests; registry: ${(await blobGets()) - g1} blob GETs, ${(await served()) - s1} bytes; ` +
-      `peer B: ${metric(textB, 'ferry_peer_download_traffic_bytes_total', { type: 'BACK_TO_SOURCE' })} bytes back to source, ` +
-      `${metric(textB, 'ferry_peer_download_traffic_bytes_total', { type: 'REMOTE_PEER' })} from peers`);
+    t.diagnostic(
+      `node B: ${infoB.stats?.requests} backend requests; registry: ${(await blobGets()) - g1} blob GETs, ${(await served()) - s1} bytes; ` +
+        `peer B: ${metric(textB, 'ferry_peer_download_traffic_bytes_total', { type: 'BACK_TO_SOURCE' })} bytes back to source, ` +
+        `${metric(textB, 'ferry_peer_download_traffic_bytes_total', { type: 'REMOTE_PEER' })} from peers`,
+    );
     // What the peers and the scheduler warned about, to tell a slow machine from a broken path on failure.
-    const warnings = (): string => [['peer B', peerB.proc], ['peer A', peerA.proc], ['scheduler', sched]]
-      .map(([n, p]) => `${n}:\n${(p as FerryProc).output().split('\n').filter((l) => /"level":(4|5)\d/.test(l)).slice(-20).join('\n')}`).join('\n');
+    const warnings = (): string =>
+      [
+        ['peer B', peerB.proc],
+        ['peer A', peerA.proc],
+        ['scheduler', sched],
+      ]
+        .map(
+          ([n, p]) =>
+            `${n}:\n${(p as FerryProc)
+              .output()
+              .split('\n')
+              .filter((l) => /"level":(4|5)\d/.test(l))
+              .slice(-20)
+              .join('\n')}`,
+        )
+        .join('\n');
     assert.equal(infoB.stats?.proxyFallbacks, 0, 'no read fell back to the registry');
     assert.equal((await blobGets()) - g1, 0, `no blob request reached the registry\n${warnings()}`);
     assert.equal((await served()) - s1, 0, 'the registry served no blob bytes');
     assert.equal(metric(textB, 'ferry_peer_download_traffic_bytes_total', { type: 'BACK_TO_SOURCE' }), 0);
-    assert.ok(metric(textB, 'ferry_peer_download_traffic_bytes_total', { type: 'REMOTE_PEER' }) >= infoB.metrics.bytesFetched, 'peer B got the bytes from another peer');
-    assert.ok(metric(await metricsOf(peerA), 'ferry_peer_upload_traffic_bytes_total') - upA0 >= infoB.metrics.bytesFetched, 'peer A uploaded them');
+    assert.ok(
+      metric(textB, 'ferry_peer_download_traffic_bytes_total', { type: 'REMOTE_PEER' }) >= infoB.metrics.bytesFetched,
+      'peer B got the bytes from another peer',
+    );
+    assert.ok(
+      metric(await metricsOf(peerA), 'ferry_peer_upload_traffic_bytes_total') - upA0 >= infoB.metrics.bytesFetched,
+      'peer A uploaded them',
+    );
     assert.equal(metric(textB, 'ferry_peer_proxy_served_bytes_total'), infoB.metrics.bytesFetched);
 
     // Control: node B's peer is gone. Reads still work — through the registry — and the counters

@@ -23,13 +23,22 @@ async function allXattrs(dir: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   // No `cwd: dir`: the child's chdir into a FUSE mount served by this very process would happen
   // while the parent is suspended in vfork, and deadlock it.
-  const { stdout } = await pexec('getfattr', ['-R', '-d', '-m', '-', '-h', '-e', 'hex', '--absolute-names', dir], { maxBuffer: 256 * 1024 * 1024 }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
+  const { stdout } = await pexec('getfattr', ['-R', '-d', '-m', '-', '-h', '-e', 'hex', '--absolute-names', dir], {
+    maxBuffer: 256 * 1024 * 1024,
+  }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
   const prefix = dir.replace(/\/+$/, '');
   let cur = '';
   let acc: string[] = [];
-  const flush = (): void => { if (cur && acc.length) out.set(cur, acc.sort().join(',')); acc = []; };
+  const flush = (): void => {
+    if (cur && acc.length) out.set(cur, acc.sort().join(','));
+    acc = [];
+  };
   for (const line of stdout.split('\n')) {
-    if (line.startsWith('# file: ')) { flush(); cur = line.slice(8).slice(prefix.length).replace(/^\//, ''); continue; }
+    if (line.startsWith('# file: ')) {
+      flush();
+      cur = line.slice(8).slice(prefix.length).replace(/^\//, '');
+      continue;
+    }
     if (line.includes('=')) acc.push(line.trim());
   }
   flush();
@@ -52,11 +61,16 @@ export async function describeTree(dir: string, opts: { xattrs?: boolean; mtime?
         const key = String(st.ino);
         const prev = st.nlink > 1 ? firstPath.get(key) : undefined;
         if (prev) what = `hardlink:${prev}`;
-        else { if (st.nlink > 1) firstPath.set(key, r); what = `${st.size}:${await fileDigest(p)}`; }
+        else {
+          if (st.nlink > 1) firstPath.set(key, r);
+          what = `${st.size}:${await fileDigest(p)}`;
+        }
       } else if (st.isSymbolicLink()) what = `-> ${await readlink(p)}`;
       else if (st.isCharacterDevice() || st.isBlockDevice()) what = `dev ${st.rdev}`;
       else what = '';
-      lines.push(`${r} ${st.mode.toString(8)} ${st.uid}:${st.gid} ${what}${opts.mtime ? ` m${Math.floor(st.mtimeMs / 1000)}` : ''} ${xa.get(r) ?? ''}`.trimEnd());
+      lines.push(
+        `${r} ${st.mode.toString(8)} ${st.uid}:${st.gid} ${what}${opts.mtime ? ` m${Math.floor(st.mtimeMs / 1000)}` : ''} ${xa.get(r) ?? ''}`.trimEnd(),
+      );
       if (st.isDirectory()) await walk(r);
     }
   }
@@ -88,9 +102,25 @@ export interface PushedImage {
 }
 
 /** rootfs dir → buildLayer (one RAFS v6 layer) → blob + bootstrap layer + manifest pushed to the registry. */
-export async function buildAndPush(o: { rootfs: string; host: string; repo: string; tag: string; password: string; workDir: string; chunkSize?: number; digester?: 'sha256' | 'blake3' }): Promise<PushedImage> {
+export async function buildAndPush(o: {
+  rootfs: string;
+  host: string;
+  repo: string;
+  tag: string;
+  password: string;
+  workDir: string;
+  chunkSize?: number;
+  digester?: 'sha256' | 'blake3';
+}): Promise<PushedImage> {
   const t0 = Date.now();
-  const r = await buildLayer({ source: { dir: o.rootfs }, blobDir: o.workDir, fsVersion: 6, compressor: 'zstd', chunkSize: o.chunkSize ?? 1024 * 1024, digester: o.digester ?? 'blake3' });
+  const r = await buildLayer({
+    source: { dir: o.rootfs },
+    blobDir: o.workDir,
+    fsVersion: 6,
+    compressor: 'zstd',
+    chunkSize: o.chunkSize ?? 1024 * 1024,
+    digester: o.digester ?? 'blake3',
+  });
   const buildMs = Date.now() - t0;
   const bootstrapPath = join(o.workDir, 'image.boot');
   await writeFile(bootstrapPath, r.bootstrap);
@@ -99,15 +129,28 @@ export async function buildAndPush(o: { rootfs: string; host: string; repo: stri
   const bl = await packBootstrapLayer(r.bootstrap);
   const blDigest = `sha256:${_h('sha256').update(bl.blob).digest('hex')}`;
   await client.pushBlob(o.host, o.repo, blDigest, bl.blob.length, bl.blob);
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [`sha256:${r.blobId}`, bl.diffId] } }));
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      config: {},
+      rootfs: { type: 'layers', diff_ids: [`sha256:${r.blobId}`, bl.diffId] },
+    }),
+  );
   const cfgDigest = `sha256:${_h('sha256').update(config).digest('hex')}`;
   await client.pushBlob(o.host, o.repo, cfgDigest, config.length, config);
   const manifest = {
-    schemaVersion: 2, mediaType: MediaType.OCI_MANIFEST,
+    schemaVersion: 2,
+    mediaType: MediaType.OCI_MANIFEST,
     config: { mediaType: MediaType.OCI_CONFIG, digest: cfgDigest, size: config.length },
     layers: [
       { mediaType: MediaType.NYDUS_BLOB, digest: `sha256:${r.blobId}`, size: r.blobSize, annotations: { [NydusAnnotation.BLOB]: 'true' } },
-      { mediaType: MediaType.OCI_LAYER_GZIP, digest: blDigest, size: bl.blob.length, annotations: { [NydusAnnotation.BOOTSTRAP]: 'true', [NydusAnnotation.FS_VERSION]: '6' } },
+      {
+        mediaType: MediaType.OCI_LAYER_GZIP,
+        digest: blDigest,
+        size: bl.blob.length,
+        annotations: { [NydusAnnotation.BOOTSTRAP]: 'true', [NydusAnnotation.FS_VERSION]: '6' },
+      },
     ],
   };
   const ref = `${o.host}/${o.repo}:${o.tag}`;

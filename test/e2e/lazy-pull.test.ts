@@ -12,7 +12,15 @@ import { mkdir, mkdtemp, rm, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requirePrereqs } from '../support/prereq.js';
-import { buildOciImage, debootstrapRootfs, exec, pushImage, startContainerd, whiteout, type Containerd } from '../../src/bench/env/index.js';
+import {
+  buildOciImage,
+  debootstrapRootfs,
+  exec,
+  pushImage,
+  startContainerd,
+  whiteout,
+  type Containerd,
+} from '../../src/bench/env/index.js';
 import { startRegistry, type RegistryHandle } from '../../src/registry/index.js';
 import { metricValue, createLogger } from '../../src/observe/index.js';
 import { parseSnapshotterConfig } from '../../src/config/snapshotter.js';
@@ -39,7 +47,9 @@ before(async () => {
   requirePrereqs({ root: true, commands: ['containerd', 'ctr', 'runc', 'skopeo', 'debootstrap', 'fusermount3'], devices: ['/dev/fuse'] });
   dir = await mkdtemp(join(tmpdir(), 'ferry-lazy-'));
   reg = await startRegistry({
-    listen: '127.0.0.1:0', dataDir: join(dir, 'reg'), adminPassword: PW,
+    listen: '127.0.0.1:0',
+    dataDir: join(dir, 'reg'),
+    adminPassword: PW,
     config: { webhook: { settleDelay: 200, pollInterval: 100 } },
   });
   accel = await startAccelFor(reg, dir, PW);
@@ -70,7 +80,11 @@ before(async () => {
 
   const log = createLogger({ name: 'lazy-e2e', level: process.env.FERRY_TEST_LOG ?? 'silent' });
   const config = parseSnapshotterConfig({ address: join(dir, 'snap.sock'), root: join(dir, 'snaproot') });
-  snap = await startSnapshotter({ config, log, lazyFs: new Daemon({ log, dataDir: join(dir, 'daemon'), config: { amplify_io: config.daemon.amplifyIo } }) });
+  snap = await startSnapshotter({
+    config,
+    log,
+    lazyFs: new Daemon({ log, dataDir: join(dir, 'daemon'), config: { amplify_io: config.daemon.amplifyIo } }),
+  });
   cd = await startContainerd({ dir: join(dir, 'cd'), snapshotters: { ferry: snap.address } });
 });
 
@@ -85,17 +99,40 @@ after(async () => {
 test('ferry pull of the Nydus image downloads no layer; ctr run reads a file and runs binaries; small fraction fetched', async () => {
   const before0 = await served();
   // through the snapshotter's pull API: the pull runs in the snapshotter, which mounts early
-  const pull = await ferry(['pull', '--address', cd.address, '--namespace', cd.namespace, '--plain-http', '--json',
-    '--snapshotter-api', snap.apiAddress, nydusRef]);
+  const pull = await ferry([
+    'pull',
+    '--address',
+    cd.address,
+    '--namespace',
+    cd.namespace,
+    '--plain-http',
+    '--json',
+    '--snapshotter-api',
+    snap.apiAddress,
+    nydusRef,
+  ]);
   assert.equal(pull.code, 0, pull.stderr);
   const res = JSON.parse(pull.stdout) as { layers: Array<{ how: string }> };
-  assert.deepEqual(res.layers.map((l) => l.how), ['remote', 'remote', 'remote']); // 2 blob layers + bootstrap
+  assert.deepEqual(
+    res.layers.map((l) => l.how),
+    ['remote', 'remote', 'remote'],
+  ); // 2 blob layers + bootstrap
   // containerd sees the committed remote snapshots
   const sn = await cd.ctr(['snapshots', '--snapshotter', 'ferry', 'ls']);
   assert.equal(sn.stdout.trim().split('\n').length, 4, sn.stdout);
 
-  const run = await cd.ctr(['run', '--rm', '--snapshotter', 'ferry', nydusRef, 'lazy-1', '/bin/bash', '-c',
-    'cat /srv/app/message.txt; /srv/app/run.sh; test -e /etc/motd && echo LEAK || echo whiteout-ok; dpkg-query -W -f \'${Package}\\n\' dpkg']);
+  const run = await cd.ctr([
+    'run',
+    '--rm',
+    '--snapshotter',
+    'ferry',
+    nydusRef,
+    'lazy-1',
+    '/bin/bash',
+    '-c',
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own ${Package} format, not a template
+    "cat /srv/app/message.txt; /srv/app/run.sh; test -e /etc/motd && echo LEAK || echo whiteout-ok; dpkg-query -W -f '${Package}\\n' dpkg",
+  ]);
   assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
   assert.equal(run.stdout, 'hello from a lazily loaded layer\nscript ran in bash 5\nwhiteout-ok\ndpkg\n');
   const fetched = (await served()) - before0;
@@ -130,20 +167,45 @@ test('ferry trace push shares what the run read; a fresh node prefetches it at m
   let cd2: Containerd | undefined;
   try {
     cd2 = await startContainerd({ dir: join(dir, 'cd2'), snapshotters: { ferry: snap2.address } });
-    const pull = await ferry(['pull', '--address', cd2.address, '--namespace', cd2.namespace, '--plain-http', '--snapshotter-api', snap2.apiAddress, nydusRef]);
+    const pull = await ferry([
+      'pull',
+      '--address',
+      cd2.address,
+      '--namespace',
+      cd2.namespace,
+      '--plain-http',
+      '--snapshotter-api',
+      snap2.apiAddress,
+      nydusRef,
+    ]);
     assert.equal(pull.code, 0, pull.stderr);
     let mounts = await snap2.lazy!.mounts();
-    for (let i = 0; i < 100 && mounts.length === 0; i++) { await new Promise((r) => setTimeout(r, 100)); mounts = await snap2.lazy!.mounts(); }
+    for (let i = 0; i < 100 && mounts.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      mounts = await snap2.lazy!.mounts();
+    }
     assert.equal(mounts.length, 1);
     await daemon2.prefetchIdle(mounts[0]!.id);
     const pre = await daemon2.get(mounts[0]!.id);
     assert.ok((pre.stats?.prefetchedBytes ?? 0) > 0, 'the trace was prefetched at mount');
-    const run = await cd2.ctr(['run', '--rm', '--snapshotter', 'ferry', nydusRef, 'lazy-t', '/bin/bash', '-c',
-      'cat /srv/app/message.txt; /srv/app/run.sh; test -e /etc/motd && echo LEAK || echo whiteout-ok; dpkg-query -W -f \'${Package}\\n\' dpkg']);
+    const run = await cd2.ctr([
+      'run',
+      '--rm',
+      '--snapshotter',
+      'ferry',
+      nydusRef,
+      'lazy-t',
+      '/bin/bash',
+      '-c',
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own ${Package} format, not a template
+      "cat /srv/app/message.txt; /srv/app/run.sh; test -e /etc/motd && echo LEAK || echo whiteout-ok; dpkg-query -W -f '${Package}\\n' dpkg",
+    ]);
     assert.equal(run.code, 0, run.stderr);
     assert.equal(run.stdout, 'hello from a lazily loaded layer\nscript ran in bash 5\nwhiteout-ok\ndpkg\n');
     const post = await daemon2.get(mounts[0]!.id);
-    process.stdout.write(`# trace: ${chunks} chunks, prefetched ${pre.stats?.prefetchedBytes} B; requests at mount ${pre.stats?.requests}, after the run ${post.stats?.requests}\n`);
+    process.stdout.write(
+      `# trace: ${chunks} chunks, prefetched ${pre.stats?.prefetchedBytes} B; requests at mount ${pre.stats?.requests}, after the run ${post.stats?.requests}\n`,
+    );
     assert.equal(post.stats?.requests, pre.stats?.requests, 'the run read only what the trace had prefetched');
   } finally {
     await cd2?.stop();
@@ -154,8 +216,17 @@ test('ferry trace push shares what the run read; a fresh node prefetches it at m
 test('daemon.tracePush: a canary snapshotter pushes its trace for an image that has none', async () => {
   // the same image in another repository: no trace there yet (referrers are per repository)
   const ref2 = `${reg.host}/library/deb2:v1-nydus`;
-  const pushed = await exec('skopeo', ['copy', '--src-tls-verify=false', '--dest-tls-verify=false', '--src-creds', `admin:${PW}`, '--dest-creds', `admin:${PW}`,
-    `docker://${ociRef}`, `docker://${reg.host}/library/deb2:v1`]);
+  const pushed = await exec('skopeo', [
+    'copy',
+    '--src-tls-verify=false',
+    '--dest-tls-verify=false',
+    '--src-creds',
+    `admin:${PW}`,
+    '--dest-creds',
+    `admin:${PW}`,
+    `docker://${ociRef}`,
+    `docker://${reg.host}/library/deb2:v1`,
+  ]);
   assert.equal(pushed.code, 0, pushed.stderr);
   const creds = ['--plain-http', '--user', `admin:${PW}`];
   let ready = false;
@@ -165,14 +236,31 @@ test('daemon.tracePush: a canary snapshotter pushes its trace for an image that 
   }
   assert.ok(ready, `ferry accel did not produce ${ref2} within 120 s`);
   const log = createLogger({ name: 'lazy-e2e-3', level: process.env.FERRY_TEST_LOG ?? 'silent' });
-  const config = parseSnapshotterConfig({ address: join(dir, 'snap3.sock'), root: join(dir, 'snaproot3'), daemon: { tracePush: true, tracePushAfter: '500ms' } });
+  const config = parseSnapshotterConfig({
+    address: join(dir, 'snap3.sock'),
+    root: join(dir, 'snaproot3'),
+    daemon: { tracePush: true, tracePushAfter: '500ms' },
+  });
   const snap3 = await startSnapshotter({
-    config, log, lazyFs: new Daemon({ log, dataDir: join(dir, 'daemon3') }), credentials: () => ({ username: 'admin', password: PW }),
+    config,
+    log,
+    lazyFs: new Daemon({ log, dataDir: join(dir, 'daemon3') }),
+    credentials: () => ({ username: 'admin', password: PW }),
   });
   let cd3: Containerd | undefined;
   try {
     cd3 = await startContainerd({ dir: join(dir, 'cd3'), snapshotters: { ferry: snap3.address } });
-    const pull = await ferry(['pull', '--address', cd3.address, '--namespace', cd3.namespace, '--plain-http', '--snapshotter-api', snap3.apiAddress, ref2]);
+    const pull = await ferry([
+      'pull',
+      '--address',
+      cd3.address,
+      '--namespace',
+      cd3.namespace,
+      '--plain-http',
+      '--snapshotter-api',
+      snap3.apiAddress,
+      ref2,
+    ]);
     assert.equal(pull.code, 0, pull.stderr);
     const run = await cd3.ctr(['run', '--rm', '--snapshotter', 'ferry', ref2, 'lazy-p', '/bin/cat', '/srv/app/message.txt']);
     assert.equal(run.stdout, 'hello from a lazily loaded layer\n', run.stderr);
@@ -196,19 +284,39 @@ test('two containers share one lazy mount; writes stay in each container', async
     assert.equal(r.code, 0, r.stderr);
   }
   try {
-    const w = await cd.ctr(['tasks', 'exec', '--exec-id', 'w1', 'share-a', '/bin/sh', '-c', 'echo changed-by-a > /srv/app/message.txt; echo new > /new-in-a']);
+    const w = await cd.ctr([
+      'tasks',
+      'exec',
+      '--exec-id',
+      'w1',
+      'share-a',
+      '/bin/sh',
+      '-c',
+      'echo changed-by-a > /srv/app/message.txt; echo new > /new-in-a',
+    ]);
     assert.equal(w.code, 0, w.stderr);
     const ra = await cd.ctr(['tasks', 'exec', '--exec-id', 'r1', 'share-a', '/bin/cat', '/srv/app/message.txt']);
     assert.equal(ra.stdout, 'changed-by-a\n');
-    const rb = await cd.ctr(['tasks', 'exec', '--exec-id', 'r2', 'share-b', '/bin/sh', '-c', 'cat /srv/app/message.txt; test -e /new-in-a && echo LEAK || echo isolated']);
+    const rb = await cd.ctr([
+      'tasks',
+      'exec',
+      '--exec-id',
+      'r2',
+      'share-b',
+      '/bin/sh',
+      '-c',
+      'cat /srv/app/message.txt; test -e /new-in-a && echo LEAK || echo isolated',
+    ]);
     assert.equal(rb.stdout, 'hello from a lazily loaded layer\nisolated\n');
     const mounts = await snap.lazy!.mounts();
     assert.equal(mounts.length, 1, 'one lazy mount for both containers');
-    const lowers = await Promise.all(['share-a', 'share-b'].map(async (id) => {
-      const info = snap.snapshotter.list([]).find((i) => i.kind === 'ACTIVE' && i.name.endsWith(`/${id}`));
-      assert.ok(info, `active snapshot of ${id}`);
-      return (await snap.snapshotter.mounts(info.name))[0]!.options.find((o) => o.startsWith('lowerdir='));
-    }));
+    const lowers = await Promise.all(
+      ['share-a', 'share-b'].map(async (id) => {
+        const info = snap.snapshotter.list([]).find((i) => i.kind === 'ACTIVE' && i.name.endsWith(`/${id}`));
+        assert.ok(info, `active snapshot of ${id}`);
+        return (await snap.snapshotter.mounts(info.name))[0]!.options.find((o) => o.startsWith('lowerdir='));
+      }),
+    );
     assert.equal(lowers[0], lowers[1]);
     assert.equal(lowers[0], `lowerdir=${mounts[0]!.mountpoint}`);
   } finally {
@@ -227,8 +335,21 @@ test('the ordinary OCI image of the same content runs through the ferry snapshot
   // in this process (--local), not through the snapshotter
   const pull = await ferry(['pull', '--address', cd.address, '--namespace', cd.namespace, '--plain-http', '--json', '--local', ociRef]);
   assert.equal(pull.code, 0, pull.stderr);
-  assert.deepEqual((JSON.parse(pull.stdout) as { layers: Array<{ how: string }> }).layers.map((l) => l.how), ['applied', 'applied']);
-  const run = await cd.ctr(['run', '--rm', '--snapshotter', 'ferry', ociRef, 'oci-1', '/bin/bash', '-c', 'cat /srv/app/message.txt; /srv/app/run.sh']);
+  assert.deepEqual(
+    (JSON.parse(pull.stdout) as { layers: Array<{ how: string }> }).layers.map((l) => l.how),
+    ['applied', 'applied'],
+  );
+  const run = await cd.ctr([
+    'run',
+    '--rm',
+    '--snapshotter',
+    'ferry',
+    ociRef,
+    'oci-1',
+    '/bin/bash',
+    '-c',
+    'cat /srv/app/message.txt; /srv/app/run.sh',
+  ]);
   assert.equal(run.code, 0, run.stderr);
   assert.equal(run.stdout, 'hello from a lazily loaded layer\nscript ran in bash 5\n');
 });
@@ -243,7 +364,18 @@ test('removing the Nydus image unmounts and deletes the lazy image', async () =>
 test('ctr-remote images rpull --snapshotter ferry pulls the Nydus image lazily (stargz label family)', async () => {
   requirePrereqs({ commands: ['ctr-remote'] });
   const before0 = await served();
-  const r = await exec('ctr-remote', ['--address', cd.address, '-n', cd.namespace, 'images', 'rpull', '--plain-http', '--snapshotter', 'ferry', nydusRef]);
+  const r = await exec('ctr-remote', [
+    '--address',
+    cd.address,
+    '-n',
+    cd.namespace,
+    'images',
+    'rpull',
+    '--plain-http',
+    '--snapshotter',
+    'ferry',
+    nydusRef,
+  ]);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(snap.snapshotter.list([]).filter((i) => i.labels['containerd.io/snapshot/remote']).length, 3);
   const run = await cd.ctr(['run', '--rm', '--snapshotter', 'ferry', nydusRef, 'rpull-1', '/bin/cat', '/srv/app/message.txt']);

@@ -178,9 +178,17 @@ test('--spawn-daemon: the snapshotter starts a detached ferry daemon that keeps 
   } finally {
     await cd.stop();
     await snap.stop();
-    try { process.kill(daemonPid, 'SIGTERM'); } catch { /* gone */ }
+    try {
+      process.kill(daemonPid, 'SIGTERM');
+    } catch {
+      /* gone */
+    }
     for (let i = 0; i < 100; i++) {
-      try { process.kill(daemonPid, 0); } catch { break; }
+      try {
+        process.kill(daemonPid, 0);
+      } catch {
+        break;
+      }
       await new Promise((res) => setTimeout(res, 100));
     }
   }

@@ -34,7 +34,9 @@ test('p2p CLIs reject bad input clearly', async () => {
     assert.equal(g2.code, 1);
     assert.match(g2.stderr, /peer 127\.0\.0\.1:1/);
     assert.equal(existsSync(join(dir, 'out')) || existsSync(join(dir, 'out.part')), false);
-  } finally { rmSync(dir, { recursive: true, force: true }); }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('ferry peer prints its containerd snippets (one per allowed registry, each accepted by the proxy); ferry get downloads through it', async () => {
@@ -42,8 +44,25 @@ test('ferry peer prints its containerd snippets (one per allowed registry, each 
   const origin = await startOrigin();
   const second = await startOrigin();
   writeFileSync(join(dir, 'peer.yaml'), 'proxy:\n  registryMirror:\n    nsScheme: http\n');
-  const peer = await spawnFerry(FERRY_BIN, ['peer', '--data', join(dir, 'data'), '--proxy-listen', '127.0.0.1:0', '--upload-listen', '127.0.0.1:0',
-    '--registry-mirror', origin.url, '--allow-host', second.host, '--config', join(dir, 'peer.yaml')], { ready: /HTTPS_PROXY=/ });
+  const peer = await spawnFerry(
+    FERRY_BIN,
+    [
+      'peer',
+      '--data',
+      join(dir, 'data'),
+      '--proxy-listen',
+      '127.0.0.1:0',
+      '--upload-listen',
+      '127.0.0.1:0',
+      '--registry-mirror',
+      origin.url,
+      '--allow-host',
+      second.host,
+      '--config',
+      join(dir, 'peer.yaml'),
+    ],
+    { ready: /HTTPS_PROXY=/ },
+  );
   try {
     const out = peer.output();
     assert.match(out, new RegExp(`certs.d/${origin.host.replace(/\./g, '\\.')}/hosts.toml`));
@@ -64,20 +83,42 @@ test('ferry peer prints its containerd snippets (one per allowed registry, each 
     const blob = origin.addBlob('library/cli', randomBlob(5 * 1024 * 1024));
     const g = await runFerry(FERRY_BIN, ['get', blob.url, '-O', join(dir, 'blob'), '--peer', proxy]);
     assert.equal(g.code, 0, g.stderr);
-    assert.equal(`sha256:${createHash('sha256').update(readFileSync(join(dir, 'blob'))).digest('hex')}`, blob.digest);
-    const missing = await runFerry(FERRY_BIN, ['get', `${origin.url}/v2/library/cli/blobs/sha256:${'1'.repeat(64)}`, '-O', join(dir, 'nope'), '--peer', proxy]);
+    assert.equal(
+      `sha256:${createHash('sha256')
+        .update(readFileSync(join(dir, 'blob')))
+        .digest('hex')}`,
+      blob.digest,
+    );
+    const missing = await runFerry(FERRY_BIN, [
+      'get',
+      `${origin.url}/v2/library/cli/blobs/sha256:${'1'.repeat(64)}`,
+      '-O',
+      join(dir, 'nope'),
+      '--peer',
+      proxy,
+    ]);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /404/);
     assert.equal(existsSync(join(dir, 'nope')), false);
-  } finally { await peer.stop(); await origin.close(); await second.close(); rmSync(dir, { recursive: true, force: true }); }
+  } finally {
+    await peer.stop();
+    await origin.close();
+    await second.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('a scheduler or peer reachable from the network needs a cluster secret; the flag and the environment variable supply one', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ferry-p2p-cli-'));
   try {
-    const p = await runFerry(FERRY_BIN, ['peer', '--data', dir, '--proxy-listen', '127.0.0.1:0', '--upload-listen', '0.0.0.0:0'], { env: { FERRY_CLUSTER_TOKEN: '' } });
+    const p = await runFerry(FERRY_BIN, ['peer', '--data', dir, '--proxy-listen', '127.0.0.1:0', '--upload-listen', '0.0.0.0:0'], {
+      env: { FERRY_CLUSTER_TOKEN: '' },
+    });
     assert.equal(p.code, 1);
-    assert.match(p.stderr, /no cluster secret is configured.*cluster\.tokenFile.*FERRY_CLUSTER_TOKEN.*--cluster-token-file.*--upload-listen 127\.0\.0\.1:0/s);
+    assert.match(
+      p.stderr,
+      /no cluster secret is configured.*cluster\.tokenFile.*FERRY_CLUSTER_TOKEN.*--cluster-token-file.*--upload-listen 127\.0\.0\.1:0/s,
+    );
     const s = await runFerry(FERRY_BIN, ['scheduler', '--listen', '0.0.0.0:0'], { env: { FERRY_CLUSTER_TOKEN: '' } });
     assert.equal(s.code, 1);
     assert.match(s.stderr, /no cluster secret is configured.*--listen 127\.0\.0\.1:0/s);
@@ -86,10 +127,14 @@ test('a scheduler or peer reachable from the network needs a cluster secret; the
     const f = await runFerry(FERRY_BIN, ['scheduler', '--listen', '0.0.0.0:0', '--cluster-token-file', join(dir, 'token')]);
     assert.equal(f.code, 1);
     assert.match(f.stderr, new RegExp(`cluster secret in ${join(dir, 'token').replace(/[.]/g, '\\.')} too short`));
-    const e = await runFerry(FERRY_BIN, ['peer', '--data', dir, '--proxy-listen', '127.0.0.1:0', '--upload-listen', '0.0.0.0:0'], { env: { FERRY_CLUSTER_TOKEN: 'short' } });
+    const e = await runFerry(FERRY_BIN, ['peer', '--data', dir, '--proxy-listen', '127.0.0.1:0', '--upload-listen', '0.0.0.0:0'], {
+      env: { FERRY_CLUSTER_TOKEN: 'short' },
+    });
     assert.equal(e.code, 1);
     assert.match(e.stderr, /cluster secret too short/);
-  } finally { rmSync(dir, { recursive: true, force: true }); }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('ferry get checks registry blobs: a lying registry fails naming the digest; a peer copy altered on disk is dropped and fetched again', async () => {
@@ -113,15 +158,28 @@ test('ferry get checks registry blobs: a lying registry fails naming the digest;
     assert.equal(existsSync(join(dir, 'lie')) || existsSync(join(dir, 'lie.part')), false, 'no output file');
     // ferry get checks by itself: a "peer" that answers 200 with a complete body of other bytes.
     let asked = 0;
-    const liar = createServer((_req, res) => { asked++; res.writeHead(200, { 'content-length': bad.length }); res.end(bad); });
+    const liar = createServer((_req, res) => {
+      asked++;
+      res.writeHead(200, { 'content-length': bad.length });
+      res.end(bad);
+    });
     await new Promise<void>((r) => liar.listen(0, '127.0.0.1', () => r()));
     try {
-      const g = await runFerry(FERRY_BIN, ['get', lie.url, '-O', join(dir, 'lie'), '--peer', `127.0.0.1:${(liar.address() as AddressInfo).port}`]);
+      const g = await runFerry(FERRY_BIN, [
+        'get',
+        lie.url,
+        '-O',
+        join(dir, 'lie'),
+        '--peer',
+        `127.0.0.1:${(liar.address() as AddressInfo).port}`,
+      ]);
       assert.equal(g.code, 1, g.stderr);
       assert.match(g.stderr, new RegExp(`blob ${digest} did not verify: the bytes received hash to sha256:`));
       assert.equal(asked, 2, 'tried twice');
       assert.equal(existsSync(join(dir, 'lie')) || existsSync(join(dir, 'lie.part')), false, 'no output file');
-    } finally { liar.close(); }
+    } finally {
+      liar.close();
+    }
 
     // 2. A good blob, fetched, then altered on disk with its crc32 rewritten to match (only the
     //    whole-blob digest can tell), and the peer restarted (so it loads the altered metadata).
@@ -149,5 +207,9 @@ test('ferry get checks registry blobs: a lying registry fails naming the digest;
     assert.match(g3.stderr, /trying again/, 'the first transfer was aborted by the peer');
     assert.equal(shaOf(join(dir, 'two')), blob.digest);
     assert.ok(origin.blobBytes() - before >= blob.data.length, 'the dropped copy was fetched again');
-  } finally { await peer.stop(); await origin.close(); rmSync(dir, { recursive: true, force: true }); }
+  } finally {
+    await peer.stop();
+    await origin.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

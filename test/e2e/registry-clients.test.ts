@@ -10,7 +10,15 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requirePrereqs } from '../support/prereq.js';
-import { buildOciImage, busyboxRootfs, exec, pushImage, startContainerd, type BuiltImage, type Containerd } from '../../src/bench/env/index.js';
+import {
+  buildOciImage,
+  busyboxRootfs,
+  exec,
+  pushImage,
+  startContainerd,
+  type BuiltImage,
+  type Containerd,
+} from '../../src/bench/env/index.js';
 import { startTestRegistry, type TestRegistry } from '../../src/registry/testing/client.js';
 
 describe('ferry registry with skopeo and containerd', () => {
@@ -22,8 +30,14 @@ describe('ferry registry with skopeo and containerd', () => {
 
   async function robot(name: string, actions: string[]): Promise<string> {
     const r = await reg.req('/api/v2.0/robots', {
-      method: 'POST', headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ name, level: 'project', duration: -1, permissions: [{ kind: 'project', namespace: 'library', access: actions.map((action) => ({ resource: 'repository', action })) }] }),
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        name,
+        level: 'project',
+        duration: -1,
+        permissions: [{ kind: 'project', namespace: 'library', access: actions.map((action) => ({ resource: 'repository', action })) }],
+      }),
     });
     assert.equal(r.status, 201);
     const b = (await r.json()) as { name: string; secret: string };
@@ -39,7 +53,9 @@ describe('ferry registry with skopeo and containerd', () => {
     const out = await mkdtemp(join(work, 'pull-'));
     const r = await skopeo(['copy', '--src-tls-verify=false', ...(creds ? [`--src-creds=${creds}`] : []), `docker://${ref}`, `dir:${out}`]);
     assert.equal(r.code, 0, r.stderr);
-    return `sha256:${createHash('sha256').update(await readFile(join(out, 'manifest.json'))).digest('hex')}`;
+    return `sha256:${createHash('sha256')
+      .update(await readFile(join(out, 'manifest.json')))
+      .digest('hex')}`;
   }
 
   before(async () => {
@@ -47,7 +63,11 @@ describe('ferry registry with skopeo and containerd', () => {
     work = await mkdtemp(join(tmpdir(), 'ferry-reg-e2e-'));
     reg = await startTestRegistry();
     await busyboxRootfs(join(work, 'rootfs'));
-    img = await buildOciImage({ layers: [join(work, 'rootfs')], outDir: join(work, 'layout'), config: { Cmd: ['/bin/sh', '-c', 'echo hello from ferry'] } });
+    img = await buildOciImage({
+      layers: [join(work, 'rootfs')],
+      outDir: join(work, 'layout'),
+      config: { Cmd: ['/bin/sh', '-c', 'echo hello from ferry'] },
+    });
   });
   after(async () => {
     await ctd?.stop();
@@ -69,8 +89,14 @@ describe('ferry registry with skopeo and containerd', () => {
     const raw = await skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${reg.host}/library/busybox:v2s2`]);
     assert.equal((JSON.parse(raw.stdout) as { mediaType: string }).mediaType, 'application/vnd.docker.distribution.manifest.v2+json');
     assert.equal(await pullDigest(`${reg.host}/library/busybox:v2s2`), pushed);
-    const copy = await skopeo(['copy', '--src-tls-verify=false', '--dest-tls-verify=false', `--dest-creds=${admin}`,
-      `docker://${reg.host}/library/busybox:v2s2`, `docker://${reg.host}/mirror/busybox:v2s2`]);
+    const copy = await skopeo([
+      'copy',
+      '--src-tls-verify=false',
+      '--dest-tls-verify=false',
+      `--dest-creds=${admin}`,
+      `docker://${reg.host}/library/busybox:v2s2`,
+      `docker://${reg.host}/mirror/busybox:v2s2`,
+    ]);
     assert.equal(copy.code, 0, copy.stderr);
     assert.equal(await pullDigest(`${reg.host}/mirror/busybox:v2s2`, admin), pushed);
   });
@@ -93,7 +119,15 @@ describe('ferry registry with skopeo and containerd', () => {
     ctd = await startContainerd({ dir: join(work, 'ctd') });
     const pull = await ctd.ctr(['images', 'pull', '--plain-http', ref]);
     assert.equal(pull.code, 0, pull.stderr);
-    const run = await ctd.ctr(['run', '--rm', ref, 'ferry-reg-e2e', '/bin/sh', '-c', 'echo hello from ferry; busybox | head -1 | cut -c1-7']);
+    const run = await ctd.ctr([
+      'run',
+      '--rm',
+      ref,
+      'ferry-reg-e2e',
+      '/bin/sh',
+      '-c',
+      'echo hello from ferry; busybox | head -1 | cut -c1-7',
+    ]);
     assert.equal(run.code, 0, run.stderr);
     assert.equal(run.stdout.replace(/\r/g, ''), 'hello from ferry\nBusyBox\n');
     const v2 = await ctd.ctr(['images', 'pull', '--plain-http', `${reg.host}/library/busybox:v2s2`]);

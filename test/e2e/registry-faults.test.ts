@@ -22,7 +22,8 @@ const children: ChildProcess[] = [];
 
 async function startChild(dataDir: string): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(process.execPath, [FERRY_BIN, 'registry', '--listen', '127.0.0.1:0', '--data', dataDir, '--admin-password', PW], {
-    stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FERRY_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, FERRY_LOG_LEVEL: 'warn' },
   });
   children.push(child);
   const url = await new Promise<string>((resolve, reject) => {
@@ -31,9 +32,15 @@ async function startChild(dataDir: string): Promise<{ child: ChildProcess; url: 
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
       const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) { clearTimeout(timer); resolve(m[1]!); }
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
     });
-    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`registry exited ${code}: ${out}`)); });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`registry exited ${code}: ${out}`));
+    });
   });
   child.stderr!.resume();
   return { child, url };
@@ -78,7 +85,9 @@ describe('registry under faults', () => {
     let stop = false;
     // Requests fail once the registry is killed; a failure before that is the test's failure.
     let killed = false;
-    const afterKillOnly = (err: unknown): void => { if (!killed) throw err; };
+    const afterKillOnly = (err: unknown): void => {
+      if (!killed) throw err;
+    };
     const big = randomBytes(8 * 1024 * 1024);
     const bigDigest = sha256(big);
 
@@ -92,7 +101,11 @@ describe('registry under faults', () => {
       const chunk = 64 * 1024;
       while (!stop && ackedBytes < big.length) {
         const body = big.subarray(ackedBytes, ackedBytes + chunk);
-        const p = await fetch(sessionUrl, { method: 'PATCH', body, headers: { authorization: AUTH, 'content-range': `${ackedBytes}-${ackedBytes + body.length - 1}` } });
+        const p = await fetch(sessionUrl, {
+          method: 'PATCH',
+          body,
+          headers: { authorization: AUTH, 'content-range': `${ackedBytes}-${ackedBytes + body.length - 1}` },
+        });
         assert.equal(p.status, 202, `PATCH at ${ackedBytes}`);
         ackedBytes += body.length;
         await new Promise((res) => setTimeout(res, 25));
@@ -100,20 +113,30 @@ describe('registry under faults', () => {
     })().catch(afterKillOnly);
 
     // Several writers pushing small images in a loop.
-    const writers = Array.from({ length: 4 }, (_, w) => (async () => {
-      for (let i = 0; !stop && i < 500; i++) {
-        const img = makeImage(`fault-${w}-${i}-${Math.random()}`);
-        const repo = `library/w${w}`;
-        for (const data of [img.config, img.layer]) {
-          const d = sha256(data);
-          const r = await fetch(`${url}/v2/${repo}/blobs/uploads/?digest=${d}`, { method: 'POST', body: data, headers: { authorization: AUTH } });
-          if (r.status !== 201) throw new Error(`blob push ${r.status}`);
+    const writers = Array.from({ length: 4 }, (_, w) =>
+      (async () => {
+        for (let i = 0; !stop && i < 500; i++) {
+          const img = makeImage(`fault-${w}-${i}-${Math.random()}`);
+          const repo = `library/w${w}`;
+          for (const data of [img.config, img.layer]) {
+            const d = sha256(data);
+            const r = await fetch(`${url}/v2/${repo}/blobs/uploads/?digest=${d}`, {
+              method: 'POST',
+              body: data,
+              headers: { authorization: AUTH },
+            });
+            if (r.status !== 201) throw new Error(`blob push ${r.status}`);
+          }
+          const m = await fetch(`${url}/v2/${repo}/manifests/t${i}`, {
+            method: 'PUT',
+            body: img.manifest,
+            headers: { authorization: AUTH, 'content-type': OCI_MANIFEST },
+          });
+          if (m.status !== 201) throw new Error(`manifest push ${m.status}`);
+          acked.push({ repo, tag: `t${i}`, digest: img.digest });
         }
-        const m = await fetch(`${url}/v2/${repo}/manifests/t${i}`, { method: 'PUT', body: img.manifest, headers: { authorization: AUTH, 'content-type': OCI_MANIFEST } });
-        if (m.status !== 201) throw new Error(`manifest push ${m.status}`);
-        acked.push({ repo, tag: `t${i}`, digest: img.digest });
-      }
-    })().catch(afterKillOnly));
+      })().catch(afterKillOnly),
+    );
 
     // Kill once pushes are flowing (bounded wait), in the middle of whatever is in flight.
     for (let i = 0; i < 200 && (acked.length < 5 || ackedBytes === 0); i++) await new Promise((res) => setTimeout(res, 50));
@@ -125,7 +148,10 @@ describe('registry under faults', () => {
     await slow;
     await Promise.all(writers);
     assert.ok(acked.length > 0, 'some pushes were acknowledged before the kill');
-    assert.ok(sessionUrl && ackedBytes > 0 && ackedBytes < big.length, `the large upload was cut off midway (${ackedBytes} bytes acknowledged)`);
+    assert.ok(
+      sessionUrl && ackedBytes > 0 && ackedBytes < big.length,
+      `the large upload was cut off midway (${ackedBytes} bytes acknowledged)`,
+    );
 
     const files = await checkBlobFiles(dataDir);
     assert.ok(files >= acked.length);
@@ -143,7 +169,10 @@ describe('registry under faults', () => {
     for (const repo of cat.repositories) {
       const tags = (await (await fetch(`${url2}/v2/${repo}/tags/list`, { headers: { authorization: AUTH } })).json()) as { tags: string[] };
       for (const t of tags.tags) {
-        const m = (await (await fetch(`${url2}/v2/${repo}/manifests/${t}`, { headers: { authorization: AUTH } })).json()) as { config: { digest: string }; layers: Array<{ digest: string }> };
+        const m = (await (await fetch(`${url2}/v2/${repo}/manifests/${t}`, { headers: { authorization: AUTH } })).json()) as {
+          config: { digest: string };
+          layers: Array<{ digest: string }>;
+        };
         for (const d of [m.config.digest, ...m.layers.map((l) => l.digest)]) {
           const b = await fetch(`${url2}/v2/${repo}/blobs/${d}`, { headers: { authorization: AUTH } });
           assert.equal(b.status, 200);
@@ -153,7 +182,10 @@ describe('registry under faults', () => {
     }
     // The cut-off large blob is not visible, and finishing its session with the digest cannot
     // produce a corrupt blob: either the bytes are complete or it is DIGEST_INVALID.
-    assert.equal((await fetch(`${url2}/v2/library/big/blobs/${bigDigest}`, { method: 'HEAD', headers: { authorization: AUTH } })).status, 404);
+    assert.equal(
+      (await fetch(`${url2}/v2/library/big/blobs/${bigDigest}`, { method: 'HEAD', headers: { authorization: AUTH } })).status,
+      404,
+    );
     // The session survived the kill (an upload is a file in uploads/) with at least every
     // acknowledged byte; closing it with the digest cannot produce a corrupt blob.
     const rel = new URL(sessionUrl).pathname;
@@ -164,10 +196,17 @@ describe('registry under faults', () => {
     const fin = await fetch(`${url2}${rel}?digest=${bigDigest}`, { method: 'PUT', headers: { authorization: AUTH } });
     // Complete bytes commit; partial ones are DIGEST_INVALID: never a corrupt blob.
     assert.equal(fin.status, got === big.length ? 201 : 400);
-    assert.equal((await fetch(`${url2}/v2/library/big/blobs/${bigDigest}`, { method: 'HEAD', headers: { authorization: AUTH } })).status, got === big.length ? 200 : 404,
-      'a partial upload closed with the digest left no blob');
+    assert.equal(
+      (await fetch(`${url2}/v2/library/big/blobs/${bigDigest}`, { method: 'HEAD', headers: { authorization: AUTH } })).status,
+      got === big.length ? 200 : 404,
+      'a partial upload closed with the digest left no blob',
+    );
     if (got < big.length) {
-      const r = await fetch(`${url2}/v2/library/big/blobs/uploads/?digest=${bigDigest}`, { method: 'POST', body: big, headers: { authorization: AUTH } });
+      const r = await fetch(`${url2}/v2/library/big/blobs/uploads/?digest=${bigDigest}`, {
+        method: 'POST',
+        body: big,
+        headers: { authorization: AUTH },
+      });
       assert.equal(r.status, 201);
     }
     const g = await fetch(`${url2}/v2/library/big/blobs/${bigDigest}`, { headers: { authorization: AUTH } });
@@ -183,7 +222,11 @@ describe('registry under faults', () => {
     child = started.child;
     const before = await checkBlobFiles(dataDir);
     const data = randomBytes(100_000);
-    const r = await fetch(`${started.url}/v2/library/x/blobs/uploads/?digest=${sha256('other')}`, { method: 'POST', body: data, headers: { authorization: AUTH } });
+    const r = await fetch(`${started.url}/v2/library/x/blobs/uploads/?digest=${sha256('other')}`, {
+      method: 'POST',
+      body: data,
+      headers: { authorization: AUTH },
+    });
     assert.equal(r.status, 400);
     assert.equal(((await r.json()) as { errors: Array<{ code: string }> }).errors[0]!.code, 'DIGEST_INVALID');
     assert.equal(await checkBlobFiles(dataDir), before);

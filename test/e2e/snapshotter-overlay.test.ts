@@ -57,8 +57,17 @@ test('ctr pull + run through the ferry snapshotter (overlay), then GC removes th
   const sn = await cd.ctr(['snapshots', '--snapshotter', 'ferry', 'ls']);
   assert.equal(sn.stdout.trim().split('\n').length, 3, sn.stdout); // header + 2 committed layers
 
-  const run = await cd.ctr(['run', '--rm', '--snapshotter', 'ferry', ref, 'ovl-1', '/bin/sh', '-c',
-    'cat /srv/hello.txt; test -e /etc/gone.txt && echo LEAK || echo whiteout-ok; echo w > /tmp/x; busybox | head -1']);
+  const run = await cd.ctr([
+    'run',
+    '--rm',
+    '--snapshotter',
+    'ferry',
+    ref,
+    'ovl-1',
+    '/bin/sh',
+    '-c',
+    'cat /srv/hello.txt; test -e /etc/gone.txt && echo LEAK || echo whiteout-ok; echo w > /tmp/x; busybox | head -1',
+  ]);
   assert.equal(run.code, 0, run.stderr);
   assert.match(run.stdout, /hello from layer 1\nwhiteout-ok\nBusyBox v/);
 
@@ -83,7 +92,10 @@ test('ferry pull (ordinary OCI image: download + diff Apply + Commit) then ctr r
   const r = await ferry(['pull', '--local', '--address', cd.address, '--namespace', cd.namespace, '--plain-http', '--json', ref]);
   assert.equal(r.code, 0, r.stderr);
   const res = JSON.parse(r.stdout) as { layers: Array<{ how: string }>; bytesFetched: number };
-  assert.deepEqual(res.layers.map((l) => l.how), ['applied', 'applied']);
+  assert.deepEqual(
+    res.layers.map((l) => l.how),
+    ['applied', 'applied'],
+  );
   assert.ok(res.bytesFetched > 500_000, String(res.bytesFetched)); // busybox is ~1 MB gzip
   const imgs = await cd.ctr(['images', 'ls', '-q']);
   assert.match(imgs.stdout, new RegExp(ref.replace(/[.:/]/g, '\\$&')));
@@ -93,7 +105,10 @@ test('ferry pull (ordinary OCI image: download + diff Apply + Commit) then ctr r
   // a second pull finds everything unpacked
   const again = await ferry(['pull', '--local', '--address', cd.address, '--namespace', cd.namespace, '--plain-http', '--json', ref]);
   assert.equal(again.code, 0, again.stderr);
-  assert.deepEqual((JSON.parse(again.stdout) as { layers: Array<{ how: string }> }).layers.map((l) => l.how), ['present', 'present']);
+  assert.deepEqual(
+    (JSON.parse(again.stdout) as { layers: Array<{ how: string }> }).layers.map((l) => l.how),
+    ['present', 'present'],
+  );
   // survives containerd's GC: a synchronous GC (removing a second name) keeps the image's content and snapshots
   const tag = await cd.ctr(['images', 'tag', ref, `${reg.host}/library/bb:other`]);
   assert.equal(tag.code, 0, tag.stderr);
@@ -108,7 +123,18 @@ test('ctr-remote images rpull --snapshotter ferry of an ordinary image falls bac
   requirePrereqs({ commands: ['ctr-remote'] });
   const rmi = await cd.ctr(['images', 'rm', '--sync', ref]);
   assert.equal(rmi.code, 0, rmi.stderr);
-  const r = await exec('ctr-remote', ['--address', cd.address, '-n', cd.namespace, 'images', 'rpull', '--plain-http', '--snapshotter', 'ferry', ref]);
+  const r = await exec('ctr-remote', [
+    '--address',
+    cd.address,
+    '-n',
+    cd.namespace,
+    'images',
+    'rpull',
+    '--plain-http',
+    '--snapshotter',
+    'ferry',
+    ref,
+  ]);
   assert.equal(r.code, 0, r.stderr);
   const run = await cd.ctr(['run', '--rm', '--snapshotter', 'ferry', ref, 'ovl-3', '/bin/cat', '/srv/hello.txt']);
   assert.equal(run.code, 0, run.stderr);

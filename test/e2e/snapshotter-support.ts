@@ -10,15 +10,29 @@ import { FERRY_BIN } from '../support/paths.js';
 export { ferry, type Run } from '../support/ferry.js';
 
 /** A long-running `ferry …` child (snapshotter, daemon) with its output kept for failure messages. */
-export interface Child { proc: ChildProcess; output(): string; stop(): Promise<void>; kill(): Promise<void> }
+export interface Child {
+  proc: ChildProcess;
+  output(): string;
+  stop(): Promise<void>;
+  kill(): Promise<void>;
+}
 
 export async function startFerryChild(args: string[], readyFile: string, timeoutMs = 30_000): Promise<Child> {
   const proc = spawn(process.execPath, [FERRY_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  proc.stdout!.on('data', (d: Buffer) => { out += d; });
-  proc.stderr!.on('data', (d: Buffer) => { out += d; });
+  proc.stdout!.on('data', (d: Buffer) => {
+    out += d;
+  });
+  proc.stderr!.on('data', (d: Buffer) => {
+    out += d;
+  });
   let exited = false;
-  const exit = new Promise<void>((r) => proc.on('exit', () => { exited = true; r(); }));
+  const exit = new Promise<void>((r) =>
+    proc.on('exit', () => {
+      exited = true;
+      r();
+    }),
+  );
   const deadline = Date.now() + timeoutMs;
   while (!existsSync(readyFile)) {
     if (exited) throw new Error(`ferry ${args[0]} exited early:\n${out.slice(-4000)}`);
@@ -73,8 +87,17 @@ export async function startAccelFor(reg: RegistryHandle, dir: string, password: 
     method: 'POST',
     headers: { authorization: `Basic ${Buffer.from(`admin:${password}`).toString('base64')}`, 'content-type': 'application/json' },
     body: JSON.stringify({
-      name: 'accel', event_types: ['PUSH_ARTIFACT'], enabled: true,
-      targets: [{ type: 'http', address: `${accel.url}/api/v1/conversions`, auth_header: example.webhook?.auth_header ?? '', payload_format: 'Default' }],
+      name: 'accel',
+      event_types: ['PUSH_ARTIFACT'],
+      enabled: true,
+      targets: [
+        {
+          type: 'http',
+          address: `${accel.url}/api/v1/conversions`,
+          auth_header: example.webhook?.auth_header ?? '',
+          payload_format: 'Default',
+        },
+      ],
     }),
   });
   if (res.status !== 201) {

@@ -25,16 +25,32 @@ after(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
-interface Up { proc: ChildProcess; registry: string; accel: string; scheduler: string; password: string; preheatToken: string; clusterToken: string; stdout: () => string }
+interface Up {
+  proc: ChildProcess;
+  registry: string;
+  accel: string;
+  scheduler: string;
+  password: string;
+  preheatToken: string;
+  clusterToken: string;
+  stdout: () => string;
+}
 
 async function startUp(dataDir: string): Promise<Up> {
-  const proc = spawn(process.execPath, [FERRY_BIN, 'up', '--data', dataDir, '--registry-port', '0', '--accel-port', '0',
-    '--scheduler-port', '0', '--proxy-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FERRY_LOG_LEVEL: 'warn', FERRY_ADMIN_PASSWORD: '' } });
+  const proc = spawn(
+    process.execPath,
+    [FERRY_BIN, 'up', '--data', dataDir, '--registry-port', '0', '--accel-port', '0', '--scheduler-port', '0', '--proxy-port', '0'],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FERRY_LOG_LEVEL: 'warn', FERRY_ADMIN_PASSWORD: '' } },
+  );
   procs.push(proc);
   let out = '';
   let err = '';
-  proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  proc.stderr!.on('data', (d: Buffer) => { err = (err + d.toString()).slice(-4000); });
+  proc.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  proc.stderr!.on('data', (d: Buffer) => {
+    err = (err + d.toString()).slice(-4000);
+  });
   const deadline = Date.now() + 30_000;
   while (!out.includes('Ctrl-C stops everything')) {
     if (proc.exitCode !== null) throw new Error(`ferry up exited ${proc.exitCode}: ${err}`);
@@ -46,9 +62,22 @@ async function startUp(dataDir: string): Promise<Up> {
   const scheduler = /scheduler\s+(http:\/\/\S+)/.exec(out)?.[1];
   assert.ok(registry && accel && scheduler, out);
   assert.match(out, /seed peer\s+http:\/\//);
-  const secrets = JSON.parse(await readFile(join(dataDir, 'up-secrets.json'), 'utf8')) as { adminPassword: string; preheatToken: string; clusterToken: string };
+  const secrets = JSON.parse(await readFile(join(dataDir, 'up-secrets.json'), 'utf8')) as {
+    adminPassword: string;
+    preheatToken: string;
+    clusterToken: string;
+  };
   assert.ok(secrets.preheatToken.length >= 24 && secrets.clusterToken.length >= 32, 'preheat token and cluster secret generated');
-  return { proc, registry, accel, scheduler, password: secrets.adminPassword, preheatToken: secrets.preheatToken, clusterToken: secrets.clusterToken, stdout: () => out };
+  return {
+    proc,
+    registry,
+    accel,
+    scheduler,
+    password: secrets.adminPassword,
+    preheatToken: secrets.preheatToken,
+    clusterToken: secrets.clusterToken,
+    stdout: () => out,
+  };
 }
 
 async function stopUp(up: Up): Promise<number | null> {
@@ -88,13 +117,24 @@ test('ferry up converts a pushed image by itself and stops cleanly on Ctrl-C', {
 
   // The printed instructions name the secrets by where they are kept.
   const secretsFile = join(dir, 'data', 'up-secrets.json');
-  assert.ok(up.stdout().includes(`ferry task create --address ${up.accel} --auth-header "$(jq -r .webhookAuthHeader ${secretsFile})"`), up.stdout());
+  assert.ok(
+    up.stdout().includes(`ferry task create --address ${up.accel} --auth-header "$(jq -r .webhookAuthHeader ${secretsFile})"`),
+    up.stdout(),
+  );
   assert.ok(up.stdout().includes(`preheat token (generated, stored in ${secretsFile}): ${up.preheatToken}`));
   assert.ok(up.stdout().includes(`FERRY_CLUSTER_TOKEN="$(jq -r .clusterToken ${secretsFile})" ferry peer --scheduler ${up.scheduler}`));
   assert.ok(!up.stdout().includes(up.clusterToken), 'the cluster secret itself is not printed');
   // Preheat: refused without the token or with another one; the job with it runs on the seed.
-  const job = JSON.stringify({ type: 'preheat', args: { type: 'image', url: `${up.registry}/v2/library/app/manifests/v1`, username: 'admin', password: up.password } });
-  const post = (auth?: string): Promise<Response> => fetch(`${up.scheduler}/oapi/v1/jobs`, { method: 'POST', body: job, headers: { 'content-type': 'application/json', ...(auth ? { authorization: auth } : {}) } });
+  const job = JSON.stringify({
+    type: 'preheat',
+    args: { type: 'image', url: `${up.registry}/v2/library/app/manifests/v1`, username: 'admin', password: up.password },
+  });
+  const post = (auth?: string): Promise<Response> =>
+    fetch(`${up.scheduler}/oapi/v1/jobs`, {
+      method: 'POST',
+      body: job,
+      headers: { 'content-type': 'application/json', ...(auth ? { authorization: auth } : {}) },
+    });
   assert.equal((await post()).status, 401);
   assert.equal((await post('Bearer not-the-token')).status, 401);
   assert.equal((await post(`Bearer ${up.clusterToken}`)).status, 401, 'the cluster secret is not a preheat token');

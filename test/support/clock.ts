@@ -5,7 +5,12 @@
  */
 import type { Clock } from '../../src/core/index.js';
 
-interface Timer { at: number; seq: number; ms: number; fn: () => void }
+interface Timer {
+  at: number;
+  seq: number;
+  ms: number;
+  fn: () => void;
+}
 
 /** One event-loop turn (promise continuations, then I/O callbacks). */
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
@@ -18,16 +23,22 @@ export class FakeClock implements Clock {
   /** Every timer set (when, for how long, whether by `sleep`), in order: what the code under test waited for. */
   readonly history: Array<{ at: number; ms: number; sleep: boolean }> = [];
 
-  constructor(start = Date.UTC(2030, 0, 1)) { this.#now = start; }
+  constructor(start = Date.UTC(2030, 0, 1)) {
+    this.#now = start;
+  }
 
-  now(): number { return this.#now; }
+  now(): number {
+    return this.#now;
+  }
 
   setTimer(ms: number, fn: () => void): () => void {
     return this.#add(ms, fn, false);
   }
 
   sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => { this.#add(ms, resolve, true); });
+    return new Promise((resolve) => {
+      this.#add(ms, resolve, true);
+    });
   }
 
   #add(ms: number, fn: () => void, sleep: boolean): () => void {
@@ -35,14 +46,20 @@ export class FakeClock implements Clock {
     this.#timers.push(t);
     this.history.push({ at: this.#now, ms, sleep });
     for (const w of this.#waiters.splice(0)) w();
-    return () => { this.#timers = this.#timers.filter((x) => x !== t); };
+    return () => {
+      this.#timers = this.#timers.filter((x) => x !== t);
+    };
   }
 
   /** Timers not fired yet. */
-  get pending(): number { return this.#timers.length; }
+  get pending(): number {
+    return this.#timers.length;
+  }
 
   /** When the next timer is due, or undefined. */
-  nextDue(): number | undefined { return this.#first(() => true)?.at; }
+  nextDue(): number | undefined {
+    return this.#first(() => true)?.at;
+  }
 
   /** Moves time forward by `ms`, firing every timer that falls due, in order, at its due time. */
   async advance(ms: number): Promise<void> {
@@ -79,7 +96,10 @@ export class FakeClock implements Clock {
         guard = setTimeout(() => reject(new Error(`FakeClock: no timer was set within ${realMs} ms`)), realMs);
         waiter = resolve;
         this.#waiters.push(resolve);
-        until?.then(() => resolve(), () => resolve());
+        until?.then(
+          () => resolve(),
+          () => resolve(),
+        );
       });
     } finally {
       clearTimeout(guard);
@@ -99,7 +119,9 @@ export class FakeClock implements Clock {
    */
   async runUntil<T>(done: Promise<T>, opts: { maxStepMs?: number; maxTimers?: number; realMs?: number } = {}): Promise<T> {
     let settled = false;
-    const p = done.finally(() => { settled = true; });
+    const p = done.finally(() => {
+      settled = true;
+    });
     p.catch(() => undefined);
     const maxStep = opts.maxStepMs ?? Number.POSITIVE_INFINITY;
     for (let i = 0; ; i++) {

@@ -9,7 +9,11 @@ import { accessSync, closeSync, constants, openSync, readFileSync, readdirSync, 
 import { createServer } from 'node:net';
 
 /** A process identified by pid and kernel start time (field 22 of /proc/PID/stat). */
-export interface ProcRef { pid: number; startTime: string; name: string }
+export interface ProcRef {
+  pid: number;
+  startTime: string;
+  name: string;
+}
 
 /** Error thrown when an engine cannot start because something is not installed. */
 export class MissingPrerequisiteError extends Error {
@@ -18,10 +22,20 @@ export class MissingPrerequisiteError extends Error {
 
 function statFields(pid: number): string[] | undefined {
   let text: string;
-  try { text = readFileSync(`/proc/${pid}/stat`, 'utf8'); } catch { return undefined; }
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
   // "pid (comm) state ppid …": comm may hold spaces and parentheses; fields after the last ')'.
   const close = text.lastIndexOf(')');
-  return [text.slice(0, close + 1), ...text.slice(close + 2).trim().split(' ')];
+  return [
+    text.slice(0, close + 1),
+    ...text
+      .slice(close + 2)
+      .trim()
+      .split(' '),
+  ];
 }
 
 /** The ProcRef of a live pid, or undefined when there is no such process (or it is a zombie). */
@@ -59,7 +73,11 @@ export function processesMentioning(needle: string): ProcRef[] {
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
     let cmdline: string;
-    try { cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' '); } catch { continue; }
+    try {
+      cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ');
+    } catch {
+      continue;
+    }
     if (!cmdline.includes(needle)) continue;
     const ref = procRef(Number(entry), cmdline.trim().slice(0, 120));
     if (ref) out.push(ref);
@@ -104,20 +122,33 @@ export function freePort(): Promise<number> {
 export function requireExecutables(engine: string, wanted: Array<{ path: string; pkg: string }>): void {
   const missing: string[] = [];
   for (const w of wanted) {
-    try { accessSync(w.path, constants.X_OK); } catch { missing.push(`${w.path} (Debian package ${w.pkg})`); }
+    try {
+      accessSync(w.path, constants.X_OK);
+    } catch {
+      missing.push(`${w.path} (Debian package ${w.pkg})`);
+    }
   }
   if (missing.length) {
     throw new MissingPrerequisiteError(
-      `${engine}: missing prerequisite: ${missing.join(', ')}; install with scripts/install-deps.sh (as root)`);
+      `${engine}: missing prerequisite: ${missing.join(', ')}; install with scripts/install-deps.sh (as root)`,
+    );
   }
 }
 
 /** True if `p` settles within `ms` (the timer is cleared either way, so it keeps no process alive). */
 export async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), ms); });
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
   try {
-    return await Promise.race([p.then(() => true, () => true), timeout]);
+    return await Promise.race([
+      p.then(
+        () => true,
+        () => true,
+      ),
+      timeout,
+    ]);
   } finally {
     clearTimeout(timer);
   }
@@ -149,7 +180,9 @@ export async function waitFor<T>(
       lastError = err instanceof Error ? err.message : String(err);
     }
     if (Date.now() >= deadline) {
-      throw new Error(`${what}: not ready after ${opts.timeoutMs} ms${lastError ? ` (last error: ${lastError})` : ''}${opts.details?.() ?? ''}`);
+      throw new Error(
+        `${what}: not ready after ${opts.timeoutMs} ms${lastError ? ` (last error: ${lastError})` : ''}${opts.details?.() ?? ''}`,
+      );
     }
     await sleep(opts.intervalMs ?? 50);
   }
@@ -162,7 +195,10 @@ export class AbortWait extends Error {
   }
 }
 
-export interface ToolResult { stdout: string; stderr: string }
+export interface ToolResult {
+  stdout: string;
+  stderr: string;
+}
 
 /**
  * Runs a command to completion, killing it (SIGKILL) after `timeoutMs`. Rejects on a non-zero exit or
@@ -182,15 +218,30 @@ export function runTool(
     let stdout = '';
     let stderr = '';
     let timedOut = false;
-    const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, opts.timeoutMs);
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    child.stdin.on('error', () => { /* the tool may exit before reading its input */ });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, opts.timeoutMs);
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.stdin.on('error', () => {
+      /* the tool may exit before reading its input */
+    });
     child.stdin.end(opts.input ?? '');
-    child.on('error', (err) => { clearTimeout(timer); reject(new Error(`${cmd}: ${err.message}`, { cause: err })); });
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(new Error(`${cmd}: ${err.message}`, { cause: err }));
+    });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      if (code === 0 && !timedOut) { resolve({ stdout, stderr }); return; }
+      if (code === 0 && !timedOut) {
+        resolve({ stdout, stderr });
+        return;
+      }
       const why = timedOut ? `did not finish within ${opts.timeoutMs} ms (killed)` : `exited with ${code ?? signal}`;
       const out = `${stdout}\n${stderr}`.trim().split('\n').slice(-20).join('\n');
       reject(new Error(`${[cmd, ...args].join(' ')}: ${why}${out ? `\n${out}` : ''}${opts.details?.() ?? ''}`));
@@ -208,11 +259,19 @@ export class Daemon {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
 
-  private constructor(readonly name: string, child: ChildProcess, ref: ProcRef, readonly logPath: string) {
+  private constructor(
+    readonly name: string,
+    child: ChildProcess,
+    ref: ProcRef,
+    readonly logPath: string,
+  ) {
     this.child = child;
     this.ref = ref;
     this.exited = new Promise((resolve) => {
-      child.once('exit', (code, signal) => { this.exitInfo = { code, signal }; resolve({ code, signal }); });
+      child.once('exit', (code, signal) => {
+        this.exitInfo = { code, signal };
+        resolve({ code, signal });
+      });
     });
   }
 
@@ -240,7 +299,9 @@ export class Daemon {
   /** Throws (for waitFor: AbortWait) when the daemon has already exited. */
   assertRunning(): void {
     if (this.exitInfo) {
-      throw new AbortWait(new Error(`${this.name} exited early (${this.exitInfo.code ?? this.exitInfo.signal})${logTails([[this.name, this.logPath]])}`));
+      throw new AbortWait(
+        new Error(`${this.name} exited early (${this.exitInfo.code ?? this.exitInfo.signal})${logTails([[this.name, this.logPath]])}`),
+      );
     }
   }
 
@@ -257,7 +318,11 @@ export class Daemon {
   /** Synchronous last resort (process exit hook): SIGKILL if still running. */
   killNow(): void {
     if (!this.exitInfo && isAlive(this.ref)) {
-      try { process.kill(this.ref.pid, 'SIGKILL'); } catch { /* already gone */ }
+      try {
+        process.kill(this.ref.pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
     }
   }
 }
@@ -272,7 +337,11 @@ let hooksInstalled = false;
 
 function runExitCleanups(): void {
   for (const fn of [...exitCleanups]) {
-    try { fn(); } catch { /* best effort on the way out */ }
+    try {
+      fn();
+    } catch {
+      /* best effort on the way out */
+    }
   }
   exitCleanups.clear();
 }

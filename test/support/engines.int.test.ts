@@ -11,9 +11,20 @@ import { existsSync, readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import pg from 'pg';
 import {
-  S3Client, PutObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, DeleteObjectCommand,
-  CreateMultipartUploadCommand, UploadPartCommand, CompleteMultipartUploadCommand, DeleteBucketCommand,
-  CreateBucketCommand, ListBucketsCommand, S3ServiceException, type UploadPartCommandOutput,
+  S3Client,
+  PutObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  DeleteObjectCommand,
+  CreateMultipartUploadCommand,
+  UploadPartCommand,
+  CompleteMultipartUploadCommand,
+  DeleteBucketCommand,
+  CreateBucketCommand,
+  ListBucketsCommand,
+  S3ServiceException,
+  type UploadPartCommandOutput,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { startPostgres, type PostgresInstance } from './postgres.js';
@@ -22,14 +33,18 @@ import { MissingPrerequisiteError, isAlive, processesMentioning, type ProcRef } 
 
 // @aws-sdk/client-s3 is pinned to a release that supports Node 20 (see docs/development.md); it
 // still prints a multi-line notice that later releases will need Node 22. Known, so not repeated here.
-process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] = 'true';
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
 const TEST_TIMEOUT = 180_000;
 
 function rssMiB(procs: ProcRef[]): number {
   let kb = 0;
   for (const p of procs) {
-    try { kb += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p.pid}/status`, 'utf8'))?.[1] ?? 0); } catch { /* exited */ }
+    try {
+      kb += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p.pid}/status`, 'utf8'))?.[1] ?? 0);
+    } catch {
+      /* exited */
+    }
   }
   return Math.round(kb / 1024);
 }
@@ -37,33 +52,54 @@ function rssMiB(procs: ProcRef[]): number {
 /** After stop(): every process seen before is gone, nothing mentions the dir, the dir is removed. */
 function assertGone(what: string, before: ProcRef[], dir: string): void {
   const alive = before.filter(isAlive);
-  assert.deepEqual(alive.map((p) => `${p.pid} ${p.name}`), [], `${what}: processes still alive after stop()`);
-  assert.deepEqual(processesMentioning(dir).map((p) => `${p.pid} ${p.name}`), [], `${what}: processes still mention ${dir}`);
+  assert.deepEqual(
+    alive.map((p) => `${p.pid} ${p.name}`),
+    [],
+    `${what}: processes still alive after stop()`,
+  );
+  assert.deepEqual(
+    processesMentioning(dir).map((p) => `${p.pid} ${p.name}`),
+    [],
+    `${what}: processes still mention ${dir}`,
+  );
   assert.equal(existsSync(dir), false, `${what}: ${dir} still exists after stop()`);
 }
 
 function pgClient(db: PostgresInstance, password = db.password): pg.Client {
   return new pg.Client({
-    host: db.host, port: db.port, database: db.database, user: db.user, password,
-    connectionTimeoutMillis: 10_000, statement_timeout: 10_000, query_timeout: 15_000,
+    host: db.host,
+    port: db.port,
+    database: db.database,
+    user: db.user,
+    password,
+    connectionTimeoutMillis: 10_000,
+    statement_timeout: 10_000,
+    query_timeout: 15_000,
   });
 }
 
 function s3Client(s3: RadosgwInstance): S3Client {
   return new S3Client({
-    ...s3ClientConfig(s3), maxAttempts: 1,
+    ...s3ClientConfig(s3),
+    maxAttempts: 1,
     requestHandler: { connectionTimeout: 5000, requestTimeout: 30_000 },
   });
 }
 
-function md5(b: Buffer): string { return createHash('md5').update(b).digest('hex'); }
+function md5(b: Buffer): string {
+  return createHash('md5').update(b).digest('hex');
+}
 
-test('startPostgres: a private server with a password user; SKIP LOCKED hands two workers different rows; stop leaves nothing', { timeout: TEST_TIMEOUT }, async (t) => {
+test('startPostgres: a private server with a password user; SKIP LOCKED hands two workers different rows; stop leaves nothing', {
+  timeout: TEST_TIMEOUT,
+}, async (t) => {
   const db = await startPostgres();
   let procs: ProcRef[] = [];
   try {
     procs = db.processes();
-    t.diagnostic(`postgres ${db.version} started in ${db.startMs} ms (${JSON.stringify(db.phases)}) on 127.0.0.1:${db.port}; ${procs.length} processes, RSS ${rssMiB(procs)} MiB`);
+    t.diagnostic(
+      `postgres ${db.version} started in ${db.startMs} ms (${JSON.stringify(db.phases)}) on 127.0.0.1:${db.port}; ${procs.length} processes, RSS ${rssMiB(procs)} MiB`,
+    );
     assert.ok(procs.length >= 2, 'postmaster and its children are listed');
     assert.match(db.url, /^postgres:\/\/ferry:[0-9a-f]+@127\.0\.0\.1:\d+\/ferry_test$/);
 
@@ -78,7 +114,8 @@ test('startPostgres: a private server with a password user; SKIP LOCKED hands tw
     await b.connect();
     try {
       const who = await a.query<{ addr: string; superuser: boolean; db: string }>(
-        'SELECT host(inet_server_addr()) AS addr, rolsuper AS superuser, current_database() AS db FROM pg_roles WHERE rolname = current_user');
+        'SELECT host(inet_server_addr()) AS addr, rolsuper AS superuser, current_database() AS db FROM pg_roles WHERE rolname = current_user',
+      );
       assert.deepEqual(who.rows[0], { addr: '127.0.0.1', superuser: false, db: 'ferry_test' });
 
       await a.query(`CREATE TABLE jobs (id serial PRIMARY KEY, state text NOT NULL DEFAULT 'queued', worker text)`);
@@ -92,15 +129,20 @@ test('startPostgres: a private server with a password user; SKIP LOCKED hands tw
       assert.equal(rb.rows[0]?.id, 2);
       // the lock is real: b cannot take a's row without waiting (55P03 lock_not_available)
       await b.query('SAVEPOINT s');
-      await assert.rejects(b.query('SELECT id FROM jobs WHERE id = 1 FOR UPDATE NOWAIT'),
-        (err: unknown) => err instanceof pg.DatabaseError && err.code === '55P03');
+      await assert.rejects(
+        b.query('SELECT id FROM jobs WHERE id = 1 FOR UPDATE NOWAIT'),
+        (err: unknown) => err instanceof pg.DatabaseError && err.code === '55P03',
+      );
       await b.query('ROLLBACK TO SAVEPOINT s');
       await a.query(`UPDATE jobs SET state = 'running', worker = 'a' WHERE id = $1`, [ra.rows[0]?.id]);
       await b.query(`UPDATE jobs SET state = 'running', worker = 'b' WHERE id = $1`, [rb.rows[0]?.id]);
       await a.query('COMMIT');
       await b.query('COMMIT');
       const rows = await a.query<{ id: number; worker: string | null }>('SELECT id, worker FROM jobs ORDER BY id');
-      assert.deepEqual(rows.rows.map((r) => r.worker), ['a', 'b', null, null, null]);
+      assert.deepEqual(
+        rows.rows.map((r) => r.worker),
+        ['a', 'b', null, null, null],
+      );
     } finally {
       await a.end();
       await b.end();
@@ -113,7 +155,9 @@ test('startPostgres: a private server with a password user; SKIP LOCKED hands tw
   assertGone('postgres', procs, db.dir);
 });
 
-test('startRadosgw: put/get/range/multipart/list/delete/presigned GET through @aws-sdk/client-s3; stop leaves nothing', { timeout: TEST_TIMEOUT }, async (t) => {
+test('startRadosgw: put/get/range/multipart/list/delete/presigned GET through @aws-sdk/client-s3; stop leaves nothing', {
+  timeout: TEST_TIMEOUT,
+}, async (t) => {
   const s3 = await startRadosgw({ bucket: 'ferry-test' });
   const bucket = s3.bucket;
   assert.equal(bucket, 'ferry-test');
@@ -122,12 +166,17 @@ test('startRadosgw: put/get/range/multipart/list/delete/presigned GET through @a
   const client = s3Client(s3);
   try {
     procs = s3.processes();
-    t.diagnostic(`radosgw started in ${s3.startMs} ms (${JSON.stringify(s3.phases)}) at ${s3.endpoint}; ${procs.map((p) => p.name).join(', ')}; RSS ${rssMiB(procs)} MiB`);
+    t.diagnostic(
+      `radosgw started in ${s3.startMs} ms (${JSON.stringify(s3.phases)}) at ${s3.endpoint}; ${procs.map((p) => p.name).join(', ')}; RSS ${rssMiB(procs)} MiB`,
+    );
     assert.deepEqual(procs.map((p) => p.name).sort(), ['ceph-mon', 'ceph-osd', 'radosgw']);
     assert.match(s3.endpoint, /^http:\/\/127\.0\.0\.1:\d+$/);
 
     const buckets = await client.send(new ListBucketsCommand({}));
-    assert.deepEqual(buckets.Buckets?.map((b) => b.Name), [bucket]);
+    assert.deepEqual(
+      buckets.Buckets?.map((b) => b.Name),
+      [bucket],
+    );
 
     // put + get (Buffer body); the ETag of a simple PUT is the MD5 of the body
     const small = Buffer.from('hello, ferry: 0123456789');
@@ -144,11 +193,17 @@ test('startRadosgw: put/get/range/multipart/list/delete/presigned GET through @a
 
     // a stream body (the case that needs requestChecksumCalculation: 'WHEN_REQUIRED')
     const streamed = randomBytes(256 * 1024);
-    await client.send(new PutObjectCommand({
-      Bucket: bucket, Key: 'a/streamed.bin', Body: Readable.from([streamed.subarray(0, 100_000), streamed.subarray(100_000)]),
-      ContentLength: streamed.length,
-    }));
-    const gotStreamed = Buffer.from(await (await client.send(new GetObjectCommand({ Bucket: bucket, Key: 'a/streamed.bin' }))).Body!.transformToByteArray());
+    await client.send(
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: 'a/streamed.bin',
+        Body: Readable.from([streamed.subarray(0, 100_000), streamed.subarray(100_000)]),
+        ContentLength: streamed.length,
+      }),
+    );
+    const gotStreamed = Buffer.from(
+      await (await client.send(new GetObjectCommand({ Bucket: bucket, Key: 'a/streamed.bin' }))).Body!.transformToByteArray(),
+    );
     assert.ok(gotStreamed.equals(streamed), 'streamed object reads back byte for byte');
 
     // multipart: 5 MiB + 2 MiB (S3's minimum part size is 5 MiB except for the last part)
@@ -159,29 +214,48 @@ test('startRadosgw: put/get/range/multipart/list/delete/presigned GET through @a
     assert.ok(uploadId, 'multipart upload id');
     const etags: string[] = [];
     for (const [i, body] of parts.entries()) {
-      const up: UploadPartCommandOutput = await client.send(new UploadPartCommand({ Bucket: bucket, Key: 'b/big.bin', UploadId: uploadId, PartNumber: i + 1, Body: body }));
+      const up: UploadPartCommandOutput = await client.send(
+        new UploadPartCommand({ Bucket: bucket, Key: 'b/big.bin', UploadId: uploadId, PartNumber: i + 1, Body: body }),
+      );
       assert.equal(up.ETag, `"${md5(body)}"`);
       etags.push(up.ETag);
     }
-    await client.send(new CompleteMultipartUploadCommand({
-      Bucket: bucket, Key: 'b/big.bin', UploadId: uploadId,
-      MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
-    }));
+    await client.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: bucket,
+        Key: 'b/big.bin',
+        UploadId: uploadId,
+        MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
+      }),
+    );
     // radosgw 16.2 answers CompleteMultipartUpload with an empty ETag; HeadObject has the S3 one
     const expectedEtag = `"${md5(Buffer.concat(parts.map((p) => createHash('md5').update(p).digest())))}-${parts.length}"`;
     const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: 'b/big.bin' }));
     assert.equal(head.ContentLength, whole.length);
     assert.equal(head.ETag, expectedEtag);
-    const big = Buffer.from(await (await client.send(new GetObjectCommand({ Bucket: bucket, Key: 'b/big.bin' }))).Body!.transformToByteArray());
+    const big = Buffer.from(
+      await (await client.send(new GetObjectCommand({ Bucket: bucket, Key: 'b/big.bin' }))).Body!.transformToByteArray(),
+    );
     assert.equal(createHash('sha256').update(big).digest('hex'), createHash('sha256').update(whole).digest('hex'));
-    const across = await client.send(new GetObjectCommand({ Bucket: bucket, Key: 'b/big.bin', Range: `bytes=${5 * 1024 * 1024 - 4}-${5 * 1024 * 1024 + 3}` }));
-    assert.ok(Buffer.from(await across.Body!.transformToByteArray()).equals(whole.subarray(5 * 1024 * 1024 - 4, 5 * 1024 * 1024 + 4)), 'range across the part boundary');
+    const across = await client.send(
+      new GetObjectCommand({ Bucket: bucket, Key: 'b/big.bin', Range: `bytes=${5 * 1024 * 1024 - 4}-${5 * 1024 * 1024 + 3}` }),
+    );
+    assert.ok(
+      Buffer.from(await across.Body!.transformToByteArray()).equals(whole.subarray(5 * 1024 * 1024 - 4, 5 * 1024 * 1024 + 4)),
+      'range across the part boundary',
+    );
 
     // list (all, and by prefix)
     const all = await client.send(new ListObjectsV2Command({ Bucket: bucket }));
-    assert.deepEqual(all.Contents?.map((o) => o.Key), ['a/small.txt', 'a/streamed.bin', 'b/big.bin']);
+    assert.deepEqual(
+      all.Contents?.map((o) => o.Key),
+      ['a/small.txt', 'a/streamed.bin', 'b/big.bin'],
+    );
     const underA = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'a/', MaxKeys: 1 }));
-    assert.deepEqual(underA.Contents?.map((o) => o.Key), ['a/small.txt']);
+    assert.deepEqual(
+      underA.Contents?.map((o) => o.Key),
+      ['a/small.txt'],
+    );
     assert.equal(underA.IsTruncated, true);
 
     // presigned GET, fetched without the SDK
@@ -195,9 +269,12 @@ test('startRadosgw: put/get/range/multipart/list/delete/presigned GET through @a
     await tampered.body?.cancel();
 
     // delete
-    for (const key of ['a/small.txt', 'a/streamed.bin', 'b/big.bin']) await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
-    await assert.rejects(client.send(new GetObjectCommand({ Bucket: bucket, Key: 'a/small.txt' })),
-      (err: unknown) => err instanceof S3ServiceException && err.name === 'NoSuchKey');
+    for (const key of ['a/small.txt', 'a/streamed.bin', 'b/big.bin'])
+      await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+    await assert.rejects(
+      client.send(new GetObjectCommand({ Bucket: bucket, Key: 'a/small.txt' })),
+      (err: unknown) => err instanceof S3ServiceException && err.name === 'NoSuchKey',
+    );
     assert.equal((await client.send(new ListObjectsV2Command({ Bucket: bucket }))).KeyCount, 0);
     await client.send(new DeleteBucketCommand({ Bucket: bucket }));
     t.diagnostic(`radosgw RSS after 7.3 MiB of objects written and deleted: ${rssMiB(s3.processes())} MiB`);
@@ -252,8 +329,10 @@ test('instances started in parallel are independent (own ports, dirs, data) and 
       assert.deepEqual((await s2.send(new ListBucketsCommand({}))).Buckets ?? [], []);
       // the other cluster's keys are unknown here
       const foreign = s3Client({ ...gw2, accessKeyId: gw1.accessKeyId, secretAccessKey: gw1.secretAccessKey });
-      await assert.rejects(foreign.send(new ListBucketsCommand({})),
-        (err: unknown) => err instanceof S3ServiceException && err.name === 'InvalidAccessKeyId');
+      await assert.rejects(
+        foreign.send(new ListBucketsCommand({})),
+        (err: unknown) => err instanceof S3ServiceException && err.name === 'InvalidAccessKeyId',
+      );
       foreign.destroy();
     } finally {
       s1.destroy();
@@ -268,10 +347,20 @@ test('instances started in parallel are independent (own ports, dirs, data) and 
 });
 
 test('a missing engine fails at once naming the binary and the Debian package to install', async () => {
-  await assert.rejects(startPostgres({ binDir: '/nonexistent/postgresql/15/bin' }), (err: unknown) =>
-    err instanceof MissingPrerequisiteError && /initdb \(Debian package postgresql-15\)/.test(err.message)
-    && /psql \(Debian package postgresql-client-15\)/.test(err.message) && /scripts\/install-deps\.sh/.test(err.message));
-  await assert.rejects(startRadosgw({ binDir: '/nonexistent' }), (err: unknown) =>
-    err instanceof MissingPrerequisiteError && /ceph-mon \(Debian package ceph-mon\)/.test(err.message)
-    && /radosgw \(Debian package radosgw\)/.test(err.message) && /radosgw-admin \(Debian package ceph-common\)/.test(err.message));
+  await assert.rejects(
+    startPostgres({ binDir: '/nonexistent/postgresql/15/bin' }),
+    (err: unknown) =>
+      err instanceof MissingPrerequisiteError &&
+      /initdb \(Debian package postgresql-15\)/.test(err.message) &&
+      /psql \(Debian package postgresql-client-15\)/.test(err.message) &&
+      /scripts\/install-deps\.sh/.test(err.message),
+  );
+  await assert.rejects(
+    startRadosgw({ binDir: '/nonexistent' }),
+    (err: unknown) =>
+      err instanceof MissingPrerequisiteError &&
+      /ceph-mon \(Debian package ceph-mon\)/.test(err.message) &&
+      /radosgw \(Debian package radosgw\)/.test(err.message) &&
+      /radosgw-admin \(Debian package ceph-common\)/.test(err.message),
+  );
 });

@@ -29,8 +29,21 @@ export function kernelMount(boot: string, views: string[]): { dir: string; clean
   const dir = mkdtempSync(join(tmpdir(), 'ferry-erofs-mnt-'));
   let mounted = false;
   const cleanup = (): void => {
-    if (mounted) { try { sh('umount', [dir]); } catch { /* already gone */ } mounted = false; }
-    for (const l of loops.splice(0)) { try { sh('losetup', ['-d', l]); } catch { /* ignore */ } }
+    if (mounted) {
+      try {
+        sh('umount', [dir]);
+      } catch {
+        /* already gone */
+      }
+      mounted = false;
+    }
+    for (const l of loops.splice(0)) {
+      try {
+        sh('losetup', ['-d', l]);
+      } catch {
+        /* ignore */
+      }
+    }
     rmSync(dir, { recursive: true, force: true });
   };
   try {

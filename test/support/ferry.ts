@@ -5,7 +5,11 @@
 import { spawn } from 'node:child_process';
 import { FERRY_BIN } from './paths.js';
 
-export interface Run { code: number; stdout: string; stderr: string }
+export interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
 
 export function ferry(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<Run> {
   return new Promise((resolve) => {
@@ -13,8 +17,15 @@ export function ferry(args: string[], opts: { env?: Record<string, string>; time
     let stdout = '';
     let stderr = '';
     const t = setTimeout(() => p.kill('SIGKILL'), opts.timeoutMs ?? 300_000);
-    p.stdout.on('data', (d: Buffer) => { stdout += d; });
-    p.stderr.on('data', (d: Buffer) => { stderr += d; });
-    p.on('close', (code) => { clearTimeout(t); resolve({ code: code ?? -1, stdout, stderr }); });
+    p.stdout.on('data', (d: Buffer) => {
+      stdout += d;
+    });
+    p.stderr.on('data', (d: Buffer) => {
+      stderr += d;
+    });
+    p.on('close', (code) => {
+      clearTimeout(t);
+      resolve({ code: code ?? -1, stdout, stderr });
+    });
   });
 }

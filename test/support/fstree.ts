@@ -34,14 +34,22 @@ export interface SnapshotOptions {
 
 function typeOf(mode: number): string {
   switch (mode & 0o170000) {
-    case 0o100000: return 'file';
-    case 0o040000: return 'dir';
-    case 0o120000: return 'symlink';
-    case 0o020000: return 'char';
-    case 0o060000: return 'block';
-    case 0o010000: return 'fifo';
-    case 0o140000: return 'socket';
-    default: return 'unknown';
+    case 0o100000:
+      return 'file';
+    case 0o040000:
+      return 'dir';
+    case 0o120000:
+      return 'symlink';
+    case 0o020000:
+      return 'char';
+    case 0o060000:
+      return 'block';
+    case 0o010000:
+      return 'fifo';
+    case 0o140000:
+      return 'socket';
+    default:
+      return 'unknown';
   }
 }
 
@@ -49,14 +57,22 @@ function typeOf(mode: number): string {
 function allXattrs(dir: string): Map<string, Record<string, string>> {
   let out = '';
   try {
-    out = execFileSync('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 1 << 28 });
+    out = execFileSync('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', dir], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+      maxBuffer: 1 << 28,
+    });
   } catch (err) {
     out = (err as { stdout?: string }).stdout ?? '';
   }
   const map = new Map<string, Record<string, string>>();
   let cur: Record<string, string> | undefined;
   for (const line of out.split('\n')) {
-    if (line.startsWith('# file: ')) { cur = {}; map.set(line.slice(8), cur); continue; }
+    if (line.startsWith('# file: ')) {
+      cur = {};
+      map.set(line.slice(8), cur);
+      continue;
+    }
     const eq = line.indexOf('=');
     if (!cur || eq < 0) continue;
     cur[line.slice(0, eq)] = line.slice(eq + 1);
@@ -69,7 +85,7 @@ function escapePath(p: string): string {
   const out: number[] = [];
   for (const b of Buffer.from(p, 'utf8')) {
     if (b === 0x5c) out.push(0x5c, 0x5c);
-    else if (b < 0x20 || b === 0x7f) out.push(...Buffer.from('\\' + b.toString(8).padStart(3, '0'), 'latin1'));
+    else if (b < 0x20 || b === 0x7f) out.push(...Buffer.from(`\\${b.toString(8).padStart(3, '0')}`, 'latin1'));
     else out.push(b);
   }
   return Buffer.from(out).toString('utf8');
@@ -94,7 +110,7 @@ export function snapshot(dir: string, opts: SnapshotOptions = {}): Record<string
       e.target = readlinkSync(abs);
     } else if (type === 'char' || type === 'block') {
       const r = Number(st.rdev);
-      e.rdev = `${((r >>> 8) & 0xfff)}:${(r & 0xff) | ((r >>> 12) & ~0xff)}`;
+      e.rdev = `${(r >>> 8) & 0xfff}:${(r & 0xff) | ((r >>> 12) & ~0xff)}`;
     }
     if (o.xattrs) {
       const x = xattrsOf(abs);

@@ -13,15 +13,24 @@
  *   try { … new pg.Client({ connectionString: pg.url }) … } finally { await pg.stop(); }
  */
 import { createHash, randomBytes } from 'node:crypto';
-import {
-  chownSync, existsSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync,
-} from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import {
-  MissingPrerequisiteError, childrenOf, isAlive, logTails, onProcessExit, procRef, removeDir,
-  requireExecutables, runTool, sleep, waitFor, freePort, type ProcRef,
+  MissingPrerequisiteError,
+  childrenOf,
+  isAlive,
+  logTails,
+  onProcessExit,
+  procRef,
+  removeDir,
+  requireExecutables,
+  runTool,
+  sleep,
+  waitFor,
+  freePort,
+  type ProcRef,
 } from './daemons.js';
 
 export interface PostgresOptions {
@@ -68,17 +77,20 @@ const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
 
 function pgBinDir(opts: PostgresOptions): string {
   if (opts.binDir) return opts.binDir;
-  const fromEnv = process.env['FERRY_PG_BINDIR'];
+  const fromEnv = process.env.FERRY_PG_BINDIR;
   if (fromEnv) return fromEnv;
   const base = '/usr/lib/postgresql';
   const versions = existsSync(base)
-    ? readdirSync(base).filter((v) => /^\d+$/.test(v) && existsSync(join(base, v, 'bin', 'initdb'))).sort((a, b) => Number(b) - Number(a))
+    ? readdirSync(base)
+        .filter((v) => /^\d+$/.test(v) && existsSync(join(base, v, 'bin', 'initdb')))
+        .sort((a, b) => Number(b) - Number(a))
     : [];
   const newest = versions[0];
   if (!newest) {
     throw new MissingPrerequisiteError(
       'postgres: missing prerequisite: no PostgreSQL server in /usr/lib/postgresql/*/bin (Debian package postgresql-15, ' +
-      'or set FERRY_PG_BINDIR); install with scripts/install-deps.sh (as root)');
+        'or set FERRY_PG_BINDIR); install with scripts/install-deps.sh (as root)',
+    );
   }
   return join(base, newest, 'bin');
 }
@@ -90,12 +102,15 @@ function serverAccount(): Account {
   requireExecutables('postgres', [{ path: '/usr/sbin/runuser', pkg: 'util-linux' }]);
   let ids: string[];
   try {
-    ids = execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim().split('\n')
+    ids = execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' })
+      .trim()
+      .split('\n')
       .concat(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
   } catch {
     throw new MissingPrerequisiteError(
       'postgres: missing prerequisite: system user `postgres` (created by Debian package postgresql-common, ' +
-      'a dependency of postgresql-15); install with scripts/install-deps.sh (as root)');
+        'a dependency of postgresql-15); install with scripts/install-deps.sh (as root)',
+    );
   }
   return { asRoot: true, uid: Number(ids[0]), gid: Number(ids[1]) };
 }
@@ -104,7 +119,7 @@ function serverAccount(): Account {
 function cleanEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PG')) env[k] = v;
-  env['LC_ALL'] = 'C';
+  env.LC_ALL = 'C';
   return env;
 }
 
@@ -114,14 +129,28 @@ function confValue(v: string | number | boolean): string {
   return `'${v.replace(/'/g, "''")}'`;
 }
 
-const INITDB_ARGS = ['-U', 'postgres', '--wal-segsize=1', '--auth-local=trust', '--auth-host=scram-sha-256', '-E', 'UTF8', '--locale=C', '--no-sync', '--no-instructions'];
+const INITDB_ARGS = [
+  '-U',
+  'postgres',
+  '--wal-segsize=1',
+  '--auth-local=trust',
+  '--auth-host=scram-sha-256',
+  '-E',
+  'UTF8',
+  '--locale=C',
+  '--no-sync',
+  '--no-instructions',
+];
 
 type Account = { asRoot: boolean; uid: number; gid: number };
 
 /** initdb into `dataDir` (whose parent exists and is the server account's). */
 async function runInitdb(
-  dataDir: string, asServer: (tool: string, args: string[]) => [string, string[]], account: Account,
-  env: NodeJS.ProcessEnv, timeoutMs: number,
+  dataDir: string,
+  asServer: (tool: string, args: string[]) => [string, string[]],
+  account: Account,
+  env: NodeJS.ProcessEnv,
+  timeoutMs: number,
 ): Promise<void> {
   // scram host auth needs a superuser password; the superuser is only used over the private socket (trust)
   const pwfile = `${dataDir}.pw`;
@@ -143,11 +172,24 @@ async function runInitdb(
  * runs initdb every time. Returns the template's data dir when copied from one.
  */
 async function prepareDataDir(
-  dataDir: string, bin: string, account: Account, initdb: (into: string) => Promise<void>, timeoutMs: number,
+  dataDir: string,
+  bin: string,
+  account: Account,
+  initdb: (into: string) => Promise<void>,
+  timeoutMs: number,
 ): Promise<string | undefined> {
-  if (process.env['FERRY_PG_TEMPLATE'] === 'off') { await initdb(dataDir); return undefined; }
-  const ident = ['initdb', 'postgres'].map((b) => { const st = statSync(join(bin, b)); return `${b}:${st.size}:${st.mtimeMs}`; });
-  const key = createHash('sha256').update(JSON.stringify([bin, ident, INITDB_ARGS, account.uid])).digest('hex').slice(0, 16);
+  if (process.env.FERRY_PG_TEMPLATE === 'off') {
+    await initdb(dataDir);
+    return undefined;
+  }
+  const ident = ['initdb', 'postgres'].map((b) => {
+    const st = statSync(join(bin, b));
+    return `${b}:${st.size}:${st.mtimeMs}`;
+  });
+  const key = createHash('sha256')
+    .update(JSON.stringify([bin, ident, INITDB_ARGS, account.uid]))
+    .digest('hex')
+    .slice(0, 16);
   const root = join(tmpdir(), `ferry-pg-template-${key}`);
   const template = join(root, 'data');
   if (!existsSync(join(root, 'READY'))) {
@@ -163,7 +205,10 @@ async function prepareDataDir(
         renameSync(work, root);
       } catch {
         // another starter published first (or a broken leftover is in the way): use our own copy
-        if (!existsSync(join(root, 'READY'))) { renameSync(join(work, 'data'), dataDir); return undefined; }
+        if (!existsSync(join(root, 'READY'))) {
+          renameSync(join(work, 'data'), dataDir);
+          return undefined;
+        }
       }
     } finally {
       removeDir(work);
@@ -196,7 +241,9 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
   const bin = pgBinDir(opts);
   const pkg = `postgresql-${bin.split('/').at(-2) ?? '15'}`;
   requireExecutables('postgres', [
-    { path: join(bin, 'initdb'), pkg }, { path: join(bin, 'pg_ctl'), pkg }, { path: join(bin, 'postgres'), pkg },
+    { path: join(bin, 'initdb'), pkg },
+    { path: join(bin, 'pg_ctl'), pkg },
+    { path: join(bin, 'postgres'), pkg },
     { path: join(bin, 'psql'), pkg: pkg.replace('postgresql-', 'postgresql-client-') },
   ]);
   const account = serverAccount();
@@ -224,14 +271,28 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
   const killAll = (): void => {
     remember();
     for (const p of known.values()) {
-      if (isAlive(p)) { try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ } }
+      if (isAlive(p)) {
+        try {
+          process.kill(p.pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
     }
   };
-  const unregister = onProcessExit(() => { killAll(); removeSysvShm(dataDir); removeDir(dir); });
+  const unregister = onProcessExit(() => {
+    killAll();
+    removeSysvShm(dataDir);
+    removeDir(dir);
+  });
 
   const phases: Record<string, number> = {};
   let mark = Date.now();
-  const phase = (name: string): void => { const now = Date.now(); phases[name] = now - mark; mark = now; };
+  const phase = (name: string): void => {
+    const now = Date.now();
+    phases[name] = now - mark;
+    mark = now;
+  };
   try {
     const initdb = (into: string): Promise<void> => runInitdb(into, asServer, account, env, remaining());
     let fromTemplate = await prepareDataDir(dataDir, bin, account, initdb, remaining());
@@ -241,16 +302,26 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
       listen_addresses: '127.0.0.1',
       unix_socket_directories: dir,
       unix_socket_permissions: '0700',
-      fsync: false, synchronous_commit: false, full_page_writes: false,
-      max_connections: 30, shared_buffers: '32MB',
+      fsync: false,
+      synchronous_commit: false,
+      full_page_writes: false,
+      max_connections: 30,
+      shared_buffers: '32MB',
       // segments in the data dir (removed with it), not /dev/shm, even after a SIGKILL
       dynamic_shared_memory_type: 'mmap',
-      logging_collector: false, log_min_messages: 'warning', log_connections: false,
+      logging_collector: false,
+      log_min_messages: 'warning',
+      log_connections: false,
       ...opts.settings,
     };
-    const conf = Object.entries(settings).map(([k, v]) => `${k} = ${confValue(v)}`).join('\n');
-    const configure = (): void => writeFileSync(join(dataDir, 'postgresql.conf'),
-      `${readFileSync(join(dataDir, 'postgresql.conf'), 'utf8')}\n# ferry test settings\n${conf}\n`);
+    const conf = Object.entries(settings)
+      .map(([k, v]) => `${k} = ${confValue(v)}`)
+      .join('\n');
+    const configure = (): void =>
+      writeFileSync(
+        join(dataDir, 'postgresql.conf'),
+        `${readFileSync(join(dataDir, 'postgresql.conf'), 'utf8')}\n# ferry test settings\n${conf}\n`,
+      );
     configure();
 
     // A free port can be taken by someone else between our probe and the bind: retry with a new one.
@@ -258,14 +329,26 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
     for (let attempt = 1; ; attempt++) {
       port = await freePort();
       const [ctlCmd, ctlArgs] = asServer('pg_ctl', [
-        'start', '-D', dataDir, '-l', logPath, '-w', '-t', String(Math.ceil(remaining() / 1000)), '-o', `-p ${port}`,
+        'start',
+        '-D',
+        dataDir,
+        '-l',
+        logPath,
+        '-w',
+        '-t',
+        String(Math.ceil(remaining() / 1000)),
+        '-o',
+        `-p ${port}`,
       ]);
       try {
         await runTool(ctlCmd, ctlArgs, { timeoutMs: remaining() + 2000, env, cwd: dir, details });
         break;
       } catch (err) {
         const portTaken = /could not (bind|create listen)|already in use/i.test(readFileSync(logPath, 'utf8'));
-        if (portTaken && attempt < 3) { await sleep(100); continue; }
+        if (portTaken && attempt < 3) {
+          await sleep(100);
+          continue;
+        }
         if (!fromTemplate) throw err;
         // A damaged template (e.g. files removed by a /tmp cleaner): drop it, initdb afresh once.
         removeDir(dirname(fromTemplate));
@@ -283,12 +366,32 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
     remember();
 
     // one psql run, each -c its own transaction (CREATE DATABASE cannot run inside one)
-    const setup = await runTool(join(bin, 'psql'), [
-      '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', dir, '-p', String(port), '-U', superuser, '-d', 'postgres',
-      '-c', `CREATE ROLE ${user} LOGIN PASSWORD '${password.replace(/'/g, "''")}'`,
-      '-c', `CREATE DATABASE ${database} OWNER ${user}`,
-      '-c', 'SHOW server_version',
-    ], { timeoutMs: remaining(), env, cwd: dir, details });
+    const setup = await runTool(
+      join(bin, 'psql'),
+      [
+        '-X',
+        '-q',
+        '-A',
+        '-t',
+        '-v',
+        'ON_ERROR_STOP=1',
+        '-h',
+        dir,
+        '-p',
+        String(port),
+        '-U',
+        superuser,
+        '-d',
+        'postgres',
+        '-c',
+        `CREATE ROLE ${user} LOGIN PASSWORD '${password.replace(/'/g, "''")}'`,
+        '-c',
+        `CREATE DATABASE ${database} OWNER ${user}`,
+        '-c',
+        'SHOW server_version',
+      ],
+      { timeoutMs: remaining(), env, cwd: dir, details },
+    );
     const version = setup.stdout.trim().split(' ')[0] ?? '?';
     phase('setup');
 
@@ -308,7 +411,11 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
         try {
           await waitFor('postgres processes to exit', () => ([...known.values()].some(isAlive) ? undefined : true), {
             timeoutMs: 5000,
-            details: () => ` still alive: ${[...known.values()].filter(isAlive).map((p) => p.pid).join(', ')}`,
+            details: () =>
+              ` still alive: ${[...known.values()]
+                .filter(isAlive)
+                .map((p) => p.pid)
+                .join(', ')}`,
           });
         } finally {
           removeDir(dir);
@@ -322,8 +429,18 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
 
     return {
       url: `postgres://${user}:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`,
-      host: '127.0.0.1', port, database, user, password, superuser, socketDir: dir, dir, logPath, version,
-      startMs: Date.now() - t0, phases,
+      host: '127.0.0.1',
+      port,
+      database,
+      user,
+      password,
+      superuser,
+      socketDir: dir,
+      dir,
+      logPath,
+      version,
+      startMs: Date.now() - t0,
+      phases,
       processes: () => remember(),
       stop,
     };
@@ -342,7 +459,15 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
  */
 function removeSysvShm(dataDir: string): void {
   let id: string | undefined;
-  try { id = readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[6]?.trim().split(/\s+/)[1]; } catch { return; }
+  try {
+    id = readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[6]?.trim().split(/\s+/)[1];
+  } catch {
+    return;
+  }
   if (!id || !/^\d+$/.test(id)) return;
-  try { execFileSync('ipcrm', ['-m', id], { stdio: 'ignore', timeout: 5000 }); } catch { /* already removed */ }
+  try {
+    execFileSync('ipcrm', ['-m', id], { stdio: 'ignore', timeout: 5000 });
+  } catch {
+    /* already removed */
+  }
 }

@@ -18,7 +18,11 @@ export function requirePrereqs(opts: { root?: boolean; commands?: string[]; devi
     }
   }
   for (const dev of opts.devices ?? []) {
-    try { accessSync(dev, constants.R_OK | constants.W_OK); } catch { missing.push(`device ${dev}`); }
+    try {
+      accessSync(dev, constants.R_OK | constants.W_OK);
+    } catch {
+      missing.push(`device ${dev}`);
+    }
   }
   if (missing.length) throw new Error(`missing prerequisite: ${missing.join(', ')}`);
 }

@@ -7,8 +7,16 @@ import { join } from 'node:path';
 import { requirePrereqs } from '../../../test/support/prereq.js';
 import { parseImageConfig } from '../../oci/index.js';
 import {
-  buildOciImage, busyboxRootfs, containerdConfig, mountsUnder, pushImage, startContainerd,
-  startDistributionRegistry, whiteout, type Containerd, type DistributionRegistry,
+  buildOciImage,
+  busyboxRootfs,
+  containerdConfig,
+  mountsUnder,
+  pushImage,
+  startContainerd,
+  startDistributionRegistry,
+  whiteout,
+  type Containerd,
+  type DistributionRegistry,
 } from './index.js';
 
 describe('bench/env containerd + images (real containerd, runc, skopeo, docker-registry)', () => {
@@ -28,12 +36,22 @@ describe('bench/env containerd + images (real containerd, runc, skopeo, docker-r
   });
 
   it('writes a private config with CRI disabled, opt path and proxy snapshotters', () => {
-    const t = containerdConfig({ root: '/r', state: '/s', address: '/a.sock', optPath: '/o', debugAddress: '/d.sock', snapshotters: { ferry: '/f.sock' } });
+    const t = containerdConfig({
+      root: '/r',
+      state: '/s',
+      address: '/a.sock',
+      optPath: '/o',
+      debugAddress: '/d.sock',
+      snapshotters: { ferry: '/f.sock' },
+    });
     assert.match(t, /^version = 2$/m);
     assert.match(t, /disabled_plugins = \["io.containerd.grpc.v1.cri"\]/);
     assert.match(t, /\[plugins."io.containerd.internal.v1.opt"\]\n {2}path = "\/o"/);
     assert.match(t, /\[proxy_plugins."ferry"\]\n {2}type = "snapshot"\n {2}address = "\/f.sock"/);
-    assert.throws(() => containerdConfig({ root: '/r', state: '/s', address: '/a', optPath: '/o', debugAddress: '/d', snapshotters: { 'a"b': '/x' } }), /invalid snapshotter name/);
+    assert.throws(
+      () => containerdConfig({ root: '/r', state: '/s', address: '/a', optPath: '/o', debugAddress: '/d', snapshotters: { 'a"b': '/x' } }),
+      /invalid snapshotter name/,
+    );
   });
 
   it('builds a two-layer image with a whiteout, pushes it, pulls and runs it with ctr', async () => {
@@ -49,7 +67,10 @@ describe('bench/env containerd + images (real containerd, runc, skopeo, docker-r
     const img = await buildOciImage({ layers: [l1, l2], outDir: join(work, 'layout'), config: { Cmd: ['/bin/sh'] } });
     assert.equal(img.layers.length, 2);
     const cfg = parseImageConfig(await readFile(join(img.layoutDir, 'blobs/sha256', img.configDigest.slice(7))));
-    assert.deepEqual(cfg.rootfs.diff_ids, img.layers.map((l) => l.diffId));
+    assert.deepEqual(
+      cfg.rootfs.diff_ids,
+      img.layers.map((l) => l.diffId),
+    );
     const ref = `${reg!.host}/library/env-test:1`;
     const pushed = await pushImage(img.layoutDir, ref);
     assert.equal(pushed, img.manifestDigest);

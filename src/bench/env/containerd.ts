@@ -60,7 +60,11 @@ function tomlString(s: string): string {
 
 /** The config.toml text for a private instance (exported for tests and docs). */
 export function containerdConfig(o: {
-  root: string; state: string; address: string; optPath: string; debugAddress: string;
+  root: string;
+  state: string;
+  address: string;
+  optPath: string;
+  debugAddress: string;
   snapshotters?: Record<string, string>;
 }): string {
   const lines = [
@@ -123,8 +127,15 @@ export async function startContainerd(opts: ContainerdOptions): Promise<Containe
   child.stderr?.pipe(logStream, { end: false });
   let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   const exitPromise = new Promise<void>((res) => {
-    child.on('exit', (code, signal) => { exited = { code, signal }; res(); });
-    child.on('error', (err) => { exited = { code: -1, signal: null }; log.error({ err }, 'containerd spawn failed'); res(); });
+    child.on('exit', (code, signal) => {
+      exited = { code, signal };
+      res();
+    });
+    child.on('error', (err) => {
+      exited = { code: -1, signal: null };
+      log.error({ err }, 'containerd spawn failed');
+      res();
+    });
   });
   const ctrRaw = (args2: string[], o: CtrOptions = {}): Promise<ExecResult> => {
     const eo: ExecOptions = { timeoutMs: 300_000, ...o };
@@ -143,15 +154,30 @@ export async function startContainerd(opts: ContainerdOptions): Promise<Containe
     if (!exited) {
       // tasks and containers of our (unique) namespace
       const tasks = await ctrRaw(['tasks', 'ls', '-q'], { timeoutMs: 15_000 }).catch(() => undefined);
-      for (const id of (tasks?.stdout ?? '').split('\n').map((s) => s.trim()).filter(Boolean)) {
+      for (const id of (tasks?.stdout ?? '')
+        .split('\n')
+        .map((s) => s.trim())
+        .filter(Boolean)) {
         await ctrRaw(['tasks', 'kill', '-s', 'SIGKILL', id], { timeoutMs: 15_000 }).catch(() => undefined);
       }
-      for (const id of (tasks?.stdout ?? '').split('\n').map((s) => s.trim()).filter(Boolean)) {
-        await waitFor(async () => (await ctrRaw(['tasks', 'delete', id], { timeoutMs: 15_000 }).catch(() => ({ code: 1 }))).code === 0
-          || !(await ctrRaw(['tasks', 'ls', '-q'], { timeoutMs: 15_000 })).stdout.includes(id), `task ${id} deleted`, 10_000, 200).catch(() => undefined);
+      for (const id of (tasks?.stdout ?? '')
+        .split('\n')
+        .map((s) => s.trim())
+        .filter(Boolean)) {
+        await waitFor(
+          async () =>
+            (await ctrRaw(['tasks', 'delete', id], { timeoutMs: 15_000 }).catch(() => ({ code: 1 }))).code === 0 ||
+            !(await ctrRaw(['tasks', 'ls', '-q'], { timeoutMs: 15_000 })).stdout.includes(id),
+          `task ${id} deleted`,
+          10_000,
+          200,
+        ).catch(() => undefined);
       }
       const ctrs = await ctrRaw(['containers', 'ls', '-q'], { timeoutMs: 15_000 }).catch(() => undefined);
-      for (const id of (ctrs?.stdout ?? '').split('\n').map((s) => s.trim()).filter(Boolean)) {
+      for (const id of (ctrs?.stdout ?? '')
+        .split('\n')
+        .map((s) => s.trim())
+        .filter(Boolean)) {
         await ctrRaw(['containers', 'delete', id], { timeoutMs: 15_000 }).catch(() => undefined);
       }
       child.kill('SIGTERM');
@@ -168,14 +194,22 @@ export async function startContainerd(opts: ContainerdOptions): Promise<Containe
   };
 
   try {
-    await waitFor(async () => {
-      if (exited) {
-        const tail = await readFile(logPath, 'utf8').catch(() => '');
-        throw new FerryError('UNAVAILABLE', `containerd exited (${exited.code ?? exited.signal}) before answering: ${tail.split('\n').slice(-10).join('\n')}`);
-      }
-      if (!existsSync(address)) return false;
-      return (await ctrRaw(['version'], { timeoutMs: 5_000 })).code === 0;
-    }, `containerd at ${address}`, opts.startTimeoutMs ?? 30_000, 100);
+    await waitFor(
+      async () => {
+        if (exited) {
+          const tail = await readFile(logPath, 'utf8').catch(() => '');
+          throw new FerryError(
+            'UNAVAILABLE',
+            `containerd exited (${exited.code ?? exited.signal}) before answering: ${tail.split('\n').slice(-10).join('\n')}`,
+          );
+        }
+        if (!existsSync(address)) return false;
+        return (await ctrRaw(['version'], { timeoutMs: 5_000 })).code === 0;
+      },
+      `containerd at ${address}`,
+      opts.startTimeoutMs ?? 30_000,
+      100,
+    );
   } catch (err) {
     await stop();
     throw err;
@@ -183,7 +217,13 @@ export async function startContainerd(opts: ContainerdOptions): Promise<Containe
   log.debug({ address, namespace, pid: child.pid }, 'containerd started');
 
   const inst: Containerd = {
-    address, namespace, dir, root, state, configPath, logPath,
+    address,
+    namespace,
+    dir,
+    root,
+    state,
+    configPath,
+    logPath,
     pid: child.pid ?? -1,
     ctr: ctrRaw,
     ctrSpawn,

@@ -65,7 +65,9 @@ export function exec(cmd: string, args: string[], opts: ExecOptions = {}): Promi
         stderr: Buffer.concat(err).toString('utf8'),
       });
     });
-    child.stdin?.on('error', () => { /* command may exit before reading stdin */ });
+    child.stdin?.on('error', () => {
+      /* command may exit before reading stdin */
+    });
     if (opts.input !== undefined) child.stdin?.end(opts.input);
     else child.stdin?.end();
   });

@@ -77,17 +77,33 @@ async function writeBlob(layoutDir: string, data: Buffer): Promise<string> {
 }
 
 /** Tars one directory (GNU tar, PAX, xattrs, numeric owners, sorted) into a blob of the layout. */
-async function buildLayer(layoutDir: string, dir: string, compression: 'gzip' | 'none', level: number): Promise<BuiltLayer & { uncompressed: number }> {
+async function buildLayer(
+  layoutDir: string,
+  dir: string,
+  compression: 'gzip' | 'none',
+  level: number,
+): Promise<BuiltLayer & { uncompressed: number }> {
   const st = await stat(dir).catch(() => undefined);
   if (!st?.isDirectory()) throw new FerryError('INVALID_ARGUMENT', `layer source ${dir} is not a directory`);
   const names = (await readdir(dir)).sort();
-  const args = ['--create', '--file=-', '--format=pax', '--xattrs', '--xattrs-include=*', '--numeric-owner', '--sort=name',
-    '--directory', dir];
+  const args = [
+    '--create',
+    '--file=-',
+    '--format=pax',
+    '--xattrs',
+    '--xattrs-include=*',
+    '--numeric-owner',
+    '--sort=name',
+    '--directory',
+    dir,
+  ];
   if (names.length) args.push('--', ...names);
   else args.push('--files-from=/dev/null');
   const tar = spawn('tar', args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PATH: sbinPath(), LC_ALL: 'C' } });
   let stderr = '';
-  tar.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  tar.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   const exit = new Promise<number>((res) => tar.on('close', (c) => res(c ?? 1)));
   const diff = new HashCount();
   const blob = new HashCount();
@@ -149,11 +165,15 @@ export async function buildOciImage(opts: BuildOciImageOptions): Promise<BuiltIm
   const index = {
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.index.v1+json',
-    manifests: [{
-      mediaType: manifest.mediaType, digest: manifestDigest, size: manifestBuf.length,
-      platform: { architecture: config.architecture, os: 'linux' },
-      annotations: { 'org.opencontainers.image.ref.name': opts.tag ?? 'latest' },
-    }],
+    manifests: [
+      {
+        mediaType: manifest.mediaType,
+        digest: manifestDigest,
+        size: manifestBuf.length,
+        platform: { architecture: config.architecture, os: 'linux' },
+        annotations: { 'org.opencontainers.image.ref.name': opts.tag ?? 'latest' },
+      },
+    ],
   };
   await writeFile(join(layoutDir, 'index.json'), JSON.stringify(index));
   await writeFile(join(layoutDir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
@@ -211,7 +231,8 @@ export async function pushImage(layoutDir: string, ref: string, opts: PushOption
   if (opts.netns !== undefined) execOpts.netns = opts.netns;
   const r = await exec('skopeo', args, execOpts);
   try {
-    if (r.code !== 0) throw new FerryError('UNAVAILABLE', `skopeo copy to ${ref} failed: ${r.stderr.trim().split('\n').slice(-5).join('\n')}`);
+    if (r.code !== 0)
+      throw new FerryError('UNAVAILABLE', `skopeo copy to ${ref} failed: ${r.stderr.trim().split('\n').slice(-5).join('\n')}`);
     return (await readFile(digestFile, 'utf8')).trim();
   } finally {
     await rm(digestFile, { force: true });

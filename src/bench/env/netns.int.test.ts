@@ -9,7 +9,9 @@ describe('bench/env netns (real network namespaces, veth, bridge, tbf)', () => {
   let star: Star | undefined;
   const prefix = `t${randomBytes(3).toString('hex')}`;
   before(() => requirePrereqs({ root: true, commands: ['ip', 'tc', 'nsenter', 'curl'] }));
-  after(async () => { await star?.destroy(); });
+  after(async () => {
+    await star?.destroy();
+  });
 
   it('parses tc rates', () => {
     assert.equal(parseRate('100mbit'), 100e6);
@@ -25,11 +27,19 @@ describe('bench/env netns (real network namespaces, veth, bridge, tbf)', () => {
     assert.ok(existsSync(`/run/netns/${star.registry.netns}`));
     // a 3 MB HTTP response from the registry namespace to node 1
     const size = 3 * 1024 * 1024;
-    const server = inNetns(star.registry.netns, process.execPath, ['-e', `
+    const server = inNetns(
+      star.registry.netns,
+      process.execPath,
+      [
+        '-e',
+        `
       const http = require('node:http');
       const body = Buffer.alloc(${size}, 7);
       const s = http.createServer((q, r) => { r.end(body); }).listen(8080, '${star.registry.ip}', () => console.log('up'));
-    `], { stdio: ['ignore', 'pipe', 'inherit'] });
+    `,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     try {
       await new Promise<void>((res, rej) => {
         server.stdout!.once('data', () => res());
@@ -38,14 +48,35 @@ describe('bench/env netns (real network namespaces, veth, bridge, tbf)', () => {
       const before = await ifaceCounters(star.registry.dev, star.registry.netns);
       /** The shaper on the registry's uplink and its counters (tc -s). */
       const qdisc = async (): Promise<{ kind: string; options: { rate: number }; bytes: number; overlimits: number }> =>
-        (JSON.parse(await execCheck('tc', ['-n', star!.registry.netns, '-s', '-j', 'qdisc', 'show', 'dev', star!.registry.dev])) as Array<{ kind: string; options: { rate: number }; bytes: number; overlimits: number }>)[0]!;
+        (
+          JSON.parse(await execCheck('tc', ['-n', star!.registry.netns, '-s', '-j', 'qdisc', 'show', 'dev', star!.registry.dev])) as Array<{
+            kind: string;
+            options: { rate: number };
+            bytes: number;
+            overlimits: number;
+          }>
+        )[0]!;
       const q0 = await qdisc();
       assert.equal(q0.kind, 'tbf');
       assert.equal(q0.options.rate * 8, 40e6, 'tbf at 40 Mbit/s');
-      const r = await execInNetns(star.nodes[0]!.netns, 'curl', ['-sS', '-o', '/dev/null', '-w', '%{size_download}', `http://${star.registry.ip}:8080/`]);
+      const r = await execInNetns(star.nodes[0]!.netns, 'curl', [
+        '-sS',
+        '-o',
+        '/dev/null',
+        '-w',
+        '%{size_download}',
+        `http://${star.registry.ip}:8080/`,
+      ]);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(Number(r.stdout), size);
-      const r2 = await execInNetns(star.nodes[1]!.netns, 'curl', ['-sS', '-o', '/dev/null', '-w', '%{size_download}', `http://${star.registry.ip}:8080/`]);
+      const r2 = await execInNetns(star.nodes[1]!.netns, 'curl', [
+        '-sS',
+        '-o',
+        '/dev/null',
+        '-w',
+        '%{size_download}',
+        `http://${star.registry.ip}:8080/`,
+      ]);
       assert.equal(Number(r2.stdout), size, r2.stderr);
       const afterC = await ifaceCounters(star.registry.dev, star.registry.netns);
       const tx = afterC.txBytes - before.txBytes;

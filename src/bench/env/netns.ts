@@ -37,8 +37,15 @@ export async function createNetns(name: string): Promise<string> {
 export async function deleteNetns(name: string): Promise<void> {
   if (!existsSync(`/run/netns/${name}`)) return;
   const pids = await exec('ip', ['netns', 'pids', name]);
-  for (const p of pids.stdout.split('\n').map((s) => Number(s.trim())).filter((n) => n > 0)) {
-    try { process.kill(p, 'SIGKILL'); } catch { /* already gone */ }
+  for (const p of pids.stdout
+    .split('\n')
+    .map((s) => Number(s.trim()))
+    .filter((n) => n > 0)) {
+    try {
+      process.kill(p, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
   }
   const r = await exec('ip', ['netns', 'del', name]);
   if (r.code !== 0 && existsSync(`/run/netns/${name}`)) {
@@ -49,7 +56,10 @@ export async function deleteNetns(name: string): Promise<void> {
 /** Names of existing namespaces starting with `prefix` (for cleaning up after crashed runs). */
 export async function listNetns(prefix = ''): Promise<string[]> {
   const r = await exec('ip', ['netns', 'list']);
-  return r.stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => n && n.startsWith(prefix));
+  return r.stdout
+    .split('\n')
+    .map((l) => l.split(' ')[0] ?? '')
+    .filter((n) => n?.startsWith(prefix));
 }
 
 export interface VethEnd {
@@ -115,8 +125,23 @@ export function parseRate(rate: string): number {
 export async function shape(dev: string, rate: string, opts: ShapeOptions = {}): Promise<void> {
   const bps = parseRate(rate);
   const burst = opts.burst ?? `${Math.max(64 * 1024, Math.ceil(bps / 8 / 100))}b`;
-  await execCheck('tc', ipArgsTc(opts.netns, ['qdisc', 'replace', 'dev', dev, 'root', 'tbf',
-    'rate', `${Math.round(bps)}bit`, 'burst', burst, 'latency', opts.latency ?? '50ms']));
+  await execCheck(
+    'tc',
+    ipArgsTc(opts.netns, [
+      'qdisc',
+      'replace',
+      'dev',
+      dev,
+      'root',
+      'tbf',
+      'rate',
+      `${Math.round(bps)}bit`,
+      'burst',
+      burst,
+      'latency',
+      opts.latency ?? '50ms',
+    ]),
+  );
 }
 
 /** Removes shaping from `dev` (missing qdisc is fine). */
@@ -184,7 +209,13 @@ export interface Star {
  * `registryRate` the registry's uplink (its own interface's egress) is shaped with tbf;
  * `nodeRate` shapes each node's uplink and downlink.
  */
-export async function createStar(opts: { prefix: string; nodes: number; extras?: number; registryRate?: string; nodeRate?: string }): Promise<Star> {
+export async function createStar(opts: {
+  prefix: string;
+  nodes: number;
+  extras?: number;
+  registryRate?: string;
+  nodeRate?: string;
+}): Promise<Star> {
   const { prefix } = opts;
   if (opts.nodes < 1 || opts.nodes > 200) throw new FerryError('INVALID_ARGUMENT', 'nodes must be 1..200');
   if (!/^[a-z0-9]{1,8}$/.test(prefix)) throw new FerryError('INVALID_ARGUMENT', 'star prefix must be 1-8 chars [a-z0-9]');
@@ -195,10 +226,12 @@ export async function createStar(opts: { prefix: string; nodes: number; extras?:
   };
   try {
     const hub = `${prefix}-hub`;
-    await createNetns(hub); created.push(hub);
+    await createNetns(hub);
+    created.push(hub);
     await createBridge('br0', hub);
     const mk = async (ns: string, ip: string, idx: string): Promise<StarNode> => {
-      await createNetns(ns); created.push(ns);
+      await createNetns(ns);
+      created.push(ns);
       const dev = 'eth0';
       const hubDev = `${prefix}${idx}`.slice(0, 15);
       // create in root namespace with unique names, then rename inside the namespace

@@ -40,15 +40,44 @@ export interface DistributionRegistry {
   close(): Promise<void>;
 }
 
-interface TokenServer { server: Server; url: string; certPath: string; issued: () => number }
+interface TokenServer {
+  server: Server;
+  url: string;
+  certPath: string;
+  issued: () => number;
+}
 
 async function startTokenServer(work: string, users: Record<string, string>, expiresIn: number): Promise<TokenServer> {
   const keyPath = join(work, 'token-key.pem');
   const certPath = join(work, 'token-cert.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', keyPath, '-out', certPath, '-days', '2', '-subj', '/CN=ferry-test-token'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      keyPath,
+      '-out',
+      certPath,
+      '-days',
+      '2',
+      '-subj',
+      '/CN=ferry-test-token',
+    ],
+    { stdio: 'ignore' },
+  );
   const key: KeyObject = createPrivateKey(readFileSync(keyPath));
-  const certDer = Buffer.from(readFileSync(certPath, 'utf8').replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
+  const certDer = Buffer.from(
+    readFileSync(certPath, 'utf8')
+      .replace(/-----[^-]+-----/g, '')
+      .replace(/\s+/g, ''),
+    'base64',
+  );
   let issued = 0;
   const server = createServer((req, res) => {
     void (async () => {
@@ -67,22 +96,32 @@ async function startTokenServer(work: string, users: Record<string, string>, exp
         subject = user;
       }
       // Anonymous callers get a token granting nothing.
-      const access = subject ? u.searchParams.getAll('scope').flatMap((s) => {
-        const first = s.indexOf(':');
-        const last = s.lastIndexOf(':');
-        if (first < 0 || last <= first) return [];
-        return [{ type: s.slice(0, first), name: s.slice(first + 1, last), actions: s.slice(last + 1).split(',') }];
-      }) : [];
+      const access = subject
+        ? u.searchParams.getAll('scope').flatMap((s) => {
+            const first = s.indexOf(':');
+            const last = s.lastIndexOf(':');
+            if (first < 0 || last <= first) return [];
+            return [{ type: s.slice(0, first), name: s.slice(first + 1, last), actions: s.slice(last + 1).split(',') }];
+          })
+        : [];
       const now = Math.floor(Date.now() / 1000);
       const token = await new SignJWT({ access })
         .setProtectedHeader({ alg: 'ES256', typ: 'JWT', x5c: [certDer.toString('base64')] })
-        .setIssuer('ferry-test-issuer').setSubject(subject).setAudience(u.searchParams.get('service') ?? '')
-        .setIssuedAt(now).setNotBefore(now - 10).setExpirationTime(now + expiresIn).setJti(randomUUID())
+        .setIssuer('ferry-test-issuer')
+        .setSubject(subject)
+        .setAudience(u.searchParams.get('service') ?? '')
+        .setIssuedAt(now)
+        .setNotBefore(now - 10)
+        .setExpirationTime(now + expiresIn)
+        .setJti(randomUUID())
         .sign(key);
       issued++;
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ token, expires_in: expiresIn, issued_at: new Date().toISOString() }));
-    })().catch((err: unknown) => { res.writeHead(500); res.end(String(err)); });
+    })().catch((err: unknown) => {
+      res.writeHead(500);
+      res.end(String(err));
+    });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/token`, certPath, issued: () => issued };
@@ -112,27 +151,47 @@ export async function startDistributionRegistry(opts: DistributionRegistryOption
     '    enabled: true',
     'http:',
     `  addr: ${JSON.stringify(opts.listen ?? '127.0.0.1:0')}`,
-    ...(token ? ['auth:', '  token:', `    realm: ${token.url}`, '    service: ferry-test-registry',
-      '    issuer: ferry-test-issuer', `    rootcertbundle: ${token.certPath}`] : []),
+    ...(token
+      ? [
+          'auth:',
+          '  token:',
+          `    realm: ${token.url}`,
+          '    service: ferry-test-registry',
+          '    issuer: ferry-test-issuer',
+          `    rootcertbundle: ${token.certPath}`,
+        ]
+      : []),
     '',
   ].join('\n');
   const cfgPath = join(dir, 'config.yml');
   await writeFile(cfgPath, cfg);
   const [cmd, args] = netnsWrap(opts.netns, 'docker-registry', ['serve', cfgPath]);
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PATH: sbinPath(), OTEL_TRACES_EXPORTER: 'none' } });
+  const child = spawn(cmd, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, PATH: sbinPath(), OTEL_TRACES_EXPORTER: 'none' },
+  });
   let buf = '';
   let host: string;
   try {
     host = await new Promise<string>((res, rej) => {
-      const timer = setTimeout(() => { child.kill('SIGKILL'); rej(new FerryError('DEADLINE_EXCEEDED', `docker-registry did not start: ${buf.slice(-500)}`)); }, opts.timeoutMs ?? 20_000);
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        rej(new FerryError('DEADLINE_EXCEEDED', `docker-registry did not start: ${buf.slice(-500)}`));
+      }, opts.timeoutMs ?? 20_000);
       const onData = (d: Buffer): void => {
         buf = (buf + d.toString()).slice(-8000);
         const m = /listening on ([^\s"\\]+)/.exec(buf);
-        if (m?.[1]) { clearTimeout(timer); res(m[1].replace(/^\[::\]/, '127.0.0.1')); }
+        if (m?.[1]) {
+          clearTimeout(timer);
+          res(m[1].replace(/^\[::\]/, '127.0.0.1'));
+        }
       };
       child.stdout.on('data', onData);
       child.stderr.on('data', onData);
-      child.on('exit', (code) => { clearTimeout(timer); rej(new FerryError('UNAVAILABLE', `docker-registry exited ${code}: ${buf.slice(-500)}`)); });
+      child.on('exit', (code) => {
+        clearTimeout(timer);
+        rej(new FerryError('UNAVAILABLE', `docker-registry exited ${code}: ${buf.slice(-500)}`));
+      });
     });
   } catch (err) {
     await cleanup();

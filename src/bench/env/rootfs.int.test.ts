@@ -14,7 +14,9 @@ describe('bench/env rootfs', () => {
     requirePrereqs({ root: true, commands: ['debootstrap', 'busybox'] });
     work = await mkdtemp(join(tmpdir(), 'ferry-env-rootfs-'));
   });
-  after(async () => { if (work) await rm(work, { recursive: true, force: true }); });
+  after(async () => {
+    if (work) await rm(work, { recursive: true, force: true });
+  });
 
   it('builds a busybox rootfs with applet links and /etc files', async () => {
     const d = await busyboxRootfs(join(work, 'bb'));
@@ -31,12 +33,19 @@ describe('bench/env rootfs', () => {
   it('serialises holders of a directory lock and breaks stale ones', async () => {
     const lock = join(work, 'x.lock');
     const order: string[] = [];
-    await Promise.all([1, 2].map((i) => withDirLock(lock, 10_000, async () => {
-      order.push(`in${i}`);
-      await new Promise((r) => setTimeout(r, 100));
-      order.push(`out${i}`);
-    })));
-    assert.deepEqual(order.map((s) => s.slice(0, -1)), ['in', 'out', 'in', 'out']);
+    await Promise.all(
+      [1, 2].map((i) =>
+        withDirLock(lock, 10_000, async () => {
+          order.push(`in${i}`);
+          await new Promise((r) => setTimeout(r, 100));
+          order.push(`out${i}`);
+        }),
+      ),
+    );
+    assert.deepEqual(
+      order.map((s) => s.slice(0, -1)),
+      ['in', 'out', 'in', 'out'],
+    );
     // a lock left by a process that no longer exists is broken
     const dead = spawnSync('true').pid;
     await mkdir(lock);
@@ -50,8 +59,15 @@ describe('bench/env rootfs', () => {
     assert.equal(a, b);
     assert.ok(existsSync(join(a, 'usr/bin/dpkg')));
     assert.ok(existsSync(join(a, 'bin/sh')));
-    const debs = existsSync(join(a, 'var/cache/apt/archives')) ? readdirSync(join(a, 'var/cache/apt/archives')).filter((f) => f.endsWith('.deb')) : [];
+    const debs = existsSync(join(a, 'var/cache/apt/archives'))
+      ? readdirSync(join(a, 'var/cache/apt/archives')).filter((f) => f.endsWith('.deb'))
+      : [];
     assert.deepEqual(debs, []);
-    assert.deepEqual(existsSync(join(a, 'var/lib/apt/lists')) ? readdirSync(join(a, 'var/lib/apt/lists')).filter((f) => f !== 'partial' && f !== 'lock' && f !== 'auxfiles') : [], []);
+    assert.deepEqual(
+      existsSync(join(a, 'var/lib/apt/lists'))
+        ? readdirSync(join(a, 'var/lib/apt/lists')).filter((f) => f !== 'partial' && f !== 'lock' && f !== 'auxfiles')
+        : [],
+      [],
+    );
   });
 });

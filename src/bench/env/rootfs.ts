@@ -37,7 +37,10 @@ export async function busyboxRootfs(dir: string): Promise<string> {
   await copyFile(src, join(dir, 'bin/busybox'));
   await chmod(join(dir, 'bin/busybox'), 0o755);
   const list = await execCheck(src, ['--list-full']);
-  for (const rel of list.split('\n').map((s) => s.trim()).filter(Boolean)) {
+  for (const rel of list
+    .split('\n')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     if (rel === 'bin/busybox' || rel.includes('..')) continue;
     const p = join(dir, rel);
     if (existsSync(p)) continue;
@@ -90,12 +93,22 @@ const inProcess = new Map<string, Promise<string>>();
 export function rootfsKey(opts: DebootstrapOptions): string {
   const include = [...new Set(opts.include ?? [])].sort();
   const desc = JSON.stringify({ suite: opts.suite ?? 'bookworm', variant: opts.variant ?? 'minbase', include });
-  const short = include.length ? include.join('+').replace(/[^a-z0-9+.-]/gi, '').slice(0, 40) : 'base';
+  const short = include.length
+    ? include
+        .join('+')
+        .replace(/[^a-z0-9+.-]/gi, '')
+        .slice(0, 40)
+    : 'base';
   return `${opts.suite ?? 'bookworm'}-${opts.variant ?? 'minbase'}-${short}-${createHash('sha256').update(desc).digest('hex').slice(0, 12)}`;
 }
 
 function pidAlive(pid: number): boolean {
-  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** Takes a cross-process lock (a directory holding the owner's pid); stale locks are broken. */
@@ -175,7 +188,10 @@ async function buildRootfs(key: string, opts: DebootstrapOptions): Promise<strin
     }
     await rm(join(tmp, 'var/log/bootstrap.log'), { force: true });
     await rename(tmp, out);
-    await writeFile(done, JSON.stringify({ include, variant: opts.variant ?? 'minbase', suite: opts.suite ?? 'bookworm', seconds: (Date.now() - t0) / 1000 }));
+    await writeFile(
+      done,
+      JSON.stringify({ include, variant: opts.variant ?? 'minbase', suite: opts.suite ?? 'bookworm', seconds: (Date.now() - t0) / 1000 }),
+    );
     log.info({ seconds: (Date.now() - t0) / 1000 }, 'debootstrap finished');
     return out;
   });

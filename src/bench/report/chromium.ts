@@ -21,9 +21,25 @@ async function runChromium(args: string[], timeoutMs: number): Promise<{ stdout:
   if (!bin) throw new FerryError('FAILED_PRECONDITION', 'chromium not found (install the chromium package)');
   const profile = await mkdtemp(join(tmpdir(), 'ferry-chromium-'));
   try {
-    const r = await exec(bin, ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage',
-      '--hide-scrollbars', '--mute-audio', `--user-data-dir=${profile}`, ...args], { timeoutMs });
+    const r = await exec(
+      bin,
+      [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--disable-dev-shm-usage',
+        '--hide-scrollbars',
+        '--mute-audio',
+        `--user-data-dir=${profile}`,
+        ...args,
+      ],
+      { timeoutMs },
+    );
     if (r.code !== 0) throw new FerryError('INTERNAL', `chromium exited ${r.code}: ${r.stderr.trim().split('\n').slice(-3).join(' ')}`);
     return r;
   } finally {
@@ -33,7 +49,10 @@ async function runChromium(args: string[], timeoutMs: number): Promise<{ stdout:
 
 /** Screenshots a local file (HTML or SVG) into a PNG of the given viewport size. */
 export async function screenshot(file: string, png: string, size: { width: number; height: number }, timeoutMs = 90_000): Promise<void> {
-  await runChromium([`--window-size=${size.width},${size.height}`, `--screenshot=${resolve(png)}`, pathToFileURL(resolve(file)).href], timeoutMs);
+  await runChromium(
+    [`--window-size=${size.width},${size.height}`, `--screenshot=${resolve(png)}`, pathToFileURL(resolve(file)).href],
+    timeoutMs,
+  );
   if (!existsSync(png)) throw new FerryError('INTERNAL', `chromium wrote no screenshot to ${png}`);
 }
 

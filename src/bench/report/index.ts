@@ -66,7 +66,13 @@ export async function writeReport(r: BenchResults, dir: string, opts: { png?: bo
       }
     }
   }
-  await writeFile(out.markdown, renderMarkdown(r, charts.map((c) => `charts/${c.id}.${out.pngs.length ? 'png' : 'svg'}`)));
+  await writeFile(
+    out.markdown,
+    renderMarkdown(
+      r,
+      charts.map((c) => `charts/${c.id}.${out.pngs.length ? 'png' : 'svg'}`),
+    ),
+  );
   return out;
 }
 export { decodePng, nonBackgroundShare, countColor, type Image } from './png.js';

@@ -72,7 +72,9 @@ export function decodePng(buf: Buffer): Image {
         out[o] = out[o + 1] = out[o + 2] = line[s]!;
         out[o + 3] = channels === 2 ? line[s + 1]! : 255;
       } else {
-        out[o] = line[s]!; out[o + 1] = line[s + 1]!; out[o + 2] = line[s + 2]!;
+        out[o] = line[s]!;
+        out[o + 1] = line[s + 1]!;
+        out[o + 2] = line[s + 2]!;
         out[o + 3] = channels === 4 ? line[s + 3]! : 255;
       }
     }

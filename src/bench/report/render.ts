@@ -9,7 +9,7 @@ import { MODE_LABELS } from '../types.js';
 import { barChart, lineChart, stackedBarChart } from './charts.js';
 
 export const MODE_COLORS: Record<ModeId, string> = {
-  'oci': '#6e7781',
+  oci: '#6e7781',
   'lazy-erofs': '#1f6feb',
   'lazy-fuse': '#54aeff',
   'lazy-prefetch': '#1a7f37',
@@ -67,19 +67,30 @@ export function buildCharts(r: BenchResults): Chart[] {
       subtitle: sub,
       groups: wl,
       yLabel: 'seconds from pull start to ready',
-      series: r.modes.map((ms) => ms.id).map((m) => ({
-        name: modes.includes(m) ? MODE_LABELS[m] : `${MODE_LABELS[m]} — not run`,
-        color: MODE_COLORS[m],
-        values: wl.map((w) => { const g = group(r, w, m, 1); return g && g.readyMs.n ? g.readyMs.median / 1000 : null; }),
-        lo: wl.map((w) => { const g = group(r, w, m, 1); return g && g.readyMs.n ? g.readyMs.min / 1000 : null; }),
-        hi: wl.map((w) => { const g = group(r, w, m, 1); return g && g.readyMs.n ? g.readyMs.max / 1000 : null; }),
-        labels: wl.map((w) => {
-          const g = group(r, w, m, 1);
-          if (!g || !g.readyMs.n) return null;
-          const v = (g.readyMs.median / 1000).toFixed(g.readyMs.median < 10_000 ? 2 : 1);
-          return m !== 'oci' && g.speedup !== null ? `${v} (${times(g.speedup)})` : v;
-        }),
-      })),
+      series: r.modes
+        .map((ms) => ms.id)
+        .map((m) => ({
+          name: modes.includes(m) ? MODE_LABELS[m] : `${MODE_LABELS[m]} — not run`,
+          color: MODE_COLORS[m],
+          values: wl.map((w) => {
+            const g = group(r, w, m, 1);
+            return g?.readyMs.n ? g.readyMs.median / 1000 : null;
+          }),
+          lo: wl.map((w) => {
+            const g = group(r, w, m, 1);
+            return g?.readyMs.n ? g.readyMs.min / 1000 : null;
+          }),
+          hi: wl.map((w) => {
+            const g = group(r, w, m, 1);
+            return g?.readyMs.n ? g.readyMs.max / 1000 : null;
+          }),
+          labels: wl.map((w) => {
+            const g = group(r, w, m, 1);
+            if (!g?.readyMs.n) return null;
+            const v = (g.readyMs.median / 1000).toFixed(g.readyMs.median < 10_000 ? 2 : 1);
+            return m !== 'oci' && g.speedup !== null ? `${v} (${times(g.speedup)})` : v;
+          }),
+        })),
     }),
   });
   charts.push({
@@ -92,14 +103,16 @@ export function buildCharts(r: BenchResults): Chart[] {
       groups: wl,
       yLabel: 'seconds',
       segmentNames: ['pull', 'create', 'run → ready'],
-      series: modes.filter((m) => m !== 'oci-p2p' && m !== 'lazy-p2p').map((m) => ({
-        name: MODE_LABELS[m],
-        color: MODE_COLORS[m],
-        segments: wl.map((w) => {
-          const g = group(r, w, m, 1);
-          return g && g.readyMs.n ? [g.pullMs.median / 1000, g.createMs.median / 1000, g.runMs.median / 1000] : [null, null, null];
-        }),
-      })),
+      series: modes
+        .filter((m) => m !== 'oci-p2p' && m !== 'lazy-p2p')
+        .map((m) => ({
+          name: MODE_LABELS[m],
+          color: MODE_COLORS[m],
+          segments: wl.map((w) => {
+            const g = group(r, w, m, 1);
+            return g?.readyMs.n ? [g.pullMs.median / 1000, g.createMs.median / 1000, g.runMs.median / 1000] : [null, null, null];
+          }),
+        })),
     }),
   });
   charts.push({
@@ -112,11 +125,16 @@ export function buildCharts(r: BenchResults): Chart[] {
       groups: wl,
       yLabel: '% of image',
       format: (v) => `${v < 10 ? v.toFixed(1) : v.toFixed(0)}%`,
-      series: modes.filter((m) => m !== 'lazy-p2p' && m !== 'oci-p2p').map((m) => ({
-        name: MODE_LABELS[m],
-        color: MODE_COLORS[m],
-        values: wl.map((w) => { const g = group(r, w, m, 1); return g && g.registryBytes.n ? g.registryBytesPerImage * 100 : null; }),
-      })),
+      series: modes
+        .filter((m) => m !== 'lazy-p2p' && m !== 'oci-p2p')
+        .map((m) => ({
+          name: MODE_LABELS[m],
+          color: MODE_COLORS[m],
+          values: wl.map((w) => {
+            const g = group(r, w, m, 1);
+            return g?.registryBytes.n ? g.registryBytesPerImage * 100 : null;
+          }),
+        })),
     }),
   });
   for (const fw of fanoutWorkloads(r)) {
@@ -130,11 +148,17 @@ export function buildCharts(r: BenchResults): Chart[] {
         id: `chart-egress-${fw}`,
         title: `Registry egress vs number of nodes (${fw})`,
         subtitle: `all nodes start at once · ${r.settings.bandwidth} registry link · median`,
-        x: ns, xLabel: 'nodes starting the image at once', yLabel: 'MiB served by the registry',
+        x: ns,
+        xLabel: 'nodes starting the image at once',
+        yLabel: 'MiB served by the registry',
         series: [
           ...fModes.map((m) => ({
-            name: MODE_LABELS[m], color: MODE_COLORS[m],
-            points: ns.map((n) => { const g = group(r, fw, m, n); return g && g.registryBytes.n ? g.registryBytes.median / 2 ** 20 : null; }),
+            name: MODE_LABELS[m],
+            color: MODE_COLORS[m],
+            points: ns.map((n) => {
+              const g = group(r, fw, m, n);
+              return g?.registryBytes.n ? g.registryBytes.median / 2 ** 20 : null;
+            }),
           })),
           { name: 'N × OCI image size', color: '#8c959f', dashed: true, points: ns.map((n) => (n * img) / 2 ** 20) },
         ],
@@ -147,10 +171,16 @@ export function buildCharts(r: BenchResults): Chart[] {
         id: `chart-allready-${fw}`,
         title: `Time until all nodes are ready (${fw})`,
         subtitle: `slowest node, pull start → ready · ${r.settings.bandwidth} registry link · median`,
-        x: ns, xLabel: 'nodes starting the image at once', yLabel: 'seconds',
+        x: ns,
+        xLabel: 'nodes starting the image at once',
+        yLabel: 'seconds',
         series: fModes.map((m) => ({
-          name: MODE_LABELS[m], color: MODE_COLORS[m],
-          points: ns.map((n) => { const g = group(r, fw, m, n); return g && g.allReadyMs.n ? g.allReadyMs.median / 1000 : null; }),
+          name: MODE_LABELS[m],
+          color: MODE_COLORS[m],
+          points: ns.map((n) => {
+            const g = group(r, fw, m, n);
+            return g?.allReadyMs.n ? g.allReadyMs.median / 1000 : null;
+          }),
         })),
       }),
     });
@@ -165,12 +195,17 @@ export function highlights(r: BenchResults): string[] {
   const out: string[] = [];
   for (const w of r.workloads) {
     const oci = group(r, w.id, 'oci', 1);
-    if (!oci || !oci.readyMs.n) continue;
-    const best = r.summary.filter((g) => g.workload === w.id && g.nodes === 1 && g.mode !== 'oci' && g.readyMs.n && g.speedup !== null)
+    if (!oci?.readyMs.n) continue;
+    const best = r.summary
+      .filter((g) => g.workload === w.id && g.nodes === 1 && g.mode !== 'oci' && g.readyMs.n && g.speedup !== null)
       .sort((a, b) => a.readyMs.median - b.readyMs.median)[0];
     if (!best) continue;
-    const bytesPart = Number.isFinite(best.registryBytesPerImage) ? `, registry served ${pct(best.registryBytesPerImage)} of the image` : '';
-    out.push(`${w.id}: ${MODE_LABELS[best.mode]} ready in ${sec(best.readyMs.median)} vs ${sec(oci.readyMs.median)} for OCI (speed-up ${times(best.speedup)}${bytesPart})`);
+    const bytesPart = Number.isFinite(best.registryBytesPerImage)
+      ? `, registry served ${pct(best.registryBytesPerImage)} of the image`
+      : '';
+    out.push(
+      `${w.id}: ${MODE_LABELS[best.mode]} ready in ${sec(best.readyMs.median)} vs ${sec(oci.readyMs.median)} for OCI (speed-up ${times(best.speedup)}${bytesPart})`,
+    );
   }
   const large = r.workloads.find((w) => w.id === 'large');
   const small = r.workloads.find((w) => w.id === 'python');
@@ -179,17 +214,23 @@ export function highlights(r: BenchResults): string[] {
       const gl = group(r, 'large', m, 1);
       const gs = group(r, 'python', m, 1);
       if (gl?.readyMs.n && gs?.readyMs.n) {
-        out.push(`large image (${bytes(large.imageBytes)}) vs python (${bytes(small.imageBytes)}) with ${MODE_LABELS[m]}: ${sec(gl.readyMs.median)} vs ${sec(gs.readyMs.median)} (${diffText(gl.readyMs.median / gs.readyMs.median - 1)})`);
+        out.push(
+          `large image (${bytes(large.imageBytes)}) vs python (${bytes(small.imageBytes)}) with ${MODE_LABELS[m]}: ${sec(gl.readyMs.median)} vs ${sec(gs.readyMs.median)} (${diffText(gl.readyMs.median / gs.readyMs.median - 1)})`,
+        );
       }
     }
   }
   for (const fw of fanoutWorkloads(r)) {
     const img = r.workloads.find((w) => w.id === fw)?.imageBytes ?? NaN;
     const maxN = Math.max(...r.summary.filter((g) => g.workload === fw).map((g) => g.nodes));
-    const parts = (['oci', 'oci-p2p', 'lazy-erofs', 'lazy-p2p'] as ModeId[]).map((m) => {
-      const g = group(r, fw, m, maxN);
-      return g && g.registryBytes.n ? `${MODE_LABELS[m]} ${(g.registryBytes.median / img).toFixed(2)}× image, all ready in ${sec(g.allReadyMs.median)}` : undefined;
-    }).filter(Boolean);
+    const parts = (['oci', 'oci-p2p', 'lazy-erofs', 'lazy-p2p'] as ModeId[])
+      .map((m) => {
+        const g = group(r, fw, m, maxN);
+        return g?.registryBytes.n
+          ? `${MODE_LABELS[m]} ${(g.registryBytes.median / img).toFixed(2)}× image, all ready in ${sec(g.allReadyMs.median)}`
+          : undefined;
+      })
+      .filter(Boolean);
     if (parts.length) out.push(`${fw}, ${maxN} nodes at once — registry egress: ${parts.join('; ')}`);
   }
   return out;
@@ -205,16 +246,24 @@ function readyRows(r: BenchResults): string[][] {
     for (const m of r.modes) {
       const g = group(r, w.id, m.id, 1);
       if (m.status !== 'run' || !g) {
-        const why = m.status !== 'run' ? m.reason ?? 'not measured' : 'not measured for this workload (P2P modes run on the fan-out workloads)';
+        const why =
+          m.status !== 'run' ? (m.reason ?? 'not measured') : 'not measured for this workload (P2P modes run on the fan-out workloads)';
         rows.push([w.id, MODE_LABELS[m.id], 'not run', '', '', '', '', '', '', '', '', '', why]);
         continue;
       }
       rows.push([
-        w.id, MODE_LABELS[m.id],
-        g.readyMs.n ? sec(g.readyMs.median) : 'failed', sec(g.readyMs.p95), range(g.readyMs.min, g.readyMs.max),
-        sec(g.pullMs.median), sec(g.createMs.median), sec(g.runMs.median),
-        bytes(g.registryBytes.median), pct(g.registryBytesPerImage),
-        g.lazyBytesFetched.n ? bytes(g.lazyBytesFetched.median) : '–', ms(g.ferryCpuMs.median),
+        w.id,
+        MODE_LABELS[m.id],
+        g.readyMs.n ? sec(g.readyMs.median) : 'failed',
+        sec(g.readyMs.p95),
+        range(g.readyMs.min, g.readyMs.max),
+        sec(g.pullMs.median),
+        sec(g.createMs.median),
+        sec(g.runMs.median),
+        bytes(g.registryBytes.median),
+        pct(g.registryBytesPerImage),
+        g.lazyBytesFetched.n ? bytes(g.lazyBytesFetched.median) : '–',
+        ms(g.ferryCpuMs.median),
         m.id === 'oci' ? '1× (baseline)' : times(g.speedup) + (g.failures ? ` · ${g.failures} failed` : ''),
       ]);
     }
@@ -222,16 +271,49 @@ function readyRows(r: BenchResults): string[][] {
   return rows;
 }
 
-const READY_HEAD = ['workload', 'mode', 'ready (median)', 'p95', 'min–max', 'pull', 'create', 'run', 'registry bytes', '% of image', 'daemon fetched', 'Ferry CPU', 'speed-up vs OCI'];
-const FAN_HEAD = ['N', 'mode', 'all ready (median)', 'p95', 'min–max', 'registry egress', '× image', 'per-node rx (median)', 'Ferry CPU/node'];
+const READY_HEAD = [
+  'workload',
+  'mode',
+  'ready (median)',
+  'p95',
+  'min–max',
+  'pull',
+  'create',
+  'run',
+  'registry bytes',
+  '% of image',
+  'daemon fetched',
+  'Ferry CPU',
+  'speed-up vs OCI',
+];
+const FAN_HEAD = [
+  'N',
+  'mode',
+  'all ready (median)',
+  'p95',
+  'min–max',
+  'registry egress',
+  '× image',
+  'per-node rx (median)',
+  'Ferry CPU/node',
+];
 
 function fanRows(r: BenchResults, fw: string): string[][] {
   const img = r.workloads.find((w) => w.id === fw)?.imageBytes ?? NaN;
-  return r.summary.filter((g) => g.workload === fw).sort((a, b) => a.nodes - b.nodes || a.mode.localeCompare(b.mode)).map((g) => [
-    String(g.nodes), MODE_LABELS[g.mode], g.allReadyMs.n ? sec(g.allReadyMs.median) : 'failed', sec(g.allReadyMs.p95),
-    range(g.allReadyMs.min, g.allReadyMs.max), bytes(g.registryBytes.median),
-    Number.isFinite(img) && g.registryBytes.n ? `${(g.registryBytes.median / img).toFixed(2)}×` : '–', bytes(g.nodeRxBytes.median), ms(g.ferryCpuMs.median),
-  ]);
+  return r.summary
+    .filter((g) => g.workload === fw)
+    .sort((a, b) => a.nodes - b.nodes || a.mode.localeCompare(b.mode))
+    .map((g) => [
+      String(g.nodes),
+      MODE_LABELS[g.mode],
+      g.allReadyMs.n ? sec(g.allReadyMs.median) : 'failed',
+      sec(g.allReadyMs.p95),
+      range(g.allReadyMs.min, g.allReadyMs.max),
+      bytes(g.registryBytes.median),
+      Number.isFinite(img) && g.registryBytes.n ? `${(g.registryBytes.median / img).toFixed(2)}×` : '–',
+      bytes(g.nodeRxBytes.median),
+      ms(g.ferryCpuMs.median),
+    ]);
 }
 
 function machineLine(r: BenchResults): string {
@@ -244,8 +326,13 @@ export function renderMarkdown(r: BenchResults, chartFiles: string[] = []): stri
   lines.push('# Ferry bench results', '');
   lines.push(`- date: ${r.startedAt} → ${r.finishedAt} (commit ${r.gitCommit})`);
   lines.push(`- machine: ${machineLine(r)}`);
-  lines.push(`- registry link: ${r.settings.bandwidth} (tc tbf), registry: ${r.settings.registry}, repetitions: ${r.settings.repeat} requested, ${runsText(r)} successful per configuration, nodes: ${r.settings.nodes.join(', ')}${r.settings.quick ? ' (--quick)' : ''}`);
-  lines.push('- every run cold: fresh containerd root and snapshotter/peer state per node, page cache dropped; modes interleaved in a shuffled order per repetition', '');
+  lines.push(
+    `- registry link: ${r.settings.bandwidth} (tc tbf), registry: ${r.settings.registry}, repetitions: ${r.settings.repeat} requested, ${runsText(r)} successful per configuration, nodes: ${r.settings.nodes.join(', ')}${r.settings.quick ? ' (--quick)' : ''}`,
+  );
+  lines.push(
+    '- every run cold: fresh containerd root and snapshotter/peer state per node, page cache dropped; modes interleaved in a shuffled order per repetition',
+    '',
+  );
   const hl = highlights(r);
   if (hl.length) {
     lines.push('## Highlights', '');
@@ -253,12 +340,32 @@ export function renderMarkdown(r: BenchResults, chartFiles: string[] = []): stri
     lines.push('');
   }
   lines.push('## Workloads', '');
-  lines.push(mdTable(['workload', 'what', 'ready signal', 'OCI image (compressed)', 'uncompressed', 'Nydus image'], r.workloads.map((w) => [
-    w.id, w.title, w.ready.kind === 'exit' ? `exit 0 + "${w.ready.stdout}"` : w.ready.kind === 'line' ? `log line "${w.ready.pattern}"` : `HTTP 200 on :${w.ready.port} (10 ms poll)`,
-    bytes(w.imageBytes), bytes(w.uncompressedBytes), w.nydusBytes ? bytes(w.nydusBytes) : '–',
-  ])), '');
+  lines.push(
+    mdTable(
+      ['workload', 'what', 'ready signal', 'OCI image (compressed)', 'uncompressed', 'Nydus image'],
+      r.workloads.map((w) => [
+        w.id,
+        w.title,
+        w.ready.kind === 'exit'
+          ? `exit 0 + "${w.ready.stdout}"`
+          : w.ready.kind === 'line'
+            ? `log line "${w.ready.pattern}"`
+            : `HTTP 200 on :${w.ready.port} (10 ms poll)`,
+        bytes(w.imageBytes),
+        bytes(w.uncompressedBytes),
+        w.nydusBytes ? bytes(w.nydusBytes) : '–',
+      ]),
+    ),
+    '',
+  );
   lines.push('## Modes', '');
-  lines.push(mdTable(['mode', 'status', 'why not run'], r.modes.map((m) => [m.label, m.status === 'run' ? 'run' : '**not run**', m.reason ?? ''])), '');
+  lines.push(
+    mdTable(
+      ['mode', 'status', 'why not run'],
+      r.modes.map((m) => [m.label, m.status === 'run' ? 'run' : '**not run**', m.reason ?? '']),
+    ),
+    '',
+  );
   lines.push('## Time to ready, 1 node', '');
   lines.push(mdTable(READY_HEAD, readyRows(r)), '');
   for (const fw of fanoutWorkloads(r)) {
@@ -274,7 +381,8 @@ export function renderMarkdown(r: BenchResults, chartFiles: string[] = []): stri
   if (r.notes.length || failed.length) {
     lines.push('## Notes', '');
     for (const n of r.notes) lines.push(`- ${n}`);
-    for (const f of failed.slice(0, 20)) lines.push(`- failed run: ${f.workload} · ${f.mode} · N=${f.nodes} · rep ${f.rep}: ${(f.error ?? '').slice(0, 300)}`);
+    for (const f of failed.slice(0, 20))
+      lines.push(`- failed run: ${f.workload} · ${f.mode} · N=${f.nodes} · rep ${f.rep}: ${(f.error ?? '').slice(0, 300)}`);
     lines.push('');
   }
   return lines.join('\n');
@@ -285,8 +393,9 @@ function htmlEsc(s: string): string {
 }
 
 function htmlTable(head: string[], rows: string[][]): string {
-  return `<table><thead><tr>${head.map((h) => `<th>${htmlEsc(h)}</th>`).join('')}</tr></thead><tbody>${
-    rows.map((row) => `<tr${row[2] === 'not run' ? ' class="notrun"' : ''}>${row.map((c) => `<td>${htmlEsc(c)}</td>`).join('')}</tr>`).join('')}</tbody></table>`;
+  return `<table><thead><tr>${head.map((h) => `<th>${htmlEsc(h)}</th>`).join('')}</tr></thead><tbody>${rows
+    .map((row) => `<tr${row[2] === 'not run' ? ' class="notrun"' : ''}>${row.map((c) => `<td>${htmlEsc(c)}</td>`).join('')}</tr>`)
+    .join('')}</tbody></table>`;
 }
 
 export function renderHtml(r: BenchResults, charts: Chart[]): string {
@@ -297,16 +406,26 @@ th{background:#f6f8fa}tr.notrun td{color:#8c959f}.meta{color:#57606a;font-size:1
 .charts{display:flex;flex-wrap:wrap;gap:16px}.charts figure{margin:0;border:1px solid #d0d7de;border-radius:6px;padding:6px;background:#fff}
 .status-run{color:#1a7f37;font-weight:bold}.status-not-run{color:#cf222e;font-weight:bold}`;
   const parts: string[] = [];
-  parts.push(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Ferry bench report</title><style>${css}</style></head><body>`);
+  parts.push(
+    `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Ferry bench report</title><style>${css}</style></head><body>`,
+  );
   parts.push('<h1>Ferry bench report</h1>');
-  parts.push(`<div class="meta">Date: ${htmlEsc(r.startedAt)} → ${htmlEsc(r.finishedAt)} · commit ${htmlEsc(r.gitCommit)}<br>Machine: ${htmlEsc(machineLine(r))}<br>` +
-    `Registry link ${htmlEsc(r.settings.bandwidth)} (tc tbf) · registry ${htmlEsc(r.settings.registry)} · ${r.settings.repeat} repetition(s) requested, ${runsText(r)} successful per configuration · nodes ${r.settings.nodes.join(', ')}${r.settings.quick ? ' · quick subset' : ''}<br>` +
-    'Every run is cold (fresh containerd and snapshotter state, page cache dropped); modes run in a shuffled order within each repetition.</div>');
+  parts.push(
+    `<div class="meta">Date: ${htmlEsc(r.startedAt)} → ${htmlEsc(r.finishedAt)} · commit ${htmlEsc(r.gitCommit)}<br>Machine: ${htmlEsc(machineLine(r))}<br>` +
+      `Registry link ${htmlEsc(r.settings.bandwidth)} (tc tbf) · registry ${htmlEsc(r.settings.registry)} · ${r.settings.repeat} repetition(s) requested, ${runsText(r)} successful per configuration · nodes ${r.settings.nodes.join(', ')}${r.settings.quick ? ' · quick subset' : ''}<br>` +
+      'Every run is cold (fresh containerd and snapshotter state, page cache dropped); modes run in a shuffled order within each repetition.</div>',
+  );
   const hl = highlights(r);
   if (hl.length) parts.push(`<h2>Highlights</h2><ul>${hl.map((h) => `<li>${htmlEsc(h)}</li>`).join('')}</ul>`);
   parts.push('<h2>Modes</h2>');
-  parts.push(`<table><thead><tr><th>mode</th><th>status</th><th>why not run</th></tr></thead><tbody>${r.modes.map((m) =>
-    `<tr><td>${htmlEsc(m.label)}</td><td class="status-${m.status}">${m.status === 'run' ? 'run' : 'not run'}</td><td>${htmlEsc(m.reason ?? '')}</td></tr>`).join('')}</tbody></table>`);
+  parts.push(
+    `<table><thead><tr><th>mode</th><th>status</th><th>why not run</th></tr></thead><tbody>${r.modes
+      .map(
+        (m) =>
+          `<tr><td>${htmlEsc(m.label)}</td><td class="status-${m.status}">${m.status === 'run' ? 'run' : 'not run'}</td><td>${htmlEsc(m.reason ?? '')}</td></tr>`,
+      )
+      .join('')}</tbody></table>`,
+  );
   parts.push('<h2>Charts</h2><div class="charts">');
   for (const c of charts) parts.push(`<figure>${c.svg}</figure>`);
   parts.push('</div>');
@@ -317,13 +436,27 @@ th{background:#f6f8fa}tr.notrun td{color:#8c959f}.meta{color:#57606a;font-size:1
     parts.push(htmlTable(FAN_HEAD, fanRows(r, fw)));
   }
   parts.push('<h2>Workloads</h2>');
-  parts.push(htmlTable(['workload', 'what', 'command', 'OCI image', 'uncompressed', 'Nydus image'], r.workloads.map((w) => [
-    w.id, w.title, w.command.join(' '), bytes(w.imageBytes), bytes(w.uncompressedBytes), w.nydusBytes ? bytes(w.nydusBytes) : '–'])));
+  parts.push(
+    htmlTable(
+      ['workload', 'what', 'command', 'OCI image', 'uncompressed', 'Nydus image'],
+      r.workloads.map((w) => [
+        w.id,
+        w.title,
+        w.command.join(' '),
+        bytes(w.imageBytes),
+        bytes(w.uncompressedBytes),
+        w.nydusBytes ? bytes(w.nydusBytes) : '–',
+      ]),
+    ),
+  );
   const failed = r.runs.filter((x) => !x.ok);
   if (r.notes.length || failed.length) {
     parts.push('<h2>Notes</h2><ul>');
     for (const n of r.notes) parts.push(`<li>${htmlEsc(n)}</li>`);
-    for (const f of failed.slice(0, 20)) parts.push(`<li>failed run ${htmlEsc(`${f.workload} · ${f.mode} · N=${f.nodes} · rep ${f.rep}: ${(f.error ?? '').slice(0, 300)}`)}</li>`);
+    for (const f of failed.slice(0, 20))
+      parts.push(
+        `<li>failed run ${htmlEsc(`${f.workload} · ${f.mode} · N=${f.nodes} · rep ${f.rep}: ${(f.error ?? '').slice(0, 300)}`)}</li>`,
+      );
     parts.push('</ul>');
   }
   parts.push('<p class="meta">Raw data: <a href="results.json">results.json</a> · summary: <a href="summary.md">summary.md</a></p>');

@@ -31,17 +31,28 @@ export async function run(argv: string[]): Promise<number> {
     await files?.attachTables();
     const f = files;
     if (f && process.stderr.isTTY) {
-      bar = new cliProgress.SingleBar({ format: 'verifying chunks [{bar}] {value}/{total}', stream: process.stderr }, cliProgress.Presets.shades_classic);
+      bar = new cliProgress.SingleBar(
+        { format: 'verifying chunks [{bar}] {value}/{total}', stream: process.stderr },
+        cliProgress.Presets.shades_classic,
+      );
     }
     let started = false;
-    const report = checkBootstrap(bs, f ? {
-      readBlob: (blob, off, len) => f.read(blob, off, len),
-      onChunk: (done, total) => {
-        if (!bar) return;
-        if (!started) { bar.start(total, 0); started = true; }
-        bar.update(done);
-      },
-    } : {});
+    const report = checkBootstrap(
+      bs,
+      f
+        ? {
+            readBlob: (blob, off, len) => f.read(blob, off, len),
+            onChunk: (done, total) => {
+              if (!bar) return;
+              if (!started) {
+                bar.start(total, 0);
+                started = true;
+              }
+              bar.update(done);
+            },
+          }
+        : {},
+    );
     bar?.stop();
     if (f) {
       // registry-hosted blobs are named by the sha256 of the whole file (Nydus: blob id = layer digest)
@@ -50,16 +61,22 @@ export async function run(argv: string[]): Promise<number> {
         const size = f.size(blob);
         for (let off = 0; off < size; off += 1 << 20) h.update(f.read(blob, off, Math.min(1 << 20, size - off)));
         const hex = h.digest('hex');
-        if (hex !== blob.blobId) report.warnings.push(`blob ${blob.blobId}: sha256 of the file is ${hex} (fine for local use; a registry would serve it under that digest)`);
+        if (hex !== blob.blobId)
+          report.warnings.push(
+            `blob ${blob.blobId}: sha256 of the file is ${hex} (fine for local use; a registry would serve it under that digest)`,
+          );
       }
     }
     if (opts.json) {
       process.stdout.write(`${JSON.stringify({ ok: true, ...report }, null, 2)}\n`);
     } else {
       for (const w of report.warnings) process.stderr.write(`warning: ${w}\n`);
-      process.stdout.write(`ok: RAFS v${report.version}, ${report.entries} entries (${report.dirs} dirs, ${report.files} files, ` +
-        `${report.symlinks} symlinks, ${report.others} other), ${report.chunkRefs} chunk refs, ${report.uniqueChunks} unique chunks` +
-        (f ? `, ${report.chunksVerified} chunks verified (${report.bytesVerified} bytes)` : ', chunk data not checked (no --blob-dir)') + '\n');
+      process.stdout.write(
+        `ok: RAFS v${report.version}, ${report.entries} entries (${report.dirs} dirs, ${report.files} files, ` +
+          `${report.symlinks} symlinks, ${report.others} other), ${report.chunkRefs} chunk refs, ${report.uniqueChunks} unique chunks` +
+          (f ? `, ${report.chunksVerified} chunks verified (${report.bytesVerified} bytes)` : ', chunk data not checked (no --blob-dir)') +
+          '\n',
+      );
     }
     return 0;
   } catch (err) {

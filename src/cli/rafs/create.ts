@@ -53,15 +53,31 @@ export async function run(argv: string[]): Promise<number> {
     return code === 0 ? 0 : 2;
   }
   const o = cmd.opts<{
-    bootstrap: string; blobDir: string; fsVersion: number; compressor: string; chunkSize: number; digester: string;
-    chunkDict?: string; parentBootstrap?: string; prefetchPatterns?: string; workDir?: string; outputJson?: string; progress: boolean; threads: number; blobInlineMeta?: boolean;
+    bootstrap: string;
+    blobDir: string;
+    fsVersion: number;
+    compressor: string;
+    chunkSize: number;
+    digester: string;
+    chunkDict?: string;
+    parentBootstrap?: string;
+    prefetchPatterns?: string;
+    workDir?: string;
+    outputJson?: string;
+    progress: boolean;
+    threads: number;
+    blobInlineMeta?: boolean;
   }>();
   const source = cmd.args[0]!;
   let bar: cliProgress.SingleBar | undefined;
   try {
     const checked = checkBuildOptions(o);
     const fromStdin = source === '-';
-    const st = fromStdin ? undefined : await lstat(source).catch(() => { throw new FerryError('NOT_FOUND', `source ${source} does not exist`); });
+    const st = fromStdin
+      ? undefined
+      : await lstat(source).catch(() => {
+          throw new FerryError('NOT_FOUND', `source ${source} does not exist`);
+        });
     const isDir = st?.isDirectory() ?? false;
     const readOpt = async (f?: string): Promise<Buffer | undefined> => (f ? readFile(f.replace(/^bootstrap=/, '')) : undefined);
     const chunkDict = await readOpt(o.chunkDict);
@@ -69,23 +85,32 @@ export async function run(argv: string[]): Promise<number> {
     let prefetchPatterns: string[] | undefined;
     if (o.prefetchPatterns) {
       const text = o.prefetchPatterns === '-' ? await readStdin() : await readFile(o.prefetchPatterns, 'utf8');
-      prefetchPatterns = text.split('\n').map((l) => l.trim()).filter(Boolean);
+      prefetchPatterns = text
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean);
     }
     let progressBytes = 0;
     if (o.progress && process.stderr.isTTY && st) {
       const total = isDir ? await dirBytes(source) : st.size;
-      bar = new cliProgress.SingleBar({
-        format: 'rafs create |{bar}| {percentage}% {value}/{total} MB {speed} MB/s',
-        stream: process.stderr,
-      }, cliProgress.Presets.shades_classic);
+      bar = new cliProgress.SingleBar(
+        {
+          format: 'rafs create |{bar}| {percentage}% {value}/{total} MB {speed} MB/s',
+          stream: process.stderr,
+        },
+        cliProgress.Presets.shades_classic,
+      );
       bar.start(Math.max(1, Math.round(total / 1e6)), 0, { speed: '0' });
     }
     const started = Date.now();
     const tick = (n: number): void => {
       progressBytes += n;
-      if (bar) bar.update(Math.round(progressBytes / 1e6), { speed: (progressBytes / 1e6 / Math.max(0.001, (Date.now() - started) / 1000)).toFixed(1) });
+      if (bar)
+        bar.update(Math.round(progressBytes / 1e6), {
+          speed: (progressBytes / 1e6 / Math.max(0.001, (Date.now() - started) / 1000)).toFixed(1),
+        });
     };
-    let input: NodeJS.ReadableStream & import('node:stream').Readable | undefined;
+    let input: (NodeJS.ReadableStream & import('node:stream').Readable) | undefined;
     if (fromStdin) {
       input = process.stdin;
     } else if (!isDir) {
@@ -93,7 +118,10 @@ export async function run(argv: string[]): Promise<number> {
       if (bar) {
         // tar sources: the bar follows the bytes read from the (possibly compressed) file
         let read = 0;
-        input.on('data', (c) => { read += (c as Buffer).length; bar!.update(Math.round(read / 1e6), { speed: (read / 1e6 / Math.max(0.001, (Date.now() - started) / 1000)).toFixed(1) }); });
+        input.on('data', (c) => {
+          read += (c as Buffer).length;
+          bar!.update(Math.round(read / 1e6), { speed: (read / 1e6 / Math.max(0.001, (Date.now() - started) / 1000)).toFixed(1) });
+        });
       }
     }
     const r = await buildLayer({
@@ -125,16 +153,24 @@ export async function run(argv: string[]): Promise<number> {
       uncompressedSize: r.uncompressedSize,
       chunkCount: r.chunkCount,
       inputBytes: r.stats.inputBytes,
-      chunks: { total: r.stats.chunksIn, stored: r.stats.chunksStored, deduplicated: r.stats.chunksDeduped, fromDict: r.stats.chunksFromDict },
+      chunks: {
+        total: r.stats.chunksIn,
+        stored: r.stats.chunksStored,
+        deduplicated: r.stats.chunksDeduped,
+        fromDict: r.stats.chunksFromDict,
+      },
       fsVersion: checked.fsVersion,
       compressor: checked.compressor,
       digester: checked.digester,
       chunkSize: checked.chunkSize,
       seconds,
     };
-    if (r.stats.xattrsDropped) process.stderr.write(`ferry rafs create: warning: dropped ${r.stats.xattrsDropped} xattrs EROFS cannot store (only user., trusted., security. and POSIX ACLs)\n`);
-    if (o.outputJson) await writeFile(o.outputJson, JSON.stringify(out, null, 2) + '\n');
-    process.stdout.write(JSON.stringify(out) + '\n');
+    if (r.stats.xattrsDropped)
+      process.stderr.write(
+        `ferry rafs create: warning: dropped ${r.stats.xattrsDropped} xattrs EROFS cannot store (only user., trusted., security. and POSIX ACLs)\n`,
+      );
+    if (o.outputJson) await writeFile(o.outputJson, `${JSON.stringify(out, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify(out)}\n`);
     return 0;
   } catch (err) {
     bar?.stop();

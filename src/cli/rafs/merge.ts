@@ -14,14 +14,19 @@ export async function run(argv: string[]): Promise<number> {
     .description('merge layer bootstraps (lowest layer first) into one image bootstrap')
     .argument('<layers...>', 'layer bootstraps')
     .requiredOption('-B, --bootstrap <file>', 'merged bootstrap to write')
-    .option('-v, --fs-version <n>', 'RAFS version of the output', (v) => {
-      const n = Number(v);
-      if (n !== 5 && n !== 6) throw new InvalidArgumentError('expected 5 or 6');
-      return n;
-    }, 6)
+    .option(
+      '-v, --fs-version <n>',
+      'RAFS version of the output',
+      (v) => {
+        const n = Number(v);
+        if (n !== 5 && n !== 6) throw new InvalidArgumentError('expected 5 or 6');
+        return n;
+      },
+      6,
+    )
     .option('--prefetch-patterns <file>', 'file with one path or glob per line for the prefetch table')
-    .option('--blob-digests <list>', 'comma-separated blob ids, one per layer, replacing each layer\'s (single) blob id')
-    .option('--blob-ids-from-names', 'take each layer\'s blob id from its file name (nydusify names layer bootstraps by digest)')
+    .option('--blob-digests <list>', "comma-separated blob ids, one per layer, replacing each layer's (single) blob id")
+    .option('--blob-ids-from-names', "take each layer's blob id from its file name (nydusify names layer bootstraps by digest)")
     .option('-J, --output-json <file>', 'write a JSON summary')
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
@@ -30,14 +35,22 @@ export async function run(argv: string[]): Promise<number> {
   } catch (err) {
     return (err as { exitCode?: number }).exitCode === 0 ? 0 : 2;
   }
-  const o = cmd.opts<{ bootstrap: string; fsVersion: number; prefetchPatterns?: string; blobDigests?: string; blobIdsFromNames?: boolean; outputJson?: string }>();
+  const o = cmd.opts<{
+    bootstrap: string;
+    fsVersion: number;
+    prefetchPatterns?: string;
+    blobDigests?: string;
+    blobIdsFromNames?: boolean;
+    outputJson?: string;
+  }>();
   const files = cmd.args;
   try {
     const layers = await Promise.all(files.map((f) => readFile(f)));
     let blobIds: (string[] | undefined)[] | undefined;
     if (o.blobDigests) {
       const ids = o.blobDigests.split(',').map((s) => s.trim().replace(/^sha256:/, ''));
-      if (ids.length !== files.length) throw new FerryError('INVALID_ARGUMENT', `--blob-digests has ${ids.length} ids for ${files.length} layers`);
+      if (ids.length !== files.length)
+        throw new FerryError('INVALID_ARGUMENT', `--blob-digests has ${ids.length} ids for ${files.length} layers`);
       blobIds = ids.map((id) => (id ? [id] : undefined));
     } else if (o.blobIdsFromNames) {
       blobIds = files.map((f) => {
@@ -46,7 +59,10 @@ export async function run(argv: string[]): Promise<number> {
       });
     }
     const prefetchPatterns = o.prefetchPatterns
-      ? (await readFile(o.prefetchPatterns, 'utf8')).split('\n').map((l) => l.trim()).filter(Boolean)
+      ? (await readFile(o.prefetchPatterns, 'utf8'))
+          .split('\n')
+          .map((l) => l.trim())
+          .filter(Boolean)
       : undefined;
     const out = mergeBootstraps(layers, {
       fsVersion: o.fsVersion as 5 | 6,
@@ -56,8 +72,8 @@ export async function run(argv: string[]): Promise<number> {
     await mkdir(dirname(o.bootstrap), { recursive: true });
     await writeFile(o.bootstrap, out);
     const summary = { bootstrap: o.bootstrap, layers: files.length, size: out.length };
-    if (o.outputJson) await writeFile(o.outputJson, JSON.stringify(summary, null, 2) + '\n');
-    process.stdout.write(JSON.stringify(summary) + '\n');
+    if (o.outputJson) await writeFile(o.outputJson, `${JSON.stringify(summary, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
     return 0;
   } catch (err) {
     const msg = FerryError.is(err) ? err.message : (err as Error).message;

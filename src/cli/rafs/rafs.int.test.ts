@@ -40,7 +40,10 @@ test('rafs cli: inspect, check (valid and corrupted blob) on the upstream v6 ima
   assert.equal(r.code, 0, r.stderr);
   const j = JSON.parse(r.stdout) as { summary: { version: number }; blobs: { blobId: string }[]; entries: { path: string }[] };
   assert.equal(j.summary.version, 6);
-  assert.deepEqual(j.entries.map((e) => e.path), ['/', '/lib.rs', '/sync_io.rs']);
+  assert.deepEqual(
+    j.entries.map((e) => e.path),
+    ['/', '/lib.rs', '/sync_io.rs'],
+  );
   const t = ferry(['rafs', 'inspect', V6]);
   assert.equal(t.code, 0);
   assert.match(t.stdout, /-rw-r--r-- .* 16931 \/lib\.rs \(1 chunks\)/);
@@ -142,7 +145,11 @@ test('rafs cli: unpack of upstream v5 images reproduces the expected file digest
       const u = ferry(['rafs', 'unpack', '-B', boot, '-D', NY('more', 'repeatable', 'blobs'), '-o', out]);
       assert.equal(u.code, 0, u.stderr);
       const text = readFileSync(`${boot}.result`, 'utf8');
-      const sums = text.slice(text.indexOf('\n]\n') + 3).trim().split('\n').map((l) => l.split(/\s+/));
+      const sums = text
+        .slice(text.indexOf('\n]\n') + 3)
+        .trim()
+        .split('\n')
+        .map((l) => l.split(/\s+/));
       for (const [sum, path] of sums) {
         const got = spawnSync('md5sum', [join(out, path!)], { encoding: 'utf8' }).stdout.split(' ')[0];
         assert.equal(got, sum, path);
@@ -223,8 +230,10 @@ test('rafs cli: create normalises tar names lexically (a//b/./c/../d, absolute n
     const ok = ferry(['rafs', 'create', join(tmp, 'ok.tar'), '-B', join(tmp, 'ok.boot'), '-D', join(tmp, 'blobs'), '--no-progress']);
     assert.equal(ok.code, 0, ok.stderr);
     const inspect = ferry(['rafs', 'inspect', join(tmp, 'ok.boot'), '--json']);
-    assert.deepEqual((JSON.parse(inspect.stdout) as { entries: { path: string }[] }).entries.map((e) => e.path),
-      ['/', '/a', '/a/b', '/a/b/d', '/etc', '/etc/passwd', '/y']);
+    assert.deepEqual(
+      (JSON.parse(inspect.stdout) as { entries: { path: string }[] }).entries.map((e) => e.path),
+      ['/', '/a', '/a/b', '/a/b/d', '/etc', '/etc/passwd', '/y'],
+    );
     for (const bad of ['../x', 'a/../../x', '/../etc/passwd']) {
       writeFileSync(join(tmp, 'bad.tar'), await tarWithNames(['fine', bad]));
       const r = ferry(['rafs', 'create', join(tmp, 'bad.tar'), '-B', join(tmp, 'bad.boot'), '-D', join(tmp, 'blobs'), '--no-progress']);

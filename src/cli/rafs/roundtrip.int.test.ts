@@ -33,7 +33,10 @@ function snapshot(dir: string): Map<string, string> {
     } else if (st.isSymbolicLink()) d += ` -> ${readlinkSync(p)}`;
     else if (st.isCharacterDevice() || st.isBlockDevice()) d += ` rdev=${st.rdev}`;
     const x = spawnSync('getfattr', ['-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', p], { encoding: 'utf8' });
-    const attrs = x.stdout.split('\n').filter((l) => l.includes('=')).sort();
+    const attrs = x.stdout
+      .split('\n')
+      .filter((l) => l.includes('='))
+      .sort();
     if (attrs.length) d += ` xattrs=${attrs.join(',')}`;
     out.set(rel || '/', d);
     if (st.isDirectory()) for (const n of readdirSync(p).sort()) walk(rel ? `${rel}/${n}` : n);
@@ -72,24 +75,61 @@ test('rafs round trip: layer tar → rafs create → rafs unpack (dir and tar) e
     const src = join(tmp, 'layer.tar');
     await pipeline(writeTar(entries), createWriteStream(src));
     mkdirSync(join(tmp, 'want'));
-    const x = spawnSync('tar', ['--xattrs', '--xattrs-include=*', '--same-owner', '-xpf', src, '-C', join(tmp, 'want')], { encoding: 'utf8' });
+    const x = spawnSync('tar', ['--xattrs', '--xattrs-include=*', '--same-owner', '-xpf', src, '-C', join(tmp, 'want')], {
+      encoding: 'utf8',
+    });
     assert.equal(x.status, 0, x.stderr);
     const want = snapshot(join(tmp, 'want'));
-    for (const [fsVersion, compressor] of [['6', 'zstd'], ['6', 'lz4_block'], ['6', 'none'], ['6', 'gzip'], ['5', 'lz4_block'], ['5', 'zstd']] as const) {
+    for (const [fsVersion, compressor] of [
+      ['6', 'zstd'],
+      ['6', 'lz4_block'],
+      ['6', 'none'],
+      ['6', 'gzip'],
+      ['5', 'lz4_block'],
+      ['5', 'zstd'],
+    ] as const) {
       const dir = join(tmp, `${fsVersion}-${compressor}`);
       mkdirSync(join(dir, 'blobs'), { recursive: true });
-      const c = ferry(['rafs', 'create', src, '--bootstrap', join(dir, 'boot'), '--blob-dir', join(dir, 'blobs'), '--fs-version', fsVersion,
-        '--compressor', compressor, '--chunk-size', '0x100000', '--digester', compressor === 'lz4_block' ? 'blake3' : 'sha256']);
+      const c = ferry([
+        'rafs',
+        'create',
+        src,
+        '--bootstrap',
+        join(dir, 'boot'),
+        '--blob-dir',
+        join(dir, 'blobs'),
+        '--fs-version',
+        fsVersion,
+        '--compressor',
+        compressor,
+        '--chunk-size',
+        '0x100000',
+        '--digester',
+        compressor === 'lz4_block' ? 'blake3' : 'sha256',
+      ]);
       assert.equal(c.code, 0, `create ${fsVersion}/${compressor}: ${c.stderr}`);
       const chk = ferry(['rafs', 'check', join(dir, 'boot'), '--blob-dir', join(dir, 'blobs')]);
       assert.equal(chk.code, 0, chk.stderr);
       const u = ferry(['rafs', 'unpack', '--bootstrap', join(dir, 'boot'), '--blob-dir', join(dir, 'blobs'), '--output', join(dir, 'out')]);
       assert.equal(u.code, 0, u.stderr);
       assert.deepEqual(snapshot(join(dir, 'out')), want, `unpack dir ${fsVersion}/${compressor}`);
-      const t = ferry(['rafs', 'unpack', '--bootstrap', join(dir, 'boot'), '--blob-dir', join(dir, 'blobs'), '--output', join(dir, 'out.tar')]);
+      const t = ferry([
+        'rafs',
+        'unpack',
+        '--bootstrap',
+        join(dir, 'boot'),
+        '--blob-dir',
+        join(dir, 'blobs'),
+        '--output',
+        join(dir, 'out.tar'),
+      ]);
       assert.equal(t.code, 0, t.stderr);
       mkdirSync(join(dir, 'fromtar'));
-      const xt = spawnSync('tar', ['--xattrs', '--xattrs-include=*', '--same-owner', '-xpf', join(dir, 'out.tar'), '-C', join(dir, 'fromtar')], { encoding: 'utf8' });
+      const xt = spawnSync(
+        'tar',
+        ['--xattrs', '--xattrs-include=*', '--same-owner', '-xpf', join(dir, 'out.tar'), '-C', join(dir, 'fromtar')],
+        { encoding: 'utf8' },
+      );
       assert.equal(xt.status, 0, xt.stderr);
       assert.deepEqual(snapshot(join(dir, 'fromtar')), want, `unpack tar ${fsVersion}/${compressor}`);
     }

@@ -33,7 +33,10 @@ export async function run(argv: string[]): Promise<number> {
     let total = 0;
     if (process.stderr.isTTY && opts.output !== '-') {
       for (const e of bs.walk()) if ((e.stat.mode & S_IFMT) === S_IFREG) total += e.stat.size;
-      bar = new cliProgress.SingleBar({ format: 'unpacking [{bar}] {percentage}% {value}/{total} bytes', stream: process.stderr }, cliProgress.Presets.shades_classic);
+      bar = new cliProgress.SingleBar(
+        { format: 'unpacking [{bar}] {percentage}% {value}/{total} bytes', stream: process.stderr },
+        cliProgress.Presets.shades_classic,
+      );
       bar.start(total, 0);
     }
     const how: UnpackOptions = { warn: (m) => process.stderr.write(`warning: ${m}\n`) };

@@ -71,20 +71,23 @@ class HandleRangeStream extends Readable {
     }
     const buf = Buffer.allocUnsafe(n);
     const at = this.#pos;
-    this.#inflight = this.#fh.read(buf, 0, n, at).then(({ bytesRead }) => {
-      this.#inflight = undefined;
-      if (this.destroyed) return;
-      if (bytesRead === 0) {
-        this.destroy(new FerryError('DATA_LOSS', `blob ${this.#digest} ends at byte ${at}, before ${this.#end + 1}`));
-        return;
-      }
-      this.#pos += bytesRead;
-      this.push(bytesRead === n ? buf : buf.subarray(0, bytesRead));
-      if (this.#pos > this.#end) this.push(null);
-    }, (err: unknown) => {
-      this.#inflight = undefined;
-      this.destroy(new FerryError('UNAVAILABLE', `reading blob ${this.#digest} at ${at}: ${(err as Error).message}`, { cause: err }));
-    });
+    this.#inflight = this.#fh.read(buf, 0, n, at).then(
+      ({ bytesRead }) => {
+        this.#inflight = undefined;
+        if (this.destroyed) return;
+        if (bytesRead === 0) {
+          this.destroy(new FerryError('DATA_LOSS', `blob ${this.#digest} ends at byte ${at}, before ${this.#end + 1}`));
+          return;
+        }
+        this.#pos += bytesRead;
+        this.push(bytesRead === n ? buf : buf.subarray(0, bytesRead));
+        if (this.#pos > this.#end) this.push(null);
+      },
+      (err: unknown) => {
+        this.#inflight = undefined;
+        this.destroy(new FerryError('UNAVAILABLE', `reading blob ${this.#digest} at ${at}: ${(err as Error).message}`, { cause: err }));
+      },
+    );
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
@@ -241,7 +244,10 @@ export class LocalBlobStore implements BlobStore {
     const ob = await this.#acquire(digest);
     let released = false;
     const release = (): void => {
-      if (!released) { released = true; this.#release(digest, ob); }
+      if (!released) {
+        released = true;
+        this.#release(digest, ob);
+      }
     };
     try {
       const start = range?.start ?? 0;
@@ -285,7 +291,12 @@ export class LocalBlobStore implements BlobStore {
   async close(): Promise<void> {
     const all = [...this.#fds.values()];
     this.#fds.clear();
-    await Promise.all(all.map((ob) => { ob.dead = true; return ob.refs === 0 ? ob.fh.close().catch(() => undefined) : undefined; }));
+    await Promise.all(
+      all.map((ob) => {
+        ob.dead = true;
+        return ob.refs === 0 ? ob.fh.close().catch(() => undefined) : undefined;
+      }),
+    );
   }
 
   async startUpload(id: string): Promise<void> {
@@ -336,7 +347,7 @@ export class LocalBlobStore implements BlobStore {
       });
       const out = createWriteStream(join(this.#uploads, id), { flags: 'r+', start: size, highWaterMark: 256 * 1024 });
       try {
-        await pipeline(body, counter, out, ...(opts.signal ? [{ signal: opts.signal }] as const : []));
+        await pipeline(body, counter, out, ...(opts.signal ? ([{ signal: opts.signal }] as const) : []));
       } catch (err) {
         // The file may hold part of the body; the in-memory hash may not match it any more.
         this.#hashers.delete(id);
@@ -366,9 +377,7 @@ export class LocalBlobStore implements BlobStore {
         actual = `sha256:${h.hash.digest('hex')}`;
       } else {
         const hash = createHash(algorithm);
-        await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), async function* (src: AsyncIterable<Buffer>) {
-          for await (const c of src) hash.update(c);
-        });
+        for await (const c of createReadStream(path, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) hash.update(c);
         actual = `${algorithm}:${hash.digest('hex')}`;
       }
       this.#hashers.delete(id);
@@ -378,7 +387,11 @@ export class LocalBlobStore implements BlobStore {
       }
       if (this.#fsync) {
         const fh = await open(path, 'r+');
-        try { await fh.sync(); } finally { await fh.close(); }
+        try {
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
       }
       const dest = this.localPath(expected);
       const dir = join(dest, '..');
@@ -389,7 +402,11 @@ export class LocalBlobStore implements BlobStore {
       (opts.critical ?? direct)(() => renameSync(path, dest));
       if (this.#fsync) {
         const dh = await open(dir, 'r');
-        try { await dh.sync(); } finally { await dh.close(); }
+        try {
+          await dh.sync();
+        } finally {
+          await dh.close();
+        }
       }
       return { digest: expected, size };
     } finally {
@@ -411,7 +428,9 @@ export class LocalBlobStore implements BlobStore {
       if (!UPLOAD_ID.test(name)) continue;
       try {
         out.push({ id: name, mtimeMs: statSync(join(this.#uploads, name)).mtimeMs });
-      } catch { /* finished meanwhile */ }
+      } catch {
+        /* finished meanwhile */
+      }
     }
     return out;
   }

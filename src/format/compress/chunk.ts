@@ -42,25 +42,37 @@ export interface DecodeChunkOptions {
  */
 export function decodeChunk(blob: ChunkCodec & { blobId: string }, chunk: EncodedChunk, raw: Buffer, opts?: DecodeChunkOptions): Buffer {
   if (raw.length !== chunk.compressedSize) {
-    throw new FerryError('DATA_LOSS', `chunk ${chunk.chunkIndex} of blob ${blob.blobId}: got ${raw.length} bytes, expected ${chunk.compressedSize}`);
+    throw new FerryError(
+      'DATA_LOSS',
+      `chunk ${chunk.chunkIndex} of blob ${blob.blobId}: got ${raw.length} bytes, expected ${chunk.compressedSize}`,
+    );
   }
   let data: Buffer;
   if (chunk.compressed) {
     data = getCodec(blob.compressor).decompress(raw, chunk.uncompressedSize);
   } else {
     if (raw.length !== chunk.uncompressedSize) {
-      throw new FerryError('DATA_LOSS', `uncompressed chunk ${chunk.chunkIndex} of blob ${blob.blobId}: ${raw.length} bytes, expected ${chunk.uncompressedSize}`);
+      throw new FerryError(
+        'DATA_LOSS',
+        `uncompressed chunk ${chunk.chunkIndex} of blob ${blob.blobId}: ${raw.length} bytes, expected ${chunk.uncompressedSize}`,
+      );
     }
     data = raw;
   }
   if (chunk.digest.length === 0) {
     if (opts?.unknownDigest === 'skip') return data;
-    throw new FerryError('FAILED_PRECONDITION', `chunk ${chunk.chunkIndex} of blob ${blob.blobId}: no digest known (CI table without digests)`);
+    throw new FerryError(
+      'FAILED_PRECONDITION',
+      `chunk ${chunk.chunkIndex} of blob ${blob.blobId}: no digest known (CI table without digests)`,
+    );
   }
   const got = chunkDigest(blob.digester, data);
   if (!got.equals(chunk.digest)) {
-    throw new DigestMismatchError(`${blob.digester}:${Buffer.from(chunk.digest.buffer, chunk.digest.byteOffset, chunk.digest.byteLength).toString('hex')}`,
-      `${blob.digester}:${got.toString('hex')}`, `chunk ${chunk.chunkIndex} of blob ${blob.blobId}`);
+    throw new DigestMismatchError(
+      `${blob.digester}:${Buffer.from(chunk.digest.buffer, chunk.digest.byteOffset, chunk.digest.byteLength).toString('hex')}`,
+      `${blob.digester}:${got.toString('hex')}`,
+      `chunk ${chunk.chunkIndex} of blob ${blob.blobId}`,
+    );
   }
   return data;
 }

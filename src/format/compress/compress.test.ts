@@ -14,7 +14,10 @@ for (const name of COMPRESSORS) {
     else {
       assert.ok(z && z.length < text.length, 'compressible data shrinks');
       assert.deepEqual(c.decompress(z, text.length), text);
-      assert.throws(() => c.decompress(z, text.length + 1), (e) => FerryError.hasCode(e, 'DATA_LOSS'));
+      assert.throws(
+        () => c.decompress(z, text.length + 1),
+        (e) => FerryError.hasCode(e, 'DATA_LOSS'),
+      );
     }
     assert.equal(c.compress(randomBytes(4096)), null, 'random data does not shrink → stored raw');
     assert.equal(c.compress(Buffer.alloc(0)), null);
@@ -39,10 +42,16 @@ test('compress: zstd frame carries content size and no checksum', () => {
 
 test('compress: corrupt input and unknown names give clear errors', () => {
   for (const name of ['lz4_block', 'zstd', 'gzip'] as const) {
-    assert.throws(() => getCodec(name).decompress(Buffer.from([1, 2, 3, 4, 5, 6, 7, 8]), 100), (e) => FerryError.hasCode(e, 'DATA_LOSS'));
+    assert.throws(
+      () => getCodec(name).decompress(Buffer.from([1, 2, 3, 4, 5, 6, 7, 8]), 100),
+      (e) => FerryError.hasCode(e, 'DATA_LOSS'),
+    );
   }
   assert.throws(() => getCodec('lz5'), /unknown compressor "lz5"/);
-  assert.throws(() => getCodec('zstd').decompress(Buffer.alloc(8), 1 << 30), (e) => FerryError.hasCode(e, 'DATA_LOSS'));
+  assert.throws(
+    () => getCodec('zstd').decompress(Buffer.alloc(8), 1 << 30),
+    (e) => FerryError.hasCode(e, 'DATA_LOSS'),
+  );
 });
 
 /** A minimal LZ4 block decoder written from the block format description (independent of lz4-napi). */
@@ -53,7 +62,13 @@ function lz4BlockDecode(src: Buffer, size: number): Buffer {
   while (i < src.length) {
     const token = src[i++]!;
     let lit = token >> 4;
-    if (lit === 15) { let b; do { b = src[i++]!; lit += b; } while (b === 255); }
+    if (lit === 15) {
+      let b: number;
+      do {
+        b = src[i++]!;
+        lit += b;
+      } while (b === 255);
+    }
     src.copy(out, o, i, i + lit);
     i += lit;
     o += lit;
@@ -61,9 +76,18 @@ function lz4BlockDecode(src: Buffer, size: number): Buffer {
     const off = src[i]! | (src[i + 1]! << 8);
     i += 2;
     let len = token & 15;
-    if (len === 15) { let b; do { b = src[i++]!; len += b; } while (b === 255); }
+    if (len === 15) {
+      let b: number;
+      do {
+        b = src[i++]!;
+        len += b;
+      } while (b === 255);
+    }
     len += 4;
-    for (let k = 0; k < len; k++) { out[o] = out[o - off]!; o++; }
+    for (let k = 0; k < len; k++) {
+      out[o] = out[o - off]!;
+      o++;
+    }
   }
   assert.equal(o, size);
   return out;
@@ -93,25 +117,48 @@ test('compress: levels — higher zstd levels shrink mixed data further and deco
   assert.deepEqual(z.compress(mixed, 3), l3, 'level 3 is the default');
   assert.deepEqual(z.decompress(l19, mixed.length), mixed);
   assert.deepEqual(getCodec('gzip').decompress(getCodec('gzip').compress(mixed, 9)!, mixed.length), mixed);
-  for (const [name, level] of [['zstd', 0], ['zstd', 20], ['gzip', 10], ['zstd', 2.5]] as const) {
-    assert.throws(() => getCodec(name).compress(mixed, level), (e) => FerryError.hasCode(e, 'INVALID_ARGUMENT') && /compression level/.test((e as Error).message));
+  for (const [name, level] of [
+    ['zstd', 0],
+    ['zstd', 20],
+    ['gzip', 10],
+    ['zstd', 2.5],
+  ] as const) {
+    assert.throws(
+      () => getCodec(name).compress(mixed, level),
+      (e) => FerryError.hasCode(e, 'INVALID_ARGUMENT') && /compression level/.test((e as Error).message),
+    );
   }
 });
 
 test('decodeChunk: decompresses, verifies the digest, names the chunk on failure', () => {
   const blob = { blobId: 'b'.repeat(64), compressor: 'zstd', digester: 'blake3' } as const;
   const raw = getCodec('zstd').compress(text)!;
-  const chunk = { chunkIndex: 7, compressedSize: raw.length, uncompressedSize: text.length, compressed: true, digest: chunkDigest('blake3', text) };
+  const chunk = {
+    chunkIndex: 7,
+    compressedSize: raw.length,
+    uncompressedSize: text.length,
+    compressed: true,
+    digest: chunkDigest('blake3', text),
+  };
   assert.deepEqual(decodeChunk(blob, chunk, raw), text);
   // stored raw: no decompression, still verified
   const plain = { ...chunk, compressedSize: text.length, compressed: false };
   assert.deepEqual(decodeChunk(blob, plain, text), text);
   const flipped = Buffer.from(text);
   flipped[5]! ^= 1;
-  assert.throws(() => decodeChunk(blob, plain, flipped), (e) => e instanceof DigestMismatchError && /chunk 7 of blob b{64}/.test((e as Error).message));
-  assert.throws(() => decodeChunk(blob, chunk, raw.subarray(1)), (e) => FerryError.hasCode(e, 'DATA_LOSS') && /chunk 7/.test((e as Error).message));
+  assert.throws(
+    () => decodeChunk(blob, plain, flipped),
+    (e) => e instanceof DigestMismatchError && /chunk 7 of blob b{64}/.test((e as Error).message),
+  );
+  assert.throws(
+    () => decodeChunk(blob, chunk, raw.subarray(1)),
+    (e) => FerryError.hasCode(e, 'DATA_LOSS') && /chunk 7/.test((e as Error).message),
+  );
   // unknown digest: refused unless the caller skips verification
   const unknown = { ...chunk, digest: Buffer.alloc(0) };
-  assert.throws(() => decodeChunk(blob, unknown, raw), (e) => FerryError.hasCode(e, 'FAILED_PRECONDITION'));
+  assert.throws(
+    () => decodeChunk(blob, unknown, raw),
+    (e) => FerryError.hasCode(e, 'FAILED_PRECONDITION'),
+  );
   assert.deepEqual(decodeChunk(blob, unknown, raw, { unknownDigest: 'skip' }), text);
 });

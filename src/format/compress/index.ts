@@ -5,8 +5,15 @@
  * (`chunk.ts`: decompress + verify) that every reader of chunks goes through.
  */
 export {
-  COMPRESSORS, COMPRESSOR_CODES, MAX_CHUNK_SIZE, checkCompressLevel, compressorFromCode, getCodec, isCompressorName,
-  type Codec, type CompressorName,
+  COMPRESSORS,
+  COMPRESSOR_CODES,
+  MAX_CHUNK_SIZE,
+  checkCompressLevel,
+  compressorFromCode,
+  getCodec,
+  isCompressorName,
+  type Codec,
+  type CompressorName,
 } from './codecs.js';
 export { DIGESTERS, chunkDigest, type DigesterName } from './digest.js';
 export { decodeChunk, type ChunkCodec, type DecodeChunkOptions, type EncodedChunk } from './chunk.js';

@@ -21,7 +21,14 @@ const DT_RUNPATH = 29;
 const EM_X86_64 = 62;
 const EM_AARCH64 = 183;
 
-export interface ElfSegment { type: number; flags: number; offset: number; vaddr: number; filesz: number; memsz: number }
+export interface ElfSegment {
+  type: number;
+  flags: number;
+  offset: number;
+  vaddr: number;
+  filesz: number;
+  memsz: number;
+}
 
 export interface ElfHeaders {
   /** e_machine: 62 x86-64, 183 AArch64, … */
@@ -48,8 +55,12 @@ export function parseElfHeaders(head: Buffer): ElfHeaders | null {
   for (let i = 0; i < phnum; i++) {
     const p = phoff + i * phentsize;
     segments.push({
-      type: head.readUInt32LE(p), flags: head.readUInt32LE(p + 4), offset: Number(head.readBigUInt64LE(p + 8)),
-      vaddr: Number(head.readBigUInt64LE(p + 16)), filesz: Number(head.readBigUInt64LE(p + 32)), memsz: Number(head.readBigUInt64LE(p + 40)),
+      type: head.readUInt32LE(p),
+      flags: head.readUInt32LE(p + 4),
+      offset: Number(head.readBigUInt64LE(p + 8)),
+      vaddr: Number(head.readBigUInt64LE(p + 16)),
+      filesz: Number(head.readBigUInt64LE(p + 32)),
+      memsz: Number(head.readBigUInt64LE(p + 40)),
     });
   }
   return { machine, segments };

@@ -85,14 +85,22 @@ export { S_IFMT, S_IFSOCK, S_IFLNK, S_IFREG, S_IFBLK, S_IFDIR, S_IFCHR, S_IFIFO 
 /** Dirent file type for an `st_mode`. */
 export function fileTypeOfMode(mode: number): number {
   switch (mode & S_IFMT) {
-    case S_IFREG: return EROFS_FT_REG_FILE;
-    case S_IFDIR: return EROFS_FT_DIR;
-    case S_IFCHR: return EROFS_FT_CHRDEV;
-    case S_IFBLK: return EROFS_FT_BLKDEV;
-    case S_IFIFO: return EROFS_FT_FIFO;
-    case S_IFSOCK: return EROFS_FT_SOCK;
-    case S_IFLNK: return EROFS_FT_SYMLINK;
-    default: return EROFS_FT_UNKNOWN;
+    case S_IFREG:
+      return EROFS_FT_REG_FILE;
+    case S_IFDIR:
+      return EROFS_FT_DIR;
+    case S_IFCHR:
+      return EROFS_FT_CHRDEV;
+    case S_IFBLK:
+      return EROFS_FT_BLKDEV;
+    case S_IFIFO:
+      return EROFS_FT_FIFO;
+    case S_IFSOCK:
+      return EROFS_FT_SOCK;
+    case S_IFLNK:
+      return EROFS_FT_SYMLINK;
+    default:
+      return EROFS_FT_UNKNOWN;
   }
 }
 

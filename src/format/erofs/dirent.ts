@@ -72,7 +72,10 @@ export function encodeErofsDirData(entries: readonly ErofsNamedDirent[], blockSi
       throw new FerryError('INVALID_ARGUMENT', `directory entries not sorted/unique at ${entries[i]!.name.toString()}`);
     }
   }
-  const size = erofsDirSize(entries.map((e) => e.name), blockSize);
+  const size = erofsDirSize(
+    entries.map((e) => e.name),
+    blockSize,
+  );
   const out = Buffer.alloc(size);
   // split into blocks with the same rule as erofsDirSize
   let i = 0;

@@ -6,8 +6,11 @@
 import { FerryError } from '../../core/index.js';
 import { need, putU64, putUint, u64 } from './binary.js';
 import {
-  EROFS_INODE_COMPACT_SIZE, EROFS_INODE_EXTENDED_SIZE, EROFS_INODE_LAYOUT_EXTENDED,
-  EROFS_XATTR_IBODY_HEADER_SIZE, erofsInodeVersion,
+  EROFS_INODE_COMPACT_SIZE,
+  EROFS_INODE_EXTENDED_SIZE,
+  EROFS_INODE_LAYOUT_EXTENDED,
+  EROFS_XATTR_IBODY_HEADER_SIZE,
+  erofsInodeVersion,
 } from './constants.js';
 
 /**

@@ -106,8 +106,23 @@ export function encodeErofsSuperBlock(rec: ErofsSuperBlock): Buffer {
 /** A superblock with every field zero except the magic (for builders to fill in). */
 export function emptyErofsSuperBlock(): ErofsSuperBlock {
   return {
-    magic: EROFS_SUPER_MAGIC, checksum: 0, featureCompat: 0, blkszbits: 12, sbExtslots: 0, rootNid: 0, inos: 0,
-    buildTime: 0, buildTimeNsec: 0, blocks: 0, metaBlkaddr: 0, xattrBlkaddr: 0, uuid: Buffer.alloc(16),
-    volumeName: Buffer.alloc(16), featureIncompat: 0, u1: 0, extraDevices: 0, devtSlotoff: 0,
+    magic: EROFS_SUPER_MAGIC,
+    checksum: 0,
+    featureCompat: 0,
+    blkszbits: 12,
+    sbExtslots: 0,
+    rootNid: 0,
+    inos: 0,
+    buildTime: 0,
+    buildTimeNsec: 0,
+    blocks: 0,
+    metaBlkaddr: 0,
+    xattrBlkaddr: 0,
+    uuid: Buffer.alloc(16),
+    volumeName: Buffer.alloc(16),
+    featureIncompat: 0,
+    u1: 0,
+    extraDevices: 0,
+    devtSlotoff: 0,
   };
 }

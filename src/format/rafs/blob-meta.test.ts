@@ -4,9 +4,7 @@ import { readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { fixture } from '../../../test/support/paths.js';
 import { chunkDigest, getCodec, compressorFromCode } from '../compress/index.js';
-import {
-  decodeBlobMetaHeader, encodeBlobMetaHeader, decodeCiTable, encodeCiTable, decodeDigestArray,
-} from './blob-meta.js';
+import { decodeBlobMetaHeader, encodeBlobMetaHeader, decodeCiTable, encodeCiTable, decodeDigestArray } from './blob-meta.js';
 import { BlobFeatures } from './v6.js';
 import { walkReverseTar, decodeToc, encodeToc, encodeTarHeader, parseTarHeader, TAR_BLOCK } from './toc.js';
 
@@ -22,9 +20,13 @@ function sections(blob: Buffer) {
 test('blob-meta: upstream blob be7d77 decodes: tar tail, ToC, CI header + table, digests, chunks', () => {
   const blob = readFileSync(BLOBS.be7d);
   const secs = sections(blob);
-  assert.deepEqual(secs.map((s) => s.name), ['rafs.blob.toc', 'blob.digest', 'blob.meta', 'image.blob']);
+  assert.deepEqual(
+    secs.map((s) => s.name),
+    ['rafs.blob.toc', 'blob.digest', 'blob.meta', 'image.blob'],
+  );
   // tar headers re-encode byte-identically
-  for (const s of secs) assert.deepEqual(encodeTarHeader(s.name, s.size), blob.subarray(s.headerOffset, s.headerOffset + TAR_BLOCK), s.name);
+  for (const s of secs)
+    assert.deepEqual(encodeTarHeader(s.name, s.size), blob.subarray(s.headerOffset, s.headerOffset + TAR_BLOCK), s.name);
   const tocSec = secs[0]!;
   const tocBuf = blob.subarray(tocSec.offset, tocSec.offset + tocSec.size);
   const toc = decodeToc(tocBuf);
@@ -34,11 +36,22 @@ test('blob-meta: upstream blob be7d77 decodes: tar tail, ToC, CI header + table,
   const byName = new Map(toc.map((e) => [e.name, e]));
   for (const name of ['blob.meta', 'blob.meta.header', 'blob.digest']) {
     const e = byName.get(name)!;
-    assert.deepEqual(createHash('sha256').update(blob.subarray(e.compressedOffset, e.compressedOffset + e.compressedSize)).digest(), e.digest, name);
+    assert.deepEqual(
+      createHash('sha256')
+        .update(blob.subarray(e.compressedOffset, e.compressedOffset + e.compressedSize))
+        .digest(),
+      e.digest,
+      name,
+    );
   }
   // image.blob digest covers the chunk data and its tar header
   const dataSec = secs[3]!;
-  assert.deepEqual(createHash('sha256').update(blob.subarray(0, dataSec.headerOffset + TAR_BLOCK)).digest(), byName.get('image.blob')!.digest);
+  assert.deepEqual(
+    createHash('sha256')
+      .update(blob.subarray(0, dataSec.headerOffset + TAR_BLOCK))
+      .digest(),
+    byName.get('image.blob')!.digest,
+  );
 
   const hdrEntry = byName.get('blob.meta.header')!;
   const hdrBuf = blob.subarray(hdrEntry.compressedOffset, hdrEntry.compressedOffset + 4096);
@@ -69,11 +82,17 @@ test('blob-meta: upstream ToC blob 2fa78c: sections, ToC digests, zstd bootstrap
   const blob = readFileSync(BLOBS.toc);
   assert.equal(createHash('sha256').update(blob).digest('hex'), '2fa78cad554b75ac91a4a125ed148d0ddeb25efa4aaa8bd80e5dc292690a4dca');
   const secs = sections(blob);
-  assert.deepEqual(secs.map((s) => s.name), ['rafs.blob.toc', 'image.boot', 'blob.meta', 'image.blob']);
+  assert.deepEqual(
+    secs.map((s) => s.name),
+    ['rafs.blob.toc', 'image.boot', 'blob.meta', 'image.blob'],
+  );
   const toc = decodeToc(blob.subarray(secs[0]!.offset, secs[0]!.offset + secs[0]!.size));
   const boot = toc.find((e) => e.name === 'image.boot')!;
   assert.equal(boot.flags, 0x2);
-  const bootData = getCodec('zstd').decompress(blob.subarray(boot.compressedOffset, boot.compressedOffset + boot.compressedSize), boot.uncompressedSize);
+  const bootData = getCodec('zstd').decompress(
+    blob.subarray(boot.compressedOffset, boot.compressedOffset + boot.compressedSize),
+    boot.uncompressedSize,
+  );
   assert.deepEqual(createHash('sha256').update(bootData).digest(), boot.digest);
   assert.equal(bootData.readUInt32LE(1024), 0xe0f5e1e2);
   const hdrE = toc.find((e) => e.name === 'blob.meta.header')!;

@@ -8,10 +8,14 @@
 import { BlobFeatures } from './v6.js';
 import { FerryError } from '../../core/index.js';
 
-
 /** Features of a blob written by Ferry's builder: aligned, digest array, reverse tar headers, ToC. */
 export const FERRY_BLOB_FEATURES =
-  (BlobFeatures.ALIGNED | BlobFeatures.INLINED_CHUNK_DIGEST | BlobFeatures.HAS_TAR_HEADER | BlobFeatures.HAS_TOC | BlobFeatures.CAP_TAR_TOC) >>> 0;
+  (BlobFeatures.ALIGNED |
+    BlobFeatures.INLINED_CHUNK_DIGEST |
+    BlobFeatures.HAS_TAR_HEADER |
+    BlobFeatures.HAS_TOC |
+    BlobFeatures.CAP_TAR_TOC) >>>
+  0;
 
 export const BLOB_META_MAGIC = 0xb10bb10b;
 export const BLOB_META_HEADER_SIZE = 4096;
@@ -46,10 +50,13 @@ function dataLoss(msg: string): FerryError {
  */
 export function encodeCiV1(e: CiEntry, out: Buffer, pos: number): void {
   const { compressedOffset: co, compressedSize: cs, uncompressedOffset: uo, uncompressedSize: us } = e;
-  if (us < 1 || us > MAX_CI_CHUNK || cs < 1 || cs > MAX_CI_CHUNK) throw new FerryError('INVALID_ARGUMENT', `CI entry: chunk size out of range (${cs}/${us})`);
-  if (uo % 4096 !== 0 || uo >= 2 ** 44) throw new FerryError('INVALID_ARGUMENT', `CI entry: uncompressed offset ${uo} not 4 KiB aligned or too large`);
+  if (us < 1 || us > MAX_CI_CHUNK || cs < 1 || cs > MAX_CI_CHUNK)
+    throw new FerryError('INVALID_ARGUMENT', `CI entry: chunk size out of range (${cs}/${us})`);
+  if (uo % 4096 !== 0 || uo >= 2 ** 44)
+    throw new FerryError('INVALID_ARGUMENT', `CI entry: uncompressed offset ${uo} not 4 KiB aligned or too large`);
   if (co < 0 || co >= MAX_COMP_OFFSET) throw new FerryError('INVALID_ARGUMENT', `CI entry: compressed offset ${co} too large`);
-  if (e.compressed !== (cs !== us)) throw new FerryError('INVALID_ARGUMENT', 'CI V1 entry: compressed flag must equal (compressed size != uncompressed size)');
+  if (e.compressed !== (cs !== us))
+    throw new FerryError('INVALID_ARGUMENT', 'CI V1 entry: compressed flag must equal (compressed size != uncompressed size)');
   const u1 = BigInt(us - 1);
   const c1 = BigInt(cs - 1);
   const uncomp = (BigInt(uo) & 0xfff_ffff_f000n) | (((u1 >> 20n) & 0xfn) << 8n) | ((u1 & 0xfffffn) << 44n);
@@ -94,7 +101,9 @@ export function decodeCiV2(buf: Buffer, pos: number): CiEntry {
 /** Encodes a whole V1 table. */
 export function encodeCiTable(entries: readonly CiEntry[]): Buffer {
   const out = Buffer.alloc(entries.length * CI_V1_SIZE);
-  entries.forEach((e, i) => encodeCiV1(e, out, i * CI_V1_SIZE));
+  entries.forEach((e, i) => {
+    encodeCiV1(e, out, i * CI_V1_SIZE);
+  });
   return out;
 }
 

@@ -33,16 +33,34 @@ function dataLoss(blob: BlobInfo, msg: string): FerryError {
  * True when every blob carries what a table-less bootstrap needs: a CI table, an inlined chunk
  * digest array and a ToC to verify it by (Ferry's builder writes all three into every blob).
  */
-export function blobsCarryTables(blobs: ReadonlyArray<Pick<BlobInfo, 'features' | 'ciCompressedSize' | 'blobTocSize' | 'chunkCount'>>): boolean {
-  return blobs.length > 0 && blobs.every((b) => (b.features & BlobFeatures.INLINED_CHUNK_DIGEST) !== 0
-    && (b.features & BlobFeatures.HAS_TOC) !== 0 && b.ciCompressedSize > 0 && b.blobTocSize > TAR_BLOCK && b.chunkCount > 0);
+export function blobsCarryTables(
+  blobs: ReadonlyArray<Pick<BlobInfo, 'features' | 'ciCompressedSize' | 'blobTocSize' | 'chunkCount'>>,
+): boolean {
+  return (
+    blobs.length > 0 &&
+    blobs.every(
+      (b) =>
+        (b.features & BlobFeatures.INLINED_CHUNK_DIGEST) !== 0 &&
+        (b.features & BlobFeatures.HAS_TOC) !== 0 &&
+        b.ciCompressedSize > 0 &&
+        b.blobTocSize > TAR_BLOCK &&
+        b.chunkCount > 0,
+    )
+  );
 }
 
 /** A CI header (blob meta header) checked against the bootstrap's blob table entry. */
 export function checkCiHeader(blob: BlobInfo, h: BlobMetaHeader): void {
-  if (h.ciOffset !== blob.ciOffset || h.ciCompressedSize !== blob.ciCompressedSize
-    || h.ciUncompressedSize !== blob.ciUncompressedSize || h.ciEntries !== blob.chunkCount) {
-    throw dataLoss(blob, `CI header (offset ${h.ciOffset}, ${h.ciEntries} entries) disagrees with the bootstrap's blob table (offset ${blob.ciOffset}, ${blob.chunkCount} chunks)`);
+  if (
+    h.ciOffset !== blob.ciOffset ||
+    h.ciCompressedSize !== blob.ciCompressedSize ||
+    h.ciUncompressedSize !== blob.ciUncompressedSize ||
+    h.ciEntries !== blob.chunkCount
+  ) {
+    throw dataLoss(
+      blob,
+      `CI header (offset ${h.ciOffset}, ${h.ciEntries} entries) disagrees with the bootstrap's blob table (offset ${blob.ciOffset}, ${blob.chunkCount} chunks)`,
+    );
   }
   if (h.ciUncompressedSize > MAX_CI_BYTES) throw dataLoss(blob, `CI table of ${h.ciUncompressedSize} bytes is implausible`);
 }
@@ -51,8 +69,11 @@ export function checkCiHeader(blob: BlobInfo, h: BlobMetaHeader): void {
 function checkEntries(blob: BlobInfo, entries: CiLocation[]): CiLocation[] {
   let prevEnd = 0;
   entries.forEach((e, i) => {
-    if (e.uncompressedOffset < prevEnd || e.uncompressedOffset + e.uncompressedSize > blob.uncompressedSize
-      || (blob.compressedSize > 0 && e.compressedOffset + e.compressedSize > blob.compressedSize)) {
+    if (
+      e.uncompressedOffset < prevEnd ||
+      e.uncompressedOffset + e.uncompressedSize > blob.uncompressedSize ||
+      (blob.compressedSize > 0 && e.compressedOffset + e.compressedSize > blob.compressedSize)
+    ) {
       throw dataLoss(blob, `CI entry ${i} lies outside the blob or out of order`);
     }
     prevEnd = e.uncompressedOffset + e.uncompressedSize;
@@ -90,11 +111,13 @@ export function tailRange(blob: BlobInfo, opts: { withCi: boolean }): { offset: 
  * digest array (and CI table) against their ToC entries. Throws DATA_LOSS naming what disagrees.
  */
 export function decodeBlobTail(blob: BlobInfo, tail: Buffer, offset: number): { entries?: CiLocation[]; digests: Buffer[] } {
-  if (offset + tail.length !== blob.compressedSize) throw dataLoss(blob, `tail ${offset}+${tail.length} does not end at the blob's ${blob.compressedSize} bytes`);
+  if (offset + tail.length !== blob.compressedSize)
+    throw dataLoss(blob, `tail ${offset}+${tail.length} does not end at the blob's ${blob.compressedSize} bytes`);
   const tocLen = blob.blobTocSize;
   if (tocLen <= TAR_BLOCK || tocLen > tail.length) throw dataLoss(blob, `ToC of ${tocLen} bytes does not fit the fetched ${tail.length}`);
   const tocBytes = tail.subarray(tail.length - tocLen);
-  if (!createHash('sha256').update(tocBytes).digest().equals(blob.blobTocDigest)) throw dataLoss(blob, 'ToC digest does not match the bootstrap');
+  if (!createHash('sha256').update(tocBytes).digest().equals(blob.blobTocDigest))
+    throw dataLoss(blob, 'ToC digest does not match the bootstrap');
   const th = parseTarHeader(tocBytes.subarray(tocLen - TAR_BLOCK));
   if (!th || th.name !== BlobSection.TOC || th.size !== tocLen - TAR_BLOCK) throw dataLoss(blob, 'ToC tar header is invalid');
   const toc = decodeToc(tocBytes.subarray(0, th.size));
@@ -102,25 +125,32 @@ export function decodeBlobTail(blob: BlobInfo, tail: Buffer, offset: number): { 
     const e = toc.find((x) => x.name === name);
     if (!e) throw dataLoss(blob, `ToC lists no ${name}`);
     const at = e.compressedOffset - offset;
-    if (at < 0 || at + e.compressedSize > tail.length - tocLen) throw dataLoss(blob, `${name} (${e.compressedOffset}+${e.compressedSize}) is outside the fetched tail`);
+    if (at < 0 || at + e.compressedSize > tail.length - tocLen)
+      throw dataLoss(blob, `${name} (${e.compressedOffset}+${e.compressedSize}) is outside the fetched tail`);
     return { e, bytes: tail.subarray(at, at + e.compressedSize) };
   };
   const sha = (b: Buffer): Buffer => createHash('sha256').update(b).digest();
   const dig = section(BlobSection.DIGEST);
-  if (dig.e.compressedSize !== blob.chunkCount * 32) throw dataLoss(blob, `digest array of ${dig.e.compressedSize} bytes for ${blob.chunkCount} chunks`);
+  if (dig.e.compressedSize !== blob.chunkCount * 32)
+    throw dataLoss(blob, `digest array of ${dig.e.compressedSize} bytes for ${blob.chunkCount} chunks`);
   if (!sha(dig.bytes).equals(dig.e.digest)) throw dataLoss(blob, 'digest array does not match its ToC entry');
   const digests: Buffer[] = new Array(blob.chunkCount);
   for (let i = 0; i < blob.chunkCount; i++) digests[i] = dig.bytes.subarray(i * 32, i * 32 + 32);
   if (offset > blob.ciOffset) return { digests };
   const hdr = section(BlobSection.META_HEADER);
-  if (hdr.e.compressedSize !== BLOB_META_HEADER_SIZE || !sha(hdr.bytes).equals(hdr.e.digest)) throw dataLoss(blob, 'blob meta header does not match its ToC entry');
+  if (hdr.e.compressedSize !== BLOB_META_HEADER_SIZE || !sha(hdr.bytes).equals(hdr.e.digest))
+    throw dataLoss(blob, 'blob meta header does not match its ToC entry');
   const h = decodeBlobMetaHeader(hdr.bytes);
   checkCiHeader(blob, h);
   const meta = section(BlobSection.META);
-  if (meta.e.compressedOffset !== blob.ciOffset || meta.e.compressedSize !== blob.ciCompressedSize) throw dataLoss(blob, 'ToC places the CI table elsewhere than the blob table');
+  if (meta.e.compressedOffset !== blob.ciOffset || meta.e.compressedSize !== blob.ciCompressedSize)
+    throw dataLoss(blob, 'ToC places the CI table elsewhere than the blob table');
   const comp = ['none', 'lz4_block', 'gzip', 'zstd'][h.ciCompressor];
   if (!comp) throw dataLoss(blob, `invalid CI compressor ${h.ciCompressor}`);
-  const raw = comp === 'none' || h.ciCompressedSize === h.ciUncompressedSize ? meta.bytes : getCodec(comp).decompress(meta.bytes, h.ciUncompressedSize);
+  const raw =
+    comp === 'none' || h.ciCompressedSize === h.ciUncompressedSize
+      ? meta.bytes
+      : getCodec(comp).decompress(meta.bytes, h.ciUncompressedSize);
   if (!sha(raw).equals(meta.e.digest)) throw dataLoss(blob, 'CI table does not match its ToC entry');
   return { entries: checkEntries(blob, decodeCiTable(raw, h.ciEntries, h.features)), digests };
 }
@@ -148,7 +178,11 @@ export async function loadBlobTables(blob: BlobInfo, read: AsyncBlobReader, meta
 export async function attachBlobTables(bs: RafsBootstrap, read: AsyncBlobReader, metaFiles?: ReadonlyMap<string, Buffer>): Promise<void> {
   if (bs.canMapChunks()) return;
   for (const b of bs.blobs) {
-    if (!blobsCarryTables([b])) throw new FerryError('FAILED_PRECONDITION', `bootstrap has no chunk table and blob ${b.blobId} carries no CI table, digest array or ToC`);
+    if (!blobsCarryTables([b]))
+      throw new FerryError(
+        'FAILED_PRECONDITION',
+        `bootstrap has no chunk table and blob ${b.blobId} carries no CI table, digest array or ToC`,
+      );
     const t = await loadBlobTables(b, read, metaFiles?.get(b.blobId));
     bs.setCiTable(b.index, t.entries, t.digests);
   }

@@ -37,13 +37,15 @@ export interface CheckReport {
 
 /** Reads and validates a v6 blob's CI header + table (at `ci_offset`) against the blob table. */
 export function loadCiTable(blob: BlobInfo, readBlob: BlobReader): CiLocation[] {
-  if (blob.ciOffset === 0 && blob.ciCompressedSize === 0) throw new FerryError('FAILED_PRECONDITION', `blob ${blob.blobId} has no CI table`);
+  if (blob.ciOffset === 0 && blob.ciCompressedSize === 0)
+    throw new FerryError('FAILED_PRECONDITION', `blob ${blob.blobId} has no CI table`);
   const hdr = decodeBlobMetaHeader(readBlob(blob, blob.ciOffset + blob.ciCompressedSize, BLOB_META_HEADER_SIZE));
   checkCiHeader(blob, hdr);
   const raw = readBlob(blob, blob.ciOffset, blob.ciCompressedSize);
   const comp = ['none', 'lz4_block', 'gzip', 'zstd'][hdr.ciCompressor];
   if (!comp) throw new FerryError('DATA_LOSS', `blob ${blob.blobId}: invalid CI compressor ${hdr.ciCompressor}`);
-  const data = comp === 'none' || blob.ciCompressedSize === blob.ciUncompressedSize ? raw : getCodec(comp).decompress(raw, blob.ciUncompressedSize);
+  const data =
+    comp === 'none' || blob.ciCompressedSize === blob.ciUncompressedSize ? raw : getCodec(comp).decompress(raw, blob.ciUncompressedSize);
   return decodeCiTable(data, blob.chunkCount, hdr.features);
 }
 
@@ -54,8 +56,17 @@ function key(blobIndex: number, chunkIndex: number): number {
 export function checkBootstrap(input: Buffer | RafsBootstrap, opts: CheckOptions = {}): CheckReport {
   const bs = Buffer.isBuffer(input) ? openBootstrap(input) : input;
   const report: CheckReport = {
-    version: bs.version, entries: 0, dirs: 0, files: 0, symlinks: 0, others: 0, chunkRefs: 0, uniqueChunks: 0,
-    chunksVerified: 0, bytesVerified: 0, warnings: [],
+    version: bs.version,
+    entries: 0,
+    dirs: 0,
+    files: 0,
+    symlinks: 0,
+    others: 0,
+    chunkRefs: 0,
+    uniqueChunks: 0,
+    chunksVerified: 0,
+    bytesVerified: 0,
+    warnings: [],
   };
   const unique = new Map<number, ChunkRef>();
   // a v6 bootstrap without a chunk table whose blobs' tables were not loaded: metadata only
@@ -100,7 +111,10 @@ export function checkBootstrap(input: Buffer | RafsBootstrap, opts: CheckOptions
       } else if (t === S_IFREG) {
         report.files++;
         const l = links.get(e.stat.ino);
-        if (l) { l.seen++; continue; }
+        if (l) {
+          l.seen++;
+          continue;
+        }
         links.set(e.stat.ino, { nlink: e.stat.nlink, seen: 1, path: e.path });
         const chunks = mapChunks ? bs.chunks(e.ino) : [];
         let covered = 0;
@@ -114,9 +128,11 @@ export function checkBootstrap(input: Buffer | RafsBootstrap, opts: CheckOptions
             throw new FerryError('DATA_LOSS', `chunk ${c.chunkIndex} lies beyond blob ${blob.blobId}'s uncompressed size`);
           }
           covered += c.uncompressedSize;
-          if (!unique.has(key(c.blobIndex, c.chunkIndex)) || bs.version === 5) unique.set(bs.version === 5 ? key(c.blobIndex, c.compressedOffset) : key(c.blobIndex, c.chunkIndex), c);
+          if (!unique.has(key(c.blobIndex, c.chunkIndex)) || bs.version === 5)
+            unique.set(bs.version === 5 ? key(c.blobIndex, c.compressedOffset) : key(c.blobIndex, c.chunkIndex), c);
         }
-        if (bs.version === 6 && mapChunks && covered !== e.stat.size) throw new FerryError('DATA_LOSS', `chunks cover ${covered} of ${e.stat.size} bytes`);
+        if (bs.version === 6 && mapChunks && covered !== e.stat.size)
+          throw new FerryError('DATA_LOSS', `chunks cover ${covered} of ${e.stat.size} bytes`);
       } else {
         report.others++;
       }
@@ -145,8 +161,10 @@ export function checkBootstrap(input: Buffer | RafsBootstrap, opts: CheckOptions
   for (const c of table) {
     const blob = bs.blobs[c.blobIndex];
     if (!blob) throw new FerryError('DATA_LOSS', `chunk table: entry for blob ${c.blobIndex} of ${bs.blobs.length}`);
-    if (blob.chunkCount > 0 && c.index >= blob.chunkCount) throw new FerryError('DATA_LOSS', `chunk table: chunk ${c.index} beyond blob ${blob.blobId}'s ${blob.chunkCount}`);
-    if (c.uncompressedOffset % 4096 !== 0 && (blob.features & 0x1) !== 0) throw new FerryError('DATA_LOSS', `chunk table: unaligned chunk ${c.index} in blob ${blob.blobId}`);
+    if (blob.chunkCount > 0 && c.index >= blob.chunkCount)
+      throw new FerryError('DATA_LOSS', `chunk table: chunk ${c.index} beyond blob ${blob.blobId}'s ${blob.chunkCount}`);
+    if (c.uncompressedOffset % 4096 !== 0 && (blob.features & 0x1) !== 0)
+      throw new FerryError('DATA_LOSS', `chunk table: unaligned chunk ${c.index} in blob ${blob.blobId}`);
   }
   report.uniqueChunks = unique.size;
   if (opts.readBlob) {
@@ -159,8 +177,12 @@ export function checkBootstrap(input: Buffer | RafsBootstrap, opts: CheckOptions
         ci.forEach((x, i) => {
           const c = byKey.get(key(blob.index, i));
           if (!c) return;
-          if (c.compressedOffset !== x.compressedOffset || c.compressedSize !== x.compressedSize
-            || c.uncompressedOffset !== x.uncompressedOffset || c.uncompressedSize !== x.uncompressedSize) {
+          if (
+            c.compressedOffset !== x.compressedOffset ||
+            c.compressedSize !== x.compressedSize ||
+            c.uncompressedOffset !== x.uncompressedOffset ||
+            c.uncompressedSize !== x.uncompressedSize
+          ) {
             throw new FerryError('DATA_LOSS', `blob ${blob.blobId}: CI entry ${i} disagrees with the bootstrap's chunk table`);
           }
         });
@@ -173,7 +195,8 @@ export function checkBootstrap(input: Buffer | RafsBootstrap, opts: CheckOptions
         const data = decodeChunk(blob, c, readBlob(blob, c.compressedOffset, c.compressedSize));
         report.bytesVerified += data.length;
       } catch (err) {
-        if (FerryError.is(err)) throw new FerryError(err.code, `chunk ${c.chunkIndex} of blob ${blob.blobId}: ${err.message}`, { cause: err });
+        if (FerryError.is(err))
+          throw new FerryError(err.code, `chunk ${c.chunkIndex} of blob ${blob.blobId}: ${err.message}`, { cause: err });
         throw err;
       }
       report.chunksVerified++;

@@ -8,17 +8,38 @@
 export * from './v6.js';
 export * from './v5.js';
 export {
-  openBootstrap, detectBootstrapVersion, hasExplicitUidGid,
-  type RafsBootstrap, type BlobInfo, type RafsStat, type ChunkRef, type ChunkLocation, type DirEntry, type WalkEntry, type BootstrapSummary,
-  type CiLocation, type OpenBootstrapOptions,
+  openBootstrap,
+  detectBootstrapVersion,
+  hasExplicitUidGid,
+  type RafsBootstrap,
+  type BlobInfo,
+  type RafsStat,
+  type ChunkRef,
+  type ChunkLocation,
+  type DirEntry,
+  type WalkEntry,
+  type BootstrapSummary,
+  type CiLocation,
+  type OpenBootstrapOptions,
 } from './reader.js';
 export { FileReadPlan, planFileRead, fixedChunkSpan, tilingProblem, HOLE, PLAN_STRIDE, type FileExtent } from './read-plan.js';
 export * from './blob-meta.js';
 export * from './toc.js';
 export { checkBootstrap, loadCiTable, type CheckOptions, type CheckReport, type BlobReader } from './check.js';
 export {
-  attachBlobTables, blobsCarryTables, ciFromMetaFile, decodeBlobTail, loadBlobTables, tailRange, type AsyncBlobReader, type BlobTables,
+  attachBlobTables,
+  blobsCarryTables,
+  ciFromMetaFile,
+  decodeBlobTail,
+  loadBlobTables,
+  tailRange,
+  type AsyncBlobReader,
+  type BlobTables,
 } from './blob-tables.js';
 export {
-  packBootstrapLayer, unpackBootstrapLayer, unpackBootstrapLayerFiles, MAX_BOOTSTRAP_BYTES, type BootstrapLayerFiles,
+  packBootstrapLayer,
+  unpackBootstrapLayer,
+  unpackBootstrapLayerFiles,
+  MAX_BOOTSTRAP_BYTES,
+  type BootstrapLayerFiles,
 } from './layer.js';

@@ -32,16 +32,21 @@ async function collect(s: AsyncIterable<unknown>): Promise<Buffer> {
  * the gzip blob and the digest of the uncompressed tar (diff_id).
  */
 export async function packBootstrapLayer(
-  bootstrap: Buffer, extra: Array<{ name: string; data: Buffer }> = [],
+  bootstrap: Buffer,
+  extra: Array<{ name: string; data: Buffer }> = [],
 ): Promise<{ blob: Buffer; diffId: string }> {
   const base = { uid: 0, gid: 0, mtime: 0, xattrs: {} };
-  const file = (path: string, data: Buffer): { entry: TarEntry; body: Buffer } =>
-    ({ entry: { ...base, path, type: 'file', mode: FILE_MODE, size: data.length }, body: data });
-  const tar = await collect(writeTar([
-    { entry: { ...base, path: 'image', type: 'dir', mode: DIR_MODE, size: 0 } },
-    file('image/image.boot', bootstrap),
-    ...extra.map((e) => file(`image/${e.name}`, e.data)),
-  ]));
+  const file = (path: string, data: Buffer): { entry: TarEntry; body: Buffer } => ({
+    entry: { ...base, path, type: 'file', mode: FILE_MODE, size: data.length },
+    body: data,
+  });
+  const tar = await collect(
+    writeTar([
+      { entry: { ...base, path: 'image', type: 'dir', mode: DIR_MODE, size: 0 } },
+      file('image/image.boot', bootstrap),
+      ...extra.map((e) => file(`image/${e.name}`, e.data)),
+    ]),
+  );
   return { blob: gzipSync(tar), diffId: `sha256:${createHash('sha256').update(tar).digest('hex')}` };
 }
 

@@ -7,7 +7,12 @@ import { openBootstrap, type ChunkRef } from './index.js';
 import { FileReadPlan, HOLE, PLAN_STRIDE, fixedChunkSpan, planFileRead, tilingProblem, type FileExtent } from './read-plan.js';
 
 /** A plan as [chunk label | 'hole', offset in the chunk, length] triples. */
-function segments<C extends FileExtent & { label: string }>(chunks: C[], size: number, offset: number, length: number): Array<[string, number, number]> {
+function segments<C extends FileExtent & { label: string }>(
+  chunks: C[],
+  size: number,
+  offset: number,
+  length: number,
+): Array<[string, number, number]> {
   const plan = planFileRead(chunks, size, offset, length);
   const out: Array<[string, number, number]> = [];
   for (let k = 0; k < plan.count; k++) {
@@ -39,32 +44,142 @@ const twoBlobs = [
   { label: 'blob2#1', fileOffset: 3 * K, uncompressedSize: 100 },
 ];
 
-const cases: Array<{ name: string; chunks: typeof fixed; size: number; offset: number; length: number; want: Array<[string, number, number]> }> = [
+const cases: Array<{
+  name: string;
+  chunks: typeof fixed;
+  size: number;
+  offset: number;
+  length: number;
+  want: Array<[string, number, number]>;
+}> = [
   { name: 'inside one chunk', chunks: fixed, size: 10_000, offset: 100, length: 50, want: [['a', 100, 50]] },
   { name: 'exactly one chunk', chunks: fixed, size: 10_000, offset: K, length: K, want: [['b', 0, K]] },
-  { name: 'across a chunk boundary', chunks: fixed, size: 10_000, offset: K - 10, length: 20, want: [['a', K - 10, 10], ['b', 0, 10]] },
-  { name: 'across every chunk', chunks: fixed, size: 10_000, offset: 1, length: 9_998, want: [['a', 1, K - 1], ['b', 0, K], ['c', 0, 10_000 - 2 * K - 1]] },
-  { name: 'whole file', chunks: fixed, size: 10_000, offset: 0, length: 10_000, want: [['a', 0, K], ['b', 0, K], ['c', 0, 1808]] },
-  { name: 'last partial chunk, request past the end is clamped', chunks: fixed, size: 10_000, offset: 9_000, length: 128 * 1024, want: [['c', 9_000 - 2 * K, 1000]] },
+  {
+    name: 'across a chunk boundary',
+    chunks: fixed,
+    size: 10_000,
+    offset: K - 10,
+    length: 20,
+    want: [
+      ['a', K - 10, 10],
+      ['b', 0, 10],
+    ],
+  },
+  {
+    name: 'across every chunk',
+    chunks: fixed,
+    size: 10_000,
+    offset: 1,
+    length: 9_998,
+    want: [
+      ['a', 1, K - 1],
+      ['b', 0, K],
+      ['c', 0, 10_000 - 2 * K - 1],
+    ],
+  },
+  {
+    name: 'whole file',
+    chunks: fixed,
+    size: 10_000,
+    offset: 0,
+    length: 10_000,
+    want: [
+      ['a', 0, K],
+      ['b', 0, K],
+      ['c', 0, 1808],
+    ],
+  },
+  {
+    name: 'last partial chunk, request past the end is clamped',
+    chunks: fixed,
+    size: 10_000,
+    offset: 9_000,
+    length: 128 * 1024,
+    want: [['c', 9_000 - 2 * K, 1000]],
+  },
   { name: 'zero length', chunks: fixed, size: 10_000, offset: 50, length: 0, want: [] },
   { name: 'at the end of the file', chunks: fixed, size: 10_000, offset: 10_000, length: 10, want: [] },
   { name: 'past the end of the file', chunks: fixed, size: 10_000, offset: 20_000, length: 10, want: [] },
   { name: 'empty file', chunks: [], size: 0, offset: 0, length: 4096, want: [] },
-  { name: 'hole in the middle', chunks: holey, size: 20_000, offset: K - 1, length: K + 2, want: [['x', K - 1, 1], ['hole', 0, K], ['y', 0, 1]] },
-  { name: 'only a hole', chunks: holey, size: 20_000, offset: K + 5, length: 10, want: [['hole', 0, 10]] },
-  { name: 'trailing hole', chunks: holey, size: 20_000, offset: 3 * K - 1, length: 100_000, want: [['y', K - 1, 1], ['hole', 0, 20_000 - 3 * K]] },
-  { name: 'whole file with holes', chunks: holey, size: 20_000, offset: 0, length: 20_000, want: [['x', 0, K], ['hole', 0, K], ['y', 0, K], ['hole', 0, 20_000 - 3 * K]] },
-  { name: 'a file with no chunks is all hole', chunks: [], size: 300, offset: 10, length: 100, want: [['hole', 0, 100]] },
-  { name: 'chunks in two blobs', chunks: twoBlobs, size: 3 * K + 100, offset: K / 2, length: 3 * K, want: [['blob1#7', K / 2, K / 2], ['blob2#0', 0, K], ['blob1#8', 0, K], ['blob2#1', 0, 100]] },
   {
-    name: 'overlapping chunks: the later one contributes only new bytes', size: 3 * K, offset: 0, length: 3 * K,
-    chunks: [{ label: 'p', fileOffset: 0, uncompressedSize: 2 * K }, { label: 'q', fileOffset: K, uncompressedSize: 2 * K }],
-    want: [['p', 0, 2 * K], ['q', K, K]],
+    name: 'hole in the middle',
+    chunks: holey,
+    size: 20_000,
+    offset: K - 1,
+    length: K + 2,
+    want: [
+      ['x', K - 1, 1],
+      ['hole', 0, K],
+      ['y', 0, 1],
+    ],
+  },
+  { name: 'only a hole', chunks: holey, size: 20_000, offset: K + 5, length: 10, want: [['hole', 0, 10]] },
+  {
+    name: 'trailing hole',
+    chunks: holey,
+    size: 20_000,
+    offset: 3 * K - 1,
+    length: 100_000,
+    want: [
+      ['y', K - 1, 1],
+      ['hole', 0, 20_000 - 3 * K],
+    ],
   },
   {
-    name: 'a repeated chunk is read once', size: 2 * K, offset: 0, length: 2 * K,
-    chunks: [{ label: 'a', fileOffset: 0, uncompressedSize: K }, { label: 'a2', fileOffset: 0, uncompressedSize: K }, { label: 'b', fileOffset: K, uncompressedSize: K }],
-    want: [['a', 0, K], ['b', 0, K]],
+    name: 'whole file with holes',
+    chunks: holey,
+    size: 20_000,
+    offset: 0,
+    length: 20_000,
+    want: [
+      ['x', 0, K],
+      ['hole', 0, K],
+      ['y', 0, K],
+      ['hole', 0, 20_000 - 3 * K],
+    ],
+  },
+  { name: 'a file with no chunks is all hole', chunks: [], size: 300, offset: 10, length: 100, want: [['hole', 0, 100]] },
+  {
+    name: 'chunks in two blobs',
+    chunks: twoBlobs,
+    size: 3 * K + 100,
+    offset: K / 2,
+    length: 3 * K,
+    want: [
+      ['blob1#7', K / 2, K / 2],
+      ['blob2#0', 0, K],
+      ['blob1#8', 0, K],
+      ['blob2#1', 0, 100],
+    ],
+  },
+  {
+    name: 'overlapping chunks: the later one contributes only new bytes',
+    size: 3 * K,
+    offset: 0,
+    length: 3 * K,
+    chunks: [
+      { label: 'p', fileOffset: 0, uncompressedSize: 2 * K },
+      { label: 'q', fileOffset: K, uncompressedSize: 2 * K },
+    ],
+    want: [
+      ['p', 0, 2 * K],
+      ['q', K, K],
+    ],
+  },
+  {
+    name: 'a repeated chunk is read once',
+    size: 2 * K,
+    offset: 0,
+    length: 2 * K,
+    chunks: [
+      { label: 'a', fileOffset: 0, uncompressedSize: K },
+      { label: 'a2', fileOffset: 0, uncompressedSize: K },
+      { label: 'b', fileOffset: K, uncompressedSize: K },
+    ],
+    want: [
+      ['a', 0, K],
+      ['b', 0, K],
+    ],
   },
 ];
 
@@ -108,12 +223,21 @@ test('read plan: ranges of a real v6 image (nydus 2.2) read the bytes of the who
   const NY = (...p: string[]): string => fixture('nydus', ...p);
   const bs = openBootstrap(readFileSync(NY('rafs-v6-2.2.boot')));
   const blob = readFileSync(NY('blobs', bs.blobs[0]!.blobId));
-  const decode = (c: ChunkRef): Buffer => decodeChunk(bs.blobs[c.blobIndex]!, c, blob.subarray(c.compressedOffset, c.compressedOffset + c.compressedSize));
+  const decode = (c: ChunkRef): Buffer =>
+    decodeChunk(bs.blobs[c.blobIndex]!, c, blob.subarray(c.compressedOffset, c.compressedOffset + c.compressedSize));
   for (const path of ['/lib.rs', '/sync_io.rs']) {
     const ino = bs.lookup(path)!;
     const size = bs.stat(ino).size;
     const whole = Buffer.concat(bs.chunks(ino).map(decode)).subarray(0, size);
-    for (const [offset, length] of [[0, size], [0, 1], [100, 50], [size - 1, 10], [4095, 4098], [size, 1], [7, 0]] as const) {
+    for (const [offset, length] of [
+      [0, size],
+      [0, 1],
+      [100, 50],
+      [size - 1, 10],
+      [4095, 4098],
+      [size, 1],
+      [7, 0],
+    ] as const) {
       const refs = bs.mapRead(ino, offset, length);
       const plan = planFileRead(refs, size, offset, length);
       const parts: Buffer[] = [];
@@ -129,7 +253,12 @@ test('read plan: ranges of a real v6 image (nydus 2.2) read the bytes of the who
 test('read plan: one plan reused for every read gives the same segments, growing when a read needs more', () => {
   const plan = new FileReadPlan();
   const many = Array.from({ length: 40 }, (_, i) => ({ label: `c${i}`, fileOffset: 2 * i * K, uncompressedSize: K })); // 40 chunks, 40 holes
-  for (const [chunks, size, offset, length] of [[fixed, 10_000, 1, 9_998], [many, 80 * K, 0, 80 * K], [fixed, 10_000, 10_000, 5], [holey, 20_000, K - 1, K + 2]] as const) {
+  for (const [chunks, size, offset, length] of [
+    [fixed, 10_000, 1, 9_998],
+    [many, 80 * K, 0, 80 * K],
+    [fixed, 10_000, 10_000, 5],
+    [holey, 20_000, K - 1, K + 2],
+  ] as const) {
     const fresh = planFileRead(chunks, size, offset, length);
     const reused = planFileRead(chunks, size, offset, length, plan);
     assert.equal(reused, plan);

@@ -49,7 +49,13 @@ const INITIAL_SEGMENTS = 9;
  * length); bytes no chunk covers are holes; a chunk overlapping bytes already planned contributes
  * only the bytes after them. No object per chunk: this is on the path of every FUSE read.
  */
-export function planFileRead(chunks: ArrayLike<FileExtent>, fileSize: number, offset: number, length: number, into?: FileReadPlan): FileReadPlan {
+export function planFileRead(
+  chunks: ArrayLike<FileExtent>,
+  fileSize: number,
+  offset: number,
+  length: number,
+  into?: FileReadPlan,
+): FileReadPlan {
   const plan = into ?? new FileReadPlan();
   const end = Math.min(fileSize, offset + length);
   plan.offset = offset;
@@ -70,15 +76,21 @@ export function planFileRead(chunks: ArrayLike<FileExtent>, fileSize: number, of
     const ce = Math.min(end, c.fileOffset + c.uncompressedSize);
     if (ce <= cs) continue;
     if (cs > pos) {
-      seg[p] = HOLE; seg[p + 1] = 0; seg[p + 2] = cs - pos;
+      seg[p] = HOLE;
+      seg[p + 1] = 0;
+      seg[p + 2] = cs - pos;
       p += PLAN_STRIDE;
     }
-    seg[p] = i; seg[p + 1] = cs - c.fileOffset; seg[p + 2] = ce - cs;
+    seg[p] = i;
+    seg[p + 1] = cs - c.fileOffset;
+    seg[p + 2] = ce - cs;
     p += PLAN_STRIDE;
     pos = ce;
   }
   if (pos < end) {
-    seg[p] = HOLE; seg[p + 1] = 0; seg[p + 2] = end - pos;
+    seg[p] = HOLE;
+    seg[p + 1] = 0;
+    seg[p + 2] = end - pos;
     p += PLAN_STRIDE;
   }
   plan.length = end - offset;

@@ -197,7 +197,10 @@ export abstract class BaseBootstrap implements RafsBootstrap {
   private readonly childIndex = new Map<number, Map<string, number>>();
   protected readonly maxEntries: number;
 
-  constructor(protected readonly buf: Buffer, opts: OpenBootstrapOptions) {
+  constructor(
+    protected readonly buf: Buffer,
+    opts: OpenBootstrapOptions,
+  ) {
     // every entry needs at least a 12-byte dirent (v6) or a 4-byte table slot (v5)
     this.maxEntries = opts.maxEntries ?? Math.max(16, Math.ceil(buf.length / 4));
   }

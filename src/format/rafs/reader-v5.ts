@@ -8,17 +8,45 @@
 import { FerryError } from '../../core/index.js';
 import { need, S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../erofs/index.js';
 import {
-  BaseBootstrap, corrupt, isPow2, type BlobInfo, type BootstrapSummary, type ChunkRef, type DirEntry,
-  type OpenBootstrapOptions, type RafsStat,
+  BaseBootstrap,
+  corrupt,
+  isPow2,
+  type BlobInfo,
+  type BootstrapSummary,
+  type ChunkRef,
+  type DirEntry,
+  type OpenBootstrapOptions,
+  type RafsStat,
 } from './reader-base.js';
 import {
-  ChunkFlags, RAFS_MAX_BLOBS, RAFS_MAX_CHUNK_SIZE, RAFS_MIN_CHUNK_SIZE, RAFS_SUPER_FLAGS_KNOWN, RAFS_V6_CHUNK_INFO_SIZE,
-  compressorOfFlags, decodePrefetchTable, decodeRafsChunkInfo, digesterOfFlags, type Compressor, type Digester,
+  ChunkFlags,
+  RAFS_MAX_BLOBS,
+  RAFS_MAX_CHUNK_SIZE,
+  RAFS_MIN_CHUNK_SIZE,
+  RAFS_SUPER_FLAGS_KNOWN,
+  RAFS_V6_CHUNK_INFO_SIZE,
+  compressorOfFlags,
+  decodePrefetchTable,
+  decodeRafsChunkInfo,
+  digesterOfFlags,
+  type Compressor,
+  type Digester,
 } from './v6.js';
 import {
-  RAFS_V4_SUPER_VERSION, RAFS_V5_EXT_BLOB_ENTRY_SIZE, RAFS_V5_INODE_SIZE, RAFS_V5_SUPER_VERSION,
-  RAFS_V5_SUPERBLOCK_SIZE, RafsV5InodeFlags, decodeRafsV5BlobTable, decodeRafsV5ExtBlobEntry, decodeRafsV5Inode,
-  decodeRafsV5SuperBlock, decodeRafsV5Xattrs, decodeRafsV5InodeLegacy, rafsV5Align, type RafsV5Inode,
+  RAFS_V4_SUPER_VERSION,
+  RAFS_V5_EXT_BLOB_ENTRY_SIZE,
+  RAFS_V5_INODE_SIZE,
+  RAFS_V5_SUPER_VERSION,
+  RAFS_V5_SUPERBLOCK_SIZE,
+  RafsV5InodeFlags,
+  decodeRafsV5BlobTable,
+  decodeRafsV5ExtBlobEntry,
+  decodeRafsV5Inode,
+  decodeRafsV5SuperBlock,
+  decodeRafsV5Xattrs,
+  decodeRafsV5InodeLegacy,
+  rafsV5Align,
+  type RafsV5Inode,
   type RafsV5SuperBlock,
 } from './v5.js';
 
@@ -51,7 +79,8 @@ export class V5Bootstrap extends BaseBootstrap {
     super(buf, opts);
     const sb = decodeRafsV5SuperBlock(buf, 0);
     this.sb = sb;
-    if (sb.version !== RAFS_V5_SUPER_VERSION && sb.version !== RAFS_V4_SUPER_VERSION) throw corrupt(`unsupported v5 version 0x${sb.version.toString(16)}`);
+    if (sb.version !== RAFS_V5_SUPER_VERSION && sb.version !== RAFS_V4_SUPER_VERSION)
+      throw corrupt(`unsupported v5 version 0x${sb.version.toString(16)}`);
     if (sb.sbSize !== RAFS_V5_SUPERBLOCK_SIZE || buf.length <= RAFS_V5_SUPERBLOCK_SIZE) throw corrupt('invalid v5 superblock size');
     if (!isPow2(sb.blockSize) || sb.blockSize < RAFS_MIN_CHUNK_SIZE || (sb.blockSize > RAFS_MAX_CHUNK_SIZE && sb.blockSize !== 4 << 20)) {
       throw corrupt(`invalid v5 chunk size 0x${sb.blockSize.toString(16)}`);
@@ -63,8 +92,11 @@ export class V5Bootstrap extends BaseBootstrap {
     this.chunkSize = sb.blockSize;
     if (sb.inodeTableEntries === 0) throw corrupt('empty inode table');
     need(buf, sb.inodeTableOffset, sb.inodeTableEntries * 4, 'rafs v5 inode table');
-    if (sb.inodesCount > sb.inodeTableEntries) throw corrupt(`inode count ${sb.inodesCount} exceeds the inode table (${sb.inodeTableEntries})`);
-    this.table = new Uint32Array(buf.buffer.slice(buf.byteOffset + sb.inodeTableOffset, buf.byteOffset + sb.inodeTableOffset + sb.inodeTableEntries * 4));
+    if (sb.inodesCount > sb.inodeTableEntries)
+      throw corrupt(`inode count ${sb.inodesCount} exceeds the inode table (${sb.inodeTableEntries})`);
+    this.table = new Uint32Array(
+      buf.buffer.slice(buf.byteOffset + sb.inodeTableOffset, buf.byteOffset + sb.inodeTableOffset + sb.inodeTableEntries * 4),
+    );
     if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw new FerryError('INTERNAL', 'big-endian hosts are not supported');
 
     const entries = sb.blobTableSize > 0 ? decodeRafsV5BlobTable(buf, sb.blobTableOffset, sb.blobTableSize) : [];
@@ -75,14 +107,29 @@ export class V5Bootstrap extends BaseBootstrap {
     this.blobs = entries.map((e, i) => {
       const x = nExt > 0 ? decodeRafsV5ExtBlobEntry(buf, sb.extendedBlobTableOffset + i * RAFS_V5_EXT_BLOB_ENTRY_SIZE) : undefined;
       return {
-        index: i, blobId: e.blobId, compressor: this.compressor, digester: this.digester, chunkSize: sb.blockSize,
-        chunkCount: x?.chunkCount ?? 0, compressedSize: x?.compressedSize ?? 0, uncompressedSize: x?.uncompressedSize ?? 0,
-        features: 0, ciOffset: 0, ciCompressedSize: 0, ciUncompressedSize: 0, ciCompressor: 'none' as Compressor, blobTocSize: 0,
-        blobTocDigest: Buffer.alloc(32), deviceBlocks: 0, mappedBlkaddr: 0,
+        index: i,
+        blobId: e.blobId,
+        compressor: this.compressor,
+        digester: this.digester,
+        chunkSize: sb.blockSize,
+        chunkCount: x?.chunkCount ?? 0,
+        compressedSize: x?.compressedSize ?? 0,
+        uncompressedSize: x?.uncompressedSize ?? 0,
+        features: 0,
+        ciOffset: 0,
+        ciCompressedSize: 0,
+        ciUncompressedSize: 0,
+        ciCompressor: 'none' as Compressor,
+        blobTocSize: 0,
+        blobTocDigest: Buffer.alloc(32),
+        deviceBlocks: 0,
+        mappedBlkaddr: 0,
       };
     });
-    this.prefetchInodes = sb.prefetchTableEntries > 0 && sb.prefetchTableOffset !== 0
-      ? decodePrefetchTable(buf, sb.prefetchTableOffset, sb.prefetchTableEntries * 4) : [];
+    this.prefetchInodes =
+      sb.prefetchTableEntries > 0 && sb.prefetchTableOffset !== 0
+        ? decodePrefetchTable(buf, sb.prefetchTableOffset, sb.prefetchTableEntries * 4)
+        : [];
     if (this.table[0] === undefined) throw corrupt('empty inode table');
     const rootOff = this.table[0] * 8;
     need(buf, rootOff, RAFS_V5_INODE_SIZE, 'rafs v5 root inode');
@@ -94,14 +141,31 @@ export class V5Bootstrap extends BaseBootstrap {
   summary(): BootstrapSummary {
     const sb = this.sb;
     return {
-      version: 5, flags: this.flags, compressor: this.compressor, digester: this.digester, chunkSize: this.chunkSize,
-      inodeCount: sb.inodesCount, rootIno: 1, blockSize: 4096, size: this.buf.length, chunkTableEntries: 0,
+      version: 5,
+      flags: this.flags,
+      compressor: this.compressor,
+      digester: this.digester,
+      chunkSize: this.chunkSize,
+      inodeCount: sb.inodesCount,
+      rootIno: 1,
+      blockSize: 4096,
+      size: this.buf.length,
+      chunkTableEntries: 0,
       superblock: {
-        magic: `0x${sb.magic.toString(16)}`, version: `0x${sb.version.toString(16)}`, sbSize: sb.sbSize, blockSize: sb.blockSize,
-        flags: `0x${sb.flags.toString(16)}`, inodesCount: sb.inodesCount, inodeTableOffset: sb.inodeTableOffset,
-        inodeTableEntries: sb.inodeTableEntries, prefetchTableOffset: sb.prefetchTableOffset,
-        prefetchTableEntries: sb.prefetchTableEntries, blobTableOffset: sb.blobTableOffset, blobTableSize: sb.blobTableSize,
-        extendedBlobTableOffset: sb.extendedBlobTableOffset, extendedBlobTableEntries: sb.extendedBlobTableEntries,
+        magic: `0x${sb.magic.toString(16)}`,
+        version: `0x${sb.version.toString(16)}`,
+        sbSize: sb.sbSize,
+        blockSize: sb.blockSize,
+        flags: `0x${sb.flags.toString(16)}`,
+        inodesCount: sb.inodesCount,
+        inodeTableOffset: sb.inodeTableOffset,
+        inodeTableEntries: sb.inodeTableEntries,
+        prefetchTableOffset: sb.prefetchTableOffset,
+        prefetchTableEntries: sb.prefetchTableEntries,
+        blobTableOffset: sb.blobTableOffset,
+        blobTableSize: sb.blobTableSize,
+        extendedBlobTableOffset: sb.extendedBlobTableOffset,
+        extendedBlobTableEntries: sb.extendedBlobTableEntries,
       },
     };
   }
@@ -139,8 +203,16 @@ export class V5Bootstrap extends BaseBootstrap {
     const { inode } = this.record(ino);
     const t = inode.mode & S_IFMT;
     return {
-      ino: inode.ino, mode: inode.mode, uid: inode.uid, gid: inode.gid, size: inode.size, mtime: inode.mtime,
-      mtimeNsec: inode.mtimeNsec, nlink: inode.nlink, rdev: t === S_IFCHR || t === S_IFBLK ? inode.rdev : 0, blocks: inode.blocks,
+      ino: inode.ino,
+      mode: inode.mode,
+      uid: inode.uid,
+      gid: inode.gid,
+      size: inode.size,
+      mtime: inode.mtime,
+      mtimeNsec: inode.mtimeNsec,
+      nlink: inode.nlink,
+      rdev: t === S_IFCHR || t === S_IFBLK ? inode.rdev : 0,
+      blocks: inode.blocks,
     };
   }
 
@@ -190,9 +262,16 @@ export class V5Bootstrap extends BaseBootstrap {
         throw corrupt(`inode ${ino} chunk ${k} lies outside the file`);
       }
       out.push({
-        blobIndex: c.blobIndex, blobId: blob.blobId, chunkIndex: c.index, fileOffset: c.fileOffset,
-        compressedOffset: c.compressedOffset, compressedSize: c.compressedSize, uncompressedOffset: c.uncompressedOffset,
-        uncompressedSize: c.uncompressedSize, compressed: (c.flags & ChunkFlags.COMPRESSED) !== 0, digest: c.blockId,
+        blobIndex: c.blobIndex,
+        blobId: blob.blobId,
+        chunkIndex: c.index,
+        fileOffset: c.fileOffset,
+        compressedOffset: c.compressedOffset,
+        compressedSize: c.compressedSize,
+        uncompressedOffset: c.uncompressedOffset,
+        uncompressedSize: c.uncompressedSize,
+        compressed: (c.flags & ChunkFlags.COMPRESSED) !== 0,
+        digest: c.blockId,
       });
     }
     return out;

@@ -7,21 +7,67 @@
  */
 import { FerryError } from '../../core/index.js';
 import {
-  alignUp, need, EROFS_FEATURE_COMPAT_RAFS_V6, EROFS_FEATURE_INCOMPAT_CHUNKED_FILE, EROFS_FEATURE_INCOMPAT_DEVICE_TABLE,
-  EROFS_INODE_CHUNK_BASED, EROFS_INODE_FLAT_INLINE, EROFS_INODE_FLAT_PLAIN, EROFS_SUPER_OFFSET, EROFS_DEVT_SLOT_SIZE,
-  S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, erofsInodeDataLayout, decodeErofsDeviceSlot, decodeErofsDirBlock,
-  decodeErofsInode, erofsInodeSize, erofsXattrIbodySize, decodeErofsSuperBlock, type ErofsSuperBlock, decodeErofsXattrs,
+  alignUp,
+  need,
+  EROFS_FEATURE_COMPAT_RAFS_V6,
+  EROFS_FEATURE_INCOMPAT_CHUNKED_FILE,
+  EROFS_FEATURE_INCOMPAT_DEVICE_TABLE,
+  EROFS_INODE_CHUNK_BASED,
+  EROFS_INODE_FLAT_INLINE,
+  EROFS_INODE_FLAT_PLAIN,
+  EROFS_SUPER_OFFSET,
+  EROFS_DEVT_SLOT_SIZE,
+  S_IFBLK,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFLNK,
+  S_IFMT,
+  S_IFREG,
+  erofsInodeDataLayout,
+  decodeErofsDeviceSlot,
+  decodeErofsDirBlock,
+  decodeErofsInode,
+  erofsInodeSize,
+  erofsXattrIbodySize,
+  decodeErofsSuperBlock,
+  type ErofsSuperBlock,
+  decodeErofsXattrs,
 } from '../erofs/index.js';
 import { fixedChunkSpan } from './read-plan.js';
 import {
-  BaseBootstrap, corrupt, isPow2, type BlobInfo, type BootstrapSummary, type ChunkLocation, type ChunkRef,
-  type CiLocation, type DirEntry, type OpenBootstrapOptions, type RafsStat,
+  BaseBootstrap,
+  corrupt,
+  isPow2,
+  type BlobInfo,
+  type BootstrapSummary,
+  type ChunkLocation,
+  type ChunkRef,
+  type CiLocation,
+  type DirEntry,
+  type OpenBootstrapOptions,
+  type RafsStat,
 } from './reader-base.js';
 import {
-  COMPRESSOR_BY_CODE, ChunkFlags, DIGESTER_BY_CODE, RAFS_MAX_BLOBS, RAFS_MAX_CHUNK_SIZE, RAFS_MIN_CHUNK_SIZE,
-  RAFS_SUPER_FLAGS_KNOWN, RAFS_V6_BLOB_ENTRY_SIZE, RAFS_V6_CHUNK_INFO_SIZE, compressorOfFlags, decodePrefetchTable,
-  decodeRafsChunkInfo, decodeRafsV6BlobEntry, decodeRafsV6ChunkIndex, decodeRafsV6ExtSuperBlock, digesterOfFlags,
-  type Compressor, type Digester, type RafsChunkInfo, type RafsV6ExtSuperBlock,
+  COMPRESSOR_BY_CODE,
+  ChunkFlags,
+  DIGESTER_BY_CODE,
+  RAFS_MAX_BLOBS,
+  RAFS_MAX_CHUNK_SIZE,
+  RAFS_MIN_CHUNK_SIZE,
+  RAFS_SUPER_FLAGS_KNOWN,
+  RAFS_V6_BLOB_ENTRY_SIZE,
+  RAFS_V6_CHUNK_INFO_SIZE,
+  compressorOfFlags,
+  decodePrefetchTable,
+  decodeRafsChunkInfo,
+  decodeRafsV6BlobEntry,
+  decodeRafsV6ChunkIndex,
+  decodeRafsV6ExtSuperBlock,
+  digesterOfFlags,
+  type Compressor,
+  type Digester,
+  type RafsChunkInfo,
+  type RafsV6ExtSuperBlock,
 } from './v6.js';
 
 /** Chunk table index key of (blob, CI index): CI indexes stay below 2^24 (nydus: RAFS_MAX_CHUNKS_PER_BLOB). */
@@ -104,7 +150,8 @@ export class V6Bootstrap extends BaseBootstrap {
     const nBlobs = ext.blobTableSize / RAFS_V6_BLOB_ENTRY_SIZE;
     if (nBlobs > RAFS_MAX_BLOBS) throw corrupt(`${nBlobs} blobs exceed the limit of ${RAFS_MAX_BLOBS}`);
     if (nBlobs > 0) {
-      if (ext.blobTableOffset < 4096 || ext.blobTableOffset % this.blockSize !== 0) throw corrupt(`invalid blob table offset ${ext.blobTableOffset}`);
+      if (ext.blobTableOffset < 4096 || ext.blobTableOffset % this.blockSize !== 0)
+        throw corrupt(`invalid blob table offset ${ext.blobTableOffset}`);
       need(buf, ext.blobTableOffset, ext.blobTableSize, 'rafs v6 blob table');
     }
     if (sb.extraDevices !== nBlobs) throw corrupt(`superblock lists ${sb.extraDevices} devices but the blob table has ${nBlobs} blobs`);
@@ -126,10 +173,23 @@ export class V6Bootstrap extends BaseBootstrap {
       if (ids.has(e.blobId) && !/^x{64}$/.test(e.blobId)) throw corrupt(`blob id ${e.blobId} listed twice`);
       ids.add(e.blobId);
       this.blobs.push({
-        index: i, blobId: e.blobId, compressor, digester, chunkSize: e.chunkSize, chunkCount: e.chunkCount,
-        compressedSize: e.compressedSize, uncompressedSize: e.uncompressedSize, features: e.features, ciOffset: e.ciOffset,
-        ciCompressedSize: e.ciCompressedSize, ciUncompressedSize: e.ciUncompressedSize, ciCompressor,
-        blobTocSize: e.blobTocSize, blobTocDigest: e.blobTocDigest, deviceBlocks: slot.blocks, mappedBlkaddr: slot.mappedBlkaddr,
+        index: i,
+        blobId: e.blobId,
+        compressor,
+        digester,
+        chunkSize: e.chunkSize,
+        chunkCount: e.chunkCount,
+        compressedSize: e.compressedSize,
+        uncompressedSize: e.uncompressedSize,
+        features: e.features,
+        ciOffset: e.ciOffset,
+        ciCompressedSize: e.ciCompressedSize,
+        ciUncompressedSize: e.ciUncompressedSize,
+        ciCompressor,
+        blobTocSize: e.blobTocSize,
+        blobTocDigest: e.blobTocDigest,
+        deviceBlocks: slot.blocks,
+        mappedBlkaddr: slot.mappedBlkaddr,
       });
     }
 
@@ -154,16 +214,35 @@ export class V6Bootstrap extends BaseBootstrap {
     const sb = this.sb;
     const ext = this.ext;
     return {
-      version: 6, flags: this.flags, compressor: this.compressor, digester: this.digester, chunkSize: this.chunkSize,
-      inodeCount: sb.inos, rootIno: this.rootIno, blockSize: this.blockSize, size: this.buf.length,
+      version: 6,
+      flags: this.flags,
+      compressor: this.compressor,
+      digester: this.digester,
+      chunkSize: this.chunkSize,
+      inodeCount: sb.inos,
+      rootIno: this.rootIno,
+      blockSize: this.blockSize,
+      size: this.buf.length,
       chunkTableEntries: ext.chunkTableSize / RAFS_V6_CHUNK_INFO_SIZE,
       superblock: {
-        magic: `0x${sb.magic.toString(16)}`, featureCompat: `0x${sb.featureCompat.toString(16)}`, blkszbits: sb.blkszbits,
-        rootNid: sb.rootNid, inos: sb.inos, blocks: sb.blocks, metaBlkaddr: sb.metaBlkaddr,
-        featureIncompat: `0x${sb.featureIncompat.toString(16)}`, extraDevices: sb.extraDevices, devtSlotoff: sb.devtSlotoff,
-        flags: `0x${ext.flags.toString(16)}`, blobTableOffset: ext.blobTableOffset, blobTableSize: ext.blobTableSize,
-        chunkSize: ext.chunkSize, chunkTableOffset: ext.chunkTableOffset, chunkTableSize: ext.chunkTableSize,
-        prefetchTableOffset: ext.prefetchTableOffset, prefetchTableSize: ext.prefetchTableSize,
+        magic: `0x${sb.magic.toString(16)}`,
+        featureCompat: `0x${sb.featureCompat.toString(16)}`,
+        blkszbits: sb.blkszbits,
+        rootNid: sb.rootNid,
+        inos: sb.inos,
+        blocks: sb.blocks,
+        metaBlkaddr: sb.metaBlkaddr,
+        featureIncompat: `0x${sb.featureIncompat.toString(16)}`,
+        extraDevices: sb.extraDevices,
+        devtSlotoff: sb.devtSlotoff,
+        flags: `0x${ext.flags.toString(16)}`,
+        blobTableOffset: ext.blobTableOffset,
+        blobTableSize: ext.blobTableSize,
+        chunkSize: ext.chunkSize,
+        chunkTableOffset: ext.chunkTableOffset,
+        chunkTableSize: ext.chunkTableSize,
+        prefetchTableOffset: ext.prefetchTableOffset,
+        prefetchTableSize: ext.prefetchTableSize,
       },
     };
   }
@@ -179,9 +258,21 @@ export class V6Bootstrap extends BaseBootstrap {
     const xattrSize = erofsXattrIbodySize(raw.xattrIcount);
     need(this.buf, off, isz + xattrSize, `inode ${nid} and its xattrs`);
     n = {
-      nid, off, format: raw.format, layout: erofsInodeDataLayout(raw.format), mode: raw.mode, size: raw.size, u: raw.u,
-      uid: raw.uid, gid: raw.gid, mtime: raw.mtime, mtimeNsec: raw.mtimeNsec, nlink: raw.nlink,
-      xattrOff: off + isz, xattrSize, bodyOff: off + isz + xattrSize,
+      nid,
+      off,
+      format: raw.format,
+      layout: erofsInodeDataLayout(raw.format),
+      mode: raw.mode,
+      size: raw.size,
+      u: raw.u,
+      uid: raw.uid,
+      gid: raw.gid,
+      mtime: raw.mtime,
+      mtimeNsec: raw.mtimeNsec,
+      nlink: raw.nlink,
+      xattrOff: off + isz,
+      xattrSize,
+      bodyOff: off + isz + xattrSize,
     };
     if (this.inodeCache.size < 1_000_000) this.inodeCache.set(nid, n);
     return n;
@@ -191,8 +282,15 @@ export class V6Bootstrap extends BaseBootstrap {
     const n = this.inode(ino);
     const t = n.mode & S_IFMT;
     return {
-      ino, mode: n.mode, uid: n.uid, gid: n.gid, size: t === S_IFCHR || t === S_IFBLK ? 0 : n.size, mtime: n.mtime,
-      mtimeNsec: n.mtimeNsec, nlink: n.nlink, rdev: t === S_IFCHR || t === S_IFBLK ? n.u : 0,
+      ino,
+      mode: n.mode,
+      uid: n.uid,
+      gid: n.gid,
+      size: t === S_IFCHR || t === S_IFBLK ? 0 : n.size,
+      mtime: n.mtime,
+      mtimeNsec: n.mtimeNsec,
+      nlink: n.nlink,
+      rdev: t === S_IFCHR || t === S_IFBLK ? n.u : 0,
       blocks: Math.ceil(n.size / 512),
     };
   }
@@ -288,10 +386,14 @@ export class V6Bootstrap extends BaseBootstrap {
       return hi * 0x100000000 + b.readUInt32LE(at);
     };
     return {
-      blobIndex: b.readUInt32LE(o + 32), chunkIndex: b.readUInt32LE(o + 72),
-      compressedOffset: u64(o + 48), compressedSize: b.readUInt32LE(o + 40),
-      uncompressedOffset: u64(o + 56), uncompressedSize: b.readUInt32LE(o + 44),
-      compressed: (b.readUInt32LE(o + 36) & ChunkFlags.COMPRESSED) !== 0, digest: b.subarray(o, o + 32),
+      blobIndex: b.readUInt32LE(o + 32),
+      chunkIndex: b.readUInt32LE(o + 72),
+      compressedOffset: u64(o + 48),
+      compressedSize: b.readUInt32LE(o + 40),
+      uncompressedOffset: u64(o + 56),
+      uncompressedSize: b.readUInt32LE(o + 44),
+      compressed: (b.readUInt32LE(o + 36) & ChunkFlags.COMPRESSED) !== 0,
+      digest: b.subarray(o, o + 32),
     };
   }
 
@@ -336,9 +438,16 @@ export class V6Bootstrap extends BaseBootstrap {
       const ci = t?.entries[idx.ciIndex];
       if (!ci) throw corrupt(`chunk ${idx.ciIndex} of blob ${idx.blobIndex} (inode ${n.nid}) is not in the chunk table`);
       ref = {
-        blobIndex: idx.blobIndex, blobId: blob.blobId, chunkIndex: idx.ciIndex, fileOffset, compressedOffset: ci.compressedOffset,
-        compressedSize: ci.compressedSize, uncompressedOffset: ci.uncompressedOffset, uncompressedSize: ci.uncompressedSize,
-        compressed: ci.compressed, digest: t?.digests?.[idx.ciIndex] ?? Buffer.alloc(0),
+        blobIndex: idx.blobIndex,
+        blobId: blob.blobId,
+        chunkIndex: idx.ciIndex,
+        fileOffset,
+        compressedOffset: ci.compressedOffset,
+        compressedSize: ci.compressedSize,
+        uncompressedOffset: ci.uncompressedOffset,
+        uncompressedSize: ci.uncompressedSize,
+        compressed: ci.compressed,
+        digest: t?.digests?.[idx.ciIndex] ?? Buffer.alloc(0),
       };
     }
     if (ref.uncompressedOffset !== uncompressedOffset) {

@@ -7,7 +7,15 @@ import { DigestMismatchError, FerryError } from '../../core/index.js';
 import { readLayer } from '../tar/index.js';
 import { COMPRESSORS, chunkDigest, decodeChunk as decodeChunkData, getCodec } from '../compress/index.js'; // the decoder lives in format/compress
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../erofs/index.js';
-import { checkBootstrap, decodeDigestArray, loadCiTable, openBootstrap, walkReverseTar, type ChunkRef, type RafsBootstrap } from './index.js';
+import {
+  checkBootstrap,
+  decodeDigestArray,
+  loadCiTable,
+  openBootstrap,
+  walkReverseTar,
+  type ChunkRef,
+  type RafsBootstrap,
+} from './index.js';
 
 const NY = (...p: string[]): string => fixture('nydus', ...p);
 const v6buf = readFileSync(NY('rafs-v6-2.2.boot'));
@@ -61,17 +69,28 @@ test('reader: upstream v6 bootstrap (nydus 2.2) lists, maps reads and verifies c
   assert.equal(m[0]!.fileOffset, 0);
   assert.deepEqual(bs.mapRead(ino, 16931, 10), []);
   assert.deepEqual(bs.mapRead(ino, 0, 0), []);
-  assert.throws(() => bs.readlink(ino), (e) => FerryError.hasCode(e, 'INVALID_ARGUMENT'));
+  assert.throws(
+    () => bs.readlink(ino),
+    (e) => FerryError.hasCode(e, 'INVALID_ARGUMENT'),
+  );
   // a flipped byte in the chunk data is detected
   const c = bs.chunks(ino)[0]!;
   const raw = Buffer.from(v6blob.subarray(c.compressedOffset, c.compressedOffset + c.compressedSize));
   raw[raw.length >> 1] = raw[raw.length >> 1]! ^ 0x55;
-  assert.throws(() => bs.decodeChunk(bs.blobs[0]!, c, raw), (e) => e instanceof DigestMismatchError || FerryError.hasCode(e, 'DATA_LOSS'));
+  assert.throws(
+    () => bs.decodeChunk(bs.blobs[0]!, c, raw),
+    (e) => e instanceof DigestMismatchError || FerryError.hasCode(e, 'DATA_LOSS'),
+  );
   const rep = checkBootstrap(bs, { readBlob: (_b, off, len) => v6blob.subarray(off, off + len) });
   assert.equal(rep.chunksVerified, 2);
 });
 
-interface TreeNode { type: string; name: string; target?: string; contents?: TreeNode[] }
+interface TreeNode {
+  type: string;
+  name: string;
+  target?: string;
+  contents?: TreeNode[];
+}
 
 test('reader: upstream v5 bootstraps list the expected trees, and file digests match', () => {
   for (const name of ['sha256-nocompress-repeatable', 'blake3-lz4_block-non_repeatable']) {
@@ -92,12 +111,22 @@ test('reader: upstream v5 bootstraps list the expected trees, and file digests m
     };
     assert.deepEqual(build(bs.rootIno, ''), expected[0]);
     const blob = readFileSync(NY('more', 'repeatable', 'blobs', bs.blobs[0]!.blobId));
-    const md5s = text.slice(jsonEnd).trim().split('\n').map((l) => l.split(/\s+/));
+    const md5s = text
+      .slice(jsonEnd)
+      .trim()
+      .split('\n')
+      .map((l) => l.split(/\s+/));
     assert.ok(md5s.length > 20);
     for (const [sum, path] of md5s) {
       const ino = bs.lookup(path!);
       assert.ok(ino !== undefined, path);
-      assert.equal(createHash('md5').update(fileBytes(bs, ino, blob)).digest('hex'), sum, path);
+      assert.equal(
+        createHash('md5')
+          .update(fileBytes(bs, ino, blob))
+          .digest('hex'),
+        sum,
+        path,
+      );
     }
   }
 });
@@ -125,7 +154,10 @@ async function extractBoot(tgz: string): Promise<Buffer | undefined> {
 
 test('reader: nydus-snapshotter testdata — valid v5/v6 parse, invalid ones give typed errors', async () => {
   const dir = (f: string): string => NY('more', 'snapshotter-testdata', f);
-  for (const [f, version] of [['v5-bootstrap-file-size-736032.tar.gz', 5], ['v6-bootstrap-chunk-pos-438272.tar.gz', 6]] as const) {
+  for (const [f, version] of [
+    ['v5-bootstrap-file-size-736032.tar.gz', 5],
+    ['v6-bootstrap-chunk-pos-438272.tar.gz', 6],
+  ] as const) {
     const buf = (await extractBoot(dir(f)))!;
     const bs = openBootstrap(buf);
     assert.equal(bs.version, version);
@@ -134,19 +166,29 @@ test('reader: nydus-snapshotter testdata — valid v5/v6 parse, invalid ones giv
     assert.ok(bs.lookup('/usr/bin/perl') !== undefined);
   }
   const invalid = (await extractBoot(dir('invalid-bootstrap-file-size-133513.tar.gz')))!;
-  assert.throws(() => openBootstrap(invalid), (e) => FerryError.hasCode(e, 'DATA_LOSS'));
+  assert.throws(
+    () => openBootstrap(invalid),
+    (e) => FerryError.hasCode(e, 'DATA_LOSS'),
+  );
   let readme: Buffer | undefined;
   for await (const { entry, body } of readLayer(createReadStream(dir('invalid.tar.gz')))) {
     const parts: Buffer[] = [];
     for await (const c of body) parts.push(c as Buffer);
     if (entry.path === 'README.md') readme = Buffer.concat(parts);
   }
-  assert.throws(() => openBootstrap(readme!), (e) => FerryError.hasCode(e, 'DATA_LOSS'));
+  assert.throws(
+    () => openBootstrap(readme!),
+    (e) => FerryError.hasCode(e, 'DATA_LOSS'),
+  );
 });
 
 test('reader: truncated bootstraps fail with typed errors at every cut point', () => {
   for (let cut = 0; cut < v6buf.length; cut += 256) {
-    assert.throws(() => checkBootstrap(openBootstrap(v6buf.subarray(0, cut))), (e) => isFerry(e) && FerryError.hasCode(e, 'DATA_LOSS'), `v6 cut ${cut}`);
+    assert.throws(
+      () => checkBootstrap(openBootstrap(v6buf.subarray(0, cut))),
+      (e) => isFerry(e) && FerryError.hasCode(e, 'DATA_LOSS'),
+      `v6 cut ${cut}`,
+    );
   }
   const v5 = readFileSync(NY('more', 'repeatable', 'sha256-nocompress-repeatable'));
   for (let cut = 0; cut < v5.length; cut += 97) {
@@ -164,39 +206,65 @@ test('reader: directory loops, offsets past the end and absurd counts are refuse
   const loop = Buffer.from(v6buf);
   const rootOff = 2 * 4096 + 128 * 32;
   const data = rootOff + 64;
-  const names = openBootstrap(v6buf).dirents(128).map((d) => d.name);
+  const names = openBootstrap(v6buf)
+    .dirents(128)
+    .map((d) => d.name);
   const i = names.indexOf('lib.rs');
   loop.writeBigUInt64LE(128n, data + 12 * i);
-  assert.throws(() => [...openBootstrap(loop).walk()], (e) => FerryError.hasCode(e, 'DATA_LOSS') && /loop/.test((e as Error).message));
+  assert.throws(
+    () => [...openBootstrap(loop).walk()],
+    (e) => FerryError.hasCode(e, 'DATA_LOSS') && /loop/.test((e as Error).message),
+  );
   // v6: nid past the end
   const far = Buffer.from(v6buf);
   far.writeBigUInt64LE(BigInt(2) ** 50n, data + 12 * i);
-  assert.throws(() => [...openBootstrap(far).walk()], (e) => FerryError.hasCode(e, 'DATA_LOSS'));
+  assert.throws(
+    () => [...openBootstrap(far).walk()],
+    (e) => FerryError.hasCode(e, 'DATA_LOSS'),
+  );
   // v6: absurd file size (huge chunk count) and absurd table sizes
   const big = Buffer.from(v6buf);
   const libNid = openBootstrap(v6buf).lookup('lib.rs')!;
   big.writeBigUInt64LE(2n ** 52n, 2 * 4096 + libNid * 32 + 8);
-  assert.throws(() => openBootstrap(big).chunks(libNid), (e) => FerryError.hasCode(e, 'DATA_LOSS'));
+  assert.throws(
+    () => openBootstrap(big).chunks(libNid),
+    (e) => FerryError.hasCode(e, 'DATA_LOSS'),
+  );
   const tbl = Buffer.from(v6buf);
   tbl.writeUInt32LE(0xffffff00, 1152 + 16);
-  assert.throws(() => openBootstrap(tbl), (e) => FerryError.hasCode(e, 'DATA_LOSS'));
+  assert.throws(
+    () => openBootstrap(tbl),
+    (e) => FerryError.hasCode(e, 'DATA_LOSS'),
+  );
   const ct = Buffer.from(v6buf);
   ct.writeBigUInt64LE(80n * 2n ** 40n, 1152 + 32);
-  assert.throws(() => openBootstrap(ct), (e) => FerryError.hasCode(e, 'DATA_LOSS'));
+  assert.throws(
+    () => openBootstrap(ct),
+    (e) => FerryError.hasCode(e, 'DATA_LOSS'),
+  );
   const inos = Buffer.from(v6buf);
   inos.writeBigUInt64LE(2n ** 63n, 1024 + 16);
-  assert.throws(() => openBootstrap(inos), (e) => FerryError.hasCode(e, 'DATA_LOSS'));
+  assert.throws(
+    () => openBootstrap(inos),
+    (e) => FerryError.hasCode(e, 'DATA_LOSS'),
+  );
   // v5: inode table entries absurd, and a directory whose children include the root → loop
   const v5 = readFileSync(NY('more', 'repeatable', 'sha256-nocompress-repeatable'));
   const absurd = Buffer.from(v5);
   absurd.writeUInt32LE(0xffffffff, 56);
-  assert.throws(() => openBootstrap(absurd), (e) => FerryError.hasCode(e, 'DATA_LOSS'));
+  assert.throws(
+    () => openBootstrap(absurd),
+    (e) => FerryError.hasCode(e, 'DATA_LOSS'),
+  );
   const v5loop = Buffer.from(v5);
   const bs5 = openBootstrap(v5);
   const sub = bs5.lookup('/hardlink-test')!;
   const subOff = v5.readUInt32LE(v5.readUInt32LE(32) + 4 * (sub - 1)) * 8;
   v5loop.writeUInt32LE(1, subOff + 92); // child_index → root
-  assert.throws(() => [...openBootstrap(v5loop).walk()], (e) => FerryError.hasCode(e, 'DATA_LOSS'));
+  assert.throws(
+    () => [...openBootstrap(v5loop).walk()],
+    (e) => FerryError.hasCode(e, 'DATA_LOSS'),
+  );
 });
 
 test('reader: mutated bootstraps never raise anything but FerryError', () => {
@@ -209,7 +277,10 @@ test('reader: mutated bootstraps never raise anything but FerryError', () => {
   const interesting = [0, 1, 0x7f, 0x80, 0xff, 0xffff, 0xffffffff, 0x80000000, 4096, 8192];
   let ok = 0;
   let refused = 0;
-  for (const [base, iterations] of [[v6buf, 1500], [v5, 700]] as const) {
+  for (const [base, iterations] of [
+    [v6buf, 1500],
+    [v5, 700],
+  ] as const) {
     for (let it = 0; it < iterations; it++) {
       const m = Buffer.from(base);
       const edits = 1 + rnd(4);
@@ -242,7 +313,10 @@ test('check: v5 inode digests are verified', () => {
   const off = v5.readUInt32LE(v5.readUInt32LE(32) + 4 * (ino - 1)) * 8;
   const bad = Buffer.from(v5);
   bad[off + 5] = bad[off + 5]! ^ 1;
-  assert.throws(() => checkBootstrap(bad), (e) => FerryError.hasCode(e, 'DATA_LOSS') && /digest/.test((e as Error).message));
+  assert.throws(
+    () => checkBootstrap(bad),
+    (e) => FerryError.hasCode(e, 'DATA_LOSS') && /digest/.test((e as Error).message),
+  );
 });
 
 test('reader: a v6 bootstrap without chunk table maps reads through the blob CI table and digest array', () => {
@@ -250,15 +324,20 @@ test('reader: a v6 bootstrap without chunk table maps reads through the blob CI 
   noTable.writeBigUInt64LE(0n, 1152 + 32); // s_chunk_table_size = 0
   const bs = openBootstrap(noTable);
   const ino = bs.lookup('/sync_io.rs')!;
-  assert.throws(() => bs.chunks(ino), (e) => FerryError.hasCode(e, 'DATA_LOSS') && /chunk table/.test((e as Error).message));
+  assert.throws(
+    () => bs.chunks(ino),
+    (e) => FerryError.hasCode(e, 'DATA_LOSS') && /chunk table/.test((e as Error).message),
+  );
   const blob = bs.blobs[0]!;
   const read = (_b: unknown, off: number, len: number): Buffer => v6blob.subarray(off, off + len);
   const ci = loadCiTable(blob, read);
   assert.equal(ci.length, 2);
   bs.setCiTable(0, ci);
   const c0 = bs.chunks(ino)[0]!;
-  assert.throws(() => bs.decodeChunk(blob, c0, v6blob.subarray(c0.compressedOffset, c0.compressedOffset + c0.compressedSize)),
-    (e) => FerryError.hasCode(e, 'FAILED_PRECONDITION'));
+  assert.throws(
+    () => bs.decodeChunk(blob, c0, v6blob.subarray(c0.compressedOffset, c0.compressedOffset + c0.compressedSize)),
+    (e) => FerryError.hasCode(e, 'FAILED_PRECONDITION'),
+  );
   const sections = walkReverseTar((off, len) => v6blob.subarray(off, off + len), v6blob.length);
   const dig = sections.find((x) => x.name === 'blob.digest')!;
   bs.setCiTable(0, ci, decodeDigestArray(v6blob.subarray(dig.offset, dig.offset + dig.size), ci.length));
@@ -278,8 +357,11 @@ test('reader: a chunk that decompresses cleanly to other bytes fails its digest 
   const altered = Buffer.from(plain);
   altered[100] = altered[100]! ^ 0x20;
   const expected = `blake3:${c.digest.toString('hex')}`;
-  const mismatch = (e: unknown): boolean => e instanceof DigestMismatchError && e.expected === expected &&
-    e.actual === `blake3:${chunkDigest('blake3', altered).toString('hex')}` && /chunk \d+ of blob be7d77ee/.test(e.message);
+  const mismatch = (e: unknown): boolean =>
+    e instanceof DigestMismatchError &&
+    e.expected === expected &&
+    e.actual === `blake3:${chunkDigest('blake3', altered).toString('hex')}` &&
+    /chunk \d+ of blob be7d77ee/.test(e.message);
   // compressed: a well-formed zstd frame of the altered bytes (the record's sizes adjusted to it)
   const bad = zstd.compress(altered)!;
   assert.ok(zstd.decompress(bad, altered.length).equals(altered), 'the corrupt frame decompresses cleanly');
@@ -303,15 +385,28 @@ test('decodeChunkData: every compressor and digester verifies the decompressed b
       const pack = (b: Buffer): Buffer => (compressor === 'none' ? b : codec.compress(b)!);
       const blob = { compressor, digester, blobId: 'b'.repeat(64) };
       const ref = (raw: Buffer): ChunkRef => ({
-        blobIndex: 0, blobId: blob.blobId, chunkIndex: 3, fileOffset: 0, compressedOffset: 0, compressedSize: raw.length,
-        uncompressedOffset: 0, uncompressedSize: data.length, compressed: compressor !== 'none', digest: chunkDigest(digester, data),
+        blobIndex: 0,
+        blobId: blob.blobId,
+        chunkIndex: 3,
+        fileOffset: 0,
+        compressedOffset: 0,
+        compressedSize: raw.length,
+        uncompressedOffset: 0,
+        uncompressedSize: data.length,
+        compressed: compressor !== 'none',
+        digest: chunkDigest(digester, data),
       });
       const ok = pack(data);
       assert.ok(decodeChunkData(blob, ref(ok), ok).equals(data), `${compressor}/${digester}: good chunk`);
       const bad = pack(altered);
-      assert.throws(() => decodeChunkData(blob, ref(bad), bad), (e) => e instanceof DigestMismatchError &&
-        e.expected === `${digester}:${chunkDigest(digester, data).toString('hex')}` &&
-        e.actual === `${digester}:${chunkDigest(digester, altered).toString('hex')}`, `${compressor}/${digester}: altered chunk`);
+      assert.throws(
+        () => decodeChunkData(blob, ref(bad), bad),
+        (e) =>
+          e instanceof DigestMismatchError &&
+          e.expected === `${digester}:${chunkDigest(digester, data).toString('hex')}` &&
+          e.actual === `${digester}:${chunkDigest(digester, altered).toString('hex')}`,
+        `${compressor}/${digester}: altered chunk`,
+      );
     }
   }
 });

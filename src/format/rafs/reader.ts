@@ -18,7 +18,16 @@ import { RAFS_V5_SUPER_MAGIC } from './v5.js';
 import { RafsSuperFlags } from './v6.js';
 
 export type {
-  BlobInfo, BootstrapSummary, ChunkLocation, ChunkRef, CiLocation, DirEntry, OpenBootstrapOptions, RafsBootstrap, RafsStat, WalkEntry,
+  BlobInfo,
+  BootstrapSummary,
+  ChunkLocation,
+  ChunkRef,
+  CiLocation,
+  DirEntry,
+  OpenBootstrapOptions,
+  RafsBootstrap,
+  RafsStat,
+  WalkEntry,
 } from './reader-base.js';
 
 /** Parses a v5 or v6 bootstrap (detected by magic). */

@@ -4,15 +4,44 @@ import { readFileSync } from 'node:fs';
 import { fixture } from '../../../test/support/paths.js';
 import { FerryError } from '../../core/index.js';
 import {
-  decodeErofsSuperBlock, encodeErofsSuperBlock, decodeErofsDeviceSlot, encodeErofsDeviceSlot, decodeErofsInode,
-  encodeErofsInode, decodeErofsDirBlock, encodeErofsDirData, erofsDirSize, encodeErofsXattrs, decodeErofsXattrs,
-  encodeRdev, decodeRdev, EROFS_SUPER_MAGIC, RAFS_V6_FEATURE_INCOMPAT, erofsInodeDataLayout, EROFS_INODE_FLAT_INLINE,
+  decodeErofsSuperBlock,
+  encodeErofsSuperBlock,
+  decodeErofsDeviceSlot,
+  encodeErofsDeviceSlot,
+  decodeErofsInode,
+  encodeErofsInode,
+  decodeErofsDirBlock,
+  encodeErofsDirData,
+  erofsDirSize,
+  encodeErofsXattrs,
+  decodeErofsXattrs,
+  encodeRdev,
+  decodeRdev,
+  EROFS_SUPER_MAGIC,
+  RAFS_V6_FEATURE_INCOMPAT,
+  erofsInodeDataLayout,
+  EROFS_INODE_FLAT_INLINE,
 } from '../erofs/index.js';
 import {
-  decodeRafsV6ExtSuperBlock, encodeRafsV6ExtSuperBlock, decodeRafsV6BlobEntry, encodeRafsV6BlobEntry, decodeRafsChunkInfo,
-  encodeRafsChunkInfo, compressorOfFlags, digesterOfFlags, encodeRafsV6ChunkIndex, decodeRafsV6ChunkIndex,
-  decodeRafsV5SuperBlock, encodeRafsV5SuperBlock, decodeRafsV5Inode, encodeRafsV5Inode, decodeRafsV5BlobTable,
-  encodeRafsV5BlobTable, decodeRafsV5Xattrs, encodeRafsV5Xattrs, RAFS_V5_SUPER_MAGIC,
+  decodeRafsV6ExtSuperBlock,
+  encodeRafsV6ExtSuperBlock,
+  decodeRafsV6BlobEntry,
+  encodeRafsV6BlobEntry,
+  decodeRafsChunkInfo,
+  encodeRafsChunkInfo,
+  compressorOfFlags,
+  digesterOfFlags,
+  encodeRafsV6ChunkIndex,
+  decodeRafsV6ChunkIndex,
+  decodeRafsV5SuperBlock,
+  encodeRafsV5SuperBlock,
+  decodeRafsV5Inode,
+  encodeRafsV5Inode,
+  decodeRafsV5BlobTable,
+  encodeRafsV5BlobTable,
+  decodeRafsV5Xattrs,
+  encodeRafsV5Xattrs,
+  RAFS_V5_SUPER_MAGIC,
 } from './records.js';
 
 const v6 = readFileSync(fixture('nydus', 'rafs-v6-2.2.boot'));
@@ -68,13 +97,23 @@ test('records: v5 fixture superblock, blob table and root inode', () => {
 });
 
 test('records: small codecs round trip', () => {
-  const x = new Map([['user.a', Buffer.from('1')], ['security.capability', Buffer.alloc(20, 7)], ['trusted.overlay.opaque', Buffer.from('y')]]);
+  const x = new Map([
+    ['user.a', Buffer.from('1')],
+    ['security.capability', Buffer.alloc(20, 7)],
+    ['trusted.overlay.opaque', Buffer.from('y')],
+  ]);
   const { body, icount } = encodeErofsXattrs(x);
   assert.equal(body.length, 12 + 4 * (icount - 1));
   assert.deepEqual(decodeErofsXattrs(body, 0, body.length), new Map([...x.entries()].sort()));
-  assert.throws(() => encodeErofsXattrs({ 'bogus.x': Buffer.alloc(1) }), (e) => FerryError.hasCode(e, 'INVALID_ARGUMENT'));
+  assert.throws(
+    () => encodeErofsXattrs({ 'bogus.x': Buffer.alloc(1) }),
+    (e) => FerryError.hasCode(e, 'INVALID_ARGUMENT'),
+  );
   assert.deepEqual(decodeRdev(encodeRdev(259, 70000)), { major: 259, minor: 70000 });
-  for (const c of [{ blobIndex: 0, ciIndex: 0, blkaddr: 0 }, { blobIndex: 253, ciIndex: 0xabcdef, blkaddr: 0xfffffffe }]) {
+  for (const c of [
+    { blobIndex: 0, ciIndex: 0, blkaddr: 0 },
+    { blobIndex: 253, ciIndex: 0xabcdef, blkaddr: 0xfffffffe },
+  ]) {
     assert.deepEqual(decodeRafsV6ChunkIndex(encodeRafsV6ChunkIndex(c), 0), c);
   }
   const x5 = encodeRafsV5Xattrs(x);
@@ -84,14 +123,35 @@ test('records: small codecs round trip', () => {
   assert.equal(data.length, erofsDirSize(names));
   const back = [];
   for (let off = 0; off < data.length; off += 4096) back.push(...decodeErofsDirBlock(data, off, Math.min(4096, data.length - off)));
-  assert.deepEqual(back.map((d) => d.name.toString()), names.map((n) => n.toString()));
-  assert.throws(() => decodeErofsSuperBlock(Buffer.alloc(1100)), (e) => FerryError.hasCode(e, 'DATA_LOSS'));
+  assert.deepEqual(
+    back.map((d) => d.name.toString()),
+    names.map((n) => n.toString()),
+  );
+  assert.throws(
+    () => decodeErofsSuperBlock(Buffer.alloc(1100)),
+    (e) => FerryError.hasCode(e, 'DATA_LOSS'),
+  );
   // compact inodes: 16-bit ids, 32-bit size, no mtime
-  const compact = { format: 0 | (2 << 1), xattrIcount: 0, mode: 0o40755, size: 70000, u: 5, ino: 9, uid: 65535, gid: 7, mtime: 0, mtimeNsec: 0, nlink: 3 };
+  const compact = {
+    format: 0 | (2 << 1),
+    xattrIcount: 0,
+    mode: 0o40755,
+    size: 70000,
+    u: 5,
+    ino: 9,
+    uid: 65535,
+    gid: 7,
+    mtime: 0,
+    mtimeNsec: 0,
+    nlink: 3,
+  };
   const cb = encodeErofsInode(compact);
   assert.equal(cb.length, 32);
   assert.deepEqual(decodeErofsInode(cb, 0), compact);
-  assert.throws(() => encodeErofsInode({ ...compact, uid: 70000 }), (e) => FerryError.hasCode(e, 'INVALID_ARGUMENT'));
+  assert.throws(
+    () => encodeErofsInode({ ...compact, uid: 70000 }),
+    (e) => FerryError.hasCode(e, 'INVALID_ARGUMENT'),
+  );
   const ext = { ...compact, format: 1 | (4 << 1), size: 2 ** 40, uid: 100000, mtime: 1_700_000_000, mtimeNsec: 5 };
   assert.deepEqual(decodeErofsInode(encodeErofsInode(ext), 0), ext);
 });

@@ -38,11 +38,14 @@ export function encodeTarHeader(name: string, size: number): Buffer {
   if (nb.length > 100) throw new FerryError('INVALID_ARGUMENT', `tar header name too long: ${name}`);
   nb.copy(h, 0);
   if (size < 8 * 2 ** 30) {
-    h.write(size.toString(8).padStart(11, '0') + '\0', 124, 'latin1');
+    h.write(`${size.toString(8).padStart(11, '0')}\0`, 124, 'latin1');
   } else {
     h[124] = 0x80;
     let v = BigInt(size);
-    for (let i = 135; i > 124; i--) { h[i] = Number(v & 0xffn); v >>= 8n; }
+    for (let i = 135; i > 124; i--) {
+      h[i] = Number(v & 0xffn);
+      v >>= 8n;
+    }
   }
   h.write('00000000000\0', 136, 'latin1');
   h[156] = 0x30; // '0'
@@ -52,7 +55,7 @@ export function encodeTarHeader(name: string, size: number): Buffer {
   let sum = 0;
   for (let i = 0; i < TAR_BLOCK; i++) sum += h[i]!;
   // tar-rs writes 7 octal digits + NUL
-  h.write(sum.toString(8).padStart(7, '0') + '\0', 148, 'latin1');
+  h.write(`${sum.toString(8).padStart(7, '0')}\0`, 148, 'latin1');
   return h;
 }
 
@@ -63,7 +66,13 @@ export function parseTarHeader(h: Buffer): { name: string; size: number } | null
   if (magic !== 'ustar ' && magic !== 'ustar\0') return null;
   let sum = 0;
   for (let i = 0; i < TAR_BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : h[i]!;
-  const chk = parseInt(h.toString('latin1', 148, 156).replace(/[\0 ]+$/g, '').trim(), 8);
+  const chk = parseInt(
+    h
+      .toString('latin1', 148, 156)
+      .replace(/[\0 ]+$/g, '')
+      .trim(),
+    8,
+  );
   if (chk !== sum) return null;
   let size: number;
   if (h[124]! & 0x80) {
@@ -72,7 +81,10 @@ export function parseTarHeader(h: Buffer): { name: string; size: number } | null
     if (v > BigInt(Number.MAX_SAFE_INTEGER)) return null;
     size = Number(v);
   } else {
-    const s = h.toString('latin1', 124, 136).replace(/[\0 ]+$/g, '').trim();
+    const s = h
+      .toString('latin1', 124, 136)
+      .replace(/[\0 ]+$/g, '')
+      .trim();
     size = s ? parseInt(s, 8) : 0;
     if (!Number.isFinite(size)) return null;
   }
@@ -160,7 +172,14 @@ export function walkReverseTar(read: (offset: number, length: number) => Buffer,
 }
 
 /** The ToC entry describing one payload: sha256 of the (uncompressed) bytes. */
-export function tocEntryFor(name: string, payload: Buffer, offset: number, flags: number = TocFlag.NONE, uncompressedSize = payload.length, digestOf?: Buffer): TocEntry {
+export function tocEntryFor(
+  name: string,
+  payload: Buffer,
+  offset: number,
+  flags: number = TocFlag.NONE,
+  uncompressedSize = payload.length,
+  digestOf?: Buffer,
+): TocEntry {
   return {
     flags,
     name,

@@ -53,7 +53,12 @@ export const DIGESTER_BY_CODE: readonly Digester[] = ['blake3', 'sha256'];
 
 /** `s_flags` bit for a compressor. */
 export function compressorFlag(c: Compressor): number {
-  return { none: RafsSuperFlags.COMPRESSION_NONE, lz4_block: RafsSuperFlags.COMPRESSION_LZ4, gzip: RafsSuperFlags.COMPRESSION_GZIP, zstd: RafsSuperFlags.COMPRESSION_ZSTD }[c];
+  return {
+    none: RafsSuperFlags.COMPRESSION_NONE,
+    lz4_block: RafsSuperFlags.COMPRESSION_LZ4,
+    gzip: RafsSuperFlags.COMPRESSION_GZIP,
+    zstd: RafsSuperFlags.COMPRESSION_ZSTD,
+  }[c];
 }
 /** `s_flags` bit for a digester. */
 export function digesterFlag(d: Digester): number {
@@ -63,7 +68,8 @@ export function digesterFlag(d: Digester): number {
 export function compressorOfFlags(flags: number): Compressor {
   const found: Compressor[] = [];
   for (const c of COMPRESSOR_BY_CODE) if ((flags & compressorFlag(c)) !== 0) found.push(c);
-  if (found.length !== 1) throw new FerryError('DATA_LOSS', `superblock flags 0x${flags.toString(16)}: expected exactly one compression bit`);
+  if (found.length !== 1)
+    throw new FerryError('DATA_LOSS', `superblock flags 0x${flags.toString(16)}: expected exactly one compression bit`);
   return found[0]!;
 }
 /**
@@ -262,11 +268,27 @@ export function encodeRafsV6BlobEntry(rec: RafsV6BlobEntry): Buffer {
 }
 
 /** A blob table entry with zero/empty defaults for the optional fields. */
-export function rafsV6BlobEntry(fields: Partial<RafsV6BlobEntry> & Pick<RafsV6BlobEntry, 'blobId' | 'blobIndex' | 'chunkSize'>): RafsV6BlobEntry {
+export function rafsV6BlobEntry(
+  fields: Partial<RafsV6BlobEntry> & Pick<RafsV6BlobEntry, 'blobId' | 'blobIndex' | 'chunkSize'>,
+): RafsV6BlobEntry {
   return {
-    chunkCount: 0, compressionAlgo: 0, digestAlgo: 0, features: BlobFeatures.ALIGNED, compressedSize: 0, uncompressedSize: 0,
-    blobTocSize: 0, ciCompressor: 0, ciOffset: 0, ciCompressedSize: 0, ciUncompressedSize: 0, blobTocDigest: Buffer.alloc(32),
-    blobMetaDigest: Buffer.alloc(32), blobMetaSize: 0, cipherIv: Buffer.alloc(8), cipherAlgo: 0, ...fields,
+    chunkCount: 0,
+    compressionAlgo: 0,
+    digestAlgo: 0,
+    features: BlobFeatures.ALIGNED,
+    compressedSize: 0,
+    uncompressedSize: 0,
+    blobTocSize: 0,
+    ciCompressor: 0,
+    ciOffset: 0,
+    ciCompressedSize: 0,
+    ciUncompressedSize: 0,
+    blobTocDigest: Buffer.alloc(32),
+    blobMetaDigest: Buffer.alloc(32),
+    blobMetaSize: 0,
+    cipherIv: Buffer.alloc(8),
+    cipherAlgo: 0,
+    ...fields,
   };
 }
 
@@ -290,7 +312,9 @@ export function decodePrefetchTable(buf: Buffer, off: number, size: number): num
 
 export function encodePrefetchTable(ids: readonly number[]): Buffer {
   const b = Buffer.alloc(4 * ids.length);
-  ids.forEach((v, i) => putUint(b, 4 * i, v, 4, 'prefetch entry'));
+  ids.forEach((v, i) => {
+    putUint(b, 4 * i, v, 4, 'prefetch entry');
+  });
   return b;
 }
 
@@ -370,7 +394,8 @@ export interface RafsV6ChunkIndex {
 
 /** EROFS chunk index fields for a nydus chunk reference. */
 export function toErofsChunkIndex(rec: RafsV6ChunkIndex): ErofsChunkIndex {
-  if (rec.blobIndex < 0 || rec.blobIndex >= RAFS_MAX_BLOBS) throw new FerryError('INVALID_ARGUMENT', `blob index ${rec.blobIndex} out of range`);
+  if (rec.blobIndex < 0 || rec.blobIndex >= RAFS_MAX_BLOBS)
+    throw new FerryError('INVALID_ARGUMENT', `blob index ${rec.blobIndex} out of range`);
   if (rec.ciIndex < 0 || rec.ciIndex >= 1 << 24) throw new FerryError('INVALID_ARGUMENT', `CI index ${rec.ciIndex} exceeds 24 bits`);
   return { advise: rec.ciIndex & 0xffff, deviceId: ((rec.ciIndex >>> 16) << 8) | (rec.blobIndex + 1), blkaddr: rec.blkaddr };
 }

@@ -4,7 +4,19 @@
  * refusal), whiteout classification (OCI and overlayfs conventions) and a PAX tar writer.
  */
 export {
-  readLayer, parseLayer, TarParser, whiteoutOf, overlayWhiteoutOf, classifyWhiteout, normalizeTarPath, detectCompression, parsePax,
-  type TarEntry, type TarEntryType, type TarVisitor, type ReadLayerOptions, type LayerCompression,
+  readLayer,
+  parseLayer,
+  TarParser,
+  whiteoutOf,
+  overlayWhiteoutOf,
+  classifyWhiteout,
+  normalizeTarPath,
+  detectCompression,
+  parsePax,
+  type TarEntry,
+  type TarEntryType,
+  type TarVisitor,
+  type ReadLayerOptions,
+  type LayerCompression,
 } from './reader.js';
 export { writeTar, encodeTarHeaders } from './writer.js';

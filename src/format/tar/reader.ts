@@ -174,7 +174,8 @@ async function openDecompressed(input: Readable): Promise<AsyncIterator<unknown>
   const kind = detectCompression(head);
   if (kind === 'none') return replay();
   const raw = Readable.from(replay(), { objectMode: false });
-  const dec = kind === 'gzip' ? createGunzip({ chunkSize: 256 << 10 }) : (new DecompressStream() as unknown as NodeJS.ReadWriteStream & Readable);
+  const dec =
+    kind === 'gzip' ? createGunzip({ chunkSize: 256 << 10 }) : (new DecompressStream() as unknown as NodeJS.ReadWriteStream & Readable);
   let inputError: unknown;
   raw.on('error', (e) => {
     inputError = e;
@@ -260,7 +261,8 @@ export function parsePax(buf: Buffer): Map<string, Buffer> {
     const sp = buf.indexOf(0x20, p);
     if (sp < 0 || sp - p > 20) throw new FerryError('DATA_LOSS', 'tar: malformed PAX record length');
     const len = parseInt(buf.toString('latin1', p, sp), 10);
-    if (!Number.isSafeInteger(len) || len <= sp - p + 1 || p + len > buf.length) throw new FerryError('DATA_LOSS', 'tar: malformed PAX record');
+    if (!Number.isSafeInteger(len) || len <= sp - p + 1 || p + len > buf.length)
+      throw new FerryError('DATA_LOSS', 'tar: malformed PAX record');
     const rec = buf.subarray(sp + 1, p + len);
     if (rec[rec.length - 1] !== 0x0a) throw new FerryError('DATA_LOSS', 'tar: PAX record not newline-terminated');
     const eq = rec.indexOf(0x3d);
@@ -286,7 +288,8 @@ export function normalizeTarPath(name: string, symlinks?: ReadonlySet<string>): 
     if (p === '..') {
       if (parts.length === 0) throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: '..' escapes the layer root`);
       const up = parts.join('/');
-      if (symlinks?.has(up)) throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: '..' after symlink ${JSON.stringify(up)}`);
+      if (symlinks?.has(up))
+        throw new FerryError('INVALID_ARGUMENT', `tar entry ${JSON.stringify(name)}: '..' after symlink ${JSON.stringify(up)}`);
       parts.pop();
       continue;
     }
@@ -297,19 +300,34 @@ export function normalizeTarPath(name: string, symlinks?: ReadonlySet<string>): 
 
 function typeOf(flag: string): TarEntryType | 'pax' | 'paxg' | 'longname' | 'longlink' | 'sparse' | 'skip' {
   switch (flag) {
-    case '0': case '\0': case '7': return 'file';
-    case '1': return 'hardlink';
-    case '2': return 'symlink';
-    case '3': return 'char';
-    case '4': return 'block';
-    case '5': return 'dir';
-    case '6': return 'fifo';
-    case 'x': return 'pax';
-    case 'g': return 'paxg';
-    case 'L': return 'longname';
-    case 'K': return 'longlink';
-    case 'S': return 'sparse';
-    default: return 'skip';
+    case '0':
+    case '\0':
+    case '7':
+      return 'file';
+    case '1':
+      return 'hardlink';
+    case '2':
+      return 'symlink';
+    case '3':
+      return 'char';
+    case '4':
+      return 'block';
+    case '5':
+      return 'dir';
+    case '6':
+      return 'fifo';
+    case 'x':
+      return 'pax';
+    case 'g':
+      return 'paxg';
+    case 'L':
+      return 'longname';
+    case 'K':
+      return 'longlink';
+    case 'S':
+      return 'sparse';
+    default:
+      return 'skip';
   }
 }
 
@@ -321,8 +339,14 @@ type HeaderType = ReturnType<typeof typeOf>;
  * `symlinks` tracks this layer's symlinks across calls.
  */
 function decodeEntry(
-  h: Buffer, type: HeaderType, size: number, pax: Map<string, Buffer>, globalPax: Map<string, Buffer>,
-  longName: Buffer | undefined, longLink: Buffer | undefined, symlinks: Set<string>,
+  h: Buffer,
+  type: HeaderType,
+  size: number,
+  pax: Map<string, Buffer>,
+  globalPax: Map<string, Buffer>,
+  longName: Buffer | undefined,
+  longLink: Buffer | undefined,
+  symlinks: Set<string>,
 ): { entry: TarEntry; name: string; dataSize: number } | { skip: number } {
   pax = globalPax.size ? new Map([...globalPax, ...pax]) : pax;
   if (type === 'sparse') throw new FerryError('NOT_IMPLEMENTED', 'tar: sparse files (GNU type S) are not supported');
@@ -430,7 +454,7 @@ export async function* readLayer(input: Readable, opts: ReadLayerOptions = {}): 
   const symlinks = new Set<string>();
   try {
     for (;;) {
-      let pax = new Map<string, Buffer>();
+      const pax = new Map<string, Buffer>();
       let longName: Buffer | undefined;
       let longLink: Buffer | undefined;
       let h: Buffer | null;
@@ -516,7 +540,13 @@ export interface TarVisitor {
   end(): void;
 }
 
-const enum PState { Header, Meta, Body, Skip, Done }
+enum PState {
+  Header,
+  Meta,
+  Body,
+  Skip,
+  Done,
+}
 
 /**
  * Push parser for an uncompressed layer tar: `push` each piece of the stream in order, then
@@ -546,7 +576,10 @@ export class TarParser {
   private readonly symlinks = new Set<string>();
   private readonly maxHeader: number;
 
-  constructor(private readonly visitor: TarVisitor, opts: ReadLayerOptions = {}) {
+  constructor(
+    private readonly visitor: TarVisitor,
+    opts: ReadLayerOptions = {},
+  ) {
     this.maxHeader = opts.maxHeaderBytes ?? 1 << 20;
   }
 
@@ -629,7 +662,11 @@ export class TarParser {
       case PState.Done:
         return;
       case PState.Header:
-        if (this.carryLen > 0) throw new FerryError('DATA_LOSS', `tar: truncated header at offset ${this.offset - this.carryLen} (${this.carryLen} of ${BLOCK} bytes)`);
+        if (this.carryLen > 0)
+          throw new FerryError(
+            'DATA_LOSS',
+            `tar: truncated header at offset ${this.offset - this.carryLen} (${this.carryLen} of ${BLOCK} bytes)`,
+          );
         return;
       case PState.Meta:
         throw new FerryError('DATA_LOSS', `tar: truncated ${this.metaType} header`);
@@ -642,7 +679,11 @@ export class TarParser {
 
   private header(h: Buffer): void {
     let zero = true;
-    for (let i = 0; i < BLOCK; i++) if (h[i] !== 0) { zero = false; break; }
+    for (let i = 0; i < BLOCK; i++)
+      if (h[i] !== 0) {
+        zero = false;
+        break;
+      }
     if (zero) {
       this.state = PState.Done;
       return;
@@ -701,7 +742,11 @@ export class TarParser {
  * for consumers that handle bodies synchronously (the RAFS builder). After each input piece,
  * `afterPiece` (when given) is awaited if it returns a promise — the place for back-pressure.
  */
-export async function parseLayer(input: Readable, visitor: TarVisitor, opts: ReadLayerOptions & { afterPiece?: () => Promise<void> | undefined } = {}): Promise<void> {
+export async function parseLayer(
+  input: Readable,
+  visitor: TarVisitor,
+  opts: ReadLayerOptions & { afterPiece?: () => Promise<void> | undefined } = {},
+): Promise<void> {
   const it = await openDecompressed(input);
   const parser = new TarParser(visitor, opts);
   try {
@@ -718,7 +763,9 @@ export async function parseLayer(input: Readable, visitor: TarVisitor, opts: Rea
       }
       if (parser.done) {
         // drain the rest as readLayer does (the end-of-archive block may be followed by zero fill)
-        while (!(await it.next()).done) { /* discard */ }
+        while (!(await it.next()).done) {
+          /* discard */
+        }
         return;
       }
     }
@@ -745,16 +792,19 @@ export function whiteoutOf(path: string): { kind: 'whiteout'; target: string } |
  * overlayfs-style whiteouts: a char device 0:0 removes the entry at its path; a directory with
  * `trusted.overlay.opaque=y` is opaque.
  */
-export function overlayWhiteoutOf(entry: Pick<TarEntry, 'path' | 'type' | 'devmajor' | 'devminor' | 'xattrs'>):
-  { kind: 'whiteout'; target: string } | { kind: 'opaque'; dir: string } | null {
+export function overlayWhiteoutOf(
+  entry: Pick<TarEntry, 'path' | 'type' | 'devmajor' | 'devminor' | 'xattrs'>,
+): { kind: 'whiteout'; target: string } | { kind: 'opaque'; dir: string } | null {
   if (entry.type === 'char' && (entry.devmajor ?? 0) === 0 && (entry.devminor ?? 0) === 0) return { kind: 'whiteout', target: entry.path };
   if (entry.type === 'dir' && entry.xattrs['trusted.overlay.opaque']?.toString() === 'y') return { kind: 'opaque', dir: entry.path };
   return null;
 }
 
 /** Whiteout classification for either convention. */
-export function classifyWhiteout(entry: TarEntry, spec: 'oci' | 'overlayfs' | 'none' = 'oci'):
-  { kind: 'whiteout'; target: string } | { kind: 'opaque'; dir: string } | null {
+export function classifyWhiteout(
+  entry: TarEntry,
+  spec: 'oci' | 'overlayfs' | 'none' = 'oci',
+): { kind: 'whiteout'; target: string } | { kind: 'opaque'; dir: string } | null {
   if (spec === 'none') return null;
   return spec === 'oci' ? whiteoutOf(entry.path) : overlayWhiteoutOf(entry);
 }

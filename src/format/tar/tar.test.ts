@@ -10,7 +10,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fixture } from '../../../test/support/paths.js';
 import { FerryError } from '../../core/index.js';
-import { readLayer, parseLayer, writeTar, whiteoutOf, overlayWhiteoutOf, encodeTarHeaders, normalizeTarPath, type TarEntry } from './index.js';
+import {
+  readLayer,
+  parseLayer,
+  writeTar,
+  whiteoutOf,
+  overlayWhiteoutOf,
+  encodeTarHeaders,
+  normalizeTarPath,
+  type TarEntry,
+} from './index.js';
 
 async function collect(input: Readable): Promise<{ entry: TarEntry; data: Buffer }[]> {
   const out: { entry: TarEntry; data: Buffer }[] = [];
@@ -50,9 +59,18 @@ test('tar: writer round trip through readLayer, GNU tar, gzip and zstd (PAX long
   const entries = [
     { entry: e('', 'dir') },
     { entry: e('d', 'dir', { mode: 0o1777, xattrs: { 'trusted.overlay.opaque': Buffer.from('y') } }) },
-    { entry: e(longName, 'file', { size: 5, uid: 3_000_000, gid: 70_000, mtime: 1700000000.5, xattrs: { 'security.capability': cap, 'user.k': Buffer.from('v') } }), body: Buffer.from('hello') },
+    {
+      entry: e(longName, 'file', {
+        size: 5,
+        uid: 3_000_000,
+        gid: 70_000,
+        mtime: 1700000000.5,
+        xattrs: { 'security.capability': cap, 'user.k': Buffer.from('v') },
+      }),
+      body: Buffer.from('hello'),
+    },
     { entry: e('d/hl', 'hardlink', { linkname: longName }) },
-    { entry: e('d/sl', 'symlink', { linkname: '/usr/bin/' + 'y'.repeat(120) }) },
+    { entry: e('d/sl', 'symlink', { linkname: `/usr/bin/${'y'.repeat(120)}` }) },
     { entry: e('d/null', 'char', { devmajor: 1, devminor: 3, mode: 0o666 }) },
     { entry: e('d/loop', 'block', { devmajor: 7, devminor: 300 }) },
     { entry: e('d/fifo', 'fifo') },
@@ -108,7 +126,7 @@ test('tar: sizes above 8 GiB via PAX and base-256 headers', async () => {
   h.fill(0x20, 148, 156);
   let sum = 0;
   for (const b of h) sum += b;
-  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'latin1');
+  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8, 'latin1');
   const it2 = readLayer(Readable.from([h]));
   const r2 = await it2.next();
   assert.equal((r2.value as { entry: TarEntry }).entry.size, big);
@@ -125,8 +143,16 @@ test('tar: hostile tars are refused with clear errors', async () => {
     ['through symlink', [e('evil', 'symlink', { linkname: '/etc' }), e('evil/passwd', 'file')], 'INVALID_ARGUMENT'],
     // lexically `x`, but on disk `evil/..` is the parent of the link's target
     ['dotdot out of a symlink', [e('evil', 'symlink', { linkname: '/etc/ssl' }), e('evil/../x', 'file')], 'INVALID_ARGUMENT'],
-    ['dotdot out of a nested symlink', [e('d', 'dir'), e('d/l', 'symlink', { linkname: '/' }), e('d/l/y/../../x', 'file')], 'INVALID_ARGUMENT'],
-    ['hardlink target out of a symlink', [e('l', 'symlink', { linkname: '/etc' }), e('h', 'hardlink', { linkname: 'l/../x' })], 'INVALID_ARGUMENT'],
+    [
+      'dotdot out of a nested symlink',
+      [e('d', 'dir'), e('d/l', 'symlink', { linkname: '/' }), e('d/l/y/../../x', 'file')],
+      'INVALID_ARGUMENT',
+    ],
+    [
+      'hardlink target out of a symlink',
+      [e('l', 'symlink', { linkname: '/etc' }), e('h', 'hardlink', { linkname: 'l/../x' })],
+      'INVALID_ARGUMENT',
+    ],
   ];
   for (const [what, list, code] of cases) {
     // build with the writer (which writes names verbatim) — craft raw headers for names it would normalise
@@ -146,21 +172,36 @@ test('tar: hostile tars are refused with clear errors', async () => {
 
 test('tar: names are normalised lexically; only real escapes are refused', async () => {
   const accepted: Array<[string, string]> = [
-    ['a//b/./c/../d', 'a/b/d'], ['./x/', 'x'], ['/etc/passwd', 'etc/passwd'], ['//abs//x', 'abs/x'],
-    ['a/b/../../c', 'c'], ['a/..', ''], ['./', ''], ['/', ''], ['a/./b/.', 'a/b'],
+    ['a//b/./c/../d', 'a/b/d'],
+    ['./x/', 'x'],
+    ['/etc/passwd', 'etc/passwd'],
+    ['//abs//x', 'abs/x'],
+    ['a/b/../../c', 'c'],
+    ['a/..', ''],
+    ['./', ''],
+    ['/', ''],
+    ['a/./b/.', 'a/b'],
   ];
   for (const [name, want] of accepted) assert.equal(normalizeTarPath(name), want, name);
   for (const name of ['..', '../x', 'a/../../x', '/../x', './../x', 'a/b/../../../x', '/a/../..']) {
-    assert.throws(() => normalizeTarPath(name), (err: unknown) => FerryError.hasCode(err, 'INVALID_ARGUMENT') && /'\.\.' escapes the layer root/.test((err as Error).message), name);
+    assert.throws(
+      () => normalizeTarPath(name),
+      (err: unknown) => FerryError.hasCode(err, 'INVALID_ARGUMENT') && /'\.\.' escapes the layer root/.test((err as Error).message),
+      name,
+    );
   }
   // through the parser: names and hardlink targets as they come
   const tar = Buffer.concat([
-    rawHeader(e('a//b/./c/../d', 'file')), rawHeader(e('/etc/passwd', 'file')),
+    rawHeader(e('a//b/./c/../d', 'file')),
+    rawHeader(e('/etc/passwd', 'file')),
     rawHeader(e('l', 'symlink', { linkname: '../outside/is/fine/for/a/symlink/target' })),
-    rawHeader(e('h', 'hardlink', { linkname: '/etc//passwd' })), rawHeader(e('q/../r', 'hardlink', { linkname: 'a/b/x/../d' })),
+    rawHeader(e('h', 'hardlink', { linkname: '/etc//passwd' })),
+    rawHeader(e('q/../r', 'hardlink', { linkname: 'a/b/x/../d' })),
     Buffer.alloc(1024),
   ]);
-  const got = (await collect(Readable.from([tar]))).map((x) => `${x.entry.path}${x.entry.linkname !== undefined ? ` -> ${x.entry.linkname}` : ''}`);
+  const got = (await collect(Readable.from([tar]))).map(
+    (x) => `${x.entry.path}${x.entry.linkname !== undefined ? ` -> ${x.entry.linkname}` : ''}`,
+  );
   assert.deepEqual(got, ['a/b/d', 'etc/passwd', 'l -> ../outside/is/fine/for/a/symlink/target', 'h -> etc/passwd', 'r -> a/b/d']);
 });
 
@@ -178,7 +219,7 @@ function rawHeader(x: TarEntry): Buffer {
   h.fill(0x20, 148, 156);
   let sum = 0;
   for (const b of h) sum += b;
-  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'latin1');
+  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8, 'latin1');
   return h;
 }
 
@@ -191,7 +232,10 @@ test('tar: whiteout classification', () => {
   assert.equal(whiteoutOf('a/b.wh.c'), null);
   assert.deepEqual(overlayWhiteoutOf(e('x/y', 'char', { devmajor: 0, devminor: 0 })), { kind: 'whiteout', target: 'x/y' });
   assert.equal(overlayWhiteoutOf(e('x/y', 'char', { devmajor: 1, devminor: 3 })), null);
-  assert.deepEqual(overlayWhiteoutOf(e('x', 'dir', { xattrs: { 'trusted.overlay.opaque': Buffer.from('y') } })), { kind: 'opaque', dir: 'x' });
+  assert.deepEqual(overlayWhiteoutOf(e('x', 'dir', { xattrs: { 'trusted.overlay.opaque': Buffer.from('y') } })), {
+    kind: 'opaque',
+    dir: 'x',
+  });
   assert.ok(readFileSync(fixture('nydus', 'all-entry-type.tar')).length > 0);
 });
 
@@ -229,9 +273,16 @@ async function collectParsed(input: Readable): Promise<{ entry: TarEntry; data: 
   const out: { entry: TarEntry; data: Buffer }[] = [];
   let parts: Buffer[] = [];
   await parseLayer(input, {
-    entry(entry) { out.push({ entry, data: Buffer.alloc(0) }); parts = []; },
-    data(piece) { parts.push(Buffer.from(piece)); },
-    end() { out[out.length - 1]!.data = Buffer.concat(parts); },
+    entry(entry) {
+      out.push({ entry, data: Buffer.alloc(0) });
+      parts = [];
+    },
+    data(piece) {
+      parts.push(Buffer.from(piece));
+    },
+    end() {
+      out[out.length - 1]!.data = Buffer.concat(parts);
+    },
   });
   return out;
 }
@@ -253,16 +304,18 @@ async function outcome(f: () => Promise<{ entry: TarEntry; data: Buffer }[]>): P
 
 test('tar: parseLayer (sync push parser) gives what readLayer gives, whatever the piece boundaries', async () => {
   const long = `d/${'n'.repeat(120)}/${'ü'.repeat(70)}`;
-  const tar = await toBuffer(writeTar([
-    { entry: e('', 'dir') },
-    { entry: e('d', 'dir', { xattrs: { 'user.x': Buffer.from([0, 255, 1]) } }) },
-    { entry: e(long, 'file', { size: 1500, mtime: 1700000000.25 }), body: Buffer.alloc(1500, 9) },
-    { entry: e('d/empty', 'file'), body: Buffer.alloc(0) },
-    { entry: e('d/512', 'file', { size: 512 }), body: Buffer.alloc(512, 3) },
-    { entry: e('d/l', 'symlink', { linkname: 'x'.repeat(130) }) },
-    { entry: e('d/h', 'hardlink', { linkname: long }) },
-    { entry: e('d/c', 'char', { devmajor: 4, devminor: 64 }) },
-  ]));
+  const tar = await toBuffer(
+    writeTar([
+      { entry: e('', 'dir') },
+      { entry: e('d', 'dir', { xattrs: { 'user.x': Buffer.from([0, 255, 1]) } }) },
+      { entry: e(long, 'file', { size: 1500, mtime: 1700000000.25 }), body: Buffer.alloc(1500, 9) },
+      { entry: e('d/empty', 'file'), body: Buffer.alloc(0) },
+      { entry: e('d/512', 'file', { size: 512 }), body: Buffer.alloc(512, 3) },
+      { entry: e('d/l', 'symlink', { linkname: 'x'.repeat(130) }) },
+      { entry: e('d/h', 'hardlink', { linkname: long }) },
+      { entry: e('d/c', 'char', { devmajor: 4, devminor: 64 }) },
+    ]),
+  );
   const fixtureTar = readFileSync(fixture('nydus', 'all-entry-type.tar'));
   for (const input of [tar, fixtureTar]) {
     const want = await collect(Readable.from([input]));

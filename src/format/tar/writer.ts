@@ -13,7 +13,7 @@ const ZERO = Buffer.alloc(BLOCK);
 function octal(h: Buffer, off: number, len: number, v: number): boolean {
   const s = Math.floor(v).toString(8);
   if (v < 0 || s.length > len - 1) return false;
-  h.write(s.padStart(len - 1, '0') + '\0', off, len, 'latin1');
+  h.write(`${s.padStart(len - 1, '0')}\0`, off, len, 'latin1');
   return true;
 }
 
@@ -26,8 +26,13 @@ function paxRecord(key: string, value: Buffer): Buffer {
 
 const TYPEFLAG: Record<TarEntry['type'], string> = { file: '0', hardlink: '1', symlink: '2', char: '3', block: '4', dir: '5', fifo: '6' };
 
-function header(name: string, e: Pick<TarEntry, 'mode' | 'uid' | 'gid' | 'mtime' | 'uname' | 'gname' | 'devmajor' | 'devminor'>,
-  size: number, typeflag: string, linkname: string): { block: Buffer; overflow: Map<string, Buffer> } {
+function header(
+  name: string,
+  e: Pick<TarEntry, 'mode' | 'uid' | 'gid' | 'mtime' | 'uname' | 'gname' | 'devmajor' | 'devminor'>,
+  size: number,
+  typeflag: string,
+  linkname: string,
+): { block: Buffer; overflow: Map<string, Buffer> } {
   const h = Buffer.alloc(BLOCK);
   const overflow = new Map<string, Buffer>();
   const nameBuf = Buffer.from(name, 'utf8');
@@ -48,12 +53,29 @@ function header(name: string, e: Pick<TarEntry, 'mode' | 'uid' | 'gid' | 'mtime'
   }
   if (!placed) {
     overflow.set('path', nameBuf);
-    h.write(Buffer.from(name.slice(-100), 'utf8').toString('latin1').slice(-100).replace(/[^\x20-\x7e]/g, '_'), 0, 100, 'latin1');
+    h.write(
+      Buffer.from(name.slice(-100), 'utf8')
+        .toString('latin1')
+        .slice(-100)
+        .replace(/[^\x20-\x7e]/g, '_'),
+      0,
+      100,
+      'latin1',
+    );
   }
   octal(h, 100, 8, e.mode & 0o7777);
-  if (!octal(h, 108, 8, e.uid)) { overflow.set('uid', Buffer.from(String(e.uid))); octal(h, 108, 8, 0); }
-  if (!octal(h, 116, 8, e.gid)) { overflow.set('gid', Buffer.from(String(e.gid))); octal(h, 116, 8, 0); }
-  if (!octal(h, 124, 12, size)) { overflow.set('size', Buffer.from(String(size))); octal(h, 124, 12, 0); }
+  if (!octal(h, 108, 8, e.uid)) {
+    overflow.set('uid', Buffer.from(String(e.uid)));
+    octal(h, 108, 8, 0);
+  }
+  if (!octal(h, 116, 8, e.gid)) {
+    overflow.set('gid', Buffer.from(String(e.gid)));
+    octal(h, 116, 8, 0);
+  }
+  if (!octal(h, 124, 12, size)) {
+    overflow.set('size', Buffer.from(String(size)));
+    octal(h, 124, 12, 0);
+  }
   if (!Number.isInteger(e.mtime) || !octal(h, 136, 12, e.mtime)) {
     overflow.set('mtime', Buffer.from(String(e.mtime)));
     octal(h, 136, 12, Math.max(0, Math.floor(e.mtime)));
@@ -74,7 +96,7 @@ function finishChecksum(h: Buffer): Buffer {
   h.fill(0x20, 148, 156);
   let sum = 0;
   for (let i = 0; i < BLOCK; i++) sum += h[i]!;
-  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'latin1');
+  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8, 'latin1');
   return h;
 }
 
@@ -100,7 +122,9 @@ export function encodeTarHeaders(entry: TarEntry): Buffer {
 }
 
 /** Writes entries as a tar stream (two zero blocks at the end). */
-export function writeTar(entries: AsyncIterable<{ entry: TarEntry; body?: Readable | Buffer }> | Iterable<{ entry: TarEntry; body?: Readable | Buffer }>): Readable {
+export function writeTar(
+  entries: AsyncIterable<{ entry: TarEntry; body?: Readable | Buffer }> | Iterable<{ entry: TarEntry; body?: Readable | Buffer }>,
+): Readable {
   async function* gen(): AsyncGenerator<Buffer> {
     for await (const { entry, body } of entries as AsyncIterable<{ entry: TarEntry; body?: Readable | Buffer }>) {
       yield encodeTarHeaders(entry);
@@ -119,7 +143,8 @@ export function writeTar(entries: AsyncIterable<{ entry: TarEntry; body?: Readab
             yield b;
           }
         }
-        if (written !== size) throw new FerryError('INVALID_ARGUMENT', `tar writer: ${entry.path}: body has ${written} bytes, header says ${size}`);
+        if (written !== size)
+          throw new FerryError('INVALID_ARGUMENT', `tar writer: ${entry.path}: body has ${written} bytes, header says ${size}`);
         const pad = (BLOCK - (size % BLOCK)) % BLOCK;
         if (pad) yield ZERO.subarray(0, pad);
       } else if (body !== undefined && !Buffer.isBuffer(body)) {

@@ -20,7 +20,12 @@ test('cluster auth: a signature verifies for exactly the signed method, target a
   assert.ok(!h.includes(SECRET), 'the secret never goes on the wire');
   assert.deepEqual(a.verify('GET', target, h).ok, true);
   assert.equal(a.verify('get', target, h).ok, true, 'method case does not matter');
-  for (const [m, t] of [['POST', target], ['GET', target.replace('pieces/3', 'pieces/4')], ['GET', target.replace('have=-1', 'have=0')], ['GET', `${target}&x=1`]] as const) {
+  for (const [m, t] of [
+    ['POST', target],
+    ['GET', target.replace('pieces/3', 'pieces/4')],
+    ['GET', target.replace('have=-1', 'have=0')],
+    ['GET', `${target}&x=1`],
+  ] as const) {
     const r = a.verify(m, t, h);
     assert.equal(r.ok, false, `${m} ${t}`);
     assert.match(r.ok ? '' : r.reason, /bad cluster signature/);
@@ -34,8 +39,22 @@ test('cluster auth: a signature verifies for exactly the signed method, target a
   assert.equal(other.verify('GET', target, h).ok, false);
   const forged = h.replace(/sig=([0-9a-f])/, (_m, c: string) => `sig=${c === '0' ? '1' : '0'}`);
   assert.equal(a.verify('GET', target, forged).ok, false);
-  assert.equal(a.verify('GET', target, h.replace(/t=(\d+)/, (_m, t: string) => `t=${Number(t) + 1}`)).ok, false);
-  assert.equal(a.verify('GET', target, h.replace(/n=([0-9a-f])/, (_m, c: string) => `n=${c === '0' ? '1' : '0'}`)).ok, false);
+  assert.equal(
+    a.verify(
+      'GET',
+      target,
+      h.replace(/t=(\d+)/, (_m, t: string) => `t=${Number(t) + 1}`),
+    ).ok,
+    false,
+  );
+  assert.equal(
+    a.verify(
+      'GET',
+      target,
+      h.replace(/n=([0-9a-f])/, (_m, c: string) => `n=${c === '0' ? '1' : '0'}`),
+    ).ok,
+    false,
+  );
   // Clock window ±5 min.
   now += CLUSTER_AUTH_WINDOW_MS;
   assert.equal(a.verify('GET', target, h).ok, true, 'at the edge of the window');
@@ -58,8 +77,16 @@ test('cluster auth: state-changing requests cannot be replayed; malformed header
   const g = a.sign('GET', '/api/v1/tasks');
   assert.equal(a.verify('GET', '/api/v1/tasks', g).ok, true);
   assert.equal(a.verify('GET', '/api/v1/tasks', g).ok, true, 'a read may repeat (its answer was on the wire already)');
-  for (const bad of [undefined, '', 'Bearer abc', `Ferry-Cluster t=1, sig=${'0'.repeat(64)}`, `Ferry-Cluster t=x, n=${'0'.repeat(32)}, sig=${'0'.repeat(64)}`,
-    `Ferry-Cluster t=1, n=${'0'.repeat(32)}, sig=${'0'.repeat(63)}`, `Ferry-Cluster t=1, n=${'0'.repeat(32)}, sig=${'0'.repeat(64)}, extra=1`, SECRET]) {
+  for (const bad of [
+    undefined,
+    '',
+    'Bearer abc',
+    `Ferry-Cluster t=1, sig=${'0'.repeat(64)}`,
+    `Ferry-Cluster t=x, n=${'0'.repeat(32)}, sig=${'0'.repeat(64)}`,
+    `Ferry-Cluster t=1, n=${'0'.repeat(32)}, sig=${'0'.repeat(63)}`,
+    `Ferry-Cluster t=1, n=${'0'.repeat(32)}, sig=${'0'.repeat(64)}, extra=1`,
+    SECRET,
+  ]) {
     assert.equal(a.verify('GET', '/api/v1/tasks', bad).ok, false, String(bad));
   }
   assert.throws(() => new ClusterAuth('short'), /too short/);
@@ -70,10 +97,19 @@ test('cluster auth over HTTP: request() signs what Node sends; readAuthenticated
   const seen: string[] = [];
   const server = createServer((req, res) => {
     seen.push(String(req.headers.authorization ?? ''));
-    if (req.url === '/elsewhere') { res.writeHead(302, { location: `http://localhost:${(server.address() as AddressInfo).port}/landed` }); res.end(); return; }
+    if (req.url === '/elsewhere') {
+      res.writeHead(302, { location: `http://localhost:${(server.address() as AddressInfo).port}/landed` });
+      res.end();
+      return;
+    }
     readAuthenticated(req, auth, 1024).then(
-      (b) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end(JSON.stringify({ len: b.length })); },
-      (err: unknown) => { sendError(res, err); },
+      (b) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ len: b.length }));
+      },
+      (err: unknown) => {
+        sendError(res, err);
+      },
     );
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -84,15 +120,20 @@ test('cluster auth over HTTP: request() signs what Node sends; readAuthenticated
     assert.deepEqual(await jsonRequest(q, { auth }), { len: 0 });
     assert.deepEqual(await jsonRequest(`${base}/api/v1/tasks`, { method: 'POST', json: { url: 'http://x/é' }, auth }), { len: 21 });
     await assert.rejects(jsonRequest(`${base}/api/v1/tasks`), /401 no cluster credentials/);
-    await assert.rejects(jsonRequest(`${base}/api/v1/tasks`, { method: 'POST', json: { big: 'x'.repeat(2000) }, auth }),
-      /413 request body over 1024 bytes: Content-Length \d+ exceeds the limit/);
+    await assert.rejects(
+      jsonRequest(`${base}/api/v1/tasks`, { method: 'POST', json: { big: 'x'.repeat(2000) }, auth }),
+      /413 request body over 1024 bytes: Content-Length \d+ exceeds the limit/,
+    );
     seen.length = 0;
     const r = await request(`${base}/elsewhere`, { auth });
     r.body.resume();
     assert.equal(seen.length, 2);
     assert.match(seen[0]!, /^Ferry-Cluster /);
     assert.equal(seen[1], '', 'the redirect to another host carries no signature');
-  } finally { server.closeAllConnections(); server.close(); }
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
 });
 
 test('cluster secret loading and loopback detection', () => {
@@ -110,10 +151,16 @@ test('cluster secret loading and loopback detection', () => {
     writeFileSync(f, SECRET);
     chmodSync(f, 0o644);
     const warnings: string[] = [];
-    const log = { warn: (_o: unknown, msg: string) => { warnings.push(msg); } } as unknown as Parameters<typeof loadClusterSecret>[1];
+    const log = {
+      warn: (_o: unknown, msg: string) => {
+        warnings.push(msg);
+      },
+    } as unknown as Parameters<typeof loadClusterSecret>[1];
     assert.equal(loadClusterSecret({ tokenFile: f }, log), SECRET);
     assert.match(warnings.join('\n'), /chmod 600/);
-  } finally { rmSync(dir, { recursive: true, force: true }); }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
   for (const h of ['127.0.0.1', '127.1.2.3', '::1', '[::1]', 'localhost', '::ffff:127.0.0.1']) assert.equal(isLoopbackHost(h), true, h);
   for (const h of ['0.0.0.0', '', '::', '192.0.2.1', '10.0.0.1', 'example.com', '128.0.0.1']) assert.equal(isLoopbackHost(h), false, h);
 });

@@ -32,7 +32,11 @@ export const CLUSTER_SECRET_HINT = 'config cluster.tokenFile or cluster.token, e
 const HEADER = /^Ferry-Cluster\s+t=(\d{1,15}),\s*n=([0-9a-f]{32}),\s*sig=([0-9a-f]{64})$/;
 const EMPTY_SHA256 = createHash('sha256').digest('hex');
 
-export interface ParsedClusterAuth { t: number; n: string; sig: string }
+export interface ParsedClusterAuth {
+  t: number;
+  n: string;
+  sig: string;
+}
 
 export type ClusterAuthCheck = { ok: true; parsed: ParsedClusterAuth } | { ok: false; reason: string };
 
@@ -53,7 +57,10 @@ export class ClusterAuth {
 
   constructor(secret: string, opts: { windowMs?: number; now?: () => number } = {}) {
     if (secret.length < MIN_CLUSTER_SECRET_LENGTH) {
-      throw new FerryError('INVALID_ARGUMENT', `cluster secret too short (${secret.length} characters, at least ${MIN_CLUSTER_SECRET_LENGTH}; e.g. openssl rand -hex 32)`);
+      throw new FerryError(
+        'INVALID_ARGUMENT',
+        `cluster secret too short (${secret.length} characters, at least ${MIN_CLUSTER_SECRET_LENGTH}; e.g. openssl rand -hex 32)`,
+      );
     }
     this.key = Buffer.from(secret, 'utf8');
     this.windowMs = opts.windowMs ?? CLUSTER_AUTH_WINDOW_MS;
@@ -82,7 +89,10 @@ export class ClusterAuth {
     if (!m) return { ok: false, reason: 'malformed Ferry-Cluster authorization' };
     const t = Number(m[1]);
     if (Math.abs(this.now() - t) > this.windowMs) {
-      return { ok: false, reason: `cluster signature outside the ±${Math.round(this.windowMs / 1000)} s window (clocks out of sync, or a replay)` };
+      return {
+        ok: false,
+        reason: `cluster signature outside the ±${Math.round(this.windowMs / 1000)} s window (clocks out of sync, or a replay)`,
+      };
     }
     return { ok: true, parsed: { t, n: m[2]!, sig: m[3]! } };
   }
@@ -94,7 +104,8 @@ export class ClusterAuth {
     const { t, n, sig } = pre.parsed;
     const want = this.mac(method, target, t, n, body.length === 0 ? EMPTY_SHA256 : createHash('sha256').update(body).digest('hex'));
     const got = Buffer.from(sig, 'hex');
-    if (got.length !== want.length || !timingSafeEqual(got, want)) return { ok: false, reason: 'bad cluster signature (different cluster secret?)' };
+    if (got.length !== want.length || !timingSafeEqual(got, want))
+      return { ok: false, reason: 'bad cluster signature (different cluster secret?)' };
     const m = method.toUpperCase();
     if (m !== 'GET' && m !== 'HEAD') {
       if (this.seen.has(n)) return { ok: false, reason: 'replayed cluster signature' };
@@ -114,7 +125,9 @@ export class ClusterAuth {
 /** Loopback listen addresses (the only ones a member may use without a cluster secret). */
 export function isLoopbackHost(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, '').toLowerCase();
-  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || /^::ffff:127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+  return (
+    h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || /^::ffff:127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h)
+  );
 }
 
 /**
@@ -123,20 +136,28 @@ export function isLoopbackHost(host: string): boolean {
  * warning (container secret mounts are often 0644; the file should be 0600).
  */
 export function loadClusterSecret(c: { token?: string | undefined; tokenFile?: string | undefined }, log?: Logger): string | undefined {
-  if (c.token !== undefined && c.tokenFile !== undefined) throw new FerryError('INVALID_ARGUMENT', 'cluster.token and cluster.tokenFile are exclusive');
+  if (c.token !== undefined && c.tokenFile !== undefined)
+    throw new FerryError('INVALID_ARGUMENT', 'cluster.token and cluster.tokenFile are exclusive');
   let secret = c.token;
   if (c.tokenFile !== undefined) {
     try {
       secret = readFileSync(c.tokenFile, 'utf8').trim();
       const mode = statSync(c.tokenFile).mode & 0o777;
-      if (mode & 0o077) log?.warn({ file: c.tokenFile, mode: mode.toString(8) }, `cluster token file is readable by group/others: chmod 600 ${c.tokenFile}`);
+      if (mode & 0o077)
+        log?.warn(
+          { file: c.tokenFile, mode: mode.toString(8) },
+          `cluster token file is readable by group/others: chmod 600 ${c.tokenFile}`,
+        );
     } catch (err) {
       throw new FerryError('INVALID_ARGUMENT', `cluster token file ${c.tokenFile}: ${(err as Error).message}`, { cause: err });
     }
   }
   if (secret === undefined) return undefined;
   if (secret.length < MIN_CLUSTER_SECRET_LENGTH) {
-    throw new FerryError('INVALID_ARGUMENT', `cluster secret${c.tokenFile ? ` in ${c.tokenFile}` : ''} too short (${secret.length} characters, at least ${MIN_CLUSTER_SECRET_LENGTH}; e.g. openssl rand -hex 32)`);
+    throw new FerryError(
+      'INVALID_ARGUMENT',
+      `cluster secret${c.tokenFile ? ` in ${c.tokenFile}` : ''} too short (${secret.length} characters, at least ${MIN_CLUSTER_SECRET_LENGTH}; e.g. openssl rand -hex 32)`,
+    );
   }
   return secret;
 }

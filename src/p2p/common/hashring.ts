@@ -8,7 +8,10 @@ import { createHash } from 'node:crypto';
 export class HashRing<T extends string = string> {
   private points: { h: bigint; node: T }[] = [];
 
-  constructor(nodes: readonly T[] = [], private readonly replicas = 100) {
+  constructor(
+    nodes: readonly T[] = [],
+    private readonly replicas = 100,
+  ) {
     for (const n of nodes) this.add(n);
   }
 
@@ -39,10 +42,12 @@ export class HashRing<T extends string = string> {
   walk(key: string): T[] {
     if (this.points.length === 0) return [];
     const h = HashRing.hash(key);
-    let lo = 0; let hi = this.points.length;
+    let lo = 0;
+    let hi = this.points.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (this.points[mid]!.h < h) lo = mid + 1; else hi = mid;
+      if (this.points[mid]!.h < h) lo = mid + 1;
+      else hi = mid;
     }
     const out: T[] = [];
     for (let i = 0; i < this.points.length; i++) {

@@ -40,7 +40,7 @@ export interface Response {
 const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 const httpsAgents = new Map<string, https.Agent>();
 function httpsAgent(ca: string | Buffer | undefined, insecure: boolean): https.Agent {
-  const key = `${insecure}:${ca ? ca.toString().length + ':' + ca.toString().slice(-64) : ''}`;
+  const key = `${insecure}:${ca ? `${ca.toString().length}:${ca.toString().slice(-64)}` : ''}`;
   let a = httpsAgents.get(key);
   if (!a) {
     a = new https.Agent({ keepAlive: true, maxSockets: 64, rejectUnauthorized: !insecure, ...(ca ? { ca: [ca] } : {}) });
@@ -77,23 +77,33 @@ export async function request(url: string, opts: RequestOptions = {}): Promise<R
 function once(url: string, method: string, headers: OutgoingHttpHeaders, opts: RequestOptions): Promise<Response> {
   return new Promise((resolve, reject) => {
     let u: URL;
-    try { u = new URL(url); } catch (err) { reject(new FerryError('INVALID_ARGUMENT', `invalid URL ${url}`, { cause: err })); return; }
+    try {
+      u = new URL(url);
+    } catch (err) {
+      reject(new FerryError('INVALID_ARGUMENT', `invalid URL ${url}`, { cause: err }));
+      return;
+    }
     const isHttps = u.protocol === 'https:';
     const mod = isHttps ? https : http;
     const h: OutgoingHttpHeaders = { ...headers, host: u.host };
     if (opts.body !== undefined) h['content-length'] = Buffer.byteLength(opts.body);
     const req = mod.request(u, {
-      method, headers: h,
+      method,
+      headers: h,
       agent: opts.agent ?? (isHttps ? httpsAgent(opts.ca, !!opts.insecure) : httpAgent),
       ...(opts.signal ? { signal: opts.signal } : {}),
     });
     const timeout = opts.timeoutMs ?? 30_000;
-    req.setTimeout(timeout, () => req.destroy(new FerryError('DEADLINE_EXCEEDED', `${method} ${u.host}${u.pathname}: no answer in ${timeout} ms`)));
+    req.setTimeout(timeout, () =>
+      req.destroy(new FerryError('DEADLINE_EXCEEDED', `${method} ${u.host}${u.pathname}: no answer in ${timeout} ms`)),
+    );
     req.on('response', (res) => {
       req.setTimeout(0);
       resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res, url });
     });
-    req.on('error', (err) => reject(FerryError.is(err) ? err : new FerryError('UNAVAILABLE', `${method} ${u.host}${u.pathname}: ${err.message}`, { cause: err })));
+    req.on('error', (err) =>
+      reject(FerryError.is(err) ? err : new FerryError('UNAVAILABLE', `${method} ${u.host}${u.pathname}: ${err.message}`, { cause: err })),
+    );
     req.end(opts.body);
   });
 }
@@ -116,7 +126,11 @@ export async function jsonRequest<T>(url: string, opts: RequestOptions & { json?
   const res = await request(url, {
     ...opts,
     ...(body !== undefined ? { body } : {}),
-    headers: { accept: 'application/json', ...(opts.json !== undefined ? { 'content-type': 'application/json' } : {}), ...(opts.headers ?? {}) },
+    headers: {
+      accept: 'application/json',
+      ...(opts.json !== undefined ? { 'content-type': 'application/json' } : {}),
+      ...(opts.headers ?? {}),
+    },
   });
   const buf = await readAll(res.body, 16 * 1024 * 1024);
   // the server's `{code, message}` envelope back into its FerryError
@@ -127,9 +141,15 @@ export async function jsonRequest<T>(url: string, opts: RequestOptions & { json?
 }
 
 /** Resolves when a writable drains or closes (listeners removed either way). */
-export function drained(w: NodeJS.WritableStream & { once(ev: string, f: () => void): unknown; off(ev: string, f: () => void): unknown }): Promise<void> {
+export function drained(
+  w: NodeJS.WritableStream & { once(ev: string, f: () => void): unknown; off(ev: string, f: () => void): unknown },
+): Promise<void> {
   return new Promise((resolve) => {
-    const done = (): void => { w.off('drain', done); w.off('close', done); resolve(); };
+    const done = (): void => {
+      w.off('drain', done);
+      w.off('close', done);
+      resolve();
+    };
     w.once('drain', done);
     w.once('close', done);
   });

@@ -2,8 +2,18 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import {
-  blobDigestOfUrl, filterUrl, formatTaskRange, parseRangeHeader, parseTaskRange, pieceCount, pieceDigest, pieceLengthFor,
-  pieceLengthForRange, pieceRange, piecesForRange, taskId,
+  blobDigestOfUrl,
+  filterUrl,
+  formatTaskRange,
+  parseRangeHeader,
+  parseTaskRange,
+  pieceCount,
+  pieceDigest,
+  pieceLengthFor,
+  pieceLengthForRange,
+  pieceRange,
+  piecesForRange,
+  taskId,
 } from './idgen.js';
 import { HashRing } from './hashring.js';
 import { TokenBucket } from './ratelimit.js';
@@ -12,16 +22,26 @@ import { FakeClock } from '../../../test/support/clock.js';
 const MiB = 1024 * 1024;
 
 test('task id: Dragonfly published test vectors', () => {
-  assert.equal(taskId({ url: 'https://example.com', pieceLength: 1024, tag: 'foo', application: 'bar', contentForTaskId: undefined }),
-    createHash('sha256').update('https://example.comfoobar1024STANDARD').digest('hex'));
-  assert.equal(taskId({ url: 'https://example.com', tag: 'foo', application: 'bar' }),
-    '06408fbf247ddaca478f8cb9565fe5591c28efd0994b8fea80a6a87d3203c5ca');
-  assert.equal(taskId({ url: 'https://example.com', pieceLength: 1024 }),
-    '9f7c9aafbc6f30f8f41a96ca77eeae80c5b60964b3034b0ee43ccf7b2f9e52b8');
-  assert.equal(taskId({ url: 'https://example.com?foo=foo&bar=bar', filteredQueryParams: ['foo', 'bar'] }),
-    '457b4328cde278e422c9e243f7bfd1e97f511fec43a80f535cf6b0ef6b086776');
-  assert.equal(taskId({ url: 'https://x', contentForTaskId: 'This is a test file' }),
-    'e2d0fe1585a63ec6009c8016ff8dda8b17719a637405a4e23c0ff81339148249');
+  assert.equal(
+    taskId({ url: 'https://example.com', pieceLength: 1024, tag: 'foo', application: 'bar', contentForTaskId: undefined }),
+    createHash('sha256').update('https://example.comfoobar1024STANDARD').digest('hex'),
+  );
+  assert.equal(
+    taskId({ url: 'https://example.com', tag: 'foo', application: 'bar' }),
+    '06408fbf247ddaca478f8cb9565fe5591c28efd0994b8fea80a6a87d3203c5ca',
+  );
+  assert.equal(
+    taskId({ url: 'https://example.com', pieceLength: 1024 }),
+    '9f7c9aafbc6f30f8f41a96ca77eeae80c5b60964b3034b0ee43ccf7b2f9e52b8',
+  );
+  assert.equal(
+    taskId({ url: 'https://example.com?foo=foo&bar=bar', filteredQueryParams: ['foo', 'bar'] }),
+    '457b4328cde278e422c9e243f7bfd1e97f511fec43a80f535cf6b0ef6b086776',
+  );
+  assert.equal(
+    taskId({ url: 'https://x', contentForTaskId: 'This is a test file' }),
+    'e2d0fe1585a63ec6009c8016ff8dda8b17719a637405a4e23c0ff81339148249',
+  );
   const hex = '1234567890abcdef'.repeat(4);
   assert.equal(taskId({ url: `https://registry.example.com/v2/myorg/myrepo/blobs/sha256:${hex}`, blobDigest: true }), hex);
   // without blob-digest mode the same URL hashes normally
@@ -31,21 +51,27 @@ test('task id: Dragonfly published test vectors', () => {
 test('task id: revision vector (revision concatenates after application)', () => {
   // The published vector with revision v1.0 is sha256("https://example.comfoobarv1.01024STANDARD"); we have no
   // revision input, so check the concatenation rule with our own inputs instead.
-  assert.equal(taskId({ url: 'https://example.com', tag: 'foo', application: 'barv1.0', pieceLength: 1024 }),
-    '5844f27a257287e9b734256bb25603d8005422ced8c0377f15063ec11963b25f');
+  assert.equal(
+    taskId({ url: 'https://example.com', tag: 'foo', application: 'barv1.0', pieceLength: 1024 }),
+    '5844f27a257287e9b734256bb25603d8005422ced8c0377f15063ec11963b25f',
+  );
 });
 
 test('range task ids: the normalized range is hashed after the URL; whole-object ids are unchanged', () => {
-  const url = 'https://r.example/v2/a/blobs/sha256:' + 'ab'.repeat(32);
+  const url = `https://r.example/v2/a/blobs/sha256:${'ab'.repeat(32)}`;
   const sha = (x: string): string => createHash('sha256').update(x).digest('hex');
   // Absent range = Dragonfly's STANDARD id, byte for byte.
   assert.equal(taskId({ url, range: undefined }), taskId({ url }));
-  assert.equal(taskId({ url: 'https://example.com', tag: 'foo', application: 'bar', range: undefined }),
-    '06408fbf247ddaca478f8cb9565fe5591c28efd0994b8fea80a6a87d3203c5ca');
+  assert.equal(
+    taskId({ url: 'https://example.com', tag: 'foo', application: 'bar', range: undefined }),
+    '06408fbf247ddaca478f8cb9565fe5591c28efd0994b8fea80a6a87d3203c5ca',
+  );
   // URL ‖ bytes=<start>-<end> ‖ tag ‖ application ‖ [piece length] ‖ STANDARD
   assert.equal(taskId({ url, range: '0-99' }), sha(`${url}bytes=0-99STANDARD`));
-  assert.equal(taskId({ url: 'https://example.com', tag: 'foo', application: 'bar', pieceLength: 4194304, range: '5-9' }),
-    sha('https://example.combytes=5-9foobar4194304STANDARD'));
+  assert.equal(
+    taskId({ url: 'https://example.com', tag: 'foo', application: 'bar', pieceLength: 4194304, range: '5-9' }),
+    sha('https://example.combytes=5-9foobar4194304STANDARD'),
+  );
   assert.equal(taskId({ url: `${url}?ns=r.example`, range: '0-99' }), taskId({ url, range: '0-99' }), 'filtered like whole-object ids');
   // Every range is its own task, distinct from the whole object.
   const ids = new Set([taskId({ url }), taskId({ url, range: '0-99' }), taskId({ url, range: '0-98' }), taskId({ url, range: '1-99' })]);
@@ -56,11 +82,15 @@ test('range task ids: the normalized range is hashed after the URL; whole-object
   const hex = 'ab'.repeat(32);
   assert.equal(taskId({ url, blobDigest: true }), hex);
   assert.equal(taskId({ url, blobDigest: true, range: '0-99' }), sha(`${hex}bytes=0-99`));
-  assert.equal(taskId({ url: 'https://other.example/v2/b/blobs/sha256:' + hex, blobDigest: true, range: '0-99' }), taskId({ url, blobDigest: true, range: '0-99' }),
-    'the same range of the same layer from two registries is one task');
+  assert.equal(
+    taskId({ url: `https://other.example/v2/b/blobs/sha256:${hex}`, blobDigest: true, range: '0-99' }),
+    taskId({ url, blobDigest: true, range: '0-99' }),
+    'the same range of the same layer from two registries is one task',
+  );
   assert.equal(taskId({ url, contentForTaskId: 'x', range: '3-4' }), sha('xbytes=3-4'));
   // Only normalized ranges are accepted.
-  for (const bad of ['', '5', '5-', '-5', '01-5', '5-3', 'bytes=0-1', '0-1,2-3', ' 0-1']) assert.throws(() => taskId({ url, range: bad }), /invalid task range/, bad);
+  for (const bad of ['', '5', '5-', '-5', '01-5', '5-3', 'bytes=0-1', '0-1,2-3', ' 0-1'])
+    assert.throws(() => taskId({ url, range: bad }), /invalid task range/, bad);
 });
 
 test('task range normalization and range-task piece length', () => {
@@ -140,7 +170,10 @@ test('hash ring: stable owner, fail-over order, minimal movement', () => {
   ring.add('http://d');
   const after = keys.map((k) => ring.get(k));
   const moved = keys.filter((_, i) => before[i] !== after[i]);
-  assert.ok(moved.every((_, i) => after[keys.indexOf(moved[i]!)] === 'http://d'), 'keys only move to the new node');
+  assert.ok(
+    moved.every((_, i) => after[keys.indexOf(moved[i]!)] === 'http://d'),
+    'keys only move to the new node',
+  );
   assert.ok(moved.length < 150);
   assert.equal(new HashRing([]).get('x'), undefined);
 });
@@ -152,7 +185,11 @@ test('token bucket limits throughput', async () => {
   // 2 MiB at 4 MiB/s with a 256 KiB burst: the first take is the burst, each further 256 KiB waits 62.5 ms
   const takes = Promise.all(Array.from({ length: 8 }, () => b.take(256 * 1024)));
   await clock.runUntil(takes);
-  assert.deepEqual(clock.history.map((t) => t.ms), Array(7).fill(63), 'one pause per take after the burst (62.5 ms, rounded up)');
+  assert.deepEqual(
+    clock.history.map((t) => t.ms),
+    Array(7).fill(63),
+    'one pause per take after the burst (62.5 ms, rounded up)',
+  );
   assert.equal(clock.now() - t0, 7 * 63);
   // a bucket that refilled while idle lends its burst at once
   await clock.advance(1000);

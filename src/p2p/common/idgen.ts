@@ -13,12 +13,34 @@ import { FerryError } from '../../core/index.js';
 
 /** Query parameters removed from a URL before hashing it (signatures that change per request, containerd's `ns`). */
 export const DEFAULT_FILTERED_QUERY_PARAMS: readonly string[] = [
-  'X-Amz-Algorithm', 'X-Amz-Credential', 'X-Amz-Date', 'X-Amz-Expires', 'X-Amz-SignedHeaders', 'X-Amz-Signature',
-  'X-Amz-Security-Token', 'X-Amz-User-Agent',
-  'X-Goog-Algorithm', 'X-Goog-Credential', 'X-Goog-Date', 'X-Goog-Expires', 'X-Goog-SignedHeaders', 'X-Goog-Signature',
-  'OSSAccessKeyId', 'Expires', 'Signature', 'SecurityToken',
-  'AccessKeyId', 'X-Obs-Date', 'X-Obs-Security-Token',
-  'q-sign-algorithm', 'q-ak', 'q-sign-time', 'q-key-time', 'q-header-list', 'q-url-param-list', 'q-signature',
+  'X-Amz-Algorithm',
+  'X-Amz-Credential',
+  'X-Amz-Date',
+  'X-Amz-Expires',
+  'X-Amz-SignedHeaders',
+  'X-Amz-Signature',
+  'X-Amz-Security-Token',
+  'X-Amz-User-Agent',
+  'X-Goog-Algorithm',
+  'X-Goog-Credential',
+  'X-Goog-Date',
+  'X-Goog-Expires',
+  'X-Goog-SignedHeaders',
+  'X-Goog-Signature',
+  'OSSAccessKeyId',
+  'Expires',
+  'Signature',
+  'SecurityToken',
+  'AccessKeyId',
+  'X-Obs-Date',
+  'X-Obs-Security-Token',
+  'q-sign-algorithm',
+  'q-ak',
+  'q-sign-time',
+  'q-key-time',
+  'q-header-list',
+  'q-url-param-list',
+  'q-signature',
   'x-cos-security-token',
   'ns',
 ];
@@ -50,7 +72,8 @@ export function formatTaskRange(r: RangeSpec): string {
 /** Parses a range-task range (`start-end`); throws INVALID_ARGUMENT for anything not normalized. */
 export function parseTaskRange(s: string): RangeSpec {
   const m = /^(0|[1-9]\d*)-(0|[1-9]\d*)$/.exec(s);
-  const start = Number(m?.[1]); const end = Number(m?.[2]);
+  const start = Number(m?.[1]);
+  const end = Number(m?.[2]);
   if (!m || !Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start > end) {
     throw new FerryError('INVALID_ARGUMENT', `invalid task range ${JSON.stringify(s)} (want start-end)`);
   }
@@ -60,7 +83,9 @@ export function parseTaskRange(s: string): RangeSpec {
 /** The URL with filtered query keys removed, re-serialised the way a WHATWG URL parser does. */
 export function filterUrl(raw: string, filters: readonly string[] = DEFAULT_FILTERED_QUERY_PARAMS): string {
   let u: URL;
-  try { u = new URL(raw); } catch (err) {
+  try {
+    u = new URL(raw);
+  } catch (err) {
     throw new FerryError('INVALID_ARGUMENT', `invalid URL ${JSON.stringify(raw)}`, { cause: err });
   }
   const drop = new Set(filters);
@@ -99,7 +124,11 @@ export function taskId(input: TaskIdInput): string {
   if (input.blobDigest) {
     const d = blobDigestOfUrl(input.url);
     if (d && !range) return d.slice(d.indexOf(':') + 1);
-    if (d) return createHash('sha256').update(d.slice(d.indexOf(':') + 1)).update(range!).digest('hex');
+    if (d)
+      return createHash('sha256')
+        .update(d.slice(d.indexOf(':') + 1))
+        .update(range!)
+        .digest('hex');
   }
   const h = createHash('sha256');
   h.update(filterUrl(input.url, input.filteredQueryParams ?? DEFAULT_FILTERED_QUERY_PARAMS));
@@ -140,7 +169,8 @@ export function pieceLengthFor(contentLength: number): number {
  * of a 4 MiB piece for a 16 KiB read); longer ranges follow pieceLengthFor.
  */
 export function pieceLengthForRange(rangeLength: number): number {
-  if (!Number.isSafeInteger(rangeLength) || rangeLength <= 0) throw new FerryError('INVALID_ARGUMENT', `invalid range length ${rangeLength}`);
+  if (!Number.isSafeInteger(rangeLength) || rangeLength <= 0)
+    throw new FerryError('INVALID_ARGUMENT', `invalid range length ${rangeLength}`);
   return rangeLength <= MIN_PIECE_LENGTH ? rangeLength : pieceLengthFor(rangeLength);
 }
 
@@ -177,7 +207,8 @@ export function parseRangeHeader(h: string | undefined, contentLength: number): 
   if (!h) return undefined;
   const m = /^bytes=(\d*)-(\d*)$/.exec(h.trim());
   if (!m || (m[1] === '' && m[2] === '')) throw new FerryError('INVALID_ARGUMENT', `unsupported range ${h}`);
-  let start: number; let end: number;
+  let start: number;
+  let end: number;
   if (m[1] === '') {
     const suffix = Number(m[2]);
     start = Math.max(0, contentLength - suffix);

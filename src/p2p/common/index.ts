@@ -4,9 +4,26 @@
  * ring, rate limiting, the small HTTP client, configuration snippets.
  */
 export {
-  taskId, filterUrl, pieceLengthFor, pieceLengthForRange, formatTaskRange, parseTaskRange, pieceCount, pieceRange, piecesForRange, pieceDigest, parseRangeHeader, hostId, peerId,
-  blobDigestOfUrl, DEFAULT_FILTERED_QUERY_PARAMS, MIN_PIECE_LENGTH, MAX_PIECE_LENGTH, MAX_PIECE_COUNT,
-  type TaskIdInput, type RangeSpec,
+  taskId,
+  filterUrl,
+  pieceLengthFor,
+  pieceLengthForRange,
+  formatTaskRange,
+  parseTaskRange,
+  pieceCount,
+  pieceRange,
+  piecesForRange,
+  pieceDigest,
+  parseRangeHeader,
+  hostId,
+  peerId,
+  blobDigestOfUrl,
+  DEFAULT_FILTERED_QUERY_PARAMS,
+  MIN_PIECE_LENGTH,
+  MAX_PIECE_LENGTH,
+  MAX_PIECE_COUNT,
+  type TaskIdInput,
+  type RangeSpec,
 } from './idgen.js';
 export * from './protocol.js';
 export { HashRing } from './hashring.js';
@@ -14,8 +31,15 @@ export { TokenBucket } from './ratelimit.js';
 export { request, readAll, jsonRequest, drained, type RequestOptions, type Response } from './http.js';
 export { hostsToml, httpProxyDropIn } from './snippets.js';
 export {
-  ClusterAuth, isLoopbackHost, loadClusterSecret, readAuthenticated, CLUSTER_AUTH_SCHEME, CLUSTER_AUTH_WINDOW_MS, CLUSTER_SECRET_HINT,
-  MIN_CLUSTER_SECRET_LENGTH, type ClusterAuthCheck,
+  ClusterAuth,
+  isLoopbackHost,
+  loadClusterSecret,
+  readAuthenticated,
+  CLUSTER_AUTH_SCHEME,
+  CLUSTER_AUTH_WINDOW_MS,
+  CLUSTER_SECRET_HINT,
+  MIN_CLUSTER_SECRET_LENGTH,
+  type ClusterAuthCheck,
 } from './cluster-auth.js';
 export { LogThrottle } from './logthrottle.js';
 export { redactUrl, redactHeaders, REDACTED } from './redact.js';

@@ -9,11 +9,18 @@ export class LogThrottle {
   private windowStart = 0;
   private spent = 0;
 
-  constructor(private readonly intervalMs = 60_000, private readonly budget = 20, private readonly maxKeys = 1024) {}
+  constructor(
+    private readonly intervalMs = 60_000,
+    private readonly budget = 20,
+    private readonly maxKeys = 1024,
+  ) {}
 
   /** True when a line for `key` may be logged loudly now (and records it). */
   allow(key: string, now = Date.now()): boolean {
-    if (now - this.windowStart >= this.intervalMs) { this.windowStart = now; this.spent = 0; }
+    if (now - this.windowStart >= this.intervalMs) {
+      this.windowStart = now;
+      this.spent = 0;
+    }
     if (this.spent >= this.budget) return false;
     const t = this.last.get(key);
     if (t !== undefined && now - t < this.intervalMs) return false;

@@ -146,32 +146,66 @@ export const H = {
 
 // ---- schemas of the scheduler RPC bodies: the shapes its handlers rely on ----
 
-const isHttpUrl = (s: string): boolean => { try { return /^https?:$/.test(new URL(s).protocol); } catch { return false; } };
+const isHttpUrl = (s: string): boolean => {
+  try {
+    return /^https?:$/.test(new URL(s).protocol);
+  } catch {
+    return false;
+  }
+};
 const httpUrl = z.string().refine(isHttpUrl, 'an http(s) URL');
 
 /** `PUT /api/v1/hosts/{id}` (HostInfo). */
-export const hostInfoSchema = z.object({
-  id: z.string().min(1), ip: z.string().min(1), hostname: z.string(), type: z.enum(['normal', 'super']), uploadUrl: httpUrl,
-}).passthrough();
+export const hostInfoSchema = z
+  .object({
+    id: z.string().min(1),
+    ip: z.string().min(1),
+    hostname: z.string(),
+    type: z.enum(['normal', 'super']),
+    uploadUrl: httpUrl,
+  })
+  .passthrough();
 
 /** `POST /api/v1/peers` (RegisterRequest). */
-export const registerRequestSchema = z.object({
-  peerId: z.string().min(1), hostId: z.string().min(1), taskId: z.string().regex(/^[a-f0-9]{64}$/),
-  download: z.object({
-    url: httpUrl, contentLength: z.number().int().min(0), actualPieceLength: z.number().int().min(0),
-    headers: z.record(z.string(), z.string()).optional(),
-  }).passthrough(),
-}).passthrough();
+export const registerRequestSchema = z
+  .object({
+    peerId: z.string().min(1),
+    hostId: z.string().min(1),
+    taskId: z.string().regex(/^[a-f0-9]{64}$/),
+    download: z
+      .object({
+        url: httpUrl,
+        contentLength: z.number().int().min(0),
+        actualPieceLength: z.number().int().min(0),
+        headers: z.record(z.string(), z.string()).optional(),
+      })
+      .passthrough(),
+  })
+  .passthrough();
 
-const pieceSchema = z.object({
-  number: z.number().int().min(0), length: z.number().min(0), digest: z.string(), costMs: z.number(),
-}).passthrough();
+const pieceSchema = z
+  .object({
+    number: z.number().int().min(0),
+    length: z.number().min(0),
+    digest: z.string(),
+    costMs: z.number(),
+  })
+  .passthrough();
 
 /** `POST /api/v1/peers/{id}/events` (`{events: PeerEvent[]}`). */
 export const peerEventsSchema = z.object({
-  events: z.array(z.object({ kind: z.string(), piece: pieceSchema.optional(), parentId: z.string().optional() }).passthrough()
-    .refine((e) => !['pieceFinished', 'pieceBackToSourceFinished'].includes(e.kind) || e.piece !== undefined, 'piece events need `piece`')
-    .refine((e) => e.kind !== 'pieceFailed' || e.parentId !== undefined, 'pieceFailed needs `parentId`')).max(100_000),
+  events: z
+    .array(
+      z
+        .object({ kind: z.string(), piece: pieceSchema.optional(), parentId: z.string().optional() })
+        .passthrough()
+        .refine(
+          (e) => !['pieceFinished', 'pieceBackToSourceFinished'].includes(e.kind) || e.piece !== undefined,
+          'piece events need `piece`',
+        )
+        .refine((e) => e.kind !== 'pieceFailed' || e.parentId !== undefined, 'pieceFailed needs `parentId`'),
+    )
+    .max(100_000),
 });
 
 /** `POST /api/v1/peers/{id}/reschedule` (RescheduleRequest). */

@@ -11,7 +11,11 @@ export class TokenBucket {
   private queue: Promise<void> = Promise.resolve();
 
   /** `rate` bytes per second; `burst` bytes (default: rate / 10, at least 256 KiB); `clock` for tests. */
-  constructor(readonly rate: number, private readonly burst = Math.max(256 * 1024, rate / 10), private readonly clock: Clock = systemClock) {
+  constructor(
+    readonly rate: number,
+    private readonly burst = Math.max(256 * 1024, rate / 10),
+    private readonly clock: Clock = systemClock,
+  ) {
     this.tokens = this.burst;
     this.last = clock.now();
   }

@@ -11,11 +11,21 @@ const SECRET_PARAM = /sig|signature|token|credential|secret|passw|auth|key/i;
 /** The URL with its password and secret-looking query values replaced (unparsable → as is). */
 export function redactUrl(raw: string): string {
   let u: URL;
-  try { u = new URL(raw); } catch { return raw; }
+  try {
+    u = new URL(raw);
+  } catch {
+    return raw;
+  }
   let changed = false;
-  if (u.password) { u.password = 'redacted'; changed = true; }
+  if (u.password) {
+    u.password = 'redacted';
+    changed = true;
+  }
   for (const k of [...u.searchParams.keys()]) {
-    if (SECRET_PARAM.test(k)) { u.searchParams.set(k, 'redacted'); changed = true; }
+    if (SECRET_PARAM.test(k)) {
+      u.searchParams.set(k, 'redacted');
+      changed = true;
+    }
   }
   return changed ? u.toString() : raw;
 }

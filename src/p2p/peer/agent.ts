@@ -12,7 +12,13 @@
  */
 import { FerryError } from '../../core/index.js';
 import {
-  formatTaskRange, parseRangeHeader, parseTaskRange, pieceLengthFor, pieceLengthForRange, piecesForRange, taskId,
+  formatTaskRange,
+  parseRangeHeader,
+  parseTaskRange,
+  pieceLengthFor,
+  pieceLengthForRange,
+  piecesForRange,
+  taskId,
   type RangeSpec,
 } from '../common/index.js';
 import type { TaskIdOptions } from '../common/index.js';
@@ -23,9 +29,7 @@ import type { TaskEntry } from './store.js';
 type OkStat = Extract<StatResult, { ok: true }>;
 type Denied = { kind: 'denied'; stat: Extract<StatResult, { ok: false }> };
 
-export type Prepared =
-  | { kind: 'task'; entry: TaskEntry; cached: boolean }
-  | Denied;
+export type Prepared = { kind: 'task'; entry: TaskEntry; cached: boolean } | Denied;
 
 /**
  * How to serve a Range request: from `entry` (the whole-object task, or a range task), with
@@ -55,8 +59,12 @@ export class Agent {
    * The task for (url, options) — with `o.range`, that range's task. `opts.stat` is an origin
    * answer the caller already has for this request (then no second HEAD is sent).
    */
-  async prepare(url: string, headers: Record<string, string>, o: TaskIdOptions,
-    opts: { verifyAccess: boolean; signal?: AbortSignal | undefined; stat?: OkStat | undefined }): Promise<Prepared> {
+  async prepare(
+    url: string,
+    headers: Record<string, string>,
+    o: TaskIdOptions,
+    opts: { verifyAccess: boolean; signal?: AbortSignal | undefined; stat?: OkStat | undefined },
+  ): Promise<Prepared> {
     const idOptions = this.resolved(o);
     const tid = taskId({ url, ...idOptions });
     const span = idOptions.range === undefined ? undefined : parseTaskRange(idOptions.range);
@@ -78,15 +86,22 @@ export class Agent {
         }
         const contentLength = span ? span.end - span.start + 1 : s.contentLength;
         const pieceLength = idOptions.pieceLength ?? (span ? pieceLengthForRange(contentLength) : pieceLengthFor(contentLength));
-        p = this.deps.store.create({
-          taskId: tid, url, idOptions, contentLength, pieceLength, responseHeaders: s.headers,
-          range: span ? { ...span, total: s.contentLength } : undefined,
-        }).finally(() => this.creating.delete(tid));
+        p = this.deps.store
+          .create({
+            taskId: tid,
+            url,
+            idOptions,
+            contentLength,
+            pieceLength,
+            responseHeaders: s.headers,
+            range: span ? { ...span, total: s.contentLength } : undefined,
+          })
+          .finally(() => this.creating.delete(tid));
         this.creating.set(tid, p);
       }
       entry = await p;
       this.deps.metrics.diskUsage.set(this.deps.store.usage());
-    } else if (stat && stat.ok && stat.contentLength !== (entry.meta.range?.total ?? entry.meta.contentLength) && !entry.downloading) {
+    } else if (stat?.ok && stat.contentLength !== (entry.meta.range?.total ?? entry.meta.contentLength) && !entry.downloading) {
       // The object changed upstream: start over.
       await this.deps.store.delete(tid);
       return this.prepare(url, headers, o, { ...opts, stat });
@@ -99,13 +114,22 @@ export class Agent {
    * it holds every piece the range overlaps (or the range is the whole object); otherwise from the
    * range task of the normalized range. The access check runs per request as for whole objects.
    */
-  async prepareRange(url: string, headers: Record<string, string>, o: TaskIdOptions, header: string,
-    opts: { verifyAccess: boolean; signal?: AbortSignal | undefined; directBelow: number }): Promise<PreparedRange> {
+  async prepareRange(
+    url: string,
+    headers: Record<string, string>,
+    o: TaskIdOptions,
+    header: string,
+    opts: { verifyAccess: boolean; signal?: AbortSignal | undefined; directBelow: number },
+  ): Promise<PreparedRange> {
     const whole: TaskIdOptions = { ...o, range: undefined };
     const local = this.deps.store.get(this.taskIdFor(url, whole));
     if (local && local.meta.contentLength > 0) {
       let r: RangeSpec | undefined;
-      try { r = parseRangeHeader(header, local.meta.contentLength); } catch { r = undefined; }
+      try {
+        r = parseRangeHeader(header, local.meta.contentLength);
+      } catch {
+        r = undefined;
+      }
       if (r && piecesForRange(r.start, r.end, local.meta.pieceLength).every((n) => local.has(n))) {
         const p = await this.prepare(url, headers, whole, opts);
         if (p.kind === 'denied') return p;
@@ -124,11 +148,19 @@ export class Agent {
     const stat = await statOrigin(url, headers, this.deps.origin, opts.signal);
     if (!stat.ok) return { kind: 'denied', stat };
     let r: RangeSpec | undefined;
-    try { r = parseRangeHeader(header, stat.contentLength); } catch { r = undefined; }
+    try {
+      r = parseRangeHeader(header, stat.contentLength);
+    } catch {
+      r = undefined;
+    }
     if (!r) return { kind: 'unsatisfiable', total: stat.contentLength };
     // The whole object asked for as a range is the whole-object task.
     const asRange = r.start === 0 && r.end === stat.contentLength - 1 ? undefined : formatTaskRange(r);
-    if (opts.directBelow > 0 && r.end - r.start + 1 <= opts.directBelow && !this.deps.store.get(this.taskIdFor(url, { ...whole, range: asRange }))?.complete) {
+    if (
+      opts.directBelow > 0 &&
+      r.end - r.start + 1 <= opts.directBelow &&
+      !this.deps.store.get(this.taskIdFor(url, { ...whole, range: asRange }))?.complete
+    ) {
       // Small ranges not held here go straight to the origin (Dragonfly's small-object bypass);
       // decided before a task exists, so no empty task is left behind.
       return { kind: 'direct', range: r, stat };
@@ -143,7 +175,10 @@ export class Agent {
     if (entry.complete) return Promise.resolve();
     const p = ensureDownload(this.deps, entry, { url, headers }, pieces);
     // A failed attempt leaves no half task behind: the next request starts afresh.
-    p.catch(() => { if (!entry.complete && !entry.downloading && this.deps.store.get(entry.id) === entry) void this.deps.store.delete(entry.id).catch(() => undefined); });
+    p.catch(() => {
+      if (!entry.complete && !entry.downloading && this.deps.store.get(entry.id) === entry)
+        void this.deps.store.delete(entry.id).catch(() => undefined);
+    });
     return p;
   }
 
@@ -159,7 +194,17 @@ export class Agent {
   /** For seed triggers and preheat: fetch the task fully (no client access check beyond the origin stat). */
   async obtain(url: string, headers: Record<string, string>, o: TaskIdOptions): Promise<{ entry: TaskEntry; download: Promise<void> }> {
     const p = await this.prepare(url, headers, o, { verifyAccess: false });
-    if (p.kind === 'denied') throw new FerryError(p.stat.status === 401 ? 'UNAUTHENTICATED' : p.stat.status === 403 ? 'PERMISSION_DENIED' : p.stat.status === 404 ? 'NOT_FOUND' : 'UNAVAILABLE', `origin answered ${p.stat.status} for ${url}`);
+    if (p.kind === 'denied')
+      throw new FerryError(
+        p.stat.status === 401
+          ? 'UNAUTHENTICATED'
+          : p.stat.status === 403
+            ? 'PERMISSION_DENIED'
+            : p.stat.status === 404
+              ? 'NOT_FOUND'
+              : 'UNAVAILABLE',
+        `origin answered ${p.stat.status} for ${url}`,
+      );
     const download = this.download(p.entry, url, headers);
     download.catch(() => undefined);
     return { entry: p.entry, download };

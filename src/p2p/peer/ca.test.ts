@@ -15,11 +15,18 @@ test('CA key: generated 0600 and reused; a key file group/others can access is r
     assert.equal(loadOrCreateCa({ dataDir: dir }).generated, false, 'reused');
     for (const mode of [0o644, 0o640, 0o604, 0o620, 0o660]) {
       chmodSync(made.keyPath, mode);
-      assert.throws(() => loadOrCreateCa({ dataDir: dir }), (err: Error) => {
-        assert.match(err.message, new RegExp(`CA key ${made.keyPath.replace(/[.]/g, '\\.')} is accessible to group/others \\(mode 0${mode.toString(8)}\\)`));
-        assert.match(err.message, new RegExp(`chmod 600 ${made.keyPath.replace(/[.]/g, '\\.')}$`));
-        return true;
-      }, mode.toString(8));
+      assert.throws(
+        () => loadOrCreateCa({ dataDir: dir }),
+        (err: Error) => {
+          assert.match(
+            err.message,
+            new RegExp(`CA key ${made.keyPath.replace(/[.]/g, '\\.')} is accessible to group/others \\(mode 0${mode.toString(8)}\\)`),
+          );
+          assert.match(err.message, new RegExp(`chmod 600 ${made.keyPath.replace(/[.]/g, '\\.')}$`));
+          return true;
+        },
+        mode.toString(8),
+      );
     }
     chmodSync(made.keyPath, 0o400);
     assert.equal(loadOrCreateCa({ dataDir: dir }).generated, false, '0400 is fine');
@@ -35,7 +42,11 @@ test('CA key: generated 0600 and reused; a key file group/others can access is r
     assert.equal(loadOrCreateCa({ certPath: cert, keyPath: key, dataDir: dir }).keyPath, key);
     // The peer refuses to start with it (before it listens).
     chmodSync(made.keyPath, 0o644);
-    await assert.rejects(startPeer({ dataDir: dir, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0', config: { proxy: { hijackHosts: ['^x:443$'] } } }),
-      /CA key .*ca\.key is accessible to group\/others.*chmod 600/);
-  } finally { rmSync(dir, { recursive: true, force: true }); }
+    await assert.rejects(
+      startPeer({ dataDir: dir, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0', config: { proxy: { hijackHosts: ['^x:443$'] } } }),
+      /CA key .*ca\.key is accessible to group\/others.*chmod 600/,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

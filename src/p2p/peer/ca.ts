@@ -15,15 +15,25 @@ import { createSecureContext, type SecureContext } from 'node:tls';
 import forge from 'node-forge';
 import { FerryError } from '../../core/index.js';
 
-export interface CaFiles { certPem: string; keyPem: string; certPath: string; keyPath: string; generated: boolean }
+export interface CaFiles {
+  certPem: string;
+  keyPem: string;
+  certPath: string;
+  keyPath: string;
+  generated: boolean;
+}
 
 function rsaPair(): { pub: string; priv: string } {
   const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  return { pub: publicKey.export({ type: 'spki', format: 'pem' }).toString(), priv: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() };
+  return {
+    pub: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+    priv: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+  };
 }
 
 function serial(): string {
-  const b = randomBytes(12); b[0] = b[0]! & 0x7f; // positive
+  const b = randomBytes(12);
+  b[0] = b[0]! & 0x7f; // positive
   return b.toString('hex');
 }
 
@@ -35,7 +45,10 @@ export function createCa(commonName = 'Ferry P2P proxy CA'): { certPem: string; 
   cert.serialNumber = serial();
   cert.validity.notBefore = new Date(Date.now() - 86_400_000);
   cert.validity.notAfter = new Date(Date.now() + 10 * 365 * 86_400_000);
-  const attrs = [{ name: 'commonName', value: commonName }, { name: 'organizationName', value: 'Ferry' }];
+  const attrs = [
+    { name: 'commonName', value: commonName },
+    { name: 'organizationName', value: 'Ferry' },
+  ];
   cert.setSubject(attrs);
   cert.setIssuer(attrs);
   cert.setExtensions([
@@ -51,8 +64,11 @@ export function createCa(commonName = 'Ferry P2P proxy CA'): { certPem: string; 
 function checkKeyMode(keyPath: string): void {
   const mode = statSync(keyPath).mode & 0o777;
   if (mode & 0o077) {
-    throw new FerryError('FAILED_PRECONDITION', `CA key ${keyPath} is accessible to group/others (mode 0${mode.toString(8)}); `
-      + `anyone who can read it can impersonate every intercepted registry: chmod 600 ${keyPath}`);
+    throw new FerryError(
+      'FAILED_PRECONDITION',
+      `CA key ${keyPath} is accessible to group/others (mode 0${mode.toString(8)}); ` +
+        `anyone who can read it can impersonate every intercepted registry: chmod 600 ${keyPath}`,
+    );
   }
 }
 
@@ -62,8 +78,16 @@ export function loadOrCreateCa(opts: { certPath?: string | undefined; keyPath?: 
     if (!opts.certPath || !opts.keyPath) throw new FerryError('INVALID_ARGUMENT', '--ca-cert and --ca-key must be given together');
     let files: CaFiles;
     try {
-      files = { certPem: readFileSync(opts.certPath, 'utf8'), keyPem: readFileSync(opts.keyPath, 'utf8'), certPath: opts.certPath, keyPath: opts.keyPath, generated: false };
-    } catch (err) { throw new FerryError('INVALID_ARGUMENT', `cannot read CA: ${(err as Error).message}`, { cause: err }); }
+      files = {
+        certPem: readFileSync(opts.certPath, 'utf8'),
+        keyPem: readFileSync(opts.keyPath, 'utf8'),
+        certPath: opts.certPath,
+        keyPath: opts.keyPath,
+        generated: false,
+      };
+    } catch (err) {
+      throw new FerryError('INVALID_ARGUMENT', `cannot read CA: ${(err as Error).message}`, { cause: err });
+    }
     checkKeyMode(opts.keyPath);
     return files;
   }
@@ -93,11 +117,15 @@ export class LeafMinter {
       this.caCert = forge.pki.certificateFromPem(caCertPem);
       this.caKey = forge.pki.privateKeyFromPem(caKeyPem) as forge.pki.rsa.PrivateKey;
     } catch (err) {
-      throw new FerryError('INVALID_ARGUMENT', `CA certificate/key unreadable (RSA PEM expected): ${(err as Error).message}`, { cause: err });
+      throw new FerryError('INVALID_ARGUMENT', `CA certificate/key unreadable (RSA PEM expected): ${(err as Error).message}`, {
+        cause: err,
+      });
     }
   }
 
-  get keyPem(): string { return this.leaf.priv; }
+  get keyPem(): string {
+    return this.leaf.priv;
+  }
 
   certFor(host: string): string {
     const hit = this.cache.get(host);
@@ -119,7 +147,10 @@ export class LeafMinter {
     ]);
     cert.sign(this.caKey, forge.md.sha256.create());
     const certPem = forge.pki.certificateToPem(cert);
-    this.cache.set(host, { certPem, ctx: createSecureContext({ cert: certPem + forge.pki.certificateToPem(this.caCert), key: this.leaf.priv }) });
+    this.cache.set(host, {
+      certPem,
+      ctx: createSecureContext({ cert: certPem + forge.pki.certificateToPem(this.caCert), key: this.leaf.priv }),
+    });
     return certPem;
   }
 

@@ -70,7 +70,11 @@ export function ensureDownload(deps: DownloadDeps, entry: TaskEntry, req: Downlo
       entry.stopped();
       return undefined;
     },
-    (err: unknown) => { entry.downloading = undefined; entry.stopped(); throw err; },
+    (err: unknown) => {
+      entry.downloading = undefined;
+      entry.stopped();
+      throw err;
+    },
   );
   entry.downloading = p;
   p.catch(() => undefined);
@@ -83,7 +87,11 @@ class TaskDownload {
   private scheduler: string | undefined;
   private readonly c: PeerConfig['download'];
 
-  constructor(private readonly d: DownloadDeps, private readonly t: TaskEntry, private readonly req: DownloadRequest) {
+  constructor(
+    private readonly d: DownloadDeps,
+    private readonly t: TaskEntry,
+    private readonly req: DownloadRequest,
+  ) {
     this.peerId = `${d.host.ip}-${d.host.hostname}-${randomUUID()}${d.host.type === 'super' ? '-seed' : ''}`;
     this.log = d.log.child({ taskId: t.id, peerId: this.peerId });
     this.c = d.config.download;
@@ -139,14 +147,23 @@ class TaskDownload {
     }
     let resp: ScheduleResponse;
     try {
-      const r = await this.d.scheduler.register({
-        peerId: this.peerId, hostId: this.d.host.id, taskId: this.t.id,
-        download: {
-          url: this.t.meta.url, ...this.t.meta.idOptions, headers: this.req.headers, contentLength: size,
-          actualPieceLength: this.t.meta.pieceLength, needBackToSource: this.d.host.type === 'super',
-          concurrentPieceCount: this.c.concurrentPieceCount,
+      const r = await this.d.scheduler.register(
+        {
+          peerId: this.peerId,
+          hostId: this.d.host.id,
+          taskId: this.t.id,
+          download: {
+            url: this.t.meta.url,
+            ...this.t.meta.idOptions,
+            headers: this.req.headers,
+            contentLength: size,
+            actualPieceLength: this.t.meta.pieceLength,
+            needBackToSource: this.d.host.type === 'super',
+            concurrentPieceCount: this.c.concurrentPieceCount,
+          },
         },
-      }, this.d.signal);
+        this.d.signal,
+      );
       this.scheduler = r.scheduler;
       resp = r.response;
     } catch (err) {
@@ -196,7 +213,9 @@ class TaskDownload {
     } catch (err) {
       // e.g. the whole task was evicted meanwhile: the usual sources supply the rest
       this.log.debug({ err: (err as Error).message }, 'copy from the local whole-object task failed');
-    } finally { whole.refs--; }
+    } finally {
+      whole.refs--;
+    }
   }
 
   private async backToSource(why: string): Promise<void> {
@@ -223,7 +242,15 @@ class TaskDownload {
         const base = this.t.meta.range?.start ?? 0;
         let buf: Buffer;
         try {
-          buf = await fetchOriginRange(this.req.url, this.req.headers, base + r.offset, r.length, this.d.origin, [this.d.sourceBucket, this.d.downloadBucket], this.d.signal);
+          buf = await fetchOriginRange(
+            this.req.url,
+            this.req.headers,
+            base + r.offset,
+            r.length,
+            this.d.origin,
+            [this.d.sourceBucket, this.d.downloadBucket],
+            this.d.signal,
+          );
         } catch (err) {
           this.d.metrics.pieceFailures.inc({ reason: 'source' });
           this.report([{ kind: 'pieceBackToSourceFailed', pieceNumber: n }]);
@@ -274,7 +301,10 @@ class TaskDownload {
       const pump = (): void => {
         if (settled) return;
         const missing = this.missing();
-        if (missing.length === 0) return done();
+        if (missing.length === 0) {
+          done();
+          return;
+        }
         for (const n of missing) {
           if (inflight.size >= this.c.concurrentPieceCount) break;
           if (inflight.has(n)) continue;
@@ -284,26 +314,39 @@ class TaskDownload {
           const w = cands.map((pid) => 1 / (1 + (perParent.get(pid) ?? 0)));
           let x = Math.random() * w.reduce((a, b) => a + b, 0);
           let pick = cands[cands.length - 1]!;
-          for (let k = 0; k < cands.length; k++) { x -= w[k]!; if (x <= 0) { pick = cands[k]!; break; } }
+          for (let k = 0; k < cands.length; k++) {
+            x -= w[k]!;
+            if (x <= 0) {
+              pick = cands[k]!;
+              break;
+            }
+          }
           inflight.set(n, pick);
           perParent.set(pick, (perParent.get(pick) ?? 0) + 1);
-          this.fetchPiece(live.get(pick)!, n, avail.get(pick)!.get(n)!, ac.signal).then(
-            () => { lastProgress = Date.now(); },
-            (err: unknown) => {
-              if (ac.signal.aborted) return;
-              const e = asFerryError(err);
-              block(pick, n, e.message, e.code === 'DATA_LOSS' ? 'crc' : 'network');
-            },
-          ).finally(() => {
-            inflight.delete(n);
-            perParent.set(pick, (perParent.get(pick) ?? 1) - 1);
-            pump();
-          });
+          this.fetchPiece(live.get(pick)!, n, avail.get(pick)!.get(n)!, ac.signal)
+            .then(
+              () => {
+                lastProgress = Date.now();
+              },
+              (err: unknown) => {
+                if (ac.signal.aborted) return;
+                const e = asFerryError(err);
+                block(pick, n, e.message, e.code === 'DATA_LOSS' ? 'crc' : 'network');
+              },
+            )
+            .finally(() => {
+              inflight.delete(n);
+              perParent.set(pick, (perParent.get(pick) ?? 1) - 1);
+              pump();
+            });
         }
         // Nothing in flight and no live parent can supply what is missing: end the round.
         if (inflight.size === 0) {
           const anyHope = [...live.keys()].some((pid) => !finished.has(pid) || missing.some((n) => avail.get(pid)?.has(n)));
-          if (!anyHope) return done();
+          if (!anyHope) {
+            done();
+            return;
+          }
         }
       };
       const timer = setInterval(() => {
@@ -319,13 +362,16 @@ class TaskDownload {
             try {
               const r = await jsonRequest<PieceListResponse>(
                 `${p.uploadUrl}/api/v1/tasks/${this.t.id}/pieces?url=${qUrl}&have=${have}&wait=2000`,
-                { timeoutMs: 10_000, signal: ac.signal, headers: { 'x-ferry-peer-id': this.peerId }, auth: this.d.auth });
+                { timeoutMs: 10_000, signal: ac.signal, headers: { 'x-ferry-peer-id': this.peerId }, auth: this.d.auth },
+              );
               const m = avail.get(p.peerId) ?? new Map<number, string>();
               for (const pc of r.pieces) m.set(pc.number, pc.digest);
               avail.set(p.peerId, m);
               have = r.pieces.length;
               if (r.done || r.failed) finished.add(p.peerId);
-              if (r.failed && !r.pieces.some((pc) => !this.t.has(pc.number))) { block(p.peerId, undefined, 'parent has no more pieces', 'network'); }
+              if (r.failed && !r.pieces.some((pc) => !this.t.has(pc.number))) {
+                block(p.peerId, undefined, 'parent has no more pieces', 'network');
+              }
               pump();
               if (r.done) break;
             } catch (err) {
@@ -344,9 +390,16 @@ class TaskDownload {
   private async fetchPiece(p: ParentRef, n: number, digest: string, signal: AbortSignal): Promise<void> {
     const r = this.t.range(n);
     const t0 = Date.now();
-    const res = await request(`${p.uploadUrl}/api/v1/tasks/${this.t.id}/pieces/${n}?url=${encodeURIComponent(this.t.meta.url)}`,
-      { timeoutMs: this.c.pieceTimeout, signal, headers: { 'x-ferry-peer-id': this.peerId }, auth: this.d.auth });
-    if (res.status !== 200) { res.body.resume(); throw new FerryError('UNAVAILABLE', `parent answered ${res.status} for piece ${n}`); }
+    const res = await request(`${p.uploadUrl}/api/v1/tasks/${this.t.id}/pieces/${n}?url=${encodeURIComponent(this.t.meta.url)}`, {
+      timeoutMs: this.c.pieceTimeout,
+      signal,
+      headers: { 'x-ferry-peer-id': this.peerId },
+      auth: this.d.auth,
+    });
+    if (res.status !== 200) {
+      res.body.resume();
+      throw new FerryError('UNAVAILABLE', `parent answered ${res.status} for piece ${n}`);
+    }
     const buf = Buffer.allocUnsafe(r.length);
     let got = 0;
     for await (const chunk of res.body as AsyncIterable<Buffer>) {
@@ -361,7 +414,9 @@ class TaskDownload {
     if (this.t.has(n)) return;
     await this.t.writePiece(n, buf, actual);
     this.d.metrics.traffic.inc({ type: 'REMOTE_PEER' }, buf.length);
-    this.report([{ kind: 'pieceFinished', piece: { number: n, length: buf.length, digest: actual, parentId: p.peerId, costMs: Date.now() - t0 } }]);
+    this.report([
+      { kind: 'pieceFinished', piece: { number: n, length: buf.length, digest: actual, parentId: p.peerId, costMs: Date.now() - t0 } },
+    ]);
   }
 
   /**
@@ -381,7 +436,10 @@ class TaskDownload {
       if (attempt >= 1) {
         // Not complete any more, so the failed task is dropped rather than served from memory.
         this.t.reset();
-        throw new FerryError('DATA_LOSS', `blob ${want} did not verify: its bytes hash to ${got ?? 'nothing (pieces altered on disk)'}, also after refetching from the origin`);
+        throw new FerryError(
+          'DATA_LOSS',
+          `blob ${want} did not verify: its bytes hash to ${got ?? 'nothing (pieces altered on disk)'}, also after refetching from the origin`,
+        );
       }
       this.log.warn({ want, got }, 'whole-blob digest mismatch, refetching from the origin');
       if (got !== undefined) this.t.reset();
@@ -394,7 +452,9 @@ class TaskDownload {
     const alg = want.slice(0, want.indexOf(':'));
     const h = createHash(alg);
     for (let n = 0; n < this.t.meta.pieceCount; n++) {
-      try { h.update(await this.t.readPiece(n)); } catch (err) {
+      try {
+        h.update(await this.t.readPiece(n));
+      } catch (err) {
         if (FerryError.hasCode(err, 'DATA_LOSS') || FerryError.hasCode(err, 'NOT_FOUND')) return undefined;
         throw err;
       }

@@ -59,16 +59,22 @@ function listen(server: Server, addr: string): Promise<AddressInfo> {
   const { host, port } = split(addr);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => { server.off('error', reject); resolve(server.address() as AddressInfo); });
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
   });
 }
 
 function firstIPv4(): string {
-  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  for (const list of Object.values(networkInterfaces()))
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
   return '127.0.0.1';
 }
 
-function fmtHost(a: string): string { return a.includes(':') ? `[${a}]` : a; }
+function fmtHost(a: string): string {
+  return a.includes(':') ? `[${a}]` : a;
+}
 
 export async function startPeer(opts: StartPeerOptions = {}): Promise<PeerHandle> {
   const input = (opts.config ?? {}) as PeerConfigInput;
@@ -89,12 +95,18 @@ export async function startPeer(opts: StartPeerOptions = {}): Promise<PeerHandle
   const auth = secret === undefined ? undefined : new ClusterAuth(secret);
   const uploadHost = split(config.upload.listen).host;
   if (!auth && !isLoopbackHost(uploadHost)) {
-    throw new FerryError('FAILED_PRECONDITION', `the upload server would listen on ${config.upload.listen}, reachable from other machines, but no cluster secret is configured: `
-      + `give the scheduler and every peer the same secret (${CLUSTER_SECRET_HINT}; e.g. openssl rand -hex 32 > /etc/ferry/cluster-token), `
-      + `or on a single machine listen on loopback: --upload-listen 127.0.0.1:${split(config.upload.listen).port}`);
+    throw new FerryError(
+      'FAILED_PRECONDITION',
+      `the upload server would listen on ${config.upload.listen}, reachable from other machines, but no cluster secret is configured: ` +
+        `give the scheduler and every peer the same secret (${CLUSTER_SECRET_HINT}; e.g. openssl rand -hex 32 > /etc/ferry/cluster-token), ` +
+        `or on a single machine listen on loopback: --upload-listen 127.0.0.1:${split(config.upload.listen).port}`,
+    );
   }
   if (!isLoopbackHost(split(config.proxy.listen).host)) {
-    log.warn({ listen: config.proxy.listen }, 'the proxy listens on a non-loopback address: every host that reaches it may pull through it from the allowed registries');
+    log.warn(
+      { listen: config.proxy.listen },
+      'the proxy listens on a non-loopback address: every host that reaches it may pull through it from the allowed registries',
+    );
   }
   const registry = createMetricsRegistry({ processMetrics: true, prefix: 'ferry_peer_' });
   const metrics = makePeerMetrics(registry);
@@ -107,7 +119,9 @@ export async function startPeer(opts: StartPeerOptions = {}): Promise<PeerHandle
   }
   let upstreamCa: string | undefined;
   if (config.proxy.upstreamCaCerts.length) {
-    try { upstreamCa = config.proxy.upstreamCaCerts.map((f) => readFileSync(f, 'utf8')).join('\n'); } catch (err) {
+    try {
+      upstreamCa = config.proxy.upstreamCaCerts.map((f) => readFileSync(f, 'utf8')).join('\n');
+    } catch (err) {
       throw new FerryError('INVALID_ARGUMENT', `upstream CA: ${(err as Error).message}`, { cause: err });
     }
   }
@@ -119,16 +133,36 @@ export async function startPeer(opts: StartPeerOptions = {}): Promise<PeerHandle
   const ip = config.host.ip ?? (upAddr.address !== '0.0.0.0' && upAddr.address !== '::' ? upAddr.address : firstIPv4());
   const hostname = config.host.hostname ?? osHostname();
   const host: HostInfo = {
-    id: hostId(ip, hostname, config.host.seed), ip, hostname, type: config.host.seed ? 'super' : 'normal',
-    uploadUrl: `http://${fmtHost(ip)}:${upAddr.port}`, idc: config.host.idc, location: config.host.location,
+    id: hostId(ip, hostname, config.host.seed),
+    ip,
+    hostname,
+    type: config.host.seed ? 'super' : 'normal',
+    uploadUrl: `http://${fmtHost(ip)}:${upAddr.port}`,
+    idc: config.host.idc,
+    location: config.host.location,
     maxTxBps: config.host.maxTxBps ?? (config.upload.rateLimit > 0 ? config.upload.rateLimit * 8 : 10e9),
     disableShared: config.host.disableShared,
   };
-  const scheduler = new SchedulerClient(config.scheduler.urls, host, { timeoutMs: config.scheduler.scheduleTimeout, announceInterval: config.scheduler.announceInterval, log, auth });
+  const scheduler = new SchedulerClient(config.scheduler.urls, host, {
+    timeoutMs: config.scheduler.scheduleTimeout,
+    announceInterval: config.scheduler.announceInterval,
+    log,
+    auth,
+  });
   const store = new PieceStore(dataDir, {
-    quota: config.storage.quota, keep: config.storage.keep, taskTTL: config.storage.taskTTL, memoryCache: config.storage.memoryCache, log,
-    onEvict: (id) => { metrics.evictions.inc(); metrics.diskUsage.set(store.usage()); void scheduler.evicted(id); },
-    onCorrupt: () => { metrics.pieceFailures.inc({ reason: 'disk' }); },
+    quota: config.storage.quota,
+    keep: config.storage.keep,
+    taskTTL: config.storage.taskTTL,
+    memoryCache: config.storage.memoryCache,
+    log,
+    onEvict: (id) => {
+      metrics.evictions.inc();
+      metrics.diskUsage.set(store.usage());
+      void scheduler.evicted(id);
+    },
+    onCorrupt: () => {
+      metrics.pieceFailures.inc({ reason: 'disk' });
+    },
   });
   await store.open();
   metrics.diskUsage.set(store.usage());
@@ -136,16 +170,39 @@ export async function startPeer(opts: StartPeerOptions = {}): Promise<PeerHandle
   // every running download listens on it (one per range task: many at once under a lazy loader)
   setMaxListeners(0, aborter.signal);
   const agent = new Agent({
-    config, host, store, scheduler, metrics, origin,
-    downloadBucket: new TokenBucket(config.download.rateLimit), sourceBucket: new TokenBucket(config.download.backToSourceRateLimit),
-    log, signal: aborter.signal, auth,
+    config,
+    host,
+    store,
+    scheduler,
+    metrics,
+    origin,
+    downloadBucket: new TokenBucket(config.download.rateLimit),
+    sourceBucket: new TokenBucket(config.download.backToSourceRateLimit),
+    log,
+    signal: aborter.signal,
+    auth,
   });
-  const upload = uploadRoutes({ store, agent, metrics, bucket: new TokenBucket(config.upload.rateLimit), log, disableShared: config.host.disableShared, auth });
+  const upload = uploadRoutes({
+    store,
+    agent,
+    metrics,
+    bucket: new TokenBucket(config.upload.rateLimit),
+    log,
+    disableShared: config.host.disableShared,
+    auth,
+  });
 
   const local = async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
     const p = (req.url ?? '/').split('?')[0];
-    if (req.method === 'GET' && p === '/metrics') { await metricsHandler(registry, req, res); return true; }
-    if (req.method === 'GET' && (p === '/healthy' || p === '/healthz')) { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('OK'); return true; }
+    if (req.method === 'GET' && p === '/metrics') {
+      await metricsHandler(registry, req, res);
+      return true;
+    }
+    if (req.method === 'GET' && (p === '/healthy' || p === '/healthz')) {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('OK');
+      return true;
+    }
     return false;
   };
   const refusals = new LogThrottle();
@@ -168,18 +225,37 @@ export async function startPeer(opts: StartPeerOptions = {}): Promise<PeerHandle
 
   const proxy = createProxyServer({ config, agent, metrics, origin, minter, log, local });
   let pAddr: AddressInfo;
-  try { pAddr = await listen(proxy, config.proxy.listen); } catch (err) {
+  try {
+    pAddr = await listen(proxy, config.proxy.listen);
+  } catch (err) {
     uploadServer.close();
     throw new FerryError('UNAVAILABLE', `proxy listen ${config.proxy.listen}: ${(err as Error).message}`, { cause: err });
   }
   const proxyHost = pAddr.address === '0.0.0.0' || pAddr.address === '::' ? '127.0.0.1' : fmtHost(pAddr.address);
   scheduler.start();
-  const gc = setInterval(() => { void store.expire().then(() => metrics.diskUsage.set(store.usage())); }, 15 * 60_000);
+  const gc = setInterval(() => {
+    void store.expire().then(() => metrics.diskUsage.set(store.usage()));
+  }, 15 * 60_000);
   gc.unref();
-  log.info({ hostId: host.id, proxy: `${proxyHost}:${pAddr.port}`, upload: host.uploadUrl, schedulers: config.scheduler.urls, seed: config.host.seed }, 'peer started');
+  log.info(
+    {
+      hostId: host.id,
+      proxy: `${proxyHost}:${pAddr.port}`,
+      upload: host.uploadUrl,
+      schedulers: config.scheduler.urls,
+      seed: config.host.seed,
+    },
+    'peer started',
+  );
   return {
-    proxyUrl: `http://${proxyHost}:${pAddr.port}`, uploadUrl: host.uploadUrl, hostId: host.id, metrics: registry, peerMetrics: metrics,
-    store, ca, config,
+    proxyUrl: `http://${proxyHost}:${pAddr.port}`,
+    uploadUrl: host.uploadUrl,
+    hostId: host.id,
+    metrics: registry,
+    peerMetrics: metrics,
+    store,
+    ca,
+    config,
     close: async () => {
       clearInterval(gc);
       aborter.abort();

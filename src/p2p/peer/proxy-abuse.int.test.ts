@@ -24,7 +24,11 @@ import { startPeer, type PeerHandle } from './peer.js';
 const MiB = 1024 * 1024;
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-interface Answer { status: number; body: Buffer; headers: IncomingMessage['headers'] }
+interface Answer {
+  status: number;
+  body: Buffer;
+  headers: IncomingMessage['headers'];
+}
 
 /** A request to the proxy: `path` absolute-URI or origin-form. */
 function viaProxy(proxyUrl: string, path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<Answer> {
@@ -44,7 +48,9 @@ function connect(proxyUrl: string, target: string): Promise<{ status: number; so
   return new Promise((resolve, reject) => {
     const r = http.request({ hostname: pu.hostname, port: pu.port, method: 'CONNECT', path: target, agent: false });
     r.on('connect', (res, socket) => resolve({ status: res.statusCode ?? 0, socket, head: '' }));
-    r.on('response', (res) => { readAll(res).then((b) => resolve({ status: res.statusCode ?? 0, socket: res.socket, head: b.toString() }), reject); });
+    r.on('response', (res) => {
+      readAll(res).then((b) => resolve({ status: res.statusCode ?? 0, socket: res.socket, head: b.toString() }), reject);
+    });
     r.on('error', reject);
     r.end();
   });
@@ -63,15 +69,24 @@ describe('proxy port abuse', () => {
   before(async () => {
     mirror = await startOrigin();
     extra = await startOrigin();
-    forbidden = createServer((_req, res) => { forbiddenHits++; res.end('internal'); });
+    forbidden = createServer((_req, res) => {
+      forbiddenHits++;
+      res.end('internal');
+    });
     await new Promise<void>((r) => forbidden.listen(0, '127.0.0.1', () => r()));
     forbiddenHost = `127.0.0.1:${(forbidden.address() as AddressInfo).port}`;
     dir = mkdtempSync(join(tmpdir(), 'ferry-proxy-abuse-'));
-    peer = await startPeer({ dataDir: dir, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0', config: {
-      proxy: { registryMirror: { url: mirror.url, nsScheme: 'http' }, allowedHosts: [extra.host] }, download: { directBelow: 0 },
-      // no memory cache: every piece read comes from disk (the tampering tests alter the files)
-      storage: { memoryCache: 0 },
-    } });
+    peer = await startPeer({
+      dataDir: dir,
+      proxyListen: '127.0.0.1:0',
+      uploadListen: '127.0.0.1:0',
+      config: {
+        proxy: { registryMirror: { url: mirror.url, nsScheme: 'http' }, allowedHosts: [extra.host] },
+        download: { directBelow: 0 },
+        // no memory cache: every piece read comes from disk (the tampering tests alter the files)
+        storage: { memoryCache: 0 },
+      },
+    });
   });
   after(async () => {
     await peer.close();
@@ -103,13 +118,20 @@ describe('proxy port abuse', () => {
       assert.equal(r.headers['x-dragonfly-error-type'], 'proxy');
     }
     assert.match(refused[0]!.body.toString(), /not a registry this peer serves.*allowedHosts/);
-    for (const t of [forbiddenHost, `localhost:${forbiddenHost.split(':')[1]}`, `127.0.0.1.:${forbiddenHost.split(':')[1]}`, 'metadata.internal:80', `[::1]:${forbiddenHost.split(':')[1]}`, '127.0.0.1:22']) {
+    for (const t of [
+      forbiddenHost,
+      `localhost:${forbiddenHost.split(':')[1]}`,
+      `127.0.0.1.:${forbiddenHost.split(':')[1]}`,
+      'metadata.internal:80',
+      `[::1]:${forbiddenHost.split(':')[1]}`,
+      '127.0.0.1:22',
+    ]) {
       const c = await connect(peer.proxyUrl, t);
       assert.equal(c.status, 403, `CONNECT ${t}`);
       c.socket.destroy();
     }
     assert.equal(forbiddenHits, 0, 'the forbidden host saw no request');
-    assert.ok(await metricValue(peer.metrics, 'ferry_peer_proxy_request_denied_total') >= refused.length + 6);
+    assert.ok((await metricValue(peer.metrics, 'ferry_peer_proxy_request_denied_total')) >= refused.length + 6);
     assert.equal(await metricValue(peer.metrics, 'ferry_peer_download_task_total'), 0, 'no task was created');
   });
 
@@ -132,7 +154,13 @@ describe('proxy port abuse', () => {
     assert.equal(c.status, 200);
     const reply = await new Promise<string>((resolve) => {
       let got = '';
-      c.socket.on('data', (d: Buffer) => { got += d.toString('latin1'); if (got.includes('\r\n\r\n')) { c.socket.destroy(); resolve(got); } });
+      c.socket.on('data', (d: Buffer) => {
+        got += d.toString('latin1');
+        if (got.includes('\r\n\r\n')) {
+          c.socket.destroy();
+          resolve(got);
+        }
+      });
       c.socket.write(`GET /v2/ HTTP/1.1\r\nhost: ${extra.host}\r\nconnection: close\r\n\r\n`);
     });
     assert.match(reply, /^HTTP\/1\.1 200/);
@@ -147,7 +175,9 @@ describe('proxy port abuse', () => {
       readSync(fd, b, 0, 1, at);
       b[0] = b[0]! ^ 0xff;
       writeSync(fd, b, 0, 1, at);
-    } finally { closeSync(fd); }
+    } finally {
+      closeSync(fd);
+    }
   };
 
   test('a piece altered on disk after the task completed is dropped and refetched, never served', async () => {
@@ -165,23 +195,33 @@ describe('proxy port abuse', () => {
     const again = await viaProxy(peer.proxyUrl, path);
     assert.equal(again.status, 200);
     assert.equal(sha(again.body), blob.digest, 'the altered byte never reached the client');
-    assert.ok(await metricValue(peer.metrics, 'ferry_peer_piece_failure_total', { reason: 'disk' }) >= 1);
+    assert.ok((await metricValue(peer.metrics, 'ferry_peer_piece_failure_total', { reason: 'disk' })) >= 1);
     assert.equal(mirror.blobBytes() - before, 4 * MiB, 'exactly the dropped piece came again');
     // A range read of an altered piece, and a child peer's read of one: refetched / refused.
     for (let i = 0; i < 200 && !peer.store.get(tid)?.complete; i++) await new Promise((r) => setTimeout(r, 20));
     tamper(entry.dataPath, 8 * MiB + 7); // piece 2
     const pu = new URL(peer.proxyUrl);
     const ranged = await new Promise<Answer>((resolve, reject) => {
-      http.get({ hostname: pu.hostname, port: pu.port, path, headers: { range: `bytes=${8 * MiB}-${8 * MiB + 99}` }, agent: false }, (res) => {
-        readAll(res).then((body) => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }), reject);
-      }).on('error', reject);
+      http
+        .get(
+          { hostname: pu.hostname, port: pu.port, path, headers: { range: `bytes=${8 * MiB}-${8 * MiB + 99}` }, agent: false },
+          (res) => {
+            readAll(res).then((body) => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }), reject);
+          },
+        )
+        .on('error', reject);
     });
     assert.equal(ranged.status, 206);
     assert.deepEqual(ranged.body, blob.data.subarray(8 * MiB, 8 * MiB + 100));
     for (let i = 0; i < 200 && !peer.store.get(tid)?.complete; i++) await new Promise((r) => setTimeout(r, 20));
     tamper(entry.dataPath, 1); // piece 0
     const child = await new Promise<number>((resolve, reject) => {
-      http.get(`${peer.uploadUrl}/api/v1/tasks/${tid}/pieces/0?url=${encodeURIComponent(blob.url)}`, { agent: false }, (res) => { res.resume(); resolve(res.statusCode ?? 0); }).on('error', reject);
+      http
+        .get(`${peer.uploadUrl}/api/v1/tasks/${tid}/pieces/0?url=${encodeURIComponent(blob.url)}`, { agent: false }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        })
+        .on('error', reject);
     });
     assert.notEqual(child, 200, 'a child peer does not get the altered piece');
     assert.equal(peer.store.get(tid)?.has(0), false, 'and it was dropped');
@@ -203,12 +243,18 @@ describe('proxy port abuse', () => {
     entry.meta.pieces[1] = pieceDigest(p1);
     const bad = await new Promise<{ status: number; got: number; aborted: boolean; length: number }>((resolve, reject) => {
       const pu = new URL(peer.proxyUrl);
-      http.get({ hostname: pu.hostname, port: pu.port, path, agent: false }, (res) => {
-        let got = 0;
-        res.on('data', (c: Buffer) => { got += c.length; });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, got, aborted: false, length: Number(res.headers['content-length']) }));
-        res.on('error', () => resolve({ status: res.statusCode ?? 0, got, aborted: true, length: Number(res.headers['content-length']) }));
-      }).on('error', reject);
+      http
+        .get({ hostname: pu.hostname, port: pu.port, path, agent: false }, (res) => {
+          let got = 0;
+          res.on('data', (c: Buffer) => {
+            got += c.length;
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, got, aborted: false, length: Number(res.headers['content-length']) }));
+          res.on('error', () =>
+            resolve({ status: res.statusCode ?? 0, got, aborted: true, length: Number(res.headers['content-length']) }),
+          );
+        })
+        .on('error', reject);
     });
     assert.equal(bad.status, 200);
     assert.ok(bad.aborted || bad.got < bad.length, `the transfer was cut short (${bad.got} of ${bad.length} bytes)`);
@@ -222,8 +268,21 @@ describe('proxy port abuse', () => {
   test('allow-list entries are validated: a bad entry stops the peer before it listens', async () => {
     const d = mkdtempSync(join(tmpdir(), 'ferry-proxy-allow-'));
     try {
-      await assert.rejects(startPeer({ dataDir: d, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0', config: { proxy: { allowedHosts: ['http://x/'] } } }), /allowedHosts: "http:\/\/x\/" is not host/);
-      await assert.rejects(startPeer({ dataDir: d, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0', config: { proxy: { allowedHosts: ['^(x'] } } }), /invalid regex/);
-    } finally { rmSync(d, { recursive: true, force: true }); }
+      await assert.rejects(
+        startPeer({
+          dataDir: d,
+          proxyListen: '127.0.0.1:0',
+          uploadListen: '127.0.0.1:0',
+          config: { proxy: { allowedHosts: ['http://x/'] } },
+        }),
+        /allowedHosts: "http:\/\/x\/" is not host/,
+      );
+      await assert.rejects(
+        startPeer({ dataDir: d, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0', config: { proxy: { allowedHosts: ['^(x'] } } }),
+        /invalid regex/,
+      );
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
   });
 });

@@ -32,7 +32,17 @@ import { forwardableHeaders, type OriginOptions } from './source.js';
 import type { TaskEntry } from './store.js';
 import { UpstreamPolicy, hostPortOf, normalizeTarget } from './upstreams.js';
 
-const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+const HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
 
 interface ProxyDeps {
   config: PeerConfig;
@@ -57,7 +67,9 @@ export function createProxyServer(d: ProxyDeps): http.Server {
   const noteDenied = (hostPort: string, how: string, req: IncomingMessage): void => {
     d.metrics.proxyDenied.inc({ method: req.method ?? 'GET' });
     (refusals.allow(req.socket.remoteAddress ?? '') ? d.log.warn.bind(d.log) : d.log.debug.bind(d.log))(
-      { upstream: hostPort, how, method: req.method, remote: req.socket.remoteAddress }, 'proxy refused an upstream that is not an allowed registry');
+      { upstream: hostPort, how, method: req.method, remote: req.socket.remoteAddress },
+      'proxy refused an upstream that is not an allowed registry',
+    );
   };
 
   const fail = (res: ServerResponse, err: unknown, type: 'proxy' | 'backend' | 'dfdaemon'): void => {
@@ -84,8 +96,13 @@ export function createProxyServer(d: ProxyDeps): http.Server {
     if (!base) return undefined;
     u.searchParams.delete('ns'); // mirror-only parameter, never leaked upstream
     let b: URL;
-    try { b = new URL(base); } catch { throw new FerryError('INVALID_ARGUMENT', `invalid upstream ${JSON.stringify(base.slice(0, 200))} (${H.registry} or ?ns=)`); }
-    if (b.protocol !== 'http:' && b.protocol !== 'https:') throw new FerryError('INVALID_ARGUMENT', `upstream must be http(s), got ${b.protocol}`);
+    try {
+      b = new URL(base);
+    } catch {
+      throw new FerryError('INVALID_ARGUMENT', `invalid upstream ${JSON.stringify(base.slice(0, 200))} (${H.registry} or ?ns=)`);
+    }
+    if (b.protocol !== 'http:' && b.protocol !== 'https:')
+      throw new FerryError('INVALID_ARGUMENT', `upstream must be http(s), got ${b.protocol}`);
     return `${b.protocol}//${b.host}${b.pathname.replace(/\/+$/, '')}${u.pathname}${u.search}`;
   };
 
@@ -105,10 +122,20 @@ export function createProxyServer(d: ProxyDeps): http.Server {
       url = u.toString();
     }
     let target: URL;
-    try { target = new URL(url); } catch { throw new FerryError('INVALID_ARGUMENT', 'invalid upstream URL'); }
+    try {
+      target = new URL(url);
+    } catch {
+      throw new FerryError('INVALID_ARGUMENT', 'invalid upstream URL');
+    }
     const hp = hostPortOf(target);
     if (!policy.allows(hp)) {
-      const how = (req.socket as Sock).ferryTarget ? 'intercepted' : /^https?:\/\//i.test(req.url ?? '') ? 'absolute URI' : req.headers[H.registry] ? H.registry : 'mirror (?ns=)';
+      const how = (req.socket as Sock).ferryTarget
+        ? 'intercepted'
+        : /^https?:\/\//i.test(req.url ?? '')
+          ? 'absolute URI'
+          : req.headers[H.registry]
+            ? H.registry
+            : 'mirror (?ns=)';
       noteDenied(hp, how, req);
       throw new FerryError('PERMISSION_DENIED', `upstream ${hp} is not a registry this peer serves (${ALLOW_HINT})`);
     }
@@ -118,18 +145,29 @@ export function createProxyServer(d: ProxyDeps): http.Server {
   };
 
   const idOptionsOf = (req: IncomingMessage): TaskIdOptions => {
-    const h = (k: string): string | undefined => { const v = req.headers[k]; return typeof v === 'string' && v ? v : undefined; };
+    const h = (k: string): string | undefined => {
+      const v = req.headers[k];
+      return typeof v === 'string' && v ? v : undefined;
+    };
     const pl = h(H.pieceLength);
     const fq = h(H.filteredQueryParams);
     const bd = h(H.blobDigest);
     let pieceLength: number | undefined;
     if (pl !== undefined) {
       pieceLength = Number(/^\d+$/.test(pl) ? pl : NaN);
-      if (!Number.isSafeInteger(pieceLength) || pieceLength < 4 * 1024 * 1024) throw new FerryError('INVALID_ARGUMENT', `${H.pieceLength} must be an integer ≥ 4 MiB`);
+      if (!Number.isSafeInteger(pieceLength) || pieceLength < 4 * 1024 * 1024)
+        throw new FerryError('INVALID_ARGUMENT', `${H.pieceLength} must be an integer ≥ 4 MiB`);
     }
     return {
-      tag: h(H.tag), application: h(H.application), pieceLength,
-      filteredQueryParams: fq ? fq.split(/[,&]/).map((s) => s.trim()).filter(Boolean) : undefined,
+      tag: h(H.tag),
+      application: h(H.application),
+      pieceLength,
+      filteredQueryParams: fq
+        ? fq
+            .split(/[,&]/)
+            .map((s) => s.trim())
+            .filter(Boolean)
+        : undefined,
       blobDigest: bd === undefined ? undefined : bd.toLowerCase() === 'true',
     };
   };
@@ -163,7 +201,11 @@ export function createProxyServer(d: ProxyDeps): http.Server {
     const rangeHeader = req.headers.range;
     if (rangeHeader === undefined) {
       let prep: Prepared;
-      try { prep = await d.agent.prepare(url, headers, o, { verifyAccess, signal: ac.signal }); } catch (err) { return fail(res, err, 'backend'); }
+      try {
+        prep = await d.agent.prepare(url, headers, o, { verifyAccess, signal: ac.signal });
+      } catch (err) {
+        return fail(res, err, 'backend');
+      }
       if (prep.kind === 'denied') return relayDenied(res, prep.stat);
       d.metrics.proxyViaP2P.inc();
       d.agent.download(prep.entry, url, headers).catch(() => undefined);
@@ -173,8 +215,14 @@ export function createProxyServer(d: ProxyDeps): http.Server {
     // range's own task (content = the range, pieces cut from the range length).
     let prep: PreparedRange;
     try {
-      prep = await d.agent.prepareRange(url, headers, o, rangeHeader, { verifyAccess, signal: ac.signal, directBelow: d.config.download.directBelow });
-    } catch (err) { return fail(res, err, 'backend'); }
+      prep = await d.agent.prepareRange(url, headers, o, rangeHeader, {
+        verifyAccess,
+        signal: ac.signal,
+        directBelow: d.config.download.directBelow,
+      });
+    } catch (err) {
+      return fail(res, err, 'backend');
+    }
     if (prep.kind === 'denied') return relayDenied(res, prep.stat);
     if (prep.kind === 'unsatisfiable') {
       res.writeHead(416, { 'content-range': `bytes */${prep.total}` });
@@ -187,8 +235,11 @@ export function createProxyServer(d: ProxyDeps): http.Server {
       // The whole object in the background (lazy loaders soon read the rest).
       if (entry && entry.meta.range === undefined) d.agent.download(entry, url, headers).catch(() => undefined);
       else {
-        d.agent.prepare(url, headers, o, { verifyAccess: false, stat: prep.stat })
-          .then((w) => { if (w.kind === 'task') d.agent.download(w.entry, url, headers).catch(() => undefined); })
+        d.agent
+          .prepare(url, headers, o, { verifyAccess: false, stat: prep.stat })
+          .then((w) => {
+            if (w.kind === 'task') d.agent.download(w.entry, url, headers).catch(() => undefined);
+          })
           .catch(() => undefined);
       }
     }
@@ -200,26 +251,46 @@ export function createProxyServer(d: ProxyDeps): http.Server {
     await serveEntry(res, prep.entry, prep.range, prep.cached, ac.signal, d.metrics, serveOptions(prep.entry, url, headers));
   };
 
-  const passThrough = (req: IncomingMessage, res: ServerResponse, url: string): Promise<void> => new Promise((resolve) => {
-    const u = new URL(url);
-    const headers: Record<string, string | string[]> = {};
-    for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP.has(k) && k !== 'host' && !k.startsWith('x-dragonfly-')) headers[k] = v;
-    headers.host = u.host;
-    const isHttps = u.protocol === 'https:';
-    const opts: https.RequestOptions = { method: req.method, headers, hostname: u.hostname.replace(/^\[|\]$/g, ''), port: u.port || (isHttps ? 443 : 80), path: `${u.pathname}${u.search}` };
-    if (isHttps) { opts.rejectUnauthorized = !d.origin.insecure; if (d.origin.ca) opts.ca = [d.origin.ca]; }
-    const up = (isHttps ? https : http).request(opts, (ur) => {
-      const out: Record<string, string | string[]> = {};
-      for (const [k, v] of Object.entries(ur.headers)) if (v !== undefined && !HOP.has(k)) out[k] = v;
-      res.writeHead(ur.statusCode ?? 502, out);
-      ur.pipe(res);
-      ur.on('end', () => resolve());
-      ur.on('error', () => { res.destroy(); resolve(); });
+  const passThrough = (req: IncomingMessage, res: ServerResponse, url: string): Promise<void> =>
+    new Promise((resolve) => {
+      const u = new URL(url);
+      const headers: Record<string, string | string[]> = {};
+      for (const [k, v] of Object.entries(req.headers))
+        if (v !== undefined && !HOP.has(k) && k !== 'host' && !k.startsWith('x-dragonfly-')) headers[k] = v;
+      headers.host = u.host;
+      const isHttps = u.protocol === 'https:';
+      const opts: https.RequestOptions = {
+        method: req.method,
+        headers,
+        hostname: u.hostname.replace(/^\[|\]$/g, ''),
+        port: u.port || (isHttps ? 443 : 80),
+        path: `${u.pathname}${u.search}`,
+      };
+      if (isHttps) {
+        opts.rejectUnauthorized = !d.origin.insecure;
+        if (d.origin.ca) opts.ca = [d.origin.ca];
+      }
+      const up = (isHttps ? https : http).request(opts, (ur) => {
+        const out: Record<string, string | string[]> = {};
+        for (const [k, v] of Object.entries(ur.headers)) if (v !== undefined && !HOP.has(k)) out[k] = v;
+        res.writeHead(ur.statusCode ?? 502, out);
+        ur.pipe(res);
+        ur.on('end', () => resolve());
+        ur.on('error', () => {
+          res.destroy();
+          resolve();
+        });
+      });
+      up.on('error', (err) => {
+        fail(res, new FerryError('UNAVAILABLE', `upstream ${u.host}: ${err.message}`), 'backend');
+        resolve();
+      });
+      res.on('close', () => {
+        if (!res.writableFinished) up.destroy();
+        resolve();
+      });
+      req.pipe(up);
     });
-    up.on('error', (err) => { fail(res, new FerryError('UNAVAILABLE', `upstream ${u.host}: ${err.message}`), 'backend'); resolve(); });
-    res.on('close', () => { if (!res.writableFinished) up.destroy(); resolve(); });
-    req.pipe(up);
-  });
 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch((err: unknown) => fail(res, err, 'dfdaemon'));
@@ -233,7 +304,10 @@ export function createProxyServer(d: ProxyDeps): http.Server {
     const target = req.url ?? '';
     const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(target);
     socket.on('error', () => socket.destroy());
-    if (!m) { socket.end('HTTP/1.1 400 Bad Request\r\n\r\n'); return; }
+    if (!m) {
+      socket.end('HTTP/1.1 400 Bad Request\r\n\r\n');
+      return;
+    }
     d.metrics.proxyRequests.inc({ method: 'CONNECT' });
     const host = m[1]!.replace(/^\[|\]$/g, '');
     const port = Number(m[2]);
@@ -241,17 +315,28 @@ export function createProxyServer(d: ProxyDeps): http.Server {
     if (!hp || !policy.allows(hp)) {
       noteDenied(hp ?? target, 'CONNECT', req);
       const body = `CONNECT to ${target} refused: not a registry this peer serves (${ALLOW_HINT})\n`;
-      socket.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${H.errorType}: proxy\r\nconnection: close\r\n\r\n${body}`);
+      socket.end(
+        `HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${H.errorType}: proxy\r\nconnection: close\r\n\r\n${body}`,
+      );
       return;
     }
     if (d.minter && hijack.some((re) => re.test(target))) {
       socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
       if (head.length) socket.unshift(head);
       let ctx: tls.SecureContext;
-      try { ctx = d.minter.contextFor(host); } catch (err) { d.log.warn({ host, err: (err as Error).message }, 'cannot mint certificate'); socket.destroy(); return; }
+      try {
+        ctx = d.minter.contextFor(host);
+      } catch (err) {
+        d.log.warn({ host, err: (err as Error).message }, 'cannot mint certificate');
+        socket.destroy();
+        return;
+      }
       const t = new tls.TLSSocket(socket, { isServer: true, secureContext: ctx, ALPNProtocols: ['http/1.1'] }) as Sock;
       t.ferryTarget = target;
-      t.on('error', (err) => { d.log.debug({ host, err: err.message }, 'intercepted TLS failed'); t.destroy(); });
+      t.on('error', (err) => {
+        d.log.debug({ host, err: err.message }, 'intercepted TLS failed');
+        t.destroy();
+      });
       inner.emit('connection', t);
       return;
     }
@@ -262,7 +347,9 @@ export function createProxyServer(d: ProxyDeps): http.Server {
       up.pipe(socket);
       socket.pipe(up);
     });
-    up.on('error', () => { if (!socket.destroyed) socket.end('HTTP/1.1 502 Bad Gateway\r\n\r\n'); });
+    up.on('error', () => {
+      if (!socket.destroyed) socket.end('HTTP/1.1 502 Bad Gateway\r\n\r\n');
+    });
     socket.on('close', () => up.destroy());
   });
   server.on('close', () => inner.close());
@@ -285,8 +372,15 @@ export interface ServeOptions {
  * it is sent and its last piece is held back until the hash matches the digest in the URL; on a
  * mismatch the transfer is aborted (the client sees a short body, never a complete wrong one).
  */
-export async function serveEntry(res: ServerResponse, entry: TaskEntry, range: RangeSpec | undefined, cached: boolean, signal: AbortSignal, metrics: PeerMetrics,
-  opts: ServeOptions = {}): Promise<void> {
+export async function serveEntry(
+  res: ServerResponse,
+  entry: TaskEntry,
+  range: RangeSpec | undefined,
+  cached: boolean,
+  signal: AbortSignal,
+  metrics: PeerMetrics,
+  opts: ServeOptions = {},
+): Promise<void> {
   const span = entry.meta.range;
   const base = span?.start ?? 0;
   const total = span?.total ?? entry.meta.contentLength;
@@ -296,12 +390,15 @@ export async function serveEntry(res: ServerResponse, entry: TaskEntry, range: R
   // Within the task's own content from here on.
   const start = (range?.start ?? 0) - base;
   const end = (range?.end ?? total - 1) - base;
-  if (start < 0 || end >= Math.max(1, entry.meta.contentLength)) throw new FerryError('INTERNAL', `range ${start}-${end} outside task ${entry.id}`);
+  if (start < 0 || end >= Math.max(1, entry.meta.contentLength))
+    throw new FerryError('INTERNAL', `range ${start}-${end} outside task ${entry.id}`);
   const pieces = entry.meta.contentLength === 0 ? [] : piecesForRange(start, end, entry.meta.pieceLength);
   const readChecked = async (n: number): Promise<Buffer> => {
     for (let attempt = 0; ; attempt++) {
       await entry.waitPiece(n, signal);
-      try { return await entry.readPiece(n); } catch (err) {
+      try {
+        return await entry.readPiece(n);
+      } catch (err) {
         if (!FerryError.hasCode(err, 'DATA_LOSS') || !opts.refetch || attempt >= 2) throw err;
         await opts.refetch(n);
       }
@@ -310,7 +407,12 @@ export async function serveEntry(res: ServerResponse, entry: TaskEntry, range: R
   entry.refs++;
   try {
     if (pieces.length) await entry.waitPiece(pieces[0]!, signal);
-    const headers: Record<string, string | number> = { ...entry.meta.responseHeaders, 'content-length': total === 0 ? 0 : end - start + 1, 'accept-ranges': 'bytes', [H.taskId]: entry.id };
+    const headers: Record<string, string | number> = {
+      ...entry.meta.responseHeaders,
+      'content-length': total === 0 ? 0 : end - start + 1,
+      'accept-ranges': 'bytes',
+      [H.taskId]: entry.id,
+    };
     if (cached) headers[H.finished] = 'true';
     if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${total}`;
     res.writeHead(range ? 206 : 200, headers);
@@ -338,5 +440,7 @@ export async function serveEntry(res: ServerResponse, entry: TaskEntry, range: R
     res.end();
   } catch (err) {
     sendError(res, err, { headers: { [H.errorType]: 'dfdaemon' } });
-  } finally { entry.refs--; }
+  } finally {
+    entry.refs--;
+  }
 }

@@ -16,22 +16,43 @@ export class SchedulerClient {
   private timer: NodeJS.Timeout | undefined;
   private readonly queues = new Map<string, Promise<void>>();
 
-  constructor(readonly urls: string[], readonly host: HostInfo, private readonly opts: { timeoutMs: number; announceInterval: number; log?: Logger | undefined; auth?: ClusterAuth | undefined }) {
+  constructor(
+    readonly urls: string[],
+    readonly host: HostInfo,
+    private readonly opts: { timeoutMs: number; announceInterval: number; log?: Logger | undefined; auth?: ClusterAuth | undefined },
+  ) {
     this.ring = new HashRing(urls.map((u) => u.replace(/\/+$/, '')));
   }
 
-  private get log(): Logger { return this.opts.log ?? silentLogger(); }
-  private get auth(): ClusterAuth | undefined { return this.opts.auth; }
-  get enabled(): boolean { return this.urls.length > 0; }
+  private get log(): Logger {
+    return this.opts.log ?? silentLogger();
+  }
+  private get auth(): ClusterAuth | undefined {
+    return this.opts.auth;
+  }
+  get enabled(): boolean {
+    return this.urls.length > 0;
+  }
 
   async announce(url?: string): Promise<void> {
     const targets = url ? [url] : this.ring.walk('');
-    await Promise.all(targets.map((u) => jsonRequest(`${u}/api/v1/hosts/${encodeURIComponent(this.host.id)}`, { method: 'PUT', json: this.host, timeoutMs: 5000, auth: this.auth })
-      .catch((err: unknown) => {
-        if (FerryError.hasCode(err, 'UNAUTHENTICATED')) {
-          this.log.error({ scheduler: u, err: (err as Error).message }, `the scheduler refused this peer's cluster credentials: give it and every peer the same cluster secret${this.auth ? '' : ' (this peer has none)'}`);
-        } else this.log.warn({ scheduler: u, err: (err as Error).message }, 'announce host failed');
-      })));
+    await Promise.all(
+      targets.map((u) =>
+        jsonRequest(`${u}/api/v1/hosts/${encodeURIComponent(this.host.id)}`, {
+          method: 'PUT',
+          json: this.host,
+          timeoutMs: 5000,
+          auth: this.auth,
+        }).catch((err: unknown) => {
+          if (FerryError.hasCode(err, 'UNAUTHENTICATED')) {
+            this.log.error(
+              { scheduler: u, err: (err as Error).message },
+              `the scheduler refused this peer's cluster credentials: give it and every peer the same cluster secret${this.auth ? '' : ' (this peer has none)'}`,
+            );
+          } else this.log.warn({ scheduler: u, err: (err as Error).message }, 'announce host failed');
+        }),
+      ),
+    );
   }
 
   start(): void {
@@ -43,7 +64,15 @@ export class SchedulerClient {
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    await Promise.all(this.ring.walk('').map((u) => jsonRequest(`${u}/api/v1/hosts/${encodeURIComponent(this.host.id)}`, { method: 'DELETE', timeoutMs: 2000, auth: this.auth }).catch(() => undefined)));
+    await Promise.all(
+      this.ring.walk('').map((u) =>
+        jsonRequest(`${u}/api/v1/hosts/${encodeURIComponent(this.host.id)}`, {
+          method: 'DELETE',
+          timeoutMs: 2000,
+          auth: this.auth,
+        }).catch(() => undefined),
+      ),
+    );
   }
 
   /** Registers with the task's scheduler; returns its URL (later calls for this peer go there). */
@@ -52,11 +81,20 @@ export class SchedulerClient {
     for (const u of this.ring.walk(req.taskId)) {
       for (let attempt = 0; attempt < 2; attempt++) {
         try {
-          const response = await jsonRequest<ScheduleResponse>(`${u}/api/v1/peers`, { method: 'POST', json: req, timeoutMs: this.opts.timeoutMs, signal, auth: this.auth });
+          const response = await jsonRequest<ScheduleResponse>(`${u}/api/v1/peers`, {
+            method: 'POST',
+            json: req,
+            timeoutMs: this.opts.timeoutMs,
+            signal,
+            auth: this.auth,
+          });
           return { scheduler: u, response };
         } catch (err) {
           lastErr = err;
-          if (FerryError.hasCode(err, 'NOT_FOUND') && attempt === 0) { await this.announce(u); continue; }
+          if (FerryError.hasCode(err, 'NOT_FOUND') && attempt === 0) {
+            await this.announce(u);
+            continue;
+          }
           if (FerryError.hasCode(err, 'FAILED_PRECONDITION') || FerryError.hasCode(err, 'INVALID_ARGUMENT')) throw err;
           break;
         }
@@ -67,30 +105,57 @@ export class SchedulerClient {
   }
 
   reschedule(scheduler: string, peerId: string, blocked: string[], signal?: AbortSignal): Promise<ScheduleResponse> {
-    return jsonRequest<ScheduleResponse>(`${scheduler}/api/v1/peers/${encodeURIComponent(peerId)}/reschedule`,
-      { method: 'POST', json: { candidateParentIds: blocked }, timeoutMs: this.opts.timeoutMs, signal, auth: this.auth });
+    return jsonRequest<ScheduleResponse>(`${scheduler}/api/v1/peers/${encodeURIComponent(peerId)}/reschedule`, {
+      method: 'POST',
+      json: { candidateParentIds: blocked },
+      timeoutMs: this.opts.timeoutMs,
+      signal,
+      auth: this.auth,
+    });
   }
 
   /** Queues reports for a peer (sent in order, errors logged, never thrown). */
   report(scheduler: string, peerId: string, events: PeerEvent[]): Promise<void> {
     const prev = this.queues.get(peerId) ?? Promise.resolve();
-    const next = prev.then(() => jsonRequest(`${scheduler}/api/v1/peers/${encodeURIComponent(peerId)}/events`, { method: 'POST', json: { events }, timeoutMs: 10_000, auth: this.auth }))
-      .then(() => undefined, (err: unknown) => { this.log.debug({ peerId, err: (err as Error).message }, 'report to scheduler failed'); });
+    const next = prev
+      .then(() =>
+        jsonRequest(`${scheduler}/api/v1/peers/${encodeURIComponent(peerId)}/events`, {
+          method: 'POST',
+          json: { events },
+          timeoutMs: 10_000,
+          auth: this.auth,
+        }),
+      )
+      .then(
+        () => undefined,
+        (err: unknown) => {
+          this.log.debug({ peerId, err: (err as Error).message }, 'report to scheduler failed');
+        },
+      );
     this.queues.set(peerId, next);
-    void next.then(() => { if (this.queues.get(peerId) === next) this.queues.delete(peerId); });
+    void next.then(() => {
+      if (this.queues.get(peerId) === next) this.queues.delete(peerId);
+    });
     return next;
   }
 
   async leave(scheduler: string, peerId: string): Promise<void> {
     await this.queues.get(peerId);
-    await jsonRequest(`${scheduler}/api/v1/peers/${encodeURIComponent(peerId)}`, { method: 'DELETE', timeoutMs: 5000, auth: this.auth }).catch(() => undefined);
+    await jsonRequest(`${scheduler}/api/v1/peers/${encodeURIComponent(peerId)}`, {
+      method: 'DELETE',
+      timeoutMs: 5000,
+      auth: this.auth,
+    }).catch(() => undefined);
   }
 
   /** Tells the task's scheduler this host no longer holds the task (eviction). */
   async evicted(taskId: string): Promise<void> {
     const u = this.ring.get(taskId);
     if (!u) return;
-    await jsonRequest(`${u}/api/v1/tasks/${taskId}/hosts/${encodeURIComponent(this.host.id)}`, { method: 'DELETE', timeoutMs: 5000, auth: this.auth })
-      .catch((err: unknown) => this.log.debug({ taskId, err: (err as Error).message }, 'eviction report failed'));
+    await jsonRequest(`${u}/api/v1/tasks/${taskId}/hosts/${encodeURIComponent(this.host.id)}`, {
+      method: 'DELETE',
+      timeoutMs: 5000,
+      auth: this.auth,
+    }).catch((err: unknown) => this.log.debug({ taskId, err: (err as Error).message }, 'eviction report failed'));
   }
 }

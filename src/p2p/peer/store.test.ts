@@ -12,8 +12,12 @@ test('a task re-created while its deletion is still removing files keeps its new
     const store = new PieceStore(dir, { quota: 0, keep: false, taskTTL: 60_000 });
     await store.open();
     const spec: CreateTask = {
-      taskId: 'c'.repeat(64), url: 'http://127.0.0.1:1/v2/x/blobs/sha256:0', idOptions: {},
-      contentLength: 4096, pieceLength: 4096, responseHeaders: {},
+      taskId: 'c'.repeat(64),
+      url: 'http://127.0.0.1:1/v2/x/blobs/sha256:0',
+      idOptions: {},
+      contentLength: 4096,
+      pieceLength: 4096,
+      responseHeaders: {},
     };
     const first = await store.create(spec);
     const piece = Buffer.alloc(4096, 1);
@@ -37,8 +41,12 @@ test('close waits for running downloads and file writes, and takes no new tasks:
     const store = new PieceStore(dir, { quota: 0, keep: true, taskTTL: 60_000 });
     await store.open();
     const spec = (c: string): CreateTask => ({
-      taskId: c.repeat(64), url: `http://127.0.0.1:1/v2/x/blobs/sha256:${c}`, idOptions: {},
-      contentLength: 4096, pieceLength: 4096, responseHeaders: {},
+      taskId: c.repeat(64),
+      url: `http://127.0.0.1:1/v2/x/blobs/sha256:${c}`,
+      idOptions: {},
+      contentLength: 4096,
+      pieceLength: 4096,
+      responseHeaders: {},
     });
     const t = await store.create(spec('a'));
     // A download still finishing when close starts: it writes its piece and metadata, then ends.

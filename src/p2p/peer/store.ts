@@ -46,13 +46,19 @@ export class PieceCache {
   constructor(readonly capacity: number) {}
   get(key: string): Buffer | undefined {
     const b = this.map.get(key);
-    if (b) { this.map.delete(key); this.map.set(key, b); }
+    if (b) {
+      this.map.delete(key);
+      this.map.set(key, b);
+    }
     return b;
   }
   set(key: string, buf: Buffer): void {
     if (buf.length > this.capacity) return;
     const old = this.map.get(key);
-    if (old) { this.bytes -= old.length; this.map.delete(key); }
+    if (old) {
+      this.bytes -= old.length;
+      this.map.delete(key);
+    }
     this.map.set(key, buf);
     this.bytes += buf.length;
     for (const [k, v] of this.map) {
@@ -62,7 +68,11 @@ export class PieceCache {
     }
   }
   dropTask(taskId: string): void {
-    for (const [k, v] of this.map) if (k.startsWith(`${taskId}:`)) { this.map.delete(k); this.bytes -= v.length; }
+    for (const [k, v] of this.map)
+      if (k.startsWith(`${taskId}:`)) {
+        this.map.delete(k);
+        this.bytes -= v.length;
+      }
   }
 }
 
@@ -77,9 +87,14 @@ export class TaskEntry {
   private fh: Promise<FileHandle> | undefined;
   private done = 0;
 
-  constructor(readonly meta: TaskMeta, readonly dataPath: string, readonly metaPath: string, private readonly cache?: PieceCache,
+  constructor(
+    readonly meta: TaskMeta,
+    readonly dataPath: string,
+    readonly metaPath: string,
+    private readonly cache?: PieceCache,
     /** Called after a piece read from disk failed its crc32 check and was dropped. */
-    private readonly onCorrupt?: (t: TaskEntry, n: number, got: string) => void) {
+    private readonly onCorrupt?: (t: TaskEntry, n: number, got: string) => void,
+  ) {
     this.ev.setMaxListeners(0);
     this.done = Object.keys(meta.pieces).length;
   }
@@ -87,31 +102,52 @@ export class TaskEntry {
   /** Pieces some reader asked for; undefined = all. */
   private wanted: Set<number> | undefined = new Set();
 
-  get id(): string { return this.meta.taskId; }
+  get id(): string {
+    return this.meta.taskId;
+  }
 
   /** Adds pieces to the wanted set (undefined = the whole task). */
   want(pieces?: number[]): void {
-    if (!pieces) { this.wanted = undefined; return; }
+    if (!pieces) {
+      this.wanted = undefined;
+      return;
+    }
     if (this.wanted) for (const n of pieces) this.wanted.add(n);
   }
 
   missingWanted(): number[] {
     const out: number[] = [];
-    if (!this.wanted) { for (let n = 0; n < this.meta.pieceCount; n++) if (!this.has(n)) out.push(n); }
-    else for (const n of [...this.wanted].sort((a, b) => a - b)) if (!this.has(n)) out.push(n);
+    if (!this.wanted) {
+      for (let n = 0; n < this.meta.pieceCount; n++) if (!this.has(n)) out.push(n);
+    } else for (const n of [...this.wanted].sort((a, b) => a - b)) if (!this.has(n)) out.push(n);
     return out;
   }
-  get finishedCount(): number { return this.done; }
-  get complete(): boolean { return this.done === this.meta.pieceCount; }
-  has(n: number): boolean { return this.meta.pieces[n] !== undefined; }
-  digestOf(n: number): string | undefined { return this.meta.pieces[n]; }
-  range(n: number): { offset: number; length: number } { return pieceRange(n, this.meta.contentLength, this.meta.pieceLength); }
+  get finishedCount(): number {
+    return this.done;
+  }
+  get complete(): boolean {
+    return this.done === this.meta.pieceCount;
+  }
+  has(n: number): boolean {
+    return this.meta.pieces[n] !== undefined;
+  }
+  digestOf(n: number): string | undefined {
+    return this.meta.pieces[n];
+  }
+  range(n: number): { offset: number; length: number } {
+    return pieceRange(n, this.meta.contentLength, this.meta.pieceLength);
+  }
 
   private closed = false;
 
   handle(): Promise<FileHandle> {
     if (this.closed) return Promise.reject(new FerryError('CANCELED', `task ${this.id} closed`));
-    if (!this.fh) { this.fh = open(this.dataPath, 'r+'); this.fh.catch(() => { this.fh = undefined; }); }
+    if (!this.fh) {
+      this.fh = open(this.dataPath, 'r+');
+      this.fh.catch(() => {
+        this.fh = undefined;
+      });
+    }
     return this.fh;
   }
 
@@ -147,7 +183,10 @@ export class TaskEntry {
     if (got !== want) {
       // Only if the piece is still the one checked (not dropped and rewritten meanwhile).
       if (this.meta.pieces[n] === want) this.dropPiece(n, got);
-      throw new FerryError('DATA_LOSS', `task ${this.id} piece ${n}: stored bytes have digest ${got}, recorded ${want} (altered on disk); dropped`);
+      throw new FerryError(
+        'DATA_LOSS',
+        `task ${this.id} piece ${n}: stored bytes have digest ${got}, recorded ${want} (altered on disk); dropped`,
+      );
     }
     this.cache?.set(`${this.id}:${n}`, buf);
     return buf;
@@ -195,12 +234,26 @@ export class TaskEntry {
     if (this.error && !this.downloading) return Promise.reject(this.error);
     return new Promise((resolve, reject) => {
       const cleanup = (): void => {
-        this.ev.off('piece', onPiece); this.ev.off('failed', onFail); signal?.removeEventListener('abort', onAbort);
+        this.ev.off('piece', onPiece);
+        this.ev.off('failed', onFail);
+        signal?.removeEventListener('abort', onAbort);
       };
-      const onPiece = (m: number): void => { if (m === n) { cleanup(); resolve(); } };
-      const onFail = (err: FerryError): void => { cleanup(); reject(err); };
-      const onAbort = (): void => { cleanup(); reject(new FerryError('CANCELED', 'reader went away')); };
-      this.ev.on('piece', onPiece); this.ev.on('failed', onFail);
+      const onPiece = (m: number): void => {
+        if (m === n) {
+          cleanup();
+          resolve();
+        }
+      };
+      const onFail = (err: FerryError): void => {
+        cleanup();
+        reject(err);
+      };
+      const onAbort = (): void => {
+        cleanup();
+        reject(new FerryError('CANCELED', 'reader went away'));
+      };
+      this.ev.on('piece', onPiece);
+      this.ev.on('failed', onFail);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
@@ -210,9 +263,20 @@ export class TaskEntry {
     if (this.done > have || this.complete || !this.downloading) return Promise.resolve();
     return new Promise((resolve) => {
       const t = setTimeout(finish, ms);
-      function finish(this: void): void { clearTimeout(t); off(); resolve(); }
-      const off = (): void => { this.ev.off('piece', finish); this.ev.off('failed', finish); this.ev.off('stopped', finish); signal?.removeEventListener('abort', finish); };
-      this.ev.on('piece', finish); this.ev.on('failed', finish); this.ev.on('stopped', finish);
+      function finish(this: void): void {
+        clearTimeout(t);
+        off();
+        resolve();
+      }
+      const off = (): void => {
+        this.ev.off('piece', finish);
+        this.ev.off('failed', finish);
+        this.ev.off('stopped', finish);
+        signal?.removeEventListener('abort', finish);
+      };
+      this.ev.on('piece', finish);
+      this.ev.on('failed', finish);
+      this.ev.on('stopped', finish);
       signal?.addEventListener('abort', finish, { once: true });
     });
   }
@@ -222,7 +286,9 @@ export class TaskEntry {
     this.ev.emit('failed', err);
   }
 
-  stopped(): void { this.ev.emit('stopped'); }
+  stopped(): void {
+    this.ev.emit('stopped');
+  }
 
   /** Forgets every piece (after a whole-blob digest mismatch). */
   reset(): void {
@@ -235,14 +301,20 @@ export class TaskEntry {
 
   async close(): Promise<void> {
     this.closed = true;
-    const fh = this.fh; this.fh = undefined;
+    const fh = this.fh;
+    this.fh = undefined;
     if (fh) await fh.then((h) => h.close()).catch(() => undefined);
   }
 }
 
 export interface CreateTask {
-  taskId: string; url: string; idOptions: TaskIdOptions; contentLength: number; pieceLength: number;
-  responseHeaders: Record<string, string>; expectedDigest?: string | undefined;
+  taskId: string;
+  url: string;
+  idOptions: TaskIdOptions;
+  contentLength: number;
+  pieceLength: number;
+  responseHeaders: Record<string, string>;
+  expectedDigest?: string | undefined;
   range?: TaskMeta['range'];
 }
 
@@ -253,7 +325,12 @@ export class PieceStore {
   constructor(
     readonly dir: string,
     private readonly opts: {
-      quota: number; keep: boolean; taskTTL: number; memoryCache?: number; onEvict?: (taskId: string) => void; log?: Logger;
+      quota: number;
+      keep: boolean;
+      taskTTL: number;
+      memoryCache?: number;
+      onEvict?: (taskId: string) => void;
+      log?: Logger;
       /** A piece altered on disk was found (and dropped). */
       onCorrupt?: (taskId: string, piece: number) => void;
     },
@@ -261,7 +338,9 @@ export class PieceStore {
     this.cache = new PieceCache(opts.memoryCache ?? 64 * 1024 * 1024);
   }
 
-  private get log(): Logger { return this.opts.log ?? silentLogger(); }
+  private get log(): Logger {
+    return this.opts.log ?? silentLogger();
+  }
 
   private paths(id: string): { dir: string; data: string; meta: string } {
     if (!/^[a-f0-9]{64}$/.test(id)) throw new FerryError('INVALID_ARGUMENT', `invalid task id ${JSON.stringify(id)}`);
@@ -272,7 +351,11 @@ export class PieceStore {
   /** Loads finished tasks kept from a previous run; drops unfinished ones. */
   async open(): Promise<void> {
     await mkdir(join(this.dir, 'tasks'), { recursive: true });
-    if (!this.opts.keep) { await rm(join(this.dir, 'tasks'), { recursive: true, force: true }); await mkdir(join(this.dir, 'tasks'), { recursive: true }); return; }
+    if (!this.opts.keep) {
+      await rm(join(this.dir, 'tasks'), { recursive: true, force: true });
+      await mkdir(join(this.dir, 'tasks'), { recursive: true });
+      return;
+    }
     for (const pre of await readdir(join(this.dir, 'tasks'))) {
       const d = join(this.dir, 'tasks', pre);
       for (const f of await readdir(d).catch(() => [] as string[])) {
@@ -301,7 +384,9 @@ export class PieceStore {
     return t;
   }
 
-  list(): TaskEntry[] { return [...this.tasks.values()]; }
+  list(): TaskEntry[] {
+    return [...this.tasks.values()];
+  }
 
   usage(): number {
     let n = 0;
@@ -317,7 +402,9 @@ export class PieceStore {
 
   private track<T>(p: Promise<T>): Promise<T> {
     this.writes.add(p);
-    const drop = (): void => { this.writes.delete(p); };
+    const drop = (): void => {
+      this.writes.delete(p);
+    };
     p.then(drop, drop);
     return p;
   }
@@ -342,9 +429,19 @@ export class PieceStore {
     await fh.close();
     const now = Date.now();
     const meta: TaskMeta = {
-      taskId: c.taskId, url: c.url, idOptions: c.idOptions, contentLength: c.contentLength, pieceLength: c.pieceLength,
-      pieceCount: pieceCount(c.contentLength, c.pieceLength), pieces: {}, done: c.contentLength === 0,
-      responseHeaders: c.responseHeaders, expectedDigest: c.expectedDigest, range: c.range, createdAt: now, updatedAt: now,
+      taskId: c.taskId,
+      url: c.url,
+      idOptions: c.idOptions,
+      contentLength: c.contentLength,
+      pieceLength: c.pieceLength,
+      pieceCount: pieceCount(c.contentLength, c.pieceLength),
+      pieces: {},
+      done: c.contentLength === 0,
+      responseHeaders: c.responseHeaders,
+      expectedDigest: c.expectedDigest,
+      range: c.range,
+      createdAt: now,
+      updatedAt: now,
     };
     const t = this.entry(meta, p.data, p.meta);
     this.tasks.set(c.taskId, t);
@@ -395,11 +492,13 @@ export class PieceStore {
     this.cache.dropTask(id);
     const p = this.paths(id);
     const prev = this.deleting.get(id) ?? Promise.resolve();
-    const done = prev.catch(() => undefined).then(async () => {
-      await t?.close();
-      await rm(p.meta, { force: true });
-      await rm(p.data, { force: true });
-    });
+    const done = prev
+      .catch(() => undefined)
+      .then(async () => {
+        await t?.close();
+        await rm(p.meta, { force: true });
+        await rm(p.data, { force: true });
+      });
     this.deleting.set(id, done);
     try {
       await done;
@@ -413,7 +512,8 @@ export class PieceStore {
     const quota = this.opts.quota;
     if (!quota) return;
     if (bytes > quota) throw new FerryError('RESOURCE_EXHAUSTED', `task of ${bytes} bytes exceeds the disk quota of ${quota} bytes`);
-    const victims = [...this.tasks.values()].filter((t) => t.meta.done && t.refs === 0 && !t.downloading)
+    const victims = [...this.tasks.values()]
+      .filter((t) => t.meta.done && t.refs === 0 && !t.downloading)
       .sort((a, b) => a.meta.updatedAt - b.meta.updatedAt);
     while (this.usage() + bytes > quota) {
       const v = victims.shift();

@@ -37,12 +37,20 @@ describe('upload port abuse', () => {
 
   before(async () => {
     origin = await startOrigin();
-    internal = createServer((_req, res) => { internalHits++; res.writeHead(200, { 'content-length': 6 }); res.end('secret'); });
+    internal = createServer((_req, res) => {
+      internalHits++;
+      res.writeHead(200, { 'content-length': 6 });
+      res.end('secret');
+    });
     await new Promise<void>((r) => internal.listen(0, '127.0.0.1', () => r()));
     internalUrl = `http://127.0.0.1:${(internal.address() as AddressInfo).port}/latest/meta-data/iam`;
     dir = mkdtempSync(join(tmpdir(), 'ferry-upload-abuse-'));
-    peer = await startPeer({ dataDir: dir, proxyListen: '127.0.0.1:0', uploadListen: '127.0.0.1:0',
-      config: { cluster: { token: SECRET }, proxy: { registryMirror: { url: origin.url } }, download: { directBelow: 0 } } });
+    peer = await startPeer({
+      dataDir: dir,
+      proxyListen: '127.0.0.1:0',
+      uploadListen: '127.0.0.1:0',
+      config: { cluster: { token: SECRET }, proxy: { registryMirror: { url: origin.url } }, download: { directBelow: 0 } },
+    });
     const blob = origin.addBlob('library/abuse', randomBlob(5 * 1024 * 1024));
     blobUrl = blob.url;
     tid = taskId({ url: blob.url });
@@ -76,9 +84,15 @@ describe('upload port abuse', () => {
       assert.equal(none.status, 401, `unsigned ${method} ${path}: ${none.body.toString().slice(0, 200)}`);
       assert.equal(none.headers['www-authenticate'], 'Ferry-Cluster');
       assert.ok(none.body.length < 500 && !none.body.includes('"pieces"'), 'no piece data or list in the refusal');
-      const forged = await rawRequest(`${peer.uploadUrl}${path}`, { ...opt, headers: { authorization: stranger.sign(method, path, body) } });
+      const forged = await rawRequest(`${peer.uploadUrl}${path}`, {
+        ...opt,
+        headers: { authorization: stranger.sign(method, path, body) },
+      });
       assert.equal(forged.status, 401, `forged ${method} ${path}`);
-      const stale = await rawRequest(`${peer.uploadUrl}${path}`, { ...opt, headers: { authorization: auth.sign(method, path, body, Date.now() - CLUSTER_AUTH_WINDOW_MS - 1000) } });
+      const stale = await rawRequest(`${peer.uploadUrl}${path}`, {
+        ...opt,
+        headers: { authorization: auth.sign(method, path, body, Date.now() - CLUSTER_AUTH_WINDOW_MS - 1000) },
+      });
       assert.equal(stale.status, 401, `stale ${method} ${path}`);
       const bearer = await rawRequest(`${peer.uploadUrl}${path}`, { ...opt, headers: { authorization: `Bearer ${SECRET}` } });
       assert.equal(bearer.status, 401, 'the raw secret is not a credential');
@@ -91,7 +105,16 @@ describe('upload port abuse', () => {
     // A download command signed for one URL cannot be reused with another body.
     const cmd = JSON.stringify({ url: blobUrl });
     const ch = auth.sign('POST', '/api/v1/tasks', cmd);
-    assert.equal((await rawRequest(`${peer.uploadUrl}/api/v1/tasks`, { method: 'POST', body: JSON.stringify({ url: internalUrl, wait: true }), headers: { authorization: ch } })).status, 401);
+    assert.equal(
+      (
+        await rawRequest(`${peer.uploadUrl}/api/v1/tasks`, {
+          method: 'POST',
+          body: JSON.stringify({ url: internalUrl, wait: true }),
+          headers: { authorization: ch },
+        })
+      ).status,
+      401,
+    );
     assert.equal(internalHits, 0, 'the internal service was never fetched');
     assert.equal(peer.store.list().length, 1, 'no task was created by a stranger');
     // A stranger's huge body is refused at once, unread.
@@ -103,9 +126,13 @@ describe('upload port abuse', () => {
     assert.equal((await rawRequest(`${peer.uploadUrl}/metrics`)).status, 200);
   });
 
-  test('members: signed requests work, but must name the task\'s exact URL; a replayed command is refused', async () => {
+  test("members: signed requests work, but must name the task's exact URL; a replayed command is refused", async () => {
     const signed = (method: string, path: string, body?: string): Promise<Awaited<ReturnType<typeof rawRequest>>> =>
-      rawRequest(`${peer.uploadUrl}${path}`, { method, ...(body !== undefined ? { body } : {}), headers: { authorization: auth.sign(method, path, body) } });
+      rawRequest(`${peer.uploadUrl}${path}`, {
+        method,
+        ...(body !== undefined ? { body } : {}),
+        headers: { authorization: auth.sign(method, path, body) },
+      });
     const q = `url=${encodeURIComponent(blobUrl)}`;
     const list = await signed('GET', `/api/v1/tasks/${tid}/pieces?${q}`);
     assert.equal(list.status, 200);
@@ -115,14 +142,30 @@ describe('upload port abuse', () => {
     assert.equal(piece.body.length, 4 * 1024 * 1024);
     assert.equal((await signed('GET', '/api/v1/tasks')).status, 200);
     // The URL must match the task id: another URL, a URL with a changed digest, none at all.
-    for (const bad of [`?url=${encodeURIComponent(`${blobUrl}x`)}`, `?url=${encodeURIComponent(blobUrl.replace(/sha256:(.)/, (_m, c: string) => `sha256:${c === '0' ? '1' : '0'}`))}`, `?url=${encodeURIComponent(internalUrl)}`, '']) {
+    for (const bad of [
+      `?url=${encodeURIComponent(`${blobUrl}x`)}`,
+      `?url=${encodeURIComponent(blobUrl.replace(/sha256:(.)/, (_m, c: string) => `sha256:${c === '0' ? '1' : '0'}`))}`,
+      `?url=${encodeURIComponent(internalUrl)}`,
+      '',
+    ]) {
       const r = await signed('GET', `/api/v1/tasks/${tid}/pieces/0${bad}`);
       assert.equal(r.status, 403, bad);
       assert.doesNotMatch(r.body.toString(), /secret/);
       assert.equal((await signed('GET', `/api/v1/tasks/${tid}/pieces${bad}`)).status, 403, bad);
     }
     // Malformed commands: 400.
-    for (const body of ['{"url":', '[]', 'null', '{"url":5}', '{"url":"not a url"}', '{"url":"http://x/","range":7}', '{"url":"http://x/","headers":[1]}', '{"url":"http://x/","headers":{"a":1}}', '{"url":"file:///etc/passwd"}', '{"url":"gopher://127.0.0.1:6379/_x"}']) {
+    for (const body of [
+      '{"url":',
+      '[]',
+      'null',
+      '{"url":5}',
+      '{"url":"not a url"}',
+      '{"url":"http://x/","range":7}',
+      '{"url":"http://x/","headers":[1]}',
+      '{"url":"http://x/","headers":{"a":1}}',
+      '{"url":"file:///etc/passwd"}',
+      '{"url":"gopher://127.0.0.1:6379/_x"}',
+    ]) {
       assert.equal((await signed('POST', '/api/v1/tasks', body)).status, 400, body);
     }
     // A member's command, replayed by someone who saw it on the wire: refused.
@@ -150,5 +193,7 @@ test('a peer whose upload port is reachable from the network refuses to start wi
     });
     // The default upload address (0.0.0.0:65002) is reachable too.
     await assert.rejects(startPeer({ dataDir: dir, proxyListen: '127.0.0.1:0' }), /no cluster secret/);
-  } finally { rmSync(dir, { recursive: true, force: true }); }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -22,10 +22,19 @@ import type { PieceStore, TaskEntry } from './store.js';
 /** Largest body of an upload API request (the download command). */
 const MAX_BODY = 1024 * 1024;
 
-interface Ctx { res: ServerResponse; url: URL; raw: Buffer }
+interface Ctx {
+  res: ServerResponse;
+  url: URL;
+  raw: Buffer;
+}
 
 export function uploadRoutes(deps: {
-  store: PieceStore; agent: Agent; metrics: PeerMetrics; bucket: TokenBucket; log: Logger; disableShared: boolean;
+  store: PieceStore;
+  agent: Agent;
+  metrics: PeerMetrics;
+  bucket: TokenBucket;
+  log: Logger;
+  disableShared: boolean;
   /** Cluster credentials; without them (loopback only) the API is open. */
   auth: ClusterAuth | undefined;
 }) {
@@ -34,7 +43,7 @@ export function uploadRoutes(deps: {
     if (!entry || deps.disableShared) throw new FerryError('NOT_FOUND', `task ${id} not on this peer`);
     const url = u.searchParams.get('url');
     if (!url || taskId({ url, ...entry.meta.idOptions }) !== id) {
-      throw new FerryError('PERMISSION_DENIED', 'request does not name the task\'s URL');
+      throw new FerryError('PERMISSION_DENIED', "request does not name the task's URL");
     }
     return entry;
   };
@@ -50,10 +59,18 @@ export function uploadRoutes(deps: {
         await entry.waitProgress(have, wait, ac.signal);
       }
       const pieces: PieceListResponse['pieces'] = [];
-      for (let n = 0; n < entry.meta.pieceCount; n++) { const d = entry.digestOf(n); if (d) pieces.push({ number: n, digest: d }); }
+      for (let n = 0; n < entry.meta.pieceCount; n++) {
+        const d = entry.digestOf(n);
+        if (d) pieces.push({ number: n, digest: d });
+      }
       sendJson(res, 200, {
-        taskId: entry.id, contentLength: entry.meta.contentLength, pieceLength: entry.meta.pieceLength, pieceCount: entry.meta.pieceCount,
-        pieces, done: entry.complete, failed: !entry.complete && !entry.downloading,
+        taskId: entry.id,
+        contentLength: entry.meta.contentLength,
+        pieceLength: entry.meta.pieceLength,
+        pieceCount: entry.meta.pieceCount,
+        pieces,
+        done: entry.complete,
+        failed: !entry.complete && !entry.downloading,
       } satisfies PieceListResponse);
     })
     .get('/api/v1/tasks/:task([a-f0-9]{64})/pieces/:n(\\d+)', async ({ res, url: u }, p) => {
@@ -64,7 +81,11 @@ export function uploadRoutes(deps: {
       entry.refs++;
       try {
         const buf = await entry.readPiece(n);
-        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': buf.length, 'x-ferry-piece-digest': entry.digestOf(n)! });
+        res.writeHead(200, {
+          'content-type': 'application/octet-stream',
+          'content-length': buf.length,
+          'x-ferry-piece-digest': entry.digestOf(n)!,
+        });
         if (deps.bucket.unlimited) {
           if (!res.write(buf)) await drained(res);
           deps.metrics.upload.inc(buf.length);
@@ -80,22 +101,39 @@ export function uploadRoutes(deps: {
           deps.metrics.upload.inc(part.length);
         }
         res.end();
-      } finally { entry.refs--; }
+      } finally {
+        entry.refs--;
+      }
     })
     .post('/api/v1/tasks', async ({ res, raw }) => {
       const body = parseJson<DownloadTaskRequest | null>(raw, { what: 'download command' });
-      if (typeof body !== 'object' || body === null || typeof body.url !== 'string') throw new FerryError('INVALID_ARGUMENT', 'url is required');
+      if (typeof body !== 'object' || body === null || typeof body.url !== 'string')
+        throw new FerryError('INVALID_ARGUMENT', 'url is required');
       let target: URL;
-      try { target = new URL(body.url); } catch { throw new FerryError('INVALID_ARGUMENT', `invalid url ${body.url}`); }
+      try {
+        target = new URL(body.url);
+      } catch {
+        throw new FerryError('INVALID_ARGUMENT', `invalid url ${body.url}`);
+      }
       if (target.protocol !== 'http:' && target.protocol !== 'https:') {
         throw new FerryError('INVALID_ARGUMENT', `url must be http(s), got ${target.protocol}`);
       }
-      if (body.range !== undefined && typeof body.range !== 'string') throw new FerryError('INVALID_ARGUMENT', 'range must be a string start-end');
-      if (body.headers !== undefined && (typeof body.headers !== 'object' || body.headers === null || Array.isArray(body.headers)
-        || Object.values(body.headers).some((v) => typeof v !== 'string'))) throw new FerryError('INVALID_ARGUMENT', 'headers must be an object of strings');
+      if (body.range !== undefined && typeof body.range !== 'string')
+        throw new FerryError('INVALID_ARGUMENT', 'range must be a string start-end');
+      if (
+        body.headers !== undefined &&
+        (typeof body.headers !== 'object' ||
+          body.headers === null ||
+          Array.isArray(body.headers) ||
+          Object.values(body.headers).some((v) => typeof v !== 'string'))
+      )
+        throw new FerryError('INVALID_ARGUMENT', 'headers must be an object of strings');
       const { entry, download } = await deps.agent.obtain(body.url, body.headers ?? {}, {
-        tag: body.tag, application: body.application, pieceLength: body.pieceLength,
-        filteredQueryParams: body.filteredQueryParams, blobDigest: body.blobDigest,
+        tag: body.tag,
+        application: body.application,
+        pieceLength: body.pieceLength,
+        filteredQueryParams: body.filteredQueryParams,
+        blobDigest: body.blobDigest,
         // a seed trigger for a range task: the same range task (id, content) as the requesting peer's
         range: body.range,
       });
@@ -106,16 +144,28 @@ export function uploadRoutes(deps: {
       }
       try {
         await download;
-        sendJson(res, 200, { taskId: entry.id, contentLength: entry.meta.contentLength, state: 'succeeded' } satisfies DownloadTaskResponse);
+        sendJson(res, 200, {
+          taskId: entry.id,
+          contentLength: entry.meta.contentLength,
+          state: 'succeeded',
+        } satisfies DownloadTaskResponse);
       } catch (err) {
         sendJson(res, 200, { taskId: entry.id, state: 'failed', description: (err as Error).message } satisfies DownloadTaskResponse);
       }
     })
     .get('/api/v1/tasks', ({ res }) => {
       const list = deps.store.list();
-      sendJson(res, 200, list.map((t) => ({
-        taskId: t.id, contentLength: t.meta.contentLength, pieces: t.finishedCount, pieceCount: t.meta.pieceCount, done: t.complete,
-      })));
+      sendJson(
+        res,
+        200,
+        list.map((t) => ({
+          taskId: t.id,
+          contentLength: t.meta.contentLength,
+          pieces: t.finishedCount,
+          pieceCount: t.meta.pieceCount,
+          done: t.complete,
+        })),
+      );
     });
 
   /** Handles /api/… (false for other paths): the cluster signature first, then the route. */

@@ -39,7 +39,9 @@ export class UpstreamPolicy {
     for (const r of proxy.rules) if (r.redirect) this.addLiteral(r.redirect, 'proxy.rules[].redirect');
     for (const e of proxy.allowedHosts) {
       if (e.startsWith('^')) {
-        try { this.patterns.push(new RegExp(`^(?:${e})$`, 'i')); } catch (err) {
+        try {
+          this.patterns.push(new RegExp(`^(?:${e})$`, 'i'));
+        } catch (err) {
           throw new FerryError('INVALID_ARGUMENT', `proxy.allowedHosts: invalid regex ${JSON.stringify(e)}: ${(err as Error).message}`);
         }
       } else {
@@ -51,7 +53,11 @@ export class UpstreamPolicy {
 
   private addLiteral(e: string, key: string): void {
     const m = LITERAL.exec(e);
-    if (!m) throw new FerryError('INVALID_ARGUMENT', `${key}: ${JSON.stringify(e)} is not host, host:port or [v6]:port${key === 'proxy.allowedHosts' ? ' (or a regex starting with ^)' : ''}`);
+    if (!m)
+      throw new FerryError(
+        'INVALID_ARGUMENT',
+        `${key}: ${JSON.stringify(e)} is not host, host:port or [v6]:port${key === 'proxy.allowedHosts' ? ' (or a regex starting with ^)' : ''}`,
+      );
     const host = m[1]!.toLowerCase();
     const hosts = host === 'docker.io' ? [host, 'registry-1.docker.io'] : [host];
     for (const h of hosts) {
@@ -69,5 +75,7 @@ export class UpstreamPolicy {
   }
 
   /** True when only patterns (no literal hosts) could allow some registries. */
-  get hasPatterns(): boolean { return this.patterns.length > 0 || this.hijack.length > 0; }
+  get hasPatterns(): boolean {
+    return this.patterns.length > 0 || this.hijack.length > 0;
+  }
 }

@@ -24,18 +24,41 @@ describe('scheduler abuse', () => {
   before(async () => {
     s = await startScheduler({ listen: '127.0.0.1:0', config: { cluster: { token: SECRET }, preheat: { tokens: ['pat-abuse'] } } });
   });
-  after(async () => { await s.close(); });
+  after(async () => {
+    await s.close();
+  });
 
-  const signed = (method: string, path: string, body?: string, signer = auth, at?: number): Promise<ReturnType<typeof rawRequest> extends Promise<infer R> ? R : never> =>
-    rawRequest(`${s.url}${path}`, { method, ...(body !== undefined ? { body } : {}), headers: { authorization: signer.sign(method, path, body, at), 'content-type': 'application/json' } });
+  const signed = (
+    method: string,
+    path: string,
+    body?: string,
+    signer = auth,
+    at?: number,
+  ): Promise<ReturnType<typeof rawRequest> extends Promise<infer R> ? R : never> =>
+    rawRequest(`${s.url}${path}`, {
+      method,
+      ...(body !== undefined ? { body } : {}),
+      headers: { authorization: signer.sign(method, path, body, at), 'content-type': 'application/json' },
+    });
 
   test('unsigned, forged and stale RPC is refused with 401 and changes nothing', async () => {
     const announce = JSON.stringify(HOST);
-    const register = JSON.stringify({ peerId: 'p1', hostId: 'h1', taskId: TASK, download: { url: 'http://127.0.0.1:9/v2/x/blobs/sha256:00', contentLength: 10, actualPieceLength: 10 } });
+    const register = JSON.stringify({
+      peerId: 'p1',
+      hostId: 'h1',
+      taskId: TASK,
+      download: { url: 'http://127.0.0.1:9/v2/x/blobs/sha256:00', contentLength: 10, actualPieceLength: 10 },
+    });
     const calls: [string, string, string | undefined][] = [
-      ['PUT', '/api/v1/hosts/h1', announce], ['POST', '/api/v1/peers', register], ['POST', '/api/v1/peers/p1/events', '{"events":[]}'],
-      ['POST', '/api/v1/peers/p1/reschedule', '{}'], ['DELETE', '/api/v1/peers/p1', undefined], ['DELETE', '/api/v1/hosts/h1', undefined],
-      ['DELETE', `/api/v1/tasks/${TASK}/hosts/h1`, undefined], ['GET', '/api/v1/hosts', undefined], ['GET', `/api/v1/tasks/${TASK}`, undefined],
+      ['PUT', '/api/v1/hosts/h1', announce],
+      ['POST', '/api/v1/peers', register],
+      ['POST', '/api/v1/peers/p1/events', '{"events":[]}'],
+      ['POST', '/api/v1/peers/p1/reschedule', '{}'],
+      ['DELETE', '/api/v1/peers/p1', undefined],
+      ['DELETE', '/api/v1/hosts/h1', undefined],
+      ['DELETE', `/api/v1/tasks/${TASK}/hosts/h1`, undefined],
+      ['GET', '/api/v1/hosts', undefined],
+      ['GET', `/api/v1/tasks/${TASK}`, undefined],
     ];
     for (const [method, path, body] of calls) {
       const none = await rawRequest(`${s.url}${path}`, { method, ...(body !== undefined ? { body } : {}) });
@@ -43,7 +66,16 @@ describe('scheduler abuse', () => {
       assert.equal(none.headers['www-authenticate'], 'Ferry-Cluster');
       assert.match(none.body.toString(), /no cluster credentials/);
       // The secret as a bearer token is not a credential either.
-      assert.equal((await rawRequest(`${s.url}${path}`, { method, ...(body !== undefined ? { body } : {}), headers: { authorization: `Bearer ${SECRET}` } })).status, 401);
+      assert.equal(
+        (
+          await rawRequest(`${s.url}${path}`, {
+            method,
+            ...(body !== undefined ? { body } : {}),
+            headers: { authorization: `Bearer ${SECRET}` },
+          })
+        ).status,
+        401,
+      );
       const forged = await signed(method, path, body, stranger);
       assert.equal(forged.status, 401, `forged ${method} ${path}`);
       assert.match(forged.body.toString(), /bad cluster signature/);
@@ -57,7 +89,16 @@ describe('scheduler abuse', () => {
     const h = auth.sign('GET', '/api/v1/hosts');
     assert.equal((await rawRequest(`${s.url}/api/v1/tasks/${TASK}`, { headers: { authorization: h } })).status, 401);
     const p = auth.sign('PUT', '/api/v1/hosts/h1', announce);
-    assert.equal((await rawRequest(`${s.url}/api/v1/hosts/h1`, { method: 'PUT', body: JSON.stringify({ ...HOST, uploadUrl: 'http://169.254.169.254' }), headers: { authorization: p } })).status, 401);
+    assert.equal(
+      (
+        await rawRequest(`${s.url}/api/v1/hosts/h1`, {
+          method: 'PUT',
+          body: JSON.stringify({ ...HOST, uploadUrl: 'http://169.254.169.254' }),
+          headers: { authorization: p },
+        })
+      ).status,
+      401,
+    );
     assert.equal(s.service.hostsOf().length, 0, 'no host was registered by a stranger');
     assert.equal(s.service.state.tasks.size, 0);
   });
@@ -73,19 +114,41 @@ describe('scheduler abuse', () => {
     assert.match(again.body.toString(), /replayed/);
     const list = await signed('GET', '/api/v1/hosts');
     assert.equal(list.status, 200);
-    assert.deepEqual((JSON.parse(list.body.toString()) as { id: string }[]).map((x) => x.id), ['h2']);
+    assert.deepEqual(
+      (JSON.parse(list.body.toString()) as { id: string }[]).map((x) => x.id),
+      ['h2'],
+    );
     assert.equal((await signed('DELETE', '/api/v1/hosts/h2')).status, 200);
   });
 
   test('malformed bodies from members: 400, never a crash', async () => {
     const bad: [string, string, string][] = [
-      ['PUT', '/api/v1/hosts/h3', '{"id":'], ['PUT', '/api/v1/hosts/h3', '[]'], ['PUT', '/api/v1/hosts/h3', 'null'], ['PUT', '/api/v1/hosts/h3', '"x"'],
+      ['PUT', '/api/v1/hosts/h3', '{"id":'],
+      ['PUT', '/api/v1/hosts/h3', '[]'],
+      ['PUT', '/api/v1/hosts/h3', 'null'],
+      ['PUT', '/api/v1/hosts/h3', '"x"'],
       ['PUT', '/api/v1/hosts/h3', JSON.stringify({ ...HOST, id: 'h3', uploadUrl: 'file:///etc/passwd' })],
       ['PUT', '/api/v1/hosts/h3', JSON.stringify({ ...HOST, id: 'h3', type: 'root' })],
-      ['POST', '/api/v1/peers', '{}'], ['POST', '/api/v1/peers', JSON.stringify({ peerId: 'p', hostId: 'h', taskId: '../../x', download: { url: 'http://x/', contentLength: 1, actualPieceLength: 1 } })],
-      ['POST', '/api/v1/peers', JSON.stringify({ peerId: 'p', hostId: 'h', taskId: TASK, download: { url: 'http://x/', contentLength: -1, actualPieceLength: 1 } })],
-      ['POST', '/api/v1/peers/p/events', '{"events":"no"}'], ['POST', '/api/v1/peers/p/events', '{"events":[null]}'],
-      ['POST', '/api/v1/peers/p/events', '{"events":[{"kind":"pieceFinished"}]}'], ['POST', '/api/v1/peers/p/reschedule', '{"candidateParentIds":[1]}'],
+      ['POST', '/api/v1/peers', '{}'],
+      [
+        'POST',
+        '/api/v1/peers',
+        JSON.stringify({
+          peerId: 'p',
+          hostId: 'h',
+          taskId: '../../x',
+          download: { url: 'http://x/', contentLength: 1, actualPieceLength: 1 },
+        }),
+      ],
+      [
+        'POST',
+        '/api/v1/peers',
+        JSON.stringify({ peerId: 'p', hostId: 'h', taskId: TASK, download: { url: 'http://x/', contentLength: -1, actualPieceLength: 1 } }),
+      ],
+      ['POST', '/api/v1/peers/p/events', '{"events":"no"}'],
+      ['POST', '/api/v1/peers/p/events', '{"events":[null]}'],
+      ['POST', '/api/v1/peers/p/events', '{"events":[{"kind":"pieceFinished"}]}'],
+      ['POST', '/api/v1/peers/p/reschedule', '{"candidateParentIds":[1]}'],
     ];
     for (const [method, path, body] of bad) {
       const r = await signed(method, path, body);
@@ -94,22 +157,33 @@ describe('scheduler abuse', () => {
     assert.equal((await rawRequest(`${s.url}/healthy`)).status, 200);
   });
 
-  test('huge bodies: a stranger\'s is refused unread, a member\'s above 8 MiB with 413; the server stays up', async () => {
+  test("huge bodies: a stranger's is refused unread, a member's above 8 MiB with 413; the server stays up", async () => {
     // A stranger announcing 1 GiB: refused at once, the connection closed, far less than that read.
     const strangerBig = await hugeRequest(`${s.url}/api/v1/peers`, { declared: 1024 * 1024 * 1024, max: 1024 * 1024 * 1024 });
     assert.equal(strangerBig.status, 401);
     assert.ok(strangerBig.sent < 64 * 1024 * 1024, `sent ${strangerBig.sent} bytes before the answer`);
     // A signed request declaring more than the limit: refused before reading.
-    const declared = await hugeRequest(`${s.url}/api/v1/peers`, { declared: 9 * 1024 * 1024, max: 9 * 1024 * 1024, headers: { authorization: auth.sign('POST', '/api/v1/peers') } });
+    const declared = await hugeRequest(`${s.url}/api/v1/peers`, {
+      declared: 9 * 1024 * 1024,
+      max: 9 * 1024 * 1024,
+      headers: { authorization: auth.sign('POST', '/api/v1/peers') },
+    });
     assert.equal(declared.status, 413);
     assert.match(declared.body.toString(), /exceeds/);
     // Chunked, no length: read up to the limit, then refused.
-    const chunked = await hugeRequest(`${s.url}/api/v1/peers`, { max: 12 * 1024 * 1024, headers: { authorization: auth.sign('POST', '/api/v1/peers') } });
+    const chunked = await hugeRequest(`${s.url}/api/v1/peers`, {
+      max: 12 * 1024 * 1024,
+      headers: { authorization: auth.sign('POST', '/api/v1/peers') },
+    });
     assert.equal(chunked.status, 413);
     // The preheat API: without a token refused unread; with one, bodies over 1 MiB refused.
     const job = await hugeRequest(`${s.url}/oapi/v1/jobs`, { declared: 512 * 1024 * 1024, max: 512 * 1024 * 1024 });
     assert.equal(job.status, 401);
-    const bigJob = await hugeRequest(`${s.url}/oapi/v1/jobs`, { declared: 2 * 1024 * 1024, max: 2 * 1024 * 1024, headers: { authorization: 'Bearer pat-abuse' } });
+    const bigJob = await hugeRequest(`${s.url}/oapi/v1/jobs`, {
+      declared: 2 * 1024 * 1024,
+      max: 2 * 1024 * 1024,
+      headers: { authorization: 'Bearer pat-abuse' },
+    });
     assert.equal(bigJob.status, 413);
     assert.equal((await rawRequest(`${s.url}/healthy`)).status, 200);
     assert.equal((await signed('GET', '/api/v1/hosts')).status, 200);
@@ -120,15 +194,38 @@ describe('scheduler abuse', () => {
     const none = await rawRequest(`${s.url}/oapi/v1/jobs`, { method: 'POST', body: job });
     assert.equal(none.status, 401);
     assert.equal(none.headers['www-authenticate'], 'Bearer');
-    for (const a of ['Bearer pat-abusx', 'Bearer pat-abuse2', 'Bearer ', 'Basic cGF0LWFidXNl', auth.sign('POST', '/oapi/v1/jobs', job), `Bearer ${SECRET}`]) {
-      assert.equal((await rawRequest(`${s.url}/oapi/v1/jobs`, { method: 'POST', body: job, headers: { authorization: a } })).status, 401, a);
+    for (const a of [
+      'Bearer pat-abusx',
+      'Bearer pat-abuse2',
+      'Bearer ',
+      'Basic cGF0LWFidXNl',
+      auth.sign('POST', '/oapi/v1/jobs', job),
+      `Bearer ${SECRET}`,
+    ]) {
+      assert.equal(
+        (await rawRequest(`${s.url}/oapi/v1/jobs`, { method: 'POST', body: job, headers: { authorization: a } })).status,
+        401,
+        a,
+      );
       assert.equal((await rawRequest(`${s.url}/oapi/v1/jobs`, { headers: { authorization: a } })).status, 401, a);
     }
-    const ok = await rawRequest(`${s.url}/oapi/v1/jobs`, { method: 'POST', body: job, headers: { authorization: 'Bearer pat-abuse', 'content-type': 'application/json' } });
+    const ok = await rawRequest(`${s.url}/oapi/v1/jobs`, {
+      method: 'POST',
+      body: job,
+      headers: { authorization: 'Bearer pat-abuse', 'content-type': 'application/json' },
+    });
     assert.equal(ok.status, 200, ok.body.toString());
-    const malformed = await rawRequest(`${s.url}/oapi/v1/jobs`, { method: 'POST', body: '{"type":', headers: { authorization: 'Bearer pat-abuse' } });
+    const malformed = await rawRequest(`${s.url}/oapi/v1/jobs`, {
+      method: 'POST',
+      body: '{"type":',
+      headers: { authorization: 'Bearer pat-abuse' },
+    });
     assert.equal(malformed.status, 400);
-    const notObject = await rawRequest(`${s.url}/oapi/v1/jobs`, { method: 'POST', body: '[1,2]', headers: { authorization: 'Bearer pat-abuse' } });
+    const notObject = await rawRequest(`${s.url}/oapi/v1/jobs`, {
+      method: 'POST',
+      body: '[1,2]',
+      headers: { authorization: 'Bearer pat-abuse' },
+    });
     assert.equal(notObject.status, 400);
   });
 });
@@ -147,21 +244,50 @@ test('a scheduler on a non-loopback address without a cluster secret refuses to 
 
 test('preheat job answers and logs never carry the credentials a job was given', async () => {
   const lines: string[] = [];
-  const log = createLogger({ level: 'debug', destination: { write: (l: string) => { lines.push(l); } } });
+  const log = createLogger({
+    level: 'debug',
+    destination: {
+      write: (l: string) => {
+        lines.push(l);
+      },
+    },
+  });
   const origin = await startOrigin();
-  const s = await startScheduler({ listen: '127.0.0.1:0', log, config: { cluster: { token: SECRET }, preheat: { tokens: ['pat-redact'] } } });
+  const s = await startScheduler({
+    listen: '127.0.0.1:0',
+    log,
+    config: { cluster: { token: SECRET }, preheat: { tokens: ['pat-redact'] } },
+  });
   const secrets = ['urlpass-S1', 'Bearer registry-S2', 'apikey-S3', 'password-S4', 'amzsig-S5', 'token-S6'];
   try {
     const jobs = [
-      { type: 'preheat', args: { type: 'image', url: `http://user:urlpass-S1@${origin.host}/v2/library/none/manifests/v1`,
-        headers: { Authorization: 'Bearer registry-S2', 'X-Api-Key': 'apikey-S3' }, username: 'u', password: 'password-S4' } },
-      { type: 'preheat', args: { type: 'file', urls: [`${origin.url}/v2/x/blobs/sha256:${'0'.repeat(64)}?X-Amz-Signature=amzsig-S5&access_token=token-S6&keep=1`],
-        headers: { authorization: 'Bearer registry-S2' } } },
+      {
+        type: 'preheat',
+        args: {
+          type: 'image',
+          url: `http://user:urlpass-S1@${origin.host}/v2/library/none/manifests/v1`,
+          headers: { Authorization: 'Bearer registry-S2', 'X-Api-Key': 'apikey-S3' },
+          username: 'u',
+          password: 'password-S4',
+        },
+      },
+      {
+        type: 'preheat',
+        args: {
+          type: 'file',
+          urls: [`${origin.url}/v2/x/blobs/sha256:${'0'.repeat(64)}?X-Amz-Signature=amzsig-S5&access_token=token-S6&keep=1`],
+          headers: { authorization: 'Bearer registry-S2' },
+        },
+      },
     ];
     const ids: number[] = [];
     const bodies: string[] = [];
     for (const j of jobs) {
-      const r = await rawRequest(`${s.url}/oapi/v1/jobs`, { method: 'POST', body: JSON.stringify(j), headers: { authorization: 'Bearer pat-redact', 'content-type': 'application/json' } });
+      const r = await rawRequest(`${s.url}/oapi/v1/jobs`, {
+        method: 'POST',
+        body: JSON.stringify(j),
+        headers: { authorization: 'Bearer pat-redact', 'content-type': 'application/json' },
+      });
       assert.equal(r.status, 200, r.body.toString());
       bodies.push(r.body.toString());
       ids.push((JSON.parse(r.body.toString()) as { id: number }).id);
@@ -189,6 +315,12 @@ test('preheat job answers and logs never carry the credentials a job was given',
     assert.equal(first.args.username, 'u');
     assert.match(first.args.url, /^http:\/\/user:redacted@/);
     assert.match(all, /keep=1/, 'other query parameters stay');
-    assert.ok(lines.some((l) => l.includes('preheat job finished')), 'the jobs were logged');
-  } finally { await s.close(); await origin.close(); }
+    assert.ok(
+      lines.some((l) => l.includes('preheat job finished')),
+      'the jobs were logged',
+    );
+  } finally {
+    await s.close();
+    await origin.close();
+  }
 });

@@ -25,8 +25,7 @@ export function loadQuality(p: Peer): number {
   const h = p.host;
   const maxTx = h.info.maxTxBps ?? 0;
   const peak = maxTx > 0 ? Math.max(0, 1 - h.txBps / maxTx) : 0;
-  const duration = h.uploadContentLength === 0 ? 1
-    : maxTx > 0 ? Math.max(0, 1 - ((h.uploadContentLength * 8) / maxTx) / 60) : 0;
+  const duration = h.uploadContentLength === 0 ? 1 : maxTx > 0 ? Math.max(0, 1 - (h.uploadContentLength * 8) / maxTx / 60) : 0;
   let concurrency: number;
   const needed = maxTx / PIECE_16MIB_BITS;
   if (needed <= 1) concurrency = 0;
@@ -42,7 +41,8 @@ export function idcAffinity(a?: string, b?: string): number {
 export function locationAffinity(a?: string, b?: string): number {
   if (!a || !b) return 0;
   if (a.toLowerCase() === b.toLowerCase()) return 1;
-  const x = a.toLowerCase().split('|'); const y = b.toLowerCase().split('|');
+  const x = a.toLowerCase().split('|');
+  const y = b.toLowerCase().split('|');
   let n = 0;
   while (n < 5 && n < x.length && n < y.length && x[n] === y[n]) n++;
   return n / 5;
@@ -54,10 +54,12 @@ export function hostTypeScore(p: Peer): number {
 }
 
 export function score(parent: Peer, child: Peer): number {
-  return 0.6 * loadQuality(parent)
-    + 0.2 * idcAffinity(parent.host.info.idc, child.host.info.idc)
-    + 0.1 * locationAffinity(parent.host.info.location, child.host.info.location)
-    + 0.1 * hostTypeScore(parent);
+  return (
+    0.6 * loadQuality(parent) +
+    0.2 * idcAffinity(parent.host.info.idc, child.host.info.idc) +
+    0.1 * locationAffinity(parent.host.info.location, child.host.info.location) +
+    0.1 * hostTypeScore(parent)
+  );
 }
 
 /** Why a candidate was dropped, or undefined if it may be a parent of `child`. */

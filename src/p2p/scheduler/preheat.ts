@@ -22,35 +22,49 @@ import type { Host } from './state.js';
 /** The platform of an index a preheat job takes when it names none (Harbor's Dragonfly provider's default). */
 const DEFAULT_PREHEAT_PLATFORM = 'linux/amd64';
 
-export const createJobSchema = z.object({
-  type: z.literal('preheat'),
-  args: z.object({
-    type: z.enum(['image', 'file']).default('image'),
-    url: z.string().optional(),
-    urls: z.array(z.string()).optional(),
-    piece_length: z.number().int().min(4 * 1024 * 1024).max(64 * 1024 * 1024).optional(),
-    tag: z.string().optional(),
-    application: z.string().optional(),
-    filtered_query_params: z.string().optional(),
-    headers: z.record(z.string(), z.string()).optional(),
-    username: z.string().optional(),
-    password: z.string().optional(),
-    platform: z.string().optional(),
-    scope: z.enum(['single_seed_peer', 'all_seed_peers', 'all_peers']).default('single_seed_peer'),
-    ips: z.array(z.string()).optional(),
-    count: z.number().int().min(1).optional(),
-    percentage: z.number().int().min(1).max(100).optional(),
-    concurrent_task_count: z.number().int().min(1).max(100).default(8),
-    concurrent_peer_count: z.number().int().min(1).max(1000).optional(),
-    timeout: z.union([z.string(), z.number()]).optional(),
-    enable_task_id_based_blob_digest: z.boolean().optional(),
-  }).passthrough(),
-  scheduler_cluster_ids: z.array(z.number()).optional(),
-}).passthrough();
+export const createJobSchema = z
+  .object({
+    type: z.literal('preheat'),
+    args: z
+      .object({
+        type: z.enum(['image', 'file']).default('image'),
+        url: z.string().optional(),
+        urls: z.array(z.string()).optional(),
+        piece_length: z
+          .number()
+          .int()
+          .min(4 * 1024 * 1024)
+          .max(64 * 1024 * 1024)
+          .optional(),
+        tag: z.string().optional(),
+        application: z.string().optional(),
+        filtered_query_params: z.string().optional(),
+        headers: z.record(z.string(), z.string()).optional(),
+        username: z.string().optional(),
+        password: z.string().optional(),
+        platform: z.string().optional(),
+        scope: z.enum(['single_seed_peer', 'all_seed_peers', 'all_peers']).default('single_seed_peer'),
+        ips: z.array(z.string()).optional(),
+        count: z.number().int().min(1).optional(),
+        percentage: z.number().int().min(1).max(100).optional(),
+        concurrent_task_count: z.number().int().min(1).max(100).default(8),
+        concurrent_peer_count: z.number().int().min(1).max(1000).optional(),
+        timeout: z.union([z.string(), z.number()]).optional(),
+        enable_task_id_based_blob_digest: z.boolean().optional(),
+      })
+      .passthrough(),
+    scheduler_cluster_ids: z.array(z.number()).optional(),
+  })
+  .passthrough();
 
 export type CreateJob = z.infer<typeof createJobSchema>;
 
-interface TaskOutcome { url: string; hostname: string; ip: string; description?: string }
+interface TaskOutcome {
+  url: string;
+  hostname: string;
+  ip: string;
+  description?: string;
+}
 
 export interface Job {
   id: number;
@@ -62,7 +76,11 @@ export interface Job {
   created_at: string;
   updated_at: string;
   result: {
-    job_states: { state: string; error: string; results: { scheduler_cluster_id: number; success_tasks: TaskOutcome[]; failure_tasks: TaskOutcome[] }[] }[];
+    job_states: {
+      state: string;
+      error: string;
+      results: { scheduler_cluster_id: number; success_tasks: TaskOutcome[]; failure_tasks: TaskOutcome[] }[];
+    }[];
   };
 }
 
@@ -89,27 +107,48 @@ export class PreheatJobs {
     registry: MetricsRegistry,
     private readonly log: Logger = silentLogger(),
   ) {
-    this.created = new Counter({ name: 'ferry_scheduler_create_job_total', help: 'preheat jobs', labelNames: ['state'], registers: [registry] });
+    this.created = new Counter({
+      name: 'ferry_scheduler_create_job_total',
+      help: 'preheat jobs',
+      labelNames: ['state'],
+      registers: [registry],
+    });
   }
 
-  close(): void { this.aborter.abort(); }
+  close(): void {
+    this.aborter.abort();
+  }
 
   create(body: unknown): Job {
     const r = createJobSchema.safeParse(body);
     if (!r.success) throw new FerryError('INVALID_ARGUMENT', `job: ${z.prettifyError(r.error)}`);
     const a = r.data.args;
-    if (a.type === 'image' && !a.url) throw new FerryError('INVALID_ARGUMENT', 'job: args.url (manifest URL) is required for image preheat');
-    if (a.type === 'file' && !a.url && !a.urls?.length) throw new FerryError('INVALID_ARGUMENT', 'job: args.url or args.urls is required for file preheat');
+    if (a.type === 'image' && !a.url)
+      throw new FerryError('INVALID_ARGUMENT', 'job: args.url (manifest URL) is required for image preheat');
+    if (a.type === 'file' && !a.url && !a.urls?.length)
+      throw new FerryError('INVALID_ARGUMENT', 'job: args.url or args.urls is required for file preheat');
     for (const u of [a.url, ...(a.urls ?? [])]) {
       if (u === undefined) continue;
       let p: URL;
-      try { p = new URL(u); } catch { throw new FerryError('INVALID_ARGUMENT', `job: invalid URL ${JSON.stringify(u)}`); }
-      if (p.protocol !== 'http:' && p.protocol !== 'https:') throw new FerryError('INVALID_ARGUMENT', `job: unsupported URL scheme ${p.protocol}`);
+      try {
+        p = new URL(u);
+      } catch {
+        throw new FerryError('INVALID_ARGUMENT', `job: invalid URL ${JSON.stringify(u)}`);
+      }
+      if (p.protocol !== 'http:' && p.protocol !== 'https:')
+        throw new FerryError('INVALID_ARGUMENT', `job: unsupported URL scheme ${p.protocol}`);
     }
     const now = new Date().toISOString();
     const job: Job = {
-      id: this.nextId++, task_id: `group_${randomUUID()}`, type: 'preheat', state: 'PENDING', args: a,
-      scheduler_cluster_ids: r.data.scheduler_cluster_ids ?? [1], created_at: now, updated_at: now, result: { job_states: [] },
+      id: this.nextId++,
+      task_id: `group_${randomUUID()}`,
+      type: 'preheat',
+      state: 'PENDING',
+      args: a,
+      scheduler_cluster_ids: r.data.scheduler_cluster_ids ?? [1],
+      created_at: now,
+      updated_at: now,
+      result: { job_states: [] },
     };
     this.jobs.set(job.id, job);
     this.created.inc({ state: 'created' });
@@ -120,7 +159,11 @@ export class PreheatJobs {
   /** The job as answered over the API and logged: its secrets redacted. */
   view(job: Job): Job {
     const a = job.args;
-    const outcome = (t: TaskOutcome): TaskOutcome => ({ ...t, url: redactUrl(t.url), ...(t.description !== undefined ? { description: redactText(t.description) } : {}) });
+    const outcome = (t: TaskOutcome): TaskOutcome => ({
+      ...t,
+      url: redactUrl(t.url),
+      ...(t.description !== undefined ? { description: redactText(t.description) } : {}),
+    });
     return {
       ...job,
       args: {
@@ -132,8 +175,13 @@ export class PreheatJobs {
       },
       result: {
         job_states: job.result.job_states.map((s) => ({
-          ...s, error: redactText(s.error),
-          results: s.results.map((r) => ({ ...r, success_tasks: r.success_tasks.map(outcome), failure_tasks: r.failure_tasks.map(outcome) })),
+          ...s,
+          error: redactText(s.error),
+          results: s.results.map((r) => ({
+            ...r,
+            success_tasks: r.success_tasks.map(outcome),
+            failure_tasks: r.failure_tasks.map(outcome),
+          })),
         })),
       },
     };
@@ -152,9 +200,20 @@ export class PreheatJobs {
   private finish(job: Job, ok: TaskOutcome[], failed: TaskOutcome[], error = ''): void {
     job.state = !error && failed.length === 0 ? 'SUCCESS' : 'FAILURE';
     job.updated_at = new Date().toISOString();
-    job.result = { job_states: [{ state: job.state, error, results: [{ scheduler_cluster_id: job.scheduler_cluster_ids[0] ?? 1, success_tasks: ok, failure_tasks: failed }] }] };
+    job.result = {
+      job_states: [
+        {
+          state: job.state,
+          error,
+          results: [{ scheduler_cluster_id: job.scheduler_cluster_ids[0] ?? 1, success_tasks: ok, failure_tasks: failed }],
+        },
+      ],
+    };
     this.created.inc({ state: job.state });
-    this.log.info({ jobId: job.id, state: job.state, ok: ok.length, failed: failed.length, error: redactText(error) || undefined }, 'preheat job finished');
+    this.log.info(
+      { jobId: job.id, state: job.state, ok: ok.length, failed: failed.length, error: redactText(error) || undefined },
+      'preheat job finished',
+    );
   }
 
   /** Manifest URL → blob URLs (config + layers), and the headers that authorise fetching them. */
@@ -162,19 +221,24 @@ export class PreheatJobs {
     const u = new URL(a.url!);
     const m = /^\/v2\/(.+)\/manifests\/([^/]+)$/.exec(u.pathname);
     if (!m) throw new FerryError('INVALID_ARGUMENT', `not a manifest URL: ${a.url}`);
-    const repository = m[1]!; const reference = decodeURIComponent(m[2]!);
+    const repository = m[1]!;
+    const reference = decodeURIComponent(m[2]!);
     const registry = u.host;
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(a.headers ?? {})) headers[k.toLowerCase()] = v;
     const client = new RegistryClient({
       insecure: (h) => h === registry && u.protocol === 'http:',
       credentials: () => (a.username ? { username: a.username, password: a.password ?? '' } : undefined),
-      log: this.log, retries: 2,
+      log: this.log,
+      retries: 2,
     });
     const ref: ImageReference = reference.includes(':')
-      ? withDigest({ registry, repository }, reference) : { registry, repository, tag: reference };
+      ? withDigest({ registry, repository }, reference)
+      : { registry, repository, tag: reference };
     const { manifest: im } = await client.resolveImage(ref, {
-      platform: a.platform ?? DEFAULT_PREHEAT_PLATFORM, headers, signal: this.aborter.signal,
+      platform: a.platform ?? DEFAULT_PREHEAT_PLATFORM,
+      headers,
+      signal: this.aborter.signal,
     });
     const base = `${u.protocol}//${u.host}/v2/${repository}/blobs/`;
     const urls = [im.config.digest, ...im.layers.map((l) => l.digest)].map((d) => base + d);
@@ -199,17 +263,32 @@ export class PreheatJobs {
 
   private async run(job: Job): Promise<void> {
     const a = job.args;
-    let urls: string[]; let headers: Record<string, string>;
+    let urls: string[];
+    let headers: Record<string, string>;
     if (a.type === 'image') ({ urls, headers } = await this.resolveImage(a));
-    else { urls = a.urls?.length ? a.urls : [a.url!]; headers = a.headers ?? {}; }
+    else {
+      urls = a.urls?.length ? a.urls : [a.url!];
+      headers = a.headers ?? {};
+    }
     const filtered = a.filtered_query_params ? a.filtered_query_params.split('&').filter(Boolean) : undefined;
     const blobDigest = a.enable_task_id_based_blob_digest ?? this.deps.blobDigestDefault;
-    const ok: TaskOutcome[] = []; const failed: TaskOutcome[] = [];
+    const ok: TaskOutcome[] = [];
+    const failed: TaskOutcome[] = [];
     const work: { url: string; host: Host; tid: string }[] = [];
     for (const url of urls) {
-      const tid = taskId({ url, tag: a.tag, application: a.application, pieceLength: a.piece_length, filteredQueryParams: filtered, blobDigest });
+      const tid = taskId({
+        url,
+        tag: a.tag,
+        application: a.application,
+        pieceLength: a.piece_length,
+        filteredQueryParams: filtered,
+        blobDigest,
+      });
       const hosts = this.targets(a, tid);
-      if (hosts.length === 0) { failed.push({ url, hostname: '', ip: '', description: 'no seed peer / peer announced' }); continue; }
+      if (hosts.length === 0) {
+        failed.push({ url, hostname: '', ip: '', description: 'no seed peer / peer announced' });
+        continue;
+      }
       for (const host of hosts) work.push({ url, host, tid });
     }
     this.log.info({ jobId: job.id, blobs: urls.length, downloads: work.length, scope: a.scope }, 'preheat job running');
@@ -219,12 +298,24 @@ export class PreheatJobs {
       while (next < work.length) {
         const w = work[next++]!;
         const body: DownloadTaskRequest = {
-          url: w.url, headers, tag: a.tag, application: a.application, pieceLength: a.piece_length,
-          filteredQueryParams: filtered, blobDigest, wait: true,
+          url: w.url,
+          headers,
+          tag: a.tag,
+          application: a.application,
+          pieceLength: a.piece_length,
+          filteredQueryParams: filtered,
+          blobDigest,
+          wait: true,
         };
         const out: TaskOutcome = { url: w.url, hostname: w.host.info.hostname, ip: w.host.info.ip };
         try {
-          const r = await jsonRequest<DownloadTaskResponse>(`${w.host.info.uploadUrl}/api/v1/tasks`, { method: 'POST', json: body, timeoutMs, signal: this.aborter.signal, auth: this.deps.auth });
+          const r = await jsonRequest<DownloadTaskResponse>(`${w.host.info.uploadUrl}/api/v1/tasks`, {
+            method: 'POST',
+            json: body,
+            timeoutMs,
+            signal: this.aborter.signal,
+            auth: this.deps.auth,
+          });
           if (r.state === 'succeeded') ok.push(out);
           else failed.push({ ...out, description: r.description ?? r.state });
         } catch (err) {

@@ -54,7 +54,12 @@ function jsonObject<T>(buf: Buffer, schema: ZodType): T {
   return parseJson(buf, { object: true, schema }) as T;
 }
 
-interface Ctx { req: IncomingMessage; res: ServerResponse; url: URL; raw: Buffer }
+interface Ctx {
+  req: IncomingMessage;
+  res: ServerResponse;
+  url: URL;
+  raw: Buffer;
+}
 
 export async function startScheduler(opts: StartSchedulerOptions = {}): Promise<SchedulerHandle> {
   const config = parseSchedulerConfig(opts.config ?? {});
@@ -64,22 +69,35 @@ export async function startScheduler(opts: StartSchedulerOptions = {}): Promise<
   const secret = loadClusterSecret(config.cluster, log);
   const auth = secret === undefined ? undefined : new ClusterAuth(secret);
   if (!auth && !isLoopbackHost(host)) {
-    throw new FerryError('FAILED_PRECONDITION', `the scheduler would listen on ${listen}, reachable from other machines, but no cluster secret is configured: `
-      + `give the scheduler and every peer the same secret (${CLUSTER_SECRET_HINT}; e.g. openssl rand -hex 32 > /etc/ferry/cluster-token), `
-      + `or on a single machine listen on loopback: --listen 127.0.0.1:${port}`);
+    throw new FerryError(
+      'FAILED_PRECONDITION',
+      `the scheduler would listen on ${listen}, reachable from other machines, but no cluster secret is configured: ` +
+        `give the scheduler and every peer the same secret (${CLUSTER_SECRET_HINT}; e.g. openssl rand -hex 32 > /etc/ferry/cluster-token), ` +
+        `or on a single machine listen on loopback: --listen 127.0.0.1:${port}`,
+    );
   }
   const metrics = createMetricsRegistry({ processMetrics: true, prefix: 'ferry_scheduler_' });
   const service = new SchedulerService(config, metrics, log.child({ component: 'scheduler' }), auth);
-  const jobs = new PreheatJobs({
-    hosts: (t) => service.hostsOf(t), blobDigestDefault: config.preheat.enableTaskIdBasedBlobDigest,
-    timeoutMs: config.preheat.timeout, insecureSkipVerify: config.preheat.insecureSkipVerify, auth,
-  }, metrics, log.child({ component: 'preheat' }));
+  const jobs = new PreheatJobs(
+    {
+      hosts: (t) => service.hostsOf(t),
+      blobDigestDefault: config.preheat.enableTaskIdBasedBlobDigest,
+      timeoutMs: config.preheat.timeout,
+      insecureSkipVerify: config.preheat.insecureSkipVerify,
+      auth,
+    },
+    metrics,
+    log.child({ component: 'preheat' }),
+  );
   // Without tokens the job API is open on loopback only: reachable from the network it would let
   // anyone make the seeds fetch any URL.
   const preheatOpen = config.preheat.tokens.length === 0 && isLoopbackHost(host);
   if (config.preheat.tokens.length === 0) {
-    log.warn(preheatOpen ? 'preheat job API accepts requests without a token (loopback only; configure preheat.tokens / --token)'
-      : 'preheat job API disabled: the scheduler is reachable from the network and no preheat.tokens / --token are configured');
+    log.warn(
+      preheatOpen
+        ? 'preheat job API accepts requests without a token (loopback only; configure preheat.tokens / --token)'
+        : 'preheat job API disabled: the scheduler is reachable from the network and no preheat.tokens / --token are configured',
+    );
   }
   const tokens = config.preheat.tokens.map((t) => Buffer.from(t));
   const authorised = (req: IncomingMessage): boolean => {
@@ -93,8 +111,14 @@ export async function startScheduler(opts: StartSchedulerOptions = {}): Promise<
   // /metrics and /healthy: open.
   const open = new Router<Ctx>()
     .get('/metrics', ({ req, res }) => metricsHandler(metrics, req, res))
-    .get('/healthy', ({ res }) => { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('OK'); })
-    .get('/healthy/', ({ res }) => { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('OK'); });
+    .get('/healthy', ({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('OK');
+    })
+    .get('/healthy/', ({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('OK');
+    });
   // The preheat job API (Dragonfly manager's): personal access tokens, checked before the body is read.
   const jobRoutes = new Router<Ctx>()
     .post('/oapi/v1/jobs', async ({ req, res }) => {
@@ -103,7 +127,11 @@ export async function startScheduler(opts: StartSchedulerOptions = {}): Promise<
     })
     .get('/oapi/v1/jobs', ({ res, url }) => {
       const list = jobs.list({ type: url.searchParams.get('type') ?? '', state: url.searchParams.get('state') ?? '' });
-      sendJson(res, 200, list.map((j) => jobs.view(j)));
+      sendJson(
+        res,
+        200,
+        list.map((j) => jobs.view(j)),
+      );
     })
     .get('/oapi/v1/jobs/:id(\\d+)', ({ res }, p) => sendJson(res, 200, jobs.view(jobs.get(Number(p.id)))));
   // The peer RPC: cluster members only (the signature covers the body, read before routing).
@@ -116,8 +144,17 @@ export async function startScheduler(opts: StartSchedulerOptions = {}): Promise<
   const rpc = new Router<Ctx>()
     .put('/api/v1/hosts/:id', announce)
     .post('/api/v1/hosts/:id', announce)
-    .delete('/api/v1/hosts/:id', ({ res }, p) => { service.leaveHost(p.id!); sendJson(res, 200, {}); })
-    .get('/api/v1/hosts', ({ res }) => sendJson(res, 200, service.hostsOf().map((h) => h.info)))
+    .delete('/api/v1/hosts/:id', ({ res }, p) => {
+      service.leaveHost(p.id!);
+      sendJson(res, 200, {});
+    })
+    .get('/api/v1/hosts', ({ res }) =>
+      sendJson(
+        res,
+        200,
+        service.hostsOf().map((h) => h.info),
+      ),
+    )
     .post('/api/v1/peers', async ({ res, raw }) => {
       sendJson(res, 200, await service.register(jsonObject<RegisterRequest>(raw, registerRequestSchema)));
     })
@@ -129,7 +166,10 @@ export async function startScheduler(opts: StartSchedulerOptions = {}): Promise<
       const body = jsonObject<RescheduleRequest>(raw, rescheduleRequestSchema);
       sendJson(res, 200, await service.reschedule(p.id!, body.candidateParentIds ?? []));
     })
-    .delete('/api/v1/peers/:id', ({ res }, p) => { service.leavePeer(p.id!); sendJson(res, 200, {}); })
+    .delete('/api/v1/peers/:id', ({ res }, p) => {
+      service.leavePeer(p.id!);
+      sendJson(res, 200, {});
+    })
     .delete('/api/v1/tasks/:task/hosts/:host', ({ res }, p) => sendJson(res, 200, { removed: service.leaveTaskOnHost(p.task!, p.host!) }))
     .get('/api/v1/tasks/:task', ({ res }, p) => sendJson(res, 200, service.describeTask(p.task!)));
 
@@ -141,8 +181,8 @@ export async function startScheduler(opts: StartSchedulerOptions = {}): Promise<
       if (!authorised(req)) {
         res.setHeader('www-authenticate', 'Bearer');
         if (!req.complete) res.setHeader('connection', 'close');
-        const message = tokens.length === 0
-          ? 'preheat job API disabled: configure preheat.tokens / --token' : 'invalid or missing personal access token';
+        const message =
+          tokens.length === 0 ? 'preheat job API disabled: configure preheat.tokens / --token' : 'invalid or missing personal access token';
         return sendJson(res, 401, { message });
       }
       return jobRoutes.dispatch(m, p, { req, res, url, raw: Buffer.alloc(0) });
@@ -161,9 +201,10 @@ export async function startScheduler(opts: StartSchedulerOptions = {}): Promise<
       if (status >= 500) log.warn({ method: req.method, url, err: e.message }, 'scheduler request failed');
       else if (e.code === 'UNAUTHENTICATED') {
         (refusals.allow(req.socket.remoteAddress ?? '') ? log.warn.bind(log) : log.debug.bind(log))(
-          { method: req.method, url, remote: req.socket.remoteAddress, err: e.message }, 'peer RPC refused: no valid cluster signature');
-      }
-      else log.debug({ method: req.method, url, err: e.message }, 'scheduler request rejected');
+          { method: req.method, url, remote: req.socket.remoteAddress, err: e.message },
+          'peer RPC refused: no valid cluster signature',
+        );
+      } else log.debug({ method: req.method, url, err: e.message }, 'scheduler request rejected');
       // (a refused request whose body was not read is closed rather than drained: sendError)
       sendError(res, e, e.code === 'UNAUTHENTICATED' ? { headers: { 'www-authenticate': 'Ferry-Cluster' } } : {});
     });
@@ -171,16 +212,23 @@ export async function startScheduler(opts: StartSchedulerOptions = {}): Promise<
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => { server.off('error', reject); resolve(); });
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
   const addr = server.address() as AddressInfo;
-  const shownHost = addr.address === '0.0.0.0' || addr.address === '::' ? '127.0.0.1' : addr.address.includes(':') ? `[${addr.address}]` : addr.address;
+  const shownHost =
+    addr.address === '0.0.0.0' || addr.address === '::' ? '127.0.0.1' : addr.address.includes(':') ? `[${addr.address}]` : addr.address;
   const url = `http://${shownHost}:${addr.port}`;
   const gcTimer = setInterval(() => service.gc(), config.gc.interval);
   gcTimer.unref();
   log.info({ url }, 'scheduler listening');
   return {
-    url, metrics, service, jobs,
+    url,
+    metrics,
+    service,
+    jobs,
     close: async () => {
       clearInterval(gcTimer);
       service.close();

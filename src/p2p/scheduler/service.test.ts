@@ -7,10 +7,21 @@ import { filterReason, idcAffinity, isBadParent, locationAffinity, score } from 
 import { SchedulerService } from './service.js';
 
 const MiB = 1024 * 1024;
-const host = (name: string, type: 'normal' | 'super' = 'normal', extra: Partial<HostInfo> = {}): HostInfo =>
-  ({ id: `10.0.0.1-${name}`, ip: '10.0.0.1', hostname: name, type, uploadUrl: `http://10.0.0.1:1/${name}`, maxTxBps: 10e9, ...extra });
-const reg = (peer: string, hostName: string, task = 'a'.repeat(64)): RegisterRequest =>
-  ({ peerId: peer, hostId: `10.0.0.1-${hostName}`, taskId: task, download: { url: 'http://r/v2/x/blobs/sha256:00', contentLength: 64 * MiB, actualPieceLength: 4 * MiB } });
+const host = (name: string, type: 'normal' | 'super' = 'normal', extra: Partial<HostInfo> = {}): HostInfo => ({
+  id: `10.0.0.1-${name}`,
+  ip: '10.0.0.1',
+  hostname: name,
+  type,
+  uploadUrl: `http://10.0.0.1:1/${name}`,
+  maxTxBps: 10e9,
+  ...extra,
+});
+const reg = (peer: string, hostName: string, task = 'a'.repeat(64)): RegisterRequest => ({
+  peerId: peer,
+  hostId: `10.0.0.1-${hostName}`,
+  taskId: task,
+  download: { url: 'http://r/v2/x/blobs/sha256:00', contentLength: 64 * MiB, actualPieceLength: 4 * MiB },
+});
 
 function svc(over: Record<string, unknown> = {}): SchedulerService {
   return new SchedulerService(parseSchedulerConfig({ scheduling: { retryInterval: 5, ...over } }), createMetricsRegistry());
@@ -27,14 +38,20 @@ test('first peer without a seed goes back to source; the next gets it as parent;
   assert.ok(rc.kind === 'normal' && rc.parents.length === 2);
   // b may not take c as a parent: c descends from b? (only if b is c's parent) — check the cycle rule directly.
   const st = s.state;
-  const pb = st.peers.get('pb')!; const pc = st.peers.get('pc')!;
-  if (pc.parents.has('pb')) assert.equal(filterReason(pc, pb, (x, y) => st.reaches(pb.task, x, y)), 'cycle');
+  const pb = st.peers.get('pb')!;
+  const pc = st.peers.get('pc')!;
+  if (pc.parents.has('pb'))
+    assert.equal(
+      filterReason(pc, pb, (x, y) => st.reaches(pb.task, x, y)),
+      'cycle',
+    );
   assert.equal(st.addEdge(pc, pb), !pc.parents.has('pb'));
 });
 
 test('filter: same host, blocked, no source yet, bad parent; reschedule blocks used parents', async () => {
   const s = svc({ retryBackToSourceLimit: 2, retryLimit: 3 });
-  s.announceHost(host('a')); s.announceHost(host('b'));
+  s.announceHost(host('a'));
+  s.announceHost(host('b'));
   await s.register(reg('pa', 'a'));
   const pa = s.state.peers.get('pa')!;
   // A second peer on host a: same host as pa, no parent possible → back to source after 2 tries.
@@ -42,13 +59,22 @@ test('filter: same host, blocked, no source yet, bad parent; reschedule blocks u
   const r = await s.register(reg('pb', 'b'));
   assert.equal(r.kind, 'normal');
   const pb = s.state.peers.get('pb')!;
-  assert.equal(filterReason(pa, pb, () => false), undefined);
+  assert.equal(
+    filterReason(pa, pb, () => false),
+    undefined,
+  );
   pb.blocklist.add('pa');
-  assert.equal(filterReason(pa, pb, () => false), 'blocked');
+  assert.equal(
+    filterReason(pa, pb, () => false),
+    'blocked',
+  );
   pb.blocklist.clear();
   pa.costs = [10, 10, 10, 500];
   assert.equal(isBadParent(pa), true);
-  assert.equal(filterReason(pa, pb, () => false), 'bad-parent');
+  assert.equal(
+    filterReason(pa, pb, () => false),
+    'bad-parent',
+  );
   pa.costs = [];
   const again = await s.reschedule('pb', ['pa', 'pa2']);
   assert.equal(again.kind, 'needBackToSource');
@@ -57,7 +83,8 @@ test('filter: same host, blocked, no source yet, bad parent; reschedule blocks u
 test('seed trigger: a cold task with a seed host is not sent to the source; quota bounds back-to-source peers', async () => {
   const s = svc({ backToSourceCount: 1, retryBackToSourceLimit: 1, retryLimit: 2 });
   s.announceHost(host('seed', 'super', { uploadUrl: 'http://127.0.0.1:9' }));
-  s.announceHost(host('a')); s.announceHost(host('b'));
+  s.announceHost(host('a'));
+  s.announceHost(host('b'));
   // With a seed announced, the first normal peer is not told to go to the source at once; the
   // (unreachable) seed never registers, so after the retry it goes back to source, using the quota.
   assert.equal((await s.register(reg('pa', 'a'))).kind, 'needBackToSource');
@@ -83,12 +110,41 @@ test('evaluator: load, IDC, location and host type weights', () => {
   s.announceHost(host('c', 'normal', { idc: 'x', location: 'eu|de|ber' }));
   const mk = (id: string, h: string): void => {
     const hh = s.state.hosts.get(`10.0.0.1-${h}`)!;
-    const task = { id: 't', url: 'u', idOptions: {}, headers: {}, contentLength: 64 * MiB, pieceLength: 4 * MiB, peers: new Map(), backToSourcePeers: new Set<string>(), state: 'running' as const, seedFailed: false, updatedAt: 0 };
-    s.state.peers.set(id, { id, host: hh, task, state: 'succeeded', parents: new Set(), children: new Set(), finished: new Set(), costs: [], blocklist: new Set(), needBackToSource: false, concurrentPieceCount: 8, updatedAt: 0, download: { url: 'u', contentLength: 1, actualPieceLength: 1 } });
+    const task = {
+      id: 't',
+      url: 'u',
+      idOptions: {},
+      headers: {},
+      contentLength: 64 * MiB,
+      pieceLength: 4 * MiB,
+      peers: new Map(),
+      backToSourcePeers: new Set<string>(),
+      state: 'running' as const,
+      seedFailed: false,
+      updatedAt: 0,
+    };
+    s.state.peers.set(id, {
+      id,
+      host: hh,
+      task,
+      state: 'succeeded',
+      parents: new Set(),
+      children: new Set(),
+      finished: new Set(),
+      costs: [],
+      blocklist: new Set(),
+      needBackToSource: false,
+      concurrentPieceCount: 8,
+      updatedAt: 0,
+      download: { url: 'u', contentLength: 1, actualPieceLength: 1 },
+    });
   };
-  mk('p1', 'p1'); mk('p2', 'p2'); mk('c', 'c');
+  mk('p1', 'p1');
+  mk('p2', 'p2');
+  mk('c', 'c');
   const [p1, p2, c] = ['p1', 'p2', 'c'].map((id) => s.state.peers.get(id)!) as [never, never, never];
-  const s1 = score(p1, c); const s2 = score(p2, c);
+  const s1 = score(p1, c);
+  const s2 = score(p2, c);
   assert.ok(s1 > s2, `same IDC/location scores higher (${s1} vs ${s2})`);
   assert.ok(Math.abs(s1 - s2 - (0.2 + 0.1 * 0.4)) < 1e-9);
 });
@@ -96,7 +152,8 @@ test('evaluator: load, IDC, location and host type weights', () => {
 test('herd delay: a registration waiting for a parent no longer counts as in flight for its host', async () => {
   // A seed host exists (its trigger goes nowhere), so a cold task's first normal peer waits for a parent.
   const s = svc({ retryInterval: 1000, retryBackToSourceLimit: 5, retryLimit: 6 });
-  s.announceHost(host('n')); s.announceHost(host('seed', 'super'));
+  s.announceHost(host('n'));
+  s.announceHost(host('seed', 'super'));
   const inflight = (): number | undefined => (s as unknown as { registering: Map<string, number> }).registering.get('10.0.0.1-n');
   const waiting = s.register(reg('p1', 'n', '1'.repeat(64)));
   waiting.catch(() => undefined);

@@ -12,7 +12,13 @@ import type { SchedulerConfig } from '../../config/scheduler.js';
 import { HashRing } from '../common/index.js';
 import { jsonRequest } from '../common/index.js';
 import type {
-  ClusterAuth, DownloadTaskRequest, HostInfo, ParentRef, PeerEvent, RegisterRequest, ScheduleResponse,
+  ClusterAuth,
+  DownloadTaskRequest,
+  HostInfo,
+  ParentRef,
+  PeerEvent,
+  RegisterRequest,
+  ScheduleResponse,
 } from '../common/index.js';
 import { filterReason, score } from './evaluator.js';
 import { COST_WINDOW, SchedulerState, transition, type Host, type Peer, type PeerEventName, type Task } from './state.js';
@@ -34,16 +40,45 @@ export interface SchedulerMetrics {
 function makeMetrics(reg: MetricsRegistry): SchedulerMetrics {
   const r = [reg];
   return {
-    registerTotal: new Counter({ name: 'ferry_scheduler_register_peer_total', help: 'peer registrations', labelNames: ['host_type'], registers: r }),
+    registerTotal: new Counter({
+      name: 'ferry_scheduler_register_peer_total',
+      help: 'peer registrations',
+      labelNames: ['host_type'],
+      registers: r,
+    }),
     registerFailure: new Counter({ name: 'ferry_scheduler_register_peer_failure_total', help: 'failed registrations', registers: r }),
-    traffic: new Counter({ name: 'ferry_scheduler_traffic_bytes_total', help: 'bytes reported downloaded by peers, by source', labelNames: ['type', 'host_type'], registers: r }),
-    pieceFinished: new Counter({ name: 'ferry_scheduler_download_piece_finished_total', help: 'pieces reported finished', labelNames: ['traffic_type'], registers: r }),
+    traffic: new Counter({
+      name: 'ferry_scheduler_traffic_bytes_total',
+      help: 'bytes reported downloaded by peers, by source',
+      labelNames: ['type', 'host_type'],
+      registers: r,
+    }),
+    pieceFinished: new Counter({
+      name: 'ferry_scheduler_download_piece_finished_total',
+      help: 'pieces reported finished',
+      labelNames: ['traffic_type'],
+      registers: r,
+    }),
     pieceFailed: new Counter({ name: 'ferry_scheduler_download_piece_failure_total', help: 'pieces reported failed', registers: r }),
     peerFinished: new Counter({ name: 'ferry_scheduler_download_peer_finished_total', help: 'peers finished', registers: r }),
     peerFailed: new Counter({ name: 'ferry_scheduler_download_peer_failure_total', help: 'peers failed', registers: r }),
-    backToSource: new Counter({ name: 'ferry_scheduler_download_peer_back_to_source_started_total', help: 'peers told to go back to source', registers: r }),
-    seedTriggered: new Counter({ name: 'ferry_scheduler_seed_peer_triggered_total', help: 'seed peer downloads triggered', labelNames: ['result'], registers: r }),
-    scheduleDuration: new Histogram({ name: 'ferry_scheduler_schedule_duration_seconds', help: 'time to answer a scheduling request', buckets: [0.001, 0.01, 0.1, 0.5, 1, 2, 5], registers: r }),
+    backToSource: new Counter({
+      name: 'ferry_scheduler_download_peer_back_to_source_started_total',
+      help: 'peers told to go back to source',
+      registers: r,
+    }),
+    seedTriggered: new Counter({
+      name: 'ferry_scheduler_seed_peer_triggered_total',
+      help: 'seed peer downloads triggered',
+      labelNames: ['result'],
+      registers: r,
+    }),
+    scheduleDuration: new Histogram({
+      name: 'ferry_scheduler_schedule_duration_seconds',
+      help: 'time to answer a scheduling request',
+      buckets: [0.001, 0.01, 0.1, 0.5, 1, 2, 5],
+      registers: r,
+    }),
     hosts: new Gauge({ name: 'ferry_scheduler_hosts', help: 'announced hosts', labelNames: ['type'], registers: r }),
   };
 }
@@ -56,7 +91,12 @@ export class SchedulerService {
   private readonly aborter = new AbortController();
 
   /** `auth`: cluster credentials for the seed triggers sent to peers. */
-  constructor(readonly config: SchedulerConfig, registry: MetricsRegistry, log: Logger = silentLogger(), private readonly auth?: ClusterAuth) {
+  constructor(
+    readonly config: SchedulerConfig,
+    registry: MetricsRegistry,
+    log: Logger = silentLogger(),
+    private readonly auth?: ClusterAuth,
+  ) {
     this.metrics = makeMetrics(registry);
     this.log = log;
     // every scheduling loop waiting for a parent listens on it (many at once with range tasks)
@@ -71,9 +111,19 @@ export class SchedulerService {
   announceHost(info: HostInfo): void {
     if (!info.id || !info.ip || !info.uploadUrl) throw new FerryError('INVALID_ARGUMENT', 'host needs id, ip and uploadUrl');
     const h = this.state.hosts.get(info.id);
-    if (h) { h.info = info; h.lastSeen = Date.now(); }
-    else {
-      this.state.hosts.set(info.id, { info, lastSeen: Date.now(), txBps: 0, uploadContentLength: 0, concurrentUploadPieces: 0, uploadCount: 0, uploadFailedCount: 0 });
+    if (h) {
+      h.info = info;
+      h.lastSeen = Date.now();
+    } else {
+      this.state.hosts.set(info.id, {
+        info,
+        lastSeen: Date.now(),
+        txBps: 0,
+        uploadContentLength: 0,
+        concurrentUploadPieces: 0,
+        uploadCount: 0,
+        uploadFailedCount: 0,
+      });
       this.log.info({ hostId: info.id, type: info.type, uploadUrl: info.uploadUrl }, 'host announced');
     }
     this.updateHostGauge();
@@ -101,7 +151,9 @@ export class SchedulerService {
     } catch (err) {
       this.metrics.registerFailure.inc();
       throw err;
-    } finally { end(); }
+    } finally {
+      end();
+    }
   }
 
   /** Registrations in flight per host (thundering-herd backoff). */
@@ -123,30 +175,52 @@ export class SchedulerService {
       if (released) return;
       released = true;
       const n = (this.registering.get(host.info.id) ?? 1) - 1;
-      if (n <= 0) this.registering.delete(host.info.id); else this.registering.set(host.info.id, n);
+      if (n <= 0) this.registering.delete(host.info.id);
+      else this.registering.set(host.info.id, n);
     };
     try {
       if (host.info.type !== 'super' && inflight > 1) {
         const delay = Math.min(1000, 30 * 2 ** Math.min(10, inflight - 2)) * (0.5 + Math.random() / 2);
-        try { await sleep(delay, undefined, { signal: this.aborter.signal }); } catch { /* closing */ }
+        try {
+          await sleep(delay, undefined, { signal: this.aborter.signal });
+        } catch {
+          /* closing */
+        }
       }
       return await this.registerPeer(req, host, release);
-    } finally { release(); }
+    } finally {
+      release();
+    }
   }
 
   private async registerPeer(req: RegisterRequest, host: Host, onWait?: () => void): Promise<ScheduleResponse> {
-    if (!req.peerId || !req.taskId || !req.download?.url) throw new FerryError('INVALID_ARGUMENT', 'peerId, taskId and download.url are required');
+    if (!req.peerId || !req.taskId || !req.download?.url)
+      throw new FerryError('INVALID_ARGUMENT', 'peerId, taskId and download.url are required');
     if (this.state.peers.has(req.peerId)) throw new FerryError('ALREADY_EXISTS', `peer ${req.peerId} already registered`);
     host.lastSeen = Date.now();
     const d = req.download;
     let task = this.state.tasks.get(req.taskId);
     if (!task) {
       task = {
-        id: req.taskId, url: d.url,
+        id: req.taskId,
+        url: d.url,
         // range is kept so a triggered seed peer creates the same range task (same id, same bytes)
-        idOptions: { tag: d.tag, application: d.application, pieceLength: d.pieceLength, filteredQueryParams: d.filteredQueryParams, blobDigest: d.blobDigest, range: d.range },
-        headers: d.headers ?? {}, contentLength: d.contentLength, pieceLength: d.actualPieceLength,
-        peers: new Map(), backToSourcePeers: new Set(), state: 'pending', seedFailed: false, updatedAt: Date.now(),
+        idOptions: {
+          tag: d.tag,
+          application: d.application,
+          pieceLength: d.pieceLength,
+          filteredQueryParams: d.filteredQueryParams,
+          blobDigest: d.blobDigest,
+          range: d.range,
+        },
+        headers: d.headers ?? {},
+        contentLength: d.contentLength,
+        pieceLength: d.actualPieceLength,
+        peers: new Map(),
+        backToSourcePeers: new Set(),
+        state: 'pending',
+        seedFailed: false,
+        updatedAt: Date.now(),
       };
       this.state.tasks.set(task.id, task);
     }
@@ -155,9 +229,19 @@ export class SchedulerService {
     if (d.headers && Object.keys(d.headers).length) task.headers = d.headers;
     task.updatedAt = Date.now();
     const peer: Peer = {
-      id: req.peerId, host, task, state: 'pending', parents: new Set(), children: new Set(), finished: new Set(),
-      costs: [], blocklist: new Set(), needBackToSource: !!d.needBackToSource,
-      concurrentPieceCount: d.concurrentPieceCount ?? 8, updatedAt: Date.now(), download: d,
+      id: req.peerId,
+      host,
+      task,
+      state: 'pending',
+      parents: new Set(),
+      children: new Set(),
+      finished: new Set(),
+      costs: [],
+      blocklist: new Set(),
+      needBackToSource: !!d.needBackToSource,
+      concurrentPieceCount: d.concurrentPieceCount ?? 8,
+      updatedAt: Date.now(),
+      download: d,
     };
     task.peers.set(peer.id, peer);
     this.state.peers.set(peer.id, peer);
@@ -200,7 +284,13 @@ export class SchedulerService {
     task.seedTriggeredAt = now;
     const body: DownloadTaskRequest = { url: task.url, headers: task.headers, ...task.idOptions };
     this.log.info({ taskId: task.id, seed: seed.info.id }, 'triggering seed peer');
-    jsonRequest(`${seed.info.uploadUrl}/api/v1/tasks`, { method: 'POST', json: body, timeoutMs: 10_000, signal: this.aborter.signal, auth: this.auth })
+    jsonRequest(`${seed.info.uploadUrl}/api/v1/tasks`, {
+      method: 'POST',
+      json: body,
+      timeoutMs: 10_000,
+      signal: this.aborter.signal,
+      auth: this.auth,
+    })
       .then(() => this.metrics.seedTriggered.inc({ result: 'ok' }))
       .catch((err: unknown) => {
         this.metrics.seedTriggered.inc({ result: 'error' });
@@ -253,7 +343,12 @@ export class SchedulerService {
   private waitForParent(task: Task, ms: number): Promise<void> {
     return new Promise((resolve) => {
       const waiters = (task.waiters ??= new Set());
-      const done = (): void => { clearTimeout(t); waiters.delete(done); this.aborter.signal.removeEventListener('abort', done); resolve(); };
+      const done = (): void => {
+        clearTimeout(t);
+        waiters.delete(done);
+        this.aborter.signal.removeEventListener('abort', done);
+        resolve();
+      };
       const t = setTimeout(done, ms);
       waiters.add(done);
       this.aborter.signal.addEventListener('abort', done, { once: true });
@@ -264,7 +359,9 @@ export class SchedulerService {
   private wake(task: Task): void {
     if (!task.waiters?.size) return;
     const ws = [...task.waiters];
-    setImmediate(() => { for (const w of ws) w(); });
+    setImmediate(() => {
+      for (const w of ws) w();
+    });
   }
 
   /** Random sample of filterParentLimit peers → filter → sort by score, best first. */
@@ -277,7 +374,10 @@ export class SchedulerService {
     }
     const sample = all.slice(0, this.config.scheduling.filterParentLimit);
     const ok = sample.filter((p) => filterReason(p, child, (a, b) => this.state.reaches(task, a, b)) === undefined);
-    return ok.map((p) => ({ p, s: score(p, child) })).sort((a, b) => b.s - a.s).map((x) => x.p);
+    return ok
+      .map((p) => ({ p, s: score(p, child) }))
+      .sort((a, b) => b.s - a.s)
+      .map((x) => x.p);
   }
 
   async reschedule(peerId: string, blocked: string[]): Promise<ScheduleResponse> {
@@ -291,12 +391,18 @@ export class SchedulerService {
     const peer = this.mustPeer(peerId);
     const task = peer.task;
     const now = Date.now();
-    peer.updatedAt = now; task.updatedAt = now; peer.host.lastSeen = now;
+    peer.updatedAt = now;
+    task.updatedAt = now;
+    peer.host.lastSeen = now;
     const hostType = peer.host.info.type;
     for (const ev of events) {
       switch (ev.kind) {
-        case 'started': this.move(peer, 'download'); break;
-        case 'backToSourceStarted': if (this.move(peer, 'downloadBackToSource')) task.backToSourcePeers.add(peer.id); break;
+        case 'started':
+          this.move(peer, 'download');
+          break;
+        case 'backToSourceStarted':
+          if (this.move(peer, 'downloadBackToSource')) task.backToSourcePeers.add(peer.id);
+          break;
         case 'pieceFinished':
         case 'pieceBackToSourceFinished': {
           const p = ev.piece;
@@ -322,7 +428,9 @@ export class SchedulerService {
           }
           break;
         }
-        case 'pieceBackToSourceFailed': this.metrics.pieceFailed.inc(); break;
+        case 'pieceBackToSourceFailed':
+          this.metrics.pieceFailed.inc();
+          break;
         case 'finished':
         case 'backToSourceFinished':
           if (!this.move(peer, 'downloadSucceeded')) break;
@@ -355,7 +463,11 @@ export class SchedulerService {
     const task = this.state.tasks.get(taskId);
     if (!task) return 0;
     let n = 0;
-    for (const p of [...task.peers.values()]) if (p.host.info.id === hostId) { this.state.deletePeer(p); n++; }
+    for (const p of [...task.peers.values()])
+      if (p.host.info.id === hostId) {
+        this.state.deletePeer(p);
+        n++;
+      }
     return n;
   }
 
@@ -386,9 +498,19 @@ export class SchedulerService {
     const t = this.state.tasks.get(id);
     if (!t) throw new FerryError('NOT_FOUND', `task ${id} unknown`);
     return {
-      id: t.id, url: t.url, state: t.state, contentLength: t.contentLength, pieceLength: t.pieceLength,
+      id: t.id,
+      url: t.url,
+      state: t.state,
+      contentLength: t.contentLength,
+      pieceLength: t.pieceLength,
       backToSourcePeers: [...t.backToSourcePeers],
-      peers: [...t.peers.values()].map((p) => ({ id: p.id, hostId: p.host.info.id, state: p.state, parents: [...p.parents], finishedPieces: p.finished.size })),
+      peers: [...t.peers.values()].map((p) => ({
+        id: p.id,
+        hostId: p.host.info.id,
+        state: p.state,
+        parents: [...p.parents],
+        finishedPieces: p.finished.size,
+      })),
     };
   }
 
@@ -399,7 +521,12 @@ export class SchedulerService {
 
 function toRef(p: Peer): ParentRef {
   return {
-    peerId: p.id, hostId: p.host.info.id, ip: p.host.info.ip, uploadUrl: p.host.info.uploadUrl,
-    isSeed: p.host.info.type === 'super', idc: p.host.info.idc, location: p.host.info.location,
+    peerId: p.id,
+    hostId: p.host.info.id,
+    ip: p.host.info.ip,
+    uploadUrl: p.host.info.uploadUrl,
+    isSeed: p.host.info.type === 'super',
+    idc: p.host.info.idc,
+    location: p.host.info.location,
   };
 }

@@ -133,7 +133,8 @@ export class SchedulerState {
   removeInEdges(child: Peer): void {
     for (const pid of [...child.parents]) {
       const p = child.task.peers.get(pid);
-      if (p) this.removeEdge(p, child); else child.parents.delete(pid);
+      if (p) this.removeEdge(p, child);
+      else child.parents.delete(pid);
     }
   }
 

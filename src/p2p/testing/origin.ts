@@ -11,7 +11,11 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { drained } from '../common/index.js';
 
-export interface OriginBlob { digest: string; data: Buffer; url: string }
+export interface OriginBlob {
+  digest: string;
+  data: Buffer;
+  url: string;
+}
 
 export interface Origin {
   url: string;
@@ -56,33 +60,69 @@ export async function startOrigin(opts: { token?: string; tls?: { cert: string; 
       const auth = req.headers.authorization;
       log.push(`${req.method} ${u.pathname} auth=${auth ? 'yes' : 'no'}`);
       if (opts.token && auth !== `Bearer ${opts.token}`) {
-        res.writeHead(401, { 'www-authenticate': `Bearer realm="http://${req.headers.host}/token",service="test"`, 'content-type': 'application/json' });
+        res.writeHead(401, {
+          'www-authenticate': `Bearer realm="http://${req.headers.host}/token",service="test"`,
+          'content-type': 'application/json',
+        });
         res.end(req.method === 'HEAD' ? undefined : '{"errors":[{"code":"UNAUTHORIZED"}]}');
         return;
       }
-      if (u.pathname === '/v2/' || u.pathname === '/v2') { res.writeHead(200, { 'content-length': 2 }); res.end('{}'); return; }
+      if (u.pathname === '/v2/' || u.pathname === '/v2') {
+        res.writeHead(200, { 'content-length': 2 });
+        res.end('{}');
+        return;
+      }
       const mm = /^\/v2\/(.+)\/manifests\/([^/]+)$/.exec(u.pathname);
       if (mm) {
         const m = manifests.get(`${mm[1]}:${mm[2]}`);
-        if (!m) { res.writeHead(404); res.end(); return; }
-        res.writeHead(200, { 'content-type': m.mediaType, 'content-length': m.body.length, 'docker-content-digest': `sha256:${createHash('sha256').update(m.body).digest('hex')}` });
+        if (!m) {
+          res.writeHead(404);
+          res.end();
+          return;
+        }
+        res.writeHead(200, {
+          'content-type': m.mediaType,
+          'content-length': m.body.length,
+          'docker-content-digest': `sha256:${createHash('sha256').update(m.body).digest('hex')}`,
+        });
         res.end(req.method === 'HEAD' ? undefined : m.body);
         return;
       }
       const bm = /^\/v2\/(.+)\/blobs\/(sha256:[a-f0-9]{64})$/.exec(u.pathname);
       const data = bm ? blobs.get(`${bm[1]}@${bm[2]}`) : undefined;
-      if (!bm || !data) { res.writeHead(404, { 'content-type': 'application/json' }); res.end('{"errors":[{"code":"BLOB_UNKNOWN"}]}'); return; }
-      let start = 0; let end = data.length - 1; let status = 200;
+      if (!bm || !data) {
+        res.writeHead(404, { 'content-type': 'application/json' });
+        res.end('{"errors":[{"code":"BLOB_UNKNOWN"}]}');
+        return;
+      }
+      let start = 0;
+      let end = data.length - 1;
+      let status = 200;
       const r = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
-      if (r) { start = Number(r[1]); end = r[2] ? Math.min(Number(r[2]), data.length - 1) : data.length - 1; status = 206; }
-      const headers: Record<string, string | number> = { 'content-type': 'application/octet-stream', 'content-length': end - start + 1, 'docker-content-digest': bm[2]!, 'accept-ranges': 'bytes' };
+      if (r) {
+        start = Number(r[1]);
+        end = r[2] ? Math.min(Number(r[2]), data.length - 1) : data.length - 1;
+        status = 206;
+      }
+      const headers: Record<string, string | number> = {
+        'content-type': 'application/octet-stream',
+        'content-length': end - start + 1,
+        'docker-content-digest': bm[2]!,
+        'accept-ranges': 'bytes',
+      };
       if (status === 206) headers['content-range'] = `bytes ${start}-${end}/${data.length}`;
       res.writeHead(status, headers);
-      if (req.method === 'HEAD') { res.end(); return; }
+      if (req.method === 'HEAD') {
+        res.end();
+        return;
+      }
       const step = 64 * 1024;
       for (let off = start; off <= end; off += step) {
         if (res.destroyed) return;
-        if (cutAfter !== undefined && off - start >= cutAfter) { res.destroy(); return; }
+        if (cutAfter !== undefined && off - start >= cutAfter) {
+          res.destroy();
+          return;
+        }
         const part = data.subarray(off, Math.min(end + 1, off + step));
         if (rate > 0) await sleep(Math.ceil((part.length / rate) * 1000));
         served += part.length;
@@ -97,7 +137,9 @@ export async function startOrigin(opts: { token?: string; tls?: { cert: string; 
   const host = `${addr.address}:${addr.port}`;
   const url = `${opts.tls ? 'https' : 'http'}://${host}`;
   return {
-    url, host, log,
+    url,
+    host,
+    log,
     blobBytes: () => served,
     addBlob(repo, data) {
       const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
@@ -112,8 +154,15 @@ export async function startOrigin(opts: { token?: string; tls?: { cert: string; 
       manifests.set(`${repo}:${tag}`, { body, mediaType });
       manifests.set(`${repo}:sha256:${createHash('sha256').update(body).digest('hex')}`, { body, mediaType });
     },
-    setRate(r) { rate = r; },
-    setCutAfter(b) { cutAfter = b; },
-    close: async () => { server.closeAllConnections(); await new Promise<void>((r) => server.close(() => r())); },
+    setRate(r) {
+      rate = r;
+    },
+    setCutAfter(b) {
+      cutAfter = b;
+    },
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
   };
 }

@@ -13,14 +13,25 @@ export interface FerryProc {
   stop(): Promise<void>;
 }
 
-export async function spawnFerry(bin: string, args: string[], opts: { netns?: string; ready?: RegExp; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<FerryProc> {
+export async function spawnFerry(
+  bin: string,
+  args: string[],
+  opts: { netns?: string; ready?: RegExp; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+): Promise<FerryProc> {
   const cmd = opts.netns ? 'nsenter' : process.execPath;
   const argv = opts.netns ? [`--net=/run/netns/${opts.netns}`, '--', process.execPath, bin, ...args] : [bin, ...args];
-  const proc = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FERRY_LOG_LEVEL: process.env.FERRY_LOG_LEVEL ?? 'warn', ...(opts.env ?? {}) } });
+  const proc = spawn(cmd, argv, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, FERRY_LOG_LEVEL: process.env.FERRY_LOG_LEVEL ?? 'warn', ...(opts.env ?? {}) },
+  });
   let out = '';
   let err = '';
-  proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  proc.stderr!.on('data', (d: Buffer) => { err = (err + d.toString()).slice(-20_000); });
+  proc.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  proc.stderr!.on('data', (d: Buffer) => {
+    err = (err + d.toString()).slice(-20_000);
+  });
   const stop = async (): Promise<void> => {
     if (proc.exitCode !== null || proc.signalCode !== null) return;
     const exited = new Promise<void>((r) => proc.once('exit', () => r()));
@@ -32,10 +43,22 @@ export async function spawnFerry(bin: string, args: string[], opts: { netns?: st
   if (opts.ready) {
     const re = opts.ready;
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => { void stop(); reject(new FerryError('DEADLINE_EXCEEDED', `ferry ${args[0]} not ready: ${out.slice(-500)} ${err.slice(-1500)}`)); }, opts.timeoutMs ?? 30_000);
-      const check = (): void => { if (re.test(out)) { clearTimeout(timer); proc.stdout!.off('data', check); resolve(); } };
+      const timer = setTimeout(() => {
+        void stop();
+        reject(new FerryError('DEADLINE_EXCEEDED', `ferry ${args[0]} not ready: ${out.slice(-500)} ${err.slice(-1500)}`));
+      }, opts.timeoutMs ?? 30_000);
+      const check = (): void => {
+        if (re.test(out)) {
+          clearTimeout(timer);
+          proc.stdout!.off('data', check);
+          resolve();
+        }
+      };
       proc.stdout!.on('data', check);
-      proc.once('exit', (code) => { clearTimeout(timer); reject(new FerryError('UNAVAILABLE', `ferry ${args[0]} exited ${code}: ${err.slice(-1500)}`)); });
+      proc.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new FerryError('UNAVAILABLE', `ferry ${args[0]} exited ${code}: ${err.slice(-1500)}`));
+      });
       check();
     });
   }
@@ -43,16 +66,31 @@ export async function spawnFerry(bin: string, args: string[], opts: { netns?: st
 }
 
 /** Runs `ferry <args>` to completion; resolves with the exit code and output. */
-export function runFerry(bin: string, args: string[], opts: { netns?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
+export function runFerry(
+  bin: string,
+  args: string[],
+  opts: { netns?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
   const t0 = Date.now();
   const cmd = opts.netns ? 'nsenter' : process.execPath;
   const argv = opts.netns ? [`--net=/run/netns/${opts.netns}`, '--', process.execPath, bin, ...args] : [bin, ...args];
   return new Promise((resolve) => {
-    const p = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FERRY_LOG_LEVEL: process.env.FERRY_LOG_LEVEL ?? 'warn', ...(opts.env ?? {}) } });
-    let stdout = ''; let stderr = '';
-    p.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    p.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    const p = spawn(cmd, argv, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, FERRY_LOG_LEVEL: process.env.FERRY_LOG_LEVEL ?? 'warn', ...(opts.env ?? {}) },
+    });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    p.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     const t = setTimeout(() => p.kill('SIGKILL'), opts.timeoutMs ?? 300_000);
-    p.on('exit', (code) => { clearTimeout(t); resolve({ code: code ?? -1, stdout, stderr, ms: Date.now() - t0 }); });
+    p.on('exit', (code) => {
+      clearTimeout(t);
+      resolve({ code: code ?? -1, stdout, stderr, ms: Date.now() - t0 });
+    });
   });
 }

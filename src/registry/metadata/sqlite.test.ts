@@ -7,5 +7,11 @@ import { SqliteMetadata } from './sqlite.js';
 metadataSuite('sqlite', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'ferry-meta-'));
   const meta = new SqliteMetadata(join(dir, 'registry.db'));
-  return { meta, cleanup: async () => { meta.close(); await rm(dir, { recursive: true, force: true }); } };
+  return {
+    meta,
+    cleanup: async () => {
+      meta.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 });

@@ -11,10 +11,25 @@
 import Database from 'better-sqlite3';
 import { FerryError } from '../../core/index.js';
 import {
-  MissingContentError, type Delivery, type DeliveryAttempt, type DeliveryStatus, type ManifestRecord, type ManifestRefs, type NewDelivery,
-  type OutboxChange, type Project, type ReferrerRecord, type RegistryMetadata, type RepositoryRecord, type Robot, type RobotPatch,
-  type RobotPermission, type DeliveryNext,
-  type User, type WebhookPolicy, type WebhookTarget,
+  MissingContentError,
+  type Delivery,
+  type DeliveryAttempt,
+  type DeliveryStatus,
+  type ManifestRecord,
+  type ManifestRefs,
+  type NewDelivery,
+  type OutboxChange,
+  type Project,
+  type ReferrerRecord,
+  type RegistryMetadata,
+  type RepositoryRecord,
+  type Robot,
+  type RobotPatch,
+  type RobotPermission,
+  type DeliveryNext,
+  type User,
+  type WebhookPolicy,
+  type WebhookTarget,
 } from './metadata.js';
 
 type Row = Record<string, unknown>;
@@ -96,42 +111,72 @@ function manifestOf(r: Row): ManifestRecord {
 
 function projectOfRow(r: Row): Project {
   return {
-    id: num(r.id), name: r.name as string, public: num(r.public) === 1, ownerName: r.owner as string,
-    createdAt: num(r.created_at), updatedAt: num(r.updated_at),
+    id: num(r.id),
+    name: r.name as string,
+    public: num(r.public) === 1,
+    ownerName: r.owner as string,
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
   };
 }
 
 function userOfRow(r: Row): User {
   return {
-    id: num(r.id), username: r.username as string, passwordHash: r.password_hash as string,
-    sysadmin: num(r.sysadmin) === 1, createdAt: num(r.created_at), updatedAt: num(r.updated_at),
+    id: num(r.id),
+    username: r.username as string,
+    passwordHash: r.password_hash as string,
+    sysadmin: num(r.sysadmin) === 1,
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
   };
 }
 
 function robotOfRow(r: Row): Robot {
   return {
-    id: num(r.id), name: r.name as string, description: r.description as string,
-    level: r.level as 'system' | 'project', secretHash: r.secret_hash as string,
-    permissions: JSON.parse(r.permissions as string) as RobotPermission[], disabled: num(r.disabled) === 1,
-    expiresAt: num(r.expires_at), duration: num(r.duration), createdAt: num(r.created_at), updatedAt: num(r.updated_at),
+    id: num(r.id),
+    name: r.name as string,
+    description: r.description as string,
+    level: r.level as 'system' | 'project',
+    secretHash: r.secret_hash as string,
+    permissions: JSON.parse(r.permissions as string) as RobotPermission[],
+    disabled: num(r.disabled) === 1,
+    expiresAt: num(r.expires_at),
+    duration: num(r.duration),
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
   };
 }
 
 function policyOfRow(r: Row): WebhookPolicy {
   return {
-    id: num(r.id), projectId: num(r.project_id), name: r.name as string, description: r.description as string,
-    enabled: num(r.enabled) === 1, eventTypes: JSON.parse(r.event_types as string) as string[],
-    targets: JSON.parse(r.targets as string) as WebhookTarget[], creator: r.creator as string,
-    createdAt: num(r.created_at), updatedAt: num(r.updated_at),
+    id: num(r.id),
+    projectId: num(r.project_id),
+    name: r.name as string,
+    description: r.description as string,
+    enabled: num(r.enabled) === 1,
+    eventTypes: JSON.parse(r.event_types as string) as string[],
+    targets: JSON.parse(r.targets as string) as WebhookTarget[],
+    creator: r.creator as string,
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
   };
 }
 
 function deliveryOfRow(r: Row): Delivery {
   return {
-    id: num(r.id), policyId: num(r.policy_id), eventType: r.event_type as string,
-    target: JSON.parse(r.target as string) as WebhookTarget, payload: r.payload as string,
-    status: r.status as DeliveryStatus, attempts: num(r.attempts), nextAt: num(r.next_at), repo: r.repo as string,
-    digest: r.digest as string, lastError: r.last_error as string, createdAt: num(r.created_at), updatedAt: num(r.updated_at),
+    id: num(r.id),
+    policyId: num(r.policy_id),
+    eventType: r.event_type as string,
+    target: JSON.parse(r.target as string) as WebhookTarget,
+    payload: r.payload as string,
+    status: r.status as DeliveryStatus,
+    attempts: num(r.attempts),
+    nextAt: num(r.next_at),
+    repo: r.repo as string,
+    digest: r.digest as string,
+    lastError: r.last_error as string,
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
   };
 }
 
@@ -178,7 +223,9 @@ export class SqliteMetadata implements RegistryMetadata {
       reposList: p('SELECT DISTINCT repo FROM manifests WHERE repo > ? ORDER BY repo LIMIT ?'),
       reposListProject: p(`SELECT DISTINCT repo FROM manifests WHERE repo > ? AND (repo LIKE ? ESCAPE '\\')
         ORDER BY repo LIMIT ?`),
-      referrers: p('SELECT digest, media_type, size, artifact_type, annotations FROM manifests WHERE repo = ? AND subject = ? ORDER BY created_at, digest'),
+      referrers: p(
+        'SELECT digest, media_type, size, artifact_type, annotations FROM manifests WHERE repo = ? AND subject = ? ORDER BY created_at, digest',
+      ),
       outboxInsert: p(`INSERT INTO webhook_outbox (policy_id, event_type, target, payload, status, attempts, next_at, repo,
         digest, untagged, last_error, created_at, updated_at)
         VALUES (?, ?, ?, ?, 'Pending', 0, ?, ?, ?, ?, '', ?, ?)`),
@@ -242,9 +289,15 @@ export class SqliteMetadata implements RegistryMetadata {
       // a new repository is as old as its first manifest (webhook payloads computed before this say so too)
       this.#s.repoUpsert!.run(rec.repo, slash < 0 ? 'library' : rec.repo.slice(0, slash), rec.createdAt, now);
       this.#s.manifestUpsert!.run({
-        repo: rec.repo, digest: rec.digest, mediaType: rec.mediaType, size: rec.size, body: rec.body,
-        artifactType: rec.artifactType ?? null, subject: rec.subject ?? null,
-        annotations: rec.annotations ? JSON.stringify(rec.annotations) : null, createdAt: rec.createdAt,
+        repo: rec.repo,
+        digest: rec.digest,
+        mediaType: rec.mediaType,
+        size: rec.size,
+        body: rec.body,
+        artifactType: rec.artifactType ?? null,
+        subject: rec.subject ?? null,
+        annotations: rec.annotations ? JSON.stringify(rec.annotations) : null,
+        createdAt: rec.createdAt,
       });
       this.#s.refsDelete!.run(rec.repo, rec.digest);
       for (const d of refs.blobs) {
@@ -266,8 +319,18 @@ export class SqliteMetadata implements RegistryMetadata {
 
   #enqueue(list: NewDelivery[], now: number): void {
     for (const d of list) {
-      this.#s.outboxInsert!.run(d.policyId, d.eventType, JSON.stringify(d.target), d.payload, d.notBefore, d.repo,
-        d.digest, d.untagged ? 1 : 0, now, now);
+      this.#s.outboxInsert!.run(
+        d.policyId,
+        d.eventType,
+        JSON.stringify(d.target),
+        d.payload,
+        d.notBefore,
+        d.repo,
+        d.digest,
+        d.untagged ? 1 : 0,
+        now,
+        now,
+      );
     }
   }
 
@@ -315,9 +378,10 @@ export class SqliteMetadata implements RegistryMetadata {
   }
 
   async listRepositories(opts: { n?: number; last?: string; project?: string }): Promise<string[]> {
-    const rows = opts.project !== undefined
-      ? this.#s.reposListProject!.all(opts.last ?? '', `${opts.project.replace(/[\\%_]/g, (c) => `\\${c}`)}/%`, opts.n ?? -1)
-      : this.#s.reposList!.all(opts.last ?? '', opts.n ?? -1);
+    const rows =
+      opts.project !== undefined
+        ? this.#s.reposListProject!.all(opts.last ?? '', `${opts.project.replace(/[\\%_]/g, (c) => `\\${c}`)}/%`, opts.n ?? -1)
+        : this.#s.reposList!.all(opts.last ?? '', opts.n ?? -1);
     return (rows as Row[]).map((r) => r.repo as string);
   }
 
@@ -338,20 +402,37 @@ export class SqliteMetadata implements RegistryMetadata {
   }
 
   async getRepository(name: string): Promise<RepositoryRecord | undefined> {
-    const r = this.#db.prepare(`SELECT r.*, (SELECT COUNT(*) FROM manifests m WHERE m.repo = r.name) AS artifact_count
-      FROM repositories r WHERE r.name = ?`).get(name) as Row | undefined;
-    return r ? {
-      id: num(r.id), name: r.name as string, project: r.project as string, createdAt: num(r.created_at),
-      updatedAt: num(r.updated_at), pullCount: num(r.pull_count), artifactCount: num(r.artifact_count),
-    } : undefined;
+    const r = this.#db
+      .prepare(`SELECT r.*, (SELECT COUNT(*) FROM manifests m WHERE m.repo = r.name) AS artifact_count
+      FROM repositories r WHERE r.name = ?`)
+      .get(name) as Row | undefined;
+    return r
+      ? {
+          id: num(r.id),
+          name: r.name as string,
+          project: r.project as string,
+          createdAt: num(r.created_at),
+          updatedAt: num(r.updated_at),
+          pullCount: num(r.pull_count),
+          artifactCount: num(r.artifact_count),
+        }
+      : undefined;
   }
 
   async listRepositoryRecords(project: string): Promise<RepositoryRecord[]> {
-    return (this.#db.prepare(`SELECT r.*, (SELECT COUNT(*) FROM manifests m WHERE m.repo = r.name) AS artifact_count
+    return (
+      this.#db
+        .prepare(`SELECT r.*, (SELECT COUNT(*) FROM manifests m WHERE m.repo = r.name) AS artifact_count
       FROM repositories r WHERE r.project = ? AND EXISTS (SELECT 1 FROM manifests m WHERE m.repo = r.name) ORDER BY r.name`)
-      .all(project) as Row[]).map((r) => ({
-      id: num(r.id), name: r.name as string, project: r.project as string, createdAt: num(r.created_at),
-      updatedAt: num(r.updated_at), pullCount: num(r.pull_count), artifactCount: num(r.artifact_count),
+        .all(project) as Row[]
+    ).map((r) => ({
+      id: num(r.id),
+      name: r.name as string,
+      project: r.project as string,
+      createdAt: num(r.created_at),
+      updatedAt: num(r.updated_at),
+      pullCount: num(r.pull_count),
+      artifactCount: num(r.artifact_count),
     }));
   }
 
@@ -366,9 +447,11 @@ export class SqliteMetadata implements RegistryMetadata {
   }
 
   #project(nameOrId: string | number): Project | undefined {
-    const r = (typeof nameOrId === 'number'
-      ? this.#db.prepare('SELECT * FROM projects WHERE id = ?').get(nameOrId)
-      : this.#db.prepare('SELECT * FROM projects WHERE name = ?').get(nameOrId)) as Row | undefined;
+    const r = (
+      typeof nameOrId === 'number'
+        ? this.#db.prepare('SELECT * FROM projects WHERE id = ?').get(nameOrId)
+        : this.#db.prepare('SELECT * FROM projects WHERE name = ?').get(nameOrId)
+    ) as Row | undefined;
     return r ? projectOfRow(r) : undefined;
   }
 
@@ -379,7 +462,8 @@ export class SqliteMetadata implements RegistryMetadata {
   async createProject(name: string, isPublic: boolean, owner: string): Promise<Project> {
     const now = Date.now();
     try {
-      const info = this.#db.prepare('INSERT INTO projects (name, public, owner, created_at, updated_at) VALUES (?, ?, ?, ?, ?)')
+      const info = this.#db
+        .prepare('INSERT INTO projects (name, public, owner, created_at, updated_at) VALUES (?, ?, ?, ?, ?)')
         .run(name, isPublic ? 1 : 0, owner, now, now);
       return this.#project(num(info.lastInsertRowid))!;
     } catch (err) {
@@ -391,7 +475,8 @@ export class SqliteMetadata implements RegistryMetadata {
   async ensureProject(name: string, isPublic: boolean, owner: string): Promise<Project> {
     const cur = this.#project(name);
     if (cur) return cur;
-    this.#db.prepare('INSERT OR IGNORE INTO projects (name, public, owner, created_at, updated_at) VALUES (?, ?, ?, ?, ?)')
+    this.#db
+      .prepare('INSERT OR IGNORE INTO projects (name, public, owner, created_at, updated_at) VALUES (?, ?, ?, ?, ?)')
       .run(name, isPublic ? 1 : 0, owner, Date.now(), Date.now());
     return this.#project(name)!;
   }
@@ -425,9 +510,11 @@ export class SqliteMetadata implements RegistryMetadata {
 
   async upsertUser(username: string, passwordHash: string, sysadmin: boolean): Promise<User> {
     const now = Date.now();
-    this.#db.prepare(`INSERT INTO users (username, password_hash, sysadmin, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
+    this.#db
+      .prepare(`INSERT INTO users (username, password_hash, sysadmin, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
       ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, sysadmin = excluded.sysadmin,
-      updated_at = excluded.updated_at`).run(username, passwordHash, sysadmin ? 1 : 0, now, now);
+      updated_at = excluded.updated_at`)
+      .run(username, passwordHash, sysadmin ? 1 : 0, now, now);
     return this.#user(username)!;
   }
 
@@ -436,10 +523,21 @@ export class SqliteMetadata implements RegistryMetadata {
   async createRobot(r: Omit<Robot, 'id' | 'createdAt' | 'updatedAt'>): Promise<Robot> {
     const now = Date.now();
     try {
-      const info = this.#db.prepare(`INSERT INTO robots (name, description, level, secret_hash, permissions, disabled,
+      const info = this.#db
+        .prepare(`INSERT INTO robots (name, description, level, secret_hash, permissions, disabled,
         expires_at, duration, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-        .run(r.name, r.description, r.level, r.secretHash, JSON.stringify(r.permissions), r.disabled ? 1 : 0,
-          r.expiresAt, r.duration, now, now);
+        .run(
+          r.name,
+          r.description,
+          r.level,
+          r.secretHash,
+          JSON.stringify(r.permissions),
+          r.disabled ? 1 : 0,
+          r.expiresAt,
+          r.duration,
+          now,
+          now,
+        );
       return this.#robot(num(info.lastInsertRowid))!;
     } catch (err) {
       throw sqlError(err, `robot ${r.name}`);
@@ -451,9 +549,11 @@ export class SqliteMetadata implements RegistryMetadata {
   }
 
   #robot(idOrName: number | string): Robot | undefined {
-    const r = (typeof idOrName === 'number'
-      ? this.#db.prepare('SELECT * FROM robots WHERE id = ?').get(idOrName)
-      : this.#db.prepare('SELECT * FROM robots WHERE name = ?').get(idOrName)) as Row | undefined;
+    const r = (
+      typeof idOrName === 'number'
+        ? this.#db.prepare('SELECT * FROM robots WHERE id = ?').get(idOrName)
+        : this.#db.prepare('SELECT * FROM robots WHERE name = ?').get(idOrName)
+    ) as Row | undefined;
     return r ? robotOfRow(r) : undefined;
   }
 
@@ -464,9 +564,16 @@ export class SqliteMetadata implements RegistryMetadata {
   async updateRobot(id: number, patch: RobotPatch): Promise<void> {
     const cur = this.#robot(id);
     if (!cur) return;
-    this.#db.prepare('UPDATE robots SET disabled = ?, secret_hash = ?, description = ?, permissions = ?, updated_at = ? WHERE id = ?')
-      .run((patch.disabled ?? cur.disabled) ? 1 : 0, patch.secretHash ?? cur.secretHash, patch.description ?? cur.description,
-        JSON.stringify(patch.permissions ?? cur.permissions), Date.now(), id);
+    this.#db
+      .prepare('UPDATE robots SET disabled = ?, secret_hash = ?, description = ?, permissions = ?, updated_at = ? WHERE id = ?')
+      .run(
+        (patch.disabled ?? cur.disabled) ? 1 : 0,
+        patch.secretHash ?? cur.secretHash,
+        patch.description ?? cur.description,
+        JSON.stringify(patch.permissions ?? cur.permissions),
+        Date.now(),
+        id,
+      );
   }
 
   async deleteRobot(id: number): Promise<boolean> {
@@ -478,10 +585,20 @@ export class SqliteMetadata implements RegistryMetadata {
   async createPolicy(p: Omit<WebhookPolicy, 'id' | 'createdAt' | 'updatedAt'>): Promise<WebhookPolicy> {
     const now = Date.now();
     try {
-      const info = this.#db.prepare(`INSERT INTO webhook_policies (project_id, name, description, enabled, event_types, targets,
+      const info = this.#db
+        .prepare(`INSERT INTO webhook_policies (project_id, name, description, enabled, event_types, targets,
         creator, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-        .run(p.projectId, p.name, p.description, p.enabled ? 1 : 0, JSON.stringify(p.eventTypes), JSON.stringify(p.targets),
-          p.creator, now, now);
+        .run(
+          p.projectId,
+          p.name,
+          p.description,
+          p.enabled ? 1 : 0,
+          JSON.stringify(p.eventTypes),
+          JSON.stringify(p.targets),
+          p.creator,
+          now,
+          now,
+        );
       return policyOfRow(this.#db.prepare('SELECT * FROM webhook_policies WHERE id = ?').get(num(info.lastInsertRowid)) as Row);
     } catch (err) {
       throw sqlError(err, `webhook policy ${p.name}`);
@@ -499,9 +616,10 @@ export class SqliteMetadata implements RegistryMetadata {
 
   async updatePolicy(id: number, p: Pick<WebhookPolicy, 'name' | 'description' | 'enabled' | 'eventTypes' | 'targets'>): Promise<void> {
     try {
-      this.#db.prepare(`UPDATE webhook_policies SET name = ?, description = ?, enabled = ?, event_types = ?, targets = ?,
-        updated_at = ? WHERE id = ?`).run(p.name, p.description, p.enabled ? 1 : 0, JSON.stringify(p.eventTypes),
-        JSON.stringify(p.targets), Date.now(), id);
+      this.#db
+        .prepare(`UPDATE webhook_policies SET name = ?, description = ?, enabled = ?, event_types = ?, targets = ?,
+        updated_at = ? WHERE id = ?`)
+        .run(p.name, p.description, p.enabled ? 1 : 0, JSON.stringify(p.eventTypes), JSON.stringify(p.targets), Date.now(), id);
     } catch (err) {
       throw sqlError(err, `webhook policy ${p.name}`);
     }
@@ -514,8 +632,10 @@ export class SqliteMetadata implements RegistryMetadata {
   /** Claims up to `limit` due deliveries (status → Running). Running rows left by a crash are due again. */
   async claimDue(now: number, limit: number, staleBefore: number): Promise<Delivery[]> {
     return this.#tx(() => {
-      const rows = this.#db.prepare(`SELECT * FROM webhook_outbox WHERE (status = 'Pending' AND next_at <= ?)
-        OR (status = 'Running' AND updated_at < ?) ORDER BY next_at, id LIMIT ?`).all(now, staleBefore, limit) as Row[];
+      const rows = this.#db
+        .prepare(`SELECT * FROM webhook_outbox WHERE (status = 'Pending' AND next_at <= ?)
+        OR (status = 'Running' AND updated_at < ?) ORDER BY next_at, id LIMIT ?`)
+        .all(now, staleBefore, limit) as Row[];
       const upd = this.#db.prepare("UPDATE webhook_outbox SET status = 'Running', updated_at = ? WHERE id = ?");
       for (const r of rows) upd.run(now, r.id);
       return rows.map((r) => ({ ...deliveryOfRow(r), status: 'Running' as const }));
@@ -525,9 +645,12 @@ export class SqliteMetadata implements RegistryMetadata {
   /** Records one attempt and the delivery's next state. */
   async recordAttempt(id: number, attempt: Omit<DeliveryAttempt, 'id' | 'deliveryId'>, next: DeliveryNext): Promise<void> {
     this.#tx(() => {
-      this.#db.prepare(`INSERT INTO webhook_attempts (outbox_id, attempt, at, status_code, error, duration_ms)
-        VALUES (?, ?, ?, ?, ?, ?)`).run(id, attempt.attempt, attempt.at, attempt.statusCode, attempt.error, attempt.durationMs);
-      this.#db.prepare('UPDATE webhook_outbox SET status = ?, attempts = ?, next_at = ?, last_error = ?, updated_at = ? WHERE id = ?')
+      this.#db
+        .prepare(`INSERT INTO webhook_attempts (outbox_id, attempt, at, status_code, error, duration_ms)
+        VALUES (?, ?, ?, ?, ?, ?)`)
+        .run(id, attempt.attempt, attempt.at, attempt.statusCode, attempt.error, attempt.durationMs);
+      this.#db
+        .prepare('UPDATE webhook_outbox SET status = ?, attempts = ?, next_at = ?, last_error = ?, updated_at = ? WHERE id = ?')
         .run(next.status, attempt.attempt, next.nextAt, next.error, Date.now(), id);
     });
   }
@@ -544,8 +667,13 @@ export class SqliteMetadata implements RegistryMetadata {
 
   async listAttempts(deliveryId: number): Promise<DeliveryAttempt[]> {
     return (this.#db.prepare('SELECT * FROM webhook_attempts WHERE outbox_id = ? ORDER BY id').all(deliveryId) as Row[]).map((r) => ({
-      id: num(r.id), deliveryId: num(r.outbox_id), attempt: num(r.attempt), at: num(r.at), statusCode: num(r.status_code),
-      error: r.error as string, durationMs: num(r.duration_ms),
+      id: num(r.id),
+      deliveryId: num(r.outbox_id),
+      attempt: num(r.attempt),
+      at: num(r.at),
+      statusCode: num(r.status_code),
+      error: r.error as string,
+      durationMs: num(r.duration_ms),
     }));
   }
 

@@ -12,7 +12,15 @@ import { MissingContentError, type ManifestRecord, type NewDelivery, type Regist
 const d = (c: string): string => `sha256:${c.repeat(64)}`;
 
 function rec(repo: string, digest: string, extra: Partial<ManifestRecord> = {}): ManifestRecord {
-  return { repo, digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 2, body: Buffer.from('{}'), createdAt: Date.now(), ...extra };
+  return {
+    repo,
+    digest,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    size: 2,
+    body: Buffer.from('{}'),
+    createdAt: Date.now(),
+    ...extra,
+  };
 }
 
 /** Registers the contract tests for a fresh store from `make`. */
@@ -20,13 +28,19 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
   const withMeta = (title: string, fn: (m: RegistryMetadata) => Promise<void>): void => {
     it(`${name}: ${title}`, async () => {
       const { meta, cleanup } = await make();
-      try { await fn(meta); } finally { await cleanup(); }
+      try {
+        await fn(meta);
+      } finally {
+        await cleanup();
+      }
     });
   };
 
   withMeta('commits blobs into a repository and links them elsewhere only by mount', async (m) => {
     let published = false;
-    await m.commitBlob('a/x', d('1'), 10, () => { published = true; });
+    await m.commitBlob('a/x', d('1'), 10, () => {
+      published = true;
+    });
     assert.ok(published);
     assert.equal(await m.blobInRepo('a/x', d('1')), 10);
     assert.equal(await m.blobInRepo('a/y', d('1')), undefined);
@@ -39,14 +53,21 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
   });
 
   withMeta('a blob publish that throws records nothing', async (m) => {
-    await assert.rejects(m.commitBlob('a/x', d('3'), 1, () => { throw new Error('rename failed'); }), /rename failed/);
+    await assert.rejects(
+      m.commitBlob('a/x', d('3'), 1, () => {
+        throw new Error('rename failed');
+      }),
+      /rename failed/,
+    );
     assert.equal(await m.blobInRepo('a/x', d('3')), undefined);
   });
 
   withMeta('stores manifests with tags only when their references exist', async (m) => {
     await m.commitBlob('a/x', d('1'), 10, () => undefined);
-    await assert.rejects(m.putManifest(rec('a/x', d('a')), 'v1', { blobs: [d('1'), d('2')], manifests: [] }),
-      (e: unknown) => e instanceof MissingContentError && FerryError.hasCode(e, 'FAILED_PRECONDITION') && e.missing.join() === d('2'));
+    await assert.rejects(
+      m.putManifest(rec('a/x', d('a')), 'v1', { blobs: [d('1'), d('2')], manifests: [] }),
+      (e: unknown) => e instanceof MissingContentError && FerryError.hasCode(e, 'FAILED_PRECONDITION') && e.missing.join() === d('2'),
+    );
     assert.equal(await m.resolveTag('a/x', 'v1'), undefined);
     assert.equal(await m.repositoryExists('a/x'), false);
     await m.putManifest(rec('a/x', d('a')), 'v1', { blobs: [d('1')], manifests: [] });
@@ -60,7 +81,12 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
   });
 
   withMeta('lists tags and repositories in order with pagination', async (m) => {
-    for (const [repo, tag, c] of [['b/r', 'z', 'a'], ['b/r', 'a', 'b'], ['b/r', 'm', 'c'], ['a/r', 'x', 'd']] as const) {
+    for (const [repo, tag, c] of [
+      ['b/r', 'z', 'a'],
+      ['b/r', 'a', 'b'],
+      ['b/r', 'm', 'c'],
+      ['a/r', 'x', 'd'],
+    ] as const) {
       await m.putManifest(rec(repo, d(c)), tag, { blobs: [], manifests: [] });
     }
     assert.deepEqual(await m.listTags('b/r', {}), ['a', 'm', 'z']);
@@ -91,13 +117,23 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
     const all = await m.referrers('a/x', d('s'));
     assert.deepEqual(all.map((r) => r.digest).sort(), [d('1'), d('2')]);
     assert.deepEqual(all.find((r) => r.digest === d('1'))?.annotations, { k: 'v' });
-    assert.deepEqual((await m.referrers('a/x', d('s'), 't/a')).map((r) => r.digest), [d('1')]);
+    assert.deepEqual(
+      (await m.referrers('a/x', d('s'), 't/a')).map((r) => r.digest),
+      [d('1')],
+    );
     assert.deepEqual(await m.referrers('a/x', d('0')), []);
   });
 
   const delivery = (repo: string, digest: string, extra: Partial<NewDelivery> = {}): NewDelivery => ({
-    policyId: 1, eventType: 'PUSH_ARTIFACT', target: { type: 'http', address: 'http://127.0.0.1:9/' }, payload: '{}',
-    repo, digest, notBefore: 0, untagged: false, ...extra,
+    policyId: 1,
+    eventType: 'PUSH_ARTIFACT',
+    target: { type: 'http', address: 'http://127.0.0.1:9/' },
+    payload: '{}',
+    repo,
+    digest,
+    notBefore: 0,
+    untagged: false,
+    ...extra,
   });
 
   withMeta('projects, users and robots: created once (ALREADY_EXISTS after), found by name and id, updated, deleted', async (m) => {
@@ -109,7 +145,10 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
     assert.equal((await m.ensureProject('other', true, 'x')).public, true);
     await m.updateProject(p.id, true);
     assert.equal((await m.getProject('proj'))?.public, true);
-    assert.deepEqual((await m.listProjects()).map((x) => x.name), ['other', 'proj']);
+    assert.deepEqual(
+      (await m.listProjects()).map((x) => x.name),
+      ['other', 'proj'],
+    );
     await m.deleteProject(p.id);
     assert.equal(await m.getProject('proj'), undefined);
 
@@ -120,9 +159,14 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
     assert.equal(await m.getUser('bob'), undefined);
 
     const r = await m.createRobot({
-      name: 'robot$other+ci', description: '', level: 'project', secretHash: 's',
+      name: 'robot$other+ci',
+      description: '',
+      level: 'project',
+      secretHash: 's',
       permissions: [{ kind: 'project', namespace: 'other', access: [] }],
-      disabled: false, expiresAt: -1, duration: -1,
+      disabled: false,
+      expiresAt: -1,
+      duration: -1,
     });
     await assert.rejects(m.createRobot({ ...r }), { code: 'ALREADY_EXISTS' });
     await m.updateRobot(r.id, { disabled: true });
@@ -142,8 +186,14 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
     assert.equal(r?.createdAt, 1000, 'a repository is as old as its first manifest');
     assert.equal(r?.pullCount, 1);
     assert.equal(r?.artifactCount, 2);
-    assert.deepEqual((await m.listRepositoryRecords('p')).map((x) => x.name), ['p/app']);
-    assert.deepEqual((await m.listManifests('p/app')).map((x) => x.digest), [d('b'), d('a')]);
+    assert.deepEqual(
+      (await m.listRepositoryRecords('p')).map((x) => x.name),
+      ['p/app'],
+    );
+    assert.deepEqual(
+      (await m.listManifests('p/app')).map((x) => x.digest),
+      [d('b'), d('a')],
+    );
     assert.equal(await m.getRepository('p/none'), undefined);
   });
 
@@ -155,7 +205,10 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
     await m.updatePolicy(p.id, { name: 'hook2', description: 'd', enabled: false, eventTypes: ['PULL_ARTIFACT'], targets: [] });
     const got = await m.getPolicy(p.id);
     assert.deepEqual([got?.name, got?.enabled, got?.eventTypes], ['hook2', false, ['PULL_ARTIFACT']]);
-    assert.deepEqual((await m.listPolicies(7)).map((x) => x.id), [p.id]);
+    assert.deepEqual(
+      (await m.listPolicies(7)).map((x) => x.id),
+      [p.id],
+    );
     assert.equal(await m.deletePolicy(p.id), true);
     assert.equal(await m.getPolicy(p.id), undefined);
   });
@@ -168,7 +221,10 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
     await m.enqueueDeliveries([delivery('a/x', d('a'), { eventType: 'PULL_ARTIFACT', notBefore: 100 })]);
     assert.equal(await m.nextDue(), 100);
     const pulls = await m.claimDue(200, 10, 0);
-    assert.deepEqual(pulls.map((x) => x.eventType), ['PULL_ARTIFACT']);
+    assert.deepEqual(
+      pulls.map((x) => x.eventType),
+      ['PULL_ARTIFACT'],
+    );
     const claimed = await m.claimDue(1000, 10, 0);
     assert.equal(claimed.length, 1);
     assert.equal(claimed[0]!.status, 'Running');
@@ -178,7 +234,10 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
     await m.recordAttempt(id, attempt, { status: 'Pending', nextAt: 2000, error: 'boom' });
     assert.equal((await m.getDelivery(id))?.lastError, 'boom');
     assert.equal(await m.nextDue(), 2000);
-    assert.deepEqual((await m.listAttempts(id)).map((a) => [a.attempt, a.statusCode]), [[1, 500]]);
+    assert.deepEqual(
+      (await m.listAttempts(id)).map((a) => [a.attempt, a.statusCode]),
+      [[1, 500]],
+    );
     assert.equal((await m.listDeliveries(1)).length, 2);
     const [stale] = await m.claimDue(2000, 10, 0);
     assert.ok(stale);
@@ -190,9 +249,15 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
     const untagged = delivery('a/x', d('1'), { untagged: true, notBefore: 10 });
     await m.putManifest(rec('a/x', d('1')), undefined, { blobs: [], manifests: [] }, { enqueue: [untagged] });
     await m.putManifest(rec('a/x', d('2')), 'v', { blobs: [], manifests: [] }, { enqueue: [delivery('a/x', d('2'), { notBefore: 10 })] });
-    await m.putManifest(rec('a/x', d('i')), 'latest', { blobs: [], manifests: [d('1'), d('2')] }, {
-      enqueue: [delivery('a/x', d('i'), { notBefore: 20 })], supersede: { repo: 'a/x', digests: [d('1'), d('2')], reason: 'replaced' },
-    });
+    await m.putManifest(
+      rec('a/x', d('i')),
+      'latest',
+      { blobs: [], manifests: [d('1'), d('2')] },
+      {
+        enqueue: [delivery('a/x', d('i'), { notBefore: 20 })],
+        supersede: { repo: 'a/x', digests: [d('1'), d('2')], reason: 'replaced' },
+      },
+    );
     const all = await m.listDeliveries(1);
     const byDigest = new Map(all.map((x) => [x.digest, x]));
     assert.equal(byDigest.get(d('1'))?.status, 'Stopped');
@@ -211,15 +276,35 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
     assert.equal(await m.isCollectable(d('1'), 0), false, 'touched after the cutoff');
     assert.deepEqual((await m.blobsTouchedBefore(later)).sort(), [d('1'), d('2')]);
     let removed = 0;
-    assert.equal(await m.collectBlob(d('2'), later, () => { removed++; }), false);
+    assert.equal(
+      await m.collectBlob(d('2'), later, () => {
+        removed++;
+      }),
+      false,
+    );
     assert.equal(removed, 0, 'a kept blob is not removed');
-    assert.equal(await m.collectBlob(d('1'), later, () => { removed++; }), true);
+    assert.equal(
+      await m.collectBlob(d('1'), later, () => {
+        removed++;
+      }),
+      true,
+    );
     assert.equal(removed, 1);
     assert.equal(await m.blobInRepo('a/x', d('1')), undefined);
     assert.equal(await m.linkBlob('a/y', d('1')), false, 'a collected blob is unknown');
-    await assert.rejects(m.collectBlob(d('3'), later, () => { throw new Error('unlink failed'); }), /unlink failed/);
+    await assert.rejects(
+      m.collectBlob(d('3'), later, () => {
+        throw new Error('unlink failed');
+      }),
+      /unlink failed/,
+    );
     await m.commitBlob('a/x', d('3'), 1, () => undefined);
-    await assert.rejects(m.collectBlob(d('3'), Date.now() + 1000, () => { throw new Error('unlink failed'); }), /unlink failed/);
+    await assert.rejects(
+      m.collectBlob(d('3'), Date.now() + 1000, () => {
+        throw new Error('unlink failed');
+      }),
+      /unlink failed/,
+    );
     assert.equal(await m.blobInRepo('a/x', d('3')), 1, 'a failed removal forgets nothing');
   });
 }

@@ -54,14 +54,19 @@ export async function startTestRegistry(opts: Partial<StartRegistryOptions> = {}
       if (r1.status !== 202) throw new Error(`POST upload: ${r1.status} ${await r1.text()}`);
       const loc = r1.headers.get('location')!;
       const r2 = await req(`${loc}${loc.includes('?') ? '&' : '?'}digest=${digest}`, {
-        method: 'PUT', body: data, headers: { 'content-type': 'application/octet-stream' }, ...(auth !== undefined ? { auth } : {}),
+        method: 'PUT',
+        body: data,
+        headers: { 'content-type': 'application/octet-stream' },
+        ...(auth !== undefined ? { auth } : {}),
       });
       if (r2.status !== 201) throw new Error(`PUT upload: ${r2.status} ${await r2.text()}`);
       return digest;
     },
     putManifest(repo, ref, body, mediaType, auth) {
       return req(`/v2/${repo}/manifests/${ref}`, {
-        method: 'PUT', body: typeof body === 'string' ? body : new Uint8Array(body), headers: { 'content-type': mediaType },
+        method: 'PUT',
+        body: typeof body === 'string' ? body : new Uint8Array(body),
+        headers: { 'content-type': mediaType },
         ...(auth !== undefined ? { auth } : {}),
       });
     },
@@ -73,10 +78,20 @@ export async function startTestRegistry(opts: Partial<StartRegistryOptions> = {}
 }
 
 /** A minimal OCI image (config + one layer) as the conformance suite builds it. */
-export function makeImage(seed: string, opts: { mediaTypeField?: boolean } = {}): {
-  config: Buffer; layer: Buffer; manifest: Buffer; digest: string; configDigest: string; layerDigest: string;
+export function makeImage(
+  seed: string,
+  opts: { mediaTypeField?: boolean } = {},
+): {
+  config: Buffer;
+  layer: Buffer;
+  manifest: Buffer;
+  digest: string;
+  configDigest: string;
+  layerDigest: string;
 } {
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', author: seed, rootfs: { type: 'layers', diff_ids: [] } }));
+  const config = Buffer.from(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', author: seed, rootfs: { type: 'layers', diff_ids: [] } }),
+  );
   const layer = Buffer.from(`layer-${seed}-${'x'.repeat(64)}`);
   const m: Record<string, unknown> = {
     schemaVersion: 2,
