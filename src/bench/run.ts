@@ -1,5 +1,6 @@
 /**
  * @module bench/run
+ * (Over 600 lines: the harness is one sequence (prepare, interleave repetitions, measure, clean up) over shared state.)
  * The benchmark harness: prepares the workload images, the network (registry behind a tbf link,
  * one namespace per node) and the registry; then, for every repetition, runs each (workload, N)
  * group's modes in a shuffled order (so drift hits all modes alike), each run cold: fresh

@@ -1,5 +1,6 @@
 /**
  * @module convert/convert
+ * (Over 600 lines: the conversion pipeline (layers, manifests, indexes, referrers) shares one context and its caches.)
  * OCI/Docker image → Nydus image, registry to registry (the role of nydusify convert and acceld's
  * nydus driver). Per source layer: stream the blob, undo its compression (counting bytes and checking
  * the config's diff_id), feed the tar to the RAFS builder (work files in a temp dir, removed after),

@@ -1,5 +1,6 @@
 /**
  * @module registry/distribution
+ * (Over 600 lines: the OCI Distribution API's handlers share its upload-session, range and auth checks.)
  * The OCI Distribution v1.1 API (`/v2/…`): pull, push (monolithic, single-POST, chunked, streamed,
  * mount), discovery (tags, catalog, referrers) and management (deletes). Every path value is
  * validated (names/names.ts) before it reaches storage; blob bytes stream straight between the

@@ -1,5 +1,6 @@
 /**
  * @module remote/client
+ * (Over 600 lines: one class: every request shares the token cache, the retry policy and the upload-session recovery.)
  * An OCI Distribution / Docker Registry v2 client: manifests (OCI and Docker, images and indexes),
  * streaming blob reads with Range, monolithic and chunked uploads, cross-repository mounts, tag
  * listing. Authentication: Basic, and Docker token auth (challenge → token endpoint, tokens cached per
@@ -8,7 +9,7 @@
  * response headers and an idle timeout while a body streams.
  */
 import { createHash } from 'node:crypto';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { DigestMismatchError, FerryError, parseDigest, type ErrorCode } from '../core/index.js';
 import {
@@ -24,6 +25,7 @@ import {
 import { silentLogger, type Logger } from '../observe/index.js';
 import { TokenCache, basicHeader, dockerConfigCredentials, parseChallenges, type Credentials } from './auth.js';
 import { apiHost, formatReference, manifestReference, withDigest, type ImageReference } from './reference.js';
+import { idleTimeout, sliceStream, verifying } from './streams.js';
 
 export interface RegistryClientOptions {
   /** Hosts to talk plain HTTP to. Default: loopback hosts (`localhost`, `127.*`, `[::1]`). */
@@ -121,90 +123,6 @@ export function statusCode(status: number): ErrorCode {
 function retryableError(err: unknown): boolean {
   if (FerryError.is(err)) return err.code === 'UNAVAILABLE' || err.code === 'DEADLINE_EXCEEDED';
   return true; // fetch's TypeError("fetch failed"), ECONNRESET, …
-}
-
-/** Passes bytes through, failing the stream if no data arrives for `ms`. */
-function idleTimeout(src: Readable, ms: number, what: string): Readable {
-  let timer: NodeJS.Timeout | undefined;
-  const out = new Transform({
-    transform(chunk: Buffer, _enc, cb: TransformCallback) {
-      arm();
-      cb(null, chunk);
-    },
-    flush(cb: TransformCallback) {
-      if (timer) clearTimeout(timer);
-      cb();
-    },
-  });
-  const arm = (): void => {
-    if (timer) clearTimeout(timer);
-    timer = setTimeout(() => {
-      const err = new FerryError('DEADLINE_EXCEEDED', `${what}: no data for ${ms} ms`);
-      src.destroy(err);
-      out.destroy(err);
-    }, ms);
-  };
-  arm();
-  src.on('error', (err) => {
-    if (timer) clearTimeout(timer);
-    out.destroy(err);
-  });
-  out.on('close', () => {
-    if (timer) clearTimeout(timer);
-    if (!src.destroyed) src.destroy();
-  });
-  src.pipe(out);
-  return out;
-}
-
-/** Hashes what passes through and fails at the end when the digest (or size) is not the expected one. */
-function verifying(src: Readable, digest: string, size?: number): Readable {
-  const { algorithm } = parseDigest(digest);
-  const hash = createHash(algorithm);
-  let n = 0;
-  const out = new Transform({
-    transform(chunk: Buffer, _enc, cb: TransformCallback) {
-      hash.update(chunk);
-      n += chunk.length;
-      cb(null, chunk);
-    },
-    flush(cb: TransformCallback) {
-      const got = `${algorithm}:${hash.digest('hex')}`;
-      if (got !== digest) return cb(new DigestMismatchError(digest, got, 'blob'));
-      if (size !== undefined && n !== size) return cb(new FerryError('DATA_LOSS', `blob ${digest}: expected ${size} bytes, got ${n}`));
-      cb();
-    },
-  });
-  src.on('error', (err) => out.destroy(err));
-  out.on('close', () => {
-    if (!src.destroyed) src.destroy();
-  });
-  src.pipe(out);
-  return out;
-}
-
-/** Skips `skip` bytes and passes at most `take` bytes (a server that ignored our Range header). */
-function sliceStream(src: Readable, skip: number, take: number): Readable {
-  let pos = 0;
-  const end = skip + take;
-  const out = new Transform({
-    transform(chunk: Buffer, _enc, cb: TransformCallback) {
-      const s = pos;
-      pos += chunk.length;
-      const a = Math.max(0, skip - s);
-      const b = Math.min(chunk.length, end - s);
-      if (b > a) this.push(chunk.subarray(a, b));
-      if (pos >= end) {
-        src.unpipe(out);
-        src.destroy();
-        this.push(null);
-      }
-      cb();
-    },
-  });
-  src.on('error', (err) => out.destroy(err));
-  src.pipe(out);
-  return out;
 }
 
 /**

@@ -1,5 +1,6 @@
 /**
  * @module registry/metadata/sqlite
+ * (Over 600 lines: one backend implements the whole RegistryMetadata interface, one prepared statement per query.)
  * The metadata store in one SQLite file (WAL, synchronous=NORMAL, busy timeout so `ferry registry gc`
  * in another process can share it). In WAL mode NORMAL loses nothing when the process dies
  * (kill -9); a power failure may drop the last acknowledged transactions but never leaves the
