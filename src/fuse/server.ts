@@ -1,5 +1,6 @@
 /**
  * @module fuse/server
+ * (Over 600 lines: the FUSE opcode table and its reply encoders belong to one session loop.)
  * A read-only FUSE server speaking the kernel protocol directly over /dev/fuse.
  *
  * The session opens /dev/fuse, mounts it with `mount -i -t fuse -o fd=3,…` (the descriptor is the
