@@ -6,7 +6,7 @@
 import { Command } from 'commander';
 import { createLogger } from '../observe/index.js';
 import { startAccel, type StartAccelOptions } from '../accel/index.js';
-import { untilSignal } from './lifecycle.js';
+import { untilSignal, parseArgs } from './lifecycle.js';
 
 export async function run(argv: string[]): Promise<number> {
   const cmd = new Command('ferry accel')
@@ -15,11 +15,8 @@ export async function run(argv: string[]): Promise<number> {
     .option('--listen <host:port>', 'override server.host/server.port')
     .option('--work-dir <dir>', 'override provider.work_dir (task database, layer cache, scratch)')
     .exitOverride();
-  try {
-    cmd.parse(argv, { from: 'user' });
-  } catch (err) {
-    return (err as { exitCode?: number }).exitCode ?? 2;
-  }
+  const parsed = parseArgs(cmd, argv);
+  if (parsed !== undefined) return parsed;
   const o = cmd.opts<{ config: string; listen?: string; workDir?: string }>();
   const log = createLogger({ name: 'accel' });
   let handle: Awaited<ReturnType<typeof startAccel>>;

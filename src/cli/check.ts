@@ -9,6 +9,7 @@ import { createLogger } from '../observe/index.js';
 import { parseReference } from '../remote/index.js';
 import { checkImage, type CheckOptions, type CheckResult } from '../convert/index.js';
 import { sideClient, creds, localfsBackend } from './convert.js';
+import { parseArgs } from './lifecycle.js';
 
 /** The text report: per image checked, source then Nydus (as in `--source … --target …`), then the differences. */
 export function checkReport(res: CheckResult): string {
@@ -42,11 +43,8 @@ export async function run(argv: string[]): Promise<number> {
     .option('--work-dir <dir>', 'parent of the temporary work directory')
     .option('--json', 'print the result as JSON')
     .exitOverride();
-  try {
-    cmd.parse(argv, { from: 'user' });
-  } catch (err) {
-    return (err as { exitCode?: number }).exitCode ?? 2;
-  }
+  const parsed = parseArgs(cmd, argv);
+  if (parsed !== undefined) return parsed;
   const o = cmd.opts<Record<string, string | boolean | undefined>>();
   const log = createLogger({ name: 'check', level: process.env.FERRY_LOG_LEVEL ?? 'warn' });
   try {

@@ -29,6 +29,7 @@ import {
   type LayerCache,
   type ProgressEvent,
 } from '../convert/index.js';
+import { parseArgs } from './lifecycle.js';
 
 /** `user:password` from a flag; undefined when the flag is absent. */
 export function creds(s: unknown): Credentials | undefined {
@@ -136,11 +137,8 @@ export async function run(argv: string[]): Promise<number> {
     .option('--progress', 'force progress bars (default: when stderr is a terminal)')
     .option('--no-progress', 'no progress bars')
     .exitOverride();
-  try {
-    cmd.parse(argv, { from: 'user' });
-  } catch (err) {
-    return (err as { exitCode?: number }).exitCode ?? 2;
-  }
+  const parsed = parseArgs(cmd, argv);
+  if (parsed !== undefined) return parsed;
   const o = cmd.opts<Record<string, string | boolean | undefined>>();
   const log = createLogger({ name: 'convert', level: process.env.FERRY_LOG_LEVEL ?? 'warn' });
   let cache: SqliteLayerCache | undefined;

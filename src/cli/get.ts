@@ -14,6 +14,7 @@ import { pipeline } from 'node:stream/promises';
 import { Command } from 'commander';
 import { FerryError } from '../core/index.js';
 import { PeerClient, blobDigestOfUrl } from '../p2p/index.js';
+import { parseArgs } from './lifecycle.js';
 
 /** A transfer that ended early or with the wrong bytes: worth one more try. */
 class Incomplete extends Error {}
@@ -26,11 +27,8 @@ export async function run(argv: string[]): Promise<number> {
     .option('--peer <addr>', 'peer proxy address', process.env.FERRY_PEER ?? '127.0.0.1:65001')
     .option('-H, --header <k:v...>', 'request header(s), e.g. "Authorization: Bearer x"')
     .exitOverride();
-  try {
-    cmd.parse(argv, { from: 'user' });
-  } catch (err) {
-    return (err as { exitCode?: number }).exitCode ?? 2;
-  }
+  const parsed = parseArgs(cmd, argv);
+  if (parsed !== undefined) return parsed;
   const [url] = cmd.args as [string];
   const o = cmd.opts<{ output: string; peer: string; header?: string[] }>();
   const headers: Record<string, string> = {};

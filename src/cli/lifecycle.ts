@@ -3,6 +3,7 @@
  * Signal handling shared by long-running subcommands: the first SIGINT/SIGTERM runs `stop` once,
  * a second one exits at once.
  */
+import type { Command } from 'commander';
 import type { Logger } from '../observe/index.js';
 
 /** Resolves after a signal arrived and `stop` finished. */
@@ -33,4 +34,17 @@ export function untilSignal(stop: () => Promise<void>, log?: Logger): Promise<vo
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   });
+}
+
+/**
+ * Parses a subcommand's arguments with commander (set up with `exitOverride()`): undefined when
+ * the command should go on, else the exit status commander chose (help, version, usage errors: 2).
+ */
+export function parseArgs(cmd: Command, argv: string[]): number | undefined {
+  try {
+    cmd.parse(argv, { from: 'user' });
+    return undefined;
+  } catch (err) {
+    return (err as { exitCode?: number }).exitCode ?? 2;
+  }
 }

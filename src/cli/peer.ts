@@ -8,7 +8,7 @@ import { Command } from 'commander';
 import { loadPeerConfigFile, type PeerConfigInput } from '../config/peer.js';
 import { createLogger } from '../observe/index.js';
 import { hostsToml, httpProxyDropIn, startPeer, UpstreamPolicy } from '../p2p/index.js';
-import { untilSignal } from './lifecycle.js';
+import { untilSignal, parseArgs } from './lifecycle.js';
 import { CLUSTER_TOKEN_FILE_HELP, clusterOverride } from './cluster.js';
 
 export async function run(argv: string[]): Promise<number> {
@@ -39,11 +39,8 @@ export async function run(argv: string[]): Promise<number> {
     .option('--ip <ip>', 'IP announced to the scheduler')
     .option('--config <file>', 'YAML config file')
     .exitOverride();
-  try {
-    cmd.parse(argv, { from: 'user' });
-  } catch (err) {
-    return (err as { exitCode?: number }).exitCode ?? 2;
-  }
+  const parsed = parseArgs(cmd, argv);
+  if (parsed !== undefined) return parsed;
   const o = cmd.opts<{
     scheduler?: string[];
     data?: string;

@@ -17,6 +17,7 @@ import { Command } from 'commander';
 import { FerryError } from '../core/index.js';
 import { requestPull } from '../snapshotter/pull-api-client.js';
 import type { PullRequestBody, PullResult } from '../snapshotter/protocol.js';
+import { parseArgs } from './lifecycle.js';
 
 export const DEFAULT_API = '/var/lib/ferry/snapshotter/api.sock';
 
@@ -57,11 +58,8 @@ export async function run(argv: string[]): Promise<number> {
     .option('--json', 'print the result as JSON')
     .option('--quiet', 'no progress lines')
     .exitOverride();
-  try {
-    cmd.parse(argv, { from: 'user' });
-  } catch (err) {
-    return (err as { exitCode?: number }).exitCode ?? 2;
-  }
+  const parsed = parseArgs(cmd, argv);
+  if (parsed !== undefined) return parsed;
   const o = cmd.opts<{
     address: string;
     namespace: string;

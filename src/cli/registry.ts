@@ -9,7 +9,7 @@ import { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { createLogger } from '../observe/index.js';
 import { startRegistry, runGc, parseRegistryConfig, type RegistryConfigInput } from '../registry/index.js';
-import { untilSignal } from './lifecycle.js';
+import { untilSignal, parseArgs } from './lifecycle.js';
 
 function loadConfig(file: string | undefined): RegistryConfigInput {
   if (!file) return {};
@@ -28,11 +28,8 @@ export async function run(argv: string[]): Promise<number> {
     .option('--config <file>', 'YAML/JSON config file')
     .option('--print-config', 'print the effective config (redacted) and exit')
     .exitOverride();
-  try {
-    cmd.parse(argv, { from: 'user' });
-  } catch (err) {
-    return (err as { exitCode?: number }).exitCode ?? 2;
-  }
+  const parsed = parseArgs(cmd, argv);
+  if (parsed !== undefined) return parsed;
   const o = cmd.opts<{ listen?: string; data?: string; adminPassword?: string; config?: string; printConfig?: boolean }>();
   const fileConfig = loadConfig(o.config);
   const merged: RegistryConfigInput = { ...fileConfig, ...(o.listen ? { listen: o.listen } : {}), ...(o.data ? { dataDir: o.data } : {}) };
@@ -69,11 +66,8 @@ async function runGcCommand(argv: string[]): Promise<number> {
     .option('--min-age <duration>', 'keep blobs committed or touched more recently than this (default 1h)')
     .option('--config <file>', 'YAML/JSON config file')
     .exitOverride();
-  try {
-    cmd.parse(argv, { from: 'user' });
-  } catch (err) {
-    return (err as { exitCode?: number }).exitCode ?? 2;
-  }
+  const parsed = parseArgs(cmd, argv);
+  if (parsed !== undefined) return parsed;
   const o = cmd.opts<{ data: string; dryRun?: boolean; minAge?: string; config?: string }>();
   const file = loadConfig(o.config);
   const config: RegistryConfigInput = {

@@ -6,7 +6,7 @@ import { Command } from 'commander';
 import { loadSchedulerConfig } from '../config/scheduler.js';
 import { createLogger } from '../observe/index.js';
 import { startScheduler } from '../p2p/index.js';
-import { untilSignal } from './lifecycle.js';
+import { untilSignal, parseArgs } from './lifecycle.js';
 import { CLUSTER_TOKEN_FILE_HELP, clusterOverride } from './cluster.js';
 
 export async function run(argv: string[]): Promise<number> {
@@ -20,11 +20,8 @@ export async function run(argv: string[]): Promise<number> {
     .option('--config <file>', 'YAML config file (keys: src/config/scheduler.ts; see the README P2P section)')
     .option('--token <token...>', 'bearer token(s) accepted by the preheat job API')
     .exitOverride();
-  try {
-    cmd.parse(argv, { from: 'user' });
-  } catch (err) {
-    return (err as { exitCode?: number }).exitCode ?? 2;
-  }
+  const parsed = parseArgs(cmd, argv);
+  if (parsed !== undefined) return parsed;
   const o = cmd.opts<{ listen?: string; config?: string; token?: string[]; clusterTokenFile?: string }>();
   const log = createLogger({ name: 'scheduler' });
   try {

@@ -15,7 +15,7 @@ import { createLogger, type Logger } from '../observe/index.js';
 import { startSnapshotter } from '../snapshotter/index.js';
 import { Daemon, DaemonClient, type LazyFs } from '../daemon/index.js';
 import type { DaemonConfigInput } from '../config/daemon.js';
-import { untilSignal } from './lifecycle.js';
+import { untilSignal, parseArgs } from './lifecycle.js';
 
 function loadConfig(file: string | undefined): SnapshotterConfigInput {
   if (!file) return {};
@@ -152,11 +152,8 @@ export async function run(argv: string[]): Promise<number> {
     .option('--metrics-address <addr>', 'host:port or unix socket for /metrics (default <root>/metrics.sock)')
     .option('--no-lazy', 'never mount lazily: every layer is downloaded (plain overlayfs snapshotter)')
     .option('--log-level <level>', 'trace|debug|info|warn|error');
-  try {
-    cmd.parse(argv, { from: 'user' });
-  } catch (err) {
-    return (err as { exitCode?: number }).exitCode ?? 2;
-  }
+  const parsed = parseArgs(cmd, argv);
+  if (parsed !== undefined) return parsed;
   const o = cmd.opts<Opts & { lazy?: boolean }>();
   if (o.lazy === false) o.noLazy = true;
   let config: SnapshotterConfig;

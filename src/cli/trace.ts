@@ -17,6 +17,7 @@ import { parseReference, type ImageReference, type RegistryClient } from '../rem
 import { creds, sideClient } from './convert.js';
 import { fetchPrefetchTrace, pushPrefetchTrace } from '../snapshotter/index.js';
 import { requestTrace } from '../snapshotter/pull-api-client.js';
+import { parseArgs } from './lifecycle.js';
 
 const DEFAULT_API = '/var/lib/ferry/snapshotter/api.sock';
 
@@ -104,11 +105,8 @@ export async function run(argv: string[]): Promise<number> {
       process.stdout.write(`${JSON.stringify(t)}\n`);
     })();
   });
-  try {
-    cmd.parse(argv, { from: 'user' });
-  } catch (err) {
-    return (err as { exitCode?: number }).exitCode ?? 2;
-  }
+  const parsed = parseArgs(cmd, argv);
+  if (parsed !== undefined) return parsed;
   if (!action) {
     process.stderr.write(cmd.helpInformation());
     return 2;

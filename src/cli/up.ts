@@ -23,7 +23,7 @@ import { startRegistry } from '../registry/index.js';
 import { startAccel } from '../accel/index.js';
 import { startScheduler } from '../p2p/scheduler/index.js';
 import { startPeer } from '../p2p/peer/index.js';
-import { untilSignal } from './lifecycle.js';
+import { untilSignal, parseArgs } from './lifecycle.js';
 
 interface Secrets {
   adminPassword: string;
@@ -97,11 +97,8 @@ export async function run(argv: string[]): Promise<number> {
     .option('--no-accel', 'do not start the acceleration service')
     .option('--no-p2p', 'do not start the P2P scheduler and seed peer')
     .exitOverride();
-  try {
-    cmd.parse(argv, { from: 'user' });
-  } catch (err) {
-    return (err as { exitCode?: number }).exitCode ?? 2;
-  }
+  const parsed = parseArgs(cmd, argv);
+  if (parsed !== undefined) return parsed;
   const o = cmd.opts<{
     data: string;
     host: string;

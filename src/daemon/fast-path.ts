@@ -11,6 +11,7 @@ import { S_IFMT, S_IFREG } from '../core/index.js'; // constants only: light eno
 import { FileReadPlan, HOLE, PLAN_STRIDE, openBootstrap, planFileRead, type CiLocation } from '../format/rafs/index.js';
 import { Op, entryOut, attrOut, FUSE_ROOT_ID, type FuseAttr } from '../fuse/protocol.js'; // not index.js: see docs/architecture.md (worker threads)
 import { chunkReady } from '../storage/protocol.js';
+import { fuseAttrOf } from './fuse-attr.js';
 
 export interface FastPathData {
   bootstrapPath: string;
@@ -28,21 +29,7 @@ export function init(d: FastPathData): (opcode: number, nodeid: number, body: Bu
   const plan = new FileReadPlan(); // every READ of this thread is planned into it
   const ino = (nodeid: number): number => (nodeid === FUSE_ROOT_ID ? bs.rootIno : nodeid);
   const node = (i: number): number => (i === bs.rootIno ? FUSE_ROOT_ID : i);
-  const attr = (i: number): FuseAttr => {
-    const st = bs.stat(i);
-    return {
-      ino: st.ino,
-      size: st.size,
-      blocks: st.blocks,
-      mtime: st.mtime,
-      mtimeNsec: st.mtimeNsec,
-      mode: st.mode,
-      nlink: st.nlink,
-      uid: st.uid,
-      gid: st.gid,
-      rdev: st.rdev,
-    };
-  };
+  const attr = (i: number): FuseAttr => fuseAttrOf(bs.stat(i));
   return (opcode, nodeid, body) => {
     switch (opcode) {
       case Op.LOOKUP: {

@@ -7,6 +7,7 @@
 import { FUSE_ROOT_ID, FuseErrno, ERRNO, type FuseAttr, type FuseFilesystem, type FuseDirEntry, type StatfsInfo } from '../fuse/index.js';
 import { FileReadPlan, HOLE, PLAN_STRIDE, planFileRead, type RafsBootstrap } from '../format/rafs/index.js';
 import type { StorageDevice } from '../storage/index.js';
+import { fuseAttrOf } from './fuse-attr.js';
 
 import { S_IFMT, S_IFREG, S_IFLNK } from '../core/index.js';
 
@@ -30,18 +31,7 @@ export class RafsFs implements FuseFilesystem {
     } catch {
       throw new FuseErrno(ERRNO.ENOENT);
     }
-    return {
-      ino: st.ino,
-      size: st.size,
-      blocks: st.blocks,
-      mtime: st.mtime,
-      mtimeNsec: st.mtimeNsec,
-      mode: st.mode,
-      nlink: st.nlink,
-      uid: st.uid,
-      gid: st.gid,
-      rdev: st.rdev,
-    };
+    return fuseAttrOf(st);
   }
 
   async lookup(parent: number, name: string): Promise<{ nodeid: number; attr: FuseAttr } | null> {
