@@ -7,7 +7,7 @@
  * symlink target, xattr table and 80-byte chunk records, all 8-byte aligned. Hardlinks get one
  * record per path sharing `i_ino` (the first link's index) with the HARDLINK flag.
  */
-import { FerryError } from '../core/index.js';
+import { FerryError, MODE_OF_TYPE } from '../core/index.js';
 import { encodeRdev } from '../format/erofs/index.js';
 import {
   RAFS_V5_SUPER_MAGIC,
@@ -33,16 +33,6 @@ import {
 import { chunkDigest } from './digest.js';
 import { collectBlobs, type BootstrapOptions } from './bootstrap-v6.js';
 import type { Inode } from './tree.js';
-
-const MODE_TYPE: Record<Inode['type'], number> = {
-  file: 0o100000,
-  dir: 0o040000,
-  symlink: 0o120000,
-  char: 0o020000,
-  block: 0o060000,
-  fifo: 0o010000,
-  socket: 0o140000,
-};
 
 interface Rec {
   node: Inode;
@@ -154,7 +144,7 @@ export function writeBootstrapV5(root: Inode, opts: BootstrapOptions): Buffer {
       uid: n.uid,
       gid: n.gid,
       projid: 0,
-      mode: MODE_TYPE[n.type] | (n.perm & 0o7777),
+      mode: MODE_OF_TYPE[n.type] | (n.perm & 0o7777),
       size,
       blocks: Math.ceil(size / 512),
       flags,

@@ -10,7 +10,7 @@
  * (nydus-image's packing of inodes into free fragments of earlier blocks is not reproduced: the
  * result is readable by every reader but not byte-identical to nydus-image's.)
  */
-import { FerryError } from '../core/index.js';
+import { FerryError, MODE_OF_TYPE } from '../core/index.js';
 import {
   EROFS_SUPER_OFFSET,
   EROFS_SUPER_MAGIC,
@@ -24,13 +24,6 @@ import {
   RAFS_V6_DEVT_SLOTOFF,
   EROFS_DEVT_SLOT_SIZE,
   EROFS_FT_DIR,
-  S_IFREG,
-  S_IFDIR,
-  S_IFLNK,
-  S_IFCHR,
-  S_IFBLK,
-  S_IFIFO,
-  S_IFSOCK,
   erofsIFormat,
   fileTypeOfMode,
   encodeErofsXattrs,
@@ -107,16 +100,6 @@ interface Placed {
   nlink: number;
   entries: number; // directory entries referring to it
 }
-
-const MODE_TYPE: Record<Inode['type'], number> = {
-  file: S_IFREG,
-  dir: S_IFDIR,
-  symlink: S_IFLNK,
-  char: S_IFCHR,
-  block: S_IFBLK,
-  fifo: S_IFIFO,
-  socket: S_IFSOCK,
-};
 
 /**
  * Collects the blob list: `preferred` first, then blobs referenced by chunks in tree order. Blobs
@@ -335,7 +318,7 @@ export function writeBootstrapV6(root: Inode, opts: BootstrapOptions): Buffer {
     if (n.type === 'dir') {
       const ents: ErofsNamedDirent[] = p.dirents!.map(({ name, child }) =>
         child
-          ? { name, nid: placed.get(child)!.nid, fileType: fileTypeOfMode(MODE_TYPE[child.type]) }
+          ? { name, nid: placed.get(child)!.nid, fileType: fileTypeOfMode(MODE_OF_TYPE[child.type]) }
           : { name, nid: name.length === 1 || !p.parent ? p.nid : p.parent.nid, fileType: EROFS_FT_DIR },
       );
       data = encodeErofsDirData(ents);
@@ -347,7 +330,7 @@ export function writeBootstrapV6(root: Inode, opts: BootstrapOptions): Buffer {
     writeErofsInode(out, abs, {
       format: p.format,
       xattrIcount: p.xattrIcount,
-      mode: MODE_TYPE[n.type] | (n.perm & 0o7777),
+      mode: MODE_OF_TYPE[n.type] | (n.perm & 0o7777),
       size,
       u,
       ino: p.ino,

@@ -4,7 +4,7 @@
  * merged, a parent bootstrap extended, and a chunk dictionary indexed. Blob table entries are taken
  * verbatim so the CI/ToC locations of existing blobs carry over.
  */
-import { FerryError, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../core/index.js';
+import { FerryError, S_IFMT, S_IFREG, typeOfMode } from '../core/index.js';
 import { decodeRdev } from '../format/erofs/index.js';
 import {
   openBootstrap,
@@ -17,7 +17,7 @@ import {
 } from '../format/rafs/index.js';
 import type { CompressorName } from '../format/compress/index.js';
 import { chunkKey, type ChunkIndex } from './blob-writer.js';
-import type { BlobDesc, ChunkRef, Digester, Inode, NodeType } from './tree.js';
+import type { BlobDesc, ChunkRef, Digester, Inode } from './tree.js';
 
 export interface LoadedBootstrap {
   root: Inode;
@@ -27,16 +27,6 @@ export interface LoadedBootstrap {
   digester: Digester;
   prefetch: Inode[];
 }
-
-const TYPES: Record<number, NodeType> = {
-  [S_IFREG]: 'file',
-  [S_IFDIR]: 'dir',
-  [S_IFLNK]: 'symlink',
-  [S_IFCHR]: 'char',
-  [S_IFBLK]: 'block',
-  [S_IFIFO]: 'fifo',
-  [S_IFSOCK]: 'socket',
-};
 
 /**
  * Loads `buf` into a tree. `registry` shares BlobDesc objects between bootstraps by blob id, so a
@@ -144,7 +134,7 @@ export function loadBootstrap(
         return first;
       }
     }
-    const type = TYPES[st.mode & S_IFMT];
+    const type = typeOfMode(st.mode);
     if (!type) throw new FerryError('DATA_LOSS', `inode ${ino}: unknown file type in mode 0o${st.mode.toString(8)}`);
     const node: Inode = {
       type,

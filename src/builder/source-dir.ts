@@ -7,20 +7,10 @@
 import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, type BigIntStats, type Stats } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { FerryError, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../core/index.js';
-import { newDir, storableXattrs, walkTree, type ChunkRef, type Inode, type NodeType } from './tree.js';
+import { FerryError, typeOfMode } from '../core/index.js';
+import { newDir, storableXattrs, walkTree, type ChunkRef, type Inode } from './tree.js';
 import { resolvePrefetch } from './prefetch.js';
 import type { BlobWriter } from './blob-writer.js';
-
-const TYPES: Record<number, NodeType> = {
-  [S_IFREG]: 'file',
-  [S_IFDIR]: 'dir',
-  [S_IFLNK]: 'symlink',
-  [S_IFCHR]: 'char',
-  [S_IFBLK]: 'block',
-  [S_IFIFO]: 'fifo',
-  [S_IFSOCK]: 'socket',
-};
 
 /** Decodes getfattr's escaping of file names (`\ooo` octal bytes, `\\`). */
 function unescapeName(s: string): string {
@@ -153,7 +143,7 @@ export async function treeFromDir(dir: string, opts: DirSourceOptions): Promise<
       await maybeYield();
       const abs = join(absDir, name);
       const cst = lstatSync(abs, { bigint: true });
-      const type = TYPES[Number(cst.mode) & S_IFMT];
+      const type = typeOfMode(Number(cst.mode));
       if (!type) throw new FerryError('INVALID_ARGUMENT', `${abs}: unsupported file type`);
       const key = `${cst.dev}:${cst.ino}`;
       if (type !== 'dir' && cst.nlink > 1n) {

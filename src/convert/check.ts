@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
-import { FerryError } from '../core/index.js';
+import { FerryError, S_IFMT, typeOfMode } from '../core/index.js';
 import { NydusAnnotation, MediaType, isIndexMediaType, type ImageConfig, type ImageIndex, type ImageManifest } from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import {
@@ -72,17 +72,6 @@ export interface CheckResult {
   differences: Difference[];
   checked: Array<{ platform?: string; sourceDigest: string; targetDigest: string; entries: number; files: number; bytes: number }>;
 }
-
-import { S_IFMT } from '../core/index.js';
-const TYPE_BITS: Record<string, number> = {
-  file: 0o100000,
-  dir: 0o040000,
-  symlink: 0o120000,
-  char: 0o020000,
-  block: 0o060000,
-  fifo: 0o010000,
-  socket: 0o140000,
-};
 
 interface SrcNode {
   type: 'file' | 'dir' | 'symlink' | 'char' | 'block' | 'fifo';
@@ -359,7 +348,7 @@ async function checkPair(o: {
         continue;
       }
       const st = e.stat;
-      const ttype = Object.entries(TYPE_BITS).find(([, v]) => v === (st.mode & S_IFMT))?.[0] ?? `0${(st.mode & S_IFMT).toString(8)}`;
+      const ttype = typeOfMode(st.mode) ?? `0${(st.mode & S_IFMT).toString(8)}`;
       if (ttype !== s.type) {
         add({ path, what: 'type', source: s.type, target: ttype });
         continue;

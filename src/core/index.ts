@@ -16,4 +16,17 @@ export {
 } from './digest.js';
 export { parseDuration, parseSize, formatBytes } from './units.js';
 export { systemClock, type Clock } from './clock.js';
-export { S_IFMT, S_IFSOCK, S_IFLNK, S_IFREG, S_IFBLK, S_IFDIR, S_IFCHR, S_IFIFO, S_IPERM } from './file-mode.js';
+export {
+  S_IFMT,
+  S_IFSOCK,
+  S_IFLNK,
+  S_IFREG,
+  S_IFBLK,
+  S_IFDIR,
+  S_IFCHR,
+  S_IFIFO,
+  S_IPERM,
+  MODE_OF_TYPE,
+  typeOfMode,
+  type FileType,
+} from './file-mode.js';
