@@ -11,13 +11,13 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requirePrereqs } from '../../test/support/prereq.js';
 import { ferry } from '../../test/support/ferry.js';
 import { silentLogger } from '../observe/index.js';
 import { Daemon, startApi, type ApiServer } from './index.js';
+import { assertRefused, chunkedBody, wire, type WireAnswer } from '../../test/support/raw-http.js';
 
 /** The API's body limit (4 MiB: a mount request with a prefetch trace). */
 const MAX_API_BODY = 4 * 1024 * 1024;
@@ -71,45 +71,7 @@ function call(method: string, path: string, o: { body?: string | Buffer; socketP
   });
 }
 
-/**
- * Bytes as they go on the wire: `head` (request line and headers, no blank line), then `body`
- * pieces, without ending the request. Resolves with what came back until the server closed; a
- * reset instead of an answer (the server closing with bytes of ours unread) is `reset`.
- */
-function raw(head: string, body: Buffer[] = []): Promise<{ text: string; reset?: string }> {
-  return new Promise((resolve) => {
-    const c = connect(sock, () => {
-      c.write(`${head}\r\nHost: daemon\r\n\r\n`);
-      for (const b of body) c.write(b);
-    });
-    let text = '';
-    let reset: string | undefined;
-    c.on('data', (d: Buffer) => {
-      text += d.toString('latin1');
-    });
-    c.on('error', (err: NodeJS.ErrnoException) => {
-      reset = err.code ?? err.message;
-    });
-    c.on('close', () => resolve(reset === undefined ? { text } : { text, reset }));
-  });
-}
-
-/** `n` bytes of body in HTTP/1.1 chunked encoding (64 KiB chunks), without the final chunk. */
-function chunkedBody(n: number): Buffer[] {
-  const out: Buffer[] = [];
-  for (let left = n; left > 0; left -= 64 << 10) {
-    const k = Math.min(left, 64 << 10);
-    out.push(Buffer.from(`${k.toString(16)}\r\n`), Buffer.alloc(k, 0x20), Buffer.from('\r\n'));
-  }
-  return out;
-}
-
-/** Asserts an answer with `status` — or, for a body the server stopped reading, a reset. */
-function assertRefused(r: { text: string; reset?: string }, status: number, what: string, resetAllowed = false): void {
-  if (resetAllowed && r.text === '' && r.reset !== undefined) return;
-  assert.match(r.text, new RegExp(`^HTTP/1\\.1 ${status} `), `${what} → ${r.text.split('\r\n')[0] ?? ''} ${r.reset ?? ''}`);
-  assert.match(r.text, /\r\nconnection: close\r\n/i, `${what}: the connection is closed, the body not drained`);
-}
+const raw = (head: string, body: Buffer[] = []): Promise<WireAnswer> => wire({ path: sock }, 'daemon', head, body);
 
 const errorOf = (a: Answer): { code: string; message: string } => JSON.parse(a.body) as { code: string; message: string };
 
