@@ -18,6 +18,22 @@ import { FerryError } from '../core/index.js';
 import { requestPull } from '../snapshotter/pull-api-client.js';
 import type { PullRequestBody, PullResult } from '../snapshotter/protocol.js';
 import { parseArgs } from './lifecycle.js';
+import { parseReference } from '../remote/index.js';
+import { addCredentialOptions, chainFromFlags, explicitCredentials, type CredentialFlags } from './credentials.js';
+
+/**
+ * The credentials this pull hands over (`user:password`, sent with the request over the
+ * owner-only pull API socket, never on a command line): explicit ones, else the first the chain
+ * (--pull-secret, config.json with its credential helpers) has for the image's repository; the
+ * snapshotter keeps them in memory for the image's mounts.
+ */
+async function credentialsFor(ref: string, f: CredentialFlags): Promise<string | undefined> {
+  const explicit = explicitCredentials(f);
+  if (explicit) return `${explicit.username}:${explicit.password}`;
+  const r = parseReference(ref);
+  const found = await chainFromFlags(f).find(r.registry, r.repository);
+  return found ? `${found.credentials.username}:${found.credentials.password}` : undefined;
+}
 
 export const DEFAULT_API = '/var/lib/ferry/snapshotter/api.sock';
 
@@ -47,7 +63,6 @@ export async function run(argv: string[]): Promise<number> {
     .option('-n, --namespace <ns>', 'containerd namespace', process.env.CONTAINERD_NAMESPACE ?? 'default')
     .option('--snapshotter <name>', 'snapshotter to unpack with', process.env.CONTAINERD_SNAPSHOTTER ?? 'ferry')
     .option('--plain-http', 'talk plain HTTP to the registry')
-    .option('--user <user:password>', 'registry credentials')
     .option('--platform <os/arch>', 'platform to pick from an index (default this machine)')
     .option(
       '--snapshotter-api <sock>',
@@ -58,33 +73,38 @@ export async function run(argv: string[]): Promise<number> {
     .option('--json', 'print the result as JSON')
     .option('--quiet', 'no progress lines')
     .exitOverride();
+  addCredentialOptions(cmd, { explicit: true });
   const parsed = parseArgs(cmd, argv);
   if (parsed !== undefined) return parsed;
-  const o = cmd.opts<{
-    address: string;
-    namespace: string;
-    snapshotter: string;
-    plainHttp?: boolean;
-    user?: string;
-    platform?: string;
-    snapshotterApi?: string;
-    local?: boolean;
-    json?: boolean;
-    quiet?: boolean;
-  }>();
+  const o = cmd.opts<
+    {
+      address: string;
+      namespace: string;
+      snapshotter: string;
+      plainHttp?: boolean;
+      platform?: string;
+      snapshotterApi?: string;
+      local?: boolean;
+      json?: boolean;
+      quiet?: boolean;
+    } & CredentialFlags
+  >();
+  let user: string | undefined;
+  try {
+    user = await credentialsFor(cmd.args[0]!, o);
+  } catch (err) {
+    process.stderr.write(`ferry pull: ${(err as Error).message}\n`);
+    return 2;
+  }
   const body: PullRequestBody = {
     ref: cmd.args[0]!,
     address: o.address,
     namespace: o.namespace,
     snapshotter: o.snapshotter,
     ...(o.plainHttp ? { plainHttp: true } : {}),
-    ...(o.user !== undefined ? { user: o.user } : {}),
+    ...(user !== undefined ? { user } : {}),
     ...(o.platform ? { platform: o.platform } : {}),
   };
-  if (o.user !== undefined && !o.user.includes(':')) {
-    process.stderr.write('ferry pull: --user must be USER:PASSWORD\n');
-    return 2;
-  }
   const progress =
     o.quiet || o.json
       ? undefined

@@ -16,6 +16,7 @@ import { startSnapshotter } from '../snapshotter/index.js';
 import { Daemon, DaemonClient, type LazyFs } from '../daemon/index.js';
 import type { DaemonConfigInput } from '../config/daemon.js';
 import { untilSignal, parseArgs } from './lifecycle.js';
+import { addCredentialOptions, chainFromFlags, type CredentialFlags } from './credentials.js';
 
 function loadConfig(file: string | undefined): SnapshotterConfigInput {
   if (!file) return {};
@@ -152,9 +153,10 @@ export async function run(argv: string[]): Promise<number> {
     .option('--metrics-address <addr>', 'host:port or unix socket for /metrics (default <root>/metrics.sock)')
     .option('--no-lazy', 'never mount lazily: every layer is downloaded (plain overlayfs snapshotter)')
     .option('--log-level <level>', 'trace|debug|info|warn|error');
+  addCredentialOptions(cmd, { explicit: false });
   const parsed = parseArgs(cmd, argv);
   if (parsed !== undefined) return parsed;
-  const o = cmd.opts<Opts & { lazy?: boolean }>();
+  const o = cmd.opts<Opts & CredentialFlags & { lazy?: boolean }>();
   if (o.lazy === false) o.noLazy = true;
   let config: SnapshotterConfig;
   try {
@@ -167,7 +169,9 @@ export async function run(argv: string[]): Promise<number> {
   let h: Awaited<ReturnType<typeof startSnapshotter>>;
   try {
     const lazyFs = config.disableLazy ? undefined : await openDaemon(config, log);
-    h = await startSnapshotter({ config, log, ...(lazyFs ? { lazyFs } : {}) });
+    const chain = chainFromFlags(o, { log });
+    h = await startSnapshotter({ config, log, credentialSources: chain.sources, ...(lazyFs ? { lazyFs } : {}) });
+    log.info({ credentials: h.credentials.describe() }, 'registry credential chain');
   } catch (err) {
     log.error({ err }, 'snapshotter failed to start');
     process.stderr.write(`ferry snapshotter: ${(err as Error).message}\n`);
