@@ -17,7 +17,7 @@ import { startTestRegistry, ADMIN_PASSWORD, type TestRegistry } from '../../src/
 import { metricValue, createLogger } from '../../src/observe/index.js';
 import { parseSnapshotterConfig } from '../../src/config/snapshotter.js';
 import { startSnapshotter, type SnapshotterHandle } from '../../src/snapshotter/index.js';
-import { Daemon } from '../../src/daemon/index.js';
+import { Daemon, DaemonClient } from '../../src/daemon/index.js';
 import { ferry } from '../support/ferry.js';
 import { pseudoRandom } from './convert-support.js';
 
@@ -27,6 +27,8 @@ let dir: string;
 let reg: TestRegistry;
 let snap: SnapshotterHandle;
 let cd: Containerd;
+/** A snapshotter registered as `broken` whose daemon is not there: every lazy mount fails. */
+let broken: SnapshotterHandle;
 let nydusBytes = 0;
 const logLines: string[] = [];
 const robots: Record<string, { name: string; secret: string; id: number }> = {};
@@ -141,12 +143,18 @@ before(async () => {
     log,
     lazyFs: new Daemon({ log, dataDir: join(dir, 'daemon'), config: { amplify_io: config.daemon.amplifyIo } }),
   });
-  cd = await startContainerd({ dir: join(dir, 'cd'), snapshotters: { ferry: snap.address } });
+  broken = await startSnapshotter({
+    config: parseSnapshotterConfig({ name: 'broken', address: join(dir, 'broken.sock'), root: join(dir, 'brokenroot') }),
+    log,
+    lazyFs: new DaemonClient(join(dir, 'no-daemon.sock'), 2_000),
+  });
+  cd = await startContainerd({ dir: join(dir, 'cd'), snapshotters: { ferry: snap.address, broken: broken.address } });
 });
 
 after(async () => {
   await cd?.stop();
   await snap?.close();
+  await broken?.close();
   await reg?.destroy();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
@@ -249,4 +257,31 @@ test('a revoked robot: uncached reads fail with EIO at once and the log names th
   assert.ok(Date.now() - t0 < 60_000, 'no hang');
   const line = logLines.find((l) => l.includes('refused the credentials') && l.includes('priv/revoke'));
   assert.ok(line, `no log line naming the image:\n${logLines.slice(-20).join('')}`);
+});
+
+test('a lazy pull whose mount fails is a failed pull, never a success followed by a failing run', async () => {
+  const args = [
+    'pull',
+    '--address',
+    cd.address,
+    '--namespace',
+    cd.namespace,
+    '--snapshotter',
+    'broken',
+    '--snapshotter-api',
+    broken.apiAddress,
+  ];
+  const pull = await ferry([...args, '--user', robots.puller!.name, '--password-stdin', ref('app')], { input: robots.puller!.secret });
+  assert.equal(pull.code, 1, pull.stdout);
+  assert.match(pull.stderr, /lazy mount failed, so no container of it could start/);
+});
+
+test('a Nydus image pulled in-process into a snapshotter that does not take it lazily: a clear error, no download', async () => {
+  const before0 = await served();
+  const args = ['pull', '--address', cd.address, '--namespace', cd.namespace, '--snapshotter', 'overlayfs', '--local'];
+  const pull = await ferry([...args, '--user', robots.puller!.name, '--password-stdin', ref('app')], { input: robots.puller!.secret });
+  assert.equal(pull.code, 1, pull.stdout);
+  assert.match(pull.stderr, /in this process/);
+  assert.match(pull.stderr, /is a Nydus image, but snapshotter "overlayfs" did not take layer 1/);
+  assert.ok((await served()) - before0 < 1024 * 1024, 'no layer was downloaded');
 });
