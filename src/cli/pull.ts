@@ -19,6 +19,7 @@ import { requestPull } from '../snapshotter/pull-api-client.js';
 import type { PullRequestBody, PullResult } from '../snapshotter/protocol.js';
 import { parseArgs } from './lifecycle.js';
 import { parseReference } from '../remote/index.js';
+import { DEFAULT_API, findRunningSnapshotters, type RunningSnapshotter } from './find-snapshotter.js';
 import { addCredentialOptions, chainFromFlags, explicitCredentials, type CredentialFlags } from './credentials.js';
 
 /**
@@ -35,7 +36,7 @@ async function credentialsFor(ref: string, f: CredentialFlags): Promise<string |
   return found ? `${found.credentials.username}:${found.credentials.password}` : undefined;
 }
 
-export const DEFAULT_API = '/var/lib/ferry/snapshotter/api.sock';
+export { DEFAULT_API };
 
 /** Where a pull is to run: through a snapshotter's pull API (`api`), or in this process, and why. */
 export interface PullMode {
@@ -43,15 +44,37 @@ export interface PullMode {
   why: string;
 }
 
-/** The mode the options ask for; `defaultApiExists`: whether DEFAULT_API is on disk. */
-export function pullMode(o: { local?: boolean; snapshotterApi?: string; fromEnv?: boolean; defaultApiExists: boolean }): PullMode {
+/**
+ * The mode the options ask for; `defaultApiExists`: whether DEFAULT_API is on disk; `running`: the
+ * `ferry snapshotter` processes found with a pull API (only those named `snapshotter` count).
+ */
+export function pullMode(o: {
+  local?: boolean;
+  snapshotterApi?: string;
+  fromEnv?: boolean;
+  defaultApiExists: boolean;
+  snapshotter?: string;
+  running?: RunningSnapshotter[];
+}): PullMode {
   if (o.local) return { why: '--local' };
   if (o.snapshotterApi) return { api: o.snapshotterApi, why: o.fromEnv ? 'FERRY_SNAPSHOTTER_API' : '--snapshotter-api' };
   if (o.defaultApiExists) return { api: DEFAULT_API, why: 'the default socket' };
+  const name = o.snapshotter ?? 'ferry';
+  const mine = (o.running ?? []).filter((r) => r.name === name);
+  if (mine.length === 1)
+    return {
+      api: mine[0]!.api,
+      why: `the running ferry snapshotter ${JSON.stringify(name)}, pid ${mine[0]!.pid}, --root ${mine[0]!.root}`,
+    };
+  const pass = 'pass --snapshotter-api DIR/api.sock to pull through it (its lazy mounts then start during the pull)';
+  if (mine.length > 1)
+    return {
+      why: `${mine.length} ferry snapshotters named ${JSON.stringify(name)} run (${mine.map((r) => `pid ${r.pid}: ${r.api}`).join(', ')}); ${pass}`,
+    };
   return {
     why:
-      `no snapshotter pull API at ${DEFAULT_API}; a snapshotter started with --root DIR listens at DIR/api.sock: ` +
-      'pass --snapshotter-api DIR/api.sock to pull through it (its lazy mounts then start during the pull)',
+      `no snapshotter pull API at ${DEFAULT_API}, and no running \`ferry snapshotter\` named ${JSON.stringify(name)} with a pull API found; ` +
+      `a snapshotter started with --root DIR listens at DIR/api.sock: ${pass}`,
   };
 }
 
@@ -117,6 +140,8 @@ export async function run(argv: string[]): Promise<number> {
     ...(o.snapshotterApi ? { snapshotterApi: o.snapshotterApi } : {}),
     fromEnv: o.snapshotterApi !== undefined && cmd.getOptionValueSource('snapshotterApi') === 'default',
     defaultApiExists: existsSync(DEFAULT_API),
+    snapshotter: o.snapshotter,
+    ...(o.local || o.snapshotterApi || existsSync(DEFAULT_API) ? {} : { running: findRunningSnapshotters() }),
   });
   const say = (m: PullMode): void => {
     if (!o.quiet)
