@@ -38,6 +38,8 @@ interface Opts {
   proxy?: string;
   daemonConfig?: string;
   spawnDaemon?: boolean;
+  criAddress?: string;
+  criUpstream?: string;
 }
 
 function command(name: string): Command {
@@ -68,6 +70,8 @@ function merged(o: Opts): SnapshotterConfigInput {
     ...(o.logLevel ? { logLevel: o.logLevel as 'info' } : {}),
     ...(o.insecureRegistry?.length ? { insecureRegistries: [...(file.insecureRegistries ?? []), ...o.insecureRegistry] } : {}),
     ...(o.noLazy ? { disableLazy: true } : {}),
+    ...(o.criAddress ? { criAddress: resolve(o.criAddress) } : {}),
+    ...(o.criUpstream ? { criUpstream: o.criUpstream } : {}),
     daemon,
   };
 }
@@ -152,7 +156,12 @@ export async function run(argv: string[]): Promise<number> {
     .option('--insecure-registry <host>', 'registry reached over plain HTTP (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--metrics-address <addr>', 'host:port or unix socket for /metrics (default <root>/metrics.sock)')
     .option('--no-lazy', 'never mount lazily: every layer is downloaded (plain overlayfs snapshotter)')
-    .option('--log-level <level>', 'trace|debug|info|warn|error');
+    .option('--log-level <level>', 'trace|debug|info|warn|error')
+    .option(
+      '--cri-address <sock>',
+      'serve the CRI image service here (kubelet --image-service-endpoint), keeping PullImage credentials for lazy mounts',
+    )
+    .option('--cri-upstream <sock>', 'containerd socket the CRI calls are forwarded to (default /run/containerd/containerd.sock)');
   addCredentialOptions(cmd, { explicit: false });
   const parsed = parseArgs(cmd, argv);
   if (parsed !== undefined) return parsed;

@@ -17,6 +17,7 @@ import type { LazyFs } from '../daemon/protocol.js';
 import { LazyImages } from './lazy.js';
 import { pullImage } from './pull.js';
 import { servePullApi, type PullApiServer } from './pull-api.js';
+import { serveCriProxy, type CriProxy } from './cri-proxy.js';
 import type { PullRequestBody, PullResult } from './protocol.js';
 import { FerryError, asFerryError } from '../core/index.js';
 import { serveSnapshots, type SnapshotServer } from './server.js';
@@ -41,6 +42,8 @@ export interface SnapshotterHandle {
   metricsAddress: string;
   /** unix socket of the pull API */
   apiAddress: string;
+  /** unix socket of the CRI image service proxy ('' when off) */
+  criAddress: string;
   metrics: MetricsRegistry;
   snapshotter: Snapshotter;
   lazy: LazyImages | undefined;
@@ -184,6 +187,7 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
   };
   let metricsAddress = '';
   let api: PullApiServer | undefined;
+  let cri: CriProxy | undefined;
   try {
     grpcServer = await serveSnapshots({ snapshotter, address: cfg.address, log, metrics });
     metricsAddress = await listenMetrics(httpServer, cfg.metricsAddress || join(cfg.root, 'metrics.sock'));
@@ -193,7 +197,9 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
       onError: (err, body) => pullLog.warn({ err, ref: body?.ref }, 'pull failed'),
       ...(lazy ? { trace: (digest: string) => lazy!.trace(digest) } : {}),
     });
+    if (cfg.criAddress) cri = await serveCriProxy({ address: cfg.criAddress, upstream: cfg.criUpstream, supplied, log });
   } catch (err) {
+    await cri?.close();
     await api?.close();
     await grpcServer?.close();
     await new Promise<void>((r) => httpServer.close(() => r()));
@@ -210,6 +216,7 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
     address: cfg.address,
     metricsAddress,
     apiAddress: apiServer.path,
+    criAddress: cri?.address ?? '',
     metrics,
     snapshotter,
     lazy,
@@ -218,6 +225,7 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
     async close() {
       if (closed) return;
       closed = true;
+      await cri?.close();
       await apiServer.close();
       for (const c of containerd.values()) c.close();
       await grpcServer?.close();
