@@ -76,7 +76,8 @@ const REFUSED_LOG_EVERY_MS = 60_000;
  * Ranged GETs on `/v2/<repo>/blobs/sha256:<id>`. Credentials: the mount's own (replaceable while
  * mounted), then the daemon's chain, then anonymous — asked at every token request, so an expired
  * token is renewed with whatever the chain holds then. A refusal (401/403) fails the read at once
- * (EIO at the file system) with an error line naming the image, never a retry loop.
+ * as FAILED_PRECONDITION (EIO at the file system) with an error line naming the image, never a
+ * retry loop.
  */
 export class RegistryBackend implements Backend {
   readonly kind = 'registry';
@@ -123,7 +124,11 @@ export class RegistryBackend implements Backend {
       return await collect(s, length, what);
     } catch (err) {
       if (signal.aborted) throw abortError(signal, what);
-      if (FerryError.is(err) && (err.code === 'UNAUTHENTICATED' || err.code === 'PERMISSION_DENIED')) this.refused(err);
+      if (FerryError.is(err) && (err.code === 'UNAUTHENTICATED' || err.code === 'PERMISSION_DENIED')) {
+        this.refused(err);
+        // a read the registry refuses is an I/O error of the file (EIO), not a permission of it (EACCES)
+        throw new FerryError('FAILED_PRECONDITION', `${this.image ?? `${this.host}/${this.repo}`}: ${err.message}`, { cause: err });
+      }
       throw err;
     }
   }
