@@ -4,7 +4,8 @@
  * snapshotter. Each way of giving credentials to `ferry pull` (--user with --password-stdin, a
  * config.json with a credential helper, a Kubernetes pull-secret volume) runs a container lazily
  * with `ctr run`; wrong credentials are a clear 401 at pull time; a lazy mount keeps reading after
- * its tokens expired, and a revoked robot gives EIO with a log line naming the image, not a hang.
+ * its tokens expired, and a revoked robot gives EIO with a log line naming the image, not a hang;
+ * a later pull with other credentials reaches the mounted image.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -82,7 +83,7 @@ before(async () => {
     body: JSON.stringify({ project_name: 'priv', metadata: { public: 'false' } }),
   });
   assert.equal(p.status, 201);
-  for (const n of ['puller', 'helper', 'secret', 'revokee']) robots[n] = await robot(n);
+  for (const n of ['puller', 'helper', 'secret', 'revokee', 'successor']) robots[n] = await robot(n);
 
   const base = await busyboxRootfs(join(dir, 'l1'));
   const app = join(dir, 'l2');
@@ -257,6 +258,13 @@ test('a revoked robot: uncached reads fail with EIO at once and the log names th
   assert.ok(Date.now() - t0 < 60_000, 'no hang');
   const line = logLines.find((l) => l.includes('refused the credentials') && l.includes('priv/revoke'));
   assert.ok(line, `no log line naming the image:\n${logLines.slice(-20).join('')}`);
+  // a pull with new credentials reaches the image already mounted: the same mount reads again
+  const again = await ferry(pullArgs(ref('revoke'), '--user', robots.successor!.name, '--password-stdin'), {
+    input: robots.successor!.secret,
+  });
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal((await readFile(join(m.mountpoint, 'data/b'))).length, 8 * MIB);
+  assert.equal((await snap.lazy!.mounts()).filter((x) => x.image?.includes('priv/revoke')).length, 1, 'the same mount');
 });
 
 test('a lazy pull whose mount fails is a failed pull, never a success followed by a failing run', async () => {
