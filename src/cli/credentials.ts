@@ -42,10 +42,9 @@ export function addCredentialOptions(cmd: Command, o: { explicit: boolean }): Co
     .option('--no-docker-config', 'do not read a Docker config.json');
 }
 
-/** Reads all of standard input (the password for --password-stdin), without its final newline. */
+/** Reads all of standard input (the password for --password-stdin). */
 export function readPasswordStdin(): string {
-  const s = readFileSync(0, 'utf8');
-  return s.replace(/\r?\n$/, '');
+  return readFileSync(0, 'utf8');
 }
 
 /** The explicit credentials the flags give (undefined: none); INVALID_ARGUMENT for a malformed --user. */
@@ -53,7 +52,8 @@ export function explicitCredentials(f: CredentialFlags, readStdin: () => string 
   if (f.passwordStdin) {
     if (f.user === undefined) throw new Error('--password-stdin needs --user USER');
     if (f.user.includes(':')) throw new Error('--password-stdin: give --user USER without a password');
-    const password = readStdin();
+    // one final newline (echo, a here-string) is not part of the password
+    const password = readStdin().replace(/\r?\n$/, '');
     if (!password) throw new Error('--password-stdin: standard input was empty');
     return { username: f.user, password };
   }
