@@ -19,6 +19,7 @@ import { metricValue, createLogger } from '../../src/observe/index.js';
 import { parseSnapshotterConfig } from '../../src/config/snapshotter.js';
 import { startSnapshotter, type SnapshotterHandle } from '../../src/snapshotter/index.js';
 import { Daemon, DaemonClient } from '../../src/daemon/index.js';
+import { PullSecretSource } from '../../src/remote/index.js';
 import { ferry } from '../support/ferry.js';
 import { pseudoRandom } from './convert-support.js';
 
@@ -30,6 +31,8 @@ let snap: SnapshotterHandle;
 let cd: Containerd;
 /** A snapshotter registered as `broken` whose daemon is not there: every lazy mount fails. */
 let broken: SnapshotterHandle;
+/** A snapshotter registered as `nodesecret` with a node-level pull secret as its own credential source. */
+let nodeSnap: SnapshotterHandle;
 let nydusBytes = 0;
 const logLines: string[] = [];
 const robots: Record<string, { name: string; secret: string; id: number }> = {};
@@ -83,7 +86,7 @@ before(async () => {
     body: JSON.stringify({ project_name: 'priv', metadata: { public: 'false' } }),
   });
   assert.equal(p.status, 201);
-  for (const n of ['puller', 'helper', 'secret', 'revokee', 'successor']) robots[n] = await robot(n);
+  for (const n of ['puller', 'helper', 'secret', 'revokee', 'successor', 'node']) robots[n] = await robot(n);
 
   const base = await busyboxRootfs(join(dir, 'l1'));
   const app = join(dir, 'l2');
@@ -119,7 +122,7 @@ before(async () => {
     ]);
     assert.equal(conv.code, 0, conv.stderr);
   }
-  for (const repo of ['helper', 'secret']) await copy(ref('app'), ref(repo));
+  for (const repo of ['helper', 'secret', 'node']) await copy(ref('app'), ref(repo));
   const man = (await (
     await reg.req(`/v2/priv/app/manifests/v1-nydus`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })
   ).json()) as {
@@ -149,13 +152,27 @@ before(async () => {
     log,
     lazyFs: new DaemonClient(join(dir, 'no-daemon.sock'), 2_000),
   });
-  cd = await startContainerd({ dir: join(dir, 'cd'), snapshotters: { ferry: snap.address, broken: broken.address } });
+  const vol = join(dir, 'node-secret');
+  await mkdir(vol, { recursive: true });
+  const nodeAuth = Buffer.from(`${robots.node!.name}:${robots.node!.secret}`).toString('base64');
+  await writeFile(join(vol, '.dockerconfigjson'), JSON.stringify({ auths: { [reg.host]: { auth: nodeAuth } } }), { mode: 0o600 });
+  nodeSnap = await startSnapshotter({
+    config: parseSnapshotterConfig({ name: 'nodesecret', address: join(dir, 'node.sock'), root: join(dir, 'noderoot') }),
+    log,
+    lazyFs: new Daemon({ log, dataDir: join(dir, 'node-daemon') }),
+    credentialSources: [new PullSecretSource(vol)],
+  });
+  cd = await startContainerd({
+    dir: join(dir, 'cd'),
+    snapshotters: { ferry: snap.address, broken: broken.address, nodesecret: nodeSnap.address },
+  });
 });
 
 after(async () => {
   await cd?.stop();
   await snap?.close();
   await broken?.close();
+  await nodeSnap?.close();
   await reg?.destroy();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
@@ -292,4 +309,16 @@ test('a Nydus image pulled in-process into a snapshotter that does not take it l
   assert.match(pull.stderr, /in this process/);
   assert.match(pull.stderr, /is a Nydus image, but snapshotter "overlayfs" did not take layer 1/);
   assert.ok((await served()) - before0 < 1024 * 1024, 'no layer was downloaded');
+});
+
+test("the snapshotter's own pull secret (--pull-secret): a pull without credentials of a private image runs lazily", async () => {
+  const args = ['pull', '--address', cd.address, '--namespace', cd.namespace, '--snapshotter', 'nodesecret', '--json'];
+  const pull = await ferry([...args, '--snapshotter-api', nodeSnap.apiAddress, '--no-docker-config', ref('node')]);
+  assert.equal(pull.code, 0, pull.stderr);
+  assert.deepEqual(new Set((JSON.parse(pull.stdout) as { layers: Array<{ how: string }> }).layers.map((l) => l.how)), new Set(['remote']));
+  const run = await cd.ctr(['run', '--rm', '--snapshotter', 'nodesecret', ref('node'), 'creds-node', '/bin/cat', '/srv/message.txt'], {
+    timeoutMs: 90_000,
+  });
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal(run.stdout, 'hello from a private lazy image\n');
 });
