@@ -1,8 +1,10 @@
 /**
  * @module cli/daemon
- * `ferry daemon --apisock SOCK [--config FILE] [--data-dir DIR]`: the long-lived lazy-loading
+ * `ferry daemon --apisock SOCK [--config FILE] [--data-dir DIR] [--pull-secret PATH…]
+ * [--docker-config FILE | --no-docker-config]`: the long-lived lazy-loading
  * daemon with its HTTP API on a unix socket. On start it cleans up what a killed predecessor left
- * on the same data dir and mounts its images again; SIGINT/SIGTERM unmount everything.
+ * on the same data dir and mounts its images again; SIGINT/SIGTERM unmount everything. Registry
+ * mounts use the credentials of their mount request first, then the daemon's credential chain.
  */
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -11,6 +13,7 @@ import { createLogger } from '../observe/index.js';
 import { parseDaemonConfig } from '../config/daemon.js';
 import { Daemon, startApi } from '../daemon/index.js';
 import { assertSocketFree } from '../httpx/index.js';
+import { addCredentialOptions, chainFromFlags, type CredentialFlags } from './credentials.js';
 import { untilSignal } from './lifecycle.js';
 
 export async function run(argv: string[]): Promise<number> {
@@ -21,12 +24,13 @@ export async function run(argv: string[]): Promise<number> {
     .option('--data-dir <dir>', 'state directory (mount records, cache, blob views)', '/var/lib/ferry/daemon')
     .option('--no-restore', 'do not mount again the images a killed predecessor had mounted (only clean up)')
     .exitOverride();
+  addCredentialOptions(cmd, { explicit: false });
   try {
     cmd.parse(argv, { from: 'user' });
   } catch (e) {
     return (e as { exitCode?: number }).exitCode ?? 2;
   }
-  const o = cmd.opts<{ apisock: string; config?: string; dataDir: string; restore: boolean }>();
+  const o = cmd.opts<{ apisock: string; config?: string; dataDir: string; restore: boolean } & CredentialFlags>();
   const log = createLogger({ name: 'ferry-daemon' });
   let config: ReturnType<typeof parseDaemonConfig>;
   try {
@@ -43,10 +47,12 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`ferry daemon: ${(err as Error).message}\n`);
     return 2;
   }
-  const daemon = new Daemon({ log, dataDir: resolve(o.dataDir), config });
+  const chain = chainFromFlags(o, { log });
+  const daemon = new Daemon({ log, dataDir: resolve(o.dataDir), config, credentialSources: chain.sources });
   const r = await daemon.restore({ remount: o.restore });
   if (r.restored.length || r.failed.length) log.info(r, 'mounts of the previous daemon restored');
   const api = await startApi(daemon, apisock, log);
+  log.info({ credentials: chain.describe() }, "registry credential chain (after each mount request's own)");
   await untilSignal(async () => {
     await api.close();
     await daemon.close();

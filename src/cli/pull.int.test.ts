@@ -12,6 +12,8 @@ import { ferry } from '../../test/support/ferry.js';
 import { servePullApi } from '../snapshotter/pull-api.js';
 import type { PullResult } from '../snapshotter/protocol.js';
 import { DEFAULT_API, pullMode } from './pull.js';
+import { findRunningSnapshotters, type RunningSnapshotter } from './find-snapshotter.js';
+import { startFerryChild } from '../../test/e2e/snapshotter-support.js';
 
 test('pull mode: --local, an explicit socket, the default socket, and none (the reason names --snapshotter-api for another --root)', () => {
   assert.deepEqual(pullMode({ local: true, snapshotterApi: '/x.sock', defaultApiExists: true }), { why: '--local' });
@@ -25,8 +27,44 @@ test('pull mode: --local, an explicit socket, the default socket, and none (the 
   assert.equal(none.api, undefined);
   assert.match(
     none.why,
-    /^no snapshotter pull API at \/var\/lib\/ferry\/snapshotter\/api\.sock; a snapshotter started with --root DIR listens at DIR\/api\.sock: pass --snapshotter-api DIR\/api\.sock/,
+    /^no snapshotter pull API at \/var\/lib\/ferry\/snapshotter\/api\.sock, and no running `ferry snapshotter` named "ferry" with a pull API found; a snapshotter started with --root DIR listens at DIR\/api\.sock: pass --snapshotter-api DIR\/api\.sock/,
   );
+  const run = (pid: number, name: string): RunningSnapshotter => ({ pid, name, root: `/r${pid}`, api: `/r${pid}/api.sock` });
+  assert.deepEqual(pullMode({ defaultApiExists: false, running: [run(7, 'ferry'), run(8, 'other')] }), {
+    api: '/r7/api.sock',
+    why: 'the running ferry snapshotter "ferry", pid 7, --root /r7',
+  });
+  const two = pullMode({ defaultApiExists: false, snapshotter: 'other', running: [run(8, 'other'), run(9, 'other')] });
+  assert.equal(two.api, undefined);
+  assert.match(
+    two.why,
+    /^2 ferry snapshotters named "other" run \(pid 8: \/r8\/api\.sock, pid 9: \/r9\/api\.sock\); pass --snapshotter-api/,
+  );
+});
+
+test('a running `ferry snapshotter --root DIR` is found in /proc with its pull API socket', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-find-snap-'));
+  const child = await startFerryChild(
+    ['snapshotter', '--no-lazy', '--name', 'findme', '--root', join(dir, 'root'), '--address', join(dir, 'snap.sock')],
+    join(dir, 'root', 'api.sock'),
+  );
+  try {
+    const found = findRunningSnapshotters().filter((r) => r.name === 'findme');
+    assert.deepEqual(found, [{ pid: child.proc.pid, name: 'findme', root: join(dir, 'root'), api: join(dir, 'root', 'api.sock') }]);
+    // ferry pull uses it when no socket is given (its pull then fails: no containerd there)
+    const pull = await ferry(['pull', '--snapshotter', 'findme', '--address', '/nonexistent/containerd.sock', '127.0.0.1:9/x:1'], {
+      env: { FERRY_SNAPSHOTTER_API: '' },
+    });
+    assert.match(
+      pull.stderr,
+      new RegExp(
+        `^ferry pull: through the snapshotter pull API at ${join(dir, 'root', 'api.sock')} \\(the running ferry snapshotter "findme", pid ${child.proc.pid}`,
+      ),
+    );
+  } finally {
+    await child.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('ferry pull prints which way it pulled (stderr, and via/viaReason in --json); an explicit socket nobody serves is an error', async () => {

@@ -18,8 +18,25 @@ import { FerryError } from '../core/index.js';
 import { requestPull } from '../snapshotter/pull-api-client.js';
 import type { PullRequestBody, PullResult } from '../snapshotter/protocol.js';
 import { parseArgs } from './lifecycle.js';
+import { parseReference } from '../remote/index.js';
+import { DEFAULT_API, findRunningSnapshotters, type RunningSnapshotter } from './find-snapshotter.js';
+import { addCredentialOptions, chainFromFlags, explicitCredentials, type CredentialFlags } from './credentials.js';
 
-export const DEFAULT_API = '/var/lib/ferry/snapshotter/api.sock';
+/**
+ * The credentials this pull hands over (`user:password`, sent with the request over the
+ * owner-only pull API socket, never on a command line): explicit ones, else the first the chain
+ * (--pull-secret, config.json with its credential helpers) has for the image's repository; the
+ * snapshotter keeps them in memory for the image's mounts.
+ */
+async function credentialsFor(ref: string, f: CredentialFlags): Promise<string | undefined> {
+  const explicit = explicitCredentials(f);
+  if (explicit) return `${explicit.username}:${explicit.password}`;
+  const r = parseReference(ref);
+  const found = await chainFromFlags(f).find(r.registry, r.repository);
+  return found ? `${found.credentials.username}:${found.credentials.password}` : undefined;
+}
+
+export { DEFAULT_API };
 
 /** Where a pull is to run: through a snapshotter's pull API (`api`), or in this process, and why. */
 export interface PullMode {
@@ -27,15 +44,37 @@ export interface PullMode {
   why: string;
 }
 
-/** The mode the options ask for; `defaultApiExists`: whether DEFAULT_API is on disk. */
-export function pullMode(o: { local?: boolean; snapshotterApi?: string; fromEnv?: boolean; defaultApiExists: boolean }): PullMode {
+/**
+ * The mode the options ask for; `defaultApiExists`: whether DEFAULT_API is on disk; `running`: the
+ * `ferry snapshotter` processes found with a pull API (only those named `snapshotter` count).
+ */
+export function pullMode(o: {
+  local?: boolean;
+  snapshotterApi?: string;
+  fromEnv?: boolean;
+  defaultApiExists: boolean;
+  snapshotter?: string;
+  running?: RunningSnapshotter[];
+}): PullMode {
   if (o.local) return { why: '--local' };
   if (o.snapshotterApi) return { api: o.snapshotterApi, why: o.fromEnv ? 'FERRY_SNAPSHOTTER_API' : '--snapshotter-api' };
   if (o.defaultApiExists) return { api: DEFAULT_API, why: 'the default socket' };
+  const name = o.snapshotter ?? 'ferry';
+  const mine = (o.running ?? []).filter((r) => r.name === name);
+  if (mine.length === 1)
+    return {
+      api: mine[0]!.api,
+      why: `the running ferry snapshotter ${JSON.stringify(name)}, pid ${mine[0]!.pid}, --root ${mine[0]!.root}`,
+    };
+  const pass = 'pass --snapshotter-api DIR/api.sock to pull through it (its lazy mounts then start during the pull)';
+  if (mine.length > 1)
+    return {
+      why: `${mine.length} ferry snapshotters named ${JSON.stringify(name)} run (${mine.map((r) => `pid ${r.pid}: ${r.api}`).join(', ')}); ${pass}`,
+    };
   return {
     why:
-      `no snapshotter pull API at ${DEFAULT_API}; a snapshotter started with --root DIR listens at DIR/api.sock: ` +
-      'pass --snapshotter-api DIR/api.sock to pull through it (its lazy mounts then start during the pull)',
+      `no snapshotter pull API at ${DEFAULT_API}, and no running \`ferry snapshotter\` named ${JSON.stringify(name)} with a pull API found; ` +
+      `a snapshotter started with --root DIR listens at DIR/api.sock: ${pass}`,
   };
 }
 
@@ -47,7 +86,6 @@ export async function run(argv: string[]): Promise<number> {
     .option('-n, --namespace <ns>', 'containerd namespace', process.env.CONTAINERD_NAMESPACE ?? 'default')
     .option('--snapshotter <name>', 'snapshotter to unpack with', process.env.CONTAINERD_SNAPSHOTTER ?? 'ferry')
     .option('--plain-http', 'talk plain HTTP to the registry')
-    .option('--user <user:password>', 'registry credentials')
     .option('--platform <os/arch>', 'platform to pick from an index (default this machine)')
     .option(
       '--snapshotter-api <sock>',
@@ -58,33 +96,38 @@ export async function run(argv: string[]): Promise<number> {
     .option('--json', 'print the result as JSON')
     .option('--quiet', 'no progress lines')
     .exitOverride();
+  addCredentialOptions(cmd, { explicit: true });
   const parsed = parseArgs(cmd, argv);
   if (parsed !== undefined) return parsed;
-  const o = cmd.opts<{
-    address: string;
-    namespace: string;
-    snapshotter: string;
-    plainHttp?: boolean;
-    user?: string;
-    platform?: string;
-    snapshotterApi?: string;
-    local?: boolean;
-    json?: boolean;
-    quiet?: boolean;
-  }>();
+  const o = cmd.opts<
+    {
+      address: string;
+      namespace: string;
+      snapshotter: string;
+      plainHttp?: boolean;
+      platform?: string;
+      snapshotterApi?: string;
+      local?: boolean;
+      json?: boolean;
+      quiet?: boolean;
+    } & CredentialFlags
+  >();
+  let user: string | undefined;
+  try {
+    user = await credentialsFor(cmd.args[0]!, o);
+  } catch (err) {
+    process.stderr.write(`ferry pull: ${(err as Error).message}\n`);
+    return 2;
+  }
   const body: PullRequestBody = {
     ref: cmd.args[0]!,
     address: o.address,
     namespace: o.namespace,
     snapshotter: o.snapshotter,
     ...(o.plainHttp ? { plainHttp: true } : {}),
-    ...(o.user !== undefined ? { user: o.user } : {}),
+    ...(user !== undefined ? { user } : {}),
     ...(o.platform ? { platform: o.platform } : {}),
   };
-  if (o.user !== undefined && !o.user.includes(':')) {
-    process.stderr.write('ferry pull: --user must be USER:PASSWORD\n');
-    return 2;
-  }
   const progress =
     o.quiet || o.json
       ? undefined
@@ -97,6 +140,8 @@ export async function run(argv: string[]): Promise<number> {
     ...(o.snapshotterApi ? { snapshotterApi: o.snapshotterApi } : {}),
     fromEnv: o.snapshotterApi !== undefined && cmd.getOptionValueSource('snapshotterApi') === 'default',
     defaultApiExists: existsSync(DEFAULT_API),
+    snapshotter: o.snapshotter,
+    ...(o.local || o.snapshotterApi || existsSync(DEFAULT_API) ? {} : { running: findRunningSnapshotters() }),
   });
   const say = (m: PullMode): void => {
     if (!o.quiet)

@@ -16,6 +16,7 @@ import { startSnapshotter } from '../snapshotter/index.js';
 import { Daemon, DaemonClient, type LazyFs } from '../daemon/index.js';
 import type { DaemonConfigInput } from '../config/daemon.js';
 import { untilSignal, parseArgs } from './lifecycle.js';
+import { addCredentialOptions, chainFromFlags, type CredentialFlags } from './credentials.js';
 
 function loadConfig(file: string | undefined): SnapshotterConfigInput {
   if (!file) return {};
@@ -37,6 +38,8 @@ interface Opts {
   proxy?: string;
   daemonConfig?: string;
   spawnDaemon?: boolean;
+  criAddress?: string;
+  criUpstream?: string;
 }
 
 function command(name: string): Command {
@@ -67,6 +70,8 @@ function merged(o: Opts): SnapshotterConfigInput {
     ...(o.logLevel ? { logLevel: o.logLevel as 'info' } : {}),
     ...(o.insecureRegistry?.length ? { insecureRegistries: [...(file.insecureRegistries ?? []), ...o.insecureRegistry] } : {}),
     ...(o.noLazy ? { disableLazy: true } : {}),
+    ...(o.criAddress ? { criAddress: resolve(o.criAddress) } : {}),
+    ...(o.criUpstream ? { criUpstream: o.criUpstream } : {}),
     daemon,
   };
 }
@@ -151,10 +156,16 @@ export async function run(argv: string[]): Promise<number> {
     .option('--insecure-registry <host>', 'registry reached over plain HTTP (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--metrics-address <addr>', 'host:port or unix socket for /metrics (default <root>/metrics.sock)')
     .option('--no-lazy', 'never mount lazily: every layer is downloaded (plain overlayfs snapshotter)')
-    .option('--log-level <level>', 'trace|debug|info|warn|error');
+    .option('--log-level <level>', 'trace|debug|info|warn|error')
+    .option(
+      '--cri-address <sock>',
+      'serve the CRI image service here (kubelet --image-service-endpoint), keeping PullImage credentials for lazy mounts',
+    )
+    .option('--cri-upstream <sock>', 'containerd socket the CRI calls are forwarded to (default /run/containerd/containerd.sock)');
+  addCredentialOptions(cmd, { explicit: false });
   const parsed = parseArgs(cmd, argv);
   if (parsed !== undefined) return parsed;
-  const o = cmd.opts<Opts & { lazy?: boolean }>();
+  const o = cmd.opts<Opts & CredentialFlags & { lazy?: boolean }>();
   if (o.lazy === false) o.noLazy = true;
   let config: SnapshotterConfig;
   try {
@@ -167,7 +178,9 @@ export async function run(argv: string[]): Promise<number> {
   let h: Awaited<ReturnType<typeof startSnapshotter>>;
   try {
     const lazyFs = config.disableLazy ? undefined : await openDaemon(config, log);
-    h = await startSnapshotter({ config, log, ...(lazyFs ? { lazyFs } : {}) });
+    const chain = chainFromFlags(o, { log });
+    h = await startSnapshotter({ config, log, credentialSources: chain.sources, ...(lazyFs ? { lazyFs } : {}) });
+    log.info({ credentials: h.credentials.describe() }, 'registry credential chain');
   } catch (err) {
     log.error({ err }, 'snapshotter failed to start');
     process.stderr.write(`ferry snapshotter: ${(err as Error).message}\n`);

@@ -18,8 +18,7 @@ import { creds, sideClient } from './convert.js';
 import { fetchPrefetchTrace, pushPrefetchTrace } from '../snapshotter/index.js';
 import { requestTrace } from '../snapshotter/pull-api-client.js';
 import { parseArgs } from './lifecycle.js';
-
-const DEFAULT_API = '/var/lib/ferry/snapshotter/api.sock';
+import { DEFAULT_API, locateSnapshotterApi } from './find-snapshotter.js';
 
 interface Opts {
   snapshotterApi?: string;
@@ -49,7 +48,13 @@ async function nydusManifest(reg: RegistryClient, ref: ImageReference): Promise<
 
 async function recorded(o: Opts, digest: string): Promise<PrefetchTrace> {
   if (o.file) return decodePrefetchTrace(await readFile(o.file));
-  return parsePrefetchTrace(await requestTrace(o.snapshotterApi ?? DEFAULT_API, digest));
+  let api = o.snapshotterApi;
+  if (!api) {
+    const found = locateSnapshotterApi();
+    if (!found.api) throw new FerryError('FAILED_PRECONDITION', found.why);
+    api = found.api;
+  }
+  return parsePrefetchTrace(await requestTrace(api, digest));
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -66,7 +71,7 @@ export async function run(argv: string[]): Promise<number> {
   common(cmd.command('push').description('attach the trace this node recorded for REF (or --file) to REF as an OCI referrer'))
     .option(
       '--snapshotter-api <sock>',
-      `the ferry snapshotter that mounted REF (default ${DEFAULT_API})`,
+      `the ferry snapshotter that mounted REF (default ${DEFAULT_API}, else the running ferry snapshotter)`,
       process.env.FERRY_SNAPSHOTTER_API,
     )
     .option('--file <path>', 'push this trace file instead')
@@ -85,7 +90,7 @@ export async function run(argv: string[]): Promise<number> {
   common(cmd.command('export').description('print the trace this node recorded for REF as JSON'))
     .option(
       '--snapshotter-api <sock>',
-      `the ferry snapshotter that mounted REF (default ${DEFAULT_API})`,
+      `the ferry snapshotter that mounted REF (default ${DEFAULT_API}, else the running ferry snapshotter)`,
       process.env.FERRY_SNAPSHOTTER_API,
     )
     .action((ref: string, o: Opts) => {

@@ -24,6 +24,14 @@ export const SnapshotterConfigSchema = z.strictObject({
    * owner-only; '' for `<root>/api.sock`.
    */
   apiAddress: z.string().default(''),
+  /**
+   * CRI keychain: serve the CRI `runtime.v1.ImageService` on this unix socket (owner-only; kubelet's
+   * `--image-service-endpoint`), forwarding every call to `criUpstream` and keeping each PullImage's
+   * credentials for that image's lazy mounts; '' = off.
+   */
+  criAddress: z.string().default(''),
+  /** containerd's socket, where its CRI plugin answers (used with `criAddress`). */
+  criUpstream: z.string().min(1).default('/run/containerd/containerd.sock'),
   daemon: z
     .strictObject({
       /** API socket of a separate `ferry daemon`; empty = run the daemon in-process (or spawn it). */

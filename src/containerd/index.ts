@@ -22,3 +22,11 @@ export {
 } from './proto.js';
 export { GrpcConnection, SnapshotsClient, type CallContext } from './client.js';
 export { ContainerdApi, type ContentDescriptor } from './api.js';
+export {
+  CRI_IMAGE_SERVICE,
+  CRI_RUNTIME_SERVICE,
+  criServiceDefinition,
+  criClientConstructor,
+  decodePullImageRequest,
+  type CriPullImage,
+} from './cri.js';

@@ -2,7 +2,7 @@
  * @module daemon/api
  * The daemon's HTTP API on a unix socket (api/daemon.openapi.yaml):
  *   GET /api/v1/daemon · GET/POST /api/v1/mounts · GET/DELETE /api/v1/mounts/{id} ·
- *   GET /api/v1/mounts/{id}/trace · GET /metrics
+ *   GET /api/v1/mounts/{id}/trace · PUT /api/v1/mounts/{id}/auth · GET /metrics
  * Wire types in protocol.ts; routes, bodies and errors (`{ "code": "<FerryError code>", "message": "…" }`,
  * the status from httpx's one table) through the httpx kit.
  *
@@ -16,7 +16,8 @@ import { rm } from 'node:fs/promises';
 import { metricsHandler, type Logger } from '../observe/index.js';
 import { Router, listenPrivate, readJson, requestUrl, sendError, sendJson } from '../httpx/index.js';
 import type { Daemon } from './daemon.js';
-import type { DaemonInfo, MountRequest } from './protocol.js';
+import { setAuthSchema, type DaemonInfo, type MountRequest } from './protocol.js';
+import { FerryError } from '../core/index.js';
 
 /** Largest request body (a mount request with a prefetch trace). */
 export const MAX_API_BODY = 4 * 1024 * 1024;
@@ -44,6 +45,12 @@ export async function startApi(daemon: Daemon, sockPath: string, log: Logger, ve
     .get('/api/v1/mounts', async ({ res }) => sendJson(res, 200, await daemon.list()))
     .post('/api/v1/mounts', async ({ req, res }) => sendJson(res, 201, await daemon.mount(await readJson<MountRequest>(req, MAX_API_BODY))))
     .get('/api/v1/mounts/:id/trace', async ({ res }, p) => sendJson(res, 200, await daemon.trace(p.id!)))
+    .put('/api/v1/mounts/:id/auth', async ({ req, res }, p) => {
+      const r = setAuthSchema.safeParse(await readJson(req, 64 * 1024, { what: 'credentials' }));
+      if (!r.success) throw new FerryError('INVALID_ARGUMENT', 'credentials: {"auth": "<base64 user:password>"} or {}');
+      await daemon.setAuth(p.id!, r.data.auth);
+      sendJson(res, 204, undefined);
+    })
     .get('/api/v1/mounts/:id', async ({ res }, p) => sendJson(res, 200, await daemon.get(p.id!)))
     .delete('/api/v1/mounts/:id', async ({ res }, p) => {
       await daemon.umount(p.id!);

@@ -19,6 +19,9 @@ export class DaemonClient implements LazyFs {
   mount(req: MountRequest): Promise<MountInfo> {
     return this.#http.json('POST', '/api/v1/mounts', req);
   }
+  async setAuth(id: string, auth: string | undefined): Promise<void> {
+    await this.#http.json('PUT', `/api/v1/mounts/${encodeURIComponent(id)}/auth`, auth === undefined ? {} : { auth });
+  }
   async umount(id: string): Promise<void> {
     await this.#http.json('DELETE', `/api/v1/mounts/${encodeURIComponent(id)}`);
   }

@@ -4,7 +4,7 @@
  * `<dataDir>/mounts/<id>.json` so that a daemon started after a crash cleans up what the dead one
  * left (dead FUSE mounts, loop devices) and, with `restore()`, mounts the same images again.
  */
-import { mkdir, readdir, readFile, rm, writeFile, rename } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rm, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FerryError } from '../core/index.js';
 import { createMetricsRegistry, Gauge, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
@@ -12,6 +12,7 @@ import { parseDaemonConfig, type DaemonConfig, type DaemonConfigInput } from '..
 import { FuseSession } from '../fuse/index.js';
 import { ImageMount, cleanupMountLeftovers, FAST_PATH_MODULE, VIEW_FAST_PATH_MODULE } from './image-mount.js';
 import { mountRequestSchema, parsePrefetchTrace, type LazyFs, type MountInfo, type MountRequest, type PrefetchTrace } from './protocol.js';
+import type { CredentialSource } from '../remote/index.js';
 
 export interface DaemonOptions {
   log?: Logger;
@@ -21,6 +22,11 @@ export interface DaemonOptions {
   config?: DaemonConfigInput | DaemonConfig;
   /** boot FUSE reader threads for the first mount at once (default true) */
   prewarm?: boolean;
+  /**
+   * Credential sources every registry mount asks after its own credentials (the daemon's share of
+   * the credential chain: pull secrets, config.json); default none.
+   */
+  credentialSources?: readonly CredentialSource[];
 }
 
 export class Daemon implements LazyFs {
@@ -28,6 +34,7 @@ export class Daemon implements LazyFs {
   private readonly log: Logger;
   private readonly dataDir: string;
   private readonly cfg: DaemonConfig;
+  private readonly credentialSources: readonly CredentialSource[];
   private readonly mounts = new Map<string, ImageMount>();
   private readonly busy = new Map<string, Promise<unknown>>();
   private closed = false;
@@ -36,6 +43,7 @@ export class Daemon implements LazyFs {
     this.log = (o.log ?? silentLogger()).child({ component: 'daemon' });
     this.dataDir = o.dataDir;
     this.cfg = parseDaemonConfig(o.config ?? {});
+    this.credentialSources = o.credentialSources ?? [];
     this.metrics = createMetricsRegistry({ processMetrics: true });
     const per = (name: string, help: string, f: (m: MountInfo) => number): void => {
       const mounts = this.mounts;
@@ -83,6 +91,23 @@ export class Daemon implements LazyFs {
 
   private recordPath(id: string): string {
     return join(this.dataDir, 'mounts', `${id}.json`);
+  }
+  /** A mount's registry credentials, kept apart from its record: owner-only (0600), in a 0700 directory. */
+  private authPath(id: string): string {
+    return join(this.dataDir, 'mounts', `${id}.auth`);
+  }
+
+  /** Writes (or removes) a mount's credentials file; created 0600, never at a looser mode. */
+  private async recordAuth(id: string, auth: string | undefined): Promise<void> {
+    const p = this.authPath(id);
+    if (auth === undefined) {
+      await rm(p, { force: true });
+      return;
+    }
+    const tmp = `${p}.tmp`;
+    await rm(tmp, { force: true });
+    await writeFile(tmp, auth, { mode: 0o600, flag: 'wx' });
+    await rename(tmp, p);
   }
   private workDir(id: string): string {
     return join(this.dataDir, 'work', id);
@@ -137,12 +162,22 @@ export class Daemon implements LazyFs {
         fuseThreads: c.ferry.fuse_threads,
         proxyFallback: c.device.backend?.config.proxy?.fallback ?? true,
         ...(c.device.backend?.config.proxy?.url ? { defaultProxy: c.device.backend.config.proxy.url } : {}),
+        credentialSources: this.credentialSources,
       });
       this.mounts.set(req.id, m);
-      await mkdir(join(this.dataDir, 'mounts'), { recursive: true });
+      const dir = join(this.dataDir, 'mounts');
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await chmod(dir, 0o700);
       const tmp = `${this.recordPath(req.id)}.tmp`;
-      // a remount after a restart needs no prefetch trace: the chunks are in the cache by then
+      // a remount after a restart needs no prefetch trace: the chunks are in the cache by then;
+      // credentials go to their own owner-only file, never into the record
       const { trace: _trace, ...record } = req;
+      const auth = record.backend.type === 'registry' ? record.backend.auth : undefined;
+      if (record.backend.type === 'registry') {
+        const { auth: _auth, ...rest } = record.backend;
+        record.backend = rest;
+      }
+      await this.recordAuth(req.id, auth);
       await writeFile(tmp, JSON.stringify(record));
       await rename(tmp, this.recordPath(req.id));
       return m.metrics();
@@ -156,6 +191,17 @@ export class Daemon implements LazyFs {
       this.mounts.delete(id);
       await m.teardown();
       await rm(this.recordPath(id), { force: true });
+      await rm(this.authPath(id), { force: true });
+    });
+  }
+
+  async setAuth(id: string, auth: string | undefined): Promise<void> {
+    await this.exclusive(id, async () => {
+      const m = this.mounts.get(id);
+      if (!m) throw new FerryError('NOT_FOUND', `no mount ${JSON.stringify(id)}`);
+      m.setAuth(auth);
+      await this.recordAuth(id, auth);
+      this.log.info({ mount: id, credentials: auth !== undefined }, 'mount credentials replaced');
     });
   }
 
@@ -196,11 +242,17 @@ export class Daemon implements LazyFs {
     const names = await readdir(dir).catch(() => [] as string[]);
     const out: MountRequest[] = [];
     for (const n of names.filter((x) => x.endsWith('.json'))) {
+      let req: MountRequest;
       try {
-        out.push(JSON.parse(await readFile(join(dir, n), 'utf8')) as MountRequest);
+        req = JSON.parse(await readFile(join(dir, n), 'utf8')) as MountRequest;
       } catch {
-        /* a torn record: ignore */
+        continue; // a torn record
       }
+      if (req.backend?.type === 'registry') {
+        const auth = await readFile(this.authPath(req.id), 'utf8').catch(() => undefined);
+        if (auth) req.backend.auth = auth;
+      }
+      out.push(req);
     }
     return out;
   }
@@ -217,6 +269,7 @@ export class Daemon implements LazyFs {
       await cleanupMountLeftovers(req.mountpoint, join(this.workDir(req.id), 'blobs'), this.log).catch(() => undefined);
       if (!opts.remount) {
         await rm(this.recordPath(req.id), { force: true });
+        await rm(this.authPath(req.id), { force: true });
         continue;
       }
       try {

@@ -35,7 +35,8 @@ import {
 import { BlobViewFs, RafsFs, readFileRange } from './rafs-fs.js';
 import { ciTableForThreads } from './fast-path.js';
 import { startupRanges, type FileRange } from './startup-prefetch.js';
-import type { MountInfo, MountRequest, PrefetchTrace } from './protocol.js';
+import { REDACTED_AUTH, type MountInfo, type MountRequest, type PrefetchTrace } from './protocol.js';
+import type { CredentialSource } from '../remote/index.js';
 import { traceByBlob, traceOf } from '../oci/index.js';
 
 export interface ImageMountOptions {
@@ -56,6 +57,8 @@ export interface ImageMountOptions {
   fastPath?: boolean;
   /** default P2P proxy for registry backends whose request names none */
   defaultProxy?: string;
+  /** credential sources asked after the mount's own credentials (the daemon's chain) */
+  credentialSources?: readonly CredentialSource[];
 }
 
 /** Read-ahead of EROFS mounts (KiB), see mountErofs. */
@@ -245,7 +248,7 @@ export class ImageMount {
   ) {
     this.req = req;
     this.viewDir = join(o.workDir, 'blobs');
-    this.log = o.log.child({ mount: req.id });
+    this.log = o.log.child({ mount: req.id, ...(req.image ? { image: req.image } : {}) });
   }
 
   static async mount(req: MountRequest, o: ImageMountOptions): Promise<ImageMount> {
@@ -259,6 +262,17 @@ export class ImageMount {
     return m;
   }
 
+  /** The registry backend (also behind a P2P proxy backend), whose credentials `setAuth` replaces. */
+  private registry: RegistryBackend | undefined;
+
+  /** New credentials for the registry backend (base64 `user:password`), from the next token request on. */
+  setAuth(auth: string | undefined): void {
+    if (this.req.backend.type !== 'registry') throw new FerryError('FAILED_PRECONDITION', `mount ${this.req.id} has no registry backend`);
+    if (auth === undefined) delete this.req.backend.auth;
+    else this.req.backend.auth = auth;
+    this.registry?.setAuth(auth);
+  }
+
   private backend(): Backend {
     const b = this.req.backend;
     if (b.type === 'localfs') return new LocalFsBackend(b.dir);
@@ -267,10 +281,13 @@ export class ImageMount {
       repo: b.repo,
       ...(b.insecure !== undefined ? { insecure: b.insecure } : {}),
       ...(b.auth ? { auth: b.auth } : {}),
+      ...(this.o.credentialSources ? { credentialSources: this.o.credentialSources } : {}),
+      ...(this.req.image ? { image: this.req.image } : {}),
       timeoutMs: this.o.requestTimeoutMs,
       retries: this.o.retries,
       log: this.log,
     });
+    this.registry = reg;
     const proxy = b.proxy ?? this.o.defaultProxy;
     if (proxy)
       return new ProxyBackend({
@@ -449,8 +466,11 @@ export class ImageMount {
     const lookups = s ? s.hits + s.misses : 0;
     const fuseReq = (x: FuseSession | null): number => (x ? Object.values(x.stats.requests).reduce((a, b) => a + b, 0) : 0);
     const { trace: _trace, ...req } = this.req;
+    // credentials never leave the daemon in an answer: only that there are some
+    const backend = req.backend.type === 'registry' && req.backend.auth ? { ...req.backend, auth: REDACTED_AUTH } : req.backend;
     return {
       ...req,
+      backend,
       activeMode: this.activeMode,
       metrics: {
         bytesFetched: s?.bytesFetched ?? 0,

@@ -24,7 +24,19 @@ export {
 // ---- mounts ----
 
 export type MountBackend =
-  | { type: 'registry'; host: string; repo: string; insecure?: boolean; auth?: string /* base64 user:pass */; proxy?: string }
+  | {
+      type: 'registry';
+      host: string;
+      repo: string;
+      insecure?: boolean;
+      /**
+       * base64 `user:password` for the registry (the snapshotter's credential chain). Travels in
+       * memory only: never in mount listings or logs; a daemon that records mounts for a restart
+       * keeps it in a separate owner-only file. Replaced with `PUT /api/v1/mounts/{id}/auth`.
+       */
+      auth?: string;
+      proxy?: string;
+    }
   | { type: 'localfs'; dir: string };
 
 /** The command an image's containers run (config Entrypoint + Cmd, Env, WorkingDir). */
@@ -36,6 +48,8 @@ export interface StartupHint {
 
 export interface MountRequest {
   id: string;
+  /** the image reference, for log lines about this mount (a refused credential names the image) */
+  image?: string;
   mountpoint: string;
   bootstrapPath: string;
   mode?: 'erofs' | 'fuse';
@@ -68,6 +82,7 @@ const absolutePath = (what: string): z.ZodType<string> =>
 /** A mount request as the daemon accepts it (the trace is checked by parsePrefetchTrace). */
 export const mountRequestSchema = z.strictObject({
   id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'id: letters, digits, . _ - (max 128)'),
+  image: z.string().min(1).max(1024).optional(),
   mountpoint: absolutePath('mountpoint').refine((p) => p !== '/', 'mountpoint must not be /'),
   bootstrapPath: absolutePath('bootstrapPath'),
   mode: z.enum(['erofs', 'fuse']).optional(),
@@ -106,6 +121,12 @@ export interface MountMetrics {
   backendErrors: number;
 }
 
+/** What mount listings show of `backend.auth`: whether credentials are held, never their value. */
+export const REDACTED_AUTH = '<redacted>';
+
+/** Body of `PUT /api/v1/mounts/{id}/auth`. */
+export const setAuthSchema = z.strictObject({ auth: z.string().min(1).max(16_384).optional() });
+
 export type MountInfo = MountRequest & {
   metrics: MountMetrics;
   /** the mode actually in use (EROFS falls back to FUSE where the kernel path fails) */
@@ -136,6 +157,11 @@ export interface LazyFs {
   /** The access trace a mount has recorded so far (StorageDevice.trace). */
   trace(id: string): Promise<PrefetchTrace>;
   umount(id: string): Promise<void>;
+  /**
+   * New registry credentials (base64 `user:password`, undefined: none) for a mount's backend —
+   * used from its next token request on (a token refresh, or a 401).
+   */
+  setAuth(id: string, auth: string | undefined): Promise<void>;
   list(): Promise<MountInfo[]>;
   /**
    * In-process only: after a crash, cleans up what a killed predecessor left on the same data dir

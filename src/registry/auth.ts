@@ -413,7 +413,8 @@ export class Auth {
       }
     }
     const now = Math.floor(Date.now() / 1000);
-    const expiresIn = Math.max(60, Math.floor(this.#opts.tokenExpirationMs / 1000));
+    // Harbor issues 30-minute tokens; shorter lifetimes (tests of token refresh) are honoured down to 1 s
+    const expiresIn = Math.max(1, Math.floor(this.#opts.tokenExpirationMs / 1000));
     const token = await new SignJWT({ access })
       .setProtectedHeader({ alg: 'ES256', typ: 'JWT', kid: this.#kid })
       .setIssuer(this.#opts.issuer)

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { DOCKER_HUB } from './reference.js';
+import { matchAuths } from './credentials.js';
 
 export interface Credentials {
   username: string;
@@ -70,43 +70,23 @@ export function parseChallenges(header: string | null | undefined): Challenge[] 
   return out;
 }
 
-interface DockerConfigFile {
-  auths?: Record<string, { auth?: string; username?: string; password?: string; identitytoken?: string }>;
-}
-
-function normaliseConfigKey(key: string): string {
-  let k = key.replace(/^https?:\/\//, '');
-  k = k.replace(/\/.*$/, '');
-  if (k === 'index.docker.io' || k === 'registry-1.docker.io') k = DOCKER_HUB;
-  return k;
-}
-
 /**
  * Reads credentials for `host` from Docker's config file (`$DOCKER_CONFIG/config.json`, default
  * `~/.docker/config.json`): `auths.<host>.auth` (base64 `user:password`) or `username`/`password`.
- * Keys may carry a scheme and path (`https://index.docker.io/v1/`). Missing or unreadable file → undefined.
+ * Keys may carry a scheme and path (`https://index.docker.io/v1/`). Missing or unreadable file →
+ * undefined. Only `auths`: the whole chain (credential helpers, pull secrets…) is `credentialChain`
+ * in credentials.ts.
  */
 export function dockerConfigCredentials(host: string, configPath?: string): Credentials | undefined {
   const path = configPath ?? join(process.env.DOCKER_CONFIG ?? join(homedir(), '.docker'), 'config.json');
-  let cfg: DockerConfigFile;
+  let cfg: { auths?: unknown };
   try {
-    cfg = JSON.parse(readFileSync(path, 'utf8')) as DockerConfigFile;
+    cfg = JSON.parse(readFileSync(path, 'utf8')) as { auths?: unknown };
   } catch {
     return undefined;
   }
-  const want = normaliseConfigKey(host);
-  for (const [key, entry] of Object.entries(cfg.auths ?? {})) {
-    if (normaliseConfigKey(key) !== want || !entry) continue;
-    if (entry.auth) {
-      const decoded = Buffer.from(entry.auth, 'base64').toString('utf8');
-      const c = decoded.indexOf(':');
-      if (c > 0) return { username: decoded.slice(0, c), password: decoded.slice(c + 1) };
-    }
-    if (entry.username !== undefined && entry.password !== undefined) {
-      return { username: entry.username, password: entry.password };
-    }
-  }
-  return undefined;
+  const auths = typeof cfg.auths === 'object' && cfg.auths !== null ? (cfg.auths as Parameters<typeof matchAuths>[0]) : {};
+  return matchAuths(auths, host);
 }
 
 /** Parses a base64 `user:password` string (acceld's `auth` field, the daemon's backend auth). */
@@ -121,20 +101,25 @@ export function basicHeader(c: Credentials): string {
   return `Basic ${Buffer.from(`${c.username}:${c.password}`).toString('base64')}`;
 }
 
-/** A bearer token with its expiry (ms since epoch). */
+/** A bearer token with its expiry and the moment it is refreshed (ms since epoch). */
 export interface CachedToken {
   token: string;
   expiresAt: number;
+  refreshAt: number;
 }
 
-/** Token cache keyed by host + scope; entries expire 10 s before the server says. */
+/**
+ * Token cache keyed by host + scope. A token is used until shortly before it expires: 10 s before,
+ * or a quarter of its lifetime for short-lived tokens (a registry handing out 5 s tokens gets them
+ * refreshed after ~3.75 s, not used expired). `expires_in` absent means 60 s (the token spec).
+ */
 export class TokenCache {
   private readonly tokens = new Map<string, CachedToken>();
 
   get(host: string, scope: string, now = Date.now()): string | undefined {
     const t = this.tokens.get(`${host} ${scope}`);
     if (!t) return undefined;
-    if (t.expiresAt - 10_000 <= now) {
+    if (t.refreshAt <= now) {
       this.tokens.delete(`${host} ${scope}`);
       return undefined;
     }
@@ -142,7 +127,9 @@ export class TokenCache {
   }
 
   set(host: string, scope: string, token: string, expiresInS: number, now = Date.now()): void {
-    this.tokens.set(`${host} ${scope}`, { token, expiresAt: now + Math.max(expiresInS, 60) * 1000 });
+    const lifetime = Math.max(1, Number.isFinite(expiresInS) ? expiresInS : 60) * 1000;
+    const margin = Math.min(10_000, lifetime / 4);
+    this.tokens.set(`${host} ${scope}`, { token, expiresAt: now + lifetime, refreshAt: now + lifetime - margin });
   }
 
   invalidate(host: string, scope: string): void {

@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { DigestMismatchError, FerryError, parseDigest, type ErrorCode } from '../core/index.js';
+import { DigestMismatchError, FerryError, parseDigest, systemClock, type Clock, type ErrorCode } from '../core/index.js';
 import {
   MediaType,
   parseImageIndex,
@@ -23,15 +23,23 @@ import {
   type ManifestChoice,
 } from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
-import { TokenCache, basicHeader, dockerConfigCredentials, parseChallenges, type Credentials } from './auth.js';
+import { TokenCache, basicHeader, parseChallenges, type Credentials } from './auth.js';
+import { credentialChain, type CredentialProvider } from './credentials.js';
 import { apiHost, formatReference, manifestReference, withDigest, type ImageReference } from './reference.js';
 import { idleTimeout, sliceStream, verifying } from './streams.js';
 
 export interface RegistryClientOptions {
   /** Hosts to talk plain HTTP to. Default: loopback hosts (`localhost`, `127.*`, `[::1]`). */
   insecure?: (host: string) => boolean;
-  /** Credentials per host. Default: `~/.docker/config.json` (`$DOCKER_CONFIG`). */
-  credentials?: (host: string) => Credentials | undefined;
+  /**
+   * Credentials per host (and repository, taken from the request's scope): a function, or a
+   * provider that also hears which credentials the registry refused (the credential chain, which
+   * then falls through to its next source). Default: the Docker config chain (`$DOCKER_CONFIG` or
+   * `~/.docker/config.json`: credHelpers, credsStore, auths).
+   */
+  credentials?: ((host: string, repository?: string) => Credentials | undefined) | CredentialProvider;
+  /** Token lifetimes are measured on this clock. */
+  clock?: Clock;
   log?: Logger;
   /** Extra attempts after the first on 5xx/429/connection errors. Default 3. */
   retries?: number;
@@ -120,6 +128,12 @@ export function statusCode(status: number): ErrorCode {
   return 'INTERNAL';
 }
 
+/** The repository a token scope (`repository:a/b:pull[ …]`) is about: its first repository. */
+function repositoryOfScope(scope: string | undefined): string | undefined {
+  const m = /(?:^|\s)repository:([^:\s]+):/.exec(scope ?? '');
+  return m?.[1];
+}
+
 function retryableError(err: unknown): boolean {
   if (FerryError.is(err)) return err.code === 'UNAVAILABLE' || err.code === 'DEADLINE_EXCEEDED';
   return true; // fetch's TypeError("fetch failed"), ECONNRESET, …
@@ -160,7 +174,8 @@ async function errorDetail(res: Response): Promise<string> {
 export class RegistryClient {
   readonly log: Logger;
   private readonly insecure: (host: string) => boolean;
-  private readonly credentials: (host: string) => Credentials | undefined;
+  private readonly credentials: CredentialProvider;
+  private readonly clock: Clock;
   private readonly retries: number;
   private readonly timeoutMs: number;
   private readonly backoffMs: number;
@@ -172,7 +187,9 @@ export class RegistryClient {
   constructor(opts: RegistryClientOptions = {}) {
     this.log = opts.log ?? silentLogger();
     this.insecure = opts.insecure ?? isLoopback;
-    this.credentials = opts.credentials ?? ((host) => dockerConfigCredentials(host));
+    const c = opts.credentials;
+    this.credentials = c === undefined ? credentialChain() : typeof c === 'function' ? { get: async (host, repo) => c(host, repo) } : c;
+    this.clock = opts.clock ?? systemClock;
     this.retries = opts.retries ?? 3;
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     this.backoffMs = opts.backoffMs ?? 200;
@@ -187,48 +204,62 @@ export class RegistryClient {
 
   // ---------------------------------------------------------------- auth
 
+  /**
+   * A bearer token for `scope`: from the cache, else from the realm with the chain's credentials.
+   * Credentials the token endpoint refuses (401) are reported to the provider and the next ones are
+   * tried (the chain falls through to anonymous); a refusal with no credentials is the answer.
+   */
   private async fetchToken(host: string, auth: HostAuth, scope: string | undefined, signal?: AbortSignal): Promise<string> {
     const key = scope ?? '';
-    const cached = this.tokens.get(host, key);
+    const cached = this.tokens.get(host, key, this.clock.now());
     if (cached) return cached;
     if (!auth.realm) throw new FerryError('UNAUTHENTICATED', `${host}: bearer challenge without realm`);
     const url = new URL(auth.realm);
     if (auth.service) url.searchParams.set('service', auth.service);
     for (const s of (scope ?? '').split(' ').filter(Boolean)) url.searchParams.append('scope', s);
-    const headers: Record<string, string> = { 'user-agent': this.userAgent };
-    const creds = this.credentials(host);
-    if (creds) headers.authorization = basicHeader(creds);
-    let res: Response;
-    try {
-      res = await fetch(url, {
-        headers,
-        signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(this.timeoutMs)]) : AbortSignal.timeout(this.timeoutMs),
-      });
-    } catch (err) {
-      throw new FerryError('UNAVAILABLE', `token request to ${url.origin}${url.pathname} failed: ${(err as Error).message}`, {
-        cause: err,
-      });
+    const repository = repositoryOfScope(scope);
+    for (let attempt = 0; attempt < 16; attempt++) {
+      const headers: Record<string, string> = { 'user-agent': this.userAgent };
+      const creds = await this.credentials.get(host, repository);
+      if (creds) headers.authorization = basicHeader(creds);
+      let res: Response;
+      try {
+        res = await fetch(url, {
+          headers,
+          signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(this.timeoutMs)]) : AbortSignal.timeout(this.timeoutMs),
+        });
+      } catch (err) {
+        throw new FerryError('UNAVAILABLE', `token request to ${url.origin}${url.pathname} failed: ${(err as Error).message}`, {
+          cause: err,
+        });
+      }
+      if (res.status === 401 && creds && this.credentials.rejected) {
+        await res.body?.cancel();
+        this.credentials.rejected(host, repository, creds);
+        continue;
+      }
+      if (!res.ok) {
+        const detail = await errorDetail(res);
+        throw new FerryError(
+          res.status >= 500 ? 'UNAVAILABLE' : res.status === 403 ? 'PERMISSION_DENIED' : 'UNAUTHENTICATED',
+          `token request for ${host} (${scope ?? 'no scope'}) failed: ${res.status}${detail ? ` ${detail}` : ''}${creds ? '' : ' (no credentials for this registry)'}`,
+        );
+      }
+      const body = (await res.json().catch(() => ({}))) as { token?: string; access_token?: string; expires_in?: number };
+      const token = body.token ?? body.access_token;
+      if (!token) throw new FerryError('UNAUTHENTICATED', `token response from ${url.origin} has no token`);
+      this.tokens.set(host, key, token, typeof body.expires_in === 'number' ? body.expires_in : 60, this.clock.now());
+      this.log.debug({ host, scope, anonymous: !creds }, 'registry token obtained');
+      return token;
     }
-    if (!res.ok) {
-      const detail = await errorDetail(res);
-      throw new FerryError(
-        res.status >= 500 ? 'UNAVAILABLE' : res.status === 403 ? 'PERMISSION_DENIED' : 'UNAUTHENTICATED',
-        `token request for ${host} (${scope ?? 'no scope'}) failed: ${res.status}${detail ? ` ${detail}` : ''}`,
-      );
-    }
-    const body = (await res.json().catch(() => ({}))) as { token?: string; access_token?: string; expires_in?: number };
-    const token = body.token ?? body.access_token;
-    if (!token) throw new FerryError('UNAUTHENTICATED', `token response from ${url.origin} has no token`);
-    this.tokens.set(host, key, token, typeof body.expires_in === 'number' ? body.expires_in : 60);
-    this.log.debug({ host, scope }, 'registry token obtained');
-    return token;
+    throw new FerryError('UNAUTHENTICATED', `token request for ${host} (${scope ?? 'no scope'}): every credential was refused`);
   }
 
   private async authHeader(host: string, scope: string | undefined, signal?: AbortSignal): Promise<string | undefined> {
     const auth = this.hostAuth.get(host);
     if (!auth || auth.kind === 'none') return undefined;
     if (auth.kind === 'basic') {
-      const creds = this.credentials(host);
+      const creds = await this.credentials.get(host, repositoryOfScope(scope));
       return creds ? basicHeader(creds) : undefined;
     }
     return `Bearer ${await this.fetchToken(host, auth, scope, signal)}`;
@@ -289,6 +320,7 @@ export class RegistryClient {
     const replayable = req.body === undefined || Buffer.isBuffer(req.body) || typeof req.body === 'function';
     let attempt = 0;
     let authRetried = false;
+    let basicFallthroughs = 0;
     for (;;) {
       let res: Response;
       try {
@@ -317,9 +349,20 @@ export class RegistryClient {
           if (!req.scope && bearer.params.scope) req = { ...req, scope: bearer.params.scope };
           continue;
         }
-        if (basic && this.credentials(req.host) && prev?.kind !== 'basic') {
+        if (basic && prev?.kind !== 'basic' && (await this.credentials.get(req.host, repositoryOfScope(req.scope)))) {
           this.hostAuth.set(req.host, { kind: 'basic' });
           continue;
+        }
+        if (basic && prev?.kind === 'basic' && this.credentials.rejected && basicFallthroughs++ < 8) {
+          // Basic credentials refused: the chain's next source (if any) gets one more try
+          const creds = await this.credentials.get(req.host, repositoryOfScope(req.scope));
+          if (creds) {
+            this.credentials.rejected(req.host, repositoryOfScope(req.scope), creds);
+            if (await this.credentials.get(req.host, repositoryOfScope(req.scope))) {
+              authRetried = false;
+              continue;
+            }
+          }
         }
         return this.fail(req, url, new Response(null, { status: 401 }));
       }

@@ -24,6 +24,25 @@ export {
   type Challenge,
 } from './auth.js';
 export {
+  CredentialChain,
+  SuppliedCredentials,
+  DockerConfigSource,
+  PullSecretSource,
+  credentialChain,
+  staticCredentials,
+  parseUserPassword,
+  runCredentialHelper,
+  matchAuths,
+  credentialKey,
+  normaliseRegistryHost,
+  defaultDockerConfigPath,
+  type CredentialSource,
+  type CredentialProvider,
+  type FoundCredentials,
+  type ChainConfig,
+  type HelperRunner,
+} from './credentials.js';
+export {
   RegistryClient,
   MANIFEST_ACCEPT,
   statusCode,

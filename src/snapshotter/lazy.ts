@@ -26,6 +26,7 @@ import {
   formatReference,
   parseReference,
   withDigest,
+  type CredentialProvider,
   type Credentials,
   type ImageReference,
   type RegistryClient,
@@ -53,7 +54,12 @@ export interface LazyImagesOptions {
   cacheDir?: string;
   /** Plain-HTTP registries (in addition to the `ferry.plain-http` label). */
   insecure?: (host: string) => boolean;
-  credentials?: (host: string) => Credentials | undefined;
+  /**
+   * The snapshotter's credential chain (credentials supplied with pulls, pull secrets, config.json):
+   * asked per (registry, repository) when a mount request is made; what it answers travels with
+   * the request to the daemon, in memory.
+   */
+  credentials?: CredentialProvider;
   /** P2P proxy URL handed to the daemon's registry backend. */
   proxy?: string;
   /** Hand the daemon each image's command so its loader reads are fetched at mount (default true). */
@@ -285,13 +291,14 @@ export class LazyImages implements RemoteLayers {
     return bootPath;
   }
 
-  private mountRequest(row: LazyImageRow): MountRequest {
-    const creds = this.o.credentials?.(row.registry);
+  private async mountRequest(row: LazyImageRow): Promise<MountRequest> {
     const backend: MountRequest['backend'] = { type: 'registry', host: row.registry, repo: row.repo, insecure: row.insecure };
-    if (creds) backend.auth = basicHeader(creds).replace(/^Basic /, '');
+    const auth = authOf(await this.o.credentials?.get(row.registry, row.repo));
+    if (auth) backend.auth = auth;
     if (this.o.proxy) backend.proxy = this.o.proxy;
     const req: MountRequest = {
       id: mountIdOf(row.id),
+      image: row.ref,
       mountpoint: this.mountpoint(row.id),
       bootstrapPath: this.bootstrapPath(row.id),
       backend,
@@ -300,6 +307,42 @@ export class LazyImages implements RemoteLayers {
     if (this.o.cacheDir) req.cacheDir = this.o.cacheDir;
     if (this.o.prefetch !== undefined) req.prefetch = this.o.prefetch;
     return req;
+  }
+
+  /**
+   * New credentials for (registry, repository) arrived (a pull with credentials, a CRI PullImage
+   * with auth): every mounted image of that repository gets them, from its next token request on.
+   */
+  async credentialsChanged(host: string, repository: string, creds: Credentials | undefined): Promise<void> {
+    const rows = this.o.store.allLazy().filter((r) => r.registry === host && r.repo === repository && this.mounting.has(r.id));
+    for (const r of rows) {
+      const id = mountIdOf(r.id);
+      await this.o.lazyFs.setAuth(id, authOf(creds)).then(
+        () => this.log.info({ lazy: r.id, ref: r.ref }, 'mount credentials replaced'),
+        (err: unknown) => this.log.warn({ err, lazy: r.id, ref: r.ref }, 'replacing mount credentials failed'),
+      );
+    }
+  }
+
+  /**
+   * Brings up the lazy mount of the image with this manifest digest (a pull just made it) and
+   * waits for it: a pull reports success only when the image can actually be read. False when no
+   * lazy image has that digest (an ordinary image).
+   */
+  async ensureMounted(manifestDigest: string): Promise<boolean> {
+    for (let i = 0; i < 2; i++) {
+      const row = this.o.store
+        .allLazy()
+        .filter((r) => r.manifestDigest === manifestDigest)
+        .at(-1);
+      if (row) {
+        await this.lowerDir(row.id);
+        return true;
+      }
+      // a warm start still writing its record: wait for the resolutions in flight once
+      await Promise.allSettled(this.resolving.values());
+    }
+    return false;
   }
 
   private mountInBackground(lazyId: string): void {
@@ -322,7 +365,7 @@ export class LazyImages implements RemoteLayers {
     const row = this.o.store.getLazy(lazyId);
     if (!row) throw new FerryError('NOT_FOUND', `lazy image ${lazyId} is not recorded`);
     await this.ensureBootstrap(row);
-    const req = this.mountRequest(row);
+    const req = await this.mountRequest(row);
     const hint = await this.hints.get(lazyId);
     if (hint) req.startup = hint;
     // The lookup started with the manifest; a registry slow to answer it does not hold the mount up.
@@ -433,6 +476,11 @@ export class LazyImages implements RemoteLayers {
     await Promise.allSettled(this.mounting.values());
     await this.o.lazyFs.close();
   }
+}
+
+/** base64 `user:password` as a mount request carries it (nydusd's `auth`). */
+function authOf(c: Credentials | undefined): string | undefined {
+  return c ? basicHeader(c).replace(/^Basic /, '') : undefined;
 }
 
 /** The command of an image config (Entrypoint + Cmd), with its Env and WorkingDir; undefined without one. */

@@ -12,9 +12,16 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Transform } from 'node:stream';
 import { FerryError } from '../core/index.js';
-import { parseImageConfig, parsePlatform, type Descriptor, type ImageConfig, type ImageManifest } from '../oci/index.js';
+import { NydusAnnotation, parseImageConfig, parsePlatform, type Descriptor, type ImageConfig, type ImageManifest } from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
-import { formatReference, parseReference, RegistryClient, type Credentials, type ImageReference } from '../remote/index.js';
+import {
+  formatReference,
+  parseReference,
+  parseUserPassword,
+  RegistryClient,
+  type CredentialProvider,
+  type ImageReference,
+} from '../remote/index.js';
 // containerd/ (grpc-js, proto loading: ~0.1–0.2 s) loads while the registry answers
 import type { ContentDescriptor, GrpcConnection } from '../containerd/index.js';
 import { Label, MAX_LABEL_BYTES } from './labels.js';
@@ -30,8 +37,10 @@ export interface PullOptions {
   snapshotter?: string;
   ref: string;
   plainHttp?: boolean;
-  /** `user:password` for the registry. */
+  /** `user:password` for the registry (explicit: used alone, no fall-through). */
   user?: string;
+  /** Without `user`: the credential chain to ask (default: config.json through the registry client's default chain). */
+  credentials?: CredentialProvider;
   platform?: string;
   log?: Logger;
   /** Called with one line per step (CLI progress). */
@@ -80,18 +89,12 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
   const say = (line: string): void => o.progress?.(`[${((Date.now() - t0) / 1000).toFixed(2)}s] ${line}`);
   const snapshotterName = o.snapshotter ?? 'ferry';
   const namespace = o.namespace ?? 'default';
-  let creds: Credentials | undefined;
-  if (o.user !== undefined) {
-    const i = o.user.indexOf(':');
-    if (i < 0) throw new FerryError('INVALID_ARGUMENT', '--user must be USER:PASSWORD');
-    creds = { username: o.user.slice(0, i), password: o.user.slice(i + 1) };
-  }
   const regOpts: ConstructorParameters<typeof RegistryClient>[0] = { log };
   if (o.plainHttp) regOpts.insecure = () => true;
-  if (creds) {
-    const c = creds;
+  if (o.user !== undefined) {
+    const c = parseUserPassword(o.user);
     regOpts.credentials = () => c;
-  }
+  } else if (o.credentials) regOpts.credentials = o.credentials;
   const reg = new RegistryClient(regOpts);
   const ref: ImageReference = parseReference(o.ref);
   if (!ref.tag && !ref.digest) ref.tag = 'latest';
@@ -111,6 +114,7 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
     throw new FerryError('INVALID_ARGUMENT', `${name}: ${manifest.layers.length} layers but ${diffIds.length} diff_ids`);
   }
   const chains = chainIds(diffIds);
+  const nydus = manifest.layers.some((l) => l.annotations?.[NydusAnnotation.BOOTSTRAP] === 'true');
   say(`resolved ${name} → ${m.digest} (${manifest.layers.length} layers)`);
 
   const { GrpcConnection, SnapshotsClient, ContainerdApi } = await grpcModules;
@@ -174,6 +178,16 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
             continue;
           }
           throw err;
+        }
+        if (nydus) {
+          // containerd cannot apply a Nydus blob (no processor for its media type): downloading it would only fail later
+          await sn.remove(key).catch(() => {});
+          throw new FerryError(
+            'FAILED_PRECONDITION',
+            `${name} is a Nydus image, but snapshotter ${JSON.stringify(snapshotterName)} did not take layer ${i + 1} ` +
+              `(${layer.digest.slice(0, 19)}) lazily: is it a ferry snapshotter with lazy loading (not --no-lazy), ` +
+              'and registered in containerd under that name?',
+          );
         }
         try {
           let bytes = 0;

@@ -11,12 +11,15 @@ import { join } from 'node:path';
 import { Router, listenPrivate, requestUrl, sendError } from '../httpx/index.js';
 import type { SnapshotterConfig } from '../config/snapshotter.js';
 import { createMetricsRegistry, Gauge, metricsHandler, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
-import { RegistryClient, type Credentials } from '../remote/index.js';
+import { CredentialChain, RegistryClient, SuppliedCredentials, parseUserPassword, type CredentialSource } from '../remote/index.js';
 import { GrpcConnection } from '../containerd/index.js';
 import type { LazyFs } from '../daemon/protocol.js';
 import { LazyImages } from './lazy.js';
 import { pullImage } from './pull.js';
 import { servePullApi, type PullApiServer } from './pull-api.js';
+import { serveCriProxy, type CriProxy } from './cri-proxy.js';
+import type { PullRequestBody, PullResult } from './protocol.js';
+import { FerryError, asFerryError } from '../core/index.js';
 import { serveSnapshots, type SnapshotServer } from './server.js';
 import { Snapshotter } from './snapshotter.js';
 
@@ -25,8 +28,13 @@ export interface StartSnapshotterOptions {
   /** The lazy-loading daemon (in-process `Daemon` or a `DaemonClient`); none = no lazy layers. */
   lazyFs?: LazyFs;
   log?: Logger;
-  /** Registry credentials per host (default: ~/.docker/config.json through the registry client). */
-  credentials?: (host: string) => Credentials | undefined;
+  /**
+   * The snapshotter's own credential sources (pull secrets, config.json), asked after the
+   * credentials supplied with pulls (`supplied`); default none (anonymous).
+   */
+  credentialSources?: readonly CredentialSource[];
+  /** Credentials handed over with requests (pull API, CRI); default a new, empty store. */
+  supplied?: SuppliedCredentials;
 }
 
 export interface SnapshotterHandle {
@@ -34,9 +42,15 @@ export interface SnapshotterHandle {
   metricsAddress: string;
   /** unix socket of the pull API */
   apiAddress: string;
+  /** unix socket of the CRI image service proxy ('' when off) */
+  criAddress: string;
   metrics: MetricsRegistry;
   snapshotter: Snapshotter;
   lazy: LazyImages | undefined;
+  /** Credentials supplied with pulls (pull API, CRI), per (registry, repository), in memory. */
+  supplied: SuppliedCredentials;
+  /** supplied → credentialSources → anonymous */
+  credentials: CredentialChain;
   close(): Promise<void>;
 }
 
@@ -63,6 +77,8 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
   const metrics = createMetricsRegistry({ processMetrics: true, prefix: 'ferry_snapshotter_' });
 
   const insecureHosts = new Set(cfg.insecureRegistries);
+  const supplied = opts.supplied ?? new SuppliedCredentials('pull-api');
+  const credentials = new CredentialChain([supplied, ...(opts.credentialSources ?? [])], { log });
   let lazy: LazyImages | undefined;
   let snapshotter: Snapshotter;
   const lazyFs = opts.lazyFs;
@@ -70,8 +86,8 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
     const registryOpts: ConstructorParameters<typeof RegistryClient>[0] = {
       log,
       insecure: (h) => insecureHosts.has(h) || /^(localhost|127\.|\[::1\])/.test(h),
+      credentials,
     };
-    if (opts.credentials) registryOpts.credentials = opts.credentials;
     const registry = new RegistryClient(registryOpts);
     snapshotter = await Snapshotter.open({
       root: cfg.root,
@@ -92,7 +108,7 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
           insecure: (h) => insecureHosts.has(h),
         };
         if (cfg.daemon.proxy) li.proxy = cfg.daemon.proxy;
-        if (opts.credentials) li.credentials = opts.credentials;
+        li.credentials = credentials;
         lazy = new LazyImages(li);
         return lazy;
       },
@@ -133,36 +149,57 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
   // One connection per containerd socket, kept open across pulls.
   const containerd = new Map<string, GrpcConnection>();
   const pullLog = log.child({ component: 'pull' });
+  // credentials supplied for a repository reach the mounts of its images already up
+  supplied.onChange((host, repo) => {
+    void supplied.get(host, repo).then((c) => lazy?.credentialsChanged(host, repo, c));
+  });
+  const pullThrough = async (body: PullRequestBody, progress: (line: string) => void): Promise<PullResult> => {
+    let connection = containerd.get(body.address);
+    if (!connection) {
+      connection = new GrpcConnection(body.address);
+      containerd.set(body.address, connection);
+    }
+    const forUs = (body.snapshotter ?? cfg.name) === cfg.name;
+    const explicit = body.user !== undefined ? parseUserPassword(body.user) : undefined;
+    const result = await pullImage({
+      ...body,
+      connection,
+      log: pullLog,
+      progress,
+      credentials,
+      onResolved: (ref, digest, manifest, imageConfig) => {
+        // the registry accepted them (the manifest came): the image's mounts and token refreshes use them
+        if (explicit) supplied.set(ref.registry, ref.repository, explicit, 'pull-api');
+        if (lazy && forUs) lazy.warm(ref, digest, manifest, body.plainHttp === true, imageConfig);
+      },
+    });
+    if (lazy && forUs && result.layers.some((l) => l.how !== 'applied')) {
+      try {
+        if (await lazy.ensureMounted(result.manifestDigest)) progress(`lazy mount of ${result.name} ready`);
+      } catch (err) {
+        throw new FerryError(
+          asFerryError(err).code === 'UNAUTHENTICATED' ? 'UNAUTHENTICATED' : 'UNAVAILABLE',
+          `${result.name} is in containerd, but its lazy mount failed, so no container of it could start: ${(err as Error).message}`,
+        );
+      }
+    }
+    return result;
+  };
   let metricsAddress = '';
   let api: PullApiServer | undefined;
+  let cri: CriProxy | undefined;
   try {
     grpcServer = await serveSnapshots({ snapshotter, address: cfg.address, log, metrics });
     metricsAddress = await listenMetrics(httpServer, cfg.metricsAddress || join(cfg.root, 'metrics.sock'));
     api = await servePullApi({
       path: cfg.apiAddress || join(cfg.root, 'api.sock'),
-      pull: (body, progress) => {
-        let connection = containerd.get(body.address);
-        if (!connection) {
-          connection = new GrpcConnection(body.address);
-          containerd.set(body.address, connection);
-        }
-        const forUs = (body.snapshotter ?? 'ferry') === cfg.name;
-        return pullImage({
-          ...body,
-          connection,
-          log: pullLog,
-          progress,
-          ...(lazy && forUs
-            ? {
-                onResolved: (ref, digest, manifest, imageConfig) => lazy!.warm(ref, digest, manifest, body.plainHttp === true, imageConfig),
-              }
-            : {}),
-        });
-      },
+      pull: (body, progress) => pullThrough(body, progress),
       onError: (err, body) => pullLog.warn({ err, ref: body?.ref }, 'pull failed'),
       ...(lazy ? { trace: (digest: string) => lazy!.trace(digest) } : {}),
     });
+    if (cfg.criAddress) cri = await serveCriProxy({ address: cfg.criAddress, upstream: cfg.criUpstream, supplied, log });
   } catch (err) {
+    await cri?.close();
     await api?.close();
     await grpcServer?.close();
     await new Promise<void>((r) => httpServer.close(() => r()));
@@ -179,12 +216,16 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
     address: cfg.address,
     metricsAddress,
     apiAddress: apiServer.path,
+    criAddress: cri?.address ?? '',
     metrics,
     snapshotter,
     lazy,
+    supplied,
+    credentials,
     async close() {
       if (closed) return;
       closed = true;
+      await cri?.close();
       await apiServer.close();
       for (const c of containerd.values()) c.close();
       await grpcServer?.close();

@@ -329,6 +329,19 @@ export class Snapshotter {
       try {
         lazyId = await this.remote!.prepare(hint);
       } catch (err) {
+        if (hint.nydusBlob || hint.nydusBootstrap) {
+          // a Nydus layer cannot be downloaded and applied instead (containerd has no processor for it)
+          const e = err as Error;
+          this.log.error({ err, key, target, ref: hint.ref }, 'Nydus layer cannot be mounted lazily');
+          throw new FerryError(
+            FerryError.is(err) ? err.code : 'UNAVAILABLE',
+            `Nydus layer of ${hint.ref ?? 'an image'} cannot be mounted lazily (and cannot be unpacked any other way): ${e.message}` +
+              (FerryError.hasCode(err, 'UNAUTHENTICATED') || FerryError.hasCode(err, 'PERMISSION_DENIED')
+                ? ' — private image: pull with credentials (ferry pull --user, the CRI image service of `ferry snapshotter --cri-address` with PullImage auth, --pull-secret, config.json)'
+                : ''),
+            { cause: err },
+          );
+        }
         this.log.warn({ err, key, target }, 'remote layer not available, falling back to an ordinary snapshot');
         return;
       }

@@ -9,9 +9,9 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { FerryError } from '../core/index.js';
+import { FerryError, systemClock, type Clock } from '../core/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
-import { RegistryClient, decodeBasicAuth } from '../remote/index.js';
+import { CredentialChain, RegistryClient, decodeBasicAuth, type CredentialSource, type Credentials } from '../remote/index.js';
 
 /** A source of compressed blob bytes. */
 export interface Backend {
@@ -52,8 +52,13 @@ export interface RegistryBackendOptions {
   host: string;
   repo: string;
   insecure?: boolean;
-  /** base64 `user:password` (nydusd `auth`) */
+  /** base64 `user:password` (nydusd `auth`; the mount request's credentials), replaceable with `setAuth` */
   auth?: string;
+  /** Sources asked after the mount's own credentials (the daemon's credential chain: pull secrets, config.json). */
+  credentialSources?: readonly CredentialSource[];
+  /** The image, for the log line that says its credentials were refused. */
+  image?: string;
+  clock?: Clock;
   /** plain http or https; default: http for `insecure` and loopback hosts */
   scheme?: 'http' | 'https';
   /** per-request timeout (until headers and between body chunks), ms */
@@ -64,28 +69,52 @@ export interface RegistryBackendOptions {
   client?: RegistryClient;
 }
 
-/** Ranged GETs on `/v2/<repo>/blobs/sha256:<id>`. */
+/** How often the "credentials refused" error is logged per mount. */
+const REFUSED_LOG_EVERY_MS = 60_000;
+
+/**
+ * Ranged GETs on `/v2/<repo>/blobs/sha256:<id>`. Credentials: the mount's own (replaceable while
+ * mounted), then the daemon's chain, then anonymous — asked at every token request, so an expired
+ * token is renewed with whatever the chain holds then. A refusal (401/403) fails the read at once
+ * as FAILED_PRECONDITION (EIO at the file system) with an error line naming the image, never a
+ * retry loop.
+ */
 export class RegistryBackend implements Backend {
   readonly kind = 'registry';
   readonly host: string;
   readonly repo: string;
   readonly client: RegistryClient;
+  private creds: Credentials | undefined;
+  private readonly log: Logger;
+  private readonly clock: Clock;
+  private readonly image: string | undefined;
+  private lastRefusedLog = Number.NEGATIVE_INFINITY;
 
   constructor(o: RegistryBackendOptions) {
     this.host = o.host;
     this.repo = o.repo;
-    const creds = o.auth ? decodeBasicAuth(o.auth) : undefined;
+    this.creds = o.auth ? decodeBasicAuth(o.auth) : undefined;
+    this.log = o.log ?? silentLogger();
+    this.clock = o.clock ?? systemClock;
+    this.image = o.image;
     const plain = o.scheme ? o.scheme === 'http' : o.insecure;
+    const own: CredentialSource = { name: 'mount', get: async (h) => (h === o.host ? this.creds : undefined) };
     this.client =
       o.client ??
       new RegistryClient({
         ...(plain !== undefined ? { insecure: (h: string) => (h === o.host ? plain : /^(localhost|127\.|\[::1\])/.test(h)) } : {}),
-        ...(creds ? { credentials: (h: string) => (h === o.host ? creds : undefined) } : {}),
-        log: o.log ?? silentLogger(),
+        credentials: new CredentialChain([own, ...(o.credentialSources ?? [])], { log: this.log, clock: this.clock }),
+        log: this.log,
         retries: o.retries ?? 2,
         timeoutMs: o.timeoutMs ?? 10_000,
         backoffMs: 100,
+        clock: this.clock,
       });
+  }
+
+  /** Replaces the mount's own credentials (base64 `user:password`; undefined: none). */
+  setAuth(auth: string | undefined): void {
+    this.creds = auth ? decodeBasicAuth(auth) : undefined;
   }
 
   async read(blobId: string, offset: number, length: number, signal: AbortSignal): Promise<Buffer> {
@@ -95,8 +124,24 @@ export class RegistryBackend implements Backend {
       return await collect(s, length, what);
     } catch (err) {
       if (signal.aborted) throw abortError(signal, what);
+      if (FerryError.is(err) && (err.code === 'UNAUTHENTICATED' || err.code === 'PERMISSION_DENIED')) {
+        this.refused(err);
+        // a read the registry refuses is an I/O error of the file (EIO), not a permission of it (EACCES)
+        throw new FerryError('FAILED_PRECONDITION', `${this.image ?? `${this.host}/${this.repo}`}: ${err.message}`, { cause: err });
+      }
       throw err;
     }
+  }
+
+  private refused(err: FerryError): void {
+    const now = this.clock.now();
+    if (now - this.lastRefusedLog < REFUSED_LOG_EVERY_MS) return;
+    this.lastRefusedLog = now;
+    this.log.error(
+      { image: this.image ?? `${this.host}/${this.repo}`, registry: this.host, repository: this.repo, err: err.message },
+      'registry refused the credentials of this image: its uncached reads fail with EIO until new credentials arrive ' +
+        '(ferry pull --user, CRI PullImage auth, a pull secret or config.json)',
+    );
   }
 
   fallbacks(): number {

@@ -28,7 +28,7 @@ import { startSnapshotter, type SnapshotterHandle } from '../../src/snapshotter/
 import { Daemon } from '../../src/daemon/index.js';
 import { ferry, startAccelFor } from './snapshotter-support.js';
 import type { AccelHandle } from '../../src/accel/index.js';
-import { RegistryClient, parseReference } from '../../src/remote/index.js';
+import { RegistryClient, parseReference, staticCredentials } from '../../src/remote/index.js';
 import { parseImageManifest } from '../../src/oci/index.js';
 
 const PW = 'pw-lazy-e2e';
@@ -245,7 +245,7 @@ test('daemon.tracePush: a canary snapshotter pushes its trace for an image that 
     config,
     log,
     lazyFs: new Daemon({ log, dataDir: join(dir, 'daemon3') }),
-    credentials: () => ({ username: 'admin', password: PW }),
+    credentialSources: [staticCredentials({ username: 'admin', password: PW })],
   });
   let cd3: Containerd | undefined;
   try {

@@ -11,11 +11,14 @@ export interface Run {
   stderr: string;
 }
 
-export function ferry(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<Run> {
+/** `input`: written to the command's standard input (e.g. a password for --password-stdin), then closed. */
+export function ferry(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number; input?: string } = {}): Promise<Run> {
   return new Promise((resolve) => {
     const p = spawn(process.execPath, [FERRY_BIN, ...args], { env: { ...process.env, ...(opts.env ?? {}) } });
     let stdout = '';
     let stderr = '';
+    p.stdin.on('error', () => undefined);
+    p.stdin.end(opts.input ?? '');
     const t = setTimeout(() => p.kill('SIGKILL'), opts.timeoutMs ?? 300_000);
     p.stdout.on('data', (d: Buffer) => {
       stdout += d;

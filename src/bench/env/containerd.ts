@@ -29,6 +29,18 @@ export interface ContainerdOptions {
   startTimeoutMs?: number;
   /** containerd log level; default 'info'. */
   logLevel?: string;
+  /** Enable the CRI plugin (Kubernetes' runtime.v1 on the same socket); off by default. Use namespace `k8s.io` with it. */
+  cri?: ContainerdCriOptions;
+}
+
+/** The CRI plugin's settings for a private instance (no CNI: pods use the host network). */
+export interface ContainerdCriOptions {
+  /** snapshotter CRI unpacks with (e.g. a proxy snapshotter's name), with the snapshot labels lazy pulls need */
+  snapshotter: string;
+  /** the pause image of pod sandboxes */
+  sandboxImage: string;
+  /** registries (host:port) reached over plain HTTP */
+  plainHttpRegistries?: string[];
 }
 
 export interface CtrOptions extends Omit<ExecOptions, 'netns'> {}
@@ -66,12 +78,13 @@ export function containerdConfig(o: {
   optPath: string;
   debugAddress: string;
   snapshotters?: Record<string, string>;
+  cri?: ContainerdCriOptions;
 }): string {
   const lines = [
     'version = 2',
     `root = ${tomlString(o.root)}`,
     `state = ${tomlString(o.state)}`,
-    'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+    o.cri ? 'disabled_plugins = []' : 'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
     '',
     '[grpc]',
     `  address = ${tomlString(o.address)}`,
@@ -88,7 +101,35 @@ export function containerdConfig(o: {
     if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new FerryError('INVALID_ARGUMENT', `invalid snapshotter name ${JSON.stringify(name)}`);
     lines.push(`[proxy_plugins.${tomlString(name)}]`, '  type = "snapshot"', `  address = ${tomlString(sock)}`, '');
   }
+  if (o.cri) lines.push(...criConfig(o.cri, o.state));
   return lines.join('\n');
+}
+
+function criConfig(c: ContainerdCriOptions, state: string): string[] {
+  const cri = '[plugins."io.containerd.grpc.v1.cri"';
+  const lines = [
+    `${cri}]`,
+    `  sandbox_image = ${tomlString(c.sandboxImage)}`,
+    '  stream_server_address = "127.0.0.1"',
+    '  stream_server_port = "0"',
+    '  enable_selinux = false',
+    // a sandbox asks for oom_score_adj -998, which a process may not lower here: clamp it to ours
+    '  restrict_oom_score_adj = true',
+    `${cri}.containerd]`,
+    `  snapshotter = ${tomlString(c.snapshotter)}`,
+    '  disable_snapshot_annotations = false',
+    '  default_runtime_name = "runc"',
+    `${cri}.containerd.runtimes.runc]`,
+    '  runtime_type = "io.containerd.runc.v2"',
+    `${cri}.cni]`,
+    '  bin_dir = "/usr/lib/cni"',
+    `  conf_dir = ${tomlString(join(state, 'cni'))}`,
+  ];
+  for (const r of c.plainHttpRegistries ?? []) {
+    lines.push(`${cri}.registry.mirrors.${tomlString(r)}]`, `  endpoint = [${tomlString(`http://${r}`)}]`);
+  }
+  lines.push('');
+  return lines;
 }
 
 /** Starts a private containerd and waits until `ctr version` answers. */
@@ -114,6 +155,7 @@ export async function startContainerd(opts: ContainerdOptions): Promise<Containe
   const logPath = join(dir, 'containerd.log');
   const cfg: Parameters<typeof containerdConfig>[0] = { root, state, address, optPath, debugAddress };
   if (opts.snapshotters) cfg.snapshotters = opts.snapshotters;
+  if (opts.cri) cfg.cri = opts.cri;
   await writeFile(configPath, containerdConfig(cfg));
   for (const s of [address, `${address}.ttrpc`, debugAddress]) await rm(s, { force: true });
 

@@ -1,0 +1,74 @@
+/**
+ * @module cli/credentials
+ * The registry options every command that talks to registries shares: the credential chain's
+ * flags (`--user`, `--password-stdin`, `--pull-secret`, `--docker-config`). Secrets are never
+ * taken from a command line other than `--user` (kept for compatibility; `--password-stdin` is the
+ * way that leaves no trace in `ps` or shell history).
+ */
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { credentialChain, parseUserPassword, type ChainConfig, type CredentialChain, type Credentials } from '../remote/index.js';
+
+export interface CredentialFlags {
+  user?: string;
+  passwordStdin?: boolean;
+  pullSecret?: string[];
+  /** a path, or false for `--no-docker-config` */
+  dockerConfig?: string | false;
+}
+
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+
+/**
+ * Adds the chain's flags. `explicit`: the command takes `--user`/`--password-stdin` (commands
+ * that pull for one image); servers take only the file sources.
+ */
+export function addCredentialOptions(cmd: Command, o: { explicit: boolean }): Command {
+  if (o.explicit) {
+    cmd
+      .option('--user <user[:password]>', 'registry credentials (USER:PASSWORD, or USER with --password-stdin)')
+      .option('--password-stdin', "read the password (a robot's secret) from standard input");
+  }
+  return cmd
+    .option(
+      '--pull-secret <path>',
+      'Kubernetes image pull secret: a .dockerconfigjson file or a secret volume directory (repeatable)',
+      collect,
+    )
+    .option(
+      '--docker-config <file>',
+      'Docker config.json (auths, credHelpers, credsStore); default $DOCKER_CONFIG/config.json or ~/.docker/config.json',
+    )
+    .option('--no-docker-config', 'do not read a Docker config.json');
+}
+
+/** Reads all of standard input (the password for --password-stdin). */
+export function readPasswordStdin(): string {
+  return readFileSync(0, 'utf8');
+}
+
+/** The explicit credentials the flags give (undefined: none); INVALID_ARGUMENT for a malformed --user. */
+export function explicitCredentials(f: CredentialFlags, readStdin: () => string = readPasswordStdin): Credentials | undefined {
+  if (f.passwordStdin) {
+    if (f.user === undefined) throw new Error('--password-stdin needs --user USER');
+    if (f.user.includes(':')) throw new Error('--password-stdin: give --user USER without a password');
+    // one final newline (echo, a here-string) is not part of the password
+    const password = readStdin().replace(/\r?\n$/, '');
+    if (!password) throw new Error('--password-stdin: standard input was empty');
+    return { username: f.user, password };
+  }
+  if (f.user === undefined) return undefined;
+  return parseUserPassword(f.user);
+}
+
+/** The chain configuration the flags describe (plus `extra`: supplied sources, a fixed host for the explicit credentials). */
+export function chainConfig(f: CredentialFlags, extra: Partial<ChainConfig> = {}): ChainConfig {
+  const c: ChainConfig = { ...extra };
+  if (f.pullSecret?.length) c.pullSecrets = [...(extra.pullSecrets ?? []), ...f.pullSecret];
+  if (f.dockerConfig !== undefined) c.dockerConfig = f.dockerConfig;
+  return c;
+}
+
+export function chainFromFlags(f: CredentialFlags, extra: Partial<ChainConfig> = {}): CredentialChain {
+  return credentialChain(chainConfig(f, extra));
+}
