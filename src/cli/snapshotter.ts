@@ -16,6 +16,7 @@ import { startSnapshotter } from '../snapshotter/index.js';
 import { Daemon, DaemonClient, type LazyFs } from '../daemon/index.js';
 import type { DaemonConfigInput } from '../config/daemon.js';
 import { untilSignal, parseArgs } from './lifecycle.js';
+import { plainHttpHosts, plainHttpHostsOption } from './plain-http.js';
 
 function loadConfig(file: string | undefined): SnapshotterConfigInput {
   if (!file) return {};
@@ -29,6 +30,7 @@ interface Opts {
   daemonApisock?: string;
   daemonMode?: string;
   prefetch?: boolean;
+  plainHttp?: string[];
   insecureRegistry?: string[];
   metricsAddress?: string;
   logLevel?: string;
@@ -50,6 +52,7 @@ function command(name: string): Command {
 
 function merged(o: Opts): SnapshotterConfigInput {
   const file = loadConfig(o.config);
+  const plain = plainHttpHosts(o as Record<string, unknown>, 'insecure-registry');
   const daemon = { ...(file.daemon ?? {}) };
   if (o.daemonApisock) daemon.apiSock = o.daemonApisock;
   if (o.daemonMode) daemon.mode = o.daemonMode as 'fuse' | 'erofs';
@@ -65,7 +68,7 @@ function merged(o: Opts): SnapshotterConfigInput {
     ...(o.name ? { name: o.name } : {}),
     ...(o.metricsAddress ? { metricsAddress: o.metricsAddress } : {}),
     ...(o.logLevel ? { logLevel: o.logLevel as 'info' } : {}),
-    ...(o.insecureRegistry?.length ? { insecureRegistries: [...(file.insecureRegistries ?? []), ...o.insecureRegistry] } : {}),
+    ...(plain.length ? { insecureRegistries: [...(file.insecureRegistries ?? []), ...plain] } : {}),
     ...(o.noLazy ? { disableLazy: true } : {}),
     daemon,
   };
@@ -148,10 +151,10 @@ export async function run(argv: string[]): Promise<number> {
     .option('--spawn-daemon', 'run the daemon as a separate detached `ferry daemon` (<root>/daemon.sock) that outlives restarts')
     .option('--prefetch', "prefetch each image's prefetch list after mounting")
     .option('--proxy <url>', 'P2P peer proxy the daemon reads blobs through (e.g. http://127.0.0.1:65001)')
-    .option('--insecure-registry <host>', 'registry reached over plain HTTP (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--metrics-address <addr>', 'host:port or unix socket for /metrics (default <root>/metrics.sock)')
     .option('--no-lazy', 'never mount lazily: every layer is downloaded (plain overlayfs snapshotter)')
     .option('--log-level <level>', 'trace|debug|info|warn|error');
+  plainHttpHostsOption(cmd, 'a registry host:port reached over plain HTTP (repeatable)', 'insecure-registry');
   const parsed = parseArgs(cmd, argv);
   if (parsed !== undefined) return parsed;
   const o = cmd.opts<Opts & { lazy?: boolean }>();
