@@ -15,6 +15,7 @@ import { createLogger, type Logger } from '../observe/index.js';
 import { startSnapshotter } from '../snapshotter/index.js';
 import { Daemon, DaemonClient, type LazyFs } from '../daemon/index.js';
 import type { DaemonConfigInput } from '../config/daemon.js';
+import { mergeProxySnapshotter } from '../containerd/index.js';
 import { untilSignal, parseArgs } from './lifecycle.js';
 import { plainHttpHosts, plainHttpHostsOption } from './plain-http.js';
 
@@ -129,14 +130,25 @@ async function openDaemon(cfg: SnapshotterConfig, log: Logger): Promise<LazyFs> 
 
 export async function run(argv: string[]): Promise<number> {
   if (argv[0] === 'print-config') {
-    const cmd = command('ferry snapshotter print-config').description('print the containerd config.toml snippet');
+    const cmd = command('ferry snapshotter print-config')
+      .description('print the containerd config.toml snippet (appendable), or with --merge an existing config with Ferry merged in')
+      .option(
+        '--merge <config.toml>',
+        'print this containerd config (version 2) with the proxy plugin and CRI keys merged in; the file is not changed',
+      );
     try {
       cmd.parse(argv.slice(1), { from: 'user' });
     } catch (err) {
       return (err as { exitCode?: number }).exitCode ?? 2;
     }
     try {
-      process.stdout.write(containerdSnippet(parseSnapshotterConfig(merged(cmd.opts<Opts>()))));
+      const o = cmd.opts<Opts & { merge?: string }>();
+      const cfg = parseSnapshotterConfig(merged(o));
+      process.stdout.write(
+        o.merge
+          ? mergeProxySnapshotter(readFileSync(o.merge, 'utf8'), { name: cfg.name, address: cfg.address }, o.merge)
+          : containerdSnippet(cfg),
+      );
     } catch (err) {
       process.stderr.write(`ferry snapshotter: ${(err as Error).message}\n`);
       return 2;

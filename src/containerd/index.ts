@@ -22,3 +22,4 @@ export {
 } from './proto.js';
 export { GrpcConnection, SnapshotsClient, type CallContext } from './client.js';
 export { ContainerdApi, type ContentDescriptor } from './api.js';
+export { mergeProxySnapshotter, type ProxySnapshotter } from './config-toml.js';

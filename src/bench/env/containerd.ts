@@ -29,6 +29,8 @@ export interface ContainerdOptions {
   startTimeoutMs?: number;
   /** containerd log level; default 'info'. */
   logLevel?: string;
+  /** Rewrites the generated config.toml (its text) before containerd starts with it. */
+  editConfig?: (toml: string) => string | Promise<string>;
 }
 
 export interface CtrOptions extends Omit<ExecOptions, 'netns'> {}
@@ -114,7 +116,8 @@ export async function startContainerd(opts: ContainerdOptions): Promise<Containe
   const logPath = join(dir, 'containerd.log');
   const cfg: Parameters<typeof containerdConfig>[0] = { root, state, address, optPath, debugAddress };
   if (opts.snapshotters) cfg.snapshotters = opts.snapshotters;
-  await writeFile(configPath, containerdConfig(cfg));
+  const generated = containerdConfig(cfg);
+  await writeFile(configPath, opts.editConfig ? await opts.editConfig(generated) : generated);
   for (const s of [address, `${address}.ttrpc`, debugAddress]) await rm(s, { force: true });
 
   const [cmd, args] = netnsWrap(opts.netns, 'containerd', ['--config', configPath, '--log-level', opts.logLevel ?? 'info']);
