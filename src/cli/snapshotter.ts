@@ -18,6 +18,7 @@ import type { DaemonConfigInput } from '../config/daemon.js';
 import { mergeProxySnapshotter } from '../containerd/index.js';
 import { untilSignal, parseArgs } from './lifecycle.js';
 import { plainHttpHosts, plainHttpHostsOption } from './plain-http.js';
+import { readTokenFile } from './token-file.js';
 
 function loadConfig(file: string | undefined): SnapshotterConfigInput {
   if (!file) return {};
@@ -34,6 +35,7 @@ interface Opts {
   plainHttp?: string[];
   insecureRegistry?: string[];
   metricsAddress?: string;
+  metricsTokenFile?: string;
   logLevel?: string;
   name?: string;
   noLazy?: boolean;
@@ -68,6 +70,7 @@ function merged(o: Opts): SnapshotterConfigInput {
     ...(o.root ? { root: resolve(o.root) } : {}),
     ...(o.name ? { name: o.name } : {}),
     ...(o.metricsAddress ? { metricsAddress: o.metricsAddress } : {}),
+    ...(o.metricsTokenFile ? { metricsTokenFile: o.metricsTokenFile } : {}),
     ...(o.logLevel ? { logLevel: o.logLevel as 'info' } : {}),
     ...(plain.length ? { insecureRegistries: [...(file.insecureRegistries ?? []), ...plain] } : {}),
     ...(o.noLazy ? { disableLazy: true } : {}),
@@ -163,7 +166,11 @@ export async function run(argv: string[]): Promise<number> {
     .option('--spawn-daemon', 'run the daemon as a separate detached `ferry daemon` (<root>/daemon.sock) that outlives restarts')
     .option('--prefetch', "prefetch each image's prefetch list after mounting")
     .option('--proxy <url>', 'P2P peer proxy the daemon reads blobs through (e.g. http://127.0.0.1:65001)')
-    .option('--metrics-address <addr>', 'host:port or unix socket for /metrics (default <root>/metrics.sock)')
+    .option(
+      '--metrics-address <addr>',
+      'host:port (loopback unless --metrics-token-file) or unix socket for /metrics (default <root>/metrics.sock)',
+    )
+    .option('--metrics-token-file <file>', 'bearer token scrapers must send (mode 0600); required for a non-loopback --metrics-address')
     .option('--no-lazy', 'never mount lazily: every layer is downloaded (plain overlayfs snapshotter)')
     .option('--log-level <level>', 'trace|debug|info|warn|error');
   plainHttpHostsOption(cmd, 'a registry host:port reached over plain HTTP (repeatable)', 'insecure-registry');
@@ -182,7 +189,8 @@ export async function run(argv: string[]): Promise<number> {
   let h: Awaited<ReturnType<typeof startSnapshotter>>;
   try {
     const lazyFs = config.disableLazy ? undefined : await openDaemon(config, log);
-    h = await startSnapshotter({ config, log, ...(lazyFs ? { lazyFs } : {}) });
+    const metricsToken = config.metricsTokenFile ? readTokenFile(config.metricsTokenFile, '--metrics-token-file') : undefined;
+    h = await startSnapshotter({ config, log, metricsToken, ...(lazyFs ? { lazyFs } : {}) });
   } catch (err) {
     log.error({ err }, 'snapshotter failed to start');
     process.stderr.write(`ferry snapshotter: ${(err as Error).message}\n`);

@@ -19,6 +19,8 @@ export const SnapshotterConfigSchema = z.strictObject({
     .default('ferry'),
   /** Prometheus `/metrics`: `host:port`, a unix socket path, or '' for `<root>/metrics.sock`. */
   metricsAddress: z.string().default(''),
+  /** File holding the bearer token scrapers must send; required when `metricsAddress` is not loopback. */
+  metricsTokenFile: z.string().default(''),
   /**
    * Unix socket of the pull API (`ferry pull --snapshotter-api`, api/snapshotter.openapi.yaml),
    * owner-only; '' for `<root>/api.sock`.

@@ -4,7 +4,7 @@
  * those tables again stops containerd ("duplicated tables"). Both ways Ferry offers are started
  * with a real containerd: the printed snippet appended, and `--merge FILE`; each time containerd
  * comes up with the ferry snapshotter (served in this test) and the other plugin registered, and
- * `ctr snapshots --snapshotter ferry ls` reaches Ferry. A control shows the fixture config does
+ * `ctr snapshots --snapshotter ferry prepare` reaches Ferry (counted on its TCP metrics listener). A control shows the fixture config does
  * break with a snippet that repeats `[proxy_plugins]`.
  */
 import { after, before, test } from 'node:test';
@@ -38,7 +38,9 @@ const started: Containerd[] = [];
 before(async () => {
   requirePrereqs({ root: true, commands: ['containerd', 'ctr'] });
   dir = await mkdtemp(join(tmpdir(), 'ferry-snap-cfg-'));
-  snap = await startSnapshotter({ config: parseSnapshotterConfig({ address: join(dir, 'snap.sock'), root: join(dir, 'snaproot') }) });
+  snap = await startSnapshotter({
+    config: parseSnapshotterConfig({ address: join(dir, 'snap.sock'), root: join(dir, 'snaproot'), metricsAddress: '127.0.0.1:0' }),
+  });
 });
 
 after(async () => {
@@ -46,6 +48,14 @@ after(async () => {
   await snap?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
+
+/** The snapshotter's Prepare RPCs so far, scraped from its TCP metrics listener as Prometheus would. */
+async function prepareCalls(): Promise<number> {
+  assert.match(snap.metricsAddress, /^127\.0\.0\.1:\d+$/);
+  const text = await (await fetch(`http://${snap.metricsAddress}/metrics`)).text();
+  const m = /^ferry_snapshotter_rpc_total\{method="Prepare",code="OK"\} (\d+)$/m.exec(text);
+  return m ? Number(m[1]) : 0;
+}
 
 async function printConfig(extra: string[] = []): Promise<string> {
   const r = await ferry(['snapshotter', 'print-config', '--address', snap.address, ...extra], { timeoutMs: 60_000 });
@@ -68,8 +78,11 @@ async function startsWith(name: string, edit: (toml: string) => Promise<string>)
   assert.equal(plugins.code, 0, plugins.stderr);
   assert.match(plugins.stdout, /io\.containerd\.snapshotter\.v1\s+ferry\s+-\s+ok/);
   assert.match(plugins.stdout, /io\.containerd\.snapshotter\.v1\s+other\s+-\s+ok/);
-  const ls = await cd.ctr(['snapshots', '--snapshotter', 'ferry', 'ls']);
-  assert.equal(ls.code, 0, `containerd reaches the ferry snapshotter: ${ls.stderr}`);
+  const before = await prepareCalls();
+  const prep = await cd.ctr(['snapshots', '--snapshotter', 'ferry', 'prepare', `probe-${name}`, '']);
+  assert.equal(prep.code, 0, `containerd reaches the ferry snapshotter: ${prep.stderr}`);
+  assert.equal(await prepareCalls(), before + 1, "the snapshotter's TCP metrics count containerd's Prepare call");
+  assert.equal((await cd.ctr(['snapshots', '--snapshotter', 'ferry', 'rm', `probe-${name}`])).code, 0);
   return used;
 }
 
