@@ -316,7 +316,8 @@ function lazyDriver(id: ModeId, variant: 'erofs' | 'fuse', extra: { prefetch?: b
       if (modeArgs) args.push(...modeArgs);
       if (extra.prefetch) args.push('--prefetch');
       if (extra.p2p) args.push(hasFlag(snapHelp, '--p2p-proxy') ? '--p2p-proxy' : '--proxy', `http://127.0.0.1:${PROXY_PORT}`);
-      if (hasFlag(snapHelp, '--insecure-registry')) args.push('--insecure-registry', env.registry.host);
+      if (hasFlag(snapHelp, '--plain-http')) args.push('--plain-http', env.registry.host);
+      else if (hasFlag(snapHelp, '--insecure-registry')) args.push('--insecure-registry', env.registry.host);
       else if (hasFlag(snapHelp, '--insecure')) args.push('--insecure');
       const proc = spawnFerry('snapshotter', args, { netns: n.node.netns, logPath: join(dir, 'snapshotter.log') });
       procs.push(proc);

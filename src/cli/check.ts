@@ -10,6 +10,7 @@ import { parseReference } from '../remote/index.js';
 import { checkImage, type CheckOptions, type CheckResult } from '../convert/index.js';
 import { sideClient, creds, localfsBackend } from './convert.js';
 import { parseArgs } from './lifecycle.js';
+import { plainHttpFlag } from './plain-http.js';
 
 /** The text report: per image checked, source then Nydus (as in `--source … --target …`), then the differences. */
 export function checkReport(res: CheckResult): string {
@@ -33,8 +34,6 @@ export async function run(argv: string[]): Promise<number> {
     .description('verify a converted Nydus image against its source image')
     .requiredOption('--source <ref>', 'source (OCI) image reference')
     .requiredOption('--target <ref>', 'Nydus image reference')
-    .option('--source-insecure', 'plain HTTP to the source registry')
-    .option('--target-insecure', 'plain HTTP to the target registry')
     .option('--source-creds <user:password>', 'source credentials')
     .option('--target-creds <user:password>', 'target credentials')
     .option('--platform <list>', 'os/arch[,…] to check (default: every Nydus manifest)')
@@ -43,6 +42,8 @@ export async function run(argv: string[]): Promise<number> {
     .option('--work-dir <dir>', 'parent of the temporary work directory')
     .option('--json', 'print the result as JSON')
     .exitOverride();
+  plainHttpFlag(cmd, 'source-plain-http', 'the source registry speaks plain HTTP', ['source-insecure']);
+  plainHttpFlag(cmd, 'target-plain-http', 'the target registry speaks plain HTTP', ['target-insecure']);
   const parsed = parseArgs(cmd, argv);
   if (parsed !== undefined) return parsed;
   const o = cmd.opts<Record<string, string | boolean | undefined>>();
@@ -54,8 +55,8 @@ export async function run(argv: string[]): Promise<number> {
       source: src,
       target: dst,
       log,
-      sourceClient: sideClient(src.registry, Boolean(o.sourceInsecure), creds(o.sourceCreds), log),
-      targetClient: sideClient(dst.registry, Boolean(o.targetInsecure), creds(o.targetCreds), log),
+      sourceClient: sideClient(src.registry, Boolean(o.sourcePlainHttp), creds(o.sourceCreds), log),
+      targetClient: sideClient(dst.registry, Boolean(o.targetPlainHttp), creds(o.targetCreds), log),
     };
     if (o.platform)
       opts.platforms = String(o.platform)

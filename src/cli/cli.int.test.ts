@@ -64,3 +64,34 @@ test('--help of a subcommand exits 0 without a second error line; a missing opti
   assert.equal(missing.status, 1);
   assert.equal(missing.stderr, "error: required option '-B, --bootstrap <file>' not specified\n");
 });
+
+test('plain HTTP has one spelling in every --help; the old spellings are still accepted, hidden', () => {
+  const run = (args: string[]) => spawnSync(process.execPath, [FERRY_BIN, ...args], { encoding: 'utf8', timeout: 30_000 });
+  for (const [cmd, flags, old] of [
+    ['convert', ['--source-plain-http', '--target-plain-http'], ['--source-insecure', '--target-insecure']],
+    ['check', ['--source-plain-http', '--target-plain-http'], ['--source-insecure', '--target-insecure']],
+    ['mount', ['--plain-http'], ['--insecure']],
+    ['snapshotter', ['--plain-http <host>'], ['--insecure-registry']],
+    ['pull', ['--plain-http'], []],
+  ] as const) {
+    const help = run([cmd, '--help']);
+    assert.equal(help.status, 0, help.stderr);
+    for (const f of flags) assert.ok(help.stdout.includes(f), `ferry ${cmd} --help shows ${f}`);
+    for (const f of old) assert.ok(!help.stdout.includes(f), `ferry ${cmd} --help hides ${f}`);
+  }
+  // Accepted: the commands get past parsing to the registry (nothing listens on port 9), not a usage error.
+  const refs = ['--source', '127.0.0.1:9/x:1', '--target', '127.0.0.1:9/x:1-nydus'];
+  for (const args of [
+    ['check', ...refs, '--source-insecure', '--target-insecure'],
+    ['check', ...refs, '--source-plain-http', '--target-plain-http'],
+    ['convert', ...refs, '--source-insecure', '--target-insecure'],
+  ]) {
+    const r = run(args);
+    assert.equal(r.status, 1, `${args.join(' ')}: ${r.stderr}`);
+    assert.doesNotMatch(r.stderr, /unknown option/);
+    assert.match(r.stderr, /ECONNREFUSED|127\.0\.0\.1:9/);
+  }
+  const bad = run(['check', ...refs, '--source-insecur']);
+  assert.notEqual(bad.status, 0);
+  assert.match(bad.stderr, /unknown option '--source-insecur'/, 'a misspelt flag is still a usage error');
+});

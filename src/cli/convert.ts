@@ -30,6 +30,7 @@ import {
   type ProgressEvent,
 } from '../convert/index.js';
 import { parseArgs } from './lifecycle.js';
+import { plainHttpFlag } from './plain-http.js';
 
 /** `user:password` from a flag; undefined when the flag is absent. */
 export function creds(s: unknown): Credentials | undefined {
@@ -103,8 +104,6 @@ export async function run(argv: string[]): Promise<number> {
     .description('convert an OCI image to a Nydus image, registry to registry')
     .requiredOption('--source <ref>', 'source image reference')
     .requiredOption('--target <ref>', 'target image reference (needs a tag)')
-    .option('--source-insecure', 'plain HTTP to the source registry')
-    .option('--target-insecure', 'plain HTTP to the target registry')
     .option('--source-creds <user:password>', 'source credentials (default ~/.docker/config.json)')
     .option('--target-creds <user:password>', 'target credentials (default ~/.docker/config.json)')
     .addOption(new Option('--fs-version <n>', 'RAFS version').choices(['5', '6']).default('6'))
@@ -137,6 +136,8 @@ export async function run(argv: string[]): Promise<number> {
     .option('--progress', 'force progress bars (default: when stderr is a terminal)')
     .option('--no-progress', 'no progress bars')
     .exitOverride();
+  plainHttpFlag(cmd, 'source-plain-http', 'the source registry speaks plain HTTP', ['source-insecure']);
+  plainHttpFlag(cmd, 'target-plain-http', 'the target registry speaks plain HTTP', ['target-insecure']);
   const parsed = parseArgs(cmd, argv);
   if (parsed !== undefined) return parsed;
   const o = cmd.opts<Record<string, string | boolean | undefined>>();
@@ -146,11 +147,11 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const src = parseReference(String(o.source));
     const dst = parseReference(String(o.target));
-    const sc = sideClient(src.registry, Boolean(o.sourceInsecure), creds(o.sourceCreds as string | undefined), log);
+    const sc = sideClient(src.registry, Boolean(o.sourcePlainHttp), creds(o.sourceCreds as string | undefined), log);
     const tc =
-      src.registry === dst.registry && !o.targetCreds && Boolean(o.sourceInsecure) === Boolean(o.targetInsecure)
+      src.registry === dst.registry && !o.targetCreds && Boolean(o.sourcePlainHttp) === Boolean(o.targetPlainHttp)
         ? sc
-        : sideClient(dst.registry, Boolean(o.targetInsecure), creds(o.targetCreds as string | undefined), log);
+        : sideClient(dst.registry, Boolean(o.targetPlainHttp), creds(o.targetCreds as string | undefined), log);
     const opts: ConvertOptions = {
       source: src,
       target: dst,

@@ -12,9 +12,10 @@ import { Command } from 'commander';
 import { createLogger } from '../observe/index.js';
 import { parseDaemonConfig } from '../config/daemon.js';
 import { Daemon, startApi } from '../daemon/index.js';
-import { assertSocketFree } from '../httpx/index.js';
 import { addCredentialOptions, chainFromFlags, type CredentialFlags } from './credentials.js';
+import { assertSocketFree, serveMetrics, type MetricsListener } from '../httpx/index.js';
 import { untilSignal } from './lifecycle.js';
+import { readTokenFile } from './token-file.js';
 
 export async function run(argv: string[]): Promise<number> {
   const cmd = new Command('ferry daemon')
@@ -23,6 +24,8 @@ export async function run(argv: string[]): Promise<number> {
     .option('--config <file>', 'nydusd-style JSON configuration')
     .option('--data-dir <dir>', 'state directory (mount records, cache, blob views)', '/var/lib/ferry/daemon')
     .option('--no-restore', 'do not mount again the images a killed predecessor had mounted (only clean up)')
+    .option('--metrics-address <addr>', 'also serve /metrics on host:port (loopback unless --metrics-token-file) or a unix socket')
+    .option('--metrics-token-file <file>', 'bearer token scrapers must send (mode 0600); required for a non-loopback --metrics-address')
     .exitOverride();
   addCredentialOptions(cmd, { explicit: false });
   try {
@@ -30,7 +33,16 @@ export async function run(argv: string[]): Promise<number> {
   } catch (e) {
     return (e as { exitCode?: number }).exitCode ?? 2;
   }
-  const o = cmd.opts<{ apisock: string; config?: string; dataDir: string; restore: boolean } & CredentialFlags>();
+  const o = cmd.opts<
+    {
+      apisock: string;
+      config?: string;
+      dataDir: string;
+      restore: boolean;
+      metricsAddress?: string;
+      metricsTokenFile?: string;
+    } & CredentialFlags
+  >();
   const log = createLogger({ name: 'ferry-daemon' });
   let config: ReturnType<typeof parseDaemonConfig>;
   try {
@@ -53,7 +65,21 @@ export async function run(argv: string[]): Promise<number> {
   if (r.restored.length || r.failed.length) log.info(r, 'mounts of the previous daemon restored');
   const api = await startApi(daemon, apisock, log);
   log.info({ credentials: chain.describe() }, "registry credential chain (after each mount request's own)");
+  let metrics: MetricsListener | undefined;
+  if (o.metricsAddress) {
+    try {
+      const token = o.metricsTokenFile ? readTokenFile(o.metricsTokenFile, '--metrics-token-file') : undefined;
+      metrics = await serveMetrics({ registry: daemon.metrics, address: o.metricsAddress, token, what: '--metrics-address' });
+      log.info({ metrics: metrics.address }, 'metrics listening');
+    } catch (err) {
+      process.stderr.write(`ferry daemon: ${(err as Error).message}\n`);
+      await api.close();
+      await daemon.close();
+      return 2;
+    }
+  }
   await untilSignal(async () => {
+    await metrics?.close();
     await api.close();
     await daemon.close();
   }, log);

@@ -17,6 +17,7 @@ import { parseDaemonConfig } from '../config/daemon.js';
 import { Daemon, type MountBackend, type MountRequest } from '../daemon/index.js';
 import { mountsAt } from '../fuse/index.js';
 import { untilSignal } from './lifecycle.js';
+import { plainHttpFlag } from './plain-http.js';
 
 /** Fetches the bootstrap of a Nydus image (last layer annotated nydus-bootstrap) into `dir`. */
 export async function fetchBootstrap(client: RegistryClient, ref: ImageReference, dir: string, log: Logger): Promise<string> {
@@ -58,11 +59,11 @@ export async function run(argv: string[]): Promise<number> {
     .option('--proxy <url>', 'P2P proxy for blob reads, falling back to the registry')
     .option('--prefetch', 'prefetch in the background (bootstrap prefetch table, or everything)')
     .option('--prefetch-files <paths>', 'comma-separated paths to prefetch instead')
-    .option('--insecure', 'plain HTTP to the registry')
     .option('--config <file>', 'nydusd-style JSON configuration (timeouts, amplification, prefetch rate, …)')
     .option('--data-dir <dir>', 'state directory', '/var/lib/ferry/mount')
     .option('--id <id>', 'mount id (default derived from the mount point)')
     .exitOverride();
+  plainHttpFlag(cmd, 'plain-http', 'the registry speaks plain HTTP', ['insecure']);
   try {
     cmd.parse(argv, { from: 'user' });
   } catch (e) {
@@ -78,7 +79,7 @@ export async function run(argv: string[]): Promise<number> {
     proxy?: string;
     prefetch?: boolean;
     prefetchFiles?: string;
-    insecure?: boolean;
+    plainHttp?: boolean;
     config?: string;
     dataDir: string;
     id?: string;
@@ -100,13 +101,13 @@ export async function run(argv: string[]): Promise<number> {
   if (o.blobDir) backend = { type: 'localfs', dir: resolve(o.blobDir) };
   if (o.image) {
     const ref = parseReference(o.image);
-    const client = new RegistryClient({ log, ...(o.insecure ? { insecure: () => true } : {}) });
+    const client = new RegistryClient({ log, ...(o.plainHttp ? { insecure: () => true } : {}) });
     if (!bootstrapPath) bootstrapPath = await fetchBootstrap(client, ref, join(dataDir, 'bootstraps'), log);
     backend ??= {
       type: 'registry',
       host: ref.registry,
       repo: ref.repository,
-      ...(o.insecure ? { insecure: true } : {}),
+      ...(o.plainHttp ? { insecure: true } : {}),
       ...(o.proxy ? { proxy: o.proxy } : {}),
     };
   }

@@ -15,8 +15,11 @@ import { createLogger, type Logger } from '../observe/index.js';
 import { startSnapshotter } from '../snapshotter/index.js';
 import { Daemon, DaemonClient, type LazyFs } from '../daemon/index.js';
 import type { DaemonConfigInput } from '../config/daemon.js';
+import { mergeProxySnapshotter } from '../containerd/index.js';
 import { untilSignal, parseArgs } from './lifecycle.js';
 import { addCredentialOptions, chainFromFlags, type CredentialFlags } from './credentials.js';
+import { plainHttpHosts, plainHttpHostsOption } from './plain-http.js';
+import { readTokenFile } from './token-file.js';
 
 function loadConfig(file: string | undefined): SnapshotterConfigInput {
   if (!file) return {};
@@ -30,8 +33,10 @@ interface Opts {
   daemonApisock?: string;
   daemonMode?: string;
   prefetch?: boolean;
+  plainHttp?: string[];
   insecureRegistry?: string[];
   metricsAddress?: string;
+  metricsTokenFile?: string;
   logLevel?: string;
   name?: string;
   noLazy?: boolean;
@@ -53,6 +58,7 @@ function command(name: string): Command {
 
 function merged(o: Opts): SnapshotterConfigInput {
   const file = loadConfig(o.config);
+  const plain = plainHttpHosts(o as Record<string, unknown>, 'insecure-registry');
   const daemon = { ...(file.daemon ?? {}) };
   if (o.daemonApisock) daemon.apiSock = o.daemonApisock;
   if (o.daemonMode) daemon.mode = o.daemonMode as 'fuse' | 'erofs';
@@ -67,8 +73,9 @@ function merged(o: Opts): SnapshotterConfigInput {
     ...(o.root ? { root: resolve(o.root) } : {}),
     ...(o.name ? { name: o.name } : {}),
     ...(o.metricsAddress ? { metricsAddress: o.metricsAddress } : {}),
+    ...(o.metricsTokenFile ? { metricsTokenFile: o.metricsTokenFile } : {}),
     ...(o.logLevel ? { logLevel: o.logLevel as 'info' } : {}),
-    ...(o.insecureRegistry?.length ? { insecureRegistries: [...(file.insecureRegistries ?? []), ...o.insecureRegistry] } : {}),
+    ...(plain.length ? { insecureRegistries: [...(file.insecureRegistries ?? []), ...plain] } : {}),
     ...(o.noLazy ? { disableLazy: true } : {}),
     ...(o.criAddress ? { criAddress: resolve(o.criAddress) } : {}),
     ...(o.criUpstream ? { criUpstream: o.criUpstream } : {}),
@@ -131,14 +138,25 @@ async function openDaemon(cfg: SnapshotterConfig, log: Logger): Promise<LazyFs> 
 
 export async function run(argv: string[]): Promise<number> {
   if (argv[0] === 'print-config') {
-    const cmd = command('ferry snapshotter print-config').description('print the containerd config.toml snippet');
+    const cmd = command('ferry snapshotter print-config')
+      .description('print the containerd config.toml snippet (appendable), or with --merge an existing config with Ferry merged in')
+      .option(
+        '--merge <config.toml>',
+        'print this containerd config (version 2) with the proxy plugin and CRI keys merged in; the file is not changed',
+      );
     try {
       cmd.parse(argv.slice(1), { from: 'user' });
     } catch (err) {
       return (err as { exitCode?: number }).exitCode ?? 2;
     }
     try {
-      process.stdout.write(containerdSnippet(parseSnapshotterConfig(merged(cmd.opts<Opts>()))));
+      const o = cmd.opts<Opts & { merge?: string }>();
+      const cfg = parseSnapshotterConfig(merged(o));
+      process.stdout.write(
+        o.merge
+          ? mergeProxySnapshotter(readFileSync(o.merge, 'utf8'), { name: cfg.name, address: cfg.address }, o.merge)
+          : containerdSnippet(cfg),
+      );
     } catch (err) {
       process.stderr.write(`ferry snapshotter: ${(err as Error).message}\n`);
       return 2;
@@ -153,8 +171,11 @@ export async function run(argv: string[]): Promise<number> {
     .option('--spawn-daemon', 'run the daemon as a separate detached `ferry daemon` (<root>/daemon.sock) that outlives restarts')
     .option('--prefetch', "prefetch each image's prefetch list after mounting")
     .option('--proxy <url>', 'P2P peer proxy the daemon reads blobs through (e.g. http://127.0.0.1:65001)')
-    .option('--insecure-registry <host>', 'registry reached over plain HTTP (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
-    .option('--metrics-address <addr>', 'host:port or unix socket for /metrics (default <root>/metrics.sock)')
+    .option(
+      '--metrics-address <addr>',
+      'host:port (loopback unless --metrics-token-file) or unix socket for /metrics (default <root>/metrics.sock)',
+    )
+    .option('--metrics-token-file <file>', 'bearer token scrapers must send (mode 0600); required for a non-loopback --metrics-address')
     .option('--no-lazy', 'never mount lazily: every layer is downloaded (plain overlayfs snapshotter)')
     .option('--log-level <level>', 'trace|debug|info|warn|error')
     .option(
@@ -163,6 +184,7 @@ export async function run(argv: string[]): Promise<number> {
     )
     .option('--cri-upstream <sock>', 'containerd socket the CRI calls are forwarded to (default /run/containerd/containerd.sock)');
   addCredentialOptions(cmd, { explicit: false });
+  plainHttpHostsOption(cmd, 'a registry host:port reached over plain HTTP (repeatable)', 'insecure-registry');
   const parsed = parseArgs(cmd, argv);
   if (parsed !== undefined) return parsed;
   const o = cmd.opts<Opts & CredentialFlags & { lazy?: boolean }>();
@@ -179,7 +201,8 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const lazyFs = config.disableLazy ? undefined : await openDaemon(config, log);
     const chain = chainFromFlags(o, { log });
-    h = await startSnapshotter({ config, log, credentialSources: chain.sources, ...(lazyFs ? { lazyFs } : {}) });
+    const metricsToken = config.metricsTokenFile ? readTokenFile(config.metricsTokenFile, '--metrics-token-file') : undefined;
+    h = await startSnapshotter({ config, log, metricsToken, credentialSources: chain.sources, ...(lazyFs ? { lazyFs } : {}) });
     log.info({ credentials: h.credentials.describe() }, 'registry credential chain');
   } catch (err) {
     log.error({ err }, 'snapshotter failed to start');

@@ -117,6 +117,19 @@ export const peerConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /** Private objects: see p2p/peer/access.ts and docs/p2p.md. */
+    access: z
+      .object({
+        /**
+         * Serve pieces (and accept download commands) of an object only to requesters whose own
+         * registry credential the origin accepts for it; public objects are served to every member.
+         */
+        verify: z.boolean().default(true),
+        /** How long a decision (per credential and repository) holds. */
+        ttl: duration.default(30_000),
+      })
+      .strict()
+      .prefault({}),
     download: z
       .object({
         rateLimit: size.default(0),

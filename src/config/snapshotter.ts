@@ -19,6 +19,8 @@ export const SnapshotterConfigSchema = z.strictObject({
     .default('ferry'),
   /** Prometheus `/metrics`: `host:port`, a unix socket path, or '' for `<root>/metrics.sock`. */
   metricsAddress: z.string().default(''),
+  /** File holding the bearer token scrapers must send; required when `metricsAddress` is not loopback. */
+  metricsTokenFile: z.string().default(''),
   /**
    * Unix socket of the pull API (`ferry pull --snapshotter-api`, api/snapshotter.openapi.yaml),
    * owner-only; '' for `<root>/api.sock`.
@@ -99,19 +101,27 @@ export function parseSnapshotterConfig(input: unknown): SnapshotterConfig {
   return parseConfig(SnapshotterConfigSchema, input, 'snapshotter');
 }
 
-/** The containerd 1.6 config.toml snippet registering the snapshotter as a proxy plugin. */
+/**
+ * The containerd 1.6 config.toml snippet registering the snapshotter as a proxy plugin. It can be
+ * appended to a config that already has `[proxy_plugins]` (it declares only its own sub-table); the
+ * CRI keys are comments, since declaring the CRI table again breaks a config that has it — `ferry
+ * snapshotter print-config --merge FILE` prints the file with both merged in.
+ */
 export function containerdSnippet(cfg: Pick<SnapshotterConfig, 'name' | 'address'>): string {
+  const name = JSON.stringify(cfg.name);
   return [
-    '# containerd 1.6 config.toml (version = 2): register Ferry as a proxy snapshotter',
-    '[proxy_plugins]',
-    `  [proxy_plugins.${JSON.stringify(cfg.name)}]`,
-    '    type = "snapshot"',
-    `    address = ${JSON.stringify(cfg.address)}`,
+    '# containerd 1.6 config.toml (version = 2): register Ferry as a proxy snapshotter.',
+    '# Safe to append, also to a config that has [proxy_plugins] already.',
+    `[proxy_plugins.${name}]`,
+    '  type = "snapshot"',
+    `  address = ${JSON.stringify(cfg.address)}`,
     '',
-    '# for CRI (Kubernetes): use it and pass the image labels lazy pulling needs',
-    '[plugins."io.containerd.grpc.v1.cri".containerd]',
-    `  snapshotter = ${JSON.stringify(cfg.name)}`,
-    '  disable_snapshot_annotations = false',
+    '# For CRI (Kubernetes) set these keys in the CRI table, adding it only if the config has none',
+    '# (a second [plugins."io.containerd.grpc.v1.cri".containerd] breaks containerd):',
+    '#   [plugins."io.containerd.grpc.v1.cri".containerd]',
+    `#     snapshotter = ${name}`,
+    '#     disable_snapshot_annotations = false',
+    '# or let Ferry merge both into your file: ferry snapshotter print-config --merge /etc/containerd/config.toml',
     '',
   ].join('\n');
 }

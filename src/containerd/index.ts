@@ -30,3 +30,4 @@ export {
   decodePullImageRequest,
   type CriPullImage,
 } from './cri.js';
+export { mergeProxySnapshotter, type ProxySnapshotter } from './config-toml.js';

@@ -5,6 +5,7 @@
  * decodes it back into FerryErrors, and owner-only unix sockets for node-local APIs.
  */
 export { assertSocketFree, bindPrivate, listenPrivate } from './unix.js';
+export { serveMetrics, type MetricsListener } from './metrics-listener.js';
 export { Router, requestUrl, type Handler, type Params, type RouterOptions } from './router.js';
 export { readBody, readJson, parseJson, issueList, type JsonOptions } from './body.js';
 export {

@@ -574,8 +574,8 @@ describe('p2p on loopback', () => {
       await assert.rejects(fetchAll(c.peers[0]!.proxyUrl, blob.url), /401/);
       // Upload server: a cluster member's request naming another URL gets nothing.
       const tid = taskId({ url: blob.url });
-      const signedStatus = async (url: string): Promise<number> => {
-        const r = await request(url, { auth });
+      const signedStatus = async (url: string, headers: Record<string, string> = {}): Promise<number> => {
+        const r = await request(url, { auth, headers });
         r.body.resume();
         return r.status;
       };
@@ -598,7 +598,14 @@ describe('p2p on loopback', () => {
       const status = (q: string): Promise<number> => signedStatus(`${c.peers[1]!.uploadUrl}/api/v1/tasks/${rid}/pieces/0${q}`);
       assert.equal(await status(`?url=${encodeURIComponent(`${blob.url}x`)}`), 403);
       assert.equal(await status(''), 403);
-      assert.equal(await status(`?url=${encodeURIComponent(blob.url)}`), 200);
+      // The exact URL is not enough for a private object: the requester's credential is checked too (p2p/peer/access).
+      assert.equal(await status(`?url=${encodeURIComponent(blob.url)}`), 403);
+      const withCredential = (cred: string): Promise<number> =>
+        signedStatus(`${c.peers[1]!.uploadUrl}/api/v1/tasks/${rid}/pieces/0?url=${encodeURIComponent(blob.url)}`, {
+          'x-ferry-origin-authorization': cred,
+        });
+      assert.equal(await withCredential('Bearer wrong'), 403);
+      assert.equal(await withCredential('Bearer s3cret'), 200);
     } finally {
       await c.close();
       await priv.close();

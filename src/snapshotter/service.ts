@@ -2,15 +2,15 @@
  * @module snapshotter/service
  * `startSnapshotter`: the whole `ferry snapshotter` server — metadata store, overlay snapshots,
  * lazy Nydus layers through a `LazyFs` (the daemon), the snapshots gRPC service on a unix socket,
- * Prometheus `/metrics` on HTTP (TCP `host:port` or a unix socket), and the pull API on an
+ * Prometheus `/metrics` on HTTP (TCP `host:port`, loopback unless a scrape token is set, or a unix
+ * socket; httpx/metrics-listener), and the pull API on an
  * owner-only unix socket (`ferry pull` served in this warm process; see pull-api.ts).
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Router, listenPrivate, requestUrl, sendError } from '../httpx/index.js';
+import { serveMetrics, type MetricsListener } from '../httpx/index.js';
 import type { SnapshotterConfig } from '../config/snapshotter.js';
-import { createMetricsRegistry, Gauge, metricsHandler, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
+import { createMetricsRegistry, Gauge, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
 import { CredentialChain, RegistryClient, SuppliedCredentials, parseUserPassword, type CredentialSource } from '../remote/index.js';
 import { GrpcConnection } from '../containerd/index.js';
 import type { LazyFs } from '../daemon/protocol.js';
@@ -35,6 +35,8 @@ export interface StartSnapshotterOptions {
   credentialSources?: readonly CredentialSource[];
   /** Credentials handed over with requests (pull API, CRI); default a new, empty store. */
   supplied?: SuppliedCredentials;
+  /** Bearer token scrapers of a non-loopback `metricsAddress` must send (read from `metricsTokenFile`). */
+  metricsToken?: string | undefined;
 }
 
 export interface SnapshotterHandle {
@@ -52,22 +54,6 @@ export interface SnapshotterHandle {
   /** supplied → credentialSources → anonymous */
   credentials: CredentialChain;
   close(): Promise<void>;
-}
-
-async function listenMetrics(server: Server, addr: string): Promise<string> {
-  if (addr.includes('/')) {
-    await listenPrivate(server, addr, '--metrics-address');
-    return addr;
-  }
-  const i = addr.lastIndexOf(':');
-  const host = i > 0 ? addr.slice(0, i).replace(/^\[|\]$/g, '') : '127.0.0.1';
-  const port = Number(i >= 0 ? addr.slice(i + 1) : addr);
-  await new Promise<void>((res, rej) => {
-    server.once('error', rej);
-    server.listen(port, host, () => res());
-  });
-  const a = server.address();
-  return typeof a === 'object' && a ? `${a.address}:${a.port}` : addr;
 }
 
 export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<SnapshotterHandle> {
@@ -138,14 +124,6 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
   void fetched;
 
   let grpcServer: SnapshotServer | undefined;
-  const metricsRoutes = new Router<{ req: IncomingMessage; res: ServerResponse }>().get('/metrics', ({ req, res }) =>
-    metricsHandler(metrics, req, res),
-  );
-  const httpServer = createServer((req, res) => {
-    (async () => metricsRoutes.dispatch(req.method ?? 'GET', requestUrl(req).pathname, { req, res }))().catch((err: unknown) =>
-      sendError(res, err),
-    );
-  });
   // One connection per containerd socket, kept open across pulls.
   const containerd = new Map<string, GrpcConnection>();
   const pullLog = log.child({ component: 'pull' });
@@ -185,12 +163,17 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
     }
     return result;
   };
-  let metricsAddress = '';
+  let metricsListener: MetricsListener | undefined;
   let api: PullApiServer | undefined;
   let cri: CriProxy | undefined;
   try {
     grpcServer = await serveSnapshots({ snapshotter, address: cfg.address, log, metrics });
-    metricsAddress = await listenMetrics(httpServer, cfg.metricsAddress || join(cfg.root, 'metrics.sock'));
+    metricsListener = await serveMetrics({
+      registry: metrics,
+      address: cfg.metricsAddress || join(cfg.root, 'metrics.sock'),
+      token: opts.metricsToken,
+      what: '--metrics-address',
+    });
     api = await servePullApi({
       path: cfg.apiAddress || join(cfg.root, 'api.sock'),
       pull: (body, progress) => pullThrough(body, progress),
@@ -202,11 +185,12 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
     await cri?.close();
     await api?.close();
     await grpcServer?.close();
-    await new Promise<void>((r) => httpServer.close(() => r()));
+    await metricsListener?.close();
     await snapshotter.close();
     throw err;
   }
   const apiServer = api;
+  const metricsAddress = metricsListener!.address;
   log.info(
     { address: cfg.address, root: cfg.root, metrics: metricsAddress, api: apiServer.path, lazy: lazy !== undefined },
     'snapshotter started',
@@ -229,8 +213,7 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
       await apiServer.close();
       for (const c of containerd.values()) c.close();
       await grpcServer?.close();
-      await new Promise<void>((r) => httpServer.close(() => r()));
-      if (metricsAddress.includes('/')) await rm(metricsAddress, { force: true });
+      await metricsListener?.close();
       await snapshotter.close();
       log.info('snapshotter stopped');
     },

@@ -264,7 +264,7 @@ test('ferry mount --image: bootstrap from the registry, lazy reads, unmount on S
   const s0 = await served();
   const c = spawn(
     process.execPath,
-    [FERRY_BIN, 'mount', '--image', img.ref, '--insecure', '--mountpoint', mnt, '--data-dir', join(dir, 'cli-data')],
+    [FERRY_BIN, 'mount', '--image', img.ref, '--plain-http', '--mountpoint', mnt, '--data-dir', join(dir, 'cli-data')],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   c.stderr!.resume();

@@ -29,6 +29,8 @@ export interface ContainerdOptions {
   startTimeoutMs?: number;
   /** containerd log level; default 'info'. */
   logLevel?: string;
+  /** Rewrites the generated config.toml (its text) before containerd starts with it. */
+  editConfig?: (toml: string) => string | Promise<string>;
   /** Enable the CRI plugin (Kubernetes' runtime.v1 on the same socket); off by default. Use namespace `k8s.io` with it. */
   cri?: ContainerdCriOptions;
 }
@@ -156,7 +158,8 @@ export async function startContainerd(opts: ContainerdOptions): Promise<Containe
   const cfg: Parameters<typeof containerdConfig>[0] = { root, state, address, optPath, debugAddress };
   if (opts.snapshotters) cfg.snapshotters = opts.snapshotters;
   if (opts.cri) cfg.cri = opts.cri;
-  await writeFile(configPath, containerdConfig(cfg));
+  const generated = containerdConfig(cfg);
+  await writeFile(configPath, opts.editConfig ? await opts.editConfig(generated) : generated);
   for (const s of [address, `${address}.ttrpc`, debugAddress]) await rm(s, { force: true });
 
   const [cmd, args] = netnsWrap(opts.netns, 'containerd', ['--config', configPath, '--log-level', opts.logLevel ?? 'info']);

@@ -142,6 +142,8 @@ export const H = {
   errorType: 'x-dragonfly-error-type',
   finished: 'x-dragonfly-task-download-finished',
   pieceDigest: 'x-ferry-piece-digest',
+  /** The requester's registry `Authorization`, forwarded on piece requests for the parent's access check. */
+  originAuthorization: 'x-ferry-origin-authorization',
 } as const;
 
 // ---- schemas of the scheduler RPC bodies: the shapes its handlers rely on ----

@@ -15,9 +15,10 @@ import { FerryError, asFerryError } from '../../core/index.js';
 import type { Logger } from '../../observe/index.js';
 import type { PeerConfig } from '../../config/peer.js';
 import { jsonRequest, request } from '../common/index.js';
-import { blobDigestOfUrl, pieceDigest, taskId } from '../common/index.js';
+import { H, blobDigestOfUrl, pieceDigest, taskId } from '../common/index.js';
 import type { TokenBucket } from '../common/index.js';
 import type { ClusterAuth, HostInfo, ParentRef, PeerEvent, PieceListResponse, ScheduleResponse } from '../common/index.js';
+import { authorizationOf } from './access.js';
 import type { PeerMetrics } from './metrics.js';
 import type { SchedulerClient } from './scheduler-client.js';
 import { fetchOriginRange, type OriginOptions } from './source.js';
@@ -95,6 +96,12 @@ class TaskDownload {
     this.peerId = `${d.host.ip}-${d.host.hostname}-${randomUUID()}${d.host.type === 'super' ? '-seed' : ''}`;
     this.log = d.log.child({ taskId: t.id, peerId: this.peerId });
     this.c = d.config.download;
+  }
+
+  /** Headers of requests to parents: who asks, and the requester's registry credential for their access check. */
+  private parentHeaders(): Record<string, string> {
+    const a = authorizationOf(this.req.headers);
+    return { 'x-ferry-peer-id': this.peerId, ...(a ? { [H.originAuthorization]: a } : {}) };
   }
 
   private missing(): number[] {
@@ -362,7 +369,7 @@ class TaskDownload {
             try {
               const r = await jsonRequest<PieceListResponse>(
                 `${p.uploadUrl}/api/v1/tasks/${this.t.id}/pieces?url=${qUrl}&have=${have}&wait=2000`,
-                { timeoutMs: 10_000, signal: ac.signal, headers: { 'x-ferry-peer-id': this.peerId }, auth: this.d.auth },
+                { timeoutMs: 10_000, signal: ac.signal, headers: this.parentHeaders(), auth: this.d.auth },
               );
               const m = avail.get(p.peerId) ?? new Map<number, string>();
               for (const pc of r.pieces) m.set(pc.number, pc.digest);
@@ -393,7 +400,7 @@ class TaskDownload {
     const res = await request(`${p.uploadUrl}/api/v1/tasks/${this.t.id}/pieces/${n}?url=${encodeURIComponent(this.t.meta.url)}`, {
       timeoutMs: this.c.pieceTimeout,
       signal,
-      headers: { 'x-ferry-peer-id': this.peerId },
+      headers: this.parentHeaders(),
       auth: this.d.auth,
     });
     if (res.status !== 200) {

@@ -16,6 +16,7 @@ import { ClusterAuth, CLUSTER_SECRET_HINT, LogThrottle, isLoopbackHost, loadClus
 import { hostId } from '../common/index.js';
 import type { HostInfo } from '../common/index.js';
 import { TokenBucket } from '../common/index.js';
+import { AccessCheck } from './access.js';
 import { Agent } from './agent.js';
 import { LeafMinter, loadOrCreateCa, type CaFiles } from './ca.js';
 import { makePeerMetrics, type PeerMetrics } from './metrics.js';
@@ -190,6 +191,7 @@ export async function startPeer(opts: StartPeerOptions = {}): Promise<PeerHandle
     log,
     disableShared: config.host.disableShared,
     auth,
+    access: config.access.verify ? new AccessCheck({ origin, ttlMs: config.access.ttl, log }) : undefined,
   });
 
   const local = async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {

@@ -5,7 +5,8 @@
  * the download command the scheduler (seed trigger) and preheat jobs send. With a cluster secret
  * every /api/v1 request must carry a valid cluster signature (401 before anything else, the body
  * unread); a task-scoped request must also name the task's exact URL: the task id is recomputed
- * from it and must match (403).
+ * from it and must match (403). A piece list, a piece or a download command of an object the
+ * requester may not pull is refused (403, p2p/peer/access).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FerryError } from '../../core/index.js';
@@ -15,6 +16,8 @@ import { drained, readAuthenticated, redactUrl, type ClusterAuth } from '../comm
 import { taskId } from '../common/index.js';
 import type { TokenBucket } from '../common/index.js';
 import type { DownloadTaskRequest, DownloadTaskResponse, PieceListResponse } from '../common/index.js';
+import { H } from '../common/index.js';
+import { type AccessCheck, authorizationOf } from './access.js';
 import type { Agent } from './agent.js';
 import type { PeerMetrics } from './metrics.js';
 import type { PieceStore, TaskEntry } from './store.js';
@@ -23,6 +26,7 @@ import type { PieceStore, TaskEntry } from './store.js';
 const MAX_BODY = 1024 * 1024;
 
 interface Ctx {
+  req: IncomingMessage;
   res: ServerResponse;
   url: URL;
   raw: Buffer;
@@ -37,6 +41,8 @@ export function uploadRoutes(deps: {
   disableShared: boolean;
   /** Cluster credentials; without them (loopback only) the API is open. */
   auth: ClusterAuth | undefined;
+  /** Who may have a task's bytes (undefined: every member, `access.verify: false`). */
+  access: AccessCheck | undefined;
 }) {
   const taskFor = (id: string, u: URL): TaskEntry => {
     const entry = deps.store.get(id);
@@ -48,9 +54,16 @@ export function uploadRoutes(deps: {
     return entry;
   };
 
+  /** The requester of a piece list or piece must be allowed the task's object (p2p/peer/access). */
+  const allowed = async (entry: TaskEntry, req: IncomingMessage): Promise<void> => {
+    const a = req.headers[H.originAuthorization];
+    await deps.access?.check(entry.meta.url, typeof a === 'string' ? a : undefined);
+  };
+
   const routes = new Router<Ctx>()
-    .get('/api/v1/tasks/:task([a-f0-9]{64})/pieces', async ({ res, url: u }, p) => {
+    .get('/api/v1/tasks/:task([a-f0-9]{64})/pieces', async ({ req, res, url: u }, p) => {
       const entry = taskFor(p.task!, u);
+      await allowed(entry, req);
       const have = Number(u.searchParams.get('have') ?? '-1');
       const wait = Math.min(10_000, Math.max(0, Number(u.searchParams.get('wait') ?? '0')));
       if (wait > 0) {
@@ -73,8 +86,9 @@ export function uploadRoutes(deps: {
         failed: !entry.complete && !entry.downloading,
       } satisfies PieceListResponse);
     })
-    .get('/api/v1/tasks/:task([a-f0-9]{64})/pieces/:n(\\d+)', async ({ res, url: u }, p) => {
+    .get('/api/v1/tasks/:task([a-f0-9]{64})/pieces/:n(\\d+)', async ({ req, res, url: u }, p) => {
       const entry = taskFor(p.task!, u);
+      await allowed(entry, req);
       const n = Number(p.n);
       if (n >= entry.meta.pieceCount) throw new FerryError('INVALID_ARGUMENT', `piece ${n} out of range`);
       if (!entry.has(n)) throw new FerryError('NOT_FOUND', `piece ${n} not here yet`);
@@ -128,6 +142,8 @@ export function uploadRoutes(deps: {
           Object.values(body.headers).some((v) => typeof v !== 'string'))
       )
         throw new FerryError('INVALID_ARGUMENT', 'headers must be an object of strings');
+      // A command for a held private object must not tell a requester without access that it is here.
+      await deps.access?.check(body.url, authorizationOf(body.headers));
       const { entry, download } = await deps.agent.obtain(body.url, body.headers ?? {}, {
         tag: body.tag,
         application: body.application,
@@ -173,7 +189,7 @@ export function uploadRoutes(deps: {
     const url = requestUrl(req);
     if (!url.pathname.startsWith('/api/')) return false;
     const raw = await readAuthenticated(req, deps.auth, MAX_BODY);
-    await routes.dispatch(req.method ?? 'GET', url.pathname, { res, url, raw });
+    await routes.dispatch(req.method ?? 'GET', url.pathname, { req, res, url, raw });
     return true;
   };
 }

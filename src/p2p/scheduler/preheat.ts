@@ -10,7 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { FerryError } from '../../core/index.js';
+import { FerryError, parseDuration } from '../../core/index.js';
 import { type Logger, type MetricsRegistry, Counter, silentLogger } from '../../observe/index.js';
 import { RegistryClient, withDigest, type ImageReference } from '../../remote/index.js';
 import { HashRing, REDACTED, redactHeaders, redactUrl } from '../common/index.js';
@@ -21,6 +21,41 @@ import type { Host } from './state.js';
 
 /** The platform of an index a preheat job takes when it names none (Harbor's Dragonfly provider's default). */
 const DEFAULT_PREHEAT_PLATFORM = 'linux/amd64';
+
+/**
+ * Harbor's provider marshals a Go struct: unset strings arrive as `""`, unset numbers as `0`, an
+ * unset slice as `null`. Those mean "not given" here.
+ */
+const unsetAsUndefined = (v: unknown): unknown => (v === '' || v === null || v === 0 ? undefined : v);
+
+/**
+ * Preheat scopes. Harbor ≤ 2.12 sends `single_peer` (Dragonfly's earlier name of a single seed
+ * peer) and newer Harbor sends `""` when the policy names no scope: both are one seed peer.
+ */
+const scopeSchema = z
+  .enum(['single_seed_peer', 'all_seed_peers', 'all_peers', 'single_peer', ''])
+  .default('single_seed_peer')
+  .transform((s) => (s === 'single_peer' || s === '' ? 'single_seed_peer' : s));
+
+/**
+ * A job timeout: a Go `time.Duration` in JSON is a number of nanoseconds (Dragonfly's manager and
+ * Harbor's provider), a string is a duration such as `30m`; 0 or absent means the default.
+ */
+const timeoutSchema = z.preprocess(
+  unsetAsUndefined,
+  z
+    .union([z.number().int().positive(), z.string().min(1)])
+    .transform((t, ctx) => {
+      if (typeof t === 'number') return Math.max(1, Math.round(t / 1e6));
+      try {
+        return parseDuration(t);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        return z.NEVER;
+      }
+    })
+    .optional(),
+);
 
 export const createJobSchema = z
   .object({
@@ -36,24 +71,26 @@ export const createJobSchema = z
           .min(4 * 1024 * 1024)
           .max(64 * 1024 * 1024)
           .optional(),
-        tag: z.string().optional(),
-        application: z.string().optional(),
-        filtered_query_params: z.string().optional(),
-        headers: z.record(z.string(), z.string()).optional(),
+        tag: z.preprocess(unsetAsUndefined, z.string().optional()),
+        application: z.preprocess(unsetAsUndefined, z.string().optional()),
+        filtered_query_params: z.preprocess(unsetAsUndefined, z.string().optional()),
+        headers: z.preprocess(unsetAsUndefined, z.record(z.string(), z.string()).optional()),
         username: z.string().optional(),
         password: z.string().optional(),
         platform: z.string().optional(),
-        scope: z.enum(['single_seed_peer', 'all_seed_peers', 'all_peers']).default('single_seed_peer'),
+        scope: scopeSchema,
         ips: z.array(z.string()).optional(),
         count: z.number().int().min(1).optional(),
         percentage: z.number().int().min(1).max(100).optional(),
         concurrent_task_count: z.number().int().min(1).max(100).default(8),
         concurrent_peer_count: z.number().int().min(1).max(1000).optional(),
-        timeout: z.union([z.string(), z.number()]).optional(),
+        /** Milliseconds once parsed. */
+        timeout: timeoutSchema,
         enable_task_id_based_blob_digest: z.boolean().optional(),
       })
       .passthrough(),
-    scheduler_cluster_ids: z.array(z.number()).optional(),
+    /** `null` (Harbor, when the policy names no cluster) or absent: every cluster — this scheduler's one. */
+    scheduler_cluster_ids: z.array(z.number().int().min(0)).nullable().optional(),
   })
   .passthrough();
 
@@ -145,7 +182,7 @@ export class PreheatJobs {
       type: 'preheat',
       state: 'PENDING',
       args: a,
-      scheduler_cluster_ids: r.data.scheduler_cluster_ids ?? [1],
+      scheduler_cluster_ids: r.data.scheduler_cluster_ids?.length ? r.data.scheduler_cluster_ids : [1],
       created_at: now,
       updated_at: now,
       result: { job_states: [] },
@@ -292,7 +329,7 @@ export class PreheatJobs {
       for (const host of hosts) work.push({ url, host, tid });
     }
     this.log.info({ jobId: job.id, blobs: urls.length, downloads: work.length, scope: a.scope }, 'preheat job running');
-    const timeoutMs = a.timeout !== undefined ? Number(a.timeout) || this.deps.timeoutMs : this.deps.timeoutMs;
+    const timeoutMs = a.timeout ?? this.deps.timeoutMs;
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < work.length) {
