@@ -90,6 +90,8 @@ function results(): BenchResults {
     run('lazy-p2p', 2, [1_500, 1_600], 2_100_000),
     run('oci', 1, [15_000], 50_000_000, 1, { registry: 'distribution', registryRequests: 9 }),
     run('lazy-erofs', 1, [3_000], 2_500_000, 1, { registry: 'distribution', registryRequests: 210 }),
+    run('estargz', 1, [2_000], 5_000_000, 1, { registry: 'distribution', registryRequests: 22 }),
+    run('estargz-opt', 1, [1_500], 5_000_000, 1, { registry: 'distribution', registryRequests: 24 }),
   ];
   return {
     schema: 'ferry-bench/v2',
@@ -157,6 +159,9 @@ describe('bench summaries and report', () => {
       /python, 2 nodes at once — registry egress: OCI \(containerd pull \+ overlayfs\) 2\.00× image, all ready in 21\.00 s; Ferry lazy \+ P2P 0\.04× image/,
     );
     assert.match(md, /!\[charts\/chart-ready.png\]/);
+    // against the peer: the better eStargz variant (optimized, 1.5 s) is the reference
+    assert.match(md, /\| python \| distribution \| 100mbit \| 2\.00× \| – \| 210 \/ 24 \| 0\.50× \|/);
+    assert.doesNotMatch(md, /\| python \| ferry \| 100mbit \| [0-9.]+× \|/, 'no peer row where eStargz was not measured');
     const charts = buildCharts(r);
     assert.deepEqual(
       charts.map((c) => c.id),

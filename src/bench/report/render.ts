@@ -359,6 +359,53 @@ function fanRows(r: BenchResults, fw: string): string[][] {
     ]);
 }
 
+const ratio = (a: number | undefined, b: number | undefined): string =>
+  a !== undefined && b !== undefined && Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}×` : '–';
+
+export const PEER_HEAD = [
+  'workload',
+  'registry',
+  'link',
+  'time: lazy ÷ eStargz',
+  'time: lazy + trace ÷ eStargz',
+  'requests: lazy / eStargz',
+  'bytes: lazy ÷ eStargz',
+];
+
+/**
+ * Ferry against the peer, N = 1, per workload, registry and link: ready-time ratios of Ferry's
+ * default lazy mode and of lazy + trace to eStargz (the better of plain and optimized), requests
+ * per start of each, registry bytes ratio. Rows only where both were measured.
+ */
+export function peerRows(r: BenchResults): string[][] {
+  const rows: string[][] = [];
+  for (const w of r.workloads) {
+    for (const pf of profiles(r)) {
+      const med = (m: ModeId): GroupSummary | undefined => {
+        const g = group(r, w.id, m, 1, pf);
+        return g?.readyMs.n ? g : undefined;
+      };
+      const peer = [med('estargz'), med('estargz-opt')]
+        .filter((g): g is GroupSummary => g !== undefined)
+        .sort((a, b) => a.readyMs.median - b.readyMs.median)[0];
+      const lazy = med('lazy-erofs');
+      if (!peer || !lazy) continue;
+      const trace = med('lazy-trace');
+      const req = (g: GroupSummary): string => (g.registryRequests.n ? String(Math.round(g.registryRequests.median)) : '?');
+      rows.push([
+        w.id,
+        pf.registry,
+        pf.bandwidth,
+        ratio(lazy.readyMs.median, peer.readyMs.median),
+        ratio(trace?.readyMs.median, peer.readyMs.median),
+        `${req(lazy)} / ${req(peer)}`,
+        ratio(lazy.registryBytes.median, peer.registryBytes.median),
+      ]);
+    }
+  }
+  return rows;
+}
+
 function machineLine(r: BenchResults): string {
   const m = r.machine;
   return `${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.os}, kernel ${m.kernel}, Node ${m.node}`;
@@ -412,6 +459,11 @@ export function renderMarkdown(r: BenchResults, chartFiles: string[] = []): stri
   );
   lines.push('## Time to ready, 1 node (registries and links side by side)', '');
   lines.push(mdTable(READY_HEAD, readyRows(r)), '');
+  const peers = peerRows(r);
+  if (peers.length) {
+    lines.push('## Ferry against eStargz (1 node, ratios in the same registry and link)', '');
+    lines.push(mdTable(PEER_HEAD, peers), '');
+  }
   for (const fw of fanoutWorkloads(r)) {
     lines.push(`## N nodes at once (${fw}, ${profileText(r)})`, '');
     lines.push(mdTable(FAN_HEAD, fanRows(r, fw)), '');
@@ -477,6 +529,11 @@ th{background:#f6f8fa}tr.notrun td{color:#8c959f}.meta{color:#57606a;font-size:1
   parts.push('</div>');
   parts.push('<h2>Time to ready, 1 node (registries and links side by side)</h2>');
   parts.push(htmlTable(READY_HEAD, readyRows(r)));
+  const peers = peerRows(r);
+  if (peers.length) {
+    parts.push('<h2>Ferry against eStargz (1 node, ratios in the same registry and link)</h2>');
+    parts.push(htmlTable(PEER_HEAD, peers));
+  }
   for (const fw of fanoutWorkloads(r)) {
     parts.push(`<h2>N nodes at once (${htmlEsc(`${fw}, ${profileText(r)}`)})</h2>`);
     parts.push(htmlTable(FAN_HEAD, fanRows(r, fw)));
