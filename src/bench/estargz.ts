@@ -65,7 +65,7 @@ export async function ensureStargzDaemon(o: { build: boolean; log?: Logger }): P
   return {
     reason: o.build
       ? `${STARGZ_DAEMON} not found after bench/estargz/build.sh`
-      : `${STARGZ_DAEMON} not built (--quick does not build it; run sudo bench/estargz/build.sh once)`,
+      : `${STARGZ_DAEMON} not built (--no-build-stargz; run sudo bench/estargz/build.sh once)`,
   };
 }
 

@@ -58,7 +58,7 @@ export interface BenchOptions {
   runTimeoutMs?: number;
   /** Registries serving runs, side by side (default both). */
   registries?: RegistryKind[];
-  /** Build the stargz daemon when missing (default: unless quick). */
+  /** Build the stargz daemon when missing or stale (default true; a no-op once cached). */
   buildStargz?: boolean;
   /** Stops after the current run (results so far are kept, everything is cleaned up). */
   signal?: AbortSignal;
@@ -228,7 +228,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResults> {
   const runModes = (): ModeId[] => status.filter((s) => s.status === 'run').map((s) => s.id);
   let stargzDaemon: string | undefined;
   if (runModes().some((m) => PEER_MODES.includes(m))) {
-    const sg = await ensureStargzDaemon({ build: opts.buildStargz ?? !quick, log });
+    const sg = await ensureStargzDaemon({ build: opts.buildStargz ?? true, log });
     if (sg.path) stargzDaemon = sg.path;
     else markNotRun(status, (m) => PEER_MODES.includes(m), sg.reason ?? 'stargz snapshotter daemon not available');
   }
