@@ -149,7 +149,7 @@ function validate(opts: BenchOptions): { nodesList: number[]; bandwidths: string
   const nodesList = [...new Set(opts.nodes ?? (opts.quick ? [1, 2] : [1, 2, 4, 8]))].sort((a, b) => a - b);
   if (nodesList.some((n) => !Number.isInteger(n) || n < 1 || n > 32))
     throw new FerryError('INVALID_ARGUMENT', 'nodes must be integers 1..32');
-  const bandwidths = [...new Set(opts.bandwidths ?? (opts.quick ? ['100mbit'] : ['100mbit', '20mbit']))];
+  const bandwidths = [...new Set(opts.bandwidths ?? ['100mbit'])];
   for (const b of bandwidths) parseRate(b); // throws INVALID_ARGUMENT on a bad rate
   const kinds = [...new Set(opts.registries ?? ALL_REGISTRIES)];
   for (const k of kinds)

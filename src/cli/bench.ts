@@ -32,7 +32,7 @@ export async function run(argv: string[]): Promise<number> {
     .option('--fanout <list>', 'workloads that also run at N > 1 (default python; with --quick the first workload)', list)
     .option(
       '--bandwidth <list>',
-      'registry link profiles (tc tbf rates); N > 1 runs use the first (default 100mbit,20mbit; --quick 100mbit)',
+      'registry link profiles (tc tbf rates); N > 1 runs use the first (default 100mbit; e.g. 100mbit,20mbit)',
       list,
     )
     .option('--repeat <n>', 'repetitions per configuration', (v) => {
