@@ -4,6 +4,8 @@ set -euo pipefail
 PKGS=(containerd runc skopeo docker-registry erofs-utils fuse3 libfuse2 busybox-static
       debootstrap stargz-snapshotter iproute2 util-linux kmod e2fsprogs iptables
       chromium ca-certificates openssl curl jq procps psmisc attr
+      # ferry bench: javac/jar for the JVM workload's jar (bench/estargz/build.sh fetches its Go sources itself)
+      default-jdk-headless
       # engines the tests start privately on loopback (test/support/postgres.ts, test/support/ceph.ts)
       postgresql-15 ceph-mon ceph-osd radosgw ceph-common)
 missing=()

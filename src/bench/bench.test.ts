@@ -6,7 +6,9 @@ import { barChart, lineChart, niceScale } from './report/charts.js';
 import { buildCharts, renderHtml, renderMarkdown } from './report/render.js';
 import { countColor, decodePng, nonBackgroundShare } from './report/png.js';
 import { summarizeRuns } from './run.js';
-import { sumMetric } from './registry.js';
+import { counterDelta, parseRegistryCounters, sumMetric } from './registry.js';
+import { reportedMs } from './measure.js';
+import { stargzAuthFile, stargzDaemonArgs } from './estargz.js';
 import { hostsToml } from './modes.js';
 import type { BenchResults, NodeResult, RunResult, WorkloadInfo } from './types.js';
 
@@ -42,10 +44,21 @@ function node(readyMs: number, over: Partial<NodeResult> = {}): NodeResult {
     ...over,
   };
 }
-function run(mode: RunResult['mode'], nodes: number, ready: number[], reg: number, rep = 1): RunResult {
+function run(
+  mode: RunResult['mode'],
+  nodes: number,
+  ready: number[],
+  reg: number,
+  rep = 1,
+  over: Partial<Pick<RunResult, 'registry' | 'bandwidth' | 'registryRequests'>> = {},
+): RunResult {
   return {
     workload: 'python',
     mode,
+    registry: 'ferry',
+    bandwidth: '100mbit',
+    registryRequests: 20,
+    ...over,
     nodes,
     rep,
     startedAt: '2026-01-01T00:00:00Z',
@@ -64,8 +77,7 @@ const info: WorkloadInfo = {
   ready: { kind: 'exit', stdout: 'hello' },
   imageBytes: 50_000_000,
   uncompressedBytes: 150_000_000,
-  ociRef: 'r/x:oci',
-  nydusRef: 'r/x:nydus',
+  refs: { ferry: { oci: 'r/x:oci', nydus: 'r/x:nydus' }, distribution: { oci: 'd/x:oci', nydus: 'd/x:nydus' } },
 };
 
 function results(): BenchResults {
@@ -76,14 +88,18 @@ function results(): BenchResults {
     run('lazy-erofs', 1, [1_200], 2_000_000, 2),
     run('oci', 2, [20_000, 21_000], 100_000_000),
     run('lazy-p2p', 2, [1_500, 1_600], 2_100_000),
+    run('oci', 1, [15_000], 50_000_000, 1, { registry: 'distribution', registryRequests: 9 }),
+    run('lazy-erofs', 1, [3_000], 2_500_000, 1, { registry: 'distribution', registryRequests: 210 }),
+    run('estargz', 1, [2_000], 5_000_000, 1, { registry: 'distribution', registryRequests: 22 }),
+    run('estargz-opt', 1, [1_500], 5_000_000, 1, { registry: 'distribution', registryRequests: 24 }),
   ];
   return {
-    schema: 'ferry-bench/v1',
+    schema: 'ferry-bench/v2',
     startedAt: '2026-01-01T00:00:00Z',
     finishedAt: '2026-01-01T00:10:00Z',
     gitCommit: 'abc',
     machine: { hostname: 'h', cpuModel: 'cpu', cores: 2, memoryGiB: 24, kernel: '6', os: 'Debian', node: 'v20' },
-    settings: { bandwidth: '100mbit', repeat: 2, nodes: [1, 2], quick: false, registry: 'ferry', seed: 1 },
+    settings: { bandwidths: ['100mbit'], repeat: 2, nodes: [1, 2], quick: false, registries: ['ferry', 'distribution'], seed: 1 },
     modes: [
       { id: 'oci', label: 'OCI', status: 'run' },
       { id: 'lazy-erofs', label: 'lazy', status: 'run' },
@@ -100,14 +116,24 @@ function results(): BenchResults {
 describe('bench summaries and report', () => {
   it('summarises groups with speed-up against the OCI baseline at the same N', () => {
     const r = results();
-    const lazy = r.summary.find((g) => g.mode === 'lazy-erofs' && g.nodes === 1)!;
+    const lazy = r.summary.find((g) => g.mode === 'lazy-erofs' && g.nodes === 1 && g.registry === 'ferry')!;
     assert.equal(lazy.readyMs.median, 1_100);
     assert.equal(lazy.speedup, 11_000 / 1_100);
     assert.equal(lazy.registryBytesPerImage, 2_000_000 / 50_000_000);
     const p2p = r.summary.find((g) => g.mode === 'lazy-p2p' && g.nodes === 2)!;
     assert.equal(p2p.allReadyMs.median, 1_600);
     assert.equal(p2p.speedup, 21_000 / 1_600);
-    assert.equal(r.summary.find((g) => g.mode === 'oci' && g.nodes === 1)!.speedup, 1);
+    assert.equal(r.summary.find((g) => g.mode === 'oci' && g.nodes === 1 && g.registry === 'ferry')!.speedup, 1);
+  });
+  it('keeps each registry in groups of its own, with speed-up against the OCI run of the same registry', () => {
+    const r = results();
+    const d = r.summary.find((g) => g.mode === 'lazy-erofs' && g.registry === 'distribution')!;
+    assert.equal(d.readyMs.median, 3_000);
+    assert.equal(d.speedup, 15_000 / 3_000);
+    assert.equal(d.registryRequests.median, 210);
+    const f = r.summary.find((g) => g.mode === 'lazy-erofs' && g.nodes === 1 && g.registry === 'ferry')!;
+    assert.equal(f.readyMs.n, 2);
+    assert.equal(f.registryRequests.median, 20);
   });
   it('counts failed runs and leaves them out of the statistics', () => {
     const runs = [run('oci', 1, [10_000], 1), { ...run('oci', 1, [1], 1, 2), ok: false, error: 'boom', perNode: [node(1, { ok: false })] }];
@@ -119,9 +145,11 @@ describe('bench summaries and report', () => {
   it('renders Markdown and HTML with every mode, not-run reasons and the charts', () => {
     const r = results();
     const md = renderMarkdown(r, ['charts/chart-ready.png']);
-    assert.match(md, /\| python \| Ferry lazy \(EROFS\) \| 1\.10 s \|/);
+    assert.match(md, /\| python \| ferry \| 100mbit \| Ferry lazy \(EROFS\) \| 1\.10 s \|/);
+    // the registries side by side, each with requests per start
+    assert.match(md, /\| python \| distribution \| 100mbit \| Ferry lazy \(EROFS\) \| 3\.00 s \|.*\| 210 \|.*\| 5\.0× \|/);
     assert.match(md, /not run.*no FUSE option yet/);
-    assert.match(md, /## N nodes at once \(python\)/);
+    assert.match(md, /## N nodes at once \(python, 100mbit registry link · ferry registry\)/);
     assert.match(
       md,
       /- python: Ferry lazy \(EROFS\) ready in 1\.10 s vs 11\.00 s for OCI \(speed-up 10×, registry served 4\.00 % of the image\)/,
@@ -131,6 +159,9 @@ describe('bench summaries and report', () => {
       /python, 2 nodes at once — registry egress: OCI \(containerd pull \+ overlayfs\) 2\.00× image, all ready in 21\.00 s; Ferry lazy \+ P2P 0\.04× image/,
     );
     assert.match(md, /!\[charts\/chart-ready.png\]/);
+    // against the peer: the better eStargz variant (optimized, 1.5 s) is the reference
+    assert.match(md, /\| python \| distribution \| 100mbit \| 2\.00× \| – \| 210 \/ 24 \| 0\.50× \|/);
+    assert.doesNotMatch(md, /\| python \| ferry \| 100mbit \| [0-9.]+× \|/, 'no peer row where eStargz was not measured');
     const charts = buildCharts(r);
     assert.deepEqual(
       charts.map((c) => c.id),
@@ -178,6 +209,38 @@ describe('bench helpers', () => {
       '# HELP x\nferry_registry_blob_bytes_served_total{repo="a"} 10\nferry_registry_blob_bytes_served_total{repo="b"} 5\nferry_registry_blob_bytes_served_total_other 99\n';
     assert.equal(sumMetric(text, 'ferry_registry_blob_bytes_served_total'), 15);
     assert.equal(sumMetric('', 'ferry_registry_blob_bytes_served_total'), null);
+  });
+  it('reads bytes and requests from each registry’s own metrics', () => {
+    const ferry =
+      'ferry_registry_blob_bytes_served_total 100\nferry_registry_requests_total{route="blob",code="206"} 7\n' +
+      'ferry_registry_requests_total{route="manifest",code="200"} 2\nferry_registry_requests_total{route="other",code="200"} 40\n';
+    assert.deepEqual(parseRegistryCounters('ferry', ferry), { blobBytes: 100, requests: 9 });
+    const dist =
+      'registry_http_requests_total{code="200",handler="blob",method="get"} 5\n' +
+      'registry_http_requests_total{code="200",handler="manifest",method="get"} 1\n' +
+      'registry_http_response_size_bytes_sum{handler="blob"} 4096\nregistry_http_response_size_bytes_sum{handler="manifest"} 999\n';
+    assert.deepEqual(parseRegistryCounters('distribution', dist), { blobBytes: 4096, requests: 6 });
+    // distribution answered but no request series yet: zero, not unknown; no metrics at all: unknown
+    assert.deepEqual(parseRegistryCounters('distribution', 'registry_http_in_flight_requests{handler="blob"} 0\n'), {
+      blobBytes: 0,
+      requests: 0,
+    });
+    assert.deepEqual(parseRegistryCounters('distribution', 'go_goroutines 3\n'), { blobBytes: null, requests: null });
+    assert.equal(counterDelta(5, 12), 7);
+    assert.equal(counterDelta(null, 12), null);
+  });
+  it('takes the time a workload reports for its own read', () => {
+    assert.equal(reportedMs('hello read_ms=1234'), 1234);
+    assert.equal(reportedMs('hello'), undefined);
+  });
+  it('gives the stargz daemon plain-HTTP hosts and logins in a file, not on its command line', () => {
+    const args = stargzDaemonArgs({ root: '/r', address: '/r/s.sock', registries: ['10.0.0.1:5000'], authFile: '/r/auth' });
+    assert.deepEqual(args.slice(args.indexOf('--insecure-host')), ['--insecure-host', '10.0.0.1:5000', '--auth-file', '/r/auth']);
+    assert.ok(!args.join(' ').includes('secret'));
+    assert.equal(
+      stargzAuthFile([{ host: 'a:5000', creds: { username: 'u', password: 'secret' } }, { host: 'b:5001' }]),
+      'a:5000 u:secret\n',
+    );
   });
   it('writes a containerd hosts.toml mirror entry', () => {
     assert.equal(

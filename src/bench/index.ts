@@ -18,4 +18,15 @@ export {
 export { WORKLOADS, findWorkload, prepareWorkloadImage, type Workload } from './workloads.js';
 export { DRIVERS, modeAvailability, hostsToml } from './modes.js';
 export { summarize, percentile, median, type Summary } from './stats.js';
-export { ALL_MODES, MODE_LABELS, type BenchResults, type ModeId, type RunResult, type GroupSummary, type WorkloadInfo } from './types.js';
+export {
+  ALL_MODES,
+  ALL_REGISTRIES,
+  MODE_LABELS,
+  REGISTRY_LABELS,
+  type RegistryKind,
+  type BenchResults,
+  type ModeId,
+  type RunResult,
+  type GroupSummary,
+  type WorkloadInfo,
+} from './types.js';

@@ -12,17 +12,21 @@ import { existsSync } from 'node:fs';
 import { FerryError } from '../core/index.js';
 import type { Logger } from '../observe/index.js';
 import { execInNetns, waitFor, exec, type Containerd, type Star, type StarNode } from './env/index.js';
-import { ferryBin, probeSubcommand, spawnFerry, type ManagedProcess } from './procs.js';
+import { stargzDaemonArgs, writeStargzAuth } from './estargz.js';
+import { ferryBin, probeSubcommand, spawnFerry, spawnManaged, type ManagedProcess } from './procs.js';
 import { sumMetric, type BenchRegistry } from './registry.js';
-import type { ModeId, WorkloadInfo } from './types.js';
+import type { ImageRefs, ModeId } from './types.js';
 
 export interface RunEnv {
+  /** The registry serving this run. */
   registry: BenchRegistry;
   star: Star;
   dir: string;
   log: Logger;
   /** Set by a driver's runSetup (P2P scheduler URL). */
   schedulerUrl?: string;
+  /** The stargz snapshotter daemon (eStargz modes). */
+  stargzDaemon?: string;
 }
 
 export interface NodeEnv {
@@ -46,8 +50,8 @@ export interface ModeDriver {
   requires: string[];
   /** Extra availability check once the subcommands exist (e.g. an option in their --help). */
   check?(help: Record<string, string>): string | undefined;
-  /** The image this mode pulls (OCI or a Nydus variant); undefined when it was not prepared. */
-  ref(w: WorkloadInfo): string | undefined;
+  /** The image this mode pulls (OCI, a Nydus or an eStargz variant); undefined when it was not prepared. */
+  ref(refs: ImageRefs): string | undefined;
   /** Shared per-run processes (e.g. the P2P scheduler). */
   runSetup?(env: RunEnv): Promise<ManagedProcess[]>;
   nodeSetup(env: RunEnv, n: NodeEnv): Promise<PreparedNode>;
@@ -227,7 +231,7 @@ export function hostsToml(registryHost: string, mirror: string): string {
 const ociDriver: ModeDriver = {
   id: 'oci',
   requires: [],
-  ref: (w) => w.ociRef,
+  ref: (r) => r.oci,
   nodeSetup: async () => ({ procs: [] }),
   pull: (_env, _n, p, ctd, ref) =>
     checked(
@@ -239,7 +243,7 @@ const ociDriver: ModeDriver = {
 const ociP2pDriver: ModeDriver = {
   id: 'oci-p2p',
   requires: ['scheduler', 'peer'],
-  ref: (w) => w.ociRef,
+  ref: (r) => r.oci,
   runSetup: startScheduler,
   nodeSetup: async (env, n) => {
     const peer = await startPeer(env, n);
@@ -280,7 +284,7 @@ function lazyDriver(id: ModeId, variant: 'erofs' | 'fuse', extra: { prefetch?: b
       if (extra.prefetch && !hasFlag(snapHelp, '--prefetch')) return '`ferry snapshotter` has no --prefetch option';
       return undefined;
     },
-    ref: (w) => (extra.trace ? w.nydusTraceRef : extra.prefetch ? (w.nydusPrefetchRef ?? w.nydusRef) : w.nydusRef),
+    ref: (r) => (extra.trace ? r.nydusTrace : extra.prefetch ? (r.nydusPrefetch ?? r.nydus) : r.nydus),
     ...(extra.trace
       ? {
           // the warm-up run's snapshotter recorded what the container read: attach it to the image
@@ -361,6 +365,61 @@ function lazyDriver(id: ModeId, variant: 'erofs' | 'fuse', extra: { prefetch?: b
   return d;
 }
 
+/**
+ * eStargz: stargz-snapshotter's daemon as the node's proxy snapshotter `stargz` (upstream's
+ * default filesystem settings: prefetch of the landmarked files, background fetch of the rest
+ * after the layer goes quiet), `ctr-remote images rpull` (labels each layer with the image and
+ * its digest, so the daemon mounts it remotely), `ctr containers create --snapshotter stargz`.
+ */
+function estargzDriver(id: ModeId, optimized: boolean): ModeDriver {
+  return {
+    id,
+    requires: [],
+    ref: (r) => (optimized ? r.estargzOpt : r.estargz),
+    nodeSetup: async (env, n) => {
+      if (!env.stargzDaemon) throw new FerryError('FAILED_PRECONDITION', 'containerd-stargz-grpc not available');
+      const dir = join(n.dir, 'stargz');
+      await mkdir(dir, { recursive: true });
+      const sock = join(dir, 'stargz.sock');
+      const authFile = await writeStargzAuth(dir, [env.registry]);
+      const proc = spawnManaged(
+        'stargz',
+        env.stargzDaemon,
+        stargzDaemonArgs({ root: join(dir, 'root'), address: sock, registries: [env.registry.host], ...(authFile ? { authFile } : {}) }),
+        { netns: n.node.netns, logPath: join(dir, 'stargz.log') },
+      );
+      try {
+        await waitSocket(sock, proc, 'containerd-stargz-grpc');
+      } catch (err) {
+        await proc.stop().catch(() => undefined);
+        throw err;
+      }
+      return { procs: [proc], snapshotters: { stargz: sock }, snapshotter: 'stargz' };
+    },
+    pull: (env, n, _p, ctd, ref) =>
+      checked(
+        'ctr-remote images rpull',
+        exec(
+          'ctr-remote',
+          [
+            '--address',
+            ctd.address,
+            '--namespace',
+            ctd.namespace,
+            'images',
+            'rpull',
+            '--plain-http',
+            '--snapshotter',
+            'stargz',
+            ...(env.registry.creds ? ['--user', `${env.registry.creds.username}:${env.registry.creds.password}`] : []),
+            ref,
+          ],
+          { netns: n.node.netns, timeoutMs: 30 * 60_000 },
+        ),
+      ),
+  };
+}
+
 export const DRIVERS: Record<ModeId, ModeDriver> = {
   oci: ociDriver,
   'lazy-erofs': lazyDriver('lazy-erofs', 'erofs', {}),
@@ -369,6 +428,8 @@ export const DRIVERS: Record<ModeId, ModeDriver> = {
   'lazy-trace': lazyDriver('lazy-trace', 'erofs', { trace: true }),
   'lazy-p2p': lazyDriver('lazy-p2p', 'erofs', { p2p: true }),
   'oci-p2p': ociP2pDriver,
+  estargz: estargzDriver('estargz', false),
+  'estargz-opt': estargzDriver('estargz-opt', true),
 };
 
 /** Availability of each mode in this build: ok, or the reason it cannot run. */

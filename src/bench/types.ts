@@ -4,9 +4,28 @@
  */
 import type { Summary } from './stats.js';
 
-export type ModeId = 'oci' | 'lazy-erofs' | 'lazy-fuse' | 'lazy-prefetch' | 'lazy-trace' | 'lazy-p2p' | 'oci-p2p';
+export type ModeId =
+  | 'oci'
+  | 'lazy-erofs'
+  | 'lazy-fuse'
+  | 'lazy-prefetch'
+  | 'lazy-trace'
+  | 'lazy-p2p'
+  | 'oci-p2p'
+  | 'estargz'
+  | 'estargz-opt';
 
-export const ALL_MODES: ModeId[] = ['oci', 'lazy-erofs', 'lazy-fuse', 'lazy-prefetch', 'lazy-trace', 'lazy-p2p', 'oci-p2p'];
+export const ALL_MODES: ModeId[] = [
+  'oci',
+  'lazy-erofs',
+  'lazy-fuse',
+  'lazy-prefetch',
+  'lazy-trace',
+  'lazy-p2p',
+  'oci-p2p',
+  'estargz',
+  'estargz-opt',
+];
 
 export const MODE_LABELS: Record<ModeId, string> = {
   oci: 'OCI (containerd pull + overlayfs)',
@@ -16,7 +35,35 @@ export const MODE_LABELS: Record<ModeId, string> = {
   'lazy-trace': 'Ferry lazy + prefetch trace',
   'lazy-p2p': 'Ferry lazy + P2P',
   'oci-p2p': 'OCI through Ferry P2P mirror',
+  estargz: 'eStargz (stargz-snapshotter)',
+  'estargz-opt': 'eStargz optimized (stargz-snapshotter)',
 };
+
+/** The peers a user would pick instead of Ferry (not Ferry code). */
+export const PEER_MODES: ModeId[] = ['estargz', 'estargz-opt'];
+
+/** The registry serving a run: Ferry's own, or CNCF distribution (Debian's docker-registry, what Harbor runs on). */
+export type RegistryKind = 'ferry' | 'distribution';
+
+export const ALL_REGISTRIES: RegistryKind[] = ['ferry', 'distribution'];
+
+export const REGISTRY_LABELS: Record<RegistryKind, string> = {
+  ferry: 'ferry registry',
+  distribution: 'CNCF distribution (docker-registry)',
+};
+
+/** The images one registry holds for a workload (a variant is absent when it was not prepared). */
+export interface ImageRefs {
+  oci: string;
+  nydus?: string;
+  nydusPrefetch?: string;
+  /** The Nydus image in a repository of its own, with a prefetch trace attached by a warm-up run (lazy-trace). */
+  nydusTrace?: string;
+  /** `ctr-remote images convert --estargz --oci`. */
+  estargz?: string;
+  /** `ctr-remote images optimize --oci`: files the workload read first, prefetch landmark. */
+  estargzOpt?: string;
+}
 
 /** Modes that involve several nodes sharing data (run for every N); others run at N = 1 only unless asked. */
 export const P2P_MODES: ModeId[] = ['lazy-p2p', 'oci-p2p'];
@@ -44,11 +91,12 @@ export interface WorkloadInfo {
   uncompressedBytes: number;
   /** Size of the Nydus image's blobs + bootstrap, when converted. */
   nydusBytes?: number;
-  ociRef: string;
-  nydusRef?: string;
-  nydusPrefetchRef?: string;
-  /** The Nydus image in a repository of its own, with a prefetch trace attached by a warm-up run (lazy-trace). */
-  nydusTraceRef?: string;
+  /** Size of the eStargz image's layers, when converted. */
+  estargzBytes?: number;
+  /** Bytes the workload reads and times itself (the sequential-read workload), if any. */
+  reportsReadBytes?: number;
+  /** The images of this workload in each registry of the run. */
+  refs: Partial<Record<RegistryKind, ImageRefs>>;
 }
 
 /** One node's measurements in one run. */
@@ -73,11 +121,16 @@ export interface NodeResult {
   lazyBytesFetched?: number;
   /** P2P modes: bytes this node's peer fetched from the registry vs from other peers. */
   p2p?: { backToSource: number; remotePeer: number };
+  /** The time the workload reported for its own work (the sequential read), ms. */
+  appMs?: number;
 }
 
 export interface RunResult {
   workload: string;
   mode: ModeId;
+  registry: RegistryKind;
+  /** The registry link's rate during this run (tc tbf), e.g. 100mbit. */
+  bandwidth: string;
   nodes: number;
   rep: number;
   startedAt: string;
@@ -85,6 +138,8 @@ export interface RunResult {
   error?: string;
   /** Bytes the registry reports it served as blob bodies (its own counter), when it has one. */
   registryBlobBytes: number | null;
+  /** HTTP requests the registry reports it answered during the run (its own counter), when it has one. */
+  registryRequests: number | null;
   /** Bytes sent by the registry's network interface. */
   registryIfaceBytes: number;
   /** Slowest node's pull start → ready. */
@@ -97,6 +152,8 @@ export interface RunResult {
 export interface GroupSummary {
   workload: string;
   mode: ModeId;
+  registry: RegistryKind;
+  bandwidth: string;
   nodes: number;
   runs: number;
   failures: number;
@@ -106,14 +163,18 @@ export interface GroupSummary {
   createMs: Summary;
   runMs: Summary;
   registryBytes: Summary;
+  /** Registry requests per run (all nodes). */
+  registryRequests: Summary;
   registryIfaceBytes: Summary;
   nodeRxBytes: Summary;
   ferryCpuMs: Summary;
   /** Lazy modes: bytes each node's daemon fetched. */
   lazyBytesFetched: Summary;
+  /** Time the workload reported for its own work (sequential read), per node. */
+  appMs: Summary;
   /** registry bytes (median) ÷ OCI image bytes. */
   registryBytesPerImage: number;
-  /** OCI baseline median ready ÷ this median ready (same workload, same N). */
+  /** OCI baseline median ready ÷ this median ready (same registry, link, workload and N). */
   speedup: number | null;
 }
 
@@ -130,17 +191,19 @@ export interface MachineInfo {
 }
 
 export interface BenchResults {
-  schema: 'ferry-bench/v1';
+  schema: 'ferry-bench/v2';
   startedAt: string;
   finishedAt: string;
   gitCommit: string;
   machine: MachineInfo;
   settings: {
-    bandwidth: string;
+    /** Registry link profiles (tc tbf rates); N > 1 runs at the first one only. */
+    bandwidths: string[];
     repeat: number;
     nodes: number[];
     quick: boolean;
-    registry: string;
+    /** Registries that served runs, side by side. */
+    registries: RegistryKind[];
     seed: number;
   };
   modes: ModeStatus[];

@@ -2,7 +2,8 @@
  * @module bench/workloads
  * HelloBench-style workloads (each a command plus a readiness signal) and their images, built
  * from Debian packages with debootstrap (cached) or busybox, packaged as OCI layouts (cached under
- * $FERRY_CACHE_DIR/bench-images): layer 1 = the root filesystem, layer 2 = the application layer.
+ * $FERRY_CACHE_DIR/bench-images): layer 1 = the root filesystem, layer 2 = the application layer
+ * (files, a jar compiled on the host with javac, incompressible data files).
  */
 import { createCipheriv, createHash } from 'node:crypto';
 import { createWriteStream, existsSync } from 'node:fs';
@@ -11,7 +12,7 @@ import { join } from 'node:path';
 import { once } from 'node:events';
 import { FerryError } from '../core/index.js';
 import type { Logger } from '../observe/index.js';
-import { buildOciImage, busyboxRootfs, cacheDir, debootstrapRootfs, withDirLock, type BuiltImage } from './env/index.js';
+import { buildOciImage, busyboxRootfs, cacheDir, debootstrapRootfs, exec, withDirLock, type BuiltImage } from './env/index.js';
 import type { ReadySignal } from './types.js';
 
 export interface Workload {
@@ -21,6 +22,15 @@ export interface Workload {
   /** Files of the application layer: path → content; `bigFileBytes` adds an unused incompressible file. */
   appFiles?: Record<string, string>;
   bigFileBytes?: number;
+  /** Incompressible files of the application layer: path → size in bytes. */
+  dataFiles?: Record<string, number>;
+  /** A jar compiled with the host's javac (`--release 17`) into the application layer. */
+  jar?: { path: string; mainClass: string; sources: Record<string, string> };
+  /**
+   * The workload reads this many bytes and prints `read_ms=N` (how long the read took, by its own
+   * clock); the harness keeps N per node and the report shows the throughput.
+   */
+  reportsReadBytes?: number;
   command: string[];
   ready: ReadySignal;
   /** Part of the --quick subset. */
@@ -28,6 +38,73 @@ export interface Workload {
   /** Paths the prefetch variant lists in its prefetch table (what start-up reads first). */
   prefetch: string[];
 }
+
+const JVM = '/usr/lib/jvm/java-17-openjdk-amd64';
+
+/** The JVM workload's program: a little of what a service does at start (collections, streams, lambdas, a thread pool, regex, java.time). */
+const JAVA_HELLO = `import java.net.URI;
+import java.time.LocalDate;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import java.util.stream.Collectors;
+import java.util.stream.IntStream;
+
+public class Hello {
+  public static void main(String[] args) throws Exception {
+    long t0 = System.nanoTime();
+    Map<String, Integer> counts = new TreeMap<>();
+    for (String w : "the quick brown fox jumps over the lazy dog the end".split(" ")) counts.merge(w, 1, Integer::sum);
+    String joined = counts.entrySet().stream().map(e -> e.getKey() + "=" + e.getValue()).collect(Collectors.joining(","));
+    ExecutorService pool = Executors.newFixedThreadPool(2);
+    Future<Integer> f = pool.submit(() -> IntStream.range(0, 1000).map(i -> i * i % 7).sum());
+    int sum = f.get();
+    pool.shutdown();
+    Matcher m = Pattern.compile("(\\\\w+)=(\\\\d+)").matcher(joined);
+    int pairs = 0;
+    while (m.find()) pairs++;
+    String host = URI.create("https://example.invalid/a?b=c").getHost();
+    String day = LocalDate.of(2026, 1, 1).plusDays(sum % 30).toString();
+    System.out.println("hello from java " + Runtime.version().feature() + " " + pairs + " " + host + " " + day
+        + String.format(" %.1f ms", (System.nanoTime() - t0) / 1e6));
+  }
+}
+`;
+
+/** The import-heavy python workload: many stdlib modules plus numpy, yaml and requests, and a little work with them. */
+const PY_IMPORTS = `import importlib, sys, time
+t0 = time.perf_counter()
+STDLIB = '''abc argparse array ast asyncio base64 bisect bz2 calendar cmath codecs collections colorsys
+concurrent.futures configparser contextlib copy csv ctypes dataclasses datetime decimal difflib dis email
+email.mime.text email.parser enum filecmp fnmatch fractions ftplib functools getopt gettext glob gzip hashlib
+heapq hmac html html.parser http.client http.cookies http.server imaplib inspect io ipaddress itertools json
+logging logging.handlers lzma mailbox mimetypes multiprocessing numbers operator optparse pathlib pickle pkgutil
+platform plistlib poplib pprint queue quopri random re reprlib sched secrets selectors shelve shlex shutil signal
+smtplib socket socketserver sqlite3 ssl statistics string stringprep struct subprocess tarfile tempfile textwrap
+threading timeit tokenize tomllib traceback types typing unicodedata unittest urllib.parse urllib.request uuid
+warnings weakref xml.dom.minidom xml.etree.ElementTree xml.sax xmlrpc.client zipfile zlib zoneinfo'''.split()
+for name in STDLIB:
+    importlib.import_module(name)
+import numpy, yaml, requests
+a = numpy.arange(10000, dtype=numpy.float64).reshape(100, 100)
+total = float((a @ a.T).trace())
+doc = yaml.safe_load('service: {name: bench, replicas: 3}')
+req = requests.Request('GET', 'http://example.invalid/', params={'q': doc['service']['name']}).prepare()
+print('hello', len(sys.modules), 'modules', int(total) % 1000, req.url, '%.0f ms' % ((time.perf_counter() - t0) * 1000))
+`;
+
+const SEQ_BYTES = 200 * 1024 * 1024;
+
+/** The sequential-read workload: times cat FILE > /dev/null by its own clock (date +%s%N). */
+const SEQ_READ = `t0=$(date +%s%N)
+cat /data/seq.bin > /dev/null || exit 1
+t1=$(date +%s%N)
+echo "hello read_ms=$(( (t1 - t0) / 1000000 ))"
+`;
 
 export const WORKLOADS: Workload[] = [
   {
@@ -82,7 +159,56 @@ export const WORKLOADS: Workload[] = [
     ready: { kind: 'exit', stdout: 'hello' },
     prefetch: ['/usr/bin/python3.11', '/usr/lib/python3.11', '/usr/lib/x86_64-linux-gnu', '/usr/lib64'],
   },
+  {
+    id: 'jvm',
+    title: 'JVM start: java -jar hello.jar (Debian default JRE 17)',
+    rootfs: { kind: 'debootstrap', include: ['default-jre-headless'] },
+    jar: { path: 'app/hello.jar', mainClass: 'Hello', sources: { 'Hello.java': JAVA_HELLO } },
+    command: ['/usr/bin/java', '-jar', '/app/hello.jar'],
+    ready: { kind: 'exit', stdout: 'hello' },
+    prefetch: [
+      `${JVM}/bin/java`,
+      `${JVM}/lib/libjli.so`,
+      `${JVM}/lib/server/libjvm.so`,
+      `${JVM}/lib/server/classes.jsa`,
+      `${JVM}/lib/libjava.so`,
+      `${JVM}/lib/modules`,
+      '/app/hello.jar',
+      '/usr/lib/x86_64-linux-gnu',
+      '/usr/lib64',
+    ],
+  },
+  {
+    id: 'pyimport',
+    title: 'python app importing ~130 modules (stdlib, numpy, yaml, requests)',
+    rootfs: { kind: 'debootstrap', include: ['python3', 'python3-numpy', 'python3-requests', 'python3-yaml'] },
+    appFiles: { 'app/imports.py': PY_IMPORTS },
+    command: ['/usr/bin/python3', '/app/imports.py'],
+    ready: { kind: 'exit', stdout: 'hello' },
+    prefetch: [
+      '/usr/bin/python3.11',
+      '/usr/lib/python3.11',
+      '/usr/lib/python3/dist-packages',
+      '/usr/lib/x86_64-linux-gnu',
+      '/usr/lib64',
+      '/app',
+    ],
+  },
+  {
+    id: 'seqread',
+    title: 'cat a 200 MiB incompressible file to /dev/null (sequential cold read)',
+    rootfs: { kind: 'debootstrap', include: [] },
+    appFiles: { 'app/seqread.sh': SEQ_READ },
+    dataFiles: { 'data/seq.bin': SEQ_BYTES },
+    reportsReadBytes: SEQ_BYTES,
+    command: ['/bin/sh', '/app/seqread.sh'],
+    ready: { kind: 'exit', stdout: 'hello' },
+    prefetch: ['/usr/bin/dash', '/usr/bin/cat', '/usr/bin/date', '/usr/lib/x86_64-linux-gnu/libc.so.6', '/usr/lib64', '/app'],
+  },
 ];
+
+/** Workloads of a full run (hello is the --quick one). */
+export const DEFAULT_WORKLOADS = ['echo', 'python', 'http', 'redis', 'large', 'jvm', 'pyimport', 'seqread'];
 
 export function findWorkload(id: string): Workload {
   const w = WORKLOADS.find((x) => x.id === id);
@@ -107,8 +233,43 @@ export async function writeIncompressible(path: string, bytes: number, seed = 'f
   await once(out, 'finish');
 }
 
+/** Compiles a workload's Java sources with the host's javac (default-jdk-headless) into a runnable jar. */
+async function compileJar(jar: NonNullable<Workload['jar']>, work: string, out: string): Promise<void> {
+  const src = join(work, 'src');
+  const classes = join(work, 'classes');
+  await mkdir(src, { recursive: true });
+  await mkdir(classes, { recursive: true });
+  await mkdir(join(out, '..'), { recursive: true });
+  const files: string[] = [];
+  for (const [name, text] of Object.entries(jar.sources)) {
+    await writeFile(join(src, name), text);
+    files.push(join(src, name));
+  }
+  const run = async (cmd: string, args: string[]): Promise<void> => {
+    const r = await exec(cmd, args, { timeoutMs: 5 * 60_000 }).catch((err: unknown) => {
+      throw new FerryError(
+        'FAILED_PRECONDITION',
+        `${cmd} not found: the JVM workload compiles its jar on the host (install default-jdk-headless)`,
+        { cause: err },
+      );
+    });
+    if (r.code !== 0) throw new FerryError('INTERNAL', `${cmd} failed (${r.code}): ${(r.stderr || r.stdout).trim().slice(-500)}`);
+  };
+  await run('javac', ['--release', '17', '-d', classes, ...files]);
+  await run('jar', ['--create', '--file', out, '--main-class', jar.mainClass, '-C', classes, '.']);
+  await rm(work, { recursive: true, force: true });
+}
+
 function workloadKey(w: Workload): string {
-  const desc = JSON.stringify({ v: 1, rootfs: w.rootfs, appFiles: w.appFiles ?? {}, big: w.bigFileBytes ?? 0, cmd: w.command });
+  const desc = JSON.stringify({
+    v: 1,
+    rootfs: w.rootfs,
+    appFiles: w.appFiles ?? {},
+    big: w.bigFileBytes ?? 0,
+    cmd: w.command,
+    ...(w.dataFiles ? { data: w.dataFiles } : {}),
+    ...(w.jar ? { jar: w.jar } : {}),
+  });
   return `${w.id}-${createHash('sha256').update(desc).digest('hex').slice(0, 12)}`;
 }
 
@@ -135,12 +296,17 @@ export async function prepareWorkloadImage(w: Workload, log?: Logger): Promise<B
       await mkdir(join(app, 'opt/data'), { recursive: true });
       await writeIncompressible(join(app, 'opt/data/unused.bin'), w.bigFileBytes);
     }
+    for (const [rel, size] of Object.entries(w.dataFiles ?? {})) {
+      await mkdir(join(app, rel, '..'), { recursive: true });
+      await writeIncompressible(join(app, rel), size, `ferry-bench-${rel}`);
+    }
+    if (w.jar) await compileJar(w.jar, join(base, 'java'), join(app, w.jar.path));
     const built = await buildOciImage({
       layers: [rootfs, app],
       outDir: join(base, 'layout'),
       config: { Cmd: w.command },
       tag: w.id,
-      gzipLevel: w.bigFileBytes ? 1 : 6,
+      gzipLevel: w.bigFileBytes || w.dataFiles ? 1 : 6,
     });
     // the app layer's source is no longer needed (the big file is inside the blob)
     await rm(app, { recursive: true, force: true });

@@ -1,11 +1,12 @@
 /**
  * @module cli/bench
- * `ferry bench [--workloads …] [--modes …] [--nodes 1,2,4,8] [--bandwidth 100mbit] [--repeat 5]
- * [--out DIR] [--quick]`: runs the start-up/distribution benchmark and writes its report.
+ * `ferry bench [--workloads …] [--modes …] [--nodes 1,2,4,8] [--bandwidth 100mbit,20mbit]
+ * [--registry ferry,distribution] [--repeat 5] [--out DIR] [--quick]`: runs the start-up/distribution
+ * benchmark and writes its report.
  */
 import { Command, InvalidArgumentError } from 'commander';
 import cliProgress from 'cli-progress';
-import { ALL_MODES, WORKLOADS, runBench, writeReport, type ModeId } from '../bench/index.js';
+import { ALL_MODES, ALL_REGISTRIES, WORKLOADS, runBench, writeReport, type ModeId, type RegistryKind } from '../bench/index.js';
 import { createLogger } from '../observe/index.js';
 
 function list(v: string): string[] {
@@ -29,7 +30,11 @@ export async function run(argv: string[]): Promise<number> {
     .option('--modes <list>', `comma-separated modes (${ALL_MODES.join(', ')})`, list)
     .option('--nodes <list>', 'node counts for the fan-out runs, e.g. 1,2,4,8', nodesList)
     .option('--fanout <list>', 'workloads that also run at N > 1 (default python; with --quick the first workload)', list)
-    .option('--bandwidth <rate>', 'registry link rate (tc tbf), e.g. 100mbit', '100mbit')
+    .option(
+      '--bandwidth <list>',
+      'registry link profiles (tc tbf rates); N > 1 runs use the first (default 100mbit; e.g. 100mbit,20mbit)',
+      list,
+    )
     .option('--repeat <n>', 'repetitions per configuration', (v) => {
       const n = Number(v);
       if (!Number.isInteger(n) || n < 1 || n > 100) throw new InvalidArgumentError('repeat must be 1..100');
@@ -38,7 +43,8 @@ export async function run(argv: string[]): Promise<number> {
     .option('--out <dir>', 'report directory', 'bench-report')
     .option('--quick', 'small subset (tiny image, N ≤ 2, one repetition) that runs in a few minutes', false)
     .option('--no-png', 'skip the PNG screenshots (Chromium)')
-    .option('--registry <kind>', 'ferry (default, falls back to docker-registry) or distribution', 'ferry')
+    .option('--registry <list>', `registries serving runs side by side (${ALL_REGISTRIES.join(', ')}; default both)`, list)
+    .option('--no-build-stargz', 'do not build the stargz snapshotter daemon (bench/estargz/build.sh) when it is missing')
     .option('--seed <n>', 'seed of the interleaving order', (v) => Number(v), 1)
     .option('--log-level <level>', 'log level of the harness (JSON logs on stderr)', 'warn')
     .exitOverride();
@@ -53,12 +59,13 @@ export async function run(argv: string[]): Promise<number> {
     modes?: string[];
     nodes?: number[];
     fanout?: string[];
-    bandwidth: string;
+    bandwidth?: string[];
     repeat?: number;
     out: string;
     quick: boolean;
     png: boolean;
-    registry: string;
+    registry?: string[];
+    buildStargz: boolean;
     seed: number;
     logLevel: string;
   }>();
@@ -68,9 +75,11 @@ export async function run(argv: string[]): Promise<number> {
       return 2;
     }
   }
-  if (o.registry !== 'ferry' && o.registry !== 'distribution') {
-    process.stderr.write('ferry bench: --registry must be ferry or distribution\n');
-    return 2;
+  for (const r of o.registry ?? []) {
+    if (!ALL_REGISTRIES.includes(r as RegistryKind)) {
+      process.stderr.write(`ferry bench: unknown registry ${JSON.stringify(r)} (known: ${ALL_REGISTRIES.join(', ')})\n`);
+      return 2;
+    }
   }
   if (process.getuid?.() !== 0) {
     process.stderr.write('ferry bench: needs root (network namespaces, containerd, tc)\n');
@@ -119,10 +128,11 @@ export async function run(argv: string[]): Promise<number> {
       ...(o.nodes ? { nodes: o.nodes } : {}),
       ...(o.fanout ? { fanoutWorkloads: o.fanout } : {}),
       ...(o.repeat !== undefined ? { repeat: o.repeat } : {}),
-      bandwidth: o.bandwidth,
+      ...(o.bandwidth ? { bandwidths: o.bandwidth } : {}),
+      ...(o.registry ? { registries: o.registry as RegistryKind[] } : {}),
+      ...(o.buildStargz ? {} : { buildStargz: false }),
       quick: o.quick,
       seed: o.seed,
-      registry: o.registry,
       log,
       onProgress,
     });

@@ -5,8 +5,10 @@
  *   ferry trace export [--snapshotter-api SOCK] [--plain-http] [--user U:P] REF   (prints the JSON)
  *   ferry trace get    [--plain-http] [--user U:P] REF                            (the one in the registry)
  * `push` takes what the snapshotter on this node recorded while containers of REF (a Nydus image)
- * started — or a trace file — and attaches it to REF's manifest as an OCI referrer; every node's
- * snapshotter then prefetches those chunks when it mounts the image.
+ * started — or a trace file — and attaches it to REF's manifest as an OCI referrer (through the
+ * referrers API, or the OCI 1.1 tag schema `sha256-<hex>` on registries without it), then looks it
+ * up as a node would and exits 1 when the registry does not list it; every node's snapshotter then
+ * prefetches those chunks when it mounts the image.
  */
 import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
@@ -81,9 +83,14 @@ export async function run(argv: string[]): Promise<number> {
         const reg = client(r, o);
         const subject = await nydusManifest(reg, r);
         const trace = await recorded(o, subject.digest);
-        const digest = await pushPrefetchTrace(reg, r, subject, trace);
+        const pushed = await pushPrefetchTrace(reg, r, subject, trace);
+        const how =
+          pushed.via === 'tag-schema'
+            ? `the registry has no referrers API: listed in the referrers index tag ${pushed.tag} (${pushed.listed} referrers)`
+            : "listed by the registry's referrers API";
         process.stdout.write(
-          `pushed prefetch trace ${digest} (${trace.chunks.length} chunks of ${trace.blobs.length} blobs) for ${subject.digest}\n`,
+          `pushed prefetch trace ${pushed.digest} (${trace.chunks.length} chunks of ${trace.blobs.length} blobs) for ${subject.digest}\n` +
+            `lookup finds it: ${how}\n`,
         );
       })();
     });

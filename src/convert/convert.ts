@@ -44,6 +44,7 @@ import {
   parsePlatform,
   platformMatches,
   formatPlatform,
+  pushReferrer,
   type ImageReference,
 } from '../remote/index.js';
 import { buildLayer, mergeBootstraps } from '../builder/index.js';
@@ -552,7 +553,10 @@ async function convertManifest(ctx: Ctx, srcDesc: Descriptor, body: Buffer, plat
   };
   if (opts.withReferrer) manifest.subject = { mediaType: srcDesc.mediaType, digest: srcDesc.digest, size: srcDesc.size };
   const data = Buffer.from(JSON.stringify(manifest));
-  const digest = await ctx.tc.putManifest(withDigest(ctx.dst, sha256Digest(data)), data, MediaType.OCI_MANIFEST);
+  // with a subject: findable as a referrer of the source also on registries without the referrers API (tag schema)
+  const digest = manifest.subject
+    ? (await pushReferrer(ctx.tc, ctx.dst, data, MediaType.OCI_MANIFEST, manifest.subject.digest)).digest
+    : await ctx.tc.putManifest(withDigest(ctx.dst, sha256Digest(data)), data, MediaType.OCI_MANIFEST);
   ctx.stats.targetSize += data.length;
   return { mediaType: MediaType.OCI_MANIFEST, digest, size: data.length, body: data };
 }

@@ -62,3 +62,4 @@ export {
   newestPrefetchTrace,
   type PrefetchTrace,
 } from './prefetch-trace.js';
+export { referrersTag, referrerDescriptor, mergeReferrersIndex } from './referrers.js';

@@ -26,6 +26,7 @@ import { silentLogger, type Logger } from '../observe/index.js';
 import { TokenCache, basicHeader, parseChallenges, type Credentials } from './auth.js';
 import { credentialChain, type CredentialProvider } from './credentials.js';
 import { apiHost, formatReference, manifestReference, withDigest, type ImageReference } from './reference.js';
+import { referrersFromTag } from './referrers.js';
 import { idleTimeout, sliceStream, verifying } from './streams.js';
 
 export interface RegistryClientOptions {
@@ -504,6 +505,14 @@ export class RegistryClient {
 
   /** Uploads a manifest under the reference's tag (or digest); returns its digest. */
   async putManifest(ref: ImageReference, body: Buffer, mediaType: string): Promise<string> {
+    return (await this.putManifestAnswer(ref, body, mediaType)).digest;
+  }
+
+  /**
+   * Uploads a manifest; returns its digest and the `OCI-Subject` the registry answered with (a
+   * registry with the referrers API names the subject it indexed; one without says nothing).
+   */
+  async putManifestAnswer(ref: ImageReference, body: Buffer, mediaType: string): Promise<{ digest: string; ociSubject?: string }> {
     const r = manifestReference(ref);
     const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
     if (ref.digest && ref.tag === undefined && ref.digest !== digest) throw new DigestMismatchError(ref.digest, digest, 'manifest');
@@ -523,7 +532,8 @@ export class RegistryClient {
     const got = res.headers.get('docker-content-digest');
     if (got?.startsWith('sha256:') && got !== digest)
       throw new DigestMismatchError(digest, got, `registry digest of manifest ${formatReference(ref)}`);
-    return digest;
+    const ociSubject = res.headers.get('oci-subject')?.trim();
+    return ociSubject ? { digest, ociSubject } : { digest };
   }
 
   /** Deletes a manifest by digest (registries may answer 405 when deletion is disabled). */
@@ -563,8 +573,10 @@ export class RegistryClient {
 
   /**
    * Manifests whose `subject` is `digest` (Distribution v1.1 referrers API), optionally of one
-   * artifact type; an empty list from a registry without the API (404). Filters client-side too,
-   * for registries that ignore `artifactType` (they say so with `OCI-Filters-Applied`).
+   * artifact type. A registry without the API (404) is asked for the referrers index of the OCI 1.1
+   * tag schema instead (`<alg>-<hex>`, remote/referrers); an empty list when that tag is absent too.
+   * Filters client-side too, for registries that ignore `artifactType` (they say so with
+   * `OCI-Filters-Applied`).
    */
   async referrers(registry: string, repository: string, digest: string, artifactType?: string): Promise<Descriptor[]> {
     parseDigest(digest);
@@ -579,7 +591,7 @@ export class RegistryClient {
     });
     if (res.status === 404) {
       await res.body?.cancel();
-      return [];
+      return referrersFromTag(this, { registry, repository }, digest, artifactType);
     }
     if (res.status !== 200)
       return this.fail({ host: registry, method: 'GET', path }, `${registry}/${repository}@${digest}`, res, `referrers of ${digest}`);

@@ -52,6 +52,7 @@ export {
   type ResolveImageOptions,
   type ResolvedImage,
 } from './client.js';
+export { pushReferrer, referrersFromTag, readReferrersIndex, type ReferrerPush } from './referrers.js';
 // Platform selection lives with the OCI model (oci/platform.ts); re-exported for the registry client's users.
 export {
   resolvePlatform,

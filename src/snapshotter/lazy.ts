@@ -406,13 +406,13 @@ export class LazyImages implements RemoteLayers {
       if (trace.chunks.length === 0) return;
       const head = await this.o.registry.headManifest(ref);
       if (!head) throw new FerryError('NOT_FOUND', `manifest ${row.manifestDigest} is gone`);
-      const digest = await pushPrefetchTrace(
+      const pushed = await pushPrefetchTrace(
         this.o.registry,
         ref,
         { mediaType: head.mediaType, digest: row.manifestDigest, size: head.size },
         trace,
       );
-      this.log.info({ ref: row.ref, trace: digest, chunks: trace.chunks.length }, 'prefetch trace pushed');
+      this.log.info({ ref: row.ref, trace: pushed.digest, via: pushed.via, chunks: trace.chunks.length }, 'prefetch trace pushed');
     } catch (err) {
       this.log.warn({ err, ref: row.ref }, 'prefetch trace push failed');
     }

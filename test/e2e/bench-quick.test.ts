@@ -2,10 +2,13 @@
  * `ferry bench --quick` end to end: real containerd/runc in network namespaces behind a tbf-shaped
  * registry link, a well-formed report, and the report page rendered by headless Chromium with its
  * charts present (DOM has the chart SVGs; the screenshot is not blank and shows the bar colours).
- * Every mode must run and succeed — a Ferry mode that was not run or never succeeded fails the
- * test, naming it — and the results must show what each mode is for: lazy loading beats the full
- * pull (2 Mbit/s link, so the tiny image's transfer dominates), the P2P modes get their bytes
- * through the peers (a daemon silently falling back to the registry fails it).
+ * Every mode — eStargz (stargz-snapshotter built by bench/estargz/build.sh) included — must run and
+ * succeed behind both registries (ferry registry and Debian's docker-registry) — a mode that was
+ * not run or never succeeded fails the test, naming it — and the results must show what each mode
+ * is for: lazy loading beats the full pull (2 Mbit/s link, so the tiny image's transfer dominates),
+ * the P2P modes get their bytes through the peers (a daemon silently falling back to the registry
+ * fails it), each registry's own counters give requests per start, and the prefetch trace reaches
+ * docker-registry through the referrers tag schema.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -31,7 +34,21 @@ describe('ferry bench --quick', () => {
   before(async () => {
     requirePrereqs({
       root: true,
-      commands: ['containerd', 'ctr', 'runc', 'skopeo', 'ip', 'tc', 'nsenter', 'curl', 'chromium', 'busybox', 'docker-registry'],
+      commands: [
+        'containerd',
+        'ctr',
+        'ctr-remote',
+        'runc',
+        'skopeo',
+        'ip',
+        'tc',
+        'nsenter',
+        'curl',
+        'chromium',
+        'busybox',
+        'docker-registry',
+        'apt-get',
+      ],
     });
     out = await mkdtemp(join(tmpdir(), 'ferry-bench-quick-'));
   });
@@ -51,19 +68,21 @@ describe('ferry bench --quick', () => {
     child.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();
     });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 8 * 60_000);
+    // both registries, eStargz included; the first run on a machine also builds the stargz daemon (~1 min)
+    const timer = setTimeout(() => child.kill('SIGKILL'), 14 * 60_000);
     const code = await new Promise<number>((res) => child.on('close', (c) => res(c ?? 1)));
     clearTimeout(timer);
     assert.equal(code, 0, `ferry bench exited ${code}: ${stderr.slice(-2000)}`);
     assert.match(stdout, /report: .*report\.html/);
     assert.match(stderr, /\[\d+\/\d+\] hello/); // progress lines (stderr is not a TTY here)
     results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as BenchResults;
-    assert.equal(results.schema, 'ferry-bench/v1');
+    assert.equal(results.schema, 'ferry-bench/v2');
     assert.equal(results.settings.quick, true);
     assert.deepEqual(results.settings.nodes, [1, 2]);
-    assert.equal(results.modes.length, 7);
-    const group = (mode: string, nodes: number): BenchResults['summary'][number] | undefined =>
-      results.summary.find((g) => g.mode === mode && g.nodes === nodes);
+    assert.deepEqual(results.settings.registries, ['ferry', 'distribution']);
+    assert.equal(results.modes.length, 9);
+    const group = (mode: string, nodes: number, registry = 'ferry'): BenchResults['summary'][number] | undefined =>
+      results.summary.find((g) => g.mode === mode && g.nodes === nodes && g.registry === registry);
     const errorsOf = (mode: string, nodes?: number): string =>
       results.runs
         .filter((r) => r.mode === mode && (nodes === undefined || r.nodes === nodes) && !r.ok)
@@ -77,10 +96,21 @@ describe('ferry bench --quick', () => {
         continue;
       }
       const groups = results.summary.filter((g) => g.mode === m.id);
-      if (!groups.length) problems.push(`mode ${m.id} has no runs`);
+      for (const reg of results.settings.registries)
+        if (!groups.some((g) => g.registry === reg)) problems.push(`mode ${m.id} has no runs behind the ${reg} registry`);
       for (const g of groups)
-        if (g.failures >= g.runs) problems.push(`mode ${m.id} at N=${g.nodes} never succeeded: ${errorsOf(m.id, g.nodes)}`);
+        if (g.failures >= g.runs) problems.push(`mode ${m.id} at N=${g.nodes} (${g.registry}) never succeeded: ${errorsOf(m.id, g.nodes)}`);
     }
+    // requests per start come from each registry's own counters
+    for (const r of results.runs.filter((x) => x.ok))
+      if (!(r.registryRequests !== null && r.registryRequests > 0)) problems.push(`${r.mode} (${r.registry}): no request count`);
+    // the trace reached docker-registry (tag schema) and the runs used it: fewer requests than without
+    const lazyD = group('lazy-erofs', 1, 'distribution');
+    const traceD = group('lazy-trace', 1, 'distribution');
+    if (lazyD?.registryRequests.n && traceD?.registryRequests.n && !(traceD.registryRequests.median < lazyD.registryRequests.median))
+      problems.push(
+        `lazy-trace behind docker-registry made ${traceD.registryRequests.median} requests, lazy alone ${lazyD.registryRequests.median}: the trace was not used`,
+      );
     // every run either succeeded or says why it failed
     for (const r of results.runs) assert.ok(r.ok || (r.error && r.error.length > 5), `run ${r.mode} failed without an error`);
     // the OCI baseline runs at N = 1 and N = 2 and succeeds
@@ -141,7 +171,12 @@ describe('ferry bench --quick', () => {
     assert.deepEqual(problems, [], `\n${problems.join('\n')}`);
     const md = readFileSync(join(out, 'summary.md'), 'utf8');
     assert.match(md, /## Time to ready, 1 node/);
-    assert.match(md, /\| hello \| OCI \(containerd pull \+ overlayfs\) \| \d+\.\d\d s \|/);
+    for (const reg of ['ferry', 'distribution'])
+      assert.match(
+        md,
+        new RegExp(`\\| hello \\| ${reg} \\| ${BANDWIDTH} \\| OCI \\(containerd pull \\+ overlayfs\\) \\| \\d+\\.\\d\\d s \\|`),
+      );
+    assert.match(md, /## Ferry against eStargz/);
     for (const id of ['chart-ready', 'chart-phases', 'chart-bytes', 'chart-egress-hello', 'chart-allready-hello']) {
       assert.ok(existsSync(join(out, 'charts', `${id}.svg`)), id);
     }

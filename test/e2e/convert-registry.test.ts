@@ -62,6 +62,10 @@ test('ferry convert: docker-registry → docker-registry with upstream media typ
   const c = new RegistryClient();
   const m = await c.getManifest(parseReference(`${dstReg.host}/library/app:v1-nydus`));
   assert.equal(m.digest, res.targetDigest);
+  // docker-registry has no referrers API: the Nydus manifest is listed in the sha256-<hex> index of its subject
+  const subject = parseImageManifest(m.body).subject!.digest;
+  const listed = async (): Promise<string[]> => (await c.referrers(dstReg.host, 'library/app', subject)).map((d) => d.digest);
+  assert.deepEqual(await listed(), [res.targetDigest]);
   assert.equal(m.mediaType, MediaType.OCI_MANIFEST);
   const man = parseImageManifest(m.body);
   assert.equal(man.layers.length, 4);
@@ -148,9 +152,11 @@ test('ferry convert: docker-registry → docker-registry with upstream media typ
     cache,
   ]);
   assert.equal(r2.code, 0, r2.stderr);
-  const res2 = JSON.parse(r2.stdout) as { layers: Array<{ cached: boolean }>; uncompressedBytes: number };
+  const res2 = JSON.parse(r2.stdout) as { targetDigest: string; layers: Array<{ cached: boolean }>; uncompressedBytes: number };
   assert.ok(res2.layers.every((l) => l.cached));
   assert.equal(res2.uncompressedBytes, 0);
+  // the second conversion joins the first in the index, each listed once
+  assert.deepEqual((await listed()).sort(), [...new Set([res.targetDigest, res2.targetDigest])].sort());
 });
 
 test('ferry convert: clear errors for a missing source and a bad reference', async () => {

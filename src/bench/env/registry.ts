@@ -2,7 +2,8 @@
  * @module bench/env/registry
  * The CNCF distribution registry (Debian `docker-registry` 2.8) as a reference server for tests and
  * benchmarks: our own config (filesystem storage, no access log, plain HTTP on an ephemeral port,
- * optionally inside a network namespace), optionally with Docker token auth served by a small
+ * optionally inside a network namespace, optionally its Prometheus metrics on a debug address),
+ * optionally with Docker token auth served by a small
  * in-process token server (ES256 JWTs whose x5c certificate is the registry's trusted root).
  */
 import { spawn, execFileSync } from 'node:child_process';
@@ -24,6 +25,11 @@ export interface DistributionRegistryOptions {
   listen?: string;
   /** Run inside this network namespace (`nsenter --net`). */
   netns?: string;
+  /**
+   * host:port of distribution's debug server with its Prometheus metrics at /metrics
+   * (registry_http_requests_total, registry_http_response_size_bytes by handler); off by default.
+   */
+  debugAddr?: string;
   /** Require Docker token auth; tokens are granted to these users for any scope they ask for. */
   tokenAuth?: { users: Record<string, string>; expiresIn?: number };
   timeoutMs?: number;
@@ -151,6 +157,9 @@ export async function startDistributionRegistry(opts: DistributionRegistryOption
     '    enabled: true',
     'http:',
     `  addr: ${JSON.stringify(opts.listen ?? '127.0.0.1:0')}`,
+    ...(opts.debugAddr
+      ? ['  debug:', `    addr: ${JSON.stringify(opts.debugAddr)}`, '    prometheus:', '      enabled: true', '      path: /metrics']
+      : []),
     ...(token
       ? [
           'auth:',

@@ -4,8 +4,8 @@
  * embeds the charts inline and lists every mode, including those not run and why.
  */
 import { formatBytes } from '../../core/index.js';
-import type { BenchResults, GroupSummary, ModeId } from '../types.js';
-import { MODE_LABELS } from '../types.js';
+import type { BenchResults, GroupSummary, ModeId, RegistryKind } from '../types.js';
+import { MODE_LABELS, REGISTRY_LABELS } from '../types.js';
 import { barChart, lineChart, stackedBarChart } from './charts.js';
 
 export const MODE_COLORS: Record<ModeId, string> = {
@@ -16,6 +16,8 @@ export const MODE_COLORS: Record<ModeId, string> = {
   'lazy-trace': '#cf222e',
   'lazy-p2p': '#8250df',
   'oci-p2p': '#bf8700',
+  estargz: '#953800',
+  'estargz-opt': '#d4a72c',
 };
 
 export interface Chart {
@@ -35,13 +37,41 @@ function ranModes(r: BenchResults): ModeId[] {
   return r.modes.filter((m) => m.status === 'run').map((m) => m.id);
 }
 
-function group(r: BenchResults, w: string, m: ModeId, n: number): GroupSummary | undefined {
-  return r.summary.find((g) => g.workload === w && g.mode === m && g.nodes === n);
+/** The profile the charts and N-node tables show: the first registry and link of the run. */
+function primary(r: BenchResults): { registry: RegistryKind; bandwidth: string } {
+  return { registry: r.settings.registries[0] ?? 'ferry', bandwidth: r.settings.bandwidths[0] ?? '' };
 }
+
+const inPrimary = (r: BenchResults, g: GroupSummary): boolean => g.registry === primary(r).registry && g.bandwidth === primary(r).bandwidth;
+
+function group(
+  r: BenchResults,
+  w: string,
+  m: ModeId,
+  n: number,
+  profile: { registry: RegistryKind; bandwidth: string } = primary(r),
+): GroupSummary | undefined {
+  return r.summary.find(
+    (g) => g.workload === w && g.mode === m && g.nodes === n && g.registry === profile.registry && g.bandwidth === profile.bandwidth,
+  );
+}
+
+/** Every (registry, link) pair with N = 1 results, primary first. */
+function profiles(r: BenchResults): Array<{ registry: RegistryKind; bandwidth: string }> {
+  const out: Array<{ registry: RegistryKind; bandwidth: string }> = [];
+  for (const bandwidth of r.settings.bandwidths)
+    for (const registry of r.settings.registries)
+      if (r.summary.some((g) => g.registry === registry && g.bandwidth === bandwidth)) out.push({ registry, bandwidth });
+  return out;
+}
+
+const profileText = (r: BenchResults): string => `${primary(r).bandwidth} registry link · ${REGISTRY_LABELS[primary(r).registry]}`;
 
 /** Fan-out workloads: those measured at more than one N. */
 function fanoutWorkloads(r: BenchResults): string[] {
-  return r.workloads.map((w) => w.id).filter((id) => new Set(r.summary.filter((g) => g.workload === id).map((g) => g.nodes)).size > 1);
+  return r.workloads
+    .map((w) => w.id)
+    .filter((id) => new Set(r.summary.filter((g) => g.workload === id && inPrimary(r, g)).map((g) => g.nodes)).size > 1);
 }
 
 /** How many runs each group actually has ("5", or "3–4" after an interrupted run). */
@@ -57,7 +87,7 @@ export function buildCharts(r: BenchResults): Chart[] {
   const charts: Chart[] = [];
   const modes = ranModes(r);
   const wl = r.workloads.map((w) => w.id);
-  const sub = `${r.settings.bandwidth} registry link · median of ${runsText(r)} cold run(s), whiskers min–max · ${r.startedAt.slice(0, 10)}`;
+  const sub = `${profileText(r)} · median of ${runsText(r)} cold run(s), whiskers min–max · ${r.startedAt.slice(0, 10)}`;
   charts.push({
     id: 'chart-ready',
     title: 'Time to ready per workload (N = 1)',
@@ -147,7 +177,7 @@ export function buildCharts(r: BenchResults): Chart[] {
       svg: lineChart({
         id: `chart-egress-${fw}`,
         title: `Registry egress vs number of nodes (${fw})`,
-        subtitle: `all nodes start at once · ${r.settings.bandwidth} registry link · median`,
+        subtitle: `all nodes start at once · ${profileText(r)} · median`,
         x: ns,
         xLabel: 'nodes starting the image at once',
         yLabel: 'MiB served by the registry',
@@ -170,7 +200,7 @@ export function buildCharts(r: BenchResults): Chart[] {
       svg: lineChart({
         id: `chart-allready-${fw}`,
         title: `Time until all nodes are ready (${fw})`,
-        subtitle: `slowest node, pull start → ready · ${r.settings.bandwidth} registry link · median`,
+        subtitle: `slowest node, pull start → ready · ${profileText(r)} · median`,
         x: ns,
         xLabel: 'nodes starting the image at once',
         yLabel: 'seconds',
@@ -197,7 +227,7 @@ export function highlights(r: BenchResults): string[] {
     const oci = group(r, w.id, 'oci', 1);
     if (!oci?.readyMs.n) continue;
     const best = r.summary
-      .filter((g) => g.workload === w.id && g.nodes === 1 && g.mode !== 'oci' && g.readyMs.n && g.speedup !== null)
+      .filter((g) => inPrimary(r, g) && g.workload === w.id && g.nodes === 1 && g.mode !== 'oci' && g.readyMs.n && g.speedup !== null)
       .sort((a, b) => a.readyMs.median - b.readyMs.median)[0];
     if (!best) continue;
     const bytesPart = Number.isFinite(best.registryBytesPerImage)
@@ -222,7 +252,7 @@ export function highlights(r: BenchResults): string[] {
   }
   for (const fw of fanoutWorkloads(r)) {
     const img = r.workloads.find((w) => w.id === fw)?.imageBytes ?? NaN;
-    const maxN = Math.max(...r.summary.filter((g) => g.workload === fw).map((g) => g.nodes));
+    const maxN = Math.max(...r.summary.filter((g) => g.workload === fw && inPrimary(r, g)).map((g) => g.nodes));
     const parts = (['oci', 'oci-p2p', 'lazy-erofs', 'lazy-p2p'] as ModeId[])
       .map((m) => {
         const g = group(r, fw, m, maxN);
@@ -240,32 +270,42 @@ function mdTable(head: string[], rows: string[][]): string {
   return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }
 
+/** Throughput a workload reported for its own read (bytes ÷ its read_ms), MB/s. */
+function readRate(w: { reportsReadBytes?: number }, g: GroupSummary): string {
+  if (!w.reportsReadBytes || !g.appMs.n || !(g.appMs.median > 0)) return '–';
+  return `${(w.reportsReadBytes / 1e6 / (g.appMs.median / 1000)).toFixed(1)} MB/s`;
+}
+
+/** One row per workload × registry × link × mode at N = 1: the registries side by side. */
 function readyRows(r: BenchResults): string[][] {
   const rows: string[][] = [];
   for (const w of r.workloads) {
-    for (const m of r.modes) {
-      const g = group(r, w.id, m.id, 1);
-      if (m.status !== 'run' || !g) {
-        const why =
-          m.status !== 'run' ? (m.reason ?? 'not measured') : 'not measured for this workload (P2P modes run on the fan-out workloads)';
-        rows.push([w.id, MODE_LABELS[m.id], 'not run', '', '', '', '', '', '', '', '', '', why]);
-        continue;
+    for (const pf of profiles(r)) {
+      for (const m of r.modes) {
+        const g = group(r, w.id, m.id, 1, pf);
+        const head = [w.id, pf.registry, pf.bandwidth, MODE_LABELS[m.id]];
+        if (m.status !== 'run' || !g) {
+          const why =
+            m.status !== 'run' ? (m.reason ?? 'not measured') : 'not measured for this workload (P2P modes run on the fan-out workloads)';
+          rows.push([...head, 'not run', '', '', '', '', '', '', '', '', '', '', why]);
+          continue;
+        }
+        rows.push([
+          ...head,
+          g.readyMs.n ? sec(g.readyMs.median) : 'failed',
+          range(g.readyMs.min, g.readyMs.max),
+          sec(g.pullMs.median),
+          sec(g.createMs.median),
+          sec(g.runMs.median),
+          bytes(g.registryBytes.median),
+          pct(g.registryBytesPerImage),
+          g.registryRequests.n ? String(Math.round(g.registryRequests.median)) : '–',
+          g.lazyBytesFetched.n ? bytes(g.lazyBytesFetched.median) : '–',
+          readRate(w, g),
+          ms(g.ferryCpuMs.median),
+          m.id === 'oci' ? '1× (baseline)' : times(g.speedup) + (g.failures ? ` · ${g.failures} failed` : ''),
+        ]);
       }
-      rows.push([
-        w.id,
-        MODE_LABELS[m.id],
-        g.readyMs.n ? sec(g.readyMs.median) : 'failed',
-        sec(g.readyMs.p95),
-        range(g.readyMs.min, g.readyMs.max),
-        sec(g.pullMs.median),
-        sec(g.createMs.median),
-        sec(g.runMs.median),
-        bytes(g.registryBytes.median),
-        pct(g.registryBytesPerImage),
-        g.lazyBytesFetched.n ? bytes(g.lazyBytesFetched.median) : '–',
-        ms(g.ferryCpuMs.median),
-        m.id === 'oci' ? '1× (baseline)' : times(g.speedup) + (g.failures ? ` · ${g.failures} failed` : ''),
-      ]);
     }
   }
   return rows;
@@ -273,17 +313,20 @@ function readyRows(r: BenchResults): string[][] {
 
 const READY_HEAD = [
   'workload',
+  'registry',
+  'link',
   'mode',
   'ready (median)',
-  'p95',
   'min–max',
   'pull',
   'create',
   'run',
   'registry bytes',
   '% of image',
+  'requests per start',
   'daemon fetched',
-  'Ferry CPU',
+  'app read rate',
+  'node daemons CPU',
   'speed-up vs OCI',
 ];
 const FAN_HEAD = [
@@ -301,7 +344,7 @@ const FAN_HEAD = [
 function fanRows(r: BenchResults, fw: string): string[][] {
   const img = r.workloads.find((w) => w.id === fw)?.imageBytes ?? NaN;
   return r.summary
-    .filter((g) => g.workload === fw)
+    .filter((g) => g.workload === fw && inPrimary(r, g))
     .sort((a, b) => a.nodes - b.nodes || a.mode.localeCompare(b.mode))
     .map((g) => [
       String(g.nodes),
@@ -316,6 +359,53 @@ function fanRows(r: BenchResults, fw: string): string[][] {
     ]);
 }
 
+const ratio = (a: number | undefined, b: number | undefined): string =>
+  a !== undefined && b !== undefined && Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}×` : '–';
+
+export const PEER_HEAD = [
+  'workload',
+  'registry',
+  'link',
+  'time: lazy ÷ eStargz',
+  'time: lazy + trace ÷ eStargz',
+  'requests: lazy / eStargz',
+  'bytes: lazy ÷ eStargz',
+];
+
+/**
+ * Ferry against the peer, N = 1, per workload, registry and link: ready-time ratios of Ferry's
+ * default lazy mode and of lazy + trace to eStargz (the better of plain and optimized), requests
+ * per start of each, registry bytes ratio. Rows only where both were measured.
+ */
+export function peerRows(r: BenchResults): string[][] {
+  const rows: string[][] = [];
+  for (const w of r.workloads) {
+    for (const pf of profiles(r)) {
+      const med = (m: ModeId): GroupSummary | undefined => {
+        const g = group(r, w.id, m, 1, pf);
+        return g?.readyMs.n ? g : undefined;
+      };
+      const peer = [med('estargz'), med('estargz-opt')]
+        .filter((g): g is GroupSummary => g !== undefined)
+        .sort((a, b) => a.readyMs.median - b.readyMs.median)[0];
+      const lazy = med('lazy-erofs');
+      if (!peer || !lazy) continue;
+      const trace = med('lazy-trace');
+      const req = (g: GroupSummary): string => (g.registryRequests.n ? String(Math.round(g.registryRequests.median)) : '?');
+      rows.push([
+        w.id,
+        pf.registry,
+        pf.bandwidth,
+        ratio(lazy.readyMs.median, peer.readyMs.median),
+        ratio(trace?.readyMs.median, peer.readyMs.median),
+        `${req(lazy)} / ${req(peer)}`,
+        ratio(lazy.registryBytes.median, peer.registryBytes.median),
+      ]);
+    }
+  }
+  return rows;
+}
+
 function machineLine(r: BenchResults): string {
   const m = r.machine;
   return `${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.os}, kernel ${m.kernel}, Node ${m.node}`;
@@ -327,7 +417,7 @@ export function renderMarkdown(r: BenchResults, chartFiles: string[] = []): stri
   lines.push(`- date: ${r.startedAt} → ${r.finishedAt} (commit ${r.gitCommit})`);
   lines.push(`- machine: ${machineLine(r)}`);
   lines.push(
-    `- registry link: ${r.settings.bandwidth} (tc tbf), registry: ${r.settings.registry}, repetitions: ${r.settings.repeat} requested, ${runsText(r)} successful per configuration, nodes: ${r.settings.nodes.join(', ')}${r.settings.quick ? ' (--quick)' : ''}`,
+    `- registry links: ${r.settings.bandwidths.join(', ')} (tc tbf; N > 1 at ${primary(r).bandwidth} only), registries: ${r.settings.registries.map((k) => REGISTRY_LABELS[k]).join(' and ')} (charts: ${REGISTRY_LABELS[primary(r).registry]}), repetitions: ${r.settings.repeat} requested, ${runsText(r)} successful per configuration, nodes: ${r.settings.nodes.join(', ')}${r.settings.quick ? ' (--quick)' : ''}`,
   );
   lines.push(
     '- every run cold: fresh containerd root and snapshotter/peer state per node, page cache dropped; modes interleaved in a shuffled order per repetition',
@@ -342,7 +432,7 @@ export function renderMarkdown(r: BenchResults, chartFiles: string[] = []): stri
   lines.push('## Workloads', '');
   lines.push(
     mdTable(
-      ['workload', 'what', 'ready signal', 'OCI image (compressed)', 'uncompressed', 'Nydus image'],
+      ['workload', 'what', 'ready signal', 'OCI image (compressed)', 'uncompressed', 'Nydus image', 'eStargz image'],
       r.workloads.map((w) => [
         w.id,
         w.title,
@@ -354,6 +444,7 @@ export function renderMarkdown(r: BenchResults, chartFiles: string[] = []): stri
         bytes(w.imageBytes),
         bytes(w.uncompressedBytes),
         w.nydusBytes ? bytes(w.nydusBytes) : '–',
+        w.estargzBytes ? bytes(w.estargzBytes) : '–',
       ]),
     ),
     '',
@@ -366,10 +457,15 @@ export function renderMarkdown(r: BenchResults, chartFiles: string[] = []): stri
     ),
     '',
   );
-  lines.push('## Time to ready, 1 node', '');
+  lines.push('## Time to ready, 1 node (registries and links side by side)', '');
   lines.push(mdTable(READY_HEAD, readyRows(r)), '');
+  const peers = peerRows(r);
+  if (peers.length) {
+    lines.push('## Ferry against eStargz (1 node, ratios in the same registry and link)', '');
+    lines.push(mdTable(PEER_HEAD, peers), '');
+  }
   for (const fw of fanoutWorkloads(r)) {
-    lines.push(`## N nodes at once (${fw})`, '');
+    lines.push(`## N nodes at once (${fw}, ${profileText(r)})`, '');
     lines.push(mdTable(FAN_HEAD, fanRows(r, fw)), '');
   }
   if (chartFiles.length) {
@@ -382,7 +478,9 @@ export function renderMarkdown(r: BenchResults, chartFiles: string[] = []): stri
     lines.push('## Notes', '');
     for (const n of r.notes) lines.push(`- ${n}`);
     for (const f of failed.slice(0, 20))
-      lines.push(`- failed run: ${f.workload} · ${f.mode} · N=${f.nodes} · rep ${f.rep}: ${(f.error ?? '').slice(0, 300)}`);
+      lines.push(
+        `- failed run: ${f.workload} · ${f.mode} · ${f.registry} · ${f.bandwidth} · N=${f.nodes} · rep ${f.rep}: ${(f.error ?? '').slice(0, 300)}`,
+      );
     lines.push('');
   }
   return lines.join('\n');
@@ -394,7 +492,7 @@ function htmlEsc(s: string): string {
 
 function htmlTable(head: string[], rows: string[][]): string {
   return `<table><thead><tr>${head.map((h) => `<th>${htmlEsc(h)}</th>`).join('')}</tr></thead><tbody>${rows
-    .map((row) => `<tr${row[2] === 'not run' ? ' class="notrun"' : ''}>${row.map((c) => `<td>${htmlEsc(c)}</td>`).join('')}</tr>`)
+    .map((row) => `<tr${row.includes('not run') ? ' class="notrun"' : ''}>${row.map((c) => `<td>${htmlEsc(c)}</td>`).join('')}</tr>`)
     .join('')}</tbody></table>`;
 }
 
@@ -412,7 +510,7 @@ th{background:#f6f8fa}tr.notrun td{color:#8c959f}.meta{color:#57606a;font-size:1
   parts.push('<h1>Ferry bench report</h1>');
   parts.push(
     `<div class="meta">Date: ${htmlEsc(r.startedAt)} → ${htmlEsc(r.finishedAt)} · commit ${htmlEsc(r.gitCommit)}<br>Machine: ${htmlEsc(machineLine(r))}<br>` +
-      `Registry link ${htmlEsc(r.settings.bandwidth)} (tc tbf) · registry ${htmlEsc(r.settings.registry)} · ${r.settings.repeat} repetition(s) requested, ${runsText(r)} successful per configuration · nodes ${r.settings.nodes.join(', ')}${r.settings.quick ? ' · quick subset' : ''}<br>` +
+      `Registry links ${htmlEsc(r.settings.bandwidths.join(', '))} (tc tbf) · registries ${htmlEsc(r.settings.registries.map((k) => REGISTRY_LABELS[k]).join(' and '))} (charts and N-node tables: ${htmlEsc(profileText(r))}) · ${r.settings.repeat} repetition(s) requested, ${runsText(r)} successful per configuration · nodes ${r.settings.nodes.join(', ')}${r.settings.quick ? ' · quick subset' : ''}<br>` +
       'Every run is cold (fresh containerd and snapshotter state, page cache dropped); modes run in a shuffled order within each repetition.</div>',
   );
   const hl = highlights(r);
@@ -429,16 +527,21 @@ th{background:#f6f8fa}tr.notrun td{color:#8c959f}.meta{color:#57606a;font-size:1
   parts.push('<h2>Charts</h2><div class="charts">');
   for (const c of charts) parts.push(`<figure>${c.svg}</figure>`);
   parts.push('</div>');
-  parts.push('<h2>Time to ready, 1 node</h2>');
+  parts.push('<h2>Time to ready, 1 node (registries and links side by side)</h2>');
   parts.push(htmlTable(READY_HEAD, readyRows(r)));
+  const peers = peerRows(r);
+  if (peers.length) {
+    parts.push('<h2>Ferry against eStargz (1 node, ratios in the same registry and link)</h2>');
+    parts.push(htmlTable(PEER_HEAD, peers));
+  }
   for (const fw of fanoutWorkloads(r)) {
-    parts.push(`<h2>N nodes at once (${htmlEsc(fw)})</h2>`);
+    parts.push(`<h2>N nodes at once (${htmlEsc(`${fw}, ${profileText(r)}`)})</h2>`);
     parts.push(htmlTable(FAN_HEAD, fanRows(r, fw)));
   }
   parts.push('<h2>Workloads</h2>');
   parts.push(
     htmlTable(
-      ['workload', 'what', 'command', 'OCI image', 'uncompressed', 'Nydus image'],
+      ['workload', 'what', 'command', 'OCI image', 'uncompressed', 'Nydus image', 'eStargz image'],
       r.workloads.map((w) => [
         w.id,
         w.title,
@@ -446,6 +549,7 @@ th{background:#f6f8fa}tr.notrun td{color:#8c959f}.meta{color:#57606a;font-size:1
         bytes(w.imageBytes),
         bytes(w.uncompressedBytes),
         w.nydusBytes ? bytes(w.nydusBytes) : '–',
+        w.estargzBytes ? bytes(w.estargzBytes) : '–',
       ]),
     ),
   );
@@ -455,7 +559,7 @@ th{background:#f6f8fa}tr.notrun td{color:#8c959f}.meta{color:#57606a;font-size:1
     for (const n of r.notes) parts.push(`<li>${htmlEsc(n)}</li>`);
     for (const f of failed.slice(0, 20))
       parts.push(
-        `<li>failed run ${htmlEsc(`${f.workload} · ${f.mode} · N=${f.nodes} · rep ${f.rep}: ${(f.error ?? '').slice(0, 300)}`)}</li>`,
+        `<li>failed run ${htmlEsc(`${f.workload} · ${f.mode} · ${f.registry} · ${f.bandwidth} · N=${f.nodes} · rep ${f.rep}: ${(f.error ?? '').slice(0, 300)}`)}</li>`,
       );
     parts.push('</ul>');
   }
