@@ -73,6 +73,18 @@ export const RegistryConfigSchema = z.strictObject({
       pollInterval: duration.default(500),
     })
     .prefault({}),
+  audit: z
+    .strictObject({
+      /** Record pushes, pulls, deletes and management changes (Harbor's audit log). */
+      enabled: z.boolean().default(true),
+      /** Record pulls too (a write per manifest GET; Harbor: pull_audit_log_disable = false). */
+      pulls: z.boolean().default(true),
+      /** Entries older than this are purged ("0" keeps them forever). */
+      retention: duration.default(0),
+      /** How often the purge runs. */
+      purgeInterval: duration.default(60 * 60_000),
+    })
+    .prefault({}),
   gc: z
     .strictObject({
       /** Blobs younger than this are never collected (covers pushes whose manifest is not in yet). */

@@ -5,6 +5,6 @@
  * A library tier folder: imports only core. An S3-compatible implementation would sit beside
  * `local/` and run the same `testsuite.ts`.
  */
-export type { BlobStore, BlobProvider, BlobIngester, BlobManager, BlobInfo, CommittedBlob, Critical } from './content.js';
+export type { BlobStore, BlobProvider, BlobIngester, BlobManager, BlobInfo, CommittedBlob, Critical, AppendOptions } from './content.js';
 export { LocalBlobStore } from './local/local-store.js';
 export { MemoryBlobStore } from './memory/memory-store.js';

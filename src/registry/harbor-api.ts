@@ -15,6 +15,7 @@ import { Router, parseJson, readBody, sendError, sendJson, type Params } from '.
 import { generateSecret, hashSecret, isStrongSecret, verifySecret, type Auth, type Principal } from './auth.js';
 import type { Project, RegistryMetadata, Robot, RobotPermission, WebhookPolicy, WebhookTarget, Delivery } from './metadata/metadata.js';
 import { WEBHOOK_EVENT_TYPES, type Webhooks } from './webhooks.js';
+import type { AuditLog } from './audit.js';
 import { OciError } from './errors.js';
 import { isValidName } from './names.js';
 
@@ -65,12 +66,14 @@ export class HarborApi {
   readonly #log: Logger;
 
   readonly #webhooks: Webhooks;
+  readonly #audit: AuditLog;
   readonly #routes: Router<Ctx>;
 
-  constructor(deps: { meta: RegistryMetadata; auth: Auth; log: Logger; webhooks: Webhooks }) {
+  constructor(deps: { meta: RegistryMetadata; auth: Auth; log: Logger; webhooks: Webhooks; audit: AuditLog }) {
     this.#meta = deps.meta;
     this.#auth = deps.auth;
     this.#webhooks = deps.webhooks;
+    this.#audit = deps.audit;
     this.#log = deps.log.child({ component: 'harbor-api' });
     this.#routes = this.#table();
   }
@@ -444,7 +447,8 @@ export class HarborApi {
         tag: tags[0] ?? digest,
         operator: p.name,
       });
-      await this.#meta.deleteManifest(repoName, digest, ev);
+      const audit = await this.#audit.artifact('delete', repoName, tags[0] ?? digest, p.name);
+      await this.#meta.deleteManifest(repoName, digest, { enqueue: ev, audit });
     }
     this.#webhooks.kick();
     this.#log.info({ repo: repoName, artifacts: digests.length }, 'artifacts deleted');

@@ -20,6 +20,7 @@ import type { RegistryMetadata } from './metadata/metadata.js';
 import { SqliteMetadata } from './metadata/sqlite.js';
 import { Auth, hashSecret, verifySecret } from './auth.js';
 import { Webhooks } from './webhooks.js';
+import { AuditLog } from './audit.js';
 import { RegistryServer } from './server.js';
 import { collectGarbage, type GcResult } from './gc.js';
 
@@ -113,8 +114,17 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Registr
         externalHost: '',
       },
     );
+    const audit = new AuditLog(
+      { meta, log, clock: opts.clock },
+      {
+        enabled: config.audit.enabled,
+        pulls: config.audit.pulls,
+        retentionMs: config.audit.retention,
+        purgeIntervalMs: config.audit.purgeInterval,
+      },
+    );
     const server = new RegistryServer(
-      { meta, store, auth, webhooks, log, metrics },
+      { meta, store, auth, webhooks, audit, log, metrics },
       {
         maxManifestSize: config.maxManifestSize,
         maxBlobSize: config.maxBlobSize,
@@ -129,6 +139,7 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Registr
     const host = `${hostName === '0.0.0.0' || hostName === '[::]' ? '127.0.0.1' : hostName}:${addr.port}`;
     webhooks.setExternalHost(config.externalUrl ? config.externalUrl.replace(/^[a-z]+:\/\//, '').replace(/\/+$/, '') : host);
     webhooks.start();
+    audit.start();
     log.info({ listen: `${hostName}:${addr.port}`, dataDir }, 'registry listening');
     let closed = false;
     return {
@@ -142,6 +153,7 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Registr
         if (closed) return;
         closed = true;
         await server.close();
+        audit.stop();
         await webhooks.stop();
         await store.close?.();
         await meta.close();

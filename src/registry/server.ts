@@ -18,12 +18,14 @@ import { LoginLockedError, parseScope, type Auth, type Principal, type TokenAcce
 import type { RegistryMetadata } from './metadata/metadata.js';
 import type { Webhooks } from './webhooks.js';
 import { HarborApi } from './harbor-api.js';
+import type { AuditLog } from './audit.js';
 
 export interface RegistryServerDeps {
   meta: RegistryMetadata;
   store: BlobStore;
   auth: Auth;
   webhooks: Webhooks;
+  audit: AuditLog;
   log: Logger;
   metrics: MetricsRegistry;
 }
@@ -86,12 +88,13 @@ export class RegistryServer {
         store: deps.store,
         auth: deps.auth,
         webhooks: deps.webhooks,
+        audit: deps.audit,
         log: deps.log,
         counters: { blobBytesServed: (n) => served.inc(n), blobBytesReceived: (n) => received.inc(n) },
       },
       opts,
     );
-    this.#harbor = new HarborApi({ meta: deps.meta, auth: deps.auth, log: deps.log, webhooks: deps.webhooks });
+    this.#harbor = new HarborApi({ meta: deps.meta, auth: deps.auth, log: deps.log, webhooks: deps.webhooks, audit: deps.audit });
     this.server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => {
       void this.#handle(req, res);
     });

@@ -38,7 +38,7 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
 
   withMeta('commits blobs into a repository and links them elsewhere only by mount', async (m) => {
     let published = false;
-    await m.commitBlob('a/x', d('1'), 10, () => {
+    await m.commitBlob('a/x', d('1'), 10, async () => {
       published = true;
     });
     assert.ok(published);
@@ -54,7 +54,7 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
 
   withMeta('a blob publish that throws records nothing', async (m) => {
     await assert.rejects(
-      m.commitBlob('a/x', d('3'), 1, () => {
+      m.commitBlob('a/x', d('3'), 1, async () => {
         throw new Error('rename failed');
       }),
       /rename failed/,
@@ -63,7 +63,7 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
   });
 
   withMeta('stores manifests with tags only when their references exist', async (m) => {
-    await m.commitBlob('a/x', d('1'), 10, () => undefined);
+    await m.commitBlob('a/x', d('1'), 10, async () => undefined);
     await assert.rejects(
       m.putManifest(rec('a/x', d('a')), 'v1', { blobs: [d('1'), d('2')], manifests: [] }),
       (e: unknown) => e instanceof MissingContentError && FerryError.hasCode(e, 'FAILED_PRECONDITION') && e.missing.join() === d('2'),
@@ -267,8 +267,8 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
   });
 
   withMeta('garbage collection: only unreferenced blobs untouched since the cutoff go, with their links, inside the lock', async (m) => {
-    await m.commitBlob('a/x', d('1'), 10, () => undefined);
-    await m.commitBlob('a/x', d('2'), 20, () => undefined);
+    await m.commitBlob('a/x', d('1'), 10, async () => undefined);
+    await m.commitBlob('a/x', d('2'), 20, async () => undefined);
     await m.putManifest(rec('a/x', d('a')), 'v1', { blobs: [d('2')], manifests: [] });
     const later = Date.now() + 1000;
     assert.equal(await m.isCollectable(d('1'), later), true);
@@ -277,14 +277,14 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
     assert.deepEqual((await m.blobsTouchedBefore(later)).sort(), [d('1'), d('2')]);
     let removed = 0;
     assert.equal(
-      await m.collectBlob(d('2'), later, () => {
+      await m.collectBlob(d('2'), later, async () => {
         removed++;
       }),
       false,
     );
     assert.equal(removed, 0, 'a kept blob is not removed');
     assert.equal(
-      await m.collectBlob(d('1'), later, () => {
+      await m.collectBlob(d('1'), later, async () => {
         removed++;
       }),
       true,
@@ -293,14 +293,14 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
     assert.equal(await m.blobInRepo('a/x', d('1')), undefined);
     assert.equal(await m.linkBlob('a/y', d('1')), false, 'a collected blob is unknown');
     await assert.rejects(
-      m.collectBlob(d('3'), later, () => {
+      m.collectBlob(d('3'), later, async () => {
         throw new Error('unlink failed');
       }),
       /unlink failed/,
     );
-    await m.commitBlob('a/x', d('3'), 1, () => undefined);
+    await m.commitBlob('a/x', d('3'), 1, async () => undefined);
     await assert.rejects(
-      m.collectBlob(d('3'), Date.now() + 1000, () => {
+      m.collectBlob(d('3'), Date.now() + 1000, async () => {
         throw new Error('unlink failed');
       }),
       /unlink failed/,
