@@ -5,12 +5,25 @@
  */
 import { z } from 'zod';
 import { parseConfig, durationSchema as duration, sizeSchema as size } from './parse.js';
+import { DatabaseSchema, StorageSchema } from './database.js';
 
 export const RegistryConfigSchema = z.strictObject({
   /** host:port to listen on. */
   listen: z.string().default('127.0.0.1:5000'),
-  /** Data directory (blobs, uploads, SQLite metadata, token key). */
+  /** Data directory (blobs, uploads, SQLite metadata, token key — by default; see `database`, `storage`, `tokenKey`). */
   dataDir: z.string().optional(),
+  /**
+   * Metadata: `{sqlite: path}` (default `<dataDir>/registry.db`, one process) or `{postgres: URL}` /
+   * `{postgres: {url, password_file | password_env, max_connections}}`, shared by replicas.
+   */
+  database: DatabaseSchema.optional(),
+  /** Blobs: `{filesystem: {path}}` (default `<dataDir>`) or `{s3: {bucket, endpoint, …}}`, shared by replicas. */
+  storage: StorageSchema.optional(),
+  /**
+   * The token signing key (JWK, mode 0600; created when missing). Default `<dataDir>/token-key.jwk`.
+   * Replicas must share it (a mounted secret), as Harbor's core instances share their private key.
+   */
+  tokenKey: z.string().optional(),
   /** Admin password; else FERRY_ADMIN_PASSWORD; else the stored one; else generated and printed once. */
   adminPassword: z.string().min(1).optional(),
   /** Public URL used in webhook resource_url and the token realm (default: derived from the request Host). */
