@@ -29,6 +29,11 @@ export interface DistributionOptions {
   service: string;
   /** Token realm URL; default `http://<request Host>/service/token` (Harbor derives it the same way). */
   realm?: string | undefined;
+  /**
+   * Blob GETs answer 307 to a presigned URL of the blob store valid this many seconds (distribution's
+   * `redirect`), when the store can make one; 0 or absent serves the bytes.
+   */
+  redirectSeconds?: number;
 }
 
 /** The Bearer challenge's realm for a request. */
@@ -228,6 +233,13 @@ export class DistributionApi {
     if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${size}`;
     if (head) {
       res.writeHead(range ? 206 : 200, headers);
+      res.end();
+      return;
+    }
+    if (this.#o.redirectSeconds && this.#d.store.presignedUrl) {
+      // the client fetches from the object store (with its Range header); this replica moves no bytes
+      const location = await this.#d.store.presignedUrl(digest, this.#o.redirectSeconds);
+      res.writeHead(307, { location, 'docker-content-digest': digest, 'content-length': 0 });
       res.end();
       return;
     }
