@@ -136,6 +136,7 @@ export class RegistryServer {
       try {
         principal = await this.#d.auth.authenticate(req.headers.authorization, { source: req.socket.remoteAddress, path, method });
       } catch (err) {
+        if (!(err instanceof LoginLockedError)) await this.#auditLoginFailure(req.headers.authorization);
         if (err instanceof LoginLockedError) {
           throw new OciError('TOOMANYREQUESTS', err.message, { cause: err, headers: { 'retry-after': String(err.retryAfterSeconds) } });
         }
@@ -176,6 +177,19 @@ export class RegistryServer {
       if (!req.complete) res.setHeader('connection', 'close');
       sendError(res, e, headers);
     }
+  }
+
+  /** A failed Basic login in the audit log (the user name only; never the secret). */
+  async #auditLoginFailure(header: string | undefined): Promise<void> {
+    if (!header?.toLowerCase().startsWith('basic ')) return;
+    const user = Buffer.from(header.slice(6), 'base64').toString('utf8').split(':')[0] ?? '';
+    await this.#d.audit.record({
+      username: user.slice(0, 255),
+      resource: user.slice(0, 255),
+      resourceType: 'user',
+      operation: 'login',
+      success: false,
+    });
   }
 
   /** Docker token endpoint (GET; POST answers 405 like Harbor so clients fall back to GET). */
