@@ -124,6 +124,23 @@ describe('S3 blob store on radosgw', { timeout: 300_000 }, () => {
     assert.equal((await s.stat(sha(empty)))?.size, 0);
   });
 
+  it('a monolithic upload (last) is published with one PutObject, without chunk objects', async () => {
+    const prefix = `mono-${randomUUID()}/`;
+    const s = open(prefix);
+    const data = randomBytes(MiB);
+    await s.startUpload('ffffffff-0001');
+    assert.equal(await s.append('ffffffff-0001', 0, Readable.from([data]), { last: true }), data.length);
+    assert.equal(await s.uploadSize('ffffffff-0001'), data.length);
+    assert.deepEqual(await keys(`${prefix}uploads/ffffffff-0001/`), ['info'], 'no chunk object written');
+    await s.commitUpload('ffffffff-0001', sha(data), { size: data.length });
+    assert.deepEqual(await readAll(await s.read(sha(data))), data);
+    await s.startUpload('ffffffff-0002');
+    await s.append('ffffffff-0002', 0, Readable.from([data.subarray(1)]), { last: true });
+    await assert.rejects(s.commitUpload('ffffffff-0002', sha(randomBytes(4))), { code: 'DATA_LOSS' });
+    assert.deepEqual(await keys(`${prefix}uploads/`), [], 'a mismatch leaves nothing');
+    assert.equal(await s.stat(sha(data.subarray(1))), undefined);
+  });
+
   it('hands out presigned GET URLs a plain HTTP client can fetch, ranges included', async () => {
     const s = open(`presign-${randomUUID()}/`);
     const data = randomBytes(4096);

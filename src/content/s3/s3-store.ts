@@ -10,6 +10,9 @@
  * body of unknown length needs no buffering). The upload's size is the sum of its contiguous
  * chunks, read by listing, so any replica knows where to continue.
  *
+ * A monolithic upload (`append` with `last`: the commit follows in this process) of at most one
+ * chunk is held in memory instead and published with one PutObject.
+ *
  * Commit: the digest is computed from the hash this process kept while receiving every byte (a
  * monolithic PUT), else by reading the chunks back. The blob is then assembled by one S3 multipart
  * upload on the blob's key — a chunk of at least 5 MiB becomes a part by server-side copy
@@ -112,6 +115,8 @@ export class S3BlobStore implements BlobStore {
   readonly #chunk: number;
   /** Hash of an upload this process received every byte of, by upload id. */
   readonly #hashes = new Map<string, { size: number; hash: Hash; algorithm: string }>();
+  /** The whole body of a monolithic upload (AppendOptions.last), held until this process commits it. */
+  readonly #held = new Map<string, Buffer>();
   /** Uploads receiving a request in this process. */
   readonly #busy = new Set<string>();
 
@@ -183,7 +188,7 @@ export class S3BlobStore implements BlobStore {
 
   async uploadSize(id: string): Promise<number> {
     const chunks = await this.#chunks(id);
-    return chunks.reduce((n, c) => n + c.size, 0);
+    return chunks.reduce((n, c) => n + c.size, 0) + (this.#held.get(id)?.length ?? 0);
   }
 
   async append(id: string, offset: number, body: Readable, opts: AppendOptions = {}): Promise<number> {
@@ -200,16 +205,32 @@ export class S3BlobStore implements BlobStore {
       const it = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
       const carry: { buf: Buffer | undefined } = { buf: undefined };
       let at = size;
-      for (let piece = await nextPiece(it, carry, this.#chunk); piece; piece = await nextPiece(it, carry, this.#chunk)) {
+      const check = (n: number): void => {
         opts.signal?.throwIfAborted();
-        if (opts.limit !== undefined && at + piece.length > opts.limit) {
+        if (opts.limit !== undefined && at + n > opts.limit) {
           throw new FerryError('RESOURCE_EXHAUSTED', `upload ${id} exceeds the limit of ${opts.limit} bytes`);
         }
+      };
+      let piece = await nextPiece(it, carry, this.#chunk);
+      let next = piece ? await nextPiece(it, carry, this.#chunk) : undefined;
+      if (piece && !next && size === 0 && opts.last && hash) {
+        // a whole blob in one piece, committed by this process right after: no chunk object at all
+        check(piece.length);
+        hash.update(piece);
+        this.#held.set(id, piece);
+        this.#hashes.set(id, { size: piece.length, hash, algorithm: 'sha256' });
+        return piece.length;
+      }
+      while (piece) {
+        check(piece.length);
         const Key = `${this.#uploadDir(id)}c/${String(at).padStart(16, '0')}`;
-        await this.#try(`append to upload ${id}`, () => this.#s3.send(new PutObjectCommand({ Bucket: this.#bucket, Key, Body: piece })));
+        const Body = piece;
+        await this.#try(`append to upload ${id}`, () => this.#s3.send(new PutObjectCommand({ Bucket: this.#bucket, Key, Body })));
         written.push(Key);
         hash?.update(piece);
         at += piece.length;
+        piece = next;
+        next = piece ? await nextPiece(it, carry, this.#chunk) : undefined;
       }
       if (hash) this.#hashes.set(id, { size: at, hash, algorithm: 'sha256' });
       written.length = 0;
@@ -224,7 +245,8 @@ export class S3BlobStore implements BlobStore {
   async commitUpload(id: string, expected: string, opts: { size?: number; critical?: Critical } = {}): Promise<CommittedBlob> {
     const { algorithm } = parseDigest(expected);
     const chunks = await this.#chunks(id);
-    const size = chunks.reduce((n, c) => n + c.size, 0);
+    const held = this.#held.get(id);
+    const size = chunks.reduce((n, c) => n + c.size, 0) + (held?.length ?? 0);
     if (opts.size !== undefined && opts.size !== size) {
       throw new FerryError('INVALID_ARGUMENT', `upload ${id} has ${size} bytes, not ${opts.size}`);
     }
@@ -234,7 +256,7 @@ export class S3BlobStore implements BlobStore {
       throw new DigestMismatchError(expected, actual, `upload ${id}`);
     }
     const Key = this.#blobKey(expected);
-    const publish = await this.#assemble(Key, chunks);
+    const publish = held ? this.#putWhole(Key, held) : await this.#assemble(Key, chunks);
     try {
       await (opts.critical ?? ((act) => act()))(publish.complete);
     } catch (err) {
@@ -247,6 +269,7 @@ export class S3BlobStore implements BlobStore {
 
   async abortUpload(id: string): Promise<void> {
     this.#hashes.delete(id);
+    this.#held.delete(id);
     const keys: string[] = [];
     for await (const o of this.#listKeys(this.#uploadDir(id))) keys.push(o.key);
     await this.#deleteKeys(keys);
@@ -303,6 +326,14 @@ export class S3BlobStore implements BlobStore {
       for await (const b of out.Body as AsyncIterable<Uint8Array>) h.update(b);
     }
     return `${algorithm}:${h.digest('hex')}`;
+  }
+
+  /** Publishing a blob held in memory: one PutObject. */
+  #putWhole(Key: string, data: Buffer): { complete: () => Promise<void>; abort: () => Promise<void> } {
+    const complete = async (): Promise<void> => {
+      await this.#try(`publish ${Key}`, () => this.#s3.send(new PutObjectCommand({ Bucket: this.#bucket, Key, Body: data })));
+    };
+    return { complete, abort: async () => undefined };
   }
 
   /**
