@@ -104,6 +104,10 @@ export const RegistryConfigSchema = z.strictObject({
       minAge: duration.default(60 * 60_000),
       /** Uploads untouched this long are removed by gc. */
       uploadMaxAge: duration.default(24 * 60 * 60_000),
+      /** How often each replica looks for gc runs requested through /system/gc or due by its schedule. */
+      jobPollInterval: duration.default(10_000),
+      /** A running gc not heard of for this long (its replica died) is marked Error. */
+      staleAfter: duration.default(5 * 60_000),
     })
     .prefault({}),
 });

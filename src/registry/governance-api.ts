@@ -3,7 +3,9 @@
  * Harbor's governance endpoints on top of the metadata store: project quotas (`/quotas`, Harbor's
  * `Quota` JSON with the `storage` resource; the limit is enforced on push by the store) and the
  * audit log (`/audit-logs` and `/projects/{p}/logs`, Harbor's `AuditLog` JSON, its `q` query
- * syntax). Registered into the Harbor API's route table; errors are FerryErrors answered there.
+ * syntax) and garbage collection (`/system/gc`: run now, schedule, history with logs, stop; runs
+ * executed by gc-jobs.ts on whichever replica claims them). Registered into the Harbor API's route
+ * table; errors are FerryErrors answered there.
  */
 import type { ServerResponse } from 'node:http';
 import { FerryError } from '../core/index.js';
@@ -14,10 +16,13 @@ import {
   MAX_STORAGE_LIMIT,
   type AuditEntry,
   type AuditQuery,
+  type GcRun,
+  type GcSchedule,
   type Project,
   type Quota,
   type RegistryMetadata,
 } from './metadata/metadata.js';
+import { nextScheduled } from './gc-jobs.js';
 import type { AuditLog } from './audit.js';
 
 export interface GovernanceDeps {
@@ -27,6 +32,49 @@ export interface GovernanceDeps {
   /** The project a path value names, if `p` may see it (else NOT_FOUND). */
   project(p: Principal, nameOrId: string): Promise<Project>;
   json(req: Ctx['req']): Promise<Record<string, unknown>>;
+  /** A gc run was requested on this replica: look for work now. */
+  gcKick(): void;
+  now(): number;
+}
+
+/** Harbor's schedule types and their crons (6 fields, UTC). */
+const SCHEDULE_CRON: Record<string, string> = { Hourly: '0 0 * * * *', Daily: '0 0 0 * * *', Weekly: '0 0 0 * * 0' };
+
+function gcJson(r: GcRun): Record<string, unknown> {
+  return {
+    id: r.id,
+    job_name: 'GARBAGE_COLLECTION',
+    job_kind: r.trigger,
+    job_parameters: r.parameters,
+    schedule: null,
+    job_status: r.status,
+    deleted: false,
+    creation_time: iso(r.createdAt),
+    update_time: iso(r.updatedAt),
+  };
+}
+
+function scheduleJson(s: GcSchedule | undefined): Record<string, unknown> {
+  if (!s) return { schedule: null };
+  return {
+    schedule: { type: s.type, cron: s.cron, next_scheduled_time: iso(s.nextRun) },
+    parameters: JSON.parse(s.parameters) as unknown,
+    creation_time: iso(s.createdAt),
+    update_time: iso(s.updatedAt),
+  };
+}
+
+/** The run parameters Harbor accepts: delete_untagged, dry_run (booleans), workers (1-5). */
+function gcParameters(v: unknown): string {
+  const p = (v ?? {}) as Record<string, unknown>;
+  if (typeof p !== 'object' || Array.isArray(p)) throw badRequest('parameters must be an object');
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(p)) {
+    if ((k === 'delete_untagged' || k === 'dry_run') && typeof x === 'boolean') out[k] = x;
+    else if (k === 'workers' && Number.isInteger(x) && (x as number) >= 1 && (x as number) <= 5) out[k] = x;
+    else throw badRequest(`invalid gc parameter ${JSON.stringify(k.slice(0, 40))}`);
+  }
+  return JSON.stringify(out);
 }
 
 const badRequest = (msg: string): FerryError => new FerryError('INVALID_ARGUMENT', msg);
@@ -171,5 +219,67 @@ export function governanceRoutes(router: Router<Ctx>, d: GovernanceDeps): Router
       const project = await d.project(p, a.project!);
       d.requireAdmin(p);
       await listAudit(res, url, project.id);
+    })
+    .get('/system/gc', async ({ res, url, p }) => {
+      d.requireAdmin(p);
+      const pg = page(url);
+      const r = await d.meta.listGcRuns(pg.offset, pg.limit);
+      sendJson(res, 200, r.items.map(gcJson), { 'x-total-count': String(r.total) });
+    })
+    .get('/system/gc/schedule', async ({ res, p }) => {
+      d.requireAdmin(p);
+      sendJson(res, 200, scheduleJson(await d.meta.getGcSchedule()));
+    })
+    .post('/system/gc/schedule', (c) => setSchedule(c, 201))
+    .put('/system/gc/schedule', (c) => setSchedule(c, 200))
+    .get('/system/gc/:id(\\d+)', async ({ res, p }, a) => {
+      d.requireAdmin(p);
+      sendJson(res, 200, gcJson(await gcRun(a.id!)));
+    })
+    .get('/system/gc/:id(\\d+)/log', async ({ res, p }, a) => {
+      d.requireAdmin(p);
+      const log = (await gcRun(a.id!)).log;
+      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(log) });
+      res.end(log);
+    })
+    .put('/system/gc/:id(\\d+)', async ({ res, p }, a) => {
+      d.requireAdmin(p);
+      const run = await gcRun(a.id!);
+      if (!(await d.meta.requestGcStop(run.id))) throw new FerryError('FAILED_PRECONDITION', `gc ${run.id} is ${run.status}, not running`);
+      await d.audit.record({ username: p.name, resource: `gc ${run.id}`, resourceType: 'gc', operation: 'stop' });
+      sendJson(res, 200, {});
     });
+
+  async function gcRun(id: string): Promise<GcRun> {
+    const run = await d.meta.getGcRun(Number(id));
+    if (!run) throw new FerryError('NOT_FOUND', `gc ${id} not found`);
+    return run;
+  }
+
+  /** Manual: a run now (201 + Location); Hourly/Daily/Weekly/Custom: the schedule; None: no schedule. */
+  async function setSchedule({ req, res, p }: Ctx, status: number): Promise<void> {
+    d.requireAdmin(p);
+    const body = await d.json(req);
+    const sched = (body.schedule ?? {}) as Record<string, unknown>;
+    const type = sched.type;
+    const parameters = gcParameters(body.parameters);
+    if (type === 'Manual') {
+      const run = await d.meta.createGcRun('MANUAL', parameters);
+      await d.audit.record({ username: p.name, resource: `gc ${run.id}`, resourceType: 'gc', operation: 'create' });
+      d.gcKick();
+      res.writeHead(201, { location: `/api/v2.0/system/gc/${run.id}`, 'content-length': 0 });
+      res.end();
+      return;
+    }
+    if (type === 'None') {
+      await d.meta.setGcSchedule(undefined, d.now());
+    } else {
+      const cron = typeof type === 'string' && type !== 'Custom' ? SCHEDULE_CRON[type] : sched.cron;
+      if (typeof cron !== 'string') throw badRequest('schedule.type must be Manual, Hourly, Daily, Weekly, Custom (with cron) or None');
+      const nextRun = nextScheduled(cron, d.now());
+      await d.meta.setGcSchedule({ type: type as string, cron, parameters, nextRun }, d.now());
+    }
+    await d.audit.record({ username: p.name, resource: 'gc schedule', resourceType: 'gc', operation: 'update' });
+    sendJson(res, status, {});
+  }
 }

@@ -69,9 +69,11 @@ export class HarborApi {
 
   readonly #webhooks: Webhooks;
   readonly #audit: AuditLog;
+  readonly #gcKick: () => void;
   readonly #routes: Router<Ctx>;
 
-  constructor(deps: { meta: RegistryMetadata; auth: Auth; log: Logger; webhooks: Webhooks; audit: AuditLog }) {
+  constructor(deps: { meta: RegistryMetadata; auth: Auth; log: Logger; webhooks: Webhooks; audit: AuditLog; gcKick: () => void }) {
+    this.#gcKick = deps.gcKick;
     this.#meta = deps.meta;
     this.#auth = deps.auth;
     this.#webhooks = deps.webhooks;
@@ -385,6 +387,8 @@ export class HarborApi {
       requireAdmin: (p) => this.#requireAdmin(p),
       project: (p, nameOrId) => this.#project(p, nameOrId),
       json: (req) => this.#json(req),
+      gcKick: () => this.#gcKick(),
+      now: () => Date.now(),
     });
   }
 

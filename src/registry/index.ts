@@ -24,6 +24,7 @@ import { PostgresMetadata } from './metadata/postgres.js';
 import { Auth, hashSecret, verifySecret } from './auth.js';
 import { Webhooks } from './webhooks.js';
 import { AuditLog } from './audit.js';
+import { GcJobs } from './gc-jobs.js';
 import { RegistryServer } from './server.js';
 import { collectGarbage, type GcResult } from './gc.js';
 
@@ -173,8 +174,17 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Registr
         purgeIntervalMs: config.audit.purgeInterval,
       },
     );
+    const gcJobs = new GcJobs(
+      { meta, store, log, clock: opts.clock },
+      {
+        pollIntervalMs: config.gc.jobPollInterval,
+        minAgeMs: config.gc.minAge,
+        uploadMaxAgeMs: config.gc.uploadMaxAge,
+        staleAfterMs: config.gc.staleAfter,
+      },
+    );
     const server = new RegistryServer(
-      { meta, store, auth, webhooks, audit, log, metrics },
+      { meta, store, auth, webhooks, audit, gcKick: () => gcJobs.kick(), log, metrics },
       {
         maxManifestSize: config.maxManifestSize,
         maxBlobSize: config.maxBlobSize,
@@ -191,6 +201,7 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Registr
     webhooks.setExternalHost(config.externalUrl ? config.externalUrl.replace(/^[a-z]+:\/\//, '').replace(/\/+$/, '') : host);
     webhooks.start();
     audit.start();
+    gcJobs.start();
     log.info({ listen: `${hostName}:${addr.port}`, dataDir }, 'registry listening');
     let closed = false;
     return {
@@ -206,6 +217,7 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Registr
         await server.close();
         unwatch();
         audit.stop();
+        await gcJobs.stop();
         await webhooks.stop();
         await store.close?.();
         await meta.close();

@@ -26,6 +26,8 @@ export interface RegistryServerDeps {
   auth: Auth;
   webhooks: Webhooks;
   audit: AuditLog;
+  /** Called when a gc run is requested through the API (gc-jobs looks for work at once). */
+  gcKick: () => void;
   log: Logger;
   metrics: MetricsRegistry;
 }
@@ -94,7 +96,14 @@ export class RegistryServer {
       },
       opts,
     );
-    this.#harbor = new HarborApi({ meta: deps.meta, auth: deps.auth, log: deps.log, webhooks: deps.webhooks, audit: deps.audit });
+    this.#harbor = new HarborApi({
+      meta: deps.meta,
+      auth: deps.auth,
+      log: deps.log,
+      webhooks: deps.webhooks,
+      audit: deps.audit,
+      gcKick: deps.gcKick,
+    });
     this.server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => {
       void this.#handle(req, res);
     });
