@@ -33,7 +33,7 @@ describe('PostgreSQL registry metadata', { timeout: 300_000 }, () => {
     const u = new URL(db.url);
     u.password = '';
     u.searchParams.set('options', `-c search_path=${schema}`);
-    return { url: u.toString(), passwordEnv: PW_ENV };
+    return { url: u.toString(), passwordEnv: PW_ENV, maxConnections: 3 };
   };
   const store = async (settings: PgSettings): Promise<PostgresMetadata> => {
     const m = await PostgresMetadata.open(settings, { env: { [PW_ENV]: db.password } });
@@ -52,8 +52,8 @@ describe('PostgreSQL registry metadata', { timeout: 300_000 }, () => {
   });
 
   metadataSuite('postgres', async () => {
-    const meta = await store(await freshSchema());
-    return { meta, cleanup: async () => undefined };
+    const meta = await PostgresMetadata.open(await freshSchema(), { env: { [PW_ENV]: db.password } });
+    return { meta, cleanup: () => meta.close() };
   });
 
   it('applies its schema migrations once at start; two replicas opening together agree', async () => {
