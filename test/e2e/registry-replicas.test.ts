@@ -195,7 +195,7 @@ describe('registry replicas on PostgreSQL + S3', { timeout: 600_000 }, () => {
     assert.notEqual(viaB.status, 401, "B verifies A's token");
   });
 
-  it('skopeo pushes via A and pulls via B (through presigned redirects): digests identical', async () => {
+  it('skopeo pushes via A and pulls via B (through presigned redirects), and back: digests identical', async () => {
     const pushed = await pushImage(img.layoutDir, `${a.host}/library/busybox:v1`, { creds: `admin:${PW}` });
     assert.equal(pushed, img.manifestDigest);
     const out = join(work, 'pulled');
@@ -207,6 +207,18 @@ describe('registry replicas on PostgreSQL + S3', { timeout: 600_000 }, () => {
     assert.equal(r.code, 0, r.stderr);
     assert.equal(sha256(await readFile(join(out, 'manifest.json'))), img.manifestDigest);
     for (const l of img.layers) assert.equal(sha256(await readFile(join(out, l.digest.slice('sha256:'.length)))), l.digest);
+    // and the other way round: push via B, pull via A
+    assert.equal(await pushImage(img.layoutDir, `${b.host}/library/busybox:v2`, { creds: `admin:${PW}` }), img.manifestDigest);
+    const back = join(work, 'pulled-back');
+    const r2 = await exec(
+      'skopeo',
+      ['copy', '--src-tls-verify=false', `--src-creds=admin:${PW}`, `docker://${a.host}/library/busybox:v2`, `dir:${back}`],
+      {
+        timeoutMs: 120_000,
+      },
+    );
+    assert.equal(r2.code, 0, r2.stderr);
+    assert.equal(sha256(await readFile(join(back, 'manifest.json'))), img.manifestDigest);
   });
 
   it('webhooks of pushes on both replicas are delivered once each', async () => {
@@ -316,7 +328,7 @@ describe('registry replicas on PostgreSQL + S3', { timeout: 600_000 }, () => {
     );
   });
 
-  it('kill -9 of replica A mid-push: B serves everything acknowledged, retried pushes succeed on B', async () => {
+  it('kill -9 of replica A mid-push and mid-pull: B serves everything acknowledged, retried pushes and pulls succeed on B', async () => {
     const acked: Array<{ tag: string; digest: string; blobs: string[] }> = [];
     let killed = false;
     const writer = (async () => {
@@ -340,10 +352,29 @@ describe('registry replicas on PostgreSQL + S3', { timeout: 600_000 }, () => {
         }
       }
     })();
+    // a reader pulls what was acknowledged, from A while it lives, then (retrying) from B
+    let reads = 0;
+    const reader = (async () => {
+      for (let i = 0; i < 2000 && !(killed && reads > 20); i++) {
+        const m = acked[i % Math.max(1, acked.length)];
+        if (!m) {
+          await new Promise((res) => setTimeout(res, 5));
+          continue;
+        }
+        const got: { status: number; body: Buffer } = await getBlob(killed ? b : a, 'library/kill', m.blobs[1]!).catch(() =>
+          getBlob(b, 'library/kill', m.blobs[1]!),
+        );
+        assert.equal(got.status, 200);
+        assert.equal(sha256(got.body), m.blobs[1], 'a pulled blob is whole');
+        reads++;
+      }
+    })();
     for (let i = 0; i < 400 && acked.length < 5; i++) await new Promise((res) => setTimeout(res, 10));
     a.child.kill('SIGKILL');
     killed = true;
     await writer;
+    await reader;
+    assert.ok(reads > 20, `pulls went on across the kill (${reads})`);
     assert.ok(acked.length >= 5);
     for (const m of acked) {
       const got = await req(b, `/v2/library/kill/manifests/${m.tag}`, { headers: { accept: OCI_MANIFEST } });
