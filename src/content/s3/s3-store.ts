@@ -263,7 +263,10 @@ export class S3BlobStore implements BlobStore {
       await publish.abort();
       throw err;
     }
-    await this.abortUpload(id);
+    // the upload's objects are known: removed without listing them again
+    this.#hashes.delete(id);
+    this.#held.delete(id);
+    await this.#deleteKeys([`${this.#uploadDir(id)}info`, ...chunks.map((c) => c.key)]);
     return { digest: expected, size };
   }
 
