@@ -5,12 +5,25 @@
  */
 import { z } from 'zod';
 import { parseConfig, durationSchema as duration, sizeSchema as size } from './parse.js';
+import { DatabaseSchema, StorageSchema } from './database.js';
 
 export const RegistryConfigSchema = z.strictObject({
   /** host:port to listen on. */
   listen: z.string().default('127.0.0.1:5000'),
-  /** Data directory (blobs, uploads, SQLite metadata, token key). */
+  /** Data directory (blobs, uploads, SQLite metadata, token key — by default; see `database`, `storage`, `tokenKey`). */
   dataDir: z.string().optional(),
+  /**
+   * Metadata: `{sqlite: path}` (default `<dataDir>/registry.db`, one process) or `{postgres: URL}` /
+   * `{postgres: {url, password_file | password_env, max_connections}}`, shared by replicas.
+   */
+  database: DatabaseSchema.optional(),
+  /** Blobs: `{filesystem: {path}}` (default `<dataDir>`) or `{s3: {bucket, endpoint, …}}`, shared by replicas. */
+  storage: StorageSchema.optional(),
+  /**
+   * The token signing key (JWK, mode 0600; created when missing). Default `<dataDir>/token-key.jwk`.
+   * Replicas must share it (a mounted secret), as Harbor's core instances share their private key.
+   */
+  tokenKey: z.string().optional(),
   /** Admin password; else FERRY_ADMIN_PASSWORD; else the stored one; else generated and printed once. */
   adminPassword: z.string().min(1).optional(),
   /** Public URL used in webhook resource_url and the token realm (default: derived from the request Host). */
@@ -73,12 +86,28 @@ export const RegistryConfigSchema = z.strictObject({
       pollInterval: duration.default(500),
     })
     .prefault({}),
+  audit: z
+    .strictObject({
+      /** Record pushes, pulls, deletes and management changes (Harbor's audit log). */
+      enabled: z.boolean().default(true),
+      /** Record pulls too (a write per manifest GET; Harbor: pull_audit_log_disable = false). */
+      pulls: z.boolean().default(true),
+      /** Entries older than this are purged ("0" keeps them forever). */
+      retention: duration.default(0),
+      /** How often the purge runs. */
+      purgeInterval: duration.default(60 * 60_000),
+    })
+    .prefault({}),
   gc: z
     .strictObject({
       /** Blobs younger than this are never collected (covers pushes whose manifest is not in yet). */
       minAge: duration.default(60 * 60_000),
       /** Uploads untouched this long are removed by gc. */
       uploadMaxAge: duration.default(24 * 60 * 60_000),
+      /** How often each replica looks for gc runs requested through /system/gc or due by its schedule. */
+      jobPollInterval: duration.default(10_000),
+      /** A running gc not heard of for this long (its replica died) is marked Error. */
+      staleAfter: duration.default(5 * 60_000),
     })
     .prefault({}),
 });

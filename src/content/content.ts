@@ -30,10 +30,13 @@ export interface BlobProvider {
 }
 
 /**
- * Runs a synchronous step (`act`) inside the caller's critical section and returns its result;
- * the default is to just call it.
+ * Runs `act` — the step that makes a blob visible (a rename, an object-store copy) or removes it —
+ * inside the caller's critical section and resolves to its result; without one the store just runs
+ * it. `act` may do I/O: the caller holds its lock (a SQLite write transaction, a PostgreSQL
+ * transaction with the digest's advisory lock) until `act` settles, so a metadata row and the bytes
+ * it names appear and disappear together.
  */
-export type Critical = <T>(act: () => T) => T;
+export type Critical = <T>(act: () => Promise<T>) => Promise<T>;
 
 /** The result of committing an upload. */
 export interface CommittedBlob {
@@ -41,7 +44,14 @@ export interface CommittedBlob {
   size: number;
 }
 
-/** Writing blobs through resumable uploads. */
+/** Options of `BlobIngester.append`. */
+export interface AppendOptions {
+  limit?: number;
+  signal?: AbortSignal;
+  last?: boolean;
+}
+
+/** Writing blobs through resumable uploads. An upload may be continued by another process sharing the store (an object store). */
 export interface BlobIngester {
   /** Creates an empty upload with an opaque id (a UUID is expected). */
   startUpload(id: string): Promise<void>;
@@ -50,14 +60,19 @@ export interface BlobIngester {
   /**
    * Appends `body` at `offset`, which must equal the current size (FAILED_PRECONDITION otherwise).
    * Resolves to the new size. `limit` caps the bytes accepted (RESOURCE_EXHAUSTED beyond it).
+   * `last`: the caller commits the upload right after, in this process (a monolithic PUT), so the
+   * store need not keep state for another process to resume from (an object store skips saving
+   * its hash state).
    */
-  append(id: string, offset: number, body: Readable, opts?: { limit?: number; signal?: AbortSignal }): Promise<number>;
+  append(id: string, offset: number, body: Readable, opts?: AppendOptions): Promise<number>;
   /**
    * Verifies the upload against `expected` (DigestMismatchError / DATA_LOSS on mismatch, the upload
    * is then removed; INVALID_ARGUMENT when `size` is given and differs) and makes it the blob
-   * `expected` (local store: fsync + rename). When `critical` is given, the store calls it with a
-   * synchronous `publish` that makes the blob visible, so the caller can run it inside its own lock
-   * together with its metadata write (garbage collection takes the same lock).
+   * `expected` (local store: fsync + rename; object store: copy or complete to the blob's key).
+   * When `critical` is given, the store calls it with the `publish` step that makes the blob
+   * visible, so the caller can run it inside its own lock together with its metadata write (garbage
+   * collection takes the same lock). A `critical` that throws before running `publish` leaves the
+   * upload in place (the caller may abort it).
    */
   commitUpload(id: string, expected: string, opts?: { size?: number; critical?: Critical }): Promise<CommittedBlob>;
   /** Removes an upload; a no-op when unknown. */
@@ -83,6 +98,11 @@ export type BlobStore = BlobProvider &
     localPath?(digest: string): string;
     /** The bytes in one buffer (fast path for small blobs; same errors as `read`). */
     readBuffer?(digest: string, range?: { start: number; end: number }): Promise<Buffer>;
+    /**
+     * A URL the client may fetch the blob from directly for `expiresInSeconds` (an object store's
+     * presigned GET; distribution's `redirect`). Absent when the store cannot hand out such URLs.
+     */
+    presignedUrl?(digest: string, expiresInSeconds: number): Promise<string>;
     /** Releases resources (open descriptors); the store is unusable afterwards. */
     close?(): Promise<void>;
   };

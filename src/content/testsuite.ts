@@ -108,9 +108,12 @@ export function blobStoreSuite(name: string, make: () => Promise<{ store: BlobSt
     await s.append('66666666-ffff', 0, Readable.from([data]));
     let inside = false;
     await s.commitUpload('66666666-ffff', sha(data), {
-      critical: (act) => {
+      critical: async (act) => {
+        assert.equal(await s.stat(sha(data)), undefined, 'not visible before publish');
         inside = true;
-        return act();
+        const out = await act();
+        assert.equal((await s.stat(sha(data)))?.size, 10, 'visible once publish resolved');
+        return out;
       },
     });
     assert.ok(inside);
@@ -118,6 +121,7 @@ export function blobStoreSuite(name: string, make: () => Promise<{ store: BlobSt
     for await (const b of s.list()) listed.push(b.digest);
     assert.deepEqual(listed, [sha(data)]);
     assert.equal(await s.delete(sha(data), { critical: (act) => act() }), true);
+    assert.equal(await s.stat(sha(data)), undefined);
     assert.equal(await s.delete(sha(data)), false);
     await s.startUpload('77777777-0000');
     assert.deepEqual(

@@ -10,7 +10,7 @@
  * password).
  */
 import { createHash, pbkdf2, randomBytes, randomInt, timingSafeEqual, randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { existsSync, linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import {
   SignJWT,
@@ -94,7 +94,8 @@ export function parseScope(s: string): TokenAccess | undefined {
 }
 
 export interface AuthOptions {
-  dataDir: string;
+  /** The token signing key file (JWK, 0600), created when missing; replicas share one. */
+  keyPath: string;
   service: string;
   issuer: string;
   tokenExpirationMs: number;
@@ -179,18 +180,26 @@ export class Auth {
     }
   }
 
-  /** Loads or creates the token signing key (DIR/token-key.jwk, mode 0600). */
+  /**
+   * Loads or creates the token signing key (mode 0600). Creation links a complete temp file to the
+   * name, which fails when it exists: of replicas starting together on one shared file, the first
+   * one's key wins and every replica reads that one.
+   */
   async init(): Promise<void> {
-    const path = `${this.#opts.dataDir}/token-key.jwk`;
-    let jwk: JWK;
-    if (existsSync(path)) {
-      jwk = JSON.parse(readFileSync(path, 'utf8')) as JWK;
-    } else {
+    const path = this.#opts.keyPath;
+    if (!existsSync(path)) {
       const { privateKey } = await generateKeyPair('ES256', { extractable: true });
-      jwk = await exportJWK(privateKey);
-      writeFileSync(`${path}.tmp`, JSON.stringify(jwk), { mode: 0o600 });
-      renameSync(`${path}.tmp`, path);
+      const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
+      writeFileSync(tmp, JSON.stringify(await exportJWK(privateKey)), { mode: 0o600 });
+      try {
+        linkSync(tmp, path);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      } finally {
+        unlinkSync(tmp);
+      }
     }
+    const jwk = JSON.parse(readFileSync(path, 'utf8')) as JWK;
     this.#privateKey = (await importJWK(jwk, 'ES256')) as JoseKey;
     const { d: _d, ...pub } = jwk;
     this.#publicKey = (await importJWK(pub, 'ES256')) as JoseKey;

@@ -16,9 +16,10 @@ import { OciError } from './errors.js';
 import { checkDigest, checkName, isValidTag, projectOf } from './names.js';
 import { readBody, sendJson } from '../httpx/index.js';
 import { parseRange, queryOf, sendError } from './http-util.js';
-import { MissingContentError, type ManifestRecord, type RegistryMetadata } from './metadata/metadata.js';
+import { MissingContentError, QuotaExceededError, type ManifestRecord, type RegistryMetadata } from './metadata/metadata.js';
 import type { Action, Auth, Principal } from './auth.js';
 import type { Webhooks } from './webhooks.js';
+import type { AuditLog } from './audit.js';
 
 export interface DistributionOptions {
   maxManifestSize: number;
@@ -28,6 +29,11 @@ export interface DistributionOptions {
   service: string;
   /** Token realm URL; default `http://<request Host>/service/token` (Harbor derives it the same way). */
   realm?: string | undefined;
+  /**
+   * Blob GETs answer 307 to a presigned URL of the blob store valid this many seconds (distribution's
+   * `redirect`), when the store can make one; 0 or absent serves the bytes.
+   */
+  redirectSeconds?: number;
 }
 
 /** The Bearer challenge's realm for a request. */
@@ -40,6 +46,7 @@ export interface DistributionDeps {
   store: BlobStore;
   auth: Auth;
   webhooks: Webhooks;
+  audit: AuditLog;
   log: Logger;
   counters: {
     blobBytesServed(n: number): void;
@@ -229,6 +236,13 @@ export class DistributionApi {
       res.end();
       return;
     }
+    if (this.#o.redirectSeconds && this.#d.store.presignedUrl) {
+      // the client fetches from the object store (with its Range header); this replica moves no bytes
+      const location = await this.#d.store.presignedUrl(digest, this.#o.redirectSeconds);
+      res.writeHead(307, { location, 'docker-content-digest': digest, 'content-length': 0 });
+      res.end();
+      return;
+    }
     const want = range ?? (size > 0 ? { start: 0, end: size - 1 } : undefined);
     if (this.#d.store.readBuffer && length <= SMALL_BLOB) {
       // Small blobs: one positional read and one socket write, no stream machinery.
@@ -309,7 +323,11 @@ export class DistributionApi {
         }
         const mayPull = fromName !== undefined && (await this.#d.auth.allowed(p, fromName)).has('pull');
         if (fromName && mayPull && (await this.#d.meta.blobInRepo(fromName, digest)) !== undefined) {
-          if (await this.#d.meta.linkBlob(name, digest)) {
+          const linked = await this.#d.meta.linkBlob(name, digest).catch((err: unknown) => {
+            if (err instanceof QuotaExceededError) throw new OciError('DENIED', err.message, { cause: err });
+            throw err;
+          });
+          if (linked) {
             res.writeHead(201, { location: `/v2/${name}/blobs/${digest}`, 'docker-content-digest': digest, 'content-length': 0 });
             res.end();
             return;
@@ -322,7 +340,7 @@ export class DistributionApi {
     const id = await this.#newUpload(name);
     if (digestParam !== undefined && mount === undefined) {
       const digest = checkDigest(digestParam);
-      await this.#append(req, name, id, 0);
+      await this.#append(req, id, 0, true);
       await this.#commit(res, name, id, digest);
       return;
     }
@@ -368,7 +386,8 @@ export class DistributionApi {
     return { start, end };
   }
 
-  async #append(req: IncomingMessage, _name: string, id: string, offset: number): Promise<number> {
+  /** Appends the request body; `last`: the commit follows in this request (monolithic PUT, single POST). */
+  async #append(req: IncomingMessage, id: string, offset: number, last: boolean): Promise<number> {
     const limit = this.#o.maxBlobSize > 0 ? this.#o.maxBlobSize : undefined;
     const declared = req.headers['content-length'];
     if (limit !== undefined && declared !== undefined && offset + Number(declared) > limit) {
@@ -377,7 +396,7 @@ export class DistributionApi {
     }
     try {
       const before = offset;
-      const after = await this.#d.store.append(id, offset, req, limit === undefined ? {} : { limit });
+      const after = await this.#d.store.append(id, offset, req, { last, ...(limit === undefined ? {} : { limit }) });
       this.#d.counters.blobBytesReceived(after - before);
       return after;
     } catch (err) {
@@ -394,7 +413,7 @@ export class DistributionApi {
   async #patchUpload(req: IncomingMessage, res: ServerResponse, name: string, id: string): Promise<void> {
     const size = await this.#sessionSize(name, id);
     const range = this.#chunkRange(req, size);
-    const after = await this.#append(req, name, id, size);
+    const after = await this.#append(req, id, size, false);
     if (range && after !== range.end + 1) {
       throw new OciError('SIZE_INVALID', `received ${after - size} bytes, Content-Range promised ${range.end - range.start + 1}`);
     }
@@ -411,7 +430,7 @@ export class DistributionApi {
     const hasBody =
       (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') ||
       req.headers['transfer-encoding'] !== undefined;
-    if (hasBody) size = await this.#append(req, name, id, size);
+    if (hasBody) size = await this.#append(req, id, size, true);
     else req.resume();
     if (range && size !== range.end + 1) {
       throw new OciError('SIZE_INVALID', `upload has ${size} bytes, Content-Range promised ${range.end + 1}`);
@@ -421,21 +440,24 @@ export class DistributionApi {
 
   async #commit(res: ServerResponse, name: string, id: string, digest: string): Promise<void> {
     const size = await this.#d.store.uploadSize(id);
-    let pending: Promise<void> | undefined;
     try {
       await this.#d.store.commitUpload(id, digest, {
-        critical: (publish) => {
-          let out: ReturnType<typeof publish> | undefined;
-          pending = this.#d.meta.commitBlob(name, digest, size, () => {
-            out = publish();
+        critical: async <T>(publish: () => Promise<T>): Promise<T> => {
+          let out: T | undefined;
+          await this.#d.meta.commitBlob(name, digest, size, async () => {
+            out = await publish();
           });
-          return out as ReturnType<typeof publish>;
+          return out as T;
         },
       });
-      await pending;
     } catch (err) {
       if (FerryError.hasCode(err, 'DATA_LOSS')) {
         throw new OciError('DIGEST_INVALID', (err as Error).message, { detail: { digest } });
+      }
+      if (err instanceof QuotaExceededError) {
+        // the bytes never became a blob: the session is of no further use
+        await this.#d.store.abortUpload(id).catch(() => undefined);
+        throw new OciError('DENIED', err.message, { cause: err });
       }
       throw err;
     }
@@ -520,6 +542,7 @@ export class DistributionApi {
     }
     res.end(rec.body);
     await this.#d.meta.countPull(name);
+    await this.#d.audit.recordAll(await this.#d.audit.artifact('pull', name, tag ?? rec.digest, p.name));
     const deliveries = await this.#d.webhooks.deliveriesFor({
       type: 'PULL_ARTIFACT',
       repo: name,
@@ -567,12 +590,14 @@ export class DistributionApi {
       untagged: tag === undefined && !parsed.isIndex,
       children: parsed.manifests,
     });
+    outbox.audit = await this.#d.audit.artifact('create', name, tag ?? digest, p.name);
     try {
       await this.#d.meta.putManifest(rec, tag, { blobs: parsed.blobs, manifests: parsed.manifests }, outbox);
     } catch (err) {
       if (err instanceof MissingContentError) {
         throw new OciError('MANIFEST_BLOB_UNKNOWN', err.message, { detail: err.missing.map((d) => ({ digest: d })), cause: err });
       }
+      if (err instanceof QuotaExceededError) throw new OciError('DENIED', err.message, { cause: err });
       throw err;
     }
     this.#d.webhooks.kick();
@@ -592,14 +617,16 @@ export class DistributionApi {
     if (reference.includes(':')) {
       const digest = checkDigest(reference);
       const ev = await this.#d.webhooks.deliveriesFor({ type: 'DELETE_ARTIFACT', repo: name, digest, tag: digest, operator: p.name });
-      if (!(await this.#d.meta.deleteManifest(name, digest, ev)))
+      const audit = await this.#d.audit.artifact('delete', name, digest, p.name);
+      if (!(await this.#d.meta.deleteManifest(name, digest, { enqueue: ev, audit })))
         throw new OciError('MANIFEST_UNKNOWN', `manifest ${digest} unknown to ${name}`);
     } else {
       if (!isValidTag(reference)) throw new OciError('TAG_INVALID', `invalid tag ${JSON.stringify(reference.slice(0, 130))}`);
       const digest = await this.#d.meta.resolveTag(name, reference);
       if (!digest) throw new OciError('MANIFEST_UNKNOWN', `tag ${reference} unknown to ${name}`);
       const ev = await this.#d.webhooks.deliveriesFor({ type: 'DELETE_ARTIFACT', repo: name, digest, tag: reference, operator: p.name });
-      if (!(await this.#d.meta.deleteTag(name, reference, ev)))
+      const audit = await this.#d.audit.artifact('delete', name, reference, p.name);
+      if (!(await this.#d.meta.deleteTag(name, reference, { enqueue: ev, audit })))
         throw new OciError('MANIFEST_UNKNOWN', `tag ${reference} unknown to ${name}`);
     }
     this.#d.webhooks.kick();

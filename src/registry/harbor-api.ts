@@ -1,4 +1,5 @@
 /**
+ * (Over 600 lines: the Harbor API route table with its JSON shapes; quotas and audit log live in governance-api.ts.)
  * @module registry/harbor-api
  * The subset of Harbor's management API (`/api/v2.0/…`) an acceleration setup scripts against:
  * projects (public/private), the current user, repositories and artifacts (read), robot accounts
@@ -15,6 +16,8 @@ import { Router, parseJson, readBody, sendError, sendJson, type Params } from '.
 import { generateSecret, hashSecret, isStrongSecret, verifySecret, type Auth, type Principal } from './auth.js';
 import type { Project, RegistryMetadata, Robot, RobotPermission, WebhookPolicy, WebhookTarget, Delivery } from './metadata/metadata.js';
 import { WEBHOOK_EVENT_TYPES, type Webhooks } from './webhooks.js';
+import type { AuditLog } from './audit.js';
+import { checkStorageLimit, governanceRoutes } from './governance-api.js';
 import { OciError } from './errors.js';
 import { isValidName } from './names.js';
 
@@ -45,7 +48,7 @@ function decodePathValue(v: string): string {
   }
 }
 
-interface Ctx {
+export interface Ctx {
   req: IncomingMessage;
   res: ServerResponse;
   url: URL;
@@ -65,12 +68,16 @@ export class HarborApi {
   readonly #log: Logger;
 
   readonly #webhooks: Webhooks;
+  readonly #audit: AuditLog;
+  readonly #gcKick: () => void;
   readonly #routes: Router<Ctx>;
 
-  constructor(deps: { meta: RegistryMetadata; auth: Auth; log: Logger; webhooks: Webhooks }) {
+  constructor(deps: { meta: RegistryMetadata; auth: Auth; log: Logger; webhooks: Webhooks; audit: AuditLog; gcKick: () => void }) {
+    this.#gcKick = deps.gcKick;
     this.#meta = deps.meta;
     this.#auth = deps.auth;
     this.#webhooks = deps.webhooks;
+    this.#audit = deps.audit;
     this.#log = deps.log.child({ component: 'harbor-api' });
     this.#routes = this.#table();
   }
@@ -180,7 +187,7 @@ export class HarborApi {
   /** The management API's routes (paths below `/api/v2.0`; empty segments ignored, as Harbor does). */
   #table(): Router<Ctx> {
     const list = (res: ServerResponse, items: unknown[]): void => sendJson(res, 200, items, { 'x-total-count': String(items.length) });
-    return new Router<Ctx>({ looseSlashes: true })
+    const router = new Router<Ctx>({ looseSlashes: true })
       .get('/systeminfo', ({ req, res }) =>
         sendJson(res, 200, {
           harbor_version: 'v2.0.0-ferry',
@@ -220,9 +227,15 @@ export class HarborApi {
       .put('/projects/:project', async ({ req, res, p }, a) => {
         const project = await this.#project(p, a.project!);
         this.#requireAdmin(p);
-        const metadata = ((await this.#json(req)).metadata ?? {}) as Record<string, unknown>;
+        const body = await this.#json(req);
+        const metadata = (body.metadata ?? {}) as Record<string, unknown>;
         if (metadata.public !== undefined) {
           await this.#meta.updateProject(project.id, metadata.public === true || metadata.public === 'true');
+        }
+        if (body.storage_limit !== undefined && body.storage_limit !== null) {
+          const limit = checkStorageLimit(body.storage_limit);
+          const [q] = await this.#meta.listQuotas(project.id);
+          if (q) await this.#meta.setQuotaLimit(q.id, limit);
         }
         sendJson(res, 200, {});
       })
@@ -268,6 +281,13 @@ export class HarborApi {
         const project = await this.#webhookProject(p, a);
         const po = await this.#meta.createPolicy({ projectId: project.id, creator: p.name, ...this.#policyInput(await this.#json(req)) });
         this.#log.info({ project: project.name, policy: po.id }, 'webhook policy created');
+        await this.#audit.record({
+          projectId: project.id,
+          username: p.name,
+          resource: po.name,
+          resourceType: 'webhook_policy',
+          operation: 'create',
+        });
         res.writeHead(201, { location: `/api/v2.0/projects/${project.name}/webhook/policies/${po.id}`, 'content-length': 0 });
         res.end();
       })
@@ -280,7 +300,15 @@ export class HarborApi {
         sendJson(res, 200, {});
       })
       .delete('/projects/:project/webhook/policies/:policy', async ({ res, p }, a) => {
-        await this.#meta.deletePolicy((await this.#policy(p, a)).id);
+        const po = await this.#policy(p, a);
+        await this.#meta.deletePolicy(po.id);
+        await this.#audit.record({
+          projectId: po.projectId,
+          username: p.name,
+          resource: po.name,
+          resourceType: 'webhook_policy',
+          operation: 'delete',
+        });
         sendJson(res, 200, {});
       })
       .get('/projects/:project/webhook/policies/:policy/executions', async ({ res, p }, a) => {
@@ -324,11 +352,13 @@ export class HarborApi {
       })
       .post('/robots', async ({ req, res, p }) => {
         this.#requireAdmin(p);
-        await this.#createRobot(req, res);
+        await this.#createRobot(req, res, p.name);
       })
       .get('/robots/:id', async ({ res, p }, a) => sendJson(res, 200, this.#robotJson(await this.#robot(p, a))))
       .delete('/robots/:id', async ({ res, p }, a) => {
-        await this.#meta.deleteRobot((await this.#robot(p, a)).id);
+        const robot = await this.#robot(p, a);
+        await this.#meta.deleteRobot(robot.id);
+        await this.#audit.record({ username: p.name, resource: robot.name, resourceType: 'robot', operation: 'delete' });
         this.#auth.invalidate();
         sendJson(res, 200, {});
       })
@@ -351,6 +381,15 @@ export class HarborApi {
         this.#auth.invalidate();
         sendJson(res, 200, { secret });
       });
+    return governanceRoutes(router, {
+      meta: this.#meta,
+      audit: this.#audit,
+      requireAdmin: (p) => this.#requireAdmin(p),
+      project: (p, nameOrId) => this.#project(p, nameOrId),
+      json: (req) => this.#json(req),
+      gcKick: () => this.#gcKick(),
+      now: () => Date.now(),
+    });
   }
 
   /** Harbor: a user changes their own password with the old one; the admin may reset any. */
@@ -384,7 +423,9 @@ export class HarborApi {
     if (await this.#meta.getProject(name)) throw new FerryError('ALREADY_EXISTS', `project ${name} already exists`);
     const metadata = (body.metadata ?? {}) as Record<string, unknown>;
     const isPublic = metadata.public === true || metadata.public === 'true' || body.public === true;
-    const pr = await this.#meta.createProject(name, isPublic, p.name);
+    const limit = body.storage_limit === undefined || body.storage_limit === null ? -1 : checkStorageLimit(body.storage_limit);
+    const pr = await this.#meta.createProject(name, isPublic, p.name, limit);
+    await this.#audit.record({ projectId: pr.id, username: p.name, resource: name, resourceType: 'project', operation: 'create' });
     this.#log.info({ project: name, public: isPublic }, 'project created');
     res.writeHead(201, { location: `/api/v2.0/projects/${pr.id}`, 'content-length': 0 });
     res.end();
@@ -444,7 +485,8 @@ export class HarborApi {
         tag: tags[0] ?? digest,
         operator: p.name,
       });
-      await this.#meta.deleteManifest(repoName, digest, ev);
+      const audit = await this.#audit.artifact('delete', repoName, tags[0] ?? digest, p.name);
+      await this.#meta.deleteManifest(repoName, digest, { enqueue: ev, audit });
     }
     this.#webhooks.kick();
     this.#log.info({ repo: repoName, artifacts: digests.length }, 'artifacts deleted');
@@ -504,7 +546,7 @@ export class HarborApi {
     });
   }
 
-  async #createRobot(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async #createRobot(req: IncomingMessage, res: ServerResponse, operator: string): Promise<void> {
     const body = await this.#json(req);
     const name = body.name;
     if (typeof name !== 'string' || !/^[a-z0-9]+(?:[._-][a-z0-9]+)*$/.test(name) || name.length > 255) {
@@ -538,6 +580,7 @@ export class HarborApi {
       duration,
     });
     this.#log.info({ robot: fullName }, 'robot account created');
+    await this.#audit.record({ username: operator, resource: fullName, resourceType: 'robot', operation: 'create' });
     res.setHeader('location', `/api/v2.0/robots/${robot.id}`);
     sendJson(res, 201, { id: robot.id, name: robot.name, secret, creation_time: iso(robot.createdAt), expires_at: robot.expiresAt });
   }

@@ -14,12 +14,17 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Clock } from '../core/index.js';
 import { createMetricsRegistry, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
-import { LocalBlobStore, type BlobStore } from '../content/index.js';
+import { FerryError } from '../core/index.js';
+import { LocalBlobStore, S3BlobStore, type BlobStore } from '../content/index.js';
 import { parseRegistryConfig, type RegistryConfig, type RegistryConfigInput } from '../config/registry.js';
+import { pgSettingsOf, type S3Config } from '../config/database.js';
 import type { RegistryMetadata } from './metadata/metadata.js';
 import { SqliteMetadata } from './metadata/sqlite.js';
+import { PostgresMetadata } from './metadata/postgres.js';
 import { Auth, hashSecret, verifySecret } from './auth.js';
 import { Webhooks } from './webhooks.js';
+import { AuditLog } from './audit.js';
+import { GcJobs } from './gc-jobs.js';
 import { RegistryServer } from './server.js';
 import { collectGarbage, type GcResult } from './gc.js';
 
@@ -52,9 +57,54 @@ export interface RegistryHandle {
   close(): Promise<void>;
 }
 
-/** The metadata store of a data directory (SQLite; the one place that names the implementation). */
-function openMetadata(dataDir: string): RegistryMetadata {
-  return new SqliteMetadata(join(dataDir, 'registry.db'));
+/** The metadata store the config names (default SQLite in the data directory; the one place that names the implementations). */
+async function openMetadata(config: RegistryConfig, dataDir: string, log: Logger): Promise<RegistryMetadata> {
+  const db = config.database;
+  if (db && 'postgres' in db) return PostgresMetadata.open(pgSettingsOf(db.postgres), { log });
+  return new SqliteMetadata(db?.sqlite ?? join(dataDir, 'registry.db'));
+}
+
+/** The S3 client settings of a config block; the keys from the environment, never from the file. */
+function s3ClientOf(c: S3Config, env: NodeJS.ProcessEnv = process.env) {
+  const key = (name: string | undefined, fallback: string): string | undefined => env[name ?? fallback] || undefined;
+  const accessKeyId = key(c.access_key_env, 'AWS_ACCESS_KEY_ID');
+  const secretAccessKey = key(c.secret_key_env, 'AWS_SECRET_ACCESS_KEY');
+  if ((c.access_key_env || c.secret_key_env) && !(accessKeyId && secretAccessKey)) {
+    throw new FerryError(
+      'FAILED_PRECONDITION',
+      `storage.s3: ${c.access_key_env ?? 'AWS_ACCESS_KEY_ID'} and ${c.secret_key_env ?? 'AWS_SECRET_ACCESS_KEY'} must be set`,
+    );
+  }
+  return {
+    region: c.region,
+    forcePathStyle: c.path_style,
+    ...(c.endpoint ? { endpoint: c.endpoint } : {}),
+    ...(accessKeyId && secretAccessKey ? { credentials: { accessKeyId, secretAccessKey } } : {}),
+    // S3-compatible stores (radosgw 16) refuse the SDK's default streaming checksums
+    requestChecksumCalculation: 'WHEN_REQUIRED' as const,
+    responseChecksumValidation: 'WHEN_REQUIRED' as const,
+  };
+}
+
+/** The blob store the config names (default the data directory). */
+function openStore(config: RegistryConfig, dataDir: string): BlobStore {
+  const st = config.storage;
+  if (st && 's3' in st) {
+    const c = st.s3;
+    return new S3BlobStore({
+      bucket: c.bucket,
+      prefix: c.prefix,
+      client: s3ClientOf(c),
+      ...(c.chunk_size ? { chunkBytes: c.chunk_size } : {}),
+    });
+  }
+  return new LocalBlobStore(st?.filesystem.path ?? dataDir, { fsync: config.fsync });
+}
+
+/** Seconds blob GETs redirect for (S3 with `redirect`), else 0. */
+function redirectSeconds(config: RegistryConfig): number {
+  const st = config.storage;
+  return st && 's3' in st && st.s3.redirect ? Math.max(1, Math.floor(st.s3.redirect_expiry / 1000)) : 0;
 }
 
 /** Opens the data directory and serves the registry until `close()`. */
@@ -63,9 +113,9 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Registr
   const log = (opts.log ?? silentLogger()).child({ component: 'registry' });
   const dataDir = opts.dataDir;
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const meta: RegistryMetadata = openMetadata(dataDir);
+  const meta: RegistryMetadata = await openMetadata(config, dataDir, log);
   try {
-    const store = opts.store ?? new LocalBlobStore(dataDir, { fsync: config.fsync });
+    const store = opts.store ?? openStore(config, dataDir);
     const metrics = createMetricsRegistry({ processMetrics: true, prefix: 'ferry_registry_' });
 
     // Default project and admin.
@@ -86,7 +136,7 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Registr
     const auth = new Auth(
       meta,
       {
-        dataDir,
+        keyPath: config.tokenKey ?? join(dataDir, 'token-key.jwk'),
         service: config.tokenService,
         issuer: config.tokenIssuer,
         tokenExpirationMs: config.tokenExpiration,
@@ -101,6 +151,8 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Registr
       { log, metrics },
     );
     await auth.init();
+    // another replica's user or robot change drops this one's cached credential checks
+    const unwatch = meta.watchAuth(() => auth.invalidate());
     const webhooks = new Webhooks(
       { meta, log, metrics, clock: opts.clock },
       {
@@ -113,8 +165,26 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Registr
         externalHost: '',
       },
     );
+    const audit = new AuditLog(
+      { meta, log, clock: opts.clock },
+      {
+        enabled: config.audit.enabled,
+        pulls: config.audit.pulls,
+        retentionMs: config.audit.retention,
+        purgeIntervalMs: config.audit.purgeInterval,
+      },
+    );
+    const gcJobs = new GcJobs(
+      { meta, store, log, clock: opts.clock },
+      {
+        pollIntervalMs: config.gc.jobPollInterval,
+        minAgeMs: config.gc.minAge,
+        uploadMaxAgeMs: config.gc.uploadMaxAge,
+        staleAfterMs: config.gc.staleAfter,
+      },
+    );
     const server = new RegistryServer(
-      { meta, store, auth, webhooks, log, metrics },
+      { meta, store, auth, webhooks, audit, gcKick: () => gcJobs.kick(), log, metrics },
       {
         maxManifestSize: config.maxManifestSize,
         maxBlobSize: config.maxBlobSize,
@@ -122,6 +192,7 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Registr
         autoCreateProjects: config.autoCreateProjects,
         service: config.tokenService,
         realm: config.externalUrl ? `${config.externalUrl.replace(/\/+$/, '')}/service/token` : undefined,
+        redirectSeconds: redirectSeconds(config),
       },
     );
     const addr = await server.listen(opts.listen ?? config.listen);
@@ -129,6 +200,8 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Registr
     const host = `${hostName === '0.0.0.0' || hostName === '[::]' ? '127.0.0.1' : hostName}:${addr.port}`;
     webhooks.setExternalHost(config.externalUrl ? config.externalUrl.replace(/^[a-z]+:\/\//, '').replace(/\/+$/, '') : host);
     webhooks.start();
+    audit.start();
+    gcJobs.start();
     log.info({ listen: `${hostName}:${addr.port}`, dataDir }, 'registry listening');
     let closed = false;
     return {
@@ -142,6 +215,9 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Registr
         if (closed) return;
         closed = true;
         await server.close();
+        unwatch();
+        audit.stop();
+        await gcJobs.stop();
         await webhooks.stop();
         await store.close?.();
         await meta.close();
@@ -156,9 +232,9 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Registr
 /** Runs garbage collection on a data directory (the registry may be running). */
 export async function runGc(opts: { dataDir: string; dryRun?: boolean; config?: RegistryConfigInput; log?: Logger }): Promise<GcResult> {
   const config = parseRegistryConfig({ ...(opts.config ?? {}) });
-  const meta = openMetadata(opts.dataDir);
+  const meta = await openMetadata(config, opts.dataDir, opts.log ?? silentLogger());
+  const store = openStore(config, opts.dataDir);
   try {
-    const store = new LocalBlobStore(opts.dataDir, { fsync: config.fsync });
     return await collectGarbage(meta, store, {
       dryRun: opts.dryRun ?? false,
       minAgeMs: config.gc.minAge,
@@ -166,6 +242,7 @@ export async function runGc(opts: { dataDir: string; dryRun?: boolean; config?: 
       ...(opts.log ? { log: opts.log } : {}),
     });
   } finally {
+    await store.close?.();
     await meta.close();
   }
 }

@@ -18,12 +18,16 @@ import { LoginLockedError, parseScope, type Auth, type Principal, type TokenAcce
 import type { RegistryMetadata } from './metadata/metadata.js';
 import type { Webhooks } from './webhooks.js';
 import { HarborApi } from './harbor-api.js';
+import type { AuditLog } from './audit.js';
 
 export interface RegistryServerDeps {
   meta: RegistryMetadata;
   store: BlobStore;
   auth: Auth;
   webhooks: Webhooks;
+  audit: AuditLog;
+  /** Called when a gc run is requested through the API (gc-jobs looks for work at once). */
+  gcKick: () => void;
   log: Logger;
   metrics: MetricsRegistry;
 }
@@ -86,12 +90,20 @@ export class RegistryServer {
         store: deps.store,
         auth: deps.auth,
         webhooks: deps.webhooks,
+        audit: deps.audit,
         log: deps.log,
         counters: { blobBytesServed: (n) => served.inc(n), blobBytesReceived: (n) => received.inc(n) },
       },
       opts,
     );
-    this.#harbor = new HarborApi({ meta: deps.meta, auth: deps.auth, log: deps.log, webhooks: deps.webhooks });
+    this.#harbor = new HarborApi({
+      meta: deps.meta,
+      auth: deps.auth,
+      log: deps.log,
+      webhooks: deps.webhooks,
+      audit: deps.audit,
+      gcKick: deps.gcKick,
+    });
     this.server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => {
       void this.#handle(req, res);
     });
@@ -133,6 +145,7 @@ export class RegistryServer {
       try {
         principal = await this.#d.auth.authenticate(req.headers.authorization, { source: req.socket.remoteAddress, path, method });
       } catch (err) {
+        if (!(err instanceof LoginLockedError)) await this.#auditLoginFailure(req.headers.authorization);
         if (err instanceof LoginLockedError) {
           throw new OciError('TOOMANYREQUESTS', err.message, { cause: err, headers: { 'retry-after': String(err.retryAfterSeconds) } });
         }
@@ -173,6 +186,19 @@ export class RegistryServer {
       if (!req.complete) res.setHeader('connection', 'close');
       sendError(res, e, headers);
     }
+  }
+
+  /** A failed Basic login in the audit log (the user name only; never the secret). */
+  async #auditLoginFailure(header: string | undefined): Promise<void> {
+    if (!header?.toLowerCase().startsWith('basic ')) return;
+    const user = Buffer.from(header.slice(6), 'base64').toString('utf8').split(':')[0] ?? '';
+    await this.#d.audit.record({
+      username: user.slice(0, 255),
+      resource: user.slice(0, 255),
+      resourceType: 'user',
+      operation: 'login',
+      success: false,
+    });
   }
 
   /** Docker token endpoint (GET; POST answers 405 like Harbor so clients fall back to GET). */

@@ -20,7 +20,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FerryError, DigestMismatchError, parseDigest } from '../../core/index.js';
-import type { BlobInfo, BlobStore, CommittedBlob, Critical } from '../content.js';
+import type { AppendOptions, BlobInfo, BlobStore, CommittedBlob, Critical } from '../content.js';
 
 /** Upload ids: letters, digits, dashes; what `randomUUID()` produces. */
 const UPLOAD_ID = /^[A-Za-z0-9-]{8,64}$/;
@@ -320,7 +320,7 @@ export class LocalBlobStore implements BlobStore {
     }
   }
 
-  async append(id: string, offset: number, body: Readable, opts: { limit?: number; signal?: AbortSignal } = {}): Promise<number> {
+  async append(id: string, offset: number, body: Readable, opts: AppendOptions = {}): Promise<number> {
     checkUploadId(id);
     if (this.#busy.has(id)) throw new FerryError('FAILED_PRECONDITION', `upload ${id} is receiving another request`);
     this.#busy.add(id);
@@ -399,7 +399,7 @@ export class LocalBlobStore implements BlobStore {
         await mkdir(dir, { recursive: true });
         this.#dirs.add(dir);
       }
-      (opts.critical ?? direct)(() => renameSync(path, dest));
+      await (opts.critical ?? direct)(async () => renameSync(path, dest));
       if (this.#fsync) {
         const dh = await open(dir, 'r');
         try {
@@ -438,7 +438,7 @@ export class LocalBlobStore implements BlobStore {
   async delete(digest: string, opts: { critical?: Critical } = {}): Promise<boolean> {
     const p = this.localPath(digest);
     this.#forget(digest);
-    return (opts.critical ?? direct)(() => {
+    return (opts.critical ?? direct)(async () => {
       try {
         unlinkSync(p);
         return true;

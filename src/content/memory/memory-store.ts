@@ -71,7 +71,9 @@ export class MemoryBlobStore implements BlobStore {
     const actual = `${algorithm}:${createHash(algorithm).update(data).digest('hex')}`;
     this.#uploads.delete(id);
     if (actual !== expected) throw new DigestMismatchError(expected, actual, `upload ${id}`);
-    (opts.critical ?? direct)(() => this.#blobs.set(expected, { data, mtimeMs: Date.now() }));
+    await (opts.critical ?? direct)(async () => {
+      this.#blobs.set(expected, { data, mtimeMs: Date.now() });
+    });
     return { digest: expected, size: data.length };
   }
 
@@ -85,6 +87,6 @@ export class MemoryBlobStore implements BlobStore {
 
   async delete(digest: string, opts: { critical?: Critical } = {}): Promise<boolean> {
     parseDigest(digest);
-    return (opts.critical ?? direct)(() => this.#blobs.delete(digest));
+    return (opts.critical ?? direct)(async () => this.#blobs.delete(digest));
   }
 }

@@ -5,13 +5,17 @@
  * collection follows. Harbor's objects (projects, users, robots, webhook policies and their durable
  * outbox) live in the same store so a push and its webhook are committed together.
  *
- * `RegistryMetadata` is the whole interface the registry uses; the default implementation is SQLite
- * (`sqlite.ts`), a PostgreSQL one would implement the same interface and pass the same conformance
- * suite (`testsuite.ts`). Methods are async so a networked database fits; the synchronous callbacks
- * (`publish`, `remove`) run inside the store's write lock (see content/content.ts `Critical`). Errors
- * are FerryErrors; the registry maps them to OCI or Harbor errors at its edge. Webhook policy (which
+ * `RegistryMetadata` is the whole interface the registry uses: SQLite (`sqlite.ts`, one process and
+ * the `ferry registry gc` CLI beside it) and PostgreSQL (`postgres.ts`, any number of replicas)
+ * implement it and pass the same conformance suite (`testsuite.ts`). The callbacks `publish` and
+ * `remove` (the blob store's rename/copy/delete, see content/content.ts `Critical`) run inside the
+ * store's lock for that digest — SQLite's write transaction, PostgreSQL's transaction holding the
+ * digest's advisory lock — so a blob row and its bytes appear and disappear together. Errors are
+ * FerryErrors; the registry maps them to OCI or Harbor errors at its edge. Webhook policy (which
  * deliveries an event makes, which pending ones it supersedes) is decided in webhooks.ts; the store
- * only commits the outbox rows it is handed with the change that caused them.
+ * only commits the outbox and audit rows it is handed with the change that caused them. Project
+ * storage usage (Harbor's quota) is counted here, inside the transactions that link content into a
+ * project, once per digest per project.
  */
 import { FerryError } from '../../core/index.js';
 
@@ -154,12 +158,127 @@ export interface RepositoryRecord {
   artifactCount: number;
 }
 
-/** Outbox rows committed in the same transaction as the manifest change that caused them. */
+/** Outbox and audit rows committed in the same transaction as the manifest change that caused them. */
 export interface OutboxChange {
   /** Deliveries to enqueue. */
   enqueue: NewDelivery[];
   /** Pending deliveries marked `untagged` of these manifests of `repo` stop (status Stopped, `reason`). */
   supersede?: { repo: string; digests: string[]; reason: string };
+  /** Audit log entries of the change. */
+  audit?: NewAuditEntry[];
+}
+
+/** One audit log entry (Harbor's audit log: legacy `AuditLog` and `AuditLogExt` are views of it). */
+export interface AuditEntry {
+  id: number;
+  /** The project the resource belongs to; 0 for system-level entries (robots, users, gc). */
+  projectId: number;
+  username: string;
+  /** `project/repo:tag`, `project/repo@digest`, a robot or user name, a policy name… */
+  resource: string;
+  /** `artifact`, `repository`, `project`, `robot`, `user`, `webhook_policy`, `quota`, `gc`. */
+  resourceType: string;
+  /** `create`, `delete`, `pull`, `update`, `login`. */
+  operation: string;
+  /** A sentence for humans (Harbor's `operation_description`). */
+  description: string;
+  success: boolean;
+  /** ms since the epoch */
+  at: number;
+}
+
+export type NewAuditEntry = Omit<AuditEntry, 'id'>;
+
+/** A query of the audit log: exact or fuzzy (`~`) matches, a time range, a page. */
+export interface AuditQuery {
+  projectId?: number;
+  operation?: string[];
+  resourceType?: string[];
+  username?: string;
+  /** Substring of the resource. */
+  resource?: string;
+  from?: number;
+  to?: number;
+  /** Newest first (default) or oldest first. */
+  ascending?: boolean;
+  offset: number;
+  limit: number;
+}
+
+/** A project's storage quota (Harbor's `Quota` with the `storage` resource). */
+export interface Quota {
+  id: number;
+  projectId: number;
+  project: string;
+  owner: string;
+  /** Bytes; -1 = unlimited. */
+  hard: number;
+  /** Bytes of distinct blobs and manifests linked into the project's repositories. */
+  used: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** Harbor's largest storage limit: 1024 TiB. */
+export const MAX_STORAGE_LIMIT = 1024 ** 5;
+
+/** Harbor's byte display (`byteCountToDisplaySize`): `512 B`, `1.5 MiB`. */
+export function displaySize(n: number): string {
+  if (n < 1024) return `${n} B`;
+  let div = 1024;
+  let exp = 0;
+  for (let v = Math.floor(n / 1024); v >= 1024; v = Math.floor(v / 1024)) {
+    div *= 1024;
+    exp++;
+  }
+  return `${(n / div).toFixed(1)} ${'KMGTPE'[exp]}iB`;
+}
+
+/** A push would take a project over its storage limit (Harbor answers 403 DENIED with this message). */
+export class QuotaExceededError extends FerryError {
+  readonly project: string;
+  readonly hard: number;
+  readonly used: number;
+  readonly adding: number;
+  constructor(project: string, hard: number, used: number, adding: number) {
+    super(
+      'PERMISSION_DENIED',
+      `adding ${displaySize(adding)} of storage resource, which when updated to current usage of ${displaySize(used)} ` +
+        `will exceed the configured upper limit of ${displaySize(hard)}.`,
+    );
+    this.name = 'QuotaExceededError';
+    this.project = project;
+    this.hard = hard;
+    this.used = used;
+    this.adding = adding;
+  }
+}
+
+export type GcStatus = 'Pending' | 'Running' | 'Success' | 'Error' | 'Stopped';
+
+/** One garbage collection run (Harbor's GC execution). */
+export interface GcRun {
+  id: number;
+  /** `MANUAL` or `SCHEDULE` (Harbor's trigger). */
+  trigger: 'MANUAL' | 'SCHEDULE';
+  /** JSON of the run's parameters (`dry_run`, `delete_untagged`, `workers`). */
+  parameters: string;
+  status: GcStatus;
+  /** Set by a stop request; the run stops at its next check. */
+  stopRequested: boolean;
+  log: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** The GC schedule (Harbor's `Schedule`: a cron type, a 6-field cron and the run parameters). */
+export interface GcSchedule {
+  type: string;
+  cron: string;
+  parameters: string;
+  nextRun: number;
+  createdAt: number;
+  updatedAt: number;
 }
 
 /** A manifest names content its repository does not hold (the registry's MANIFEST_BLOB_UNKNOWN). */
@@ -175,22 +294,31 @@ export class MissingContentError extends FerryError {
 
 /** The Distribution core of the metadata store. */
 export interface DistributionMetadata {
-  /** Records a blob as committed and linked into `repo`; `publish` (the file rename) runs inside the lock. */
-  commitBlob(repo: string, digest: string, size: number, publish: () => void): Promise<void>;
-  /** Links an existing blob into `repo` (cross-repository mount); false when the blob is unknown. */
+  /**
+   * Records a blob as committed and linked into `repo`; `publish` (the blob store's rename or copy)
+   * runs inside the digest's lock, before the rows are written. Counts the blob into its project's
+   * usage unless the project holds it already: QuotaExceededError (nothing recorded; `publish` not
+   * run when a check before it fails already) when that would exceed the project's limit.
+   */
+  commitBlob(repo: string, digest: string, size: number, publish: () => Promise<void>): Promise<void>;
+  /** Links an existing blob into `repo` (cross-repository mount); false when the blob is unknown. QuotaExceededError as commitBlob. */
   linkBlob(repo: string, digest: string, from?: string): Promise<boolean>;
   /** The blob's size when it is linked into `repo`. */
   blobInRepo(repo: string, digest: string): Promise<number | undefined>;
   /** Removes the blob's link from `repo`; false when it was not linked. */
   unlinkBlob(repo: string, digest: string): Promise<boolean>;
 
-  /** Stores a manifest, an optional tag and `outbox`; MissingContentError (nothing stored) when a reference is missing. */
+  /**
+   * Stores a manifest, an optional tag and `outbox`; MissingContentError (nothing stored) when a
+   * reference is missing; QuotaExceededError when the manifest is new to its project and its bytes
+   * would exceed the project's limit.
+   */
   putManifest(rec: ManifestRecord, tag: string | undefined, refs: ManifestRefs, outbox?: OutboxChange): Promise<void>;
   getManifest(repo: string, digest: string): Promise<ManifestRecord | undefined>;
   resolveTag(repo: string, tag: string): Promise<string | undefined>;
-  /** Deletes a manifest with its tags and references; false when absent. */
-  deleteManifest(repo: string, digest: string, deliveries?: NewDelivery[]): Promise<boolean>;
-  deleteTag(repo: string, tag: string, deliveries?: NewDelivery[]): Promise<boolean>;
+  /** Deletes a manifest with its tags and references (and `outbox` with it); false when absent. */
+  deleteManifest(repo: string, digest: string, outbox?: OutboxChange): Promise<boolean>;
+  deleteTag(repo: string, tag: string, outbox?: OutboxChange): Promise<boolean>;
   /** Tags of a repository in lexical order after `last`, at most `n`. */
   listTags(repo: string, opts: { n?: number; last?: string }): Promise<string[]>;
   tagsOf(repo: string, digest: string): Promise<string[]>;
@@ -208,18 +336,27 @@ export type DeliveryNext = { status: DeliveryStatus; nextAt: number; error: stri
 export interface HarborMetadata {
   getProject(nameOrId: string | number): Promise<Project | undefined>;
   listProjects(): Promise<Project[]>;
-  /** ALREADY_EXISTS when a project of that name exists. */
-  createProject(name: string, isPublic: boolean, owner: string): Promise<Project>;
+  /** ALREADY_EXISTS when a project of that name exists. Creates its quota (`storageLimit` bytes, -1 = unlimited). */
+  createProject(name: string, isPublic: boolean, owner: string, storageLimit?: number): Promise<Project>;
   /** Creates the project unless it exists; returns it. */
   ensureProject(name: string, isPublic: boolean, owner: string): Promise<Project>;
   updateProject(id: number, isPublic: boolean): Promise<void>;
-  /** Deletes a project with its webhook policies. */
+  /** Deletes a project with its webhook policies, quota and remaining blob links. */
   deleteProject(id: number): Promise<void>;
 
   getUser(username: string): Promise<User | undefined>;
   getUserById(id: number): Promise<User | undefined>;
   /** Creates the user or replaces its password hash and admin flag. */
   upsertUser(username: string, passwordHash: string, sysadmin: boolean): Promise<User>;
+
+  /**
+   * Calls `onChange` when another replica changes users or robots (PostgreSQL: LISTEN/NOTIFY), so
+   * cached credential checks are dropped at once; returns the unsubscribe function. A store with
+   * one process (SQLite) never calls it: the API drops its own cache.
+   */
+  watchAuth(onChange: () => void): () => void;
+  /** A setting shared by every replica (the token signing key); `init` is stored when none is, and the stored value returned. */
+  sharedSetting(key: string, init: () => string): Promise<string>;
 
   /** ALREADY_EXISTS when a robot of that name exists. */
   createRobot(r: Omit<Robot, 'id' | 'createdAt' | 'updatedAt'>): Promise<Robot>;
@@ -260,21 +397,76 @@ export interface WebhookMetadata {
   nextDue(): Promise<number | undefined>;
 }
 
+/** Project quotas (Harbor's `/quotas`). */
+export interface QuotaMetadata {
+  /** All quotas, or the one of a project, by project name. */
+  listQuotas(projectId?: number): Promise<Quota[]>;
+  getQuota(id: number): Promise<Quota | undefined>;
+  /** Sets a quota's limit (bytes, -1 = unlimited); false when there is no such quota. */
+  setQuotaLimit(id: number, hard: number): Promise<boolean>;
+}
+
+/** The audit log. */
+export interface AuditMetadata {
+  recordAudit(entries: NewAuditEntry[]): Promise<void>;
+  /** Entries matching `q` (a page of them) and how many match. */
+  listAudit(q: AuditQuery): Promise<{ total: number; items: AuditEntry[] }>;
+  /** Removes entries older than `before` (ms); returns how many. */
+  purgeAudit(before: number): Promise<number>;
+}
+
+/** Garbage collection runs and their schedule (Harbor's `/system/gc`), shared by every replica. */
+export interface GcJobMetadata {
+  /** A new Pending run. */
+  createGcRun(trigger: GcRun['trigger'], parameters: string): Promise<GcRun>;
+  /**
+   * Takes the oldest Pending run (status → Running, owned by `owner`) unless a run is Running and was
+   * updated at or after `staleBefore`; a Running run updated before that (its replica died) becomes
+   * Error first.
+   */
+  claimGcRun(owner: string, now: number, staleBefore: number): Promise<GcRun | undefined>;
+  /** Updates a run: status, log lines appended; refreshes its heartbeat (updatedAt). */
+  updateGcRun(id: number, patch: { status?: GcStatus; log?: string }, now: number): Promise<void>;
+  /** Asks a Pending or Running run to stop; false when there is no such run or it is finished. */
+  requestGcStop(id: number): Promise<boolean>;
+  getGcRun(id: number): Promise<GcRun | undefined>;
+  /** Runs, newest first, a page of them, and how many there are. */
+  listGcRuns(offset: number, limit: number): Promise<{ total: number; items: GcRun[] }>;
+  getGcSchedule(): Promise<GcSchedule | undefined>;
+  /** Sets (or with undefined removes) the schedule. */
+  setGcSchedule(s: Omit<GcSchedule, 'createdAt' | 'updatedAt'> | undefined, now: number): Promise<void>;
+  /**
+   * When the schedule is due at `now` (nextRun <= now), moves it to `next` and creates its run, in
+   * one transaction, so that of several replicas exactly one starts it; the run or undefined.
+   */
+  takeScheduledGc(now: number, next: number): Promise<GcRun | undefined>;
+  /** Untagged manifests created before `cutoff` that no index lists and that are no referrer of a present subject. */
+  untaggedManifests(cutoff: number): Promise<Array<{ repo: string; digest: string }>>;
+}
+
 /** What garbage collection asks of the store (see gc.ts). */
 export interface GcMetadata {
   /** True when no manifest references the blob and it was not committed, linked or referenced at or after `cutoff`. */
   isCollectable(digest: string, cutoff: number): Promise<boolean>;
   /**
-   * In one write lock: when the blob is collectable (see isCollectable), forgets it — its record and
-   * its links into repositories — and runs `remove` (the blob store's unlink). True when it was
-   * forgotten, false when it is kept (then `remove` did not run).
+   * Under the digest's lock: when the blob is collectable (see isCollectable), forgets it — its
+   * record, its links into repositories and its share of project usage — and runs `remove` (the blob
+   * store's unlink or delete). True when it was forgotten, false when it is kept (then `remove` did
+   * not run). When `remove` throws nothing is forgotten.
    */
-  collectBlob(digest: string, cutoff: number, remove: () => void): Promise<boolean>;
+  collectBlob(digest: string, cutoff: number, remove: () => Promise<void>): Promise<boolean>;
   /** Blobs recorded but not touched since `cutoff` (gc looks for those whose file has vanished). */
   blobsTouchedBefore(cutoff: number): Promise<string[]>;
 }
 
 /** Everything the registry keeps besides blob bytes. */
-export interface RegistryMetadata extends DistributionMetadata, HarborMetadata, WebhookMetadata, GcMetadata {
+export interface RegistryMetadata
+  extends DistributionMetadata,
+    HarborMetadata,
+    WebhookMetadata,
+    GcMetadata,
+    QuotaMetadata,
+    AuditMetadata,
+    GcJobMetadata {
   close(): Promise<void>;
 }

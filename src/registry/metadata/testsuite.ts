@@ -7,7 +7,7 @@
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import { FerryError } from '../../core/index.js';
-import { MissingContentError, type ManifestRecord, type NewDelivery, type RegistryMetadata } from './metadata.js';
+import { MissingContentError, QuotaExceededError, type ManifestRecord, type NewDelivery, type RegistryMetadata } from './metadata.js';
 
 const d = (c: string): string => `sha256:${c.repeat(64)}`;
 
@@ -38,7 +38,7 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
 
   withMeta('commits blobs into a repository and links them elsewhere only by mount', async (m) => {
     let published = false;
-    await m.commitBlob('a/x', d('1'), 10, () => {
+    await m.commitBlob('a/x', d('1'), 10, async () => {
       published = true;
     });
     assert.ok(published);
@@ -54,7 +54,7 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
 
   withMeta('a blob publish that throws records nothing', async (m) => {
     await assert.rejects(
-      m.commitBlob('a/x', d('3'), 1, () => {
+      m.commitBlob('a/x', d('3'), 1, async () => {
         throw new Error('rename failed');
       }),
       /rename failed/,
@@ -63,7 +63,7 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
   });
 
   withMeta('stores manifests with tags only when their references exist', async (m) => {
-    await m.commitBlob('a/x', d('1'), 10, () => undefined);
+    await m.commitBlob('a/x', d('1'), 10, async () => undefined);
     await assert.rejects(
       m.putManifest(rec('a/x', d('a')), 'v1', { blobs: [d('1'), d('2')], manifests: [] }),
       (e: unknown) => e instanceof MissingContentError && FerryError.hasCode(e, 'FAILED_PRECONDITION') && e.missing.join() === d('2'),
@@ -267,8 +267,8 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
   });
 
   withMeta('garbage collection: only unreferenced blobs untouched since the cutoff go, with their links, inside the lock', async (m) => {
-    await m.commitBlob('a/x', d('1'), 10, () => undefined);
-    await m.commitBlob('a/x', d('2'), 20, () => undefined);
+    await m.commitBlob('a/x', d('1'), 10, async () => undefined);
+    await m.commitBlob('a/x', d('2'), 20, async () => undefined);
     await m.putManifest(rec('a/x', d('a')), 'v1', { blobs: [d('2')], manifests: [] });
     const later = Date.now() + 1000;
     assert.equal(await m.isCollectable(d('1'), later), true);
@@ -277,14 +277,14 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
     assert.deepEqual((await m.blobsTouchedBefore(later)).sort(), [d('1'), d('2')]);
     let removed = 0;
     assert.equal(
-      await m.collectBlob(d('2'), later, () => {
+      await m.collectBlob(d('2'), later, async () => {
         removed++;
       }),
       false,
     );
     assert.equal(removed, 0, 'a kept blob is not removed');
     assert.equal(
-      await m.collectBlob(d('1'), later, () => {
+      await m.collectBlob(d('1'), later, async () => {
         removed++;
       }),
       true,
@@ -293,18 +293,108 @@ export function metadataSuite(name: string, make: () => Promise<{ meta: Registry
     assert.equal(await m.blobInRepo('a/x', d('1')), undefined);
     assert.equal(await m.linkBlob('a/y', d('1')), false, 'a collected blob is unknown');
     await assert.rejects(
-      m.collectBlob(d('3'), later, () => {
+      m.collectBlob(d('3'), later, async () => {
         throw new Error('unlink failed');
       }),
       /unlink failed/,
     );
-    await m.commitBlob('a/x', d('3'), 1, () => undefined);
+    await m.commitBlob('a/x', d('3'), 1, async () => undefined);
     await assert.rejects(
-      m.collectBlob(d('3'), Date.now() + 1000, () => {
+      m.collectBlob(d('3'), Date.now() + 1000, async () => {
         throw new Error('unlink failed');
       }),
       /unlink failed/,
     );
     assert.equal(await m.blobInRepo('a/x', d('3')), 1, 'a failed removal forgets nothing');
+  });
+
+  withMeta('quotas: usage counted once per digest per project, limits enforced, freed with the last reference', async (m) => {
+    const p = await m.createProject('q', false, 'admin', 100);
+    const [quota] = await m.listQuotas(p.id);
+    assert.deepEqual([quota?.project, quota?.hard, quota?.used], ['q', 100, 0]);
+    await m.commitBlob('q/a', d('1'), 60, async () => undefined);
+    await m.commitBlob('q/b', d('1'), 60, async () => undefined);
+    assert.equal((await m.getQuota(quota!.id))?.used, 60, 'one digest counted once');
+    let published = false;
+    await assert.rejects(
+      m.commitBlob('q/a', d('2'), 50, async () => {
+        published = true;
+      }),
+      (e: unknown) => e instanceof QuotaExceededError && e.hard === 100 && e.used === 60 && e.adding === 50,
+    );
+    assert.equal(published, false, 'refused before publishing');
+    assert.equal(await m.setQuotaLimit(quota!.id, -1), true);
+    await m.commitBlob('q/a', d('2'), 50, async () => undefined);
+    assert.equal((await m.getQuota(quota!.id))?.used, 110);
+    await m.unlinkBlob('q/a', d('1'));
+    assert.equal((await m.getQuota(quota!.id))?.used, 110, 'still linked in q/b');
+    await m.unlinkBlob('q/b', d('1'));
+    assert.equal((await m.getQuota(quota!.id))?.used, 50);
+  });
+
+  withMeta('audit entries: recorded, filtered, paged newest first, purged', async (m) => {
+    const e = (op: string, resource: string, at: number) => ({
+      projectId: 1,
+      username: 'admin',
+      resource,
+      resourceType: 'artifact',
+      operation: op,
+      description: `${op} ${resource}`,
+      success: true,
+      at,
+    });
+    await m.recordAudit([e('create', 'library/a:1', 1000), e('pull', 'library/a:1', 2000), e('delete', 'library/b:2', 3000)]);
+    const all = await m.listAudit({ offset: 0, limit: 10 });
+    assert.equal(all.total, 3);
+    assert.deepEqual(
+      all.items.map((x) => x.at),
+      [3000, 2000, 1000],
+    );
+    const some = await m.listAudit({ operation: ['create', 'delete'], resource: 'library/a', offset: 0, limit: 10 });
+    assert.deepEqual(
+      some.items.map((x) => x.operation),
+      ['create'],
+    );
+    assert.equal((await m.listAudit({ from: 1500, to: 2500, offset: 0, limit: 10 })).total, 1);
+    assert.equal((await m.listAudit({ offset: 1, limit: 1 })).items[0]?.at, 2000);
+    assert.equal(await m.purgeAudit(2500), 2);
+    assert.equal((await m.listAudit({ offset: 0, limit: 10 })).total, 1);
+  });
+
+  withMeta('gc runs: one Running at a time, stale ones marked Error, stop requests, a due schedule taken once', async (m) => {
+    const a = await m.createGcRun('MANUAL', '{"dry_run":true}');
+    const b = await m.createGcRun('MANUAL', '{}');
+    const claimed = await m.claimGcRun('r1', 10_000, 0);
+    assert.equal(claimed?.id, a.id);
+    assert.equal(claimed?.status, 'Running');
+    assert.equal(await m.claimGcRun('r2', 10_001, 0), undefined, 'one Running at a time');
+    await m.updateGcRun(a.id, { log: 'line 1\n' }, 20_000);
+    assert.equal(await m.claimGcRun('r2', 30_000, 15_000), undefined, 'heartbeat keeps it');
+    const next = await m.claimGcRun('r2', 90_000, 25_000);
+    assert.equal(next?.id, b.id, 'a stale run is given up');
+    const lost = await m.getGcRun(a.id);
+    assert.equal(lost?.status, 'Error');
+    assert.match(lost!.log, /line 1\n.*run lost/s);
+    assert.equal(await m.requestGcStop(b.id), true);
+    assert.equal((await m.getGcRun(b.id))?.stopRequested, true);
+    await m.updateGcRun(b.id, { status: 'Stopped' }, 91_000);
+    assert.equal(await m.requestGcStop(b.id), false, 'finished');
+    const c = await m.createGcRun('MANUAL', '{}');
+    assert.equal(await m.requestGcStop(c.id), true);
+    assert.equal((await m.getGcRun(c.id))?.status, 'Stopped', 'a Pending run stops at once');
+    const page = await m.listGcRuns(0, 2);
+    assert.equal(page.total, 3);
+    assert.deepEqual(
+      page.items.map((r) => r.id),
+      [c.id, b.id],
+    );
+    await m.setGcSchedule({ type: 'Hourly', cron: '0 0 * * * *', parameters: '{}', nextRun: 100_000 }, 1);
+    assert.equal(await m.takeScheduledGc(99_999, 200_000), undefined, 'not due');
+    const due = await m.takeScheduledGc(100_000, 200_000);
+    assert.equal(due?.trigger, 'SCHEDULE');
+    assert.equal(await m.takeScheduledGc(100_000, 200_000), undefined, 'taken once');
+    assert.equal((await m.getGcSchedule())?.nextRun, 200_000);
+    await m.setGcSchedule(undefined, 2);
+    assert.equal(await m.getGcSchedule(), undefined);
   });
 }
