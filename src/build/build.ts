@@ -130,8 +130,8 @@ async function alreadyAccelerated(client: RegistryClient, dst: ImageReference, o
   return annotated.annotations?.[NydusAnnotation.SOURCE_DIGEST] === ociDigest;
 }
 
-function buildahBuildArgs(o: BuildOptions, dockerfile: string, name: string): string[] {
-  const args = ['build', '--format', 'oci', '--layers', '-f', dockerfile, '-t', name];
+function buildahBuildArgs(o: BuildOptions, dockerfile: string, name: string, iidFile: string): string[] {
+  const args = ['build', '--format', 'oci', '--layers', '-f', dockerfile, '-t', name, '--iidfile', iidFile];
   for (const [k, v] of o.buildArgs ?? []) args.push('--build-arg', `${k}=${v}`);
   if (o.target) args.push('--target', o.target);
   if (o.platform) args.push('--platform', o.platform);
@@ -167,9 +167,14 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
     },
   };
   const layoutName = name.replace(/[/:]/g, '_');
+  const iidFile = join(layoutDir, `${layoutName}.iid`);
   try {
-    await runBuildah(buildahBuildArgs(o, dockerfile, name), run);
-    await runBuildah(['push', '--format', 'oci', name, `oci:${layoutDir}:${layoutName}`], run);
+    await runBuildah(buildahBuildArgs(o, dockerfile, name, iidFile), run);
+    // The image id is its config digest: when the layout already holds this image, buildah need not
+    // compress every layer again to write it there.
+    const iid = (await readFile(iidFile, 'utf8')).trim();
+    const held = await readLayoutImage(layoutDir, layoutName).catch(() => undefined);
+    if (held?.manifest.config.digest !== iid) await runBuildah(['push', '--format', 'oci', name, `oci:${layoutDir}:${layoutName}`], run);
   } finally {
     if (auth) await rm(join(auth, '..'), { recursive: true, force: true });
   }

@@ -12,7 +12,15 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requirePrereqs } from '../support/prereq.js';
-import { buildOciImage, busyboxRootfs, pushImage, startContainerd, type Containerd } from '../../src/bench/env/index.js';
+import {
+  buildOciImage,
+  busyboxRootfs,
+  exec,
+  pushImage,
+  startContainerd,
+  unmountUnder,
+  type Containerd,
+} from '../../src/bench/env/index.js';
 import { startRegistry, type RegistryHandle } from '../../src/registry/index.js';
 import { createLogger, metricValue } from '../../src/observe/index.js';
 import { parseSnapshotterConfig } from '../../src/config/snapshotter.js';
@@ -23,6 +31,7 @@ import { RegistryClient, parseReference } from '../../src/remote/index.js';
 import { parseImageIndex, parseImageManifest, NydusAnnotation } from '../../src/oci/index.js';
 import type { BuildResult } from '../../src/build/index.js';
 import { ferry } from '../support/ferry.js';
+import { FERRY_BIN } from '../support/paths.js';
 
 const PW = 'pw-build-e2e';
 let dir: string;
@@ -112,7 +121,10 @@ after(async () => {
   await cd?.stop();
   await snap?.close();
   await reg?.close();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  if (dir) {
+    await unmountUnder(dir); // buildah's overlay driver keeps its store's overlay/ dir mounted
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 test('ferry build --push: merged OCI + Nydus index; the base Nydus blob is reused; ferry check passes', async () => {
@@ -242,4 +254,48 @@ test("a change in the last layer instruction pushes only that layer's blobs (plu
   assert.deepEqual(added.sort(), expected.sort());
   const check = await ferry(['check', '--source', `${reg.host}/library/built@${res.oci.digest}`, '--target', ref]);
   assert.equal(check.code, 0, `${check.stdout}\n${check.stderr}`);
+});
+
+test('progress on a terminal (buildah steps, blobs); nothing with --quiet; bad input is a clear error that pushes nothing', async () => {
+  requirePrereqs({ commands: ['script'] });
+  const blobs0 = await storedBlobs();
+  const args = [
+    'build',
+    '--push',
+    '-t',
+    ref,
+    '--user',
+    'admin',
+    '--storage-root',
+    join(dir, 'buildah'),
+    '--cache-dir',
+    join(dir, 'cache'),
+    ctx,
+  ];
+  const quoted = [process.execPath, FERRY_BIN, ...args].map((a) => `'${a}'`).join(' ');
+  const tty = await exec('script', ['-qec', quoted, '/dev/null'], {
+    env: { ...process.env, FERRY_REGISTRY_PASSWORD: PW } as Record<string, string>,
+  });
+  assert.equal(tty.code, 0, tty.stdout + tty.stderr);
+  assert.match(tty.stdout, /STEP 2\/5: RUN mkdir -p \/data/);
+  assert.match(tty.stdout, /exists [0-9a-f]{12}/);
+  assert.match(tty.stdout, /unchanged: the tag already holds the acceleration/);
+  const quiet = await ferry([...args.slice(0, -1), '--quiet', ctx], { env: { FERRY_REGISTRY_PASSWORD: PW } });
+  assert.equal(quiet.code, 0, quiet.stderr);
+  assert.equal(quiet.stdout + quiet.stderr, '');
+  const noPassword = await ferry(args, { env: { FERRY_REGISTRY_PASSWORD: '' } });
+  assert.equal(noPassword.code, 1);
+  assert.match(noPassword.stderr, /--user needs the password in the environment variable FERRY_REGISTRY_PASSWORD/);
+  const noDockerfile = await ferry([...args.slice(0, -1), '-f', join(dir, 'missing.Dockerfile'), ctx], {
+    env: { FERRY_REGISTRY_PASSWORD: PW },
+  });
+  assert.equal(noDockerfile.code, 1);
+  assert.match(noDockerfile.stderr, /cannot read .*missing\.Dockerfile/);
+  const badTag = await ferry(['build', '-t', `${reg.host}/library/built@sha256:${'0'.repeat(64)}`, ctx]);
+  assert.equal(badTag.code, 1);
+  assert.match(badTag.stderr, /needs REGISTRY\/REPOSITORY:TAG/);
+  assert.deepEqual(
+    [...(await storedBlobs())].filter((b) => !blobs0.has(b)),
+    [],
+  );
 });
