@@ -1,20 +1,20 @@
 /**
  * @module build/build
  * `ferry build`: a Dockerfile straight to an accelerated image (the role of buildkit's
- * `compression=nydus` output). buildah builds (its `--layers` cache keeps unchanged steps), pushes
- * the result into an OCI layout Ferry keeps in its cache directory, Ferry pushes the OCI image with
- * its own client (blobs the registry has are skipped), and converts it with the conversion pipeline
- * of `ferry convert`: each layer streamed from the registry into the RAFS builder, layers already
+ * `compression=nydus` output). buildah builds (its `--layers` cache keeps unchanged steps) and pushes
+ * the OCI image to the registry (its blob-info cache skips, without compressing them again, layers
+ * the registry has, such as the base's), and Ferry converts it with the conversion pipeline of
+ * `ferry convert`: each layer streamed from the registry into the RAFS builder, layers already
  * converted taken from the layer cache (so the base image is converted once), chunks deduplicated
  * against the base image's Nydus form (or a chunk dictionary image) whose blobs are reused. The
  * target tag then names an OCI image, a Nydus image, or the merged index of both (`--both`, as
- * acceld's merge-platform output). A rebuild whose OCI image is the one the tag was converted from
- * pushes nothing.
+ * acceld's merge-platform output). A rebuild whose image (buildah's image id = config digest) is the
+ * one the tag already holds, or was converted from, pushes nothing.
  */
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { FerryError } from '../core/index.js';
-import { MediaType, NydusAnnotation, parseManifestDocument, type ImageIndex, type ImageManifest } from '../oci/index.js';
+import { NydusAnnotation, parseImageManifest, parseManifestDocument, type ImageIndex, type ImageManifest } from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import {
   formatReference,
@@ -28,13 +28,12 @@ import {
 import { convertImage, fetchNydusBootstrap, SqliteLayerCache, type ConvertResult, type ProgressEvent } from '../convert/index.js';
 import { runBuildah, type BuildahStorage } from './buildah.js';
 import { baseImageOf } from './dockerfile.js';
-import { pushLayoutImage, readLayoutImage, type PushedBlob } from './layout.js';
 
 export type BuildOutput = 'oci' | 'nydus' | 'both';
 
 export type BuildProgress =
   | { phase: 'step'; text: string }
-  | { phase: 'push'; digest: string; size: number; sent: boolean }
+  | { phase: 'push'; digest: string }
   | { phase: 'convert'; event: ProgressEvent }
   | { phase: 'unchanged'; digest: string };
 
@@ -47,16 +46,16 @@ export interface BuildOptions {
   platform?: string;
   /** REG/REPO:TAG */
   tag: string;
-  /** push to the registry (and accelerate); without it the image stays in buildah's store and the layout */
+  /** push to the registry (and accelerate); without it the image stays in buildah's store */
   push: boolean;
   output: BuildOutput;
   client: RegistryClient;
-  /** credentials buildah uses to pull FROM images (given to it in a private auth file on tmpfs, removed after) */
-  pullCredentials?: (host: string) => Credentials | undefined;
+  /** credentials buildah uses to pull FROM images and push (given to it in a private auth file on tmpfs, removed after) */
+  buildahCredentials?: (host: string) => Credentials | undefined;
   /** plain HTTP / no TLS verification for buildah's pulls */
   insecure?: boolean;
   storage?: BuildahStorage;
-  /** OCI layout, layer conversion cache and work files */
+  /** layer conversion cache and work files */
   cacheDir: string;
   /** a Nydus image whose bootstrap is the chunk dictionary (default: the base image's Nydus form, if any) */
   chunkDictRef?: string;
@@ -70,9 +69,8 @@ export interface BuildResult {
   /** digest the tag names (undefined without --push) */
   digest?: string;
   mediaType?: string;
-  oci: { digest: string; size: number; configDigest: string; layers: Array<{ digest: string; size: number }> };
-  /** blobs of the OCI image and whether each was sent */
-  ociBlobs: PushedBlob[];
+  /** the OCI image: its config digest (buildah's image id); manifest and layers once pushed */
+  oci: { configDigest: string; digest?: string; size?: number; layers?: Array<{ digest: string; size: number }> };
   nydus?: { digest: string; layers: ConvertResult['layers']; size: number };
   base?: string;
   /** the Nydus image used as chunk dictionary (the base's Nydus form, or --chunk-dict) */
@@ -82,13 +80,13 @@ export interface BuildResult {
   durationMs: number;
 }
 
-/** A buildah-safe local image name for the build (buildah's store keeps it; the layout keys on it). */
+/** A buildah-safe local image name for the build (buildah's store keeps it). */
 function localName(ref: ImageReference): string {
   return `ferry-build/${ref.repository.replace(/[^a-z0-9._/-]/g, '-')}:${ref.tag ?? 'latest'}`;
 }
 
 /** A docker-style auth file in a private directory on tmpfs when there is one; removed by the caller. */
-async function authFile(hosts: string[], creds: BuildOptions['pullCredentials']): Promise<string | undefined> {
+async function authFile(hosts: string[], creds: BuildOptions['buildahCredentials']): Promise<string | undefined> {
   const auths: Record<string, { auth: string }> = {};
   for (const h of hosts) {
     const c = creds?.(h);
@@ -119,15 +117,27 @@ async function baseNydusForm(client: RegistryClient, base: ImageReference, log: 
   return undefined;
 }
 
-/** Whether the tag already names the acceleration (`output`) of the OCI manifest `ociDigest`. */
-async function alreadyAccelerated(client: RegistryClient, dst: ImageReference, ociDigest: string, output: BuildOutput): Promise<boolean> {
-  if (output === 'oci') return (await client.headManifest(dst).catch(() => undefined))?.digest === ociDigest;
+/**
+ * The OCI manifest the tag holds as `output` says (the tag's own manifest for `oci`; for `nydus` and
+ * `both`, the source its acceleration was made from) when its config is `configDigest`, else undefined.
+ */
+async function heldImage(
+  client: RegistryClient,
+  dst: ImageReference,
+  configDigest: string,
+  output: BuildOutput,
+): Promise<{ digest: string; body: Buffer; manifest: ImageManifest } | undefined> {
   const got = await client.getManifest(dst).catch(() => undefined);
-  if (!got) return false;
+  if (!got) return undefined;
   const doc = parseManifestDocument(got.body, got.mediaType);
+  if ((output === 'both') !== (doc.kind === 'index')) return undefined;
   const annotated: ImageIndex | ImageManifest = doc.kind === 'index' ? doc.index : doc.manifest;
-  if ((output === 'both') !== (doc.kind === 'index')) return false;
-  return annotated.annotations?.[NydusAnnotation.SOURCE_DIGEST] === ociDigest;
+  const source = output === 'oci' ? got.digest : annotated.annotations?.[NydusAnnotation.SOURCE_DIGEST];
+  if (!source) return undefined;
+  const oci = output === 'oci' ? got : await client.getManifest(withDigest(dst, source)).catch(() => undefined);
+  if (!oci) return undefined;
+  const manifest = parseImageManifest(oci.body, oci.mediaType);
+  return manifest.config.digest === configDigest ? { digest: oci.digest, body: oci.body, manifest } : undefined;
 }
 
 function buildahBuildArgs(o: BuildOptions, dockerfile: string, name: string, iidFile: string): string[] {
@@ -154,45 +164,33 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
   const baseName = baseImageOf(text, { ...(o.target ? { target: o.target } : {}), ...(o.buildArgs ? { buildArgs: o.buildArgs } : {}) });
   const base = baseName ? parseReference(baseName) : undefined;
   const name = localName(dst);
-  const layoutDir = join(o.cacheDir, 'layout');
-  await mkdir(layoutDir, { recursive: true });
-  const auth = await authFile([...new Set([base?.registry, dst.registry].filter((h): h is string => !!h))], o.pullCredentials);
+  await mkdir(o.cacheDir, { recursive: true });
+  const auth = await authFile([...new Set([base?.registry, dst.registry].filter((h): h is string => !!h))], o.buildahCredentials);
   const run = {
     ...(o.storage ? { storage: o.storage } : {}),
     ...(o.signal ? { signal: o.signal } : {}),
     ...(auth ? { env: { REGISTRY_AUTH_FILE: auth } } : {}),
     onLine: (l: string) => {
-      if (/^STEP \d+\/\d+:|^COMMIT|^--> /.test(l)) o.onProgress?.({ phase: 'step', text: l });
+      if (/^STEP \d+\/\d+:|^COMMIT|^--> |^Copying (blob|config)|^Writing manifest/.test(l)) o.onProgress?.({ phase: 'step', text: l });
       log.debug({ line: l }, 'buildah');
     },
   };
-  const layoutName = name.replace(/[/:]/g, '_');
-  const iidFile = join(layoutDir, `${layoutName}.iid`);
-  try {
-    await runBuildah(buildahBuildArgs(o, dockerfile, name, iidFile), run);
-    // The image id is its config digest: when the layout already holds this image, buildah need not
-    // compress every layer again to write it there.
-    const iid = (await readFile(iidFile, 'utf8')).trim();
-    const held = await readLayoutImage(layoutDir, layoutName).catch(() => undefined);
-    if (held?.manifest.config.digest !== iid) await runBuildah(['push', '--format', 'oci', name, `oci:${layoutDir}:${layoutName}`], run);
-  } finally {
-    if (auth) await rm(join(auth, '..'), { recursive: true, force: true });
-  }
-  const img = await readLayoutImage(layoutDir, layoutName);
+  const scratch = await mkdtemp(join(o.cacheDir, 'run-'));
   const result: BuildResult = {
     target: formatReference(dst),
-    oci: {
-      digest: img.manifestDigest,
-      size: img.manifestBody.length,
-      configDigest: img.manifest.config.digest,
-      layers: img.manifest.layers.map((l) => ({ digest: l.digest, size: l.size })),
-    },
-    ociBlobs: [],
+    oci: { configDigest: '' },
     ...(base ? { base: formatReference(base) } : {}),
     unchanged: false,
     durationMs: 0,
   };
-  if (o.push) await pushAndAccelerate(o, dst, base, layoutDir, img, result, log);
+  try {
+    await runBuildah(buildahBuildArgs(o, dockerfile, name, join(scratch, 'iid')), run);
+    result.oci.configDigest = (await readFile(join(scratch, 'iid'), 'utf8')).trim();
+    if (o.push) await pushAndAccelerate(o, dst, base, name, run, join(scratch, 'digest'), result, log);
+  } finally {
+    if (auth) await rm(join(auth, '..'), { recursive: true, force: true });
+    await rm(scratch, { recursive: true, force: true });
+  }
   result.durationMs = Date.now() - t0;
   return result;
 }
@@ -201,27 +199,37 @@ async function pushAndAccelerate(
   o: BuildOptions,
   dst: ImageReference,
   base: ImageReference | undefined,
-  layoutDir: string,
-  img: Awaited<ReturnType<typeof readLayoutImage>>,
+  name: string,
+  run: Parameters<typeof runBuildah>[1],
+  digestFile: string,
   result: BuildResult,
   log: Logger,
 ): Promise<void> {
-  const blobs = await pushLayoutImage(o.client, layoutDir, img, dst, o.output === 'oci' ? dst.tag : undefined);
-  result.ociBlobs = blobs;
-  for (const b of blobs) o.onProgress?.({ phase: 'push', ...b });
-  if (o.output === 'oci') {
-    result.digest = img.manifestDigest;
-    result.mediaType = img.manifest.mediaType ?? MediaType.OCI_MANIFEST;
-    return;
-  }
-  if (await alreadyAccelerated(o.client, dst, img.manifestDigest, o.output)) {
+  const held = await heldImage(o.client, dst, result.oci.configDigest, o.output);
+  const describe = (digest: string, body: Buffer, m: ImageManifest): void => {
+    result.oci = { ...result.oci, digest, size: body.length, layers: m.layers.map((l) => ({ digest: l.digest, size: l.size })) };
+  };
+  if (held) {
+    describe(held.digest, held.body, held.manifest);
     const head = await o.client.headManifest(dst);
     result.unchanged = true;
     if (head) {
       result.digest = head.digest;
       result.mediaType = head.mediaType;
     }
-    o.onProgress?.({ phase: 'unchanged', digest: img.manifestDigest });
+    o.onProgress?.({ phase: 'unchanged', digest: held.digest });
+    return;
+  }
+  // The OCI image goes under the tag first; an acceleration then moves the tag to its result.
+  const push = ['push', '--format', 'oci', '--digestfile', digestFile, ...(o.insecure ? ['--tls-verify=false'] : [])];
+  await runBuildah([...push, name, `docker://${formatReference(dst)}`], run);
+  const ociDigest = (await readFile(digestFile, 'utf8')).trim();
+  const pushed = await o.client.getManifest(withDigest(dst, ociDigest));
+  describe(ociDigest, pushed.body, parseImageManifest(pushed.body, pushed.mediaType));
+  o.onProgress?.({ phase: 'push', digest: ociDigest });
+  if (o.output === 'oci') {
+    result.digest = ociDigest;
+    result.mediaType = pushed.mediaType;
     return;
   }
   const chunkDict = o.chunkDictRef ?? (base ? await baseNydusForm(o.client, base, log) : undefined);
@@ -229,7 +237,7 @@ async function pushAndAccelerate(
   const cache = new SqliteLayerCache(join(o.cacheDir, 'layers.db'));
   try {
     const conv = await convertImage({
-      source: withDigest(dst, img.manifestDigest),
+      source: withDigest(dst, ociDigest),
       target: dst,
       sourceClient: o.client,
       mergePlatform: o.output === 'both',

@@ -6,4 +6,3 @@
 export { buildImage, type BuildOptions, type BuildResult, type BuildOutput, type BuildProgress } from './build.js';
 export { baseImageOf } from './dockerfile.js';
 export { runBuildah, buildahPrecondition, diagnose as diagnoseBuildah, storageArgs, type BuildahStorage } from './buildah.js';
-export { readLayoutImage, pushLayoutImage, type LayoutImage, type PushedBlob } from './layout.js';

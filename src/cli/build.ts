@@ -9,7 +9,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { FerryError, formatBytes } from '../core/index.js';
+import { FerryError } from '../core/index.js';
 import { createLogger } from '../observe/index.js';
 import { buildImage, type BuildOutput, type BuildProgress, type BuildResult } from '../build/index.js';
 import type { Credentials } from '../remote/index.js';
@@ -36,7 +36,7 @@ function reporter(enabled: boolean): { onProgress?: (p: BuildProgress) => void; 
   const bars = progressReporter(true);
   const onProgress = (p: BuildProgress): void => {
     if (p.phase === 'step') process.stderr.write(`${p.text}\n`);
-    else if (p.phase === 'push') process.stderr.write(`${p.sent ? 'pushed' : 'exists'} ${p.digest.slice(7, 19)} ${formatBytes(p.size)}\n`);
+    else if (p.phase === 'push') process.stderr.write(`pushed OCI image ${p.digest}\n`);
     else if (p.phase === 'unchanged')
       process.stderr.write(`unchanged: the tag already holds the acceleration of ${p.digest.slice(0, 19)}\n`);
     else bars.onProgress?.(p.event);
@@ -45,9 +45,8 @@ function reporter(enabled: boolean): { onProgress?: (p: BuildProgress) => void; 
 }
 
 function summary(r: BuildResult): string {
-  const sent = r.ociBlobs.filter((b) => b.sent);
-  const lines = [`built ${r.target}: OCI ${r.oci.digest}`];
-  if (r.digest) lines.push(`pushed ${r.digest} (${sent.length} OCI blob(s) sent${r.unchanged ? ', acceleration unchanged' : ''})`);
+  const lines = [`built ${r.target}: image ${r.oci.configDigest}`];
+  if (r.digest) lines.push(`${r.unchanged ? 'unchanged' : 'pushed'} ${r.digest} (OCI manifest ${r.oci.digest})`);
   if (r.nydus) lines.push(`nydus ${r.nydus.digest}: ${r.nydus.layers.filter((l) => !l.cached).length} layer(s) converted`);
   return `${lines.join('\n')}\n`;
 }
@@ -61,7 +60,7 @@ export async function run(argv: string[]): Promise<number> {
     .option('--target <stage>', 'stage to build')
     .option('--platform <os/arch>', 'platform to build for')
     .requiredOption('-t, --tag <ref>', 'REGISTRY/REPOSITORY:TAG')
-    .option('--push', 'push to the registry (and accelerate); without it the image stays in buildah and the cache layout')
+    .option('--push', "push to the registry (and accelerate); without it the image stays in buildah's store")
     .addOption(new Option('--oci', 'push only the OCI image').conflicts(['nydus', 'both']))
     .addOption(new Option('--nydus', 'push only the Nydus image under the tag').conflicts(['oci', 'both']))
     .addOption(new Option('--both', 'tag a merged index of the OCI and Nydus images (default)').conflicts(['oci', 'nydus']))
@@ -72,7 +71,7 @@ export async function run(argv: string[]): Promise<number> {
     .option('--storage-root <dir>', "buildah storage directory (default: buildah's system store)")
     .option(
       '--cache-dir <dir>',
-      'OCI layout, layer conversion cache',
+      'layer conversion cache and work files',
       join(process.env.FERRY_CACHE_DIR || join(homedir(), '.cache', 'ferry'), 'build'),
     )
     .option('-q, --quiet', 'no progress output')
@@ -103,7 +102,7 @@ export async function run(argv: string[]): Promise<number> {
       push: Boolean(o.push),
       output,
       client: sideClient(host, insecure, creds, log),
-      ...(creds ? { pullCredentials: (h: string) => (h === host ? creds : undefined) } : {}),
+      ...(creds ? { buildahCredentials: (h: string) => (h === host ? creds : undefined) } : {}),
       insecure,
       storage: {
         driver: String(o.storageDriver),

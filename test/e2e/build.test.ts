@@ -161,14 +161,18 @@ test("--nydus of the same build converts nothing again; the Nydus image runs laz
   // containerd 1.6 refuses to run the Nydus entry of a merged index (its config media type is
   // nydusify's merge-platform one, unknown to containerd), so the runnable form is the plain Nydus image.
   const nydusRef = `${reg.host}/library/built:v1-nydus`;
+  const blobs0 = await storedBlobs();
   const nb = await build(['--nydus'], nydusRef);
   assert.equal(nb.code, 0, nb.stderr);
   const res = JSON.parse(nb.stdout) as BuildResult;
   assert.equal(res.oci.digest, first.oci.digest);
+  const ociBlobs = [res.oci.configDigest, ...res.oci.layers!.map((l) => l.digest)];
+  const added = [...(await storedBlobs())].filter((b) => !blobs0.has(b));
   assert.deepEqual(
-    res.ociBlobs.filter((b) => b.sent),
+    added.filter((b) => ociBlobs.includes(b)),
     [],
   );
+  assert.ok(added.length <= 2, `only the Nydus config (its media type differs from the merged one) and maybe the bootstrap: ${added}`);
   assert.deepEqual(
     res.nydus!.layers.map((l) => l.cached),
     [true, true, true],
@@ -212,6 +216,21 @@ test("--nydus of the same build converts nothing again; the Nydus image runs laz
   assert.equal(nydusTree.stdout, ociTree.stdout);
 });
 
+test('--oci tags the OCI image itself; its blobs are already there, so none is sent', async () => {
+  const ociRef = `${reg.host}/library/built:v1-oci`;
+  const blobs0 = await storedBlobs();
+  const r = await build(['--oci'], ociRef);
+  assert.equal(r.code, 0, r.stderr);
+  const res = JSON.parse(r.stdout) as BuildResult;
+  assert.equal(res.digest, first.oci.digest);
+  assert.equal(res.nydus, undefined);
+  assert.deepEqual(
+    [...(await storedBlobs())].filter((b) => !blobs0.has(b)),
+    [],
+  );
+  assert.equal((await client.headManifest(parseReference(ociRef)))?.digest, first.oci.digest);
+});
+
 test('a rebuild with nothing changed reuses every layer and pushes no blob', async () => {
   const blobs0 = await storedBlobs();
   const bytes0 = await received();
@@ -221,10 +240,6 @@ test('a rebuild with nothing changed reuses every layer and pushes no blob', asy
   assert.equal(res.oci.digest, first.oci.digest);
   assert.equal(res.unchanged, true);
   assert.equal(res.digest, first.digest);
-  assert.deepEqual(
-    res.ociBlobs.filter((b) => b.sent),
-    [],
-  );
   assert.equal(await received(), bytes0);
   assert.deepEqual(
     [...(await storedBlobs())].filter((b) => !blobs0.has(b)),
@@ -239,10 +254,8 @@ test("a change in the last layer instruction pushes only that layer's blobs (plu
   assert.equal(r.code, 0, r.stderr);
   const res = JSON.parse(r.stdout) as BuildResult;
   assert.notEqual(res.oci.digest, first.oci.digest);
-  assert.deepEqual(res.oci.layers.slice(0, -1), first.oci.layers.slice(0, -1), 'layers before the COPY are reused');
-  const sent = res.ociBlobs.filter((b) => b.sent).map((b) => b.digest);
-  const newLayer = res.oci.layers.at(-1)!.digest;
-  assert.deepEqual(sent.sort(), [res.oci.configDigest, newLayer].sort());
+  assert.deepEqual(res.oci.layers!.slice(0, -1), first.oci.layers!.slice(0, -1), 'layers before the COPY are reused');
+  const newLayer = res.oci.layers!.at(-1)!.digest;
   const converted = res.nydus!.layers.filter((l) => !l.cached);
   assert.deepEqual(
     converted.map((l) => l.sourceDigest),
@@ -278,7 +291,6 @@ test('progress on a terminal (buildah steps, blobs); nothing with --quiet; bad i
   });
   assert.equal(tty.code, 0, tty.stdout + tty.stderr);
   assert.match(tty.stdout, /STEP 2\/5: RUN mkdir -p \/data/);
-  assert.match(tty.stdout, /exists [0-9a-f]{12}/);
   assert.match(tty.stdout, /unchanged: the tag already holds the acceleration/);
   const quiet = await ferry([...args.slice(0, -1), '--quiet', ctx], { env: { FERRY_REGISTRY_PASSWORD: PW } });
   assert.equal(quiet.code, 0, quiet.stderr);
