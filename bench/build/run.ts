@@ -104,6 +104,7 @@ async function main(): Promise<void> {
               push: true,
               output: 'nydus',
               client,
+              buildahCredentials: () => ({ username: 'admin', password: PASSWORD }),
               insecure: true,
               storage: { root: join(dir, 'root'), runroot: join(dir, 'run') },
               cacheDir: join(dir, 'cache'),

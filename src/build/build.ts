@@ -12,6 +12,8 @@
  * one the tag already holds, or was converted from, pushes nothing.
  */
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { FerryError } from '../core/index.js';
 import { NydusAnnotation, parseImageManifest, parseManifestDocument, type ImageIndex, type ImageManifest } from '../oci/index.js';
@@ -52,7 +54,7 @@ export interface BuildOptions {
   client: RegistryClient;
   /** credentials buildah uses to pull FROM images and push (given to it in a private auth file on tmpfs, removed after) */
   buildahCredentials?: (host: string) => Credentials | undefined;
-  /** plain HTTP / no TLS verification for buildah's pulls */
+  /** plain HTTP / no TLS verification for buildah's pulls and push */
   insecure?: boolean;
   storage?: BuildahStorage;
   /** layer conversion cache and work files */
@@ -93,11 +95,7 @@ async function authFile(hosts: string[], creds: BuildOptions['buildahCredentials
     if (c) auths[h] = { auth: Buffer.from(`${c.username}:${c.password}`).toString('base64') };
   }
   if (Object.keys(auths).length === 0) return undefined;
-  const base = await mkdir('/dev/shm', { recursive: true }).then(
-    () => '/dev/shm',
-    () => undefined,
-  );
-  const dir = await mkdtemp(join(base ?? resolve('/tmp'), 'ferry-build-auth-'));
+  const dir = await mkdtemp(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'ferry-build-auth-'));
   const path = join(dir, 'auth.json');
   await writeFile(path, JSON.stringify({ auths }), { mode: 0o600 });
   return path;

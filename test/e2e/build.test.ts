@@ -131,6 +131,12 @@ test('ferry build --push: merged OCI + Nydus index; the base Nydus blob is reuse
   const r = await build();
   assert.equal(r.code, 0, r.stderr);
   first = JSON.parse(r.stdout) as BuildResult;
+  // the auth file buildah got (on tmpfs) is gone, and the password is in no output
+  assert.deepEqual(
+    (await readdir('/dev/shm')).filter((n) => n.startsWith('ferry-build-auth-')),
+    [],
+  );
+  assert.ok(!r.stdout.includes(PW) && !r.stderr.includes(PW));
   assert.equal(first.base, `${reg.host}/library/base:v1`);
   assert.equal(first.chunkDict, `${reg.host}/library/base:v1-nydus`);
   assert.equal(first.unchanged, false);
