@@ -54,7 +54,10 @@ export interface BuildOptions {
   client: RegistryClient;
   /** credentials buildah uses to pull FROM images and push (given to it in a private auth file on tmpfs, removed after) */
   buildahCredentials?: (host: string) => Credentials | undefined;
-  /** plain HTTP / no TLS verification for buildah's pulls and push */
+  /**
+   * plain HTTP / no TLS verification for buildah's pulls and push; without it, only when every
+   * registry involved (base and target) is on loopback
+   */
   insecure?: boolean;
   storage?: BuildahStorage;
   /** layer conversion cache and work files */
@@ -80,6 +83,13 @@ export interface BuildResult {
   /** the tag already named an acceleration of this very OCI image: nothing converted or pushed */
   unchanged: boolean;
   durationMs: number;
+}
+
+const LOOPBACK = /^(localhost|127\.|\[::1\])/;
+
+/** Whether buildah may skip TLS: asked to, or every registry it talks to is on loopback (plain HTTP). */
+export function plainHttp(o: BuildOptions, hosts: Array<string | undefined>): boolean {
+  return o.insecure === true || hosts.every((h) => h === undefined || LOOPBACK.test(h));
 }
 
 /** A buildah-safe local image name for the build (buildah's store keeps it). */
@@ -138,12 +148,12 @@ async function heldImage(
   return manifest.config.digest === configDigest ? { digest: oci.digest, body: oci.body, manifest } : undefined;
 }
 
-function buildahBuildArgs(o: BuildOptions, dockerfile: string, name: string, iidFile: string): string[] {
+function buildahBuildArgs(o: BuildOptions, dockerfile: string, name: string, iidFile: string, plain: boolean): string[] {
   const args = ['build', '--format', 'oci', '--layers', '-f', dockerfile, '-t', name, '--iidfile', iidFile];
   for (const [k, v] of o.buildArgs ?? []) args.push('--build-arg', `${k}=${v}`);
   if (o.target) args.push('--target', o.target);
   if (o.platform) args.push('--platform', o.platform);
-  if (o.insecure) args.push('--tls-verify=false');
+  if (plain) args.push('--tls-verify=false');
   args.push(o.context);
   return args;
 }
@@ -182,7 +192,7 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
     durationMs: 0,
   };
   try {
-    await runBuildah(buildahBuildArgs(o, dockerfile, name, join(scratch, 'iid')), run);
+    await runBuildah(buildahBuildArgs(o, dockerfile, name, join(scratch, 'iid'), plainHttp(o, [base?.registry, dst.registry])), run);
     result.oci.configDigest = (await readFile(join(scratch, 'iid'), 'utf8')).trim();
     if (o.push) await pushAndAccelerate(o, dst, base, name, run, join(scratch, 'digest'), result, log);
   } finally {
@@ -219,7 +229,7 @@ async function pushAndAccelerate(
     return;
   }
   // The OCI image goes under the tag first; an acceleration then moves the tag to its result.
-  const push = ['push', '--format', 'oci', '--digestfile', digestFile, ...(o.insecure ? ['--tls-verify=false'] : [])];
+  const push = ['push', '--format', 'oci', '--digestfile', digestFile, ...(plainHttp(o, [dst.registry]) ? ['--tls-verify=false'] : [])];
   await runBuildah([...push, name, `docker://${formatReference(dst)}`], run);
   const ociDigest = (await readFile(digestFile, 'utf8')).trim();
   const pushed = await o.client.getManifest(withDigest(dst, ociDigest));

@@ -64,7 +64,7 @@ export async function run(argv: string[]): Promise<number> {
     .addOption(new Option('--oci', 'push only the OCI image').conflicts(['nydus', 'both']))
     .addOption(new Option('--nydus', 'push only the Nydus image under the tag').conflicts(['oci', 'both']))
     .addOption(new Option('--both', 'tag a merged index of the OCI and Nydus images (default)').conflicts(['oci', 'nydus']))
-    .option('--insecure', 'plain HTTP to the registry (loopback registries are always plain HTTP)')
+    .option('--insecure', 'plain HTTP / no TLS verification (loopback registries are always plain HTTP)')
     .option('--user <name>', 'registry user; the password comes from FERRY_REGISTRY_PASSWORD')
     .option('--chunk-dict <ref>', "Nydus image whose bootstrap is the chunk dictionary (default: the base image's Nydus form)")
     .option('--storage-driver <name>', 'buildah storage driver (overlay, or vfs where overlay does not work)', 'overlay')
@@ -91,7 +91,7 @@ export async function run(argv: string[]): Promise<number> {
     const creds = credentials(o.user);
     const output: BuildOutput = o.oci ? 'oci' : o.nydus ? 'nydus' : 'both';
     const storageRoot = o.storageRoot as string | undefined;
-    const insecure = Boolean(o.insecure) || /^(localhost|127\.|\[::1\])/.test(host);
+    const insecure = Boolean(o.insecure);
     const res = await buildImage({
       context: cmd.args[0]!,
       ...(o.file ? { dockerfile: String(o.file) } : {}),
