@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Ferry's tests and benchmarks use. Idempotent; needs root.
 set -euo pipefail
-PKGS=(containerd runc skopeo docker-registry erofs-utils fuse3 libfuse2 busybox-static
+PKGS=(containerd runc skopeo buildah docker-registry erofs-utils fuse3 libfuse2 busybox-static
       debootstrap stargz-snapshotter iproute2 util-linux kmod e2fsprogs iptables
       chromium ca-certificates openssl curl jq procps psmisc attr
       # ferry bench: javac/jar for the JVM workload's jar (bench/estargz/build.sh fetches its Go sources itself)

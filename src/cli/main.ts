@@ -10,6 +10,7 @@ export const SUBCOMMANDS: ReadonlyArray<readonly [name: string, summary: string]
   ['up', 'start everything on this machine with embedded defaults (registry, accel, P2P, …)'],
   ['registry', 'OCI Distribution v1.1 registry with Harbor projects, robots, token auth, webhooks, gc'],
   ['rafs', 'build, merge, inspect, check and unpack Nydus RAFS images (the role of nydus-image)'],
+  ['build', 'build a Dockerfile with buildah straight into an OCI, Nydus or merged image (buildkit compression=nydus)'],
   ['convert', 'convert an OCI image to a Nydus image, registry to registry (nydusify convert)'],
   ['check', 'verify a converted Nydus image against its source (nydusify check)'],
   ['accel', 'webhook-driven acceleration service reading acceld config.yaml'],

@@ -28,6 +28,7 @@ const TIER: Record<string, number> = {
   storage: 3,
   fuse: 3,
   convert: 3,
+  build: 3,
   containerd: 3,
   registry: 4,
   accel: 4,
