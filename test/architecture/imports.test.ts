@@ -21,6 +21,7 @@ const TIER: Record<string, number> = {
   observe: 1,
   config: 2,
   httpx: 2,
+  db: 2,
   content: 3,
   remote: 3,
   builder: 3,
