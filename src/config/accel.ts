@@ -5,7 +5,10 @@
  * `converter.platforms`, `driver.config.*`, `rules[].cache_tag`). Unknown keys are an error naming the
  * key (acceld silently ignores typos); keys Ferry has no use for are accepted and reported by
  * `ignoredKeys()` so the service can log them. Ferry-only extensions: `converter.retry_limit`,
- * `converter.retry_backoff`, `converter.task_retention`.
+ * `converter.retry_backoff`, `converter.task_retention`, `converter.task_lease`, `converter.poll_interval`,
+ * and `database` (where the task queue lives: `{sqlite: path}`, the default `<work_dir>/accel.db`, or
+ * `{postgres: URL}` / `{postgres: {url, password_file | password_env, max_connections}}` for many
+ * workers; the password never in the URL).
  */
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
@@ -58,7 +61,45 @@ const SourceSchema = z.strictObject({
   webhook: z.strictObject({ auth_header: z.string().optional() }).optional(),
 });
 
+const duration = (def: number) =>
+  z
+    .union([z.string(), z.number()])
+    .transform((v) => parseDuration(v))
+    .default(def);
+
+const PostgresSchema = z
+  .union([
+    z.string(),
+    z.strictObject({
+      url: z.string(),
+      /** a file holding the password (mode 0600) */
+      password_file: z.string().optional(),
+      /** an environment variable holding the password */
+      password_env: z.string().optional(),
+      max_connections: z.number().int().min(1).max(100).optional(),
+    }),
+  ])
+  .transform((v) => (typeof v === 'string' ? { url: v } : v))
+  .refine((v) => !(v.password_file && v.password_env), { message: 'give password_file or password_env, not both' })
+  .refine((v) => !urlHasPassword(v.url), {
+    message: 'the URL carries a password: put it in a file (password_file) or an environment variable (password_env)',
+  });
+
+function urlHasPassword(url: string): boolean {
+  try {
+    return new URL(url).password !== '';
+  } catch {
+    return false; // not a URL: the pool says so at start
+  }
+}
+
+/** Where the task queue lives. */
+export const AccelDatabaseSchema = z.union([z.strictObject({ sqlite: z.string().min(1) }), z.strictObject({ postgres: PostgresSchema })]);
+export type AccelDatabase = z.output<typeof AccelDatabaseSchema>;
+
 export const AccelConfigSchema = z.strictObject({
+  /** Ferry extension: the task queue's database (default: SQLite in provider.work_dir). */
+  database: AccelDatabaseSchema.optional(),
   server: z
     .strictObject({
       name: z.string().default('API'),
@@ -116,6 +157,10 @@ export const AccelConfigSchema = z.strictObject({
         .union([z.string(), z.number()])
         .transform((v) => parseDuration(v))
         .default(7 * 24 * 3_600_000),
+      /** Ferry extension: how long a worker holds a task without a heartbeat (renewed every third of it). */
+      task_lease: duration(30_000).pipe(z.number().min(1000)),
+      /** Ferry extension: how often a worker looks for tasks other processes queued (PostgreSQL). */
+      poll_interval: duration(1000).pipe(z.number().min(10)),
     })
     .prefault({}),
 });
