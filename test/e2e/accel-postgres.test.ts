@@ -15,6 +15,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { stringify } from 'yaml';
 import { requirePrereqs } from '../support/prereq.js';
 import { FERRY_BIN } from '../support/paths.js';
+import { ferry } from '../support/ferry.js';
 import { FakeClock } from '../support/clock.js';
 import { startPostgres, type PostgresInstance } from '../support/postgres.js';
 import { startRegistry, type RegistryHandle } from '../../src/registry/index.js';
@@ -241,9 +242,14 @@ test(`three accel processes on one PostgreSQL: ${IMAGES} pushes, one task each (
     await assert.rejects(c!.client.retryTask('no-such-task'), /404 ERR_INVALID_ENDPOINT task no-such-task not found/);
     await pushImage(image.layoutDir, `${reg.host}/other/late:v1`, { creds: `admin:${PASSWORD}` }); // (no webhook: not library)
     await pushImage(image.layoutDir, `${reg.host}/library/late:v1`, { creds: `admin:${PASSWORD}` });
-    const retried = await b!.client.retryTask(late!);
-    assert.deepEqual([retried.status, retried.attempts], ['PROCESSING', 0]);
-    await assert.rejects(b!.client.retryTask(late!), /FAILED_PRECONDITION|ERR_INTERNAL/);
+    // `ferry task retry` through B (the header from the environment, not the command line)
+    const env = { FERRY_ACCEL_AUTH_HEADER: HEADER };
+    const retried = await ferry(['task', 'retry', late!, '--addr', b!.url], { env });
+    assert.equal(retried.code, 0, retried.stderr);
+    assert.equal(retried.stdout, `${late} PROCESSING ${reg.host}/library/late:v1\n`);
+    const twice = await ferry(['task', 'retry', late!, '--addr', b!.url], { env });
+    assert.equal(twice.code, 1);
+    assert.match(twice.stderr, /412 .*only a FAILED task can be retried/);
     const ok = await eventually('the retried task completes', async () => {
       const x = await taskById(c!.client, late!);
       return x && x.status !== 'PROCESSING' ? x : undefined;
