@@ -331,43 +331,60 @@ export class AccelService {
 
   /** Runs a claimed task, renewing its lease every third of converter.task_lease until it is done. */
   private startTask(c: ClaimedTask): void {
-    const leaseMs = this.cfg.converter.task_lease;
     const abort = new AbortController();
     const log = this.log.child({ task: c.task.id });
     let lost = false;
-    let cancelBeat: (() => void) | undefined;
-    const beat = (): void => {
-      cancelBeat = this.clock.setTimer(
-        Math.floor(leaseMs / 3),
-        () => {
-          void this.queue.renew(c.lease, leaseMs).then(
-            (held) => {
-              if (held) return beat();
-              lost = true;
-              this.m.leasesLost.inc();
-              log.warn('lease lost (the task was taken over): abandoning the conversion');
-              abort.abort(new FerryError('ABORTED', 'lease lost'));
-            },
-            (err: unknown) => {
-              log.warn({ err: (err as Error).message }, 'lease renewal failed; trying again');
-              beat();
-            },
-          );
-        },
-        { unref: true },
-      );
-    };
-    beat();
+    const stopBeat = this.heartbeat(c.lease, log, () => {
+      lost = true;
+      abort.abort(new FerryError('ABORTED', 'lease lost'));
+    });
     const done = this.execute(c, abort.signal, () => lost)
       .catch((err: unknown) => {
         log.error({ err: (err as Error).message }, 'task bookkeeping failed');
       })
       .finally(() => {
-        cancelBeat?.();
+        stopBeat();
         this.running.delete(c.task.id);
         this.pump();
       });
     this.running.set(c.task.id, { lease: c.lease, abort, done });
+  }
+
+  /**
+   * Renews `lease` every third of converter.task_lease until the returned stop() is called; calls
+   * `onLost` once if a renewal is refused (the task was taken over). A renewal that fails (database
+   * unreachable) is tried again at the next beat: the lease may still run out meanwhile.
+   */
+  private heartbeat(lease: Lease, log: Logger, onLost: () => void): () => void {
+    const leaseMs = this.cfg.converter.task_lease;
+    let stopped = false;
+    let cancel: (() => void) | undefined;
+    const beat = (): void => {
+      if (stopped) return;
+      cancel = this.clock.setTimer(Math.floor(leaseMs / 3), () => void this.queue.renew(lease, leaseMs).then(renewed, failed), {
+        unref: true,
+      });
+    };
+    const renewed = (held: boolean): void => {
+      if (stopped) return; // the task finished meanwhile: its lease ended with it
+      if (held) {
+        beat();
+        return;
+      }
+      stopped = true;
+      this.m.leasesLost.inc();
+      log.warn('lease lost (the task was taken over): abandoning the conversion');
+      onLost();
+    };
+    const failed = (err: unknown): void => {
+      log.warn({ err: (err as Error).message }, 'lease renewal failed; trying again');
+      beat();
+    };
+    beat();
+    return () => {
+      stopped = true;
+      cancel?.();
+    };
   }
 
   /** Logs a write the queue refused because the lease was lost. */
