@@ -270,3 +270,36 @@ test('task list needs the auth header and shows only the tasks of the hosts conf
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('ferry accel with database.postgres: a password in the URL is refused, an unreachable database is named; the password is never printed', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'ferry-accel-pgcfg-'));
+  try {
+    const inUrl = join(dir, 'in-url.yaml');
+    await writeFile(
+      inUrl,
+      `provider: {work_dir: ${join(dir, 'w1')}}\ndatabase: {postgres: "postgres://ferry:hunter2-secret@127.0.0.1:9/ferry"}\n`,
+    );
+    const a = await ferry(['accel', '--config', inUrl, '--listen', '127.0.0.1:0'], { timeoutMs: 30_000 });
+    assert.equal(a.code, 2, a.stderr);
+    assert.match(a.stderr, /database\.postgres.*carries a password/);
+    assert.doesNotMatch(a.stdout + a.stderr, /hunter2-secret/);
+    // nothing listens on port 9: the start fails naming the problem, not the password from the environment
+    const down = join(dir, 'down.yaml');
+    await writeFile(
+      down,
+      `provider: {work_dir: ${join(dir, 'w2')}}\ndatabase: {postgres: {url: "postgres://ferry@127.0.0.1:9/ferry", password_env: FERRY_TEST_PW}}\n`,
+    );
+    const b = await ferry(['accel', '--config', down, '--listen', '127.0.0.1:0'], {
+      env: { FERRY_TEST_PW: 'hunter2-secret' },
+      timeoutMs: 30_000,
+    });
+    assert.equal(b.code, 2, b.stderr);
+    assert.match(b.stderr, /ferry accel: task queue database postgres:\/\/ferry@127\.0\.0\.1:9\/ferry: connect ECONNREFUSED/);
+    assert.doesNotMatch(b.stdout + b.stderr, /hunter2-secret/);
+    const c = await ferry(['accel', '--config', down, '--listen', '127.0.0.1:0'], { env: { FERRY_TEST_PW: '' }, timeoutMs: 30_000 });
+    assert.equal(c.code, 2);
+    assert.match(c.stderr, /environment variable FERRY_TEST_PW \(password_env\) is not set/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

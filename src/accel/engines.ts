@@ -4,8 +4,8 @@
  * `database.postgres` (pool from db/, password from a file or the environment, migrations applied).
  */
 import { join } from 'node:path';
-import { systemClock, type Clock } from '../core/index.js';
-import { createPool, type PgSettings } from '../db/index.js';
+import { FerryError, systemClock, type Clock } from '../core/index.js';
+import { createPool, redactUrl, type PgSettings } from '../db/index.js';
 import type { Logger } from '../observe/index.js';
 import type { AccelConfig } from '../config/accel.js';
 import { PgTaskQueue } from './queue-pg.js';
@@ -38,7 +38,8 @@ export async function openTaskQueue(cfg: AccelConfig, workDir: string, o: OpenQu
       return await PgTaskQueue.open(pool, { clock, log: o.log });
     } catch (err) {
       await pool.end().catch(() => undefined);
-      throw err;
+      if (FerryError.is(err)) throw err;
+      throw new FerryError('UNAVAILABLE', `task queue database ${redactUrl(db.postgres.url)}: ${(err as Error).message}`, { cause: err });
     }
   }
   const q = new SqliteTaskQueue(db?.sqlite ?? join(workDir, 'accel.db'), { clock });
