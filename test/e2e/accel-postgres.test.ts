@@ -221,7 +221,9 @@ test(`three accel processes on one PostgreSQL: ${IMAGES} pushes, one task each (
     );
     const byWorker = new Map<string, number>();
     for (const x of done) byWorker.set(x.worker, (byWorker.get(x.worker) ?? 0) + 1);
-    t.diagnostic(`tasks per worker (in no particular order): ${[...byWorker.values()].join(', ')}; attempts per process: ${attempts.join(', ')}`);
+    t.diagnostic(
+      `tasks per worker (in no particular order): ${[...byWorker.values()].join(', ')}; attempts per process: ${attempts.join(', ')}`,
+    );
     assert.ok(byWorker.size >= 2, `the work was shared: ${JSON.stringify([...byWorker])}`);
     // every process lists the same tasks
     const ids = (l: TaskView[]): string[] => l.map((x) => x.id).sort();
