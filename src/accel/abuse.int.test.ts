@@ -87,7 +87,7 @@ const payload = (resourceUrls: string[], type: string = 'PUSH_ARTIFACT'): string
 const codeOf = (a: Answer): string => (JSON.parse(a.body) as { code: string }).code;
 
 async function assertNothingQueued(): Promise<void> {
-  assert.deepEqual(accel.service.store.list(), [], 'no task was created');
+  assert.deepEqual(await accel.service.queue.list(), [], 'no task was created');
   assert.equal((await call('GET', '/api/v1/health')).body, 'Ok', 'the service still answers');
 }
 

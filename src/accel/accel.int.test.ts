@@ -11,51 +11,7 @@ import { createLogger, type Logger } from '../observe/index.js';
 import { startRegistry } from '../registry/index.js';
 import { FERRY_BIN } from '../../test/support/paths.js';
 import { ferry } from '../../test/support/ferry.js';
-import { AccelClient, TaskStore, startAccel, ZERO_TIME } from './index.js';
-
-test('TaskStore: coalesces queued duplicates, claims once, recovers running tasks, keeps reasons', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'ferry-accel-store-'));
-  try {
-    let s = new TaskStore(dir);
-    const a = s.create({ source: 'h/r:t', target: 'h/r:t-nydus', dedupKey: 'h/r:t-nydus' });
-    assert.ok(a.created);
-    assert.equal(a.task.finished, ZERO_TIME);
-    const dup = s.create({ source: 'h/r:t', target: 'h/r:t-nydus', dedupKey: 'h/r:t-nydus' });
-    assert.equal(dup.created, false);
-    assert.equal(dup.task.id, a.task.id);
-    assert.deepEqual(
-      s.runnable(Date.now(), 10).map((x) => x.id),
-      [a.task.id],
-    );
-    assert.equal(s.claim(a.task.id), true);
-    assert.equal(s.claim(a.task.id), false);
-    // a running task does not absorb a new submission
-    assert.equal(s.create({ source: 'h/r:t', target: 'h/r:t-nydus', dedupKey: 'h/r:t-nydus' }).created, true);
-    s.close();
-    s = new TaskStore(dir);
-    assert.equal(s.recover(), 1);
-    assert.equal(s.get(a.task.id)!.running, false);
-    assert.equal(s.get(a.task.id)!.attempts, 1);
-    s.fail(a.task.id, 'UNAVAILABLE: boom', Date.now() + 60_000);
-    assert.equal(
-      s.runnable(Date.now(), 10).some((x) => x.id === a.task.id),
-      false,
-      'not due before its backoff',
-    );
-    assert.equal(s.get(a.task.id)!.reason, 'UNAVAILABLE: boom');
-    s.fail(a.task.id, 'NOT_FOUND: gone');
-    assert.equal(s.get(a.task.id)!.status, 'FAILED');
-    assert.notEqual(s.get(a.task.id)!.finished, ZERO_TIME);
-    assert.deepEqual(s.countByStatus(), { PROCESSING: 1, COMPLETED: 0, FAILED: 1 });
-    assert.equal(s.list()[0]!.id !== a.task.id, true, 'newest first');
-    assert.equal(s.evictFinished(Date.now() - 60_000), 0, 'recently finished tasks stay');
-    assert.equal(s.evictFinished(Date.now() + 1000), 1);
-    assert.equal(s.get(a.task.id), undefined);
-    s.close();
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+import { AccelClient, startAccel } from './index.js';
 
 test('startAccel listens on server.uds when configured', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'ferry-accel-uds-'));
@@ -311,6 +267,39 @@ test('task list needs the auth header and shows only the tasks of the hosts conf
   } finally {
     await h.close();
     await reg.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('ferry accel with database.postgres: a password in the URL is refused, an unreachable database is named; the password is never printed', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'ferry-accel-pgcfg-'));
+  try {
+    const inUrl = join(dir, 'in-url.yaml');
+    await writeFile(
+      inUrl,
+      `provider: {work_dir: ${join(dir, 'w1')}}\ndatabase: {postgres: "postgres://ferry:hunter2-secret@127.0.0.1:9/ferry"}\n`,
+    );
+    const a = await ferry(['accel', '--config', inUrl, '--listen', '127.0.0.1:0'], { timeoutMs: 30_000 });
+    assert.equal(a.code, 2, a.stderr);
+    assert.match(a.stderr, /database\.postgres.*carries a password/);
+    assert.doesNotMatch(a.stdout + a.stderr, /hunter2-secret/);
+    // nothing listens on port 9: the start fails naming the problem, not the password from the environment
+    const down = join(dir, 'down.yaml');
+    await writeFile(
+      down,
+      `provider: {work_dir: ${join(dir, 'w2')}}\ndatabase: {postgres: {url: "postgres://ferry@127.0.0.1:9/ferry", password_env: FERRY_TEST_PW}}\n`,
+    );
+    const b = await ferry(['accel', '--config', down, '--listen', '127.0.0.1:0'], {
+      env: { FERRY_TEST_PW: 'hunter2-secret' },
+      timeoutMs: 30_000,
+    });
+    assert.equal(b.code, 2, b.stderr);
+    assert.match(b.stderr, /ferry accel: task queue database postgres:\/\/ferry@127\.0\.0\.1:9\/ferry: connect ECONNREFUSED/);
+    assert.doesNotMatch(b.stdout + b.stderr, /hunter2-secret/);
+    const c = await ferry(['accel', '--config', down, '--listen', '127.0.0.1:0'], { env: { FERRY_TEST_PW: '' }, timeoutMs: 30_000 });
+    assert.equal(c.code, 2);
+    assert.match(c.stderr, /environment variable FERRY_TEST_PW \(password_env\) is not set/);
+  } finally {
     await rm(dir, { recursive: true, force: true });
   }
 });

@@ -13,6 +13,7 @@ import {
   HEALTH_PATH,
   TASK_IDS_HEADER,
   accelErrorCategory,
+  retryPath,
   type HarborWebhookPayload,
   type TaskView,
 } from './protocol.js';
@@ -38,7 +39,6 @@ export class AccelClient {
     const [namespace = r.repository, ...rest] = r.repository.split('/');
     const payload: HarborWebhookPayload = {
       type: 'PUSH_ARTIFACT',
-      occur_at: Math.floor(Date.now() / 1000),
       operator: 'ferry-task',
       event_data: {
         resources: [{ resource_url: formatReference(r), tag: r.tag ?? r.digest ?? '', ...(r.digest ? { digest: r.digest } : {}) }],
@@ -66,6 +66,13 @@ export class AccelClient {
       throw new FerryError('INTERNAL', `accel: task list is not a JSON array: ${res.body.toString('utf8').slice(0, 200)}`);
     }
     return json as TaskView[];
+  }
+
+  /** Queues a FAILED task again (Ferry extension; the header of the task's source host); returns the task. */
+  async retryTask(id: string): Promise<TaskView> {
+    const res = await this.#http.raw('POST', retryPath(id));
+    if (res.status !== 200) throw this.failure(res);
+    return JSON.parse(res.body.toString('utf8')) as TaskView;
   }
 
   /** `accel: <status> <ERR_…> <message>`, its category from acceld's code. */

@@ -5,14 +5,17 @@
  */
 import { connect, type AddressInfo } from 'node:net';
 import { lstatSync, rmSync, type Stats } from 'node:fs';
-import { FerryError } from '../core/index.js';
+import { FerryError, type Clock } from '../core/index.js';
 import { createMetricsRegistry, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
 import { ignoredKeys, loadAccelConfig, parseAccelConfig, type AccelConfig } from '../config/accel.js';
 import { AccelService } from './service.js';
 import { createAccelServer } from './server.js';
 
 export { AccelService, type Submission, type SubmitOutcome } from './service.js';
-export { TaskStore, ZERO_TIME } from './store.js';
+export { ZERO_TIME, eventKeyOf, type TaskQueue, type Lease, type ClaimedTask, type NewTask, type TaskResult } from './queue.js';
+export { SqliteTaskQueue } from './queue-sqlite.js';
+export { PgTaskQueue, ACCEL_MIGRATIONS } from './queue-pg.js';
+export { openTaskQueue } from './engines.js';
 export {
   HARBOR_EVENT_TYPES,
   harborWebhookPayloadSchema,
@@ -33,6 +36,8 @@ export interface StartAccelOptions {
   /** Overrides provider.work_dir. */
   workDir?: string;
   log?: Logger;
+  /** Time of leases, heartbeats, polls and retries (default the system clock). */
+  clock?: Clock;
 }
 
 export interface AccelHandle {
@@ -81,9 +86,13 @@ export async function startAccel(opts: StartAccelOptions): Promise<AccelHandle> 
     log.warn({ hosts: unguarded }, 'provider.source hosts without webhook.auth_header: their webhooks are refused (401)');
   }
   const metrics = createMetricsRegistry({ processMetrics: false });
-  const serviceOpts: ConstructorParameters<typeof AccelService>[0] = { config, log, metrics };
-  if (opts.workDir) serviceOpts.workDir = opts.workDir;
-  const service = new AccelService(serviceOpts);
+  const service = await AccelService.open({
+    config,
+    log,
+    metrics,
+    ...(opts.workDir ? { workDir: opts.workDir } : {}),
+    ...(opts.clock ? { clock: opts.clock } : {}),
+  });
   const server = createAccelServer({ service, config, metrics, log });
   let url: string;
   try {
@@ -115,7 +124,10 @@ export async function startAccel(opts: StartAccelOptions): Promise<AccelHandle> 
     throw err;
   }
   service.start();
-  log.info({ url, workDir: service.workDir, workers: config.converter.worker }, 'accel service listening');
+  log.info(
+    { url, workDir: service.workDir, workers: config.converter.worker, queue: service.queue.engine, worker: service.worker },
+    'accel service listening',
+  );
   return {
     url,
     service,

@@ -11,6 +11,9 @@ import type { ErrorCode } from '../core/index.js';
 
 export const CONVERSIONS_PATH = '/api/v1/conversions';
 export const HEALTH_PATH = '/api/v1/health';
+/** Ferry extension: `POST` queues a FAILED task again (attempts from zero); answers the task. */
+export const RETRY_PATH = '/api/v1/conversions/:id/retry';
+export const retryPath = (id: string): string => `/api/v1/conversions/${encodeURIComponent(id)}/retry`;
 
 /** Harbor's event types (notification.go); only PUSH_ARTIFACT triggers a conversion. */
 export const HARBOR_EVENT_TYPES = [
@@ -35,7 +38,12 @@ export function isHarborEventType(t: string): t is HarborEventType {
 /** Harbor's "Default" payload of an artifact event, as Harbor (and Ferry's registry) sends it. */
 export interface HarborWebhookPayload {
   type: string;
-  occur_at: number;
+  /**
+   * Unix seconds of the event. With it, the event names its task: the same payload delivered again
+   * (another registry replica, a retried delivery) finds the task the first made. `ferry task create`
+   * leaves it out: a request is not an event, and two requests are two tasks unless one is still queued.
+   */
+  occur_at?: number;
   operator: string;
   event_data: {
     resources: Array<{ digest?: string; tag?: string; resource_url: string }>;
@@ -81,6 +89,8 @@ export interface TaskView {
   /** ms since epoch of the next attempt while PROCESSING */
   next_run: number;
   running: boolean;
+  /** the worker holding (or that last held) the task's lease: `host:pid:id`, empty before the first claim */
+  worker: string;
 }
 
 /** Response header with the ids of the tasks a `POST /api/v1/conversions` created or found. */

@@ -15,9 +15,11 @@ import { Router, readBody, requestUrl, sendError, sendJson } from '../httpx/inde
 import { parseReference } from '../remote/index.js';
 import type { AccelConfig } from '../config/accel.js';
 import type { AccelService, SubmitOutcome } from './service.js';
+import { eventKeyOf } from './queue.js';
 import {
   CONVERSIONS_PATH,
   HEALTH_PATH,
+  RETRY_PATH,
   TASK_IDS_HEADER,
   accelErrorCode,
   harborWebhookPayloadSchema,
@@ -141,9 +143,21 @@ export function createAccelServer(o: { service: AccelService; config: AccelConfi
       authorize(req, ref.registry);
       return r;
     });
-    const outcomes: SubmitOutcome[] = refs.map((r) =>
-      service.submit(r.digest ? { resourceUrl: r.resource_url, digest: r.digest } : { resourceUrl: r.resource_url }),
-    );
+    const outcomes: SubmitOutcome[] = [];
+    for (const r of refs) {
+      // the same event delivered again (another registry replica, a retried delivery) finds its task
+      const eventKey =
+        p.occur_at === undefined
+          ? undefined
+          : eventKeyOf({ type: p.type, occurAt: p.occur_at, resourceUrl: r.resource_url, ...(r.digest ? { digest: r.digest } : {}) });
+      outcomes.push(
+        await service.submit({
+          resourceUrl: r.resource_url,
+          ...(r.digest ? { digest: r.digest } : {}),
+          ...(eventKey ? { eventKey } : {}),
+        }),
+      );
+    }
     for (const o2 of outcomes) if (o2.kind === 'skipped') log.info({ source: o2.source, reason: o2.reason }, 'resource skipped');
     const ids = outcomes.flatMap((x) => (x.kind === 'task' ? [x.task.id] : []));
     if (ids.length) res.setHeader(TASK_IDS_HEADER, ids.join(','));
@@ -163,13 +177,23 @@ export function createAccelServer(o: { service: AccelService; config: AccelConfi
   const notFound = (): FerryError => new FerryError('NOT_FOUND', 'Endpoint not found');
   const routes = new Router<Ctx>({ looseSlashes: true, notFound })
     .post(CONVERSIONS_PATH, conversions)
-    .get(CONVERSIONS_PATH, ({ req, res, url }) => {
+    .get(CONVERSIONS_PATH, async ({ req, res, url }) => {
       const hosts = authenticate(req);
       const limit = Math.trunc(Number(url.searchParams.get('limit') ?? 1000));
-      sendJson(res, 200, service.store.list(limit >= 1 && limit <= 1000 ? limit : 1000, hosts));
+      sendJson(res, 200, await service.queue.list(limit >= 1 && limit <= 1000 ? limit : 1000, hosts));
     })
-    .get(HEALTH_PATH, ({ res }) => {
-      if (!service.store.healthy()) {
+    .post(RETRY_PATH, async ({ req, res }, params) => {
+      const hosts = authenticate(req);
+      const id = params.id!;
+      const task = await service.queue.get(id);
+      // a task of a host this header does not guard is as good as absent
+      if (!task || !hosts.some((h) => task.source.startsWith(`${h}/`))) throw new FerryError('NOT_FOUND', `task ${id} not found`);
+      const queued = await service.retry(id);
+      log.info({ task: id, source: queued.source }, 'task queued again on request');
+      sendJson(res, 200, queued);
+    })
+    .get(HEALTH_PATH, async ({ res }) => {
+      if (!(await service.queue.healthy())) {
         log.warn({ status: 500, path: HEALTH_PATH }, 'task store unavailable');
         sendJson(res, 500, { code: 'ERR_UNHEALTHY', message: 'task store unavailable' });
         return;
@@ -179,8 +203,10 @@ export function createAccelServer(o: { service: AccelService; config: AccelConfi
     });
   if (config.metric.enabled) routes.get('/metrics', ({ req, res }) => metricsHandler(metrics, req, res));
   const KNOWN = new Set([CONVERSIONS_PATH, HEALTH_PATH, '/metrics']);
+  const RETRY_ROUTE = /^\/api\/v1\/conversions\/[^/]+\/retry$/;
   const routeOf = (url: URL | undefined): string => {
     const p = url ? url.pathname.replace(/\/+$/, '') || '/' : '';
+    if (RETRY_ROUTE.test(p)) return RETRY_PATH;
     return KNOWN.has(p) ? p : 'other';
   };
 

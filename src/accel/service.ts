@@ -1,14 +1,21 @@
 /**
  * @module accel/service
  * The conversion service behind `ferry accel`: turns Harbor PUSH_ARTIFACT resources into durable
- * tasks, runs them on `converter.worker` workers (one at a time per target reference, so the same
+ * tasks in the task queue (accel/queue.ts: SQLite, or PostgreSQL shared by many accel processes),
+ * runs them on `converter.worker` workers (one at a time per target reference, so the same
  * source + rule is never converted twice at once), retries failures with exponential backoff up to
  * `converter.retry_limit`, and resumes queued/running tasks after a restart.
+ *
+ * Each running task is held by a lease renewed every third of `converter.task_lease`; a worker that
+ * loses its lease (paused past it, cut off from the database) aborts the conversion, and the queue
+ * refuses whatever it would still write. Tasks queued by other processes, retries falling due and
+ * leases of dead workers running out are found by polling every `converter.poll_interval`.
  */
 import { mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FerryError, asFerryError, type ErrorCode } from '../core/index.js';
+import { randomBytes } from 'node:crypto';
+import { FerryError, asFerryError, systemClock, type Clock, type ErrorCode } from '../core/index.js';
 import { Counter, Gauge, Histogram, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
 import {
   RegistryClient,
@@ -31,8 +38,9 @@ import {
 } from '../convert/index.js';
 import { NydusAnnotation, parseManifestDocument } from '../oci/index.js';
 import { resolveDriverOptions, type AccelConfig, type AccelDriverOptions } from '../config/accel.js';
-import { TaskStore } from './store.js';
 import type { TaskView } from './protocol.js';
+import type { ClaimedTask, Lease, TaskQueue } from './queue.js';
+import { openTaskQueue } from './engines.js';
 import { WorkDirLock, removeScratchLeftovers, scratchDirOf } from './workdir.js';
 
 /** The annotations of a fetched manifest or index. */
@@ -56,6 +64,8 @@ export interface Submission {
   resourceUrl: string;
   /** manifest digest from the payload, if given */
   digest?: string;
+  /** identity of the webhook event (accel/queue.ts eventKeyOf): the same event twice makes one task */
+  eventKey?: string;
 }
 
 export type SubmitOutcome = { kind: 'task'; task: TaskView; created: boolean } | { kind: 'skipped'; source: string; reason: string };
@@ -66,23 +76,37 @@ export interface AccelServiceOptions {
   metrics: MetricsRegistry;
   /** Override of the work dir (default provider.work_dir, else $TMPDIR/ferry-accel). */
   workDir?: string;
+  /** Time of leases, heartbeats, polls and retries (default the system clock). */
+  clock?: Clock;
+  /** Where password_env is looked up (default process.env). */
+  env?: NodeJS.ProcessEnv;
+}
+
+interface Running {
+  lease: Lease;
+  abort: AbortController;
+  done: Promise<void>;
 }
 
 export class AccelService {
-  readonly store: TaskStore;
+  readonly queue: TaskQueue;
   readonly driver: AccelDriverOptions;
   readonly workDir: string;
   /** Parent of the conversions' scratch dirs (accel/workdir.ts); leftovers are removed at start. */
   readonly scratchDir: string;
+  /** This process's name on its leases: `host:pid:random`. */
+  readonly worker: string;
   private readonly lock: WorkDirLock;
   private readonly log: Logger;
   private readonly cfg: AccelConfig;
+  private readonly clock: Clock;
   private readonly cache: SqliteLayerCache;
   private readonly clients = new Map<string, RegistryClient>();
-  private readonly running = new Map<string, { key: string; abort: AbortController; done: Promise<void> }>();
-  private readonly busyKeys = new Set<string>();
+  private readonly running = new Map<string, Running>();
   private readonly waiters = new Map<string, Array<(t: TaskView) => void>>();
-  private timer: NodeJS.Timeout | undefined;
+  private cancelTimer: (() => void) | undefined;
+  private pumping = false;
+  private pumpAgain = false;
   private closed = false;
   private readonly m: {
     duration: InstanceType<typeof Histogram>;
@@ -91,36 +115,57 @@ export class AccelService {
     bytesIn: InstanceType<typeof Counter>;
     bytesOut: InstanceType<typeof Counter>;
     retries: InstanceType<typeof Counter>;
+    leasesLost: InstanceType<typeof Counter>;
   };
 
-  /** Takes the work dir's lock (a second service on one work dir is refused, accel/workdir.ts). */
-  constructor(opts: AccelServiceOptions) {
-    this.cfg = opts.config;
-    this.log = opts.log ?? silentLogger();
-    this.driver = resolveDriverOptions(this.cfg);
-    this.workDir = opts.workDir ?? this.cfg.provider.work_dir ?? join(tmpdir(), 'ferry-accel');
-    this.lock = WorkDirLock.acquire(this.workDir);
-    let store: TaskStore | undefined;
+  /**
+   * Takes the work dir's lock (a second service on one work dir is refused, accel/workdir.ts),
+   * removes scratch leftovers, opens the task queue (migrating a PostgreSQL schema).
+   */
+  static async open(opts: AccelServiceOptions): Promise<AccelService> {
+    const cfg = opts.config;
+    const log = opts.log ?? silentLogger();
+    const clock = opts.clock ?? systemClock;
+    const driver = resolveDriverOptions(cfg);
+    const workDir = opts.workDir ?? cfg.provider.work_dir ?? join(tmpdir(), 'ferry-accel');
+    const lock = WorkDirLock.acquire(workDir);
+    let queue: TaskQueue | undefined;
     let cache: SqliteLayerCache | undefined;
     try {
-      this.scratchDir = scratchDirOf(this.workDir, this.driver.workDir);
-      mkdirSync(this.scratchDir, { recursive: true });
-      const removed = removeScratchLeftovers(this.scratchDir);
-      if (removed.length)
-        this.log.info({ scratchDir: this.scratchDir, removed }, 'removed the scratch dirs of conversions a killed accel left');
-      store = new TaskStore(this.workDir);
-      cache = new SqliteLayerCache(join(this.workDir, 'layer-cache.db'));
-      store.evictFinished(Date.now() - this.cfg.converter.task_retention);
-      const recovered = store.recover();
-      if (recovered) this.log.info({ tasks: recovered }, 'resuming tasks interrupted by the last stop');
+      const scratchDir = scratchDirOf(workDir, driver.workDir);
+      mkdirSync(scratchDir, { recursive: true });
+      const removed = removeScratchLeftovers(scratchDir);
+      if (removed.length) log.info({ scratchDir, removed }, 'removed the scratch dirs of conversions a killed accel left');
+      queue = await openTaskQueue(cfg, workDir, { clock, log, ...(opts.env ? { env: opts.env } : {}) });
+      cache = new SqliteLayerCache(join(workDir, 'layer-cache.db'));
+      await queue.evictFinished(clock.now() - cfg.converter.task_retention);
+      return new AccelService(opts, { log, clock, driver, workDir, lock, queue, cache, scratchDir });
     } catch (err) {
       cache?.close();
-      store?.close();
-      this.lock.release();
+      await queue?.close();
+      lock.release();
       throw err;
     }
-    this.store = store;
-    this.cache = cache;
+  }
+
+  private constructor(
+    opts: AccelServiceOptions,
+    parts: {
+      log: Logger;
+      clock: Clock;
+      driver: AccelDriverOptions;
+      workDir: string;
+      lock: WorkDirLock;
+      queue: TaskQueue;
+      cache: SqliteLayerCache;
+      scratchDir: string;
+    },
+  ) {
+    this.cfg = opts.config;
+    ({ log: this.log, clock: this.clock, driver: this.driver, workDir: this.workDir, lock: this.lock } = parts);
+    ({ queue: this.queue, cache: this.cache, scratchDir: this.scratchDir } = parts);
+    this.worker = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+    const queue = this.queue;
     const reg = [opts.metrics];
     this.m = {
       duration: new Histogram({
@@ -149,14 +194,19 @@ export class AccelService {
         registers: reg,
       }),
       retries: new Counter({ name: 'ferry_accel_task_retries_total', help: 'Failed attempts scheduled for another try', registers: reg }),
+      leasesLost: new Counter({
+        name: 'ferry_accel_leases_lost_total',
+        help: 'Tasks this worker stopped because its lease was lost (taken over, or not renewed in time)',
+        registers: reg,
+      }),
     };
     new Gauge({
       name: 'ferry_accel_tasks',
       help: 'Conversion tasks by status',
       labelNames: ['status'],
       registers: reg,
-      collect() {
-        const c = store.countByStatus();
+      async collect() {
+        const c = await queue.countByStatus();
         for (const [s, n] of Object.entries(c)) this.set({ status: s }, n);
       },
     });
@@ -190,7 +240,7 @@ export class AccelService {
   }
 
   /** Validates one resource and queues its task (or says why it is skipped). */
-  submit(s: Submission): SubmitOutcome {
+  async submit(s: Submission): Promise<SubmitOutcome> {
     const src = parseReference(s.resourceUrl);
     const source = formatReference(src);
     if (src.tag === undefined) {
@@ -201,22 +251,29 @@ export class AccelService {
     if (this.driver.cacheTag && src.tag === this.driver.cacheTag) return { kind: 'skipped', source, reason: 'cache tag' };
     const digest = src.digest ?? (s.digest && /^sha256:[a-f0-9]{64}$/.test(s.digest) ? s.digest : undefined);
     const target = formatReference(this.targetOf(src));
-    const t: { source: string; sourceDigest?: string; target: string; dedupKey: string } = {
+    const r = await this.queue.create({
       source: formatReference(withTag(src, src.tag)),
       target,
       dedupKey: target,
-    };
-    if (digest) t.sourceDigest = digest;
-    const r = this.store.create(t);
+      ...(digest ? { sourceDigest: digest } : {}),
+      ...(s.eventKey ? { eventKey: s.eventKey } : {}),
+    });
     if (r.created) this.log.info({ task: r.task.id, source: r.task.source, target }, 'task queued');
     this.pump();
     return { kind: 'task', task: r.task, created: r.created };
   }
 
-  /** Resolves when the task is COMPLETED or FAILED. */
-  waitFor(id: string): Promise<TaskView> {
-    const t = this.store.get(id);
-    if (t && t.status !== 'PROCESSING') return Promise.resolve(t);
+  /** Queues a FAILED task again (see TaskQueue.retry) and wakes the workers. */
+  async retry(id: string): Promise<TaskView> {
+    const t = await this.queue.retry(id);
+    this.pump();
+    return t;
+  }
+
+  /** Resolves when the task is COMPLETED or FAILED (here or in another process sharing the queue). */
+  async waitFor(id: string): Promise<TaskView> {
+    const t = await this.queue.get(id);
+    if (t && t.status !== 'PROCESSING') return t;
     return new Promise((resolve) => {
       const list = this.waiters.get(id) ?? [];
       list.push(resolve);
@@ -224,70 +281,129 @@ export class AccelService {
     });
   }
 
-  private notify(id: string): void {
-    const t = this.store.get(id);
-    if (!t || t.status === 'PROCESSING') return;
-    for (const w of this.waiters.get(id) ?? []) w(t);
-    this.waiters.delete(id);
+  /** Answers the waiters of tasks that are finished. */
+  private async notifyWaiters(): Promise<void> {
+    for (const id of [...this.waiters.keys()]) {
+      const t = await this.queue.get(id);
+      if (!t || t.status === 'PROCESSING') continue;
+      for (const w of this.waiters.get(id) ?? []) w(t);
+      this.waiters.delete(id);
+    }
   }
 
-  /** Starts due tasks up to the worker limit; arms a timer for the next retry. Never throws. */
+  /** Claims due tasks up to the worker limit, answers waiters, arms the next poll. Never throws; one at a time. */
   private pump(): void {
     if (this.closed) return;
-    try {
-      this.pumpOnce();
-    } catch (err) {
-      this.log.error({ err: (err as Error).message }, 'task scheduling failed; retrying in 5 s');
-      if (this.timer) clearTimeout(this.timer);
-      this.timer = setTimeout(() => this.pump(), 5000);
-      this.timer.unref();
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return;
     }
-  }
-
-  private pumpOnce(): void {
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-    }
-    const free = this.cfg.converter.worker - this.running.size;
-    if (free > 0) {
-      for (const t of this.store.runnable(Date.now(), 200)) {
-        if (this.running.size >= this.cfg.converter.worker) break;
-        if (this.busyKeys.has(t.dedupKey)) continue;
-        if (!this.store.claim(t.id)) continue;
-        this.busyKeys.add(t.dedupKey);
-        const abort = new AbortController();
-        const done = this.execute(t.id, abort.signal)
-          .catch((err: unknown) => {
-            this.log.error({ task: t.id, err: (err as Error).message }, 'task bookkeeping failed');
-          })
-          .finally(() => {
-            this.running.delete(t.id);
-            this.busyKeys.delete(t.dedupKey);
-            if (this.closed) return;
-            try {
-              this.store.evictFinished(Date.now() - this.cfg.converter.task_retention);
-              this.notify(t.id);
-            } catch (err) {
-              this.log.error({ err: (err as Error).message }, 'task store error');
-            }
-            this.pump();
-          });
-        this.running.set(t.id, { key: t.dedupKey, abort, done });
+    this.pumping = true;
+    void this.pumpOnce().finally(() => {
+      this.pumping = false;
+      if (this.pumpAgain) {
+        this.pumpAgain = false;
+        this.pump();
       }
-    }
-    const next = this.store.nextDue();
-    if (next !== undefined && this.running.size < this.cfg.converter.worker) {
-      const delay = Math.max(50, next - Date.now());
-      this.timer = setTimeout(() => this.pump(), Math.min(delay, 60_000));
-      this.timer.unref();
-    }
+    });
   }
 
-  private async execute(id: string, signal: AbortSignal): Promise<void> {
-    const task = this.store.get(id)!;
-    const log = this.log.child({ task: id, source: task.source, attempt: task.attempts });
-    const t0 = Date.now();
+  private async pumpOnce(): Promise<void> {
+    this.cancelTimer?.();
+    this.cancelTimer = undefined;
+    const conv = this.cfg.converter;
+    let delay = conv.poll_interval;
+    try {
+      // bounded: each pass claims at most `worker` tasks
+      while (!this.closed && this.running.size < conv.worker) {
+        const c = await this.queue.claim(this.worker, conv.task_lease);
+        if (!c) break;
+        this.startTask(c);
+      }
+      await this.notifyWaiters();
+      const next = await this.queue.nextDue();
+      if (next !== undefined) delay = Math.min(delay, Math.max(10, next - this.clock.now()));
+    } catch (err) {
+      this.log.error({ err: (err as Error).message, retryInMs: delay }, 'task scheduling failed; retrying');
+    }
+    if (!this.closed) this.cancelTimer = this.clock.setTimer(delay, () => this.pump(), { unref: true });
+  }
+
+  /** Runs a claimed task, renewing its lease every third of converter.task_lease until it is done. */
+  private startTask(c: ClaimedTask): void {
+    const abort = new AbortController();
+    const log = this.log.child({ task: c.task.id });
+    let lost = false;
+    const stopBeat = this.heartbeat(c.lease, log, () => {
+      lost = true;
+      abort.abort(new FerryError('ABORTED', 'lease lost'));
+    });
+    const done = this.execute(c, abort.signal, () => lost)
+      .catch((err: unknown) => {
+        log.error({ err: (err as Error).message }, 'task bookkeeping failed');
+      })
+      .finally(() => {
+        stopBeat();
+        this.running.delete(c.task.id);
+        this.pump();
+      });
+    this.running.set(c.task.id, { lease: c.lease, abort, done });
+  }
+
+  /**
+   * Renews `lease` every third of converter.task_lease until the returned stop() is called; calls
+   * `onLost` once if a renewal is refused (the task was taken over). A renewal that fails (database
+   * unreachable) is tried again at the next beat: the lease may still run out meanwhile.
+   */
+  private heartbeat(lease: Lease, log: Logger, onLost: () => void): () => void {
+    const leaseMs = this.cfg.converter.task_lease;
+    let stopped = false;
+    let cancel: (() => void) | undefined;
+    const beat = (): void => {
+      if (stopped) return;
+      cancel = this.clock.setTimer(Math.floor(leaseMs / 3), () => void this.queue.renew(lease, leaseMs).then(renewed, failed), {
+        unref: true,
+      });
+    };
+    const renewed = (held: boolean): void => {
+      if (stopped) return; // the task finished meanwhile: its lease ended with it
+      if (held) {
+        beat();
+        return;
+      }
+      stopped = true;
+      this.m.leasesLost.inc();
+      log.warn('lease lost (the task was taken over): abandoning the conversion');
+      onLost();
+    };
+    const failed = (err: unknown): void => {
+      log.warn({ err: (err as Error).message }, 'lease renewal failed; trying again');
+      beat();
+    };
+    beat();
+    return () => {
+      stopped = true;
+      cancel?.();
+    };
+  }
+
+  /** Logs a write the queue refused because the lease was lost. */
+  private fenced(written: boolean, log: Logger, what: string): void {
+    if (!written) log.warn({ refused: what }, 'lease lost: another worker holds the task; this result is not recorded');
+  }
+
+  private async execute(c: ClaimedTask, signal: AbortSignal, leaseLost: () => boolean): Promise<void> {
+    const { task, lease } = c;
+    const log = this.log.child({ task: task.id, source: task.source, attempt: task.attempts, worker: this.worker });
+    const t0 = this.clock.now();
+    const limit = this.cfg.converter.retry_limit;
+    if (task.attempts > limit) {
+      // attempts are counted at claim: more than the limit means earlier workers died holding it
+      const reason = `ABORTED: gave up after ${task.attempts - 1} attempts, the last of which ended without a result (worker stopped or lost its lease)`;
+      this.fenced(await this.queue.fail(lease, reason), log, 'fail');
+      log.error({ err: reason }, 'task failed');
+      return;
+    }
     this.m.total.inc({ op: 'convert' });
     try {
       const src = parseReference(task.source);
@@ -311,13 +427,14 @@ export class AccelService {
         const ann = m ? annotationsOf(m) : undefined;
         if (ann?.[NydusAnnotation.SOURCE_DIGEST] === head.digest) {
           log.info({ target: task.target }, 'target already converted from this source digest');
-          this.store.complete(id, {
+          const written = await this.queue.complete(lease, {
             sourceDigest: head.digest,
             targetDigest: existing.digest,
             sourceSize: 0,
             targetSize: existing.size,
             reason: 'already converted',
           });
+          this.fenced(written, log, 'complete');
           return;
         }
       }
@@ -361,35 +478,51 @@ export class AccelService {
       if (d.backend) opts.backend = d.backend;
       const res = await convertImage(opts);
       // The source reference annotation names the tag, not the pinned digest.
-      this.store.complete(id, {
+      const written = await this.queue.complete(lease, {
         sourceDigest: res.sourceDigest,
         targetDigest: res.targetDigest,
         sourceSize: res.sourceSize,
         targetSize: res.targetSize,
       });
-      this.m.duration.observe({ op: 'convert' }, (Date.now() - t0) / 1000);
+      this.fenced(written, log, 'complete');
+      if (!written) return;
+      this.m.duration.observe({ op: 'convert' }, (this.clock.now() - t0) / 1000);
       this.m.bytesIn.inc(res.uncompressedBytes);
       this.m.bytesOut.inc(res.targetSize);
-      log.info({ target: res.target, digest: res.targetDigest, durationMs: Date.now() - t0 }, 'task completed');
+      log.info({ target: res.target, digest: res.targetDigest, durationMs: this.clock.now() - t0 }, 'task completed');
     } catch (e) {
-      const err = asFerryError(e);
-      if (signal.aborted) {
-        this.store.release(id);
-        log.info('task interrupted by shutdown; it resumes on the next start');
-        return;
-      }
-      this.m.errors.inc({ op: 'convert' });
-      const current = this.store.get(id)!;
-      const reason = `${err.code}: ${err.message}`;
-      if (!PERMANENT.has(err.code) && current.attempts < this.cfg.converter.retry_limit) {
-        const delay = this.cfg.converter.retry_backoff * 2 ** (current.attempts - 1);
-        this.store.fail(id, reason, Date.now() + delay);
-        this.m.retries.inc();
-        log.warn({ err: reason, retryInMs: delay }, 'task attempt failed; will retry');
-      } else {
-        this.store.fail(id, reason);
-        log.error({ err: reason }, 'task failed');
-      }
+      await this.attemptFailed(lease, task.attempts, asFerryError(e), signal, leaseLost(), log);
+    }
+  }
+
+  /** Books a failed attempt: released at shutdown, nothing when the lease was lost, else retry or FAILED. */
+  private async attemptFailed(
+    lease: Lease,
+    attempts: number,
+    err: FerryError,
+    signal: AbortSignal,
+    lost: boolean,
+    log: Logger,
+  ): Promise<void> {
+    if (lost) {
+      log.info("conversion stopped: the lease was lost, the task is another worker's now");
+      return;
+    }
+    if (signal.aborted) {
+      this.fenced(await this.queue.release(lease), log, 'release');
+      log.info('task interrupted by shutdown; it resumes on the next start (or on another worker)');
+      return;
+    }
+    this.m.errors.inc({ op: 'convert' });
+    const reason = `${err.code}: ${err.message}`;
+    if (!PERMANENT.has(err.code) && attempts < this.cfg.converter.retry_limit) {
+      const delay = this.cfg.converter.retry_backoff * 2 ** (attempts - 1);
+      this.fenced(await this.queue.fail(lease, reason, this.clock.now() + delay), log, 'retry');
+      this.m.retries.inc();
+      log.warn({ err: reason, retryInMs: delay }, 'task attempt failed; will retry');
+    } else {
+      this.fenced(await this.queue.fail(lease, reason), log, 'fail');
+      log.error({ err: reason }, 'task failed');
     }
   }
 
@@ -397,16 +530,16 @@ export class AccelService {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.timer) clearTimeout(this.timer);
+    this.cancelTimer?.();
     for (const r of this.running.values()) r.abort.abort();
     await Promise.allSettled([...this.running.values()].map((r) => r.done));
     for (const [id, list] of this.waiters) {
-      const t = this.store.get(id);
+      const t = await this.queue.get(id).catch(() => undefined);
       if (t) for (const w of list) w(t);
     }
     this.waiters.clear();
     this.cache.close();
-    this.store.close();
+    await this.queue.close();
     this.lock.release();
   }
 }

@@ -1,7 +1,8 @@
 /**
  * @module cli/task
- * `ferry task create REF [--sync]` and `ferry task list` (accelctl's role) against a running
- * `ferry accel` (`--addr`, default localhost:2077). Both need `--auth-header` (or
+ * `ferry task create REF [--sync]`, `ferry task list` (accelctl's role) and `ferry task retry ID`
+ * (Ferry: queue a FAILED task again) against a running `ferry accel` (`--addr`, default
+ * localhost:2077). All need `--auth-header` (or
  * FERRY_ACCEL_AUTH_HEADER): the webhook.auth_header of the source host in accel's config.
  */
 import { Command } from 'commander';
@@ -86,6 +87,14 @@ export async function run(argv: string[]): Promise<number> {
     const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
     for (const r of rows) process.stdout.write(`${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]!))).join('  ')}\n`);
   });
+  addrOpt(program.command('retry').argument('<id>', 'task id').description('queue a FAILED task again (attempts from zero)')).action(
+    async (id: string, o: AddrOpts) => {
+      const { client: c, hasHeader: h } = clientOf(o);
+      hasHeader = h;
+      const t = await c.retryTask(id);
+      process.stdout.write(`${t.id} ${t.status} ${t.source}\n`);
+    },
+  );
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (err) {

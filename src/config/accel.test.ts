@@ -80,3 +80,44 @@ test('accel config: unknown keys are errors naming the key; bad values are expla
   const raw = readFileSync(fixture('acceld', 'config.yaml.nydus'), 'utf8');
   assert.ok(raw.includes('harbor_annotation'));
 });
+
+test('accel config: database — SQLite by default, PostgreSQL by URL or with a password file/variable; a password in the URL is refused', () => {
+  assert.equal(parseAccelConfig({}).database, undefined);
+  assert.deepEqual(parseAccelConfig({ database: { sqlite: '/var/lib/ferry/accel.db' } }).database, { sqlite: '/var/lib/ferry/accel.db' });
+  assert.deepEqual(parseAccelConfig(parse('database: {postgres: "postgres://ferry@db:5432/ferry"}')).database, {
+    postgres: { url: 'postgres://ferry@db:5432/ferry' },
+  });
+  const full = parseAccelConfig(
+    parse(`
+database:
+  postgres:
+    url: postgres://ferry@db:5432/ferry
+    password_file: /run/secrets/accel-db
+    max_connections: 4
+converter: {task_lease: 45s, poll_interval: 250ms}
+`),
+  );
+  assert.deepEqual(full.database, {
+    postgres: { url: 'postgres://ferry@db:5432/ferry', password_file: '/run/secrets/accel-db', max_connections: 4 },
+  });
+  assert.deepEqual([full.converter.task_lease, full.converter.poll_interval], [45_000, 250]);
+  assert.deepEqual([parseAccelConfig({}).converter.task_lease, parseAccelConfig({}).converter.poll_interval], [30_000, 1000]);
+  const refused = (input: unknown, re: RegExp): void => {
+    assert.throws(
+      () => parseAccelConfig(input),
+      (e: unknown) => {
+        assert.match((e as Error).message, re);
+        assert.doesNotMatch((e as Error).message, /hunter2/, 'the password is not repeated');
+        return true;
+      },
+    );
+  };
+  refused(
+    { database: { postgres: 'postgres://ferry:hunter2@db/ferry' } },
+    /database\.postgres.*carries a password.*password_file.*password_env/,
+  );
+  refused({ database: { postgres: { url: 'postgres://db/f', password_file: '/x', password_env: 'X' } } }, /not both/);
+  refused({ database: { sqlite: '/a', postgres: 'postgres://db/f' } }, /database/);
+  refused({ database: { mysql: 'x' } }, /database/);
+  refused({ converter: { task_lease: '10ms' } }, /converter\.task_lease/);
+});

@@ -5,12 +5,16 @@
  * `converter.platforms`, `driver.config.*`, `rules[].cache_tag`). Unknown keys are an error naming the
  * key (acceld silently ignores typos); keys Ferry has no use for are accepted and reported by
  * `ignoredKeys()` so the service can log them. Ferry-only extensions: `converter.retry_limit`,
- * `converter.retry_backoff`, `converter.task_retention`.
+ * `converter.retry_backoff`, `converter.task_retention`, `converter.task_lease`, `converter.poll_interval`,
+ * and `database` (where the task queue lives: `{sqlite: path}`, the default `<work_dir>/accel.db`, or
+ * `{postgres: URL}` / `{postgres: {url, password_file | password_env, max_connections}}` for many
+ * workers; the password never in the URL).
  */
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { FerryError, parseDuration, parseSize } from '../core/index.js';
+import { DatabaseSchema } from './database.js';
 import { parseConfig } from './parse.js';
 
 /** acceld's driver config map holds strings; YAML may give numbers/booleans: normalise to strings. */
@@ -58,7 +62,19 @@ const SourceSchema = z.strictObject({
   webhook: z.strictObject({ auth_header: z.string().optional() }).optional(),
 });
 
+const duration = (def: number) =>
+  z
+    .union([z.string(), z.number()])
+    .transform((v) => parseDuration(v))
+    .default(def);
+
+/** Where the task queue lives (the block shared with the registry: config/database.ts). */
+export const AccelDatabaseSchema = DatabaseSchema;
+export type AccelDatabase = z.output<typeof AccelDatabaseSchema>;
+
 export const AccelConfigSchema = z.strictObject({
+  /** Ferry extension: the task queue's database (default: SQLite in provider.work_dir). */
+  database: AccelDatabaseSchema.optional(),
   server: z
     .strictObject({
       name: z.string().default('API'),
@@ -116,6 +132,10 @@ export const AccelConfigSchema = z.strictObject({
         .union([z.string(), z.number()])
         .transform((v) => parseDuration(v))
         .default(7 * 24 * 3_600_000),
+      /** Ferry extension: how long a worker holds a task without a heartbeat (renewed every third of it). */
+      task_lease: duration(30_000).pipe(z.number().min(1000)),
+      /** Ferry extension: how often a worker looks for tasks other processes queued (PostgreSQL). */
+      poll_interval: duration(1000).pipe(z.number().min(10)),
     })
     .prefault({}),
 });
