@@ -28,11 +28,13 @@ export {
   MANIFEST_ACCEPT,
   statusCode,
   type RegistryClientOptions,
+  type BlobRangeOptions,
   type FetchedManifest,
   type GetManifestOptions,
   type ResolveImageOptions,
   type ResolvedImage,
 } from './client.js';
+export { collectRange } from './streams.js';
 // Platform selection lives with the OCI model (oci/platform.ts); re-exported for the registry client's users.
 export {
   resolvePlatform,

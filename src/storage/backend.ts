@@ -8,38 +8,28 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { FerryError } from '../core/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
-import { RegistryClient, decodeBasicAuth } from '../remote/index.js';
+import { RegistryClient, collectRange, decodeBasicAuth } from '../remote/index.js';
+
+/**
+ * Called as a read's bytes arrive: `buf` is the buffer the read resolves with (or, after a
+ * fallback, its replacement), its first `filled` bytes are final.
+ */
+export type ReadProgress = (buf: Buffer, filled: number) => void;
 
 /** A source of compressed blob bytes. */
 export interface Backend {
   readonly kind: string;
-  /** Exactly `length` bytes at `offset` of blob `blobId` (64 hex), or a FerryError. */
-  read(blobId: string, offset: number, length: number, signal: AbortSignal): Promise<Buffer>;
+  /**
+   * Exactly `length` bytes at `offset` of blob `blobId` (64 hex), or a FerryError. `progress`, when
+   * the backend streams, is told as the bytes arrive (the device decodes chunks before the whole
+   * range is in).
+   */
+  read(blobId: string, offset: number, length: number, signal: AbortSignal, progress?: ReadProgress): Promise<Buffer>;
   /** Reads that went to the fallback because the primary failed (P2P proxy backends). */
   fallbacks(): number;
   close(): Promise<void>;
-}
-
-async function collect(stream: Readable, length: number, what: string): Promise<Buffer> {
-  const out = Buffer.allocUnsafe(length);
-  let n = 0;
-  try {
-    for await (const c of stream) {
-      const b = c as Buffer;
-      if (n + b.length > length) {
-        throw new FerryError('DATA_LOSS', `${what}: server sent more than the ${length} bytes asked for (range ignored?)`);
-      }
-      b.copy(out, n);
-      n += b.length;
-    }
-  } finally {
-    stream.destroy();
-  }
-  if (n !== length) throw new FerryError('UNAVAILABLE', `${what}: short read, ${n} of ${length} bytes`);
-  return out;
 }
 
 function abortError(signal: AbortSignal, what: string): FerryError {
@@ -88,11 +78,10 @@ export class RegistryBackend implements Backend {
       });
   }
 
-  async read(blobId: string, offset: number, length: number, signal: AbortSignal): Promise<Buffer> {
+  async read(blobId: string, offset: number, length: number, signal: AbortSignal, progress?: ReadProgress): Promise<Buffer> {
     const what = `blob ${blobId} [${offset}, +${length})`;
     try {
-      const s = await this.client.getBlob(this.host, this.repo, `sha256:${blobId}`, { range: [offset, offset + length - 1], signal });
-      return await collect(s, length, what);
+      return await this.client.readBlobRange(this.host, this.repo, `sha256:${blobId}`, offset, length, { signal, progress });
     } catch (err) {
       if (signal.aborted) throw abortError(signal, what);
       throw err;
@@ -179,18 +168,18 @@ export class ProxyBackend implements Backend {
     this.log = (o.log ?? silentLogger()).child({ component: 'proxy-backend' });
   }
 
-  async read(blobId: string, offset: number, length: number, signal: AbortSignal): Promise<Buffer> {
+  async read(blobId: string, offset: number, length: number, signal: AbortSignal, progress?: ReadProgress): Promise<Buffer> {
     try {
-      return await this.viaProxy(blobId, offset, length, signal);
+      return await this.viaProxy(blobId, offset, length, signal, progress);
     } catch (err) {
       if (signal.aborted || this.o.fallback === false) throw err;
       this.nFallbacks++;
       this.log.warn({ err: (err as Error).message, blob: blobId }, 'p2p proxy failed, falling back to the registry');
-      return this.o.registry.read(blobId, offset, length, signal);
+      return this.o.registry.read(blobId, offset, length, signal, progress);
     }
   }
 
-  private async viaProxy(blobId: string, offset: number, length: number, signal: AbortSignal): Promise<Buffer> {
+  private async viaProxy(blobId: string, offset: number, length: number, signal: AbortSignal, progress?: ReadProgress): Promise<Buffer> {
     const reg = this.o.registry;
     const scheme = reg.client.baseUrl(reg.host).startsWith('https') ? 'https' : 'http';
     if (scheme !== 'http') throw new FerryError('FAILED_PRECONDITION', 'the P2P proxy path is used for plain-http registries only');
@@ -220,7 +209,7 @@ export class ProxyBackend implements Backend {
             return;
           }
           res.setTimeout(timeoutMs, () => res.destroy(new FerryError('DEADLINE_EXCEEDED', `${what}: stalled`)));
-          collect(res, length, what).then(resolve, reject);
+          collectRange(res, length, what, progress).then(resolve, reject);
         },
       );
       req.setTimeout(timeoutMs, () => req.destroy(new FerryError('DEADLINE_EXCEEDED', `${what}: no response in ${timeoutMs} ms`)));
