@@ -128,6 +128,9 @@ export class Daemon implements LazyFs {
         defaultCacheDir: c.device.cache?.config.work_dir ?? join(this.dataDir, 'cache'),
         defaultMode: c.ferry.mode,
         amplifyBytes: c.amplify_io,
+        mergeGap: c.ferry.merge_gap,
+        missWindow: c.ferry.miss_window,
+        fetchConcurrency: c.ferry.fetch_concurrency,
         requestTimeoutMs: c.device.backend?.config.timeout ?? 5000,
         retries: c.device.backend?.config.retry_limit ?? 2,
         requestDeadlineMs:
