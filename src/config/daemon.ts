@@ -99,8 +99,13 @@ export const daemonConfigSchema = z.strictObject({
       miss_window: size.default(128 * 1024),
       /** prefetch and read-ahead requests in flight at once per mount (on-demand reads never wait) */
       fetch_concurrency: z.number().int().min(1).max(64).default(4),
+      /**
+       * requests through a P2P proxy are cut at multiples of this (bytes; 0 = not cut): set it to the
+       * peers' `download.rangeGrid`, so every request is one whole-cell range task all nodes share
+       */
+      p2p_range_grid: size.default(0),
     })
-    .default({ mode: 'erofs', fuse_threads: 4, merge_gap: 32 * 1024, miss_window: 128 * 1024, fetch_concurrency: 4 }),
+    .default({ mode: 'erofs', fuse_threads: 4, merge_gap: 32 * 1024, miss_window: 128 * 1024, fetch_concurrency: 4, p2p_range_grid: 0 }),
 });
 
 export type DaemonConfig = z.output<typeof daemonConfigSchema>;

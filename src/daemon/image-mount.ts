@@ -49,6 +49,8 @@ export interface ImageMountOptions {
   mergeGap?: number;
   missWindow?: number;
   fetchConcurrency?: number;
+  /** requests through a P2P proxy cut at this grid (the peers' range-task grid; 0 = not cut) */
+  p2pRangeGrid?: number;
   requestTimeoutMs: number;
   retries: number;
   requestDeadlineMs: number;
@@ -283,6 +285,7 @@ export class ImageMount {
         fallback: this.o.proxyFallback,
         timeoutMs: this.o.requestTimeoutMs,
         log: this.log,
+        rangeGrid: this.o.p2pRangeGrid ?? 0,
       });
     return reg;
   }

@@ -10,6 +10,7 @@ import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { FerryError } from '../core/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
+import { cutAtGrid } from './fetch-plan.js';
 import { RegistryClient, collectRange, decodeBasicAuth } from '../remote/index.js';
 
 /**
@@ -155,9 +156,18 @@ export interface ProxyBackendOptions {
   fallback?: boolean;
   timeoutMs?: number;
   log?: Logger;
+  /**
+   * the peers' range-task grid (`download.rangeGrid`; 0, the default = requests not cut): a read is
+   * cut at its multiples and the pieces read in parallel, so every request is one grid-aligned
+   * range task that other nodes' reads of the same cells share
+   */
+  rangeGrid?: number;
 }
 
-/** Reads through a P2P proxy; on any proxy failure the read goes straight to the registry. */
+/**
+ * Reads through a P2P proxy, cut at the peers' range grid (the pieces in parallel); on any proxy
+ * failure a piece goes straight to the registry.
+ */
 export class ProxyBackend implements Backend {
   readonly kind = 'proxy';
   private nFallbacks = 0;
@@ -169,6 +179,27 @@ export class ProxyBackend implements Backend {
   }
 
   async read(blobId: string, offset: number, length: number, signal: AbortSignal, progress?: ReadProgress): Promise<Buffer> {
+    const cuts = cutAtGrid(offset, length, this.o.rangeGrid ?? 0);
+    if (cuts.length === 1) return this.readCell(blobId, offset, length, signal, progress);
+    const out = Buffer.allocUnsafe(length);
+    const filled = cuts.map(() => 0);
+    // progress: the prefix of `out` whose cells (in order) have arrived
+    const took = (i: number, buf: Buffer, n: number): void => {
+      if (n <= filled[i]!) return;
+      buf.copy(out, cuts[i]![0] - offset + filled[i]!, filled[i]!, n);
+      filled[i] = n;
+      let prefix = 0;
+      for (let k = 0; k < cuts.length; k++) {
+        prefix += filled[k]!;
+        if (filled[k]! < cuts[k]![1]) break;
+      }
+      progress?.(out, prefix);
+    };
+    await Promise.all(cuts.map(async ([o, l], i) => took(i, await this.readCell(blobId, o, l, signal, (buf, n) => took(i, buf, n)), l)));
+    return out;
+  }
+
+  private async readCell(blobId: string, offset: number, length: number, signal: AbortSignal, progress?: ReadProgress): Promise<Buffer> {
     try {
       return await this.viaProxy(blobId, offset, length, signal, progress);
     } catch (err) {

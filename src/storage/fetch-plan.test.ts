@@ -10,6 +10,7 @@ import {
   ReadStreams,
   amplify,
   byUncompressedOffset,
+  cutAtGrid,
   dedupe,
   nextReadAhead,
   overlapping,
@@ -276,4 +277,26 @@ test("fetch plan: a blob's chunk list sorted by view offset without repeats", ()
     dedupe([a[1]!, a[0]!, a[1]!]).map((c) => c.chunkIndex),
     [1, 0],
   );
+});
+
+test('fetch plan: requests through a P2P peer are cut at the range grid', () => {
+  assert.deepEqual(cutAtGrid(0, 100, MiB), [[0, 100]]);
+  assert.deepEqual(cutAtGrid(MiB - 10, 30, MiB), [
+    [MiB - 10, 10],
+    [MiB, 20],
+  ]);
+  assert.deepEqual(cutAtGrid(MiB, 2 * MiB, MiB), [
+    [MiB, MiB],
+    [2 * MiB, MiB],
+  ]);
+  assert.deepEqual(cutAtGrid(5, 3 * MiB, 0), [[5, 3 * MiB]], 'grid 0: not cut');
+  // the pieces cover the range exactly, in order
+  const cuts = cutAtGrid(123_456, 5 * MiB + 7, MiB);
+  assert.equal(cuts[0]![0], 123_456);
+  assert.equal(
+    cuts.reduce((n, [, l]) => n + l, 0),
+    5 * MiB + 7,
+  );
+  for (let i = 1; i < cuts.length; i++) assert.equal(cuts[i]![0], cuts[i - 1]![0] + cuts[i - 1]![1]);
+  assert.ok(cuts.slice(1).every(([o]) => o % MiB === 0));
 });

@@ -276,6 +276,23 @@ export function planPrefetch<C extends ChunkPlace>(chunks: readonly C[], policy:
     .map((x) => x.g);
 }
 
+/**
+ * [offset, offset + length) cut at the multiples of `grid` (0: not cut), as [offset, length] pairs
+ * in order: a request through a P2P peer cut at the peers' range grid is one whole-cell range task
+ * per piece, which every node's reads of that cell share.
+ */
+export function cutAtGrid(offset: number, length: number, grid: number): Array<[number, number]> {
+  if (grid <= 0 || length <= 0) return [[offset, length]];
+  const out: Array<[number, number]> = [];
+  const end = offset + length;
+  for (let at = offset; at < end; ) {
+    const next = Math.min(end, (Math.floor(at / grid) + 1) * grid);
+    out.push([at, next - at]);
+    at = next;
+  }
+  return out;
+}
+
 /** Chunks without repeats (the first of each CI index), in their order. */
 export function dedupe<C extends ChunkPlace>(chunks: readonly C[]): C[] {
   const m = new Map<number, C>();
