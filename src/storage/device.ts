@@ -37,6 +37,7 @@ import {
   type BlobLayout,
   type ReadStream,
 } from './fetch-plan.js';
+import { ChunkArrivals } from './arrivals.js';
 import { Prefetcher, type PrefetchOptions } from './prefetcher.js';
 import { chunkReady, clearChunk, markChunkReady } from './protocol.js';
 
@@ -165,22 +166,6 @@ interface FetchPurpose {
 const ON_DEMAND: FetchPurpose = { prefetch: false, record: true };
 /** Asynchronous read-ahead of a sequential stream: not a reader's wait, recorded like the read it follows. */
 const READ_AHEAD: FetchPurpose = { prefetch: false, record: true };
-
-interface Deferred {
-  promise: Promise<void>;
-  resolve(): void;
-  reject(e: unknown): void;
-}
-function deferred(): Deferred {
-  let resolve!: () => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<void>((a, b) => {
-    resolve = a;
-    reject = b;
-  });
-  promise.catch(() => undefined);
-  return { promise, resolve, reject };
-}
 
 export class StorageDevice {
   readonly stats: DeviceStats = {
@@ -482,62 +467,39 @@ export class StorageDevice {
    */
   private fetchGroup(s: BlobState, group: DeviceChunk[], why: FetchPurpose): Promise<void>[] {
     const ready = this.prepared(s);
-    const ds = group.map(() => deferred());
+    const chunks = new ChunkArrivals(group, async (c, raw) => {
+      await ready;
+      await s.cache.put(c.chunkIndex, c.uncompressedOffset, await this.decodeOrRefetch(s, c, raw));
+    });
+    const promises = chunks.promises;
     group.forEach((c, i) => {
-      s.inflight.set(c.chunkIndex, ds[i]!.promise);
+      const p = promises[i]!;
+      s.inflight.set(c.chunkIndex, p);
+      const done = (): void => {
+        if (s.inflight.get(c.chunkIndex) === p) s.inflight.delete(c.chunkIndex);
+      };
+      p.then(done, done);
     });
     const start = group[0]!.compressedOffset;
     const last = group[group.length - 1]!;
     const len = last.compressedOffset + last.compressedSize - start;
-    let next = 0;
-    const settle = (i: number, outcome: Promise<void>): void => {
-      const c = group[i]!;
-      outcome.then(
-        () => {
-          if (s.inflight.get(c.chunkIndex) === ds[i]!.promise) s.inflight.delete(c.chunkIndex);
-          ds[i]!.resolve();
-        },
-        (err: unknown) => {
-          if (s.inflight.get(c.chunkIndex) === ds[i]!.promise) s.inflight.delete(c.chunkIndex);
-          ds[i]!.reject(err);
-        },
-      );
-    };
-    /** Starts decoding every chunk whose bytes are all among the first `filled` bytes of `buf`. */
-    const arrived = (buf: Buffer, filled: number): void => {
-      while (next < group.length) {
-        const c = group[next]!;
-        const at = c.compressedOffset - start;
-        if (at + c.compressedSize > filled) break;
-        const raw = buf.subarray(at, at + c.compressedSize);
-        const i = next++;
-        settle(
-          i,
-          ready.then(async () => {
-            const data = await this.decodeOrRefetch(s, c, raw);
-            await s.cache.put(c.chunkIndex, c.uncompressedOffset, data);
-          }),
-        );
-      }
-    };
     let prepFailed = false;
     ready.catch(() => {
       if (!prepFailed) this.stats.backendErrors++;
       prepFailed = true;
     });
-    this.backendRead(s.blob.blobId, start, len, arrived).then(
+    this.backendRead(s.blob.blobId, start, len, (buf, n) => chunks.arrived(buf, n)).then(
       (raw) => {
         if (why.prefetch) this.stats.prefetchedBytes += len;
-        arrived(raw, len);
+        chunks.arrived(raw, len);
       },
       (err: unknown) => {
         this.stats.backendErrors++;
         this.log.warn({ blob: s.blob.blobId, offset: start, length: len, err: (err as Error).message }, 'backend read failed');
-        const e = FerryError.is(err) ? err : new FerryError('UNAVAILABLE', (err as Error).message, { cause: err });
-        while (next < group.length) settle(next++, Promise.reject(e));
+        chunks.fail(FerryError.is(err) ? err : new FerryError('UNAVAILABLE', (err as Error).message, { cause: err }));
       },
     );
-    return ds.map((d) => d.promise);
+    return promises;
   }
 
   private async decodeOrRefetch(s: BlobState, c: DeviceChunk, raw: Buffer): Promise<Buffer> {
