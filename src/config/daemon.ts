@@ -93,8 +93,19 @@ export const daemonConfigSchema = z.strictObject({
       fuse_threads: z.number().int().min(1).max(64).default(4),
       /** hard deadline of one backend request including retries */
       request_deadline: seconds.optional(),
+      /** largest gap (compressed bytes) read over to merge two requests into one (storage/fetch-plan) */
+      merge_gap: size.default(32 * 1024),
+      /** window an on-demand miss is amplified toward in a region of a blob that keeps missing; 0 = off */
+      miss_window: size.default(128 * 1024),
+      /** prefetch and read-ahead requests in flight at once per mount (on-demand reads never wait) */
+      fetch_concurrency: z.number().int().min(1).max(64).default(4),
+      /**
+       * requests through a P2P proxy are cut at multiples of this (bytes; 0 = not cut): set it to the
+       * peers' `download.rangeGrid`, so every request is one whole-cell range task all nodes share
+       */
+      p2p_range_grid: size.default(0),
     })
-    .default({ mode: 'erofs', fuse_threads: 4 }),
+    .default({ mode: 'erofs', fuse_threads: 4, merge_gap: 32 * 1024, miss_window: 128 * 1024, fetch_concurrency: 4, p2p_range_grid: 0 }),
 });
 
 export type DaemonConfig = z.output<typeof daemonConfigSchema>;

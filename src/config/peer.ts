@@ -146,6 +146,14 @@ export const peerConfigSchema = z
          * straight to the origin (Dragonfly: 4 MiB); 0 = always P2P (a range then is its own range task).
          */
         directBelow: size.default(4 * 1024 * 1024),
+        /**
+         * Range tasks cover whole cells of this grid (bytes, aligned to multiples of it): nodes
+         * whose lazy reads split a blob differently still share tasks, and overlapping reads reuse
+         * one — at the price of fetching whole cells from the origin for scattered small reads.
+         * 0 (default) = a range task is exactly the range asked for. Lazy loading through peers:
+         * set the same value as the daemon's `ferry.p2p_range_grid` (1 MiB in the e2e test).
+         */
+        rangeGrid: size.default(0),
         maxScheduleCount: z.number().int().min(1).default(5),
         disableBackToSource: z.boolean().default(false),
         /** Task id = blob digest for /v2/<name>/blobs/<digest> URLs (same layer from two registries = one task). */

@@ -153,6 +153,10 @@ export class Daemon implements LazyFs {
         defaultCacheDir: c.device.cache?.config.work_dir ?? join(this.dataDir, 'cache'),
         defaultMode: c.ferry.mode,
         amplifyBytes: c.amplify_io,
+        mergeGap: c.ferry.merge_gap,
+        missWindow: c.ferry.miss_window,
+        fetchConcurrency: c.ferry.fetch_concurrency,
+        p2pRangeGrid: c.ferry.p2p_range_grid,
         requestTimeoutMs: c.device.backend?.config.timeout ?? 5000,
         retries: c.device.backend?.config.retry_limit ?? 2,
         requestDeadlineMs:

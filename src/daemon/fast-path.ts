@@ -16,7 +16,8 @@ import { fuseAttrOf } from './fuse-attr.js';
 export interface FastPathData {
   bootstrapPath: string;
   timeout: number;
-  caches: Array<{ blobId: string; dataPath: string; bitmap: SharedArrayBuffer }>;
+  /** per blob: cache data file, ready bitmap, read-ahead triggers (a read touching one goes to the main thread) */
+  caches: Array<{ blobId: string; dataPath: string; bitmap: SharedArrayBuffer; triggers?: SharedArrayBuffer }>;
   /** CI tables of a bootstrap without a chunk table, see ciTableForThreads */
   ci?: Array<{ blobIndex: number; table: Float64Array }>;
 }
@@ -25,7 +26,12 @@ export function init(d: FastPathData): (opcode: number, nodeid: number, body: Bu
   const bs = openBootstrap(readFileSync(d.bootstrapPath));
   // no digests: this thread only reads chunks the main thread fetched and verified
   for (const t of d.ci ?? []) bs.setCiTable(t.blobIndex, ciFromTable(t.table));
-  const caches = new Map(d.caches.map((c) => [c.blobId, { fd: openSync(c.dataPath, 'r'), bits: new Uint8Array(c.bitmap) }]));
+  const caches = new Map(
+    d.caches.map((c) => [
+      c.blobId,
+      { fd: openSync(c.dataPath, 'r'), bits: new Uint8Array(c.bitmap), triggers: c.triggers ? new Uint8Array(c.triggers) : undefined },
+    ]),
+  );
   const plan = new FileReadPlan(); // every READ of this thread is planned into it
   const ino = (nodeid: number): number => (nodeid === FUSE_ROOT_ID ? bs.rootIno : nodeid);
   const node = (i: number): number => (i === bs.rootIno ? FUSE_ROOT_ID : i);
@@ -51,7 +57,7 @@ export function init(d: FastPathData): (opcode: number, nodeid: number, body: Bu
         // all chunks ready?
         for (const r of refs) {
           const c = caches.get(r.blobId);
-          if (!c || !chunkReady(c.bits, r.chunkIndex)) return null;
+          if (!c || !chunkReady(c.bits, r.chunkIndex) || (c.triggers && chunkReady(c.triggers, r.chunkIndex))) return null;
         }
         planFileRead(refs, st.size, offset, size, plan);
         const seg = plan.segments;

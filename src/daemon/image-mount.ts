@@ -46,6 +46,12 @@ export interface ImageMountOptions {
   defaultCacheDir: string;
   defaultMode: 'erofs' | 'fuse';
   amplifyBytes: number;
+  /** storage/fetch-plan: gap merged over, on-demand miss window, requests in flight */
+  mergeGap?: number;
+  missWindow?: number;
+  fetchConcurrency?: number;
+  /** requests through a P2P proxy cut at this grid (the peers' range-task grid; 0 = not cut) */
+  p2pRangeGrid?: number;
   requestTimeoutMs: number;
   retries: number;
   requestDeadlineMs: number;
@@ -296,6 +302,7 @@ export class ImageMount {
         fallback: this.o.proxyFallback,
         timeoutMs: this.o.requestTimeoutMs,
         log: this.log,
+        rangeGrid: this.o.p2pRangeGrid ?? 0,
       });
     return reg;
   }
@@ -335,6 +342,9 @@ export class ImageMount {
         cacheDir: this.req.cacheDir ?? this.o.defaultCacheDir,
         log: this.log,
         amplifyBytes: this.o.amplifyBytes,
+        ...(this.o.mergeGap !== undefined ? { mergeGap: this.o.mergeGap } : {}),
+        ...(this.o.missWindow !== undefined ? { missWindow: this.o.missWindow } : {}),
+        ...(this.o.fetchConcurrency !== undefined ? { fetchConcurrency: this.o.fetchConcurrency } : {}),
         requestDeadlineMs: this.o.requestDeadlineMs,
         prefetchMergeBytes: this.o.prefetchMergeBytes,
         prefetchBandwidth: this.o.prefetchBandwidth,
@@ -529,7 +539,8 @@ export class ImageMount {
     const dev = this.device;
     const onFile = (ranges: FileRange[]): void => {
       for (const r of ranges) bytes += r.length;
-      dev.prefetch(byBlob(ranges.flatMap((r) => bs.mapRead(r.ino, r.offset, r.length))), { record: true });
+      // urgent: the container's first process reads these as soon as it runs
+      dev.prefetch(byBlob(ranges.flatMap((r) => bs.mapRead(r.ino, r.offset, r.length))), { urgent: true, record: true });
     };
     try {
       const files = await startupRanges(

@@ -25,6 +25,8 @@ test('view fast path: reads whose chunks are all ready come from the cache file;
     const ready = (i: number): void => {
       bits[0] = bits[0]! | (0x80 >> i);
     };
+    const triggers = new SharedArrayBuffer(1);
+    const trig = new Uint8Array(triggers);
     const fast = init({
       blobs: [
         {
@@ -32,6 +34,7 @@ test('view fast path: reads whose chunks are all ready come from the cache file;
           size: data.length,
           dataPath: join(dir, 'blob.data'),
           bitmap,
+          triggers,
           starts: Float64Array.from([0, 8192, 16384]),
           ends: Float64Array.from([8192, 12288, 20480]),
           index: Uint32Array.from([5, 1, 2]),
@@ -50,6 +53,12 @@ test('view fast path: reads whose chunks are all ready come from the cache file;
     const all = fast(Op.READ, 2, readBody(0, 1 << 20));
     assert.ok(all && Buffer.concat(all.parts).equals(data), 'clamped to the view size, hole included');
     assert.equal(all.hits, 3);
+    // a read-ahead trigger on a cached chunk sends the read to the main thread; cleared, it is fast again
+    trig[0] = 0x80 >> 2;
+    assert.equal(fast(Op.READ, 2, readBody(16384, 100)), null, 'chunk 2 is a read-ahead trigger');
+    assert.ok(fast(Op.READ, 2, readBody(0, 100)), 'other chunks stay fast');
+    trig[0] = 0;
+    assert.ok(fast(Op.READ, 2, readBody(16384, 100)), 'trigger cleared');
     assert.deepEqual(fast(Op.READ, 2, readBody(data.length, 10)), { parts: [] }, 'past the end: empty');
     assert.equal(fast(Op.READ, 3, readBody(0, 10)), null, 'unknown node');
     assert.equal(fast(Op.GETATTR, 2, Buffer.alloc(16)), null, 'not a read');

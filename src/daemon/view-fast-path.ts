@@ -6,7 +6,9 @@
  * shared bitmap. Anything else returns null and goes to the main thread, which fetches. With the
  * kernel asking for single pages (a small EROFS read-ahead keeps a lazy start from fetching chunks
  * it never touches), most view reads land in a chunk fetched a moment before: this saves each of
- * them the hop to the main thread and back.
+ * them the hop to the main thread and back. A read touching a read-ahead trigger chunk (the
+ * device's shared trigger bitmap) goes to the main thread too, cached or not: that read is where a
+ * sequential stream's next read-ahead window is started.
  */
 import { openSync, readSync } from 'node:fs';
 import { Op } from '../fuse/protocol.js'; // not index.js: see docs/architecture.md (worker threads)
@@ -31,7 +33,12 @@ function firstEndingAfter(ends: Float64Array, off: number): number {
 
 export function init(d: ViewFastPathData): (opcode: number, nodeid: number, body: Buffer) => { parts: Buffer[]; hits?: number } | null {
   // BlobViewFs numbers the blob files 2, 3, … in the device's blob order.
-  const views = d.blobs.map((b) => ({ ...b, fd: openSync(b.dataPath, 'r'), bits: new Uint8Array(b.bitmap) }));
+  const views = d.blobs.map((b) => ({
+    ...b,
+    fd: openSync(b.dataPath, 'r'),
+    bits: new Uint8Array(b.bitmap),
+    triggers: new Uint8Array(b.triggers),
+  }));
   return (opcode, nodeid, body) => {
     if (opcode !== Op.READ) return null;
     const v = views[nodeid - 2];
@@ -41,7 +48,7 @@ export function init(d: ViewFastPathData): (opcode: number, nodeid: number, body
     if (end <= offset) return { parts: [] };
     let hits = 0;
     for (let i = firstEndingAfter(v.ends, offset); i < v.starts.length && v.starts[i]! < end; i++) {
-      if (!chunkReady(v.bits, v.index[i]!)) return null;
+      if (!chunkReady(v.bits, v.index[i]!) || chunkReady(v.triggers, v.index[i]!)) return null;
       hits++;
     }
     const out = Buffer.allocUnsafe(end - offset);

@@ -106,6 +106,44 @@ test('docker-registry with token auth: bearer tokens cached per scope, bad crede
   await assert.rejects(bad.getManifest(parseReference(`${host}/team/app:v1`)), { code: 'UNAUTHENTICATED' });
 });
 
+test('readBlobRange: ranged reads on kept-alive connections, token auth reused, bytes reported as they arrive, bad ranges refused', async () => {
+  const host = tokened.host;
+  const c = new RegistryClient({ credentials: (h) => (h === host ? { username: 'alice', password: 'secret' } : undefined) });
+  const blob = randomBytes(3 * 1024 * 1024);
+  await c.pushBlob(host, 'team/ranges', sha(blob), blob.length, blob);
+  const tokens = tokened.tokensIssued();
+  // the first read learns the auth scheme (general path), the next ones take the fast path
+  for (const [off, len] of [
+    [0, 1],
+    [1000, 70_000],
+    [blob.length - 5, 5],
+    [0, blob.length],
+  ] as Array<[number, number]>) {
+    const seen: number[] = [];
+    const got = await c.readBlobRange(host, 'team/ranges', sha(blob), off, len, {
+      progress: (buf, filled) => {
+        assert.ok(filled <= len && buf.length === len);
+        seen.push(filled);
+      },
+    });
+    assert.ok(got.equals(blob.subarray(off, off + len)), `[${off}, +${len})`);
+    assert.equal(seen[seen.length - 1], len, 'progress reaches the whole range');
+    assert.ok(
+      seen.every((n, i) => i === 0 || n > seen[i - 1]!),
+      'progress only grows',
+    );
+  }
+  assert.ok(tokened.tokensIssued() - tokens <= 1, 'one token for all the reads of the scope');
+  await assert.rejects(c.readBlobRange(host, 'team/ranges', sha(blob), -1, 10), { code: 'INVALID_ARGUMENT' });
+  await assert.rejects(c.readBlobRange(host, 'team/ranges', sha(blob), 0, 0), { code: 'INVALID_ARGUMENT' });
+  await assert.rejects(c.readBlobRange(host, 'team/ranges', 'sha256:nothex', 0, 10));
+  // past the end of the blob: an error, not a short buffer
+  await assert.rejects(c.readBlobRange(host, 'team/ranges', sha(blob), blob.length - 5, 10));
+  // no credentials: refused on the fast path too (the registry answers 401, the general path says so)
+  const anon = new RegistryClient({ credentials: () => undefined });
+  await assert.rejects(anon.readBlobRange(host, 'team/ranges', sha(blob), 0, 10), { code: 'UNAUTHENTICATED' });
+});
+
 test('retries 5xx and connection resets, follows redirects, gives up with UNAVAILABLE', async () => {
   const upstream = new URL(plain.url);
   const c0 = new RegistryClient();

@@ -9,6 +9,8 @@
  * response headers and an idle timeout while a body streams.
  */
 import { createHash } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { DigestMismatchError, FerryError, parseDigest, systemClock, type Clock, type ErrorCode } from '../core/index.js';
@@ -27,7 +29,7 @@ import { TokenCache, basicHeader, parseChallenges, type Credentials } from './au
 import { credentialChain, type CredentialProvider } from './credentials.js';
 import { apiHost, formatReference, manifestReference, withDigest, type ImageReference } from './reference.js';
 import { referrersFromTag } from './referrers.js';
-import { idleTimeout, sliceStream, verifying } from './streams.js';
+import { collectRange, idleTimeout, sliceStream, verifying } from './streams.js';
 
 export interface RegistryClientOptions {
   /** Hosts to talk plain HTTP to. Default: loopback hosts (`localhost`, `127.*`, `[::1]`). */
@@ -110,6 +112,20 @@ interface HostAuth {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Kept-alive connections for ranged blob reads (`readBlobRange`), one pool per process: a lazy
+ * start makes a hundred small range requests one after the other, and a node:http request on a
+ * warm connection costs ~0.2 ms of CPU where a fetch() costs ~1.2 ms (measured on loopback).
+ */
+const rangeAgents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
+
+/** Options of `readBlobRange`. */
+export interface BlobRangeOptions {
+  signal?: AbortSignal | undefined;
+  /** told as bytes arrive: the result buffer (or its replacement after a retry) and how much of it is final */
+  progress?: ((buf: Buffer, filled: number) => void) | undefined;
+}
 
 function isLoopback(host: string): boolean {
   const h = host.replace(/:\d+$/, '');
@@ -649,6 +665,121 @@ export class RegistryClient {
     if (opts.range && res.status === 200) stream = sliceStream(stream, opts.range[0], opts.range[1] - opts.range[0] + 1);
     if (!opts.range) stream = verifying(stream, digest);
     return stream;
+  }
+
+  /**
+   * Bytes [offset, offset + length) of a blob, for lazy readers. Once the registry's auth scheme is
+   * known, a ranged GET on a kept-alive node:http(s) connection with the same credentials; anything
+   * but a plain answer (a challenge, a redirect to storage, an error status, a connection that
+   * fails) is handed to `getBlob`, which handles challenges, redirects and retries.
+   */
+  async readBlobRange(
+    registry: string,
+    repository: string,
+    digest: string,
+    offset: number,
+    length: number,
+    opts: BlobRangeOptions = {},
+  ): Promise<Buffer> {
+    parseDigest(digest);
+    if (!(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length > 0))
+      throw new FerryError('INVALID_ARGUMENT', `invalid range ${offset}+${length}`);
+    const scope = `repository:${repository}:pull`;
+    const what = `blob ${registry}/${repository}@${digest} [${offset}, +${length})`;
+    if (this.hostAuth.has(registry)) {
+      const authorization = await this.authHeader(registry, scope, opts.signal);
+      const fast = await this.rangeRequest(registry, `/v2/${repository}/blobs/${digest}`, scope, offset, length, authorization, what, opts);
+      if (fast) return fast;
+    }
+    const stream = await this.getBlob(registry, repository, digest, {
+      range: [offset, offset + length - 1],
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    });
+    return collectRange(stream, length, what, opts.progress);
+  }
+
+  /** The fast path of `readBlobRange`; undefined when the answer is not a plain 206/200 (the caller takes the general path). */
+  private rangeRequest(
+    registry: string,
+    path: string,
+    scope: string,
+    offset: number,
+    length: number,
+    authorization: string | undefined,
+    what: string,
+    opts: BlobRangeOptions,
+  ): Promise<Buffer | undefined> {
+    const url = new URL(`${this.baseUrl(registry)}${path}`);
+    const secure = url.protocol === 'https:';
+    const headers: Record<string, string> = { 'user-agent': this.userAgent, range: `bytes=${offset}-${offset + length - 1}` };
+    if (authorization) headers.authorization = authorization;
+    return new Promise<Buffer | undefined>((resolve, reject) => {
+      let settled = false;
+      const done = (v: Buffer | undefined, err?: unknown): void => {
+        if (settled) return;
+        settled = true;
+        if (err !== undefined) reject(err);
+        else resolve(v);
+      };
+      const req = (secure ? https : http).request(
+        {
+          protocol: url.protocol,
+          hostname: url.hostname.replace(/^\[|\]$/g, ''),
+          port: url.port || (secure ? 443 : 80),
+          path: url.pathname,
+          method: 'GET',
+          headers,
+          agent: secure ? rangeAgents.https : rangeAgents.http,
+          ...(opts.signal ? { signal: opts.signal } : {}),
+        },
+        (res) => {
+          const status = res.statusCode ?? 0;
+          const cr = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(String(res.headers['content-range'] ?? ''));
+          const whole = status === 200 && offset === 0;
+          if (!(whole || (status === 206 && cr && Number(cr[1]) === offset && Number(cr[2]) === offset + length - 1))) {
+            if (status === 401) this.tokens.invalidate(registry, scope);
+            res.resume();
+            done(undefined);
+            return;
+          }
+          const out = Buffer.allocUnsafe(length);
+          let n = 0;
+          res.setTimeout(this.timeoutMs, () => res.destroy(new FerryError('DEADLINE_EXCEEDED', `${what}: stalled`)));
+          res.on('data', (c: Buffer) => {
+            const k = Math.min(c.length, length - n);
+            if (k <= 0) return;
+            c.copy(out, n, 0, k);
+            n += k;
+            opts.progress?.(out, n);
+            if (n >= length && whole) {
+              // a 200 for the whole blob: the rest is not wanted
+              res.destroy();
+              done(out);
+            }
+          });
+          res.on('end', () => {
+            if (n === length) done(out);
+            else done(undefined, new FerryError('UNAVAILABLE', `${what}: short read, ${n} of ${length} bytes`));
+          });
+          res.on('error', (err) => {
+            if (n === length) done(out);
+            else if (opts.signal?.aborted) done(undefined, new FerryError('CANCELED', `${what}: canceled`, { cause: err }));
+            else if (FerryError.is(err)) done(undefined, err);
+            else done(undefined, new FerryError('UNAVAILABLE', `${what}: ${err.message}`, { cause: err }));
+          });
+        },
+      );
+      req.setTimeout(this.timeoutMs, () =>
+        req.destroy(new FerryError('DEADLINE_EXCEEDED', `${what}: no response in ${this.timeoutMs} ms`)),
+      );
+      // a connection that fails before answering (a kept-alive one the server closed) takes the general path, which retries
+      req.on('error', (err) => {
+        if (opts.signal?.aborted) done(undefined, new FerryError('CANCELED', `${what}: canceled`, { cause: err }));
+        else if (FerryError.hasCode(err, 'DEADLINE_EXCEEDED')) done(undefined, err);
+        else done(undefined);
+      });
+      req.end();
+    });
   }
 
   /** Reads a whole (small) blob into memory, verified. */

@@ -47,12 +47,14 @@ export {
   MANIFEST_ACCEPT,
   statusCode,
   type RegistryClientOptions,
+  type BlobRangeOptions,
   type FetchedManifest,
   type GetManifestOptions,
   type ResolveImageOptions,
   type ResolvedImage,
 } from './client.js';
 export { pushReferrer, referrersFromTag, readReferrersIndex, type ReferrerPush } from './referrers.js';
+export { collectRange } from './streams.js';
 // Platform selection lives with the OCI model (oci/platform.ts); re-exported for the registry client's users.
 export {
   resolvePlatform,

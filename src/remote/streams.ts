@@ -1,7 +1,8 @@
 /**
  * @module remote/streams
  * Stream stages of blob reads: an idle timeout while a body streams, digest (and size) verification
- * of what passes through, and the slice of a body whose server ignored our Range header.
+ * of what passes through, the slice of a body whose server ignored our Range header, and a ranged
+ * body collected into one buffer (telling a callback as its bytes arrive).
  */
 import { createHash } from 'node:crypto';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
@@ -88,5 +89,31 @@ export function sliceStream(src: Readable, skip: number, take: number): Readable
   });
   src.on('error', (err) => out.destroy(err));
   src.pipe(out);
+  return out;
+}
+
+/** Exactly `length` bytes of a stream into one buffer, telling `progress` as they arrive. */
+export async function collectRange(
+  stream: Readable,
+  length: number,
+  what: string,
+  progress?: (buf: Buffer, filled: number) => void,
+): Promise<Buffer> {
+  const out = Buffer.allocUnsafe(length);
+  let n = 0;
+  try {
+    for await (const c of stream) {
+      const b = c as Buffer;
+      if (n + b.length > length) {
+        throw new FerryError('DATA_LOSS', `${what}: server sent more than the ${length} bytes asked for (range ignored?)`);
+      }
+      b.copy(out, n);
+      n += b.length;
+      progress?.(out, n);
+    }
+  } finally {
+    stream.destroy();
+  }
+  if (n !== length) throw new FerryError('UNAVAILABLE', `${what}: short read, ${n} of ${length} bytes`);
   return out;
 }

@@ -8,38 +8,36 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { FerryError, systemClock, type Clock } from '../core/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
-import { CredentialChain, RegistryClient, decodeBasicAuth, type CredentialSource, type Credentials } from '../remote/index.js';
+import { cutAtGrid } from './fetch-plan.js';
+import {
+  CredentialChain,
+  RegistryClient,
+  collectRange,
+  decodeBasicAuth,
+  type CredentialSource,
+  type Credentials,
+} from '../remote/index.js';
+
+/**
+ * Called as a read's bytes arrive: `buf` is the buffer the read resolves with (or, after a
+ * fallback, its replacement), its first `filled` bytes are final.
+ */
+export type ReadProgress = (buf: Buffer, filled: number) => void;
 
 /** A source of compressed blob bytes. */
 export interface Backend {
   readonly kind: string;
-  /** Exactly `length` bytes at `offset` of blob `blobId` (64 hex), or a FerryError. */
-  read(blobId: string, offset: number, length: number, signal: AbortSignal): Promise<Buffer>;
+  /**
+   * Exactly `length` bytes at `offset` of blob `blobId` (64 hex), or a FerryError. `progress`, when
+   * the backend streams, is told as the bytes arrive (the device decodes chunks before the whole
+   * range is in).
+   */
+  read(blobId: string, offset: number, length: number, signal: AbortSignal, progress?: ReadProgress): Promise<Buffer>;
   /** Reads that went to the fallback because the primary failed (P2P proxy backends). */
   fallbacks(): number;
   close(): Promise<void>;
-}
-
-async function collect(stream: Readable, length: number, what: string): Promise<Buffer> {
-  const out = Buffer.allocUnsafe(length);
-  let n = 0;
-  try {
-    for await (const c of stream) {
-      const b = c as Buffer;
-      if (n + b.length > length) {
-        throw new FerryError('DATA_LOSS', `${what}: server sent more than the ${length} bytes asked for (range ignored?)`);
-      }
-      b.copy(out, n);
-      n += b.length;
-    }
-  } finally {
-    stream.destroy();
-  }
-  if (n !== length) throw new FerryError('UNAVAILABLE', `${what}: short read, ${n} of ${length} bytes`);
-  return out;
 }
 
 function abortError(signal: AbortSignal, what: string): FerryError {
@@ -117,11 +115,10 @@ export class RegistryBackend implements Backend {
     this.creds = auth ? decodeBasicAuth(auth) : undefined;
   }
 
-  async read(blobId: string, offset: number, length: number, signal: AbortSignal): Promise<Buffer> {
+  async read(blobId: string, offset: number, length: number, signal: AbortSignal, progress?: ReadProgress): Promise<Buffer> {
     const what = `blob ${blobId} [${offset}, +${length})`;
     try {
-      const s = await this.client.getBlob(this.host, this.repo, `sha256:${blobId}`, { range: [offset, offset + length - 1], signal });
-      return await collect(s, length, what);
+      return await this.client.readBlobRange(this.host, this.repo, `sha256:${blobId}`, offset, length, { signal, progress });
     } catch (err) {
       if (signal.aborted) throw abortError(signal, what);
       if (FerryError.is(err) && (err.code === 'UNAUTHENTICATED' || err.code === 'PERMISSION_DENIED')) {
@@ -211,9 +208,18 @@ export interface ProxyBackendOptions {
   fallback?: boolean;
   timeoutMs?: number;
   log?: Logger;
+  /**
+   * the peers' range-task grid (`download.rangeGrid`; 0, the default = requests not cut): a read is
+   * cut at its multiples and the pieces read in parallel, so every request is one grid-aligned
+   * range task that other nodes' reads of the same cells share
+   */
+  rangeGrid?: number;
 }
 
-/** Reads through a P2P proxy; on any proxy failure the read goes straight to the registry. */
+/**
+ * Reads through a P2P proxy, cut at the peers' range grid (the pieces in parallel); on any proxy
+ * failure a piece goes straight to the registry.
+ */
 export class ProxyBackend implements Backend {
   readonly kind = 'proxy';
   private nFallbacks = 0;
@@ -224,18 +230,39 @@ export class ProxyBackend implements Backend {
     this.log = (o.log ?? silentLogger()).child({ component: 'proxy-backend' });
   }
 
-  async read(blobId: string, offset: number, length: number, signal: AbortSignal): Promise<Buffer> {
+  async read(blobId: string, offset: number, length: number, signal: AbortSignal, progress?: ReadProgress): Promise<Buffer> {
+    const cuts = cutAtGrid(offset, length, this.o.rangeGrid ?? 0);
+    if (cuts.length === 1) return this.readCell(blobId, offset, length, signal, progress);
+    const out = Buffer.allocUnsafe(length);
+    const filled = cuts.map(() => 0);
+    // progress: the prefix of `out` whose cells (in order) have arrived
+    const took = (i: number, buf: Buffer, n: number): void => {
+      if (n <= filled[i]!) return;
+      buf.copy(out, cuts[i]![0] - offset + filled[i]!, filled[i]!, n);
+      filled[i] = n;
+      let prefix = 0;
+      for (let k = 0; k < cuts.length; k++) {
+        prefix += filled[k]!;
+        if (filled[k]! < cuts[k]![1]) break;
+      }
+      progress?.(out, prefix);
+    };
+    await Promise.all(cuts.map(async ([o, l], i) => took(i, await this.readCell(blobId, o, l, signal, (buf, n) => took(i, buf, n)), l)));
+    return out;
+  }
+
+  private async readCell(blobId: string, offset: number, length: number, signal: AbortSignal, progress?: ReadProgress): Promise<Buffer> {
     try {
-      return await this.viaProxy(blobId, offset, length, signal);
+      return await this.viaProxy(blobId, offset, length, signal, progress);
     } catch (err) {
       if (signal.aborted || this.o.fallback === false) throw err;
       this.nFallbacks++;
       this.log.warn({ err: (err as Error).message, blob: blobId }, 'p2p proxy failed, falling back to the registry');
-      return this.o.registry.read(blobId, offset, length, signal);
+      return this.o.registry.read(blobId, offset, length, signal, progress);
     }
   }
 
-  private async viaProxy(blobId: string, offset: number, length: number, signal: AbortSignal): Promise<Buffer> {
+  private async viaProxy(blobId: string, offset: number, length: number, signal: AbortSignal, progress?: ReadProgress): Promise<Buffer> {
     const reg = this.o.registry;
     const scheme = reg.client.baseUrl(reg.host).startsWith('https') ? 'https' : 'http';
     if (scheme !== 'http') throw new FerryError('FAILED_PRECONDITION', 'the P2P proxy path is used for plain-http registries only');
@@ -265,7 +292,7 @@ export class ProxyBackend implements Backend {
             return;
           }
           res.setTimeout(timeoutMs, () => res.destroy(new FerryError('DEADLINE_EXCEEDED', `${what}: stalled`)));
-          collect(res, length, what).then(resolve, reject);
+          collectRange(res, length, what, progress).then(resolve, reject);
         },
       );
       req.setTimeout(timeoutMs, () => req.destroy(new FerryError('DEADLINE_EXCEEDED', `${what}: no response in ${timeoutMs} ms`)));

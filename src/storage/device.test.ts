@@ -8,7 +8,16 @@ import { join } from 'node:path';
 import { DigestMismatchError, FerryError } from '../core/index.js';
 import { chunkDigest, getCodec } from '../format/compress/index.js';
 import { FakeClock } from '../../test/support/clock.js';
-import { StorageDevice, LocalFsBackend, RegistryBackend, type Backend, type DeviceBlob, type DeviceChunk } from './index.js';
+import { chunkReady } from './protocol.js';
+import {
+  StorageDevice,
+  LocalFsBackend,
+  RegistryBackend,
+  type Backend,
+  type ReadProgress,
+  type DeviceBlob,
+  type DeviceChunk,
+} from './index.js';
 
 const CHUNK = 64 * 1024;
 
@@ -49,10 +58,10 @@ class CountingBackend implements Backend {
   readonly kind = 'count';
   calls: Array<[number, number]> = [];
   constructor(private readonly inner: Backend) {}
-  async read(id: string, off: number, len: number, signal: AbortSignal): Promise<Buffer> {
+  async read(id: string, off: number, len: number, signal: AbortSignal, progress?: ReadProgress): Promise<Buffer> {
     this.calls.push([off, len]);
     await new Promise((r) => setTimeout(r, 5));
-    return this.inner.read(id, off, len, signal);
+    return this.inner.read(id, off, len, signal, progress);
   }
   fallbacks(): number {
     return 0;
@@ -73,28 +82,41 @@ test('storage: lazy reads, merged requests, single flight, read-ahead only when 
     const rs = await Promise.all(Array.from({ length: 8 }, () => dev.read(id, 70000, 1000)));
     for (const r of rs) assert.ok(r.equals(view.subarray(70000, 71000)));
     assert.deepEqual(be.calls, [[CHUNK, CHUNK]]);
-    // Reading on chunk by chunk: misses 2–4 fetch their chunk; from the 4th miss in a row that
-    // starts where the previous fetch ended, fetches reach ahead (128 KiB, then 256 KiB = the cap).
+    // Reading on chunk by chunk: each read continues the stream; reads 2–4 fetch their chunk, the
+    // 4th read in a row (SEQUENTIAL_AFTER) also starts read-ahead one window (128 KiB) ahead.
     const readChunk = async (i: number): Promise<void> => {
       assert.ok((await dev.read(id, i * CHUNK + 10, 100)).equals(view.subarray(i * CHUNK + 10, i * CHUNK + 110)));
     };
+    const calls = (from: number): number[][] => be.calls.slice(from).map(([o, l]) => [o / CHUNK, l / CHUNK]);
+    const triggers = new Uint8Array(dev.sharedCaches()[0]!.triggers);
     for (let i = 2; i <= 5; i++) await readChunk(i);
-    assert.deepEqual(be.calls.slice(1), [
-      [2 * CHUNK, CHUNK],
-      [3 * CHUNK, CHUNK],
-      [4 * CHUNK, CHUNK],
-      [5 * CHUNK, 3 * CHUNK],
-    ]);
+    assert.deepEqual(
+      calls(1),
+      [
+        [2, 1],
+        [3, 1],
+        [4, 1],
+        [5, 1],
+        [6, 2],
+      ],
+      'chunks 6–7 read ahead',
+    );
+    // the window's first chunk past the reader is the trigger: its read (not answered by the FUSE
+    // fast path) reaches the device, which reads the next, doubled window ahead (up to amplify_io)
+    assert.equal(chunkReady(triggers, 6), true, 'chunk 6 is the trigger');
     await readChunk(6);
-    await readChunk(7); // read ahead: no request
-    await readChunk(8);
-    assert.deepEqual(be.calls.slice(5), [[8 * CHUNK, 5 * CHUNK]]);
+    assert.equal(chunkReady(triggers, 6), false, 'cleared once read');
+    assert.deepEqual(calls(6), [[8, 4]], '256 KiB window, the cap');
+    await readChunk(7);
+    await readChunk(8); // read ahead: no request
+    await dev.prefetchIdle();
+    assert.deepEqual(calls(7), [[12, 4]], 'the next window; then a window is ahead: nothing');
     // A jump elsewhere fetches just its chunk again.
     await readChunk(30);
-    assert.deepEqual(be.calls.slice(6), [[30 * CHUNK, CHUNK]]);
+    assert.deepEqual(calls(8), [[30, 1]]);
     // One read over several missing chunks: one request for all of them, nothing more.
     assert.ok((await dev.read(id, 20 * CHUNK, 4 * CHUNK)).equals(view.subarray(20 * CHUNK, 24 * CHUNK)));
-    assert.deepEqual(be.calls.slice(7), [[20 * CHUNK, 4 * CHUNK]]);
+    assert.deepEqual(calls(9), [[20, 4]]);
     // A read spanning cached and missing chunks.
     const all = await dev.read(id, 0, view.length + 999);
     assert.ok(all.equals(view));
@@ -422,6 +444,110 @@ test('storage: the access trace covers the first 30 s after the device opened', 
       [0, 1],
     );
     assert.equal(dev.chunksCached(), 3);
+    await dev.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('storage: scattered misses merge over small gaps and are amplified where they keep coming; prefetch goes out as a few large requests in parallel; a chunk is usable as soon as its bytes arrive', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-storage-'));
+  try {
+    const { id, bytes, blob, view } = makeBlob(40);
+    writeFileSync(join(dir, id), bytes);
+    const be = new CountingBackend(new LocalFsBackend(dir));
+    const dev = await StorageDevice.open({
+      blobs: [blob],
+      backend: be,
+      cacheDir: join(dir, 'cache'),
+      amplifyBytes: 0,
+      mergeGap: CHUNK,
+      missWindow: 4 * CHUNK,
+      fetchConcurrency: 3,
+    });
+    const calls = (from: number): number[][] => be.calls.slice(from).map(([o, l]) => [o / CHUNK, l / CHUNK]);
+    // chunk 1 cached, a read of chunks 0–2: one request reading over the one-chunk gap
+    await dev.read(id, CHUNK, 10);
+    await dev.read(id, 10, 2 * CHUNK);
+    assert.deepEqual(calls(0), [
+      [1, 1],
+      [0, 3],
+    ]);
+    const before = be.calls.length;
+    // misses in one 4-chunk region (chunks 4–7): the first MISS_REGION_AFTER fetch their chunk, the
+    // next is amplified toward the window over the chunks laid out after it
+    await dev.read(id, 4 * CHUNK, 10);
+    await dev.read(id, 6 * CHUNK + 5, 10);
+    assert.deepEqual(calls(before), [
+      [4, 1],
+      [6, 1],
+    ]);
+    await dev.read(id, 5 * CHUNK + 5, 10);
+    assert.deepEqual(calls(before + 2), [[5, 1]], 'chunk 6 cached: amplification stops there');
+    await dev.read(id, 7 * CHUNK + 5, 10);
+    assert.deepEqual(calls(before + 3), [[7, 4]], 'amplified to the 4-chunk window');
+    assert.ok((await dev.read(id, 0, 11 * CHUNK)).equals(view.subarray(0, 11 * CHUNK)));
+    // prefetch of a start-up set (in need order): a few large requests, up to 3 in flight
+    let inflight = 0;
+    let most = 0;
+    const inner = be.read.bind(be);
+    be.read = async (b, off, len, sig, progress) => {
+      inflight++;
+      most = Math.max(most, inflight);
+      try {
+        return await inner(b, off, len, sig, progress);
+      } finally {
+        inflight--;
+      }
+    };
+    const start = be.calls.length;
+    const set = [30, 31, 32, 12, 13, 20, 21, 22, 23, 26, 27, 36];
+    dev.prefetch([{ blobId: id, chunks: dev.chunksByIndex(id, set)! }], { urgent: true });
+    await dev.prefetchIdle();
+    assert.deepEqual(
+      calls(start),
+      [
+        [30, 3],
+        [12, 2],
+        [20, 4],
+        [26, 2],
+        [36, 1],
+      ],
+      'need order, one request per run',
+    );
+    assert.ok(most > 1 && most <= 3, `requests in flight at once: ${most}`);
+    for (const i of set) assert.ok((await dev.read(id, i * CHUNK, 10)).equals(view.subarray(i * CHUNK, i * CHUNK + 10)));
+    await dev.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('storage: a reader waiting for the first chunk of a large request gets it before the rest arrives', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-storage-'));
+  try {
+    const { id, bytes, blob, view } = makeBlob(8);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const be: Backend = {
+      kind: 'slow-tail',
+      async read(_b, off, len, _sig, progress) {
+        const out = Buffer.from(bytes.subarray(off, off + len));
+        progress?.(out, Math.min(len, CHUNK)); // the first chunk's bytes arrive at once
+        await gate; // the rest only when released
+        return out;
+      },
+      fallbacks: () => 0,
+      close: async () => undefined,
+    };
+    const dev = await StorageDevice.open({ blobs: [blob], backend: be, cacheDir: join(dir, 'cache'), amplifyBytes: 0 });
+    dev.prefetch([{ blobId: id, chunks: dev.chunksByIndex(id, [0, 1, 2, 3])! }], { urgent: true });
+    const first = await Promise.race([dev.read(id, 10, 100), new Promise((r) => setTimeout(() => r('timeout'), 5000))]);
+    assert.ok(Buffer.isBuffer(first) && first.equals(view.subarray(10, 110)), 'chunk 0 served while the request is still open');
+    release();
+    assert.ok((await dev.read(id, 0, 4 * CHUNK)).equals(view.subarray(0, 4 * CHUNK)));
     await dev.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -1,13 +1,17 @@
 /**
  * @module storage/device
  * The read API over a set of blobs: `read(blobId, uncompressedOffset, length)`. Missing chunks are
- * fetched from the backend (adjacent missing chunks merged into one ranged request, extended
- * forward up to the amplification size), decoded and verified, written to the cache, then served
- * from the cache file. A chunk being fetched is fetched once however many readers want it. A chunk
- * whose digest does not match is fetched once more, then the read fails (EIO at the FUSE edge) with
- * a log line naming blob and chunk. Every backend request has a hard deadline, so a backend that
- * stops answering fails the read instead of hanging it. Which requests to make is the fetch
- * planner's decision (fetch-plan.ts); background prefetch is the prefetcher's (prefetcher.ts).
+ * fetched from the backend (missing chunks merged into ranged requests over small gaps, amplified
+ * toward a window in regions that keep missing), decoded and verified as their bytes arrive (a
+ * chunk is usable as soon as its own bytes are in, not when the whole request is), written to the
+ * cache, then served from the cache file. A chunk being fetched is fetched once however many readers
+ * want it. A chunk whose digest does not match is fetched once more, then the read fails (EIO at the
+ * FUSE edge) with a log line naming blob and chunk. Every backend request has a hard deadline, so a
+ * backend that stops answering fails the read instead of hanging it. Sequential streams get
+ * asynchronous read-ahead one window ahead of the reader; the chunk where the next window is due is
+ * a *trigger* (a shared bitmap the FUSE fast paths check, so that read reaches this thread). Which
+ * requests to make is the fetch planner's decision (fetch-plan.ts); prefetch lists (the start-up
+ * set) are the prefetcher's (prefetcher.ts), several requests in flight.
  */
 import { FerryError, DigestMismatchError, systemClock, type Clock } from '../core/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
@@ -18,15 +22,24 @@ import { BlobCache } from './cache.js';
 import { DecodePool } from './decode-pool.js';
 import {
   DEFAULT_AMPLIFY_BYTES,
+  DEFAULT_FETCH_CONCURRENCY,
   DEFAULT_MERGE_BYTES,
+  DEFAULT_MERGE_GAP,
+  DEFAULT_MISS_WINDOW,
+  MissRegions,
+  ReadStreams,
+  amplify,
   byUncompressedOffset,
   dedupe,
-  nextStreak,
+  nextReadAhead,
   overlapping,
   planFetch,
-  readAheadWindow,
+  type BlobLayout,
+  type ReadStream,
 } from './fetch-plan.js';
+import { ChunkArrivals } from './arrivals.js';
 import { Prefetcher, type PrefetchOptions } from './prefetcher.js';
+import { chunkReady, clearChunk, markChunkReady } from './protocol.js';
 
 export type { PrefetchOptions } from './prefetcher.js';
 
@@ -70,10 +83,19 @@ export interface StorageDeviceOptions {
   cacheDir: string;
   log?: Logger;
   /**
-   * largest read amplification (nydusd amplify_io / rafs.batch_size), default 1 MiB: reached by
-   * sequential reads only, ramping up from 128 KiB (see fetch-plan's `readAheadWindow`); 0 turns it off
+   * largest read-ahead window of a sequential stream (nydusd amplify_io / rafs.batch_size), default
+   * 1 MiB, ramping up from 128 KiB (see fetch-plan's `nextReadAhead`); 0 turns read-ahead off
    */
   amplifyBytes?: number;
+  /** largest gap (compressed bytes) read over to merge requests (default 32 KiB) */
+  mergeGap?: number;
+  /**
+   * window (compressed bytes) an on-demand miss is amplified toward in a region that keeps missing
+   * (default 128 KiB; 0 = only the chunks read, and the gaps merged over)
+   */
+  missWindow?: number;
+  /** prefetch and read-ahead requests in flight at once (default 4); on-demand reads never wait */
+  fetchConcurrency?: number;
   /** hard deadline of one backend request including its retries, ms (default 30 s) */
   requestDeadlineMs?: number;
   /** prefetch: merged request size (merging_size, default 1 MiB), bandwidth bytes/s (0 = unlimited) */
@@ -102,6 +124,8 @@ export interface BlobViewMap {
   size: number;
   dataPath: string;
   bitmap: SharedArrayBuffer;
+  /** read-ahead triggers (same bit order): a read touching one must go to the main thread */
+  triggers: SharedArrayBuffer;
   starts: Float64Array;
   ends: Float64Array;
   index: Uint32Array;
@@ -116,9 +140,13 @@ interface BlobState {
   byOffset: DeviceChunk[];
   pos: Map<number, number>;
   inflight: Map<number, Promise<void>>;
-  /** compressed end of the last on-demand fetch, and how many misses in a row started there */
-  seqEnd: number;
-  streak: number;
+  /** the blob's chunks and what not to fetch again, for the planner */
+  layout: BlobLayout<DeviceChunk>;
+  /** sequential streams over the view, and regions that keep missing */
+  streams: ReadStreams;
+  regions: MissRegions;
+  /** read-ahead triggers, one bit per CI index (shared with the FUSE reader threads) */
+  triggers: Uint8Array;
   /** DeviceBlob.prepare in progress or done */
   prepared?: Promise<void> | undefined;
 }
@@ -136,22 +164,8 @@ interface FetchPurpose {
   readonly record: boolean;
 }
 const ON_DEMAND: FetchPurpose = { prefetch: false, record: true };
-
-interface Deferred {
-  promise: Promise<void>;
-  resolve(): void;
-  reject(e: unknown): void;
-}
-function deferred(): Deferred {
-  let resolve!: () => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<void>((a, b) => {
-    resolve = a;
-    reject = b;
-  });
-  promise.catch(() => undefined);
-  return { promise, resolve, reject };
-}
+/** Asynchronous read-ahead of a sequential stream: not a reader's wait, recorded like the read it follows. */
+const READ_AHEAD: FetchPurpose = { prefetch: false, record: true };
 
 export class StorageDevice {
   readonly stats: DeviceStats = {
@@ -166,6 +180,8 @@ export class StorageDevice {
   private readonly blobs = new Map<string, BlobState>();
   private readonly log: Logger;
   private readonly amplify: number;
+  private readonly mergeGap: number;
+  private readonly missWindow: number;
   private readonly deadline: number;
   private onDemand = 0;
   private closed = false;
@@ -180,17 +196,21 @@ export class StorageDevice {
   private constructor(private readonly o: StorageDeviceOptions) {
     this.log = (o.log ?? silentLogger()).child({ component: 'storage' });
     this.amplify = Math.max(0, o.amplifyBytes ?? DEFAULT_AMPLIFY_BYTES);
+    this.mergeGap = Math.max(0, o.mergeGap ?? DEFAULT_MERGE_GAP);
+    this.missWindow = Math.max(0, o.missWindow ?? DEFAULT_MISS_WINDOW);
     this.deadline = o.requestDeadlineMs ?? DEFAULT_REQUEST_DEADLINE_MS;
     this.clock = o.clock ?? systemClock;
     this.openedAt = this.clock.now();
     this.prefetcher = new Prefetcher<BlobState, DeviceChunk>({
       mergeBytes: o.prefetchMergeBytes ?? DEFAULT_MERGE_BYTES,
+      mergeGap: this.mergeGap,
+      concurrency: o.fetchConcurrency ?? DEFAULT_FETCH_CONCURRENCY,
       bandwidth: o.prefetchBandwidth ?? 0,
       log: this.log,
       clock: this.clock,
       reading: () => this.onDemand > 0,
-      skip: (s, i) => s.cache.isReady(i) || s.inflight.has(i),
-      fetch: (s, batch, opts) => this.ensure(s, batch, { prefetch: true, record: opts.record === true }),
+      layout: (s) => s.layout,
+      fetch: (s, batch, opts) => this.ensure(s, batch, { prefetch: true, record: opts.record === true }, (missing) => [missing]),
       idOf: (s) => s.blob.blobId,
     });
   }
@@ -222,15 +242,19 @@ export class StorageDevice {
       const byOffset = byUncompressedOffset(blob.chunks);
       const cache = await BlobCache.open(o.cacheDir, blob.blobId, blob.uncompressedSize, blob.chunkCount);
       const decoder = { blobId: blob.blobId, compressor: blob.codec.compressor, digester: blob.codec.digester };
+      const pos = new Map(byOffset.map((c, i) => [c.chunkIndex, i]));
+      const inflight = new Map<number, Promise<void>>();
       d.blobs.set(blob.blobId, {
         blob,
         decoder,
         cache,
         byOffset,
-        pos: new Map(byOffset.map((c, i) => [c.chunkIndex, i])),
-        inflight: new Map(),
-        seqEnd: Number.NEGATIVE_INFINITY,
-        streak: 0,
+        pos,
+        inflight,
+        layout: { byOffset, position: pos, skip: (i) => cache.isReady(i) || inflight.has(i) },
+        streams: new ReadStreams(),
+        regions: new MissRegions(d.missWindow),
+        triggers: new Uint8Array(new SharedArrayBuffer(Math.max(1, Math.ceil(blob.chunkCount / 8)))),
       });
     }
     return d;
@@ -259,8 +283,13 @@ export class StorageDevice {
   }
 
   /** Per blob: cache data file and shared ready bitmap, for readers in other threads. */
-  sharedCaches(): Array<{ blobId: string; dataPath: string; bitmap: SharedArrayBuffer }> {
-    return [...this.blobs.values()].map((s) => ({ blobId: s.blob.blobId, dataPath: s.cache.dataPath, bitmap: s.cache.sharedBitmap }));
+  sharedCaches(): Array<{ blobId: string; dataPath: string; bitmap: SharedArrayBuffer; triggers: SharedArrayBuffer }> {
+    return [...this.blobs.values()].map((s) => ({
+      blobId: s.blob.blobId,
+      dataPath: s.cache.dataPath,
+      bitmap: s.cache.sharedBitmap,
+      triggers: s.triggers.buffer as SharedArrayBuffer,
+    }));
   }
 
   /** Per blob: chunk extents in the uncompressed view plus the cache files (see BlobViewMap). */
@@ -280,6 +309,7 @@ export class StorageDevice {
         size: s.blob.uncompressedSize,
         dataPath: s.cache.dataPath,
         bitmap: s.cache.sharedBitmap,
+        triggers: s.triggers.buffer as SharedArrayBuffer,
         starts,
         ends,
         index,
@@ -301,22 +331,40 @@ export class StorageDevice {
     return s;
   }
 
-  /** Reads `length` bytes at `offset` of a blob's uncompressed view (clamped to its size). */
+  /**
+   * Reads `length` bytes at `offset` of a blob's uncompressed view (clamped to its size). The read
+   * also steers read-ahead: it continues a sequential stream or starts one (fetch-plan's
+   * `ReadStreams`), and a stream long enough gets its next window fetched in the background.
+   */
   async read(blobId: string, offset: number, length: number): Promise<Buffer> {
     const s = this.state(blobId);
     const end = Math.min(offset + length, s.blob.uncompressedSize);
     if (end <= offset) return Buffer.alloc(0);
+    const chunks = overlapping(s.byOffset, offset, end);
+    for (const c of chunks) if (chunkReady(s.triggers, c.chunkIndex)) clearChunk(s.triggers, c.chunkIndex);
+    const stream = s.streams.observe(offset, end);
     this.onDemand++;
     try {
-      await this.ensure(s, overlapping(s.byOffset, offset, end), ON_DEMAND);
+      // this read's own requests go out first, the read-ahead beside them
+      const ready = this.ensure(s, chunks, ON_DEMAND);
+      this.readAhead(s, stream);
+      await ready;
     } finally {
       this.onDemand--;
     }
     return s.cache.read(offset, end - offset);
   }
 
-  /** Makes sure every chunk is in the cache (fetching what is missing), or throws. */
-  private async ensure(s: BlobState, chunks: DeviceChunk[], why: FetchPurpose): Promise<void> {
+  /**
+   * Makes sure every chunk is in the cache (fetching what is missing), or throws. `plan` cuts the
+   * missing chunks into requests (default: the on-demand plan).
+   */
+  private async ensure(
+    s: BlobState,
+    chunks: DeviceChunk[],
+    why: FetchPurpose,
+    plan?: (missing: DeviceChunk[]) => DeviceChunk[][],
+  ): Promise<void> {
     const waits: Promise<void>[] = [];
     const missing: DeviceChunk[] = [];
     for (const c of chunks) {
@@ -330,7 +378,7 @@ export class StorageDevice {
       else missing.push(c);
     }
     if (missing.length) {
-      const groups = why.prefetch ? planFetch(missing, this.o.prefetchMergeBytes ?? DEFAULT_MERGE_BYTES) : this.planOnDemand(s, missing);
+      const groups = plan ? plan(missing) : this.planOnDemand(s, missing);
       if (why.record) this.record(s, groups);
       for (const group of groups) waits.push(...this.fetchGroup(s, group, why));
     }
@@ -338,28 +386,34 @@ export class StorageDevice {
   }
 
   /**
-   * The requests for an on-demand read's missing chunks: merged up to the read-ahead size, the last
-   * one reaching ahead as far as the blob's sequential-read streak says (fetch-plan.ts).
+   * The requests for an on-demand read's missing chunks: merged over small gaps (the chunks in the
+   * gaps taken along), and in a region of the blob that keeps missing, amplified toward the miss
+   * window over the chunks laid out after them (fetch-plan's `MissRegions`, `amplify`).
    */
   private planOnDemand(s: BlobState, missing: DeviceChunk[]): DeviceChunk[][] {
-    s.streak = nextStreak(s.streak, s.seqEnd, missing);
-    const window = readAheadWindow(s.streak, this.amplify);
-    const groups = planFetch(
-      missing,
-      Math.max(this.amplify, DEFAULT_MERGE_BYTES),
-      window > 0
-        ? {
-            bytes: window,
-            byOffset: s.byOffset,
-            position: s.pos,
-            skip: (i) => s.cache.isReady(i) || s.inflight.has(i),
-          }
-        : undefined,
-    );
-    const g = groups[groups.length - 1]!;
-    const last = g[g.length - 1]!;
-    s.seqEnd = last.compressedOffset + last.compressedSize;
+    const groups = planFetch(missing, { maxBytes: Math.max(this.missWindow, DEFAULT_MERGE_BYTES), maxGap: this.mergeGap }, s.layout);
+    const planned = new Set(groups.flatMap((g) => g.map((c) => c.chunkIndex)));
+    for (const g of groups) if (s.regions.note(g[0]!.compressedOffset)) amplify(g, s.layout, this.missWindow, this.mergeGap, planned);
     return groups;
+  }
+
+  /**
+   * The next read-ahead window of a sequential stream, if one is due (fetch-plan's
+   * `nextReadAhead`): its missing chunks are fetched in the background, and its first chunk past the reader becomes
+   * the trigger whose read asks for the window after it.
+   */
+  private readAhead(s: BlobState, stream: ReadStream): void {
+    const r = nextReadAhead(stream, this.amplify, s.blob.uncompressedSize);
+    if (!r || this.closed) return;
+    const chunks = overlapping(s.byOffset, r.start, r.end);
+    if (!chunks.length) return;
+    // the trigger: the window's first chunk past the reader (its first chunk may be the one being read)
+    markChunkReady(s.triggers, (chunks.find((c) => c.uncompressedOffset >= r.start) ?? chunks[0]!).chunkIndex);
+    const missing = chunks.filter((c) => !s.layout.skip(c.chunkIndex));
+    if (!missing.length) return;
+    const groups = planFetch(missing, { maxBytes: Math.max(this.amplify, DEFAULT_MERGE_BYTES), maxGap: this.mergeGap }, s.layout);
+    this.record(s, groups);
+    for (const g of groups) for (const p of this.fetchGroup(s, g, READ_AHEAD)) p.catch(() => undefined);
   }
 
   private record(s: BlobState, groups: DeviceChunk[][]): void {
@@ -405,47 +459,47 @@ export class StorageDevice {
     return s.prepared;
   }
 
-  /** Starts one ranged request for a group; returns one promise per chunk. */
+  /**
+   * Starts one ranged request for a group (sorted by compressed offset, not overlapping); returns
+   * one promise per chunk. Each chunk is decoded, verified and cached as soon as its own bytes have
+   * arrived (and the blob's `prepare` step is done), so a reader waiting for the first chunk of a
+   * large request does not wait for the rest.
+   */
   private fetchGroup(s: BlobState, group: DeviceChunk[], why: FetchPurpose): Promise<void>[] {
     const ready = this.prepared(s);
-    const ds = group.map(() => deferred());
-    group.forEach((c, i) => {
-      s.inflight.set(c.chunkIndex, ds[i]!.promise);
+    const chunks = new ChunkArrivals(group, async (c, raw) => {
+      await ready;
+      await s.cache.put(c.chunkIndex, c.uncompressedOffset, await this.decodeOrRefetch(s, c, raw));
     });
-    const done = (): void => {
-      for (const c of group) s.inflight.delete(c.chunkIndex);
-    };
+    const promises = chunks.promises;
+    group.forEach((c, i) => {
+      const p = promises[i]!;
+      s.inflight.set(c.chunkIndex, p);
+      const done = (): void => {
+        if (s.inflight.get(c.chunkIndex) === p) s.inflight.delete(c.chunkIndex);
+      };
+      p.then(done, done);
+    });
     const start = group[0]!.compressedOffset;
     const last = group[group.length - 1]!;
     const len = last.compressedOffset + last.compressedSize - start;
-    (async () => {
-      let raw: Buffer;
-      try {
-        [raw] = await Promise.all([this.backendRead(s.blob.blobId, start, len), ready]);
-      } catch (err) {
+    let prepFailed = false;
+    ready.catch(() => {
+      if (!prepFailed) this.stats.backendErrors++;
+      prepFailed = true;
+    });
+    this.backendRead(s.blob.blobId, start, len, (buf, n) => chunks.arrived(buf, n)).then(
+      (raw) => {
+        if (why.prefetch) this.stats.prefetchedBytes += len;
+        chunks.arrived(raw, len);
+      },
+      (err: unknown) => {
         this.stats.backendErrors++;
         this.log.warn({ blob: s.blob.blobId, offset: start, length: len, err: (err as Error).message }, 'backend read failed');
-        const e = FerryError.is(err) ? err : new FerryError('UNAVAILABLE', (err as Error).message, { cause: err });
-        ds.forEach((d) => {
-          d.reject(e);
-        });
-        return;
-      }
-      if (why.prefetch) this.stats.prefetchedBytes += len;
-      await Promise.all(
-        group.map(async (c, i) => {
-          try {
-            const rawChunk = raw.subarray(c.compressedOffset - start, c.compressedOffset - start + c.compressedSize);
-            const data = await this.decodeOrRefetch(s, c, rawChunk);
-            await s.cache.put(c.chunkIndex, c.uncompressedOffset, data);
-            ds[i]!.resolve();
-          } catch (err) {
-            ds[i]!.reject(err);
-          }
-        }),
-      );
-    })().finally(done);
-    return ds.map((d) => d.promise);
+        chunks.fail(FerryError.is(err) ? err : new FerryError('UNAVAILABLE', (err as Error).message, { cause: err }));
+      },
+    );
+    return promises;
   }
 
   private async decodeOrRefetch(s: BlobState, c: DeviceChunk, raw: Buffer): Promise<Buffer> {
@@ -478,14 +532,19 @@ export class StorageDevice {
     }
   }
 
-  private async backendRead(blobId: string, offset: number, length: number): Promise<Buffer> {
+  private async backendRead(
+    blobId: string,
+    offset: number,
+    length: number,
+    progress?: (buf: Buffer, filled: number) => void,
+  ): Promise<Buffer> {
     const ctl = new AbortController();
     const cancel = this.clock.setTimer(this.deadline, () =>
       ctl.abort(new FerryError('DEADLINE_EXCEEDED', `blob ${blobId}: backend gave no data in ${this.deadline} ms`)),
     );
     this.stats.requests++;
     try {
-      const p = this.o.backend.read(blobId, offset, length, ctl.signal);
+      const p = this.o.backend.read(blobId, offset, length, ctl.signal, progress);
       // Whatever the backend does with the signal, the caller is released at the deadline.
       const buf = await Promise.race([
         p,
@@ -501,8 +560,10 @@ export class StorageDevice {
   // ---- prefetch ---------------------------------------------------------------------------
 
   /**
-   * Queues chunks (by blob) for background prefetch; `all` = every chunk of every blob. Urgent
-   * prefetches go ahead of queued background ones and do not wait for on-demand reads.
+   * Queues chunks (by blob, each list in the order the chunks will be needed) for prefetch; `all` =
+   * every chunk of every blob. They go out as a few large requests, several in flight (the
+   * prefetcher). Urgent prefetches go ahead of queued background ones and do not wait for
+   * on-demand reads.
    */
   prefetch(sel: 'all' | Array<{ blobId: string; chunks: DeviceChunk[] }>, opts: PrefetchOptions = {}): void {
     const jobs: Array<{ blob: BlobState; chunks: DeviceChunk[] }> = [];
@@ -511,7 +572,8 @@ export class StorageDevice {
     } else {
       for (const { blobId, chunks } of sel) {
         const s = this.blobs.get(blobId);
-        if (s) jobs.push({ blob: s, chunks: dedupe(chunks).sort((a, b) => a.compressedOffset - b.compressedOffset) });
+        // in the order given: the order they will be needed (a trace's order)
+        if (s) jobs.push({ blob: s, chunks: dedupe(chunks) });
       }
     }
     if (!this.closed) this.prefetcher.add(jobs, opts);

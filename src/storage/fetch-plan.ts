@@ -1,30 +1,54 @@
 /**
  * @module storage/fetch-plan
- * The fetch planner of the storage device: pure functions, no I/O. Which chunks a read of a blob's
- * uncompressed view touches (`overlapping`); how missing chunks become ranged backend requests
- * (`planFetch`: adjacent misses merged, bounded in size and gap, the last request extended by
- * read-ahead); when a miss continues a sequential read and how far read-ahead then reaches
- * (`nextStreak`, `readAheadWindow`, as the kernel's read-ahead follows the access pattern); how a
- * prefetch list is cut into requests (`nextPrefetchBatch`); and the sorted, de-duplicated chunk list
- * of a blob (`byUncompressedOffset`). The numbers that steer all of this are the constants below.
+ * The fetch planner of the storage device: pure functions and small state machines, no I/O.
+ *
+ * - Which chunks a read of a blob's uncompressed view touches (`overlapping`).
+ * - How chunks to fetch become ranged requests (`planFetch`): sorted by compressed offset, merged
+ *   while the gap between neighbours is at most `maxGap` (a gap read over costs less than another
+ *   round trip; the chunks lying in it are taken along when they are neither cached nor in flight,
+ *   so nothing read is wasted), each request at most `maxBytes`.
+ * - Read amplification of on-demand misses (`amplify`): a request grows over the blob's following
+ *   chunks — chunks of the same file, and of the files laid out after it — up to a window, once a
+ *   region of the blob has missed often enough to be worth it (`MissRegions`).
+ * - Sequential streams at the view level (`ReadStreams`): a read continuing one of the last few
+ *   reads (or landing inside the read-ahead issued for it) extends that stream; from the
+ *   SEQUENTIAL_AFTER-th such read on, the device reads ahead asynchronously, one window ahead of the
+ *   reader, the window doubling up to `amplify_io` (as the kernel's read-ahead does).
+ * - How a prefetch list (the start-up set: a trace, the loader's reads) becomes a few large
+ *   requests issued in the order the chunks are needed (`planPrefetch`).
+ * - The sorted, de-duplicated chunk list of a blob (`byUncompressedOffset`).
+ * The numbers that steer all of this are the constants below; the daemon's configuration overrides
+ * the defaults (docs/daemon.md, "Reads").
  */
 
-/** Default size of one merged request (nydusd `merging_size`) and default read-ahead (`amplify_io`). */
+/** Default largest request of a prefetch (nydusd `merging_size`) and largest sequential read-ahead (`amplify_io`). */
 export const DEFAULT_MERGE_BYTES = 1024 * 1024;
 export const DEFAULT_AMPLIFY_BYTES = 1024 * 1024;
-/** Chunks are merged into one request over gaps of at most merge >> MERGE_GAP_SHIFT (8 KiB at 1 MiB). */
-export const MERGE_GAP_SHIFT = 7;
-/** A miss starting at most this far past the previous fetch still counts as sequential. */
+/**
+ * Default largest gap (compressed bytes) read over to merge two requests into one: ~the bytes a
+ * 100 Mbit/s link moves in one round trip to a registry (docker-registry answers a small range in
+ * ~2.4 ms on loopback).
+ */
+export const DEFAULT_MERGE_GAP = 32 * 1024;
+/** Default window an on-demand miss is amplified toward in a region that keeps missing (0 = off). */
+export const DEFAULT_MISS_WINDOW = 128 * 1024;
+/** Misses in one window-sized region of the blob before further misses there are amplified. */
+export const MISS_REGION_AFTER = 2;
+/** Regions remembered per blob (least recently missed forgotten first). */
+export const MISS_REGIONS_KEPT = 1024;
+/** Default requests in flight per device for prefetches and read-ahead (on-demand reads never wait). */
+export const DEFAULT_FETCH_CONCURRENCY = 4;
+/** A read starting at most this far past where a stream's last read ended still continues it. */
 export const SEQUENTIAL_SLACK = 64 * 1024;
 /**
- * Misses in a row, each starting where the previous fetch ended, before read-ahead starts: a cold
- * python start has runs of up to 3 (a threshold of 2 fetched 18 % more, 3 fetched 4 % more).
+ * Reads in a row continuing a stream before read-ahead starts: a cold python start has runs of up
+ * to 3 (a threshold of 2 fetched 18 % more, 3 fetched 4 % more).
  */
 export const SEQUENTIAL_AFTER = 4;
-/** First read-ahead window of a sequential read; it doubles with each further sequential miss. */
+/** Streams followed per blob (several files read at once). */
+export const STREAMS_KEPT = 8;
+/** First read-ahead window of a sequential stream (view bytes); it doubles up to amplify_io. */
 export const MIN_WINDOW = 128 * 1024;
-/** Cap on the doublings (the window reaches amplify_io long before; keeps the window finite). */
-export const MAX_WINDOW_DOUBLINGS = 20;
 
 /** Where a chunk lies in its blob (compressed) and in the blob's uncompressed view. */
 export interface ChunkPlace {
@@ -35,120 +59,238 @@ export interface ChunkPlace {
   readonly uncompressedSize: number;
 }
 
+/** How chunks are merged into requests. */
+export interface MergePolicy {
+  /** largest request (compressed span, bytes); a single bigger chunk is its own request */
+  maxBytes: number;
+  /** largest gap between two chunks read over to put them in one request */
+  maxGap: number;
+}
+
+/** A blob's chunks in order, for planning beyond the chunks asked for (gap filling, amplification, read-ahead). */
+export interface BlobLayout<C extends ChunkPlace> {
+  /** the blob's chunks sorted by uncompressed offset (the compressed order, in native blobs) */
+  byOffset: readonly C[];
+  /** each CI index's position in `byOffset` */
+  position: ReadonlyMap<number, number>;
+  /** chunks not to fetch (cached or in flight) */
+  skip(chunkIndex: number): boolean;
+}
+
 /** The chunks of `byOffset` (sorted by uncompressed offset) overlapping [start, end) of the view (start < end). */
 export function overlapping<C extends ChunkPlace>(byOffset: readonly C[], start: number, end: number): C[] {
+  const out: C[] = [];
+  for (let i = firstEndingAfter(byOffset, start); i < byOffset.length && byOffset[i]!.uncompressedOffset < end; i++) out.push(byOffset[i]!);
+  return out;
+}
+
+/** Position of the first chunk of `byOffset` ending after view offset `off`. */
+export function firstEndingAfter(byOffset: readonly ChunkPlace[], off: number): number {
   let lo = 0;
   let hi = byOffset.length;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
     const c = byOffset[mid]!;
-    if (c.uncompressedOffset + c.uncompressedSize <= start) lo = mid + 1;
+    if (c.uncompressedOffset + c.uncompressedSize <= off) lo = mid + 1;
     else hi = mid;
   }
-  const out: C[] = [];
-  for (let i = lo; i < byOffset.length && byOffset[i]!.uncompressedOffset < end; i++) out.push(byOffset[i]!);
-  return out;
+  return lo;
 }
+
+const endOf = (c: ChunkPlace): number => c.compressedOffset + c.compressedSize;
 
 /**
- * The sequential-read streak after an on-demand fetch of `missing` (not empty): one more when the
- * lowest of them starts where the previous fetch ended (`prevEnd`, compressed; up to
- * SEQUENTIAL_SLACK later), else 0.
+ * Ranged requests for `want` (any order, no repeats): sorted by compressed offset, consecutive
+ * chunks share a request while the gap before each is at most `maxGap` and the request spans at
+ * most `maxBytes` (a bigger chunk alone). Chunks whose compressed ranges overlap (deduplicated data)
+ * never share one. With `layout`, the chunks lying in a gap that was read over join the request
+ * unless `layout.skip` says they are cached or in flight.
  */
-export function nextStreak(streak: number, prevEnd: number, missing: readonly ChunkPlace[]): number {
-  let start = missing[0]!.compressedOffset;
-  for (const c of missing) if (c.compressedOffset < start) start = c.compressedOffset;
-  return start >= prevEnd && start - prevEnd <= SEQUENTIAL_SLACK ? streak + 1 : 0;
-}
-
-/**
- * How far an on-demand fetch reads ahead after `streak` sequential misses: nothing before the
- * SEQUENTIAL_AFTER-th, then MIN_WINDOW doubling per further miss, up to `amplify` (0: never). A
- * program starting up touches scattered pages and fetches only their chunks (a fixed amplification
- * fetched 1.8× the bytes of a cold python start); a sequential read ramps up.
- */
-export function readAheadWindow(streak: number, amplify: number): number {
-  if (streak < SEQUENTIAL_AFTER || amplify <= 0) return 0;
-  // a multiplication, not a shift: MIN_WINDOW << 14 overflows 32 bits (negative, then 0 from 15 on)
-  return Math.min(amplify, MIN_WINDOW * 2 ** Math.min(streak - SEQUENTIAL_AFTER, MAX_WINDOW_DOUBLINGS));
-}
-
-/** Read-ahead for `planFetch`: the blob's chunks after the last planned one that may join its request. */
-export interface ReadAhead<C extends ChunkPlace> {
-  /** bytes past the end of the last request it may reach (compressed) */
-  bytes: number;
-  /** the blob's chunks sorted by uncompressed offset, and each CI index's position in it */
-  byOffset: readonly C[];
-  position: ReadonlyMap<number, number>;
-  /** chunks not to fetch again (cached or in flight): read-ahead stops at the first */
-  skip(chunkIndex: number): boolean;
-}
-
-/**
- * Ranged requests for missing chunks: sorted by compressed offset, consecutive chunks share a
- * request while the gap before each is at most merge >> MERGE_GAP_SHIFT and the request spans at
- * most `merge` bytes (or one chunk, if bigger). With `readAhead`, the last request then grows over
- * the blob's following chunks — while they are missing, contiguous and within `readAhead.bytes`.
- */
-export function planFetch<C extends ChunkPlace>(missing: readonly C[], merge: number, readAhead?: ReadAhead<C>): C[][] {
-  const sorted = [...missing].sort((a, b) => a.compressedOffset - b.compressedOffset);
-  const maxGap = merge >> MERGE_GAP_SHIFT;
+export function planFetch<C extends ChunkPlace>(want: readonly C[], policy: MergePolicy, layout?: BlobLayout<C>): C[][] {
+  const sorted = [...want].sort((a, b) => a.compressedOffset - b.compressedOffset);
   const groups: C[][] = [];
   let cur: C[] = [];
   for (const c of sorted) {
     const last = cur[cur.length - 1];
     if (last) {
-      const lastEnd = last.compressedOffset + last.compressedSize;
-      const span = c.compressedOffset + c.compressedSize - cur[0]!.compressedOffset;
-      if (c.compressedOffset - lastEnd > maxGap || c.compressedOffset < lastEnd || span > Math.max(merge, c.compressedSize)) {
+      const gap = c.compressedOffset - endOf(last);
+      const span = endOf(c) - cur[0]!.compressedOffset;
+      if (gap > policy.maxGap || gap < 0 || span > Math.max(policy.maxBytes, c.compressedSize)) {
         groups.push(cur);
         cur = [];
+      } else if (gap > 0 && layout) {
+        fillGap(cur, c, layout);
       }
     }
     cur.push(c);
   }
   if (cur.length) groups.push(cur);
-  if (readAhead && readAhead.bytes > 0 && groups.length > 0) extend(groups[groups.length - 1]!, sorted, maxGap, readAhead);
   return groups;
 }
 
-function extend<C extends ChunkPlace>(g: C[], planned: readonly C[], maxGap: number, ra: ReadAhead<C>): void {
-  const tail = g[g.length - 1]!;
-  const reach = tail.compressedOffset + tail.compressedSize + ra.bytes;
-  const taken = new Set(planned.map((c) => c.chunkIndex));
-  for (let i = (ra.position.get(tail.chunkIndex) ?? ra.byOffset.length) + 1; i < ra.byOffset.length; i++) {
-    const c = ra.byOffset[i]!;
-    const last = g[g.length - 1]!;
-    const lastEnd = last.compressedOffset + last.compressedSize;
-    if (ra.skip(c.chunkIndex) || taken.has(c.chunkIndex)) break;
-    if (c.compressedOffset < lastEnd || c.compressedOffset - lastEnd > maxGap) break;
-    if (c.compressedOffset + c.compressedSize > reach) break;
-    g.push(c);
+/** Appends to `g` the chunks lying entirely between its last chunk and `next` that may be fetched. */
+function fillGap<C extends ChunkPlace>(g: C[], next: C, layout: BlobLayout<C>): void {
+  const last = g[g.length - 1]!;
+  const from = layout.position.get(last.chunkIndex);
+  if (from === undefined) return;
+  for (let i = from + 1; i < layout.byOffset.length; i++) {
+    const c = layout.byOffset[i]!;
+    if (c.compressedOffset < endOf(g[g.length - 1]!)) continue;
+    if (endOf(c) > next.compressedOffset) break;
+    if (!layout.skip(c.chunkIndex)) g.push(c);
   }
 }
 
 /**
- * The next prefetch request from `chunks` (sorted by compressed offset) starting at `from`:
- * consecutive chunks up to `merge` compressed bytes (at least one), leaving out those `skip` says
- * are cached or in flight. `next` is where the following batch starts; `batch` may be empty when
- * every chunk looked at was skipped.
+ * Grows request `g` (sorted, from `planFetch`) over the blob's following chunks while they may be
+ * fetched, are contiguous (gaps up to `maxGap`), are not in `planned` (chunks of the other requests
+ * of the same plan; the chunks added are put in it) and end within `bytes` of the request's start
+ * (compressed): the read amplification of a miss. Returns the chunks added.
  */
-export function nextPrefetchBatch<C extends ChunkPlace>(
-  chunks: readonly C[],
-  from: number,
-  merge: number,
-  skip: (chunkIndex: number) => boolean,
-): { batch: C[]; bytes: number; next: number } {
-  const batch: C[] = [];
-  let bytes = 0;
-  let i = from;
-  while (i < chunks.length && (batch.length === 0 || bytes + chunks[i]!.compressedSize <= merge)) {
-    const c = chunks[i++]!;
-    if (skip(c.chunkIndex)) continue;
-    batch.push(c);
-    bytes += c.compressedSize;
+export function amplify<C extends ChunkPlace>(
+  g: C[],
+  layout: BlobLayout<C>,
+  bytes: number,
+  maxGap: number,
+  planned: Set<number> = new Set(),
+): C[] {
+  const added: C[] = [];
+  if (bytes <= 0 || g.length === 0) return added;
+  const start = g[0]!.compressedOffset;
+  const taken = planned;
+  for (const c of g) taken.add(c.chunkIndex);
+  const from = layout.position.get(g[g.length - 1]!.chunkIndex);
+  if (from === undefined) return added;
+  for (let i = from + 1; i < layout.byOffset.length; i++) {
+    const c = layout.byOffset[i]!;
+    const lastEnd = endOf(g[g.length - 1]!);
+    if (taken.has(c.chunkIndex) || layout.skip(c.chunkIndex)) break;
+    if (c.compressedOffset < lastEnd || c.compressedOffset - lastEnd > maxGap) break;
+    if (endOf(c) - start > bytes) break;
+    g.push(c);
+    added.push(c);
+    taken.add(c.chunkIndex);
   }
-  return { batch, bytes, next: i };
+  return added;
+}
+
+/**
+ * On-demand misses per region of a blob (regions of `window` compressed bytes, the last
+ * MISS_REGIONS_KEPT remembered): `note` counts a miss and says whether its region has missed
+ * often enough (MISS_REGION_AFTER) that amplifying the next fetch there is likely to pay. A
+ * program starting up touches scattered pages of big files (a fixed 1 MiB amplification fetched
+ * 1.8× the bytes of a cold python start): only regions it keeps coming back to are amplified.
+ */
+export class MissRegions {
+  private readonly counts = new Map<number, number>();
+  constructor(private readonly window: number) {}
+
+  note(compressedOffset: number): boolean {
+    if (this.window <= 0) return false;
+    const r = Math.floor(compressedOffset / this.window);
+    const n = (this.counts.get(r) ?? 0) + 1;
+    this.counts.delete(r);
+    this.counts.set(r, n);
+    if (this.counts.size > MISS_REGIONS_KEPT) this.counts.delete(this.counts.keys().next().value!);
+    return n > MISS_REGION_AFTER;
+  }
+}
+
+/** One sequential stream over a blob's view. */
+export interface ReadStream {
+  /** where the last read of the stream ended (view offset) */
+  next: number;
+  /** reads in a row that continued the stream */
+  streak: number;
+  /** read-ahead issued up to here (view offset) */
+  aheadEnd: number;
+  /** the current read-ahead window (view bytes) */
+  window: number;
+}
+
+/**
+ * The sequential streams of one blob's view (STREAMS_KEPT of them, least recent replaced): a read
+ * that starts where a stream's last read ended (up to SEQUENTIAL_SLACK later), or inside the
+ * read-ahead issued for it, continues it; anything else starts a new stream. The device sees only
+ * reads that miss the cache and reads of read-ahead trigger chunks (the FUSE fast path answers the
+ * rest), which is why landing inside the read-ahead counts as continuing.
+ */
+export class ReadStreams {
+  private streams: ReadStream[] = [];
+
+  observe(start: number, end: number): ReadStream {
+    const i = this.streams.findIndex((s) => start >= s.next - SEQUENTIAL_SLACK && start <= Math.max(s.next, s.aheadEnd) + SEQUENTIAL_SLACK);
+    let s: ReadStream;
+    if (i >= 0) {
+      s = this.streams[i]!;
+      this.streams.splice(i, 1);
+      // a read behind the stream's end (the kernel re-reading a page) neither advances nor breaks it
+      if (end > s.next) {
+        s.streak++;
+        s.next = end;
+      }
+    } else {
+      s = { next: end, streak: 0, aheadEnd: end, window: 0 };
+    }
+    this.streams.unshift(s);
+    if (this.streams.length > STREAMS_KEPT) this.streams.length = STREAMS_KEPT;
+    return s;
+  }
+}
+
+/**
+ * The read-ahead a stream wants after a read (`amplify` the largest window, 0 = none): nothing
+ * before SEQUENTIAL_AFTER reads in a row; then, whenever less than one window is left between the
+ * reader and the end of what was read ahead, the next window — starting where the read-ahead
+ * ended, the window doubling from MIN_WINDOW each time up to `amplify`. Updates the stream; returns
+ * the view range to fetch, or undefined.
+ */
+export function nextReadAhead(s: ReadStream, amplify: number, viewSize: number): { start: number; end: number } | undefined {
+  if (amplify <= 0 || s.streak < SEQUENTIAL_AFTER) return undefined;
+  const window = s.window === 0 ? Math.min(MIN_WINDOW, amplify) : s.window;
+  const from = Math.max(s.next, s.aheadEnd);
+  if (from - s.next >= window || from >= viewSize) return undefined;
+  const end = Math.min(viewSize, from + window);
+  s.aheadEnd = end;
+  s.window = Math.min(amplify, window * 2);
+  return { start: from, end };
+}
+
+/**
+ * A prefetch list as requests, in the order its chunks are needed: `chunks` in need order (a trace's
+ * order; repeats ignored) are merged into requests (`planFetch`, gaps filled), and the requests are
+ * ordered by the first position any of their chunks has in the list — a few large ranges that can
+ * go out in parallel, the earliest needed first.
+ */
+export function planPrefetch<C extends ChunkPlace>(chunks: readonly C[], policy: MergePolicy, layout?: BlobLayout<C>): C[][] {
+  const rank = new Map<number, number>();
+  chunks.forEach((c, i) => {
+    if (!rank.has(c.chunkIndex)) rank.set(c.chunkIndex, i);
+  });
+  const want = dedupe(chunks);
+  const groups = planFetch(want, policy, layout);
+  const first = (g: C[]): number => Math.min(...g.map((c) => rank.get(c.chunkIndex) ?? Number.MAX_SAFE_INTEGER));
+  return groups
+    .map((g) => ({ g, r: first(g) }))
+    .sort((a, b) => a.r - b.r)
+    .map((x) => x.g);
+}
+
+/**
+ * [offset, offset + length) cut at the multiples of `grid` (0: not cut), as [offset, length] pairs
+ * in order: a request through a P2P peer cut at the peers' range grid is one whole-cell range task
+ * per piece, which every node's reads of that cell share.
+ */
+export function cutAtGrid(offset: number, length: number, grid: number): Array<[number, number]> {
+  if (grid <= 0 || length <= 0) return [[offset, length]];
+  const out: Array<[number, number]> = [];
+  const end = offset + length;
+  for (let at = offset; at < end; ) {
+    const next = Math.min(end, (Math.floor(at / grid) + 1) * grid);
+    out.push([at, next - at]);
+    at = next;
+  }
+  return out;
 }
 
 /** Chunks without repeats (the first of each CI index), in their order. */

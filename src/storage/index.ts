@@ -34,6 +34,7 @@ export {
   LocalFsBackend,
   ProxyBackend,
   type Backend,
+  type ReadProgress,
   type RegistryBackendOptions,
   type ProxyBackendOptions,
 } from './backend.js';

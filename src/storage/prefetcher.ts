@@ -1,14 +1,17 @@
 /**
  * @module storage/prefetcher
- * The storage device's prefetch queue: chunk lists (per blob) fetched in the background, one merged
- * request at a time (`merging_size`), throttled to a bandwidth, behind on-demand reads — a background
- * prefetch waits while any read is in progress; an urgent one (a prefetch trace: the container is
- * about to read these) goes ahead of queued background ones and does not wait. The device supplies
- * the fetching (`fetch`), what is cached or in flight (`skip`) and whether reads are in progress.
+ * The storage device's prefetch queue: chunk lists (per blob, in the order they will be needed)
+ * fetched in the background as a few large requests (`planPrefetch`: merged up to `merging_size`
+ * over small gaps, the earliest needed first), up to `concurrency` of them in flight, throttled to a
+ * bandwidth (then one at a time), behind on-demand reads — a background prefetch waits while any
+ * read is in progress; an urgent one (a prefetch trace, the start-up set: the container is about
+ * to read these) goes ahead of queued background ones and does not wait. The device supplies the
+ * fetching (`fetch`), the blob's layout (what is cached or in flight) and whether reads are in
+ * progress.
  */
 import type { Clock } from '../core/index.js';
 import type { Logger } from '../observe/index.js';
-import { nextPrefetchBatch, type ChunkPlace } from './fetch-plan.js';
+import { planFetch, planPrefetch, type BlobLayout, type ChunkPlace } from './fetch-plan.js';
 
 /** How a prefetch is run: `urgent` ones do not yield to on-demand reads; `record` ones enter the access trace. */
 export interface PrefetchOptions {
@@ -22,6 +25,10 @@ const ON_DEMAND_POLL_MS = 5;
 export interface PrefetcherOptions<B, C extends ChunkPlace> {
   /** bytes per merged request (nydusd `merging_size`) */
   mergeBytes: number;
+  /** largest gap read over to merge two requests */
+  mergeGap: number;
+  /** requests in flight at once (1 when a bandwidth is set) */
+  concurrency: number;
   /** bytes per second, 0 = unlimited */
   bandwidth: number;
   log: Logger;
@@ -29,9 +36,9 @@ export interface PrefetcherOptions<B, C extends ChunkPlace> {
   clock: Clock;
   /** true while on-demand reads are in progress (background prefetch waits for them) */
   reading(): boolean;
-  /** true for a chunk of `blob` that is cached or being fetched already */
-  skip(blob: B, chunkIndex: number): boolean;
-  /** fetches one batch of chunks of `blob` into the cache */
+  /** the blob's chunks, and which are cached or being fetched already */
+  layout(blob: B): BlobLayout<C>;
+  /** fetches one request's chunks of `blob` into the cache */
   fetch(blob: B, batch: C[], opts: PrefetchOptions): Promise<void>;
   /** the blob's id, for log lines */
   idOf(blob: B): string;
@@ -41,6 +48,9 @@ interface Job<B, C> {
   blob: B;
   chunks: readonly C[];
   opts: PrefetchOptions;
+  /** planned requests not yet started (planned when the job starts) */
+  todo?: C[][];
+  failed?: boolean;
 }
 
 export class Prefetcher<B, C extends ChunkPlace> {
@@ -50,7 +60,7 @@ export class Prefetcher<B, C extends ChunkPlace> {
 
   constructor(private readonly o: PrefetcherOptions<B, C>) {}
 
-  /** Queues chunk lists (each sorted by compressed offset) of blobs. */
+  /** Queues chunk lists of blobs, each in the order its chunks will be needed. */
   add(jobs: Array<{ blob: B; chunks: readonly C[] }>, opts: PrefetchOptions): void {
     const items = jobs.map((j) => ({ ...j, opts }));
     if (opts.urgent) {
@@ -70,37 +80,76 @@ export class Prefetcher<B, C extends ChunkPlace> {
     while (this.running) await this.running;
   }
 
-  /** Stops after the request in progress; resolves when it is done. */
+  /** Stops after the requests in progress; resolves when they are done. */
   async close(): Promise<void> {
     this.closed = true;
     await this.idle().catch(() => undefined);
   }
 
+  /** The next request to start: from the first job with planned requests left (jobs are planned when reached). */
+  private next(): { job: Job<B, C>; batch: C[] } | undefined {
+    while (this.queue.length) {
+      const job = this.queue[0]!;
+      const layout = this.o.layout(job.blob);
+      const policy = { maxBytes: this.o.mergeBytes, maxGap: this.o.mergeGap };
+      job.todo ??= planPrefetch(
+        job.chunks.filter((c) => !layout.skip(c.chunkIndex)),
+        policy,
+        layout,
+      );
+      while (!job.failed && job.todo.length) {
+        // what became cached or in flight since planning is left out (and the rest re-merged)
+        const left = job.todo.shift()!.filter((c) => !layout.skip(c.chunkIndex));
+        if (!left.length) continue;
+        const [first, ...rest] = planFetch(left, policy, layout);
+        job.todo.unshift(...rest);
+        return { job, batch: first! };
+      }
+      this.queue.shift();
+    }
+    return undefined;
+  }
+
   private async run(): Promise<void> {
-    const { mergeBytes, bandwidth, clock } = this.o;
-    while (!this.closed && this.queue.length) {
-      const { blob, chunks, opts } = this.queue.shift()!;
-      const skip = (chunkIndex: number): boolean => this.o.skip(blob, chunkIndex);
-      let i = 0;
-      while (!this.closed && i < chunks.length) {
-        // On-demand reads first: wait while any is in progress.
-        while (!opts.urgent && this.o.reading() && !this.closed) await clock.sleep(ON_DEMAND_POLL_MS);
-        const { batch, bytes, next } = nextPrefetchBatch(chunks, i, mergeBytes, skip);
-        i = next;
-        if (!batch.length) continue;
-        const t0 = clock.now();
-        try {
-          await this.o.fetch(blob, batch, opts);
-        } catch (err) {
-          this.o.log.warn({ blob: this.o.idOf(blob), err: (err as Error).message }, 'prefetch failed, stopping this blob');
-          break;
-        }
-        if (bandwidth > 0) {
-          const want = (bytes / bandwidth) * 1000;
-          const spent = clock.now() - t0;
-          if (want > spent) await clock.sleep(want - spent);
-        }
+    const { bandwidth, clock } = this.o;
+    const limit = bandwidth > 0 ? 1 : Math.max(1, this.o.concurrency);
+    const inflight = new Set<Promise<void>>();
+    while (!this.closed) {
+      const head = this.queue[0];
+      if (!head) {
+        // jobs added while the last requests finish are taken up here
+        if (!inflight.size) break;
+        await Promise.race(inflight);
+        continue;
+      }
+      // On-demand reads first: a background prefetch waits while any is in progress.
+      if (!head.opts.urgent && this.o.reading()) {
+        await clock.sleep(ON_DEMAND_POLL_MS);
+        continue;
+      }
+      const n = this.next();
+      if (!n) continue;
+      const { job, batch } = n;
+      const bytes = batch[batch.length - 1]!.compressedOffset + batch[batch.length - 1]!.compressedSize - batch[0]!.compressedOffset;
+      const t0 = clock.now();
+      const p: Promise<void> = this.o
+        .fetch(job.blob, batch, job.opts)
+        .catch((err: unknown) => {
+          if (!job.failed)
+            this.o.log.warn({ blob: this.o.idOf(job.blob), err: (err as Error).message }, 'prefetch failed, stopping this blob');
+          job.failed = true;
+        })
+        .finally(() => inflight.delete(p));
+      inflight.add(p);
+      if (bandwidth > 0) {
+        await p;
+        const want = (bytes / bandwidth) * 1000;
+        const spent = clock.now() - t0;
+        if (want > spent) await clock.sleep(want - spent);
+      } else if (inflight.size >= limit) {
+        await Promise.race(inflight);
       }
     }
+    await Promise.all(inflight);
   }
 }

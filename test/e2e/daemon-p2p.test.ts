@@ -9,7 +9,9 @@
  *   the same counters show it — so a broken peer path fails the checks above instead of hiding
  *   behind the fallback.
  * The peers run with `download.directBelow: 0` (as `ferry bench`'s lazy-p2p mode does): with the
- * default (4 MiB), ranges as small as chunks go straight to the registry through the peer.
+ * default (4 MiB), ranges as small as chunks go straight to the registry through the peer. The
+ * daemon reads with its defaults (read-ahead on): range tasks are whole cells of the peers' range
+ * grid and the daemon cuts its proxy requests at that grid, so differently split reads share tasks.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -55,12 +57,12 @@ test('lazy reads through real ferry peers: no fallback, the registry serves the 
   const dir = await mkdtemp(join(tmpdir(), 'ferry-daemon-p2p-'));
   const procs: FerryProc[] = [];
   const reg = await startRegistry({ listen: '127.0.0.1:0', dataDir: join(dir, 'registry'), adminPassword: PASSWORD, log: silentLogger() });
-  // No read-ahead (amplify_io 0): a P2P range task is keyed by its exact range, and read-ahead makes
-  // the ranges a node asks for depend on timing, so under load node B could ask for a range node A
-  // never fetched (an honest back-to-source, not a broken peer path). Each miss is then its chunks.
-  const daemon = new Daemon({ log: silentLogger(), dataDir: join(dir, 'daemon'), config: { amplify_io: 0 } });
+  // Default read-ahead: how a node's reads split into requests depends on timing, but requests
+  // through a peer are cut at the range grid and range tasks cover whole grid cells, so node B asks
+  // for the same tasks node A fetched whatever the split.
+  const daemon = new Daemon({ log: silentLogger(), dataDir: join(dir, 'daemon'), config: { ferry: { p2p_range_grid: MiB } } });
   try {
-    // an image: a text file and two files of incompressible data over several 1 MiB chunks
+    // an image: a text file and two files of incompressible data over many 32 KiB chunks
     const src = join(dir, 'src');
     await mkdir(join(src, 'etc'), { recursive: true });
     await mkdir(join(src, 'opt'), { recursive: true });
@@ -74,13 +76,15 @@ test('lazy reads through real ferry peers: no fallback, the registry serves the 
       tag: 'nydus',
       password: PASSWORD,
       workDir: join(dir, 'build'),
+      // the converter's default chunk size: requests are made of many chunks and split by timing and order
+      chunkSize: 32 * 1024,
     });
 
     const sched = await spawnFerry(FERRY_BIN, ['scheduler', '--listen', '127.0.0.1:0'], { ready: /scheduler listening on/ });
     procs.push(sched);
     const schedUrl = /scheduler listening on (\S+)/.exec(sched.output())![1]!;
     const cfg = join(dir, 'peer.yaml');
-    await writeFile(cfg, `proxy:\n  allowedHosts: ["${reg.host}"]\ndownload:\n  directBelow: 0\n`);
+    await writeFile(cfg, `proxy:\n  allowedHosts: ["${reg.host}"]\ndownload:\n  directBelow: 0\n  rangeGrid: 1048576\n`);
     const startPeer = async (name: string): Promise<Peer> => {
       const proc = await spawnFerry(
         FERRY_BIN,
@@ -125,9 +129,11 @@ test('lazy reads through real ferry peers: no fallback, the registry serves the 
       await daemon.mount(req);
       return req;
     };
-    const readAll = async (req: MountRequest): Promise<void> => {
+    /** Reads every file; `reversed`: in the other order, so the reads split the blob into other requests. */
+    const readAll = async (req: MountRequest, reversed = false): Promise<void> => {
       assert.equal(await readFile(join(req.mountpoint, 'etc/os-release'), 'utf8'), 'NAME="ferry p2p e2e"\n');
-      for (const [p, b] of Object.entries(files)) assert.equal(sha(await readFile(join(req.mountpoint, p))), sha(b), p);
+      const list = Object.entries(files);
+      for (const [p, b] of reversed ? list.reverse() : list) assert.equal(sha(await readFile(join(req.mountpoint, p))), sha(b), p);
     };
 
     // Node A: every chunk through peer A, P2P, no fallback; the registry served peer A only.
@@ -165,8 +171,10 @@ test('lazy reads through real ferry peers: no fallback, the registry serves the 
     const s1 = await served();
     const g1 = await blobGets();
     const upA0 = metric(await metricsOf(peerA), 'ferry_peer_upload_traffic_bytes_total');
+    // It reads the files in the other order: its read-ahead windows start elsewhere, so its requests
+    // differ from node A's — the grid-aligned range tasks are what it shares.
     const b = await mount('b', peerB.proxy);
-    await readAll(b);
+    await readAll(b, true);
     const infoB = await daemon.get(b.id);
     const textB = await metricsOf(peerB);
     assert.ok(infoB.metrics.bytesFetched >= 8 * MiB);

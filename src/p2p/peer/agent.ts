@@ -119,7 +119,7 @@ export class Agent {
     headers: Record<string, string>,
     o: TaskIdOptions,
     header: string,
-    opts: { verifyAccess: boolean; signal?: AbortSignal | undefined; directBelow: number },
+    opts: { verifyAccess: boolean; signal?: AbortSignal | undefined; directBelow: number; rangeGrid?: number },
   ): Promise<PreparedRange> {
     const whole: TaskIdOptions = { ...o, range: undefined };
     const local = this.deps.store.get(this.taskIdFor(url, whole));
@@ -141,8 +141,12 @@ export class Agent {
     const explicit = /^bytes=(0|[1-9]\d*)-(0|[1-9]\d*)$/.exec(header.trim());
     if (explicit && !opts.verifyAccess) {
       const r = { start: Number(explicit[1]), end: Number(explicit[2]) };
-      const e = r.start <= r.end ? this.deps.store.get(this.taskIdFor(url, { ...whole, range: formatTaskRange(r) })) : undefined;
-      if (e) return { kind: 'task', entry: e, cached: e.complete, range: r, stat: undefined };
+      // the grid cell (unless it is the blob's last, whose end needs the size), then the exact range
+      const keys = opts.rangeGrid ? [alignRange(r, Number.MAX_SAFE_INTEGER, opts.rangeGrid), r] : [r];
+      for (const k of r.start <= r.end ? keys : []) {
+        const e = this.deps.store.get(this.taskIdFor(url, { ...whole, range: formatTaskRange(k) }));
+        if (e) return { kind: 'task', entry: e, cached: e.complete, range: r, stat: undefined };
+      }
     }
     // The origin's answer gives the access decision and the object size the range is normalized against.
     const stat = await statOrigin(url, headers, this.deps.origin, opts.signal);
@@ -154,8 +158,9 @@ export class Agent {
       r = undefined;
     }
     if (!r) return { kind: 'unsatisfiable', total: stat.contentLength };
-    // The whole object asked for as a range is the whole-object task.
-    const asRange = r.start === 0 && r.end === stat.contentLength - 1 ? undefined : formatTaskRange(r);
+    // The task is the range's grid cell(s); the whole object (asked for, or the cells covering it) is the whole-object task.
+    const cell = alignRange(r, stat.contentLength, opts.rangeGrid ?? 0);
+    const asRange = cell.start === 0 && cell.end === stat.contentLength - 1 ? undefined : formatTaskRange(cell);
     if (
       opts.directBelow > 0 &&
       r.end - r.start + 1 <= opts.directBelow &&
@@ -209,4 +214,14 @@ export class Agent {
     download.catch(() => undefined);
     return { entry: p.entry, download };
   }
+}
+
+/**
+ * The range task that serves `r` of an object of `total` bytes: `r` widened to whole cells of
+ * `grid` bytes (the last cell ends at the object's end), or `r` itself when `grid` is 0. Reads that
+ * fall in the same cells — on any node, however its reader split them — share one task.
+ */
+export function alignRange(r: RangeSpec, total: number, grid: number): RangeSpec {
+  if (grid <= 0) return r;
+  return { start: Math.floor(r.start / grid) * grid, end: Math.min(total, Math.ceil((r.end + 1) / grid) * grid) - 1 };
 }

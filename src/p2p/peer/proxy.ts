@@ -219,6 +219,7 @@ export function createProxyServer(d: ProxyDeps): http.Server {
         verifyAccess,
         signal: ac.signal,
         directBelow: d.config.download.directBelow,
+        rangeGrid: d.config.download.rangeGrid,
       });
     } catch (err) {
       return fail(res, err, 'backend');
