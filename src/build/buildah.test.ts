@@ -22,7 +22,10 @@ test('not root: says why buildah cannot run here and points to ferry convert', (
 test('known failures of buildah are explained', () => {
   assert.match(diagnose("Error: kernel does not support overlay fs: 'overlay' is not supported over xfs") ?? '', /--storage-driver vfs/);
   assert.match(diagnose('error: unshare(CLONE_NEWUSER): operation not permitted') ?? '', /namespaces/);
-  assert.match(diagnose('pinging container registry 127.0.0.1:5000: http: server gave HTTP response to HTTPS client') ?? '', /--insecure/);
+  assert.match(
+    diagnose('pinging container registry 127.0.0.1:5000: http: server gave HTTP response to HTTPS client') ?? '',
+    /--plain-http/,
+  );
   assert.equal(diagnose('STEP 1/2: FROM scratch'), undefined);
 });
 

@@ -48,7 +48,7 @@ export function diagnose(tail: string): string | undefined {
     return 'the overlay storage driver does not work on this kernel: pass --storage-driver vfs (slower, a full copy per layer)';
   if (/operation not permitted|permission denied/i.test(tail) && /mount|unshare|namespace/i.test(tail))
     return 'buildah could not create its mount/user namespaces (it needs root with CAP_SYS_ADMIN)';
-  if (/http: server gave HTTP response to HTTPS client/i.test(tail)) return 'the registry speaks plain HTTP: pass --insecure';
+  if (/http: server gave HTTP response to HTTPS client/i.test(tail)) return 'the registry speaks plain HTTP: pass --plain-http';
   if (/unauthorized|authentication required/i.test(tail))
     return 'the registry refused buildah: credentials for the FROM image or the target (--user with FERRY_REGISTRY_PASSWORD, or ~/.docker/config.json)';
   return undefined;

@@ -15,6 +15,7 @@ import { buildImage, type BuildOutput, type BuildProgress, type BuildResult } fr
 import type { Credentials } from '../remote/index.js';
 import { progressReporter, sideClient } from './convert.js';
 import { parseArgs } from './lifecycle.js';
+import { plainHttpFlag } from './plain-http.js';
 
 function collectArg(v: string, prev: Map<string, string>): Map<string, string> {
   const i = v.indexOf('=');
@@ -64,7 +65,6 @@ export async function run(argv: string[]): Promise<number> {
     .addOption(new Option('--oci', 'push only the OCI image').conflicts(['nydus', 'both']))
     .addOption(new Option('--nydus', 'push only the Nydus image under the tag').conflicts(['oci', 'both']))
     .addOption(new Option('--both', 'tag a merged index of the OCI and Nydus images (default)').conflicts(['oci', 'nydus']))
-    .option('--insecure', 'plain HTTP / no TLS verification (loopback registries are always plain HTTP)')
     .option('--user <name>', 'registry user; the password comes from FERRY_REGISTRY_PASSWORD')
     .option('--chunk-dict <ref>', "Nydus image whose bootstrap is the chunk dictionary (default: the base image's Nydus form)")
     .option('--storage-driver <name>', 'buildah storage driver (overlay, or vfs where overlay does not work)', 'overlay')
@@ -76,6 +76,7 @@ export async function run(argv: string[]): Promise<number> {
     )
     .option('-q, --quiet', 'no progress output')
     .option('--json', 'print the result as JSON on stdout');
+  plainHttpFlag(cmd, 'plain-http', 'plain HTTP / no TLS verification (loopback registries are always plain HTTP)', ['insecure']);
   const parsed = parseArgs(cmd, argv);
   if (parsed !== undefined) return parsed;
   const o = cmd.opts<Record<string, unknown>>();
@@ -91,7 +92,7 @@ export async function run(argv: string[]): Promise<number> {
     const creds = credentials(o.user);
     const output: BuildOutput = o.oci ? 'oci' : o.nydus ? 'nydus' : 'both';
     const storageRoot = o.storageRoot as string | undefined;
-    const insecure = Boolean(o.insecure);
+    const insecure = Boolean(o.plainHttp);
     const res = await buildImage({
       context: cmd.args[0]!,
       ...(o.file ? { dockerfile: String(o.file) } : {}),

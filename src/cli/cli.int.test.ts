@@ -71,6 +71,7 @@ test('plain HTTP has one spelling in every --help; the old spellings are still a
     ['convert', ['--source-plain-http', '--target-plain-http'], ['--source-insecure', '--target-insecure']],
     ['check', ['--source-plain-http', '--target-plain-http'], ['--source-insecure', '--target-insecure']],
     ['mount', ['--plain-http'], ['--insecure']],
+    ['build', ['--plain-http'], ['--insecure']],
     ['snapshotter', ['--plain-http <host>'], ['--insecure-registry']],
     ['pull', ['--plain-http'], []],
   ] as const) {
