@@ -19,12 +19,7 @@ const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 
 before(async () => {
   reg = await startTestRegistry({ config: { tokenExpiration: '2s' } });
-  const p = await reg.req('/api/v2.0/projects', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ project_name: 'priv', metadata: { public: 'false' } }),
-  });
-  assert.equal(p.status, 201);
+  await reg.createProject('priv');
   const layer = Buffer.from('private layer bytes');
   const config = Buffer.from('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}');
   const dl = await reg.pushBlob('priv/app', layer);
@@ -36,18 +31,7 @@ before(async () => {
     layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: dl, size: layer.length }],
   });
   assert.equal((await reg.putManifest('priv/app', 'v1', manifest, OCI_MANIFEST)).status, 201);
-  const r = await reg.req('/api/v2.0/robots', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      name: 'puller',
-      level: 'project',
-      duration: -1,
-      permissions: [{ kind: 'project', namespace: 'priv', access: [{ resource: 'repository', action: 'pull' }] }],
-    }),
-  });
-  assert.equal(r.status, 201);
-  robot = (await r.json()) as typeof robot;
+  robot = await reg.createRobot('priv', 'puller');
 });
 
 after(async () => {

@@ -41,20 +41,8 @@ const served = (): Promise<number> => metricValue(reg.metrics, 'ferry_registry_b
 const ref = (repo: string): string => `${reg.host}/priv/${repo}:v1-nydus`;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function robot(name: string): Promise<{ name: string; secret: string; id: number }> {
-  const r = await reg.req('/api/v2.0/robots', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      name,
-      level: 'project',
-      duration: -1,
-      permissions: [{ kind: 'project', namespace: 'priv', access: [{ resource: 'repository', action: 'pull' }] }],
-    }),
-  });
-  const body = await r.text();
-  assert.equal(r.status, 201, body);
-  return JSON.parse(body) as { name: string; secret: string; id: number };
+function robot(name: string): Promise<{ name: string; secret: string; id: number }> {
+  return reg.createRobot('priv', name);
 }
 
 /** `skopeo copy` between two repositories of the registry, as admin. */
@@ -80,12 +68,7 @@ before(async () => {
   requirePrereqs({ root: true, commands: ['containerd', 'ctr', 'runc', 'skopeo', 'fusermount3'], devices: ['/dev/fuse'] });
   dir = await mkdtemp(join(tmpdir(), 'ferry-creds-'));
   reg = await startTestRegistry({ dataDir: join(dir, 'reg'), config: { tokenExpiration: '3s' } });
-  const p = await reg.req('/api/v2.0/projects', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ project_name: 'priv', metadata: { public: 'false' } }),
-  });
-  assert.equal(p.status, 201);
+  await reg.createProject('priv');
   for (const n of ['puller', 'helper', 'secret', 'revokee', 'successor', 'node']) robots[n] = await robot(n);
 
   const base = await busyboxRootfs(join(dir, 'l1'));

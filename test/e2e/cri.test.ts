@@ -52,25 +52,8 @@ before(async () => {
   requirePrereqs({ root: true, commands: ['containerd', 'ctr', 'runc', 'skopeo', 'fusermount3'], devices: ['/dev/fuse'] });
   dir = await mkdtemp(join(tmpdir(), 'ferry-cri-'));
   reg = await startTestRegistry({ dataDir: join(dir, 'reg'), config: { tokenExpiration: '3s' } });
-  const p = await reg.req('/api/v2.0/projects', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ project_name: 'priv', metadata: { public: 'false' } }),
-  });
-  assert.equal(p.status, 201);
-  const r = await reg.req('/api/v2.0/robots', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      name: 'kubelet',
-      level: 'project',
-      duration: -1,
-      permissions: [{ kind: 'project', namespace: 'priv', access: [{ resource: 'repository', action: 'pull' }] }],
-    }),
-  });
-  const rb = await r.text();
-  assert.equal(r.status, 201, rb);
-  robot = JSON.parse(rb) as typeof robot;
+  await reg.createProject('priv');
+  robot = await reg.createRobot('priv', 'kubelet');
 
   // the pause image: busybox, sleeping (public, as a cluster's pause image is)
   const base = await busyboxRootfs(join(dir, 'l1'));

@@ -31,25 +31,8 @@ before(async () => {
   requirePrereqs({ root: true, devices: ['/dev/fuse'], commands: ['mount', 'umount'] });
   dir = await mkdtemp(join(tmpdir(), 'ferry-daemon-creds-'));
   reg = await startTestRegistry({ dataDir: join(dir, 'reg') });
-  const p = await reg.req('/api/v2.0/projects', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ project_name: 'priv', metadata: { public: 'false' } }),
-  });
-  assert.equal(p.status, 201);
-  const r = await reg.req('/api/v2.0/robots', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      name: 'daemon',
-      level: 'project',
-      duration: -1,
-      permissions: [{ kind: 'project', namespace: 'priv', access: [{ resource: 'repository', action: 'pull' }] }],
-    }),
-  });
-  const body = await r.text();
-  assert.equal(r.status, 201, body);
-  robot = JSON.parse(body) as typeof robot;
+  await reg.createProject('priv');
+  robot = await reg.createRobot('priv', 'daemon');
   const src = join(dir, 'rootfs');
   await busyboxRootfs(src);
   await writeFile(join(src, 'etc/greeting'), 'hello from a private image\n');

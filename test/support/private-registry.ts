@@ -34,25 +34,8 @@ export interface PrivateRegistry {
 export async function startPrivateRegistry(): Promise<PrivateRegistry> {
   const reg = await startTestRegistry();
   try {
-    const p = await reg.req('/api/v2.0/projects', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ project_name: 'secret', metadata: { public: 'false' } }),
-    });
-    if (p.status !== 201) throw new Error(`create project: ${p.status} ${await p.text()}`);
-    const r = await reg.req('/api/v2.0/robots', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        name: 'puller',
-        level: 'project',
-        duration: -1,
-        description: 'pull-only robot of the access tests',
-        permissions: [{ kind: 'project', namespace: 'secret', access: [{ resource: 'repository', action: 'pull' }] }],
-      }),
-    });
-    if (r.status !== 201) throw new Error(`create robot: ${r.status} ${await r.text()}`);
-    const robot = (await r.json()) as { name: string; secret: string };
+    await reg.createProject('secret');
+    const robot = await reg.createRobot('secret', 'puller');
     return {
       reg,
       robotAuth: basic(robot.name, robot.secret),

@@ -23,6 +23,10 @@ export interface TestRegistry extends RegistryHandle {
   pushBlob(repo: string, data: Buffer, auth?: string): Promise<string>;
   /** PUTs a manifest; returns the response. */
   putManifest(repo: string, ref: string, body: Buffer | string, mediaType: string, auth?: string): Promise<Response>;
+  /** Creates a project (Harbor API, as admin); throws with the answer unless 201. */
+  createProject(name: string, opts?: { public?: boolean }): Promise<void>;
+  /** Creates a project-level robot with the given repository actions (default pull only); returns its name and secret. */
+  createRobot(project: string, name: string, actions?: string[]): Promise<{ id: number; name: string; secret: string }>;
   /** Closes the registry and removes its data directory. */
   destroy(): Promise<void>;
 }
@@ -69,6 +73,29 @@ export async function startTestRegistry(opts: Partial<StartRegistryOptions> = {}
         headers: { 'content-type': mediaType },
         ...(auth !== undefined ? { auth } : {}),
       });
+    },
+    async createProject(name, o = {}) {
+      const r = await req('/api/v2.0/projects', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ project_name: name, metadata: { public: o.public ? 'true' : 'false' } }),
+      });
+      if (r.status !== 201) throw new Error(`create project ${name}: ${r.status} ${await r.text()}`);
+    },
+    async createRobot(project, name, actions = ['pull']) {
+      const r = await req('/api/v2.0/robots', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          name,
+          level: 'project',
+          duration: -1,
+          permissions: [{ kind: 'project', namespace: project, access: actions.map((action) => ({ resource: 'repository', action })) }],
+        }),
+      });
+      const body = await r.text();
+      if (r.status !== 201) throw new Error(`create robot ${name}: ${r.status} ${body}`);
+      return JSON.parse(body) as { id: number; name: string; secret: string };
     },
     async destroy() {
       await reg.close();
