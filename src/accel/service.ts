@@ -15,7 +15,8 @@ import { mkdirSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { FerryError, asFerryError, systemClock, type Clock, type ErrorCode } from '../core/index.js';
+import { FerryError, systemClock, type Clock } from '../core/index.js';
+import { classifyFailure } from './failures.js';
 import { Counter, Gauge, Histogram, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
 import {
   RegistryClient,
@@ -48,16 +49,6 @@ function annotationsOf(m: FetchedManifest): Record<string, string> | undefined {
   const doc = parseManifestDocument(m.body, m.mediaType, `manifest ${m.digest}`);
   return (doc.kind === 'index' ? doc.index : doc.manifest).annotations;
 }
-
-/** Errors that another attempt cannot fix. */
-const PERMANENT: ReadonlySet<ErrorCode> = new Set([
-  'INVALID_ARGUMENT',
-  'NOT_FOUND',
-  'FAILED_PRECONDITION',
-  'UNAUTHENTICATED',
-  'PERMISSION_DENIED',
-  'NOT_IMPLEMENTED',
-]);
 
 export interface Submission {
   /** `host[:port]/repo:tag[@digest]` as in Harbor's resource_url */
@@ -491,7 +482,7 @@ export class AccelService {
       this.m.bytesOut.inc(res.targetSize);
       log.info({ target: res.target, digest: res.targetDigest, durationMs: this.clock.now() - t0 }, 'task completed');
     } catch (e) {
-      await this.attemptFailed(lease, task.attempts, asFerryError(e), signal, leaseLost(), log);
+      await this.attemptFailed(lease, task.attempts, e, signal, leaseLost(), log);
     }
   }
 
@@ -499,7 +490,7 @@ export class AccelService {
   private async attemptFailed(
     lease: Lease,
     attempts: number,
-    err: FerryError,
+    err: unknown,
     signal: AbortSignal,
     lost: boolean,
     log: Logger,
@@ -514,15 +505,15 @@ export class AccelService {
       return;
     }
     this.m.errors.inc({ op: 'convert' });
-    const reason = `${err.code}: ${err.message}`;
-    if (!PERMANENT.has(err.code) && attempts < this.cfg.converter.retry_limit) {
+    const { permanent, reason } = classifyFailure(err);
+    if (!permanent && attempts < this.cfg.converter.retry_limit) {
       const delay = this.cfg.converter.retry_backoff * 2 ** (attempts - 1);
       this.fenced(await this.queue.fail(lease, reason, this.clock.now() + delay), log, 'retry');
       this.m.retries.inc();
       log.warn({ err: reason, retryInMs: delay }, 'task attempt failed; will retry');
     } else {
       this.fenced(await this.queue.fail(lease, reason), log, 'fail');
-      log.error({ err: reason }, 'task failed');
+      log.error({ err: reason, permanent }, 'task failed');
     }
   }
 

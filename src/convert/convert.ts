@@ -26,6 +26,7 @@ import {
   NYDUS_CONFIG_MEDIA_TYPE,
   ANY_PLATFORM,
   isNydusEntry,
+  isEncryptedLayerMediaType,
   parseImageConfig,
   parseImageManifest,
   parseManifestDocument,
@@ -200,6 +201,22 @@ async function mapLimit<T, R>(items: T[], n: number, fn: (t: T, i: number) => Pr
 function isNydusManifest(m: ImageManifest): boolean {
   const last = m.layers[m.layers.length - 1];
   return last?.annotations?.[NydusAnnotation.BOOTSTRAP] === 'true';
+}
+
+/**
+ * Refuses an image with ocicrypt-encrypted layers before a byte of them is fetched: the converter
+ * would need the private key and would store the plain content in the Nydus blobs (readable by
+ * anyone who can pull them). Permanent: no retry can change it.
+ */
+function refuseEncryptedLayers(man: ImageManifest, where: string): void {
+  const i = man.layers.findIndex((l) => isEncryptedLayerMediaType(l.mediaType));
+  if (i < 0) return;
+  const l = man.layers[i]!;
+  throw new FerryError(
+    'FAILED_PRECONDITION',
+    `${where}: layer ${i} (${l.digest}) is encrypted (${l.mediaType}, ocicrypt); encrypted images are not converted — ` +
+      'their Nydus form would hold the decrypted content. Push the image unencrypted to convert it',
+  );
 }
 
 /** The bootstrap of a Nydus image (its last layer, `image/image.boot`) and the blob meta files beside it. */
@@ -486,6 +503,7 @@ async function convertManifest(ctx: Ctx, srcDesc: Descriptor, body: Buffer, plat
   const man = parseImageManifest(body, srcDesc.mediaType, `${formatReference(src)}: manifest ${srcDesc.digest}`);
   if (isNydusManifest(man))
     throw new FerryError('FAILED_PRECONDITION', `${formatReference(src)}: manifest ${srcDesc.digest} is already a Nydus image`);
+  refuseEncryptedLayers(man, `${formatReference(src)}: manifest ${srcDesc.digest}`);
   const configBuf = await sc.getBlobBuffer(src.registry, src.repository, man.config.digest, MAX_CONFIG_BYTES);
   const config = parseImageConfig(configBuf, `${formatReference(src)}: config ${man.config.digest}`);
   ctx.stats.sourceSize += body.length + configBuf.length + man.layers.reduce((a, l) => a + l.size, 0);

@@ -14,6 +14,7 @@ export {
   INDEX_TYPES,
   isIndexMediaType,
   isImageManifestMediaType,
+  isEncryptedLayerMediaType,
 } from './media-types.js';
 export {
   isIndex,
