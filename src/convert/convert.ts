@@ -15,7 +15,6 @@ import { pipeline } from 'node:stream/promises';
 import { mkdtemp, rm, stat, copyFile, mkdir, rename, open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { DEFAULT_CONVERT_CHUNK_SIZE, DEFAULT_CONVERT_ZSTD_LEVEL } from '../config/accel.js';
 import { FerryError, DigestMismatchError, sha256Digest } from '../core/index.js';
 import {
@@ -63,6 +62,8 @@ import {
 } from '../format/rafs/index.js';
 import { getCodec } from '../format/compress/index.js';
 import { decompressed, collect, Meter } from './streams.js';
+import { copyBlobBetween } from './copy-blob.js';
+import { carrySupplyChain, type CarriedArtifacts } from './supply-chain.js';
 import { layerCacheKey, type LayerCache, type LayerBuildOptions } from './cache.js';
 
 export { NYDUS_MANIFEST_ARTIFACT_TYPE, NYDUS_CONFIG_MEDIA_TYPE };
@@ -116,6 +117,8 @@ export interface ConvertOptions {
   platforms?: string[];
   mergePlatform?: boolean;
   withReferrer?: boolean;
+  /** Carry the source's cosign tags and artefact referrers to the target (convert/supply-chain.ts); default true. */
+  carrySupplyChain?: boolean;
   /** Store blobs in a local directory instead of the registry (the manifest then has only the bootstrap). */
   backend?: { type: 'localfs'; dir: string };
   cache?: LayerCache;
@@ -155,6 +158,8 @@ export interface ConvertResult {
   uncompressedBytes: number;
   layers: ConvertedLayer[];
   manifests: Array<{ platform?: string; digest: string; sourceDigest: string }>;
+  /** the source's signatures/attestations/SBOMs carried to the target */
+  carried: CarriedArtifacts;
   durationMs: number;
 }
 
@@ -258,21 +263,7 @@ export async function nydusBlobTables(
 }
 
 async function copyBlob(ctx: Ctx, d: Descriptor, fromRepo: string, fromRegistry = ctx.src.registry): Promise<void> {
-  const { dst, sc, tc } = ctx;
-  if ((await tc.headBlob(dst.registry, dst.repository, d.digest)) !== undefined) return;
-  if (fromRegistry === dst.registry && (await tc.mountBlob(dst.registry, dst.repository, d.digest, fromRepo))) return;
-  await tc.pushBlob(dst.registry, dst.repository, d.digest, d.size, () => {
-    // A factory so the push can be retried; getBlob is async, so bridge through a PassThrough.
-    const pt = new PassThrough();
-    sc.getBlob(fromRegistry, fromRepo, d.digest).then(
-      (s) => {
-        s.on('error', (e) => pt.destroy(e));
-        s.pipe(pt);
-      },
-      (e: unknown) => pt.destroy(e as Error),
-    );
-    return pt;
-  });
+  await copyBlobBetween(ctx.sc, ctx.tc, { registry: fromRegistry, repository: fromRepo }, ctx.dst, d);
 }
 
 /**
@@ -726,6 +717,19 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertResult>
       }
     }
     throwIfAborted(opts.signal);
+    // Before the tag: a failure here leaves nothing tagged, and the next attempt carries them again.
+    const carried =
+      opts.carrySupplyChain === false
+        ? { tags: [], referrers: [] }
+        : await carrySupplyChain({
+            sourceClient: sc,
+            targetClient: tc,
+            source: src,
+            target: dst,
+            sourceDigest: top.digest,
+            targetDigest: sha256Digest(finalBody),
+            log,
+          });
     // The tag goes last: nothing is tagged before every blob and child manifest is in.
     const targetDigest = await tc.putManifest(dst, finalBody, finalType);
     // A remote cache record goes up after the target: a failure there costs only future cache hits.
@@ -742,6 +746,7 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertResult>
       uncompressedBytes: ctx.stats.uncompressed,
       layers: ctx.stats.layers,
       manifests,
+      carried,
       durationMs: Date.now() - t0,
     };
     log.info(

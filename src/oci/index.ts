@@ -63,4 +63,12 @@ export {
   newestPrefetchTrace,
   type PrefetchTrace,
 } from './prefetch-trace.js';
-export { referrersTag, referrerDescriptor, mergeReferrersIndex } from './referrers.js';
+export {
+  referrersTag,
+  referrerDescriptor,
+  mergeReferrersIndex,
+  cosignTag,
+  artifactTagSubject,
+  COSIGN_TAG_SUFFIXES,
+  type CosignTagSuffix,
+} from './referrers.js';

@@ -21,6 +21,7 @@ import { checkImage } from '../../src/convert/index.js';
 import { exec, pushImage, type BuiltImage } from '../../src/bench/env/index.js';
 import { MediaType, NydusAnnotation, parseImageManifest } from '../../src/oci/index.js';
 import { makeTestImage, eventually } from './convert-support.js';
+import { pushCosignSignature, signingKey, verifyCosignSignature } from '../support/signatures.js';
 import { fsckErofs } from '../support/erofs.js';
 import { blobView } from '../../src/builder/index.js';
 import { openBootstrap, unpackBootstrapLayer } from '../../src/format/rafs/index.js';
@@ -248,6 +249,25 @@ test('ferry task create --sync and task list (accelctl role, both authenticated)
   assert.match(gone.reason, /^NOT_FOUND: source .*team\/gone:v1 does not exist in the registry/);
   const table = await ferry(['task', 'list', '--addr', addr], { env: { FERRY_ACCEL_AUTH_HEADER: AUTH_HEADER } });
   assert.match(table.stdout, /^ID\s+CREATED\s+STATUS\s+SOURCE\s+REASON/);
+});
+
+test('a cosign signature pushed after the conversion is carried to the -nydus digest, and its tag is never converted', async () => {
+  const repo = { registry: reg.host, repository: 'library/app' };
+  const target = await eventually('the -nydus tag', () => client.headManifest(parseReference(`${reg.host}/library/app:v1-nydus`)), 90_000);
+  const key = signingKey();
+  const sigTag = `sha256-${image.manifestDigest.slice(7)}.sig`;
+  await pushCosignSignature(client, repo, image.manifestDigest, key.privateKey);
+  const carried = `sha256-${target.digest.slice(7)}.sig`;
+  await eventually(
+    'the signature under the Nydus digest',
+    () => client.headManifest(parseReference(`${reg.host}/library/app:${carried}`)),
+    60_000,
+  );
+  assert.equal(await verifyCosignSignature(client, repo, carried, key.publicKey), image.manifestDigest, 'it names the source digest');
+  await deliveriesFinal();
+  const tasks = (await (await fetch(`${accel.url}/api/v1/conversions`, { headers: { authorization: AUTH_HEADER } })).json()) as TaskView[];
+  assert.ok(!tasks.some((t) => t.source.includes('.sig')), JSON.stringify(tasks.map((t) => t.source)));
+  assert.equal(await client.headManifest(parseReference(`${reg.host}/library/app:${sigTag}-nydus`)), undefined);
 });
 
 test('an ocicrypt-encrypted image pushed by skopeo fails once with a clear reason, is not retried, and no -nydus appears', async () => {
