@@ -42,7 +42,7 @@ export function isImageManifestMediaType(mt: string | undefined): boolean {
  * `org.opencontainers.image.enc.keys.*` annotations.
  */
 export function isEncryptedLayerMediaType(mt: string | undefined): boolean {
-  return mt !== undefined && mt.endsWith('+encrypted');
+  return mt?.endsWith('+encrypted') === true;
 }
 
 /** artifactType of a Nydus manifest's entry in an index (nydusify's merge-platform / referrer output). */
