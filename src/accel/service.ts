@@ -15,7 +15,8 @@ import { mkdirSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { FerryError, asFerryError, systemClock, type Clock, type ErrorCode } from '../core/index.js';
+import { FerryError, systemClock, type Clock } from '../core/index.js';
+import { classifyFailure } from './failures.js';
 import { Counter, Gauge, Histogram, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
 import {
   RegistryClient,
@@ -33,10 +34,11 @@ import {
   SqliteLayerCache,
   TieredLayerCache,
   RemoteLayerCache,
+  carrySupplyChain,
   type ConvertOptions,
   type LayerCache,
 } from '../convert/index.js';
-import { NydusAnnotation, parseManifestDocument } from '../oci/index.js';
+import { NydusAnnotation, artifactTagSubject, parseManifestDocument } from '../oci/index.js';
 import { resolveDriverOptions, type AccelConfig, type AccelDriverOptions } from '../config/accel.js';
 import type { TaskView } from './protocol.js';
 import type { ClaimedTask, Lease, TaskQueue } from './queue.js';
@@ -48,16 +50,6 @@ function annotationsOf(m: FetchedManifest): Record<string, string> | undefined {
   const doc = parseManifestDocument(m.body, m.mediaType, `manifest ${m.digest}`);
   return (doc.kind === 'index' ? doc.index : doc.manifest).annotations;
 }
-
-/** Errors that another attempt cannot fix. */
-const PERMANENT: ReadonlySet<ErrorCode> = new Set([
-  'INVALID_ARGUMENT',
-  'NOT_FOUND',
-  'FAILED_PRECONDITION',
-  'UNAUTHENTICATED',
-  'PERMISSION_DENIED',
-  'NOT_IMPLEMENTED',
-]);
 
 export interface Submission {
   /** `host[:port]/repo:tag[@digest]` as in Harbor's resource_url */
@@ -246,6 +238,17 @@ export class AccelService {
     if (src.tag === undefined) {
       return { kind: 'skipped', source, reason: 'digest-only reference (a child of an index push): the tagged push converts it' };
     }
+    const artifact = artifactTagSubject(src.tag);
+    if (artifact) {
+      // A signature pushed after its image was converted: carry it to the conversions done so far.
+      if (artifact.suffix) void this.carryLateArtifact(src, artifact.digest);
+      return {
+        kind: 'skipped',
+        source,
+        reason:
+          'supply-chain artefact tag (cosign sha256-<hex>.sig/.att/.sbom, or a referrers index): carried along with its image, never converted',
+      };
+    }
     if (src.tag.endsWith(this.driver.tagSuffix))
       return { kind: 'skipped', source, reason: `already converted (tag ends with ${this.driver.tagSuffix})` };
     if (this.driver.cacheTag && src.tag === this.driver.cacheTag) return { kind: 'skipped', source, reason: 'cache tag' };
@@ -261,6 +264,35 @@ export class AccelService {
     if (r.created) this.log.info({ task: r.task.id, source: r.task.source, target }, 'task queued');
     this.pump();
     return { kind: 'task', task: r.task, created: r.created };
+  }
+
+  /**
+   * Carries the artefacts of `digest` (pushed after its image) to the targets of the COMPLETED
+   * tasks converted from that digest in the same repository (the most recent 1000 tasks looked at).
+   * Never throws: a failure is logged (the artefact stays on the source; `ferry task retry` of the
+   * conversion is not needed — pushing the tag again carries it).
+   */
+  private async carryLateArtifact(src: ImageReference, digest: string): Promise<void> {
+    try {
+      const client = this.client(src.registry);
+      for (const t of await this.queue.list(1000, [src.registry])) {
+        if (t.status !== 'COMPLETED' || t.source_digest !== digest || !t.target_digest) continue;
+        const from = parseReference(t.source);
+        if (from.repository !== src.repository) continue;
+        const r = await carrySupplyChain({
+          sourceClient: client,
+          targetClient: client,
+          source: from,
+          target: parseReference(t.target),
+          sourceDigest: digest,
+          targetDigest: t.target_digest,
+          log: this.log,
+        });
+        this.log.info({ task: t.id, tags: r.tags }, 'late supply-chain artefact carried to a finished conversion');
+      }
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, digest }, 'could not carry a late supply-chain artefact');
+    }
   }
 
   /** Queues a FAILED task again (see TaskQueue.retry) and wakes the workers. */
@@ -491,7 +523,7 @@ export class AccelService {
       this.m.bytesOut.inc(res.targetSize);
       log.info({ target: res.target, digest: res.targetDigest, durationMs: this.clock.now() - t0 }, 'task completed');
     } catch (e) {
-      await this.attemptFailed(lease, task.attempts, asFerryError(e), signal, leaseLost(), log);
+      await this.attemptFailed(lease, task.attempts, e, signal, leaseLost(), log);
     }
   }
 
@@ -499,7 +531,7 @@ export class AccelService {
   private async attemptFailed(
     lease: Lease,
     attempts: number,
-    err: FerryError,
+    err: unknown,
     signal: AbortSignal,
     lost: boolean,
     log: Logger,
@@ -514,15 +546,15 @@ export class AccelService {
       return;
     }
     this.m.errors.inc({ op: 'convert' });
-    const reason = `${err.code}: ${err.message}`;
-    if (!PERMANENT.has(err.code) && attempts < this.cfg.converter.retry_limit) {
+    const { permanent, reason } = classifyFailure(err);
+    if (!permanent && attempts < this.cfg.converter.retry_limit) {
       const delay = this.cfg.converter.retry_backoff * 2 ** (attempts - 1);
       this.fenced(await this.queue.fail(lease, reason, this.clock.now() + delay), log, 'retry');
       this.m.retries.inc();
       log.warn({ err: reason, retryInMs: delay }, 'task attempt failed; will retry');
     } else {
       this.fenced(await this.queue.fail(lease, reason), log, 'fail');
-      log.error({ err: reason }, 'task failed');
+      log.error({ err: reason, permanent }, 'task failed');
     }
   }
 

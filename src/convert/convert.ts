@@ -15,7 +15,6 @@ import { pipeline } from 'node:stream/promises';
 import { mkdtemp, rm, stat, copyFile, mkdir, rename, open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { DEFAULT_CONVERT_CHUNK_SIZE, DEFAULT_CONVERT_ZSTD_LEVEL } from '../config/accel.js';
 import { FerryError, DigestMismatchError, sha256Digest } from '../core/index.js';
 import {
@@ -26,6 +25,7 @@ import {
   NYDUS_CONFIG_MEDIA_TYPE,
   ANY_PLATFORM,
   isNydusEntry,
+  isEncryptedLayerMediaType,
   parseImageConfig,
   parseImageManifest,
   parseManifestDocument,
@@ -62,6 +62,8 @@ import {
 } from '../format/rafs/index.js';
 import { getCodec } from '../format/compress/index.js';
 import { decompressed, collect, Meter } from './streams.js';
+import { copyBlobBetween } from './copy-blob.js';
+import { carrySupplyChain, type CarriedArtifacts } from './supply-chain.js';
 import { layerCacheKey, type LayerCache, type LayerBuildOptions } from './cache.js';
 
 export { NYDUS_MANIFEST_ARTIFACT_TYPE, NYDUS_CONFIG_MEDIA_TYPE };
@@ -115,6 +117,8 @@ export interface ConvertOptions {
   platforms?: string[];
   mergePlatform?: boolean;
   withReferrer?: boolean;
+  /** Carry the source's cosign tags and artefact referrers to the target (convert/supply-chain.ts); default true. */
+  carrySupplyChain?: boolean;
   /** Store blobs in a local directory instead of the registry (the manifest then has only the bootstrap). */
   backend?: { type: 'localfs'; dir: string };
   cache?: LayerCache;
@@ -154,6 +158,8 @@ export interface ConvertResult {
   uncompressedBytes: number;
   layers: ConvertedLayer[];
   manifests: Array<{ platform?: string; digest: string; sourceDigest: string }>;
+  /** the source's signatures/attestations/SBOMs carried to the target */
+  carried: CarriedArtifacts;
   durationMs: number;
 }
 
@@ -202,6 +208,22 @@ function isNydusManifest(m: ImageManifest): boolean {
   return last?.annotations?.[NydusAnnotation.BOOTSTRAP] === 'true';
 }
 
+/**
+ * Refuses an image with ocicrypt-encrypted layers before a byte of them is fetched: the converter
+ * would need the private key and would store the plain content in the Nydus blobs (readable by
+ * anyone who can pull them). Permanent: no retry can change it.
+ */
+function refuseEncryptedLayers(man: ImageManifest, where: string): void {
+  const i = man.layers.findIndex((l) => isEncryptedLayerMediaType(l.mediaType));
+  if (i < 0) return;
+  const l = man.layers[i]!;
+  throw new FerryError(
+    'FAILED_PRECONDITION',
+    `${where}: layer ${i} (${l.digest}) is encrypted (${l.mediaType}, ocicrypt); encrypted images are not converted — ` +
+      'their Nydus form would hold the decrypted content. Push the image unencrypted to convert it',
+  );
+}
+
 /** The bootstrap of a Nydus image (its last layer, `image/image.boot`) and the blob meta files beside it. */
 export async function fetchNydusBootstrap(
   client: RegistryClient,
@@ -241,21 +263,7 @@ export async function nydusBlobTables(
 }
 
 async function copyBlob(ctx: Ctx, d: Descriptor, fromRepo: string, fromRegistry = ctx.src.registry): Promise<void> {
-  const { dst, sc, tc } = ctx;
-  if ((await tc.headBlob(dst.registry, dst.repository, d.digest)) !== undefined) return;
-  if (fromRegistry === dst.registry && (await tc.mountBlob(dst.registry, dst.repository, d.digest, fromRepo))) return;
-  await tc.pushBlob(dst.registry, dst.repository, d.digest, d.size, () => {
-    // A factory so the push can be retried; getBlob is async, so bridge through a PassThrough.
-    const pt = new PassThrough();
-    sc.getBlob(fromRegistry, fromRepo, d.digest).then(
-      (s) => {
-        s.on('error', (e) => pt.destroy(e));
-        s.pipe(pt);
-      },
-      (e: unknown) => pt.destroy(e as Error),
-    );
-    return pt;
-  });
+  await copyBlobBetween(ctx.sc, ctx.tc, { registry: fromRegistry, repository: fromRepo }, ctx.dst, d);
 }
 
 /**
@@ -486,6 +494,7 @@ async function convertManifest(ctx: Ctx, srcDesc: Descriptor, body: Buffer, plat
   const man = parseImageManifest(body, srcDesc.mediaType, `${formatReference(src)}: manifest ${srcDesc.digest}`);
   if (isNydusManifest(man))
     throw new FerryError('FAILED_PRECONDITION', `${formatReference(src)}: manifest ${srcDesc.digest} is already a Nydus image`);
+  refuseEncryptedLayers(man, `${formatReference(src)}: manifest ${srcDesc.digest}`);
   const configBuf = await sc.getBlobBuffer(src.registry, src.repository, man.config.digest, MAX_CONFIG_BYTES);
   const config = parseImageConfig(configBuf, `${formatReference(src)}: config ${man.config.digest}`);
   ctx.stats.sourceSize += body.length + configBuf.length + man.layers.reduce((a, l) => a + l.size, 0);
@@ -708,6 +717,19 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertResult>
       }
     }
     throwIfAborted(opts.signal);
+    // Before the tag: a failure here leaves nothing tagged, and the next attempt carries them again.
+    const carried =
+      opts.carrySupplyChain === false
+        ? { tags: [], referrers: [] }
+        : await carrySupplyChain({
+            sourceClient: sc,
+            targetClient: tc,
+            source: src,
+            target: dst,
+            sourceDigest: top.digest,
+            targetDigest: sha256Digest(finalBody),
+            log,
+          });
     // The tag goes last: nothing is tagged before every blob and child manifest is in.
     const targetDigest = await tc.putManifest(dst, finalBody, finalType);
     // A remote cache record goes up after the target: a failure there costs only future cache hits.
@@ -724,6 +746,7 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertResult>
       uncompressedBytes: ctx.stats.uncompressed,
       layers: ctx.stats.layers,
       manifests,
+      carried,
       durationMs: Date.now() - t0,
     };
     log.info(

@@ -22,6 +22,7 @@ export { SqliteLayerCache, layerCacheKey, type LayerCache, type CachedLayer, typ
 export { writeBlobMetaFiles, decompressed } from './streams.js';
 export { checkImage, type CheckOptions, type CheckResult, type Difference } from './check.js';
 export { BlobFiles } from './blob-files.js';
+export { carrySupplyChain, type CarryOptions, type CarriedArtifacts } from './supply-chain.js';
 export { TieredLayerCache } from './cache.js';
 export {
   RemoteLayerCache,

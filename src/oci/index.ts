@@ -14,6 +14,7 @@ export {
   INDEX_TYPES,
   isIndexMediaType,
   isImageManifestMediaType,
+  isEncryptedLayerMediaType,
 } from './media-types.js';
 export {
   isIndex,
@@ -62,4 +63,12 @@ export {
   newestPrefetchTrace,
   type PrefetchTrace,
 } from './prefetch-trace.js';
-export { referrersTag, referrerDescriptor, mergeReferrersIndex } from './referrers.js';
+export {
+  referrersTag,
+  referrerDescriptor,
+  mergeReferrersIndex,
+  cosignTag,
+  artifactTagSubject,
+  COSIGN_TAG_SUFFIXES,
+  type CosignTagSuffix,
+} from './referrers.js';

@@ -35,6 +35,16 @@ export function isImageManifestMediaType(mt: string | undefined): boolean {
   return mt !== undefined && IMAGE_MANIFEST_TYPES.includes(mt);
 }
 
+/**
+ * ocicrypt (containers/ocicrypt, OCI image-spec's encryption proposal) marks an encrypted layer by
+ * appending `+encrypted` to its media type (`…tar+gzip+encrypted`, `…tar+zstd+encrypted`,
+ * `…tar+encrypted`, Docker's `…diff.tar.gzip+encrypted`); the keys travel in
+ * `org.opencontainers.image.enc.keys.*` annotations.
+ */
+export function isEncryptedLayerMediaType(mt: string | undefined): boolean {
+  return mt?.endsWith('+encrypted') === true;
+}
+
 /** artifactType of a Nydus manifest's entry in an index (nydusify's merge-platform / referrer output). */
 export const NYDUS_MANIFEST_ARTIFACT_TYPE = 'application/vnd.nydus.image.manifest.v1+json';
 /** Config media type of the Nydus manifest in a merged index (nydusify's merge-platform output). */

@@ -1,8 +1,8 @@
-import { describe, it } from 'node:test';
+import { describe, it, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { sha256Digest } from '../core/index.js';
 import { MediaType } from './media-types.js';
-import { mergeReferrersIndex, referrerDescriptor, referrersTag } from './referrers.js';
+import { artifactTagSubject, cosignTag, mergeReferrersIndex, referrerDescriptor, referrersTag } from './referrers.js';
 import type { Descriptor, ImageIndex } from './types.js';
 
 const HEX = 'ab'.repeat(32);
@@ -105,4 +105,15 @@ describe('referrers tag schema: index update', () => {
     );
     assert.deepEqual(tidy.index.manifests[1]!.annotations, { a: 'new' });
   });
+});
+
+test('cosign legacy tags and tag-schema indexes are recognised as artefacts about a digest', () => {
+  const hex = 'ab'.repeat(32);
+  assert.equal(cosignTag(`sha256:${hex}`, 'sig'), `sha256-${hex}.sig`);
+  assert.deepEqual(artifactTagSubject(`sha256-${hex}.sig`), { digest: `sha256:${hex}`, suffix: 'sig' });
+  assert.deepEqual(artifactTagSubject(`sha256-${hex}.att`), { digest: `sha256:${hex}`, suffix: 'att' });
+  assert.deepEqual(artifactTagSubject(`sha256-${hex}.sbom`), { digest: `sha256:${hex}`, suffix: 'sbom' });
+  assert.deepEqual(artifactTagSubject(`sha256-${hex}`), { digest: `sha256:${hex}` });
+  for (const t of ['latest', `sha256-${hex}.sig-nydus`, `sha256-${hex.slice(2)}.sig`, `sha256-${hex}.cert`, `v1-sha256-${hex}.sig`])
+    assert.equal(artifactTagSubject(t), undefined, t);
 });

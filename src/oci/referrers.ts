@@ -29,6 +29,28 @@ export function referrersTag(digest: string): string {
   return `${alg}-${hex}`;
 }
 
+/** Suffixes of cosign's legacy tag scheme: `sha256-<hex>.sig`, `.att` (attestations), `.sbom`. */
+export const COSIGN_TAG_SUFFIXES = ['sig', 'att', 'sbom'] as const;
+export type CosignTagSuffix = (typeof COSIGN_TAG_SUFFIXES)[number];
+
+const ARTIFACT_TAG = /^sha256-([a-f0-9]{64})(?:\.(sig|att|sbom))?$/;
+
+/** The cosign legacy tag of an artefact about `digest` (`sha256-<hex>.sig`, …). */
+export function cosignTag(digest: string, suffix: CosignTagSuffix): string {
+  return `${referrersTag(digest)}.${suffix}`;
+}
+
+/**
+ * What a tag of the supply-chain schemes is about: cosign's `sha256-<hex>.sig/.att/.sbom` (suffix
+ * given) or a referrers tag-schema index `sha256-<hex>` (no suffix); undefined for any other tag.
+ * Such tags name artefacts about an image, never an image to convert.
+ */
+export function artifactTagSubject(tag: string): { digest: string; suffix?: CosignTagSuffix } | undefined {
+  const m = ARTIFACT_TAG.exec(tag);
+  if (!m) return undefined;
+  return { digest: `sha256:${m[1]}`, ...(m[2] ? { suffix: m[2] as CosignTagSuffix } : {}) };
+}
+
 /**
  * The descriptor a referrers list holds for a pushed manifest: media type, digest and size of the
  * bytes pushed, `artifactType` (the manifest's own, else an image manifest's config media type; an

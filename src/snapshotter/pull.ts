@@ -12,7 +12,16 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Transform } from 'node:stream';
 import { FerryError } from '../core/index.js';
-import { NydusAnnotation, parseImageConfig, parsePlatform, type Descriptor, type ImageConfig, type ImageManifest } from '../oci/index.js';
+import {
+  MediaType,
+  NYDUS_CONFIG_MEDIA_TYPE,
+  NydusAnnotation,
+  parseImageConfig,
+  parsePlatform,
+  type Descriptor,
+  type ImageConfig,
+  type ImageManifest,
+} from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import {
   formatReference,
@@ -78,6 +87,25 @@ function desc(d: Descriptor): ContentDescriptor {
   return { mediaType: d.mediaType, digest: d.digest, size: d.size };
 }
 
+/**
+ * The manifest containerd's image record points at. The Nydus manifest of a merged index (nydusify's
+ * merge-platform, `ferry build --both`, accel's merge_manifest) declares its config as
+ * `application/vnd.nydus.image.config.v1+json`, so that plain containerd picks the index's OCI entry;
+ * but containerd's `ctr run` and CRI refuse that media type as an image config ("unknown image config
+ * media type"). For such a manifest the record gets a local copy whose config descriptor says OCI
+ * image config — same config bytes, same layers, hence the same rootfs and chain ids; the registry's
+ * digest stays in the labels the snapshotter reads (it fetches by it). Any other manifest is recorded as
+ * fetched.
+ */
+export function recordedManifest(
+  manifest: ImageManifest,
+  fetched: { mediaType: string; digest: string; body: Buffer },
+): { mediaType: string; digest: string; body: Buffer } {
+  if (manifest.config.mediaType !== NYDUS_CONFIG_MEDIA_TYPE) return fetched;
+  const body = Buffer.from(JSON.stringify({ ...manifest, config: { ...manifest.config, mediaType: MediaType.OCI_CONFIG } }));
+  return { mediaType: MediaType.OCI_MANIFEST, digest: `sha256:${createHash('sha256').update(body).digest('hex')}`, body };
+}
+
 export async function pullImage(o: PullOptions): Promise<PullResult> {
   const grpcModules = import('../containerd/index.js').then((c) => {
     c.serviceConstructor('snapshots'); // parses the .proto files once
@@ -132,9 +160,13 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
         manifestLabels[`containerd.io/gc.ref.content.l.${i}`] = l.digest;
       });
       const distLabel = { [`containerd.io/distribution.source.${ref.registry}`]: ref.repository };
+      const rec = recordedManifest(manifest, m);
       await Promise.all([
         api.writeContent(desc(manifest.config), configBuf, distLabel),
-        api.writeContent({ mediaType: m.mediaType, digest: m.digest, size: m.body.length }, m.body, { ...manifestLabels, ...distLabel }),
+        api.writeContent({ mediaType: rec.mediaType, digest: rec.digest, size: rec.body.length }, rec.body, {
+          ...manifestLabels,
+          ...distLabel,
+        }),
       ]);
 
       const layers: PulledLayer[] = [];
@@ -225,7 +257,7 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
       }
       const top = chains[chains.length - 1];
       if (top) await api.setContentLabels(manifest.config.digest, { [`containerd.io/gc.ref.snapshot.${snapshotterName}`]: top });
-      await api.putImage(name, { mediaType: m.mediaType, digest: m.digest, size: m.body.length });
+      await api.putImage(name, { mediaType: rec.mediaType, digest: rec.digest, size: rec.body.length });
       say(`image ${name} unpacked with snapshotter ${snapshotterName}`);
       return { name, manifestDigest: m.digest, configDigest: manifest.config.digest, layers, bytesFetched: fetched, ms: Date.now() - t0 };
     } finally {

@@ -18,14 +18,15 @@ import { startRegistry, type RegistryHandle } from '../../src/registry/index.js'
 import { startAccel, type AccelHandle, type TaskView } from '../../src/accel/index.js';
 import { RegistryClient, parseReference } from '../../src/remote/index.js';
 import { checkImage } from '../../src/convert/index.js';
-import { pushImage, type BuiltImage } from '../../src/bench/env/index.js';
+import { exec, pushImage, type BuiltImage } from '../../src/bench/env/index.js';
 import { MediaType, NydusAnnotation, parseImageManifest } from '../../src/oci/index.js';
 import { makeTestImage, eventually } from './convert-support.js';
+import { pushCosignSignature, signingKey, verifyCosignSignature } from '../support/signatures.js';
 import { fsckErofs } from '../support/erofs.js';
 import { blobView } from '../../src/builder/index.js';
 import { openBootstrap, unpackBootstrapLayer } from '../../src/format/rafs/index.js';
 import { createWriteStream } from 'node:fs';
-import { createHash } from 'node:crypto';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 
 const PASSWORD = 'Harbor12345';
@@ -248,6 +249,62 @@ test('ferry task create --sync and task list (accelctl role, both authenticated)
   assert.match(gone.reason, /^NOT_FOUND: source .*team\/gone:v1 does not exist in the registry/);
   const table = await ferry(['task', 'list', '--addr', addr], { env: { FERRY_ACCEL_AUTH_HEADER: AUTH_HEADER } });
   assert.match(table.stdout, /^ID\s+CREATED\s+STATUS\s+SOURCE\s+REASON/);
+});
+
+test('a cosign signature pushed after the conversion is carried to the -nydus digest, and its tag is never converted', async () => {
+  const repo = { registry: reg.host, repository: 'library/app' };
+  const target = await eventually('the -nydus tag', () => client.headManifest(parseReference(`${reg.host}/library/app:v1-nydus`)), 90_000);
+  const key = signingKey();
+  const sigTag = `sha256-${image.manifestDigest.slice(7)}.sig`;
+  await pushCosignSignature(client, repo, image.manifestDigest, key.privateKey);
+  const carried = `sha256-${target.digest.slice(7)}.sig`;
+  await eventually(
+    'the signature under the Nydus digest',
+    () => client.headManifest(parseReference(`${reg.host}/library/app:${carried}`)),
+    60_000,
+  );
+  assert.equal(await verifyCosignSignature(client, repo, carried, key.publicKey), image.manifestDigest, 'it names the source digest');
+  await deliveriesFinal();
+  const tasks = (await (await fetch(`${accel.url}/api/v1/conversions`, { headers: { authorization: AUTH_HEADER } })).json()) as TaskView[];
+  assert.ok(!tasks.some((t) => t.source.includes('.sig')), JSON.stringify(tasks.map((t) => t.source)));
+  assert.equal(await client.headManifest(parseReference(`${reg.host}/library/app:${sigTag}-nydus`)), undefined);
+});
+
+test('an ocicrypt-encrypted image pushed by skopeo fails once with a clear reason, is not retried, and no -nydus appears', async () => {
+  // skopeo encrypts every layer (JWE, an RSA key made here): `…tar+gzip+encrypted` layers
+  const pub = join(dir, 'enc-pub.pem');
+  await writeFile(pub, generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }));
+  const r = await exec('skopeo', [
+    'copy',
+    '--quiet',
+    '--dest-tls-verify=false',
+    `--dest-creds=admin:${PASSWORD}`,
+    '--encryption-key',
+    `jwe:${pub}`,
+    `oci:${image.layoutDir}`,
+    `docker://${reg.host}/library/secret:v1`,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  const src = await client.getManifest(parseReference(`${reg.host}/library/secret:v1`));
+  assert.ok(parseImageManifest(src.body).layers.every((l) => l.mediaType === `${MediaType.OCI_LAYER_GZIP}+encrypted`));
+  const task = await eventually(
+    'the encrypted image task finished',
+    async () => {
+      const list = (await (
+        await fetch(`${accel.url}/api/v1/conversions`, { headers: { authorization: AUTH_HEADER } })
+      ).json()) as TaskView[];
+      const t = list.find((x) => x.source === `${reg.host}/library/secret:v1`);
+      return t && t.status !== 'PROCESSING' ? t : undefined;
+    },
+    60_000,
+  );
+  assert.equal(task.status, 'FAILED');
+  assert.equal(task.attempts, 1, 'a permanent refusal is not retried');
+  assert.match(
+    task.reason,
+    /^FAILED_PRECONDITION: .*layer 0 \(sha256:[a-f0-9]{64}\) is encrypted \(application\/vnd\.oci\.image\.layer\.v1\.tar\+gzip\+encrypted, ocicrypt\)/,
+  );
+  assert.equal(await client.headManifest(parseReference(`${reg.host}/library/secret:v1-nydus`)), undefined);
 });
 
 test('a multi-arch index push is converted once and tagged once (children are not tagged latest-nydus)', async () => {

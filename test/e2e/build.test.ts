@@ -164,8 +164,6 @@ const LISTING =
   'if [ -f "$f" ] && [ ! -L "$f" ]; then md5sum "$f"; fi; done';
 
 test("--nydus of the same build converts nothing again; the Nydus image runs lazily with ctr run; its tree equals the OCI image's", async () => {
-  // containerd 1.6 refuses to run the Nydus entry of a merged index (its config media type is
-  // nydusify's merge-platform one, unknown to containerd), so the runnable form is the plain Nydus image.
   const nydusRef = `${reg.host}/library/built:v1-nydus`;
   const blobs0 = await storedBlobs();
   const nb = await build(['--nydus'], nydusRef);
@@ -220,6 +218,37 @@ test("--nydus of the same build converts nothing again; the Nydus image runs laz
   assert.equal(ociTree.code, 0, ociTree.stderr);
   assert.ok(ociTree.stdout.includes('/data/link'), ociTree.stdout.slice(0, 2000));
   assert.equal(nydusTree.stdout, ociTree.stdout);
+});
+
+test('the merged index (--both): plain containerd pulls and runs its OCI entry; ferry pull runs its Nydus entry lazily', async () => {
+  const c = cd!; // started by the test above
+  // plain containerd: ctr pull + run with its own snapshotter (overlayfs) takes the OCI entry (the
+  // Nydus entry's config media type is nydusify's, which containerd does not pull)
+  const plain = await c.ctr(['images', 'pull', '--plain-http', ref]);
+  assert.equal(plain.code, 0, plain.stderr);
+  const ociRun = await c.ctr(['run', '--rm', ref, 'merged-oci']);
+  assert.equal(ociRun.code, 0, `${ociRun.stdout}\n${ociRun.stderr}`);
+  assert.equal(ociRun.stdout, 'app v1 from the build context\nwritten by RUN\nhello-from-env\n');
+  const rm = await c.ctr(['images', 'rm', ref]);
+  assert.equal(rm.code, 0, rm.stderr);
+  // ferry pull: the Nydus entry, every layer remote; ctr run reads the recorded image's config
+  const pull = await ferry(['pull', '--address', c.address, '--namespace', c.namespace, '--plain-http', '--json', ref]);
+  assert.equal(pull.code, 0, pull.stderr);
+  const res = JSON.parse(pull.stdout) as { manifestDigest: string; layers: Array<{ how: string }> };
+  assert.equal(res.manifestDigest, first.nydus!.digest);
+  assert.ok(
+    res.layers.every((l) => l.how === 'remote' || l.how === 'present'),
+    JSON.stringify(res.layers),
+  );
+  const run = await c.ctr(['run', '--rm', '--snapshotter', 'ferry', ref, 'merged-nydus']);
+  assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
+  assert.equal(run.stdout, 'app v1 from the build context\nwritten by RUN\nhello-from-env\n');
+  const tree = await c.ctr(['run', '--rm', '--snapshotter', 'ferry', ref, 'merged-tree', '/bin/sh', '-c', LISTING]);
+  assert.equal(tree.code, 0, tree.stderr);
+  const ociRef = `${reg.host}/library/built@${first.oci.digest}`;
+  const ociTree = await c.ctr(['run', '--rm', ociRef, 'merged-tree-o', '/bin/sh', '-c', LISTING]);
+  assert.equal(ociTree.code, 0, ociTree.stderr);
+  assert.equal(tree.stdout, ociTree.stdout);
 });
 
 test('--oci tags the OCI image itself; its blobs are already there, so none is sent', async () => {

@@ -15,6 +15,14 @@ import { RegistryClient, parseReference } from '../../src/remote/index.js';
 import { pushImage, type BuiltImage } from '../../src/bench/env/index.js';
 import { MediaType, NydusAnnotation, parseImageConfig, parseImageManifest, type ImageManifest } from '../../src/oci/index.js';
 import { makeTestImage } from './convert-support.js';
+import {
+  NOTATION_SIGNATURE,
+  pushCosignSignature,
+  pushNotationSignature,
+  signingKey,
+  verifyCosignSignature,
+} from '../support/signatures.js';
+import { withTag } from '../../src/remote/index.js';
 import { Readable } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
 import tarStream from 'tar-stream';
@@ -279,4 +287,55 @@ test('a Docker schema2 source converts too (Docker media types in, OCI Nydus man
   assert.equal(r.code, 0, r.stderr);
   const chk = await ferry(['check', '--source', `${srcReg.host}/library/docker:v1`, '--target', `${dstReg.host}/library/docker:v1-nydus`]);
   assert.equal(chk.code, 0, chk.stdout + chk.stderr);
+});
+
+test('signatures survive --merge-platform to another registry without the referrers API: cosign tags carried, notation referrer copied', async () => {
+  const client = new RegistryClient();
+  const srcRepo = { registry: srcReg.host, repository: 'library/signed' };
+  const dstRepo = { registry: dstReg.host, repository: 'library/signed' };
+  await pushImage(image.layoutDir, `${srcReg.host}/library/signed:v1`);
+  const head = (await client.headManifest(withTag(srcRepo, 'v1')))!;
+  const key = signingKey();
+  await pushCosignSignature(client, srcRepo, head.digest, key.privateKey);
+  const notation = await pushNotationSignature(client, srcRepo, { mediaType: head.mediaType, digest: head.digest, size: head.size });
+  const r = await ferry([
+    'convert',
+    '--source',
+    `${srcReg.host}/library/signed:v1`,
+    '--target',
+    `${dstReg.host}/library/signed:v1-nydus`,
+    '--merge-platform',
+    '--with-referrer',
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  const res = JSON.parse(r.stdout) as { targetDigest: string; carried: { tags: string[]; referrers: string[] } };
+  const hex = (d: string): string => d.slice('sha256:'.length);
+  assert.deepEqual(res.carried.tags.sort(), [`sha256-${hex(head.digest)}.sig`, `sha256-${hex(res.targetDigest)}.sig`].sort());
+  assert.deepEqual(res.carried.referrers, [notation]);
+  // the signature tag is never itself converted: no image came out of it
+  assert.equal(await client.headManifest(withTag(dstRepo, `sha256-${hex(head.digest)}.sig-nydus`)), undefined);
+  // cosign's lookup by the merged index's digest finds the signature; it verifies and names the source digest …
+  assert.equal(await verifyCosignSignature(client, dstRepo, `sha256-${hex(res.targetDigest)}.sig`, key.publicKey), head.digest);
+  // … which is the merged index's OCI entry and the Nydus manifest's subject
+  const idx = JSON.parse((await client.getManifest(withTag(dstRepo, 'v1-nydus'))).body.toString()) as {
+    manifests: Array<{ digest: string; artifactType?: string }>;
+  };
+  assert.equal(idx.manifests[0]!.digest, head.digest);
+  const nydus = parseImageManifest(
+    (await client.getManifest(parseReference(`${dstReg.host}/library/signed@${idx.manifests[1]!.digest}`))).body,
+  );
+  assert.equal(nydus.subject?.digest, head.digest);
+  assert.equal(await verifyCosignSignature(client, dstRepo, `sha256-${hex(head.digest)}.sig`, key.publicKey), head.digest);
+  // the notation signature is a referrer of the source digest in the target (tag-schema index: docker-registry has no API)
+  const refs = await client.referrers(dstReg.host, 'library/signed', nydus.subject!.digest);
+  assert.deepEqual(
+    refs.filter((d) => d.artifactType === NOTATION_SIGNATURE).map((d) => d.digest),
+    [notation],
+  );
+  assert.ok(
+    refs.some((d) => d.digest === idx.manifests[1]!.digest),
+    'the Nydus manifest is listed too (with-referrer)',
+  );
+  const copied = parseImageManifest((await client.getManifest(parseReference(`${dstReg.host}/library/signed@${notation}`))).body);
+  for (const b of [copied.config, ...copied.layers]) assert.ok(await client.headBlob(dstReg.host, 'library/signed', b.digest), b.digest);
 });
