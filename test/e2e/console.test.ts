@@ -2,7 +2,7 @@
  * The web console in headless Chromium (Debian's `chromium`, driven by playwright-core) against a
  * real `ferry registry` process: log in, create a private project and a robot (its secret shown
  * once), push an image with skopeo as that robot, convert it with `ferry convert` to `<tag>-nydus`,
- * see the repository, the tag and its Nydus form; an anonymous visitor sees only public projects.
+ * see the repository, the tag and — without a reload — its Nydus form; an anonymous visitor sees only public projects.
  * Screenshots of each page go to test-output/console/.
  */
 import { after, before, describe, it } from 'node:test';
@@ -168,7 +168,8 @@ describe('web console in headless Chromium against ferry registry', () => {
       { env: { DOCKER_CONFIG: dockerConfig } },
     );
     assert.equal(conv.code, 0, conv.stderr);
-    await page.reload();
+    // No reload: the page's script polls the artifacts table (every 5 s) and shows the new tag.
+    await page.locator('#artifacts', { hasText: 'v1-nydus' }).waitFor({ timeout: 30_000 });
     const table = (await page.textContent('#artifacts')) ?? '';
     assert.match(table, /v1\s*accelerated: v1-nydus/);
     assert.match(table, /v1-nydus\s*Nydus/);
