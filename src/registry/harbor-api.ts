@@ -13,8 +13,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FerryError, type ErrorCode } from '../core/index.js';
 import type { Logger } from '../observe/index.js';
 import { Router, parseJson, readBody, sendError, sendJson, type Params } from '../httpx/index.js';
-import { generateSecret, hashSecret, isStrongSecret, verifySecret, type Auth, type Principal } from './auth.js';
-import type { Project, RegistryMetadata, Robot, RobotPermission, WebhookPolicy, WebhookTarget, Delivery } from './metadata/metadata.js';
+import { hashSecret, verifySecret, type Auth, type Principal } from './auth.js';
+import { canSee, createProject, createRobot, permissionsOf, secretOf, type ManagementDeps } from './management.js';
+import type { Project, RegistryMetadata, Robot, WebhookPolicy, WebhookTarget, Delivery } from './metadata/metadata.js';
 import { WEBHOOK_EVENT_TYPES, type Webhooks } from './webhooks.js';
 import type { AuditLog } from './audit.js';
 import { checkStorageLimit, governanceRoutes } from './governance-api.js';
@@ -59,9 +60,6 @@ function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
 
-/** Project name grammar (Harbor: lowercase, digits, ._-, 1..255, starting with a letter or digit). */
-const PROJECT_NAME = /^[a-z0-9]+(?:[._-][a-z0-9]+)*$/;
-
 export class HarborApi {
   readonly #meta: RegistryMetadata;
   readonly #auth: Auth;
@@ -71,6 +69,7 @@ export class HarborApi {
   readonly #audit: AuditLog;
   readonly #gcKick: () => void;
   readonly #routes: Router<Ctx>;
+  readonly #mgmt: ManagementDeps;
 
   constructor(deps: { meta: RegistryMetadata; auth: Auth; log: Logger; webhooks: Webhooks; audit: AuditLog; gcKick: () => void }) {
     this.#gcKick = deps.gcKick;
@@ -79,6 +78,7 @@ export class HarborApi {
     this.#webhooks = deps.webhooks;
     this.#audit = deps.audit;
     this.#log = deps.log.child({ component: 'harbor-api' });
+    this.#mgmt = { meta: deps.meta, audit: deps.audit, log: this.#log };
     this.#routes = this.#table();
   }
 
@@ -105,19 +105,11 @@ export class HarborApi {
     if (!(p.kind === 'user' && p.sysadmin)) throw forbidden('system admin required');
   }
 
-  #canSee(p: Principal, project: Project): boolean {
-    if (project.public) return true;
-    if (p.kind === 'user' && p.sysadmin) return true;
-    if (p.kind === 'robot')
-      return p.robot.permissions.some((x) => x.kind === 'project' && (x.namespace === '*' || x.namespace === project.name));
-    return false;
-  }
-
   /** The project a (decoded) path value names, by id or name, if `p` may see it; else NOT_FOUND. */
   async #project(p: Principal, nameOrId: string): Promise<Project> {
     const byId = /^\d+$/.test(nameOrId) ? await this.#meta.getProject(Number(nameOrId)) : undefined;
     const project = byId ?? (await this.#meta.getProject(nameOrId));
-    if (!project || !this.#canSee(p, project)) throw notFound(`project ${nameOrId}`);
+    if (!project || !canSee(p, project)) throw notFound(`project ${nameOrId}`);
     return project;
   }
 
@@ -212,7 +204,7 @@ export class HarborApi {
       .get('/projects', async ({ res, url, p }) => {
         const name = url.searchParams.get('name');
         const pub = url.searchParams.get('public');
-        let projects = (await this.#meta.listProjects()).filter((pr) => this.#canSee(p, pr));
+        let projects = (await this.#meta.listProjects()).filter((pr) => canSee(p, pr));
         if (name) projects = projects.filter((pr) => pr.name.includes(name));
         if (pub !== null) projects = projects.filter((pr) => String(pr.public) === pub);
         list(res, await Promise.all(projects.map((pr) => this.#projectJson(pr))));
@@ -368,7 +360,7 @@ export class HarborApi {
         await this.#meta.updateRobot(robot.id, {
           ...(typeof body.disable === 'boolean' ? { disabled: body.disable } : {}),
           ...(typeof body.description === 'string' ? { description: body.description } : {}),
-          ...(Array.isArray(body.permissions) ? { permissions: this.#permissions(body.permissions) } : {}),
+          ...(Array.isArray(body.permissions) ? { permissions: permissionsOf(body.permissions) } : {}),
         });
         this.#auth.invalidate();
         sendJson(res, 200, {});
@@ -376,7 +368,7 @@ export class HarborApi {
       .patch('/robots/:id', async ({ req, res, p }, a) => {
         // Refresh the secret: a given one (must be strong) or a new random one, returned once.
         const robot = await this.#robot(p, a);
-        const secret = this.#secretOf(await this.#json(req));
+        const secret = secretOf(await this.#json(req));
         await this.#meta.updateRobot(robot.id, { secretHash: await hashSecret(secret) });
         this.#auth.invalidate();
         sendJson(res, 200, { secret });
@@ -418,15 +410,10 @@ export class HarborApi {
   async #createProject({ req, res, p }: Ctx): Promise<void> {
     this.#requireAdmin(p);
     const body = await this.#json(req);
-    const name = body.project_name;
-    if (typeof name !== 'string' || name.length > 255 || !PROJECT_NAME.test(name)) throw badRequest('invalid project_name');
-    if (await this.#meta.getProject(name)) throw new FerryError('ALREADY_EXISTS', `project ${name} already exists`);
     const metadata = (body.metadata ?? {}) as Record<string, unknown>;
     const isPublic = metadata.public === true || metadata.public === 'true' || body.public === true;
     const limit = body.storage_limit === undefined || body.storage_limit === null ? -1 : checkStorageLimit(body.storage_limit);
-    const pr = await this.#meta.createProject(name, isPublic, p.name, limit);
-    await this.#audit.record({ projectId: pr.id, username: p.name, resource: name, resourceType: 'project', operation: 'create' });
-    this.#log.info({ project: name, public: isPublic }, 'project created');
+    const pr = await createProject(this.#mgmt, p.name, { name: body.project_name, public: isPublic, limit });
     res.writeHead(201, { location: `/api/v2.0/projects/${pr.id}`, 'content-length': 0 });
     res.end();
   }
@@ -521,66 +508,8 @@ export class HarborApi {
     return robot;
   }
 
-  /** A given robot secret (must be strong) or a new random one. */
-  #secretOf(body: Record<string, unknown>): string {
-    if (typeof body.secret !== 'string' || body.secret === '') return generateSecret();
-    if (!isStrongSecret(body.secret)) {
-      throw badRequest('secret must be 8-128 characters with a lowercase letter, an uppercase letter and a digit');
-    }
-    return body.secret;
-  }
-
-  #permissions(raw: unknown[]): RobotPermission[] {
-    return raw.map((x, i) => {
-      const o = x as Record<string, unknown>;
-      if (o.kind !== 'project' && o.kind !== 'system') throw badRequest(`permissions[${i}].kind must be project or system`);
-      if (typeof o.namespace !== 'string' || o.namespace === '') throw badRequest(`permissions[${i}].namespace missing`);
-      if (!Array.isArray(o.access)) throw badRequest(`permissions[${i}].access must be an array`);
-      const access = o.access.map((a, j) => {
-        const ao = a as Record<string, unknown>;
-        if (typeof ao.resource !== 'string' || typeof ao.action !== 'string')
-          throw badRequest(`permissions[${i}].access[${j}] needs resource and action`);
-        return { resource: ao.resource, action: ao.action, ...(typeof ao.effect === 'string' ? { effect: ao.effect } : {}) };
-      });
-      return { kind: o.kind, namespace: o.namespace, access };
-    });
-  }
-
   async #createRobot(req: IncomingMessage, res: ServerResponse, operator: string): Promise<void> {
-    const body = await this.#json(req);
-    const name = body.name;
-    if (typeof name !== 'string' || !/^[a-z0-9]+(?:[._-][a-z0-9]+)*$/.test(name) || name.length > 255) {
-      throw badRequest('robot name must be lowercase letters, digits and ._- ');
-    }
-    const level = body.level === 'system' ? 'system' : 'project';
-    const permissions = this.#permissions(Array.isArray(body.permissions) ? body.permissions : []);
-    let fullName: string;
-    if (level === 'project') {
-      const ns = permissions.find((x) => x.kind === 'project')?.namespace;
-      if (!ns || ns === '*') throw badRequest('a project robot needs one project permission naming its project');
-      if (!(await this.#meta.getProject(ns))) throw notFound(`project ${ns}`);
-      if (permissions.some((x) => x.kind === 'project' && x.namespace !== ns))
-        throw badRequest('a project robot may only cover its own project');
-      fullName = `robot$${ns}+${name}`;
-    } else {
-      fullName = `robot$${name}`;
-    }
-    if (await this.#meta.getRobot(fullName)) throw new FerryError('ALREADY_EXISTS', `robot ${fullName} already exists`);
-    const secret = this.#secretOf(body);
-    const duration = typeof body.duration === 'number' && Number.isInteger(body.duration) ? body.duration : -1;
-    const expiresAt = duration === -1 ? -1 : Math.floor(Date.now() / 1000) + duration * 86_400;
-    const robot = await this.#meta.createRobot({
-      name: fullName,
-      description: typeof body.description === 'string' ? body.description : '',
-      level,
-      secretHash: await hashSecret(secret),
-      permissions,
-      disabled: body.disable === true,
-      expiresAt,
-      duration,
-    });
-    this.#log.info({ robot: fullName }, 'robot account created');
-    await this.#audit.record({ username: operator, resource: fullName, resourceType: 'robot', operation: 'create' });
+    const { robot, secret } = await createRobot(this.#mgmt, operator, await this.#json(req));
     res.setHeader('location', `/api/v2.0/robots/${robot.id}`);
     sendJson(res, 201, { id: robot.id, name: robot.name, secret, creation_time: iso(robot.createdAt), expires_at: robot.expiresAt });
   }

@@ -2,7 +2,8 @@
  * @module registry/server
  * The registry's HTTP server: one node:http server (keep-alive) that authenticates each request,
  * dispatches `/v2/…` to the Distribution API, `/service/token` to the token endpoint, `/api/v2.0/…`
- * to the Harbor-compatible management API, and serves `/metrics`. Errors become the OCI error JSON
+ * to the Harbor-compatible management API, the web console's pages (`/`, `/login`, `/projects`…) to
+ * console/, and serves `/metrics`. Errors become the OCI error JSON
  * at this edge only.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -19,6 +20,8 @@ import type { RegistryMetadata } from './metadata/metadata.js';
 import type { Webhooks } from './webhooks.js';
 import { HarborApi } from './harbor-api.js';
 import type { AuditLog } from './audit.js';
+import { Console, isConsolePath } from '../console/index.js';
+import { RegistryConsoleBackend } from './console-backend.js';
 
 export interface RegistryServerDeps {
   meta: RegistryMetadata;
@@ -45,6 +48,7 @@ function routeLabel(path: string): string {
   }
   if (path.startsWith('/api/')) return 'api';
   if (path.startsWith('/service/token')) return 'token';
+  if (isConsolePath(path)) return 'console';
   return 'other';
 }
 
@@ -55,6 +59,7 @@ export class RegistryServer {
   readonly #opts: DistributionOptions;
   readonly #v2: DistributionApi;
   readonly #harbor: HarborApi;
+  readonly #console: Console;
   readonly #requests: InstanceType<typeof Counter>;
   readonly #latency: InstanceType<typeof Histogram>;
 
@@ -104,6 +109,10 @@ export class RegistryServer {
       audit: deps.audit,
       gcKick: deps.gcKick,
     });
+    this.#console = new Console({
+      backend: new RegistryConsoleBackend({ meta: deps.meta, auth: deps.auth, audit: deps.audit, log: deps.log }),
+      log: deps.log,
+    });
     this.server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => {
       void this.#handle(req, res);
     });
@@ -139,6 +148,11 @@ export class RegistryServer {
       if (path === '/healthz' || path === '/api/v2.0/ping') {
         res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 4 });
         res.end('Pong');
+        return;
+      }
+      if (this.#console.owns(path)) {
+        // The web console: its own session login (a cookie), not the Authorization header.
+        await this.#console.handle(req, res, url);
         return;
       }
       let principal: Principal;

@@ -30,6 +30,7 @@ const TIER: Record<string, number> = {
   convert: 3,
   build: 3,
   containerd: 3,
+  console: 3,
   registry: 4,
   accel: 4,
   daemon: 4,

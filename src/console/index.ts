@@ -1,0 +1,7 @@
+/**
+ * @module console
+ * The web console: server-rendered pages over a `ConsoleBackend` the registry implements, served
+ * by the registry server under `/` (see docs/console.md).
+ */
+export { Console, isConsolePath, SESSION_COOKIE, LOGIN_CSRF_COOKIE, type ConsoleOptions } from './console.js';
+export type { ArtifactView, ConsoleBackend, ConsoleUser, NewRobot, ProjectView, RepositoryView, RobotView, Viewer } from './backend.js';

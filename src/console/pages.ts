@@ -1,0 +1,168 @@
+/**
+ * @module console/pages
+ * The console's pages, rendered on the server from views (no data fetching here): the layout,
+ * login, projects, a project's repositories, a repository's artifacts (with each tag's Nydus form),
+ * robot accounts, and the error page. Every form that changes state carries the session's CSRF token.
+ */
+import type { ArtifactView, ConsoleUser, ProjectView, RepositoryView, RobotView } from './backend.js';
+import { type Html, html } from './html.js';
+
+export interface Frame {
+  viewer: ConsoleUser | undefined;
+  /** The session's CSRF token (empty when anonymous). */
+  csrf: string;
+}
+
+const csrfField = (csrf: string): Html => html`<input type="hidden" name="_csrf" value="${csrf}">`;
+
+function when(ms: number): string {
+  return new Date(ms).toISOString().replace('T', ' ').slice(0, 19);
+}
+
+/** Bytes as B / KiB / MiB / GiB with one decimal. */
+export function bytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${n} B` : `${v.toFixed(1)} ${units[u]}`;
+}
+
+/** The path of a repository's page (nested names keep their slashes percent-encoded in one segment). */
+export function repoPath(repo: string): string {
+  const slash = repo.indexOf('/');
+  return `/projects/${encodeURIComponent(repo.slice(0, slash))}/repositories/${encodeURIComponent(repo.slice(slash + 1))}`;
+}
+
+export function layout(title: string, f: Frame, body: Html): Html {
+  const who = f.viewer
+    ? html`<span class="who">${f.viewer.name}${f.viewer.admin ? ' (admin)' : ''}</span>
+        <form method="post" action="/logout" class="inline">${csrfField(f.csrf)}<button type="submit" id="logout">Log out</button></form>`
+    : html`<a href="/login" id="login-link">Log in</a>`;
+  const robots = f.viewer?.admin ? html`<a href="/robots">Robot accounts</a>` : '';
+  return html`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${title} · Ferry</title><link rel="stylesheet" href="/console/style.css"><script src="/console/live.js" defer></script></head>
+<body><header><a href="/projects" class="brand">Ferry</a><nav><a href="/projects">Projects</a>${robots}</nav><div class="user">${who}</div></header>
+<main><h1>${title}</h1>${body}</main></body></html>
+`;
+}
+
+export function loginPage(csrf: string, error?: string): Html {
+  return layout(
+    'Log in',
+    { viewer: undefined, csrf: '' },
+    html`${error ? html`<p class="error" role="alert">${error}</p>` : ''}
+<form method="post" action="/login" class="card">${csrfField(csrf)}
+<label>User name <input name="username" autocomplete="username" required maxlength="255"></label>
+<label>Password <input name="password" type="password" autocomplete="current-password" required maxlength="1024"></label>
+<button type="submit" id="login-submit">Log in</button></form>
+<p class="hint">Robot accounts cannot log in here; they use the registry API.</p>`,
+  );
+}
+
+export function projectsPage(f: Frame, projects: ProjectView[], error?: string): Html {
+  const rows = projects.map(
+    (p) => html`<tr><td><a href="/projects/${encodeURIComponent(p.name)}">${p.name}</a></td>
+<td><span class="badge ${p.public ? 'public' : 'private'}">${p.public ? 'public' : 'private'}</span></td><td>${p.repoCount}</td><td>${when(p.createdAt)}</td></tr>`,
+  );
+  const create = f.viewer?.admin
+    ? html`<h2>New project</h2><form method="post" action="/projects" class="card">${csrfField(f.csrf)}
+<label>Name <input name="name" required maxlength="255" pattern="[a-z0-9]+([._\\-][a-z0-9]+)*"></label>
+<label><input type="checkbox" name="public" value="true"> Public (anyone may pull)</label>
+<button type="submit" id="create-project">Create project</button></form>`
+    : '';
+  return layout(
+    'Projects',
+    f,
+    html`${error ? html`<p class="error" role="alert">${error}</p>` : ''}
+<table id="projects"><thead><tr><th>Name</th><th>Access</th><th>Repositories</th><th>Created (UTC)</th></tr></thead>
+<tbody>${rows.length ? rows : html`<tr><td colspan="4" class="empty">No projects you can see.</td></tr>`}</tbody></table>${create}`,
+  );
+}
+
+export function projectPage(f: Frame, project: ProjectView, repos: RepositoryView[]): Html {
+  const rows = repos.map(
+    (r) =>
+      html`<tr><td><a href="${repoPath(r.name)}">${r.name}</a></td><td>${r.artifactCount}</td><td>${r.pullCount}</td><td>${when(r.updatedAt)}</td></tr>`,
+  );
+  return layout(
+    `Project ${project.name}`,
+    f,
+    html`<p><span class="badge ${project.public ? 'public' : 'private'}">${project.public ? 'public' : 'private'}</span></p>
+<table id="repositories"><thead><tr><th>Repository</th><th>Artifacts</th><th>Pulls</th><th>Updated (UTC)</th></tr></thead>
+<tbody>${rows.length ? rows : html`<tr><td colspan="4" class="empty">No repositories yet.</td></tr>`}</tbody></table>`,
+  );
+}
+
+/** The artifacts table alone (the live-updated fragment of the repository page). */
+export function artifactsTable(artifacts: ArtifactView[]): Html {
+  const allTags = new Set(artifacts.flatMap((a) => a.tags));
+  const tagCell = (t: string): Html => {
+    if (t.endsWith('-nydus')) return html`<li><code>${t}</code> <span class="badge nydus">Nydus</span></li>`;
+    const nydus = `${t}-nydus`;
+    return html`<li><code>${t}</code> ${
+      allTags.has(nydus)
+        ? html`<span class="badge ok">accelerated: <code>${nydus}</code></span>`
+        : html`<span class="badge none">not accelerated</span>`
+    }</li>`;
+  };
+  const rows = artifacts.map(
+    (a) => html`<tr><td><ul class="tags">${a.tags.length ? a.tags.map(tagCell) : html`<li class="empty">untagged</li>`}</ul></td>
+<td><code class="digest" title="${a.digest}">${a.digest.slice(0, 19)}…</code>${a.subject ? html`<br><small>refers to <code>${a.subject.slice(0, 19)}…</code></small>` : ''}</td>
+<td>${bytes(a.size)}</td><td><small>${a.mediaType}</small></td><td>${when(a.pushedAt)}</td></tr>`,
+  );
+  return html`<table id="artifacts"><thead><tr><th>Tags</th><th>Digest</th><th>Manifest size</th><th>Media type</th><th>Pushed (UTC)</th></tr></thead>
+<tbody>${rows.length ? rows : html`<tr><td colspan="5" class="empty">No artifacts.</td></tr>`}</tbody></table>`;
+}
+
+export function repositoryPage(f: Frame, repo: string, artifacts: ArtifactView[]): Html {
+  const project = repo.slice(0, repo.indexOf('/'));
+  return layout(
+    `Repository ${repo}`,
+    f,
+    html`<p><a href="/projects/${encodeURIComponent(project)}">← project ${project}</a></p>
+<div data-live="${repoPath(repo)}?fragment=artifacts">${artifactsTable(artifacts)}</div>`,
+  );
+}
+
+export function robotsPage(
+  f: Frame,
+  robots: RobotView[],
+  projects: ProjectView[],
+  created?: { name: string; secret: string },
+  error?: string,
+): Html {
+  const shown = created
+    ? html`<div class="secret card" role="status" id="robot-secret"><p>Robot <code>${created.name}</code> created. Its secret is shown <strong>this once</strong>; copy it now:</p>
+<pre><code id="secret-value">${created.secret}</code></pre></div>`
+    : '';
+  const rows = robots.map(
+    (r) => html`<tr><td><code>${r.name}</code><br><small>${r.description}</small></td><td>${r.scopes.map((s) => html`<div>${s}</div>`)}</td>
+<td>${r.disabled ? html`<span class="badge private">disabled</span>` : html`<span class="badge ok">enabled</span>`}</td>
+<td>${r.expiresAt === -1 ? 'never' : when(r.expiresAt * 1000)}</td>
+<td><form method="post" action="/robots/${r.id}/${r.disabled ? 'enable' : 'disable'}" class="inline">${csrfField(f.csrf)}<button type="submit">${r.disabled ? 'Enable' : 'Disable'}</button></form></td></tr>`,
+  );
+  const options = projects.map((p) => html`<option value="${p.name}">${p.name}</option>`);
+  return layout(
+    'Robot accounts',
+    f,
+    html`${error ? html`<p class="error" role="alert">${error}</p>` : ''}${shown}
+<table id="robots"><thead><tr><th>Name</th><th>Scopes</th><th>State</th><th>Expires</th><th></th></tr></thead>
+<tbody>${rows.length ? rows : html`<tr><td colspan="5" class="empty">No robot accounts.</td></tr>`}</tbody></table>
+<h2>New robot account</h2><form method="post" action="/robots" class="card">${csrfField(f.csrf)}
+<label>Project <select name="project" required>${options}</select></label>
+<label>Name <input name="name" required maxlength="255" pattern="[a-z0-9]+([._\\-][a-z0-9]+)*"></label>
+<label>Description <input name="description" maxlength="1024"></label>
+<fieldset><legend>Repository access</legend><label><input type="checkbox" name="action" value="pull" checked> pull</label>
+<label><input type="checkbox" name="action" value="push"> push</label></fieldset>
+<button type="submit" id="create-robot">Create robot</button></form>`,
+  );
+}
+
+export function errorPage(f: Frame, status: number, message: string): Html {
+  return layout(`Error ${status}`, f, html`<p class="error" role="alert">${message}</p><p><a href="/projects">Back to projects</a></p>`);
+}
