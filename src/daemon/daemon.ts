@@ -8,11 +8,10 @@ import { chmod, mkdir, readdir, readFile, rm, writeFile, rename } from 'node:fs/
 import { join } from 'node:path';
 import { FerryError, systemClock } from '../core/index.js';
 import { NodeCache } from '../storage/index.js';
-import { createMetricsRegistry, Gauge, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
+import { createMetricsRegistry, Gauge, nodeStoreMetrics, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
 import { parseDaemonConfig, type DaemonConfig, type DaemonConfigInput } from '../config/daemon.js';
 import { FuseSession } from '../fuse/index.js';
 import { ImageMount, cleanupMountLeftovers, FAST_PATH_MODULE, VIEW_FAST_PATH_MODULE } from './image-mount.js';
-import { nodeCacheMetrics } from './cache-metrics.js';
 import {
   mountRequestSchema,
   parsePrefetchTrace,
@@ -96,7 +95,7 @@ export class Daemon implements LazyFs {
       users: () => [...this.mounts.values()].flatMap((m) => (m.cacheUser ? [m.cacheUser] : [])),
       log: this.log,
     });
-    nodeCacheMetrics(this.metrics, 'daemon', this.nodeCache);
+    nodeStoreMetrics(this.metrics, 'daemon', this.nodeCache);
     this.scheduleGc();
     const mounts = this.mounts;
     new Gauge({
