@@ -6,17 +6,33 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FERRY_BIN } from '../../test/support/paths.js';
 import { ferry } from '../../test/support/ferry.js';
+import { DaemonClient } from '../daemon/index.js';
 
-test('ferry daemon serves its metrics on 127.0.0.1:<port> in Prometheus text', async () => {
+test('ferry daemon serves its metrics on 127.0.0.1:<port> in Prometheus text, the node cache among them; a gc asked for deletes what no mount uses', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'ferry-daemon-metrics-'));
+  // a blob a released image left in the default cache dir
+  const blob = join(dir, 'data', 'cache', `${'ab'.repeat(32)}.blob.data`);
+  await mkdir(join(dir, 'data', 'cache'), { recursive: true });
+  await writeFile(blob, Buffer.alloc(256 * 1024, 1));
   const p = spawn(
     process.execPath,
-    [FERRY_BIN, 'daemon', '--apisock', join(dir, 'd.sock'), '--data-dir', join(dir, 'data'), '--metrics-address', '127.0.0.1:0'],
+    [
+      FERRY_BIN,
+      'daemon',
+      '--apisock',
+      join(dir, 'd.sock'),
+      '--data-dir',
+      join(dir, 'data'),
+      '--metrics-address',
+      '127.0.0.1:0',
+      '--cache-quota',
+      '64m',
+    ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   const exited = new Promise<number | null>((resolve) => p.on('close', (code) => resolve(code)));
@@ -39,6 +55,19 @@ test('ferry daemon serves its metrics on 127.0.0.1:<port> in Prometheus text', a
     const text = await r.text();
     assert.match(text, /# TYPE ferry_daemon_mounts gauge\nferry_daemon_mounts 0\n/);
     assert.match(text, /process_cpu_seconds_total/);
+    assert.match(text, /ferry_node_cache_quota_bytes\{store="daemon"\} 64000000\n/);
+    const used = Number(/ferry_node_cache_bytes\{store="daemon"\} (\d+)/.exec(text)?.[1]);
+    assert.ok(used >= 256 * 1024, `ferry_node_cache_bytes ${used}`);
+    // under quota nothing is collected by itself; asked for, the unused blob goes
+    const client = new DaemonClient(join(dir, 'd.sock'));
+    assert.equal((await client.cache()).blobs, 1);
+    const gc = await client.gc();
+    assert.equal(gc.removedBlobs, 1, JSON.stringify(gc));
+    assert.equal(gc.after, 0);
+    assert.equal(await stat(blob).catch(() => null), null, 'blob file deleted');
+    const after = await (await fetch(`http://${address}/metrics`)).text();
+    assert.match(after, /ferry_node_cache_bytes\{store="daemon"\} 0\n/);
+    assert.match(after, /ferry_node_cache_evicted_bytes_total\{store="daemon"\} [1-9]\d*\n/);
   } finally {
     p.kill('SIGTERM');
     assert.equal(await exited, 0, 'the daemon stops cleanly');
@@ -58,6 +87,9 @@ test('a non-loopback metrics address needs a token file, and the file must be pr
     const loose = await ferry(args(['--metrics-address', '127.0.0.1:0', '--metrics-token-file', tokenFile]), { timeoutMs: 30_000 });
     assert.equal(loose.code, 2);
     assert.match(loose.stderr, /readable by group or others/);
+    const badQuota = await ferry(args(['--cache-quota', 'lots']), { timeoutMs: 30_000 });
+    assert.equal(badQuota.code, 2, badQuota.stderr);
+    assert.match(badQuota.stderr, /lots/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

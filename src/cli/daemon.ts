@@ -6,6 +6,7 @@
  * on the same data dir and mounts its images again; SIGINT/SIGTERM unmount everything. Registry
  * mounts use the credentials of their mount request first, then the daemon's credential chain.
  */
+import { parseSize } from '../core/index.js';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
@@ -22,6 +23,7 @@ export async function run(argv: string[]): Promise<number> {
     .description('long-lived lazy-loading filesystem daemon with an HTTP API on a unix socket (nydusd)')
     .requiredOption('--apisock <path>', 'unix socket of the HTTP API')
     .option('--config <file>', 'nydusd-style JSON configuration')
+    .option('--cache-quota <size>', "quota of the node's chunk cache, e.g. 20g (overrides ferry.cache_quota; default none)")
     .option('--data-dir <dir>', 'state directory (mount records, cache, blob views)', '/var/lib/ferry/daemon')
     .option('--no-restore', 'do not mount again the images a killed predecessor had mounted (only clean up)')
     .option('--metrics-address <addr>', 'also serve /metrics on host:port (loopback unless --metrics-token-file) or a unix socket')
@@ -39,6 +41,7 @@ export async function run(argv: string[]): Promise<number> {
       config?: string;
       dataDir: string;
       restore: boolean;
+      cacheQuota?: string;
       metricsAddress?: string;
       metricsTokenFile?: string;
     } & CredentialFlags
@@ -47,6 +50,7 @@ export async function run(argv: string[]): Promise<number> {
   let config: ReturnType<typeof parseDaemonConfig>;
   try {
     config = parseDaemonConfig(o.config ? JSON.parse(await readFile(o.config, 'utf8')) : {});
+    if (o.cacheQuota !== undefined) config.ferry.cache_quota = parseSize(o.cacheQuota);
   } catch (err) {
     process.stderr.write(`ferry daemon: ${(err as Error).message}\n`);
     return 2;

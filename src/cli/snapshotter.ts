@@ -20,6 +20,8 @@ import { untilSignal, parseArgs } from './lifecycle.js';
 import { addCredentialOptions, chainFromFlags, type CredentialFlags } from './credentials.js';
 import { plainHttpHosts, plainHttpHostsOption } from './plain-http.js';
 import { readTokenFile } from './token-file.js';
+import { DEFAULT_API } from './find-snapshotter.js';
+import { requestGc } from '../snapshotter/pull-api-client.js';
 
 function loadConfig(file: string | undefined): SnapshotterConfigInput {
   if (!file) return {};
@@ -43,6 +45,7 @@ interface Opts {
   proxy?: string;
   daemonConfig?: string;
   spawnDaemon?: boolean;
+  cacheQuota?: string;
   criAddress?: string;
   criUpstream?: string;
 }
@@ -66,6 +69,7 @@ function merged(o: Opts): SnapshotterConfigInput {
   if (o.proxy) daemon.proxy = o.proxy;
   if (o.daemonConfig) daemon.configFile = o.daemonConfig;
   if (o.spawnDaemon) daemon.spawn = true;
+  if (o.cacheQuota !== undefined) daemon.cacheQuota = o.cacheQuota;
   return {
     ...file,
     ...(o.address ? { address: o.address } : {}),
@@ -131,12 +135,42 @@ async function openDaemon(cfg: SnapshotterConfig, log: Logger): Promise<LazyFs> 
     ? ((parseYaml(readFileSync(cfg.daemon.configFile, 'utf8')) ?? {}) as Record<string, unknown>)
     : {};
   if (daemonConfig.amplify_io === undefined) daemonConfig.amplify_io = cfg.daemon.amplifyIo;
+  // the node cache: its quota, and the dir the snapshotter's mounts use as the daemon's own (scanned with no mount left)
+  const ferry = { ...((daemonConfig.ferry as Record<string, unknown> | undefined) ?? {}) };
+  if (ferry.cache_quota === undefined && cfg.daemon.cacheQuota > 0) ferry.cache_quota = cfg.daemon.cacheQuota;
+  daemonConfig.ferry = ferry;
+  const device = { ...((daemonConfig.device as Record<string, unknown> | undefined) ?? {}) };
+  if (device.cache === undefined)
+    device.cache = { type: 'blobcache', config: { work_dir: cfg.daemon.cacheDir || join(cfg.root, 'cache') } };
+  daemonConfig.device = device;
   const apiSock = cfg.daemon.apiSock || (cfg.daemon.spawn ? await spawnDaemon(cfg, daemonConfig, log) : '');
   if (apiSock) return new DaemonClient(apiSock);
   return new Daemon({ log, dataDir, config: daemonConfig as DaemonConfigInput });
 }
 
+/** `ferry snapshotter gc [--api SOCK]`: one node cache GC round now, in the running snapshotter's daemon. */
+async function runGc(argv: string[]): Promise<number> {
+  const cmd = new Command('ferry snapshotter gc')
+    .description('run the node cache GC now: data of images with no snapshot left is deleted, then LRU eviction down to the quota')
+    .option('--api <sock>', `the snapshotter's API socket (default ${DEFAULT_API})`, DEFAULT_API)
+    .exitOverride();
+  try {
+    cmd.parse(argv, { from: 'user' });
+  } catch (err) {
+    return (err as { exitCode?: number }).exitCode ?? 2;
+  }
+  try {
+    const r = await requestGc(cmd.opts<{ api: string }>().api);
+    process.stdout.write(`${JSON.stringify(r)}\n`);
+    return 0;
+  } catch (err) {
+    process.stderr.write(`ferry snapshotter gc: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
 export async function run(argv: string[]): Promise<number> {
+  if (argv[0] === 'gc') return runGc(argv.slice(1));
   if (argv[0] === 'print-config') {
     const cmd = command('ferry snapshotter print-config')
       .description('print the containerd config.toml snippet (appendable), or with --merge an existing config with Ferry merged in')
@@ -169,6 +203,7 @@ export async function run(argv: string[]): Promise<number> {
     .option('--daemon-mode <mode>', 'erofs | fuse (default erofs; falls back to fuse where EROFS cannot mount)')
     .option('--daemon-config <file>', 'nydusd-style config of the in-process or spawned daemon (JSON/YAML)')
     .option('--spawn-daemon', 'run the daemon as a separate detached `ferry daemon` (<root>/daemon.sock) that outlives restarts')
+    .option('--cache-quota <size>', "quota of the node's chunk cache, e.g. 20g (default none; see docs/containerd.md)")
     .option('--prefetch', "prefetch each image's prefetch list after mounting")
     .option('--proxy <url>', 'P2P peer proxy the daemon reads blobs through (e.g. http://127.0.0.1:65001)')
     .option(

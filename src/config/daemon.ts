@@ -104,8 +104,24 @@ export const daemonConfigSchema = z.strictObject({
        * peers' `download.rangeGrid`, so every request is one whole-cell range task all nodes share
        */
       p2p_range_grid: size.default(0),
+      /**
+       * the node cache's quota (bytes on disk of every cache dir; 0 = none): over it, blobs no mount
+       * uses go first, then blobs of mounted images least recently read (refetched when read again)
+       */
+      cache_quota: size.default(0),
+      /** how often (seconds; ms once parsed) the node cache is checked against its quota, besides after each mount and unmount; 0 = only then */
+      cache_gc_interval: seconds.default(30_000),
     })
-    .default({ mode: 'erofs', fuse_threads: 4, merge_gap: 32 * 1024, miss_window: 128 * 1024, fetch_concurrency: 4, p2p_range_grid: 0 }),
+    .default({
+      mode: 'erofs',
+      fuse_threads: 4,
+      merge_gap: 32 * 1024,
+      miss_window: 128 * 1024,
+      fetch_concurrency: 4,
+      p2p_range_grid: 0,
+      cache_quota: 0,
+      cache_gc_interval: 30_000,
+    }),
 });
 
 export type DaemonConfig = z.output<typeof daemonConfigSchema>;

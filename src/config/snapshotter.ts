@@ -73,6 +73,12 @@ export const SnapshotterConfigSchema = z.strictObject({
         .union([z.string(), z.number()])
         .transform((v) => parseDuration(v))
         .default(30_000),
+      /**
+       * Quota of the node's chunk cache (bytes on disk; 0 = none), the in-process or spawned daemon's
+       * `ferry.cache_quota` unless its config file sets one. Over it, data of images with no snapshot
+       * left goes first, then least recently read data of mounted images (fetched again when read).
+       */
+      cacheQuota: size.default(0),
       /** Chunk cache directory shared by all images; default `<root>/cache`. */
       cacheDir: z.string().default(''),
       /** P2P peer proxy URL the daemon reads blobs through (falls back to the registry). */

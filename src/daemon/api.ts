@@ -2,7 +2,8 @@
  * @module daemon/api
  * The daemon's HTTP API on a unix socket (api/daemon.openapi.yaml):
  *   GET /api/v1/daemon · GET/POST /api/v1/mounts · GET/DELETE /api/v1/mounts/{id} ·
- *   GET /api/v1/mounts/{id}/trace · PUT /api/v1/mounts/{id}/auth · GET /metrics
+ *   GET /api/v1/mounts/{id}/trace · PUT /api/v1/mounts/{id}/auth · GET /api/v1/cache ·
+ *   POST /api/v1/cache/gc · GET /metrics
  * Wire types in protocol.ts; routes, bodies and errors (`{ "code": "<FerryError code>", "message": "…" }`,
  * the status from httpx's one table) through the httpx kit.
  *
@@ -42,6 +43,8 @@ export async function startApi(daemon: Daemon, sockPath: string, log: Logger, ve
       const info: DaemonInfo = { version, state: 'RUNNING', pid: process.pid, uptimeSeconds, mounts: (await daemon.list()).length };
       sendJson(res, 200, info);
     })
+    .get('/api/v1/cache', async ({ res }) => sendJson(res, 200, await daemon.cache()))
+    .post('/api/v1/cache/gc', async ({ res }) => sendJson(res, 200, await daemon.gc()))
     .get('/api/v1/mounts', async ({ res }) => sendJson(res, 200, await daemon.list()))
     .post('/api/v1/mounts', async ({ req, res }) => sendJson(res, 201, await daemon.mount(await readJson<MountRequest>(req, MAX_API_BODY))))
     .get('/api/v1/mounts/:id/trace', async ({ res }, p) => sendJson(res, 200, await daemon.trace(p.id!)))

@@ -4,7 +4,7 @@
  * types in protocol.ts; errors come back as the FerryErrors the daemon threw).
  */
 import { JsonClient } from '../httpx/client.js';
-import type { DaemonInfo, LazyFs, MountInfo, MountRequest, PrefetchTrace } from './protocol.js';
+import type { CacheGcReport, CacheStatus, DaemonInfo, LazyFs, MountInfo, MountRequest, PrefetchTrace } from './protocol.js';
 
 export class DaemonClient implements LazyFs {
   readonly #http: JsonClient;
@@ -33,6 +33,12 @@ export class DaemonClient implements LazyFs {
   }
   get(id: string): Promise<MountInfo> {
     return this.#http.json('GET', `/api/v1/mounts/${encodeURIComponent(id)}`);
+  }
+  gc(): Promise<CacheGcReport> {
+    return this.#http.json('POST', '/api/v1/cache/gc', {});
+  }
+  cache(): Promise<CacheStatus> {
+    return this.#http.json('GET', '/api/v1/cache');
   }
   info(): Promise<DaemonInfo> {
     return this.#http.json('GET', '/api/v1/daemon');

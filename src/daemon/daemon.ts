@@ -6,12 +6,22 @@
  */
 import { chmod, mkdir, readdir, readFile, rm, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FerryError } from '../core/index.js';
-import { createMetricsRegistry, Gauge, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
+import { FerryError, systemClock } from '../core/index.js';
+import { NodeCache } from '../storage/index.js';
+import { createMetricsRegistry, Gauge, nodeStoreMetrics, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
 import { parseDaemonConfig, type DaemonConfig, type DaemonConfigInput } from '../config/daemon.js';
 import { FuseSession } from '../fuse/index.js';
 import { ImageMount, cleanupMountLeftovers, FAST_PATH_MODULE, VIEW_FAST_PATH_MODULE } from './image-mount.js';
-import { mountRequestSchema, parsePrefetchTrace, type LazyFs, type MountInfo, type MountRequest, type PrefetchTrace } from './protocol.js';
+import {
+  mountRequestSchema,
+  parsePrefetchTrace,
+  type CacheGcReport,
+  type CacheStatus,
+  type LazyFs,
+  type MountInfo,
+  type MountRequest,
+  type PrefetchTrace,
+} from './protocol.js';
 import type { CredentialSource } from '../remote/index.js';
 
 export interface DaemonOptions {
@@ -38,6 +48,11 @@ export class Daemon implements LazyFs {
   private readonly mounts = new Map<string, ImageMount>();
   private readonly busy = new Map<string, Promise<unknown>>();
   private closed = false;
+  /** The node cache over every mount's cache dir (quota and GC). */
+  readonly nodeCache: NodeCache;
+  /** A GC round in progress: mounts wait for it (it must not delete files a mount is opening). */
+  private gcRound: Promise<unknown> = Promise.resolve();
+  private cancelGcTimer: () => void = () => undefined;
 
   constructor(o: DaemonOptions) {
     this.log = (o.log ?? silentLogger()).child({ component: 'daemon' });
@@ -74,6 +89,14 @@ export class Daemon implements LazyFs {
     // Reader threads for the first mount, booted now rather than while a container waits for it.
     if (o.prewarm !== false)
       FuseSession.prewarm(this.cfg.ferry.fuse_threads, [this.cfg.ferry.mode === 'fuse' ? FAST_PATH_MODULE : VIEW_FAST_PATH_MODULE]);
+    this.nodeCache = new NodeCache({
+      quota: this.cfg.ferry.cache_quota,
+      dirs: () => [this.defaultCacheDir, ...[...this.mounts.values()].flatMap((m) => (m.req.cacheDir ? [m.req.cacheDir] : []))],
+      users: () => [...this.mounts.values()].flatMap((m) => (m.cacheUser ? [m.cacheUser] : [])),
+      log: this.log,
+    });
+    nodeStoreMetrics(this.metrics, 'daemon', this.nodeCache);
+    this.scheduleGc();
     const mounts = this.mounts;
     new Gauge({
       name: 'ferry_daemon_mounts',
@@ -83,6 +106,46 @@ export class Daemon implements LazyFs {
         this.set(mounts.size);
       },
     });
+  }
+
+  private get defaultCacheDir(): string {
+    return this.cfg.device.cache?.config.work_dir ?? join(this.dataDir, 'cache');
+  }
+
+  /** With a quota: a GC round every `ferry.cache_gc_interval` (the timer does not keep the process up). */
+  private scheduleGc(): void {
+    const every = this.cfg.ferry.cache_gc_interval;
+    if (this.cfg.ferry.cache_quota <= 0 || every <= 0 || this.closed) return;
+    this.cancelGcTimer = systemClock.setTimer(
+      every,
+      () => {
+        void this.collect(false).finally(() => this.scheduleGc());
+      },
+      { unref: true },
+    );
+  }
+
+  /** One GC round, mounts and unmounts waiting for it; failures are logged (the automatic rounds) or thrown (asked for). */
+  private collect(collectUnused: boolean): Promise<CacheGcReport> {
+    const round = Promise.allSettled([this.gcRound, ...this.busy.values()]).then(() => this.nodeCache.gc({ collectUnused }));
+    this.gcRound = round.catch((err: unknown) => this.log.warn({ err }, 'node cache gc failed'));
+    return round;
+  }
+
+  /** Runs a GC round now: every blob no mount uses is deleted, then LRU eviction down to the quota. */
+  gc(): Promise<CacheGcReport> {
+    return this.collect(true);
+  }
+
+  async cache(): Promise<CacheStatus> {
+    const blobs = await this.nodeCache.blobs();
+    return {
+      quota: this.nodeCache.quota,
+      usedBytes: blobs.reduce((a, b) => a + b.bytes, 0),
+      evictedBytes: this.nodeCache.evictedBytes,
+      refetchedBytes: this.nodeCache.refetchedBytes(),
+      blobs: blobs.length,
+    };
   }
 
   get config(): DaemonConfig {
@@ -137,7 +200,12 @@ export class Daemon implements LazyFs {
     if (req.trace !== undefined) req.trace = parsePrefetchTrace(req.trace);
     // nydusd's fs_prefetch.enable: prefetch mounts that do not say otherwise.
     if (req.prefetch === undefined && this.cfg.fs_prefetch.enable) req.prefetch = true;
-    return this.exclusive(req.id, async () => {
+    // after every GC round started so far (a round started later waits for this mount instead)
+    for (let i = 0, r = this.gcRound; i < 64; i++, r = this.gcRound) {
+      await r;
+      if (r === this.gcRound) break;
+    }
+    const mounted = await this.exclusive(req.id, async () => {
       const cur = this.mounts.get(req.id);
       if (cur) {
         if (cur.req.mountpoint === req.mountpoint && cur.req.bootstrapPath === req.bootstrapPath) return cur.metrics();
@@ -150,7 +218,7 @@ export class Daemon implements LazyFs {
       const m = await ImageMount.mount(req, {
         log: this.log,
         workDir: this.workDir(req.id),
-        defaultCacheDir: c.device.cache?.config.work_dir ?? join(this.dataDir, 'cache'),
+        defaultCacheDir: this.defaultCacheDir,
         defaultMode: c.ferry.mode,
         amplifyBytes: c.amplify_io,
         mergeGap: c.ferry.merge_gap,
@@ -186,6 +254,8 @@ export class Daemon implements LazyFs {
       await rename(tmp, this.recordPath(req.id));
       return m.metrics();
     });
+    if (this.nodeCache.quota > 0) void this.collect(false);
+    return mounted;
   }
 
   async umount(id: string): Promise<void> {
@@ -197,6 +267,7 @@ export class Daemon implements LazyFs {
       await rm(this.recordPath(id), { force: true });
       await rm(this.authPath(id), { force: true });
     });
+    if (this.nodeCache.quota > 0 && !this.closed) void this.collect(false);
   }
 
   async setAuth(id: string, auth: string | undefined): Promise<void> {
@@ -291,6 +362,8 @@ export class Daemon implements LazyFs {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.cancelGcTimer();
+    await this.gcRound;
     for (const id of [...this.mounts.keys()]) {
       await this.umount(id).catch((err: unknown) => this.log.error({ err, mount: id }, 'umount at close failed'));
     }

@@ -17,7 +17,13 @@ export interface FastPathData {
   bootstrapPath: string;
   timeout: number;
   /** per blob: cache data file, ready bitmap, read-ahead triggers (a read touching one goes to the main thread) */
-  caches: Array<{ blobId: string; dataPath: string; bitmap: SharedArrayBuffer; triggers?: SharedArrayBuffer }>;
+  caches: Array<{
+    blobId: string;
+    dataPath: string;
+    bitmap: SharedArrayBuffer;
+    triggers?: SharedArrayBuffer;
+    generation?: SharedArrayBuffer;
+  }>;
   /** CI tables of a bootstrap without a chunk table, see ciTableForThreads */
   ci?: Array<{ blobIndex: number; table: Float64Array }>;
 }
@@ -32,6 +38,9 @@ export function init(d: FastPathData): (opcode: number, nodeid: number, body: Bu
       { fd: openSync(c.dataPath, 'r'), bits: new Uint8Array(c.bitmap), triggers: c.triggers ? new Uint8Array(c.triggers) : undefined },
     ]),
   );
+  // the caches' eviction generations: bytes read while one of them changed may be a dropped chunk's hole
+  const gens = d.caches.flatMap((c) => (c.generation ? [new Int32Array(c.generation)] : []));
+  const generation = (): number => gens.reduce((a, g) => a + Atomics.load(g, 0), 0);
   const plan = new FileReadPlan(); // every READ of this thread is planned into it
   const ino = (nodeid: number): number => (nodeid === FUSE_ROOT_ID ? bs.rootIno : nodeid);
   const node = (i: number): number => (i === bs.rootIno ? FUSE_ROOT_ID : i);
@@ -54,6 +63,7 @@ export function init(d: FastPathData): (opcode: number, nodeid: number, body: Bu
         const size = body.readUInt32LE(16);
         if (Math.min(st.size, offset + size) <= offset) return { parts: [] };
         const refs = bs.mapRead(i, offset, size);
+        const gen = generation();
         // all chunks ready?
         for (const r of refs) {
           const c = caches.get(r.blobId);
@@ -80,6 +90,8 @@ export function init(d: FastPathData): (opcode: number, nodeid: number, body: Bu
           }
           at += len;
         }
+        // an eviction meanwhile: the main thread reads it again (refetching what was dropped)
+        if (generation() !== gen) return null;
         return { parts: [out], hits: refs.length };
       }
       default:

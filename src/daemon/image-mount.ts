@@ -499,6 +499,11 @@ export class ImageMount {
     };
   }
 
+  /** The storage device, for the node cache (undefined until the mount is up). */
+  get cacheUser(): StorageDevice | undefined {
+    return this.device as StorageDevice | undefined;
+  }
+
   /** Resolves when the FUSE side ends by itself (someone ran umount on the mount point). */
   get ended(): Promise<void> {
     return (this.fuse ?? this.view)?.closed ?? new Promise(() => undefined);

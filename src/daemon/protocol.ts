@@ -151,6 +151,30 @@ export interface DaemonInfo {
   mounts: number;
 }
 
+/** What one node cache GC round did (`POST /api/v1/cache/gc`); bytes are bytes on disk. */
+export interface CacheGcReport {
+  /** bytes (0: no quota) */
+  quota: number;
+  before: number;
+  after: number;
+  /** blobs no mount uses, deleted */
+  removedBlobs: number;
+  /** blobs of mounted images emptied in place (refetched when read) */
+  emptiedBlobs: number;
+  evictedBytes: number;
+  /** blobs of mounted images passed over: a fetch of them was in flight */
+  busyBlobs: number;
+}
+
+/** The node cache (`GET /api/v1/cache`). */
+export interface CacheStatus {
+  quota: number;
+  usedBytes: number;
+  evictedBytes: number;
+  refetchedBytes: number;
+  blobs: number;
+}
+
 /** The lazy-loading filesystem: the in-process `Daemon`, or a `DaemonClient` of `ferry daemon --apisock`. */
 export interface LazyFs {
   mount(req: MountRequest): Promise<MountInfo>;
@@ -169,5 +193,8 @@ export interface LazyFs {
    * of a separate daemon has none: that daemon keeps its mounts across our restarts.
    */
   restore?(opts: { remount: boolean }): Promise<unknown>;
+  /** One node cache GC round now: blobs no mount uses are deleted, then LRU eviction down to the quota. */
+  gc(): Promise<CacheGcReport>;
+  cache(): Promise<CacheStatus>;
   close(): Promise<void>;
 }

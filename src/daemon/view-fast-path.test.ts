@@ -35,6 +35,7 @@ test('view fast path: reads whose chunks are all ready come from the cache file;
           dataPath: join(dir, 'blob.data'),
           bitmap,
           triggers,
+          generation: new SharedArrayBuffer(4),
           starts: Float64Array.from([0, 8192, 16384]),
           ends: Float64Array.from([8192, 12288, 20480]),
           index: Uint32Array.from([5, 1, 2]),

@@ -8,7 +8,8 @@
  * it never touches), most view reads land in a chunk fetched a moment before: this saves each of
  * them the hop to the main thread and back. A read touching a read-ahead trigger chunk (the
  * device's shared trigger bitmap) goes to the main thread too, cached or not: that read is where a
- * sequential stream's next read-ahead window is started.
+ * sequential stream's next read-ahead window is started. Bytes read while the cache's eviction
+ * generation changed (the node cache GC emptied it) are not trusted: the main thread reads again.
  */
 import { openSync, readSync } from 'node:fs';
 import { Op } from '../fuse/protocol.js'; // not index.js: see docs/architecture.md (worker threads)
@@ -38,6 +39,7 @@ export function init(d: ViewFastPathData): (opcode: number, nodeid: number, body
     fd: openSync(b.dataPath, 'r'),
     bits: new Uint8Array(b.bitmap),
     triggers: new Uint8Array(b.triggers),
+    gen: new Int32Array(b.generation),
   }));
   return (opcode, nodeid, body) => {
     if (opcode !== Op.READ) return null;
@@ -47,6 +49,7 @@ export function init(d: ViewFastPathData): (opcode: number, nodeid: number, body
     const end = Math.min(v.size, offset + body.readUInt32LE(16));
     if (end <= offset) return { parts: [] };
     let hits = 0;
+    const gen = Atomics.load(v.gen, 0);
     for (let i = firstEndingAfter(v.ends, offset); i < v.starts.length && v.starts[i]! < end; i++) {
       if (!chunkReady(v.bits, v.index[i]!) || chunkReady(v.triggers, v.index[i]!)) return null;
       hits++;
@@ -61,6 +64,8 @@ export function init(d: ViewFastPathData): (opcode: number, nodeid: number, body
       }
       n += k;
     }
+    // the cache was emptied meanwhile: what was read may be holes, the main thread reads it again
+    if (Atomics.load(v.gen, 0) !== gen) return null;
     return { parts: [out], hits };
   };
 }

@@ -15,3 +15,4 @@ export {
   Summary,
   type MetricsRegistry,
 } from './metrics.js';
+export { nodeStoreMetrics, type NodeStore } from './node-store.js';

@@ -8,6 +8,7 @@
 import { FerryError } from '../core/index.js';
 import { JsonClient, decodeError } from '../httpx/client.js';
 import type { PullLine, PullRequestBody, PullResult } from './protocol.js';
+import type { CacheGcReport } from '../daemon/protocol.js';
 
 const client = (socket: string): JsonClient => new JsonClient({ what: 'snapshotter API', socketPath: socket });
 
@@ -62,6 +63,11 @@ export async function requestPull(socket: string, body: PullRequestBody, progres
       if (!done) reject(new FerryError('UNAVAILABLE', `snapshotter API: ${err.message}`, { cause: err }));
     });
   });
+}
+
+/** Runs a node cache GC round in the snapshotter's daemon on `socket` (`POST /api/v1/cache/gc`). */
+export function requestGc(socket: string): Promise<CacheGcReport> {
+  return client(socket).json('POST', '/api/v1/cache/gc', {});
 }
 
 /** The access trace of the image with this manifest digest, from the snapshotter on `socket` (`GET /api/v1/traces/{digest}`). */

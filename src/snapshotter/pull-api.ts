@@ -1,7 +1,7 @@
 /**
  * @module snapshotter/pull-api
  * `ferry pull` served by the running snapshotter: `POST /api/v1/pull` on a root-only unix socket
- * (`<root>/api.sock`, api/snapshotter.openapi.yaml). The snapshotter has its modules, its gRPC
+ * (`<root>/api.sock`, api/snapshotter.openapi.yaml), and `POST /api/v1/cache/gc` (`ferry snapshotter gc`). The snapshotter has its modules, its gRPC
  * connection to containerd and its daemon warm, and it starts an image's lazy mount the moment
  * the manifest is known — ahead of containerd's Prepare calls. A `ferry pull` process then only
  * parses its options and relays this request: on a cold start that skipped ~0.3 s of module
@@ -17,7 +17,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { rm } from 'node:fs/promises';
 import { FerryError, asFerryError } from '../core/index.js';
 import { Router, listenPrivate, readJson, requestUrl, sendError, sendJson } from '../httpx/index.js';
-import type { PrefetchTrace } from '../daemon/protocol.js';
+import type { CacheGcReport, PrefetchTrace } from '../daemon/protocol.js';
 import { parsePullRequest, type PullLine, type PullRequestBody, type PullResult } from './protocol.js';
 
 const MAX_BODY = 64 * 1024;
@@ -28,6 +28,8 @@ export interface PullApiOptions {
   pull(body: PullRequestBody, progress: (line: string) => void): Promise<PullResult>;
   /** `GET /api/v1/traces/{manifest digest}`: the access trace of that image's lazy mount */
   trace?(manifestDigest: string): Promise<PrefetchTrace>;
+  /** `POST /api/v1/cache/gc`: one node cache GC round of the daemon, now */
+  gc?(): Promise<CacheGcReport>;
   /** called with errors of requests, for the log */
   onError?: (err: unknown, body: PullRequestBody | undefined) => void;
 }
@@ -47,6 +49,10 @@ function routes(o: PullApiOptions): Router<Ctx> {
     .get('/api/v1/traces/:digest(sha256:[0-9a-f]{64})', async ({ res }, p) => {
       if (!o.trace) throw new FerryError('FAILED_PRECONDITION', 'this snapshotter mounts no lazy images');
       sendJson(res, 200, await o.trace(p.digest!));
+    })
+    .post('/api/v1/cache/gc', async ({ res }) => {
+      if (!o.gc) throw new FerryError('FAILED_PRECONDITION', 'this snapshotter mounts no lazy images');
+      sendJson(res, 200, await o.gc());
     })
     .post('/api/v1/pull', async ({ req, res }) => {
       let body: PullRequestBody;

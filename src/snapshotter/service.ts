@@ -178,7 +178,7 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
       path: cfg.apiAddress || join(cfg.root, 'api.sock'),
       pull: (body, progress) => pullThrough(body, progress),
       onError: (err, body) => pullLog.warn({ err, ref: body?.ref }, 'pull failed'),
-      ...(lazy ? { trace: (digest: string) => lazy!.trace(digest) } : {}),
+      ...(lazy ? { trace: (digest: string) => lazy!.trace(digest), gc: () => lazyFs!.gc() } : {}),
     });
     if (cfg.criAddress) cri = await serveCriProxy({ address: cfg.criAddress, upstream: cfg.criUpstream, supplied, log });
   } catch (err) {

@@ -13,7 +13,7 @@ import { readSync, writeSync } from 'node:fs';
 import { open, mkdir, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FerryError } from '../core/index.js';
-import { chunkReady, markChunkReady } from './protocol.js';
+import { chunkReady, clearChunk, markChunkReady } from './protocol.js';
 
 const MAP_MAGIC = 0x424d4150;
 const MAP_MAGIC2 = 0x434d4150;
@@ -32,6 +32,15 @@ export class BlobCache {
   private bitmap: Buffer;
   private ready = 0;
   private mapWrites: Promise<void> = Promise.resolve();
+  /**
+   * Bumped (before any bit is cleared) each time the cache is emptied in place: a reader in another
+   * thread that saw its chunks ready trusts the bytes it read only if this did not change meanwhile.
+   */
+  private readonly gen = new Int32Array(new SharedArrayBuffer(4));
+  /** chunks that were ready when the cache was last emptied: fetching one again is a refetch */
+  private evicted: Uint8Array | undefined;
+  /** bytes of chunks fetched again after an eviction */
+  refetchedBytes = 0;
 
   /** path of `<blob_id>.blob.data` */
   readonly dataPath: string;
@@ -104,6 +113,33 @@ export class BlobCache {
   get sharedBitmap(): SharedArrayBuffer {
     return this.bitmap.buffer as SharedArrayBuffer;
   }
+  /** The eviction generation's shared memory (one Int32, see `emptied`). */
+  get sharedGeneration(): SharedArrayBuffer {
+    return this.gen.buffer as SharedArrayBuffer;
+  }
+  get generation(): number {
+    return Atomics.load(this.gen, 0);
+  }
+
+  /**
+   * Empties the cache in place: the generation is bumped, every ready bit cleared and the cleared
+   * map persisted, and only then the data file's blocks released (truncated to 0 and back to its
+   * size: a sparse file of holes). The caller makes sure no fetch of this blob runs meanwhile.
+   */
+  async empty(): Promise<void> {
+    Atomics.add(this.gen, 0, 1);
+    this.evicted = Uint8Array.from(this.bitmap);
+    this.bitmap.fill(0);
+    this.ready = 0;
+    await this.mapWrites;
+    const map = Buffer.alloc(this.bitmap.length + 4);
+    await this.map.write(map, 0, 4, 12); // all_ready = 0
+    await this.map.write(map, 0, this.bitmap.length, MAP_HEADER);
+    await this.map.datasync();
+    await this.data.truncate(0);
+    await this.data.truncate(this.size);
+  }
+
   get allReady(): boolean {
     return this.ready === this.chunkCount;
   }
@@ -145,6 +181,10 @@ export class BlobCache {
     if (data.length <= SYNC_IO_MAX) while (n < data.length) n += writeSync(this.data.fd, data, n, data.length - n, uncompressedOffset + n);
     while (n < data.length) n += (await this.data.write(data, n, data.length - n, uncompressedOffset + n)).bytesWritten;
     if (this.isReady(index)) return;
+    if (this.evicted && chunkReady(this.evicted, index)) {
+      clearChunk(this.evicted, index);
+      this.refetchedBytes += data.length;
+    }
     markChunkReady(this.bitmap, index);
     this.ready++;
     const byte = index >> 3;

@@ -9,6 +9,7 @@ import { DigestMismatchError, FerryError } from '../core/index.js';
 import { chunkDigest, getCodec } from '../format/compress/index.js';
 import { FakeClock } from '../../test/support/clock.js';
 import { chunkReady } from './protocol.js';
+import { CHUNK, makeBlob } from '../../test/support/storage-blobs.js';
 import {
   StorageDevice,
   LocalFsBackend,
@@ -18,41 +19,6 @@ import {
   type DeviceBlob,
   type DeviceChunk,
 } from './index.js';
-
-const CHUNK = 64 * 1024;
-
-/** A blob of n raw (uncompressed) chunks of varying sizes, 4 KiB-aligned uncompressed layout. */
-function makeBlob(n: number): { id: string; bytes: Buffer; blob: DeviceBlob; view: Buffer } {
-  const parts: Buffer[] = [];
-  const chunks: DeviceChunk[] = [];
-  let co = 0;
-  let uo = 0;
-  for (let i = 0; i < n; i++) {
-    const size = i === n - 1 ? 5000 : CHUNK;
-    const data = Buffer.alloc(size, i + 1);
-    data.write(`chunk-${i}`);
-    parts.push(data);
-    chunks.push({
-      chunkIndex: i,
-      compressedOffset: co,
-      compressedSize: size,
-      uncompressedOffset: uo,
-      uncompressedSize: size,
-      compressed: false,
-      digest: createHash('sha256').update(data).digest(),
-    });
-    co += size;
-    uo += Math.ceil(size / 4096) * 4096;
-  }
-  const bytes = Buffer.concat(parts);
-  const id = createHash('sha256').update(bytes).digest('hex');
-  const view = Buffer.alloc(uo);
-  chunks.forEach((c, i) => {
-    parts[i]!.copy(view, c.uncompressedOffset);
-  });
-  const blob: DeviceBlob = { blobId: id, uncompressedSize: uo, chunkCount: n, chunks, codec: { compressor: 'none', digester: 'sha256' } };
-  return { id, bytes, blob, view };
-}
 
 class CountingBackend implements Backend {
   readonly kind = 'count';

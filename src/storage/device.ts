@@ -1,5 +1,6 @@
 /**
  * @module storage/device
+ * (Over 600 lines: reads, their fetches and the cache GC's hold on a blob work on one blob state that stays private here)
  * The read API over a set of blobs: `read(blobId, uncompressedOffset, length)`. Missing chunks are
  * fetched from the backend (missing chunks merged into ranged requests over small gaps, amplified
  * toward a window in regions that keep missing), decoded and verified as their bytes arrive (a
@@ -126,6 +127,8 @@ export interface BlobViewMap {
   bitmap: SharedArrayBuffer;
   /** read-ahead triggers (same bit order): a read touching one must go to the main thread */
   triggers: SharedArrayBuffer;
+  /** the cache's eviction generation (BlobCache.sharedGeneration) */
+  generation: SharedArrayBuffer;
   starts: Float64Array;
   ends: Float64Array;
   index: Uint32Array;
@@ -149,7 +152,14 @@ interface BlobState {
   triggers: Uint8Array;
   /** DeviceBlob.prepare in progress or done */
   prepared?: Promise<void> | undefined;
+  /** an eviction emptying this blob's cache: fetches wait for it (see holdForEviction) */
+  blocked?: Promise<void> | undefined;
+  /** last read of this blob (clock ms), for the node cache's LRU */
+  lastUsed: number;
 }
+
+/** Reads of a blob whose cache was emptied under them are retried this often before failing. */
+const EVICTION_RETRIES = 4;
 
 /** Access trace bounds: chunks recorded, and for how long after the device opened. */
 const TRACE_MAX_CHUNKS = 65_536;
@@ -255,6 +265,7 @@ export class StorageDevice {
         streams: new ReadStreams(),
         regions: new MissRegions(d.missWindow),
         triggers: new Uint8Array(new SharedArrayBuffer(Math.max(1, Math.ceil(blob.chunkCount / 8)))),
+        lastUsed: d.openedAt,
       });
     }
     return d;
@@ -283,12 +294,19 @@ export class StorageDevice {
   }
 
   /** Per blob: cache data file and shared ready bitmap, for readers in other threads. */
-  sharedCaches(): Array<{ blobId: string; dataPath: string; bitmap: SharedArrayBuffer; triggers: SharedArrayBuffer }> {
+  sharedCaches(): Array<{
+    blobId: string;
+    dataPath: string;
+    bitmap: SharedArrayBuffer;
+    triggers: SharedArrayBuffer;
+    generation: SharedArrayBuffer;
+  }> {
     return [...this.blobs.values()].map((s) => ({
       blobId: s.blob.blobId,
       dataPath: s.cache.dataPath,
       bitmap: s.cache.sharedBitmap,
       triggers: s.triggers.buffer as SharedArrayBuffer,
+      generation: s.cache.sharedGeneration,
     }));
   }
 
@@ -310,6 +328,7 @@ export class StorageDevice {
         dataPath: s.cache.dataPath,
         bitmap: s.cache.sharedBitmap,
         triggers: s.triggers.buffer as SharedArrayBuffer,
+        generation: s.cache.sharedGeneration,
         starts,
         ends,
         index,
@@ -320,6 +339,45 @@ export class StorageDevice {
   /** Counts chunk lookups answered elsewhere (a fast path reading the cache files directly). */
   countHits(n: number): void {
     this.stats.hits += n;
+    const now = this.clock.now();
+    for (const s of this.blobs.values()) s.lastUsed = now;
+  }
+
+  // ---- the node cache GC's side (storage/cache-gc.ts) ----
+
+  /** Per blob: its cache dir, last read and the bytes fetched again after an eviction. */
+  cacheUse(): Array<{ blobId: string; dir: string; lastUsed: number; refetchedBytes: number }> {
+    return [...this.blobs.values()].map((s) => ({
+      blobId: s.blob.blobId,
+      dir: this.o.cacheDir,
+      lastUsed: s.lastUsed,
+      refetchedBytes: s.cache.refetchedBytes,
+    }));
+  }
+
+  /**
+   * Blocks fetches of a blob until `until` settles, for an eviction of its cache. False (nothing
+   * blocked) when a fetch of it is in flight or it is already held: the GC passes it over this round.
+   */
+  holdForEviction(blobId: string, until: Promise<void>): boolean {
+    const s = this.blobs.get(blobId);
+    if (!s || s.inflight.size > 0 || s.blocked) return false;
+    const p: Promise<void> = until.then(
+      () => undefined,
+      () => undefined,
+    );
+    void p.then(() => {
+      if (s.blocked === p) s.blocked = undefined;
+    });
+    s.blocked = p;
+    return true;
+  }
+
+  /** Empties a held blob's cache (ready bits cleared first, then its bytes dropped). */
+  async emptyCache(blobId: string): Promise<void> {
+    const s = this.state(blobId);
+    if (!s.blocked || s.inflight.size > 0) throw new FerryError('FAILED_PRECONDITION', `blob ${blobId} is not held for eviction`);
+    await s.cache.empty();
   }
   blobSize(blobId: string): number {
     return this.state(blobId).blob.uncompressedSize;
@@ -343,16 +401,24 @@ export class StorageDevice {
     const chunks = overlapping(s.byOffset, offset, end);
     for (const c of chunks) if (chunkReady(s.triggers, c.chunkIndex)) clearChunk(s.triggers, c.chunkIndex);
     const stream = s.streams.observe(offset, end);
-    this.onDemand++;
-    try {
-      // this read's own requests go out first, the read-ahead beside them
-      const ready = this.ensure(s, chunks, ON_DEMAND);
-      this.readAhead(s, stream);
-      await ready;
-    } finally {
-      this.onDemand--;
+    s.lastUsed = this.clock.now();
+    // bytes read while the GC emptied the cache (generation changed, a chunk no longer ready) are
+    // read again: the chunks are fetched anew, the read never fails because of an eviction
+    for (let attempt = 0; attempt <= EVICTION_RETRIES; attempt++) {
+      const gen = s.cache.generation;
+      this.onDemand++;
+      try {
+        // this read's own requests go out first, the read-ahead beside them
+        const ready = this.ensure(s, chunks, ON_DEMAND);
+        if (attempt === 0) this.readAhead(s, stream);
+        await ready;
+      } finally {
+        this.onDemand--;
+      }
+      const buf = await s.cache.read(offset, end - offset);
+      if (s.cache.generation === gen && chunks.every((c) => s.cache.isReady(c.chunkIndex))) return buf;
     }
-    return s.cache.read(offset, end - offset);
+    throw new FerryError('UNAVAILABLE', `blob ${blobId}: cache emptied under ${EVICTION_RETRIES + 1} reads in a row`);
   }
 
   /**
@@ -365,6 +431,7 @@ export class StorageDevice {
     why: FetchPurpose,
     plan?: (missing: DeviceChunk[]) => DeviceChunk[][],
   ): Promise<void> {
+    while (s.blocked) await s.blocked; // an eviction of this blob in progress (bounded: it only ends)
     const waits: Promise<void>[] = [];
     const missing: DeviceChunk[] = [];
     for (const c of chunks) {
@@ -404,7 +471,7 @@ export class StorageDevice {
    */
   private readAhead(s: BlobState, stream: ReadStream): void {
     const r = nextReadAhead(stream, this.amplify, s.blob.uncompressedSize);
-    if (!r || this.closed) return;
+    if (!r || this.closed || s.blocked) return;
     const chunks = overlapping(s.byOffset, r.start, r.end);
     if (!chunks.length) return;
     // the trigger: the window's first chunk past the reader (its first chunk may be the one being read)

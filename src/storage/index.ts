@@ -48,3 +48,13 @@ export {
   type StorageDeviceOptions,
   type PrefetchOptions,
 } from './device.js';
+export {
+  NodeCache,
+  planEviction,
+  GC_LOW_WATERMARK,
+  type CacheUser,
+  type CachedBlob,
+  type EvictionPlan,
+  type GcReport,
+  type NodeCacheOptions,
+} from './cache-gc.js';

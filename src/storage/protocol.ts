@@ -20,7 +20,7 @@ export function markChunkReady(bits: Uint8Array, index: number): void {
   bits[index >> 3]! |= FIRST_CHUNK_BIT >> (index & 7);
 }
 
-/** Clears chunk `index` in `bits` (the read-ahead trigger bitmaps; the ready bitmap is never cleared). */
+/** Clears chunk `index` in `bits` (the read-ahead trigger bitmaps, the evicted-chunk set; the ready bitmap is cleared only as a whole, by BlobCache.empty). */
 export function clearChunk(bits: Uint8Array, index: number): void {
   bits[index >> 3]! &= ~(FIRST_CHUNK_BIT >> (index & 7)) & 0xff;
 }
