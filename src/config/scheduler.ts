@@ -25,6 +25,13 @@ export const schedulerConfigSchema = z
         retryBackToSourceLimit: z.number().int().min(0).default(4),
         retryLimit: z.number().int().min(1).default(5),
         retryInterval: duration.default(500),
+        /**
+         * Trigger the seed peer for a cold range task too (a lazy loader's read). Off by default: the
+         * first peer of a range task fetches it from the origin itself — one registration and one
+         * range GET instead of a seed trigger, the seed's own origin requests and a parent hop, for a
+         * task of a few KiB; later peers of the task still get it from that first peer.
+         */
+        seedRangeTasks: z.boolean().default(false),
       })
       .strict()
       .prefault({}),
