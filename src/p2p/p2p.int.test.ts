@@ -220,7 +220,7 @@ describe('p2p on loopback', () => {
   });
 
   test('lazy-loading pattern through P2P: scattered small ranges are range tasks; the origin serves ~the ranges once, other nodes get them from peers', async (t) => {
-    // Range tasks are not seeded (scheduling.seedRangeTasks off): node0 fetches its cold ranges itself.
+    // Generous back-to-source patience so the cold ranges are fetched by the seed only, also on a loaded machine.
     const c = await cluster(3, { allow: [origin.host], scheduling: { retryBackToSourceLimit: 100, retryLimit: 120 } });
     try {
       const blob = origin.addBlob('library/lazyp2p', randomBlob(64 * MiB));
@@ -257,13 +257,8 @@ describe('p2p on loopback', () => {
       }
       assert.equal(c.peers[0]!.store.get(taskId({ url: blob.url })), undefined, 'no whole-blob task was started');
       assert.ok(
-        (await metricValue(c.peers[0]!.metrics, 'ferry_peer_download_traffic_bytes_total', { type: 'BACK_TO_SOURCE' })) >= sum,
-        'node0 fetched the ranges from the origin itself',
-      );
-      assert.equal(
-        await metricValue(c.seed!.metrics, 'ferry_peer_download_traffic_bytes_total', { type: 'BACK_TO_SOURCE' }),
-        0,
-        'the seed was not triggered for range tasks',
+        (await metricValue(c.seed!.metrics, 'ferry_peer_download_traffic_bytes_total', { type: 'BACK_TO_SOURCE' })) >= sum,
+        'the seed fetched the ranges',
       );
 
       // Node 1 reads the same ranges: the same range tasks, pieces from peers, nothing more from the origin.
