@@ -25,6 +25,15 @@ export const schedulerConfigSchema = z
         retryBackToSourceLimit: z.number().int().min(0).default(4),
         retryLimit: z.number().int().min(1).default(5),
         retryInterval: duration.default(500),
+        /**
+         * Trigger the seed peer for a cold range task too (a lazy loader's read). Off: the first peer
+         * of a range task fetches it from the origin itself — one registration and one range GET
+         * instead of a seed trigger, the seed's own origin requests and a parent hop, for a task of a
+         * few KiB (docs/results/bench-15.md measured that); later peers of the task get it from that
+         * first peer only when they ask for exactly the same range. On by default until the bench's
+         * N = 2 sharing check passes with it off (see bench-15.md).
+         */
+        seedRangeTasks: z.boolean().default(true),
       })
       .strict()
       .prefault({}),

@@ -24,6 +24,7 @@ import {
 import type { TaskIdOptions } from '../common/index.js';
 import { ensureDownload, type DownloadDeps } from './download.js';
 import { statOrigin, type StatResult } from './source.js';
+import type { OriginStatCache } from './stat-cache.js';
 import type { TaskEntry } from './store.js';
 
 type OkStat = Extract<StatResult, { ok: true }>;
@@ -45,7 +46,15 @@ export type PreparedRange =
 export class Agent {
   private readonly creating = new Map<string, Promise<TaskEntry>>();
 
-  constructor(readonly deps: DownloadDeps) {}
+  /** `stats`: remembered origin answers for digest-addressed blobs (one HEAD per blob, not per range). */
+  constructor(
+    readonly deps: DownloadDeps,
+    private readonly stats?: OriginStatCache,
+  ) {}
+
+  private statOf(url: string, headers: Record<string, string>, signal?: AbortSignal): Promise<StatResult> {
+    return this.stats ? this.stats.get(url, headers, signal) : statOrigin(url, headers, this.deps.origin, signal);
+  }
 
   private resolved(o: TaskIdOptions): TaskIdOptions {
     return { ...o, blobDigest: o.blobDigest ?? this.deps.config.download.taskIdBasedBlobDigest };
@@ -71,7 +80,7 @@ export class Agent {
     let entry = this.deps.store.get(tid);
     let stat: StatResult | undefined = opts.stat;
     if (!stat && (!entry || opts.verifyAccess)) {
-      stat = await statOrigin(url, headers, this.deps.origin, opts.signal);
+      stat = await this.statOf(url, headers, opts.signal);
       if (!stat.ok) return { kind: 'denied', stat };
     }
     entry = this.deps.store.get(tid);
@@ -149,7 +158,7 @@ export class Agent {
       }
     }
     // The origin's answer gives the access decision and the object size the range is normalized against.
-    const stat = await statOrigin(url, headers, this.deps.origin, opts.signal);
+    const stat = await this.statOf(url, headers, opts.signal);
     if (!stat.ok) return { kind: 'denied', stat };
     let r: RangeSpec | undefined;
     try {

@@ -24,6 +24,7 @@ import { createProxyServer } from './proxy.js';
 import { SchedulerClient } from './scheduler-client.js';
 import { PieceStore } from './store.js';
 import { uploadRoutes } from './upload.js';
+import { OriginStatCache } from './stat-cache.js';
 import { UpstreamPolicy } from './upstreams.js';
 
 export interface StartPeerOptions {
@@ -170,19 +171,22 @@ export async function startPeer(opts: StartPeerOptions = {}): Promise<PeerHandle
   const aborter = new AbortController();
   // every running download listens on it (one per range task: many at once under a lazy loader)
   setMaxListeners(0, aborter.signal);
-  const agent = new Agent({
-    config,
-    host,
-    store,
-    scheduler,
-    metrics,
-    origin,
-    downloadBucket: new TokenBucket(config.download.rateLimit),
-    sourceBucket: new TokenBucket(config.download.backToSourceRateLimit),
-    log,
-    signal: aborter.signal,
-    auth,
-  });
+  const agent = new Agent(
+    {
+      config,
+      host,
+      store,
+      scheduler,
+      metrics,
+      origin,
+      downloadBucket: new TokenBucket(config.download.rateLimit),
+      sourceBucket: new TokenBucket(config.download.backToSourceRateLimit),
+      log,
+      signal: aborter.signal,
+      auth,
+    },
+    new OriginStatCache({ origin, ttlMs: config.access.ttl }),
+  );
   const upload = uploadRoutes({
     store,
     agent,

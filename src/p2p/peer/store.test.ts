@@ -73,3 +73,36 @@ test('close waits for running downloads and file writes, and takes no new tasks:
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('range tasks: the handle a task is created with is the one its pieces go through, closed when the task goes', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'ferry-store-'));
+  const { readdirSync } = await import('node:fs');
+  const openFds = (): number => readdirSync('/proc/self/fd').length;
+  try {
+    const store = new PieceStore(dir, { quota: 0, keep: false, taskTTL: 60_000 });
+    await store.open();
+    const base = openFds();
+    const ids = Array.from({ length: 40 }, (_, i) => i.toString(16).padStart(64, 'a'));
+    for (const id of ids) {
+      const t = await store.create({
+        taskId: id,
+        url: 'http://127.0.0.1:1/v2/x/blobs/sha256:0',
+        idOptions: {},
+        contentLength: 16384,
+        pieceLength: 16384,
+        responseHeaders: {},
+      });
+      const piece = Buffer.alloc(16384, id.charCodeAt(63));
+      await t.writePiece(0, piece, pieceDigest(piece));
+      assert.deepEqual(await t.readRange(0, 16384), piece, `bytes of ${id}`);
+    }
+    // (± 2: descriptors of the runtime opening or closing meanwhile; a reopen would be 2 per task)
+    const held = openFds() - base;
+    assert.ok(Math.abs(held - ids.length) <= 2, `one handle per task (created, not reopened): ${held} for ${ids.length} tasks`);
+    for (const id of ids) await store.delete(id);
+    assert.ok(openFds() <= base + 2, `every handle closed with its task: ${openFds() - base} left`);
+    await store.close();
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -299,6 +299,12 @@ export class TaskEntry {
     this.meta.done = false;
   }
 
+  /** The data file's handle, already open read-write (the store just created the file). */
+  adopt(fh: FileHandle): void {
+    if (this.fh || this.closed) void fh.close().catch(() => undefined);
+    else this.fh = Promise.resolve(fh);
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     const fh = this.fh;
@@ -423,10 +429,19 @@ export class PieceStore {
     if (again) return again;
     await this.ensureSpace(c.contentLength);
     const p = this.paths(c.taskId);
-    await mkdir(p.dir, { recursive: true });
-    const fh = await open(p.data, 'w');
-    await fh.truncate(c.contentLength); // sparse
-    await fh.close();
+    // A lazy loader creates a range task per read: no mkdir for a directory made before, and the
+    // handle opened here is the one the task writes its pieces through (no close and reopen).
+    if (!this.madeDirs.has(p.dir)) {
+      await mkdir(p.dir, { recursive: true });
+      this.madeDirs.add(p.dir);
+    }
+    const fh = await open(p.data, 'w+');
+    try {
+      await fh.truncate(c.contentLength); // sparse
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      throw err;
+    }
     const now = Date.now();
     const meta: TaskMeta = {
       taskId: c.taskId,
@@ -444,9 +459,13 @@ export class PieceStore {
       updatedAt: now,
     };
     const t = this.entry(meta, p.data, p.meta);
+    t.adopt(fh);
     this.tasks.set(c.taskId, t);
     return t;
   }
+
+  /** Task directories known to exist (they are never removed while the store runs). */
+  private readonly madeDirs = new Set<string>();
 
   private entry(meta: TaskMeta, data: string, metaPath: string): TaskEntry {
     return new TaskEntry(meta, data, metaPath, this.cache, (t, n, got) => {

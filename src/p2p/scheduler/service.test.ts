@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createMetricsRegistry } from '../../observe/index.js';
 import { parseSchedulerConfig } from '../../config/scheduler.js';
-import type { HostInfo, RegisterRequest } from '../common/index.js';
+import { taskId, type HostInfo, type RegisterRequest } from '../common/index.js';
 import { filterReason, idcAffinity, isBadParent, locationAffinity, score } from './evaluator.js';
 import { SchedulerService } from './service.js';
 
@@ -168,4 +168,48 @@ test('herd delay: a registration waiting for a parent no longer counts as in fli
   assert.ok(s.state.peers.has('p2'), 'second registration not delayed');
   s.close();
   await assert.rejects(waiting, /closing/);
+});
+
+test('range tasks: the first peer fetches from the origin itself (no seed trigger) unless seedRangeTasks; no herd delay', async () => {
+  const ranged = (peer: string, hostName: string, task: string): RegisterRequest => {
+    const r = reg(peer, hostName, task);
+    return { ...r, download: { ...r.download, range: '0-16383', contentLength: 16384 } };
+  };
+  for (const seedRangeTasks of [false, true]) {
+    const s = svc({ retryBackToSourceLimit: 1, retryLimit: 2, seedRangeTasks });
+    s.announceHost(host('seed', 'super', { uploadUrl: 'http://127.0.0.1:9' }));
+    s.announceHost(host('a'));
+    assert.equal((await s.register(ranged('pa', 'a', '3'.repeat(64)))).kind, 'needBackToSource');
+    const task = s.state.tasks.get('3'.repeat(64))!;
+    assert.equal(task.seedTriggeredAt !== undefined, seedRangeTasks, `seed triggered with seedRangeTasks=${seedRangeTasks}`);
+    s.close();
+  }
+  // A seed holding the whole object (preheated) is triggered for its range tasks: it serves them locally.
+  {
+    const s = svc({ retryBackToSourceLimit: 1, retryLimit: 2 });
+    s.announceHost(host('seed', 'super', { uploadUrl: 'http://127.0.0.1:9' }));
+    s.announceHost(host('a'));
+    const url = 'http://r/v2/x/blobs/sha256:00';
+    const wholeId = taskId({ url });
+    assert.equal(
+      (await s.register({ ...reg('ps', 'seed', wholeId), download: { ...reg('ps', 'seed').download, url } })).kind,
+      'needBackToSource',
+    );
+    s.report('ps', [{ kind: 'backToSourceFinished' }]);
+    const rid = taskId({ url, range: '0-16383' });
+    await s.register(ranged('pa', 'a', rid));
+    assert.ok(s.state.tasks.get(rid)!.seedTriggeredAt !== undefined, 'the seed holding the whole object was triggered');
+    s.close();
+  }
+  // A host with registrations in flight: a whole-object registration is delayed, a range one is not.
+  const s = svc();
+  s.announceHost(host('n'));
+  (s as unknown as { registering: Map<string, number> }).registering.set('10.0.0.1-n', 4);
+  const whole = s.register(reg('pw', 'n', '4'.repeat(64)));
+  const range = s.register(ranged('pr', 'n', '5'.repeat(64)));
+  assert.ok(s.state.peers.has('pr'), 'range registration not delayed');
+  assert.ok(!s.state.peers.has('pw'), 'whole-object registration delayed (herd)');
+  assert.equal((await range).kind, 'needBackToSource');
+  s.close();
+  await whole.catch(() => undefined);
 });

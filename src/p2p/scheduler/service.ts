@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { FerryError } from '../../core/index.js';
 import { type Logger, type MetricsRegistry, Counter, Gauge, Histogram, silentLogger } from '../../observe/index.js';
 import type { SchedulerConfig } from '../../config/scheduler.js';
-import { HashRing } from '../common/index.js';
+import { HashRing, taskId } from '../common/index.js';
 import { jsonRequest } from '../common/index.js';
 import type {
   ClusterAuth,
@@ -168,6 +168,8 @@ export class SchedulerService {
     // the scheduler nothing, and counting it made every concurrent cold read of a lazy loader
     // (one range task each) wait up to a second (8 concurrent 16 KiB range tasks: ~100 ms per
     // read instead of ~6 ms).
+    // Range tasks (a lazy loader's reads: small, many at once by nature) neither wait nor count.
+    if (req.download?.range !== undefined) return this.registerPeer(req, host);
     const inflight = (this.registering.get(host.info.id) ?? 0) + 1;
     this.registering.set(host.info.id, inflight);
     let released = false;
@@ -254,7 +256,8 @@ export class SchedulerService {
       return { kind: 'empty' };
     }
     if (!this.hasUsableParent(task, peer)) {
-      if (!isSeed && this.state.seedHosts().length > 0 && !task.seedFailed) {
+      const seedIt = task.idOptions.range === undefined || this.config.scheduling.seedRangeTasks || this.seedHoldsWhole(task);
+      if (!isSeed && seedIt && this.state.seedHosts().length > 0 && !task.seedFailed) {
         this.triggerSeed(task);
       } else {
         peer.needBackToSource = true;
@@ -269,6 +272,14 @@ export class SchedulerService {
       if (p === child || p.host === child.host) continue;
       if (p.state === 'running' || p.state === 'backToSource' || p.state === 'succeeded') return true;
     }
+    return false;
+  }
+
+  /** A seed peer holds the whole object of range task `task` (preheated): it serves the range from it. */
+  private seedHoldsWhole(task: Task): boolean {
+    const whole = this.state.tasks.get(taskId({ url: task.url, ...task.idOptions, range: undefined }));
+    if (!whole) return false;
+    for (const p of whole.peers.values()) if (p.host.info.type === 'super' && p.state === 'succeeded') return true;
     return false;
   }
 
