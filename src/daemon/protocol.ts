@@ -9,6 +9,7 @@
 import { posix } from 'node:path';
 import { z } from 'zod';
 import type { PrefetchTrace } from '../oci/index.js';
+import type { GcReport } from '../storage/index.js';
 
 // ---- prefetch traces ----
 
@@ -151,20 +152,8 @@ export interface DaemonInfo {
   mounts: number;
 }
 
-/** What one node cache GC round did (`POST /api/v1/cache/gc`); bytes are bytes on disk. */
-export interface CacheGcReport {
-  /** bytes (0: no quota) */
-  quota: number;
-  before: number;
-  after: number;
-  /** blobs no mount uses, deleted */
-  removedBlobs: number;
-  /** blobs of mounted images emptied in place (refetched when read) */
-  emptiedBlobs: number;
-  evictedBytes: number;
-  /** blobs of mounted images passed over: a fetch of them was in flight */
-  busyBlobs: number;
-}
+/** What one node cache GC round did (`POST /api/v1/cache/gc`; storage/cache-gc's report); bytes are bytes on disk. */
+export type CacheGcReport = GcReport;
 
 /** The node cache (`GET /api/v1/cache`). */
 export interface CacheStatus {

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { buildOciImage, busyboxRootfs, exec, type BuiltImage } from '../../src/bench/env/index.js';
-import { ferry } from '../support/ferry.js';
+import { ferry, listeningUrl } from '../support/ferry.js';
 import { FERRY_BIN, ROOT } from '../support/paths.js';
 import { requirePrereqs } from '../support/prereq.js';
 
@@ -26,22 +26,7 @@ async function startRegistryProcess(dataDir: string): Promise<{ url: string; chi
     env: { ...process.env, FERRY_ADMIN_PASSWORD: ADMIN_PASSWORD, FERRY_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`ferry registry did not start in 30 s: ${out}`)), 30_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`ferry registry exited with ${code}: ${out}`));
-    });
-  });
+  const url = await listeningUrl(child, { what: 'ferry registry' });
   return { url, child };
 }
 

@@ -11,6 +11,7 @@ import { createReadStream } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { listeningUrl } from '../support/ferry.js';
 import { FERRY_BIN } from '../support/paths.js';
 import { basic, makeImage, sha256 } from '../../src/registry/testing/client.js';
 
@@ -26,22 +27,7 @@ async function startChild(dataDir: string): Promise<{ child: ChildProcess; url: 
     env: { ...process.env, FERRY_LOG_LEVEL: 'warn' },
   });
   children.push(child);
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`registry did not start: ${out}`)), 20_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`registry exited ${code}: ${out}`));
-    });
-  });
+  const url = await listeningUrl(child, { what: 'registry', timeoutMs: 20_000 });
   child.stderr!.resume();
   return { child, url };
 }

@@ -17,6 +17,7 @@ import type { AddressInfo } from 'node:net';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { listeningUrl } from '../support/ferry.js';
 import { FERRY_BIN } from '../support/paths.js';
 import { requirePrereqs } from '../support/prereq.js';
 import { startPostgres, type PostgresInstance } from '../support/postgres.js';
@@ -87,22 +88,7 @@ describe('registry replicas on PostgreSQL + S3', { timeout: 600_000 }, () => {
     child.stderr!.on('data', (d: Buffer) => {
       err = (err + d.toString()).slice(-4000);
     });
-    const url = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      const timer = setTimeout(() => reject(new Error(`replica ${name} did not start: ${out} ${err}`)), 60_000);
-      child.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        const m = /listening on (http:\/\/\S+)/.exec(out);
-        if (m) {
-          clearTimeout(timer);
-          resolve(m[1]!);
-        }
-      });
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`replica ${name} exited ${code}: ${out} ${err}`));
-      });
-    });
+    const url = await listeningUrl(child, { what: `replica ${name}`, timeoutMs: 60_000, stderrTail: () => err });
     return { name, url, host: new URL(url).host, child };
   };
 

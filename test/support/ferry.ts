@@ -2,7 +2,7 @@
  * Runs the `ferry` CLI (bin/ferry.js) as a child process and collects its output; killed after
  * `timeoutMs` so a hung command fails its test instead of the suite.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { FERRY_BIN } from './paths.js';
 
 export interface Run {
@@ -29,6 +29,37 @@ export function ferry(args: string[], opts: { env?: Record<string, string>; time
     p.on('close', (code) => {
       clearTimeout(t);
       resolve({ code: code ?? -1, stdout, stderr });
+    });
+  });
+}
+
+/**
+ * Waits until a server child (e.g. `ferry registry --listen 127.0.0.1:0`) prints `listening on URL`
+ * on stdout and resolves that URL; rejects with what it printed when it exits first or after
+ * `timeoutMs`. `what` names it in the errors; `stderrTail` adds text (e.g. its collected stderr).
+ */
+export function listeningUrl(
+  child: ChildProcess,
+  o: { what: string; timeoutMs?: number; stderrTail?: () => string } = { what: 'server' },
+): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    let out = '';
+    const tail = (): string => `${out}${o.stderrTail ? ` ${o.stderrTail()}` : ''}`;
+    const timer = setTimeout(
+      () => reject(new Error(`${o.what} did not start in ${(o.timeoutMs ?? 30_000) / 1000} s: ${tail()}`)),
+      o.timeoutMs ?? 30_000,
+    );
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${o.what} exited with ${code}: ${tail()}`));
     });
   });
 }
