@@ -77,6 +77,30 @@ describe('createPool', () => {
       return true;
     });
   });
+
+  test('a checked-out connection whose server process is killed fails its query, not the process', async () => {
+    const p = pool();
+    const client = await p.connect();
+    const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    let uncaught: unknown;
+    const onUncaught = (err: unknown): void => {
+      uncaught = err;
+    };
+    process.on('uncaughtException', onUncaught);
+    try {
+      await pool().query('SELECT pg_terminate_backend($1)', [pid]); // what a server restart does to it
+      // the idle, checked-out client hears of it on its own (bounded wait: 50 × 20 ms)
+      for (let i = 0; i < 50 && uncaught === undefined && !(client as unknown as { _ending?: boolean })._ending; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await assert.rejects(client.query('SELECT 1'));
+      assert.equal(uncaught, undefined, `the process would have crashed: ${String(uncaught)}`);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+      client.release(true);
+    }
+    assert.equal((await p.query<{ one: number }>('SELECT 1 AS one')).rows[0]?.one, 1, 'the pool reconnects');
+  });
 });
 
 describe('migrate', () => {

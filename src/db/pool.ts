@@ -102,13 +102,18 @@ export function poolConfig(settings: PgSettings, env: NodeJS.ProcessEnv = proces
 }
 
 /**
- * A pool for `settings`. Errors of idle connections (server restarted, connection killed) are logged
- * and the connection dropped instead of crashing the process; the next query reconnects.
+ * A pool for `settings`. Errors of connections, idle or checked out (server restarted, connection
+ * killed), are logged instead of crashing the process; the query in flight fails, the next reconnects.
  */
 export function createPool(settings: PgSettings, opts: { log?: Logger; env?: NodeJS.ProcessEnv } = {}): pg.Pool {
   const pool = new pg.Pool(poolConfig(settings, opts.env));
   const log = (opts.log ?? silentLogger()).child({ database: redactUrl(settings.url) });
   pool.on('error', (err) => log.warn({ err: err.message }, 'idle database connection failed'));
+  // a checked-out connection has no pool listener: without its own, a server restart or a killed
+  // backend ('terminating connection due to administrator command') would crash the process
+  pool.on('connect', (client) => {
+    client.on('error', (err) => log.warn({ err: err.message }, 'database connection failed'));
+  });
   return pool;
 }
 
