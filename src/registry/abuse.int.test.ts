@@ -180,18 +180,7 @@ const secImg = makeImage('abuse-secret');
 const robots: Record<'reader' | 'otherbot', string> = { reader: '', otherbot: '' };
 
 async function createRobot(name: string, project: string, actions: string[]): Promise<string> {
-  const r = await reg.req('/api/v2.0/robots', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      name,
-      level: 'project',
-      duration: -1,
-      permissions: [{ kind: 'project', namespace: project, access: actions.map((action) => ({ resource: 'repository', action })) }],
-    }),
-  });
-  assert.equal(r.status, 201, await r.clone().text());
-  const b = (await r.json()) as { name: string; secret: string };
+  const b = await reg.createRobot(project, name, actions);
   return basic(b.name, b.secret);
 }
 

@@ -29,20 +29,8 @@ async function token(
   return { status: 200, token: body.token, access: claims.access };
 }
 
-async function createRobot(name: string, project: string, actions: string[]): Promise<{ name: string; secret: string; id: number }> {
-  const r = await reg.req('/api/v2.0/robots', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      name,
-      level: 'project',
-      duration: -1,
-      description: 'test',
-      permissions: [{ kind: 'project', namespace: project, access: actions.map((a) => ({ resource: 'repository', action: a })) }],
-    }),
-  });
-  assert.equal(r.status, 201, await r.clone().text());
-  return (await r.json()) as { name: string; secret: string; id: number };
+function createRobot(name: string, project: string, actions: string[]): Promise<{ name: string; secret: string; id: number }> {
+  return reg.createRobot(project, name, actions);
 }
 
 before(async () => {

@@ -29,18 +29,7 @@ describe('ferry registry with skopeo and containerd', () => {
   const admin = 'admin:Adm1nSecret';
 
   async function robot(name: string, actions: string[]): Promise<string> {
-    const r = await reg.req('/api/v2.0/robots', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        name,
-        level: 'project',
-        duration: -1,
-        permissions: [{ kind: 'project', namespace: 'library', access: actions.map((action) => ({ resource: 'repository', action })) }],
-      }),
-    });
-    assert.equal(r.status, 201);
-    const b = (await r.json()) as { name: string; secret: string };
+    const b = await reg.createRobot('library', name, actions);
     return `${b.name}:${b.secret}`;
   }
 
