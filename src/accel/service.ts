@@ -11,6 +11,7 @@
  * refuses whatever it would still write. Tasks queued by other processes, retries falling due and
  * leases of dead workers running out are found by polling every `converter.poll_interval`.
  */
+import type { KeyObject } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,6 +36,7 @@ import {
   TieredLayerCache,
   RemoteLayerCache,
   carrySupplyChain,
+  loadSigningKey,
   type ConvertOptions,
   type LayerCache,
 } from '../convert/index.js';
@@ -49,6 +51,16 @@ import { WorkDirLock, removeScratchLeftovers, scratchDirOf } from './workdir.js'
 function annotationsOf(m: FetchedManifest): Record<string, string> | undefined {
   const doc = parseManifestDocument(m.body, m.mediaType, `manifest ${m.digest}`);
   return (doc.kind === 'index' ? doc.index : doc.manifest).annotations;
+}
+
+/** The key of `converter.attestation` (undefined: conversions are not attested). */
+function signingKeyOf(cfg: AccelConfig, env: NodeJS.ProcessEnv): KeyObject | undefined {
+  const a = cfg.converter.attestation;
+  if (!a) return undefined;
+  const passphrase = a.passphrase_env ? env[a.passphrase_env] : undefined;
+  if (a.passphrase_env && !passphrase)
+    throw new FerryError('FAILED_PRECONDITION', `accel config: converter.attestation.passphrase_env: ${a.passphrase_env} is not set`);
+  return loadSigningKey(a.sign_key_file, passphrase);
 }
 
 export interface Submission {
@@ -93,6 +105,8 @@ export class AccelService {
   private readonly cfg: AccelConfig;
   private readonly clock: Clock;
   private readonly cache: SqliteLayerCache;
+  /** converter.attestation's key: every conversion gets a signed attestation (convert/attestation.ts) */
+  private readonly signKey: KeyObject | undefined;
   private readonly clients = new Map<string, RegistryClient>();
   private readonly running = new Map<string, Running>();
   private readonly waiters = new Map<string, Array<(t: TaskView) => void>>();
@@ -120,6 +134,7 @@ export class AccelService {
     const clock = opts.clock ?? systemClock;
     const driver = resolveDriverOptions(cfg);
     const workDir = opts.workDir ?? cfg.provider.work_dir ?? join(tmpdir(), 'ferry-accel');
+    const signKey = signingKeyOf(cfg, opts.env ?? process.env);
     const lock = WorkDirLock.acquire(workDir);
     let queue: TaskQueue | undefined;
     let cache: SqliteLayerCache | undefined;
@@ -131,7 +146,7 @@ export class AccelService {
       queue = await openTaskQueue(cfg, workDir, { clock, log, ...(opts.env ? { env: opts.env } : {}) });
       cache = new SqliteLayerCache(join(workDir, 'layer-cache.db'));
       await queue.evictFinished(clock.now() - cfg.converter.task_retention);
-      return new AccelService(opts, { log, clock, driver, workDir, lock, queue, cache, scratchDir });
+      return new AccelService(opts, { log, clock, driver, workDir, lock, queue, cache, scratchDir, signKey });
     } catch (err) {
       cache?.close();
       await queue?.close();
@@ -151,11 +166,12 @@ export class AccelService {
       queue: TaskQueue;
       cache: SqliteLayerCache;
       scratchDir: string;
+      signKey: KeyObject | undefined;
     },
   ) {
     this.cfg = opts.config;
     ({ log: this.log, clock: this.clock, driver: this.driver, workDir: this.workDir, lock: this.lock } = parts);
-    ({ queue: this.queue, cache: this.cache, scratchDir: this.scratchDir } = parts);
+    ({ queue: this.queue, cache: this.cache, scratchDir: this.scratchDir, signKey: this.signKey } = parts);
     this.worker = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
     const queue = this.queue;
     const reg = [opts.metrics];
@@ -508,6 +524,7 @@ export class AccelService {
       if (d.chunkDictRef) opts.chunkDictRef = d.chunkDictRef;
       if (d.prefetchPatterns) opts.prefetchPatterns = d.prefetchPatterns;
       if (d.backend) opts.backend = d.backend;
+      if (this.signKey) opts.signKey = this.signKey;
       const res = await convertImage(opts);
       // The source reference annotation names the tag, not the pinned digest.
       const written = await this.queue.complete(lease, {

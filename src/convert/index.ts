@@ -31,3 +31,11 @@ export {
   CacheAnnotation,
   type RemoteLayerCacheOptions,
 } from './remote-cache.js';
+export {
+  attestConversion,
+  verifyConversionAttestation,
+  loadSigningKey,
+  loadVerifyKey,
+  type AttestOptions,
+  type Attested,
+} from './attestation.js';
