@@ -6,7 +6,7 @@
  *   a node would — an attestation no node can find is an error;
  * - verifying: the attestations listed for a manifest are read and the first whose signature verifies
  *   with the policy key and whose statement matches the manifest (subject, bootstrap, source digest)
- *   is the answer; none → PERMISSION_DENIED with every reason.
+ *   is the answer; none → FAILED_PRECONDITION with every reason.
  * Keys are PEM/DER files read by node:crypto: Ed25519 or ECDSA P-256. A private key file must be
  * owner-only; an encrypted PKCS#8 key takes its passphrase from an environment variable.
  */
@@ -154,7 +154,7 @@ export async function attestConversion(o: AttestOptions): Promise<Attested[]> {
 
 /**
  * The digest of an attestation of `manifestDigest` (the manifest `man`, in `ref`'s repository) that
- * verifies with `key`; PERMISSION_DENIED naming the image and every reason when none does.
+ * verifies with `key`; FAILED_PRECONDITION naming the image and every reason when none does.
  */
 export async function verifyConversionAttestation(
   client: RegistryClient,
@@ -165,7 +165,7 @@ export async function verifyConversionAttestation(
 ): Promise<string> {
   const image = formatReference(withDigest(ref, manifestDigest));
   const bootstrapDigest = bootstrapOf(man);
-  if (!bootstrapDigest) throw new FerryError('PERMISSION_DENIED', `${image}: not a Nydus image, no conversion attestation applies`);
+  if (!bootstrapDigest) throw new FerryError('FAILED_PRECONDITION', `${image}: not a Nydus image, no conversion attestation applies`);
   const sourceDigest = man.annotations?.[NydusAnnotation.SOURCE_DIGEST];
   const listed = await client.referrers(ref.registry, ref.repository, manifestDigest, ATTESTATION_ARTIFACT_TYPE);
   const reasons: string[] = [];
@@ -174,7 +174,7 @@ export async function verifyConversionAttestation(
     try {
       const m = await client.getManifest(withDigest(ref, d.digest));
       const layer = envelopeLayer(parseImageManifest(m.body, m.mediaType, what));
-      if (!layer) throw new FerryError('PERMISSION_DENIED', `${what}: not a conversion attestation`);
+      if (!layer) throw new FerryError('FAILED_PRECONDITION', `${what}: not a conversion attestation`);
       const env = await client.getBlobBuffer(ref.registry, ref.repository, layer.digest, MAX_ENVELOPE_BYTES);
       const st = openEnvelope(env, key, what);
       checkConversionStatement(st, { manifestDigest, bootstrapDigest, ...(sourceDigest ? { sourceDigest } : {}) }, what);
@@ -184,5 +184,5 @@ export async function verifyConversionAttestation(
     }
   }
   const why = listed.length === 0 ? 'no conversion attestation is attached to it' : reasons.join('; ');
-  throw new FerryError('PERMISSION_DENIED', `${image} is refused by the attestation policy (key ${keyIdOf(key)}): ${why}`);
+  throw new FerryError('FAILED_PRECONDITION', `${image} is refused by the attestation policy (key ${keyIdOf(key)}): ${why}`);
 }

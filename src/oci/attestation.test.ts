@@ -51,7 +51,7 @@ for (const [name, keys] of [
 test('another key, a changed payload or a payload signed without DSSE framing does not verify', () => {
   const k = ed();
   const env = signStatement(conversionStatement('r/app', predicate), k.privateKey);
-  assert.throws(() => openEnvelope(enc(env), ed().publicKey, 'att'), /PERMISSION_DENIED|no signature verifies with the policy key/);
+  assert.throws(() => openEnvelope(enc(env), ed().publicKey, 'att'), /no signature verifies with the policy key/);
   const forged = JSON.parse(Buffer.from(env.payload, 'base64').toString()) as { predicate: ConversionPredicate };
   forged.predicate.sourceDigest = d('e');
   assert.throws(

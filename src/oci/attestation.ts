@@ -107,7 +107,7 @@ export function signStatement(statement: ConversionStatement, privateKey: KeyObj
 
 /** Why an attestation does not hold (the snapshotter's refusal names it). */
 function refuse(what: string, reason: string): never {
-  throw new FerryError('PERMISSION_DENIED', `${what}: ${reason}`);
+  throw new FerryError('FAILED_PRECONDITION', `${what}: ${reason}`);
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -116,7 +116,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 /**
  * The envelope's statement, when one of its signatures verifies with `publicKey` over the
- * pre-authentication encoding of its payload (PERMISSION_DENIED otherwise, and for anything that
+ * pre-authentication encoding of its payload (FAILED_PRECONDITION otherwise, and for anything that
  * is not a DSSE envelope of an in-toto statement). Only then is the payload parsed.
  */
 export function openEnvelope(data: Buffer, publicKey: KeyObject, what: string): ConversionStatement {

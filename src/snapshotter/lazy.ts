@@ -72,7 +72,7 @@ export interface LazyImagesOptions {
   /**
    * Attestation policy: a Nydus image is resolved only when a conversion attestation of its manifest
    * verifies with this public key (convert/attestation.ts); otherwise its Prepare fails
-   * PERMISSION_DENIED naming the image and why — it is never downloaded instead.
+   * FAILED_PRECONDITION naming the image and why — it is never downloaded instead.
    */
   requireAttestation?: KeyObject;
   log?: Logger;
@@ -127,7 +127,7 @@ export class LazyImages implements RemoteLayers {
     if (!hint.nydusBlob && !hint.nydusBootstrap) return null;
     if (!hint.ref && this.o.requireAttestation)
       throw new FerryError(
-        'PERMISSION_DENIED',
+        'FAILED_PRECONDITION',
         `Nydus layer ${hint.layerDigest ?? hint.chainId} has no image reference label: the attestation policy cannot check its image`,
       );
     if (!hint.ref) {
