@@ -69,7 +69,8 @@ export function loadSigningKey(path: string, passphrase?: string): KeyObject {
         : { key: data, format: 'der', type: 'pkcs8', ...(passphrase ? { passphrase } : {}) },
     );
   } catch (err) {
-    const hint = /passphrase/i.test((err as Error).message) ? ' (encrypted: set its passphrase environment variable)' : '';
+    const encrypted = data.includes('-----BEGIN ENCRYPTED PRIVATE KEY-----');
+    const hint = !encrypted ? '' : passphrase ? ' (encrypted: wrong passphrase?)' : ' (encrypted: set its passphrase environment variable)';
     throw new FerryError('INVALID_ARGUMENT', `${what} ${path} is not a private key${hint}`, { cause: err });
   }
   return checkKeyKind(key, `${what} ${path}`);
