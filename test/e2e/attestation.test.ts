@@ -213,6 +213,27 @@ test('policy: an attestation signed by another key, or signed for another manife
   assert.equal(await lazyMounts(), 1, 'nothing mounted for the refused image');
 });
 
+test('policy: a merged index runs through its attested Nydus entry; an unattested Nydus entry is refused, never replaced by the OCI one', async () => {
+  const merged = `${reg.host}/library/bb:merged`;
+  const res = await convertImage({ source: ociRef, target: merged, sourceClient: client, mergePlatform: true, signKey: keys.privateKey });
+  assert.equal(res.attestations.length, 1);
+  assert.equal(res.attestations[0]!.subject, res.manifests[0]!.digest, 'the Nydus entry is the subject, not the index');
+  await runs(merged, 'attested-merged');
+  const unsigned = `${reg.host}/library/bb:merged-plain`;
+  await convertImage({ source: ociRef, target: unsigned, sourceClient: client, mergePlatform: true, compressor: 'lz4_block' });
+  const p = await pull(unsigned);
+  assert.notEqual(p.code, 0, 'no fallback to the index entry of the OCI image');
+  assert.match(p.stderr, /bb:merged-plain cannot be mounted lazily .*refused by the attestation policy/);
+});
+
+test('policy: a plain OCI image is not a conversion and is pulled as before (its layers are checked against its manifest)', async () => {
+  const p = await pull(ociRef);
+  assert.equal(p.code, 0, p.stderr);
+  const run = await cd.ctr(['run', '--rm', '--snapshotter', 'ferry', ociRef, 'plain-oci', ...RUN]);
+  assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
+  assert.equal(run.stdout, 'attested hello\n');
+});
+
 test('docker-registry (no referrers API): ferry convert --sign-key lists the attestation under the tag schema; the policy finds it', async () => {
   dreg = await startDistributionRegistry({ dir: join(dir, 'dreg') });
   const src = `${dreg.host}/library/bb:v1`;
