@@ -37,6 +37,8 @@ import {
   RemoteLayerCache,
   carrySupplyChain,
   loadSigningKey,
+  attestMissing,
+  BUILDER_VERSION,
   type ConvertOptions,
   type LayerCache,
 } from '../convert/index.js';
@@ -475,6 +477,17 @@ export class AccelService {
         const ann = m ? annotationsOf(m) : undefined;
         if (ann?.[NydusAnnotation.SOURCE_DIGEST] === head.digest) {
           log.info({ target: task.target }, 'target already converted from this source digest');
+          // converted before converter.attestation was set: attested now, or the policy would refuse it for good
+          if (this.signKey)
+            await attestMissing({
+              client,
+              target: dst,
+              targetDigest: existing.digest,
+              source: task.source,
+              key: this.signKey,
+              tool: BUILDER_VERSION,
+              log,
+            });
           const written = await this.queue.complete(lease, {
             sourceDigest: head.digest,
             targetDigest: existing.digest,

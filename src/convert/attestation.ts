@@ -26,6 +26,7 @@ import {
   keyIdOf,
   openEnvelope,
   parseImageManifest,
+  parseManifestDocument,
   signStatement,
   type ImageManifest,
 } from '../oci/index.js';
@@ -151,6 +152,30 @@ export async function attestConversion(o: AttestOptions): Promise<Attested[]> {
     out.push({ subject: m.digest, attestation: pushed.digest, via: pushed.via });
   }
   return out;
+}
+
+/**
+ * Attests the Nydus manifests of an existing conversion (`targetDigest`: a Nydus manifest, or an
+ * index holding them) that have no attestation verifying with the public half of `key` — a target
+ * converted before signing was turned on. Children without a bootstrap layer (an index's OCI entries) are skipped.
+ */
+export async function attestMissing(o: Omit<AttestOptions, 'manifests'> & { targetDigest: string }): Promise<Attested[]> {
+  const top = await o.client.getManifest(withDigest(o.target, o.targetDigest));
+  const doc = parseManifestDocument(top.body, top.mediaType, `target ${o.targetDigest}`);
+  const children = doc.kind === 'index' ? doc.index.manifests.map((d) => d.digest) : [o.targetDigest];
+  const pub = createPublicKey(o.key);
+  const missing: Array<{ digest: string; sourceDigest: string }> = [];
+  for (const digest of children.slice(0, MAX_CANDIDATES)) {
+    const m = await o.client.getManifest(withDigest(o.target, digest));
+    const man = parseManifestDocument(m.body, m.mediaType, `target manifest ${digest}`);
+    if (man.kind !== 'manifest' || !bootstrapOf(man.manifest)) continue;
+    const ok = await verifyConversionAttestation(o.client, o.target, digest, man.manifest, pub).then(
+      () => true,
+      () => false,
+    );
+    if (!ok) missing.push({ digest, sourceDigest: man.manifest.annotations?.[NydusAnnotation.SOURCE_DIGEST] ?? '' });
+  }
+  return missing.length ? attestConversion({ ...o, manifests: missing }) : [];
 }
 
 /**

@@ -33,6 +33,7 @@ export {
 } from './remote-cache.js';
 export {
   attestConversion,
+  attestMissing,
   verifyConversionAttestation,
   loadSigningKey,
   loadVerifyKey,

@@ -234,6 +234,24 @@ test('policy: a plain OCI image is not a conversion and is pulled as before (its
   assert.equal(run.stdout, 'attested hello\n');
 });
 
+test('accel: a target converted before signing was turned on gets its attestation when the source is pushed again', async () => {
+  const target = `${reg.host}/library/bb:v2-nydus`;
+  const res = await convertImage({ source: ociRef, target, sourceClient: client, chunkSize: 0x10000 }); // unsigned, its own digest
+  const nydus = res.manifests[0]!.digest;
+  const repo = parseReference(target);
+  assert.deepEqual(await client.referrers(repo.registry, repo.repository, nydus, ATTESTATION_ARTIFACT_TYPE), []);
+  // the same source digest under the tag accel converts to v2-nydus: "already converted"
+  await pushImage(layoutDir, `${reg.host}/library/bb:v2`, { creds: `admin:${PW}` });
+  let listed: unknown[] = [];
+  for (let i = 0; i < 300 && listed.length === 0; i++) {
+    listed = await client.referrers(repo.registry, repo.repository, nydus, ATTESTATION_ARTIFACT_TYPE);
+    if (listed.length === 0) await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.equal(listed.length, 1, 'accel attested the existing conversion within 60 s');
+  assert.equal((await manifestOf(target)).digest, res.targetDigest, 'the target itself is unchanged');
+  await runs(target, 'attested-late');
+});
+
 test('docker-registry (no referrers API): ferry convert --sign-key lists the attestation under the tag schema; the policy finds it', async () => {
   dreg = await startDistributionRegistry({ dir: join(dir, 'dreg') });
   const src = `${dreg.host}/library/bb:v1`;
