@@ -36,7 +36,6 @@ import {
   TieredLayerCache,
   RemoteLayerCache,
   carrySupplyChain,
-  loadSigningKey,
   attestMissing,
   BUILDER_VERSION,
   type ConvertOptions,
@@ -48,21 +47,12 @@ import type { TaskView } from './protocol.js';
 import type { ClaimedTask, Lease, TaskQueue } from './queue.js';
 import { openTaskQueue } from './engines.js';
 import { WorkDirLock, removeScratchLeftovers, scratchDirOf } from './workdir.js';
+import { signingKeyOf } from './attestation.js';
 
 /** The annotations of a fetched manifest or index. */
 function annotationsOf(m: FetchedManifest): Record<string, string> | undefined {
   const doc = parseManifestDocument(m.body, m.mediaType, `manifest ${m.digest}`);
   return (doc.kind === 'index' ? doc.index : doc.manifest).annotations;
-}
-
-/** The key of `converter.attestation` (undefined: conversions are not attested). */
-function signingKeyOf(cfg: AccelConfig, env: NodeJS.ProcessEnv): KeyObject | undefined {
-  const a = cfg.converter.attestation;
-  if (!a) return undefined;
-  const passphrase = a.passphrase_env ? env[a.passphrase_env] : undefined;
-  if (a.passphrase_env && !passphrase)
-    throw new FerryError('FAILED_PRECONDITION', `accel config: converter.attestation.passphrase_env: ${a.passphrase_env} is not set`);
-  return loadSigningKey(a.sign_key_file, passphrase);
 }
 
 export interface Submission {
