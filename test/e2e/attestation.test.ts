@@ -252,6 +252,17 @@ test('accel: a target converted before signing was turned on gets its attestatio
   await runs(target, 'attested-late');
 });
 
+test('ferry snapshotter --require-attestation-key with a file that is not a public key refuses to start (never runs without its policy)', async () => {
+  const bad = join(dir, 'bad.pub');
+  await writeFile(bad, 'not a key\n');
+  const root = join(dir, 'snap-bad');
+  const r = await ferry(['snapshotter', '--root', root, '--address', join(root, 's.sock'), '--require-attestation-key', bad], {
+    timeoutMs: 60_000,
+  });
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /attestation public key .*bad\.pub is not a public key/);
+});
+
 test('docker-registry (no referrers API): ferry convert --sign-key lists the attestation under the tag schema; the policy finds it', async () => {
   dreg = await startDistributionRegistry({ dir: join(dir, 'dreg') });
   const src = `${dreg.host}/library/bb:v1`;
