@@ -12,7 +12,7 @@ import { FerryError } from '../core/index.js';
 import { MediaType } from './media-types.js';
 import type { Descriptor, ImageManifest } from './types.js';
 
-/** artifactType of the attestation manifest (as cosign ≥ 2 with referrers stores in-toto attestations). */
+/** artifactType of the attestation manifest: the DSSE payload type of an in-toto statement. */
 export const ATTESTATION_ARTIFACT_TYPE = 'application/vnd.in-toto+json';
 /** Media type of the envelope layer. */
 export const DSSE_ENVELOPE_MEDIA_TYPE = 'application/vnd.dsse.envelope.v1+json';
@@ -21,8 +21,8 @@ export const IN_TOTO_PAYLOAD_TYPE = 'application/vnd.in-toto+json';
 export const IN_TOTO_STATEMENT_TYPE = 'https://in-toto.io/Statement/v1';
 /** Ferry's predicate: one conversion OCI → Nydus. */
 export const CONVERSION_PREDICATE_TYPE = 'https://ferry.dev/attestation/nydus-conversion/v1';
-/** Annotation of the attestation manifest carrying the predicate type (as cosign writes it). */
-export const ATTESTATION_PREDICATE_ANNOTATION = 'dev.sigstore.cosign/predicateType';
+/** Annotation of the attestation manifest and its envelope layer naming the predicate type (the key BuildKit's attestations use). */
+export const ATTESTATION_PREDICATE_ANNOTATION = 'in-toto.io/predicate-type';
 /** Largest envelope read from a registry. */
 export const MAX_ENVELOPE_BYTES = 64 << 10;
 
@@ -187,7 +187,7 @@ export function attestationManifest(o: { config: Descriptor; envelope: Descripto
     mediaType: MediaType.OCI_MANIFEST,
     artifactType: ATTESTATION_ARTIFACT_TYPE,
     config: o.config,
-    layers: [o.envelope],
+    layers: [{ ...o.envelope, annotations: { [ATTESTATION_PREDICATE_ANNOTATION]: CONVERSION_PREDICATE_TYPE } }],
     subject: { mediaType: o.subject.mediaType, digest: o.subject.digest, size: o.subject.size },
     annotations: { [ATTESTATION_PREDICATE_ANNOTATION]: CONVERSION_PREDICATE_TYPE, 'org.opencontainers.image.created': o.created },
   };
