@@ -15,6 +15,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requirePrereqs } from '../support/prereq.js';
+import { startIndexDroppingProxy } from '../support/referrers-proxy.js';
 import { ferry, startAccelFor } from './snapshotter-support.js';
 import {
   buildOciImage,
@@ -293,4 +294,34 @@ test('docker-registry (no referrers API): ferry convert --sign-key lists the att
   // (the same tree converted the same way: its bootstrap, hence its mount, is the first image's; the
   // pull still verified this manifest's own attestation, found through the tag schema)
   await runs(dst, 'attested-2');
+});
+
+test('a registry that acknowledges the referrers index but does not keep it: the signed conversion fails and leaves the target untagged', async () => {
+  const proxy = await startIndexDroppingProxy(dreg.url);
+  try {
+    const dst = `${proxy.host}/library/bb:lost-nydus`;
+    const conv = await ferry([
+      'convert',
+      '--source',
+      `${proxy.host}/library/bb:v1`,
+      '--target',
+      dst,
+      '--source-insecure',
+      '--target-insecure',
+      '--no-progress',
+      '--compressor',
+      'lz4_block',
+      '--sign-key',
+      signKeyFile,
+    ]);
+    assert.notEqual(conv.code, 0, conv.stdout);
+    assert.match(
+      conv.stderr,
+      /pushed attestation sha256:[0-9a-f]{64}, but .*library\/bb does not list it as a referrer of sha256:[0-9a-f]{64}/,
+    );
+    const tag = await fetch(`${dreg.url}/v2/library/bb/manifests/lost-nydus`, { method: 'HEAD' });
+    assert.equal(tag.status, 404, 'nothing tagged: no node would find its attestation');
+  } finally {
+    await proxy.close();
+  }
 });
