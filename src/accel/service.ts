@@ -11,6 +11,7 @@
  * refuses whatever it would still write. Tasks queued by other processes, retries falling due and
  * leases of dead workers running out are found by polling every `converter.poll_interval`.
  */
+import type { KeyObject } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,6 +36,8 @@ import {
   TieredLayerCache,
   RemoteLayerCache,
   carrySupplyChain,
+  attestMissing,
+  BUILDER_VERSION,
   type ConvertOptions,
   type LayerCache,
 } from '../convert/index.js';
@@ -44,6 +47,7 @@ import type { TaskView } from './protocol.js';
 import type { ClaimedTask, Lease, TaskQueue } from './queue.js';
 import { openTaskQueue } from './engines.js';
 import { WorkDirLock, removeScratchLeftovers, scratchDirOf } from './workdir.js';
+import { signingKeyOf } from './attestation.js';
 
 /** The annotations of a fetched manifest or index. */
 function annotationsOf(m: FetchedManifest): Record<string, string> | undefined {
@@ -93,6 +97,8 @@ export class AccelService {
   private readonly cfg: AccelConfig;
   private readonly clock: Clock;
   private readonly cache: SqliteLayerCache;
+  /** converter.attestation's key: every conversion gets a signed attestation (convert/attestation.ts) */
+  private readonly signKey: KeyObject | undefined;
   private readonly clients = new Map<string, RegistryClient>();
   private readonly running = new Map<string, Running>();
   private readonly waiters = new Map<string, Array<(t: TaskView) => void>>();
@@ -120,6 +126,7 @@ export class AccelService {
     const clock = opts.clock ?? systemClock;
     const driver = resolveDriverOptions(cfg);
     const workDir = opts.workDir ?? cfg.provider.work_dir ?? join(tmpdir(), 'ferry-accel');
+    const signKey = signingKeyOf(cfg, opts.env ?? process.env);
     const lock = WorkDirLock.acquire(workDir);
     let queue: TaskQueue | undefined;
     let cache: SqliteLayerCache | undefined;
@@ -131,7 +138,7 @@ export class AccelService {
       queue = await openTaskQueue(cfg, workDir, { clock, log, ...(opts.env ? { env: opts.env } : {}) });
       cache = new SqliteLayerCache(join(workDir, 'layer-cache.db'));
       await queue.evictFinished(clock.now() - cfg.converter.task_retention);
-      return new AccelService(opts, { log, clock, driver, workDir, lock, queue, cache, scratchDir });
+      return new AccelService(opts, { log, clock, driver, workDir, lock, queue, cache, scratchDir, signKey });
     } catch (err) {
       cache?.close();
       await queue?.close();
@@ -151,11 +158,12 @@ export class AccelService {
       queue: TaskQueue;
       cache: SqliteLayerCache;
       scratchDir: string;
+      signKey: KeyObject | undefined;
     },
   ) {
     this.cfg = opts.config;
     ({ log: this.log, clock: this.clock, driver: this.driver, workDir: this.workDir, lock: this.lock } = parts);
-    ({ queue: this.queue, cache: this.cache, scratchDir: this.scratchDir } = parts);
+    ({ queue: this.queue, cache: this.cache, scratchDir: this.scratchDir, signKey: this.signKey } = parts);
     this.worker = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
     const queue = this.queue;
     const reg = [opts.metrics];
@@ -459,6 +467,17 @@ export class AccelService {
         const ann = m ? annotationsOf(m) : undefined;
         if (ann?.[NydusAnnotation.SOURCE_DIGEST] === head.digest) {
           log.info({ target: task.target }, 'target already converted from this source digest');
+          // converted before converter.attestation was set: attested now, or the policy would refuse it for good
+          if (this.signKey)
+            await attestMissing({
+              client,
+              target: dst,
+              targetDigest: existing.digest,
+              source: task.source,
+              key: this.signKey,
+              tool: BUILDER_VERSION,
+              log,
+            });
           const written = await this.queue.complete(lease, {
             sourceDigest: head.digest,
             targetDigest: existing.digest,
@@ -508,6 +527,7 @@ export class AccelService {
       if (d.chunkDictRef) opts.chunkDictRef = d.chunkDictRef;
       if (d.prefetchPatterns) opts.prefetchPatterns = d.prefetchPatterns;
       if (d.backend) opts.backend = d.backend;
+      if (this.signKey) opts.signKey = this.signKey;
       const res = await convertImage(opts);
       // The source reference annotation names the tag, not the pinned digest.
       const written = await this.queue.complete(lease, {

@@ -22,6 +22,7 @@ import {
 } from '../remote/index.js';
 import {
   convertImage,
+  loadSigningKey,
   SqliteLayerCache,
   RemoteLayerCache,
   TieredLayerCache,
@@ -123,6 +124,10 @@ export async function run(argv: string[]): Promise<number> {
     )
     .option('--build-cache-version <v>', 'cache version; a cache image of another version is discarded', '')
     .option('--build-cache-max-records <n>', 'records kept in the cache image', '200')
+    .option(
+      '--sign-key <file>',
+      'sign a conversion attestation (in-toto, DSSE) with this Ed25519/ECDSA P-256 key file (mode 0600; an encrypted key reads its passphrase from FERRY_SIGN_KEY_PASSPHRASE) and push it as a referrer of the Nydus manifest',
+    )
     .option('--work-dir <dir>', 'parent of the temporary work directory')
     .option('--progress', 'force progress bars (default: when stderr is a terminal)')
     .option('--no-progress', 'no progress bars')
@@ -167,6 +172,7 @@ export async function run(argv: string[]): Promise<number> {
     if (o.mergePlatform) opts.mergePlatform = true;
     if (o.withReferrer) opts.withReferrer = true;
     if (o.workDir) opts.workDir = String(o.workDir);
+    if (o.signKey) opts.signKey = loadSigningKey(String(o.signKey), process.env.FERRY_SIGN_KEY_PASSPHRASE || undefined);
     if (o.prefetchPatterns) {
       const text = readFileSync(o.prefetchPatterns === '-' ? 0 : String(o.prefetchPatterns), 'utf8');
       opts.prefetchPatterns = text

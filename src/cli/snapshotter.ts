@@ -48,6 +48,7 @@ interface Opts {
   cacheQuota?: string;
   criAddress?: string;
   criUpstream?: string;
+  requireAttestationKey?: string;
 }
 
 function command(name: string): Command {
@@ -83,6 +84,7 @@ function merged(o: Opts): SnapshotterConfigInput {
     ...(o.noLazy ? { disableLazy: true } : {}),
     ...(o.criAddress ? { criAddress: resolve(o.criAddress) } : {}),
     ...(o.criUpstream ? { criUpstream: o.criUpstream } : {}),
+    ...(o.requireAttestationKey ? { requireAttestationKey: resolve(o.requireAttestationKey) } : {}),
     daemon,
   };
 }
@@ -212,6 +214,10 @@ export async function run(argv: string[]): Promise<number> {
     )
     .option('--metrics-token-file <file>', 'bearer token scrapers must send (mode 0600); required for a non-loopback --metrics-address')
     .option('--no-lazy', 'never mount lazily: every layer is downloaded (plain overlayfs snapshotter)')
+    .option(
+      '--require-attestation-key <file.pub>',
+      'run a Nydus image only when a conversion attestation of its manifest verifies with this public key (default off)',
+    )
     .option('--log-level <level>', 'trace|debug|info|warn|error')
     .option(
       '--cri-address <sock>',

@@ -6,7 +6,8 @@
  * key (acceld silently ignores typos); keys Ferry has no use for are accepted and reported by
  * `ignoredKeys()` so the service can log them. Ferry-only extensions: `converter.retry_limit`,
  * `converter.retry_backoff`, `converter.task_retention`, `converter.task_lease`, `converter.poll_interval`,
- * and `database` (where the task queue lives: `{sqlite: path}`, the default `<work_dir>/accel.db`, or
+ * `converter.attestation` (signed conversion attestations, convert-accel.md), and `database` (where
+ * the task queue lives: `{sqlite: path}`, the default `<work_dir>/accel.db`, or
  * `{postgres: URL}` / `{postgres: {url, password_file | password_env, max_connections}}` for many
  * workers; the password never in the URL).
  */
@@ -136,6 +137,12 @@ export const AccelConfigSchema = z.strictObject({
       task_lease: duration(30_000).pipe(z.number().min(1000)),
       /** Ferry extension: how often a worker looks for tasks other processes queued (PostgreSQL). */
       poll_interval: duration(1000).pipe(z.number().min(10)),
+      /**
+       * Ferry extension: sign an in-toto attestation of each conversion (DSSE; Ed25519 or ECDSA P-256
+       * key file, mode 0600; an encrypted PKCS#8 key's passphrase from the environment variable named by
+       * passphrase_env) and push it as a referrer of the Nydus manifest. Off when absent.
+       */
+      attestation: z.strictObject({ sign_key_file: z.string().min(1), passphrase_env: z.string().min(1).optional() }).optional(),
     })
     .prefault({}),
 });

@@ -94,6 +94,13 @@ export const SnapshotterConfigSchema = z.strictObject({
     .prefault({}),
   /** Registries reached over plain HTTP (host[:port]); loopback hosts always are. */
   insecureRegistries: z.array(z.string().min(1)).default([]),
+  /**
+   * Attestation policy: a public key file (PEM, Ed25519 or ECDSA P-256). When set, a Nydus image is
+   * run only if a conversion attestation attached to its manifest verifies with this key (signature,
+   * subject = the manifest, a source digest); otherwise its pull fails naming the image and the reason.
+   * Plain OCI images are not affected (docs/security.md). '' = off.
+   */
+  requireAttestationKey: z.string().default(''),
   /** Skip lazy loading entirely (every layer is downloaded and unpacked by containerd). */
   disableLazy: z.boolean().default(false),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),

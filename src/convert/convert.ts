@@ -10,6 +10,7 @@
  * `mergePlatform` keeps the source manifests beside the Nydus ones. Push order is blobs → child
  * manifests by digest → the tag last, so a failure never leaves a half-pushed target tagged.
  */
+import type { KeyObject } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { mkdtemp, rm, stat, copyFile, mkdir, rename, open } from 'node:fs/promises';
@@ -64,6 +65,7 @@ import { getCodec } from '../format/compress/index.js';
 import { decompressed, collect, Meter } from './streams.js';
 import { copyBlobBetween } from './copy-blob.js';
 import { carrySupplyChain, type CarriedArtifacts } from './supply-chain.js';
+import { attestConversion, type Attested } from './attestation.js';
 import { layerCacheKey, type LayerCache, type LayerBuildOptions } from './cache.js';
 
 export { NYDUS_MANIFEST_ARTIFACT_TYPE, NYDUS_CONFIG_MEDIA_TYPE };
@@ -119,6 +121,8 @@ export interface ConvertOptions {
   withReferrer?: boolean;
   /** Carry the source's cosign tags and artefact referrers to the target (convert/supply-chain.ts); default true. */
   carrySupplyChain?: boolean;
+  /** Sign a conversion attestation of each Nydus manifest with this key and push it as its referrer (convert/attestation.ts). */
+  signKey?: KeyObject;
   /** Store blobs in a local directory instead of the registry (the manifest then has only the bootstrap). */
   backend?: { type: 'localfs'; dir: string };
   cache?: LayerCache;
@@ -160,6 +164,8 @@ export interface ConvertResult {
   manifests: Array<{ platform?: string; digest: string; sourceDigest: string }>;
   /** the source's signatures/attestations/SBOMs carried to the target */
   carried: CarriedArtifacts;
+  /** conversion attestations pushed (with `signKey`) */
+  attestations: Attested[];
   durationMs: number;
 }
 
@@ -730,6 +736,17 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertResult>
             targetDigest: sha256Digest(finalBody),
             log,
           });
+    const attestations = opts.signKey
+      ? await attestConversion({
+          client: tc,
+          target: dst,
+          source: formatReference(src),
+          manifests,
+          key: opts.signKey,
+          tool: BUILDER_VERSION,
+          log,
+        })
+      : [];
     // The tag goes last: nothing is tagged before every blob and child manifest is in.
     const targetDigest = await tc.putManifest(dst, finalBody, finalType);
     // A remote cache record goes up after the target: a failure there costs only future cache hits.
@@ -747,6 +764,7 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertResult>
       layers: ctx.stats.layers,
       manifests,
       carried,
+      attestations,
       durationMs: Date.now() - t0,
     };
     log.info(

@@ -31,3 +31,12 @@ export {
   CacheAnnotation,
   type RemoteLayerCacheOptions,
 } from './remote-cache.js';
+export {
+  attestConversion,
+  attestMissing,
+  verifyConversionAttestation,
+  loadSigningKey,
+  loadVerifyKey,
+  type AttestOptions,
+  type Attested,
+} from './attestation.js';

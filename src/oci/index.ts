@@ -72,3 +72,22 @@ export {
   COSIGN_TAG_SUFFIXES,
   type CosignTagSuffix,
 } from './referrers.js';
+export {
+  ATTESTATION_ARTIFACT_TYPE,
+  ATTESTATION_PREDICATE_ANNOTATION,
+  CONVERSION_PREDICATE_TYPE,
+  DSSE_ENVELOPE_MEDIA_TYPE,
+  IN_TOTO_PAYLOAD_TYPE,
+  MAX_ENVELOPE_BYTES,
+  attestationManifest,
+  checkConversionStatement,
+  conversionStatement,
+  envelopeLayer,
+  keyIdOf,
+  openEnvelope,
+  pae,
+  signStatement,
+  type ConversionPredicate,
+  type ConversionStatement,
+  type DsseEnvelope,
+} from './attestation.js';

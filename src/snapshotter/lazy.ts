@@ -13,11 +13,12 @@
  * (separate daemon) or re-creates (in-process daemon) their mounts.
  */
 import { execFile } from 'node:child_process';
+import type { KeyObject } from 'node:crypto';
 import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FerryError } from '../core/index.js';
-import { writeBlobMetaFiles } from '../convert/index.js';
+import { verifyConversionAttestation, writeBlobMetaFiles } from '../convert/index.js';
 import { unpackBootstrapLayerFiles } from '../format/rafs/index.js';
 import { NydusAnnotation, parseImageConfig, type ImageConfig, type ImageManifest, type PrefetchTrace } from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
@@ -68,6 +69,12 @@ export interface LazyImagesOptions {
   tracePrefetch?: boolean;
   /** Push the trace recorded here this long after the mount, for images that have none (off when absent). */
   tracePushAfterMs?: number;
+  /**
+   * Attestation policy: a Nydus image is resolved only when a conversion attestation of its manifest
+   * verifies with this public key (convert/attestation.ts); otherwise its Prepare fails
+   * FAILED_PRECONDITION naming the image and why — it is never downloaded instead.
+   */
+  requireAttestation?: KeyObject;
   log?: Logger;
 }
 
@@ -118,6 +125,11 @@ export class LazyImages implements RemoteLayers {
 
   async prepare(hint: RemoteLayerHint): Promise<string | null> {
     if (!hint.nydusBlob && !hint.nydusBootstrap) return null;
+    if (!hint.ref && this.o.requireAttestation)
+      throw new FerryError(
+        'FAILED_PRECONDITION',
+        `Nydus layer ${hint.layerDigest ?? hint.chainId} has no image reference label: the attestation policy cannot check its image`,
+      );
     if (!hint.ref) {
       this.log.warn(
         { chainId: hint.chainId },
@@ -223,6 +235,10 @@ export class LazyImages implements RemoteLayers {
     }
     const lazyId = boot.digest.replace(/^sha256:/, '');
     if (!/^[0-9a-f]{64}$/.test(lazyId)) throw new FerryError('INVALID_ARGUMENT', `unsupported bootstrap layer digest ${boot.digest}`);
+    if (this.o.requireAttestation) {
+      const att = await verifyConversionAttestation(this.o.registry, ref, manifestDigest, man, this.o.requireAttestation);
+      this.log.info({ ref: formatReference(ref), attestation: att }, 'conversion attestation verified');
+    }
     await mkdir(join(this.dir(lazyId), 'mnt'), { recursive: true });
     const row: LazyImageRow = {
       id: lazyId,

@@ -15,6 +15,7 @@ import { CredentialChain, RegistryClient, SuppliedCredentials, parseUserPassword
 import { GrpcConnection } from '../containerd/index.js';
 import type { LazyFs } from '../daemon/protocol.js';
 import { LazyImages } from './lazy.js';
+import { loadVerifyKey } from '../convert/index.js';
 import { pullImage } from './pull.js';
 import { servePullApi, type PullApiServer } from './pull-api.js';
 import { serveCriProxy, type CriProxy } from './cri-proxy.js';
@@ -68,6 +69,10 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
   let lazy: LazyImages | undefined;
   let snapshotter: Snapshotter;
   const lazyFs = opts.lazyFs;
+  // read before anything is served: a policy whose key cannot be read must not start as no policy
+  const requireAttestation = cfg.requireAttestationKey ? loadVerifyKey(cfg.requireAttestationKey) : undefined;
+  if (requireAttestation)
+    log.info({ key: cfg.requireAttestationKey }, 'attestation policy on: Nydus images run only with a verified conversion attestation');
   if (lazyFs && !cfg.disableLazy) {
     const registryOpts: ConstructorParameters<typeof RegistryClient>[0] = {
       log,
@@ -93,6 +98,7 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
           cacheDir: cfg.daemon.cacheDir || join(cfg.root, 'cache'),
           insecure: (h) => insecureHosts.has(h),
         };
+        if (requireAttestation) li.requireAttestation = requireAttestation;
         if (cfg.daemon.proxy) li.proxy = cfg.daemon.proxy;
         li.credentials = credentials;
         lazy = new LazyImages(li);

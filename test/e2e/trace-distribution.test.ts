@@ -9,13 +9,12 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requirePrereqs } from '../support/prereq.js';
 import { ferry } from '../support/ferry.js';
+import { startIndexDroppingProxy } from '../support/referrers-proxy.js';
 import {
   buildOciImage,
   busyboxRootfs,
@@ -25,7 +24,6 @@ import {
   type Containerd,
   type DistributionRegistry,
 } from '../../src/bench/env/index.js';
-import { sha256Digest } from '../../src/core/index.js';
 import { createLogger } from '../../src/observe/index.js';
 import { parseSnapshotterConfig } from '../../src/config/snapshotter.js';
 import { startSnapshotter, type SnapshotterHandle } from '../../src/snapshotter/index.js';
@@ -34,8 +32,6 @@ import { RegistryClient, parseReference } from '../../src/remote/index.js';
 import { PREFETCH_TRACE_ARTIFACT_TYPE, parseImageIndex } from '../../src/oci/index.js';
 
 const REPO = 'library/bbtrace';
-/** Headers the test proxy does not pass on (fetch sets its own). */
-const HOP = new Set(['host', 'connection', 'content-length', 'transfer-encoding', 'expect', 'keep-alive']);
 const RUN = ['/bin/sh', '-c', 'cat /app/message.txt; ls /app'];
 let dir: string;
 let reg: DistributionRegistry;
@@ -172,31 +168,8 @@ test('docker-registry: ferry trace push lists the trace under the sha256-<hex> t
 
 test('a registry that acknowledges the referrers index but does not keep it: ferry trace push fails and says why', async () => {
   // in front of docker-registry: PUT of a sha256-* tag answers 201 and is dropped
-  const proxy: Server = createServer((req, res) => {
-    void (async () => {
-      const chunks: Buffer[] = [];
-      for await (const c of req) chunks.push(c as Buffer);
-      if (req.method === 'PUT' && /\/manifests\/sha256-[0-9a-f]{64}$/.test(req.url ?? '')) {
-        res.writeHead(201, { 'docker-content-digest': sha256Digest(Buffer.concat(chunks)) }).end();
-        return;
-      }
-      const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string' && !HOP.has(k)) headers[k] = v;
-      const up = await fetch(`${reg.url}${req.url}`, {
-        method: req.method ?? 'GET',
-        headers,
-        ...(chunks.length ? { body: Buffer.concat(chunks) } : {}),
-        redirect: 'manual',
-      });
-      const out: Record<string, string> = {};
-      up.headers.forEach((v, k) => {
-        if (!HOP.has(k) && k !== 'content-encoding') out[k] = v;
-      });
-      res.writeHead(up.status, out).end(Buffer.from(await up.arrayBuffer()));
-    })().catch((err: unknown) => res.writeHead(502).end(String(err)));
-  });
-  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-  const host = `127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+  const proxy = await startIndexDroppingProxy(reg.url);
+  const host = proxy.host;
   const node = await startNode('node3');
   try {
     await pullAndMount(node);
@@ -210,6 +183,6 @@ test('a registry that acknowledges the referrers index but does not keep it: fer
     );
   } finally {
     await node.close();
-    await new Promise<void>((r) => proxy.close(() => r()));
+    await proxy.close();
   }
 });
