@@ -67,7 +67,9 @@ function pullArgs(image: string, ...extra: string[]): string[] {
 before(async () => {
   requirePrereqs({ root: true, commands: ['containerd', 'ctr', 'runc', 'skopeo', 'fusermount3'], devices: ['/dev/fuse'] });
   dir = await mkdtemp(join(tmpdir(), 'ferry-creds-'));
-  reg = await startTestRegistry({ dataDir: join(dir, 'reg'), config: { tokenExpiration: '3s' } });
+  // set-up (pushes, conversions) with the default token life: at a high load a 3-second token can
+  // expire in the middle of a skopeo blob upload, which skopeo does not retry
+  reg = await startTestRegistry({ dataDir: join(dir, 'reg') });
   await reg.createProject('priv');
   for (const n of ['puller', 'helper', 'secret', 'revokee', 'successor', 'node']) robots[n] = await robot(n);
 
@@ -112,6 +114,10 @@ before(async () => {
     layers: Array<{ size: number }>;
   };
   nydusBytes = man.layers.reduce((n, l) => n + l.size, 0);
+  // the same registry (data, robots, token key, port) again, now with 3-second tokens
+  const listen = `127.0.0.1:${new URL(reg.url).port}`;
+  await reg.close();
+  reg = await startTestRegistry({ dataDir: join(dir, 'reg'), listen, config: { tokenExpiration: '3s' } });
 
   const log = createLogger({
     name: 'creds-e2e',
