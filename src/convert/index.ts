@@ -31,3 +31,4 @@ export {
   CacheAnnotation,
   type RemoteLayerCacheOptions,
 } from './remote-cache.js';
+export { convertImageToEstargz, ESTARGZ_DRIVER_NAME, type EstargzConvertOptions } from './estargz/image.js';
