@@ -11,14 +11,26 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { chmod, link, mkdir, mkdtemp, rm, symlink, unlink, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, openSync, closeSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
 import { requirePrereqs } from '../support/prereq.js';
 import { diffSnapshots, snapshot } from '../support/fstree.js';
-import { buildOciImage, busyboxRootfs, exec, pushImage, startContainerd, type Containerd } from '../../src/bench/env/index.js';
+import {
+  buildOciImage,
+  busyboxRootfs,
+  exec,
+  mountsUnder,
+  pushImage,
+  startContainerd,
+  unmountUnder,
+  waitFor,
+  type Containerd,
+} from '../../src/bench/env/index.js';
+import { STARGZ_DAEMON, findStargzDaemon, stargzDaemonArgs } from '../../src/bench/index.js';
 import { startTestRegistry, ADMIN_PASSWORD, type TestRegistry } from '../../src/registry/testing/client.js';
 import { AccelClient } from '../../src/accel/client.js';
 import { startAccel, type AccelHandle } from '../../src/accel/index.js';
@@ -213,5 +225,49 @@ describe('accel estargz driver: convert, extract, pull and run', () => {
     }
     await ctd.stop();
     ctd = undefined;
+  });
+
+  it('stargz-snapshotter runs the image lazily: every layer mounted remotely, none unpacked (extra check, a bench tool)', async (t) => {
+    const daemon = findStargzDaemon();
+    if (!daemon) {
+      t.skip(`${STARGZ_DAEMON} not built (sudo bench/estargz/build.sh builds it for ferry bench): lazy run not checked`);
+      return;
+    }
+    const dir = join(work, 'stargz');
+    await mkdir(dir, { recursive: true });
+    const sock = join(dir, 'stargz.sock');
+    const logFd = openSync(join(dir, 'stargz.log'), 'a');
+    const proc = spawn(daemon, stargzDaemonArgs({ root: join(dir, 'root'), address: sock, registries: [reg.host] }), {
+      stdio: ['ignore', logFd, logFd],
+    });
+    closeSync(logFd);
+    let lazy: Containerd | undefined;
+    try {
+      await waitFor(() => existsSync(sock) || proc.exitCode !== null, 'containerd-stargz-grpc socket', 30_000);
+      assert.equal(proc.exitCode, null, 'containerd-stargz-grpc exited at start (see stargz.log)');
+      lazy = await startContainerd({ dir: join(work, 'ctd-lazy'), snapshotters: { stargz: sock } });
+      const ref = `${reg.host}/library/app:v1-estargz`;
+      const pull = await exec(
+        'ctr-remote',
+        ['--address', lazy.address, '-n', lazy.namespace, 'images', 'rpull', '--plain-http', '--snapshotter', 'stargz', ref],
+        {
+          timeoutMs: 120_000,
+        },
+      );
+      assert.equal(pull.code, 0, pull.stderr);
+      // a layer the snapshotter could not mount remotely would have been unpacked: a FUSE mount per layer proves it was not
+      const fuse = (await mountsUnder(join(dir, 'root'))).filter((m) => m.includes('/snapshots/'));
+      assert.equal(fuse.length, target.layers.length, `remote mounts: ${fuse.join(', ')}`);
+      const run = await lazy.ctr(['run', '--rm', '--snapshotter', 'stargz', ref, 'ferry-esgz-lazy']);
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(run.stdout.replace(/\r/g, ''), 'hello from estargz\n');
+    } finally {
+      await lazy?.stop();
+      proc.kill('SIGTERM');
+      await waitFor(() => proc.exitCode !== null || proc.signalCode !== null, 'containerd-stargz-grpc exit', 10_000).catch(() =>
+        proc.kill('SIGKILL'),
+      );
+      await unmountUnder(dir);
+    }
   });
 });
