@@ -38,6 +38,7 @@ import {
 import { MAX_CONFIG_BYTES, isNydusManifest, mapLimit, refuseEncryptedLayers, throwIfAborted, type ConvertResult } from '../convert.js';
 import { carrySupplyChain } from '../supply-chain.js';
 import { convertLayerToEstargz, type EstargzLayerOptions } from './layer.js';
+import { tracedFiles } from './trace.js';
 
 export const ESTARGZ_DRIVER_NAME = 'estargz';
 
@@ -48,6 +49,11 @@ export interface EstargzConvertOptions {
   targetClient?: RegistryClient;
   /** files put first, behind `.prefetch.landmark` (paths in the image) */
   prioritizedFiles?: string[];
+  /**
+   * Without prioritizedFiles: take them from the newest prefetch trace of the source's Nydus
+   * conversion when there is one (trace.ts). Default true.
+   */
+  prefetchFromTrace?: boolean;
   /** largest payload per gzip member (default 4 MiB) */
   chunkSize?: number;
   /** gzip level (default 9, as upstream) */
@@ -108,11 +114,16 @@ async function convertManifest(ctx: Ctx, srcDesc: Descriptor, body: Buffer): Pro
   if (diffIds.length !== man.layers.length)
     throw new FerryError('INVALID_ARGUMENT', `${where}: config has ${diffIds.length} diff_ids for ${man.layers.length} layers`);
   const unique = [...new Map(man.layers.map((l, i) => [l.digest, i])).values()].sort((a, b) => a - b);
+  const prioritized = ctx.o.prioritizedFiles?.length
+    ? ctx.o.prioritizedFiles
+    : ctx.o.prefetchFromTrace === false
+      ? []
+      : ((await tracedFiles(sc, src, srcDesc.digest, ctx.log)) ?? []);
   const converted = await mapLimit(unique, ctx.o.layerConcurrency ?? 2, async (i) => {
     throwIfAborted(ctx.o.signal);
     const work = await mkdtemp(join(ctx.work, 'layer-'));
     try {
-      const lo: EstargzLayerOptions = { sc, tc: ctx.tc, src, dst: ctx.dst, work, prioritized: ctx.o.prioritizedFiles ?? [] };
+      const lo: EstargzLayerOptions = { sc, tc: ctx.tc, src, dst: ctx.dst, work, prioritized };
       if (ctx.o.chunkSize) lo.chunkSize = ctx.o.chunkSize;
       if (ctx.o.compressionLevel !== undefined) lo.level = ctx.o.compressionLevel;
       if (ctx.o.signal) lo.signal = ctx.o.signal;
