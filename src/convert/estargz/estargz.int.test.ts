@@ -18,6 +18,7 @@ import { parseImageManifest } from '../../oci/index.js';
 import { pushPrefetchTrace } from '../../snapshotter/trace.js';
 import { convertImage, fetchNydusBootstrap, nydusBlobTables } from '../convert.js';
 import { convertImageToEstargz } from './image.js';
+import { ferry } from '../../../test/support/ferry.js';
 
 describe('eStargz conversion: prioritized files from a prefetch trace', () => {
   let work: string;
@@ -116,5 +117,49 @@ describe('eStargz conversion: prioritized files from a prefetch trace', () => {
       ex.slice(0, ex.indexOf(PREFETCH_LANDMARK)).filter((n) => n !== './'),
       ['b', 'b/middle.bin'],
     );
+  });
+
+  it('ferry convert --format estargz: prioritized files from --prefetch-patterns, chunk size and level from flags', async () => {
+    const r = await ferry(
+      [
+        'convert',
+        '--format',
+        'estargz',
+        '--source',
+        `${reg.host}/library/traced:v1`,
+        '--target',
+        `${reg.host}/library/traced:cli`,
+        '--target-creds',
+        `admin:${ADMIN_PASSWORD}`,
+        '--prefetch-patterns',
+        '-',
+        '--estargz-chunk-size',
+        '64KiB',
+        '--estargz-compression-level',
+        '1',
+      ],
+      { input: '/a/first.txt\n', timeoutMs: 60_000 },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const toc = await tocOf('cli');
+    const names = order(toc);
+    assert.deepEqual(
+      names.slice(0, names.indexOf(PREFETCH_LANDMARK)).filter((n) => n !== './'),
+      ['a', 'a/first.txt'],
+    );
+    assert.equal(toc.entries.filter((e) => e.name === 'b/middle.bin').length, 2, '100 kB in 64 KiB chunks');
+    const bad = await ferry([
+      'convert',
+      '--format',
+      'estargz',
+      '--source',
+      `${reg.host}/library/traced:v1`,
+      '--target',
+      `${reg.host}/library/traced:x`,
+      '--estargz-compression-level',
+      '12',
+    ]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--estargz-compression-level must be 0\.\.9/);
   });
 });
