@@ -227,6 +227,65 @@ describe('accel estargz driver: convert, extract, pull and run', () => {
     ctd = undefined;
   });
 
+  it("parity with upstream: ctr-remote's own conversion of the same image has the same TOC entries (names, types, modes, owners, sizes, digests, chunks)", async () => {
+    ctd = await startContainerd({ dir: join(work, 'ctd-parity') });
+    const remote = (args: string[]) =>
+      exec('ctr-remote', ['--address', ctd!.address, '-n', ctd!.namespace, ...args], { timeoutMs: 300_000 });
+    const src = `${reg.host}/library/app:v1`;
+    const pull = await ctd.ctr(['images', 'pull', '--plain-http', src]);
+    assert.equal(pull.code, 0, pull.stderr);
+    const conv = await remote([
+      'images',
+      'convert',
+      '--estargz',
+      '--oci',
+      '--estargz-chunk-size',
+      String(1 << 20),
+      src,
+      'local/upstream:esgz',
+    ]);
+    assert.equal(conv.code, 0, conv.stderr);
+    const ls = await ctd.ctr(['images', 'ls']);
+    const digest = /local\/upstream:esgz\s+\S+\s+(sha256:[0-9a-f]{64})/.exec(ls.stdout)?.[1];
+    assert.ok(digest, ls.stdout);
+    const up = JSON.parse((await ctd.ctr(['content', 'get', digest])).stdout) as Manifest;
+    assert.equal(up.layers.length, target.layers.length);
+    // what both writers must agree on; userName/groupName depend on entry order, offsets on compression
+    const facts = (toc: Toc): string[] =>
+      toc.entries
+        .map((e) => ({ ...e, name: e.name.replace(/^\.\//, '').replace(/\/$/, '') || '.' }))
+        .filter((e) => e.name !== '.' && e.name !== PREFETCH_LANDMARK && e.name !== '.no.prefetch.landmark')
+        .map((e) =>
+          JSON.stringify([
+            e.name,
+            e.type,
+            e.size ?? 0,
+            e.modtime ?? '',
+            e.linkName ?? '',
+            e.mode ?? 0,
+            e.uid ?? 0,
+            e.gid ?? 0,
+            e.devMajor ?? 0,
+            e.devMinor ?? 0,
+            e.xattrs ?? {},
+            e.digest ?? '',
+            e.chunkOffset ?? 0,
+            e.chunkSize ?? 0,
+            e.chunkDigest ?? '',
+          ]),
+        )
+        .sort();
+    for (const [i, l] of up.layers.entries()) {
+      const dump = await remote(['images', 'get-toc-digest', '--dump-toc', l.digest]);
+      assert.equal(dump.code, 0, dump.stderr);
+      const theirs = parseToc(Buffer.from(dump.stdout));
+      const ours = (await tocOf(await blob(target.layers[i]!.digest))).toc;
+      assert.deepEqual(facts(ours), facts(theirs), `layer ${i}`);
+    }
+    await ctd.stop();
+    ctd = undefined;
+  });
+
   it('stargz-snapshotter runs the image lazily: every layer mounted remotely, none unpacked (extra check, a bench tool)', async (t) => {
     const daemon = findStargzDaemon();
     if (!daemon) {
