@@ -12,9 +12,17 @@ import { gunzipSync } from 'node:zlib';
 import { buildOciImage, pushImage } from '../../bench/env/index.js';
 import { startTestRegistry, ADMIN_PASSWORD, type TestRegistry } from '../../registry/testing/client.js';
 import { RegistryClient, parseReference, withDigest } from '../../remote/index.js';
-import { FOOTER_SIZE, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, parseFooter, parseToc, type Toc } from '../../format/estargz/index.js';
+import {
+  EstargzAnnotation,
+  FOOTER_SIZE,
+  NO_PREFETCH_LANDMARK,
+  PREFETCH_LANDMARK,
+  parseFooter,
+  parseToc,
+  type Toc,
+} from '../../format/estargz/index.js';
 import { openBootstrap } from '../../format/rafs/index.js';
-import { parseImageManifest } from '../../oci/index.js';
+import { HarborAnnotation, MediaType, parseImageIndex, parseImageManifest } from '../../oci/index.js';
 import { pushPrefetchTrace } from '../../snapshotter/trace.js';
 import { convertImage, fetchNydusBootstrap, nydusBlobTables } from '../convert.js';
 import { convertImageToEstargz } from './image.js';
@@ -161,5 +169,54 @@ describe('eStargz conversion: prioritized files from a prefetch trace', () => {
     ]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--estargz-compression-level must be 0\.\.9/);
+  });
+
+  it('an index becomes an index of eStargz manifests (platforms kept, attestation entries left out); an eStargz source is refused', async () => {
+    const arm = await buildOciImage({ layers: [join(work, 'root')], outDir: join(work, 'arm-layout'), architecture: 'arm64' });
+    await pushImage(arm.layoutDir, `${reg.host}/library/traced:arm64`, { creds: `admin:${ADMIN_PASSWORD}` });
+    const amd = await client.getManifest(parseReference(`${reg.host}/library/traced:v1`));
+    const entry = (digest: string, size: number, architecture: string) => ({
+      mediaType: MediaType.OCI_MANIFEST,
+      digest,
+      size,
+      platform: { os: 'linux', architecture },
+    });
+    const index = {
+      schemaVersion: 2,
+      mediaType: MediaType.OCI_INDEX,
+      manifests: [
+        entry(amd.digest, amd.body.length, 'amd64'),
+        entry(arm.manifestDigest, arm.manifestSize, 'arm64'),
+        { ...entry(amd.digest, amd.body.length, 'unknown'), platform: { os: 'unknown', architecture: 'unknown' } },
+      ],
+    };
+    await client.putManifest(parseReference(`${reg.host}/library/traced:multi`), Buffer.from(JSON.stringify(index)), MediaType.OCI_INDEX);
+    const res = await convertImageToEstargz({
+      source: `${reg.host}/library/traced:multi`,
+      target: `${reg.host}/library/traced:multi-estargz`,
+      sourceClient: client,
+      prefetchFromTrace: false,
+    });
+    assert.equal(res.mediaType, MediaType.OCI_INDEX);
+    const got = await client.getManifest(parseReference(`${reg.host}/library/traced:multi-estargz`));
+    const out = parseImageIndex(got.body, got.mediaType, 'target');
+    assert.deepEqual(
+      out.manifests.map((m) => m.platform?.architecture),
+      ['amd64', 'arm64'],
+    );
+    assert.equal(out.annotations?.[HarborAnnotation.ACCELERATION_SOURCE_DIGEST], res.sourceDigest);
+    for (const m of out.manifests) {
+      const child = await client.getManifest(withDigest(parseReference(`${reg.host}/library/traced:x`), m.digest));
+      const man = parseImageManifest(child.body, child.mediaType, 'child');
+      assert.ok(man.layers.every((l) => l.annotations?.[EstargzAnnotation.TOC_DIGEST]?.startsWith('sha256:')));
+    }
+    await assert.rejects(
+      convertImageToEstargz({
+        source: `${reg.host}/library/traced:plain`,
+        target: `${reg.host}/library/traced:again`,
+        sourceClient: client,
+      }),
+      /is already eStargz/,
+    );
   });
 });
