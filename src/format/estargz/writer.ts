@@ -93,6 +93,7 @@ export class EstargzWriter {
   private readonly lastGroup = new Map<number, string>();
   /** uncompressed bytes of the open gzip member */
   private member: Buffer[] = [];
+  private memberBytes = 0;
   private open = false;
   private written = 0;
   private uncompressed = 0;
@@ -120,6 +121,7 @@ export class EstargzWriter {
     this.diff.update(b);
     this.uncompressed += b.length;
     this.member.push(b);
+    this.memberBytes += b.length;
     this.open = true;
   }
 
@@ -127,6 +129,7 @@ export class EstargzWriter {
     if (!this.open) return;
     const z = await gzip(Buffer.concat(this.member), { level: this.level });
     this.member = [];
+    this.memberBytes = 0;
     this.open = false;
     await this.sink(z);
     this.written += z.length;
@@ -166,8 +169,9 @@ export class EstargzWriter {
    */
   async append(e: TarEntry, read?: BodyReader): Promise<void> {
     if (this.finished) throw new FerryError('FAILED_PRECONDITION', 'eStargz writer: append after finish');
-    // a landmark starts its own member, so the prefetched range ends exactly there
-    if (e.path === PREFETCH_LANDMARK || e.path === NO_PREFETCH_LANDMARK) await this.closeMember();
+    // a landmark starts its own member, so the prefetched range ends exactly there; headers of
+    // payload-less entries share a member, but no more than a chunk's worth (memory stays bounded)
+    if (e.path === PREFETCH_LANDMARK || e.path === NO_PREFETCH_LANDMARK || this.memberBytes >= this.chunkSize) await this.closeMember();
     this.put(encodeTarHeaders(e));
     const first = this.tocEntryOf(e);
     if (e.type !== 'file' || e.size === 0) {
