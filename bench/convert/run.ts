@@ -3,7 +3,8 @@
  * end to end through the registry (pull gzip layer → gunzip → RAFS build → push blob + bootstrap +
  * config + manifest), against the `rafs create` figure measured in the same run on the same layer
  * (uncompressed tar from a local file straight into the builder: no registry, no gunzip, no push).
- * Also: the same conversion a second time (every layer from the conversion cache), and the latency
+ * Also: the same conversion a second time (every layer from the conversion cache), the eStargz
+ * conversion of the same image (acceld's estargz driver: gzip 9, 4 MiB chunks, no cache), and the latency
  * from a `skopeo copy` push to the `-nydus` tag appearing through ferry registry webhook + ferry accel.
  *
  * Run: `npx tsc -p . && node dist/bench/convert/run.js [--json FILE]`
@@ -18,7 +19,7 @@ import { buildLayer } from '../../src/builder/index.js';
 import { startRegistry } from '../../src/registry/index.js';
 import { startAccel } from '../../src/accel/index.js';
 import { RegistryClient, parseReference } from '../../src/remote/index.js';
-import { convertImage, SqliteLayerCache } from '../../src/convert/index.js';
+import { convertImage, convertImageToEstargz, SqliteLayerCache } from '../../src/convert/index.js';
 
 interface Row {
   name: string;
@@ -82,6 +83,7 @@ async function main(): Promise<void> {
     await rm(join(work, 'blobs'), { recursive: true, force: true });
 
     const client = new RegistryClient({ credentials: () => ({ username: 'admin', password: PASSWORD }) });
+    let sizes: { nydusMB: number; estargzMB: number } | undefined;
     const cache = new SqliteLayerCache(join(work, 'cache.db'));
     try {
       const conv = await measure(() =>
@@ -106,6 +108,16 @@ async function main(): Promise<void> {
         }),
       );
       rows.push(row('ferry convert again (layer from the conversion cache)', tarBytes, again.wallS, again.cpuS));
+      const esgz = await measure(() =>
+        convertImageToEstargz({
+          source: `${reg.host}/library/debian:bookworm`,
+          target: `${reg.host}/library/debian:bookworm-estargz`,
+          sourceClient: client,
+          prefetchFromTrace: false,
+        }),
+      );
+      rows.push(row('ferry convert --format estargz, registry → registry (gzip 9)', esgz.v.uncompressedBytes, esgz.wallS, esgz.cpuS));
+      sizes = { nydusMB: +(conv.v.targetSize / 1e6).toFixed(1), estargzMB: +(esgz.v.targetSize / 1e6).toFixed(1) };
     } finally {
       cache.close();
     }
@@ -151,6 +163,8 @@ async function main(): Promise<void> {
       layerGzipMB: +(image.compressedSize / 1e6).toFixed(1),
       convertVsRafsCreate: +(rows[1]!.mbPerWallS / rows[0]!.mbPerWallS).toFixed(2),
       pushToNydusTagS: +pushToTag.toFixed(1),
+      estargzVsNydusConvert: +(rows[3]!.mbPerWallS / rows[1]!.mbPerWallS).toFixed(2),
+      ...sizes,
     };
     console.log(JSON.stringify(meta));
     console.log('| run | uncompressed MB | wall s | CPU s (this process) | MB/s wall | MB/s per CPU-s |');

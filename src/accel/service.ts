@@ -30,18 +30,9 @@ import {
   type FetchedManifest,
   type ImageReference,
 } from '../remote/index.js';
-import {
-  convertImage,
-  SqliteLayerCache,
-  TieredLayerCache,
-  RemoteLayerCache,
-  carrySupplyChain,
-  attestMissing,
-  BUILDER_VERSION,
-  type ConvertOptions,
-  type LayerCache,
-} from '../convert/index.js';
-import { NydusAnnotation, artifactTagSubject, parseManifestDocument } from '../oci/index.js';
+import { SqliteLayerCache, carrySupplyChain, attestMissing, BUILDER_VERSION } from '../convert/index.js';
+import { convertWithDriver } from './drivers.js';
+import { HarborAnnotation, NydusAnnotation, artifactTagSubject, parseManifestDocument } from '../oci/index.js';
 import { resolveDriverOptions, type AccelConfig, type AccelDriverOptions } from '../config/accel.js';
 import type { TaskView } from './protocol.js';
 import type { ClaimedTask, Lease, TaskQueue } from './queue.js';
@@ -465,10 +456,13 @@ export class AccelService {
       if (existing) {
         const m = await client.getManifest(withDigest(dst, existing.digest)).catch(() => undefined);
         const ann = m ? annotationsOf(m) : undefined;
-        if (ann?.[NydusAnnotation.SOURCE_DIGEST] === head.digest) {
+        // nydus: its own source annotation; estargz: Harbor's acceleration source digest
+        const from = ann?.[NydusAnnotation.SOURCE_DIGEST] ?? ann?.[HarborAnnotation.ACCELERATION_SOURCE_DIGEST];
+        if (from === head.digest) {
           log.info({ target: task.target }, 'target already converted from this source digest');
           // converted before converter.attestation was set: attested now, or the policy would refuse it for good
-          if (this.signKey)
+          // (attestations are of Nydus conversions; an eStargz image is not run by the snapshotter's policy)
+          if (this.signKey && this.driver.format !== 'estargz')
             await attestMissing({
               client,
               target: dst,
@@ -489,46 +483,19 @@ export class AccelService {
           return;
         }
       }
-      const d = this.driver;
-      // rules[].cache_tag: the repository's cache image (shared by every converter that can pull it),
-      // behind the local SQLite cache.
-      let cache: LayerCache = this.cache;
-      if (d.cacheTag) {
-        const remote = new RemoteLayerCache({
-          client,
-          repo: dst,
-          tag: d.cacheTag,
-          maxRecords: this.cfg.provider.cache_size ?? 200,
-          log,
-          ...(this.cfg.provider.cache_version !== undefined ? { version: this.cfg.provider.cache_version } : {}),
-        });
-        cache = new TieredLayerCache([this.cache, remote]);
-      }
-      const opts: ConvertOptions = {
+      const res = await convertWithDriver({
+        driver: this.driver,
+        config: this.cfg,
+        cache: this.cache,
         source: withDigest(src, head.digest),
         target: dst,
-        sourceClient: client,
-        targetClient: client,
-        fsVersion: d.fsVersion,
-        compressor: d.compressor,
-        chunkSize: d.chunkSize,
-        digester: d.digester,
-        chunkTable: d.chunkTable,
-        mergePlatform: d.mergeManifest,
-        withReferrer: d.withReferrer,
-        harborAnnotation: d.harborAnnotation,
-        cache,
+        sourceRef: task.source,
+        client,
         log,
         signal,
         workDir: this.scratchDir,
-        annotations: { [NydusAnnotation.SOURCE_REFERENCE]: task.source },
-      };
-      if (d.platforms.length) opts.platforms = d.platforms;
-      if (d.chunkDictRef) opts.chunkDictRef = d.chunkDictRef;
-      if (d.prefetchPatterns) opts.prefetchPatterns = d.prefetchPatterns;
-      if (d.backend) opts.backend = d.backend;
-      if (this.signKey) opts.signKey = this.signKey;
-      const res = await convertImage(opts);
+        ...(this.signKey ? { signKey: this.signKey } : {}),
+      });
       // The source reference annotation names the tag, not the pinned digest.
       const written = await this.queue.complete(lease, {
         sourceDigest: res.sourceDigest,

@@ -30,3 +30,4 @@ export {
   type GroupSummary,
   type WorkloadInfo,
 } from './types.js';
+export { findStargzDaemon, stargzDaemonArgs, STARGZ_DAEMON } from './estargz.js';

@@ -23,6 +23,8 @@ import {
 import {
   convertImage,
   loadSigningKey,
+  convertImageToEstargz,
+  type EstargzConvertOptions,
   SqliteLayerCache,
   RemoteLayerCache,
   TieredLayerCache,
@@ -93,10 +95,30 @@ export function progressReporter(enabled: boolean): { onProgress?: (ev: Progress
   return { onProgress, stop: () => multi.stop() };
 }
 
+/** `--format estargz`: the options the eStargz converter reads (prefetch patterns are its prioritized files). */
+function estargzOptions(opts: ConvertOptions, o: Record<string, string | boolean | undefined>): EstargzConvertOptions {
+  const eo: EstargzConvertOptions = { source: opts.source, target: opts.target, log: opts.log ?? createLogger({ name: 'convert' }) };
+  if (opts.sourceClient) eo.sourceClient = opts.sourceClient;
+  if (opts.targetClient) eo.targetClient = opts.targetClient;
+  if (opts.platforms) eo.platforms = opts.platforms;
+  if (opts.workDir) eo.workDir = opts.workDir;
+  if (opts.prefetchPatterns) eo.prioritizedFiles = opts.prefetchPatterns;
+  if (o.estargzChunkSize !== undefined) eo.chunkSize = parseSize(String(o.estargzChunkSize));
+  if (o.estargzCompressionLevel !== undefined) {
+    const n = Number(o.estargzCompressionLevel);
+    if (!(Number.isInteger(n) && n >= 0 && n <= 9)) throw new FerryError('INVALID_ARGUMENT', '--estargz-compression-level must be 0..9');
+    eo.compressionLevel = n;
+  }
+  return eo;
+}
+
 export async function run(argv: string[]): Promise<number> {
   const cmd = new Command('ferry convert')
-    .description('convert an OCI image to a Nydus image, registry to registry')
+    .description('convert an OCI image to a Nydus (or eStargz) image, registry to registry')
     .requiredOption('--source <ref>', 'source image reference')
+    .addOption(new Option('--format <name>', 'target format').choices(['nydus', 'estargz']).default('nydus'))
+    .option('--estargz-chunk-size <size>', 'eStargz: largest file payload per gzip member (default 4MiB)')
+    .option('--estargz-compression-level <n>', 'eStargz: gzip level 0–9 (default 9)')
     .requiredOption('--target <ref>', 'target image reference (needs a tag)')
     .addOption(new Option('--fs-version <n>', 'RAFS version').choices(['5', '6']).default('6'))
     .addOption(new Option('--compressor <name>', 'chunk compressor').choices(['zstd', 'lz4_block', 'gzip', 'none']).default('zstd'))
@@ -187,6 +209,12 @@ export async function run(argv: string[]): Promise<number> {
             .map((s) => s.trim())
             .filter(Boolean)
         : [formatPlatform(currentPlatform())];
+    if (o.format === 'estargz') {
+      if (o.signKey) throw new FerryError('INVALID_ARGUMENT', '--sign-key signs Nydus conversions; it does not apply to --format estargz');
+      const res = await convertImageToEstargz(estargzOptions(opts, o));
+      process.stdout.write(`${JSON.stringify(res, null, 2)}\n`);
+      return 0;
+    }
     if (o.backendType) opts.backend = localfsBackend(o.backendConfig);
     const tiers: LayerCache[] = [];
     if (o.cache !== false && typeof o.cache === 'string') {

@@ -74,7 +74,10 @@ test('accel config: unknown keys are errors naming the key; bad values are expla
     () => parseAccelConfig({ converter: { driver: { config: { compresor: 'zstd' } } } }),
     /converter\.driver\.config\.compresor/,
   );
-  assert.throws(() => parseAccelConfig({ converter: { driver: { type: 'estargz' } } }), /unsupported driver/);
+  assert.throws(
+    () => parseAccelConfig({ converter: { driver: { type: 'soci' } } }),
+    /unsupported driver "soci" \(Ferry converts with nydus or estargz\)/,
+  );
   assert.throws(() => parseAccelConfig({ converter: { driver: { config: { fs_version: '7' } } } }), /fs_version/);
   assert.throws(() => parseAccelConfig({ converter: { worker: 0 } }), /converter\.worker/);
   const raw = readFileSync(fixture('acceld', 'config.yaml.nydus'), 'utf8');
@@ -120,4 +123,26 @@ converter: {task_lease: 45s, poll_interval: 250ms}
   refused({ database: { sqlite: '/a', postgres: 'postgres://db/f' } }, /database/);
   refused({ database: { mysql: 'x' } }, /database/);
   refused({ converter: { task_lease: '10ms' } }, /converter\.task_lease/);
+});
+
+test('accel config: the estargz driver — its own defaults and keys; nydus keys are accepted and reported as ignored', () => {
+  const cfg = parseAccelConfig({
+    converter: { driver: { type: 'estargz', config: { estargz_chunk_size: '1MiB', estargz_compression_level: 6, compressor: 'zstd' } } },
+  });
+  const d = resolveDriverOptions(cfg);
+  assert.equal(d.format, 'estargz');
+  assert.equal(d.tagSuffix, '-estargz');
+  assert.equal(d.estargzChunkSize, 1 << 20);
+  assert.equal(d.estargzCompressionLevel, 6);
+  assert.deepEqual(
+    ignoredKeys(cfg).map((k) => k.key),
+    ['converter.driver.config.compressor'],
+  );
+  const esgz = parseAccelConfig({ converter: { driver: { type: 'estargz' }, rules: [{ tag_suffix: '-esgz' }] } });
+  assert.equal(resolveDriverOptions(esgz).tagSuffix, '-esgz');
+  assert.equal(resolveDriverOptions(parseAccelConfig({})).tagSuffix, '-nydus');
+  assert.throws(
+    () => parseAccelConfig({ converter: { driver: { type: 'estargz', config: { estargz_compression_level: 11 } } } }),
+    /estargz_compression_level: must be 0\.\.9/,
+  );
 });

@@ -53,7 +53,38 @@ const NydusDriverConfig = z.strictObject({
   digester: str.optional(),
   /** Ferry extension: keep the v6 chunk table in image bootstraps (for upstream nydus-image check/merge). */
   chunk_table: boolStr.optional(),
+  /** Ferry extension, estargz driver: largest file payload per gzip member (default 4 MiB, ctr-remote's --estargz-chunk-size). */
+  estargz_chunk_size: str.optional(),
+  /** Ferry extension, estargz driver: gzip level 0..9 (default 9, ctr-remote's --estargz-compression-level). */
+  estargz_compression_level: str.optional(),
 });
+
+/** The drivers Ferry converts with (acceld's `converter.driver.type`). */
+export const ACCEL_DRIVERS = ['nydus', 'estargz'] as const;
+export type AccelDriverType = (typeof ACCEL_DRIVERS)[number];
+/** Tag suffix of a driver's conversions when no `rules[].tag_suffix` is configured. */
+export const DEFAULT_TAG_SUFFIX: Record<AccelDriverType, string> = { nydus: '-nydus', estargz: '-estargz' };
+/** Driver config keys only the nydus driver reads (accepted, logged as ignored with estargz). */
+const NYDUS_ONLY_KEYS = [
+  'builder',
+  'fs_version',
+  'rafs_version',
+  'compressor',
+  'rafs_compressor',
+  'chunk_dict_ref',
+  'merge_manifest',
+  'oci_ref',
+  'with_referrer',
+  'fs_align_chunk',
+  'fs_chunk_size',
+  'batch_size',
+  'backend_type',
+  'backend_config',
+  'backend_force_push',
+  'encrypt_recipients',
+  'digester',
+  'chunk_table',
+] as const;
 
 const SourceSchema = z.strictObject({
   /** base64 `user:password` (e.g. a Harbor robot). Empty → ~/.docker/config.json. */
@@ -152,6 +183,11 @@ export type AccelConfigInput = z.input<typeof AccelConfigSchema>;
 
 /** Resolved conversion options derived from the driver config. */
 export interface AccelDriverOptions {
+  /** `converter.driver.type` */
+  format: AccelDriverType;
+  /** estargz: largest payload per gzip member, and the gzip level */
+  estargzChunkSize?: number;
+  estargzCompressionLevel?: number;
   fsVersion: 5 | 6;
   compressor: 'none' | 'lz4_block' | 'gzip' | 'zstd';
   chunkSize: number;
@@ -174,10 +210,10 @@ export interface AccelDriverOptions {
 /** Validates a config object; throws INVALID_ARGUMENT naming every problem (unknown keys by full path). */
 export function parseAccelConfig(input: unknown): AccelConfig {
   const cfg = parseConfig(AccelConfigSchema, input, 'accel');
-  if (cfg.converter.driver.type !== 'nydus') {
+  if (!(ACCEL_DRIVERS as readonly string[]).includes(cfg.converter.driver.type)) {
     throw new FerryError(
       'NOT_IMPLEMENTED',
-      `accel config: converter.driver.type: unsupported driver ${JSON.stringify(cfg.converter.driver.type)} (Ferry converts to nydus only)`,
+      `accel config: converter.driver.type: unsupported driver ${JSON.stringify(cfg.converter.driver.type)} (Ferry converts with ${ACCEL_DRIVERS.join(' or ')})`,
     );
   }
   if (cfg.provider.gcpolicy?.threshold !== undefined) parseSize(String(cfg.provider.gcpolicy.threshold).replace(/B$/i, 'B'));
@@ -206,6 +242,17 @@ export function loadAccelConfig(path: string): AccelConfig {
 export function ignoredKeys(cfg: AccelConfig): Array<{ key: string; reason: string }> {
   const out: Array<{ key: string; reason: string }> = [];
   const d = cfg.converter.driver.config;
+  if (cfg.converter.driver.type === 'estargz') {
+    for (const k of NYDUS_ONLY_KEYS)
+      if (d[k] !== undefined)
+        out.push({ key: `converter.driver.config.${k}`, reason: 'a nydus driver key; the estargz driver does not read it' });
+    if (d.docker2oci !== undefined)
+      out.push({ key: 'converter.driver.config.docker2oci', reason: 'eStargz manifests are always written as OCI' });
+    return out;
+  }
+  for (const k of ['estargz_chunk_size', 'estargz_compression_level'] as const)
+    if (d[k] !== undefined)
+      out.push({ key: `converter.driver.config.${k}`, reason: 'an estargz driver key; the nydus driver does not read it' });
   if (cfg.provider.containerd) out.push({ key: 'provider.containerd', reason: 'Ferry converts without containerd (v0.1.1 key)' });
   if (cfg.provider.gcpolicy)
     out.push({ key: 'provider.gcpolicy', reason: 'Ferry keeps no local content store; work files are removed after each task' });
@@ -268,7 +315,9 @@ export function resolveDriverOptions(cfg: AccelConfig): AccelDriverOptions {
   const digester = d.digester ?? 'blake3';
   if (digester !== 'blake3' && digester !== 'sha256')
     throw new FerryError('INVALID_ARGUMENT', `accel config: converter.driver.config.digester: must be blake3|sha256`);
+  const format = cfg.converter.driver.type as AccelDriverType;
   const out: AccelDriverOptions = {
+    format,
     fsVersion: fv === '5' ? 5 : 6,
     compressor: comp as AccelDriverOptions['compressor'],
     chunkSize,
@@ -277,13 +326,31 @@ export function resolveDriverOptions(cfg: AccelConfig): AccelDriverOptions {
     mergeManifest: d.merge_manifest ?? false,
     withReferrer: d.with_referrer ?? false,
     docker2oci: d.docker2oci ?? false,
-    tagSuffix: cfg.converter.rules.find((r) => r.tag_suffix)?.tag_suffix ?? '-nydus',
+    tagSuffix: cfg.converter.rules.find((r) => r.tag_suffix)?.tag_suffix ?? DEFAULT_TAG_SUFFIX[format],
     platforms: cfg.converter.platforms
       .split(',')
       .map((s) => s.trim())
       .filter(Boolean),
     harborAnnotation: cfg.converter.harbor_annotation,
   };
+  if (d.estargz_chunk_size !== undefined) {
+    const n = parseSize(d.estargz_chunk_size);
+    if (!(n >= 512 && n <= 1 << 30))
+      throw new FerryError(
+        'INVALID_ARGUMENT',
+        `accel config: converter.driver.config.estargz_chunk_size: must be 512 B..1 GiB, got ${d.estargz_chunk_size}`,
+      );
+    out.estargzChunkSize = n;
+  }
+  if (d.estargz_compression_level !== undefined) {
+    const n = Number(d.estargz_compression_level);
+    if (!(Number.isInteger(n) && n >= 0 && n <= 9))
+      throw new FerryError(
+        'INVALID_ARGUMENT',
+        `accel config: converter.driver.config.estargz_compression_level: must be 0..9, got ${d.estargz_compression_level}`,
+      );
+    out.estargzCompressionLevel = n;
+  }
   const cacheTag = cfg.converter.rules.find((r) => r.cache_tag)?.cache_tag;
   if (cacheTag) out.cacheTag = cacheTag;
   if (d.chunk_dict_ref) out.chunkDictRef = d.chunk_dict_ref;

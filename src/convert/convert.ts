@@ -78,7 +78,7 @@ export const ConvertAnnotation = {
   HARBOR_SOURCE_DIGEST: HarborAnnotation.ACCELERATION_SOURCE_DIGEST,
 } as const;
 /** Largest image config read from a registry. */
-const MAX_CONFIG_BYTES = 16 << 20;
+export const MAX_CONFIG_BYTES = 16 << 20;
 export const BUILDER_VERSION = 'ferry 0.1.0';
 
 export type Compressor = 'none' | 'lz4_block' | 'gzip' | 'zstd';
@@ -185,12 +185,12 @@ interface Ctx {
   stats: { sourceSize: number; targetSize: number; uncompressed: number; layers: ConvertedLayer[] };
 }
 
-function throwIfAborted(signal?: AbortSignal): void {
+export function throwIfAborted(signal?: AbortSignal): void {
   if (signal?.aborted) throw new FerryError('CANCELED', 'conversion canceled');
 }
 
 /** Runs `fn` over items with at most `n` in flight, keeping order of results. */
-async function mapLimit<T, R>(items: T[], n: number, fn: (t: T, i: number) => Promise<R>): Promise<R[]> {
+export async function mapLimit<T, R>(items: T[], n: number, fn: (t: T, i: number) => Promise<R>): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
   let failed: unknown;
@@ -209,7 +209,7 @@ async function mapLimit<T, R>(items: T[], n: number, fn: (t: T, i: number) => Pr
   return out;
 }
 
-function isNydusManifest(m: ImageManifest): boolean {
+export function isNydusManifest(m: ImageManifest): boolean {
   const last = m.layers[m.layers.length - 1];
   return last?.annotations?.[NydusAnnotation.BOOTSTRAP] === 'true';
 }
@@ -219,7 +219,7 @@ function isNydusManifest(m: ImageManifest): boolean {
  * would need the private key and would store the plain content in the Nydus blobs (readable by
  * anyone who can pull them). Permanent: no retry can change it.
  */
-function refuseEncryptedLayers(man: ImageManifest, where: string): void {
+export function refuseEncryptedLayers(man: ImageManifest, where: string): void {
   const i = man.layers.findIndex((l) => isEncryptedLayerMediaType(l.mediaType));
   if (i < 0) return;
   const l = man.layers[i]!;

@@ -40,3 +40,4 @@ export {
   type AttestOptions,
   type Attested,
 } from './attestation.js';
+export { convertImageToEstargz, ESTARGZ_DRIVER_NAME, type EstargzConvertOptions } from './estargz/image.js';
