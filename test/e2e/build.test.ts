@@ -232,7 +232,19 @@ test('the merged index (--both): plain containerd pulls and runs its OCI entry; 
   const rm = await c.ctr(['images', 'rm', ref]);
   assert.equal(rm.code, 0, rm.stderr);
   // ferry pull: the Nydus entry, every layer remote; ctr run reads the recorded image's config
-  const pull = await ferry(['pull', '--address', c.address, '--namespace', c.namespace, '--plain-http', '--json', ref]);
+  // --snapshotter-api: without it ferry pull looks for a running snapshotter and may find another run's
+  const pull = await ferry([
+    'pull',
+    '--address',
+    c.address,
+    '--namespace',
+    c.namespace,
+    '--plain-http',
+    '--json',
+    '--snapshotter-api',
+    snap!.apiAddress,
+    ref,
+  ]);
   assert.equal(pull.code, 0, pull.stderr);
   const res = JSON.parse(pull.stdout) as { manifestDigest: string; layers: Array<{ how: string }> };
   assert.equal(res.manifestDigest, first.nydus!.digest);
