@@ -1,7 +1,8 @@
 /**
  * @module console/assets
  * The console's one stylesheet and one script, served from memory (no build step, no CDN). The
- * script only refreshes `data-live` regions by polling their fragment URL while the tab is visible.
+ * script only refreshes `data-live` regions by polling their fragment URL while the tab is visible
+ * (every `data-live-ms`, default 5 s, at least 1 s).
  */
 
 export const STYLE = `*{box-sizing:border-box}body{margin:0;font:14px/1.45 system-ui,sans-serif;color:#1c2430;background:#f5f7fa}
@@ -21,6 +22,7 @@ code{font-family:ui-monospace,monospace;font-size:12.5px}fieldset{border:1px sol
 export const LIVE_SCRIPT = `'use strict';
 (function () {
   var PERIOD = 5000;
+  var MIN_PERIOD = 1000;
   function refresh(el) {
     if (document.hidden) return;
     fetch(el.getAttribute('data-live'), { credentials: 'same-origin', headers: { accept: 'text/html' } })
@@ -29,7 +31,8 @@ export const LIVE_SCRIPT = `'use strict';
       .catch(function () {});
   }
   document.querySelectorAll('[data-live]').forEach(function (el) {
-    setInterval(function () { refresh(el); }, PERIOD);
+    var ms = Number(el.getAttribute('data-live-ms')) || PERIOD;
+    setInterval(function () { refresh(el); }, Math.max(MIN_PERIOD, ms));
   });
 })();
 `;

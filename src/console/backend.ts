@@ -58,6 +58,38 @@ export interface NewRobot {
   actions: string[];
 }
 
+/** A conversion task's state as the console shows it (accel's PROCESSING split by whether a worker holds it). */
+export type ConversionState = 'queued' | 'running' | 'completed' | 'failed';
+
+export interface ConversionView {
+  id: string;
+  /** The source reference (`host/project/repo:tag`). */
+  source: string;
+  /** The Nydus reference pushed (empty before it is known). */
+  target: string;
+  state: ConversionState;
+  /** Why it failed (`CODE: message`), or the last attempt's error while it is retried. */
+  reason: string;
+  attempts: number;
+  createdAt: number;
+  /** ms since epoch; undefined while not finished. */
+  finishedAt?: number;
+  /** Finished − created, or now − created while not finished. */
+  durationMs: number;
+  sourceSize: number;
+  targetSize: number;
+  /** Whether this viewer may queue it again (it failed and the viewer may push its repository). */
+  canRetry: boolean;
+}
+
+export interface ConversionsView {
+  /** false: the registry is not linked to an accel service (console.accel unset). */
+  configured: boolean;
+  tasks: ConversionView[];
+  /** Set when the accel service could not be asked (the page says so instead of failing). */
+  error?: string;
+}
+
 export interface ConsoleBackend {
   /**
    * Checks a login (limited and audited like the registry's own Basic logins). UNAUTHENTICATED for
@@ -78,4 +110,8 @@ export interface ConsoleBackend {
   /** The new robot's full name and its secret — the only time the secret is available. */
   createRobot(viewer: Viewer, r: NewRobot): Promise<{ name: string; secret: string }>;
   setRobotDisabled(viewer: Viewer, id: number, disabled: boolean): Promise<void>;
+  /** The conversion tasks of repositories `viewer` may pull, newest first. */
+  conversions(viewer: Viewer): Promise<ConversionsView>;
+  /** Queues a failed task again; NOT_FOUND unless `viewer` may see it, PERMISSION_DENIED without push. */
+  retryConversion(viewer: Viewer, id: string): Promise<void>;
 }

@@ -4,4 +4,16 @@
  * by the registry server under `/` (see docs/console.md).
  */
 export { Console, isConsolePath, SESSION_COOKIE, LOGIN_CSRF_COOKIE, type ConsoleOptions } from './console.js';
-export type { ArtifactView, ConsoleBackend, ConsoleUser, NewRobot, ProjectView, RepositoryView, RobotView, Viewer } from './backend.js';
+export type {
+  ArtifactView,
+  ConversionState,
+  ConversionView,
+  ConversionsView,
+  ConsoleBackend,
+  ConsoleUser,
+  NewRobot,
+  ProjectView,
+  RepositoryView,
+  RobotView,
+  Viewer,
+} from './backend.js';

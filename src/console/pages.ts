@@ -4,7 +4,7 @@
  * login, projects, a project's repositories, a repository's artifacts (with each tag's Nydus form),
  * robot accounts, and the error page. Every form that changes state carries the session's CSRF token.
  */
-import type { ArtifactView, ConsoleUser, ProjectView, RepositoryView, RobotView } from './backend.js';
+import type { ArtifactView, ConsoleUser, ConversionView, ConversionsView, ProjectView, RepositoryView, RobotView } from './backend.js';
 import { type Html, html } from './html.js';
 
 export interface Frame {
@@ -31,6 +31,14 @@ export function bytes(n: number): string {
   return u === 0 ? `${n} B` : `${v.toFixed(1)} ${units[u]}`;
 }
 
+/** A duration as ms / s / min s. */
+export function duration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  const s = Math.round(ms / 1000);
+  return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, '0')} s`;
+}
+
 /** The path of a repository's page (nested names keep their slashes percent-encoded in one segment). */
 export function repoPath(repo: string): string {
   const slash = repo.indexOf('/');
@@ -46,7 +54,7 @@ export function layout(title: string, f: Frame, body: Html): Html {
   return html`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${title} · Ferry</title><link rel="stylesheet" href="/console/style.css"><script src="/console/live.js" defer></script></head>
-<body><header><a href="/projects" class="brand">Ferry</a><nav><a href="/projects">Projects</a>${robots}</nav><div class="user">${who}</div></header>
+<body><header><a href="/projects" class="brand">Ferry</a><nav><a href="/projects">Projects</a><a href="/conversions">Conversions</a>${robots}</nav><div class="user">${who}</div></header>
 <main><h1>${title}</h1>${body}</main></body></html>
 `;
 }
@@ -126,6 +134,42 @@ export function repositoryPage(f: Frame, repo: string, artifacts: ArtifactView[]
     f,
     html`<p><a href="/projects/${encodeURIComponent(project)}">← project ${project}</a></p>
 <div data-live="${repoPath(repo)}?fragment=artifacts">${artifactsTable(artifacts)}</div>`,
+  );
+}
+
+const STATE_BADGE: Record<ConversionView['state'], string> = { queued: 'none', running: 'nydus', completed: 'ok', failed: 'private' };
+
+function conversionRow(f: Frame, t: ConversionView): Html {
+  const retry = t.canRetry
+    ? html`<form method="post" action="/conversions/${encodeURIComponent(t.id)}/retry" class="inline">${csrfField(f.csrf)}<button type="submit" class="retry">Retry</button></form>`
+    : '';
+  const target = t.state === 'completed' && t.target ? html`<br><small>→ <code class="target">${t.target}</code></small>` : '';
+  return html`<tr data-task="${t.id}"><td><code>${t.source}</code>${target}</td>
+<td><span class="badge ${STATE_BADGE[t.state]} state">${t.state}</span>${t.reason ? html`<div class="reason"><small>${t.reason}</small></div>` : ''}</td>
+<td>${t.attempts}</td><td>${when(t.createdAt)}</td><td>${duration(t.durationMs)}${t.finishedAt === undefined ? ' so far' : ''}</td>
+<td>${t.sourceSize ? bytes(t.sourceSize) : ''}${t.targetSize ? html` → ${bytes(t.targetSize)}` : ''}</td><td>${retry}</td></tr>`;
+}
+
+/** The conversion tasks, grouped as queue, running, failed and completed (the live-updated fragment). */
+export function conversionsTable(f: Frame, v: ConversionsView): Html {
+  if (!v.configured) {
+    return html`<p class="hint" id="conversions">No accel service is linked to this registry (set <code>console.accel</code> in its config).</p>`;
+  }
+  const order: ConversionView['state'][] = ['queued', 'running', 'failed', 'completed'];
+  const count = (s: ConversionView['state']): number => v.tasks.filter((t) => t.state === s).length;
+  const rows = order.flatMap((s) => v.tasks.filter((t) => t.state === s).map((t) => conversionRow(f, t)));
+  return html`<div id="conversions">${v.error ? html`<p class="error" role="alert">${v.error}</p>` : ''}
+<p class="counts">${order.map((s) => html`<span class="badge ${STATE_BADGE[s]}">${s}: <b id="count-${s}">${count(s)}</b></span> `)}</p>
+<table id="tasks"><thead><tr><th>Source / Nydus image</th><th>State</th><th>Attempts</th><th>Created (UTC)</th><th>Duration</th><th>Size</th><th></th></tr></thead>
+<tbody>${rows.length ? rows : html`<tr><td colspan="7" class="empty">No conversion tasks you can see.</td></tr>`}</tbody></table></div>`;
+}
+
+export function conversionsPage(f: Frame, v: ConversionsView, error?: string): Html {
+  return layout(
+    'Conversions',
+    f,
+    html`${error ? html`<p class="error" role="alert">${error}</p>` : ''}<p class="hint">Tasks of the accel service for repositories you may pull; updated every 2 s while this tab is visible.</p>
+<div data-live="/conversions?fragment=tasks" data-live-ms="2000">${conversionsTable(f, v)}</div>`,
   );
 }
 

@@ -8,6 +8,7 @@
 import { FerryError } from '../core/index.js';
 import type {
   ArtifactView,
+  ConversionsView,
   ConsoleBackend,
   ConsoleUser,
   NewRobot,
@@ -22,12 +23,15 @@ import type { AuditLog } from './audit.js';
 import { canSee, createProject, createRobot, type ManagementDeps } from './management.js';
 import type { Project, RegistryMetadata, Robot } from './metadata/metadata.js';
 import { isValidName } from './names.js';
+import type { ConsoleConversions } from './console-conversions.js';
 
 export interface ConsoleBackendDeps {
   meta: RegistryMetadata;
   auth: Auth;
   audit: AuditLog;
   log: Logger;
+  /** The accel service's conversion tasks (console.accel). */
+  conversions: ConsoleConversions;
 }
 
 const notFound = (what: string): FerryError => new FerryError('NOT_FOUND', `${what} not found`);
@@ -174,5 +178,14 @@ export class RegistryConsoleBackend implements ConsoleBackend {
       operation: disabled ? 'disable' : 'enable',
     });
     this.#mgmt.log.info({ robot: robot.name, disabled }, 'robot account updated');
+  }
+
+  conversions(v: Viewer): Promise<ConversionsView> {
+    return this.#d.conversions.list(principalOf(v));
+  }
+
+  async retryConversion(v: Viewer, id: string): Promise<void> {
+    if (!v) throw new FerryError('UNAUTHENTICATED', 'log in first');
+    await this.#d.conversions.retry(principalOf(v), id);
   }
 }
