@@ -18,6 +18,39 @@ export interface ProjectView {
   public: boolean;
   repoCount: number;
   createdAt: number;
+  /** The storage quota, for viewers who may see quotas (system admins, as Harbor's /quotas). */
+  quota?: QuotaView;
+}
+
+export interface QuotaView {
+  /** Bytes of distinct blobs and manifests in the project. */
+  used: number;
+  /** Bytes; -1 = unlimited. */
+  hard: number;
+}
+
+/** One webhook delivery (Harbor's execution). */
+export interface DeliveryView {
+  id: number;
+  eventType: string;
+  repo: string;
+  /** Pending, Running, Success, Error, Stopped. */
+  status: string;
+  attempts: number;
+  lastError: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** A webhook policy: its target addresses only (never their auth headers) and its recent deliveries. */
+export interface WebhookPolicyView {
+  id: number;
+  name: string;
+  enabled: boolean;
+  eventTypes: string[];
+  addresses: string[];
+  /** Newest first, at most a few. */
+  deliveries: DeliveryView[];
 }
 
 export interface RepositoryView {
@@ -104,6 +137,8 @@ export interface ConsoleBackend {
   project(viewer: Viewer, name: string): Promise<ProjectView>;
   createProject(viewer: Viewer, name: string, isPublic: boolean): Promise<void>;
   repositories(viewer: Viewer, project: string): Promise<RepositoryView[]>;
+  /** The project's webhook policies with recent deliveries; undefined for viewers who may not manage them. */
+  webhookPolicies(viewer: Viewer, project: string): Promise<WebhookPolicyView[] | undefined>;
   /** NOT_FOUND when `viewer` may not pull `repo`. */
   artifacts(viewer: Viewer, repo: string): Promise<ArtifactView[]>;
   robots(viewer: Viewer): Promise<RobotView[]>;

@@ -271,7 +271,11 @@ export class Console {
       .post('/projects', (ctx) => this.#createProject(ctx))
       .get('/projects/:project', async (ctx, a) => {
         const project = await this.#backend.project(ctx.viewer, a.project!);
-        this.#page(ctx.res, 200, projectPage(this.#frame(ctx), project, await this.#backend.repositories(ctx.viewer, project.name)));
+        const [repos, policies] = await Promise.all([
+          this.#backend.repositories(ctx.viewer, project.name),
+          this.#backend.webhookPolicies(ctx.viewer, project.name),
+        ]);
+        this.#page(ctx.res, 200, projectPage(this.#frame(ctx), project, repos, policies));
       })
       .get('/projects/:project/repositories/:repo', async (ctx, a) => {
         const repo = `${a.project}/${a.repo}`;

@@ -4,7 +4,17 @@
  * login, projects, a project's repositories, a repository's artifacts (with each tag's Nydus form),
  * robot accounts, and the error page. Every form that changes state carries the session's CSRF token.
  */
-import type { ArtifactView, ConsoleUser, ConversionView, ConversionsView, ProjectView, RepositoryView, RobotView } from './backend.js';
+import type {
+  ArtifactView,
+  ConsoleUser,
+  ConversionView,
+  ConversionsView,
+  ProjectView,
+  QuotaView,
+  RepositoryView,
+  RobotView,
+  WebhookPolicyView,
+} from './backend.js';
 import { type Html, html } from './html.js';
 
 export interface Frame {
@@ -73,9 +83,10 @@ export function loginPage(csrf: string, error?: string): Html {
 }
 
 export function projectsPage(f: Frame, projects: ProjectView[], error?: string): Html {
+  const quotas = projects.some((p) => p.quota);
   const rows = projects.map(
     (p) => html`<tr><td><a href="/projects/${encodeURIComponent(p.name)}">${p.name}</a></td>
-<td><span class="badge ${p.public ? 'public' : 'private'}">${p.public ? 'public' : 'private'}</span></td><td>${p.repoCount}</td><td>${when(p.createdAt)}</td></tr>`,
+<td><span class="badge ${p.public ? 'public' : 'private'}">${p.public ? 'public' : 'private'}</span></td><td>${p.repoCount}</td>${quotas ? html`<td class="quota">${p.quota ? quotaText(p.quota) : ''}</td>` : ''}<td>${when(p.createdAt)}</td></tr>`,
   );
   const create = f.viewer?.admin
     ? html`<h2>New project</h2><form method="post" action="/projects" class="card">${csrfField(f.csrf)}
@@ -87,12 +98,36 @@ export function projectsPage(f: Frame, projects: ProjectView[], error?: string):
     'Projects',
     f,
     html`${error ? html`<p class="error" role="alert">${error}</p>` : ''}
-<table id="projects"><thead><tr><th>Name</th><th>Access</th><th>Repositories</th><th>Created (UTC)</th></tr></thead>
-<tbody>${rows.length ? rows : html`<tr><td colspan="4" class="empty">No projects you can see.</td></tr>`}</tbody></table>${create}`,
+<table id="projects"><thead><tr><th>Name</th><th>Access</th><th>Repositories</th>${quotas ? html`<th>Storage used / quota</th>` : ''}<th>Created (UTC)</th></tr></thead>
+<tbody>${rows.length ? rows : html`<tr><td colspan="5" class="empty">No projects you can see.</td></tr>`}</tbody></table>${create}`,
   );
 }
 
-export function projectPage(f: Frame, project: ProjectView, repos: RepositoryView[]): Html {
+/** `used / hard (percent)`, or `used / unlimited`. */
+export function quotaText(q: QuotaView): string {
+  if (q.hard < 0) return `${bytes(q.used)} / unlimited`;
+  const pct = q.hard === 0 ? 100 : (q.used / q.hard) * 100;
+  return `${bytes(q.used)} / ${bytes(q.hard)} (${pct.toFixed(pct < 10 ? 1 : 0)} %)`;
+}
+
+const DELIVERY_BADGE: Record<string, string> = { Success: 'ok', Error: 'private', Stopped: 'none', Pending: 'none', Running: 'nydus' };
+
+/** A project's webhook policies, each with its target addresses and recent deliveries. */
+export function webhooksSection(policies: WebhookPolicyView[]): Html {
+  const policy = (po: WebhookPolicyView): Html => {
+    const rows = po.deliveries.map(
+      (d) =>
+        html`<tr><td>${d.eventType}</td><td><code>${d.repo}</code></td><td><span class="badge ${DELIVERY_BADGE[d.status] ?? 'none'} delivery-status">${d.status}</span>${d.lastError ? html`<div><small>${d.lastError}</small></div>` : ''}</td><td>${d.attempts}</td><td>${when(d.createdAt)}</td><td>${when(d.updatedAt)}</td></tr>`,
+    );
+    return html`<div class="policy" data-policy="${po.id}"><h3>${po.name} <span class="badge ${po.enabled ? 'ok' : 'none'}">${po.enabled ? 'enabled' : 'disabled'}</span></h3>
+<p>Events: ${po.eventTypes.join(', ')} → ${po.addresses.map((a) => html`<code>${a}</code> `)}</p>
+<table class="deliveries"><thead><tr><th>Event</th><th>Repository</th><th>Status</th><th>Attempts</th><th>Created (UTC)</th><th>Updated (UTC)</th></tr></thead>
+<tbody>${rows.length ? rows : html`<tr><td colspan="6" class="empty">No deliveries yet.</td></tr>`}</tbody></table></div>`;
+  };
+  return html`<h2>Webhook policies</h2><div id="webhooks">${policies.length ? policies.map(policy) : html`<p class="empty">No webhook policies.</p>`}</div>`;
+}
+
+export function projectPage(f: Frame, project: ProjectView, repos: RepositoryView[], policies?: WebhookPolicyView[]): Html {
   const rows = repos.map(
     (r) =>
       html`<tr><td><a href="${repoPath(r.name)}">${r.name}</a></td><td>${r.artifactCount}</td><td>${r.pullCount}</td><td>${when(r.updatedAt)}</td></tr>`,
@@ -100,9 +135,10 @@ export function projectPage(f: Frame, project: ProjectView, repos: RepositoryVie
   return layout(
     `Project ${project.name}`,
     f,
-    html`<p><span class="badge ${project.public ? 'public' : 'private'}">${project.public ? 'public' : 'private'}</span></p>
+    html`<p><span class="badge ${project.public ? 'public' : 'private'}">${project.public ? 'public' : 'private'}</span>
+${project.quota ? html` Storage: <span id="quota">${quotaText(project.quota)}</span>` : ''}</p>
 <table id="repositories"><thead><tr><th>Repository</th><th>Artifacts</th><th>Pulls</th><th>Updated (UTC)</th></tr></thead>
-<tbody>${rows.length ? rows : html`<tr><td colspan="4" class="empty">No repositories yet.</td></tr>`}</tbody></table>`,
+<tbody>${rows.length ? rows : html`<tr><td colspan="4" class="empty">No repositories yet.</td></tr>`}</tbody></table>${policies ? webhooksSection(policies) : ''}`,
   );
 }
 

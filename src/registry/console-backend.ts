@@ -16,6 +16,7 @@ import type {
   RepositoryView,
   RobotView,
   Viewer,
+  WebhookPolicyView,
 } from '../console/index.js';
 import type { Logger } from '../observe/index.js';
 import { LoginLockedError, type Auth, type Principal } from './auth.js';
@@ -33,6 +34,21 @@ export interface ConsoleBackendDeps {
   /** The accel service's conversion tasks (console.accel). */
   conversions: ConsoleConversions;
 }
+
+/** An address without any `user:password@` in it (a target's credentials belong in its auth header). */
+function withoutUserinfo(address: string): string {
+  try {
+    const u = new URL(address);
+    u.username = '';
+    u.password = '';
+    return u.toString();
+  } catch {
+    return '(not a URL)';
+  }
+}
+
+/** Deliveries shown per webhook policy. */
+const RECENT_DELIVERIES = 10;
 
 const notFound = (what: string): FerryError => new FerryError('NOT_FOUND', `${what} not found`);
 
@@ -77,12 +93,14 @@ export class RegistryConsoleBackend implements ConsoleBackend {
     return u ? { name: u.username, admin: u.sysadmin } : undefined;
   }
 
-  async #view(pr: Project): Promise<ProjectView> {
+  async #view(pr: Project, v: Viewer): Promise<ProjectView> {
+    const quota = v?.admin ? (await this.#d.meta.listQuotas(pr.id))[0] : undefined;
     return {
       name: pr.name,
       public: pr.public,
       repoCount: (await this.#d.meta.listRepositoryRecords(pr.name)).length,
       createdAt: pr.createdAt,
+      ...(quota ? { quota: { used: quota.used, hard: quota.hard } } : {}),
     };
   }
 
@@ -95,11 +113,11 @@ export class RegistryConsoleBackend implements ConsoleBackend {
   async projects(v: Viewer): Promise<ProjectView[]> {
     const p = principalOf(v);
     const visible = (await this.#d.meta.listProjects()).filter((pr) => canSee(p, pr));
-    return Promise.all(visible.map((pr) => this.#view(pr)));
+    return Promise.all(visible.map((pr) => this.#view(pr, v)));
   }
 
   async project(v: Viewer, name: string): Promise<ProjectView> {
-    return this.#view(await this.#visible(v, name));
+    return this.#view(await this.#visible(v, name), v);
   }
 
   async createProject(v: Viewer, name: string, isPublic: boolean): Promise<void> {
@@ -115,6 +133,34 @@ export class RegistryConsoleBackend implements ConsoleBackend {
       pullCount: r.pullCount,
       updatedAt: r.updatedAt,
     }));
+  }
+
+  async webhookPolicies(v: Viewer, project: string): Promise<WebhookPolicyView[] | undefined> {
+    const pr = await this.#visible(v, project);
+    // Harbor's webhook API is for system admins here (harbor-api.ts), so is this view.
+    if (!v?.admin) return undefined;
+    const out: WebhookPolicyView[] = [];
+    for (const po of await this.#d.meta.listPolicies(pr.id)) {
+      const deliveries = (await this.#d.meta.listDeliveries(po.id)).slice(0, RECENT_DELIVERIES);
+      out.push({
+        id: po.id,
+        name: po.name,
+        enabled: po.enabled,
+        eventTypes: po.eventTypes,
+        addresses: po.targets.map((t) => withoutUserinfo(t.address)),
+        deliveries: deliveries.map((d) => ({
+          id: d.id,
+          eventType: d.eventType,
+          repo: d.repo,
+          status: d.status,
+          attempts: d.attempts,
+          lastError: d.lastError,
+          createdAt: d.createdAt,
+          updatedAt: d.updatedAt,
+        })),
+      });
+    }
+    return out;
   }
 
   async artifacts(v: Viewer, repo: string): Promise<ArtifactView[]> {

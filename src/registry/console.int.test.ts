@@ -129,6 +129,49 @@ describe('web console on ferry registry', () => {
     assert.equal((await dev.page('/robots')).status, 403);
   });
 
+  it("shows quotas and webhook policies with their deliveries to admins only, never a target's credentials", async () => {
+    const created = await reg.req('/api/v2.0/projects/secret-team/webhook/policies', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        name: 'notify <ci>',
+        event_types: ['PUSH_ARTIFACT'],
+        enabled: true,
+        // nothing listens on port 9: the delivery fails and says why
+        targets: [
+          {
+            type: 'http',
+            address: 'http://hook:pw-in-url@127.0.0.1:9/hook',
+            auth_header: 'Bearer hook-header-S3cr',
+            payload_format: 'Default',
+          },
+        ],
+      }),
+    });
+    assert.equal(created.status, 201, await created.text());
+    const config = Buffer.from('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"x":2}');
+    const cfgDigest = await reg.pushBlob('secret-team/hooked', config);
+    const manifest = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: cfgDigest, size: config.length },
+      layers: [],
+    });
+    assert.equal((await reg.putManifest('secret-team/hooked', 'v1', manifest, 'application/vnd.oci.image.manifest.v1+json')).status, 201);
+    const page = await admin.page('/projects/secret-team');
+    assert.match(page.text, /Storage: <span id="quota">[\d.]+ (B|KiB) \/ unlimited<\/span>/);
+    assert.match(page.text, /notify &lt;ci&gt;[\s\S]*PUSH_ARTIFACT → <code>http:\/\/127\.0\.0\.1:9\/hook<\/code>/);
+    assert.match(page.text, /<td>PUSH_ARTIFACT<\/td><td><code>secret-team\/hooked<\/code><\/td>/);
+    assert.ok(!page.text.includes('hook-header-S3cr') && !page.text.includes('pw-in-url'), "a target's credentials never shown");
+    assert.match((await admin.page('/projects')).text, /Storage used \/ quota/);
+    const dev = new Browser(reg.url);
+    assert.equal((await dev.login('dev', 'DevPassw0rd')).status, 303);
+    const open = await dev.page('/projects/open');
+    assert.equal(open.status, 200);
+    assert.ok(!open.text.includes('Webhook policies') && !open.text.includes('id="quota"'), 'plain users see neither');
+    assert.ok(!(await dev.page('/projects')).text.includes('Storage used'));
+  });
+
   it('shows a robot secret once; the robot can pull; disabling it refuses its logins', async () => {
     const r = await admin.post('/robots', {
       _csrf: csrf,

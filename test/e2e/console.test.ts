@@ -208,6 +208,14 @@ describe('web console in headless Chromium against ferry registry', () => {
       (await page.locator('code.digest').evaluateAll((els) => els.map((e) => e.getAttribute('title')))).includes(img.manifestDigest),
     );
     await shot('repository');
+    // The project: its quota usage and the webhook policy's delivery of the push, never its auth header.
+    await page.goto(`${reg.url}/projects/team`);
+    assert.match((await page.textContent('#quota')) ?? '', /^[\d.]+ MiB \/ unlimited$/);
+    const hooks = page.locator('#webhooks .policy', { hasText: 'accel' });
+    assert.match((await hooks.textContent()) ?? '', /PUSH_ARTIFACT → .*\/api\/v1\/conversions/);
+    await hooks.locator('tr', { hasText: 'team/busybox' }).locator('.delivery-status', { hasText: 'Success' }).first().waitFor();
+    assert.ok(!(await page.content()).includes('console-e2e-accel'), "the target's auth header is never shown");
+    await shot('project');
     await page.goto(`${reg.url}/projects`);
     await shot('projects');
   });
