@@ -16,7 +16,7 @@ th{background:#eef2f7;font-weight:600}.card{background:#fff;padding:14px;border:
 .badge.public,.badge.ok{background:#d8f0dc;color:#1d5e2a}.badge.private{background:#f9e1d9;color:#7a2e12}.badge.nydus{background:#dce6fa;color:#1e3f85}
 .badge.none{background:#eee;color:#666}.error{color:#a01d1d;background:#fde8e8;padding:8px 12px;border-radius:4px}
 .secret{border-color:#e2b100;background:#fff8dc}.tags{list-style:none;margin:0;padding:0}.empty{color:#777}.hint{color:#666}
-code{font-family:ui-monospace,monospace;font-size:12.5px}fieldset{border:1px solid #e3e8ef;margin:6px 0}
+code{font-family:ui-monospace,monospace;font-size:12.5px}#p2p-tasks code,#tasks code,#jobs code{word-break:break-all}fieldset{border:1px solid #e3e8ef;margin:6px 0}
 `;
 
 export const LIVE_SCRIPT = `'use strict';

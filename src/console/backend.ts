@@ -123,6 +123,37 @@ export interface ConversionsView {
   error?: string;
 }
 
+/** What the P2P scheduler knows (for system admins: task URLs name repositories of every project). */
+export interface P2pView {
+  /** false: the registry is not linked to a scheduler (console.scheduler unset). */
+  configured: boolean;
+  error?: string;
+  hosts: Array<{ hostname: string; ip: string; seed: boolean; peers: number }>;
+  tasks: Array<{
+    id: string;
+    url: string;
+    state: string;
+    contentLength: number;
+    peers: number;
+    succeededPeers: number;
+    backToSourcePeers: number;
+  }>;
+  /** Bytes peers reported downloading from other peers and from the source (registry). */
+  traffic: { fromPeers: number; fromSource: number };
+  jobs: PreheatJobView[];
+}
+
+export interface PreheatJobView {
+  id: number;
+  state: string;
+  url: string;
+  createdAt: string;
+  updatedAt: string;
+  successTasks: number;
+  failureTasks: number;
+  error: string;
+}
+
 export interface ConsoleBackend {
   /**
    * Checks a login (limited and audited like the registry's own Basic logins). UNAUTHENTICATED for
@@ -149,4 +180,6 @@ export interface ConsoleBackend {
   conversions(viewer: Viewer): Promise<ConversionsView>;
   /** Queues a failed task again; NOT_FOUND unless `viewer` may see it, PERMISSION_DENIED without push. */
   retryConversion(viewer: Viewer, id: string): Promise<void>;
+  /** The P2P scheduler's view; PERMISSION_DENIED unless `viewer` is a system admin. */
+  p2p(viewer: Viewer): Promise<P2pView>;
 }

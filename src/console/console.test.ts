@@ -13,6 +13,8 @@ import {
   conversionsTable,
   duration,
   loginPage,
+  p2pPage,
+  peerShare,
   projectsPage,
   repoPath,
   robotsPage,
@@ -119,6 +121,46 @@ describe('console conversions page', () => {
     assert.match(down, /data-live="\/conversions\?fragment=tasks" data-live-ms="2000"/);
     assert.equal(duration(999), '999 ms');
     assert.equal(duration(61_000), '1 min 01 s');
+  });
+});
+
+describe('console P2P page', () => {
+  it('shows traffic, hosts, tasks and jobs, escaped; says when no scheduler is linked', () => {
+    const f = { viewer: { name: 'admin', admin: true }, csrf: 't' };
+    const page = p2pPage(f, {
+      configured: true,
+      hosts: [{ hostname: '<seed>', ip: '127.0.0.1', seed: true, peers: 2 }],
+      tasks: [
+        {
+          id: 'x',
+          url: 'http://r/v2/a/blobs/sha256:1',
+          state: 'succeeded',
+          contentLength: 2048,
+          peers: 2,
+          succeededPeers: 2,
+          backToSourcePeers: 1,
+        },
+      ],
+      traffic: { fromPeers: 3 * 1024 * 1024, fromSource: 1024 * 1024 },
+      jobs: [
+        {
+          id: 7,
+          state: 'FAILURE',
+          url: 'http://r/v2/a/manifests/v1',
+          createdAt: 'c',
+          updatedAt: 'u',
+          successTasks: 0,
+          failureTasks: 1,
+          error: '<b>x</b>',
+        },
+      ],
+    }).text;
+    assert.match(page, /id="from-peers">3\.0 MiB<\/td><td id="from-source">1\.0 MiB<\/td><td id="peer-share">75\.0 %/);
+    assert.ok(page.includes('&lt;seed&gt;') && page.includes('&lt;b&gt;x&lt;/b&gt;') && !page.includes('<b>x</b>'));
+    assert.match(page, /id="seed-count">1</);
+    assert.equal(peerShare({ fromPeers: 0, fromSource: 0 }), '–');
+    const none = p2pPage(f, { configured: false, hosts: [], tasks: [], traffic: { fromPeers: 0, fromSource: 0 }, jobs: [] }).text;
+    assert.match(none, /console\.scheduler/);
   });
 });
 

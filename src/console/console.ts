@@ -22,6 +22,7 @@ import {
   loginPage,
   projectPage,
   projectsPage,
+  p2pPage,
   repositoryPage,
   robotsPage,
   type Frame,
@@ -55,7 +56,7 @@ interface Ctx {
 
 /** Whether the console answers `path` (everything else stays with the registry's APIs). */
 export function isConsolePath(path: string): boolean {
-  return /^\/$|^\/(login|logout|projects|robots|conversions|console)(\/|$)/.test(path);
+  return /^\/$|^\/(login|logout|projects|robots|conversions|p2p|console)(\/|$)/.test(path);
 }
 
 export class Console {
@@ -285,6 +286,10 @@ export class Console {
       })
       .get('/conversions', (ctx) => this.#conversions(ctx))
       .post('/conversions/:id/retry', (ctx, a) => this.#retryConversion(ctx, a.id!))
+      .get('/p2p', async (ctx) => {
+        this.#requireUser(ctx);
+        this.#page(ctx.res, 200, p2pPage(this.#frame(ctx), await this.#backend.p2p(ctx.viewer)));
+      })
       .get('/robots', (ctx) => this.#robots(ctx))
       .post('/robots', (ctx) => this.#createRobot(ctx))
       .post('/robots/:id(\\d+)/:op(disable|enable)', async (ctx, a) => {

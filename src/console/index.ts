@@ -10,6 +10,8 @@ export type {
   ConversionView,
   ConversionsView,
   ConsoleBackend,
+  P2pView,
+  PreheatJobView,
   DeliveryView,
   QuotaView,
   WebhookPolicyView,

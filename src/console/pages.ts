@@ -9,6 +9,7 @@ import type {
   ConsoleUser,
   ConversionView,
   ConversionsView,
+  P2pView,
   ProjectView,
   QuotaView,
   RepositoryView,
@@ -60,7 +61,7 @@ export function layout(title: string, f: Frame, body: Html): Html {
     ? html`<span class="who">${f.viewer.name}${f.viewer.admin ? ' (admin)' : ''}</span>
         <form method="post" action="/logout" class="inline">${csrfField(f.csrf)}<button type="submit" id="logout">Log out</button></form>`
     : html`<a href="/login" id="login-link">Log in</a>`;
-  const robots = f.viewer?.admin ? html`<a href="/robots">Robot accounts</a>` : '';
+  const robots = f.viewer?.admin ? html`<a href="/robots">Robot accounts</a><a href="/p2p">P2P</a>` : '';
   return html`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${title} · Ferry</title><link rel="stylesheet" href="/console/style.css"><script src="/console/live.js" defer></script></head>
@@ -206,6 +207,48 @@ export function conversionsPage(f: Frame, v: ConversionsView, error?: string): H
     f,
     html`${error ? html`<p class="error" role="alert">${error}</p>` : ''}<p class="hint">Tasks of the accel service for repositories you may pull; updated every 2 s while this tab is visible.</p>
 <div data-live="/conversions?fragment=tasks" data-live-ms="2000">${conversionsTable(f, v)}</div>`,
+  );
+}
+
+/** The share of bytes that came from peers, as a percentage with one decimal ('–' before any). */
+export function peerShare(t: P2pView['traffic']): string {
+  const all = t.fromPeers + t.fromSource;
+  return all === 0 ? '–' : `${((t.fromPeers / all) * 100).toFixed(1)} %`;
+}
+
+export function p2pPage(f: Frame, v: P2pView): Html {
+  if (!v.configured) {
+    return layout(
+      'P2P',
+      f,
+      html`<p class="hint">No P2P scheduler is linked to this registry (set <code>console.scheduler</code> in its config).</p>`,
+    );
+  }
+  const hosts = v.hosts.map(
+    (h) =>
+      html`<tr><td>${h.hostname}</td><td><code>${h.ip}</code></td><td>${h.seed ? html`<span class="badge nydus">seed peer</span>` : 'peer'}</td><td>${h.peers}</td></tr>`,
+  );
+  const tasks = v.tasks.map(
+    (t) =>
+      html`<tr><td><code title="${t.id}">${t.url}</code></td><td>${t.state}</td><td>${t.contentLength >= 0 ? bytes(t.contentLength) : ''}</td><td>${t.peers}</td><td>${t.succeededPeers}</td><td>${t.backToSourcePeers}</td></tr>`,
+  );
+  const jobs = v.jobs.map(
+    (j) =>
+      html`<tr data-job="${j.id}"><td>${j.id}</td><td><code>${j.url}</code></td><td><span class="badge ${j.state === 'SUCCESS' ? 'ok' : j.state === 'FAILURE' ? 'private' : 'none'} job-state">${j.state}</span>${j.error ? html`<div><small>${j.error}</small></div>` : ''}</td><td>${j.successTasks} / ${j.failureTasks}</td><td>${j.createdAt}</td></tr>`,
+  );
+  const seeds = v.hosts.filter((h) => h.seed).length;
+  return layout(
+    'P2P',
+    f,
+    html`${v.error ? html`<p class="error" role="alert">${v.error}</p>` : ''}
+<table id="traffic"><thead><tr><th>Bytes from peers</th><th>Bytes from the registry (back to source)</th><th>Share from peers</th><th>Hosts</th><th>Seed peers</th></tr></thead>
+<tbody><tr><td id="from-peers">${bytes(v.traffic.fromPeers)}</td><td id="from-source">${bytes(v.traffic.fromSource)}</td><td id="peer-share">${peerShare(v.traffic)}</td><td>${v.hosts.length}</td><td id="seed-count">${seeds}</td></tr></tbody></table>
+<h2>Hosts</h2><table id="hosts"><thead><tr><th>Host</th><th>IP</th><th>Kind</th><th>Peers (tasks)</th></tr></thead>
+<tbody>${hosts.length ? hosts : html`<tr><td colspan="4" class="empty">No hosts announced.</td></tr>`}</tbody></table>
+<h2>Tasks</h2><table id="p2p-tasks"><thead><tr><th>URL</th><th>State</th><th>Size</th><th>Peers</th><th>Finished</th><th>Back to source</th></tr></thead>
+<tbody>${tasks.length ? tasks : html`<tr><td colspan="6" class="empty">No tasks.</td></tr>`}</tbody></table>
+<h2>Preheat jobs</h2><table id="jobs"><thead><tr><th>Id</th><th>Image</th><th>State</th><th>Tasks ok / failed</th><th>Created</th></tr></thead>
+<tbody>${jobs.length ? jobs : html`<tr><td colspan="5" class="empty">No preheat jobs.</td></tr>`}</tbody></table>`,
   );
 }
 

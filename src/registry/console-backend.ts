@@ -9,6 +9,7 @@ import { FerryError } from '../core/index.js';
 import type {
   ArtifactView,
   ConversionsView,
+  P2pView,
   ConsoleBackend,
   ConsoleUser,
   NewRobot,
@@ -25,6 +26,7 @@ import { canSee, createProject, createRobot, type ManagementDeps } from './manag
 import type { Project, RegistryMetadata, Robot } from './metadata/metadata.js';
 import { isValidName } from './names.js';
 import type { ConsoleConversions } from './console-conversions.js';
+import type { ConsoleP2p } from './console-p2p.js';
 
 export interface ConsoleBackendDeps {
   meta: RegistryMetadata;
@@ -33,6 +35,8 @@ export interface ConsoleBackendDeps {
   log: Logger;
   /** The accel service's conversion tasks (console.accel). */
   conversions: ConsoleConversions;
+  /** The P2P scheduler's overview and preheat jobs (console.scheduler). */
+  p2p: ConsoleP2p;
 }
 
 /** An address without any `user:password@` in it (a target's credentials belong in its auth header). */
@@ -233,5 +237,10 @@ export class RegistryConsoleBackend implements ConsoleBackend {
   async retryConversion(v: Viewer, id: string): Promise<void> {
     if (!v) throw new FerryError('UNAUTHENTICATED', 'log in first');
     await this.#d.conversions.retry(principalOf(v), id);
+  }
+
+  p2p(v: Viewer): Promise<P2pView> {
+    requireAdmin(v);
+    return this.#d.p2p.view();
   }
 }

@@ -11,7 +11,7 @@ import { AccelClient } from '../accel/client.js';
 import type { TaskView } from '../accel/protocol.js';
 import { parseReference } from '../remote/index.js';
 import type { RegistryConfig } from '../config/registry.js';
-import { readSecret } from '../config/secret.js';
+import { linkHeader } from './console-links.js';
 import type { AuditLog } from './audit.js';
 import type { Action, Auth, Principal } from './auth.js';
 
@@ -27,14 +27,7 @@ export interface ConversionsDeps {
 export function consoleAccel(config: RegistryConfig, env: NodeJS.ProcessEnv = process.env): AccelClient | undefined {
   const link = config.console.accel;
   if (!link) return undefined;
-  const authHeader = readSecret(
-    {
-      what: 'console.accel',
-      env: link.authHeaderEnv ? { name: link.authHeaderEnv, key: 'authHeaderEnv' } : undefined,
-      file: link.authHeaderFile ? { path: link.authHeaderFile, key: 'authHeaderFile' } : undefined,
-    },
-    env,
-  );
+  const authHeader = linkHeader('console.accel', link, env);
   return new AccelClient(link.url, { timeoutMs: link.timeout, ...(authHeader ? { authHeader } : {}) });
 }
 

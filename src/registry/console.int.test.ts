@@ -170,6 +170,9 @@ describe('web console on ferry registry', () => {
     assert.equal(open.status, 200);
     assert.ok(!open.text.includes('Webhook policies') && !open.text.includes('id="quota"'), 'plain users see neither');
     assert.ok(!(await dev.page('/projects')).text.includes('Storage used'));
+    assert.equal((await dev.page('/p2p')).status, 403, 'P2P task URLs name every project: admins only');
+    assert.equal((await new Browser(reg.url).page('/p2p')).status, 401);
+    assert.match((await admin.page('/p2p')).text, /No P2P scheduler is linked/);
   });
 
   it('shows a robot secret once; the robot can pull; disabling it refuses its logins', async () => {

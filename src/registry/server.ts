@@ -23,6 +23,8 @@ import type { AuditLog } from './audit.js';
 import { Console, isConsolePath } from '../console/index.js';
 import { RegistryConsoleBackend } from './console-backend.js';
 import { ConsoleConversions } from './console-conversions.js';
+import { ConsoleP2p } from './console-p2p.js';
+import { parseRegistryConfig } from '../config/registry.js';
 import type { AccelClient } from '../accel/client.js';
 
 export interface RegistryServerDeps {
@@ -37,6 +39,8 @@ export interface RegistryServerDeps {
   metrics: MetricsRegistry;
   /** The accel service the console shows conversion tasks of (console.accel). */
   accel?: AccelClient | undefined;
+  /** The P2P scheduler the console shows (console.scheduler). */
+  p2p?: ConsoleP2p | undefined;
 }
 
 /** Routes a request path to a low-cardinality metrics label. */
@@ -120,6 +124,7 @@ export class RegistryServer {
         audit: deps.audit,
         log: deps.log,
         conversions: new ConsoleConversions({ auth: deps.auth, audit: deps.audit, accel: deps.accel }),
+        p2p: deps.p2p ?? new ConsoleP2p(parseRegistryConfig({})),
       }),
       log: deps.log,
     });

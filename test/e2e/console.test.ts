@@ -18,6 +18,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { stringify } from 'yaml';
 import { buildOciImage, busyboxRootfs, exec, type BuiltImage } from '../../src/bench/env/index.js';
 import { AccelClient } from '../../src/accel/index.js';
+import { PeerClient, startPeer, startScheduler, type PeerHandle, type SchedulerHandle } from '../../src/p2p/index.js';
 import { freePort } from '../support/daemons.js';
 import { listeningUrl } from '../support/ferry.js';
 import { FERRY_BIN, ROOT } from '../support/paths.js';
@@ -27,6 +28,8 @@ const ADMIN_PASSWORD = 'Adm1nSecret-e2e';
 const SHOTS = join(ROOT, 'test-output', 'console');
 
 const ACCEL_HEADER = 'Bearer console-e2e-accel-Vb42';
+const PREHEAT_TOKEN = 'console-e2e-preheat-Hq81';
+const CLUSTER_SECRET = 'console-e2e-cluster-secret-0123456789abcdef';
 const adminBasic = `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}`;
 
 interface Proc {
@@ -54,7 +57,7 @@ async function stop(p: Proc | undefined): Promise<void> {
  * `ferry accel` converting what `host` sends (as admin: its credentials in an owner-only acceld
  * config), then `ferry registry` on `host` linked to it by console.accel (the header in an owner-only file).
  */
-async function startStack(work: string, host: string): Promise<{ accel: Proc; reg: Proc }> {
+async function startStack(work: string, host: string, schedulerUrl: string): Promise<{ accel: Proc; reg: Proc }> {
   const accelCfg = join(work, 'accel.yaml');
   const auth = Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64');
   const source = { [host]: { auth, insecure: true, webhook: { auth_header: ACCEL_HEADER } } };
@@ -63,7 +66,13 @@ async function startStack(work: string, host: string): Promise<{ accel: Proc; re
   const headerFile = join(work, 'accel-header');
   await writeFile(headerFile, `${ACCEL_HEADER}\n`, { mode: 0o600 });
   const regCfg = join(work, 'registry.yaml');
-  await writeFile(regCfg, stringify({ console: { accel: { url: accel.url, authHeaderFile: headerFile } } }));
+  const preheatFile = join(work, 'scheduler-header');
+  await writeFile(preheatFile, `Bearer ${PREHEAT_TOKEN}\n`, { mode: 0o600 });
+  const links = {
+    accel: { url: accel.url, authHeaderFile: headerFile },
+    scheduler: { url: schedulerUrl, authHeaderFile: preheatFile },
+  };
+  await writeFile(regCfg, stringify({ console: links }));
   const reg = await startProcess('ferry registry', ['registry', '--listen', host, '--data', join(work, 'data'), '--config', regCfg]);
   return { accel, reg };
 }
@@ -92,6 +101,8 @@ describe('web console in headless Chromium against ferry registry', () => {
   let work: string;
   let reg: Proc;
   let accel: Proc;
+  let scheduler: SchedulerHandle;
+  const peers: PeerHandle[] = [];
   let host: string;
   let browser: Browser;
   let page: Page;
@@ -105,7 +116,25 @@ describe('web console in headless Chromium against ferry registry', () => {
     await mkdir(SHOTS, { recursive: true });
     work = await mkdtemp(join(tmpdir(), 'ferry-console-e2e-'));
     host = `127.0.0.1:${await freePort()}`;
-    ({ accel, reg } = await startStack(work, host));
+    // A P2P scheduler (preheat API behind a token) with a seed peer and a peer, in this process.
+    const cluster = { token: CLUSTER_SECRET };
+    scheduler = await startScheduler({ listen: '127.0.0.1:0', config: { cluster, preheat: { tokens: [PREHEAT_TOKEN] } } });
+    for (const [name, seed] of [
+      ['seed', true],
+      ['node1', false],
+    ] as const) {
+      peers.push(
+        await startPeer({
+          dataDir: join(work, `p2p-${name}`),
+          schedulers: [scheduler.url],
+          seed,
+          proxyListen: '127.0.0.1:0',
+          uploadListen: '127.0.0.1:0',
+          config: { cluster, host: { hostname: name }, download: { directBelow: 0 }, proxy: { allowedHosts: [host] } },
+        }),
+      );
+    }
+    ({ accel, reg } = await startStack(work, host, scheduler.url));
     await busyboxRootfs(join(work, 'rootfs'));
     img = await buildOciImage({ layers: [join(work, 'rootfs')], outDir: join(work, 'layout'), config: { Cmd: ['/bin/sh'] } });
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox'] });
@@ -115,6 +144,8 @@ describe('web console in headless Chromium against ferry registry', () => {
     await browser?.close();
     await stop(reg);
     await stop(accel);
+    for (const p of peers) await p.close().catch(() => undefined);
+    await scheduler?.close();
     if (work) await rm(work, { recursive: true, force: true });
   });
 
@@ -239,6 +270,47 @@ describe('web console in headless Chromium against ferry registry', () => {
     assert.equal(await row.locator('.target').textContent(), `${host}/library/busybox:v2-nydus`);
     assert.equal(await row.locator('button.retry').count(), 0);
     await shot('conversions-retried');
+  });
+
+  it('shows the P2P scheduler: hosts, seed peers, tasks, bytes from peers vs the registry, preheat jobs', async () => {
+    await page.goto(`${reg.url}/p2p`);
+    assert.equal((await page.textContent('#seed-count'))?.trim(), '1');
+    assert.match((await page.textContent('#jobs')) ?? '', /No preheat jobs/);
+    // Preheat library/busybox:v2 onto the seed (Dragonfly's job API, the token on the scheduler).
+    const bearer = { authorization: `Bearer ${PREHEAT_TOKEN}`, 'content-type': 'application/json' };
+    const job = { type: 'preheat', args: { type: 'image', url: `${reg.url}/v2/library/busybox/manifests/v2`, scope: 'single_seed_peer' } };
+    const created = (await (
+      await fetch(`${scheduler.url}/oapi/v1/jobs`, { method: 'POST', headers: bearer, body: JSON.stringify(job) })
+    ).json()) as {
+      id: number;
+    };
+    const jobRow = page.locator(`tr[data-job="${created.id}"]`);
+    for (let i = 0; i < 60 && !((await jobRow.count()) && /SUCCESS/.test((await jobRow.textContent()) ?? '')); i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      await page.reload();
+    }
+    assert.match((await jobRow.textContent()) ?? '', /SUCCESS/);
+    // The peer fetches the image's layer: the seed serves it, so the bytes come from a peer, not the registry.
+    const token = (await (
+      await fetch(`${reg.url}/service/token?service=harbor-registry&scope=repository:library/busybox:pull`)
+    ).json()) as {
+      token: string;
+    };
+    const layer = img.layers[0]!;
+    const res = await new PeerClient(peers[1]!.proxyUrl).download(`${reg.url}/v2/library/busybox/blobs/${layer.digest}`, {
+      headers: { authorization: `Bearer ${token.token}` },
+    });
+    let got = 0;
+    for await (const chunk of res) got += (chunk as Buffer).length;
+    assert.equal(res.statusCode, 200);
+    assert.equal(got, layer.size);
+    await page.reload();
+    assert.notEqual((await page.textContent('#from-peers'))?.trim(), '0 B', 'bytes from peers');
+    assert.notEqual((await page.textContent('#from-source'))?.trim(), '0 B', "the seed's preheat from the registry");
+    assert.match((await page.textContent('#hosts')) ?? '', /seed[\s\S]*seed peer[\s\S]*node1/);
+    assert.match((await page.textContent('#p2p-tasks')) ?? '', /library\/busybox\/blobs/);
+    assert.ok(!(await page.content()).includes(PREHEAT_TOKEN), 'the preheat token stays server-side');
+    await shot('p2p');
   });
 
   it('an anonymous visitor sees only public projects', async () => {
