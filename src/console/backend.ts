@@ -154,6 +154,36 @@ export interface PreheatJobView {
   error: string;
 }
 
+/** The newest `ferry bench` report of the configured directory. */
+export interface BenchReportView {
+  /** false: no directory configured (console.benchDir). */
+  configured: boolean;
+  /** The report's directory, relative to console.benchDir. */
+  name?: string;
+  startedAt?: string;
+  finishedAt?: string;
+  gitCommit?: string;
+  machine?: string;
+  settings?: string;
+  modes: Array<{ label: string; run: boolean; reason: string }>;
+  rows: Array<{
+    workload: string;
+    registry: string;
+    bandwidth: string;
+    nodes: number;
+    mode: string;
+    runs: number;
+    failures: number;
+    readyMedianMs: number;
+    registryBytesMedian: number;
+    registryBytesPerImage: number;
+    speedup: number | null;
+  }>;
+  notes: string[];
+  /** Reports that could not be read, each with why. */
+  skipped: string[];
+}
+
 export interface ConsoleBackend {
   /**
    * Checks a login (limited and audited like the registry's own Basic logins). UNAUTHENTICATED for
@@ -182,4 +212,6 @@ export interface ConsoleBackend {
   retryConversion(viewer: Viewer, id: string): Promise<void>;
   /** The P2P scheduler's view; PERMISSION_DENIED unless `viewer` is a system admin. */
   p2p(viewer: Viewer): Promise<P2pView>;
+  /** The newest bench report; UNAUTHENTICATED for anonymous visitors. */
+  benchReport(viewer: Viewer): Promise<BenchReportView>;
 }

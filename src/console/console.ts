@@ -16,6 +16,7 @@ import type { ConsoleBackend, ConsoleUser } from './backend.js';
 import type { Html } from './html.js';
 import {
   artifactsTable,
+  benchPage,
   conversionsPage,
   conversionsTable,
   errorPage,
@@ -56,7 +57,7 @@ interface Ctx {
 
 /** Whether the console answers `path` (everything else stays with the registry's APIs). */
 export function isConsolePath(path: string): boolean {
-  return /^\/$|^\/(login|logout|projects|robots|conversions|p2p|console)(\/|$)/.test(path);
+  return /^\/$|^\/(login|logout|projects|robots|conversions|p2p|bench|console)(\/|$)/.test(path);
 }
 
 export class Console {
@@ -289,6 +290,10 @@ export class Console {
       .get('/p2p', async (ctx) => {
         this.#requireUser(ctx);
         this.#page(ctx.res, 200, p2pPage(this.#frame(ctx), await this.#backend.p2p(ctx.viewer)));
+      })
+      .get('/bench', async (ctx) => {
+        this.#requireUser(ctx);
+        this.#page(ctx.res, 200, benchPage(this.#frame(ctx), await this.#backend.benchReport(ctx.viewer)));
       })
       .get('/robots', (ctx) => this.#robots(ctx))
       .post('/robots', (ctx) => this.#createRobot(ctx))

@@ -6,6 +6,7 @@
 export { Console, isConsolePath, SESSION_COOKIE, LOGIN_CSRF_COOKIE, type ConsoleOptions } from './console.js';
 export type {
   ArtifactView,
+  BenchReportView,
   ConversionState,
   ConversionView,
   ConversionsView,

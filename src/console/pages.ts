@@ -6,6 +6,7 @@
  */
 import type {
   ArtifactView,
+  BenchReportView,
   ConsoleUser,
   ConversionView,
   ConversionsView,
@@ -65,7 +66,7 @@ export function layout(title: string, f: Frame, body: Html): Html {
   return html`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${title} · Ferry</title><link rel="stylesheet" href="/console/style.css"><script src="/console/live.js" defer></script></head>
-<body><header><a href="/projects" class="brand">Ferry</a><nav><a href="/projects">Projects</a><a href="/conversions">Conversions</a>${robots}</nav><div class="user">${who}</div></header>
+<body><header><a href="/projects" class="brand">Ferry</a><nav><a href="/projects">Projects</a><a href="/conversions">Conversions</a>${f.viewer ? html`<a href="/bench">Bench</a>` : ''}${robots}</nav><div class="user">${who}</div></header>
 <main><h1>${title}</h1>${body}</main></body></html>
 `;
 }
@@ -249,6 +250,34 @@ export function p2pPage(f: Frame, v: P2pView): Html {
 <tbody>${tasks.length ? tasks : html`<tr><td colspan="6" class="empty">No tasks.</td></tr>`}</tbody></table>
 <h2>Preheat jobs</h2><table id="jobs"><thead><tr><th>Id</th><th>Image</th><th>State</th><th>Tasks ok / failed</th><th>Created</th></tr></thead>
 <tbody>${jobs.length ? jobs : html`<tr><td colspan="5" class="empty">No preheat jobs.</td></tr>`}</tbody></table>`,
+  );
+}
+
+export function benchPage(f: Frame, v: BenchReportView): Html {
+  const skipped = v.skipped.length
+    ? html`<details class="hint" id="bench-skipped"><summary>${v.skipped.length} report(s) not read</summary><ul>${v.skipped.map((x) => html`<li>${x}</li>`)}</ul></details>`
+    : '';
+  if (!v.configured) {
+    return layout(
+      'Bench',
+      f,
+      html`<p class="hint">No report directory is configured (set <code>console.benchDir</code> to <code>ferry bench --out</code>'s parent).</p>`,
+    );
+  }
+  if (!v.name) return layout('Bench', f, html`${skipped}<p class="empty">No <code>ferry bench</code> report yet.</p>`);
+  const rows = v.rows.map(
+    (r) =>
+      html`<tr><td>${r.workload}</td><td>${r.registry}</td><td>${r.bandwidth}</td><td>${r.nodes}</td><td>${r.mode}</td><td>${r.runs}${r.failures ? html` <span class="badge private">${r.failures} failed</span>` : ''}</td><td>${duration(r.readyMedianMs)}</td><td>${bytes(Math.round(r.registryBytesMedian))}</td><td>${(r.registryBytesPerImage * 100).toFixed(1)} %</td><td>${r.speedup === null ? '–' : `${r.speedup.toFixed(2)}×`}</td></tr>`,
+  );
+  const modes = v.modes.map((m) => html`<li>${m.label}: ${m.run ? 'run' : html`not run — ${m.reason}`}</li>`);
+  return layout(
+    'Bench',
+    f,
+    html`${skipped}<p id="bench-report">Report <code>${v.name}</code>: ${v.startedAt} → ${v.finishedAt} (commit <code>${v.gitCommit}</code>)</p>
+<p class="hint">${v.machine}<br>${v.settings}</p><ul>${modes}</ul>
+<table id="bench"><thead><tr><th>Workload</th><th>Registry</th><th>Link</th><th>Nodes</th><th>Mode</th><th>Runs</th><th>Ready (median)</th><th>Registry bytes (median)</th><th>% of image</th><th>Speed-up vs OCI</th></tr></thead>
+<tbody>${rows.length ? rows : html`<tr><td colspan="10" class="empty">No results.</td></tr>`}</tbody></table>
+${v.notes.length ? html`<h2>Notes</h2><ul>${v.notes.map((n) => html`<li>${n}</li>`)}</ul>` : ''}`,
   );
 }
 

@@ -8,6 +8,7 @@
 import { FerryError } from '../core/index.js';
 import type {
   ArtifactView,
+  BenchReportView,
   ConversionsView,
   P2pView,
   ConsoleBackend,
@@ -27,6 +28,7 @@ import type { Project, RegistryMetadata, Robot } from './metadata/metadata.js';
 import { isValidName } from './names.js';
 import type { ConsoleConversions } from './console-conversions.js';
 import type { ConsoleP2p } from './console-p2p.js';
+import { latestBenchReport } from './console-bench.js';
 
 export interface ConsoleBackendDeps {
   meta: RegistryMetadata;
@@ -37,6 +39,8 @@ export interface ConsoleBackendDeps {
   conversions: ConsoleConversions;
   /** The P2P scheduler's overview and preheat jobs (console.scheduler). */
   p2p: ConsoleP2p;
+  /** Where `ferry bench` reports are (console.benchDir). */
+  benchDir?: string | undefined;
 }
 
 /** An address without any `user:password@` in it (a target's credentials belong in its auth header). */
@@ -242,5 +246,10 @@ export class RegistryConsoleBackend implements ConsoleBackend {
   p2p(v: Viewer): Promise<P2pView> {
     requireAdmin(v);
     return this.#d.p2p.view();
+  }
+
+  benchReport(v: Viewer): Promise<BenchReportView> {
+    if (!v) throw new FerryError('UNAUTHENTICATED', 'log in first');
+    return latestBenchReport(this.#d.benchDir);
   }
 }

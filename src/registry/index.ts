@@ -188,7 +188,7 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Registr
       },
     );
     const server = new RegistryServer(
-      { meta, store, auth, webhooks, audit, gcKick: () => gcJobs.kick(), log, metrics, accel, p2p },
+      { meta, store, auth, webhooks, audit, gcKick: () => gcJobs.kick(), log, metrics, accel, p2p, benchDir: config.console.benchDir },
       {
         maxManifestSize: config.maxManifestSize,
         maxBlobSize: config.maxBlobSize,

@@ -41,6 +41,8 @@ export interface RegistryServerDeps {
   accel?: AccelClient | undefined;
   /** The P2P scheduler the console shows (console.scheduler). */
   p2p?: ConsoleP2p | undefined;
+  /** Where the console finds `ferry bench` reports (console.benchDir). */
+  benchDir?: string | undefined;
 }
 
 /** Routes a request path to a low-cardinality metrics label. */
@@ -125,6 +127,7 @@ export class RegistryServer {
         log: deps.log,
         conversions: new ConsoleConversions({ auth: deps.auth, audit: deps.audit, accel: deps.accel }),
         p2p: deps.p2p ?? new ConsoleP2p(parseRegistryConfig({})),
+        benchDir: deps.benchDir,
       }),
       log: deps.log,
     });

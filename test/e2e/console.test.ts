@@ -72,7 +72,9 @@ async function startStack(work: string, host: string, schedulerUrl: string): Pro
     accel: { url: accel.url, authHeaderFile: headerFile },
     scheduler: { url: schedulerUrl, authHeaderFile: preheatFile },
   };
-  await writeFile(regCfg, stringify({ console: links }));
+  // the reports `ferry bench` wrote into docs/results (one directory per run)
+  const benchDir = join(ROOT, 'docs', 'results', 'bench-runs');
+  await writeFile(regCfg, stringify({ console: { ...links, benchDir } }));
   const reg = await startProcess('ferry registry', ['registry', '--listen', host, '--data', join(work, 'data'), '--config', regCfg]);
   return { accel, reg };
 }
@@ -311,6 +313,16 @@ describe('web console in headless Chromium against ferry registry', () => {
     assert.match((await page.textContent('#p2p-tasks')) ?? '', /library\/busybox\/blobs/);
     assert.ok(!(await page.content()).includes(PREHEAT_TOKEN), 'the preheat token stays server-side');
     await shot('p2p');
+  });
+
+  it('shows the newest ferry bench report', async () => {
+    await page.click('header >> text=Bench');
+    await page.waitForURL(`${reg.url}/bench`);
+    assert.match((await page.textContent('#bench-report')) ?? '', /Report \S+: \d{4}-\d\d-\d\dT.* → .*commit/);
+    const rows = await page.locator('#bench tbody tr').count();
+    assert.ok(rows > 0);
+    assert.match((await page.textContent('#bench')) ?? '', /Ferry lazy/);
+    await shot('bench');
   });
 
   it('an anonymous visitor sees only public projects', async () => {
