@@ -9,8 +9,7 @@ import { FerryError } from '../core/index.js';
 import type { P2pView, PreheatJobView } from '../console/index.js';
 import { JsonClient } from '../httpx/index.js';
 import { OVERVIEW_PATH, type SchedulerOverview } from '../p2p/common/index.js';
-import type { RegistryConfig } from '../config/registry.js';
-import { linkHeader } from './console-links.js';
+import { linkHeader, type ServiceLink } from './console-links.js';
 
 /** The parts of a preheat job (the scheduler's `/oapi/v1/jobs` answer) the page shows. */
 interface JobWire {
@@ -42,8 +41,8 @@ function jobView(j: JobWire): PreheatJobView {
 export class ConsoleP2p {
   readonly #client: JsonClient | undefined;
 
-  constructor(config: RegistryConfig, env: NodeJS.ProcessEnv = process.env) {
-    const link = config.console.scheduler;
+  /** `link`: console.scheduler (undefined: no scheduler linked). */
+  constructor(link: ServiceLink | undefined, env: NodeJS.ProcessEnv = process.env) {
     if (!link) return;
     const header = linkHeader('console.scheduler', link, env);
     this.#client = new JsonClient({

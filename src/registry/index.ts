@@ -114,7 +114,7 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Registr
   const config = parseRegistryConfig({ ...(opts.config ?? {}) });
   const log = (opts.log ?? silentLogger()).child({ component: 'registry' });
   const accel = consoleAccel(config);
-  const p2p = new ConsoleP2p(config);
+  const p2p = new ConsoleP2p(config.console.scheduler);
   const dataDir = opts.dataDir;
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const meta: RegistryMetadata = await openMetadata(config, dataDir, log);

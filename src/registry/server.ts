@@ -24,7 +24,6 @@ import { Console, isConsolePath } from '../console/index.js';
 import { RegistryConsoleBackend } from './console-backend.js';
 import { ConsoleConversions } from './console-conversions.js';
 import { ConsoleP2p } from './console-p2p.js';
-import { parseRegistryConfig } from '../config/registry.js';
 import type { AccelClient } from '../accel/client.js';
 
 export interface RegistryServerDeps {
@@ -126,7 +125,7 @@ export class RegistryServer {
         audit: deps.audit,
         log: deps.log,
         conversions: new ConsoleConversions({ auth: deps.auth, audit: deps.audit, accel: deps.accel }),
-        p2p: deps.p2p ?? new ConsoleP2p(parseRegistryConfig({})),
+        p2p: deps.p2p ?? new ConsoleP2p(undefined),
         benchDir: deps.benchDir,
       }),
       log: deps.log,
