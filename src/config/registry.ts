@@ -7,6 +7,25 @@ import { z } from 'zod';
 import { parseConfig, durationSchema as duration, sizeSchema as size } from './parse.js';
 import { DatabaseSchema, StorageSchema } from './database.js';
 
+/**
+ * A service the console calls: its URL and the credentials it wants — the Authorization header
+ * value, from an environment variable or an owner-only file, never in the config itself.
+ */
+function serviceLink(what: string) {
+  return z
+    .strictObject({
+      /** `http://host:port` of the service. */
+      url: z.url({ protocol: /^https?$/ }),
+      /** Environment variable holding the Authorization header value to send. */
+      authHeaderEnv: z.string().min(1).optional(),
+      /** Owner-only file whose first line is the Authorization header value to send. */
+      authHeaderFile: z.string().min(1).optional(),
+      /** Bound on one call. */
+      timeout: duration.default(10_000),
+    })
+    .refine((v) => !(v.authHeaderEnv && v.authHeaderFile), { message: `${what}: give authHeaderEnv or authHeaderFile, not both` });
+}
+
 export const RegistryConfigSchema = z.strictObject({
   /** host:port to listen on. */
   listen: z.string().default('127.0.0.1:5000'),
@@ -108,6 +127,20 @@ export const RegistryConfigSchema = z.strictObject({
       jobPollInterval: duration.default(10_000),
       /** A running gc not heard of for this long (its replica died) is marked Error. */
       staleAfter: duration.default(5 * 60_000),
+    })
+    .prefault({}),
+  /**
+   * What the web console shows besides the registry's own data. Each service it calls is called by the
+   * registry (server-side): the browser never sees a service's address or credentials.
+   */
+  console: z
+    .strictObject({
+      /** The acceleration service (`ferry accel`): its conversion tasks, retried from the console. */
+      accel: serviceLink('console.accel').optional(),
+      /** The P2P scheduler (`ferry scheduler`): peers, tasks and preheat jobs. */
+      scheduler: serviceLink('console.scheduler').optional(),
+      /** Where `ferry bench` writes its reports (`--out`): the newest `report.json` below is shown. */
+      benchDir: z.string().optional(),
     })
     .prefault({}),
 });

@@ -1,7 +1,8 @@
 /**
  * @module console/assets
  * The console's one stylesheet and one script, served from memory (no build step, no CDN). The
- * script only refreshes `data-live` regions by polling their fragment URL while the tab is visible.
+ * script only refreshes `data-live` regions by polling their fragment URL while the tab is visible
+ * (every `data-live-ms`, default 5 s, at least 1 s).
  */
 
 export const STYLE = `*{box-sizing:border-box}body{margin:0;font:14px/1.45 system-ui,sans-serif;color:#1c2430;background:#f5f7fa}
@@ -15,12 +16,13 @@ th{background:#eef2f7;font-weight:600}.card{background:#fff;padding:14px;border:
 .badge.public,.badge.ok{background:#d8f0dc;color:#1d5e2a}.badge.private{background:#f9e1d9;color:#7a2e12}.badge.nydus{background:#dce6fa;color:#1e3f85}
 .badge.none{background:#eee;color:#666}.error{color:#a01d1d;background:#fde8e8;padding:8px 12px;border-radius:4px}
 .secret{border-color:#e2b100;background:#fff8dc}.tags{list-style:none;margin:0;padding:0}.empty{color:#777}.hint{color:#666}
-code{font-family:ui-monospace,monospace;font-size:12.5px}fieldset{border:1px solid #e3e8ef;margin:6px 0}
+code{font-family:ui-monospace,monospace;font-size:12.5px}#p2p-tasks code,#tasks code,#jobs code{word-break:break-all}fieldset{border:1px solid #e3e8ef;margin:6px 0}
 `;
 
 export const LIVE_SCRIPT = `'use strict';
 (function () {
   var PERIOD = 5000;
+  var MIN_PERIOD = 1000;
   function refresh(el) {
     if (document.hidden) return;
     fetch(el.getAttribute('data-live'), { credentials: 'same-origin', headers: { accept: 'text/html' } })
@@ -29,7 +31,8 @@ export const LIVE_SCRIPT = `'use strict';
       .catch(function () {});
   }
   document.querySelectorAll('[data-live]').forEach(function (el) {
-    setInterval(function () { refresh(el); }, PERIOD);
+    var ms = Number(el.getAttribute('data-live-ms')) || PERIOD;
+    setInterval(function () { refresh(el); }, Math.max(MIN_PERIOD, ms));
   });
 })();
 `;

@@ -6,7 +6,20 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeClock } from '../../test/support/clock.js';
 import { escapeHtml, html, raw } from './html.js';
-import { artifactsTable, bytes, loginPage, projectsPage, repoPath, robotsPage } from './pages.js';
+import {
+  artifactsTable,
+  bytes,
+  conversionsPage,
+  conversionsTable,
+  duration,
+  loginPage,
+  p2pPage,
+  peerShare,
+  projectsPage,
+  repoPath,
+  robotsPage,
+} from './pages.js';
+import type { ConversionView } from './backend.js';
 import { cookie, parseCookies, sameToken, SessionStore } from './session.js';
 
 describe('console html', () => {
@@ -57,6 +70,97 @@ describe('console html', () => {
     assert.equal(bytes(1536), '1.5 KiB');
     assert.equal(bytes(12), '12 B');
     assert.equal(repoPath('p/a/b'), '/projects/p/repositories/a%2Fb');
+  });
+});
+
+describe('console conversions page', () => {
+  const task = (over: Partial<ConversionView>): ConversionView => ({
+    id: 'id',
+    source: 'reg:5000/p/app:v1',
+    target: '',
+    state: 'queued',
+    reason: '',
+    attempts: 0,
+    createdAt: 0,
+    durationMs: 1500,
+    sourceSize: 0,
+    targetSize: 0,
+    canRetry: false,
+    ...over,
+  });
+  const f = { viewer: { name: 'u', admin: false }, csrf: 'tok' };
+
+  it('groups queue, running, failed, completed; a retry form (with the CSRF token) only where the viewer may retry', () => {
+    const t = conversionsTable(f, {
+      configured: true,
+      tasks: [
+        task({ id: 'c', state: 'completed', target: 'reg:5000/p/app:v1-nydus', finishedAt: 1, sourceSize: 2048, targetSize: 1024 }),
+        task({ id: 'f1', state: 'failed', reason: 'NOT_FOUND: <b>gone</b>', canRetry: true, finishedAt: 1 }),
+        task({ id: 'f2', state: 'failed', reason: 'NOT_FOUND: x', canRetry: false, finishedAt: 1 }),
+        task({ id: 'r', state: 'running', attempts: 1 }),
+        task({ id: 'q', state: 'queued' }),
+      ],
+    }).text;
+    assert.deepEqual(
+      [...t.matchAll(/data-task="(\w+)"/g)].map((m) => m[1]),
+      ['q', 'r', 'f1', 'f2', 'c'],
+    );
+    assert.equal(t.match(/class="retry"/g)?.length, 1, 'one retry button');
+    assert.match(t, /action="\/conversions\/f1\/retry"[^>]*><input type="hidden" name="_csrf" value="tok">/);
+    assert.ok(t.includes('NOT_FOUND: &lt;b&gt;gone&lt;/b&gt;'), 'reason escaped');
+    assert.match(t, /<code class="target">reg:5000\/p\/app:v1-nydus<\/code>/);
+    assert.match(t, /2\.0 KiB → 1\.0 KiB/);
+    assert.match(t, /1\.5 s so far/, 'an unfinished task counts its duration so far');
+    assert.match(t, /failed: <b id="count-failed">2<\/b>/);
+  });
+
+  it('says when no accel service is linked or it did not answer; the page refreshes itself', () => {
+    assert.match(conversionsTable(f, { configured: false, tasks: [] }).text, /console\.accel/);
+    const down = conversionsPage(f, { configured: true, tasks: [], error: 'the accel service did not answer' }).text;
+    assert.match(down, /role="alert">the accel service did not answer/);
+    assert.match(down, /data-live="\/conversions\?fragment=tasks" data-live-ms="2000"/);
+    assert.equal(duration(999), '999 ms');
+    assert.equal(duration(61_000), '1 min 01 s');
+  });
+});
+
+describe('console P2P page', () => {
+  it('shows traffic, hosts, tasks and jobs, escaped; says when no scheduler is linked', () => {
+    const f = { viewer: { name: 'admin', admin: true }, csrf: 't' };
+    const page = p2pPage(f, {
+      configured: true,
+      hosts: [{ hostname: '<seed>', ip: '127.0.0.1', seed: true, peers: 2 }],
+      tasks: [
+        {
+          id: 'x',
+          url: 'http://r/v2/a/blobs/sha256:1',
+          state: 'succeeded',
+          contentLength: 2048,
+          peers: 2,
+          succeededPeers: 2,
+          backToSourcePeers: 1,
+        },
+      ],
+      traffic: { fromPeers: 3 * 1024 * 1024, fromSource: 1024 * 1024 },
+      jobs: [
+        {
+          id: 7,
+          state: 'FAILURE',
+          url: 'http://r/v2/a/manifests/v1',
+          createdAt: 'c',
+          updatedAt: 'u',
+          successTasks: 0,
+          failureTasks: 1,
+          error: '<b>x</b>',
+        },
+      ],
+    }).text;
+    assert.match(page, /id="from-peers">3\.0 MiB<\/td><td id="from-source">1\.0 MiB<\/td><td id="peer-share">75\.0 %/);
+    assert.ok(page.includes('&lt;seed&gt;') && page.includes('&lt;b&gt;x&lt;/b&gt;') && !page.includes('<b>x</b>'));
+    assert.match(page, /id="seed-count">1</);
+    assert.equal(peerShare({ fromPeers: 0, fromSource: 0 }), '–');
+    const none = p2pPage(f, { configured: false, hosts: [], tasks: [], traffic: { fromPeers: 0, fromSource: 0 }, jobs: [] }).text;
+    assert.match(none, /console\.scheduler/);
   });
 });
 

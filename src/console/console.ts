@@ -14,7 +14,20 @@ import { silentLogger, type Logger } from '../observe/index.js';
 import { LIVE_SCRIPT, STYLE } from './assets.js';
 import type { ConsoleBackend, ConsoleUser } from './backend.js';
 import type { Html } from './html.js';
-import { artifactsTable, errorPage, loginPage, projectPage, projectsPage, repositoryPage, robotsPage, type Frame } from './pages.js';
+import {
+  artifactsTable,
+  benchPage,
+  conversionsPage,
+  conversionsTable,
+  errorPage,
+  loginPage,
+  projectPage,
+  projectsPage,
+  p2pPage,
+  repositoryPage,
+  robotsPage,
+  type Frame,
+} from './pages.js';
 import { cookie, newToken, parseCookies, sameToken, type Session, SessionStore } from './session.js';
 
 export const SESSION_COOKIE = 'ferry_session';
@@ -44,7 +57,7 @@ interface Ctx {
 
 /** Whether the console answers `path` (everything else stays with the registry's APIs). */
 export function isConsolePath(path: string): boolean {
-  return /^\/$|^\/(login|logout|projects|robots|console)(\/|$)/.test(path);
+  return /^\/$|^\/(login|logout|projects|robots|conversions|p2p|bench|console)(\/|$)/.test(path);
 }
 
 export class Console {
@@ -226,6 +239,25 @@ export class Console {
     await this.#robots(ctx, 201, created);
   }
 
+  async #conversions(ctx: Ctx, status = 200, error?: string): Promise<void> {
+    const view = await this.#backend.conversions(ctx.viewer);
+    const f = this.#frame(ctx);
+    if (ctx.url.searchParams.get('fragment') === 'tasks') this.#page(ctx.res, 200, conversionsTable(f, view));
+    else this.#page(ctx.res, status, conversionsPage(f, view, error));
+  }
+
+  async #retryConversion(ctx: Ctx, id: string): Promise<void> {
+    this.#requireUser(ctx);
+    try {
+      await this.#backend.retryConversion(ctx.viewer, id);
+    } catch (err) {
+      if (!FerryError.is(err) || !['FAILED_PRECONDITION', 'PERMISSION_DENIED', 'UNAVAILABLE'].includes(err.code)) throw err;
+      await this.#conversions(ctx, statusOf(err), err.message);
+      return;
+    }
+    this.#redirect(ctx.res, '/conversions');
+  }
+
   #table(): Router<Ctx> {
     return new Router<Ctx>({ notFound: (_m, path) => new FerryError('NOT_FOUND', `no page ${path.slice(0, 200)}`) })
       .get('/', ({ res }) => this.#redirect(res, '/projects'))
@@ -241,13 +273,27 @@ export class Console {
       .post('/projects', (ctx) => this.#createProject(ctx))
       .get('/projects/:project', async (ctx, a) => {
         const project = await this.#backend.project(ctx.viewer, a.project!);
-        this.#page(ctx.res, 200, projectPage(this.#frame(ctx), project, await this.#backend.repositories(ctx.viewer, project.name)));
+        const [repos, policies] = await Promise.all([
+          this.#backend.repositories(ctx.viewer, project.name),
+          this.#backend.webhookPolicies(ctx.viewer, project.name),
+        ]);
+        this.#page(ctx.res, 200, projectPage(this.#frame(ctx), project, repos, policies));
       })
       .get('/projects/:project/repositories/:repo', async (ctx, a) => {
         const repo = `${a.project}/${a.repo}`;
         const artifacts = await this.#backend.artifacts(ctx.viewer, repo);
         if (ctx.url.searchParams.get('fragment') === 'artifacts') this.#page(ctx.res, 200, artifactsTable(artifacts));
         else this.#page(ctx.res, 200, repositoryPage(this.#frame(ctx), repo, artifacts));
+      })
+      .get('/conversions', (ctx) => this.#conversions(ctx))
+      .post('/conversions/:id/retry', (ctx, a) => this.#retryConversion(ctx, a.id!))
+      .get('/p2p', async (ctx) => {
+        this.#requireUser(ctx);
+        this.#page(ctx.res, 200, p2pPage(this.#frame(ctx), await this.#backend.p2p(ctx.viewer)));
+      })
+      .get('/bench', async (ctx) => {
+        this.#requireUser(ctx);
+        this.#page(ctx.res, 200, benchPage(this.#frame(ctx), await this.#backend.benchReport(ctx.viewer)));
       })
       .get('/robots', (ctx) => this.#robots(ctx))
       .post('/robots', (ctx) => this.#createRobot(ctx))

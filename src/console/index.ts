@@ -4,4 +4,22 @@
  * by the registry server under `/` (see docs/console.md).
  */
 export { Console, isConsolePath, SESSION_COOKIE, LOGIN_CSRF_COOKIE, type ConsoleOptions } from './console.js';
-export type { ArtifactView, ConsoleBackend, ConsoleUser, NewRobot, ProjectView, RepositoryView, RobotView, Viewer } from './backend.js';
+export type {
+  ArtifactView,
+  BenchReportView,
+  ConversionState,
+  ConversionView,
+  ConversionsView,
+  ConsoleBackend,
+  P2pView,
+  PreheatJobView,
+  DeliveryView,
+  QuotaView,
+  WebhookPolicyView,
+  ConsoleUser,
+  NewRobot,
+  ProjectView,
+  RepositoryView,
+  RobotView,
+  Viewer,
+} from './backend.js';

@@ -3,10 +3,10 @@
  * A PostgreSQL connection pool from a URL plus a password kept out of it: the password comes from
  * an environment variable or a file (owner-only), never from the URL, a command line or a log line.
  */
-import { readFileSync, statSync } from 'node:fs';
 import pg from 'pg';
 import { parseIntoClientConfig } from 'pg-connection-string';
 import { FerryError } from '../core/index.js';
+import { readSecret } from '../config/secret.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 
 /** Where a PostgreSQL database is and how to log in to it. */
@@ -57,33 +57,14 @@ export function redactUrl(url: string): string {
 
 /** The password of `settings` (env first, then file), or undefined when neither is configured. */
 export function readPassword(settings: PgSettings, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  if (settings.passwordEnv) {
-    const v = env[settings.passwordEnv];
-    if (v === undefined || v === '') {
-      throw new FerryError('FAILED_PRECONDITION', `database: environment variable ${settings.passwordEnv} (password_env) is not set`);
-    }
-    return v;
-  }
-  if (settings.passwordFile) {
-    let mode: number;
-    let text: string;
-    try {
-      mode = statSync(settings.passwordFile).mode;
-      text = readFileSync(settings.passwordFile, 'utf8');
-    } catch (err) {
-      throw new FerryError('FAILED_PRECONDITION', `database: cannot read password_file ${settings.passwordFile}`, { cause: err });
-    }
-    if ((mode & 0o077) !== 0) {
-      throw new FerryError(
-        'FAILED_PRECONDITION',
-        `database: password_file ${settings.passwordFile} is readable by group or others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`,
-      );
-    }
-    const pw = text.split('\n')[0] ?? '';
-    if (!pw) throw new FerryError('FAILED_PRECONDITION', `database: password_file ${settings.passwordFile} is empty`);
-    return pw;
-  }
-  return undefined;
+  return readSecret(
+    {
+      what: 'database',
+      env: settings.passwordEnv ? { name: settings.passwordEnv, key: 'password_env' } : undefined,
+      file: settings.passwordFile ? { path: settings.passwordFile, key: 'password_file' } : undefined,
+    },
+    env,
+  );
 }
 
 /** Validates `settings` and builds the `pg.PoolConfig` (password resolved). */

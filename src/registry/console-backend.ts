@@ -8,6 +8,9 @@
 import { FerryError } from '../core/index.js';
 import type {
   ArtifactView,
+  BenchReportView,
+  ConversionsView,
+  P2pView,
   ConsoleBackend,
   ConsoleUser,
   NewRobot,
@@ -15,6 +18,7 @@ import type {
   RepositoryView,
   RobotView,
   Viewer,
+  WebhookPolicyView,
 } from '../console/index.js';
 import type { Logger } from '../observe/index.js';
 import { LoginLockedError, type Auth, type Principal } from './auth.js';
@@ -22,13 +26,37 @@ import type { AuditLog } from './audit.js';
 import { canSee, createProject, createRobot, type ManagementDeps } from './management.js';
 import type { Project, RegistryMetadata, Robot } from './metadata/metadata.js';
 import { isValidName } from './names.js';
+import type { ConsoleConversions } from './console-conversions.js';
+import type { ConsoleP2p } from './console-p2p.js';
+import { latestBenchReport } from './console-bench.js';
 
 export interface ConsoleBackendDeps {
   meta: RegistryMetadata;
   auth: Auth;
   audit: AuditLog;
   log: Logger;
+  /** The accel service's conversion tasks (console.accel). */
+  conversions: ConsoleConversions;
+  /** The P2P scheduler's overview and preheat jobs (console.scheduler). */
+  p2p: ConsoleP2p;
+  /** Where `ferry bench` reports are (console.benchDir). */
+  benchDir?: string | undefined;
 }
+
+/** An address without any `user:password@` in it (a target's credentials belong in its auth header). */
+function withoutUserinfo(address: string): string {
+  try {
+    const u = new URL(address);
+    u.username = '';
+    u.password = '';
+    return u.toString();
+  } catch {
+    return '(not a URL)';
+  }
+}
+
+/** Deliveries shown per webhook policy. */
+const RECENT_DELIVERIES = 10;
 
 const notFound = (what: string): FerryError => new FerryError('NOT_FOUND', `${what} not found`);
 
@@ -73,12 +101,14 @@ export class RegistryConsoleBackend implements ConsoleBackend {
     return u ? { name: u.username, admin: u.sysadmin } : undefined;
   }
 
-  async #view(pr: Project): Promise<ProjectView> {
+  async #view(pr: Project, v: Viewer): Promise<ProjectView> {
+    const quota = v?.admin ? (await this.#d.meta.listQuotas(pr.id))[0] : undefined;
     return {
       name: pr.name,
       public: pr.public,
       repoCount: (await this.#d.meta.listRepositoryRecords(pr.name)).length,
       createdAt: pr.createdAt,
+      ...(quota ? { quota: { used: quota.used, hard: quota.hard } } : {}),
     };
   }
 
@@ -91,11 +121,11 @@ export class RegistryConsoleBackend implements ConsoleBackend {
   async projects(v: Viewer): Promise<ProjectView[]> {
     const p = principalOf(v);
     const visible = (await this.#d.meta.listProjects()).filter((pr) => canSee(p, pr));
-    return Promise.all(visible.map((pr) => this.#view(pr)));
+    return Promise.all(visible.map((pr) => this.#view(pr, v)));
   }
 
   async project(v: Viewer, name: string): Promise<ProjectView> {
-    return this.#view(await this.#visible(v, name));
+    return this.#view(await this.#visible(v, name), v);
   }
 
   async createProject(v: Viewer, name: string, isPublic: boolean): Promise<void> {
@@ -111,6 +141,34 @@ export class RegistryConsoleBackend implements ConsoleBackend {
       pullCount: r.pullCount,
       updatedAt: r.updatedAt,
     }));
+  }
+
+  async webhookPolicies(v: Viewer, project: string): Promise<WebhookPolicyView[] | undefined> {
+    const pr = await this.#visible(v, project);
+    // Harbor's webhook API is for system admins here (harbor-api.ts), so is this view.
+    if (!v?.admin) return undefined;
+    const out: WebhookPolicyView[] = [];
+    for (const po of await this.#d.meta.listPolicies(pr.id)) {
+      const deliveries = (await this.#d.meta.listDeliveries(po.id)).slice(0, RECENT_DELIVERIES);
+      out.push({
+        id: po.id,
+        name: po.name,
+        enabled: po.enabled,
+        eventTypes: po.eventTypes,
+        addresses: po.targets.map((t) => withoutUserinfo(t.address)),
+        deliveries: deliveries.map((d) => ({
+          id: d.id,
+          eventType: d.eventType,
+          repo: d.repo,
+          status: d.status,
+          attempts: d.attempts,
+          lastError: d.lastError,
+          createdAt: d.createdAt,
+          updatedAt: d.updatedAt,
+        })),
+      });
+    }
+    return out;
   }
 
   async artifacts(v: Viewer, repo: string): Promise<ArtifactView[]> {
@@ -174,5 +232,24 @@ export class RegistryConsoleBackend implements ConsoleBackend {
       operation: disabled ? 'disable' : 'enable',
     });
     this.#mgmt.log.info({ robot: robot.name, disabled }, 'robot account updated');
+  }
+
+  conversions(v: Viewer): Promise<ConversionsView> {
+    return this.#d.conversions.list(principalOf(v));
+  }
+
+  async retryConversion(v: Viewer, id: string): Promise<void> {
+    if (!v) throw new FerryError('UNAUTHENTICATED', 'log in first');
+    await this.#d.conversions.retry(principalOf(v), id);
+  }
+
+  p2p(v: Viewer): Promise<P2pView> {
+    requireAdmin(v);
+    return this.#d.p2p.view();
+  }
+
+  benchReport(v: Viewer): Promise<BenchReportView> {
+    if (!v) throw new FerryError('UNAUTHENTICATED', 'log in first');
+    return latestBenchReport(this.#d.benchDir);
   }
 }

@@ -7,47 +7,8 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
-import { hashSecret } from './auth.js';
-import { SqliteMetadata } from './metadata/sqlite.js';
 import { basic, sha256, startTestRegistry, type TestRegistry } from './testing/client.js';
-
-/** A browser-ish client: a cookie jar, no redirects followed. */
-class Browser {
-  readonly jar = new Map<string, string>();
-  constructor(readonly base: string) {}
-
-  async req(path: string, init: RequestInit = {}): Promise<Response> {
-    const headers = new Headers(init.headers);
-    if (this.jar.size) headers.set('cookie', [...this.jar].map(([k, v]) => `${k}=${v}`).join('; '));
-    const r = await fetch(`${this.base}${path}`, { ...init, headers, redirect: 'manual' });
-    for (const c of r.headers.getSetCookie()) {
-      const [pair] = c.split(';');
-      const eq = pair!.indexOf('=');
-      const v = pair!.slice(eq + 1);
-      if (v === '') this.jar.delete(pair!.slice(0, eq));
-      else this.jar.set(pair!.slice(0, eq), v);
-    }
-    return r;
-  }
-
-  async page(path: string): Promise<{ status: number; text: string; csrf: string }> {
-    const r = await this.req(path);
-    const text = await r.text();
-    return { status: r.status, text, csrf: /name="_csrf" value="([^"]*)"/.exec(text)?.[1] ?? '' };
-  }
-
-  post(path: string, form: Record<string, string | string[]>, headers: Record<string, string> = {}): Promise<Response> {
-    const body = new URLSearchParams();
-    for (const [k, v] of Object.entries(form)) for (const x of Array.isArray(v) ? v : [v]) body.append(k, x);
-    return this.req(path, { method: 'POST', body, headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers } });
-  }
-
-  async login(user: string, password: string): Promise<Response> {
-    const { csrf } = await this.page('/login');
-    return this.post('/login', { _csrf: csrf, username: user, password });
-  }
-}
+import { Browser, createUser } from './testing/browser.js';
 
 describe('web console on ferry registry', () => {
   let reg: TestRegistry;
@@ -168,6 +129,52 @@ describe('web console on ferry registry', () => {
     assert.equal((await dev.page('/robots')).status, 403);
   });
 
+  it("shows quotas and webhook policies with their deliveries to admins only, never a target's credentials", async () => {
+    const created = await reg.req('/api/v2.0/projects/secret-team/webhook/policies', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        name: 'notify <ci>',
+        event_types: ['PUSH_ARTIFACT'],
+        enabled: true,
+        // nothing listens on port 9: the delivery fails and says why
+        targets: [
+          {
+            type: 'http',
+            address: 'http://hook:pw-in-url@127.0.0.1:9/hook',
+            auth_header: 'Bearer hook-header-S3cr',
+            payload_format: 'Default',
+          },
+        ],
+      }),
+    });
+    assert.equal(created.status, 201, await created.text());
+    const config = Buffer.from('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"x":2}');
+    const cfgDigest = await reg.pushBlob('secret-team/hooked', config);
+    const manifest = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: cfgDigest, size: config.length },
+      layers: [],
+    });
+    assert.equal((await reg.putManifest('secret-team/hooked', 'v1', manifest, 'application/vnd.oci.image.manifest.v1+json')).status, 201);
+    const page = await admin.page('/projects/secret-team');
+    assert.match(page.text, /Storage: <span id="quota">[\d.]+ (B|KiB) \/ unlimited<\/span>/);
+    assert.match(page.text, /notify &lt;ci&gt;[\s\S]*PUSH_ARTIFACT → <code>http:\/\/127\.0\.0\.1:9\/hook<\/code>/);
+    assert.match(page.text, /<td>PUSH_ARTIFACT<\/td><td><code>secret-team\/hooked<\/code><\/td>/);
+    assert.ok(!page.text.includes('hook-header-S3cr') && !page.text.includes('pw-in-url'), "a target's credentials never shown");
+    assert.match((await admin.page('/projects')).text, /Storage used \/ quota/);
+    const dev = new Browser(reg.url);
+    assert.equal((await dev.login('dev', 'DevPassw0rd')).status, 303);
+    const open = await dev.page('/projects/open');
+    assert.equal(open.status, 200);
+    assert.ok(!open.text.includes('Webhook policies') && !open.text.includes('id="quota"'), 'plain users see neither');
+    assert.ok(!(await dev.page('/projects')).text.includes('Storage used'));
+    assert.equal((await dev.page('/p2p')).status, 403, 'P2P task URLs name every project: admins only');
+    assert.equal((await new Browser(reg.url).page('/p2p')).status, 401);
+    assert.match((await admin.page('/p2p')).text, /No P2P scheduler is linked/);
+  });
+
   it('shows a robot secret once; the robot can pull; disabling it refuses its logins', async () => {
     const r = await admin.post('/robots', {
       _csrf: csrf,
@@ -225,13 +232,3 @@ describe('web console on ferry registry', () => {
     assert.equal((await reg.req('/nothing-here', { auth: '' })).status, 404);
   });
 });
-
-/** A plain (non-admin) user, written to the registry's SQLite file (Harbor's API here has no user creation). */
-async function createUser(reg: TestRegistry, name: string, password: string): Promise<void> {
-  const meta = new SqliteMetadata(join(reg.dataDir, 'registry.db'));
-  try {
-    await meta.upsertUser(name, await hashSecret(password), false);
-  } finally {
-    await meta.close();
-  }
-}

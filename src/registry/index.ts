@@ -26,6 +26,8 @@ import { Webhooks } from './webhooks.js';
 import { AuditLog } from './audit.js';
 import { GcJobs } from './gc-jobs.js';
 import { RegistryServer } from './server.js';
+import { consoleAccel } from './console-conversions.js';
+import { ConsoleP2p } from './console-p2p.js';
 import { collectGarbage, type GcResult } from './gc.js';
 
 export interface StartRegistryOptions {
@@ -111,6 +113,8 @@ function redirectSeconds(config: RegistryConfig): number {
 export async function startRegistry(opts: StartRegistryOptions): Promise<RegistryHandle> {
   const config = parseRegistryConfig({ ...(opts.config ?? {}) });
   const log = (opts.log ?? silentLogger()).child({ component: 'registry' });
+  const accel = consoleAccel(config);
+  const p2p = new ConsoleP2p(config.console.scheduler);
   const dataDir = opts.dataDir;
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const meta: RegistryMetadata = await openMetadata(config, dataDir, log);
@@ -184,7 +188,7 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Registr
       },
     );
     const server = new RegistryServer(
-      { meta, store, auth, webhooks, audit, gcKick: () => gcJobs.kick(), log, metrics },
+      { meta, store, auth, webhooks, audit, gcKick: () => gcJobs.kick(), log, metrics, accel, p2p, benchDir: config.console.benchDir },
       {
         maxManifestSize: config.maxManifestSize,
         maxBlobSize: config.maxBlobSize,

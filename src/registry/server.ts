@@ -22,6 +22,9 @@ import { HarborApi } from './harbor-api.js';
 import type { AuditLog } from './audit.js';
 import { Console, isConsolePath } from '../console/index.js';
 import { RegistryConsoleBackend } from './console-backend.js';
+import { ConsoleConversions } from './console-conversions.js';
+import { ConsoleP2p } from './console-p2p.js';
+import type { AccelClient } from '../accel/client.js';
 
 export interface RegistryServerDeps {
   meta: RegistryMetadata;
@@ -33,6 +36,12 @@ export interface RegistryServerDeps {
   gcKick: () => void;
   log: Logger;
   metrics: MetricsRegistry;
+  /** The accel service the console shows conversion tasks of (console.accel). */
+  accel?: AccelClient | undefined;
+  /** The P2P scheduler the console shows (console.scheduler). */
+  p2p?: ConsoleP2p | undefined;
+  /** Where the console finds `ferry bench` reports (console.benchDir). */
+  benchDir?: string | undefined;
 }
 
 /** Routes a request path to a low-cardinality metrics label. */
@@ -110,7 +119,15 @@ export class RegistryServer {
       gcKick: deps.gcKick,
     });
     this.#console = new Console({
-      backend: new RegistryConsoleBackend({ meta: deps.meta, auth: deps.auth, audit: deps.audit, log: deps.log }),
+      backend: new RegistryConsoleBackend({
+        meta: deps.meta,
+        auth: deps.auth,
+        audit: deps.audit,
+        log: deps.log,
+        conversions: new ConsoleConversions({ auth: deps.auth, audit: deps.audit, accel: deps.accel }),
+        p2p: deps.p2p ?? new ConsoleP2p(undefined),
+        benchDir: deps.benchDir,
+      }),
       log: deps.log,
     });
     this.server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => {

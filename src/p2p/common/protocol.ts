@@ -212,3 +212,25 @@ export const peerEventsSchema = z.object({
 
 /** `POST /api/v1/peers/{id}/reschedule` (RescheduleRequest). */
 export const rescheduleRequestSchema = z.object({ candidateParentIds: z.array(z.string()).optional() }).passthrough();
+
+/**
+ * `GET /oapi/v1/overview` (Ferry extension, behind the preheat job API's tokens): what the scheduler
+ * knows now — hosts with their peers, tasks, and the bytes peers reported downloading from other
+ * peers and from the source since it started. Read by the web console.
+ */
+export const OVERVIEW_PATH = '/oapi/v1/overview';
+
+export interface SchedulerOverview {
+  hosts: Array<{ id: string; hostname: string; ip: string; type: HostType; peers: number }>;
+  tasks: Array<{
+    id: string;
+    url: string;
+    state: string;
+    contentLength: number;
+    peers: number;
+    /** Peers that finished the task. */
+    succeededPeers: number;
+    backToSourcePeers: number;
+  }>;
+  traffic: { fromPeers: number; fromSource: number };
+}

@@ -17,7 +17,7 @@ import { parseSchedulerConfig, type SchedulerConfig, type SchedulerConfigInput }
 import { Router, parseJson, readBody, requestUrl, sendError, sendJson, statusOf, type Params } from '../../httpx/index.js';
 import { readAuthenticated } from '../common/index.js';
 import { ClusterAuth, CLUSTER_SECRET_HINT, LogThrottle, isLoopbackHost, loadClusterSecret } from '../common/index.js';
-import { hostInfoSchema, peerEventsSchema, registerRequestSchema, rescheduleRequestSchema } from '../common/index.js';
+import { OVERVIEW_PATH, hostInfoSchema, peerEventsSchema, registerRequestSchema, rescheduleRequestSchema } from '../common/index.js';
 import type { HostInfo, PeerEvent, RegisterRequest, RescheduleRequest } from '../common/index.js';
 import { PreheatJobs } from './preheat.js';
 import { SchedulerService } from './service.js';
@@ -133,7 +133,8 @@ export async function startScheduler(opts: StartSchedulerOptions = {}): Promise<
         list.map((j) => jobs.view(j)),
       );
     })
-    .get('/oapi/v1/jobs/:id(\\d+)', ({ res }, p) => sendJson(res, 200, jobs.view(jobs.get(Number(p.id)))));
+    .get('/oapi/v1/jobs/:id(\\d+)', ({ res }, p) => sendJson(res, 200, jobs.view(jobs.get(Number(p.id)))))
+    .get(OVERVIEW_PATH, ({ res }) => sendJson(res, 200, service.overview()));
   // The peer RPC: cluster members only (the signature covers the body, read before routing).
   const announce = ({ res, raw }: Ctx, p: Params): void => {
     const info = jsonObject<HostInfo>(raw, hostInfoSchema);
@@ -177,7 +178,7 @@ export async function startScheduler(opts: StartSchedulerOptions = {}): Promise<
     const url = requestUrl(req);
     const p = url.pathname;
     const m = req.method ?? 'GET';
-    if (p.startsWith('/oapi/v1/jobs')) {
+    if (p.startsWith('/oapi/v1/jobs') || p === OVERVIEW_PATH) {
       if (!authorised(req)) {
         res.setHeader('www-authenticate', 'Bearer');
         if (!req.complete) res.setHeader('connection', 'close');

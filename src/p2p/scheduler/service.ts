@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { FerryError } from '../../core/index.js';
 import { type Logger, type MetricsRegistry, Counter, Gauge, Histogram, silentLogger } from '../../observe/index.js';
 import type { SchedulerConfig } from '../../config/scheduler.js';
-import { HashRing, taskId } from '../common/index.js';
+import { HashRing, redactUrl, taskId, type SchedulerOverview } from '../common/index.js';
 import { jsonRequest } from '../common/index.js';
 import type {
   ClusterAuth,
@@ -86,6 +86,8 @@ function makeMetrics(reg: MetricsRegistry): SchedulerMetrics {
 export class SchedulerService {
   readonly state = new SchedulerState();
   readonly metrics: SchedulerMetrics;
+  /** Bytes peers reported downloading, by where from (the overview's totals; the metrics have labels). */
+  readonly #traffic = { fromPeers: 0, fromSource: 0 };
   private readonly log: Logger;
   private closed = false;
   private readonly aborter = new AbortController();
@@ -422,6 +424,8 @@ export class SchedulerService {
           if (peer.costs.length > COST_WINDOW) peer.costs.shift();
           const type = ev.kind === 'pieceFinished' ? 'REMOTE_PEER' : 'BACK_TO_SOURCE';
           this.metrics.traffic.inc({ type, host_type: hostType }, p.length);
+          if (type === 'REMOTE_PEER') this.#traffic.fromPeers += p.length;
+          else this.#traffic.fromSource += p.length;
           this.metrics.pieceFinished.inc({ traffic_type: type });
           if (p.parentId) {
             const parent = this.state.peers.get(p.parentId);
@@ -522,6 +526,31 @@ export class SchedulerService {
         parents: [...p.parents],
         finishedPieces: p.finished.size,
       })),
+    };
+  }
+
+  /** What the scheduler knows now (OVERVIEW_PATH). */
+  overview(): SchedulerOverview {
+    const peersOf = new Map<string, number>();
+    for (const p of this.state.peers.values()) peersOf.set(p.host.info.id, (peersOf.get(p.host.info.id) ?? 0) + 1);
+    return {
+      hosts: this.hostsOf().map((h) => ({
+        id: h.info.id,
+        hostname: h.info.hostname,
+        ip: h.info.ip,
+        type: h.info.type,
+        peers: peersOf.get(h.info.id) ?? 0,
+      })),
+      tasks: [...this.state.tasks.values()].map((t) => ({
+        id: t.id,
+        url: redactUrl(t.url),
+        state: t.state,
+        contentLength: t.contentLength,
+        peers: t.peers.size,
+        succeededPeers: [...t.peers.values()].filter((p) => p.state === 'succeeded').length,
+        backToSourcePeers: t.backToSourcePeers.size,
+      })),
+      traffic: { ...this.#traffic },
     };
   }
 
