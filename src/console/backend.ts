@@ -69,6 +69,8 @@ export interface ArtifactView {
   tags: string[];
   /** The digest this artifact refers to (an OCI 1.1 referrer, e.g. a Nydus image of its source). */
   subject?: string;
+  /** A Nydus image: its bootstrap's facts (undefined when unreadable) and whether a prefetch trace refers to it. */
+  nydus?: { rafs?: 5 | 6; chunks?: number; blobs?: number; trace: boolean };
 }
 
 export interface RobotView {

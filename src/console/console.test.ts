@@ -67,6 +67,15 @@ describe('console html', () => {
     assert.match(t, /<code>v1<\/code> <span class="badge ok">accelerated: <code>v1-nydus<\/code>/);
     assert.match(t, /<code>v2<\/code> <span class="badge none">not accelerated/);
     assert.match(t, /<code>v1-nydus<\/code> <span class="badge nydus">Nydus/);
+    const n = { ...a(['v3-nydus']), nydus: { rafs: 6 as const, chunks: 812, blobs: 1, trace: true } };
+    const u = { ...a(['v4-nydus']), nydus: { trace: false } };
+    const t2 = artifactsTable([a(['v3']), n, u]).text;
+    assert.match(
+      t2,
+      /<code>v3<\/code> <span class="badge ok">accelerated: <code>v3-nydus<\/code><\/span> <small class="nydus-facts">RAFS v6 · 812 chunks in 1 blob · <span class="badge ok">prefetch trace/,
+    );
+    assert.match(t2, /<code>v3-nydus<\/code> <span class="badge nydus">Nydus<\/span> <small class="nydus-facts">RAFS v6 · 812 chunks/);
+    assert.match(t2, /<code>v4-nydus<\/code> .*bootstrap not readable · <span class="badge none">no prefetch trace/);
     assert.equal(bytes(1536), '1.5 KiB');
     assert.equal(bytes(12), '12 B');
     assert.equal(repoPath('p/a/b'), '/projects/p/repositories/a%2Fb');

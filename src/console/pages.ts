@@ -145,14 +145,28 @@ ${project.quota ? html` Storage: <span id="quota">${quotaText(project.quota)}</s
 }
 
 /** The artifacts table alone (the live-updated fragment of the repository page). */
+/** "RAFS v6 · 812 chunks in 2 blobs · prefetch trace" for a Nydus artifact. */
+function nydusFacts(n: NonNullable<ArtifactView['nydus']>): Html {
+  const parts =
+    n.chunks !== undefined
+      ? [`RAFS v${n.rafs}`, `${n.chunks} chunks in ${n.blobs} blob${n.blobs === 1 ? '' : 's'}`]
+      : ['bootstrap not readable'];
+  return html`<small class="nydus-facts">${parts.join(' · ')} · ${
+    n.trace ? html`<span class="badge ok">prefetch trace</span>` : html`<span class="badge none">no prefetch trace</span>`
+  }</small>`;
+}
+
 export function artifactsTable(artifacts: ArtifactView[]): Html {
-  const allTags = new Set(artifacts.flatMap((a) => a.tags));
+  const byTag = new Map(artifacts.flatMap((a) => a.tags.map((t) => [t, a] as const)));
   const tagCell = (t: string): Html => {
+    const self = byTag.get(t);
+    if (self?.nydus) return html`<li><code>${t}</code> <span class="badge nydus">Nydus</span> ${nydusFacts(self.nydus)}</li>`;
+    // e.g. a merged index (its Nydus entry is a manifest of its own)
     if (t.endsWith('-nydus')) return html`<li><code>${t}</code> <span class="badge nydus">Nydus</span></li>`;
-    const nydus = `${t}-nydus`;
+    const accel = byTag.get(`${t}-nydus`);
     return html`<li><code>${t}</code> ${
-      allTags.has(nydus)
-        ? html`<span class="badge ok">accelerated: <code>${nydus}</code></span>`
+      accel
+        ? html`<span class="badge ok">accelerated: <code>${t}-nydus</code></span>${accel.nydus ? html` ${nydusFacts(accel.nydus)}` : ''}`
         : html`<span class="badge none">not accelerated</span>`
     }</li>`;
   };

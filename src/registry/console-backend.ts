@@ -29,6 +29,8 @@ import { isValidName } from './names.js';
 import type { ConsoleConversions } from './console-conversions.js';
 import type { ConsoleP2p } from './console-p2p.js';
 import { latestBenchReport } from './console-bench.js';
+import { bootstrapLayerOf, type ConsoleNydus } from './console-nydus.js';
+import { PREFETCH_TRACE_ARTIFACT_TYPE } from '../oci/index.js';
 
 export interface ConsoleBackendDeps {
   meta: RegistryMetadata;
@@ -39,6 +41,8 @@ export interface ConsoleBackendDeps {
   conversions: ConsoleConversions;
   /** The P2P scheduler's overview and preheat jobs (console.scheduler). */
   p2p: ConsoleP2p;
+  /** Reads Nydus bootstraps for the artifacts page (chunk counts); without it they are not shown. */
+  nydus?: ConsoleNydus | undefined;
   /** Where `ferry bench` reports are (console.benchDir). */
   benchDir?: string | undefined;
 }
@@ -174,7 +178,11 @@ export class RegistryConsoleBackend implements ConsoleBackend {
   async artifacts(v: Viewer, repo: string): Promise<ArtifactView[]> {
     if (!isValidName(repo) || !(await this.#d.auth.allowed(principalOf(v), repo)).has('pull')) throw notFound(`repository ${repo}`);
     const out: ArtifactView[] = [];
-    for (const m of await this.#d.meta.listManifests(repo)) {
+    const manifests = await this.#d.meta.listManifests(repo);
+    const traced = new Set(manifests.filter((m) => m.artifactType === PREFETCH_TRACE_ARTIFACT_TYPE && m.subject).map((m) => m.subject));
+    for (const m of manifests) {
+      const isNydus = bootstrapLayerOf(m.body) !== undefined;
+      const facts = isNydus && this.#d.nydus ? await this.#d.nydus.of(m.body) : undefined;
       out.push({
         digest: m.digest,
         mediaType: m.mediaType,
@@ -182,6 +190,7 @@ export class RegistryConsoleBackend implements ConsoleBackend {
         pushedAt: m.createdAt,
         tags: await this.#d.meta.tagsOf(repo, m.digest),
         ...(m.subject ? { subject: m.subject } : {}),
+        ...(isNydus ? { nydus: { ...facts, trace: traced.has(m.digest) } } : {}),
       });
     }
     if (out.length === 0) throw notFound(`repository ${repo}`);

@@ -24,6 +24,7 @@ import { Console, isConsolePath } from '../console/index.js';
 import { RegistryConsoleBackend } from './console-backend.js';
 import { ConsoleConversions } from './console-conversions.js';
 import { ConsoleP2p } from './console-p2p.js';
+import { ConsoleNydus } from './console-nydus.js';
 import type { AccelClient } from '../accel/client.js';
 
 export interface RegistryServerDeps {
@@ -126,6 +127,7 @@ export class RegistryServer {
         log: deps.log,
         conversions: new ConsoleConversions({ auth: deps.auth, audit: deps.audit, accel: deps.accel }),
         p2p: deps.p2p ?? new ConsoleP2p(undefined),
+        nydus: new ConsoleNydus(deps.store, deps.log),
         benchDir: deps.benchDir,
       }),
       log: deps.log,

@@ -236,9 +236,33 @@ describe('web console in headless Chromium against ferry registry', () => {
     await page.click('text=team/busybox');
     const table = (await page.textContent('#artifacts')) ?? '';
     assert.match(table, /v1\s*accelerated: v1-nydus/);
-    assert.match(table, /v1-nydus\s*Nydus/);
+    assert.match(table, /v1-nydus\s*Nydus\s*RAFS v6 · [1-9]\d* chunks in [1-9]\d* blobs? · no prefetch trace/);
     assert.ok(
       (await page.locator('code.digest').evaluateAll((els) => els.map((e) => e.getAttribute('title')))).includes(img.manifestDigest),
+    );
+    // a prefetch trace attached with `ferry trace push` (the robot's credentials from its config.json) shows up
+    const nydusRes = await fetch(`${reg.url}/v2/team/busybox/manifests/v1-nydus`, {
+      headers: { accept: 'application/vnd.oci.image.manifest.v1+json', authorization: `Basic ${auth}` },
+    });
+    assert.equal(nydusRes.status, 200);
+    const nydusManifest = (await nydusRes.json()) as { layers: Array<{ digest: string; annotations?: Record<string, string> }> };
+    const dataBlobs = nydusManifest.layers
+      .filter((l) => l.annotations?.['containerd.io/snapshot/nydus-bootstrap'] !== 'true')
+      .map((l) => l.digest.slice('sha256:'.length));
+    const traceFile = join(work, 'trace.json');
+    await writeFile(traceFile, JSON.stringify({ schemaVersion: 1, blobs: dataBlobs, chunks: [[0, 0]] }));
+    const pushed = await exec(
+      process.execPath,
+      [FERRY_BIN, 'trace', 'push', '--plain-http', '--file', traceFile, `${host}/team/busybox:v1-nydus`],
+      {
+        env: { ...process.env, DOCKER_CONFIG: dockerConfig },
+      },
+    );
+    assert.equal(pushed.code, 0, pushed.stderr);
+    await page.reload();
+    assert.match(
+      (await page.textContent('#artifacts')) ?? '',
+      /v1-nydus\s*Nydus\s*RAFS v6 · [1-9]\d* chunks in [1-9]\d* blobs? · prefetch trace/,
     );
     await shot('repository');
     // The project: its quota usage and the webhook policy's delivery of the push, never its auth header.
