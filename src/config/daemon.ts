@@ -56,6 +56,15 @@ const backendConfigSchema = z.strictObject({
   alt_dirs: z.array(z.string()).optional(),
 });
 
+/**
+ * Default largest ELF file of a mount's start-up set (daemon/startup-prefetch) fetched whole (bytes; 0 = only the loader's reads):
+ * a program starting up faults in pages scattered over its own and its libraries' code and
+ * read-only data (a cold python start: ~90 single-chunk reads over python3.11, libc, libm and the
+ * loader, one after another); fetched whole, as a few large requests in flight at once while the
+ * container is still being set up, they cost bytes instead of round trips.
+ */
+export const DEFAULT_STARTUP_WHOLE_ELF = 8 * 1024 * 1024;
+
 export const daemonConfigSchema = z.strictObject({
   device: z
     .strictObject({
@@ -99,6 +108,8 @@ export const daemonConfigSchema = z.strictObject({
       miss_window: size.default(128 * 1024),
       /** prefetch and read-ahead requests in flight at once per mount (on-demand reads never wait) */
       fetch_concurrency: z.number().int().min(1).max(64).default(4),
+      /** ELF files of a mount's start-up set up to this size are fetched whole at mount (daemon/startup-prefetch); 0 = only the loader's reads */
+      startup_whole_elf: size.default(DEFAULT_STARTUP_WHOLE_ELF),
       /**
        * requests through a P2P proxy are cut at multiples of this (bytes; 0 = not cut): set it to the
        * peers' `download.rangeGrid`, so every request is one whole-cell range task all nodes share
@@ -118,6 +129,7 @@ export const daemonConfigSchema = z.strictObject({
       merge_gap: 32 * 1024,
       miss_window: 128 * 1024,
       fetch_concurrency: 4,
+      startup_whole_elf: DEFAULT_STARTUP_WHOLE_ELF,
       p2p_range_grid: 0,
       cache_quota: 0,
       cache_gc_interval: 30_000,

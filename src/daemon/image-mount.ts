@@ -35,6 +35,7 @@ import {
 import { BlobViewFs, RafsFs, readFileRange } from './rafs-fs.js';
 import { ciTableForThreads } from './fast-path.js';
 import { startupRanges, type FileRange } from './startup-prefetch.js';
+import { DEFAULT_STARTUP_WHOLE_ELF } from '../config/daemon.js';
 import { REDACTED_AUTH, type MountInfo, type MountRequest, type PrefetchTrace } from './protocol.js';
 import type { CredentialSource } from '../remote/index.js';
 import { traceByBlob, traceOf } from '../oci/index.js';
@@ -50,6 +51,8 @@ export interface ImageMountOptions {
   mergeGap?: number;
   missWindow?: number;
   fetchConcurrency?: number;
+  /** ELF files of the start-up set up to this size are fetched whole (daemon/startup-prefetch; default config's DEFAULT_STARTUP_WHOLE_ELF) */
+  startupWholeElf?: number;
   /** requests through a P2P proxy cut at this grid (the peers' range-task grid; 0 = not cut) */
   p2pRangeGrid?: number;
   requestTimeoutMs: number;
@@ -554,6 +557,7 @@ export class ImageMount {
         hint,
         onFile,
         this.log,
+        this.o.startupWholeElf ?? DEFAULT_STARTUP_WHOLE_ELF,
       );
       this.log.info({ command: hint.argv[0], files, bytes, ms: Date.now() - t0 }, 'startup prefetch queued');
     } catch (err) {

@@ -102,7 +102,11 @@ test('startup prefetch: command through PATH, symlinks and #! env; loader, RUNPA
       join(root, 'opt/app/bin/app'),
       elf({ interp: '/lib64/ld-linux-x86-64.so.2', needed: ['libapp.so', 'libc.so.6'], runpath: '$ORIGIN/../lib' }),
     );
-    writeFileSync(join(root, 'opt/app/lib/libapp.so'), elf({ needed: ['libc.so.6', 'libmissing.so'] }));
+    // 4 KiB bigger than the other ELF files (0x3800 bytes): over the whole-file limit below
+    writeFileSync(
+      join(root, 'opt/app/lib/libapp.so'),
+      Buffer.concat([elf({ needed: ['libc.so.6', 'libmissing.so'] }), Buffer.alloc(0x1000)]),
+    );
     writeFileSync(join(root, 'lib/x86_64-linux-gnu/libc.so.6'), elf({ needed: [] }));
     writeFileSync(join(root, 'lib/x86_64-linux-gnu/ld-2.36.so'), elf({ needed: [] }));
     symlinkSync('../lib/x86_64-linux-gnu/ld-2.36.so', join(root, 'lib64/ld-linux-x86-64.so.2'));
@@ -150,6 +154,22 @@ test('startup prefetch: command through PATH, symlinks and #! env; loader, RUNPA
       'headers+tables segment and the data segment, not the code',
     );
     assert.ok(!reads.includes('etc/big'));
+
+    // ELF files up to the whole-file limit: fetched whole, after every file's loader ranges
+    const all: FileRange[] = [];
+    await startupRanges(bs, read, { argv: ['run.sh'], env: ['PATH=/usr/local/bin:/usr/bin'] }, (r) => all.push(...r), undefined, 0x3800);
+    const loaderPart = all.slice(0, got.length);
+    assert.deepEqual(loaderPart, got, 'the loader ranges come first, as without the limit');
+    assert.deepEqual(
+      all.slice(got.length).map((r) => [r.path, r.offset, r.length]),
+      [
+        ['/usr/bin/env', 0, 0x3800],
+        ['/opt/app/bin/app', 0, 0x3800],
+        ['/lib/x86_64-linux-gnu/ld-2.36.so', 0, 0x3800],
+        ['/lib/x86_64-linux-gnu/libc.so.6', 0, 0x3800],
+      ],
+      'each ELF file up to the limit whole, in the order found; libapp.so (0x4800) and the script are not',
+    );
 
     // no command, an unknown command, a directory: nothing, no error
     assert.equal(await startupRanges(bs, read, { argv: ['nope'] }, () => assert.fail('no ranges')), 0);

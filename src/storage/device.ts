@@ -172,10 +172,12 @@ const TRACE_WINDOW_MS = 30_000;
 interface FetchPurpose {
   readonly prefetch: boolean;
   readonly record: boolean;
+  /** what the request is for, in the debug log of every backend request (`fetch`) */
+  readonly kind: 'read' | 'read-ahead' | 'prefetch';
 }
-const ON_DEMAND: FetchPurpose = { prefetch: false, record: true };
+const ON_DEMAND: FetchPurpose = { prefetch: false, record: true, kind: 'read' };
 /** Asynchronous read-ahead of a sequential stream: not a reader's wait, recorded like the read it follows. */
-const READ_AHEAD: FetchPurpose = { prefetch: false, record: true };
+const READ_AHEAD: FetchPurpose = { prefetch: false, record: true, kind: 'read-ahead' };
 
 export class StorageDevice {
   readonly stats: DeviceStats = {
@@ -220,7 +222,8 @@ export class StorageDevice {
       clock: this.clock,
       reading: () => this.onDemand > 0,
       layout: (s) => s.layout,
-      fetch: (s, batch, opts) => this.ensure(s, batch, { prefetch: true, record: opts.record === true }, (missing) => [missing]),
+      fetch: (s, batch, opts) =>
+        this.ensure(s, batch, { prefetch: true, record: opts.record === true, kind: 'prefetch' }, (missing) => [missing]),
       idOf: (s) => s.blob.blobId,
     });
   }
@@ -550,6 +553,10 @@ export class StorageDevice {
     const start = group[0]!.compressedOffset;
     const last = group[group.length - 1]!;
     const len = last.compressedOffset + last.compressedSize - start;
+    this.log.debug(
+      { blob: s.blob.blobId, offset: start, length: len, chunks: group.length, first: group[0]!.chunkIndex, kind: why.kind },
+      'fetch',
+    );
     let prepFailed = false;
     ready.catch(() => {
       if (!prepFailed) this.stats.backendErrors++;
