@@ -71,7 +71,7 @@ async function main(): Promise<void> {
   const daemon = new Daemon({
     log,
     dataDir: join(dir, 'data'),
-    ...(whole !== undefined ? { config: { ferry: { startup_whole_elf: Number(whole) } } } : {}),
+    ...(whole !== undefined ? { config: { ferry: { whole_elf: Number(whole) } } } : {}),
   });
   try {
     const src = join(dir, 'src');

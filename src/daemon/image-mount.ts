@@ -35,7 +35,12 @@ import {
 import { BlobViewFs, RafsFs, readFileRange } from './rafs-fs.js';
 import { ciTableForThreads } from './fast-path.js';
 import { startupRanges, type FileRange } from './startup-prefetch.js';
-import { DEFAULT_STARTUP_WHOLE_ELF } from '../config/daemon.js';
+import { DEFAULT_WHOLE_ELF, DEFAULT_WHOLE_FILE, DEFAULT_WHOLE_SO } from '../config/daemon.js';
+
+/** Tree entries walked between two turns of the event loop when marking whole files. */
+const WALK_SLICE = 256;
+/** A shared object's name: `*.so`, `*.so.N[.M…]`. */
+const SHARED_OBJECT = /\.so(\.\d+)*$/;
 import { REDACTED_AUTH, type MountInfo, type MountRequest, type PrefetchTrace } from './protocol.js';
 import type { CredentialSource } from '../remote/index.js';
 import { traceByBlob, traceOf } from '../oci/index.js';
@@ -51,8 +56,12 @@ export interface ImageMountOptions {
   mergeGap?: number;
   missWindow?: number;
   fetchConcurrency?: number;
-  /** ELF files of the start-up set up to this size are fetched whole (daemon/startup-prefetch; default config's DEFAULT_STARTUP_WHOLE_ELF) */
-  startupWholeElf?: number;
+  /** ELF files of the start-up set up to this size are fetched whole (daemon/startup-prefetch; default config's DEFAULT_WHOLE_ELF) */
+  wholeElf?: number;
+  /** shared objects up to this size are fetched whole when their first chunk is read (default config's DEFAULT_WHOLE_SO) */
+  wholeSo?: number;
+  /** other files up to this size are fetched whole when their first chunk is read (default config's DEFAULT_WHOLE_FILE) */
+  wholeFile?: number;
   /** requests through a P2P proxy cut at this grid (the peers' range-task grid; 0 = not cut) */
   p2pRangeGrid?: number;
   requestTimeoutMs: number;
@@ -245,6 +254,8 @@ export class ImageMount {
   readonly req: MountRequest;
   activeMode: 'erofs' | 'fuse' = 'fuse';
   private device!: StorageDevice;
+  /** set when teardown starts: background work of the mount (marking whole files) stops */
+  private tornDown = false;
   private fuse: FuseSession | null = null;
   private view: FuseSession | null = null;
   private loops: string[] = [];
@@ -364,6 +375,7 @@ export class ImageMount {
     // ready: the chunks an earlier start read (a prefetch trace), else the command's loader reads.
     if (this.req.trace) this.prefetchTrace(this.req.trace);
     else if (this.req.startup) void this.prefetchStartup(bs, this.req.startup);
+    void this.markWholeFiles(bs);
     const want = this.req.mode ?? this.o.defaultMode;
     if (want === 'erofs' && bs.version === 6) {
       try {
@@ -541,6 +553,43 @@ export class ImageMount {
     this.log.info({ chunks: n, blobs: list.length }, 'trace prefetch queued');
   }
 
+  /**
+   * Marks the files fetched whole when a read misses their first chunk (the device's
+   * `setWholeFiles`): shared objects up to `wholeSo` bytes, other files up to `wholeFile`, files of
+   * one chunk left out. Walking the tree is not on the mount's critical path: it runs after the
+   * mount, yielding to the event loop every WALK_SLICE entries; until it is done nothing is whole.
+   */
+  private async markWholeFiles(bs: RafsBootstrap): Promise<void> {
+    const elf = this.o.wholeSo ?? DEFAULT_WHOLE_SO;
+    const other = this.o.wholeFile ?? DEFAULT_WHOLE_FILE;
+    if (elf <= 0 && other <= 0) return;
+    const dev = this.device;
+    const per = new Map<string, Map<number, number[]>>();
+    let n = 0;
+    try {
+      for (const e of bs.walk()) {
+        if (++n % WALK_SLICE === 0) await new Promise((r) => setImmediate(r));
+        if (this.tornDown) return;
+        const { mode, size } = e.stat;
+        if ((mode & S_IFMT) !== S_IFREG || size === 0 || size > Math.max(elf, other)) continue;
+        if (size > (SHARED_OBJECT.test(e.path) ? elf : other)) continue;
+        const chunks = bs.chunks(e.ino);
+        if (chunks.length < 2 || chunks.some((c) => c.blobId !== chunks[0]!.blobId)) continue;
+        let m = per.get(chunks[0]!.blobId);
+        if (!m) per.set(chunks[0]!.blobId, (m = new Map()));
+        m.set(
+          chunks[0]!.chunkIndex,
+          chunks.map((c) => c.chunkIndex),
+        );
+      }
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'marking whole files failed (reads fetch only what they touch)');
+      return;
+    }
+    for (const [blobId, files] of per) dev.setWholeFiles(blobId, files);
+    this.log.debug({ blobs: per.size, files: [...per.values()].reduce((a, m) => a + m.size, 0) }, 'whole files marked');
+  }
+
   private async prefetchStartup(bs: RafsBootstrap, hint: NonNullable<MountRequest['startup']>): Promise<void> {
     const t0 = Date.now();
     let bytes = 0;
@@ -557,7 +606,7 @@ export class ImageMount {
         hint,
         onFile,
         this.log,
-        this.o.startupWholeElf ?? DEFAULT_STARTUP_WHOLE_ELF,
+        this.o.wholeElf ?? DEFAULT_WHOLE_ELF,
       );
       this.log.info({ command: hint.argv[0], files, bytes, ms: Date.now() - t0 }, 'startup prefetch queued');
     } catch (err) {
@@ -566,6 +615,7 @@ export class ImageMount {
   }
 
   async teardown(): Promise<void> {
+    this.tornDown = true;
     // a startup prefetch still reading headers fails its reads once the device closes
     if (this.fuse) {
       await this.fuse.unmount();

@@ -9,7 +9,7 @@
  * a few merged requests while containerd and runc still set the container up, instead of page
  * fault by page fault afterwards. Which code and read-only pages a program touches cannot be known
  * here, but they are scattered all over the file (a cold python start faults ~90 of them in, one
- * round trip each): ELF files up to a size (`ferry.startup_whole_elf`, default 8 MiB) are then
+ * round trip each): ELF files up to a size (`ferry.whole_elf`, default 8 MiB) are then
  * fetched whole, after every file's loader reads.
  *
  * Every step is best effort: a missing file, a non-ELF, an unreadable header ends that branch.
