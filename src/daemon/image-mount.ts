@@ -256,6 +256,8 @@ export class ImageMount {
   private device!: StorageDevice;
   /** set when teardown starts: background work of the mount (marking whole files) stops */
   private tornDown = false;
+  /** files marked to be fetched whole (`markWholeFiles`), once it is done */
+  private wholeFilesMarked: number | undefined;
   private fuse: FuseSession | null = null;
   private view: FuseSession | null = null;
   private loops: string[] = [];
@@ -510,6 +512,7 @@ export class ImageMount {
         digestMismatches: s?.digestMismatches ?? 0,
         prefetchedBytes: s?.prefetchedBytes ?? 0,
         fuseRequests: fuseReq(this.fuse) + fuseReq(this.view) + (this.fuse?.stats.fastRequests ?? 0),
+        ...(this.wholeFilesMarked !== undefined ? { wholeFiles: this.wholeFilesMarked } : {}),
       },
     };
   }
@@ -562,7 +565,10 @@ export class ImageMount {
   private async markWholeFiles(bs: RafsBootstrap): Promise<void> {
     const elf = this.o.wholeSo ?? DEFAULT_WHOLE_SO;
     const other = this.o.wholeFile ?? DEFAULT_WHOLE_FILE;
-    if (elf <= 0 && other <= 0) return;
+    if (elf <= 0 && other <= 0) {
+      this.wholeFilesMarked = 0;
+      return;
+    }
     const dev = this.device;
     const per = new Map<string, Map<number, number[]>>();
     let n = 0;
@@ -587,7 +593,8 @@ export class ImageMount {
       return;
     }
     for (const [blobId, files] of per) dev.setWholeFiles(blobId, files);
-    this.log.debug({ blobs: per.size, files: [...per.values()].reduce((a, m) => a + m.size, 0) }, 'whole files marked');
+    this.wholeFilesMarked = [...per.values()].reduce((a, m) => a + m.size, 0);
+    this.log.debug({ blobs: per.size, files: this.wholeFilesMarked }, 'whole files marked');
   }
 
   private async prefetchStartup(bs: RafsBootstrap, hint: NonNullable<MountRequest['startup']>): Promise<void> {
