@@ -17,7 +17,7 @@ import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import pino from 'pino';
 import { debootstrapRootfs } from '../../src/bench/env/index.js';
-import { findWorkload } from '../../src/bench/workloads.js';
+import { findWorkload } from '../../src/bench/index.js';
 import { buildLayer } from '../../src/builder/index.js';
 import { DEFAULT_CONVERT_CHUNK_SIZE } from '../../src/config/accel.js';
 import { Daemon } from '../../src/daemon/index.js';

@@ -36,11 +36,7 @@ import { BlobViewFs, RafsFs, readFileRange } from './rafs-fs.js';
 import { ciTableForThreads } from './fast-path.js';
 import { startupRanges, type FileRange } from './startup-prefetch.js';
 import { DEFAULT_WHOLE_ELF, DEFAULT_WHOLE_FILE, DEFAULT_WHOLE_SO } from '../config/daemon.js';
-
-/** Tree entries walked between two turns of the event loop when marking whole files. */
-const WALK_SLICE = 256;
-/** A shared object's name: `*.so`, `*.so.N[.M…]`. */
-const SHARED_OBJECT = /\.so(\.\d+)*$/;
+import { wholeFiles } from './whole-files.js';
 import { REDACTED_AUTH, type MountInfo, type MountRequest, type PrefetchTrace } from './protocol.js';
 import type { CredentialSource } from '../remote/index.js';
 import { traceByBlob, traceOf } from '../oci/index.js';
@@ -56,12 +52,8 @@ export interface ImageMountOptions {
   mergeGap?: number;
   missWindow?: number;
   fetchConcurrency?: number;
-  /** ELF files of the start-up set up to this size are fetched whole (daemon/startup-prefetch; default config's DEFAULT_WHOLE_ELF) */
-  wholeElf?: number;
-  /** shared objects up to this size are fetched whole when their first chunk is read (default config's DEFAULT_WHOLE_SO) */
-  wholeSo?: number;
-  /** other files up to this size are fetched whole when their first chunk is read (default config's DEFAULT_WHOLE_FILE) */
-  wholeFile?: number;
+  /** size limits of files fetched whole: the start-up set's ELF files, and at their first read shared objects and other files (default: config/daemon's) */
+  whole?: { elf: number; so: number; file: number };
   /** requests through a P2P proxy cut at this grid (the peers' range-task grid; 0 = not cut) */
   p2pRangeGrid?: number;
   requestTimeoutMs: number;
@@ -254,9 +246,8 @@ export class ImageMount {
   readonly req: MountRequest;
   activeMode: 'erofs' | 'fuse' = 'fuse';
   private device!: StorageDevice;
-  /** set when teardown starts: background work of the mount (marking whole files) stops */
+  /** teardown started (marking whole files stops) / files marked whole, once done */
   private tornDown = false;
-  /** files marked to be fetched whole (`markWholeFiles`), once it is done */
   private wholeFilesMarked: number | undefined;
   private fuse: FuseSession | null = null;
   private view: FuseSession | null = null;
@@ -556,45 +547,15 @@ export class ImageMount {
     this.log.info({ chunks: n, blobs: list.length }, 'trace prefetch queued');
   }
 
-  /**
-   * Marks the files fetched whole when a read misses their first chunk (the device's
-   * `setWholeFiles`): shared objects up to `wholeSo` bytes, other files up to `wholeFile`, files of
-   * one chunk left out. Walking the tree is not on the mount's critical path: it runs after the
-   * mount, yielding to the event loop every WALK_SLICE entries; until it is done nothing is whole.
-   */
+  /** Marks the files a read fetches whole at their first chunk (daemon/whole-files), after the mount is up. */
   private async markWholeFiles(bs: RafsBootstrap): Promise<void> {
-    const elf = this.o.wholeSo ?? DEFAULT_WHOLE_SO;
-    const other = this.o.wholeFile ?? DEFAULT_WHOLE_FILE;
-    if (elf <= 0 && other <= 0) {
-      this.wholeFilesMarked = 0;
-      return;
-    }
-    const dev = this.device;
-    const per = new Map<string, Map<number, number[]>>();
-    let n = 0;
-    try {
-      for (const e of bs.walk()) {
-        if (++n % WALK_SLICE === 0) await new Promise((r) => setImmediate(r));
-        if (this.tornDown) return;
-        const { mode, size } = e.stat;
-        if ((mode & S_IFMT) !== S_IFREG || size === 0 || size > Math.max(elf, other)) continue;
-        if (size > (SHARED_OBJECT.test(e.path) ? elf : other)) continue;
-        const chunks = bs.chunks(e.ino);
-        if (chunks.length < 2 || chunks.some((c) => c.blobId !== chunks[0]!.blobId)) continue;
-        let m = per.get(chunks[0]!.blobId);
-        if (!m) per.set(chunks[0]!.blobId, (m = new Map()));
-        m.set(
-          chunks[0]!.chunkIndex,
-          chunks.map((c) => c.chunkIndex),
-        );
-      }
-    } catch (err) {
+    const limits = { so: this.o.whole?.so ?? DEFAULT_WHOLE_SO, other: this.o.whole?.file ?? DEFAULT_WHOLE_FILE };
+    const per = await wholeFiles(bs, limits, () => this.tornDown).catch((err: unknown) => {
       this.log.warn({ err: (err as Error).message }, 'marking whole files failed (reads fetch only what they touch)');
-      return;
-    }
-    for (const [blobId, files] of per) dev.setWholeFiles(blobId, files);
-    this.wholeFilesMarked = [...per.values()].reduce((a, m) => a + m.size, 0);
-    this.log.debug({ blobs: per.size, files: this.wholeFilesMarked }, 'whole files marked');
+      return undefined;
+    });
+    for (const [blobId, files] of per ?? []) this.device.setWholeFiles(blobId, files);
+    if (per) this.wholeFilesMarked = [...per.values()].reduce((a, m) => a + m.size, 0);
   }
 
   private async prefetchStartup(bs: RafsBootstrap, hint: NonNullable<MountRequest['startup']>): Promise<void> {
@@ -613,7 +574,7 @@ export class ImageMount {
         hint,
         onFile,
         this.log,
-        this.o.wholeElf ?? DEFAULT_WHOLE_ELF,
+        this.o.whole?.elf ?? DEFAULT_WHOLE_ELF,
       );
       this.log.info({ command: hint.argv[0], files, bytes, ms: Date.now() - t0 }, 'startup prefetch queued');
     } catch (err) {
