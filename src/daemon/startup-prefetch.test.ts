@@ -12,7 +12,7 @@ import { resolveInImage, startupRanges, type FileRange } from './startup-prefetc
  * A minimal x86-64 ELF: R segment [0, 0x1000) holding headers, .interp and the dynamic strings;
  * RX [0x1000, 0x3000); RW [0x3000, 0x3800) holding the dynamic section.
  */
-function elf(opts: { interp?: string; needed: string[]; runpath?: string }): Buffer {
+function elf(opts: { interp?: string; needed: string[]; runpath?: string; static?: boolean }): Buffer {
   const f = Buffer.alloc(0x3800);
   f.writeUInt32BE(0x7f454c46, 0);
   f[4] = 2;
@@ -29,8 +29,8 @@ function elf(opts: { interp?: string; needed: string[]; runpath?: string }): Buf
     [1, 4, 0, 0, 0x1000],
     [1, 5, 0x1000, 0x1000, 0x2000],
     [1, 6, 0x3000, 0x13000, 0x800],
-    [2, 6, 0x3000, 0x13000, 0x100],
   ];
+  if (!opts.static) ph.push([2, 6, 0x3000, 0x13000, 0x100]);
   if (opts.interp) ph.push([3, 4, 0x238, 0x238, opts.interp.length + 1]);
   f.writeUInt16LE(ph.length, 56);
   ph.forEach(([type, flags, off, vaddr, size], i) => {
@@ -114,6 +114,7 @@ test('startup prefetch: command through PATH, symlinks and #! env; loader, RUNPA
     writeFileSync(join(root, 'usr/local/bin/run.sh'), '#!/usr/bin/env app\nhello\n');
     writeFileSync(join(root, 'usr/bin/env'), elf({ interp: '/lib64/ld-linux-x86-64.so.2', needed: ['libc.so.6'] }));
     writeFileSync(join(root, 'etc/big'), Buffer.alloc(100_000));
+    writeFileSync(join(root, 'usr/bin/static'), elf({ needed: [], static: true }));
     for (const f of ['opt/app/bin/app', 'usr/local/bin/run.sh', 'usr/bin/env']) chmodSync(join(root, f), 0o755);
     mkdirSync(join(dir, 'blobs'));
     const built = await buildLayer({ source: { dir: root }, blobDir: join(dir, 'blobs'), chunkSize: 0x1000 });
@@ -169,6 +170,16 @@ test('startup prefetch: command through PATH, symlinks and #! env; loader, RUNPA
         ['/lib/x86_64-linux-gnu/libc.so.6', 0, 0x3800],
       ],
       'each ELF file up to the limit whole, in the order found; libapp.so (0x4800) and the script are not',
+    );
+    const st: FileRange[] = [];
+    await startupRanges(bs, read, { argv: ['/usr/bin/static'] }, (r) => st.push(...r), undefined, 0x3800);
+    assert.deepEqual(
+      st.map((r) => [r.path, r.offset, r.length]),
+      [
+        ['/usr/bin/static', 0, 0x1000],
+        ['/usr/bin/static', 0x3000, 0x800],
+      ],
+      'a static binary (no PT_DYNAMIC): its loader ranges, never whole',
     );
 
     // no command, an unknown command, a directory: nothing, no error

@@ -9,8 +9,8 @@
  * a few merged requests while containerd and runc still set the container up, instead of page
  * fault by page fault afterwards. Which code and read-only pages a program touches cannot be known
  * here, but they are scattered all over the file (a cold python start faults ~90 of them in, one
- * round trip each): ELF files up to a size (`ferry.whole_elf`, default 8 MiB) are then
- * fetched whole, after every file's loader reads.
+ * round trip each): dynamically linked ELF files up to a size (`ferry.whole_elf`, default
+ * 8 MiB) are then fetched whole, after every file's loader reads.
  *
  * Every step is best effort: a missing file, a non-ELF, an unreadable header ends that branch.
  */
@@ -104,7 +104,8 @@ function dirname(p: string): string {
 
 /**
  * The file ranges the start of `hint`'s command will read, file by file as they are found; then,
- * once every file is known, each ELF file of at most `wholeElfMax` bytes whole (its own `onFile`
+ * once every file is known, each dynamically linked ELF file (with a PT_DYNAMIC segment: not a
+ * static binary) of at most `wholeElfMax` bytes whole (its own `onFile`
  * call, in the order found), so that the loader's reads of all files are queued before any whole
  * file.
  */
@@ -160,7 +161,8 @@ export async function startupRanges(
         .filter((r) => r.length > 0);
       onFile(ranges);
       files++;
-      if (size <= wholeElfMax) elves.push({ ...f, size });
+      // a static binary is left out: a multi-call one (busybox) runs one applet of hundreds
+      if (size <= wholeElfMax && h.segments.some((s) => s.type === PT_DYNAMIC)) elves.push({ ...f, size });
       const interp = interpSegment(h);
       if (interp) push(resolveInImage(bs, cString(await read(f.ino, interp.offset, interp.filesz), 0)));
       const dynSeg = h.segments.find((s) => s.type === PT_DYNAMIC && s.filesz > 0 && s.filesz < 1 << 20);
