@@ -56,6 +56,28 @@ const backendConfigSchema = z.strictObject({
   alt_dirs: z.array(z.string()).optional(),
 });
 
+/**
+ * Default largest ELF file of a mount's start-up set fetched whole at mount (bytes; 0 = only the
+ * loader's reads; daemon/startup-prefetch). A program starting up faults in pages scattered over
+ * its own and its libraries' code and read-only data (a cold python start: ~90 single-chunk reads
+ * over python3.11, libc, libm and the loader, one after another); fetched whole, as a few large
+ * requests in flight at once while the container is set up, they cost bytes instead of round trips.
+ */
+export const DEFAULT_WHOLE_ELF = 8 * 1024 * 1024;
+/**
+ * Default largest other file fetched whole when its first chunk is read (bytes; 0 = none): a file
+ * read from its start is almost always read to its end (python's .pyc files: 2–3 requests each
+ * otherwise, one after another).
+ */
+export const DEFAULT_WHOLE_FILE = 256 * 1024;
+/**
+ * Default largest shared object (`*.so`, `*.so.N`) fetched whole when its first chunk is read (a
+ * dlopen; bytes; 0 = none). Smaller than the start-up set's limit: these are loaded while the
+ * program runs, and a big library a program barely touches (numpy's liblapack, 4 MB compressed)
+ * costs more link time whole than its page faults cost round trips.
+ */
+export const DEFAULT_WHOLE_SO = 2 * 1024 * 1024;
+
 export const daemonConfigSchema = z.strictObject({
   device: z
     .strictObject({
@@ -99,6 +121,12 @@ export const daemonConfigSchema = z.strictObject({
       miss_window: size.default(128 * 1024),
       /** prefetch and read-ahead requests in flight at once per mount (on-demand reads never wait) */
       fetch_concurrency: z.number().int().min(1).max(64).default(4),
+      /** ELF files of a mount's start-up set up to this size are fetched whole at mount (DEFAULT_WHOLE_ELF); 0 = only the loader's reads */
+      whole_elf: size.default(DEFAULT_WHOLE_ELF),
+      /** shared objects up to this size are fetched whole when their first chunk is read (DEFAULT_WHOLE_SO); 0 = none */
+      whole_so: size.default(DEFAULT_WHOLE_SO),
+      /** other files up to this size are fetched whole when their first chunk is read (DEFAULT_WHOLE_FILE); 0 = none */
+      whole_file: size.default(DEFAULT_WHOLE_FILE),
       /**
        * requests through a P2P proxy are cut at multiples of this (bytes; 0 = not cut): set it to the
        * peers' `download.rangeGrid`, so every request is one whole-cell range task all nodes share
@@ -118,6 +146,9 @@ export const daemonConfigSchema = z.strictObject({
       merge_gap: 32 * 1024,
       miss_window: 128 * 1024,
       fetch_concurrency: 4,
+      whole_elf: DEFAULT_WHOLE_ELF,
+      whole_so: DEFAULT_WHOLE_SO,
+      whole_file: DEFAULT_WHOLE_FILE,
       p2p_range_grid: 0,
       cache_quota: 0,
       cache_gc_interval: 30_000,

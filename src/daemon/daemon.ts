@@ -224,6 +224,7 @@ export class Daemon implements LazyFs {
         mergeGap: c.ferry.merge_gap,
         missWindow: c.ferry.miss_window,
         fetchConcurrency: c.ferry.fetch_concurrency,
+        whole: { elf: c.ferry.whole_elf, so: c.ferry.whole_so, file: c.ferry.whole_file },
         p2pRangeGrid: c.ferry.p2p_range_grid,
         requestTimeoutMs: c.device.backend?.config.timeout ?? 5000,
         retries: c.device.backend?.config.retry_limit ?? 2,

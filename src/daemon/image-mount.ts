@@ -35,6 +35,8 @@ import {
 import { BlobViewFs, RafsFs, readFileRange } from './rafs-fs.js';
 import { ciTableForThreads } from './fast-path.js';
 import { startupRanges, type FileRange } from './startup-prefetch.js';
+import { DEFAULT_WHOLE_ELF, DEFAULT_WHOLE_FILE, DEFAULT_WHOLE_SO } from '../config/daemon.js';
+import { wholeFiles } from './whole-files.js';
 import { REDACTED_AUTH, type MountInfo, type MountRequest, type PrefetchTrace } from './protocol.js';
 import type { CredentialSource } from '../remote/index.js';
 import { traceByBlob, traceOf } from '../oci/index.js';
@@ -50,6 +52,8 @@ export interface ImageMountOptions {
   mergeGap?: number;
   missWindow?: number;
   fetchConcurrency?: number;
+  /** size limits of files fetched whole: the start-up set's ELF files, and at their first read shared objects and other files (default: config/daemon's) */
+  whole?: { elf: number; so: number; file: number };
   /** requests through a P2P proxy cut at this grid (the peers' range-task grid; 0 = not cut) */
   p2pRangeGrid?: number;
   requestTimeoutMs: number;
@@ -242,6 +246,9 @@ export class ImageMount {
   readonly req: MountRequest;
   activeMode: 'erofs' | 'fuse' = 'fuse';
   private device!: StorageDevice;
+  /** teardown started (marking whole files stops) / files marked whole, once done */
+  private tornDown = false;
+  private wholeFilesMarked: number | undefined;
   private fuse: FuseSession | null = null;
   private view: FuseSession | null = null;
   private loops: string[] = [];
@@ -361,6 +368,7 @@ export class ImageMount {
     // ready: the chunks an earlier start read (a prefetch trace), else the command's loader reads.
     if (this.req.trace) this.prefetchTrace(this.req.trace);
     else if (this.req.startup) void this.prefetchStartup(bs, this.req.startup);
+    void this.markWholeFiles(bs);
     const want = this.req.mode ?? this.o.defaultMode;
     if (want === 'erofs' && bs.version === 6) {
       try {
@@ -495,6 +503,7 @@ export class ImageMount {
         digestMismatches: s?.digestMismatches ?? 0,
         prefetchedBytes: s?.prefetchedBytes ?? 0,
         fuseRequests: fuseReq(this.fuse) + fuseReq(this.view) + (this.fuse?.stats.fastRequests ?? 0),
+        ...(this.wholeFilesMarked !== undefined ? { wholeFiles: this.wholeFilesMarked } : {}),
       },
     };
   }
@@ -538,6 +547,17 @@ export class ImageMount {
     this.log.info({ chunks: n, blobs: list.length }, 'trace prefetch queued');
   }
 
+  /** Marks the files a read fetches whole at their first chunk (daemon/whole-files), after the mount is up. */
+  private async markWholeFiles(bs: RafsBootstrap): Promise<void> {
+    const limits = { so: this.o.whole?.so ?? DEFAULT_WHOLE_SO, other: this.o.whole?.file ?? DEFAULT_WHOLE_FILE };
+    const per = await wholeFiles(bs, limits, () => this.tornDown).catch((err: unknown) => {
+      this.log.warn({ err: (err as Error).message }, 'marking whole files failed (reads fetch only what they touch)');
+      return undefined;
+    });
+    for (const [blobId, files] of per ?? []) this.device.setWholeFiles(blobId, files);
+    if (per) this.wholeFilesMarked = [...per.values()].reduce((a, m) => a + m.size, 0);
+  }
+
   private async prefetchStartup(bs: RafsBootstrap, hint: NonNullable<MountRequest['startup']>): Promise<void> {
     const t0 = Date.now();
     let bytes = 0;
@@ -554,6 +574,7 @@ export class ImageMount {
         hint,
         onFile,
         this.log,
+        this.o.whole?.elf ?? DEFAULT_WHOLE_ELF,
       );
       this.log.info({ command: hint.argv[0], files, bytes, ms: Date.now() - t0 }, 'startup prefetch queued');
     } catch (err) {
@@ -562,6 +583,7 @@ export class ImageMount {
   }
 
   async teardown(): Promise<void> {
+    this.tornDown = true;
     // a startup prefetch still reading headers fails its reads once the device closes
     if (this.fuse) {
       await this.fuse.unmount();

@@ -140,6 +140,8 @@ export type MountInfo = MountRequest & {
     digestMismatches: number;
     prefetchedBytes: number;
     fuseRequests: number;
+    /** files a read of their first chunk fetches whole (`ferry.whole_so`, `ferry.whole_file`); absent until the mount has marked them */
+    wholeFiles?: number;
   };
 };
 

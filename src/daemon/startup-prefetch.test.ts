@@ -12,7 +12,7 @@ import { resolveInImage, startupRanges, type FileRange } from './startup-prefetc
  * A minimal x86-64 ELF: R segment [0, 0x1000) holding headers, .interp and the dynamic strings;
  * RX [0x1000, 0x3000); RW [0x3000, 0x3800) holding the dynamic section.
  */
-function elf(opts: { interp?: string; needed: string[]; runpath?: string }): Buffer {
+function elf(opts: { interp?: string; needed: string[]; runpath?: string; static?: boolean }): Buffer {
   const f = Buffer.alloc(0x3800);
   f.writeUInt32BE(0x7f454c46, 0);
   f[4] = 2;
@@ -29,8 +29,8 @@ function elf(opts: { interp?: string; needed: string[]; runpath?: string }): Buf
     [1, 4, 0, 0, 0x1000],
     [1, 5, 0x1000, 0x1000, 0x2000],
     [1, 6, 0x3000, 0x13000, 0x800],
-    [2, 6, 0x3000, 0x13000, 0x100],
   ];
+  if (!opts.static) ph.push([2, 6, 0x3000, 0x13000, 0x100]);
   if (opts.interp) ph.push([3, 4, 0x238, 0x238, opts.interp.length + 1]);
   f.writeUInt16LE(ph.length, 56);
   ph.forEach(([type, flags, off, vaddr, size], i) => {
@@ -102,7 +102,11 @@ test('startup prefetch: command through PATH, symlinks and #! env; loader, RUNPA
       join(root, 'opt/app/bin/app'),
       elf({ interp: '/lib64/ld-linux-x86-64.so.2', needed: ['libapp.so', 'libc.so.6'], runpath: '$ORIGIN/../lib' }),
     );
-    writeFileSync(join(root, 'opt/app/lib/libapp.so'), elf({ needed: ['libc.so.6', 'libmissing.so'] }));
+    // 4 KiB bigger than the other ELF files (0x3800 bytes): over the whole-file limit below
+    writeFileSync(
+      join(root, 'opt/app/lib/libapp.so'),
+      Buffer.concat([elf({ needed: ['libc.so.6', 'libmissing.so'] }), Buffer.alloc(0x1000)]),
+    );
     writeFileSync(join(root, 'lib/x86_64-linux-gnu/libc.so.6'), elf({ needed: [] }));
     writeFileSync(join(root, 'lib/x86_64-linux-gnu/ld-2.36.so'), elf({ needed: [] }));
     symlinkSync('../lib/x86_64-linux-gnu/ld-2.36.so', join(root, 'lib64/ld-linux-x86-64.so.2'));
@@ -110,6 +114,7 @@ test('startup prefetch: command through PATH, symlinks and #! env; loader, RUNPA
     writeFileSync(join(root, 'usr/local/bin/run.sh'), '#!/usr/bin/env app\nhello\n');
     writeFileSync(join(root, 'usr/bin/env'), elf({ interp: '/lib64/ld-linux-x86-64.so.2', needed: ['libc.so.6'] }));
     writeFileSync(join(root, 'etc/big'), Buffer.alloc(100_000));
+    writeFileSync(join(root, 'usr/bin/static'), elf({ needed: [], static: true }));
     for (const f of ['opt/app/bin/app', 'usr/local/bin/run.sh', 'usr/bin/env']) chmodSync(join(root, f), 0o755);
     mkdirSync(join(dir, 'blobs'));
     const built = await buildLayer({ source: { dir: root }, blobDir: join(dir, 'blobs'), chunkSize: 0x1000 });
@@ -150,6 +155,32 @@ test('startup prefetch: command through PATH, symlinks and #! env; loader, RUNPA
       'headers+tables segment and the data segment, not the code',
     );
     assert.ok(!reads.includes('etc/big'));
+
+    // ELF files up to the whole-file limit: fetched whole, after every file's loader ranges
+    const all: FileRange[] = [];
+    await startupRanges(bs, read, { argv: ['run.sh'], env: ['PATH=/usr/local/bin:/usr/bin'] }, (r) => all.push(...r), undefined, 0x3800);
+    const loaderPart = all.slice(0, got.length);
+    assert.deepEqual(loaderPart, got, 'the loader ranges come first, as without the limit');
+    assert.deepEqual(
+      all.slice(got.length).map((r) => [r.path, r.offset, r.length]),
+      [
+        ['/usr/bin/env', 0, 0x3800],
+        ['/opt/app/bin/app', 0, 0x3800],
+        ['/lib/x86_64-linux-gnu/ld-2.36.so', 0, 0x3800],
+        ['/lib/x86_64-linux-gnu/libc.so.6', 0, 0x3800],
+      ],
+      'each ELF file up to the limit whole, in the order found; libapp.so (0x4800) and the script are not',
+    );
+    const st: FileRange[] = [];
+    await startupRanges(bs, read, { argv: ['/usr/bin/static'] }, (r) => st.push(...r), undefined, 0x3800);
+    assert.deepEqual(
+      st.map((r) => [r.path, r.offset, r.length]),
+      [
+        ['/usr/bin/static', 0, 0x1000],
+        ['/usr/bin/static', 0x3000, 0x800],
+      ],
+      'a static binary (no PT_DYNAMIC): its loader ranges, never whole',
+    );
 
     // no command, an unknown command, a directory: nothing, no error
     assert.equal(await startupRanges(bs, read, { argv: ['nope'] }, () => assert.fail('no ranges')), 0);

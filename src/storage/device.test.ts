@@ -489,6 +489,50 @@ test('storage: scattered misses merge over small gaps and are amplified where th
   }
 });
 
+test('storage: a file marked whole is fetched in one request when a read misses its first chunk, not when it starts elsewhere', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-storage-'));
+  try {
+    const { id, bytes, blob, view } = makeBlob(20);
+    writeFileSync(join(dir, id), bytes);
+    const be = new CountingBackend(new LocalFsBackend(dir));
+    const dev = await StorageDevice.open({
+      blobs: [blob],
+      backend: be,
+      cacheDir: join(dir, 'cache'),
+      amplifyBytes: 0,
+      mergeGap: 0,
+      missWindow: 0,
+    });
+    const calls = (): number[][] => be.calls.map(([o, l]) => [o / CHUNK, l / CHUNK]);
+    // file A = chunks 2–6, file B = chunks 10–13
+    dev.setWholeFiles(
+      id,
+      new Map([
+        [2, [2, 3, 4, 5, 6]],
+        [10, [10, 11, 12, 13]],
+      ]),
+    );
+    assert.ok((await dev.read(id, 2 * CHUNK, 10)).equals(view.subarray(2 * CHUNK, 2 * CHUNK + 10)));
+    assert.deepEqual(calls(), [[2, 5]], 'the first chunk of A: A in one request');
+    assert.ok((await dev.read(id, 2 * CHUNK, 5 * CHUNK)).equals(view.subarray(2 * CHUNK, 7 * CHUNK)));
+    assert.equal(be.calls.length, 1, 'the rest of A is cached');
+    await dev.read(id, 12 * CHUNK, 10);
+    assert.deepEqual(calls().slice(1), [[12, 1]], 'a read inside B (not its first chunk): only its chunk');
+    await dev.read(id, 10 * CHUNK, 10);
+    assert.deepEqual(
+      calls().slice(2),
+      [
+        [10, 2],
+        [13, 1],
+      ],
+      'then its first chunk: the rest of B, without the cached chunk 12',
+    );
+    await dev.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('storage: a reader waiting for the first chunk of a large request gets it before the rest arrives', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ferry-storage-'));
   try {

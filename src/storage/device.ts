@@ -35,6 +35,7 @@ import {
   nextReadAhead,
   overlapping,
   planFetch,
+  withWholeFiles,
   type BlobLayout,
   type ReadStream,
 } from './fetch-plan.js';
@@ -148,6 +149,8 @@ interface BlobState {
   /** sequential streams over the view, and regions that keep missing */
   streams: ReadStreams;
   regions: MissRegions;
+  /** files fetched whole when their first chunk misses: first CI index → the file's CI indexes (`setWholeFiles`) */
+  wholeFiles: ReadonlyMap<number, readonly number[]>;
   /** read-ahead triggers, one bit per CI index (shared with the FUSE reader threads) */
   triggers: Uint8Array;
   /** DeviceBlob.prepare in progress or done */
@@ -172,10 +175,12 @@ const TRACE_WINDOW_MS = 30_000;
 interface FetchPurpose {
   readonly prefetch: boolean;
   readonly record: boolean;
+  /** what the request is for, in the debug log of every backend request (`fetch`) */
+  readonly kind: 'read' | 'read-ahead' | 'prefetch';
 }
-const ON_DEMAND: FetchPurpose = { prefetch: false, record: true };
+const ON_DEMAND: FetchPurpose = { prefetch: false, record: true, kind: 'read' };
 /** Asynchronous read-ahead of a sequential stream: not a reader's wait, recorded like the read it follows. */
-const READ_AHEAD: FetchPurpose = { prefetch: false, record: true };
+const READ_AHEAD: FetchPurpose = { prefetch: false, record: true, kind: 'read-ahead' };
 
 export class StorageDevice {
   readonly stats: DeviceStats = {
@@ -220,7 +225,8 @@ export class StorageDevice {
       clock: this.clock,
       reading: () => this.onDemand > 0,
       layout: (s) => s.layout,
-      fetch: (s, batch, opts) => this.ensure(s, batch, { prefetch: true, record: opts.record === true }, (missing) => [missing]),
+      fetch: (s, batch, opts) =>
+        this.ensure(s, batch, { prefetch: true, record: opts.record === true, kind: 'prefetch' }, (missing) => [missing]),
       idOf: (s) => s.blob.blobId,
     });
   }
@@ -264,6 +270,7 @@ export class StorageDevice {
         layout: { byOffset, position: pos, skip: (i) => cache.isReady(i) || inflight.has(i) },
         streams: new ReadStreams(),
         regions: new MissRegions(d.missWindow),
+        wholeFiles: new Map(),
         triggers: new Uint8Array(new SharedArrayBuffer(Math.max(1, Math.ceil(blob.chunkCount / 8)))),
         lastUsed: d.openedAt,
       });
@@ -453,12 +460,15 @@ export class StorageDevice {
   }
 
   /**
-   * The requests for an on-demand read's missing chunks: merged over small gaps (the chunks in the
-   * gaps taken along), and in a region of the blob that keeps missing, amplified toward the miss
-   * window over the chunks laid out after them (fetch-plan's `MissRegions`, `amplify`).
+   * The requests for an on-demand read's missing chunks: a file marked whole whose first chunk is
+   * missing comes along whole (`setWholeFiles`), merged over small gaps (the chunks in the gaps
+   * taken along), and in a region of the blob that keeps missing, amplified toward the miss window
+   * over the chunks laid out after them (fetch-plan's `MissRegions`, `amplify`). Requests are at
+   * most 1 MiB (or the miss window), all sent at once.
    */
   private planOnDemand(s: BlobState, missing: DeviceChunk[]): DeviceChunk[][] {
-    const groups = planFetch(missing, { maxBytes: Math.max(this.missWindow, DEFAULT_MERGE_BYTES), maxGap: this.mergeGap }, s.layout);
+    const want = withWholeFiles(missing, s.layout, s.wholeFiles);
+    const groups = planFetch(want, { maxBytes: Math.max(this.missWindow, DEFAULT_MERGE_BYTES), maxGap: this.mergeGap }, s.layout);
     const planned = new Set(groups.flatMap((g) => g.map((c) => c.chunkIndex)));
     for (const g of groups) if (s.regions.note(g[0]!.compressedOffset)) amplify(g, s.layout, this.missWindow, this.mergeGap, planned);
     return groups;
@@ -497,6 +507,16 @@ export class StorageDevice {
    */
   trace(): Array<{ blobId: string; chunkIndex: number }> {
     return this.traced.slice();
+  }
+
+  /**
+   * Marks files of a blob to be fetched whole when an on-demand read misses their first chunk
+   * (first CI index → the file's CI indexes in order; fetch-plan's `withWholeFiles`), replacing
+   * what was marked before. Unknown blobs are ignored.
+   */
+  setWholeFiles(blobId: string, files: ReadonlyMap<number, readonly number[]>): void {
+    const s = this.blobs.get(blobId);
+    if (s) s.wholeFiles = files;
   }
 
   /** The chunks of a blob with these CI indexes (unknown indexes are skipped); undefined for an unknown blob. */
@@ -550,6 +570,10 @@ export class StorageDevice {
     const start = group[0]!.compressedOffset;
     const last = group[group.length - 1]!;
     const len = last.compressedOffset + last.compressedSize - start;
+    this.log.debug(
+      { blob: s.blob.blobId, offset: start, length: len, chunks: group.length, first: group[0]!.chunkIndex, kind: why.kind },
+      'fetch',
+    );
     let prepFailed = false;
     ready.catch(() => {
       if (!prepFailed) this.stats.backendErrors++;

@@ -16,6 +16,7 @@ import {
   overlapping,
   planFetch,
   planPrefetch,
+  withWholeFiles,
   type BlobLayout,
   type ChunkPlace,
   type MergePolicy,
@@ -109,6 +110,37 @@ test('fetch plan: the chunks in a gap read over join the request unless cached o
   mixed.sort((a, b) => a.compressedOffset - b.compressedOffset);
   const lay = { byOffset: mixed, position: new Map(mixed.map((c, i) => [c.chunkIndex, i])), skip: () => false };
   assert.deepEqual(indexes(planFetch([mixed[2]!, mixed[0]!], policy(MiB, 8 * K), lay)), [[7, 2, 9]]);
+});
+
+test("fetch plan: a miss on a whole file's first chunk brings the file along, nothing else does", () => {
+  const blob = run(0, 12, 8 * K);
+  // file A: chunks 0-3; file B: chunks 4-9 (its last two cached); file C (chunks 10, 11) is not marked
+  const files = new Map<number, number[]>([
+    [0, [0, 1, 2, 3]],
+    [4, [4, 5, 6, 7, 8, 9]],
+  ]);
+  const lay = layoutOf(blob, new Set([8, 9]));
+  assert.deepEqual(
+    withWholeFiles([blob[0]!], lay, files).map((c) => c.chunkIndex),
+    [0, 1, 2, 3],
+    'first chunk of A: all of A',
+  );
+  assert.deepEqual(
+    withWholeFiles([blob[2]!], lay, files).map((c) => c.chunkIndex),
+    [2],
+    'a chunk inside A (a read not from its start): only itself',
+  );
+  assert.deepEqual(
+    withWholeFiles([blob[5]!, blob[4]!, blob[10]!], lay, files).map((c) => c.chunkIndex),
+    [5, 4, 10, 6, 7],
+    'first chunk of B: the rest of B not cached and not wanted already; C untouched',
+  );
+  // the whole file becomes one request (merged like any chunks laid out together)
+  assert.deepEqual(indexes(planFetch(withWholeFiles([blob[4]!], lay, files), policy(MiB, 32 * K), lay)), [[4, 5, 6, 7]]);
+  assert.deepEqual(
+    withWholeFiles([blob[4]!], lay, new Map()).map((c) => c.chunkIndex),
+    [4],
+  );
 });
 
 test('fetch plan: amplification grows a request over the following chunks, within limits', () => {

@@ -14,6 +14,9 @@
  *   reads (or landing inside the read-ahead issued for it) extends that stream; from the
  *   SEQUENTIAL_AFTER-th such read on, the device reads ahead asynchronously, one window ahead of the
  *   reader, the window doubling up to `amplify_io` (as the kernel's read-ahead does).
+ * - Whole files (`withWholeFiles`): a miss on the first chunk of a file the mount marked (shared
+ *   objects, small files) brings the file's other chunks along — a file read from its start is
+ *   read to its end, a dlopen faults in pages all over the library.
  * - How a prefetch list (the start-up set: a trace, the loader's reads) becomes a few large
  *   requests issued in the order the chunks are needed (`planPrefetch`).
  * - The sorted, de-duplicated chunk list of a blob (`byUncompressedOffset`).
@@ -172,6 +175,33 @@ export function amplify<C extends ChunkPlace>(
     taken.add(c.chunkIndex);
   }
   return added;
+}
+
+/**
+ * The chunks to fetch for on-demand misses `missing` when files are fetched whole: each missing
+ * chunk that starts a file of `files` (first CI index → the file's CI indexes, in order) brings
+ * that file's other chunks along, unless `layout.skip` says they are cached or in flight or they
+ * are wanted already. Unknown indexes are ignored. The result starts with `missing`, in its order.
+ */
+export function withWholeFiles<C extends ChunkPlace>(
+  missing: readonly C[],
+  layout: BlobLayout<C>,
+  files: ReadonlyMap<number, readonly number[]>,
+): C[] {
+  if (files.size === 0) return [...missing];
+  const out = [...missing];
+  const wanted = new Set(missing.map((c) => c.chunkIndex));
+  for (const c of missing) {
+    const rest = files.get(c.chunkIndex);
+    if (!rest) continue;
+    for (const i of rest) {
+      const p = layout.position.get(i);
+      if (p === undefined || wanted.has(i) || layout.skip(i)) continue;
+      wanted.add(i);
+      out.push(layout.byOffset[p]!);
+    }
+  }
+  return out;
 }
 
 /**
