@@ -11,7 +11,8 @@ import { NodeCache } from '../storage/index.js';
 import { createMetricsRegistry, Gauge, nodeStoreMetrics, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
 import { parseDaemonConfig, type DaemonConfig, type DaemonConfigInput } from '../config/daemon.js';
 import { FuseSession } from '../fuse/index.js';
-import { ImageMount, cleanupMountLeftovers, FAST_PATH_MODULE, VIEW_FAST_PATH_MODULE } from './image-mount.js';
+import { ImageMount, FAST_PATH_MODULE, VIEW_FAST_PATH_MODULE } from './image-mount.js';
+import { cleanupMountLeftovers } from './leftovers.js';
 import {
   mountRequestSchema,
   parsePrefetchTrace,
@@ -21,6 +22,7 @@ import {
   type MountInfo,
   type MountRequest,
   type PrefetchTrace,
+  type RestoreOptions,
 } from './protocol.js';
 import type { CredentialSource } from '../remote/index.js';
 
@@ -333,16 +335,19 @@ export class Daemon implements LazyFs {
   }
 
   /**
-   * After a crash: cleans up every recorded mount's leftovers and mounts it again (`remount`
-   * true), or just cleans up and forgets it.
+   * After a crash: mounts every recorded mount again (`remount` true; with `ids`, only those) —
+   * taking over an EROFS mount the dead daemon left (containers on it keep running, see
+   * daemon/leftovers), else cleaning up its leftovers first; with `remount` false it cleans up
+   * and forgets them. Records not in `ids` are left alone, or cleaned up with `others: 'clean'`.
    */
-  async restore(opts: { remount: boolean; ids?: string[] }): Promise<{ restored: string[]; failed: string[] }> {
+  async restore(opts: RestoreOptions): Promise<{ restored: string[]; failed: string[] }> {
     const restored: string[] = [];
     const failed: string[] = [];
     for (const req of await this.recorded()) {
-      if (opts.ids && !opts.ids.includes(req.id)) continue;
-      await cleanupMountLeftovers(req.mountpoint, join(this.workDir(req.id), 'blobs'), this.log).catch(() => undefined);
-      if (!opts.remount) {
+      const listed = !opts.ids || opts.ids.includes(req.id);
+      if (!listed && opts.others !== 'clean') continue;
+      if (!listed || !opts.remount) {
+        await cleanupMountLeftovers(req.mountpoint, join(this.workDir(req.id), 'blobs'), this.log).catch(() => undefined);
         await rm(this.recordPath(req.id), { force: true });
         await rm(this.authPath(req.id), { force: true });
         continue;

@@ -23,6 +23,7 @@ import {
   type ChunkRef,
 } from '../format/rafs/index.js';
 import { FuseSession, clearStaleMounts, mountsAt, run, unmount } from '../fuse/index.js';
+import { changeLoopFile, cleanupMountLeftovers, reattachableLoops } from './leftovers.js';
 import {
   LocalFsBackend,
   ProxyBackend,
@@ -72,23 +73,6 @@ const EROFS_READAHEAD_KB = 0;
 /** The FUSE fast paths run in reader threads (FUSE mode: the image tree; EROFS mode: blob views). */
 export const FAST_PATH_MODULE = new URL('./fast-path.js', import.meta.url).href;
 export const VIEW_FAST_PATH_MODULE = new URL('./view-fast-path.js', import.meta.url).href;
-
-/** Loop devices whose backing file lies under `dir` (also those of a dead FUSE mount). */
-async function loopsUnder(dir: string): Promise<string[]> {
-  const r = await run('losetup', ['-J', '-l']);
-  if (r.code !== 0 || !r.stdout.trim()) return [];
-  const j = JSON.parse(r.stdout) as { loopdevices?: Array<{ name: string; 'back-file'?: string }> };
-  return (j.loopdevices ?? []).filter((l) => (l['back-file'] ?? '').replace(/ \(deleted\)$/, '').startsWith(`${dir}/`)).map((l) => l.name);
-}
-
-/** Removes what a killed daemon left for a mount: the image mount, loop devices, the view mount. */
-export async function cleanupMountLeftovers(mountpoint: string, viewDir: string, log: Logger): Promise<void> {
-  const a = await clearStaleMounts(mountpoint);
-  const loops = await loopsUnder(viewDir);
-  for (const l of loops) await run('losetup', ['-d', l]);
-  const b = await clearStaleMounts(viewDir);
-  if (a || b || loops.length) log.warn({ mountpoint, mounts: a + b, loops: loops.length }, 'cleaned up a stale mount');
-}
 
 /**
  * Chunks per blob index from a v6 bootstrap's chunk table (every chunk its inodes reference):
@@ -198,6 +182,11 @@ async function blobsFromTables(bs: RafsBootstrap, bootDir: string, backend: Back
     out.blobs.push(deviceBlob(b, chunks, prepare));
   }
   return out;
+}
+
+/** Ids of the blobs an EROFS mount has a device (a view file and a loop device) for. */
+function viewBlobIds(bs: RafsBootstrap): string[] {
+  return bs.blobs.filter((b) => b.blobId && b.uncompressedSize > 0).map((b) => b.blobId);
 }
 
 function blobsOf(bs: RafsBootstrap): MountBlobs {
@@ -322,13 +311,22 @@ export class ImageMount {
     });
     const bs = openBootstrap(buf);
     lap('bootstrapMs');
-    await mkdir(this.req.mountpoint, { recursive: true });
     // Only a view dir left behind can have loop devices or mounts on it (a clean unmount removes
     // it): a fresh one skips the `losetup -l` scan (~15 ms of every cold start).
-    const leftover = existsSync(this.viewDir);
-    await mkdir(this.viewDir, { recursive: true });
-    if (leftover) await cleanupMountLeftovers(this.req.mountpoint, this.viewDir, this.log);
+    // (a dead FUSE view mount answers ENOTCONN: existsSync says false, the mount table does not)
+    const leftover = mountsAt(this.viewDir).length > 0 || existsSync(this.viewDir);
+    // a dead daemon's EROFS mount still there (under a running container, say) is taken over, not removed
+    const reattach =
+      leftover && this.wantsErofs(bs) ? await reattachableLoops(this.req.mountpoint, this.viewDir, viewBlobIds(bs)) : undefined;
+    if (reattach)
+      this.log.info({ mountpoint: this.req.mountpoint, loops: reattach.size }, 'taking over the EROFS mount of a previous daemon');
+    else if (leftover) await cleanupMountLeftovers(this.req.mountpoint, this.viewDir, this.log);
     else await clearStaleMounts(this.req.mountpoint);
+    if (!reattach) {
+      // (after the cleanup: a dead FUSE mount point answers ENOTCONN)
+      await mkdir(this.req.mountpoint, { recursive: true });
+      await mkdir(this.viewDir, { recursive: true });
+    }
     lap('cleanupMs');
     const backend = this.backend();
     const tableless = !bs.canMapChunks();
@@ -362,7 +360,10 @@ export class ImageMount {
     if (this.req.trace) this.prefetchTrace(this.req.trace);
     else if (this.req.startup) void this.prefetchStartup(bs, this.req.startup);
     const want = this.req.mode ?? this.o.defaultMode;
-    if (want === 'erofs' && bs.version === 6) {
+    if (reattach) {
+      await this.reattachErofs(reattach, lap);
+      this.activeMode = 'erofs';
+    } else if (want === 'erofs' && bs.version === 6) {
       try {
         await this.mountErofs(lap);
         this.activeMode = 'erofs';
@@ -417,8 +418,35 @@ export class ImageMount {
     );
   }
 
-  private async mountErofs(lap: (step: string) => void): Promise<void> {
-    const ids = this.device.blobIds();
+  private wantsErofs(bs: RafsBootstrap): boolean {
+    return (this.req.mode ?? this.o.defaultMode) === 'erofs' && bs.version === 6;
+  }
+
+  /**
+   * Takes over a dead daemon's EROFS mount: a new blob-view FUSE mount replaces the dead one and
+   * each loop device under the EROFS mount is pointed at its new view file. On failure the
+   * leftovers are removed (what a restart did before) and the error is thrown.
+   */
+  private async reattachErofs(loops: Map<string, string>, lap: (step: string) => void): Promise<void> {
+    try {
+      await clearStaleMounts(this.viewDir);
+      await mkdir(this.viewDir, { recursive: true });
+      await this.mountView();
+      lap('viewFuseMs');
+      for (const [id, dev] of loops) {
+        await changeLoopFile(dev, join(this.viewDir, id));
+        this.loops.push(dev);
+      }
+      lap('reattachMs');
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'taking over the EROFS mount failed: removing it');
+      this.loops = [...loops.values()];
+      await this.teardownErofs().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async mountView(): Promise<void> {
     this.view = await FuseSession.mount({
       mountpoint: this.viewDir,
       fs: new BlobViewFs(this.device),
@@ -437,6 +465,11 @@ export class ImageMount {
       readers: this.o.fuseThreads,
       readaheadKb: 0,
     });
+  }
+
+  private async mountErofs(lap: (step: string) => void): Promise<void> {
+    const ids = this.device.blobIds();
+    await this.mountView();
     lap('viewFuseMs');
     for (const id of ids) {
       const r = await run('losetup', ['-f', '--show', '-r', join(this.viewDir, id)], { timeoutMs: 30_000 });
