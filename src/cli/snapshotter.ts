@@ -46,6 +46,8 @@ interface Opts {
   daemonConfig?: string;
   spawnDaemon?: boolean;
   cacheQuota?: string;
+  fillDeadline?: string;
+  fillRate?: string;
   criAddress?: string;
   criUpstream?: string;
 }
@@ -70,6 +72,8 @@ function merged(o: Opts): SnapshotterConfigInput {
   if (o.daemonConfig) daemon.configFile = o.daemonConfig;
   if (o.spawnDaemon) daemon.spawn = true;
   if (o.cacheQuota !== undefined) daemon.cacheQuota = o.cacheQuota;
+  if (o.fillDeadline !== undefined) daemon.fillDeadline = o.fillDeadline;
+  if (o.fillRate !== undefined) daemon.fillRate = o.fillRate;
   return {
     ...file,
     ...(o.address ? { address: o.address } : {}),
@@ -138,6 +142,9 @@ async function openDaemon(cfg: SnapshotterConfig, log: Logger): Promise<LazyFs> 
   // the node cache: its quota, and the dir the snapshotter's mounts use as the daemon's own (scanned with no mount left)
   const ferry = { ...((daemonConfig.ferry as Record<string, unknown> | undefined) ?? {}) };
   if (ferry.cache_quota === undefined && cfg.daemon.cacheQuota > 0) ferry.cache_quota = cfg.daemon.cacheQuota;
+  // the background fill (config values in ms / bytes; the daemon's config takes seconds)
+  if (ferry.fill_deadline === undefined && cfg.daemon.fillDeadline > 0) ferry.fill_deadline = cfg.daemon.fillDeadline / 1000;
+  if (ferry.fill_rate === undefined) ferry.fill_rate = cfg.daemon.fillRate;
   daemonConfig.ferry = ferry;
   const device = { ...((daemonConfig.device as Record<string, unknown> | undefined) ?? {}) };
   if (device.cache === undefined)
@@ -204,6 +211,8 @@ export async function run(argv: string[]): Promise<number> {
     .option('--daemon-config <file>', 'nydusd-style config of the in-process or spawned daemon (JSON/YAML)')
     .option('--spawn-daemon', 'run the daemon as a separate detached `ferry daemon` (<root>/daemon.sock) that outlives restarts')
     .option('--cache-quota <size>', "quota of the node's chunk cache, e.g. 20g (default none; see docs/containerd.md)")
+    .option('--fill-deadline <duration>', 'fetch each lazy image wholly within this long after its mount, e.g. 10m (default off)')
+    .option('--fill-rate <size>', "the background fill's idle rate per second, e.g. 4m (default 4 MiB/s; raised to meet the deadline)")
     .option('--prefetch', "prefetch each image's prefetch list after mounting")
     .option('--proxy <url>', 'P2P peer proxy the daemon reads blobs through (e.g. http://127.0.0.1:65001)')
     .option(

@@ -62,7 +62,8 @@ export class Daemon implements LazyFs {
     this.cfg = parseDaemonConfig(o.config ?? {});
     this.credentialSources = o.credentialSources ?? [];
     this.metrics = createMetricsRegistry({ processMetrics: true });
-    const per = (name: string, help: string, f: (m: MountInfo) => number): void => {
+    /** A gauge per mount; mounts for which `f` answers undefined are left out. */
+    const per = (name: string, help: string, f: (m: MountInfo) => number | undefined): void => {
       const mounts = this.mounts;
       new Gauge({
         name,
@@ -71,7 +72,10 @@ export class Daemon implements LazyFs {
         registers: [this.metrics],
         collect() {
           this.reset();
-          for (const m of mounts.values()) this.set({ mount: m.req.id }, f(m.metrics()));
+          for (const m of mounts.values()) {
+            const v = f(m.metrics());
+            if (v !== undefined) this.set({ mount: m.req.id }, v);
+          }
         },
       });
     };
@@ -88,6 +92,10 @@ export class Daemon implements LazyFs {
     per('ferry_daemon_digest_mismatches_total', 'Chunks that failed digest verification', (m) => m.stats?.digestMismatches ?? 0);
     per('ferry_daemon_prefetched_bytes_total', 'Bytes fetched by background prefetch', (m) => m.stats?.prefetchedBytes ?? 0);
     per('ferry_daemon_fuse_requests_total', 'FUSE requests served per mount', (m) => m.stats?.fuseRequests ?? 0);
+    // the background fill, for mounts that have one (ferry.fill_deadline)
+    per('ferry_daemon_fill_filled_bytes', 'Background fill: compressed bytes of the image in the cache', (m) => m.fill?.filledBytes);
+    per('ferry_daemon_fill_total_bytes', 'Background fill: compressed bytes of the image', (m) => m.fill?.totalBytes);
+    per('ferry_daemon_fill_eta_seconds', 'Background fill: seconds until the image is wholly cached', (m) => m.fill?.etaSeconds);
     // Reader threads for the first mount, booted now rather than while a container waits for it.
     if (o.prewarm !== false)
       FuseSession.prewarm(this.cfg.ferry.fuse_threads, [this.cfg.ferry.mode === 'fuse' ? FAST_PATH_MODULE : VIEW_FAST_PATH_MODULE]);
@@ -237,6 +245,8 @@ export class Daemon implements LazyFs {
         proxyFallback: c.device.backend?.config.proxy?.fallback ?? true,
         ...(c.device.backend?.config.proxy?.url ? { defaultProxy: c.device.backend.config.proxy.url } : {}),
         credentialSources: this.credentialSources,
+        fillDeadlineMs: c.ferry.fill_deadline,
+        fillRate: c.ferry.fill_rate,
       });
       this.mounts.set(req.id, m);
       const dir = join(this.dataDir, 'mounts');

@@ -141,7 +141,28 @@ export type MountInfo = MountRequest & {
     prefetchedBytes: number;
     fuseRequests: number;
   };
+  /** the background fill (daemon config `ferry.fill_deadline`), absent when it is off */
+  fill?: FillStatus;
 };
+
+/**
+ * Background fill of a mounted image: bytes are compressed bytes (what the backend sends).
+ * `waiting`: behind the start-up prefetch; `retrying`: the last batch fetched nothing (backend
+ * failing), tried again after a backoff; `stopped`: closed before done.
+ */
+export interface FillStatus {
+  state: 'waiting' | 'filling' | 'retrying' | 'done' | 'stopped';
+  filledBytes: number;
+  totalBytes: number;
+  /** filled / total, one decimal */
+  percent: number;
+  /** bytes/s the fill is allowed now (the idle rate, raised to meet the deadline); 0 = unlimited */
+  rateBytesPerSecond: number;
+  /** seconds until done at that rate (or the rate measured so far when unlimited) */
+  etaSeconds?: number;
+  /** when the image should be wholly cached (ISO 8601) */
+  deadline: string;
+}
 
 /** `GET /api/v1/daemon`. */
 export interface DaemonInfo {

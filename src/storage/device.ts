@@ -511,6 +511,18 @@ export class StorageDevice {
     return out;
   }
 
+  /**
+   * Per blob: its chunks (in uncompressed order) and whether a chunk is cached now — what a
+   * background fill walks to find what is still missing (daemon/fill.ts).
+   */
+  cacheView(): Array<{ blobId: string; chunks: readonly DeviceChunk[]; cached(chunkIndex: number): boolean }> {
+    return [...this.blobs.values()].map((s) => ({
+      blobId: s.blob.blobId,
+      chunks: s.byOffset,
+      cached: (i: number) => s.cache.isReady(i),
+    }));
+  }
+
   /** The blob's `prepare` step, run once (again after a failure). */
   private prepared(s: BlobState): Promise<void> {
     const prep = s.blob.prepare;
