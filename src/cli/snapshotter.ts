@@ -91,18 +91,49 @@ function merged(o: Opts): SnapshotterConfigInput {
   };
 }
 
+/** How often the snapshotter checks that the daemon it spawned still answers (and spawns a new one if not). */
+const DAEMON_WATCH_MS = 2_000;
+
+/** True when a daemon answers on `sock`. */
+async function daemonAnswers(sock: string): Promise<boolean> {
+  if (!existsSync(sock)) return false;
+  try {
+    await new DaemonClient(sock, 5_000).list();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Keeps a spawned daemon running: every DAEMON_WATCH_MS, one that stopped answering (killed,
+ * crashed) is replaced by a new one, which takes over the EROFS mounts the dead one left (running
+ * containers read again). Returns the function that stops watching.
+ */
+function watchDaemon(cfg: SnapshotterConfig, daemonConfig: Record<string, unknown>, log: Logger): () => void {
+  const sock = join(cfg.root, 'daemon.sock');
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    void (async () => {
+      if (await daemonAnswers(sock)) return;
+      log.warn({ apisock: sock }, 'the spawned ferry daemon stopped answering: starting a new one');
+      await spawnDaemon(cfg, daemonConfig, log);
+    })()
+      .catch((err: unknown) => log.error({ err }, 'restarting the ferry daemon failed (tried again)'))
+      .finally(() => {
+        busy = false;
+      });
+  }, DAEMON_WATCH_MS);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
 /** Starts a detached `ferry daemon` on `<root>/daemon.sock` unless one answers there already. */
 async function spawnDaemon(cfg: SnapshotterConfig, daemonConfig: Record<string, unknown>, log: Logger): Promise<string> {
   const sock = join(cfg.root, 'daemon.sock');
-  const answers = async (): Promise<boolean> => {
-    if (!existsSync(sock)) return false;
-    try {
-      await new DaemonClient(sock, 5_000).list();
-      return true;
-    } catch {
-      return false;
-    }
-  };
+  const answers = (): Promise<boolean> => daemonAnswers(sock);
   if (await answers()) {
     log.info({ apisock: sock }, 'using the running ferry daemon');
     return sock;
@@ -132,8 +163,11 @@ async function spawnDaemon(cfg: SnapshotterConfig, daemonConfig: Record<string, 
   throw new Error(`spawned ferry daemon did not answer on ${sock} (see ${join(cfg.root, 'daemon.log')})`);
 }
 
-/** The lazy-loading daemon: a client of a separate `ferry daemon`, or one in this process. */
-async function openDaemon(cfg: SnapshotterConfig, log: Logger): Promise<LazyFs> {
+/**
+ * The lazy-loading daemon: a client of a separate `ferry daemon` (given, or spawned and then
+ * watched: `stop` ends the watch), or one in this process.
+ */
+async function openDaemon(cfg: SnapshotterConfig, log: Logger): Promise<{ lazyFs: LazyFs; stop: () => void }> {
   const dataDir = join(cfg.root, 'daemon');
   const daemonConfig: Record<string, unknown> = cfg.daemon.configFile
     ? ((parseYaml(readFileSync(cfg.daemon.configFile, 'utf8')) ?? {}) as Record<string, unknown>)
@@ -150,9 +184,12 @@ async function openDaemon(cfg: SnapshotterConfig, log: Logger): Promise<LazyFs> 
   if (device.cache === undefined)
     device.cache = { type: 'blobcache', config: { work_dir: cfg.daemon.cacheDir || join(cfg.root, 'cache') } };
   daemonConfig.device = device;
-  const apiSock = cfg.daemon.apiSock || (cfg.daemon.spawn ? await spawnDaemon(cfg, daemonConfig, log) : '');
-  if (apiSock) return new DaemonClient(apiSock);
-  return new Daemon({ log, dataDir, config: daemonConfig as DaemonConfigInput });
+  if (cfg.daemon.apiSock) return { lazyFs: new DaemonClient(cfg.daemon.apiSock), stop: () => undefined };
+  if (cfg.daemon.spawn) {
+    const sock = await spawnDaemon(cfg, daemonConfig, log);
+    return { lazyFs: new DaemonClient(sock), stop: watchDaemon(cfg, daemonConfig, log) };
+  }
+  return { lazyFs: new Daemon({ log, dataDir, config: daemonConfig as DaemonConfigInput }), stop: () => undefined };
 }
 
 /** `ferry snapshotter gc [--api SOCK]`: one node cache GC round now, in the running snapshotter's daemon. */
@@ -242,8 +279,11 @@ export async function run(argv: string[]): Promise<number> {
   }
   const log = createLogger({ name: 'snapshotter', level: config.logLevel });
   let h: Awaited<ReturnType<typeof startSnapshotter>>;
+  let stopWatch = (): void => undefined;
   try {
-    const lazyFs = config.disableLazy ? undefined : await openDaemon(config, log);
+    const daemon = config.disableLazy ? undefined : await openDaemon(config, log);
+    stopWatch = daemon?.stop ?? stopWatch;
+    const lazyFs = daemon?.lazyFs;
     const chain = chainFromFlags(o, { log });
     const metricsToken = config.metricsTokenFile ? readTokenFile(config.metricsTokenFile, '--metrics-token-file') : undefined;
     h = await startSnapshotter({ config, log, metricsToken, credentialSources: chain.sources, ...(lazyFs ? { lazyFs } : {}) });
@@ -254,6 +294,9 @@ export async function run(argv: string[]): Promise<number> {
     return 1;
   }
   process.stdout.write(`ferry snapshotter listening on ${h.address} (metrics ${h.metricsAddress})\n`);
-  await untilSignal(() => h.close(), log);
+  await untilSignal(async () => {
+    stopWatch();
+    await h.close();
+  }, log);
   return 0;
 }

@@ -52,6 +52,9 @@ before(async () => {
   const big = bytes(6 * 1024 * 1024, 'restart');
   await writeFile(join(l1, 'data/later.bin'), big);
   await writeFile(join(l1, 'data/later.sha256'), `${createHash('sha256').update(big).digest('hex')}  /data/later.bin\n`);
+  const spare = bytes(2 * 1024 * 1024, 'spare');
+  await writeFile(join(l1, 'data/spare.bin'), spare);
+  await writeFile(join(l1, 'data/spare.sha256'), `${createHash('sha256').update(spare).digest('hex')}  /data/spare.bin\n`);
   const img = await buildOciImage({ layers: [l0, l1], outDir: join(dir, 'oci') });
   const src = `${reg.host}/library/rs:v1`;
   ref = `${reg.host}/library/rs:v1-nydus`;
@@ -228,14 +231,14 @@ test('separate daemon: a running container survives kill -9 of the daemon once a
   }
 });
 
-test('--spawn-daemon: the snapshotter starts a detached ferry daemon that keeps serving across a restart', async () => {
+test('--spawn-daemon: the snapshotter starts a detached ferry daemon that keeps serving across a restart, and replaces it after kill -9', async () => {
   const d = join(dir, 'spw');
   await mkdir(d, { recursive: true });
   const sock = join(d, 'snap.sock');
   const snapArgs = ['snapshotter', '--address', sock, '--root', join(d, 'root'), '--spawn-daemon'];
   let snap = await startFerryChild(snapArgs, sock);
   children.push(snap);
-  const daemonPid = Number(/"daemonPid":(\d+)/.exec(snap.output())?.[1]);
+  let daemonPid = Number(/"daemonPid":(\d+)/.exec(snap.output())?.[1]);
   assert.ok(daemonPid > 0, `no spawned daemon pid in: ${snap.output().slice(-1500)}`);
   const cd = await startContainerd({ dir: join(d, 'cd'), snapshotters: { ferry: sock } });
   containerds.push(cd);
@@ -254,6 +257,18 @@ test('--spawn-daemon: the snapshotter starts a detached ferry daemon that keeps 
     const run = await cd.ctr(['run', '--rm', '--snapshotter', 'ferry', ref, 'spw-2', '/bin/cat', '/data/first.txt']);
     assert.equal(run.code, 0, run.stderr);
     assert.equal(run.stdout, 'read before the restart\n');
+    // kill -9 of the daemon: the snapshotter's watch spawns a new one, which takes over the mount
+    process.kill(daemonPid, 'SIGKILL');
+    let respawned = 0;
+    for (let i = 0; i < 150 && !respawned; i++) {
+      await new Promise((res) => setTimeout(res, 200));
+      respawned = [...snap.output().matchAll(/"daemonPid":(\d+)/g)].map((x) => Number(x[1])).find((p) => p !== daemonPid) ?? 0;
+    }
+    assert.ok(respawned > 0, `no new daemon spawned: ${snap.output().slice(-1500)}`);
+    daemonPid = respawned;
+    const r4 = await cd.ctr(['tasks', 'exec', '--exec-id', 's4', 'spw', '/usr/bin/sha256sum', '-c', '/data/spare.sha256']);
+    assert.equal(r4.code, 0, `${r4.stdout}${r4.stderr}\n${snap.output().slice(-1500)}`);
+    assert.match(r4.stdout, /spare\.bin: OK/);
     await killTask(cd, 'spw');
   } finally {
     await cd.stop();
