@@ -5,9 +5,7 @@
  * with each blob's uncompressed view as an extra device; each view is a file on a small FUSE mount
  * of ours (one file per blob) put behind a read-only loop device, so only data block reads that
  * miss the kernel's page cache come to us — metadata never leaves the kernel.
- * (Over 600 lines: one image mount's lifecycle — its blobs' chunk lists, both modes, taking over a
- * dead daemon's EROFS mount, prefetch and fill wiring, metrics — kept together; splitting the chunk
- * lists out is the next step when this file grows again.)
+ * (Over 600 lines: one image mount's whole lifecycle — chunk lists, both modes, EROFS take-over, prefetch and fill wiring.)
  */
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
