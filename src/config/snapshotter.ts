@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { parseDuration } from '../core/index.js';
-import { parseConfig, sizeSchema as size } from './parse.js';
+import { durationSchema, parseConfig, sizeSchema as size } from './parse.js';
 
 export const SnapshotterConfigSchema = z.strictObject({
   /** Unix socket of the snapshots gRPC service (containerd's proxy_plugins address). */
@@ -84,10 +84,7 @@ export const SnapshotterConfigSchema = z.strictObject({
        * lazy image is wholly fetched into the node cache within this long after its mount, at idle
        * priority, so a registry outage after it costs its containers nothing. 0 / "off" (default).
        */
-      fillDeadline: z
-        .union([z.string(), z.number()])
-        .transform((v) => (v === 'off' ? 0 : parseDuration(v)))
-        .default(0),
+      fillDeadline: z.union([z.literal('off').transform(() => 0), durationSchema.pipe(z.number().nonnegative())]).default(0),
       /** The fill's idle rate, bytes/s (`ferry.fill_rate`; default 4 MiB/s), raised only as far as the deadline needs. */
       fillRate: size.default(4 * 1024 * 1024),
       /** Chunk cache directory shared by all images; default `<root>/cache`. */
