@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { parseDuration } from '../core/index.js';
-import { durationSchema, parseConfig, sizeSchema as size } from './parse.js';
+import { parseConfig, sizeSchema as size } from './parse.js';
 
 export const SnapshotterConfigSchema = z.strictObject({
   /** Unix socket of the snapshots gRPC service (containerd's proxy_plugins address). */
@@ -84,7 +84,18 @@ export const SnapshotterConfigSchema = z.strictObject({
        * lazy image is wholly fetched into the node cache within this long after its mount, at idle
        * priority, so a registry outage after it costs its containers nothing. 0 / "off" (default).
        */
-      fillDeadline: z.union([z.literal('off').transform(() => 0), durationSchema.pipe(z.number().nonnegative())]).default(0),
+      fillDeadline: z
+        .union([z.string(), z.number()])
+        .transform((v, ctx) => {
+          try {
+            return v === 'off' ? 0 : parseDuration(v);
+          } catch (err) {
+            ctx.addIssue({ code: 'custom', message: `${(err as Error).message} (a duration such as 10m, or off)` });
+            return z.NEVER;
+          }
+        })
+        .pipe(z.number().nonnegative())
+        .default(0),
       /** The fill's idle rate, bytes/s (`ferry.fill_rate`; default 4 MiB/s), raised only as far as the deadline needs. */
       fillRate: size.default(4 * 1024 * 1024),
       /** Chunk cache directory shared by all images; default `<root>/cache`. */
