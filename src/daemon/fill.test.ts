@@ -22,7 +22,7 @@ test('fillRate: the idle rate while it meets the deadline, raised when it would 
 });
 
 /** A device of `n` chunks of `size` compressed bytes in one blob; prefetch caches them unless `down`. */
-function fakeDevice(n: number, size: number): FillDevice & { down: boolean; requests: number; cached: Set<number> } {
+function fakeDevice(n: number, size: number): FillDevice & { down: boolean; requests: number; cached: Set<number>; lastRead: number } {
   const chunks: DeviceChunk[] = Array.from({ length: n }, (_, i) => ({
     chunkIndex: i,
     compressedOffset: i * size,
@@ -46,6 +46,8 @@ function fakeDevice(n: number, size: number): FillDevice & { down: boolean; requ
       });
     },
     prefetchIdle: () => pending,
+    lastRead: 0,
+    lastReadAt: () => dev.lastRead,
   };
   return dev;
 }
@@ -170,4 +172,20 @@ test('a real device: the fill sends nothing while an on-demand read is in flight
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('a batch waits for 200 ms without reads', async () => {
+  const clock = new FakeClock();
+  const dev = fakeDevice(2, 100 * KiB);
+  dev.lastRead = clock.now(); // a read just now
+  const fill = new BackgroundFill({ device: dev, clock, deadlineMs: 600_000, rate: 0, log: silentLogger() });
+  const t0 = clock.now();
+  fill.start();
+  await clock.advance(150);
+  dev.lastRead = clock.now(); // another read before the quiet period ended
+  await clock.advance(100);
+  assert.equal(dev.requests, 0, 'nothing sent while reads keep coming');
+  await clock.runUntil(fill.finished());
+  assert.equal(clock.now() - t0, 350, 'sent 200 ms after the last read');
+  assert.equal(dev.requests, 1);
 });

@@ -4,8 +4,9 @@
  * yet are fetched in the background, so that by a deadline after the mount the image is wholly in
  * the node cache and a registry outage costs its containers nothing.
  *
- * - **Idle priority**: every batch goes through the device's background prefetch, which waits
- *   while any on-demand read is in progress; reads never queue behind the fill.
+ * - **Idle priority**: a batch is sent only after QUIET_MS without reads, through the device's
+ *   background prefetch, which also waits while any on-demand read is in progress; reads never
+ *   queue behind the fill.
  * - **Bandwidth**: a `TokenBucket` at the idle rate (`fill_rate`). Before each batch the rate is
  *   raised to what the bytes still missing need to be fetched by the deadline (`fillRate`), so a
  *   large image still finishes in time and a small one costs no more than the idle rate.
@@ -23,6 +24,8 @@ export interface FillDevice {
   /** background (non-urgent) prefetch: waits while on-demand reads are in progress */
   prefetch(sel: Array<{ blobId: string; chunks: DeviceChunk[] }>): void;
   prefetchIdle(): Promise<void>;
+  /** when a reader last used the device (clock ms) */
+  lastReadAt(): number;
 }
 
 export interface FillOptions {
@@ -41,6 +44,13 @@ const DEFAULT_BATCH = 1024 * 1024;
 /** Backoff after a batch that fetched nothing (the backend failing): doubling from … up to … ms. */
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 30_000;
+/**
+ * The fill sends a batch only after this long without reads: reads come in bursts with small
+ * gaps, and a batch decoded in such a gap takes CPU the next read needs (measured: bench/daemon/fill.ts).
+ */
+const QUIET_MS = 200;
+/** Longest the fill waits for a quiet moment before it sends a batch anyway (QUIET_MS waits). */
+const MAX_QUIET_WAITS = 1500;
 /** Budget taken from the bucket at a time (a close waits at most this much of the rate). */
 const TAKE_STEP = 64 * 1024;
 
@@ -158,6 +168,15 @@ export class BackgroundFill {
     this.wake = undefined;
   }
 
+  /** Waits until no reader has used the device for QUIET_MS (bounded: then it goes ahead). */
+  private async quiet(): Promise<void> {
+    for (let i = 0; i < MAX_QUIET_WAITS && !this.closed; i++) {
+      const idle = this.o.clock.now() - this.o.device.lastReadAt();
+      if (idle >= QUIET_MS) return;
+      await this.sleep(QUIET_MS - idle);
+    }
+  }
+
   /** Waits for a batch's budget in small steps, so that `close` is not held up by a slow rate. */
   private async budget(bytes: number): Promise<void> {
     for (let left = bytes; left > 0 && !this.closed; left -= TAKE_STEP) await this.bucket.take(Math.min(left, TAKE_STEP));
@@ -182,6 +201,7 @@ export class BackgroundFill {
       }
       this.bucket.setRate(fillRate({ remainingBytes: remaining, now: clock.now(), deadline, idleRate: this.o.rate }));
       await this.budget(next.bytes);
+      await this.quiet();
       if (this.closed) break;
       device.prefetch([{ blobId: next.blobId, chunks: next.chunks }]);
       await device.prefetchIdle();

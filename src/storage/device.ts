@@ -523,6 +523,13 @@ export class StorageDevice {
     }));
   }
 
+  /** When a reader last used any blob of this device (clock ms; the device's opening when never). */
+  lastReadAt(): number {
+    let t = this.openedAt;
+    for (const s of this.blobs.values()) if (s.lastUsed > t) t = s.lastUsed;
+    return t;
+  }
+
   /** The blob's `prepare` step, run once (again after a failure). */
   private prepared(s: BlobState): Promise<void> {
     const prep = s.blob.prepare;
