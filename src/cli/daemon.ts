@@ -6,7 +6,7 @@
  * on the same data dir and mounts its images again; SIGINT/SIGTERM unmount everything. Registry
  * mounts use the credentials of their mount request first, then the daemon's credential chain.
  */
-import { parseSize } from '../core/index.js';
+import { parseDuration, parseSize } from '../core/index.js';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
@@ -24,6 +24,11 @@ export async function run(argv: string[]): Promise<number> {
     .requiredOption('--apisock <path>', 'unix socket of the HTTP API')
     .option('--config <file>', 'nydusd-style JSON configuration')
     .option('--cache-quota <size>', "quota of the node's chunk cache, e.g. 20g (overrides ferry.cache_quota; default none)")
+    .option(
+      '--fill-deadline <duration>',
+      'fetch each mounted image wholly within this long, e.g. 10m (overrides ferry.fill_deadline; default off)',
+    )
+    .option('--fill-rate <size>', "the background fill's idle rate per second, e.g. 4m (overrides ferry.fill_rate; default 4 MiB/s)")
     .option('--data-dir <dir>', 'state directory (mount records, cache, blob views)', '/var/lib/ferry/daemon')
     .option('--no-restore', 'do not mount again the images a killed predecessor had mounted (only clean up)')
     .option('--metrics-address <addr>', 'also serve /metrics on host:port (loopback unless --metrics-token-file) or a unix socket')
@@ -42,6 +47,8 @@ export async function run(argv: string[]): Promise<number> {
       dataDir: string;
       restore: boolean;
       cacheQuota?: string;
+      fillDeadline?: string;
+      fillRate?: string;
       metricsAddress?: string;
       metricsTokenFile?: string;
     } & CredentialFlags
@@ -51,6 +58,8 @@ export async function run(argv: string[]): Promise<number> {
   try {
     config = parseDaemonConfig(o.config ? JSON.parse(await readFile(o.config, 'utf8')) : {});
     if (o.cacheQuota !== undefined) config.ferry.cache_quota = parseSize(o.cacheQuota);
+    if (o.fillDeadline !== undefined) config.ferry.fill_deadline = o.fillDeadline === 'off' ? 0 : parseDuration(o.fillDeadline);
+    if (o.fillRate !== undefined) config.ferry.fill_rate = parseSize(o.fillRate);
   } catch (err) {
     process.stderr.write(`ferry daemon: ${(err as Error).message}\n`);
     return 2;

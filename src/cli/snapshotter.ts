@@ -46,6 +46,8 @@ interface Opts {
   daemonConfig?: string;
   spawnDaemon?: boolean;
   cacheQuota?: string;
+  fillDeadline?: string;
+  fillRate?: string;
   criAddress?: string;
   criUpstream?: string;
   requireAttestationKey?: string;
@@ -71,6 +73,8 @@ function merged(o: Opts): SnapshotterConfigInput {
   if (o.daemonConfig) daemon.configFile = o.daemonConfig;
   if (o.spawnDaemon) daemon.spawn = true;
   if (o.cacheQuota !== undefined) daemon.cacheQuota = o.cacheQuota;
+  if (o.fillDeadline !== undefined) daemon.fillDeadline = o.fillDeadline;
+  if (o.fillRate !== undefined) daemon.fillRate = o.fillRate;
   return {
     ...file,
     ...(o.address ? { address: o.address } : {}),
@@ -89,18 +93,49 @@ function merged(o: Opts): SnapshotterConfigInput {
   };
 }
 
+/** How often the snapshotter checks that the daemon it spawned still answers (and spawns a new one if not). */
+const DAEMON_WATCH_MS = 2_000;
+
+/** True when a daemon answers on `sock`. */
+async function daemonAnswers(sock: string): Promise<boolean> {
+  if (!existsSync(sock)) return false;
+  try {
+    await new DaemonClient(sock, 5_000).list();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Keeps a spawned daemon running: every DAEMON_WATCH_MS, one that stopped answering (killed,
+ * crashed) is replaced by a new one, which takes over the EROFS mounts the dead one left (running
+ * containers read again). Returns the function that stops watching.
+ */
+function watchDaemon(cfg: SnapshotterConfig, daemonConfig: Record<string, unknown>, log: Logger): () => void {
+  const sock = join(cfg.root, 'daemon.sock');
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    void (async () => {
+      if (await daemonAnswers(sock)) return;
+      log.warn({ apisock: sock }, 'the spawned ferry daemon stopped answering: starting a new one');
+      await spawnDaemon(cfg, daemonConfig, log);
+    })()
+      .catch((err: unknown) => log.error({ err }, 'restarting the ferry daemon failed (tried again)'))
+      .finally(() => {
+        busy = false;
+      });
+  }, DAEMON_WATCH_MS);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
 /** Starts a detached `ferry daemon` on `<root>/daemon.sock` unless one answers there already. */
 async function spawnDaemon(cfg: SnapshotterConfig, daemonConfig: Record<string, unknown>, log: Logger): Promise<string> {
   const sock = join(cfg.root, 'daemon.sock');
-  const answers = async (): Promise<boolean> => {
-    if (!existsSync(sock)) return false;
-    try {
-      await new DaemonClient(sock, 5_000).list();
-      return true;
-    } catch {
-      return false;
-    }
-  };
+  const answers = (): Promise<boolean> => daemonAnswers(sock);
   if (await answers()) {
     log.info({ apisock: sock }, 'using the running ferry daemon');
     return sock;
@@ -130,8 +165,11 @@ async function spawnDaemon(cfg: SnapshotterConfig, daemonConfig: Record<string, 
   throw new Error(`spawned ferry daemon did not answer on ${sock} (see ${join(cfg.root, 'daemon.log')})`);
 }
 
-/** The lazy-loading daemon: a client of a separate `ferry daemon`, or one in this process. */
-async function openDaemon(cfg: SnapshotterConfig, log: Logger): Promise<LazyFs> {
+/**
+ * The lazy-loading daemon: a client of a separate `ferry daemon` (given, or spawned and then
+ * watched: `stop` ends the watch), or one in this process.
+ */
+async function openDaemon(cfg: SnapshotterConfig, log: Logger): Promise<{ lazyFs: LazyFs; stop: () => void }> {
   const dataDir = join(cfg.root, 'daemon');
   const daemonConfig: Record<string, unknown> = cfg.daemon.configFile
     ? ((parseYaml(readFileSync(cfg.daemon.configFile, 'utf8')) ?? {}) as Record<string, unknown>)
@@ -140,14 +178,20 @@ async function openDaemon(cfg: SnapshotterConfig, log: Logger): Promise<LazyFs> 
   // the node cache: its quota, and the dir the snapshotter's mounts use as the daemon's own (scanned with no mount left)
   const ferry = { ...((daemonConfig.ferry as Record<string, unknown> | undefined) ?? {}) };
   if (ferry.cache_quota === undefined && cfg.daemon.cacheQuota > 0) ferry.cache_quota = cfg.daemon.cacheQuota;
+  // the background fill (config values in ms / bytes; the daemon's config takes seconds)
+  if (ferry.fill_deadline === undefined && cfg.daemon.fillDeadline > 0) ferry.fill_deadline = cfg.daemon.fillDeadline / 1000;
+  if (ferry.fill_rate === undefined) ferry.fill_rate = cfg.daemon.fillRate;
   daemonConfig.ferry = ferry;
   const device = { ...((daemonConfig.device as Record<string, unknown> | undefined) ?? {}) };
   if (device.cache === undefined)
     device.cache = { type: 'blobcache', config: { work_dir: cfg.daemon.cacheDir || join(cfg.root, 'cache') } };
   daemonConfig.device = device;
-  const apiSock = cfg.daemon.apiSock || (cfg.daemon.spawn ? await spawnDaemon(cfg, daemonConfig, log) : '');
-  if (apiSock) return new DaemonClient(apiSock);
-  return new Daemon({ log, dataDir, config: daemonConfig as DaemonConfigInput });
+  if (cfg.daemon.apiSock) return { lazyFs: new DaemonClient(cfg.daemon.apiSock), stop: () => undefined };
+  if (cfg.daemon.spawn) {
+    const sock = await spawnDaemon(cfg, daemonConfig, log);
+    return { lazyFs: new DaemonClient(sock), stop: watchDaemon(cfg, daemonConfig, log) };
+  }
+  return { lazyFs: new Daemon({ log, dataDir, config: daemonConfig as DaemonConfigInput }), stop: () => undefined };
 }
 
 /** `ferry snapshotter gc [--api SOCK]`: one node cache GC round now, in the running snapshotter's daemon. */
@@ -206,6 +250,8 @@ export async function run(argv: string[]): Promise<number> {
     .option('--daemon-config <file>', 'nydusd-style config of the in-process or spawned daemon (JSON/YAML)')
     .option('--spawn-daemon', 'run the daemon as a separate detached `ferry daemon` (<root>/daemon.sock) that outlives restarts')
     .option('--cache-quota <size>', "quota of the node's chunk cache, e.g. 20g (default none; see docs/containerd.md)")
+    .option('--fill-deadline <duration>', 'fetch each lazy image wholly within this long after its mount, e.g. 10m (default off)')
+    .option('--fill-rate <size>', "the background fill's idle rate per second, e.g. 4m (default 4 MiB/s; raised to meet the deadline)")
     .option('--prefetch', "prefetch each image's prefetch list after mounting")
     .option('--proxy <url>', 'P2P peer proxy the daemon reads blobs through (e.g. http://127.0.0.1:65001)')
     .option(
@@ -239,8 +285,11 @@ export async function run(argv: string[]): Promise<number> {
   }
   const log = createLogger({ name: 'snapshotter', level: config.logLevel });
   let h: Awaited<ReturnType<typeof startSnapshotter>>;
+  let stopWatch = (): void => undefined;
   try {
-    const lazyFs = config.disableLazy ? undefined : await openDaemon(config, log);
+    const daemon = config.disableLazy ? undefined : await openDaemon(config, log);
+    stopWatch = daemon?.stop ?? stopWatch;
+    const lazyFs = daemon?.lazyFs;
     const chain = chainFromFlags(o, { log });
     const metricsToken = config.metricsTokenFile ? readTokenFile(config.metricsTokenFile, '--metrics-token-file') : undefined;
     h = await startSnapshotter({ config, log, metricsToken, credentialSources: chain.sources, ...(lazyFs ? { lazyFs } : {}) });
@@ -251,6 +300,9 @@ export async function run(argv: string[]): Promise<number> {
     return 1;
   }
   process.stdout.write(`ferry snapshotter listening on ${h.address} (metrics ${h.metricsAddress})\n`);
-  await untilSignal(() => h.close(), log);
+  await untilSignal(async () => {
+    stopWatch();
+    await h.close();
+  }, log);
   return 0;
 }

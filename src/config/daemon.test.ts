@@ -41,3 +41,15 @@ test('daemon config: unknown keys and bad values are errors naming the key', () 
   assert.throws(() => parseDaemonConfig({ fs_prefetch: { enable: 'yes' } }), /fs_prefetch\.enable/);
   assert.throws(() => parseDaemonConfig({ ferry: { mode: 'nbd' } }), /ferry\.mode/);
 });
+
+test('daemon config: the background fill is off unless a deadline is given; durations and sizes parse', () => {
+  const off = parseDaemonConfig({});
+  assert.equal(off.ferry.fill_deadline, 0);
+  assert.equal(off.ferry.fill_rate, 4 * 1024 * 1024);
+  const on = parseDaemonConfig({ ferry: { fill_deadline: '10m', fill_rate: '1MiB' } });
+  assert.equal(on.ferry.fill_deadline, 600_000);
+  assert.equal(on.ferry.fill_rate, 1024 * 1024);
+  assert.equal(parseDaemonConfig({ ferry: { fill_deadline: 90 } }).ferry.fill_deadline, 90_000, 'a number is seconds (nydusd style)');
+  assert.throws(() => parseDaemonConfig({ ferry: { fill_deadline: 'soon' } }), /fill_deadline/);
+  assert.throws(() => parseDaemonConfig({ ferry: { fill_deadline: -1 } }), /fill_deadline/);
+});

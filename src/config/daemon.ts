@@ -139,6 +139,13 @@ export const daemonConfigSchema = z.strictObject({
       cache_quota: size.default(0),
       /** how often (seconds; ms once parsed) the node cache is checked against its quota, besides after each mount and unmount; 0 = only then */
       cache_gc_interval: seconds.default(30_000),
+      /**
+       * background fill: each mounted image is wholly fetched into the cache within this long after
+       * its mount (seconds, or "10m"; ms once parsed), at idle priority; 0 = off (the default)
+       */
+      fill_deadline: seconds.default(0),
+      /** the fill's idle rate (bytes/s), raised only as far as the deadline needs; 0 = unlimited */
+      fill_rate: size.default(4 * 1024 * 1024),
     })
     .default({
       mode: 'erofs',
@@ -152,6 +159,8 @@ export const daemonConfigSchema = z.strictObject({
       p2p_range_grid: 0,
       cache_quota: 0,
       cache_gc_interval: 30_000,
+      fill_deadline: 0,
+      fill_rate: 4 * 1024 * 1024,
     }),
 });
 

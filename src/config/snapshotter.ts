@@ -79,6 +79,25 @@ export const SnapshotterConfigSchema = z.strictObject({
        * left goes first, then least recently read data of mounted images (fetched again when read).
        */
       cacheQuota: size.default(0),
+      /**
+       * Background fill (the daemon's `ferry.fill_deadline` unless its config file sets one): each
+       * lazy image is wholly fetched into the node cache within this long after its mount, at idle
+       * priority, so a registry outage after it costs its containers nothing. 0 / "off" (default).
+       */
+      fillDeadline: z
+        .union([z.string(), z.number()])
+        .transform((v, ctx) => {
+          try {
+            return v === 'off' ? 0 : parseDuration(v);
+          } catch (err) {
+            ctx.addIssue({ code: 'custom', message: `${(err as Error).message} (a duration such as 10m, or off)` });
+            return z.NEVER;
+          }
+        })
+        .pipe(z.number().nonnegative())
+        .default(0),
+      /** The fill's idle rate, bytes/s (`ferry.fill_rate`; default 4 MiB/s), raised only as far as the deadline needs. */
+      fillRate: size.default(4 * 1024 * 1024),
       /** Chunk cache directory shared by all images; default `<root>/cache`. */
       cacheDir: z.string().default(''),
       /** P2P peer proxy URL the daemon reads blobs through (falls back to the registry). */

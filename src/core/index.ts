@@ -16,6 +16,7 @@ export {
 } from './digest.js';
 export { parseDuration, parseSize, formatBytes } from './units.js';
 export { systemClock, type Clock } from './clock.js';
+export { TokenBucket } from './token-bucket.js';
 export {
   S_IFMT,
   S_IFSOCK,

@@ -11,7 +11,8 @@ import { NodeCache } from '../storage/index.js';
 import { createMetricsRegistry, Gauge, nodeStoreMetrics, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
 import { parseDaemonConfig, type DaemonConfig, type DaemonConfigInput } from '../config/daemon.js';
 import { FuseSession } from '../fuse/index.js';
-import { ImageMount, cleanupMountLeftovers, FAST_PATH_MODULE, VIEW_FAST_PATH_MODULE } from './image-mount.js';
+import { ImageMount, FAST_PATH_MODULE, VIEW_FAST_PATH_MODULE } from './image-mount.js';
+import { cleanupMountLeftovers } from './leftovers.js';
 import {
   mountRequestSchema,
   parsePrefetchTrace,
@@ -21,6 +22,7 @@ import {
   type MountInfo,
   type MountRequest,
   type PrefetchTrace,
+  type RestoreOptions,
 } from './protocol.js';
 import type { CredentialSource } from '../remote/index.js';
 
@@ -60,7 +62,8 @@ export class Daemon implements LazyFs {
     this.cfg = parseDaemonConfig(o.config ?? {});
     this.credentialSources = o.credentialSources ?? [];
     this.metrics = createMetricsRegistry({ processMetrics: true });
-    const per = (name: string, help: string, f: (m: MountInfo) => number): void => {
+    /** A gauge per mount; mounts for which `f` answers undefined are left out. */
+    const per = (name: string, help: string, f: (m: MountInfo) => number | undefined): void => {
       const mounts = this.mounts;
       new Gauge({
         name,
@@ -69,7 +72,10 @@ export class Daemon implements LazyFs {
         registers: [this.metrics],
         collect() {
           this.reset();
-          for (const m of mounts.values()) this.set({ mount: m.req.id }, f(m.metrics()));
+          for (const m of mounts.values()) {
+            const v = f(m.metrics());
+            if (v !== undefined) this.set({ mount: m.req.id }, v);
+          }
         },
       });
     };
@@ -86,6 +92,10 @@ export class Daemon implements LazyFs {
     per('ferry_daemon_digest_mismatches_total', 'Chunks that failed digest verification', (m) => m.stats?.digestMismatches ?? 0);
     per('ferry_daemon_prefetched_bytes_total', 'Bytes fetched by background prefetch', (m) => m.stats?.prefetchedBytes ?? 0);
     per('ferry_daemon_fuse_requests_total', 'FUSE requests served per mount', (m) => m.stats?.fuseRequests ?? 0);
+    // the background fill, for mounts that have one (ferry.fill_deadline)
+    per('ferry_daemon_fill_filled_bytes', 'Background fill: compressed bytes of the image in the cache', (m) => m.fill?.filledBytes);
+    per('ferry_daemon_fill_total_bytes', 'Background fill: compressed bytes of the image', (m) => m.fill?.totalBytes);
+    per('ferry_daemon_fill_eta_seconds', 'Background fill: seconds until the image is wholly cached', (m) => m.fill?.etaSeconds);
     // Reader threads for the first mount, booted now rather than while a container waits for it.
     if (o.prewarm !== false)
       FuseSession.prewarm(this.cfg.ferry.fuse_threads, [this.cfg.ferry.mode === 'fuse' ? FAST_PATH_MODULE : VIEW_FAST_PATH_MODULE]);
@@ -236,6 +246,8 @@ export class Daemon implements LazyFs {
         proxyFallback: c.device.backend?.config.proxy?.fallback ?? true,
         ...(c.device.backend?.config.proxy?.url ? { defaultProxy: c.device.backend.config.proxy.url } : {}),
         credentialSources: this.credentialSources,
+        fillDeadlineMs: c.ferry.fill_deadline,
+        fillRate: c.ferry.fill_rate,
       });
       this.mounts.set(req.id, m);
       const dir = join(this.dataDir, 'mounts');
@@ -334,16 +346,19 @@ export class Daemon implements LazyFs {
   }
 
   /**
-   * After a crash: cleans up every recorded mount's leftovers and mounts it again (`remount`
-   * true), or just cleans up and forgets it.
+   * After a crash: mounts every recorded mount again (`remount` true; with `ids`, only those) —
+   * taking over an EROFS mount the dead daemon left (containers on it keep running, see
+   * daemon/leftovers), else cleaning up its leftovers first; with `remount` false it cleans up
+   * and forgets them. Records not in `ids` are left alone, or cleaned up with `others: 'clean'`.
    */
-  async restore(opts: { remount: boolean; ids?: string[] }): Promise<{ restored: string[]; failed: string[] }> {
+  async restore(opts: RestoreOptions): Promise<{ restored: string[]; failed: string[] }> {
     const restored: string[] = [];
     const failed: string[] = [];
     for (const req of await this.recorded()) {
-      if (opts.ids && !opts.ids.includes(req.id)) continue;
-      await cleanupMountLeftovers(req.mountpoint, join(this.workDir(req.id), 'blobs'), this.log).catch(() => undefined);
-      if (!opts.remount) {
+      const listed = !opts.ids || opts.ids.includes(req.id);
+      if (!listed && opts.others !== 'clean') continue;
+      if (!listed || !opts.remount) {
+        await cleanupMountLeftovers(req.mountpoint, join(this.workDir(req.id), 'blobs'), this.log).catch(() => undefined);
         await rm(this.recordPath(req.id), { force: true });
         await rm(this.authPath(req.id), { force: true });
         continue;

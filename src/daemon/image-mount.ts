@@ -5,11 +5,12 @@
  * with each blob's uncompressed view as an extra device; each view is a file on a small FUSE mount
  * of ours (one file per blob) put behind a read-only loop device, so only data block reads that
  * miss the kernel's page cache come to us — metadata never leaves the kernel.
+ * (Over 600 lines: one image mount's whole lifecycle — chunk lists, both modes, EROFS take-over, prefetch and fill wiring.)
  */
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { FerryError, S_IFDIR, S_IFMT, S_IFREG } from '../core/index.js';
+import { FerryError, S_IFDIR, S_IFMT, S_IFREG, systemClock } from '../core/index.js';
 import type { Logger } from '../observe/index.js';
 import {
   openBootstrap,
@@ -23,6 +24,7 @@ import {
   type ChunkRef,
 } from '../format/rafs/index.js';
 import { FuseSession, clearStaleMounts, mountsAt, run, unmount } from '../fuse/index.js';
+import { changeLoopFile, cleanupMountLeftovers, reattachableLoops } from './leftovers.js';
 import {
   LocalFsBackend,
   ProxyBackend,
@@ -33,6 +35,7 @@ import {
   type DeviceChunk,
 } from '../storage/index.js';
 import { BlobViewFs, RafsFs, readFileRange } from './rafs-fs.js';
+import { BackgroundFill } from './fill.js';
 import { ciTableForThreads } from './fast-path.js';
 import { startupRanges, type FileRange } from './startup-prefetch.js';
 import { DEFAULT_WHOLE_ELF, DEFAULT_WHOLE_FILE, DEFAULT_WHOLE_SO } from '../config/daemon.js';
@@ -69,6 +72,9 @@ export interface ImageMountOptions {
   defaultProxy?: string;
   /** credential sources asked after the mount's own credentials (the daemon's chain) */
   credentialSources?: readonly CredentialSource[];
+  /** background fill (daemon/fill.ts): wholly cached this long after the mount (ms; 0 = off), idle rate bytes/s */
+  fillDeadlineMs?: number;
+  fillRate?: number;
 }
 
 /** Read-ahead of EROFS mounts (KiB), see mountErofs. */
@@ -76,23 +82,6 @@ const EROFS_READAHEAD_KB = 0;
 /** The FUSE fast paths run in reader threads (FUSE mode: the image tree; EROFS mode: blob views). */
 export const FAST_PATH_MODULE = new URL('./fast-path.js', import.meta.url).href;
 export const VIEW_FAST_PATH_MODULE = new URL('./view-fast-path.js', import.meta.url).href;
-
-/** Loop devices whose backing file lies under `dir` (also those of a dead FUSE mount). */
-async function loopsUnder(dir: string): Promise<string[]> {
-  const r = await run('losetup', ['-J', '-l']);
-  if (r.code !== 0 || !r.stdout.trim()) return [];
-  const j = JSON.parse(r.stdout) as { loopdevices?: Array<{ name: string; 'back-file'?: string }> };
-  return (j.loopdevices ?? []).filter((l) => (l['back-file'] ?? '').replace(/ \(deleted\)$/, '').startsWith(`${dir}/`)).map((l) => l.name);
-}
-
-/** Removes what a killed daemon left for a mount: the image mount, loop devices, the view mount. */
-export async function cleanupMountLeftovers(mountpoint: string, viewDir: string, log: Logger): Promise<void> {
-  const a = await clearStaleMounts(mountpoint);
-  const loops = await loopsUnder(viewDir);
-  for (const l of loops) await run('losetup', ['-d', l]);
-  const b = await clearStaleMounts(viewDir);
-  if (a || b || loops.length) log.warn({ mountpoint, mounts: a + b, loops: loops.length }, 'cleaned up a stale mount');
-}
 
 /**
  * Chunks per blob index from a v6 bootstrap's chunk table (every chunk its inodes reference):
@@ -202,6 +191,11 @@ async function blobsFromTables(bs: RafsBootstrap, bootDir: string, backend: Back
     out.blobs.push(deviceBlob(b, chunks, prepare));
   }
   return out;
+}
+
+/** Ids of the blobs an EROFS mount has a device (a view file and a loop device) for. */
+function viewBlobIds(bs: RafsBootstrap): string[] {
+  return bs.blobs.filter((b) => b.blobId && b.uncompressedSize > 0).map((b) => b.blobId);
 }
 
 function blobsOf(bs: RafsBootstrap): MountBlobs {
@@ -329,13 +323,22 @@ export class ImageMount {
     });
     const bs = openBootstrap(buf);
     lap('bootstrapMs');
-    await mkdir(this.req.mountpoint, { recursive: true });
     // Only a view dir left behind can have loop devices or mounts on it (a clean unmount removes
     // it): a fresh one skips the `losetup -l` scan (~15 ms of every cold start).
-    const leftover = existsSync(this.viewDir);
-    await mkdir(this.viewDir, { recursive: true });
-    if (leftover) await cleanupMountLeftovers(this.req.mountpoint, this.viewDir, this.log);
+    // (a dead FUSE view mount answers ENOTCONN: existsSync says false, the mount table does not)
+    const leftover = mountsAt(this.viewDir).length > 0 || existsSync(this.viewDir);
+    // a dead daemon's EROFS mount still there (under a running container, say) is taken over, not removed
+    const reattach =
+      leftover && this.wantsErofs(bs) ? await reattachableLoops(this.req.mountpoint, this.viewDir, viewBlobIds(bs)) : undefined;
+    if (reattach)
+      this.log.info({ mountpoint: this.req.mountpoint, loops: reattach.size }, 'taking over the EROFS mount of a previous daemon');
+    else if (leftover) await cleanupMountLeftovers(this.req.mountpoint, this.viewDir, this.log);
     else await clearStaleMounts(this.req.mountpoint);
+    if (!reattach) {
+      // (after the cleanup: a dead FUSE mount point answers ENOTCONN)
+      await mkdir(this.req.mountpoint, { recursive: true });
+      await mkdir(this.viewDir, { recursive: true });
+    }
     lap('cleanupMs');
     const backend = this.backend();
     const tableless = !bs.canMapChunks();
@@ -370,7 +373,10 @@ export class ImageMount {
     else if (this.req.startup) void this.prefetchStartup(bs, this.req.startup);
     void this.markWholeFiles(bs);
     const want = this.req.mode ?? this.o.defaultMode;
-    if (want === 'erofs' && bs.version === 6) {
+    if (reattach) {
+      await this.reattachErofs(reattach, lap);
+      this.activeMode = 'erofs';
+    } else if (want === 'erofs' && bs.version === 6) {
       try {
         await this.mountErofs(lap);
         this.activeMode = 'erofs';
@@ -419,14 +425,52 @@ export class ImageMount {
       }
     }
     this.device.startDecoders();
+    this.startFill();
     this.log.info(
       { mode: this.activeMode, mountpoint: this.req.mountpoint, blobs: this.device.blobIds().length, timings: this.timings },
       'image mounted',
     );
   }
 
-  private async mountErofs(lap: (step: string) => void): Promise<void> {
-    const ids = this.device.blobIds();
+  private fill: BackgroundFill | undefined;
+
+  /** With a fill deadline: the rest of the image is fetched in the background (after the start-up set). */
+  private startFill(): void {
+    const deadlineMs = this.o.fillDeadlineMs ?? 0;
+    if (deadlineMs <= 0) return;
+    this.fill = new BackgroundFill({ device: this.device, clock: systemClock, deadlineMs, rate: this.o.fillRate ?? 0, log: this.log });
+    this.fill.start();
+  }
+
+  private wantsErofs(bs: RafsBootstrap): boolean {
+    return (this.req.mode ?? this.o.defaultMode) === 'erofs' && bs.version === 6;
+  }
+
+  /**
+   * Takes over a dead daemon's EROFS mount: a new blob-view FUSE mount replaces the dead one and
+   * each loop device under the EROFS mount is pointed at its new view file. On failure the
+   * leftovers are removed (what a restart did before) and the error is thrown.
+   */
+  private async reattachErofs(loops: Map<string, string>, lap: (step: string) => void): Promise<void> {
+    try {
+      await clearStaleMounts(this.viewDir);
+      await mkdir(this.viewDir, { recursive: true });
+      await this.mountView();
+      lap('viewFuseMs');
+      for (const [id, dev] of loops) {
+        await changeLoopFile(dev, join(this.viewDir, id));
+        this.loops.push(dev);
+      }
+      lap('reattachMs');
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'taking over the EROFS mount failed: removing it');
+      this.loops = [...loops.values()];
+      await this.teardownErofs().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async mountView(): Promise<void> {
     this.view = await FuseSession.mount({
       mountpoint: this.viewDir,
       fs: new BlobViewFs(this.device),
@@ -445,6 +489,11 @@ export class ImageMount {
       readers: this.o.fuseThreads,
       readaheadKb: 0,
     });
+  }
+
+  private async mountErofs(lap: (step: string) => void): Promise<void> {
+    const ids = this.device.blobIds();
+    await this.mountView();
     lap('viewFuseMs');
     for (const id of ids) {
       const r = await run('losetup', ['-f', '--show', '-r', join(this.viewDir, id)], { timeoutMs: 30_000 });
@@ -505,6 +554,7 @@ export class ImageMount {
         fuseRequests: fuseReq(this.fuse) + fuseReq(this.view) + (this.fuse?.stats.fastRequests ?? 0),
         ...(this.wholeFilesMarked !== undefined ? { wholeFiles: this.wholeFilesMarked } : {}),
       },
+      ...(this.fill ? { fill: this.fill.status() } : {}),
     };
   }
 
@@ -585,6 +635,7 @@ export class ImageMount {
   async teardown(): Promise<void> {
     this.tornDown = true;
     // a startup prefetch still reading headers fails its reads once the device closes
+    await this.fill?.close();
     if (this.fuse) {
       await this.fuse.unmount();
       this.fuse = null;

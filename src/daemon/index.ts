@@ -8,7 +8,7 @@ export { Daemon, type DaemonOptions } from './daemon.js';
 export { DaemonClient } from './client.js';
 export { startApi, type ApiServer } from './api.js';
 export { RafsFs, BlobViewFs } from './rafs-fs.js';
-export { cleanupMountLeftovers } from './image-mount.js';
+export { cleanupMountLeftovers } from './leftovers.js';
 export {
   PREFETCH_TRACE_ARTIFACT_TYPE,
   PREFETCH_TRACE_LIMITS,

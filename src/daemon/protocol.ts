@@ -143,7 +143,28 @@ export type MountInfo = MountRequest & {
     /** files a read of their first chunk fetches whole (`ferry.whole_so`, `ferry.whole_file`); absent until the mount has marked them */
     wholeFiles?: number;
   };
+  /** the background fill (daemon config `ferry.fill_deadline`), absent when it is off */
+  fill?: FillStatus;
 };
+
+/**
+ * Background fill of a mounted image: bytes are compressed bytes (what the backend sends).
+ * `waiting`: behind the start-up prefetch; `retrying`: the last batch fetched nothing (backend
+ * failing), tried again after a backoff; `stopped`: closed before done.
+ */
+export interface FillStatus {
+  state: 'waiting' | 'filling' | 'retrying' | 'done' | 'stopped';
+  filledBytes: number;
+  totalBytes: number;
+  /** filled / total, one decimal */
+  percent: number;
+  /** bytes/s the fill is allowed now (the idle rate, raised to meet the deadline); 0 = unlimited */
+  rateBytesPerSecond: number;
+  /** seconds until done at that rate (or the rate measured so far when unlimited) */
+  etaSeconds?: number;
+  /** when the image should be wholly cached (ISO 8601) */
+  deadline: string;
+}
 
 /** `GET /api/v1/daemon`. */
 export interface DaemonInfo {
@@ -166,6 +187,14 @@ export interface CacheStatus {
   blobs: number;
 }
 
+/** Which recorded mounts a restarted daemon mounts again (`ids`: only these; default all). */
+export interface RestoreOptions {
+  remount: boolean;
+  ids?: string[];
+  /** Records not in `ids`: left alone (default) or cleaned up and forgotten. */
+  others?: 'skip' | 'clean';
+}
+
 /** The lazy-loading filesystem: the in-process `Daemon`, or a `DaemonClient` of `ferry daemon --apisock`. */
 export interface LazyFs {
   mount(req: MountRequest): Promise<MountInfo>;
@@ -179,11 +208,12 @@ export interface LazyFs {
   setAuth(id: string, auth: string | undefined): Promise<void>;
   list(): Promise<MountInfo[]>;
   /**
-   * In-process only: after a crash, cleans up what a killed predecessor left on the same data dir
-   * (dead FUSE mounts, loop devices) and forgets it (`remount: false`) or mounts it again. A client
-   * of a separate daemon has none: that daemon keeps its mounts across our restarts.
+   * In-process only: after a crash, mounts again what a killed predecessor had mounted on the same
+   * data dir — taking over its EROFS mounts, which containers may still use — or cleans up what it
+   * left (dead FUSE mounts, loop devices) and forgets it (`remount: false`). A client of a separate
+   * daemon has none: that daemon keeps its mounts across our restarts.
    */
-  restore?(opts: { remount: boolean }): Promise<unknown>;
+  restore?(opts: RestoreOptions): Promise<unknown>;
   /** One node cache GC round now: blobs no mount uses are deleted, then LRU eviction down to the quota. */
   gc(): Promise<CacheGcReport>;
   cache(): Promise<CacheStatus>;

@@ -465,11 +465,14 @@ export class LazyImages implements RemoteLayers {
   }
 
   async restore(lazyIds: string[]): Promise<void> {
-    // A fresh in-process daemon cleans up what a killed predecessor left on the same data dir
-    // (dead FUSE mounts, loop devices) before we mount again; a separate daemon keeps its mounts.
+    // A fresh in-process daemon mounts again what a killed predecessor (this process, before)
+    // had mounted for images that still have snapshots — taking over their EROFS mounts, so
+    // running containers keep reading — and cleans up the rest; a separate daemon keeps its mounts.
     const fs = this.o.lazyFs;
     if (fs.restore && (await fs.list()).length === 0) {
-      await fs.restore({ remount: false }).catch((err: unknown) => this.log.warn({ err }, 'daemon leftover cleanup failed'));
+      await fs
+        .restore({ remount: true, ids: lazyIds.map(mountIdOf), others: 'clean' })
+        .catch((err: unknown) => this.log.warn({ err }, 'daemon restore failed'));
     }
     for (const id of lazyIds) {
       try {

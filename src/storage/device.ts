@@ -531,6 +531,25 @@ export class StorageDevice {
     return out;
   }
 
+  /**
+   * Per blob: its chunks (in uncompressed order) and whether a chunk is cached now — what a
+   * background fill walks to find what is still missing (daemon/fill.ts).
+   */
+  cacheView(): Array<{ blobId: string; chunks: readonly DeviceChunk[]; cached(chunkIndex: number): boolean }> {
+    return [...this.blobs.values()].map((s) => ({
+      blobId: s.blob.blobId,
+      chunks: s.byOffset,
+      cached: (i: number) => s.cache.isReady(i),
+    }));
+  }
+
+  /** When a reader last used any blob of this device (clock ms; the device's opening when never). */
+  lastReadAt(): number {
+    let t = this.openedAt;
+    for (const s of this.blobs.values()) if (s.lastUsed > t) t = s.lastUsed;
+    return t;
+  }
+
   /** The blob's `prepare` step, run once (again after a failure). */
   private prepared(s: BlobState): Promise<void> {
     const prep = s.blob.prepare;

@@ -5,7 +5,9 @@
  * snapshotter re-attaches to the daemon's mount and new containers start. Then the in-process
  * daemon variant: killing the snapshotter (kill -9) leaves dead mounts behind; starting it again
  * detaches them and restores the mounts of the existing snapshots, so new containers start
- * without another pull.
+ * without another pull. kill -9 of the snapshotter (in-process daemon) and of a separate daemon
+ * with a container running: the next process takes over the EROFS mount and the container reads a
+ * file it never touched.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -36,7 +38,11 @@ function bytes(n: number, seed: string): Buffer {
 }
 
 before(async () => {
-  requirePrereqs({ root: true, commands: ['containerd', 'ctr', 'runc', 'skopeo', 'busybox', 'fusermount3'], devices: ['/dev/fuse'] });
+  requirePrereqs({
+    root: true,
+    commands: ['containerd', 'ctr', 'runc', 'skopeo', 'busybox', 'fusermount3', 'losetup', 'perl'],
+    devices: ['/dev/fuse'],
+  });
   dir = await mkdtemp(join(tmpdir(), 'ferry-lrs-'));
   reg = await startRegistry({ listen: '127.0.0.1:0', dataDir: join(dir, 'reg'), adminPassword: PW });
   const l0 = await busyboxRootfs(join(dir, 'l0'));
@@ -46,6 +52,9 @@ before(async () => {
   const big = bytes(6 * 1024 * 1024, 'restart');
   await writeFile(join(l1, 'data/later.bin'), big);
   await writeFile(join(l1, 'data/later.sha256'), `${createHash('sha256').update(big).digest('hex')}  /data/later.bin\n`);
+  const spare = bytes(2 * 1024 * 1024, 'spare');
+  await writeFile(join(l1, 'data/spare.bin'), spare);
+  await writeFile(join(l1, 'data/spare.sha256'), `${createHash('sha256').update(spare).digest('hex')}  /data/spare.bin\n`);
   const img = await buildOciImage({ layers: [l0, l1], outDir: join(dir, 'oci') });
   const src = `${reg.host}/library/rs:v1`;
   ref = `${reg.host}/library/rs:v1-nydus`;
@@ -162,14 +171,88 @@ test('in-process daemon: after the snapshotter is killed, a new one restores the
   await snap.stop();
 });
 
-test('--spawn-daemon: the snapshotter starts a detached ferry daemon that keeps serving across a restart', async () => {
+/** Starts `keep` (sleep) on the image and reads a small file through it, so its lazy mount is in use. */
+async function runKeep(cd: Containerd, id: string): Promise<void> {
+  const pull = await ferry(['pull', '--local', '--address', cd.address, '--namespace', cd.namespace, '--plain-http', ref]);
+  assert.equal(pull.code, 0, pull.stderr);
+  const start = await cd.ctr(['run', '-d', '--snapshotter', 'ferry', ref, id, '/bin/sleep', '300']);
+  assert.equal(start.code, 0, start.stderr);
+  const r = await cd.ctr(['tasks', 'exec', '--exec-id', 'first', id, '/bin/cat', '/data/first.txt']);
+  assert.equal(r.stdout, 'read before the restart\n');
+}
+
+/** The running container reads the 6 MiB file it never touched, against its checksum list. */
+async function readsUntouched(cd: Containerd, id: string, why: () => string): Promise<void> {
+  const r = await cd.ctr(['tasks', 'exec', '--exec-id', 'untouched', id, '/usr/bin/sha256sum', '-c', '/data/later.sha256']);
+  assert.equal(r.code, 0, `${r.stdout}${r.stderr}\n${why()}`);
+  assert.match(r.stdout, /later\.bin: OK/);
+}
+
+test('in-process daemon (the default): a running container survives kill -9 of the snapshotter', async () => {
+  const d = join(dir, 'k9s');
+  await mkdir(d, { recursive: true });
+  const sock = join(d, 'snap.sock');
+  const snapArgs = ['snapshotter', '--address', sock, '--root', join(d, 'root')];
+  let snap = await startFerryChild(snapArgs, sock);
+  children.push(snap);
+  const cd = await startContainerd({ dir: join(d, 'cd'), snapshotters: { ferry: sock } });
+  containerds.push(cd);
+  try {
+    await runKeep(cd, 'k9s');
+    await snap.kill(); // the FUSE blob views die with it; the kernel's EROFS mount under the container stays
+    await rm(sock, { force: true });
+    snap = await startFerryChild(snapArgs, sock);
+    children.push(snap);
+    await reconnected(cd);
+    assert.match(snap.output(), /taking over the EROFS mount of a previous daemon/);
+    await readsUntouched(cd, 'k9s', () => snap.output().slice(-2000));
+    const run = await cd.ctr(['run', '--rm', '--snapshotter', 'ferry', ref, 'k9s-2', '/bin/cat', '/data/first.txt']);
+    assert.equal(run.code, 0, run.stderr);
+    await killTask(cd, 'k9s');
+  } finally {
+    await cd.stop();
+    await snap.stop();
+  }
+});
+
+test('separate daemon: a running container survives kill -9 of the daemon once a new one starts', async () => {
+  const d = join(dir, 'k9d');
+  await mkdir(d, { recursive: true });
+  const apisock = join(d, 'daemon.sock');
+  const daemonArgs = ['daemon', '--apisock', apisock, '--data-dir', join(d, 'daemon')];
+  let daemon = await startFerryChild(daemonArgs, apisock);
+  children.push(daemon);
+  const sock = join(d, 'snap.sock');
+  const snap = await startFerryChild(['snapshotter', '--address', sock, '--root', join(d, 'root'), '--daemon-apisock', apisock], sock);
+  children.push(snap);
+  const cd = await startContainerd({ dir: join(d, 'cd'), snapshotters: { ferry: sock } });
+  containerds.push(cd);
+  try {
+    await runKeep(cd, 'k9d');
+    await daemon.kill();
+    await rm(apisock, { force: true });
+    daemon = await startFerryChild(daemonArgs, apisock);
+    children.push(daemon);
+    assert.match(daemon.output(), /taking over the EROFS mount of a previous daemon/);
+    await readsUntouched(cd, 'k9d', () => daemon.output().slice(-2000));
+    const run = await cd.ctr(['run', '--rm', '--snapshotter', 'ferry', ref, 'k9d-2', '/bin/cat', '/data/first.txt']);
+    assert.equal(run.code, 0, run.stderr);
+    await killTask(cd, 'k9d');
+  } finally {
+    await cd.stop();
+    await snap.stop();
+    await daemon.stop();
+  }
+});
+
+test('--spawn-daemon: the snapshotter starts a detached ferry daemon that keeps serving across a restart, and replaces it after kill -9', async () => {
   const d = join(dir, 'spw');
   await mkdir(d, { recursive: true });
   const sock = join(d, 'snap.sock');
   const snapArgs = ['snapshotter', '--address', sock, '--root', join(d, 'root'), '--spawn-daemon'];
   let snap = await startFerryChild(snapArgs, sock);
   children.push(snap);
-  const daemonPid = Number(/"daemonPid":(\d+)/.exec(snap.output())?.[1]);
+  let daemonPid = Number(/"daemonPid":(\d+)/.exec(snap.output())?.[1]);
   assert.ok(daemonPid > 0, `no spawned daemon pid in: ${snap.output().slice(-1500)}`);
   const cd = await startContainerd({ dir: join(d, 'cd'), snapshotters: { ferry: sock } });
   containerds.push(cd);
@@ -188,6 +271,18 @@ test('--spawn-daemon: the snapshotter starts a detached ferry daemon that keeps 
     const run = await cd.ctr(['run', '--rm', '--snapshotter', 'ferry', ref, 'spw-2', '/bin/cat', '/data/first.txt']);
     assert.equal(run.code, 0, run.stderr);
     assert.equal(run.stdout, 'read before the restart\n');
+    // kill -9 of the daemon: the snapshotter's watch spawns a new one, which takes over the mount
+    process.kill(daemonPid, 'SIGKILL');
+    let respawned = 0;
+    for (let i = 0; i < 150 && !respawned; i++) {
+      await new Promise((res) => setTimeout(res, 200));
+      respawned = [...snap.output().matchAll(/"daemonPid":(\d+)/g)].map((x) => Number(x[1])).find((p) => p !== daemonPid) ?? 0;
+    }
+    assert.ok(respawned > 0, `no new daemon spawned: ${snap.output().slice(-1500)}`);
+    daemonPid = respawned;
+    const r4 = await cd.ctr(['tasks', 'exec', '--exec-id', 's4', 'spw', '/usr/bin/sha256sum', '-c', '/data/spare.sha256']);
+    assert.equal(r4.code, 0, `${r4.stdout}${r4.stderr}\n${snap.output().slice(-1500)}`);
+    assert.match(r4.stdout, /spare\.bin: OK/);
     await killTask(cd, 'spw');
   } finally {
     await cd.stop();

@@ -16,7 +16,7 @@ import {
   taskId,
 } from './idgen.js';
 import { HashRing } from './hashring.js';
-import { TokenBucket } from './ratelimit.js';
+import { TokenBucket } from '../../core/index.js';
 import { FakeClock } from '../../../test/support/clock.js';
 
 const MiB = 1024 * 1024;

@@ -27,7 +27,7 @@ export {
 } from './idgen.js';
 export * from './protocol.js';
 export { HashRing } from './hashring.js';
-export { TokenBucket } from './ratelimit.js';
+export { TokenBucket } from '../../core/index.js';
 export { request, readAll, jsonRequest, drained, type RequestOptions, type Response } from './http.js';
 export { hostsToml, httpProxyDropIn } from './snippets.js';
 export {

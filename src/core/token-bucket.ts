@@ -1,9 +1,10 @@
 /**
- * @module p2p/common/ratelimit
- * Token bucket for byte rates (upload, download, back-to-source). `take(n)` waits until n bytes
- * of budget exist; a rate of 0 or Infinity means unlimited.
+ * @module core/token-bucket
+ * Token bucket for byte rates (P2P upload, download, back-to-source; the daemon's background fill).
+ * `take(n)` waits until n bytes of budget exist; a rate of 0 or Infinity means unlimited.
+ * `setRate` changes the rate from the next refill on (the fill raises it to meet its deadline).
  */
-import { systemClock, type Clock } from '../../core/index.js';
+import { systemClock, type Clock } from './clock.js';
 
 export class TokenBucket {
   private tokens: number;
@@ -12,12 +13,28 @@ export class TokenBucket {
 
   /** `rate` bytes per second; `burst` bytes (default: rate / 10, at least 256 KiB); `clock` for tests. */
   constructor(
-    readonly rate: number,
-    private readonly burst = Math.max(256 * 1024, rate / 10),
+    private r: number,
+    private readonly burst = Math.max(256 * 1024, r / 10),
     private readonly clock: Clock = systemClock,
   ) {
     this.tokens = this.burst;
     this.last = clock.now();
+  }
+
+  get rate(): number {
+    return this.r;
+  }
+
+  /** A new rate (bytes/s) from now on: the budget accrued so far at the old rate is kept. */
+  setRate(rate: number): void {
+    this.refill();
+    this.r = rate;
+  }
+
+  private refill(): void {
+    const now = this.clock.now();
+    if (!this.unlimited) this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.r);
+    this.last = now;
   }
 
   get unlimited(): boolean {
@@ -33,9 +50,8 @@ export class TokenBucket {
 
   private async takeNow(n: number): Promise<void> {
     for (;;) {
-      const now = this.clock.now();
-      this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.rate);
-      this.last = now;
+      if (this.unlimited) return;
+      this.refill();
       if (this.tokens >= Math.min(n, this.burst)) {
         this.tokens -= n; // may go negative for n > burst: the debt delays the next caller
         return;
