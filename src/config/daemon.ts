@@ -111,6 +111,11 @@ export const daemonConfigSchema = z.strictObject({
       cache_quota: size.default(0),
       /** how often (seconds; ms once parsed) the node cache is checked against its quota, besides after each mount and unmount; 0 = only then */
       cache_gc_interval: seconds.default(30_000),
+      /**
+       * content-addressed sharing: a chunk missing from one blob's cache that another blob's cache
+       * holds (same digest, any image) is copied from there and verified instead of fetched
+       */
+      share_chunks: z.boolean().default(true),
     })
     .default({
       mode: 'erofs',
@@ -121,6 +126,7 @@ export const daemonConfigSchema = z.strictObject({
       p2p_range_grid: 0,
       cache_quota: 0,
       cache_gc_interval: 30_000,
+      share_chunks: true,
     }),
 });
 

@@ -235,6 +235,7 @@ export class Daemon implements LazyFs {
         proxyFallback: c.device.backend?.config.proxy?.fallback ?? true,
         ...(c.device.backend?.config.proxy?.url ? { defaultProxy: c.device.backend.config.proxy.url } : {}),
         credentialSources: this.credentialSources,
+        ...(c.ferry.share_chunks ? { chunkIndex: this.nodeCache.chunks } : {}),
       });
       this.mounts.set(req.id, m);
       const dir = join(this.dataDir, 'mounts');
