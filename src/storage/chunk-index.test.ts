@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { CHUNK, blobOf } from '../../test/support/storage-blobs.js';
 import { ChunkIndex, decodeDigestFile, digestFilePath, encodeDigestFile } from './chunk-index.js';
 import { NodeCache } from './cache-gc.js';
-import { LocalFsBackend, StorageDevice, type Backend, type ReadProgress } from './index.js';
+import { LocalFsBackend, StorageDevice, type Backend, type DeviceBlob, type DeviceChunk, type ReadProgress } from './index.js';
 
 class CountingBackend implements Backend {
   readonly kind = 'count';
@@ -136,6 +136,44 @@ test('chunk index: an emptied or deleted source is not used; the GC deletes the 
     assert.equal(r.removedBlobs, 2);
     assert.equal(existsSync(digestFilePath(cacheDir, a.id)), false, 'digest file deleted with the blob');
     assert.equal(node.chunks.size, 0, 'the index forgot both blobs');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('chunk index: a blob whose digests come with its prepare step is shared both ways once they are loaded', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-share-prep-'));
+  try {
+    const { a, b } = images();
+    for (const x of [a, b]) writeFileSync(join(dir, x.id), x.bytes);
+    const cacheDir = join(dir, 'cache');
+    const index = new ChunkIndex();
+    // digests withheld until `prepare` (a bootstrap without a chunk table: they are in the blob's tail)
+    const tableless = (x: ReturnType<typeof blobOf>): DeviceBlob => {
+      const chunks = x.blob.chunks.map((c): DeviceChunk => ({ ...c, digest: Buffer.alloc(0) }));
+      let prepares = 0;
+      return {
+        ...x.blob,
+        chunks,
+        prepare: async () => {
+          prepares++;
+          assert.equal(prepares, 1, 'prepared once');
+          chunks.forEach((c, i) => {
+            c.digest = x.blob.chunks[i]!.digest;
+          });
+        },
+      };
+    };
+    const beA = new CountingBackend(new LocalFsBackend(dir));
+    const A = await StorageDevice.open({ blobs: [tableless(a)], backend: beA, cacheDir, chunkIndex: index });
+    assert.ok((await A.read(a.id, 0, a.view.length)).equals(a.view));
+    assert.equal(index.size, 1, 'A indexed once its digests were loaded');
+    const beB = new CountingBackend(new LocalFsBackend(dir));
+    const B = await StorageDevice.open({ blobs: [tableless(b)], backend: beB, cacheDir, chunkIndex: index });
+    assert.ok((await B.read(b.id, 0, b.view.length)).equals(b.view));
+    assert.equal(beB.bytes, 5000, 'B loaded its digests before fetching, then fetched only its own chunk');
+    await B.close();
+    await A.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

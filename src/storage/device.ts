@@ -271,7 +271,8 @@ export class StorageDevice {
       };
       if (idx) {
         await idx.scanOnce(o.cacheDir);
-        await idx.add(o.cacheDir, cache, blob.codec.digester, blob.chunks);
+        // a blob whose digests come with its `prepare` step is indexed once they are in (see `prepared`)
+        if (!blob.prepare) await idx.add(o.cacheDir, cache, blob.codec.digester, blob.chunks);
       }
       d.blobs.set(blob.blobId, {
         blob,
@@ -464,6 +465,8 @@ export class StorageDevice {
       else missing.push(c);
     }
     const idx = this.o.chunkIndex;
+    // a blob whose chunk digests are not loaded yet: loaded first when other blobs may hold its chunks
+    if (idx && missing.length && s.blob.prepare && idx.size > 0) await this.prepared(s).catch(() => undefined);
     if (idx && missing.length) {
       const shared = missing.filter((c) => idx.has(s.decoder.digester, c.digest, c.uncompressedSize, s.blob.blobId));
       if (shared.length) {
@@ -601,6 +604,9 @@ export class StorageDevice {
     if (!s.prepared) {
       const p = prep((offset, length) => this.backendRead(s.blob.blobId, offset, length));
       s.prepared = p;
+      const idx = this.o.chunkIndex;
+      // its chunks' digests are known now: the index can offer them to other blobs
+      if (idx) p.then(() => idx.add(this.o.cacheDir, s.cache, s.blob.codec.digester, s.blob.chunks)).catch(() => undefined);
       p.catch((err: unknown) => {
         if (s.prepared === p) s.prepared = undefined;
         this.log.warn({ blob: s.blob.blobId, err: (err as Error).message }, "loading the blob's chunk digests failed");
