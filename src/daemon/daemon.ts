@@ -144,6 +144,7 @@ export class Daemon implements LazyFs {
       usedBytes: blobs.reduce((a, b) => a + b.bytes, 0),
       evictedBytes: this.nodeCache.evictedBytes,
       refetchedBytes: this.nodeCache.refetchedBytes(),
+      sharedBytes: this.nodeCache.sharedBytes(),
       blobs: blobs.length,
     };
   }

@@ -161,6 +161,8 @@ export interface CacheStatus {
   usedBytes: number;
   evictedBytes: number;
   refetchedBytes: number;
+  /** bytes copied from another blob's cache (same chunk digest) instead of fetched */
+  sharedBytes: number;
   blobs: number;
 }
 

@@ -179,6 +179,11 @@ export class NodeCache {
     return n;
   }
 
+  /** Bytes copied from another blob's cache (same chunk digest) instead of fetched, since start. */
+  sharedBytes(): number {
+    return this.chunks.stats.sharedBytes;
+  }
+
   /** Every cached blob with its bytes on disk, last use and whether a mount uses it. */
   async blobs(): Promise<CachedBlob[]> {
     const use = new Map<string, number>();
