@@ -498,6 +498,7 @@ export class ImageMount {
         proxyFallbacks: this.device?.backend.fallbacks() ?? 0,
         digestMismatches: s?.digestMismatches ?? 0,
         prefetchedBytes: s?.prefetchedBytes ?? 0,
+        sharedBytes: s?.sharedBytes ?? 0,
         fuseRequests: fuseReq(this.fuse) + fuseReq(this.view) + (this.fuse?.stats.fastRequests ?? 0),
       },
     };

@@ -139,6 +139,8 @@ export type MountInfo = MountRequest & {
     proxyFallbacks: number;
     digestMismatches: number;
     prefetchedBytes: number;
+    /** bytes copied from another blob's cache (same chunk digest) instead of fetched */
+    sharedBytes?: number;
     fuseRequests: number;
   };
 };
