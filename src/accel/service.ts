@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { FerryError, systemClock, type Clock } from '../core/index.js';
 import { classifyFailure } from './failures.js';
+import { CHUNK_DICT_SCAN, pickChunkDict } from './chunk-dict.js';
 import { Counter, Gauge, Histogram, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
 import {
   RegistryClient,
@@ -506,6 +507,10 @@ export class AccelService {
       };
       if (d.platforms.length) opts.platforms = d.platforms;
       if (d.chunkDictRef) opts.chunkDictRef = d.chunkDictRef;
+      else if (d.chunkDictImages > 0) {
+        opts.chunkDictRefs = pickChunkDict(await this.queue.list(CHUNK_DICT_SCAN, [dst.registry]), dst, d.chunkDictImages);
+        if (opts.chunkDictRefs.length) log.info({ dict: opts.chunkDictRefs }, "converting against the project's chunk dictionary");
+      }
       if (d.prefetchPatterns) opts.prefetchPatterns = d.prefetchPatterns;
       if (d.backend) opts.backend = d.backend;
       const res = await convertImage(opts);

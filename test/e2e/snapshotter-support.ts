@@ -70,9 +70,15 @@ import type { RegistryHandle } from '../../src/registry/index.js';
 /**
  * `ferry accel` wired to a `ferry registry` as in a Harbor deployment: acceld's example config with
  * the registry as source (admin credentials), and a PUSH_ARTIFACT webhook policy on `library`
- * pointing at accel — every push into `library` gets a `<tag>-nydus` image.
+ * pointing at accel — every push into `library` gets a `<tag>-nydus` image. `driver`: keys set in
+ * `converter.driver.config`.
  */
-export async function startAccelFor(reg: RegistryHandle, dir: string, password: string): Promise<AccelHandle> {
+export async function startAccelFor(
+  reg: RegistryHandle,
+  dir: string,
+  password: string,
+  driver: Record<string, string> = {},
+): Promise<AccelHandle> {
   const cfg = parseYaml(await readFile(fixture('acceld', 'config.yaml.nydus'), 'utf8')) as {
     provider: { source: Record<string, { auth?: string; insecure?: boolean; webhook?: { auth_header: string } }> };
     converter: { driver: { config: Record<string, string> } };
@@ -80,6 +86,7 @@ export async function startAccelFor(reg: RegistryHandle, dir: string, password: 
   const example = Object.values(cfg.provider.source)[0]!;
   cfg.provider.source = { [reg.host]: { ...example, auth: Buffer.from(`admin:${password}`).toString('base64') } };
   cfg.converter.driver.config.work_dir = join(dir, 'accel-scratch');
+  Object.assign(cfg.converter.driver.config, driver);
   const cfgPath = join(dir, 'accel.yaml');
   await writeFile(cfgPath, stringifyYaml(cfg));
   const accel = await startAccel({ configPath: cfgPath, listen: '127.0.0.1:0', workDir: join(dir, 'accel') });
