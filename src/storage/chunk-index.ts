@@ -148,7 +148,6 @@ export class ChunkIndex {
   private readonly places = new Map<string, Place[]>();
   /** blobs indexed, by `dir/blobId` */
   private readonly blobs = new Map<string, BlobEntry>();
-  private readonly scanned = new Set<string>();
 
   /**
    * A device opened a blob's cache: its digest file is written when missing, its chunks indexed,
@@ -194,9 +193,11 @@ export class ChunkIndex {
     }
   }
 
-  /** Indexes the digest files in `dir` not indexed yet (what earlier runs and other processes left). */
+  /**
+   * Indexes the digest files in `dir` not indexed yet (what earlier runs and other processes left;
+   * each device opening a cache there calls this: a directory listing, and only new files read).
+   */
   async scan(dir: string): Promise<void> {
-    this.scanned.add(dir);
     const names = await readdir(dir).catch(() => [] as string[]);
     for (const n of names) {
       const m = /^([0-9a-f]{64})\.chunk_digests$/.exec(n);
@@ -206,11 +207,6 @@ export class ChunkIndex {
       const source = new FileSource(m[1]!, join(dir, `${m[1]!}.blob.data`), await readyBits(dir, m[1]!));
       if (!this.blobs.has(join(dir, m[1]!))) this.insert({ dir, blobId: m[1]!, source }, f.digester, f.chunks);
     }
-  }
-
-  /** Scans `dir` once per process (each device opening a cache there calls this). */
-  async scanOnce(dir: string): Promise<void> {
-    if (!this.scanned.has(dir)) await this.scan(dir);
   }
 
   /** Blobs indexed. */

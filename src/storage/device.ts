@@ -270,7 +270,7 @@ export class StorageDevice {
         return c !== undefined && idx!.has(blob.codec.digester, c.digest, c.uncompressedSize, blob.blobId);
       };
       if (idx) {
-        await idx.scanOnce(o.cacheDir);
+        await idx.scan(o.cacheDir);
         // a blob whose digests come with its `prepare` step is indexed once they are in (see `prepared`)
         if (!blob.prepare) await idx.add(o.cacheDir, cache, blob.codec.digester, blob.chunks);
       }
