@@ -77,6 +77,14 @@ test('chunk index: a blob whose chunks another blob cached fetches only its own;
     assert.equal(B.be.bytes, 5000, 'B fetched only its own chunk');
     assert.equal(B.dev.stats.sharedBytes, shared);
     assert.equal(index.stats.sharedChunks, 10);
+    assert.deepEqual(
+      B.dev
+        .trace()
+        .map((t) => t.chunkIndex)
+        .sort((x, y) => x - y),
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+      "copied chunks are in B's access trace like fetched ones",
+    );
     await B.dev.close();
     await A.dev.close();
 

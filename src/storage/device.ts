@@ -489,6 +489,8 @@ export class StorageDevice {
    * meanwhile) are fetched. One promise per chunk, in flight like a fetch.
    */
   private copyShared(s: BlobState, idx: ChunkIndex, chunks: DeviceChunk[], why: FetchPurpose): Promise<void>[] {
+    // what the workload read, wherever the bytes came from: a start elsewhere prefetches them
+    if (why.record) this.record(s, [chunks]);
     const settle = new Map<number, { resolve: () => void; reject: (e: unknown) => void }>();
     const promises = chunks.map((c) => {
       const p = new Promise<void>((resolve, reject) => settle.set(c.chunkIndex, { resolve, reject }));
