@@ -144,6 +144,8 @@ test('chunk index: an emptied or deleted source is not used; the GC deletes the 
     assert.equal(r.removedBlobs, 2);
     assert.equal(existsSync(digestFilePath(cacheDir, a.id)), false, 'digest file deleted with the blob');
     assert.equal(node.chunks.size, 0, 'the index forgot both blobs');
+    const c1 = a.blob.chunks[1]!;
+    assert.equal(node.chunks.has('sha256', c1.digest, c1.uncompressedSize, 'another'), false, 'no place left for their chunks');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

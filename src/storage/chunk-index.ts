@@ -48,8 +48,13 @@ export function digestFilePath(dir: string, blobId: string): string {
   return join(dir, `${blobId}.chunk_digests`);
 }
 
+/**
+ * The index key of a digest: the digester's initial and the digest's first 12 bytes (16 base64
+ * characters, a third of the full hex — the index is one entry per cached chunk). A prefix shared by
+ * two digests only costs a lookup: `find` compares the full digest of the bytes it copies.
+ */
 function key(digester: DigesterName, digest: Buffer): string {
-  return `${digester}:${digest.toString('hex')}`;
+  return `${digester[0]}${digest.toString('base64', 0, 12)}`;
 }
 
 /** Encodes a blob's digest file. */
@@ -98,19 +103,22 @@ export interface ChunkIndexStats {
   staleSources: number;
 }
 
-/** A blob the index knows: open in this process (its cache) or only on disk (a snapshot of its ready bits). */
+/**
+ * A blob the index knows: open in this process (its cache) or only on disk (a snapshot of its ready
+ * bits); its chunks in typed arrays (the index is one entry per cached chunk: kept small).
+ */
 interface BlobEntry {
   dir: string;
   blobId: string;
   source: IndexedCache;
+  slot: number;
+  ci: Uint32Array;
+  offset: Float64Array;
+  size: Uint32Array;
 }
 
-interface Place {
-  blob: BlobEntry;
-  chunkIndex: number;
-  offset: number;
-  size: number;
-}
+/** A place is `slot * SLOT + position` (a blob's slot, a chunk's position in its arrays). */
+const SLOT = 2 ** 24;
 
 /** A blob's cache files as left on disk: its ready bits as they were when read, its data read by path. */
 class FileSource implements IndexedCache {
@@ -145,9 +153,14 @@ async function readyBits(dir: string, blobId: string): Promise<Uint8Array> {
  */
 export class ChunkIndex {
   readonly stats: ChunkIndexStats = { sharedChunks: 0, sharedBytes: 0, staleSources: 0 };
-  private readonly places = new Map<string, Place[]>();
-  /** blobs indexed, by `dir/blobId` */
+  /** digest key → one place, or several (the same chunk in several blobs) */
+  private readonly places = new Map<string, number | number[]>();
+  /** blobs indexed, by `dir/blobId`, and by slot (undefined once forgotten) */
   private readonly blobs = new Map<string, BlobEntry>();
+  private readonly slots: Array<BlobEntry | undefined> = [];
+  /** places of forgotten blobs still in `places` (dropped when they outnumber the live ones) */
+  private stale = 0;
+  private live = 0;
 
   /**
    * A device opened a blob's cache: its digest file is written when missing, its chunks indexed,
@@ -159,7 +172,8 @@ export class ChunkIndex {
     const known = this.blobs.get(id);
     if (known) {
       known.source = cache;
-      return;
+      if (known.ci.length > 0 || !chunks.some((c) => c.digest.length === 32)) return;
+      this.forget(dir, cache.blobId); // indexed before its digests were known
     }
     const path = digestFilePath(dir, cache.blobId);
     const file = decodeDigestFile(await readFile(path).catch(() => Buffer.alloc(0)));
@@ -172,7 +186,7 @@ export class ChunkIndex {
         await rm(tmp, { force: true }).catch(() => undefined);
       }
     }
-    this.insert({ dir, blobId: cache.blobId, source: cache }, digester, chunks);
+    this.insert(dir, cache.blobId, cache, digester, chunks);
   }
 
   /** A device closed a blob's cache: its chunks stay indexed, read from its files from now on. */
@@ -186,11 +200,20 @@ export class ChunkIndex {
     const e = this.blobs.get(join(dir, blobId));
     if (!e) return;
     this.blobs.delete(join(dir, blobId));
-    for (const [k, list] of this.places) {
-      const rest = list.filter((p) => p.blob !== e);
-      if (rest.length) this.places.set(k, rest);
-      else this.places.delete(k);
+    this.slots[e.slot] = undefined;
+    this.stale += e.ci.length;
+    this.live -= e.ci.length;
+    if (this.stale > this.live) this.compact();
+  }
+
+  /** Drops the places of forgotten blobs. */
+  private compact(): void {
+    for (const [k, v] of this.places) {
+      const rest = (typeof v === 'number' ? [v] : v).filter((p) => this.slots[Math.floor(p / SLOT)] !== undefined);
+      if (rest.length === 0) this.places.delete(k);
+      else this.places.set(k, rest.length === 1 ? rest[0]! : rest);
     }
+    this.stale = 0;
   }
 
   /**
@@ -205,7 +228,7 @@ export class ChunkIndex {
       const f = decodeDigestFile(await readFile(join(dir, n)).catch(() => Buffer.alloc(0)));
       if (!f) continue;
       const source = new FileSource(m[1]!, join(dir, `${m[1]!}.blob.data`), await readyBits(dir, m[1]!));
-      if (!this.blobs.has(join(dir, m[1]!))) this.insert({ dir, blobId: m[1]!, source }, f.digester, f.chunks);
+      if (!this.blobs.has(join(dir, m[1]!))) this.insert(dir, m[1]!, source, f.digester, f.chunks);
     }
   }
 
@@ -217,8 +240,9 @@ export class ChunkIndex {
   /** Whether a blob other than `blobId` has a chunk with this digest and size marked ready. */
   has(digester: DigesterName, digest: Buffer, size: number, blobId: string): boolean {
     if (digest.length !== 32) return false;
-    const list = this.places.get(key(digester, digest));
-    return list?.some((p) => usable(p, size, blobId)) === true;
+    const v = this.places.get(key(digester, digest));
+    if (v === undefined) return false;
+    return typeof v === 'number' ? this.usable(v, size, blobId) !== undefined : v.some((p) => this.usable(p, size, blobId) !== undefined);
   }
 
   /**
@@ -227,9 +251,11 @@ export class ChunkIndex {
    */
   async find(digester: DigesterName, digest: Buffer, size: number, blobId: string): Promise<Buffer | undefined> {
     if (size > MAX_CHUNK || digest.length !== 32) return undefined;
-    for (const p of this.places.get(key(digester, digest)) ?? []) {
-      if (!usable(p, size, blobId)) continue;
-      const bytes = await p.blob.source.read(p.offset, p.size).catch(() => undefined);
+    const v = this.places.get(key(digester, digest));
+    for (const p of v === undefined ? [] : typeof v === 'number' ? [v] : [...v]) {
+      const at = this.usable(p, size, blobId);
+      if (!at) continue;
+      const bytes = await at.source.read(at.offset, size).catch(() => undefined);
       if (!bytes || bytes.length !== size || !chunkDigest(digester, bytes).equals(digest)) {
         this.stats.staleSources++;
         continue;
@@ -241,19 +267,36 @@ export class ChunkIndex {
     return undefined;
   }
 
-  private insert(e: BlobEntry, digester: DigesterName, chunks: readonly IndexedChunk[]): void {
-    this.blobs.set(join(e.dir, e.blobId), e);
-    for (const c of chunks) {
-      if (c.digest.length !== 32) continue;
+  private insert(dir: string, blobId: string, source: IndexedCache, digester: DigesterName, chunks: readonly IndexedChunk[]): void {
+    const usable = chunks.filter((c) => c.digest.length === 32).slice(0, SLOT);
+    const e: BlobEntry = {
+      dir,
+      blobId,
+      source,
+      slot: this.slots.length,
+      ci: Uint32Array.from(usable, (c) => c.chunkIndex),
+      offset: Float64Array.from(usable, (c) => c.uncompressedOffset),
+      size: Uint32Array.from(usable, (c) => c.uncompressedSize),
+    };
+    this.slots.push(e);
+    this.blobs.set(join(dir, blobId), e);
+    this.live += usable.length;
+    usable.forEach((c, i) => {
       const k = key(digester, c.digest);
-      const list = this.places.get(k);
-      const p = { blob: e, chunkIndex: c.chunkIndex, offset: c.uncompressedOffset, size: c.uncompressedSize };
-      if (!list) this.places.set(k, [p]);
-      else if (!list.some((q) => q.blob === e)) list.push(p);
-    }
+      const p = e.slot * SLOT + i;
+      const v = this.places.get(k);
+      if (v === undefined) this.places.set(k, p);
+      else if (typeof v === 'number') {
+        if (Math.floor(v / SLOT) !== e.slot) this.places.set(k, [v, p]);
+      } else if (!v.some((q) => Math.floor(q / SLOT) === e.slot)) v.push(p);
+    });
   }
-}
 
-function usable(p: Place, size: number, blobId: string): boolean {
-  return p.blob.blobId !== blobId && p.size === size && p.blob.source.isReady(p.chunkIndex);
+  /** The blob and offset of a place when it may serve a chunk of this size to another blob (ready there). */
+  private usable(p: number, size: number, blobId: string): { source: IndexedCache; offset: number } | undefined {
+    const e = this.slots[Math.floor(p / SLOT)];
+    const i = p % SLOT;
+    if (!e || e.blobId === blobId || e.size[i] !== size || !e.source.isReady(e.ci[i]!)) return undefined;
+    return { source: e.source, offset: e.offset[i]! };
+  }
 }
