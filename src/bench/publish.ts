@@ -47,6 +47,9 @@ async function ferryConvert(o: {
   prefetchFile?: string;
 }): Promise<{ ok: boolean; error: string }> {
   const creds = credsOf(o.reg);
+  // in a 0600 file: a password on ferry's command line would be readable by every user (ps)
+  const credsFile = join(o.dir, `creds-${o.reg.kind}`);
+  if (creds) await writeFile(credsFile, creds, { mode: 0o600 });
   const r = await exec(
     process.execPath,
     [
@@ -61,7 +64,7 @@ async function ferryConvert(o: {
       // one cache per registry: a cached layer's blob must be in the registry the image goes to
       '--cache',
       join(o.dir, `convert-cache-${o.reg.kind}.db`),
-      ...(creds ? ['--source-creds', creds, '--target-creds', creds] : []),
+      ...(creds ? ['--source-creds-file', credsFile, '--target-creds-file', credsFile] : []),
       ...(o.prefetchFile ? ['--prefetch-patterns', o.prefetchFile] : []),
     ],
     { netns: o.netns, timeoutMs: 30 * 60_000 },

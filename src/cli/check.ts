@@ -8,7 +8,8 @@ import { FerryError, formatBytes } from '../core/index.js';
 import { createLogger } from '../observe/index.js';
 import { parseReference } from '../remote/index.js';
 import { checkImage, type CheckOptions, type CheckResult } from '../convert/index.js';
-import { sideClient, creds, localfsBackend } from './convert.js';
+import { sideClient, localfsBackend } from './convert.js';
+import { addSideCredentialOptions, sideCredentials } from './credentials.js';
 import { parseArgs } from './lifecycle.js';
 import { plainHttpFlag } from './plain-http.js';
 
@@ -34,14 +35,13 @@ export async function run(argv: string[]): Promise<number> {
     .description('verify a converted Nydus image against its source image')
     .requiredOption('--source <ref>', 'source (OCI) image reference')
     .requiredOption('--target <ref>', 'Nydus image reference')
-    .option('--source-creds <user:password>', 'source credentials')
-    .option('--target-creds <user:password>', 'target credentials')
     .option('--platform <list>', 'os/arch[,…] to check (default: every Nydus manifest)')
     .addOption(new Option('--backend-type <type>', 'blobs stored outside the registry').choices(['localfs']))
     .option('--backend-config <json>', 'backend config, e.g. {"dir":"/path"}')
     .option('--work-dir <dir>', 'parent of the temporary work directory')
     .option('--json', 'print the result as JSON')
     .exitOverride();
+  addSideCredentialOptions(cmd, '~/.docker/config.json');
   plainHttpFlag(cmd, 'source-plain-http', 'the source registry speaks plain HTTP', ['source-insecure']);
   plainHttpFlag(cmd, 'target-plain-http', 'the target registry speaks plain HTTP', ['target-insecure']);
   const parsed = parseArgs(cmd, argv);
@@ -55,8 +55,8 @@ export async function run(argv: string[]): Promise<number> {
       source: src,
       target: dst,
       log,
-      sourceClient: sideClient(src.registry, Boolean(o.sourcePlainHttp), creds(o.sourceCreds), log),
-      targetClient: sideClient(dst.registry, Boolean(o.targetPlainHttp), creds(o.targetCreds), log),
+      sourceClient: sideClient(src.registry, Boolean(o.sourcePlainHttp), sideCredentials(o, 'source'), log),
+      targetClient: sideClient(dst.registry, Boolean(o.targetPlainHttp), sideCredentials(o, 'target'), log),
     };
     if (o.platform)
       opts.platforms = String(o.platform)

@@ -29,16 +29,9 @@ import {
   type LayerCache,
   type ProgressEvent,
 } from '../convert/index.js';
+import { addSideCredentialOptions, sideCredentials } from './credentials.js';
 import { parseArgs } from './lifecycle.js';
 import { plainHttpFlag } from './plain-http.js';
-
-/** `user:password` from a flag; undefined when the flag is absent. */
-export function creds(s: unknown): Credentials | undefined {
-  if (typeof s !== 'string' || !s) return undefined;
-  const i = s.indexOf(':');
-  if (i <= 0) throw new FerryError('INVALID_ARGUMENT', 'credentials must be user:password');
-  return { username: s.slice(0, i), password: s.slice(i + 1) };
-}
 
 /** `--backend-type localfs --backend-config '{"dir":"…"}'` as a backend option. */
 export function localfsBackend(config: unknown): { type: 'localfs'; dir: string } {
@@ -104,8 +97,6 @@ export async function run(argv: string[]): Promise<number> {
     .description('convert an OCI image to a Nydus image, registry to registry')
     .requiredOption('--source <ref>', 'source image reference')
     .requiredOption('--target <ref>', 'target image reference (needs a tag)')
-    .option('--source-creds <user:password>', 'source credentials (default ~/.docker/config.json)')
-    .option('--target-creds <user:password>', 'target credentials (default ~/.docker/config.json)')
     .addOption(new Option('--fs-version <n>', 'RAFS version').choices(['5', '6']).default('6'))
     .addOption(new Option('--compressor <name>', 'chunk compressor').choices(['zstd', 'lz4_block', 'gzip', 'none']).default('zstd'))
     .option('--compression-level <n>', `chunk compression level (zstd 1–19, default ${DEFAULT_CONVERT_ZSTD_LEVEL}; gzip 1–9)`)
@@ -136,6 +127,7 @@ export async function run(argv: string[]): Promise<number> {
     .option('--progress', 'force progress bars (default: when stderr is a terminal)')
     .option('--no-progress', 'no progress bars')
     .exitOverride();
+  addSideCredentialOptions(cmd, '~/.docker/config.json');
   plainHttpFlag(cmd, 'source-plain-http', 'the source registry speaks plain HTTP', ['source-insecure']);
   plainHttpFlag(cmd, 'target-plain-http', 'the target registry speaks plain HTTP', ['target-insecure']);
   const parsed = parseArgs(cmd, argv);
@@ -147,11 +139,13 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const src = parseReference(String(o.source));
     const dst = parseReference(String(o.target));
-    const sc = sideClient(src.registry, Boolean(o.sourcePlainHttp), creds(o.sourceCreds as string | undefined), log);
+    const sourceCreds = sideCredentials(o, 'source');
+    const targetCreds = sideCredentials(o, 'target');
+    const sc = sideClient(src.registry, Boolean(o.sourcePlainHttp), sourceCreds, log);
     const tc =
-      src.registry === dst.registry && !o.targetCreds && Boolean(o.sourcePlainHttp) === Boolean(o.targetPlainHttp)
+      src.registry === dst.registry && !targetCreds && Boolean(o.sourcePlainHttp) === Boolean(o.targetPlainHttp)
         ? sc
-        : sideClient(dst.registry, Boolean(o.targetPlainHttp), creds(o.targetCreds as string | undefined), log);
+        : sideClient(dst.registry, Boolean(o.targetPlainHttp), targetCreds, log);
     const opts: ConvertOptions = {
       source: src,
       target: dst,

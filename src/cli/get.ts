@@ -8,13 +8,53 @@
  * digest.
  */
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, readFileSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { Command } from 'commander';
 import { FerryError } from '../core/index.js';
 import { PeerClient, blobDigestOfUrl } from '../p2p/index.js';
 import { parseArgs } from './lifecycle.js';
+
+/** Headers that carry secrets: given on the command line they are visible to every user (ps, /proc). */
+const SECRET_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie']);
+
+/**
+ * The request headers from `-H K:V` flags and a `--header-file` (one `K: V` per line, blank lines and
+ * `#` comments skipped). A secret header given with -H is used, with a warning naming --header-file.
+ */
+export function requestHeaders(
+  flags: string[],
+  file: string | undefined,
+  read: (path: string) => string = (p) => readFileSync(p, 'utf8'),
+  warn: (line: string) => void = (l) => {
+    process.stderr.write(`${l}\n`);
+  },
+): Record<string, string> {
+  const headers: Record<string, string> = {};
+  const add = (h: string, where: string): string => {
+    const i = h.indexOf(':');
+    if (i <= 0) throw new Error(`bad header ${JSON.stringify(where === '-H' ? h : h.slice(0, 20))} in ${where} (want K: V)`);
+    const k = h.slice(0, i).trim().toLowerCase();
+    headers[k] = h.slice(i + 1).trim();
+    return k;
+  };
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = read(file);
+    } catch (err) {
+      throw new Error(`--header-file ${file}: ${(err as Error).message}`);
+    }
+    for (const line of text.split(/\r?\n/)) if (line.trim() && !line.trimStart().startsWith('#')) add(line, `--header-file ${file}`);
+  }
+  for (const h of flags) {
+    const k = add(h, '-H');
+    if (SECRET_HEADERS.has(k))
+      warn(`warning: -H ${k} puts a secret on the command line, where every user of this machine can read it; use --header-file`);
+  }
+  return headers;
+}
 
 /** A transfer that ended early or with the wrong bytes: worth one more try. */
 class Incomplete extends Error {}
@@ -25,20 +65,19 @@ export async function run(argv: string[]): Promise<number> {
     .argument('<url>', 'URL to download')
     .requiredOption('-O, --output <file>', 'output file')
     .option('--peer <addr>', 'peer proxy address', process.env.FERRY_PEER ?? '127.0.0.1:65001')
-    .option('-H, --header <k:v...>', 'request header(s), e.g. "Authorization: Bearer x"')
+    .option('-H, --header <k:v...>', 'request header(s), e.g. "Range: bytes=0-99" (secrets: use --header-file)')
+    .option('--header-file <file>', 'file of request headers, one "K: V" per line (for Authorization: not visible in ps)')
     .exitOverride();
   const parsed = parseArgs(cmd, argv);
   if (parsed !== undefined) return parsed;
   const [url] = cmd.args as [string];
-  const o = cmd.opts<{ output: string; peer: string; header?: string[] }>();
-  const headers: Record<string, string> = {};
-  for (const h of o.header ?? []) {
-    const i = h.indexOf(':');
-    if (i <= 0) {
-      process.stderr.write(`ferry get: bad header ${JSON.stringify(h)} (want K:V)\n`);
-      return 2;
-    }
-    headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim();
+  const o = cmd.opts<{ output: string; peer: string; header?: string[]; headerFile?: string }>();
+  let headers: Record<string, string>;
+  try {
+    headers = requestHeaders(o.header ?? [], o.headerFile);
+  } catch (err) {
+    process.stderr.write(`ferry get: ${(err as Error).message}\n`);
+    return 2;
   }
   const part = `${o.output}.part`;
   const digest = blobDigestOfUrl(url);

@@ -16,7 +16,8 @@ import { FerryError } from '../core/index.js';
 import { createLogger } from '../observe/index.js';
 import { MediaType, NydusAnnotation, decodePrefetchTrace, parsePrefetchTrace, type Descriptor, type PrefetchTrace } from '../oci/index.js';
 import { parseReference, type ImageReference, type RegistryClient } from '../remote/index.js';
-import { creds, sideClient } from './convert.js';
+import { sideClient } from './convert.js';
+import { explicitCredentials } from './credentials.js';
 import { fetchPrefetchTrace, pushPrefetchTrace } from '../snapshotter/index.js';
 import { requestTrace } from '../snapshotter/pull-api-client.js';
 import { parseArgs } from './lifecycle.js';
@@ -27,13 +28,14 @@ interface Opts {
   file?: string;
   plainHttp?: boolean;
   user?: string;
+  passwordStdin?: boolean;
 }
 
 function client(ref: ImageReference, o: Opts): RegistryClient {
   return sideClient(
     ref.registry,
     o.plainHttp === true,
-    creds(o.user),
+    explicitCredentials(o),
     createLogger({ name: 'trace', level: process.env.FERRY_LOG_LEVEL ?? 'warn' }),
   );
 }
@@ -64,7 +66,8 @@ export async function run(argv: string[]): Promise<number> {
     c
       .argument('<ref>', 'Nydus image reference')
       .option('--plain-http', 'talk plain HTTP to the registry')
-      .option('--user <user:password>', 'registry credentials (default ~/.docker/config.json)')
+      .option('--user <user[:password]>', 'registry credentials: USER with --password-stdin (default ~/.docker/config.json)')
+      .option('--password-stdin', "read the password (a robot's secret) from standard input")
       .exitOverride();
   const cmd = new Command('ferry trace')
     .description('prefetch traces: what a container read at start, shared through the registry')

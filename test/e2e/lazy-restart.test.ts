@@ -50,8 +50,22 @@ before(async () => {
   const src = `${reg.host}/library/rs:v1`;
   ref = `${reg.host}/library/rs:v1-nydus`;
   await pushImage(img.layoutDir, src, { creds: `admin:${PW}` });
-  const conv = await ferry(['convert', '--source', src, '--target', ref, '--source-creds', `admin:${PW}`, '--target-creds', `admin:${PW}`]);
+  // the credentials from a file: nothing secret on the command line, and so no warning
+  const credsFile = join(dir, 'creds');
+  await writeFile(credsFile, `admin:${PW}\n`, { mode: 0o600 });
+  const conv = await ferry([
+    'convert',
+    '--source',
+    src,
+    '--target',
+    ref,
+    '--source-creds-file',
+    credsFile,
+    '--target-creds-file',
+    credsFile,
+  ]);
   assert.equal(conv.code, 0, conv.stderr);
+  assert.doesNotMatch(conv.stderr, /warning/);
 });
 
 after(async () => {
