@@ -72,6 +72,8 @@ after(async () => {
 test("accel chunk dictionary: B converted after A stores none of A's chunks, reads correctly lazily", async () => {
   const l0 = await busyboxRootfs(join(dir, 'l0'));
   const big = bytes(FILE_BYTES, 'dict-shared');
+  const credsFile = join(dir, 'creds');
+  await writeFile(credsFile, `admin:${PW}\n`, { mode: 0o600 });
   const sum = `${createHash('sha256').update(big).digest('hex')}  /data/file.bin\n`;
   const push = async (name: string, extra: boolean): Promise<string> => {
     const l1 = join(dir, `l1-${name}`);
@@ -95,10 +97,10 @@ test("accel chunk dictionary: B converted after A stores none of A's chunks, rea
     bSrc,
     '--target',
     aloneRef,
-    '--source-creds',
-    `admin:${PW}`,
-    '--target-creds',
-    `admin:${PW}`,
+    '--source-creds-file',
+    credsFile,
+    '--target-creds-file',
+    credsFile,
   ]);
   assert.equal(conv.code, 0, conv.stderr);
   const alone = await manifestOf(aloneRef);

@@ -42,6 +42,8 @@ before(async () => {
   reg = await startRegistry({ listen: '127.0.0.1:0', dataDir: join(dir, 'reg'), adminPassword: PW });
   const l0 = await busyboxRootfs(join(dir, 'l0'));
   const big = bytes(FILE_BYTES, 'shared');
+  const credsFile = join(dir, 'creds');
+  await writeFile(credsFile, `admin:${PW}\n`, { mode: 0o600 });
   for (const name of ['a', 'b'] as const) {
     const l1 = join(dir, `l1-${name}`);
     await mkdir(join(l1, 'data'), { recursive: true });
@@ -58,10 +60,10 @@ before(async () => {
       src,
       '--target',
       refs[name],
-      '--source-creds',
-      `admin:${PW}`,
-      '--target-creds',
-      `admin:${PW}`,
+      '--source-creds-file',
+      credsFile,
+      '--target-creds-file',
+      credsFile,
     ]);
     assert.equal(conv.code, 0, conv.stderr);
   }
