@@ -451,6 +451,11 @@ export class StorageDevice {
     why: FetchPurpose,
     plan?: (missing: DeviceChunk[]) => DeviceChunk[][],
   ): Promise<void> {
+    const idx = this.o.chunkIndex;
+    // a blob whose chunk digests are not loaded yet: loaded first when other blobs may hold its
+    // chunks (before the eviction check below: nothing may come between that check and the fetches)
+    if (idx && s.blob.prepare && idx.size > 0 && chunks.some((c) => !s.cache.isReady(c.chunkIndex)))
+      await this.prepared(s).catch(() => undefined);
     while (s.blocked) await s.blocked; // an eviction of this blob in progress (bounded: it only ends)
     const waits: Promise<void>[] = [];
     let missing: DeviceChunk[] = [];
@@ -464,9 +469,6 @@ export class StorageDevice {
       if (f) waits.push(f);
       else missing.push(c);
     }
-    const idx = this.o.chunkIndex;
-    // a blob whose chunk digests are not loaded yet: loaded first when other blobs may hold its chunks
-    if (idx && missing.length && s.blob.prepare && idx.size > 0) await this.prepared(s).catch(() => undefined);
     if (idx && missing.length) {
       const shared = missing.filter((c) => idx.has(s.decoder.digester, c.digest, c.uncompressedSize, s.blob.blobId));
       if (shared.length) {
