@@ -36,6 +36,8 @@ export interface DriverRun {
   workDir: string;
   /** converter.attestation's key: Nydus conversions are signed (eStargz ones are not: see docs/security.md) */
   signKey?: KeyObject;
+  /** the project's automatic chunk dictionary (nydus; used when no chunk_dict_ref is set) */
+  chunkDictRefs?: string[];
 }
 
 function estargzOptions(r: DriverRun): EstargzConvertOptions {
@@ -93,6 +95,7 @@ function nydusOptions(r: DriverRun): ConvertOptions {
   };
   if (d.platforms.length) opts.platforms = d.platforms;
   if (d.chunkDictRef) opts.chunkDictRef = d.chunkDictRef;
+  else if (r.chunkDictRefs?.length) opts.chunkDictRefs = r.chunkDictRefs;
   if (d.prefetchPatterns) opts.prefetchPatterns = d.prefetchPatterns;
   if (d.backend) opts.backend = d.backend;
   if (r.signKey) opts.signKey = r.signKey;

@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { FerryError, systemClock, type Clock } from '../core/index.js';
 import { classifyFailure } from './failures.js';
+import { CHUNK_DICT_SCAN, pickChunkDict } from './chunk-dict.js';
 import { Counter, Gauge, Histogram, silentLogger, type Logger, type MetricsRegistry } from '../observe/index.js';
 import {
   RegistryClient,
@@ -483,7 +484,15 @@ export class AccelService {
           return;
         }
       }
+      // the project's automatic chunk dictionary (chunk_dict_auto; chunk_dict_ref overrides it)
+      const d = this.driver;
+      let chunkDictRefs: string[] | undefined;
+      if (d.format !== 'estargz' && !d.chunkDictRef && d.chunkDictImages > 0) {
+        chunkDictRefs = pickChunkDict(await this.queue.list(CHUNK_DICT_SCAN, [dst.registry]), dst, d.chunkDictImages);
+        if (chunkDictRefs.length) log.info({ dict: chunkDictRefs }, "converting against the project's chunk dictionary");
+      }
       const res = await convertWithDriver({
+        ...(chunkDictRefs?.length ? { chunkDictRefs } : {}),
         driver: this.driver,
         config: this.cfg,
         cache: this.cache,

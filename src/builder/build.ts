@@ -30,8 +30,8 @@ export interface BuildLayerOptions {
   compressLevel?: number;
   chunkSize?: number;
   digester?: Digester;
-  /** a bootstrap whose chunks are referenced instead of stored again */
-  chunkDict?: Buffer;
+  /** bootstraps whose chunks are referenced instead of stored again (the first one holding a digest wins) */
+  chunkDict?: Buffer | readonly Buffer[];
   /** the chunk dictionary's blob tables, by blob id (needed when it has no chunk table) */
   chunkDictTables?: ReadonlyMap<string, BlobTables>;
   /** the bootstrap of the lower layers: the result is that tree with this layer applied */
@@ -108,8 +108,8 @@ export async function buildLayer(opts: BuildLayerOptions): Promise<BuildLayerRes
     }
     indexChunks(parent.root, known);
   }
-  if (opts.chunkDict) {
-    const dict = loadBootstrap(opts.chunkDict, registry, undefined, opts.chunkDictTables);
+  for (const dictBuf of opts.chunkDict === undefined ? [] : Buffer.isBuffer(opts.chunkDict) ? [opts.chunkDict] : opts.chunkDict) {
+    const dict = loadBootstrap(dictBuf, registry, undefined, opts.chunkDictTables);
     if (dict.chunkSize !== chunkSize) {
       throw new FerryError(
         'INVALID_ARGUMENT',

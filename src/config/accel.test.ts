@@ -68,6 +68,22 @@ converter:
   );
 });
 
+test('accel config: the automatic chunk dictionary is off unless asked for; its size is bounded', () => {
+  const base = loadAccelConfig(fixture('acceld', 'config.yaml.nydus'));
+  assert.equal(resolveDriverOptions(base).chunkDictImages, 0, 'off by default');
+  const withDriver = (extra: Record<string, unknown>) => {
+    const raw = parse(readFileSync(fixture('acceld', 'config.yaml.nydus'), 'utf8')) as {
+      converter: { driver: { config: Record<string, unknown> } };
+    };
+    Object.assign(raw.converter.driver.config, extra);
+    return resolveDriverOptions(parseAccelConfig(raw));
+  };
+  assert.equal(withDriver({ chunk_dict_auto: true }).chunkDictImages, 4);
+  assert.equal(withDriver({ chunk_dict_auto: 'true', chunk_dict_images: '8' }).chunkDictImages, 8);
+  assert.equal(withDriver({ chunk_dict_auto: false, chunk_dict_images: 8 }).chunkDictImages, 0);
+  assert.throws(() => withDriver({ chunk_dict_auto: true, chunk_dict_images: 100 }), /chunk_dict_images: must be an integer in 1\.\.32/);
+});
+
 test('accel config: unknown keys are errors naming the key; bad values are explained', () => {
   assert.throws(() => parseAccelConfig({ converter: { wokrer: 3 } }), /unknown key converter\.wokrer/);
   assert.throws(

@@ -57,6 +57,10 @@ const NydusDriverConfig = z.strictObject({
   estargz_chunk_size: str.optional(),
   /** Ferry extension, estargz driver: gzip level 0..9 (default 9, ctr-remote's --estargz-compression-level). */
   estargz_compression_level: str.optional(),
+  /** Ferry extension: convert against the project's automatic chunk dictionary (accel/chunk-dict.ts); default false. */
+  chunk_dict_auto: boolStr.optional(),
+  /** Ferry extension: how many of the project's latest converted images make up that dictionary (default 4, 1..32). */
+  chunk_dict_images: str.optional(),
 });
 
 /** The drivers Ferry converts with (acceld's `converter.driver.type`). */
@@ -193,6 +197,11 @@ export interface AccelDriverOptions {
   chunkSize: number;
   digester: 'sha256' | 'blake3';
   chunkDictRef?: string;
+  /**
+   * the project's automatic chunk dictionary: its size in images (0 = off, the default);
+   * `chunkDictRef` overrides it
+   */
+  chunkDictImages: number;
   /** keep the v6 chunk table in image bootstraps (default: left out when blobs carry their tables) */
   chunkTable: boolean;
   mergeManifest: boolean;
@@ -205,6 +214,19 @@ export interface AccelDriverOptions {
   workDir?: string;
   platforms: string[];
   harborAnnotation: boolean;
+}
+
+/** Images in the automatic chunk dictionary unless told. */
+export const DEFAULT_CHUNK_DICT_IMAGES = 4;
+
+function chunkDictImages(auto: boolean, n: string | undefined): number {
+  const v = n === undefined ? DEFAULT_CHUNK_DICT_IMAGES : Number(n);
+  if (!Number.isInteger(v) || v < 1 || v > 32)
+    throw new FerryError(
+      'INVALID_ARGUMENT',
+      `accel config: converter.driver.config.chunk_dict_images: must be an integer in 1..32, got ${n}`,
+    );
+  return auto ? v : 0;
 }
 
 /** Validates a config object; throws INVALID_ARGUMENT naming every problem (unknown keys by full path). */
@@ -323,6 +345,7 @@ export function resolveDriverOptions(cfg: AccelConfig): AccelDriverOptions {
     chunkSize,
     digester,
     chunkTable: d.chunk_table ?? false,
+    chunkDictImages: chunkDictImages(d.chunk_dict_auto ?? false, d.chunk_dict_images),
     mergeManifest: d.merge_manifest ?? false,
     withReferrer: d.with_referrer ?? false,
     docker2oci: d.docker2oci ?? false,

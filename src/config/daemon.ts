@@ -146,6 +146,11 @@ export const daemonConfigSchema = z.strictObject({
       fill_deadline: seconds.default(0),
       /** the fill's idle rate (bytes/s), raised only as far as the deadline needs; 0 = unlimited */
       fill_rate: size.default(4 * 1024 * 1024),
+      /**
+       * content-addressed sharing: a chunk missing from one blob's cache that another blob's cache
+       * holds (same digest, any image) is copied from there and verified instead of fetched
+       */
+      share_chunks: z.boolean().default(true),
     })
     .default({
       mode: 'erofs',
@@ -161,6 +166,7 @@ export const daemonConfigSchema = z.strictObject({
       cache_gc_interval: 30_000,
       fill_deadline: 0,
       fill_rate: 4 * 1024 * 1024,
+      share_chunks: true,
     }),
 });
 

@@ -106,8 +106,14 @@ export interface ConvertOptions {
   compressLevel?: number;
   chunkSize?: number;
   digester?: 'sha256' | 'blake3';
-  /** A Nydus image whose bootstrap is the chunk dictionary. */
+  /** A Nydus image whose bootstrap is the chunk dictionary (an error when it cannot be used). */
   chunkDictRef?: string;
+  /**
+   * Nydus images used together as the chunk dictionary when `chunkDictRef` is not given (the
+   * accel's automatic per-project dictionary): one that cannot be read, or whose chunk size or
+   * digester differs from this conversion's, is left out with a warning.
+   */
+  chunkDictRefs?: readonly string[];
   /**
    * Keep the v6 chunk table in the image's bootstrap (for upstream `nydus-image check/merge`).
    * Default false: the table is left out whenever every blob carries its own CI table, digest array
@@ -178,10 +184,10 @@ interface Ctx {
   opts: ConvertOptions;
   log: Logger;
   work: string;
-  chunkDict?: Buffer;
+  chunkDict?: Buffer[];
   chunkDictTables?: Map<string, BlobTables>;
-  /** the chunk dictionary image: where its blobs are and their descriptors */
-  dict?: { ref: ImageReference; layers: Map<string, Descriptor> };
+  /** the chunk dictionary images' blobs: by digest, the image holding each and its descriptor */
+  dict?: { layers: Map<string, { ref: ImageReference; desc: Descriptor }> };
   stats: { sourceSize: number; targetSize: number; uncompressed: number; layers: ConvertedLayer[] };
 }
 
@@ -282,8 +288,8 @@ async function dictBlobLayers(ctx: Ctx, merged: Buffer, produced: Set<string>): 
   const out: Descriptor[] = [];
   for (const b of extra) {
     const digest = `sha256:${b.blobId}`;
-    const d = ctx.dict?.layers.get(digest);
-    if (!d || !ctx.dict)
+    const found = ctx.dict?.layers.get(digest);
+    if (!found)
       throw new FerryError(
         'FAILED_PRECONDITION',
         `bootstrap references blob ${b.blobId} that is neither a converted layer nor in the chunk dictionary image`,
@@ -297,13 +303,13 @@ async function dictBlobLayers(ctx: Ctx, merged: Buffer, produced: Set<string>): 
           () => false,
         ))
       ) {
-        await pipeline(await ctx.sc.getBlob(ctx.dict.ref.registry, ctx.dict.ref.repository, digest), createWriteStream(`${path}.part`));
+        await pipeline(await ctx.sc.getBlob(found.ref.registry, found.ref.repository, digest), createWriteStream(`${path}.part`));
         await rename(`${path}.part`, path);
       }
     } else {
-      await copyBlob(ctx, d, ctx.dict.ref.repository, ctx.dict.ref.registry);
+      await copyBlob(ctx, found.desc, found.ref.repository, found.ref.registry);
     }
-    out.push({ mediaType: MediaType.NYDUS_BLOB, digest, size: d.size, annotations: { [NydusAnnotation.BLOB]: 'true' } });
+    out.push({ mediaType: MediaType.NYDUS_BLOB, digest, size: found.desc.size, annotations: { [NydusAnnotation.BLOB]: 'true' } });
   }
   return out;
 }
@@ -332,10 +338,8 @@ async function blobMetaFiles(ctx: Ctx, merged: Buffer): Promise<Array<{ name: st
           await fh.close();
         }
       } else {
-        const repo =
-          ctx.dict?.layers.has(`sha256:${b.blobId}`) && !(await ctx.tc.headBlob(ctx.dst.registry, ctx.dst.repository, `sha256:${b.blobId}`))
-            ? ctx.dict.ref
-            : ctx.dst;
+        const inDict = ctx.dict?.layers.get(`sha256:${b.blobId}`);
+        const repo = inDict && !(await ctx.tc.headBlob(ctx.dst.registry, ctx.dst.repository, `sha256:${b.blobId}`)) ? inDict.ref : ctx.dst;
         raw = await collect(
           await ctx.tc.getBlob(repo.registry, repo.repository, `sha256:${b.blobId}`, { range: [b.ciOffset, b.ciOffset + len - 1] }),
         );
@@ -596,6 +600,30 @@ function platformOfConfig(config: ImageConfig | undefined): Platform | undefined
   return p;
 }
 
+/**
+ * Adds a Nydus image to the conversion's chunk dictionary: its bootstrap, blob tables and where its
+ * blobs are. Refused (INVALID_ARGUMENT) when its chunk size or digester is not the build's.
+ */
+async function addChunkDict(ctx: Ctx, refText: string): Promise<void> {
+  const ref = parseReference(refText);
+  const dict = await fetchNydusBootstrap(ctx.sc, ref);
+  const bs = openBootstrap(dict.bootstrap);
+  const chunkSize = ctx.build.chunkSize ?? DEFAULT_CONVERT_CHUNK_SIZE;
+  if (bs.chunkSize !== chunkSize || bs.digester !== ctx.build.digester)
+    throw new FerryError(
+      'INVALID_ARGUMENT',
+      `chunk dictionary ${refText}: chunk size 0x${bs.chunkSize.toString(16)} / ${bs.digester} digests, the conversion uses 0x${chunkSize.toString(16)} / ${ctx.build.digester}`,
+    );
+  const tables = await nydusBlobTables(ctx.sc, ref, dict.bootstrap, dict.blobMeta);
+  for (const [id, t] of tables ?? []) {
+    ctx.chunkDictTables ??= new Map();
+    ctx.chunkDictTables.set(id, t);
+  }
+  (ctx.chunkDict ??= []).push(dict.bootstrap);
+  ctx.dict ??= { layers: new Map() };
+  for (const l of dict.manifest.layers) if (!ctx.dict.layers.has(l.digest)) ctx.dict.layers.set(l.digest, { ref, desc: l });
+}
+
 /** Converts `source` into a Nydus image at `target`. */
 export async function convertImage(opts: ConvertOptions): Promise<ConvertResult> {
   const t0 = Date.now();
@@ -618,15 +646,14 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertResult>
   const work = await mkdtemp(join(opts.workDir ?? tmpdir(), 'ferry-convert-'));
   const ctx: Ctx = { src, dst, sc, tc, build, opts, log, work, stats: { sourceSize: 0, targetSize: 0, uncompressed: 0, layers: [] } };
   try {
-    if (opts.chunkDictRef) {
-      const dictRef = parseReference(opts.chunkDictRef);
-      const dict = await fetchNydusBootstrap(sc, dictRef);
-      ctx.chunkDict = dict.bootstrap;
-      const tables = await nydusBlobTables(sc, dictRef, dict.bootstrap, dict.blobMeta);
-      if (tables) ctx.chunkDictTables = tables;
-      ctx.dict = { ref: dictRef, layers: new Map(dict.manifest.layers.map((l) => [l.digest, l])) };
-      build.chunkDict = sha256Digest(dict.bootstrap);
-    }
+    if (opts.chunkDictRef) await addChunkDict(ctx, opts.chunkDictRef);
+    else
+      for (const ref of opts.chunkDictRefs ?? [])
+        await addChunkDict(ctx, ref).catch((err: unknown) => {
+          log.warn({ dict: ref, err: (err as Error).message }, 'chunk dictionary image left out');
+        });
+    if (ctx.chunkDict?.length)
+      build.chunkDict = ctx.chunkDict.length === 1 ? sha256Digest(ctx.chunkDict[0]!) : sha256Digest(Buffer.concat(ctx.chunkDict));
     log.info('conversion started');
     const top = await sc.getManifest(src, opts.signal ? { signal: opts.signal } : {});
     const topDesc: Descriptor = { mediaType: top.mediaType, digest: top.digest, size: top.body.length };

@@ -154,6 +154,7 @@ export class Daemon implements LazyFs {
       usedBytes: blobs.reduce((a, b) => a + b.bytes, 0),
       evictedBytes: this.nodeCache.evictedBytes,
       refetchedBytes: this.nodeCache.refetchedBytes(),
+      sharedBytes: this.nodeCache.sharedBytes(),
       blobs: blobs.length,
     };
   }
@@ -248,6 +249,7 @@ export class Daemon implements LazyFs {
         credentialSources: this.credentialSources,
         fillDeadlineMs: c.ferry.fill_deadline,
         fillRate: c.ferry.fill_rate,
+        ...(c.ferry.share_chunks ? { chunkIndex: this.nodeCache.chunks } : {}),
       });
       this.mounts.set(req.id, m);
       const dir = join(this.dataDir, 'mounts');

@@ -30,6 +30,7 @@ import {
   ProxyBackend,
   RegistryBackend,
   StorageDevice,
+  type ChunkIndex,
   type Backend,
   type DeviceBlob,
   type DeviceChunk,
@@ -68,6 +69,8 @@ export interface ImageMountOptions {
   proxyFallback: boolean;
   /** FUSE mode: answer lookups/attributes/cached reads in the reader threads (default true) */
   fastPath?: boolean;
+  /** the node's chunks by digest: misses another blob's cache holds are copied from there (storage/chunk-index) */
+  chunkIndex?: ChunkIndex;
   /** default P2P proxy for registry backends whose request names none */
   defaultProxy?: string;
   /** credential sources asked after the mount's own credentials (the daemon's chain) */
@@ -358,6 +361,7 @@ export class ImageMount {
         requestDeadlineMs: this.o.requestDeadlineMs,
         prefetchMergeBytes: this.o.prefetchMergeBytes,
         prefetchBandwidth: this.o.prefetchBandwidth,
+        ...(this.o.chunkIndex ? { chunkIndex: this.o.chunkIndex } : {}),
       });
     } catch (err) {
       await backend.close().catch(() => undefined);
@@ -551,6 +555,7 @@ export class ImageMount {
         proxyFallbacks: this.device?.backend.fallbacks() ?? 0,
         digestMismatches: s?.digestMismatches ?? 0,
         prefetchedBytes: s?.prefetchedBytes ?? 0,
+        sharedBytes: s?.sharedBytes ?? 0,
         fuseRequests: fuseReq(this.fuse) + fuseReq(this.view) + (this.fuse?.stats.fastRequests ?? 0),
         ...(this.wholeFilesMarked !== undefined ? { wholeFiles: this.wholeFilesMarked } : {}),
       },

@@ -139,6 +139,8 @@ export type MountInfo = MountRequest & {
     proxyFallbacks: number;
     digestMismatches: number;
     prefetchedBytes: number;
+    /** bytes copied from another blob's cache (same chunk digest) instead of fetched */
+    sharedBytes?: number;
     fuseRequests: number;
     /** files a read of their first chunk fetches whole (`ferry.whole_so`, `ferry.whole_file`); absent until the mount has marked them */
     wholeFiles?: number;
@@ -184,6 +186,8 @@ export interface CacheStatus {
   usedBytes: number;
   evictedBytes: number;
   refetchedBytes: number;
+  /** bytes copied from another blob's cache (same chunk digest) instead of fetched */
+  sharedBytes: number;
   blobs: number;
 }
 

@@ -4,7 +4,7 @@
  * apart by a `store` label (`daemon`: the lazy chunk cache; the P2P peer's piece store is meant to
  * report as `store="peer"`), so that one query adds them up against the disk:
  *   ferry_node_cache_bytes · ferry_node_cache_quota_bytes · ferry_node_cache_evicted_bytes_total ·
- *   ferry_node_cache_refetched_bytes_total
+ *   ferry_node_cache_refetched_bytes_total · ferry_node_cache_shared_bytes_total
  */
 import { Gauge, type MetricsRegistry } from './metrics.js';
 
@@ -18,6 +18,8 @@ export interface NodeStore {
   readonly evictedBytes: number;
   /** bytes fetched again after their eviction (stores that know it) */
   refetchedBytes?(): number;
+  /** bytes taken from another entry of the same store holding the same content instead of fetched (stores that share) */
+  sharedBytes?(): number;
 }
 
 /** Registers the node store gauges for one store. */
@@ -37,4 +39,9 @@ export function nodeStoreMetrics(registry: MetricsRegistry, store: string, s: No
   gauge('ferry_node_cache_quota_bytes', 'Quota of a store on this node (0: none)', () => s.quota);
   gauge('ferry_node_cache_evicted_bytes_total', 'Bytes evicted from a store on this node', () => s.evictedBytes);
   gauge('ferry_node_cache_refetched_bytes_total', 'Bytes fetched again after their eviction', () => s.refetchedBytes?.() ?? 0);
+  gauge(
+    'ferry_node_cache_shared_bytes_total',
+    'Bytes copied from cached content of another blob or image (same chunk digest) instead of fetched',
+    () => s.sharedBytes?.() ?? 0,
+  );
 }

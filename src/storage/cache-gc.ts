@@ -12,6 +12,7 @@
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { silentLogger, type Logger } from '../observe/index.js';
+import { ChunkIndex } from './chunk-index.js';
 
 /** Evict down to this share of the quota. */
 export const GC_LOW_WATERMARK = 0.9;
@@ -71,8 +72,8 @@ export function planEviction(
 }
 
 /** Cache files of one blob. */
-export function blobFiles(dir: string, blobId: string): { data: string; map: string } {
-  return { data: join(dir, `${blobId}.blob.data`), map: join(dir, `${blobId}.chunk_map`) };
+export function blobFiles(dir: string, blobId: string): { data: string; map: string; digests: string } {
+  return { data: join(dir, `${blobId}.blob.data`), map: join(dir, `${blobId}.chunk_map`), digests: join(dir, `${blobId}.chunk_digests`) };
 }
 
 /** The blobs cached in `dir` with their bytes on disk and last write (missing dir: none). */
@@ -86,7 +87,12 @@ export async function scanCacheDir(dir: string): Promise<Array<{ blobId: string;
     const d = await stat(f.data).catch(() => null);
     if (!d) continue;
     const map = await stat(f.map).catch(() => null);
-    out.push({ blobId: m[1]!, bytes: d.blocks * 512 + (map ? map.blocks * 512 : 0), mtimeMs: Math.max(d.mtimeMs, map?.mtimeMs ?? 0) });
+    const digests = await stat(f.digests).catch(() => null);
+    out.push({
+      blobId: m[1]!,
+      bytes: d.blocks * 512 + (map ? map.blocks * 512 : 0) + (digests ? digests.blocks * 512 : 0),
+      mtimeMs: Math.max(d.mtimeMs, map?.mtimeMs ?? 0),
+    });
   }
   return out;
 }
@@ -95,6 +101,7 @@ export async function scanCacheDir(dir: string): Promise<Array<{ blobId: string;
 export async function removeBlobFiles(dir: string, blobId: string): Promise<void> {
   const f = blobFiles(dir, blobId);
   await rm(f.map, { force: true });
+  await rm(f.digests, { force: true });
   await rm(f.data, { force: true });
 }
 
@@ -143,6 +150,8 @@ export class NodeCache {
   private readonly refetchedSeen = new Map<CacheUser, number>();
   private running: Promise<GcReport> | undefined;
   private readonly log: Logger;
+  /** the cached chunks by digest, across blobs and images (storage/chunk-index): devices share it */
+  readonly chunks = new ChunkIndex();
   constructor(private readonly o: NodeCacheOptions) {
     this.log = (o.log ?? silentLogger()).child({ component: 'node-cache' });
   }
@@ -168,6 +177,11 @@ export class NodeCache {
       n += r;
     }
     return n;
+  }
+
+  /** Bytes copied from another blob's cache (same chunk digest) instead of fetched, since start. */
+  sharedBytes(): number {
+    return this.chunks.stats.sharedBytes;
   }
 
   /** Every cached blob with its bytes on disk, last use and whether a mount uses it. */
@@ -214,6 +228,7 @@ export class NodeCache {
       busyBlobs: 0,
     };
     for (const b of plan.remove) {
+      this.chunks.forget(b.dir, b.blobId);
       await removeBlobFiles(b.dir, b.blobId);
       r.removedBlobs++;
       r.evictedBytes += b.bytes;

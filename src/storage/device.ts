@@ -20,6 +20,7 @@ import { decodeChunk, type ChunkCodec } from '../format/compress/index.js';
 import type { ChunkRef } from '../format/rafs/index.js';
 import type { Backend } from './backend.js';
 import { BlobCache } from './cache.js';
+import type { ChunkIndex } from './chunk-index.js';
 import { DecodePool } from './decode-pool.js';
 import {
   DEFAULT_AMPLIFY_BYTES,
@@ -77,6 +78,8 @@ export interface DeviceStats {
   backendErrors: number;
   digestMismatches: number;
   prefetchedBytes: number;
+  /** bytes of chunks copied from another blob's cache (same digest) instead of fetched */
+  sharedBytes: number;
 }
 
 export interface StorageDeviceOptions {
@@ -107,6 +110,11 @@ export interface StorageDeviceOptions {
   decodeThreads?: number;
   /** time for deadlines, prefetch throttling and the trace window (default the system clock) */
   clock?: Clock;
+  /**
+   * the node's chunks by digest (storage/chunk-index): a missing chunk that another blob's cache
+   * holds is copied from there (and verified) instead of fetched; absent = every miss is fetched
+   */
+  chunkIndex?: ChunkIndex;
 }
 
 /** Chunks up to this uncompressed size are decoded on the calling thread, bigger ones in the pool. */
@@ -191,6 +199,7 @@ export class StorageDevice {
     backendErrors: 0,
     digestMismatches: 0,
     prefetchedBytes: 0,
+    sharedBytes: 0,
   };
   private readonly blobs = new Map<string, BlobState>();
   private readonly log: Logger;
@@ -260,6 +269,17 @@ export class StorageDevice {
       const decoder = { blobId: blob.blobId, compressor: blob.codec.compressor, digester: blob.codec.digester };
       const pos = new Map(byOffset.map((c, i) => [c.chunkIndex, i]));
       const inflight = new Map<number, Promise<void>>();
+      const idx = o.chunkIndex;
+      // a chunk another blob's cache holds is not fetched along with others (planner gaps, read-ahead): it is copied when wanted
+      const shareable = (i: number): boolean => {
+        const c = idx ? byOffset[pos.get(i) ?? -1] : undefined;
+        return c !== undefined && idx!.has(blob.codec.digester, c.digest, c.uncompressedSize, blob.blobId);
+      };
+      if (idx) {
+        await idx.scan(o.cacheDir);
+        // a blob whose digests come with its `prepare` step is indexed once they are in (see `prepared`)
+        if (!blob.prepare) await idx.add(o.cacheDir, cache, blob.codec.digester, blob.chunks);
+      }
       d.blobs.set(blob.blobId, {
         blob,
         decoder,
@@ -267,7 +287,7 @@ export class StorageDevice {
         byOffset,
         pos,
         inflight,
-        layout: { byOffset, position: pos, skip: (i) => cache.isReady(i) || inflight.has(i) },
+        layout: { byOffset, position: pos, skip: (i) => cache.isReady(i) || inflight.has(i) || shareable(i) },
         streams: new ReadStreams(),
         regions: new MissRegions(d.missWindow),
         wholeFiles: new Map(),
@@ -438,9 +458,14 @@ export class StorageDevice {
     why: FetchPurpose,
     plan?: (missing: DeviceChunk[]) => DeviceChunk[][],
   ): Promise<void> {
+    const idx = this.o.chunkIndex;
+    // a blob whose chunk digests are not loaded yet: loaded first when other blobs may hold its
+    // chunks (before the eviction check below: nothing may come between that check and the fetches)
+    if (idx && s.blob.prepare && idx.size > 0 && chunks.some((c) => !s.cache.isReady(c.chunkIndex)))
+      await this.prepared(s).catch(() => undefined);
     while (s.blocked) await s.blocked; // an eviction of this blob in progress (bounded: it only ends)
     const waits: Promise<void>[] = [];
-    const missing: DeviceChunk[] = [];
+    let missing: DeviceChunk[] = [];
     for (const c of chunks) {
       if (s.cache.isReady(c.chunkIndex)) {
         if (!why.prefetch) this.stats.hits++;
@@ -451,12 +476,67 @@ export class StorageDevice {
       if (f) waits.push(f);
       else missing.push(c);
     }
+    if (idx && missing.length) {
+      const shared = missing.filter((c) => idx.has(s.decoder.digester, c.digest, c.uncompressedSize, s.blob.blobId));
+      if (shared.length) {
+        const set = new Set(shared);
+        missing = missing.filter((c) => !set.has(c));
+        waits.push(...this.copyShared(s, idx, shared, why));
+      }
+    }
     if (missing.length) {
       const groups = plan ? plan(missing) : this.planOnDemand(s, missing);
       if (why.record) this.record(s, groups);
       for (const group of groups) waits.push(...this.fetchGroup(s, group, why));
     }
     if (waits.length) await Promise.all(waits);
+  }
+
+  /**
+   * Chunks another blob's cache holds (same digest): copied from there, one at a time, each
+   * verified against its digest by the index; those not found after all (emptied or deleted
+   * meanwhile) are fetched. One promise per chunk, in flight like a fetch.
+   */
+  private copyShared(s: BlobState, idx: ChunkIndex, chunks: DeviceChunk[], why: FetchPurpose): Promise<void>[] {
+    // what the workload read, wherever the bytes came from: a start elsewhere prefetches them
+    if (why.record) this.record(s, [chunks]);
+    const settle = new Map<number, { resolve: () => void; reject: (e: unknown) => void }>();
+    const promises = chunks.map((c) => {
+      const p = new Promise<void>((resolve, reject) => settle.set(c.chunkIndex, { resolve, reject }));
+      s.inflight.set(c.chunkIndex, p);
+      const done = (): void => {
+        if (s.inflight.get(c.chunkIndex) === p) s.inflight.delete(c.chunkIndex);
+      };
+      p.then(done, done);
+      return p;
+    });
+    void (async () => {
+      const rest: DeviceChunk[] = [];
+      for (const c of chunks) {
+        const r = settle.get(c.chunkIndex)!;
+        const bytes = await idx.find(s.decoder.digester, c.digest, c.uncompressedSize, s.blob.blobId).catch(() => undefined);
+        if (!bytes) {
+          rest.push(c);
+          continue;
+        }
+        try {
+          await s.cache.put(c.chunkIndex, c.uncompressedOffset, bytes);
+          this.stats.sharedBytes += bytes.length;
+          r.resolve();
+        } catch (err) {
+          r.reject(err);
+        }
+      }
+      if (!rest.length) return;
+      for (const c of rest) s.inflight.delete(c.chunkIndex);
+      const groups = planFetch(rest, { maxBytes: Math.max(this.amplify, DEFAULT_MERGE_BYTES), maxGap: this.mergeGap });
+      for (const g of groups)
+        this.fetchGroup(s, g, why).forEach((p, i) => {
+          const r = settle.get(g[i]!.chunkIndex)!;
+          p.then(r.resolve, r.reject);
+        });
+    })();
+    return promises;
   }
 
   /**
@@ -486,6 +566,16 @@ export class StorageDevice {
     if (!chunks.length) return;
     // the trigger: the window's first chunk past the reader (its first chunk may be the one being read)
     markChunkReady(s.triggers, (chunks.find((c) => c.uncompressedOffset >= r.start) ?? chunks[0]!).chunkIndex);
+    const idx = this.o.chunkIndex;
+    if (idx) {
+      const shared = chunks.filter(
+        (c) =>
+          !s.cache.isReady(c.chunkIndex) &&
+          !s.inflight.has(c.chunkIndex) &&
+          idx.has(s.decoder.digester, c.digest, c.uncompressedSize, s.blob.blobId),
+      );
+      if (shared.length) for (const p of this.copyShared(s, idx, shared, READ_AHEAD)) p.catch(() => undefined);
+    }
     const missing = chunks.filter((c) => !s.layout.skip(c.chunkIndex));
     if (!missing.length) return;
     const groups = planFetch(missing, { maxBytes: Math.max(this.amplify, DEFAULT_MERGE_BYTES), maxGap: this.mergeGap }, s.layout);
@@ -557,6 +647,9 @@ export class StorageDevice {
     if (!s.prepared) {
       const p = prep((offset, length) => this.backendRead(s.blob.blobId, offset, length));
       s.prepared = p;
+      const idx = this.o.chunkIndex;
+      // its chunks' digests are known now: the index can offer them to other blobs
+      if (idx) p.then(() => idx.add(this.o.cacheDir, s.cache, s.blob.codec.digester, s.blob.chunks)).catch(() => undefined);
       p.catch((err: unknown) => {
         if (s.prepared === p) s.prepared = undefined;
         this.log.warn({ blob: s.blob.blobId, err: (err as Error).message }, "loading the blob's chunk digests failed");
@@ -699,6 +792,7 @@ export class StorageDevice {
     await this.prefetcher.close();
     for (const s of this.blobs.values()) {
       await Promise.allSettled([...s.inflight.values()]);
+      this.o.chunkIndex?.release(this.o.cacheDir, s.cache, new Uint8Array(s.cache.sharedBitmap, 0, Math.ceil(s.blob.chunkCount / 8)));
       await s.cache.close();
     }
     await this.o.backend.close();

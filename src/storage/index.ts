@@ -39,6 +39,7 @@ export {
   type ProxyBackendOptions,
 } from './backend.js';
 export { BlobCache } from './cache.js';
+export { ChunkIndex, type ChunkIndexStats } from './chunk-index.js';
 export {
   StorageDevice,
   type DeviceBlob,

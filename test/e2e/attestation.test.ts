@@ -124,7 +124,7 @@ before(async () => {
     adminPassword: PW,
     config: { webhook: { settleDelay: 200, pollInterval: 100 } },
   });
-  accel = await startAccelFor(reg, dir, PW, { attestation: { sign_key_file: signKeyFile } });
+  accel = await startAccelFor(reg, dir, PW, { converter: { attestation: { sign_key_file: signKeyFile } } });
   client = new RegistryClient({ credentials: () => ({ username: 'admin', password: PW }) });
   const root = await busyboxRootfs(join(dir, 'rootfs'));
   const app = join(dir, 'app');

@@ -70,23 +70,24 @@ import type { RegistryHandle } from '../../src/registry/index.js';
 /**
  * `ferry accel` wired to a `ferry registry` as in a Harbor deployment: acceld's example config with
  * the registry as source (admin credentials), and a PUSH_ARTIFACT webhook policy on `library`
- * pointing at accel — every push into `library` gets a `<tag>-nydus` image. `converter`: extra
- * `converter.*` keys (e.g. `attestation`).
+ * pointing at accel — every push into `library` gets a `<tag>-nydus` image. `extra.converter`: extra
+ * `converter.*` keys (e.g. `attestation`); `extra.driver`: keys set in `converter.driver.config`.
  */
 export async function startAccelFor(
   reg: RegistryHandle,
   dir: string,
   password: string,
-  converter: Record<string, unknown> = {},
+  extra: { converter?: Record<string, unknown>; driver?: Record<string, string> } = {},
 ): Promise<AccelHandle> {
   const cfg = parseYaml(await readFile(fixture('acceld', 'config.yaml.nydus'), 'utf8')) as {
     provider: { source: Record<string, { auth?: string; insecure?: boolean; webhook?: { auth_header: string } }> };
     converter: { driver: { config: Record<string, string> } };
   };
-  Object.assign(cfg.converter, converter);
+  Object.assign(cfg.converter, extra.converter ?? {});
   const example = Object.values(cfg.provider.source)[0]!;
   cfg.provider.source = { [reg.host]: { ...example, auth: Buffer.from(`admin:${password}`).toString('base64') } };
   cfg.converter.driver.config.work_dir = join(dir, 'accel-scratch');
+  Object.assign(cfg.converter.driver.config, extra.driver ?? {});
   const cfgPath = join(dir, 'accel.yaml');
   await writeFile(cfgPath, stringifyYaml(cfg));
   const accel = await startAccel({ configPath: cfgPath, listen: '127.0.0.1:0', workDir: join(dir, 'accel') });

@@ -10,14 +10,21 @@ export const CHUNK = 64 * 1024;
 /** A blob of n raw (uncompressed) chunks of varying sizes, 4 KiB-aligned uncompressed layout. */
 export function makeBlob(n: number): { id: string; bytes: Buffer; blob: DeviceBlob; view: Buffer } {
   const parts: Buffer[] = [];
+  for (let i = 0; i < n; i++) {
+    const data = Buffer.alloc(i === n - 1 ? 5000 : CHUNK, i + 1);
+    data.write(`chunk-${i}`);
+    parts.push(data);
+  }
+  return blobOf(parts);
+}
+
+/** A blob of these raw chunks (sha256 digests), 4 KiB-aligned uncompressed layout. */
+export function blobOf(parts: readonly Buffer[]): { id: string; bytes: Buffer; blob: DeviceBlob; view: Buffer } {
   const chunks: DeviceChunk[] = [];
   let co = 0;
   let uo = 0;
-  for (let i = 0; i < n; i++) {
-    const size = i === n - 1 ? 5000 : CHUNK;
-    const data = Buffer.alloc(size, i + 1);
-    data.write(`chunk-${i}`);
-    parts.push(data);
+  parts.forEach((data, i) => {
+    const size = data.length;
     chunks.push({
       chunkIndex: i,
       compressedOffset: co,
@@ -29,13 +36,19 @@ export function makeBlob(n: number): { id: string; bytes: Buffer; blob: DeviceBl
     });
     co += size;
     uo += Math.ceil(size / 4096) * 4096;
-  }
+  });
   const bytes = Buffer.concat(parts);
   const id = createHash('sha256').update(bytes).digest('hex');
   const view = Buffer.alloc(uo);
   chunks.forEach((c, i) => {
     parts[i]!.copy(view, c.uncompressedOffset);
   });
-  const blob: DeviceBlob = { blobId: id, uncompressedSize: uo, chunkCount: n, chunks, codec: { compressor: 'none', digester: 'sha256' } };
+  const blob: DeviceBlob = {
+    blobId: id,
+    uncompressedSize: uo,
+    chunkCount: parts.length,
+    chunks,
+    codec: { compressor: 'none', digester: 'sha256' },
+  };
   return { id, bytes, blob, view };
 }
