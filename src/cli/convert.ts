@@ -11,7 +11,7 @@ import cliProgress from 'cli-progress';
 import { DEFAULT_CONVERT_CHUNK_SIZE, DEFAULT_CONVERT_ZSTD_LEVEL } from '../config/accel.js';
 import { checkCompressLevel } from '../format/compress/index.js';
 import { FerryError, formatBytes, parseSize } from '../core/index.js';
-import { createLogger } from '../observe/index.js';
+import { createLogger, type Logger } from '../observe/index.js';
 import {
   RegistryClient,
   parseReference,
@@ -19,8 +19,10 @@ import {
   currentPlatform,
   formatPlatform,
   type Credentials,
+  type ImageReference,
 } from '../remote/index.js';
 import {
+  buildOciRef,
   convertImage,
   SqliteLayerCache,
   RemoteLayerCache,
@@ -103,7 +105,12 @@ export async function run(argv: string[]): Promise<number> {
   const cmd = new Command('ferry convert')
     .description('convert an OCI image to a Nydus image, registry to registry')
     .requiredOption('--source <ref>', 'source image reference')
-    .requiredOption('--target <ref>', 'target image reference (needs a tag)')
+    .option('--target <ref>', 'target image reference (needs a tag; not with --oci-ref)')
+    .option(
+      '--oci-ref',
+      'no conversion: attach an OCI-ref (zran) index to the source image, which then runs lazily from its own gzip layers',
+    )
+    .option('--zran-spacing <size>', 'OCI-ref: uncompressed bytes between inflate checkpoints', '2MiB')
     .option('--source-creds <user:password>', 'source credentials (default ~/.docker/config.json)')
     .option('--target-creds <user:password>', 'target credentials (default ~/.docker/config.json)')
     .addOption(new Option('--fs-version <n>', 'RAFS version').choices(['5', '6']).default('6'))
@@ -146,6 +153,8 @@ export async function run(argv: string[]): Promise<number> {
   let progress: ReturnType<typeof progressReporter> | undefined;
   try {
     const src = parseReference(String(o.source));
+    if (o.ociRef) return await ociRef(o, src, log);
+    if (!o.target) throw new FerryError('INVALID_ARGUMENT', 'required option --target <ref> not specified');
     const dst = parseReference(String(o.target));
     const sc = sideClient(src.registry, Boolean(o.sourcePlainHttp), creds(o.sourceCreds as string | undefined), log);
     const tc =
@@ -222,4 +231,21 @@ export async function run(argv: string[]): Promise<number> {
   } finally {
     cache?.close();
   }
+}
+
+/** `--oci-ref`: the source image gets an OCI-ref index as a referrer (nothing converted, no data copied). */
+async function ociRef(o: Record<string, string | boolean | undefined>, src: ImageReference, log: Logger): Promise<number> {
+  if (o.target) throw new FerryError('INVALID_ARGUMENT', '--oci-ref attaches its index to --source: no --target');
+  const client = sideClient(src.registry, Boolean(o.sourcePlainHttp), creds(o.sourceCreds as string | undefined), log);
+  const res = await buildOciRef({
+    source: src,
+    client,
+    log,
+    spacing: parseSize(String(o.zranSpacing)),
+    chunkSize: parseSize(String(o.chunkSize)),
+    digester: o.digester as 'blake3' | 'sha256',
+    ...(o.workDir ? { workDir: String(o.workDir) } : {}),
+  });
+  process.stdout.write(`${JSON.stringify(res, null, 2)}\n`);
+  return 0;
 }

@@ -31,3 +31,4 @@ export {
   CacheAnnotation,
   type RemoteLayerCacheOptions,
 } from './remote-cache.js';
+export { buildOciRef, OCI_REF_ARTIFACT_TYPE, ZRAN_INDEX_FILE, type OciRefOptions, type OciRefResult } from './oci-ref.js';

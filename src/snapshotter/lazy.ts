@@ -17,9 +17,17 @@ import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FerryError } from '../core/index.js';
-import { writeBlobMetaFiles } from '../convert/index.js';
+import { OCI_REF_ARTIFACT_TYPE, writeBlobMetaFiles } from '../convert/index.js';
 import { unpackBootstrapLayerFiles } from '../format/rafs/index.js';
-import { NydusAnnotation, parseImageConfig, type ImageConfig, type ImageManifest, type PrefetchTrace } from '../oci/index.js';
+import {
+  NydusAnnotation,
+  parseImageConfig,
+  parseImageManifest,
+  type Descriptor,
+  type ImageConfig,
+  type ImageManifest,
+  type PrefetchTrace,
+} from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import {
   basicHeader,
@@ -66,6 +74,11 @@ export interface LazyImagesOptions {
   startupPrefetch?: boolean;
   /** Look for a prefetch trace attached to each image (OCI referrer) and hand it to the mount (default true). */
   tracePrefetch?: boolean;
+  /**
+   * Run ordinary gzip OCI images lazily when an OCI-ref (zran) index is attached to them as a
+   * referrer (default true); images without one are pulled as usual.
+   */
+  ociRef?: boolean;
   /** Push the trace recorded here this long after the mount, for images that have none (off when absent). */
   tracePushAfterMs?: number;
   log?: Logger;
@@ -115,9 +128,13 @@ export class LazyImages implements RemoteLayers {
   bootstrapPath(lazyId: string): string {
     return join(this.dir(lazyId), 'image.boot');
   }
+  zranIndexPath(lazyId: string): string {
+    return join(this.dir(lazyId), 'zran.index');
+  }
 
   async prepare(hint: RemoteLayerHint): Promise<string | null> {
-    if (!hint.nydusBlob && !hint.nydusBootstrap) return null;
+    const nydus = hint.nydusBlob || hint.nydusBootstrap;
+    if (!nydus && (this.o.ociRef === false || !hint.ref)) return null;
     if (!hint.ref) {
       this.log.warn(
         { chainId: hint.chainId },
@@ -216,11 +233,10 @@ export class LazyImages implements RemoteLayers {
     t0: number,
     config: Promise<ImageConfig | undefined>,
   ): Promise<Resolved | null> {
-    const boot = [...man.layers].reverse().find((l) => l.annotations?.[NydusAnnotation.BOOTSTRAP] === 'true');
-    if (!boot) {
-      this.log.warn({ ref: formatReference(ref) }, 'image has no nydus bootstrap layer: not lazy');
-      return null;
-    }
+    const boot =
+      [...man.layers].reverse().find((l) => l.annotations?.[NydusAnnotation.BOOTSTRAP] === 'true') ??
+      (await this.ociRefBootstrap(ref, manifestDigest));
+    if (!boot) return null;
     const lazyId = boot.digest.replace(/^sha256:/, '');
     if (!/^[0-9a-f]{64}$/.test(lazyId)) throw new FerryError('INVALID_ARGUMENT', `unsupported bootstrap layer digest ${boot.digest}`);
     await mkdir(join(this.dir(lazyId), 'mnt'), { recursive: true });
@@ -263,6 +279,41 @@ export class LazyImages implements RemoteLayers {
   }
 
   /**
+   * The bootstrap layer of the OCI-ref (zran) index attached to an ordinary image, or undefined
+   * (logged: the image is then pulled normally).
+   */
+  private async ociRefBootstrap(ref: ImageReference, manifestDigest: string): Promise<Descriptor | undefined> {
+    const where = { ref: formatReference(ref), manifest: manifestDigest };
+    if (this.o.ociRef === false) {
+      this.log.warn(where, 'image has no nydus bootstrap layer: not lazy');
+      return undefined;
+    }
+    const reg = this.o.registry;
+    let found: Descriptor[];
+    try {
+      found = await reg.referrers(ref.registry, ref.repository, manifestDigest, OCI_REF_ARTIFACT_TYPE);
+    } catch (err) {
+      this.log.warn({ ...where, err }, 'OCI-ref index lookup failed: pulling the image normally');
+      return undefined;
+    }
+    const art = found.filter((d) => d.artifactType === OCI_REF_ARTIFACT_TYPE).at(-1);
+    if (!art) {
+      this.log.info(where, 'no OCI-ref index attached: pulling the image normally');
+      return undefined;
+    }
+    const m = await reg.getManifest(withDigest(ref, art.digest));
+    const boot = parseImageManifest(m.body, m.mediaType, `OCI-ref artifact ${art.digest}`).layers.find(
+      (l) => l.annotations?.[NydusAnnotation.BOOTSTRAP] === 'true',
+    );
+    if (!boot) throw new FerryError('INVALID_ARGUMENT', `OCI-ref artifact ${art.digest} of ${where.ref} has no bootstrap layer`);
+    this.log.info(
+      { ...where, artifact: art.digest, bootstrap: boot.digest },
+      'OCI-ref index found: running the image lazily from its gzip layers',
+    );
+    return boot;
+  }
+
+  /**
    * The image's bootstrap on disk, fetched from its bootstrap layer when missing. Part of bringing
    * the mount up, not of Prepare: containerd's unpack goes on while it downloads.
    */
@@ -277,13 +328,14 @@ export class LazyImages implements RemoteLayers {
       return bootPath;
     const t0 = Date.now();
     // decompressed and untarred while it downloads (the download verifies the layer digest at its end)
-    const { bootstrap, blobMeta } = await unpackBootstrapLayerFiles(
+    const { bootstrap, blobMeta, zranIndex } = await unpackBootstrapLayerFiles(
       await this.o.registry.getBlob(row.registry, row.repo, row.bootstrapDigest),
     );
     await mkdir(this.dir(row.id), { recursive: true });
     // the blobs' CI tables, beside the bootstrap where the daemon looks for them (written first:
     // the bootstrap's presence says the image is complete)
     await writeBlobMetaFiles(this.dir(row.id), blobMeta);
+    if (zranIndex) await writeFile(this.zranIndexPath(row.id), zranIndex, { mode: 0o444 });
     const tmp = `${bootPath}.tmp-${process.pid}`;
     await writeFile(tmp, bootstrap, { mode: 0o444 });
     await rename(tmp, bootPath);
@@ -306,6 +358,14 @@ export class LazyImages implements RemoteLayers {
     if (this.o.mode) req.mode = this.o.mode;
     if (this.o.cacheDir) req.cacheDir = this.o.cacheDir;
     if (this.o.prefetch !== undefined) req.prefetch = this.o.prefetch;
+    const zran = this.zranIndexPath(row.id);
+    if (
+      await stat(zran).then(
+        (s) => s.isFile(),
+        () => false,
+      )
+    )
+      req.zranIndex = zran;
     return req;
   }
 

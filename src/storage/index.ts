@@ -39,6 +39,7 @@ export {
   type ProxyBackendOptions,
 } from './backend.js';
 export { BlobCache } from './cache.js';
+export { ZranBackend } from './zran-backend.js';
 export {
   StorageDevice,
   type DeviceBlob,
