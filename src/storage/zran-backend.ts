@@ -8,8 +8,21 @@
  * layout puts them (the device then verifies each chunk's digest as for any blob: a wrong index
  * fails there). Blobs without an index go to the inner backend unchanged.
  */
-import { inflateAt, spanOf, type ZranBlob, type ZranChunk } from '../format/zran/index.js';
+import { FerryError } from '../core/index.js';
+import { inflateFrom, spanOf, type ZranBlob, type ZranChunk } from '../format/zran/index.js';
 import type { Backend, ReadProgress } from './backend.js';
+
+/** Inflated spans kept for the next reads (sequential readers, read-ahead): at most this many bytes. */
+const SPAN_CACHE_BYTES = 32 << 20;
+
+interface Span {
+  blob: ZranBlob;
+  /** layer output [base, end) this span holds once inflated */
+  base: number;
+  end: number;
+  size: number;
+  plain: Promise<Buffer>;
+}
 
 /** Chunks whose contexts are this many apart or more are read with separate requests. */
 const MAX_CONTEXT_GAP = 1;
@@ -19,6 +32,8 @@ export class ZranBackend implements Backend {
   /** compressed bytes read from the gzip layers */
   layerBytes = 0;
   private readonly blobs = new Map<string, ZranBlob>();
+  /** inflated spans, least recently used first */
+  private readonly spans: Span[] = [];
 
   constructor(
     private readonly inner: Backend,
@@ -51,19 +66,53 @@ export class ZranBackend implements Backend {
 
   private async readRun(z: ZranBlob, run: ZranChunk[], out: Buffer, offset: number, signal: AbortSignal): Promise<void> {
     const layerStart = (c: ZranChunk): number => z.contexts[c.context]!.outOffset + c.contextOffset;
-    const first = run[0]!;
     const end = Math.max(...run.map((c) => layerStart(c) + c.size));
-    const span = spanOf(z, first.context, end);
-    const raw = await this.inner.read(z.layerDigest.replace(/^sha256:/, ''), span.inOffset, span.inLength, signal);
-    this.layerBytes += raw.length;
-    const base = span.context.outOffset;
-    const plain = inflateAt(span.context, raw, 0, end - base);
+    const { base, plain } = await this.inflated(z, run[0]!.context, end, signal);
+    if (base + plain.length < end)
+      throw new FerryError('DATA_LOSS', `zran: layer ${z.layerDigest} inflates to ${base + plain.length}, need ${end}`);
     for (const c of run) {
       const from = Math.max(c.offset, offset);
       const to = Math.min(c.offset + c.size, offset + out.length);
       const src = layerStart(c) + (from - c.offset) - base;
       plain.copy(out, from - offset, src, src + (to - from));
     }
+  }
+
+  /**
+   * The layer's output from context `first` through `end` at least: from the span cache (a span
+   * inflated for an earlier read, or in flight) or one ranged read, inflated whole — its contexts
+   * to the end, so the next chunks of a sequential reader are there already.
+   */
+  private async inflated(z: ZranBlob, first: number, end: number, signal: AbortSignal): Promise<{ base: number; plain: Buffer }> {
+    const at = z.contexts[first]!.outOffset;
+    for (const s of this.spans) {
+      if (s.blob === z && s.base <= at && s.end >= end) {
+        this.spans.splice(this.spans.indexOf(s), 1);
+        this.spans.push(s); // most recently used last
+        return { base: s.base, plain: await s.plain };
+      }
+    }
+    const span = spanOf(z, first, end);
+    const base = span.context.outOffset;
+    const next = z.contexts.find((c) => c.outOffset >= end);
+    const entry: Span = {
+      blob: z,
+      base,
+      end: next ? next.outOffset : z.uncompressedSize,
+      size: (next ? next.outOffset : z.uncompressedSize) - base,
+      plain: this.inner.read(z.layerDigest.replace(/^sha256:/, ''), span.inOffset, span.inLength, signal).then((raw) => {
+        this.layerBytes += raw.length;
+        return inflateFrom(span.context, raw);
+      }),
+    };
+    this.spans.push(entry);
+    entry.plain.catch(() => {
+      const i = this.spans.indexOf(entry);
+      if (i >= 0) this.spans.splice(i, 1);
+    });
+    let bytes = this.spans.reduce((n, s) => n + s.size, 0);
+    while (bytes > SPAN_CACHE_BYTES && this.spans.length > 1) bytes -= this.spans.shift()!.size;
+    return { base, plain: await entry.plain };
   }
 }
 

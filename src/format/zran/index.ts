@@ -5,7 +5,7 @@
  * the index Ferry ships beside an OCI-ref bootstrap (index-file.ts).
  */
 export { DEFAULT_SPACING, GzipIndexer, WINDOW_SIZE, type Checkpoint, type GzipIndex } from './checkpoints.js';
-export { alignBits, inflateAt, type ResumePoint } from './inflate-at.js';
+export { inflateAt, resumeStream, inflateFrom, type ResumePoint } from './inflate-at.js';
 export {
   ZRAN_INDEX_MAGIC,
   contextsOf,

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { GzipIndexer, contextsOf, decodeZranIndex, encodeZranIndex, inflateAt, spanOf, type GzipIndex, type ZranBlob } from './index.js';
@@ -119,4 +119,22 @@ test('multi-member gzip and truncated streams are refused', () => {
   const two = Buffer.concat([gzipSync(Buffer.from('a')), gzipSync(Buffer.from('b'))]);
   assert.throws(() => index(two, 64 * 1024), /multi-member/);
   assert.throws(() => index(gz.subarray(0, gz.length - 100), 64 * 1024), /ends before/);
+});
+
+test('spans with stored blocks (incompressible data) after a mid-byte checkpoint keep their byte alignment', () => {
+  const mixed = Buffer.concat([sample(400_000, 3), randomBytes(300_000), sample(500_000, 5), randomBytes(200_000), sample(300_000, 9)]);
+  const mgz = gzipSync(mixed, { level: 6 });
+  const { idx, plain } = index(mgz, 40 * 1024);
+  assert.ok(plain.equals(mixed));
+  const ctx = contextsOf(idx.checkpoints, idx.compressedSize, idx.uncompressedSize);
+  const odd = new Set(ctx.filter((c) => c.bits !== 0).map((c) => c.bits));
+  assert.ok(odd.size >= 3, `mid-byte checkpoints with bit counts ${[...odd]}`);
+  const blob: ZranBlob = { blobId: 'a'.repeat(64), layerDigest: `sha256:${'b'.repeat(64)}`, ...idx, contexts: ctx, chunks: [] };
+  for (const [i, c] of ctx.entries()) {
+    // from each checkpoint to well past the next one: through the stored blocks of the random parts
+    const len = Math.min(mixed.length - c.outOffset, 350_000);
+    const span = spanOf(blob, i, c.outOffset + len);
+    const got = inflateAt(c, mgz.subarray(span.inOffset, span.inOffset + span.inLength), 0, len);
+    assert.ok(got.equals(mixed.subarray(c.outOffset, c.outOffset + len)), `from checkpoint ${i} (bits ${c.bits})`);
+  }
 });
