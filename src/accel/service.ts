@@ -43,6 +43,7 @@ import { resolveDriverOptions, type AccelConfig, type AccelDriverOptions } from 
 import type { TaskView } from './protocol.js';
 import type { ClaimedTask, Lease, TaskQueue } from './queue.js';
 import { openTaskQueue } from './engines.js';
+import { ociRefTask } from './oci-ref-task.js';
 import { WorkDirLock, removeScratchLeftovers, scratchDirOf } from './workdir.js';
 
 /** The annotations of a fetched manifest or index. */
@@ -471,6 +472,11 @@ export class AccelService {
         }
       }
       const d = this.driver;
+      if (d.ociRef) {
+        const r = await ociRefTask(withDigest(src, head.digest), client, d, { signal, workDir: this.scratchDir, log });
+        this.fenced(await this.queue.complete(lease, r), log, 'complete');
+        return;
+      }
       // rules[].cache_tag: the repository's cache image (shared by every converter that can pull it),
       // behind the local SQLite cache.
       let cache: LayerCache = this.cache;

@@ -154,6 +154,8 @@ export interface AccelDriverOptions {
   chunkTable: boolean;
   mergeManifest: boolean;
   withReferrer: boolean;
+  /** `oci_ref`: no conversion; an OCI-ref (zran) index is attached to the source image (convert/oci-ref) */
+  ociRef: boolean;
   docker2oci: boolean;
   prefetchPatterns?: string[];
   backend?: { type: 'localfs'; dir: string };
@@ -208,8 +210,6 @@ export function ignoredKeys(cfg: AccelConfig): Array<{ key: string; reason: stri
   if (d.fs_align_chunk !== undefined)
     out.push({ key: 'converter.driver.config.fs_align_chunk', reason: 'v6 chunks are always 4 KiB aligned' });
   if (d.batch_size !== undefined) out.push({ key: 'converter.driver.config.batch_size', reason: 'chunk batching is not implemented' });
-  if (d.oci_ref !== undefined)
-    out.push({ key: 'converter.driver.config.oci_ref', reason: 'zran (oci_ref) images are not produced; native nydus blobs are' });
   if (d.backend_force_push !== undefined)
     out.push({ key: 'converter.driver.config.backend_force_push', reason: 'blobs are always written to the localfs backend' });
   if (d.encrypt_recipients !== undefined)
@@ -269,6 +269,7 @@ export function resolveDriverOptions(cfg: AccelConfig): AccelDriverOptions {
     chunkTable: d.chunk_table ?? false,
     mergeManifest: d.merge_manifest ?? false,
     withReferrer: d.with_referrer ?? false,
+    ociRef: d.oci_ref ?? false,
     docker2oci: d.docker2oci ?? false,
     tagSuffix: cfg.converter.rules.find((r) => r.tag_suffix)?.tag_suffix ?? '-nydus',
     platforms: cfg.converter.platforms

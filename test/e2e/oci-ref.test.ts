@@ -30,6 +30,7 @@ import { parseSnapshotterConfig } from '../../src/config/snapshotter.js';
 import { startSnapshotter, type SnapshotterHandle } from '../../src/snapshotter/index.js';
 import { Daemon } from '../../src/daemon/index.js';
 import { OCI_REF_ARTIFACT_TYPE } from '../../src/convert/index.js';
+import { AccelClient, startAccel } from '../../src/accel/index.js';
 import { RegistryClient, parseReference } from '../../src/remote/index.js';
 
 const RUN = ['/bin/sh', '-c', 'cat /app/message.txt; ls /app'];
@@ -183,5 +184,34 @@ test('the original image runs lazily from its gzip layers in containerd; the tre
   } finally {
     await n.cd.stop();
     await n.snap.close();
+  }
+});
+
+test('ferry accel with driver.config.oci_ref: a task attaches the index to its source once; a second task finds it', async () => {
+  const h = await startAccel({
+    listen: '127.0.0.1:0',
+    config: {
+      provider: { work_dir: join(dir, 'accel'), source: { [reg.host]: { insecure: true, webhook: { auth_header: 'Bearer zran' } } } },
+      converter: { retry_limit: 1, driver: { type: 'nydus', config: { oci_ref: 'true', fs_chunk_size: '0x10000' } } },
+    },
+  });
+  try {
+    const a = new AccelClient(h.url.replace('http://', ''), { authHeader: 'Bearer zran' });
+    const [id] = await a.createTask(plainRef);
+    const t = await h.service.waitFor(id!);
+    assert.equal(t.status, 'COMPLETED', t.reason);
+    const found = await new RegistryClient({}).referrers(reg.host, 'library/zran', plainDigest, OCI_REF_ARTIFACT_TYPE);
+    assert.deepEqual(
+      found.map((f) => f.digest),
+      [t.target_digest],
+    );
+    assert.ok(t.target_size > 0 && t.target_size < t.source_size / 2, `index ${t.target_size} B, image ${t.source_size} B`);
+    const [again] = await a.createTask(`${reg.host}/library/zran:plain`);
+    const t2 = await h.service.waitFor(again!);
+    assert.equal(t2.status, 'COMPLETED', t2.reason);
+    assert.equal(t2.reason, 'already indexed');
+    assert.equal(t2.target_digest, t.target_digest);
+  } finally {
+    await h.close();
   }
 });
