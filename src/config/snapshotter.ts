@@ -63,6 +63,12 @@ export const SnapshotterConfigSchema = z.strictObject({
        */
       tracePrefetch: z.boolean().default(true),
       /**
+       * OCI-ref: for an ordinary gzip OCI image, look up an OCI-ref (zran) index attached to it
+       * (`ferry convert --oci-ref`, accel `oci_ref`) and run the original image lazily from it;
+       * without one the image is pulled as usual (one referrers lookup per image).
+       */
+      ociRef: z.boolean().default(true),
+      /**
        * Trace push: when an image this node mounted has no prefetch trace in the registry, push the
        * one recorded here `tracePushAfter` after the mount (the recording window is 30 s). Needs push
        * rights on the repository (the snapshotter's registry credentials), so it is off by default —

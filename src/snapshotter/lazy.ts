@@ -158,7 +158,15 @@ export class LazyImages implements RemoteLayers {
       this.resolving.set(key, p);
       p.catch(() => this.resolving.delete(key));
     }
-    const r = await p;
+    let r: Resolved | null;
+    try {
+      r = await p;
+    } catch (err) {
+      if (nydus) throw err;
+      // an ordinary image whose OCI-ref lookup failed: it is pulled as it always was
+      this.log.warn({ err, ref: hint.ref }, 'OCI-ref lookup failed: pulling the image normally');
+      return null;
+    }
     if (!r) return null;
     if (hint.layerDigest && !r.layers.has(hint.layerDigest)) {
       throw new FerryError(
