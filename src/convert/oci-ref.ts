@@ -14,6 +14,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { DEFAULT_CONVERT_CHUNK_SIZE } from '../config/accel.js';
 import { FerryError, sha256Digest } from '../core/index.js';
 import { buildLayer, mergeBootstraps } from '../builder/index.js';
 import { chunkDigest, type DigesterName } from '../format/compress/index.js';
@@ -36,8 +37,6 @@ import { RegistryClient, formatReference, parseReference, pushReferrer, type Ima
 export const OCI_REF_ARTIFACT_TYPE = 'application/vnd.ferry.nydus.oci-ref.v1';
 /** Name of the zran index inside the artifact's bootstrap layer. */
 export const ZRAN_INDEX_FILE = 'zran.index';
-/** Annotation of the artifact: the number of checkpoints (informative). */
-const DEFAULT_CHUNK_SIZE = 0x100000;
 const GZIP_LAYER_TYPES: readonly string[] = [MediaType.OCI_LAYER_GZIP, MediaType.DOCKER_LAYER_GZIP];
 
 export interface OciRefOptions {
@@ -45,6 +44,7 @@ export interface OciRefOptions {
   client?: RegistryClient;
   /** output between inflate checkpoints (default 2 MiB) */
   spacing?: number;
+  /** default: the conversions' (config/accel DEFAULT_CONVERT_CHUNK_SIZE) */
   chunkSize?: number;
   digester?: DigesterName;
   workDir?: string;
@@ -170,7 +170,7 @@ export async function buildOciRef(o: OciRefOptions): Promise<OciRefResult> {
   const client = o.client ?? new RegistryClient();
   const ref = typeof o.source === 'string' ? parseReference(o.source) : o.source;
   const spacing = o.spacing ?? DEFAULT_SPACING;
-  const chunkSize = o.chunkSize ?? DEFAULT_CHUNK_SIZE;
+  const chunkSize = o.chunkSize ?? DEFAULT_CONVERT_CHUNK_SIZE;
   const digester = o.digester ?? 'blake3';
   const { manifest, fetched } = await client.resolveImage(ref, o.signal ? { signal: o.signal } : {});
   for (const l of manifest.layers) {
