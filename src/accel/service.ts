@@ -38,6 +38,7 @@ import { resolveDriverOptions, type AccelConfig, type AccelDriverOptions } from 
 import type { TaskView } from './protocol.js';
 import type { ClaimedTask, Lease, TaskQueue } from './queue.js';
 import { openTaskQueue } from './engines.js';
+import { ociRefTask } from './oci-ref-task.js';
 import { WorkDirLock, removeScratchLeftovers, scratchDirOf } from './workdir.js';
 import { signingKeyOf } from './attestation.js';
 
@@ -484,8 +485,13 @@ export class AccelService {
           return;
         }
       }
-      // the project's automatic chunk dictionary (chunk_dict_auto; chunk_dict_ref overrides it)
       const d = this.driver;
+      if (d.ociRef) {
+        const r = await ociRefTask(withDigest(src, head.digest), client, d, { signal, workDir: this.scratchDir, log });
+        this.fenced(await this.queue.complete(lease, r), log, 'complete');
+        return;
+      }
+      // the project's automatic chunk dictionary (chunk_dict_auto; chunk_dict_ref overrides it)
       let chunkDictRefs: string[] | undefined;
       if (d.format !== 'estargz' && !d.chunkDictRef && d.chunkDictImages > 0) {
         chunkDictRefs = pickChunkDict(await this.queue.list(CHUNK_DICT_SCAN, [dst.registry]), dst, d.chunkDictImages);

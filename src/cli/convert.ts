@@ -11,7 +11,7 @@ import cliProgress from 'cli-progress';
 import { DEFAULT_CONVERT_CHUNK_SIZE, DEFAULT_CONVERT_ZSTD_LEVEL } from '../config/accel.js';
 import { checkCompressLevel } from '../format/compress/index.js';
 import { FerryError, formatBytes, parseSize } from '../core/index.js';
-import { createLogger } from '../observe/index.js';
+import { createLogger, type Logger } from '../observe/index.js';
 import {
   RegistryClient,
   parseReference,
@@ -19,8 +19,10 @@ import {
   currentPlatform,
   formatPlatform,
   type Credentials,
+  type ImageReference,
 } from '../remote/index.js';
 import {
+  buildOciRef,
   convertImage,
   loadSigningKey,
   convertImageToEstargz,
@@ -119,7 +121,12 @@ export async function run(argv: string[]): Promise<number> {
     .addOption(new Option('--format <name>', 'target format').choices(['nydus', 'estargz']).default('nydus'))
     .option('--estargz-chunk-size <size>', 'eStargz: largest file payload per gzip member (default 4MiB)')
     .option('--estargz-compression-level <n>', 'eStargz: gzip level 0–9 (default 9)')
-    .requiredOption('--target <ref>', 'target image reference (needs a tag)')
+    .option('--target <ref>', 'target image reference (needs a tag; not with --oci-ref)')
+    .option(
+      '--oci-ref',
+      'no conversion: attach an OCI-ref (zran) index to the source image, which then runs lazily from its own gzip layers',
+    )
+    .option('--zran-spacing <size>', 'OCI-ref: uncompressed bytes between inflate checkpoints', '2MiB')
     .addOption(new Option('--fs-version <n>', 'RAFS version').choices(['5', '6']).default('6'))
     .addOption(new Option('--compressor <name>', 'chunk compressor').choices(['zstd', 'lz4_block', 'gzip', 'none']).default('zstd'))
     .option('--compression-level <n>', `chunk compression level (zstd 1–19, default ${DEFAULT_CONVERT_ZSTD_LEVEL}; gzip 1–9)`)
@@ -165,6 +172,8 @@ export async function run(argv: string[]): Promise<number> {
   let progress: ReturnType<typeof progressReporter> | undefined;
   try {
     const src = parseReference(String(o.source));
+    if (o.ociRef) return await ociRef(o, src, log);
+    if (!o.target) throw new FerryError('INVALID_ARGUMENT', 'required option --target <ref> not specified');
     const dst = parseReference(String(o.target));
     const sourceCreds = sideCredentials(o, 'source');
     const targetCreds = sideCredentials(o, 'target');
@@ -250,4 +259,23 @@ export async function run(argv: string[]): Promise<number> {
   } finally {
     cache?.close();
   }
+}
+
+/** `--oci-ref`: the source image gets an OCI-ref index as a referrer (nothing converted, no data copied). */
+async function ociRef(o: Record<string, string | boolean | undefined>, src: ImageReference, log: Logger): Promise<number> {
+  if (o.target) throw new FerryError('INVALID_ARGUMENT', '--oci-ref attaches its index to --source: no --target');
+  if (o.format !== 'nydus') throw new FerryError('INVALID_ARGUMENT', '--oci-ref builds a RAFS index of the gzip layers: not with --format');
+  if (o.signKey) throw new FerryError('INVALID_ARGUMENT', '--sign-key signs Nydus conversions; an OCI-ref index is not one');
+  const client = sideClient(src.registry, Boolean(o.sourcePlainHttp), sideCredentials(o, 'source'), log);
+  const res = await buildOciRef({
+    source: src,
+    client,
+    log,
+    spacing: parseSize(String(o.zranSpacing)),
+    chunkSize: parseSize(String(o.chunkSize)),
+    digester: o.digester as 'blake3' | 'sha256',
+    ...(o.workDir ? { workDir: String(o.workDir) } : {}),
+  });
+  process.stdout.write(`${JSON.stringify(res, null, 2)}\n`);
+  return 0;
 }

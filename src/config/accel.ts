@@ -206,6 +206,8 @@ export interface AccelDriverOptions {
   chunkTable: boolean;
   mergeManifest: boolean;
   withReferrer: boolean;
+  /** `oci_ref`: no conversion; an OCI-ref (zran) index is attached to the source image (convert/oci-ref) */
+  ociRef: boolean;
   docker2oci: boolean;
   prefetchPatterns?: string[];
   backend?: { type: 'localfs'; dir: string };
@@ -284,8 +286,6 @@ export function ignoredKeys(cfg: AccelConfig): Array<{ key: string; reason: stri
   if (d.fs_align_chunk !== undefined)
     out.push({ key: 'converter.driver.config.fs_align_chunk', reason: 'v6 chunks are always 4 KiB aligned' });
   if (d.batch_size !== undefined) out.push({ key: 'converter.driver.config.batch_size', reason: 'chunk batching is not implemented' });
-  if (d.oci_ref !== undefined)
-    out.push({ key: 'converter.driver.config.oci_ref', reason: 'zran (oci_ref) images are not produced; native nydus blobs are' });
   if (d.backend_force_push !== undefined)
     out.push({ key: 'converter.driver.config.backend_force_push', reason: 'blobs are always written to the localfs backend' });
   if (d.encrypt_recipients !== undefined)
@@ -348,6 +348,7 @@ export function resolveDriverOptions(cfg: AccelConfig): AccelDriverOptions {
     chunkDictImages: chunkDictImages(d.chunk_dict_auto ?? false, d.chunk_dict_images),
     mergeManifest: d.merge_manifest ?? false,
     withReferrer: d.with_referrer ?? false,
+    ociRef: d.oci_ref ?? false,
     docker2oci: d.docker2oci ?? false,
     tagSuffix: cfg.converter.rules.find((r) => r.tag_suffix)?.tag_suffix ?? DEFAULT_TAG_SUFFIX[format],
     platforms: cfg.converter.platforms

@@ -63,6 +63,16 @@ export const SnapshotterConfigSchema = z.strictObject({
        */
       tracePrefetch: z.boolean().default(true),
       /**
+       * OCI-ref: for an ordinary gzip OCI image, look up an OCI-ref (zran) index attached to it
+       * (`ferry convert --oci-ref`, accel `oci_ref`) and run the original image lazily from it;
+       * without one the image is pulled as usual (one referrers lookup per image). Off by default:
+       * the index (a referrer anyone with push on the repository can attach) decides the file tree,
+       * so a pull pinned to a verified digest would run what the index says, not what the layers'
+       * diff_ids guarantee; turn it on where those who can push are trusted like the image's signer.
+       * Ignored under `requireAttestationKey` (indexes carry no conversion attestation).
+       */
+      ociRef: z.boolean().default(false),
+      /**
        * Trace push: when an image this node mounted has no prefetch trace in the registry, push the
        * one recorded here `tracePushAfter` after the mount (the recording window is 30 s). Needs push
        * rights on the repository (the snapshotter's registry credentials), so it is off by default —

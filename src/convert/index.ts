@@ -41,3 +41,4 @@ export {
   type Attested,
 } from './attestation.js';
 export { convertImageToEstargz, ESTARGZ_DRIVER_NAME, type EstargzConvertOptions } from './estargz/image.js';
+export { buildOciRef, OCI_REF_ARTIFACT_TYPE, ZRAN_INDEX_FILE, type OciRefOptions, type OciRefResult } from './oci-ref.js';

@@ -23,6 +23,7 @@ import {
   type RafsBootstrap,
   type ChunkRef,
 } from '../format/rafs/index.js';
+import { decodeZranIndex } from '../format/zran/index.js';
 import { FuseSession, clearStaleMounts, mountsAt, run, unmount } from '../fuse/index.js';
 import { changeLoopFile, cleanupMountLeftovers, reattachableLoops } from './leftovers.js';
 import {
@@ -31,6 +32,7 @@ import {
   RegistryBackend,
   StorageDevice,
   type ChunkIndex,
+  ZranBackend,
   type Backend,
   type DeviceBlob,
   type DeviceChunk,
@@ -311,6 +313,24 @@ export class ImageMount {
     return reg;
   }
 
+  /** The backend itself, or in front of it the OCI-ref reader of the mount's zran index. */
+  private async withZran(inner: Backend): Promise<Backend> {
+    const path = this.req.zranIndex;
+    if (!path) return inner;
+    try {
+      const z = new ZranBackend(inner, decodeZranIndex(await readFile(path)));
+      this.zran = z;
+      return z;
+    } catch (err) {
+      await inner.close().catch(() => undefined);
+      if (FerryError.is(err)) throw err;
+      throw new FerryError('INVALID_ARGUMENT', `zran index ${path}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** The OCI-ref reader, when the mount has a zran index. */
+  private zran: ZranBackend | undefined;
+
   /** Milliseconds each step of the last mount took (logged with 'image mounted'). */
   readonly timings: Record<string, number> = {};
 
@@ -343,7 +363,7 @@ export class ImageMount {
       await mkdir(this.viewDir, { recursive: true });
     }
     lap('cleanupMs');
-    const backend = this.backend();
+    const backend = await this.withZran(this.backend());
     const tableless = !bs.canMapChunks();
     let mb: MountBlobs;
     try {
@@ -558,6 +578,7 @@ export class ImageMount {
         sharedBytes: s?.sharedBytes ?? 0,
         fuseRequests: fuseReq(this.fuse) + fuseReq(this.view) + (this.fuse?.stats.fastRequests ?? 0),
         ...(this.wholeFilesMarked !== undefined ? { wholeFiles: this.wholeFilesMarked } : {}),
+        ...(this.zran ? { layerBytes: this.zran.layerBytes } : {}),
       },
       ...(this.fill ? { fill: this.fill.status() } : {}),
     };

@@ -61,6 +61,8 @@ export interface MountRequest {
   startup?: StartupHint;
   /** chunks an earlier start of this image read: prefetched at once, in place of `startup` */
   trace?: PrefetchTrace;
+  /** an OCI-ref image's zran index file (format/zran): its blobs are read from the original gzip layers */
+  zranIndex?: string;
 }
 
 /**
@@ -99,6 +101,7 @@ export const mountRequestSchema = z.strictObject({
     z.strictObject({ type: z.literal('localfs'), dir: absolutePath('backend.dir') }),
   ]),
   cacheDir: absolutePath('cacheDir').optional(),
+  zranIndex: absolutePath('zranIndex').optional(),
   prefetch: z.union([z.boolean(), z.array(z.string())]).optional(),
   /**
    * The command its containers run (image config Entrypoint + Cmd, Env, WorkingDir): the loader's
@@ -144,6 +147,8 @@ export type MountInfo = MountRequest & {
     fuseRequests: number;
     /** files a read of their first chunk fetches whole (`ferry.whole_so`, `ferry.whole_file`); absent until the mount has marked them */
     wholeFiles?: number;
+    /** OCI-ref mounts: compressed bytes read from the original gzip layers (bytesFetched counts chunk bytes) */
+    layerBytes?: number;
   };
   /** the background fill (daemon config `ferry.fill_deadline`), absent when it is off */
   fill?: FillStatus;

@@ -18,9 +18,17 @@ import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FerryError } from '../core/index.js';
-import { verifyConversionAttestation, writeBlobMetaFiles } from '../convert/index.js';
+import { OCI_REF_ARTIFACT_TYPE, verifyConversionAttestation, writeBlobMetaFiles } from '../convert/index.js';
 import { unpackBootstrapLayerFiles } from '../format/rafs/index.js';
-import { NydusAnnotation, parseImageConfig, type ImageConfig, type ImageManifest, type PrefetchTrace } from '../oci/index.js';
+import {
+  NydusAnnotation,
+  parseImageConfig,
+  parseImageManifest,
+  type Descriptor,
+  type ImageConfig,
+  type ImageManifest,
+  type PrefetchTrace,
+} from '../oci/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import {
   basicHeader,
@@ -67,6 +75,11 @@ export interface LazyImagesOptions {
   startupPrefetch?: boolean;
   /** Look for a prefetch trace attached to each image (OCI referrer) and hand it to the mount (default true). */
   tracePrefetch?: boolean;
+  /**
+   * Run ordinary gzip OCI images lazily when an OCI-ref (zran) index is attached to them as a
+   * referrer (default false: see config `daemon.ociRef`); images without one are pulled as usual.
+   */
+  ociRef?: boolean;
   /** Push the trace recorded here this long after the mount, for images that have none (off when absent). */
   tracePushAfterMs?: number;
   /**
@@ -122,10 +135,14 @@ export class LazyImages implements RemoteLayers {
   bootstrapPath(lazyId: string): string {
     return join(this.dir(lazyId), 'image.boot');
   }
+  zranIndexPath(lazyId: string): string {
+    return join(this.dir(lazyId), 'zran.index');
+  }
 
   async prepare(hint: RemoteLayerHint): Promise<string | null> {
-    if (!hint.nydusBlob && !hint.nydusBootstrap) return null;
-    if (!hint.ref && this.o.requireAttestation)
+    const nydus = hint.nydusBlob || hint.nydusBootstrap;
+    if (!nydus && (this.o.ociRef !== true || !hint.ref)) return null;
+    if (nydus && !hint.ref && this.o.requireAttestation)
       throw new FerryError(
         'FAILED_PRECONDITION',
         `Nydus layer ${hint.layerDigest ?? hint.chainId} has no image reference label: the attestation policy cannot check its image`,
@@ -153,7 +170,15 @@ export class LazyImages implements RemoteLayers {
       this.resolving.set(key, p);
       p.catch(() => this.resolving.delete(key));
     }
-    const r = await p;
+    let r: Resolved | null;
+    try {
+      r = await p;
+    } catch (err) {
+      if (nydus) throw err;
+      // an ordinary image whose OCI-ref lookup failed: it is pulled as it always was
+      this.log.warn({ err, ref: hint.ref }, 'OCI-ref lookup failed: pulling the image normally');
+      return null;
+    }
     if (!r) return null;
     if (hint.layerDigest && !r.layers.has(hint.layerDigest)) {
       throw new FerryError(
@@ -228,11 +253,10 @@ export class LazyImages implements RemoteLayers {
     t0: number,
     config: Promise<ImageConfig | undefined>,
   ): Promise<Resolved | null> {
-    const boot = [...man.layers].reverse().find((l) => l.annotations?.[NydusAnnotation.BOOTSTRAP] === 'true');
-    if (!boot) {
-      this.log.warn({ ref: formatReference(ref) }, 'image has no nydus bootstrap layer: not lazy');
-      return null;
-    }
+    const boot =
+      [...man.layers].reverse().find((l) => l.annotations?.[NydusAnnotation.BOOTSTRAP] === 'true') ??
+      (await this.ociRefBootstrap(ref, manifestDigest));
+    if (!boot) return null;
     const lazyId = boot.digest.replace(/^sha256:/, '');
     if (!/^[0-9a-f]{64}$/.test(lazyId)) throw new FerryError('INVALID_ARGUMENT', `unsupported bootstrap layer digest ${boot.digest}`);
     if (this.o.requireAttestation) {
@@ -279,6 +303,46 @@ export class LazyImages implements RemoteLayers {
   }
 
   /**
+   * The bootstrap layer of the OCI-ref (zran) index attached to an ordinary image, or undefined
+   * (logged: the image is then pulled normally).
+   */
+  private async ociRefBootstrap(ref: ImageReference, manifestDigest: string): Promise<Descriptor | undefined> {
+    const where = { ref: formatReference(ref), manifest: manifestDigest };
+    if (this.o.ociRef !== true) {
+      this.log.warn(where, 'image has no nydus bootstrap layer: not lazy');
+      return undefined;
+    }
+    if (this.o.requireAttestation) {
+      // an index is not a conversion the policy key signed: the image is pulled (and checked) as usual
+      this.log.info(where, 'attestation policy: OCI-ref indexes are not attested, pulling the image normally');
+      return undefined;
+    }
+    const reg = this.o.registry;
+    let found: Descriptor[];
+    try {
+      found = await reg.referrers(ref.registry, ref.repository, manifestDigest, OCI_REF_ARTIFACT_TYPE);
+    } catch (err) {
+      this.log.warn({ ...where, err }, 'OCI-ref index lookup failed: pulling the image normally');
+      return undefined;
+    }
+    const art = found.filter((d) => d.artifactType === OCI_REF_ARTIFACT_TYPE).at(-1);
+    if (!art) {
+      this.log.info(where, 'no OCI-ref index attached: pulling the image normally');
+      return undefined;
+    }
+    const m = await reg.getManifest(withDigest(ref, art.digest));
+    const boot = parseImageManifest(m.body, m.mediaType, `OCI-ref artifact ${art.digest}`).layers.find(
+      (l) => l.annotations?.[NydusAnnotation.BOOTSTRAP] === 'true',
+    );
+    if (!boot) throw new FerryError('INVALID_ARGUMENT', `OCI-ref artifact ${art.digest} of ${where.ref} has no bootstrap layer`);
+    this.log.info(
+      { ...where, artifact: art.digest, bootstrap: boot.digest },
+      'OCI-ref index found: running the image lazily from its gzip layers',
+    );
+    return boot;
+  }
+
+  /**
    * The image's bootstrap on disk, fetched from its bootstrap layer when missing. Part of bringing
    * the mount up, not of Prepare: containerd's unpack goes on while it downloads.
    */
@@ -293,13 +357,14 @@ export class LazyImages implements RemoteLayers {
       return bootPath;
     const t0 = Date.now();
     // decompressed and untarred while it downloads (the download verifies the layer digest at its end)
-    const { bootstrap, blobMeta } = await unpackBootstrapLayerFiles(
+    const { bootstrap, blobMeta, zranIndex } = await unpackBootstrapLayerFiles(
       await this.o.registry.getBlob(row.registry, row.repo, row.bootstrapDigest),
     );
     await mkdir(this.dir(row.id), { recursive: true });
     // the blobs' CI tables, beside the bootstrap where the daemon looks for them (written first:
     // the bootstrap's presence says the image is complete)
     await writeBlobMetaFiles(this.dir(row.id), blobMeta);
+    if (zranIndex) await writeFile(this.zranIndexPath(row.id), zranIndex, { mode: 0o444 });
     const tmp = `${bootPath}.tmp-${process.pid}`;
     await writeFile(tmp, bootstrap, { mode: 0o444 });
     await rename(tmp, bootPath);
@@ -322,6 +387,14 @@ export class LazyImages implements RemoteLayers {
     if (this.o.mode) req.mode = this.o.mode;
     if (this.o.cacheDir) req.cacheDir = this.o.cacheDir;
     if (this.o.prefetch !== undefined) req.prefetch = this.o.prefetch;
+    const zran = this.zranIndexPath(row.id);
+    if (
+      await stat(zran).then(
+        (s) => s.isFile(),
+        () => false,
+      )
+    )
+      req.zranIndex = zran;
     return req;
   }
 

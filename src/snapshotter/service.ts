@@ -94,6 +94,7 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
           prefetch: cfg.daemon.prefetch,
           startupPrefetch: cfg.daemon.startupPrefetch,
           tracePrefetch: cfg.daemon.tracePrefetch,
+          ociRef: cfg.daemon.ociRef,
           ...(cfg.daemon.tracePush ? { tracePushAfterMs: cfg.daemon.tracePushAfter } : {}),
           cacheDir: cfg.daemon.cacheDir || join(cfg.root, 'cache'),
           insecure: (h) => insecureHosts.has(h),

@@ -40,6 +40,7 @@ export {
 } from './backend.js';
 export { BlobCache } from './cache.js';
 export { ChunkIndex, type ChunkIndexStats } from './chunk-index.js';
+export { ZranBackend } from './zran-backend.js';
 export {
   StorageDevice,
   type DeviceBlob,

@@ -15,6 +15,7 @@ import { readLayer, writeTar, type TarEntry } from '../tar/index.js';
 export const MAX_BOOTSTRAP_BYTES = 1 << 30;
 /** Most blob.meta bytes kept from one bootstrap layer. */
 const MAX_BLOB_META_BYTES = 256 << 20;
+const ZRAN_INDEX_PATH = 'image/zran.index';
 const BLOB_META_NAME = /^(?:image\/)?([0-9a-f]{64})\.blob\.meta$/;
 /** Modes of the layer's entries (as nydusify writes them): the directory, and the read-only files. */
 const DIR_MODE = 0o755;
@@ -54,6 +55,8 @@ export async function packBootstrapLayer(
 export interface BootstrapLayerFiles {
   bootstrap: Buffer;
   blobMeta: Map<string, Buffer>;
+  /** `image/zran.index` of an OCI-ref image (format/zran), when present */
+  zranIndex?: Buffer;
 }
 
 /**
@@ -66,6 +69,7 @@ export async function unpackBootstrapLayerFiles(layer: Buffer | Readable): Promi
   let found: Buffer | undefined;
   const blobMeta = new Map<string, Buffer>();
   let metaBytes = 0;
+  let zranIndex: Buffer | undefined;
   for await (const { entry, body } of readLayer(Buffer.isBuffer(layer) ? Readable.from([layer]) : layer)) {
     const meta = BLOB_META_NAME.exec(entry.path);
     if (entry.path === 'image/image.boot' || entry.path === 'image.boot') {
@@ -79,12 +83,16 @@ export async function unpackBootstrapLayerFiles(layer: Buffer | Readable): Promi
         throw new FerryError('RESOURCE_EXHAUSTED', `bootstrap layer: blob.meta files over ${MAX_BLOB_META_BYTES} bytes`);
       }
       blobMeta.set(meta[1]!, await collect(body));
+    } else if (entry.path === ZRAN_INDEX_PATH && entry.type === 'file') {
+      if (entry.size > MAX_BLOB_META_BYTES)
+        throw new FerryError('RESOURCE_EXHAUSTED', `bootstrap layer: zran index of ${entry.size} bytes`);
+      zranIndex = await collect(body);
     } else {
       body.resume();
     }
   }
   if (!found) throw new FerryError('INVALID_ARGUMENT', 'bootstrap layer has no image/image.boot');
-  return { bootstrap: found, blobMeta };
+  return zranIndex ? { bootstrap: found, blobMeta, zranIndex } : { bootstrap: found, blobMeta };
 }
 
 /** The bootstrap inside a bootstrap layer (see unpackBootstrapLayerFiles). */

@@ -536,7 +536,8 @@ export async function* readLayer(input: Readable, opts: ReadLayerOptions = {}): 
  */
 export interface TarVisitor {
   entry(entry: TarEntry): void;
-  data(piece: Buffer): void;
+  /** `offset`: where the piece starts in the tar stream (TarParser) */
+  data(piece: Buffer, offset?: number): void;
   end(): void;
 }
 
@@ -635,7 +636,7 @@ export class TarParser {
         }
         case PState.Body: {
           const k = Math.min(this.remaining, n - p);
-          this.visitor.data(buf.subarray(p, p + k));
+          this.visitor.data(buf.subarray(p, p + k), base + p);
           this.remaining -= k;
           p += k;
           if (this.remaining === 0) {
