@@ -60,7 +60,7 @@ async function cluster(
     seed?: boolean;
     peerConfig?: Record<string, unknown>;
     schedulerUrl?: string;
-    scheduling?: Record<string, number>;
+    scheduling?: Record<string, number | boolean>;
     allow: string[];
   },
 ): Promise<Cluster> {
@@ -221,7 +221,10 @@ describe('p2p on loopback', () => {
 
   test('lazy-loading pattern through P2P: scattered small ranges are range tasks; the origin serves ~the ranges once, other nodes get them from peers', async (t) => {
     // Generous back-to-source patience so the cold ranges are fetched by the seed only, also on a loaded machine.
-    const c = await cluster(3, { allow: [origin.host], scheduling: { retryBackToSourceLimit: 100, retryLimit: 120 } });
+    const c = await cluster(3, {
+      allow: [origin.host],
+      scheduling: { retryBackToSourceLimit: 100, retryLimit: 120, seedRangeTasks: true },
+    });
     try {
       const blob = origin.addBlob('library/lazyp2p', randomBlob(64 * MiB));
       const L = 16 * 1024;
@@ -285,6 +288,58 @@ describe('p2p on loopback', () => {
       assert.equal(r2.headers['x-dragonfly-task-download-finished'], 'true');
       assert.equal(origin.blobBytes() - before, 0);
       assert.equal(c.peers[2]!.store.get(taskId({ url: blob.url, range: `${s}-${e}` })), undefined, 'no range task on node2');
+    } finally {
+      await c.close();
+    }
+  });
+
+  test('containment: a range is served from a task holding all of it — on another node as its pieces arrive, and locally; a partial overlap goes to the origin', async (t) => {
+    const c = await cluster(2, { allow: [origin.host] });
+    try {
+      const blob = origin.addBlob('library/contain', randomBlob(8 * MiB));
+      const big: [number, number] = [100_000, 100_000 + 3 * MiB - 1];
+      const inside: [number, number] = [200_000, 200_000 + 65_535];
+      const overlap: [number, number] = [big[1] - 1000, big[1] + 64 * 1024];
+      const check = (r: Awaited<ReturnType<typeof fetchAll>>, [s, e]: [number, number]): void => {
+        assert.equal(r.status, 206);
+        assert.ok(r.body.equals(blob.data.subarray(s, e + 1)), `bytes of ${s}-${e}`);
+      };
+      const traffic = (p: PeerHandle, type: string): Promise<number> =>
+        metricValue(p.metrics, 'ferry_peer_download_traffic_bytes_total', { type });
+      // node0 reads the big range (from the origin: the first peer of a cold range task, no seed trigger);
+      // node1 asks for a range inside it while node0 may still be downloading
+      let before = origin.blobBytes();
+      const [r0, r1] = await Promise.all([
+        fetchAll(c.peers[0]!.proxyUrl, blob.url, {}, big),
+        (async () => {
+          for (let i = 0; i < 200 && !c.peers[0]!.store.get(taskId({ url: blob.url, range: `${big[0]}-${big[1]}` })); i++) await sleep(5);
+          return fetchAll(c.peers[1]!.proxyUrl, blob.url, {}, inside);
+        })(),
+      ]);
+      check(r0, big);
+      check(r1, inside);
+      const served = origin.blobBytes() - before;
+      t.diagnostic(`origin served ${served} bytes for the big range ${big[1] - big[0] + 1} and the inside range`);
+      assert.equal(served, big[1] - big[0] + 1, 'the origin served the big range once and nothing for the range inside it');
+      assert.equal(await traffic(c.peers[1]!, 'REMOTE_PEER'), inside[1] - inside[0] + 1, 'node1 got the inside range from node0');
+      assert.equal(await traffic(c.peers[1]!, 'BACK_TO_SOURCE'), 0);
+      assert.equal(await traffic(c.seed!, 'BACK_TO_SOURCE'), 0, 'the seed was not triggered');
+      // (node0 filled the inside range task from its big one to serve node1)
+      assert.ok(c.peers[0]!.store.get(taskId({ url: blob.url, range: `${inside[0]}-${inside[1]}` }))?.complete);
+      // node0 reads another range inside its own big task: served from it, no new task, no request out
+      const own: [number, number] = [big[0] + 2 * MiB, big[0] + 2 * MiB + 4095];
+      before = origin.blobBytes();
+      check(await fetchAll(c.peers[0]!.proxyUrl, blob.url, {}, own), own);
+      assert.equal(origin.blobBytes() - before, 0);
+      assert.equal(
+        c.peers[0]!.store.get(taskId({ url: blob.url, range: `${own[0]}-${own[1]}` })),
+        undefined,
+        'no task for a range inside a held one',
+      );
+      // a range only overlapping the big one is not held by any task: node1 fetches it from the origin
+      before = origin.blobBytes();
+      check(await fetchAll(c.peers[1]!.proxyUrl, blob.url, {}, overlap), overlap);
+      assert.equal(origin.blobBytes() - before, overlap[1] - overlap[0] + 1);
     } finally {
       await c.close();
     }

@@ -104,6 +104,17 @@ class TaskDownload {
     return { 'x-ferry-peer-id': this.peerId, ...(a ? { [H.originAuthorization]: a } : {}) };
   }
 
+  /**
+   * The query naming this task to parent `p`: its URL, and when `p` is a peer of a task holding all
+   * of this range task's bytes (`ParentRef.taskId`), that task and this range, so the parent serves
+   * the range from it (p2p/peer/contain).
+   */
+  private taskQuery(p: ParentRef): string {
+    const q = `url=${encodeURIComponent(this.t.meta.url)}`;
+    const range = this.t.meta.idOptions.range;
+    return p.taskId && p.taskId !== this.t.id && range ? `${q}&from=${p.taskId}&range=${range}` : q;
+  }
+
   private missing(): number[] {
     return this.t.missingWanted();
   }
@@ -284,7 +295,6 @@ class TaskDownload {
     const onAbort = (): void => ac.abort();
     this.d.signal.addEventListener('abort', onAbort, { once: true });
     let lastProgress = Date.now();
-    const qUrl = encodeURIComponent(this.t.meta.url);
 
     return new Promise<Set<string>>((resolve, reject) => {
       let settled = false;
@@ -368,7 +378,7 @@ class TaskDownload {
           while (!ac.signal.aborted && live.has(p.peerId)) {
             try {
               const r = await jsonRequest<PieceListResponse>(
-                `${p.uploadUrl}/api/v1/tasks/${this.t.id}/pieces?url=${qUrl}&have=${have}&wait=2000`,
+                `${p.uploadUrl}/api/v1/tasks/${this.t.id}/pieces?${this.taskQuery(p)}&have=${have}&wait=2000`,
                 { timeoutMs: 10_000, signal: ac.signal, headers: this.parentHeaders(), auth: this.d.auth },
               );
               const m = avail.get(p.peerId) ?? new Map<number, string>();
@@ -397,7 +407,7 @@ class TaskDownload {
   private async fetchPiece(p: ParentRef, n: number, digest: string, signal: AbortSignal): Promise<void> {
     const r = this.t.range(n);
     const t0 = Date.now();
-    const res = await request(`${p.uploadUrl}/api/v1/tasks/${this.t.id}/pieces/${n}?url=${encodeURIComponent(this.t.meta.url)}`, {
+    const res = await request(`${p.uploadUrl}/api/v1/tasks/${this.t.id}/pieces/${n}?${this.taskQuery(p)}`, {
       timeoutMs: this.c.pieceTimeout,
       signal,
       headers: this.parentHeaders(),

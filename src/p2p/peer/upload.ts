@@ -44,14 +44,36 @@ export function uploadRoutes(deps: {
   /** Who may have a task's bytes (undefined: every member, `access.verify: false`). */
   access: AccessCheck | undefined;
 }) {
-  const taskFor = (id: string, u: URL): TaskEntry => {
-    const entry = deps.store.get(id);
-    if (!entry || deps.disableShared) throw new FerryError('NOT_FOUND', `task ${id} not on this peer`);
+  /** The task held here whose id is `id`, checked against the URL the request names. */
+  const heldTask = (id: string, u: URL): TaskEntry | undefined => {
+    const entry = deps.disableShared ? undefined : deps.store.get(id);
+    if (!entry) return undefined;
     const url = u.searchParams.get('url');
     if (!url || taskId({ url, ...entry.meta.idOptions }) !== id) {
       throw new FerryError('PERMISSION_DENIED', "request does not name the task's URL");
     }
     return entry;
+  };
+
+  /**
+   * The task of a piece list or piece request, after the requester's access check. A range task not
+   * held here is served from the task `from` names when that one holds its range (the scheduler
+   * named this peer through it): `range` must make the requested id from `from`'s options.
+   */
+  const taskFor = async (id: string, u: URL, req: IncomingMessage): Promise<TaskEntry> => {
+    const entry = heldTask(id, u);
+    if (entry) {
+      await allowed(entry, req);
+      return entry;
+    }
+    const fromId = u.searchParams.get('from');
+    const range = u.searchParams.get('range');
+    const from = fromId && range && /^[a-f0-9]{64}$/.test(fromId) ? heldTask(fromId, u) : undefined;
+    if (!from) throw new FerryError('NOT_FOUND', `task ${id} not on this peer`);
+    if (taskId({ url: from.meta.url, ...from.meta.idOptions, range: range! }) !== id)
+      throw new FerryError('PERMISSION_DENIED', `task ${id} is not range ${range} of task ${from.id}`);
+    await allowed(from, req);
+    return deps.agent.deriveRange(from, range!);
   };
 
   /** The requester of a piece list or piece must be allowed the task's object (p2p/peer/access). */
@@ -62,8 +84,7 @@ export function uploadRoutes(deps: {
 
   const routes = new Router<Ctx>()
     .get('/api/v1/tasks/:task([a-f0-9]{64})/pieces', async ({ req, res, url: u }, p) => {
-      const entry = taskFor(p.task!, u);
-      await allowed(entry, req);
+      const entry = await taskFor(p.task!, u, req);
       const have = Number(u.searchParams.get('have') ?? '-1');
       const wait = Math.min(10_000, Math.max(0, Number(u.searchParams.get('wait') ?? '0')));
       if (wait > 0) {
@@ -87,8 +108,7 @@ export function uploadRoutes(deps: {
       } satisfies PieceListResponse);
     })
     .get('/api/v1/tasks/:task([a-f0-9]{64})/pieces/:n(\\d+)', async ({ req, res, url: u }, p) => {
-      const entry = taskFor(p.task!, u);
-      await allowed(entry, req);
+      const entry = await taskFor(p.task!, u, req);
       const n = Number(p.n);
       if (n >= entry.meta.pieceCount) throw new FerryError('INVALID_ARGUMENT', `piece ${n} out of range`);
       if (!entry.has(n)) throw new FerryError('NOT_FOUND', `piece ${n} not here yet`);
