@@ -48,8 +48,8 @@ export const schedulerConfigSchema = z
       .object({
         /** Bearer tokens accepted on /oapi/v1/jobs; empty = no authentication (logged at start). */
         tokens: z.array(z.string().min(1)).default([]),
-        /** Task ids of preheated blobs use the blob digest (must match the peers' setting). */
-        enableTaskIdBasedBlobDigest: z.boolean().default(false),
+        /** Task ids of preheated blobs use the blob digest (must match the peers' `download.taskIdBasedBlobDigest`, on by default). */
+        enableTaskIdBasedBlobDigest: z.boolean().default(true),
         /** Extra CA (PEM file) trusted when fetching manifests over https. */
         caCert: z.string().optional(),
         insecureSkipVerify: z.boolean().default(false),

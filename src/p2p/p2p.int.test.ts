@@ -148,9 +148,12 @@ describe('p2p on loopback', () => {
       );
       // Peers report success to the scheduler after answering their clients: wait (bounded) for the reports.
       const succeeded = async (): Promise<number> => {
-        const t = await jsonRequest<{ peers: { state: string }[] }>(`${c.scheduler.url}/api/v1/tasks/${taskId({ url: blob.url })}`, {
-          auth,
-        });
+        const t = await jsonRequest<{ peers: { state: string }[] }>(
+          `${c.scheduler.url}/api/v1/tasks/${taskId({ blobDigest: true, url: blob.url })}`,
+          {
+            auth,
+          },
+        );
         return t.peers.filter((p) => p.state === 'succeeded').length;
       };
       let n = await succeeded();
@@ -175,7 +178,7 @@ describe('p2p on loopback', () => {
       assert.equal(r.headers['content-range'], `bytes ${5 * MiB}-${5 * MiB + 99}/${20 * MiB}`);
       assert.deepEqual(r.body, blob.data.subarray(5 * MiB, 5 * MiB + 100));
       assert.equal(origin.blobBytes() - before, 100, 'only the range came from the origin');
-      const rid = taskId({ url: blob.url, range: `${5 * MiB}-${5 * MiB + 99}` });
+      const rid = taskId({ blobDigest: true, url: blob.url, range: `${5 * MiB}-${5 * MiB + 99}` });
       assert.equal(r.headers['x-dragonfly-task-id'], rid);
       const rt = peer.store.get(rid)!;
       assert.deepEqual([rt.meta.contentLength, rt.meta.pieceLength, rt.meta.pieceCount], [100, 100, 1]);
@@ -187,7 +190,7 @@ describe('p2p on loopback', () => {
       assert.equal(big.status, 206);
       assert.deepEqual(big.body, blob.data.subarray(1 * MiB + 7, 10 * MiB + 7));
       assert.equal(origin.blobBytes() - before, 9 * MiB);
-      const bt = peer.store.get(taskId({ url: blob.url, range: `${1 * MiB + 7}-${10 * MiB + 6}` }))!;
+      const bt = peer.store.get(taskId({ blobDigest: true, url: blob.url, range: `${1 * MiB + 7}-${10 * MiB + 6}` }))!;
       assert.deepEqual([bt.meta.pieceLength, bt.meta.pieceCount], [4 * MiB, 3]);
       // The same range again is a local hit (suffix and open-ended forms normalize to the same task).
       before = origin.blobBytes();
@@ -208,12 +211,15 @@ describe('p2p on loopback', () => {
       assert.equal(tail.status, 206);
       assert.equal(tail.range, `bytes ${20 * MiB - 100}-${20 * MiB - 1}/${20 * MiB}`);
       assert.deepEqual(tail.body, blob.data.subarray(20 * MiB - 100));
-      assert.ok(peer.store.get(taskId({ url: blob.url, range: `${20 * MiB - 100}-${20 * MiB - 1}` })), 'suffix range normalized');
+      assert.ok(
+        peer.store.get(taskId({ blobDigest: true, url: blob.url, range: `${20 * MiB - 100}-${20 * MiB - 1}` })),
+        'suffix range normalized',
+      );
       assert.equal(origin.blobBytes() - before, 100);
       // The whole blob afterwards is its own task, correct and digest-checked.
       const full = await fetchAll(peer.proxyUrl, blob.url);
       assert.equal(sha(full.body), blob.digest);
-      assert.ok(peer.store.get(taskId({ url: blob.url }))?.complete);
+      assert.ok(peer.store.get(taskId({ blobDigest: true, url: blob.url }))?.complete);
     } finally {
       await c.close();
     }
@@ -254,11 +260,11 @@ describe('p2p on loopback', () => {
       t.diagnostic(`node0: ${ranges.length} ranges (${sum} bytes) in ${ms0} ms; origin served ${served0} bytes`);
       assert.ok(served0 >= sum && served0 < 2 * sum, `origin served ${served0} bytes for ${sum} bytes of ranges`);
       for (const [s, e] of ranges) {
-        const e0 = c.peers[0]!.store.get(taskId({ url: blob.url, range: `${s}-${e}` }));
+        const e0 = c.peers[0]!.store.get(taskId({ blobDigest: true, url: blob.url, range: `${s}-${e}` }));
         assert.ok(e0, `range task ${s}-${e} on node0`);
         assert.deepEqual([e0.meta.contentLength, e0.meta.pieceCount], [L, 1]);
       }
-      assert.equal(c.peers[0]!.store.get(taskId({ url: blob.url })), undefined, 'no whole-blob task was started');
+      assert.equal(c.peers[0]!.store.get(taskId({ blobDigest: true, url: blob.url })), undefined, 'no whole-blob task was started');
       assert.ok(
         (await metricValue(c.seed!.metrics, 'ferry_peer_download_traffic_bytes_total', { type: 'BACK_TO_SOURCE' })) >= sum,
         'the seed fetched the ranges',
@@ -277,7 +283,7 @@ describe('p2p on loopback', () => {
       // Node 2 holds the whole blob: its range reads come from the whole task, no range task, no origin bytes.
       const whole = await fetchAll(c.peers[2]!.proxyUrl, blob.url);
       assert.equal(sha(whole.body), blob.digest);
-      const wid = taskId({ url: blob.url });
+      const wid = taskId({ blobDigest: true, url: blob.url });
       for (let i = 0; i < 200 && !c.peers[2]!.store.get(wid)?.meta.done; i++) await sleep(20);
       before = origin.blobBytes();
       const [s, e] = ranges[5]!;
@@ -287,7 +293,11 @@ describe('p2p on loopback', () => {
       assert.equal(r2.headers['x-dragonfly-task-id'], wid);
       assert.equal(r2.headers['x-dragonfly-task-download-finished'], 'true');
       assert.equal(origin.blobBytes() - before, 0);
-      assert.equal(c.peers[2]!.store.get(taskId({ url: blob.url, range: `${s}-${e}` })), undefined, 'no range task on node2');
+      assert.equal(
+        c.peers[2]!.store.get(taskId({ blobDigest: true, url: blob.url, range: `${s}-${e}` })),
+        undefined,
+        'no range task on node2',
+      );
     } finally {
       await c.close();
     }
@@ -312,7 +322,8 @@ describe('p2p on loopback', () => {
       const [r0, r1] = await Promise.all([
         fetchAll(c.peers[0]!.proxyUrl, blob.url, {}, big),
         (async () => {
-          for (let i = 0; i < 200 && !c.peers[0]!.store.get(taskId({ url: blob.url, range: `${big[0]}-${big[1]}` })); i++) await sleep(5);
+          for (let i = 0; i < 200 && !c.peers[0]!.store.get(taskId({ blobDigest: true, url: blob.url, range: `${big[0]}-${big[1]}` })); i++)
+            await sleep(5);
           return fetchAll(c.peers[1]!.proxyUrl, blob.url, {}, inside);
         })(),
       ]);
@@ -325,14 +336,14 @@ describe('p2p on loopback', () => {
       assert.equal(await traffic(c.peers[1]!, 'BACK_TO_SOURCE'), 0);
       assert.equal(await traffic(c.seed!, 'BACK_TO_SOURCE'), 0, 'the seed was not triggered');
       // (node0 filled the inside range task from its big one to serve node1)
-      assert.ok(c.peers[0]!.store.get(taskId({ url: blob.url, range: `${inside[0]}-${inside[1]}` }))?.complete);
+      assert.ok(c.peers[0]!.store.get(taskId({ blobDigest: true, url: blob.url, range: `${inside[0]}-${inside[1]}` }))?.complete);
       // node0 reads another range inside its own big task: served from it, no new task, no request out
       const own: [number, number] = [big[0] + 2 * MiB, big[0] + 2 * MiB + 4095];
       before = origin.blobBytes();
       check(await fetchAll(c.peers[0]!.proxyUrl, blob.url, {}, own), own);
       assert.equal(origin.blobBytes() - before, 0);
       assert.equal(
-        c.peers[0]!.store.get(taskId({ url: blob.url, range: `${own[0]}-${own[1]}` })),
+        c.peers[0]!.store.get(taskId({ blobDigest: true, url: blob.url, range: `${own[0]}-${own[1]}` })),
         undefined,
         'no task for a range inside a held one',
       );
@@ -352,7 +363,7 @@ describe('p2p on loopback', () => {
       const r1 = await fetchAll(c.peers[0]!.proxyUrl, blob.url, { 'x-dragonfly-prefetch': 'true' }, [100, 1100]);
       assert.equal(r1.status, 206);
       assert.deepEqual(r1.body, blob.data.subarray(100, 1101));
-      const tid = taskId({ url: blob.url });
+      const tid = taskId({ blobDigest: true, url: blob.url });
       for (let i = 0; i < 100 && !c.peers[0]!.store.get(tid)?.complete; i++) await sleep(50);
       assert.ok(c.peers[0]!.store.get(tid)?.complete, 'prefetched');
       const before = origin.blobBytes();
@@ -399,7 +410,7 @@ describe('p2p on loopback', () => {
       let on1 = 0;
       let on2 = 0;
       for (const b of blobs) {
-        const tid = taskId({ url: b.url });
+        const tid = taskId({ blobDigest: true, url: b.url });
         const t1 = s1.service.state.tasks.get(tid);
         const t2 = s2.service.state.tasks.get(tid);
         assert.ok(!!t1 !== !!t2, 'exactly one scheduler knows the task');
@@ -446,7 +457,7 @@ describe('p2p on loopback', () => {
     const c = await cluster(1, { allow: [origin.host], seed: false });
     try {
       const blob = origin.addBlob('library/flaky', randomBlob(10 * MiB));
-      const tid = taskId({ url: blob.url });
+      const tid = taskId({ blobDigest: true, url: blob.url });
       origin.setCutAfter(1 * MiB);
       await assert.rejects(fetchAll(c.peers[0]!.proxyUrl, blob.url));
       for (let i = 0; i < 100 && c.peers[0]!.store.get(tid); i++) await sleep(20);
@@ -488,7 +499,7 @@ describe('p2p on loopback', () => {
       origin.setRate(16 * MiB);
       const [a, b] = c.peers as [PeerHandle, PeerHandle];
       const pa = fetchAll(a.proxyUrl, blob.url).catch((e: unknown) => e);
-      const tid = taskId({ url: blob.url });
+      const tid = taskId({ blobDigest: true, url: blob.url });
       for (let i = 0; i < 100 && (a.store.get(tid)?.finishedCount ?? 0) < 1; i++) await sleep(50);
       const pb = fetchAll(b.proxyUrl, blob.url);
       // Kill a while b is receiving a piece from it (uploads are limited to 6 MiB/s: a piece takes ~0.7 s).
@@ -511,7 +522,7 @@ describe('p2p on loopback', () => {
   test('a parent serving corrupted bytes is detected by crc32, blocked, and the piece refetched', async () => {
     const c = await cluster(1, { allow: [origin.host], seed: false });
     const blob = origin.addBlob('library/corrupt', randomBlob(12 * MiB));
-    const tid = taskId({ url: blob.url });
+    const tid = taskId({ blobDigest: true, url: blob.url });
     const L = 4 * MiB;
     // A lying parent: announces the right digests, serves flipped bytes.
     let bad = 0;
@@ -582,7 +593,7 @@ describe('p2p on loopback', () => {
       const bad = Buffer.from(good);
       bad[5 * MiB] = bad[5 * MiB]! ^ 1;
       const blob = origin.addBlobAs('library/lies', digest, bad);
-      const tid = taskId({ url: blob.url });
+      const tid = taskId({ blobDigest: true, url: blob.url });
       const peer = c.peers[0]!;
       // A client through the proxy: the last piece is held back, the transfer cut short.
       const got = await fetchAll(peer.proxyUrl, blob.url).then(
@@ -628,7 +639,7 @@ describe('p2p on loopback', () => {
       // Even the node holding the task checks again for each request.
       await assert.rejects(fetchAll(c.peers[0]!.proxyUrl, blob.url), /401/);
       // Upload server: a cluster member's request naming another URL gets nothing.
-      const tid = taskId({ url: blob.url });
+      const tid = taskId({ blobDigest: true, url: blob.url });
       const signedStatus = async (url: string, headers: Record<string, string> = {}): Promise<number> => {
         const r = await request(url, { auth, headers });
         r.body.resume();
@@ -649,7 +660,7 @@ describe('p2p on loopback', () => {
         /401/,
         'held whole task: the range needs authorisation too',
       );
-      const rid = taskId({ url: blob.url, range: `${rng[0]}-${rng[1]}` });
+      const rid = taskId({ blobDigest: true, url: blob.url, range: `${rng[0]}-${rng[1]}` });
       const status = (q: string): Promise<number> => signedStatus(`${c.peers[1]!.uploadUrl}/api/v1/tasks/${rid}/pieces/0${q}`);
       assert.equal(await status(`?url=${encodeURIComponent(`${blob.url}x`)}`), 403);
       assert.equal(await status(''), 403);
@@ -847,7 +858,7 @@ describe('p2p on loopback', () => {
       assert.equal(rr.status, 206);
       assert.deepEqual(rr.body, l1.data.subarray(100, 5 * MiB + 1));
       assert.equal(origin.blobBytes() - rb, 0, 'the range came from the preheated seed');
-      assert.ok(seed.store.get(taskId({ url: l1.url, range: `100-${5 * MiB}` }))?.complete);
+      assert.ok(seed.store.get(taskId({ blobDigest: true, url: l1.url, range: `100-${5 * MiB}` }))?.complete);
       const before = origin.blobBytes();
       for (const l of [cfg, l1, l2]) {
         const r = await fetchAll(peer.proxyUrl, `${l.url}?ns=${origin.host}`);
@@ -882,16 +893,17 @@ describe('p2p on loopback', () => {
       const b2 = origin.addBlob('library/q', randomBlob(6 * MiB));
       assert.equal(sha((await fetchAll(c.peers[0]!.proxyUrl, b1.url)).body), b1.digest);
       // The download finishes (verify, metadata, report) just after the client has its bytes.
-      const e1 = (): ReturnType<PeerHandle['store']['get']> => c.peers[0]!.store.get(taskId({ url: b1.url }));
+      const e1 = (): ReturnType<PeerHandle['store']['get']> => c.peers[0]!.store.get(taskId({ blobDigest: true, url: b1.url }));
       for (let i = 0; i < 200 && (e1()?.downloading || !e1()?.meta.done); i++) await sleep(20);
       assert.equal(sha((await fetchAll(c.peers[0]!.proxyUrl, b2.url)).body), b2.digest);
       for (let i = 0; i < 100 && c.peers[0]!.store.list().length > 1; i++) await sleep(20);
       const ids = c.peers[0]!.store.list().map((t) => t.id);
-      assert.deepEqual(ids, [taskId({ url: b2.url })]);
+      assert.deepEqual(ids, [taskId({ blobDigest: true, url: b2.url })]);
       assert.equal(await metricValue(c.peers[0]!.metrics, 'ferry_peer_evicted_task_total'), 1);
       // the eviction report reaches the scheduler (bounded wait for it)
       const evicted = async (): Promise<number> =>
-        (await jsonRequest<{ peers: unknown[] }>(`${c.scheduler.url}/api/v1/tasks/${taskId({ url: b1.url })}`, { auth })).peers.length;
+        (await jsonRequest<{ peers: unknown[] }>(`${c.scheduler.url}/api/v1/tasks/${taskId({ blobDigest: true, url: b1.url })}`, { auth }))
+          .peers.length;
       await until('the scheduler to forget the evicted copy', async () => (await evicted()) === 0);
       assert.equal(await evicted(), 0, 'the scheduler forgot the evicted copy');
       const big = origin.addBlob('library/q', randomBlob(11 * MiB));

@@ -21,6 +21,7 @@ import { type AccessCheck, authorizationOf } from './access.js';
 import type { Agent } from './agent.js';
 import type { PeerMetrics } from './metrics.js';
 import type { PieceStore, TaskEntry } from './store.js';
+import { hostPortOf, type UpstreamPolicy } from './upstreams.js';
 
 /** Largest body of an upload API request (the download command). */
 const MAX_BODY = 1024 * 1024;
@@ -43,6 +44,8 @@ export function uploadRoutes(deps: {
   auth: ClusterAuth | undefined;
   /** Who may have a task's bytes (undefined: every member, `access.verify: false`). */
   access: AccessCheck | undefined;
+  /** The registries this peer serves: a requester may name a task's blob on one of these. */
+  upstreams?: UpstreamPolicy | undefined;
 }) {
   /** The task held here whose id is `id`, checked against the URL the request names. */
   const heldTask = (id: string, u: URL): TaskEntry | undefined => {
@@ -51,6 +54,14 @@ export function uploadRoutes(deps: {
     const url = u.searchParams.get('url');
     if (!url || taskId({ url, ...entry.meta.idOptions }) !== id) {
       throw new FerryError('PERMISSION_DENIED', "request does not name the task's URL");
+    }
+    // A task keyed by blob digest matches that digest on any host: the requester's access is
+    // checked against its own URL, so that URL must be on the registry the bytes came from or on
+    // one this peer is configured for (else naming a registry of its own would pass the check for
+    // a private blob whose digest it knows).
+    const asked = new URL(url);
+    if (asked.origin !== new URL(entry.meta.url).origin && !deps.upstreams?.allows(hostPortOf(asked))) {
+      throw new FerryError('PERMISSION_DENIED', `task ${id}: ${asked.origin} is not a registry this peer serves`);
     }
     return entry;
   };
@@ -63,7 +74,7 @@ export function uploadRoutes(deps: {
   const taskFor = async (id: string, u: URL, req: IncomingMessage): Promise<TaskEntry> => {
     const entry = heldTask(id, u);
     if (entry) {
-      await allowed(entry, req);
+      await allowed(u, req);
       return entry;
     }
     const fromId = u.searchParams.get('from');
@@ -72,14 +83,18 @@ export function uploadRoutes(deps: {
     if (!from) throw new FerryError('NOT_FOUND', `task ${id} not on this peer`);
     if (taskId({ url: from.meta.url, ...from.meta.idOptions, range: range! }) !== id)
       throw new FerryError('PERMISSION_DENIED', `task ${id} is not range ${range} of task ${from.id}`);
-    await allowed(from, req);
+    await allowed(u, req);
     return deps.agent.deriveRange(from, range!);
   };
 
-  /** The requester of a piece list or piece must be allowed the task's object (p2p/peer/access). */
-  const allowed = async (entry: TaskEntry, req: IncomingMessage): Promise<void> => {
+  /**
+   * The requester of a piece list or piece must be allowed the object at the URL it names
+   * (p2p/peer/access) — its own repository's: a task keyed by blob digest may have been fetched
+   * here through another repository, whose access says nothing about the requester's.
+   */
+  const allowed = async (u: URL, req: IncomingMessage): Promise<void> => {
     const a = req.headers[H.originAuthorization];
-    await deps.access?.check(entry.meta.url, typeof a === 'string' ? a : undefined);
+    await deps.access?.check(u.searchParams.get('url')!, typeof a === 'string' ? a : undefined);
   };
 
   const routes = new Router<Ctx>()

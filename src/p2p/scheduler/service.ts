@@ -230,7 +230,12 @@ export class SchedulerService {
     }
     if (d.contentLength >= 0) task.contentLength = d.contentLength;
     if (d.actualPieceLength > 0) task.pieceLength = d.actualPieceLength;
-    if (d.headers && Object.keys(d.headers).length) task.headers = d.headers;
+    // The URL with the headers that go with it: a task keyed by blob digest is reached through
+    // several repositories, and a seed trigger must ask the origin with a matching pair.
+    if (d.headers && Object.keys(d.headers).length) {
+      task.headers = d.headers;
+      task.url = d.url;
+    }
     task.updatedAt = Date.now();
     const peer: Peer = {
       id: req.peerId,
