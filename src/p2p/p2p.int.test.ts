@@ -585,6 +585,62 @@ describe('p2p on loopback', () => {
     }
   });
 
+  test('a one-piece range task asked of a lying parent directly (no piece list): crc32 against the digest it sends, blocked, refetched', async () => {
+    const c = await cluster(1, { allow: [origin.host], seed: false });
+    const blob = origin.addBlob('library/corrupt-range', randomBlob(6 * MiB));
+    const wholeId = taskId({ blobDigest: true, url: blob.url });
+    const [s0, e0] = [1000, 1000 + 16 * 1024 - 1];
+    const want = blob.data.subarray(s0, e0 + 1);
+    // A parent holding the whole blob (so the scheduler names it for the range): right digest header, flipped bytes.
+    let asked = '';
+    const liar = createServer((req, res) => {
+      asked = req.url ?? '';
+      const buf = Buffer.from(want);
+      buf[7] = buf[7]! ^ 0xff;
+      res.writeHead(200, { 'x-ferry-piece-digest': pieceDigest(want) });
+      res.end(buf);
+    });
+    await new Promise<void>((r) => liar.listen(0, '127.0.0.1', () => r()));
+    const liarUrl = `http://127.0.0.1:${(liar.address() as AddressInfo).port}`;
+    try {
+      const s = c.scheduler.url;
+      await jsonRequest(`${s}/api/v1/hosts/liar`, {
+        method: 'PUT',
+        json: { id: 'liar', ip: '127.0.0.1', hostname: 'liar', type: 'normal', uploadUrl: liarUrl, maxTxBps: 1e10 },
+        auth,
+      });
+      const reg = {
+        peerId: 'liar-peer',
+        hostId: 'liar',
+        taskId: wholeId,
+        download: { url: blob.url, blobDigest: true, contentLength: blob.data.length, actualPieceLength: 4 * MiB },
+      };
+      assert.equal(
+        (await jsonRequest<{ kind: string }>(`${s}/api/v1/peers`, { method: 'POST', json: reg, auth })).kind,
+        'needBackToSource',
+      );
+      await jsonRequest(`${s}/api/v1/peers/liar-peer/events`, {
+        method: 'POST',
+        json: { events: [{ kind: 'backToSourceStarted' }, { kind: 'backToSourceFinished' }] },
+        auth,
+      });
+      const before = origin.blobBytes();
+      const r = await fetchAll(c.peers[0]!.proxyUrl, blob.url, {}, [s0, e0]);
+      assert.equal(r.status, 206);
+      assert.ok(r.body.equals(want), 'the right bytes');
+      assert.match(
+        asked,
+        new RegExp(`/pieces/0\\?.*from=${wholeId}&range=${s0}-${e0}&wait=\\d+`),
+        'the piece was asked directly, through the whole task',
+      );
+      assert.ok((await metricValue(c.peers[0]!.metrics, 'ferry_peer_piece_failure_total', { reason: 'crc' })) >= 1);
+      assert.equal(origin.blobBytes() - before, want.length, 'refetched from the origin after blocking the liar');
+    } finally {
+      liar.close();
+      await c.close();
+    }
+  });
+
   test('a registry serving other bytes than the blob digest names: no complete body, the task fails and is not kept, a seed command reports it', async () => {
     const c = await cluster(1, { allow: [origin.host], seed: false });
     try {

@@ -23,6 +23,25 @@ import type { PeerMetrics } from './metrics.js';
 import type { PieceStore, TaskEntry } from './store.js';
 import { hostPortOf, type UpstreamPolicy } from './upstreams.js';
 
+/**
+ * Waits up to `ms` for piece `n` of `entry` (a child asking for a one-piece task's piece directly);
+ * returns early when the task fails, stops, or the child goes away — the caller then answers 404.
+ */
+async function waitForPiece(entry: TaskEntry, n: number, ms: number, res: ServerResponse): Promise<void> {
+  const ac = new AbortController();
+  const onClose = (): void => ac.abort();
+  res.on('close', onClose);
+  const timer = setTimeout(() => ac.abort(), ms);
+  try {
+    // bounded: each wait ends on progress, failure, stop, the timer or the child leaving
+    for (let i = 0; i < 10_000 && !entry.has(n) && entry.downloading && !ac.signal.aborted; i++)
+      await entry.waitProgress(entry.finishedCount, ms, ac.signal);
+  } finally {
+    clearTimeout(timer);
+    res.off('close', onClose);
+  }
+}
+
 /** Largest body of an upload API request (the download command). */
 const MAX_BODY = 1024 * 1024;
 
@@ -126,6 +145,8 @@ export function uploadRoutes(deps: {
       const entry = await taskFor(p.task!, u, req);
       const n = Number(p.n);
       if (n >= entry.meta.pieceCount) throw new FerryError('INVALID_ARGUMENT', `piece ${n} out of range`);
+      const wait = Math.min(10_000, Math.max(0, Number(u.searchParams.get('wait') ?? '0') || 0));
+      if (!entry.has(n) && wait > 0) await waitForPiece(entry, n, wait, res);
       if (!entry.has(n)) throw new FerryError('NOT_FOUND', `piece ${n} not here yet`);
       entry.refs++;
       try {
