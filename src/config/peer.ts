@@ -156,8 +156,12 @@ export const peerConfigSchema = z
         rangeGrid: size.default(0),
         maxScheduleCount: z.number().int().min(1).default(5),
         disableBackToSource: z.boolean().default(false),
-        /** Task id = blob digest for /v2/<name>/blobs/<digest> URLs (same layer from two registries = one task). */
-        taskIdBasedBlobDigest: z.boolean().default(false),
+        /**
+         * Task id = blob digest for /v2/<name>/blobs/<digest> URLs (default): the same layer through two
+         * repositories or registries is one task, the origin asked once. Access stays per repository:
+         * every requester passes a HEAD of its own URL with its own credential (p2p/peer/access).
+         */
+        taskIdBasedBlobDigest: z.boolean().default(true),
       })
       .strict()
       .prefault({}),

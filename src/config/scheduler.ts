@@ -29,11 +29,10 @@ export const schedulerConfigSchema = z
          * Trigger the seed peer for a cold range task too (a lazy loader's read). Off: the first peer
          * of a range task fetches it from the origin itself — one registration and one range GET
          * instead of a seed trigger, the seed's own origin requests and a parent hop, for a task of a
-         * few KiB (docs/results/bench-15.md measured that); later peers of the task get it from that
-         * first peer only when they ask for exactly the same range. On by default until the bench's
-         * N = 2 sharing check passes with it off (see bench-15.md).
+         * few KiB (docs/results/bench-15.md measured that); later peers get it from any peer whose
+         * task holds all of their range — the same range, a larger one, or the whole object.
          */
-        seedRangeTasks: z.boolean().default(true),
+        seedRangeTasks: z.boolean().default(false),
       })
       .strict()
       .prefault({}),
@@ -49,8 +48,8 @@ export const schedulerConfigSchema = z
       .object({
         /** Bearer tokens accepted on /oapi/v1/jobs; empty = no authentication (logged at start). */
         tokens: z.array(z.string().min(1)).default([]),
-        /** Task ids of preheated blobs use the blob digest (must match the peers' setting). */
-        enableTaskIdBasedBlobDigest: z.boolean().default(false),
+        /** Task ids of preheated blobs use the blob digest (must match the peers' `download.taskIdBasedBlobDigest`, on by default). */
+        enableTaskIdBasedBlobDigest: z.boolean().default(true),
         /** Extra CA (PEM file) trusted when fetching manifests over https. */
         caCert: z.string().optional(),
         insecureSkipVerify: z.boolean().default(false),

@@ -60,7 +60,7 @@ async function cluster(
     seed?: boolean;
     peerConfig?: Record<string, unknown>;
     schedulerUrl?: string;
-    scheduling?: Record<string, number>;
+    scheduling?: Record<string, number | boolean>;
     allow: string[];
   },
 ): Promise<Cluster> {
@@ -148,9 +148,12 @@ describe('p2p on loopback', () => {
       );
       // Peers report success to the scheduler after answering their clients: wait (bounded) for the reports.
       const succeeded = async (): Promise<number> => {
-        const t = await jsonRequest<{ peers: { state: string }[] }>(`${c.scheduler.url}/api/v1/tasks/${taskId({ url: blob.url })}`, {
-          auth,
-        });
+        const t = await jsonRequest<{ peers: { state: string }[] }>(
+          `${c.scheduler.url}/api/v1/tasks/${taskId({ blobDigest: true, url: blob.url })}`,
+          {
+            auth,
+          },
+        );
         return t.peers.filter((p) => p.state === 'succeeded').length;
       };
       let n = await succeeded();
@@ -175,7 +178,7 @@ describe('p2p on loopback', () => {
       assert.equal(r.headers['content-range'], `bytes ${5 * MiB}-${5 * MiB + 99}/${20 * MiB}`);
       assert.deepEqual(r.body, blob.data.subarray(5 * MiB, 5 * MiB + 100));
       assert.equal(origin.blobBytes() - before, 100, 'only the range came from the origin');
-      const rid = taskId({ url: blob.url, range: `${5 * MiB}-${5 * MiB + 99}` });
+      const rid = taskId({ blobDigest: true, url: blob.url, range: `${5 * MiB}-${5 * MiB + 99}` });
       assert.equal(r.headers['x-dragonfly-task-id'], rid);
       const rt = peer.store.get(rid)!;
       assert.deepEqual([rt.meta.contentLength, rt.meta.pieceLength, rt.meta.pieceCount], [100, 100, 1]);
@@ -187,7 +190,7 @@ describe('p2p on loopback', () => {
       assert.equal(big.status, 206);
       assert.deepEqual(big.body, blob.data.subarray(1 * MiB + 7, 10 * MiB + 7));
       assert.equal(origin.blobBytes() - before, 9 * MiB);
-      const bt = peer.store.get(taskId({ url: blob.url, range: `${1 * MiB + 7}-${10 * MiB + 6}` }))!;
+      const bt = peer.store.get(taskId({ blobDigest: true, url: blob.url, range: `${1 * MiB + 7}-${10 * MiB + 6}` }))!;
       assert.deepEqual([bt.meta.pieceLength, bt.meta.pieceCount], [4 * MiB, 3]);
       // The same range again is a local hit (suffix and open-ended forms normalize to the same task).
       before = origin.blobBytes();
@@ -208,12 +211,15 @@ describe('p2p on loopback', () => {
       assert.equal(tail.status, 206);
       assert.equal(tail.range, `bytes ${20 * MiB - 100}-${20 * MiB - 1}/${20 * MiB}`);
       assert.deepEqual(tail.body, blob.data.subarray(20 * MiB - 100));
-      assert.ok(peer.store.get(taskId({ url: blob.url, range: `${20 * MiB - 100}-${20 * MiB - 1}` })), 'suffix range normalized');
+      assert.ok(
+        peer.store.get(taskId({ blobDigest: true, url: blob.url, range: `${20 * MiB - 100}-${20 * MiB - 1}` })),
+        'suffix range normalized',
+      );
       assert.equal(origin.blobBytes() - before, 100);
       // The whole blob afterwards is its own task, correct and digest-checked.
       const full = await fetchAll(peer.proxyUrl, blob.url);
       assert.equal(sha(full.body), blob.digest);
-      assert.ok(peer.store.get(taskId({ url: blob.url }))?.complete);
+      assert.ok(peer.store.get(taskId({ blobDigest: true, url: blob.url }))?.complete);
     } finally {
       await c.close();
     }
@@ -221,7 +227,10 @@ describe('p2p on loopback', () => {
 
   test('lazy-loading pattern through P2P: scattered small ranges are range tasks; the origin serves ~the ranges once, other nodes get them from peers', async (t) => {
     // Generous back-to-source patience so the cold ranges are fetched by the seed only, also on a loaded machine.
-    const c = await cluster(3, { allow: [origin.host], scheduling: { retryBackToSourceLimit: 100, retryLimit: 120 } });
+    const c = await cluster(3, {
+      allow: [origin.host],
+      scheduling: { retryBackToSourceLimit: 100, retryLimit: 120, seedRangeTasks: true },
+    });
     try {
       const blob = origin.addBlob('library/lazyp2p', randomBlob(64 * MiB));
       const L = 16 * 1024;
@@ -251,11 +260,11 @@ describe('p2p on loopback', () => {
       t.diagnostic(`node0: ${ranges.length} ranges (${sum} bytes) in ${ms0} ms; origin served ${served0} bytes`);
       assert.ok(served0 >= sum && served0 < 2 * sum, `origin served ${served0} bytes for ${sum} bytes of ranges`);
       for (const [s, e] of ranges) {
-        const e0 = c.peers[0]!.store.get(taskId({ url: blob.url, range: `${s}-${e}` }));
+        const e0 = c.peers[0]!.store.get(taskId({ blobDigest: true, url: blob.url, range: `${s}-${e}` }));
         assert.ok(e0, `range task ${s}-${e} on node0`);
         assert.deepEqual([e0.meta.contentLength, e0.meta.pieceCount], [L, 1]);
       }
-      assert.equal(c.peers[0]!.store.get(taskId({ url: blob.url })), undefined, 'no whole-blob task was started');
+      assert.equal(c.peers[0]!.store.get(taskId({ blobDigest: true, url: blob.url })), undefined, 'no whole-blob task was started');
       assert.ok(
         (await metricValue(c.seed!.metrics, 'ferry_peer_download_traffic_bytes_total', { type: 'BACK_TO_SOURCE' })) >= sum,
         'the seed fetched the ranges',
@@ -274,7 +283,7 @@ describe('p2p on loopback', () => {
       // Node 2 holds the whole blob: its range reads come from the whole task, no range task, no origin bytes.
       const whole = await fetchAll(c.peers[2]!.proxyUrl, blob.url);
       assert.equal(sha(whole.body), blob.digest);
-      const wid = taskId({ url: blob.url });
+      const wid = taskId({ blobDigest: true, url: blob.url });
       for (let i = 0; i < 200 && !c.peers[2]!.store.get(wid)?.meta.done; i++) await sleep(20);
       before = origin.blobBytes();
       const [s, e] = ranges[5]!;
@@ -284,7 +293,64 @@ describe('p2p on loopback', () => {
       assert.equal(r2.headers['x-dragonfly-task-id'], wid);
       assert.equal(r2.headers['x-dragonfly-task-download-finished'], 'true');
       assert.equal(origin.blobBytes() - before, 0);
-      assert.equal(c.peers[2]!.store.get(taskId({ url: blob.url, range: `${s}-${e}` })), undefined, 'no range task on node2');
+      assert.equal(
+        c.peers[2]!.store.get(taskId({ blobDigest: true, url: blob.url, range: `${s}-${e}` })),
+        undefined,
+        'no range task on node2',
+      );
+    } finally {
+      await c.close();
+    }
+  });
+
+  test('containment: a range is served from a task holding all of it — on another node as its pieces arrive, and locally; a partial overlap goes to the origin', async (t) => {
+    const c = await cluster(2, { allow: [origin.host] });
+    try {
+      const blob = origin.addBlob('library/contain', randomBlob(8 * MiB));
+      const big: [number, number] = [100_000, 100_000 + 3 * MiB - 1];
+      const inside: [number, number] = [200_000, 200_000 + 65_535];
+      const overlap: [number, number] = [big[1] - 1000, big[1] + 64 * 1024];
+      const check = (r: Awaited<ReturnType<typeof fetchAll>>, [s, e]: [number, number]): void => {
+        assert.equal(r.status, 206);
+        assert.ok(r.body.equals(blob.data.subarray(s, e + 1)), `bytes of ${s}-${e}`);
+      };
+      const traffic = (p: PeerHandle, type: string): Promise<number> =>
+        metricValue(p.metrics, 'ferry_peer_download_traffic_bytes_total', { type });
+      // node0 reads the big range (from the origin: the first peer of a cold range task, no seed trigger);
+      // node1 asks for a range inside it while node0 may still be downloading
+      let before = origin.blobBytes();
+      const [r0, r1] = await Promise.all([
+        fetchAll(c.peers[0]!.proxyUrl, blob.url, {}, big),
+        (async () => {
+          for (let i = 0; i < 200 && !c.peers[0]!.store.get(taskId({ blobDigest: true, url: blob.url, range: `${big[0]}-${big[1]}` })); i++)
+            await sleep(5);
+          return fetchAll(c.peers[1]!.proxyUrl, blob.url, {}, inside);
+        })(),
+      ]);
+      check(r0, big);
+      check(r1, inside);
+      const served = origin.blobBytes() - before;
+      t.diagnostic(`origin served ${served} bytes for the big range ${big[1] - big[0] + 1} and the inside range`);
+      assert.equal(served, big[1] - big[0] + 1, 'the origin served the big range once and nothing for the range inside it');
+      assert.equal(await traffic(c.peers[1]!, 'REMOTE_PEER'), inside[1] - inside[0] + 1, 'node1 got the inside range from node0');
+      assert.equal(await traffic(c.peers[1]!, 'BACK_TO_SOURCE'), 0);
+      assert.equal(await traffic(c.seed!, 'BACK_TO_SOURCE'), 0, 'the seed was not triggered');
+      // (node0 filled the inside range task from its big one to serve node1)
+      assert.ok(c.peers[0]!.store.get(taskId({ blobDigest: true, url: blob.url, range: `${inside[0]}-${inside[1]}` }))?.complete);
+      // node0 reads another range inside its own big task: served from it, no new task, no request out
+      const own: [number, number] = [big[0] + 2 * MiB, big[0] + 2 * MiB + 4095];
+      before = origin.blobBytes();
+      check(await fetchAll(c.peers[0]!.proxyUrl, blob.url, {}, own), own);
+      assert.equal(origin.blobBytes() - before, 0);
+      assert.equal(
+        c.peers[0]!.store.get(taskId({ blobDigest: true, url: blob.url, range: `${own[0]}-${own[1]}` })),
+        undefined,
+        'no task for a range inside a held one',
+      );
+      // a range only overlapping the big one is not held by any task: node1 fetches it from the origin
+      before = origin.blobBytes();
+      check(await fetchAll(c.peers[1]!.proxyUrl, blob.url, {}, overlap), overlap);
+      assert.equal(origin.blobBytes() - before, overlap[1] - overlap[0] + 1);
     } finally {
       await c.close();
     }
@@ -297,7 +363,7 @@ describe('p2p on loopback', () => {
       const r1 = await fetchAll(c.peers[0]!.proxyUrl, blob.url, { 'x-dragonfly-prefetch': 'true' }, [100, 1100]);
       assert.equal(r1.status, 206);
       assert.deepEqual(r1.body, blob.data.subarray(100, 1101));
-      const tid = taskId({ url: blob.url });
+      const tid = taskId({ blobDigest: true, url: blob.url });
       for (let i = 0; i < 100 && !c.peers[0]!.store.get(tid)?.complete; i++) await sleep(50);
       assert.ok(c.peers[0]!.store.get(tid)?.complete, 'prefetched');
       const before = origin.blobBytes();
@@ -344,7 +410,7 @@ describe('p2p on loopback', () => {
       let on1 = 0;
       let on2 = 0;
       for (const b of blobs) {
-        const tid = taskId({ url: b.url });
+        const tid = taskId({ blobDigest: true, url: b.url });
         const t1 = s1.service.state.tasks.get(tid);
         const t2 = s2.service.state.tasks.get(tid);
         assert.ok(!!t1 !== !!t2, 'exactly one scheduler knows the task');
@@ -391,7 +457,7 @@ describe('p2p on loopback', () => {
     const c = await cluster(1, { allow: [origin.host], seed: false });
     try {
       const blob = origin.addBlob('library/flaky', randomBlob(10 * MiB));
-      const tid = taskId({ url: blob.url });
+      const tid = taskId({ blobDigest: true, url: blob.url });
       origin.setCutAfter(1 * MiB);
       await assert.rejects(fetchAll(c.peers[0]!.proxyUrl, blob.url));
       for (let i = 0; i < 100 && c.peers[0]!.store.get(tid); i++) await sleep(20);
@@ -433,7 +499,7 @@ describe('p2p on loopback', () => {
       origin.setRate(16 * MiB);
       const [a, b] = c.peers as [PeerHandle, PeerHandle];
       const pa = fetchAll(a.proxyUrl, blob.url).catch((e: unknown) => e);
-      const tid = taskId({ url: blob.url });
+      const tid = taskId({ blobDigest: true, url: blob.url });
       for (let i = 0; i < 100 && (a.store.get(tid)?.finishedCount ?? 0) < 1; i++) await sleep(50);
       const pb = fetchAll(b.proxyUrl, blob.url);
       // Kill a while b is receiving a piece from it (uploads are limited to 6 MiB/s: a piece takes ~0.7 s).
@@ -456,7 +522,7 @@ describe('p2p on loopback', () => {
   test('a parent serving corrupted bytes is detected by crc32, blocked, and the piece refetched', async () => {
     const c = await cluster(1, { allow: [origin.host], seed: false });
     const blob = origin.addBlob('library/corrupt', randomBlob(12 * MiB));
-    const tid = taskId({ url: blob.url });
+    const tid = taskId({ blobDigest: true, url: blob.url });
     const L = 4 * MiB;
     // A lying parent: announces the right digests, serves flipped bytes.
     let bad = 0;
@@ -519,6 +585,62 @@ describe('p2p on loopback', () => {
     }
   });
 
+  test('a one-piece range task asked of a lying parent directly (no piece list): crc32 against the digest it sends, blocked, refetched', async () => {
+    const c = await cluster(1, { allow: [origin.host], seed: false });
+    const blob = origin.addBlob('library/corrupt-range', randomBlob(6 * MiB));
+    const wholeId = taskId({ blobDigest: true, url: blob.url });
+    const [s0, e0] = [1000, 1000 + 16 * 1024 - 1];
+    const want = blob.data.subarray(s0, e0 + 1);
+    // A parent holding the whole blob (so the scheduler names it for the range): right digest header, flipped bytes.
+    let asked = '';
+    const liar = createServer((req, res) => {
+      asked = req.url ?? '';
+      const buf = Buffer.from(want);
+      buf[7] = buf[7]! ^ 0xff;
+      res.writeHead(200, { 'x-ferry-piece-digest': pieceDigest(want) });
+      res.end(buf);
+    });
+    await new Promise<void>((r) => liar.listen(0, '127.0.0.1', () => r()));
+    const liarUrl = `http://127.0.0.1:${(liar.address() as AddressInfo).port}`;
+    try {
+      const s = c.scheduler.url;
+      await jsonRequest(`${s}/api/v1/hosts/liar`, {
+        method: 'PUT',
+        json: { id: 'liar', ip: '127.0.0.1', hostname: 'liar', type: 'normal', uploadUrl: liarUrl, maxTxBps: 1e10 },
+        auth,
+      });
+      const reg = {
+        peerId: 'liar-peer',
+        hostId: 'liar',
+        taskId: wholeId,
+        download: { url: blob.url, blobDigest: true, contentLength: blob.data.length, actualPieceLength: 4 * MiB },
+      };
+      assert.equal(
+        (await jsonRequest<{ kind: string }>(`${s}/api/v1/peers`, { method: 'POST', json: reg, auth })).kind,
+        'needBackToSource',
+      );
+      await jsonRequest(`${s}/api/v1/peers/liar-peer/events`, {
+        method: 'POST',
+        json: { events: [{ kind: 'backToSourceStarted' }, { kind: 'backToSourceFinished' }] },
+        auth,
+      });
+      const before = origin.blobBytes();
+      const r = await fetchAll(c.peers[0]!.proxyUrl, blob.url, {}, [s0, e0]);
+      assert.equal(r.status, 206);
+      assert.ok(r.body.equals(want), 'the right bytes');
+      assert.match(
+        asked,
+        new RegExp(`/pieces/0\\?.*from=${wholeId}&range=${s0}-${e0}&wait=\\d+`),
+        'the piece was asked directly, through the whole task',
+      );
+      assert.ok((await metricValue(c.peers[0]!.metrics, 'ferry_peer_piece_failure_total', { reason: 'crc' })) >= 1);
+      assert.equal(origin.blobBytes() - before, want.length, 'refetched from the origin after blocking the liar');
+    } finally {
+      liar.close();
+      await c.close();
+    }
+  });
+
   test('a registry serving other bytes than the blob digest names: no complete body, the task fails and is not kept, a seed command reports it', async () => {
     const c = await cluster(1, { allow: [origin.host], seed: false });
     try {
@@ -527,7 +649,7 @@ describe('p2p on loopback', () => {
       const bad = Buffer.from(good);
       bad[5 * MiB] = bad[5 * MiB]! ^ 1;
       const blob = origin.addBlobAs('library/lies', digest, bad);
-      const tid = taskId({ url: blob.url });
+      const tid = taskId({ blobDigest: true, url: blob.url });
       const peer = c.peers[0]!;
       // A client through the proxy: the last piece is held back, the transfer cut short.
       const got = await fetchAll(peer.proxyUrl, blob.url).then(
@@ -573,7 +695,7 @@ describe('p2p on loopback', () => {
       // Even the node holding the task checks again for each request.
       await assert.rejects(fetchAll(c.peers[0]!.proxyUrl, blob.url), /401/);
       // Upload server: a cluster member's request naming another URL gets nothing.
-      const tid = taskId({ url: blob.url });
+      const tid = taskId({ blobDigest: true, url: blob.url });
       const signedStatus = async (url: string, headers: Record<string, string> = {}): Promise<number> => {
         const r = await request(url, { auth, headers });
         r.body.resume();
@@ -594,7 +716,7 @@ describe('p2p on loopback', () => {
         /401/,
         'held whole task: the range needs authorisation too',
       );
-      const rid = taskId({ url: blob.url, range: `${rng[0]}-${rng[1]}` });
+      const rid = taskId({ blobDigest: true, url: blob.url, range: `${rng[0]}-${rng[1]}` });
       const status = (q: string): Promise<number> => signedStatus(`${c.peers[1]!.uploadUrl}/api/v1/tasks/${rid}/pieces/0${q}`);
       assert.equal(await status(`?url=${encodeURIComponent(`${blob.url}x`)}`), 403);
       assert.equal(await status(''), 403);
@@ -792,7 +914,7 @@ describe('p2p on loopback', () => {
       assert.equal(rr.status, 206);
       assert.deepEqual(rr.body, l1.data.subarray(100, 5 * MiB + 1));
       assert.equal(origin.blobBytes() - rb, 0, 'the range came from the preheated seed');
-      assert.ok(seed.store.get(taskId({ url: l1.url, range: `100-${5 * MiB}` }))?.complete);
+      assert.ok(seed.store.get(taskId({ blobDigest: true, url: l1.url, range: `100-${5 * MiB}` }))?.complete);
       const before = origin.blobBytes();
       for (const l of [cfg, l1, l2]) {
         const r = await fetchAll(peer.proxyUrl, `${l.url}?ns=${origin.host}`);
@@ -827,16 +949,17 @@ describe('p2p on loopback', () => {
       const b2 = origin.addBlob('library/q', randomBlob(6 * MiB));
       assert.equal(sha((await fetchAll(c.peers[0]!.proxyUrl, b1.url)).body), b1.digest);
       // The download finishes (verify, metadata, report) just after the client has its bytes.
-      const e1 = (): ReturnType<PeerHandle['store']['get']> => c.peers[0]!.store.get(taskId({ url: b1.url }));
+      const e1 = (): ReturnType<PeerHandle['store']['get']> => c.peers[0]!.store.get(taskId({ blobDigest: true, url: b1.url }));
       for (let i = 0; i < 200 && (e1()?.downloading || !e1()?.meta.done); i++) await sleep(20);
       assert.equal(sha((await fetchAll(c.peers[0]!.proxyUrl, b2.url)).body), b2.digest);
       for (let i = 0; i < 100 && c.peers[0]!.store.list().length > 1; i++) await sleep(20);
       const ids = c.peers[0]!.store.list().map((t) => t.id);
-      assert.deepEqual(ids, [taskId({ url: b2.url })]);
+      assert.deepEqual(ids, [taskId({ blobDigest: true, url: b2.url })]);
       assert.equal(await metricValue(c.peers[0]!.metrics, 'ferry_peer_evicted_task_total'), 1);
       // the eviction report reaches the scheduler (bounded wait for it)
       const evicted = async (): Promise<number> =>
-        (await jsonRequest<{ peers: unknown[] }>(`${c.scheduler.url}/api/v1/tasks/${taskId({ url: b1.url })}`, { auth })).peers.length;
+        (await jsonRequest<{ peers: unknown[] }>(`${c.scheduler.url}/api/v1/tasks/${taskId({ blobDigest: true, url: b1.url })}`, { auth }))
+          .peers.length;
       await until('the scheduler to forget the evicted copy', async () => (await evicted()) === 0);
       assert.equal(await evicted(), 0, 'the scheduler forgot the evicted copy');
       const big = origin.addBlob('library/q', randomBlob(11 * MiB));

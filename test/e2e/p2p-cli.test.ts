@@ -188,7 +188,7 @@ test('ferry get checks registry blobs: a lying registry fails naming the digest;
     assert.equal(g2.code, 0, g2.stderr);
     assert.equal(shaOf(join(dir, 'one')), blob.digest);
     await peer.stop();
-    const id = taskId({ url: blob.url });
+    const id = taskId({ blobDigest: true, url: blob.url });
     const base = join(data, 'tasks', id.slice(0, 3), id);
     const fd = openSync(`${base}.data`, 'r+');
     const piece = Buffer.alloc(4 * 1024 * 1024);

@@ -140,6 +140,19 @@ export function taskId(input: TaskIdInput): string {
   return h.digest('hex');
 }
 
+/** Id of the whole-object task of (url, options): what every range task of the same object shares. */
+export function objectTaskId(input: TaskIdInput): string {
+  return taskId({ ...input, range: undefined });
+}
+
+/**
+ * Whether a task holding `outer` (a range, or undefined = the whole object) holds every byte of
+ * `inner`. The caller knows `inner` lies inside the object.
+ */
+export function rangeContains(outer: RangeSpec | undefined, inner: RangeSpec): boolean {
+  return outer === undefined || (outer.start <= inner.start && inner.end <= outer.end);
+}
+
 export function hostId(ip: string, hostname: string, seed = false): string {
   return `${ip}-${hostname}${seed ? '-seed' : ''}`;
 }

@@ -5,6 +5,8 @@
  */
 export {
   taskId,
+  objectTaskId,
+  rangeContains,
   filterUrl,
   pieceLengthFor,
   pieceLengthForRange,

@@ -67,6 +67,11 @@ export interface ParentRef {
   ip: string;
   uploadUrl: string;
   isSeed: boolean;
+  /**
+   * The parent's own task when it is not the child's: a task holding all of the child's range (the
+   * whole object or a larger range). The child asks the parent for its range task `from` this one.
+   */
+  taskId?: string | undefined;
   idc?: string | undefined;
   location?: string | undefined;
 }

@@ -115,8 +115,8 @@ describe('two nodes', () => {
     return { status: res.status, text: (await readAll(res.body, 64 * MiB)).toString() };
   };
   const complete = async (peer: PeerHandle, url: string): Promise<void> => {
-    for (let i = 0; i < 250 && !peer.store.get(taskId({ url }))?.meta.done; i++) await sleep(20);
-    assert.ok(peer.store.get(taskId({ url }))?.complete, `${url} complete on the node`);
+    for (let i = 0; i < 250 && !peer.store.get(taskId({ blobDigest: true, url }))?.meta.done; i++) await sleep(20);
+    assert.ok(peer.store.get(taskId({ blobDigest: true, url }))?.complete, `${url} complete on the node`);
   };
 
   before(async () => {
@@ -142,7 +142,7 @@ describe('two nodes', () => {
 
   test("without a credential B gets nothing of it from any of A's ports", async () => {
     const url = priv.layerUrls[0]!;
-    const tid = taskId({ url });
+    const tid = taskId({ blobDigest: true, url });
     const q = `url=${encodeURIComponent(url)}`;
     const egress = await registry.blobBytesServed();
     // upload API (what B's download would use): piece list, piece bytes, a download command
@@ -186,6 +186,40 @@ describe('two nodes', () => {
     assert.equal(await registry.blobBytesServed(), egress, 'no blob byte from the registry');
     assert.equal(await metricValue(b.metrics, 'ferry_peer_download_traffic_bytes_total', { type: 'REMOTE_PEER' }), 6 * MiB);
     assert.equal(await metricValue(a.metrics, 'ferry_peer_upload_traffic_bytes_total'), 6 * MiB);
+  });
+
+  test('one blob in two repositories is one task (blob-digest ids, the default): the registry serves it once; access stays per repository', async () => {
+    const img = await registry.push('secret/shared', 'v1', [3 * MiB]);
+    const layer = img.layers[0]!;
+    await registry.reg.pushBlob('library/mirror', layer.data);
+    const privUrl = img.layerUrls[0]!;
+    const pubUrl = `${registry.reg.url}/v2/library/mirror/blobs/${layer.digest}`;
+    const tid = taskId({ url: privUrl, blobDigest: true });
+    assert.equal(taskId({ url: pubUrl, blobDigest: true }), tid);
+    const egress = await registry.blobBytesServed();
+    // A pulls it from the private repository with the robot's token, B from the public one without any
+    const tok = await registry.pullToken('secret/shared', registry.robotAuth);
+    assert.equal(sha((await get(a, privUrl, { authorization: `Bearer ${tok}` })).body), layer.digest);
+    for (let i = 0; i < 250 && !a.store.get(tid)?.meta.done; i++) await sleep(20);
+    assert.equal(sha((await get(b, pubUrl)).body), layer.digest);
+    assert.equal(await registry.blobBytesServed(), egress + 3 * MiB, 'the registry served the blob once');
+    assert.ok(b.store.get(tid), "B holds it under the blob's task id");
+    const t = scheduler.service.state.tasks.get(tid);
+    assert.ok(t && t.peers.size >= 2, 'one scheduler task with both nodes');
+    assert.equal(scheduler.service.state.tasks.has(taskId({ url: privUrl })), false);
+    assert.equal(scheduler.service.state.tasks.has(taskId({ url: pubUrl })), false);
+    // A holds the task (fetched through the private repository); asking for it as the public one is fine…
+    const q = (u: string): string => `url=${encodeURIComponent(u)}`;
+    assert.equal((await upload(`/api/v1/tasks/${tid}/pieces?${q(pubUrl)}`)).status, 200);
+    // …but asking A for it as the private repository without access is refused
+    const refused = await upload(`/api/v1/tasks/${tid}/pieces/0?${q(privUrl)}`);
+    assert.equal(refused.status, 403, refused.text);
+    assert.match(refused.text, /not public/);
+    assert.equal((await get(b, privUrl)).status, 401, "B's proxy: the private repository's URL without a credential");
+    // and a URL with the same digest on a registry A does not serve cannot stand in for it
+    const elsewhere = await upload(`/api/v1/tasks/${tid}/pieces/0?${q(`http://127.0.0.1:9/v2/x/blobs/${layer.digest}`)}`);
+    assert.equal(elsewhere.status, 403, elsewhere.text);
+    assert.match(elsewhere.text, /not a registry this peer serves/);
   });
 
   test('a public blob still flows to B without any credential', async () => {

@@ -12,6 +12,8 @@
  */
 import { FerryError } from '../../core/index.js';
 import {
+  objectTaskId,
+  rangeContains,
   formatTaskRange,
   parseRangeHeader,
   parseTaskRange,
@@ -22,6 +24,7 @@ import {
   type RangeSpec,
 } from '../common/index.js';
 import type { TaskIdOptions } from '../common/index.js';
+import { RangeIndex, startCopy } from './contain.js';
 import { ensureDownload, type DownloadDeps } from './download.js';
 import { statOrigin, type StatResult } from './source.js';
 import type { OriginStatCache } from './stat-cache.js';
@@ -45,12 +48,16 @@ export type PreparedRange =
 
 export class Agent {
   private readonly creating = new Map<string, Promise<TaskEntry>>();
+  /** Range tasks held here, to serve a range from one containing it. */
+  private readonly ranges: RangeIndex;
 
   /** `stats`: remembered origin answers for digest-addressed blobs (one HEAD per blob, not per range). */
   constructor(
     readonly deps: DownloadDeps,
     private readonly stats?: OriginStatCache,
-  ) {}
+  ) {
+    this.ranges = new RangeIndex(deps.store);
+  }
 
   private statOf(url: string, headers: Record<string, string>, signal?: AbortSignal): Promise<StatResult> {
     return this.stats ? this.stats.get(url, headers, signal) : statOrigin(url, headers, this.deps.origin, signal);
@@ -109,6 +116,7 @@ export class Agent {
         this.creating.set(tid, p);
       }
       entry = await p;
+      this.ranges.add(entry);
       this.deps.metrics.diskUsage.set(this.deps.store.usage());
     } else if (stat?.ok && stat.contentLength !== (entry.meta.range?.total ?? entry.meta.contentLength) && !entry.downloading) {
       // The object changed upstream: start over.
@@ -167,6 +175,9 @@ export class Agent {
       r = undefined;
     }
     if (!r) return { kind: 'unsatisfiable', total: stat.contentLength };
+    // A range task held here that contains the range serves it (as soon as its pieces are there).
+    const near = this.ranges.find(objectTaskId({ url, ...this.resolved(whole) }), r);
+    if (near) return { kind: 'task', entry: near, cached: near.complete, range: r, stat };
     // The task is the range's grid cell(s); the whole object (asked for, or the cells covering it) is the whole-object task.
     const cell = alignRange(r, stat.contentLength, opts.rangeGrid ?? 0);
     const asRange = cell.start === 0 && cell.end === stat.contentLength - 1 ? undefined : formatTaskRange(cell);
@@ -182,6 +193,36 @@ export class Agent {
     const p = await this.prepare(url, headers, { ...whole, range: asRange }, { verifyAccess: false, signal: opts.signal, stat });
     if (p.kind === 'denied') return p;
     return { kind: 'task', entry: p.entry, cached: p.cached, range: r, stat };
+  }
+
+  /**
+   * Range task `range` (`start-end`) of the object of `from`, a task held here that contains it:
+   * created if needed and filled from `from` as its pieces arrive (a parent named for a range task
+   * through a containing task, p2p/peer/contain). The ids of both were checked by the caller.
+   */
+  async deriveRange(from: TaskEntry, range: string): Promise<TaskEntry> {
+    const span = parseTaskRange(range);
+    const total = from.meta.range?.total ?? from.meta.contentLength;
+    if (span.end >= total || !rangeContains(from.meta.range, span))
+      throw new FerryError('INVALID_ARGUMENT', `task ${from.id} does not hold range ${range}`);
+    const idOptions: TaskIdOptions = { ...from.meta.idOptions, range };
+    const tid = taskId({ url: from.meta.url, ...idOptions });
+    let entry = this.deps.store.get(tid);
+    if (!entry) {
+      const contentLength = span.end - span.start + 1;
+      entry = await this.deps.store.create({
+        taskId: tid,
+        url: from.meta.url,
+        idOptions,
+        contentLength,
+        pieceLength: idOptions.pieceLength ?? pieceLengthForRange(contentLength),
+        responseHeaders: from.meta.responseHeaders,
+        range: { ...span, total },
+      });
+      this.ranges.add(entry);
+    }
+    startCopy(this.deps.store, from, entry, this.deps.signal);
+    return entry;
   }
 
   /** Downloads `pieces` of the task (undefined = all); resolves when they are all present. */

@@ -104,6 +104,17 @@ class TaskDownload {
     return { 'x-ferry-peer-id': this.peerId, ...(a ? { [H.originAuthorization]: a } : {}) };
   }
 
+  /**
+   * The query naming this task to parent `p`: its URL, and when `p` is a peer of a task holding all
+   * of this range task's bytes (`ParentRef.taskId`), that task and this range, so the parent serves
+   * the range from it (p2p/peer/contain).
+   */
+  private taskQuery(p: ParentRef): string {
+    const q = `url=${encodeURIComponent(this.t.meta.url)}`;
+    const range = this.t.meta.idOptions.range;
+    return p.taskId && p.taskId !== this.t.id && range ? `${q}&from=${p.taskId}&range=${range}` : q;
+  }
+
   private missing(): number[] {
     return this.t.missingWanted();
   }
@@ -184,7 +195,10 @@ class TaskDownload {
       if (resp.kind === 'needBackToSource') return this.backToSource(resp.description ?? 'scheduler said so');
       this.report([{ kind: 'started' }]);
       this.log.debug({ round, parents: resp.parents.map((p) => p.peerId) }, 'downloading from parents');
-      const used = await this.fromParents(resp.parents, blocked);
+      const used =
+        this.t.meta.pieceCount === 1
+          ? await this.fromParentsOnePiece(resp.parents, blocked)
+          : await this.fromParents(resp.parents, blocked);
       if (this.missing().length === 0) return;
       if (round >= this.c.maxScheduleCount) break;
       try {
@@ -284,7 +298,6 @@ class TaskDownload {
     const onAbort = (): void => ac.abort();
     this.d.signal.addEventListener('abort', onAbort, { once: true });
     let lastProgress = Date.now();
-    const qUrl = encodeURIComponent(this.t.meta.url);
 
     return new Promise<Set<string>>((resolve, reject) => {
       let settled = false;
@@ -368,7 +381,7 @@ class TaskDownload {
           while (!ac.signal.aborted && live.has(p.peerId)) {
             try {
               const r = await jsonRequest<PieceListResponse>(
-                `${p.uploadUrl}/api/v1/tasks/${this.t.id}/pieces?url=${qUrl}&have=${have}&wait=2000`,
+                `${p.uploadUrl}/api/v1/tasks/${this.t.id}/pieces?${this.taskQuery(p)}&have=${have}&wait=2000`,
                 { timeoutMs: 10_000, signal: ac.signal, headers: this.parentHeaders(), auth: this.d.auth },
               );
               const m = avail.get(p.peerId) ?? new Map<number, string>();
@@ -394,10 +407,41 @@ class TaskDownload {
     });
   }
 
-  private async fetchPiece(p: ParentRef, n: number, digest: string, signal: AbortSignal): Promise<void> {
+  /**
+   * A one-piece task (a lazy loader's small range read): the piece is asked of the parents one at a
+   * time, best first, each request waiting at the parent until the piece is there — one request
+   * per parent instead of a long-polled piece list from each plus the piece. A parent that fails is
+   * blocked and the next one asked; returns the parents asked (blocked on reschedule).
+   */
+  private async fromParentsOnePiece(parents: ParentRef[], blocked: Set<string>): Promise<Set<string>> {
+    const used = new Set<string>();
+    for (const p of parents) {
+      if (blocked.has(p.peerId) || this.t.has(0) || this.d.signal.aborted) continue;
+      used.add(p.peerId);
+      try {
+        await this.fetchPiece(p, 0, undefined, this.d.signal);
+      } catch (err) {
+        if (this.d.signal.aborted) throw new FerryError('CANCELED', 'peer stopping');
+        const e = asFerryError(err);
+        blocked.add(p.peerId);
+        this.d.metrics.pieceFailures.inc({ reason: e.code === 'DATA_LOSS' ? 'crc' : 'network' });
+        this.log.debug({ parent: p.peerId, why: e.message }, 'parent failed, blocked for this task');
+        this.report([{ kind: 'pieceFailed', pieceNumber: 0, parentId: p.peerId, temporary: true, description: e.message }]);
+      }
+    }
+    return used;
+  }
+
+  /**
+   * Piece `n` from parent `p`, checked against `digest` (from the parent's piece list), or when
+   * undefined against the digest the parent sends with the bytes.
+   */
+  private async fetchPiece(p: ParentRef, n: number, digest: string | undefined, signal: AbortSignal): Promise<void> {
     const r = this.t.range(n);
     const t0 = Date.now();
-    const res = await request(`${p.uploadUrl}/api/v1/tasks/${this.t.id}/pieces/${n}?url=${encodeURIComponent(this.t.meta.url)}`, {
+    // no piece list (a one-piece task): the parent waits for the piece, up to half the piece timeout
+    const wait = digest === undefined ? `&wait=${Math.min(10_000, Math.floor(this.c.pieceTimeout / 2))}` : '';
+    const res = await request(`${p.uploadUrl}/api/v1/tasks/${this.t.id}/pieces/${n}?${this.taskQuery(p)}${wait}`, {
       timeoutMs: this.c.pieceTimeout,
       signal,
       headers: this.parentHeaders(),
@@ -417,7 +461,8 @@ class TaskDownload {
     }
     if (got !== r.length) throw new FerryError('UNAVAILABLE', `parent sent ${got} of ${r.length} bytes of piece ${n}`);
     const actual = pieceDigest(buf);
-    if (actual !== digest) throw new FerryError('DATA_LOSS', `piece ${n}: digest ${actual}, parent announced ${digest}`);
+    const announced = digest ?? res.headers['x-ferry-piece-digest'];
+    if (actual !== announced) throw new FerryError('DATA_LOSS', `piece ${n}: digest ${actual}, parent announced ${String(announced)}`);
     if (this.t.has(n)) return;
     await this.t.writePiece(n, buf, actual);
     this.d.metrics.traffic.inc({ type: 'REMOTE_PEER' }, buf.length);

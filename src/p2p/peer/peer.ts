@@ -92,7 +92,7 @@ export async function startPeer(opts: StartPeerOptions = {}): Promise<PeerHandle
   const log = (opts.log ?? silentLogger()).child({ component: config.host.seed ? 'seed-peer' : 'peer' });
   if (!config.storage.dir) throw new FerryError('INVALID_ARGUMENT', 'peer needs a data directory (--data)');
   const dataDir = config.storage.dir;
-  void new UpstreamPolicy(config.proxy); // a bad allow-list entry fails here, before anything listens
+  const upstreams = new UpstreamPolicy(config.proxy); // a bad allow-list entry fails here, before anything listens
   const secret = loadClusterSecret(config.cluster, log);
   const auth = secret === undefined ? undefined : new ClusterAuth(secret);
   const uploadHost = split(config.upload.listen).host;
@@ -196,6 +196,7 @@ export async function startPeer(opts: StartPeerOptions = {}): Promise<PeerHandle
     disableShared: config.host.disableShared,
     auth,
     access: config.access.verify ? new AccessCheck({ origin, ttlMs: config.access.ttl, log }) : undefined,
+    upstreams,
   });
 
   const local = async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {

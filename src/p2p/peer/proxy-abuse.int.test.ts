@@ -185,7 +185,7 @@ describe('proxy port abuse', () => {
     const path = new URL(blob.url).pathname;
     const first = await viaProxy(peer.proxyUrl, path);
     assert.equal(sha(first.body), blob.digest);
-    const tid = taskId({ url: blob.url });
+    const tid = taskId({ blobDigest: true, url: blob.url });
     for (let i = 0; i < 200 && !peer.store.get(tid)?.meta.done; i++) await new Promise((r) => setTimeout(r, 20));
     const entry = peer.store.get(tid)!;
     assert.ok(entry.meta.done);
@@ -231,7 +231,7 @@ describe('proxy port abuse', () => {
     const blob = mirror.addBlob('library/tamper2', randomBlob(9 * MiB));
     const path = new URL(blob.url).pathname;
     assert.equal(sha((await viaProxy(peer.proxyUrl, path)).body), blob.digest);
-    const tid = taskId({ url: blob.url });
+    const tid = taskId({ blobDigest: true, url: blob.url });
     for (let i = 0; i < 200 && !peer.store.get(tid)?.meta.done; i++) await new Promise((r) => setTimeout(r, 20));
     const entry = peer.store.get(tid)!;
     // Alter piece 1 and its recorded crc32 alike: only the whole-blob digest can tell.

@@ -11,10 +11,15 @@ import { HashRing } from '../common/index.js';
 import { jsonRequest } from '../common/index.js';
 import type { ClusterAuth, HostInfo, PeerEvent, RegisterRequest, ScheduleResponse } from '../common/index.js';
 
+/** Most events in one report request. */
+const MAX_REPORT_BATCH = 200;
+
 export class SchedulerClient {
   private readonly ring: HashRing;
   private timer: NodeJS.Timeout | undefined;
   private readonly queues = new Map<string, Promise<void>>();
+  /** Per peer: the events waiting for its next report request (not yet sent). */
+  private readonly outbox = new Map<string, { events: PeerEvent[]; sent: Promise<void> }>();
 
   constructor(
     readonly urls: string[],
@@ -114,24 +119,38 @@ export class SchedulerClient {
     });
   }
 
-  /** Queues reports for a peer (sent in order, errors logged, never thrown). */
+  /**
+   * Queues reports for a peer (sent in order, errors logged, never thrown). Events reported while
+   * the peer's previous request is in flight (or in the same tick) go out together in one request:
+   * a small range task's started / piece / finished reports cost one or two requests, not three.
+   * Resolves when the request carrying them is answered.
+   */
   report(scheduler: string, peerId: string, events: PeerEvent[]): Promise<void> {
+    const open = this.outbox.get(peerId);
+    if (open && open.events.length + events.length <= MAX_REPORT_BATCH) {
+      open.events.push(...events);
+      return open.sent;
+    }
+    const batch: { events: PeerEvent[]; sent: Promise<void> } = { events: [...events], sent: Promise.resolve() };
+    this.outbox.set(peerId, batch);
     const prev = this.queues.get(peerId) ?? Promise.resolve();
     const next = prev
-      .then(() =>
-        jsonRequest(`${scheduler}/api/v1/peers/${encodeURIComponent(peerId)}/events`, {
+      .then(() => {
+        if (this.outbox.get(peerId) === batch) this.outbox.delete(peerId); // later events start the next batch
+        return jsonRequest(`${scheduler}/api/v1/peers/${encodeURIComponent(peerId)}/events`, {
           method: 'POST',
-          json: { events },
+          json: { events: batch.events },
           timeoutMs: 10_000,
           auth: this.auth,
-        }),
-      )
+        });
+      })
       .then(
         () => undefined,
         (err: unknown) => {
           this.log.debug({ peerId, err: (err as Error).message }, 'report to scheduler failed');
         },
       );
+    batch.sent = next;
     this.queues.set(peerId, next);
     void next.then(() => {
       if (this.queues.get(peerId) === next) this.queues.delete(peerId);

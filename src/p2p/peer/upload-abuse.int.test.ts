@@ -53,7 +53,7 @@ describe('upload port abuse', () => {
     });
     const blob = origin.addBlob('library/abuse', randomBlob(5 * 1024 * 1024));
     blobUrl = blob.url;
-    tid = taskId({ url: blob.url });
+    tid = taskId({ blobDigest: true, url: blob.url });
     const res = await new PeerClient(peer.proxyUrl).download(blob.url);
     await readAll(res, 64 * 1024 * 1024);
   });

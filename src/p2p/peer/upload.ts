@@ -21,6 +21,26 @@ import { type AccessCheck, authorizationOf } from './access.js';
 import type { Agent } from './agent.js';
 import type { PeerMetrics } from './metrics.js';
 import type { PieceStore, TaskEntry } from './store.js';
+import { hostPortOf, type UpstreamPolicy } from './upstreams.js';
+
+/**
+ * Waits up to `ms` for piece `n` of `entry` (a child asking for a one-piece task's piece directly);
+ * returns early when the task fails, stops, or the child goes away — the caller then answers 404.
+ */
+async function waitForPiece(entry: TaskEntry, n: number, ms: number, res: ServerResponse): Promise<void> {
+  const ac = new AbortController();
+  const onClose = (): void => ac.abort();
+  res.on('close', onClose);
+  const timer = setTimeout(() => ac.abort(), ms);
+  try {
+    // bounded: each wait ends on progress, failure, stop, the timer or the child leaving
+    for (let i = 0; i < 10_000 && !entry.has(n) && entry.downloading && !ac.signal.aborted; i++)
+      await entry.waitProgress(entry.finishedCount, ms, ac.signal);
+  } finally {
+    clearTimeout(timer);
+    res.off('close', onClose);
+  }
+}
 
 /** Largest body of an upload API request (the download command). */
 const MAX_BODY = 1024 * 1024;
@@ -43,27 +63,62 @@ export function uploadRoutes(deps: {
   auth: ClusterAuth | undefined;
   /** Who may have a task's bytes (undefined: every member, `access.verify: false`). */
   access: AccessCheck | undefined;
+  /** The registries this peer serves: a requester may name a task's blob on one of these. */
+  upstreams?: UpstreamPolicy | undefined;
 }) {
-  const taskFor = (id: string, u: URL): TaskEntry => {
-    const entry = deps.store.get(id);
-    if (!entry || deps.disableShared) throw new FerryError('NOT_FOUND', `task ${id} not on this peer`);
+  /** The task held here whose id is `id`, checked against the URL the request names. */
+  const heldTask = (id: string, u: URL): TaskEntry | undefined => {
+    const entry = deps.disableShared ? undefined : deps.store.get(id);
+    if (!entry) return undefined;
     const url = u.searchParams.get('url');
     if (!url || taskId({ url, ...entry.meta.idOptions }) !== id) {
       throw new FerryError('PERMISSION_DENIED', "request does not name the task's URL");
     }
+    // A task keyed by blob digest matches that digest on any host: the requester's access is
+    // checked against its own URL, so that URL must be on the registry the bytes came from or on
+    // one this peer is configured for (else naming a registry of its own would pass the check for
+    // a private blob whose digest it knows).
+    const asked = new URL(url);
+    if (asked.origin !== new URL(entry.meta.url).origin && !deps.upstreams?.allows(hostPortOf(asked))) {
+      throw new FerryError('PERMISSION_DENIED', `task ${id}: ${asked.origin} is not a registry this peer serves`);
+    }
     return entry;
   };
 
-  /** The requester of a piece list or piece must be allowed the task's object (p2p/peer/access). */
-  const allowed = async (entry: TaskEntry, req: IncomingMessage): Promise<void> => {
+  /**
+   * The task of a piece list or piece request, after the requester's access check. A range task not
+   * held here is served from the task `from` names when that one holds its range (the scheduler
+   * named this peer through it): `range` must make the requested id from `from`'s options.
+   */
+  const taskFor = async (id: string, u: URL, req: IncomingMessage): Promise<TaskEntry> => {
+    const entry = heldTask(id, u);
+    if (entry) {
+      await allowed(u, req);
+      return entry;
+    }
+    const fromId = u.searchParams.get('from');
+    const range = u.searchParams.get('range');
+    const from = fromId && range && /^[a-f0-9]{64}$/.test(fromId) ? heldTask(fromId, u) : undefined;
+    if (!from) throw new FerryError('NOT_FOUND', `task ${id} not on this peer`);
+    if (taskId({ url: from.meta.url, ...from.meta.idOptions, range: range! }) !== id)
+      throw new FerryError('PERMISSION_DENIED', `task ${id} is not range ${range} of task ${from.id}`);
+    await allowed(u, req);
+    return deps.agent.deriveRange(from, range!);
+  };
+
+  /**
+   * The requester of a piece list or piece must be allowed the object at the URL it names
+   * (p2p/peer/access) — its own repository's: a task keyed by blob digest may have been fetched
+   * here through another repository, whose access says nothing about the requester's.
+   */
+  const allowed = async (u: URL, req: IncomingMessage): Promise<void> => {
     const a = req.headers[H.originAuthorization];
-    await deps.access?.check(entry.meta.url, typeof a === 'string' ? a : undefined);
+    await deps.access?.check(u.searchParams.get('url')!, typeof a === 'string' ? a : undefined);
   };
 
   const routes = new Router<Ctx>()
     .get('/api/v1/tasks/:task([a-f0-9]{64})/pieces', async ({ req, res, url: u }, p) => {
-      const entry = taskFor(p.task!, u);
-      await allowed(entry, req);
+      const entry = await taskFor(p.task!, u, req);
       const have = Number(u.searchParams.get('have') ?? '-1');
       const wait = Math.min(10_000, Math.max(0, Number(u.searchParams.get('wait') ?? '0')));
       if (wait > 0) {
@@ -87,10 +142,11 @@ export function uploadRoutes(deps: {
       } satisfies PieceListResponse);
     })
     .get('/api/v1/tasks/:task([a-f0-9]{64})/pieces/:n(\\d+)', async ({ req, res, url: u }, p) => {
-      const entry = taskFor(p.task!, u);
-      await allowed(entry, req);
+      const entry = await taskFor(p.task!, u, req);
       const n = Number(p.n);
       if (n >= entry.meta.pieceCount) throw new FerryError('INVALID_ARGUMENT', `piece ${n} out of range`);
+      const wait = Math.min(10_000, Math.max(0, Number(u.searchParams.get('wait') ?? '0') || 0));
+      if (!entry.has(n) && wait > 0) await waitForPiece(entry, n, wait, res);
       if (!entry.has(n)) throw new FerryError('NOT_FOUND', `piece ${n} not here yet`);
       entry.refs++;
       try {

@@ -93,7 +93,7 @@ for (const [harbor, scope] of [
     assert.equal(j.args.scope, 'single_seed_peer');
     assert.ok(!JSON.stringify(job).includes(token), 'the job answer does not carry the registry token');
     const blobUrls = [`${registry.reg.url}/v2/secret/app/blobs/${img.config.digest}`, ...img.layerUrls];
-    for (const u of blobUrls) assert.ok(seed.store.get(taskId({ url: u }))?.complete, `${u} preheated on the seed`);
+    for (const u of blobUrls) assert.ok(seed.store.get(taskId({ blobDigest: true, url: u }))?.complete, `${u} preheated on the seed`);
   });
 }
 

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createMetricsRegistry } from '../../observe/index.js';
 import { parseSchedulerConfig } from '../../config/scheduler.js';
 import { taskId, type HostInfo, type RegisterRequest } from '../common/index.js';
@@ -42,7 +43,7 @@ test('first peer without a seed goes back to source; the next gets it as parent;
   const pc = st.peers.get('pc')!;
   if (pc.parents.has('pb'))
     assert.equal(
-      filterReason(pc, pb, (x, y) => st.reaches(pb.task, x, y)),
+      filterReason(pc, pb, (x, y) => st.reaches(x, y)),
       'cycle',
     );
   assert.equal(st.addEdge(pc, pb), !pc.parents.has('pb'));
@@ -114,6 +115,8 @@ test('evaluator: load, IDC, location and host type weights', () => {
       id: 't',
       url: 'u',
       idOptions: {},
+      objectId: 'o',
+      span: undefined,
       headers: {},
       contentLength: 64 * MiB,
       pieceLength: 4 * MiB,
@@ -184,7 +187,8 @@ test('range tasks: the first peer fetches from the origin itself (no seed trigge
     assert.equal(task.seedTriggeredAt !== undefined, seedRangeTasks, `seed triggered with seedRangeTasks=${seedRangeTasks}`);
     s.close();
   }
-  // A seed holding the whole object (preheated) is triggered for its range tasks: it serves them locally.
+  // A seed holding the whole object (preheated) is named as the parent of its range tasks (through
+  // the whole-object task, which contains them): no trigger, no origin request.
   {
     const s = svc({ retryBackToSourceLimit: 1, retryLimit: 2 });
     s.announceHost(host('seed', 'super', { uploadUrl: 'http://127.0.0.1:9' }));
@@ -197,8 +201,9 @@ test('range tasks: the first peer fetches from the origin itself (no seed trigge
     );
     s.report('ps', [{ kind: 'backToSourceFinished' }]);
     const rid = taskId({ url, range: '0-16383' });
-    await s.register(ranged('pa', 'a', rid));
-    assert.ok(s.state.tasks.get(rid)!.seedTriggeredAt !== undefined, 'the seed holding the whole object was triggered');
+    const r = await s.register(ranged('pa', 'a', rid));
+    assert.deepEqual(r.kind === 'normal' && r.parents.map((p) => [p.peerId, p.taskId]), [['ps', wholeId]]);
+    assert.equal(s.state.tasks.get(rid)!.seedTriggeredAt, undefined, 'no seed trigger needed');
     s.close();
   }
   // A host with registrations in flight: a whole-object registration is delayed, a range one is not.
@@ -212,4 +217,55 @@ test('range tasks: the first peer fetches from the origin itself (no seed trigge
   assert.equal((await range).kind, 'needBackToSource');
   s.close();
   await whole.catch(() => undefined);
+});
+
+test('containment: a range task gets parents from tasks holding all of its range, never from a partial overlap', async () => {
+  const url = 'http://r/v2/x/blobs/sha256:00';
+  const ranged = (peer: string, hostName: string, range: string): RegisterRequest => {
+    const [a, b] = range.split('-').map(Number) as [number, number];
+    return {
+      peerId: peer,
+      hostId: `10.0.0.1-${hostName}`,
+      taskId: taskId({ url, range }),
+      download: { url, range, contentLength: b - a + 1, actualPieceLength: b - a + 1 },
+    };
+  };
+  const s = svc({ retryBackToSourceLimit: 1, retryLimit: 2 });
+  for (const h of ['a', 'b', 'c', 'd']) s.announceHost(host(h));
+  // a: the first peer of 0-99999 fetches it from the origin
+  assert.equal((await s.register(ranged('pa', 'a', '0-99999'))).kind, 'needBackToSource');
+  // b: 1000-1999 lies inside a's range, so a (through its task) is b's parent while it still downloads
+  const rb = await s.register(ranged('pb', 'b', '1000-1999'));
+  assert.deepEqual(rb.kind === 'normal' && rb.parents.map((p) => [p.peerId, p.taskId]), [['pa', taskId({ url, range: '0-99999' })]]);
+  // c: 50000-150000 only overlaps a's range: no parent holds all of it, c goes to the origin
+  assert.equal((await s.register(ranged('pc', 'c', '50000-150000'))).kind, 'needBackToSource');
+  // d: 0-99999 itself → a is its parent within the same task (no taskId)
+  const rd = await s.register(ranged('pd', 'd', '0-99999'));
+  assert.ok(rd.kind === 'normal' && rd.parents.some((p) => p.peerId === 'pa' && p.taskId === undefined));
+  // an edge across tasks is removed with the parent (host load counters back to zero)
+  s.leavePeer('pa');
+  assert.equal(s.state.peers.get('pb')!.parents.size, 0);
+  s.close();
+});
+
+test('containment: a range peer waiting for a parent is woken when a containing task gets a source', async () => {
+  const url = 'http://r/v2/x/blobs/sha256:00';
+  const s = svc({ retryInterval: 60_000, retryBackToSourceLimit: 3, retryLimit: 4 });
+  for (const h of ['a', 'b', 'c']) s.announceHost(host(h));
+  const small = taskId({ url, range: '10-19' });
+  const big = taskId({ url, range: '0-99' });
+  const dl = (range: string, len: number) => ({ url, range, contentLength: len, actualPieceLength: len });
+  // a fetches the small range from the origin; b gets a as parent, then blocks it: b waits (60 s retry)
+  assert.equal(
+    (await s.register({ peerId: 'pa', hostId: '10.0.0.1-a', taskId: small, download: dl('10-19', 10) })).kind,
+    'needBackToSource',
+  );
+  assert.equal((await s.register({ peerId: 'pb', hostId: '10.0.0.1-b', taskId: small, download: dl('10-19', 10) })).kind, 'normal');
+  const waiting = s.reschedule('pb', ['pa']);
+  // c's peer of the big range goes back to source: b's loop wakes and takes it (through the big task)
+  assert.equal((await s.register({ peerId: 'pc', hostId: '10.0.0.1-c', taskId: big, download: dl('0-99', 100) })).kind, 'needBackToSource');
+  const r = await Promise.race([waiting, sleep(5_000).then(() => 'still waiting' as const)]);
+  assert.notEqual(r, 'still waiting', 'the waiting range peer was not woken by the containing task');
+  assert.deepEqual(r !== 'still waiting' && r.kind === 'normal' && r.parents.map((p) => [p.peerId, p.taskId]), [['pc', big]]);
+  s.close();
 });

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { FerryError } from '../../core/index.js';
 import { type Logger, type MetricsRegistry, Counter, Gauge, Histogram, silentLogger } from '../../observe/index.js';
 import type { SchedulerConfig } from '../../config/scheduler.js';
-import { HashRing, redactUrl, taskId, type SchedulerOverview } from '../common/index.js';
+import { HashRing, objectTaskId, parseTaskRange, redactUrl, taskId, type SchedulerOverview } from '../common/index.js';
 import { jsonRequest } from '../common/index.js';
 import type {
   ClusterAuth,
@@ -217,6 +217,8 @@ export class SchedulerService {
           blobDigest: d.blobDigest,
           range: d.range,
         },
+        objectId: objectTaskId(d),
+        span: d.range === undefined ? undefined : parseTaskRange(d.range),
         headers: d.headers ?? {},
         contentLength: d.contentLength,
         pieceLength: d.actualPieceLength,
@@ -226,11 +228,16 @@ export class SchedulerService {
         seedFailed: false,
         updatedAt: Date.now(),
       };
-      this.state.tasks.set(task.id, task);
+      this.state.addTask(task);
     }
     if (d.contentLength >= 0) task.contentLength = d.contentLength;
     if (d.actualPieceLength > 0) task.pieceLength = d.actualPieceLength;
-    if (d.headers && Object.keys(d.headers).length) task.headers = d.headers;
+    // The URL with the headers that go with it: a task keyed by blob digest is reached through
+    // several repositories, and a seed trigger must ask the origin with a matching pair.
+    if (d.headers && Object.keys(d.headers).length) {
+      task.headers = d.headers;
+      task.url = d.url;
+    }
     task.updatedAt = Date.now();
     const peer: Peer = {
       id: req.peerId,
@@ -269,12 +276,23 @@ export class SchedulerService {
     return this.scheduleCandidateParents(peer, onWait);
   }
 
+  /** A peer of the task, or of a task holding all of its bytes, that has or gets the data. */
   private hasUsableParent(task: Task, child: Peer): boolean {
-    for (const p of task.peers.values()) {
+    for (const p of this.candidatesOf(task)) {
       if (p === child || p.host === child.host) continue;
       if (p.state === 'running' || p.state === 'backToSource' || p.state === 'succeeded') return true;
     }
     return false;
+  }
+
+  /**
+   * Possible parents for a peer of `task`: its own peers, then (a range task) the peers of the
+   * tasks that contain its range — the whole object, a larger range. Such a parent serves the
+   * range from its own task as soon as the pieces covering it are there (p2p/peer/contain).
+   */
+  private *candidatesOf(task: Task): Iterable<Peer> {
+    yield* task.peers.values();
+    for (const t of this.state.containersOf(task)) yield* t.peers.values();
   }
 
   /** A seed peer holds the whole object of range task `task` (preheated): it serves the range from it. */
@@ -344,7 +362,7 @@ export class SchedulerService {
       if (chosen.length > 0) {
         this.move(peer, 'download');
         this.wake(task);
-        return { kind: 'normal', parents: chosen.map(toRef) };
+        return { kind: 'normal', parents: chosen.map((p) => toRef(p, task)) };
       }
       // Wait for the retry interval (with jitter), or less when a peer of the task becomes a possible parent.
       const jitter = c.retryInterval * (0.5 + Math.random());
@@ -370,8 +388,10 @@ export class SchedulerService {
 
   /** A peer of the task may now be a parent: wake waiting scheduling loops (after a tick). */
   private wake(task: Task): void {
-    if (!task.waiters?.size) return;
-    const ws = [...task.waiters];
+    const ws = [...(task.waiters ?? [])];
+    // its peers are possible parents of the range tasks it contains too
+    for (const t of this.state.containedIn(task)) ws.push(...(t.waiters ?? []));
+    if (ws.length === 0) return;
     setImmediate(() => {
       for (const w of ws) w();
     });
@@ -380,13 +400,13 @@ export class SchedulerService {
   /** Random sample of filterParentLimit peers → filter → sort by score, best first. */
   findCandidateParents(child: Peer): Peer[] {
     const task = child.task;
-    const all = [...task.peers.values()].filter((p) => p !== child);
+    const all = [...this.candidatesOf(task)].filter((p) => p !== child);
     for (let i = all.length - 1; i > 0; i--) {
       const j = Math.floor(Math.random() * (i + 1));
       [all[i], all[j]] = [all[j]!, all[i]!];
     }
     const sample = all.slice(0, this.config.scheduling.filterParentLimit);
-    const ok = sample.filter((p) => filterReason(p, child, (a, b) => this.state.reaches(task, a, b)) === undefined);
+    const ok = sample.filter((p) => filterReason(p, child, (a, b) => this.state.reaches(a, b)) === undefined);
     return ok
       .map((p) => ({ p, s: score(p, child) }))
       .sort((a, b) => b.s - a.s)
@@ -505,7 +525,7 @@ export class SchedulerService {
     const g = this.config.gc;
     for (const p of [...this.state.peers.values()]) if (now - p.updatedAt > g.peerTTL) this.state.deletePeer(p);
     for (const h of [...this.state.hosts.values()]) if (now - h.lastSeen > g.hostTTL) this.leaveHost(h.info.id);
-    for (const t of [...this.state.tasks.values()]) if (t.peers.size === 0 && now - t.updatedAt > g.peerTTL) this.state.tasks.delete(t.id);
+    for (const t of [...this.state.tasks.values()]) if (t.peers.size === 0 && now - t.updatedAt > g.peerTTL) this.state.deleteTask(t);
   }
 
   /** Debug view of a task. */
@@ -559,8 +579,10 @@ export class SchedulerService {
   }
 }
 
-function toRef(p: Peer): ParentRef {
+/** `p` as a parent for a peer of `task`; `taskId` names p's own task when it is another (a container). */
+function toRef(p: Peer, task: Task): ParentRef {
   return {
+    ...(p.task === task ? {} : { taskId: p.task.id }),
     peerId: p.id,
     hostId: p.host.info.id,
     ip: p.host.info.ip,

@@ -3,7 +3,7 @@
  * In-memory resources of one scheduler: hosts, tasks, peers and the per-task peer DAG
  * (edges parent → child, cycle-checked), plus the per-host load counters the evaluator reads.
  */
-import type { DownloadSpec, HostInfo, TaskIdOptions } from '../common/index.js';
+import { rangeContains, type DownloadSpec, type HostInfo, type RangeSpec, type TaskIdOptions } from '../common/index.js';
 
 export type PeerStateName = 'pending' | 'running' | 'backToSource' | 'succeeded' | 'failed' | 'leave';
 
@@ -52,6 +52,10 @@ export interface Task {
   id: string;
   url: string;
   idOptions: TaskIdOptions;
+  /** The whole-object task id (`objectTaskId`): every range task of the object shares it. */
+  objectId: string;
+  /** A range task's byte range of the object; undefined for a whole-object task. */
+  span: RangeSpec | undefined;
   headers: Record<string, string>;
   contentLength: number;
   pieceLength: number;
@@ -88,13 +92,48 @@ export class SchedulerState {
   readonly hosts = new Map<string, Host>();
   readonly tasks = new Map<string, Task>();
   readonly peers = new Map<string, Peer>();
+  /** Tasks by object (`Task.objectId`): the whole-object task and the range tasks of one object. */
+  private readonly objects = new Map<string, Set<Task>>();
+
+  addTask(task: Task): void {
+    this.tasks.set(task.id, task);
+    let set = this.objects.get(task.objectId);
+    if (!set) this.objects.set(task.objectId, (set = new Set()));
+    set.add(task);
+  }
+
+  deleteTask(task: Task): void {
+    this.tasks.delete(task.id);
+    const set = this.objects.get(task.objectId);
+    set?.delete(task);
+    if (set?.size === 0) this.objects.delete(task.objectId);
+  }
+
+  /**
+   * The other tasks of a range task's object that hold all of its bytes: the whole-object task
+   * and larger ranges around it. Empty for a whole-object task.
+   */
+  containersOf(task: Task): Task[] {
+    const span = task.span;
+    if (!span) return [];
+    const out: Task[] = [];
+    for (const t of this.objects.get(task.objectId) ?? []) if (t !== task && rangeContains(t.span, span)) out.push(t);
+    return out;
+  }
+
+  /** The range tasks of the same object that `task` holds all the bytes of (it is their container). */
+  containedIn(task: Task): Task[] {
+    const out: Task[] = [];
+    for (const t of this.objects.get(task.objectId) ?? []) if (t !== task && t.span && rangeContains(task.span, t.span)) out.push(t);
+    return out;
+  }
 
   seedHosts(): Host[] {
     return [...this.hosts.values()].filter((h) => h.info.type === 'super');
   }
 
-  /** True when `descendant` is reachable from `ancestor` along parent → child edges. */
-  reaches(task: Task, ancestor: string, descendant: string): boolean {
+  /** True when `descendant` is reachable from `ancestor` along parent → child edges (across tasks: a range task's parent may be a peer of a task containing it). */
+  reaches(ancestor: string, descendant: string): boolean {
     const seen = new Set<string>();
     const stack = [ancestor];
     while (stack.length) {
@@ -102,7 +141,7 @@ export class SchedulerState {
       if (id === descendant) return true;
       if (seen.has(id)) continue;
       seen.add(id);
-      const p = task.peers.get(id);
+      const p = this.peers.get(id);
       if (p) for (const c of p.children) stack.push(c);
     }
     return false;
@@ -110,7 +149,7 @@ export class SchedulerState {
 
   /** Adds edge parent → child unless it would close a cycle; returns whether it was added. */
   addEdge(parent: Peer, child: Peer): boolean {
-    if (parent.id === child.id || this.reaches(child.task, child.id, parent.id)) return false;
+    if (parent.id === child.id || this.reaches(child.id, parent.id)) return false;
     parent.children.add(child.id);
     child.parents.add(parent.id);
     const h = parent.host;
@@ -132,7 +171,7 @@ export class SchedulerState {
 
   removeInEdges(child: Peer): void {
     for (const pid of [...child.parents]) {
-      const p = child.task.peers.get(pid);
+      const p = this.peers.get(pid);
       if (p) this.removeEdge(p, child);
       else child.parents.delete(pid);
     }
@@ -141,7 +180,7 @@ export class SchedulerState {
   deletePeer(peer: Peer): void {
     this.removeInEdges(peer);
     for (const cid of [...peer.children]) {
-      const c = peer.task.peers.get(cid);
+      const c = this.peers.get(cid);
       if (c) this.removeEdge(peer, c);
     }
     transition(peer, 'leave');
