@@ -956,6 +956,11 @@ describe('p2p on loopback', () => {
       const ids = c.peers[0]!.store.list().map((t) => t.id);
       assert.deepEqual(ids, [taskId({ blobDigest: true, url: b2.url })]);
       assert.equal(await metricValue(c.peers[0]!.metrics, 'ferry_peer_evicted_task_total'), 1);
+      // the node's disk view: the same names as the daemon's chunk cache, store="peer"
+      const nodeCache = async (name: string): Promise<number> => metricValue(c.peers[0]!.metrics, name, { store: 'peer' });
+      assert.equal(await nodeCache('ferry_node_cache_bytes'), 6 * MiB);
+      assert.equal(await nodeCache('ferry_node_cache_quota_bytes'), 10 * MiB);
+      assert.equal(await nodeCache('ferry_node_cache_evicted_bytes_total'), 6 * MiB);
       // the eviction report reaches the scheduler (bounded wait for it)
       const evicted = async (): Promise<number> =>
         (await jsonRequest<{ peers: unknown[] }>(`${c.scheduler.url}/api/v1/tasks/${taskId({ blobDigest: true, url: b1.url })}`, { auth }))

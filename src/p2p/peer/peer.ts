@@ -9,7 +9,14 @@ import { networkInterfaces, hostname as osHostname } from 'node:os';
 import { setMaxListeners } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { FerryError, asFerryError } from '../../core/index.js';
-import { createMetricsRegistry, metricsHandler, silentLogger, type Logger, type MetricsRegistry } from '../../observe/index.js';
+import {
+  createMetricsRegistry,
+  metricsHandler,
+  nodeStoreMetrics,
+  silentLogger,
+  type Logger,
+  type MetricsRegistry,
+} from '../../observe/index.js';
 import { parsePeerConfig, type PeerConfig, type PeerConfigInput } from '../../config/peer.js';
 import { sendError, statusOf } from '../../httpx/index.js';
 import { ClusterAuth, CLUSTER_SECRET_HINT, LogThrottle, isLoopbackHost, loadClusterSecret } from '../common/index.js';
@@ -166,6 +173,8 @@ export async function startPeer(opts: StartPeerOptions = {}): Promise<PeerHandle
       metrics.pieceFailures.inc({ reason: 'disk' });
     },
   });
+  // the node's disk in one set of names with the daemon's chunk cache (ferry_node_cache_*{store})
+  nodeStoreMetrics(registry, 'peer', store);
   await store.open();
   metrics.diskUsage.set(store.usage());
   const aborter = new AbortController();

@@ -327,6 +327,8 @@ export interface CreateTask {
 export class PieceStore {
   private readonly tasks = new Map<string, TaskEntry>();
   private readonly cache: PieceCache;
+  /** bytes of task data the quota or the TTL evicted so far (the node-store metrics' `evictedBytes`) */
+  evictedBytes = 0;
 
   constructor(
     readonly dir: string,
@@ -398,6 +400,16 @@ export class PieceStore {
     let n = 0;
     for (const t of this.tasks.values()) n += t.meta.contentLength;
     return n;
+  }
+
+  /** The node store view (observe/node-store): the same names as the daemon's cache, `store="peer"`. */
+  usedBytes(): number {
+    return this.usage();
+  }
+
+  /** Disk quota for task data (0: none). */
+  get quota(): number {
+    return this.opts.quota;
   }
 
   /** Set when close() starts (no new tasks) and when it is done (no more writes at all). */
@@ -539,6 +551,7 @@ export class PieceStore {
       if (!v) throw new FerryError('RESOURCE_EXHAUSTED', `disk quota ${quota} bytes full of tasks in use`);
       this.log.info({ taskId: v.id, bytes: v.meta.contentLength }, 'evicting task (quota)');
       await this.delete(v.id);
+      this.evictedBytes += v.meta.contentLength;
       this.opts.onEvict?.(v.id);
     }
   }
@@ -548,6 +561,7 @@ export class PieceStore {
     for (const t of [...this.tasks.values()]) {
       if (t.meta.done && t.refs === 0 && !t.downloading && now - t.meta.updatedAt > this.opts.taskTTL) {
         await this.delete(t.id);
+        this.evictedBytes += t.meta.contentLength;
         this.opts.onEvict?.(t.id);
       }
     }
