@@ -18,12 +18,11 @@ import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FerryError } from '../core/index.js';
-import { OCI_REF_ARTIFACT_TYPE, verifyConversionAttestation, writeBlobMetaFiles } from '../convert/index.js';
+import { verifyConversionAttestation, writeBlobMetaFiles } from '../convert/index.js';
 import { unpackBootstrapLayerFiles } from '../format/rafs/index.js';
 import {
   NydusAnnotation,
   parseImageConfig,
-  parseImageManifest,
   type Descriptor,
   type ImageConfig,
   type ImageManifest,
@@ -43,6 +42,7 @@ import {
 import type { LazyFs, MountInfo, MountRequest, StartupHint } from '../daemon/protocol.js';
 import type { RemoteLayerHint } from './labels.js';
 import { fetchPrefetchTrace, pushPrefetchTrace } from './trace.js';
+import { ociRefBootstrap } from './oci-ref-lookup.js';
 import type { MetaStore, LazyImageRow } from './store.js';
 import type { RemoteLayers } from './snapshotter.js';
 
@@ -302,44 +302,12 @@ export class LazyImages implements RemoteLayers {
     return { lazyId, manifestDigest, layers: new Set(man.layers.map((l) => l.digest)) };
   }
 
-  /**
-   * The bootstrap layer of the OCI-ref (zran) index attached to an ordinary image, or undefined
-   * (logged: the image is then pulled normally).
-   */
-  private async ociRefBootstrap(ref: ImageReference, manifestDigest: string): Promise<Descriptor | undefined> {
-    const where = { ref: formatReference(ref), manifest: manifestDigest };
-    if (this.o.ociRef !== true) {
-      this.log.warn(where, 'image has no nydus bootstrap layer: not lazy');
-      return undefined;
-    }
-    if (this.o.requireAttestation) {
-      // an index is not a conversion the policy key signed: the image is pulled (and checked) as usual
-      this.log.info(where, 'attestation policy: OCI-ref indexes are not attested, pulling the image normally');
-      return undefined;
-    }
-    const reg = this.o.registry;
-    let found: Descriptor[];
-    try {
-      found = await reg.referrers(ref.registry, ref.repository, manifestDigest, OCI_REF_ARTIFACT_TYPE);
-    } catch (err) {
-      this.log.warn({ ...where, err }, 'OCI-ref index lookup failed: pulling the image normally');
-      return undefined;
-    }
-    const art = found.filter((d) => d.artifactType === OCI_REF_ARTIFACT_TYPE).at(-1);
-    if (!art) {
-      this.log.info(where, 'no OCI-ref index attached: pulling the image normally');
-      return undefined;
-    }
-    const m = await reg.getManifest(withDigest(ref, art.digest));
-    const boot = parseImageManifest(m.body, m.mediaType, `OCI-ref artifact ${art.digest}`).layers.find(
-      (l) => l.annotations?.[NydusAnnotation.BOOTSTRAP] === 'true',
-    );
-    if (!boot) throw new FerryError('INVALID_ARGUMENT', `OCI-ref artifact ${art.digest} of ${where.ref} has no bootstrap layer`);
-    this.log.info(
-      { ...where, artifact: art.digest, bootstrap: boot.digest },
-      'OCI-ref index found: running the image lazily from its gzip layers',
-    );
-    return boot;
+  /** The OCI-ref index's bootstrap layer for an ordinary image (oci-ref-lookup.ts), or undefined. */
+  private ociRefBootstrap(ref: ImageReference, manifestDigest: string): Promise<Descriptor | undefined> {
+    return ociRefBootstrap(this.o.registry, this.log, ref, manifestDigest, {
+      enabled: this.o.ociRef === true,
+      attestationPolicy: this.o.requireAttestation !== undefined,
+    });
   }
 
   /**

@@ -16,7 +16,7 @@ import { requirePrereqs } from '../support/prereq.js';
 import { busyboxRootfs, buildOciImage, pushImage, startContainerd, type Containerd } from '../../src/bench/env/index.js';
 import { startRegistry, type RegistryHandle } from '../../src/registry/index.js';
 import { metricValue } from '../../src/observe/index.js';
-import { ferry, startFerryChild, type Child } from './snapshotter-support.js';
+import { ferry, reconnected, startFerryChild, type Child } from './snapshotter-support.js';
 
 const PW = 'pw-share-e2e';
 const FILE_BYTES = 4 * 1024 * 1024;
@@ -103,7 +103,7 @@ async function startNode(name: string, mode: 'erofs' | 'fuse'): Promise<Node> {
 async function pullRun(n: Node, which: 'a' | 'b', name: string): Promise<number> {
   const before = await served();
   const pull = await ferry(['pull', '--local', '--address', n.cd.address, '--namespace', n.cd.namespace, '--plain-http', refs[which]]);
-  assert.equal(pull.code, 0, pull.stderr);
+  assert.equal(pull.code, 0, `${pull.stderr}\n${n.snap.output().slice(-3000)}`);
   const r = await n.cd.ctr(['run', '--rm', '--snapshotter', 'ferry', refs[which], name, '/usr/bin/sha256sum', '-c', '/data/file.sha256']);
   assert.equal(r.code, 0, `${name}: ${r.stdout}${r.stderr}\n${n.snap.output().slice(-2000)}`);
   assert.match(r.stdout, /file\.bin: OK/, `${name}: ${r.stdout}`);
@@ -139,6 +139,8 @@ test('chunk sharing: B after A (same file, other layer digest) fetches at most 1
   await rm(n.sock, { force: true });
   n.snap = await startFerryChild(n.args, n.sock);
   children.push(n.snap);
+  await reconnected(n.cd);
+  await reconnected(n.cd);
   const third = await pullRun(n, 'b', 'share-b-restart');
   await stopNode(n);
   assert.ok(third <= alone * 0.1, `after a restart: B fetched ${third} bytes, B alone ${alone}`);

@@ -18,7 +18,7 @@ import { createHash } from 'node:crypto';
 import { requirePrereqs } from '../support/prereq.js';
 import { busyboxRootfs, buildOciImage, pushImage, startContainerd, type Containerd } from '../../src/bench/env/index.js';
 import { startRegistry, type RegistryHandle } from '../../src/registry/index.js';
-import { ferry, startFerryChild, type Child } from './snapshotter-support.js';
+import { ferry, reconnected, startFerryChild, type Child } from './snapshotter-support.js';
 
 const PW = 'pw-restart-e2e';
 let dir: string;
@@ -83,18 +83,6 @@ after(async () => {
   await reg?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
-
-/** containerd redials a restarted proxy snapshotter with backoff (capped at a few seconds): wait for it. */
-async function reconnected(cd: Containerd): Promise<void> {
-  let last = '';
-  for (let i = 0; i < 100; i++) {
-    const r = await cd.ctr(['snapshots', '--snapshotter', 'ferry', 'ls']);
-    if (r.code === 0) return;
-    last = r.stderr;
-    await new Promise((res) => setTimeout(res, 200));
-  }
-  throw new Error(`containerd did not reconnect to the snapshotter: ${last}`);
-}
 
 async function killTask(cd: Containerd, id: string): Promise<void> {
   await cd.ctr(['tasks', 'kill', '-s', 'SIGKILL', id]);

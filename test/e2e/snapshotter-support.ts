@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { FERRY_BIN } from '../support/paths.js';
+import type { Containerd } from '../../src/bench/env/index.js';
 
 export { ferry, type Run } from '../support/ferry.js';
 
@@ -15,6 +16,26 @@ export interface Child {
   output(): string;
   stop(): Promise<void>;
   kill(): Promise<void>;
+}
+
+/**
+ * containerd redials a restarted proxy snapshotter with backoff (capped at a few seconds): wait for it.
+ * The probe must reach the snapshotter: `ctr snapshots ls` is answered from containerd's own
+ * metadata, so a Prepare (then Remove) of a throwaway active snapshot is what is tried.
+ */
+export async function reconnected(cd: Pick<Containerd, 'ctr'>): Promise<void> {
+  let last = '';
+  for (let i = 0; i < 100; i++) {
+    const key = `reconnect-probe-${process.pid}-${Date.now()}-${i}`;
+    const r = await cd.ctr(['snapshots', '--snapshotter', 'ferry', 'prepare', key]);
+    if (r.code === 0) {
+      await cd.ctr(['snapshots', '--snapshotter', 'ferry', 'rm', key]);
+      return;
+    }
+    last = r.stderr;
+    await new Promise((res) => setTimeout(res, 200));
+  }
+  throw new Error(`containerd did not reconnect to the snapshotter: ${last}`);
 }
 
 export async function startFerryChild(args: string[], readyFile: string, timeoutMs = 30_000): Promise<Child> {
