@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { requirePrereqs } from '../support/prereq.js';
+import { pseudoRandom } from './convert-support.js';
 import { busyboxRootfs, buildOciImage, pushImage, startContainerd, type Containerd } from '../../src/bench/env/index.js';
 import { startRegistry, type RegistryHandle } from '../../src/registry/index.js';
 import { RegistryClient, parseReference } from '../../src/remote/index.js';
@@ -27,16 +28,6 @@ let accel: AccelHandle;
 let client: RegistryClient;
 const children: Child[] = [];
 const containerds: Containerd[] = [];
-
-function bytes(n: number, seed: string): Buffer {
-  const out = Buffer.alloc(n);
-  let block = createHash('sha256').update(seed).digest();
-  for (let off = 0; off < n; off += 32) {
-    block.copy(out, off);
-    block = createHash('sha256').update(block).digest();
-  }
-  return out;
-}
 
 /** Waits (bounded) for a manifest the accel pushes. */
 async function manifestOf(ref: string): Promise<ImageManifest> {
@@ -71,7 +62,7 @@ after(async () => {
 
 test("accel chunk dictionary: B converted after A stores none of A's chunks, reads correctly lazily", async () => {
   const l0 = await busyboxRootfs(join(dir, 'l0'));
-  const big = bytes(FILE_BYTES, 'dict-shared');
+  const big = pseudoRandom(FILE_BYTES, 'dict-shared');
   const credsFile = join(dir, 'creds');
   await writeFile(credsFile, `admin:${PW}\n`, { mode: 0o600 });
   const sum = `${createHash('sha256').update(big).digest('hex')}  /data/file.bin\n`;

@@ -7,11 +7,11 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requirePrereqs } from '../support/prereq.js';
+import { pseudoRandom } from './convert-support.js';
 import { busyboxRootfs, buildOciImage, pushImage, startContainerd, type Containerd } from '../../src/bench/env/index.js';
 import { startRegistry, type RegistryHandle } from '../../src/registry/index.js';
 import { DaemonClient, type MountInfo } from '../../src/daemon/index.js';
@@ -25,17 +25,6 @@ let ref: string;
 const children: Child[] = [];
 let cd: Containerd | undefined;
 
-/** Deterministic incompressible bytes. */
-function bytes(n: number, seed: string): Buffer {
-  const out = Buffer.alloc(n);
-  let block = createHash('sha256').update(seed).digest();
-  for (let off = 0; off < n; off += 32) {
-    block.copy(out, off);
-    block = createHash('sha256').update(block).digest();
-  }
-  return out;
-}
-
 before(async () => {
   requirePrereqs({ root: true, commands: ['containerd', 'ctr', 'runc', 'skopeo', 'busybox', 'fusermount3'], devices: ['/dev/fuse'] });
   dir = await mkdtemp(join(tmpdir(), 'ferry-fill-'));
@@ -43,9 +32,9 @@ before(async () => {
   const l0 = await busyboxRootfs(join(dir, 'l0'));
   const l1 = join(dir, 'l1');
   await mkdir(join(l1, 'data/sub'), { recursive: true });
-  await writeFile(join(l1, 'data/a.bin'), bytes(3 * 1024 * 1024, 'a'));
-  await writeFile(join(l1, 'data/b.bin'), bytes(2 * 1024 * 1024 + 123, 'b'));
-  await writeFile(join(l1, 'data/sub/c.bin'), bytes(700 * 1024, 'c'));
+  await writeFile(join(l1, 'data/a.bin'), pseudoRandom(3 * 1024 * 1024, 'a'));
+  await writeFile(join(l1, 'data/b.bin'), pseudoRandom(2 * 1024 * 1024 + 123, 'b'));
+  await writeFile(join(l1, 'data/sub/c.bin'), pseudoRandom(700 * 1024, 'c'));
   await writeFile(join(l1, 'data/sub/small.txt'), 'a small file\n');
   const img = await buildOciImage({ layers: [l0, l1], outDir: join(dir, 'oci') });
   src = `${reg.host}/library/fill:v1`;

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { requirePrereqs } from '../support/prereq.js';
+import { pseudoRandom } from './convert-support.js';
 import { busyboxRootfs, buildOciImage, pushImage, startContainerd, type Containerd } from '../../src/bench/env/index.js';
 import { startRegistry, type RegistryHandle } from '../../src/registry/index.js';
 import { ferry, startFerryChild, type Child } from './snapshotter-support.js';
@@ -26,16 +27,6 @@ let reg: RegistryHandle;
 const refs: string[] = [];
 const children: Child[] = [];
 const containerds: Containerd[] = [];
-
-function bytes(n: number, seed: string): Buffer {
-  const out = Buffer.alloc(n);
-  let block = createHash('sha256').update(seed).digest();
-  for (let off = 0; off < n; off += 32) {
-    block.copy(out, off);
-    block = createHash('sha256').update(block).digest();
-  }
-  return out;
-}
 
 /** Bytes on disk (allocated blocks) of the cache files in `cacheDir`. */
 async function cacheBytes(cacheDir: string): Promise<number> {
@@ -64,7 +55,7 @@ before(async () => {
   for (let i = 0; i < IMAGES; i++) {
     const l1 = join(dir, `l1-${i}`);
     await mkdir(join(l1, 'data'), { recursive: true });
-    const big = bytes(FILE_BYTES, `image-${i}`);
+    const big = pseudoRandom(FILE_BYTES, `image-${i}`);
     await writeFile(join(l1, 'data/file.bin'), big);
     await writeFile(join(l1, 'data/file.sha256'), `${createHash('sha256').update(big).digest('hex')}  /data/file.bin\n`);
     const img = await buildOciImage({ layers: [l0, l1], outDir: join(dir, `oci-${i}`) });

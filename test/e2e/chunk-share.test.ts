@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { requirePrereqs } from '../support/prereq.js';
+import { pseudoRandom } from './convert-support.js';
 import { busyboxRootfs, buildOciImage, pushImage, startContainerd, type Containerd } from '../../src/bench/env/index.js';
 import { startRegistry, type RegistryHandle } from '../../src/registry/index.js';
 import { metricValue } from '../../src/observe/index.js';
@@ -26,22 +27,12 @@ const refs: Record<'a' | 'b', string> = { a: '', b: '' };
 const children: Child[] = [];
 const containerds: Containerd[] = [];
 
-function bytes(n: number, seed: string): Buffer {
-  const out = Buffer.alloc(n);
-  let block = createHash('sha256').update(seed).digest();
-  for (let off = 0; off < n; off += 32) {
-    block.copy(out, off);
-    block = createHash('sha256').update(block).digest();
-  }
-  return out;
-}
-
 before(async () => {
   requirePrereqs({ root: true, commands: ['containerd', 'ctr', 'runc', 'skopeo', 'busybox', 'fusermount3'], devices: ['/dev/fuse'] });
   dir = await mkdtemp(join(tmpdir(), 'ferry-share-'));
   reg = await startRegistry({ listen: '127.0.0.1:0', dataDir: join(dir, 'reg'), adminPassword: PW });
   const l0 = await busyboxRootfs(join(dir, 'l0'));
-  const big = bytes(FILE_BYTES, 'shared');
+  const big = pseudoRandom(FILE_BYTES, 'shared');
   const credsFile = join(dir, 'creds');
   await writeFile(credsFile, `admin:${PW}\n`, { mode: 0o600 });
   for (const name of ['a', 'b'] as const) {

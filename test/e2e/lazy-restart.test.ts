@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { requirePrereqs } from '../support/prereq.js';
+import { pseudoRandom } from './convert-support.js';
 import { busyboxRootfs, buildOciImage, pushImage, startContainerd, type Containerd } from '../../src/bench/env/index.js';
 import { startRegistry, type RegistryHandle } from '../../src/registry/index.js';
 import { ferry, reconnected, startFerryChild, type Child } from './snapshotter-support.js';
@@ -26,16 +27,6 @@ let reg: RegistryHandle;
 let ref: string;
 const children: Child[] = [];
 const containerds: Containerd[] = [];
-
-function bytes(n: number, seed: string): Buffer {
-  const out = Buffer.alloc(n);
-  let block = createHash('sha256').update(seed).digest();
-  for (let off = 0; off < n; off += 32) {
-    block.copy(out, off);
-    block = createHash('sha256').update(block).digest();
-  }
-  return out;
-}
 
 before(async () => {
   requirePrereqs({
@@ -49,10 +40,10 @@ before(async () => {
   const l1 = join(dir, 'l1');
   await mkdir(join(l1, 'data'), { recursive: true });
   await writeFile(join(l1, 'data/first.txt'), 'read before the restart\n');
-  const big = bytes(6 * 1024 * 1024, 'restart');
+  const big = pseudoRandom(6 * 1024 * 1024, 'restart');
   await writeFile(join(l1, 'data/later.bin'), big);
   await writeFile(join(l1, 'data/later.sha256'), `${createHash('sha256').update(big).digest('hex')}  /data/later.bin\n`);
-  const spare = bytes(2 * 1024 * 1024, 'spare');
+  const spare = pseudoRandom(2 * 1024 * 1024, 'spare');
   await writeFile(join(l1, 'data/spare.bin'), spare);
   await writeFile(join(l1, 'data/spare.sha256'), `${createHash('sha256').update(spare).digest('hex')}  /data/spare.bin\n`);
   const img = await buildOciImage({ layers: [l0, l1], outDir: join(dir, 'oci') });
