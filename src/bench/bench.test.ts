@@ -3,14 +3,14 @@ import assert from 'node:assert/strict';
 import { deflateSync } from 'node:zlib';
 import { median, percentile, seededRandom, shuffle, summarize } from './stats.js';
 import { barChart, lineChart, niceScale } from './report/charts.js';
-import { buildCharts, renderHtml, renderMarkdown } from './report/render.js';
+import { buildCharts, ociRefHighlights, renderHtml, renderMarkdown } from './report/render.js';
 import { countColor, decodePng, nonBackgroundShare } from './report/png.js';
 import { summarizeRuns } from './run.js';
 import { counterDelta, parseRegistryCounters, sumMetric } from './registry.js';
 import { reportedMs } from './measure.js';
 import { stargzAuthFile, stargzDaemonArgs } from './estargz.js';
-import { hostsToml } from './modes.js';
-import type { BenchResults, NodeResult, RunResult, WorkloadInfo } from './types.js';
+import { DRIVERS, checkLazyPull, hostsToml } from './modes.js';
+import { ALL_MODES, MODE_LABELS, type BenchResults, type NodeResult, type RunResult, type WorkloadInfo } from './types.js';
 
 describe('bench stats', () => {
   it('computes median, nearest-rank p95, min/max and ignores non-finite values', () => {
@@ -135,6 +135,29 @@ describe('bench summaries and report', () => {
     assert.equal(f.readyMs.n, 2);
     assert.equal(f.registryRequests.median, 20);
   });
+  it('puts the OCI-ref mode beside full Nydus and OCI: time to ready, registry bytes and requests', () => {
+    const base = results();
+    const runs = [
+      ...base.runs,
+      run('oci-ref', 1, [2_000], 4_000_000, 1, { registryRequests: 31 }),
+      run('oci-ref', 1, [2_400], 4_000_000, 2, { registryRequests: 33 }),
+    ];
+    const r: BenchResults = {
+      ...base,
+      modes: [...base.modes, { id: 'oci-ref', label: MODE_LABELS['oci-ref'], status: 'run' }],
+      runs,
+      summary: summarizeRuns(runs, [info]),
+    };
+    const g = r.summary.find((x) => x.mode === 'oci-ref')!;
+    assert.equal(g.speedup, 11_000 / 2_200);
+    assert.deepEqual(ociRefHighlights(r), [
+      'python, OCI-ref / full Nydus (EROFS) / OCI: ready 2.20 s / 1.10 s / 11.00 s; registry served 3.8 MiB / 1.9 MiB / 47.7 MiB in 32 / 20 / 20 requests',
+    ]);
+    const md = renderMarkdown(r, []);
+    assert.match(md, /\| python \| ferry \| 100mbit \| Ferry OCI-ref \(original gzip image, zran index\) \| 2\.20 s \|/);
+    assert.match(md, /- python, OCI-ref \/ full Nydus/);
+    assert.deepEqual(ociRefHighlights(results()), [], 'no line without OCI-ref runs');
+  });
   it('counts failed runs and leaves them out of the statistics', () => {
     const runs = [run('oci', 1, [10_000], 1), { ...run('oci', 1, [1], 1, 2), ok: false, error: 'boom', perNode: [node(1, { ok: false })] }];
     const g = summarizeRuns(runs, [info])[0]!;
@@ -241,6 +264,22 @@ describe('bench helpers', () => {
       stargzAuthFile([{ host: 'a:5000', creds: { username: 'u', password: 'secret' } }, { host: 'b:5001' }]),
       'a:5000 u:secret\n',
     );
+  });
+  it('knows the oci-ref mode, which pulls the original image only where its index was attached', () => {
+    assert.ok(ALL_MODES.includes('oci-ref'));
+    assert.equal(DRIVERS['oci-ref'].ref({ oci: 'r/x:oci', nydus: 'r/x:nydus' }), undefined);
+    assert.equal(DRIVERS['oci-ref'].ref({ oci: 'r/x:oci', nydus: 'r/x:nydus', ociRef: 'r/x:oci' }), 'r/x:oci');
+  });
+  it('accepts an oci-ref pull only when every layer was taken lazily', () => {
+    const out = (...how: string[]): string =>
+      `${JSON.stringify({ name: 'r/x:oci', layers: how.map((h, i) => ({ digest: `sha256:${String(i).repeat(64)}`, how: h, bytes: 0 })) })}\n`;
+    checkLazyPull(out('remote', 'remote'), 'r/x:oci');
+    assert.throws(
+      () => checkLazyPull(out('remote', 'applied'), 'r/x:oci'),
+      /not run lazily: 1 of 2 layers downloaded \(sha256:111111111111 applied\)/,
+    );
+    assert.throws(() => checkLazyPull(out(), 'r/x:oci'), /not run lazily: no of 0 layers/);
+    assert.throws(() => checkLazyPull('ferry pull: boom\n', 'r/x:oci'), /printed no result: ferry pull: boom/);
   });
   it('writes a containerd hosts.toml mirror entry', () => {
     assert.equal(

@@ -268,7 +268,43 @@ function snapshotterModeArgs(help: string, mode: 'erofs' | 'fuse'): string[] | u
   return undefined;
 }
 
-function lazyDriver(id: ModeId, variant: 'erofs' | 'fuse', extra: { prefetch?: boolean; p2p?: boolean; trace?: boolean }): ModeDriver {
+/**
+ * The oci-ref mode's proof that it ran lazily: `ferry pull --json`'s result must show every layer
+ * taken remotely by the snapshotter. A layer downloaded and applied means no OCI-ref index was
+ * used (the snapshotter falls back to a normal pull), and the run would measure plain OCI instead.
+ */
+export function checkLazyPull(stdout: string, ref: string): void {
+  const line = stdout.trim().split('\n').at(-1) ?? '';
+  let layers: Array<{ digest: string; how: string }>;
+  try {
+    layers = (JSON.parse(line) as { layers?: Array<{ digest: string; how: string }> }).layers ?? [];
+  } catch {
+    throw new FerryError('INTERNAL', `ferry pull --json of ${ref} printed no result: ${line.slice(0, 200)}`);
+  }
+  const applied = layers.filter((l) => l.how !== 'remote');
+  if (!layers.length || applied.length)
+    throw new FerryError(
+      'FAILED_PRECONDITION',
+      `${ref} was not run lazily: ${applied.length || 'no'} of ${layers.length} layers downloaded (${applied.map((l) => `${l.digest.slice(0, 19)} ${l.how}`).join(', ')}); ` +
+        'was its OCI-ref index found? (see the snapshotter log)',
+    );
+}
+
+/** Snapshotter config of the oci-ref mode: look up OCI-ref (zran) indexes of ordinary images. */
+async function ociRefConfig(dir: string): Promise<string> {
+  const p = join(dir, 'snapshotter.json');
+  await writeFile(p, `${JSON.stringify({ daemon: { ociRef: true } })}\n`);
+  return p;
+}
+
+type LazyExtra = { prefetch?: boolean; p2p?: boolean; trace?: boolean; ociRef?: boolean };
+
+function lazyRef(r: ImageRefs, extra: LazyExtra): string | undefined {
+  if (extra.ociRef) return r.ociRef;
+  return extra.trace ? r.nydusTrace : extra.prefetch ? (r.nydusPrefetch ?? r.nydus) : r.nydus;
+}
+
+function lazyDriver(id: ModeId, variant: 'erofs' | 'fuse', extra: LazyExtra): ModeDriver {
   const requires = ['snapshotter', 'pull', 'convert', ...(extra.p2p ? ['scheduler', 'peer'] : []), ...(extra.trace ? ['trace'] : [])];
   let snapHelp = '';
   let pullHelp = '';
@@ -282,9 +318,11 @@ function lazyDriver(id: ModeId, variant: 'erofs' | 'fuse', extra: { prefetch?: b
       if (extra.p2p && !hasFlag(snapHelp, '--proxy') && !hasFlag(snapHelp, '--p2p-proxy'))
         return '`ferry snapshotter` has no option to read blobs through the P2P peer (--proxy) yet';
       if (extra.prefetch && !hasFlag(snapHelp, '--prefetch')) return '`ferry snapshotter` has no --prefetch option';
+      if (extra.ociRef && !hasFlag(help.convert ?? '', '--oci-ref')) return '`ferry convert` has no --oci-ref option';
+      if (extra.ociRef && !hasFlag(snapHelp, '--config')) return '`ferry snapshotter` has no --config option (for daemon.ociRef)';
       return undefined;
     },
-    ref: (r) => (extra.trace ? r.nydusTrace : extra.prefetch ? (r.nydusPrefetch ?? r.nydus) : r.nydus),
+    ref: (r) => lazyRef(r, extra),
     ...(extra.trace
       ? {
           // the warm-up run's snapshotter recorded what the container read: attach it to the image
@@ -319,6 +357,7 @@ function lazyDriver(id: ModeId, variant: 'erofs' | 'fuse', extra: { prefetch?: b
       const modeArgs = snapshotterModeArgs(snapHelp, variant);
       if (modeArgs) args.push(...modeArgs);
       if (extra.prefetch) args.push('--prefetch');
+      if (extra.ociRef) args.push('--config', await ociRefConfig(dir));
       if (extra.p2p) args.push(hasFlag(snapHelp, '--p2p-proxy') ? '--p2p-proxy' : '--proxy', `http://127.0.0.1:${PROXY_PORT}`);
       if (hasFlag(snapHelp, '--plain-http')) args.push('--plain-http', env.registry.host);
       else if (hasFlag(snapHelp, '--insecure-registry')) args.push('--insecure-registry', env.registry.host);
@@ -339,28 +378,29 @@ function lazyDriver(id: ModeId, variant: 'erofs' | 'fuse', extra: { prefetch?: b
       const r = await exec('curl', ['-s', '--unix-socket', sock, 'http://localhost/metrics'], { timeoutMs: 10_000 });
       return r.code === 0 ? (sumMetric(r.stdout, 'ferry_snapshotter_lazy_bytes_fetched') ?? undefined) : undefined;
     },
-    pull: (_env, n, _p, ctd, ref) =>
-      checked(
-        'ferry pull',
-        exec(
-          process.execPath,
-          [
-            ferryBin(),
-            'pull',
-            '--address',
-            ctd.address,
-            '--namespace',
-            ctd.namespace,
-            '--snapshotter',
-            'ferry',
-            '--plain-http',
-            // the pull runs inside the (warm) snapshotter of this node when it offers a pull API
-            ...(hasFlag(pullHelp, '--snapshotter-api') ? ['--snapshotter-api', join(n.dir, 'snapshotter', 'root', 'api.sock')] : []),
-            ref,
-          ],
-          { netns: n.node.netns, timeoutMs: 30 * 60_000 },
-        ),
-      ),
+    pull: async (_env, n, _p, ctd, ref) => {
+      const r = await exec(
+        process.execPath,
+        [
+          ferryBin(),
+          'pull',
+          '--address',
+          ctd.address,
+          '--namespace',
+          ctd.namespace,
+          '--snapshotter',
+          'ferry',
+          '--plain-http',
+          // the pull runs inside the (warm) snapshotter of this node when it offers a pull API
+          ...(hasFlag(pullHelp, '--snapshotter-api') ? ['--snapshotter-api', join(n.dir, 'snapshotter', 'root', 'api.sock')] : []),
+          ...(extra.ociRef ? ['--json'] : []),
+          ref,
+        ],
+        { netns: n.node.netns, timeoutMs: 30 * 60_000 },
+      );
+      await checked('ferry pull', Promise.resolve(r));
+      if (extra.ociRef) checkLazyPull(r.stdout, ref);
+    },
   };
   return d;
 }
@@ -430,6 +470,7 @@ export const DRIVERS: Record<ModeId, ModeDriver> = {
   'oci-p2p': ociP2pDriver,
   estargz: estargzDriver('estargz', false),
   'estargz-opt': estargzDriver('estargz-opt', true),
+  'oci-ref': lazyDriver('oci-ref', 'erofs', { ociRef: true }),
 };
 
 /** Availability of each mode in this build: ok, or the reason it cannot run. */

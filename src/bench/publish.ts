@@ -2,7 +2,8 @@
  * @module bench/publish
  * Puts each workload's images into every registry of the run, before the link is shaped: the OCI
  * image (skopeo, from the cached layout); with `ferry convert` the Nydus image, its prefetch-table
- * variant and, for lazy-trace, a copy in a repository of its own; with ctr-remote the eStargz image
+ * variant and, for lazy-trace, a copy in a repository of its own; with `ferry convert --oci-ref` a
+ * zran index attached to the OCI image itself (oci-ref mode); with ctr-remote the eStargz image
  * and its optimized variant (converted once, pushed to every registry).
  */
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -20,6 +21,7 @@ export interface PublishWants {
   trace: boolean;
   estargz: boolean;
   estargzOpt: boolean;
+  ociRef: boolean;
 }
 
 export interface PreparedImages {
@@ -27,6 +29,8 @@ export interface PreparedImages {
   notes: string[];
   /** Registries where `ferry convert` failed (their lazy modes cannot run). */
   nydusFailed: Set<string>;
+  /** Registries where `ferry convert --oci-ref` failed (the oci-ref mode cannot run there). */
+  ociRefFailed: Set<string>;
 }
 
 function credsOf(reg: BenchRegistry): string | undefined {
@@ -37,11 +41,14 @@ function lastLines(r: { stdout: string; stderr: string }, n: number): string {
   return (r.stderr || r.stdout).trim().split('\n').slice(-n).join(' ');
 }
 
-/** `ferry convert` of one registry's OCI image into `target` (optionally with a prefetch table). */
+/**
+ * `ferry convert` of one registry's OCI image into `target` (optionally with a prefetch table), or
+ * without a target `ferry convert --oci-ref`: the zran index attached to the source image.
+ */
 async function ferryConvert(o: {
   reg: BenchRegistry;
   source: string;
-  target: string;
+  target?: string;
   netns: string;
   dir: string;
   prefetchFile?: string;
@@ -57,14 +64,18 @@ async function ferryConvert(o: {
       'convert',
       '--source',
       o.source,
-      '--target',
-      o.target,
       '--source-plain-http',
-      '--target-plain-http',
-      // one cache per registry: a cached layer's blob must be in the registry the image goes to
-      '--cache',
-      join(o.dir, `convert-cache-${o.reg.kind}.db`),
-      ...(creds ? ['--source-creds-file', credsFile, '--target-creds-file', credsFile] : []),
+      ...(o.target
+        ? [
+            '--target',
+            o.target,
+            '--target-plain-http',
+            // one cache per registry: a cached layer's blob must be in the registry the image goes to
+            '--cache',
+            join(o.dir, `convert-cache-${o.reg.kind}.db`),
+          ]
+        : ['--oci-ref']),
+      ...(creds ? ['--source-creds-file', credsFile, ...(o.target ? ['--target-creds-file', credsFile] : [])] : []),
       ...(o.prefetchFile ? ['--prefetch-patterns', o.prefetchFile] : []),
     ],
     { netns: o.netns, timeoutMs: 30 * 60_000 },
@@ -93,6 +104,7 @@ export async function publishImages(o: {
   const notes: string[] = [];
   const infos: WorkloadInfo[] = [];
   const nydusFailed = new Set<string>();
+  const ociRefFailed = new Set<string>();
   const pushNs = o.star.nodes[0]!.netns;
   for (const w of o.workloads) {
     o.onStep?.(`building and publishing images: ${w.id}`);
@@ -112,6 +124,15 @@ export async function publishImages(o: {
       const refs: ImageRefs = { oci: `${reg.host}/${repo}:oci` };
       await pushImage(built.layoutDir, refs.oci, { netns: pushNs, ...(reg.creds ? { creds: reg.creds } : {}) });
       info.refs[reg.kind] = refs;
+      if (o.wants.ociRef && !ociRefFailed.has(reg.kind)) {
+        o.onStep?.(`attaching an OCI-ref index to ${w.id} (${reg.kind})`);
+        const oc = await ferryConvert({ reg, source: refs.oci, netns: pushNs, dir: o.dir });
+        if (oc.ok) refs.ociRef = refs.oci;
+        else {
+          ociRefFailed.add(reg.kind);
+          notes.push(`ferry convert --oci-ref failed for ${w.id} (${reg.kind}): ${oc.error}`);
+        }
+      }
       if (!o.wants.nydus || nydusFailed.has(reg.kind)) continue;
       o.onStep?.(`converting ${w.id} to Nydus (${reg.kind})`);
       const conv = { reg, source: refs.oci, netns: pushNs, dir: o.dir };
@@ -167,5 +188,5 @@ export async function publishImages(o: {
     }
     infos.push(info);
   }
-  return { infos, notes, nydusFailed };
+  return { infos, notes, nydusFailed, ociRefFailed };
 }

@@ -253,6 +253,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResults> {
       trace: runModes().includes('lazy-trace'),
       estargz: runModes().includes('estargz'),
       estargzOpt: runModes().includes('estargz-opt'),
+      ociRef: runModes().includes('oci-ref'),
     };
     const pub = await publishImages({
       workloads,
@@ -267,6 +268,8 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResults> {
     notes.push(...pub.notes);
     if (wants.nydus && registries.every((r) => pub.nydusFailed.has(r.kind)))
       markNotRun(status, (m) => m.startsWith('lazy'), 'Nydus conversion failed (see notes)');
+    if (wants.ociRef && registries.every((r) => pub.ociRefFailed.has(r.kind)))
+      markNotRun(status, (m) => m === 'oci-ref', '`ferry convert --oci-ref` failed (see notes)');
     await shape(star.registry.dev, bandwidths[0]!, { netns: star.registry.netns });
     const timeoutFor = (p: PlannedRun): number =>
       // per-node time limit: 4 min, or 3× the time the whole image takes for N nodes through the link

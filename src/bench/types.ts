@@ -13,7 +13,8 @@ export type ModeId =
   | 'lazy-p2p'
   | 'oci-p2p'
   | 'estargz'
-  | 'estargz-opt';
+  | 'estargz-opt'
+  | 'oci-ref';
 
 export const ALL_MODES: ModeId[] = [
   'oci',
@@ -25,6 +26,7 @@ export const ALL_MODES: ModeId[] = [
   'oci-p2p',
   'estargz',
   'estargz-opt',
+  'oci-ref',
 ];
 
 export const MODE_LABELS: Record<ModeId, string> = {
@@ -37,6 +39,7 @@ export const MODE_LABELS: Record<ModeId, string> = {
   'oci-p2p': 'OCI through Ferry P2P mirror',
   estargz: 'eStargz (stargz-snapshotter)',
   'estargz-opt': 'eStargz optimized (stargz-snapshotter)',
+  'oci-ref': 'Ferry OCI-ref (original gzip image, zran index)',
 };
 
 /** The peers a user would pick instead of Ferry (not Ferry code). */
@@ -63,6 +66,8 @@ export interface ImageRefs {
   estargz?: string;
   /** `ctr-remote images optimize --oci`: files the workload read first, prefetch landmark. */
   estargzOpt?: string;
+  /** The OCI image itself, once `ferry convert --oci-ref` attached its zran index as a referrer. */
+  ociRef?: string;
 }
 
 /** Modes that involve several nodes sharing data (run for every N); others run at N = 1 only unless asked. */

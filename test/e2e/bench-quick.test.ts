@@ -7,8 +7,9 @@
  * not run or never succeeded fails the test, naming it — and the results must show what each mode
  * is for: lazy loading beats the full pull (2 Mbit/s link, so the tiny image's transfer dominates),
  * the P2P modes get their bytes through the peers (a daemon silently falling back to the registry
- * fails it), each registry's own counters give requests per start, and the prefetch trace reaches
- * docker-registry through the referrers tag schema.
+ * fails it), each registry's own counters give requests per start, the prefetch trace reaches
+ * docker-registry through the referrers tag schema, and the OCI-ref mode's runs took every layer of
+ * the original image lazily (the mode fails a run whose pull downloaded a layer).
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -80,7 +81,7 @@ describe('ferry bench --quick', () => {
     assert.equal(results.settings.quick, true);
     assert.deepEqual(results.settings.nodes, [1, 2]);
     assert.deepEqual(results.settings.registries, ['ferry', 'distribution']);
-    assert.equal(results.modes.length, 9);
+    assert.equal(results.modes.length, 10);
     const group = (mode: string, nodes: number, registry = 'ferry'): BenchResults['summary'][number] | undefined =>
       results.summary.find((g) => g.mode === mode && g.nodes === nodes && g.registry === registry);
     const errorsOf = (mode: string, nodes?: number): string =>
@@ -167,6 +168,7 @@ describe('ferry bench --quick', () => {
     assert.deepEqual(problems, [], `\n${problems.join('\n')}`);
     const md = readFileSync(join(out, 'summary.md'), 'utf8');
     assert.match(md, /## Time to ready, 1 node/);
+    assert.match(md, /- hello, OCI-ref \/ full Nydus \(EROFS\) \/ OCI: ready \d+\.\d\d s \//);
     for (const reg of ['ferry', 'distribution'])
       assert.match(
         md,

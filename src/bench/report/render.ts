@@ -18,6 +18,7 @@ export const MODE_COLORS: Record<ModeId, string> = {
   'oci-p2p': '#bf8700',
   estargz: '#953800',
   'estargz-opt': '#d4a72c',
+  'oci-ref': '#0a3069',
 };
 
 export interface Chart {
@@ -250,6 +251,7 @@ export function highlights(r: BenchResults): string[] {
       }
     }
   }
+  out.push(...ociRefHighlights(r));
   for (const fw of fanoutWorkloads(r)) {
     const img = r.workloads.find((w) => w.id === fw)?.imageBytes ?? NaN;
     const maxN = Math.max(...r.summary.filter((g) => g.workload === fw && inPrimary(r, g)).map((g) => g.nodes));
@@ -262,6 +264,25 @@ export function highlights(r: BenchResults): string[] {
       })
       .filter(Boolean);
     if (parts.length) out.push(`${fw}, ${maxN} nodes at once — registry egress: ${parts.join('; ')}`);
+  }
+  return out;
+}
+
+/**
+ * The OCI-ref mode against the two images it stands between (one node, first registry and link):
+ * full Nydus (`lazy-erofs`) and the plain OCI pull, in time to ready, registry bytes and requests.
+ */
+export function ociRefHighlights(r: BenchResults): string[] {
+  const out: string[] = [];
+  for (const w of r.workloads) {
+    const ref = group(r, w.id, 'oci-ref', 1);
+    if (!ref?.readyMs.n) continue;
+    const three = [ref, group(r, w.id, 'lazy-erofs', 1), group(r, w.id, 'oci', 1)];
+    const col = (f: (g: GroupSummary) => string): string => three.map((g) => (g?.readyMs.n ? f(g) : '–')).join(' / ');
+    out.push(
+      `${w.id}, OCI-ref / full Nydus (EROFS) / OCI: ready ${col((g) => sec(g.readyMs.median))}; ` +
+        `registry served ${col((g) => bytes(g.registryBytes.median))} in ${col((g) => (Number.isFinite(g.registryRequests.median) ? String(Math.round(g.registryRequests.median)) : '–'))} requests`,
+    );
   }
   return out;
 }
