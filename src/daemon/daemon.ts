@@ -234,6 +234,8 @@ export class Daemon implements LazyFs {
         amplifyBytes: c.amplify_io,
         mergeGap: c.ferry.merge_gap,
         missWindow: c.ferry.miss_window,
+        missWindowMax: c.ferry.miss_window_max,
+        amplifyBudget: c.ferry.amplify_budget,
         fetchConcurrency: c.ferry.fetch_concurrency,
         whole: { elf: c.ferry.whole_elf, so: c.ferry.whole_so, file: c.ferry.whole_file },
         p2pRangeGrid: c.ferry.p2p_range_grid,
