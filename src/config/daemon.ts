@@ -82,11 +82,11 @@ export const DEFAULT_WHOLE_SO = 2 * 1024 * 1024;
  * starting window of a miss in a region of the blob that missed before, the largest it grows to
  * while what it fetched ahead is read, and the most amplified bytes fetched and not read yet.
  * Measured on a cold pyimport start (bench/daemon/requests.ts): 128 KiB / 2 MiB spent the budget
- * early (414 requests), 512 KiB / 4 MiB made ~200 requests for 18.5 MiB (docs/results/bench-15.md §6).
+ * early (414 requests), 512 KiB / 4 MiB made ~205 requests for 18.5 MiB, 512 KiB / 6 MiB ~180 for 19.3 MiB (docs/results/bench-15.md §6).
  */
 export const DEFAULT_MISS_WINDOW = 512 * 1024;
 export const DEFAULT_MISS_WINDOW_MAX = 1024 * 1024;
-export const DEFAULT_AMPLIFY_BUDGET = 4 * 1024 * 1024;
+export const DEFAULT_AMPLIFY_BUDGET = 6 * 1024 * 1024;
 
 export const daemonConfigSchema = z.strictObject({
   device: z

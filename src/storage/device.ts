@@ -108,7 +108,7 @@ export interface StorageDeviceOptions {
   /**
    * starting window (compressed bytes) a clustered on-demand miss is amplified toward (default
    * 512 KiB; 0 = only the chunks read, and the gaps merged over), the largest it grows to (default
-   * 1 MiB) and the most amplified bytes fetched and not read yet (default 4 MiB): storage/speculation
+   * 1 MiB) and the most amplified bytes fetched and not read yet (default 6 MiB): storage/speculation
    */
   missWindow?: number;
   missWindowMax?: number;

@@ -41,7 +41,7 @@ export const DEFAULT_MERGE_GAP = 32 * 1024;
  */
 export const DEFAULT_MISS_WINDOW = 512 * 1024;
 export const DEFAULT_MISS_WINDOW_MAX = 1024 * 1024;
-export const DEFAULT_AMPLIFY_BUDGET = 4 * 1024 * 1024;
+export const DEFAULT_AMPLIFY_BUDGET = 6 * 1024 * 1024;
 /** Default requests in flight per device for prefetches and read-ahead (on-demand reads never wait). */
 export const DEFAULT_FETCH_CONCURRENCY = 4;
 /** A read starting at most this far past where a stream's last read ended still continues it. */
