@@ -381,6 +381,7 @@ export class ImageMount {
         ...(this.o.missWindow !== undefined ? { missWindow: this.o.missWindow } : {}),
         ...(this.o.missWindowMax !== undefined ? { missWindowMax: this.o.missWindowMax } : {}),
         ...(this.o.amplifyBudget !== undefined ? { amplifyBudget: this.o.amplifyBudget } : {}),
+        familiesPending: true,
         ...(this.o.fetchConcurrency !== undefined ? { fetchConcurrency: this.o.fetchConcurrency } : {}),
         requestDeadlineMs: this.o.requestDeadlineMs,
         prefetchMergeBytes: this.o.prefetchMergeBytes,

@@ -548,6 +548,37 @@ test('storage: misses landing together are amplified over the chunks after them,
   }
 });
 
+test('storage: with families pending (a mount before its file walk) misses are not amplified until they are set', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-storage-'));
+  try {
+    const { id, bytes, blob } = makeBlob(20);
+    writeFileSync(join(dir, id), bytes);
+    const be = new CountingBackend(new LocalFsBackend(dir));
+    const dev = await StorageDevice.open({
+      blobs: [blob],
+      backend: be,
+      cacheDir: join(dir, 'cache'),
+      amplifyBytes: 0,
+      mergeGap: 0,
+      missWindow: 4 * CHUNK,
+      familiesPending: true,
+    });
+    const calls = (): number[][] => be.calls.map(([o, l]) => [o / CHUNK, l / CHUNK]);
+    for (const i of [0, 1, 2]) await dev.read(id, i * CHUNK, 10);
+    assert.deepEqual(calls(), [
+      [0, 1],
+      [1, 1],
+      [2, 1],
+    ]);
+    dev.setFamilies(id, new Map());
+    await dev.read(id, 3 * CHUNK, 10);
+    assert.deepEqual(calls().slice(3), [[3, 5]], 'families known (none here): amplified');
+    await dev.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('storage: a file marked whole is fetched in one request when a read misses any of its chunks, without what is cached', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ferry-storage-'));
   try {

@@ -113,6 +113,11 @@ export interface StorageDeviceOptions {
   missWindow?: number;
   missWindowMax?: number;
   amplifyBudget?: number;
+  /**
+   * misses are not amplified until `setFamilies` has given each blob its files' families (a mount
+   * sets them once its file walk is done: before, amplification could spill over any file)
+   */
+  familiesPending?: boolean;
   /** prefetch and read-ahead requests in flight at once (default 4); on-demand reads never wait */
   fetchConcurrency?: number;
   /** hard deadline of one backend request including its retries, ms (default 30 s) */
@@ -178,8 +183,8 @@ interface BlobState {
   aheadTriggers: Set<number>;
   /** files fetched whole when a read misses one of their chunks: CI index → its file's CI indexes (`setWholeFiles`) */
   wholeFiles: ReadonlyMap<number, readonly number[]>;
-  /** CI index → its file's family: amplification stays within one (`setFamilies`; empty = no limit) */
-  families: ReadonlyMap<number, number>;
+  /** CI index → its file's family: amplification stays within one (`setFamilies`; empty = no limit, undefined = none yet) */
+  families: ReadonlyMap<number, number> | undefined;
   /**
    * chunks whose read must reach this thread, one bit per CI index (shared with the FUSE reader
    * threads): read-ahead triggers and chunks fetched ahead (`ahead`), whose first read is counted
@@ -332,7 +337,7 @@ export class StorageDevice {
         ahead: new Map(),
         aheadTriggers: new Set(),
         wholeFiles: new Map(),
-        families: new Map(),
+        families: o.familiesPending ? undefined : new Map(),
         triggers: new Uint8Array(new SharedArrayBuffer(Math.max(1, Math.ceil(blob.chunkCount / 8)))),
         lastUsed: d.openedAt,
       });
@@ -642,7 +647,7 @@ export class StorageDevice {
       const first = g[0]!;
       const last = g[g.length - 1]!;
       const bytes = s.spec.onMiss(first.compressedOffset);
-      if (bytes <= 0) continue;
+      if (bytes <= 0 || !s.families) continue;
       const span = last.compressedOffset + last.compressedSize - first.compressedOffset;
       const fam = s.families;
       const joins = fam.size ? (a: DeviceChunk, b: DeviceChunk) => fam.get(a.chunkIndex) === fam.get(b.chunkIndex) : undefined;
