@@ -133,6 +133,8 @@ export const daemonConfigSchema = z.strictObject({
       miss_window_max: size.default(DEFAULT_MISS_WINDOW_MAX),
       /** amplified bytes fetched and not read yet, at most (the waste amplification may cause) */
       amplify_budget: size.default(DEFAULT_AMPLIFY_BUDGET),
+      /** count the reads of every chunk fetched ahead in the mount's `stats.ahead`, not only amplified ones (a diagnostic: each first read of such a chunk hops to the main thread) */
+      count_ahead: z.boolean().default(false),
       /** prefetch and read-ahead requests in flight at once per mount (on-demand reads never wait) */
       fetch_concurrency: z.number().int().min(1).max(64).default(4),
       /** ELF files of a mount's start-up set up to this size are fetched whole at mount (DEFAULT_WHOLE_ELF); 0 = only the loader's reads */
@@ -173,6 +175,7 @@ export const daemonConfigSchema = z.strictObject({
       miss_window: DEFAULT_MISS_WINDOW,
       miss_window_max: DEFAULT_MISS_WINDOW_MAX,
       amplify_budget: DEFAULT_AMPLIFY_BUDGET,
+      count_ahead: false,
       fetch_concurrency: 4,
       whole_elf: DEFAULT_WHOLE_ELF,
       whole_so: DEFAULT_WHOLE_SO,

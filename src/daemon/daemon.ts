@@ -236,6 +236,7 @@ export class Daemon implements LazyFs {
         missWindow: c.ferry.miss_window,
         missWindowMax: c.ferry.miss_window_max,
         amplifyBudget: c.ferry.amplify_budget,
+        countAhead: c.ferry.count_ahead,
         fetchConcurrency: c.ferry.fetch_concurrency,
         whole: { elf: c.ferry.whole_elf, so: c.ferry.whole_so, file: c.ferry.whole_file },
         p2pRangeGrid: c.ferry.p2p_range_grid,

@@ -59,6 +59,8 @@ export interface ImageMountOptions {
   missWindow?: number;
   missWindowMax?: number;
   amplifyBudget?: number;
+  /** count reads of every chunk fetched ahead (storage device `countAhead`) */
+  countAhead?: boolean;
   fetchConcurrency?: number;
   /** size limits of files fetched whole: the start-up set's ELF files, and at their first read shared objects and other files (default: config/daemon's) */
   whole?: { elf: number; so: number; file: number };
@@ -382,6 +384,7 @@ export class ImageMount {
         ...(this.o.missWindowMax !== undefined ? { missWindowMax: this.o.missWindowMax } : {}),
         ...(this.o.amplifyBudget !== undefined ? { amplifyBudget: this.o.amplifyBudget } : {}),
         familiesPending: true,
+        ...(this.o.countAhead ? { countAhead: true } : {}),
         ...(this.o.fetchConcurrency !== undefined ? { fetchConcurrency: this.o.fetchConcurrency } : {}),
         requestDeadlineMs: this.o.requestDeadlineMs,
         prefetchMergeBytes: this.o.prefetchMergeBytes,

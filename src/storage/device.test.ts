@@ -592,6 +592,7 @@ test('storage: a file marked whole is fetched in one request when a read misses 
       amplifyBytes: 0,
       mergeGap: 0,
       missWindow: 0,
+      countAhead: true,
     });
     const calls = (): number[][] => be.calls.map(([o, l]) => [o / CHUNK, l / CHUNK]);
     // file A = chunks 2–6, file B = chunks 10–13

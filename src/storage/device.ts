@@ -84,8 +84,8 @@ export interface DeviceStats {
   sharedBytes: number;
   /**
    * chunks fetched though no reader asked for them yet, by why (compressed bytes fetched, and of
-   * them read since): amplified misses, the rest of files fetched whole, gaps read over, the
-   * start-up/trace prefetch
+   * them read since — `read` counted for amplified misses only, unless `countAhead`): amplified
+   * misses, the rest of files fetched whole, gaps read over, read-ahead, the start-up/trace prefetch
    */
   ahead: Record<AheadKind, { fetched: number; read: number }>;
 }
@@ -118,6 +118,11 @@ export interface StorageDeviceOptions {
    * sets them once its file walk is done: before, amplification could spill over any file)
    */
   familiesPending?: boolean;
+  /**
+   * count the reads of every chunk fetched ahead (`stats.ahead[*].read`), not only amplified ones:
+   * each such chunk's first read then reaches the main thread once (a diagnostic; default off)
+   */
+  countAhead?: boolean;
   /** prefetch and read-ahead requests in flight at once (default 4); on-demand reads never wait */
   fetchConcurrency?: number;
   /** hard deadline of one backend request including its retries, ms (default 30 s) */
@@ -522,10 +527,13 @@ export class StorageDevice {
 
   /** A chunk fetched before a reader asked for it: its first read reaches this thread and is counted. */
   private fetchedAhead(s: BlobState, c: DeviceChunk, kind: AheadKind): void {
+    this.stats.ahead[kind].fetched += c.compressedSize;
+    // the hop to this thread costs a little on every first read: only amplified chunks need it
+    // (their reads steer the window), the others only when asked (a diagnostic)
+    if (kind !== 'amplify' && !this.o.countAhead) return;
     if (s.ahead.has(c.chunkIndex)) return;
     s.ahead.set(c.chunkIndex, kind);
     markChunkReady(s.triggers, c.chunkIndex);
-    this.stats.ahead[kind].fetched += c.compressedSize;
     if (kind === 'amplify') s.spec.fetched(c.compressedOffset, c.compressedSize);
   }
 
