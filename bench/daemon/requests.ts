@@ -7,8 +7,8 @@
  * snapshotter tells it, so the loader's reads are prefetched.
  *
  * Run (root): `npx tsc -p . && node dist/bench/daemon/requests.js [--workload python] [--whole-elf BYTES]
- * [--ferry KEY=BYTES …] [--list] [--json FILE]` (`--ferry miss_window_max=0`: any numeric `ferry.*` daemon key).
- * Prints requests and bytes per kind, what was fetched ahead and then read (`ferry.count_ahead` on), and the requests in the order they went out.
+ * [--ferry KEY=BYTES …] [--count-ahead] [--list] [--json FILE]` (`--ferry miss_window_max=0`: any numeric `ferry.*` daemon key).
+ * Prints requests and bytes per kind, what was fetched ahead and then read (of every kind with `--count-ahead`, which costs time), and the requests in the order they went out.
  */
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -74,7 +74,11 @@ async function main(): Promise<void> {
     const kv = a === '--ferry' ? process.argv[i + 1]?.split('=') : undefined;
     if (kv?.length === 2) ferry[kv[0]!] = Number(kv[1]);
   });
-  const daemon = new Daemon({ log, dataDir: join(dir, 'data'), config: { ferry: { ...ferry, count_ahead: true } } });
+  const daemon = new Daemon({
+    log,
+    dataDir: join(dir, 'data'),
+    config: { ferry: { ...ferry, count_ahead: process.argv.includes('--count-ahead') } },
+  });
   try {
     const src = join(dir, 'src');
     await pexec('cp', ['-a', await debootstrapRootfs({ include: w.rootfs.include }), src]);
