@@ -66,6 +66,12 @@ export const peerConfigSchema = z
         taskTTL: duration.default(30 * 86_400_000),
         /** In-memory LRU of recent pieces (serving many children reads each piece from disk once). */
         memoryCache: size.default(64 * 1024 * 1024),
+        /**
+         * One-piece tasks up to this size (a lazy loader's range reads) are held in memory while they
+         * download and written to disk in one write once complete, off the read's path; 0 = every task
+         * writes its pieces to its data file as they arrive.
+         */
+        memoryBelow: size.default(4 * 1024 * 1024),
       })
       .strict()
       .prefault({}),

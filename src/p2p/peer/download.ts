@@ -96,6 +96,7 @@ class TaskDownload {
     this.peerId = `${d.host.ip}-${d.host.hostname}-${randomUUID()}${d.host.type === 'super' ? '-seed' : ''}`;
     this.log = d.log.child({ taskId: t.id, peerId: this.peerId });
     this.c = d.config.download;
+    if (t.meta.pieceCount === 1) this.held = [];
   }
 
   /** Headers of requests to parents: who asks, and the requester's registry credential for their access check. */
@@ -123,6 +124,23 @@ class TaskDownload {
     if (this.scheduler) void this.d.scheduler.report(this.scheduler, this.peerId, events);
   }
 
+  /**
+   * Piece reports of a one-piece task, held back to go with the task's last report (finished or
+   * failed): one report request per small range task instead of two or three. Its children ask
+   * the piece itself (`?wait=`), not the scheduler's piece list, so nothing waits for it.
+   */
+  private readonly held: PeerEvent[] | undefined = undefined;
+
+  private reportPiece(ev: PeerEvent): void {
+    if (this.held) this.held.push(ev);
+    else this.report([ev]);
+  }
+
+  /** The held piece reports followed by `last`. */
+  private final(last: PeerEvent): PeerEvent[] {
+    return [...(this.held?.splice(0) ?? []), last];
+  }
+
   async run(): Promise<void> {
     const started = Date.now();
     try {
@@ -130,6 +148,7 @@ class TaskDownload {
       if (!this.t.complete) {
         // A range download: the pieces are here, the task is not; leave the scheduler's graph.
         this.log.debug({ pieces: this.t.finishedCount }, 'partial task downloaded');
+        if (this.held?.length) this.report(this.held.splice(0));
         if (this.scheduler) await this.d.scheduler.leave(this.scheduler, this.peerId);
         return;
       }
@@ -138,13 +157,17 @@ class TaskDownload {
       this.d.metrics.tasks.inc({ result: 'succeeded' });
       this.log.info({ ms: Date.now() - started, bytes: this.t.meta.contentLength }, 'task downloaded');
       if (this.scheduler) {
-        await this.d.scheduler.report(this.scheduler, this.peerId, [{ kind: this.wentToSource ? 'backToSourceFinished' : 'finished' }]);
+        await this.d.scheduler.report(
+          this.scheduler,
+          this.peerId,
+          this.final({ kind: this.wentToSource ? 'backToSourceFinished' : 'finished' }),
+        );
       }
     } catch (err) {
       const e = asFerryError(err, 'UNAVAILABLE');
       this.d.metrics.tasks.inc({ result: 'failed' });
       this.log.warn({ err: e.message }, 'task download failed');
-      this.report([{ kind: this.wentToSource ? 'backToSourceFailed' : 'failed', description: e.message }]);
+      this.report(this.final({ kind: this.wentToSource ? 'backToSourceFailed' : 'failed', description: e.message }));
       if (this.scheduler) void this.d.scheduler.leave(this.scheduler, this.peerId);
       this.t.fail(e);
       throw e;
@@ -192,7 +215,8 @@ class TaskDownload {
     const blocked = new Set<string>();
     for (let round = 1; ; round++) {
       if (resp.kind === 'empty') return;
-      if (resp.kind === 'needBackToSource') return this.backToSource(resp.description ?? 'scheduler said so');
+      // (the scheduler moved this peer to back-to-source when it answered so: no report of it)
+      if (resp.kind === 'needBackToSource') return this.backToSource(resp.description ?? 'scheduler said so', true);
       this.report([{ kind: 'started' }]);
       this.log.debug({ round, parents: resp.parents.map((p) => p.peerId) }, 'downloading from parents');
       const used =
@@ -239,10 +263,10 @@ class TaskDownload {
     }
   }
 
-  private async backToSource(why: string): Promise<void> {
+  private async backToSource(why: string, toldByScheduler = false): Promise<void> {
     if (this.c.disableBackToSource) throw new FerryError('UNAVAILABLE', `back-to-source disabled (${why})`);
     this.wentToSource = true;
-    this.report([{ kind: 'backToSourceStarted' }]);
+    if (!toldByScheduler) this.report([{ kind: 'backToSourceStarted' }]);
     this.log.debug({ why }, 'back to source');
     for (let pass = 0; pass < 1000; pass++) {
       const todo = this.missing();
@@ -280,7 +304,7 @@ class TaskDownload {
         const digest = pieceDigest(buf);
         await this.t.writePiece(n, buf, digest);
         this.d.metrics.traffic.inc({ type: 'BACK_TO_SOURCE' }, buf.length);
-        this.report([{ kind: 'pieceBackToSourceFinished', piece: { number: n, length: buf.length, digest, costMs: Date.now() - t0 } }]);
+        this.reportPiece({ kind: 'pieceBackToSourceFinished', piece: { number: n, length: buf.length, digest, costMs: Date.now() - t0 } });
       }
     };
     await Promise.all(Array.from({ length: Math.min(this.c.backToSourceConcurrency, Math.max(1, todo.length)) }, worker));
@@ -466,9 +490,10 @@ class TaskDownload {
     if (this.t.has(n)) return;
     await this.t.writePiece(n, buf, actual);
     this.d.metrics.traffic.inc({ type: 'REMOTE_PEER' }, buf.length);
-    this.report([
-      { kind: 'pieceFinished', piece: { number: n, length: buf.length, digest: actual, parentId: p.peerId, costMs: Date.now() - t0 } },
-    ]);
+    this.reportPiece({
+      kind: 'pieceFinished',
+      piece: { number: n, length: buf.length, digest: actual, parentId: p.peerId, costMs: Date.now() - t0 },
+    });
   }
 
   /**

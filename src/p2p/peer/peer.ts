@@ -163,6 +163,7 @@ export async function startPeer(opts: StartPeerOptions = {}): Promise<PeerHandle
     keep: config.storage.keep,
     taskTTL: config.storage.taskTTL,
     memoryCache: config.storage.memoryCache,
+    memoryBelow: config.storage.memoryBelow,
     log,
     onEvict: (id) => {
       metrics.evictions.inc();
