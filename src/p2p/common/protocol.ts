@@ -79,7 +79,12 @@ export interface ParentRef {
 export type ScheduleResponse =
   | { kind: 'empty' }
   | { kind: 'normal'; parents: ParentRef[] }
-  | { kind: 'needBackToSource'; description?: string };
+  /**
+   * `objectAlone` (range tasks): no other host has a peer of any task of this object — the peer
+   * may start its next range tasks of the object at the origin while it registers them
+   * (p2p/peer/speculate).
+   */
+  | { kind: 'needBackToSource'; description?: string; objectAlone?: boolean };
 
 export interface PieceReport {
   number: number;
@@ -214,6 +219,23 @@ export const peerEventsSchema = z.object({
     )
     .max(100_000),
 });
+
+/**
+ * `POST /api/v1/events`: the reports of several peers of one host in one request (each peer's
+ * events in order, as `POST /api/v1/peers/{id}/events` takes them). Answered with the ids the
+ * scheduler does not know (their events are dropped, as the single-peer call would answer 404).
+ */
+export const peerReportsSchema = z.object({
+  reports: z.array(z.object({ peerId: z.string().min(1) }).extend(peerEventsSchema.shape)).max(10_000),
+});
+
+export interface PeerReports {
+  reports: Array<{ peerId: string; events: PeerEvent[] }>;
+}
+
+export interface PeerReportsResponse {
+  unknown: string[];
+}
 
 /** `POST /api/v1/peers/{id}/reschedule` (RescheduleRequest). */
 export const rescheduleRequestSchema = z.object({ candidateParentIds: z.array(z.string()).optional() }).passthrough();

@@ -35,6 +35,8 @@ export interface SchedulerMetrics {
   seedTriggered: InstanceType<typeof Counter>;
   scheduleDuration: InstanceType<typeof Histogram>;
   hosts: InstanceType<typeof Gauge>;
+  /** Report requests (one peer's or several peers' events each). */
+  reportRequests: InstanceType<typeof Counter>;
 }
 
 function makeMetrics(reg: MetricsRegistry): SchedulerMetrics {
@@ -80,6 +82,11 @@ function makeMetrics(reg: MetricsRegistry): SchedulerMetrics {
       registers: r,
     }),
     hosts: new Gauge({ name: 'ferry_scheduler_hosts', help: 'announced hosts', labelNames: ['type'], registers: r }),
+    reportRequests: new Counter({
+      name: 'ferry_scheduler_report_requests_total',
+      help: 'report requests received (each carries the events of one or several peers)',
+      registers: r,
+    }),
   };
 }
 
@@ -273,7 +280,10 @@ export class SchedulerService {
       }
     }
     if (task.state === 'pending') task.state = 'running';
-    return this.scheduleCandidateParents(peer, onWait);
+    const r = await this.scheduleCandidateParents(peer, onWait);
+    // a range task's first peer learns whether it is the only host reading this object now
+    if (r.kind === 'needBackToSource' && task.span) r.objectAlone = !this.state.otherHostOnObject(task, host);
+    return r;
   }
 
   /** A peer of the task, or of a task holding all of its bytes, that has or gets the data. */
