@@ -9,11 +9,12 @@
  * through peer 1 (served by peer 0: the origin must serve nothing more).
  *
  *   node dist/bench/p2p/range-probe.js [--reads 300] [--size 16KiB] [--inflight 4] [--reps 2] [--peers 1]
- *        [--cpu-prof DIR] [--out FILE.json]
+ *        [--memory-below BYTES] [--cpu-prof DIR] [--out FILE.json]
  *
  * Reports wall and CPU per read for each path and their ratios (CPU: this process — client and
  * origin — plus the peers and the scheduler, from /proc/PID/stat), the origin bytes and the load
- * average. `--cpu-prof DIR` runs the peers with `node --cpu-prof` (profiles written at exit).
+ * average. `--cpu-prof DIR` runs the peers with `node --cpu-prof` (profiles written at exit);
+ * `--memory-below 0` turns the peers' memory tasks off (`storage.memoryBelow`), for comparison.
  */
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
@@ -121,7 +122,8 @@ async function main(): Promise<void> {
     const peers: { proc: FerryProc; proxy: URL }[] = [];
     for (let i = 0; i < nPeers; i++) {
       const cfg = join(work, `peer${i}.yaml`);
-      writeFileSync(cfg, 'download:\n  directBelow: 0\n');
+      const memoryBelow = arg('memory-below', '');
+      writeFileSync(cfg, `download:\n  directBelow: 0\n${memoryBelow ? `storage:\n  memoryBelow: ${memoryBelow}\n` : ''}`);
       const nodeArgs = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : undefined;
       const p = await spawnFerry(
         FERRY_BIN,
@@ -202,6 +204,21 @@ async function main(): Promise<void> {
       lines.push(
         `| ${path} | ${w.toFixed(2)} | ${c.toFixed(2)} | ${avg(rs, 'peerCpuMsPerRead').toFixed(2)} | ${avg(rs, 'schedulerCpuMsPerRead').toFixed(2)} | ${Math.round(avg(rs, 'originBytes'))} | ${(w / avg(direct, 'wallMsPerRead')).toFixed(2)}× | ${(c / avg(direct, 'cpuMsPerRead')).toFixed(2)}× |`,
       );
+    }
+    for (const [i, p] of peers.entries()) {
+      const m = await new Promise<string>((resolve, reject) =>
+        http
+          .get({ host: p.proxy.hostname, port: p.proxy.port, path: '/metrics', agent }, (res) => {
+            let t = '';
+            res.on('data', (c: Buffer) => {
+              t += c.toString();
+            });
+            res.on('end', () => resolve(t));
+          })
+          .on('error', reject),
+      );
+      const early = m.split('\n').filter((l) => l.startsWith('ferry_peer_speculative_source_total'));
+      lines.push(`peer ${i}: ${early.length ? early.join(', ') : 'no range task started at the origin while registering'}`);
     }
     process.stdout.write(`${lines.join('\n')}\n`);
     const out = arg('out', '');

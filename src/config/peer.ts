@@ -168,6 +168,12 @@ export const peerConfigSchema = z
          * every requester passes a HEAD of its own URL with its own credential (p2p/peer/access).
          */
         taskIdBasedBlobDigest: z.boolean().default(true),
+        /**
+         * A range task of an object the scheduler last said this host reads alone starts at the
+         * origin while it registers (p2p/peer/speculate): no registration round trip before a lazy
+         * read's bytes. Another host reading the object ends it.
+         */
+        sourceWhileRegistering: z.boolean().default(true),
       })
       .strict()
       .prefault({}),

@@ -15,12 +15,13 @@ import { FerryError, asFerryError } from '../../core/index.js';
 import type { Logger } from '../../observe/index.js';
 import type { PeerConfig } from '../../config/peer.js';
 import { jsonRequest, request } from '../common/index.js';
-import { H, blobDigestOfUrl, pieceDigest, taskId } from '../common/index.js';
+import { H, blobDigestOfUrl, objectTaskId, pieceDigest, taskId } from '../common/index.js';
 import type { TokenBucket } from '../common/index.js';
 import type { ClusterAuth, HostInfo, ParentRef, PeerEvent, PieceListResponse, ScheduleResponse } from '../common/index.js';
 import { authorizationOf } from './access.js';
 import type { PeerMetrics } from './metrics.js';
 import type { SchedulerClient } from './scheduler-client.js';
+import type { SoloObjects } from './speculate.js';
 import { fetchOriginRange, type OriginOptions } from './source.js';
 import type { PieceStore, TaskEntry } from './store.js';
 
@@ -37,6 +38,8 @@ export interface DownloadDeps {
   signal: AbortSignal;
   /** Cluster credentials for requests to parents' upload servers. */
   auth: ClusterAuth | undefined;
+  /** Objects this host reads alone (range tasks of them start at the origin while registering); undefined = off. */
+  solo?: SoloObjects | undefined;
 }
 
 export interface DownloadRequest {
@@ -186,6 +189,7 @@ class TaskDownload {
     if (small || !this.d.scheduler.enabled) {
       return this.backToSource('small object or no scheduler');
     }
+    const early = this.speculate();
     let resp: ScheduleResponse;
     try {
       const r = await this.d.scheduler.register(
@@ -208,9 +212,21 @@ class TaskDownload {
       this.scheduler = r.scheduler;
       resp = r.response;
     } catch (err) {
+      await early;
       this.d.metrics.schedulerFallback.inc();
       this.log.warn({ err: (err as Error).message }, 'scheduler unavailable, downloading from the origin');
       return this.backToSource('scheduler unavailable');
+    }
+    if (this.t.meta.range) this.d.solo?.note(this.objectId(), resp.kind === 'needBackToSource' && resp.objectAlone === true);
+    if (early) {
+      this.d.metrics.speculative.inc({ answer: resp.kind });
+      if ((await early) && this.missing().length === 0) {
+        // The bytes came from the origin while the peer registered. Told otherwise (another host
+        // appeared meanwhile), the scheduler learns that this peer went to the source after all.
+        this.wentToSource = true;
+        if (resp.kind !== 'needBackToSource') this.report([{ kind: 'backToSourceStarted' }]);
+        return;
+      }
     }
     const blocked = new Set<string>();
     for (let round = 1; ; round++) {
@@ -235,6 +251,28 @@ class TaskDownload {
     this.d.metrics.schedulerFallback.inc();
     this.report([{ kind: 'failed', description: 'too many schedule rounds' }]);
     return this.backToSource('scheduling gave up');
+  }
+
+  private objectId(): string {
+    return objectTaskId({ url: this.t.meta.url, ...this.t.meta.idOptions });
+  }
+
+  /**
+   * A one-piece range task of an object this host read alone at the scheduler's last answer:
+   * its origin fetch starts now, in parallel with the registration (p2p/peer/speculate).
+   * Resolves true when the piece arrived, false when the fetch failed (the usual flow follows).
+   */
+  private speculate(): Promise<boolean> | undefined {
+    const solo = this.d.solo;
+    if (!solo || !this.t.meta.range || this.t.meta.pieceCount !== 1 || this.d.host.type === 'super') return undefined;
+    if (this.c.disableBackToSource || !solo.alone(this.objectId())) return undefined;
+    return this.sourcePass(this.missing()).then(
+      () => true,
+      (err: unknown) => {
+        this.log.debug({ err: (err as Error).message }, 'early origin fetch failed');
+        return false;
+      },
+    );
   }
 
   /**

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { metricValue } from '../../observe/index.js';
 import { readAll } from '../common/index.js';
 import type { PeerEvent } from '../common/index.js';
 import { PeerClient, startPeer, startScheduler, taskId, type PeerHandle, type SchedulerHandle } from '../index.js';
@@ -75,6 +76,7 @@ describe('range reads through the peer: cost per range task', () => {
     const ranges = Array.from({ length: 20 }, (_, i): [number, number] => [i * 20 * KiB, i * 20 * KiB + 16 * KiB - 1]);
     const conns0 = origin.connections();
     reports.length = 0;
+    const requests0 = await metricValue(scheduler.metrics, 'ferry_scheduler_report_requests_total');
     const peer = peers[0]!;
     for (const [s, e] of ranges) {
       const body = await read(peer, blob.url, s, e);
@@ -91,7 +93,9 @@ describe('range reads through the peer: cost per range task', () => {
       await t.flushing;
     }
     for (let i = 0; i < 500 && reports.length < ranges.length; i++) await new Promise((r) => setTimeout(r, 10));
-    assert.equal(reports.length, ranges.length, 'one report request per range task');
+    assert.equal(reports.length, ranges.length, "one report per range task (the peer's events in one batch)");
+    const requests = (await metricValue(scheduler.metrics, 'ferry_scheduler_report_requests_total')) - requests0;
+    assert.ok(requests <= ranges.length, `report requests: ${requests} for ${ranges.length} range tasks`);
     for (const evs of reports)
       assert.deepEqual(
         evs.map((e) => e.kind),
@@ -134,5 +138,30 @@ describe('range reads through the peer: cost per range task', () => {
     } finally {
       origin.setRate(0);
     }
+  });
+
+  test('an object read alone: its next range tasks start at the origin while registering; another host reading it ends that', async () => {
+    const blob = origin.addBlob('library/rangecost3', randomBlob(4 * 1024 * KiB));
+    const early = (p: PeerHandle): Promise<number> =>
+      metricValue(p.metrics, 'ferry_peer_speculative_source_total', { answer: 'needBackToSource' });
+    const early0 = await early(peers[0]!);
+    const bytes0 = origin.blobBytes();
+    const ranges = Array.from({ length: 20 }, (_, i): [number, number] => [i * 40 * KiB, i * 40 * KiB + 16 * KiB - 1]);
+    for (const [s, e] of ranges) assert.ok((await read(peers[0]!, blob.url, s, e)).equals(blob.data.subarray(s, e + 1)));
+    const started = (await early(peers[0]!)) - early0;
+    // the first registration answers "alone"; the following reads (each renewing the note) start early
+    assert.ok(started >= 10 && started <= ranges.length - 1, `range tasks started at the origin while registering: ${started}`);
+    assert.equal(origin.blobBytes() - bytes0, ranges.length * 16 * KiB, 'the origin served each range once');
+
+    // node 1 reads a range of the object: node 0 is no longer alone on it
+    const [s1, e1] = [3000 * KiB, 3016 * KiB - 1];
+    assert.ok((await read(peers[1]!, blob.url, s1, e1)).equals(blob.data.subarray(s1, e1 + 1)));
+    // node 0's next read still starts early (its note predates node 1), and its answer clears the note
+    const before = await early(peers[0]!);
+    const [s2, e2] = [3100 * KiB, 3116 * KiB - 1];
+    assert.ok((await read(peers[0]!, blob.url, s2, e2)).equals(blob.data.subarray(s2, e2 + 1)));
+    const [s3, e3] = [3200 * KiB, 3216 * KiB - 1];
+    assert.ok((await read(peers[0]!, blob.url, s3, e3)).equals(blob.data.subarray(s3, e3 + 1)));
+    assert.ok((await early(peers[0]!)) - before <= 1, 'after an answer naming another host, range tasks register first again');
   });
 });

@@ -121,6 +121,16 @@ export class SchedulerState {
     return out;
   }
 
+  /**
+   * Whether a host other than `host` has a live peer (not failed, not gone) of any task of `task`'s
+   * object — the whole object or any range of it.
+   */
+  otherHostOnObject(task: Task, host: Host): boolean {
+    for (const t of this.objects.get(task.objectId) ?? [])
+      for (const p of t.peers.values()) if (p.host !== host && p.state !== 'failed' && p.state !== 'leave') return true;
+    return false;
+  }
+
   /** The range tasks of the same object that `task` holds all the bytes of (it is their container). */
   containedIn(task: Task): Task[] {
     const out: Task[] = [];
