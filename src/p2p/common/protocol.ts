@@ -226,15 +226,24 @@ export const peerEventsSchema = z.object({
  * scheduler does not know (their events are dropped, as the single-peer call would answer 404).
  */
 export const peerReportsSchema = z.object({
-  reports: z.array(z.object({ peerId: z.string().min(1) }).extend(peerEventsSchema.shape)).max(10_000),
+  reports: z
+    .array(z.object({ peerId: z.string().min(1), register: registerRequestSchema.optional() }).extend(peerEventsSchema.shape))
+    .max(10_000),
 });
 
+/**
+ * `register`: a peer that went to the origin without registering first (a range task of an object
+ * its host reads alone, p2p/peer/speculate) registers together with its events — it is added as a
+ * back-to-source peer, then its events apply.
+ */
 export interface PeerReports {
-  reports: Array<{ peerId: string; events: PeerEvent[] }>;
+  reports: Array<{ peerId: string; events: PeerEvent[]; register?: RegisterRequest | undefined }>;
 }
 
 export interface PeerReportsResponse {
   unknown: string[];
+  /** Of the peers registered with their report: those whose host is (still) the only one reading the object. */
+  alone?: string[];
 }
 
 /** `POST /api/v1/peers/{id}/reschedule` (RescheduleRequest). */

@@ -17,7 +17,7 @@ import type { PeerConfig } from '../../config/peer.js';
 import { jsonRequest, request } from '../common/index.js';
 import { H, blobDigestOfUrl, objectTaskId, pieceDigest, taskId } from '../common/index.js';
 import type { TokenBucket } from '../common/index.js';
-import type { ClusterAuth, HostInfo, ParentRef, PeerEvent, PieceListResponse, ScheduleResponse } from '../common/index.js';
+import type { ClusterAuth, HostInfo, ParentRef, PeerEvent, PieceListResponse, RegisterRequest, ScheduleResponse } from '../common/index.js';
 import { authorizationOf } from './access.js';
 import type { PeerMetrics } from './metrics.js';
 import type { SchedulerClient } from './scheduler-client.js';
@@ -159,7 +159,11 @@ class TaskDownload {
       await this.d.store.markDone(this.t);
       this.d.metrics.tasks.inc({ result: 'succeeded' });
       this.log.info({ ms: Date.now() - started, bytes: this.t.meta.contentLength }, 'task downloaded');
-      if (this.scheduler) {
+      if (this.unregistered) {
+        // registered now, with the outcome: others find this peer as a parent from here on
+        const alone = await this.d.scheduler.registerDone(this.unregistered, this.final({ kind: 'backToSourceFinished' }));
+        this.d.solo?.note(this.objectId(), alone);
+      } else if (this.scheduler) {
         await this.d.scheduler.report(
           this.scheduler,
           this.peerId,
@@ -189,45 +193,23 @@ class TaskDownload {
     if (small || !this.d.scheduler.enabled) {
       return this.backToSource('small object or no scheduler');
     }
-    const early = this.speculate();
+    if (this.readsAlone()) {
+      // The scheduler's answer is predictable: straight to the origin, registered with the outcome.
+      this.d.metrics.speculative.inc();
+      this.unregistered = this.registration();
+      return this.backToSource('object read alone', true);
+    }
     let resp: ScheduleResponse;
     try {
-      const r = await this.d.scheduler.register(
-        {
-          peerId: this.peerId,
-          hostId: this.d.host.id,
-          taskId: this.t.id,
-          download: {
-            url: this.t.meta.url,
-            ...this.t.meta.idOptions,
-            headers: this.req.headers,
-            contentLength: size,
-            actualPieceLength: this.t.meta.pieceLength,
-            needBackToSource: this.d.host.type === 'super',
-            concurrentPieceCount: this.c.concurrentPieceCount,
-          },
-        },
-        this.d.signal,
-      );
+      const r = await this.d.scheduler.register(this.registration(), this.d.signal);
       this.scheduler = r.scheduler;
       resp = r.response;
     } catch (err) {
-      await early;
       this.d.metrics.schedulerFallback.inc();
       this.log.warn({ err: (err as Error).message }, 'scheduler unavailable, downloading from the origin');
       return this.backToSource('scheduler unavailable');
     }
     if (this.t.meta.range) this.d.solo?.note(this.objectId(), resp.kind === 'needBackToSource' && resp.objectAlone === true);
-    if (early) {
-      this.d.metrics.speculative.inc({ answer: resp.kind });
-      if ((await early) && this.missing().length === 0) {
-        // The bytes came from the origin while the peer registered. Told otherwise (another host
-        // appeared meanwhile), the scheduler learns that this peer went to the source after all.
-        this.wentToSource = true;
-        if (resp.kind !== 'needBackToSource') this.report([{ kind: 'backToSourceStarted' }]);
-        return;
-      }
-    }
     const blocked = new Set<string>();
     for (let round = 1; ; round++) {
       if (resp.kind === 'empty') return;
@@ -257,22 +239,34 @@ class TaskDownload {
     return objectTaskId({ url: this.t.meta.url, ...this.t.meta.idOptions });
   }
 
-  /**
-   * A one-piece range task of an object this host read alone at the scheduler's last answer:
-   * its origin fetch starts now, in parallel with the registration (p2p/peer/speculate).
-   * Resolves true when the piece arrived, false when the fetch failed (the usual flow follows).
-   */
-  private speculate(): Promise<boolean> | undefined {
-    const solo = this.d.solo;
-    if (!solo || !this.t.meta.range || this.t.meta.pieceCount !== 1 || this.d.host.type === 'super') return undefined;
-    if (this.c.disableBackToSource || !solo.alone(this.objectId())) return undefined;
-    return this.sourcePass(this.missing()).then(
-      () => true,
-      (err: unknown) => {
-        this.log.debug({ err: (err as Error).message }, 'early origin fetch failed');
-        return false;
+  /** Set when the task went to the origin without registering: it registers with its last report. */
+  private unregistered: RegisterRequest | undefined;
+
+  private registration(): RegisterRequest {
+    return {
+      peerId: this.peerId,
+      hostId: this.d.host.id,
+      taskId: this.t.id,
+      download: {
+        url: this.t.meta.url,
+        ...this.t.meta.idOptions,
+        headers: this.req.headers,
+        contentLength: this.t.meta.contentLength,
+        actualPieceLength: this.t.meta.pieceLength,
+        needBackToSource: this.d.host.type === 'super',
+        concurrentPieceCount: this.c.concurrentPieceCount,
       },
-    );
+    };
+  }
+
+  /**
+   * A one-piece range task of an object this host read alone at the scheduler's last answer
+   * (p2p/peer/speculate): it goes to the origin at once and registers with its last report.
+   */
+  private readsAlone(): boolean {
+    const solo = this.d.solo;
+    if (!solo || !this.t.meta.range || this.t.meta.pieceCount !== 1 || this.d.host.type === 'super') return false;
+    return !this.c.disableBackToSource && solo.alone(this.objectId());
   }
 
   /**

@@ -47,8 +47,7 @@ export function makePeerMetrics(reg: MetricsRegistry) {
     }),
     speculative: new Counter({
       name: 'ferry_peer_speculative_source_total',
-      help: 'range tasks of objects this host read alone that started at the origin while registering, by whether the scheduler then said back-to-source',
-      labelNames: ['answer'],
+      help: 'range tasks of objects this host read alone that went to the origin at once and registered with their outcome',
       registers: r,
     }),
     tasks: new Counter({ name: 'ferry_peer_download_task_total', help: 'task downloads', labelNames: ['result'], registers: r }),

@@ -140,26 +140,44 @@ describe('range reads through the peer: cost per range task', () => {
     }
   });
 
-  test('an object read alone: its next range tasks start at the origin while registering; another host reading it ends that', async () => {
+  test('an object read alone: its next range tasks go to the origin at once and register with their outcome; another host reading it ends that', async () => {
     const blob = origin.addBlob('library/rangecost3', randomBlob(4 * 1024 * KiB));
-    const early = (p: PeerHandle): Promise<number> =>
-      metricValue(p.metrics, 'ferry_peer_speculative_source_total', { answer: 'needBackToSource' });
+    const early = (p: PeerHandle): Promise<number> => metricValue(p.metrics, 'ferry_peer_speculative_source_total');
     const early0 = await early(peers[0]!);
     const bytes0 = origin.blobBytes();
     const ranges = Array.from({ length: 20 }, (_, i): [number, number] => [i * 40 * KiB, i * 40 * KiB + 16 * KiB - 1]);
     for (const [s, e] of ranges) assert.ok((await read(peers[0]!, blob.url, s, e)).equals(blob.data.subarray(s, e + 1)));
     const started = (await early(peers[0]!)) - early0;
-    // the first registration answers "alone"; the following reads (each renewing the note) start early
-    assert.ok(started >= 10 && started <= ranges.length - 1, `range tasks started at the origin while registering: ${started}`);
+    // the first registration answers "alone"; the following reads (each answer renewing the note) go straight to the origin
+    assert.ok(started >= 10 && started <= ranges.length - 1, `range tasks that went to the origin before registering: ${started}`);
     assert.equal(origin.blobBytes() - bytes0, ranges.length * 16 * KiB, 'the origin served each range once');
+    // registered with their outcome: the scheduler knows node 0 holds every one of them
+    for (const [s, e] of ranges) {
+      const tid = taskId({ blobDigest: true, url: blob.url, range: `${s}-${e}` });
+      for (let i = 0; i < 500 && !scheduler.service.state.tasks.get(tid); i++) await new Promise((r) => setTimeout(r, 10));
+      const peersOfTask = [...(scheduler.service.state.tasks.get(tid)?.peers.values() ?? [])];
+      assert.deepEqual(
+        peersOfTask.map((p) => [p.host.info.hostname, p.state]),
+        [['range-cost-0', 'succeeded']],
+        `range ${s}-${e} known to the scheduler`,
+      );
+    }
+    // node 1 reads one of them: from node 0, not the origin
+    const b1 = origin.blobBytes();
+    const [sr, er] = ranges[7]!;
+    assert.ok((await read(peers[1]!, blob.url, sr, er)).equals(blob.data.subarray(sr, er + 1)));
+    assert.equal(origin.blobBytes() - b1, 0, 'a range registered late is shared like any other');
 
     // node 1 reads a range of the object: node 0 is no longer alone on it
     const [s1, e1] = [3000 * KiB, 3016 * KiB - 1];
     assert.ok((await read(peers[1]!, blob.url, s1, e1)).equals(blob.data.subarray(s1, e1 + 1)));
-    // node 0's next read still starts early (its note predates node 1), and its answer clears the note
+    // node 0's next read still goes straight to the origin (its note predates node 1); the answer to its registration clears the note
     const before = await early(peers[0]!);
     const [s2, e2] = [3100 * KiB, 3116 * KiB - 1];
     assert.ok((await read(peers[0]!, blob.url, s2, e2)).equals(blob.data.subarray(s2, e2 + 1)));
+    // (the read is answered as soon as its bytes are here; the registration's answer comes after)
+    const t2 = peers[0]!.store.get(taskId({ blobDigest: true, url: blob.url, range: `${s2}-${e2}` }));
+    for (let i = 0; i < 500 && t2?.downloading; i++) await new Promise((r) => setTimeout(r, 10));
     const [s3, e3] = [3200 * KiB, 3216 * KiB - 1];
     assert.ok((await read(peers[0]!, blob.url, s3, e3)).equals(blob.data.subarray(s3, e3 + 1)));
     assert.ok((await early(peers[0]!)) - before <= 1, 'after an answer naming another host, range tasks register first again');

@@ -14,22 +14,25 @@ import type { ClusterAuth, HostInfo, PeerEvent, PeerReportsResponse, RegisterReq
 /** Most events in one report request. */
 const MAX_REPORT_BATCH = 1000;
 
-/** Reports waiting for the next report request to one scheduler: per peer, its events in order. */
+/**
+ * Reports waiting for the next report request to one scheduler: per peer, its events in order (and
+ * its registration, for a peer that went to the origin without registering first).
+ */
 interface ReportBatch {
-  reports: Map<string, PeerEvent[]>;
+  reports: Map<string, { events: PeerEvent[]; register?: RegisterRequest | undefined }>;
   events: number;
-  sent: Promise<void>;
+  sent: Promise<PeerReportsResponse | undefined>;
 }
 
 export class SchedulerClient {
   private readonly ring: HashRing;
   private timer: NodeJS.Timeout | undefined;
   /** Per scheduler: the last report request queued (requests to one scheduler go one after another). */
-  private readonly queues = new Map<string, Promise<void>>();
+  private readonly queues = new Map<string, Promise<unknown>>();
   /** Per scheduler: the reports waiting for the next request (not yet sent). */
   private readonly outbox = new Map<string, ReportBatch>();
   /** Per peer: the request carrying its latest events (`leave` waits for it). */
-  private readonly lastReport = new Map<string, Promise<void>>();
+  private readonly lastReport = new Map<string, Promise<unknown>>();
   /** Schedulers without `POST /api/v1/events` (older versions): one request per peer. */
   private readonly perPeerOnly = new Set<string>();
 
@@ -139,16 +142,42 @@ export class SchedulerClient {
    * Resolves when the request carrying them is answered.
    */
   report(scheduler: string, peerId: string, events: PeerEvent[]): Promise<void> {
+    return this.enqueue(scheduler, peerId, events).then(() => undefined);
+  }
+
+  /**
+   * Registers a peer that went to the origin without registering (its host reads the object alone,
+   * p2p/peer/speculate) together with its events, in the next report request to the task's
+   * scheduler. Resolves whether its host is still the only one reading the object (false when the
+   * scheduler is unreachable or too old to take registrations with reports).
+   */
+  async registerDone(req: RegisterRequest, events: PeerEvent[]): Promise<boolean> {
+    const u = this.ring.get(req.taskId);
+    if (!u) return false;
+    const r = await this.enqueue(u, req.peerId, events, req);
+    return r?.alone?.includes(req.peerId) ?? false;
+  }
+
+  private enqueue(
+    scheduler: string,
+    peerId: string,
+    events: PeerEvent[],
+    register?: RegisterRequest,
+  ): Promise<PeerReportsResponse | undefined> {
     const open = this.outbox.get(scheduler);
     if (open && open.events + events.length <= MAX_REPORT_BATCH) {
       const mine = open.reports.get(peerId);
-      if (mine) mine.push(...events);
-      else open.reports.set(peerId, [...events]);
+      if (mine) mine.events.push(...events);
+      else open.reports.set(peerId, { events: [...events], register });
       open.events += events.length;
       this.lastReport.set(peerId, open.sent);
       return open.sent;
     }
-    const batch: ReportBatch = { reports: new Map([[peerId, [...events]]]), events: events.length, sent: Promise.resolve() };
+    const batch: ReportBatch = {
+      reports: new Map([[peerId, { events: [...events], register }]]),
+      events: events.length,
+      sent: Promise.resolve(undefined),
+    };
     this.outbox.set(scheduler, batch);
     const prev = this.queues.get(scheduler) ?? Promise.resolve();
     const next = prev
@@ -157,9 +186,10 @@ export class SchedulerClient {
         return this.send(scheduler, batch.reports);
       })
       .then(
-        () => undefined,
+        (r) => r,
         (err: unknown) => {
           this.log.debug({ scheduler, peers: batch.reports.size, err: (err as Error).message }, 'report to scheduler failed');
+          return undefined;
         },
       );
     batch.sent = next;
@@ -173,23 +203,24 @@ export class SchedulerClient {
   }
 
   /** One report request; to a scheduler without the batch call, one request per peer. */
-  private async send(scheduler: string, reports: Map<string, PeerEvent[]>): Promise<void> {
+  private async send(scheduler: string, reports: ReportBatch['reports']): Promise<PeerReportsResponse | undefined> {
     if (!this.perPeerOnly.has(scheduler)) {
       try {
         const r = await jsonRequest<PeerReportsResponse>(`${scheduler}/api/v1/events`, {
           method: 'POST',
-          json: { reports: [...reports].map(([peerId, events]) => ({ peerId, events })) },
+          json: { reports: [...reports].map(([peerId, { events, register }]) => ({ peerId, events, ...(register ? { register } : {}) })) },
           timeoutMs: 10_000,
           auth: this.auth,
         });
         if (r?.unknown?.length) this.log.debug({ scheduler, peers: r.unknown }, 'reports for peers the scheduler does not know');
-        return;
+        return r;
       } catch (err) {
         if (!FerryError.hasCode(err, 'NOT_FOUND')) throw err;
         this.perPeerOnly.add(scheduler);
       }
     }
-    for (const [peerId, events] of reports) {
+    // (a scheduler without the batch call never answers objectAlone: no peer here registers late)
+    for (const [peerId, { events }] of reports) {
       await jsonRequest(`${scheduler}/api/v1/peers/${encodeURIComponent(peerId)}/events`, {
         method: 'POST',
         json: { events },
@@ -197,6 +228,7 @@ export class SchedulerClient {
         auth: this.auth,
       }).catch((err: unknown) => this.log.debug({ peerId, err: (err as Error).message }, 'report to scheduler failed'));
     }
+    return undefined;
   }
 
   async leave(scheduler: string, peerId: string): Promise<void> {

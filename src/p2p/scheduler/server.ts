@@ -174,15 +174,17 @@ export async function startScheduler(opts: StartSchedulerOptions = {}): Promise<
     .post('/api/v1/events', ({ res, raw }) => {
       service.metrics.reportRequests.inc();
       const unknown: string[] = [];
+      const alone: string[] = [];
       for (const r of jsonObject<PeerReports>(raw, peerReportsSchema).reports) {
         try {
+          if (r.register && service.registerDone(r.register)) alone.push(r.peerId);
           service.report(r.peerId, r.events);
         } catch (err) {
           if (!FerryError.hasCode(err, 'NOT_FOUND')) throw err;
           unknown.push(r.peerId);
         }
       }
-      sendJson(res, 200, { unknown } satisfies PeerReportsResponse);
+      sendJson(res, 200, { unknown, alone } satisfies PeerReportsResponse);
     })
     .post('/api/v1/peers/:id/reschedule', async ({ res, raw }, p) => {
       const body = jsonObject<RescheduleRequest>(raw, rescheduleRequestSchema);
