@@ -169,9 +169,9 @@ export const peerConfigSchema = z
          */
         taskIdBasedBlobDigest: z.boolean().default(true),
         /**
-         * A range task of an object the scheduler last said this host reads alone starts at the
-         * origin while it registers (p2p/peer/speculate): no registration round trip before a lazy
-         * read's bytes. Another host reading the object ends it.
+         * A one-piece range task of an object the scheduler last said this host reads alone goes to
+         * the origin at once and registers with its last report (p2p/peer/speculate): no
+         * registration round trip before a lazy read's bytes. Another host reading the object ends it.
          */
         sourceWhileRegistering: z.boolean().default(true),
       })

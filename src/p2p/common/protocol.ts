@@ -81,8 +81,8 @@ export type ScheduleResponse =
   | { kind: 'normal'; parents: ParentRef[] }
   /**
    * `objectAlone` (range tasks): no other host has a peer of any task of this object — the peer
-   * may start its next range tasks of the object at the origin while it registers them
-   * (p2p/peer/speculate).
+   * may send its next range tasks of the object to the origin at once and register them with
+   * their last report (p2p/peer/speculate).
    */
   | { kind: 'needBackToSource'; description?: string; objectAlone?: boolean };
 

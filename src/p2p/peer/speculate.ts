@@ -2,12 +2,13 @@
  * @module p2p/peer/speculate
  * Objects this host reads alone. When the scheduler answers a range task's registration with
  * back-to-source and `objectAlone` (no other host has a peer of any task of that object), this
- * host's next range tasks of the object start their origin fetch at once, while they register:
- * the scheduler's answer is predictable, so a lazy loader's read no longer waits for the
- * registration round trip first (p2p/peer/download). The note lasts `ttlMs` and every later
- * answer renews or clears it: as soon as another host reads the object (N nodes starting the
- * same image), registrations answer with parents or without `objectAlone`, and range tasks wait
- * for the scheduler again, so sharing — and the origin's egress — stay as they were.
+ * host's next one-piece range tasks of the object go to the origin at once and register with
+ * their last report (one batched request, `POST /api/v1/events` with `register`): the scheduler's
+ * answer is predictable, so a lazy loader's read waits for no registration round trip and costs
+ * the scheduler no request of its own (p2p/peer/download). The note lasts `ttlMs` and every
+ * answer renews or clears it — the late registrations' too: once another host reads the object
+ * (N nodes starting the same image), the answers say so, and range tasks register first again,
+ * so sharing — and the origin's egress — stay as they were, but for the reads in flight then.
  */
 import { type Clock, systemClock } from '../../core/index.js';
 
