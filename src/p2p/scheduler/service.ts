@@ -408,7 +408,8 @@ export class SchedulerService {
         case 'pieceBackToSourceFinished': {
           const p = ev.piece;
           peer.finished.add(p.number);
-          peer.costs.push(Math.max(0, p.costMs));
+          // per MiB: a blob's short last piece is not "fast", nor the full piece after it "slow"
+          peer.costs.push((Math.max(0, p.costMs) * 1048576) / Math.max(1, p.length));
           if (peer.costs.length > COST_WINDOW) peer.costs.shift();
           const type = ev.kind === 'pieceFinished' ? 'REMOTE_PEER' : 'BACK_TO_SOURCE';
           this.metrics.traffic.inc({ type, host_type: hostType }, p.length);

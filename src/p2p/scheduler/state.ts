@@ -77,7 +77,7 @@ export interface Peer {
   parents: Set<string>;
   children: Set<string>;
   finished: Set<number>;
-  /** Piece download costs (ms), rolling window of 2000. */
+  /** Piece download costs in ms per MiB (pieces differ in length: a blob's last one is short), rolling window of 2000. */
   costs: number[];
   blocklist: Set<string>;
   needBackToSource: boolean;
