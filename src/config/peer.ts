@@ -172,8 +172,11 @@ export const peerConfigSchema = z
          * A one-piece range task of an object the scheduler last said this host reads alone goes to
          * the origin at once and registers with its last report (p2p/peer/speculate): no
          * registration round trip before a lazy read's bytes. Another host reading the object ends it.
+         * Off by default: the node that reads a blob first never asks another for a range while its
+         * note holds, so at N = 2 the node ahead gets nothing from the other (`ferry bench --quick`'s
+         * "bytes from another peer" check failed with it on).
          */
-        sourceWhileRegistering: z.boolean().default(true),
+        sourceWhileRegistering: z.boolean().default(false),
       })
       .strict()
       .prefault({}),

@@ -47,7 +47,7 @@ describe('range reads through the peer: cost per range task', () => {
           config: {
             cluster: { token: SECRET },
             host: { hostname: `range-cost-${i}` },
-            download: { directBelow: 0 },
+            download: { directBelow: 0, sourceWhileRegistering: true },
             proxy: { allowedHosts: [origin.host] },
           },
         }),
