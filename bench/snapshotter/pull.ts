@@ -19,7 +19,6 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { exec, execCheck, pushImage, startContainerd, startDistributionRegistry, type Containerd } from '../../src/bench/env/index.js';
 import { findWorkload, prepareWorkloadImage } from '../../src/bench/index.js';
-import { metricValue } from '../../src/observe/index.js';
 import { startRegistry } from '../../src/registry/index.js';
 
 const FERRY = join(dirname(fileURLToPath(import.meta.url)), '../../../bin/ferry.js');
@@ -77,15 +76,34 @@ async function steps(logPath: string, t0Wall: number): Promise<string> {
   const out: string[] = [];
   for (const l of (await readFile(logPath, 'utf8')).split('\n')) {
     if (!l.startsWith('{')) continue;
-    const j = JSON.parse(l) as { msg?: string; ms?: number; time?: number; timings?: Record<string, number> };
+    const j = JSON.parse(l) as { msg?: string; ms?: number; time?: number; timings?: Record<string, number>; blobs?: number };
     if (j.ms === undefined && !j.timings) continue;
     const at = j.time ? `@${j.time - t0Wall}` : '';
-    out.push(`${j.msg} ${j.ms ?? ''}ms${at}${j.timings ? ` ${JSON.stringify(j.timings)}` : ''}`);
+    out.push(`${j.msg} ${j.ms ?? ''}ms${at}${j.timings ? ` ${JSON.stringify({ ...j.timings, blobs: j.blobs })}` : ''}`);
   }
   return out.join('; ');
 }
 
-async function oneRun(o: { client: string; ref: string; host: string; requests?: () => Promise<number> }): Promise<string> {
+type Counts = Map<string, number>;
+
+/** ferry registry's request counter by route, method and status. */
+async function routeCounts(metrics: Awaited<ReturnType<typeof startRegistry>>['metrics']): Promise<Counts> {
+  const out: Counts = new Map();
+  const m = metrics.getSingleMetric('ferry_registry_requests_total');
+  for (const v of (await m?.get())?.values ?? []) {
+    const l = v.labels as Record<string, string>;
+    out.set(`${l.method} ${l.route} ${l.status}`, v.value);
+  }
+  return out;
+}
+
+function diff(a: Counts, b: Counts): string {
+  const parts: string[] = [];
+  for (const [k, v] of b) if (v - (a.get(k) ?? 0) > 0) parts.push(`${k}×${v - (a.get(k) ?? 0)}`);
+  return parts.join(', ');
+}
+
+async function oneRun(o: { client: string; ref: string; host: string; requests?: () => Promise<Counts> }): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'ferry-pull-probe-'));
   let cd: Containerd | undefined;
   let sn: Awaited<ReturnType<typeof startSnapshotter>> | undefined;
@@ -93,7 +111,7 @@ async function oneRun(o: { client: string; ref: string; host: string; requests?:
     sn = await startSnapshotter(dir, o.host);
     cd = await startContainerd({ dir: join(dir, 'cd'), snapshotters: { ferry: sn.sock }, namespace: `pp-${process.pid}` });
     await dropCaches();
-    const r0 = (await o.requests?.()) ?? 0;
+    const r0 = (await o.requests?.()) ?? new Map();
     const wall0 = Date.now();
     let t = performance.now();
     const pull =
@@ -125,7 +143,7 @@ async function oneRun(o: { client: string; ref: string; host: string; requests?:
           ]);
     if (pull.code !== 0) throw new Error(`${o.client} pull: ${pull.stderr}`);
     const pullMs = ms(t);
-    const pullReq = ((await o.requests?.()) ?? 0) - r0;
+    const pullReq = diff(r0, (await o.requests?.()) ?? new Map());
     t = performance.now();
     const c = await cd.ctr(['containers', 'create', '--net-host', '--snapshotter', 'ferry', o.ref, 'probe']);
     if (c.code !== 0) throw new Error(`create: ${c.stderr}`);
@@ -136,7 +154,7 @@ async function oneRun(o: { client: string; ref: string; host: string; requests?:
     if (!s.stdout.includes('hello')) throw new Error(`run: ${s.stdout} ${s.stderr}`);
     await cd.ctr(['tasks', 'delete', 'probe']);
     const total = pullMs + createMs + runMs;
-    return `pull ${pullMs} create ${createMs} run ${runMs} total ${total} ms${o.requests ? `, pull requests ${pullReq}` : ''}\n    ${await steps(join(dir, 'snapshotter.log'), wall0)}`;
+    return `pull ${pullMs} create ${createMs} run ${runMs} total ${total} ms${o.requests ? `, pull requests: ${pullReq}` : ''}\n    ${await steps(join(dir, 'snapshotter.log'), wall0)}`;
   } finally {
     await cd?.stop().catch(() => undefined);
     await sn?.stop().catch(() => undefined);
@@ -156,9 +174,9 @@ async function main(): Promise<void> {
     await mkdir(join(dir, 'x'), { recursive: true });
     const credsFile = join(dir, 'x', 'creds');
     await writeFile(credsFile, `admin:${PW}`, { mode: 0o600 });
-    const targets: Array<{ kind: string; host: string; requests?: () => Promise<number> }> = [];
+    const targets: Array<{ kind: string; host: string; requests?: () => Promise<Counts> }> = [];
     if (registries.includes('ferry'))
-      targets.push({ kind: 'ferry', host: reg.host, requests: () => metricValue(reg.metrics, 'ferry_registry_requests_total') });
+      targets.push({ kind: 'ferry', host: reg.host, requests: () => routeCounts(reg.metrics) });
     if (dist) targets.push({ kind: 'distribution', host: dist.host });
     const refs = new Map<string, string>();
     for (const tg of targets) {
