@@ -175,8 +175,7 @@ async function main(): Promise<void> {
     const credsFile = join(dir, 'x', 'creds');
     await writeFile(credsFile, `admin:${PW}`, { mode: 0o600 });
     const targets: Array<{ kind: string; host: string; requests?: () => Promise<Counts> }> = [];
-    if (registries.includes('ferry'))
-      targets.push({ kind: 'ferry', host: reg.host, requests: () => routeCounts(reg.metrics) });
+    if (registries.includes('ferry')) targets.push({ kind: 'ferry', host: reg.host, requests: () => routeCounts(reg.metrics) });
     if (dist) targets.push({ kind: 'distribution', host: dist.host });
     const refs = new Map<string, string>();
     for (const tg of targets) {
