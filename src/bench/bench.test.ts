@@ -183,7 +183,7 @@ describe('bench summaries and report', () => {
     );
     assert.match(md, /!\[charts\/chart-ready.png\]/);
     // against the peer: the better eStargz variant (optimized, 1.5 s) is the reference
-    assert.match(md, /\| python \| distribution \| 100mbit \| 2\.00× \| – \| 210 \/ 24 \| 0\.50× \|/);
+    assert.match(md, /\| python \| distribution \| 100mbit \| optimized \| 2\.00× \| – \| 210 \/ 24 \| 0\.50× \|/);
     assert.doesNotMatch(md, /\| python \| ferry \| 100mbit \| [0-9.]+× \|/, 'no peer row where eStargz was not measured');
     const charts = buildCharts(r);
     assert.deepEqual(
