@@ -103,6 +103,12 @@ describe('ferry bench --quick', () => {
     assert.equal(results.settings.quick, true);
     assert.deepEqual(results.settings.nodes, [1, 2]);
     assert.deepEqual(results.settings.registries, ['ferry', 'distribution']);
+    // the Ferry lazy modes are pulled by the Go client eStargz is pulled with (ctr-remote is a prerequisite above)
+    assert.equal(results.settings.pullClient, 'ctr-remote');
+    assert.ok(
+      results.notes.some((n) => n.includes('ctr-remote images rpull --snapshotter ferry')),
+      results.notes.join('\n'),
+    );
     assert.equal(results.modes.length, 10);
     const group = (mode: string, nodes: number, registry = 'ferry'): BenchResults['summary'][number] | undefined =>
       results.summary.find((g) => g.mode === mode && g.nodes === nodes && g.registry === registry);
