@@ -153,6 +153,14 @@ test('memory tasks: no file until complete, then data and metadata written once;
     assert.equal(again.get('b'.repeat(64)), undefined, 'a task whose metadata write was cut is discarded');
     assert.equal(existsSync(tasks[1]!.dataPath), false, 'with its data file');
     await again.close();
+    // an older version's interrupted metadata write (`<id>.json.tmp`) is removed at the next start
+    const tmp = `${tasks[0]!.metaPath}.tmp`;
+    writeFileSync(tmp, '{"taskId"');
+    const third = new PieceStore(dir, opts);
+    await third.open();
+    assert.equal(existsSync(tmp), false, 'a leftover .json.tmp is removed');
+    assert.ok(third.get('a'.repeat(64))?.complete, 'the kept task beside it stays');
+    await third.close();
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -100,7 +100,9 @@ export class PieceStore {
         }
       }
       for (const f of await readdir(d).catch(() => [] as string[])) {
-        if (f.endsWith('.data') && !this.tasks.has(f.slice(0, -5))) await rm(join(d, f), { force: true });
+        // data of no kept task, and the `.json.tmp` files older versions wrote metadata through
+        const orphan = f.endsWith('.data') ? !this.tasks.has(f.slice(0, -5)) : f.endsWith('.json.tmp');
+        if (orphan) await rm(join(d, f), { force: true });
       }
     }
     this.log.info({ tasks: this.tasks.size, bytes: this.usage() }, 'piece store opened');
