@@ -5,11 +5,11 @@ import { median, percentile, seededRandom, shuffle, summarize } from './stats.js
 import { barChart, lineChart, niceScale } from './report/charts.js';
 import { buildCharts, ociRefHighlights, renderHtml, renderMarkdown } from './report/render.js';
 import { countColor, decodePng, nonBackgroundShare } from './report/png.js';
-import { summarizeRuns } from './run.js';
+import { choosePullClient, summarizeRuns } from './run.js';
 import { counterDelta, parseRegistryCounters, sumMetric } from './registry.js';
 import { reportedMs } from './measure.js';
 import { stargzAuthFile, stargzDaemonArgs } from './estargz.js';
-import { DRIVERS, checkLazyPull, hostsToml } from './modes.js';
+import { DRIVERS, checkLazyPull, hostsToml, lazyPullClient, rpullArgs } from './modes.js';
 import { ALL_MODES, MODE_LABELS, type BenchResults, type NodeResult, type RunResult, type WorkloadInfo } from './types.js';
 
 describe('bench stats', () => {
@@ -183,7 +183,7 @@ describe('bench summaries and report', () => {
     );
     assert.match(md, /!\[charts\/chart-ready.png\]/);
     // against the peer: the better eStargz variant (optimized, 1.5 s) is the reference
-    assert.match(md, /\| python \| distribution \| 100mbit \| 2\.00× \| – \| 210 \/ 24 \| 0\.50× \|/);
+    assert.match(md, /\| python \| distribution \| 100mbit \| optimized \| 2\.00× \| – \| 210 \/ 24 \| 0\.50× \|/);
     assert.doesNotMatch(md, /\| python \| ferry \| 100mbit \| [0-9.]+× \|/, 'no peer row where eStargz was not measured');
     const charts = buildCharts(r);
     assert.deepEqual(
@@ -280,6 +280,29 @@ describe('bench helpers', () => {
     );
     assert.throws(() => checkLazyPull(out(), 'r/x:oci'), /not run lazily: no of 0 layers/);
     assert.throws(() => checkLazyPull('ferry pull: boom\n', 'r/x:oci'), /printed no result: ferry pull: boom/);
+  });
+  it('pulls the Ferry lazy modes with ctr-remote by default, ferry pull on request or without ctr-remote, oci-ref always with ferry pull', () => {
+    assert.equal(choosePullClient(undefined, true).client, 'ctr-remote');
+    assert.match(choosePullClient(undefined, true).note, /ctr-remote images rpull --snapshotter ferry/);
+    assert.equal(choosePullClient('ferry', true).client, 'ferry');
+    const missing = choosePullClient(undefined, false);
+    assert.equal(missing.client, 'ferry');
+    assert.match(missing.note, /ctr-remote, the default client, is not installed/);
+    assert.equal(lazyPullClient({}, {}), 'ctr-remote');
+    assert.equal(lazyPullClient({ pullClient: 'ferry' }, { trace: true }), 'ferry');
+    assert.equal(lazyPullClient({ pullClient: 'ctr-remote' }, { ociRef: true }), 'ferry');
+    assert.deepEqual(rpullArgs({ address: '/c.sock', namespace: 'ns' }, 'ferry', 'r/x:nydus'), [
+      '--address',
+      '/c.sock',
+      '--namespace',
+      'ns',
+      'images',
+      'rpull',
+      '--plain-http',
+      '--snapshotter',
+      'ferry',
+      'r/x:nydus',
+    ]);
   });
   it('writes a containerd hosts.toml mirror entry', () => {
     assert.equal(

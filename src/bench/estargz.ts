@@ -25,7 +25,7 @@ export function estargzBuildScript(): string {
   return join(projectRoot(), 'bench', 'estargz', 'build.sh');
 }
 
-function onPath(cmd: string): string | undefined {
+export function onPath(cmd: string): string | undefined {
   for (const dir of (process.env.PATH ?? '').split(delimiter)) {
     if (dir && existsSync(join(dir, cmd))) return join(dir, cmd);
   }

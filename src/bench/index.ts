@@ -4,7 +4,7 @@
  * modes) and the report (results.json, Markdown, HTML with SVG/PNG charts). The test/bench
  * environment (containerd, netns, rootfs, images) is in ./env.
  */
-export { runBench, summarizeRuns, machineInfo, type BenchOptions } from './run.js';
+export { runBench, summarizeRuns, machineInfo, choosePullClient, type BenchOptions } from './run.js';
 export {
   writeReport,
   buildCharts,
@@ -16,7 +16,7 @@ export {
   type WrittenReport,
 } from './report/index.js';
 export { WORKLOADS, findWorkload, prepareWorkloadImage, type Workload } from './workloads.js';
-export { DRIVERS, modeAvailability, hostsToml } from './modes.js';
+export { DRIVERS, modeAvailability, hostsToml, PULL_CLIENTS, lazyPullClient, rpullArgs, type PullClient } from './modes.js';
 export { summarize, percentile, median, type Summary } from './stats.js';
 export {
   ALL_MODES,

@@ -14,7 +14,7 @@ import { performance } from 'node:perf_hooks';
 import { FerryError } from '../core/index.js';
 import type { Logger } from '../observe/index.js';
 import { exec, ifaceCounters, inNetns, startContainerd, unmountUnder, type Containerd, type Star } from './env/index.js';
-import { DRIVERS, peerTraffic, type NodeEnv, type PreparedNode, type RunEnv } from './modes.js';
+import { DRIVERS, peerTraffic, type NodeEnv, type PreparedNode, type PullClient, type RunEnv } from './modes.js';
 import { cpuMs, type ManagedProcess } from './procs.js';
 import { counterDelta, type BenchRegistry } from './registry.js';
 import type { ModeId, NodeResult, RunResult, WorkloadInfo } from './types.js';
@@ -146,7 +146,7 @@ async function startAndWaitReady(
 /** Runs one planned run cold on the first `p.nodes` nodes of `star`, in `dir` (removed afterwards). */
 export async function runOne(
   p: PlannedRun,
-  o: { star: Star; dir: string; log: Logger; timeoutMs: number; stargzDaemon?: string },
+  o: { star: Star; dir: string; log: Logger; timeoutMs: number; stargzDaemon?: string; pullClient?: PullClient },
 ): Promise<RunResult> {
   const { star, dir, log, timeoutMs } = o;
   const reg = p.registry;
@@ -173,7 +173,14 @@ export async function runOne(
     result.error = `setup: no ${p.mode} image of ${p.workload.id} in the ${reg.kind} registry`;
     return result;
   }
-  const env: RunEnv = { registry: reg, star, dir, log, ...(o.stargzDaemon ? { stargzDaemon: o.stargzDaemon } : {}) };
+  const env: RunEnv = {
+    registry: reg,
+    star,
+    dir,
+    log,
+    ...(o.stargzDaemon ? { stargzDaemon: o.stargzDaemon } : {}),
+    ...(o.pullClient ? { pullClient: o.pullClient } : {}),
+  };
   const shared: ManagedProcess[] = [];
   const nodeProcs: ManagedProcess[][] = [];
   const ctds: Containerd[] = [];

@@ -27,7 +27,19 @@ export interface RunEnv {
   schedulerUrl?: string;
   /** The stargz snapshotter daemon (eStargz modes). */
   stargzDaemon?: string;
+  /** Client pulling the Ferry lazy modes' images (default ctr-remote; oci-ref always uses `ferry pull`). */
+  pullClient?: PullClient;
 }
+
+/**
+ * Who pulls a Ferry lazy mode's image: `ctr-remote` (`images rpull --snapshotter ferry`, the Go
+ * client users of remote snapshotters run, as the eStargz modes do; containerd resolves the image
+ * itself and the snapshotter mounts it at the first layer's Prepare, so the container's create
+ * waits for the mount) or `ferry` (`ferry pull --snapshotter-api`: the pull runs in the snapshotter
+ * and returns once the image is mounted).
+ */
+export type PullClient = 'ferry' | 'ctr-remote';
+export const PULL_CLIENTS: readonly PullClient[] = ['ctr-remote', 'ferry'];
 
 export interface NodeEnv {
   index: number;
@@ -299,6 +311,36 @@ async function ociRefConfig(dir: string): Promise<string> {
 
 type LazyExtra = { prefetch?: boolean; p2p?: boolean; trace?: boolean; ociRef?: boolean };
 
+/** The client that pulls a lazy mode's image in this run (oci-ref: always `ferry pull`, see checkLazyPull). */
+export function lazyPullClient(env: Pick<RunEnv, 'pullClient'>, extra: LazyExtra): PullClient {
+  return extra.ociRef ? 'ferry' : (env.pullClient ?? 'ctr-remote');
+}
+
+/**
+ * `ctr-remote images rpull` of `ref` into `snapshotter` over plain HTTP (`extra`: options before the
+ * reference). The Ferry modes pass no credentials: the bench registries serve pulls anonymously.
+ */
+export function rpullArgs(
+  ctd: Pick<Containerd, 'address' | 'namespace'>,
+  snapshotter: string,
+  ref: string,
+  extra: string[] = [],
+): string[] {
+  return [
+    '--address',
+    ctd.address,
+    '--namespace',
+    ctd.namespace,
+    'images',
+    'rpull',
+    '--plain-http',
+    '--snapshotter',
+    snapshotter,
+    ...extra,
+    ref,
+  ];
+}
+
 function lazyRef(r: ImageRefs, extra: LazyExtra): string | undefined {
   if (extra.ociRef) return r.ociRef;
   return extra.trace ? r.nydusTrace : extra.prefetch ? (r.nydusPrefetch ?? r.nydus) : r.nydus;
@@ -378,7 +420,15 @@ function lazyDriver(id: ModeId, variant: 'erofs' | 'fuse', extra: LazyExtra): Mo
       const r = await exec('curl', ['-s', '--unix-socket', sock, 'http://localhost/metrics'], { timeoutMs: 10_000 });
       return r.code === 0 ? (sumMetric(r.stdout, 'ferry_snapshotter_lazy_bytes_fetched') ?? undefined) : undefined;
     },
-    pull: async (_env, n, _p, ctd, ref) => {
+    pull: async (env, n, _p, ctd, ref) => {
+      // oci-ref must prove every layer was taken lazily, which only `ferry pull --json` reports
+      if (lazyPullClient(env, extra) === 'ctr-remote') {
+        await checked(
+          'ctr-remote images rpull',
+          exec('ctr-remote', rpullArgs(ctd, 'ferry', ref), { netns: n.node.netns, timeoutMs: 30 * 60_000 }),
+        );
+        return;
+      }
       const r = await exec(
         process.execPath,
         [
@@ -441,19 +491,12 @@ function estargzDriver(id: ModeId, optimized: boolean): ModeDriver {
         'ctr-remote images rpull',
         exec(
           'ctr-remote',
-          [
-            '--address',
-            ctd.address,
-            '--namespace',
-            ctd.namespace,
-            'images',
-            'rpull',
-            '--plain-http',
-            '--snapshotter',
+          rpullArgs(
+            ctd,
             'stargz',
-            ...(env.registry.creds ? ['--user', `${env.registry.creds.username}:${env.registry.creds.password}`] : []),
             ref,
-          ],
+            env.registry.creds ? ['--user', `${env.registry.creds.username}:${env.registry.creds.password}`] : [],
+          ),
           { netns: n.node.netns, timeoutMs: 30 * 60_000 },
         ),
       ),

@@ -14,9 +14,9 @@ import { join, resolve } from 'node:path';
 import { FerryError } from '../core/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import { createStar, parseRate, shape, unmountUnder, type Star } from './env/index.js';
-import { ensureStargzDaemon } from './estargz.js';
+import { ensureStargzDaemon, onPath } from './estargz.js';
 import { runOne, type PlannedRun } from './measure.js';
-import { DRIVERS, modeAvailability } from './modes.js';
+import { DRIVERS, PULL_CLIENTS, modeAvailability, type PullClient } from './modes.js';
 import { projectRoot } from './procs.js';
 import { publishImages } from './publish.js';
 import { startBenchRegistries, type BenchRegistry } from './registry.js';
@@ -62,6 +62,8 @@ export interface BenchOptions {
   buildStargz?: boolean;
   /** Stops after the current run (results so far are kept, everything is cleaned up). */
   signal?: AbortSignal;
+  /** Client pulling the Ferry lazy modes (default ctr-remote, as the eStargz modes; `ferry` = `ferry pull`). */
+  pullClient?: PullClient;
 }
 
 export function machineInfo(): MachineInfo {
@@ -155,6 +157,8 @@ function validate(opts: BenchOptions): { nodesList: number[]; bandwidths: string
   for (const k of kinds)
     if (!ALL_REGISTRIES.includes(k))
       throw new FerryError('INVALID_ARGUMENT', `unknown registry ${k} (known: ${ALL_REGISTRIES.join(', ')})`);
+  if (opts.pullClient !== undefined && !PULL_CLIENTS.includes(opts.pullClient))
+    throw new FerryError('INVALID_ARGUMENT', `unknown pull client ${opts.pullClient} (known: ${PULL_CLIENTS.join(', ')})`);
   return { nodesList, bandwidths, kinds };
 }
 
@@ -203,6 +207,27 @@ function planRuns(o: {
   return plan;
 }
 
+/**
+ * The client that pulls the Ferry lazy modes' images: the one asked for (default ctr-remote, the Go
+ * client the eStargz modes use too), or `ferry pull` when ctr-remote is not installed; with the
+ * report's note saying which and why.
+ */
+export function choosePullClient(asked: PullClient | undefined, ctrRemote: boolean): { client: PullClient; note: string } {
+  const want = asked ?? 'ctr-remote';
+  if (want === 'ctr-remote' && !ctrRemote)
+    return {
+      client: 'ferry',
+      note: 'Ferry lazy modes pulled with `ferry pull` (ctr-remote, the default client, is not installed: Debian package stargz-snapshotter)',
+    };
+  return {
+    client: want,
+    note:
+      want === 'ctr-remote'
+        ? 'Ferry lazy modes pulled with `ctr-remote images rpull --snapshotter ferry` (as eStargz with `--snapshotter stargz`; oci-ref with `ferry pull --json`); the mount finishes during `ctr containers create`'
+        : 'Ferry lazy modes pulled with `ferry pull --snapshotter-api` (--ferry-pull-client ferry): the pull returns once the image is mounted',
+  };
+}
+
 /** Runs the benchmark and returns its results (the caller writes the report). */
 export async function runBench(opts: BenchOptions = {}): Promise<BenchResults> {
   const log = opts.log ?? silentLogger();
@@ -226,6 +251,8 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResults> {
     return reason ? { id: m, label: MODE_LABELS[m], status: 'not-run', reason } : { id: m, label: MODE_LABELS[m], status: 'run' };
   });
   const runModes = (): ModeId[] => status.filter((s) => s.status === 'run').map((s) => s.id);
+  const pullClient = choosePullClient(opts.pullClient, onPath('ctr-remote') !== undefined);
+  if (runModes().some((m) => m.startsWith('lazy'))) notes.push(pullClient.note);
   let stargzDaemon: string | undefined;
   if (runModes().some((m) => PEER_MODES.includes(m))) {
     const sg = await ensureStargzDaemon({ build: opts.buildStargz ?? true, log });
@@ -294,7 +321,13 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResults> {
             rep: 0,
             warmup: true,
           };
-          const r = await runOne(p, { star, dir: join(workDir, `warmup-${w.id}-${registry.kind}`), log, timeoutMs: timeoutFor(p) });
+          const r = await runOne(p, {
+            star,
+            dir: join(workDir, `warmup-${w.id}-${registry.kind}`),
+            log,
+            timeoutMs: timeoutFor(p),
+            pullClient: pullClient.client,
+          });
           if (!r.ok) {
             notes.push(`lazy-trace warm-up failed for ${w.id} (${registry.kind}): ${(r.error ?? '').slice(0, 300)}`);
             delete refs.nydusTrace;
@@ -333,6 +366,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResults> {
         dir: join(workDir, `run-${done}`),
         log,
         timeoutMs: timeoutFor(p),
+        pullClient: pullClient.client,
         ...(stargzDaemon ? { stargzDaemon } : {}),
       });
       runs.push(r);
@@ -364,7 +398,15 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResults> {
     finishedAt: new Date().toISOString(),
     gitCommit: commit,
     machine: machineInfo(),
-    settings: { bandwidths, repeat, nodes: nodesList, quick, registries: registries.map((r) => r.kind), seed },
+    settings: {
+      bandwidths,
+      repeat,
+      nodes: nodesList,
+      quick,
+      registries: registries.map((r) => r.kind),
+      seed,
+      pullClient: pullClient.client,
+    },
     modes: status,
     workloads: infos,
     runs,

@@ -210,6 +210,8 @@ export interface BenchResults {
     /** Registries that served runs, side by side. */
     registries: RegistryKind[];
     seed: number;
+    /** Client that pulled the Ferry lazy modes (absent in reports written before it was a choice: `ferry`). */
+    pullClient?: 'ferry' | 'ctr-remote';
   };
   modes: ModeStatus[];
   workloads: WorkloadInfo[];

@@ -6,7 +6,17 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import cliProgress from 'cli-progress';
-import { ALL_MODES, ALL_REGISTRIES, WORKLOADS, runBench, writeReport, type ModeId, type RegistryKind } from '../bench/index.js';
+import {
+  ALL_MODES,
+  ALL_REGISTRIES,
+  PULL_CLIENTS,
+  WORKLOADS,
+  runBench,
+  writeReport,
+  type ModeId,
+  type PullClient,
+  type RegistryKind,
+} from '../bench/index.js';
 import { createLogger } from '../observe/index.js';
 
 function list(v: string): string[] {
@@ -45,6 +55,10 @@ export async function run(argv: string[]): Promise<number> {
     .option('--no-png', 'skip the PNG screenshots (Chromium)')
     .option('--registry <list>', `registries serving runs side by side (${ALL_REGISTRIES.join(', ')}; default both)`, list)
     .option('--no-build-stargz', 'do not build the stargz snapshotter daemon (bench/estargz/build.sh) when it is missing')
+    .option(
+      '--ferry-pull-client <client>',
+      `client pulling the Ferry lazy modes: ${PULL_CLIENTS.join(' or ')} (default ctr-remote, as the eStargz modes; oci-ref always uses ferry pull)`,
+    )
     .option('--seed <n>', 'seed of the interleaving order', (v) => Number(v), 1)
     .option('--log-level <level>', 'log level of the harness (JSON logs on stderr)', 'warn')
     .exitOverride();
@@ -66,6 +80,7 @@ export async function run(argv: string[]): Promise<number> {
     png: boolean;
     registry?: string[];
     buildStargz: boolean;
+    ferryPullClient?: string;
     seed: number;
     logLevel: string;
   }>();
@@ -80,6 +95,10 @@ export async function run(argv: string[]): Promise<number> {
       process.stderr.write(`ferry bench: unknown registry ${JSON.stringify(r)} (known: ${ALL_REGISTRIES.join(', ')})\n`);
       return 2;
     }
+  }
+  if (o.ferryPullClient !== undefined && !PULL_CLIENTS.includes(o.ferryPullClient as PullClient)) {
+    process.stderr.write(`ferry bench: unknown pull client ${JSON.stringify(o.ferryPullClient)} (known: ${PULL_CLIENTS.join(', ')})\n`);
+    return 2;
   }
   if (process.getuid?.() !== 0) {
     process.stderr.write('ferry bench: needs root (network namespaces, containerd, tc)\n');
@@ -131,6 +150,7 @@ export async function run(argv: string[]): Promise<number> {
       ...(o.bandwidth ? { bandwidths: o.bandwidth } : {}),
       ...(o.registry ? { registries: o.registry as RegistryKind[] } : {}),
       ...(o.buildStargz ? {} : { buildStargz: false }),
+      ...(o.ferryPullClient ? { pullClient: o.ferryPullClient as PullClient } : {}),
       quick: o.quick,
       seed: o.seed,
       log,

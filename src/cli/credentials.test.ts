@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chainConfig, explicitCredentials, sideCredentials } from './credentials.js';
+import { chainConfig, explicitCredentials, mayHaveCredentials, sideCredentials } from './credentials.js';
 
 const stdin = (s: string) => () => s;
 
@@ -54,4 +54,17 @@ test('convert/check side credentials: from a file without a warning, inline with
   assert.throws(() => sideCredentials({ sourceCreds: 'u:p', sourceCredsFile: '/c' }, 'source', warn, read), /not both/);
   assert.throws(() => sideCredentials({ sourceCredsFile: '/nope' }, 'source', warn, read), /--source-creds-file \/nope: ENOENT/);
   assert.throws(() => sideCredentials({ sourceCredsFile: '/c' }, 'source', warn, () => 'nocolon'), /USER:PASSWORD/);
+});
+
+test('the chain is loaded only when it may find credentials: a flag source, or a Docker config file on disk', () => {
+  const present = () => true;
+  const absent = () => false;
+  assert.equal(mayHaveCredentials({}, absent), false);
+  assert.equal(mayHaveCredentials({}, present), true);
+  assert.equal(mayHaveCredentials({ dockerConfig: false }, present), false);
+  assert.equal(mayHaveCredentials({ dockerConfig: '/etc/x.json' }, absent), true);
+  assert.equal(mayHaveCredentials({ user: 'u:p', dockerConfig: false }, absent), true);
+  assert.equal(mayHaveCredentials({ user: 'u', passwordStdin: true }, absent), true);
+  assert.equal(mayHaveCredentials({ pullSecret: ['/s'] }, absent), true);
+  assert.equal(mayHaveCredentials({ pullSecret: [] }, absent), false);
 });

@@ -9,39 +9,9 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { FerryError } from '../core/index.js';
 import { credentialChain, parseUserPassword, type ChainConfig, type CredentialChain, type Credentials } from '../remote/index.js';
+import type { CredentialFlags } from './credential-flags.js';
 
-export interface CredentialFlags {
-  user?: string;
-  passwordStdin?: boolean;
-  pullSecret?: string[];
-  /** a path, or false for `--no-docker-config` */
-  dockerConfig?: string | false;
-}
-
-const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
-
-/**
- * Adds the chain's flags. `explicit`: the command takes `--user`/`--password-stdin` (commands
- * that pull for one image); servers take only the file sources.
- */
-export function addCredentialOptions(cmd: Command, o: { explicit: boolean }): Command {
-  if (o.explicit) {
-    cmd
-      .option('--user <user[:password]>', 'registry credentials (USER:PASSWORD, or USER with --password-stdin)')
-      .option('--password-stdin', "read the password (a robot's secret) from standard input");
-  }
-  return cmd
-    .option(
-      '--pull-secret <path>',
-      'Kubernetes image pull secret: a .dockerconfigjson file or a secret volume directory (repeatable)',
-      collect,
-    )
-    .option(
-      '--docker-config <file>',
-      'Docker config.json (auths, credHelpers, credsStore); default $DOCKER_CONFIG/config.json or ~/.docker/config.json',
-    )
-    .option('--no-docker-config', 'do not read a Docker config.json');
-}
+export { addCredentialOptions, mayHaveCredentials, type CredentialFlags } from './credential-flags.js';
 
 const stderrLine = (l: string): void => {
   process.stderr.write(`${l}\n`);

@@ -7,7 +7,7 @@
  */
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { createRequire } from 'node:module';
 
 export const DEFAULT_ROOT = '/var/lib/ferry/snapshotter';
 export const DEFAULT_API = join(DEFAULT_ROOT, 'api.sock');
@@ -43,6 +43,8 @@ export function snapshotterOfArgv(argv: string[], cwd: string): Omit<RunningSnap
   const config = flag(rest, '--config');
   if ((!root || !name) && config) {
     try {
+      // yaml is loaded only here: `ferry pull` given its socket never needs it
+      const { parse: parseYaml } = createRequire(import.meta.url)('yaml') as typeof import('yaml');
       const c = (parseYaml(readFileSync(resolve(cwd, config), 'utf8')) ?? {}) as { root?: unknown; name?: unknown };
       if (!root && typeof c.root === 'string') root = c.root;
       if (!name && typeof c.name === 'string') name = c.name;

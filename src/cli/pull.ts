@@ -18,9 +18,8 @@ import { FerryError } from '../core/index.js';
 import { requestPull } from '../snapshotter/pull-api-client.js';
 import type { PullRequestBody, PullResult } from '../snapshotter/protocol.js';
 import { parseArgs } from './lifecycle.js';
-import { parseReference } from '../remote/index.js';
 import { DEFAULT_API, findRunningSnapshotters, type RunningSnapshotter } from './find-snapshotter.js';
-import { addCredentialOptions, chainFromFlags, explicitCredentials, type CredentialFlags } from './credentials.js';
+import { addCredentialOptions, mayHaveCredentials, type CredentialFlags } from './credential-flags.js';
 
 /**
  * The credentials this pull hands over (`user:password`, sent with the request over the
@@ -29,6 +28,12 @@ import { addCredentialOptions, chainFromFlags, explicitCredentials, type Credent
  * snapshotter keeps them in memory for the image's mounts.
  */
 async function credentialsFor(ref: string, f: CredentialFlags): Promise<string | undefined> {
+  // the chain (remote/: ~0.1 s of module loading) only when it may find something
+  if (!mayHaveCredentials(f)) return undefined;
+  const [{ chainFromFlags, explicitCredentials }, { parseReference }] = await Promise.all([
+    import('./credentials.js'),
+    import('../remote/index.js'),
+  ]);
   const explicit = explicitCredentials(f);
   if (explicit) return `${explicit.username}:${explicit.password}`;
   const r = parseReference(ref);

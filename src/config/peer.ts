@@ -66,6 +66,12 @@ export const peerConfigSchema = z
         taskTTL: duration.default(30 * 86_400_000),
         /** In-memory LRU of recent pieces (serving many children reads each piece from disk once). */
         memoryCache: size.default(64 * 1024 * 1024),
+        /**
+         * One-piece tasks up to this size (a lazy loader's range reads) are held in memory while they
+         * download and written to disk in one write once complete, off the read's path; 0 = every task
+         * writes its pieces to its data file as they arrive.
+         */
+        memoryBelow: size.default(4 * 1024 * 1024),
       })
       .strict()
       .prefault({}),
@@ -162,6 +168,15 @@ export const peerConfigSchema = z
          * every requester passes a HEAD of its own URL with its own credential (p2p/peer/access).
          */
         taskIdBasedBlobDigest: z.boolean().default(true),
+        /**
+         * A one-piece range task of an object the scheduler last said this host reads alone goes to
+         * the origin at once and registers with its last report (p2p/peer/speculate): no
+         * registration round trip before a lazy read's bytes. Another host reading the object ends it.
+         * Off by default: the node that reads a blob first never asks another for a range while its
+         * note holds, so at N = 2 the node ahead gets nothing from the other (`ferry bench --quick`'s
+         * "bytes from another peer" check failed with it on).
+         */
+        sourceWhileRegistering: z.boolean().default(false),
       })
       .strict()
       .prefault({}),

@@ -751,18 +751,16 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertResult>
     }
     throwIfAborted(opts.signal);
     // Before the tag: a failure here leaves nothing tagged, and the next attempt carries them again.
-    const carried =
-      opts.carrySupplyChain === false
-        ? { tags: [], referrers: [] }
-        : await carrySupplyChain({
-            sourceClient: sc,
-            targetClient: tc,
-            source: src,
-            target: dst,
-            sourceDigest: top.digest,
-            targetDigest: sha256Digest(finalBody),
-            log,
-          });
+    const carried = await carrySupplyChain({
+      sourceClient: sc,
+      targetClient: tc,
+      source: src,
+      target: dst,
+      sourceDigest: top.digest,
+      targetDigest: sha256Digest(finalBody),
+      log,
+      enabled: opts.carrySupplyChain !== false,
+    });
     const attestations = opts.signKey
       ? await attestConversion({
           client: tc,

@@ -17,6 +17,7 @@ export {
 export { parseDuration, parseSize, formatBytes } from './units.js';
 export { systemClock, type Clock } from './clock.js';
 export { TokenBucket } from './token-bucket.js';
+export { defaultDockerConfigPath } from './docker-config.js';
 export {
   S_IFMT,
   S_IFSOCK,

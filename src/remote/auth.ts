@@ -4,8 +4,7 @@
  * `~/.docker/config.json` credentials, and the token cache.
  */
 import { readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { defaultDockerConfigPath } from '../core/index.js';
 import { matchAuths } from './credentials.js';
 
 export interface Credentials {
@@ -78,7 +77,7 @@ export function parseChallenges(header: string | null | undefined): Challenge[] 
  * in credentials.ts.
  */
 export function dockerConfigCredentials(host: string, configPath?: string): Credentials | undefined {
-  const path = configPath ?? join(process.env.DOCKER_CONFIG ?? join(homedir(), '.docker'), 'config.json');
+  const path = configPath ?? defaultDockerConfigPath();
   let cfg: { auths?: unknown };
   try {
     cfg = JSON.parse(readFileSync(path, 'utf8')) as { auths?: unknown };

@@ -19,9 +19,8 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { FerryError, systemClock, type Clock } from '../core/index.js';
+import { FerryError, defaultDockerConfigPath, systemClock, type Clock } from '../core/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import type { Credentials } from './auth.js';
 import { DOCKER_HUB } from './reference.js';
@@ -404,11 +403,6 @@ export interface DockerConfigSourceOptions {
   clock?: Clock;
   /** How long a helper's answer is reused. Default 30 s (helpers may be slow; rotated secrets show up after it). */
   helperCacheMs?: number;
-}
-
-/** The default Docker config path (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`). */
-export function defaultDockerConfigPath(): string {
-  return join(process.env.DOCKER_CONFIG ?? join(homedir(), '.docker'), 'config.json');
 }
 
 /**

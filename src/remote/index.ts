@@ -35,7 +35,6 @@ export {
   matchAuths,
   credentialKey,
   normaliseRegistryHost,
-  defaultDockerConfigPath,
   type CredentialSource,
   type CredentialProvider,
   type FoundCredentials,
@@ -66,3 +65,4 @@ export {
   currentPlatform,
   ANY_PLATFORM,
 } from '../oci/index.js';
+export { defaultDockerConfigPath } from '../core/index.js';

@@ -206,14 +206,22 @@ export class LazyImages implements RemoteLayers {
    * digest), from the manifest it already holds: the bootstrap fetch and the mount run while the
    * pull writes content and containerd sends its Prepares, which then find this resolution.
    */
-  warm(ref: ImageReference, manifestDigest: string, manifest: ImageManifest, plainHttp: boolean, config?: ImageConfig): void {
+  warm(ref: ImageReference, manifestDigest: string, manifest: ImageManifest, plainHttp: boolean, config?: Promise<ImageConfig>): void {
     if (!manifest.layers.some((l) => l.annotations?.[NydusAnnotation.BOOTSTRAP] === 'true')) return; // not a Nydus image
     const r = withDigest(ref, manifestDigest);
     const insecure = this.isInsecure(r, plainHttp);
     const key = this.resolveKey(r, insecure);
     if (this.resolving.has(key)) return;
     const t0 = Date.now();
-    const p = this.fromManifest(r, manifestDigest, manifest, insecure, t0, Promise.resolve(config));
+    // the config may still be on its way: only the startup hint waits for it (unreadable: no hint)
+    const p = this.fromManifest(
+      r,
+      manifestDigest,
+      manifest,
+      insecure,
+      t0,
+      config ? config.catch(() => undefined) : Promise.resolve(undefined),
+    );
     this.resolving.set(key, p);
     p.then(
       (res) => {

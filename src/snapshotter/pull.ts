@@ -55,10 +55,12 @@ export interface PullOptions {
   /** Called with one line per step (CLI progress). */
   progress?: (line: string) => void;
   /**
-   * Called as soon as manifest and config are known, before anything is written to containerd (the
-   * snapshotter serving a pull starts the lazy mount here, ahead of containerd's Prepares).
+   * Called as soon as the manifest is known — the config is still on its way (`config` settles when
+   * it arrives or fails) — before anything is written to containerd: the snapshotter serving a pull
+   * starts the lazy mount's bootstrap fetch here, alongside the config and ahead of containerd's
+   * Prepares.
    */
-  onResolved?: (ref: ImageReference, manifestDigest: string, manifest: ImageManifest, config: ImageConfig) => void;
+  onResolved?: (ref: ImageReference, manifestDigest: string, manifest: ImageManifest, config: Promise<ImageConfig>) => void;
   /** An open connection to containerd at `address` to use (and leave open) instead of a new one. */
   connection?: GrpcConnection;
 }
@@ -132,11 +134,18 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
   // manifest (an index resolves to this platform's manifest, preferring a Nydus one)
   const resolved = await reg.resolveImage(ref, { prefer: 'nydus', ...(o.platform ? { platform: parsePlatform(o.platform) } : {}) });
   const { manifest, fetched: m } = resolved;
+  const ms: Record<string, number> = { resolve: Date.now() - t0 };
   fetched += m.body.length + (resolved.index?.fetched.body.length ?? 0);
-  const configBuf = await reg.getBlobBuffer(ref.registry, ref.repository, manifest.config.digest, MAX_CONFIG_BYTES);
+  const configP = reg.getBlobBuffer(ref.registry, ref.repository, manifest.config.digest, MAX_CONFIG_BYTES).then((buf) => ({
+    buf,
+    config: parseImageConfig(buf, `${name}: config ${manifest.config.digest}`),
+  }));
+  const parsedP = configP.then((c) => c.config);
+  parsedP.catch(() => undefined); // awaited below (through configP); a listener may ignore it
+  o.onResolved?.(ref, m.digest, manifest, parsedP);
+  const { buf: configBuf, config } = await configP;
+  ms.config = Date.now() - t0;
   fetched += configBuf.length;
-  const config = parseImageConfig(configBuf, `${name}: config ${manifest.config.digest}`);
-  o.onResolved?.(ref, m.digest, manifest, config);
   const diffIds = config.rootfs.diff_ids;
   if (diffIds.length !== manifest.layers.length) {
     throw new FerryError('INVALID_ARGUMENT', `${name}: ${manifest.layers.length} layers but ${diffIds.length} diff_ids`);
@@ -150,6 +159,7 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
   try {
     const leaseApi = new ContainerdApi(root);
     const lease = await leaseApi.createLease();
+    ms.lease = Date.now() - t0;
     const conn = root.with({ lease });
     const api = new ContainerdApi(conn);
     const sn = new SnapshotsClient(conn, snapshotterName);
@@ -169,6 +179,7 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
         }),
       ]);
 
+      ms.content = Date.now() - t0;
       const layers: PulledLayer[] = [];
       for (let i = 0; i < manifest.layers.length; i++) {
         const layer = manifest.layers[i]!;
@@ -255,10 +266,14 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
           throw err;
         }
       }
+      ms.layers = Date.now() - t0;
       const top = chains[chains.length - 1];
       if (top) await api.setContentLabels(manifest.config.digest, { [`containerd.io/gc.ref.snapshot.${snapshotterName}`]: top });
       await api.putImage(name, { mediaType: rec.mediaType, digest: rec.digest, size: rec.body.length });
       say(`image ${name} unpacked with snapshotter ${snapshotterName}`);
+      ms.image = Date.now() - t0;
+      // when each step ended, in ms since the pull started (bench/snapshotter/pull.ts reads these)
+      log.debug({ ref: name, manifest: m.digest, ms: ms.image, steps: ms, layers: layers.map((l) => l.how) }, 'pull done');
       return { name, manifestDigest: m.digest, configDigest: manifest.config.digest, layers, bytesFetched: fetched, ms: Date.now() - t0 };
     } finally {
       await leaseApi.deleteLease(lease).catch((err: unknown) => log.warn({ err, lease }, 'deleting lease failed'));

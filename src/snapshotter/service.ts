@@ -145,6 +145,8 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
       containerd.set(body.address, connection);
     }
     const forUs = (body.snapshotter ?? cfg.name) === cfg.name;
+    const t0 = Date.now();
+    pullLog.debug({ ref: body.ref }, 'pull request received');
     const explicit = body.user !== undefined ? parseUserPassword(body.user) : undefined;
     const result = await pullImage({
       ...body,
@@ -160,7 +162,10 @@ export async function startSnapshotter(opts: StartSnapshotterOptions): Promise<S
     });
     if (lazy && forUs && result.layers.some((l) => l.how !== 'applied')) {
       try {
-        if (await lazy.ensureMounted(result.manifestDigest)) progress(`lazy mount of ${result.name} ready`);
+        if (await lazy.ensureMounted(result.manifestDigest)) {
+          progress(`lazy mount of ${result.name} ready`);
+          pullLog.debug({ ref: result.name, ms: Date.now() - t0 }, 'pull answered: image in containerd and mounted');
+        }
       } catch (err) {
         throw new FerryError(
           asFerryError(err).code === 'UNAUTHENTICATED' ? 'UNAUTHENTICATED' : 'UNAVAILABLE',

@@ -40,6 +40,8 @@ let cd: Containerd;
 let ociRef: string;
 let nydusRef: string;
 let nydusBlobBytes = 0;
+let nydusLayers: string[] = [];
+let nydusConfig = '';
 
 const served = (): Promise<number> => metricValue(reg.metrics, 'ferry_registry_blob_bytes_served_total');
 
@@ -77,6 +79,8 @@ before(async () => {
   const man = parseImageManifest((await client.getManifest(nref)).body);
   assert.equal(man.layers.length, 3);
   nydusBlobBytes = man.layers.reduce((n, l) => n + l.size, 0);
+  nydusLayers = man.layers.map((l) => l.digest);
+  nydusConfig = man.config.digest;
 
   const log = createLogger({ name: 'lazy-e2e', level: process.env.FERRY_TEST_LOG ?? 'silent' });
   const config = parseSnapshotterConfig({ address: join(dir, 'snap.sock'), root: join(dir, 'snaproot') });
@@ -378,6 +382,12 @@ test('ctr-remote images rpull --snapshotter ferry pulls the Nydus image lazily (
   ]);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(snap.snapshotter.list([]).filter((i) => i.labels['containerd.io/snapshot/remote']).length, 3);
+  // lazily: containerd fetched manifest and config only, no layer (blobs nor bootstrap) into its content store
+  const content = await cd.ctr(['content', 'ls', '-q']);
+  assert.equal(content.code, 0, content.stderr);
+  assert.ok(content.stdout.includes(nydusConfig), `the listing shows the config ${nydusConfig}: ${content.stdout}`);
+  const held = nydusLayers.filter((d) => content.stdout.includes(d));
+  assert.deepEqual(held, [], `containerd downloaded layers of ${nydusRef}: ${held.join(', ')}`);
   const run = await cd.ctr(['run', '--rm', '--snapshotter', 'ferry', nydusRef, 'rpull-1', '/bin/cat', '/srv/app/message.txt']);
   assert.equal(run.code, 0, run.stderr);
   assert.equal(run.stdout, 'hello from a lazily loaded layer\n');

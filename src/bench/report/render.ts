@@ -387,6 +387,7 @@ export const PEER_HEAD = [
   'workload',
   'registry',
   'link',
+  'eStargz reference',
   'time: lazy ÷ eStargz',
   'time: lazy + trace ÷ eStargz',
   'requests: lazy / eStargz',
@@ -396,7 +397,8 @@ export const PEER_HEAD = [
 /**
  * Ferry against the peer, N = 1, per workload, registry and link: ready-time ratios of Ferry's
  * default lazy mode and of lazy + trace to eStargz (the better of plain and optimized), requests
- * per start of each, registry bytes ratio. Rows only where both were measured.
+ * per start of each, registry bytes ratio; which eStargz variant was the faster (the reference)
+ * is named in its own column. Rows only where both were measured.
  */
 export function peerRows(r: BenchResults): string[][] {
   const rows: string[][] = [];
@@ -417,6 +419,7 @@ export function peerRows(r: BenchResults): string[][] {
         w.id,
         pf.registry,
         pf.bandwidth,
+        peer.mode === 'estargz-opt' ? 'optimized' : 'plain',
         ratio(lazy.readyMs.median, peer.readyMs.median),
         ratio(trace?.readyMs.median, peer.readyMs.median),
         `${req(lazy)} / ${req(peer)}`,

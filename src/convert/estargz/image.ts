@@ -223,18 +223,16 @@ export async function convertImageToEstargz(o: EstargzConvertOptions): Promise<C
       finalType = MediaType.OCI_MANIFEST;
     }
     throwIfAborted(o.signal);
-    const carried =
-      o.carrySupplyChain === false
-        ? { tags: [], referrers: [] }
-        : await carrySupplyChain({
-            sourceClient: sc,
-            targetClient: tc,
-            source: src,
-            target: dst,
-            sourceDigest: top.digest,
-            targetDigest: sha256Digest(finalBody),
-            log,
-          });
+    const carried = await carrySupplyChain({
+      sourceClient: sc,
+      targetClient: tc,
+      source: src,
+      target: dst,
+      sourceDigest: top.digest,
+      targetDigest: sha256Digest(finalBody),
+      log,
+      enabled: o.carrySupplyChain !== false,
+    });
     const targetDigest = await tc.putManifest(dst, finalBody, finalType);
     const res: ConvertResult = {
       source: formatReference(src),

@@ -79,7 +79,12 @@ export interface ParentRef {
 export type ScheduleResponse =
   | { kind: 'empty' }
   | { kind: 'normal'; parents: ParentRef[] }
-  | { kind: 'needBackToSource'; description?: string };
+  /**
+   * `objectAlone` (range tasks): no other host has a peer of any task of this object — the peer
+   * may send its next range tasks of the object to the origin at once and register them with
+   * their last report (p2p/peer/speculate).
+   */
+  | { kind: 'needBackToSource'; description?: string; objectAlone?: boolean };
 
 export interface PieceReport {
   number: number;
@@ -214,6 +219,32 @@ export const peerEventsSchema = z.object({
     )
     .max(100_000),
 });
+
+/**
+ * `POST /api/v1/events`: the reports of several peers of one host in one request (each peer's
+ * events in order, as `POST /api/v1/peers/{id}/events` takes them). Answered with the ids the
+ * scheduler does not know (their events are dropped, as the single-peer call would answer 404).
+ */
+export const peerReportsSchema = z.object({
+  reports: z
+    .array(z.object({ peerId: z.string().min(1), register: registerRequestSchema.optional() }).extend(peerEventsSchema.shape))
+    .max(10_000),
+});
+
+/**
+ * `register`: a peer that went to the origin without registering first (a range task of an object
+ * its host reads alone, p2p/peer/speculate) registers together with its events — it is added as a
+ * back-to-source peer, then its events apply.
+ */
+export interface PeerReports {
+  reports: Array<{ peerId: string; events: PeerEvent[]; register?: RegisterRequest | undefined }>;
+}
+
+export interface PeerReportsResponse {
+  unknown: string[];
+  /** Of the peers registered with their report: those whose host is (still) the only one reading the object. */
+  alone?: string[];
+}
 
 /** `POST /api/v1/peers/{id}/reschedule` (RescheduleRequest). */
 export const rescheduleRequestSchema = z.object({ candidateParentIds: z.array(z.string()).optional() }).passthrough();

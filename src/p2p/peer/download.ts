@@ -15,12 +15,13 @@ import { FerryError, asFerryError } from '../../core/index.js';
 import type { Logger } from '../../observe/index.js';
 import type { PeerConfig } from '../../config/peer.js';
 import { jsonRequest, request } from '../common/index.js';
-import { H, blobDigestOfUrl, pieceDigest, taskId } from '../common/index.js';
+import { H, blobDigestOfUrl, objectTaskId, pieceDigest, taskId } from '../common/index.js';
 import type { TokenBucket } from '../common/index.js';
-import type { ClusterAuth, HostInfo, ParentRef, PeerEvent, PieceListResponse, ScheduleResponse } from '../common/index.js';
+import type { ClusterAuth, HostInfo, ParentRef, PeerEvent, PieceListResponse, RegisterRequest, ScheduleResponse } from '../common/index.js';
 import { authorizationOf } from './access.js';
 import type { PeerMetrics } from './metrics.js';
 import type { SchedulerClient } from './scheduler-client.js';
+import type { SoloObjects } from './speculate.js';
 import { fetchOriginRange, type OriginOptions } from './source.js';
 import type { PieceStore, TaskEntry } from './store.js';
 
@@ -37,6 +38,8 @@ export interface DownloadDeps {
   signal: AbortSignal;
   /** Cluster credentials for requests to parents' upload servers. */
   auth: ClusterAuth | undefined;
+  /** Objects this host reads alone (range tasks of them start at the origin while registering); undefined = off. */
+  solo?: SoloObjects | undefined;
 }
 
 export interface DownloadRequest {
@@ -96,6 +99,7 @@ class TaskDownload {
     this.peerId = `${d.host.ip}-${d.host.hostname}-${randomUUID()}${d.host.type === 'super' ? '-seed' : ''}`;
     this.log = d.log.child({ taskId: t.id, peerId: this.peerId });
     this.c = d.config.download;
+    if (t.meta.pieceCount === 1) this.held = [];
   }
 
   /** Headers of requests to parents: who asks, and the requester's registry credential for their access check. */
@@ -123,6 +127,23 @@ class TaskDownload {
     if (this.scheduler) void this.d.scheduler.report(this.scheduler, this.peerId, events);
   }
 
+  /**
+   * Piece reports of a one-piece task, held back to go with the task's last report (finished or
+   * failed): one report request per small range task instead of two or three. Its children ask
+   * the piece itself (`?wait=`), not the scheduler's piece list, so nothing waits for it.
+   */
+  private readonly held: PeerEvent[] | undefined = undefined;
+
+  private reportPiece(ev: PeerEvent): void {
+    if (this.held) this.held.push(ev);
+    else this.report([ev]);
+  }
+
+  /** The held piece reports followed by `last`. */
+  private final(last: PeerEvent): PeerEvent[] {
+    return [...(this.held?.splice(0) ?? []), last];
+  }
+
   async run(): Promise<void> {
     const started = Date.now();
     try {
@@ -130,6 +151,7 @@ class TaskDownload {
       if (!this.t.complete) {
         // A range download: the pieces are here, the task is not; leave the scheduler's graph.
         this.log.debug({ pieces: this.t.finishedCount }, 'partial task downloaded');
+        if (this.held?.length) this.report(this.held.splice(0));
         if (this.scheduler) await this.d.scheduler.leave(this.scheduler, this.peerId);
         return;
       }
@@ -137,14 +159,22 @@ class TaskDownload {
       await this.d.store.markDone(this.t);
       this.d.metrics.tasks.inc({ result: 'succeeded' });
       this.log.info({ ms: Date.now() - started, bytes: this.t.meta.contentLength }, 'task downloaded');
-      if (this.scheduler) {
-        await this.d.scheduler.report(this.scheduler, this.peerId, [{ kind: this.wentToSource ? 'backToSourceFinished' : 'finished' }]);
+      if (this.unregistered) {
+        // registered now, with the outcome: others find this peer as a parent from here on
+        const alone = await this.d.scheduler.registerDone(this.unregistered, this.final({ kind: 'backToSourceFinished' }));
+        this.d.solo?.note(this.objectId(), alone);
+      } else if (this.scheduler) {
+        await this.d.scheduler.report(
+          this.scheduler,
+          this.peerId,
+          this.final({ kind: this.wentToSource ? 'backToSourceFinished' : 'finished' }),
+        );
       }
     } catch (err) {
       const e = asFerryError(err, 'UNAVAILABLE');
       this.d.metrics.tasks.inc({ result: 'failed' });
       this.log.warn({ err: e.message }, 'task download failed');
-      this.report([{ kind: this.wentToSource ? 'backToSourceFailed' : 'failed', description: e.message }]);
+      this.report(this.final({ kind: this.wentToSource ? 'backToSourceFailed' : 'failed', description: e.message }));
       if (this.scheduler) void this.d.scheduler.leave(this.scheduler, this.peerId);
       this.t.fail(e);
       throw e;
@@ -163,25 +193,15 @@ class TaskDownload {
     if (small || !this.d.scheduler.enabled) {
       return this.backToSource('small object or no scheduler');
     }
+    if (this.readsAlone()) {
+      // The scheduler's answer is predictable: straight to the origin, registered with the outcome.
+      this.d.metrics.speculative.inc();
+      this.unregistered = this.registration();
+      return this.backToSource('object read alone', true);
+    }
     let resp: ScheduleResponse;
     try {
-      const r = await this.d.scheduler.register(
-        {
-          peerId: this.peerId,
-          hostId: this.d.host.id,
-          taskId: this.t.id,
-          download: {
-            url: this.t.meta.url,
-            ...this.t.meta.idOptions,
-            headers: this.req.headers,
-            contentLength: size,
-            actualPieceLength: this.t.meta.pieceLength,
-            needBackToSource: this.d.host.type === 'super',
-            concurrentPieceCount: this.c.concurrentPieceCount,
-          },
-        },
-        this.d.signal,
-      );
+      const r = await this.d.scheduler.register(this.registration(), this.d.signal);
       this.scheduler = r.scheduler;
       resp = r.response;
     } catch (err) {
@@ -189,10 +209,12 @@ class TaskDownload {
       this.log.warn({ err: (err as Error).message }, 'scheduler unavailable, downloading from the origin');
       return this.backToSource('scheduler unavailable');
     }
+    if (this.t.meta.range) this.d.solo?.note(this.objectId(), resp.kind === 'needBackToSource' && resp.objectAlone === true);
     const blocked = new Set<string>();
     for (let round = 1; ; round++) {
       if (resp.kind === 'empty') return;
-      if (resp.kind === 'needBackToSource') return this.backToSource(resp.description ?? 'scheduler said so');
+      // (the scheduler moved this peer to back-to-source when it answered so: no report of it)
+      if (resp.kind === 'needBackToSource') return this.backToSource(resp.description ?? 'scheduler said so', true);
       this.report([{ kind: 'started' }]);
       this.log.debug({ round, parents: resp.parents.map((p) => p.peerId) }, 'downloading from parents');
       const used =
@@ -211,6 +233,40 @@ class TaskDownload {
     this.d.metrics.schedulerFallback.inc();
     this.report([{ kind: 'failed', description: 'too many schedule rounds' }]);
     return this.backToSource('scheduling gave up');
+  }
+
+  private objectId(): string {
+    return objectTaskId({ url: this.t.meta.url, ...this.t.meta.idOptions });
+  }
+
+  /** Set when the task went to the origin without registering: it registers with its last report. */
+  private unregistered: RegisterRequest | undefined;
+
+  private registration(): RegisterRequest {
+    return {
+      peerId: this.peerId,
+      hostId: this.d.host.id,
+      taskId: this.t.id,
+      download: {
+        url: this.t.meta.url,
+        ...this.t.meta.idOptions,
+        headers: this.req.headers,
+        contentLength: this.t.meta.contentLength,
+        actualPieceLength: this.t.meta.pieceLength,
+        needBackToSource: this.d.host.type === 'super',
+        concurrentPieceCount: this.c.concurrentPieceCount,
+      },
+    };
+  }
+
+  /**
+   * A one-piece range task of an object this host read alone at the scheduler's last answer
+   * (p2p/peer/speculate): it goes to the origin at once and registers with its last report.
+   */
+  private readsAlone(): boolean {
+    const solo = this.d.solo;
+    if (!solo || !this.t.meta.range || this.t.meta.pieceCount !== 1 || this.d.host.type === 'super') return false;
+    return !this.c.disableBackToSource && solo.alone(this.objectId());
   }
 
   /**
@@ -239,10 +295,10 @@ class TaskDownload {
     }
   }
 
-  private async backToSource(why: string): Promise<void> {
+  private async backToSource(why: string, toldByScheduler = false): Promise<void> {
     if (this.c.disableBackToSource) throw new FerryError('UNAVAILABLE', `back-to-source disabled (${why})`);
     this.wentToSource = true;
-    this.report([{ kind: 'backToSourceStarted' }]);
+    if (!toldByScheduler) this.report([{ kind: 'backToSourceStarted' }]);
     this.log.debug({ why }, 'back to source');
     for (let pass = 0; pass < 1000; pass++) {
       const todo = this.missing();
@@ -280,7 +336,7 @@ class TaskDownload {
         const digest = pieceDigest(buf);
         await this.t.writePiece(n, buf, digest);
         this.d.metrics.traffic.inc({ type: 'BACK_TO_SOURCE' }, buf.length);
-        this.report([{ kind: 'pieceBackToSourceFinished', piece: { number: n, length: buf.length, digest, costMs: Date.now() - t0 } }]);
+        this.reportPiece({ kind: 'pieceBackToSourceFinished', piece: { number: n, length: buf.length, digest, costMs: Date.now() - t0 } });
       }
     };
     await Promise.all(Array.from({ length: Math.min(this.c.backToSourceConcurrency, Math.max(1, todo.length)) }, worker));
@@ -466,9 +522,10 @@ class TaskDownload {
     if (this.t.has(n)) return;
     await this.t.writePiece(n, buf, actual);
     this.d.metrics.traffic.inc({ type: 'REMOTE_PEER' }, buf.length);
-    this.report([
-      { kind: 'pieceFinished', piece: { number: n, length: buf.length, digest: actual, parentId: p.peerId, costMs: Date.now() - t0 } },
-    ]);
+    this.reportPiece({
+      kind: 'pieceFinished',
+      piece: { number: n, length: buf.length, digest: actual, parentId: p.peerId, costMs: Date.now() - t0 },
+    });
   }
 
   /**

@@ -45,6 +45,11 @@ export function makePeerMetrics(reg: MetricsRegistry) {
       help: 'downloads that went to the origin because scheduling failed',
       registers: r,
     }),
+    speculative: new Counter({
+      name: 'ferry_peer_speculative_source_total',
+      help: 'range tasks of objects this host read alone that went to the origin at once and registered with their outcome',
+      registers: r,
+    }),
     tasks: new Counter({ name: 'ferry_peer_download_task_total', help: 'task downloads', labelNames: ['result'], registers: r }),
     evictions: new Counter({ name: 'ferry_peer_evicted_task_total', help: 'tasks evicted from the store', registers: r }),
     diskUsage: new Gauge({ name: 'ferry_peer_disk_usage_bytes', help: 'bytes of task data in the store', registers: r }),

@@ -32,6 +32,7 @@ import { SchedulerClient } from './scheduler-client.js';
 import { PieceStore } from './store.js';
 import { uploadRoutes } from './upload.js';
 import { OriginStatCache } from './stat-cache.js';
+import { SoloObjects } from './speculate.js';
 import { UpstreamPolicy } from './upstreams.js';
 
 export interface StartPeerOptions {
@@ -163,6 +164,7 @@ export async function startPeer(opts: StartPeerOptions = {}): Promise<PeerHandle
     keep: config.storage.keep,
     taskTTL: config.storage.taskTTL,
     memoryCache: config.storage.memoryCache,
+    memoryBelow: config.storage.memoryBelow,
     log,
     onEvict: (id) => {
       metrics.evictions.inc();
@@ -193,6 +195,7 @@ export async function startPeer(opts: StartPeerOptions = {}): Promise<PeerHandle
       log,
       signal: aborter.signal,
       auth,
+      solo: config.download.sourceWhileRegistering ? new SoloObjects() : undefined,
     },
     new OriginStatCache({ origin, ttlMs: config.access.ttl }),
   );

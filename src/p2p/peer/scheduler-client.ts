@@ -9,17 +9,32 @@ import { FerryError } from '../../core/index.js';
 import { type Logger, silentLogger } from '../../observe/index.js';
 import { HashRing } from '../common/index.js';
 import { jsonRequest } from '../common/index.js';
-import type { ClusterAuth, HostInfo, PeerEvent, RegisterRequest, ScheduleResponse } from '../common/index.js';
+import type { ClusterAuth, HostInfo, PeerEvent, PeerReportsResponse, RegisterRequest, ScheduleResponse } from '../common/index.js';
 
 /** Most events in one report request. */
-const MAX_REPORT_BATCH = 200;
+const MAX_REPORT_BATCH = 1000;
+
+/**
+ * Reports waiting for the next report request to one scheduler: per peer, its events in order (and
+ * its registration, for a peer that went to the origin without registering first).
+ */
+interface ReportBatch {
+  reports: Map<string, { events: PeerEvent[]; register?: RegisterRequest | undefined }>;
+  events: number;
+  sent: Promise<PeerReportsResponse | undefined>;
+}
 
 export class SchedulerClient {
   private readonly ring: HashRing;
   private timer: NodeJS.Timeout | undefined;
-  private readonly queues = new Map<string, Promise<void>>();
-  /** Per peer: the events waiting for its next report request (not yet sent). */
-  private readonly outbox = new Map<string, { events: PeerEvent[]; sent: Promise<void> }>();
+  /** Per scheduler: the last report request queued (requests to one scheduler go one after another). */
+  private readonly queues = new Map<string, Promise<unknown>>();
+  /** Per scheduler: the reports waiting for the next request (not yet sent). */
+  private readonly outbox = new Map<string, ReportBatch>();
+  /** Per peer: the request carrying its latest events (`leave` waits for it). */
+  private readonly lastReport = new Map<string, Promise<unknown>>();
+  /** Schedulers without `POST /api/v1/events` (older versions): one request per peer. */
+  private readonly perPeerOnly = new Set<string>();
 
   constructor(
     readonly urls: string[],
@@ -120,46 +135,104 @@ export class SchedulerClient {
   }
 
   /**
-   * Queues reports for a peer (sent in order, errors logged, never thrown). Events reported while
-   * the peer's previous request is in flight (or in the same tick) go out together in one request:
-   * a small range task's started / piece / finished reports cost one or two requests, not three.
+   * Queues reports for a peer (sent in order, errors logged, never thrown). The reports of every
+   * peer of this host reported while the previous request to that scheduler is in flight (or in
+   * the same tick) go out together in one request (`POST /api/v1/events`): a lazy loader's small
+   * range tasks, each ending with one report, share requests instead of costing one each.
    * Resolves when the request carrying them is answered.
    */
   report(scheduler: string, peerId: string, events: PeerEvent[]): Promise<void> {
-    const open = this.outbox.get(peerId);
-    if (open && open.events.length + events.length <= MAX_REPORT_BATCH) {
-      open.events.push(...events);
+    return this.enqueue(scheduler, peerId, events).then(() => undefined);
+  }
+
+  /**
+   * Registers a peer that went to the origin without registering (its host reads the object alone,
+   * p2p/peer/speculate) together with its events, in the next report request to the task's
+   * scheduler. Resolves whether its host is still the only one reading the object (false when the
+   * scheduler is unreachable or too old to take registrations with reports).
+   */
+  async registerDone(req: RegisterRequest, events: PeerEvent[]): Promise<boolean> {
+    const u = this.ring.get(req.taskId);
+    if (!u) return false;
+    const r = await this.enqueue(u, req.peerId, events, req);
+    return r?.alone?.includes(req.peerId) ?? false;
+  }
+
+  private enqueue(
+    scheduler: string,
+    peerId: string,
+    events: PeerEvent[],
+    register?: RegisterRequest,
+  ): Promise<PeerReportsResponse | undefined> {
+    const open = this.outbox.get(scheduler);
+    if (open && open.events + events.length <= MAX_REPORT_BATCH) {
+      const mine = open.reports.get(peerId);
+      if (mine) mine.events.push(...events);
+      else open.reports.set(peerId, { events: [...events], register });
+      open.events += events.length;
+      this.lastReport.set(peerId, open.sent);
       return open.sent;
     }
-    const batch: { events: PeerEvent[]; sent: Promise<void> } = { events: [...events], sent: Promise.resolve() };
-    this.outbox.set(peerId, batch);
-    const prev = this.queues.get(peerId) ?? Promise.resolve();
+    const batch: ReportBatch = {
+      reports: new Map([[peerId, { events: [...events], register }]]),
+      events: events.length,
+      sent: Promise.resolve(undefined),
+    };
+    this.outbox.set(scheduler, batch);
+    const prev = this.queues.get(scheduler) ?? Promise.resolve();
     const next = prev
       .then(() => {
-        if (this.outbox.get(peerId) === batch) this.outbox.delete(peerId); // later events start the next batch
-        return jsonRequest(`${scheduler}/api/v1/peers/${encodeURIComponent(peerId)}/events`, {
-          method: 'POST',
-          json: { events: batch.events },
-          timeoutMs: 10_000,
-          auth: this.auth,
-        });
+        if (this.outbox.get(scheduler) === batch) this.outbox.delete(scheduler); // later reports start the next batch
+        return this.send(scheduler, batch.reports);
       })
       .then(
-        () => undefined,
+        (r) => r,
         (err: unknown) => {
-          this.log.debug({ peerId, err: (err as Error).message }, 'report to scheduler failed');
+          this.log.debug({ scheduler, peers: batch.reports.size, err: (err as Error).message }, 'report to scheduler failed');
+          return undefined;
         },
       );
     batch.sent = next;
-    this.queues.set(peerId, next);
+    this.queues.set(scheduler, next);
+    this.lastReport.set(peerId, next);
     void next.then(() => {
-      if (this.queues.get(peerId) === next) this.queues.delete(peerId);
+      if (this.queues.get(scheduler) === next) this.queues.delete(scheduler);
+      for (const id of batch.reports.keys()) if (this.lastReport.get(id) === next) this.lastReport.delete(id);
     });
     return next;
   }
 
+  /** One report request; to a scheduler without the batch call, one request per peer. */
+  private async send(scheduler: string, reports: ReportBatch['reports']): Promise<PeerReportsResponse | undefined> {
+    if (!this.perPeerOnly.has(scheduler)) {
+      try {
+        const r = await jsonRequest<PeerReportsResponse>(`${scheduler}/api/v1/events`, {
+          method: 'POST',
+          json: { reports: [...reports].map(([peerId, { events, register }]) => ({ peerId, events, ...(register ? { register } : {}) })) },
+          timeoutMs: 10_000,
+          auth: this.auth,
+        });
+        if (r?.unknown?.length) this.log.debug({ scheduler, peers: r.unknown }, 'reports for peers the scheduler does not know');
+        return r;
+      } catch (err) {
+        if (!FerryError.hasCode(err, 'NOT_FOUND')) throw err;
+        this.perPeerOnly.add(scheduler);
+      }
+    }
+    // (a scheduler without the batch call never answers objectAlone: no peer here registers late)
+    for (const [peerId, { events }] of reports) {
+      await jsonRequest(`${scheduler}/api/v1/peers/${encodeURIComponent(peerId)}/events`, {
+        method: 'POST',
+        json: { events },
+        timeoutMs: 10_000,
+        auth: this.auth,
+      }).catch((err: unknown) => this.log.debug({ peerId, err: (err as Error).message }, 'report to scheduler failed'));
+    }
+    return undefined;
+  }
+
   async leave(scheduler: string, peerId: string): Promise<void> {
-    await this.queues.get(peerId);
+    await this.lastReport.get(peerId);
     await jsonRequest(`${scheduler}/api/v1/peers/${encodeURIComponent(peerId)}`, {
       method: 'DELETE',
       timeoutMs: 5000,

@@ -118,12 +118,15 @@ export async function fetchOriginRange(
   }
   const buf = Buffer.allocUnsafe(length);
   let got = 0;
+  // Read to the body's end, so the keep-alive connection is reused for the next range (leaving the
+  // loop early destroys the socket: a new TCP connection per range read). Only an origin sending
+  // more than asked (a 200 for the whole object) is cut off.
   for await (const chunk of res.body as AsyncIterable<Buffer>) {
     for (const b of buckets) await b.take(chunk.length);
     const n = Math.min(chunk.length, length - got);
     chunk.copy(buf, got, 0, n);
     got += n;
-    if (got >= length) {
+    if (got >= length && n < chunk.length) {
       res.body.destroy();
       break;
     }

@@ -106,3 +106,62 @@ test('range tasks: the handle a task is created with is the one its pieces go th
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('memory tasks: no file until complete, then data and metadata written once; restarts keep them; a cut metadata write loses the entry, not a byte', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'ferry-store-'));
+  const { existsSync, readFileSync, writeFileSync } = await import('node:fs');
+  try {
+    const opts = { quota: 0, keep: true, taskTTL: 60_000, memoryBelow: 4 * 1024 * 1024 };
+    const store = new PieceStore(dir, opts);
+    await store.open();
+    const spec = (c: string): CreateTask => ({
+      taskId: c.repeat(64),
+      url: `http://127.0.0.1:1/v2/x/blobs/sha256:${c}`,
+      idOptions: {},
+      contentLength: 16384,
+      pieceLength: 16384,
+      responseHeaders: {},
+      range: { start: 0, end: 16383, total: 65536 },
+    });
+    const pieces = ['a', 'b', 'c'].map((c) => Buffer.alloc(16384, c));
+    const tasks = [];
+    for (const [i, c] of ['a', 'b', 'c'].entries()) {
+      const t = await store.create(spec(c));
+      assert.ok(t.mem, 'a memory task');
+      await t.writePiece(0, pieces[i]!, pieceDigest(pieces[i]!));
+      assert.deepEqual(await t.readPiece(0), pieces[i], 'served from memory');
+      assert.equal(existsSync(t.dataPath) || existsSync(t.metaPath), false, 'no file before the task is complete');
+      tasks.push(t);
+    }
+    for (const t of tasks) await store.markDone(t);
+    // deleted while its write may run: no file left behind
+    await store.delete(tasks[2]!.id);
+    await tasks[0]!.flushing;
+    await tasks[1]!.flushing;
+    assert.ok(readFileSync(tasks[0]!.dataPath).equals(pieces[0]!), 'data file written in one go');
+    assert.equal(JSON.parse(readFileSync(tasks[0]!.metaPath, 'utf8')).done, true);
+    assert.equal(existsSync(tasks[2]!.dataPath) || existsSync(tasks[2]!.metaPath), false, 'a deleted task leaves no file');
+    await store.close();
+    // a crash cut the metadata write of task b short
+    const metaB = readFileSync(tasks[1]!.metaPath, 'utf8');
+    writeFileSync(tasks[1]!.metaPath, metaB.slice(0, metaB.length - 7));
+    const again = new PieceStore(dir, opts);
+    await again.open();
+    const a = again.get('a'.repeat(64));
+    assert.ok(a?.complete, 'a complete memory task survives a restart');
+    assert.deepEqual(await a.readPiece(0), pieces[0], 'read back from its data file');
+    assert.equal(again.get('b'.repeat(64)), undefined, 'a task whose metadata write was cut is discarded');
+    assert.equal(existsSync(tasks[1]!.dataPath), false, 'with its data file');
+    await again.close();
+    // an older version's interrupted metadata write (`<id>.json.tmp`) is removed at the next start
+    const tmp = `${tasks[0]!.metaPath}.tmp`;
+    writeFileSync(tmp, '{"taskId"');
+    const third = new PieceStore(dir, opts);
+    await third.open();
+    assert.equal(existsSync(tmp), false, 'a leftover .json.tmp is removed');
+    assert.ok(third.get('a'.repeat(64))?.complete, 'the kept task beside it stays');
+    await third.close();
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -9,309 +9,27 @@
  * it was stored: a piece altered on disk is dropped (the task is no longer complete; its metadata
  * says so, so a restart discards it) and the read fails with DATA_LOSS, so it is refetched, never
  * served.
+ *
+ * A small one-piece task (a lazy loader's range read: `memoryBelow`, 4 MiB by default) touches no
+ * file while it downloads: its piece is kept in memory, readers and children are served from
+ * there, and once the task is complete its data file and then its metadata are written in the
+ * background, one `writeFile` each (`flush`), off the path of the read that created it. What a
+ * crash loses is at most that cache entry: an unflushed task is simply not on disk, and metadata
+ * written in place (no temporary file and rename) that a crash cut short is not valid JSON, so
+ * `open` discards the task; the data file is written before the metadata that claims it, and
+ * every piece read from disk is checked against its crc32 — a wrong byte is never served.
  */
-import { EventEmitter } from 'node:events';
-import { mkdir, open, readdir, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { FerryError } from '../../core/index.js';
 import { type Logger, silentLogger } from '../../observe/index.js';
-import { pieceCount, pieceDigest, pieceRange } from '../common/index.js';
-import type { TaskIdOptions } from '../common/index.js';
+import { pieceCount, type TaskIdOptions } from '../common/index.js';
+import { PieceCache, TaskEntry, type TaskMeta } from './task.js';
 
-export interface TaskMeta {
-  taskId: string;
-  url: string;
-  idOptions: TaskIdOptions;
-  contentLength: number;
-  pieceLength: number;
-  pieceCount: number;
-  /** piece number → `crc32:<u32>` */
-  pieces: Record<string, string>;
-  done: boolean;
-  responseHeaders: Record<string, string>;
-  expectedDigest?: string | undefined;
-  /**
-   * A range task: its content is origin bytes [start, end] of an object of `total` bytes (byte 0
-   * of the task = byte `start` of the origin). Absent for whole-object tasks.
-   */
-  range?: { start: number; end: number; total: number } | undefined;
-  createdAt: number;
-  updatedAt: number;
-}
+export { PieceCache, TaskEntry, type TaskMeta } from './task.js';
 
-/** Byte-bounded LRU of recently written/read pieces, shared by a store's tasks (uploads to many children read each piece once). */
-export class PieceCache {
-  private readonly map = new Map<string, Buffer>();
-  private bytes = 0;
-  constructor(readonly capacity: number) {}
-  get(key: string): Buffer | undefined {
-    const b = this.map.get(key);
-    if (b) {
-      this.map.delete(key);
-      this.map.set(key, b);
-    }
-    return b;
-  }
-  set(key: string, buf: Buffer): void {
-    if (buf.length > this.capacity) return;
-    const old = this.map.get(key);
-    if (old) {
-      this.bytes -= old.length;
-      this.map.delete(key);
-    }
-    this.map.set(key, buf);
-    this.bytes += buf.length;
-    for (const [k, v] of this.map) {
-      if (this.bytes <= this.capacity) break;
-      this.map.delete(k);
-      this.bytes -= v.length;
-    }
-  }
-  dropTask(taskId: string): void {
-    for (const [k, v] of this.map)
-      if (k.startsWith(`${taskId}:`)) {
-        this.map.delete(k);
-        this.bytes -= v.length;
-      }
-  }
-}
-
-export class TaskEntry {
-  private readonly ev = new EventEmitter();
-  /** Set while a download runs for this task on this peer. */
-  downloading: Promise<void> | undefined;
-  /** The last download attempt's error; readers waiting on missing pieces get it. */
-  error: FerryError | undefined;
-  /** Readers/uploads currently using the data (eviction skips tasks in use). */
-  refs = 0;
-  private fh: Promise<FileHandle> | undefined;
-  private done = 0;
-
-  constructor(
-    readonly meta: TaskMeta,
-    readonly dataPath: string,
-    readonly metaPath: string,
-    private readonly cache?: PieceCache,
-    /** Called after a piece read from disk failed its crc32 check and was dropped. */
-    private readonly onCorrupt?: (t: TaskEntry, n: number, got: string) => void,
-  ) {
-    this.ev.setMaxListeners(0);
-    this.done = Object.keys(meta.pieces).length;
-  }
-
-  /** Pieces some reader asked for; undefined = all. */
-  private wanted: Set<number> | undefined = new Set();
-
-  get id(): string {
-    return this.meta.taskId;
-  }
-
-  /** Adds pieces to the wanted set (undefined = the whole task). */
-  want(pieces?: number[]): void {
-    if (!pieces) {
-      this.wanted = undefined;
-      return;
-    }
-    if (this.wanted) for (const n of pieces) this.wanted.add(n);
-  }
-
-  missingWanted(): number[] {
-    const out: number[] = [];
-    if (!this.wanted) {
-      for (let n = 0; n < this.meta.pieceCount; n++) if (!this.has(n)) out.push(n);
-    } else for (const n of [...this.wanted].sort((a, b) => a - b)) if (!this.has(n)) out.push(n);
-    return out;
-  }
-  get finishedCount(): number {
-    return this.done;
-  }
-  get complete(): boolean {
-    return this.done === this.meta.pieceCount;
-  }
-  has(n: number): boolean {
-    return this.meta.pieces[n] !== undefined;
-  }
-  digestOf(n: number): string | undefined {
-    return this.meta.pieces[n];
-  }
-  range(n: number): { offset: number; length: number } {
-    return pieceRange(n, this.meta.contentLength, this.meta.pieceLength);
-  }
-
-  private closed = false;
-
-  handle(): Promise<FileHandle> {
-    if (this.closed) return Promise.reject(new FerryError('CANCELED', `task ${this.id} closed`));
-    if (!this.fh) {
-      this.fh = open(this.dataPath, 'r+');
-      this.fh.catch(() => {
-        this.fh = undefined;
-      });
-    }
-    return this.fh;
-  }
-
-  async writePiece(n: number, buf: Buffer, digest: string): Promise<void> {
-    const r = this.range(n);
-    if (buf.length !== r.length) throw new FerryError('DATA_LOSS', `piece ${n}: got ${buf.length} bytes, want ${r.length}`);
-    if (this.has(n)) return;
-    const fh = await this.handle();
-    let off = 0;
-    while (off < buf.length) {
-      const { bytesWritten } = await fh.write(buf, off, buf.length - off, r.offset + off);
-      off += bytesWritten;
-    }
-    this.meta.pieces[n] = digest;
-    this.cache?.set(`${this.id}:${n}`, buf);
-    this.done++;
-    this.meta.updatedAt = Date.now();
-    this.error = undefined;
-    this.ev.emit('piece', n);
-  }
-
-  /**
-   * Piece n, checked: from the memory cache (filled with checked bytes), else from disk against
-   * the recorded crc32. A mismatch drops the piece and throws DATA_LOSS.
-   */
-  async readPiece(n: number): Promise<Buffer> {
-    const want = this.meta.pieces[n];
-    if (want === undefined) throw new FerryError('NOT_FOUND', `piece ${n} of task ${this.id} not present`);
-    const hit = this.cache?.get(`${this.id}:${n}`);
-    if (hit) return hit;
-    const buf = await this.readBytes(this.range(n).offset, this.range(n).length);
-    const got = pieceDigest(buf);
-    if (got !== want) {
-      // Only if the piece is still the one checked (not dropped and rewritten meanwhile).
-      if (this.meta.pieces[n] === want) this.dropPiece(n, got);
-      throw new FerryError(
-        'DATA_LOSS',
-        `task ${this.id} piece ${n}: stored bytes have digest ${got}, recorded ${want} (altered on disk); dropped`,
-      );
-    }
-    this.cache?.set(`${this.id}:${n}`, buf);
-    return buf;
-  }
-
-  /** Bytes [offset, offset+length) of the content, read through checked pieces. */
-  async readRange(offset: number, length: number): Promise<Buffer> {
-    const out = Buffer.allocUnsafe(length);
-    let at = 0;
-    while (at < length) {
-      const n = Math.floor((offset + at) / this.meta.pieceLength);
-      const r = this.range(n);
-      const piece = await this.readPiece(n);
-      const from = offset + at - r.offset;
-      const k = piece.copy(out, at, from, Math.min(r.length, from + length - at));
-      at += k;
-    }
-    return out;
-  }
-
-  private dropPiece(n: number, got: string): void {
-    delete this.meta.pieces[n];
-    this.done--;
-    this.meta.done = false;
-    this.cache?.dropTask(this.id);
-    this.onCorrupt?.(this, n, got);
-  }
-
-  /** Raw bytes from the data file, unchecked (readPiece / readRange check them). */
-  async readBytes(offset: number, length: number): Promise<Buffer> {
-    const fh = await this.handle();
-    const buf = Buffer.allocUnsafe(length);
-    let got = 0;
-    while (got < length) {
-      const { bytesRead } = await fh.read(buf, got, length - got, offset + got);
-      if (bytesRead === 0) throw new FerryError('DATA_LOSS', `task ${this.id}: short read at ${offset + got}`);
-      got += bytesRead;
-    }
-    return buf;
-  }
-
-  /** Resolves when piece n is present; rejects when the download fails or the signal aborts. */
-  waitPiece(n: number, signal?: AbortSignal): Promise<void> {
-    if (this.has(n)) return Promise.resolve();
-    if (this.error && !this.downloading) return Promise.reject(this.error);
-    return new Promise((resolve, reject) => {
-      const cleanup = (): void => {
-        this.ev.off('piece', onPiece);
-        this.ev.off('failed', onFail);
-        signal?.removeEventListener('abort', onAbort);
-      };
-      const onPiece = (m: number): void => {
-        if (m === n) {
-          cleanup();
-          resolve();
-        }
-      };
-      const onFail = (err: FerryError): void => {
-        cleanup();
-        reject(err);
-      };
-      const onAbort = (): void => {
-        cleanup();
-        reject(new FerryError('CANCELED', 'reader went away'));
-      };
-      this.ev.on('piece', onPiece);
-      this.ev.on('failed', onFail);
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
-  }
-
-  /** Resolves when more than `have` pieces are present, the task failed/stopped, or after `ms`. */
-  waitProgress(have: number, ms: number, signal?: AbortSignal): Promise<void> {
-    if (this.done > have || this.complete || !this.downloading) return Promise.resolve();
-    return new Promise((resolve) => {
-      const t = setTimeout(finish, ms);
-      function finish(this: void): void {
-        clearTimeout(t);
-        off();
-        resolve();
-      }
-      const off = (): void => {
-        this.ev.off('piece', finish);
-        this.ev.off('failed', finish);
-        this.ev.off('stopped', finish);
-        signal?.removeEventListener('abort', finish);
-      };
-      this.ev.on('piece', finish);
-      this.ev.on('failed', finish);
-      this.ev.on('stopped', finish);
-      signal?.addEventListener('abort', finish, { once: true });
-    });
-  }
-
-  fail(err: FerryError): void {
-    this.error = err;
-    this.ev.emit('failed', err);
-  }
-
-  stopped(): void {
-    this.ev.emit('stopped');
-  }
-
-  /** Forgets every piece (after a whole-blob digest mismatch). */
-  reset(): void {
-    this.cache?.dropTask(this.id);
-    this.wanted = undefined;
-    this.meta.pieces = {};
-    this.done = 0;
-    this.meta.done = false;
-  }
-
-  /** The data file's handle, already open read-write (the store just created the file). */
-  adopt(fh: FileHandle): void {
-    if (this.fh || this.closed) void fh.close().catch(() => undefined);
-    else this.fh = Promise.resolve(fh);
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-    const fh = this.fh;
-    this.fh = undefined;
-    if (fh) await fh.then((h) => h.close()).catch(() => undefined);
-  }
-}
+/** Most bytes of memory tasks not yet written to disk; new small tasks beyond it write as they go. */
+const MEMORY_TASKS_MAX = 64 * 1024 * 1024;
 
 export interface CreateTask {
   taskId: string;
@@ -341,6 +59,8 @@ export class PieceStore {
       log?: Logger;
       /** A piece altered on disk was found (and dropped). */
       onCorrupt?: (taskId: string, piece: number) => void;
+      /** One-piece tasks up to this many bytes are memory tasks (see the module comment); 0 (default) = none. */
+      memoryBelow?: number;
     },
   ) {
     this.cache = new PieceCache(opts.memoryCache ?? 64 * 1024 * 1024);
@@ -380,7 +100,9 @@ export class PieceStore {
         }
       }
       for (const f of await readdir(d).catch(() => [] as string[])) {
-        if (f.endsWith('.data') && !this.tasks.has(f.slice(0, -5))) await rm(join(d, f), { force: true });
+        // data of no kept task, and the `.json.tmp` files older versions wrote metadata through
+        const orphan = f.endsWith('.data') ? !this.tasks.has(f.slice(0, -5)) : f.endsWith('.json.tmp');
+        if (orphan) await rm(join(d, f), { force: true });
       }
     }
     this.log.info({ tasks: this.tasks.size, bytes: this.usage() }, 'piece store opened');
@@ -441,6 +163,13 @@ export class PieceStore {
     if (again) return again;
     await this.ensureSpace(c.contentLength);
     const p = this.paths(c.taskId);
+    if (this.memoryTask(c)) {
+      const t = this.entry(this.newMeta(c), p.data, p.meta);
+      t.mem = new Map();
+      this.memBytes += c.contentLength;
+      this.tasks.set(c.taskId, t);
+      return t;
+    }
     // A lazy loader creates a range task per read: no mkdir for a directory made before, and the
     // handle opened here is the one the task writes its pieces through (no close and reopen).
     if (!this.madeDirs.has(p.dir)) {
@@ -454,8 +183,29 @@ export class PieceStore {
       await fh.close().catch(() => undefined);
       throw err;
     }
+    const t = this.entry(this.newMeta(c), p.data, p.meta);
+    t.adopt(fh);
+    this.tasks.set(c.taskId, t);
+    return t;
+  }
+
+  /** Bytes of memory tasks not yet written to disk. */
+  private memBytes = 0;
+
+  /** A one-piece task small enough, while unflushed memory tasks stay under MEMORY_TASKS_MAX. */
+  private memoryTask(c: CreateTask): boolean {
+    const below = this.opts.memoryBelow ?? 0;
+    return (
+      c.contentLength > 0 &&
+      c.contentLength <= below &&
+      c.contentLength <= c.pieceLength &&
+      this.memBytes + c.contentLength <= MEMORY_TASKS_MAX
+    );
+  }
+
+  private newMeta(c: CreateTask): TaskMeta {
     const now = Date.now();
-    const meta: TaskMeta = {
+    return {
       taskId: c.taskId,
       url: c.url,
       idOptions: c.idOptions,
@@ -470,10 +220,6 @@ export class PieceStore {
       createdAt: now,
       updatedAt: now,
     };
-    const t = this.entry(meta, p.data, p.meta);
-    t.adopt(fh);
-    this.tasks.set(c.taskId, t);
-    return t;
   }
 
   /** Task directories known to exist (they are never removed while the store runs). */
@@ -497,18 +243,64 @@ export class PieceStore {
   private async writeDone(t: TaskEntry): Promise<void> {
     t.meta.done = true;
     t.meta.updatedAt = Date.now();
-    await this.writeMeta(t);
+    if (!t.mem) return this.writeMeta(t);
+    // a memory task: its files are written in the background (see flush)
+    if (!t.flushing) {
+      const f = this.flush(t).finally(() => {
+        t.flushing = undefined;
+      });
+      t.flushing = f;
+      void this.track(f).catch((err: unknown) =>
+        this.log.warn({ taskId: t.id, err: (err as Error).message }, 'writing a task to disk failed'),
+      );
+    }
   }
 
-  /** Metadata writes per task, one after the other (they share the .tmp file). */
+  /**
+   * Writes a complete memory task to disk: its data file in one write, then its metadata; its
+   * pieces then stay in the memory cache only. A task deleted meanwhile is not written; a failed
+   * write drops the task (it is refetched when asked for again), never leaves it half on disk.
+   */
+  private async flush(t: TaskEntry): Promise<void> {
+    const pieces = t.mem;
+    if (!pieces) return;
+    try {
+      const dir = dirname(t.dataPath);
+      if (!this.madeDirs.has(dir)) {
+        await mkdir(dir, { recursive: true });
+        this.madeDirs.add(dir);
+      }
+      if (this.tasks.get(t.id) !== t || !t.complete) return;
+      const bufs = [...pieces.keys()].sort((a, b) => a - b).map((n) => pieces.get(n)!);
+      await writeFile(t.dataPath, bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs));
+      if (this.tasks.get(t.id) !== t) return;
+      await this.writeMeta(t);
+      for (const [n, b] of pieces) this.cache.set(`${t.id}:${n}`, b);
+      t.mem = undefined;
+      this.memBytes -= t.meta.contentLength;
+    } catch (err) {
+      if (this.tasks.get(t.id) === t) {
+        this.tasks.delete(t.id);
+        this.cache.dropTask(t.id);
+        if (t.mem) this.memBytes -= t.meta.contentLength;
+        t.mem = undefined;
+        await rm(t.metaPath, { force: true }).catch(() => undefined);
+        await rm(t.dataPath, { force: true }).catch(() => undefined);
+      }
+      throw err;
+    }
+  }
+
+  /** Metadata writes per task, one after the other. */
   private readonly metaWrites = new WeakMap<TaskEntry, Promise<void>>();
 
+  /**
+   * Writes a task's metadata in place: a write a crash cut short is not valid JSON (the file's
+   * last byte closes the object), so `open` discards that task — a cache entry lost, not a wrong
+   * byte (its pieces are crc32-checked on every read anyway).
+   */
   private writeMeta(t: TaskEntry): Promise<void> {
-    const write = async (): Promise<void> => {
-      const tmp = `${t.metaPath}.tmp`;
-      await writeFile(tmp, JSON.stringify(t.meta));
-      await rename(tmp, t.metaPath);
-    };
+    const write = (): Promise<void> => writeFile(t.metaPath, JSON.stringify(t.meta));
     const p = (this.metaWrites.get(t) ?? Promise.resolve()).catch(() => undefined).then(write);
     this.metaWrites.set(t, p);
     return p;
@@ -526,6 +318,12 @@ export class PieceStore {
     const done = prev
       .catch(() => undefined)
       .then(async () => {
+        // a memory task being written waits for that write, then its files go too
+        await t?.flushing?.catch(() => undefined);
+        if (t?.mem) {
+          this.memBytes -= t.meta.contentLength;
+          t.mem = undefined;
+        }
         await t?.close();
         await rm(p.meta, { force: true });
         await rm(p.data, { force: true });

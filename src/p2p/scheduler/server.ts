@@ -17,8 +17,15 @@ import { parseSchedulerConfig, type SchedulerConfig, type SchedulerConfigInput }
 import { Router, parseJson, readBody, requestUrl, sendError, sendJson, statusOf, type Params } from '../../httpx/index.js';
 import { readAuthenticated } from '../common/index.js';
 import { ClusterAuth, CLUSTER_SECRET_HINT, LogThrottle, isLoopbackHost, loadClusterSecret } from '../common/index.js';
-import { OVERVIEW_PATH, hostInfoSchema, peerEventsSchema, registerRequestSchema, rescheduleRequestSchema } from '../common/index.js';
-import type { HostInfo, PeerEvent, RegisterRequest, RescheduleRequest } from '../common/index.js';
+import {
+  OVERVIEW_PATH,
+  hostInfoSchema,
+  peerEventsSchema,
+  peerReportsSchema,
+  registerRequestSchema,
+  rescheduleRequestSchema,
+} from '../common/index.js';
+import type { HostInfo, PeerEvent, PeerReports, PeerReportsResponse, RegisterRequest, RescheduleRequest } from '../common/index.js';
 import { PreheatJobs } from './preheat.js';
 import { SchedulerService } from './service.js';
 
@@ -160,8 +167,24 @@ export async function startScheduler(opts: StartSchedulerOptions = {}): Promise<
       sendJson(res, 200, await service.register(jsonObject<RegisterRequest>(raw, registerRequestSchema)));
     })
     .post('/api/v1/peers/:id/events', ({ res, raw }, p) => {
+      service.metrics.reportRequests.inc();
       service.report(p.id!, jsonObject<{ events: PeerEvent[] }>(raw, peerEventsSchema).events);
       sendJson(res, 200, {});
+    })
+    .post('/api/v1/events', ({ res, raw }) => {
+      service.metrics.reportRequests.inc();
+      const unknown: string[] = [];
+      const alone: string[] = [];
+      for (const r of jsonObject<PeerReports>(raw, peerReportsSchema).reports) {
+        try {
+          if (r.register && service.registerDone(r.register)) alone.push(r.peerId);
+          service.report(r.peerId, r.events);
+        } catch (err) {
+          if (!FerryError.hasCode(err, 'NOT_FOUND')) throw err;
+          unknown.push(r.peerId);
+        }
+      }
+      sendJson(res, 200, { unknown, alone } satisfies PeerReportsResponse);
     })
     .post('/api/v1/peers/:id/reschedule', async ({ res, raw }, p) => {
       const body = jsonObject<RescheduleRequest>(raw, rescheduleRequestSchema);

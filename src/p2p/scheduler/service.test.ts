@@ -269,3 +269,18 @@ test('containment: a range peer waiting for a parent is woken when a containing 
   assert.deepEqual(r !== 'still waiting' && r.kind === 'normal' && r.parents.map((p) => [p.peerId, p.taskId]), [['pc', big]]);
   s.close();
 });
+
+test('bad parent: piece costs are compared per byte — a short last piece reported first does not make the full one look slow', async () => {
+  const s = svc();
+  s.announceHost(host('a'));
+  await s.register(reg('pa', 'a'));
+  const piece = (number: number, length: number, costMs: number) =>
+    ({ kind: 'pieceBackToSourceFinished', piece: { number, length, digest: 'crc32:0', costMs } }) as const;
+  // a 5 MiB blob: its 1 MiB last piece arrived in 3 ms, then the 4 MiB first one in 70 ms
+  s.report('pa', [piece(1, 1 * MiB, 3), piece(0, 4 * MiB, 70)]);
+  const pa = s.state.peers.get('pa')!;
+  assert.equal(isBadParent(pa), false, 'the same rate per byte');
+  // a piece of the same length 30× slower than the ones before still marks the parent bad
+  s.report('pa', [piece(2, 4 * MiB, 2100)]);
+  assert.equal(isBadParent(pa), true);
+});

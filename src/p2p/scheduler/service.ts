@@ -7,7 +7,7 @@
 import { setMaxListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FerryError } from '../../core/index.js';
-import { type Logger, type MetricsRegistry, Counter, Gauge, Histogram, silentLogger } from '../../observe/index.js';
+import { type Logger, type MetricsRegistry, silentLogger } from '../../observe/index.js';
 import type { SchedulerConfig } from '../../config/scheduler.js';
 import { HashRing, objectTaskId, parseTaskRange, redactUrl, taskId, type SchedulerOverview } from '../common/index.js';
 import { jsonRequest } from '../common/index.js';
@@ -23,65 +23,7 @@ import type {
 import { filterReason, score } from './evaluator.js';
 import { COST_WINDOW, SchedulerState, transition, type Host, type Peer, type PeerEventName, type Task } from './state.js';
 
-export interface SchedulerMetrics {
-  registerTotal: InstanceType<typeof Counter>;
-  registerFailure: InstanceType<typeof Counter>;
-  traffic: InstanceType<typeof Counter>;
-  pieceFinished: InstanceType<typeof Counter>;
-  pieceFailed: InstanceType<typeof Counter>;
-  peerFinished: InstanceType<typeof Counter>;
-  peerFailed: InstanceType<typeof Counter>;
-  backToSource: InstanceType<typeof Counter>;
-  seedTriggered: InstanceType<typeof Counter>;
-  scheduleDuration: InstanceType<typeof Histogram>;
-  hosts: InstanceType<typeof Gauge>;
-}
-
-function makeMetrics(reg: MetricsRegistry): SchedulerMetrics {
-  const r = [reg];
-  return {
-    registerTotal: new Counter({
-      name: 'ferry_scheduler_register_peer_total',
-      help: 'peer registrations',
-      labelNames: ['host_type'],
-      registers: r,
-    }),
-    registerFailure: new Counter({ name: 'ferry_scheduler_register_peer_failure_total', help: 'failed registrations', registers: r }),
-    traffic: new Counter({
-      name: 'ferry_scheduler_traffic_bytes_total',
-      help: 'bytes reported downloaded by peers, by source',
-      labelNames: ['type', 'host_type'],
-      registers: r,
-    }),
-    pieceFinished: new Counter({
-      name: 'ferry_scheduler_download_piece_finished_total',
-      help: 'pieces reported finished',
-      labelNames: ['traffic_type'],
-      registers: r,
-    }),
-    pieceFailed: new Counter({ name: 'ferry_scheduler_download_piece_failure_total', help: 'pieces reported failed', registers: r }),
-    peerFinished: new Counter({ name: 'ferry_scheduler_download_peer_finished_total', help: 'peers finished', registers: r }),
-    peerFailed: new Counter({ name: 'ferry_scheduler_download_peer_failure_total', help: 'peers failed', registers: r }),
-    backToSource: new Counter({
-      name: 'ferry_scheduler_download_peer_back_to_source_started_total',
-      help: 'peers told to go back to source',
-      registers: r,
-    }),
-    seedTriggered: new Counter({
-      name: 'ferry_scheduler_seed_peer_triggered_total',
-      help: 'seed peer downloads triggered',
-      labelNames: ['result'],
-      registers: r,
-    }),
-    scheduleDuration: new Histogram({
-      name: 'ferry_scheduler_schedule_duration_seconds',
-      help: 'time to answer a scheduling request',
-      buckets: [0.001, 0.01, 0.1, 0.5, 1, 2, 5],
-      registers: r,
-    }),
-    hosts: new Gauge({ name: 'ferry_scheduler_hosts', help: 'announced hosts', labelNames: ['type'], registers: r }),
-  };
-}
+import { makeMetrics, type SchedulerMetrics } from './metrics.js';
 
 export class SchedulerService {
   readonly state = new SchedulerState();
@@ -197,7 +139,48 @@ export class SchedulerService {
     }
   }
 
+  /**
+   * A peer that went to the origin before registering (its host reads the object alone) and
+   * reports the outcome now: added as a back-to-source peer of the task, so others find it as a
+   * parent. Returns whether its host is the only one with peers of the object.
+   */
+  registerDone(req: RegisterRequest): boolean {
+    const host = this.state.hosts.get(req.hostId);
+    if (!host) throw new FerryError('NOT_FOUND', `host ${req.hostId} not announced`);
+    const peer = this.admit(req, host);
+    this.move(peer, 'downloadBackToSource');
+    peer.task.backToSourcePeers.add(peer.id);
+    if (peer.task.state === 'pending') peer.task.state = 'running';
+    this.metrics.backToSource.inc();
+    this.wake(peer.task);
+    return !this.state.otherHostOnObject(peer.task, host);
+  }
+
   private async registerPeer(req: RegisterRequest, host: Host, onWait?: () => void): Promise<ScheduleResponse> {
+    const peer = this.admit(req, host);
+    const task = peer.task;
+    const isSeed = host.info.type === 'super';
+    if (task.contentLength === 0) {
+      this.move(peer, 'downloadSucceeded');
+      return { kind: 'empty' };
+    }
+    if (!this.hasUsableParent(task, peer)) {
+      const seedIt = task.idOptions.range === undefined || this.config.scheduling.seedRangeTasks || this.seedHoldsWhole(task);
+      if (!isSeed && seedIt && this.state.seedHosts().length > 0 && !task.seedFailed) {
+        this.triggerSeed(task);
+      } else {
+        peer.needBackToSource = true;
+      }
+    }
+    if (task.state === 'pending') task.state = 'running';
+    const r = await this.scheduleCandidateParents(peer, onWait);
+    // a range task's first peer learns whether it is the only host reading this object now
+    if (r.kind === 'needBackToSource' && task.span) r.objectAlone = !this.state.otherHostOnObject(task, host);
+    return r;
+  }
+
+  /** The peer of a registration, added to its task (created if new). */
+  private admit(req: RegisterRequest, host: Host): Peer {
     if (!req.peerId || !req.taskId || !req.download?.url)
       throw new FerryError('INVALID_ARGUMENT', 'peerId, taskId and download.url are required');
     if (this.state.peers.has(req.peerId)) throw new FerryError('ALREADY_EXISTS', `peer ${req.peerId} already registered`);
@@ -256,24 +239,9 @@ export class SchedulerService {
     };
     task.peers.set(peer.id, peer);
     this.state.peers.set(peer.id, peer);
-    const isSeed = host.info.type === 'super';
     this.metrics.registerTotal.inc({ host_type: host.info.type });
-    this.log.debug({ peerId: peer.id, taskId: task.id, seed: isSeed }, 'peer registered');
-
-    if (task.contentLength === 0) {
-      this.move(peer, 'downloadSucceeded');
-      return { kind: 'empty' };
-    }
-    if (!this.hasUsableParent(task, peer)) {
-      const seedIt = task.idOptions.range === undefined || this.config.scheduling.seedRangeTasks || this.seedHoldsWhole(task);
-      if (!isSeed && seedIt && this.state.seedHosts().length > 0 && !task.seedFailed) {
-        this.triggerSeed(task);
-      } else {
-        peer.needBackToSource = true;
-      }
-    }
-    if (task.state === 'pending') task.state = 'running';
-    return this.scheduleCandidateParents(peer, onWait);
+    this.log.debug({ peerId: peer.id, taskId: task.id, seed: host.info.type === 'super' }, 'peer registered');
+    return peer;
   }
 
   /** A peer of the task, or of a task holding all of its bytes, that has or gets the data. */
@@ -440,7 +408,8 @@ export class SchedulerService {
         case 'pieceBackToSourceFinished': {
           const p = ev.piece;
           peer.finished.add(p.number);
-          peer.costs.push(Math.max(0, p.costMs));
+          // per MiB: a blob's short last piece is not "fast", nor the full piece after it "slow"
+          peer.costs.push((Math.max(0, p.costMs) * 1048576) / Math.max(1, p.length));
           if (peer.costs.length > COST_WINDOW) peer.costs.shift();
           const type = ev.kind === 'pieceFinished' ? 'REMOTE_PEER' : 'BACK_TO_SOURCE';
           this.metrics.traffic.inc({ type, host_type: hostType }, p.length);

@@ -77,7 +77,7 @@ export interface Peer {
   parents: Set<string>;
   children: Set<string>;
   finished: Set<number>;
-  /** Piece download costs (ms), rolling window of 2000. */
+  /** Piece download costs in ms per MiB (pieces differ in length: a blob's last one is short), rolling window of 2000. */
   costs: number[];
   blocklist: Set<string>;
   needBackToSource: boolean;
@@ -119,6 +119,16 @@ export class SchedulerState {
     const out: Task[] = [];
     for (const t of this.objects.get(task.objectId) ?? []) if (t !== task && rangeContains(t.span, span)) out.push(t);
     return out;
+  }
+
+  /**
+   * Whether a host other than `host` has a live peer (not failed, not gone) of any task of `task`'s
+   * object — the whole object or any range of it.
+   */
+  otherHostOnObject(task: Task, host: Host): boolean {
+    for (const t of this.objects.get(task.objectId) ?? [])
+      for (const p of t.peers.values()) if (p.host !== host && p.state !== 'failed' && p.state !== 'leave') return true;
+    return false;
   }
 
   /** The range tasks of the same object that `task` holds all the bytes of (it is their container). */

@@ -22,6 +22,8 @@ export interface Origin {
   host: string;
   /** Body bytes sent for blob GETs (ranges included). */
   blobBytes(): number;
+  /** TCP (or TLS) connections accepted so far (keep-alive reuse shows as fewer connections than requests). */
+  connections(): number;
   /** Every request line seen: `METHOD path auth=<yes|no>`. */
   log: string[];
   addBlob(repo: string, data: Buffer): OriginBlob;
@@ -132,6 +134,10 @@ export async function startOrigin(opts: { token?: string; tls?: { cert: string; 
     })().catch(() => res.destroy());
   };
   const server: Server = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, handler) : createServer(handler);
+  let connections = 0;
+  server.on('connection', () => {
+    connections++;
+  });
   await new Promise<void>((r) => server.listen(0, opts.host ?? '127.0.0.1', () => r()));
   const addr = server.address() as AddressInfo;
   const host = `${addr.address}:${addr.port}`;
@@ -141,6 +147,7 @@ export async function startOrigin(opts: { token?: string; tls?: { cert: string; 
     host,
     log,
     blobBytes: () => served,
+    connections: () => connections,
     addBlob(repo, data) {
       const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
       blobs.set(`${repo}@${digest}`, data);

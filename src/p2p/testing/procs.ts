@@ -16,10 +16,12 @@ export interface FerryProc {
 export async function spawnFerry(
   bin: string,
   args: string[],
-  opts: { netns?: string; ready?: RegExp; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+  /** `nodeArgs`: options for node itself (e.g. `--cpu-prof`, which NODE_OPTIONS does not take). */
+  opts: { netns?: string; ready?: RegExp; timeoutMs?: number; env?: NodeJS.ProcessEnv; nodeArgs?: string[] } = {},
 ): Promise<FerryProc> {
   const cmd = opts.netns ? 'nsenter' : process.execPath;
-  const argv = opts.netns ? [`--net=/run/netns/${opts.netns}`, '--', process.execPath, bin, ...args] : [bin, ...args];
+  const node = [...(opts.nodeArgs ?? []), bin, ...args];
+  const argv = opts.netns ? [`--net=/run/netns/${opts.netns}`, '--', process.execPath, ...node] : node;
   const proc = spawn(cmd, argv, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, FERRY_LOG_LEVEL: process.env.FERRY_LOG_LEVEL ?? 'warn', ...(opts.env ?? {}) },
