@@ -6,8 +6,9 @@
  * `ferry convert` builds it (zstd, blake3, 32 KiB chunks); the mount is told the command, as the
  * snapshotter tells it, so the loader's reads are prefetched.
  *
- * Run (root): `npx tsc -p . && node dist/bench/daemon/requests.js [--workload python] [--whole-elf BYTES] [--list] [--json FILE]`
- * Prints requests and bytes per kind, and the requests in the order they went out.
+ * Run (root): `npx tsc -p . && node dist/bench/daemon/requests.js [--workload python] [--whole-elf BYTES]
+ * [--ferry KEY=BYTES …] [--count-ahead] [--list] [--json FILE]` (`--ferry miss_window_max=0`: any numeric `ferry.*` daemon key).
+ * Prints requests and bytes per kind, what was fetched ahead and then read (of every kind with `--count-ahead`, which costs time), and the requests in the order they went out.
  */
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -68,10 +69,15 @@ async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'ferry-bench-requests-'));
   const reg = await startRegistry({ listen: '127.0.0.1:0', dataDir: join(dir, 'reg'), adminPassword: PASSWORD, log: quiet });
   const whole = arg('--whole-elf');
+  const ferry: Record<string, number> = whole !== undefined ? { whole_elf: Number(whole) } : {};
+  process.argv.forEach((a, i) => {
+    const kv = a === '--ferry' ? process.argv[i + 1]?.split('=') : undefined;
+    if (kv?.length === 2) ferry[kv[0]!] = Number(kv[1]);
+  });
   const daemon = new Daemon({
     log,
     dataDir: join(dir, 'data'),
-    ...(whole !== undefined ? { config: { ferry: { whole_elf: Number(whole) } } } : {}),
+    config: { ferry: { ...ferry, count_ahead: process.argv.includes('--count-ahead') } },
   });
   try {
     const src = join(dir, 'src');
@@ -127,6 +133,10 @@ async function main(): Promise<void> {
       `${w.id}: ${secs.toFixed(2)} s, ${st.stats?.requests} requests, ${(st.metrics.bytesFetched / 2 ** 20).toFixed(2)} MiB, stdout ${JSON.stringify(out.stdout.trim().slice(-40))}`,
     );
     console.table([...byKind].map(([kind, k]) => ({ kind, requests: k.n, KiB: Math.round(k.bytes / 1024) })));
+    const ahead = Object.entries(st.stats?.ahead ?? {});
+    console.table(
+      ahead.map(([why, a]) => ({ 'fetched ahead': why, KiB: Math.round(a.fetched / 1024), 'read KiB': Math.round(a.read / 1024) })),
+    );
     if (process.argv.includes('--list')) {
       const fileOf = filesByChunk(built.bootstrap);
       for (const l of lines)

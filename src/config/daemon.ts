@@ -77,6 +77,16 @@ export const DEFAULT_WHOLE_FILE = 256 * 1024;
  * costs more link time whole than its page faults cost round trips.
  */
 export const DEFAULT_WHOLE_SO = 2 * 1024 * 1024;
+/**
+ * Miss amplification (storage/speculation; the same values as storage/fetch-plan's defaults): the
+ * starting window of a miss in a region of the blob that missed before, the largest it grows to
+ * while what it fetched ahead is read, and the most amplified bytes fetched and not read yet.
+ * Measured on a cold pyimport start (bench/daemon/requests.ts): 128 KiB / 2 MiB spent the budget
+ * early (414 requests), 512 KiB / 4 MiB made ~205 requests for 18.5 MiB, 512 KiB / 6 MiB ~180 for 19.3 MiB (docs/results/bench-15.md §6).
+ */
+export const DEFAULT_MISS_WINDOW = 512 * 1024;
+export const DEFAULT_MISS_WINDOW_MAX = 1024 * 1024;
+export const DEFAULT_AMPLIFY_BUDGET = 6 * 1024 * 1024;
 
 export const daemonConfigSchema = z.strictObject({
   device: z
@@ -117,8 +127,14 @@ export const daemonConfigSchema = z.strictObject({
       request_deadline: seconds.optional(),
       /** largest gap (compressed bytes) read over to merge two requests into one (storage/fetch-plan) */
       merge_gap: size.default(32 * 1024),
-      /** window an on-demand miss is amplified toward in a region of a blob that keeps missing; 0 = off */
-      miss_window: size.default(128 * 1024),
+      /** starting window a clustered on-demand miss is amplified toward (storage/speculation); 0 = off */
+      miss_window: size.default(DEFAULT_MISS_WINDOW),
+      /** the largest the miss window grows to while what it fetched ahead is read */
+      miss_window_max: size.default(DEFAULT_MISS_WINDOW_MAX),
+      /** amplified bytes fetched and not read yet, at most (the waste amplification may cause) */
+      amplify_budget: size.default(DEFAULT_AMPLIFY_BUDGET),
+      /** count the reads of every chunk fetched ahead in the mount's `stats.ahead`, not only amplified ones (a diagnostic: each first read of such a chunk hops to the main thread) */
+      count_ahead: z.boolean().default(false),
       /** prefetch and read-ahead requests in flight at once per mount (on-demand reads never wait) */
       fetch_concurrency: z.number().int().min(1).max(64).default(4),
       /** ELF files of a mount's start-up set up to this size are fetched whole at mount (DEFAULT_WHOLE_ELF); 0 = only the loader's reads */
@@ -156,7 +172,10 @@ export const daemonConfigSchema = z.strictObject({
       mode: 'erofs',
       fuse_threads: 4,
       merge_gap: 32 * 1024,
-      miss_window: 128 * 1024,
+      miss_window: DEFAULT_MISS_WINDOW,
+      miss_window_max: DEFAULT_MISS_WINDOW_MAX,
+      amplify_budget: DEFAULT_AMPLIFY_BUDGET,
+      count_ahead: false,
       fetch_concurrency: 4,
       whole_elf: DEFAULT_WHOLE_ELF,
       whole_so: DEFAULT_WHOLE_SO,

@@ -42,7 +42,7 @@ import { BackgroundFill } from './fill.js';
 import { ciTableForThreads } from './fast-path.js';
 import { startupRanges, type FileRange } from './startup-prefetch.js';
 import { DEFAULT_WHOLE_ELF, DEFAULT_WHOLE_FILE, DEFAULT_WHOLE_SO } from '../config/daemon.js';
-import { wholeFiles } from './whole-files.js';
+import { markFiles } from './whole-files.js';
 import { REDACTED_AUTH, type MountInfo, type MountRequest, type PrefetchTrace } from './protocol.js';
 import type { CredentialSource } from '../remote/index.js';
 import { traceByBlob, traceOf } from '../oci/index.js';
@@ -54,9 +54,13 @@ export interface ImageMountOptions {
   defaultCacheDir: string;
   defaultMode: 'erofs' | 'fuse';
   amplifyBytes: number;
-  /** storage/fetch-plan: gap merged over, on-demand miss window, requests in flight */
+  /** storage/fetch-plan: gap merged over, on-demand miss window (starting, largest, byte budget: storage/speculation), requests in flight */
   mergeGap?: number;
   missWindow?: number;
+  missWindowMax?: number;
+  amplifyBudget?: number;
+  /** count reads of every chunk fetched ahead (storage device `countAhead`) */
+  countAhead?: boolean;
   fetchConcurrency?: number;
   /** size limits of files fetched whole: the start-up set's ELF files, and at their first read shared objects and other files (default: config/daemon's) */
   whole?: { elf: number; so: number; file: number };
@@ -377,6 +381,10 @@ export class ImageMount {
         amplifyBytes: this.o.amplifyBytes,
         ...(this.o.mergeGap !== undefined ? { mergeGap: this.o.mergeGap } : {}),
         ...(this.o.missWindow !== undefined ? { missWindow: this.o.missWindow } : {}),
+        ...(this.o.missWindowMax !== undefined ? { missWindowMax: this.o.missWindowMax } : {}),
+        ...(this.o.amplifyBudget !== undefined ? { amplifyBudget: this.o.amplifyBudget } : {}),
+        familiesPending: true,
+        ...(this.o.countAhead ? { countAhead: true } : {}),
         ...(this.o.fetchConcurrency !== undefined ? { fetchConcurrency: this.o.fetchConcurrency } : {}),
         requestDeadlineMs: this.o.requestDeadlineMs,
         prefetchMergeBytes: this.o.prefetchMergeBytes,
@@ -576,6 +584,7 @@ export class ImageMount {
         digestMismatches: s?.digestMismatches ?? 0,
         prefetchedBytes: s?.prefetchedBytes ?? 0,
         sharedBytes: s?.sharedBytes ?? 0,
+        ...(s ? { ahead: s.ahead } : {}),
         fuseRequests: fuseReq(this.fuse) + fuseReq(this.view) + (this.fuse?.stats.fastRequests ?? 0),
         ...(this.wholeFilesMarked !== undefined ? { wholeFiles: this.wholeFilesMarked } : {}),
         ...(this.zran ? { layerBytes: this.zran.layerBytes } : {}),
@@ -623,15 +632,17 @@ export class ImageMount {
     this.log.info({ chunks: n, blobs: list.length }, 'trace prefetch queued');
   }
 
-  /** Marks the files a read fetches whole at their first chunk (daemon/whole-files), after the mount is up. */
+  /** Marks the files a read fetches whole and the chunks' families (daemon/whole-files), after the mount is up. */
   private async markWholeFiles(bs: RafsBootstrap): Promise<void> {
     const limits = { so: this.o.whole?.so ?? DEFAULT_WHOLE_SO, other: this.o.whole?.file ?? DEFAULT_WHOLE_FILE };
-    const per = await wholeFiles(bs, limits, () => this.tornDown).catch((err: unknown) => {
+    const marks = await markFiles(bs, limits, () => this.tornDown).catch((err: unknown) => {
       this.log.warn({ err: (err as Error).message }, 'marking whole files failed (reads fetch only what they touch)');
       return undefined;
     });
-    for (const [blobId, files] of per ?? []) this.device.setWholeFiles(blobId, files);
-    if (per) this.wholeFilesMarked = [...per.values()].reduce((a, m) => a + m.size, 0);
+    if (!marks) return;
+    for (const [blobId, files] of marks.whole) this.device.setWholeFiles(blobId, files);
+    for (const [blobId, families] of marks.families) this.device.setFamilies(blobId, families);
+    this.wholeFilesMarked = [...marks.whole.values()].reduce((a, m) => a + m.size, 0);
   }
 
   private async prefetchStartup(bs: RafsBootstrap, hint: NonNullable<MountRequest['startup']>): Promise<void> {

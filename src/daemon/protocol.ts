@@ -144,6 +144,8 @@ export type MountInfo = MountRequest & {
     prefetchedBytes: number;
     /** bytes copied from another blob's cache (same chunk digest) instead of fetched */
     sharedBytes?: number;
+    /** compressed bytes fetched before a reader asked for them, and of them read since, by why (amplified misses, rest of whole files, gaps read over, start-up/trace prefetch) */
+    ahead?: Record<'amplify' | 'whole' | 'gap' | 'read-ahead' | 'prefetch', { fetched: number; read: number }>;
     fuseRequests: number;
     /** files a read of their first chunk fetches whole (`ferry.whole_so`, `ferry.whole_file`); absent until the mount has marked them */
     wholeFiles?: number;

@@ -101,3 +101,57 @@ test('daemon: a read of the first chunk of a small file or shared object fetches
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('daemon: misses among the small files of one directory are amplified over that family of files only, counted as read', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'ferry-family-'));
+  const daemon = new Daemon({
+    log: silentLogger(),
+    dataDir: join(dir, 'data'),
+    prewarm: false,
+    // a starting window of about 4 chunks (two files); no merging over gaps, no read-ahead
+    config: { amplify_io: 0, ferry: { merge_gap: 0, miss_window: 150 * 1024, miss_window_max: 1024 * 1024 } },
+  });
+  try {
+    const src = join(dir, 'rootfs');
+    await mkdir(join(src, 'pkg/__pycache__'), { recursive: true });
+    const files: Record<string, Buffer> = {};
+    for (let i = 0; i < 8; i++) files[`pkg/__pycache__/m${i}.pyc`] = randomBytes(2 * CHUNK);
+    files['pkg/__pycache__/z.py'] = randomBytes(2 * CHUNK); // laid out right after m7, another extension
+    for (const [rel, data] of Object.entries(files)) await writeFile(join(src, rel), data);
+    const blobDir = join(dir, 'blobs');
+    await mkdir(blobDir);
+    const built = await buildLayer({
+      source: { dir: src },
+      blobDir,
+      fsVersion: 6,
+      compressor: 'zstd',
+      chunkSize: CHUNK,
+      digester: 'blake3',
+    });
+    await writeFile(join(dir, 'image.boot'), built.bootstrap);
+    const mnt = join(dir, 'mnt');
+    await daemon.mount({
+      id: 'f',
+      mountpoint: mnt,
+      bootstrapPath: join(dir, 'image.boot'),
+      backend: { type: 'localfs', dir: blobDir },
+      cacheDir: join(dir, 'cache'),
+    });
+    for (let i = 0; i < 500 && (await daemon.get('f')).stats?.wholeFiles === undefined; i++) await new Promise((r) => setTimeout(r, 10));
+    const requests = async (): Promise<number> => (await daemon.get('f')).stats?.requests ?? Number.NaN;
+    const r0 = await requests();
+    const seen: number[] = [];
+    for (const rel of [...Array.from({ length: 8 }, (_, i) => `pkg/__pycache__/m${i}.pyc`), 'pkg/__pycache__/z.py']) {
+      assert.ok((await readFile(join(mnt, rel))).equals(files[rel]!), rel);
+      seen.push((await requests()) - r0);
+    }
+    // m0: a first miss; m1 brings m2, m3; m4 brings m5, m6; m7 brings nothing (z.py is another family)
+    assert.deepEqual(seen, [1, 2, 2, 2, 3, 3, 3, 4, 5]);
+    const ahead = (await daemon.get('f')).stats?.ahead?.amplify;
+    assert.ok(ahead && ahead.fetched >= 8 * CHUNK && ahead.read === ahead.fetched, `every amplified byte read: ${JSON.stringify(ahead)}`);
+    await daemon.umount('f');
+  } finally {
+    await daemon.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -43,7 +43,14 @@ test('storage: lazy reads, merged requests, single flight, read-ahead only when 
     const { id, bytes, blob, view } = makeBlob(40);
     writeFileSync(join(dir, id), bytes);
     const be = new CountingBackend(new LocalFsBackend(dir));
-    const dev = await StorageDevice.open({ blobs: [blob], backend: be, cacheDir: join(dir, 'cache'), amplifyBytes: 256 * 1024 });
+    // no miss amplification: the read-ahead of sequential streams is what this test is about
+    const dev = await StorageDevice.open({
+      blobs: [blob],
+      backend: be,
+      cacheDir: join(dir, 'cache'),
+      amplifyBytes: 256 * 1024,
+      missWindow: 0,
+    });
     // 8 concurrent reads of the same range: one backend request, for that chunk only.
     const rs = await Promise.all(Array.from({ length: 8 }, () => dev.read(id, 70000, 1000)));
     for (const r of rs) assert.ok(r.equals(view.subarray(70000, 71000)));
@@ -362,6 +369,7 @@ test('storage: with the RAFS decoder, chunks that decompress cleanly to other by
       backend: new LocalFsBackend(dir),
       cacheDir: join(dir, 'cache'),
       amplifyBytes: 0,
+      missWindow: 0,
     });
     const at = (i: number): number => blob.chunks[i]!.uncompressedOffset;
     const digestFailure =
@@ -398,6 +406,7 @@ test('storage: the access trace covers the first 30 s after the device opened', 
       backend: new LocalFsBackend(dir),
       cacheDir: join(dir, 'cache'),
       amplifyBytes: 0,
+      missWindow: 0,
       clock,
     });
     await dev.read(id, 0, 10);
@@ -416,7 +425,7 @@ test('storage: the access trace covers the first 30 s after the device opened', 
   }
 });
 
-test('storage: scattered misses merge over small gaps and are amplified where they keep coming; prefetch goes out as a few large requests in parallel; a chunk is usable as soon as its bytes arrive', async () => {
+test('storage: scattered misses merge over small gaps; prefetch goes out as a few large requests in parallel', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ferry-storage-'));
   try {
     const { id, bytes, blob, view } = makeBlob(40);
@@ -428,7 +437,7 @@ test('storage: scattered misses merge over small gaps and are amplified where th
       cacheDir: join(dir, 'cache'),
       amplifyBytes: 0,
       mergeGap: CHUNK,
-      missWindow: 4 * CHUNK,
+      missWindow: 0,
       fetchConcurrency: 3,
     });
     const calls = (from: number): number[][] => be.calls.slice(from).map(([o, l]) => [o / CHUNK, l / CHUNK]);
@@ -439,20 +448,6 @@ test('storage: scattered misses merge over small gaps and are amplified where th
       [1, 1],
       [0, 3],
     ]);
-    const before = be.calls.length;
-    // misses in one 4-chunk region (chunks 4–7): the first MISS_REGION_AFTER fetch their chunk, the
-    // next is amplified toward the window over the chunks laid out after it
-    await dev.read(id, 4 * CHUNK, 10);
-    await dev.read(id, 6 * CHUNK + 5, 10);
-    assert.deepEqual(calls(before), [
-      [4, 1],
-      [6, 1],
-    ]);
-    await dev.read(id, 5 * CHUNK + 5, 10);
-    assert.deepEqual(calls(before + 2), [[5, 1]], 'chunk 6 cached: amplification stops there');
-    await dev.read(id, 7 * CHUNK + 5, 10);
-    assert.deepEqual(calls(before + 3), [[7, 4]], 'amplified to the 4-chunk window');
-    assert.ok((await dev.read(id, 0, 11 * CHUNK)).equals(view.subarray(0, 11 * CHUNK)));
     // prefetch of a start-up set (in need order): a few large requests, up to 3 in flight
     let inflight = 0;
     let most = 0;
@@ -489,7 +484,102 @@ test('storage: scattered misses merge over small gaps and are amplified where th
   }
 });
 
-test('storage: a file marked whole is fetched in one request when a read misses its first chunk, not when it starts elsewhere', async () => {
+test('storage: misses landing together are amplified over the chunks after them, the window growing while they are read, within a byte budget and a family of files', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-storage-'));
+  try {
+    const { id, bytes, blob, view } = makeBlob(40);
+    writeFileSync(join(dir, id), bytes);
+    const be = new CountingBackend(new LocalFsBackend(dir));
+    // regions of 8 chunks (the largest window); a 4-chunk starting window; at most 6 chunks fetched ahead unread
+    const dev = await StorageDevice.open({
+      blobs: [blob],
+      backend: be,
+      cacheDir: join(dir, 'cache'),
+      amplifyBytes: 0,
+      mergeGap: CHUNK,
+      missWindow: 4 * CHUNK,
+      missWindowMax: 8 * CHUNK,
+      amplifyBudget: 6 * CHUNK,
+    });
+    const calls = (from: number): number[][] => be.calls.slice(from).map(([o, l]) => [o / CHUNK, l / CHUNK]);
+    const read = async (i: number): Promise<void> => {
+      assert.ok((await dev.read(id, i * CHUNK + 5, 10)).equals(view.subarray(i * CHUNK + 5, i * CHUNK + 15)));
+    };
+    await read(0);
+    assert.deepEqual(calls(0), [[0, 1]], 'a first miss in a region: only its chunk');
+    await read(1);
+    assert.deepEqual(calls(1), [[1, 5]], 'region 0 missed before: 4 chunks (the window) past the request');
+    assert.deepEqual(dev.stats.ahead.amplify, { fetched: 4 * CHUNK, read: 0 });
+    for (const i of [2, 3, 4, 5]) await read(i);
+    assert.equal(be.calls.length, 2, 'what came along is cached');
+    assert.deepEqual(dev.stats.ahead.amplify, { fetched: 4 * CHUNK, read: 4 * CHUNK }, 'and counted as read');
+    await read(6);
+    assert.deepEqual(calls(2), [[6, 7]], 'all of it was read: the window doubled to 8, the budget caps it at 6');
+    await read(20);
+    await read(22);
+    assert.deepEqual(
+      calls(3),
+      [
+        [20, 1],
+        [22, 1],
+      ],
+      'the budget is spent (6 chunks unread): no amplification',
+    );
+    for (const i of [7, 8, 9, 10, 11, 12]) await read(i);
+    assert.equal(be.calls.length, 5);
+    await read(18);
+    assert.deepEqual(calls(5), [[18, 4]], 'read again: budget back; 19 and 21 come along, the cached 20 read over');
+    // families (the mount's files): amplification stays within the missed chunk's family
+    dev.setFamilies(id, new Map([24, 25, 26, 27, 28, 29].map((i) => [i, i < 27 ? 1 : 2])));
+    await read(24);
+    await read(25);
+    assert.deepEqual(
+      calls(6),
+      [
+        [24, 1],
+        [25, 2],
+      ],
+      'chunk 26 is the last of its family',
+    );
+    assert.ok((await dev.read(id, 0, 40 * CHUNK)).equals(view));
+    await dev.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('storage: with families pending (a mount before its file walk) misses are not amplified until they are set', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-storage-'));
+  try {
+    const { id, bytes, blob } = makeBlob(20);
+    writeFileSync(join(dir, id), bytes);
+    const be = new CountingBackend(new LocalFsBackend(dir));
+    const dev = await StorageDevice.open({
+      blobs: [blob],
+      backend: be,
+      cacheDir: join(dir, 'cache'),
+      amplifyBytes: 0,
+      mergeGap: 0,
+      missWindow: 4 * CHUNK,
+      familiesPending: true,
+    });
+    const calls = (): number[][] => be.calls.map(([o, l]) => [o / CHUNK, l / CHUNK]);
+    for (const i of [0, 1, 2]) await dev.read(id, i * CHUNK, 10);
+    assert.deepEqual(calls(), [
+      [0, 1],
+      [1, 1],
+      [2, 1],
+    ]);
+    dev.setFamilies(id, new Map());
+    await dev.read(id, 3 * CHUNK, 10);
+    assert.deepEqual(calls().slice(3), [[3, 5]], 'families known (none here): amplified');
+    await dev.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('storage: a file marked whole is fetched in one request when a read misses any of its chunks, without what is cached', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ferry-storage-'));
   try {
     const { id, bytes, blob, view } = makeBlob(20);
@@ -502,6 +592,7 @@ test('storage: a file marked whole is fetched in one request when a read misses 
       amplifyBytes: 0,
       mergeGap: 0,
       missWindow: 0,
+      countAhead: true,
     });
     const calls = (): number[][] => be.calls.map(([o, l]) => [o / CHUNK, l / CHUNK]);
     // file A = chunks 2–6, file B = chunks 10–13
@@ -517,15 +608,26 @@ test('storage: a file marked whole is fetched in one request when a read misses 
     assert.ok((await dev.read(id, 2 * CHUNK, 5 * CHUNK)).equals(view.subarray(2 * CHUNK, 7 * CHUNK)));
     assert.equal(be.calls.length, 1, 'the rest of A is cached');
     await dev.read(id, 12 * CHUNK, 10);
-    assert.deepEqual(calls().slice(1), [[12, 1]], 'a read inside B (not its first chunk): only its chunk');
-    await dev.read(id, 10 * CHUNK, 10);
+    assert.deepEqual(calls().slice(1), [[10, 4]], 'a read inside B (not its first chunk): B in one request');
+    // file C = chunks 15–17; chunk 16 cached before C was marked
+    await dev.read(id, 16 * CHUNK, 10);
+    assert.deepEqual(calls().slice(2), [[16, 1]], 'not marked yet: only its chunk');
+    dev.setWholeFiles(id, new Map([[15, [15, 16, 17]]]));
+    await dev.read(id, 15 * CHUNK, 10);
     assert.deepEqual(
-      calls().slice(2),
+      calls().slice(3),
       [
-        [10, 2],
-        [13, 1],
+        [15, 1],
+        [17, 1],
       ],
-      'then its first chunk: the rest of B, without the cached chunk 12',
+      'the rest of C, without the cached chunk 16 (no merging over gaps here)',
+    );
+    assert.ok((await dev.read(id, 15 * CHUNK, 3 * CHUNK)).equals(view.subarray(15 * CHUNK, 18 * CHUNK)));
+    assert.equal(be.calls.length, 5, 'C is cached');
+    assert.deepEqual(
+      dev.stats.ahead.whole,
+      { fetched: 8 * CHUNK, read: 5 * CHUNK },
+      'A 4 + B 3 + C 1 chunks came along; A 4 and C 1 read since',
     );
     await dev.close();
   } finally {

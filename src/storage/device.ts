@@ -28,7 +28,8 @@ import {
   DEFAULT_MERGE_BYTES,
   DEFAULT_MERGE_GAP,
   DEFAULT_MISS_WINDOW,
-  MissRegions,
+  DEFAULT_MISS_WINDOW_MAX,
+  DEFAULT_AMPLIFY_BUDGET,
   ReadStreams,
   amplify,
   byUncompressedOffset,
@@ -42,6 +43,7 @@ import {
 } from './fetch-plan.js';
 import { ChunkArrivals } from './arrivals.js';
 import { Prefetcher, type PrefetchOptions } from './prefetcher.js';
+import { Speculation } from './speculation.js';
 import { chunkReady, clearChunk, markChunkReady } from './protocol.js';
 
 export type { PrefetchOptions } from './prefetcher.js';
@@ -80,7 +82,16 @@ export interface DeviceStats {
   prefetchedBytes: number;
   /** bytes of chunks copied from another blob's cache (same digest) instead of fetched */
   sharedBytes: number;
+  /**
+   * chunks fetched though no reader asked for them yet, by why (compressed bytes fetched, and of
+   * them read since — `read` counted for amplified misses only, unless `countAhead`): amplified
+   * misses, the rest of files fetched whole, gaps read over, read-ahead, the start-up/trace prefetch
+   */
+  ahead: Record<AheadKind, { fetched: number; read: number }>;
 }
+
+/** Why a chunk was fetched before a reader asked for it (see DeviceStats.ahead). */
+export type AheadKind = 'amplify' | 'whole' | 'gap' | 'read-ahead' | 'prefetch';
 
 export interface StorageDeviceOptions {
   blobs: DeviceBlob[];
@@ -95,10 +106,23 @@ export interface StorageDeviceOptions {
   /** largest gap (compressed bytes) read over to merge requests (default 32 KiB) */
   mergeGap?: number;
   /**
-   * window (compressed bytes) an on-demand miss is amplified toward in a region that keeps missing
-   * (default 128 KiB; 0 = only the chunks read, and the gaps merged over)
+   * starting window (compressed bytes) a clustered on-demand miss is amplified toward (default
+   * 512 KiB; 0 = only the chunks read, and the gaps merged over), the largest it grows to (default
+   * 1 MiB) and the most amplified bytes fetched and not read yet (default 6 MiB): storage/speculation
    */
   missWindow?: number;
+  missWindowMax?: number;
+  amplifyBudget?: number;
+  /**
+   * misses are not amplified until `setFamilies` has given each blob its files' families (a mount
+   * sets them once its file walk is done: before, amplification could spill over any file)
+   */
+  familiesPending?: boolean;
+  /**
+   * count the reads of every chunk fetched ahead (`stats.ahead[*].read`), not only amplified ones:
+   * each such chunk's first read then reaches the main thread once (a diagnostic; default off)
+   */
+  countAhead?: boolean;
   /** prefetch and read-ahead requests in flight at once (default 4); on-demand reads never wait */
   fetchConcurrency?: number;
   /** hard deadline of one backend request including its retries, ms (default 30 s) */
@@ -154,12 +178,22 @@ interface BlobState {
   inflight: Map<number, Promise<void>>;
   /** the blob's chunks and what not to fetch again, for the planner */
   layout: BlobLayout<DeviceChunk>;
-  /** sequential streams over the view, and regions that keep missing */
+  /** sequential streams over the view */
   streams: ReadStreams;
-  regions: MissRegions;
-  /** files fetched whole when their first chunk misses: first CI index → the file's CI indexes (`setWholeFiles`) */
+  /** how far this blob's clustered misses are amplified */
+  spec: Speculation;
+  /** chunks fetched before a reader asked (their trigger bit set until read), and why */
+  ahead: Map<number, AheadKind>;
+  /** read-ahead trigger chunks (their trigger bit set: the read that touches one asks for the next window) */
+  aheadTriggers: Set<number>;
+  /** files fetched whole when a read misses one of their chunks: CI index → its file's CI indexes (`setWholeFiles`) */
   wholeFiles: ReadonlyMap<number, readonly number[]>;
-  /** read-ahead triggers, one bit per CI index (shared with the FUSE reader threads) */
+  /** CI index → its file's family: amplification stays within one (`setFamilies`; empty = no limit, undefined = none yet) */
+  families: ReadonlyMap<number, number> | undefined;
+  /**
+   * chunks whose read must reach this thread, one bit per CI index (shared with the FUSE reader
+   * threads): read-ahead triggers and chunks fetched ahead (`ahead`), whose first read is counted
+   */
   triggers: Uint8Array;
   /** DeviceBlob.prepare in progress or done */
   prepared?: Promise<void> | undefined;
@@ -200,12 +234,21 @@ export class StorageDevice {
     digestMismatches: 0,
     prefetchedBytes: 0,
     sharedBytes: 0,
+    ahead: {
+      amplify: { fetched: 0, read: 0 },
+      whole: { fetched: 0, read: 0 },
+      gap: { fetched: 0, read: 0 },
+      'read-ahead': { fetched: 0, read: 0 },
+      prefetch: { fetched: 0, read: 0 },
+    },
   };
   private readonly blobs = new Map<string, BlobState>();
   private readonly log: Logger;
   private readonly amplify: number;
   private readonly mergeGap: number;
   private readonly missWindow: number;
+  private readonly missWindowMax: number;
+  private readonly amplifyBudget: number;
   private readonly deadline: number;
   private onDemand = 0;
   private closed = false;
@@ -222,6 +265,8 @@ export class StorageDevice {
     this.amplify = Math.max(0, o.amplifyBytes ?? DEFAULT_AMPLIFY_BYTES);
     this.mergeGap = Math.max(0, o.mergeGap ?? DEFAULT_MERGE_GAP);
     this.missWindow = Math.max(0, o.missWindow ?? DEFAULT_MISS_WINDOW);
+    this.missWindowMax = Math.max(this.missWindow, o.missWindowMax ?? DEFAULT_MISS_WINDOW_MAX);
+    this.amplifyBudget = Math.max(0, o.amplifyBudget ?? DEFAULT_AMPLIFY_BUDGET);
     this.deadline = o.requestDeadlineMs ?? DEFAULT_REQUEST_DEADLINE_MS;
     this.clock = o.clock ?? systemClock;
     this.openedAt = this.clock.now();
@@ -235,7 +280,11 @@ export class StorageDevice {
       reading: () => this.onDemand > 0,
       layout: (s) => s.layout,
       fetch: (s, batch, opts) =>
-        this.ensure(s, batch, { prefetch: true, record: opts.record === true, kind: 'prefetch' }, (missing) => [missing]),
+        this.ensure(s, batch, { prefetch: true, record: opts.record === true, kind: 'prefetch' }, (missing) => {
+          // the start-up set and a trace: whether the container then reads them is counted
+          if (opts.record) for (const c of missing) this.fetchedAhead(s, c, 'prefetch');
+          return [missing];
+        }),
       idOf: (s) => s.blob.blobId,
     });
   }
@@ -289,8 +338,11 @@ export class StorageDevice {
         inflight,
         layout: { byOffset, position: pos, skip: (i) => cache.isReady(i) || inflight.has(i) || shareable(i) },
         streams: new ReadStreams(),
-        regions: new MissRegions(d.missWindow),
+        spec: new Speculation({ window: d.missWindow, max: d.missWindowMax, budget: d.amplifyBudget }),
+        ahead: new Map(),
+        aheadTriggers: new Set(),
         wholeFiles: new Map(),
+        families: o.familiesPending ? undefined : new Map(),
         triggers: new Uint8Array(new SharedArrayBuffer(Math.max(1, Math.ceil(blob.chunkCount / 8)))),
         lastUsed: d.openedAt,
       });
@@ -426,8 +478,10 @@ export class StorageDevice {
     const end = Math.min(offset + length, s.blob.uncompressedSize);
     if (end <= offset) return Buffer.alloc(0);
     const chunks = overlapping(s.byOffset, offset, end);
-    for (const c of chunks) if (chunkReady(s.triggers, c.chunkIndex)) clearChunk(s.triggers, c.chunkIndex);
-    const stream = s.streams.observe(offset, end);
+    const why = this.arrived(s, chunks);
+    // a read that came here only to be counted (all its chunks fetched ahead and cached) is what the
+    // fast path answers otherwise: it does not steer read-ahead
+    const stream = why === 'counted' ? undefined : s.streams.observe(offset, end);
     s.lastUsed = this.clock.now();
     // bytes read while the GC emptied the cache (generation changed, a chunk no longer ready) are
     // read again: the chunks are fetched anew, the read never fails because of an eviction
@@ -437,7 +491,7 @@ export class StorageDevice {
       try {
         // this read's own requests go out first, the read-ahead beside them
         const ready = this.ensure(s, chunks, ON_DEMAND);
-        if (attempt === 0) this.readAhead(s, stream);
+        if (attempt === 0 && stream) this.readAhead(s, stream);
         await ready;
       } finally {
         this.onDemand--;
@@ -446,6 +500,41 @@ export class StorageDevice {
       if (s.cache.generation === gen && chunks.every((c) => s.cache.isReady(c.chunkIndex))) return buf;
     }
     throw new FerryError('UNAVAILABLE', `blob ${blobId}: cache emptied under ${EVICTION_RETRIES + 1} reads in a row`);
+  }
+
+  /**
+   * Clears the trigger bits of a read's chunks: a read-ahead trigger makes it `trigger`, a chunk
+   * fetched ahead is counted as read (and credited to the speculation that fetched it). `counted`:
+   * the read touched chunks fetched ahead only and all are cached; `miss`: anything else.
+   */
+  private arrived(s: BlobState, chunks: readonly DeviceChunk[]): 'trigger' | 'counted' | 'miss' {
+    let trigger = false;
+    let counted = false;
+    for (const c of chunks) {
+      if (!chunkReady(s.triggers, c.chunkIndex)) continue;
+      clearChunk(s.triggers, c.chunkIndex);
+      if (s.aheadTriggers.delete(c.chunkIndex)) trigger = true;
+      const kind = s.ahead.get(c.chunkIndex);
+      if (kind === undefined) continue;
+      s.ahead.delete(c.chunkIndex);
+      this.stats.ahead[kind].read += c.compressedSize;
+      if (kind === 'amplify') s.spec.read(c.compressedOffset, c.compressedSize);
+      counted = true;
+    }
+    if (trigger) return 'trigger';
+    return counted && chunks.every((c) => s.cache.isReady(c.chunkIndex)) ? 'counted' : 'miss';
+  }
+
+  /** A chunk fetched before a reader asked for it: its first read reaches this thread and is counted. */
+  private fetchedAhead(s: BlobState, c: DeviceChunk, kind: AheadKind): void {
+    this.stats.ahead[kind].fetched += c.compressedSize;
+    // the hop to this thread costs a little on every first read: only amplified chunks need it
+    // (their reads steer the window), the others only when asked (a diagnostic)
+    if (kind !== 'amplify' && !this.o.countAhead) return;
+    if (s.ahead.has(c.chunkIndex)) return;
+    s.ahead.set(c.chunkIndex, kind);
+    markChunkReady(s.triggers, c.chunkIndex);
+    if (kind === 'amplify') s.spec.fetched(c.compressedOffset, c.compressedSize);
   }
 
   /**
@@ -487,7 +576,15 @@ export class StorageDevice {
     if (missing.length) {
       const groups = plan ? plan(missing) : this.planOnDemand(s, missing);
       if (why.record) this.record(s, groups);
-      for (const group of groups) waits.push(...this.fetchGroup(s, group, why));
+      // the reader waits for its own chunks only, not for what came along (amplified, whole files,
+      // gaps): those may still be arriving, and one failing verification is not this read's failure
+      const asked = new Set(missing.map((c) => c.chunkIndex));
+      for (const group of groups) {
+        const ps = this.fetchGroup(s, group, why);
+        group.forEach((c, i) => {
+          if (asked.has(c.chunkIndex)) waits.push(ps[i]!);
+        });
+      }
     }
     if (waits.length) await Promise.all(waits);
   }
@@ -540,17 +637,30 @@ export class StorageDevice {
   }
 
   /**
-   * The requests for an on-demand read's missing chunks: a file marked whole whose first chunk is
+   * The requests for an on-demand read's missing chunks: a file marked whole one of whose chunks is
    * missing comes along whole (`setWholeFiles`), merged over small gaps (the chunks in the gaps
-   * taken along), and in a region of the blob that keeps missing, amplified toward the miss window
-   * over the chunks laid out after them (fetch-plan's `MissRegions`, `amplify`). Requests are at
-   * most 1 MiB (or the miss window), all sent at once.
+   * taken along), and a miss landing near recent ones is amplified over the chunks laid out after
+   * its request, as far as storage/speculation allows (adaptive window, byte budget). Requests are
+   * at most 1 MiB (or the largest miss window) plus the amplification, all sent at once. Every chunk
+   * no reader asked for is marked as fetched ahead.
    */
   private planOnDemand(s: BlobState, missing: DeviceChunk[]): DeviceChunk[][] {
     const want = withWholeFiles(missing, s.layout, s.wholeFiles);
-    const groups = planFetch(want, { maxBytes: Math.max(this.missWindow, DEFAULT_MERGE_BYTES), maxGap: this.mergeGap }, s.layout);
+    const groups = planFetch(want, { maxBytes: Math.max(this.missWindowMax, DEFAULT_MERGE_BYTES), maxGap: this.mergeGap }, s.layout);
     const planned = new Set(groups.flatMap((g) => g.map((c) => c.chunkIndex)));
-    for (const g of groups) if (s.regions.note(g[0]!.compressedOffset)) amplify(g, s.layout, this.missWindow, this.mergeGap, planned);
+    const asked = new Set(missing.map((c) => c.chunkIndex));
+    const whole = new Set(want.slice(missing.length).map((c) => c.chunkIndex));
+    for (const g of groups) {
+      for (const c of g) if (!asked.has(c.chunkIndex)) this.fetchedAhead(s, c, whole.has(c.chunkIndex) ? 'whole' : 'gap');
+      const first = g[0]!;
+      const last = g[g.length - 1]!;
+      const bytes = s.spec.onMiss(first.compressedOffset);
+      if (bytes <= 0 || !s.families) continue;
+      const span = last.compressedOffset + last.compressedSize - first.compressedOffset;
+      const fam = s.families;
+      const joins = fam.size ? (a: DeviceChunk, b: DeviceChunk) => fam.get(a.chunkIndex) === fam.get(b.chunkIndex) : undefined;
+      for (const c of amplify(g, s.layout, span + bytes, this.mergeGap, planned, joins)) this.fetchedAhead(s, c, 'amplify');
+    }
     return groups;
   }
 
@@ -565,7 +675,9 @@ export class StorageDevice {
     const chunks = overlapping(s.byOffset, r.start, r.end);
     if (!chunks.length) return;
     // the trigger: the window's first chunk past the reader (its first chunk may be the one being read)
-    markChunkReady(s.triggers, (chunks.find((c) => c.uncompressedOffset >= r.start) ?? chunks[0]!).chunkIndex);
+    const trigger = (chunks.find((c) => c.uncompressedOffset >= r.start) ?? chunks[0]!).chunkIndex;
+    markChunkReady(s.triggers, trigger);
+    s.aheadTriggers.add(trigger);
     const idx = this.o.chunkIndex;
     if (idx) {
       const shared = chunks.filter(
@@ -580,6 +692,7 @@ export class StorageDevice {
     if (!missing.length) return;
     const groups = planFetch(missing, { maxBytes: Math.max(this.amplify, DEFAULT_MERGE_BYTES), maxGap: this.mergeGap }, s.layout);
     this.record(s, groups);
+    for (const g of groups) for (const c of g) if (c.chunkIndex !== trigger) this.fetchedAhead(s, c, 'read-ahead');
     for (const g of groups) for (const p of this.fetchGroup(s, g, READ_AHEAD)) p.catch(() => undefined);
   }
 
@@ -600,13 +713,25 @@ export class StorageDevice {
   }
 
   /**
-   * Marks files of a blob to be fetched whole when an on-demand read misses their first chunk
+   * Marks files of a blob to be fetched whole when an on-demand read misses one of their chunks
    * (first CI index → the file's CI indexes in order; fetch-plan's `withWholeFiles`), replacing
    * what was marked before. Unknown blobs are ignored.
    */
   setWholeFiles(blobId: string, files: ReadonlyMap<number, readonly number[]>): void {
     const s = this.blobs.get(blobId);
-    if (s) s.wholeFiles = files;
+    if (!s) return;
+    const byChunk = new Map<number, readonly number[]>();
+    for (const chunks of files.values()) for (const i of chunks) byChunk.set(i, chunks);
+    s.wholeFiles = byChunk;
+  }
+
+  /**
+   * Gives a blob's chunks their files' families (CI index → family; daemon/whole-files): an
+   * amplified miss grows only over chunks of its own family. Unknown blobs are ignored.
+   */
+  setFamilies(blobId: string, families: ReadonlyMap<number, number>): void {
+    const s = this.blobs.get(blobId);
+    if (s) s.families = families;
   }
 
   /** The chunks of a blob with these CI indexes (unknown indexes are skipped); undefined for an unknown blob. */

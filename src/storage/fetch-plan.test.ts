@@ -2,11 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   MIN_WINDOW,
-  MISS_REGION_AFTER,
   SEQUENTIAL_AFTER,
   SEQUENTIAL_SLACK,
   STREAMS_KEPT,
-  MissRegions,
   ReadStreams,
   amplify,
   byUncompressedOffset,
@@ -172,21 +170,6 @@ test('fetch plan: amplification grows a request over the following chunks, withi
     g.map((c) => c.chunkIndex),
     [0],
   );
-});
-
-test('fetch plan: a region is amplified only once it keeps missing', () => {
-  const w = 128 * K;
-  const r = new MissRegions(w);
-  for (let i = 0; i < MISS_REGION_AFTER; i++) assert.equal(r.note(10 * K + i), false, `miss ${i + 1} in region 0`);
-  assert.equal(r.note(w - 1), true, 'region 0 keeps missing');
-  assert.equal(r.note(w), false, 'region 1 is counted on its own');
-  assert.equal(new MissRegions(0).note(0), false, 'window 0: never');
-  // regions forgotten least recently missed first, so memory stays bounded
-  const many = new MissRegions(1);
-  many.note(0);
-  many.note(0);
-  for (let i = 1; i <= 1024; i++) many.note(i);
-  assert.equal(many.note(0), false, 'region 0 was forgotten: counting starts over');
 });
 
 test('fetch plan: sequential streams are detected per stream, reads in between do not break them', () => {

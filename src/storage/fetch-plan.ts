@@ -8,15 +8,16 @@
  *   round trip; the chunks lying in it are taken along when they are neither cached nor in flight,
  *   so nothing read is wasted), each request at most `maxBytes`.
  * - Read amplification of on-demand misses (`amplify`): a request grows over the blob's following
- *   chunks — chunks of the same file, and of the files laid out after it — up to a window, once a
- *   region of the blob has missed often enough to be worth it (`MissRegions`).
+ *   chunks — chunks of the same file, and of the files laid out after it, reading over cached ones —
+ *   up to a window; how far, and when, storage/speculation decides (misses landing together, an
+ *   adaptive window, a byte budget).
  * - Sequential streams at the view level (`ReadStreams`): a read continuing one of the last few
  *   reads (or landing inside the read-ahead issued for it) extends that stream; from the
  *   SEQUENTIAL_AFTER-th such read on, the device reads ahead asynchronously, one window ahead of the
  *   reader, the window doubling up to `amplify_io` (as the kernel's read-ahead does).
- * - Whole files (`withWholeFiles`): a miss on the first chunk of a file the mount marked (shared
- *   objects, small files) brings the file's other chunks along — a file read from its start is
- *   read to its end, a dlopen faults in pages all over the library.
+ * - Whole files (`withWholeFiles`): a miss on a chunk of a file the mount marked (shared objects,
+ *   small files) brings the file's other chunks along — a file read from its start is read to its
+ *   end, a dlopen faults in pages all over the library.
  * - How a prefetch list (the start-up set: a trace, the loader's reads) becomes a few large
  *   requests issued in the order the chunks are needed (`planPrefetch`).
  * - The sorted, de-duplicated chunk list of a blob (`byUncompressedOffset`).
@@ -33,12 +34,14 @@ export const DEFAULT_AMPLIFY_BYTES = 1024 * 1024;
  * ~2.4 ms on loopback).
  */
 export const DEFAULT_MERGE_GAP = 32 * 1024;
-/** Default window an on-demand miss is amplified toward in a region that keeps missing (0 = off). */
-export const DEFAULT_MISS_WINDOW = 128 * 1024;
-/** Misses in one window-sized region of the blob before further misses there are amplified. */
-export const MISS_REGION_AFTER = 2;
-/** Regions remembered per blob (least recently missed forgotten first). */
-export const MISS_REGIONS_KEPT = 1024;
+/**
+ * Default starting window a clustered on-demand miss is amplified toward (0 = off), the largest it
+ * grows to while what was fetched ahead is read, and the most bytes fetched ahead and not read yet
+ * (storage/speculation).
+ */
+export const DEFAULT_MISS_WINDOW = 512 * 1024;
+export const DEFAULT_MISS_WINDOW_MAX = 1024 * 1024;
+export const DEFAULT_AMPLIFY_BUDGET = 6 * 1024 * 1024;
 /** Default requests in flight per device for prefetches and read-ahead (on-demand reads never wait). */
 export const DEFAULT_FETCH_CONCURRENCY = 4;
 /** A read starting at most this far past where a stream's last read ended still continues it. */
@@ -145,10 +148,12 @@ function fillGap<C extends ChunkPlace>(g: C[], next: C, layout: BlobLayout<C>): 
 }
 
 /**
- * Grows request `g` (sorted, from `planFetch`) over the blob's following chunks while they may be
- * fetched, are contiguous (gaps up to `maxGap`), are not in `planned` (chunks of the other requests
- * of the same plan; the chunks added are put in it) and end within `bytes` of the request's start
- * (compressed): the read amplification of a miss. Returns the chunks added.
+ * Grows request `g` (sorted, from `planFetch`) over the blob's following chunks while they are
+ * contiguous (gaps up to `maxGap`; cached or in-flight chunks are read over as gaps, not added),
+ * are not in `planned` (chunks of the other requests of the same plan; the chunks added are put in
+ * it), end within `bytes` of the request's start (compressed) and, with `joins`, belong with the
+ * chunk before them (the same family of files): the read amplification of a miss. Returns the
+ * chunks added.
  */
 export function amplify<C extends ChunkPlace>(
   g: C[],
@@ -156,6 +161,7 @@ export function amplify<C extends ChunkPlace>(
   bytes: number,
   maxGap: number,
   planned: Set<number> = new Set(),
+  joins?: (prev: C, next: C) => boolean,
 ): C[] {
   const added: C[] = [];
   if (bytes <= 0 || g.length === 0) return added;
@@ -167,9 +173,16 @@ export function amplify<C extends ChunkPlace>(
   for (let i = from + 1; i < layout.byOffset.length; i++) {
     const c = layout.byOffset[i]!;
     const lastEnd = endOf(g[g.length - 1]!);
-    if (taken.has(c.chunkIndex) || layout.skip(c.chunkIndex)) break;
-    if (c.compressedOffset < lastEnd || c.compressedOffset - lastEnd > maxGap) break;
+    if (taken.has(c.chunkIndex)) break;
+    if (c.compressedOffset < lastEnd) break;
+    // a cached or in-flight chunk is read over like a gap: a few cached files in a package do not stop it
+    if (layout.skip(c.chunkIndex)) {
+      if (endOf(c) - lastEnd > maxGap) break;
+      continue;
+    }
+    if (c.compressedOffset - lastEnd > maxGap) break;
     if (endOf(c) - start > bytes) break;
+    if (joins && !joins(g[g.length - 1]!, c)) break;
     g.push(c);
     added.push(c);
     taken.add(c.chunkIndex);
@@ -179,9 +192,9 @@ export function amplify<C extends ChunkPlace>(
 
 /**
  * The chunks to fetch for on-demand misses `missing` when files are fetched whole: each missing
- * chunk that starts a file of `files` (first CI index → the file's CI indexes, in order) brings
- * that file's other chunks along, unless `layout.skip` says they are cached or in flight or they
- * are wanted already. Unknown indexes are ignored. The result starts with `missing`, in its order.
+ * chunk of a file of `files` (CI index of any of its chunks → the file's CI indexes, in order)
+ * brings that file's other chunks along, unless `layout.skip` says they are cached or in flight or
+ * they are wanted already. Unknown indexes are ignored. The result starts with `missing`, in its order.
  */
 export function withWholeFiles<C extends ChunkPlace>(
   missing: readonly C[],
@@ -202,28 +215,6 @@ export function withWholeFiles<C extends ChunkPlace>(
     }
   }
   return out;
-}
-
-/**
- * On-demand misses per region of a blob (regions of `window` compressed bytes, the last
- * MISS_REGIONS_KEPT remembered): `note` counts a miss and says whether its region has missed
- * often enough (MISS_REGION_AFTER) that amplifying the next fetch there is likely to pay. A
- * program starting up touches scattered pages of big files (a fixed 1 MiB amplification fetched
- * 1.8× the bytes of a cold python start): only regions it keeps coming back to are amplified.
- */
-export class MissRegions {
-  private readonly counts = new Map<number, number>();
-  constructor(private readonly window: number) {}
-
-  note(compressedOffset: number): boolean {
-    if (this.window <= 0) return false;
-    const r = Math.floor(compressedOffset / this.window);
-    const n = (this.counts.get(r) ?? 0) + 1;
-    this.counts.delete(r);
-    this.counts.set(r, n);
-    if (this.counts.size > MISS_REGIONS_KEPT) this.counts.delete(this.counts.keys().next().value!);
-    return n > MISS_REGION_AFTER;
-  }
 }
 
 /** One sequential stream over a blob's view. */
