@@ -125,8 +125,6 @@ export interface ConvertOptions {
   platforms?: string[];
   mergePlatform?: boolean;
   withReferrer?: boolean;
-  /** Carry the source's cosign tags and artefact referrers to the target (convert/supply-chain.ts); default true. */
-  carrySupplyChain?: boolean;
   /** Sign a conversion attestation of each Nydus manifest with this key and push it as its referrer (convert/attestation.ts). */
   signKey?: KeyObject;
   /** Store blobs in a local directory instead of the registry (the manifest then has only the bootstrap). */
@@ -759,7 +757,6 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertResult>
       sourceDigest: top.digest,
       targetDigest: sha256Digest(finalBody),
       log,
-      enabled: opts.carrySupplyChain !== false,
     });
     const attestations = opts.signKey
       ? await attestConversion({

@@ -46,8 +46,6 @@ export interface CarryOptions {
   sourceDigest: string;
   /** the digest that stands for it in the target (Nydus manifest or merged index) */
   targetDigest: string;
-  /** false: carry nothing (a converter's `carrySupplyChain: false`); default true */
-  enabled?: boolean;
   log?: Logger;
 }
 
@@ -107,7 +105,6 @@ async function carryReferrers(o: CarryOptions): Promise<string[]> {
 
 /** Carries the source's signatures, attestations and SBOMs to the converted image (see the module comment). */
 export async function carrySupplyChain(o: CarryOptions): Promise<CarriedArtifacts> {
-  if (o.enabled === false) return { tags: [], referrers: [] };
   const log = o.log ?? silentLogger();
   const tags = await carryCosignTags(o);
   const referrers = await carryReferrers(o);

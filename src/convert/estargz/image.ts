@@ -59,8 +59,6 @@ export interface EstargzConvertOptions {
   /** gzip level (default 9, as upstream) */
   compressionLevel?: number;
   platforms?: string[];
-  /** carry the source's cosign tags and artefact referrers (default true) */
-  carrySupplyChain?: boolean;
   annotations?: Record<string, string>;
   workDir?: string;
   layerConcurrency?: number;
@@ -231,7 +229,6 @@ export async function convertImageToEstargz(o: EstargzConvertOptions): Promise<C
       sourceDigest: top.digest,
       targetDigest: sha256Digest(finalBody),
       log,
-      enabled: o.carrySupplyChain !== false,
     });
     const targetDigest = await tc.putManifest(dst, finalBody, finalType);
     const res: ConvertResult = {
